@@ -1,0 +1,32 @@
+# Botón Seguro — the two commands a fresh machine needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv demo test bench mpy docs clean
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Main job: boot a virtual device, deploy, provision, press the button, show the phone network.
+demo: venv
+	$(BIN)/boton demo
+
+# Whole suite, on the MicroPython unix port and CPython.
+test: venv
+	$(BIN)/pytest -q -p no:cacheprovider
+
+bench: venv
+	$(BIN)/python -m boton.bench
+
+mpy: venv
+	$(BIN)/boton build --out build/mpy
+
+clean:
+	rm -rf $(VENV) build .pytest_cache
