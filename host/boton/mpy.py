@@ -1,0 +1,29 @@
+"""Run code on the real MicroPython unix port (never CPython), with the firmware on sys.path."""
+import subprocess
+from pathlib import Path
+
+from .paths import FIRMWARE, micropython_exe
+
+# An ESP32 without PSRAM leaves ~110 KB of heap to Python; run with the same so a
+# firmware that fits here fits there.
+DEFAULT_HEAP = "110k"
+
+
+class MicroPythonError(RuntimeError):
+    def __init__(self, code, stdout, stderr):
+        super().__init__(f"MicroPython exited {code}:\n{stdout}\n{stderr}")
+        self.code, self.stdout, self.stderr = code, stdout, stderr
+
+
+def run(code: str, *, lib: Path = FIRMWARE / "lib", heap: str = DEFAULT_HEAP,
+        cwd: Path | None = None, timeout: float = 120, stdin: bytes | None = None) -> str:
+    """Execute `code` on MicroPython; return its stdout or raise MicroPythonError."""
+    prelude = f"import sys\nsys.path.insert(0, {str(lib)!r})\n"
+    proc = subprocess.run(
+        [micropython_exe(), "-X", f"heapsize={heap}", "-c", prelude + code],
+        input=stdin, capture_output=True, timeout=timeout, cwd=cwd,
+    )
+    out = proc.stdout.decode(errors="replace")
+    if proc.returncode != 0:
+        raise MicroPythonError(proc.returncode, out, proc.stderr.decode(errors="replace"))
+    return out

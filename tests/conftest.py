@@ -1,0 +1,30 @@
+import json
+import pytest
+
+from boton import mpy as _mpy
+from boton.paths import SHARED
+
+
+class MicroPython:
+    """Runs test code on the real MicroPython unix port with firmware/lib importable."""
+
+    def run(self, code, **kw):
+        return _mpy.run(code, **kw)
+
+    def json(self, code, **kw):
+        """Run code whose last stdout line is JSON; return it decoded."""
+        out = _mpy.run(code, **kw).strip().splitlines()
+        return json.loads(out[-1])
+
+
+@pytest.fixture(scope="session")
+def mpy():
+    return MicroPython()
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    path = SHARED / "data"
+    if not path.exists():
+        pytest.fail(f"shared data not found at {path}")
+    return path
