@@ -1,0 +1,105 @@
+# The device's event log: a bounded ring of segment files on flash. Each entry carries a
+# counter and a hash chained to the previous entry, so the host can show the retained
+# log was not altered or spliced. No phone numbers or names are ever written here.
+#
+# Line format:  <seq> <unix_s> <event> <detail> <hash16>
+# hash16 = first 16 hex of sha256(prev_hash16 + " " + "<seq> <unix_s> <event> <detail>")
+import binascii
+import hashlib
+import os
+import time
+
+SEGMENTS = 4
+PER_SEGMENT = 64
+GENESIS = "0" * 16
+
+
+def chain(prev, body):
+    h = hashlib.sha256(prev.encode() + b" " + body.encode())
+    return binascii.hexlify(h.digest()).decode()[:16]
+
+
+class EventLog:
+    def __init__(self, prefix="log", echo=True):
+        self.prefix = prefix
+        self.echo = echo  # mirror entries on the console, where a technician's tool follows them
+        self.seq = 0
+        self.last = GENESIS
+        self.seg = 0
+        self.in_seg = 0
+        self._resume()
+
+    def _path(self, i):
+        return "%s.%d" % (self.prefix, i)
+
+    def _resume(self):
+        best = -1
+        for i in range(SEGMENTS):
+            lines = self._read(i)
+            if lines:
+                seq = int(lines[-1].split(" ", 1)[0])
+                if seq > best:
+                    best, self.seg, self.in_seg = seq, i, len(lines)
+                    self.seq = seq
+                    self.last = lines[-1].rsplit(" ", 1)[1]
+
+    def _read(self, i):
+        """Lines of segment i that parse; a torn last line (power cut mid-write) is dropped."""
+        try:
+            with open(self._path(i)) as f:
+                raw = f.read()
+        except OSError:
+            return []
+        good = []
+        for line in raw.split("\n"):
+            parts = line.split(" ")
+            if len(parts) >= 5 and len(parts[-1]) == 16 and parts[0].isdigit():
+                good.append(line)
+        return good
+
+    def add(self, event, detail="-"):
+        detail = str(detail).replace(" ", "_").replace("\n", "_") or "-"
+        self.seq += 1
+        body = "%d %d %s %s" % (self.seq, time.time(), event, detail)
+        self.last = chain(self.last, body)
+        line = body + " " + self.last
+        if self.in_seg >= PER_SEGMENT:
+            self.seg = (self.seg + 1) % SEGMENTS
+            self.in_seg = 0
+            try:
+                os.remove(self._path(self.seg))  # the oldest segment goes
+            except OSError:
+                pass
+        with open(self._path(self.seg), "a") as f:
+            f.write(line + "\n")
+        self.in_seg += 1
+        if self.echo:
+            print("EV", event, detail)
+        return self.seq
+
+    def entries(self):
+        """All retained lines, oldest first."""
+        segs = [self._read(i) for i in range(SEGMENTS)]
+        segs = [s for s in segs if s]
+        segs.sort(key=lambda s: int(s[0].split(" ", 1)[0]))
+        out = []
+        for s in segs:
+            out.extend(s)
+        return out
+
+
+def verify(lines):
+    """(ok, reason) for a list of log lines: counters contiguous and hashes chained."""
+    prev = None
+    prev_seq = None
+    for line in lines:
+        body, h = line.rsplit(" ", 1)
+        seq = int(body.split(" ", 1)[0])
+        if prev_seq is not None and seq != prev_seq + 1:
+            return False, "gap before entry %d" % seq
+        if prev is not None and chain(prev, body) != h:
+            return False, "entry %d does not chain to the one before" % seq
+        if prev is None and seq == 1 and chain(GENESIS, body) != h:
+            return False, "first entry altered"
+        prev, prev_seq = h, seq
+    return True, "%d entries intact" % len(lines)

@@ -1,0 +1,34 @@
+# ESP32 backend of the hardware layer: thin aliases over machine.
+import machine
+
+Pin = machine.Pin
+WDT = machine.WDT
+TIME_SCALE = 1.0
+VIRTUAL = False
+
+
+def UART(uart_id, baudrate, tx, rx, rxbuf=1024):
+    return machine.UART(uart_id, baudrate=baudrate, tx=tx, rx=rx, rxbuf=rxbuf, timeout=0)
+
+
+def unique_id():
+    return machine.unique_id()
+
+
+def reset():
+    machine.reset()
+
+
+def lightsleep(ms):
+    machine.lightsleep(ms)
+
+
+def battery_adc(pin):
+    adc = machine.ADC(machine.Pin(pin))
+    adc.atten(machine.ADC.ATTN_11DB)
+    return adc.read_uv()
+
+
+async def run():
+    # Nothing to pump on real hardware: UARTs and pin IRQs are the chip's own.
+    pass

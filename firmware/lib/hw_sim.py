@@ -1,0 +1,120 @@
+# Virtual-device backend of the hardware layer (MicroPython unix port).
+# The rig (host side) simulates the parts; each UART is a TCP stream to it and the pins
+# travel as "P <pin> <level>" lines on one more stream. Drivers use these exactly like
+# machine.UART / machine.Pin, so the same driver code runs on the ESP32.
+import os
+import socket
+import asyncio
+
+VIRTUAL = True
+TIME_SCALE = float(os.getenv("BOTON_TIME_SCALE") or "1")
+_RIG = os.getenv("BOTON_RIG") or "127.0.0.1:0"
+
+
+def _connect(hello):
+    host, port = _RIG.split(":")
+    s = socket.socket()
+    s.connect(socket.getaddrinfo(host, int(port))[0][-1])
+    s.write(hello)
+    s.setblocking(False)
+    return s
+
+
+_gpio = None
+_levels = {}
+_irqs = {}
+
+
+def _gpio_sock():
+    global _gpio
+    if _gpio is None:
+        _gpio = _connect(b"gpio\n")
+    return _gpio
+
+
+class Pin:
+    IN = 0
+    OUT = 1
+    PULL_UP = 1
+    PULL_DOWN = 2
+    IRQ_FALLING = 1
+    IRQ_RISING = 2
+
+    def __init__(self, pin, mode=IN, pull=None, value=None):
+        self.pin = pin
+        self.mode = mode
+        _gpio_sock()
+        if pin not in _levels:
+            _levels[pin] = 1 if pull == Pin.PULL_UP else 0
+        if value is not None:
+            self.value(value)
+
+    def value(self, v=None):
+        if v is None:
+            return _levels.get(self.pin, 0)
+        v = 1 if v else 0
+        _levels[self.pin] = v
+        if self.mode == Pin.OUT:
+            _gpio_sock().write(b"P %d %d\n" % (self.pin, v))
+
+    def on(self):
+        self.value(1)
+
+    def off(self):
+        self.value(0)
+
+    def irq(self, handler=None, trigger=3):
+        _irqs[self.pin] = (handler, trigger, self)
+
+
+class WDT:
+    # The rig plays the watchdog: the firmware's feeds are counted, a starved one resets it.
+    def __init__(self, id=0, timeout=5000):
+        self.timeout = timeout
+
+    def feed(self):
+        pass
+
+
+def UART(uart_id, baudrate=9600, tx=None, rx=None, rxbuf=1024):
+    return _connect(b"uart %d\n" % uart_id)
+
+
+def unique_id():
+    # The virtual board's eFuse MAC, given by the rig (a real one comes from efuse).
+    mac = os.getenv("BOTON_MAC") or "24:0a:c4:00:00:42"
+    return bytes(int(x, 16) for x in mac.split(":"))
+
+
+def reset():
+    import sys
+    sys.exit(1)  # the rig restarts the interpreter from power-on
+
+
+def lightsleep(ms):
+    import time
+    time.sleep_ms(ms)
+
+
+def battery_adc(pin):
+    return 3900000
+
+
+async def run():
+    """Pump pin levels from the rig and fire IRQ handlers, as the chip would."""
+    reader = asyncio.StreamReader(_gpio_sock())
+    while True:
+        line = await reader.readline()
+        if not line:
+            return
+        parts = line.split()
+        if len(parts) != 3 or parts[0] != b"P":
+            continue
+        pin, level = int(parts[1]), int(parts[2])
+        old = _levels.get(pin)
+        _levels[pin] = level
+        h = _irqs.get(pin)
+        if h and h[0] and old != level:
+            edge = Pin.IRQ_RISING if level else Pin.IRQ_FALLING
+            if h[1] & edge:
+                h[0](h[2])

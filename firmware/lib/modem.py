@@ -1,0 +1,152 @@
+# SIM800 driver: one reader task routes the modem's bytes through the sans-IO parser;
+# final results go to the one command waiting, URCs go to the app as events.
+import asyncio
+import time
+
+from atparse import ATParser
+
+CTRL_Z = b"\x1a"
+ESC = b"\x1b"
+
+
+class ModemError(Exception):
+    pass
+
+
+class ModemTimeout(ModemError):
+    pass
+
+
+class Modem:
+    def __init__(self, uart, on_urc, scale=1.0):
+        self._r = asyncio.StreamReader(uart)
+        self._w = asyncio.StreamWriter(uart, {})
+        self._p = ATParser()
+        self._buf = bytearray(128)
+        self._lock = asyncio.Lock()
+        self._done = asyncio.Event()
+        self._prompt = asyncio.Event()
+        self._lines = []
+        self._final = None
+        self._busy = False
+        self.on_urc = on_urc
+        self.scale = scale
+        self.last_rx_ms = time.ticks_ms()
+        self.trace = None  # set to a callable(direction, bytes) for a timeline
+
+    def _ms(self, ms):
+        return max(1, int(ms * self.scale))
+
+    async def reader(self):
+        buf = self._buf
+        mv = memoryview(buf)
+        while True:
+            n = await self._r.readinto(buf)
+            if not n:
+                await asyncio.sleep_ms(10)
+                continue
+            self.last_rx_ms = time.ticks_ms()
+            if self.trace:
+                self.trace("<", bytes(mv[:n]))
+            self._p.feed(mv[:n])
+            while True:
+                ev = self._p.next_event()
+                if ev is None:
+                    break
+                self._route(ev)
+
+    def _route(self, ev):
+        kind = ev[0]
+        if kind == "final":
+            if self._busy:
+                self._final = ev
+                self._done.set()
+            elif ev[1] in ("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE"):
+                self.on_urc(ev[1], "")  # call ended while no command was waiting
+        elif kind == "prompt":
+            self._prompt.set()
+        elif kind == "line":
+            if self._busy:
+                self._lines.append(ev[1])
+        elif kind == "urc":
+            self.on_urc(ev[1], ev[2])
+
+    async def _write(self, data):
+        if self.trace:
+            self.trace(">", data)
+        self._w.write(data)
+        await self._w.drain()
+
+    async def cmd(self, command, timeout_ms=2000, expect=None, check=True):
+        """Send one AT command; return (final_kind, final_text, info_lines)."""
+        async with self._lock:
+            return await self._cmd(command, timeout_ms, expect, check)
+
+    async def _cmd(self, command, timeout_ms, expect, check):
+        self._lines = []
+        self._final = None
+        self._done.clear()
+        self._busy = True
+        self._p.expect(expect)
+        self._p.set_echo_filter(command)
+        try:
+            await self._write(command.encode() + b"\r")
+            try:
+                await asyncio.wait_for_ms(self._done.wait(), self._ms(timeout_ms))
+            except asyncio.TimeoutError:
+                raise ModemTimeout(command)
+        finally:
+            self._busy = False
+            self._p.expect(None)
+        _, kind, text = self._final
+        if check and kind != "OK":
+            raise ModemError("%s -> %s %s" % (command, kind, text))
+        return kind, text, self._lines
+
+    async def probe(self, tries=3):
+        """True if the module answers AT (it may already be on: never pulse PWRKEY blindly)."""
+        for _ in range(tries):
+            try:
+                kind, _, _ = await self.cmd("AT", 500, check=False)
+                if kind == "OK":
+                    return True
+            except ModemTimeout:
+                pass
+        return False
+
+    async def send_sms(self, number, text, timeout_ms=60000):
+        """AT+CMGS: wait for the '> ' prompt, send text + Ctrl-Z, wait for +CMGS: <mr>.
+        Returns the message reference; raises ModemError('... CMS <code>') on refusal."""
+        async with self._lock:
+            self._prompt.clear()
+            self._lines = []
+            self._final = None
+            self._done.clear()
+            self._busy = True
+            self._p.expect("+CMGS")
+            cmd = 'AT+CMGS="%s"' % number
+            self._p.set_echo_filter(cmd)
+            try:
+                await self._write(cmd.encode() + b"\r")
+                try:
+                    await asyncio.wait_for_ms(self._prompt.wait(), self._ms(5000))
+                except asyncio.TimeoutError:
+                    if self._final is not None:
+                        raise ModemError("%s -> %s %s" % (cmd, self._final[1], self._final[2]))
+                    await self._write(ESC)
+                    raise ModemTimeout("no > prompt")
+                await self._write(text.encode() + CTRL_Z)
+                try:
+                    await asyncio.wait_for_ms(self._done.wait(), self._ms(timeout_ms))
+                except asyncio.TimeoutError:
+                    raise ModemTimeout("AT+CMGS")
+            finally:
+                self._busy = False
+                self._p.expect(None)
+            _, kind, ftext = self._final
+            if kind != "OK":
+                raise ModemError("AT+CMGS -> %s %s" % (kind, ftext))
+            for line in self._lines:
+                if line.startswith("+CMGS:"):
+                    return int(line[6:].strip())
+            return -1

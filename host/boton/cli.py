@@ -1,0 +1,203 @@
+"""`boton`: the technician's tool. Every command works on a real port or the virtual device."""
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from . import provision as prov
+from .device import EXIT_TEST, Device, DeviceError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+PORT_HELP = "Serial port of the board: /dev/ttyUSB0, socket://127.0.0.1:PORT, rfc2217://... (or BOTON_PORT)."
+
+
+class BotonGroup(click.Group):
+    """Turns our expected failures into one line and a documented exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DeviceError as e:
+            err_console.print(f"[bold red]error:[/] {e}")
+            sys.exit(e.exit_code)
+
+
+@click.group(cls=BotonGroup)
+@click.version_option(package_name="boton-seguro")
+def main():
+    """Botón Seguro: flash, deploy, provision and test panic buttons, real or virtual.
+
+    Exit codes: 0 ok, 2 bad input, 3 cannot connect, 4 device error, 5 verify failed,
+    6 test call failed.
+    """
+
+
+# --------------------------------------------------------------------------- sim
+@main.command()
+@click.option("--flash", "flash_dir", type=click.Path(file_okay=False), default="build/sim-flash",
+              show_default=True, help="Folder that holds the virtual board's flash filesystem.")
+@click.option("--board", default="tcall_sim800l", show_default=True, help="Board profile from boards/.")
+@click.option("--repl", type=click.Choice(["pty", "socket"]), default="socket", show_default=True)
+@click.option("--repl-port", type=int, default=0, help="TCP port for --repl socket (0: any free).")
+@click.option("--network-log", type=click.Path(dir_okay=False), help="Append every SMS and call as JSON lines.")
+@click.option("--nmea", "nmea_file", type=click.Path(exists=True, dir_okay=False),
+              help="Replay a captured NMEA log instead of a simulated fix.")
+@click.option("--time-scale", type=float, default=1.0, show_default=True,
+              help="Multiply the simulated parts' delays (0.1 = ten times faster).")
+def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale):
+    """Run a virtual device: firmware on the MicroPython unix port with a simulated
+    SIM800, GPS, button and phone network.
+
+    Type `press [SECONDS]`, `reset` or `events` and Enter to drive it; Ctrl-C stops it.
+
+    Example: boton sim --network-log net.jsonl   then   mpremote connect <URL> fs ls
+    """
+    from .sim.rig import VirtualDevice
+
+    try:
+        vd = VirtualDevice(flash_dir, board=board, repl=repl, repl_port=repl_port,
+                           network_log=network_log, nmea_file=nmea_file, time_scale=time_scale)
+    except ValueError as e:
+        raise DeviceError(str(e), 2) from None
+    vd.start()
+    console.print(f"virtual device running; REPL at [bold]{vd.repl_url}[/]", soft_wrap=True)
+    console.print(f"flash folder: {vd.flash_dir}", soft_wrap=True)
+    try:
+        for line in sys.stdin:
+            cmd = line.split()
+            if not cmd:
+                continue
+            if cmd[0] == "press":
+                vd.press(float(cmd[1]) if len(cmd) > 1 else 2.5)
+            elif cmd[0] == "reset":
+                vd.hard_reset()
+            elif cmd[0] == "events":
+                for ev in vd.events:
+                    console.print(json.dumps(ev, ensure_ascii=False), soft_wrap=True)
+            elif cmd[0] in ("quit", "exit"):
+                break
+            else:
+                console.print("commands: press [SECONDS], reset, events, quit")
+        else:
+            # stdin closed (run in the background): keep serving until interrupted
+            threading_wait_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        vd.stop()
+
+
+def threading_wait_forever():
+    import threading
+    threading.Event().wait()
+
+
+# --------------------------------------------------------------------------- deploy
+@main.command()
+@click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)
+@click.option("--board", default="tcall_sim800l", show_default=True, help="Board profile from boards/.")
+def deploy(port, board):
+    """Copy the firmware onto a board with mpremote: only files whose hash differs,
+    each verified by the device's own SHA-256.
+
+    Example: boton deploy --port /dev/ttyUSB0 --board tcall_sim800l
+    """
+    with Device(port) as dev:
+        copied, total = prov.deploy(dev, board)
+    if copied:
+        console.print(f"deployed {len(copied)} of {total} files: {', '.join(copied)}")
+    else:
+        console.print(f"firmware already up to date ({total} files)")
+
+
+# --------------------------------------------------------------------------- provision
+@main.command()
+@click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)
+@click.option("--alias", required=True, help="Short name she chose (not her full name), GSM-7 letters.")
+@click.option("--contact", "contacts", multiple=True, required=True,
+              help="Trusted contact's number (1 to 5; repeat the option). Mexican numbers by default.")
+@click.option("--c4", "c4", multiple=True, required=True, help="C4 number to call (first is primary).")
+@click.option("--device-id", default=None, help="Short device label, e.g. BS-0042 (default: from the chip id).")
+@click.option("--pin", default=None, help="PIN for SMS commands (default: a random 6-digit PIN).")
+@click.option("--gesture", type=click.Choice(["hold", "presses"]), default="hold", show_default=True)
+@click.option("--hold-ms", type=int, default=2000, show_default=True)
+@click.option("--allow-911", is_flag=True, help="Dial 911 as the last resort if no C4 number answers.")
+def provision(port, alias, contacts, c4, device_id, pin, gesture, hold_ms, allow_911):
+    """Write her configuration to the device atomically, read it back and compare.
+
+    Example: boton provision --port /dev/ttyUSB0 --alias Luna --contact 449 111 2233 --c4 449 910 0000
+    """
+    with Device(port) as dev:
+        if device_id is None:
+            uid = dev.eval_json("__import__('binascii').hexlify(__import__('hw').unique_id()).decode()")
+            device_id = "BS-" + uid[-4:].upper()
+        config = prov.build_config(alias=alias, contacts=list(contacts), c4=list(c4), device_id=device_id,
+                                   pin=pin, gesture=gesture, hold_ms=hold_ms, allow_911=allow_911)
+        digest = prov.write_config(dev, config)
+    console.print(f"provisioned {device_id}: {len(config['contacts'])} contact(s), "
+                  f"{len(config['c4'])} C4 number(s), gesture {gesture}; config {digest[:12]} verified")
+
+
+# --------------------------------------------------------------------------- test-call
+@main.command("test-call")
+@click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)
+@click.option("--timeout", type=float, default=120, show_default=True, help="Seconds to wait for the outcome.")
+def test_call(port, timeout):
+    """The delivery-day test: fire a TEST alert (SMS marked PRUEBA, real call to C4) and
+    report the outcome from the device's own log.
+
+    Example: boton test-call --port /dev/ttyUSB0
+    """
+    seen = []
+
+    def consume(b):
+        seen.append(b)
+
+    with Device(port, timeout=timeout) as dev:
+        out = dev.exec("import app\napp.test_call()", timeout=timeout, consumer=consume)
+        text = b"".join(seen).decode(errors="replace") + out.decode(errors="replace")
+    events = [line.split()[1:] for line in text.splitlines() if line.startswith("EV ")]
+    names = [e[0] for e in events if e]
+    sms_ok = names.count("sms_ok")
+    answered = "call_answered" in names
+    result = "ok" if sms_ok and answered else "failed"
+    console.print(f"test call: SMS accepted {sms_ok}, C4 call answered: {'yes' if answered else 'no'} -> {result}")
+    if result != "ok":
+        raise DeviceError("test call failed: " + ", ".join(names[-6:]), EXIT_TEST)
+
+
+# --------------------------------------------------------------------------- demo
+@main.command()
+@click.option("--time-scale", type=float, default=0.3, show_default=True)
+@click.option("--keep", is_flag=True, help="Keep the virtual flash folder and logs.")
+def demo(time_scale, keep):
+    """The whole alert path on a virtual device: deploy, provision, press, and show what
+    the phone network saw."""
+    from .demo import run_demo
+
+    ok = run_demo(console, time_scale=time_scale, keep=keep)
+    sys.exit(0 if ok else 1)
+
+
+@main.command()
+@click.argument("log", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def nmea(log, as_json):
+    """Run the firmware's own NMEA parser (on MicroPython) over a captured GPS log and
+    print every fix and a summary, to check a GPS module's output.
+
+    Example: boton nmea capture.log --json
+    """
+    from .nmea_report import analyse, render_text
+
+    result = analyse(log)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(render_text(result))

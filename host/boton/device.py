@@ -1,0 +1,147 @@
+"""A connection to a board's REPL (real USB serial or the virtual device), over mpremote.
+
+Every failure becomes a DeviceError with a one-line reason and an exit code by kind, so
+the CLI never shows a traceback to a technician.
+"""
+import hashlib
+import json
+import os
+
+import serial
+from mpremote.transport import TransportError, TransportExecError
+from mpremote.transport_serial import SerialTransport
+
+EXIT_USAGE, EXIT_CONNECT, EXIT_DEVICE, EXIT_VERIFY, EXIT_TEST = 2, 3, 4, 5, 6
+
+
+class DeviceError(Exception):
+    def __init__(self, message, exit_code=EXIT_DEVICE):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def resolve_port(port):
+    port = port or os.environ.get("BOTON_PORT")
+    if not port:
+        raise DeviceError("no port given: use --port (a serial path, socket://HOST:PORT) or set BOTON_PORT",
+                          EXIT_USAGE)
+    return port
+
+
+class Device:
+    """The REPL of one board. Use as a context manager; it leaves the firmware running."""
+
+    def __init__(self, port, timeout=10):
+        self.port = resolve_port(port)
+        self.timeout = timeout
+        self.t = None
+        self.bytes_written = 0
+        self.round_trips = 0
+
+    def __enter__(self):
+        try:
+            self.t = SerialTransport(self.port, baudrate=115200)
+        except (TransportError, serial.SerialException, OSError, ValueError) as e:
+            raise DeviceError(f"cannot open {self.port}: {_reason(e)}", EXIT_CONNECT) from None
+        try:
+            self.t.enter_raw_repl(soft_reset=False, timeout_overall=self.timeout)
+        except (TransportError, serial.SerialException, OSError) as e:
+            self.t.close()
+            raise DeviceError(f"no MicroPython REPL answers on {self.port}: {_reason(e)} "
+                              "(is the firmware flashed? is another program using the port?)",
+                              EXIT_CONNECT) from None
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.t is None:
+            return
+        try:
+            if exc_type is None:
+                self.restart_firmware()
+        finally:
+            try:
+                self.t.close()
+            except OSError:
+                pass
+
+    # ---------------------------------------------------------------- primitives
+    def exec(self, code, timeout=None, consumer=None):
+        self.round_trips += 1
+        self.bytes_written += len(code)
+        try:
+            out, err = self.t.exec_raw(code, timeout=timeout or self.timeout, data_consumer=consumer)
+        except (TransportError, serial.SerialException, OSError) as e:
+            raise DeviceError(f"lost the device on {self.port}: {_reason(e)}", EXIT_CONNECT) from None
+        if err:
+            last = err.decode(errors="replace").strip().splitlines()[-1:]
+            raise DeviceError(f"device error: {last[0] if last else err!r}")
+        return out
+
+    def eval_json(self, expr):
+        out = self.exec(f"import json\nprint(json.dumps({expr}))")
+        return json.loads(out.decode().strip().splitlines()[-1])
+
+    def restart_firmware(self):
+        """Soft reset into the friendly REPL, which runs boot.py and main.py, as after power-on."""
+        try:
+            self.t.exit_raw_repl()
+            self.t.serial.write(b"\x04")
+            self.t.read_until(1, b"soft reboot\r\n", timeout=self.timeout)
+        except (TransportError, serial.SerialException, OSError):
+            pass
+
+    # ---------------------------------------------------------------- files
+    def read_file(self, path):
+        out = self.exec(f"import binascii\ntry:\n f=open({path!r},'rb')\nexcept OSError:\n print('-')\nelse:\n"
+                        " while 1:\n  b=f.read(192)\n  if not b: break\n  print(binascii.b2a_base64(b).decode().strip())\n f.close()")
+        lines = out.decode().split()
+        if lines[:1] == ["-"]:
+            return None
+        import binascii
+        return b"".join(binascii.a2b_base64(x) for x in lines)
+
+    def write_file(self, path, data: bytes):
+        """Write, then check the device's own SHA-256 of what landed."""
+        self._mkdirs(path)
+        self.exec(f"f=open({path!r},'wb')\nw=f.write")
+        for i in range(0, len(data), 1024):
+            self.exec(f"w({data[i:i + 1024]!r})")
+        self.exec("f.close()")
+        got = self.hash_file(path)
+        if got != hashlib.sha256(data).hexdigest():
+            raise DeviceError(f"verify failed for {path}: the device holds different bytes", EXIT_VERIFY)
+
+    def write_file_atomic(self, path, data: bytes):
+        """Write to a temporary name and rename over the old file: never a half-written config."""
+        tmp = path + ".tmp"
+        self.write_file(tmp, data)
+        self.exec(f"import os\nos.rename({tmp!r},{path!r})")
+
+    def hash_file(self, path):
+        return self.hash_files([path]).get(path)
+
+    def hash_files(self, paths):
+        """SHA-256 of each path on the device (missing files omitted), in one round trip."""
+        code = ("import hashlib,binascii,json\nr={}\nb=bytearray(256)\n"
+                f"for p in {list(paths)!r}:\n"
+                " try:\n  f=open(p,'rb')\n except OSError:\n  continue\n"
+                " h=hashlib.sha256()\n while 1:\n  n=f.readinto(b)\n  if not n: break\n"
+                "  h.update(b[:n])\n f.close()\n r[p]=binascii.hexlify(h.digest()).decode()\n"
+                "print(json.dumps(r))")
+        out = self.exec(code)
+        return json.loads(out.decode().strip().splitlines()[-1])
+
+    def _mkdirs(self, path):
+        parts = path.strip("/").split("/")[:-1]
+        if parts:
+            self.exec("import os\nfor d in %r:\n try:\n  os.mkdir(d)\n except OSError:\n  pass"
+                      % ["/".join(parts[: i + 1]) for i in range(len(parts))])
+
+    def remove(self, path):
+        self.exec(f"import os\ntry:\n os.remove({path!r})\nexcept OSError:\n pass")
+
+
+def _reason(e):
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0]
+

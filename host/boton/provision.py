@@ -1,0 +1,132 @@
+"""What goes onto a device: the firmware files and her configuration.
+
+The device keeps the minimum: an alias she chose (never her name), the numbers it must
+reach and a PIN for SMS commands. Case data stays in the host registry.
+"""
+import hashlib
+import json
+import re
+import secrets
+from pathlib import Path
+
+import phonenumbers
+
+from .device import EXIT_USAGE, EXIT_VERIFY, DeviceError
+from .paths import BOARDS, FIRMWARE
+
+CONFIG_PATH = "config.json"
+BOARD_PATH = "board.json"
+CONFIG_SCHEMA = 1
+MAX_CONTACTS = 5
+ALIAS_RE = re.compile(r"^[A-Za-z0-9 .'-]{1,16}$")
+
+
+class InputError(DeviceError):
+    def __init__(self, message):
+        super().__init__(message, EXIT_USAGE)
+
+
+def normalise_number(text, what="number", region="MX"):
+    """E.164 of a phone number, Mexican by default; InputError naming the field otherwise."""
+    try:
+        num = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException as e:
+        raise InputError(f"{what} {mask(text)!s} is not a phone number: {e._msg}") from None
+    if not phonenumbers.is_valid_number(num):
+        raise InputError(f"{what} {mask(text)} is not a valid number for region {region}")
+    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mask(number: str) -> str:
+    """Show enough of a number to recognise it, never all of it (logs, screens)."""
+    digits = str(number)
+    if len(digits) <= 4:
+        return "*" * len(digits)
+    return digits[:3] + "*" * (len(digits) - 5) + digits[-2:]
+
+
+def build_config(*, alias, contacts, c4, device_id, pin=None, allow_911=False,
+                 gesture="hold", hold_ms=2000, presses=3, window_ms=2000,
+                 update_every_s=300, max_alert_s=3600, confirm=True, region="MX"):
+    alias = (alias or "").strip()
+    if not ALIAS_RE.match(alias):
+        raise InputError("alias must be 1-16 plain letters, digits, spaces or . ' - "
+                         "(a short name she chose, not her full name; no accents: SMS are GSM-7)")
+    if not 1 <= len(contacts) <= MAX_CONTACTS:
+        raise InputError(f"give 1 to {MAX_CONTACTS} trusted contacts (got {len(contacts)})")
+    if not c4:
+        raise InputError("give at least one C4 number (--c4)")
+    contacts_e164 = [normalise_number(c, f"contact #{i + 1}", region) for i, c in enumerate(contacts)]
+    c4_e164 = [normalise_number(c, f"C4 number #{i + 1}", region) for i, c in enumerate(c4)]
+    if len(set(contacts_e164)) != len(contacts_e164):
+        raise InputError("the same trusted contact is given twice")
+    if set(contacts_e164) & set(c4_e164):
+        raise InputError("a trusted contact cannot also be a C4 number")
+    if pin is None:
+        pin = "".join(secrets.choice("0123456789") for _ in range(6))
+    if not re.fullmatch(r"\d{4,8}", str(pin)):
+        raise InputError("PIN must be 4 to 8 digits")
+    if gesture not in ("hold", "presses"):
+        raise InputError("gesture must be 'hold' or 'presses'")
+    if not 500 <= hold_ms <= 10000:
+        raise InputError("hold time must be 500-10000 ms")
+    return {
+        "schema": CONFIG_SCHEMA,
+        "device_id": device_id,
+        "alias": alias,
+        "c4": c4_e164,
+        "contacts": contacts_e164,
+        "pin": str(pin),
+        "allow_911": bool(allow_911),
+        "gesture": {"mode": gesture, "hold_ms": hold_ms, "count": presses, "window_ms": window_ms},
+        "confirm": bool(confirm),
+        "update_every_s": update_every_s,
+        "max_alert_s": max_alert_s,
+    }
+
+
+def config_bytes(config: dict) -> bytes:
+    return json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+
+
+def config_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_config(dev, config: dict):
+    """Atomically write the config, read it back, and compare: the registry trusts only this."""
+    data = config_bytes(config)
+    dev.write_file_atomic(CONFIG_PATH, data)
+    back = dev.read_file(CONFIG_PATH)
+    if back != data:
+        raise DeviceError("config read back from the device differs from what was written", EXIT_VERIFY)
+    return config_hash(data)
+
+
+def firmware_files(board: str):
+    """(device path, bytes) of everything `deploy` puts on a board."""
+    files = []
+    for p in sorted(FIRMWARE.glob("*.py")):
+        files.append((p.name, p.read_bytes()))
+    for p in sorted((FIRMWARE / "lib").glob("*.py")):
+        files.append(("lib/" + p.name, p.read_bytes()))
+    board_file = BOARDS / f"{board}.json"
+    if not board_file.exists():
+        known = ", ".join(sorted(b.stem for b in BOARDS.glob("*.json")))
+        raise InputError(f"unknown board {board!r} (known: {known})")
+    files.append((BOARD_PATH, board_file.read_bytes()))
+    return files
+
+
+def deploy(dev, board: str, progress=None):
+    """Copy only what differs (by the device's own SHA-256). Returns the paths copied."""
+    files = firmware_files(board)
+    have = dev.hash_files([p for p, _ in files])
+    copied = []
+    for path, data in files:
+        if have.get(path) != hashlib.sha256(data).hexdigest():
+            dev.write_file(path, data)
+            copied.append(path)
+        if progress:
+            progress(path)
+    return copied, len(files)

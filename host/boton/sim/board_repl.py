@@ -1,0 +1,226 @@
+# Runs ON MICROPYTHON (unix port), never CPython: the board side of the virtual device.
+#
+# The unix port's own REPL is not a board's: it wants a tty, exits on Ctrl-D, and has
+# no soft reset. This script stands in for the board's pyexec loop, byte for byte where
+# mpremote looks: friendly REPL, raw REPL, raw-paste mode, and soft reset. A soft reset
+# exits with code 100 (raw) or 101 (friendly) and the rig starts a fresh interpreter on
+# the same flash folder, so nothing survives it, as on a board.
+#
+# argv[1]: "power" (power-on/hard reset), "soft" (friendly soft reset) or "softraw".
+# The fd named by BOTON_STATE_FD receives b"B" when user code starts and b"I" when the
+# REPL is idle, so the rig only turns Ctrl-C into SIGINT while something is running.
+import os
+import sys
+
+BANNER = "MicroPython v1.29.0 on 2026-07-05; Boton Seguro virtual ESP32 with ESP32\r\nType \"help()\" for more information.\r\n"
+RAW_BANNER = "raw REPL; CTRL-B to exit\r\n>"
+SOFT_RAW, SOFT_FRIENDLY = 100, 101
+WINDOW = 256
+
+# The device sees only its flash: the flash folder (cwd) and its /lib.
+sys.path[:] = ["", "lib", ".frozen"]
+
+try:
+    _state = open("/dev/fd/" + os.getenv("BOTON_STATE_FD"), "wb")
+except (OSError, TypeError):
+    _state = None
+
+
+def state(flag):
+    if _state:
+        try:
+            _state.write(flag)
+            _state.flush()
+        except OSError:
+            pass
+
+
+out = sys.stdout
+rd = sys.stdin.buffer.read
+
+
+def w(s):
+    out.write(s)
+
+
+def getc():
+    while True:
+        try:
+            c = rd(1)
+        except KeyboardInterrupt:
+            continue
+        if not c:  # host closed our stdin: the rig is shutting down
+            sys.exit(0)
+        return c[0]
+
+
+_globals = {"__name__": "__main__"}
+
+
+def run_source(src, mode="exec"):
+    """Compile and run like pyexec; return the exception (printed by the caller) or None."""
+    state(b"B")
+    try:
+        exec(compile(src, "<stdin>", mode), _globals)
+    except SystemExit:
+        raise
+    except BaseException as e:  # KeyboardInterrupt included, as on a board
+        return e
+    finally:
+        state(b"I")
+
+
+def run_and_report(src):
+    """Raw-REPL contract: output, \x04, the exception text, \x04."""
+    e = run_source(src)
+    w("\x04")
+    if e is not None:
+        sys.print_exception(e, out)
+    w("\x04")
+
+
+def run_file(name):
+    try:
+        f = open(name)
+    except OSError:
+        return
+    with f:
+        src = f.read()
+    state(b"B")
+    try:
+        exec(compile(src, name, "exec"), _globals)
+    except SystemExit:
+        raise
+    except BaseException as e:
+        sys.print_exception(e, out)
+    finally:
+        state(b"I")
+
+
+def report(e):
+    if e is not None:
+        sys.print_exception(e, out)
+
+
+def raw_paste():
+    """Raw-paste mode: flow-controlled upload, then compile and run."""
+    w("R\x01")
+    w(chr(WINDOW & 0xFF) + chr(WINDOW >> 8))
+    buf = bytearray()
+    used = 0
+    while True:
+        c = getc()
+        if c == 4:
+            break
+        buf.append(c)
+        used += 1
+        if used == WINDOW:
+            used = 0
+            w("\x01")
+    w("\x04")
+    run_and_report(buf.decode())
+
+
+def raw_repl():
+    w(RAW_BANNER)
+    line = bytearray()
+    while True:
+        c = getc()
+        if c == 1:  # Ctrl-A again: restart raw REPL
+            line = bytearray()
+            w("\r\n" + RAW_BANNER)
+        elif c == 2:  # Ctrl-B: back to friendly
+            w("\r\n")
+            return
+        elif c == 3:
+            line = bytearray()
+        elif c == 5 and not line:
+            a = getc()
+            if a == 65:  # 'A'
+                b = getc()
+                if b == 1:
+                    raw_paste()
+                    w(">")
+                    continue
+            line.append(5)
+            line.append(a)
+        elif c == 4:
+            w("OK")
+            if not line:
+                w("\r\n")
+                sys.exit(SOFT_RAW)
+            run_and_report(line.decode())
+            w(">")
+            line = bytearray()
+        else:
+            line.append(c)
+
+
+def friendly_repl():
+    w(BANNER + ">>> ")
+    line = bytearray()
+    pending = ""
+    while True:
+        c = getc()
+        if c == 1:
+            w("\r\n")
+            raw_repl()
+            w(BANNER + ">>> ")
+            line = bytearray()
+            pending = ""
+        elif c == 2:
+            w("\r\n" + BANNER + ">>> ")
+            line = bytearray()
+        elif c == 3:
+            w("\r\nKeyboardInterrupt\r\n>>> ")
+            line = bytearray()
+            pending = ""
+        elif c == 4:
+            if not line and not pending:
+                w("\r\n")
+                sys.exit(SOFT_FRIENDLY)
+        elif c in (8, 127):
+            if line:
+                line = line[:-1]
+                w("\x08 \x08")
+        elif c == 13:
+            text = line.decode()
+            line = bytearray()
+            w("\r\n")
+            if pending:
+                if text.strip():
+                    pending += text + "\n"
+                    w("... ")
+                    continue
+                src, pending = pending, ""
+                report(run_source(src, "single"))
+            elif text.rstrip().endswith(":"):
+                pending = text + "\n"
+                w("... ")
+                continue
+            elif text.strip():
+                report(run_source(text, "single"))
+            w(">>> ")
+        elif c == 10:
+            pass
+        elif c >= 32:
+            line.append(c)
+            w(chr(c))
+
+
+def main():
+    mode = sys.argv[1] if len(sys.argv) > 1 else "power"
+    if mode == "power":
+        w("ets Jul 29 2019 12:21:46\r\n\r\nrst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n")
+    else:
+        w("MPY: soft reboot\r\n")
+    run_file("boot.py")
+    if mode == "softraw":
+        raw_repl()
+    else:
+        run_file("main.py")
+    while True:
+        friendly_repl()
+
+
+main()

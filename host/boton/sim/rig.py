@@ -1,0 +1,505 @@
+"""The virtual device: the firmware on the real MicroPython unix port, wired to a
+simulated SIM800, GPS, button and phone network.
+
+Layout of one virtual device:
+
+    mpremote ──REPL URL──► rig ──stdin/stdout──► micropython board_repl.py (cwd = flash dir)
+                            ▲                         │ firmware's hw_sim backend
+                            └──── peripheral socket ◄─┘ (uart 1 = SIM800, uart 2 = GPS, gpio)
+
+Everything runs in one asyncio loop on a background thread; the public methods are
+thread-safe and blocking, so tests and the CLI call them directly. Waiting is always on
+an event (network event, console text), never a sleep.
+"""
+import asyncio
+import json
+import os
+import pty
+import random
+import signal
+import sys
+import threading
+import time
+import tty
+from pathlib import Path
+
+from ..paths import BOARDS, micropython_exe
+from .clock import Scheduler
+from .gps import GpsSim
+from .network import PhoneNetwork
+from .sim800 import Sim800
+
+BOARD_REPL = Path(__file__).with_name("board_repl.py")
+SOFT_RAW, SOFT_FRIENDLY = 100, 101
+CONSOLE_KEEP = 1 << 20  # console bytes kept for wait_console()
+
+DEFAULT_DEVICE_NUMBER = "+524490000042"
+DEFAULT_C4 = "+524499100000"
+DEFAULT_CONTACT = "+524491112233"
+AGS_CENTRO = (21.88234, -102.29143)  # Plaza de la Patria, Aguascalientes
+
+
+def load_board(board: str) -> dict:
+    path = Path(board) if board.endswith(".json") else BOARDS / f"{board}.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        known = ", ".join(sorted(p.stem for p in BOARDS.glob("*.json")))
+        raise ValueError(f"unknown board {board!r} (known: {known})") from None
+
+
+class RigError(RuntimeError):
+    pass
+
+
+class VirtualDevice:
+    """One simulated panic button and the phone network around it."""
+
+    def __init__(self, flash_dir, *, board="tcall_sim800l", time_scale=1.0,
+                 network_log=None, repl="socket", repl_port=0, heap="110k",
+                 device_number=DEFAULT_DEVICE_NUMBER, c4_numbers=(DEFAULT_C4,),
+                 contacts=(DEFAULT_CONTACT,), c4_answer_after_s=3.0, c4_hangup_after_s=None,
+                 gps_point=AGS_CENTRO, gps_route=None, gps_ttff_s=2.0, nmea_file=None,
+                 nmea_realtime=True, console_log=None, seed=None):
+        self.flash_dir = Path(flash_dir)
+        self.flash_dir.mkdir(parents=True, exist_ok=True)
+        self.board = load_board(board)
+        self.time_scale = time_scale
+        self.heap = heap
+        self.repl_mode = repl
+        self.repl_port = repl_port
+        self.device_number = device_number
+        self.console_log = Path(console_log) if console_log else None
+        self._rand = random.Random(seed)
+        self._network_log = network_log
+        self._net_cfg = dict(c4_numbers=list(c4_numbers), contacts=list(contacts),
+                             answer_after=c4_answer_after_s, hangup_after=c4_hangup_after_s)
+        self._gps_cfg = dict(point=gps_point, route=gps_route, ttff=gps_ttff_s,
+                             nmea=nmea_file, realtime=nmea_realtime)
+
+        self.repl_url = None
+        self.events = []           # network events, in order
+        self.pins_out = {}         # output pin -> level, as the firmware drives them
+        self.pin_history = []      # (t, pin, level) of outputs: LED/vibration pulses
+        self.resets = 0
+        self._cond = threading.Condition()
+        self._console = bytearray()
+        self._console_total = 0
+        self._loop = None
+        self._thread = None
+        self._ready = threading.Event()
+        self._start_error = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, timeout=20):
+        self._thread = threading.Thread(target=self._thread_main, name="virtual-device", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RigError("virtual device did not start")
+        if self._start_error:
+            raise RigError(f"virtual device failed to start: {self._start_error}")
+        return self
+
+    def stop(self):
+        if not self._loop:
+            return
+        fut = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+        try:
+            fut.result(10)
+        finally:
+            self._thread.join(10)
+            self._loop = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _thread_main(self):
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException as e:  # surfaced to start(); never silently lost
+            self._start_error = repr(e)
+            self._ready.set()
+        finally:
+            loop.close()
+
+    async def _main(self):
+        self._stopping = asyncio.Event()
+        self._kick = asyncio.Event()
+        self._proc = None
+        self._busy = False
+        self._repl_writer = None
+        self._gpio_writer = None
+        self._uart_writers = {}
+        self._button_level = 1 - self.board["button"]["active"]
+
+        self.sched = Scheduler(time.monotonic, self.time_scale)
+        self.network = PhoneNetwork(self.sched, log_path=self._network_log)
+        self.network.subscribe(self._on_network_event)
+        for n in self._net_cfg["c4_numbers"]:
+            self.network.add_c4(n, answer_after_s=self._net_cfg["answer_after"],
+                                hangup_after_s=self._net_cfg["hangup_after"])
+        for n in self._net_cfg["contacts"]:
+            self.network.add_contact(n)
+        self.modem = Sim800(self.sched, self.network, self.device_number,
+                            emit=lambda b: self._uart_emit("modem", b))
+        self.network.attach(self.device_number, self.modem)
+        self.gps = GpsSim(self.sched, emit=lambda b: self._uart_emit("gps", b))
+        g = self._gps_cfg
+        if g["nmea"]:
+            self.gps.replay(g["nmea"], realtime=g["realtime"])
+        else:
+            if g["route"]:
+                self.gps.set_route(g["route"])
+            else:
+                self.gps.set_position(*g["point"])
+            self.gps.start(ttff_s=g["ttff"])
+        self.modem.power_on()
+
+        self._periph = await asyncio.start_server(self._periph_conn, "127.0.0.1", 0)
+        self._periph_port = self._periph.sockets[0].getsockname()[1]
+        await self._open_repl()
+        sched_task = asyncio.create_task(self._drive_scheduler())
+        child_task = asyncio.create_task(self._supervise_child())
+        self._ready.set()
+        await self._stopping.wait()
+        for t in (sched_task, child_task):
+            t.cancel()
+        await asyncio.gather(sched_task, child_task, return_exceptions=True)
+        await self._kill_child()
+        self._periph.close()
+        if self.repl_mode == "socket":
+            self._repl_server.close()
+        else:
+            self._loop.remove_reader(self._pty_master)
+            os.close(self._pty_master)
+            os.close(self._pty_slave)
+
+    async def _shutdown(self):
+        self._stopping.set()
+
+    # ------------------------------------------------------------------ scheduler
+    async def _drive_scheduler(self):
+        while True:
+            self.sched.run_due()
+            nxt = self.sched.next_deadline()
+            timeout = None if nxt is None else max(0.0, nxt - time.monotonic())
+            self._kick.clear()
+            try:
+                await asyncio.wait_for(self._kick.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+
+    def _kick_scheduler(self):
+        self._kick.set()
+
+    # ------------------------------------------------------------------ MicroPython child
+    async def _supervise_child(self):
+        mode = "power"
+        while True:
+            code = await self._run_child(mode)
+            if code == SOFT_RAW:
+                mode = "softraw"
+            elif code == SOFT_FRIENDLY:
+                mode = "soft"
+            else:
+                mode = "power"  # crash or hard reset: the board reboots from scratch
+                self.resets += 1
+                await asyncio.sleep(0.2)  # a real reboot takes a moment; also stops a hot crash loop
+
+    async def _run_child(self, mode):
+        state_r, state_w = os.pipe()
+        env = dict(os.environ, BOTON_RIG=f"127.0.0.1:{self._periph_port}",
+                   BOTON_STATE_FD=str(state_w), BOTON_TIME_SCALE=repr(self.time_scale))
+        self._proc = await asyncio.create_subprocess_exec(
+            micropython_exe(), "-X", f"heapsize={self.heap}", str(BOARD_REPL), mode,
+            cwd=self.flash_dir, env=env, pass_fds=(state_w,),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        os.close(state_w)
+        self._busy = False
+        self._loop.add_reader(state_r, self._read_state, state_r)
+        proc = self._proc
+        try:
+            while True:
+                data = await proc.stdout.read(4096)
+                if not data:
+                    break
+                self._console_out(data)
+            return await proc.wait()
+        finally:
+            self._loop.remove_reader(state_r)
+            os.close(state_r)
+
+    def _read_state(self, fd):
+        try:
+            data = os.read(fd, 64)
+        except OSError:
+            return
+        if data:
+            self._busy = data[-1:] == b"B"
+
+    async def _kill_child(self):
+        proc = self._proc
+        if proc and proc.returncode is None:
+            try:
+                proc.kill()
+            except ProcessLookupError:
+                pass
+            await proc.wait()
+
+    def _to_child(self, data: bytes):
+        proc = self._proc
+        if not proc or proc.returncode is not None:
+            return
+        if b"\x03" in data and self._busy:
+            # A board's UART IRQ turns Ctrl-C into KeyboardInterrupt; here, SIGINT does.
+            try:
+                proc.send_signal(signal.SIGINT)
+            except ProcessLookupError:
+                pass
+        try:
+            proc.stdin.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _console_out(self, data: bytes):
+        with self._cond:
+            self._console += data
+            self._console_total += len(data)
+            if len(self._console) > CONSOLE_KEEP:
+                del self._console[: len(self._console) - CONSOLE_KEEP]
+            self._cond.notify_all()
+        if self.console_log:
+            with open(self.console_log, "ab") as f:
+                f.write(data)
+        self._repl_send(data)
+
+    # ------------------------------------------------------------------ REPL endpoint
+    async def _open_repl(self):
+        if self.repl_mode == "socket":
+            self._repl_server = await asyncio.start_server(self._repl_conn, "127.0.0.1", self.repl_port)
+            port = self._repl_server.sockets[0].getsockname()[1]
+            self.repl_url = f"socket://127.0.0.1:{port}"
+        elif self.repl_mode == "pty":
+            self._pty_master, self._pty_slave = pty.openpty()
+            tty.setraw(self._pty_slave)  # a UART: no echo, no CR/LF translation
+            os.set_blocking(self._pty_master, False)
+            self._loop.add_reader(self._pty_master, self._pty_readable)
+            self.repl_url = os.ttyname(self._pty_slave)
+        else:
+            raise ValueError(f"repl must be 'socket' or 'pty', not {self.repl_mode!r}")
+
+    async def _repl_conn(self, reader, writer):
+        # One host at a time, like one USB cable: a new connection replaces the old.
+        if self._repl_writer:
+            self._repl_writer.close()
+        self._repl_writer = writer
+        try:
+            while True:
+                data = await reader.read(4096)
+                if not data:
+                    break
+                self._to_child(data)
+        except ConnectionError:
+            pass
+        finally:
+            if self._repl_writer is writer:
+                self._repl_writer = None
+            writer.close()
+
+    def _pty_readable(self):
+        try:
+            data = os.read(self._pty_master, 4096)
+        except (BlockingIOError, OSError):
+            return
+        if data:
+            self._to_child(data)
+
+    def _repl_send(self, data: bytes):
+        if self.repl_mode == "socket":
+            if self._repl_writer:
+                self._repl_writer.write(data)
+        else:
+            try:
+                os.write(self._pty_master, data)
+            except (BlockingIOError, OSError):
+                pass  # nobody reading: a UART drops what no one hears
+
+    # ------------------------------------------------------------------ peripherals
+    async def _periph_conn(self, reader, writer):
+        hello = (await reader.readline()).decode().split()
+        if hello[:1] == ["uart"] and len(hello) == 2:
+            role = self._uart_role(int(hello[1]))
+            if role is None:
+                writer.close()
+                return
+            self._uart_writers[role] = writer
+            try:
+                while True:
+                    data = await reader.read(1024)
+                    if not data:
+                        break
+                    if role == "modem":
+                        self.modem.feed(data)
+                        self._kick_scheduler()
+            except ConnectionError:
+                pass
+            finally:
+                if self._uart_writers.get(role) is writer:
+                    del self._uart_writers[role]
+        elif hello == ["gpio"]:
+            self._gpio_writer = writer
+            writer.write(b"P %d %d\n" % (self.board["button"]["pin"], self._button_level))
+            try:
+                while True:
+                    line = await reader.readline()
+                    if not line:
+                        break
+                    self._gpio_from_device(line)
+            except ConnectionError:
+                pass
+            finally:
+                if self._gpio_writer is writer:
+                    self._gpio_writer = None
+        writer.close()
+
+    def _uart_role(self, uart_id):
+        for role in ("modem", "gps"):
+            if self.board[role]["uart"] == uart_id:
+                return role
+        return None
+
+    def _uart_emit(self, role, data: bytes):
+        w = self._uart_writers.get(role)
+        if w is not None and not w.is_closing():
+            w.write(data)
+
+    def _gpio_from_device(self, line: bytes):
+        parts = line.split()
+        if len(parts) != 3 or parts[0] != b"P":
+            return
+        pin, level = int(parts[1]), int(parts[2])
+        with self._cond:
+            self.pins_out[pin] = level
+            self.pin_history.append((time.monotonic(), pin, level))
+            self._cond.notify_all()
+        if pin == self.board["modem"].get("pwrkey"):
+            self.modem.pwrkey(level)
+            self._kick_scheduler()
+
+    async def _set_button(self, pressed: bool, bounce: bool):
+        active = self.board["button"]["active"]
+        level = active if pressed else 1 - active
+        if bounce:
+            # Contact bounce: a few toggles 0.2-2 ms apart before the level settles.
+            for _ in range(self._rand.randint(3, 9)):
+                self._gpio_write(1 - level)
+                await asyncio.sleep(self._rand.uniform(0.0002, 0.002))
+                self._gpio_write(level)
+                await asyncio.sleep(self._rand.uniform(0.0002, 0.002))
+        self._gpio_write(level)
+
+    def _gpio_write(self, level):
+        self._button_level = level
+        if self._gpio_writer:
+            self._gpio_writer.write(b"P %d %d\n" % (self.board["button"]["pin"], level))
+
+    async def _press(self, hold_s, bounce):
+        await self._set_button(True, bounce)
+        await asyncio.sleep(hold_s)
+        await self._set_button(False, bounce)
+
+    # ------------------------------------------------------------------ public, thread-safe
+    def call(self, fn, *args, timeout=10):
+        """Run fn(*args) on the rig's loop (where the simulated parts live); return its result."""
+        async def run():
+            result = fn(*args)
+            self._kick_scheduler()
+            return result
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    def press(self, hold_s=0.1, bounce=True):
+        """Press and release the button (returns when released)."""
+        asyncio.run_coroutine_threadsafe(self._press(hold_s, bounce), self._loop).result(hold_s + 10)
+
+    def press_sequence(self, presses, hold_s=0.12, gap_s=0.25, bounce=True):
+        for i in range(presses):
+            self.press(hold_s, bounce)
+            if i < presses - 1:
+                self._sleep_on_loop(gap_s)
+
+    def _sleep_on_loop(self, seconds):
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(seconds), self._loop).result(seconds + 10)
+
+    def noise(self, pulses=20, width_s=0.003):
+        """Short spikes on the button line (a bag squeeze, EMI): must never raise an alert."""
+        async def run():
+            for _ in range(pulses):
+                await self._set_button(True, bounce=False)
+                await asyncio.sleep(width_s * self._rand.uniform(0.3, 1.0))
+                await self._set_button(False, bounce=False)
+                await asyncio.sleep(self._rand.uniform(0.01, 0.05))
+        asyncio.run_coroutine_threadsafe(run(), self._loop).result(pulses + 10)
+
+    def hard_reset(self):
+        """Pull EN low: the ESP32 restarts from power-on (the modem keeps its state)."""
+        asyncio.run_coroutine_threadsafe(self._kill_child(), self._loop).result(10)
+
+    def _on_network_event(self, event):
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+
+    def wait_event(self, predicate, timeout=30.0, after=0):
+        """Block until a network event (index >= after) satisfies predicate; return it."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for ev in self.events[after:]:
+                    if predicate(ev):
+                        return ev
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no matching network event within {timeout}s; saw {self.events[after:]}")
+                self._cond.wait(left)
+
+    def console_text(self) -> str:
+        with self._cond:
+            return self._console.decode(errors="replace")
+
+    def console_mark(self) -> int:
+        with self._cond:
+            return self._console_total
+
+    def wait_console(self, needle: str, timeout=30.0, since=0) -> str:
+        """Block until the device console (from byte offset `since`) contains needle."""
+        deadline = time.monotonic() + timeout
+        b = needle.encode()
+        with self._cond:
+            while True:
+                start = max(0, len(self._console) - (self._console_total - since))
+                if b in self._console[start:]:
+                    return self._console[start:].decode(errors="replace")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    tail = self._console[-2000:].decode(errors="replace")
+                    raise TimeoutError(f"device never printed {needle!r} within {timeout}s; console tail:\n{tail}")
+                self._cond.wait(left)
+
+    def wait_pin(self, pin, level, timeout=10.0, since=0.0):
+        """Block until the firmware drives output `pin` to `level` (after monotonic time `since`)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for t, p, lv in self.pin_history:
+                    if p == pin and lv == level and t >= since:
+                        return t
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"pin {pin} never went to {level}")
+                self._cond.wait(left)
