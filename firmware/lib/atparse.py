@@ -1,0 +1,441 @@
+"""SIM800 AT response parser, sans-IO (h11 style).
+
+    p = ATParser()
+    p.command("AT+CSQ")          # optional: drop its echo, expect "+CSQ" replies
+    p.feed(uart_bytes)           # any chunking, bytes/bytearray/str
+    while True:
+        ev = p.next_event()
+        if ev is None:
+            break
+        ...
+
+Events (tuples):
+    ("line", text)               information line (reply to the pending command,
+                                 or any line not known to be a URC)
+    ("final", kind, text)        kind: "OK" "ERROR" "CME" "CMS" "NO CARRIER" "BUSY"
+                                 "NO ANSWER" "NO DIALTONE" "CONNECT"; text is the
+                                 CME/CMS code or verbose message ("500", "SIM busy"),
+                                 the CONNECT suffix, else ""
+    ("prompt",)                  the SMS "> " prompt (arrives as "\r\n> ", no line end)
+    ("urc", name, args_text)     unsolicited result code; name is the prefix without
+                                 ":" ("+CMTI", "RING", "Call Ready", ...), args_text
+                                 the text after ": " (or "")
+
+Call-progress codes (NO CARRIER, BUSY, NO ANSWER, NO DIALTONE) are finals only
+while a dial/answer command (ATD..., ATA) is pending; otherwise - e.g. the far end
+hanging up, which SIM800 reports after ATD's "OK" - they come out as URCs with the
+same name.  The power URCs are reported with SIMCom's own spelling ("WARNNING")
+whichever spelling the modem used.
+
+No I/O, no allocation beyond a bounded line buffer and a bounded event queue, never
+raises on noise.  Runs unchanged on MicroPython and CPython.
+"""
+
+MAX_LINE = 256
+MAX_EVENTS = 32
+
+UV_WARN = "UNDER-VOLTAGE WARNNING"
+UV_DOWN = "UNDER-VOLTAGE POWER DOWN"
+OV_WARN = "OVER-VOLTAGE WARNNING"
+OV_DOWN = "OVER-VOLTAGE POWER DOWN"
+
+# Whole-line URCs -> canonical name.
+_URC_WORDS = {
+    "RING": "RING",
+    "MO RING": "MO RING",
+    "MO CONNECTED": "MO CONNECTED",
+    "Call Ready": "Call Ready",
+    "SMS Ready": "SMS Ready",
+    "RDY": "RDY",
+    UV_WARN: UV_WARN,
+    "UNDER-VOLTAGE WARNING": UV_WARN,
+    UV_DOWN: UV_DOWN,
+    OV_WARN: OV_WARN,
+    "OVER-VOLTAGE WARNING": OV_WARN,
+    OV_DOWN: OV_DOWN,
+    "NORMAL POWER DOWN": "NORMAL POWER DOWN",
+}
+
+# "+X: ..." prefixes that are URCs unless the pending command expects them.
+URC_PREFIXES = ("+CLIP", "+CMTI", "+CLCC", "+CREG", "+CGREG", "+CFUN", "+CPIN",
+                "+CUSD", "+CMT", "+CDS", "+CRING", "+DTMF", "+CIEV", "*PSUTTZ",
+                "DST", "+CTZV", "+CSQN")
+
+_FINAL_WORDS = ("OK", "ERROR", "NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE")
+_CALL_CODES = ("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE")
+
+
+def _prefix(line):
+    i = line.find(":")
+    if i <= 0:
+        return None
+    p = line[:i]
+    if p[0] not in "+*" and p != "DST":
+        return None
+    return p
+
+
+def _creg_is_urc(args):
+    # Reply to AT+CREG?: n,stat[,lac,ci]  (2 or 4 fields)
+    # URC:               stat[,lac,ci]    (1 or 3 fields)
+    return len(split_args(args)) % 2 == 1
+
+
+def _expected_prefix(cmd):
+    """AT+CSQ -> +CSQ, AT+CREG? -> +CREG, AT+CMGS="..." -> +CMGS, ATI -> None."""
+    if not cmd:
+        return None
+    c = cmd.strip().upper()
+    if not c.startswith("AT") or len(c) < 4 or c[2] not in "+*":
+        return None
+    end = 3
+    while end < len(c) and (c[end].isalpha() or c[end].isdigit()):
+        end += 1
+    return c[2:end]
+
+
+def is_urc(line, pending_cmd=None, expect=None):
+    """Classify a complete line (no CR/LF): return (name, args_text) if it is an
+    unsolicited result code given the pending command (or explicit expected prefix),
+    else None."""
+    w = _URC_WORDS.get(line)
+    if w is not None:
+        return (w, "")
+    p = _prefix(line)
+    if p is None or p not in URC_PREFIXES:
+        return None
+    args = line[len(p) + 1:].strip()
+    if p == "+CREG" or p == "+CGREG":
+        return (p, args) if _creg_is_urc(args) else None
+    if expect is None:
+        expect = _expected_prefix(pending_cmd)
+    if expect is not None and expect == p:
+        return None
+    return (p, args)
+
+
+class ATParser:
+    def __init__(self, max_line=MAX_LINE, max_events=MAX_EVENTS):
+        self.max_line = max_line
+        self.max_events = max_events
+        self._cur = bytearray()
+        self._skip = False          # inside an overlong line: discard until EOL
+        self._eat_space = False     # just saw the prompt '>': swallow one ' '
+        self._q = []
+        self._echo = None
+        self._expect = None
+        self._dialing = False
+        self.pending = False
+        # counters
+        self.overflows = 0
+        self.noise = 0
+        self.echoes = 0
+        self.dropped = 0
+
+    # -- driver hints -------------------------------------------------------
+    def set_echo_filter(self, cmd):
+        """Drop the next line equal to cmd (the modem's echo); cleared by a final."""
+        self._echo = cmd.strip() if cmd else None
+
+    def expect(self, prefix):
+        """Lines starting with prefix ("+CLCC") are replies, not URCs, until the
+        next final result.  None clears."""
+        self._expect = prefix
+        if prefix is not None:
+            self.pending = True
+
+    def command(self, cmd, expect=None):
+        """Tell the parser the driver just sent cmd: echo filter + expected reply
+        prefix (derived from cmd unless given) + call-progress finals for ATD/ATA."""
+        self.set_echo_filter(cmd)
+        self._expect = expect if expect is not None else _expected_prefix(cmd)
+        c = cmd.strip().upper()
+        self._dialing = c.startswith("ATD") or c == "ATA"
+        self.pending = True
+
+    def reset(self):
+        """Forget any partial line and pending-command state (e.g. modem reboot)."""
+        self._cur = bytearray()
+        self._skip = self._eat_space = False
+        self._echo = self._expect = None
+        self._dialing = self.pending = False
+
+    # -- data path ----------------------------------------------------------
+    def feed(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        elif not isinstance(data, (bytes, bytearray)):
+            data = bytes(data)
+        n = len(data)
+        i = 0
+        while i < n:
+            if self._eat_space:
+                self._eat_space = False
+                if data[i] == 0x20:
+                    i += 1
+                    continue
+            if not self._cur and not self._skip and data[i] == 0x3E:  # '>'
+                self._push(("prompt",))
+                self._eat_space = True
+                i += 1
+                continue
+            r = data.find(b"\r", i)
+            l = data.find(b"\n", i)
+            j = r if (l < 0 or (0 <= r < l)) else l
+            if j < 0:
+                self._append(data, i, n)
+                break
+            self._append(data, i, j)
+            self._end_line()
+            i = j + 1
+
+    def _append(self, data, a, b):
+        if self._skip or a >= b:
+            return
+        if len(self._cur) + (b - a) > self.max_line:
+            self._cur = bytearray()
+            self._skip = True
+            self.overflows += 1
+            return
+        self._cur.extend(data[a:b])
+
+    def _end_line(self):
+        if self._skip:
+            self._skip = False
+            return
+        raw = self._cur
+        if not raw:
+            return
+        self._cur = bytearray()
+        text = _clean(raw)
+        if text is None:
+            self.noise += 1
+            return
+        if text:
+            self._line(text)
+
+    def _push(self, ev):
+        if len(self._q) >= self.max_events:
+            self._q.pop(0)
+            self.dropped += 1
+        self._q.append(ev)
+
+    def next_event(self):
+        if self._q:
+            return self._q.pop(0)
+        return None
+
+    def _final(self, kind, text):
+        self._push(("final", kind, text))
+        self._echo = self._expect = None
+        self._dialing = self.pending = False
+
+    def _line(self, text):
+        if self._echo is not None and text == self._echo:
+            self._echo = None
+            self.echoes += 1
+            return
+        if text in _FINAL_WORDS:
+            if text in _CALL_CODES and not self._dialing:
+                self._push(("urc", text, ""))
+            else:
+                self._final(text, "")
+            return
+        if text.startswith("+CME ERROR"):
+            self._final("CME", text[10:].lstrip(":").strip())
+            return
+        if text.startswith("+CMS ERROR"):
+            self._final("CMS", text[10:].lstrip(":").strip())
+            return
+        if text.startswith("CONNECT"):
+            self._final("CONNECT", text[7:].strip())
+            return
+        u = is_urc(text, None, self._expect)
+        if u is not None:
+            self._push(("urc", u[0], u[1]))
+        else:
+            self._push(("line", text))
+
+
+def _clean(raw):
+    """bytes of one line -> stripped str, or None if it is noise (non-ASCII)."""
+    a = 0
+    n = len(raw)
+    while a < n and (raw[a] == 0 or raw[a] == 0xFF):
+        a += 1
+    out = bytearray()
+    for k in range(a, n):
+        c = raw[k]
+        if c >= 0x80:
+            return None
+        if c == 0 or c == 0x1A or c == 0x1B:
+            continue
+        if c < 0x20 and c != 0x09 or c == 0x7F:
+            c = 0x3F  # '?'
+        out.append(c)
+    return out.decode().strip()
+
+
+# ---------------------------------------------------------------------------
+# Pure helpers for argument texts (the part after "+XXX: ").  They return None
+# on malformed input instead of raising.
+
+def split_args(args):
+    """'1,"a,b", 3' -> ['1', 'a,b', '3']: split on commas outside quotes, strip
+    spaces and the quotes."""
+    out = []
+    cur = []
+    q = False
+    for ch in args:
+        if ch == '"':
+            q = not q
+        elif ch == "," and not q:
+            out.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur).strip())
+    return out
+
+
+def _args_of(line_or_args, prefix):
+    s = line_or_args.strip()
+    if s.startswith(prefix):
+        s = s[len(prefix):].lstrip(":").strip()
+    return s
+
+
+def _int(s):
+    try:
+        return int(s)
+    except (ValueError, TypeError):
+        return None
+
+
+def parse_csq(args):
+    """'5,0' -> (rssi, ber); rssi 0..31 or 99 unknown."""
+    f = split_args(_args_of(args, "+CSQ"))
+    if len(f) != 2:
+        return None
+    a, b = _int(f[0]), _int(f[1])
+    if a is None or b is None:
+        return None
+    return (a, b)
+
+
+def csq_dbm(rssi):
+    """CSQ rssi -> dBm (None for 99/unknown)."""
+    if rssi is None or rssi < 0 or rssi > 31:
+        return None
+    return -113 + 2 * rssi
+
+
+def parse_cbc(args):
+    """'0,97,4177' -> (charging_state, percent, millivolts)."""
+    f = split_args(_args_of(args, "+CBC"))
+    if len(f) != 3:
+        return None
+    v = (_int(f[0]), _int(f[1]), _int(f[2]))
+    if None in v:
+        return None
+    return v
+
+
+def parse_creg(args):
+    """+CREG reply ('n,stat[,lac,ci]') or URC ('stat[,lac,ci]') -> (stat, lac, ci);
+    lac/ci are upper-case hex strings or None.  stat 1 = home, 5 = roaming."""
+    f = split_args(_args_of(_args_of(args, "+CREG"), "+CGREG"))
+    if len(f) in (2, 4):
+        f = f[1:]
+    if len(f) not in (1, 3):
+        return None
+    stat = _int(f[0])
+    if stat is None:
+        return None
+    if len(f) == 3:
+        return (stat, f[1].upper(), f[2].upper())
+    return (stat, None, None)
+
+
+def registered(stat):
+    return stat == 1 or stat == 5
+
+
+def parse_clcc(args):
+    """'1,0,2,0,0,"num",129,""' -> (idx, dir, stat, mode, mpty, number).
+    stat: 0 active 1 held 2 dialing 3 alerting 4 incoming 5 waiting 6 disconnect."""
+    f = split_args(_args_of(args, "+CLCC"))
+    if len(f) < 5:
+        return None
+    v = [_int(x) for x in f[:5]]
+    if None in v:
+        return None
+    v.append(f[5] if len(f) > 5 else "")
+    return tuple(v)
+
+
+def parse_clip(args):
+    """'"+521449...",145,"",0,"",0' -> '+521449...' ('' if withheld)."""
+    s = _args_of(args, "+CLIP")
+    if not s:
+        return None
+    return split_args(s)[0]
+
+
+def parse_cmti(args):
+    """'"SM",2' -> 2."""
+    f = split_args(_args_of(args, "+CMTI"))
+    if len(f) != 2:
+        return None
+    return _int(f[1])
+
+
+def parse_cmgs(args):
+    """'12' -> message reference 12."""
+    return _int(_args_of(args, "+CMGS"))
+
+
+def parse_cmgr(args):
+    """Text-mode +CMGR header '"REC UNREAD","+52...","","24/05/01,10:20:30-24"'
+    -> {"status", "sender", "alpha", "ts"} (the body is the next line)."""
+    f = split_args(_args_of(args, "+CMGR"))
+    if len(f) < 2:
+        return None
+    ts = ""
+    if len(f) >= 5:
+        ts = f[3] + "," + f[4]
+    elif len(f) == 4:
+        ts = f[3]
+    return {"status": f[0], "sender": f[1], "alpha": f[2] if len(f) > 2 else "",
+            "ts": ts}
+
+
+def parse_ceng(args):
+    """AT+CENG? cell line.  Serving cell (index 0):
+    '0,"<arfcn>,<rxl>,<rxq>,<mcc>,<mnc>,<bsic>,<cellid>,<rla>,<txp>,<lac>,<TA>"'
+    -> dict(cell=0, arfcn, rxl, rxq, mcc, mnc, bsic, cellid, rla, txp, lac, ta);
+    neighbour (index >0): '<n>,"<arfcn>,<rxl>,<bsic>,<cellid>,<mcc>,<mnc>,<lac>"'.
+    mcc/mnc stay decimal strings, cellid/lac hex strings (as the modem prints them,
+    upper-cased).  None if malformed or the cell is empty (cellid ffff/0000)."""
+    s = _args_of(args, "+CENG")
+    i = s.find(",")
+    if i < 0:
+        return None
+    idx = _int(s[:i])
+    if idx is None:
+        return None
+    f = split_args(s[i + 1:].strip().strip('"'))
+    if idx == 0:
+        if len(f) < 11:
+            return None
+        d = {"cell": 0, "arfcn": f[0], "rxl": _int(f[1]), "rxq": _int(f[2]),
+             "mcc": f[3], "mnc": f[4], "bsic": f[5], "cellid": f[6].upper(),
+             "rla": f[7], "txp": f[8], "lac": f[9].upper(), "ta": _int(f[10])}
+    else:
+        if len(f) < 7:
+            return None
+        d = {"cell": idx, "arfcn": f[0], "rxl": _int(f[1]), "bsic": f[2],
+             "cellid": f[3].upper(), "mcc": f[4], "mnc": f[5], "lac": f[6].upper()}
+    if not d["cellid"] or d["cellid"] in ("FFFF", "0000") or not d["mcc"].isdigit():
+        return None
+    return d
