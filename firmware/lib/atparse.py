@@ -134,24 +134,31 @@ class ATParser:
 
     # -- driver hints -------------------------------------------------------
     def set_echo_filter(self, cmd):
-        """Drop the next line equal to cmd (the modem's echo); cleared by a final."""
+        """Tell the parser the driver just sent cmd: the next line equal to cmd (the
+        modem's echo) is dropped; unless expect() already named one, the reply
+        prefix is derived from cmd ("AT+CLCC" -> "+CLCC" lines are replies, not
+        URCs); after ATD/ATA, BUSY / NO CARRIER / NO ANSWER / NO DIALTONE are
+        finals.  All of it is cleared by the next final result."""
         self._echo = cmd.strip() if cmd else None
+        if not cmd:
+            return
+        if self._expect is None:
+            self._expect = _expected_prefix(cmd)
+        c = cmd.strip().upper()
+        self._dialing = c.startswith("ATD") or c == "ATA"
+        self.pending = True
 
     def expect(self, prefix):
         """Lines starting with prefix ("+CLCC") are replies, not URCs, until the
-        next final result.  None clears."""
+        next final result.  None clears the expectation."""
         self._expect = prefix
         if prefix is not None:
             self.pending = True
 
     def command(self, cmd, expect=None):
-        """Tell the parser the driver just sent cmd: echo filter + expected reply
-        prefix (derived from cmd unless given) + call-progress finals for ATD/ATA."""
+        """set_echo_filter(cmd) with an explicit expected prefix (else derived)."""
+        self._expect = expect
         self.set_echo_filter(cmd)
-        self._expect = expect if expect is not None else _expected_prefix(cmd)
-        c = cmd.strip().upper()
-        self._dialing = c.startswith("ATD") or c == "ATA"
-        self.pending = True
 
     def reset(self):
         """Forget any partial line and pending-command state (e.g. modem reboot)."""

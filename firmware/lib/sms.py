@@ -13,8 +13,8 @@ Public API
     segments(text) -> int           SMS segments (GSM-7 160/153, else UCS-2 70/67)
     encode(text, charset="GSM") -> bytes   bytes to type after the text-mode prompt
     maybe_ucs2(text) -> str         decode a UCS-2 hex body ("0055004200..."), else as is
-    fmt_coord(x) -> "21.88234"      5 decimals by integer rounding (float32-safe)
-    maps_link(lat, lon) -> str
+    fmt_coord(deg) / fmt_e7(e7) -> "21.88234"   5 decimals (~1 m), integer rounding
+    maps_link(lat, lon) / maps_link(lat_e7=, lon_e7=) -> str or None
     alert_text(...), location_text(...), cancel_text(...), status_text(...),
     low_battery_text(...), daily_status_text(...)   -> str, <= 160 safe septets
 """
@@ -206,17 +206,53 @@ def maybe_ucs2(text):
 # ---------------------------------------------------------------------------
 # Formatting
 
-def fmt_coord(x):
-    """Degrees -> '21.88234' / '-102.29143' (5 decimals, ~1 m).  Done by integer
-    rounding so single-precision floats (ESP32 builds) print right."""
-    n = int(round(x * 100000))
+def _e5_str(n):
     sign = "-" if n < 0 else ""
     n = -n if n < 0 else n
     return "%s%d.%05d" % (sign, n // 100000, n % 100000)
 
 
-def maps_link(lat, lon):
-    return "https://maps.google.com/?q=%s,%s" % (fmt_coord(lat), fmt_coord(lon))
+def _e7_to_e5(n):
+    n = int(n)
+    return (n + 50) // 100 if n >= 0 else -((-n + 50) // 100)
+
+
+def fmt_coord(x):
+    """Degrees -> '21.88234' / '-102.29143' (5 decimals, ~1 m), by integer rounding."""
+    return _e5_str(int(round(x * 100000)))
+
+
+def fmt_e7(n):
+    """1e-7 degree integer (nmea.Fix.lat_e7) -> 5 decimals, no floats involved
+    (the ESP32 port's single-precision floats are off by ~1e-5 at 100 degrees)."""
+    return _e5_str(_e7_to_e5(n))
+
+
+def maps_link(lat=None, lon=None, lat_e7=None, lon_e7=None):
+    p = _pos(lat, lon, lat_e7, lon_e7)
+    if p is None:
+        return None
+    return _link(p)
+
+
+def _link(p):
+    return "https://maps.google.com/?q=%s,%s" % (_e5_str(p[0]), _e5_str(p[1]))
+
+
+def _pos(lat, lon, lat_e7=None, lon_e7=None):
+    """-> (lat_e5, lon_e5) ints, or None if missing/impossible."""
+    try:
+        if lat_e7 is not None and lon_e7 is not None:
+            a, b = _e7_to_e5(lat_e7), _e7_to_e5(lon_e7)
+        elif lat is not None and lon is not None:
+            a, b = int(round(lat * 100000)), int(round(lon * 100000))
+        else:
+            return None
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if -9000000 <= a <= 9000000 and -18000000 <= b <= 18000000:
+        return (a, b)
+    return None
 
 
 def fmt_age(s):
@@ -245,14 +281,6 @@ def accuracy_m(hdop=None, acc_m=None):
     return a
 
 
-def _coords_ok(lat, lon):
-    try:
-        return lat is not None and lon is not None and -90 <= lat <= 90 \
-            and -180 <= lon <= 180
-    except TypeError:
-        return False
-
-
 def _cell_txt(cell):
     if not cell:
         return None
@@ -265,9 +293,9 @@ def _cell_txt(cell):
     return " ".join(parts) if parts else None
 
 
-def _where(kind, lat, lon, age_s, acc, cell, word=True):
+def _where(kind, pos, age_s, acc, cell, word=True):
     """Location sentence; acc None omits the accuracy, word=False the "Ubicacion"."""
-    if kind in ("gps", "last") and not _coords_ok(lat, lon):
+    if kind in ("gps", "last") and pos is None:
         kind = "cell" if _cell_txt(cell) else "none"
     if kind == "gps" or kind == "last":
         if kind == "gps":
@@ -278,7 +306,7 @@ def _where(kind, lat, lon, age_s, acc, cell, word=True):
             w += " hace " + fmt_age(age_s)
         if acc is not None:
             w += " (+-%dm)" % acc
-        return w + ": " + maps_link(lat, lon)
+        return w + ": " + _link(pos)
     if kind == "cell":
         c = _cell_txt(cell)
         if c:
@@ -321,10 +349,13 @@ def _bat(battery):
 
 def alert_text(alias="", kind="none", lat=None, lon=None, age_s=None, hdop=None,
                acc_m=None, battery=None, device_id="", test=False, update=False,
-               cell=None, calling_c4=True):
+               cell=None, calling_c4=True, lat_e7=None, lon_e7=None):
     """The alert SMS for trusted contacts (one segment).  kind: "gps" (fresh fix),
     "last" (last known fix, age_s old), "cell" (cell dict: mcc, mnc, lac, cellid),
-    "none".  update=True: a later location update instead of the first alert."""
+    "none".  Position as float degrees lat/lon or 1e-7 integers lat_e7/lon_e7
+    (preferred on the device).  A gps/last kind without a usable position falls
+    back to the cell, else "none".  update=True: a later location update."""
+    pos = _pos(lat, lon, lat_e7, lon_e7)
     alias = _alias(alias)
     acc = accuracy_m(hdop, acc_m)
     dev = _dev(device_id)
@@ -335,7 +366,7 @@ def alert_text(alias="", kind="none", lat=None, lon=None, age_s=None, hdop=None,
         head = pre + ("ACTUALIZACION" if update else "ALERTA")
         head += ": " if level >= 4 else " Boton Seguro: "
         who = a + (". " if update else " pidio ayuda. ")
-        t = head + who + _where(kind, lat, lon, age_s, acc if level < 1 else None,
+        t = head + who + _where(kind, pos, age_s, acc if level < 1 else None,
                                 cell, level < 2)
         if bat and level < 3:
             t += " " + bat
@@ -348,15 +379,17 @@ def alert_text(alias="", kind="none", lat=None, lon=None, age_s=None, hdop=None,
 
 
 def location_text(kind="none", lat=None, lon=None, age_s=None, hdop=None, acc_m=None,
-                  battery=None, device_id="", cell=None, test=False, active=False):
-    """Reply to the UBICACION command."""
+                  battery=None, device_id="", cell=None, test=False, active=False,
+                  lat_e7=None, lon_e7=None):
+    """Reply to the UBICACION command (arguments as alert_text)."""
+    pos = _pos(lat, lon, lat_e7, lon_e7)
     dev = _dev(device_id)
     bat = _bat(battery)
     acc = accuracy_m(hdop, acc_m)
 
     def build(level, a):
         t = ("PRUEBA " if test else "") + "UBICACION " + dev + ": "
-        t += _where(kind, lat, lon, age_s, acc if level < 1 else None, cell, False)
+        t += _where(kind, pos, age_s, acc if level < 1 else None, cell, False)
         if bat and level < 3:
             t += " " + bat
         if level < 2:
