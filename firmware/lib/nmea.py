@@ -72,7 +72,17 @@ when the date (ddmmyy; yy < 80 -> 20yy else 19yy) or time is unusable.
 ``valid`` (always True: RMC status A), ``quality`` (GGA fix quality, 1 if no
 GGA was merged), ``sats``, ``hdop``, ``alt`` (metres), ``speed_knots``,
 ``course`` (None when absent), ``gga`` (a GGA was merged), ``seq`` (1, 2, ...
-per parser).
+per parser), ``tod`` (time of day as the int hhmmssmmm, -1 if none).
+
+Where the parser knowingly differs from the reference (never in the captures)
+-----------------------------------------------------------------------------
+* A candidate longer than the buffer is only counted (``overlong``), not
+  classified by checksum nor interpreted.
+* Talker characters are ASCII only; pynmea2's regex also takes Unicode
+  letters/digits.
+* A valid RMC with an empty/impossible position yields no fix (the reference
+  would report lat/lon null or 0.0 for it).
+* Fractions of a second >= .9995 give 999 ms, not the reference's 1000.
 """
 
 _CAP = 128       # default sentence buffer
@@ -478,8 +488,8 @@ class NMEAParser:
             nf += 1
         return nf
 
-    # field i (1-based) spans [_fa(i), _fb(i)) -- inlined below as
-    # a = 7 if i == 1 else f[i-2] + 1 ; b = f[i-1]
+    # After _fields(), field i (1-based, after the sentence ID) is
+    # buf[7 if i == 1 else f[i - 2] + 1 : f[i - 1]]
 
     def _rmc(self, n):
         st = self.stats
