@@ -75,6 +75,10 @@ run(nmea, %r, _out)
 """
 
 
+_FIX_KEYS = ("seq", "time", "utc", "lat", "lon", "lat_e7", "lon_e7", "quality", "sats",
+             "hdop", "alt", "speed_knots", "course")
+
+
 @functools.lru_cache(maxsize=None)
 def _load_cpython_nmea():
     spec = importlib.util.spec_from_file_location("_boton_fw_nmea", FIRMWARE / "lib" / "nmea.py")
@@ -95,7 +99,8 @@ def analyse(path, use_micropython: bool = True) -> dict:
         ns: dict = {}
         exec(_DRIVER, ns)
         ns["run"](_load_cpython_nmea(), str(path), lambda x: records.append(json.loads(json.dumps(x))))
-    fixes = [r[1] for r in records if r[0] == "fix"]
+    # MicroPython dicts have no stable order: give the fixes a fixed one
+    fixes = [{k: r[1][k] for k in _FIX_KEYS} for r in records if r[0] == "fix"]
     stats = [r[1] for r in records if r[0] == "stats"]
     if len(stats) != 1:
         raise RuntimeError("parser run produced no summary")
