@@ -1,0 +1,420 @@
+"""The simulated phone network around the virtual panic button.
+
+It knows three kinds of subscriber, each by E.164 number:
+
+* **C4 operators** (`add_c4`): scripted phones at the monitoring centre. Each has a
+  behaviour for calls it receives ("answer", "busy", "no_answer", "reject") and timings.
+* **Contacts** (`add_contact`): trusted people who get SMS. They answer calls too.
+* **Devices** (`attach`): simulated SIM800 modems. Calls and SMS to them go through the
+  modem (RING/+CLIP, +CMTI) and are handled by the firmware.
+
+Every SMS and every call is recorded as an event dict, kept in `events`, appended as one
+JSON line to `log_path` (flushed per line, so a tester can `tail -f` it) and passed to
+each `subscribe()`d callback. The network never sleeps and owns no threads: all timing
+goes through the shared Scheduler, so `time_scale` scales it and tests drive it with a
+ManualClock.
+
+Event shapes (every event also has "t", the scheduler time):
+
+    {"kind": "sms", "from", "to", "text", "delivered": bool[, "error": <CMS code>]}
+    {"kind": "call_start", "call_id", "from", "to"}
+    {"kind": "ringing", "call_id", "from", "to"}
+    {"kind": "call_connected", "call_id", "from", "to"}
+    {"kind": "call_end", "call_id", "from", "to", "result", "ended_by"}
+    {"kind": "call", "call_id", "from", "to", "answered": bool, "result", "duration_s",
+     "ended_by", "t_start", "audio": {"mic_gain", "speaker_level", "ringer_level"} | None}
+    {"kind": "coverage", "ok": bool}
+    {"kind": "signal", "level": int}
+
+Call "result" is one of: answered (connected, then ended normally by either side), busy,
+no_answer (nobody picked up: ring timeout, or the caller gave up), rejected (the callee
+declined), dropped (radio/network loss), unreachable (could not be routed: unknown number,
+no coverage, device off or unregistered). "ended_by" is the number that hung up, or
+"network". "audio" is the device modem's audio settings when the call connected (or when
+it started ringing, if it never connected), so a tester can see whether the call was covert.
+"""
+import itertools
+import json
+import logging
+from datetime import datetime, timedelta, timezone
+
+log = logging.getLogger(__name__)
+
+BEHAVIOURS = ("answer", "busy", "no_answer", "reject", "unreachable")
+_RESULT_FOR_BEHAVIOUR = {"busy": "busy", "unreachable": "unreachable"}
+
+# What a SIM800 prints when the network clears a call it placed (the caller side), per
+# result. A declined call is cleared by the handset with cause 17 "user busy" on most
+# phones, so the caller hears busy and the module prints BUSY.
+CALLER_CODE = {
+    "busy": "BUSY",
+    "rejected": "BUSY",
+    "no_answer": "NO ANSWER",
+    "unreachable": "NO CARRIER",
+    "answered": "NO CARRIER",
+    "dropped": "NO CARRIER",
+}
+
+
+class Subscriber:
+    def __init__(self, number, kind, answer_after_s=3.0, hangup_after_s=None, behaviour="answer"):
+        if behaviour not in BEHAVIOURS:
+            raise ValueError(f"behaviour must be one of {BEHAVIOURS}, not {behaviour!r}")
+        self.number = number
+        self.kind = kind  # "c4" | "contact" | "device"
+        self.answer_after_s = answer_after_s
+        self.hangup_after_s = hangup_after_s
+        self.behaviour = behaviour
+        self.modem = None
+        self.inbox = []  # SMS received by a scripted phone: (t, from, text)
+
+
+class Call:
+    """One voice call. `caller_modem`/`callee_modem` are set for device ends."""
+
+    def __init__(self, call_id, caller, callee, t):
+        self.id = call_id
+        self.caller = caller
+        self.callee = callee
+        self.caller_modem = None
+        self.callee_modem = None
+        self.state = "dialing"  # dialing -> alerting -> active -> ended
+        self.t_start = t
+        self.t_connect = None
+        self.result = None
+        self.audio = None
+        self.timers = []
+
+    @property
+    def ended(self):
+        return self.state == "ended"
+
+    def modems(self):
+        return [m for m in (self.caller_modem, self.callee_modem) if m is not None]
+
+    def __repr__(self):
+        return f"<Call {self.id} {self.caller}->{self.callee} {self.state}>"
+
+
+class PhoneNetwork:
+    # Typical GSM figures; all are scaled by the scheduler's time_scale.
+    alert_delay_s = 3.0     # ATD until the far phone rings (call setup + paging), 2-4 s
+    ring_timeout_s = 30.0   # the network gives up on an unanswered call
+    sms_submit_s = 3.0      # AT+CMGS Ctrl-Z until the SMSC acknowledges (+CMGS), 1-5 s
+    sms_delivery_s = 2.0    # SMSC to a device: until the modem stores it (+CMTI)
+    register_s = 4.0        # a modem finds and registers on a cell once it may
+
+    def __init__(self, scheduler, log_path=None, operator="TELCEL", mcc=334, mnc="020",
+                 signal_level=20, start_datetime=None, utc_offset_h=-6):
+        self.sched = scheduler
+        # Network time (SMS timestamps): Mexico's central zone by default, no DST since 2022.
+        tz = timezone(timedelta(hours=utc_offset_h))
+        self._t0 = scheduler.now()
+        self._dt0 = start_datetime or datetime.now(tz).replace(microsecond=0)
+        self.operator = operator
+        self.mcc = mcc
+        self.mnc = mnc
+        self.coverage = True
+        self.signal_level = signal_level  # CSQ rssi 0-31 that modems in coverage report
+        self.subscribers = {}
+        self.events = []
+        self.calls = []  # every Call, live or ended
+        self._callbacks = []
+        self._ids = itertools.count(1)
+        self._log = open(log_path, "a", encoding="utf-8") if log_path else None
+
+    # ------------------------------------------------------------------ registry
+    def add_c4(self, number, answer_after_s=3.0, hangup_after_s=None, behaviour="answer"):
+        sub = Subscriber(number, "c4", answer_after_s, hangup_after_s, behaviour)
+        self.subscribers[number] = sub
+        return sub
+
+    def add_contact(self, number, answer_after_s=5.0, hangup_after_s=None, behaviour="answer"):
+        sub = Subscriber(number, "contact", answer_after_s, hangup_after_s, behaviour)
+        self.subscribers[number] = sub
+        return sub
+
+    def set_behaviour(self, number, behaviour, answer_after_s=None, hangup_after_s=None):
+        """Change how a scripted phone treats the calls it gets from now on."""
+        sub = self.subscribers[number]
+        if behaviour not in BEHAVIOURS:
+            raise ValueError(f"behaviour must be one of {BEHAVIOURS}, not {behaviour!r}")
+        sub.behaviour = behaviour
+        if answer_after_s is not None:
+            sub.answer_after_s = answer_after_s
+        if hangup_after_s is not None:
+            sub.hangup_after_s = hangup_after_s
+
+    def attach(self, number, modem):
+        sub = self.subscribers.get(number) or Subscriber(number, "device")
+        sub.kind = "device"
+        sub.modem = modem
+        self.subscribers[number] = sub
+        return sub
+
+    def detach(self, number):
+        sub = self.subscribers.get(number)
+        if sub and sub.modem:
+            self.modem_unreachable(number)
+            sub.modem = None
+
+    def subscribe(self, callback):
+        """callback(event) is called for every event, right after it is recorded."""
+        self._callbacks.append(callback)
+        return lambda: self._callbacks.remove(callback)
+
+    def close(self):
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    # ------------------------------------------------------------------ radio conditions
+    def set_coverage(self, ok: bool):
+        """Whole-network coverage: False drops every call and deregisters every modem."""
+        ok = bool(ok)
+        if ok == self.coverage:
+            return
+        self.coverage = ok
+        self._record("coverage", ok=ok)
+        if not ok:
+            for call in self.live_calls():
+                self._end(call, "dropped", "network")
+        for modem in self._modems():
+            modem.net_conditions_changed()
+
+    def set_signal(self, level: int):
+        """CSQ rssi (0-31, 99 = unknown) reported by modems in coverage."""
+        self.signal_level = int(level)
+        self._record("signal", level=self.signal_level)
+        for modem in self._modems():
+            modem.net_conditions_changed()
+
+    # ------------------------------------------------------------------ observers
+    def sms(self, **match):
+        return [e for e in self.events if e["kind"] == "sms" and _matches(e, match)]
+
+    def call_records(self, **match):
+        return [e for e in self.events if e["kind"] == "call" and _matches(e, match)]
+
+    def live_calls(self):
+        return [c for c in self.calls if not c.ended]
+
+    def now_datetime(self):
+        """The network's wall clock (SMSC timestamps)."""
+        return self._dt0 + timedelta(seconds=self.sched.now() - self._t0)
+
+    # ------------------------------------------------------------------ rig / test actions
+    def hangup(self, number):
+        """The phone `number` hangs up (or declines, or gives up) on all its calls."""
+        for call in self.live_calls():
+            if number in (call.caller, call.callee):
+                self._release_by(call, number)
+
+    def drop(self, number=None):
+        """Radio drop of the calls of `number` (all live calls if None)."""
+        for call in self.live_calls():
+            if number is None or number in (call.caller, call.callee):
+                self._end(call, "dropped", "network")
+
+    def call_device(self, from_number, to_device_number):
+        """A scripted phone (the C4 calling back) calls a device: it gets RING/+CLIP."""
+        return self._start_call(from_number, to_device_number, None)
+
+    def sms_to_device(self, from_number, to_device_number, text):
+        """A scripted phone sends an SMS; the device gets +CMTI after sms_delivery_s."""
+        self.sched.after(self.sms_delivery_s, self._deliver_sms, from_number, to_device_number, text)
+
+    # ------------------------------------------------------------------ modem-facing API
+    def place_call(self, from_number, to_number, override=None):
+        """A registered modem dials. `override` replaces the callee's behaviour once."""
+        return self._start_call(from_number, to_number, override)
+
+    def failed_call(self, from_number, to_number):
+        """A modem could not even start a call (not registered): record the attempt."""
+        call = Call(next(self._ids), from_number, to_number, self.sched.now())
+        call.caller_modem = self._modem(from_number)
+        self.calls.append(call)
+        self._record("call_start", call_id=call.id, **{"from": from_number, "to": to_number})
+        self._end(call, "unreachable", "network", notify=False)
+
+    def answer(self, call, number):
+        """The device `number` answered (ATA) an incoming call."""
+        if call.state == "alerting" and number == call.callee:
+            self._connect(call)
+
+    def release(self, call, number):
+        """The device `number` hung up (ATH/AT+CHUP)."""
+        if not call.ended:
+            self._release_by(call, number, quiet=self._modem(number))
+
+    def submit_sms(self, from_number, to_number, text, error=None):
+        """A modem's SMS reached the SMSC (or failed with CMS `error`). Returns accepted."""
+        if error is not None:
+            self._record("sms", delivered=False, error=error,
+                         **{"from": from_number, "to": to_number, "text": text})
+            return False
+        dest = self.subscribers.get(to_number)
+        delivered = False
+        if dest is not None and dest.modem is None:
+            dest.inbox.append((self.sched.now(), from_number, text))
+            delivered = True
+        elif dest is not None and dest.modem is not None and dest.modem.reachable:
+            delivered = dest.modem.net_incoming_sms(from_number, text)
+        # An SMSC accepts a message for any number; delivery is its own matter.
+        self._record("sms", delivered=delivered, **{"from": from_number, "to": to_number, "text": text})
+        return True
+
+    def modem_unreachable(self, number):
+        """A device lost power or registration: its calls are dropped."""
+        for call in self.live_calls():
+            if number in (call.caller, call.callee):
+                self._end(call, "dropped", "network")
+
+    # ------------------------------------------------------------------ call machinery
+    def _start_call(self, caller, callee, override):
+        call = Call(next(self._ids), caller, callee, self.sched.now())
+        call.caller_modem = self._modem(caller)
+        self.calls.append(call)
+        self._record("call_start", call_id=call.id, **{"from": caller, "to": callee})
+        self._timer(call, self.alert_delay_s, self._route, call, override)
+        return call
+
+    def _route(self, call, override):
+        dest = self.subscribers.get(call.callee)
+        if not self.coverage or dest is None:
+            return self._end(call, "unreachable", "network")
+        if dest.modem is not None:
+            return self._route_to_device(call, dest.modem)
+        behaviour = override or dest.behaviour
+        if behaviour in _RESULT_FOR_BEHAVIOUR:
+            return self._end(call, _RESULT_FOR_BEHAVIOUR[behaviour], call.callee)
+        self._alerting(call)
+        self._timer(call, self.ring_timeout_s, self._end, call, "no_answer", "network")
+        if behaviour == "answer":
+            self._timer(call, dest.answer_after_s, self._connect, call)
+        elif behaviour in ("reject", "rejected"):
+            self._timer(call, dest.answer_after_s, self._end, call, "rejected", call.callee)
+
+    def _route_to_device(self, call, modem):
+        if not modem.reachable:
+            return self._end(call, "unreachable", "network")
+        if modem.in_call:
+            return self._end(call, "busy", call.callee)  # no call waiting in this model
+        call.callee_modem = modem
+        self._alerting(call)
+        modem.net_incoming_call(call)
+        self._timer(call, self.ring_timeout_s, self._end, call, "no_answer", "network")
+
+    def _alerting(self, call):
+        call.state = "alerting"
+        call.audio = self._audio_of(call)
+        if call.caller_modem:
+            call.caller_modem.net_alerting(call)
+        self._record("ringing", call_id=call.id, **{"from": call.caller, "to": call.callee})
+
+    def _connect(self, call):
+        if call.state != "alerting":
+            return
+        self._cancel_timers(call)
+        call.state = "active"
+        call.t_connect = self.sched.now()
+        call.audio = self._audio_of(call)
+        for modem in call.modems():
+            modem.net_connected(call)
+        self._record("call_connected", call_id=call.id, **{"from": call.caller, "to": call.callee})
+        # A scripted phone may hang up on its own after a while.
+        for number in (call.caller, call.callee):
+            sub = self.subscribers.get(number)
+            if sub and sub.modem is None and sub.hangup_after_s is not None:
+                self._timer(call, sub.hangup_after_s, self._release_by, call, number)
+
+    def _release_by(self, call, number, quiet=None):
+        """`number` hangs up: what that means depends on how far the call got."""
+        if call.state == "active":
+            result = "answered"
+        elif number == call.callee and call.state == "alerting":
+            result = "rejected"
+        else:
+            result = "no_answer"  # the caller gave up before anyone answered
+        self._end(call, result, number, quiet=quiet)
+
+    def _end(self, call, result, ended_by, notify=True, quiet=None):
+        """Clear the call. Each device end is told, except `quiet`: the modem whose own
+        ATH cleared it (it already answered OK and prints nothing more)."""
+        if call.ended:
+            return
+        self._cancel_timers(call)
+        was_active = call.state == "active"
+        call.state = "ended"
+        call.result = result
+        now = self.sched.now()
+        if notify:
+            for modem in call.modems():
+                if modem is not quiet:
+                    modem.net_released(call, self._code_for(call, modem))
+        duration = now - call.t_connect if was_active else 0.0
+        ends = {"from": call.caller, "to": call.callee}
+        self._record("call_end", call_id=call.id, result=result, ended_by=ended_by, **ends)
+        self._record("call", call_id=call.id, answered=call.t_connect is not None, result=result,
+                     duration_s=round(duration, 3), ended_by=ended_by, t_start=call.t_start,
+                     audio=call.audio, **ends)
+
+    @staticmethod
+    def _code_for(call, modem):
+        if modem is call.caller_modem and call.t_connect is None:
+            return CALLER_CODE[call.result]
+        return "NO CARRIER"  # an established call, or an incoming one that went away
+
+    def _audio_of(self, call):
+        # The device end's settings: the caller's if it is a device, else the callee's.
+        modem = call.caller_modem or call.callee_modem or self._modem(call.callee)
+        return dict(modem.audio) if modem is not None else None
+
+    def _timer(self, call, delay, fn, *args):
+        call.timers.append(self.sched.after(delay, fn, *args))
+
+    def _cancel_timers(self, call):
+        for handle in call.timers:
+            self.sched.cancel(handle)
+        call.timers.clear()
+
+    # ------------------------------------------------------------------ SMS machinery
+    def _deliver_sms(self, sender, number, text):
+        dest = self.subscribers.get(number)
+        delivered = False
+        if self.coverage and dest is not None:
+            if dest.modem is None:
+                dest.inbox.append((self.sched.now(), sender, text))
+                delivered = True
+            elif dest.modem.reachable:
+                delivered = dest.modem.net_incoming_sms(sender, text)
+        self._record("sms", delivered=delivered, **{"from": sender, "to": number, "text": text})
+
+    # ------------------------------------------------------------------ plumbing
+    def _modem(self, number):
+        sub = self.subscribers.get(number)
+        return sub.modem if sub else None
+
+    def _modems(self):
+        return [s.modem for s in self.subscribers.values() if s.modem is not None]
+
+    def _record(self, kind, **fields):
+        event = {"kind": kind, "t": self.sched.now()}
+        for key in ("from", "to"):  # a stable, readable order in the JSON lines
+            if key in fields:
+                event[key] = fields.pop(key)
+        event.update(fields)
+        self.events.append(event)
+        if self._log:
+            self._log.write(json.dumps(event, ensure_ascii=False) + "\n")
+            self._log.flush()
+        for cb in list(self._callbacks):
+            try:
+                cb(event)
+            except Exception:  # an observer's bug must not stop the network
+                log.exception("network event callback failed")
+        return event
+
+
+def _matches(event, match):
+    return all(event.get(k) == v for k, v in match.items())
