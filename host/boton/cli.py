@@ -1,9 +1,6 @@
 """`boton`: the technician's tool. Every command works on a real port or the virtual device."""
 import json
 import sys
-import tempfile
-import time
-from pathlib import Path
 
 import click
 from rich.console import Console
@@ -141,7 +138,7 @@ def provision(port, alias, contacts, c4, device_id, pin, gesture, hold_ms, allow
                                    pin=pin, gesture=gesture, hold_ms=hold_ms, allow_911=allow_911)
         digest = prov.write_config(dev, config)
     console.print(f"provisioned {device_id}: {len(config['contacts'])} contact(s), "
-                  f"{len(config['c4'])} C4 number(s), gesture {gesture}; config {digest[:12]} verified")
+                  f"{len(config['c4_numbers'])} C4 number(s), gesture {gesture}; config {digest[:12]} verified")
 
 
 # --------------------------------------------------------------------------- test-call
@@ -165,8 +162,8 @@ def test_call(port, timeout):
     events = [line.split()[1:] for line in text.splitlines() if line.startswith("EV ")]
     names = [e[0] for e in events if e]
     sms_ok = names.count("sms_ok")
-    answered = "call_answered" in names
-    result = "ok" if sms_ok and answered else "failed"
+    answered = "call_active" in names
+    result = "ok" if sms_ok and answered and "test_result" in names else "failed"
     console.print(f"test call: SMS accepted {sms_ok}, C4 call answered: {'yes' if answered else 'no'} -> {result}")
     if result != "ok":
         raise DeviceError("test call failed: " + ", ".join(names[-6:]), EXIT_TEST)

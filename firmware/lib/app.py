@@ -1,0 +1,402 @@
+# The firmware's wiring: drivers feed events to the alert state machine (alert.py) and
+# this module carries out the actions it returns. Every decision lives in alert.py;
+# everything here is I/O.
+import asyncio
+import gc
+import time
+
+import atparse
+import hw
+import store
+from alert import AlertMachine
+from eventlog import EventLog
+from gesture import Button, ticks_diff
+from modem import Modem, ModemError, ModemTimeout
+from nmea import NMEAParser
+
+VERSION = "0.1.0"
+STATE_PATH = "alert.json"
+REQUIRED = ("c4_numbers", "contacts", "pin", "alias", "device_id")
+
+# +CLCC <stat> -> alert.py call state
+_CLCC_STATE = {0: "active", 2: "dialing", 3: "alerting", 6: "ended"}
+_CALL_END = {"NO CARRIER": "no_carrier", "BUSY": "busy", "NO ANSWER": "no_answer",
+             "NO DIALTONE": "error"}
+
+
+def validate(cfg):
+    """Reason the config is unusable, or None."""
+    if not isinstance(cfg, dict):
+        return "not an object"
+    for k in REQUIRED:
+        if k not in cfg:
+            return "missing " + k
+    if not cfg["c4_numbers"] or not all(isinstance(n, str) and n for n in cfg["c4_numbers"]):
+        return "no C4 number"
+    if not 1 <= len(cfg["contacts"]) <= 5:
+        return "contacts must be 1-5"
+    return None
+
+
+def load_config(board, log):
+    """(config, safe_mode). A missing or corrupt config still lets the button call the
+    C4 number built into the board profile: safe mode."""
+    try:
+        cfg = store.read_json("config.json")
+        problem = "missing" if cfg is None else validate(cfg)
+    except ValueError:
+        cfg, problem = None, "corrupt"
+    if problem is None:
+        return cfg, False
+    log.add("safe_mode", "config_" + problem.replace(" ", "_"))
+    return {"c4_numbers": [board.get("safe_c4") or "911"], "contacts": [], "pin": "",
+            "alias": "", "device_id": "SAFE", "sms_c4": False}, True
+
+
+class App:
+    def __init__(self, board, cfg, log, test=False):
+        self.board = board
+        self.log = log
+        self.test = test
+        cfg = dict(cfg)
+        cfg["fw"] = VERSION
+        if test:
+            cfg["test_mode"] = True
+        self.machine = AlertMachine(cfg)
+        self.gesture_cfg = cfg.get("gesture") or {}
+        self.inbox = []
+        self.wake = asyncio.Event()
+        self.timers = {}
+        self.ready = asyncio.Event()
+        self.call_active = False
+        self._end_cause = None
+        self.sms_ok = 0
+        self.answered = False
+        self.test_done = asyncio.Event()  # one SMS accepted and C4 answered
+        self.button = None
+        scale = hw.TIME_SCALE
+        m = board["modem"]
+        self.modem = Modem(hw.UART(m["uart"], m["baud"], m["tx"], m["rx"]), self._urc, scale)
+        g = board["gps"]
+        self.gps_uart = hw.UART(g["uart"], g["baud"], g["tx"], g["rx"])
+        self.vib = self._out(board.get("vibration"))
+        self.led = self._out(board.get("led"))
+
+    @staticmethod
+    def _out(spec):
+        if not spec:
+            return None
+        return hw.Pin(spec["pin"], hw.Pin.OUT, value=1 - spec.get("active", 1))
+
+    # ------------------------------------------------------------ event plumbing
+    def post(self, ev):
+        self.inbox.append(ev)
+        self.wake.set()
+
+    async def brain(self):
+        """The one place events meet the state machine; actions run in order."""
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.inbox:
+                ev = self.inbox.pop(0)
+                for act in self.machine.handle(ev, time.ticks_ms()):
+                    self.act(act)
+
+    def act(self, a):
+        kind = a[0]
+        if kind == "log":
+            self.log.add(a[1], a[2])
+            if a[1] == "sms_ok":
+                self.sms_ok += 1
+            elif a[1] == "call_active":
+                self.answered = True
+            if self.sms_ok and self.answered:
+                self.test_done.set()
+        elif kind == "persist":
+            store.write_json(STATE_PATH, a[1])
+        elif kind == "set_timer":
+            self._cancel_timer(a[1])
+            self.timers[a[1]] = asyncio.create_task(self._timer(a[1], a[2]))
+        elif kind == "cancel_timer":
+            self._cancel_timer(a[1])
+        elif kind == "vibrate":
+            asyncio.create_task(self._vibrate(a[1]))
+        elif kind == "gesture_active":
+            if self.button:
+                self.button.set_active(a[1])
+        elif kind == "covert_audio":
+            asyncio.create_task(self._covert_audio())
+        elif kind == "dial":
+            asyncio.create_task(self._dial(a[1]))
+        elif kind == "hangup" or kind == "reject":
+            asyncio.create_task(self._at("ATH", "call_state"))
+        elif kind == "answer":
+            asyncio.create_task(self._at("ATA", "call_state"))
+        elif kind == "send_sms":
+            asyncio.create_task(self._send_sms(a[1], a[2], a[3]))
+        else:
+            self.log.add("unknown_action", kind)
+
+    def _cancel_timer(self, name):
+        t = self.timers.pop(name, None)
+        if t:
+            t.cancel()
+
+    async def _timer(self, name, ms):
+        await asyncio.sleep_ms(ms)
+        self.timers.pop(name, None)
+        self.post(("timer", name))
+
+    # ------------------------------------------------------------ modem actions
+    async def _covert_audio(self):
+        # Mic up so C4 hears the surroundings; speaker and ringer silent so nobody near her does.
+        for c in ("AT+CMIC=0,15", "AT+CLVL=0", "AT+CRSL=0"):
+            try:
+                await self.modem.cmd(c)
+            except ModemError as e:
+                self.log.add("audio_error", str(e))
+
+    async def _dial(self, number):
+        self._end_cause = None
+        try:
+            await self.modem.cmd("ATD%s;" % number, 20000)
+        except ModemError as e:
+            self.log.add("dial_error", str(e).split(" -> ")[-1])
+            self.post(("call_state", "ended", "error"))
+
+    async def _at(self, command, what):
+        try:
+            await self.modem.cmd(command, 20000)
+        except ModemError as e:
+            self.log.add("at_error", str(e))
+
+    async def _send_sms(self, number, text, n):
+        try:
+            mr = await self.modem.send_sms(number, text)
+            ok = True
+        except ModemError as e:
+            self.log.add("sms_error", str(e).split(" -> ")[-1])
+            ok = False
+        self.post(("sms_sent", n, ok))
+
+    def _urc(self, name, args):
+        if name == "+CLCC":
+            c = atparse.parse_clcc(args)
+            if not c or c[1] != 0:
+                return  # incoming calls are handled from RING/+CLIP
+            state = _CLCC_STATE.get(c[2])
+            if state == "ended":
+                asyncio.create_task(self._call_ended())
+            elif state:
+                self.call_active = state == "active"
+                self.post(("call_state", state, None))
+        elif name in _CALL_END:
+            self._end_cause = _CALL_END[name]
+        elif name == "+CLIP":
+            self.post(("incoming_call", atparse.parse_clip(args) or ""))
+        elif name == "+CMTI":
+            asyncio.create_task(self._read_sms(atparse.parse_cmti(args)))
+        elif name in ("UNDER-VOLTAGE WARNNING", "UNDER-VOLTAGE POWER DOWN", "NORMAL POWER DOWN"):
+            self.log.add("modem_power", name.replace(" ", "_"))
+
+    async def _call_ended(self):
+        """Tell a normal hang-up by the far end from a drop: only AT+CEER knows."""
+        was_active, self.call_active = self.call_active, False
+        cause = self._end_cause or "no_carrier"
+        if was_active:
+            cause = "dropped"
+            try:
+                _, _, lines = await self.modem.cmd("AT+CEER", 2000, expect="+CEER", check=False)
+                if any("Normal call clearing" in ln for ln in lines):
+                    cause = "remote"
+            except ModemError:
+                pass
+        self.post(("call_state", "ended", cause))
+
+    async def _read_sms(self, index):
+        if index is None:
+            return
+        try:
+            _, _, lines = await self.modem.cmd("AT+CMGR=%d" % index, 5000, expect="+CMGR")
+            await self.modem.cmd("AT+CMGD=%d" % index, 5000)
+        except ModemError as e:
+            self.log.add("sms_read_error", str(e))
+            return
+        if lines:
+            hdr = atparse.parse_cmgr(lines[0])
+            sender = hdr[1] if hdr else ""
+            self.post(("sms_command", sender, "\n".join(lines[1:])))
+
+    # ------------------------------------------------------------ modem lifecycle
+    async def modem_init(self):
+        m = self.modem
+        if not await m.probe():
+            # Only pulse PWRKEY when it is really off: a pulse on a running module turns it off.
+            self.log.add("modem_power_on", "pwrkey")
+            key = hw.Pin(self.board["modem"]["pwrkey"], hw.Pin.OUT, value=1)
+            key.value(0)
+            await asyncio.sleep_ms(int(1200 * hw.TIME_SCALE))
+            key.value(1)
+            for _ in range(10):
+                if await m.probe():
+                    break
+                await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
+            else:
+                self.log.add("modem_dead", "no_answer")
+                return False
+        for c in ("ATE0", "AT+CMEE=2", "AT+CMGF=1", 'AT+CSCS="GSM"', "AT+CNMI=2,1,0,0,0",
+                  "AT+CLIP=1", "AT+CLCC=1", "AT+COLP=0"):
+            try:
+                await m.cmd(c)
+            except ModemError as e:
+                self.log.add("init_error", str(e))
+        try:
+            _, _, lines = await m.cmd("AT+CPIN?", 5000, expect="+CPIN")
+            if not any("READY" in ln for ln in lines):
+                self.log.add("sim_problem", lines[0] if lines else "?")
+        except ModemError as e:
+            self.log.add("sim_problem", str(e).split(" -> ")[-1])
+        registered = False
+        for _ in range(60):
+            try:
+                _, _, lines = await m.cmd("AT+CREG?", 2000, expect="+CREG")
+                reg = atparse.parse_creg(lines[0]) if lines else None
+                if reg and atparse.registered(reg[1]):
+                    registered = True
+                    break
+            except ModemError:
+                pass
+            await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
+        self.log.add("registered" if registered else "not_registered", "")
+        await self.poll_status()
+        return registered
+
+    async def poll_status(self):
+        for cmd, prefix in (("AT+CBC", "+CBC"), ("AT+CSQ", "+CSQ")):
+            try:
+                _, _, lines = await self.modem.cmd(cmd, 2000, expect=prefix)
+            except ModemError:
+                continue
+            if not lines:
+                continue
+            if prefix == "+CBC":
+                v = atparse.parse_cbc(lines[0])
+                if v:
+                    self.post(("battery", v[1]))
+            else:
+                v = atparse.parse_csq(lines[0])
+                if v:
+                    self.post(("signal", v[0]))
+
+    # ------------------------------------------------------------ GPS and button
+    async def gps_task(self):
+        parser = NMEAParser()
+        reader = asyncio.StreamReader(self.gps_uart)
+        buf = bytearray(64)
+        mv = memoryview(buf)
+        while True:
+            n = await reader.readinto(buf)
+            if not n:
+                await asyncio.sleep_ms(100)
+                continue
+            if parser.feed(mv[:n]):
+                fix = None
+                while True:
+                    f = parser.pop_fix()
+                    if f is None:
+                        break
+                    fix = f
+                self.post(("fix", fix))
+
+    async def button_task(self):
+        spec = self.board["button"]
+        pull = hw.Pin.PULL_UP if spec.get("pull") == "up" else None
+        pin = hw.Pin(spec["pin"], hw.Pin.IN, pull)
+        kw = dict(self.gesture_cfg)
+        kw["pressed_level"] = spec.get("active", 0)
+        self.button = Button(**kw)
+        flag = asyncio.ThreadSafeFlag()
+        pin.irq(lambda p: flag.set(), hw.Pin.IRQ_FALLING | hw.Pin.IRQ_RISING)
+        while True:
+            dl = self.button.next_deadline()
+            if dl is None:
+                await flag.wait()
+            else:
+                wait = ticks_diff(dl, time.ticks_ms())
+                if wait > 0:
+                    try:
+                        await asyncio.wait_for_ms(flag.wait(), wait)
+                    except asyncio.TimeoutError:
+                        pass
+            r = self.button.feed(time.ticks_ms(), pin.value())
+            if r:
+                self.post(("gesture", r))
+
+    async def _vibrate(self, pattern):
+        if not self.vib:
+            return
+        on = self.board["vibration"].get("active", 1)
+        for _ in range(1 if pattern == "alert" else 2):
+            self.vib.value(on)
+            await asyncio.sleep_ms(150)
+            self.vib.value(1 - on)
+            await asyncio.sleep_ms(150)
+
+    # ------------------------------------------------------------ run
+    def start_tasks(self):
+        tasks = [asyncio.create_task(t) for t in (hw.run(), self.modem.reader(), self.brain(),
+                                                  self.gps_task(), self.button_task())]
+        return tasks
+
+    def resume(self):
+        try:
+            saved = store.read_json(STATE_PATH)
+        except ValueError:
+            saved = None
+            self.log.add("state_corrupt", "")
+        if saved:
+            for act in self.machine.from_state(saved, time.ticks_ms()):
+                self.act(act)
+
+
+async def _main(test=False, test_timeout_s=300):
+    board = store.read_json("board.json")
+    log = EventLog()
+    log.add("boot", VERSION)
+    cfg, safe = load_config(board, log)
+    app = App(board, cfg, log, test=test)
+    tasks = app.start_tasks()
+    await app.modem_init()
+    app.resume()
+    gc.collect()
+    log.add("ready", "safe" if safe else "ok")
+    if not test:
+        await asyncio.Event().wait()  # run forever
+    return await _test_alert(app, log, test_timeout_s)
+
+
+async def _test_alert(app, log, timeout_s):
+    """The delivery-day test: a real alert marked PRUEBA, ended once C4 answered and
+    an SMS was accepted; it leaves no alert state behind."""
+    app.post(("gesture", "alert"))
+    try:
+        await asyncio.wait_for(app.test_done.wait(), timeout_s)
+        ok = True
+    except asyncio.TimeoutError:
+        ok = False
+    try:
+        await app.modem.cmd("ATH", 5000, check=False)
+    except ModemError:
+        pass
+    store.remove(STATE_PATH)
+    log.add("test_result", "ok" if ok else "failed")
+    return ok
+
+
+def main():
+    asyncio.run(_main())
+
+
+def test_call():
+    return asyncio.run(_main(test=True))
