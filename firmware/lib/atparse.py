@@ -1,35 +1,38 @@
-"""SIM800 AT response parser, sans-IO (h11 style).
+# SIM800 AT response parser, sans-IO (h11 style).
+#
+#     p = ATParser()
+#     p.command("AT+CSQ")          # optional: drop its echo, expect "+CSQ" replies
+#     p.feed(uart_bytes)           # any chunking, bytes/bytearray/str
+#     while True:
+#         ev = p.next_event()
+#         if ev is None:
+#             break
+#         ...
+#
+# Events (tuples):
+#     ("line", text)               information line (reply to the pending command,
+#                                  or any line not known to be a URC)
+#     ("final", kind, text)        kind: "OK" "ERROR" "CME" "CMS" "NO CARRIER" "BUSY"
+#                                  "NO ANSWER" "NO DIALTONE" "CONNECT"; text is the
+#                                  CME/CMS code or verbose message ("500", "SIM busy"),
+#                                  the CONNECT suffix, else ""
+#     ("prompt",)                  the SMS "> " prompt (arrives as "\r\n> ", no line end)
+#     ("urc", name, args_text)     unsolicited result code; name is the prefix without
+#                                  ":" ("+CMTI", "RING", "Call Ready", ...), args_text
+#                                  the text after ": " (or "")
+#
+# Call-progress codes (NO CARRIER, BUSY, NO ANSWER, NO DIALTONE) are finals only
+# while a dial/answer command (ATD..., ATA) is pending; otherwise - e.g. the far end
+# hanging up, which SIM800 reports after ATD's "OK" - they come out as URCs with the
+# same name.  The power URCs are reported with SIMCom's own spelling ("WARNNING")
+# whichever spelling the modem used.
+#
+# No I/O, no allocation beyond a bounded line buffer and a bounded event queue, never
+# raises on noise.  Runs unchanged on MicroPython and CPython.
 
-    p = ATParser()
-    p.command("AT+CSQ")          # optional: drop its echo, expect "+CSQ" replies
-    p.feed(uart_bytes)           # any chunking, bytes/bytearray/str
-    while True:
-        ev = p.next_event()
-        if ev is None:
-            break
-        ...
-
-Events (tuples):
-    ("line", text)               information line (reply to the pending command,
-                                 or any line not known to be a URC)
-    ("final", kind, text)        kind: "OK" "ERROR" "CME" "CMS" "NO CARRIER" "BUSY"
-                                 "NO ANSWER" "NO DIALTONE" "CONNECT"; text is the
-                                 CME/CMS code or verbose message ("500", "SIM busy"),
-                                 the CONNECT suffix, else ""
-    ("prompt",)                  the SMS "> " prompt (arrives as "\r\n> ", no line end)
-    ("urc", name, args_text)     unsolicited result code; name is the prefix without
-                                 ":" ("+CMTI", "RING", "Call Ready", ...), args_text
-                                 the text after ": " (or "")
-
-Call-progress codes (NO CARRIER, BUSY, NO ANSWER, NO DIALTONE) are finals only
-while a dial/answer command (ATD..., ATA) is pending; otherwise - e.g. the far end
-hanging up, which SIM800 reports after ATD's "OK" - they come out as URCs with the
-same name.  The power URCs are reported with SIMCom's own spelling ("WARNNING")
-whichever spelling the modem used.
-
-No I/O, no allocation beyond a bounded line buffer and a bounded event queue, never
-raises on noise.  Runs unchanged on MicroPython and CPython.
-"""
+from atargs import (split_args, parse_csq, csq_dbm, parse_cbc,  # noqa: F401
+                    parse_creg, registered, parse_clcc, parse_clip, parse_cmti,
+                    parse_cmgs, parse_cmgr, parse_ceng)
 
 MAX_LINE = 256
 MAX_EVENTS = 32
@@ -82,7 +85,7 @@ def _creg_is_urc(args):
 
 
 def _expected_prefix(cmd):
-    """AT+CSQ -> +CSQ, AT+CREG? -> +CREG, AT+CMGS="..." -> +CMGS, ATI -> None."""
+    # AT+CSQ -> +CSQ, AT+CREG? -> +CREG, AT+CMGS="..." -> +CMGS, ATI -> None.
     if not cmd:
         return None
     c = cmd.strip().upper()
@@ -95,9 +98,9 @@ def _expected_prefix(cmd):
 
 
 def is_urc(line, pending_cmd=None, expect=None):
-    """Classify a complete line (no CR/LF): return (name, args_text) if it is an
-    unsolicited result code given the pending command (or explicit expected prefix),
-    else None."""
+    # Classify a complete line (no CR/LF): return (name, args_text) if it is an
+    # unsolicited result code given the pending command (or explicit expected prefix),
+    # else None.
     w = _URC_WORDS.get(line)
     if w is not None:
         return (w, "")
@@ -134,11 +137,11 @@ class ATParser:
 
     # -- driver hints -------------------------------------------------------
     def set_echo_filter(self, cmd):
-        """Tell the parser the driver just sent cmd: the next line equal to cmd (the
-        modem's echo) is dropped; unless expect() already named one, the reply
-        prefix is derived from cmd ("AT+CLCC" -> "+CLCC" lines are replies, not
-        URCs); after ATD/ATA, BUSY / NO CARRIER / NO ANSWER / NO DIALTONE are
-        finals.  All of it is cleared by the next final result."""
+        # Tell the parser the driver just sent cmd: the next line equal to cmd (the
+        # modem's echo) is dropped; unless expect() already named one, the reply
+        # prefix is derived from cmd ("AT+CLCC" -> "+CLCC" lines are replies, not
+        # URCs); after ATD/ATA, BUSY / NO CARRIER / NO ANSWER / NO DIALTONE are
+        # finals.  All of it is cleared by the next final result.
         self._echo = cmd.strip() if cmd else None
         if not cmd:
             return
@@ -149,19 +152,19 @@ class ATParser:
         self.pending = True
 
     def expect(self, prefix):
-        """Lines starting with prefix ("+CLCC") are replies, not URCs, until the
-        next final result.  None clears the expectation."""
+        # Lines starting with prefix ("+CLCC") are replies, not URCs, until the
+        # next final result.  None clears the expectation.
         self._expect = prefix
         if prefix is not None:
             self.pending = True
 
     def command(self, cmd, expect=None):
-        """set_echo_filter(cmd) with an explicit expected prefix (else derived)."""
+        # set_echo_filter(cmd) with an explicit expected prefix (else derived).
         self._expect = expect
         self.set_echo_filter(cmd)
 
     def reset(self):
-        """Forget any partial line and pending-command state (e.g. modem reboot)."""
+        # Forget any partial line and pending-command state (e.g. modem reboot).
         self._cur = bytearray()
         self._skip = self._eat_space = False
         self._echo = self._expect = None
@@ -265,7 +268,7 @@ class ATParser:
 
 
 def _clean(raw):
-    """bytes of one line -> stripped str, or None if it is noise (non-ASCII)."""
+    # bytes of one line -> stripped str, or None if it is noise (non-ASCII).
     a = 0
     n = len(raw)
     while a < n and (raw[a] == 0 or raw[a] == 0xFF):
@@ -281,168 +284,3 @@ def _clean(raw):
             c = 0x3F  # '?'
         out.append(c)
     return out.decode().strip()
-
-
-# ---------------------------------------------------------------------------
-# Pure helpers for argument texts (the part after "+XXX: ").  They return None
-# on malformed input instead of raising.
-
-def split_args(args):
-    """'1,"a,b", 3' -> ['1', 'a,b', '3']: split on commas outside quotes, strip
-    spaces and the quotes."""
-    out = []
-    cur = []
-    q = False
-    for ch in args:
-        if ch == '"':
-            q = not q
-        elif ch == "," and not q:
-            out.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(ch)
-    out.append("".join(cur).strip())
-    return out
-
-
-def _args_of(line_or_args, prefix):
-    s = line_or_args.strip()
-    if s.startswith(prefix):
-        s = s[len(prefix):].lstrip(":").strip()
-    return s
-
-
-def _int(s):
-    try:
-        return int(s)
-    except (ValueError, TypeError):
-        return None
-
-
-def parse_csq(args):
-    """'5,0' -> (rssi, ber); rssi 0..31 or 99 unknown."""
-    f = split_args(_args_of(args, "+CSQ"))
-    if len(f) != 2:
-        return None
-    a, b = _int(f[0]), _int(f[1])
-    if a is None or b is None:
-        return None
-    return (a, b)
-
-
-def csq_dbm(rssi):
-    """CSQ rssi -> dBm (None for 99/unknown)."""
-    if rssi is None or rssi < 0 or rssi > 31:
-        return None
-    return -113 + 2 * rssi
-
-
-def parse_cbc(args):
-    """'0,97,4177' -> (charging_state, percent, millivolts)."""
-    f = split_args(_args_of(args, "+CBC"))
-    if len(f) != 3:
-        return None
-    v = (_int(f[0]), _int(f[1]), _int(f[2]))
-    if None in v:
-        return None
-    return v
-
-
-def parse_creg(args):
-    """+CREG reply ('n,stat[,lac,ci]') or URC ('stat[,lac,ci]') -> (stat, lac, ci);
-    lac/ci are upper-case hex strings or None.  stat 1 = home, 5 = roaming."""
-    f = split_args(_args_of(_args_of(args, "+CREG"), "+CGREG"))
-    if len(f) in (2, 4):
-        f = f[1:]
-    if len(f) not in (1, 3):
-        return None
-    stat = _int(f[0])
-    if stat is None:
-        return None
-    if len(f) == 3:
-        return (stat, f[1].upper(), f[2].upper())
-    return (stat, None, None)
-
-
-def registered(stat):
-    return stat == 1 or stat == 5
-
-
-def parse_clcc(args):
-    """'1,0,2,0,0,"num",129,""' -> (idx, dir, stat, mode, mpty, number).
-    stat: 0 active 1 held 2 dialing 3 alerting 4 incoming 5 waiting 6 disconnect."""
-    f = split_args(_args_of(args, "+CLCC"))
-    if len(f) < 5:
-        return None
-    v = [_int(x) for x in f[:5]]
-    if None in v:
-        return None
-    v.append(f[5] if len(f) > 5 else "")
-    return tuple(v)
-
-
-def parse_clip(args):
-    """'"+521449...",145,"",0,"",0' -> '+521449...' ('' if withheld)."""
-    s = _args_of(args, "+CLIP")
-    if not s:
-        return None
-    return split_args(s)[0]
-
-
-def parse_cmti(args):
-    """'"SM",2' -> 2."""
-    f = split_args(_args_of(args, "+CMTI"))
-    if len(f) != 2:
-        return None
-    return _int(f[1])
-
-
-def parse_cmgs(args):
-    """'12' -> message reference 12."""
-    return _int(_args_of(args, "+CMGS"))
-
-
-def parse_cmgr(args):
-    """Text-mode +CMGR header '"REC UNREAD","+52...","","24/05/01,10:20:30-24"'
-    -> {"status", "sender", "alpha", "ts"} (the body is the next line)."""
-    f = split_args(_args_of(args, "+CMGR"))
-    if len(f) < 2:
-        return None
-    ts = ""
-    if len(f) >= 5:
-        ts = f[3] + "," + f[4]
-    elif len(f) == 4:
-        ts = f[3]
-    return {"status": f[0], "sender": f[1], "alpha": f[2] if len(f) > 2 else "",
-            "ts": ts}
-
-
-def parse_ceng(args):
-    """AT+CENG? cell line.  Serving cell (index 0):
-    '0,"<arfcn>,<rxl>,<rxq>,<mcc>,<mnc>,<bsic>,<cellid>,<rla>,<txp>,<lac>,<TA>"'
-    -> dict(cell=0, arfcn, rxl, rxq, mcc, mnc, bsic, cellid, rla, txp, lac, ta);
-    neighbour (index >0): '<n>,"<arfcn>,<rxl>,<bsic>,<cellid>,<mcc>,<mnc>,<lac>"'.
-    mcc/mnc stay decimal strings, cellid/lac hex strings (as the modem prints them,
-    upper-cased).  None if malformed or the cell is empty (cellid ffff/0000)."""
-    s = _args_of(args, "+CENG")
-    i = s.find(",")
-    if i < 0:
-        return None
-    idx = _int(s[:i])
-    if idx is None:
-        return None
-    f = split_args(s[i + 1:].strip().strip('"'))
-    if idx == 0:
-        if len(f) < 11:
-            return None
-        d = {"cell": 0, "arfcn": f[0], "rxl": _int(f[1]), "rxq": _int(f[2]),
-             "mcc": f[3], "mnc": f[4], "bsic": f[5], "cellid": f[6].upper(),
-             "rla": f[7], "txp": f[8], "lac": f[9].upper(), "ta": _int(f[10])}
-    else:
-        if len(f) < 7:
-            return None
-        d = {"cell": idx, "arfcn": f[0], "rxl": _int(f[1]), "bsic": f[2],
-             "cellid": f[3].upper(), "mcc": f[4], "mnc": f[5], "lac": f[6].upper()}
-    if not d["cellid"] or d["cellid"] in ("FFFF", "0000") or not d["mcc"].isdigit():
-        return None
-    return d

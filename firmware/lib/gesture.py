@@ -1,36 +1,35 @@
-"""Button gestures without false alarms, sans-IO with explicit time.
-
-All times are millisecond ticks (time.ticks_ms() on the device); differences go
-through ticks_diff()/ticks_add(), which use MicroPython's wrapping arithmetic when
-available and plain integers elsewhere (CPython tests).
-
-    deb = Debouncer(stable_ms=30, pressed_level=0)
-    edge = deb.feed(t_ms, raw_level)      # None | ("press", t) | ("release", t)
-    edge = deb.tick(now_ms)               # call at deb.next_deadline()
-
-    g = Gesture(mode="hold", hold_ms=2000)                  # or
-    g = Gesture(mode="presses", count=3, window_ms=2000)
-    r = g.feed(edge)                      # None | "alert" | "cancel"
-    r = g.tick(now_ms)                    # call at g.next_deadline()
-
-    b = Button(debounce_ms=30, pressed_level=0, mode="hold", ...)   # both in one
-    r = b.feed(t_ms, raw_level); r = b.tick(now_ms); b.next_deadline()
-
-An edge's time is when the new level *started* (the start of the stable run), so
-hold durations are measured from the real press, although the edge is reported
-stable_ms later.
-
-Alert:  mode "hold": the button held >= hold_ms (reported while still held, from
-        tick(), or at the release if tick() came late);
-        mode "presses": `count` presses, each lasting min_press_ms..max_press_ms,
-        the first and last starting within window_ms (reported at the release of
-        the last press).  A press that is too short (squeeze/chatter) or too long
-        resets the sequence.
-Cancel: while an alert is active, a *new* press (started after the alert became
-        active) held >= cancel_ms.  The press that raised the alert never cancels
-        it, however long she keeps squeezing.  cancel=None disables the gesture
-        (then only the command centre can cancel).
-"""
+# Button gestures without false alarms, sans-IO with explicit time.
+#
+# All times are millisecond ticks (time.ticks_ms() on the device); differences go
+# through ticks_diff()/ticks_add(), which use MicroPython's wrapping arithmetic when
+# available and plain integers elsewhere (CPython tests).
+#
+#     deb = Debouncer(stable_ms=30, pressed_level=0)
+#     edge = deb.feed(t_ms, raw_level)      # None | ("press", t) | ("release", t)
+#     edge = deb.tick(now_ms)               # call at deb.next_deadline()
+#
+#     g = Gesture(mode="hold", hold_ms=2000)                  # or
+#     g = Gesture(mode="presses", count=3, window_ms=2000)
+#     r = g.feed(edge)                      # None | "alert" | "cancel"
+#     r = g.tick(now_ms)                    # call at g.next_deadline()
+#
+#     b = Button(debounce_ms=30, pressed_level=0, mode="hold", ...)   # both in one
+#     r = b.feed(t_ms, raw_level); r = b.tick(now_ms); b.next_deadline()
+#
+# An edge's time is when the new level *started* (the start of the stable run), so
+# hold durations are measured from the real press, although the edge is reported
+# stable_ms later.
+#
+# Alert:  mode "hold": the button held >= hold_ms (reported while still held, from
+#         tick(), or at the release if tick() came late);
+#         mode "presses": `count` presses, each lasting min_press_ms..max_press_ms,
+#         the first and last starting within window_ms (reported at the release of
+#         the last press).  A press that is too short (squeeze/chatter) or too long
+#         resets the sequence.
+# Cancel: while an alert is active, a *new* press (started after the alert became
+#         active) held >= cancel_ms.  The press that raised the alert never cancels
+#         it, however long she keeps squeezing.  cancel=None disables the gesture
+#         (then only the command centre can cancel).
 
 try:
     from time import ticks_diff as _tdiff, ticks_add as _tadd
@@ -39,7 +38,7 @@ except ImportError:  # CPython
 
 
 def ticks_diff(a, b):
-    """a - b in ticks, wrap-safe on MicroPython."""
+    # a - b in ticks, wrap-safe on MicroPython.
     if _tdiff is not None:
         return _tdiff(a, b)
     return a - b
@@ -52,7 +51,7 @@ def ticks_add(t, delta):
 
 
 def earliest(*deadlines):
-    """The earliest of some deadlines (None ignored), wrap-safe; None if none."""
+    # The earliest of some deadlines (None ignored), wrap-safe; None if none.
     best = None
     for d in deadlines:
         if d is not None and (best is None or ticks_diff(d, best) < 0):
@@ -65,9 +64,9 @@ RELEASE = "release"
 
 
 class Debouncer:
-    """Raw samples or interrupt edges in, stable press/release edges out.  A level
-    counts only once it has stayed unchanged for stable_ms: contact bounce and
-    noise spikes shorter than that never produce an edge."""
+    # Raw samples or interrupt edges in, stable press/release edges out.  A level
+    # counts only once it has stayed unchanged for stable_ms: contact bounce and
+    # noise spikes shorter than that never produce an edge.
 
     def __init__(self, stable_ms=30, pressed_level=0, pressed=False):
         self.stable_ms = stable_ms
@@ -118,9 +117,9 @@ class Gesture:
         self._seq = []              # press start times of the current sequence
 
     def set_active(self, flag):
-        """The app tells the gesture whether an alert is active (after a reset, or
-        when the command centre cancelled).  A press already in progress can never
-        cancel."""
+        # The app tells the gesture whether an alert is active (after a reset, or
+        # when the command centre cancelled).  A press already in progress can never
+        # cancel.
         self.active = bool(flag)
         self._seq = []
         if self.pressed:
@@ -128,7 +127,7 @@ class Gesture:
             self._fired = True
 
     def feed(self, edge):
-        """edge: None, ("press", t) or ("release", t)."""
+        # edge: None, ("press", t) or ("release", t).
         if edge is None:
             return None
         kind, t = edge
@@ -192,9 +191,9 @@ class Gesture:
 
 
 class Button:
-    """Debouncer + Gesture fed with raw levels.  Config keys as in alert.py's
-    "gesture" dict: debounce_ms, pressed_level, mode, hold_ms, count, window_ms,
-    cancel, cancel_ms, min_press_ms, max_press_ms."""
+    # Debouncer + Gesture fed with raw levels.  Config keys as in alert.py's
+    # "gesture" dict: debounce_ms, pressed_level, mode, hold_ms, count, window_ms,
+    # cancel, cancel_ms, min_press_ms, max_press_ms.
 
     def __init__(self, debounce_ms=30, pressed_level=0, **gesture_kw):
         self.debouncer = Debouncer(debounce_ms, pressed_level)

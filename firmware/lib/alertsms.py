@@ -1,0 +1,155 @@
+# SMS side of the alert machine (mixed into alert.AlertMachine): the outbox,
+# rendering of the texts at send time, and small pure helpers (phone numbers,
+# fixes, SMS command words).  Sans-IO; see alert.py for the events and actions.
+
+import sms
+
+_LOC = ("alert", "update")
+
+
+def digits(s):
+    return "".join(c for c in (s or "") if c.isdigit())
+
+
+def same_number(a, b):
+    # Compare phone numbers by their last 10 digits (Mexican national numbers
+    # are 10 digits: +52 449 ..., +52 1 449 ..., 449 ...); short numbers exactly.
+    da, db = digits(a), digits(b)
+    if not da or not db:
+        return False
+    if len(da) >= 10 and len(db) >= 10:
+        return da[-10:] == db[-10:]
+    return da == db
+
+
+def mask(number):
+    d = digits(number)
+    return ("..." + d[-4:]) if len(d) > 4 else (d or "?")
+
+
+def _get(f, k):
+    if isinstance(f, dict):
+        return f.get(k)
+    return getattr(f, k, None)
+
+
+def read_fix(f):
+    # Fix-like -> [lat_e7, lon_e7, hdop, sats, acc_m] or None (invalid/no position).
+    if f is None or _get(f, "valid") is False:
+        return None
+    a, b = _get(f, "lat_e7"), _get(f, "lon_e7")
+    if a is None or b is None:
+        lat, lon = _get(f, "lat"), _get(f, "lon")
+        if lat is None or lon is None:
+            return None
+        try:
+            a, b = int(round(lat * 10000000)), int(round(lon * 10000000))
+        except (TypeError, ValueError, OverflowError):
+            return None
+    if not (-900000000 <= a <= 900000000 and -1800000000 <= b <= 1800000000):
+        return None
+    return [a, b, _get(f, "hdop"), _get(f, "sats"), _get(f, "acc_m")]
+
+
+def command_words(text):
+    # 'Ubicación: 1234.' -> ['UBICACION', '1234'] (UCS-2 hex decoded, accents
+    # stripped, upper case, punctuation as spaces).
+    t = sms.oneline(sms.maybe_ucs2(text or "")).upper()
+    return "".join(c if (c.isalpha() or c.isdigit()) else " " for c in t).split()
+
+
+class SmsMixin:
+    def _queue(self, number, msg):
+        self.seq += 1
+        self.outbox.append([self.seq, number, msg, 0])
+        self._dirty = True
+
+    def _pending_loc(self, number):
+        for e in self.outbox:
+            if e[2] in _LOC and same_number(e[1], number):
+                return True
+        return False
+
+    def _queue_location(self, acts, msg):
+        for n in self.recipients():
+            if not self._pending_loc(n):
+                self._queue(n, msg)
+
+    def _render(self, e, now):
+        c = self.cfg
+        msg = e[2]
+        kind, age = self.fix_kind(now)
+        f = self.fix if kind in ("gps", "last") else None
+        loc = {}
+        if f is not None:
+            loc = {"lat_e7": f[0], "lon_e7": f[1], "hdop": f[2], "acc_m": f[4]}
+        if msg in _LOC:
+            return sms.alert_text(alias=c["alias"], kind=kind, age_s=age,
+                                  battery=self.battery, device_id=c["device_id"],
+                                  test=self._test(), update=msg == "update",
+                                  cell=self.cell, calling_c4=bool(self.dial_list),
+                                  **loc), kind
+        if msg == "location":
+            return sms.location_text(kind=kind, age_s=age, battery=self.battery,
+                                     device_id=c["device_id"], cell=self.cell,
+                                     test=self._test(), active=self.active, **loc), kind
+        if msg == "status":
+            return sms.status_text(battery=self.battery, rssi=self.rssi,
+                                   gps="ok" if kind == "gps" else "nofix", fw=c["fw"],
+                                   alerts=self.alerts, device_id=c["device_id"],
+                                   active=self.active,
+                                   sats=f[3] if (f and kind == "gps") else None,
+                                   test=self._test()), kind
+        by = msg[7:] if msg.startswith("cancel:") else "device"
+        return sms.cancel_text(alias=c["alias"], device_id=c["device_id"], by=by,
+                               test=self._test(), minutes=c["max_alert_s"] // 60,
+                               advice=not self.is_c4(e[1])), kind
+
+    def _pump(self, now, acts):
+        if self.inflight is not None or not self.outbox:
+            return
+        e = self.outbox[0]
+        if e[3] > 0:
+            if not self._retry_ready:
+                if not self._retry_armed:
+                    self._retry_armed = True
+                    acts.append(("set_timer", "sms_retry", self.cfg["sms_retry_s"] * 1000))
+                return
+            self._retry_ready = False
+        text, kind = self._render(e, now)
+        self.inflight = e[0]
+        self._inflight_kind = kind
+        acts.append(("send_sms", e[1], text, e[0]))
+        acts.append(("set_timer", "sms_timeout", self.cfg["sms_timeout_s"] * 1000))
+
+    def _sms_done(self, ok, acts):
+        n = self.inflight
+        self.inflight = None
+        acts.append(("cancel_timer", "sms_timeout"))
+        e = None
+        for i in range(len(self.outbox)):
+            if self.outbox[i][0] == n:
+                e = self.outbox.pop(i)
+                break
+        if e is None:
+            return
+        self._dirty = True
+        if ok:
+            self._log(acts, "sms_ok", "%s %s" % (e[2], mask(e[1])))
+            if self._inflight_kind == "gps" and e[2] in _LOC and e[1] not in self.got_gps:
+                self.got_gps.append(e[1])
+            return
+        e[3] += 1
+        if e[3] > self.cfg["sms_retries"]:
+            self._log(acts, "sms_failed", "%s %s" % (e[2], mask(e[1])))
+        else:
+            self._log(acts, "sms_retry", "%s %s" % (e[2], mask(e[1])))
+            self.outbox.append(e)
+
+    def _on_sms_sent(self, ev, now, acts):
+        if ev[1] != self.inflight:
+            self._log(acts, "sms_stale", str(ev[1]))
+            return
+        self._sms_done(bool(ev[2]), acts)
+
+    # ---------------------------------------------------------------- calls
