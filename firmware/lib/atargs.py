@@ -8,7 +8,7 @@
 #     parse_creg -> (stat, lac, ci)       registered(stat) -> bool
 #     parse_clcc -> (idx, dir, stat, mode, mpty, number)
 #     parse_clip -> number                parse_cmti -> index
-#     parse_cmgs -> message reference     parse_cmgr -> {status, sender, alpha, ts}
+#     parse_cmgs -> message reference     parse_cmgr -> (status, sender, alpha, ts)
 #     parse_ceng -> {cell, mcc, mnc, lac, cellid, ...}
 
 
@@ -129,17 +129,12 @@ def parse_cmgs(args):
 
 def parse_cmgr(args):
     # Text-mode +CMGR header '"REC UNREAD","+52...","","24/05/01,10:20:30-24"'
-    # -> {"status", "sender", "alpha", "ts"} (the body is the next line).
+    # -> (status, sender, alpha, ts); the body is on the following line(s).
     f = split_args(_args_of(args, "+CMGR"))
     if len(f) < 2:
         return None
-    ts = ""
-    if len(f) >= 5:
-        ts = f[3] + "," + f[4]
-    elif len(f) == 4:
-        ts = f[3]
-    return {"status": f[0], "sender": f[1], "alpha": f[2] if len(f) > 2 else "",
-            "ts": ts}
+    ts = ",".join(f[3:5]) if len(f) > 3 else ""
+    return (f[0], f[1], f[2] if len(f) > 2 else "", ts)
 
 
 def parse_ceng(args):

@@ -13,7 +13,8 @@
 #     ("line", text)               information line (reply to the pending command,
 #                                  or any line not known to be a URC)
 #     ("final", kind, text)        kind: "OK" "ERROR" "CME" "CMS" "NO CARRIER" "BUSY"
-#                                  "NO ANSWER" "NO DIALTONE" "CONNECT"; text is the
+#                                  "NO ANSWER" "NO DIALTONE" "CONNECT" ("SHUT OK" of
+#                                  AT+CIPSHUT too); text is the
 #                                  CME/CMS code or verbose message ("500", "SIM busy"),
 #                                  the CONNECT suffix, else ""
 #     ("prompt",)                  the SMS "> " prompt (arrives as "\r\n> ", no line end)
@@ -64,7 +65,8 @@ URC_PREFIXES = ("+CLIP", "+CMTI", "+CLCC", "+CREG", "+CGREG", "+CFUN", "+CPIN",
                 "+CUSD", "+CMT", "+CDS", "+CRING", "+DTMF", "+CIEV", "*PSUTTZ",
                 "DST", "+CTZV", "+CSQN")
 
-_FINAL_WORDS = ("OK", "ERROR", "NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE")
+_FINAL_WORDS = ("OK", "ERROR", "NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE",
+                "SHUT OK")
 _CALL_CODES = ("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE")
 
 

@@ -1,0 +1,562 @@
+"""firmware/lib/atparse.py (+ atargs.py): the SIM800 AT response parser.
+
+The real exchanges come from ../shared/data/at/sim800_transcripts.md, read in place:
+the byte-exact E1-E8 replies and the line captures L1-L15 / D1 (framed as
+"\\r\\n<line>\\r\\n", V.25ter, as the file says to do for LINES entries).  Every
+parse runs on the MicroPython unix port; fuzzing runs under CPython with hypothesis.
+"""
+import codecs
+import json
+import random
+import re
+import sys
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from boton.paths import FIRMWARE
+
+sys.path.insert(0, str(FIRMWARE / "lib"))
+import atparse  # noqa: E402  (the firmware module under CPython)
+
+
+def _unescape(s):
+    return codecs.decode(s, "unicode_escape").encode("latin-1")
+
+
+@pytest.fixture(scope="module")
+def transcript(shared_data):
+    return (shared_data / "at" / "sim800_transcripts.md").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def exact(transcript):
+    """[(id, command, reply bytes)] for E1-E7 (+ the CGNSPWR extra) and E8."""
+    out = []
+    for m in re.finditer(r"^\| (E\d) \| `([^`]*)` \| `([^`]*)`[^|]*\| (\d+) \|$",
+                         transcript, re.M):
+        eid, host, reply, size = m.groups()
+        data = _unescape(reply)
+        assert len(data) == int(size), eid  # the read size the source logged
+        out.append((eid, _unescape(host).decode().strip(), data))
+    m = re.search(r"`AT\+CGNSPWR\?` → `([^`]*)`, (\d+) bytes", transcript)
+    data = _unescape(m.group(1))
+    assert len(data) == int(m.group(2))
+    out.append(("E7b", "AT+CGNSPWR?", data))
+    # E8: the SIM900 trace; each '<<' is one read, annotations in parentheses
+    block = transcript.split("### E8")[1].split("```")[1]
+    cmd = None
+    chunks = []
+    for line in block.splitlines():
+        line = re.sub(r"\s{2,}\(.*\)\s*$", "", line).rstrip()
+        if line.startswith(">> "):
+            if cmd:
+                out.append(("E8 " + cmd, cmd, b"".join(chunks)))
+            cmd, chunks = _unescape(line[3:]).decode().strip(), []
+        elif line.startswith("<< "):
+            text = line[3:]
+            if text.endswith(" ..."):  # the excerpt ends here
+                text = text[:-4]
+            chunks.append(_unescape(text))
+    out.append(("E8 " + cmd, cmd, b"".join(chunks)))
+    return out
+
+
+EXPECTED_EXACT = {
+    "E1": [["final", "OK", ""]],
+    "E2": [["final", "OK", ""]],
+    "E3": [["line", "SIM808 R14.18"], ["final", "OK", ""]],
+    "E4": [["line", "+CSQ: 5,0"], ["final", "OK", ""]],
+    "E5": [["line", "+CBC: 0,97,4177"], ["final", "OK", ""]],
+    "E6": [["line", "8944****************"], ["final", "OK", ""]],
+    "E7": [["line", '+COPS: 0,0,"T-Mobile"'], ["final", "OK", ""]],
+    "E7b": [["line", "+CGNSPWR: 0"], ["final", "OK", ""]],
+    "E8 AT": [["final", "OK", ""]],
+    "E8 ATE0": [["final", "OK", ""]],
+    "E8 AT+CGMI": [["line", "SIMCOM_Ltd"], ["final", "OK", ""]],
+    "E8 AT+CGSN": [["line", "86677102xxxxxxx"], ["final", "OK", ""]],
+    "E8 AT+CSQ": [["line", "+CSQ: 0,0"], ["final", "OK", ""]],
+    "E8 AT+CNUM": [["line", '+CNUM: "","+1647300xxxx",145,7,4']],
+}
+
+# Feeds each exchange through one parser (as a driver would: tell it the command,
+# then feed), in the given chunk sizes; prints the events per exchange.
+MPY_EXCHANGES = """
+import json, atparse
+cases = %r
+out = {}
+for cs in %r:
+    p = atparse.ATParser()
+    res = []
+    for eid, cmd, data in cases:
+        p.set_echo_filter(cmd)
+        evs = []
+        for i in range(0, len(data), cs):
+            p.feed(data[i:i + cs])
+            while True:
+                e = p.next_event()
+                if e is None:
+                    break
+                evs.append(e)
+        res.append([eid, evs])
+    out[str(cs)] = {'res': res, 'echoes': p.echoes, 'noise': p.noise,
+                    'overflows': p.overflows}
+print(json.dumps(out))
+"""
+
+
+def test_exact_replies_parse_on_micropython(mpy, exact):
+    assert [e[0] for e in exact] == list(EXPECTED_EXACT)
+    got = mpy.json(MPY_EXCHANGES % (exact, (1, 3, 7, 4096)))
+    echoed = sum(1 for eid, cmd, data in exact if data.startswith(cmd.encode()))
+    assert echoed == 10  # E1-E7b and E8's AT / ATE0 carry the echo
+    for cs, r in got.items():
+        assert dict(r["res"]) == EXPECTED_EXACT, cs
+        assert (r["echoes"], r["noise"], r["overflows"]) == (echoed, 0, 0)
+
+
+def test_exact_replies_without_echo_filter_show_the_echo(mpy, exact):
+    code = """
+import json, atparse
+p = atparse.ATParser()
+p.feed(%r)
+evs = []
+while True:
+    e = p.next_event()
+    if e is None:
+        break
+    evs.append(e)
+print(json.dumps(evs))
+""" % exact[3][2]
+    assert mpy.json(code) == [["line", "AT+CSQ"], ["line", "+CSQ: 5,0"], ["final", "OK", ""]]
+
+
+def test_exact_replies_helpers(mpy, exact):
+    code = """
+import json, atparse
+print(json.dumps([atparse.parse_csq('+CSQ: 5,0'), atparse.parse_cbc('+CBC: 0,97,4177'),
+                  atparse.parse_csq('+CSQ: 0,0'), atparse.csq_dbm(5), atparse.csq_dbm(99)]))
+"""
+    assert mpy.json(code) == [[5, 0], [0, 97, 4177], [0, 0], -103, None]
+
+
+# ---------------------------------------------------------------------------
+# Line captures (L1-L15, D1): '>>' commands, '<<' replies, '~~' URCs
+
+
+def _blocks(transcript):
+    """{id: [(dir, text)]} from the fenced blocks of the L and D1 sections."""
+    out = {}
+    for sec in re.split(r"^### ", transcript, flags=re.M)[1:]:
+        sid = sec.split(":")[0].split()[0]
+        if not (sid.startswith("L") or sid == "D1"):
+            continue
+        body = sec.split("```")[1]
+        rows = []
+        for line in body.splitlines():
+            m = re.match(r"^(>>|<<|~~) (.*)$", line)
+            if not m:
+                continue
+            text = re.sub(r"\s{2,}\(.*\)\s*$", "", m.group(2)).rstrip()
+            if sid == "L13" and m.group(1) == ">>":
+                # '>> CMD     << reply  ,  reply' on one line
+                cmd, _, rep = text.partition("<<")
+                rows.append((">>", cmd.strip()))
+                for r in rep.split("  ,  "):
+                    rows.append(("<<", r.strip().replace("\\r", "")))
+                continue
+            rows.append((m.group(1), text))
+        out[sid] = rows
+    return out
+
+
+_FINALS = ("OK", "ERROR", "SHUT OK")
+# The one reply the parser cannot know is a URC: L2's "+CPIN: SIM PIN" arrives while
+# an AT+CPIN? is pending (the transcript itself only infers it from the missing OK).
+_AMBIGUOUS = {("L2", "+CPIN: SIM PIN")}
+
+
+def _expect(sid, rows):
+    """Events the parser must produce for one block, derived from the capture."""
+    ev = []
+    pending = None
+    for d, text in rows:
+        if d == ">>":
+            pending = text
+            continue
+        if d == "<<" and text == pending:
+            continue                                  # echo
+        if d == "<<" and text == ">":
+            ev.append(["prompt"])
+        elif d == "<<" and text in _FINALS:
+            ev.append(["final", text, ""])
+            pending = None
+        elif d == "<<" and text.startswith("+CME ERROR: "):
+            ev.append(["final", "CME", text[12:].strip()])
+            pending = None
+        elif d == "<<" and text.startswith("+CMS ERROR: "):
+            ev.append(["final", "CMS", text[12:].strip()])
+            pending = None
+        elif d == "<<" or (sid, text) in _AMBIGUOUS:
+            ev.append(["line", text])
+        else:
+            name, colon, args = text.partition(":")
+            ev.append(["urc", name, args.strip()] if colon else ["urc", text, ""])
+    return ev
+
+
+MPY_BLOCKS = """
+import json, atparse
+blocks = %r
+out = {}
+for sid, rows in blocks:
+    p = atparse.ATParser()
+    evs = []
+    for d, text in rows:
+        if d == '>>':
+            p.set_echo_filter(text)
+            continue
+        p.feed('\\r\\n' + text + ('' if text == '>' else '\\r\\n'))
+        if text == '>':
+            p.feed(' ')
+        while True:
+            e = p.next_event()
+            if e is None:
+                break
+            evs.append(e)
+    out[sid] = evs
+print(json.dumps(out))
+"""
+
+
+def test_line_captures_classify_on_micropython(mpy, transcript):
+    blocks = _blocks(transcript)
+    assert sorted(blocks) == sorted(["L%d" % i for i in range(1, 16)] + ["D1"])
+    got = mpy.json(MPY_BLOCKS % (sorted(blocks.items()),))
+    for sid, rows in blocks.items():
+        assert got[sid] == _expect(sid, rows), sid
+    # spot checks on what the brief names
+    assert ["urc", "+CMTI", '"SM",2'] in got["L7"]
+    assert ["urc", "RING", ""] in got["L9"]
+    assert ["line", '+CLCC: 1,0,2,0,0,"phone_number",129,""'] in got["L10"]
+    assert ["final", "CME", "SIM busy"] in got["L12"]
+    assert ["final", "CMS", "invalid input value"] in got["L12"]
+    assert ["final", "CME", "100"] in got["L13"]
+    assert ["prompt"] in got["L15"]
+    assert got["D1"] == [["urc", "UNDER-VOLTAGE WARNNING", ""],
+                         ["urc", "UNDER-VOLTAGE POWER DOWN", ""],
+                         ["urc", "OVER-VOLTAGE WARNNING", ""],
+                         ["urc", "OVER-VOLTAGE POWER DOWN", ""],
+                         ["urc", "NORMAL POWER DOWN", ""]]
+    assert [e for e in got["L2"] if e[0] == "urc"] == [
+        ["urc", "+CPIN", "NOT READY"], ["urc", "RDY", ""], ["urc", "+CFUN", "1"]]
+    assert [e for e in got["L4"] if e[0] == "urc"] == [
+        ["urc", "*PSUTTZ", '2020,12,9,12,57,4,"+12",0'], ["urc", "DST", "0"],
+        ["urc", "+CIEV", '10,"25001","MTS RUS","MTS RUS", 0, 0']]
+
+
+def test_line_capture_arguments_on_micropython(mpy):
+    code = r"""
+import json, atparse as a
+print(json.dumps([
+    a.parse_clip('"+[my_phone_number]",145,"",0,"",0'),
+    a.parse_clcc('+CLCC: 1,0,2,0,0,"phone_number",129,""'),
+    a.parse_clcc('1,1,4,0,0'),
+    a.parse_cmti('"SM",2'),
+    a.parse_creg('+CREG: 0,2'), a.parse_creg('+CREG: 0,5'), a.parse_creg('1,0'),
+    a.parse_creg('1'), a.parse_creg('5,"00C3","1a2b"'), a.parse_creg('2,1,"00c3","1A2B"'),
+    a.registered(1), a.registered(5), a.registered(2),
+    a.parse_csq('+CSQ: 25,5'),
+    a.parse_cmgs('+CMGS: 12'),
+    a.parse_cmgr('+CMGR: "REC UNREAD","+524491110000","","24/05/01,10:20:30-24"'),
+    a.parse_ceng('+CENG: 0,"0035,38,99,334,020,12,1a2b,0,05,00c3,0"'),
+    a.parse_ceng('1,"0040,30,17,2c3d,334,020,00c3"'),
+    a.parse_ceng('0,"0000,00,00,000,00,00,ffff,00,00,0000,00"'),
+    a.split_args('1,"a,b", 3'),
+]))
+"""
+    got = mpy.json(code)
+    assert got[0] == "+[my_phone_number]"
+    assert got[1] == [1, 0, 2, 0, 0, "phone_number"]
+    assert got[2] == [1, 1, 4, 0, 0, ""]
+    assert got[3] == 2
+    assert got[4:10] == [[2, None, None], [5, None, None], [0, None, None],
+                         [1, None, None], [5, "00C3", "1A2B"], [1, "00C3", "1A2B"]]
+    assert got[10:13] == [True, True, False]
+    assert got[13] == [25, 5]
+    assert got[14] == 12
+    assert got[15] == ["REC UNREAD", "+524491110000", "", "24/05/01,10:20:30-24"]
+    assert got[16] == {"cell": 0, "arfcn": "0035", "rxl": 38, "rxq": 99, "mcc": "334",
+                       "mnc": "020", "bsic": "12", "cellid": "1A2B", "rla": "0",
+                       "txp": "05", "lac": "00C3", "ta": 0}
+    assert got[17] == {"cell": 1, "arfcn": "0040", "rxl": 30, "bsic": "17",
+                       "cellid": "2C3D", "mcc": "334", "mnc": "020", "lac": "00C3"}
+    assert got[18] is None  # empty cell
+    assert got[19] == ["1", "a,b", "3"]
+
+
+def test_helpers_reject_malformed():
+    for f in (atparse.parse_csq, atparse.parse_cbc, atparse.parse_creg, atparse.parse_clcc,
+              atparse.parse_cmti, atparse.parse_cmgs, atparse.parse_cmgr, atparse.parse_ceng):
+        for bad in ("", "x", ",,,", '"', "+CSQ: a,b", "1,a"):
+            assert f(bad) is None or f is atparse.parse_cmgr, (f, bad)
+
+
+# ---------------------------------------------------------------------------
+# Behaviour: prompt, URC vs reply, call-progress codes, noise, bounds
+
+MPY_SCRIPT = """
+import json, atparse
+p = atparse.ATParser()
+out = []
+def drain():
+    while True:
+        e = p.next_event()
+        if e is None:
+            return
+        out.append(e)
+for step in %r:
+    if step[0] == 'cmd':
+        p.set_echo_filter(step[1])
+    elif step[0] == 'expect':
+        p.expect(step[1])
+    else:
+        p.feed(step[1])
+    drain()
+print(json.dumps({'ev': out, 'noise': p.noise, 'overflows': p.overflows,
+                  'echoes': p.echoes, 'dropped': p.dropped}))
+"""
+
+
+def run_script(mpy, steps):
+    return mpy.json(MPY_SCRIPT % (steps,))
+
+
+def test_sms_prompt_then_cmgs(mpy):
+    # D3: "\r\n> " with no line end, then the echoed text (ATE1) and +CMGS
+    r = run_script(mpy, [
+        ("cmd", 'AT+CMGS="+524491110000"'),
+        ("feed", b'AT+CMGS="+524491110000"\r\r\n'),
+        ("feed", b"\r\n>"), ("feed", b" "),
+        ("cmd", "Hola"),
+        ("feed", b"Hola\x1a\r\n+CMGS: 12\r\n\r\nOK\r\n"),
+        ("cmd", 'AT+CMGS="+524491110000"'),
+        ("feed", b"\r\n+CMS ERROR: 500\r\n"),
+    ])
+    assert r["ev"] == [["prompt"], ["line", "+CMGS: 12"], ["final", "OK", ""],
+                       ["final", "CMS", "500"]]
+    assert r["echoes"] == 2
+
+
+def test_urc_vs_reply(mpy):
+    r = run_script(mpy, [
+        ("feed", b'\r\n+CLCC: 1,0,3,0,0,"+524491110000",145,""\r\n'),   # URC (AT+CLCC=1)
+        ("cmd", "AT+CLCC"),
+        ("feed", b'\r\n+CLCC: 1,0,0,0,0,"+524491110000",145,""\r\n'),   # reply
+        ("feed", b"\r\n+CREG: 1\r\n"),                                    # URC mid-command
+        ("feed", b"\r\nRING\r\n\r\nOK\r\n"),
+        ("feed", b'\r\n+CLCC: 1,0,6,0,0,"+524491110000",145,""\r\n'),   # URC again
+        ("cmd", "AT+CREG?"),
+        ("feed", b'\r\n+CREG: 2,"00C3","1A2B"\r\n'),                      # URC (3 fields)
+        ("feed", b"\r\n+CREG: 0,1\r\n\r\nOK\r\n"),                         # reply (2 fields)
+        ("cmd", "AT+CPIN?"),
+        ("feed", b"\r\n+CPIN: READY\r\n\r\nOK\r\n"),
+        ("feed", b"\r\n+CPIN: NOT READY\r\n"),
+        ("expect", "+CUSD"),
+        ("feed", b'\r\n+CUSD: 0,"Saldo $10",15\r\n'),
+        ("feed", b"\r\nOK\r\n"),
+        ("feed", b"\r\n+CMGS: 7\r\n"),                                     # never a URC
+    ])
+    assert r["ev"] == [
+        ["urc", "+CLCC", '1,0,3,0,0,"+524491110000",145,""'],
+        ["line", '+CLCC: 1,0,0,0,0,"+524491110000",145,""'],
+        ["urc", "+CREG", "1"],
+        ["urc", "RING", ""],
+        ["final", "OK", ""],
+        ["urc", "+CLCC", '1,0,6,0,0,"+524491110000",145,""'],
+        ["urc", "+CREG", '2,"00C3","1A2B"'],
+        ["line", "+CREG: 0,1"],
+        ["final", "OK", ""],
+        ["line", "+CPIN: READY"],
+        ["final", "OK", ""],
+        ["urc", "+CPIN", "NOT READY"],
+        ["line", '+CUSD: 0,"Saldo $10",15'],
+        ["final", "OK", ""],
+        ["line", "+CMGS: 7"],
+    ]
+
+
+def test_is_urc_function():
+    assert atparse.is_urc("+CLCC: 1,0,2,0,0", "AT+CLCC") is None
+    assert atparse.is_urc("+CLCC: 1,0,2,0,0", "AT+CSQ") == ("+CLCC", "1,0,2,0,0")
+    assert atparse.is_urc("+CLCC: 1,0,2,0,0", None) == ("+CLCC", "1,0,2,0,0")
+    assert atparse.is_urc("+CREG: 1,1", None) is None
+    assert atparse.is_urc("+CREG: 1", "AT+CREG?") == ("+CREG", "1")
+    assert atparse.is_urc("+CMGS: 3", None) is None
+    assert atparse.is_urc("UNDER-VOLTAGE WARNING") == ("UNDER-VOLTAGE WARNNING", "")
+    assert atparse.is_urc("MO RING") == ("MO RING", "")
+    assert atparse.is_urc("MO CONNECTED") == ("MO CONNECTED", "")
+    assert atparse.is_urc("+CUSD: 0,\"x\",15", None) == ("+CUSD", '0,"x",15')
+    assert atparse.is_urc("SIM800 R14.18", None) is None
+
+
+def test_call_progress_codes(mpy):
+    # D2: after ATD the codes are its finals; later (ATD said OK) they are URCs,
+    # also while another command is pending.
+    r = run_script(mpy, [
+        ("cmd", "ATD+524491110000;"), ("feed", b"\r\nBUSY\r\n"),
+        ("cmd", "ATD+524491110000;"), ("feed", b"\r\nOK\r\n"),
+        ("feed", b"\r\nMO RING\r\n\r\nMO CONNECTED\r\n"),
+        ("cmd", "AT+CSQ"), ("feed", b"\r\nNO CARRIER\r\n\r\n+CSQ: 18,0\r\n\r\nOK\r\n"),
+        ("feed", b"\r\nNO ANSWER\r\n\r\nBUSY\r\n"),
+        ("cmd", "ATD+524491110000;"), ("feed", b"\r\nNO DIALTONE\r\n"),
+        ("cmd", "ATA"), ("feed", b"\r\nNO CARRIER\r\n"),
+        ("cmd", "ATD+524491110000;"), ("feed", b"\r\n+CME ERROR: 3\r\n"),
+        ("cmd", "AT+CIPSHUT"), ("feed", b"\r\nSHUT OK\r\n"),
+    ])
+    assert r["ev"] == [
+        ["final", "BUSY", ""], ["final", "OK", ""],
+        ["urc", "MO RING", ""], ["urc", "MO CONNECTED", ""],
+        ["urc", "NO CARRIER", ""], ["line", "+CSQ: 18,0"], ["final", "OK", ""],
+        ["urc", "NO ANSWER", ""], ["urc", "BUSY", ""],
+        ["final", "NO DIALTONE", ""], ["final", "NO CARRIER", ""],
+        ["final", "CME", "3"], ["final", "SHUT OK", ""],
+    ]
+
+
+def test_noise_overflow_and_blank_lines(mpy):
+    long = b"X" * 300
+    r = run_script(mpy, [
+        ("feed", b"\x00\x00\xff\xff\r\n"),                 # power-up noise
+        ("feed", b"\r\n\xfe\x80RDY junk\r\n"),              # non-ASCII line dropped
+        ("feed", b"\xff\x00RDY\r\n"),                        # leading 0x00/0xFF trimmed
+        ("feed", b"\r\r\n\r\n\n\n\r\r"),                     # blank lines
+        ("feed", b"\r\n" + long[:100]), ("feed", long[100:]), ("feed", b"\r\n"),
+        ("feed", b"\r\nOK\r\n"),                             # recovers
+        ("feed", b"\r\nCall\x07 Ready\r\n"),                 # control char -> '?'
+        ("feed", "\r\nSMS Ready\r\n"),                       # str is accepted too
+        ("feed", b"\r\n+CMTI: \"SM\",\x003\r\n"),           # NUL removed
+    ])
+    assert r["ev"] == [["urc", "RDY", ""], ["final", "OK", ""], ["line", "Call? Ready"],
+                       ["urc", "SMS Ready", ""], ["urc", "+CMTI", '"SM",3']]
+    assert r["noise"] == 1 and r["overflows"] == 1
+
+
+def test_event_queue_is_bounded(mpy):
+    code = """
+import json, atparse
+p = atparse.ATParser()
+for i in range(100):
+    p.feed(b'\\r\\n+CMTI: "SM",%d\\r\\n' % i)
+evs = []
+while True:
+    e = p.next_event()
+    if e is None:
+        break
+    evs.append(e)
+print(json.dumps([len(evs), p.dropped, evs[0], evs[-1]]))
+"""
+    assert mpy.json(code) == [32, 68, ["urc", "+CMTI", '"SM",68'], ["urc", "+CMTI", '"SM",99']]
+
+
+def test_memoryview_and_reset(mpy):
+    code = """
+import json, atparse
+p = atparse.ATParser()
+buf = bytearray(b'\\r\\nOK\\r\\n\\r\\nRIN')
+p.feed(memoryview(buf)[:6])
+p.feed(memoryview(buf)[6:])
+p.reset()
+p.feed(b'G\\r\\n\\r\\nRING\\r\\n')
+evs = []
+while True:
+    e = p.next_event()
+    if e is None:
+        break
+    evs.append(e)
+print(json.dumps(evs))
+"""
+    assert mpy.json(code) == [["final", "OK", ""], ["line", "G"], ["urc", "RING", ""]]
+
+
+# ---------------------------------------------------------------------------
+# CPython fuzzing
+
+
+def _events(p):
+    out = []
+    while True:
+        e = p.next_event()
+        if e is None:
+            return out
+        out.append(e)
+
+
+def _stream(exact):
+    data = b"".join(d for _, _, d in exact)
+    return data + b'\r\n+CLIP: "+524491110000",145,"",0,"",0\r\n\r\nRING\r\n\r\n> '
+
+
+@settings(max_examples=200, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=40))
+def test_any_chunking_gives_the_same_events(cuts, exact):
+    data = _stream(exact)
+    ref = atparse.ATParser(max_events=1000)
+    ref.feed(data)
+    want = _events(ref)
+    p = atparse.ATParser(max_events=1000)
+    got = []
+    pos = 0
+    for c in sorted(set(min(c, len(data)) for c in cuts)) + [len(data)]:
+        p.feed(data[pos:c])
+        got += _events(p)
+        pos = c
+    assert got == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=80), max_size=20))
+def test_garbage_never_raises_and_stays_bounded(chunks):
+    p = atparse.ATParser()
+    for c in chunks:
+        p.feed(c)
+        assert len(p._cur) <= p.max_line
+        for e in _events(p):
+            assert e[0] in ("line", "final", "prompt", "urc")
+            assert all(isinstance(x, str) for x in e[1:])
+            assert all(0x20 <= ord(ch) < 0x7F or ch == "\t" for x in e[1:] for ch in x)
+    p.feed(b"\r\nOK\r\n")
+    assert _events(p)[-1] == ("final", "OK", "")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=120))
+def test_helpers_never_raise(s):
+    for f in (atparse.parse_csq, atparse.parse_cbc, atparse.parse_creg, atparse.parse_clcc,
+              atparse.parse_clip, atparse.parse_cmti, atparse.parse_cmgs, atparse.parse_cmgr,
+              atparse.parse_ceng, atparse.split_args):
+        f(s)
+    atparse.is_urc(s, s)
+
+
+def test_random_chunking_on_micropython(mpy, exact):
+    rnd = random.Random(7)
+    data = _stream(exact)
+    cuts = sorted(rnd.sample(range(1, len(data)), 60))
+    chunks = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
+    code = """
+import json, atparse
+p = atparse.ATParser(max_events=500)
+for c in %r:
+    p.feed(c)
+evs = []
+while True:
+    e = p.next_event()
+    if e is None:
+        break
+    evs.append(e)
+print(json.dumps(evs))
+""" % (chunks,)
+    ref = atparse.ATParser(max_events=500)
+    ref.feed(data)
+    assert mpy.json(code) == json.loads(json.dumps(_events(ref)))
