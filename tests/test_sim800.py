@@ -1,0 +1,866 @@
+"""The simulated SIM800 against real captured exchanges and the SIMCom manual.
+
+The expected bytes come from /work/shared/data/at/sim800_transcripts.md, parsed here in
+place (never copied): EXACT entries are compared byte for byte (masked digits match any
+digit), LINES entries line by line, DOC entries by their tokens. Time is a ManualClock:
+nothing sleeps.
+"""
+import codecs
+import json
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from boton.sim.clock import ManualClock, Scheduler
+from boton.sim.network import PhoneNetwork
+from boton.sim.sim800 import Sim800, luhn_complete, parse_line
+
+DEVICE = "+524490000042"
+C4 = "+524499100000"
+CONTACT = "+524491112233"
+MX = timezone(timedelta(hours=-6))
+
+
+# ---------------------------------------------------------------------- the transcripts
+@pytest.fixture(scope="module")
+def md(shared_data):
+    return (shared_data / "at" / "sim800_transcripts.md").read_text(encoding="utf-8")
+
+
+def c_bytes(s):
+    """A C-style string from the file ("AT\\r\\n") as bytes."""
+    return codecs.decode(s, "unicode_escape").encode("latin-1")
+
+
+def exact_rows(md):
+    rows = {}
+    for m in re.finditer(r"^\| (E\d+) \| `([^`]*)` \| `([^`]*)`[^|]*\| (\d+) \|$", md, re.M):
+        rows[m.group(1)] = (c_bytes(m.group(2)), c_bytes(m.group(3)), int(m.group(4)))
+    return rows
+
+
+def block(md, tag):
+    """The fenced block of section `### <tag>:`."""
+    m = re.search(rf"^### {tag}:.*?^```\n(.*?)^```", md, re.M | re.S)
+    assert m, f"section {tag} not found in the transcripts"
+    return m.group(1)
+
+
+def segments(md, tag):
+    """A LINES entry as segments (split at '---' lines) of [(dir, text)]; annotations
+    in parentheses after two or more spaces are dropped."""
+    segs = [[]]
+    for line in block(md, tag).splitlines():
+        if line.startswith("---"):
+            segs.append([])
+            continue
+        m = re.match(r"^(>>|<<|~~) (.*?)(?:\s{2,}\(.*\))?$", line)
+        if m:
+            segs[-1].append((m.group(1), m.group(2)))
+    return [s for s in segs if s]
+
+
+def masked(expected: bytes):
+    """A regex for expected bytes where runs of x or * (masked digits) match digits."""
+    parts = re.split(rb"([x*]{3,})", expected)
+    return re.compile(b"".join(b"[0-9]{%d}" % len(p) if re.fullmatch(rb"[x*]{3,}", p)
+                               else re.escape(p) for p in parts), re.S)
+
+
+# ---------------------------------------------------------------------- a bench
+class Bench:
+    def __init__(self, boot=True, time_scale=1.0, net_kw=None, **modem_kw):
+        self.clock = ManualClock()
+        self.sched = Scheduler(self.clock, time_scale)
+        net_kw = dict(start_datetime=datetime(2026, 3, 8, 12, 0, 0, tzinfo=MX), **(net_kw or {}))
+        self.net = PhoneNetwork(self.sched, **net_kw)
+        self.net.add_c4(C4, answer_after_s=3.0)
+        self.net.add_contact(CONTACT)
+        self.out = bytearray()
+        self.modem = Sim800(self.sched, self.net, DEVICE, emit=self.out.extend, **modem_kw)
+        self.net.attach(DEVICE, self.modem)
+        if boot:
+            self.boot()
+
+    def run(self, seconds):
+        self.clock.advance(self.sched, seconds)
+
+    def boot(self):
+        self.modem.power_on()
+        self.run(10)
+        return self.take()
+
+    def take(self):
+        data = bytes(self.out)
+        self.out.clear()
+        return data
+
+    def at(self, cmd, wait=0.5, end=b"\r"):
+        self.modem.feed(cmd.encode("latin-1") + end if isinstance(cmd, str) else cmd)
+        self.run(wait)
+        return self.take()
+
+    def lines(self, data):
+        return [ln.strip() for ln in re.split(rb"\r\n|\r", data) if ln.strip()]
+
+
+def text_lines(data):
+    return [ln.decode("latin-1") for ln in Bench.lines(None, data)]
+
+
+def run_segment(bench, seg, waits=None, subst=None, hooks=None):
+    """Replay one LINES segment: each '>>' is sent, the lines the module says until the
+    next '>>' must be the '<<'/'~~' lines of the capture. The echo of a command is left
+    out unless the capture itself shows it (L12, L13). hooks[i]() runs after step i's
+    command is sent (a network event the capture shows arriving then)."""
+    waits, hooks = waits or {}, hooks or {}
+    steps, cur = [], None
+    for d, text in seg:
+        text = (subst or {}).get(text, text)
+        if d == ">>":
+            cur = [text, []]
+            steps.append(cur)
+        else:
+            if cur is None:
+                cur = [None, []]
+                steps.append(cur)
+            cur[1].append(text.rstrip())
+    for i, (cmd, expected) in enumerate(steps):
+        if cmd is not None:
+            bench.modem.feed(cmd.encode("latin-1") + b"\r")
+        if i in hooks:
+            hooks[i]()
+        bench.run(waits.get(i, 0.5))
+        got = text_lines(bench.take())
+        if cmd is not None and got[:1] == [cmd] and expected[:1] != [cmd]:
+            got = got[1:]
+        assert got == expected, f"after {cmd!r}"
+
+
+# ====================================================================== EXACT captures
+@pytest.fixture
+def sim808():
+    """The module of captures E1-E7: a SIM808 R14.18 seen from its UART."""
+    iccid = luhn_complete("8944" + "1" * 15)
+    return Bench(model="SIM808", iccid=iccid, net_kw={"operator": "T-Mobile"})
+
+
+@pytest.mark.parametrize("entry", ["E1", "E2", "E3", "E4", "E5", "E6", "E7"])
+def test_exact_captures_byte_for_byte(md, sim808, entry):
+    host, expected, logged = exact_rows(md)[entry]
+    sim808.modem.signal(5)            # E4 was taken at +CSQ: 5,0
+    sim808.modem.set_battery(4177)    # E5
+    got = sim808.at(host, end=b"")
+    assert masked(expected).fullmatch(got), f"{entry}: {got!r} != {expected!r}"
+    assert len(got) == logged  # the read size the source logged
+
+
+def test_exact_rows_were_all_found(md):
+    assert sorted(exact_rows(md)) == ["E1", "E2", "E3", "E4", "E5", "E6", "E7"]
+
+
+def test_the_host_lf_is_not_echoed_even_byte_by_byte(md):
+    b = Bench(model="SIM808")
+    host, expected, _ = exact_rows(md)["E1"]
+    for byte in host:                 # one byte per write, as a slow UART would deliver
+        b.modem.feed(bytes([byte]))
+    b.run(0.5)
+    assert b.take() == expected
+
+
+def test_e8_replies_after_ate0_match_a_sim900_capture(md):
+    """E8 is a SIM900: its echo differs (it echoes the LF), but what follows ATE0 is
+    the same V.25ter framing: compare those replies."""
+    b = Bench(imei=luhn_complete("86677102" + "123456"))
+    b.modem.signal(0)
+    steps, cur = [], None
+    for line in block(md, "E8").splitlines():
+        m = re.match(r"^(>>|<<) (.*?)(?:\s{2,}\(.*\))?$", line)
+        if not m:
+            continue
+        if m.group(1) == ">>":
+            cur = [c_bytes(m.group(2)), b""]
+            steps.append(cur)
+        else:
+            cur[1] += c_bytes(m.group(2))
+    replies = {cmd: exp for cmd, exp in steps}
+    b.at("ATE0")
+    checked = 0
+    for cmd in (b"AT+CGMI\r\n", b"AT+CGSN\r\n", b"AT+CSQ\r\n"):
+        got = b.at(cmd, end=b"")
+        assert masked(replies[cmd]).fullmatch(got), (cmd, got, replies[cmd])
+        checked += 1
+    assert checked == 3
+    # And the difference E8 documents: this module does not echo the LF.
+    b.at("ATE1")
+    assert b.at(b"AT\r\n", end=b"") == b"AT\r\r\nOK\r\n"
+
+
+# ====================================================================== LINES captures
+def test_l1_pin_entry_then_boot_urcs(md):
+    b = Bench(boot=False)
+    b.modem.pin_locked("1111")
+    boot = text_lines(b.boot())
+    assert boot == ["RDY", "+CFUN: 1", "+CPIN: SIM PIN"]
+    b.at("ATE0")
+    (seg,) = segments(md, "L1")
+    run_segment(b, seg, waits={2: 10.0})
+
+
+def test_l2_cfun_restart_with_rdy_in_the_middle(md):
+    b = Bench(boot=False, model="SIM808")
+    b.modem.pin_locked("1234")
+    b.boot()
+    (seg,) = segments(md, "L2")
+    # CFUN=0 takes about a second. The reset comes 1 s after CFUN=1,1's OK: the commands
+    # before it are still answered, the AT+CPIN? sent during the reboot is lost, and the
+    # boot URCs arrive instead.
+    run_segment(b, seg, waits={0: 1.5, 1: 0.1, 2: 0.1, 3: 0.1, 4: 0.8, 5: 5.0})
+
+
+def test_l3_identity_and_registration(md):
+    b = Bench(boot=False)
+    b.modem.power_on()
+    b.run(2.5)                        # UART up (RDY) but the SIM not yet
+    b.take()
+    b.at("ATE0")
+    (seg,) = segments(md, "L3")
+    # Registration completes 7 s after power-on; Call Ready/SMS Ready arrive meanwhile
+    # and are not part of this capture, so they are checked apart, before the last step.
+    last = max(i for i, (d, _) in enumerate(seg) if d == ">>")
+    run_segment(b, seg[:last], waits={i: 0.1 for i in range(8)})
+    b.run(4.0)
+    assert text_lines(b.take()) == ["Call Ready", "SMS Ready"]
+    run_segment(b, seg[last:])
+
+
+def test_l7_creg_urc_mode_and_cmti_index(md):
+    first, second = segments(md, "L7")
+    b = Bench(boot=False)
+    b.modem.power_on()
+    b.run(2.2)
+    b.take()
+    b.at("ATE0", wait=0.1)
+    b.at("AT+CREG=1", wait=0.1)
+    run_segment(b, first, waits={0: 0.1})  # +CREG: 1,0 while the SIM initialises
+    b.run(10)
+    assert text_lines(b.take()) == ["+CPIN: READY", "+CREG: 2", "Call Ready", "SMS Ready", "+CREG: 1"]
+
+    c = Bench(boot=False)
+    c.modem.store_sms(CONTACT, "mensaje viejo")  # index 1 is already taken on the SIM
+    c.modem.power_on()
+    c.run(2.5)
+    c.take()
+    c.at("ATE0")
+    c.run(2.0)
+    c.take()
+    run_segment(c, second, waits={0: 6.0, 1: 3.0},
+                hooks={1: lambda: c.net.sms_to_device(C4, DEVICE, "UBICACION")})
+
+
+def test_l8_roaming_and_signal(md):
+    b = Bench(boot=False)
+    b.modem.roaming = True
+    b.modem.signal(25, ber=5)
+    b.boot()
+    b.at("ATE0")
+    (seg,) = segments(md, "L8")
+    run_segment(b, seg)
+
+
+def test_l9_incoming_call_ring_and_clip_format(md):
+    b = Bench()
+    b.at("ATE0")
+    b.at("AT+CLIP=1")
+    (seg,) = segments(md, "L9")
+    clip = next(t for _, t in seg if t.startswith("+CLIP"))
+    expected_clip = clip.replace("+[my_phone_number]", C4)
+    b.net.call_device(C4, DEVICE)
+    b.run(3.0)
+    assert text_lines(b.take()) == ["RING", expected_clip]
+    b.run(b.modem.T_RING_PERIOD)
+    assert text_lines(b.take()) == ["RING", expected_clip]  # repeats while it rings
+
+
+def test_l10_clcc_while_dialing_has_the_alpha_field(md):
+    b = Bench()
+    b.at("ATE0")
+    (seg,) = segments(md, "L10")
+    assert b.at("ATD4491234567;") == b"\r\nOK\r\n"
+    run_segment(b, seg, subst={'+CLCC: 1,0,2,0,0,"phone_number",129,""':
+                               '+CLCC: 1,0,2,0,0,"4491234567",129,""'})
+    b.run(3)
+    assert text_lines(b.take()) == ["NO CARRIER"]  # not a subscriber: unreachable
+
+
+def test_l12_verbose_errors_while_the_sim_initialises(md):
+    b = Bench(boot=False)
+    b.modem.power_on()
+    b.run(2.1)                        # RDY is out; the SIM answers at 3 s
+    assert text_lines(b.take()) == ["RDY", "+CFUN: 1"]
+    (seg,) = segments(md, "L12")
+    run_segment(b, seg, waits={i: 0.1 for i in range(6)})
+
+
+def test_l13_numeric_cme_and_capability_queries(md):
+    b = Bench()
+    b.at("ATZ")
+    for line in block(md, "L13").splitlines():
+        m = re.match(r"^>> (\S+)\s+<< (.*?)(?:\s{2,}\(.*\))?$", line)
+        cmd, replies = m.group(1), [r.replace("\\r", "") for r in m.group(2).split("  ,  ")]
+        got = text_lines(b.at(cmd))
+        if got[:1] == [cmd] and replies[:1] != [cmd]:
+            got = got[1:]  # the echo, while echo is still on
+        assert got == replies, cmd
+
+
+def test_l14_cmgf_rejected_before_sms_ready(md):
+    b = Bench(boot=False)
+    b.modem.power_on()
+    b.run(3.5)                        # SIM ready, SMS not yet (6.5 s)
+    b.take()
+    b.at("ATE0")
+    (seg,) = segments(md, "L14")
+    run_segment(b, seg)
+
+
+def test_l15_sms_prompt(md):
+    b = Bench()
+    (seg,) = segments(md, "L15")
+    run_segment(b, seg)
+    assert b.modem._mode == "sms"
+
+
+# ====================================================================== DOC entries
+def test_d1_under_voltage_spelling_and_power_down(md):
+    urcs = [t for _, t in segments(md, "D1")[0]]
+    b = Bench()
+    b.modem.under_voltage(power_down_after_s=5.0)
+    b.run(0.1)
+    assert b.take() == b"\r\n" + urcs[0].encode() + b"\r\n"  # UNDER-VOLTAGE WARNNING
+    assert "WARNNING" in urcs[0]
+    assert b.at("AT+CBC").endswith(b"+CBC: 0,0,3450\r\n\r\nOK\r\n")
+    b.run(5.0)
+    assert b.take() == b"\r\n" + urcs[1].encode() + b"\r\n"  # UNDER-VOLTAGE POWER DOWN
+    assert not b.modem.powered
+    assert b.at("AT") == b""
+
+
+@pytest.mark.parametrize("behaviour,token,after", [
+    ("busy", "BUSY", 3.0), ("no_answer", "NO ANSWER", 33.0), ("unreachable", "NO CARRIER", 3.0)])
+def test_d2_atd_outcomes(md, behaviour, token, after):
+    # The manual lists each result code on its own indented line of the D2 block.
+    assert re.search(rf"^\s+{token}\s", block(md, "D2"), re.M), token
+    b = Bench()
+    b.at("ATE0")
+    b.net.set_behaviour(C4, behaviour)
+    assert b.at(f"ATD{C4};", wait=0.1) == b"\r\nOK\r\n"  # COLP=0: OK at once
+    b.run(after - 0.2)
+    assert b.take() == b""
+    b.run(0.2)
+    assert b.take() == f"\r\n{token}\r\n".encode()
+    assert b.modem.call_state is None
+
+
+def test_d3_cmgs_prompt_and_result_bytes(md):
+    replies = [t for d, t in segments(md, "D3")[0] if d == "<<"]
+    prompt = c_bytes(replies[0])
+    result = next(t for t in replies if "+CMGS" in t)
+    b = Bench()
+    b.at("ATE0")
+    b.at("AT+CMGF=1")
+    assert b.at(f'AT+CMGS="{C4}"', wait=0.1) == prompt == b"\r\n> "
+    b.modem.feed("Alerta: necesito ayuda".encode())
+    b.modem.feed(b"\x1a")
+    b.run(2.9)
+    assert b.take() == b""            # the network takes ~3 s
+    b.run(0.2)
+    pattern = re.escape(c_bytes(result)).replace(re.escape(b"<mr>"), rb"\d+")
+    assert re.fullmatch(pattern, b.take())
+    assert b.net.sms()[-1] == {"kind": "sms", "t": pytest.approx(b.clock.t, abs=0.2), "from": DEVICE,
+                               "to": C4, "text": "Alerta: necesito ayuda", "delivered": True}
+    assert b.modem.sent_sms == 1
+
+
+# ====================================================================== framing & parsing
+def test_chunking_does_not_change_the_bytes():
+    whole, split = Bench(), Bench()
+    cmd = b"AT+CMEE=2;+CSQ\r\nAT+CBC\r\n"
+    whole.modem.feed(cmd)
+    for i in range(0, len(cmd), 3):
+        split.modem.feed(cmd[i:i + 3])
+    whole.run(1)
+    split.run(1)
+    assert whole.take() == split.take() == (
+        b"AT+CMEE=2;+CSQ\r\r\n+CSQ: 20,0\r\n\r\nOK\r\nAT+CBC\r\r\n+CBC: 0,86,4100\r\n\r\nOK\r\n")
+
+
+def test_prefix_case_spaces_concatenation_and_unknowns():
+    b = Bench()
+    b.at("ATE0")
+    assert b.at("at+cmee=1") == b"\r\nOK\r\n"
+    assert b.at("aT + CLVL = 0 ; +CRSL=0;+CLVL?") == b"\r\n+CLVL: 0\r\n\r\nOK\r\n"
+    assert b.at("ATE0V1") == b"\r\nOK\r\n"
+    assert b.at("AT+NOPE") == b"\r\n+CME ERROR: 100\r\n"
+    assert b.at("ATY") == b"\r\nERROR\r\n"
+    assert b.at("AT+CLVL=101") == b"\r\nERROR\r\n"
+    assert b.at("hello") == b""       # no AT prefix: ignored
+    assert b.at("") == b""
+
+
+def test_echo_off_and_numeric_result_codes():
+    b = Bench()
+    assert b.at("ATE0") == b"ATE0\r\r\nOK\r\n"   # the echo of ATE0 itself (L12, L13)
+    assert b.at("AT") == b"\r\nOK\r\n"
+    assert b.at("ATV0") == b"0\r"
+    assert b.at("AT+CSQ") == b"+CSQ: 20,0\r\n0\r"
+    assert b.at("ATV1") == b"\r\nOK\r\n"
+
+
+def test_cmee_controls_error_format():
+    b = Bench()
+    b.at("ATE0")
+    b.modem.sim_missing()
+    b.run(0.1)
+    assert text_lines(b.take()) == ["+CPIN: NOT READY"]
+    assert b.at("AT+CPIN?") == b"\r\nERROR\r\n"
+    b.at("AT+CMEE=1")
+    assert b.at("AT+CPIN?") == b"\r\n+CME ERROR: 10\r\n"
+    b.at("AT+CMEE=2")
+    assert b.at("AT+CPIN?") == b"\r\n+CME ERROR: SIM not inserted\r\n"
+    assert b.modem.registered is False
+
+
+def test_lines_sent_while_a_command_runs_are_queued():
+    b = Bench()
+    b.at("ATE0;+CMGF=1")
+    b.at(f'AT+CMGS="{C4}"', wait=0.1)
+    b.modem.feed(b"hola\x1aAT+CSQ\r")
+    b.run(5)
+    assert text_lines(b.take()) == ["+CMGS: 1", "OK", "+CSQ: 20,0", "OK"]
+
+
+def test_parse_line():
+    cmds = parse_line('+CMGF=1;+CMGS="+52 449",145;E0&W')
+    assert [(c.name, c.kind, c.args) for c in cmds] == [
+        ("+CMGF", "set", ["1"]), ("+CMGS", "set", ['"+52 449"', "145"]),
+        ("E", "exec", ["0"]), ("&W", "exec", [])]
+    assert parse_line("D+524499100000;")[0].args == ["+524499100000;"]
+    with pytest.raises(ValueError):
+        parse_line('+CMGS="unterminated')
+
+
+# ====================================================================== SMS
+@pytest.fixture
+def sms_ready():
+    b = Bench()
+    b.at("ATE0;+CMGF=1;+CMEE=1")
+    return b
+
+
+def test_sms_escape_cancels(sms_ready):
+    b = sms_ready
+    assert b.at(f'AT+CMGS="{C4}"', wait=0.1) == b"\r\n> "
+    b.modem.feed(b"no enviar\x1b")
+    b.run(5)
+    assert b.take() == b"\r\nOK\r\n"
+    assert not b.net.sms() and b.modem.sms_attempts == 0
+
+
+def test_sms_text_is_echoed_when_echo_is_on():
+    b = Bench()
+    b.at("AT+CMGF=1")
+    b.modem.feed(f'AT+CMGS="{C4}"\r\n'.encode())
+    b.run(0.1)
+    b.modem.feed(b"SOS\x1a")
+    b.run(4)
+    assert b.take() == f'AT+CMGS="{C4}"\r\r\n> SOS\r\n+CMGS: 1\r\n\r\nOK\r\n'.encode()
+    assert b.net.sms()[-1]["text"] == "SOS"  # the host's LF after the command is not text
+
+
+def test_cms_error_injection_for_the_next_sends(sms_ready):
+    b = sms_ready
+    b.modem.cms_error(500, count=2)
+    for expected in (b"\r\n+CMS ERROR: 500\r\n", b"\r\n+CMS ERROR: unknown error\r\n"):
+        b.at(f'AT+CMGS="{C4}"', wait=0.1)
+        b.modem.feed(b"SOS\x1a")
+        b.run(3.5)
+        assert b.take() == expected
+        b.at("AT+CMEE=2")
+    b.at(f'AT+CMGS="{C4}"', wait=0.1)
+    b.modem.feed(b"SOS\x1a")
+    b.run(3.5)
+    assert b.take() == b"\r\n+CMGS: 1\r\n\r\nOK\r\n"
+    outcomes = [(e["delivered"], e.get("error")) for e in b.net.sms()]
+    assert outcomes == [(False, 500), (False, 500), (True, None)]
+    assert (b.modem.sms_attempts, b.modem.sent_sms) == (3, 1)
+
+
+def test_sms_without_network_fails_with_331(sms_ready):
+    b = sms_ready
+    b.modem.no_network()
+    b.at(f'AT+CMGS="{C4}"', wait=0.1)
+    b.modem.feed(b"SOS\x1a")
+    b.run(3)
+    assert b.take() == b"\r\n+CMS ERROR: 331\r\n"
+
+
+def test_ucs2_text_is_decoded_for_the_network(sms_ready):
+    b = sms_ready
+    b.at('AT+CSCS="UCS2"')
+    b.at(f'AT+CMGS="{C4}"', wait=0.1)
+    b.modem.feed("Auxilio, estoy en la Plaza".encode("utf-16-be").hex().upper().encode() + b"\x1a")
+    b.run(4)
+    assert b.net.sms()[-1]["text"] == "Auxilio, estoy en la Plaza"
+
+
+def test_incoming_sms_cmti_read_and_delete(sms_ready):
+    b = sms_ready
+    b.net.sms_to_device(C4, DEVICE, "UBICACION")
+    b.run(2.5)
+    assert b.take() == b'\r\n+CMTI: "SM",1\r\n'
+    assert b.at("AT+CMGR=1") == (b'\r\n+CMGR: "REC UNREAD","+524499100000","","26/03/08,12:00:12-24"'
+                                 b'\r\nUBICACION\r\n\r\nOK\r\n')
+    assert b"REC READ" in b.at("AT+CMGL=\"ALL\"")
+    assert b.at("AT+CMGD=1") == b"\r\nOK\r\n"
+    assert b.at("AT+CMGR=1") == b"\r\nOK\r\n"      # empty slot: just OK
+    assert b.at("AT+CMGR=99") == b"\r\n+CMS ERROR: 321\r\n"
+    assert b.net.sms(to=DEVICE)[-1]["delivered"] is True
+
+
+def test_cmgd_flag_4_and_cmt_routing(sms_ready):
+    b = sms_ready
+    b.modem.store_sms(C4, "a")
+    b.modem.store_sms(C4, "b", read=True)
+    b.at("AT+CMGD=1,4")
+    assert b.modem.inbox == {}
+    b.at("AT+CNMI=2,2,0,0,0")
+    b.net.sms_to_device(C4, DEVICE, "directo")
+    b.run(2.5)
+    assert b.take() == b'\r\n+CMT: "+524499100000","","26/03/08,12:00:13-24"\r\ndirecto\r\n'
+    assert b.modem.inbox == {}
+
+
+def test_sms_survives_a_power_cycle_on_the_sim(sms_ready):
+    b = sms_ready
+    b.net.sms_to_device(C4, DEVICE, "guardado")
+    b.run(3)
+    b.modem.power_off()
+    b.boot()
+    b.at("ATE0;+CMGF=1")
+    assert b"guardado" in b.at("AT+CMGR=1")
+
+
+# ====================================================================== calls
+@pytest.fixture
+def caller():
+    b = Bench()
+    b.at("ATE0;+CLCC=1;+MORING=1")
+    return b
+
+
+def test_atd_colp0_clcc_sequence_on_answer_and_far_end_hangup(caller):
+    b = caller
+    assert b.at(f"ATD{C4};", wait=0.1) == (b'\r\nOK\r\n\r\n+CLCC: 1,0,2,0,0,"+524499100000",145,""\r\n')
+    b.run(3.0)
+    assert text_lines(b.take()) == ['+CLCC: 1,0,3,0,0,"+524499100000",145,""', "MO RING"]
+    assert b.modem.call_state == "alerting"
+    b.run(3.0)
+    assert text_lines(b.take()) == ['+CLCC: 1,0,0,0,0,"+524499100000",145,""', "MO CONNECTED"]
+    assert b.at("AT+CLCC") == b'\r\n+CLCC: 1,0,0,0,0,"+524499100000",145,""\r\n\r\nOK\r\n'
+    b.run(10)
+    b.net.hangup(C4)
+    b.run(0.1)
+    assert text_lines(b.take()) == ['+CLCC: 1,0,6,0,0,"+524499100000",145,""', "NO CARRIER"]
+    assert b.at("AT+CLCC") == b"\r\nOK\r\n"
+    rec = b.net.call_records()[-1]
+    assert (rec["result"], rec["answered"]) == ("answered", True)
+    assert rec["duration_s"] == pytest.approx(10.5, abs=0.2)
+
+
+def test_atd_colp1_ok_only_when_answered(caller):
+    b = caller
+    b.at("AT+COLP=1;+CLCC=0;+MORING=0")
+    assert b.at(f"ATD{C4};", wait=5.9) == b""
+    b.run(0.2)
+    assert b.take() == b'\r\n+COLP: "+524499100000",145,"",0,""\r\n\r\nOK\r\n'
+    b.at("ATH")
+    assert b.net.call_records()[-1]["ended_by"] == DEVICE
+
+
+def test_atd_colp1_busy_is_the_final_result(caller):
+    b = caller
+    b.at("AT+COLP=1;+CLCC=0")
+    b.modem.next_call_result("busy")
+    assert b.at(f"ATD{C4};", wait=3.1) == b"\r\nBUSY\r\n"
+    b.at(f"ATD{C4};", wait=3.1)                   # the override was for one call only
+    assert b.modem.call_state == "alerting"
+
+
+def test_any_character_aborts_an_open_colp1_dial(caller):
+    b = caller
+    b.at("AT+COLP=1;+CLCC=0")
+    b.at(f"ATD{C4};", wait=1.0)
+    assert b.at("ATH") == b"\r\nNO CARRIER\r\n"
+    assert b.net.call_records()[-1]["result"] == "no_answer"
+
+
+def test_device_hangs_up_while_alerting(caller):
+    b = caller
+    b.at(f"ATD{C4};", wait=4)
+    assert b.at("ATH") == b'\r\nOK\r\n\r\n+CLCC: 1,0,6,0,0,"+524499100000",145,""\r\n'
+    assert b.net.call_records()[-1]["ended_by"] == DEVICE
+
+
+def test_drop_call_and_covert_audio_in_the_record(caller):
+    b = caller
+    b.at("AT+CMIC=0,15;+CLVL=0;+CRSL=0")
+    assert b.modem.audio == {"mic_gain": 15, "speaker_level": 0, "ringer_level": 0}
+    b.at(f"ATD{C4};", wait=7)
+    b.take()
+    b.modem.drop_call()
+    b.run(0.1)
+    assert text_lines(b.take())[-1] == "NO CARRIER"
+    rec = b.net.call_records()[-1]
+    assert rec["result"] == "dropped"
+    assert rec["audio"] == {"mic_gain": 15, "speaker_level": 0, "ringer_level": 0}
+
+
+def test_dial_without_registration_is_no_carrier_and_recorded():
+    b = Bench()
+    b.at("ATE0")
+    b.modem.registration_denied()
+    assert b.at(f"ATD{C4};", wait=1) == b"\r\nNO CARRIER\r\n"
+    assert b.net.call_records()[-1]["result"] == "unreachable"
+    assert b.at("AT+CREG?") == b"\r\n+CREG: 0,3\r\n\r\nOK\r\n"
+
+
+def test_incoming_call_ata_and_caller_hangup():
+    b = Bench()
+    b.at("ATE0;+CLIP=1;+CLCC=1")
+    b.net.call_device(C4, DEVICE)
+    b.run(3.0)
+    assert text_lines(b.take()) == ['+CLCC: 1,1,4,0,0,"+524499100000",145,""', "RING",
+                                    '+CLIP: "+524499100000",145,"",0,"",0']
+    assert b.modem.call_state == "incoming"
+    assert b.at("ATA") == b'\r\nOK\r\n\r\n+CLCC: 1,1,0,0,0,"+524499100000",145,""\r\n'
+    b.run(b.modem.T_RING_PERIOD * 2)
+    assert b.take() == b""            # no more RING once answered
+    b.net.hangup(C4)
+    b.run(0.1)
+    assert text_lines(b.take()) == ['+CLCC: 1,1,6,0,0,"+524499100000",145,""', "NO CARRIER"]
+    assert b.net.call_records()[-1]["result"] == "answered"
+
+
+def test_unanswered_incoming_call_and_auto_answer():
+    b = Bench()
+    b.at("ATE0")
+    assert b.at("ATA") == b"\r\nNO CARRIER\r\n"   # nothing to answer
+    b.net.call_device(C4, DEVICE)
+    b.run(3.0 + 30.0 + 0.1)
+    out = text_lines(b.take())
+    assert out.count("RING") == 10 and out[-1] == "NO CARRIER"
+    assert b.net.call_records()[-1]["result"] == "no_answer"
+    b.at("ATS0=2")
+    b.net.call_device(C4, DEVICE)
+    b.run(3.0 + b.modem.T_RING_PERIOD + 0.1)
+    assert b.modem.call_state == "active"
+
+
+# ====================================================================== power, sleep, faults
+def test_cfun_restart_reboots_with_boot_urcs():
+    b = Bench()
+    b.at("ATE0")
+    assert b.at("AT+CFUN=1,1", wait=0.2) == b"\r\nOK\r\n"
+    b.run(10)
+    assert text_lines(b.take()) == ["RDY", "+CFUN: 1", "+CPIN: READY", "Call Ready", "SMS Ready"]
+    assert b.at("AT") == b"AT\r\r\nOK\r\n"       # echo is back on after the reset
+
+
+def test_cpowd_normal_power_down():
+    b = Bench()
+    assert b.at("AT+CPOWD=1", wait=2) == b"AT+CPOWD=1\r\r\nNORMAL POWER DOWN\r\n"
+    assert not b.modem.powered
+
+
+def test_pwrkey_needs_a_one_second_low_pulse():
+    b = Bench(boot=False)
+    b.modem.pwrkey(0)
+    b.run(0.5)
+    b.modem.pwrkey(1)
+    b.run(5)
+    assert not b.modem.powered and b.take() == b""
+    b.modem.pwrkey(0)
+    b.run(1.2)
+    b.modem.pwrkey(1)
+    assert b.modem.powered
+    b.run(1.7)                        # RDY 3 s after the key went down (HD: Ton(uart))
+    assert b.take() == b""
+    b.run(0.2)
+    assert b.take() == b"\r\nRDY\r\n\r\n+CFUN: 1\r\n"
+    b.run(10)
+    b.take()
+    b.modem.pwrkey(0)
+    b.run(1.1)
+    assert b.take() == b"\r\nNORMAL POWER DOWN\r\n"
+    b.run(2)
+    b.modem.pwrkey(1)
+    assert not b.modem.powered
+
+
+def test_autobaud_has_no_rdy_and_waits_for_at():
+    b = Bench(boot=False, baud=0)
+    assert b.boot() == b""
+    assert b.at("AT") == b"AT\r\r\nOK\r\n"
+    assert b.at("AT+IPR=115200") == b"AT+IPR=115200\r\r\nOK\r\n"
+    b.modem.power_off()
+    assert text_lines(b.boot())[0] == "RDY"  # fixed rate now: IPR is kept
+
+
+def test_go_silent_until_power_cycled():
+    b = Bench()
+    b.modem.go_silent()
+    assert b.at("AT") == b""
+    b.net.call_device(C4, DEVICE)
+    b.run(5)
+    assert b.take() == b""
+    b.modem.power_off()
+    b.boot()
+    assert b.at("AT") == b"AT\r\r\nOK\r\n"
+
+
+def test_garbage_out_and_in():
+    b = Bench()
+    b.modem.garbage(b"\xff\x00\xfe")
+    b.run(0)
+    assert b.take() == b"\xff\x00\xfe"
+    b.at("ATE0")
+    assert b.at(b"\x00\xffzzAT+CSQ\r", end=b"") == b"\r\n+CSQ: 20,0\r\n\r\nOK\r\n"
+    assert b.at(b"\x00\xff~~\r", end=b"") == b""  # noise without AT: no reply
+
+
+def test_csclk2_first_character_is_lost_after_sleep():
+    b = Bench()
+    b.at("ATE0")
+    b.at("AT+CSCLK=2")
+    b.run(4.0)
+    assert not b.modem.sleeping
+    b.run(1.5)
+    assert b.modem.sleeping
+    assert b.at("AT") == b""          # 'A' woke it and was lost; "T" is not a command
+    assert b.at("AT") == b"\r\nOK\r\n"
+    assert b.at("AT+CSCLK=0") == b"\r\nOK\r\n"
+    b.run(10)
+    assert not b.modem.sleeping
+
+
+def test_csclk2_urc_wakes_it_and_no_sleep_during_a_call():
+    b = Bench()
+    b.at("ATE0;+CSCLK=2")
+    b.run(6)
+    assert b.modem.sleeping
+    b.net.call_device(C4, DEVICE)
+    b.run(3.1)
+    assert b.take().startswith(b"\r\nRING\r\n") and not b.modem.sleeping
+    b.at("ATA")
+    b.run(20)
+    assert not b.modem.sleeping
+
+
+def test_csclk1_follows_dtr():
+    b = Bench()
+    b.at("ATE0;+CSCLK=1")
+    b.modem.dtr(1)
+    assert b.modem.sleeping
+    assert b.at("AT") == b""
+    b.modem.dtr(0)
+    b.run(0.1)
+    assert b.at("AT") == b"\r\nOK\r\n"
+
+
+def test_no_network_and_back_with_creg_urcs():
+    b = Bench()
+    b.at("ATE0;+CREG=1")
+    b.modem.no_network()
+    b.run(0.1)
+    assert b.take() == b"\r\n+CREG: 2\r\n"
+    assert b.at("AT+CSQ") == b"\r\n+CSQ: 99,99\r\n\r\nOK\r\n"
+    b.modem.no_network(False)
+    b.run(3.9)
+    assert b.take() == b""
+    b.run(0.2)
+    assert b.take() == b"\r\n+CREG: 1\r\n"
+    b.net.set_coverage(False)
+    b.run(0.1)
+    assert b.take() == b"\r\n+CREG: 2\r\n" and not b.modem.reachable
+
+
+def test_wrong_pin_three_times_asks_for_puk():
+    b = Bench(boot=False)
+    b.modem.pin_locked("1111")
+    b.boot()
+    b.at("ATE0;+CMEE=2")
+    for _ in range(3):
+        assert b.at('AT+CPIN="0000"') == b"\r\n+CME ERROR: incorrect password\r\n"
+    assert b.at("AT+CPIN?") == b"\r\n+CPIN: SIM PUK\r\n\r\nOK\r\n"
+    assert b.at('AT+CPIN="12345678","4321"', wait=1) == b"\r\nOK\r\n\r\n+CPIN: READY\r\n"
+
+
+def test_audio_commands_and_queries():
+    b = Bench()
+    b.at("ATE0")
+    b.at("AT+CMIC=0,12;+CLVL=10;+CRSL=0")
+    assert b.at("AT+CMIC?") == b"\r\n+CMIC: (0,12),(1,0),(2,0),(3,0)\r\n\r\nOK\r\n"
+    assert b.at("AT+CLVL?;+CRSL?") == b"\r\n+CLVL: 10\r\n\r\n+CRSL: 0\r\n\r\nOK\r\n"
+    assert b.at("AT+CMIC=0,16") == b"\r\nERROR\r\n"
+    b.modem.power_off()
+    b.boot()
+    assert b.modem.audio["ringer_level"] == 100   # not saved: back to the profile
+    b.at("ATE0;+CRSL=0;&W")
+    b.modem.power_off()
+    b.boot()
+    assert b.modem.audio["ringer_level"] == 0     # saved with AT&W
+
+
+def test_ceng_reports_cell_id_and_lac():
+    b = Bench()
+    b.at("ATE0;+CENG=1")
+    b.modem.set_cell(lac=0x0D8A, cellid=0x1E32)
+    out = text_lines(b.at("AT+CENG?"))
+    assert out[0] == "+CENG: 1,1"
+    assert re.fullmatch(r'\+CENG: 0,"\d{4},\d{2},00,334,020,\d{2},1e32,00,05,0d8a,255"', out[1])
+    assert out[2].startswith('+CENG: 1,"') and out[-1] == "OK"
+    b.at("AT+CREG=2")
+    assert b.at("AT+CREG?") == b'\r\n+CREG: 2,1,"0D8A","1E32"\r\n\r\nOK\r\n'
+
+
+def test_time_scale_scales_replies_and_boot():
+    b = Bench(boot=False, time_scale=0.1)
+    b.modem.power_on()
+    b.run(0.19)
+    assert b.take() == b""
+    b.run(0.02)
+    assert b.take().startswith(b"\r\nRDY\r\n")
+    b.run(1)
+    b.take()
+    b.modem.feed(b"AT\r")
+    b.run(0.0025)
+    assert b.take() == b"AT\r\r\nOK\r\n"
+
+
+def test_at_log_and_network_log_tell_the_whole_story(tmp_path):
+    b = Bench(net_kw={"log_path": tmp_path / "net.jsonl"})
+    b.at("ATE0;+CMGF=1")
+    b.at(f'AT+CMGS="{C4}"', wait=0.1)
+    b.modem.feed(b"SOS\x1a")
+    b.run(4)
+    b.at(f"ATD{C4};", wait=8)
+    b.at("ATH")
+    b.net.close()
+    kinds = [json.loads(line)["kind"] for line in (tmp_path / "net.jsonl").read_text().splitlines()]
+    assert kinds == ["sms", "call_start", "ringing", "call_connected", "call_end", "call"]
+    rx = b"".join(d for _, way, d in b.modem.at_log if way == "rx")
+    assert rx.endswith(b"ATH\r")
+    times = [t for t, _, _ in b.modem.at_log]
+    assert times == sorted(times)
