@@ -1,0 +1,352 @@
+"""firmware/lib/sms.py + gsm7.py: GSM-7 handling and the Spanish SMS texts.
+
+Every text must be "safe GSM-7" (printable ASCII without @ $ _ ` [ ] { } \\ ^ ~ |,
+plus ñ Ñ) and fit one 160-septet segment, for any alias she may choose.  The texts
+are built on MicroPython and compared with CPython's, which hypothesis fuzzes.
+"""
+import json
+import random
+import sys
+
+from hypothesis import given, settings, strategies as st
+
+from boton.paths import FIRMWARE
+
+sys.path.insert(0, str(FIRMWARE / "lib"))
+import gsm7  # noqa: E402
+import sms  # noqa: E402
+
+SAFE = (set(chr(c) for c in range(0x20, 0x7F)) - set("@$_`[]{}\\^~|")) | {"ñ", "Ñ"}
+
+
+def safe(text):
+    return all(ch in SAFE for ch in text)
+
+
+def one_segment(text):
+    return safe(text) and len(text) <= 160 and sms.gsm7_septets(text) == len(text) \
+        and sms.segments(text) == 1
+
+
+LUNA = dict(alias="Luna", kind="gps", lat=21.88234, lon=-102.29143, age_s=5, acc_m=8,
+            battery=87, device_id="BS-0042")
+
+
+def test_alert_text_example_shape(mpy):
+    got = mpy.json("import json, sms\nprint(json.dumps(sms.alert_text(**%r)))" % (LUNA,))
+    assert got == ("ALERTA Boton Seguro: Luna pidio ayuda. Ubicacion GPS hace 5s (+-8m): "
+                   "https://maps.google.com/?q=21.88234,-102.29143 Bat 87% BS-0042. "
+                   "Llamando al C4.")
+    assert one_segment(got)
+    assert got == sms.alert_text(**LUNA)
+
+
+def test_alert_text_kinds_on_micropython(mpy):
+    code = r"""
+import json, sms
+cell = {"mcc": "334", "mnc": "020", "lac": "00C3", "cellid": "1A2B"}
+print(json.dumps([
+    sms.alert_text(alias="Luna", kind="last", lat_e7=218823449, lon_e7=-1022914351,
+                   age_s=754, hdop=1.6, battery=40, device_id="BS-0042"),
+    sms.alert_text(alias="Luna", kind="cell", cell=cell, battery=40, device_id="BS-0042"),
+    sms.alert_text(alias="Luna", kind="none", device_id="BS-0042"),
+    sms.alert_text(alias="Luna", kind="gps", lat=21.88234, lon=-102.29143, age_s=2,
+                   device_id="BS-0042", test=True),
+    sms.alert_text(alias="Luna", kind="gps", lat=21.88234, lon=-102.29143, age_s=2,
+                   device_id="BS-0042", update=True, battery=85),
+    sms.alert_text(alias="Luna", kind="gps", lat=None, lon=None, cell=cell),
+    sms.alert_text(alias="Luna", kind="gps", lat=95.0, lon=10.0),
+    sms.alert_text(alias="Luna", kind="last", lat=-0.000004, lon=-0.000006, age_s=200000),
+]))
+"""
+    last, cell, none, test, upd, nopos, bad, tiny = mpy.json(code)
+    assert last == ("ALERTA Boton Seguro: Luna pidio ayuda. Ultima ubicacion hace 12min (+-8m): "
+                    "https://maps.google.com/?q=21.88234,-102.29144 Bat 40% BS-0042. "
+                    "Llamando al C4.")
+    assert cell == ("ALERTA Boton Seguro: Luna pidio ayuda. Sin GPS. Celda MCC 334 MNC 020 "
+                    "LAC 00C3 CI 1A2B. Bat 40% BS-0042. Llamando al C4.")
+    assert none == ("ALERTA Boton Seguro: Luna pidio ayuda. Sin ubicacion disponible. "
+                    "BS-0042. Llamando al C4.")
+    assert test.startswith("PRUEBA ALERTA Boton Seguro: Luna pidio ayuda.")
+    assert upd == ("ACTUALIZACION Boton Seguro: Luna. Ubicacion GPS hace 2s: "
+                   "https://maps.google.com/?q=21.88234,-102.29143 Bat 85% BS-0042.")
+    assert "Sin GPS. Celda MCC 334" in nopos       # no position: falls back to the cell
+    assert "Sin ubicacion disponible." in bad       # impossible latitude
+    assert "q=0.00000,-0.00001" in tiny and "hace 2d" in tiny
+    for t in (last, cell, none, test, upd, nopos, bad, tiny):
+        assert one_segment(t), t
+
+
+def test_coordinates_are_exact_without_floats(mpy):
+    code = """
+import json, sms
+print(json.dumps([sms.fmt_e7(-1022914350), sms.fmt_e7(-1022914349), sms.fmt_e7(218823450),
+                  sms.fmt_e7(0), sms.fmt_e7(-49), sms.fmt_e7(-50), sms.fmt_coord(-102.29143),
+                  sms.fmt_coord(21.88234), sms.fmt_coord(-0.5), sms.maps_link(1, 2),
+                  sms.maps_link(lat_e7=-900000000, lon_e7=1800000000), sms.maps_link(91, 0)]))
+"""
+    assert mpy.json(code) == ["-102.29144", "-102.29143", "21.88235", "0.00000", "0.00000",
+                              "-0.00001", "-102.29143", "21.88234", "-0.50000",
+                              "https://maps.google.com/?q=1.00000,2.00000",
+                              "https://maps.google.com/?q=-90.00000,180.00000", None]
+
+
+def test_long_alias_is_truncated_never_the_link(mpy):
+    code = """
+import json, sms
+a = "Maria Fernanda de los Angeles Gutierrez Hernandez " * 3
+print(json.dumps([
+    sms.alert_text(alias=a, kind="last", lat=-89.999999, lon=-179.999999, age_s=86399,
+                   hdop=99.9, battery=100, device_id="BS-000000042", test=True),
+    sms.alert_text(alias=a, kind="gps", lat=21.88234, lon=-102.29143, age_s=3, acc_m=12,
+                   battery=87, device_id="BS-0042"),
+    sms.alert_text(alias=a, kind="cell", cell={"mcc": "334", "mnc": "020", "lac": "FFFE",
+                   "cellid": "FFFFFFF"}, battery=5, device_id="BS-0042", update=True, test=True),
+    sms.cancel_text(alias=a, device_id="BS-0042", by="timeout", minutes=600, test=True),
+    sms.low_battery_text(alias=a, battery=3, device_id="BS-0042", test=True),
+]))
+"""
+    texts = mpy.json(code)
+    for t in texts:
+        assert one_segment(t), (len(t), t)
+        assert "Maria F" in t
+    assert "https://maps.google.com/?q=-90.00000,-180.00000" in texts[0]
+    assert texts[0].startswith("PRUEBA ALERTA")
+    assert "https://maps.google.com/?q=21.88234,-102.29143" in texts[1]
+    assert "BS-0042" in texts[1]
+
+
+def test_other_texts(mpy):
+    code = """
+import json, sms
+print(json.dumps([
+    sms.cancel_text(alias="Luna", device_id="BS-0042"),
+    sms.cancel_text(alias="Luna", device_id="BS-0042", by="c4", advice=False),
+    sms.cancel_text(alias="Luna", device_id="BS-0042", by="timeout", minutes=60),
+    sms.status_text(battery=87, rssi=18, gps="ok", sats=8, fw="1.2.3", alerts=2,
+                    device_id="BS-0042", active=True),
+    sms.status_text(rssi=99, gps="off", fw="1.2.3", alerts=0, device_id="BS-0042"),
+    sms.low_battery_text(alias="Luna", battery=12, device_id="BS-0042"),
+    sms.daily_status_text(battery=87, rssi=18, gps="nofix", fw="1.2.3", alerts=1,
+                          device_id="BS-0042", uptime_h=24),
+    sms.location_text(kind="gps", lat=21.88234, lon=-102.29143, age_s=3, hdop=1.0,
+                      battery=80, device_id="BS-0042", active=True),
+]))
+"""
+    t = mpy.json(code)
+    assert t[0] == ("Boton Seguro: alerta de Luna CANCELADA desde el boton. BS-0042. "
+                    "Si duda de su seguridad llame al 911.")
+    assert t[1] == "Boton Seguro: la alerta de Luna fue cerrada por C4. BS-0042."
+    assert t[2] == ("Boton Seguro: termino el envio automatico de ubicacion de Luna (60 min). "
+                    "La alerta NO fue cancelada por ella. BS-0042. Si duda de su seguridad "
+                    "llame al 911.")
+    assert t[3] == ("ESTADO BS-0042: Bat 87% Senal 18/31 GPS ok 8sat FW 1.2.3 Alertas 2 "
+                    "Alerta activa.")
+    assert t[4] == "ESTADO BS-0042: Senal ? GPS apagado FW 1.2.3 Alertas 0 Sin alerta activa."
+    assert t[5] == ("Boton Seguro BS-0042 de Luna: bateria baja (12%). Por favor cargue el "
+                    "boton pronto; sin bateria no puede pedir ayuda.")
+    assert t[6] == ("Boton Seguro BS-0042 reporte diario: Bat 87% Senal 18/31 GPS sin senal "
+                    "FW 1.2.3 Alertas 1 Encendido 24h.")
+    assert t[7] == ("UBICACION BS-0042: GPS hace 3s (+-5m): "
+                    "https://maps.google.com/?q=21.88234,-102.29143 Bat 80% Alerta activa.")
+    for x in t:
+        assert one_segment(x), x
+
+
+def test_transliteration_on_micropython(mpy):
+    code = """
+import json, sms
+print(json.dumps([
+    sms.to_gsm7("áéíóú ÁÉÍÓÚ üÜ ñÑ àèìòù çÇ"),
+    sms.to_gsm7("a@b $5 mi_alias `x` [1] {2} a\\\\b ^ ~ | 10€"),
+    sms.to_gsm7("¡Auxilio! ¿Dónde? “Luna” ‘x’ – — … ° º ª"),
+    sms.to_gsm7("Luna 🌙 中文 \\x00\\x07\\t tab\\r\\nlinea"),
+    sms.oneline("  Luna \\n  la   del\\tsur  "),
+    sms.oneline("Guadalupe Ñañez", 8),
+]))
+"""
+    t = mpy.json(code)
+    assert t[0] == "aeiou AEIOU uU ñÑ aeiou cC"
+    assert t[1] == "aab S5 mi-alias 'x' (1) (2) a/b  - / 10EUR"
+    assert t[2] == 'Auxilio! Donde? "Luna" \'x\' - - ... o o a'
+    assert t[3] == "Luna     tab\nlinea"
+    assert t[4] == "Luna la del sur"
+    assert t[5] == "Guadalup"
+    for x in t:
+        assert all(ch in SAFE or ch == "\n" for ch in x)
+
+
+def test_gsm7_tables_and_counting(mpy):
+    code = """
+import json, gsm7
+B = gsm7.GSM7_BASIC
+print(json.dumps([len(B), [B.find(c) for c in "@ñÑéà¿¡§ÄΔ¤"], len(gsm7.GSM7_EXT_CHARS),
+    gsm7.is_gsm7("Hola [ñ] €"), gsm7.is_gsm7("á"), gsm7.is_gsm7("😀"),
+    gsm7.gsm7_septets("Hola"), gsm7.gsm7_septets("[]{}~^\\\\|€"), gsm7.gsm7_septets("á"),
+    gsm7.segments(""), gsm7.segments("a" * 160), gsm7.segments("a" * 161),
+    gsm7.segments("a" * 306), gsm7.segments("a" * 307), gsm7.segments("€" * 80),
+    gsm7.segments("€" * 81), gsm7.segments("a" * 152 + "€"), gsm7.segments("a" * 159 + "€"),
+    gsm7.segments("á" * 70), gsm7.segments("á" * 71), gsm7.segments("á" * 134),
+    gsm7.segments("á" * 135), gsm7.segments("😀" * 35), gsm7.segments("😀" * 36),
+]))
+"""
+    got = mpy.json(code)
+    assert got[0] == 128
+    assert got[1] == [0x00, 0x7D, 0x5D, 0x05, 0x7F, 0x60, 0x40, 0x5F, 0x5B, 0x10, 0x24]
+    assert got[2] == 10
+    assert got[3:6] == [True, False, False]
+    assert got[6:9] == [4, 18, None]
+    assert got[9:] == [1, 1, 2, 2, 3, 1, 2, 1, 2, 1, 2, 2, 3, 1, 2]
+
+
+def test_encode_for_modem_charsets(mpy):
+    code = """
+import json, sms
+print(json.dumps([list(sms.encode("Ñandú ñ [€]", "GSM")), list(sms.encode("Ñandú ñ", "IRA")),
+                  list(sms.encode("Ñandú ñ", "8859-1")), list(sms.encode("a\\x1ab", "IRA")),
+                  list(sms.encode("@", "GSM"))]))
+"""
+    gsm, ira, latin, ctrlz, at = mpy.json(code)
+    assert bytes(gsm) == b"]andu } \x1b<\x1be\x1b>"   # Ñ=0x5D ñ=0x7D, ú -> u
+    assert bytes(ira) == b"Nandu n"
+    assert bytes(latin) == "Ñandú ñ".encode("latin-1")
+    assert 0x1A not in ctrlz                             # never a Ctrl-Z inside the text
+    assert at == [0]                                     # why texts avoid '@'
+
+
+def test_maybe_ucs2(mpy):
+    code = """
+import json, sms
+print(json.dumps([sms.maybe_ucs2("005500420049004300410043004900D3004E00200031003200330034"),
+                  sms.maybe_ucs2("UBICACION 1234"), sms.maybe_ucs2("1234"),
+                  sms.maybe_ucs2("D83DDE00D83D"), sms.maybe_ucs2("00480069")]))
+"""
+    assert mpy.json(code) == ["UBICACIÓN 1234", "UBICACION 1234", "1234", "\U0001F600?", "Hi"]
+
+
+# ---------------------------------------------------------------------------
+# Many inputs: MicroPython == CPython, and all safe single segments
+
+_ALPHABET = ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,-'"
+             "áéíóúÁÉÍÓÚüÜñÑ@$_[]{}~^|\\€¡¿“”😀🌙中\n\t\x00")
+
+
+def _cases(n, seed):
+    rnd = random.Random(seed)
+    kinds = ("gps", "last", "cell", "none")
+    out = []
+    for i in range(n):
+        alias = "".join(rnd.choice(_ALPHABET) for _ in range(rnd.randint(0, 70)))
+        out.append(dict(
+            alias=alias, kind=rnd.choice(kinds),
+            lat=rnd.uniform(-90, 90), lon=rnd.uniform(-180, 180),
+            age_s=rnd.choice([None, 0, 5, 59, 119, 120, 3599, 7199, 7200, 86400, 10 ** 7]),
+            hdop=rnd.choice([None, 0.5, 1.2, 25.0, 999.9]),
+            battery=rnd.choice([None, 0, 5, 87, 100, 140, -3]),
+            device_id=rnd.choice(["", "BS-0042", "BS-0042-EXTRA-LONG-ID", "ñ@$_"]),
+            test=rnd.random() < 0.3, update=rnd.random() < 0.3,
+            cell=rnd.choice([None, {"mcc": "334", "mnc": "020", "lac": "00C3",
+                                    "cellid": "1A2B"}])))
+    return out
+
+
+def _render_all(mod, cases):
+    out = []
+    for c in cases:
+        a = c["alias"]
+        out.append(mod.alert_text(**c))
+        out.append(mod.cancel_text(alias=a, device_id=c["device_id"], test=c["test"],
+                                   by=("device", "c4", "timeout")[len(a) % 3], minutes=60))
+        out.append(mod.low_battery_text(alias=a, battery=c["battery"],
+                                        device_id=c["device_id"], test=c["test"]))
+        out.append(mod.location_text(kind=c["kind"], lat=c["lat"], lon=c["lon"],
+                                     age_s=c["age_s"], hdop=c["hdop"], battery=c["battery"],
+                                     device_id=c["device_id"], cell=c["cell"]))
+        out.append(mod.status_text(battery=c["battery"], rssi=len(a), gps="ok", sats=len(a),
+                                   fw=a[:12], alerts=len(a), device_id=c["device_id"]))
+        out.append(mod.daily_status_text(battery=c["battery"], rssi=len(a) % 40, gps="nofix",
+                                         fw="1.0.0", alerts=3, device_id=c["device_id"],
+                                         uptime_h=len(a)))
+    return out
+
+
+def test_many_texts_micropython_matches_cpython(mpy):
+    cases = _cases(40, seed=2026)
+    code = """
+import json, sms
+def render(mod, cases):
+%s
+bad = 0
+for line in %r:
+    for t in render(sms, [json.loads(line)]):
+        bad += len(t) > 160 or sms.gsm7_septets(t) != len(t) or sms.segments(t) != 1
+        print(json.dumps(t))
+print(json.dumps(bad))
+""" % (_render_src(), [json.dumps(c, ensure_ascii=False) for c in cases])
+    lines = mpy.run(code).strip().splitlines()
+    assert json.loads(lines[-1]) == 0
+    got = [json.loads(x) for x in lines[:-1]]
+    want = _render_all(sms, cases)
+    assert got == want
+    for t in want:
+        assert one_segment(t), t
+
+
+def _render_src():
+    import inspect
+    src = inspect.getsource(_render_all).split("\n", 1)[1]
+    return src
+
+
+@settings(max_examples=300, deadline=None)
+@given(alias=st.text(max_size=200), kind=st.sampled_from(["gps", "last", "cell", "none"]),
+       lat=st.floats(-90, 90), lon=st.floats(-180, 180),
+       age=st.one_of(st.none(), st.integers(-5, 10 ** 9)),
+       hdop=st.one_of(st.none(), st.floats(0, 1000)),
+       battery=st.one_of(st.none(), st.integers(-1000, 1000)),
+       device_id=st.text(max_size=30), test=st.booleans(), update=st.booleans())
+def test_fuzz_alert_text_one_safe_segment(alias, kind, lat, lon, age, hdop, battery,
+                                          device_id, test, update):
+    t = sms.alert_text(alias=alias, kind=kind, lat=lat, lon=lon, age_s=age, hdop=hdop,
+                       battery=battery, device_id=device_id, test=test, update=update,
+                       cell={"mcc": "334", "mnc": "20", "lac": "00C3", "cellid": "1A2B"})
+    assert one_segment(t), t
+    assert t.startswith("PRUEBA " if test else ("ACTUALIZACION" if update else "ALERTA"))
+    if kind in ("gps", "last"):
+        assert "https://maps.google.com/?q=%s,%s" % (sms.fmt_coord(lat), sms.fmt_coord(lon)) in t
+    name = sms.oneline(alias)
+    if name:
+        assert name[:8].rstrip() in t   # at least the start of her alias survives
+
+
+@settings(max_examples=200, deadline=None)
+@given(alias=st.text(max_size=200), by=st.sampled_from(["device", "c4", "timeout"]),
+       battery=st.one_of(st.none(), st.integers(-10, 300)), device_id=st.text(max_size=30),
+       rssi=st.one_of(st.none(), st.integers(-5, 120)), fw=st.text(max_size=40),
+       alerts=st.integers(0, 10 ** 6))
+def test_fuzz_other_texts(alias, by, battery, device_id, rssi, fw, alerts):
+    for t in (sms.cancel_text(alias=alias, device_id=device_id, by=by, minutes=alerts),
+              sms.low_battery_text(alias=alias, battery=battery, device_id=device_id),
+              sms.status_text(battery=battery, rssi=rssi, gps="ok", fw=fw, alerts=alerts,
+                              device_id=device_id, sats=rssi),
+              sms.daily_status_text(battery=battery, rssi=rssi, gps="off", fw=fw,
+                                    alerts=alerts, device_id=device_id, uptime_h=alerts)):
+        assert one_segment(t), t
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_fuzz_gsm7(s):
+    t = gsm7.to_gsm7(s)
+    assert all(ch in SAFE or ch == "\n" for ch in t)
+    assert gsm7.is_gsm7(t)
+    n = gsm7.gsm7_septets(s)
+    assert (n is None) == (not gsm7.is_gsm7(s))
+    seg = gsm7.segments(s)
+    if n is not None:
+        assert seg == (1 if n <= 160 else -(-n // 153)) or seg == -(-n // 153) + 1
+    else:
+        units = sum(2 if ord(c) > 0xFFFF else 1 for c in s)
+        assert seg == (1 if units <= 70 else -(-units // 67)) or seg == -(-units // 67) + 1
+    assert isinstance(gsm7.encode(s, "GSM"), bytes)
+    assert gsm7.maybe_ucs2(s) is not None
