@@ -429,6 +429,7 @@ def test_cmee_controls_error_format():
     assert b.at("AT+CPIN?") == b"\r\n+CME ERROR: 10\r\n"
     b.at("AT+CMEE=2")
     assert b.at("AT+CPIN?") == b"\r\n+CME ERROR: SIM not inserted\r\n"
+    assert b.at('AT+CPIN="1234"') == b"\r\n+CME ERROR: SIM not inserted\r\n"
     assert b.modem.registered is False
 
 
@@ -693,8 +694,8 @@ def test_pwrkey_needs_a_one_second_low_pulse():
     assert not b.modem.powered and b.take() == b""
     b.modem.pwrkey(0)
     b.run(1.2)
-    b.modem.pwrkey(1)
-    assert b.modem.powered
+    assert b.modem.powered            # on at the 1 s mark, key still held
+    b.modem.pwrkey(1)                 # releasing the key that turned it on: stays on
     b.run(1.7)                        # RDY 3 s after the key went down (HD: Ton(uart))
     assert b.take() == b""
     b.run(0.2)
@@ -702,11 +703,53 @@ def test_pwrkey_needs_a_one_second_low_pulse():
     b.run(10)
     b.take()
     b.modem.pwrkey(0)
-    b.run(1.1)
+    b.run(0.9)
+    b.modem.pwrkey(1)                 # too short to turn it off
+    b.run(2)
+    assert b.modem.powered and b.take() == b""
+    b.modem.pwrkey(0)
+    b.run(1.5)
+    assert b.take() == b""            # off only when released
+    b.modem.pwrkey(1)
+    b.run(0.1)
     assert b.take() == b"\r\nNORMAL POWER DOWN\r\n"
     b.run(2)
-    b.modem.pwrkey(1)
     assert not b.modem.powered
+
+
+def test_pwrkey_held_low_for_good_keeps_it_on():
+    """T-Call style: the ESP32 holds PWRKEY low; a module already on stays on."""
+    b = Bench()
+    b.modem.pwrkey(0)
+    b.run(60)
+    assert b.modem.powered and b.take() == b""
+    b.modem.supply(False)
+    assert not b.modem.powered
+    b.modem.supply(True)              # VBAT back with PWRKEY held low: powers on by itself
+    b.run(1.1)
+    assert b.modem.powered
+    b.modem.pwrkey(1)
+    b.run(40)
+    b.modem.pwrkey(0)
+    b.run(35)
+    b.modem.pwrkey(1)                 # longer than 33 s: not a power-off press
+    b.run(2)
+    assert b.modem.powered
+
+
+def test_reset_pin_restarts_the_module():
+    b = Bench()
+    b.at("ATE0")
+    b.modem.reset_pin(0)
+    b.run(0.05)
+    b.modem.reset_pin(1)
+    b.run(1)
+    assert b.take() == b""            # 50 ms is too short
+    b.modem.reset_pin(0)
+    b.run(0.2)
+    b.modem.reset_pin(1)
+    b.run(10)
+    assert text_lines(b.take()) == ["RDY", "+CFUN: 1", "+CPIN: READY", "Call Ready", "SMS Ready"]
 
 
 def test_autobaud_has_no_rdy_and_waits_for_at():

@@ -99,12 +99,18 @@ class Sim800:
     T_POWER_DOWN = 1.0     # NORMAL POWER DOWN -> actually off
     T_NO_NET_DIAL = 0.5    # ATD with no registration -> NO CARRIER
     T_SMS_FAIL = 2.0       # AT+CMGS with no network -> +CMS ERROR
-    T_RING_PERIOD = 3.0    # RING/+CLIP repeat while an incoming call rings (assumption, see README)
+    # RING/+CLIP repeat while an incoming call rings. Assumption: 3 s. The note under
+    # capture L9 says "about once a second" but the capture itself shows a single RING;
+    # handsets alert on a 1 s on / 4 s off cadence. A class attribute: a rig may change it.
+    T_RING_PERIOD = 3.0
     T_SLEEP_IDLE = 5.0     # AT+CSCLK=2: sleep after this long without UART traffic
     T_DTR_WAKE = 0.05      # AT+CSCLK=1: serial port usable this long after DTR goes low
     T_PIN_GIVEUP = 30.0    # SIM waiting for PIN: +CREG stat 2, then 0 (capture L2)
-    PWRKEY_MIN_S = 1.0     # HD: PWRKEY low >= 1 s turns the module on or off
+    PWRKEY_MIN_S = 1.0     # HD: PWRKEY low >= 1 s turns the module on...
+    PWRKEY_OFF_MAX_S = 33.0  # ...and a 1-33 s press, once released, turns it off
+    RESET_MIN_S = 0.105    # HD: RESET low >= 105 ms restarts the module
     SMS_CAPACITY = 30      # "SM" storage slots
+    AT_LOG_MAX = 200_000   # at_log entries kept (a soak test runs for hours)
 
     def __init__(self, scheduler, network, number, emit, imei=None, iccid=None,
                  model="SIM800", gmm="SIMCOM_SIM800L", revision="R14.18",
@@ -129,7 +135,7 @@ class Sim800:
         self._profile = dict(FACTORY)
 
         # Observable counters and logs.
-        self.at_log = []           # (t, "rx"|"tx", bytes)
+        self.at_log = []           # (t, "rx"|"tx", bytes), the newest AT_LOG_MAX kept
         self.sent_sms = 0          # SMS accepted by the network (+CMGS)
         self.sms_attempts = 0      # Ctrl-Z pressed
         self.powered = False
@@ -150,6 +156,10 @@ class Sim800:
         self._cms_faults = deque()
         self._pwrkey_level = 1
         self._pwrkey_timer = None
+        self._pwrkey_down_at = None
+        self._pwrkey_was_on = False
+        self._reset_down_at = None
+        self.supplied = True
         self._dtr_level = 0
         self._mr = 0
         self._gen = 0
@@ -196,7 +206,7 @@ class Sim800:
     # ================================================================== power
     def power_on(self):
         """Start booting (the rig at start, or a PWRKEY pulse). No-op if already on."""
-        if self.powered:
+        if self.powered or not self.supplied:
             return
         self.powered = True
         self._gen += 1
@@ -218,8 +228,13 @@ class Sim800:
             self.network.modem_unreachable(self.number)
 
     def pwrkey(self, level):
-        """PWRKEY pin level from the ESP32. Held low >= 1 s toggles power (HD V1.10 §4.2):
-        the module acts at the 1 s mark while the key is still held, once per press."""
+        """PWRKEY pin level from the ESP32 (HD V1.10 §4.2).
+
+        An off module turns on once the key has been low for 1 s, while it is still held;
+        holding it low for ever keeps it on (PWRKEY tied to GND = power on at supply). An
+        on module turns off when a 1-33 s press is released: NORMAL POWER DOWN. Pulses
+        shorter than 1 s do nothing. Durations are scaled like every other delay, because
+        the firmware's own sleeps run at the same time_scale."""
         level = 1 if level else 0
         if level == self._pwrkey_level:
             return
@@ -227,7 +242,37 @@ class Sim800:
         self.sched.cancel(self._pwrkey_timer)
         self._pwrkey_timer = None
         if level == 0:
+            self._pwrkey_down_at = self.sched.now()
+            self._pwrkey_was_on = self.powered
             # Hardware timing: not bound to a power cycle, so not via _later().
+            self._pwrkey_timer = self.sched.after(self.PWRKEY_MIN_S, self._pwrkey_held)
+        elif self._pwrkey_down_at is not None:
+            held = (self.sched.now() - self._pwrkey_down_at) / self.sched.time_scale
+            self._pwrkey_down_at = None
+            if self._pwrkey_was_on and self.powered and \
+                    self.PWRKEY_MIN_S <= held <= self.PWRKEY_OFF_MAX_S:
+                self._normal_power_down()
+
+    def reset_pin(self, level):
+        """RESET pin: a low pulse of >= 105 ms restarts a running module (on release)."""
+        if not level:
+            self._reset_down_at = self.sched.now()
+        elif self._reset_down_at is not None:
+            held = (self.sched.now() - self._reset_down_at) / self.sched.time_scale
+            self._reset_down_at = None
+            if held >= self.RESET_MIN_S and self.powered:
+                self._restart(1)
+
+    def supply(self, on):
+        """VBAT switched (the T-Call's POWER_ON pin). Off: everything stops at once. On: the
+        module stays off until PWRKEY, unless PWRKEY is already held low."""
+        self.supplied = bool(on)
+        if not on:
+            self.power_off()
+        elif self._pwrkey_level == 0:
+            self.sched.cancel(self._pwrkey_timer)
+            self._pwrkey_was_on = False
+            self._pwrkey_down_at = self.sched.now()
             self._pwrkey_timer = self.sched.after(self.PWRKEY_MIN_S, self._pwrkey_held)
 
     def dtr(self, level):
@@ -242,11 +287,7 @@ class Sim800:
 
     def _pwrkey_held(self):
         self._pwrkey_timer = None
-        if self._pwrkey_level != 0:
-            return
-        if self.powered:
-            self._normal_power_down()
-        else:
+        if self._pwrkey_level == 0 and not self._pwrkey_was_on:
             self.power_on()
 
     def _normal_power_down(self):
@@ -394,7 +435,7 @@ class Sim800:
     def feed(self, data: bytes):
         """Bytes the ESP32 wrote to the module's RXD, in any chunking."""
         data = bytes(data)
-        self.at_log.append((self.sched.now(), "rx", data))
+        self._log("rx", data)
         if not self.powered or self.silent or not self._uart_ready:
             return  # nobody is listening: the bytes are lost
         for b in data:
@@ -515,9 +556,14 @@ class Sim800:
             return
         if self.sleeping and self.csclk == 2:
             self._wake()  # a URC (RING, +CMTI) wakes the module up
-        self.at_log.append((self.sched.now(), "tx", data))
+        self._log("tx", data)
         self._activity()
         self.emit(data)
+
+    def _log(self, direction, data):
+        self.at_log.append((self.sched.now(), direction, data))
+        if len(self.at_log) > self.AT_LOG_MAX:
+            del self.at_log[: self.AT_LOG_MAX // 2]
 
     def _info_bytes(self, text):
         return (f"\r\n{text}\r\n" if self.verbose else f"{text}\r\n").encode("latin-1")
@@ -653,7 +699,7 @@ class Sim800:
     def garbage(self, data: bytes):
         """Line noise on the module's TXD: the ESP32 receives these bytes as they are."""
         def run():
-            self.at_log.append((self.sched.now(), "tx", bytes(data)))
+            self._log("tx", bytes(data))
             self.emit(bytes(data))
         self.sched.at(max(self.sched.now(), self._tx_last), run)
 
@@ -1045,6 +1091,10 @@ class Sim800:
         return self._enter_pin(cmd.args)
 
     def _enter_pin(self, args):
+        if self._sim == "ready":
+            raise self._cme(3)  # no password is pending
+        if self._sim not in ("pin", "puk"):
+            self._need_sim()    # absent, initialising or switched off: say which
         self._took(self.T_PIN_CHECK)
         if self._sim == "pin" and len(args) == 1:
             if _str(args[0]) != self.sim_pin:
@@ -1057,7 +1107,7 @@ class Sim800:
                 raise self._cme(16)
             self.sim_pin = _str(args[1])
         else:
-            raise self._cme(3) if self._sim == "ready" else self._cme(765)
+            raise AtError("ERROR")  # wrong number of arguments for what the SIM wants
         self._pin_tries = 3
         self._sim = "init"
         self._later(self.T_PIN_CHECK + 0.2, self._sim_ready)  # L1: +CPIN: READY after the OK
