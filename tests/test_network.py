@@ -104,6 +104,7 @@ def test_answered_call_timeline_duration_and_audio(world):
     assert rec["duration_s"] == pytest.approx(20.0)
     assert rec["ended_by"] == C4
     assert rec["audio"] == {"mic_gain": 15, "speaker_level": 0, "ringer_level": 0}
+    assert rec["cause"] == 16  # normal call clearing
     assert modem.got[-1] == ("released", call.id, "NO CARRIER")
     assert kinds(net) == ["call_start", "ringing", "call_connected", "call_end", "call"]
 
@@ -155,6 +156,7 @@ def test_coverage_loss_drops_a_live_call(world):
     net.set_coverage(False)
     rec = net.call_records()[-1]
     assert rec["result"] == "dropped" and rec["answered"] is True and rec["ended_by"] == "network"
+    assert rec["cause"] == 41
     assert rec["duration_s"] == pytest.approx(4.0)
     assert modem.got[-2] == ("released", call.id, "NO CARRIER")
 

@@ -607,6 +607,27 @@ def test_any_character_aborts_an_open_colp1_dial(caller):
     assert b.net.call_records()[-1]["result"] == "no_answer"
 
 
+@pytest.mark.parametrize("how,ceer", [
+    ("far_hangup", "Normal call clearing"), ("drop", "Temporary failure"),
+    ("busy", "User busy"), ("no_answer", "User alerting, no answer")])
+def test_ceer_tells_a_hang_up_from_a_drop(caller, how, ceer):
+    b = caller
+    assert b.at("AT+CEER") == b"\r\n+CEER: No cause\r\n\r\nOK\r\n"
+    if how in ("busy", "no_answer"):
+        b.modem.next_call_result(how)
+    b.at(f"ATD{C4};", wait=40 if how == "no_answer" else 8)
+    if how == "far_hangup":
+        b.net.hangup(C4)
+    elif how == "drop":
+        b.modem.drop_call()
+    b.run(0.1)
+    b.take()
+    assert b.at("AT+CEER") == f"\r\n+CEER: {ceer}\r\n\r\nOK\r\n".encode()
+    assert b.net.call_records()[-1]["cause"] == b.modem.last_cause
+    b.at("AT+CEER=1")
+    assert b.at("AT+CEER") == f"\r\n+CEER: Cause:{b.modem.last_cause}\r\n\r\nOK\r\n".encode()
+
+
 def test_device_hangs_up_while_alerting(caller):
     b = caller
     b.at(f"ATD{C4};", wait=4)

@@ -22,7 +22,8 @@ Event shapes (every event also has "t", the scheduler time):
     {"kind": "call_connected", "call_id", "from", "to"}
     {"kind": "call_end", "call_id", "from", "to", "result", "ended_by"}
     {"kind": "call", "call_id", "from", "to", "answered": bool, "result", "duration_s",
-     "ended_by", "t_start", "audio": {"mic_gain", "speaker_level", "ringer_level"} | None}
+     "ended_by", "t_start", "cause": <GSM release cause, as AT+CEER reports it>,
+     "audio": {"mic_gain", "speaker_level", "ringer_level"} | None}
     {"kind": "coverage", "ok": bool}
     {"kind": "signal", "level": int}
 
@@ -56,6 +57,19 @@ CALLER_CODE = {
 }
 
 
+# GSM release causes (3GPP TS 24.008 §10.5.4.11), as AT+CEER words them.
+CAUSE_TEXT = {
+    0: "No cause",
+    1: "Unassigned (unallocated) number",
+    16: "Normal call clearing",
+    17: "User busy",
+    19: "User alerting, no answer",
+    20: "Subscriber absent",
+    31: "Normal, unspecified",
+    41: "Temporary failure",
+}
+
+
 class Subscriber:
     def __init__(self, number, kind, answer_after_s=3.0, hangup_after_s=None, behaviour="answer"):
         if behaviour not in BEHAVIOURS:
@@ -82,6 +96,7 @@ class Call:
         self.t_start = t
         self.t_connect = None
         self.result = None
+        self.cause = None  # GSM release cause, for AT+CEER
         self.audio = None
         self.timers = []
 
@@ -235,7 +250,8 @@ class PhoneNetwork:
         call.caller_modem = self._modem(from_number)
         self.calls.append(call)
         self._record("call_start", call_id=call.id, **{"from": from_number, "to": to_number})
-        self._end(call, "unreachable", "network", notify=False)
+        self._end(call, "unreachable", "network", notify=False, cause=31)
+        return call
 
     def answer(self, call, number):
         """The device `number` answered (ATA) an incoming call."""
@@ -338,7 +354,7 @@ class PhoneNetwork:
             result = "no_answer"  # the caller gave up before anyone answered
         self._end(call, result, number, quiet=quiet)
 
-    def _end(self, call, result, ended_by, notify=True, quiet=None):
+    def _end(self, call, result, ended_by, notify=True, quiet=None, cause=None):
         """Clear the call. Each device end is told, except `quiet`: the modem whose own
         ATH cleared it (it already answered OK and prints nothing more)."""
         if call.ended:
@@ -347,6 +363,7 @@ class PhoneNetwork:
         was_active = call.state == "active"
         call.state = "ended"
         call.result = result
+        call.cause = cause if cause is not None else self._cause_for(call, result, ended_by)
         now = self.sched.now()
         if notify:
             for modem in call.modems():
@@ -357,7 +374,18 @@ class PhoneNetwork:
         self._record("call_end", call_id=call.id, result=result, ended_by=ended_by, **ends)
         self._record("call", call_id=call.id, answered=call.t_connect is not None, result=result,
                      duration_s=round(duration, 3), ended_by=ended_by, t_start=call.t_start,
-                     audio=call.audio, **ends)
+                     cause=call.cause, audio=call.audio, **ends)
+
+    def _cause_for(self, call, result, ended_by):
+        if result == "answered":
+            return 16
+        if result in ("busy", "rejected"):
+            return 17  # a declining handset clears with "user busy"
+        if result == "no_answer":
+            return 19 if ended_by == "network" else 16
+        if result == "unreachable":
+            return 1 if call.callee not in self.subscribers else 20
+        return 41      # dropped: the radio link failed
 
     @staticmethod
     def _code_for(call, modem):

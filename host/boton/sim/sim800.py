@@ -25,6 +25,8 @@ Modelling choices where the manual is silent are marked "Assumption:" in the com
 import re
 from collections import deque, namedtuple
 
+from .network import CAUSE_TEXT
+
 CR, LF, BS, CTRL_Z, ESC = 0x0D, 0x0A, 0x08, 0x1A, 0x1B
 ASYNC = object()  # a handler's return value: "I will send the final result code later"
 LINE_MAX = 556    # command line buffer, manual §1.4.4
@@ -306,6 +308,7 @@ class Sim800:
         self.cnmi = [2, 1, 0, 0, 0]
         self.csmp = [17, 167, 0, 0]
         self.csclk, self.ceng, self.cfun, self.cbatchk = 0, (0, 1), 1, 0
+        self.ceer_mode, self.last_cause = 0, 0
         self.sleeping = False
         self.silent = False
         self._uart_ready = False
@@ -789,6 +792,7 @@ class Sim800:
         """The network cleared the call; `code` is NO CARRIER / BUSY / NO ANSWER."""
         if call is not self._call:
             return
+        self.last_cause = call.cause
         self._clear_call()
         if self._dial_pending:  # ATD (COLP=1) still open: this is its final result
             self._dial_pending = False
@@ -839,6 +843,7 @@ class Sim800:
         self._dial_pending = False
         self._clear_call()
         self.network.release(call, self.number)
+        self.last_cause = call.cause
         self._finish([], "NO CARRIER", delay=0)
 
     # ================================================================== SMS text entry
@@ -975,7 +980,7 @@ class Sim800:
         if not self._call_ready:
             raise self._cme(3)
         if not self.registered:
-            self.network.failed_call(self.number, number)
+            self.last_cause = self.network.failed_call(self.number, number).cause
             self._took(self.T_NO_NET_DIAL)
             raise AtError("NO CARRIER")
         self._call = self.network.place_call(self.number, number, self._next_result)
@@ -1040,6 +1045,7 @@ class Sim800:
             call = self._call
             self._clear_call()
             self.network.release(call, self.number)
+            self.last_cause = call.cause
 
     # ================================================================== identity & status
     def _x_cgmi(self, cmd):
@@ -1267,6 +1273,19 @@ class Sim800:
 
     def _x_moring(self, cmd):
         return self._setting(cmd, "moring", (0, 1), "+MORING")
+
+    def _x_ceer(self, cmd):
+        """Why the last call ended: the firmware tells a hang-up from a drop with it."""
+        if cmd.kind == "test":
+            return ["+CEER: (0,1)"]
+        if cmd.kind == "read":
+            return [f"+CEER: {self.ceer_mode}"]
+        if cmd.kind == "set":
+            self.ceer_mode = _int(cmd.args[0], (0, 1))
+            return None
+        if self.ceer_mode:
+            return [f"+CEER: Cause:{self.last_cause}"]
+        return [f"+CEER: {CAUSE_TEXT.get(self.last_cause, 'Normal, unspecified')}"]
 
     # ================================================================== audio
     def _x_cmic(self, cmd):
