@@ -194,22 +194,34 @@ class Button:
     # Debouncer + Gesture fed with raw levels.  Config keys as in alert.py's
     # "gesture" dict: debounce_ms, pressed_level, mode, hold_ms, count, window_ms,
     # cancel, cancel_ms, min_press_ms, max_press_ms.
+    #
+    # A hold is only reported once the level is settled: if a release started
+    # before the hold deadline, the gesture waits for the debouncer to decide
+    # (a real release -> no alert; a noise spike -> alert, at most debounce_ms late).
 
     def __init__(self, debounce_ms=30, pressed_level=0, **gesture_kw):
         self.debouncer = Debouncer(debounce_ms, pressed_level)
         self.gesture = Gesture(**gesture_kw)
 
+    def _settled_tick(self, now):
+        d = self.debouncer
+        if d._cand != d.pressed:
+            return None
+        return self.gesture.tick(now)
+
     def feed(self, t, level):
-        e = self.debouncer.feed(t, level)
-        r = self.gesture.feed(e)
-        return r if r is not None else self.gesture.tick(t)
+        r = self.gesture.feed(self.debouncer.feed(t, level))
+        return r if r is not None else self._settled_tick(t)
 
     def tick(self, now):
         r = self.gesture.feed(self.debouncer.tick(now))
-        return r if r is not None else self.gesture.tick(now)
+        return r if r is not None else self._settled_tick(now)
 
     def next_deadline(self):
-        return earliest(self.debouncer.next_deadline(), self.gesture.next_deadline())
+        d = self.debouncer.next_deadline()
+        if d is not None:
+            return d        # the gesture's deadline waits until the level settles
+        return self.gesture.next_deadline()
 
     def set_active(self, flag):
         self.gesture.set_active(flag)
