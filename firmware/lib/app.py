@@ -151,11 +151,8 @@ class App:
     # ------------------------------------------------------------ modem actions
     async def _covert_audio(self):
         # Mic up so C4 hears the surroundings; speaker and ringer silent so nobody near her does.
-        for c in ("AT+CMIC=0,15", "AT+CLVL=0", "AT+CRSL=0"):
-            try:
-                await self.modem.cmd(c)
-            except ModemError as e:
-                self.log.add("audio_error", str(e))
+        for c in await self.modem.batch(("AT+CMIC=0,15", "AT+CLVL=0", "AT+CRSL=0")):
+            self.log.add("audio_error", c)
 
     async def _dial(self, number):
         self._end_cause = None
@@ -238,31 +235,40 @@ class App:
             key.value(0)
             await asyncio.sleep_ms(int(1200 * hw.TIME_SCALE))
             key.value(1)
-            for _ in range(10):
-                if await m.probe():
-                    break
-                await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
-            else:
+            if not await m.probe(10000):
                 self.log.add("modem_dead", "no_answer")
                 return False
-        for c in ("ATE0", "AT+CMEE=2", "AT+CMGF=1", 'AT+CSCS="GSM"', "AT+CNMI=2,1,0,0,0",
-                  "AT+CLIP=1", "AT+CLCC=1", "AT+COLP=0"):
+        for c in await m.batch(("ATE0", "AT+CMEE=2")):
+            self.log.add("init_error", c)
+        # The SIM takes seconds after power-on; SMS settings are refused until it is ready.
+        sim = "?"
+        for _ in range(30):
             try:
-                await m.cmd(c)
+                _, _, lines = await m.cmd("AT+CPIN?", 5000, expect="+CPIN")
+                sim = lines[0] if lines else "?"
             except ModemError as e:
-                self.log.add("init_error", str(e))
-        try:
-            _, _, lines = await m.cmd("AT+CPIN?", 5000, expect="+CPIN")
-            if not any("READY" in ln for ln in lines):
-                self.log.add("sim_problem", lines[0] if lines else "?")
-        except ModemError as e:
-            self.log.add("sim_problem", str(e).split(" -> ")[-1])
+                sim = str(e).split(" -> ")[-1]
+            if "READY" in sim:
+                break
+            if "SIM PIN" in sim or "not inserted" in sim or "PUK" in sim:
+                break  # waiting will not help: the technician must fix the SIM
+            await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
+        if "READY" not in sim:
+            self.log.add("sim_problem", sim.replace(" ", "_"))
+        for _ in range(10):
+            failed = await m.batch(("AT+CMGF=1", 'AT+CSCS="GSM"', "AT+CNMI=2,1,0,0,0",
+                                    "AT+CLIP=1", "AT+CLCC=1", "AT+COLP=0"))
+            if not failed:
+                break
+            await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
+        else:
+            self.log.add("init_error", ",".join(failed))
         registered = False
         for _ in range(60):
             try:
                 _, _, lines = await m.cmd("AT+CREG?", 2000, expect="+CREG")
                 reg = atparse.parse_creg(lines[0]) if lines else None
-                if reg and atparse.registered(reg[1]):
+                if reg and atparse.registered(reg[0]):
                     registered = True
                     break
             except ModemError:

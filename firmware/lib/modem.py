@@ -103,16 +103,32 @@ class Modem:
             raise ModemError("%s -> %s %s" % (command, kind, text))
         return kind, text, self._lines
 
-    async def probe(self, tries=3):
-        """True if the module answers AT (it may already be on: never pulse PWRKEY blindly)."""
-        for _ in range(tries):
+    async def batch(self, commands, timeout_ms=2000):
+        """Several commands back to back, nothing else in between (e.g. audio before ATD).
+        Returns the commands that failed."""
+        failed = []
+        async with self._lock:
+            for c in commands:
+                try:
+                    await self._cmd(c, timeout_ms, None, True)
+                except ModemError:
+                    failed.append(c)
+        return failed
+
+    async def probe(self, wait_ms=5000):
+        """True if the module answers AT within wait_ms. A module that was just powered
+        needs ~3 s before its UART listens, so ask repeatedly before deciding it is off
+        (pulsing PWRKEY on a running module would switch it off)."""
+        deadline = time.ticks_add(time.ticks_ms(), self._ms(wait_ms))
+        while True:
             try:
-                kind, _, _ = await self.cmd("AT", 500, check=False)
+                kind, _, _ = await self.cmd("AT", 300, check=False)
                 if kind == "OK":
                     return True
             except ModemTimeout:
                 pass
-        return False
+            if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
+                return False
 
     async def send_sms(self, number, text, timeout_ms=60000):
         """AT+CMGS: wait for the '> ' prompt, send text + Ctrl-Z, wait for +CMGS: <mr>.

@@ -12,7 +12,8 @@ from pathlib import Path
 import phonenumbers
 
 from .device import EXIT_USAGE, EXIT_VERIFY, DeviceError
-from .paths import BOARDS, FIRMWARE
+from . import build
+from .paths import BOARDS
 
 CONFIG_PATH = "config.json"
 BOARD_PATH = "board.json"
@@ -103,13 +104,9 @@ def write_config(dev, config: dict):
     return config_hash(data)
 
 
-def firmware_files(board: str):
+def firmware_files(board: str, mpy=True):
     """(device path, bytes) of everything `deploy` puts on a board."""
-    files = []
-    for p in sorted(FIRMWARE.glob("*.py")):
-        files.append((p.name, p.read_bytes()))
-    for p in sorted((FIRMWARE / "lib").glob("*.py")):
-        files.append(("lib/" + p.name, p.read_bytes()))
+    files = build.firmware_modules(mpy)
     board_file = BOARDS / f"{board}.json"
     if not board_file.exists():
         known = ", ".join(sorted(b.stem for b in BOARDS.glob("*.json")))
@@ -118,9 +115,16 @@ def firmware_files(board: str):
     return files
 
 
-def deploy(dev, board: str, progress=None):
-    """Copy only what differs (by the device's own SHA-256). Returns the paths copied."""
-    files = firmware_files(board)
+def deploy(dev, board: str, progress=None, mpy=True):
+    """Copy only what differs (by the device's own SHA-256), and remove firmware modules
+    the release no longer has (a stale lib/x.py would shadow lib/x.mpy). Returns the
+    paths copied and the number of files in the release."""
+    files = firmware_files(board, mpy)
+    wanted = {p for p, _ in files}
+    on_device = dev.eval_json("[('lib/'+f[0]) for f in __import__('os').ilistdir('lib')] "
+                              "if 'lib' in __import__('os').listdir() else []")
+    for stale in sorted(set(on_device) - wanted):
+        dev.remove(stale)
     have = dev.hash_files([p for p, _ in files])
     copied = []
     for path, data in files:

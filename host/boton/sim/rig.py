@@ -36,6 +36,9 @@ CONSOLE_KEEP = 1 << 20  # console bytes kept for wait_console()
 DEFAULT_DEVICE_NUMBER = "+524490000042"
 DEFAULT_C4 = "+524499100000"
 DEFAULT_CONTACT = "+524491112233"
+# An ESP32 without PSRAM leaves ~110 KB of heap; the unix port is 64-bit, so the same
+# objects take up to twice the bytes (pointers and small ints are 8 bytes, not 4).
+DEVICE_HEAP = "200k"
 AGS_CENTRO = (21.88234, -102.29143)  # Plaza de la Patria, Aguascalientes
 
 
@@ -56,7 +59,7 @@ class VirtualDevice:
     """One simulated panic button and the phone network around it."""
 
     def __init__(self, flash_dir, *, board="tcall_sim800l", time_scale=1.0,
-                 network_log=None, repl="socket", repl_port=0, heap="110k",
+                 network_log=None, repl="socket", repl_port=0, heap=DEVICE_HEAP,
                  device_number=DEFAULT_DEVICE_NUMBER, c4_numbers=(DEFAULT_C4,),
                  contacts=(DEFAULT_CONTACT,), c4_answer_after_s=3.0, c4_hangup_after_s=None,
                  gps_point=AGS_CENTRO, gps_route=None, gps_ttff_s=2.0, nmea_file=None,

