@@ -516,6 +516,21 @@ def test_ucs2_text_is_decoded_for_the_network(sms_ready):
     assert b.net.sms()[-1]["text"] == "Auxilio, estoy en la Plaza"
 
 
+def test_gsm_charset_text_both_ways(sms_ready):
+    b = sms_ready
+    b.at('AT+CSCS="GSM"')
+    b.at(f'AT+CMGS="{C4}"', wait=0.1)
+    b.modem.feed(b"Calle Pe\x7da 5, \x5dand\x5a \x1a")  # GSM 03.38: 0x7D n-tilde, 0x5D N-tilde
+    b.run(4)
+    assert b.net.sms()[-1]["text"] == "Calle Pe\u00f1a 5, \u00d1andZ "
+    b.net.sms_to_device(C4, DEVICE, "Se\u00f1al \u20ac")
+    b.run(3)
+    b.take()
+    assert b.at("AT+CMGR=1").endswith(b"\r\nSe\x7dal ?\r\n\r\nOK\r\n")
+    b.at('AT+CSCS="IRA"')
+    assert b.at("AT+CMGR=1").endswith(b"\r\nSe?al ?\r\n\r\nOK\r\n")
+
+
 def test_incoming_sms_cmti_read_and_delete(sms_ready):
     b = sms_ready
     b.net.sms_to_device(C4, DEVICE, "UBICACION")

@@ -64,6 +64,15 @@ CMS_TEXT = {
 FACTORY = {"echo": True, "cmee": 0, "verbose": True, "s0": 0, "clip": 0, "colp": 0,
            "cmic": (0, 0, 0, 0), "clvl": 80, "crsl": 100, "chfa": 0}
 
+# GSM 03.38 default alphabet, codes 0x00-0x7F (0x1B is the escape to the extension
+# table; in text entry it is ESC, which cancels the message, as the manual says).
+GSM7 = ("@\u00a3$\u00a5\u00e8\u00e9\u00f9\u00ec\u00f2\u00c7\n\u00d8\u00f8\r\u00c5\u00e5"
+        "\u0394_\u03a6\u0393\u039b\u03a9\u03a0\u03a8\u03a3\u0398\u039e\x1b\u00c6\u00e6\u00df\u00c9"
+        " !\"#\u00a4%&'()*+,-./0123456789:;<=>?"
+        "\u00a1ABCDEFGHIJKLMNOPQRSTUVWXYZ\u00c4\u00d6\u00d1\u00dc\u00a7"
+        "\u00bfabcdefghijklmnopqrstuvwxyz\u00e4\u00f6\u00f1\u00fc\u00e0")
+TEXT_CODECS = {"PCCP": "cp437", "PCDN": "cp850", "8859-1": "latin-1"}
+
 BAUD_RATES = (0, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800)
 CSCS_SETS = ("IRA", "GSM", "UCS2", "HEX", "PCCP", "PCDN", "8859-1")
 CLCC_STATS = {0: "active", 2: "dialing", 3: "alerting", 4: "incoming"}
@@ -860,7 +869,7 @@ class Sim800:
             return
         if b == LF and self._draft[-1:] in (b"", bytes([LF])):
             return  # the LF of the command's CR LF, or of a CR LF pair in the text
-        if b == BS:
+        if b == BS and self.cscs != "GSM":  # in the GSM set, 0x08 is a letter
             del self._draft[-1:]
         else:
             self._draft.append(b)
@@ -892,20 +901,30 @@ class Sim800:
         self._finish([], self._cms(code).text, delay=0)
 
     def _decode_text(self, raw):
+        """Typed SMS text in the AT+CSCS character set -> what the recipient reads."""
         if self.cscs in ("UCS2", "HEX"):
             try:
                 data = bytes.fromhex(raw.decode("ascii"))
                 return data.decode("utf-16-be" if self.cscs == "UCS2" else "latin-1")
             except (ValueError, UnicodeDecodeError):
                 pass  # not hex: the network gets the characters as typed
-        return raw.decode("latin-1")
+        if self.cscs == "GSM":
+            return "".join(GSM7[b] if b < 0x80 else "?" for b in raw)
+        if self.cscs == "IRA":
+            return "".join(chr(b) if b < 0x80 else "?" for b in raw)
+        return raw.decode(TEXT_CODECS[self.cscs])
 
     def _encode_text(self, text):
+        """A received message as the module shows it (latin-1 str of the bytes)."""
         if self.cscs == "UCS2":
             return text.encode("utf-16-be").hex().upper()
         if self.cscs == "HEX":
             return text.encode("latin-1", "replace").hex().upper()
-        return text
+        if self.cscs == "GSM":
+            return "".join(chr(GSM7.index(c)) if c in GSM7 and c != "\x1b" else "?" for c in text)
+        if self.cscs == "IRA":
+            return "".join(c if ord(c) < 0x80 else "?" for c in text)
+        return text.encode(TEXT_CODECS[self.cscs], "replace").decode("latin-1")
 
     def _free_index(self):
         for i in range(1, self.SMS_CAPACITY + 1):
