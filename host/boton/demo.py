@@ -38,17 +38,20 @@ def run_demo(console, time_scale=0.3, keep=False) -> bool:
     finally:
         vd.stop()
 
+    audio = call.get("audio", {})
     table = Table(title="What the phone network saw")
     table.add_column("what")
-    table.add_column("from → to")
-    table.add_column("details", overflow="fold")
-    table.add_row("SMS", f"{sms['from']} → {sms['to']}", sms["text"])
-    audio = call.get("audio", {})
+    table.add_column("from → to", no_wrap=True)
+    table.add_column("details")
+    table.add_row("SMS", f"{sms['from']} → {sms['to']}", f"delivered: {sms['delivered']}, {len(sms['text'])} chars")
     table.add_row("call", f"{call['from']} → {call['to']}",
                   f"answered: {call['answered']}, {call['duration_s']:.1f} s; covert: mic gain "
                   f"{audio.get('mic_gain')}, speaker {audio.get('speaker_level')}, ringer {audio.get('ringer_level')}")
     console.print(table)
-    console.print(f"network log: {net_log}" if keep else "")
+    console.print("SMS text the trusted contact received:")
+    console.print(f"  {sms['text']}", soft_wrap=True)
+    if keep:
+        console.print(f"network log: {net_log}; console: {work / 'console.log'}", soft_wrap=True)
     ok = ("maps.google.com/?q=" in sms["text"] and call["answered"]
           and audio.get("speaker_level") == 0 and audio.get("ringer_level") == 0)
     console.print("[bold green]demo OK[/]: SMS with location delivered, C4 call answered covertly" if ok

@@ -136,6 +136,7 @@ class VirtualDevice:
         self._proc = None
         self._busy = False
         self._repl_writer = None
+        self._rx_hold = bytearray()
         self._gpio_writer = None
         self._uart_writers = {}
         self._button_level = 1 - self.board["button"]["active"]
@@ -225,6 +226,9 @@ class VirtualDevice:
             stderr=asyncio.subprocess.STDOUT, start_new_session=True)
         os.close(state_w)
         self._busy = False
+        if self._rx_hold:
+            held, self._rx_hold = bytes(self._rx_hold), bytearray()
+            self._proc.stdin.write(held)
         self._loop.add_reader(state_r, self._read_state, state_r)
         proc = self._proc
         try:
@@ -258,6 +262,8 @@ class VirtualDevice:
     def _to_child(self, data: bytes):
         proc = self._proc
         if not proc or proc.returncode is not None:
+            # Between interpreters (boot, soft reset): hold the bytes as a UART FIFO would.
+            self._rx_hold += data
             return
         if b"\x03" in data and self._busy:
             # A board's UART IRQ turns Ctrl-C into KeyboardInterrupt; here, SIGINT does.
