@@ -442,6 +442,27 @@ def test_lines_sent_while_a_command_runs_are_queued():
     assert text_lines(b.take()) == ["+CMGS: 1", "OK", "+CSQ: 20,0", "OK"]
 
 
+def test_malformed_command_lines_never_break_the_module():
+    """Noise and half-typed commands get ERROR (or nothing), never an exception, and the
+    module still answers afterwards."""
+    import random
+    names = ["+CMGR", "+CMGD", "+CMGS", "+CMGL", "+CPIN", "+CMIC", "+CLVL", "+CENG", "+CREG",
+             "+CSCLK", "+CNMI", "+CSMP", "+CPMS", "+CSCS", "+CEER", "+CLCC", "+CMGDA", "+CSCA",
+             "+IPR", "+COPS", "+CHFA", "+VTS", "+CMEE", "E", "V", "S0", "&W", "Z", "D", "H", "I"]
+    suffixes = ["", "?", "=?", "=", "=1", "=1,2", '="x"', "=,", "=-1", '="', "=1,2,3,4,5,6",
+                "=abc", ";", "=99999999999999999999"]
+    rng = random.Random(1)
+    b = Bench()
+    for _ in range(400):
+        line = "AT" + "".join(rng.choice(names) + rng.choice(suffixes) for _ in range(rng.randint(1, 3)))
+        b.modem.feed(line.encode() + b"\r")
+        b.run(0.3)
+        if b.modem._mode == "sms":
+            b.modem.feed(b"\x1b")
+        b.at("ATH;E1;V1;+CMEE=0;+CSCLK=0;+IPR=115200", wait=0.3)
+        assert b.at("AT", wait=0.3).endswith(b"\r\nOK\r\n"), line
+
+
 def test_parse_line():
     cmds = parse_line('+CMGF=1;+CMGS="+52 449",145;E0&W')
     assert [(c.name, c.kind, c.args) for c in cmds] == [

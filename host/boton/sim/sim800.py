@@ -329,6 +329,7 @@ class Sim800:
         self._reg_stat = 0
         self._reg_timer = None
         self._line = bytearray()
+        self._delay = self.T_RESPONSE
         self._echo_buf = bytearray()
         self._pending = deque()
         self._busy = False
@@ -491,6 +492,7 @@ class Sim800:
         if not m:
             return  # no "AT" prefix: V.25ter ignores the line, no reply
         self._busy = True
+        self._delay = self.T_RESPONSE
         if len(raw) - m.end() > LINE_MAX:
             return self._finish([], "ERROR")
         try:
@@ -501,7 +503,6 @@ class Sim800:
 
     def _execute(self, cmds):
         infos = []
-        self._delay = self.T_RESPONSE
         self._in_handler = True
         try:
             for cmd in cmds:
@@ -521,7 +522,10 @@ class Sim800:
         if handler is None:
             # An unknown extended command is an "unknown" ME error (capture L13: AT+CLAC).
             raise self._cme(100) if cmd.name[0] in "+*" else AtError("ERROR")
-        return handler(cmd)
+        try:
+            return handler(cmd)
+        except IndexError:
+            raise AtError("ERROR") from None  # an argument the command needs is missing
 
     def _collect_handlers(self):
         table = {}
