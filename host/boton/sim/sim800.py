@@ -98,6 +98,21 @@ def luhn_complete(digits: str) -> str:
 
 
 class Sim800:
+    """One simulated SIM800 on the ESP32's UART, attached to a PhoneNetwork.
+
+    Wiring: feed(bytes) from the ESP32; emit(bytes) back (scheduler callbacks only);
+    pwrkey(level), reset_pin(level), dtr(level), supply(on) for the pins; power_on() and
+    power_off() for the rig.
+
+    Observers: audio, call_state, powered, registered, reachable, sleeping, sim_state,
+    creg_stat, sent_sms, sms_attempts, inbox, last_cause, at_log, output().
+
+    Faults (any time): sim_missing(), pin_locked(pin), no_network(lost=True),
+    registration_denied(denied=True), signal(level, ber=0), drop_call(),
+    next_call_result(result), cms_error(code, count=1), go_silent(), garbage(bytes),
+    under_voltage(), over_voltage(); and set_battery(), set_cell(), store_sms().
+    """
+
     # --- typical timings, seconds of simulated time (scaled by the scheduler) -----------
     T_RESPONSE = 0.02      # most commands: a few to tens of ms
     T_UART_READY = 2.0     # power on -> RDY; with the 1 s PWRKEY pulse, >= 3 s (HD: Ton(uart))
