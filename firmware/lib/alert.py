@@ -141,7 +141,7 @@ class AlertMachine(SmsMixin, CallMixin):
             try:
                 h(ev, now, acts)
             except Exception as e:  # a malformed event must not kill the alert
-                acts.append(("log", "error", "%s %r" % (ev[0], e)))
+                acts.append(("log", "error", "%s %s" % (ev[0], type(e).__name__)))
         return self._finish(now, acts)
 
     def _finish(self, now, acts):
@@ -383,7 +383,7 @@ class AlertMachine(SmsMixin, CallMixin):
         if name == "sms_timeout":
             if self.inflight is not None:
                 self._log(acts, "sms_timeout", str(self.inflight))
-                self._sms_done(False, acts)
+                self._sms_done(False, acts, now)
         elif name == "sms_retry":
             self._retry_armed = False
             self._retry_ready = True

@@ -48,6 +48,7 @@ class CallMixin:
                 return                  # we are hanging it up
             self.call = "active"
             self.connected = True
+            self.att = 0                # answered: a later drop starts a new series
             acts.append(("cancel_timer", "dial_timeout"))
             self._log(acts, "call_active", "")
             return

@@ -122,7 +122,7 @@ class SmsMixin:
         acts.append(("send_sms", e[1], text, e[0]))
         acts.append(("set_timer", "sms_timeout", self.cfg["sms_timeout_s"] * 1000))
 
-    def _sms_done(self, ok, acts):
+    def _sms_done(self, ok, acts, now):
         n = self.inflight
         self.inflight = None
         acts.append(("cancel_timer", "sms_timeout"))
@@ -136,8 +136,12 @@ class SmsMixin:
         self._dirty = True
         if ok:
             self._log(acts, "sms_ok", "%s %s" % (e[2], mask(e[1])))
-            if self._inflight_kind == "gps" and e[2] in _LOC and e[1] not in self.got_gps:
-                self.got_gps.append(e[1])
+            if e[2] in _LOC and e[1] not in self.got_gps:
+                if self._inflight_kind == "gps":
+                    self.got_gps.append(e[1])
+                elif self.active and self.fix_kind(now)[0] == "gps":
+                    # the fix came while this one was on its way without it
+                    self._queue(e[1], "update")
             return
         e[3] += 1
         if e[3] > self.cfg["sms_retries"]:
@@ -150,6 +154,6 @@ class SmsMixin:
         if ev[1] != self.inflight:
             self._log(acts, "sms_stale", str(ev[1]))
             return
-        self._sms_done(bool(ev[2]), acts)
+        self._sms_done(bool(ev[2]), acts, now)
 
     # ---------------------------------------------------------------- calls

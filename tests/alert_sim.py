@@ -1,0 +1,115 @@
+# A tiny deterministic driver for alert.AlertMachine, used by tests/test_alert.py.
+# It runs unchanged on MicroPython (prepended to the test code) and on CPython:
+# it keeps the timers the machine sets, fires them in time order, and (optionally)
+# reports every send_sms as delivered at once.  Not collected by pytest.
+import json
+from alert import AlertMachine
+
+C4 = "+524491110000"
+C4B = "+524492220000"
+CONTACTS = ["+524493330001", "+524493330002", "+524493330003"]
+CFG = {"c4_numbers": [C4, C4B], "contacts": CONTACTS, "pin": "4321", "alias": "Luna",
+       "device_id": "BS-0042", "fw": "1.0.0"}
+
+
+class Sim:
+    def __init__(self, cfg=None, sms_ok=True, keep=None, text=None, **over):
+        # keep: the action kinds to record (None: all); text: how much of each SMS
+        # text to record (None: all) - long scenarios must stay small on MicroPython
+        c = dict(CFG)
+        c.update(cfg or {})
+        c.update(over)
+        self.cfg = c
+        self.m = AlertMachine(c)
+        self.t = 0
+        self.timers = {}
+        # every action as (t, kind, args...), kept in 64-entry chunks so that a long
+        # scenario never needs a big contiguous block in MicroPython's 110 KB heap
+        self._chunks = []
+        self.n = 0
+        self.sms_ok = sms_ok    # True/False: report each send_sms so; None: leave pending
+        self.pending = []
+        self.state = None
+        self.keep = keep
+        self.text = text
+
+    def _add(self, a):
+        if self.keep is not None and a[1] not in self.keep:
+            return
+        if self.text is not None and a[1] == "send_sms":
+            a = a[:3] + (a[3][:self.text],) + a[4:]
+        if self.n % 64 == 0:
+            self._chunks.append([None] * 64)
+        self._chunks[-1][self.n % 64] = a
+        self.n += 1
+
+    def _iter(self):
+        for i in range(self.n):
+            yield self._chunks[i // 64][i % 64]
+
+    def _run(self, acts):
+        for a in acts:
+            k = a[0]
+            if k == "persist":
+                self.state = a[1]
+                self._add((self.t, "persist"))
+                continue
+            self._add((self.t,) + a)
+            if k == "set_timer":
+                self.timers[a[1]] = self.t + a[2]
+            elif k == "cancel_timer":
+                self.timers.pop(a[1], None)
+            elif k == "send_sms":
+                self.pending.append(a[3])
+        while self.sms_ok is not None and self.pending:
+            n = self.pending.pop(0)
+            self._run(self.m.handle(("sms_sent", n, self.sms_ok), self.t))
+
+    def ev(self, *e):
+        self._run(self.m.handle(tuple(e), self.t))
+        return self
+
+    def resume(self, state):
+        self._run(self.m.from_state(state, self.t))
+        return self
+
+    def advance(self, ms):
+        end = self.t + ms
+        while True:
+            due = sorted([(v, k) for k, v in self.timers.items() if v <= end])
+            if not due:
+                break
+            v, k = due[0]
+            del self.timers[k]
+            self.t = v
+            self._run(self.m.handle(("timer", k), self.t))
+        self.t = end
+        return self
+
+    @property
+    def acts(self):
+        return list(self._iter())
+
+    def of(self, kind):
+        return [a for a in self._iter() if a[1] == kind]
+
+    def sms(self):
+        return [(a[0], a[2], a[3]) for a in self.of("send_sms")]
+
+    def dials(self):
+        return [(a[0], a[2]) for a in self.of("dial")]
+
+    def kinds(self):
+        return [a[1] for a in self._iter()]
+
+    def logs(self, what=None):
+        return [a[2:] for a in self.of("log") if what is None or a[2] == what]
+
+    def clear(self):
+        self._chunks = []
+        self.n = 0
+        return self
+
+
+def out(obj):
+    print(json.dumps(obj))

@@ -1,0 +1,718 @@
+"""firmware/lib/alert.py: the alert state machine, behaviour by behaviour.
+
+Each scenario is Python run twice: on the MicroPython unix port (110 KB heap) and
+on CPython; both must print the same JSON.  tests/alert_sim.py is the scripted
+driver (timers, SMS delivery) prepended to every scenario.
+"""
+import contextlib
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from boton.paths import FIRMWARE
+
+sys.path.insert(0, str(FIRMWARE / "lib"))
+import alert  # noqa: E402
+import sms  # noqa: E402
+
+HARNESS = (Path(__file__).parent / "alert_sim.py").read_text(encoding="utf-8")
+C4, C4B = "+524491110000", "+524492220000"
+CONTACTS = ["+524493330001", "+524493330002", "+524493330003"]
+SAFE = (set(chr(c) for c in range(0x20, 0x7F)) - set("@$_`[]{}\\^~|")) | {"ñ", "Ñ"}
+
+
+@pytest.fixture(scope="module")
+def both(mpy):
+    def run(code):
+        src = HARNESS + "\n" + code
+        got = mpy.json(src)
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            exec(compile(src, "<scenario>", "exec"), {"__name__": "scenario"})
+        want = json.loads(buf.getvalue().strip().splitlines()[-1])
+        assert got == want, "MicroPython and CPython disagree"
+        return got
+    return run
+
+
+def check_texts(smss):
+    for t, number, text in smss:
+        assert len(text) <= 160 and all(ch in SAFE for ch in text), text
+
+
+# ---------------------------------------------------------------------------
+# Raising the alert
+
+
+def test_alert_dials_c4_first_then_sms_to_every_contact(both):
+    r = both("""
+s = Sim()
+s.ev("gesture", "alert")
+first = s.kinds()
+out({"first": first, "sms": s.sms(), "dials": s.dials(), "persisted": s.state["active"]})
+""")
+    k = r["first"]
+    # covert audio, then the dial, before any SMS; all within the gesture's own step
+    assert k.index("covert_audio") < k.index("dial") < k.index("send_sms")
+    assert r["dials"] == [[0, C4]]
+    assert [x[1] for x in r["sms"]] == CONTACTS + [C4]
+    assert all(x[0] == 0 for x in r["sms"])          # never waits for the GPS
+    for _, _, text in r["sms"]:
+        assert text == ("ALERTA Boton Seguro: Luna pidio ayuda. Sin ubicacion disponible. "
+                        "BS-0042. Llamando al C4.")
+    assert r["persisted"] is True
+    check_texts(r["sms"])
+
+
+def test_one_contact_and_no_c4_sms(both):
+    r = both("""
+s = Sim(contacts=["+524493330009"], sms_c4=False)
+s.ev("gesture", "alert")
+out(s.sms())
+""")
+    assert [x[1] for x in r] == ["+524493330009"]
+
+
+@pytest.mark.parametrize("age_s,kind,phrase", [
+    (3, "gps", "Ubicacion GPS hace 3s (+-5m): https://maps.google.com/?q=21.88234,-102.29143"),
+    (30, "gps", "Ubicacion GPS hace 30s"),
+    (31, "last", "Ultima ubicacion hace 31s (+-5m): https://maps.google.com/?q=21.88234"),
+    (3000, "last", "Ultima ubicacion hace 50min"),
+])
+def test_fix_kind_by_age(both, age_s, kind, phrase):
+    r = both("""
+s = Sim()
+s.ev("fix", {"lat": 21.88234, "lon": -102.29143, "hdop": 1.0, "sats": 7, "valid": True})
+s.advance(%d)
+s.ev("gesture", "alert")
+out([s.sms()[0][2], s.m.fix_kind(s.t)[0]])
+""" % (age_s * 1000))
+    assert phrase in r[0]
+    assert r[1] == kind
+
+
+def test_fix_objects_with_e7_and_invalid_fixes(both):
+    r = both("""
+class Fix:
+    def __init__(self, **kw):
+        for k in kw:
+            setattr(self, k, kw[k])
+s = Sim()
+s.ev("fix", Fix(lat=21.0, lon=-102.0, lat_e7=218823449, lon_e7=-1022914351, hdop=2.0,
+                sats=9, valid=True))
+s.ev("fix", Fix(lat=1.0, lon=1.0, lat_e7=10000000, lon_e7=10000000, valid=False))
+s.ev("fix", {"lat": None, "lon": None})
+s.ev("fix", None)
+s.ev("gesture", "alert")
+out(s.sms()[0][2])
+""")
+    assert "Ubicacion GPS hace 0s (+-10m): https://maps.google.com/?q=21.88234,-102.29144" in r
+
+
+def test_cell_when_no_fix(both):
+    r = both("""
+s = Sim()
+s.ev("cell", {"cell": 0, "mcc": "334", "mnc": "020", "lac": "00C3", "cellid": "1A2B"})
+s.ev("battery", 64)
+s.ev("gesture", "alert")
+out(s.sms()[0][2])
+""")
+    assert r == ("ALERTA Boton Seguro: Luna pidio ayuda. Sin GPS. Celda MCC 334 MNC 020 "
+                 "LAC 00C3 CI 1A2B. Bat 64% BS-0042. Llamando al C4.")
+
+
+def test_update_sms_on_first_fresh_fix(both):
+    r = both("""
+s = Sim(sms_ok=None)              # deliveries reported by hand
+s.ev("gesture", "alert")
+s.ev("sms_sent", 1, True)         # contact 1 got "no location"
+s.advance(4000)
+s.ev("fix", {"lat": 21.88234, "lon": -102.29143, "hdop": 0.9})
+s.sms_ok = True
+s.pending = []
+s.ev("sms_sent", 2, True)         # contact 2's "no location" was already on its way
+s.advance(2000)
+s.ev("fix", {"lat": 21.88235, "lon": -102.29144, "hdop": 0.9})    # no more updates
+s.advance(60000)
+out(s.sms())
+""")
+    texts = [(n, t.split(":")[0] + (" GPS" if "maps" in t else "")) for _, n, t in r]
+    assert texts == [
+        (CONTACTS[0], "ALERTA Boton Seguro"),
+        (CONTACTS[1], "ALERTA Boton Seguro"),
+        (CONTACTS[2], "ALERTA Boton Seguro GPS"),   # rendered when sent: had the fix
+        (C4, "ALERTA Boton Seguro GPS"),
+        (CONTACTS[0], "ACTUALIZACION Boton Seguro GPS"),
+        (CONTACTS[1], "ACTUALIZACION Boton Seguro GPS"),
+    ]
+    check_texts(r)
+
+
+def test_no_update_when_the_first_sms_had_gps(both):
+    r = both("""
+s = Sim()
+s.ev("fix", {"lat": 21.88234, "lon": -102.29143})
+s.ev("gesture", "alert")
+for i in range(20):
+    s.advance(1000)
+    s.ev("fix", {"lat": 21.88234, "lon": -102.29143})
+out(len(s.sms()))
+""")
+    assert r == 4
+
+
+# ---------------------------------------------------------------------------
+# Calling C4
+
+
+def test_redial_backoff_then_secondary_then_911(both):
+    r = both("""
+s = Sim(allow_911=True, attempts_per_number=3, keep=("dial",))
+s.ev("gesture", "alert")
+for cause in ["busy", "no_answer", "no_carrier", "busy", "error", "busy",
+              "busy", "busy", "busy", "busy"]:
+    n = len(s.dials())
+    s.ev("call_state", "dialing", None)
+    s.advance(2000)
+    s.ev("call_state", "ended", cause)
+    while len(s.dials()) == n:
+        s.advance(1000)
+out(s.dials())
+""")
+    assert [d[1] for d in r] == [C4] * 3 + [C4B] * 3 + ["911"] * 3 + [C4] * 2
+
+
+def test_redial_delays(both):
+    r = both("""
+s = Sim(allow_911=False, redial_backoff_s=[5, 10, 20], attempts_per_number=4,
+        cycle_backoff_s=60, keep=("dial",))
+s.ev("gesture", "alert")
+for i in range(9):
+    n = len(s.dials())
+    s.ev("call_state", "ended", "busy")
+    while len(s.dials()) == n:
+        s.advance(1000)
+out(s.dials())
+""")
+    t = [d[0] for d in r]
+    assert [b - a for a, b in zip(t, t[1:])] == [5000, 10000, 20000, 5000,
+                                                 5000, 10000, 20000, 60000, 5000]
+    assert [d[1] for d in r] == [C4] * 4 + [C4B] * 4 + [C4] * 2
+
+
+def test_no_911_unless_allowed(both):
+    r = both("""
+s = Sim(attempts_per_number=1, cycle_backoff_s=60)
+s.ev("gesture", "alert")
+for i in range(4):
+    s.ev("call_state", "ended", "no_answer")
+    s.advance(61000)
+out(s.dials())
+""")
+    assert [d[1] for d in r] == [C4, C4B, C4, C4B, C4]
+    assert "911" not in [d[1] for d in r]
+
+
+def test_call_stays_until_the_far_end_hangs_up(both):
+    r = both("""
+s = Sim(keep=("hangup", "dial", "send_sms", "log"), text=10)
+s.ev("gesture", "alert")
+s.ev("call_state", "alerting", None)
+s.advance(8000)
+s.ev("call_state", "active", None)
+s.advance(30 * 60000)                 # 30 minutes on the line: periodic SMS go on
+during = [s.kinds().count("hangup"), len(s.dials()), len(s.sms())]
+s.ev("call_state", "ended", "remote")  # C4 hangs up normally
+s.advance(20 * 60000)
+out({"during": during, "after": [s.kinds().count("hangup"), len(s.dials())],
+     "done": s.state["call_done"], "logs": s.logs("call_ended")})
+""")
+    assert r["during"][:2] == [0, 1]
+    assert r["during"][2] == 4 + 6 * 4          # alert + an update every 5 min
+    assert r["after"] == [0, 1]                 # no hang-up, no redial
+    assert r["done"] is True
+    assert r["logs"] == [["call_ended", "remote"]]
+
+
+def test_dropped_call_is_redialed(both):
+    r = both("""
+s = Sim()
+s.ev("gesture", "alert")
+s.ev("call_state", "active", None)
+s.advance(60000)
+s.ev("call_state", "ended", "dropped")
+s.advance(5000)
+s.ev("call_state", "active", None)
+s.advance(1000)
+s.ev("call_state", "ended", None)    # unknown cause after answer: a drop too
+s.advance(5000)
+out(s.dials())
+""")
+    assert r == [[0, C4], [65000, C4], [71000, C4]]
+
+
+def test_unanswered_call_times_out(both):
+    r = both("""
+s = Sim(dial_timeout_s=45)
+s.ev("gesture", "alert")
+s.ev("call_state", "alerting", None)
+s.advance(45000)
+k = s.kinds()
+s.ev("call_state", "ended", "local")      # the driver reports our hang-up
+s.advance(5000)
+out({"hangup_at": [a[0] for a in s.of("hangup")], "dials": s.dials(),
+     "failed": s.logs("call_failed")})
+""")
+    assert r["hangup_at"] == [45000]
+    assert r["dials"] == [[0, C4], [50000, C4]]
+    assert r["failed"] == [["call_failed", "timeout"]]
+
+
+def test_no_c4_numbers_still_sends_sms(both):
+    r = both("""
+s = Sim(c4_numbers=[])
+s.ev("gesture", "alert")
+out([s.dials(), [x[1] for x in s.sms()], s.logs("no_c4_number"), s.sms()[0][2]])
+""")
+    assert r[0] == []
+    assert r[1] == CONTACTS
+    assert r[2] == [["no_c4_number", ""]]
+    assert "Llamando al C4" not in r[3]
+
+
+def test_repeat_gesture_sends_location_and_redials_now(both):
+    r = both("""
+s = Sim()
+s.ev("gesture", "alert")
+s.ev("call_state", "ended", "busy")
+s.advance(2000)                        # waiting 5 s to redial...
+s.clear()
+s.ev("gesture", "alert")              # ... she presses again
+out([s.dials(), [x[1] for x in s.sms()], s.m.alerts, s.logs("alert_repeat")])
+""")
+    assert r[0] == [[2000, C4]]
+    assert r[1] == CONTACTS + [C4]
+    assert r[2] == 1
+    assert r[3] == [["alert_repeat", "gesture"]]
+
+
+# ---------------------------------------------------------------------------
+# Periodic SMS, maximum duration, cancel
+
+
+def test_periodic_updates_until_max_duration(both):
+    r = both("""
+s = Sim(update_every_s=600, max_alert_s=1800, contacts=["+524493330001"], sms_c4=False)
+s.ev("gesture", "alert")
+s.ev("call_state", "active", None)
+s.advance(4 * 3600 * 1000)
+out([[x[0], x[2][:40]] for x in s.sms()] + [s.m.active, s.timers, s.kinds().count("hangup")])
+""")
+    *msgs, active, timers, hangups = r
+    assert [m[0] for m in msgs] == [0, 600000, 1200000, 1800000]
+    assert msgs[0][1].startswith("ALERTA")
+    assert msgs[1][1].startswith("ACTUALIZACION") and msgs[2][1].startswith("ACTUALIZACION")
+    assert msgs[3][1] == "Boton Seguro: termino el envio automatic"
+    assert active is False and timers == {} and hangups == 0   # the call stays
+
+
+def test_cancel_gesture(both):
+    r = both("""
+s = Sim()
+s.ev("fix", {"lat": 21.88234, "lon": -102.29143})
+s.ev("gesture", "alert")
+s.ev("call_state", "active", None)
+s.advance(120000)
+s.clear()
+s.ev("gesture", "cancel")
+k = s.kinds()
+after = len(s.acts)
+s.ev("call_state", "ended", "local")
+s.advance(3600 * 1000)
+out({"k": k, "sms": s.sms(), "timers": s.timers, "later": s.kinds()[after:],
+     "active": s.m.active, "persist": s.state["active"]})
+""")
+    assert r["k"].index("hangup") < r["k"].index("send_sms")
+    assert r["k"].count("hangup") == 1
+    assert [x[1] for x in r["sms"]] == CONTACTS + [C4]
+    assert r["sms"][0][2] == ("Boton Seguro: alerta de Luna CANCELADA desde el boton. BS-0042. "
+                              "Si duda de su seguridad llame al 911.")
+    assert r["sms"][-1][2] == "Boton Seguro: alerta de Luna CANCELADA desde el boton. BS-0042."
+    assert r["timers"] == {}
+    assert "dial" not in r["later"] and "send_sms" not in r["later"]
+    assert r["active"] is False and r["persist"] is False
+    check_texts(r["sms"])
+
+
+def test_cancel_drops_unsent_location_sms(both):
+    r = both("""
+s = Sim(sms_ok=None)
+s.ev("gesture", "alert")              # SMS 1 in flight, 2..4 queued
+s.ev("gesture", "cancel")
+s.sms_ok = True
+s.pending = []
+s.ev("sms_sent", 1, True)
+out([[x[1], x[2][:6]] for x in s.sms()])
+""")
+    assert r == [[CONTACTS[0], "ALERTA"]] + [[n, "Boton "] for n in CONTACTS + [C4]]
+
+
+def test_cancel_when_idle_is_ignored(both):
+    r = both("""
+s = Sim()
+s.ev("gesture", "cancel")
+out([s.kinds(), s.logs()])
+""")
+    assert r == [["log"], [["cancel_ignored", "device"]]]
+
+
+def test_test_mode_marks_every_sms(both):
+    r = both("""
+s = Sim(test_mode=True)
+s.ev("gesture", "alert")
+s.advance(300000)
+s.ev("sms_command", "+524491110000", "ESTADO 4321")
+s.ev("gesture", "cancel")
+out(s.sms())
+""")
+    assert len(r) == 4 + 4 + 1 + 4
+    assert all(t.startswith("PRUEBA ") for _, _, t in r)
+    check_texts(r)
+
+
+# ---------------------------------------------------------------------------
+# Incoming calls
+
+
+def test_c4_callback_answered_silently_others_rejected(both):
+    r = both("""
+s = Sim()
+s.ev("incoming_call", "+524491110000")          # no alert ever: not a call-back
+s.ev("gesture", "alert")
+s.ev("call_state", "active", None)
+s.ev("call_state", "ended", "remote")
+s.clear()
+s.ev("incoming_call", "+524499999999")          # a stranger during the alert
+s.ev("incoming_call", "")                       # withheld
+s.ev("incoming_call", "4492220000")             # secondary C4, national format
+s.ev("incoming_call", "4492220000")             # RING repeats
+k1 = s.kinds()
+s.ev("call_state", "active", None)
+s.ev("call_state", "ended", "remote")
+out({"k1": k1, "logs": s.logs()})
+""")
+    assert [k for k in r["k1"] if k != "log"] == [
+        "reject", "reject", "cancel_timer", "covert_audio", "answer", "set_timer"]
+    assert ["incoming_rejected", "...9999"] in r["logs"]
+    assert ["callback_answered", "...0000"] in r["logs"]
+
+
+def test_callback_window_after_cancel(both):
+    r = both("""
+s = Sim(callback_window_s=600)
+s.ev("gesture", "alert")
+s.ev("gesture", "cancel")
+s.ev("call_state", "ended", "local")
+s.advance(300000)
+s.ev("incoming_call", "+5214491110000")         # old +52 1 mobile prefix
+a = s.kinds().count("answer")
+s.ev("call_state", "active", None)
+s.ev("call_state", "ended", "remote")
+s.advance(400000)
+s.ev("incoming_call", "+524491110000")          # window over
+out([a, s.kinds().count("answer"), s.kinds().count("reject"), s.dials()])
+""")
+    assert r == [1, 1, 1, [[0, C4]]]      # the call-back does not restart redialing
+
+
+def test_incoming_while_in_a_call_is_left_alone(both):
+    r = both("""
+s = Sim()
+s.ev("gesture", "alert")
+s.ev("call_state", "active", None)
+s.clear()
+s.ev("incoming_call", "+524492220000")
+out(s.kinds())
+""")
+    assert r == ["log"]
+
+
+# ---------------------------------------------------------------------------
+# SMS commands
+
+
+def test_sms_commands_from_c4_with_pin(both):
+    r = both("""
+s = Sim()
+s.ev("fix", {"lat": 21.88234, "lon": -102.29143, "hdop": 1.0, "sats": 8})
+s.ev("battery", 77)
+s.ev("signal", 19)
+s.ev("sms_command", "+524491110000", "ubicación 4321")
+s.ev("sms_command", "4491110000", "  Estado:  4321 ")
+s.ev("sms_command", "+524492220000", "005500420049004300410043004900D3004E00200034003300320031")
+s.ev("sms_command", "+524491110000", "CANCELAR 4321")
+out([s.sms(), s.logs("sms_command")])
+""")
+    smss, logs = r
+    assert [x[1] for x in smss] == [C4, "4491110000", C4B, C4]
+    assert smss[0][2] == ("UBICACION BS-0042: GPS hace 0s (+-5m): "
+                          "https://maps.google.com/?q=21.88234,-102.29143 Bat 77% "
+                          "Sin alerta activa.")
+    assert smss[1][2] == ("ESTADO BS-0042: Bat 77% Senal 19/31 GPS ok 8sat FW 1.0.0 "
+                          "Alertas 0 Sin alerta activa.")
+    assert smss[2][2].startswith("UBICACION BS-0042")      # UCS-2 body decoded
+    assert smss[3][2].startswith("ESTADO")                # CANCELAR with no alert: status
+    assert [x[1] for x in logs] == ["UBICACION ...0000", "ESTADO ...0000",
+                                    "UBICACION ...0000", "CANCELAR ...0000"]
+
+
+def test_sms_cancel_from_c4_during_alert(both):
+    r = both("""
+s = Sim(authorized=["+524495550000"])
+s.ev("gesture", "alert")
+s.ev("call_state", "active", None)
+s.clear()
+s.ev("sms_command", "+524495550000", "Cancelar 4321")
+out([s.kinds(), s.sms(), s.m.active])
+""")
+    k, smss, active = r
+    assert "hangup" in k and ("gesture_active" in k)
+    assert [x[1] for x in smss] == CONTACTS + [C4, "+524495550000"]
+    assert smss[0][2] == ("Boton Seguro: la alerta de Luna fue cerrada por C4. BS-0042. "
+                          "Si duda de su seguridad llame al 911.")
+    assert active is False
+
+
+def test_sms_commands_rejected(both):
+    r = both("""
+s = Sim()
+s.ev("gesture", "alert")
+s.clear()
+s.ev("sms_command", "+524493330001", "CANCELAR 4321")     # a contact is not authorised
+s.ev("sms_command", "+524499999999", "UBICACION 4321")
+s.ev("sms_command", "+524491110000", "CANCELAR 1234")     # wrong PIN
+s.ev("sms_command", "+524491110000", "CANCELAR")          # no PIN
+s.ev("sms_command", "+524491110000", "hola 4321")         # unknown command
+s.ev("sms_command", "+524491110000", "")
+out([s.kinds(), s.logs(), s.m.active])
+""")
+    k, logs, active = r
+    assert set(k) == {"log"} and active is True
+    assert logs == [["sms_ignored", "unauthorized ...0001"],
+                    ["sms_ignored", "unauthorized ...9999"],
+                    ["sms_ignored", "bad_pin ...0000"],
+                    ["sms_ignored", "bad_pin ...0000"],
+                    ["sms_ignored", "unknown ...0000"],
+                    ["sms_ignored", "unknown ...0000"]]
+
+
+def test_pin_lockout(both):
+    r = both("""
+s = Sim(pin_max_failures=3, pin_lockout_s=600)
+for i in range(3):
+    s.ev("sms_command", "+524491110000", "ESTADO 000%d" % i)
+s.ev("sms_command", "+524491110000", "ESTADO 4321")      # locked: even the right PIN
+n_locked = len(s.sms())
+s.advance(600000)
+s.ev("sms_command", "+524491110000", "ESTADO 4321")
+out([n_locked, len(s.sms()), s.logs("sms_locked"), s.logs("sms_ignored")[-1]])
+""")
+    assert r == [0, 1, [["sms_locked", "600s"]], ["sms_ignored", "locked ...0000"]]
+
+
+def test_no_pin_configured_disables_commands(both):
+    r = both("""
+s = Sim(pin="")
+s.ev("sms_command", "+524491110000", "ESTADO ")
+out([len(s.sms()), s.logs()])
+""")
+    assert r == [0, [["sms_ignored", "bad_pin ...0000"]]]
+
+
+# ---------------------------------------------------------------------------
+# SMS delivery failures
+
+
+def test_failed_sms_is_retried_then_dropped(both):
+    r = both("""
+s = Sim(contacts=["+524493330001", "+524493330002"], sms_c4=False, sms_retries=2,
+        sms_retry_s=20, sms_ok=None)
+s.ev("gesture", "alert")
+s.ev("sms_sent", 1, False)      # contact 1 fails: contact 2 goes first
+s.ev("sms_sent", 2, True)
+s.advance(20000)                # retry of contact 1
+s.ev("sms_sent", 1, False)
+s.advance(20000)
+s.ev("sms_sent", 1, False)      # third failure: dropped
+s.advance(60000)
+out([[x[0], x[1]] for x in s.sms()] + [s.logs("sms_failed"), s.m.outbox])
+""")
+    *sends, failed, outbox = r
+    assert sends == [[0, CONTACTS[0]], [0, CONTACTS[1]], [20000, CONTACTS[0]],
+                     [40000, CONTACTS[0]]]
+    assert failed == [["sms_failed", "alert ...0001"]]
+    assert outbox == []
+
+
+def test_sms_timeout_counts_as_failure(both):
+    r = both("""
+s = Sim(contacts=["+524493330001"], sms_c4=False, sms_ok=None, sms_timeout_s=90)
+s.ev("gesture", "alert")
+s.advance(90000)                 # the driver never answered
+s.advance(20000)
+s.ev("sms_sent", 1, True)
+s.ev("sms_sent", 99, True)      # stale report
+out([[x[0], x[4]] for x in s.of("send_sms")] + [s.logs("sms_timeout"), s.logs("sms_stale")])
+""")
+    assert r == [[0, 1], [110000, 1], [["sms_timeout", "1"]], [["sms_stale", "99"]]]
+
+
+# ---------------------------------------------------------------------------
+# Persistence
+
+
+def test_resume_after_reset(both):
+    r = both("""
+import json
+s = Sim(update_every_s=300, max_alert_s=3600, keep=())
+s.ev("fix", {"lat": 21.88234, "lon": -102.29143})
+s.ev("gesture", "alert")
+s.ev("call_state", "ended", "busy")
+s.advance(1000000)               # 16 min 40 s into the alert
+saved = json.loads(json.dumps(s.m.to_state(s.t)))
+s = None
+s2 = Sim(update_every_s=300, max_alert_s=3600)
+s2.t = 777777                    # ticks restart anywhere after a reset
+s2.resume(saved)
+first = s2.kinds()
+timers = [a[2:] for a in s2.of("set_timer")][:3]
+sms0 = s2.sms()[0][2]
+dial0 = s2.dials()[0]
+resumed = s2.logs("resume")
+s2.clear()
+s2.keep = ("send_sms",)
+s2.text = 45
+s2.advance(3600 * 1000)
+out({"saved": saved, "first": first, "timers": timers,
+     "sms0": sms0, "dial0": dial0, "last": s2.sms()[-1][2],
+     "resume": resumed, "active": s2.m.active})
+""")
+    assert r["saved"]["active"] is True and r["saved"]["elapsed_ms"] == 1000000
+    assert r["saved"]["v"] == 1
+    k = r["first"]
+    assert k.index("covert_audio") < k.index("dial") < k.index("send_sms")
+    assert ["max_alert", 2600000] in r["timers"] and ["update", 300000] in r["timers"]
+    assert r["sms0"].startswith("ACTUALIZACION Boton Seguro: Luna. Ultima ubicacion hace 16min")
+    assert r["dial0"][1] == C4
+    assert r["resume"] == [["resume", "1000s"]]
+    assert r["last"].startswith("Boton Seguro: termino el envio automatico")
+    assert r["active"] is False
+
+
+def test_resume_expired_and_idle_states(both):
+    r = both("""
+import json
+s = Sim(max_alert_s=600)
+s.ev("gesture", "alert")
+s.ev("call_state", "active", None)
+s.ev("call_state", "ended", "remote")
+s.advance(300000)
+saved = json.loads(json.dumps(s.state))
+late = dict(saved)
+late["elapsed_ms"] = 700000
+a = Sim(max_alert_s=600).resume(late)
+b = Sim(max_alert_s=600).resume(saved)       # C4 had answered: no redial after reset
+c = Sim().resume(None)
+d = Sim().resume({"v": 99})
+idle = Sim().resume(Sim().state or {"v": 1, "active": False})
+out([a.m.active, [x[2][:20] for x in a.sms()], b.dials(), b.m.active, c.logs(), d.logs(),
+     idle.kinds()])
+""")
+    assert r[0] is False and r[1][0] == "Boton Seguro: termin"
+    assert r[2] == [] and r[3] is True
+    assert r[4] == [["state_ignored", ""]] and r[5] == [["state_ignored", ""]]
+    assert r[6] == ["persist"]
+
+
+def test_state_round_trip_keeps_outbox_and_counts(both):
+    r = both("""
+import json
+s = Sim(sms_ok=None)
+s.ev("gesture", "alert")
+st = json.loads(json.dumps(s.m.to_state()))
+s2 = Sim(sms_ok=None).resume(st)
+out([st["out"], st["alerts"], s2.m.alerts, [x[1] for x in s2.sms()]])
+""")
+    out_, a1, a2, resent = r
+    assert [e[1:] for e in out_] == [[n, "alert", 0] for n in CONTACTS + [C4]]
+    assert a1 == a2 == 1
+    assert resent == [CONTACTS[0]]          # the outbox continues where it was
+
+
+# ---------------------------------------------------------------------------
+# Robustness and determinism
+
+
+def test_malformed_events_do_not_raise(both):
+    r = both("""
+s = Sim()
+s.ev("gesture", "alert")
+for e in [("bogus",), ("sms_sent",), ("call_state",), ("fix", 42), ("timer", "nope"),
+          ("sms_command", None, None), ("incoming_call",), ("gesture", "wiggle"), (7,)]:
+    s.ev(*e)
+out([s.logs("error"), s.logs("unknown_event"), s.logs("unknown_timer"), s.m.active])
+""")
+    errors, unknown, timers, active = r
+    assert len(errors) == 2                   # sms_sent / call_state without arguments
+    assert unknown == [["unknown_event", "bogus"], ["unknown_event", "7"]]
+    assert timers == [["unknown_timer", "nope"]]
+    assert active is True
+
+
+SCRIPT = """
+s = Sim(allow_911=True, attempts_per_number=2, update_every_s=120, max_alert_s=900)
+s.ev("battery", 55)
+s.ev("gesture", "alert")
+for i in range(40):
+    s.advance(7000 + (i * 3777) % 20000)
+    if i % 5 == 0:
+        s.ev("call_state", "ended", ["busy", "no_answer", "dropped"][i % 3])
+    if i == 11:
+        s.ev("fix", {"lat": 21.9, "lon": -102.3, "hdop": 1.4})
+    if i == 17:
+        s.ev("incoming_call", "+524491110000")
+    if i == 18:
+        s.ev("call_state", "active", None)
+    if i == 25:
+        s.ev("sms_command", "+524491110000", "UBICACION 4321")
+    if i == 30:
+        s.ev("call_state", "ended", "dropped")
+    for a in s._iter():
+        print(json.dumps(a))
+    s.clear()
+"""
+
+
+def test_deterministic_and_identical_on_both_interpreters(mpy):
+    src = HARNESS + "\n" + SCRIPT
+    runs = []
+    for _ in range(2):
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            exec(compile(src, "<scenario>", "exec"), {"__name__": "scenario"})
+        runs.append(buf.getvalue())
+    assert runs[0] == runs[1]
+    got = mpy.run(src)
+    acts = [json.loads(x) for x in runs[0].splitlines()]
+    assert [json.loads(x) for x in got.splitlines()] == acts
+    assert len(acts) > 200
+    check_texts([x[1:4] for x in acts if x[1] == "send_sms"])
+
+
+def test_config_docstring_names_every_default():
+    src = Path(alert.__file__).read_text(encoding="utf-8")
+    for key in alert.DEFAULTS:
+        assert key in src.split("DEFAULTS = {")[0], key
