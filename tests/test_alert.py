@@ -428,6 +428,32 @@ out([a, s.kinds().count("answer"), s.kinds().count("reject"), s.dials()])
     assert r == [1, 1, 1, [[0, C4]]]      # the call-back does not restart redialing
 
 
+def test_callback_rings_while_our_hangup_is_unconfirmed(both):
+    r = both("""
+s = Sim()
+s.ev("gesture", "alert")
+s.ev("gesture", "cancel")                       # hang-up sent, no "ended" reported
+s.clear()
+s.ev("incoming_call", "+524491110000")          # C4 calls back to check on her
+out(s.kinds())
+""")
+    assert [k for k in r if k != "log"] == ["cancel_timer", "covert_audio", "answer",
+                                            "set_timer"]
+
+
+def test_position_is_persisted_only_during_an_alert(both):
+    r = both("""
+s = Sim()
+s.ev("fix", {"lat": 21.88234, "lon": -102.29143})
+idle = s.m.to_state(s.t)["fix"]
+s.ev("gesture", "alert")
+during = s.m.to_state(s.t)["fix"]
+s.ev("gesture", "cancel")
+out([idle, during, s.state["fix"]])
+""")
+    assert r == [None, [218823400, -1022914300, None, None, None, 0], None]
+
+
 def test_incoming_while_in_a_call_is_left_alone(both):
     r = both("""
 s = Sim()

@@ -60,6 +60,7 @@
 #     ("gesture_active", bool)     keep gesture.Button.set_active() in step
 #     ("log", event, detail)       phone numbers masked to their last 4 digits
 #     ("persist", state_dict)      write it; pass it to from_state() after a reset
+#                                  (her last position is in it only during an alert)
 # Timer names: "redial", "dial_timeout", "update", "max_alert", "sms_timeout",
 # "sms_retry".  The driver must deliver some event at least daily (e.g. battery).
 #
@@ -154,7 +155,7 @@ class AlertMachine(SmsMixin, CallMixin):
     def to_state(self, now=None):
         now = self._now if now is None else now
         fx = None
-        if self.fix is not None:
+        if self.fix is not None and self.active:   # her position is kept only in an alert
             fx = self.fix + [ticks_diff(now, self.fix_t)]
         return {
             "v": 1, "active": self.active, "test": self.test,

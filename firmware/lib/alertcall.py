@@ -76,7 +76,8 @@ class CallMixin:
         num = ev[1] if len(ev) > 1 else ""
         if self.call == "answering":
             return                      # RING repeats for the call being answered
-        if self.call != "idle":
+        if self.call != "idle" and self.call != "hangup":
+            # (a ring while we wait for our hang-up to be confirmed means the line is free)
             self._log(acts, "incoming_ignored", mask(num))
             return
         window = self.active or self.cfg["callback_window_s"] < 0 or self.end_t is not None
