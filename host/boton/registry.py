@@ -1,0 +1,1376 @@
+"""The device registry: every button, its state, and (encrypted) the case it serves.
+
+One SQLite file, local to the technicians' workstation:
+
+* where: `BOTON_REGISTRY`, else `registry.sqlite3` in platformdirs' user data dir for
+  "boton-seguro" (Linux: ~/.local/share/boton-seguro/). It must be on a local disk
+  (SQLite's WAL mode does not work over network filesystems).
+* safe with several `boton` commands at once: WAL mode, a busy timeout, and every change
+  is one `BEGIN IMMEDIATE` transaction (read, check, write, audit row) so two technicians
+  never lose each other's updates; a command that waits too long gets a clear "busy".
+* schema migrations: PRAGMA user_version and the ordered MIGRATIONS list; each migration
+  runs in the same transaction as its version bump, so a failed one changes nothing.
+* devices are keyed by the eFuse base MAC, normalised to "aa:bb:cc:dd:ee:ff".
+
+Case data (alias, case id, full name, notes, order end date, trusted contacts) is
+sensitive: it is stored only as a Fernet token (AES-128-CBC + HMAC-SHA256), one per case,
+bound to the device's MAC. The key never enters the database. It comes from, in order:
+the `key=` argument, env `BOTON_KEY`, or the key file (env `BOTON_KEY_FILE`, else
+`registry.key` in the user config dir, ~/.config/boton-seguro/ on Linux). The key file is
+created only on purpose, by `boton registry init-key` (mode 0600, never overwritten) and
+must be backed up: without it the case data cannot be read. It is never created silently
+on first use, so a second workstation cannot start writing cases under a different key;
+the registry also stores the key's fingerprint and refuses any other key before reading
+or writing case data. Device-only commands (add, list, deliver, ...) need no key.
+
+To refuse a trusted contact already serving another active case without decrypting
+everything, the registry keeps keyed HMAC-SHA256 digests (key derived from the same key
+by HKDF) of each active case's contact numbers and case id: equal values collide on a
+UNIQUE index, and without the key the digests cannot be brute-forced back to numbers.
+
+Nothing sensitive is logged, audited or put into an exception message: CaseData's repr
+is redacted, numbers in messages are masked, and free text from technicians (reasons,
+test-call details) has digit runs that look like phone numbers masked before storing.
+"""
+import base64
+import csv
+import datetime as dt
+import getpass
+import hashlib
+import hmac
+import io
+import json
+import logging
+import os
+import re
+import sqlite3
+import stat
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import platformdirs
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .device import EXIT_USAGE, DeviceError
+from .provision import ALIAS_RE, MAX_CONTACTS, InputError, mask, normalise_number
+
+log = logging.getLogger("boton.registry")
+
+APP = "boton-seguro"
+DB_NAME = "registry.sqlite3"
+KEY_NAME = "registry.key"
+BUSY_TIMEOUT_S = 15.0
+
+# Exit codes: device.py has 0 ok, 2 bad input, 3 connect, 4 device, 5 verify, 6 test call.
+EXIT_CONFLICT = 7    # well-formed request that the registry's contents refuse (duplicate,
+                     # wrong state, number already on an active case, registry busy)
+
+STATES = ("in_stock", "provisioned", "delivered", "returned", "faulty", "retired")
+
+# action -> {state it may start from: state it ends in}
+TRANSITIONS = {
+    "flash":     {s: s for s in STATES if s != "retired"},
+    "deploy":    {s: s for s in STATES if s != "retired"},
+    "provision": {"in_stock": "provisioned", "provisioned": "provisioned", "delivered": "delivered"},
+    "test_call": {"provisioned": "provisioned", "delivered": "delivered"},
+    "assign":    {"in_stock": "in_stock", "provisioned": "provisioned"},
+    "deliver":   {"provisioned": "delivered"},
+    "return":    {"delivered": "returned"},
+    "wipe":      {"in_stock": "in_stock", "provisioned": "in_stock", "returned": "in_stock",
+                  "faulty": "faulty", "retired": "retired"},
+    "faulty":    {"in_stock": "faulty", "provisioned": "faulty", "returned": "faulty"},
+    "restock":   {"faulty": "in_stock"},
+    "retire":    {s: "retired" for s in STATES if s not in ("delivered", "retired")},
+}
+_HINTS = {
+    "flash": "a retired device is not flashed again",
+    "deploy": "a retired device is not deployed again",
+    "provision": "only a device in stock, provisioned or delivered can be (re)provisioned",
+    "test_call": "provision it first",
+    "assign": "only a device in stock or provisioned can get a case",
+    "deliver": "deliver needs a provisioned device with a passed test call",
+    "return": "only a delivered device can be returned",
+    "wipe": "return it first",
+    "faulty": "a delivered device must be returned first",
+    "restock": "only a faulty (now repaired) device goes back to stock",
+    "retire": "a delivered device must be returned first",
+}
+
+
+# =========================================================================== errors
+class RegistryError(DeviceError):
+    """Bad input for the registry: a one-line reason, exit code 2, nothing changed."""
+
+    def __init__(self, message, exit_code=EXIT_USAGE):
+        super().__init__(message, exit_code)
+
+
+class RegistryConflict(RegistryError):
+    """The request is well formed but the registry's contents refuse it (exit code 7)."""
+
+    def __init__(self, message):
+        super().__init__(message, EXIT_CONFLICT)
+
+
+class RegistryKeyError(RegistryError):
+    """The key is missing, malformed or not the one the case data was encrypted with."""
+
+
+# =========================================================================== validation
+_MAC_RE = re.compile(r"[0-9a-f]{12}|[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}")
+_LABEL_RE = re.compile(r"[A-Z0-9](?:[A-Z0-9-]{0,22}[A-Z0-9])?")
+_AUTO_LABEL_RE = re.compile(r"BS-(\d+)")
+_HASH_RE = re.compile(r"[0-9a-f]{8,64}")
+_BOARD_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,39}")
+_CASE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/_.:-]{0,39}")
+_CTRL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_PHONEISH_RE = re.compile(r"\+?\d[\d ().-]{5,}\d")
+
+
+def normalise_mac(text) -> str:
+    """'AA-BB-CC-DD-EE-FF', 'aabbccddeeff' ... -> 'aa:bb:cc:dd:ee:ff', or RegistryError."""
+    s = str(text).strip().lower()
+    if not _MAC_RE.fullmatch(s):
+        raise RegistryError(f"{_show(text)} is not a MAC address: expected six hex pairs like "
+                            "aa:bb:cc:dd:ee:ff (the board's eFuse MAC, as esptool prints it)")
+    hexs = s.replace(":", "").replace("-", "")
+    mac = ":".join(hexs[i:i + 2] for i in range(0, 12, 2))
+    if hexs in ("000000000000", "ffffffffffff"):
+        raise RegistryError(f"{mac} is not a board's MAC address (all zeros or all ones)")
+    if int(hexs[:2], 16) & 1:
+        raise RegistryError(f"{mac} is a multicast address, not a board's eFuse MAC")
+    return mac
+
+
+def looks_like_mac(text) -> bool:
+    return bool(_MAC_RE.fullmatch(str(text).strip().lower()))
+
+
+def normalise_label(text) -> str:
+    s = str(text).strip().upper()
+    if not _LABEL_RE.fullmatch(s) or looks_like_mac(s):
+        raise RegistryError(f"label {_show(text)} is not valid: use 1-24 letters, digits and "
+                            "dashes, e.g. BS-0042")
+    return s
+
+
+def parse_flash_size(value) -> int:
+    """4194304, '4MB', '4M', '4MiB' -> bytes (a power of two from 1 to 128 MiB)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    else:
+        m = re.fullmatch(r"\s*(\d+)\s*(|k|kb|kib|m|mb|mib)\s*", str(value).lower())
+        if not m:
+            raise RegistryError(f"flash size {_show(value)} is not a size: use bytes or e.g. 4MB")
+        n = int(m.group(1)) * {"": 1, "k": 1024, "kb": 1024, "kib": 1024}.get(m.group(2), 1 << 20)
+    if n < (1 << 20) or n > (128 << 20) or n & (n - 1):
+        raise RegistryError(f"flash size {_show(value)} is not a power of two from 1MB to 128MB")
+    return n
+
+
+def format_flash_size(n):
+    if not n:
+        return ""
+    return f"{n >> 20}MB" if n % (1 << 20) == 0 else str(n)
+
+
+def _hash(value, what):
+    s = str(value).strip().lower()
+    if not _HASH_RE.fullmatch(s):
+        raise RegistryError(f"{what} {_show(value)} is not a hex SHA-256 (8-64 hex digits)")
+    return s
+
+
+def _luhn_ok(digits):
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+def normalise_imei(value):
+    s = re.sub(r"[\s-]", "", str(value))
+    if not re.fullmatch(r"\d{15}", s) or not _luhn_ok(s):
+        raise RegistryError(f"IMEI {_show(value)} is not valid: 15 digits with a correct check "
+                            "digit (AT+GSN prints it)")
+    return s
+
+
+def normalise_iccid(value):
+    s = re.sub(r"[\s-]", "", str(value)).upper().rstrip("F")
+    if not re.fullmatch(r"\d{18,22}", s) or not _luhn_ok(s):
+        raise RegistryError(f"ICCID {_show(value)} is not valid: 18-22 digits with a correct "
+                            "check digit (AT+CCID prints it)")
+    return s
+
+
+def _board(value):
+    s = str(value).strip().lower()
+    if not _BOARD_RE.fullmatch(s):
+        raise RegistryError(f"board {_show(value)} is not a board profile name (e.g. tcall_sim800l)")
+    return s
+
+
+def scrub(text, limit=200) -> str:
+    """Free text from a technician or a device log, made safe to store and show: control
+    characters removed, phone-number-like digit runs masked, length capped."""
+    s = _CTRL_RE.sub(" ", str(text or "")).strip()
+
+    def _mask(m):
+        digits = re.sub(r"\D", "", m.group())
+        return mask(digits) if len(digits) >= 7 else m.group()
+
+    s = _PHONEISH_RE.sub(_mask, s)
+    return s if len(s) <= limit else s[:limit - 1] + "…"
+
+
+def _show(value, limit=40):
+    """A non-sensitive input echoed in an error message (MACs, labels, sizes), capped."""
+    s = _CTRL_RE.sub("?", str(value))
+    return repr(s if len(s) <= limit else s[:limit] + "…")
+
+
+def resolve_technician(technician=None) -> str:
+    name = technician or os.environ.get("BOTON_TECHNICIAN")
+    if not name:
+        try:
+            name = getpass.getuser()
+        except (KeyError, OSError):
+            name = "unknown"
+    name = str(name).strip()
+    if not 1 <= len(name) <= 40 or _CTRL_RE.search(name):
+        raise RegistryError("technician name must be 1-40 printable characters "
+                            "(--technician or BOTON_TECHNICIAN)")
+    return name
+
+
+def default_path() -> Path:
+    env = os.environ.get("BOTON_REGISTRY")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir(APP, appauthor=False)) / DB_NAME
+
+
+def default_key_file() -> Path:
+    env = os.environ.get("BOTON_KEY_FILE")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_config_dir(APP, appauthor=False)) / KEY_NAME
+
+
+# =========================================================================== case data
+def check_alias(value):
+    alias = str(value or "").strip()
+    if not ALIAS_RE.fullmatch(alias):
+        raise RegistryError("alias must be 1-16 plain letters, digits, spaces or . ' - "
+                            "(a short name she chose, not her full name; no accents: SMS are GSM-7)")
+    return alias
+
+
+def check_case_id(value):
+    s = str(value or "").strip()
+    if not _CASE_ID_RE.fullmatch(s):
+        raise RegistryError(f"case id must be 1-40 letters, digits and / _ . : - "
+                            f"(got {len(s)} characters)")
+    return s
+
+
+def check_date(value, what="order end date"):
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    s = str(value).strip()
+    if s.lower() in ("none", "-"):
+        return None
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", s):
+            raise ValueError
+        return dt.date.fromisoformat(s)
+    except ValueError:
+        raise RegistryError(f"{what} must be a real date written YYYY-MM-DD (or 'none')") from None
+
+
+def check_contacts(values, region="MX"):
+    if isinstance(values, str):
+        values = [v for v in re.split(r"[;|\n]", values) if v.strip()]
+    values = list(values or [])
+    if not 1 <= len(values) <= MAX_CONTACTS:
+        raise RegistryError(f"give 1 to {MAX_CONTACTS} trusted contacts (got {len(values)})")
+    out = []
+    for i, v in enumerate(values):
+        try:
+            out.append(normalise_number(str(v), f"contact #{i + 1}", region))
+        except InputError as e:
+            raise RegistryError(str(e)) from None
+    if len(set(out)) != len(out):
+        raise RegistryError("the same trusted contact is given twice")
+    return tuple(out)
+
+
+def check_text(value, what, limit):
+    if value is None:
+        return None
+    s = str(value).strip()
+    if not s:
+        return None
+    if len(s) > limit:
+        raise RegistryError(f"{what} is too long ({len(s)} characters; at most {limit})")
+    if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", s):
+        raise RegistryError(f"{what} contains control characters")
+    return s
+
+
+@dataclass(frozen=True, repr=False)
+class CaseData:
+    """The beneficiary's case. Sensitive: its repr/str never show the values, and the
+    registry stores it only encrypted. Validated and normalised on construction."""
+    alias: str
+    case_id: str
+    contacts: tuple
+    order_ends: dt.date = None
+    full_name: str = None
+    notes: str = None
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        set_(self, "alias", check_alias(self.alias))
+        set_(self, "case_id", check_case_id(self.case_id))
+        set_(self, "contacts", check_contacts(self.contacts))
+        set_(self, "order_ends", check_date(self.order_ends))
+        set_(self, "full_name", check_text(self.full_name, "full name", 120))
+        set_(self, "notes", check_text(self.notes, "notes", 2000))
+
+    def __repr__(self):
+        return f"CaseData(<redacted: {len(self.contacts)} contact(s)>)"
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        raise TypeError("CaseData is not picklable (it holds case data in the clear)")
+
+    def to_dict(self):
+        """The plaintext, for an explicit reveal or an explicit export."""
+        return {"alias": self.alias, "case_id": self.case_id, "full_name": self.full_name,
+                "notes": self.notes,
+                "order_ends": self.order_ends.isoformat() if self.order_ends else None,
+                "contacts": list(self.contacts)}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(alias=d.get("alias"), case_id=d.get("case_id"), contacts=d.get("contacts"),
+                   order_ends=d.get("order_ends"), full_name=d.get("full_name"), notes=d.get("notes"))
+
+    def days_left(self, today=None):
+        if self.order_ends is None:
+            return None
+        return (self.order_ends - (today or dt.date.today())).days
+
+
+# =========================================================================== the key
+def _parse_key(text, source):
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("ascii")
+        except UnicodeDecodeError:
+            text = ""
+    text = str(text).strip()
+    try:
+        raw = base64.urlsafe_b64decode(text.encode("ascii")) if len(text) == 44 else b""
+    except (ValueError, UnicodeEncodeError):
+        raw = b""
+    if len(raw) != 32:
+        raise RegistryKeyError(f"{source} is not a registry key: expected 44 characters of "
+                               "url-safe base64 (as written by `boton registry init-key`)")
+    return text, raw
+
+
+def load_key(key=None):
+    """(key text, 32 raw bytes, where it came from); RegistryKeyError if none or malformed."""
+    if key is not None:
+        return (*_parse_key(key, "the given key"), "the given key")
+    env = os.environ.get("BOTON_KEY")
+    if env:
+        return (*_parse_key(env, "BOTON_KEY"), "BOTON_KEY")
+    path = default_key_file()
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise RegistryKeyError(f"no registry key: case data needs one. Create it once with "
+                               f"`boton registry init-key` (writes {path}) and back it up, or "
+                               "set BOTON_KEY") from None
+    except OSError as e:
+        raise RegistryKeyError(f"cannot read key file {path}: {e.strerror}") from None
+    if os.name == "posix" and st.st_mode & 0o077:
+        raise RegistryKeyError(f"key file {path} is readable by other users "
+                               f"(mode {stat.S_IMODE(st.st_mode):04o}): run chmod 600 {path}")
+    try:
+        text = path.read_text("ascii", errors="replace")
+    except OSError as e:
+        raise RegistryKeyError(f"cannot read key file {path}: {e.strerror}") from None
+    return (*_parse_key(text, f"key file {path}"), f"key file {path}")
+
+
+def create_key_file(path=None) -> Path:
+    """Write a new random key with mode 0600; never overwrites. Returns the path."""
+    path = Path(path) if path else default_key_file()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise RegistryConflict(f"key file {path} already exists; refusing to overwrite it (the "
+                               "case data encrypted with it would become unreadable)") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(Fernet.generate_key().decode() + "\n")
+    return path
+
+
+class _Cipher:
+    """Fernet for the case tokens, HMAC digests for the uniqueness index, a fingerprint."""
+
+    def __init__(self, key=None):
+        text, raw, self.source = load_key(key)
+        self._fernet = Fernet(text.encode())
+        self._index_key = _hkdf(raw, b"boton-seguro/index/v1")
+        self.fingerprint = hmac.new(_hkdf(raw, b"boton-seguro/fingerprint/v1"), b"registry key",
+                                    hashlib.sha256).hexdigest()[:16]
+
+    def __repr__(self):
+        return f"<registry key {self.fingerprint} from {self.source}>"
+
+    def digest(self, kind, value):
+        return hmac.new(self._index_key, f"{kind}\0{value}".encode(), hashlib.sha256).hexdigest()
+
+    def seal(self, mac, case: CaseData) -> bytes:
+        body = {"v": 1, "mac": mac, **case.to_dict()}
+        return self._fernet.encrypt(json.dumps(body, ensure_ascii=False).encode())
+
+    def open(self, mac, token) -> CaseData:
+        try:
+            body = json.loads(self._fernet.decrypt(bytes(token)))
+        except (InvalidToken, ValueError):
+            raise RegistryKeyError(f"cannot decrypt the case data of {mac}: wrong BOTON_KEY or "
+                                   f"key file? (using the key from {self.source})") from None
+        if body.get("mac") != mac:
+            raise RegistryError(f"the case data stored for {mac} belongs to another device: "
+                                "the registry was tampered with")
+        try:
+            return CaseData.from_dict(body)
+        except RegistryError:
+            raise RegistryError(f"the case data stored for {mac} no longer validates") from None
+
+
+def _hkdf(raw, info):
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(raw)
+
+
+# =========================================================================== schema
+def _m1_devices(db):
+    _script(db, """
+        CREATE TABLE devices (
+            mac              TEXT PRIMARY KEY,
+            label            TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            state            TEXT NOT NULL CHECK (state IN ('in_stock', 'provisioned', 'delivered',
+                                                            'returned', 'faulty', 'retired')),
+            board            TEXT,
+            flash_size       INTEGER,
+            image_hash       TEXT,
+            firmware_hash    TEXT,
+            config_hash      TEXT,
+            imei             TEXT,
+            iccid            TEXT,
+            test_call_result TEXT CHECK (test_call_result IN ('passed', 'failed')),
+            test_call_detail TEXT,
+            test_call_at     TEXT,
+            technician       TEXT,
+            state_reason     TEXT,
+            wipe_required    INTEGER NOT NULL DEFAULT 0,
+            created_at       TEXT NOT NULL,
+            updated_at       TEXT NOT NULL,
+            flashed_at       TEXT,
+            deployed_at      TEXT,
+            provisioned_at   TEXT,
+            delivered_at     TEXT,
+            returned_at      TEXT
+        );
+        CREATE INDEX devices_state ON devices(state);
+        CREATE TABLE audit (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            at         TEXT NOT NULL,
+            technician TEXT NOT NULL,
+            action     TEXT NOT NULL,
+            mac        TEXT,
+            detail     TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX audit_mac ON audit(mac, id);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """)
+
+
+def _m2_cases(db):
+    _script(db, """
+        CREATE TABLE cases (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            mac        TEXT NOT NULL REFERENCES devices(mac),
+            token      BLOB NOT NULL,
+            active     INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL,
+            closed_at  TEXT
+        );
+        CREATE UNIQUE INDEX cases_one_active ON cases(mac) WHERE active = 1;
+        CREATE TABLE case_index (
+            case_row INTEGER NOT NULL REFERENCES cases(id),
+            kind     TEXT NOT NULL,
+            digest   TEXT NOT NULL,
+            UNIQUE (kind, digest)
+        );
+    """)
+
+
+def _script(db, sql):
+    """Run SQL statements one by one: sqlite3's executescript() would COMMIT the
+    migration's transaction half-way."""
+    buf = ""
+    for line in sql.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            db.execute(buf)
+            buf = ""
+    if buf.strip():
+        db.execute(buf)
+
+
+# Ordered: MIGRATIONS[i](db) takes a database from user_version i to i + 1, inside the
+# caller's transaction (so it may also move data in Python). Append only; never edit one
+# that has shipped.
+MIGRATIONS = [_m1_devices, _m2_cases]
+
+
+# =========================================================================== records
+@dataclass(frozen=True)
+class Device:
+    mac: str
+    label: str
+    state: str
+    board: str = None
+    flash_size: int = None
+    image_hash: str = None
+    firmware_hash: str = None
+    config_hash: str = None
+    imei: str = None
+    iccid: str = None
+    test_call_result: str = None
+    test_call_detail: str = None
+    test_call_at: str = None
+    technician: str = None
+    state_reason: str = None
+    wipe_required: bool = False
+    has_case: bool = False
+    created_at: str = None
+    updated_at: str = None
+    flashed_at: str = None
+    deployed_at: str = None
+    provisioned_at: str = None
+    delivered_at: str = None
+    returned_at: str = None
+
+    @classmethod
+    def from_row(cls, row):
+        names = {f.name for f in fields(cls)}
+        d = {k: row[k] for k in row.keys() if k in names}
+        d["wipe_required"] = bool(d.get("wipe_required"))
+        d["has_case"] = bool(d.get("has_case"))
+        return cls(**d)
+
+    def to_dict(self):
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class EndingSoon:
+    device: Device
+    case: CaseData
+    days_left: int
+
+
+_DEVICE_SELECT = ("SELECT d.*, EXISTS (SELECT 1 FROM cases c WHERE c.mac = d.mac AND c.active = 1) "
+                  "AS has_case FROM devices d")
+
+
+def _now_iso(clock):
+    t = clock() if clock else dt.datetime.now(dt.timezone.utc)
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# =========================================================================== registry
+class Registry:
+    """The registry. One instance per thread (it holds one SQLite connection).
+
+    `key` is only needed (and only loaded) for case data. `technician` defaults to
+    BOTON_TECHNICIAN, then the OS user; it is written to every audit row.
+    """
+
+    def __init__(self, path=None, key=None, technician=None, *, clock=None,
+                 timeout=BUSY_TIMEOUT_S):
+        self.path = Path(path).expanduser() if path else default_path()
+        self.technician = resolve_technician(technician)
+        self._key = key
+        self._cipher = None
+        self._clock = clock
+        self._timeout = timeout
+        self.db = self._connect()
+        try:
+            self._migrate()
+        except BaseException:
+            self.db.close()
+            raise
+
+    def __repr__(self):
+        return f"<Registry {self.path}>"
+
+    # ------------------------------------------------------------------ plumbing
+    def _connect(self):
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        except OSError as e:
+            raise RegistryError(f"cannot create the registry at {self.path}: {e.strerror}") from None
+        db = None
+        try:
+            db = sqlite3.connect(str(self.path), timeout=self._timeout, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+            mode = self._wal(db)
+            if mode.lower() != "wal":
+                raise RegistryError(f"cannot use WAL mode for {self.path} (is it on a network "
+                                    "filesystem? the registry must be on a local disk)")
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as e:
+            if db is not None:
+                db.close()
+            raise self._db_error(e) from None
+        return db
+
+    def _wal(self, db):
+        """Switch to WAL (persistent, so usually already done). On a new file two processes
+        may race to switch it, and SQLite answers "locked" at once instead of waiting: retry
+        until the busy timeout."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+                if mode.lower() != "wal":
+                    mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                return mode
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def _db_error(self, e):
+        text = str(e)
+        if "locked" in text or "busy" in text:
+            return RegistryConflict(f"the registry is busy: another boton command has held it "
+                                    f"for over {self._timeout:g} s; try again")
+        if "not a database" in text or "malformed" in text:
+            return RegistryError(f"{self.path} is not a usable registry ({text})")
+        return RegistryError(f"registry error in {self.path}: {text}")
+
+    @contextmanager
+    def _write(self):
+        """One transaction that holds the write lock from the start (BEGIN IMMEDIATE), so
+        what it reads cannot change before it writes. Any exception rolls everything back."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise self._db_error(e) from None
+        try:
+            yield self.db
+        except BaseException as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise self._db_error(exc) from None
+            raise
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise self._db_error(e) from None
+
+    @contextmanager
+    def _read(self):
+        try:
+            self.db.execute("BEGIN")
+            yield self.db
+        except sqlite3.DatabaseError as e:
+            raise self._db_error(e) from None
+        finally:
+            if self.db.in_transaction:
+                self.db.execute("COMMIT")
+
+    def _migrate(self):
+        try:
+            current = self.db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as e:
+            raise self._db_error(e) from None
+        if current == len(MIGRATIONS):
+            return                   # the usual case: no write lock needed to open
+        with self._write() as db:    # re-read under the lock: another process may have migrated
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise RegistryError(f"{self.path} has schema version {version}, newer than this "
+                                    f"boton knows ({len(MIGRATIONS)}): update boton")
+            for i in range(version, len(MIGRATIONS)):
+                MIGRATIONS[i](db)
+                db.execute(f"PRAGMA user_version = {i + 1}")
+                log.info("registry %s migrated to schema %d", self.path, i + 1)
+
+    @property
+    def schema_version(self):
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self):
+        self.db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def now(self):
+        return _now_iso(self._clock)
+
+    def _audit(self, db, action, mac=None, detail=""):
+        db.execute("INSERT INTO audit (at, technician, action, mac, detail) VALUES (?, ?, ?, ?, ?)",
+                   (self.now(), self.technician, action, mac, detail))
+        log.info("%s %s by %s", action, mac or "-", self.technician)
+
+    def _row(self, db, mac):
+        row = db.execute(_DEVICE_SELECT + " WHERE d.mac = ?", (mac,)).fetchone()
+        if row is None:
+            raise RegistryError(f"no device {mac} in the registry (add it with `boton devices add`)")
+        return row
+
+    def _begin(self, db, mac, action):
+        """The device's row, if `action` is allowed from its state, and the state it leads to."""
+        row = self._row(db, mac)
+        to = TRANSITIONS[action].get(row["state"])
+        if to is None:
+            raise RegistryConflict(f"cannot {action.replace('_', ' ')} {row['label']} ({mac}): "
+                                   f"it is {row['state']}; {_HINTS[action]}")
+        return row, to
+
+    def _update(self, db, mac, **cols):
+        cols["updated_at"] = self.now()
+        sets = ", ".join(f"{k} = ?" for k in cols)
+        db.execute(f"UPDATE devices SET {sets} WHERE mac = ?", (*cols.values(), mac))
+
+    def _close_case(self, db, mac):
+        row = db.execute("SELECT id FROM cases WHERE mac = ? AND active = 1", (mac,)).fetchone()
+        if row:
+            db.execute("DELETE FROM case_index WHERE case_row = ?", (row["id"],))
+            db.execute("UPDATE cases SET active = 0, closed_at = ? WHERE id = ?", (self.now(), row["id"]))
+        return bool(row)
+
+    # ------------------------------------------------------------------ key
+    def cipher(self):
+        """The loaded key (RegistryKeyError if missing or malformed); checked against the
+        fingerprint stored in the registry, so a different key is refused before use."""
+        if self._cipher is None:
+            c = _Cipher(self._key)
+            with self._read() as db:
+                stored = _meta(db, "key_fingerprint")
+            if stored and stored != c.fingerprint:
+                raise RegistryKeyError(
+                    f"cannot decrypt: wrong BOTON_KEY or key file? this registry's case data was "
+                    f"encrypted with key {stored}, the key from {c.source} is {c.fingerprint}")
+            self._cipher = c
+        return self._cipher
+
+    def _bind_key(self, db, c):
+        """Inside a write: record the key's fingerprint on first use; refuse another key."""
+        stored = _meta(db, "key_fingerprint")
+        if stored is None:
+            db.execute("INSERT INTO meta (key, value) VALUES ('key_fingerprint', ?)", (c.fingerprint,))
+        elif stored != c.fingerprint:
+            self._cipher = None
+            raise RegistryKeyError(f"cannot decrypt: wrong BOTON_KEY or key file? this registry's "
+                                   f"case data was encrypted with key {stored}, the key from "
+                                   f"{c.source} is {c.fingerprint}")
+
+    def key_fingerprint(self):
+        """The fingerprint of the key the case data is encrypted with (None before any)."""
+        with self._read() as db:
+            return _meta(db, "key_fingerprint")
+
+    # ------------------------------------------------------------------ devices
+    def add_device(self, mac, label=None, board=None, flash_size=None) -> Device:
+        mac = normalise_mac(mac)
+        label = normalise_label(label) if label else None
+        board = _board(board) if board else None
+        flash = parse_flash_size(flash_size) if flash_size not in (None, "") else None
+        with self._write() as db:
+            self._insert_device(db, mac, label, board=board, flash_size=flash)
+            self._audit(db, "add", mac, f"label {label or self._label_of(db, mac)}")
+            return Device.from_row(self._row(db, mac))
+
+    def _label_of(self, db, mac):
+        return db.execute("SELECT label FROM devices WHERE mac = ?", (mac,)).fetchone()[0]
+
+    def _insert_device(self, db, mac, label, state="in_stock", **cols):
+        old = db.execute("SELECT label FROM devices WHERE mac = ?", (mac,)).fetchone()
+        if old:
+            raise RegistryConflict(f"device {mac} is already in the registry as {old['label']}")
+        if label:
+            other = db.execute("SELECT mac FROM devices WHERE label = ?", (label,)).fetchone()
+            if other:
+                raise RegistryConflict(f"label {label} is already used by device {other['mac']}")
+        else:
+            label = self._next_label(db)
+        now = self.now()
+        cols = {k: v for k, v in cols.items() if v is not None}
+        names = ["mac", "label", "state", "created_at", "updated_at", *cols]
+        db.execute(f"INSERT INTO devices ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                   (mac, label, state, now, now, *cols.values()))
+        return label
+
+    def _next_label(self, db):
+        top = 0
+        for (label,) in db.execute("SELECT label FROM devices WHERE label LIKE 'BS-%'"):
+            m = _AUTO_LABEL_RE.fullmatch(label.upper())
+            if m:
+                top = max(top, int(m.group(1)))
+        return f"BS-{top + 1:04d}"
+
+    def get(self, mac):
+        """The Device with this MAC, or None (RegistryError if `mac` is malformed)."""
+        mac = normalise_mac(mac)
+        with self._read() as db:
+            row = db.execute(_DEVICE_SELECT + " WHERE d.mac = ?", (mac,)).fetchone()
+        return Device.from_row(row) if row else None
+
+    def find(self, label_or_mac) -> Device:
+        """The Device with this MAC or label (any case, any MAC spelling); RegistryError if none."""
+        text = str(label_or_mac).strip()
+        if looks_like_mac(text):
+            dev = self.get(text)
+        else:
+            label = normalise_label(text)
+            with self._read() as db:
+                row = db.execute(_DEVICE_SELECT + " WHERE d.label = ?", (label,)).fetchone()
+            dev = Device.from_row(row) if row else None
+        if dev is None:
+            raise RegistryError(f"no device {_show(text)} in the registry")
+        return dev
+
+    def list(self, state=None):
+        if state is not None and state not in STATES:
+            raise RegistryError(f"unknown state {_show(state)}: one of {', '.join(STATES)}")
+        with self._read() as db:
+            if state:
+                rows = db.execute(_DEVICE_SELECT + " WHERE d.state = ? ORDER BY d.label", (state,))
+            else:
+                rows = db.execute(_DEVICE_SELECT + " ORDER BY d.label")
+            return [Device.from_row(r) for r in rows]
+
+    def counts(self):
+        """{state: n for every state} plus "total" (all devices ever registered)."""
+        out = dict.fromkeys(STATES, 0)
+        with self._read() as db:
+            for state, n in db.execute("SELECT state, COUNT(*) FROM devices GROUP BY state"):
+                out[state] = n
+        out["total"] = sum(out[s] for s in STATES)
+        return out
+
+    # ------------------------------------------------------------------ lifecycle
+    def record_flash(self, mac, flash_size, firmware_image_hash) -> Device:
+        """MicroPython image written with esptool. Any earlier test call no longer counts."""
+        mac = normalise_mac(mac)
+        size = parse_flash_size(flash_size)
+        image = _hash(firmware_image_hash, "firmware image hash")
+        with self._write() as db:
+            row, to = self._begin(db, mac, "flash")
+            self._update(db, mac, flash_size=size, image_hash=image, flashed_at=self.now(),
+                         test_call_result=None, test_call_detail=None, test_call_at=None)
+            self._audit(db, "flash", mac, f"image {image[:12]}, flash {format_flash_size(size)}")
+            return Device.from_row(self._row(db, mac))
+
+    def record_deploy(self, mac, firmware_hash) -> Device:
+        """Application firmware copied with `boton deploy`. Any earlier test call no longer counts."""
+        mac = normalise_mac(mac)
+        fw = _hash(firmware_hash, "firmware hash")
+        with self._write() as db:
+            self._begin(db, mac, "deploy")
+            self._update(db, mac, firmware_hash=fw, deployed_at=self.now(),
+                         test_call_result=None, test_call_detail=None, test_call_at=None)
+            self._audit(db, "deploy", mac, f"firmware {fw[:12]}")
+            return Device.from_row(self._row(db, mac))
+
+    def record_provision(self, mac, config_hash, imei=None, iccid=None, technician=None) -> Device:
+        """Her configuration written and verified: in_stock -> provisioned (a delivered or
+        provisioned device stays where it is). A new test call is needed before delivery."""
+        mac = normalise_mac(mac)
+        cfg = _hash(config_hash, "config hash")
+        imei = normalise_imei(imei) if imei else None
+        iccid = normalise_iccid(iccid) if iccid else None
+        tech = resolve_technician(technician or self.technician)
+        with self._write() as db:
+            row, to = self._begin(db, mac, "provision")
+            self._update(db, mac, state=to, config_hash=cfg, imei=imei or row["imei"],
+                         iccid=iccid or row["iccid"], technician=tech, provisioned_at=self.now(),
+                         test_call_result=None, test_call_detail=None, test_call_at=None,
+                         state_reason=None)
+            self._audit(db, "provision", mac, f"config {cfg[:12]}; {row['state']} -> {to}")
+            return Device.from_row(self._row(db, mac))
+
+    def record_test_call(self, mac, ok, detail="") -> Device:
+        mac = normalise_mac(mac)
+        result = "passed" if ok else "failed"
+        detail = scrub(detail)
+        with self._write() as db:
+            self._begin(db, mac, "test_call")
+            self._update(db, mac, test_call_result=result, test_call_detail=detail,
+                         test_call_at=self.now())
+            self._audit(db, "test_call", mac, f"{result}{': ' + detail if detail else ''}")
+            return Device.from_row(self._row(db, mac))
+
+    def deliver(self, mac) -> Device:
+        """provisioned -> delivered: needs a case and a passed test call since the last
+        flash, deploy or provision."""
+        mac = normalise_mac(mac)
+        with self._write() as db:
+            row, to = self._begin(db, mac, "deliver")
+            if row["test_call_result"] != "passed":
+                why = ("its last test call failed" if row["test_call_result"] == "failed" else
+                       "no test call since it was last flashed, deployed or provisioned")
+                raise RegistryConflict(f"cannot deliver {row['label']} ({mac}): {why}; "
+                                       "run `boton test-call` and record a passed one")
+            if not row["has_case"]:
+                raise RegistryConflict(f"cannot deliver {row['label']} ({mac}): no case is assigned "
+                                       "(`boton devices assign`)")
+            self._update(db, mac, state=to, delivered_at=self.now(), state_reason=None)
+            self._audit(db, "deliver", mac, "provisioned -> delivered")
+            return Device.from_row(self._row(db, mac))
+
+    def return_device(self, mac) -> Device:
+        """delivered -> returned. Her case is closed (its numbers are free for another
+        case) and the device is marked as still holding her config: `record_wipe` after
+        the CLI has wiped it."""
+        mac = normalise_mac(mac)
+        with self._write() as db:
+            row, to = self._begin(db, mac, "return")
+            self._close_case(db, mac)
+            self._update(db, mac, state=to, returned_at=self.now(), wipe_required=1)
+            self._audit(db, "return", mac, "delivered -> returned; config must be wiped")
+            return Device.from_row(self._row(db, mac))
+
+    def record_wipe(self, mac) -> Device:
+        """Her config was erased from the device: clears the wipe flag; a returned or
+        provisioned device goes back to stock."""
+        mac = normalise_mac(mac)
+        with self._write() as db:
+            row, to = self._begin(db, mac, "wipe")
+            self._update(db, mac, state=to, wipe_required=0, config_hash=None,
+                         test_call_result=None, test_call_detail=None, test_call_at=None)
+            self._audit(db, "wipe", mac, f"{row['state']} -> {to}")
+            return Device.from_row(self._row(db, mac))
+
+    def mark_faulty(self, mac, reason) -> Device:
+        mac = normalise_mac(mac)
+        reason = self._reason(reason)
+        with self._write() as db:
+            row, to = self._begin(db, mac, "faulty")
+            closed = self._close_case(db, mac)
+            holds = self._holds_config(row)
+            self._update(db, mac, state=to, state_reason=reason, wipe_required=int(holds),
+                         test_call_result=None, test_call_detail=None, test_call_at=None)
+            self._audit(db, "faulty", mac, f"{row['state']} -> faulty: {reason}"
+                        + ("; case closed" if closed else ""))
+            return Device.from_row(self._row(db, mac))
+
+    def restock(self, mac) -> Device:
+        """faulty (repaired) -> in_stock. Refused while it may still hold someone's config."""
+        mac = normalise_mac(mac)
+        with self._write() as db:
+            row, to = self._begin(db, mac, "restock")
+            if row["wipe_required"]:
+                raise RegistryConflict(f"cannot restock {row['label']} ({mac}): it may still hold a "
+                                       "beneficiary's config; wipe it first")
+            self._update(db, mac, state=to, state_reason=None)
+            self._audit(db, "restock", mac, "faulty -> in_stock")
+            return Device.from_row(self._row(db, mac))
+
+    def retire(self, mac, reason, allow_unwiped=False) -> Device:
+        """Any state but delivered -> retired. A device that may hold a beneficiary's config
+        is refused unless allow_unwiped (the board cannot be wiped; its flash is destroyed)."""
+        mac = normalise_mac(mac)
+        reason = self._reason(reason)
+        with self._write() as db:
+            row, to = self._begin(db, mac, "retire")
+            holds = self._holds_config(row)
+            if holds and not allow_unwiped:
+                raise RegistryConflict(f"cannot retire {row['label']} ({mac}): it may still hold a "
+                                       "beneficiary's config; wipe it first (or, if it cannot be "
+                                       "wiped and its flash will be destroyed, allow unwiped)")
+            closed = self._close_case(db, mac)
+            self._update(db, mac, state=to, state_reason=reason, wipe_required=int(holds))
+            self._audit(db, "retire", mac, f"{row['state']} -> retired: {reason}"
+                        + ("; NOT wiped" if holds else "") + ("; case closed" if closed else ""))
+            return Device.from_row(self._row(db, mac))
+
+    @staticmethod
+    def _holds_config(row):
+        """May the device still hold a beneficiary's config on its flash?"""
+        return bool(row["wipe_required"] or row["config_hash"]
+                    or row["state"] in ("provisioned", "delivered"))
+
+    @staticmethod
+    def _reason(reason):
+        r = scrub(reason)
+        if not r:
+            raise RegistryError("give a reason (what is wrong with the hardware; no case data)")
+        return r
+
+    # ------------------------------------------------------------------ cases
+    def assign(self, mac, case: CaseData, replace=False) -> Device:
+        """Give a device in stock (or provisioned, if it has no case yet) her case. Refuses
+        a contact number or case id already on another active case."""
+        if not isinstance(case, CaseData):
+            raise TypeError("assign() needs a CaseData")
+        mac = normalise_mac(mac)
+        c = self.cipher()
+        with self._write() as db:
+            row, _ = self._begin(db, mac, "assign")
+            self._bind_key(db, c)
+            if row["has_case"]:
+                if not replace:
+                    raise RegistryConflict(f"{row['label']} ({mac}) already has a case; "
+                                           "replace it explicitly (--replace)")
+                if row["state"] != "in_stock":
+                    raise RegistryConflict(f"{row['label']} ({mac}) is provisioned with the current "
+                                           "case's contacts: wipe it before assigning another case")
+                self._close_case(db, mac)
+            entries = self._index_entries(c, case)
+            self._check_free(db, entries)
+            cur = db.execute("INSERT INTO cases (mac, token, created_at) VALUES (?, ?, ?)",
+                             (mac, c.seal(mac, case), self.now()))
+            db.executemany("INSERT INTO case_index (case_row, kind, digest) VALUES (?, ?, ?)",
+                           [(cur.lastrowid, kind, d) for kind, d, _ in entries])
+            self._audit(db, "assign", mac, f"{len(case.contacts)} contact(s)"
+                        + (", order end date set" if case.order_ends else ", no order end date")
+                        + ("; replaced the previous case" if row["has_case"] else ""))
+            return Device.from_row(self._row(db, mac))
+
+    @staticmethod
+    def _index_entries(c, case):
+        """(kind, digest, masked description) of what must be unique among active cases."""
+        out = [("case", c.digest("case", case.case_id.upper()), "case id")]
+        for i, n in enumerate(case.contacts):
+            out.append(("contact", c.digest("contact", n), f"contact #{i + 1} {mask(n)}"))
+        return out
+
+    def _check_free(self, db, entries):
+        for kind, d, what in entries:
+            hit = db.execute("SELECT d.label FROM case_index i JOIN cases c ON c.id = i.case_row "
+                             "JOIN devices d ON d.mac = c.mac WHERE i.kind = ? AND i.digest = ?",
+                             (kind, d)).fetchone()
+            if hit:
+                raise RegistryConflict(f"{what} is already on the active case of {hit['label']}"
+                                       + (" (one number cannot serve two active cases)"
+                                          if kind == "contact" else ""))
+
+    def case(self, mac):
+        """The active case of a device, decrypted (None if it has none). Audited."""
+        mac = normalise_mac(mac)
+        c = self.cipher()
+        with self._write() as db:
+            self._row(db, mac)
+            row = db.execute("SELECT token FROM cases WHERE mac = ? AND active = 1", (mac,)).fetchone()
+            if row is None:
+                return None
+            case = c.open(mac, row["token"])
+            self._audit(db, "reveal", mac, "case data shown")
+            return case
+
+    def ending_soon(self, days=30, today=None):
+        """Active cases whose order ends within `days` (or has already ended), soonest
+        first, as EndingSoon(device, case, days_left). Decrypts in memory. Audited."""
+        if not isinstance(days, int) or days < 0:
+            raise RegistryError("days must be a whole number >= 0")
+        today = today or dt.date.today()
+        c = self.cipher()
+        out = []
+        with self._write() as db:
+            rows = db.execute("SELECT c.token, d.* , 1 AS has_case FROM cases c "
+                              "JOIN devices d ON d.mac = c.mac WHERE c.active = 1").fetchall()
+            for r in rows:
+                case = c.open(r["mac"], r["token"])
+                left = case.days_left(today)
+                if left is not None and left <= days:
+                    out.append(EndingSoon(Device.from_row(r), case, left))
+            self._audit(db, "ending_soon", None, f"within {days} days: {len(out)} case(s)")
+        out.sort(key=lambda e: (e.days_left, e.device.label))
+        return out
+
+    # ------------------------------------------------------------------ CSV
+    def import_csv(self, path) -> int:
+        """Add the devices of a CSV file (see IMPORT_COLUMNS), all or nothing. Any problem,
+        in any row, raises one RegistryError listing each as "line N, field 'F': why"
+        and changes nothing. Returns the number of devices added."""
+        path = Path(path)
+        header, rows = _read_csv(path)
+        errors = _Errors(path)
+        unknown = [h for h in header if h not in IMPORT_COLUMNS and h not in EXPORT_ONLY_COLUMNS]
+        for h in unknown:
+            errors.add(1, h, f"unknown column (known: {', '.join(IMPORT_COLUMNS)})")
+        for h in {h for h in header if header.count(h) > 1}:
+            errors.add(1, h, "column given twice")
+        if "mac" not in header:
+            errors.add(1, "mac", "the file needs a mac column")
+        errors.check()
+        needs_key = any(any(r.get(k) for k in CASE_COLUMNS) for _, r in rows)
+        c = self.cipher() if needs_key else None
+
+        parsed = []            # (line, values for _insert_device, CaseData or None, index entries)
+        seen = {}              # (kind, value) -> first line
+        for line, r in rows:
+            v = {}
+            for name, fn in (("mac", normalise_mac), ("label", normalise_label), ("board", _board),
+                             ("flash_size", parse_flash_size), ("imei", normalise_imei),
+                             ("iccid", normalise_iccid)):
+                if r.get(name):
+                    try:
+                        v[name] = fn(r[name])
+                    except RegistryError as e:
+                        errors.add(line, name, str(e))
+                elif name == "mac":
+                    errors.add(line, "mac", "missing (every row needs the board's MAC)")
+            state = (r.get("state") or "in_stock").strip().lower()
+            if state not in STATES:
+                errors.add(line, "state", f"unknown state {_show(state)}: one of {', '.join(STATES)}")
+            v["state"] = state
+            case, entries = None, []
+            if any(r.get(k) for k in CASE_COLUMNS):
+                if state not in ("in_stock", "provisioned", "delivered"):
+                    errors.add(line, "state", f"a {state} device cannot carry an active case")
+                got, ok = {}, True
+                for name, fn in (("alias", check_alias), ("case_id", check_case_id),
+                                 ("contacts", check_contacts), ("order_ends", check_date),
+                                 ("full_name", lambda x: check_text(x, "full name", 120)),
+                                 ("notes", lambda x: check_text(x, "notes", 2000))):
+                    try:
+                        got[name] = fn(r.get(name) or None)
+                    except RegistryError as e:
+                        errors.add(line, name, str(e))
+                        ok = False
+                if ok:
+                    case = CaseData(**got)
+                    entries = self._index_entries(c, case)
+            elif state == "delivered":
+                errors.add(line, "alias", "a delivered device needs its case "
+                                          "(alias, case_id, contacts; order_ends)")
+            for kind, value, field, what in (
+                    [("mac", v.get("mac"), "mac", v.get("mac")), ("label", v.get("label"), "label", v.get("label"))]
+                    + [(k, d, "case_id" if k == "case" else "contacts", w) for k, d, w in entries]):
+                if value is None:
+                    continue
+                if (kind, value) in seen:
+                    errors.add(line, field, f"{what} is also on line {seen[kind, value]}")
+                else:
+                    seen[kind, value] = line
+            parsed.append((line, v, case, entries))
+        errors.check()
+
+        with self._write() as db:
+            for line, v, case, entries in parsed:
+                old = db.execute("SELECT label FROM devices WHERE mac = ?", (v["mac"],)).fetchone()
+                if old:
+                    errors.add(line, "mac", f"{v['mac']} is already in the registry as {old['label']}")
+                if v.get("label"):
+                    other = db.execute("SELECT mac FROM devices WHERE label = ?", (v["label"],)).fetchone()
+                    if other:
+                        errors.add(line, "label", f"{v['label']} is already used by {other['mac']}")
+                try:
+                    self._check_free(db, entries)
+                except RegistryConflict as e:
+                    errors.add(line, "contacts" if "contact" in str(e) else "case_id", str(e))
+            errors.check()
+            if c is not None:
+                self._bind_key(db, c)
+            # rows with a label first, so an automatic label cannot take one the file names
+            for line, v, case, entries in sorted(parsed, key=lambda p: not p[1].get("label")):
+                mac, state = v.pop("mac"), v.pop("state")
+                label = self._insert_device(db, mac, v.pop("label", None), state=state,
+                                            wipe_required=int(state == "returned"), **v)
+                if case is not None:
+                    cur = db.execute("INSERT INTO cases (mac, token, created_at) VALUES (?, ?, ?)",
+                                     (mac, c.seal(mac, case), self.now()))
+                    db.executemany("INSERT INTO case_index (case_row, kind, digest) VALUES (?, ?, ?)",
+                                   [(cur.lastrowid, kind, d) for kind, d, _ in entries])
+                self._audit(db, "import", mac, f"label {label}, {state}"
+                            + (", with case" if case is not None else ""))
+            self._audit(db, "import_csv", None, f"{len(parsed)} device(s) from a CSV file")
+        return len(parsed)
+
+    def export_csv(self, path, include_case_data=False) -> int:
+        """Write every device to a CSV file (EXPORT_COLUMNS). Case data (CASE_COLUMNS, for
+        devices with an active case) only with include_case_data: that file is created
+        with mode 0600. Audited. Returns the number of rows."""
+        path = Path(path)
+        c = self.cipher() if include_case_data else None
+        cols = EXPORT_COLUMNS + (CASE_COLUMNS if include_case_data else ())
+        with self._write() as db:
+            devices = [Device.from_row(r) for r in db.execute(_DEVICE_SELECT + " ORDER BY d.label")]
+            cases = {}
+            if c is not None:
+                for r in db.execute("SELECT mac, token FROM cases WHERE active = 1"):
+                    cases[r["mac"]] = c.open(r["mac"], r["token"])
+            buf = io.StringIO(newline="")
+            w = csv.writer(buf, lineterminator="\r\n")
+            w.writerow(cols)
+            for d in devices:
+                row = d.to_dict()
+                row["flash_size"] = format_flash_size(d.flash_size)
+                if d.mac in cases:
+                    cd = cases[d.mac].to_dict()
+                    cd["contacts"] = ";".join(cd["contacts"])
+                    cd["full_name"] = _no_formula(cd["full_name"])
+                    cd["notes"] = _no_formula(cd["notes"])
+                    row.update(cd)
+                w.writerow(["" if row.get(k) is None else row.get(k) for k in cols])
+            _write_file(path, buf.getvalue().encode("utf-8"), private=include_case_data)
+            self._audit(db, "export", None, f"{len(devices)} device(s), "
+                        + (f"WITH case data of {len(cases)} case(s)" if include_case_data
+                           else "no case data"))
+        return len(devices)
+
+    # ------------------------------------------------------------------ audit
+    def audit(self, mac=None, limit=None):
+        """Audit rows, oldest first (the last `limit` if given): dicts with id, at,
+        technician, action, mac, label, detail. Never contains case data."""
+        q = ("SELECT a.id, a.at, a.technician, a.action, a.mac, d.label, a.detail FROM audit a "
+             "LEFT JOIN devices d ON d.mac = a.mac")
+        args = ()
+        if mac is not None:
+            q += " WHERE a.mac = ?"
+            args = (normalise_mac(mac),)
+        q += " ORDER BY a.id DESC"
+        if limit:
+            q += f" LIMIT {int(limit)}"
+        with self._read() as db:
+            rows = [dict(r) for r in db.execute(q, args)]
+        return rows[::-1]
+
+
+IMPORT_COLUMNS = ("mac", "label", "board", "flash_size", "imei", "iccid", "state",
+                  "alias", "case_id", "full_name", "notes", "order_ends", "contacts")
+CASE_COLUMNS = ("alias", "case_id", "full_name", "notes", "order_ends", "contacts")
+# What `export` writes by default: hardware and lifecycle, nothing about her. Safe for C4.
+EXPORT_COLUMNS = ("label", "mac", "state", "board", "flash_size", "image_hash", "firmware_hash",
+                  "config_hash", "imei", "iccid", "test_call_result", "test_call_at",
+                  "provisioned_at", "delivered_at", "returned_at", "updated_at")
+# Columns an export has that an import accepts but ignores (so an export re-imports).
+EXPORT_ONLY_COLUMNS = tuple(c for c in EXPORT_COLUMNS if c not in IMPORT_COLUMNS)
+_HEADER_ALIASES = {"case": "case_id", "name": "full_name", "order_end": "order_ends",
+                   "order_ends_on": "order_ends", "contact": "contacts"}
+
+
+class _Errors:
+    """Collects "line N, field 'F': why" and raises them as one RegistryError."""
+
+    MAX = 25
+
+    def __init__(self, path):
+        self.path = path
+        self.items = []
+
+    def add(self, line, field, why):
+        self.items.append(f"line {line}, field '{field}': {why}")
+
+    def check(self):
+        if self.items:
+            shown = self.items[:self.MAX]
+            more = len(self.items) - len(shown)
+            raise RegistryError(f"import of {self.path} refused, nothing was changed:\n  "
+                                + "\n  ".join(shown) + (f"\n  ... and {more} more" if more else ""))
+
+
+def _read_csv(path):
+    """(normalised header, [(line number, {column: value})]) of a CSV file (UTF-8, with or
+    without BOM, comma or semicolon separated)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise RegistryError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise RegistryError(f"{path}: line {line} is not UTF-8 text; save the sheet as "
+                            "'CSV UTF-8'") from None
+    first = text.split("\n", 1)[0]
+    delim = ";" if first.count(";") > first.count(",") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True)
+    rows, header, prev = [], None, 0
+    try:
+        for rec in reader:
+            line, prev = prev + 1, reader.line_num
+            if not any(x.strip() for x in rec):
+                continue
+            if header is None:
+                header = [_HEADER_ALIASES.get(k, k) for k in
+                          (re.sub(r"[\s-]+", "_", h.strip().lower()) for h in rec)]
+                continue
+            if len(rec) != len(header):
+                raise RegistryError(f"import of {path} refused, nothing was changed: line {line} has "
+                                    f"{len(rec)} fields, the header has {len(header)}")
+            rows.append((line, {k: v.strip() for k, v in zip(header, rec)}))
+    except csv.Error as e:
+        raise RegistryError(f"import of {path} refused, nothing was changed: line "
+                            f"{reader.line_num}: {e}") from None
+    if header is None:
+        raise RegistryError(f"import of {path} refused: the file is empty (it needs a header "
+                            f"row, e.g. {','.join(IMPORT_COLUMNS[:4])})")
+    return header, rows
+
+
+def _no_formula(text):
+    """Free text that a spreadsheet would run as a formula gets a leading apostrophe."""
+    if text and text[0] in "=+-@\t\r":
+        return "'" + text
+    return text
+
+
+def _write_file(path, data, private=False):
+    """Write via a temporary file and rename (never a half-written export); mode 0600 if private."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        if private:
+            os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise RegistryError(f"cannot write {path}: {e.strerror}") from None
+
+
+def _meta(db, key):
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else None
