@@ -404,5 +404,5 @@ def main():
     asyncio.run(_main())
 
 
-def test_call():
-    return asyncio.run(_main(test=True))
+def test_call(timeout_s=120):
+    return asyncio.run(_main(test=True, test_timeout_s=timeout_s))

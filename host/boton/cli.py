@@ -21,7 +21,7 @@ class BotonGroup(click.Group):
         try:
             return super().invoke(ctx)
         except DeviceError as e:
-            err_console.print(f"[bold red]error:[/] {e}")
+            err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
             sys.exit(e.exit_code)
 
 
@@ -130,12 +130,12 @@ def provision(port, alias, contacts, c4, device_id, pin, gesture, hold_ms, allow
 
     Example: boton provision --port /dev/ttyUSB0 --alias Luna --contact 449 111 2233 --c4 449 910 0000
     """
+    # Validate everything before touching the device: bad input changes nothing.
+    config = prov.build_config(alias=alias, contacts=list(contacts), c4=list(c4), device_id=device_id or "",
+                               pin=pin, gesture=gesture, hold_ms=hold_ms, allow_911=allow_911)
     with Device(port) as dev:
-        if device_id is None:
-            uid = dev.eval_json("__import__('binascii').hexlify(__import__('hw').unique_id()).decode()")
-            device_id = "BS-" + uid[-4:].upper()
-        config = prov.build_config(alias=alias, contacts=list(contacts), c4=list(c4), device_id=device_id,
-                                   pin=pin, gesture=gesture, hold_ms=hold_ms, allow_911=allow_911)
+        if not device_id:
+            device_id = config["device_id"] = prov.default_device_id(dev)
         digest = prov.write_config(dev, config)
     console.print(f"provisioned {device_id}: {len(config['contacts'])} contact(s), "
                   f"{len(config['c4_numbers'])} C4 number(s), gesture {gesture}; config {digest[:12]} verified")
@@ -144,7 +144,8 @@ def provision(port, alias, contacts, c4, device_id, pin, gesture, hold_ms, allow
 # --------------------------------------------------------------------------- test-call
 @main.command("test-call")
 @click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)
-@click.option("--timeout", type=float, default=120, show_default=True, help="Seconds to wait for the outcome.")
+@click.option("--timeout", type=click.IntRange(5, 900), default=120, show_default=True,
+              help="Seconds the device waits for C4 to answer and the SMS to be accepted.")
 def test_call(port, timeout):
     """The delivery-day test: fire a TEST alert (SMS marked PRUEBA, real call to C4) and
     report the outcome from the device's own log.
@@ -156,8 +157,9 @@ def test_call(port, timeout):
     def consume(b):
         seen.append(b)
 
-    with Device(port, timeout=timeout) as dev:
-        out = dev.exec("import app\napp.test_call()", timeout=timeout, consumer=consume)
+    # The device gives up after --timeout; the link allows for its boot and modem start on top.
+    with Device(port, timeout=timeout + 60) as dev:
+        out = dev.exec(f"import app\napp.test_call({int(timeout)})", consumer=consume)
         text = b"".join(seen).decode(errors="replace") + out.decode(errors="replace")
     events = [line.split()[1:] for line in text.splitlines() if line.startswith("EV ")]
     names = [e[0] for e in events if e]

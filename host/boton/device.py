@@ -44,7 +44,9 @@ class Device:
         except (TransportError, serial.SerialException, OSError, ValueError) as e:
             raise DeviceError(f"cannot open {self.port}: {_reason(e)}", EXIT_CONNECT) from None
         try:
-            self.t.enter_raw_repl(soft_reset=False, timeout_overall=self.timeout)
+            # A soft reset, as mpremote does by default: a clean interpreter that ran
+            # boot.py only, so the firmware's tasks and UARTs are not in the way.
+            self.t.enter_raw_repl(soft_reset=True, timeout_overall=self.timeout)
         except (TransportError, serial.SerialException, OSError) as e:
             self.t.close()
             raise DeviceError(f"no MicroPython REPL answers on {self.port}: {_reason(e)} "

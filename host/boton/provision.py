@@ -86,6 +86,15 @@ def build_config(*, alias, contacts, c4, device_id, pin=None, allow_911=False,
     }
 
 
+def default_device_id(dev) -> str:
+    """BS- and the last 4 hex digits of the chip's unique id (its eFuse MAC)."""
+    try:
+        uid = dev.eval_json("__import__('binascii').hexlify(__import__('hw').unique_id()).decode()")
+    except DeviceError:
+        raise DeviceError("the firmware is not on this device: run `boton deploy` first") from None
+    return "BS-" + uid[-4:].upper()
+
+
 def config_bytes(config: dict) -> bytes:
     return json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
 

@@ -1,0 +1,104 @@
+"""The technician's commands against a virtual device, through the real mpremote transport."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from boton.cli import main
+from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
+from rigkit import FAST
+
+BOTON = str(Path(sys.executable).parent / "boton")
+
+
+@pytest.fixture
+def device(tmp_path):
+    vd = VirtualDevice(tmp_path / "flash", time_scale=FAST, network_log=tmp_path / "net.jsonl",
+                       c4_hangup_after_s=30)
+    vd.start()
+    yield vd
+    vd.stop()
+
+
+def run(*args, env=None):
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def provision_args(url, *extra):
+    return ["provision", "--port", url, "--alias", "Luna", "--contact", DEFAULT_CONTACT,
+            "--c4", DEFAULT_C4, "--pin", "482913", *extra]
+
+
+def test_deploy_provision_test_call(device):
+    url = device.repl_url
+    r = run("deploy", "--port", url)
+    assert r.exit_code == 0, r.output
+    assert "deployed" in r.output
+    assert (device.flash_dir / "lib" / "app.mpy").exists()
+    again = run("deploy", "--port", url)
+    assert again.exit_code == 0 and "already up to date" in again.output
+
+    r = run(*provision_args(url))
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((device.flash_dir / "config.json").read_text())
+    assert cfg["contacts"] == [DEFAULT_CONTACT] and cfg["alias"] == "Luna" and cfg["pin"] == "482913"
+    assert not (device.flash_dir / "config.json.tmp").exists()
+    assert DEFAULT_CONTACT not in r.output  # numbers are masked on screen
+
+    mark = len(device.events)
+    r = run("test-call", "--port", url, "--timeout", "90")
+    assert r.exit_code == 0, r.output
+    assert "-> ok" in r.output
+    sms = device.wait_event(lambda e: e["kind"] == "sms", after=mark)
+    assert sms["text"].startswith("PRUEBA")
+    assert device.wait_event(lambda e: e["kind"] == "call_connected", after=mark)
+    log = "".join(p.read_text() for p in sorted(device.flash_dir.glob("log.*")))
+    assert " test_result ok " in log
+
+
+def test_test_call_fails_when_c4_never_answers(tmp_path):
+    vd = VirtualDevice(tmp_path / "flash", time_scale=FAST)
+    vd.start()
+    try:
+        assert run("deploy", "--port", vd.repl_url).exit_code == 0
+        assert run(*provision_args(vd.repl_url)).exit_code == 0
+        vd.call(vd.network.set_behaviour, DEFAULT_C4, "no_answer")
+        r = run("test-call", "--port", vd.repl_url, "--timeout", "8")
+        assert r.exit_code == 6, r.output
+        assert "test call failed" in r.output
+    finally:
+        vd.stop()
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--contact", "12345"], "contact #1"),
+    (["--contact", "not a number"], "is not a phone number"),
+    (["--alias", "María Fernanda López"], "alias must be"),
+    (["--pin", "12"], "PIN must be"),
+])
+def test_bad_provision_input_is_one_line_exit_2(device, bad, message):
+    args = provision_args(device.repl_url)
+    for i in range(0, len(bad), 2):
+        at = args.index(bad[i])
+        args[at + 1] = bad[i + 1]
+    proc = subprocess.run([BOTON, *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (device.flash_dir / "config.json").exists()
+
+
+def test_unreachable_port_is_one_line_exit_3():
+    proc = subprocess.run([BOTON, "deploy", "--port", "socket://127.0.0.1:9"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 3
+    assert "cannot open socket://127.0.0.1:9" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_port_says_how_to_give_one():
+    proc = subprocess.run([BOTON, "deploy"], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2 and "--port" in proc.stderr

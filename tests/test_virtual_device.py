@@ -1,0 +1,92 @@
+"""The virtual device behaves like a board to the real mpremote, and the alert path works on it."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
+from rigkit import provisioned_device
+
+MPREMOTE = str(Path(sys.executable).parent / "mpremote")
+
+
+def mpremote(url, *args, timeout=60):
+    proc = subprocess.run([MPREMOTE, "connect", url, *args], capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    return proc.stdout
+
+
+@pytest.fixture(params=["socket", "pty"])
+def blank_device(request, tmp_path):
+    vd = VirtualDevice(tmp_path / "flash", repl=request.param, time_scale=0.1)
+    vd.start()
+    yield vd
+    vd.stop()
+
+
+def test_mpremote_fs_exec_and_soft_reset(blank_device, tmp_path):
+    url = blank_device.repl_url
+    src = tmp_path / "hello.txt"
+    src.write_bytes(b"hola\n" * 300)  # > one 256-byte raw-paste window
+    mpremote(url, "fs", "cp", str(src), ":hello.txt")
+    assert (blank_device.flash_dir / "hello.txt").read_bytes() == src.read_bytes()
+    assert "hello.txt" in mpremote(url, "fs", "ls")
+    assert mpremote(url, "exec", "import sys; print(sys.implementation.name, 6*7)").split() == ["micropython", "42"]
+    # state survives between commands but not a soft reset, as on a board
+    out = mpremote(url, "exec", "x = 5", "eval", "x", "soft-reset", "exec",
+                   "print('x' in globals())")
+    assert out.split() == ["5", "False"]
+    script = tmp_path / "run_me.py"
+    script.write_text("print('ran on', __import__('sys').platform)")
+    assert "ran on linux" in mpremote(url, "run", str(script))
+
+
+def test_soft_reset_runs_boot_and_main(blank_device):
+    (blank_device.flash_dir / "boot.py").write_text("print('BOOT.PY')")
+    (blank_device.flash_dir / "main.py").write_text("print('MAIN.PY')")
+    mark = blank_device.console_mark()
+    # friendly-REPL Ctrl-D soft reset: boot.py then main.py, like a board
+    mpremote(blank_device.repl_url, "exec", "pass")  # leaves the friendly REPL after
+    import serial
+    with serial.serial_for_url(blank_device.repl_url, timeout=5) as port:
+        port.write(b"\r\x02\x04")
+        text = blank_device.wait_console("MAIN.PY", timeout=20, since=mark)
+    assert "MPY: soft reboot" in text and text.index("BOOT.PY") < text.index("MAIN.PY")
+
+
+def test_device_error_exits_are_printed_not_fatal(blank_device):
+    proc = subprocess.run([MPREMOTE, "connect", blank_device.repl_url, "exec", "1/0"],
+                          capture_output=True, text=True, timeout=30)
+    assert "ZeroDivisionError" in proc.stdout + proc.stderr
+    # the device is still there
+    assert mpremote(blank_device.repl_url, "eval", "1+1").strip() == "2"
+
+
+def test_alert_sends_location_sms_and_covert_call(tmp_path):
+    with provisioned_device(tmp_path) as vd:
+        vd.press(hold_s=1.2)
+        sms = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == DEFAULT_CONTACT, timeout=60)
+        call = vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4, timeout=60)
+        assert sms["delivered"]
+        assert "https://maps.google.com/?q=21.88234,-102.29143" in sms["text"]
+        assert len(sms["text"]) <= 160
+        assert vd.modem.audio["speaker_level"] == 0 and vd.modem.audio["ringer_level"] == 0
+        assert vd.modem.audio["mic_gain"] > 0
+    lines = [json.loads(x) for x in (tmp_path / "net.jsonl").read_text().splitlines()]
+    assert any(e["kind"] == "sms" and e["to"] == DEFAULT_CONTACT for e in lines)
+
+
+def test_bounce_and_short_press_do_not_alert(tmp_path):
+    with provisioned_device(tmp_path) as vd:
+        vd.noise(pulses=15, width_s=0.004)
+        vd.press(hold_s=0.2)  # a bag squeeze: far shorter than the 800 ms gesture
+        before = vd.console_text()
+        vd.press(hold_s=1.2)
+        vd.wait_console("EV alert gesture", timeout=30)
+        text = vd.console_text()
+    # had the noise or the squeeze raised an alert, it would be logged before the real press
+    # and the real press would only have logged "alert_repeat"
+    assert "EV alert" not in before
+    assert text.count("EV alert gesture") == 1 and "alert_repeat" not in text
