@@ -653,14 +653,16 @@ a = Sim(max_alert_s=600).resume(late)
 b = Sim(max_alert_s=600).resume(saved)       # C4 had answered: no redial after reset
 c = Sim().resume(None)
 d = Sim().resume({"v": 99})
+e = Sim().resume({"v": 1, "active": True, "out": [[1, "x"]], "fix": [1, 2]})
 idle = Sim().resume(Sim().state or {"v": 1, "active": False})
 out([a.m.active, [x[2][:20] for x in a.sms()], b.dials(), b.m.active, c.logs(), d.logs(),
-     idle.kinds()])
+     idle.kinds(), e.logs(), e.m.active])
 """)
     assert r[0] is False and r[1][0] == "Boton Seguro: termin"
     assert r[2] == [] and r[3] is True
     assert r[4] == [["state_ignored", ""]] and r[5] == [["state_ignored", ""]]
     assert r[6] == ["persist"]
+    assert r[7] == [["state_ignored", "IndexError"]] and r[8] is False   # damaged file
 
 
 def test_state_round_trip_keeps_outbox_and_counts(both):

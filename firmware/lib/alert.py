@@ -176,33 +176,15 @@ class AlertMachine(SmsMixin, CallMixin):
         if not isinstance(st, dict) or st.get("v") != 1:
             acts.append(("log", "state_ignored", ""))
             return acts
-        self.active = bool(st.get("active"))
-        self.test = bool(st.get("test"))
-        self.alerts = st.get("alerts") or 0
-        self.call_done = bool(st.get("call_done"))
-        self.ni = st.get("ni") or 0
-        if self.ni >= len(self.dial_list):
-            self.ni = 0
-        self.att = st.get("att") or 0
-        self.seq = st.get("seq") or 0
-        self.cancel_by = st.get("by")
-        self.outbox = [list(e) for e in (st.get("out") or [])]
-        self.got_gps = list(st.get("got_gps") or [])
-        self.cell = st.get("cell")
-        self.battery = st.get("battery")
-        fx = st.get("fix")
-        if fx and len(fx) == 6:
-            self.fix = list(fx[:5])
-            self.fix_t = ticks_add(now, -fx[5])
-        ea = st.get("end_ago_ms")
-        self.end_t = None if ea is None else ticks_add(now, -ea)
-        self.call = "idle"
-        self.connected = False
-        self.inflight = None
-        self._housekeeping(now)
+        try:
+            self._restore(st, now)
+        except Exception as e:  # a damaged file must not stop the button from working
+            self.__init__(self.cfg)
+            self._now = now
+            acts.append(("log", "state_ignored", type(e).__name__))
+            return acts
         if self.active:
-            el = st.get("elapsed_ms") or 0
-            self.start_t = ticks_add(now, -el)
+            el = ticks_diff(now, self.start_t)
             left = self.cfg["max_alert_s"] * 1000 - el
             if left <= 0:
                 self._expire(now, acts)
@@ -217,6 +199,36 @@ class AlertMachine(SmsMixin, CallMixin):
                     self._dial(now, acts)
         self._dirty = True
         return self._finish(now, acts)
+
+    def _restore(self, st, now):
+        self.active = bool(st.get("active"))
+        self.test = bool(st.get("test"))
+        self.alerts = int(st.get("alerts") or 0)
+        self.call_done = bool(st.get("call_done"))
+        self.ni = int(st.get("ni") or 0)
+        if not 0 <= self.ni < len(self.dial_list):
+            self.ni = 0
+        self.att = int(st.get("att") or 0)
+        self.seq = int(st.get("seq") or 0)
+        self.cancel_by = st.get("by")
+        out = []
+        for e in st.get("out") or []:
+            out.append([int(e[0]), str(e[1]), str(e[2]), int(e[3])])
+        self.outbox = out
+        self.got_gps = list(st.get("got_gps") or [])
+        self.cell = st.get("cell")
+        self.battery = st.get("battery")
+        fx = st.get("fix")
+        if fx:
+            self.fix = list(fx[:5])
+            self.fix_t = ticks_add(now, -int(fx[5]))
+        ea = st.get("end_ago_ms")
+        self.end_t = None if ea is None else ticks_add(now, -int(ea))
+        self.start_t = ticks_add(now, -int(st.get("elapsed_ms") or 0))
+        self.call = "idle"
+        self.connected = False
+        self.inflight = None
+        self._housekeeping(now)
 
     # --------------------------------------------------------------- helpers
     def _log(self, acts, what, detail=""):
