@@ -1,0 +1,444 @@
+"""`boton devices ...` (the inventory) and `boton registry ...` (its key and file).
+
+Register into the main group with:
+
+    from .cli_registry import devices, registry
+    main.add_command(devices)
+    main.add_command(registry)
+
+Each group also turns a DeviceError into one line and its exit code by itself, so it works
+the same standalone (tests) and under `boton`. Exit codes: 0 ok, 2 bad input (including a
+missing or wrong key), 7 refused by the registry's contents (duplicate, wrong state,
+number already on an active case, registry busy). Nothing prompts unless stdin is a TTY.
+"""
+import json
+import os
+import sys
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from . import registry as R
+from .device import EXIT_USAGE, DeviceError
+from .provision import mask
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+class RegistryGroup(click.Group):
+    """Expected failures become `error: ...` and a documented exit code, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DeviceError as e:
+            err_console.print("[bold red]error:[/]", escape(str(e)), soft_wrap=True)
+            sys.exit(e.exit_code)
+
+
+def registry_options(f):
+    f = click.option("--technician", envvar="BOTON_TECHNICIAN",
+                     help="Who is doing this, for the audit trail (default: BOTON_TECHNICIAN, "
+                          "else your OS user name).")(f)
+    f = click.option("--registry", "registry_path", envvar="BOTON_REGISTRY",
+                     type=click.Path(dir_okay=False),
+                     help="Registry file (default: BOTON_REGISTRY, else registry.sqlite3 in "
+                          "your user data folder).")(f)
+    return f
+
+
+def json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
+
+
+def _open(registry_path, technician):
+    return R.Registry(registry_path, technician=technician)
+
+
+def _echo_json(data):
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _interactive():
+    return sys.stdin.isatty()
+
+
+def _need(value, option, prompt):
+    """A required option: asked for on a terminal (keeps it out of the shell history),
+    a usage error otherwise."""
+    if value:
+        return value
+    if _interactive():
+        return click.prompt(prompt)
+    raise DeviceError(f"missing {option} (nothing is asked when stdin is not a terminal)", EXIT_USAGE)
+
+
+def _confirm(question, yes):
+    if yes or not _interactive():
+        return
+    if not click.confirm(question, default=False):
+        raise DeviceError("cancelled, nothing was changed", EXIT_USAGE)
+
+
+def _counts_line(c):
+    parts = [f"{c[s]} {s.replace('_', ' ')}" for s in R.STATES if s != "delivered" and c[s]]
+    return f"{c['delivered']} of {c['total']} delivered" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def _device_json(d):
+    out = d.to_dict()
+    out["flash_size_text"] = R.format_flash_size(d.flash_size)
+    return out
+
+
+# =========================================================================== devices
+@click.group(cls=RegistryGroup)
+def devices():
+    """The device inventory: every button, its state and (encrypted) the case it serves.
+
+    States: in_stock -> provisioned -> delivered -> returned -> (wiped) in_stock; any but
+    delivered -> faulty or retired. Delivery needs a case and a passed test call.
+
+    The registry is BOTON_REGISTRY or registry.sqlite3 in the user data folder; case data
+    needs the key (BOTON_KEY or the key file from `boton registry init-key`).
+
+    Exit codes: 0 ok, 2 bad input or key problem, 7 refused by the registry's contents
+    (duplicate, wrong state, number on another active case, registry busy).
+
+    Example: boton devices list --state delivered
+    """
+
+
+@devices.command("list")
+@click.option("--state", type=click.Choice(R.STATES), help="Only devices in this state.")
+@json_option
+@registry_options
+def list_(state, as_json, registry_path, technician):
+    """List devices (all, or one state) and how many are delivered.
+
+    Example: boton devices list --state provisioned --json
+    """
+    with _open(registry_path, technician) as reg:
+        devs, counts = reg.list(state), reg.counts()
+    if as_json:
+        _echo_json({"devices": [_device_json(d) for d in devs], "counts": counts})
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for col, width in (("label", 7), ("mac", 17), ("state", 11), ("test", 6), ("case", 4)):
+        table.add_column(col, no_wrap=True, min_width=width)
+    for col in ("board", "flash", "updated"):
+        table.add_column(col, overflow="ellipsis", no_wrap=True)
+    for d in devs:
+        state = d.state + (" [red]wipe![/]" if d.wipe_required else "")
+        table.add_row(d.label, d.mac, state, d.test_call_result or "", "yes" if d.has_case else "",
+                      d.board or "", R.format_flash_size(d.flash_size), (d.updated_at or "")[:10])
+    if devs:
+        console.print(table)
+    else:
+        console.print("no devices" + (f" in state {state}" if state else ""))
+    console.print(_counts_line(counts))
+
+
+@devices.command()
+@click.argument("device")
+@click.option("--reveal", is_flag=True,
+              help="Also decrypt and show her case data (needs the key; written to the audit trail).")
+@json_option
+@registry_options
+def show(device, reveal, as_json, registry_path, technician):
+    """Show one device by MAC or label. Case data only with --reveal.
+
+    Example: boton devices show BS-0042 --reveal
+    """
+    with _open(registry_path, technician) as reg:
+        d = reg.find(device)
+        case = reg.case(d.mac) if reveal else None
+    data = _device_json(d)
+    if reveal:
+        data["case"] = case.to_dict() if case else None
+    if as_json:
+        _echo_json(data)
+        return
+    for k, v in data.items():
+        if k in ("case", "flash_size_text") or v is None or v == "":
+            continue
+        if k == "flash_size":
+            v = data["flash_size_text"]
+        console.print(f"{k:>16}: {escape('' if v is None else str(v))}", soft_wrap=True)
+    if not reveal:
+        console.print(f"{'case':>16}: {'assigned (use --reveal to see it)' if d.has_case else 'none'}")
+    elif case is None:
+        console.print(f"{'case':>16}: none")
+    else:
+        for k, v in case.to_dict().items():
+            v = ", ".join(v) if isinstance(v, list) else v
+            console.print(f"{'case ' + k:>16}: {escape('' if v is None else str(v))}", soft_wrap=True)
+
+
+@devices.command()
+@click.argument("mac")
+@click.option("--label", help="Label on the case, e.g. BS-0042 (default: the next free BS-NNNN).")
+@click.option("--board", help="Board profile, e.g. tcall_sim800l.")
+@click.option("--flash-size", help="Flash size, e.g. 4MB.")
+@registry_options
+def add(mac, label, board, flash_size, registry_path, technician):
+    """Register a new device by its eFuse MAC (as `esptool.py chip_id` prints it).
+
+    Example: boton devices add 24:6f:28:aa:bb:cc --label BS-0042 --board tcall_sim800l
+    """
+    with _open(registry_path, technician) as reg:
+        d = reg.add_device(mac, label=label, board=board, flash_size=flash_size)
+    console.print(f"added {d.label} ({d.mac}), in stock")
+
+
+@devices.command()
+@click.argument("device")
+@click.option("--alias", help="Short name she chose (not her full name), as the device will use it.")
+@click.option("--case-id", help="Case number, e.g. AGS/2024/00731.")
+@click.option("--name", help="Her full name (optional).")
+@click.option("--notes", help="Notes for the program staff (optional).")
+@click.option("--order-ends", help="Restraining order end date, YYYY-MM-DD, or 'none'.")
+@click.option("--contact", "contacts", multiple=True,
+              help="Trusted contact's number (1 to 5; repeat the option). Mexican numbers by default.")
+@click.option("--replace", is_flag=True, help="Replace the case the device already has (only in stock).")
+@registry_options
+def assign(device, alias, case_id, name, notes, order_ends, contacts, replace, registry_path, technician):
+    """Give a device her case (stored encrypted). A number already on another active case
+    is refused. On a terminal, leave options out to be asked (keeps them out of the shell
+    history).
+
+    Example: boton devices assign BS-0042 --alias Luna --case-id AGS/2024/00731
+    --order-ends 2025-12-31 --contact "449 111 2233" --contact "449 222 3344"
+    """
+    alias = _need(alias, "--alias", "Alias (short name she chose)")
+    case_id = _need(case_id, "--case-id", "Case id")
+    order_ends = _need(order_ends, "--order-ends", "Restraining order end date (YYYY-MM-DD or none)")
+    if not contacts:
+        contacts = [c for c in _need(None, "--contact", "Trusted contacts (separate with ;)").split(";")
+                    if c.strip()]
+    case = R.CaseData(alias=alias, case_id=case_id, contacts=list(contacts), order_ends=order_ends,
+                      full_name=name, notes=notes)
+    with _open(registry_path, technician) as reg:
+        d = reg.assign(reg.find(device).mac, case, replace=replace)
+    console.print(f"assigned a case to {d.label}: {len(case.contacts)} contact(s) "
+                  f"({', '.join(mask(n) for n in case.contacts)}), "
+                  + ("order end date recorded" if case.order_ends else "no order end date"),
+                  soft_wrap=True)
+
+
+def _simple(name, method, doc, message):
+    @devices.command(name, help=doc)
+    @click.argument("device")
+    @registry_options
+    def cmd(device, registry_path, technician):
+        with _open(registry_path, technician) as reg:
+            d = getattr(reg, method)(reg.find(device).mac)
+            counts = reg.counts()
+        console.print(message(d, counts), soft_wrap=True)
+    return cmd
+
+
+_simple("deliver", "deliver",
+        "Mark a provisioned device as delivered to her. Needs a case and a passed test call "
+        "since the last flash, deploy or provision.\n\nExample: boton devices deliver BS-0042",
+        lambda d, c: f"{d.label} delivered; {_counts_line(c)}")
+_simple("return", "return_device",
+        "She gave the device back: delivered -> returned. Her case is closed (its numbers are "
+        "free again) and the device is flagged until its configuration is wiped.\n\n"
+        "Example: boton devices return BS-0042",
+        lambda d, c: f"{d.label} returned, her case closed; wipe its configuration before reuse")
+_simple("restock", "restock",
+        "A repaired faulty device goes back to stock (refused while it may hold someone's "
+        "configuration).\n\nExample: boton devices restock BS-0042",
+        lambda d, c: f"{d.label} back in stock")
+
+
+@devices.command()
+@click.argument("device")
+@click.option("--reason", help="What is wrong with the hardware (no case data).")
+@registry_options
+def faulty(device, reason, registry_path, technician):
+    """Mark a device faulty (not when delivered: return it first). A case it had is closed.
+
+    Example: boton devices faulty BS-0042 --reason "SIM800 does not register"
+    """
+    reason = _need(reason, "--reason", "What is wrong with it")
+    with _open(registry_path, technician) as reg:
+        d = reg.mark_faulty(reg.find(device).mac, reason)
+    console.print(f"{d.label} marked faulty" + ("; it may hold a configuration: wipe it" if d.wipe_required else ""))
+
+
+@devices.command()
+@click.argument("device")
+@click.option("--reason", help="Why it leaves service for good (no case data).")
+@click.option("--unwiped", is_flag=True,
+              help="Retire it although it may hold her configuration (it cannot be wiped and its "
+                   "flash will be destroyed).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation on a terminal.")
+@registry_options
+def retire(device, reason, unwiped, yes, registry_path, technician):
+    """Take a device out of service for good (any state but delivered).
+
+    Example: boton devices retire BS-0042 --reason "water damage"
+    """
+    reason = _need(reason, "--reason", "Why is it retired")
+    with _open(registry_path, technician) as reg:
+        d = reg.find(device)
+        _confirm(f"Retire {d.label} ({d.mac}) for good?", yes)
+        d = reg.retire(d.mac, reason, allow_unwiped=unwiped)
+    console.print(f"{d.label} retired" + ("; NOT wiped: destroy its flash" if d.wipe_required else ""))
+
+
+@devices.command("ending-soon")
+@click.option("--days", type=click.IntRange(0, 3650), default=30, show_default=True,
+              help="How many days ahead to look (orders already ended are always listed).")
+@json_option
+@registry_options
+def ending_soon(days, as_json, registry_path, technician):
+    """Cases whose restraining order ends within --days (or has ended): time to check on
+    her and on the order's renewal. Needs the key; written to the audit trail.
+
+    Example: boton devices ending-soon --days 15
+    """
+    with _open(registry_path, technician) as reg:
+        rows = reg.ending_soon(days)
+    data = [{"label": e.device.label, "mac": e.device.mac, "state": e.device.state,
+             "alias": e.case.alias, "case_id": e.case.case_id,
+             "order_ends": e.case.order_ends.isoformat(), "days_left": e.days_left} for e in rows]
+    if as_json:
+        _echo_json(data)
+        return
+    if not data:
+        console.print(f"no active case's order ends within {days} days")
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("label", "alias", "case id", "order ends", "days left", "state"):
+        table.add_column(col)
+    for r in data:
+        left = r["days_left"]
+        table.add_row(r["label"], escape(r["alias"]), escape(r["case_id"]), r["order_ends"],
+                      f"[red]ended {-left} d ago[/]" if left < 0 else str(left), r["state"])
+    console.print(table)
+
+
+@devices.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@registry_options
+def import_(file, registry_path, technician):
+    """Add devices from a CSV file, all or nothing. Columns: mac (required), label, board,
+    flash_size, imei, iccid, state, and for a case alias, case_id, full_name, notes,
+    order_ends, contacts (separated by ;). UTF-8, comma or semicolon separated. Any
+    problem is reported as "line N, field 'F'" and nothing is imported.
+
+    Example: boton devices import inventario.csv
+    """
+    with _open(registry_path, technician) as reg:
+        n = reg.import_csv(file)
+        counts = reg.counts()
+    console.print(f"imported {n} device(s); {_counts_line(counts)}")
+
+
+@devices.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--with-case-data", is_flag=True,
+              help="Also write her alias, case id, name, notes, order end date and contacts, in "
+                   "the clear (needs the key; file mode 0600; written to the audit trail).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation on a terminal.")
+@registry_options
+def export(file, with_case_data, yes, registry_path, technician):
+    """Write the inventory to a CSV file (e.g. for C4): hardware and lifecycle columns only,
+    unless --with-case-data.
+
+    Example: boton devices export botones.csv
+    """
+    if with_case_data:
+        _confirm(f"{file} will hold case data in the clear. Continue?", yes)
+    with _open(registry_path, technician) as reg:
+        n = reg.export_csv(file, include_case_data=with_case_data)
+    console.print(f"exported {n} device(s) to {escape(str(file))}"
+                  + ("; it holds case data in the clear: hand it over encrypted, then delete it"
+                     if with_case_data else ""), soft_wrap=True)
+
+
+@devices.command()
+@click.argument("device", required=False)
+@click.option("--limit", type=click.IntRange(0), default=200, show_default=True,
+              help="Show only the last N entries (0: all).")
+@json_option
+@registry_options
+def audit(device, limit, as_json, registry_path, technician):
+    """Who did what to which device, and when (never case data).
+
+    Example: boton devices audit BS-0042 --json
+    """
+    with _open(registry_path, technician) as reg:
+        mac = reg.find(device).mac if device else None
+        rows = reg.audit(mac, limit=limit or None)
+    if as_json:
+        _echo_json(rows)
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("when (UTC)", "technician", "action", "device", "detail"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["at"], escape(r["technician"]), r["action"], r["label"] or "",
+                      escape(r["detail"] or ""))
+    console.print(table)
+
+
+# =========================================================================== registry
+@click.group(cls=RegistryGroup)
+def registry():
+    """The registry file and its key.
+
+    Example: boton registry info
+    """
+
+
+@registry.command("init-key")
+@click.option("--key-file", type=click.Path(dir_okay=False),
+              help="Where to write it (default: BOTON_KEY_FILE, else registry.key in your user "
+                   "config folder).")
+def init_key(key_file):
+    """Create the key that encrypts case data, once per registry (mode 0600; never
+    overwritten). Back it up (e.g. on a USB stick in the office safe): without it the case
+    data cannot be read.
+
+    Example: boton registry init-key
+    """
+    path = R.create_key_file(key_file)
+    console.print(f"wrote a new key to {escape(str(path))} (mode 0600). Back it up now: "
+                  "without it the case data cannot be read.", soft_wrap=True)
+    if os.environ.get("BOTON_KEY"):
+        console.print("note: BOTON_KEY is set and takes precedence over this file")
+
+
+@registry.command()
+@json_option
+@registry_options
+def info(as_json, registry_path, technician):
+    """Where the registry and the key are, its schema version, and whether the key fits.
+
+    Example: boton registry info --json
+    """
+    with _open(registry_path, technician) as reg:
+        data = {"path": str(reg.path), "schema_version": reg.schema_version,
+                "counts": reg.counts(), "key_fingerprint": reg.key_fingerprint(),
+                "key_file": str(R.default_key_file())}
+        try:
+            c = reg.cipher()
+            data.update(key_source=c.source, key_ok=True)
+        except R.RegistryKeyError as e:
+            data.update(key_source=None, key_ok=False, key_problem=str(e))
+    if as_json:
+        _echo_json(data)
+        return
+    console.print(f"registry: {escape(data['path'])} (schema {data['schema_version']})", soft_wrap=True)
+    console.print(_counts_line(data["counts"]))
+    console.print(f"key: {escape(data['key_source'] or 'none')}; case data encrypted with key "
+                  f"{data['key_fingerprint'] or '(none yet)'}", soft_wrap=True)
+    if not data["key_ok"]:
+        console.print(f"[yellow]key problem:[/] {escape(data['key_problem'])}", soft_wrap=True)

@@ -1,0 +1,217 @@
+"""`boton devices ...` and `boton registry ...` through click's CliRunner, on a registry
+in a temporary folder chosen by environment variables."""
+import datetime as dt
+import json
+import stat
+
+import click
+import pytest
+from click.testing import CliRunner
+from cryptography.fernet import Fernet
+
+from boton.cli_registry import devices, registry
+from boton.registry import Registry
+
+MAC1, MAC2, MAC3 = "24:6f:28:00:00:01", "24:6f:28:00:00:02", "24:6f:28:00:00:03"
+SECRETS = ["Luna", "Maria Lopez", "AGS/2024/00731", "4491112233", "4492223344"]
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.delenv("BOTON_TECHNICIAN", raising=False)
+    e = {"BOTON_REGISTRY": str(tmp_path / "reg" / "registry.sqlite3"),
+         "BOTON_KEY": Fernet.generate_key().decode(),
+         "BOTON_KEY_FILE": str(tmp_path / "cfg" / "registry.key"),
+         "BOTON_TECHNICIAN": "ana"}
+    for k, v in e.items():
+        monkeypatch.setenv(k, v)
+    return e
+
+
+def run(group, *args, code=0, input=None):
+    res = CliRunner().invoke(group, list(args), input=input, catch_exceptions=False)
+    assert res.exit_code == code, (res.stdout, res.stderr)
+    return res
+
+
+def dev(*args, **kw):
+    return run(devices, *args, **kw)
+
+
+ASSIGN = ["assign", MAC1, "--alias", "Luna", "--case-id", "AGS/2024/00731", "--name", "Maria Lopez",
+          "--order-ends", "2031-01-31", "--contact", "449 111 2233", "--contact", "449 222 3344"]
+
+
+def provisioned(env):
+    """MAC1 ready for delivery, prepared through the API as the other commands will."""
+    dev("add", MAC1, "--board", "tcall_sim800l", "--flash-size", "4MB")
+    dev(*ASSIGN)
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        reg.record_deploy(MAC1, "ab" * 32)
+        reg.record_provision(MAC1, "cd" * 32)
+        reg.record_test_call(MAC1, True, "ok")
+
+
+def test_add_list_and_counts(env):
+    assert "added BS-0001 (24:6f:28:00:00:01), in stock" in dev("add", "24-6F-28-00-00-01").stdout
+    dev("add", MAC2, "--label", "bs-0042", "--board", "tcall_sim800l", "--flash-size", "4MB")
+    out = dev("list").stdout
+    assert "BS-0001" in out and "BS-0042" in out and "24:6f:28:00:00:02" in out
+    assert "0 of 2 delivered (2 in stock)" in out
+    data = json.loads(dev("list", "--json").stdout)
+    assert [d["label"] for d in data["devices"]] == ["BS-0001", "BS-0042"]
+    assert data["counts"]["total"] == 2 and data["devices"][1]["flash_size_text"] == "4MB"
+    assert json.loads(dev("list", "--state", "delivered", "--json").stdout)["devices"] == []
+
+
+def test_errors_are_one_line_with_exit_codes(env):
+    dev("add", MAC1)
+    res = dev("add", MAC1, code=7)
+    assert res.stderr.strip() == "error: device 24:6f:28:00:00:01 is already in the registry as BS-0001"
+    assert "Traceback" not in res.stderr
+    assert "is not a MAC address" in dev("add", "24:6f:28", code=2).stderr
+    assert "it is in_stock" in dev("deliver", "BS-0001", code=7).stderr
+    assert "no device 'BS-0099'" in dev("show", "BS-0099", code=2).stderr
+
+
+def test_assign_show_and_reveal(env):
+    dev("add", MAC1)
+    out = dev(*ASSIGN).stdout
+    assert "assigned a case to BS-0001: 2 contact(s) (+52********33, +52********44)" in out
+    for s in SECRETS:
+        assert s not in out
+    shown = dev("show", "BS-0001").stdout + dev("show", MAC1, "--json").stdout
+    assert "assigned (use --reveal to see it)" in shown
+    for s in SECRETS:
+        assert s not in shown
+    data = json.loads(dev("show", "bs-0001", "--reveal", "--json").stdout)
+    assert data["case"] == {"alias": "Luna", "case_id": "AGS/2024/00731", "full_name": "Maria Lopez",
+                            "notes": None, "order_ends": "2031-01-31",
+                            "contacts": ["+524491112233", "+524492223344"]}
+    text = dev("show", "BS-0001", "--reveal").stdout
+    assert "Maria Lopez" in text and "+524491112233, +524492223344" in text
+    assert [a["action"] for a in json.loads(dev("audit", "BS-0001", "--json").stdout)] == [
+        "add", "assign", "reveal", "reveal"]
+
+
+def test_assign_does_not_prompt_without_a_terminal(env):
+    dev("add", MAC1)
+    res = dev("assign", MAC1, "--case-id", "X-1", "--order-ends", "none", "--contact", "4491112233",
+              code=2, input="Luna\n")
+    assert "missing --alias" in res.stderr
+
+
+def test_assign_refuses_a_number_on_another_active_case(env):
+    dev("add", MAC1)
+    dev("add", MAC2)
+    dev(*ASSIGN)
+    res = dev("assign", MAC2, "--alias", "Sol", "--case-id", "X-2", "--order-ends", "none",
+              "--contact", "+52 449 222 3344", code=7)
+    assert "contact #1 +52********44 is already on the active case of BS-0001" in res.stderr
+    assert "4492223344" not in res.stderr
+    assert "not a valid number" in dev("assign", MAC2, "--alias", "Sol", "--case-id", "X-2",
+                                       "--order-ends", "none", "--contact", "449 12", code=2).stderr
+
+
+def test_delivery_return_and_counts_line(env):
+    provisioned(env)
+    dev("add", MAC2)
+    assert "BS-0001 delivered; 1 of 2 delivered (1 in stock)" in dev("deliver", "BS-0001").stdout
+    assert "her case closed; wipe its configuration" in dev("return", "BS-0001").stdout
+    assert "BS-0002 marked faulty" in dev("faulty", "BS-0002", "--reason", "no GSM", "--technician", "beto").stdout
+    res = dev("retire", "BS-0001", "--reason", "cracked", code=7)
+    assert "wipe it first" in res.stderr
+    assert "NOT wiped" in dev("retire", "BS-0001", "--reason", "cracked", "--unwiped").stdout
+    rows = json.loads(dev("audit", "--json").stdout)
+    assert rows[-2]["technician"] == "beto" and rows[-2]["action"] == "faulty"
+    assert rows[-1]["action"] == "retire"
+
+
+def test_ending_soon(env):
+    dev("add", MAC1)
+    dev("add", MAC2)
+    dev(*ASSIGN[:6], "--order-ends", "2000-01-01", "--contact", "449 111 2233")
+    later = str(dt.date.today() + dt.timedelta(days=1000))
+    dev("assign", MAC2, "--alias", "Sol", "--case-id", "X-2", "--order-ends", later, "--contact", "4493334455")
+    data = json.loads(dev("ending-soon", "--json").stdout)
+    assert [(r["label"], r["alias"], r["order_ends"]) for r in data] == [("BS-0001", "Luna", "2000-01-01")]
+    assert data[0]["days_left"] < 0
+    assert "ended" in dev("ending-soon").stdout
+    assert "BS-0002" in dev("ending-soon", "--days", "1000").stdout
+
+
+def test_ending_soon_with_a_wrong_key(env, monkeypatch):
+    dev("add", MAC1)
+    dev(*ASSIGN)
+    monkeypatch.setenv("BOTON_KEY", Fernet.generate_key().decode())
+    res = dev("ending-soon", code=2)
+    assert "cannot decrypt: wrong BOTON_KEY" in res.stderr
+    monkeypatch.delenv("BOTON_KEY")
+    assert "no registry key" in dev("show", MAC1, "--reveal", code=2).stderr
+    assert "BS-0001" in dev("list").stdout                        # no key needed for devices
+
+
+def test_import_and_export(env, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("mac,label,alias,case_id,contacts,order_ends\n"
+                   f"{MAC1},BS-0001,Luna,AGS/2024/00731,4491112233;4492223344,2031-01-31\n"
+                   f"{MAC2},,,,,\n")
+    assert "imported 2 device(s); 0 of 2 delivered (2 in stock)" in dev("import", str(src)).stdout
+    out = tmp_path / "c4.csv"
+    dev("export", str(out))
+    text = out.read_text()
+    assert "BS-0001" in text and not any(s in text for s in SECRETS)
+    full = tmp_path / "full.csv"
+    assert "holds case data in the clear" in dev("export", str(full), "--with-case-data").stdout
+    assert "Luna" in full.read_text() and stat.S_IMODE(full.stat().st_mode) == 0o600
+
+
+def test_import_errors_name_line_and_field(env, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"mac,label\n{MAC1},BS-0001\n{MAC2},BS-0001\nzz,BS-0003\n")
+    res = dev("import", str(bad), code=2)
+    assert "line 3, field 'label': BS-0001 is also on line 2" in res.stderr
+    assert "line 4, field 'mac': 'zz' is not a MAC address" in res.stderr
+    assert "nothing was changed" in res.stderr
+    assert json.loads(dev("list", "--json").stdout)["devices"] == []
+
+
+def test_help_says_what_and_gives_an_example(env):
+    for cmd in devices.commands:
+        out = dev(cmd, "--help").stdout
+        assert "Example: boton devices " + cmd in out, cmd
+    for cmd in registry.commands:
+        assert "Example: boton registry " + cmd in run(registry, cmd, "--help").stdout, cmd
+    for cmd in ("list", "show", "ending-soon", "audit"):
+        assert "--json" in dev(cmd, "--help").stdout
+
+
+def test_init_key_and_info(env, monkeypatch, tmp_path):
+    monkeypatch.delenv("BOTON_KEY")
+    info = json.loads(run(registry, "info", "--json").stdout)
+    assert info["key_ok"] is False and "no registry key" in info["key_problem"]
+    assert info["schema_version"] == 2
+    out = run(registry, "init-key").stdout
+    assert "Back it up" in out
+    kf = tmp_path / "cfg" / "registry.key"
+    assert stat.S_IMODE(kf.stat().st_mode) == 0o600
+    assert kf.read_text().strip() not in out                         # the key is never printed
+    assert "refusing to overwrite" in run(registry, "init-key", code=7).stderr
+    dev("add", MAC1)
+    dev(*ASSIGN)
+    info = json.loads(run(registry, "info", "--json").stdout)
+    assert info["key_ok"] and info["key_source"].startswith("key file")
+    assert len(info["key_fingerprint"]) == 16
+
+
+def test_works_inside_the_main_group(env):
+    """As registered by `main.add_command(devices)` under cli.py's BotonGroup."""
+    from boton.cli import BotonGroup
+
+    main = BotonGroup(name="boton")
+    main.add_command(devices)
+    main.add_command(registry)
+    res = run(main, "devices", "add", MAC1)
+    assert "added BS-0001" in res.stdout
+    assert "already in the registry" in run(main, "devices", "add", MAC1, code=7).stderr
+    assert isinstance(main.commands["registry"], click.Group)
