@@ -354,6 +354,8 @@ def test_case_data_is_validated_without_echoing_it():
     with pytest.raises(RegistryError, match="full name contains control characters"):
         case(full_name="Maria\x1b[2J")
     assert case(order_ends="none").order_ends is None
+    assert case(contacts="449 111 2233, 449 222 3344").contacts == tuple(E164)
+    assert case(contacts=["449 111 2233;449 222 3344"]).contacts == tuple(E164)
     assert case().contacts == tuple(E164)
 
 

@@ -300,8 +300,9 @@ def check_date(value, what="order end date"):
 
 def check_contacts(values, region="MX"):
     if isinstance(values, str):
-        values = [v for v in re.split(r"[;|\n]", values) if v.strip()]
-    values = list(values or [])
+        values = [values]
+    # "449 111 2233; 449 222 3344" in one CSV field or one --contact: numbers have no , ; |
+    values = [v for item in (values or []) for v in re.split(r"[;|,\n]", str(item)) if v.strip()]
     if not 1 <= len(values) <= MAX_CONTACTS:
         raise RegistryError(f"give 1 to {MAX_CONTACTS} trusted contacts (got {len(values)})")
     out = []
