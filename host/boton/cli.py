@@ -31,7 +31,7 @@ def main():
     """Botón Seguro: flash, deploy, provision and test panic buttons, real or virtual.
 
     Exit codes: 0 ok, 2 bad input, 3 cannot connect, 4 device error, 5 verify failed,
-    6 test call failed.
+    6 test call failed, 7 registry conflict (duplicate, wrong state, busy).
     """
 
 
@@ -200,3 +200,10 @@ def nmea(log, as_json):
         click.echo(json.dumps(result, indent=2))
     else:
         click.echo(render_text(result))
+
+
+# Command groups that live in their own modules.
+from .cli_registry import devices, registry  # noqa: E402
+
+main.add_command(devices)
+main.add_command(registry)
