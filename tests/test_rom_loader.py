@@ -1,15 +1,24 @@
 """ESP32 ROM download-mode emulation: sans-IO protocol tests, then the real esptool
 (CLI subprocess and Python API) against RomServer over socket:// and rfc2217://."""
 import hashlib
+import os
 import random
+import re
+import shutil
+import socket
 import struct
+import subprocess
+import sys
+import time
 import zlib
+from pathlib import Path
 
 import pytest
 
 from boton.sim.rom_loader import (CMD, ERR_CHECKSUM, ERR_DEFLATE, ERR_FAILED, ERR_FLASH_WRITE,
                                   ERR_INVALID, ERR_READ_LEN, SYNC_PAYLOAD, RomLoader,
                                   SlipDecoder, checksum, mac_crc8, slip_encode)
+from boton.sim.rom_server import AutoResetCircuit, RomServer
 
 MAC = bytes.fromhex("240ac4000042")
 MB = 1024 * 1024
@@ -299,3 +308,234 @@ def test_flash_end_and_mem_end_leave_the_loader(rom):
 def test_change_baudrate_moves_uart_clkdiv(rom):
     ok(rom, CMD["CHANGE_BAUDRATE"], struct.pack("<II", 460800, 0))
     assert rom.baud == 460800 and read_reg(rom, 0x3FF40014) == round(40e6 / 460800)
+
+
+# ----------------------------------------------------------------------------- reset circuit
+def drive(circuit, steps):
+    """steps: (t, dtr, rts) line changes in order; returns the boot events, polled after."""
+    events = []
+    for t, dtr, rts in steps:
+        events += circuit.set_lines(t, dtr=dtr, rts=rts)
+    events += circuit.poll(steps[-1][0] + 10)
+    return events
+
+
+def classic_reset(t0, step):
+    """esptool's ClassicReset as it reaches the board, `step` seconds per line change."""
+    return [(t0, False, None), (t0 + step, None, True),          # IO0 high, EN low
+            (t0 + 0.1 + 2 * step, True, None),                   # IO0 low ((on, on) glitch)
+            (t0 + 0.1 + 3 * step, None, False),                  # EN released, IO0 low
+            (t0 + 0.15 + 5 * step, False, None)]                 # IO0 high again
+
+
+@pytest.mark.parametrize("step,en_delay", [
+    (0.0005, 0.005),  # a USB-UART bridge: sub-ms line changes, a board's few-ms EN RC
+    (0.05, None),     # RFC2217: pyserial polls each change's ack every 50 ms (server default)
+    (0.07, None),     # ... on a loaded machine
+])
+def test_classic_reset_enters_download_mode(step, en_delay):
+    c = AutoResetCircuit() if en_delay is None else AutoResetCircuit(en_delay)
+    assert drive(c, classic_reset(0.0, step)) == ["reset", "download"]
+    # esptool's second attempt holds IO0 low 0.5 s longer: also download
+    assert drive(AutoResetCircuit(), classic_reset(0.0, step)[:-1] + [(0.7 + 5 * step, False, None)]) \
+        == ["reset", "download"]
+
+
+def test_reset_with_io0_high_boots_the_app():
+    c = AutoResetCircuit()
+    assert drive(c, [(0.0, False, True), (0.1, None, False)]) == ["reset", "run"]  # HardReset
+    # opening a port asserts DTR then RTS: neither alone pulls EN low -> no reset
+    assert drive(AutoResetCircuit(), [(0.0, True, None), (0.05, None, True)]) == []
+    held = AutoResetCircuit()
+    assert held.set_lines(0.0, rts=True) == ["reset"] and held.poll(99.0) == [] and held.in_reset
+
+
+# ----------------------------------------------------------------------------- real esptool
+ESPTOOL = Path(sys.executable).with_name("esptool")
+if not ESPTOOL.exists():
+    ESPTOOL = Path(shutil.which("esptool") or "esptool")
+NO_RESET = ("--before", "no-reset", "--after", "no-reset")
+
+
+def esptool(url, *args, reset=NO_RESET, stub=False, check=True):
+    cmd = [str(ESPTOOL), "--port", url, *reset, *(() if stub else ("--no-stub",)), *args]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, NO_COLOR="1", COLUMNS="200"))
+    out = p.stdout + p.stderr
+    if check and p.returncode:
+        pytest.fail(f"{' '.join(cmd[1:])} exited {p.returncode}:\n{out}")
+    return p.returncode, out
+
+
+class Board:
+    """A RomServer plus a record of its boot-mode hook and app traffic."""
+
+    def __init__(self, tmp_path, **kw):
+        self.flash_path = tmp_path / "flash.bin"
+        self.modes, self.app_in = [], bytearray()
+        self.server = RomServer(self.flash_path, on_boot_mode=self.modes.append,
+                                on_app_data=self.app_in.extend, **kw).start()
+        self.url = self.server.url
+
+    def flash(self, offset, n):
+        return flash_bytes(self.flash_path, offset, n)
+
+
+@pytest.fixture
+def board(tmp_path):
+    b = Board(tmp_path)
+    yield b
+    b.server.stop()
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    path = tmp_path_factory.mktemp("img") / "micropython-like.bin"
+    path.write_bytes(firmware_like(50_000))
+    return path
+
+
+def test_esptool_detects_esp32_and_reads_the_mac(board):
+    _, out = esptool(board.url, "chip-id")
+    assert "Detecting chip type... ESP32" in out
+    assert "ESP32-D0WD-V3 (revision v3.0)" in out
+    assert re.search(r"Features:\s+Wi-Fi, BT, Dual Core \+ LP Core, 240MHz", out)
+    assert re.search(r"Crystal frequency:\s+40MHz", out)
+    assert re.search(r"MAC:\s+24:0a:c4:00:00:42", out)
+    assert "Staying in bootloader." in out and board.modes == ["download"]
+
+
+def test_esptool_read_mac_reports_the_board_mac(tmp_path):
+    b = Board(tmp_path, mac=bytes.fromhex("a4cf12345678"))
+    try:
+        _, out = esptool(b.url, "read-mac")
+    finally:
+        b.server.stop()
+    assert re.findall(r"MAC:\s+(\S+)", out) == ["a4:cf:12:34:56:78"] * 2
+
+
+def test_esptool_flash_id_detects_4mb(board):
+    _, out = esptool(board.url, "flash-id")
+    assert re.search(r"Manufacturer:\s+ef", out) and re.search(r"Device:\s+4016", out)
+    assert re.search(r"Detected flash size:\s+4MB", out)
+
+
+def test_esptool_write_flash_rom_default_is_uncompressed(board, image):
+    data = image.read_bytes()
+    _, out = esptool(board.url, "write-flash", "0x1000", str(image))
+    assert "compressed" not in out and "Hash of data verified." in out
+    assert board.flash(0x1000, len(data)) == data
+    assert board.flash(0x0, 0x1000) == b"\xff" * 0x1000        # nothing before
+    end = 0x1000 + len(data)
+    assert board.flash(end, 0x1000) == b"\xff" * 0x1000          # nor after
+
+
+def test_esptool_write_flash_compressed(board, image):
+    data = image.read_bytes()
+    _, out = esptool(board.url, "write-flash", "-z", "0x10000", str(image))
+    m = re.search(r"Wrote (\d+) bytes \((\d+) compressed\)", out)
+    assert m and int(m.group(2)) < int(m.group(1)) // 4, out
+    assert "Hash of data verified." in out
+    assert board.flash(0x10000, len(data)) == data
+
+
+def test_esptool_write_flash_no_compress_then_verify_flash(board, image):
+    data = image.read_bytes()
+    esptool(board.url, "write-flash", "-u", "0x1000", str(image))
+    assert board.flash(0x1000, len(data)) == data
+    _, out = esptool(board.url, "verify-flash", "0x1000", str(image))
+    assert "Verification successful (digest matched)." in out
+    with open(board.flash_path, "r+b") as f:  # one flipped bit in "flash"
+        f.seek(0x1000 + 1234)
+        f.write(bytes([data[1234] ^ 0x10]))
+    code, out = esptool(board.url, "verify-flash", "0x1000", str(image), check=False)
+    assert code != 0 and "Verification failed" in out
+
+
+def test_esptool_read_flash(board, tmp_path):
+    payload = firmware_like(3000, seed=3)
+    with open(board.flash_path, "r+b") as f:
+        f.seek(0x3000)
+        f.write(payload)
+    out_file = tmp_path / "read.bin"
+    _, out = esptool(board.url, "read-flash", "0x3000", str(len(payload)), str(out_file))
+    assert out_file.read_bytes() == payload
+
+
+def test_esptool_erase_region_and_erase_flash(board):
+    with open(board.flash_path, "r+b") as f:
+        f.seek(0x20000)
+        f.write(b"\x00" * 0x4000)
+    _, out = esptool(board.url, "erase-region", "0x21000", "0x2000")
+    assert "erased successfully" in out
+    assert board.flash(0x20000, 0x1000) == b"\x00" * 0x1000      # kept
+    assert board.flash(0x21000, 0x2000) == b"\xff" * 0x2000      # erased
+    assert board.flash(0x23000, 0x1000) == b"\x00" * 0x1000      # kept
+    # like a real ESP32 ROM: whole-chip erase is a stub-only command
+    code, out = esptool(board.url, "erase-flash", check=False)
+    assert code != 0 and "ESP32 ROM does not support function erase_flash" in out
+
+
+def test_esptool_run_boots_the_app_and_the_uart_goes_to_it(board):
+    esptool(board.url, "run")
+    board.server.wait_boot("run")
+    assert board.modes == ["download", "run"] and board.server.mode == "run"
+    host, port = board.url[len("socket://"):].split(":")
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall(b"print('hi')\r\n")
+        board.server.send_console(b">>> ")
+        s.settimeout(5)
+        assert s.recv(100) == b">>> "
+    deadline = time.monotonic() + 5
+    while bytes(board.app_in) != b"print('hi')\r\n" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert bytes(board.app_in) == b"print('hi')\r\n"
+
+
+def test_ram_code_halts_the_board_with_a_hint(board):
+    host, port = board.url[len("socket://"):].split(":")
+    with socket.create_connection((host, int(port))) as s:
+        s.settimeout(5)
+        s.sendall(request(CMD["MEM_BEGIN"], struct.pack("<IIII", 4, 1, 0x1800, 0x40090000))
+                  + request(CMD["MEM_DATA"], *block(0, b"\x00\x00\x00\x00"))
+                  + request(CMD["MEM_END"], struct.pack("<II", 0, 0x40090000)))
+        got = b""
+        while b"--no-stub" not in got:
+            got += s.recv(4096)
+    assert [r[0] for r in parse(got.split(b"\r\n")[0])] == [5, 7, 6]
+    assert board.server.mode == "halted"
+
+
+def test_esptool_python_api_writes_and_reads(board):
+    from esptool.cmds import attach_flash, detect_chip, read_flash, write_flash
+    data = firmware_like(9000, seed=11)
+    esp = detect_chip(board.url, connect_mode="no-reset")
+    try:
+        assert esp.CHIP_NAME == "ESP32" and not esp.IS_STUB
+        assert esp.read_mac() == tuple(MAC)
+        attach_flash(esp)
+        write_flash(esp, [(0x8000, data)], compress=True)
+        assert read_flash(esp, 0x8000, 256) == data[:256]
+        assert esp.flash_md5sum(0x8000, len(data)) == hashlib.md5(data).hexdigest()
+    finally:
+        esp._port.close()
+    assert board.flash(0x8000, len(data)) == data
+
+
+def test_rfc2217_reset_lines_enter_download_and_hard_reset_boots_app(tmp_path):
+    from esptool.cmds import detect_chip
+    b = Board(tmp_path, rfc2217=True, boot_mode="run")
+    try:
+        assert b.url.startswith("rfc2217://") and b.modes == ["run"]
+        esp = detect_chip(b.url, connect_mode="default-reset")  # classic DTR/RTS dance
+        try:
+            assert esp.CHIP_NAME == "ESP32" and b.server.mode == "download"
+            assert esp.read_mac() == tuple(MAC)
+            n = len(b.server.boots)
+            esp.hard_reset()                                  # RTS pulse, IO0 high
+            b.server.wait_boot("run", after=n)
+        finally:
+            esp._port.close()
+        assert b.modes == ["run", "download", "run"]
+    finally:
+        b.server.stop()
