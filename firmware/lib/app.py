@@ -62,6 +62,7 @@ class App:
         cfg["fw"] = VERSION
         if test:
             cfg["test_mode"] = True
+        self.cfg = cfg
         self.machine = AlertMachine(cfg)
         self.gesture_cfg = cfg.get("gesture") or {}
         self.inbox = []
@@ -69,6 +70,7 @@ class App:
         self.timers = {}
         self.ready = asyncio.Event()
         self.call_active = False
+        self.brain_seen = time.ticks_ms()
         self._end_cause = None
         self.sms_ok = 0
         self.answered = False
@@ -93,13 +95,26 @@ class App:
         self.inbox.append(ev)
         self.wake.set()
 
+    async def watchdog_task(self):
+        """Feed the hardware watchdog only while the brain keeps turning: a hung loop
+        or a dead task lets it bite and the board restarts (and resumes any alert)."""
+        wdt = hw.WDT(timeout=int(self.cfg.get("watchdog_s", 30) * 1000))
+        while True:
+            self.post(("tick",))  # the brain answers by moving brain_seen forward
+            await asyncio.sleep_ms(1000)
+            if time.ticks_diff(time.ticks_ms(), self.brain_seen) < 5000:
+                wdt.feed()
+
     async def brain(self):
         """The one place events meet the state machine; actions run in order."""
         while True:
             await self.wake.wait()
+            self.brain_seen = time.ticks_ms()
             self.wake.clear()
             while self.inbox:
                 ev = self.inbox.pop(0)
+                if ev[0] == "tick":
+                    continue
                 for act in self.machine.handle(ev, time.ticks_ms()):
                     self.act(act)
 
@@ -107,6 +122,8 @@ class App:
         kind = a[0]
         if kind == "log":
             self.log.add(a[1], a[2])
+            if a[1] == "alert":
+                asyncio.create_task(self.refresh_cell())
             if a[1] == "sms_ok":
                 self.sms_ok += 1
             elif a[1] == "call_active":
@@ -226,8 +243,17 @@ class App:
             self.post(("sms_command", sender, "\n".join(lines[1:])))
 
     # ------------------------------------------------------------ modem lifecycle
+    def _pin(self, name, value):
+        num = self.board["modem"].get(name)
+        if num is None:
+            return None
+        return hw.Pin(num, hw.Pin.OUT, value=value)
+
     async def modem_init(self):
         m = self.modem
+        # Supply on (T-Call: POWER_ON pin) and RESET released before anything else.
+        self._pin("power_on", 1)
+        self._pin("reset", 1)
         if not await m.probe():
             # Only pulse PWRKEY when it is really off: a pulse on a running module turns it off.
             self.log.add("modem_power_on", "pwrkey")
@@ -257,7 +283,7 @@ class App:
             self.log.add("sim_problem", sim.replace(" ", "_"))
         for _ in range(10):
             failed = await m.batch(("AT+CMGF=1", 'AT+CSCS="GSM"', "AT+CNMI=2,1,0,0,0",
-                                    "AT+CLIP=1", "AT+CLCC=1", "AT+COLP=0"))
+                                    "AT+CLIP=1", "AT+CLCC=1", "AT+COLP=0", "AT+CENG=1,0"))
             if not failed:
                 break
             await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
@@ -276,7 +302,80 @@ class App:
             await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
         self.log.add("registered" if registered else "not_registered", "")
         await self.poll_status()
+        await self.refresh_cell()
         return registered
+
+    async def refresh_cell(self):
+        """Serving cell id + LAC: the location of last resort when there is no fix
+        (AT+CIPGSMLOC no longer works; C4 can resolve a cell id with the carrier)."""
+        try:
+            _, _, lines = await self.modem.cmd("AT+CENG?", 3000, expect="+CENG", check=False)
+        except ModemError:
+            return
+        for ln in lines:
+            cell = atparse.parse_ceng(ln)
+            if cell and cell.get("cell") == 0:
+                self.post(("cell", cell))
+                return
+
+    async def recover_modem(self):
+        """The module stopped answering: AT probe -> AT+CFUN reset -> RESET pin ->
+        power cycle, each step only if the one before did not bring it back."""
+        m = self.modem
+        self.log.add("modem_silent", "")
+        if await m.probe(3000):
+            self.log.add("modem_recovered", "probe")
+            return True
+        try:
+            await m.cmd("AT+CFUN=1,1", 5000, check=False)
+        except ModemError:
+            pass
+        if await m.probe(8000):
+            return await self._recovered("cfun")
+        rst = self._pin("reset", 1)
+        if rst:
+            rst.value(0)
+            await asyncio.sleep_ms(max(150, int(200 * hw.TIME_SCALE)))
+            rst.value(1)
+            if await m.probe(8000):
+                return await self._recovered("reset_pin")
+        pwr = self._pin("power_on", 1)
+        if pwr:
+            pwr.value(0)
+            await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
+            pwr.value(1)
+        key = self._pin("pwrkey", 1)
+        key.value(0)
+        await asyncio.sleep_ms(int(1200 * hw.TIME_SCALE))
+        key.value(1)
+        if await m.probe(10000):
+            return await self._recovered("power_cycle")
+        self.log.add("modem_dead", "")
+        return False
+
+    async def _recovered(self, how):
+        self.log.add("modem_recovered", how)
+        await self.modem_init()
+        return True
+
+    async def health_task(self):
+        """Watch the modem (and feed the watchdog while the brain is alive)."""
+        every = int(self.cfg.get("health_every_s", 60) * 1000)
+        status_every = int(self.cfg.get("status_every_s", 600) * 1000)
+        last_status = time.ticks_ms()
+        while True:
+            await asyncio.sleep_ms(every)
+            if time.ticks_diff(time.ticks_ms(), self.modem.last_rx_ms) > every:
+                try:
+                    ok = (await self.modem.cmd("AT", 1000, check=False))[0] == "OK"
+                except ModemTimeout:
+                    ok = False
+                if not ok:
+                    await self.recover_modem()
+            if time.ticks_diff(time.ticks_ms(), last_status) >= status_every:
+                last_status = time.ticks_ms()
+                await self.poll_status()
+                await self.refresh_cell()
 
     async def poll_status(self):
         for cmd, prefix in (("AT+CBC", "+CBC"), ("AT+CSQ", "+CSQ")):
@@ -352,7 +451,8 @@ class App:
     # ------------------------------------------------------------ run
     def start_tasks(self):
         tasks = [asyncio.create_task(t) for t in (hw.run(), self.modem.reader(), self.brain(),
-                                                  self.gps_task(), self.button_task())]
+                                                  self.gps_task(), self.button_task(),
+                                                  self.watchdog_task())]
         return tasks
 
     def resume(self):
@@ -374,6 +474,7 @@ async def _main(test=False, test_timeout_s=300):
     app = App(board, cfg, log, test=test)
     tasks = app.start_tasks()
     await app.modem_init()
+    asyncio.create_task(app.health_task())
     app.resume()
     gc.collect()
     log.add("ready", "safe" if safe else "ok")
@@ -401,7 +502,20 @@ async def _test_alert(app, log, timeout_s):
 
 
 def main():
-    asyncio.run(_main())
+    """Run forever; a crash is logged and the board restarts by itself."""
+    try:
+        asyncio.run(_main())
+    except KeyboardInterrupt:
+        raise  # a technician's Ctrl-C: stop at the REPL
+    except Exception as e:
+        try:
+            EventLog(echo=True).add("crash", "%s:%s" % (type(e).__name__, e))
+        except Exception:
+            pass
+        import sys
+        sys.print_exception(e)
+        time.sleep_ms(1000)
+        hw.reset()
 
 
 def test_call(timeout_s=120):

@@ -68,12 +68,12 @@ class Pin:
 
 
 class WDT:
-    # The rig plays the watchdog: the firmware's feeds are counted, a starved one resets it.
+    # The rig plays the watchdog: it restarts the board when feeds stop for `timeout` ms.
     def __init__(self, id=0, timeout=5000):
-        self.timeout = timeout
+        _gpio_sock().write(b"WDT %d\n" % timeout)
 
     def feed(self):
-        pass
+        _gpio_sock().write(b"FEED\n")
 
 
 def UART(uart_id, baudrate=9600, tx=None, rx=None, rxbuf=1024):

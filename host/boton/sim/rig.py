@@ -85,6 +85,8 @@ class VirtualDevice:
         self.pins_out = {}         # output pin -> level, as the firmware drives them
         self.pin_history = []      # (t, pin, level) of outputs: LED/vibration pulses
         self.resets = 0
+        self.wdt_feeds = 0
+        self.wdt_resets = 0
         self._cond = threading.Condition()
         self._console = bytearray()
         self._console_total = 0
@@ -140,6 +142,8 @@ class VirtualDevice:
         self._gpio_writer = None
         self._uart_writers = {}
         self._button_level = 1 - self.board["button"]["active"]
+        self._wdt_handle = None
+        self._wdt_timeout = None
 
         self.sched = Scheduler(time.monotonic, self.time_scale)
         self.network = PhoneNetwork(self.sched, log_path=self._network_log)
@@ -206,6 +210,9 @@ class VirtualDevice:
         mode = "power"
         while True:
             code = await self._run_child(mode)
+            if self._wdt_handle is not None:  # any reset disarms it; the next boot re-arms
+                self._wdt_handle.cancel()
+                self._wdt_handle = None
             if code == SOFT_RAW:
                 mode = "softraw"
             elif code == SOFT_FRIENDLY:
@@ -390,6 +397,13 @@ class VirtualDevice:
 
     def _gpio_from_device(self, line: bytes):
         parts = line.split()
+        if parts[:1] == [b"WDT"] and len(parts) == 2:
+            self._wdt_arm(int(parts[1]) / 1000)
+            return
+        if parts == [b"FEED"]:
+            self.wdt_feeds += 1
+            self._wdt_arm(self._wdt_timeout)
+            return
         if len(parts) != 3 or parts[0] != b"P":
             return
         pin, level = int(parts[1]), int(parts[2])
@@ -397,9 +411,27 @@ class VirtualDevice:
             self.pins_out[pin] = level
             self.pin_history.append((time.monotonic(), pin, level))
             self._cond.notify_all()
-        if pin == self.board["modem"].get("pwrkey"):
+        modem = self.board["modem"]
+        if pin == modem.get("pwrkey"):
             self.modem.pwrkey(level)
-            self._kick_scheduler()
+        elif pin == modem.get("reset"):
+            self.modem.reset_pin(level)
+        elif pin == modem.get("power_on"):
+            self.modem.supply(level)
+        self._kick_scheduler()
+
+    def _wdt_arm(self, timeout_s):
+        """machine.WDT: once started it cannot be stopped; a missed feed resets the chip."""
+        self._wdt_timeout = timeout_s
+        if self._wdt_handle is not None:
+            self._wdt_handle.cancel()
+        self._wdt_handle = self._loop.call_later(timeout_s, self._wdt_bite)
+
+    def _wdt_bite(self):
+        self._wdt_handle = None
+        self.wdt_resets += 1
+        self._console_out(b"\r\nE (wdt) Task watchdog got triggered: rebooting\r\n")
+        asyncio.ensure_future(self._kill_child())
 
     async def _set_button(self, pressed: bool, bounce: bool):
         active = self.board["button"]["active"]
