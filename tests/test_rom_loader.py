@@ -284,6 +284,11 @@ def test_spi_registers_drive_the_flash_chip(rom):
     assert spi_command(rom, 0x05, read_bits=8) == 0x1C
     spi_command(rom, 0x01, data=bytes([0x00]))               # no WREN: ignored
     assert spi_command(rom, 0x05, read_bits=8) == 0x1C
+    spi_command(rom, 0x50)                                   # volatile write enable
+    spi_command(rom, 0x01, data=bytes([0x00, 0x02]))         # 16-bit WRSR: SR1, SR2
+    assert (spi_command(rom, 0x05, read_bits=8), spi_command(rom, 0x35, read_bits=8)) == (0, 2)
+    rom.reset()                                              # power cycle: volatile bits lost
+    assert (spi_command(rom, 0x05, read_bits=8), spi_command(rom, 0x35, read_bits=8)) == (0x1C, 0)
 
 
 def test_flash_id_follows_the_size(tmp_path):
@@ -305,9 +310,11 @@ def test_flash_end_and_mem_end_leave_the_loader(rom):
     assert rom.exited == "ram" and rom.entry == 0x40090000
 
 
-def test_change_baudrate_moves_uart_clkdiv(rom):
+def test_change_baudrate_moves_uart_clkdiv_until_the_next_sync(rom):
     ok(rom, CMD["CHANGE_BAUDRATE"], struct.pack("<II", 460800, 0))
     assert rom.baud == 460800 and read_reg(rom, 0x3FF40014) == round(40e6 / 460800)
+    parse(rom.feed(request(CMD["SYNC"], SYNC_PAYLOAD)))  # a new session: autobaud
+    assert rom.baud == 115200 and read_reg(rom, 0x3FF40014) == round(40e6 / 115200)
 
 
 # ----------------------------------------------------------------------------- reset circuit
@@ -430,13 +437,17 @@ def test_esptool_write_flash_rom_default_is_uncompressed(board, image):
     assert board.flash(end, 0x1000) == b"\xff" * 0x1000          # nor after
 
 
-def test_esptool_write_flash_compressed(board, image):
+def test_esptool_write_flash_compressed_at_460800(board, image):
     data = image.read_bytes()
-    _, out = esptool(board.url, "write-flash", "-z", "0x10000", str(image))
+    _, out = esptool(board.url, "-b", "460800", "write-flash", "-z", "0x10000", str(image))
+    assert "Changing baud rate to 460800" in out
     m = re.search(r"Wrote (\d+) bytes \((\d+) compressed\)", out)
     assert m and int(m.group(2)) < int(m.group(1)) // 4, out
     assert "Hash of data verified." in out
     assert board.flash(0x10000, len(data)) == data
+    # the board stayed in the ROM; the next session at 115200 syncs and sees a 40 MHz crystal
+    _, out = esptool(board.url, "verify-flash", "0x10000", str(image))
+    assert re.search(r"Crystal frequency:\s+40MHz", out) and "WARNING" not in out
 
 
 def test_esptool_write_flash_no_compress_then_verify_flash(board, image):
@@ -502,8 +513,15 @@ def test_ram_code_halts_the_board_with_a_hint(board):
         got = b""
         while b"--no-stub" not in got:
             got += s.recv(4096)
-    assert [r[0] for r in parse(got.split(b"\r\n")[0])] == [5, 7, 6]
+    *acks, hint = SlipDecoder().push(got)
+    assert [a[1] for a in acks] == [CMD["MEM_BEGIN"], CMD["MEM_DATA"], CMD["MEM_END"]]
+    assert hint.startswith(b"virtual ESP32") and hint.endswith(b"use esptool --no-stub")
     assert board.server.mode == "halted"
+
+
+def test_esptool_without_no_stub_says_why_it_cannot_work(board):
+    code, out = esptool(board.url, "chip-id", stub=True, check=False)
+    assert code != 0 and "Failed to start stub flasher" in out and "use esptool --no-stub" in out
 
 
 def test_esptool_python_api_writes_and_reads(board):

@@ -22,7 +22,9 @@ ROM, with the ROM's framing and status bytes (4 status bytes: status, error, 0, 
   reset / power-down no-ops, READ (0x03). That is how esptool's ``flash-id``, flash size
   detection, ``read-flash-status`` and ``write-flash-status`` work on the ROM.
 * SPI_ATTACH, SPI_SET_PARAMS (the ROM refuses flash access past the size it was given;
-  until then it assumes 2 MB, as esptool's comments say), CHANGE_BAUDRATE.
+  until then it assumes 2 MB, as esptool's comments say), CHANGE_BAUDRATE. Each SYNC
+  re-detects the host's baud rate (``host_baud``: a transport that knows it, like
+  RFC2217, sets it; otherwise 115200), which UART_CLKDIV then reflects.
 * FLASH_BEGIN (erases whole 4 KB sectors up front; the offset must be sector aligned)
   / FLASH_DATA / FLASH_END, FLASH_DEFL_BEGIN / FLASH_DEFL_DATA / FLASH_DEFL_END (one zlib
   stream across the blocks), SPI_FLASH_MD5 (32 lowercase hex ASCII characters, as the
@@ -312,6 +314,8 @@ class RomLoader:
             (flash_size.bit_length() - 1) << 16 | 0x40 << 8 | WINBOND)
         self._sfdp = _sfdp_table(flash_size)
         self._efuse = self._efuse_words()
+        self.host_baud = ROM_BAUD     # the rate the host talks at, found by SYNC (autobaud)
+        self._status_nv = [0, 0, 0]   # flash status registers SR1..SR3 as stored (non-volatile)
         self._slip = SlipDecoder()
         self._handlers = {
             CMD["SYNC"]: self._sync,
@@ -346,8 +350,8 @@ class RomLoader:
         self.log = []               # (command name, error code or 0), newest last
         self._mem = {}              # word address -> value (RAM, peripherals written)
         self._dl = None
-        self._status = [0, 0, 0]    # flash status registers SR1..SR3
-        self._wel = False           # write enable latch (WREN / WEVSR)
+        self._status = list(self._status_nv)  # SR1..SR3 as the chip uses them now
+        self._wel = None            # write enable latch: None, "nv" (WREN) or "volatile" (WEVSR)
 
     def close(self):
         self.flash.close()
@@ -404,6 +408,7 @@ class RomLoader:
     def _sync(self, data, chk):
         if data != SYNC_PAYLOAD:
             raise RomError(ERR_INVALID, "bad SYNC payload")
+        self.baud = self.host_baud  # the 0x55 pattern lets the ROM measure the host's rate
         return self._response(CMD["SYNC"], SYNC_VALUE) * SYNC_REPLIES
 
     def _read_reg(self, data, chk):
@@ -628,17 +633,21 @@ class RomLoader:
             i = (0x05, 0x35, 0x15).index(cmd)
             sr = self._status[i] | (0x02 if i == 0 and self._wel else 0)
             return bytes([sr]) * max(1, nread)
-        if cmd in (0x06, 0x50):  # WREN, write enable for volatile status
-            self._wel = True
+        if cmd == 0x06:  # WREN
+            self._wel = "nv"
+        elif cmd == 0x50:  # write enable for volatile status register
+            self._wel = "volatile"
         elif cmd == 0x04:  # WRDI
-            self._wel = False
+            self._wel = None
         elif cmd in (0x01, 0x31, 0x11):  # WRSR (1 or 2 bytes), WRSR2, WRSR3
             if self._wel and mosi:
                 first = (0x01, 0x31, 0x11).index(cmd)
                 for i, b in enumerate(mosi[:3 - first]):
                     self._status[first + i] = b & (0xFC if first + i == 0 else 0xFF)
-            self._wel = False
+                if self._wel == "nv":
+                    self._status_nv = list(self._status)
+            self._wel = None
         elif cmd in (0x66, 0x99):  # reset enable, reset
-            self._wel = False
+            self._wel = None
         # 0xB9 / 0x79 / 0xFF / 0xAB (power-down and release) and others: nothing to do
         return b""

@@ -31,7 +31,8 @@ Leaving the loader also switches modes: FLASH_END / FLASH_DEFL_END "run user cod
 "reboot" flavour is a software reset, which on the ESP32 keeps the latched strapping (a
 chip that booted into download mode comes back into download mode). MEM_END with an entry
 point (the flasher stub: esptool without ``--no-stub``; ``load-ram``) cannot run: the
-board halts and prints why on the UART until the next reset.
+board halts until the next reset, after one SLIP frame saying so (esptool shows it as
+"Failed to start stub flasher. Unexpected response: b'... use esptool --no-stub'").
 
 Hooks, for the owner of the rest of the virtual board (the MicroPython child):
 
@@ -56,7 +57,7 @@ from collections import deque
 
 import serial.rfc2217 as rfc2217
 
-from .rom_loader import RomLoader, boot_banner
+from .rom_loader import RomLoader, boot_banner, slip_encode
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,10 @@ log = logging.getLogger(__name__)
 # every 50 ms, so that glitch lasts ~50 ms and IO0 stays low for ~150 ms after it (0.65 s
 # on esptool's second attempt): 0.1 s sits inside both windows.
 EN_DELAY_S = 0.1
-HALT_MESSAGE = (b"\r\n[virtual ESP32] the code uploaded to RAM cannot run on this virtual board "
-                b"(esptool's flasher stub is not emulated): use esptool --no-stub\r\n")
+# Sent as one SLIP frame: esptool waiting for the stub's "OHAI" prints any other packet
+# ("Failed to start stub flasher. Unexpected response: b'...'"), so the hint reaches the user.
+HALT_MESSAGE = slip_encode(b"virtual ESP32: code uploaded to RAM cannot run here (esptool's "
+                           b"flasher stub is not emulated); use esptool --no-stub")
 
 
 class AutoResetCircuit:
@@ -124,7 +127,6 @@ class _VirtualPort:
 
     def __init__(self, server: "RomServer"):
         self._server = server
-        self.baudrate = 115200
         self.bytesize = 8
         self.parity = "N"
         self.stopbits = 1
@@ -132,6 +134,14 @@ class _VirtualPort:
         self.rtscts = False
         self.break_condition = False
         self.cts = self.dsr = self.ri = self.cd = False
+
+    @property
+    def baudrate(self):
+        return self._server.loader.host_baud
+
+    @baudrate.setter
+    def baudrate(self, value):
+        self._server.loader.host_baud = value  # the ROM autobauds on the next SYNC
 
     @property
     def dtr(self):
