@@ -455,15 +455,32 @@ class App:
                                                   self.watchdog_task())]
         return tasks
 
-    def resume(self):
+    async def resume(self):
+        """After a reset mid-alert: pick the alert up where it was. The modem kept its
+        power through the ESP32's reset, so a call to C4 may still be up: keep it."""
         try:
             saved = store.read_json(STATE_PATH)
         except ValueError:
             saved = None
             self.log.add("state_corrupt", "")
-        if saved:
-            for act in self.machine.from_state(saved, time.ticks_ms()):
-                self.act(act)
+        if not saved:
+            return
+        live = False
+        try:
+            _, _, lines = await self.modem.cmd("AT+CLCC", 3000, expect="+CLCC", check=False)
+            for ln in lines:
+                c = atparse.parse_clcc(ln)
+                live = live or bool(c and c[1] == 0 and c[2] in (0, 2, 3))
+        except ModemError:
+            pass
+        for act in self.machine.from_state(saved, time.ticks_ms()):
+            if live and (act[0] in ("dial", "covert_audio") or act[:2] == ("log", "dial")):
+                continue
+            self.act(act)
+        if live:
+            self.log.add("call_kept", "")
+            self.call_active = True
+            self.post(("call_state", "active", None))
 
 
 async def _main(test=False, test_timeout_s=300):
@@ -475,7 +492,7 @@ async def _main(test=False, test_timeout_s=300):
     tasks = app.start_tasks()
     await app.modem_init()
     asyncio.create_task(app.health_task())
-    app.resume()
+    await app.resume()
     gc.collect()
     log.add("ready", "safe" if safe else "ok")
     if not test:
