@@ -557,3 +557,16 @@ def test_rfc2217_reset_lines_enter_download_and_hard_reset_boots_app(tmp_path):
         assert b.modes == ["run", "download", "run"]
     finally:
         b.server.stop()
+
+
+def test_espefuse_summary_reads_the_same_efuses(board):
+    espefuse = ESPTOOL.with_name("espefuse")
+    if not espefuse.exists():
+        pytest.skip("espefuse not installed")
+    p = subprocess.run([str(espefuse), "--port", board.url, "--before", "no-reset", "--chip", "esp32",
+                        "summary"], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, NO_COLOR="1", COLUMNS="200"))
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out
+    assert re.search(r"= 24:0a:c4:00:00:42 \(CRC 0x[0-9a-f]{2} OK\)", out), out
+    assert re.search(r"WAFER_VERSION_MAJOR .*= 3 ", out) and re.search(r"PKG_VERSION .*= 1 ", out)
