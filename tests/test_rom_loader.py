@@ -570,3 +570,31 @@ def test_espefuse_summary_reads_the_same_efuses(board):
     assert p.returncode == 0, out
     assert re.search(r"= 24:0a:c4:00:00:42 \(CRC 0x[0-9a-f]{2} OK\)", out), out
     assert re.search(r"WAFER_VERSION_MAJOR .*= 3 ", out) and re.search(r"PKG_VERSION .*= 1 ", out)
+
+
+def test_reset_button_reboots_with_the_rom_banner(tmp_path):
+    def broken_hook(mode):
+        raise RuntimeError("the rig's bug must not kill the board")
+
+    b = Board(tmp_path, boot_mode="run")
+    b.server.on_app_data = broken_hook
+    try:
+        host, port = b.url[len("socket://"):].split(":")
+        with socket.create_connection((host, int(port))) as s:
+            s.settimeout(5)
+            s.sendall(b"x")  # goes to the (broken) app hook
+            n = len(b.server.boots)
+            b.server.reset("download")  # EN pressed with BOOT held
+            assert b.server.wait_boot("download", after=n)[2] == "poweron"
+            got = b""
+            while b"waiting for download" not in got:
+                got += s.recv(4096)
+            assert b"rst:0x1 (POWERON_RESET),boot:0x3 (DOWNLOAD_BOOT" in got
+            s.sendall(request(CMD["SYNC"], SYNC_PAYLOAD))  # and the ROM answers
+            got = b""
+            while got.count(b"\xc0") < 16:
+                got += s.recv(4096)
+            assert len(parse(got)) == 8
+        assert b.modes == ["run", "download"]
+    finally:
+        b.server.stop()

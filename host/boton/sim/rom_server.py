@@ -386,8 +386,7 @@ class RomServer:
         with self._cond:
             self.boots.append((time.monotonic(), mode, reason))
             self._cond.notify_all()
-        if self.on_boot_mode:
-            self.on_boot_mode(mode)
+        self._hook(self.on_boot_mode, mode)
 
     def _from_host(self, data):
         if self.mode == "download":
@@ -397,9 +396,17 @@ class RomServer:
             if self.loader.exited:
                 self._loader_exit(self.loader.exited)
         elif self.mode == "run":
-            if self.on_app_data:
-                self.on_app_data(data)
+            self._hook(self.on_app_data, data)
         # "reset" (EN low) and "halted": nobody listens
+
+    @staticmethod
+    def _hook(fn, arg):
+        if fn is None:
+            return
+        try:
+            fn(arg)
+        except Exception:  # the board keeps going; the owner's bug is logged
+            log.exception("rom server hook %r failed", fn)
 
     def _loader_exit(self, how):
         if how == "run":
