@@ -21,6 +21,11 @@ Two transports, one board:
   and samples IO0 then: low -> ROM download mode, high -> the app ("run"). So esptool's
   classic reset (RTS=EN low, DTR=IO0 low, release EN while IO0 is low) enters the
   loader, and its ``--after hard-reset`` (pulse RTS with DTR released) boots the app.
+  RFC2217 is slow with pyserial's client whatever the server: every change of the port's
+  timeout (esptool makes two per command) renegotiates the port settings with 50 ms polls,
+  ~0.2 s per command. Flash big images over ``socket://`` (or reset over RFC2217, then
+  flash with ``--before no-reset`` on the socket URL of the same board, if the owner
+  exposes both).
 
 On every boot the ROM banner is sent to the host (``banner=True``), exactly as the
 ESP32 prints it ("rst:0x1 (POWERON_RESET),boot:0x3 (DOWNLOAD_BOOT...) waiting for
@@ -198,7 +203,9 @@ class RomServer:
         self.banner = banner
         self.circuit = AutoResetCircuit(en_delay_s)
         self.mode = None          # "download", "run", "reset" (EN low) or "halted"
-        self.boots = []           # (monotonic time, mode, reason) of every boot, in order
+        self.boots = []           # (monotonic time, mode, reason) of every boot, in order;
+                                  # reason: "poweron" (EN), "sw" (software reset), "jump"
+                                  # (the ROM ran user code: FLASH_END)
         self._initial_mode = boot_mode
         self._latched = boot_mode  # strapping latched at the last EN boot
         self._host, self._port = host, port
