@@ -23,9 +23,8 @@ Two transports, one board:
   loader, and its ``--after hard-reset`` (pulse RTS with DTR released) boots the app.
   RFC2217 is slow with pyserial's client whatever the server: every change of the port's
   timeout (esptool makes two per command) renegotiates the port settings with 50 ms polls,
-  ~0.2 s per command. Flash big images over ``socket://`` (or reset over RFC2217, then
-  flash with ``--before no-reset`` on the socket URL of the same board, if the owner
-  exposes both).
+  ~0.2 s per command. Where speed matters, serve ``socket://`` and put the board into
+  download mode with ``reset("download")`` (the BOOT button) before running esptool.
 
 On every boot the ROM banner is sent to the host (``banner=True``), exactly as the
 ESP32 prints it ("rst:0x1 (POWERON_RESET),boot:0x3 (DOWNLOAD_BOOT...) waiting for
