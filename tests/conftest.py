@@ -28,3 +28,10 @@ def shared_data():
     if not path.exists():
         pytest.fail(f"shared data not found at {path}")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _private_registry(tmp_path, monkeypatch):
+    """Every test gets its own registry file: never the technician's real one."""
+    monkeypatch.setenv("BOTON_REGISTRY", str(tmp_path / "registry.sqlite"))
+    monkeypatch.setenv("BOTON_TECHNICIAN", "tester")

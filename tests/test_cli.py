@@ -102,3 +102,71 @@ def test_missing_port_says_how_to_give_one():
     proc = subprocess.run([BOTON, "deploy"], capture_output=True, text=True, timeout=60,
                           env={"PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2 and "--port" in proc.stderr
+
+
+def test_registry_follows_deploy_provision_and_test_call(device, tmp_path):
+    from boton.registry import Registry
+
+    url = device.repl_url
+    assert run("deploy", "--port", url).exit_code == 0
+    assert run(*provision_args(url)).exit_code == 0
+    with Registry() as reg:
+        dev = reg.get(device.mac)
+        assert dev.state == "provisioned"
+        assert dev.imei and dev.iccid and dev.config_hash and dev.firmware_hash
+        assert dev.test_call_result is None
+    assert run("test-call", "--port", url, "--timeout", "90").exit_code == 0
+    with Registry() as reg:
+        assert reg.get(device.mac).test_call_result == "passed"
+        actions = [a["action"] for a in reg.audit(device.mac)]
+    assert {"deploy", "provision", "test_call"} <= set(actions)
+
+
+def test_interrupted_deploy_changes_nothing_and_next_run_repairs(device):
+    from boton.registry import Registry
+
+    url = device.repl_url
+    device.unplug_after(20_000)
+    r = run("deploy", "--port", url)
+    assert r.exit_code == 3, r.output
+    with Registry() as reg:
+        assert reg.get(device.mac) is None
+    r = run("deploy", "--port", url)
+    assert r.exit_code == 0, r.output
+    assert "deployed" in r.output and "of" in r.output
+    assert run("deploy", "--port", url).output.startswith("firmware already up to date")
+
+
+def test_interrupted_provision_keeps_the_old_config(device):
+    url = device.repl_url
+    assert run("deploy", "--port", url).exit_code == 0
+    assert run(*provision_args(url)).exit_code == 0
+    before = (device.flash_dir / "config.json").read_bytes()
+    device.unplug_when(b"config.json.tmp")  # the temp file is opened, then the cable goes
+    r = run(*provision_args(url, "--alias", "Sol"))
+    assert r.exit_code == 3, r.output
+    assert (device.flash_dir / "config.json").read_bytes() == before  # old config whole, never half
+    r = run(*provision_args(url)[:4], "Sol", *provision_args(url)[5:])
+    assert r.exit_code == 0, r.output
+    assert json.loads((device.flash_dir / "config.json").read_text())["alias"] == "Sol"
+
+
+def test_status_and_logs(device):
+    url = device.repl_url
+    assert run("deploy", "--port", url).exit_code == 0
+    assert run(*provision_args(url)).exit_code == 0
+    r = run("status", "--port", url, "--json")
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.output)
+    assert info["fw"] and info["registered"] and info["modem"] and info["battery"] is not None
+    assert info["config_sha256"] and info["gps_sentences"] > 0
+    r = run("logs", "--port", url, "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["intact"] and data["entries"]
+    # alter one entry on the flash: the chain check must notice
+    seg = sorted(device.flash_dir.glob("log.*"))[0]
+    text = seg.read_text().replace(" boot ", " b00t ", 1)
+    seg.write_text(text)
+    r = run("logs", "--port", url)
+    assert r.exit_code == 5 and "ALTERED" in r.output

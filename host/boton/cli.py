@@ -4,6 +4,7 @@ import sys
 
 import click
 from rich.console import Console
+from rich.table import Table
 
 from . import provision as prov
 from .device import EXIT_TEST, Device, DeviceError
@@ -12,6 +13,22 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 PORT_HELP = "Serial port of the board: /dev/ttyUSB0, socket://127.0.0.1:PORT, rfc2217://... (or BOTON_PORT)."
+
+
+def device_mac(dev) -> str:
+    """The chip's eFuse MAC (machine.unique_id() on the ESP32): the registry's key."""
+    uid = dev.eval_json("__import__('binascii').hexlify(__import__('hw').unique_id()).decode()")
+    return ":".join(uid[i:i + 2] for i in range(0, 12, 2))
+
+
+def record(action, mac, *args, **kw):
+    """Write one step to the registry (created on first use), adding the device if new."""
+    from .registry import Registry
+
+    with Registry() as reg:
+        if reg.get(mac) is None:
+            reg.add_device(mac)
+        getattr(reg, action)(mac, *args, **kw)
 
 
 class BotonGroup(click.Group):
@@ -107,6 +124,8 @@ def deploy(port, board):
     """
     with Device(port) as dev:
         copied, total = prov.deploy(dev, board)
+        mac = device_mac(dev)
+    record("record_deploy", mac, prov.release_hash(board))
     if copied:
         console.print(f"deployed {len(copied)} of {total} files: {', '.join(copied)}")
     else:
@@ -133,12 +152,21 @@ def provision(port, alias, contacts, c4, device_id, pin, gesture, hold_ms, allow
     # Validate everything before touching the device: bad input changes nothing.
     config = prov.build_config(alias=alias, contacts=list(contacts), c4=list(c4), device_id=device_id or "",
                                pin=pin, gesture=gesture, hold_ms=hold_ms, allow_911=allow_911)
-    with Device(port) as dev:
+    with Device(port, timeout=30) as dev:
+        ident = prov.identity(dev)
+        if not ident.get("modem"):
+            raise DeviceError("the modem does not answer: check its power (2 A peaks) and wiring", 4)
+        if not ident.get("registered"):
+            raise DeviceError(f"no network: the SIM is not registered (operator {ident.get('operator')!r}, "
+                              f"signal {ident.get('rssi')}); check the SIM, its credit and 2G coverage", 4)
         if not device_id:
-            device_id = config["device_id"] = prov.default_device_id(dev)
+            device_id = config["device_id"] = "BS-" + ident["uid"][-4:].upper()
         digest = prov.write_config(dev, config)
-    console.print(f"provisioned {device_id}: {len(config['contacts'])} contact(s), "
-                  f"{len(config['c4_numbers'])} C4 number(s), gesture {gesture}; config {digest[:12]} verified")
+    mac = ":".join(ident["uid"][i:i + 2] for i in range(0, 12, 2))
+    record("record_provision", mac, digest, imei=ident.get("imei"), iccid=ident.get("iccid"))
+    console.print(f"provisioned {device_id} ({mac}): {len(config['contacts'])} contact(s), "
+                  f"{len(config['c4_numbers'])} C4 number(s), gesture {gesture}; config {digest[:12]} verified; "
+                  f"network {ident.get('operator')}, signal {ident.get('rssi')}/31")
 
 
 # --------------------------------------------------------------------------- test-call
@@ -159,6 +187,7 @@ def test_call(port, timeout):
 
     # The device gives up after --timeout; the link allows for its boot and modem start on top.
     with Device(port, timeout=timeout + 60) as dev:
+        mac = device_mac(dev)
         out = dev.exec(f"import app\napp.test_call({int(timeout)})", consumer=consume)
         text = b"".join(seen).decode(errors="replace") + out.decode(errors="replace")
     events = [line.split()[1:] for line in text.splitlines() if line.startswith("EV ")]
@@ -167,8 +196,54 @@ def test_call(port, timeout):
     answered = "call_active" in names
     result = "ok" if sms_ok and answered and "test_result" in names else "failed"
     console.print(f"test call: SMS accepted {sms_ok}, C4 call answered: {'yes' if answered else 'no'} -> {result}")
+    record("record_test_call", mac, result == "ok", f"sms {sms_ok}, answered {answered}")
     if result != "ok":
         raise DeviceError("test call failed: " + ", ".join(names[-6:]), EXIT_TEST)
+
+
+# --------------------------------------------------------------------------- status / logs
+@main.command()
+@click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def status(port, as_json):
+    """Firmware version, config hash, battery, signal, GPS and the last alerts.
+
+    Example: boton status --port /dev/ttyUSB0 --json
+    """
+    with Device(port, timeout=30) as dev:
+        out = dev.exec("import service\nservice.status()")
+    info = json.loads(out.decode().strip().splitlines()[-1])
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    table = Table(show_header=False)
+    for k in ("fw", "board", "config_sha256", "modem", "registered", "operator", "rssi", "battery",
+              "gps_sentences", "gps_fix", "log_entries"):
+        table.add_row(k, str(info.get(k)))
+    console.print(table)
+    for line in info.get("last_events", []):
+        console.print("  " + line, soft_wrap=True)
+
+
+@main.command()
+@click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the entries and the check as JSON.")
+def logs(port, as_json):
+    """The device's event log, with its hash chain checked (exit 5 if altered).
+
+    Example: boton logs --port /dev/ttyUSB0
+    """
+    with Device(port) as dev:
+        lines = prov.read_event_log(dev)
+    ok, why = prov.verify_event_log(lines)
+    if as_json:
+        click.echo(json.dumps({"intact": ok, "check": why, "entries": lines}, indent=2))
+    else:
+        for line in lines:
+            click.echo(line)
+        console.print(f"[bold]{'intact' if ok else 'ALTERED'}[/]: {why}")
+    if not ok:
+        raise DeviceError(f"event log check failed: {why}", 5)
 
 
 # --------------------------------------------------------------------------- demo

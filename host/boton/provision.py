@@ -13,7 +13,7 @@ import phonenumbers
 
 from .device import EXIT_USAGE, EXIT_VERIFY, DeviceError
 from . import build
-from .paths import BOARDS
+from .paths import BOARDS, FIRMWARE
 
 CONFIG_PATH = "config.json"
 BOARD_PATH = "board.json"
@@ -86,15 +86,6 @@ def build_config(*, alias, contacts, c4, device_id, pin=None, allow_911=False,
     }
 
 
-def default_device_id(dev) -> str:
-    """BS- and the last 4 hex digits of the chip's unique id (its eFuse MAC)."""
-    try:
-        uid = dev.eval_json("__import__('binascii').hexlify(__import__('hw').unique_id()).decode()")
-    except DeviceError:
-        raise DeviceError("the firmware is not on this device: run `boton deploy` first") from None
-    return "BS-" + uid[-4:].upper()
-
-
 def config_bytes(config: dict) -> bytes:
     return json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
 
@@ -122,6 +113,35 @@ def firmware_files(board: str, mpy=True):
         raise InputError(f"unknown board {board!r} (known: {known})")
     files.append((BOARD_PATH, board_file.read_bytes()))
     return files
+
+
+def release_hash(board: str, mpy=True) -> str:
+    """One hash for everything deploy puts on a board: what the registry records."""
+    h = hashlib.sha256()
+    for path, data in firmware_files(board, mpy):
+        h.update(path.encode() + b"\0" + hashlib.sha256(data).digest())
+    return h.hexdigest()
+
+
+def identity(dev) -> dict:
+    """Chip id, IMEI, ICCID, operator, signal, registration, from the device itself."""
+    out = dev.exec("import service\nservice.identity()")
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+def read_event_log(dev) -> list:
+    """The retained event log lines, oldest first."""
+    out = dev.exec("import eventlog\nfor e in eventlog.EventLog(echo=False).entries():\n print(e)")
+    return [ln for ln in out.decode().splitlines() if ln.strip()]
+
+
+def verify_event_log(lines):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("eventlog", FIRMWARE / "lib" / "eventlog.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.verify(lines)
 
 
 def deploy(dev, board: str, progress=None, mpy=True):

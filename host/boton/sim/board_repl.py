@@ -112,6 +112,9 @@ def raw_paste():
         c = getc()
         if c == 4:
             break
+        if c == 3:  # Ctrl-C aborts the upload (e.g. a host that lost us mid-transfer)
+            w("\x04")
+            return False
         buf.append(c)
         used += 1
         if used == WINDOW:
@@ -119,6 +122,7 @@ def raw_paste():
             w("\x01")
     w("\x04")
     run_and_report(buf.decode())
+    return True
 
 
 def raw_repl():

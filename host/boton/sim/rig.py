@@ -63,7 +63,7 @@ class VirtualDevice:
                  device_number=DEFAULT_DEVICE_NUMBER, c4_numbers=(DEFAULT_C4,),
                  contacts=(DEFAULT_CONTACT,), c4_answer_after_s=3.0, c4_hangup_after_s=None,
                  gps_point=AGS_CENTRO, gps_route=None, gps_ttff_s=2.0, nmea_file=None,
-                 nmea_realtime=True, console_log=None, seed=None):
+                 nmea_realtime=True, console_log=None, seed=None, mac="24:0a:c4:00:00:42"):
         self.flash_dir = Path(flash_dir)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         self.board = load_board(board)
@@ -72,6 +72,7 @@ class VirtualDevice:
         self.repl_mode = repl
         self.repl_port = repl_port
         self.device_number = device_number
+        self.mac = mac  # the virtual chip's eFuse MAC (machine.unique_id())
         self.console_log = Path(console_log) if console_log else None
         self._rand = random.Random(seed)
         self._network_log = network_log
@@ -139,6 +140,8 @@ class VirtualDevice:
         self._busy = False
         self._repl_writer = None
         self._rx_hold = bytearray()
+        self._unplug_after = None
+        self._unplug_when = None
         self._gpio_writer = None
         self._uart_writers = {}
         self._button_level = 1 - self.board["button"]["active"]
@@ -225,7 +228,8 @@ class VirtualDevice:
     async def _run_child(self, mode):
         state_r, state_w = os.pipe()
         env = dict(os.environ, BOTON_RIG=f"127.0.0.1:{self._periph_port}",
-                   BOTON_STATE_FD=str(state_w), BOTON_TIME_SCALE=repr(self.time_scale))
+                   BOTON_STATE_FD=str(state_w), BOTON_TIME_SCALE=repr(self.time_scale),
+                   BOTON_MAC=self.mac)
         self._proc = await asyncio.create_subprocess_exec(
             micropython_exe(), "-X", f"heapsize={self.heap}", str(BOARD_REPL), mode,
             cwd=self.flash_dir, env=env, pass_fds=(state_w,),
@@ -320,7 +324,15 @@ class VirtualDevice:
                 data = await reader.read(4096)
                 if not data:
                     break
+                if self._unplug_after is not None:
+                    self._unplug_after -= len(data)
+                    if self._unplug_after <= 0:
+                        self._unplug_after = None
+                        break  # the cable is pulled mid-transfer
                 self._to_child(data)
+                if self._unplug_when is not None and self._unplug_when in data:
+                    self._unplug_when = None
+                    break  # pulled right after the host sent this
         except ConnectionError:
             pass
         finally:
@@ -486,6 +498,14 @@ class VirtualDevice:
                 await self._set_button(False, bounce=False)
                 await asyncio.sleep(self._rand.uniform(0.01, 0.05))
         asyncio.run_coroutine_threadsafe(run(), self._loop).result(pulses + 10)
+
+    def unplug_after(self, nbytes):
+        """Drop the REPL connection once the host has sent `nbytes` more bytes (USB pulled)."""
+        self.call(setattr, self, "_unplug_after", nbytes)
+
+    def unplug_when(self, marker: bytes):
+        """Drop the REPL connection right after the host sends bytes containing marker."""
+        self.call(setattr, self, "_unplug_when", marker)
 
     def hard_reset(self):
         """Pull EN low: the ESP32 restarts from power-on (the modem keeps its state)."""

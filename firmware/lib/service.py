@@ -1,0 +1,98 @@
+# Technician service calls, run over the REPL by `boton provision` / `boton status`
+# while the firmware is stopped. Each prints one JSON line and returns.
+import asyncio
+import binascii
+import hashlib
+import json
+import time
+
+import atparse
+import hw
+import store
+from app import VERSION
+from eventlog import EventLog
+from modem import Modem, ModemError
+from nmea import NMEAParser
+
+
+def _hash(path):
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            h.update(f.read())
+    except OSError:
+        return None
+    return binascii.hexlify(h.digest()).decode()
+
+
+async def _query(modem, cmd, prefix=None):
+    try:
+        _, _, lines = await modem.cmd(cmd, 5000, expect=prefix)
+    except ModemError:
+        return None
+    return lines[0] if lines else None
+
+
+async def _modem_facts(board):
+    m = board["modem"]
+    modem = Modem(hw.UART(m["uart"], m["baud"], m["tx"], m["rx"]), lambda n, a: None, hw.TIME_SCALE)
+    reader = asyncio.create_task(modem.reader())
+    facts = {"modem": await modem.probe(5000)}
+    if facts["modem"]:
+        await modem.cmd("ATE0", 2000, check=False)
+        facts["imei"] = await _query(modem, "AT+GSN")
+        iccid = await _query(modem, "AT+CCID")
+        facts["iccid"] = iccid.replace("+CCID:", "").strip() if iccid else None
+        cops = await _query(modem, "AT+COPS?", "+COPS")
+        facts["operator"] = cops.split('"')[1] if cops and '"' in cops else None
+        csq = atparse.parse_csq(await _query(modem, "AT+CSQ", "+CSQ") or "")
+        facts["rssi"] = csq[0] if csq else None
+        cbc = atparse.parse_cbc(await _query(modem, "AT+CBC", "+CBC") or "")
+        facts["battery"] = cbc[1] if cbc else None
+        creg = atparse.parse_creg(await _query(modem, "AT+CREG?", "+CREG") or "")
+        facts["registered"] = bool(creg and atparse.registered(creg[0]))
+    reader.cancel()
+    return facts
+
+
+async def _gps_fact(board, wait_ms):
+    g = board["gps"]
+    reader = asyncio.StreamReader(hw.UART(g["uart"], g["baud"], g["tx"], g["rx"]))
+    parser = NMEAParser(queue=0)
+    buf = bytearray(64)
+    deadline = time.ticks_add(time.ticks_ms(), wait_ms)
+    while parser.fix is None and time.ticks_diff(deadline, time.ticks_ms()) > 0:
+        try:
+            n = await asyncio.wait_for_ms(reader.readinto(buf), max(1, time.ticks_diff(deadline, time.ticks_ms())))
+        except asyncio.TimeoutError:
+            break
+        if n:
+            parser.feed(memoryview(buf)[:n])
+    f = parser.fix
+    return {"gps_sentences": parser.stats.sentences,
+            "gps_fix": None if f is None else {"sats": f.sats, "hdop": f.hdop, "quality": f.quality}}
+
+
+def identity():
+    """ESP32 unique id, IMEI, ICCID, operator and signal: what the registry records."""
+    board = store.read_json("board.json")
+    out = {"uid": binascii.hexlify(hw.unique_id()).decode(), "fw": VERSION}
+    out.update(asyncio.run(_modem_facts(board)))
+    print(json.dumps(out))
+
+
+def status(gps_wait_ms=3000):
+    """Firmware, config hash, battery, signal, GPS and the last alerts."""
+    board = store.read_json("board.json")
+    log = EventLog(echo=False)
+    out = {"fw": VERSION, "config_sha256": _hash("config.json"), "board": board.get("id"),
+           "log_entries": log.seq}
+
+    async def gather():
+        facts = await _modem_facts(board)
+        facts.update(await _gps_fact(board, gps_wait_ms))
+        return facts
+    out.update(asyncio.run(gather()))
+    alerts = [e for e in log.entries() if e.split(" ")[2] in ("alert", "cancel", "test_result", "crash", "safe_mode")]
+    out["last_events"] = alerts[-5:]
+    print(json.dumps(out))
