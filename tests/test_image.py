@@ -1,0 +1,288 @@
+"""Factory images: the LittleFS that `boton image` builds is read by MicroPython's own
+VfsLfs2 (the unix port, the same extmod code the ESP32 port runs), both directions."""
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from boton import image as img
+from boton.paths import FIRMWARE
+from boton.provision import build_config, config_bytes, firmware_files
+from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT
+
+SIM = Path(img.__file__).parent / "sim"
+BOARD = "tcall_sim800l"
+MiB = 1 << 20
+PRELUDE = f"import sys\nsys.path.insert(0, {str(SIM)!r})\nimport lfs_blockdev as L\nimport os, vfs, json\n"
+
+# Where MicroPython >= 1.26 (generic ESP32 tables) puts `vfs` on each flash size.
+EXPECTED = {
+    "2MB": (0x170000, 0x090000, 144),
+    "4MB": (0x200000, 0x200000, 512),
+    "8MB": (0x200000, 0x600000, 1536),
+    "16MB": (0x200000, 0xE00000, 3584),
+}
+
+
+@pytest.fixture(scope="module")
+def config():
+    return build_config(alias="Luna", contacts=[DEFAULT_CONTACT], c4=[DEFAULT_C4],
+                        device_id="BS-0042", pin="482913")
+
+
+@pytest.fixture(scope="module")
+def files(config):
+    return img.device_files(BOARD, config)
+
+
+@pytest.fixture(scope="module")
+def image_4mb(files, tmp_path_factory):
+    path = tmp_path_factory.mktemp("img") / "BS-0042.bin"
+    path.write_bytes(img.build_image(None, files, "4MB"))
+    return path
+
+
+def mpy_json(mpy, code):
+    return mpy.json(PRELUDE + code)
+
+
+# ----------------------------------------------------------------------------- geometry
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_layout_per_flash_size(name):
+    offset, size, blocks = EXPECTED[name]
+    lay = img.layout_for(name)
+    assert (lay.vfs_offset, lay.vfs_size, lay.block_count, lay.vfs_source) == (offset, size, blocks, "auto")
+    assert lay.vfs_offset + lay.vfs_size == img.FLASH_SIZES[name]
+    fs = img.build_filesystem([("boot.py", b"#\n")], name)
+    assert len(fs) == size
+    # The superblock records the block size and count the board will compare with.
+    assert fs[8:16] == b"littlefs"
+    assert int.from_bytes(fs[24:28], "little") == 4096
+    assert int.from_bytes(fs[28:32], "little") == blocks
+
+
+def test_empty_filesystem_is_byte_identical_to_micropython_mkfs(mpy, tmp_path):
+    """Our LFS_CONFIG formats exactly what VfsLfs2.mkfs(bdev) formats on the board."""
+    for name in ("2MB", "4MB"):
+        blank = tmp_path / f"{name}.bin"
+        blank.write_bytes(b"\xff" * EXPECTED[name][1])
+    out = mpy_json(mpy, f"""
+for name in ("2MB", "4MB"):
+    b = L.FlashRegion({str(tmp_path)!r} + "/" + name + ".bin")
+    vfs.VfsLfs2.mkfs(b)
+    b.close()
+print(json.dumps("ok"))
+""")
+    assert out == "ok"
+    for name in ("2MB", "4MB"):
+        assert (tmp_path / f"{name}.bin").read_bytes() == img.build_filesystem([], name), name
+
+
+def test_every_flash_size_mounts_on_micropython(mpy, tmp_path):
+    regions = {}
+    for name, (offset, size, blocks) in EXPECTED.items():
+        p = tmp_path / f"{name}.fs"
+        p.write_bytes(img.build_filesystem([("main.py", name.encode())], name))
+        regions[name] = str(p)
+    got = mpy_json(mpy, f"""
+res = {{}}
+for name, path in {regions!r}.items():
+    fs = L.mount_image(path, 0, None, mountpoint="/m" + name, chdir=False, readonly=True)
+    st = fs.statvfs("/")
+    res[name] = [st[0], st[2], open("/m" + name + "/main.py").read()]
+print(json.dumps(res))
+""")
+    assert got == {n: [4096, b, n] for n, (_, _, b) in EXPECTED.items()}
+
+
+# ----------------------------------------------------------------------------- reading
+def test_micropython_reads_every_file_byte_exact(mpy, image_4mb, files, config):
+    offset, size, blocks = EXPECTED["4MB"]
+    # One line per file: the board's heap holds one file at a time, not the whole release.
+    out = mpy.run(PRELUDE + f"""
+import binascii
+b = L.FlashRegion({str(image_4mb)!r}, {offset}, {size}, readonly=True)
+vfs.mount(b, "/flash")        # what _boot.py does: autodetect, then VfsLfs2(bdev) defaults
+os.chdir("/flash")
+for path, n in L.walk():
+    with open(path, "rb") as f:
+        data = f.read()
+    print(json.dumps([path, n, binascii.b2a_base64(data).decode()]))
+    data = None
+print(json.dumps(["*statvfs", list(os.statvfs("/flash"))]))
+""")
+    got = {p: rest for p, *rest in map(json.loads, out.splitlines())}
+    st = got.pop("*statvfs")[0]
+    assert st[0] == 4096 and st[2] == blocks
+    assert set(got) == {p for p, _ in files}
+    for path, data in files:
+        n, b64 = got[path]
+        assert n == len(data) and base64.b64decode(b64) == data, path
+    assert json.loads(base64.b64decode(got["config.json"][1])) == config
+    assert {"boot.py", "main.py", "board.json", "lib/app.mpy"} <= set(got)
+
+
+def test_image_is_esptool_merge_bin_of_firmware_and_fs(image_4mb, files, tmp_path):
+    """The Python API result equals the documented CLI:
+    esptool --chip esp32 merge-bin -o out.bin 0x1000 fw.bin 0x200000 fs.bin"""
+    fw = tmp_path / "fw.bin"
+    fw.write_bytes(img.placeholder_firmware(4 * MiB))
+    fs = tmp_path / "fs.bin"
+    fs.write_bytes(img.build_filesystem(files, "4MB"))
+    out = tmp_path / "out.bin"
+    esptool = [sys.executable, "-m", "esptool"]
+    subprocess.run([*esptool, "--chip", "esp32", "merge-bin", "-o", str(out),
+                    "0x1000", str(fw), "0x200000", str(fs)], check=True, capture_output=True)
+    data = image_4mb.read_bytes()
+    assert out.read_bytes() == data
+    assert len(data) == 4 * MiB
+    assert data[:0x1000] == b"\xff" * 0x1000
+    assert data[0x1000:].startswith(img.PLACEHOLDER_MARK)
+    assert img.extract_filesystem(data, "4MB") == fs.read_bytes()
+    assert img.read_filesystem(img.extract_filesystem(data)) == dict(files)
+
+
+# ----------------------------------------------------------------------------- mismatches
+def test_wrong_block_count_or_offset_is_refused(mpy, image_4mb):
+    """A partition of another size (e.g. a 0x210000 factory: 480 blocks; an 8 MB chip:
+    1536) must not mount. _boot.py's vfs.mount(bdev) autodetects littlefs, VfsLfs2 refuses
+    the block count (EINVAL), autodetect then tries FAT (ENODEV): OSError, and on a board
+    inisetup's 'filesystem appears to be corrupted' loop."""
+    offset, size, blocks = EXPECTED["4MB"]
+    got = mpy_json(mpy, f"""
+import errno
+def err(f):
+    try:
+        f()
+        return "mounted"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, e.errno)
+res = {{}}
+for label, off, count in (("ok", {offset}, {blocks}), ("480", {offset}, 480), ("1536", {offset}, 1536),
+                          ("shifted", 0x220000, 480)):
+    b = L.FlashRegion({str(image_4mb)!r}, off, min({size}, 0x400000 - off), block_count=count, readonly=True)
+    res[label] = [err(lambda: vfs.mount(b, "/a" + label)),       # _boot.py's call
+                  err(lambda: vfs.mount(vfs.VfsLfs2(b), "/b" + label))]
+print(json.dumps(res))
+""")
+    assert got["ok"] == ["mounted", "mounted"]
+    assert got["480"] == got["1536"] == ["ENODEV", "EINVAL"]
+    assert "mounted" not in got["shifted"]
+    # littlefs-python agrees: the host cannot read it with the wrong geometry either.
+    fs = img.extract_filesystem(image_4mb.read_bytes())
+    with pytest.raises(Exception):
+        img.read_filesystem(fs, 480)
+
+
+# ----------------------------------------------------------------------------- writing
+def test_micropython_writes_littlefs_python_reads(mpy, image_4mb, files, tmp_path):
+    """The board appends to our filesystem (firmware's own store.write_json: temp + rename,
+    a log file in a new directory); the host reads the result back with littlefs-python."""
+    work = tmp_path / "flash.bin"
+    work.write_bytes(image_4mb.read_bytes())
+    offset, size, _ = EXPECTED["4MB"]
+    log = "0123456789abcdef" * 700  # > one block, so not inlined
+    mpy_json(mpy, f"""
+import store
+L.mount_image({str(work)!r}, {offset}, {size})
+store.write_json("state.json", {{"armed": True, "n": 7}})
+os.mkdir("logs")
+with open("logs/log.0", "w") as f:
+    f.write({log!r})
+with open("config.json", "rb") as f:
+    cfg = f.read()
+vfs.umount("/flash")
+print(json.dumps(len(cfg)))
+""")
+    back = img.read_filesystem(img.extract_filesystem(work.read_bytes(), "4MB"))
+    assert json.loads(back.pop("state.json")) == {"armed": True, "n": 7}
+    assert back.pop("logs/log.0") == log.encode()
+    assert back == dict(files)  # nothing of ours was disturbed
+    assert work.read_bytes()[:offset] == image_4mb.read_bytes()[:offset]  # nor the firmware
+
+
+# ----------------------------------------------------------------------------- booting
+def test_boot_from_image(mpy, image_4mb, monkeypatch):
+    """What board_repl.py would do: mount the image's vfs as the device's flash, chdir,
+    run boot.py from it and import the firmware's .mpy from its lib/ (not the host's)."""
+    offset, size, _ = EXPECTED["4MB"]
+    spec = img.flash_image_spec(image_4mb)
+    assert spec == f"{image_4mb}@{offset:#x}+{size:#x}"
+    monkeypatch.setenv("BOTON_FLASH_IMAGE", spec)
+    got = mpy_json(mpy, """
+fs = L.mount_from_env()
+sys.path[:] = ["", "lib", ".frozen"]        # board_repl's path: the flash only
+src = open("boot.py").read()
+g = {"__name__": "__main__"}
+exec(compile(src, "boot.py", "exec"), g)
+import gsm7
+print(json.dumps({"cwd": os.getcwd(), "boot": src, "gc": "gc" in g, "mod": gsm7.__file__,
+                  "config": json.loads(open("config.json").read())["device_id"],
+                  "spec": L.parse_spec("/a@b/f.bin@0x200000+2097152")}))
+""")
+    assert got["cwd"] == "/flash"
+    assert got["boot"] == (FIRMWARE / "boot.py").read_text()
+    assert got["gc"] is True
+    assert got["mod"] == "lib/gsm7.mpy"
+    assert got["config"] == "BS-0042"
+    assert got["spec"] == ["/a@b/f.bin", 0x200000, 0x200000]
+
+
+# ----------------------------------------------------------------------------- firmware
+def fake_firmware(parts, length=0x20000):
+    """A stand-in with a real bootloader magic and the given partition table."""
+    body = bytearray(b"\xff" * length)
+    body[0] = 0xE9
+    body[0x7000:0x7000 + img.PARTITION_TABLE_SIZE] = img.encode_partition_table(parts)
+    return bytes(body)
+
+
+def test_partition_table_round_trip_and_layout_from_firmware():
+    table = img.encode_partition_table(img.TABLE_4MIBPLUS)
+    assert len(table) == 0xC00 and table[:2] == b"\xaa\x50"
+    assert img.decode_partition_table(table) == list(img.TABLE_4MIBPLUS)
+    damaged = bytearray(table)
+    damaged[12] ^= 1
+    with pytest.raises(img.ImageError, match="MD5"):
+        img.decode_partition_table(bytes(damaged))
+
+    p = img.Partition
+    # a build with a bigger app partition: vfs moves and shrinks (480 blocks on 4 MB)
+    big_app = [p("nvs", 1, 2, 0x9000, 0x6000), p("phy_init", 1, 1, 0xF000, 0x1000), p("factory", 0, 0, 0x10000, 0x210000)]
+    lay = img.layout_of_firmware(fake_firmware(big_app), "4MB")
+    assert (lay.vfs_offset, lay.block_count, lay.vfs_source) == (0x220000, 480, "auto")
+    # a pre-1.26 style table with its own vfs row: that row wins, whatever the chip size
+    with_vfs = big_app[:2] + [p("factory", 0, 0, 0x10000, 0x1F0000), p("vfs", 1, 0x81, 0x200000, 0x200000)]
+    lay = img.layout_of_firmware(fake_firmware(with_vfs), "8MB")
+    assert (lay.vfs_offset, lay.block_count, lay.vfs_source) == (0x200000, 512, "table")
+    image = img.build_image(fake_firmware(with_vfs), [("a", b"1")], "8MB")
+    assert len(image) == 0x400000 and img.extract_filesystem(image, "8MB")[8:16] == b"littlefs"
+
+
+def test_firmware_checks():
+    with pytest.raises(img.ImageError, match="0xE9"):
+        img.build_image(b"MZ" + bytes(0x20000), [], "4MB")
+    with pytest.raises(img.ImageError, match="no partition table"):
+        img.build_image(b"\xe9" + b"\xff" * 0x20000, [], "4MB")
+    with pytest.raises(img.ImageError, match="runs into"):
+        img.build_image(fake_firmware(img.TABLE_4MIBPLUS, length=0x200000), [], "4MB")
+    with pytest.raises(img.ImageError, match="no room"):
+        img.layout_for("2MB", img.TABLE_4MIBPLUS)   # the generic 4 MB+ build on a 2 MB chip
+    with pytest.raises(img.ImageError, match="not one of"):
+        img.parse_flash_size("3MB")
+    assert img.parse_flash_size("4MiB") == img.parse_flash_size(4 * MiB) == 4 * MiB
+    ph = img.placeholder_firmware()
+    assert img.is_placeholder(ph) and ph[0] != 0xE9
+    with pytest.raises(img.ImageError, match="do not fit"):
+        img.build_filesystem([("big", bytes(0x100000))], "2MB")
+    with pytest.raises(img.ImageError, match="bad device path"):
+        img.build_filesystem([("../etc/x", b"")], "4MB")
+
+
+def test_device_files(config):
+    got = img.device_files(BOARD, config)
+    assert got[:-1] == firmware_files(BOARD)
+    assert got[-1] == ("config.json", config_bytes(config))
