@@ -1,14 +1,18 @@
 """Factory images: the LittleFS that `boton image` builds is read by MicroPython's own
 VfsLfs2 (the unix port, the same extmod code the ESP32 port runs), both directions."""
 import base64
+import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from boton import image as img
+from boton.cli import BotonGroup
+from boton.cli_image import image_cmd
 from boton.paths import FIRMWARE
 from boton.provision import build_config, config_bytes, firmware_files
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT
@@ -286,3 +290,72 @@ def test_device_files(config):
     got = img.device_files(BOARD, config)
     assert got[:-1] == firmware_files(BOARD)
     assert got[-1] == ("config.json", config_bytes(config))
+
+
+# ----------------------------------------------------------------------------- CLI
+@pytest.fixture
+def cli():
+    group = BotonGroup("boton")
+    group.add_command(image_cmd)
+
+    def run(*args):
+        return CliRunner().invoke(group, ["image", *args], catch_exceptions=False)
+    return run
+
+
+def test_cli_json(cli, tmp_path, files, config):
+    out = tmp_path / "BS-0042.bin"
+    r = cli("--placeholder-firmware", "--device-id", "BS-0042", "--alias", "Luna", "--contact", DEFAULT_CONTACT,
+            "--c4", DEFAULT_C4, "--pin", "482913", "-o", str(out), "--json")
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    assert rep["flash_size"] == 4 * MiB and rep["write_offset"] == 0 and rep["image_size"] == 4 * MiB
+    assert rep["vfs"] | {"used_blocks": 0} == {"offset": 0x200000, "size": 0x200000, "block_size": 4096,
+                                               "block_count": 512, "source": "auto", "used_blocks": 0,
+                                               "files": len(files), "bytes": sum(len(d) for _, d in files)}
+    assert rep["firmware"]["placeholder"] is True
+    assert rep["config_sha256"] == hashlib.sha256(config_bytes(config)).hexdigest()
+    assert DEFAULT_CONTACT not in r.output and "482913" not in r.output
+    assert img.read_filesystem(img.extract_filesystem(out.read_bytes())) == dict(files)
+
+
+def test_cli_config_file_and_human_output(cli, tmp_path, config):
+    cfg = tmp_path / "her.json"
+    cfg.write_text(json.dumps(config))
+    out = tmp_path / "x.bin"
+    r = cli("--config", str(cfg), "--placeholder-firmware", "--flash-size", "8MB", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    assert "PLACEHOLDER" in r.output and "0x200000" in r.output and "1536 blocks" in r.output
+    assert "write-flash 0x0" in r.output
+    assert len(out.read_bytes()) == 8 * MiB
+    back = img.read_filesystem(img.extract_filesystem(out.read_bytes(), "8MB"))
+    assert json.loads(back["config.json"]) == config
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--alias", "Luna", "--contact", DEFAULT_CONTACT, "--c4", DEFAULT_C4, "--device-id", "BS-1"], "--firmware"),
+    (["--placeholder-firmware", "--alias", "Luna", "--contact", DEFAULT_CONTACT, "--c4", DEFAULT_C4], "--device-id"),
+    (["--placeholder-firmware", "--device-id", "BS-1"], "--config"),
+    (["--placeholder-firmware", "--device-id", "BS-1", "--alias", "Luna", "--contact", "123",
+      "--c4", DEFAULT_C4], "not"),
+    (["--firmware", "/nonexistent.bin", "--device-id", "BS-1", "--alias", "Luna", "--contact", DEFAULT_CONTACT,
+      "--c4", DEFAULT_C4], "no firmware file"),
+])
+def test_cli_bad_input_exits_2(cli, tmp_path, args, needle):
+    out = tmp_path / "never.bin"
+    r = cli(*args, "-o", str(out))
+    assert r.exit_code == 2, r.output
+    assert needle in r.output
+    assert not out.exists()
+
+
+def test_cli_real_looking_firmware(cli, tmp_path):
+    fw = tmp_path / "ESP32_GENERIC.bin"
+    fw.write_bytes(fake_firmware(img.TABLE_4MIBPLUS, length=0x180000))
+    out = tmp_path / "o.bin"
+    r = cli("--firmware", str(fw), "--device-id", "BS-7", "--alias", "Sol", "--contact", DEFAULT_CONTACT,
+            "--c4", DEFAULT_C4, "-o", str(out), "--json")
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    assert rep["firmware"]["placeholder"] is False and rep["firmware"]["size"] == 0x180000
+    assert out.read_bytes()[0x1000:0x1000 + 0x180000] == fw.read_bytes()

@@ -1,0 +1,187 @@
+"""`boton image`: one factory image per device (MicroPython + LittleFS with the firmware
+and her configuration), flashed with a single esptool write.
+
+Registered by cli.py with `main.add_command(image_cmd)`.
+"""
+import json
+import os
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from . import image as img
+from . import provision as prov
+from .device import DeviceError
+from .paths import BOARDS
+
+console = Console(highlight=False)
+
+DEVICE_ID_HELP = "Short device label, e.g. BS-0042 (required: there is no chip to read it from)."
+
+
+def load_board(board: str) -> dict:
+    path = BOARDS / f"{board}.json"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in BOARDS.glob("*.json")))
+        raise prov.InputError(f"unknown board {board!r} (known: {known})")
+    return json.loads(path.read_text())
+
+
+def config_from_file(path) -> dict:
+    """Her configuration from a JSON file in the device's schema, validated and normalised
+    exactly as `provision` would build it (numbers to E.164, PIN, gesture limits)."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise prov.InputError(f"cannot read config {path}: {e}") from None
+    if not isinstance(raw, dict) or raw.get("schema") != prov.CONFIG_SCHEMA:
+        raise prov.InputError(f"{path} is not a device config (schema {prov.CONFIG_SCHEMA})")
+    g = raw.get("gesture") or {}
+    try:
+        return prov.build_config(
+            alias=raw.get("alias"), contacts=list(raw.get("contacts") or []),
+            c4=list(raw.get("c4_numbers") or []), device_id=raw.get("device_id") or "",
+            pin=raw.get("pin"), allow_911=raw.get("allow_911", False),
+            gesture=g.get("mode", "hold"), hold_ms=g.get("hold_ms", 2000), presses=g.get("count", 3),
+            window_ms=g.get("window_ms", 2000), update_every_s=raw.get("update_every_s", 300),
+            max_alert_s=raw.get("max_alert_s", 3600), confirm=raw.get("vibrate", True))
+    except TypeError as e:
+        raise prov.InputError(f"{path}: {e}") from None
+
+
+def check_device_id(device_id: str):
+    if not device_id or not (1 <= len(device_id) <= 16) or not device_id.isprintable() or " " in device_id:
+        raise prov.InputError("give --device-id (e.g. BS-0042): 1-16 characters, no spaces")
+
+
+def build(board, config, firmware_path, placeholder, flash_size):
+    """(image bytes, report dict). Validates everything before building."""
+    profile = load_board(board)
+    if profile.get("chip", "esp32") != img.CHIP:
+        raise prov.InputError(f"board {board} is a {profile.get('chip')}: images are for ESP32 only")
+    size = img.parse_flash_size(flash_size or profile.get("flash_size", "4MB"))
+    if firmware_path and placeholder:
+        raise prov.InputError("give --firmware or --placeholder-firmware, not both")
+    if firmware_path:
+        firmware = Path(firmware_path).read_bytes()
+    elif placeholder:
+        firmware = img.placeholder_firmware(size)
+    else:
+        raise prov.InputError("give --firmware <MicroPython ESP32 .bin> (the file written at 0x1000)")
+    layout = img.layout_of_firmware(firmware, size)
+    files = img.device_files(board, config)
+    image = img.build_image(firmware, files, size, layout=layout)
+
+    # Read the filesystem back out of the finished image before anyone flashes it.
+    fs = img.extract_filesystem(image, size)
+    if img.read_filesystem(fs, layout.block_count) != dict(files):
+        raise DeviceError("the filesystem read back from the image differs from its files", 5)
+    cfg = prov.config_bytes(config)
+    report = {
+        "board": board,
+        "chip": img.CHIP,
+        "flash_size": size,
+        "flash_size_name": img.flash_size_name(size),
+        "image_size": len(image),
+        "write_offset": img.IMAGE_OFFSET,
+        "firmware": {"offset": img.BOOTLOADER_OFFSET, "size": len(firmware),
+                     "path": str(firmware_path) if firmware_path else None,
+                     "placeholder": img.is_placeholder(firmware)},
+        "partition_table": {"offset": img.PARTITION_TABLE_OFFSET,
+                            "partitions": layout.as_dict()["partitions"]},
+        "vfs": {"offset": layout.vfs_offset, "size": layout.vfs_size, "block_size": img.BLOCK_SIZE,
+                "block_count": layout.block_count, "source": layout.vfs_source,
+                "used_blocks": img.filesystem_usage(fs, layout.block_count),
+                "files": len(files), "bytes": sum(len(d) for _, d in files)},
+        "device_id": config["device_id"],
+        "config_sha256": prov.config_hash(cfg),
+        "contacts": len(config["contacts"]),
+        "c4_numbers": len(config["c4_numbers"]),
+    }
+    return image, report
+
+
+def write_atomic(path: Path, data: bytes):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+@click.command("image")
+@click.option("--board", default="tcall_sim800l", show_default=True, help="Board profile from boards/.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="Her configuration as JSON in the device's schema (instead of --alias/--contact/...).")
+@click.option("--alias", help="Short name she chose (not her full name), GSM-7 letters.")
+@click.option("--contact", "contacts", multiple=True,
+              help="Trusted contact's number (1 to 5; repeat the option). Mexican numbers by default.")
+@click.option("--c4", "c4", multiple=True, help="C4 number to call (first is primary).")
+@click.option("--device-id", default=None, help=DEVICE_ID_HELP)
+@click.option("--pin", default=None, help="PIN for SMS commands (default: a random 6-digit PIN).")
+@click.option("--gesture", type=click.Choice(["hold", "presses"]), default="hold", show_default=True)
+@click.option("--hold-ms", type=int, default=2000, show_default=True)
+@click.option("--allow-911", is_flag=True, help="Dial 911 as the last resort if no C4 number answers.")
+@click.option("--firmware", "firmware_path", type=click.Path(dir_okay=False),
+              help="MicroPython's ESP32 firmware .bin, the one written at 0x1000 (bootloader, partition "
+                   "table and app); the filesystem goes where its partition table puts `vfs`.")
+@click.option("--placeholder-firmware", is_flag=True,
+              help="TESTS ONLY: a stand-in firmware with MicroPython's partition table and no code; "
+                   "the image will not boot.")
+@click.option("--flash-size", type=click.Choice(list(img.FLASH_SIZES)), default=None,
+              help="The chip's flash size (default: the board profile's).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Image file to write.")
+@click.option("--json", "as_json", is_flag=True, help="Print the layout as JSON.")
+def image_cmd(board, config_file, alias, contacts, c4, device_id, pin, gesture, hold_ms, allow_911,
+              firmware_path, placeholder_firmware, flash_size, output, as_json):
+    """Build one device's factory image: MicroPython plus a LittleFS holding the firmware
+    and her configuration, in the geometry MicroPython mounts. Flash it with one write:
+
+        esptool --chip esp32 write-flash 0x0 OUT.bin
+
+    Example: boton image --firmware ESP32_GENERIC-v1.26.1.bin --device-id BS-0042
+    --alias Luna --contact 449 111 2233 --c4 449 910 0000 -o BS-0042.bin
+    """
+    if config_file:
+        if alias or contacts or c4 or pin:
+            raise prov.InputError("give --config or --alias/--contact/--c4/--pin, not both")
+        if not Path(config_file).is_file():
+            raise prov.InputError(f"no config file {config_file}")
+        config = config_from_file(config_file)
+        if device_id:
+            config["device_id"] = device_id
+    else:
+        if not alias or not contacts or not c4:
+            raise prov.InputError("give --config FILE.json, or --alias, --contact and --c4")
+        config = prov.build_config(alias=alias, contacts=list(contacts), c4=list(c4),
+                                   device_id=device_id or "", pin=pin, gesture=gesture,
+                                   hold_ms=hold_ms, allow_911=allow_911)
+    check_device_id(config["device_id"])
+    if firmware_path and not Path(firmware_path).is_file():
+        raise prov.InputError(f"no firmware file {firmware_path}")
+
+    data, report = build(board, config, firmware_path, placeholder_firmware, flash_size)
+    out = Path(output)
+    write_atomic(out, data)
+    report["output"] = str(out)
+    report["esptool"] = f"esptool --chip {img.CHIP} write-flash {img.IMAGE_OFFSET:#x} {out}"
+
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    fw, vfs = report["firmware"], report["vfs"]
+    console.print(f"image {out}: {report['image_size']:,} bytes for {report['flash_size_name']} flash, "
+                  f"board {board}", soft_wrap=True)
+    console.print(f"  firmware    {fw['offset']:#08x}  {fw['size']:>10,} bytes  "
+                  + ("[bold red]PLACEHOLDER: will not boot (tests only)[/]" if fw["placeholder"]
+                     else str(fw["path"])), soft_wrap=True)
+    parts = ", ".join(f"{p['label']} {p['offset']:#x}+{p['size']:#x}"
+                      for p in report["partition_table"]["partitions"])
+    console.print(f"  partitions  {img.PARTITION_TABLE_OFFSET:#08x}  {parts}", soft_wrap=True)
+    how = "its vfs partition" if vfs["source"] == "table" else "end of last partition to end of flash"
+    console.print(f"  vfs         {vfs['offset']:#08x}  {vfs['size']:>10,} bytes = {vfs['block_count']} blocks "
+                  f"of {vfs['block_size']} (LittleFS v2; {how})", soft_wrap=True)
+    console.print(f"  files       {vfs['files']} files, {vfs['bytes']:,} bytes, {vfs['used_blocks']} blocks used; "
+                  f"read back from the image: ok", soft_wrap=True)
+    console.print(f"device {report['device_id']}: {report['contacts']} contact(s), "
+                  f"{report['c4_numbers']} C4 number(s); config {report['config_sha256'][:12]}", soft_wrap=True)
+    console.print(f"flash with: {report['esptool']}", soft_wrap=True)
