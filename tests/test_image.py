@@ -235,6 +235,37 @@ print(json.dumps({"cwd": os.getcwd(), "boot": src, "gc": "gc" in g, "mod": gsm7.
     assert got["spec"] == ["/a@b/f.bin", 0x200000, 0x200000]
 
 
+def test_one_esptool_write_flashes_and_provisions(mpy, image_4mb, config, tmp_path):
+    """End to end on the virtual board: `esptool write-flash 0x0 image` into its ROM
+    loader's flash file (the real esptool, --no-stub), then MicroPython mounts the vfs
+    region of that flash as the board would and runs boot.py from it. ~6 s."""
+    import os
+    from boton.sim.rom_server import RomServer
+
+    flash = tmp_path / "flash.bin"
+    srv = RomServer(flash).start()
+    try:
+        esptool = Path(sys.executable).with_name("esptool")
+        p = subprocess.run([str(esptool), "--port", srv.url, "--before", "no-reset", "--after", "no-reset",
+                            "--no-stub", "write-flash", "0x0", str(image_4mb)], capture_output=True, text=True,
+                           timeout=120, env=dict(os.environ, NO_COLOR="1"))
+    finally:
+        srv.stop()
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "Hash of data verified" in p.stdout
+    assert flash.read_bytes() == image_4mb.read_bytes()
+    path, offset, size = str(flash), *EXPECTED["4MB"][:2]
+    assert img.flash_image_spec(flash) == f"{path}@{offset:#x}+{size:#x}"
+    got = mpy_json(mpy, f"""
+L.mount_image({path!r}, {offset}, {size})
+sys.path[:] = ["", "lib"]
+exec(open("boot.py").read(), {{"__name__": "__main__"}})
+with open("config.json") as f:
+    print(json.dumps(json.loads(f.read())))
+""")
+    assert got == config
+
+
 # ----------------------------------------------------------------------------- firmware
 def fake_firmware(parts, length=0x20000):
     """A stand-in with a real bootloader magic and the given partition table."""
