@@ -112,6 +112,31 @@ def threading_wait_forever():
     threading.Event().wait()
 
 
+# --------------------------------------------------------------------------- ports
+@main.command()
+@click.option("--all", "show_all", is_flag=True, help="List every serial port, not only ESP32 boards.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def ports(show_all, as_json):
+    """Serial ports with the board each looks like (by its USB bridge's VID:PID).
+    Other commands pick the port themselves when exactly one board is plugged in.
+
+    Example: boton ports --all
+    """
+    from .ports import all_ports, board_ports
+
+    rows = all_ports() if show_all else board_ports()
+    if as_json:
+        click.echo(json.dumps([dict(zip(("port", "what", "vid_pid", "serial"), r)) for r in rows], indent=2))
+        return
+    if not rows:
+        console.print("no ESP32 board found" + ("" if show_all else " (try --all)"))
+        return
+    table = Table("port", "looks like", "VID:PID", "serial")
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)
+
+
 # --------------------------------------------------------------------------- deploy
 @main.command()
 @click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)

@@ -5,7 +5,6 @@ the CLI never shows a traceback to a technician.
 """
 import hashlib
 import json
-import os
 
 import serial
 from mpremote.transport import TransportError, TransportExecError
@@ -21,10 +20,11 @@ class DeviceError(Exception):
 
 
 def resolve_port(port):
-    port = port or os.environ.get("BOTON_PORT")
+    from .ports import pick_port
+
+    port, why = pick_port(port)
     if not port:
-        raise DeviceError("no port given: use --port (a serial path, socket://HOST:PORT) or set BOTON_PORT",
-                          EXIT_USAGE)
+        raise DeviceError(why, EXIT_USAGE)
     return port
 
 
