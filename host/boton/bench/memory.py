@@ -1,0 +1,329 @@
+"""Heap of the firmware on the MicroPython unix port (64-bit: pointers, small ints and GC
+blocks are twice an ESP32's, so these bytes are up to 2x what a board uses).
+
+Two measurements:
+
+1. In the running virtual device. The bench lays its own main.py on the virtual flash
+   (the firmware is not touched): it records gc.mem_alloc() once boot.py has run, starts
+   a sampler task (gc.collect() then gc.mem_alloc() every SAMPLE_MS, printed as
+   "BENCH mem <alloc> <peak>") and then runs `app.main()` exactly as the real main.py
+   does. A provisioned device with five trusted contacts boots, the GPS simulator streams
+   NMEA at 1 Hz throughout, the button raises an alert and the bench waits for every
+   SMS and the answered call. Figures: live heap after boot ("EV ready") and the highest
+   live heap sampled during the alert, both as the firmware's share (minus what was
+   allocated before main.py: board_repl.py, the stand-in for a board's C REPL) and raw.
+   Sampling misses transients shorter than SAMPLE_MS; measurement 2 bounds them.
+
+2. Outside, on MicroPython directly (tools/…/bench only): the deployed .mpy modules are
+   imported, App is built with stand-in UART/Pin objects, and an alert with five contacts
+   is driven through AlertMachine synchronously while NMEA from a real log is parsed;
+   every action is carried out as app.act() would (event log, persisted state, rendered
+   SMS texts). Live heap after each step, micropython.mem_info() at the end, and the
+   smallest -X heapsize the whole scenario completes in (binary search), which includes
+   transients, fragmentation and the GC's own tables.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from .. import build, mpy
+from ..paths import SHARED
+from ..provision import build_config
+from ..sim.flashdir import install
+from ..sim.rig import DEFAULT_C4
+from . import budget_row, info_row
+from .rigtap import TappedDevice
+
+NAME = "memory"
+PEAK_BUDGET_KB = 40.0
+SAMPLE_MS = 20
+CONTACTS = ["+524491112233", "+524491112234", "+524491112235", "+524491112236", "+524491112237"]
+NMEA_LOG = SHARED / "data" / "nmea" / "neo-m8n.log"
+
+HARNESS_MAIN = """# bench harness (boton.bench.memory), not the firmware's main.py
+import gc
+gc.collect()
+_base = gc.mem_alloc()
+print("BENCH base", _base, gc.mem_free())
+import asyncio
+
+_peak = [0, 0]
+
+
+async def _sampler():
+    n = 0
+    while True:
+        gc.collect()
+        a = gc.mem_alloc()
+        n += 1
+        if a > _peak[0] or n %% %(every)d == 0:
+            _peak[0] = max(a, _peak[0])
+            print("BENCH mem", a, _peak[0])
+        await asyncio.sleep_ms(%(ms)d)
+
+
+asyncio.create_task(_sampler())
+import app
+
+app.main()
+"""
+
+_SAMPLE_RE = re.compile(rb"BENCH mem (\d+) (\d+)")
+
+
+def in_device(workdir, time_scale=0.1, board="tcall_sim800l"):
+    flash = workdir / "flash"
+    config = build_config(alias="Luna", contacts=CONTACTS, c4=[DEFAULT_C4], device_id="BS-0042",
+                          hold_ms=800)
+    install(flash, board, config)
+    (flash / "main.py").write_text(HARNESS_MAIN % {"every": max(1, 250 // SAMPLE_MS), "ms": SAMPLE_MS})
+    vd = TappedDevice(flash, board=board, time_scale=time_scale, contacts=CONTACTS,
+                      network_log=workdir / "net.jsonl", console_log=workdir / "console.log")
+    vd.start()
+    try:
+        vd.wait_console("EV ready", timeout=120)
+        ready = vd.console_all.find(b"EV ready")
+        vd.wait_console("BENCH mem", since=0, timeout=10)
+        time.sleep(0.5)
+        mark = vd.console_offset()
+        mark_ev = len(vd.events)
+        vd.press(hold_s=1.3, bounce=False)
+        want = set(CONTACTS) | {DEFAULT_C4}
+        for n in want:
+            vd.wait_event(lambda e, n=n: e["kind"] == "sms" and e["to"] == n, timeout=120, after=mark_ev)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=120, after=mark_ev)
+        time.sleep(1.0)  # GPS keeps streaming; the alert's periodic state settles
+        end = vd.console_offset()
+        text = bytes(vd.console_all)
+        resets = vd.resets
+    finally:
+        vd.stop()
+    base = int(re.search(rb"BENCH base (\d+) (\d+)", text).group(1))
+    boot = [int(m.group(1)) for m in _SAMPLE_RE.finditer(text, ready)]
+    during = [int(m.group(1)) for m in _SAMPLE_RE.finditer(text[:end], mark)]
+    sms = sum(1 for _ in re.finditer(rb"EV sms_ok", text[mark:end]))
+    return {"base": base, "after_boot_raw": boot[0], "peak_raw": max(during), "samples": len(during),
+            "sms_ok": sms, "resets": resets, "memory_error": b"MemoryError" in text}
+
+
+OUTSIDE = r"""
+import gc, json, sys, micropython
+sys.path[:] = ['', 'lib', '.frozen']
+with open(%(nmea)r, 'rb') as f:
+    gps = f.read()      # the scenario's input, not the firmware's: before BASE
+gc.collect()
+BASE = gc.mem_alloc()
+steps = []
+def mark(name):
+    gc.collect()
+    steps.append([name, gc.mem_alloc() - BASE])
+
+import hw
+class _Uart:
+    def write(self, b):
+        return len(b)
+    def read(self, n=-1):
+        return None
+    def readinto(self, b):
+        return None
+    def ioctl(self, req, arg):
+        return 0
+class _Pin:
+    IN = 0; OUT = 1; PULL_UP = 1; PULL_DOWN = 2; IRQ_FALLING = 1; IRQ_RISING = 2
+    def __init__(self, *a, **k):
+        self.v = 0
+    def value(self, v=None):
+        if v is None:
+            return self.v
+        self.v = v
+    def irq(self, *a, **k):
+        pass
+hw.UART = lambda *a, **k: _Uart()
+hw.Pin = _Pin
+import app, store, nmea
+from eventlog import EventLog
+mark('import')
+
+board = store.read_json('board.json')
+cfg = json.loads(open('config.json').read())
+log = EventLog(echo=False)
+a = app.App(board, cfg, log)
+parser = nmea.NMEAParser()
+mark('boot')
+
+mv = memoryview(gps)
+pos = [0]
+def gps_second():
+    # about one second of a 9600-baud receiver: 480 bytes, in 64-byte reads
+    for _ in range(8):
+        i = pos[0]
+        if i >= len(gps):
+            pos[0] = i = 0
+        if parser.feed(mv[i:i + 64]):
+            fix = None
+            while True:
+                f = parser.pop_fix()
+                if f is None:
+                    break
+                fix = f
+            run(('fix', fix))
+        pos[0] = i + 64
+
+now = [1000]
+pending = []
+def run(ev):
+    now[0] += 50
+    for act in a.machine.handle(ev, now[0]):
+        k = act[0]
+        if k == 'log':
+            log.add(act[1], act[2])
+        elif k == 'persist':
+            store.write_json('alert.json', act[1])
+        elif k == 'send_sms':
+            pending.append(('sms_sent', act[3], True))
+        elif k == 'dial':
+            pending.extend([('call_state', 'dialing', None), ('call_state', 'alerting', None),
+                            ('call_state', 'active', None)])
+
+for _ in range(5):
+    gps_second()
+mark('gps')
+run(('battery', 80))
+run(('signal', 20))
+run(('gesture', 'alert'))
+mark('alert')
+n = 0
+while pending and n < 200:
+    run(pending.pop(0))
+    gps_second()
+    n += 1
+    mark('step')
+for _ in range(20):
+    gps_second()
+mark('end')
+del mv
+print('STEPS', json.dumps(steps))
+micropython.mem_info()
+print('DONE')
+"""
+
+
+IMPORTS = r"""
+import sys, gc, json
+sys.path[:] = ['', 'lib', '.frozen']
+gc.collect()
+b0 = b = gc.mem_alloc()
+import asyncio, json, hashlib, binascii, os, time, socket
+gc.collect()
+a = gc.mem_alloc()
+out = [['(MicroPython modules)', a - b]]
+b = a
+for m in %(mods)r:
+    __import__(m)
+    gc.collect()
+    a = gc.mem_alloc()
+    out.append([m, a - b])
+    b = a
+print(json.dumps(out))
+"""
+
+# leaves first, so each module's figure is its own code (app last: it imports the rest)
+IMPORT_ORDER = ("gsm7", "sms", "atargs", "atparse", "gesture", "alertsms", "alertcall", "alert",
+                "nmea", "store", "eventlog", "hw", "modem", "app")
+
+
+def import_costs(d):
+    """Live heap each firmware module adds when imported from its .mpy, in bytes."""
+    out = mpy.run(IMPORTS % {"mods": IMPORT_ORDER}, lib=d / "lib", heap="512k", cwd=d)
+    costs = json.loads(out.strip().splitlines()[-1])
+    sizes = {p.stem: p.stat().st_size for p in (d / "lib").glob("*.mpy")}
+    sizes["hw"] = sizes.get("hw", 0) + sizes.get("hw_sim", 0)  # hw is hw_sim here
+    return [{"module": m, "heap": v, "mpy": sizes.get(m)} for m, v in costs]
+
+
+def _outside_dir(workdir, board="tcall_sim800l"):
+    d = workdir / "outside"
+    build.write_tree(d)
+    (d / "board.json").write_bytes((build.REPO / "boards" / f"{board}.json").read_bytes())
+    cfg = build_config(alias="Luna", contacts=CONTACTS, c4=[DEFAULT_C4], device_id="BS-0042")
+    (d / "config.json").write_text(json.dumps(cfg))
+    return d
+
+
+def _outside_run(d, heap):
+    code = OUTSIDE % {"nmea": str(NMEA_LOG)}
+    for f in d.glob("log.*"):
+        f.unlink()
+    return mpy.run(code, lib=d / "lib", heap=heap, cwd=d, timeout=120)
+
+
+def outside(workdir, search=True):
+    d = _outside_dir(workdir)
+    out = _outside_run(d, "256k")
+    steps = json.loads(out.split("STEPS", 1)[1].splitlines()[0])
+    gc_line = re.search(r"GC: total: (\d+), used: (\d+), free: (\d+)", out)
+    frag = re.search(r"max free sz: (\d+)", out)
+    res = {"steps": steps, "after_import": steps[0][1], "after_boot": steps[1][1],
+           "peak_live": max(v for _, v in steps),
+           "mem_info": out.split("DONE")[0].split("]\n", 1)[-1].strip()[-400:],
+           "gc_total": int(gc_line.group(1)) if gc_line else None,
+           "max_free_blocks": int(frag.group(1)) if frag else None,
+           "imports": import_costs(d)}
+    if search:
+        lo, hi = 8, 256   # KB: lo fails, hi works
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            try:
+                _outside_run(d, f"{mid}k")
+                ok = True
+            except mpy.MicroPythonError:
+                ok = False
+            if ok:
+                hi = mid
+            else:
+                lo = mid
+        res["min_heap_kb"] = hi
+    return res
+
+
+def run(ctx):
+    dev = in_device(ctx.scratch("memory-device"))
+    out = outside(ctx.scratch("memory-outside"), search=True)
+    base = dev["base"]
+    boot_fw = (dev["after_boot_raw"] - base) / 1024
+    peak_fw = (dev["peak_raw"] - base) / 1024
+    fw_imports = [c for c in out["imports"] if c["mpy"]]
+    fw_code = sum(c["heap"] for c in fw_imports)
+    mpy_bytes = sum(c["mpy"] for c in fw_imports)
+    top = sorted(fw_imports, key=lambda c: -c["heap"])[:3]
+    sane = dev["sms_ok"] >= len(CONTACTS) and not dev["resets"] and not dev["memory_error"]
+    rows = [
+        info_row("Heap after boot (virtual device, firmware share)", boot_fw, "KB",
+                 key="memory.after_boot_kb",
+                 note=f"raw {dev['after_boot_raw'] / 1024:.1f} KB incl. {base / 1024:.1f} KB before main.py",
+                 detail=dev),
+        budget_row("Heap peak during alert, 5 contacts + GPS (firmware share)", peak_fw, "KB",
+                   PEAK_BUDGET_KB, key="memory.peak_kb",
+                   note=(f"raw {dev['peak_raw'] / 1024:.1f} KB; 64-bit unix port, ≈½–1× on ESP32; "
+                         f"live heap sampled every {SAMPLE_MS} ms")
+                   + ("" if sane else f"; RUN NOT CLEAN: {dev}")),
+        info_row("Heap, outside scenario: after import / after boot", out["after_boot"] / 1024, "KB",
+                 key="memory.outside.after_boot_kb",
+                 note=f"imports alone {out['after_import'] / 1024:.1f} KB",
+                 detail={k: v for k, v in out.items() if k != "steps"} | {"steps": out["steps"]}),
+        info_row("Heap, outside scenario: live peak", out["peak_live"] / 1024, "KB",
+                 key="memory.outside.peak_kb"),
+        info_row("Heap taken by importing the firmware's .mpy", fw_code / 1024, "KB",
+                 key="memory.import_kb",
+                 note=f"for {mpy_bytes / 1024:.1f} KB of .mpy; most: "
+                      + ", ".join(f"{c['module']} {c['heap'] / 1024:.1f}" for c in top),
+                 detail={"imports": out["imports"]}),
+        info_row("Smallest heap the outside alert scenario completes in", out.get("min_heap_kb"), "KB",
+                 key="memory.outside.min_heap_kb",
+                 note="-X heapsize, binary search; includes transients, fragmentation, GC tables"),
+    ]
+    for r in rows:
+        r.group = NAME
+    return rows
