@@ -7,6 +7,7 @@ import time
 
 import atparse
 import hw
+import sms
 import store
 from alert import AlertMachine
 from eventlog import EventLog
@@ -187,7 +188,7 @@ class App:
 
     async def _send_sms(self, number, text, n):
         try:
-            mr = await self.modem.send_sms(number, text)
+            mr = await self.modem.send_sms(number, sms.encode(text, "GSM"))
             ok = True
         except ModemError as e:
             self.log.add("sms_error", str(e).split(" -> ")[-1])

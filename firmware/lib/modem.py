@@ -131,7 +131,8 @@ class Modem:
                 return False
 
     async def send_sms(self, number, text, timeout_ms=60000):
-        """AT+CMGS: wait for the '> ' prompt, send text + Ctrl-Z, wait for +CMGS: <mr>.
+        """AT+CMGS: wait for the '> ' prompt, send text (bytes in the modem's character
+        set, see sms.encode) + Ctrl-Z, wait for +CMGS: <mr>.
         Returns the message reference; raises ModemError('... CMS <code>') on refusal."""
         async with self._lock:
             self._prompt.clear()
@@ -151,7 +152,7 @@ class Modem:
                         raise ModemError("%s -> %s %s" % (cmd, self._final[1], self._final[2]))
                     await self._write(ESC)
                     raise ModemTimeout("no > prompt")
-                await self._write(text.encode() + CTRL_Z)
+                await self._write(text + CTRL_Z)
                 try:
                     await asyncio.wait_for_ms(self._done.wait(), self._ms(timeout_ms))
                 except asyncio.TimeoutError:

@@ -1,6 +1,8 @@
 """`boton`: the technician's tool. Every command works on a real port or the virtual device."""
 import json
 import sys
+import tempfile
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -135,6 +137,59 @@ def ports(show_all, as_json):
     for r in rows:
         table.add_row(*r)
     console.print(table)
+
+
+# --------------------------------------------------------------------------- flash
+@main.command("flash")
+@click.option("--port", "ports_", multiple=True, envvar="BOTON_PORT",
+              help=PORT_HELP + " Repeat to flash several boards in parallel.")
+@click.option("--firmware", type=click.Path(exists=True, dir_okay=False),
+              help="MicroPython .bin for the ESP32 (default: the newest in the firmware cache).")
+@click.option("--virtual-firmware", is_flag=True,
+              help="Flash the virtual device's stand-in for MicroPython (socket:// ports only).")
+@click.option("--force", is_flag=True, help="Write even if the same firmware is already there.")
+@click.option("--no-stub", is_flag=True, help="Use the ROM loader only (slower; for troublesome boards).")
+def flash_cmd(ports_, firmware, virtual_firmware, force, no_stub):
+    """MicroPython onto the board with esptool: detect the chip, erase, write at 0x1000,
+    verify. Skipped when the same firmware is already there. Hold BOOT if it asks.
+
+    Example: boton flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC-v1.26.1.bin
+    """
+    import concurrent.futures
+    import hashlib
+
+    from . import flash as fl
+    from .device import resolve_port
+    from .image import virtual_firmware as make_virtual
+
+    targets = list(ports_) or [resolve_port(None)]
+    if virtual_firmware:
+        if not all(p.startswith("socket://") for p in targets):
+            raise DeviceError("the virtual firmware does not boot a real board: give --firmware", 2)
+        firmware = Path(tempfile.gettempdir()) / "boton-virtual-firmware.bin"
+        firmware.write_bytes(make_virtual())
+    if not firmware:
+        firmware = fl.cached_firmware()
+    stub = False if no_stub else None
+
+    def one(port):
+        res = fl.flash(port, Path(firmware), force=force, stub=stub,
+                       progress=lambda msg: console.print(msg, soft_wrap=True))
+        record("record_flash", res["mac"], fl.size_bytes(res["flash_size"]), res["sha256"])
+        return port, res
+
+    failures = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(targets)) as pool:
+        for fut in [pool.submit(one, p) for p in targets]:
+            try:
+                port, res = fut.result()
+                console.print(f"{port}: {'already flashed' if res['skipped'] else 'flashed and verified'} "
+                              f"({res['mac']}, {res['flash_size']})", soft_wrap=True)
+            except DeviceError as e:
+                failures.append(e)
+                err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+    if failures:
+        sys.exit(max(e.exit_code for e in failures))
 
 
 # --------------------------------------------------------------------------- deploy
@@ -303,7 +358,9 @@ def nmea(log, as_json):
 
 
 # Command groups that live in their own modules.
+from .cli_image import image_cmd  # noqa: E402
 from .cli_registry import devices, registry  # noqa: E402
 
 main.add_command(devices)
 main.add_command(registry)
+main.add_command(image_cmd)

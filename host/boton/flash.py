@@ -111,7 +111,7 @@ def flash(port, firmware: Path, *, offset=BOOTLOADER_OFFSET, force=False, stub=N
     if stub if stub is not None else not is_network_url(port):
         esptool(port, "erase-flash", stub=stub)
     else:  # the ROM loader has no erase-flash: erase the whole chip as one region
-        esptool(port, "erase-region", "0", hex(_size_bytes(size)), stub=stub)
+        esptool(port, "erase-region", "0", hex(size_bytes(size)), stub=stub)
     progress(f"{port}: writing {len(data)} bytes at {hex(offset)}")
     esptool(port, "write-flash", "-z", hex(offset), str(firmware), stub=stub)
     esptool(port, "verify-flash", hex(offset), str(firmware), stub=stub)
@@ -121,7 +121,19 @@ def flash(port, firmware: Path, *, offset=BOOTLOADER_OFFSET, force=False, stub=N
     return result
 
 
-def _size_bytes(size: str) -> int:
+def cached_firmware() -> Path:
+    """The newest MicroPython ESP32 .bin in the firmware cache (put official builds there)."""
+    from platformdirs import user_cache_dir
+
+    cache = Path(user_cache_dir("boton-seguro")) / "firmware"
+    bins = sorted(cache.glob("ESP32*.bin"), key=lambda p: p.stat().st_mtime)
+    if not bins:
+        raise FlashError(f"no firmware given and none cached in {cache}: download the official "
+                         "MicroPython ESP32_GENERIC .bin there or pass --firmware", 2)
+    return bins[-1]
+
+
+def size_bytes(size: str) -> int:
     m = re.fullmatch(r"(\d+)(MB|KB)", size)
     if not m:
         raise FlashError(f"unknown flash size {size!r}", EXIT_DEVICE)

@@ -238,6 +238,23 @@ def placeholder_firmware(flash_size=4 * MiB) -> bytes:
     return bytes(body)
 
 
+VIRTUAL_MARK = b"BOTON SEGURO VIRTUAL MICROPYTHON - BOOTS ONLY ON THE VIRTUAL DEVICE (boton sim). "
+
+
+def virtual_firmware(flash_size=4 * MiB) -> bytes:
+    """The firmware .bin for the virtual device: the placeholder's layout with an ESP32
+    image header (0xE9, no segments) in the bootloader and app slots, so the virtual
+    chip's ROM sees an app to boot (the unix port then stands in for it). A real ESP32's
+    ROM rejects it, so `boton flash` offers it on virtual (socket://) ports only."""
+    body = bytearray(placeholder_firmware(flash_size))
+    header = bytes([0xE9, 0, 2, 0x20]) + b"\x00" * 20  # magic, 0 segments, DIO, 4MB/40MHz
+    for rel in (0, APP_OFFSET - BOOTLOADER_OFFSET):
+        body[rel:rel + len(PLACEHOLDER_MARK)] = b"\xff" * len(PLACEHOLDER_MARK)
+        body[rel:rel + len(header)] = header
+        body[rel + len(header):rel + len(header) + len(VIRTUAL_MARK)] = VIRTUAL_MARK
+    return bytes(body)
+
+
 def check_firmware(firmware_bin: bytes):
     if is_placeholder(firmware_bin):
         return

@@ -212,12 +212,44 @@ def friendly_repl():
             w(chr(c))
 
 
+def mount_flash():
+    """With a flash image, the filesystem is its vfs partition, mounted by VfsLfs2 as the
+    ESP32 port's _boot.py does. If that fails, inisetup's rule: an erased first block is
+    formatted; anything else is reported as corrupted and the board stops there."""
+    if not os.getenv("BOTON_FLASH_IMAGE"):
+        return
+    g = {"__name__": "lfs_blockdev"}
+    exec(open(os.getenv("BOTON_LFS_BLOCKDEV")).read(), g)
+    try:
+        g["mount_from_env"]()
+        return
+    except OSError:
+        pass
+    path, offset, size = g["parse_spec"](os.getenv("BOTON_FLASH_IMAGE"))
+    bdev = g["FlashRegion"](path, offset, size)
+    first = bytearray(g["BLOCK_SIZE"])
+    bdev.readblocks(0, first)
+    if first != b"\xff" * len(first):
+        bdev.close()
+        w("The filesystem appears to be corrupted. If you had important data there, you may want "
+          "to make a flash snapshot to try to recover it. Otherwise, perform factory reprogramming "
+          "of MicroPython firmware (completely erase flash, followed by firmware programming).\r\n")
+        while True:
+            getc()  # the board idles here until it is reset or reflashed
+    w("Performing initial setup\r\n")
+    import vfs
+    vfs.VfsLfs2.mkfs(bdev)
+    bdev.close()
+    g["mount_from_env"]()
+
+
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else "power"
     if mode == "power":
         w("ets Jul 29 2019 12:21:46\r\n\r\nrst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n")
     else:
         w("MPY: soft reboot\r\n")
+    mount_flash()
     run_file("boot.py")
     if mode == "softraw":
         raw_repl()

@@ -30,6 +30,7 @@ from .network import PhoneNetwork
 from .sim800 import Sim800
 
 BOARD_REPL = Path(__file__).with_name("board_repl.py")
+LFS_BLOCKDEV = Path(__file__).with_name("lfs_blockdev.py")
 SOFT_RAW, SOFT_FRIENDLY = 100, 101
 CONSOLE_KEEP = 1 << 20  # console bytes kept for wait_console()
 
@@ -63,7 +64,8 @@ class VirtualDevice:
                  device_number=DEFAULT_DEVICE_NUMBER, c4_numbers=(DEFAULT_C4,),
                  contacts=(DEFAULT_CONTACT,), c4_answer_after_s=3.0, c4_hangup_after_s=None,
                  gps_point=AGS_CENTRO, gps_route=None, gps_ttff_s=2.0, nmea_file=None,
-                 nmea_realtime=True, console_log=None, seed=None, mac="24:0a:c4:00:00:42"):
+                 nmea_realtime=True, console_log=None, seed=None, mac="24:0a:c4:00:00:42",
+                 flash_image=None, flash_size=4 * 1024 * 1024):
         self.flash_dir = Path(flash_dir)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         self.board = load_board(board)
@@ -73,6 +75,12 @@ class VirtualDevice:
         self.repl_port = repl_port
         self.device_number = device_number
         self.mac = mac  # the virtual chip's eFuse MAC (machine.unique_id())
+        # With flash_image, the board is a whole SPI flash file: the real esptool writes it
+        # through the ROM loader (download_url) and MicroPython mounts its vfs partition
+        # with VfsLfs2, as on the chip. Without it, the flash is simply flash_dir.
+        self.flash_image = Path(flash_image) if flash_image else None
+        self.flash_size = flash_size
+        self.download_url = None
         self.console_log = Path(console_log) if console_log else None
         self._rand = random.Random(seed)
         self._network_log = network_log
@@ -171,6 +179,11 @@ class VirtualDevice:
             self.gps.start(ttff_s=g["ttff"])
         self.modem.power_on()
 
+        self._app_allowed = asyncio.Event()
+        self._app_allowed.set()
+        self._rom = None
+        if self.flash_image:
+            self._start_rom()
         self._periph = await asyncio.start_server(self._periph_conn, "127.0.0.1", 0)
         self._periph_port = self._periph.sockets[0].getsockname()[1]
         await self._open_repl()
@@ -182,6 +195,8 @@ class VirtualDevice:
             t.cancel()
         await asyncio.gather(sched_task, child_task, return_exceptions=True)
         await self._kill_child()
+        if self._rom:
+            self._rom.stop()
         self._periph.close()
         if self.repl_mode == "socket":
             self._repl_server.close()
@@ -212,6 +227,13 @@ class VirtualDevice:
     async def _supervise_child(self):
         mode = "power"
         while True:
+            await self._app_allowed.wait()
+            if self.flash_image and not self._image_bootable():
+                # A blank or foreign chip: the ROM finds no app and says so, then waits.
+                self._console_out(b"ets Jul 29 2019 12:21:46\r\n\r\nrst:0x1 (POWERON_RESET),boot:0x13 "
+                                  b"(SPI_FAST_FLASH_BOOT)\r\ninvalid header: 0xffffffff\r\n")
+                self._app_allowed.clear()
+                continue
             code = await self._run_child(mode)
             if self._wdt_handle is not None:  # any reset disarms it; the next boot re-arms
                 self._wdt_handle.cancel()
@@ -228,6 +250,8 @@ class VirtualDevice:
     async def _run_child(self, mode):
         state_r, state_w = os.pipe()
         env = dict(os.environ, BOTON_RIG=f"127.0.0.1:{self._periph_port}",
+                   BOTON_FLASH_IMAGE=self._image_spec() if self.flash_image else "",
+                   BOTON_LFS_BLOCKDEV=str(LFS_BLOCKDEV),
                    BOTON_STATE_FD=str(state_w), BOTON_TIME_SCALE=repr(self.time_scale),
                    BOTON_MAC=self.mac)
         self._proc = await asyncio.create_subprocess_exec(
@@ -298,6 +322,48 @@ class VirtualDevice:
             with open(self.console_log, "ab") as f:
                 f.write(data)
         self._repl_send(data)
+
+    # ------------------------------------------------------------------ ROM loader (flash_image)
+    def _start_rom(self):
+        from .rom_server import RomServer
+
+        if not self.flash_image.exists():
+            self.flash_image.parent.mkdir(parents=True, exist_ok=True)
+            self.flash_image.write_bytes(b"\xff" * self.flash_size)  # a new chip: erased
+        loop = self._loop
+        self._rom = RomServer(self.flash_image, boot_mode="run", banner=False,
+                              mac=bytes.fromhex(self.mac.replace(":", "")),
+                              on_boot_mode=lambda m: loop.call_soon_threadsafe(self._on_boot_mode, m))
+        self._rom.start()
+        self.download_url = self._rom.url
+        self._board_mode = "run"
+
+    def _on_boot_mode(self, mode):
+        prev, self._board_mode = self._board_mode, mode
+        if mode == "download":
+            self._app_allowed.clear()  # the ROM owns the UART until the next reset
+            asyncio.ensure_future(self._kill_child())
+        else:
+            self._app_allowed.set()
+            if prev == "run":
+                asyncio.ensure_future(self._kill_child())  # EN pressed: reboot the app
+
+    def _image_bootable(self) -> bool:
+        with open(self.flash_image, "rb") as f:
+            f.seek(0x1000)
+            return f.read(1) == b"\xe9"
+
+    def _image_spec(self) -> str:
+        from ..image import flash_image_spec
+
+        return flash_image_spec(self.flash_image)
+
+    def enter_download(self):
+        """Hold BOOT and press EN: the ROM loader takes the UART (for esptool on download_url)."""
+        if not self._rom:
+            raise RigError("this virtual device has no flash image: start it with flash_image=PATH")
+        self._rom.reset("download")
+        self._rom.wait_boot("download", timeout=10)
 
     # ------------------------------------------------------------------ REPL endpoint
     async def _open_repl(self):
@@ -509,6 +575,9 @@ class VirtualDevice:
 
     def hard_reset(self):
         """Pull EN low: the ESP32 restarts from power-on (the modem keeps its state)."""
+        if self._rom:
+            self._rom.reset("run")  # through the ROM, which then boots the app
+            return
         asyncio.run_coroutine_threadsafe(self._kill_child(), self._loop).result(10)
 
     def _on_network_event(self, event):

@@ -1,0 +1,91 @@
+"""The technician's whole day on a virtual device with a real SPI flash file: the real
+esptool flashes it through the ROM loader, MicroPython mounts the LittleFS with VfsLfs2."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from boton import flash as fl
+from boton import image as img
+from boton.registry import Registry
+from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
+from rigkit import FAST
+
+BOTON = str(Path(sys.executable).parent / "boton")
+
+
+def boton(*args, ok=True, timeout=300):
+    proc = subprocess.run([BOTON, *args], capture_output=True, text=True, timeout=timeout)
+    if ok:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+@pytest.fixture
+def chip(tmp_path):
+    vd = VirtualDevice(tmp_path / "flash", flash_image=tmp_path / "chip.bin", time_scale=FAST,
+                       c4_hangup_after_s=30)
+    vd.start()
+    yield vd
+    vd.stop()
+
+
+def files_on(vd):
+    return img.read_filesystem(img.extract_filesystem(vd.flash_image.read_bytes()))
+
+
+def test_flash_deploy_provision_test_call_deliver(chip, tmp_path, monkeypatch):
+    assert "invalid header" in chip.wait_console("invalid header", timeout=10)  # a blank chip
+    chip.enter_download()
+    out = boton("flash", "--port", chip.download_url, "--virtual-firmware").stdout
+    assert "flashed and verified" in out and chip.mac in out
+    chip.enter_download()
+    assert "already flashed" in boton("flash", "--port", chip.download_url, "--virtual-firmware").stdout
+    chip.hard_reset()
+    chip.wait_console("Performing initial setup", timeout=30)  # MicroPython formats the empty vfs
+
+    url = chip.repl_url
+    assert "deployed" in boton("deploy", "--port", url).stdout
+    assert "already up to date" in boton("deploy", "--port", url).stdout  # second deploy copies nothing
+    boton("provision", "--port", url, "--alias", "Luna", "--contact", DEFAULT_CONTACT, "--c4", DEFAULT_C4)
+    assert json.loads(files_on(chip)["config.json"])["alias"] == "Luna"  # in the LittleFS itself
+    assert "-> ok" in boton("test-call", "--port", url, "--timeout", "90").stdout
+
+    monkeypatch.setenv("BOTON_KEY_FILE", str(tmp_path / "registry.key"))
+    boton("registry", "init-key")
+    boton("devices", "assign", chip.mac, "--alias", "Luna", "--case-id", "AGS-2026-0042",
+          "--order-ends", "2027-06-30", "--contact", DEFAULT_CONTACT)
+    boton("devices", "deliver", chip.mac)
+    with Registry() as reg:
+        dev = reg.get(chip.mac)
+        assert dev.state == "delivered" and dev.flash_size == 4 * 1024 * 1024
+        assert dev.firmware_hash and dev.config_hash and dev.test_call_result == "passed"
+    listing = json.loads(boton("devices", "list", "--json").stdout)
+    assert any(d["mac"] == chip.mac and d["state"] == "delivered" for d in
+               (listing["devices"] if isinstance(listing, dict) else listing))
+
+
+def test_flash_hints_when_not_in_download_mode(chip):
+    chip.enter_download()
+    boton("flash", "--port", chip.download_url, "--virtual-firmware")  # leaves it running the app
+    proc = boton("flash", "--port", chip.download_url, "--virtual-firmware", ok=False)
+    assert proc.returncode == 3
+    assert "hold BOOT" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_factory_image_boots_provisioned(chip, tmp_path):
+    fw = tmp_path / "virtual.bin"
+    fw.write_bytes(img.virtual_firmware())
+    out = tmp_path / "factory.bin"
+    boton("image", "--board", "tcall_sim800l", "--alias", "Luna", "--contact", DEFAULT_CONTACT,
+          "--c4", DEFAULT_C4, "--device-id", "BS-0042", "--hold-ms", "800",
+          "--firmware", str(fw), "-o", str(out))
+    chip.enter_download()
+    fl.esptool(chip.download_url, "write-flash", "-z", "0x0", str(out))
+    chip.hard_reset()
+    chip.wait_console("EV ready", timeout=60)  # boot.py/main.py/config straight from the image
+    chip.press(hold_s=1.2)
+    sms = chip.wait_event(lambda e: e["kind"] == "sms" and e["to"] == DEFAULT_CONTACT, timeout=60)
+    assert "Luna" in sms["text"] and "maps.google.com" in sms["text"]
