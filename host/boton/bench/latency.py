@@ -100,7 +100,7 @@ def one_alert(workdir, time_scale=1.0, board="tcall_sim800l"):
             continue
         fw, modem, n = split_turns(log, t0, t)
         out[k] = {"total_ms": (t - t0) * 1000, "firmware_ms": fw * 1000,
-                  "modem_ms": modem * 1000, "commands_before": n}
+                  "modem_ms": modem * 1000, "commands": n}
     return out
 
 

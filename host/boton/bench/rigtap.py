@@ -100,7 +100,7 @@ def split_turns(at_log, t0, t1):
     prompt has not come back) and the firmware's turn (everything else: reacting to a
     reply, its own work, waiting on its own timers).
 
-    Returns (firmware_s, modem_s, commands_sent)."""
+    Returns (firmware_s, modem_s, commands): commands sent in (t0, t1], one at t1 included."""
     fw = modem = 0.0
     owing = False
     t = t0

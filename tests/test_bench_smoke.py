@@ -1,0 +1,86 @@
+"""Keeps `make bench` from rotting: its cheap parts run here (no timing is asserted).
+
+The expensive figures (alert latency, heap in the running device, provisioning, standby)
+drive virtual devices for a minute or more; they run in `make bench` only.
+"""
+import json
+
+import pytest
+
+from boton.bench import Context, __main__ as bench_main, nmea_speed, size, standby
+from boton.bench.rigtap import is_final, split_turns
+
+SMALL_LOG = "april6_2019.log"
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    c = Context(workdir=tmp_path, quick=True)
+    yield c
+    c.close()
+
+
+def by_key(rows):
+    return {r.key: r for r in rows}
+
+
+def test_size_counts_every_deployed_module(ctx):
+    rows = by_key(size.run(ctx))
+    total = rows["size.total_kb"]
+    assert total.value > 0 and total.ok is None
+    files = total.detail["files"]
+    assert "boot.py" in files and "lib/app.mpy" in files
+    assert total.detail["bytes"] == sum(files.values())
+
+
+def test_nmea_throughput_on_one_small_log(ctx, shared_data):
+    paths = nmea_speed.logs([SMALL_LOG])
+    assert [p.name for p in paths] == [SMALL_LOG]
+    rows = by_key(nmea_speed.run(ctx, paths=paths))
+    ok = rows["nmea.logs_ok"]
+    assert ok.value == 1 and ok.ok is True, ok.note
+    assert rows["nmea.bytes_per_s"].value > 0
+    assert rows["nmea.sentences_per_s"].value > 0
+    assert 0 < rows["nmea.cpu_share_9600"].value
+    per_kind = rows["nmea.alloc_bytes_per_sentence"].detail["per_kind"]
+    assert per_kind and all(v["sentences"] > 0 for v in per_kind.values())
+
+
+def test_split_turns_gives_the_gap_after_a_reply_to_the_firmware():
+    log = [(10.0, "rx", b"AT+CMIC=0,15\r"), (10.02, "tx", b"\r\nOK\r\n"),
+           (10.025, "rx", b"ATD+524499100000;\r"), (10.05, "tx", b"\r\nOK\r\n"),
+           (10.06, "rx", b'AT+CMGS="+524491112233"\r'), (10.08, "tx", b"\r\n> "),
+           (10.085, "rx", b"hola\x1a"), (13.0, "tx", b"\r\n+CMGS: 1\r\n\r\nOK\r\n")]
+    fw, modem, n = split_turns(log, 9.999, 10.025)
+    assert n == 2  # commands up to and including the one at t1
+    assert fw == pytest.approx(0.001 + 0.005)
+    assert modem == pytest.approx(0.02)
+    fw, modem, n = split_turns(log, 9.999, 13.0)
+    assert n == 4 and fw == pytest.approx(0.001 + 0.005 + 0.01 + 0.005)
+    assert fw + modem == pytest.approx(13.0 - 9.999)
+    assert is_final(b"\r\n+CME ERROR: 3\r\n") and not is_final(b"\r\n+CLCC: 1,0,2,0,0\r\n")
+
+
+def test_standby_model_keeps_a_part_awake_that_the_firmware_never_sleeps():
+    measured = {"cpu_share": 0.02, "modem_asleep_share": 0.0, "gps_enable_driven": []}
+    facts = {"esp_sleep_calls": 0, "modem_csclk": False, "gps_uart_writes": 0}
+    pm = standby.model(measured, facts)
+    assert pm["i_total"] == pytest.approx(standby.I_ESP_ACTIVE + standby.I_MODEM_IDLE + standby.I_GPS_ON)
+    lo, hi = pm["i_total_range"]
+    assert lo < pm["i_total"] < hi
+    assert standby.target_current() < pm["i_total"]
+    assert set(standby.static_facts()) == set(facts)
+
+
+def test_main_writes_the_table_as_json_and_exits_0(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert bench_main.main(["--only", "size", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["ok"] is True and data["missed"] == []
+    assert {r["key"] for r in data["rows"]} == {"size.total_kb", "size.mpy_kb"}
+    assert "make bench" in capsys.readouterr().out
+
+
+def test_main_rejects_an_unknown_figure(tmp_path):
+    with pytest.raises(SystemExit):
+        bench_main.main(["--only", "nope", "--json", str(tmp_path / "b.json")])
