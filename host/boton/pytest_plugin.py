@@ -1,24 +1,61 @@
-"""pytest plugin shipped with the host package: run the same scenarios on the virtual
-rig (default) or on a real board with a reference modem (HIL).
+"""pytest plugin shipped with the host package: the HIL harness. The same scenarios run on
+the virtual rig (default, in `make test`) or on a real board with a reference modem.
 
-    pytest                                   # virtual device, in CI
-    pytest --device /dev/ttyUSB0 --ref-modem /dev/ttyUSB1 -m hil
+    pytest tests/scenarios                                   # virtual rig
+    pytest tests/scenarios --virtual-ref-modem               # rig, C4 played by a simulated
+                                                             # SIM800 through RefModem (the HIL path)
+    pytest tests/scenarios --device /dev/ttyUSB0 --device-number +52449... \\
+           --ref-modem /dev/ttyUSB1 --ref-number +52449... [--button rts:/dev/ttyUSB2]
+
+Fixtures (see docs/hil.md): dut, button, network, gps, faults, timeline.
+Markers: hil (hardware only), dut_config(**config overrides), rig(**VirtualDevice kwargs).
+Per test, a timeline (button, device log, AT traffic, network) is written to
+build/hil-report/<test>.txt and attached to the report of a failed test.
 """
 import pytest
 
 VIRTUAL = "virtual"
+REF_PIN = "4821"
+C4_SECONDARY = "+524499100001"
+# Short timers so a scenario takes seconds; they are valid settings for a real device too.
+SCENARIO_DEFAULTS = {
+    "pin": REF_PIN, "redial_backoff_s": [1, 2, 4], "cycle_backoff_s": 5, "sms_retry_s": 1,
+    "sms_retries": 3, "sms_timeout_s": 40, "dial_timeout_s": 40, "vibrate": True,
+}
+
+_TIMELINE = pytest.StashKey()
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("boton", "Botón Seguro device under test")
     group.addoption("--device", default=VIRTUAL,
                     help="'virtual' (default: the simulated rig) or the board's serial port for HIL")
+    group.addoption("--device-number", default=None,
+                    help="phone number of the board's SIM (HIL: call-backs and SMS commands go there)")
     group.addoption("--ref-modem", default=None,
                     help="serial port of the reference modem that plays C4 and the trusted contact (HIL)")
+    group.addoption("--ref-number", default=None, help="phone number of the reference modem's SIM")
+    group.addoption("--button", default=None,
+                    help="HIL button: 'manual' (default: asks you), 'rts:PORT' (a jig on a USB-serial "
+                         "adapter's RTS) or 'ref-gpio:PIN' (a jig on a reference SIM800 GPIO)")
+    group.addoption("--stand-in-911", default=None,
+                    help="HIL: a harmless number dialled instead of the emergency number "
+                         "(scenarios that need one skip without it; real 911 is never dialled)")
+    group.addoption("--gps-point", default=None, help="HIL: LAT,LON the board's GPS should report")
+    group.addoption("--board", default="tcall_sim800l", help="board profile (boards/*.json)")
+    group.addoption("--virtual-ref-modem", action="store_true",
+                    help="on the rig, play C4 and the contact with a simulated SIM800 driven by "
+                         "RefModem: the hardware code path, rehearsed")
+    group.addoption("--time-scale", type=float, default=0.1,
+                    help="virtual rig: simulated parts run this much faster than real time")
+    group.addoption("--hil-report", default=None,
+                    help="folder for the per-test timelines (default build/hil-report)")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "hil: needs a real board and a reference modem (--device PORT --ref-modem PORT)")
+    config.addinivalue_line("markers", "dut_config(**overrides): device configuration for this scenario")
+    config.addinivalue_line("markers", "rig(**kw): VirtualDevice options for this scenario (virtual only)")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -30,3 +67,222 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "hil" in item.keywords:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    tl = item.stash.get(_TIMELINE, None)
+    if tl is None or not (rep.when == "call" or rep.failed):
+        return
+    folder = item.config.getoption("--hil-report") or (item.config.rootpath / "build" / "hil-report")
+    try:
+        path = tl.write(folder)
+    except OSError as e:
+        rep.sections.append(("boton timeline", f"could not write the timeline: {e}"))
+        return
+    if rep.failed:
+        rep.sections.append((f"boton timeline ({path})", tl.render()))
+
+
+# ---------------------------------------------------------------------------- the bench
+class Bench:
+    """Everything one scenario gets, built once per test by the `_hil_bench` fixture."""
+
+    def __init__(self):
+        self.dut = self.network = self.button = self.faults = self.gps = None
+        self.timeline = None
+        self._closers = []
+
+    def closing(self, fn):
+        self._closers.append(fn)
+
+    def close(self):
+        for fn in reversed(self._closers):
+            try:
+                fn()
+            except Exception:  # teardown goes on: the next closer still has to run
+                pass
+
+
+def _config(request, c4, contacts, emergency):
+    from boton.provision import build_config
+    from boton.sim.rig import DEFAULT_CONTACT
+    cfg = build_config(alias="Luna", contacts=[DEFAULT_CONTACT], c4=[c4[0]], device_id="BS-HIL1",
+                       pin=REF_PIN, hold_ms=500)
+    cfg.update(SCENARIO_DEFAULTS)
+    cfg["c4_numbers"] = list(c4)
+    cfg["contacts"] = list(contacts)
+    cfg["emergency_number"] = emergency or ""
+    for m in reversed(list(request.node.iter_markers("dut_config"))):
+        cfg.update(m.kwargs)
+    if emergency is None and cfg.get("allow_911"):
+        pytest.skip("this scenario lets the device try the emergency number: give --stand-in-911 "
+                    "NUMBER (a phone you control); the real 911 is never dialled from a test")
+    if emergency is not None:
+        cfg["emergency_number"] = emergency  # a scenario cannot point the device at real 911
+    return cfg
+
+
+def _rig_kw(request):
+    kw = {}
+    for m in reversed(list(request.node.iter_markers("rig"))):
+        kw.update(m.kwargs)
+    return kw
+
+
+def _virtual_bench(request, tmp_path, bench, opts):
+    from boton.hil.controls import Button, VirtualButtonDriver, VirtualFaults, VirtualGps
+    from boton.hil.dut import VirtualDut
+    from boton.hil.observer import RefModemNetwork, VirtualNetwork
+    from boton.hil.refmodem import RefModem
+    from boton.hil.simbench import attach_modem
+    from boton.sim.flashdir import install
+    from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
+
+    ref_mode = opts.getoption("--virtual-ref-modem")
+    if ref_mode:
+        c4, contacts = [DEFAULT_C4], [DEFAULT_C4]
+    else:
+        c4, contacts = [DEFAULT_C4, C4_SECONDARY], [DEFAULT_CONTACT]
+    cfg = _config(request, c4, contacts, "911")
+    board = opts.getoption("--board")
+    flash = install(tmp_path / "flash", board, cfg)
+    kw = dict(time_scale=opts.getoption("--time-scale"), c4_numbers=(DEFAULT_C4, C4_SECONDARY),
+              contacts=(DEFAULT_CONTACT,), network_log=tmp_path / "network.jsonl")
+    kw.update(_rig_kw(request))
+    vd = VirtualDevice(flash, board=board, **kw)
+    dut = VirtualDut(vd, cfg)
+    bench.timeline.header = (f"virtual rig{' + RefModem' if ref_mode else ''}, time_scale "
+                             f"{vd.time_scale} (simulated parts and firmware modem timeouts scaled; "
+                             f"alert timers and button timing in real seconds)")
+    bench.closing(dut.stop)
+    dut.start()
+    vd.call(vd.network.add_c4, "911")  # the emergency operator of the simulated network
+    bench.dut = dut
+    bench.timeline.sources.append(dut.timeline_rows)
+    vnet = VirtualNetwork(vd, c4, contacts, emergency="911")
+    bench.timeline.sources.append(vnet.timeline_rows)
+    if ref_mode:
+        _, bridge = attach_modem(vd.call, vd.sched, vd.network, DEFAULT_C4)
+        bench.closing(bridge.close)
+        ref = RefModem(bridge.url, DEFAULT_C4)
+        bench.closing(ref.close)
+        ref.open(timeout=30)
+        # The simulated SIM800 does not model CLIR (ATD#31#...): no withheld-number stranger.
+        bench.network = RefModemNetwork(ref, vd.device_number, c4, contacts, emergency="911",
+                                         stranger_withheld=False)
+        bench.timeline.sources.append(lambda: [r for r in bench.network.timeline_rows()
+                                               if r[1] != "REFMODEM"])
+    else:
+        bench.network = vnet
+    bench.button = Button(VirtualButtonDriver(vd), cfg, bench.timeline)
+    bench.faults = VirtualFaults(vd, bench.timeline)
+    bench.gps = VirtualGps(vd)
+
+
+def _hardware_bench(request, bench, opts):
+    from boton.hil.controls import (Button, HardwareFaults, HardwareGps, ManualButton,
+                                    RefGpioJigDriver, RtsJigDriver)
+    from boton.hil.dut import HardwareDut
+    from boton.hil.observer import RefModemNetwork
+    from boton.hil.refmodem import RefModem
+
+    ref_port, ref_number = opts.getoption("--ref-modem"), opts.getoption("--ref-number")
+    number = opts.getoption("--device-number")
+    if not ref_port or not ref_number or not number:
+        pytest.skip("HIL needs --ref-modem PORT, --ref-number NUMBER and --device-number NUMBER")
+    stand_in = opts.getoption("--stand-in-911")
+    c4, contacts = [ref_number], [ref_number]
+    cfg = _config(request, c4, contacts, stand_in)
+    bench.timeline.header = f"hardware: board on {opts.getoption('--device')}, reference modem on {ref_port}"
+    ref = RefModem(ref_port, ref_number)
+    bench.closing(ref.close)
+    ref.open(timeout=120)
+    dut = HardwareDut(opts.getoption("--device"), number, cfg, opts.getoption("--board"))
+    bench.closing(dut.stop)
+    dut.provision()
+    bench.dut = dut
+    bench.network = RefModemNetwork(ref, number, c4, contacts, emergency=stand_in)
+    bench.timeline.sources.append(dut.timeline_rows)
+    bench.timeline.sources.append(bench.network.timeline_rows)
+    spec = opts.getoption("--button") or "manual"
+    if spec.startswith("rts:"):
+        driver = RtsJigDriver(spec[4:])
+        bench.closing(driver.close)
+    elif spec.startswith("ref-gpio:"):
+        driver = RefGpioJigDriver(ref, int(spec[9:]))
+    elif spec == "manual":
+        driver = ManualButton(ask=_terminal_input(request.config))
+    else:
+        raise pytest.UsageError(f"--button {spec!r}: use manual, rts:PORT or ref-gpio:PIN")
+    bench.button = Button(driver, cfg, bench.timeline)
+    bench.faults = HardwareFaults(dut, bench.network, bench.timeline)
+    point = opts.getoption("--gps-point")
+    bench.gps = HardwareGps(tuple(float(x) for x in point.split(",")) if point else None)
+
+
+def _terminal_input(config):
+    """input() with pytest's capture suspended, so the tester sees the prompt."""
+    def ask(text):
+        capman = config.pluginmanager.getplugin("capturemanager")
+        if capman is None:
+            return input(text)
+        with capman.global_and_fixture_disabled():
+            return input(text)
+    return ask
+
+
+@pytest.fixture
+def _hil_bench(request, tmp_path):
+    from boton.hil.timeline import Timeline
+    bench = Bench()
+    bench.timeline = Timeline(request.node.nodeid)
+    request.node.stash[_TIMELINE] = bench.timeline
+    opts = request.config
+    try:
+        if opts.getoption("--device") == VIRTUAL:
+            _virtual_bench(request, tmp_path, bench, opts)
+        else:
+            _hardware_bench(request, bench, opts)
+        bench.timeline.note("scenario starts")
+        yield bench
+    finally:
+        bench.close()
+
+
+@pytest.fixture
+def dut(_hil_bench):
+    """The device under test, provisioned for this scenario and ready (boton.hil.dut)."""
+    return _hil_bench.dut
+
+
+@pytest.fixture
+def network(_hil_bench):
+    """What the phone network saw; the C4's hands (boton.hil.observer)."""
+    return _hil_bench.network
+
+
+@pytest.fixture
+def button(_hil_bench):
+    """The panic button: alert(), cancel(), press(), presses(), noise() (boton.hil.controls)."""
+    return _hil_bench.button
+
+
+@pytest.fixture
+def faults(_hil_bench):
+    """Fault injection; on hardware the impossible ones skip with the reason."""
+    return _hil_bench.faults
+
+
+@pytest.fixture
+def gps(_hil_bench):
+    """The GPS: position (expected point), set_position(), wait_bursts() (virtual)."""
+    return _hil_bench.gps
+
+
+@pytest.fixture
+def timeline(_hil_bench):
+    """The test's timeline: timeline.note('text') adds a line."""
+    return _hil_bench.timeline

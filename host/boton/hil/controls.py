@@ -1,0 +1,394 @@
+"""The tester's hands: the button, the fault injector and the GPS.
+
+Button (fixture `button`): a driver closes and opens the button contact; the Button turns
+that into gestures and puts every action on the timeline.
+
+    button.alert()            the configured alert gesture (a hold, or N presses)
+    button.cancel()           the cancel gesture (a long hold)
+    button.press(hold_s)      one press and release
+    button.presses(n, hold_s, gap_s)
+    button.noise(pulses, width_s)    short spikes that must never raise an alert
+
+Drivers:
+    VirtualButtonDriver       the rig's button line (with contact bounce)
+    RtsJigDriver              a USB-serial adapter whose RTS drives an opto-coupler across the
+                              button (--button rts:/dev/ttyUSB2)
+    RefGpioJigDriver          a GPIO of the reference SIM800 (AT+SGPIO) driving the same
+                              opto-coupler (--button ref-gpio:1)
+    ManualButton              asks the tester to press by hand: only when stdin is a
+                              terminal, otherwise the test is skipped
+
+Faults (fixture `faults`): every fault of the issue has a method; on hardware the ones that
+cannot be injected skip the test with the reason (FaultUnavailable is a pytest skip).
+"""
+import sys
+import threading
+import time
+
+import pytest
+
+from .timeline import Timeline
+
+
+class Button:
+    def __init__(self, driver, config, timeline: Timeline):
+        self.driver = driver
+        g = dict(config.get("gesture") or {})
+        self.mode = g.get("mode", "hold")
+        self.hold_ms = g.get("hold_ms", 2000)
+        self.count = g.get("count", 3)
+        self.cancel_ms = g.get("cancel_ms", 5000)
+        self.timeline = timeline
+
+    def _log(self, text):
+        self.timeline.add("BUTTON", text)
+
+    def press(self, hold_s=0.12):
+        self._log(f"press {hold_s:.2f} s")
+        self.driver.press(hold_s)
+        self._log("released")
+
+    def hold(self, seconds):
+        self.press(seconds)
+
+    def presses(self, n, hold_s=0.12, gap_s=0.25):
+        self._log(f"{n} presses of {hold_s:.2f} s, {gap_s:.2f} s apart")
+        self.driver.presses(n, hold_s, gap_s)
+        self._log("released")
+
+    def alert(self):
+        """The alert gesture as the device is configured, with a margin."""
+        if self.mode == "presses":
+            self.presses(self.count)
+        else:
+            self.press(self.hold_ms / 1000 + 0.3)
+
+    def cancel(self):
+        self.press(self.cancel_ms / 1000 + 0.5)
+
+    def noise(self, pulses=20, width_s=0.003):
+        self._log(f"noise: {pulses} spikes of ~{width_s * 1000:.0f} ms")
+        self.driver.noise(pulses, width_s)
+
+
+class _TimedDriver:
+    """A driver that can only close/open the contact: timing is done here."""
+
+    def set(self, pressed):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def press(self, hold_s):
+        self.set(True)
+        time.sleep(hold_s)   # the button is held this long: actuation, not a wait
+        self.set(False)
+
+    def presses(self, n, hold_s, gap_s):
+        for i in range(n):
+            self.press(hold_s)
+            if i < n - 1:
+                time.sleep(gap_s)
+
+    def noise(self, pulses, width_s):
+        for _ in range(pulses):
+            self.set(True)
+            time.sleep(width_s)
+            self.set(False)
+            time.sleep(0.02)
+
+
+class VirtualButtonDriver:
+    def __init__(self, vd):
+        self.vd = vd
+
+    def press(self, hold_s):
+        self.vd.press(hold_s)
+
+    def presses(self, n, hold_s, gap_s):
+        self.vd.press_sequence(n, hold_s, gap_s)
+
+    def noise(self, pulses, width_s):
+        self.vd.noise(pulses, width_s)
+
+
+class RtsJigDriver(_TimedDriver):
+    """RTS of a USB-serial adapter -> opto-coupler across the button (RTS asserted = pressed)."""
+
+    def __init__(self, port):
+        import serial
+        self.ser = serial.serial_for_url(port, do_not_open=True)
+        self.ser.rts = False
+        self.ser.dtr = False
+        self.ser.open()
+
+    def set(self, pressed):
+        self.ser.rts = bool(pressed)
+
+    def close(self):
+        self.ser.close()
+
+
+class RefGpioJigDriver(_TimedDriver):
+    """A GPIO of the reference SIM800 (AT+SGPIO) -> opto-coupler across the button.
+    An AT command takes ~20-50 ms, so spikes shorter than that cannot be made."""
+
+    def __init__(self, ref, pin):
+        self.ref = ref
+        self.pin = pin
+        self.ref.gpio(pin, 0)
+
+    def set(self, pressed):
+        self.ref.gpio(self.pin, 1 if pressed else 0)
+
+
+class ManualButton:
+    """A person presses the button when asked. Needs a terminal; otherwise skips."""
+
+    def __init__(self, ask=None, stdin=None):
+        self._ask = ask or input
+        self._stdin = stdin if stdin is not None else sys.__stdin__
+
+    def _check(self):
+        if self._stdin is None or not self._stdin.isatty():
+            pytest.skip("the button is pressed by hand (--button manual) but stdin is not a "
+                        "terminal: run pytest from a terminal with -s, or use a jig "
+                        "(--button rts:PORT or --button ref-gpio:PIN)")
+
+    def _prompt(self, text):
+        self._check()
+        self._ask(f"\n>>> {text} Then press Enter here. ")
+
+    def press(self, hold_s):
+        if hold_s >= 0.5:
+            self._prompt(f"HOLD the button for {hold_s:.0f} s (count them), then let go.")
+        else:
+            self._prompt("Give the button one short tap.")
+
+    def presses(self, n, hold_s, gap_s):
+        self._prompt(f"Press the button {n} times, quickly (about {gap_s + hold_s:.1f} s apart).")
+
+    def noise(self, pulses, width_s):
+        pytest.skip("contact noise cannot be made by hand: use a jig (--button rts:PORT)")
+
+
+class FaultUnavailable(pytest.skip.Exception):
+    pass
+
+
+def _unavailable(name, why):
+    pytest.skip(f"fault '{name}' cannot be injected on hardware: {why}")
+
+
+class VirtualFaults:
+    """Every fault of the simulated parts (boton.sim.sim800 / gps / network)."""
+
+    def __init__(self, vd, timeline):
+        self.vd = vd
+        self.timeline = timeline
+
+    def _do(self, text, fn, *args):
+        self.timeline.add("FAULT", text)
+        return self.vd.call(fn, *args)
+
+    # modem / SIM / network
+    def sim_missing(self):
+        self._do("SIM removed", self.vd.modem.sim_missing)
+
+    def pin_locked(self, pin="1234"):
+        """A SIM that asks for its PIN: takes effect at the next power-on (power_cycle())."""
+        self._do(f"SIM locked with PIN {pin}", self.vd.modem.pin_locked, pin)
+
+    def no_network(self, lost=True):
+        self._do("network lost" if lost else "network back", self.vd.modem.no_network, lost)
+
+    def registration_denied(self, denied=True):
+        self._do("registration denied" if denied else "registration allowed",
+                 self.vd.modem.registration_denied, denied)
+
+    def signal_lost(self, lost=True):
+        """The radio link goes (a basement, a lift): a call in progress drops."""
+        self._do("signal lost" if lost else "signal back", self.vd.modem.no_network, lost)
+
+    def signal(self, level):
+        self._do(f"signal CSQ {level}", self.vd.modem.signal, level)
+
+    def drop_call(self):
+        self._do("call dropped by the network", self.vd.modem.drop_call)
+
+    def next_call_result(self, result):
+        """How the device's next call ends: busy | no_answer | reject | unreachable | answer."""
+        self._do(f"next call: {result}", self.vd.modem.next_call_result, result)
+
+    def cms_error(self, code, count=1):
+        self._do(f"next {count} SMS fail with +CMS ERROR: {code}", self.vd.modem.cms_error, code, count)
+
+    def modem_silent(self):
+        self._do("modem hangs (silent until power-cycled)", self.vd.modem.go_silent)
+
+    def uart_garbage(self, data=b"\x00\xff\x13\xfe$#@!\x80\r\n\xaa\x55"):
+        self._do(f"garbage on the modem UART: {data!r}", self.vd.modem.garbage, data)
+
+    def under_voltage(self, power_down_after_s=5.0):
+        self._do(f"battery sags: UNDER-VOLTAGE warning, power down after {power_down_after_s} s",
+                 self.vd.modem.under_voltage, power_down_after_s)
+
+    def set_battery(self, mv):
+        self._do(f"battery {mv} mV", self.vd.modem.set_battery, mv)
+
+    # GPS
+    def gps_silent(self, on=True):
+        self._do("GPS silent" if on else "GPS talks again", self.vd.gps.silent, on)
+
+    def gps_never_fix(self, on=True):
+        self._do("GPS never fixes" if on else "GPS may fix", self.vd.gps.never_fix, on)
+
+    def gps_corrupt(self, rate=1.0):
+        self._do(f"GPS checksums corrupted ({rate:.0%})", self.vd.gps.corrupt_checksums, rate)
+
+    # ESP32 / board
+    def esp32_reset(self):
+        self.timeline.add("FAULT", "ESP32 reset (EN pulled low)")
+        self.vd.hard_reset()
+
+    def power_cycle(self):
+        """The whole board loses power: modem and ESP32 start from scratch."""
+        self.timeline.add("FAULT", "power cycle (modem and ESP32)")
+        self.vd.call(self.vd.modem.power_off)
+        self.vd.call(self.vd.modem.power_on)
+        self.vd.hard_reset()
+
+
+class HardwareFaults:
+    """On a real board only some faults can be made; the others skip, saying why."""
+
+    def __init__(self, dut, network, timeline):
+        self.dut = dut
+        self.network = network
+        self.timeline = timeline
+
+    def esp32_reset(self):
+        self.timeline.add("FAULT", "ESP32 reset (EN pulled low through RTS)")
+        self.dut.reset()
+
+    def next_call_result(self, result):
+        ref = getattr(self.network, "ref", None)
+        policy = {"busy": "reject", "reject": "reject", "no_answer": "ignore", "answer": "answer"}
+        if ref is None or result not in policy:
+            _unavailable("next_call_result", f"the reference modem cannot make a call end '{result}'")
+        self.timeline.add("FAULT", f"reference modem: next call {result}")
+        ref.set_incoming(policy[result], once=True)
+
+    def sim_missing(self):
+        _unavailable("sim_missing", "the SIM must be pulled by hand; not automated")
+
+    def pin_locked(self, pin="1234"):
+        _unavailable("pin_locked", "needs a SIM with its PIN enabled fitted by hand")
+
+    def power_cycle(self):
+        _unavailable("power_cycle", "needs a switchable supply on the jig")
+
+    def no_network(self, lost=True):
+        _unavailable("no_network", "needs an RF-shielded box or a GSM test set")
+
+    def registration_denied(self, denied=True):
+        _unavailable("registration_denied", "needs a barred SIM or a GSM test set")
+
+    def signal_lost(self, lost=True):
+        _unavailable("signal_lost", "needs an RF-shielded box or a programmable attenuator")
+
+    def signal(self, level):
+        _unavailable("signal", "needs a programmable attenuator")
+
+    def drop_call(self):
+        _unavailable("drop_call", "a radio drop needs a GSM test set (a hang-up is not a drop)")
+
+    def cms_error(self, code, count=1):
+        _unavailable("cms_error", "the real SMSC decides +CMS errors")
+
+    def modem_silent(self):
+        _unavailable("modem_silent", "needs a jig that cuts the modem's TXD line")
+
+    def uart_garbage(self, data=b""):
+        _unavailable("uart_garbage", "needs a jig that injects bytes on the modem's TXD line")
+
+    def under_voltage(self, power_down_after_s=5.0):
+        _unavailable("under_voltage", "needs a programmable supply on VBAT")
+
+    def set_battery(self, mv):
+        _unavailable("set_battery", "needs a programmable supply on VBAT")
+
+    def gps_silent(self, on=True):
+        _unavailable("gps_silent", "needs a jig that cuts the GPS TXD line")
+
+    def gps_never_fix(self, on=True):
+        _unavailable("gps_never_fix", "needs a GPS simulator or a shielded antenna")
+
+    def gps_corrupt(self, rate=1.0):
+        _unavailable("gps_corrupt", "needs a GPS simulator")
+
+
+class VirtualGps:
+    """The rig's GPS receiver: where the device is, and its bursts as events."""
+
+    def __init__(self, vd):
+        self.vd = vd
+        self.bursts = 0
+        self._cond = threading.Condition()
+
+        def tap():  # count what the receiver sends: simulated GPS time passing
+            orig = vd.gps.emit
+
+            def emit(data):
+                with self._cond:
+                    self.bursts += 1
+                    self._cond.notify_all()
+                orig(data)
+            vd.gps.emit = emit
+        vd.call(tap)
+
+    @property
+    def position(self):
+        return self.vd.call(lambda: self.vd.gps.position)
+
+    def set_position(self, lat, lon):
+        self.vd.call(self.vd.gps.set_position, lat, lon)
+
+    def start(self, ttff_s=0.0):
+        self.vd.call(lambda: self.vd.gps.start(ttff_s=ttff_s))
+
+    def maps_q(self):
+        lat, lon = self.position
+        return "%.5f,%.5f" % (lat, lon)
+
+    def wait_bursts(self, n, timeout=30):
+        """Until the receiver has sent n more NMEA bursts (a silent one sends none)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            target = self.bursts + n
+            while self.bursts < target:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"GPS sent {n - (target - self.bursts)} of {n} bursts in {timeout}s")
+                self._cond.wait(left)
+
+
+class HardwareGps:
+    def __init__(self, point=None):
+        self._point = point
+
+    @property
+    def position(self):
+        return self._point
+
+    def maps_q(self):
+        if self._point is None:
+            return None
+        return "%.5f,%.5f" % self._point
+
+    def set_position(self, lat, lon):
+        pytest.skip("moving the GPS needs a GPS simulator on the jig")
+
+    def start(self, ttff_s=0.0):
+        pytest.skip("restarting the GPS needs a GPS simulator on the jig")
+
+    def wait_bursts(self, n, timeout=30):
+        pytest.skip("counting GPS bursts needs a GPS simulator on the jig")

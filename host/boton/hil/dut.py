@@ -1,0 +1,267 @@
+"""The device under test, the same to a scenario whether it is the virtual rig or a board.
+
+    dut.kind                   "virtual" | "hardware"
+    dut.number                 the device's own phone number (its SIM)
+    dut.config                 the configuration it was provisioned with
+    dut.port                   a REPL URL / serial port for mpremote and `boton --port`
+    dut.mark()                 a console position, for `since=`
+    dut.wait_log(event, detail=None, since=0, timeout=60)   an "EV <event> <detail>" line
+    dut.log(since=0)           [(event, detail), ...] the firmware logged (its EventLog echo)
+    dut.within(hw_s, rig_s)    a timeout: generous on hardware, tight on the rig
+    dut.reset()                pull EN: the ESP32 reboots (the modem keeps running)
+    dut.wait_ready(since)      until the firmware logged "ready"
+    dut.audio()                the modem's audio levels (virtual only; None on hardware)
+    dut.port_released()        context manager: the console lets go of the port (for mpremote)
+"""
+import contextlib
+import json
+import re
+import threading
+import time
+
+import serial
+
+from .timeline import at_rows
+
+EV_LINE = re.compile(rb"EV (\S+) ?(\S*)\r?\n")
+
+
+class ConsoleBuffer:
+    """What the device printed, with the time each chunk arrived."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._data = bytearray()
+        self.chunks = []   # (t, offset, bytes)
+
+    def add(self, data):
+        with self._cond:
+            self.chunks.append((time.monotonic(), len(self._data), bytes(data)))
+            self._data += data
+            self._cond.notify_all()
+
+    def mark(self):
+        with self._cond:
+            return len(self._data)
+
+    def text(self, since=0):
+        with self._cond:
+            return self._data[since:].decode(errors="replace")
+
+    def wait(self, needle, timeout, since=0):
+        b = needle.encode() if isinstance(needle, str) else needle
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                i = self._data.find(b, since)
+                if i >= 0:
+                    return self._data[since:].decode(errors="replace")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    tail = self._data[-3000:].decode(errors="replace")
+                    raise TimeoutError(f"device never printed {needle!r} within {timeout}s; "
+                                       f"console tail:\n{tail}")
+                self._cond.wait(left)
+
+    def events(self, since=0):
+        with self._cond:
+            data = bytes(self._data[since:])
+        return [(m.group(1).decode(), m.group(2).decode()) for m in EV_LINE.finditer(data)]
+
+    def rows(self, source="DEVICE"):
+        """Timeline rows, one per console line, stamped with the arrival of its first byte."""
+        with self._cond:
+            chunks = list(self.chunks)
+            data = bytes(self._data)
+        rows = []
+        start = 0
+        for m in re.finditer(rb"\r?\n", data):
+            line = data[start:m.start()]
+            if line.strip():
+                rows.append((_time_at(chunks, start), source, line.decode(errors="replace")))
+            start = m.end()
+        return rows
+
+
+def _time_at(chunks, offset):
+    lo, hi = 0, len(chunks) - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if chunks[mid][1] <= offset:
+            lo = mid
+        else:
+            hi = mid - 1
+    return chunks[lo][0] if chunks else time.monotonic()
+
+
+class _DutBase:
+    kind = "?"
+
+    def mark(self):
+        return self.console.mark()
+
+    def wait_log(self, event, detail=None, since=0, timeout=60):
+        needle = f"EV {event} {detail}" if detail is not None else f"EV {event} "
+        return self.console.wait(needle, timeout, since)
+
+    def log(self, since=0):
+        return self.console.events(since)
+
+    def logged(self, event, since=0):
+        """Details of every `event` logged since the mark."""
+        return [d for e, d in self.log(since) if e == event]
+
+    def wait_ready(self, since=0, timeout=None):
+        return self.wait_log("ready", since=since, timeout=timeout or self.within(180, 60))
+
+    def within(self, hw_s, rig_s):
+        return rig_s if self.kind == "virtual" else hw_s
+
+    def audio(self):
+        return None
+
+
+class VirtualDut(_DutBase):
+    """A VirtualDevice (boton.sim.rig) already provisioned with `config`."""
+
+    kind = "virtual"
+
+    def __init__(self, vd, config):
+        self.vd = vd
+        self.config = config
+        self.console = ConsoleBuffer()
+        self.number = vd.device_number
+        self.time_scale = vd.time_scale
+        orig = vd._console_out  # tap the console before the firmware boots, to stamp it
+
+        def tap(data, _orig=orig):
+            self.console.add(data)
+            _orig(data)
+        vd._console_out = tap
+
+    @property
+    def port(self):
+        return self.vd.repl_url
+
+    @property
+    def modem(self):
+        return self.vd.modem
+
+    def start(self, ready_timeout=60):
+        self.vd.start()
+        self.wait_ready(timeout=ready_timeout)
+        return self
+
+    def stop(self):
+        self.vd.stop()
+
+    def reset(self):
+        self.vd.hard_reset()
+
+    def audio(self):
+        return dict(self.vd.call(lambda: self.vd.modem.audio))
+
+    def flash_json(self, name):
+        p = self.vd.flash_dir / name
+        return json.loads(p.read_text()) if p.exists() else None
+
+    @contextlib.contextmanager
+    def port_released(self):
+        yield self.port
+
+    def timeline_rows(self):
+        rows = self.console.rows("DEVICE")
+        rows += at_rows(self.vd.modem.at_log, "ESP>MDM", "MDM>ESP")
+        return rows
+
+
+class SerialConsole:
+    """Reads a board's USB serial console on a thread, without resetting it on open."""
+
+    def __init__(self, port, buffer, baudrate=115200):
+        self.port = port
+        self.buffer = buffer
+        self.baudrate = baudrate
+        self.ser = None
+        self._stop = False
+        self._thread = None
+
+    def open(self):
+        ser = serial.serial_for_url(self.port, do_not_open=True, baudrate=self.baudrate, timeout=0.1)
+        ser.dtr = False   # on ESP32 boards DTR/RTS drive IO0/EN through the auto-reset
+        ser.rts = False   # circuit: keep both released so opening the port resets nothing
+        ser.open()
+        self.ser = ser
+        self._stop = False
+        self._thread = threading.Thread(target=self._read, name="dut-console", daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        while not self._stop:
+            try:
+                data = self.ser.read(self.ser.in_waiting or 1)
+            except (serial.SerialException, OSError):
+                return
+            if data:
+                self.buffer.add(data)
+
+    def close(self):
+        self._stop = True
+        if self._thread:
+            self._thread.join(2)
+        if self.ser:
+            self.ser.close()
+            self.ser = None
+
+    def pulse_en(self, low_s=0.1):
+        """EN low for low_s through RTS (esptool's hard reset), IO0 high: a normal boot."""
+        self.ser.dtr = False
+        self.ser.rts = True
+        time.sleep(low_s)  # the width of the reset pulse, not a wait for behaviour
+        self.ser.rts = False
+
+
+class HardwareDut(_DutBase):
+    """A real board on a serial port, provisioned through mpremote (boton.device)."""
+
+    kind = "hardware"
+
+    def __init__(self, port, number, config, board="tcall_sim800l"):
+        self.port = port
+        self.number = number
+        self.config = config
+        self.board = board
+        self.time_scale = 1.0
+        self.console = ConsoleBuffer()
+        self._serial = SerialConsole(port, self.console)
+
+    def provision(self):
+        """Write the config if it differs, forget any alert state, reboot, wait for ready."""
+        from ..device import Device
+        from ..provision import CONFIG_PATH, config_bytes, write_config
+        with Device(self.port) as dev:
+            if dev.read_file(CONFIG_PATH) != config_bytes(self.config):
+                write_config(dev, self.config)
+            dev.remove("alert.json")
+        self._serial.open()
+        mark = self.mark()
+        self.reset()
+        self.wait_ready(since=mark)
+        return self
+
+    def stop(self):
+        self._serial.close()
+
+    def reset(self):
+        self._serial.pulse_en()
+
+    @contextlib.contextmanager
+    def port_released(self):
+        self._serial.close()
+        try:
+            yield self.port
+        finally:
+            self._serial.open()
+
+    def timeline_rows(self):
+        return self.console.rows("DEVICE")
