@@ -83,6 +83,10 @@ class App:
         g = board["gps"]
         self.gps_uart = hw.UART(g["uart"], g["baud"], g["tx"], g["rx"])
         self.vib = self._out(board.get("vibration"))
+        en = g.get("enable")
+        self.gps_en = hw.Pin(en, hw.Pin.OUT, value=1) if en is not None else None
+        self.gps_on = True
+        self.fix_ms = None
         self.led = self._out(board.get("led"))
 
     @staticmethod
@@ -359,6 +363,42 @@ class App:
         await self.modem_init()
         return True
 
+    async def standby_task(self):
+        """Standby power: the modem sleeps (AT+CSCLK=2) and the GPS runs only until it
+        has a fresh fix, then rests; during an alert both stay fully awake."""
+        c = self.cfg
+        every = int(c.get("gps_every_s", 900) * 1000)
+        max_on = int(c.get("gps_max_on_s", 120) * 1000)
+        gps_on_at = time.ticks_ms()
+        gps_off_at = None
+        while True:
+            await asyncio.sleep_ms(500)
+            active = self.machine.active
+            want_sleep = c.get("modem_sleep", True) and not active and not self.call_active
+            if want_sleep != self.modem.sleepy:
+                try:
+                    await self.modem.cmd("AT+CSCLK=%d" % (2 if want_sleep else 0), 2000)
+                    self.modem.sleepy = want_sleep
+                    self.log.add("power", "modem_sleep" if want_sleep else "modem_awake")
+                except ModemError:
+                    pass
+            if not self.gps_en:
+                continue
+            now = time.ticks_ms()
+            if self.gps_on:
+                fresh = self.fix_ms is not None and time.ticks_diff(now, self.fix_ms) < 5000
+                if not active and (fresh or time.ticks_diff(now, gps_on_at) > max_on):
+                    self._gps_power(False)
+                    gps_off_at = now
+            elif active or gps_off_at is None or time.ticks_diff(now, gps_off_at) > every:
+                self._gps_power(True)
+                gps_on_at = now
+
+    def _gps_power(self, on):
+        self.gps_on = on
+        self.gps_en.value(1 if on else 0)
+        self.log.add("power", "gps_on" if on else "gps_off")
+
     async def health_task(self):
         """Watch the modem (and feed the watchdog while the brain is alive)."""
         every = int(self.cfg.get("health_every_s", 60) * 1000)
@@ -413,6 +453,7 @@ class App:
                     if f is None:
                         break
                     fix = f
+                self.fix_ms = time.ticks_ms()
                 self.post(("fix", fix))
 
     async def button_task(self):
@@ -493,6 +534,7 @@ async def _main(test=False, test_timeout_s=300):
     tasks = app.start_tasks()
     await app.modem_init()
     asyncio.create_task(app.health_task())
+    asyncio.create_task(app.standby_task())
     await app.resume()
     gc.collect()
     log.add("ready", "safe" if safe else "ok")

@@ -32,6 +32,8 @@ class Modem:
         self.on_urc = on_urc
         self.scale = scale
         self.last_rx_ms = time.ticks_ms()
+        self.last_tx_ms = time.ticks_ms()
+        self.sleepy = False  # AT+CSCLK=2 is on: the module sleeps after 5 s of UART silence
         self.trace = None  # set to a callable(direction, bytes) for a timeline
 
     def _ms(self, ms):
@@ -74,8 +76,20 @@ class Modem:
     async def _write(self, data):
         if self.trace:
             self.trace(">", data)
+        self.last_tx_ms = time.ticks_ms()
         self._w.write(data)
         await self._w.drain()
+
+    async def _wake(self):
+        """With AT+CSCLK=2 an idle module sleeps and loses the first character that wakes
+        it: send a throwaway AT first (answered if it was awake after all)."""
+        now = time.ticks_ms()
+        idle = min(time.ticks_diff(now, self.last_tx_ms), time.ticks_diff(now, self.last_rx_ms))
+        if self.sleepy and idle > 4000:
+            try:
+                await self._cmd("AT", 150, None, False)
+            except ModemTimeout:
+                pass
 
     async def cmd(self, command, timeout_ms=2000, expect=None, check=True):
         """Send one AT command; return (final_kind, final_text, info_lines)."""
@@ -83,6 +97,8 @@ class Modem:
             return await self._cmd(command, timeout_ms, expect, check)
 
     async def _cmd(self, command, timeout_ms, expect, check):
+        if command != "AT":
+            await self._wake()
         self._lines = []
         self._final = None
         self._done.clear()
@@ -135,6 +151,7 @@ class Modem:
         set, see sms.encode) + Ctrl-Z, wait for +CMGS: <mr>.
         Returns the message reference; raises ModemError('... CMS <code>') on refusal."""
         async with self._lock:
+            await self._wake()
             self._prompt.clear()
             self._lines = []
             self._final = None

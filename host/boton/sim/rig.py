@@ -155,6 +155,7 @@ class VirtualDevice:
         self._button_level = 1 - self.board["button"]["active"]
         self._wdt_handle = None
         self._wdt_timeout = None
+        self._gps_off_at = None
 
         self.sched = Scheduler(time.monotonic, self.time_scale)
         self.network = PhoneNetwork(self.sched, log_path=self._network_log)
@@ -496,7 +497,23 @@ class VirtualDevice:
             self.modem.reset_pin(level)
         elif pin == modem.get("power_on"):
             self.modem.supply(level)
+        elif pin == self.board["gps"].get("enable") and not self._gps_cfg["nmea"]:
+            self._gps_enable(level)
         self._kick_scheduler()
+
+    def _gps_enable(self, level):
+        """The GPS's power switch: off stops it; on restarts it, hot if it had a fix in the
+        last two hours (ephemeris still valid), else cold."""
+        if not level:
+            if self.gps.running:
+                self.gps.stop()
+                self._gps_off_at = time.monotonic()
+            return
+        if self.gps.running:
+            return
+        hot = self._gps_off_at is not None and time.monotonic() - self._gps_off_at < 7200 * self.time_scale
+        self.gps.start(mode="hot" if hot else "cold",
+                       ttff_s=None if hot else self._gps_cfg["ttff"])
 
     def _wdt_arm(self, timeout_s):
         """machine.WDT: once started it cannot be stopped; a missed feed resets the chip."""
