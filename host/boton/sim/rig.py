@@ -590,6 +590,13 @@ class VirtualDevice:
         """Drop the REPL connection right after the host sends bytes containing marker."""
         self.call(setattr, self, "_unplug_when", marker)
 
+    def freeze(self):
+        """The CPU hangs (the interpreter stops dead): only the watchdog can bring it back."""
+        async def stop():
+            if self._proc and self._proc.returncode is None:
+                self._proc.send_signal(signal.SIGSTOP)
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+
     def hard_reset(self):
         """Pull EN low: the ESP32 restarts from power-on (the modem keeps its state)."""
         if self._rom:

@@ -1,0 +1,69 @@
+"""Firmware behaviours around boot: safe mode, watchdog, standby power states."""
+from boton.sim.flashdir import install
+from boton.sim.rig import DEFAULT_C4, VirtualDevice
+from rigkit import FAST, demo_config, provisioned_device
+
+
+def boot(tmp_path, config_bytes=None, **kw):
+    flash = tmp_path / "flash"
+    install(flash, "tcall_sim800l", None)
+    if config_bytes is not None:
+        (flash / "config.json").write_bytes(config_bytes)
+    vd = VirtualDevice(flash, time_scale=FAST, **kw)
+    vd.start()
+    return vd
+
+
+def test_missing_config_still_calls_the_boards_c4(tmp_path):
+    vd = boot(tmp_path)
+    try:
+        text = vd.wait_console("EV ready", timeout=60)
+        assert "EV safe_mode config_missing" in text and "EV ready safe" in text
+        vd.press(hold_s=2.5)  # safe mode uses the default 2 s hold
+        call = vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60)
+        assert call["to"] == DEFAULT_C4 == vd.board["safe_c4"]
+        assert not [e for e in vd.events if e["kind"] == "sms" and e["to"] != DEFAULT_C4]
+    finally:
+        vd.stop()
+
+
+def test_corrupt_config_is_reported_and_safe_mode_used(tmp_path):
+    vd = boot(tmp_path, b'{"alias": "Luna", "contacts": [')
+    try:
+        text = vd.wait_console("EV ready", timeout=60)
+        assert "EV safe_mode config_corrupt" in text
+    finally:
+        vd.stop()
+
+
+def test_invalid_config_is_reported(tmp_path):
+    vd = boot(tmp_path, b'{"alias": "Luna"}')
+    try:
+        assert "EV safe_mode config_missing_c4_numbers" in vd.wait_console("EV ready", timeout=60)
+    finally:
+        vd.stop()
+
+
+def test_hung_firmware_is_reset_by_the_watchdog_and_boots_again(tmp_path):
+    cfg = demo_config()
+    cfg["watchdog_s"] = 3
+    with provisioned_device(tmp_path, config=cfg) as vd:
+        mark = vd.console_mark()
+        vd.freeze()
+        text = vd.wait_console("EV ready", timeout=60, since=mark)
+        assert "watchdog got triggered" in text and "EV boot" in text
+        assert vd.wdt_resets == 1
+
+
+def test_standby_puts_modem_to_sleep_and_rests_the_gps(tmp_path):
+    cfg = demo_config()
+    cfg["gps_every_s"] = 600
+    with provisioned_device(tmp_path, config=cfg) as vd:
+        vd.wait_console("EV power gps_off", timeout=30)
+        vd.wait_console("EV power modem_sleep", timeout=30)
+        assert vd.modem.csclk == 2 and not vd.gps.running
+        mark = vd.console_mark()
+        vd.press(hold_s=1.2)
+        vd.wait_console("EV power gps_on", timeout=30, since=mark)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60)
+        assert vd.gps.running and vd.modem.csclk == 0
