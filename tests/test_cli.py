@@ -170,3 +170,23 @@ def test_status_and_logs(device):
     seg.write_text(text)
     r = run("logs", "--port", url)
     assert r.exit_code == 5 and "ALTERED" in r.output
+
+
+def test_wipe_removes_her_data_and_the_device_boots_in_safe_mode(device):
+    url = device.repl_url
+    assert run("deploy", "--port", url).exit_code == 0
+    assert run(*provision_args(url)).exit_code == 0
+    assert (device.flash_dir / "config.json").exists()
+    r = run("wipe", "--port", url)
+    assert r.exit_code == 0, r.output
+    assert "config.json" in r.output
+    assert not (device.flash_dir / "config.json").exists()
+    assert not list(device.flash_dir.glob("log.*")) or all(
+        "safe_mode" in p.read_text() or "boot" in p.read_text() for p in device.flash_dir.glob("log.*"))
+    device.wait_console("EV safe_mode config_missing", timeout=60)
+
+
+def test_build_writes_mpy(tmp_path):
+    r = run("build", "--out", str(tmp_path / "mpy"))
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "mpy" / "lib" / "app.mpy").read_bytes()[:1] == b"M"

@@ -281,6 +281,40 @@ def test_call(port, timeout):
         raise DeviceError("test call failed: " + ", ".join(names[-6:]), EXIT_TEST)
 
 
+# --------------------------------------------------------------------------- wipe
+@main.command()
+@click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)
+@click.option("--keep-log", is_flag=True, help="Keep the device's event log (e.g. for an investigation).")
+def wipe(port, keep_log):
+    """Erase her data from a returned device: configuration, alert state and (unless
+    --keep-log) the event log; checked afterwards, then recorded in the registry.
+
+    Example: boton wipe --port /dev/ttyUSB0
+    """
+    with Device(port) as dev:
+        mac = device_mac(dev)
+        gone = prov.wipe(dev, keep_log=keep_log)
+    from .registry import Registry
+
+    with Registry() as reg:
+        if reg.get(mac) is not None and reg.get(mac).state == "returned":
+            reg.record_wipe(mac)
+    console.print(f"wiped {mac}: removed {', '.join(gone) if gone else 'nothing (already clean)'}")
+
+
+@main.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="build/mpy", show_default=True)
+def build(out_dir):
+    """Cross-compile the firmware to .mpy with mpy-cross (what deploy copies).
+
+    Example: boton build --out build/mpy
+    """
+    from .build import write_tree
+
+    total = write_tree(Path(out_dir))
+    console.print(f"firmware built into {out_dir}: {total} bytes")
+
+
 # --------------------------------------------------------------------------- status / logs
 @main.command()
 @click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)

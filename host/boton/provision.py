@@ -163,3 +163,18 @@ def deploy(dev, board: str, progress=None, mpy=True):
         if progress:
             progress(path)
     return copied, len(files)
+
+
+PRIVATE_FILES = ("config.json", "config.json.tmp", "alert.json", "alert.json.tmp")
+
+
+def wipe(dev, keep_log=False):
+    """Remove her data from the device and check it is gone. Returns what was removed."""
+    listing = dev.eval_json("__import__('os').listdir()")
+    targets = [f for f in listing if f in PRIVATE_FILES or (not keep_log and f.startswith("log."))]
+    for f in targets:
+        dev.remove(f)
+    left = set(dev.eval_json("__import__('os').listdir()")) & set(targets)
+    if left:
+        raise DeviceError(f"wipe failed: {', '.join(sorted(left))} still on the device", EXIT_VERIFY)
+    return targets
