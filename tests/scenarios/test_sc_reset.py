@@ -1,0 +1,31 @@
+"""The ESP32 resets (watchdog, brown-out, a knock): idle it comes back quietly, mid-alert
+it resumes the alert."""
+
+
+def test_reset_while_idle_comes_back_ready_without_alert(dut, button, network, faults):
+    mark, log_mark = network.mark(), dut.mark()
+    faults.esp32_reset()
+    dut.wait_ready(since=log_mark)
+    assert "alert" not in [e for e, _ in dut.log(since=log_mark)]
+    assert not network.sms(frm=dut.number, after=mark)
+    assert not network.calls("call_start", frm=dut.number, after=mark)
+    button.alert()  # and the button still works
+    network.wait_sms(to=network.contacts[0], after=mark, timeout=dut.within(90, 20))
+
+
+def test_reset_mid_alert_resumes_alert(dut, button, network, faults):
+    button.alert()
+    first = network.wait_call("call_connected", to=network.c4[0], timeout=dut.within(90, 20))
+    network.wait_sms(to=network.contacts[0], timeout=dut.within(90, 20))
+    mark, log_mark = network.mark(), dut.mark()
+    faults.esp32_reset()
+    dut.wait_log("resume", since=log_mark, timeout=dut.within(180, 30))
+    # her contacts get a fresh location after the reset ...
+    sms = network.wait_sms(to=network.contacts[0], after=mark, timeout=dut.within(120, 20))
+    assert "maps.google.com" in sms["text"]
+    # ... and C4 is on the line with her: the call the modem kept, or a new one
+    dut.wait_log("call_active", since=log_mark, timeout=dut.within(120, 20))
+    ended = network.calls("call", after=mark, where=lambda e: e["call_id"] == first["call_id"])
+    if ended:
+        network.wait_call("call_connected", to=network.c4[0], after=mark, timeout=dut.within(120, 20))
+    assert not dut.logged("dial_error", since=log_mark), dut.log(since=log_mark)
