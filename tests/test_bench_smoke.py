@@ -68,7 +68,7 @@ def test_standby_model_keeps_a_part_awake_that_the_firmware_never_sleeps():
     assert pm["i_total"] == pytest.approx(standby.I_ESP_ACTIVE + standby.I_MODEM_IDLE + standby.I_GPS_ON)
     lo, hi = pm["i_total_range"]
     assert lo < pm["i_total"] < hi
-    assert standby.target_current() < pm["i_total"]
+    assert standby.target_current() < standby.target_current(pm) < pm["i_total"]
     assert set(standby.static_facts()) == set(facts)
 
 

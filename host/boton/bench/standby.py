@@ -7,7 +7,10 @@ seconds (the firmware's own health/status timers are real seconds). Observed:
   return from poll() in the asyncio loop) and CPU busy share, from /proc;
 * the modem: AT commands sent, share of time a command was outstanding, share of time
   the SIM800 simulation was asleep (it sleeps only after AT+CSCLK=1/2);
-* the GPS: whether the firmware ever drove the board's gps.enable pin.
+* the GPS: every level the firmware drove on the board's gps.enable pin (the rig powers
+  the simulated receiver from it). The GPS share is the last completed on-period (boot:
+  on until a fresh fix) divided by the firmware's wake period (gps_every_s, read from
+  app.py's default); never switched off means on 100 %.
 
 Static facts from the firmware sources (firmware/lib minus the hw_* backends): whether
 it ever calls lightsleep()/deepsleep(), sends AT+CSCLK, or writes to the GPS UART (a
@@ -33,7 +36,7 @@ from . import info_row
 from .rigtap import TappedDevice, split_turns
 
 NAME = "standby"
-WINDOW_S = 65.0     # > the firmware's 60 s health poll
+WINDOW_S = 125.0    # the health check sends AT after 60 s of modem silence: ~every 120 s
 QUICK_WINDOW_S = 20.0
 
 I_ESP_ACTIVE, I_ESP_LIGHT = 40.0, 0.8
@@ -93,7 +96,30 @@ def measure(workdir, window_s, board="tcall_sim800l"):
             "at_commands": commands, "at_per_hour": commands * 3600 / span,
             "modem_busy_share": modem / span, "modem_asleep_share": asleep / max(1, samples),
             "gps_enable_pin": gps_pin, "gps_enable_driven": gps_driven, "commands": cmds[:40],
+            "gps_period_s": gps_period_s(),
             "same_process": same_process}
+
+
+def gps_period_s(lib=FIRMWARE / "lib"):
+    """The firmware's default GPS wake period (app.py: cfg.get("gps_every_s", N)), or None."""
+    try:
+        src = (lib / "app.py").read_text()
+    except OSError:
+        return None
+    found = re.search(r"""["']gps_every_s["']\s*,\s*(\d+(?:\.\d+)?)""", src)
+    return float(found.group(1)) if found else None
+
+
+def gps_on_times(driven):
+    """Durations (s) of the completed on-periods of the GPS enable pin."""
+    out, on_at = [], None
+    for t, lv in driven:
+        if lv and on_at is None:
+            on_at = t
+        elif not lv and on_at is not None:
+            out.append(t - on_at)
+            on_at = None
+    return out
 
 
 def model(m, facts):
@@ -104,20 +130,31 @@ def model(m, facts):
     i_esp = awake * I_ESP_ACTIVE + (1 - awake) * I_ESP_LIGHT
     s = m["modem_asleep_share"]
     i_modem = s * I_MODEM_SLEEP + (1 - s) * I_MODEM_IDLE
-    gps_off = any(lv == 0 for _, lv in m["gps_enable_driven"])
-    i_gps = I_GPS_OFF if gps_off else I_GPS_ON
+    on_times = gps_on_times(m["gps_enable_driven"])
+    period = m.get("gps_period_s")
+    if not on_times:
+        gps_duty = 1.0          # never switched off: always on
+    elif period:
+        gps_duty = min(1.0, on_times[-1] / period)   # one fix-seeking run per wake period
+    else:
+        gps_duty = m.get("gps_on_share_window", 1.0)
+    i_gps = gps_duty * I_GPS_ON + (1 - gps_duty) * I_GPS_OFF
     total = i_esp + i_modem + i_gps
     lo = awake * I_ESP_ACTIVE + (1 - awake) * I_ESP_LIGHT + s * I_MODEM_SLEEP \
         + (1 - s) * I_MODEM_IDLE_RANGE[0] + i_gps
     hi = lo - (1 - s) * I_MODEM_IDLE_RANGE[0] + (1 - s) * I_MODEM_IDLE_RANGE[1]
     return {"esp_awake_share": awake, "i_esp": i_esp, "i_modem": i_modem, "i_gps": i_gps,
+            "gps_duty": gps_duty, "gps_on_s": on_times[-1] if on_times else None, "gps_period_s": period,
             "i_total": total, "i_total_range": (lo, hi)}
 
 
-def target_current():
-    """What the same hardware draws once the firmware sleeps between events: ESP32 light
-    sleep, SIM800 in AT+CSCLK sleep, GPS off until an alert (awake time neglected)."""
-    return I_ESP_LIGHT + I_MODEM_SLEEP + I_GPS_OFF
+def target_current(pm=None):
+    """What the same hardware would draw with the ESP32 in light sleep between events
+    (its awake time neglected) and the modem and GPS as measured; without a measurement,
+    with the SIM800 asleep and the GPS off."""
+    if pm is None:
+        return I_ESP_LIGHT + I_MODEM_SLEEP + I_GPS_OFF
+    return I_ESP_LIGHT + pm["i_modem"] + pm["i_gps"]
 
 
 def boards():
@@ -133,8 +170,10 @@ def run(ctx):
         why.append("ESP32 never light-sleeps")
     if not facts["modem_csclk"]:
         why.append("no AT+CSCLK")
-    if pm["i_gps"] == I_GPS_ON:
+    if pm["gps_duty"] >= 1.0:
         why.append("GPS always on")
+    elif pm["gps_on_s"] is not None:
+        why.append(f"GPS on {pm['gps_on_s']:.1f} s per {pm['gps_period_s'] or 0:.0f} s")
     rows = [
         info_row("Standby: firmware wake-ups (unix port)", m["wakeups_per_s"], "/s",
                  key="standby.wakeups_per_s",
@@ -144,7 +183,7 @@ def run(ctx):
                  note=f"{m['at_commands']} in {m['window_s']:.0f} s; modem busy "
                       f"{100 * m['modem_busy_share']:.2f} %, asleep {100 * m['modem_asleep_share']:.0f} %"),
         info_row("Standby current (model)", pm["i_total"], "mA", key="standby.current_ma",
-                 note=f"ESP32 {pm['i_esp']:.1f} + SIM800 {pm['i_modem']:.1f} + GPS {pm['i_gps']:.0f}; "
+                 note=f"ESP32 {pm['i_esp']:.1f} + SIM800 {pm['i_modem']:.1f} + GPS {pm['i_gps']:.2f}; "
                       + ", ".join(why),
                  detail=pm),
     ]
@@ -156,9 +195,9 @@ def run(ctx):
         rows.append(info_row(f"Standby: {name} ({mah} mAh)", mah / pm["i_total"] / 24, "days",
                              key=f"standby.days.{name}",
                              note=f"{mah / hi / 24:.2f}–{mah / lo / 24:.2f} days for SIM800 idle 20–10 mA; "
-                                  f"{mah / target_current() / 24:.0f} days if the firmware slept",
+                                  f"{mah / target_current(pm) / 24:.0f} days if the ESP32 light-slept too",
                              detail={"battery_mah": mah,
-                                     "days_if_sleeping": mah / target_current() / 24}))
+                                     "days_if_esp32_slept": mah / target_current(pm) / 24}))
     for r in rows:
         r.group = NAME
     return rows
