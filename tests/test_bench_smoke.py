@@ -8,7 +8,7 @@ import json
 import pytest
 
 from boton.bench import Context, __main__ as bench_main, nmea_speed, size, standby
-from boton.bench.rigtap import is_final, split_turns
+from boton.bench.rigtap import is_final, split_turns, turns
 
 SMALL_LOG = "april6_2019.log"
 
@@ -84,3 +84,13 @@ def test_main_writes_the_table_as_json_and_exits_0(tmp_path, capsys):
 def test_main_rejects_an_unknown_figure(tmp_path):
     with pytest.raises(SystemExit):
         bench_main.main(["--only", "nope", "--json", str(tmp_path / "b.json")])
+
+
+def test_a_command_the_sleeping_modem_never_answered_is_counted_apart():
+    log = [(1.0, "rx", b"AT\r"), (1.15, "rx", b"AT+CMIC=0,15\r"), (1.17, "tx", b"\r\nOK\r\n"),
+           (1.175, "rx", b"ATD+524499100000;\r")]
+    r = turns(log, 0.999, 1.175)
+    assert r["commands"] == 3
+    assert r["unanswered"] == pytest.approx(0.15)
+    assert r["modem"] == pytest.approx(0.02)
+    assert r["firmware"] == pytest.approx(0.001 + 0.005)

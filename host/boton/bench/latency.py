@@ -26,7 +26,7 @@ from ..provision import build_config
 from ..sim.flashdir import install
 from ..sim.rig import DEFAULT_C4, DEFAULT_CONTACT
 from . import budget_row, info_row
-from .rigtap import TappedDevice, split_turns
+from .rigtap import TappedDevice, turns
 
 NAME = "latency"
 FIRMWARE_BUDGET_MS = 100.0
@@ -54,6 +54,11 @@ def one_alert(workdir, time_scale=1.0, board="tcall_sim800l"):
     try:
         vd.wait_console("EV ready", timeout=180)
         vd.wait_at_quiet(1.0 * max(time_scale, 0.2), timeout=30)
+        # Standby is where an alert starts: if the firmware lets the modem sleep, wait for it.
+        deadline = time.monotonic() + 20 * max(time_scale, 0.2)
+        while not vd.call(lambda: vd.modem.sleeping) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        modem_asleep = vd.call(lambda: vd.modem.sleeping)
         mark_console = vd.console_offset()
         mark_events = len(vd.events)
         mark_button = len(vd.button_stamps)
@@ -89,6 +94,7 @@ def one_alert(workdir, time_scale=1.0, board="tcall_sim800l"):
         "e": conn["t"],
     }
     out = {"t_press_to_ev_ms": (t_ev - (pressed + HOLD_MS / 1000)) * 1000,
+           "modem_asleep_at_press": modem_asleep,
            "first_command": first_cmd[2].decode(errors="replace").strip() if first_cmd else None,
            "sms_network_t_ms": (sms["t"] - t0) * 1000,
            "firmware_saw_answer_ms": None if t_fw_answer is None else (t_fw_answer - t0) * 1000,
@@ -98,9 +104,10 @@ def one_alert(workdir, time_scale=1.0, board="tcall_sim800l"):
         if t is None:
             out[k] = None
             continue
-        fw, modem, n = split_turns(log, t0, t)
-        out[k] = {"total_ms": (t - t0) * 1000, "firmware_ms": fw * 1000,
-                  "modem_ms": modem * 1000, "commands": n}
+        tr = turns(log, t0, t)
+        out[k] = {"total_ms": (t - t0) * 1000, "firmware_ms": tr["firmware"] * 1000,
+                  "modem_ms": (tr["modem"] + tr["unanswered"]) * 1000,
+                  "unanswered_ms": tr["unanswered"] * 1000, "commands": tr["commands"]}
     return out
 
 
@@ -118,7 +125,10 @@ def run(ctx):
     detail_runs = {"samples": n, "runs": runs}
     for k, label in MILESTONES:
         total, fw, modem = med(k, "total_ms"), med(k, "firmware_ms"), med(k, "modem_ms")
+        lost = med(k, "unanswered_ms")
         split = "" if total is None else f"firmware {fw:.1f} ms + modem/network {modem:.0f} ms"
+        if lost:
+            split += f" (of which {lost:.0f} ms an unanswered wake-up AT)"
         if k == "a" and runs[0].get("first_command"):
             split += f"; it is {runs[0]['first_command']}"
         rows.append(info_row(f"Alert → {label} ({k})", total, "ms", key=f"latency.{k}.total_ms",
@@ -129,6 +139,8 @@ def run(ctx):
                                    key=f"latency.{k}.firmware_ms",
                                    note=f"median of {n}; worst {worst:.1f} ms" if worst is not None else "",
                                    detail={"worst_ms": worst}))
+    asleep = sum(1 for r in runs if r["modem_asleep_at_press"])
+    rows[0].note += f"; modem asleep (AT+CSCLK) at the press in {asleep} of {n}"
     pre = statistics.median(r["t_press_to_ev_ms"] for r in runs)
     rows.append(info_row("Gesture deadline → \"EV alert\" (firmware)", pre, "ms",
                          key="latency.gesture_to_ev_ms",

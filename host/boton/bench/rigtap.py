@@ -95,40 +95,50 @@ def is_final(data: bytes) -> bool:
     return False
 
 
-def split_turns(at_log, t0, t1):
+def _is_command(data: bytes) -> bool:
+    return b"\r" in data or b"\x1a" in data or b"\x1b" in data
+
+
+def turns(at_log, t0, t1):
     """Split [t0, t1] into the modem's turn (a command was sent and its final result or
     prompt has not come back) and the firmware's turn (everything else: reacting to a
-    reply, its own work, waiting on its own timers).
+    reply, its own work, scheduling, waiting on its own timers).
 
-    Returns (firmware_s, modem_s, commands): commands sent in (t0, t1], one at t1 included."""
-    fw = modem = 0.0
+    A command that never got an answer (the next command went out while it was still
+    owed: e.g. the throwaway "AT" that wakes a SIM800 in AT+CSCLK=2 sleep, whose first
+    byte is lost) is counted apart as "unanswered": the firmware waiting out its own
+    timeout. Returns {"firmware", "modem", "unanswered"} in seconds and "commands", the
+    commands sent in (t0, t1], one at t1 included."""
+    out = {"firmware": 0.0, "modem": 0.0, "unanswered": 0.0, "commands": 0}
     owing = False
+    owed_since = None
     t = t0
-    commands = 0
     for when, direction, data in at_log:
         if when < t0:
             # state at t0: replay to know whether a command was outstanding
-            if direction == "rx" and (b"\r" in data or b"\x1a" in data or b"\x1b" in data):
-                owing = True
+            if direction == "rx" and _is_command(data):
+                owing, owed_since = True, t0
             elif direction == "tx" and owing and is_final(data):
                 owing = False
             continue
         if when > t1:
             break
-        span = when - t
-        if owing:
-            modem += span
-        else:
-            fw += span
+        out["modem" if owing else "firmware"] += when - t
         t = when
-        if direction == "rx" and (b"\r" in data or b"\x1a" in data or b"\x1b" in data):
-            owing = True
-            commands += 1
+        if direction == "rx" and _is_command(data):
+            if owing:  # the previous command was never answered
+                lost = when - owed_since
+                out["modem"] -= lost
+                out["unanswered"] += lost
+            owing, owed_since = True, when
+            out["commands"] += 1
         elif direction == "tx" and owing and is_final(data):
             owing = False
-    span = max(0.0, t1 - t)
-    if owing:
-        modem += span
-    else:
-        fw += span
-    return fw, modem, commands
+    out["modem" if owing else "firmware"] += max(0.0, t1 - t)
+    return out
+
+
+def split_turns(at_log, t0, t1):
+    """(firmware_s, modem_s, commands) of turns(); unanswered time counts as the modem's."""
+    r = turns(at_log, t0, t1)
+    return r["firmware"], r["modem"] + r["unanswered"], r["commands"]
