@@ -66,11 +66,15 @@ def main():
               help="Replay a captured NMEA log instead of a simulated fix.")
 @click.option("--time-scale", type=float, default=1.0, show_default=True,
               help="Multiply the simulated parts' delays (0.1 = ten times faster).")
-def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale):
+@click.option("--flash-image", type=click.Path(dir_okay=False),
+              help="Model the whole SPI flash in this file (created blank): flash it with esptool "
+                   "on the printed download URL, MicroPython then mounts its vfs partition.")
+def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, flash_image):
     """Run a virtual device: firmware on the MicroPython unix port with a simulated
     SIM800, GPS, button and phone network.
 
-    Type `press [SECONDS]`, `reset` or `events` and Enter to drive it; Ctrl-C stops it.
+    Type `press [SECONDS]`, `reset`, `download` (hold BOOT + reset) or `events` and Enter
+    to drive it; Ctrl-C stops it.
 
     Example: boton sim --network-log net.jsonl   then   mpremote connect <URL> fs ls
     """
@@ -78,12 +82,17 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale):
 
     try:
         vd = VirtualDevice(flash_dir, board=board, repl=repl, repl_port=repl_port,
-                           network_log=network_log, nmea_file=nmea_file, time_scale=time_scale)
+                           network_log=network_log, nmea_file=nmea_file, time_scale=time_scale,
+                           flash_image=flash_image)
     except ValueError as e:
         raise DeviceError(str(e), 2) from None
     vd.start()
     console.print(f"virtual device running; REPL at [bold]{vd.repl_url}[/]", soft_wrap=True)
-    console.print(f"flash folder: {vd.flash_dir}", soft_wrap=True)
+    if vd.download_url:
+        console.print(f"ROM download mode (esptool) at [bold]{vd.download_url}[/]; flash file {vd.flash_image}",
+                      soft_wrap=True)
+    else:
+        console.print(f"flash folder: {vd.flash_dir}", soft_wrap=True)
     try:
         for line in sys.stdin:
             cmd = line.split()
@@ -93,13 +102,16 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale):
                 vd.press(float(cmd[1]) if len(cmd) > 1 else 2.5)
             elif cmd[0] == "reset":
                 vd.hard_reset()
+            elif cmd[0] == "download":
+                vd.enter_download()
+                console.print("in ROM download mode: run esptool, then `reset`")
             elif cmd[0] == "events":
                 for ev in vd.events:
                     console.print(json.dumps(ev, ensure_ascii=False), soft_wrap=True)
             elif cmd[0] in ("quit", "exit"):
                 break
             else:
-                console.print("commands: press [SECONDS], reset, events, quit")
+                console.print("commands: press [SECONDS], reset, download, events, quit")
         else:
             # stdin closed (run in the background): keep serving until interrupted
             threading_wait_forever()
@@ -202,8 +214,12 @@ def deploy(port, board):
 
     Example: boton deploy --port /dev/ttyUSB0 --board tcall_sim800l
     """
-    with Device(port) as dev:
-        copied, total = prov.deploy(dev, board)
+    from rich.progress import Progress
+
+    with Device(port) as dev, Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("deploying", total=len(prov.firmware_files(board)))
+        copied, total = prov.deploy(dev, board, progress=lambda path: bar.update(task, advance=1,
+                                                                                    description=path))
         mac = device_mac(dev)
     record("record_deploy", mac, prov.release_hash(board))
     if copied:
