@@ -334,15 +334,15 @@ class VirtualGps:
         self.bursts = 0
         self._cond = threading.Condition()
 
-        def tap():  # count what the receiver sends: simulated GPS time passing
-            orig = vd.gps.emit
+        def tap():  # count the receiver's 1 Hz periods (silent or not): GPS time passing
+            orig = vd.gps._burst
 
-            def emit(data):
+            def burst():
+                orig()
                 with self._cond:
                     self.bursts += 1
                     self._cond.notify_all()
-                orig(data)
-            vd.gps.emit = emit
+            vd.gps._burst = burst
         vd.call(tap)
 
     @property
@@ -360,7 +360,7 @@ class VirtualGps:
         return "%.5f,%.5f" % (lat, lon)
 
     def wait_bursts(self, n, timeout=30):
-        """Until the receiver has sent n more NMEA bursts (a silent one sends none)."""
+        """Until n more 1 Hz periods of the receiver have passed (sent or, silent, not)."""
         deadline = time.monotonic() + timeout
         with self._cond:
             target = self.bursts + n

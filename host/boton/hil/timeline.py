@@ -64,7 +64,7 @@ def at_rows(log, to_modem, from_modem):
     pending = {}
     for t, direction, data in list(log):
         label = to_modem if direction == "rx" else from_modem
-        buf = pending.get(direction, (t, b""))[1] + bytes(data)
+        buf = pending.get(direction, (t, b""))[1] + bytes(data).replace(b"\x1a", b"\x1a\r\n")
         first_t = pending.get(direction, (t, b""))[0]
         parts = re.split(rb"\r\n|\r|\n", buf)
         rest = parts.pop()

@@ -1,0 +1,114 @@
+"""Calls that fail: BUSY, NO ANSWER, a dropped call, the signal lost mid-call. The device
+redials with backoff, moves on to the secondary C4, and tries 911 only if allowed."""
+import pytest
+
+
+def _starts(network, mark, n, timeout):
+    """The first n calls the device started after mark (waits for the n-th)."""
+    def nth(_ev):
+        return len(network.calls("call_start", frm=network.device_number, after=mark)) >= n
+    network.wait_call("call_start", after=mark, timeout=timeout, where=nth)
+    return network.calls("call_start", frm=network.device_number, after=mark)[:n]
+
+
+def _gap_after_end(network, mark, start_ev):
+    """Seconds between the end of the call before start_ev and start_ev."""
+    ends = [e for e in network.calls("call", frm=network.device_number, after=mark)
+            if e["t"] <= start_ev["t"]]
+    return start_ev["t"] - ends[-1]["t"]
+
+
+def test_busy_once_redials_after_backoff(dut, button, network, faults):
+    faults.next_call_result("busy")
+    mark = network.mark()
+    button.alert()
+    first = network.wait_call("call", frm=dut.number, after=mark, timeout=dut.within(90, 20))
+    assert first["result"] in ("busy", "rejected") and not first["answered"]
+    connected = network.wait_call("call_connected", frm=dut.number, to=network.c4[0], after=mark,
+                                  timeout=dut.within(120, 20))
+    starts = network.calls("call_start", frm=dut.number, after=mark)
+    assert len(starts) == 2 and connected
+    assert _gap_after_end(network, mark, starts[1]) >= dut.config["redial_backoff_s"][0] - 0.05
+
+
+@pytest.mark.dut_config(attempts_per_number=3, redial_backoff_s=[1, 2], cycle_backoff_s=30)
+def test_busy_backoff_grows_then_secondary_c4(dut, button, network):
+    network.require(c4=2)
+    network.set_c4("busy", network.c4[0])
+    network.set_c4("busy", network.c4[1])
+    mark = network.mark()
+    button.alert()
+    starts = _starts(network, mark, 4, timeout=dut.within(240, 30))
+    assert [s["to"] for s in starts] == [network.c4[0]] * 3 + [network.c4[1]]
+    gaps = [_gap_after_end(network, mark, s) for s in starts[1:]]
+    back = dut.config["redial_backoff_s"]
+    assert gaps[0] >= back[0] - 0.05 and gaps[1] >= back[1] - 0.05, gaps
+    assert gaps[1] > gaps[0]          # the backoff grows
+    assert gaps[2] >= back[0] - 0.05   # next number after the first backoff step
+    assert not network.calls("call_start", to=network.emergency or "911", after=mark)
+
+
+def _every_c4_busy(dut, button, network):
+    network.require(c4=2)
+    for n in network.c4:
+        network.set_c4("busy", n)
+    mark = network.mark()
+    button.alert()
+    return mark
+
+
+@pytest.mark.dut_config(attempts_per_number=1, redial_backoff_s=[1], cycle_backoff_s=2,
+                        allow_911=False)
+def test_911_not_dialled_when_not_allowed(dut, button, network):
+    mark = _every_c4_busy(dut, button, network)
+    starts = _starts(network, mark, 3, timeout=dut.within(240, 30))
+    # both C4 numbers, then the list starts over after cycle_backoff_s: never 911
+    assert [s["to"] for s in starts] == [network.c4[0], network.c4[1], network.c4[0]]
+    assert _gap_after_end(network, mark, starts[2]) >= dut.config["cycle_backoff_s"] - 0.05
+
+
+@pytest.mark.dut_config(attempts_per_number=1, redial_backoff_s=[1], cycle_backoff_s=2,
+                        allow_911=True)
+def test_911_dialled_after_every_c4_when_allowed(dut, button, network):
+    network.require(c4=2, emergency=True)
+    mark = _every_c4_busy(dut, button, network)
+    starts = _starts(network, mark, 3, timeout=dut.within(240, 30))
+    assert [s["to"] for s in starts] == [network.c4[0], network.c4[1], network.emergency]
+    network.wait_call("call_connected", to=network.emergency, after=mark, timeout=dut.within(90, 20))
+
+
+def test_no_answer_redials(dut, button, network, faults):
+    faults.next_call_result("no_answer")
+    mark = network.mark()
+    button.alert()
+    first = network.wait_call("call", frm=dut.number, after=mark, timeout=dut.within(150, 20))
+    assert first["result"] == "no_answer" and not first["answered"], first
+    network.wait_call("call_connected", frm=dut.number, after=mark, timeout=dut.within(150, 20))
+    starts = network.calls("call_start", frm=dut.number, after=mark)
+    assert _gap_after_end(network, mark, starts[1]) >= dut.config["redial_backoff_s"][0] - 0.05
+
+
+def test_dropped_call_is_redialled(dut, button, network, faults):
+    button.alert()
+    network.wait_call("call_connected", to=network.c4[0], timeout=dut.within(90, 20))
+    mark, log_mark = network.mark(), dut.mark()
+    faults.drop_call()
+    dropped = network.wait_call("call", frm=dut.number, after=mark, timeout=dut.within(60, 10))
+    assert dropped["result"] == "dropped"
+    dut.wait_log("call_failed", "dropped", since=log_mark, timeout=dut.within(60, 10))
+    network.wait_call("call_connected", frm=dut.number, after=mark, timeout=dut.within(90, 20))
+
+
+def test_signal_lost_mid_call_redials_when_back(dut, button, network, faults):
+    button.alert()
+    network.wait_call("call_connected", to=network.c4[0], timeout=dut.within(90, 20))
+    mark, log_mark = network.mark(), dut.mark()
+    faults.signal_lost()
+    dut.wait_log("call_failed", "dropped", since=log_mark, timeout=dut.within(60, 10))
+    # a redial while there is no network fails too ...
+    dut.wait_log("dial", since=dut.mark(), timeout=dut.within(60, 10))
+    dut.wait_log("call_failed", since=dut.mark(), timeout=dut.within(60, 10))
+    assert not network.calls("call_connected", after=mark)
+    faults.signal_lost(False)
+    # ... and once the signal is back the device gets C4 on the line again
+    network.wait_call("call_connected", frm=dut.number, after=mark, timeout=dut.within(120, 20))
