@@ -67,3 +67,23 @@ def test_standby_puts_modem_to_sleep_and_rests_the_gps(tmp_path):
         vd.wait_console("EV power gps_on", timeout=30, since=mark)
         vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60)
         assert vd.gps.running and vd.modem.csclk == 0
+
+
+def test_light_sleep_between_events_and_the_button_still_wakes_it(tmp_path):
+    # the DevKitC build wires the SIM800's RI line, so the ESP32 may light-sleep
+    with provisioned_device(tmp_path, board="devkitc_sim800l_neo6m") as vd:
+        vd.wait_asleep(3.0, timeout=60)
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60)
+        asleep = vd.asleep_s
+        vd.wait_event(lambda e: e["kind"] == "sms", timeout=60)
+    assert vd.asleep_s == asleep  # never asleep during the alert
+
+
+def test_no_light_sleep_where_a_ring_could_be_lost(tmp_path):
+    # the T-Call does not route RI to the ESP32: the firmware must not light-sleep there
+    with provisioned_device(tmp_path, board="tcall_sim800l") as vd:
+        vd.wait_console("EV power modem_sleep", timeout=30)
+        vd.call(vd.network.call_device, DEFAULT_C4, vd.device_number)
+        vd.wait_console("EV incoming_rejected", timeout=30)
+    assert vd.asleep_s == 0

@@ -79,7 +79,9 @@ class App:
         self.button = None
         scale = hw.TIME_SCALE
         m = board["modem"]
-        self.modem = Modem(hw.UART(m["uart"], m["baud"], m["tx"], m["rx"]), self._urc, scale)
+        self.modem_uart = hw.UART(m["uart"], m["baud"], m["tx"], m["rx"])
+        self.modem = Modem(self.modem_uart, self._urc, scale)
+        self.button_flag = None
         g = board["gps"]
         self.gps_uart = hw.UART(g["uart"], g["baud"], g["tx"], g["rx"])
         self.vib = self._out(board.get("vibration"))
@@ -394,6 +396,27 @@ class App:
                 self._gps_power(True)
                 gps_on_at = now
 
+    async def sleep_task(self):
+        """ESP32 light sleep between events, on boards whose SIM800 RI line can wake it
+        (otherwise a ring would be lost while asleep). Never during an alert, a call, a
+        GPS acquisition or a pending gesture."""
+        spec = self.board["button"]
+        ri = self.board["modem"].get("ri")
+        if ri is None or not self.cfg.get("light_sleep", True):
+            return
+        hw.setup_wake(spec["pin"], spec.get("active", 0), ri, self.modem_uart)
+        chunk = int(self.cfg.get("light_sleep_ms", 2000))
+        while True:
+            await asyncio.sleep_ms(20)  # let every ready task run first
+            if (self.machine.active or self.call_active or self.gps_on or self.inbox
+                    or not self.modem.sleepy or self.modem.busy()
+                    or (self.button and self.button.next_deadline() is not None)):
+                await asyncio.sleep_ms(200)
+                continue
+            hw.lightsleep(chunk)
+            if self.button_flag:
+                self.button_flag.set()  # the wake edge raised no IRQ: sample the pin now
+
     def _gps_power(self, on):
         self.gps_on = on
         self.gps_en.value(1 if on else 0)
@@ -463,7 +486,7 @@ class App:
         kw = dict(self.gesture_cfg)
         kw["pressed_level"] = spec.get("active", 0)
         self.button = Button(**kw)
-        flag = asyncio.ThreadSafeFlag()
+        flag = self.button_flag = asyncio.ThreadSafeFlag()
         pin.irq(lambda p: flag.set(), hw.Pin.IRQ_FALLING | hw.Pin.IRQ_RISING)
         while True:
             dl = self.button.next_deadline()
@@ -535,6 +558,7 @@ async def _main(test=False, test_timeout_s=300):
     await app.modem_init()
     asyncio.create_task(app.health_task())
     asyncio.create_task(app.standby_task())
+    asyncio.create_task(app.sleep_task())
     await app.resume()
     gc.collect()
     log.add("ready", "safe" if safe else "ok")

@@ -19,6 +19,14 @@ def reset():
     machine.reset()
 
 
+def setup_wake(button_pin, active_level, ri_pin, modem_uart):
+    """Wake from light sleep on the button (ext0) or the SIM800's RI going low (ext1)."""
+    import esp32
+    esp32.wake_on_ext0(pin=machine.Pin(button_pin), level=active_level)
+    if ri_pin is not None:
+        esp32.wake_on_ext1(pins=(machine.Pin(ri_pin),), level=esp32.WAKEUP_ALL_LOW)
+
+
 def lightsleep(ms):
     machine.lightsleep(ms)
 

@@ -91,9 +91,28 @@ def reset():
     sys.exit(1)  # the rig restarts the interpreter from power-on
 
 
+_wake_streams = []
+
+
+def setup_wake(button_pin, active_level, ri_pin, modem_uart):
+    """Light-sleep wake sources: the button and the modem's RI line (here: any byte from
+    the modem, which is what drives RI on the real part)."""
+    _wake_streams[:] = [_gpio_sock(), modem_uart]
+
+
 def lightsleep(ms):
+    """Sleep up to ms, woken early by the wake sources, as machine.lightsleep() is. The
+    rig is told, so it can account the time asleep."""
+    import select
     import time
-    time.sleep_ms(ms)
+    s = _gpio_sock()
+    s.write(b"SLEEP %d\n" % ms)
+    p = select.poll()
+    for st in _wake_streams:
+        p.register(st, select.POLLIN)
+    t0 = time.ticks_ms()
+    p.poll(ms)
+    s.write(b"WAKE %d\n" % time.ticks_diff(time.ticks_ms(), t0))
 
 
 def battery_adc(pin):

@@ -73,6 +73,10 @@ class Modem:
         elif kind == "urc":
             self.on_urc(ev[1], ev[2])
 
+    def busy(self):
+        """A command is waiting for its answer (light sleep would lose it)."""
+        return self._busy or self._lock.locked()
+
     async def _write(self, data):
         if self.trace:
             self.trace(">", data)

@@ -95,6 +95,8 @@ class VirtualDevice:
         self.pin_history = []      # (t, pin, level) of outputs: LED/vibration pulses
         self.resets = 0
         self.wdt_feeds = 0
+        self.asleep_s = 0.0       # ESP32 time in light sleep, for the power model
+        self._sleep_since = None
         self.wdt_resets = 0
         self._cond = threading.Condition()
         self._console = bytearray()
@@ -479,6 +481,16 @@ class VirtualDevice:
         if parts[:1] == [b"WDT"] and len(parts) == 2:
             self._wdt_arm(int(parts[1]) / 1000)
             return
+        if parts[:1] == [b"SLEEP"]:
+            self._sleep_since = time.monotonic()
+            return
+        if parts[:1] == [b"WAKE"]:
+            if self._sleep_since is not None:
+                with self._cond:
+                    self.asleep_s += time.monotonic() - self._sleep_since
+                    self._sleep_since = None
+                    self._cond.notify_all()
+            return
         if parts == [b"FEED"]:
             self.wdt_feeds += 1
             self._wdt_arm(self._wdt_timeout)
@@ -644,6 +656,17 @@ class VirtualDevice:
                     tail = self._console[-2000:].decode(errors="replace")
                     raise TimeoutError(f"device never printed {needle!r} within {timeout}s; console tail:\n{tail}")
                 self._cond.wait(left)
+
+    def wait_asleep(self, seconds, timeout=30.0):
+        """Block until the ESP32 has spent `seconds` in light sleep in all."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.asleep_s < seconds:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"only {self.asleep_s:.1f}s of light sleep within {timeout}s")
+                self._cond.wait(left)
+        return self.asleep_s
 
     def wait_pin(self, pin, level, timeout=10.0, since=0.0):
         """Block until the firmware drives output `pin` to `level` (after monotonic time `since`)."""
