@@ -263,6 +263,8 @@ def provision(port, alias, contacts, c4, device_id, pin, gesture, hold_ms, allow
     console.print(f"provisioned {device_id} ({mac}): {len(config['contacts'])} contact(s), "
                   f"{len(config['c4_numbers'])} C4 number(s), gesture {gesture}; config {digest[:12]} verified; "
                   f"network {ident.get('operator')}, signal {ident.get('rssi')}/31")
+    if pin is None:
+        console.print(f"SMS command PIN for C4: [bold]{config['pin']}[/] (shown once; not stored on this computer)")
 
 
 # --------------------------------------------------------------------------- test-call
