@@ -89,3 +89,24 @@ def test_factory_image_boots_provisioned(chip, tmp_path):
     chip.press(hold_s=1.2)
     sms = chip.wait_event(lambda e: e["kind"] == "sms" and e["to"] == DEFAULT_CONTACT, timeout=60)
     assert "Luna" in sms["text"] and "maps.google.com" in sms["text"]
+
+
+def test_one_rfc2217_url_for_esptool_and_mpremote_like_a_usb_port(tmp_path):
+    """esptool's DTR/RTS reset enters the ROM loader, its hard reset boots MicroPython, and
+    mpremote then gets the REPL on the same URL."""
+    vd = VirtualDevice(tmp_path / "flash", flash_image=tmp_path / "chip.bin", repl="rfc2217",
+                       time_scale=FAST)
+    vd.start()
+    try:
+        assert vd.repl_url.startswith("rfc2217://") and vd.download_url == vd.repl_url
+        fw = tmp_path / "virtual.bin"
+        fw.write_bytes(img.virtual_firmware())
+        fl.esptool(vd.repl_url, "--after", "hard-reset", "write-flash", "-z", "0x1000", str(fw))
+        vd.wait_console("Performing initial setup", timeout=60)
+        out = subprocess.run([str(Path(sys.executable).parent / "mpremote"), "connect", vd.repl_url,
+                              "exec", "import os; print(sorted(os.listdir()))"],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "[]"  # a freshly formatted filesystem
+    finally:
+        vd.stop()

@@ -59,7 +59,9 @@ def main():
 @click.option("--flash", "flash_dir", type=click.Path(file_okay=False), default="build/sim-flash",
               show_default=True, help="Folder that holds the virtual board's flash filesystem.")
 @click.option("--board", default="tcall_sim800l", show_default=True, help="Board profile from boards/.")
-@click.option("--repl", type=click.Choice(["pty", "socket"]), default="socket", show_default=True)
+@click.option("--repl", type=click.Choice(["pty", "socket", "rfc2217"]), default="socket", show_default=True,
+              help="How the REPL is served; rfc2217 (needs --flash-image) is one URL for esptool "
+                   "and mpremote with DTR/RTS auto-reset, like a board's USB port.")
 @click.option("--repl-port", type=int, default=0, help="TCP port for --repl socket (0: any free).")
 @click.option("--network-log", type=click.Path(dir_okay=False), help="Append every SMS and call as JSON lines.")
 @click.option("--nmea", "nmea_file", type=click.Path(exists=True, dir_okay=False),

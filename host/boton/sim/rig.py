@@ -203,7 +203,7 @@ class VirtualDevice:
         self._periph.close()
         if self.repl_mode == "socket":
             self._repl_server.close()
-        else:
+        elif self.repl_mode == "pty":
             self._loop.remove_reader(self._pty_master)
             os.close(self._pty_master)
             os.close(self._pty_slave)
@@ -334,9 +334,15 @@ class VirtualDevice:
             self.flash_image.parent.mkdir(parents=True, exist_ok=True)
             self.flash_image.write_bytes(b"\xff" * self.flash_size)  # a new chip: erased
         loop = self._loop
-        self._rom = RomServer(self.flash_image, boot_mode="run", banner=False,
+        one_url = self.repl_mode == "rfc2217"
+        # rfc2217: one URL for both, like a board's USB port: DTR/RTS drive EN/IO0 through
+        # the auto-reset circuit, so esptool's reset enters the ROM and mpremote gets the REPL.
+        self._rom = RomServer(self.flash_image, boot_mode="run", banner=one_url, rfc2217=one_url,
+                              port=self.repl_port if one_url else 0,
                               mac=bytes.fromhex(self.mac.replace(":", "")),
-                              on_boot_mode=lambda m: loop.call_soon_threadsafe(self._on_boot_mode, m))
+                              on_boot_mode=lambda m: loop.call_soon_threadsafe(self._on_boot_mode, m),
+                              on_app_data=(lambda d: loop.call_soon_threadsafe(self._to_child, d))
+                              if one_url else None)
         self._rom.start()
         self.download_url = self._rom.url
         self._board_mode = "run"
@@ -370,7 +376,11 @@ class VirtualDevice:
 
     # ------------------------------------------------------------------ REPL endpoint
     async def _open_repl(self):
-        if self.repl_mode == "socket":
+        if self.repl_mode == "rfc2217":
+            if not self._rom:
+                raise ValueError("repl='rfc2217' models the board's USB port: it needs flash_image")
+            self.repl_url = self._rom.url
+        elif self.repl_mode == "socket":
             self._repl_server = await asyncio.start_server(self._repl_conn, "127.0.0.1", self.repl_port)
             port = self._repl_server.sockets[0].getsockname()[1]
             self.repl_url = f"socket://127.0.0.1:{port}"
@@ -381,7 +391,7 @@ class VirtualDevice:
             self._loop.add_reader(self._pty_master, self._pty_readable)
             self.repl_url = os.ttyname(self._pty_slave)
         else:
-            raise ValueError(f"repl must be 'socket' or 'pty', not {self.repl_mode!r}")
+            raise ValueError(f"repl must be 'socket', 'pty' or 'rfc2217', not {self.repl_mode!r}")
 
     async def _repl_conn(self, reader, writer):
         # One host at a time, like one USB cable: a new connection replaces the old.
@@ -418,7 +428,9 @@ class VirtualDevice:
             self._to_child(data)
 
     def _repl_send(self, data: bytes):
-        if self.repl_mode == "socket":
+        if self.repl_mode == "rfc2217":
+            self._rom.send_console(data)
+        elif self.repl_mode == "socket":
             if self._repl_writer:
                 self._repl_writer.write(data)
         else:
