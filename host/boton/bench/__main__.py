@@ -55,6 +55,16 @@ def render(rows, console):
     console.print(table)
 
 
+def markdown(rows):
+    """The table as GitHub markdown (for docs/performance.md)."""
+    out = ["| figure | value | budget | | note |", "|---|---:|---:|---|---|"]
+    for r in rows:
+        verdict = {True: "pass", False: "**FAIL**", None: ""}[r.ok]
+        cells = [r.figure.strip(), f"{_fmt(r.value)} {r.unit}".strip(), r.budget, verdict, r.note]
+        out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def environment():
     import subprocess
     try:
@@ -87,7 +97,20 @@ def main(argv=None):
     ap.add_argument("--samples", type=int, default=None, help="alerts to time for the latency figure (default 3)")
     ap.add_argument("--compare-parser", default=None, metavar="DIR",
                     help="also time a public NMEA parser module found in DIR (never a dependency)")
+    ap.add_argument("--markdown", default=None, metavar="FILE",
+                    help="also write the table as markdown (or re-render --json's file with --from-json)")
+    ap.add_argument("--from-json", default=None, metavar="FILE",
+                    help="measure nothing: print the table stored in FILE (with --markdown: write it)")
     args = ap.parse_args(argv)
+    if args.from_json:
+        data = json.loads(Path(args.from_json).read_text())
+        fields = Row.__dataclass_fields__
+        rows = [Row(**{k: v for k, v in r.items() if k in fields}) for r in data["rows"]]
+        if args.markdown:
+            Path(args.markdown).write_text(markdown(rows))
+        else:
+            render(rows, Console(width=None if sys.stdout.isatty() else 170))
+        return 0 if data.get("ok") else 1
 
     mods = figures()
     wanted = [w.strip() for w in args.only.split(",") if w.strip()] or list(mods)
@@ -129,6 +152,8 @@ def main(argv=None):
         "missed": [r.key for r in missed],
         "rows": [r.as_dict() for r in rows],
     }
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(rows))
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=str) + "\n")

@@ -1,7 +1,11 @@
 """Standby: the firmware's duty cycle on the virtual device, turned into days per battery.
 
-A provisioned virtual device boots at time_scale=1.0 and is left alone for WINDOW_S
-seconds (the firmware's own health/status timers are real seconds). Observed:
+For every board profile with a battery, a provisioned virtual device of that board boots
+at time_scale=1.0 and is left alone for WINDOW_S seconds (the firmware's own health/status
+timers are real seconds); the boards run side by side. Observed:
+
+* the ESP32: time in light sleep, as the rig times the firmware's hw.lightsleep() (the
+  boards differ: only one whose SIM800 RI line reaches the ESP32 may sleep);
 
 * the MicroPython process: wake-ups per second (voluntary context switches: each is a
   return from poll() in the asyncio loop) and CPU busy share, from /proc;
@@ -12,9 +16,9 @@ seconds (the firmware's own health/status timers are real seconds). Observed:
   on until a fresh fix) divided by the firmware's wake period (gps_every_s, read from
   app.py's default); never switched off means on 100 %.
 
-Static facts from the firmware sources (firmware/lib minus the hw_* backends): whether
-it ever calls lightsleep()/deepsleep(), sends AT+CSCLK, or writes to the GPS UART (a
-power-save command). Where a part is never put to sleep, the model keeps it awake 100 %.
+Static facts from the firmware sources (firmware/lib minus the hw_* backends), for the
+record: whether it calls lightsleep()/deepsleep(), sends AT+CSCLK, or writes to the GPS
+UART (a power-save command). A part never seen asleep is awake 100 % in the model.
 
 Currents (mA, typical, see docs/performance.md for the sources):
     ESP32      active (CPU on, radio off) 40        light sleep 0.8
@@ -54,6 +58,15 @@ def _proc(pid):
     return cpu, vol
 
 
+def _asleep(vd):
+    """Seconds the virtual ESP32 has spent in light sleep (the rig counts them from the
+    firmware's hw.lightsleep()), the current sleep included; None if the rig cannot tell."""
+    if not hasattr(vd, "asleep_s"):
+        return None
+    since = getattr(vd, "_sleep_since", None)
+    return vd.asleep_s + (time.monotonic() - since if since is not None else 0.0)
+
+
 def static_facts(lib=FIRMWARE / "lib"):
     src = "\n".join(p.read_text() for p in sorted(lib.glob("*.py")) if not p.name.startswith("hw"))
     return {
@@ -75,6 +88,7 @@ def measure(workdir, window_s, board="tcall_sim800l"):
         pid = vd._proc.pid
         cpu0, vol0 = _proc(pid)
         t0 = time.monotonic()
+        slept0 = _asleep(vd)
         asleep = samples = 0
         while time.monotonic() - t0 < window_s:
             if vd.call(lambda: vd.modem.sleeping):
@@ -82,6 +96,7 @@ def measure(workdir, window_s, board="tcall_sim800l"):
             samples += 1
             time.sleep(0.25)
         t1 = time.monotonic()
+        slept1 = _asleep(vd)
         cpu1, vol1 = _proc(pid)
         log = vd.at_snapshot()
         gps_pin = vd.board["gps"].get("enable")
@@ -92,7 +107,9 @@ def measure(workdir, window_s, board="tcall_sim800l"):
     fw, modem, commands = split_turns(log, t0, t1)
     cmds = [d.decode(errors="replace").strip() for t, k, d in log if t0 <= t <= t1 and k == "rx"]
     span = t1 - t0
-    return {"window_s": span, "wakeups_per_s": (vol1 - vol0) / span, "cpu_share": (cpu1 - cpu0) / span,
+    esp_asleep = None if slept0 is None else min(1.0, (slept1 - slept0) / span)
+    return {"board": board, "window_s": span, "wakeups_per_s": (vol1 - vol0) / span,
+            "cpu_share": (cpu1 - cpu0) / span, "esp_asleep_share": esp_asleep,
             "at_commands": commands, "at_per_hour": commands * 3600 / span,
             "modem_busy_share": modem / span, "modem_asleep_share": asleep / max(1, samples),
             "gps_enable_pin": gps_pin, "gps_enable_driven": gps_driven, "commands": cmds[:40],
@@ -123,10 +140,12 @@ def gps_on_times(driven):
 
 
 def model(m, facts):
-    esp_awake = 1.0 if not facts["esp_sleep_calls"] else None
-    # With sleep calls the awake share would have to come from the firmware (see the doc);
-    # the CPU busy share on the unix port is then only a lower bound.
-    awake = esp_awake if esp_awake is not None else max(m["cpu_share"], 0.01)
+    if m.get("esp_asleep_share") is not None:
+        awake = 1.0 - m["esp_asleep_share"]     # the rig timed the firmware's lightsleep()
+    elif not facts["esp_sleep_calls"]:
+        awake = 1.0                             # it never sleeps
+    else:
+        awake = 1.0                             # it may sleep, but nobody timed it: assume not
     i_esp = awake * I_ESP_ACTIVE + (1 - awake) * I_ESP_LIGHT
     s = m["modem_asleep_share"]
     i_modem = s * I_MODEM_SLEEP + (1 - s) * I_MODEM_IDLE
@@ -162,42 +181,50 @@ def boards():
 
 
 def run(ctx):
-    m = measure(ctx.scratch("standby"), QUICK_WINDOW_S if ctx.quick else WINDOW_S)
+    from concurrent.futures import ThreadPoolExecutor
+
+    window = QUICK_WINDOW_S if ctx.quick else WINDOW_S
+    names = [n for n, b in boards().items() if b.get("battery_mah")]
+    # The boards differ (RI line for light sleep, GPS switch): each is measured on its own
+    # virtual device, all at once (they are idle most of the time; 2 cores suffice).
+    with ThreadPoolExecutor(len(names)) as ex:
+        futs = {n: ex.submit(measure, ctx.scratch(f"standby-{n}"), window, n) for n in names}
+        results = {n: f.result() for n, f in futs.items()}
     facts = static_facts()
-    pm = model(m, facts)
-    why = []
-    if not facts["esp_sleep_calls"]:
-        why.append("ESP32 never light-sleeps")
-    if not facts["modem_csclk"]:
-        why.append("no AT+CSCLK")
-    if pm["gps_duty"] >= 1.0:
-        why.append("GPS always on")
-    elif pm["gps_on_s"] is not None:
-        why.append(f"GPS on {pm['gps_on_s']:.1f} s per {pm['gps_period_s'] or 0:.0f} s")
-    rows = [
-        info_row("Standby: firmware wake-ups (unix port)", m["wakeups_per_s"], "/s",
-                 key="standby.wakeups_per_s",
-                 note=f"CPU busy {100 * m['cpu_share']:.1f} %; asyncio loop never blocks > 1 ms",
-                 detail={"measured": m, "static": facts}),
-        info_row("Standby: AT commands per hour", m["at_per_hour"], "/h", key="standby.at_per_hour",
-                 note=f"{m['at_commands']} in {m['window_s']:.0f} s; modem busy "
-                      f"{100 * m['modem_busy_share']:.2f} %, asleep {100 * m['modem_asleep_share']:.0f} %"),
-        info_row("Standby current (model)", pm["i_total"], "mA", key="standby.current_ma",
-                 note=f"ESP32 {pm['i_esp']:.1f} + SIM800 {pm['i_modem']:.1f} + GPS {pm['i_gps']:.2f}; "
-                      + ", ".join(why),
-                 detail=pm),
-    ]
-    for name, b in boards().items():
-        mah = b.get("battery_mah")
-        if not mah:
-            continue
+    rows = []
+    for name in names:
+        m = results[name]
+        pm = model(m, facts)
+        mah = boards()[name]["battery_mah"]
+        why = []
+        if pm["esp_awake_share"] >= 0.999:
+            why.append("ESP32 never light-sleeps")
+        else:
+            why.append(f"ESP32 asleep {100 * (1 - pm['esp_awake_share']):.0f} %")
+        why.append(f"SIM800 asleep {100 * m['modem_asleep_share']:.0f} %")
+        if pm["gps_duty"] >= 1.0:
+            why.append("GPS always on")
+        elif pm["gps_on_s"] is not None:
+            why.append(f"GPS on {pm['gps_on_s']:.1f} s per {pm['gps_period_s'] or 0:.0f} s")
         lo, hi = pm["i_total_range"]
-        rows.append(info_row(f"Standby: {name} ({mah} mAh)", mah / pm["i_total"] / 24, "days",
-                             key=f"standby.days.{name}",
-                             note=f"{mah / hi / 24:.2f}–{mah / lo / 24:.2f} days for SIM800 idle 20–10 mA; "
-                                  f"{mah / target_current(pm) / 24:.0f} days if the ESP32 light-slept too",
-                             detail={"battery_mah": mah,
-                                     "days_if_esp32_slept": mah / target_current(pm) / 24}))
+        rows += [
+            info_row(f"Standby {name}: current (model)", pm["i_total"], "mA",
+                     key=f"standby.{name}.current_ma",
+                     note=f"ESP32 {pm['i_esp']:.1f} + SIM800 {pm['i_modem']:.1f} + GPS {pm['i_gps']:.2f}; "
+                          + ", ".join(why),
+                     detail={"model": pm, "measured": m, "static": facts}),
+            info_row(f"Standby {name}: {mah} mAh battery", mah / pm["i_total"] / 24, "days",
+                     key=f"standby.{name}.days",
+                     note=f"{mah / hi / 24:.1f}–{mah / lo / 24:.1f} days for SIM800 idle 20–10 mA"
+                          + ("" if pm["esp_awake_share"] < 0.999 else
+                             f"; {mah / target_current(pm) / 24:.0f} days if the ESP32 light-slept too"),
+                     detail={"battery_mah": mah, "days_if_esp32_slept": mah / target_current(pm) / 24}),
+            info_row(f"Standby {name}: wake-ups / AT commands", m["wakeups_per_s"], "/s",
+                     key=f"standby.{name}.wakeups_per_s",
+                     note=f"unix-port poll() returns; CPU busy {100 * m['cpu_share']:.1f} %; "
+                          f"{m['at_per_hour']:.0f} AT commands/h ({m['at_commands']} in {m['window_s']:.0f} s), "
+                          f"modem busy {100 * m['modem_busy_share']:.2f} %"),
+        ]
     for r in rows:
         r.group = NAME
     return rows
