@@ -1,0 +1,126 @@
+"""The docs cannot go stale: every command they show is run here, the wiring diagrams are
+made from boards/ again, and the beneficiary's printable page is built and read back.
+
+Regenerate what these tests compare against with `python -m boton.docs_build` (all),
+`python -m boton.docs_build images` or `python -m boton.docs_build console docs/X.md`.
+"""
+import importlib.util
+import inspect
+import re
+import time
+
+import pytest
+
+from boton import docs_build as D
+from boton import provision as prov
+from boton.paths import FIRMWARE, REPO
+
+REGEN = "python -m boton.docs_build"
+
+
+# ---------------------------------------------------------------------------- boards -> docs
+def test_wiring_images_and_tables_match_boards():
+    stale = [str(p.relative_to(REPO)) for p in D.stale_images()]
+    assert not stale, (f"generated docs differ from what boards/ and firmware/lib/sms.py give now: {stale}; "
+                       f"regenerate with `{REGEN} images` and commit the result")
+
+
+@pytest.mark.parametrize("board", D.load_boards(), ids=lambda b: b["id"])
+def test_board_profile_pins_are_buildable(board):
+    assert D.pin_problems(board) == []
+
+
+def test_every_board_has_its_diagram_in_hardware_md():
+    text = (REPO / "docs" / "hardware.md").read_text()
+    for b in D.load_boards():
+        assert f"(img/wiring-{b['id']}.svg)" in text
+        svg = (REPO / "docs" / "img" / f"wiring-{b['id']}.svg").read_text()
+        assert svg.startswith("<svg") and "2G" in svg
+        for c in D.connections(b):  # every pin of the profile is drawn
+            assert f"GPIO{c.pin} " in svg
+
+
+def test_pin_checks_catch_a_bad_profile():
+    bad = dict(D.load_boards()[0])
+    bad["led"] = {"pin": bad["button"]["pin"], "active": 1}
+    bad["vibration"] = {"pin": 34, "active": 1}
+    problems = " ".join(D.pin_problems(bad))
+    assert "used twice" in problems and "input-only" in problems
+
+
+# ---------------------------------------------------------------------------- console blocks
+def test_console_parsing_and_normalising():
+    body = ["$ boton deploy --port $PORT \\", "    --board tcall_sim800l", "deployed 1 of 1 files: boot.py",
+            "$ boton devices deliver BS-0042", "error: no", "$ echo $?", "7"]
+    steps = D.parse_steps(body)
+    assert [s.command for s in steps] == ["boton deploy --port $PORT --board tcall_sim800l",
+                                          "boton devices deliver BS-0042", "echo $?"]
+    assert steps[0].output == ["deployed 1 of 1 files: boot.py"]
+    a = "config 0123456789abcdef at 2026-11-27T19:15:34Z on socket://127.0.0.1:4711 took 1.4 s\n│ x   │"
+    b = "config fedcba9876543210 at 2027-01-02T03:04:05Z on socket://127.0.0.1:80 took 12.0 s\n│ x │"
+    assert D.normalise(a) == D.normalise(b)
+    assert D.normalise("SMS accepted 2") != D.normalise("SMS accepted 1")
+
+
+CONSOLE_FILES = D.console_files()
+
+
+def test_the_technician_guide_is_checked():
+    assert REPO / "docs" / "technician-guide.md" in CONSOLE_FILES
+
+
+@pytest.mark.parametrize("path", CONSOLE_FILES, ids=lambda p: p.name)
+def test_console_blocks_print_what_the_docs_show(path):
+    t0 = time.monotonic()
+    msgs, res = D.check_console(path)
+    rel = path.relative_to(REPO)
+    assert res.commands > 0
+    assert not msgs, (f"{rel}: what the commands print now differs from the docs "
+                      f"(after ignoring ports, paths, times, hashes):\n\n" + "\n\n".join(msgs) +
+                      f"\n\nIf the change is right, regenerate with `{REGEN} console {rel}`, read the diff "
+                      "and commit it; if not, fix the code.")
+    assert time.monotonic() - t0 < 90
+
+
+# ---------------------------------------------------------------------------- beneficiary's page
+def test_printable_page_is_one_page_with_the_key_phrases(tmp_path):
+    out, size = D.write_pdf(tmp_path / "guia.pdf")
+    data = out.read_bytes()
+    assert data.startswith(b"%PDF-1.4") and data.rstrip().endswith(b"%%EOF")
+    assert D.pdf_pages(data) == 1
+    assert size >= 9, "the page only fits in small print: shorten docs/guia-beneficiaria.md"
+    text = D.pdf_text(data)
+    for phrase in ("Su Botón Seguro", "Apriete el botón y no lo suelte durante 2 segundos",
+                   "una vibración corta", "llama al C4", "en silencio", "contactos de confianza",
+                   "su ubicación", "Si fue un error", "no lo suelte durante 5 segundos",
+                   "dos vibraciones cortas", "Si no vibra", "pida ayuda de otra forma",
+                   "Cárguelo cada noche", "No reemplaza al 911", "Número de su botón"):
+        assert phrase in text, f"{phrase!r} is not on the printed page"
+    assert "Para el personal" not in text  # the staff notes are not printed
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"_docs_{name}", FIRMWARE / "lib" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_guide_tells_her_what_the_firmware_does():
+    """The numbers she is told are the firmware's: a change there must be told to her."""
+    guide = D.GUIDE_ES.read_text()
+    cfg = prov.build_config(alias="Luna", contacts=["449 111 2233"], c4=["449 910 0000"], device_id="BS-0042")
+    g = cfg["gesture"]
+    defaults = {k: p.default for k, p in inspect.signature(_load("gesture").Gesture.__init__).parameters.items()}
+    hold_s = g.get("hold_ms", defaults["hold_ms"]) / 1000
+    cancel_s = g.get("cancel_ms", defaults["cancel_ms"]) / 1000
+    assert g["mode"] == "hold" and g.get("cancel", defaults["cancel"]) == "hold"
+    assert f"no lo suelte durante {hold_s:g} segundos" in guide
+    assert f"no lo suelte durante {cancel_s:g} segundos" in guide
+    assert f"Cada {cfg['update_every_s'] // 60:g} minutos" in guide
+    assert cfg["max_alert_s"] == 3600 and "durante una hora" in guide
+    # app._vibrate: one pulse acknowledges an alert, two a cancel
+    app = (FIRMWARE / "lib" / "app.py").read_text()
+    assert re.search(r"range\(1 if pattern == \"alert\" else 2\)", app), \
+        "the vibration patterns changed: update 'Las vibraciones' in docs/guia-beneficiaria.md and this test"
+    assert "**Una vibración corta:**" in guide and "**Dos vibraciones cortas:**" in guide
