@@ -3,6 +3,7 @@
 # it keeps the timers the machine sets, fires them in time order, and (optionally)
 # reports every send_sms as delivered at once.  Not collected by pytest.
 import json
+import sys
 from alert import AlertMachine
 
 C4 = "+524491110000"
@@ -73,6 +74,10 @@ class Sim:
         self._run(self.m.from_state(state, self.t))
         return self
 
+    def start(self):
+        self._run(self.m.start(self.t))
+        return self
+
     def advance(self, ms):
         end = self.t + ms
         while True:
@@ -86,24 +91,40 @@ class Sim:
         self.t = end
         return self
 
+    def _list(self, keep, get):
+        # lists are sized first and then filled: a list growing by appends needs ever
+        # bigger contiguous blocks, which a fragmented 110 KB heap may not have
+        n = 0
+        for a in self._iter():
+            if keep(a):
+                n += 1
+        out = [None] * n
+        i = 0
+        for a in self._iter():
+            if keep(a):
+                out[i] = get(a)
+                i += 1
+        return out
+
     @property
     def acts(self):
-        return list(self._iter())
+        return self._list(lambda a: True, lambda a: a)
 
     def of(self, kind):
-        return [a for a in self._iter() if a[1] == kind]
+        return self._list(lambda a: a[1] == kind, lambda a: a)
 
     def sms(self):
-        return [(a[0], a[2], a[3]) for a in self.of("send_sms")]
+        return self._list(lambda a: a[1] == "send_sms", lambda a: (a[0], a[2], a[3]))
 
     def dials(self):
-        return [(a[0], a[2]) for a in self.of("dial")]
+        return self._list(lambda a: a[1] == "dial", lambda a: (a[0], a[2]))
 
     def kinds(self):
-        return [a[1] for a in self._iter()]
+        return self._list(lambda a: True, lambda a: a[1])
 
     def logs(self, what=None):
-        return [a[2:] for a in self.of("log") if what is None or a[2] == what]
+        return self._list(lambda a: a[1] == "log" and (what is None or a[2] == what),
+                          lambda a: a[2:])
 
     def clear(self):
         self._chunks = []
@@ -112,4 +133,6 @@ class Sim:
 
 
 def out(obj):
-    print(json.dumps(obj))
+    # streamed: no single big string for a long result
+    json.dump(obj, sys.stdout)
+    print()

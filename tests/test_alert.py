@@ -649,14 +649,18 @@ s.advance(300000)
 saved = json.loads(json.dumps(s.state))
 late = dict(saved)
 late["elapsed_ms"] = 700000
+s = None
+# (one Sim at a time: seven at once need more than the 110 KB heap has in one piece)
 a = Sim(max_alert_s=600).resume(late)
-b = Sim(max_alert_s=600).resume(saved)       # C4 had answered: no redial after reset
-c = Sim().resume(None)
-d = Sim().resume({"v": 99})
-e = Sim().resume({"v": 1, "active": True, "out": [[1, "x"]], "fix": [1, 2]})
-idle = Sim().resume(Sim().state or {"v": 1, "active": False})
-out([a.m.active, [x[2][:20] for x in a.sms()], b.dials(), b.m.active, c.logs(), d.logs(),
-     idle.kinds(), e.logs(), e.m.active])
+r = [a.m.active, [x[2][:20] for x in a.sms()]]
+a = Sim(max_alert_s=600).resume(saved)       # C4 had answered: no redial after reset
+r += [a.dials(), a.m.active]
+r.append(Sim().resume(None).logs())
+r.append(Sim().resume({"v": 99}).logs())
+r.append(Sim().resume(Sim().state or {"v": 1, "active": False}).kinds())
+a = Sim().resume({"v": 1, "active": True, "out": [[1, "x"]], "fix": [1, 2]})
+r += [a.logs(), a.m.active]
+out(r)
 """)
     assert r[0] is False and r[1][0] == "Boton Seguro: termin"
     assert r[2] == [] and r[3] is True
@@ -681,6 +685,311 @@ out([st["out"], st["alerts"], s2.m.alerts, [x[1] for x in s2.sms()]])
 
 
 # ---------------------------------------------------------------------------
+# Supervision: low battery, power warnings, daily status (alertsup.py)
+
+LOWBAT = ("Boton Seguro BS-0042 de Luna: bateria baja (%d%%). Por favor cargue el boton "
+          "pronto; sin bateria no puede pedir ayuda.")
+LOWBAT_V = ("Boton Seguro BS-0042 de Luna: bateria baja. Por favor cargue el boton pronto; "
+            "sin bateria no puede pedir ayuda.")
+PROG = "+525550001111"
+
+
+def test_low_battery_once_per_crossing_rearmed_by_charging(both):
+    r = both("""
+s = Sim(keep=("send_sms", "log"))
+for p in [50, 21, 20, 19, 18, 22, 25, 15, 10, 9, 5, 12, 16, 11, 10, 30, 26, 20]:
+    s.advance(600000)
+    s.ev("battery", p)
+out([[x[:2] for x in s.sms()], [x[2] for x in s.sms()[::3]],
+     [x for x in s.logs() if x[0] != "sms_ok"], s.state["bat_low"]])
+""")
+    smss, texts, logs, low = r
+    m = 600000
+    # 20 at the 3rd reading, 10 at the 9th, 10 again after charging to 16 (> 10 + 5),
+    # 20 again after charging to 30 (> 20 + 5); 25 is not above 20 + 5
+    assert smss == [[t * m, n] for t in (3, 9, 15, 18) for n in CONTACTS]
+    assert texts == [LOWBAT % 20, LOWBAT % 10, LOWBAT % 10, LOWBAT % 20]
+    assert logs == [
+        ["low_battery", "20%"], ["low_battery", "10%"], ["battery_ok", "16%"],
+        ["low_battery", "10%"], ["battery_ok", "30%"], ["low_battery", "20%"]]
+    assert low == [20]
+    check_texts([[0, "", t] for t in texts])
+
+
+def test_low_battery_big_drop_one_sms_and_bad_readings(both):
+    r = both("""
+s = Sim(low_battery_pct=[10, 20, 20])          # any order, duplicates
+for p in [8, 9, 3, 150, -1]:
+    s.ev("battery", p)
+s.ev("battery", None)
+s.ev("battery", "x")
+one = Sim(low_battery_pct=15).ev("battery", 15).sms()
+off = Sim(low_battery_pct=[]).ev("battery", 1).sms()
+out([s.sms(), s.state["bat_low"], s.m.battery, s.logs(), len(one), off])
+""")
+    smss, low, bat, logs, one, off = r
+    assert [x[1] for x in smss] == CONTACTS and smss[0][2] == LOWBAT % 8
+    assert low == [20, 10] and bat == 3
+    assert ["battery?", "150"] in logs and ["battery?", "-1"] in logs
+    assert ["error", "battery TypeError"] in logs and ["error", "battery ValueError"] in logs
+    assert one == 3 and off == []
+
+
+def test_low_battery_not_resent_after_reset(both):
+    r = both("""
+import json
+s = Sim()
+s.ev("battery", 18)
+saved = json.loads(json.dumps(s.state))
+s = Sim()
+s.t = 5000
+s.resume(saved)
+s.ev("battery", 17)
+s.ev("battery", 12)
+quiet = len(s.sms())
+s.ev("battery", 9)
+out([saved["bat_low"], quiet, [x[2] for x in s.sms()]])
+""")
+    assert r[0] == [20]
+    assert r[1] == 0
+    assert r[2] == [LOWBAT % 9] * 3
+
+
+def test_low_battery_only_logged_in_test_mode(both):
+    r = both("""
+s = Sim(test_mode=True)
+s.ev("battery", 15)
+s.ev("battery", 14)
+out([s.sms(), s.logs()])
+""")
+    assert r == [[], [["low_battery", "15% test"]]]
+
+
+def test_low_battery_during_alert_goes_after_the_alert_sms(both):
+    r = both("""
+s = Sim(sms_ok=None)
+s.ev("gesture", "alert")
+s.ev("battery", 19)
+s.sms_ok = True
+s.pending = []
+s.ev("sms_sent", 1, True)
+out([[x[1], x[2][:14]] for x in s.sms()])
+""")
+    assert r == [[n, "ALERTA Boton S"] for n in CONTACTS + [C4]] + \
+        [[n, "Boton Seguro B"] for n in CONTACTS]
+
+
+def test_power_warning_in_alert_puts_location_first(both):
+    r = both("""
+s = Sim(sms_ok=None)
+s.ev("fix", {"lat": 21.88234, "lon": -102.29143, "hdop": 1.0})
+s.ev("gesture", "alert")
+s.ev("sms_sent", 1, True)                   # contact 1 has it, contact 2's is on its way
+s.ev("sms_command", "+524491110000", "ESTADO 4321")
+s.clear()
+s.ev("power_warning", "under_voltage")
+k = s.acts
+s.sms_ok = True
+s.pending = []
+s.ev("sms_sent", 2, True)
+out([k, [[x[1], x[2][:14]] for x in s.sms()], s.state["bat_low"]])
+""")
+    k, smss, low = r
+    assert [a[1:] for a in k] == [["log", "power_warning", "under_voltage"],
+                                  ["log", "low_battery", "under_voltage"], ["persist"]]
+    assert smss == [                            # (contact 2's alert SMS was in flight)
+        [CONTACTS[0], "ACTUALIZACION "],        # the position first, for everyone
+        [CONTACTS[2], "ALERTA Boton S"],        # its alert SMS, moved ahead
+        [C4, "ALERTA Boton S"],
+        [CONTACTS[0], "Boton Seguro B"],        # then the low-battery warning
+        [CONTACTS[1], "Boton Seguro B"],
+        [CONTACTS[2], "Boton Seguro B"],
+        [C4, "ESTADO BS-0042"],                 # what was queued before waits
+    ]
+    assert low == [20, 10]
+
+
+def test_power_warnings_rate_limited_and_kinds(both):
+    r = both("""
+s = Sim(power_update_gap_s=120, keep=("send_sms", "log"), text=14)
+s.ev("battery", 18)                          # 20% warned before the alert
+s.ev("gesture", "alert")
+n0 = len(s.sms())
+s.advance(30000)
+s.ev("power_warning", "over_voltage")
+n1 = len(s.sms())
+s.advance(30000)
+s.ev("power_warning", "under_voltage")       # within 120 s: only logged
+n2 = len(s.sms())
+s.advance(90000)
+s.ev("power_warning", "power_down")
+n3 = len(s.sms())
+s.ev("power_warning", "brownout")
+out([n0, [x[1:] for x in s.sms()[n0:n1]], n2 - n1, [x[1:] for x in s.sms()[n2:n3]],
+     s.logs("power_warning"), s.logs("power_warning?"), s.logs("low_battery")])
+""")
+    n0, first, second, third, logs, bad, low = r
+    assert n0 == 3 + 4                       # 3 low-battery SMS, 4 alert SMS
+    loc = [[n, "ACTUALIZACION "] for n in CONTACTS + [C4]]
+    assert first == loc                      # over-voltage: position, no low battery
+    assert second == 0
+    assert third == loc                      # 120 s later: the position again
+    assert logs == [["power_warning", k] for k in ("over_voltage", "under_voltage",
+                                                   "power_down")]
+    assert bad == [["power_warning?", "brownout"]]
+    assert low == [["low_battery", "18%"]]   # in an alert: one was sent, no more
+
+
+def test_power_warning_outside_an_alert(both):
+    r = both("""
+a = Sim()
+a.ev("power_warning", "over_voltage")          # too much voltage: not a low battery
+ov = [len(a.sms()), list(a.m.bat_low)]
+a.ev("power_warning", "under_voltage")
+a.ev("power_warning", "under_voltage")
+a.ev("battery", 4)                             # every threshold counts as warned
+b = Sim()
+b.ev("battery", 19)
+b.ev("power_warning", "power_down")            # 20% warned, 10% not yet: warn
+b.ev("power_warning", "under_voltage")
+c = Sim(test_mode=True)
+c.ev("gesture", "alert")
+c.clear()
+c.ev("power_warning", "under_voltage")
+out([ov, a.sms(), a.state["bat_low"], [x[2] for x in b.sms()],
+     [x[2][:22] for x in c.sms()], c.logs("low_battery")])
+""")
+    ov, a, low, b, c, clog = r
+    assert ov == [0, []]
+    assert [(x[1], x[2]) for x in a] == [(n, LOWBAT_V) for n in CONTACTS]
+    assert low == [20, 10]
+    # no percentage after a power warning: the last reading may be old
+    assert b == [LOWBAT % 19] * 3 + [LOWBAT_V] * 3
+    assert c == ["PRUEBA ACTUALIZACION B"] * 4    # the position, marked; no battery SMS
+    assert clog == [["low_battery", "under_voltage test"]]
+
+
+DAILY = "Boton Seguro BS-0042 reporte diario: Bat 87%% Senal 18/31 %s FW 1.0.0 Alertas %d " \
+        "Encendido %dh."
+DAY = 86400 * 1000
+
+
+def test_daily_status_to_the_programme(both):
+    r = both("""
+s = Sim(programme_number="+525550001111")
+s.start()
+first = s.acts
+s.ev("battery", 87)
+s.ev("signal", 18)
+s.advance(20 * 3600000)
+s.ev("fix", {"lat": 21.88234, "lon": -102.29143, "hdop": 1.0, "sats": 8})
+s.advance(4 * 3600000)                       # day 1: fix 4 h old
+s.ev("gesture", "alert")
+s.ev("gesture", "cancel")
+s.advance(86400000 - 10000)
+s.ev("fix", {"lat": 21.88234, "lon": -102.29143, "hdop": 1.0, "sats": 8})
+s.advance(10000)                             # day 2: fresh fix, one alert
+s.advance(86400000)                          # day 3: no alert since
+out([first, [x for x in s.sms() if x[1] == "+525550001111"],
+     [a[0] for a in s.of("set_timer") if a[2] == "daily"], s.logs("daily_status")])
+""")
+    first, smss, armed, logs = r
+    assert first == [[0, "set_timer", "daily", DAY]]
+    assert [x[0] for x in smss] == [DAY, 2 * DAY, 3 * DAY]
+    assert [x[2] for x in smss] == [
+        DAILY % ("GPS hace 4h", 0, 24),
+        DAILY % ("GPS ok 8sat", 1, 48),
+        DAILY % ("GPS sin senal", 0, 72)]        # the fix is over last_fix_max_s old
+    assert all("maps" not in x[2] and "21.88" not in x[2] for x in smss)  # never where she is
+    assert armed == [0, DAY, 2 * DAY, 3 * DAY]
+    assert logs == [["daily_status", "...1111"]] * 3
+    check_texts(smss)
+
+
+def test_daily_status_off_skipped_in_alert_and_test_mode(both):
+    r = both("""
+off = Sim().start()
+off.advance(3 * 86400000)
+off = [off.acts, off.timers]
+zero = Sim(programme_number="+525550001111", daily_status_s=0).start().acts
+s = Sim(programme_number="+525550001111", max_alert_s=600, keep=("send_sms", "log"),
+        text=40)
+s.start()
+s.advance(86400000 - 60000)
+s.ev("gesture", "alert")                  # still active at the 24 h mark
+s.advance(120000)
+skipped = [len([x for x in s.sms() if x[1] == "+525550001111"]), s.logs("daily_status")]
+s.advance(86400000)
+later = [x[0] for x in s.sms() if x[1] == "+525550001111"]
+s = Sim(programme_number="+525550001111", test_mode=True).start()
+s.advance(86400000)
+test = s.sms()[0][2][:42]
+s = Sim(programme_number="+525550001111", daily_status_s=10 ** 7).start()
+out(off + [zero, skipped, later, test, s.timers])
+""")
+    off, off_timers, zero, skipped, later, test, big = r
+    assert off == [[0, "log", "daily_status", "off"]] and off_timers == {}
+    assert zero == [[0, "log", "daily_status", "off"]]
+    assert skipped == [0, [["daily_status", "skipped alert"]]]
+    assert later == [2 * DAY]                          # re-armed a whole period
+    assert test == "PRUEBA Boton Seguro BS-0042 reporte diario"
+    assert big == {"daily": 5 * DAY}                   # inside ticks_ms' range
+
+
+def test_daily_status_counts_alerts_until_a_report_is_delivered(both):
+    r = both("""
+s = Sim(programme_number="+525550001111", sms_ok=False, sms_retries=0, keep=("send_sms",))
+s.start()
+s.ev("gesture", "alert")
+s.ev("gesture", "cancel")
+s.advance(86400000)                        # no credit: the report fails
+s.sms_ok = True
+s.ev("gesture", "alert")
+s.ev("gesture", "cancel")
+s.advance(86400000)
+s.advance(86400000)
+out([x[2] for x in s.sms() if x[1] == "+525550001111"])
+""")
+    assert [x.split("Senal ? ")[1].split(" Encendido")[0] for x in r] == [
+        "GPS sin senal FW 1.0.0 Alertas 1", "GPS sin senal FW 1.0.0 Alertas 2",
+        "GPS sin senal FW 1.0.0 Alertas 0"]
+
+
+def test_daily_status_timer_survives_a_reset(both):
+    r = both("""
+import json
+s = Sim(programme_number="+525550001111")
+s.start()
+s.advance(10 * 3600000)
+s.ev("battery", 15)                        # something persisted 10 h into the day
+saved = json.loads(json.dumps(s.state))
+s = Sim(programme_number="+525550001111")
+s.t = 123456
+s.resume(saved).start()                    # the documented order
+a = dict(s.timers)
+s.advance(14 * 3600000)
+rep = s.sms()[-1]
+s2 = Sim(programme_number="+525550001111").start()
+s2.t = 1000
+s2.resume(saved)                           # start() first works too
+late = dict(saved)
+late["daily_left_ms"] = 0                  # was due: not before the modem is up
+s3 = Sim(programme_number="+525550001111").resume(late).start()
+s4 = Sim(programme_number="+525550001111").resume({"v": 1}).start()
+out([saved["daily_left_ms"], a, rep[0] - 123456, rep[2][-14:], s2.timers, s3.timers,
+     s4.timers])
+""")
+    left, a, at, tail, b, late, none = r
+    assert left == 14 * 3600000
+    assert a == {"daily": 123456 + 14 * 3600000}
+    assert at == 14 * 3600000
+    assert tail == "Encendido 14h."              # C4 sees that it restarted
+    assert b == {"daily": 1000 + 14 * 3600000}
+    assert late == {"daily": 60000}
+    assert none == {"daily": DAY}
+
+
+# ---------------------------------------------------------------------------
 # Robustness and determinism
 
 
@@ -701,11 +1010,17 @@ out([s.logs("error"), s.logs("unknown_event"), s.logs("unknown_timer"), s.m.acti
 
 
 SCRIPT = """
-s = Sim(allow_911=True, attempts_per_number=2, update_every_s=120, max_alert_s=900)
+s = Sim(allow_911=True, attempts_per_number=2, update_every_s=120, max_alert_s=900,
+        programme_number="+525550001111", daily_status_s=200)
+s.start()
 s.ev("battery", 55)
 s.ev("gesture", "alert")
 for i in range(40):
     s.advance(7000 + (i * 3777) % 20000)
+    if i % 7 == 3:
+        s.ev("battery", 40 - i)
+    if i == 22:
+        s.ev("power_warning", "under_voltage")
     if i % 5 == 0:
         s.ev("call_state", "ended", ["busy", "no_answer", "dropped"][i % 3])
     if i == 11:
@@ -738,6 +1053,8 @@ def test_deterministic_and_identical_on_both_interpreters(mpy):
     assert [json.loads(x) for x in got.splitlines()] == acts
     assert len(acts) > 200
     check_texts([x[1:4] for x in acts if x[1] == "send_sms"])
+    kinds = set(x[2] for x in acts if x[1] == "log")
+    assert {"low_battery", "power_warning", "daily_status"} <= kinds
 
 
 def test_config_docstring_names_every_default():

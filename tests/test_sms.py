@@ -131,6 +131,9 @@ print(json.dumps([
                           device_id="BS-0042", uptime_h=24),
     sms.location_text(kind="gps", lat=21.88234, lon=-102.29143, age_s=3, hdop=1.0,
                       battery=80, device_id="BS-0042", active=True),
+    sms.daily_status_text(battery=9, rssi=5, gps="nofix", fix_age_s=15000, fw="1.2.3",
+                          alerts=0, device_id="BS-0042", uptime_h=3, test=True),
+    sms.low_battery_text(alias="Luna", device_id="BS-0042"),
 ]))
 """
     t = mpy.json(code)
@@ -149,6 +152,10 @@ print(json.dumps([
                     "FW 1.2.3 Alertas 1 Encendido 24h.")
     assert t[7] == ("UBICACION BS-0042: GPS hace 3s (+-5m): "
                     "https://maps.google.com/?q=21.88234,-102.29143 Bat 80% Alerta activa.")
+    assert t[8] == ("PRUEBA Boton Seguro BS-0042 reporte diario: Bat 9% Senal 5/31 "
+                    "GPS hace 4h FW 1.2.3 Alertas 0 Encendido 3h.")
+    assert t[9] == ("Boton Seguro BS-0042 de Luna: bateria baja. Por favor cargue el boton "
+                    "pronto; sin bateria no puede pedir ayuda.")
     for x in t:
         assert one_segment(x), x
 
@@ -266,7 +273,8 @@ def _render_all(mod, cases):
                                    fw=a[:12], alerts=len(a), device_id=c["device_id"]))
         out.append(mod.daily_status_text(battery=c["battery"], rssi=len(a) % 40, gps="nofix",
                                          fw="1.0.0", alerts=3, device_id=c["device_id"],
-                                         uptime_h=len(a)))
+                                         uptime_h=len(a), fix_age_s=c["age_s"],
+                                         test=c["test"]))
     return out
 
 
@@ -330,7 +338,8 @@ def test_fuzz_other_texts(alias, by, battery, device_id, rssi, fw, alerts):
               sms.status_text(battery=battery, rssi=rssi, gps="ok", fw=fw, alerts=alerts,
                               device_id=device_id, sats=rssi),
               sms.daily_status_text(battery=battery, rssi=rssi, gps="off", fw=fw,
-                                    alerts=alerts, device_id=device_id, uptime_h=alerts)):
+                                    alerts=alerts, device_id=device_id, uptime_h=alerts,
+                                    fix_age_s=rssi, test=True)):
         assert one_segment(t), t
 
 

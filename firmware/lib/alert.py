@@ -3,6 +3,7 @@
 #     m = AlertMachine(config)
 #     actions = m.handle(event, now_ms)        # now_ms: time.ticks_ms() of the caller
 #     actions = m.from_state(saved, now_ms)    # resume after a reset
+#     actions = m.start(now_ms)                # once per boot, after from_state
 #     saved = m.to_state()                     # also emitted as ("persist", saved)
 #
 # Nothing here does I/O or reads a clock: the driver performs the actions in order
@@ -31,6 +32,14 @@
 #     sms_retries 2, sms_retry_s 20, sms_timeout_s 90
 #     pin_max_failures 5, pin_lockout_s 900   wrong-PIN lockout of SMS commands
 #     vibrate           True        haptic acknowledgement of alert / cancel
+#     low_battery_pct   [20, 10]    one low-battery SMS to the contacts per downward
+#                                   crossing (readings <= pct; [] disables)
+#     battery_hysteresis_pct  5     a threshold re-arms when the battery reads above
+#                                   pct + this (she charged it)
+#     power_update_gap_s  120       during an alert, a power warning pushes a location
+#                                   update at most this often
+#     programme_number  ""          gets the silent daily status SMS ("": no reports)
+#     daily_status_s    86400       period of the daily status SMS (max 5 days)
 #     gesture           dict for gesture.Button(**gesture): debounce_ms,
 #                       pressed_level, mode ("hold"|"presses"), hold_ms, count,
 #                       window_ms, cancel ("hold"|None), cancel_ms, min_press_ms,
@@ -47,7 +56,12 @@
 #     ("fix", fix)                 nmea.Fix or dict/object with lat_e7/lon_e7 (or
 #                                  lat/lon), hdop, sats, valid (False is ignored)
 #     ("cell", dict)               atparse.parse_ceng() serving cell
-#     ("battery", percent)   ("signal", csq_rssi)
+#     ("battery", percent)         AT+CBC percent 0..100 (others logged, ignored)
+#     ("signal", csq_rssi)
+#     ("power_warning", kind)      from SIM800 URCs: "under_voltage" (UNDER-VOLTAGE
+#                                  WARNNING), "power_down" (UNDER-VOLTAGE POWER DOWN),
+#                                  "over_voltage" (OVER-VOLTAGE WARNNING or POWER DOWN).
+#                                  Not for NORMAL POWER DOWN (AT+CPOWD / PWRKEY: ours)
 #     ("timer", name)              a timer set by set_timer expired
 #     ("sms_command", sender, text)
 #     ("incoming_call", number)    "" if withheld
@@ -58,20 +72,54 @@
 #     ("set_timer", name, ms)   ("cancel_timer", name)   one timer per name
 #     ("vibrate", "alert" | "cancel")
 #     ("gesture_active", bool)     keep gesture.Button.set_active() in step
-#     ("log", event, detail)       phone numbers masked to their last 4 digits
+#     ("log", event, detail)       phone numbers masked to their last 4 digits;
+#                                  supervision: low_battery "<pct>%"|kind [" test"],
+#                                  battery_ok, battery?, power_warning, power_warning?,
+#                                  daily_status "...1111"|"skipped alert"|"off"
 #     ("persist", state_dict)      write it; pass it to from_state() after a reset
-#                                  (her last position is in it only during an alert)
+#                                  (her last position is in it only during an alert;
+#                                  bat_low, rep_alerts, daily_left_ms: supervision)
 # Timer names: "redial", "dial_timeout", "update", "max_alert", "sms_timeout",
-# "sms_retry".  The driver must deliver some event at least daily (e.g. battery).
+# "sms_retry", "daily" (armed by start(); at most daily_status_s * 1000 ms).
+# The driver must deliver some event at least daily (e.g. battery).
 #
-# The machine is split over alert.py (core), alertsms.py (outbox, texts, helpers)
-# and alertcall.py (calls) because MicroPython compiles a whole module's parse tree
-# at once: three small modules import from source in a 75 KB heap, one big one
-# needed 130 KB.  Comments instead of docstrings for the same reason.
+# Supervision (alertsup.py)
+#   Low battery: a "battery" reading at or below a low_battery_pct threshold not yet
+#     warned about queues sms.low_battery_text to every trusted contact (one SMS per
+#     contact even if it fell past several thresholds at once); the warned thresholds
+#     are persisted, so a reset does not resend.  In test mode nothing is sent, only
+#     logged ("low_battery", "<pct>% test"): test-mode devices are on a bench or in
+#     training, and the delivery test removes the state file, so it would nag her
+#     contacts on every test.  During an alert it is queued behind the alert's SMS.
+#   Power warnings: logged.  During an alert "under_voltage" / "over_voltage" /
+#     "power_down" move a location update for every recipient to the front of the
+#     outbox (behind the SMS in flight; at most once per power_update_gap_s) - the
+#     modem is about to switch off.  "under_voltage" / "power_down" also queue the
+#     low-battery SMS (without a percentage: the reading may be stale) right after
+#     them if no low-battery SMS was sent yet (outside an alert: if none was sent for
+#     the lowest threshold), and mark every threshold as warned.
+#   Daily status: start() arms the "daily" timer; on expiry it is re-armed and the
+#     silent (no vibration, not to her contacts) sms.daily_status_text - battery,
+#     signal, age of the last fix (never the position), firmware, alerts since the
+#     last delivered report, hours since boot - goes to programme_number.  Skipped
+#     (logged, re-armed for a whole period) while an alert is active.  Sent in test
+#     mode too, marked PRUEBA: it goes to the programme, not to her contacts, and
+#     shows that a training device is alive.  What was left of the period is
+#     persisted (restored no sooner than 60 s after boot), so a reset postpones a
+#     report by at most the time since the last persist; "Encendido <h>h" in the
+#     report shows C4 that the device restarted.
+#
+# The machine is split over alert.py (core), alertsms.py (outbox, texts, helpers),
+# alertcall.py (calls) and alertsup.py (supervision) because MicroPython compiles a
+# whole module's parse tree at once: four small modules import from source in an
+# 80 KB heap, one big one needed 130 KB (alertsup is imported before alertcall: the
+# bigger module compiles while less is loaded).  Comments instead of docstrings for
+# the same reason.
 
 from gesture import ticks_diff, ticks_add
 from alertsms import (SmsMixin, _LOC, digits, same_number, mask,  # noqa: F401
                       read_fix, command_words)
+from alertsup import SupMixin
 from alertcall import CallMixin
 
 DEFAULTS = {
@@ -83,6 +131,8 @@ DEFAULTS = {
     "fix_fresh_s": 30, "last_fix_max_s": 86400, "callback_window_s": 3600,
     "sms_retries": 2, "sms_retry_s": 20, "sms_timeout_s": 90,
     "pin_max_failures": 5, "pin_lockout_s": 900, "vibrate": True,
+    "low_battery_pct": [20, 10], "battery_hysteresis_pct": 5, "power_update_gap_s": 120,
+    "programme_number": "", "daily_status_s": 86400,
     "gesture": {"debounce_ms": 30, "pressed_level": 0, "mode": "hold",
                 "hold_ms": 2000, "count": 3, "window_ms": 2000, "cancel": "hold",
                 "cancel_ms": 5000},
@@ -92,7 +142,7 @@ COMMANDS = ("UBICACION", "ESTADO", "CANCELAR")
 _TIMERS = ("redial", "dial_timeout", "update", "max_alert")
 
 
-class AlertMachine(SmsMixin, CallMixin):
+class AlertMachine(SmsMixin, CallMixin, SupMixin):
     def __init__(self, config=None):
         c = dict(DEFAULTS)
         c.update(config or {})
@@ -129,6 +179,7 @@ class AlertMachine(SmsMixin, CallMixin):
         self._retry_armed = False
         self.bad_pin = 0
         self.lock_t = None
+        self._sup_init()
 
     # ------------------------------------------------------------------ API
     def handle(self, ev, now):
@@ -157,7 +208,7 @@ class AlertMachine(SmsMixin, CallMixin):
         fx = None
         if self.fix is not None and self.active:   # her position is kept only in an alert
             fx = self.fix + [ticks_diff(now, self.fix_t)]
-        return {
+        st = {
             "v": 1, "active": self.active, "test": self.test,
             "elapsed_ms": ticks_diff(now, self.start_t) if self.active else 0,
             "alerts": self.alerts, "call_done": self.call_done, "ni": self.ni,
@@ -166,6 +217,8 @@ class AlertMachine(SmsMixin, CallMixin):
             "fix": fx, "cell": self.cell, "battery": self.battery,
             "end_ago_ms": None if self.end_t is None else ticks_diff(now, self.end_t),
         }
+        self._sup_state(st, now)
+        return st
 
     def from_state(self, st, now):
         # Restore a persisted state (after a reset) and return the actions that
@@ -197,6 +250,8 @@ class AlertMachine(SmsMixin, CallMixin):
                 self._queue_location(acts, "update")
                 if not self.call_done and self.dial_list:
                     self._dial(now, acts)
+        if self.daily_len:              # start() came first: re-arm what was left
+            self._arm_daily(now, acts, self.daily_left)
         self._dirty = True
         return self._finish(now, acts)
 
@@ -225,6 +280,7 @@ class AlertMachine(SmsMixin, CallMixin):
         ea = st.get("end_ago_ms")
         self.end_t = None if ea is None else ticks_add(now, -int(ea))
         self.start_t = ticks_add(now, -int(st.get("elapsed_ms") or 0))
+        self._sup_restore(st)
         self.call = "idle"
         self.connected = False
         self.inflight = None
@@ -384,9 +440,6 @@ class AlertMachine(SmsMixin, CallMixin):
         if ev[1]:
             self.cell = ev[1]
 
-    def _on_battery(self, ev, now, acts):
-        self.battery = ev[1]
-
     def _on_signal(self, ev, now, acts):
         self.rssi = ev[1]
 
@@ -418,6 +471,8 @@ class AlertMachine(SmsMixin, CallMixin):
         elif name == "max_alert":
             if self.active:
                 self._expire(now, acts)
+        elif name == "daily":
+            self._on_daily(now, acts)
         else:
             self._log(acts, "unknown_timer", str(name))
 

@@ -1,6 +1,7 @@
 # SMS side of the alert machine (mixed into alert.AlertMachine): the outbox,
-# rendering of the texts at send time, and small pure helpers (phone numbers,
-# fixes, SMS command words).  Sans-IO; see alert.py for the events and actions.
+# rendering of the texts at send time (supervision texts: alertsup.py), and small
+# pure helpers (phone numbers, fixes, SMS command words).  Sans-IO; see alert.py
+# for the events and actions.
 
 import sms
 
@@ -83,6 +84,8 @@ class SmsMixin:
         loc = {}
         if f is not None:
             loc = {"lat_e7": f[0], "lon_e7": f[1], "hdop": f[2], "acc_m": f[4]}
+        if msg[:6] in ("lowbat", "daily:"):
+            return self._render_sup(msg, now, kind, age, f), kind
         if msg in _LOC:
             return sms.alert_text(alias=c["alias"], kind=kind, age_s=age,
                                   battery=self.battery, device_id=c["device_id"],
@@ -136,6 +139,8 @@ class SmsMixin:
         self._dirty = True
         if ok:
             self._log(acts, "sms_ok", "%s %s" % (e[2], mask(e[1])))
+            if e[2][:6] == "daily:":
+                self.rep_alerts = int(e[2][6:])
             if e[2] in _LOC and e[1] not in self.got_gps:
                 if self._inflight_kind == "gps":
                     self.got_gps.append(e[1])

@@ -255,12 +255,12 @@ def _gps(gps, sats):
     return g
 
 
-def _status_body(battery, rssi, gps, sats, fw, alerts):
+def _status_body(battery, rssi, gps, sats, fw, alerts, age=None):
     t = []
     if battery is not None:
         t.append(_bat(battery))
     t.append(_signal(rssi))
-    t.append(_gps(gps, sats))
+    t.append(_gps(gps, sats) if age is None else "GPS hace " + fmt_age(age))
     if fw:
         t.append("FW " + oneline(str(fw), 16))
     if alerts is not None:
@@ -278,10 +278,12 @@ def status_text(battery=None, rssi=None, gps=None, fw="", alerts=0, device_id=""
 
 
 def daily_status_text(battery=None, rssi=None, gps=None, fw="", alerts=0, device_id="",
-                      sats=None, uptime_h=None, test=False):
-    # Daily heartbeat SMS.
+                      sats=None, uptime_h=None, test=False, fix_age_s=None):
+    # Daily heartbeat SMS to the programme's number.  Never her position: only how old
+    # the last fix is (fix_age_s -> "GPS hace 3h"; None -> the gps word as status_text).
+    # alerts: alerts since the previous report; uptime_h: hours since the last reset.
     t = ("PRUEBA " if test else "") + "Boton Seguro " + _dev(device_id) + \
-        " reporte diario: " + _status_body(battery, rssi, gps, sats, fw, alerts)
+        " reporte diario: " + _status_body(battery, rssi, gps, sats, fw, alerts, fix_age_s)
     if uptime_h is not None:
         t += " Encendido %dh" % int(uptime_h)
     return oneline(t + ".")[:MAX]
