@@ -178,7 +178,7 @@ def _virtual_bench(request, tmp_path, bench, opts):
     else:
         bench.network = vnet
     bench.button = Button(VirtualButtonDriver(vd), cfg, bench.timeline)
-    bench.faults = VirtualFaults(vd, bench.timeline)
+    bench.faults = VirtualFaults(vd, bench.timeline, getattr(bench.network, "ref", None))
     bench.gps = VirtualGps(vd)
 
 

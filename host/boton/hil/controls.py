@@ -178,12 +178,16 @@ def _unavailable(name, why):
     pytest.skip(f"fault '{name}' cannot be injected on hardware: {why}")
 
 
+_REF_POLICY = {"busy": "reject", "reject": "reject", "no_answer": "ignore", "answer": "answer"}
+
+
 class VirtualFaults:
     """Every fault of the simulated parts (boton.sim.sim800 / gps / network)."""
 
-    def __init__(self, vd, timeline):
+    def __init__(self, vd, timeline, ref=None):
         self.vd = vd
         self.timeline = timeline
+        self.ref = ref  # --virtual-ref-modem: C4 is a simulated SIM800 driven by RefModem
 
     def _do(self, text, fn, *args):
         self.timeline.add("FAULT", text)
@@ -216,6 +220,10 @@ class VirtualFaults:
 
     def next_call_result(self, result):
         """How the device's next call ends: busy | no_answer | reject | unreachable | answer."""
+        if self.ref is not None and result in _REF_POLICY:
+            self.timeline.add("FAULT", f"reference modem: next call {result}")
+            self.ref.set_incoming(_REF_POLICY[result], once=True)
+            return
         self._do(f"next call: {result}", self.vd.modem.next_call_result, result)
 
     def cms_error(self, code, count=1):
@@ -271,11 +279,10 @@ class HardwareFaults:
 
     def next_call_result(self, result):
         ref = getattr(self.network, "ref", None)
-        policy = {"busy": "reject", "reject": "reject", "no_answer": "ignore", "answer": "answer"}
-        if ref is None or result not in policy:
+        if ref is None or result not in _REF_POLICY:
             _unavailable("next_call_result", f"the reference modem cannot make a call end '{result}'")
         self.timeline.add("FAULT", f"reference modem: next call {result}")
-        ref.set_incoming(policy[result], once=True)
+        ref.set_incoming(_REF_POLICY[result], once=True)
 
     def sim_missing(self):
         _unavailable("sim_missing", "the SIM must be pulled by hand; not automated")

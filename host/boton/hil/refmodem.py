@@ -76,6 +76,7 @@ class RefModem:
         self._timers = []
         self._closing = False
         self._buf = bytearray()
+        self._last_rx = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     def open(self, timeout=60.0, wait_registered=True):
@@ -94,6 +95,9 @@ class RefModem:
                 pass
             if time.monotonic() > deadline:
                 raise RefModemError(f"reference modem on {self.port} does not answer AT")
+        # A probe that timed out may still be answered: let late replies drain before the
+        # set-up, or each reply would be taken for the next command's.
+        self._quiet(0.3)
         self.cmd("ATE0")
         self.cmd("AT+CMEE=2")
         self._until(lambda: "READY" in " ".join(self.cmd("AT+CPIN?", check=False)[1]),
@@ -105,6 +109,11 @@ class RefModem:
         if wait_registered:
             self._until(self.registered, deadline, "reference modem not registered")
         return self
+
+    def _quiet(self, seconds):
+        with self._cond:
+            while time.monotonic() - self._last_rx < seconds:
+                self._cond.wait(seconds)
 
     def _until(self, check, deadline, what):
         while not check():
@@ -258,7 +267,8 @@ class RefModem:
                 continue
             if not data:
                 continue
-            self.at_log.append((time.monotonic(), "tx", bytes(data)))
+            self._last_rx = time.monotonic()
+            self.at_log.append((self._last_rx, "tx", bytes(data)))
             self._buf += data
             while True:
                 i = self._buf.find(b"\n")

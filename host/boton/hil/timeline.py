@@ -64,8 +64,9 @@ def at_rows(log, to_modem, from_modem):
     pending = {}
     for t, direction, data in list(log):
         label = to_modem if direction == "rx" else from_modem
-        buf = pending.get(direction, (t, b""))[1] + bytes(data).replace(b"\x1a", b"\x1a\r\n")
-        first_t = pending.get(direction, (t, b""))[0]
+        prev_t, prev_rest = pending.get(direction, (t, b""))
+        buf = prev_rest + bytes(data).replace(b"\x1a", b"\x1a\r\n")
+        first_t = prev_t if prev_rest else t  # a line is stamped with its first byte
         parts = re.split(rb"\r\n|\r|\n", buf)
         rest = parts.pop()
         for p in parts:
