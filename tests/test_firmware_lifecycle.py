@@ -87,3 +87,27 @@ def test_no_light_sleep_where_a_ring_could_be_lost(tmp_path):
         vd.call(vd.network.call_device, DEFAULT_C4, vd.device_number)
         vd.wait_console("EV incoming_rejected", timeout=30)
     assert vd.asleep_s == 0
+
+
+PROGRAMME = "+524499990000"
+
+
+def test_daily_status_sms_goes_to_the_programme(tmp_path):
+    cfg = demo_config(programme_number=PROGRAMME)
+    cfg["daily_status_s"] = 3
+    with provisioned_device(tmp_path, config=cfg, contacts=(cfg["contacts"][0], PROGRAMME)) as vd:
+        sms = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == PROGRAMME, timeout=60)
+    assert "maps.google" not in sms["text"]  # supervision never carries her position
+    assert "Bat" in sms["text"] and len(sms["text"]) <= 160
+
+
+def test_under_voltage_during_an_alert_pushes_her_location_first(tmp_path):
+    with provisioned_device(tmp_path, c4_hangup_after_s=60) as vd:
+        vd.press(hold_s=1.2)
+        contact = vd.contacts[0]
+        first = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == contact, timeout=60)
+        mark = len(vd.events)
+        vd.call(vd.modem.under_voltage, 30.0)
+        vd.wait_console("EV modem_power UNDER-VOLTAGE_WARNNING", timeout=30)
+        again = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == contact, timeout=60, after=mark)
+    assert again is not first and "maps.google.com" in again["text"]

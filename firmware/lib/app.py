@@ -21,6 +21,8 @@ REQUIRED = ("c4_numbers", "contacts", "pin", "alias", "device_id")
 
 # +CLCC <stat> -> alert.py call state
 _CLCC_STATE = {0: "active", 2: "dialing", 3: "alerting", 6: "ended"}
+_POWER_URC = {"UNDER-VOLTAGE WARNNING": "under_voltage", "UNDER-VOLTAGE POWER DOWN": "power_down",
+              "OVER-VOLTAGE WARNNING": "over_voltage", "OVER-VOLTAGE POWER DOWN": "over_voltage"}
 _CALL_END = {"NO CARRIER": "no_carrier", "BUSY": "busy", "NO ANSWER": "no_answer",
              "NO DIALTONE": "error"}
 
@@ -218,8 +220,10 @@ class App:
             self.post(("incoming_call", atparse.parse_clip(args) or ""))
         elif name == "+CMTI":
             asyncio.create_task(self._read_sms(atparse.parse_cmti(args)))
-        elif name in ("UNDER-VOLTAGE WARNNING", "UNDER-VOLTAGE POWER DOWN", "NORMAL POWER DOWN"):
+        elif name in _POWER_URC or name == "NORMAL POWER DOWN":
             self.log.add("modem_power", name.replace(" ", "_"))
+            if name in _POWER_URC:  # not our own power-off: the supply is failing
+                self.post(("power_warning", _POWER_URC[name]))
 
     async def _call_ended(self):
         """Tell a normal hang-up by the far end from a drop: only AT+CEER knows."""
@@ -290,7 +294,8 @@ class App:
             self.log.add("sim_problem", sim.replace(" ", "_"))
         for _ in range(10):
             failed = await m.batch(("AT+CMGF=1", 'AT+CSCS="GSM"', "AT+CNMI=2,1,0,0,0",
-                                    "AT+CLIP=1", "AT+CLCC=1", "AT+COLP=0", "AT+CENG=1,0"))
+                                    "AT+CLIP=1", "AT+CLCC=1", "AT+COLP=0", "AT+CENG=1,0",
+                                    "AT+CBATCHK=1"))
             if not failed:
                 break
             await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
@@ -529,6 +534,7 @@ class App:
             saved = None
             self.log.add("state_corrupt", "")
         if not saved:
+            self._start_machine()
             return
         live = False
         try:
@@ -546,6 +552,12 @@ class App:
             self.log.add("call_kept", "")
             self.call_active = True
             self.post(("call_state", "active", None))
+        self._start_machine()
+
+    def _start_machine(self):
+        """Timers the machine keeps across boots (the daily status report)."""
+        for act in self.machine.start(time.ticks_ms()):
+            self.act(act)
 
 
 async def _main(test=False, test_timeout_s=300):

@@ -242,14 +242,17 @@ def deploy(port, board):
 @click.option("--gesture", type=click.Choice(["hold", "presses"]), default="hold", show_default=True)
 @click.option("--hold-ms", type=int, default=2000, show_default=True)
 @click.option("--allow-911", is_flag=True, help="Dial 911 as the last resort if no C4 number answers.")
-def provision(port, alias, contacts, c4, device_id, pin, gesture, hold_ms, allow_911):
+@click.option("--programme-number", envvar="BOTON_PROGRAMME_NUMBER",
+              help="Number that receives each device's silent daily status SMS (supervision).")
+def provision(port, alias, contacts, c4, device_id, pin, gesture, hold_ms, allow_911, programme_number):
     """Write her configuration to the device atomically, read it back and compare.
 
     Example: boton provision --port /dev/ttyUSB0 --alias Luna --contact 449 111 2233 --c4 449 910 0000
     """
     # Validate everything before touching the device: bad input changes nothing.
     config = prov.build_config(alias=alias, contacts=list(contacts), c4=list(c4), device_id=device_id or "",
-                               pin=pin, gesture=gesture, hold_ms=hold_ms, allow_911=allow_911)
+                               pin=pin, gesture=gesture, hold_ms=hold_ms, allow_911=allow_911,
+                               programme_number=programme_number)
     with Device(port, timeout=30) as dev:
         ident = prov.identity(dev)
         if not ident.get("modem"):

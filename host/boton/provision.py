@@ -48,7 +48,8 @@ def mask(number: str) -> str:
 
 def build_config(*, alias, contacts, c4, device_id, pin=None, allow_911=False,
                  gesture="hold", hold_ms=2000, presses=3, window_ms=2000,
-                 update_every_s=300, max_alert_s=3600, confirm=True, region="MX"):
+                 update_every_s=300, max_alert_s=3600, confirm=True, region="MX",
+                 programme_number=None):
     alias = (alias or "").strip()
     if not ALIAS_RE.match(alias):
         raise InputError("alias must be 1-16 plain letters, digits, spaces or . ' - "
@@ -63,6 +64,7 @@ def build_config(*, alias, contacts, c4, device_id, pin=None, allow_911=False,
         raise InputError("the same trusted contact is given twice")
     if set(contacts_e164) & set(c4_e164):
         raise InputError("a trusted contact cannot also be a C4 number")
+    programme = normalise_number(programme_number, "programme number", region) if programme_number else ""
     if pin is None:
         pin = "".join(secrets.choice("0123456789") for _ in range(6))
     if not re.fullmatch(r"\d{4,8}", str(pin)):
@@ -83,6 +85,7 @@ def build_config(*, alias, contacts, c4, device_id, pin=None, allow_911=False,
         "vibrate": bool(confirm),
         "update_every_s": update_every_s,
         "max_alert_s": max_alert_s,
+        "programme_number": programme,
     }
 
 

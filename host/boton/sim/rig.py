@@ -84,6 +84,7 @@ class VirtualDevice:
         self.console_log = Path(console_log) if console_log else None
         self._rand = random.Random(seed)
         self._network_log = network_log
+        self.c4_numbers, self.contacts = list(c4_numbers), list(contacts)
         self._net_cfg = dict(c4_numbers=list(c4_numbers), contacts=list(contacts),
                              answer_after=c4_answer_after_s, hangup_after=c4_hangup_after_s)
         self._gps_cfg = dict(point=gps_point, route=gps_route, ttff=gps_ttff_s,
