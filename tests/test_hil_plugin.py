@@ -1,0 +1,92 @@
+"""The HIL harness itself: the hand-pressed button, hardware faults, the timeline report."""
+import io
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from boton.hil.controls import Button, HardwareFaults, ManualButton
+from boton.hil.observer import RefModemNetwork
+from boton.hil.timeline import Timeline, at_rows
+
+
+class _Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_manual_button_skips_without_a_terminal():
+    b = ManualButton(ask=lambda text: pytest.fail("must not ask"), stdin=io.StringIO())
+    with pytest.raises(pytest.skip.Exception, match="stdin is not a terminal"):
+        b.press(2.0)
+
+
+def test_manual_button_asks_the_tester_on_a_terminal():
+    asked = []
+    tl = Timeline("t")
+    button = Button(ManualButton(ask=asked.append, stdin=_Tty()), {"gesture": {"hold_ms": 2000}}, tl)
+    button.alert()
+    button.presses(3)
+    assert "HOLD the button for 2 s" in asked[0] and "3 times" in asked[1]
+    with pytest.raises(pytest.skip.Exception, match="by hand"):
+        button.noise()
+    assert [e[1] for e in tl.entries].count("BUTTON") >= 4
+
+
+@pytest.mark.parametrize("fault, args", [("sim_missing", ()), ("drop_call", ()), ("cms_error", (500,)),
+                                          ("modem_silent", ()), ("gps_never_fix", ())])
+def test_hardware_faults_that_cannot_be_made_skip_with_the_reason(fault, args):
+    faults = HardwareFaults(dut=None, network=None, timeline=Timeline("t"))
+    with pytest.raises(pytest.skip.Exception, match=f"fault '{fault}' cannot be injected on hardware: .+"):
+        getattr(faults, fault)(*args)
+
+
+def test_ref_network_skips_what_one_reference_modem_cannot_do():
+    class Ref:
+        number = "+524499100000"
+        events = []
+    net = RefModemNetwork(Ref(), "+524490000042", ["+524499100000"], ["+524499100000"])
+    with pytest.raises(pytest.skip.Exception, match="2 observable C4"):
+        net.require(c4=2)
+    with pytest.raises(pytest.skip.Exception, match="second SIM"):
+        net.sms_to_device("UBICACION 1234", frm="stranger")
+    with pytest.raises(pytest.skip.Exception, match="only the reference modem"):
+        net.set_c4("busy", "+524499100001")
+
+
+def test_at_rows_show_lines_prompts_and_garbage():
+    log = [(1.0, "rx", b'AT+CMGS="+52449"\r'), (1.1, "tx", b"\r\n> "), (1.2, "rx", b"Hola\x1a"),
+           (1.3, "tx", b"\r\n+CMGS: 7\r\n\r\nOK\r\n"), (1.4, "tx", b"\x00\xff\r\n")]
+    rows = at_rows(log, "ESP>MDM", "MDM>ESP")
+    texts = [(t, src, txt) for t, src, txt in rows]
+    assert (1.0, "ESP>MDM", 'AT+CMGS="+52449"') in texts
+    assert (1.1, "MDM>ESP", "> (SMS text prompt)") in texts
+    assert (1.2, "ESP>MDM", "Hola<Ctrl-Z>") in texts
+    assert (1.3, "MDM>ESP", "+CMGS: 7") in texts
+    assert (1.4, "MDM>ESP", "\\x00\xff") in texts
+
+
+def test_failed_scenario_gets_its_timeline_attached_and_written(tmp_path):
+    test = tmp_path / "test_fails.py"
+    test.write_text(textwrap.dedent('''
+        def test_alert_then_wrong_expectation(dut, button, network):
+            mark = network.mark()
+            button.alert()
+            network.wait_sms(to=network.contacts[0], after=mark, timeout=20)
+            assert network.sms(after=mark)[0]["text"].startswith("NOT THIS")
+    '''))
+    report = tmp_path / "report"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "--hil-report", str(report), str(test)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert "boton timeline" in proc.stdout
+    files = list(report.glob("*.txt"))
+    assert len(files) == 1
+    text = files[0].read_text()
+    for needle in ("BUTTON   press", "DEVICE   EV alert gesture", "ESP>MDM  ATD", "NETWORK  SMS"):
+        assert needle in text, needle
+    lines = [ln for ln in text.splitlines() if ln.startswith("+")]
+    times = [float(ln[1:ln.index("s ")]) for ln in lines]
+    assert times == sorted(times)
