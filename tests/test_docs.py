@@ -124,3 +124,17 @@ def test_the_guide_tells_her_what_the_firmware_does():
     assert re.search(r"range\(1 if pattern == \"alert\" else 2\)", app), \
         "the vibration patterns changed: update 'Las vibraciones' in docs/guia-beneficiaria.md and this test"
     assert "**Una vibración corta:**" in guide and "**Dos vibraciones cortas:**" in guide
+
+
+@pytest.mark.parametrize("path", D.doc_files(), ids=lambda p: p.name)
+def test_commands_shown_but_not_run_still_exist(path):
+    """Blocks marked ```text (not run) need a real port or board; their commands and
+    options must still be the CLI's."""
+    problems = [f"$ {c}: {why}" for c in D.not_run_blocks(path.read_text()) if (why := D.check_not_run(c))]
+    assert not problems, "\n".join(problems)
+
+
+def test_not_run_check_catches_renames():
+    assert D.check_not_run("boton devices add 24:0a:c4:00:00:42 --label BS-0042") is None
+    assert "no option --lable" in D.check_not_run("boton devices add X --lable BS-0042")
+    assert "no command 'flush'" in D.check_not_run("boton flush --port X")

@@ -518,6 +518,9 @@ def sms_examples_markdown():
          sms.alert_text(alias="Luna", kind="gps", age_s=3, hdop=1.2, battery=90, device_id="BS-0042", test=True,
                         **point)),
     ]
+    if hasattr(sms, "low_battery_text"):
+        ex.append(("Batería baja (a sus contactos)",
+                   sms.low_battery_text(alias="Luna", battery=20, device_id="BS-0042")))
     out = []
     for title, text in ex:
         out += [f"*{title}:*", "", "```text", text, "```", ""]
@@ -800,6 +803,38 @@ def run_console(path):
     new_lines += lines[pos:]
     res.text = "\n".join(new_lines)
     return res
+
+
+def not_run_blocks(text):
+    """[(command)] of every ```text (not run) block."""
+    out = []
+    for b in fenced_blocks(text):
+        if b.info.replace(" ", "") == "text(notrun)":
+            out += [st.command for st in parse_steps(b.body)]
+    return out
+
+
+def check_not_run(command):
+    """Why a command shown but not run would not work with today's CLI, or None: the
+    (sub)command must exist and every --option must be one it has."""
+    import click
+
+    from .cli import main as cli
+
+    words = shlex.split(command)
+    if words[:1] != ["boton"]:
+        return None
+    cmd, path, rest = cli, ["boton"], words[1:]
+    while isinstance(cmd, click.Group) and rest and not rest[0].startswith("-"):
+        sub = cmd.get_command(click.Context(cmd), rest[0])
+        if sub is None:
+            return f"`{' '.join(path)}` has no command {rest[0]!r}"
+        cmd, path, rest = sub, path + [rest[0]], rest[1:]
+    known = {o for p in cmd.params for o in p.opts + p.secondary_opts} | {"--help"}
+    bad = [w.split("=")[0] for w in rest if w.startswith("-") and w.split("=")[0] not in known]
+    if bad:
+        return f"`{' '.join(path)}` has no option {', '.join(bad)}"
+    return None
 
 
 # What changes from run to run, and so is left out of the comparison.
