@@ -215,7 +215,7 @@ def run(ctx):
                      detail={"model": pm, "measured": m, "static": facts}),
             info_row(f"Standby {name}: {mah} mAh battery", mah / pm["i_total"] / 24, "days",
                      key=f"standby.{name}.days",
-                     note=f"{mah / hi / 24:.1f}–{mah / lo / 24:.1f} days for SIM800 idle 20–10 mA"
+                     note=f"{mah / hi / 24:.3g}–{mah / lo / 24:.3g} days for SIM800 idle 20–10 mA"
                           + ("" if pm["esp_awake_share"] < 0.999 else
                              f"; {mah / target_current(pm) / 24:.0f} days if the ESP32 light-slept too"),
                      detail={"battery_mah": mah, "days_if_esp32_slept": mah / target_current(pm) / 24}),
