@@ -111,3 +111,22 @@ def test_under_voltage_during_an_alert_pushes_her_location_first(tmp_path):
         vd.wait_console("EV modem_power UNDER-VOLTAGE_WARNNING", timeout=30)
         again = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == contact, timeout=60, after=mark)
     assert again is not first and "maps.google.com" in again["text"]
+
+
+def test_tcall_keeps_its_ip5306_boost_on(tmp_path):
+    with provisioned_device(tmp_path, board="tcall_sim800l") as vd:
+        assert vd.i2c.get((0x75, 0x00)) == 0x37
+    with provisioned_device(tmp_path / "b", board="devkitc_sim800l_neo6m") as vd:
+        assert not vd.i2c  # no IP5306 on that build
+
+
+def test_battery_from_the_adc_on_the_devkitc(tmp_path):
+    cfg = demo_config()
+    with provisioned_device(tmp_path, config=cfg, board="devkitc_sim800l_neo6m") as vd:
+        vd.set_battery_mv(3600)  # through the divider to the ADC (the modem's AT+CBC would say 14%)
+        mark = vd.console_mark()
+        vd.hard_reset()  # a fresh boot reads the battery
+        vd.wait_console("EV ready", timeout=60, since=mark)
+        vd.press(hold_s=1.2)
+        sms = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.contacts[0], timeout=60)
+    assert "Bat 33%" in sms["text"]  # (3600 - 3300) / 900

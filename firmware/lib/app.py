@@ -254,6 +254,19 @@ class App:
             self.post(("sms_command", sender, "\n".join(lines[1:])))
 
     # ------------------------------------------------------------ modem lifecycle
+    def keep_power_on(self):
+        """The T-Call's IP5306 power bank chip cuts the boost at light load (~45 mA) after
+        ~32 s, which would switch the whole device off in standby: tell it to keep the
+        boost on (REG_SYS_CTL0 = 0x37, as LilyGO's own examples do)."""
+        ip = self.board.get("ip5306")
+        if not ip or not ip.get("keep_boost_on"):
+            return
+        try:
+            hw.i2c_write(ip["sda"], ip["scl"], ip["addr"], 0x00, 0x37)
+            self.log.add("power", "ip5306_keep_on")
+        except OSError as e:
+            self.log.add("power", "ip5306_error_%s" % e)
+
     def _pin(self, name, value):
         num = self.board["modem"].get(name)
         if num is None:
@@ -447,7 +460,14 @@ class App:
                 await self.refresh_cell()
 
     async def poll_status(self):
+        bat = self.board.get("battery") or {}
+        if bat.get("source") == "adc":
+            # LiPo through a divider: 3.3 V (empty) .. 4.2 V (full), close enough to linear
+            mv = hw.battery_adc(bat["pin"]) * bat.get("divider", 2.0) / 1000
+            self.post(("battery", max(0, min(100, int((mv - 3300) * 100 / 900)))))
         for cmd, prefix in (("AT+CBC", "+CBC"), ("AT+CSQ", "+CSQ")):
+            if prefix == "+CBC" and bat.get("source") == "adc":
+                continue
             try:
                 _, _, lines = await self.modem.cmd(cmd, 2000, expect=prefix)
             except ModemError:
@@ -509,13 +529,21 @@ class App:
                 self.post(("gesture", r))
 
     async def _vibrate(self, pattern):
-        if not self.vib:
-            return
-        on = self.board["vibration"].get("active", 1)
+        """One pulse: the alert is out; two: cancelled. The LED joins in only if the
+        config asks (a light can give her away; a vibration cannot be seen)."""
+        led = self.led if self.cfg.get("led_confirm") else None
+        on = self.board["vibration"].get("active", 1) if self.vib else 1
+        led_on = self.board["led"].get("active", 1) if led else 1
         for _ in range(1 if pattern == "alert" else 2):
-            self.vib.value(on)
+            if self.vib:
+                self.vib.value(on)
+            if led:
+                led.value(led_on)
             await asyncio.sleep_ms(150)
-            self.vib.value(1 - on)
+            if self.vib:
+                self.vib.value(1 - on)
+            if led:
+                led.value(1 - led_on)
             await asyncio.sleep_ms(150)
 
     # ------------------------------------------------------------ run
@@ -566,6 +594,7 @@ async def _main(test=False, test_timeout_s=300):
     log.add("boot", VERSION)
     cfg, safe = load_config(board, log)
     app = App(board, cfg, log, test=test)
+    app.keep_power_on()
     tasks = app.start_tasks()
     await app.modem_init()
     asyncio.create_task(app.health_task())

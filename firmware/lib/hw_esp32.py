@@ -40,3 +40,8 @@ def battery_adc(pin):
 async def run():
     # Nothing to pump on real hardware: UARTs and pin IRQs are the chip's own.
     pass
+
+
+def i2c_write(sda, scl, addr, reg, value):
+    i2c = machine.SoftI2C(sda=machine.Pin(sda), scl=machine.Pin(scl))
+    i2c.writeto_mem(addr, reg, bytes((value,)))

@@ -115,8 +115,12 @@ def lightsleep(ms):
     s.write(b"WAKE %d\n" % time.ticks_diff(time.ticks_ms(), t0))
 
 
+_adc = {}
+
+
 def battery_adc(pin):
-    return 3900000
+    """Microvolts at an ADC pin (machine.ADC.read_uv()), as the rig last set them."""
+    return _adc.get(pin, 0)
 
 
 async def run():
@@ -127,6 +131,9 @@ async def run():
         if not line:
             return
         parts = line.split()
+        if len(parts) == 3 and parts[0] == b"A":
+            _adc[int(parts[1])] = int(parts[2])
+            continue
         if len(parts) != 3 or parts[0] != b"P":
             continue
         pin, level = int(parts[1]), int(parts[2])
@@ -137,3 +144,8 @@ async def run():
             edge = Pin.IRQ_RISING if level else Pin.IRQ_FALLING
             if h[1] & edge:
                 h[0](h[2])
+
+
+def i2c_write(sda, scl, addr, reg, value):
+    """I2C register write; the rig keeps what the board's chips were told."""
+    _gpio_sock().write(b"I2C %d %d %d\n" % (addr, reg, value))

@@ -57,6 +57,8 @@ async def _modem_facts(board):
 
 async def _gps_fact(board, wait_ms):
     g = board["gps"]
+    if g.get("enable") is not None:
+        hw.Pin(g["enable"], hw.Pin.OUT, value=1)  # the firmware may have switched it off to save power
     reader = asyncio.StreamReader(hw.UART(g["uart"], g["baud"], g["tx"], g["rx"]))
     parser = NMEAParser(queue=0)
     buf = bytearray(64)

@@ -27,9 +27,10 @@ def record(action, mac, *args, **kw):
     """Write one step to the registry (created on first use), adding the device if new."""
     from .registry import Registry
 
+    label = kw.pop("label", None)
     with Registry() as reg:
         if reg.get(mac) is None:
-            reg.add_device(mac)
+            reg.add_device(mac, label=label)
         getattr(reg, action)(mac, *args, **kw)
 
 
@@ -264,7 +265,7 @@ def provision(port, alias, contacts, c4, device_id, pin, gesture, hold_ms, allow
             device_id = config["device_id"] = "BS-" + ident["uid"][-4:].upper()
         digest = prov.write_config(dev, config)
     mac = ":".join(ident["uid"][i:i + 2] for i in range(0, 12, 2))
-    record("record_provision", mac, digest, imei=ident.get("imei"), iccid=ident.get("iccid"))
+    record("record_provision", mac, digest, imei=ident.get("imei"), iccid=ident.get("iccid"), label=device_id)
     console.print(f"provisioned {device_id} ({mac}): {len(config['contacts'])} contact(s), "
                   f"{len(config['c4_numbers'])} C4 number(s), gesture {gesture}; config {digest[:12]} verified; "
                   f"network {ident.get('operator')}, signal {ident.get('rssi')}/31")

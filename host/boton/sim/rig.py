@@ -97,6 +97,7 @@ class VirtualDevice:
         self.resets = 0
         self.wdt_feeds = 0
         self.asleep_s = 0.0       # ESP32 time in light sleep, for the power model
+        self.i2c = {}             # (addr, reg) -> last value written by the firmware
         self._sleep_since = None
         self.wdt_resets = 0
         self._cond = threading.Condition()
@@ -465,6 +466,7 @@ class VirtualDevice:
         elif hello == ["gpio"]:
             self._gpio_writer = writer
             writer.write(b"P %d %d\n" % (self.board["button"]["pin"], self._button_level))
+            self._push_adc()
             try:
                 while True:
                     line = await reader.readline()
@@ -493,6 +495,11 @@ class VirtualDevice:
         parts = line.split()
         if parts[:1] == [b"WDT"] and len(parts) == 2:
             self._wdt_arm(int(parts[1]) / 1000)
+            return
+        if parts[:1] == [b"I2C"] and len(parts) == 4:
+            with self._cond:
+                self.i2c[(int(parts[1]), int(parts[2]))] = int(parts[3])
+                self._cond.notify_all()
             return
         if parts[:1] == [b"SLEEP"]:
             self._sleep_since = time.monotonic()
@@ -525,6 +532,20 @@ class VirtualDevice:
         elif pin == self.board["gps"].get("enable") and not self._gps_cfg["nmea"]:
             self._gps_enable(level)
         self._kick_scheduler()
+
+    def _push_adc(self):
+        """The battery as the ESP32's ADC sees it, through the board's divider."""
+        bat = self.board.get("battery") or {}
+        if bat.get("source") == "adc" and self._gpio_writer:
+            uv = int(self.modem.battery_mv * 1000 / bat.get("divider", 2.0))
+            self._gpio_writer.write(b"A %d %d\n" % (bat["pin"], uv))
+
+    def set_battery_mv(self, mv):
+        """The one battery: what the SIM800 reports in AT+CBC and the ADC reads."""
+        def apply():
+            self.modem.set_battery(mv)
+            self._push_adc()
+        self.call(apply)
 
     def _gps_enable(self, level):
         """The GPS's power switch: off stops it; on restarts it, hot if it had a fix in the
