@@ -74,6 +74,7 @@ class App:
         self.ready = asyncio.Event()
         self.call_active = False
         self.brain_seen = time.ticks_ms()
+        self._cell_after = False
         self._end_cause = None
         self.sms_ok = 0
         self.answered = False
@@ -126,13 +127,16 @@ class App:
                     continue
                 for act in self.machine.handle(ev, time.ticks_ms()):
                     self.act(act)
+            if self._cell_after:
+                self._cell_after = False
+                asyncio.create_task(self.refresh_cell())
 
     def act(self, a):
         kind = a[0]
         if kind == "log":
             self.log.add(a[1], a[2])
             if a[1] == "alert":
-                asyncio.create_task(self.refresh_cell())
+                self._cell_after = True  # after this batch: ATD goes first
             if a[1] == "sms_ok":
                 self.sms_ok += 1
             elif a[1] == "call_active":
@@ -177,7 +181,8 @@ class App:
     # ------------------------------------------------------------ modem actions
     async def _covert_audio(self):
         # Mic up so C4 hears the surroundings; speaker and ringer silent so nobody near her does.
-        for c in await self.modem.batch(("AT+CMIC=0,15", "AT+CLVL=0", "AT+CRSL=0")):
+        # One command line: a round trip saved before ATD.
+        for c in await self.modem.batch(("AT+CMIC=0,15;+CLVL=0;+CRSL=0",)):
             self.log.add("audio_error", c)
 
     async def _dial(self, number):

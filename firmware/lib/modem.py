@@ -6,6 +6,7 @@ import time
 from atparse import ATParser
 
 CTRL_Z = b"\x1a"
+WAKE_MS = 50  # assumption: the SIM800 takes commands this soon after the wake byte
 ESC = b"\x1b"
 
 
@@ -85,15 +86,13 @@ class Modem:
         await self._w.drain()
 
     async def _wake(self):
-        """With AT+CSCLK=2 an idle module sleeps and loses the first character that wakes
-        it: send a throwaway AT first (answered if it was awake after all)."""
+        """With AT+CSCLK=2 an idle module sleeps and loses the byte that wakes it: send a
+        lone CR (an empty line, ignored if it was awake after all) and give it a moment."""
         now = time.ticks_ms()
         idle = min(time.ticks_diff(now, self.last_tx_ms), time.ticks_diff(now, self.last_rx_ms))
         if self.sleepy and idle > 4000:
-            try:
-                await self._cmd("AT", 150, None, False)
-            except ModemTimeout:
-                pass
+            await self._write(b"\r")
+            await asyncio.sleep_ms(WAKE_MS)
 
     async def cmd(self, command, timeout_ms=2000, expect=None, check=True):
         """Send one AT command; return (final_kind, final_text, info_lines)."""
@@ -101,8 +100,7 @@ class Modem:
             return await self._cmd(command, timeout_ms, expect, check)
 
     async def _cmd(self, command, timeout_ms, expect, check):
-        if command != "AT":
-            await self._wake()
+        await self._wake()
         self._lines = []
         self._final = None
         self._done.clear()
