@@ -28,5 +28,10 @@ bench: venv
 mpy: venv
 	$(BIN)/boton build --out build/mpy
 
+# Regenerate the docs from the code (wiring from boards/, command outputs captured on a
+# virtual device, SMS examples) and build build/docs/guia-beneficiaria.pdf (one page).
+docs: venv
+	$(BIN)/python -m boton.docs_build
+
 clean:
 	rm -rf $(VENV) build .pytest_cache
