@@ -110,3 +110,23 @@ def test_one_rfc2217_url_for_esptool_and_mpremote_like_a_usb_port(tmp_path):
         assert out.stdout.strip() == "[]"  # a freshly formatted filesystem
     finally:
         vd.stop()
+
+
+def test_two_boards_flash_in_parallel_with_per_device_lines(tmp_path):
+    a = VirtualDevice(tmp_path / "a", flash_image=tmp_path / "a.bin", mac="24:0a:c4:00:00:01", time_scale=FAST)
+    b = VirtualDevice(tmp_path / "b", flash_image=tmp_path / "b.bin", mac="24:0a:c4:00:00:02", time_scale=FAST)
+    a.start()
+    b.start()
+    try:
+        a.enter_download()
+        b.enter_download()
+        out = boton("flash", "--port", a.download_url, "--port", b.download_url, "--virtual-firmware").stdout
+        for vd in (a, b):
+            assert f"{vd.download_url}: flashed and verified ({vd.mac}, 4MB)" in out
+            assert vd.flash_image.read_bytes()[0x1000] == 0xE9
+        with Registry() as reg:
+            assert {reg.get(a.mac).state, reg.get(b.mac).state} == {"in_stock"}
+            assert reg.get(a.mac).image_hash == reg.get(b.mac).image_hash
+    finally:
+        a.stop()
+        b.stop()
