@@ -1,4 +1,7 @@
 """Firmware behaviours around boot: safe mode, watchdog, standby power states."""
+import json
+
+from boton.paths import BOARDS
 from boton.sim.flashdir import install
 from boton.sim.rig import DEFAULT_C4, VirtualDevice
 from rigkit import FAST, demo_config, provisioned_device
@@ -81,8 +84,12 @@ def test_light_sleep_between_events_and_the_button_still_wakes_it(tmp_path):
 
 
 def test_no_light_sleep_where_a_ring_could_be_lost(tmp_path):
-    # the T-Call does not route RI to the ESP32: the firmware must not light-sleep there
-    with provisioned_device(tmp_path, board="tcall_sim800l") as vd:
+    # a build without RI routed to the ESP32 must not light-sleep: a ring would be lost
+    board = json.loads((BOARDS / "tcall_sim800l.json").read_text())
+    board["modem"]["ri"] = None
+    path = tmp_path / "no_ri.json"
+    path.write_text(json.dumps(board))
+    with provisioned_device(tmp_path, board=str(path)) as vd:
         vd.wait_console("EV power modem_sleep", timeout=30)
         vd.call(vd.network.call_device, DEFAULT_C4, vd.device_number)
         vd.wait_console("EV incoming_rejected", timeout=30)
@@ -111,6 +118,11 @@ def test_under_voltage_during_an_alert_pushes_her_location_first(tmp_path):
         vd.wait_console("EV modem_power UNDER-VOLTAGE_WARNNING", timeout=30)
         again = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == contact, timeout=60, after=mark)
     assert again is not first and "maps.google.com" in again["text"]
+
+
+def test_tcall_light_sleeps_too(tmp_path):
+    with provisioned_device(tmp_path, board="tcall_sim800l") as vd:
+        vd.wait_asleep(2.0, timeout=60)
 
 
 def test_tcall_keeps_its_ip5306_boost_on(tmp_path):

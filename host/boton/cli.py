@@ -171,7 +171,6 @@ def flash_cmd(ports_, firmware, virtual_firmware, force, no_stub):
     Example: boton flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC-v1.26.1.bin
     """
     import concurrent.futures
-    import hashlib
 
     from . import flash as fl
     from .device import resolve_port

@@ -12,20 +12,12 @@ from rich.console import Console
 
 from . import image as img
 from . import provision as prov
+from .boards import load_board
 from .device import DeviceError
-from .paths import BOARDS
 
 console = Console(highlight=False)
 
 DEVICE_ID_HELP = "Short device label, e.g. BS-0042 (required: there is no chip to read it from)."
-
-
-def load_board(board: str) -> dict:
-    path = BOARDS / f"{board}.json"
-    if not path.exists():
-        known = ", ".join(sorted(p.stem for p in BOARDS.glob("*.json")))
-        raise prov.InputError(f"unknown board {board!r} (known: {known})")
-    return json.loads(path.read_text())
 
 
 def config_from_file(path) -> dict:

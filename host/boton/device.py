@@ -8,7 +8,7 @@ import hashlib
 import json
 
 import serial
-from mpremote.transport import TransportError, TransportExecError
+from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
 
 EXIT_USAGE, EXIT_CONNECT, EXIT_DEVICE, EXIT_VERIFY, EXIT_TEST = 2, 3, 4, 5, 6

@@ -7,13 +7,13 @@ import hashlib
 import json
 import re
 import secrets
-from pathlib import Path
 
 import phonenumbers
 
 from .device import EXIT_USAGE, EXIT_VERIFY, DeviceError
 from . import build
-from .paths import BOARDS, FIRMWARE
+from .boards import board_file
+from .paths import FIRMWARE
 
 CONFIG_PATH = "config.json"
 BOARD_PATH = "board.json"
@@ -110,11 +110,7 @@ def write_config(dev, config: dict):
 def firmware_files(board: str, mpy=True):
     """(device path, bytes) of everything `deploy` puts on a board."""
     files = build.firmware_modules(mpy)
-    board_file = BOARDS / f"{board}.json"
-    if not board_file.exists():
-        known = ", ".join(sorted(b.stem for b in BOARDS.glob("*.json")))
-        raise InputError(f"unknown board {board!r} (known: {known})")
-    files.append((BOARD_PATH, board_file.read_bytes()))
+    files.append((BOARD_PATH, board_file(board).read_bytes()))
     return files
 
 

@@ -35,7 +35,8 @@ import time
 from ..paths import BOARDS, FIRMWARE
 from ..provision import build_config
 from ..sim.flashdir import install
-from ..sim.rig import DEFAULT_C4, DEFAULT_CONTACT, load_board
+from ..boards import load_board
+from ..sim.rig import DEFAULT_C4, DEFAULT_CONTACT
 from . import info_row
 from .rigtap import TappedDevice, split_turns
 

@@ -12,18 +12,17 @@ thread-safe and blocking, so tests and the CLI call them directly. Waiting is al
 an event (network event, console text), never a sleep.
 """
 import asyncio
-import json
 import os
 import pty
 import random
 import signal
-import sys
 import threading
 import time
 import tty
 from pathlib import Path
 
-from ..paths import BOARDS, micropython_exe
+from ..boards import load_board
+from ..paths import micropython_exe
 from .clock import Scheduler
 from .gps import GpsSim
 from .network import PhoneNetwork
@@ -41,15 +40,6 @@ DEFAULT_CONTACT = "+524491112233"
 # objects take up to twice the bytes (pointers and small ints are 8 bytes, not 4).
 DEVICE_HEAP = "200k"
 AGS_CENTRO = (21.88234, -102.29143)  # Plaza de la Patria, Aguascalientes
-
-
-def load_board(board: str) -> dict:
-    path = Path(board) if board.endswith(".json") else BOARDS / f"{board}.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        known = ", ".join(sorted(p.stem for p in BOARDS.glob("*.json")))
-        raise ValueError(f"unknown board {board!r} (known: {known})") from None
 
 
 class RigError(RuntimeError):
