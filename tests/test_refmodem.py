@@ -98,12 +98,10 @@ def test_open_fails_clearly_when_nothing_answers():
 def test_scenarios_run_through_the_reference_modem_on_the_rig():
     """The hardware code path end to end: the firmware on the rig, C4 and contact played by a
     second simulated SIM800 that only RefModem's AT commands drive."""
-    picks = ["tests/scenarios/test_sc_alert.py::test_alert_happy_path",
-             "tests/scenarios/test_sc_alert.py::test_c4_callback_is_answered_covertly",
-             "tests/scenarios/test_sc_sms_commands.py::test_ubicacion_with_pin_gets_location_back",
+    picks = ["tests/scenarios/test_sc_alert.py::test_c4_callback_is_answered_covertly",
              "tests/scenarios/test_sc_calls.py::test_busy_once_redials_after_backoff"]
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            "--virtual-ref-modem", *picks], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert "4 passed" in proc.stdout
+    assert "2 passed" in proc.stdout

@@ -1,4 +1,6 @@
 """The alert path, the delivery-day test call and C4 call-backs: on the rig and on a board."""
+import pytest
+
 from boton.device import Device
 
 MAPS = "https://maps.google.com/?q="
@@ -24,6 +26,21 @@ def test_alert_happy_path(dut, button, network, gps):
     # one alert, one call: nothing redials while C4 is on the line
     assert len(network.calls("call_start", frm=dut.number, after=mark)) == 1
     assert call["to"]
+
+
+@pytest.mark.xfail(strict=True, reason="firmware: an alert from standby dials with the speaker "
+                   "on: Modem._wake's 4000 ms idle threshold is not scaled by TIME_SCALE (the module "
+                   "sleeps after 5 s x scale), so the covert-audio line loses its first byte, and "
+                   "the audio_error is ignored: ATD goes out anyway")
+def test_alert_from_standby_is_covert(dut, button, network):
+    dut.wait_standby()               # how she carries it: modem asleep, GPS resting
+    mark, log_mark = network.mark(), dut.mark()
+    button.alert()
+    network.wait_call("call_connected", to=network.c4[0], after=mark, timeout=dut.within(90, 20))
+    assert not dut.logged("audio_error", since=log_mark), dut.log(since=log_mark)
+    audio = dut.audio()
+    if audio is not None:
+        assert audio["speaker_level"] == 0 and audio["ringer_level"] == 0 and audio["mic_gain"] > 0
 
 
 def test_delivery_day_test_call(dut, network):

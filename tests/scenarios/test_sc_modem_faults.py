@@ -24,7 +24,7 @@ def test_permanent_cms_error_is_not_retried(dut, button, network, faults):
     faults.cms_error(PERMANENT)
     mark, log_mark = network.mark(), dut.mark()
     button.alert()
-    dut.wait_log("sms_failed", since=log_mark, timeout=dut.within(120, 6))
+    dut.wait_log("sms_failed", since=log_mark, timeout=dut.within(120, 5))
     contact = network.contacts[0]
     tries = [e for e in network.events(mark) if e["kind"] == "sms" and e["to"] == contact]
     assert len(tries) == 1 and tries[0]["error"] == PERMANENT
@@ -88,7 +88,7 @@ def test_silent_modem_is_power_cycled_and_alert_gets_through(dut, button, networ
     faults.modem_silent()
     mark, log_mark = network.mark(), dut.mark()
     button.alert()
-    network.wait_call("call_connected", frm=dut.number, after=mark, timeout=dut.within(240, 12))
+    network.wait_call("call_connected", frm=dut.number, after=mark, timeout=dut.within(240, 8))
     network.wait_sms(to=network.contacts[0], after=mark, timeout=dut.within(240, 10))
     assert dut.logged("modem_power_on", since=log_mark)
 

@@ -9,6 +9,7 @@
     dut.log(since=0)           [(event, detail), ...] the firmware logged (its EventLog echo)
     dut.within(hw_s, rig_s)    a timeout: generous on hardware, tight on the rig
     dut.reset()                pull EN: the ESP32 reboots (the modem keeps running)
+    dut.wait_standby()         until the modem sleeps (how she carries it between alerts)
     dut.wait_ready(since)      until the firmware logged "ready"
     dut.audio()                the modem's audio levels (virtual only; None on hardware)
     dut.port_released()        context manager: the console lets go of the port (for mpremote)
@@ -158,6 +159,18 @@ class VirtualDut(_DutBase):
     def reset(self):
         self.vd.hard_reset()
 
+    def wait_standby(self, since=0, timeout=None):
+        """Until the firmware put the modem to sleep (AT+CSCLK=2) and the module is asleep."""
+        self.wait_log("power", "modem_sleep", since=since, timeout=timeout or 30)
+        modem = self.vd.modem
+        deadline = time.monotonic() + (timeout or 30)
+        idle = threading.Event()
+        # The module falls asleep on its own timer, which raises no event: look at 20 Hz.
+        while not self.vd.call(lambda: modem.sleeping):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the modem never fell asleep")
+            idle.wait(0.05)
+
     def audio(self):
         return dict(self.vd.call(lambda: self.vd.modem.audio))
 
@@ -254,6 +267,12 @@ class HardwareDut(_DutBase):
 
     def reset(self):
         self._serial.pulse_en()
+
+    def wait_standby(self, since=0, timeout=None):
+        """Until the firmware put the modem to sleep; the module itself sleeps 5 s after its
+        UART goes quiet and nothing outside it shows that, so allow for it."""
+        self.wait_log("power", "modem_sleep", since=since, timeout=timeout or 120)
+        time.sleep(6)  # the SIM800's own idle time before sleep (AT+CSCLK=2): unobservable
 
     @contextlib.contextmanager
     def port_released(self):
