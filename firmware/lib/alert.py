@@ -52,7 +52,8 @@
 #         normal call clearing) - the only cause that is not redialed after the
 #         call was answered; anything else ("busy", "no_answer", "no_carrier",
 #         "dropped", "error", None) counts as a failed/dropped call.
-#     ("sms_sent", n, ok)          n = the id carried by the send_sms action
+#     ("sms_sent", n, ok[, permanent])  n = the id carried by the send_sms action;
+#                                  permanent: refused for good, do not retry
 #     ("fix", fix)                 nmea.Fix or dict/object with lat_e7/lon_e7 (or
 #                                  lat/lon), hdop, sats, valid (False is ignored)
 #     ("cell", dict)               atparse.parse_ceng() serving cell

@@ -125,7 +125,7 @@ class SmsMixin:
         acts.append(("send_sms", e[1], text, e[0]))
         acts.append(("set_timer", "sms_timeout", self.cfg["sms_timeout_s"] * 1000))
 
-    def _sms_done(self, ok, acts, now):
+    def _sms_done(self, ok, acts, now, permanent=False):
         n = self.inflight
         self.inflight = None
         acts.append(("cancel_timer", "sms_timeout"))
@@ -149,7 +149,7 @@ class SmsMixin:
                     self._queue(e[1], "update")
             return
         e[3] += 1
-        if e[3] > self.cfg["sms_retries"]:
+        if permanent or e[3] > self.cfg["sms_retries"]:
             self._log(acts, "sms_failed", "%s %s" % (e[2], mask(e[1])))
         else:
             self._log(acts, "sms_retry", "%s %s" % (e[2], mask(e[1])))
@@ -159,6 +159,8 @@ class SmsMixin:
         if ev[1] != self.inflight:
             self._log(acts, "sms_stale", str(ev[1]))
             return
-        self._sms_done(bool(ev[2]), acts, now)
+        # ev[3] (optional): the network refused it for good (+CMS ERROR not in the
+        # temporary set 41/42/331/332/500): retrying would only delay the others
+        self._sms_done(bool(ev[2]), acts, now, len(ev) > 3 and bool(ev[3]))
 
     # ---------------------------------------------------------------- calls

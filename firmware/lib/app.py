@@ -23,6 +23,29 @@ REQUIRED = ("c4_numbers", "contacts", "pin", "alias", "device_id")
 _CLCC_STATE = {0: "active", 2: "dialing", 3: "alerting", 6: "ended"}
 _POWER_URC = {"UNDER-VOLTAGE WARNNING": "under_voltage", "UNDER-VOLTAGE POWER DOWN": "power_down",
               "OVER-VOLTAGE WARNNING": "over_voltage", "OVER-VOLTAGE POWER DOWN": "over_voltage"}
+# Numeric +CME/+CMS codes the device log names, so a technician reads why.
+_WHY = {"10": "sim_missing", "11": "sim_pin", "12": "sim_puk", "13": "sim_failure", "14": "sim_busy",
+        "30": "no_network", "310": "sim_missing", "311": "sim_pin", "313": "sim_failure",
+        "314": "sim_busy", "316": "sim_puk", "330": "smsc_unknown", "331": "no_network",
+        "332": "network_timeout", "21": "rejected", "41": "temporary_failure", "42": "congestion",
+        "500": "unknown_error"}
+
+
+def _why(err):
+    """'CMS 310' -> 'CMS_310_sim_missing' for the log."""
+    code = err.split()[-1]
+    return err.replace(" ", "_") + ("_" + _WHY[code] if code in _WHY else "")
+
+
+def _sms_refused_for_good(err):
+    """The network or the recipient refused this message (3GPP causes < 300 other than
+    the temporary 38/41/42/47), or the modem says the message itself is invalid (302-305).
+    SIM, network-service, memory and unknown errors are worth retrying."""
+    code = err.split()[-1]
+    if not (err.startswith("CMS") and code.isdigit()):
+        return False
+    c = int(code)
+    return (c < 300 and c not in (38, 41, 42, 47)) or 302 <= c <= 305
 _CALL_END = {"NO CARRIER": "no_carrier", "BUSY": "busy", "NO ANSWER": "no_answer",
              "NO DIALTONE": "error"}
 
@@ -75,6 +98,7 @@ class App:
         self.call_active = False
         self.brain_seen = time.ticks_ms()
         self._cell_after = False
+        self._recovering = False
         self._end_cause = None
         self.sms_ok = 0
         self.answered = False
@@ -180,18 +204,42 @@ class App:
 
     # ------------------------------------------------------------ modem actions
     async def _covert_audio(self):
-        # Mic up so C4 hears the surroundings; speaker and ringer silent so nobody near her does.
-        # One command line: a round trip saved before ATD.
-        for c in await self.modem.batch(("AT+CMIC=0,15;+CLVL=0;+CRSL=0",)):
-            self.log.add("audio_error", c)
+        """Mic up so C4 hears the surroundings; speaker and ringer silent so nobody near her
+        does. One command line saves round trips before ATD; it is retried, because a call
+        with the speaker on could give her away."""
+        for attempt in range(3):
+            if not await self.modem.batch(("AT+CMIC=0,15;+CLVL=0;+CRSL=0",)):
+                return
+            self.modem.force_wake()
+        self.log.add("audio_error", "covert_settings_refused")
 
     async def _dial(self, number):
         self._end_cause = None
         try:
             await self.modem.cmd("ATD%s;" % number, 20000)
         except ModemError as e:
-            self.log.add("dial_error", str(e).split(" -> ")[-1])
+            self.log.add("dial_error", _why(str(e).split(" -> ")[-1]))
             self.post(("call_state", "ended", "error"))
+            if isinstance(e, ModemTimeout):
+                self.kick_recovery()
+
+    async def _power_back(self):
+        """The module switched itself off (supply sag, or someone's PWRKEY): try to bring
+        it back once the supply may have recovered; the ladder ends in a power-on."""
+        await asyncio.sleep_ms(int(5000 * hw.TIME_SCALE))
+        self.kick_recovery()
+
+    def kick_recovery(self):
+        """A command timed out: start the recovery ladder now, not at the next health check."""
+        if not self._recovering:
+            self._recovering = True
+            asyncio.create_task(self._recover_once())
+
+    async def _recover_once(self):
+        try:
+            await self.recover_modem()
+        finally:
+            self._recovering = False
 
     async def _at(self, command, what):
         try:
@@ -200,13 +248,18 @@ class App:
             self.log.add("at_error", str(e))
 
     async def _send_sms(self, number, text, n):
+        permanent = False
         try:
-            mr = await self.modem.send_sms(number, sms.encode(text, "GSM"))
+            await self.modem.send_sms(number, sms.encode(text, "GSM"))
             ok = True
         except ModemError as e:
-            self.log.add("sms_error", str(e).split(" -> ")[-1])
+            why = str(e).split(" -> ")[-1]
+            self.log.add("sms_error", _why(why))
             ok = False
-        self.post(("sms_sent", n, ok))
+            permanent = _sms_refused_for_good(why)
+            if isinstance(e, ModemTimeout):
+                self.kick_recovery()
+        self.post(("sms_sent", n, ok, permanent))
 
     def _urc(self, name, args):
         if name == "+CLCC":
@@ -229,6 +282,8 @@ class App:
             self.log.add("modem_power", name.replace(" ", "_"))
             if name in _POWER_URC:  # not our own power-off: the supply is failing
                 self.post(("power_warning", _POWER_URC[name]))
+            if name.endswith("POWER DOWN"):
+                asyncio.create_task(self._power_back())
 
     async def _call_ended(self):
         """Tell a normal hang-up by the far end from a drop: only AT+CEER knows."""
@@ -293,7 +348,8 @@ class App:
             if not await m.probe(10000):
                 self.log.add("modem_dead", "no_answer")
                 return False
-        for c in await m.batch(("ATE0", "AT+CMEE=2")):
+        # Numeric +CME/+CMS codes: the driver decides on them (which SMS errors to retry)
+        for c in await m.batch(("ATE0", "AT+CMEE=1")):
             self.log.add("init_error", c)
         # The SIM takes seconds after power-on; SMS settings are refused until it is ready.
         sim = "?"
@@ -457,8 +513,12 @@ class App:
                     ok = (await self.modem.cmd("AT", 1000, check=False))[0] == "OK"
                 except ModemTimeout:
                     ok = False
-                if not ok:
-                    await self.recover_modem()
+                if not ok and not self._recovering:
+                    self._recovering = True
+                    try:
+                        await self.recover_modem()
+                    finally:
+                        self._recovering = False
             if time.ticks_diff(time.ticks_ms(), last_status) >= status_every:
                 last_status = time.ticks_ms()
                 await self.poll_status()

@@ -35,6 +35,7 @@ class Modem:
         self.last_rx_ms = time.ticks_ms()
         self.last_tx_ms = time.ticks_ms()
         self.sleepy = False  # AT+CSCLK=2 is on: the module sleeps after 5 s of UART silence
+        self._asleep = False
         self.trace = None  # set to a callable(direction, bytes) for a timeline
 
     def _ms(self, ms):
@@ -74,6 +75,10 @@ class Modem:
         elif kind == "urc":
             self.on_urc(ev[1], ev[2])
 
+    def force_wake(self):
+        """The next command sends the wake byte first, whatever the idle time says."""
+        self._asleep = True
+
     def busy(self):
         """A command is waiting for its answer (light sleep would lose it)."""
         return self._busy or self._lock.locked()
@@ -90,7 +95,8 @@ class Modem:
         lone CR (an empty line, ignored if it was awake after all) and give it a moment."""
         now = time.ticks_ms()
         idle = min(time.ticks_diff(now, self.last_tx_ms), time.ticks_diff(now, self.last_rx_ms))
-        if self.sleepy and idle > 4000:
+        if self.sleepy and (self._asleep or idle > self._ms(4000)):
+            self._asleep = False
             await self._write(b"\r")
             await asyncio.sleep_ms(WAKE_MS)
 

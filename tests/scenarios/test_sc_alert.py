@@ -28,10 +28,6 @@ def test_alert_happy_path(dut, button, network, gps):
     assert call["to"]
 
 
-@pytest.mark.xfail(strict=True, reason="firmware: an alert from standby dials with the speaker "
-                   "on: Modem._wake's 4000 ms idle threshold is not scaled by TIME_SCALE (the module "
-                   "sleeps after 5 s x scale), so the covert-audio line loses its first byte, and "
-                   "the audio_error is ignored: ATD goes out anyway")
 def test_alert_from_standby_is_covert(dut, button, network):
     dut.wait_standby()               # how she carries it: modem asleep, GPS resting
     mark, log_mark = network.mark(), dut.mark()

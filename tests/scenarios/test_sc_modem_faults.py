@@ -18,8 +18,6 @@ def test_retryable_cms_error_is_retried(dut, button, network, faults, code):
     assert "maps.google.com" in sms["text"]
 
 
-@pytest.mark.xfail(strict=True, reason="firmware: +CMS ERROR codes are not classified; a "
-                   "permanent refusal (21) is retried like a temporary one instead of given up")
 def test_permanent_cms_error_is_not_retried(dut, button, network, faults):
     faults.cms_error(PERMANENT)
     mark, log_mark = network.mark(), dut.mark()
