@@ -99,6 +99,8 @@ class App:
         self.brain_seen = time.ticks_ms()
         self._cell_after = False
         self._recovering = False
+        self.modem_ok = asyncio.Event()
+        self.modem_ok.set()
         self._end_cause = None
         self.sms_ok = 0
         self.answered = False
@@ -207,6 +209,7 @@ class App:
         """Mic up so C4 hears the surroundings; speaker and ringer silent so nobody near her
         does. One command line saves round trips before ATD; it is retried, because a call
         with the speaker on could give her away."""
+        await self._modem_gate()
         for attempt in range(3):
             if not await self.modem.batch(("AT+CMIC=0,15;+CLVL=0;+CRSL=0",)):
                 return
@@ -215,6 +218,7 @@ class App:
 
     async def _dial(self, number):
         self._end_cause = None
+        await self._modem_gate()
         try:
             await self.modem.cmd("ATD%s;" % number, 20000)
         except ModemError as e:
@@ -236,10 +240,18 @@ class App:
             asyncio.create_task(self._recover_once())
 
     async def _recover_once(self):
+        self.modem_ok.clear()  # new modem work waits for the ladder instead of queueing before it
         try:
             await self.recover_modem()
         finally:
             self._recovering = False
+            self.modem_ok.set()
+
+    async def _modem_gate(self):
+        try:
+            await asyncio.wait_for_ms(self.modem_ok.wait(), int(30000 * hw.TIME_SCALE))
+        except asyncio.TimeoutError:
+            pass  # try anyway: the alert must not stall on a slow recovery
 
     async def _at(self, command, what):
         try:
@@ -249,6 +261,7 @@ class App:
 
     async def _send_sms(self, number, text, n):
         permanent = False
+        await self._modem_gate()
         try:
             await self.modem.send_sms(number, sms.encode(text, "GSM"))
             ok = True
@@ -283,6 +296,7 @@ class App:
             if name in _POWER_URC:  # not our own power-off: the supply is failing
                 self.post(("power_warning", _POWER_URC[name]))
             if name.endswith("POWER DOWN"):
+                self.modem.abort("power down")
                 asyncio.create_task(self._power_back())
 
     async def _call_ended(self):
@@ -515,10 +529,7 @@ class App:
                     ok = False
                 if not ok and not self._recovering:
                     self._recovering = True
-                    try:
-                        await self.recover_modem()
-                    finally:
-                        self._recovering = False
+                    await self._recover_once()
             if time.ticks_diff(time.ticks_ms(), last_status) >= status_every:
                 last_status = time.ticks_ms()
                 await self.poll_status()

@@ -75,6 +75,14 @@ class Modem:
         elif kind == "urc":
             self.on_urc(ev[1], ev[2])
 
+    def abort(self, reason):
+        """The module is gone (it announced POWER DOWN): fail the waiting command now
+        instead of letting it run into its timeout."""
+        if self._busy:
+            self._final = ("final", "ERROR", reason)
+            self._done.set()
+            self._prompt.set()
+
     def force_wake(self):
         """The next command sends the wake byte first, whatever the idle time says."""
         self._asleep = True
@@ -173,10 +181,11 @@ class Modem:
                 try:
                     await asyncio.wait_for_ms(self._prompt.wait(), self._ms(5000))
                 except asyncio.TimeoutError:
-                    if self._final is not None:
-                        raise ModemError("%s -> %s %s" % (cmd, self._final[1], self._final[2]))
-                    await self._write(ESC)
-                    raise ModemTimeout("no > prompt")
+                    if self._final is None:
+                        await self._write(ESC)
+                        raise ModemTimeout("no > prompt")
+                if self._final is not None:  # refused (or aborted) instead of a prompt
+                    raise ModemError("%s -> %s %s" % (cmd, self._final[1], self._final[2]))
                 await self._write(text + CTRL_Z)
                 try:
                     await asyncio.wait_for_ms(self._done.wait(), self._ms(timeout_ms))

@@ -22,8 +22,6 @@ def test_under_voltage_warning_tells_contacts(dut, network, faults):
     assert "bateria baja" in sms["text"] and len(sms["text"]) <= 160
 
 
-@pytest.mark.xfail(strict=True, reason="firmware: after UNDER-VOLTAGE POWER DOWN the modem is never "
-                   "powered on again (no recovery ladder: probe -> PWRKEY -> re-init)")
 def test_alert_after_modem_power_down_gets_through(dut, button, network, faults):
     log_mark = dut.mark()
     faults.under_voltage(power_down_after_s=0.5)
