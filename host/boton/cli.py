@@ -91,6 +91,19 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
         raise DeviceError(str(e), 2) from None
     vd.start()
     console.print(f"virtual device running; REPL at [bold]{vd.repl_url}[/]", soft_wrap=True)
+    # What a tester watches: the device's log lines and the phone network, as they happen.
+    pending = bytearray()
+
+    def device_lines(data):
+        pending.extend(data)
+        while b"\n" in pending:
+            line, _, rest = bytes(pending).partition(b"\n")
+            pending[:] = rest
+            if line.startswith(b"EV "):
+                click.echo("device: " + line.decode(errors="replace").rstrip())
+
+    vd.watch_console(device_lines)
+    vd.watch_network(lambda ev: click.echo("network: " + json.dumps(ev, ensure_ascii=False)))
     if vd.download_url:
         console.print(f"ROM download mode (esptool) at [bold]{vd.download_url}[/]; flash file {vd.flash_image}",
                       soft_wrap=True)

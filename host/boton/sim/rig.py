@@ -91,6 +91,7 @@ class VirtualDevice:
         self._sleep_since = None
         self.wdt_resets = 0
         self._cond = threading.Condition()
+        self._console_watchers = []
         self._console = bytearray()
         self._console_total = 0
         self._loop = None
@@ -307,6 +308,8 @@ class VirtualDevice:
             pass
 
     def _console_out(self, data: bytes):
+        for cb in self._console_watchers:
+            cb(data)
         with self._cond:
             self._console += data
             self._console_total += len(data)
@@ -657,6 +660,14 @@ class VirtualDevice:
                 if left <= 0:
                     raise TimeoutError(f"no matching network event within {timeout}s; saw {self.events[after:]}")
                 self._cond.wait(left)
+
+    def watch_console(self, callback):
+        """callback(bytes) for everything the device prints (called on the rig's thread)."""
+        self._console_watchers.append(callback)
+
+    def watch_network(self, callback):
+        """callback(event) for every network event (called on the rig's thread)."""
+        self.call(self.network.subscribe, callback)
 
     def console_text(self) -> str:
         with self._cond:

@@ -1,0 +1,84 @@
+"""Cancelling a false alarm, on the virtual device: from the button and by C4's SMS."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from boton.sim.flashdir import install
+from rigkit import demo_config, provisioned_device
+
+
+def cancel_config():
+    cfg = demo_config(pin="482913")
+    cfg["gesture"]["cancel_ms"] = 1500
+    return cfg
+
+
+def test_cancel_gesture_tells_contacts_and_c4_and_hangs_up(tmp_path):
+    with provisioned_device(tmp_path, config=cancel_config(), c4_hangup_after_s=120) as vd:
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60)
+        vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.contacts[0], timeout=60)
+        mark = len(vd.events)
+        vd.press(hold_s=2.0)  # a new, long hold while the alert is active
+        to_contact = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.contacts[0]
+                                   and "CANCELADA" in e["text"], timeout=60, after=mark)
+        to_c4 = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.c4_numbers[0]
+                              and "CANCELADA" in e["text"], timeout=60, after=mark)
+        ended = vd.wait_event(lambda e: e["kind"] == "call", timeout=60, after=mark)
+    assert "911" in to_contact["text"]  # a cancel can be forced: her contacts are told what to do
+    assert len(to_contact["text"]) <= 160 and len(to_c4["text"]) <= 160
+    assert ended["ended_by"] == vd.device_number  # the device hung up, C4 did not
+
+
+def test_c4_cancels_by_sms_with_the_pin(tmp_path):
+    with provisioned_device(tmp_path, config=cancel_config(), c4_hangup_after_s=120) as vd:
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60)
+        mark = len(vd.events)
+        vd.call(vd.network.sms_to_device, vd.c4_numbers[0], vd.device_number, "Cancelar 482913")
+        sms = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.contacts[0]
+                            and "C4" in e["text"] and "cerrada" in e["text"], timeout=60, after=mark)
+    assert "maps.google" not in sms["text"]
+
+
+def test_boton_sim_command_serves_mpremote_and_takes_a_press(tmp_path):
+    """`boton sim` as a tester runs it: prints the REPL URL, mpremote works on it, typing
+    `press 1.5` raises the alert, and it shows the device's log and the network live."""
+    flash = tmp_path / "flash"
+    install(flash, "tcall_sim800l", demo_config())
+    log = tmp_path / "net.jsonl"
+    bindir = Path(sys.executable).parent
+    proc = subprocess.Popen([str(bindir / "boton"), "sim", "--flash", str(flash), "--network-log", str(log),
+                             "--time-scale", "0.1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+
+    def read_until(text):
+        lines = []
+        while True:
+            line = proc.stdout.readline()
+            assert line, f"boton sim exited before printing {text!r}: {lines[-20:]}"
+            lines.append(line)
+            if text in line:
+                return line
+
+    def say(command):
+        proc.stdin.write(command + "\n")
+        proc.stdin.flush()
+
+    try:
+        url = read_until("REPL at").split("REPL at", 1)[1].strip()
+        read_until("device: EV ready")
+        out = subprocess.run([str(bindir / "mpremote"), "connect", url, "fs", "ls"], capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0 and "config.json" in out.stdout, out.stderr
+        say("reset")  # mpremote stopped the firmware; EN restarts it
+        read_until("device: EV ready")
+        say("press 1.5")
+        sms = json.loads(read_until('"kind": "sms"').split("network: ", 1)[1])
+        assert "maps.google.com" in sms["text"]
+    finally:
+        say("quit")
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+    assert any(json.loads(x)["kind"] == "sms" for x in log.read_text().splitlines())
