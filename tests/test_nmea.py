@@ -598,3 +598,21 @@ print(json.dumps(res))
         if mp_fix:
             assert (mp_fix["lat_e7"], mp_fix["lon_e7"]) == (p.fix.lat_e7, p.fix.lon_e7)
     assert sum(mp_stats[k] for k in ("checksum_ok", "checksum_bad", "checksum_missing")) > 50
+
+
+def test_pop_latest_drains_the_queue_and_keeps_the_newest(mpy):
+    out = mpy.json("""
+import json
+from nmea import NMEAParser
+p = NMEAParser()
+for s in ("$GPRMC,120000.00,A,2152.9404,N,10217.4858,W,0.0,0.0,271126,,,A*7D",
+          "$GPRMC,120001.00,A,2152.9405,N,10217.4858,W,0.0,0.0,271126,,,A*7D"):
+    body = s[1:s.index("*")]
+    x = 0
+    for c in body:
+        x ^= ord(c)
+    p.feed((s[:s.index("*") + 1] + "%02X" % x + "\\r\\n").encode())
+f = p.pop_latest()
+print(json.dumps([f.time[2] if f else None, p.pop_latest() is None, p.pop_fix() is None]))
+""")
+    assert out == [1, True, True]

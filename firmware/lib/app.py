@@ -571,12 +571,7 @@ class App:
                 await asyncio.sleep_ms(100)
                 continue
             if parser.feed(mv[:n]):
-                fix = None
-                while True:
-                    f = parser.pop_fix()
-                    if f is None:
-                        break
-                    fix = f
+                fix = parser.pop_latest()
                 self.fix_ms = time.ticks_ms()
                 self.post(("fix", fix))
 

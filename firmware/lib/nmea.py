@@ -420,6 +420,16 @@ class NMEAParser:
         self._st = _BOL
         return self.stats.fixes - before
 
+    def pop_latest(self):
+        """Drain the queue; the newest fix (or None). For a consumer that wants only
+        the current position, not every epoch."""
+        q = self._q
+        if not q:
+            return None
+        f = q[-1]
+        del q[:]
+        return f
+
     def pop_fix(self):
         """Oldest fix not yet popped, or None."""
         if self._q:

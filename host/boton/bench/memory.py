@@ -162,13 +162,7 @@ def gps_second():
         if i >= len(gps):
             pos[0] = i = 0
         if parser.feed(mv[i:i + 64]):
-            fix = None
-            while True:
-                f = parser.pop_fix()
-                if f is None:
-                    break
-                fix = f
-            run(('fix', fix))
+            run(('fix', parser.pop_latest()))
         pos[0] = i + 64
 
 now = [1000]

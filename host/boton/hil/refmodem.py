@@ -27,6 +27,8 @@ import time
 
 import serial
 
+from ..waiting import wait_for_item
+
 FINALS = ("OK", "ERROR", "NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE", "CONNECT")
 CALL_CODES = ("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE")
 URC_PREFIXES = ("+CMTI:", "+CMT:", "RING", "+CLIP:", "+CLCC:", "+CREG:", "Call Ready",
@@ -231,17 +233,8 @@ class RefModem:
             return len(self.events)
 
     def wait_event(self, predicate, timeout=60.0, after=0):
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for ev in self.events[after:]:
-                    if predicate(ev):
-                        return ev
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"no matching event at the reference modem within {timeout}s; "
-                                       f"saw {self.events[after:]}")
-                self._cond.wait(left)
+        return wait_for_item(self._cond, self.events, predicate, timeout, after,
+                             "event at the reference modem")
 
     # ------------------------------------------------------------------ plumbing
     def _write(self, data):

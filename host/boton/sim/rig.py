@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..boards import load_board
 from ..paths import micropython_exe
+from ..waiting import wait_for_item
 from .clock import Scheduler
 from .gps import GpsSim
 from .network import PhoneNetwork
@@ -650,16 +651,7 @@ class VirtualDevice:
 
     def wait_event(self, predicate, timeout=30.0, after=0):
         """Block until a network event (index >= after) satisfies predicate; return it."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for ev in self.events[after:]:
-                    if predicate(ev):
-                        return ev
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"no matching network event within {timeout}s; saw {self.events[after:]}")
-                self._cond.wait(left)
+        return wait_for_item(self._cond, self.events, predicate, timeout, after, "network event")
 
     def watch_console(self, callback):
         """callback(bytes) for everything the device prints (called on the rig's thread)."""
