@@ -77,8 +77,6 @@ def test_gsmmodem_sends_sms_in_pdu_mode(bench):
     assert peer.wait_event(lambda e: e["kind"] == "sms", timeout=10)["text"] == "Hola en PDU"
 
 
-@pytest.mark.xfail(strict=True, reason="sim800: AT+CRC (extended RING) and AT+CVHU (ATH behaviour) "
-                   "answer +CME ERROR: 100; a real SIM800 R14.18 takes both")
 def test_gsmmodem_setup_commands_are_all_accepted(bench):
     _, sim, bridge, _ = bench
     _connect(bridge.url).close()

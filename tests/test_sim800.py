@@ -964,3 +964,15 @@ def test_at_log_and_network_log_tell_the_whole_story(tmp_path):
     assert rx.endswith(b"ATH\r")
     times = [t for t, _, _ in b.modem.at_log]
     assert times == sorted(times)
+
+
+def test_crc_gives_the_extended_ring_and_cvhu_is_kept():
+    b = Bench()
+    b.at("ATE0")
+    assert b.at("AT+CRC=1") == b"\r\nOK\r\n"
+    assert b.at("AT+CVHU=0") == b"\r\nOK\r\n"
+    assert text_lines(b.at("AT+CRC?")) == ["+CRC: 1", "OK"]
+    b.net.call_device(C4, DEVICE)
+    b.run(3.0)
+    out = text_lines(b.take())
+    assert "+CRING: VOICE" in out and "RING" not in out

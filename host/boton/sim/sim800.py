@@ -332,6 +332,7 @@ class Sim800:
         self.cnmi = [2, 1, 0, 0, 0]
         self.csmp = [17, 167, 0, 0]
         self.csclk, self.ceng, self.cfun, self.cbatchk = 0, (0, 1), 1, 0
+        self.crc, self.cvhu = 0, 0
         self.ceer_mode, self.last_cause = 0, 0
         self.sleeping = False
         self.silent = False
@@ -854,7 +855,10 @@ class Sim800:
         if self._call is None or self._clcc_stat != 4:
             return
         self._rings += 1
-        self._urc("RING", result=True)
+        if self.crc:
+            self._urc("+CRING: VOICE")  # AT+CRC=1: the extended incoming-call indication
+        else:
+            self._urc("RING", result=True)
         if self.clip:
             caller = self._call.caller
             self._urc(f'+CLIP: "{caller}",{_toa(caller)},"",0,"",0')
@@ -1298,6 +1302,13 @@ class Sim800:
         if cmd.kind == "test":
             return []
         return [self._clcc_line()] if self._call is not None else []
+
+    def _x_crc(self, cmd):
+        return self._setting(cmd, "crc", (0, 1), "+CRC")
+
+    def _x_cvhu(self, cmd):
+        # Stored only: ATH ends a voice call either way here (CVHU=0, the R14.18 default)
+        return self._setting(cmd, "cvhu", (0, 1), "+CVHU")
 
     def _x_clip(self, cmd):
         if cmd.kind == "read":
