@@ -582,7 +582,7 @@ class App:
         kw = dict(self.gesture_cfg)
         kw["pressed_level"] = spec.get("active", 0)
         self.button = Button(**kw)
-        flag = self.button_flag = asyncio.ThreadSafeFlag()
+        flag = self.button_flag = hw.IrqFlag()
         pin.irq(lambda p: flag.set(), hw.Pin.IRQ_FALLING | hw.Pin.IRQ_RISING)
         while True:
             dl = self.button.next_deadline()

@@ -1,5 +1,10 @@
 # ESP32 backend of the hardware layer: thin aliases over machine.
+import asyncio
+
 import machine
+
+# Set from a pin IRQ (outside the asyncio loop), awaited by a task.
+IrqFlag = asyncio.ThreadSafeFlag
 
 Pin = machine.Pin
 WDT = machine.WDT

@@ -67,6 +67,22 @@ class Pin:
         _irqs[self.pin] = (handler, trigger, self)
 
 
+class IrqFlag:
+    """ThreadSafeFlag's contract (wait() clears it). Here the 'IRQ' handlers run inside
+    the asyncio loop (the pin pump task), so a plain Event does: the unix port's
+    ThreadSafeFlag would make the loop poll every millisecond while it waits."""
+
+    def __init__(self):
+        self._e = asyncio.Event()
+
+    def set(self):
+        self._e.set()
+
+    async def wait(self):
+        await self._e.wait()
+        self._e.clear()
+
+
 class WDT:
     # The rig plays the watchdog: it restarts the board when feeds stop for `timeout` ms.
     def __init__(self, id=0, timeout=5000):
