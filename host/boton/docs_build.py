@@ -846,6 +846,11 @@ VOLATILE = [
     (re.compile(r"\b1[5-9]\d{8}\b"), "<unix-time>"),
     (re.compile(r"\b[0-9a-f]{12,64}\b"), "<hash>"),
     (re.compile(r"\b\d+(?:\.\d+)? ?(?:s|ms)\b"), "<duration>"),
+    # The device's event log is a timeline of asynchronous events (modem asleep, GPS off...):
+    # which entries exist at the moment of the command depends on timing, so compare its shape.
+    (re.compile(r"(?:\b\d+ <unix-time> \S+ \S+ <hash>\s*)+"), "<event log entries> "),
+    (re.compile(r"(log_entries\s*│\s*)\d+"), r"\1<n>"),
+    (re.compile(r"\b\d+ entries intact"), "<n> entries intact"),
     (re.compile(r"([━─═│┃┼╇╋┬┴┌┐└┘├┤╭╮╯╰])\1+"), r"\1"),
 ]
 
