@@ -55,7 +55,8 @@ class ConsoleBuffer:
         with self._cond:
             while True:
                 i = self._data.find(b, since)
-                if i >= 0:
+                # the whole line, not a chunk that ends inside it (its detail is still coming)
+                if i >= 0 and self._data.find(b"\n", i) >= 0:
                     return self._data[since:].decode(errors="replace")
                 left = deadline - time.monotonic()
                 if left <= 0:

@@ -676,7 +676,8 @@ class VirtualDevice:
         with self._cond:
             while True:
                 start = max(0, len(self._console) - (self._console_total - since))
-                if b in self._console[start:]:
+                i = self._console.find(b, start)
+                if i >= 0 and self._console.find(b"\n", i) >= 0:  # the whole line has arrived
                     return self._console[start:].decode(errors="replace")
                 left = deadline - time.monotonic()
                 if left <= 0:
