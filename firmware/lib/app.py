@@ -118,6 +118,7 @@ class App:
         self.gps_en = hw.Pin(en, hw.Pin.OUT, value=1) if en is not None else None
         self.gps_on = True
         self.fix_ms = None
+        self.got_fix = asyncio.Event()
         self.led = self._out(board.get("led"))
 
     @staticmethod
@@ -573,6 +574,7 @@ class App:
             if parser.feed(mv[:n]):
                 fix = parser.pop_latest()
                 self.fix_ms = time.ticks_ms()
+                self.got_fix.set()
                 self.post(("fix", fix))
 
     async def button_task(self):
@@ -682,6 +684,12 @@ async def _main(test=False, test_timeout_s=300):
 async def _test_alert(app, log, timeout_s):
     """The delivery-day test: a real alert marked PRUEBA, ended once C4 answered and
     an SMS was accepted; it leaves no alert state behind."""
+    # Unlike a real alert, the delivery-day test waits a little for a GPS fix, so that the
+    # PRUEBA SMS shows the technician the location path works too (it goes ahead without).
+    try:
+        await asyncio.wait_for_ms(app.got_fix.wait(), int(90000 * hw.TIME_SCALE))
+    except asyncio.TimeoutError:
+        log.add("test_no_fix", "")
     app.post(("gesture", "alert"))
     try:
         await asyncio.wait_for(app.test_done.wait(), timeout_s)
