@@ -104,7 +104,7 @@ FIRMWARE_USES = {
     "gps_enable": (r"""\[["']enable["']\]|get\(["']enable["']""", "the firmware does not drive GPS_EN yet: "
                    "make the GPS supply default to on (or wire it permanently)"),
     "ip5306": (r"ip5306", "the firmware does not write the IP5306 keep-on register yet"),
-    "led": (r"\.led\.(?:value|on|off)\(", "the firmware does not light the LED yet"),
+    "led": (r"led\.value\(", "the firmware does not light the LED yet"),
     "battery_adc": (r"battery_adc\(", "the firmware does not read this ADC yet (it uses AT+CBC)"),
 }
 
@@ -851,6 +851,8 @@ VOLATILE = [
     (re.compile(r"(?:\b\d+ <unix-time> \S+ \S+ <hash>\s*)+"), "<event log entries> "),
     (re.compile(r"(log_entries\s*│\s*)\d+"), r"\1<n>"),
     (re.compile(r"\b\d+ entries intact"), "<n> entries intact"),
+    # how many SMS were accepted before C4 answered depends on timing, not behaviour
+    (re.compile(r"(SMS accepted:? |sms )\d+"), r"\1<n>"),
     (re.compile(r"([━─═│┃┼╇╋┬┴┌┐└┘├┤╭╮╯╰])\1+"), r"\1"),
 ]
 
