@@ -187,9 +187,9 @@ class App:
         elif kind == "dial":
             asyncio.create_task(self._dial(a[1]))
         elif kind == "hangup" or kind == "reject":
-            asyncio.create_task(self._at("ATH", "call_state"))
+            asyncio.create_task(self._at("ATH"))
         elif kind == "answer":
-            asyncio.create_task(self._at("ATA", "call_state"))
+            asyncio.create_task(self._at("ATA"))
         elif kind == "send_sms":
             asyncio.create_task(self._send_sms(a[1], a[2], a[3]))
         else:
@@ -254,7 +254,7 @@ class App:
         except asyncio.TimeoutError:
             pass  # try anyway: the alert must not stall on a slow recovery
 
-    async def _at(self, command, what):
+    async def _at(self, command):
         try:
             await self.modem.cmd(command, 20000)
         except ModemError as e:
@@ -668,7 +668,7 @@ async def _main(test=False, test_timeout_s=300):
     cfg, safe = load_config(board, log)
     app = App(board, cfg, log, test=test)
     app.keep_power_on()
-    tasks = app.start_tasks()
+    app.start_tasks()
     await app.modem_init()
     asyncio.create_task(app.health_task())
     asyncio.create_task(app.standby_task())

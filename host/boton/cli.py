@@ -2,6 +2,7 @@
 import json
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import click
@@ -130,16 +131,11 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
                 console.print("commands: press [SECONDS], reset, download, events, quit")
         else:
             # stdin closed (run in the background): keep serving until interrupted
-            threading_wait_forever()
+            threading.Event().wait()
     except KeyboardInterrupt:
         pass
     finally:
         vd.stop()
-
-
-def threading_wait_forever():
-    import threading
-    threading.Event().wait()
 
 
 # --------------------------------------------------------------------------- ports
