@@ -2,7 +2,7 @@ import json
 import pytest
 
 from boton import mpy as _mpy
-from boton.paths import SHARED
+from boton.paths import DATA
 
 
 class MicroPython:
@@ -23,11 +23,9 @@ def mpy():
 
 
 @pytest.fixture(scope="session")
-def shared_data():
-    path = SHARED / "data"
-    if not path.exists():
-        pytest.fail(f"shared data not found at {path}")
-    return path
+def captures():
+    """The repository's data/ folder: real GPS logs and SIM800 transcripts (see data/README.md)."""
+    return DATA
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
 """firmware/lib/atparse.py (+ atargs.py): the SIM800 AT response parser.
 
-The real exchanges come from ../shared/data/at/sim800_transcripts.md, read in place:
+The real exchanges come from data/at/sim800_transcripts.md, read in place:
 the byte-exact E1-E8 replies and the line captures L1-L15 / D1 (framed as
 "\\r\\n<line>\\r\\n", V.25ter, as the file says to do for LINES entries).  Every
 parse runs on the MicroPython unix port; fuzzing runs under CPython with hypothesis.
@@ -25,8 +25,8 @@ def _unescape(s):
 
 
 @pytest.fixture(scope="module")
-def transcript(shared_data):
-    return (shared_data / "at" / "sim800_transcripts.md").read_text(encoding="utf-8")
+def transcript(captures):
+    return (captures / "at" / "sim800_transcripts.md").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ def test_size_counts_every_deployed_module(ctx):
     assert total.detail["bytes"] == sum(files.values())
 
 
-def test_nmea_throughput_on_one_small_log(ctx, shared_data):
+def test_nmea_throughput_on_one_small_log(ctx, captures):
     paths = nmea_speed.logs([SMALL_LOG])
     assert [p.name for p in paths] == [SMALL_LOG]
     rows = by_key(nmea_speed.run(ctx, paths=paths))

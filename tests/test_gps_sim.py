@@ -7,14 +7,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from boton.paths import FIRMWARE, SHARED
+from boton.paths import DATA, FIRMWARE
 from boton.sim.clock import ManualClock, Scheduler
 from boton.sim.gps import TTFF, GpsSim, fmt_lat, fmt_lon, nmea_checksum, nmea_sentence
 
 sys.path.insert(0, str(FIRMWARE / "lib"))
 import nmea  # noqa: E402
 
-NMEA_DIR = SHARED / "data" / "nmea"
+NMEA_DIR = DATA / "nmea"
 T0 = datetime(2025, 6, 1, 23, 59, 50, tzinfo=timezone.utc)
 AGS = (21.88234, -102.29143)
 

@@ -1,7 +1,7 @@
 """firmware/lib/nmea.py: the real gpsd captures on MicroPython, unit cases on both
 interpreters, and fuzzing.
 
-The reference numbers come from ../shared/data/nmea/expected.json (read in place);
+The reference numbers come from data/nmea/expected.json (read in place);
 its `_definitions` are the rules the parser implements.
 """
 import inspect
@@ -14,12 +14,12 @@ from decimal import Decimal
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from boton.paths import FIRMWARE, SHARED
+from boton.paths import DATA, FIRMWARE
 
 sys.path.insert(0, str(FIRMWARE / "lib"))
 import nmea  # noqa: E402  (the firmware module, imported by CPython)
 
-NMEA_DIR = SHARED / "data" / "nmea"
+NMEA_DIR = DATA / "nmea"
 LOGS = sorted(p.name for p in NMEA_DIR.glob("*.log"))
 CHUNKS = (1, 7, 64, 4096)
 

@@ -1,14 +1,14 @@
 """host/boton/nmea_report.py: the firmware parser (on MicroPython) over every
-shared capture agrees with ../shared/data/nmea/expected.json."""
+captured log agrees with data/nmea/expected.json."""
 import json
 
 import pytest
 
 from boton.nmea_report import analyse, render_text
-from boton.paths import SHARED
+from boton.paths import DATA
 from boton.sim.gps import nmea_sentence
 
-NMEA_DIR = SHARED / "data" / "nmea"
+NMEA_DIR = DATA / "nmea"
 LOGS = sorted(p.name for p in NMEA_DIR.glob("*.log"))
 
 

@@ -1,6 +1,6 @@
 """The simulated SIM800 against real captured exchanges and the SIMCom manual.
 
-The expected bytes come from /work/shared/data/at/sim800_transcripts.md, parsed here in
+The expected bytes come from data/at/sim800_transcripts.md, parsed here in
 place (never copied): EXACT entries are compared byte for byte (masked digits match any
 digit), LINES entries line by line, DOC entries by their tokens. Time is a ManualClock:
 nothing sleeps.
@@ -24,8 +24,8 @@ MX = timezone(timedelta(hours=-6))
 
 # ---------------------------------------------------------------------- the transcripts
 @pytest.fixture(scope="module")
-def md(shared_data):
-    return (shared_data / "at" / "sim800_transcripts.md").read_text(encoding="utf-8")
+def md(captures):
+    return (captures / "at" / "sim800_transcripts.md").read_text(encoding="utf-8")
 
 
 def c_bytes(s):

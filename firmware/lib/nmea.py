@@ -31,7 +31,7 @@ Design (for a microcontroller)
   default 8; the oldest is dropped and counted in ``stats.fix_dropped``).
   Pass ``queue=0`` to use ``fix``/``feed``'s return value only.
 
-Framing rules (identical to ``shared/data/nmea/expected.json`` ``_definitions``)
+Framing rules (identical to ``data/nmea/expected.json`` ``_definitions``)
 --------------------------------------------------------------------------------
 * The stream is split into lines on LF; trailing CRs of a line are removed.
 * A line whose first byte is ``#`` is a comment (gpsd metadata) and skipped.

@@ -7,7 +7,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE = Path(os.environ.get("BOTON_FIRMWARE", REPO / "firmware"))
 BOARDS = Path(os.environ.get("BOTON_BOARDS", REPO / "boards"))
-SHARED = REPO.parent / "shared"
+# Real captures the tests and the bench read (gpsd's NMEA logs, SIM800 transcripts): in the repo.
+DATA = REPO / "data"
+# Optional tools that live outside the repository (the 32-bit MicroPython build): CI has them
+# beside the clone; a user's clone may not, and whatever uses them says so and carries on.
+SHARED = Path(os.environ.get("BOTON_SHARED", REPO.parent / "shared"))
 
 
 def micropython_exe() -> str:

@@ -29,7 +29,7 @@ import re
 import time
 
 from .. import build, mpy
-from ..paths import SHARED
+from ..paths import DATA
 from ..provision import build_config
 from ..sim.flashdir import install
 from ..sim.rig import DEFAULT_C4
@@ -40,7 +40,7 @@ NAME = "memory"
 PEAK_BUDGET_KB = 40.0
 SAMPLE_MS = 20
 CONTACTS = ["+524491112233", "+524491112234", "+524491112235", "+524491112236", "+524491112237"]
-NMEA_LOG = SHARED / "data" / "nmea" / "neo-m8n.log"
+NMEA_LOG = DATA / "nmea" / "neo-m8n.log"
 
 HARNESS_MAIN = """# bench harness (boton.bench.memory), not the firmware's main.py
 import gc

@@ -1,6 +1,6 @@
 """GPS parsing throughput of firmware/lib/nmea.py on the MicroPython unix port.
 
-Every log of shared/data/nmea is read into memory, then fed to a fresh NMEAParser in
+Every log of data/nmea is read into memory, then fed to a fresh NMEAParser in
 64-byte memoryview slices, as the firmware's gps_task does; the time is the median of
 several passes over all logs (time.ticks_us on MicroPython). A separate pass first checks
 that every log parses without an exception and with stats.internal_errors == 0.
@@ -20,11 +20,11 @@ import json
 from pathlib import Path
 
 from .. import mpy
-from ..paths import FIRMWARE, SHARED
+from ..paths import DATA, FIRMWARE
 from . import Row, budget_row, info_row
 
 NAME = "nmea"
-NMEA_DIR = SHARED / "data" / "nmea"
+NMEA_DIR = DATA / "nmea"
 BAUD_BYTES_S = 960          # 9600 baud, 8N1: 10 bits a byte
 CHUNK = 64                  # app.gps_task reads 64 bytes at a time
 WARMUP = 10

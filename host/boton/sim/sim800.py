@@ -5,7 +5,7 @@ through `emit(bytes)`, always from a scheduler callback (never from inside `feed
 the delays a real module takes. Delays are in seconds of simulated time and go through the
 shared Scheduler, so its `time_scale` scales them and tests run them on a ManualClock.
 
-What it reproduces (see /work/shared/data/at/sim800_transcripts.md for the captures):
+What it reproduces (see data/at/sim800_transcripts.md for the captures):
 
 * V.25ter framing as the SIM800/SIM808 R14.18 does it: echo on by default, echoing the
   command and its CR but not the host's LF, so a reply to "AT\\r\\n" is "AT\\r\\r\\nOK\\r\\n";
