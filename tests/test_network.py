@@ -13,6 +13,7 @@ from boton.sim.network import PhoneNetwork
 DEVICE = "+524490000042"
 C4 = "+524499100000"
 CONTACT = "+524491112233"
+UNKNOWN = "+524499946605"  # a valid number the network was not told about
 
 
 class FakeModem:
@@ -137,16 +138,121 @@ def test_override_beats_the_subscribers_behaviour_once(world):
     assert net.live_calls()[0].state == "active"
 
 
-def test_unknown_number_and_no_coverage_are_unreachable(world):
+def test_invalid_number_and_no_coverage_are_unreachable(world):
     clock, sched, net, modem, log = world
-    net.place_call(DEVICE, "+524490000000")
+    call = net.place_call(DEVICE, "+5212345")  # not an assigned number anywhere
     clock.advance(sched, 4)
+    assert modem.got[-1] == ("released", call.id, "NO CARRIER")
     net.set_coverage(False)
     net.place_call(DEVICE, C4)
+    net.place_call(DEVICE, UNKNOWN)  # valid, but the network cannot route anything now
     clock.advance(sched, 4)
-    assert [r["result"] for r in net.call_records()] == ["unreachable", "unreachable"]
+    records = net.call_records()
+    assert [r["result"] for r in records] == ["unreachable"] * 3
+    assert [r["cause"] for r in records] == [1, 20, 1]  # unassigned; absent; unassigned
     assert {"kind": "coverage", "t": 1004.0, "ok": False} in net.events
     assert ("conditions",) in modem.got
+    assert not [e for e in net.events if e["kind"] == "phone"]  # no phone was made up
+
+
+def test_any_valid_number_reaches_a_phone_that_answers(world):
+    clock, sched, net, modem, log = world
+    call = net.place_call(DEVICE, UNKNOWN)
+    clock.advance(sched, 3.0)  # routed: the network creates the phone and it rings
+    phone = [e for e in net.events if e["kind"] == "phone"]
+    assert phone == [{"kind": "phone", "t": 1003.0, "number": UNKNOWN, "origin": "auto",
+                      "behaviour": "answer", "answer_after_s": net.auto_answer_after_s,
+                      "hangup_after_s": None}]
+    clock.advance(sched, net.auto_answer_after_s)
+    assert call.state == "active" and ("connected", call.id) in modem.got
+    clock.advance(sched, 600)  # by default it stays on the line until the device hangs up
+    assert call.state == "active"
+    net.release(call, DEVICE)
+    rec = net.call_records()[-1]
+    assert (rec["to"], rec["result"], rec["ended_by"]) == (UNKNOWN, "answered", DEVICE)
+    # The same phone the next time: created once, and logged as a JSON line like the rest.
+    net.place_call(DEVICE, UNKNOWN)
+    clock.advance(sched, 10)
+    lines = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert [e["kind"] for e in lines].count("phone") == 1
+
+
+def test_a_national_number_reaches_the_same_phone_as_its_e164_form(world):
+    clock, sched, net, modem, log = world
+    net.script_phone(UNKNOWN, "busy")
+    call = net.place_call(DEVICE, "4499946605")  # dialled without +52
+    clock.advance(sched, 3.1)
+    assert net.call_records()[-1]["result"] == "busy"
+    assert modem.got[-1] == ("released", call.id, "BUSY")
+    assert net.submit_sms(DEVICE, "449 994 6605", "hola") is True
+    assert net.subscribers[UNKNOWN].inbox == [(1003.1, DEVICE, "hola")]
+
+
+def test_sms_to_an_unknown_valid_number_is_delivered_to_its_phone(world):
+    clock, sched, net, modem, log = world
+    assert net.submit_sms(DEVICE, UNKNOWN, "Alerta PRUEBA") is True
+    assert net.sms()[-1]["delivered"] is True
+    assert net.subscribers[UNKNOWN].inbox == [(1000.0, DEVICE, "Alerta PRUEBA")]
+    assert [e["kind"] for e in net.events] == ["phone", "sms"]
+
+
+@pytest.mark.parametrize("behaviour,result,code", [
+    ("busy", "busy", "BUSY"),
+    ("no_answer", "no_answer", "NO ANSWER"),
+    ("reject", "rejected", "BUSY"),
+    ("unreachable", "unreachable", "NO CARRIER"),
+])
+def test_a_scripted_number_behaves_as_scripted(world, behaviour, result, code):
+    clock, sched, net, modem, log = world
+    net.script_phone(UNKNOWN, behaviour)
+    assert net.events[-1]["kind"] == "phone" and net.events[-1]["origin"] == "scripted"
+    assert net.events[-1]["behaviour"] == behaviour
+    call = net.place_call(DEVICE, UNKNOWN)
+    clock.advance(sched, 3.0 + 30.0 + 0.1)
+    rec = net.call_records()[-1]
+    assert (rec["result"], rec["answered"]) == (result, False)
+    assert modem.got[-1] == ("released", call.id, code)
+    assert not [e for e in net.events if e.get("origin") == "auto"]
+
+
+def test_scripted_answer_delay_and_stay(world):
+    clock, sched, net, modem, log = world
+    net.script_phone(UNKNOWN, "answer", answer_after_s=8.0, hangup_after_s=20.0)
+    call = net.place_call(DEVICE, UNKNOWN)
+    clock.advance(sched, 3.0 + 7.9)
+    assert call.state == "alerting"
+    clock.advance(sched, 0.2)
+    assert call.state == "active"
+    clock.advance(sched, 20.0)
+    rec = net.call_records()[-1]
+    assert (rec["result"], rec["ended_by"]) == ("answered", UNKNOWN)
+    assert rec["duration_s"] == pytest.approx(20.0)
+
+
+def test_scripting_a_builtin_c4_keeps_it_and_a_device_cannot_be_scripted(world):
+    clock, sched, net, modem, log = world
+    net.script_phone(C4, "busy")
+    assert net.subscribers[C4].kind == "c4" and net.subscribers[C4].behaviour == "busy"
+    with pytest.raises(ValueError, match="device's own number"):
+        net.script_phone(DEVICE, "busy")
+    with pytest.raises(ValueError, match="behaviour must be one of"):
+        net.script_phone(UNKNOWN, "maybe")
+
+
+def test_auto_phones_can_be_turned_off_and_take_the_networks_stay():
+    clock = ManualClock()
+    sched = Scheduler(clock)
+    strict = PhoneNetwork(sched, auto_phones=False)
+    strict.attach(DEVICE, FakeModem(DEVICE))
+    strict.place_call(DEVICE, UNKNOWN)
+    clock.advance(sched, 4)
+    assert strict.call_records()[-1]["result"] == "unreachable"
+    net = PhoneNetwork(sched, auto_hangup_after_s=15.0)
+    net.attach(DEVICE, FakeModem(DEVICE))
+    net.place_call(DEVICE, UNKNOWN)
+    clock.advance(sched, 3.0 + net.auto_answer_after_s + 15.0)
+    rec = net.call_records()[-1]
+    assert (rec["result"], rec["ended_by"], rec["duration_s"]) == ("answered", UNKNOWN, 15.0)
 
 
 def test_coverage_loss_drops_a_live_call(world):

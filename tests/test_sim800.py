@@ -284,7 +284,7 @@ def test_l9_incoming_call_ring_and_clip_format(md):
 
 
 def test_l10_clcc_while_dialing_has_the_alpha_field(md):
-    b = Bench()
+    b = Bench(net_kw=dict(auto_phones=False))  # only the C4 and contact phones exist
     b.at("ATE0")
     (seg,) = segments(md, "L10")
     assert b.at("ATD4491234567;") == b"\r\nOK\r\n"

@@ -1,12 +1,20 @@
 """The simulated phone network around the virtual panic button.
 
-It knows three kinds of subscriber, each by E.164 number:
+It knows these kinds of subscriber, each by E.164 number:
 
 * **C4 operators** (`add_c4`): scripted phones at the monitoring centre. Each has a
-  behaviour for calls it receives ("answer", "busy", "no_answer", "reject") and timings.
+  behaviour for calls it receives ("answer", "busy", "no_answer", "reject", "unreachable")
+  and timings.
 * **Contacts** (`add_contact`): trusted people who get SMS. They answer calls too.
+* **Scripted phones** (`script_phone`): any number a tester scripts (`boton sim --phone`).
 * **Devices** (`attach`): simulated SIM800 modems. Calls and SMS to them go through the
   modem (RING/+CLIP, +CMTI) and are handled by the firmware.
+* **Auto phones**: like a real network, any other *valid* number (national or E.164, for
+  the network's `region`) reaches a phone: the first call or SMS to it creates one that
+  answers after `auto_answer_after_s` and stays on the line `auto_hangup_after_s` (None:
+  until the caller hangs up). A number that is not valid is unassigned: calls to it are
+  "unreachable" (cause 1, the caller gets NO CARRIER) and SMS to it are not delivered.
+  `auto_phones=False` turns this off (only explicit subscribers exist).
 
 Every SMS and every call is recorded as an event dict, kept in `events`, appended as one
 JSON line to `log_path` (flushed per line, so a tester can `tail -f` it) and passed to
@@ -24,6 +32,8 @@ Event shapes (every event also has "t", the scheduler time):
     {"kind": "call", "call_id", "from", "to", "answered": bool, "result", "duration_s",
      "ended_by", "t_start", "cause": <GSM release cause, as AT+CEER reports it>,
      "audio": {"mic_gain", "speaker_level", "ringer_level"} | None}
+    {"kind": "phone", "number", "origin": "auto" | "scripted", "behaviour",
+     "answer_after_s", "hangup_after_s"}   a phone was auto-created or scripted
     {"kind": "coverage", "ok": bool}
     {"kind": "signal", "level": int}
 
@@ -39,9 +49,13 @@ import json
 import logging
 from datetime import datetime, timedelta, timezone
 
+import phonenumbers
+
 log = logging.getLogger(__name__)
 
 BEHAVIOURS = ("answer", "busy", "no_answer", "reject", "unreachable")
+# Behaviours whose phone rings first: only these take a ring time (answer/decline after).
+RINGING_BEHAVIOURS = ("answer", "reject")
 _RESULT_FOR_BEHAVIOUR = {"busy": "busy", "unreachable": "unreachable"}
 
 # What a SIM800 prints when the network clears a call it placed (the caller side), per
@@ -75,7 +89,7 @@ class Subscriber:
         if behaviour not in BEHAVIOURS:
             raise ValueError(f"behaviour must be one of {BEHAVIOURS}, not {behaviour!r}")
         self.number = number
-        self.kind = kind  # "c4" | "contact" | "device"
+        self.kind = kind  # "c4" | "contact" | "scripted" | "auto" | "device"
         self.answer_after_s = answer_after_s
         self.hangup_after_s = hangup_after_s
         self.behaviour = behaviour
@@ -120,8 +134,13 @@ class PhoneNetwork:
     register_s = 4.0        # a modem finds and registers on a cell once it may
 
     def __init__(self, scheduler, log_path=None, operator="TELCEL", mcc=334, mnc="020",
-                 signal_level=20, start_datetime=None, utc_offset_h=-6):
+                 signal_level=20, start_datetime=None, utc_offset_h=-6, region="MX",
+                 auto_phones=True, auto_answer_after_s=4.0, auto_hangup_after_s=None):
         self.sched = scheduler
+        self.region = region  # how national numbers are read (the network's country)
+        self.auto_phones = auto_phones
+        self.auto_answer_after_s = auto_answer_after_s
+        self.auto_hangup_after_s = auto_hangup_after_s
         # Network time (SMS timestamps): Mexico's central zone by default, no DST since 2022.
         tz = timezone(timedelta(hours=utc_offset_h))
         self._t0 = scheduler.now()
@@ -136,6 +155,7 @@ class PhoneNetwork:
         self.calls = []  # every Call, live or ended
         self._callbacks = []
         self._ids = itertools.count(1)
+        self._canonical = {}  # number as given -> E.164 or None (invalid)
         self._log = open(log_path, "a", encoding="utf-8") if log_path else None
 
     # ------------------------------------------------------------------ registry
@@ -149,9 +169,32 @@ class PhoneNetwork:
         self.subscribers[number] = sub
         return sub
 
+    def script_phone(self, number, behaviour="answer", answer_after_s=None, hangup_after_s=None):
+        """Script how the phone `number` treats calls: a built-in C4/contact phone keeps its
+        kind and gets the new behaviour; any other number becomes a scripted phone. Recorded
+        as a "phone" event, so the network log says what each number will do."""
+        if behaviour not in BEHAVIOURS:
+            raise ValueError(f"behaviour must be one of {BEHAVIOURS}, not {behaviour!r}")
+        sub = self.phone(number)
+        if sub is not None and sub.modem is not None:
+            raise ValueError("that is a simulated device's own number: it cannot be scripted")
+        if sub is None:
+            sub = Subscriber(self.canonical(number) or number, "scripted",
+                             self.auto_answer_after_s, self.auto_hangup_after_s)
+            self.subscribers[sub.number] = sub
+        sub.behaviour = behaviour
+        if answer_after_s is not None:
+            sub.answer_after_s = answer_after_s
+        if hangup_after_s is not None:
+            sub.hangup_after_s = hangup_after_s
+        self._record_phone(sub, "scripted")
+        return sub
+
     def set_behaviour(self, number, behaviour, answer_after_s=None, hangup_after_s=None):
         """Change how a scripted phone treats the calls it gets from now on."""
-        sub = self.subscribers[number]
+        sub = self.phone(number)
+        if sub is None:
+            raise KeyError(number)
         if behaviour not in BEHAVIOURS:
             raise ValueError(f"behaviour must be one of {BEHAVIOURS}, not {behaviour!r}")
         sub.behaviour = behaviour
@@ -214,6 +257,27 @@ class PhoneNetwork:
     def live_calls(self):
         return [c for c in self.calls if not c.ended]
 
+    def canonical(self, number):
+        """E.164 of `number` if it is a valid number (read in the network's region), else None."""
+        number = str(number)
+        if number not in self._canonical:
+            try:
+                parsed = phonenumbers.parse(number, self.region)
+            except phonenumbers.NumberParseException:
+                parsed = None
+            self._canonical[number] = (
+                phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+                if parsed is not None and phonenumbers.is_valid_number(parsed) else None)
+        return self._canonical[number]
+
+    def phone(self, number):
+        """The subscriber `number` reaches (as dialled or in any valid form), or None."""
+        sub = self.subscribers.get(number)
+        if sub is None:
+            e164 = self.canonical(number)
+            sub = self.subscribers.get(e164) if e164 else None
+        return sub
+
     def now_datetime(self):
         """The network's wall clock (SMSC timestamps)."""
         return self._dt0 + timedelta(seconds=self.sched.now() - self._t0)
@@ -222,13 +286,14 @@ class PhoneNetwork:
     def hangup(self, number):
         """The phone `number` hangs up (or declines, or gives up) on all its calls."""
         for call in self.live_calls():
-            if number in (call.caller, call.callee):
-                self._release_by(call, number)
+            end = self._end_of(call, number)
+            if end is not None:
+                self._release_by(call, end)
 
     def drop(self, number=None):
         """Radio drop of the calls of `number` (all live calls if None)."""
         for call in self.live_calls():
-            if number is None or number in (call.caller, call.callee):
+            if number is None or self._end_of(call, number) is not None:
                 self._end(call, "dropped", "network")
 
     def call_device(self, from_number, to_device_number):
@@ -269,7 +334,7 @@ class PhoneNetwork:
             self._record("sms", delivered=False, error=error,
                          **{"from": from_number, "to": to_number, "text": text})
             return False
-        dest = self.subscribers.get(to_number)
+        dest = self._reach(to_number)
         delivered = False
         if dest is not None and dest.modem is None:
             dest.inbox.append((self.sched.now(), from_number, text))
@@ -296,8 +361,8 @@ class PhoneNetwork:
         return call
 
     def _route(self, call, override):
-        dest = self.subscribers.get(call.callee)
-        if not self.coverage or dest is None:
+        dest = self._reach(call.callee) if self.coverage else None
+        if dest is None:
             return self._end(call, "unreachable", "network")
         if dest.modem is not None:
             return self._route_to_device(call, dest.modem)
@@ -340,7 +405,7 @@ class PhoneNetwork:
         self._record("call_connected", call_id=call.id, **{"from": call.caller, "to": call.callee})
         # A scripted phone may hang up on its own after a while.
         for number in (call.caller, call.callee):
-            sub = self.subscribers.get(number)
+            sub = self.phone(number)
             if sub and sub.modem is None and sub.hangup_after_s is not None:
                 self._timer(call, sub.hangup_after_s, self._release_by, call, number)
 
@@ -384,7 +449,7 @@ class PhoneNetwork:
         if result == "no_answer":
             return 19 if ended_by == "network" else 16
         if result == "unreachable":
-            return 1 if call.callee not in self.subscribers else 20
+            return 1 if self.phone(call.callee) is None else 20  # unassigned / absent
         return 41      # dropped: the radio link failed
 
     @staticmethod
@@ -408,9 +473,9 @@ class PhoneNetwork:
 
     # ------------------------------------------------------------------ SMS machinery
     def _deliver_sms(self, sender, number, text):
-        dest = self.subscribers.get(number)
+        dest = self._reach(number) if self.coverage else None
         delivered = False
-        if self.coverage and dest is not None:
+        if dest is not None:
             if dest.modem is None:
                 dest.inbox.append((self.sched.now(), sender, text))
                 delivered = True
@@ -419,6 +484,35 @@ class PhoneNetwork:
         self._record("sms", delivered=delivered, **{"from": sender, "to": number, "text": text})
 
     # ------------------------------------------------------------------ plumbing
+    def _reach(self, number):
+        """The subscriber a call or SMS to `number` reaches: a known one, else, for a valid
+        number, a new auto phone (a real network routes every assigned number)."""
+        sub = self.phone(number)
+        if sub is None and self.auto_phones:
+            e164 = self.canonical(number)
+            if e164 is not None:
+                sub = Subscriber(e164, "auto", self.auto_answer_after_s, self.auto_hangup_after_s)
+                self.subscribers[e164] = sub
+                self._record_phone(sub, "auto")
+        return sub
+
+    def _record_phone(self, sub, origin):
+        ringing = sub.behaviour in RINGING_BEHAVIOURS
+        self._record("phone", number=sub.number, origin=origin, behaviour=sub.behaviour,
+                     answer_after_s=sub.answer_after_s if ringing else None,
+                     hangup_after_s=sub.hangup_after_s if sub.behaviour == "answer" else None)
+
+    def _end_of(self, call, number):
+        """Which end of `call` (as the call names it) the phone `number` is, or None."""
+        for end in (call.caller, call.callee):
+            if end == number:
+                return end
+        e164 = self.canonical(number)
+        for end in (call.caller, call.callee):
+            if e164 is not None and self.canonical(end) == e164:
+                return end
+        return None
+
     def _modem(self, number):
         sub = self.subscribers.get(number)
         return sub.modem if sub else None

@@ -26,7 +26,7 @@ from ..paths import micropython_exe
 from ..waiting import wait_for_item
 from .clock import Scheduler
 from .gps import GpsSim
-from .network import PhoneNetwork
+from .network import BEHAVIOURS, PhoneNetwork
 from .sim800 import Sim800
 
 BOARD_REPL = Path(__file__).with_name("board_repl.py")
@@ -54,6 +54,7 @@ class VirtualDevice:
                  network_log=None, repl="socket", repl_port=0, heap=DEVICE_HEAP,
                  device_number=DEFAULT_DEVICE_NUMBER, c4_numbers=(DEFAULT_C4,),
                  contacts=(DEFAULT_CONTACT,), c4_answer_after_s=3.0, c4_hangup_after_s=None,
+                 phones=None,
                  gps_point=AGS_CENTRO, gps_route=None, gps_ttff_s=2.0, nmea_file=None,
                  nmea_realtime=True, console_log=None, seed=None, mac="24:0a:c4:00:00:42",
                  flash_image=None, flash_size=4 * 1024 * 1024):
@@ -76,6 +77,16 @@ class VirtualDevice:
         self._rand = random.Random(seed)
         self._network_log = network_log
         self.c4_numbers, self.contacts = list(c4_numbers), list(contacts)
+        # c4_hangup_after_s: how long C4 stays on the line (None: until the device hangs
+        # up); it holds for every answering phone not scripted otherwise, so a rehearsal
+        # with the programme's real C4 number (an auto phone here) behaves the same.
+        # phones: {number: dict(behaviour=, answer_after_s=, hangup_after_s=)} scripted on
+        # the network (PhoneNetwork.script_phone); any other valid number answers.
+        self.phones = dict(phones or {})
+        for script in self.phones.values():  # refuse a bad script now, not at start()
+            if script.get("behaviour", "answer") not in BEHAVIOURS:
+                raise ValueError(f"a scripted phone's behaviour must be one of {', '.join(BEHAVIOURS)}, "
+                                 f"not {script.get('behaviour')!r}")
         self._net_cfg = dict(c4_numbers=list(c4_numbers), contacts=list(contacts),
                              answer_after=c4_answer_after_s, hangup_after=c4_hangup_after_s)
         self._gps_cfg = dict(point=gps_point, route=gps_route, ttff=gps_ttff_s,
@@ -102,6 +113,7 @@ class VirtualDevice:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, timeout=20):
+        self._stopping = asyncio.Event()  # before the loop runs: stop() may come at any time
         self._thread = threading.Thread(target=self._thread_main, name="virtual-device", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
@@ -110,15 +122,24 @@ class VirtualDevice:
             raise RigError(f"virtual device failed to start: {self._start_error}")
         return self
 
-    def stop(self):
-        if not self._loop:
+    def stop(self, timeout=10):
+        """Stop the firmware and the simulated parts; returns once the rig's thread ended.
+        If it does not end within `timeout`, RigError, and the rig is left as it is (its
+        loop still runs, so stop() can be called again) rather than half torn down."""
+        thread = self._thread
+        if thread is None:
             return
-        fut = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
-        try:
-            fut.result(10)
-        finally:
-            self._thread.join(10)
-            self._loop = None
+        loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._stopping.set)
+            except RuntimeError:  # the loop already ended (e.g. the rig failed to start)
+                pass
+        thread.join(timeout)
+        if thread.is_alive():
+            raise RigError(f"virtual device did not stop within {timeout}s")
+        self._thread = None
+        self._loop = None
 
     def __enter__(self):
         return self.start()
@@ -138,7 +159,6 @@ class VirtualDevice:
             loop.close()
 
     async def _main(self):
-        self._stopping = asyncio.Event()
         self._kick = asyncio.Event()
         self._proc = None
         self._busy = False
@@ -154,13 +174,16 @@ class VirtualDevice:
         self._gps_off_at = None
 
         self.sched = Scheduler(time.monotonic, self.time_scale)
-        self.network = PhoneNetwork(self.sched, log_path=self._network_log)
+        self.network = PhoneNetwork(self.sched, log_path=self._network_log,
+                                    auto_hangup_after_s=self._net_cfg["hangup_after"])
         self.network.subscribe(self._on_network_event)
         for n in self._net_cfg["c4_numbers"]:
             self.network.add_c4(n, answer_after_s=self._net_cfg["answer_after"],
                                 hangup_after_s=self._net_cfg["hangup_after"])
         for n in self._net_cfg["contacts"]:
             self.network.add_contact(n)
+        for number, script in self.phones.items():
+            self.network.script_phone(number, **script)
         self.modem = Sim800(self.sched, self.network, self.device_number,
                             emit=lambda b: self._uart_emit("modem", b))
         self.network.attach(self.device_number, self.modem)
@@ -192,6 +215,9 @@ class VirtualDevice:
             t.cancel()
         await asyncio.gather(sched_task, child_task, return_exceptions=True)
         await self._kill_child()
+        if self._wdt_handle is not None:  # the board is off: nothing left to bite
+            self._wdt_handle.cancel()
+            self._wdt_handle = None
         if self._rom:
             self._rom.stop()
         self._periph.close()
@@ -201,9 +227,13 @@ class VirtualDevice:
             self._loop.remove_reader(self._pty_master)
             os.close(self._pty_master)
             os.close(self._pty_slave)
-
-    async def _shutdown(self):
-        self._stopping.set()
+        # The connection handlers (UARTs, GPIO, REPL) end here, not as pending tasks the
+        # closing loop destroys.
+        handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in handlers:
+            t.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        self.network.close()
 
     # ------------------------------------------------------------------ scheduler
     async def _drive_scheduler(self):
@@ -560,7 +590,12 @@ class VirtualDevice:
         self._wdt_timeout = timeout_s
         if self._wdt_handle is not None:
             self._wdt_handle.cancel()
-        self._wdt_handle = self._loop.call_later(timeout_s, self._wdt_bite)
+            self._wdt_handle = None
+        if self._stopping.is_set():
+            return  # a feed that arrives while the rig shuts down: the board is going off
+        # This runs on the rig's loop: take that loop itself (self._loop is other threads'
+        # handle to it, and goes away when they stop the rig).
+        self._wdt_handle = asyncio.get_running_loop().call_later(timeout_s, self._wdt_bite)
 
     def _wdt_bite(self):
         self._wdt_handle = None
