@@ -148,6 +148,15 @@ def test_efuse_words_decode_like_esptool(rom):
     assert mac_crc8(bytes.fromhex("240ac4000042")) != mac_crc8(bytes.fromhex("240ac4000043"))
 
 
+def test_efuse_blk3_words_6_7_carry_the_virtual_chip_signature(rom):
+    """What `boton flash` reads to keep to the ROM loader (no stub) on the virtual chip;
+    the rest of BLK3 (custom MAC, ADC calibration, MAC_VERSION) reads 0, as from the factory."""
+    blk3 = [read_reg(rom, 0x3FF5A078 + 4 * i) for i in range(8)]
+    assert struct.pack("<2I", *blk3[6:]) == b"BOTONSIM" and blk3[:6] == [0] * 6
+    write_reg(rom, 0x3FF5A090, 0)  # eFuse read registers are read-only
+    assert read_reg(rom, 0x3FF5A090) == blk3[6]
+
+
 def test_slip_escapes_0xc0_and_0xdb_both_ways(rom):
     ram = 0x3FFB0000
     write_reg(rom, ram, 0xDBC0C0DB)  # the request carries C0/DB escaped

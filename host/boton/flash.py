@@ -1,23 +1,44 @@
 """MicroPython onto a board with esptool: detect, skip if already there, erase, write, verify.
 
-esptool runs as a subprocess of this interpreter (`python -m esptool`): its output and
-exit code are its own, several boards can be flashed in parallel, and its known
-failures are turned into hints a technician can act on.
+One board, one connection: esptool's Python API (``esptool.cmds``) connects once (one
+reset into the ROM loader), then the whole job runs on that connection and the board is
+left running its app. Several boards are flashed in parallel, one thread each: every
+``ESPLoader`` owns its port, and esptool's one global logger is routed per thread
+(``_BoardLog``), so each board keeps its own esptool output for the hints and its own
+progress. Known failures become hints a technician can act on (HINTS).
+
+The virtual chip (``boton sim --flash-image``, host/boton/sim/rom_loader.py) emulates the
+ESP32 ROM loader, not esptool's flasher stub (code uploaded to RAM cannot run there). It
+says what it is the way a chip can: its eFuse BLK3 (user data, all zero on a chip from the
+factory) holds VIRTUAL_CHIP_MARK in words 6-7. After connecting, ``flash()`` reads those
+two words (a plain eFuse read, harmless on any ESP32) and on the virtual chip keeps to the
+ROM loader; on a real chip it starts the stub (faster, and it erases the whole chip).
 """
 import hashlib
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from .device import EXIT_CONNECT, EXIT_DEVICE, EXIT_VERIFY, DeviceError
+from .sim.rom_loader import EFUSE_BLK3, VIRTUAL_CHIP_MARK
 
 BOOTLOADER_OFFSET = 0x1000  # the ESP32 (classic) reads its bootloader here
+
+# The virtual chip's signature: eFuse BLK3 words 6-7 (EFUSE_BLK3_RDATA6/7_REG) read as
+# VIRTUAL_CHIP_MARK. BLK3 is user data; ESP-IDF gives words 6-7 no meaning.
+VIRTUAL_CHIP_MARK_REGS = (EFUSE_BLK3 + 6 * 4, EFUSE_BLK3 + 7 * 4)
 
 HINTS = [
     (re.compile(r"Wrong boot mode|waiting for download|not in download mode", re.I),
      "the board is not in download mode: hold BOOT, press and release EN (RST), release BOOT, and retry",
      EXIT_CONNECT),
+    (re.compile(r"Invalid head of packet", re.I),  # text, not SLIP: the app (its REPL) answers
+     "something other than the ROM loader answers (the board's REPL?): the board is not in "
+     "download mode: hold BOOT, press and release EN (RST), release BOOT, and retry; on the "
+     "virtual device use the download URL `boton sim` prints", EXIT_CONNECT),
     (re.compile(r"No serial data received|Failed to connect|timed out waiting for packet header", re.I),
      "the chip does not answer: use a data USB cable (not a charge-only one), check TX/RX, "
      "or hold BOOT while it connects", EXIT_CONNECT),
@@ -28,7 +49,8 @@ HINTS = [
      "the port does not exist or another program holds it (close serial monitors)", EXIT_CONNECT),
     (re.compile(r"Failed to start stub flasher", re.I),
      "the flasher stub did not start: retry with --no-stub", EXIT_DEVICE),
-    (re.compile(r"MD5 of file does not match|verify failed|Hash of data does not match", re.I),
+    (re.compile(r"MD5 of file does not match|verify failed|Hash of data does not match|"
+                r"Verification failed", re.I),
      "what was written does not read back the same: retry; if it repeats the flash chip is faulty", EXIT_VERIFY),
 ]
 
@@ -41,8 +63,270 @@ def is_network_url(port: str) -> bool:
     return port.startswith(("socket://", "rfc2217://"))
 
 
+def hint_for(port: str, step: str, text: str) -> FlashError:
+    """The FlashError for esptool's failure `text` (its error and what it logged)."""
+    for pattern, hint, code in HINTS:
+        if pattern.search(text):
+            return FlashError(f"esptool {step} failed on {port}: {hint}", code)
+    last = [ln for ln in text.strip().splitlines() if ln.strip()][-1:] or ["no output"]
+    return FlashError(f"esptool {step} failed on {port}: {last[0].strip()}", EXIT_DEVICE)
+
+
+# ----------------------------------------------------------------------------- esptool's log, per board
+_router_lock = threading.Lock()
+_board = threading.local()  # .log: the _BoardLog of the board this thread flashes
+
+
+class _BoardLog:
+    """What esptool logs while one board is flashed: kept for the error hints, progress
+    (bytes done, bytes total) handed to `on_progress`."""
+
+    def __init__(self, on_progress=None):
+        self.lines = []
+        self.on_progress = on_progress
+        self.step = "connect"  # what esptool was doing, for the error message
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _install_log_router():
+    """Route esptool's global logger per thread; threads not flashing a board (another
+    caller of esptool in this process) still reach the logger that was there before."""
+    from esp_pylib.logger import EspLog, EspLogBase
+
+    with _router_lock:
+        if isinstance(EspLog.instance, EspLogBase) and getattr(EspLog.instance, "_boton_router", False):
+            return
+        import esptool.logger  # noqa: F401  (installs esptool's own logger first)
+
+        previous = EspLog.instance
+
+        class Router(EspLogBase):
+            _boton_router = True
+
+            def _sink(self):
+                return getattr(_board, "log", None)
+
+            def _line(self, kind, args, delegate, **kw):
+                sink = self._sink()
+                if sink is None:
+                    return getattr(previous, delegate)(*args, **kw)
+                text = " ".join(str(a) for a in args)
+                sink.lines.append(f"{kind}{text}" if kind else text)
+
+            def print(self, *args, **kwargs):
+                sink = self._sink()
+                if sink is None:
+                    return previous.print(*args, **kwargs)
+                sink.lines.append(" ".join(str(a) for a in args))
+
+            def err(self, *args, suggestion=None):
+                self._line("error: ", args, "err", suggestion=suggestion)
+
+            def warn(self, *args, suggestion=None):
+                self._line("warning: ", args, "warn", suggestion=suggestion)
+
+            def warning(self, message, suggestion=None):
+                self.warn(message, suggestion=suggestion)
+
+            def error(self, message, suggestion=None):
+                self.err(message, suggestion=suggestion)
+
+            def note(self, *args):
+                self._line("note: ", args, "note")
+
+            def hint(self, *args):
+                self._line("hint: ", args, "hint")
+
+            def debug(self, *args):
+                if self._sink() is None:
+                    previous.debug(*args)
+
+            def stage(self, finish=False):
+                if self._sink() is None:
+                    previous.stage(finish)
+
+            def set_verbosity(self, mode):
+                previous.set_verbosity(mode)
+
+            def progress_bar(self, cur_iter, total_iters, prefix="", suffix="", bar_length=30):
+                sink = self._sink()
+                if sink is None:
+                    return previous.progress_bar(cur_iter, total_iters, prefix, suffix, bar_length)
+                if sink.on_progress:
+                    sink.on_progress(cur_iter, total_iters)
+
+        router = Router()
+        EspLog.set_logger(router)
+        # esptool.reset bound its one warning ("Chip was NOT reset") to the logger of import time
+        from esptool.reset import ResetStrategy
+        from esptool.util import PrintOnce
+
+        ResetStrategy.print_once = PrintOnce(router.warn)
+
+
+# ----------------------------------------------------------------------------- the connection
+def _open_port(port: str):
+    """The serial port object esptool gets. On rfc2217:// pyserial renegotiates every line
+    setting (polling every 50 ms) whenever the read timeout changes, which esptool does
+    twice per command although the timeout never leaves this host: _QuickRfc2217 only
+    renegotiates when a line setting changes. Other ports: esptool opens them itself."""
+    if not port.startswith("rfc2217://"):
+        return port
+    import serial.rfc2217
+
+    class _QuickRfc2217(serial.rfc2217.Serial):
+        _negotiated = None
+
+        def _reconfigure_port(self):
+            if self._write_timeout is not None:
+                raise NotImplementedError("write_timeout is currently not supported")
+            settings = (self._baudrate, self._bytesize, self._parity, self._stopbits,
+                        self._rtscts, self._xonxoff)
+            if settings != self._negotiated:
+                super()._reconfigure_port()
+                self._negotiated = settings
+
+    try:
+        return _QuickRfc2217(port)
+    except (serial.SerialException, OSError, ValueError) as e:
+        raise hint_for(port, "connect", f"Could not open {port}: {e}") from None
+
+
+def _connect(port: str):
+    from esptool.cmds import detect_chip
+
+    connect_mode = "no-reset" if port.startswith("socket://") else "default-reset"  # a socket has no DTR/RTS
+    esp = detect_chip(_open_port(port), connect_mode=connect_mode, connect_attempts=3)
+    if esp.CHIP_NAME != "ESP32":
+        esp._port.close()
+        raise FlashError(f"{port} is an {esp.CHIP_NAME}, not the ESP32 Botón Seguro runs on", EXIT_DEVICE)
+    return esp
+
+
+def is_virtual_chip(esp) -> bool:
+    """True if the connected chip is the virtual one (eFuse BLK3 words 6-7, module doc)."""
+    mark = b"".join(esp.read_reg(a).to_bytes(4, "little") for a in VIRTUAL_CHIP_MARK_REGS)
+    return mark == VIRTUAL_CHIP_MARK
+
+
+def kb_per_s(nbytes: int, seconds: float) -> str:
+    return f"{nbytes / max(seconds, 1e-6) / 1000:,.0f} kB/s"
+
+
+def flash(port, firmware, *, offset=BOOTLOADER_OFFSET, force=False, stub=None, progress=print,
+          on_progress=None, virtual_only=False) -> dict:
+    """The whole job on one board, on one connection. Returns what the registry records
+    plus timings. stub: None = the flasher stub on a real chip, the ROM loader on the
+    virtual one; False = the ROM loader. virtual_only: refuse a chip that is not the
+    virtual one before anything is erased (for the virtual firmware). firmware: a path,
+    or the image itself as bytes."""
+    if isinstance(firmware, (bytes, bytearray)):
+        data, name = bytes(firmware), "the firmware"
+    else:
+        data, name = Path(firmware).read_bytes(), str(firmware)
+    if len(data) < 256 or data[0] != 0xE9:
+        raise FlashError(f"{name} is not an ESP32 firmware image (no 0xE9 header)", 2)
+    _install_log_router()
+    sink = _BoardLog(on_progress)
+    _board.log = sink
+    started = time.monotonic()
+    esp = None
+    try:
+        esp = _connect(port)
+        sink.step = "read-mac"
+        mac = ":".join(f"{b:02x}" for b in esp.read_mac())
+        virtual = is_virtual_chip(esp)
+        progress(f"{port}: ESP32 {mac}" + (" (virtual chip: ROM loader, no flasher stub)" if virtual else ""))
+        if virtual_only and not virtual:
+            raise FlashError(f"{port} is a real ESP32 ({mac}): the virtual firmware does not boot "
+                             "on it; give --firmware", 2)
+        esp = _with_loader(esp, stub, virtual)
+        result = _flash_on(esp, port, data, offset, force, progress)
+        result.update(mac=mac, virtual=virtual)
+    except DeviceError:
+        raise
+    except Exception as e:  # esptool's FatalError, serial and socket errors: one hint each
+        raise hint_for(port, sink.step, f"{sink.text()}\n{type(e).__name__}: {e}") from None
+    finally:
+        _board.log = None
+        if esp is not None:
+            try:
+                esp._port.close()
+            except Exception:  # closing a port that failed must not hide the real error
+                pass
+    result["seconds"] = time.monotonic() - started
+    return result
+
+
+def _with_loader(esp, stub, virtual):
+    from esptool.cmds import run_stub
+
+    if stub is False or (stub is None and virtual):
+        return esp
+    _board.log.step = "run-stub"
+    return run_stub(esp)
+
+
+def _flash_on(esp, port, data, offset, force, progress) -> dict:
+    from esptool.cmds import attach_flash, detect_flash_size, erase_flash, erase_region, write_flash
+
+    sink = _board.log
+    sink.step = "flash-id"
+    attach_flash(esp)
+    size = detect_flash_size(esp)
+    if size is None:
+        raise FlashError(f"esptool could not detect the flash size on {port}", EXIT_DEVICE)
+    esp.flash_set_parameters(size_bytes(size))  # the ROM assumes 2 MB until told
+    progress(f"{port}: flash {size}")
+    digest = hashlib.sha256(data).hexdigest()
+    md5 = hashlib.md5(data).hexdigest()
+    result = {"flash_size": size, "sha256": digest, "skipped": False, "bytes": 0, "write_seconds": 0.0}
+    sink.step = "verify-flash"
+    if not force and esp.flash_md5sum(offset, len(data)) == md5:
+        progress(f"{port}: firmware already there, skipped")
+        result["skipped"] = True
+        _leave(esp, port, progress)
+        return result
+    progress(f"{port}: erasing {size}")
+    sink.step = "erase"
+    if esp.IS_STUB:
+        erase_flash(esp)
+    else:  # the ROM loader has no whole-chip erase: one region as big as the chip
+        erase_region(esp, 0, size_bytes(size))
+    progress(f"{port}: writing {len(data):,} bytes at {offset:#x}")
+    sink.step = "write-flash"
+    t = time.monotonic()
+    write_flash(esp, [(offset, data)], compress=True)
+    result["write_seconds"] = time.monotonic() - t
+    result["bytes"] = len(data)
+    progress(f"{port}: wrote {len(data):,} bytes in {result['write_seconds']:.1f} s "
+             f"({kb_per_s(len(data), result['write_seconds'])})")
+    sink.step = "verify-flash"
+    if esp.flash_md5sum(offset, len(data)) != md5:
+        raise FlashError(f"esptool verify failed on {port}: what was written does not read back the "
+                         "same: retry; if it repeats the flash chip is faulty", EXIT_VERIFY)
+    progress(f"{port}: verified")
+    _leave(esp, port, progress)
+    return result
+
+
+def _leave(esp, port, progress):
+    """Leave the board running its app: over a socket (no reset line) the ROM loader is
+    asked to run it; elsewhere EN is pulsed through RTS, as esptool's --after hard-reset does."""
+    _board.log.step = "reset"
+    if not port.startswith("socket://"):
+        esp.hard_reset()
+    elif not esp.IS_STUB:
+        esp.run()
+    else:  # esptool's ESP32 stub cannot jump to the app, and a socket cannot reset it
+        progress(f"{port}: press EN (RST) to boot it (no reset line over a socket)")
+
+
 def esptool(port, *args, stub=None, timeout=600) -> str:
-    """Run one esptool command; return its output or raise FlashError with a hint."""
+    """One esptool command as a subprocess (for scripts and tests; `flash()` does not use
+    it). Without `stub`, network URLs (the virtual chip's) get --no-stub."""
     if stub is None:
         stub = not is_network_url(port)
     cmd = [sys.executable, "-m", "esptool", "--chip", "esp32", "--port", port]
@@ -57,68 +341,8 @@ def esptool(port, *args, stub=None, timeout=600) -> str:
         raise FlashError(f"esptool {args[0]} took longer than {timeout}s on {port}", EXIT_CONNECT) from None
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        for pattern, hint, code in HINTS:
-            if pattern.search(out):
-                raise FlashError(f"esptool {args[0]} failed on {port}: {hint}", code)
-        last = [ln for ln in out.strip().splitlines() if ln.strip()][-1:] or ["no output"]
-        raise FlashError(f"esptool {args[0]} failed on {port}: {last[0].strip()}", EXIT_DEVICE)
+        raise hint_for(port, args[0], out)
     return out
-
-
-def read_mac(port, stub=None) -> str:
-    out = esptool(port, "read-mac", stub=stub)
-    m = re.search(r"MAC:\s*([0-9a-f]{2}(?::[0-9a-f]{2}){5})", out, re.I)
-    if not m:
-        raise FlashError(f"esptool did not report a MAC on {port}", EXIT_DEVICE)
-    return m.group(1).lower()
-
-
-def flash_size(port, stub=None) -> str:
-    out = esptool(port, "flash-id", stub=stub)
-    m = re.search(r"Detected flash size:\s*(\S+)", out)
-    if not m:
-        raise FlashError(f"esptool could not detect the flash size on {port}", EXIT_DEVICE)
-    return m.group(1)
-
-
-def already_flashed(port, firmware: Path, offset=BOOTLOADER_OFFSET, stub=None) -> bool:
-    try:
-        esptool(port, "verify-flash", hex(offset), str(firmware), stub=stub)
-        return True
-    except FlashError as e:
-        if e.exit_code == EXIT_VERIFY or "verify" in str(e).lower() or "does not match" in str(e).lower():
-            return False
-        raise
-
-
-def flash(port, firmware: Path, *, offset=BOOTLOADER_OFFSET, force=False, stub=None, progress=print) -> dict:
-    """The whole job on one board. Returns what the registry records."""
-    firmware = Path(firmware)
-    data = firmware.read_bytes()
-    if len(data) < 256 or data[0] != 0xE9:
-        raise FlashError(f"{firmware} is not an ESP32 firmware image (no 0xE9 header)", 2)
-    mac = read_mac(port, stub)
-    progress(f"{port}: ESP32 {mac}")
-    size = flash_size(port, stub)
-    progress(f"{port}: flash {size}")
-    digest = hashlib.sha256(data).hexdigest()
-    result = {"mac": mac, "flash_size": size, "sha256": digest, "skipped": False}
-    if not force and already_flashed(port, firmware, offset, stub):
-        progress(f"{port}: firmware already there, skipped")
-        result["skipped"] = True
-        return result
-    progress(f"{port}: erasing")
-    if stub if stub is not None else not is_network_url(port):
-        esptool(port, "erase-flash", stub=stub)
-    else:  # the ROM loader has no erase-flash: erase the whole chip as one region
-        esptool(port, "erase-region", "0", hex(size_bytes(size)), stub=stub)
-    progress(f"{port}: writing {len(data)} bytes at {hex(offset)}")
-    esptool(port, "write-flash", "-z", hex(offset), str(firmware), stub=stub)
-    esptool(port, "verify-flash", hex(offset), str(firmware), stub=stub)
-    progress(f"{port}: verified")
-    if port.startswith("socket://"):
-        esptool(port, "run", stub=stub)  # no reset line on a socket: ask the ROM to boot the app
-    return result
 
 
 def cached_firmware() -> Path:

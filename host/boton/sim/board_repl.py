@@ -58,7 +58,14 @@ _globals = {"__name__": "__main__"}
 
 
 def run_source(src, mode="exec"):
-    """Compile and run like pyexec; return the exception (printed by the caller) or None."""
+    """Compile and run like pyexec; return the exception (printed by the caller) or None.
+    src may be the raw bytes the host sent: bytes that are not UTF-8 (line noise, esptool
+    talking to the wrong port) fail to compile like any bad source; the REPL carries on."""
+    if not isinstance(src, str):
+        try:
+            src = bytes(src).decode()
+        except UnicodeError:
+            return SyntaxError("invalid syntax")
     state(b"B")
     try:
         exec(compile(src, "<stdin>", mode), _globals)
@@ -121,7 +128,7 @@ def raw_paste():
             used = 0
             w("\x01")
     w("\x04")
-    run_and_report(buf.decode())
+    run_and_report(buf)
     return True
 
 
@@ -153,7 +160,7 @@ def raw_repl():
             if not line:
                 w("\r\n")
                 sys.exit(SOFT_RAW)
-            run_and_report(line.decode())
+            run_and_report(line)
             w(">")
             line = bytearray()
         else:
@@ -207,7 +214,7 @@ def friendly_repl():
             w(">>> ")
         elif c == 10:
             pass
-        elif c >= 32:
+        elif 32 <= c <= 126:  # readline keeps printable ASCII only; other bytes are dropped
             line.append(c)
             w(chr(c))
 

@@ -14,7 +14,8 @@ ROM, with the ROM's framing and status bytes (4 status bytes: status, error, 0, 
   takes value 0 for "flasher stub already running").
 * READ_REG / WRITE_REG (mask, grouped writes): chip magic 0x40001000 = 0x00F01D83, the
   eFuse BLK0 read words at 0x3FF5A000+ (MAC and its CRC, package D0WD, rev v3.0, 240 MHz,
-  Vref, coding scheme none), APB_CTL_DATE, UART_CLKDIV (follows the baud rate, so the
+  Vref, coding scheme none; BLK3 words 6-7 spell "BOTONSIM": the virtual chip's
+  signature, which `boton flash` reads), APB_CTL_DATE, UART_CLKDIV (follows the baud rate, so the
   crystal reads 40 MHz), RTC calibration, GPIO strapping; other words are plain memory.
 * The SPI1 controller registers (0x3FF42000+): a write of SPI_USR (bit 18) to SPI_CMD runs
   the programmed flash command on the simulated chip: JEDEC id (0x9F, default 0x1640EF,
@@ -39,7 +40,8 @@ ROM, with the ROM's framing and status bytes (4 status bytes: status, error, 0, 
 
 Not emulated: code uploaded to RAM (esptool's flasher stub, ``load-ram``) cannot run.
 MEM_END with an entry point is acknowledged, then the loader stops answering and
-``exited == "ram"``; the transport tells the user to pass ``--no-stub``.
+``exited == "ram"``; the transport tells the user to pass ``--no-stub``. `boton flash`
+never gets there: it reads the BOTONSIM signature and keeps to the ROM loader.
 
 ROM error codes (esptool docs, "Serial Protocol"): 0x05 invalid message, 0x06 failed to
 act, 0x07 bad checksum, 0x08 flash write (read-back) error, 0x09 flash read error,
@@ -154,6 +156,8 @@ CHIP_MAGIC_REG = 0x40001000
 CHIP_MAGIC_ESP32 = 0x00F01D83
 EFUSE_BASE = 0x3FF5A000     # EFUSE_BLK0_RDATA0_REG
 EFUSE_WORDS = 0x100 // 4    # read registers of BLK0..BLK3 (unset ones read 0)
+EFUSE_BLK3 = 0x3FF5A078     # EFUSE_BLK3_RDATA0_REG
+VIRTUAL_CHIP_MARK = b"BOTONSIM"  # in BLK3 words 6-7 (see _efuse_words); flash.py reads it
 APB_CTL_DATE = 0x3FF6607C   # bit 31: rev_bit2 of the chip revision
 APB_CTL_DATE_VALUE = 0x96042000
 UART_CLKDIV_REG = 0x3FF40014
@@ -566,6 +570,10 @@ class RomLoader:
         words[3] = (1 << 15) | (1 << 13) | (1 << 9)                   # rev bit0, 240 MHz, pkg D0WD
         words[4] = (5 << 8) | CK8M_FREQ                               # ADC Vref, CK8M frequency
         words[5] = 1 << 20                                            # rev bit1; pads default, minor 0
+        # BLK3 (user data, zero on a chip from the factory) words 6-7: "I am the virtual chip",
+        # which boton's flash.is_virtual_chip() reads to keep to the ROM loader (no stub).
+        mark = (EFUSE_BLK3 - EFUSE_BASE) // 4 + 6
+        words[mark:mark + 2] = struct.unpack("<2I", VIRTUAL_CHIP_MARK)
         return words
 
     def read_word(self, addr: int) -> int:
