@@ -8,6 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from boton.cli import main
+from boton.provision import mask
+from boton.sim.flashdir import install
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
 from rigkit import FAST
 
@@ -51,6 +53,8 @@ def test_deploy_provision_test_call(device):
     mark = len(device.events)
     r = run("test-call", "--port", url, "--timeout", "90")
     assert r.exit_code == 0, r.output
+    assert f"SMS to contact #1 {mask(DEFAULT_CONTACT)}: accepted" in r.output
+    assert f"SMS to C4 {mask(DEFAULT_C4)}: accepted" in r.output
     assert "-> ok" in r.output
     sms = device.wait_event(lambda e: e["kind"] == "sms", after=mark)
     assert sms["text"].startswith("PRUEBA")
@@ -75,7 +79,10 @@ def test_test_call_fails_when_c4_never_answers(tmp_path):
 
 @pytest.mark.parametrize("bad, message", [
     (["--contact", "12345"], "contact #1"),
-    (["--contact", "not a number"], "is not a phone number"),
+    (["--contact", "not a number"], "is a letter ('n')"),
+    (["--contact", "449 ABC 2233"], "contact #1 449*******33: character 5 is a letter ('A')"),
+    (["--c4", "449 910 0000 x12"], "C4 number #1"),
+    (["--alias", "Luna 🌙"], "cannot be written in an SMS"),
     (["--alias", "María Fernanda López"], "alias must be"),
     (["--pin", "12"], "PIN must be"),
 ])
@@ -89,6 +96,70 @@ def test_bad_provision_input_is_one_line_exit_2(device, bad, message):
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (device.flash_dir / "config.json").exists()
+
+
+def powered_on(tmp_path, time_scale, **rig_kw):
+    """A device with the firmware on it, just switched on: its firmware has started (so a
+    technician's Ctrl-C reaches it), its modem is still starting up."""
+    install(tmp_path / "flash")
+    vd = VirtualDevice(tmp_path / "flash", time_scale=time_scale, **rig_kw)
+    vd.start()
+    vd.wait_console("EV boot", timeout=30)
+    return vd
+
+
+def test_provision_right_after_power_on_waits_for_the_network(tmp_path):
+    # 0.5: the simulated SIM800 registers ~3.5 s after power-on (SIM start + cell search)
+    vd = powered_on(tmp_path, 0.5)
+    try:
+        r = run("provision", "--port", vd.repl_url, "--alias", "Ángela", "--contact", "449 111 2233",
+                "--c4", DEFAULT_C4, "--pin", "482913", "--wait-network", "30")
+    finally:
+        vd.stop()
+    assert r.exit_code == 0, r.output
+    assert "waiting for the network: SIM" in r.output  # it was not registered at first
+    assert "provisioned BS-0042" in r.output and "network TELCEL" in r.output
+    assert "alias 'Ángela' stored as 'Angela'" in r.output
+    assert "first alert SMS (example location): ALERTA Boton Seguro: Angela pidio ayuda." in r.output
+    assert "2233" not in r.output and "8952" not in r.output  # no numbers, no ICCID on screen
+    assert json.loads((vd.flash_dir / "config.json").read_text())["alias"] == "Angela"
+
+
+def test_provision_without_network_blames_the_sim_after_the_wait(tmp_path):
+    vd = powered_on(tmp_path, FAST)
+    try:
+        vd.call(vd.modem.no_network)
+        r = run(*provision_args(vd.repl_url, "--wait-network", "2"))
+    finally:
+        vd.stop()
+    assert r.exit_code == 4, r.output
+    assert "waiting for the network" in r.output
+    assert "no network: the SIM is not registered after 2 s" in r.output and "check the SIM" in r.output
+    assert not (vd.flash_dir / "config.json").exists()
+
+
+SECOND_CONTACT = "+524492223344"
+
+
+def test_test_call_fails_naming_the_contact_whose_sms_was_refused(tmp_path):
+    vd = powered_on(tmp_path, FAST, contacts=(DEFAULT_CONTACT, SECOND_CONTACT), c4_hangup_after_s=30)
+    try:
+        assert run(*provision_args(vd.repl_url, "--contact", SECOND_CONTACT)).exit_code == 0
+        mark = len(vd.events)
+        vd.call(vd.modem.cms_error, 21)  # the next SMS, contact #1's, is refused for good
+        r = run("test-call", "--port", vd.repl_url, "--timeout", "60")
+        sent = [e for e in vd.events[mark:] if e["kind"] == "sms"]
+    finally:
+        vd.stop()
+    first, second, c4 = mask(DEFAULT_CONTACT), mask(SECOND_CONTACT), mask(DEFAULT_C4)
+    assert r.exit_code == 6, r.output
+    assert f"SMS to contact #1 {first}: refused" in r.output
+    assert f"SMS to contact #2 {second}: accepted" in r.output  # the device waited for every one
+    assert f"SMS to C4 {c4}: accepted" in r.output
+    assert "SMS accepted 2 of 3, C4 call answered: yes -> failed" in r.output
+    assert f"test call failed: SMS not accepted for contact #1 {first} (refused)" in r.output
+    assert {e["to"] for e in sent if e["delivered"]} == {SECOND_CONTACT, DEFAULT_C4}
+    assert DEFAULT_CONTACT not in r.output and SECOND_CONTACT not in r.output
 
 
 def test_unreachable_port_is_one_line_exit_3():

@@ -103,8 +103,9 @@ class App:
         self.modem_ok.set()
         self._end_cause = None
         self.sms_ok = 0
+        self.sms_failed = 0
         self.answered = False
-        self.test_done = asyncio.Event()  # one SMS accepted and C4 answered
+        self.test_done = asyncio.Event()  # C4 answered and every alert SMS is accepted or refused
         self.button = None
         scale = hw.TIME_SCALE
         m = board["modem"]
@@ -166,9 +167,12 @@ class App:
                 self._cell_after = True  # after this batch: ATD goes first
             if a[1] == "sms_ok":
                 self.sms_ok += 1
+            elif a[1] == "sms_failed" and a[2][:6] == "alert ":
+                self.sms_failed += 1
             elif a[1] == "call_active":
                 self.answered = True
-            if self.sms_ok and self.answered:
+            # the alert SMS stay in the outbox until accepted or refused for good
+            if self.answered and not any(e[2] == "alert" for e in self.machine.outbox):
                 self.test_done.set()
         elif kind == "persist":
             store.write_json(STATE_PATH, a[1])
@@ -683,7 +687,7 @@ async def _main(test=False, test_timeout_s=300):
 
 async def _test_alert(app, log, timeout_s):
     """The delivery-day test: a real alert marked PRUEBA, ended once C4 answered and
-    an SMS was accepted; it leaves no alert state behind."""
+    every recipient's SMS was accepted or refused; it leaves no alert state behind."""
     # Unlike a real alert, the delivery-day test waits a little for a GPS fix, so that the
     # PRUEBA SMS shows the technician the location path works too (it goes ahead without).
     try:
@@ -701,6 +705,7 @@ async def _test_alert(app, log, timeout_s):
     except ModemError:
         pass
     store.remove(STATE_PATH)
+    ok = ok and not app.sms_failed
     log.add("test_result", "ok" if ok else "failed")
     return ok
 

@@ -37,7 +37,8 @@ def config_from_file(path) -> dict:
             pin=raw.get("pin"), allow_911=raw.get("allow_911", False),
             gesture=g.get("mode", "hold"), hold_ms=g.get("hold_ms", 2000), presses=g.get("count", 3),
             window_ms=g.get("window_ms", 2000), update_every_s=raw.get("update_every_s", 300),
-            max_alert_s=raw.get("max_alert_s", 3600), confirm=raw.get("vibrate", True))
+            max_alert_s=raw.get("max_alert_s", 3600), confirm=raw.get("vibrate", True),
+            programme_number=raw.get("programme_number") or None)
     except TypeError as e:
         raise prov.InputError(f"{path}: {e}") from None
 

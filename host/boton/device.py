@@ -6,12 +6,18 @@ the CLI never shows a traceback to a technician.
 import base64
 import hashlib
 import json
+import time
 
 import serial
 from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
 
 EXIT_USAGE, EXIT_CONNECT, EXIT_DEVICE, EXIT_VERIFY, EXIT_TEST = 2, 3, 4, 5, 6
+
+RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n"
+# A board still booting (ROM messages, MicroPython starting) drops a Ctrl-C sent too early:
+# send Ctrl-C / Ctrl-A again this often until the raw REPL answers or the timeout passes.
+INTERRUPT_RETRY_S = 1.5
 
 
 class DeviceError(Exception):
@@ -47,7 +53,7 @@ class Device:
         try:
             # A soft reset, as mpremote does by default: a clean interpreter that ran
             # boot.py only, so the firmware's tasks and UARTs are not in the way.
-            self.t.enter_raw_repl(soft_reset=True, timeout_overall=self.timeout)
+            self._enter_raw_repl()
         except (TransportError, serial.SerialException, OSError) as e:
             self.t.close()
             raise DeviceError(f"no MicroPython REPL answers on {self.port}: {_reason(e)} "
@@ -66,6 +72,29 @@ class Device:
                 self.t.close()
             except OSError:
                 pass
+
+    def _enter_raw_repl(self):
+        """mpremote's enter_raw_repl(soft_reset=True), except that the interrupt is repeated
+        while the board is still starting (right after power-on or a reset) instead of
+        waiting out the whole timeout for a prompt that a lost Ctrl-C never brings."""
+        t, deadline = self.t, time.monotonic() + self.timeout
+        while True:
+            t.serial.write(b"\r\x03")  # Ctrl-C: interrupt the firmware
+            while t.serial.inWaiting():
+                t.serial.read(t.serial.inWaiting())
+            t.serial.write(b"\r\x01")  # Ctrl-A: raw REPL
+            left = deadline - time.monotonic()
+            data = t.read_until(1, RAW_PROMPT + b">", timeout_overall=max(0.1, min(INTERRUPT_RETRY_S, left)))
+            if data.endswith(RAW_PROMPT + b">"):
+                break
+            if time.monotonic() >= deadline:
+                raise TransportError("could not enter raw repl")
+        t.serial.write(b"\x04")  # Ctrl-D: soft reset, boot.py only (main.py is skipped in raw mode)
+        for ending in (b"soft reboot\r\n", RAW_PROMPT):
+            data = t.read_until(1, ending, timeout_overall=self.timeout)
+            if not data.endswith(ending):
+                raise TransportError("could not enter raw repl")
+        t.in_raw_repl = True
 
     # ---------------------------------------------------------------- primitives
     def exec(self, code, timeout=None, consumer=None):

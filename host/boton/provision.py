@@ -4,9 +4,13 @@ The device keeps the minimum: an alias she chose (never her name), the numbers i
 reach and a PIN for SMS commands. Case data stays in the host registry.
 """
 import hashlib
+import importlib
 import json
 import re
 import secrets
+import sys
+import time
+import unicodedata
 
 import phonenumbers
 
@@ -19,7 +23,12 @@ CONFIG_PATH = "config.json"
 BOARD_PATH = "board.json"
 CONFIG_SCHEMA = 1
 MAX_CONTACTS = 5
-ALIAS_RE = re.compile(r"^[A-Za-z0-9 .'-]{1,16}$")
+ALIAS_MAX = 16
+# What an alias may hold once written in the SMS alphabet (the firmware's safe GSM-7).
+ALIAS_SMS_CHARS = re.compile("[A-Za-z0-9\u00f1\u00d1 .'-]+")
+# Where the first-alert SMS preview puts her (Plaza de la Patria, as the docs' examples).
+EXAMPLE_POINT = dict(lat=21.88234, lon=-102.29143)
+REGISTRATION_POLL_S = 1.0
 
 
 class InputError(DeviceError):
@@ -27,8 +36,36 @@ class InputError(DeviceError):
         super().__init__(message, EXIT_USAGE)
 
 
+# What a typed phone number may hold: ASCII digits, a leading +, and separators.
+PHONE_SEPARATORS = " -.()/"
+
+
+def _check_number_chars(text, what):
+    """InputError naming the first character a phone number cannot hold. phonenumbers
+    would read letters as a keypad's (vanity numbers: '449 ABC 2233' -> 4492222233) and
+    an 'x45' or 'ext 45' as an extension the device cannot dial: both hide a typo."""
+    for i, ch in enumerate(text, 1):
+        if "0" <= ch <= "9" or ch in PHONE_SEPARATORS or (ch == "+" and not text[:i - 1].strip()):
+            continue
+        where = f"{what} {mask(text)}: character {i}"
+        if ch.isalpha():
+            raise InputError(f"{where} is a letter ({ch!r}); phone numbers are digits only "
+                             "(no letters, no extensions)")
+        if ch == "+":
+            raise InputError(f"{where} is a '+', which may only start the number")
+        if ch.isdigit():
+            raise InputError(f"{where} ({ch!r}) is not a plain digit 0-9")
+        raise InputError(f"{where} ({ch!r}) is not allowed; use digits, a leading + and "
+                         f"the separators space - . ( ) /")
+
+
 def normalise_number(text, what="number", region="MX"):
-    """E.164 of a phone number, Mexican by default; InputError naming the field otherwise."""
+    """E.164 of a phone number, Mexican by default; InputError naming the field otherwise.
+    The one check for every number the tools take (provision, image, registry)."""
+    text = str(text).strip()
+    if not text:
+        raise InputError(f"{what} is empty")
+    _check_number_chars(text, what)
     try:
         num = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as e:
@@ -46,14 +83,56 @@ def mask(number: str) -> str:
     return digits[:3] + "*" * (len(digits) - 5) + digits[-2:]
 
 
+def firmware_module(name):
+    """A pure firmware module (gsm7, sms) run on CPython, as docs_build renders the SMS
+    examples: the host shows and stores exactly what the device will send."""
+    lib = str(FIRMWARE / "lib")
+    if lib not in sys.path:
+        sys.path.insert(0, lib)
+    return importlib.import_module(name)
+
+
+def normalise_alias(alias):
+    """The alias as her SMS will carry it, or InputError.
+
+    One alphabet: the firmware's own (gsm7.to_gsm7, "safe GSM-7", what every phone shows).
+    Accents are dropped (Ángela -> Angela, Inés -> Ines, Müller -> Muller: the firmware
+    writes ü as u in every SMS, so storing it would only hide what she receives), ñ and Ñ
+    are kept, ß -> ss, curly quotes and dashes -> ' and -. A character that does not come
+    out as a letter, digit, space or . ' - (emoji, other scripts, symbols) is refused,
+    named in the message. 1-16 characters after that. The alias itself is not echoed:
+    the registry treats it as case data."""
+    gsm7 = firmware_module("gsm7")
+    alias = unicodedata.normalize("NFC", str(alias or "")).strip()  # NFD input: one char per letter
+    out = []
+    for i, ch in enumerate(alias, 1):
+        sms = gsm7.to_gsm7(ch)
+        # a symbol must not turn into a letter (@ -> a, $ -> S): that would misspell her name
+        if not sms or not ALIAS_SMS_CHARS.fullmatch(sms) or (sms.isalpha() and not ch.isalpha()):
+            raise InputError(f"alias: character {i} ({ch!r}, U+{ord(ch):04X}) cannot be written in an "
+                             "SMS (GSM-7); use letters, digits, spaces or . ' -")
+        out.append(sms)
+    stored = "".join(out)
+    if not 1 <= len(stored) <= ALIAS_MAX:
+        raise InputError(f"alias must be 1-{ALIAS_MAX} characters as the SMS write it (got {len(stored)}): "
+                         "a short name she chose, not her full name")
+    return stored
+
+
+def first_alert_sms(config):
+    """The first alert SMS her contacts get, built by the firmware's sms.py with her alias
+    and device id (the position is an example: the real one is where she is)."""
+    sms = firmware_module("sms")
+    return sms.alert_text(alias=config["alias"], kind="gps", age_s=4, hdop=1.2, battery=86,
+                          device_id=config["device_id"], calling_c4=bool(config["c4_numbers"]),
+                          **EXAMPLE_POINT)
+
+
 def build_config(*, alias, contacts, c4, device_id, pin=None, allow_911=False,
                  gesture="hold", hold_ms=2000, presses=3, window_ms=2000,
                  update_every_s=300, max_alert_s=3600, confirm=True, region="MX",
                  programme_number=None):
-    alias = (alias or "").strip()
-    if not ALIAS_RE.match(alias):
-        raise InputError("alias must be 1-16 plain letters, digits, spaces or . ' - "
-                         "(a short name she chose, not her full name; no accents: SMS are GSM-7)")
+    alias = normalise_alias(alias)
     if not 1 <= len(contacts) <= MAX_CONTACTS:
         raise InputError(f"give 1 to {MAX_CONTACTS} trusted contacts (got {len(contacts)})")
     if not c4:
@@ -126,6 +205,70 @@ def identity(dev) -> dict:
     """Chip id, IMEI, ICCID, operator, signal, registration, from the device itself."""
     out = dev.exec("import service\nservice.identity()")
     return json.loads(out.decode().strip().splitlines()[-1])
+
+
+def wait_for_network(dev, limit_s, on_wait=None, clock=time.monotonic, pause=time.sleep):
+    """(identity, seconds waited): at once when the modem is registered or does not answer
+    (waiting will not power it), else once it registers or limit_s has passed. A modem
+    registers seconds after power-on (SIM start-up, cell search); on_wait(identity,
+    seconds) reports every look that found it not registered yet."""
+    start = clock()
+    while True:
+        ident = identity(dev)
+        waited = clock() - start
+        if not ident.get("modem") or ident.get("registered") or waited >= limit_s:
+            return ident, waited
+        if on_wait:
+            on_wait(ident, waited)
+        # the REPL gives no registration event to wait on: ask the modem again shortly
+        pause(min(REGISTRATION_POLL_S, limit_s - waited))
+
+
+def network_wait_status(ident):
+    """What an unregistered modem is doing, without her data (no ICCID, no numbers)."""
+    step = "SIM not ready yet" if not ident.get("iccid") else "SIM ready, searching for the network"
+    rssi = ident.get("rssi")
+    signal = "unknown" if rssi in (None, 99) else f"{rssi}/31"
+    return f"{step}; signal {signal}"
+
+
+def sms_recipients(config):
+    """[(role, E.164)] in the order the firmware sends an alert: her contacts, then the
+    primary C4 number unless the config turns C4's copy off (alert.py recipients())."""
+    out = [(f"contact #{i + 1}", n) for i, n in enumerate(config.get("contacts") or [])]
+    c4 = config.get("c4_numbers") or []
+    if config.get("sms_c4", True) and c4 and not any(_last10(c4[0]) == _last10(n) for _, n in out):
+        out.append(("C4", c4[0]))
+    return out
+
+
+def _last10(number):
+    return "".join(c for c in str(number) if c.isdigit())[-10:]
+
+
+def judge_test_call(config, events):
+    """Each alert SMS recipient's outcome from a test call's EV entries ([name, detail],
+    e.g. ["sms_ok", "alert_...2233"]: the log writes a detail's spaces as _):
+    [(role, number, outcome)] with outcome "accepted", "refused" (sms_failed) or "not sent".
+    The device logs numbers as "...<last 4 digits>"; recipients that share their last four
+    digits need as many entries."""
+    done = {"sms_ok": [], "sms_failed": []}
+    for e in events:
+        if len(e) >= 2 and e[0] in done:
+            msg, _, who = "_".join(e[1:]).partition("_")
+            if msg == "alert":
+                done[e[0]].append(who[-4:])
+    result = []
+    for role, number in sms_recipients(config):
+        tail = _last10(number)[-4:]
+        for name, outcome in (("sms_ok", "accepted"), ("sms_failed", "refused")):
+            if tail in done[name]:
+                done[name].remove(tail)
+                break
+        else:
+            outcome = "not sent"
+        result.append((role, number, outcome))
+    return result
 
 
 def read_event_log(dev) -> list:

@@ -56,7 +56,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .device import EXIT_USAGE, DeviceError
-from .provision import ALIAS_RE, MAX_CONTACTS, InputError, mask, normalise_number
+from .provision import MAX_CONTACTS, InputError, mask, normalise_alias, normalise_number
 
 log = logging.getLogger("boton.registry")
 
@@ -265,11 +265,12 @@ def default_key_file() -> Path:
 
 # =========================================================================== case data
 def check_alias(value):
-    alias = str(value or "").strip()
-    if not ALIAS_RE.fullmatch(alias):
-        raise RegistryError("alias must be 1-16 plain letters, digits, spaces or . ' - "
-                            "(a short name she chose, not her full name; no accents: SMS are GSM-7)")
-    return alias
+    """The alias as the device stores it and her SMS carry it (provision.normalise_alias):
+    the case and the button's configuration hold the same string."""
+    try:
+        return normalise_alias(value)
+    except InputError as e:
+        raise RegistryError(str(e)) from None
 
 
 def check_case_id(value):

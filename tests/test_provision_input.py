@@ -1,0 +1,165 @@
+"""What the technician types: phone numbers, her alias, and how a test call is judged.
+Host-only (no device): every place that takes a number goes through one check."""
+import json
+import unicodedata
+
+import pytest
+
+from boton import provision as prov
+from boton.cli_image import config_from_file
+from boton.provision import InputError, build_config, normalise_alias, normalise_number
+from boton.registry import RegistryError, check_contacts
+
+C4 = "449 910 0000"
+
+
+# ------------------------------------------------------------------------ numbers
+@pytest.mark.parametrize("typed, char, pos", [
+    ("449 ABC 2233", "A", 5),         # phonenumbers reads it as a keypad: +524492222233
+    ("449 111 2233x45", "x", 13),     # phonenumbers keeps 449 111 2233 and drops the extension
+    ("449 111 2233 ext 45", "e", 14),
+    ("449 1l1 2233", "l", 6),         # a lower-case L for a one
+])
+def test_letters_and_extensions_are_refused_naming_the_field_and_the_character(typed, char, pos):
+    with pytest.raises(InputError) as e:
+        build_config(alias="Luna", contacts=["449 222 3344", typed], c4=[C4], device_id="BS-1")
+    msg = str(e.value)
+    assert msg.startswith("contact #2 ") and f"character {pos} is a letter ({char!r})" in msg
+    assert "digits only" in msg and e.value.exit_code == 2
+    assert typed not in msg and "2233" not in msg  # masked, as everywhere else
+
+
+@pytest.mark.parametrize("typed, char", [("449 111 2233#", "'#'"), ("449 111 2233;45", "';'"),
+                                         ("４４９ 111 2233", "'４'"), ("449+111 2233", "'+'")])
+def test_other_characters_are_refused_by_name(typed, char):
+    with pytest.raises(InputError, match="contact #1 .*character") as e:
+        normalise_number(typed, "contact #1")
+    assert char in str(e.value)
+
+
+@pytest.mark.parametrize("typed", ["449 111 2233", "449-111-2233", "(449) 111.2233", "449/111/2233",
+                                   "+52 449 111 2233", " +52 (449) 111-2233 "])
+def test_digits_with_separators_and_a_leading_plus_are_accepted(typed):
+    assert normalise_number(typed, "contact #1") == "+524491112233"
+
+
+def test_every_number_field_uses_the_same_check(tmp_path):
+    base = dict(alias="Luna", contacts=["449 111 2233"], c4=[C4], device_id="BS-1")
+    with pytest.raises(InputError, match=r"^C4 number #1 .*is a letter \('O'\)"):
+        build_config(**dict(base, c4=["449 91O 0000"]))
+    with pytest.raises(InputError, match=r"^programme number .*is a letter \('x'\)"):
+        build_config(**base, programme_number="449 555 0000x1")
+    with pytest.raises(RegistryError, match=r"^contact #1 .*is a letter \('A'\)"):
+        check_contacts(["449 ABC 2233"])
+    cfg = build_config(**base, programme_number="449 555 0000")
+    f = tmp_path / "cfg.json"
+    f.write_text(json.dumps(dict(cfg, programme_number="449 555 O000")))
+    with pytest.raises(InputError, match=r"^programme number .*is a letter \('O'\)"):
+        config_from_file(f)
+    f.write_text(json.dumps(cfg))
+    assert config_from_file(f)["programme_number"] == "+524495550000"  # was silently dropped
+
+
+# ------------------------------------------------------------------------ alias
+@pytest.mark.parametrize("typed, stored", [
+    ("Ángela", "Angela"), ("Inés", "Ines"), ("Raúl y Sofía", "Raul y Sofia"), ("Noemí", "Noemi"),
+    ("Ñoña", "Ñoña"), ("Begoña", "Begoña"), ("Güera", "Guera"), ("O’Neill", "O'Neill"),
+    (unicodedata.normalize("NFD", "Ángela"), "Angela"), ("Luna", "Luna"),
+])
+def test_alias_is_stored_as_her_sms_write_it(typed, stored):
+    assert normalise_alias(typed) == stored
+    cfg = build_config(alias=typed, contacts=["449 111 2233"], c4=[C4], device_id="BS-0042")
+    assert cfg["alias"] == stored
+    sms = prov.first_alert_sms(cfg)
+    assert f"{stored} pidio ayuda" in sms and "BS-0042" in sms
+    # stored alias and SMS agree: the firmware's alphabet leaves it as it is
+    assert prov.firmware_module("gsm7").to_gsm7(stored) == stored
+
+
+@pytest.mark.parametrize("typed, bad", [("Luna 🌙", "🌙"), ("王芳", "王"), ("Ana@casa", "@"), ("Sol$", "$")])
+def test_alias_characters_an_sms_cannot_carry_are_refused_by_name(typed, bad):
+    with pytest.raises(InputError, match="cannot be written in an SMS") as e:
+        normalise_alias(typed)
+    assert repr(bad) in str(e.value) and e.value.exit_code == 2
+
+
+def test_alias_length_counts_after_transliteration_and_is_not_echoed():
+    assert normalise_alias("Ángela Martínez") == "Angela Martinez"  # 15
+    with pytest.raises(InputError, match=r"alias must be 1-16 .*\(got 20\)") as e:
+        normalise_alias("María Fernanda López")
+    assert "Mar" not in str(e.value)
+    with pytest.raises(InputError, match=r"\(got 0\)"):
+        normalise_alias("   ")
+
+
+# ------------------------------------------------------------------------ waiting for the network
+class FakeModemDevice:
+    """identity() answers from a script: what a modem says while it registers."""
+
+    def __init__(self, looks):
+        self.looks = list(looks)
+        self.asked = 0
+
+    def exec(self, code):
+        assert "service.identity()" in code
+        look = self.looks[min(self.asked, len(self.looks) - 1)]
+        self.asked += 1
+        return (json.dumps(dict({"uid": "240ac4000042", "modem": True, "rssi": 20}, **look)) + "\n").encode()
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+    def pause(self, s):
+        self.t += s
+
+
+def test_provision_waits_while_the_modem_registers_and_reports_each_look():
+    dev = FakeModemDevice([{"registered": False, "iccid": None}, {"registered": False, "iccid": "8952"},
+                           {"registered": True, "iccid": "8952", "operator": "TELCEL"}])
+    clock, seen = FakeClock(), []
+    ident, waited = prov.wait_for_network(dev, 60, lambda i, w: seen.append(prov.network_wait_status(i)),
+                                          clock=clock, pause=clock.pause)
+    assert ident["registered"] and dev.asked == 3 and waited == 2 * prov.REGISTRATION_POLL_S
+    assert seen == ["SIM not ready yet; signal 20/31", "SIM ready, searching for the network; signal 20/31"]
+    assert not any("8952" in s for s in seen)  # ICCID is not shown
+
+
+def test_provision_stops_waiting_at_the_limit_or_when_the_modem_is_silent():
+    clock = FakeClock()
+    dev = FakeModemDevice([{"registered": False, "iccid": "8952"}])
+    ident, waited = prov.wait_for_network(dev, 5, clock=clock, pause=clock.pause)
+    assert not ident["registered"] and waited == 5 and dev.asked == 6
+    dead = FakeModemDevice([{"modem": False}])
+    assert prov.wait_for_network(dead, 60, clock=clock, pause=clock.pause)[0]["modem"] is False
+    assert dead.asked == 1  # waiting will not power a modem
+
+
+# ------------------------------------------------------------------------ judging a test call
+CFG = build_config(alias="Luna", contacts=["449 111 2233", "449 222 3344"], c4=[C4], device_id="BS-1")
+
+
+def ev(*lines):
+    return [ln.split() for ln in lines]
+
+
+def test_test_call_is_judged_per_recipient():
+    got = prov.judge_test_call(CFG, ev("sms_failed alert_...2233", "sms_ok alert_...3344",
+                                       "sms_ok alert_...0000", "call_active -"))
+    assert got == [("contact #1", "+524491112233", "refused"), ("contact #2", "+524492223344", "accepted"),
+                   ("C4", "+524499100000", "accepted")]
+    # only C4's copy went out: the contacts are "not sent", never counted from C4's entry
+    got = prov.judge_test_call(CFG, ev("sms_ok alert_...0000", "sms_ok update_...2233"))
+    assert [o for _, _, o in got] == ["not sent", "not sent", "accepted"]
+
+
+def test_recipients_sharing_their_last_four_digits_need_one_entry_each():
+    cfg = build_config(alias="Luna", contacts=["449 111 2233", "449 999 2233"], c4=[C4], device_id="BS-1")
+    got = prov.judge_test_call(cfg, ev("sms_ok alert_...2233", "sms_ok alert_...0000"))
+    assert [o for _, _, o in got] == ["accepted", "not sent", "accepted"]
+    off = dict(cfg, sms_c4=False)
+    assert [r for r, _ in prov.sms_recipients(off)] == ["contact #1", "contact #2"]
