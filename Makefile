@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test bench mpy docs clean
+.PHONY: venv demo test bench mpy docs clean firmware unix32
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,15 @@ bench: venv
 
 mpy: venv
 	$(BIN)/boton build --out build/mpy
+
+# The release image: firmware/manifest.py frozen into MicroPython's ESP32 port (needs ESP-IDF
+# and a full MicroPython checkout in $$BOTON_MICROPYTHON_SRC; otherwise one line says why).
+firmware: venv
+	@$(BIN)/python -m boton.frozen esp32 --board "$(BOARD)"
+
+# The virtual device's 32-bit interpreter with the firmware frozen in (../shared/micropython).
+unix32: venv
+	@$(BIN)/python -m boton.frozen unix32
 
 # Regenerate the docs from the code (wiring from boards/, command outputs captured on a
 # virtual device, SMS examples) and build build/docs/guia-beneficiaria.pdf (one page).

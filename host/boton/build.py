@@ -38,7 +38,8 @@ def compile_module(src: Path, cache: Path = CACHE) -> bytes:
 
 def firmware_modules(mpy=True):
     """(device path, bytes) for the firmware's code: lib/*.mpy (or .py) plus boot/main.py."""
-    files = [(p.name, p.read_bytes()) for p in sorted(FIRMWARE.glob("*.py"))]
+    # manifest.py is the build's (what is frozen into an image), not the board's
+    files = [(p.name, p.read_bytes()) for p in sorted(FIRMWARE.glob("*.py")) if p.name != "manifest.py"]
     for p in sorted((FIRMWARE / "lib").glob("*.py")):
         if mpy:
             files.append((f"lib/{p.stem}.mpy", compile_module(p)))

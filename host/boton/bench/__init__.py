@@ -32,13 +32,17 @@ class Row:
         return {f: getattr(self, f) for f in self.__dataclass_fields__}
 
 
-def budget_row(figure, value, unit, limit, *, key, note="", detail=None, lower_is_better=True):
-    """A row judged against `limit` (value < limit, or > limit if lower_is_better=False)."""
+def budget_row(figure, value, unit, limit, *, key, note="", detail=None, lower_is_better=True,
+               inclusive=False):
+    """A row judged against `limit` (value < limit, or > limit if lower_is_better=False;
+    inclusive: value <= / >= limit)."""
     if value is None:
         ok = False
+    elif inclusive:
+        ok = value <= limit if lower_is_better else value >= limit
     else:
         ok = value < limit if lower_is_better else value > limit
-    sign = "<" if lower_is_better else ">"
+    sign = ("≤" if lower_is_better else "≥") if inclusive else ("<" if lower_is_better else ">")
     return Row(figure, value, unit, f"{sign} {limit:g} {unit}".strip(), ok, key=key, note=note,
                detail=detail or {})
 

@@ -1,0 +1,159 @@
+"""The firmware frozen into a 32-bit MicroPython (boton.frozen): cache key, fallback reason,
+the built interpreter itself, `make firmware` without ESP-IDF, and the bench's ESP32 rows."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from boton import frozen, paths
+from boton.bench import memory
+
+TOOLS, WHY_NOT = frozen.tooling()
+needs_tooling = pytest.mark.skipif(TOOLS is None, reason=f"{WHY_NOT} (CI has it beside the clone)")
+
+
+@pytest.fixture
+def fake_tree(tmp_path, monkeypatch):
+    """A copy of firmware/ and a stand-in tooling folder, so files can be changed freely."""
+    fw = tmp_path / "firmware"
+    shutil.copytree(paths.FIRMWARE, fw, ignore=shutil.ignore_patterns("__pycache__"))
+    tools = tmp_path / "mp"
+    tools.mkdir()
+    (tools / frozen.SCRIPT).write_text("#!/bin/bash\nexit 0\n")
+    (tools / frozen.TARBALL).write_bytes(b"not really a tarball")
+    monkeypatch.setattr(paths, "FIRMWARE", fw)
+    monkeypatch.setattr(frozen, "MANIFEST", fw / "manifest.py")
+    return fw, tools
+
+
+def test_cache_key_follows_what_is_frozen(fake_tree):
+    fw, tools = fake_tree
+    key = frozen.build_key(tools, frozen=True, target="unix")
+    plain = frozen.build_key(tools, frozen=False)
+    assert frozen.build_key(tools, frozen=True, target="unix") == key   # stable
+
+    # hw_esp32.py is not frozen into the unix build: changing it must not force a rebuild
+    (fw / "lib" / "hw_esp32.py").write_text((fw / "lib" / "hw_esp32.py").read_text() + "\n# x\n")
+    assert frozen.build_key(tools, frozen=True, target="unix") == key
+
+    (fw / "lib" / "gsm7.py").write_text((fw / "lib" / "gsm7.py").read_text() + "\n# changed\n")
+    changed = frozen.build_key(tools, frozen=True, target="unix")
+    assert changed != key
+    assert frozen.build_key(tools, frozen=False) == plain   # nothing frozen: firmware is irrelevant
+
+    (tools / frozen.SCRIPT).write_text("#!/bin/bash\nexit 0 # other\n")
+    assert frozen.build_key(tools, frozen=True, target="unix") != changed
+    assert frozen.build_key(tools, frozen=False) != plain
+
+
+def test_manifest_freezes_the_firmware_per_target():
+    unix = {p.name for p in frozen.frozen_files("unix")}
+    esp32 = {p.name for p in frozen.frozen_files("esp32")}
+    lib = {p.name for p in (paths.FIRMWARE / "lib").glob("*.py")}
+    assert unix == lib - {"hw_esp32.py"}
+    assert esp32 == lib - {"hw_sim.py"}
+    assert frozen.stamp("unix")["sha256"] != frozen.stamp("esp32")["sha256"]
+
+
+def test_the_manifest_is_not_deployed_to_a_board():
+    from boton import build
+    deployed = [path for path, _ in build.firmware_modules(mpy=False)]
+    assert "manifest.py" not in deployed and "boot.py" in deployed
+
+
+def test_reason_when_the_tooling_is_absent(tmp_path, monkeypatch):
+    empty = tmp_path / "nothing-here"
+    empty.mkdir()
+    monkeypatch.setenv("BOTON_MICROPYTHON", str(empty))
+    got = frozen.unix32(frozen=True, cache=tmp_path / "cache")
+    assert got.exe is None
+    assert got.reason == (f"32-bit MicroPython build not available: {empty} has no "
+                          f"{frozen.SCRIPT}, {frozen.TARBALL}; using the 64-bit PyPI interpreter")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_cli_reason_names_the_shared_folder(tmp_path):
+    env = dict(os.environ, BOTON_SHARED=str(tmp_path / "absent"))
+    env.pop("BOTON_MICROPYTHON", None)
+    proc = subprocess.run([sys.executable, "-m", "boton.frozen", "unix32"], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "32-bit MicroPython build not available:" in lines[0]
+    assert "not found (set BOTON_MICROPYTHON); using the 64-bit PyPI interpreter" in lines[0]
+
+
+def test_build_failure_is_a_message_with_the_log_tail(tmp_path, monkeypatch):
+    tools = tmp_path / "mp"
+    tools.mkdir()
+    (tools / frozen.SCRIPT).write_text(
+        'mkdir -p "$1"; printf "cc foo.c\\nfoo.c:1: error: no 32-bit libc\\n" > "$1/build.log"; exit 3\n')
+    (tools / frozen.TARBALL).write_bytes(b"x")
+    monkeypatch.setenv("BOTON_MICROPYTHON", str(tools))
+    with pytest.raises(frozen.BuildError) as e:
+        frozen.unix32(frozen=False, cache=tmp_path / "cache")
+    msg = str(e.value)
+    assert msg.startswith("32-bit MicroPython build failed (exit 3; full log: ")
+    assert msg.rstrip().endswith("foo.c:1: error: no 32-bit libc")
+    # no .complete marker: the next call tries again instead of reusing a broken build
+    assert not list((tmp_path / "cache").glob("*/.complete"))
+
+
+def test_bench_esp32_rows_fail_when_the_build_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOTON_MICROPYTHON", str(tmp_path))
+    rows = memory.esp32_rows(tmp_path / "w")
+    assert [r.key for r in rows] == ["memory.esp32_frozen.peak_raw_kb", "memory.esp32_mpy.min_heap_kb",
+                                     "memory.esp32_mpy.peak_raw_kb"]
+    assert [r.ok for r in rows] == [False, False, None]
+    assert all(r.value is None and r.note.startswith("NOT MEASURED: 32-bit MicroPython build not available")
+               for r in rows)
+
+
+def _make_firmware(*args):
+    env = {k: v for k, v in os.environ.items() if k not in ("IDF_PATH", "BOTON_MICROPYTHON_SRC")}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                  if not (Path(p) / "idf.py").exists())
+    # -o: never (re)build the venv from a test; BIN: this interpreter's
+    return subprocess.run(["make", "-s", "-C", str(paths.REPO), "-o", ".venv/.installed",
+                           f"BIN={Path(sys.executable).parent}", "firmware", *args],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_make_firmware_without_esp_idf_says_why_in_one_line():
+    proc = _make_firmware("BOARD=tcall_sim800l")
+    assert proc.returncode != 0
+    ours = [line for line in proc.stderr.splitlines() if not line.startswith("make")]
+    assert ours == ["error: ESP32 image not built: ESP-IDF not found (idf.py not on PATH and $IDF_PATH "
+                    "unset); use MicroPython's ESP-IDF container or install ESP-IDF"]
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_make_firmware_with_an_unknown_board_is_bad_input():
+    proc = _make_firmware("BOARD=../etc/passwd")
+    assert "error: unknown board '../etc/passwd'" in proc.stderr
+    assert "Error 2" in proc.stderr          # exit code 2, as the other bad-input errors
+    assert "Traceback" not in proc.stderr
+
+
+@needs_tooling
+def test_frozen_interpreter_is_32_bit_and_carries_the_firmware(tmp_path):
+    built = frozen.unix32(frozen=True)     # ~30 s the first time, then cached under build/unix32/
+    assert built.exe and built.exe.is_file(), built.reason
+    probe = ("import sys\nsys.path[:] = ['.frozen']\n"
+             "import alert, app, hw, boton_frozen\n"
+             "print(sys.maxsize == 2**31 - 1, alert.__file__, hw.__name__, app.VERSION)\n"
+             "print(boton_frozen.VERSION, boton_frozen.TARGET, boton_frozen.CONTENT_SHA256, boton_frozen.FILES)\n")
+    # an empty cwd and sys.path = ['.frozen']: the firmware can only come from the image
+    proc = subprocess.run([str(built.exe), "-X", "heapsize=56k", "-c", probe], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    first, second = proc.stdout.split("\n")[:2]
+    assert first.split()[:2] == ["True", "alert.py"]
+    want = frozen.stamp("unix")
+    assert second.split() == [want["version"], "unix", want["sha256"], str(want["files"])]
+    assert want["version"] == first.split()[-1]
