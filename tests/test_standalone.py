@@ -9,7 +9,9 @@ import subprocess
 
 from boton.paths import DATA, REPO
 
-OUTSIDE = re.compile(r"\.\./shared\b|(?<![\w.])/work/|REPO\.parent|parents\[3\]")
+# Naming the optional 32-bit MicroPython tooling (../shared/micropython) is fine; reading
+# anything else from beside the clone, or naming a folder of this machine, is not.
+OUTSIDE = re.compile(r"\.\./shared/(?!micropython)|(?<![\w.])/work/|REPO\.parent|parents\[3\]")
 
 
 def tracked_files():

@@ -1,7 +1,6 @@
 """`boton`: the technician's tool. Every command works on a real port or the virtual device."""
 import json
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -73,25 +72,45 @@ def main():
 @click.option("--flash-image", type=click.Path(dir_okay=False),
               help="Model the whole SPI flash in this file (created blank): flash it with esptool "
                    "on the printed download URL, MicroPython then mounts its vfs partition.")
-def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, flash_image):
+@click.option("--phone", "phones", multiple=True, metavar="NUMBER=BEHAVIOUR[:SECONDS]",
+              callback=lambda ctx, param, value: _phone_scripts(value),
+              help="Script what the phone NUMBER does when called (repeatable): answer, busy, "
+                   "no_answer, reject or unreachable; SECONDS is how long it rings before it "
+                   "answers or rejects. Any other valid number answers.")
+@click.option("--c4-stay", type=click.FloatRange(0, min_open=True), default=None, metavar="SECONDS",
+              help="C4 (and any other phone that answers) hangs up after SECONDS on the line "
+                   "[default: it stays until the device hangs up].")
+def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, flash_image,
+        phones, c4_stay):
     """Run a virtual device: firmware on the MicroPython unix port with a simulated
     SIM800, GPS, button and phone network.
+
+    The network answers every valid number (such as the programme's real C4 number) with a
+    simulated phone, unless --phone scripts it otherwise; each phone it makes up or is
+    scripted shows as a "phone" event.
 
     Type `press [SECONDS]`, `reset`, `download` (hold BOOT + reset) or `events` and Enter
     to drive it; Ctrl-C stops it.
 
     Example: boton sim --network-log net.jsonl   then   mpremote connect <URL> fs ls
-    """
-    from .sim.rig import VirtualDevice
 
+    Rehearse a busy C4: boton sim --phone "+52 449 994 6605=busy" --c4-stay 60
+    """
+    from .sim.rig import DEFAULT_DEVICE_NUMBER, VirtualDevice
+
+    if DEFAULT_DEVICE_NUMBER in phones:
+        raise click.BadParameter(f"{prov.mask(DEFAULT_DEVICE_NUMBER)} is the virtual device's own "
+                                 f"number", param_hint="'--phone'")
     try:
         vd = VirtualDevice(flash_dir, board=board, repl=repl, repl_port=repl_port,
                            network_log=network_log, nmea_file=nmea_file, time_scale=time_scale,
-                           flash_image=flash_image)
+                           flash_image=flash_image, phones=phones, c4_hangup_after_s=c4_stay)
     except ValueError as e:
         raise DeviceError(str(e), 2) from None
     vd.start()
     console.print(f"virtual device running; REPL at [bold]{vd.repl_url}[/]", soft_wrap=True)
+    for line in _phone_network_lines(vd, phones, c4_stay):
+        console.print(line, soft_wrap=True)
     # What a tester watches: the device's log lines and the phone network, as they happen.
     pending = bytearray()
 
@@ -104,9 +123,19 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
                 click.echo("device: " + line.decode(errors="replace").rstrip())
 
     vd.watch_console(device_lines)
-    vd.watch_network(lambda ev: click.echo("network: " + json.dumps(ev, ensure_ascii=False)))
+
+    def network_line(ev):
+        click.echo("network: " + json.dumps(ev, ensure_ascii=False))
+
+    def watch_network():  # on the rig's loop: no event between the replay and the subscribe
+        for ev in list(vd.network.events):  # the scripted phones, recorded as the rig started
+            network_line(ev)
+        vd.network.subscribe(network_line)
+
+    vd.call(watch_network)
     if vd.download_url:
-        console.print(f"ROM download mode (esptool) at [bold]{vd.download_url}[/]; flash file {vd.flash_image}",
+        console.print(f"ROM download mode at [bold]{vd.download_url}[/] (`boton flash --virtual-firmware`, or "
+                      f"esptool with --no-stub); flash file {vd.flash_image}",
                       soft_wrap=True)
     else:
         console.print(f"flash folder: {vd.flash_dir}", soft_wrap=True)
@@ -121,7 +150,7 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
                 vd.hard_reset()
             elif cmd[0] == "download":
                 vd.enter_download()
-                console.print("in ROM download mode: run esptool, then `reset`")
+                console.print("in ROM download mode: run `boton flash` (or esptool --no-stub), then `reset`")
             elif cmd[0] == "events":
                 for ev in vd.events:
                     console.print(json.dumps(ev, ensure_ascii=False), soft_wrap=True)
@@ -136,6 +165,59 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
         pass
     finally:
         vd.stop()
+
+
+def _phone_scripts(values):
+    """--phone NUMBER=BEHAVIOUR[:SECONDS] values -> {E.164: script for the rig's network}."""
+    from .sim.network import BEHAVIOURS, RINGING_BEHAVIOURS
+
+    scripts = {}
+    for value in values:
+        number, sep, spec = value.rpartition("=")
+        if not sep or not number.strip() or not spec.strip():
+            raise click.BadParameter(f"{prov.mask(value)!r} is not NUMBER=BEHAVIOUR[:SECONDS], "
+                                     f"e.g. \"+52 449 994 6605=busy\"", param_hint="'--phone'")
+        behaviour, _, seconds = spec.strip().lower().replace("-", "_").partition(":")
+        if behaviour not in BEHAVIOURS:
+            raise click.BadParameter(f"behaviour {behaviour!r} for {prov.mask(number.strip())}: "
+                                     f"use one of {', '.join(BEHAVIOURS)}", param_hint="'--phone'")
+        try:
+            e164 = prov.normalise_number(number.strip(), "--phone number")
+        except DeviceError as e:
+            raise click.BadParameter(str(e), param_hint="'--phone'") from None
+        if e164 in scripts:
+            raise click.BadParameter(f"{prov.mask(e164)} is scripted twice", param_hint="'--phone'")
+        script = {"behaviour": behaviour}
+        if seconds:
+            if behaviour not in RINGING_BEHAVIOURS:
+                raise click.BadParameter(f"{behaviour} for {prov.mask(e164)} takes no ring time "
+                                         f"(only answer and reject ring first)", param_hint="'--phone'")
+            try:
+                ring_s = float(seconds)
+            except ValueError:
+                ring_s = None
+            if ring_s is None or not 0 <= ring_s <= 300:  # also refuses nan and inf
+                raise click.BadParameter(f"ring time {seconds!r} for {prov.mask(e164)}: give "
+                                         f"0 to 300 seconds", param_hint="'--phone'")
+            script["answer_after_s"] = ring_s
+        scripts[e164] = script
+    return scripts
+
+
+def _phone_network_lines(vd, phones, c4_stay):
+    """What the simulated network will do, for the technician (numbers masked)."""
+    stay = f"hangs up after {c4_stay:g} s" if c4_stay else "stays until the device hangs up"
+    lines = []
+    for number, script in phones.items():
+        how = script["behaviour"]
+        if "answer_after_s" in script:
+            how += f" after {script['answer_after_s']:g} s ringing"
+        lines.append(f"phone network: {prov.mask(number)} is scripted: {how}")
+    lines.append(f"phone network: any other valid number answers after "
+                 f"{vd.network.auto_answer_after_s:g} s and {stay}; built-in C4 "
+                 f"{', '.join(prov.mask(n) for n in vd.c4_numbers)}, contact "
+                 f"{', '.join(prov.mask(n) for n in vd.contacts)}")
+    return lines
 
 
 # --------------------------------------------------------------------------- ports
@@ -170,44 +252,69 @@ def ports(show_all, as_json):
 @click.option("--firmware", type=click.Path(exists=True, dir_okay=False),
               help="MicroPython .bin for the ESP32 (default: the newest in the firmware cache).")
 @click.option("--virtual-firmware", is_flag=True,
-              help="Flash the virtual device's stand-in for MicroPython (socket:// ports only).")
+              help="Flash the virtual device's stand-in for MicroPython (the socket:// or rfc2217:// "
+                   "URL of `boton sim --flash-image`; a real chip is refused).")
 @click.option("--force", is_flag=True, help="Write even if the same firmware is already there.")
-@click.option("--no-stub", is_flag=True, help="Use the ROM loader only (slower; for troublesome boards).")
+@click.option("--no-stub", is_flag=True, help="Use the ROM loader only (slower; for troublesome boards). "
+                                              "Automatic on the virtual chip.")
 def flash_cmd(ports_, firmware, virtual_firmware, force, no_stub):
     """MicroPython onto the board with esptool: detect the chip, erase, write at 0x1000,
-    verify. Skipped when the same firmware is already there. Hold BOOT if it asks.
+    verify, one connection per board. Skipped when the same firmware is already there.
+    Hold BOOT if it asks.
 
     Example: boton flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC-v1.26.1.bin
     """
-    import concurrent.futures
-
     from . import flash as fl
     from .device import resolve_port
     from .image import virtual_firmware as make_virtual
 
     targets = list(ports_) or [resolve_port(None)]
+    if len(set(targets)) != len(targets):
+        raise DeviceError("the same --port is given twice: one board, one connection", 2)
     if virtual_firmware:
-        if not all(p.startswith("socket://") for p in targets):
-            raise DeviceError("the virtual firmware does not boot a real board: give --firmware", 2)
-        firmware = Path(tempfile.gettempdir()) / "boton-virtual-firmware.bin"
-        firmware.write_bytes(make_virtual())
-    if not firmware:
-        firmware = fl.cached_firmware()
-    stub = False if no_stub else None
+        if firmware:
+            raise DeviceError("give --firmware or --virtual-firmware, not both", 2)
+        real = [p for p in targets if not fl.is_network_url(p)]
+        if real:
+            raise DeviceError(f"{real[0]} is a serial port: the virtual firmware boots only on the virtual "
+                              "device (the socket:// or rfc2217:// URL of `boton sim --flash-image`); "
+                              "give --firmware", 2)
+        image = make_virtual()  # handed over in memory: no file another user or run could swap
+    else:
+        image = Path(firmware) if firmware else fl.cached_firmware()
+    _flash_boards(fl, targets, image, force=force, stub=False if no_stub else None,
+                  virtual_only=virtual_firmware)
+
+
+def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only):
+    """Each board on its own thread and connection; one summary line per board."""
+    import concurrent.futures
+
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+
+    # a live bar per board on a terminal only; logs and pipes get the plain lines
+    bars = Progress("{task.description}", BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
+                    console=console, transient=True, disable=not console.is_terminal)
+    tasks = {p: bars.add_task(p, total=None, visible=False) for p in targets}
 
     def one(port):
-        res = fl.flash(port, Path(firmware), force=force, stub=stub,
-                       progress=lambda msg: console.print(msg, soft_wrap=True))
+        def on_progress(done, total):
+            bars.update(tasks[port], completed=done, total=total, visible=True)
+
+        res = fl.flash(port, firmware, force=force, stub=stub, virtual_only=virtual_only,
+                       progress=lambda msg: bars.console.print(msg, soft_wrap=True), on_progress=on_progress)
+        bars.update(tasks[port], visible=False)
         record("record_flash", res["mac"], fl.size_bytes(res["flash_size"]), res["sha256"])
         return port, res
 
     failures = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(targets)) as pool:
+    with bars, concurrent.futures.ThreadPoolExecutor(max_workers=len(targets)) as pool:
         for fut in [pool.submit(one, p) for p in targets]:
             try:
                 port, res = fut.result()
-                console.print(f"{port}: {'already flashed' if res['skipped'] else 'flashed and verified'} "
-                              f"({res['mac']}, {res['flash_size']})", soft_wrap=True)
+                what = "already flashed" if res["skipped"] else "flashed and verified"
+                bars.console.print(f"{port}: {what} ({res['mac']}, {res['flash_size']}) in {res['seconds']:.1f} s",
+                                   soft_wrap=True)
             except DeviceError as e:
                 failures.append(e)
                 err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
@@ -242,7 +349,8 @@ def deploy(port, board):
 # --------------------------------------------------------------------------- provision
 @main.command()
 @click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)
-@click.option("--alias", required=True, help="Short name she chose (not her full name), GSM-7 letters.")
+@click.option("--alias", required=True,
+              help="Short name she chose (not her full name); written as her SMS carry it (Ángela -> Angela).")
 @click.option("--contact", "contacts", multiple=True, required=True,
               help="Trusted contact's number (1 to 5; repeat the option). Mexican numbers by default.")
 @click.option("--c4", "c4", multiple=True, required=True, help="C4 number to call (first is primary).")
@@ -253,7 +361,11 @@ def deploy(port, board):
 @click.option("--allow-911", is_flag=True, help="Dial 911 as the last resort if no C4 number answers.")
 @click.option("--programme-number", envvar="BOTON_PROGRAMME_NUMBER",
               help="Number that receives each device's silent daily status SMS (supervision).")
-def provision(port, alias, contacts, c4, device_id, pin, gesture, hold_ms, allow_911, programme_number):
+@click.option("--wait-network", type=click.IntRange(0, 600), default=60, show_default=True,
+              help="Seconds to wait for the modem to register (it takes a few after power-on) "
+                   "before blaming the SIM.")
+def provision(port, alias, contacts, c4, device_id, pin, gesture, hold_ms, allow_911, programme_number,
+              wait_network):
     """Write her configuration to the device atomically, read it back and compare.
 
     Example: boton provision --port /dev/ttyUSB0 --alias Luna --contact 449 111 2233 --c4 449 910 0000
@@ -263,12 +375,13 @@ def provision(port, alias, contacts, c4, device_id, pin, gesture, hold_ms, allow
                                pin=pin, gesture=gesture, hold_ms=hold_ms, allow_911=allow_911,
                                programme_number=programme_number)
     with Device(port, timeout=30) as dev:
-        ident = prov.identity(dev)
+        ident, waited = wait_for_network(dev, wait_network)
         if not ident.get("modem"):
             raise DeviceError("the modem does not answer: check its power (2 A peaks) and wiring", 4)
         if not ident.get("registered"):
-            raise DeviceError(f"no network: the SIM is not registered (operator {ident.get('operator')!r}, "
-                              f"signal {ident.get('rssi')}); check the SIM, its credit and 2G coverage", 4)
+            raise DeviceError(f"no network: the SIM is not registered after {waited:.0f} s "
+                              f"(operator {ident.get('operator')!r}, signal {ident.get('rssi')}); "
+                              "check the SIM, its credit and 2G coverage", 4)
         if not device_id:
             device_id = config["device_id"] = "BS-" + ident["uid"][-4:].upper()
         digest = prov.write_config(dev, config)
@@ -277,8 +390,35 @@ def provision(port, alias, contacts, c4, device_id, pin, gesture, hold_ms, allow
     console.print(f"provisioned {device_id} ({mac}): {len(config['contacts'])} contact(s), "
                   f"{len(config['c4_numbers'])} C4 number(s), gesture {gesture}; config {digest[:12]} verified; "
                   f"network {ident.get('operator')}, signal {ident.get('rssi')}/31")
+    if config["alias"] != alias.strip():
+        console.print(f"alias {alias.strip()!r} stored as {config['alias']!r} (GSM-7: what her SMS can carry)",
+                      soft_wrap=True)
+    console.print(f"her contacts' first alert SMS (example location): {prov.first_alert_sms(config)}",
+                  soft_wrap=True, markup=False)
     if pin is None:
         console.print(f"SMS command PIN for C4: [bold]{config['pin']}[/] (shown once; not stored on this computer)")
+
+
+def wait_for_network(dev, limit_s):
+    """prov.wait_for_network with a status the technician can watch (no data of hers): a
+    live line on a terminal; in a log, one line per change of what the modem is doing."""
+    import contextlib
+
+    live = console.status("checking the modem and the network") if console.is_terminal \
+        else contextlib.nullcontext()
+    printed = []
+
+    def on_wait(ident, waited):
+        what = prov.network_wait_status(ident)
+        line = f"waiting for the network: {what} ({waited:.0f} of {limit_s} s)"
+        if console.is_terminal:
+            live.update(line)
+        elif printed[-1:] != [what]:
+            console.print(line, soft_wrap=True)
+            printed.append(what)
+
+    with live:
+        return prov.wait_for_network(dev, limit_s, on_wait)
 
 
 # --------------------------------------------------------------------------- test-call
@@ -288,7 +428,8 @@ def provision(port, alias, contacts, c4, device_id, pin, gesture, hold_ms, allow
               help="Seconds the device waits for C4 to answer and the SMS to be accepted.")
 def test_call(port, timeout):
     """The delivery-day test: fire a TEST alert (SMS marked PRUEBA, real call to C4) and
-    report the outcome from the device's own log.
+    report the outcome from the device's own log: passed only if C4 answered and every
+    recipient's SMS (each trusted contact, and C4's copy) was accepted by the network.
 
     Example: boton test-call --port /dev/ttyUSB0
     """
@@ -300,17 +441,37 @@ def test_call(port, timeout):
     # The device gives up after --timeout; the link allows for its boot and modem start on top.
     with Device(port, timeout=timeout + 60) as dev:
         mac = device_mac(dev)
+        raw = dev.read_file(prov.CONFIG_PATH)
+        try:
+            config = json.loads(raw) if raw is not None else None
+        except ValueError:
+            config = None
+        if not isinstance(config, dict) or not config.get("contacts"):
+            raise DeviceError("test call not run: the device has no usable configuration "
+                              "(run `boton provision` first)", EXIT_TEST)
         out = dev.exec(f"import app\napp.test_call({int(timeout)})", consumer=consume)
         text = b"".join(seen).decode(errors="replace") + out.decode(errors="replace")
     events = [line.split()[1:] for line in text.splitlines() if line.startswith("EV ")]
     names = [e[0] for e in events if e]
-    sms_ok = names.count("sms_ok")
     answered = "call_active" in names
-    result = "ok" if sms_ok and answered and "test_result" in names else "failed"
-    console.print(f"test call: SMS accepted {sms_ok}, C4 call answered: {'yes' if answered else 'no'} -> {result}")
-    record("record_test_call", mac, result == "ok", f"sms {sms_ok}, answered {answered}")
+    recipients = prov.judge_test_call(config, events)
+    for role, number, outcome in recipients:
+        console.print(f"  SMS to {role} {prov.mask(number)}: {outcome}")
+    missed = [f"{role} {prov.mask(number)} ({outcome})" for role, number, outcome in recipients
+              if outcome != "accepted"]
+    accepted = len(recipients) - len(missed)
+    result = "ok" if not missed and answered and "test_result" in names else "failed"
+    console.print(f"test call: SMS accepted {accepted} of {len(recipients)}, "
+                  f"C4 call answered: {'yes' if answered else 'no'} -> {result}")
+    why = [f"SMS not accepted for {', '.join(missed)}"] if missed else []
+    if not answered:
+        why.append("C4 did not answer")
+    if result != "ok" and not why:
+        why.append("the device did not finish the test: " + ", ".join(names[-6:]))
+    record("record_test_call", mac, result == "ok",
+           f"sms {accepted}/{len(recipients)}, answered {answered}" + (f"; {'; '.join(why)}" if why else ""))
     if result != "ok":
-        raise DeviceError("test call failed: " + ", ".join(names[-6:]), EXIT_TEST)
+        raise DeviceError("test call failed: " + "; ".join(why), EXIT_TEST)
 
 
 # --------------------------------------------------------------------------- wipe

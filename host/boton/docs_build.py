@@ -641,13 +641,20 @@ def _exe(name):
     return str(cand) if cand.exists() else (shutil.which(name) or name)
 
 
+# A file that says this starts its virtual device as a blank chip (see Session).
+BLANK_CHIP = "<!-- docs: the virtual device starts as a blank chip -->"
+
+
 class Session:
     """Runs one file's console commands: one virtual device (started on first use of
     $PORT), one scratch registry and key, shared by all the file's blocks in order."""
 
-    def __init__(self):
+    def __init__(self, blank_chip=False):
         from cryptography.fernet import Fernet
 
+        # blank_chip: the device starts as a board from the factory (a whole SPI flash, one
+        # rfc2217 URL for esptool and mpremote), so the file can flash it before deploying.
+        self.blank_chip = blank_chip
         self.work = Path(tempfile.mkdtemp(prefix="boton-docs-"))
         self.vd = None
         self.last_rc = 0
@@ -678,7 +685,9 @@ class Session:
 
             # C4 answers after 20 s of simulated time (2 s here): both SMS are accepted
             # before the call is answered, so the log's order is the same on every run.
-            self.vd = VirtualDevice(self.work / "flash", time_scale=0.1, c4_answer_after_s=20, seed=1).start()
+            chip = dict(flash_image=self.work / "chip.bin", repl="rfc2217") if self.blank_chip else {}
+            self.vd = VirtualDevice(self.work / "flash", time_scale=0.1, c4_answer_after_s=20, seed=1,
+                                    **chip).start()
         return self.vd.repl_url
 
     def _expand(self, token):
@@ -719,7 +728,8 @@ class Session:
                               env=self.env, cwd=self.work, timeout=600)
         self.last_rc = proc.returncode
         text = proc.stdout.decode("utf-8", "replace")
-        if uses_port and proc.returncode == 0 and words[0] == "boton":
+        # after flashing, MicroPython boots with no firmware yet: nothing to settle
+        if uses_port and proc.returncode == 0 and words[0] == "boton" and words[1:2] != ["flash"]:
             self._wait_ready()
         return self.shown(text), True
 
@@ -777,7 +787,7 @@ def run_console(path):
         res.text = text
         return res
     new_lines, pos = [], 0
-    with Session() as s:
+    with Session(blank_chip=BLANK_CHIP in text) as s:
         for b in blocks:
             new_lines += lines[pos:b.start]
             body = []
