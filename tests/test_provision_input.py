@@ -63,7 +63,7 @@ def test_every_number_field_uses_the_same_check(tmp_path):
 # ------------------------------------------------------------------------ alias
 @pytest.mark.parametrize("typed, stored", [
     ("Ángela", "Angela"), ("Inés", "Ines"), ("Raúl y Sofía", "Raul y Sofia"), ("Noemí", "Noemi"),
-    ("Ñoña", "Ñoña"), ("Begoña", "Begoña"), ("Güera", "Guera"), ("O’Neill", "O'Neill"),
+    ("Ñoña", "Ñoña"), ("Begoña", "Begoña"), ("Güera", "Güera"), ("O’Neill", "O'Neill"),
     (unicodedata.normalize("NFD", "Ángela"), "Angela"), ("Luna", "Luna"),
 ])
 def test_alias_is_stored_as_her_sms_write_it(typed, stored):

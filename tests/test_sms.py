@@ -16,7 +16,7 @@ sys.path.insert(0, str(FIRMWARE / "lib"))
 import gsm7  # noqa: E402
 import sms  # noqa: E402
 
-SAFE = (set(chr(c) for c in range(0x20, 0x7F)) - set("@$_`[]{}\\^~|")) | {"ñ", "Ñ"}
+SAFE = (set(chr(c) for c in range(0x20, 0x7F)) - set("@$_`[]{}\\^~|")) | {"ñ", "Ñ", "ü", "Ü"}
 
 
 def safe(text):
@@ -173,7 +173,7 @@ print(json.dumps([
 ]))
 """
     t = mpy.json(code)
-    assert t[0] == "aeiou AEIOU uU ñÑ aeiou cC"
+    assert t[0] == "aeiou AEIOU üÜ ñÑ aeiou cC"
     assert t[1] == "aab S5 mi-alias 'x' (1) (2) a/b  - / 10EUR"
     assert t[2] == 'Auxilio! Donde? "Luna" \'x\' - - ... o o a'
     assert t[3] == "Luna     tab\nlinea"

@@ -2,7 +2,8 @@
 #
 # "Safe GSM-7" is the subset of the GSM-7 basic alphabet that every phone shows
 # correctly: printable ASCII without @ $ _ ` [ ] { } \ ^ ~ | (they map to odd codes
-# or to the escape table), plus ñ Ñ.  to_gsm7() produces it.
+# or to the escape table), plus ñ Ñ ü Ü (Spanish names: Begoña, Güera).  to_gsm7()
+# produces it.
 #
 #     to_gsm7(text) -> str            transliterate to safe GSM-7 ("\n" kept)
 #     oneline(text, maxlen=None)      to_gsm7 on one line, spaces collapsed
@@ -69,11 +70,11 @@ def _safe(ch):
     o = ord(ch)
     if 0x20 <= o < 0x7F:
         return ch not in _AVOID
-    return ch == "\u00f1" or ch == "\u00d1" or ch == "\n"
+    return ch in "\u00f1\u00d1\u00fc\u00dc\n"
 
 
 def to_gsm7(text):
-    # Transliterate to safe GSM-7 basic: accents dropped (ñ/Ñ kept), @ $ _ and the
+    # Transliterate to safe GSM-7 basic: accents dropped (ñ/Ñ/ü/Ü kept), @ $ _ and the
     # extension characters replaced, CR dropped, other unknown characters
     # (emoji, CJK, control) removed.
     if not text:

@@ -389,7 +389,8 @@ def provision(port, alias, contacts, c4, device_id, pin, gesture, hold_ms, allow
     record("record_provision", mac, digest, imei=ident.get("imei"), iccid=ident.get("iccid"), label=device_id)
     console.print(f"provisioned {device_id} ({mac}): {len(config['contacts'])} contact(s), "
                   f"{len(config['c4_numbers'])} C4 number(s), gesture {gesture}; config {digest[:12]} verified; "
-                  f"network {ident.get('operator')}, signal {ident.get('rssi')}/31")
+                  f"network {ident.get('operator') or 'registered (operator name not reported yet)'}, "
+                  f"signal {ident.get('rssi')}/31")
     if config["alias"] != alias.strip():
         console.print(f"alias {alias.strip()!r} stored as {config['alias']!r} (GSM-7: what her SMS can carry)",
                       soft_wrap=True)

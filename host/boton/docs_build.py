@@ -855,6 +855,7 @@ VOLATILE = [
     (re.compile(r"\b\d\d:\d\d(?::\d\d)?\b"), "<time>"),
     (re.compile(r"\b1[5-9]\d{8}\b"), "<unix-time>"),
     (re.compile(r"\b[0-9a-f]{12,64}\b"), "<hash>"),
+    (re.compile(r"\b[\d,]+(?:\.\d+)? ?[kM]?B/s\b"), "<rate>"),  # write speed: the machine's, not the tool's
     (re.compile(r"\b\d+(?:\.\d+)? ?(?:s|ms)\b"), "<duration>"),
     # The device's event log is a timeline of asynchronous events (modem asleep, GPS off...):
     # which entries exist at the moment of the command depends on timing, so compare its shape.

@@ -25,7 +25,7 @@ CONFIG_SCHEMA = 1
 MAX_CONTACTS = 5
 ALIAS_MAX = 16
 # What an alias may hold once written in the SMS alphabet (the firmware's safe GSM-7).
-ALIAS_SMS_CHARS = re.compile("[A-Za-z0-9\u00f1\u00d1 .'-]+")
+ALIAS_SMS_CHARS = re.compile("[A-Za-z0-9\u00f1\u00d1\u00fc\u00dc .'-]+")
 # Where the first-alert SMS preview puts her (Plaza de la Patria, as the docs' examples).
 EXAMPLE_POINT = dict(lat=21.88234, lon=-102.29143)
 REGISTRATION_POLL_S = 1.0
@@ -96,10 +96,9 @@ def normalise_alias(alias):
     """The alias as her SMS will carry it, or InputError.
 
     One alphabet: the firmware's own (gsm7.to_gsm7, "safe GSM-7", what every phone shows).
-    Accents are dropped (Ángela -> Angela, Inés -> Ines, Müller -> Muller: the firmware
-    writes ü as u in every SMS, so storing it would only hide what she receives), ñ and Ñ
-    are kept, ß -> ss, curly quotes and dashes -> ' and -. A character that does not come
-    out as a letter, digit, space or . ' - (emoji, other scripts, symbols) is refused,
+    Accents are dropped (Ángela -> Angela, Inés -> Ines), ñ Ñ ü Ü are kept (GSM-7 has
+    them and every phone shows them: Begoña, Güera), ß -> ss, curly quotes and dashes
+    -> ' and -. A character that does not come out as a letter, digit, space or . ' - (emoji, other scripts, symbols) is refused,
     named in the message. 1-16 characters after that. The alias itself is not echoed:
     the registry treats it as case data."""
     gsm7 = firmware_module("gsm7")
