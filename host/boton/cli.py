@@ -375,7 +375,7 @@ def provision(port, alias, contacts, c4, device_id, pin, gesture, hold_ms, allow
                                pin=pin, gesture=gesture, hold_ms=hold_ms, allow_911=allow_911,
                                programme_number=programme_number)
     with Device(port, timeout=30) as dev:
-        ident, waited = wait_for_network(dev, wait_network)
+        ident, waited = _wait_for_network_shown(dev, wait_network)
         if not ident.get("modem"):
             raise DeviceError("the modem does not answer: check its power (2 A peaks) and wiring", 4)
         if not ident.get("registered"):
@@ -400,7 +400,7 @@ def provision(port, alias, contacts, c4, device_id, pin, gesture, hold_ms, allow
         console.print(f"SMS command PIN for C4: [bold]{config['pin']}[/] (shown once; not stored on this computer)")
 
 
-def wait_for_network(dev, limit_s):
+def _wait_for_network_shown(dev, limit_s):
     """prov.wait_for_network with a status the technician can watch (no data of hers): a
     live line on a terminal; in a log, one line per change of what the modem is doing."""
     import contextlib
@@ -442,12 +442,8 @@ def test_call(port, timeout):
     # The device gives up after --timeout; the link allows for its boot and modem start on top.
     with Device(port, timeout=timeout + 60) as dev:
         mac = device_mac(dev)
-        raw = dev.read_file(prov.CONFIG_PATH)
-        try:
-            config = json.loads(raw) if raw is not None else None
-        except ValueError:
-            config = None
-        if not isinstance(config, dict) or not config.get("contacts"):
+        config = prov.read_config(dev)
+        if not config or not config.get("contacts"):
             raise DeviceError("test call not run: the device has no usable configuration "
                               "(run `boton provision` first)", EXIT_TEST)
         out = dev.exec(f"import app\napp.test_call({int(timeout)})", consumer=consume)

@@ -232,17 +232,11 @@ def network_wait_status(ident):
 
 
 def sms_recipients(config):
-    """[(role, E.164)] in the order the firmware sends an alert: her contacts, then the
-    primary C4 number unless the config turns C4's copy off (alert.py recipients())."""
-    out = [(f"contact #{i + 1}", n) for i, n in enumerate(config.get("contacts") or [])]
-    c4 = config.get("c4_numbers") or []
-    if config.get("sms_c4", True) and c4 and not any(_last10(c4[0]) == _last10(n) for _, n in out):
-        out.append(("C4", c4[0]))
-    return out
-
-
-def _last10(number):
-    return "".join(c for c in str(number) if c.isdigit())[-10:]
+    """[(role, E.164)] in the order the firmware sends an alert: its own
+    AlertMachine.recipients() (her contacts, then C4's copy unless C4 is one of them)."""
+    contacts = config.get("contacts") or []
+    numbers = firmware_module("alert").AlertMachine(config).recipients()
+    return [(f"contact #{contacts.index(n) + 1}" if n in contacts else "C4", n) for n in numbers]
 
 
 def judge_test_call(config, events):
@@ -259,7 +253,7 @@ def judge_test_call(config, events):
                 done[e[0]].append(who[-4:])
     result = []
     for role, number in sms_recipients(config):
-        tail = _last10(number)[-4:]
+        tail = "".join(c for c in number if c.isdigit())[-4:]
         for name, outcome in (("sms_ok", "accepted"), ("sms_failed", "refused")):
             if tail in done[name]:
                 done[name].remove(tail)
@@ -268,6 +262,16 @@ def judge_test_call(config, events):
             outcome = "not sent"
         result.append((role, number, outcome))
     return result
+
+
+def read_config(dev):
+    """Her configuration as the device holds it, or None (missing or unreadable)."""
+    raw = dev.read_file(CONFIG_PATH)
+    try:
+        config = json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return config if isinstance(config, dict) else None
 
 
 def read_event_log(dev) -> list:
