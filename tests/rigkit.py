@@ -1,11 +1,34 @@
 """Shared helpers for tests that drive a virtual device."""
 import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from boton.provision import build_config
 from boton.sim.flashdir import install
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
 
 FAST = 0.1  # simulated parts run ten times faster than the real modem/GPS
+
+# The real esptool, as a technician runs it by hand (boton flash uses its Python API).
+ESPTOOL = Path(sys.executable).with_name("esptool")
+if not ESPTOOL.exists():
+    ESPTOOL = Path(shutil.which("esptool") or "esptool")
+NO_RESET = ("--before", "no-reset", "--after", "no-reset")
+
+
+def esptool(url, *args, reset=NO_RESET, stub=False, check=True):
+    cmd = [str(ESPTOOL), "--port", url, *reset, *(() if stub else ("--no-stub",)), *args]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, NO_COLOR="1", COLUMNS="200"))
+    out = p.stdout + p.stderr
+    if check and p.returncode:
+        pytest.fail(f"{' '.join(cmd[1:])} exited {p.returncode}:\n{out}")
+    return p.returncode, out
 
 
 def demo_config(**kw):

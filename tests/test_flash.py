@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from boton import esptool_io
 from boton import flash as fl
 from boton import image as img
 from boton.cli import main
@@ -159,7 +160,7 @@ def test_rfc2217_timeout_changes_do_not_renegotiate_the_port(tmp_path, monkeypat
     monkeypatch.setattr(serial.rfc2217.Serial, "_reconfigure_port",
                         lambda self: (negotiations.append(self._baudrate), real(self)))
     with RomServer(tmp_path / "chip.bin", rfc2217=True) as srv:
-        port = fl._open_port(srv.url)
+        port = esptool_io.open_port(srv.url)
         try:
             opened = list(negotiations)  # opening negotiates
             for t in (3, 0.1, 100, 3):

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from boton import flash as fl
 from boton import image as img
 from boton.registry import Registry
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
-from rigkit import FAST
+from rigkit import FAST, esptool
 
 BOTON = str(Path(sys.executable).parent / "boton")
 
@@ -83,7 +82,7 @@ def test_factory_image_boots_provisioned(chip, tmp_path):
           "--c4", DEFAULT_C4, "--device-id", "BS-0042", "--hold-ms", "800",
           "--firmware", str(fw), "-o", str(out))
     chip.enter_download()
-    fl.esptool(chip.download_url, "write-flash", "-z", "0x0", str(out))
+    esptool(chip.download_url, "write-flash", "-z", "0x0", str(out))
     chip.hard_reset()
     chip.wait_console("EV ready", timeout=60)  # boot.py/main.py/config straight from the image
     chip.press(hold_s=1.2)
@@ -101,7 +100,7 @@ def test_one_rfc2217_url_for_esptool_and_mpremote_like_a_usb_port(tmp_path):
         assert vd.repl_url.startswith("rfc2217://") and vd.download_url == vd.repl_url
         fw = tmp_path / "virtual.bin"
         fw.write_bytes(img.virtual_firmware())
-        fl.esptool(vd.repl_url, "--after", "hard-reset", "write-flash", "-z", "0x1000", str(fw))
+        esptool(vd.repl_url, "write-flash", "-z", "0x1000", str(fw), reset=("--after", "hard-reset"))
         vd.wait_console("Performing initial setup", timeout=60)
         out = subprocess.run([str(Path(sys.executable).parent / "mpremote"), "connect", vd.repl_url,
                               "exec", "import os; print(sorted(os.listdir()))"],

@@ -4,16 +4,15 @@ import hashlib
 import os
 import random
 import re
-import shutil
 import socket
 import struct
 import subprocess
-import sys
 import time
 import zlib
-from pathlib import Path
 
 import pytest
+
+from rigkit import ESPTOOL, esptool
 
 from boton.sim.rom_loader import (CMD, ERR_CHECKSUM, ERR_DEFLATE, ERR_FAILED, ERR_FLASH_WRITE,
                                   ERR_INVALID, ERR_READ_LEN, SYNC_PAYLOAD, RomLoader,
@@ -367,22 +366,6 @@ def test_reset_with_io0_high_boots_the_app():
 
 
 # ----------------------------------------------------------------------------- real esptool
-ESPTOOL = Path(sys.executable).with_name("esptool")
-if not ESPTOOL.exists():
-    ESPTOOL = Path(shutil.which("esptool") or "esptool")
-NO_RESET = ("--before", "no-reset", "--after", "no-reset")
-
-
-def esptool(url, *args, reset=NO_RESET, stub=False, check=True):
-    cmd = [str(ESPTOOL), "--port", url, *reset, *(() if stub else ("--no-stub",)), *args]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                       env=dict(os.environ, NO_COLOR="1", COLUMNS="200"))
-    out = p.stdout + p.stderr
-    if check and p.returncode:
-        pytest.fail(f"{' '.join(cmd[1:])} exited {p.returncode}:\n{out}")
-    return p.returncode, out
-
-
 class Board:
     """A RomServer plus a record of its boot-mode hook and app traffic."""
 

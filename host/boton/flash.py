@@ -3,9 +3,8 @@
 One board, one connection: esptool's Python API (``esptool.cmds``) connects once (one
 reset into the ROM loader), then the whole job runs on that connection and the board is
 left running its app. Several boards are flashed in parallel, one thread each: every
-``ESPLoader`` owns its port, and esptool's one global logger is routed per thread
-(``_BoardLog``), so each board keeps its own esptool output for the hints and its own
-progress. Known failures become hints a technician can act on (HINTS).
+``ESPLoader`` owns its port, and esptool's one global logger is routed per thread,
+so each board keeps its own esptool output for the hints and its own progress (esptool_io). Known failures become hints a technician can act on (HINTS).
 
 The virtual chip (``boton sim --flash-image``, host/boton/sim/rom_loader.py) emulates the
 ESP32 ROM loader, not esptool's flasher stub (code uploaded to RAM cannot run there). It
@@ -16,13 +15,11 @@ ROM loader; on a real chip it starts the stub (faster, and it erases the whole c
 """
 import hashlib
 import re
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 from .device import EXIT_CONNECT, EXIT_DEVICE, EXIT_VERIFY, DeviceError
+from .esptool_io import BoardLog, board, install_log_router, open_port
 from .sim.rom_loader import EFUSE_BLK3, VIRTUAL_CHIP_MARK
 
 BOOTLOADER_OFFSET = 0x1000  # the ESP32 (classic) reads its bootloader here
@@ -72,133 +69,12 @@ def hint_for(port: str, step: str, text: str) -> FlashError:
     return FlashError(f"esptool {step} failed on {port}: {last[0].strip()}", EXIT_DEVICE)
 
 
-# ----------------------------------------------------------------------------- esptool's log, per board
-_router_lock = threading.Lock()
-_board = threading.local()  # .log: the _BoardLog of the board this thread flashes
-
-
-class _BoardLog:
-    """What esptool logs while one board is flashed: kept for the error hints, progress
-    (bytes done, bytes total) handed to `on_progress`."""
-
-    def __init__(self, on_progress=None):
-        self.lines = []
-        self.on_progress = on_progress
-        self.step = "connect"  # what esptool was doing, for the error message
-
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-
-def _install_log_router():
-    """Route esptool's global logger per thread; threads not flashing a board (another
-    caller of esptool in this process) still reach the logger that was there before."""
-    from esp_pylib.logger import EspLog, EspLogBase
-
-    with _router_lock:
-        if isinstance(EspLog.instance, EspLogBase) and getattr(EspLog.instance, "_boton_router", False):
-            return
-        import esptool.logger  # noqa: F401  (installs esptool's own logger first)
-
-        previous = EspLog.instance
-
-        class Router(EspLogBase):
-            _boton_router = True
-
-            def _sink(self):
-                return getattr(_board, "log", None)
-
-            def _line(self, kind, args, delegate, **kw):
-                sink = self._sink()
-                if sink is None:
-                    return getattr(previous, delegate)(*args, **kw)
-                text = " ".join(str(a) for a in args)
-                sink.lines.append(f"{kind}{text}" if kind else text)
-
-            def print(self, *args, **kwargs):
-                sink = self._sink()
-                if sink is None:
-                    return previous.print(*args, **kwargs)
-                sink.lines.append(" ".join(str(a) for a in args))
-
-            def err(self, *args, suggestion=None):
-                self._line("error: ", args, "err", suggestion=suggestion)
-
-            def warn(self, *args, suggestion=None):
-                self._line("warning: ", args, "warn", suggestion=suggestion)
-
-            def warning(self, message, suggestion=None):
-                self.warn(message, suggestion=suggestion)
-
-            def error(self, message, suggestion=None):
-                self.err(message, suggestion=suggestion)
-
-            def note(self, *args):
-                self._line("note: ", args, "note")
-
-            def hint(self, *args):
-                self._line("hint: ", args, "hint")
-
-            def debug(self, *args):
-                if self._sink() is None:
-                    previous.debug(*args)
-
-            def stage(self, finish=False):
-                if self._sink() is None:
-                    previous.stage(finish)
-
-            def set_verbosity(self, mode):
-                previous.set_verbosity(mode)
-
-            def progress_bar(self, cur_iter, total_iters, prefix="", suffix="", bar_length=30):
-                sink = self._sink()
-                if sink is None:
-                    return previous.progress_bar(cur_iter, total_iters, prefix, suffix, bar_length)
-                if sink.on_progress:
-                    sink.on_progress(cur_iter, total_iters)
-
-        router = Router()
-        EspLog.set_logger(router)
-        # esptool.reset bound its one warning ("Chip was NOT reset") to the logger of import time
-        from esptool.reset import ResetStrategy
-        from esptool.util import PrintOnce
-
-        ResetStrategy.print_once = PrintOnce(router.warn)
-
-
 # ----------------------------------------------------------------------------- the connection
-def _open_port(port: str):
-    """The serial port object esptool gets. On rfc2217:// pyserial renegotiates every line
-    setting (polling every 50 ms) whenever the read timeout changes, which esptool does
-    twice per command although the timeout never leaves this host: _QuickRfc2217 only
-    renegotiates when a line setting changes. Other ports: esptool opens them itself."""
-    if not port.startswith("rfc2217://"):
-        return port
-    import serial.rfc2217
-
-    class _QuickRfc2217(serial.rfc2217.Serial):
-        _negotiated = None
-
-        def _reconfigure_port(self):
-            if self._write_timeout is not None:
-                raise NotImplementedError("write_timeout is currently not supported")
-            settings = (self._baudrate, self._bytesize, self._parity, self._stopbits,
-                        self._rtscts, self._xonxoff)
-            if settings != self._negotiated:
-                super()._reconfigure_port()
-                self._negotiated = settings
-
-    try:
-        return _QuickRfc2217(port)
-    except (serial.SerialException, OSError, ValueError) as e:
-        raise hint_for(port, "connect", f"Could not open {port}: {e}") from None
-
-
 def _connect(port: str):
     from esptool.cmds import detect_chip
 
     connect_mode = "no-reset" if port.startswith("socket://") else "default-reset"  # a socket has no DTR/RTS
-    esp = detect_chip(_open_port(port), connect_mode=connect_mode, connect_attempts=3)
+    esp = detect_chip(open_port(port), connect_mode=connect_mode, connect_attempts=3)
     if esp.CHIP_NAME != "ESP32":
         esp._port.close()
         raise FlashError(f"{port} is an {esp.CHIP_NAME}, not the ESP32 Botón Seguro runs on", EXIT_DEVICE)
@@ -228,9 +104,9 @@ def flash(port, firmware, *, offset=BOOTLOADER_OFFSET, force=False, stub=None, p
         data, name = Path(firmware).read_bytes(), str(firmware)
     if len(data) < 256 or data[0] != 0xE9:
         raise FlashError(f"{name} is not an ESP32 firmware image (no 0xE9 header)", 2)
-    _install_log_router()
-    sink = _BoardLog(on_progress)
-    _board.log = sink
+    install_log_router()
+    sink = BoardLog(on_progress)
+    board.log = sink
     started = time.monotonic()
     esp = None
     try:
@@ -250,7 +126,7 @@ def flash(port, firmware, *, offset=BOOTLOADER_OFFSET, force=False, stub=None, p
     except Exception as e:  # esptool's FatalError, serial and socket errors: one hint each
         raise hint_for(port, sink.step, f"{sink.text()}\n{type(e).__name__}: {e}") from None
     finally:
-        _board.log = None
+        board.log = None
         if esp is not None:
             try:
                 esp._port.close()
@@ -265,14 +141,14 @@ def _with_loader(esp, stub, virtual):
 
     if stub is False or (stub is None and virtual):
         return esp
-    _board.log.step = "run-stub"
+    board.log.step = "run-stub"
     return run_stub(esp)
 
 
 def _flash_on(esp, port, data, offset, force, progress) -> dict:
     from esptool.cmds import attach_flash, detect_flash_size, erase_flash, erase_region, write_flash
 
-    sink = _board.log
+    sink = board.log
     sink.step = "flash-id"
     attach_flash(esp)
     size = detect_flash_size(esp)
@@ -315,34 +191,13 @@ def _flash_on(esp, port, data, offset, force, progress) -> dict:
 def _leave(esp, port, progress):
     """Leave the board running its app: over a socket (no reset line) the ROM loader is
     asked to run it; elsewhere EN is pulsed through RTS, as esptool's --after hard-reset does."""
-    _board.log.step = "reset"
+    board.log.step = "reset"
     if not port.startswith("socket://"):
         esp.hard_reset()
     elif not esp.IS_STUB:
         esp.run()
     else:  # esptool's ESP32 stub cannot jump to the app, and a socket cannot reset it
         progress(f"{port}: press EN (RST) to boot it (no reset line over a socket)")
-
-
-def esptool(port, *args, stub=None, timeout=600) -> str:
-    """One esptool command as a subprocess (for scripts and tests; `flash()` does not use
-    it). Without `stub`, network URLs (the virtual chip's) get --no-stub."""
-    if stub is None:
-        stub = not is_network_url(port)
-    cmd = [sys.executable, "-m", "esptool", "--chip", "esp32", "--port", port]
-    if port.startswith("socket://"):
-        cmd += ["--before", "no-reset", "--after", "no-reset"]  # a socket carries no DTR/RTS
-    if not stub:
-        cmd.append("--no-stub")
-    cmd += list(args)
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise FlashError(f"esptool {args[0]} took longer than {timeout}s on {port}", EXIT_CONNECT) from None
-    out = proc.stdout + proc.stderr
-    if proc.returncode != 0:
-        raise hint_for(port, args[0], out)
-    return out
 
 
 def cached_firmware() -> Path:
