@@ -36,6 +36,14 @@ def compile_module(src: Path, cache: Path = CACHE) -> bytes:
     return out.read_bytes()
 
 
+def files_digest(files) -> str:
+    """sha256 over (name, bytes) pairs, in the order given: equal digest, equal files."""
+    h = hashlib.sha256()
+    for name, data in files:
+        h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return h.hexdigest()
+
+
 def firmware_modules(mpy=True):
     """(device path, bytes) for the firmware's code: lib/*.mpy (or .py) plus boot/main.py."""
     # manifest.py is the build's (what is frozen into an image), not the board's

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths
+from .boards import load_board
+from .build import files_digest
 from .device import DeviceError
 
 MANIFEST = paths.FIRMWARE / "manifest.py"
@@ -87,10 +89,7 @@ def frozen_files(target="unix", manifest: Path | None = None) -> list[Path]:
 
 def content_hash(files: list[Path]) -> str:
     """sha256 over the frozen files' names and bytes: equal hash, equal frozen firmware."""
-    h = hashlib.sha256()
-    for p in sorted(files, key=lambda p: p.name):
-        h.update(p.name.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
-    return h.hexdigest()
+    return files_digest((p.name, p.read_bytes()) for p in sorted(files, key=lambda p: p.name))
 
 
 def firmware_version() -> str:
@@ -178,24 +177,33 @@ def _build(tools: Path, out: Path, target: str | None):
     out.mkdir(parents=True)
     cmd = ["bash", str(tools / SCRIPT), str(out)]
     if target:
-        stamp_dir = out / "stamp"
-        stamp_dir.mkdir()
-        (stamp_dir / f"{STAMP_MODULE}.py").write_text(stamp_source(target))
-        wrapper = out / "manifest.py"
-        wrapper.write_text(f"include({str(MANIFEST)!r}, target={target!r}, stamp={str(stamp_dir)!r})\n")
-        cmd.append(str(wrapper))
+        cmd.append(str(_stamped_manifest(out, target)))
     proc = subprocess.run(cmd, capture_output=True, text=True)
     exe = out / "micropython"
     if proc.returncode != 0 or not exe.exists():
-        log = out / "build.log"
-        tail = log.read_text(errors="replace").splitlines()[-LOG_TAIL:] if log.exists() else []
-        if not tail:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-LOG_TAIL:]
-        raise BuildError(f"32-bit MicroPython build failed (exit {proc.returncode}; full log: "
-                         f"{log}):\n" + "\n".join("  " + line for line in tail))
+        raise _build_failed("32-bit MicroPython", proc, out / "build.log")
     # Keep the two programs and the log; the unpacked source and objects are ~20 MB a build.
     shutil.rmtree(out / "src", ignore_errors=True)
     shutil.rmtree(out / "build", ignore_errors=True)
+
+
+def _stamped_manifest(out: Path, target: str) -> Path:
+    """A manifest that includes ours for `target` with the stamp module written beside it."""
+    stamp_dir = out / "stamp"
+    stamp_dir.mkdir(parents=True, exist_ok=True)
+    (stamp_dir / f"{STAMP_MODULE}.py").write_text(stamp_source(target))
+    wrapper = out / "manifest.py"
+    wrapper.write_text(f"include({str(MANIFEST)!r}, target={target!r}, stamp={str(stamp_dir)!r})\n")
+    return wrapper
+
+
+def _build_failed(what: str, proc, log: Path) -> BuildError:
+    """The BuildError of a failed build: exit code, where the log is, and its tail."""
+    tail = log.read_text(errors="replace").splitlines()[-LOG_TAIL:] if log.exists() else []
+    if not tail:
+        tail = ((proc.stderr or proc.stdout) or "").strip().splitlines()[-LOG_TAIL:]
+    return BuildError(f"{what} build failed (exit {proc.returncode}; full log: {log}):\n"
+                      + "\n".join("  " + line for line in tail))
 
 
 def frozen_exe() -> tuple[str | None, str]:
@@ -227,11 +235,7 @@ def esp32_image(board: str, out_dir: Path | None = None) -> Path:
         raise Unavailable(f"ESP32 image not built: {where} has no ports/esp32; "
                           "set BOTON_MICROPYTHON_SRC to a full MicroPython checkout")
     out_dir = Path(out_dir or paths.REPO / "build" / "firmware" / board)
-    stamp_dir = out_dir / "stamp"
-    stamp_dir.mkdir(parents=True, exist_ok=True)
-    (stamp_dir / f"{STAMP_MODULE}.py").write_text(stamp_source("esp32"))
-    wrapper = out_dir / "manifest.py"
-    wrapper.write_text(f"include({str(MANIFEST)!r}, target='esp32', stamp={str(stamp_dir)!r})\n")
+    wrapper = _stamped_manifest(out_dir, "esp32")
     log = out_dir / "build.log"
     with open(log, "w") as f:
         proc = subprocess.run(["make", "-C", str(Path(src) / "ports" / "esp32"), f"BOARD={mp_board}",
@@ -239,25 +243,16 @@ def esp32_image(board: str, out_dir: Path | None = None) -> Path:
                               stdout=f, stderr=subprocess.STDOUT)
     image = out_dir / "build" / "firmware.bin"
     if proc.returncode != 0 or not image.exists():
-        tail = log.read_text(errors="replace").splitlines()[-LOG_TAIL:]
-        raise BuildError(f"ESP32 image build failed (exit {proc.returncode}; full log: {log}):\n"
-                         + "\n".join("  " + line for line in tail))
+        raise _build_failed("ESP32 image", proc, log)
     return image
 
 
 def _esp32_port_board(board: str) -> str:
     """The MicroPython ESP32 port's board for one of our board profiles (boards/<board>.json)."""
-    import json
-    prof = paths.BOARDS / f"{board}.json"
-    known = ", ".join(sorted(p.stem for p in paths.BOARDS.glob("*.json")))
     if not board:
+        known = ", ".join(sorted(p.stem for p in paths.BOARDS.glob("*.json")))
         raise DeviceError(f"say which board: BOARD=... (known: {known})", 2)
-    if "/" in board or not prof.is_file():
-        raise DeviceError(f"unknown board {board!r}: no boards/{board}.json (known: {known})", 2)
-    try:
-        data = json.loads(prof.read_text())
-    except ValueError as e:
-        raise DeviceError(f"boards/{board}.json is not valid JSON: {e}", 2) from None
+    data = load_board(board)
     # Every profile today is a classic ESP32 without PSRAM; a profile may say otherwise.
     return data.get("micropython_board", "ESP32_GENERIC")
 

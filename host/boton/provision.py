@@ -194,10 +194,7 @@ def firmware_files(board: str, mpy=True):
 
 def release_hash(board: str, mpy=True) -> str:
     """One hash for everything deploy puts on a board: what the registry records."""
-    h = hashlib.sha256()
-    for path, data in firmware_files(board, mpy):
-        h.update(path.encode() + b"\0" + hashlib.sha256(data).digest())
-    return h.hexdigest()
+    return build.files_digest(firmware_files(board, mpy))
 
 
 def identity(dev) -> dict:

@@ -504,12 +504,9 @@ class PhoneNetwork:
 
     def _end_of(self, call, number):
         """Which end of `call` (as the call names it) the phone `number` is, or None."""
-        for end in (call.caller, call.callee):
-            if end == number:
-                return end
         e164 = self.canonical(number)
         for end in (call.caller, call.callee):
-            if e164 is not None and self.canonical(end) == e164:
+            if end == number or (e164 is not None and self.canonical(end) == e164):
                 return end
         return None
 
