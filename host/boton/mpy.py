@@ -16,11 +16,13 @@ class MicroPythonError(RuntimeError):
 
 
 def run(code: str, *, lib: Path = FIRMWARE / "lib", heap: str = DEFAULT_HEAP,
-        cwd: Path | None = None, timeout: float = 120, stdin: bytes | None = None) -> str:
-    """Execute `code` on MicroPython; return its stdout or raise MicroPythonError."""
+        cwd: Path | None = None, timeout: float = 120, stdin: bytes | None = None,
+        exe: str | None = None) -> str:
+    """Execute `code` on MicroPython (the PyPI unix port, or `exe`, e.g. the 32-bit build);
+    return its stdout or raise MicroPythonError."""
     prelude = f"import sys\nsys.path.insert(0, {str(lib)!r})\n"
     proc = subprocess.run(
-        [micropython_exe(), "-X", f"heapsize={heap}", "-c", prelude + code],
+        [str(exe or micropython_exe()), "-X", f"heapsize={heap}", "-c", prelude + code],
         input=stdin, capture_output=True, timeout=timeout, cwd=cwd,
     )
     out = proc.stdout.decode(errors="replace")

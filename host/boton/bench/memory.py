@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 
 from .. import build, mpy
@@ -258,50 +257,25 @@ def import_costs(d):
     return [{"module": m, "heap": v, "mpy": sizes.get(m)} for m, v in costs]
 
 
-def _outside_dir(workdir, board="tcall_sim800l", lib="mpy", mpy_cross_exe=None):
-    """A folder like a board's flash: board.json, config.json and (unless frozen) lib/*.mpy."""
+def _outside_dir(workdir, board="tcall_sim800l", lib="mpy"):
+    """A folder like a board's flash: board.json, config.json and (unless frozen) lib/*.mpy
+    as deploy copies them (the 32-bit build's mpy-cross writes the same bytes)."""
     d = workdir / "outside"
-    if lib == "mpy" and mpy_cross_exe is None:
+    if lib == "mpy":
         build.write_tree(d)
     else:
         d.mkdir(parents=True, exist_ok=True)
-    if lib == "mpy" and mpy_cross_exe is not None:
-        _compile_tree(d / "lib", mpy_cross_exe)
     (d / "board.json").write_bytes((build.REPO / "boards" / f"{board}.json").read_bytes())
     cfg = build_config(alias="Luna", contacts=CONTACTS, c4=[DEFAULT_C4], device_id="BS-0042")
     (d / "config.json").write_text(json.dumps(cfg))
     return d
 
 
-def _compile_tree(lib_dir, mpy_cross_exe):
-    """firmware/lib/*.py -> lib_dir/*.mpy with the given mpy-cross (the 32-bit build's own)."""
-    lib_dir.mkdir(parents=True, exist_ok=True)
-    for src in sorted((build.FIRMWARE / "lib").glob("*.py")):
-        proc = subprocess.run([str(mpy_cross_exe), "-s", src.name, "-o", str(lib_dir / f"{src.stem}.mpy"),
-                               str(src)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise build.BuildError(f"mpy-cross failed on {src.name}: {proc.stderr.strip()}")
-
-
-def _run_on(exe, code, heap, cwd, timeout=120):
-    """Like mpy.run, on a given interpreter and with nothing put on sys.path."""
-    proc = subprocess.run([str(exe), "-X", f"heapsize={heap}", "-c", code], capture_output=True,
-                          timeout=timeout, cwd=cwd)
-    out = proc.stdout.decode(errors="replace")
-    if proc.returncode != 0:
-        raise mpy.MicroPythonError(proc.returncode, out, proc.stderr.decode(errors="replace"))
-    return out
-
-
 def _outside_run(d, heap, exe=None):
     code = OUTSIDE % {"nmea": str(NMEA_LOG)}
-    for f in d.glob("log.*"):
+    for f in [*d.glob("log.*"), *d.glob("alert.json")]:
         f.unlink()
-    for f in d.glob("alert.json"):
-        f.unlink()
-    if exe is None:
-        return mpy.run(code, lib=d / "lib", heap=heap, cwd=d, timeout=120)
-    return _run_on(exe, code, heap, d)
+    return mpy.run(code, lib=d / "lib", heap=heap, cwd=d, timeout=120, exe=exe)
 
 
 def _scenario(out):
@@ -327,8 +301,8 @@ def min_heap_kb(d, exe=None, lo=8, hi=256):
     return hi
 
 
-def outside(workdir, search=True, exe=None, lib="mpy", mpy_cross_exe=None):
-    d = _outside_dir(workdir, lib=lib, mpy_cross_exe=mpy_cross_exe)
+def outside(workdir, search=True, exe=None, lib="mpy"):
+    d = _outside_dir(workdir, lib=lib)
     out = _outside_run(d, "256k", exe)
     steps = json.loads(out.split("STEPS", 1)[1].splitlines()[0])
     seen, missing = _scenario(out)
@@ -366,7 +340,7 @@ def esp32_rows(workdir, builds=None):
                 info_row("ESP32 heap peak, worst alert, firmware as .mpy (32-bit)", None, "KB",
                          key=keys[2], note=note)]
     fzr = outside(workdir / "esp32-frozen", search=True, exe=fz.exe, lib="frozen")
-    mpr = outside(workdir / "esp32-mpy", search=True, exe=plain.exe, lib="mpy", mpy_cross_exe=plain.mpy_cross)
+    mpr = outside(workdir / "esp32-mpy", search=True, exe=plain.exe, lib="mpy")
 
     def value(r, k):
         return None if r["missing"] else r[k] / 1024 if k.startswith("peak") else r[k]
