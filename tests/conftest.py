@@ -33,3 +33,10 @@ def _private_registry(tmp_path, monkeypatch):
     """Every test gets its own registry file: never the technician's real one."""
     monkeypatch.setenv("BOTON_REGISTRY", str(tmp_path / "registry.sqlite"))
     monkeypatch.setenv("BOTON_TECHNICIAN", "tester")
+
+
+def pytest_report_header(config):
+    from boton.frozen import device_interpreter
+
+    it = device_interpreter()
+    return f"virtual device firmware: {it.label}" + (f" ({it.note})" if it.note else "")

@@ -121,7 +121,8 @@ def test_provision_right_after_power_on_waits_for_the_network(tmp_path):
     assert "waiting for the network: SIM" in r.output  # it was not registered at first
     # right after registering, a SIM800 may not name its operator yet (AT+COPS? without one)
     assert "provisioned BS-0042" in r.output
-    assert re.search(r"network (TELCEL|registered \(operator name not reported yet\)), signal", r.output)
+    assert re.search(r"network (TELCEL|registered \(operator name not reported yet\)), signal",
+                     " ".join(r.output.split()))  # as printed, wrapped to the terminal
     assert "alias 'Ángela' stored as 'Angela'" in r.output
     assert "first alert SMS (example location): ALERTA Boton Seguro: Angela pidio ayuda." in r.output
     assert "2233" not in r.output and "8952" not in r.output  # no numbers, no ICCID on screen

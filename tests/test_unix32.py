@@ -157,3 +157,36 @@ def test_frozen_interpreter_is_32_bit_and_carries_the_firmware(tmp_path):
     want = frozen.stamp("unix")
     assert second.split() == [want["version"], "unix", want["sha256"], str(want["files"])]
     assert want["version"] == first.split()[-1]
+
+
+# ------------------------------------------------------------------ what the virtual device runs
+def test_device_interpreter_falls_back_with_a_note_or_refuses(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOTON_MICROPYTHON", str(tmp_path))   # no tooling here
+    auto = frozen.device_interpreter("auto")
+    assert auto.exe == paths.micropython_exe() and auto.heap == frozen.PYPI_HEAP
+    assert "not available" in auto.note and "\n" not in auto.note
+    with pytest.raises(frozen.DeviceError, match="ESP32 interpreter was asked for"):
+        frozen.device_interpreter("esp32")   # CI insists: no silent 64-bit run
+    with pytest.raises(frozen.DeviceError, match="one of auto, esp32, pypi"):
+        frozen.device_interpreter("esp")
+    monkeypatch.setenv("BOTON_INTERPRETER", "pypi")
+    assert frozen.device_interpreter().note == ""
+
+
+@needs_tooling
+def test_the_virtual_device_runs_the_frozen_firmware_at_the_esp32_heap(tmp_path):
+    from boton.sim.rig import VirtualDevice
+    from rigkit import demo_config
+    from boton.sim.flashdir import install
+
+    install(tmp_path / "flash", "tcall_sim800l", demo_config())
+    with VirtualDevice(tmp_path / "flash", time_scale=0.1, interpreter="esp32") as vd:
+        vd.wait_console("EV ready", timeout=60)
+        assert vd.interpreter.heap == "56k"
+        out = subprocess.run([str(Path(sys.executable).parent / "mpremote"), "connect", vd.repl_url, "exec",
+                              "import sys, gc, app; print(sys.maxsize, app.__file__, gc.mem_free() + gc.mem_alloc())"],
+                             capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    maxsize, where, heap = out.stdout.split()
+    # 32-bit, the firmware from the image although lib/app.mpy is on the flash, a 56 KB heap
+    assert (int(maxsize), where) == (2**31 - 1, "app.py") and 50 * 1024 < int(heap) <= 56 * 1024

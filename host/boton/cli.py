@@ -109,6 +109,7 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
         raise DeviceError(str(e), 2) from None
     vd.start()
     console.print(f"virtual device running; REPL at [bold]{vd.repl_url}[/]", soft_wrap=True)
+    console.print(f"firmware runs on: {vd.interpreter.label}", soft_wrap=True)
     for line in _phone_network_lines(vd, phones, c4_stay):
         console.print(line, soft_wrap=True)
     # What a tester watches: the device's log lines and the phone network, as they happen.

@@ -20,7 +20,7 @@ def run_demo(console, time_scale=0.3, keep=False) -> bool:
                        console_log=work / "console.log", c4_hangup_after_s=20)
     vd.start()
     try:
-        console.print(f"1. virtual device up (MicroPython unix port); REPL at {vd.repl_url}")
+        console.print(f"1. virtual device up ({vd.interpreter.label}); REPL at {vd.repl_url}")
         with Device(vd.repl_url) as dev:
             copied, total = prov.deploy(dev, "tcall_sim800l")
         console.print(f"2. boton deploy: {len(copied)} of {total} files copied and verified")

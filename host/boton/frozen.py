@@ -215,6 +215,50 @@ def frozen_exe() -> tuple[str | None, str]:
     return (str(b.exe) if b.exe else None), b.reason
 
 
+# The heap MicroPython starts with on a classic ESP32 (MICROPY_GC_INITIAL_HEAP_SIZE).
+ESP32_HEAP = "56k"
+# The 64-bit PyPI port: the same objects take up to twice an ESP32's bytes.
+PYPI_HEAP = "200k"
+INTERPRETERS = ("auto", "esp32", "pypi")
+
+
+@dataclass(frozen=True)
+class DeviceInterpreter:
+    exe: str
+    heap: str
+    label: str      # what the rig says it runs
+    note: str = ""  # why it is not the ESP32 one, where it is not
+
+
+_chosen = {}
+
+
+def device_interpreter(choice: str | None = None) -> DeviceInterpreter:
+    """What the virtual device runs the firmware on. "esp32": the firmware frozen into the
+    32-bit build with the ESP32's 56 KB heap, as a release image runs it (fails if it cannot
+    be built); "pypi": the 64-bit PyPI port with .mpy files from the virtual flash; "auto"
+    (default, or $BOTON_INTERPRETER): esp32 where the tooling is at hand, else pypi with a
+    one-line note. Resolved once per process (the build is cached anyway)."""
+    choice = choice or os.environ.get("BOTON_INTERPRETER") or "auto"
+    if choice not in INTERPRETERS:
+        raise DeviceError(f"interpreter must be one of {', '.join(INTERPRETERS)}, not {choice!r}", 2)
+    key = (choice, os.environ.get("BOTON_MICROPYTHON"), str(paths.SHARED))
+    if key not in _chosen:
+        pypi = DeviceInterpreter(paths.micropython_exe(), PYPI_HEAP, "64-bit PyPI MicroPython, .mpy files")
+        if choice == "pypi":
+            _chosen[key] = pypi
+        else:
+            exe, why = frozen_exe()
+            if exe:
+                _chosen[key] = DeviceInterpreter(exe, ESP32_HEAP, "32-bit MicroPython, firmware frozen, "
+                                                    f"{ESP32_HEAP} heap (as an ESP32)")
+            elif choice == "esp32":
+                raise DeviceError(f"the ESP32 interpreter was asked for: {why.split('; using')[0]}", 1)
+            else:
+                _chosen[key] = DeviceInterpreter(pypi.exe, pypi.heap, pypi.label, note=why)
+    return _chosen[key]
+
+
 # ------------------------------------------------------------------ the ESP32 image
 
 def esp32_image(board: str, out_dir: Path | None = None) -> Path:

