@@ -83,7 +83,8 @@ def in_device(workdir, time_scale=0.1, board="tcall_sim800l"):
                           hold_ms=800)
     install(flash, board, config)
     (flash / "main.py").write_text(HARNESS_MAIN % {"every": max(1, 250 // SAMPLE_MS), "ms": SAMPLE_MS})
-    vd = TappedDevice(flash, board=board, time_scale=time_scale, contacts=CONTACTS,
+    # the 64-bit context rows: the 32-bit figures are esp32_rows()
+    vd = TappedDevice(flash, board=board, time_scale=time_scale, contacts=CONTACTS, interpreter="pypi",
                       network_log=workdir / "net.jsonl", console_log=workdir / "console.log")
     vd.start()
     try:
