@@ -44,7 +44,7 @@ ASSIGN = ["assign", MAC1, "--alias", "Luna", "--case-id", "AGS/2024/00731", "--n
 
 def provisioned(env):
     """MAC1 ready for delivery, prepared through the API as the other commands will."""
-    dev("add", MAC1, "--board", "tcall_sim800l", "--flash-size", "4MB")
+    dev("add", MAC1, "--board", "tcall_sim800l_axp192", "--flash-size", "4MB")
     dev(*ASSIGN)
     with Registry(env["BOTON_REGISTRY"]) as reg:
         reg.record_deploy(MAC1, "ab" * 32)
@@ -54,7 +54,7 @@ def provisioned(env):
 
 def test_add_list_and_counts(env):
     assert "added BS-0001 (24:6f:28:00:00:01), in stock" in dev("add", "24-6F-28-00-00-01").stdout
-    dev("add", MAC2, "--label", "bs-0042", "--board", "tcall_sim800l", "--flash-size", "4MB")
+    dev("add", MAC2, "--label", "bs-0042", "--board", "tcall_sim800l_axp192", "--flash-size", "4MB")
     out = dev("list").stdout
     assert "BS-0001" in out and "BS-0042" in out and "24:6f:28:00:00:02" in out
     assert "0 of 2 delivered (2 in stock)" in out
@@ -190,7 +190,7 @@ def test_init_key_and_info(env, monkeypatch, tmp_path):
     monkeypatch.delenv("BOTON_KEY")
     info = json.loads(run(registry, "info", "--json").stdout)
     assert info["key_ok"] is False and "no registry key" in info["key_problem"]
-    assert info["schema_version"] == 2
+    assert info["schema_version"] == 3
     out = run(registry, "init-key").stdout
     assert "Back it up" in out
     kf = tmp_path / "cfg" / "registry.key"

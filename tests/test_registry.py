@@ -81,7 +81,7 @@ def reg(db_path, key):
 
 def ready(reg, m, c=None, test=True):
     """A device added, flashed, deployed, provisioned, with a case and a passed test call."""
-    reg.add_device(m, board="tcall_sim800l", flash_size="4MB")
+    reg.add_device(m, board="tcall_sim800l_axp192", flash_size="4MB")
     reg.record_flash(m, "4MB", IMG)
     reg.record_deploy(m, FW)
     reg.record_provision(m, CFG, IMEI, ICCID)
@@ -142,7 +142,7 @@ def test_bad_field_values_are_refused(reg):
 
 # =========================================================================== add, find, counts
 def test_add_assigns_sequential_labels_and_refuses_duplicates(reg):
-    a = reg.add_device(mac(1), board="tcall_sim800l", flash_size="4MB")
+    a = reg.add_device(mac(1), board="tcall_sim800l_axp192", flash_size="4MB")
     b = reg.add_device(mac(2), label="bs-0100")
     c = reg.add_device(mac(3))
     assert (a.label, b.label, c.label) == ("BS-0001", "BS-0100", "BS-0101")
@@ -513,13 +513,16 @@ def test_migrates_an_older_schema_keeping_its_data(db_path, key):
                 (mac(7),))
     con.close()
     r = Registry(db_path, key=key, technician="ana")
-    assert r.schema_version == len(regmod.MIGRATIONS) == 2
+    assert r.schema_version == len(regmod.MIGRATIONS) == 3
     assert r.find("BS-0007").state == "in_stock"
     r.assign(mac(7), case())
     assert r.case(mac(7)).alias == ALIAS
     assert [a["technician"] for a in r.audit(mac(7))] == ["old", "ana", "ana"]
+    # the first row written with the key starts the audit chain, covering the old row
+    assert [a["action"] for a in r.audit()][:2] == ["add", "audit_chain_started"]
+    assert r.verify().covered == 1
     r.close()
-    assert Registry(db_path, key=key).schema_version == 2        # idempotent
+    assert Registry(db_path, key=key).schema_version == 3        # idempotent
 
 
 def test_a_failing_migration_changes_nothing(db_path, monkeypatch, reg):
@@ -536,7 +539,7 @@ def test_a_failing_migration_changes_nothing(db_path, monkeypatch, reg):
         Registry(db_path)
     monkeypatch.undo()
     con = sqlite3.connect(db_path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 3
     assert not con.execute("SELECT 1 FROM sqlite_master WHERE name = 'half_done'").fetchall()
     assert "nope" not in [r[1] for r in con.execute("PRAGMA table_info(devices)")]
     con.close()
@@ -552,8 +555,9 @@ def test_a_newer_schema_is_refused(db_path, reg):
 def test_not_a_database(tmp_path):
     p = tmp_path / "junk.sqlite3"
     p.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(RegistryError, match="not a usable registry"):
+    with pytest.raises(RegistryError, match="not a registry .not an SQLite database") as e:
         Registry(p)
+    assert e.value.exit_code == 5
 
 
 def test_new_registry_files_are_private(db_path):
@@ -571,9 +575,9 @@ def test_default_path_from_env(monkeypatch, tmp_path):
 # =========================================================================== CSV
 GOOD_CSV = (
     "mac,label,board,flash_size,imei,iccid,state,alias,case_id,full_name,notes,order_ends,contacts\n"
-    f"24:6f:28:00:00:01,BS-0001,tcall_sim800l,4MB,{IMEI},{ICCID},delivered,{ALIAS},{CASE_ID},{NAME},,2031-05-17,"
+    f"24:6f:28:00:00:01,BS-0001,tcall_sim800l_axp192,4MB,{IMEI},{ICCID},delivered,{ALIAS},{CASE_ID},{NAME},,2031-05-17,"
     "\"449 111 2233; 449 222 3344\"\n"
-    "24:6f:28:00:00:02,,tcall_sim800l,4MB,,,,,,,,,\n"
+    "24:6f:28:00:00:02,,tcall_sim800l_axp192,4MB,,,,,,,,,\n"
     "246F28000003,BS-0002,,,,,,,,,,,\n")
 
 
@@ -667,7 +671,7 @@ def test_export_is_safe_by_default(reg, tmp_path):
     assert header == list(regmod.EXPORT_COLUMNS)
     assert not set(header) & set(regmod.CASE_COLUMNS)
     assert not any(t in text for t in PLAINTEXT + E164)
-    assert "BS-0001,24:6f:28:00:00:01,delivered,tcall_sim800l,4MB" in text
+    assert "BS-0001,24:6f:28:00:00:01,delivered,tcall_sim800l_axp192,4MB" in text
     assert reg.audit()[-1]["detail"] == "2 device(s), no case data"
 
 

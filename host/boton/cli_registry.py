@@ -13,6 +13,7 @@ number already on an active case, registry busy). Nothing prompts unless stdin i
 """
 import json
 import os
+import sqlite3
 import sys
 
 import click
@@ -37,6 +38,10 @@ class RegistryGroup(click.Group):
         except DeviceError as e:
             err_console.print("[bold red]error:[/]", escape(str(e)), soft_wrap=True)
             sys.exit(e.exit_code)
+        except sqlite3.DatabaseError as e:   # a damaged file the registry did not foresee
+            err_console.print("[bold red]error:[/]", escape(f"the registry is damaged ({e}); "
+                                                            f"{R.RESTORE_HINT}"), soft_wrap=True)
+            sys.exit(R.EXIT_VERIFY)
 
 
 def registry_options(f):
@@ -181,13 +186,13 @@ def show(device, reveal, as_json, registry_path, technician):
 @devices.command()
 @click.argument("mac")
 @click.option("--label", help="Label on the case, e.g. BS-0042 (default: the next free BS-NNNN).")
-@click.option("--board", help="Board profile, e.g. tcall_sim800l.")
+@click.option("--board", help="Board profile, e.g. tcall_sim800l_axp192.")
 @click.option("--flash-size", help="Flash size, e.g. 4MB.")
 @registry_options
 def add(mac, label, board, flash_size, registry_path, technician):
     """Register a new device by its eFuse MAC (as `esptool.py chip_id` prints it).
 
-    Example: boton devices add 24:6f:28:aa:bb:cc --label BS-0042 --board tcall_sim800l
+    Example: boton devices add 24:6f:28:aa:bb:cc --label BS-0042 --board tcall_sim800l_axp192
     """
     with _open(registry_path, technician) as reg:
         d = reg.add_device(mac, label=label, board=board, flash_size=flash_size)
@@ -392,7 +397,10 @@ def audit(device, limit, as_json, registry_path, technician):
 # =========================================================================== registry
 @click.group(cls=RegistryGroup)
 def registry():
-    """The registry file and its key.
+    """The registry file and its key: info, verify, backup, restore.
+
+    Exit codes: 0 ok, 2 bad input or key problem, 5 the registry (or a backup) is empty,
+    foreign or damaged, or its audit trail does not verify, 7 refused (busy, exists).
 
     Example: boton registry info
     """
@@ -442,3 +450,67 @@ def info(as_json, registry_path, technician):
                   f"{data['key_fingerprint'] or '(none yet)'}", soft_wrap=True)
     if not data["key_ok"]:
         console.print(f"[yellow]key problem:[/] {escape(data['key_problem'])}", soft_wrap=True)
+
+
+@registry.command()
+@json_option
+@registry_options
+def verify(as_json, registry_path, technician):
+    """Check the registry: SQLite's full integrity check, that your key is its key, and
+    that the audit trail is whole (every sealed row unchanged, none removed, up to the
+    head it recorded). Needs the key. Exit 5 with one line if anything fails. What this
+    proves and what it cannot: docs/registry.md.
+
+    Example: boton registry verify
+    """
+    with _open(registry_path, technician) as reg:
+        rep = reg.verify()
+    data = {"ok": True, "audit_rows": rep.rows, "sealed": rep.sealed,
+            "covered_by_chain_start": rep.covered, "unsealed_ids": rep.unsealed,
+            "last_sealed": rep.last and {k: rep.last[k] for k in ("id", "at", "action")}}
+    if as_json:
+        _echo_json(data)
+        return
+    console.print(f"registry verified: {rep.sealed} sealed audit row(s) chained up to row "
+                  f"#{rep.last['id']} ({rep.last['at']})"
+                  + (f", {rep.covered} earlier row(s) covered by the chain's start" if rep.covered else ""),
+                  soft_wrap=True)
+    if rep.unsealed:
+        console.print(f"[yellow]warning:[/] {len(rep.unsealed)} row(s) were written without the "
+                      f"key and are not sealed, so nothing proves them (ids "
+                      f"{', '.join(map(str, rep.unsealed[:10]))}{' ...' if len(rep.unsealed) > 10 else ''})",
+                      soft_wrap=True)
+
+
+@registry.command()
+@click.argument("dest", type=click.Path(dir_okay=False))
+@registry_options
+def backup(dest, registry_path, technician):
+    """Copy the registry to DEST while others may use it (SQLite's online backup): mode
+    0600, never over an existing file. Case data stays encrypted in it; keep the key's
+    backup apart from it. Written to the audit trail.
+
+    Example: boton registry backup /media/usb/registro-2025-03-01.sqlite3
+    """
+    with _open(registry_path, technician) as reg:
+        rows = reg.backup(dest)
+    console.print(f"backed up to {escape(str(dest))} ({rows} audit rows, case data still "
+                  "encrypted)", soft_wrap=True)
+
+
+@registry.command()
+@click.argument("backup_file", metavar="BACKUP", type=click.Path(dir_okay=False))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation on a terminal.")
+@registry_options
+def restore(backup_file, yes, registry_path, technician):
+    """Replace the registry with BACKUP, after checking it: SQLite's integrity check, a
+    known schema, your key is its key, its audit trail verifies. The current file is kept
+    as <name>.bak-<UTC time>. Run it when no other boton command is running. Needs the key.
+
+    Example: boton registry restore /media/usb/registro-2025-03-01.sqlite3
+    """
+    _confirm(f"Replace the registry with {backup_file}? (the current file is kept beside it)", yes)
+    rep, kept = R.restore(backup_file, registry_path, technician=R.resolve_technician(technician))
+    console.print(f"restored from {escape(str(backup_file))}: {rep.rows} audit rows verified"
+                  + (f"; the replaced file is kept as {escape(str(kept))}" if kept else ""),
+                  soft_wrap=True)

@@ -43,9 +43,11 @@ import json
 import logging
 import os
 import re
+import secrets
 import sqlite3
 import stat
 import time
+import urllib.parse
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -55,7 +57,8 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .device import EXIT_USAGE, DeviceError
+from . import registry_audit as RA
+from .device import EXIT_USAGE, EXIT_VERIFY, DeviceError
 from .provision import MAX_CONTACTS, InputError, mask, normalise_alias, normalise_number
 
 log = logging.getLogger("boton.registry")
@@ -68,6 +71,11 @@ BUSY_TIMEOUT_S = 15.0
 # Exit codes: device.py has 0 ok, 2 bad input, 3 connect, 4 device, 5 verify, 6 test call.
 EXIT_CONFLICT = 7    # well-formed request that the registry's contents refuse (duplicate,
                      # wrong state, number already on an active case, registry busy)
+# EXIT_VERIFY (5): the registry file or a backup is empty, foreign or damaged, or its audit
+# trail does not verify: something to investigate, not a typo.
+SQLITE_HEADER = b"SQLite format 3\x00"
+REGISTRY_TABLES = {"devices", "audit", "meta", "cases", "case_index"}
+RESTORE_HINT = "restore the last backup with `boton registry restore BACKUP`"
 
 STATES = ("in_stock", "provisioned", "delivered", "returned", "faulty", "retired")
 
@@ -129,6 +137,7 @@ _BOARD_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,39}")
 _CASE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/_.:-]{0,39}")
 _CTRL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _PHONEISH_RE = re.compile(r"\+?\d[\d ().-]{5,}\d")
+_LOG_HEAD_RE = re.compile(r"head at entry (\d+) ([0-9a-f]{16})")
 
 
 def normalise_mac(text) -> str:
@@ -212,7 +221,7 @@ def normalise_iccid(value):
 def _board(value):
     s = str(value).strip().lower()
     if not _BOARD_RE.fullmatch(s):
-        raise RegistryError(f"board {_show(value)} is not a board profile name (e.g. tcall_sim800l)")
+        raise RegistryError(f"board {_show(value)} is not a board profile name (e.g. tcall_sim800l_axp192)")
     return s
 
 
@@ -441,6 +450,8 @@ class _Cipher:
         text, raw, self.source = load_key(key)
         self._fernet = Fernet(text.encode())
         self._index_key = _hkdf(raw, b"boton-seguro/index/v1")
+        self.audit_key = _hkdf(raw, RA.AUDIT_INFO)
+        self.anchor_key = _hkdf(raw, RA.ANCHOR_INFO)
         self.fingerprint = hmac.new(_hkdf(raw, b"boton-seguro/fingerprint/v1"), b"registry key",
                                     hashlib.sha256).hexdigest()[:16]
 
@@ -536,6 +547,18 @@ def _m2_cases(db):
     """)
 
 
+def _m3_audit_chain(db):
+    """The audit trail becomes append-only and sealed (registry_audit.py). Rows already
+    there are covered by the "audit_chain_started" row the first command with the key adds."""
+    _script(db, """
+        ALTER TABLE audit ADD COLUMN seal TEXT;
+        CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: rows cannot be changed'); END;
+        CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: rows cannot be deleted'); END;
+    """)
+
+
 def _script(db, sql):
     """Run SQL statements one by one: sqlite3's executescript() would COMMIT the
     migration's transaction half-way."""
@@ -552,7 +575,7 @@ def _script(db, sql):
 # Ordered: MIGRATIONS[i](db) takes a database from user_version i to i + 1, inside the
 # caller's transaction (so it may also move data in Python). Append only; never edit one
 # that has shipped.
-MIGRATIONS = [_m1_devices, _m2_cases]
+MIGRATIONS = [_m1_devices, _m2_cases, _m3_audit_chain]
 
 
 # =========================================================================== records
@@ -625,6 +648,7 @@ class Registry:
         self.technician = resolve_technician(technician)
         self._key = key
         self._cipher = None
+        self._seal_cipher = None     # the key for audit seals: None not tried yet, False none
         self._clock = clock
         self._timeout = timeout
         self.db = self._connect()
@@ -642,9 +666,10 @@ class Registry:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not self.path.exists():
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+                self._create()
         except OSError as e:
             raise RegistryError(f"cannot create the registry at {self.path}: {e.strerror}") from None
+        _check_file(self.path, "registry")
         db = None
         try:
             db = sqlite3.connect(str(self.path), timeout=self._timeout, isolation_level=None)
@@ -656,11 +681,47 @@ class Registry:
                                     "filesystem? the registry must be on a local disk)")
             db.execute("PRAGMA synchronous = FULL")
             db.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.DatabaseError as e:
+            problem = _integrity(db, quick=True)
+            if problem:
+                raise RegistryError(f"{self.path} is damaged (SQLite check: {problem}); "
+                                    f"{RESTORE_HINT}", EXIT_VERIFY)
+        except (sqlite3.DatabaseError, RegistryError) as e:
             if db is not None:
                 db.close()
+            if isinstance(e, RegistryError):
+                raise
             raise self._db_error(e) from None
         return db
+
+    def _create(self):
+        """A new registry, whole or not at all: built under a temporary name and linked into
+        place (never over an existing file). So a file at the registry path that is empty
+        or holds no registry was never ours to start over: it is refused, never reused."""
+        tmp = self.path.with_name(f".{self.path.name}.new-{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            db = sqlite3.connect(str(tmp), isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("BEGIN IMMEDIATE")
+                for migration in MIGRATIONS:
+                    migration(db)
+                db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+                db.execute("COMMIT")
+            finally:
+                db.close()
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass                 # another command created it at the same moment: use theirs
+        except sqlite3.DatabaseError as e:
+            raise RegistryError(f"cannot create the registry at {self.path}: {e}") from None
+        finally:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                try:
+                    os.unlink(f"{tmp}{suffix}")
+                except OSError:
+                    pass
 
     def _wal(self, db):
         """Switch to WAL (persistent, so usually already done). On a new file two processes
@@ -683,8 +744,8 @@ class Registry:
         if "locked" in text or "busy" in text:
             return RegistryConflict(f"the registry is busy: another boton command has held it "
                                     f"for over {self._timeout:g} s; try again")
-        if "not a database" in text or "malformed" in text:
-            return RegistryError(f"{self.path} is not a usable registry ({text})")
+        if "not a database" in text or "malformed" in text or "corrupt" in text:
+            return RegistryError(f"{self.path} is damaged ({text}); {RESTORE_HINT}", EXIT_VERIFY)
         return RegistryError(f"registry error in {self.path}: {text}")
 
     @contextmanager
@@ -724,9 +785,19 @@ class Registry:
     def _migrate(self):
         try:
             current = self.db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as e:
             raise self._db_error(e) from None
+        # registries are created migrated (_create): version 0 or missing tables are not ours
+        if current == 0 or "devices" not in tables or "audit" not in tables:
+            raise RegistryError(f"{self.path} is an SQLite database but not a registry: refusing "
+                                f"to use or replace it. Check BOTON_REGISTRY / --registry, or "
+                                f"{RESTORE_HINT}", EXIT_VERIFY)
         if current == len(MIGRATIONS):
+            if not REGISTRY_TABLES <= tables:
+                raise RegistryError(f"{self.path} lacks registry tables "
+                                    f"({', '.join(sorted(REGISTRY_TABLES - tables))}); {RESTORE_HINT}",
+                                    EXIT_VERIFY)
             return                   # the usual case: no write lock needed to open
         with self._write() as db:    # re-read under the lock: another process may have migrated
             version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -740,7 +811,8 @@ class Registry:
 
     @property
     def schema_version(self):
-        return self.db.execute("PRAGMA user_version").fetchone()[0]
+        with self._read() as db:
+            return db.execute("PRAGMA user_version").fetchone()[0]
 
     def close(self):
         self.db.close()
@@ -755,9 +827,73 @@ class Registry:
         return _now_iso(self._clock)
 
     def _audit(self, db, action, mac=None, detail=""):
-        db.execute("INSERT INTO audit (at, technician, action, mac, detail) VALUES (?, ?, ?, ?, ?)",
-                   (self.now(), self.technician, action, mac, detail))
+        """Append an audit row, sealed into the chain when the key is at hand
+        (registry_audit.py); without it the row stays unsealed and `verify` says so."""
+        keys = self._seal_keys(db)
+        head = self._chain_head(db, keys) if keys else None
+        if head is None:
+            db.execute("INSERT INTO audit (at, technician, action, mac, detail) VALUES (?, ?, ?, ?, ?)",
+                       (self.now(), self.technician, action, mac, detail))
+        else:
+            prev, count = head
+            if prev is None:         # the chain starts here, covering the rows before it
+                earlier = [dict(r) for r in db.execute(
+                    "SELECT id, at, technician, action, mac, detail FROM audit ORDER BY id")]
+                prev = ""
+                if earlier:
+                    prev = self._insert_sealed(db, keys[0], prev, RA.START_ACTION, None,
+                                               RA.start_detail(earlier))
+                    count += 1
+            seal = self._insert_sealed(db, keys[0], prev, action, mac, detail)
+            last_id = db.execute("SELECT max(id) FROM audit").fetchone()[0]
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                       (RA.ANCHOR_META, RA.anchor_value(keys[1], last_id, count + 1, seal)))
         log.info("%s %s by %s", action, mac or "-", self.technician)
+
+    def _seal_keys(self, db):
+        """(audit key, anchor key) if the registry key can be loaded and is this registry's
+        (binding it on first use, as case data does); None otherwise."""
+        if self._seal_cipher is None:
+            try:
+                self._seal_cipher = self._cipher or _Cipher(self._key)
+            except RegistryKeyError:
+                self._seal_cipher = False
+        c = self._seal_cipher
+        if not c:
+            return None
+        stored = _meta(db, "key_fingerprint")
+        if stored is None:
+            db.execute("INSERT INTO meta (key, value) VALUES ('key_fingerprint', ?)", (c.fingerprint,))
+        elif stored != c.fingerprint:
+            log.warning("the key from %s is not this registry's: audit row not sealed", c.source)
+            return None
+        return c.audit_key, c.anchor_key
+
+    def _chain_head(self, db, keys):
+        """(last seal, sealed count) to chain onto; (None, 0) before the chain started; None
+        when the stored head does not match the last sealed row: a broken chain is left for
+        `verify` to report, never sealed over."""
+        stored = _meta(db, RA.ANCHOR_META)
+        last = db.execute("SELECT id, seal FROM audit WHERE seal IS NOT NULL "
+                          "ORDER BY id DESC LIMIT 1").fetchone()
+        if stored is None and last is None:
+            return None, 0
+        head = RA.parse_anchor(keys[1], stored)
+        if head is None or last is None or head[0] != last["id"] or head[2] != last["seal"]:
+            log.warning("the audit chain's head does not match its last row: run `boton registry verify`")
+            return None
+        return last["seal"], head[1]
+
+    def _insert_sealed(self, db, audit_key, prev, action, mac, detail):
+        # the id is sealed too, so it is chosen here (as AUTOINCREMENT would) before inserting
+        new_id = db.execute("SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'audit'), 0), "
+                            "coalesce((SELECT max(id) FROM audit), 0)) + 1").fetchone()[0]
+        row = {"id": new_id, "at": self.now(), "technician": self.technician, "action": action,
+               "mac": mac, "detail": detail}
+        seal = RA.seal(audit_key, prev, row)
+        db.execute("INSERT INTO audit (id, at, technician, action, mac, detail, seal) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?)", (*row.values(), seal))
+        return seal
 
     def _row(self, db, mac):
         row = db.execute(_DEVICE_SELECT + " WHERE d.mac = ?", (mac,)).fetchone()
@@ -1258,6 +1394,84 @@ class Registry:
                            else "no case data"))
         return len(devices)
 
+    # ------------------------------------------------------------------ device event logs
+    def log_anchor(self, mac):
+        """What the registry last saw of the device's event log: {"seq", "head", "at"} from
+        its last passed log check, or None (never checked, or flashed or wiped since: both
+        may erase the log). Kept in the audit trail, so it is as tamper-evident as it."""
+        mac = normalise_mac(mac)
+        with self._read() as db:
+            row = db.execute("SELECT action, at, detail FROM audit WHERE mac = ? AND action IN "
+                             "('log_check', 'flash', 'wipe') ORDER BY id DESC LIMIT 1", (mac,)).fetchone()
+        m = _LOG_HEAD_RE.search(row["detail"] or "") if row and row["action"] == "log_check" else None
+        return {"seq": int(m.group(1)), "head": m.group(2), "at": row["at"]} if m else None
+
+    def record_log_check(self, mac, head, entries, ok=True, why=""):
+        """A device log check: passed with its new head ({"seq", "head"} or None for an
+        empty log) and entry count, or failed with why (the anchor stays as it was)."""
+        mac = normalise_mac(mac)
+        with self._write() as db:
+            self._row(db, mac)
+            if not ok:
+                self._audit(db, "log_check_failed", mac, scrub(why))
+            elif head:
+                self._audit(db, "log_check", mac, f"{int(entries)} entries intact; head at entry "
+                            f"{int(head['seq'])} {_hash(head['head'], 'log head')[:16]}")
+            else:
+                self._audit(db, "log_check", mac, "log empty")
+
+    # ------------------------------------------------------------------ integrity
+    def verify(self):
+        """Prove what can be proven about the registry (docs/registry.md): SQLite's full
+        integrity check, its key, and the audit chain up to its stored head. Needs the key.
+        Audited first (which also starts the chain on a registry from an older boton).
+        Returns a registry_audit.ChainReport; RegistryError (exit 5) if anything fails."""
+        c = self.cipher()
+        with self._write() as db:
+            self._audit(db, "verify", None, "integrity check requested")
+        with self._read() as db:
+            return _check_registry_db(db, c, str(self.path))
+
+    def backup(self, dest):
+        """A consistent copy of the registry (SQLite's online backup), mode 0600, never over
+        an existing file. Case data stays encrypted in it. Audited (the copy holds that row).
+        Returns the number of audit rows it holds."""
+        dest = Path(dest).expanduser()
+        if dest.exists():
+            raise RegistryConflict(f"{dest} already exists; refusing to overwrite a backup")
+        if dest.resolve().parent == self.path.resolve().parent and dest.name.startswith(self.path.name):
+            raise RegistryError(f"{dest} would sit beside the registry under its name; "
+                                "choose another name or folder (ideally another disk)")
+        with self._write() as db:
+            self._audit(db, "backup", None, f"to {scrub(dest.name, 80)}")
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            out = sqlite3.connect(str(tmp), isolation_level=None)
+            try:
+                self.db.backup(out)
+                problem = _integrity(out)
+                rows = out.execute("SELECT count(*) FROM audit").fetchone()[0]
+            finally:
+                out.close()
+            if problem:
+                raise RegistryError(f"the backup copy does not check out ({problem}); {dest} not written",
+                                    EXIT_VERIFY)
+            os.link(tmp, dest)                     # never over a file that appeared meanwhile
+        except FileExistsError:
+            raise RegistryConflict(f"{dest} already exists; refusing to overwrite a backup") from None
+        except OSError as e:
+            raise RegistryError(f"cannot write {dest}: {e.strerror}") from None
+        except sqlite3.DatabaseError as e:
+            raise self._db_error(e) from None
+        finally:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                try:
+                    os.unlink(f"{tmp}{suffix}")
+                except OSError:
+                    pass
+        return rows
+
     # ------------------------------------------------------------------ audit
     def audit(self, mac=None, limit=None):
         """Audit rows, oldest first (the last `limit` if given): dicts with id, at,
@@ -1376,3 +1590,134 @@ def _write_file(path, data, private=False):
 def _meta(db, key):
     row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return row[0] if row else None
+
+
+# =========================================================================== file checks
+def _check_file(path, what):
+    """Refuse an empty or non-SQLite file with one line (never start a new one over it)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except OSError as e:
+        raise RegistryError(f"cannot read the {what} {path}: {e.strerror}") from None
+    if not head:
+        raise RegistryError(f"{path} is empty (0 bytes) where a {what} should be: refusing to "
+                            f"start a new one over it (labels and the audit trail would "
+                            f"restart); {RESTORE_HINT}", EXIT_VERIFY)
+    if head != SQLITE_HEADER:
+        raise RegistryError(f"{path} is not a {what} (not an SQLite database): refusing to use "
+                            f"or replace it. Check the path, or {RESTORE_HINT}", EXIT_VERIFY)
+
+
+def _integrity(db, quick=False):
+    """None if SQLite finds the file sound, else its first complaint."""
+    rows = db.execute(f"PRAGMA {'quick_check' if quick else 'integrity_check'}").fetchall()
+    first = rows[0][0] if rows else "no answer"
+    return None if first == "ok" else " ".join(str(first).split())[:200]   # one line
+
+
+def _check_registry_db(db, cipher, where):
+    """What `verify` and `restore` prove about a registry connection: SQLite's full
+    integrity check, a schema this boton knows, the key's fingerprint, the audit chain.
+    Returns the ChainReport; RegistryError (exit 5) or RegistryKeyError (exit 2) if not."""
+    try:
+        problem = _integrity(db)
+        if problem:
+            raise RegistryError(f"{where} is damaged (SQLite check: {problem})", EXIT_VERIFY)
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not 1 <= version <= len(MIGRATIONS) or not {"devices", "audit", "meta"} <= tables:
+            raise RegistryError(f"{where} is not a registry this boton knows (schema {version})",
+                                EXIT_VERIFY)
+        stored = _meta(db, "key_fingerprint")
+        if stored and stored != cipher.fingerprint:
+            raise RegistryKeyError(f"{where} was written with key {stored}, the key from "
+                                   f"{cipher.source} is {cipher.fingerprint}: wrong BOTON_KEY or key file?")
+        cols = [r[1] for r in db.execute("PRAGMA table_info(audit)")]
+        seal = "seal" if "seal" in cols else "NULL AS seal"
+        rows = [dict(r) for r in db.execute(
+            f"SELECT id, at, technician, action, mac, detail, {seal} FROM audit ORDER BY id")]
+        anchor = _meta(db, RA.ANCHOR_META)
+    except sqlite3.DatabaseError as e:
+        raise RegistryError(f"{where} is damaged ({e})", EXIT_VERIFY) from None
+    rep = RA.verify_chain(rows, cipher.audit_key, cipher.anchor_key, anchor)
+    if rep.problem:
+        raise RegistryError(f"{where}: audit trail check failed: {rep.problem}", EXIT_VERIFY)
+    return rep
+
+
+def restore(backup, path=None, key=None, technician=None, clock=None):
+    """Replace the registry with a verified backup. The backup is copied next to the
+    registry and checked there (SQLite integrity, schema, the key in use is its key, its
+    audit chain verifies); only then is the current file kept as `<name>.bak-<UTC time>`
+    and the copy renamed into place in one step. Audited in the restored registry.
+    Returns (restored Registry's ChainReport, path of the kept file or None)."""
+    backup = Path(backup).expanduser()
+    path = Path(path).expanduser() if path else default_path()
+    cipher = _Cipher(key)                              # no key, no restore: nothing to verify with
+    if not backup.is_file():
+        raise RegistryError(f"no backup file {backup}")
+    _check_file(backup, "registry backup")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.restore-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        try:
+            src = sqlite3.connect(f"file:{urllib.parse.quote(str(backup))}?mode=ro&immutable=1",
+                                  uri=True)
+            dst = sqlite3.connect(str(tmp), isolation_level=None)
+            try:
+                src.backup(dst)
+                dst.row_factory = sqlite3.Row
+                rep = _check_registry_db(dst, cipher, f"backup {backup}")
+                if dst.execute("PRAGMA user_version").fetchone()[0] < 1:
+                    raise RegistryError(f"backup {backup} is not a registry", EXIT_VERIFY)
+            finally:
+                src.close()
+                dst.close()
+        except sqlite3.DatabaseError as e:
+            raise RegistryError(f"backup {backup} is damaged or not a registry ({e})", EXIT_VERIFY) from None
+        kept = _set_aside(path) if path.exists() else None
+        os.replace(tmp, path)
+    except OSError as e:
+        raise RegistryError(f"cannot restore {path}: {e.strerror}") from None
+    finally:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            try:
+                os.unlink(f"{tmp}{suffix}")
+            except OSError:
+                pass
+    with Registry(path, key=key, technician=technician, clock=clock) as reg:
+        with reg._write() as db:
+            reg._audit(db, "restore", None, f"from backup {backup.name} ({rep.rows} audit rows); "
+                       + (f"the replaced file is kept as {kept.name}" if kept else "no file was replaced"))
+    return rep, kept
+
+
+def _set_aside(path):
+    """Keep the current registry as <name>.bak-<time> (a hard link: the registry path never
+    goes missing). A usable one is first checkpointed out of WAL, which SQLite allows only
+    when no other connection is open; a damaged one is kept with its -wal as it is."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    kept = path.with_name(f"{path.name}.bak-{stamp}")
+    try:
+        db = sqlite3.connect(str(path), timeout=1, isolation_level=None)
+        try:
+            mode = db.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
+        finally:
+            db.close()
+        if mode.lower() != "delete":
+            raise RegistryConflict("another boton command is using the registry; restore when "
+                                   "none is running")
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e) or "busy" in str(e):
+            raise RegistryConflict("another boton command is using the registry; restore when "
+                                   "none is running") from None
+    except sqlite3.DatabaseError:
+        pass                                           # damaged: keep it exactly as it is
+    os.link(path, kept)
+    for suffix in ("-wal", "-shm"):
+        side = Path(f"{path}{suffix}")
+        if side.exists():
+            os.replace(side, Path(f"{kept}{suffix}"))  # a WAL belongs to its file only
+    return kept

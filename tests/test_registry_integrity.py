@@ -1,0 +1,315 @@
+"""The registry proves what it claims (issue 10, items 4 and 5): an append-only, sealed
+audit trail that `verify` checks; device event logs checked against what the registry saw
+last time; and a registry that refuses its own empty, foreign or damaged file, with backup
+and a verified restore."""
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography.fernet import Fernet
+
+from boton import provision as prov
+from boton.cli import check_event_log
+from boton.cli_registry import devices, registry
+from boton.registry import Registry, RegistryError, RegistryKeyError, restore
+
+MAC = "24:6f:28:00:00:01"
+BOTON = str(Path(sys.executable).parent / "boton")
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    key = Fernet.generate_key().decode()
+    path = tmp_path / "reg" / "registry.sqlite3"
+    monkeypatch.setenv("BOTON_REGISTRY", str(path))
+    monkeypatch.setenv("BOTON_KEY", key)
+    monkeypatch.setenv("BOTON_KEY_FILE", str(tmp_path / "cfg" / "registry.key"))
+    monkeypatch.setenv("BOTON_TECHNICIAN", "ana")
+    return {"path": path, "key": key}
+
+
+def filled(env, n=3):
+    with Registry() as reg:
+        for i in range(1, n + 1):
+            reg.add_device(f"24:6f:28:00:00:{i:02x}")
+        reg.record_deploy(MAC, "ab" * 32)
+
+
+def raw(path):
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def verify_fails(match, code=5):
+    with Registry() as reg, pytest.raises(RegistryError, match=match) as e:
+        reg.verify()
+    assert e.value.exit_code == code
+    assert "\n" not in str(e.value)
+
+
+# =========================================================================== audit trail
+def test_the_database_refuses_to_change_or_delete_audit_rows(env):
+    filled(env)
+    con = raw(env["path"])
+    with pytest.raises(sqlite3.DatabaseError, match="append-only: rows cannot be changed"):
+        con.execute("UPDATE audit SET technician = 'nadie' WHERE id = 2")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only: rows cannot be deleted"):
+        con.execute("DELETE FROM audit WHERE id = 2")
+    con.close()
+    with Registry() as reg:
+        rep = reg.verify()
+    assert rep.unsealed == [] and rep.sealed == rep.rows == 5      # 3 adds, deploy, verify
+
+
+def without_triggers(path):
+    con = raw(path)
+    con.execute("DROP TRIGGER audit_no_update")
+    con.execute("DROP TRIGGER audit_no_delete")
+    return con
+
+
+def test_an_edited_audit_row_is_caught(env):
+    filled(env)
+    con = without_triggers(env["path"])
+    con.execute("UPDATE audit SET technician = 'beto' WHERE id = 2")
+    con.close()
+    verify_fails(r"audit row #2 \(.*add\) does not match its seal")
+
+
+def test_a_deleted_audit_row_is_caught(env):
+    filled(env)
+    con = without_triggers(env["path"])
+    con.execute("DELETE FROM audit WHERE id = 2")
+    con.close()
+    verify_fails(r"audit row #3 .* a row before it was removed")
+
+
+def test_rows_cut_off_the_end_are_caught(env):
+    filled(env)
+    con = without_triggers(env["path"])
+    con.execute("DELETE FROM audit WHERE id >= 3")
+    con.close()
+    # verify appends its own row first: that one is then not sealed into a broken chain
+    verify_fails(r"ends at row #2 \(2 sealed\), but its head record says row #4 \(4 sealed\)")
+
+
+def test_a_removed_or_forged_head_record_is_caught(env):
+    filled(env)
+    con = without_triggers(env["path"])
+    con.execute("UPDATE meta SET value = '2:2:' || (SELECT seal FROM audit WHERE id = 2) || ':00' "
+                "WHERE key = 'audit_anchor'")
+    con.close()
+    verify_fails("head record was altered")
+    con = raw(env["path"])
+    con.execute("DELETE FROM meta WHERE key = 'audit_anchor'")
+    con.close()
+    verify_fails("head record is missing")
+
+
+def test_verify_needs_this_registrys_key(env, monkeypatch):
+    filled(env)
+    monkeypatch.setenv("BOTON_KEY", Fernet.generate_key().decode())
+    with Registry() as reg, pytest.raises(RegistryKeyError, match="wrong BOTON_KEY") as e:
+        reg.verify()
+    assert e.value.exit_code == 2
+
+
+def test_rows_written_without_the_key_are_reported_unsealed(env, monkeypatch):
+    filled(env)
+    monkeypatch.delenv("BOTON_KEY")
+    with Registry() as reg:
+        reg.add_device("24:6f:28:00:00:09")                 # device commands need no key
+    monkeypatch.setenv("BOTON_KEY", env["key"])
+    res = CliRunner().invoke(registry, ["verify"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "registry verified" in res.stdout and "1 row(s) were written without the key" in res.stdout
+
+
+def test_verify_through_the_cli_fails_with_one_line(env):
+    filled(env)
+    con = without_triggers(env["path"])
+    con.execute("UPDATE audit SET detail = 'label BS-0099' WHERE id = 1")
+    con.close()
+    res = CliRunner().invoke(registry, ["verify"])
+    assert res.exit_code == 5
+    assert res.stderr.count("\n") == 1 and "audit row #1" in res.stderr and "Traceback" not in res.stderr
+
+
+# =========================================================================== device logs
+def device_log(n, start=1, prev=None, tamper=None):
+    """Log lines as the firmware writes them (its own chain function); tamper(seq) may
+    change an entry's event, the chain being recomputed over it as a forger would."""
+    chain = prov._eventlog_module().chain
+    prev = prev or "0" * 16
+    lines = []
+    for seq in range(start, n + 1):
+        event = (tamper(seq) if tamper else None) or "boot"
+        body = f"{seq} {1700000000 + seq} {event} -"
+        prev = chain(prev, body)
+        lines.append(f"{body} {prev}")
+    return lines
+
+
+def test_a_log_checked_against_its_anchor():
+    log = device_log(20)
+    anchor = prov.event_log_head(log)
+    assert anchor == {"seq": 20, "head": log[-1].rsplit(" ", 1)[1]}
+    ok, why = prov.verify_event_log(device_log(30), anchor)       # it grew: fine
+    assert ok and "matches the registry's last check up to entry 20" in why
+    cases = {
+        "rewritten": (device_log(30, tamper=lambda s: "press" if s == 7 else None),
+                      "entry 20 is not the one the registry saw: the log was rewritten"),
+        "tail cut": (log[:15], "ends at entry 15, but the registry saw entries up to 20"),
+        "head cut": (log[5:], "starts at entry 6, but the device keeps every entry from 1 on"),
+        "deleted": ([], "the log is empty, but the registry saw 20 entries"),
+    }
+    for name, (lines, expect) in cases.items():
+        ok, why = prov.verify_event_log(lines, anchor)
+        assert not ok and expect in why, name
+
+
+def test_the_ring_dropping_its_oldest_segment_is_not_a_cut():
+    full = device_log(300)      # segments of 64: 1-64 went when 257-300 began; 65-300 kept
+    kept = full[64:]
+    assert prov.verify_event_log(kept)[0]
+    ok, why = prov.verify_event_log(full[100:])
+    assert not ok and "starts at entry 101, but the device keeps every entry from 65 on" in why
+    ok, why = prov.verify_event_log(kept, {"seq": 20, "head": full[19].rsplit(" ", 1)[1]})
+    assert ok and "rotated out of the device: the link to it cannot be checked" in why
+    assert prov.verify_event_log(["garbage"])[0] is False
+
+
+def test_the_registry_keeps_the_anchor_and_catches_a_forged_log(env):
+    filled(env)
+    log = device_log(12)
+    assert check_event_log(MAC, log) == (True, "12 entries intact")
+    with Registry() as reg:
+        assert reg.log_anchor(MAC)["seq"] == 12
+    forged = device_log(14, tamper=lambda s: "x" if s == 3 else None)
+    ok, why = check_event_log(MAC, forged)
+    assert not ok and "entry 12 is not the one the registry saw on 20" in why
+    ok, why = check_event_log(MAC, [])
+    assert not ok and "it was deleted" in why
+    with Registry() as reg:
+        assert reg.log_anchor(MAC)["seq"] == 12                  # failures leave the anchor
+        assert [a["action"] for a in reg.audit(MAC)][-3:] == ["log_check", "log_check_failed",
+                                                              "log_check_failed"]
+        reg.record_flash(MAC, "4MB", "12" * 32)                  # a flash erases the log
+        assert reg.log_anchor(MAC) is None
+    assert check_event_log(MAC, [])[0]
+    ok, why = check_event_log("24:6f:28:00:00:42", log)
+    assert ok and "not in the registry" in why
+
+
+# =========================================================================== registry files
+def run_cli(*args):
+    return CliRunner().invoke(devices, list(args))
+
+
+def one_line_refusal(res, *expect):
+    assert res.exit_code == 5, res.output
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    for e in expect:
+        assert e in res.stderr
+
+
+def test_an_empty_registry_file_is_refused_not_restarted(env):
+    filled(env)
+    env["path"].write_bytes(b"")
+    for name in ("-wal", "-shm"):
+        Path(f"{env['path']}{name}").unlink(missing_ok=True)
+    one_line_refusal(run_cli("add", "24:6f:28:00:00:07"), "is empty (0 bytes)", "registry restore")
+    assert env["path"].stat().st_size == 0                      # never started over
+
+
+def test_a_foreign_file_is_refused(env, tmp_path):
+    env["path"].parent.mkdir(parents=True)
+    env["path"].write_text("a spreadsheet someone saved here\n")
+    one_line_refusal(run_cli("list"), "not a registry (not an SQLite database)")
+    env["path"].unlink()
+    con = raw(env["path"])
+    con.execute("CREATE TABLE contacts (name TEXT)")
+    con.close()
+    one_line_refusal(run_cli("list"), "is an SQLite database but not a registry")
+
+
+def corrupt(path):
+    """Overwrite a page in the middle of the file with junk, as a failing disk would."""
+    with Registry() as reg:
+        for i in range(2, 400):
+            reg.add_device(f"24:6f:28:00:{i >> 8:02x}:{i & 255:02x}", board="tcall_sim800l_axp192")
+    con = raw(path)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page = con.execute("PRAGMA page_size").fetchone()[0]
+    pages = con.execute("PRAGMA page_count").fetchone()[0]
+    con.close()
+    with open(path, "r+b") as f:
+        f.seek(page * (pages // 2))
+        f.write(b"\xa5" * page)
+
+
+def test_a_damaged_registry_gives_one_line_and_no_traceback(env):
+    filled(env, n=1)
+    corrupt(env["path"])
+    for args in (["list"], ["show", "BS-0001"], ["audit"]):
+        res = run_cli(*args)
+        assert res.exit_code == 5, (args, res.output)
+        assert res.stderr.count("\n") == 1 and "damaged" in res.stderr and "Traceback" not in res.stderr
+    proc = subprocess.run([BOTON, "registry", "verify"], capture_output=True, text=True,
+                          env=dict(os.environ), timeout=120)
+    assert proc.returncode == 5, proc.stderr
+    assert "damaged" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+
+
+# =========================================================================== backup / restore
+def test_backup_and_verified_restore(env, tmp_path):
+    filled(env)
+    dest = tmp_path / "usb" / "copia.sqlite3"
+    dest.parent.mkdir()
+    res = CliRunner().invoke(registry, ["backup", str(dest)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o600
+    assert CliRunner().invoke(registry, ["backup", str(dest)]).exit_code == 7   # never overwritten
+    with Registry() as reg:
+        reg.add_device("24:6f:28:00:00:09")                     # after the backup
+    res = CliRunner().invoke(registry, ["restore", str(dest)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    kept = list(env["path"].parent.glob("registry.sqlite3.bak-*"))
+    assert len(kept) == 1 and "kept as" in res.stdout
+    with Registry() as reg:
+        assert [d.label for d in reg.list()] == ["BS-0001", "BS-0002", "BS-0003"]
+        assert [a["action"] for a in reg.audit()][-2:] == ["backup", "restore"]
+        reg.verify()
+    with Registry(kept[0]) as old:
+        assert old.get("24:6f:28:00:00:09") is not None        # the replaced data is not lost
+
+
+def test_a_bad_backup_is_refused_and_changes_nothing(env, tmp_path):
+    filled(env)
+    good = tmp_path / "good.sqlite3"
+    with Registry() as reg:
+        reg.backup(good)
+    before = env["path"].read_bytes()
+    tampered = tmp_path / "tampered.sqlite3"
+    tampered.write_bytes(good.read_bytes())
+    con = without_triggers(tampered)
+    con.execute("UPDATE audit SET action = 'wipe' WHERE id = 4")
+    con.close()
+    with pytest.raises(RegistryError, match="audit trail check failed") as e:
+        restore(tampered)
+    assert e.value.exit_code == 5
+    empty = tmp_path / "empty.sqlite3"
+    empty.write_bytes(b"")
+    with pytest.raises(RegistryError, match="is empty"):
+        restore(empty)
+    with pytest.raises(RegistryKeyError, match="wrong BOTON_KEY"):
+        restore(good, key=Fernet.generate_key())
+    res = CliRunner().invoke(registry, ["restore", str(tampered)])
+    assert res.exit_code == 5 and "Traceback" not in res.stderr
+    assert env["path"].read_bytes() == before
+    assert not list(env["path"].parent.glob("*.bak-*"))
