@@ -48,12 +48,43 @@ def test_pin_checks_catch_a_bad_profile():
     assert "used twice" in problems and "input-only" in problems
 
 
+@pytest.mark.parametrize("board", D.load_boards(), ids=lambda b: b["id"])
+def test_every_pin_the_profile_uses_is_in_its_table(board):
+    from boton.boards import pin_uses
+    drawn = {c.pin for c in D.connections(board)}
+    missing = [f"GPIO{pin} ({what})" for pin, what, _, _ in pin_uses(board) if pin not in drawn]
+    assert not missing, f"{board['id']}: the wiring table leaves out {missing}"
+
+
+def test_power_chip_is_documented_per_revision():
+    boards = {b["id"]: b for b in D.load_boards()}
+    axp = D.board_section(boards["tcall_sim800l_axp192"])
+    ip = D.board_section(boards["tcall_sim800l_ip5306"])
+    assert "| GPIO35 | PMU IRQ ← | AXP192" in axp and "AXP192 at 0x34" in axp
+    assert "AXP192 ADC over I2C" in axp and "IP5306" not in axp
+    assert "IP5306 at 0x75; keep the boost on" in ip and "AXP192" not in ip and "SIM800 (`AT+CBC`)" in ip
+    assert D.power_chain(boards["tcall_sim800l_axp192"])[0][1][0] == "AXP192 PMU"
+    assert "TP4056" in str(D.bom(boards["devkitc_sim800l_neo6m"]))
+
+
+def test_what_the_docs_say_the_firmware_does_is_found_in_it():
+    """The patterns behind "firmware: not yet" find what firmware/lib does today (pmu.py keeps
+    each power chip on, app.py reads the AXP192's battery and wakes on RI)."""
+    for key in ("gps_enable", "led", "battery_adc", "ri", "ip5306", "axp192", "pmu_battery"):
+        assert D.firmware_gap(key) is None, key
+
+
+def test_every_strapping_pin_has_its_note():
+    from boton import boards
+    assert set(boards.STRAPPING_NOTES) == set(boards.STRAPPING_PULL)
+
+
 # ---------------------------------------------------------------------------- console blocks
 def test_console_parsing_and_normalising():
-    body = ["$ boton deploy --port $PORT \\", "    --board tcall_sim800l", "deployed 1 of 1 files: boot.py",
+    body = ["$ boton deploy --port $PORT \\", "    --board tcall_sim800l_axp192", "deployed 1 of 1 files: boot.py",
             "$ boton devices deliver BS-0042", "error: no", "$ echo $?", "7"]
     steps = D.parse_steps(body)
-    assert [s.command for s in steps] == ["boton deploy --port $PORT --board tcall_sim800l",
+    assert [s.command for s in steps] == ["boton deploy --port $PORT --board tcall_sim800l_axp192",
                                           "boton devices deliver BS-0042", "echo $?"]
     assert steps[0].output == ["deployed 1 of 1 files: boot.py"]
     a = "config 0123456789abcdef at 2026-11-27T19:15:34Z on socket://127.0.0.1:4711 took 1.4 s\n│ x   │"
@@ -61,6 +92,16 @@ def test_console_parsing_and_normalising():
     assert D.normalise(a) == D.normalise(b)
     assert D.normalise("SMS accepted 2") == D.normalise("SMS accepted 1")  # timing, not behaviour
     assert D.normalise("C4 call answered: yes -> ok") != D.normalise("C4 call answered: no -> failed")
+
+
+def test_event_log_stamps_normalise_set_or_unset():
+    """A stamp is UTC seconds once GPS set the clock, else seconds since 2000 with a "?"
+    (eventlog.stamp): which one a run shows is timing."""
+    synced = "1 1795967608 boot 0.1.0 10ddfb14fab173ea\n2 1795967608 power gps_off a5f0e41ae2079c12"
+    unsynced = "1 946684812? boot 0.1.0 10ddfb14fab173ea\n2 1577836799? power gps_off a5f0e41ae2079c12"
+    assert D.normalise(unsynced) == D.normalise(synced) == "<event log entries>"
+    assert "?" not in D.normalise("since 946684812?")
+    assert D.normalise("ticket 123456789?") == "ticket 123456789?"  # not a stamp
 
 
 CONSOLE_FILES = D.console_files()

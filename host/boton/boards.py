@@ -1,21 +1,156 @@
-"""Board profiles (boards/*.json): by name, or a path to a profile of one's own."""
+"""Board profiles (boards/*.json): by name, or a path to a profile of one's own.
+
+check_pins() holds every profile to the ESP32's pin rules (docs/hardware.md, "Pins the
+profiles may not choose"): a pin that misbehaves at reset, belongs to the flash or to
+PSRAM, or cannot do what the profile asks of it is refused before anything is built."""
 import json
 from pathlib import Path
 
 from .device import EXIT_USAGE, DeviceError
 from .paths import BOARDS
 
+# Profiles that were split or renamed: the old name says where to go (data/boards.md).
+RENAMED = {
+    "tcall_sim800l": "the T-Call profile was split by board revision (data/boards.md): use "
+                     "--board tcall_sim800l_ip5306 (IP5306 power chip; RI, DTR and LED not wired) or "
+                     "--board tcall_sim800l_axp192 (AXP192 power chip; RI 33, DTR 32, LED 13). "
+                     "`boton status` says which power chip a board answers with",
+}
+
+# ESP32 strapping pins and the pull each has at reset (ESP32 datasheet, "Strapping Pins"):
+# an output that must be off at reset may not sit on one whose pull turns it on.
+STRAPPING_PULL = {0: 1, 2: 0, 5: 1, 12: 0, 15: 1}
+FLASH_PINS = range(6, 12)
+PSRAM_PINS = (16, 17)          # WROVER modules wire their PSRAM here
+INPUT_ONLY = range(34, 40)     # no output driver, no internal pull resistors
+MISSING = (20, 24, 28, 29, 30, 31)
+
+# What a technician should know about a pin a profile uses (docs/hardware.md, "Pins to
+# know about" under each board; the rules themselves are pin_problems()).
+STRAPPING_NOTES = {
+    0: "strapping pin (boot mode), pulled up: held low at reset the chip starts its download mode",
+    2: "strapping pin, pulled down: must be low or floating to enter the download mode; "
+       "an LED or an active-high output is off at reset",
+    5: "strapping pin (SDIO timing), pulled up: keep it floating or high at reset "
+       "(SIM800 RST idles high: fine)",
+    12: "strapping pin (MTDI, flash voltage), pulled down: must be low at reset, never pulled up",
+    15: "strapping pin (MTDO), pulled up: held low at reset it only silences the boot messages",
+}
+PSRAM_NOTE = "carries the PSRAM on WROVER modules: the board must carry a WROOM"
+INPUT_ONLY_NOTE = "input only, no internal pull resistors"
+
 
 def board_file(board: str) -> Path:
     path = Path(board) if str(board).endswith(".json") else BOARDS / f"{board}.json"
     if not path.exists():
+        if board in RENAMED:
+            raise DeviceError(f"board {board!r} no longer exists: {RENAMED[board]}", EXIT_USAGE)
         known = ", ".join(sorted(p.stem for p in BOARDS.glob("*.json")))
         raise DeviceError(f"unknown board {board!r} (known: {known})", EXIT_USAGE)
     return path
 
 
 def load_board(board: str) -> dict:
+    """The profile, held to the pin rules (check_pins): a profile that misbehaves at reset
+    is refused before anything is built from it."""
     try:
-        return json.loads(board_file(board).read_text())
+        profile = json.loads(board_file(board).read_text())
     except ValueError as e:
         raise DeviceError(f"board profile {board!r} is not valid JSON: {e}", EXIT_USAGE) from None
+    if not isinstance(profile, dict) or not isinstance(profile.get("modem"), dict):
+        raise DeviceError(f"board profile {board!r} is not a board profile (no \"modem\" section)",
+                          EXIT_USAGE)
+    return check_pins(profile)
+
+
+def power_chip(profile: dict):
+    """(chip name, its I2C spec) the profile expects, or (None, None). The same rule as
+    firmware/lib/pmu.py expected() (tests/test_boards.py holds them together)."""
+    for name in ("axp192", "ip5306"):
+        if profile.get(name):
+            return name, profile[name]
+    return None, None
+
+
+def pin_uses(profile: dict):
+    """(pin, what, kind, active level) for every ESP32 pin the profile uses. kind: "out"
+    (driven, and its idle level matters at reset), "in", "in_pulled" (an input that needs
+    a pull-up to idle high: UART RX, a button pulled up), "io" (I2C)."""
+    uses = []
+    m = profile["modem"]
+    uses += [(m["tx"], "modem TX", "io", None), (m["rx"], "modem RX", "in_pulled", None),
+             (m["pwrkey"], "modem PWRKEY", "out", 0)]
+    for key, level in (("reset", 0), ("power_on", 1), ("dtr", 0)):
+        if m.get(key) is not None:
+            uses.append((m[key], f"modem {key.upper()}", "out", level))
+    if m.get("ri") is not None:
+        uses.append((m["ri"], "modem RI", "in", None))
+    g = profile["gps"]
+    uses += [(g["tx"], "GPS TX", "io", None),
+             (g["rx"], "GPS RX", "in" if g.get("rx_pullup") == "external" else "in_pulled", None)]
+    if g.get("enable") is not None:
+        uses.append((g["enable"], "GPS enable", "out", 1))
+    b = profile["button"]
+    uses.append((b["pin"], "button", "in_pulled" if b.get("pull") else "in", None))
+    for part in ("led", "vibration"):
+        if profile.get(part):
+            uses.append((profile[part]["pin"], part, "out", profile[part].get("active", 1)))
+    bat = profile.get("battery") or {}
+    if bat.get("source") == "adc":
+        uses.append((bat["pin"], "battery ADC", "in", None))
+    chip, spec = power_chip(profile)
+    if chip:
+        uses += [(spec["sda"], f"{chip} SDA", "io", None), (spec["scl"], f"{chip} SCL", "io", None)]
+        if spec.get("irq") is not None:
+            uses.append((spec["irq"], f"{chip} IRQ", "in", None))
+    return uses
+
+
+def pin_problems(profile: dict) -> list:
+    """Every rule the profile breaks, one sentence each; [] if none."""
+    problems, seen = [], {}
+    may_be_wrover = profile.get("module", "unknown") != "wroom"
+    for pin, what, kind, active in pin_uses(profile):
+        if pin in seen:
+            problems.append(f"GPIO{pin} is used twice ({seen[pin]} and {what})")
+        seen.setdefault(pin, what)
+        if not 0 <= pin <= 39 or pin in MISSING:
+            problems.append(f"GPIO{pin} does not exist on the ESP32 ({what})")
+        elif pin in FLASH_PINS:
+            problems.append(f"GPIO{pin} belongs to the SPI flash ({what})")
+        elif pin in PSRAM_PINS and may_be_wrover:
+            problems.append(f"GPIO{pin} carries the PSRAM on WROVER modules ({what}): choose another pin, "
+                            "or say \"module\": \"wroom\" if the board is sure to carry a WROOM")
+        elif pin in INPUT_ONLY and kind in ("out", "io"):
+            problems.append(f"GPIO{pin} is input-only and cannot drive the {what}")
+        elif pin in INPUT_ONLY and kind == "in_pulled":
+            problems.append(f"GPIO{pin} has no internal pull-up, and the {what} needs one to idle high "
+                            "(a floating line reads as garbage): choose another pin"
+                            + (", or wire an external 10 kΩ pull-up and say \"rx_pullup\": \"external\""
+                               if what == "GPS RX" else ""))
+        elif kind == "out" and STRAPPING_PULL.get(pin) == active:
+            pull = "up" if active else "down"
+            problems.append(f"GPIO{pin} is a strapping pin pulled {pull} at reset, which turns the {what} "
+                            "on from reset until the firmware starts: choose another pin")
+    return problems
+
+
+def pin_notes(profile: dict) -> list:
+    """One sentence per used pin that has something to know about (strapping, PSRAM,
+    input-only), e.g. "GPIO5 (modem RESET): strapping pin ..."."""
+    notes = []
+    for pin, what, _, _ in pin_uses(profile):
+        for note in (STRAPPING_NOTES.get(pin), PSRAM_NOTE if pin in PSRAM_PINS else None,
+                     INPUT_ONLY_NOTE if pin in INPUT_ONLY else None):
+            if note:
+                notes.append(f"GPIO{pin} ({what}): {note}.")
+    return notes
+
+
+def check_pins(profile: dict) -> dict:
+    """The profile if it keeps every pin rule; else DeviceError (exit 2) naming each broken one."""
+    problems = pin_problems(profile)
+    if problems:
+        raise DeviceError(f"board profile {profile.get('id', '?')!r} chooses pins that misbehave: "
+                          + "; ".join(problems), EXIT_USAGE)
+    return profile

@@ -83,38 +83,35 @@ def sections_in(text):
 
 
 # ============================================================================ boards: pins, notes, BOM
-# Parts that are already wired on a board (drawn dashed, nothing to solder). A profile may
-# say so itself with "onboard": [...]; this covers the profiles written before that key.
-ONBOARD = {"tcall_sim800l": ("modem", "ip5306", "led")}
-
-STRAPPING = {
-    0: "strapping pin (boot mode): must not be held low at reset",
-    2: "strapping pin: must be low or floating to enter the download mode; an LED to GND is fine",
-    5: "strapping pin (SDIO timing): keep it floating or high at reset (SIM800 RST idles high: fine)",
-    12: "strapping pin (MTDI, flash voltage): must be low at reset, never pulled up",
-    15: "strapping pin (MTDO): held low at reset it only silences the boot messages",
-}
-PSRAM = (16, 17)
-FLASH_PINS = range(6, 12)
-INPUT_ONLY = range(34, 40)
-
 # Profile entries the firmware may not act on yet, and how to tell from its source that it
 # does: while the pattern is absent from firmware/lib, the docs say so next to the pin.
 FIRMWARE_USES = {
     "gps_enable": (r"""\[["']enable["']\]|get\(["']enable["']""", "the firmware does not drive GPS_EN yet: "
                    "make the GPS supply default to on (or wire it permanently)"),
-    "ip5306": (r"ip5306", "the firmware does not write the IP5306 keep-on register yet"),
     "led": (r"led\.value\(", "the firmware does not light the LED yet"),
     "battery_adc": (r"battery_adc\(", "the firmware does not read this ADC yet (it uses AT+CBC)"),
+    "ri": (r"""\[["']ri["']\]|get\(["']ri["']""", "the firmware does not wake on RI yet: it wakes on a timer "
+           "to look for calls and SMS"),
+    # pmu.keep_on(): what each power chip is told at boot
+    "ip5306": (r"IP5306_ADDR, 0x00, 0x37", "the firmware does not write the IP5306 keep-on register yet"),
+    "axp192": (r"AXP192_ADDR, 0x12,", "the firmware does not set the AXP192's outputs yet"),
+    "pmu_battery": (r"pmu\.battery_mv\(", "the firmware does not read the battery from the PMU yet (it uses AT+CBC)"),
+    # Not gaps (nothing needs them today), but the docs must not claim they are used.
+    "dtr": (r"""\[["']dtr["']\]|get\(["']dtr["']""", None),
+    "pmu_irq": (r"""\[["']irq["']\]|get\(["']irq["']""", None),
 }
+
+
+def firmware_does(key):
+    """True if firmware/lib (the hardware backends aside) acts on the profile entry `key`."""
+    src = "\n".join(p.read_text() for p in sorted((FIRMWARE / "lib").glob("*.py"))
+                    if not p.name.startswith("hw_"))
+    return re.search(FIRMWARE_USES[key][0], src) is not None
 
 
 def firmware_gap(key):
     """The note for a profile entry the firmware does not use yet, or None."""
-    pattern, note = FIRMWARE_USES[key]
-    src = "\n".join(p.read_text() for p in sorted((FIRMWARE / "lib").glob("*.py"))
-                    if not p.name.startswith("hw_"))
-    return None if re.search(pattern, src) else note
+    return None if firmware_does(key) else FIRMWARE_USES[key][1]
 
 
 class Conn:
@@ -126,7 +123,45 @@ class Conn:
 
 
 def onboard(board):
-    return set(board.get("onboard") or ONBOARD.get(board["id"], ()))
+    """Parts already wired on the board (the profile's "onboard"): drawn dashed, not bought."""
+    return set(board.get("onboard") or ())
+
+
+def power_chip(board):
+    """(chip, I2C spec) of the board's power chip, or (None, None): boards.power_chip."""
+    from .boards import power_chip as chip_of
+    return chip_of(board)
+
+
+# What each power chip is, for the tables, the parts list and the power drawing.
+POWER_CHIPS = {
+    "ip5306": {"title": "IP5306 charger / boost", "short": "IP5306", "does": "charger + 5 V boost",
+               "kind": "IP5306 charger"},
+    "axp192": {"title": "AXP192 power management chip", "short": "AXP192 PMU", "does": "charger + DC-DC rails",
+               "kind": "AXP192 power management chip (charger, DC-DC converters, battery ADC)"},
+}
+
+
+def _power_chip_rows(board):
+    chip, spec = power_chip(board)
+    if not chip:
+        return []
+    addr = f"I2C 0x{spec['addr']:02X}" if spec.get("addr") is not None else "I2C"
+    if chip == "ip5306":
+        note = f"IP5306 at 0x{spec.get('addr', 0x75):02X}" + (
+            "; keep the boost on: register 0x00 = 0x37" if spec.get("keep_boost_on") else "")
+        gap = firmware_gap("ip5306") if spec.get("keep_boost_on") else None
+    else:
+        note = (f"AXP192 at 0x{spec.get('addr', 0x34):02X}; the firmware keeps DC-DC3 (the ESP32's supply) on"
+                + ("; the battery is read from its ADC" if (board.get("battery") or {}).get("source") == "pmu" else ""))
+        gap = firmware_gap("axp192")
+    rows = [Conn(chip, spec["sda"], "I2C SDA", "SDA", "io", addr, note, gap),
+            Conn(chip, spec["scl"], "I2C SCL", "SCL", "out", "", "")]
+    if spec.get("irq") is not None:
+        rows.append(Conn(chip, spec["irq"], "PMU IRQ", "IRQ", "in", "low = event",
+                         "interrupt output, open drain, low on an event (PWR key, charger)"
+                         + ("" if firmware_does("pmu_irq") else "; the firmware does not use it: it polls the PMU")))
+    return rows
 
 
 def connections(board):
@@ -148,6 +183,15 @@ def connections(board):
     if m.get("power_on") is not None:
         rows.append(Conn("modem", m["power_on"], "POWER_ON", "supply switch", "out", "high = supply on",
                          "set high first at every boot"))
+    if m.get("ri") is not None:
+        rows.append(Conn("modem", m["ri"], "RI", "RI", "in", "low = ring / SMS",
+                         "wakes the ESP32 from light sleep on a call or an SMS; the firmware then asks the "
+                         "modem what came (AT+CLCC, AT+CMGL)", firmware_gap("ri")))
+    if m.get("dtr") is not None:
+        rows.append(Conn("modem", m["dtr"], "DTR", "DTR", "out", "low = modem awake",
+                         "wakes a sleeping SIM800" + ("" if firmware_does("dtr") else
+                                                       "; not driven: the firmware's modem sleep (AT+CSCLK=2) "
+                                                       "wakes on a byte on the UART instead")))
     g = board["gps"]
     rows.append(Conn("gps", g["tx"], f"UART{g['uart']} TX", "RX", "out", f"{g['baud']} baud",
                      f"{g['baud']} baud"))
@@ -175,47 +219,33 @@ def connections(board):
                          f"battery + ÷{bat.get('divider', 1):g}",
                          f"midpoint of a ÷{bat.get('divider', 1):g} divider from battery +",
                          firmware_gap("battery_adc")))
-    ip = board.get("ip5306")
-    if ip:
-        gap = firmware_gap("ip5306")
-        rows.append(Conn("ip5306", ip["sda"], "I2C SDA", "SDA", "io", f"I2C 0x{ip['addr']:02X}",
-                         f"IP5306 at 0x{ip['addr']:02X}" + ("; keep the boost on: register 0x00 = 0x37"
-                                                             if ip.get("keep_boost_on") else ""), gap))
-        rows.append(Conn("ip5306", ip["scl"], "I2C SCL", "SCL", "out", "", ""))
+    rows += _power_chip_rows(board)
     return rows
 
 
+def battery_without_pin(board):
+    """(where, why) for a battery measured by a chip instead of an ESP32 pin, or None."""
+    source = (board.get("battery") or {}).get("source")
+    if source == "modem_cbc":
+        return "SIM800 (`AT+CBC`)", "no pin: the modem measures its own supply"
+    if source == "pmu":
+        chip, _ = power_chip(board)
+        gap = firmware_gap("pmu_battery")
+        return (f"{(chip or 'PMU').upper()} ADC over I2C",
+                "no pin: the PMU measures the battery (12-bit ADC)" + (f" — **{gap}**" if gap else ""))
+    return None
+
+
+# One definition of the ESP32's pin rules and their notes: boton.boards.
 def pin_problems(board):
-    """Errors that make a profile unbuildable: a pin used twice, a flash pin, an output on
-    an input-only pin, a pin the ESP32 does not have."""
-    errors, seen = [], {}
-    for c in connections(board):
-        what = f"{c.part} {c.esp}"
-        if c.pin in seen:
-            errors.append(f"GPIO{c.pin} is used twice ({seen[c.pin]} and {what})")
-        seen[c.pin] = what
-        if c.pin in FLASH_PINS:
-            errors.append(f"GPIO{c.pin} belongs to the SPI flash ({what})")
-        if c.pin in INPUT_ONLY and c.direction != "in":
-            errors.append(f"GPIO{c.pin} is input-only but drives {what}")
-        if not 0 <= c.pin <= 39 or c.pin in (20, 24, 28, 29, 30, 31):
-            errors.append(f"GPIO{c.pin} does not exist on the ESP32 ({what})")
-        if c.part == "button" and c.pin in INPUT_ONLY and board["button"].get("pull"):
-            errors.append(f"GPIO{c.pin} has no internal pull resistor (button pull {board['button']['pull']!r})")
-    return errors
+    """Every pin rule the profile breaks (boards.pin_problems): unbuildable, so undocumented."""
+    from .boards import pin_problems as problems
+    return problems(board)
 
 
 def pin_notes(board):
-    notes = []
-    for c in connections(board):
-        if c.pin in STRAPPING:
-            notes.append(f"GPIO{c.pin} ({c.part} {c.esp}): {STRAPPING[c.pin]}.")
-        if c.pin in PSRAM and c.part not in onboard(board):
-            notes.append(f"GPIO{c.pin} ({c.part} {c.esp}): used for PSRAM on WROVER modules: "
-                         "use a WROOM module.")
-        if c.pin in INPUT_ONLY:
-            notes.append(f"GPIO{c.pin} ({c.part} {c.esp}): input only, no internal pull resistors.")
-    return notes
+    from .boards import pin_notes as notes
+    return notes(board)
 
 
 PART_TITLES = {
@@ -225,19 +255,21 @@ PART_TITLES = {
     "led": "LED",
     "vibration": "Vibration motor",
     "battery": "Battery sense",
-    "ip5306": "IP5306 charger / boost",
+    **{chip: spec["title"] for chip, spec in POWER_CHIPS.items()},
 }
 
 
 def bom(board):
     """(qty, part, notes) rows for one board, from its profile."""
     ob = onboard(board)
+    chip, _ = power_chip(board)
     rows = []
     mah = board.get("battery_mah")
     if "modem" in ob:
         rows.append(("1", board["name"].split(" + ")[0],
-                     f"ESP32 ({board['flash_size']} flash), SIM800L, IP5306 charger and battery connector on one board"
-                     if board.get("ip5306") else f"ESP32 ({board['flash_size']} flash) and SIM800L on one board"))
+                     f"ESP32 ({board['flash_size']} flash), SIM800L, {POWER_CHIPS[chip]['kind']} and battery "
+                     "connector on one board" if chip in ob
+                     else f"ESP32 ({board['flash_size']} flash) and SIM800L on one board"))
     else:
         rows.append(("1", "ESP32-DevKitC with an ESP32-WROOM-32 module",
                      f"{board['flash_size']} flash; WROOM, not WROVER (GPIO16/17 are PSRAM on WROVER)"))
@@ -263,7 +295,7 @@ def bom(board):
         rows.append(("2", "resistors 100 kΩ (+ 100 nF to GND at the midpoint)",
                      f"battery divider ÷{bat.get('divider', 2):g} into GPIO{bat['pin']}"))
     if mah:
-        if board.get("ip5306"):
+        if chip:
             rows.append(("1", f"LiPo cell 3.7 V {mah} mAh with protection circuit",
                          "on the board's battery connector (check its polarity: JST leads are not standard)"))
         else:
@@ -281,42 +313,59 @@ def power_chain(board):
     """The power drawing: (chain left to right, branches from its last box, a box hanging
     under a chain box as (label, sub, index) or None)."""
     mah = board.get("battery_mah")
-    if board.get("ip5306"):
+    chip, _ = power_chip(board)
+    if chip:
         sw = board["modem"].get("power_on")
-        return ([("USB 5 V", "charging input"), ("IP5306", "charger + 5 V boost")],
-                [("board regulators", "→ ESP32 3.3 V"),
-                 ("SIM800L supply", f"switched by GPIO{sw}" if sw is not None else "2 A peaks")],
-                (f"LiPo {mah} mAh", "3.7 V, protected", 1))
+        modem = ("SIM800L supply", f"switched by GPIO{sw}" if sw is not None else "2 A peaks")
+        esp = (("AXP192 DC-DC3", "→ ESP32 3.3 V, kept on") if chip == "axp192"
+               else ("board regulators", "→ ESP32 3.3 V"))
+        return ([("USB 5 V", "charging input"), (POWER_CHIPS[chip]["short"], POWER_CHIPS[chip]["does"])],
+                [esp, modem], (f"LiPo {mah} mAh", "3.7 V, protected", 1))
     return ([("USB 5 V", "charging input"), ("TP4056", "charger + protection"), (f"LiPo {mah} mAh", "3.7 V, protected")],
             [("SIM800L VCC", "direct, 1000 µF + 100 nF"), ("LDO 3.3 V", "→ ESP32 3V3")], None)
 
 
 def power_notes(board):
     mah = board.get("battery_mah")
-    if board.get("ip5306"):
-        ip = board["ip5306"]
+    chip, spec = power_chip(board)
+    if not chip:
+        return [f"A {mah} mAh LiPo (3.7 V, protected) feeds the SIM800L VCC directly: the module wants 3.4–4.4 V and "
+                "takes 2 A peaks. Never feed it from the 3.3 V rail or through the DevKitC.",
+                "Put the 1000 µF + 100 nF at the SIM800L's VCC/GND pins; short, thick wires (≥ 22 AWG).",
+                "The ESP32 gets 3.3 V from a low-dropout regulator on the battery; all grounds are common."]
+    where = f"I2C 0x{spec['addr']:02X} on GPIO{spec['sda']}/GPIO{spec['scl']}"
+    if chip == "ip5306":
         out = [f"A {mah} mAh LiPo on the board's battery connector; the IP5306 charges it from USB and "
                "boosts it for the board. The SIM800L draws up to 2 A in transmit bursts.",
-               f"The IP5306 (I2C 0x{ip['addr']:02X} on GPIO{ip['sda']}/GPIO{ip['scl']}) switches its boost off "
+               f"The IP5306 ({where}) switches its boost off "
                "at light load unless told to keep it on (register 0x00 = 0x37): a button that idles at a few "
                "mA needs that, or it dies silently in standby."]
         gap = firmware_gap("ip5306")
-        if gap:
-            out.append(f"**Note: {gap}**: check the standby current on a bench before delivering T-Call buttons.")
-        if board["modem"].get("power_on") is not None:
-            out.append(f"The SIM800L's supply is switched by GPIO{board['modem']['power_on']} (POWER_ON): "
-                       "the firmware sets it high before anything else.")
-        return out
-    return [f"A {mah} mAh LiPo (3.7 V, protected) feeds the SIM800L VCC directly: the module wants 3.4–4.4 V and "
-            "takes 2 A peaks. Never feed it from the 3.3 V rail or through the DevKitC.",
-            "Put the 1000 µF + 100 nF at the SIM800L's VCC/GND pins; short, thick wires (≥ 22 AWG).",
-            "The ESP32 gets 3.3 V from a low-dropout regulator on the battery; all grounds are common."]
+    else:
+        irq = f", IRQ on GPIO{spec['irq']}" if spec.get("irq") is not None else ""
+        out = [f"A {mah} mAh LiPo on the board's battery connector; the AXP192 power-management chip (PMU) "
+               "charges it from USB and makes the board's supplies from it. The SIM800L draws up to 2 A in "
+               "transmit bursts.",
+               f"The AXP192 ({where}{irq}) is a PMU, not a power bank's boost: it does not cut a light load. At "
+               "boot the firmware keeps its DC-DC3 (the ESP32's supply) on, switches the rails the board does not "
+               "use off and turns its battery-voltage ADC on. Start the board by holding PWR for 2 s; it then "
+               "powers on whenever a battery is inserted."]
+        if (board.get("battery") or {}).get("source") == "pmu":
+            out.append("The battery is read from the AXP192's ADC (1.1 mV steps), not from the modem's AT+CBC, "
+                       "so the low-battery SMS does not depend on the modem.")
+        gap = firmware_gap("axp192")
+    if gap:
+        out.append(f"**Note: {gap}**: check the standby current on a bench before delivering these buttons.")
+    if board["modem"].get("power_on") is not None:
+        out.append(f"The SIM800L's supply is switched by GPIO{board['modem']['power_on']} (POWER_ON): "
+                   "the firmware sets it high before anything else.")
+    return out
 
 
 # ============================================================================ wiring SVG
 COLOURS = {"modem": "#1f77b4", "gps": "#2ca02c", "button": "#d62728", "led": "#e67300",
-           "vibration": "#9467bd", "battery": "#8c564b", "ip5306": "#138d9c"}
-ORDER = ("modem", "gps", "ip5306", "button", "led", "vibration", "battery")
+           "vibration": "#9467bd", "battery": "#8c564b", "ip5306": "#138d9c", "axp192": "#138d9c"}
+ORDER = ("modem", "gps", *POWER_CHIPS, "button", "led", "vibration", "battery")
 
 
 def _t(x, y, text, size=13, anchor="start", weight="normal", fill="#222"):
@@ -346,13 +395,12 @@ def wiring_svg(board):
     x_esp, w_esp, x_part, w_part = 30, 250, 640, 330
     top = 100
     groups = [(p, [c for c in conns if c.part == p]) for p in ORDER if any(c.part == p for c in conns)]
-    bat = board.get("battery") or {}
     y, boxes = top, []
     for part, rows in groups:
         h = head + row_h * len(rows) + pad
         boxes.append((part, rows, y, h))
         y += h + 14
-    if bat.get("source") == "modem_cbc":
+    if battery_without_pin(board):
         boxes.append(("battery", [], y, head + 26))
         y += head + 26 + 14
     esp_bottom = y - 14
@@ -385,8 +433,9 @@ def wiring_svg(board):
         o.append(_box(x_part, by, w_part, bh, colour, dashed=dashed))
         o.append(_t(x_part + 12, by + 20, PART_TITLES[part] + ("  (on the board)" if dashed else ""), 13,
                     weight="bold", fill=colour))
-        if not rows:  # battery measured by the modem
-            o.append(_t(x_part + 12, by + 44, "measured by the SIM800 (AT+CBC): no pin", 12, fill="#444"))
+        if not rows:  # battery measured by the modem or the PMU
+            where, why = battery_without_pin(board)
+            o.append(_t(x_part + 12, by + 44, f"measured by the {where.replace('`', '')}: no pin", 12, fill="#444"))
             continue
         for i, c in enumerate(rows):
             ry = by + head + row_h * i + 14
@@ -471,9 +520,8 @@ def board_section(board):
         where = " (on the board)" if c.part in ob else ""
         note = c.note + (f" — **{c.gap}**" if c.gap else "")
         out.append(f"| GPIO{c.pin} | {c.esp} {arrow} | {PART_TITLES[c.part]}{where}: {c.to} | {note} |")
-    bat = board.get("battery") or {}
-    if bat.get("source") == "modem_cbc":
-        out.append("| – | battery voltage | SIM800 `AT+CBC` | no pin: the modem measures its own supply |")
+    if battery_without_pin(board):
+        out.append("| – | battery voltage | %s | %s |" % battery_without_pin(board))
     out += ["", "**Bill of materials**", "", "| qty | part | notes |", "|---|---|---|"]
     out += [f"| {q} | {p} | {n} |" for q, p, n in bom(board)]
     out += ["", "**Power**", ""] + [f"- {p}" for p in power_notes(board)]
@@ -853,7 +901,10 @@ VOLATILE = [
     (re.compile(r"(?:/tmp|/var/folders)/[\w.\-/]+"), "<path>"),
     (re.compile(r"\b\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?"), "<date>"),
     (re.compile(r"\b\d\d:\d\d(?::\d\d)?\b"), "<time>"),
-    (re.compile(r"\b1[5-9]\d{8}\b"), "<unix-time>"),
+    # Event log stamps: UTC Unix seconds once the clock was set (from 2020: 1577836800), or
+    # seconds since 2000-01-01 with a "?" while it never was (eventlog.stamp). Whether GPS
+    # set it before a command ran is timing, so either stands for the other.
+    (re.compile(r"\b(?:9[4-9]\d{7}|1[0-5]\d{8})\?|\b1[5-9]\d{8}\b"), "<unix-time>"),
     (re.compile(r"\b[0-9a-f]{12,64}\b"), "<hash>"),
     (re.compile(r"\b[\d,]+(?:\.\d+)? ?[kM]?B/s\b"), "<rate>"),  # write speed: the machine's, not the tool's
     (re.compile(r"\b\d+(?:\.\d+)? ?(?:s|ms)\b"), "<duration>"),

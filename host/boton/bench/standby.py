@@ -24,6 +24,9 @@ Currents (mA, typical, see docs/performance.md for the sources):
     ESP32      active (CPU on, radio off) 40        light sleep 0.8
     SIM800     idle, registered 10-20 (15 used)     sleep (AT+CSCLK) 1
     NEO-6M     continuous/acquisition 45            power save 11      off 0
+    power chip (boards with one, boards.power_chip): IP5306 with its boost kept on,
+               AXP192 with DC-DC3 and the battery ADC on: I_PMU below, ASSUMED (no
+               datasheet figure for these states was at hand: measure them on a board)
 days = battery_mah / mean current / 24, nominal capacity (no derating, no self-discharge).
 """
 from __future__ import annotations
@@ -35,7 +38,7 @@ import time
 from ..paths import BOARDS, FIRMWARE
 from ..provision import build_config
 from ..sim.flashdir import install
-from ..boards import load_board
+from ..boards import RENAMED, load_board, power_chip
 from ..sim.rig import DEFAULT_C4, DEFAULT_CONTACT
 from . import info_row
 from .rigtap import TappedDevice, split_turns
@@ -47,6 +50,9 @@ QUICK_WINDOW_S = 20.0
 I_ESP_ACTIVE, I_ESP_LIGHT = 40.0, 0.8
 I_MODEM_IDLE, I_MODEM_IDLE_RANGE, I_MODEM_SLEEP = 15.0, (10.0, 20.0), 1.0
 I_GPS_ON, I_GPS_PSM, I_GPS_OFF = 45.0, 11.0, 0.0
+# Power chip's own draw in standby (mA), assumed until measured: a 5 V boost kept on at no
+# load switches all the time; the AXP192 runs one buck (DC-DC3) and its ADC.
+I_PMU = {"ip5306": 1.0, "axp192": 0.2}
 
 
 def _proc(pid):
@@ -77,7 +83,7 @@ def static_facts(lib=FIRMWARE / "lib"):
     }
 
 
-def measure(workdir, window_s, board="tcall_sim800l"):
+def measure(workdir, window_s, board="tcall_sim800l_axp192"):
     flash = workdir / "flash"
     install(flash, board, build_config(alias="Luna", contacts=[DEFAULT_CONTACT], c4=[DEFAULT_C4],
                                        device_id="BS-0042"))
@@ -115,6 +121,7 @@ def measure(workdir, window_s, board="tcall_sim800l"):
             "modem_busy_share": modem / span, "modem_asleep_share": asleep / max(1, samples),
             "gps_enable_pin": gps_pin, "gps_enable_driven": gps_driven, "commands": cmds[:40],
             "gps_period_s": gps_period_s(),
+            "power_chip": power_chip(load_board(board))[0],
             "same_process": same_process}
 
 
@@ -159,12 +166,13 @@ def model(m, facts):
     else:
         gps_duty = m.get("gps_on_share_window", 1.0)
     i_gps = gps_duty * I_GPS_ON + (1 - gps_duty) * I_GPS_OFF
-    total = i_esp + i_modem + i_gps
+    i_pmu = I_PMU.get(m.get("power_chip"), 0.0)
+    total = i_esp + i_modem + i_gps + i_pmu
     lo = awake * I_ESP_ACTIVE + (1 - awake) * I_ESP_LIGHT + s * I_MODEM_SLEEP \
-        + (1 - s) * I_MODEM_IDLE_RANGE[0] + i_gps
+        + (1 - s) * I_MODEM_IDLE_RANGE[0] + i_gps + i_pmu
     hi = lo - (1 - s) * I_MODEM_IDLE_RANGE[0] + (1 - s) * I_MODEM_IDLE_RANGE[1]
     return {"esp_awake_share": awake, "i_esp": i_esp, "i_modem": i_modem, "i_gps": i_gps,
-            "gps_duty": gps_duty, "gps_on_s": on_times[-1] if on_times else None, "gps_period_s": period,
+            "i_pmu": i_pmu, "gps_duty": gps_duty, "gps_on_s": on_times[-1] if on_times else None, "gps_period_s": period,
             "i_total": total, "i_total_range": (lo, hi)}
 
 
@@ -174,11 +182,12 @@ def target_current(pm=None):
     with the SIM800 asleep and the GPS off."""
     if pm is None:
         return I_ESP_LIGHT + I_MODEM_SLEEP + I_GPS_OFF
-    return I_ESP_LIGHT + pm["i_modem"] + pm["i_gps"]
+    return I_ESP_LIGHT + pm["i_modem"] + pm["i_gps"] + pm.get("i_pmu", 0.0)
 
 
 def boards():
-    return {p.stem: load_board(p.stem) for p in sorted(BOARDS.glob("*.json"))}
+    # A renamed profile (boards.RENAMED) is measured under its new names only.
+    return {p.stem: load_board(p.stem) for p in sorted(BOARDS.glob("*.json")) if p.stem not in RENAMED}
 
 
 def run(ctx):
@@ -211,7 +220,9 @@ def run(ctx):
         rows += [
             info_row(f"Standby {name}: current (model)", pm["i_total"], "mA",
                      key=f"standby.{name}.current_ma",
-                     note=f"ESP32 {pm['i_esp']:.1f} + SIM800 {pm['i_modem']:.1f} + GPS {pm['i_gps']:.2f}; "
+                     note=f"ESP32 {pm['i_esp']:.1f} + SIM800 {pm['i_modem']:.1f} + GPS {pm['i_gps']:.2f}"
+                          + (f" + {m['power_chip'].upper()} {pm['i_pmu']:.1f} (assumed)" if pm["i_pmu"] else "")
+                          + "; "
                           + ", ".join(why),
                      detail={"model": pm, "measured": m, "static": facts}),
             info_row(f"Standby {name}: {mah} mAh battery", mah / pm["i_total"] / 24, "days",

@@ -1,0 +1,214 @@
+"""Board profiles per real T-Call revision (data/boards.md), the ESP32 pin rules they keep,
+and the power chip on I2C: the firmware's pmu module, the rig's emulation, and the host's
+refusal of a profile that does not match the board."""
+import copy
+import re
+import sys
+import types
+
+import pytest
+from click.testing import CliRunner
+
+from boton.boards import RENAMED, check_pins, load_board, pin_problems, power_chip
+from boton.cli import main
+from boton.device import EXIT_USAGE, Device, DeviceError
+from boton.paths import BOARDS, REPO
+from boton.provision import check_power_chip, firmware_module
+from boton.sim import pmu as sim_pmu
+from rigkit import provisioned_device
+
+BOARDS_MD = REPO / "data" / "boards.md"
+PROFILES = sorted(p.stem for p in BOARDS.glob("*.json") if p.stem not in RENAMED)
+
+
+def vendor_rows():
+    """revision -> {column: cell} from the table in data/boards.md."""
+    lines = [ln for ln in BOARDS_MD.read_text().splitlines() if ln.startswith("| ")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    return {cells[0]: dict(zip(head, cells)) for cells in
+            ([c.strip() for c in ln.strip("|").split("|")] for ln in lines[1:])}
+
+
+def gpio(cell):
+    """The GPIO number in a data/boards.md cell, or None where the vendor says it is not wired."""
+    return int(cell) if re.fullmatch(r"\d+", cell) else None
+
+
+# ------------------------------------------------------------------ profiles and pin rules
+@pytest.mark.parametrize("name", PROFILES)
+def test_every_profile_keeps_the_pin_rules(name):
+    assert check_pins(load_board(name))["id"] == name
+
+
+@pytest.mark.parametrize("name, revision, chip", [
+    ("tcall_sim800l_ip5306", "SIM800L IP5306 20200811", "ip5306"),
+    ("tcall_sim800l_axp192", "SIM800L AXP192 20200327", "axp192"),
+])
+def test_tcall_profiles_follow_the_vendor_pin_map(name, revision, chip):
+    b, row = load_board(name), vendor_rows()[revision]
+    m = b["modem"]
+    assert (m["pwrkey"], m["reset"], m["power_on"]) == (gpio(row["PWRKEY"]), gpio(row["RST"]),
+                                                          gpio(row["MODEM POWER"]))
+    assert m.get("ri") == gpio(row["RI"]) and m.get("dtr") == gpio(row["DTR"])
+    assert (b["led"] or {}).get("pin") == gpio(row["LED"])
+    assert power_chip(b)[0] == chip and chip.upper() in row["power chip"]
+    assert power_chip(b)[1].get("irq") == gpio(row["PMU IRQ"])
+    assert "data/boards.md" in b["notes"]
+
+
+def bad(**changes):
+    b = copy.deepcopy(load_board("tcall_sim800l_axp192"))
+    for path, value in changes.items():
+        part, key = path.split("__")
+        b[part][key] = value
+    return b
+
+
+@pytest.mark.parametrize("profile, message", [
+    (bad(vibration__pin=15), "GPIO15 is a strapping pin pulled up at reset, which turns the vibration on"),
+    (bad(vibration__pin=0), "GPIO0 is a strapping pin pulled up at reset"),
+    (bad(led__pin=12, led__active=0), "GPIO12 is a strapping pin pulled down at reset, which turns the led on"),
+    (bad(gps__rx=34), "GPIO34 has no internal pull-up, and the GPS RX needs one"),
+    (bad(modem__tx=17), "GPIO17 carries the PSRAM on WROVER modules (modem TX)"),
+    (bad(gps__enable=36), "GPIO36 is input-only and cannot drive the GPS enable"),
+    (bad(vibration__pin=13), "GPIO13 is used twice (led and vibration)"),
+    (bad(button__pin=7), "GPIO7 belongs to the SPI flash (button)"),
+    (bad(button__pin=24), "GPIO24 does not exist on the ESP32 (button)"),
+])
+def test_a_pin_that_misbehaves_is_refused_with_the_rule_it_breaks(profile, message):
+    with pytest.raises(DeviceError) as e:
+        check_pins(profile)
+    assert e.value.exit_code == EXIT_USAGE
+    assert message in str(e.value) and "tcall_sim800l_axp192" in str(e.value)
+
+
+def test_what_the_rules_allow():
+    # an active-high output on a strapping pin pulled down (the motor stays off from reset)
+    assert not pin_problems(bad(vibration__pin=12))
+    # GPS RX on an input-only pin with the external pull-up the docs ask for
+    assert not pin_problems(bad(gps__rx=34, gps__rx_pullup="external"))
+    # GPIO16/17 when the profile is sure of a WROOM module
+    wroom = bad(modem__tx=17)
+    wroom["module"] = "wroom"
+    assert not pin_problems(wroom)
+
+
+def test_the_split_profile_name_says_which_revisions_to_use():
+    with pytest.raises(DeviceError) as e:
+        load_board("tcall_sim800l")
+    assert e.value.exit_code == EXIT_USAGE
+    assert "--board tcall_sim800l_ip5306" in str(e.value) and "--board tcall_sim800l_axp192" in str(e.value)
+    with pytest.raises(DeviceError, match="unknown board 'nope'"):
+        load_board("nope")
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_host_and_firmware_agree_on_the_expected_power_chip(name):
+    b = load_board(name)
+    assert tuple(firmware_module("pmu").expected(b)) == power_chip(b)
+
+
+# ------------------------------------------------------------------ firmware pmu on CPython
+@pytest.fixture
+def fw_pmu(monkeypatch):
+    """firmware/lib/pmu.py with a fake hw whose I2C is the rig's emulated bus."""
+    bus = sim_pmu.I2cBus(None)
+    fake = types.ModuleType("hw")
+
+    def i2c_read(sda, scl, addr, reg, n):
+        data = bus.read(addr, reg, n)
+        if data is None:
+            raise OSError(19)
+        return data
+
+    fake.i2c_read = i2c_read
+    fake.i2c_write = lambda sda, scl, addr, reg, value: bus.write(addr, reg, value)
+    monkeypatch.setitem(sys.modules, "hw", fake)
+    return firmware_module("pmu"), bus
+
+
+def test_pmu_tells_the_chips_apart(fw_pmu):
+    pmu, bus = fw_pmu
+    assert pmu.detect(21, 22) is None
+    bus.chip = sim_pmu.make("ip5306", lambda: 3700)
+    assert pmu.detect(21, 22) == "ip5306"
+    bus.chip = sim_pmu.make("axp192", lambda: 3700)
+    assert pmu.detect(21, 22) == "axp192"
+
+
+def test_pmu_keeps_the_ip5306_boost_on(fw_pmu):
+    pmu, bus = fw_pmu
+    bus.chip = chip = sim_pmu.make("ip5306", lambda: 3700)
+    assert not chip.kept_on
+    pmu.keep_on("ip5306", {"sda": 21, "scl": 22})
+    assert chip.regs[0x00] == 0x37 and chip.kept_on
+
+
+def test_pmu_keeps_the_axp192_esp32_rail_and_reads_the_battery(fw_pmu):
+    pmu, bus = fw_pmu
+    mv = [4012]
+    bus.chip = chip = sim_pmu.make("axp192", lambda: mv[0])
+    chip.regs[0x82] = 0x00  # battery ADC off: it reads 0 until keep_on enables it
+    assert pmu.battery_mv({"sda": 21, "scl": 22}) == 0
+    pmu.keep_on("axp192", {"sda": 21, "scl": 22})
+    assert chip.kept_on and chip.regs[0x12] == 0x02  # DC-DC3 only: the unused rails are off
+    for mv[0] in (3300, 3712, 4200):
+        assert abs(pmu.battery_mv({"sda": 21, "scl": 22}) - mv[0]) <= 1.1  # 1.1 mV per LSB
+    assert pmu.percent(3300) == 0 and pmu.percent(3750) == 50 and pmu.percent(4300) == 100
+
+
+def test_rig_i2c_requests_are_answered_or_nacked():
+    bus = sim_pmu.I2cBus(sim_pmu.make("axp192", lambda: 3700))
+    assert bus.request(b"R 52 3 1\n") == b"03\n"
+    assert bus.request(b"R 117 0 1\n") == b"NAK\n"
+    assert bus.request(b"R 52 x\n") == b"NAK\n"
+    with pytest.raises(ValueError, match="power_chip must be one of"):
+        sim_pmu.make("ip5307", lambda: 0)
+
+
+# ------------------------------------------------------------------ on the virtual device
+def run(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_axp192_board_keeps_power_and_reports_the_battery_from_the_pmu(tmp_path):
+    with provisioned_device(tmp_path, board="tcall_sim800l_axp192") as vd:
+        assert "EV power_chip axp192" in vd.console_text()
+        assert "power_chip_mismatch" not in vd.console_text()
+        assert vd.i2c_bus.chip.kept_on
+        vd.set_battery_mv(3600)  # the PMU's ADC reads it (the modem's AT+CBC would say 14%)
+        mark = vd.console_mark()
+        vd.hard_reset()  # a fresh boot reads the battery
+        vd.wait_console("EV ready", timeout=60, since=mark)
+        vd.press(hold_s=1.2)
+        sms = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.contacts[0], timeout=60)
+    assert "Bat 33%" in sms["text"]  # (3600 - 3300) / 900
+
+
+def test_wrong_profile_runs_but_provision_refuses_it(tmp_path):
+    # An AXP192 board flashed with the IP5306 profile: the button still works (the chip
+    # that answers is kept on), and provisioning stops before writing anything.
+    with provisioned_device(tmp_path, board="tcall_sim800l_ip5306", power_chip="axp192") as vd:
+        text = vd.console_text()
+        assert "EV power_chip axp192" in text
+        assert "EV power_chip_mismatch axp192_answers_profile_says_ip5306" in text
+        assert vd.i2c_bus.chip.kept_on
+        before = (vd.flash_dir / "config.json").read_bytes()
+        r = run("provision", "--port", vd.repl_url, "--alias", "Sol", "--contact", "449 111 2233",
+                "--c4", "449 910 0000")
+        assert r.exit_code == EXIT_USAGE, r.output
+        assert ("this board answers as an AXP192 but the profile says tcall_sim800l_ip5306: "
+                "use --board tcall_sim800l_axp192") in " ".join(r.output.split())
+        assert (vd.flash_dir / "config.json").read_bytes() == before
+        with Device(vd.repl_url) as dev:  # the matching profile is accepted
+            assert check_power_chip(dev, load_board("tcall_sim800l_axp192")) == "axp192"
+            assert check_power_chip(dev, load_board("devkitc_sim800l_neo6m")) is None  # nothing to probe
+
+
+def test_no_power_chip_answering_is_refused(tmp_path):
+    with provisioned_device(tmp_path, board="tcall_sim800l_axp192", power_chip="none") as vd:
+        assert "EV power_chip_mismatch none_answers_profile_says_axp192" in vd.console_text()
+        with Device(vd.repl_url) as dev, pytest.raises(DeviceError) as e:
+            check_power_chip(dev)
+    assert e.value.exit_code == EXIT_USAGE
+    assert "no power chip answers on I2C but the profile tcall_sim800l_axp192 expects an AXP192" in str(e.value)
