@@ -17,6 +17,7 @@ from boton.paths import FIRMWARE
 sys.path.insert(0, str(FIRMWARE / "lib"))
 import alert  # noqa: E402
 import sms  # noqa: E402
+from boton.pin import hash_pin  # noqa: E402
 
 HARNESS = (Path(__file__).parent / "alert_sim.py").read_text(encoding="utf-8")
 C4, C4B = "+524491110000", "+524492220000"
@@ -526,7 +527,7 @@ s.ev("sms_command", "+524491110000", "")
 out([s.kinds(), s.logs(), s.m.active])
 """)
     k, logs, active = r
-    assert set(k) == {"log"} and active is True
+    assert set(k) == {"log", "persist"} and active is True   # wrong PINs count across resets
     assert logs == [["sms_ignored", "unauthorized ...0001"],
                     ["sms_ignored", "unauthorized ...9999"],
                     ["sms_ignored", "bad_pin ...0000"],
@@ -546,7 +547,7 @@ s.advance(600000)
 s.ev("sms_command", "+524491110000", "ESTADO 4321")
 out([n_locked, len(s.sms()), s.logs("sms_locked"), s.logs("sms_ignored")[-1]])
 """)
-    assert r == [0, 1, [["sms_locked", "600s"]], ["sms_ignored", "locked ...0000"]]
+    assert r == [0, 1, [["sms_locked", "600s ...0000"]], ["sms_ignored", "locked ...0000"]]
 
 
 def test_no_pin_configured_disables_commands(both):
@@ -556,6 +557,160 @@ s.ev("sms_command", "+524491110000", "ESTADO ")
 out([len(s.sms()), s.logs()])
 """)
     assert r == [0, [["sms_ignored", "bad_pin ...0000"]]]
+
+
+# The config the host writes: no PIN, only its salted hash (boton.pin.hash_pin), so the
+# firmware's check is tested against what the host really produces.
+PIN_HASH = hash_pin("4821", bytes(range(16)))
+HASHED = "Sim(pin='', pin_hash=%r, authorized=['+524495550000'], pin_max_failures=3, " \
+         "pin_lockout_s=600, %%s)" % PIN_HASH
+
+
+def test_pin_checked_against_its_salted_hash(both):
+    r = both("""
+s = %s
+for text in ("ESTADO 4821", "ESTADO 4822", "ESTADO %s", "ESTADO"):
+    s.ev("sms_command", "+524491110000", text)
+old = Sim(pin="4821", pin_hash="")                 # a config from before pin_hash
+old.ev("sms_command", "+524491110000", "ESTADO 4821")
+both = Sim(pin="1111", pin_hash=%r)                # the hash wins over a stale plain PIN
+both.ev("sms_command", "+524491110000", "ESTADO 1111")
+both.ev("sms_command", "+524491110000", "ESTADO 4821")
+bad = Sim(pin="", pin_hash="s$zz$00")                # damaged: no PIN matches
+bad.ev("sms_command", "+524491110000", "ESTADO 4821")
+out([s.logs("sms_command"), s.logs("sms_ignored"), len(old.sms()),
+     both.logs("sms_ignored"), len(both.sms()), bad.logs("sms_ignored"), len(bad.sms())])
+""" % (HASHED % "", PIN_HASH, PIN_HASH))
+    ok, ignored, old, both_ignored, both_sent, bad_ignored, bad_sent = r
+    assert ok == [["sms_command", "ESTADO ...0000"]]
+    assert ignored == [["sms_ignored", "bad_pin ...0000"]] * 3   # the hash itself is no PIN
+    assert old == 1
+    assert both_ignored == [["sms_ignored", "bad_pin ...0000"]] and both_sent == 1
+    assert bad_ignored == [["sms_ignored", "bad_pin ...0000"]] and bad_sent == 0
+
+
+def test_wrong_pin_lockout_is_per_sender(both):
+    # Someone spoofing the number of an authorised desk guesses PINs: that number is
+    # locked out, C4's own numbers keep commanding the button.
+    r = both("""
+s = %s
+s.ev("gesture", "alert")
+s.clear()
+for guess in ("1111", "2222", "3333"):
+    s.ev("sms_command", "+524495550000", "CANCELAR " + guess)
+s.ev("sms_command", "+524495550000", "CANCELAR 4821")     # locked: even the right PIN
+s.ev("sms_command", "449 555 0000", "CANCELAR 4821")      # the same sender, national form
+s.ev("sms_command", "+524492220000", "ESTADO 4821")       # C4's other number
+s.ev("sms_command", "+524491110000", "CANCELAR 4821")     # C4
+out([s.logs("sms_locked"), s.logs("sms_ignored")[-2:], s.logs("sms_command"), s.m.active,
+     s.m.to_state(s.t)["pin_fails"]])
+""" % (HASHED % "keep=('log',)"))
+    locked, ignored, commands, active, table = r
+    assert locked == [["sms_locked", "600s ...0000"]]
+    assert ignored == [["sms_ignored", "locked ...0000"]] * 2
+    assert commands == [["sms_command", "ESTADO ...0000"], ["sms_command", "CANCELAR ...0000"]]
+    assert active is False                                    # C4 cancelled the alert
+    assert table == [["+524495550000", 3, 0]]
+
+
+def test_wrong_pin_lockout_survives_a_reset(both):
+    r = both("""
+import json
+s = %s
+for guess in ("1111", "2222", "3333"):
+    s.ev("sms_command", "+524495550000", "ESTADO " + guess)
+s.ev("sms_command", "+524491110000", "ESTADO 0000")       # C4 mistyped once: not locked
+saved = json.loads(json.dumps(s.state))                    # the last "persist" action
+s.advance(100000)
+later = json.loads(json.dumps(s.m.to_state(s.t)))         # had it persisted 100 s later
+s = None
+s2 = %s
+s2.t = 777777                                             # ticks restart anywhere
+s2.resume(saved)
+s2.ev("sms_command", "+524495550000", "ESTADO 4821")
+s2.advance(599000)
+s2.ev("sms_command", "+524495550000", "ESTADO 4821")      # 599 s after the reset
+s2.advance(1000)
+s2.ev("sms_command", "+524495550000", "ESTADO 4821")      # 600 s: served
+s2.ev("sms_command", "+524491110000", "ESTADO 1234")
+s2.ev("sms_command", "+524491110000", "ESTADO 5678")      # C4's 2nd and 3rd: locked now
+r = [saved["pin_fails"], later["pin_fails"], s2.logs("sms_ignored"), s2.logs("sms_command"),
+     s2.logs("sms_locked")]
+s2 = None
+s3 = %s
+s3.resume(later)
+s3.advance(499000)
+s3.ev("sms_command", "+524495550000", "ESTADO 4821")      # 599 s after the lock
+s3.advance(1000)
+s3.ev("sms_command", "+524495550000", "ESTADO 4821")
+out(r + [s3.logs("sms_ignored"), s3.logs("sms_command")])
+""" % (HASHED % "keep=('log',)", HASHED % "keep=('log',)", HASHED % "keep=('log',)"))
+    saved, later, ignored, commands, locked, ignored3, commands3 = r
+    # the lock's age goes with it; the time the device was off does not count
+    assert saved == [["+524495550000", 3, 0], ["+524491110000", 1, None]]
+    assert later == [["+524495550000", 3, 100000], ["+524491110000", 1, None]]
+    assert ignored == [["sms_ignored", "locked ...0000"]] * 2 + [["sms_ignored", "bad_pin ...0000"]] * 2
+    assert commands == [["sms_command", "ESTADO ...0000"]]
+    assert locked == [["sms_locked", "600s ...0000"]]          # C4's count came through the reset
+    assert ignored3 == [["sms_ignored", "locked ...0000"]]
+    assert commands3 == [["sms_command", "ESTADO ...0000"]]
+
+
+def test_lockout_table_is_bounded_and_keeps_locks(both):
+    r = both("""
+many = ["+5244955500%02d" % i for i in range(12)]
+s = Sim(authorized=many, pin_max_failures=2, keep=('log',))
+s.ev("sms_command", many[0], "ESTADO 0000")
+s.ev("sms_command", many[0], "ESTADO 0000")                # locked
+for n in many[1:]:
+    s.ev("sms_command", n, "ESTADO 0000")
+s.ev("sms_command", many[0], "ESTADO 4321")
+out([len(s.m.pin_fails), s.m.pin_fails[0][0], s.logs("sms_ignored")[-1]])
+""")
+    assert r == [8, "+524495550000", ["sms_ignored", "locked ...0000"]]
+
+
+def test_another_country_code_is_not_c4(both):
+    # +1 449 111 0000 shares C4's last ten digits: it is a different number.
+    r = both("""
+s = Sim()
+s.ev("sms_command", "+14491110000", "CANCELAR 4321")
+s.ev("sms_command", "+1 449 111 0000", "ESTADO 4321")
+s.ev("gesture", "alert")
+s.ev("call_state", "ended", "busy")
+s.ev("incoming_call", "+14491110000")
+s.ev("incoming_call", "4491110000")          # C4 calling back, presented nationally
+out([s.logs("sms_ignored"), s.logs("incoming_rejected"), s.logs("callback_answered")])
+""")
+    assert r == [[["sms_ignored", "unauthorized ...0000"]] * 2,
+                 [["incoming_rejected", "...0000"]], [["callback_answered", "...0000"]]]
+
+
+SENDERS = [   # how a SIM800 on a Mexican network may report one sender (+CLIP, +CMGR)
+    ("+524491110000", "+524491110000"), ("+5214491110000", "+524491110000"),
+    ("4491110000", "+524491110000"), ("0444491110000", "+524491110000"),
+    ("0454491110000", "+524491110000"), ("014491110000", "+524491110000"),
+    ("524491110000", "+524491110000"), ("5214491110000", "+524491110000"),
+    ("00524491110000", "+524491110000"), ("+52 (449) 111-0000", "+524491110000"),
+    ("+14491110000", "+14491110000"), ("0014491110000", "+14491110000"),
+    ("+34911234567", "+34911234567"), ("911", "911"), ("", ""), ("+", ""), ("abc", ""),
+]
+
+
+def test_senders_are_compared_as_full_numbers(both):
+    r = both("""
+from alertsms import canon, same_number
+out([[canon(a) for a, _ in %r],
+     [same_number("+524491110000", x) for x in ("4491110000", "+5214491110000",
+      "+14491110000", "+524491110001", "1110000", "", "+34 4491110000")],
+     [canon("4491110000", "1"), same_number("+14491110000", "4491110000", "1"),
+      same_number("+524491110000", "4491110000", "1")],
+     [same_number("911", "911"), same_number("911", "+52911")]])
+""" % (SENDERS,))
+    assert r[0] == [want for _, want in SENDERS]
+    assert r[1] == [True, True, False, False, False, False, False]
+    assert r[2] == ["+14491110000", True, False]          # a device whose country is +1
+    assert r[3] == [True, False]
 
 
 # ---------------------------------------------------------------------------

@@ -14,11 +14,12 @@ from boton import image as img
 from boton.cli import BotonGroup
 from boton.cli_image import image_cmd
 from boton.paths import FIRMWARE
+from boton.pin import check_pin
 from boton.provision import build_config, config_bytes, firmware_files
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT
 
 SIM = Path(img.__file__).parent / "sim"
-BOARD = "tcall_sim800l"
+BOARD = "tcall_sim800l_axp192"
 MiB = 1 << 20
 PRELUDE = f"import sys\nsys.path.insert(0, {str(SIM)!r})\nimport lfs_blockdev as L\nimport os, vfs, json\n"
 
@@ -329,25 +330,30 @@ def cli():
     group = BotonGroup("boton")
     group.add_command(image_cmd)
 
-    def run(*args):
-        return CliRunner().invoke(group, ["image", *args], catch_exceptions=False)
+    def run(*args, env=None):
+        return CliRunner().invoke(group, ["image", *args], env=env, catch_exceptions=False)
     return run
 
 
 def test_cli_json(cli, tmp_path, files, config):
     out = tmp_path / "BS-0042.bin"
     r = cli("--placeholder-firmware", "--device-id", "BS-0042", "--alias", "Luna", "--contact", DEFAULT_CONTACT,
-            "--c4", DEFAULT_C4, "--pin", "482913", "-o", str(out), "--json")
+            "--c4", DEFAULT_C4, "-o", str(out), "--json", env={"BOTON_PIN": "482913"})
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output)
+    assert rep["pin"] == "env"
     assert rep["flash_size"] == 4 * MiB and rep["write_offset"] == 0 and rep["image_size"] == 4 * MiB
     assert rep["vfs"] | {"used_blocks": 0} == {"offset": 0x200000, "size": 0x200000, "block_size": 4096,
                                                "block_count": 512, "source": "auto", "used_blocks": 0,
                                                "files": len(files), "bytes": sum(len(d) for _, d in files)}
     assert rep["firmware"]["placeholder"] is True
-    assert rep["config_sha256"] == hashlib.sha256(config_bytes(config)).hexdigest()
+    back = img.read_filesystem(img.extract_filesystem(out.read_bytes()))
+    stored = json.loads(back["config.json"])
+    # the same configuration as the fixture's but for the PIN hash's own random salt
+    assert stored == dict(config, pin_hash=stored["pin_hash"]) and check_pin(stored["pin_hash"], "482913")
+    assert rep["config_sha256"] == hashlib.sha256(config_bytes(stored)).hexdigest()
     assert DEFAULT_CONTACT not in r.output and "482913" not in r.output
-    assert img.read_filesystem(img.extract_filesystem(out.read_bytes())) == dict(files)
+    assert back == dict(files, **{"config.json": back["config.json"]})
 
 
 def test_cli_config_file_and_human_output(cli, tmp_path, config):
@@ -387,6 +393,6 @@ def test_cli_real_looking_firmware(cli, tmp_path):
     r = cli("--firmware", str(fw), "--device-id", "BS-7", "--alias", "Sol", "--contact", DEFAULT_CONTACT,
             "--c4", DEFAULT_C4, "-o", str(out), "--json")
     assert r.exit_code == 0, r.output
-    rep = json.loads(r.output)
+    rep = json.loads(r.stdout)          # the generated PIN is shown on stderr
     assert rep["firmware"]["placeholder"] is False and rep["firmware"]["size"] == 0x180000
     assert out.read_bytes()[0x1000:0x1000 + 0x180000] == fw.read_bytes()

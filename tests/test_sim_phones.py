@@ -65,7 +65,7 @@ class SimProcess:
 
 
 def test_sim_provision_with_the_real_c4_and_test_call_passes(tmp_path):
-    flash = install(tmp_path / "flash", "tcall_sim800l", None)
+    flash = install(tmp_path / "flash", "tcall_sim800l_axp192", None)
     sim = SimProcess("--flash", str(flash), "--time-scale", str(FAST), "--c4-stay", "60",
                      "--phone", f"{BUSY_C4}=busy", "--network-log", str(tmp_path / "net.jsonl"))
     try:
@@ -80,7 +80,7 @@ def test_sim_provision_with_the_real_c4_and_test_call_passes(tmp_path):
         sim.wait_line(lambda s: s.startswith("device: EV ready"))  # booted (safe mode: no config)
 
         r = run("provision", "--port", url, "--alias", "Luna", "--contact", "449 555 7788",
-                "--c4", "+52 449 994 6605", "--pin", "482913")
+                "--c4", "+52 449 994 6605")
         assert r.exit_code == 0, r.output
         r = run("test-call", "--port", url, "--timeout", "60")
         assert r.exit_code == 0, r.output

@@ -13,7 +13,11 @@
 #     c4_numbers        ["+524491234567", ...]  C4 numbers, primary first
 #     contacts          trusted contacts (1-5), in the order they are notified
 #     authorized        extra numbers allowed to send SMS commands (C4 always is)
-#     pin               SMS command PIN ("" disables SMS commands)
+#     pin_hash          "s$<salt hex>$<hex sha256(salt + PIN)>" of the SMS command PIN
+#                       (alertsms.pin_ok); "" and no "pin": SMS commands are off
+#     pin               plain PIN of configs from before pin_hash (used only without one)
+#     country_code      "+52"  the device's country: a sender reported in national form
+#                       (449..., 044 449...) is read as +52 449... (alertsms.canon)
 #     allow_911         after every C4 number failed, also try emergency_number
 #     emergency_number  "911"
 #     alias, device_id, fw    for the texts (alias: short name she chose)
@@ -30,7 +34,12 @@
 #     callback_window_s 3600        C4 calls are answered during the alert and this
 #                                   long after it ended (-1: always)
 #     sms_retries 2, sms_retry_s 20, sms_timeout_s 90
-#     pin_max_failures 5, pin_lockout_s 900   wrong-PIN lockout of SMS commands
+#     pin_max_failures 5, pin_lockout_s 900   wrong-PIN lockout of SMS commands, per
+#                       sender: a locked number does not lock C4's other numbers out.
+#                       At most PIN_SENDERS senders are tracked (the least recent
+#                       unlocked one makes room); the table is persisted with the lock's
+#                       age, so a reset does not lift a lock (the time the device was
+#                       off does not count towards it: ticks do not survive a reset)
 #     vibrate           True        haptic acknowledgement of alert / cancel
 #     low_battery_pct   [20, 10]    one low-battery SMS to the contacts per downward
 #                                   crossing (readings <= pct; [] disables)
@@ -119,12 +128,13 @@
 
 from gesture import ticks_diff, ticks_add
 from alertsms import (SmsMixin, _LOC, digits, same_number, mask,  # noqa: F401
-                      read_fix, command_words)
+                      read_fix, command_words, canon, pin_ok)
 from alertsup import SupMixin
 from alertcall import CallMixin
 
 DEFAULTS = {
-    "c4_numbers": [], "contacts": [], "authorized": [], "pin": "",
+    "c4_numbers": [], "contacts": [], "authorized": [], "pin": "", "pin_hash": "",
+    "country_code": "+52",
     "allow_911": False, "emergency_number": "911",
     "alias": "", "device_id": "", "fw": "", "test_mode": False, "sms_c4": True,
     "redial_backoff_s": [5, 10, 20], "attempts_per_number": 3, "cycle_backoff_s": 60,
@@ -141,6 +151,7 @@ DEFAULTS = {
 
 COMMANDS = ("UBICACION", "ESTADO", "CANCELAR")
 _TIMERS = ("redial", "dial_timeout", "update", "max_alert")
+PIN_SENDERS = 8     # senders tracked by the wrong-PIN lockout
 
 
 class AlertMachine(SmsMixin, CallMixin, SupMixin):
@@ -151,6 +162,7 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
         self.contacts = [n for n in c["contacts"] if n][:5]
         self.c4 = [n for n in c["c4_numbers"] if n]
         self.dial_list = list(self.c4)
+        self.cc = digits(c["country_code"]) or "52"
         if c["allow_911"] and c["emergency_number"]:
             self.dial_list.append(c["emergency_number"])
         self._now = 0
@@ -178,8 +190,7 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
         self._inflight_kind = None
         self._retry_ready = False
         self._retry_armed = False
-        self.bad_pin = 0
-        self.lock_t = None
+        self.pin_fails = []     # [sender (canon), wrong PINs, lock time or None]
         self._sup_init()
 
     # ------------------------------------------------------------------ API
@@ -217,6 +228,8 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
             "out": [list(e) for e in self.outbox], "got_gps": list(self.got_gps),
             "fix": fx, "cell": self.cell, "battery": self.battery,
             "end_ago_ms": None if self.end_t is None else ticks_diff(now, self.end_t),
+            "pin_fails": [[e[0], e[1], None if e[2] is None else ticks_diff(now, e[2])]
+                          for e in self.pin_fails],
         }
         self._sup_state(st, now)
         return st
@@ -281,6 +294,11 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
         ea = st.get("end_ago_ms")
         self.end_t = None if ea is None else ticks_add(now, -int(ea))
         self.start_t = ticks_add(now, -int(st.get("elapsed_ms") or 0))
+        pf = []
+        for e in (st.get("pin_fails") or [])[-PIN_SENDERS:]:
+            # a lock's age: it goes on from where the last persist left it
+            pf.append([str(e[0]), int(e[1]), None if e[2] is None else ticks_add(now, -int(e[2]))])
+        self.pin_fails = pf
         self._sup_restore(st)
         self.call = "idle"
         self.connected = False
@@ -301,15 +319,17 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
             d = ticks_diff(now, self.end_t)
             if d < 0 or d > self.cfg["callback_window_s"] * 1000:
                 self.end_t = None
-        if self.lock_t is not None:
-            d = ticks_diff(now, self.lock_t)
-            if d < 0 or d >= self.cfg["pin_lockout_s"] * 1000:
-                self.lock_t = None
-                self.bad_pin = 0
+        pf = self.pin_fails
+        for i in range(len(pf) - 1, -1, -1):
+            if pf[i][2] is not None:
+                d = ticks_diff(now, pf[i][2])
+                if d < 0 or d >= self.cfg["pin_lockout_s"] * 1000:
+                    pf.pop(i)           # lock served: the count starts over
+                    self._dirty = True
 
     def is_c4(self, number):
         for n in self.c4:
-            if same_number(n, number):
+            if same_number(n, number, self.cc):
                 return True
         return False
 
@@ -317,7 +337,7 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
         if self.is_c4(number):
             return True
         for n in self.cfg["authorized"]:
-            if same_number(n, number):
+            if same_number(n, number, self.cc):
                 return True
         return False
 
@@ -409,7 +429,7 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
         if self.cfg["vibrate"]:
             acts.append(("vibrate", "cancel"))
         rcpt = self.recipients()
-        if reply_to and not any(same_number(reply_to, x) for x in rcpt):
+        if reply_to and not any(same_number(reply_to, x, self.cc) for x in rcpt):
             rcpt.append(reply_to)
         for n in rcpt:
             self._queue(n, "cancel:" + by)
@@ -477,6 +497,29 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
         else:
             self._log(acts, "unknown_timer", str(name))
 
+    def _pin_failed(self, e, who, now, acts, sender):
+        c = self.cfg
+        pf = self.pin_fails
+        if e is None:
+            if len(pf) >= PIN_SENDERS:
+                # make room: the least recent sender that is not locked, else the oldest
+                i = 0
+                for j in range(len(pf)):
+                    if pf[j][2] is None:
+                        i = j
+                        break
+                pf.pop(i)
+            e = [who, 0, None]
+        else:
+            pf.remove(e)
+        pf.append(e)                    # most recent last
+        e[1] += 1
+        self._dirty = True
+        self._log(acts, "sms_ignored", "bad_pin " + mask(sender))
+        if e[1] >= c["pin_max_failures"]:
+            e[2] = now
+            self._log(acts, "sms_locked", "%ds %s" % (c["pin_lockout_s"], mask(sender)))
+
     def _on_sms_command(self, ev, now, acts):
         sender, text = ev[1], ev[2]
         c = self.cfg
@@ -487,18 +530,20 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
         if not w or w[0] not in COMMANDS:
             self._log(acts, "sms_ignored", "unknown " + mask(sender))
             return
-        if self.lock_t is not None:
+        who = canon(sender, self.cc)
+        e = None
+        for x in self.pin_fails:
+            if x[0] == who:
+                e = x
+        if e is not None and e[2] is not None:
             self._log(acts, "sms_ignored", "locked " + mask(sender))
             return
-        pin = str(c["pin"] or "")
-        if not pin or len(w) < 2 or w[1] != pin:
-            self.bad_pin += 1
-            self._log(acts, "sms_ignored", "bad_pin " + mask(sender))
-            if self.bad_pin >= c["pin_max_failures"]:
-                self.lock_t = now
-                self._log(acts, "sms_locked", "%ds" % c["pin_lockout_s"])
+        if not pin_ok(c, w[1] if len(w) > 1 else ""):
+            self._pin_failed(e, who, now, acts, sender)
             return
-        self.bad_pin = 0
+        if e is not None:               # the right PIN: this sender's count starts over
+            self.pin_fails.remove(e)
+            self._dirty = True
         cmd = w[0]
         self._log(acts, "sms_command", cmd + " " + mask(sender))
         if cmd == "UBICACION":

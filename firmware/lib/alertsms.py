@@ -4,6 +4,8 @@
 # for the events and actions.
 
 import sms
+import hashlib
+import binascii
 
 _LOC = ("alert", "update")
 
@@ -12,15 +14,64 @@ def digits(s):
     return "".join(c for c in (s or "") if c.isdigit())
 
 
-def same_number(a, b):
-    # Compare phone numbers by their last 10 digits (Mexican national numbers
-    # are 10 digits: +52 449 ..., +52 1 449 ..., 449 ...); short numbers exactly.
-    da, db = digits(a), digits(b)
-    if not da or not db:
+def canon(number, cc="52"):
+    # A number as the config holds it or as the SIM800 reports a sender (+CLIP,
+    # +CMGR) -> "+<country code><national number>"; short codes (911) -> their
+    # digits.  Mexican networks present one sender as "+52449...", "+521449..."
+    # (the mobile "1" dropped in 2019), "449..." or "044/045/01 449..." (old trunk
+    # prefixes); a national form takes the device's own country code cc.  A number
+    # written with another country code stays that number: +1 449... is not +52 449...
+    d = digits(number)
+    s = (number or "").strip()
+    if s[:1] != "+":
+        if d[:2] == "00":               # international access code
+            d = d[2:]
+        elif not (cc == "52" and len(d) in (12, 13) and d[:2] == "52"):
+            if cc == "52" and len(d) == 13 and d[:3] in ("044", "045"):
+                d = d[3:]
+            elif cc == "52" and len(d) == 12 and d[:2] == "01":
+                d = d[2:]
+            elif len(d) > 7 and d[0] == "0":
+                d = d[1:]               # national trunk prefix
+            if len(d) < 7:
+                return d                # short code: compared as dialled
+            d = cc + d
+    if cc == "52" and len(d) == 13 and d[:3] == "521":
+        d = "52" + d[3:]
+    return "+" + d if d else ""
+
+
+def same_number(a, b, cc="52"):
+    # Full numbers compared after canon(): never by a tail of digits.
+    ca = canon(a, cc)
+    return ca != "" and ca == canon(b, cc)
+
+
+def pin_ok(cfg, given):
+    # cfg["pin_hash"]: "s$<salt hex>$<hex sha256(salt + PIN)>", written by the host
+    # (boton/pin.py), so config.json never holds the PIN itself.  A config from
+    # before (plain "pin") keeps working until the device is provisioned again.
+    # "" or a malformed hash: no PIN matches (SMS commands off).
+    h = str(cfg.get("pin_hash") or "")
+    given = str(given or "")
+    if h:
+        p = h.split("$")
+        try:
+            want = p[2].lower()
+            got = binascii.hexlify(hashlib.sha256(binascii.unhexlify(p[1]) + given.encode())
+                                   .digest()).decode()
+        except (IndexError, ValueError):
+            return False
+        if p[0] != "s":
+            return False
+    else:
+        want, got = str(cfg.get("pin") or ""), given
+    if not want or len(got) != len(want):
         return False
-    if len(da) >= 10 and len(db) >= 10:
-        return da[-10:] == db[-10:]
-    return da == db
+    x = 0                               # every character compared: no early exit
+    for i in range(len(want)):
+        x |= ord(want[i]) ^ ord(got[i])
+    return x == 0
 
 
 def mask(number):

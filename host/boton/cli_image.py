@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 
 from . import image as img
+from . import pin as pins
 from . import provision as prov
 from .boards import load_board
 from .device import DeviceError
@@ -20,9 +21,11 @@ console = Console(highlight=False)
 DEVICE_ID_HELP = "Short device label, e.g. BS-0042 (required: there is no chip to read it from)."
 
 
-def config_from_file(path) -> dict:
+def config_from_file(path, obtain_pin=None) -> dict:
     """Her configuration from a JSON file in the device's schema, validated and normalised
-    exactly as `provision` would build it (numbers to E.164, PIN, gesture limits)."""
+    exactly as `provision` would build it (numbers to E.164, PIN, gesture limits). Its
+    PIN: the file's pin_hash (a config kept from a device) or plain "pin" (hashed here),
+    else obtain_pin() (None: a random one)."""
     try:
         raw = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
@@ -30,11 +33,14 @@ def config_from_file(path) -> dict:
     if not isinstance(raw, dict) or raw.get("schema") != prov.CONFIG_SCHEMA:
         raise prov.InputError(f"{path} is not a device config (schema {prov.CONFIG_SCHEMA})")
     g = raw.get("gesture") or {}
+    pin, pin_hash = raw.get("pin") or None, raw.get("pin_hash") or None
+    if pin is None and pin_hash is None and obtain_pin is not None:
+        pin = obtain_pin()
     try:
         return prov.build_config(
             alias=raw.get("alias"), contacts=list(raw.get("contacts") or []),
             c4=list(raw.get("c4_numbers") or []), device_id=raw.get("device_id") or "",
-            pin=raw.get("pin"), allow_911=raw.get("allow_911", False),
+            pin=pin, pin_hash=pin_hash, allow_911=raw.get("allow_911", False),
             gesture=g.get("mode", "hold"), hold_ms=g.get("hold_ms", 2000), presses=g.get("count", 3),
             window_ms=g.get("window_ms", 2000), update_every_s=raw.get("update_every_s", 300),
             max_alert_s=raw.get("max_alert_s", 3600), confirm=raw.get("vibrate", True),
@@ -96,13 +102,18 @@ def build(board, config, firmware_path, placeholder, flash_size):
 
 
 def write_atomic(path: Path, data: bytes):
+    """Write an image readable by its owner only (it holds her numbers): the file is
+    created 0600, never open to others even for a moment; a leftover .tmp is replaced."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
     os.replace(tmp, path)
 
 
 @click.command("image")
-@click.option("--board", default="tcall_sim800l", show_default=True, help="Board profile from boards/.")
+@click.option("--board", default="tcall_sim800l_axp192", show_default=True, help="Board profile from boards/.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="Her configuration as JSON in the device's schema (instead of --alias/--contact/...).")
 @click.option("--alias", help="Short name she chose (not her full name), GSM-7 letters.")
@@ -110,7 +121,7 @@ def write_atomic(path: Path, data: bytes):
               help="Trusted contact's number (1 to 5; repeat the option). Mexican numbers by default.")
 @click.option("--c4", "c4", multiple=True, help="C4 number to call (first is primary).")
 @click.option("--device-id", default=None, help=DEVICE_ID_HELP)
-@click.option("--pin", default=None, help="PIN for SMS commands (default: a random 6-digit PIN).")
+@pins.pin_options
 @click.option("--gesture", type=click.Choice(["hold", "presses"]), default="hold", show_default=True)
 @click.option("--hold-ms", type=int, default=2000, show_default=True)
 @click.option("--allow-911", is_flag=True, help="Dial 911 as the last resort if no C4 number answers.")
@@ -124,7 +135,7 @@ def write_atomic(path: Path, data: bytes):
               help="The chip's flash size (default: the board profile's).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Image file to write.")
 @click.option("--json", "as_json", is_flag=True, help="Print the layout as JSON.")
-def image_cmd(board, config_file, alias, contacts, c4, device_id, pin, gesture, hold_ms, allow_911,
+def image_cmd(board, config_file, alias, contacts, c4, device_id, pin_file, gesture, hold_ms, allow_911,
               firmware_path, placeholder_firmware, flash_size, output, as_json):
     """Build one device's factory image: MicroPython plus a LittleFS holding the firmware
     and her configuration, in the geometry MicroPython mounts. Flash it with one write:
@@ -134,19 +145,28 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, pin, gesture, 
     Example: boton image --firmware ESP32_GENERIC-v1.26.1.bin --device-id BS-0042
     --alias Luna --contact 449 111 2233 --c4 449 910 0000 -o BS-0042.bin
     """
+    got = {}    # the PIN obtained here (not kept in the config file), and how
+
+    def obtain_pin():
+        got["pin"], got["how"] = pins.obtain_pin(pin_file)
+        return got["pin"]
+
     if config_file:
-        if alias or contacts or c4 or pin:
-            raise prov.InputError("give --config or --alias/--contact/--c4/--pin, not both")
+        if alias or contacts or c4:
+            raise prov.InputError("give --config or --alias/--contact/--c4, not both")
         if not Path(config_file).is_file():
             raise prov.InputError(f"no config file {config_file}")
-        config = config_from_file(config_file)
+        config = config_from_file(config_file, obtain_pin)
+        if pin_file and not got:
+            raise prov.InputError(f"{config_file} already holds a PIN: give --pin-file only "
+                                  "with a config without one")
         if device_id:
             config["device_id"] = device_id
     else:
         if not alias or not contacts or not c4:
             raise prov.InputError("give --config FILE.json, or --alias, --contact and --c4")
         config = prov.build_config(alias=alias, contacts=list(contacts), c4=list(c4),
-                                   device_id=device_id or "", pin=pin, gesture=gesture,
+                                   device_id=device_id or "", pin=obtain_pin(), gesture=gesture,
                                    hold_ms=hold_ms, allow_911=allow_911)
     check_device_id(config["device_id"])
     if firmware_path and not Path(firmware_path).is_file():
@@ -156,10 +176,13 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, pin, gesture, 
     out = Path(output)
     write_atomic(out, data)
     report["output"] = str(out)
+    report["pin"] = got.get("how", "config file")  # where it came from; the PIN is never in it
     report["esptool"] = f"esptool --chip {img.CHIP} write-flash {img.IMAGE_OFFSET:#x} {out}"
 
     if as_json:
         click.echo(json.dumps(report, indent=2))
+        if got.get("how") == "generated":  # stdout stays the JSON; the PIN is seen once
+            click.echo(pins.announce(got["how"], got["pin"]), err=True)
         return
     fw, vfs = report["firmware"], report["vfs"]
     console.print(f"image {out}: {report['image_size']:,} bytes for {report['flash_size_name']} flash, "
@@ -178,3 +201,8 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, pin, gesture, 
     console.print(f"device {report['device_id']}: {report['contacts']} contact(s), "
                   f"{report['c4_numbers']} C4 number(s); config {report['config_sha256'][:12]}", soft_wrap=True)
     console.print(f"flash with: {report['esptool']}", soft_wrap=True)
+    if got:
+        console.print(pins.announce(got["how"], got["pin"]), soft_wrap=True, markup=False)
+    else:
+        console.print(f"SMS command PIN: as in {config_file} (not shown; the image keeps only a "
+                      "salted hash)", soft_wrap=True, markup=False)

@@ -19,7 +19,7 @@ REF_PIN = "4821"
 C4_SECONDARY = "+524499100001"
 # Short timers so a scenario takes seconds; they are valid settings for a real device too.
 SCENARIO_DEFAULTS = {
-    "pin": REF_PIN, "redial_backoff_s": [1, 2, 4], "cycle_backoff_s": 5, "sms_retry_s": 1,
+    "redial_backoff_s": [1, 2, 4], "cycle_backoff_s": 5, "sms_retry_s": 1,
     "sms_retries": 3, "sms_timeout_s": 40, "dial_timeout_s": 40, "vibrate": True,
 }
 
@@ -42,7 +42,7 @@ def pytest_addoption(parser):
                     help="HIL: a harmless number dialled instead of the emergency number "
                          "(scenarios that need one skip without it; real 911 is never dialled)")
     group.addoption("--gps-point", default=None, help="HIL: LAT,LON the board's GPS should report")
-    group.addoption("--board", default="tcall_sim800l", help="board profile (boards/*.json)")
+    group.addoption("--board", default="tcall_sim800l_axp192", help="board profile (boards/*.json)")
     group.addoption("--virtual-ref-modem", action="store_true",
                     help="on the rig, play C4 and the contact with a simulated SIM800 driven by "
                          "RefModem: the hardware code path, rehearsed")

@@ -4,6 +4,8 @@ import time
 
 import pytest
 
+from boton.pytest_plugin import REF_PIN
+
 MAPS = "https://maps.google.com/?q="
 NO_FIX = 1e6  # rig: the simulated GPS never gets its first fix
 
@@ -84,7 +86,7 @@ def test_corrupted_nmea_is_never_used(dut, button, network, faults, gps):
     network.wait_sms(to=network.contacts[0], after=mark, timeout=dut.within(90, 20))
     gps.wait_bursts(10)
     ask = network.mark()
-    network.sms_to_device("UBICACION %s" % dut.config["pin"])
+    network.sms_to_device("UBICACION %s" % REF_PIN)
     network.wait_sms(to=network.c4[0], after=ask, timeout=dut.within(120, 20),
                      where=lambda e: e["text"].startswith("UBICACION"))
     sent = network.sms(frm=dut.number, after=mark)

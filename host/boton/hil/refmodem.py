@@ -27,6 +27,7 @@ import time
 
 import serial
 
+from ..provision import firmware_module
 from ..waiting import wait_for_item
 
 FINALS = ("OK", "ERROR", "NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE", "CONNECT")
@@ -45,13 +46,9 @@ class RefModemError(RuntimeError):
 
 
 def same_number(a, b):
-    """Phone numbers compared by their last 10 digits (as the firmware does)."""
-    da, db = re.sub(r"\D", "", a or ""), re.sub(r"\D", "", b or "")
-    if not da or not db:
-        return False
-    if len(da) >= 10 and len(db) >= 10:
-        return da[-10:] == db[-10:]
-    return da == db
+    """Phone numbers compared as the firmware compares them: in full, after its canon()
+    (a national or old-prefixed Mexican form is the +52 number; another country is not)."""
+    return firmware_module("alertsms").same_number(a or "", b or "")
 
 
 class RefModem:

@@ -1,0 +1,197 @@
+"""The SMS command PIN (host/boton/pin.py): never on the command line, stored only as a
+salted hash the firmware checks, shown once when generated; image files private (0600)."""
+import json
+import os
+import stat
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from boton import image as img
+from boton import pin as pins
+from boton.cli import main
+from boton.provision import InputError, build_config, config_bytes, firmware_module
+from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT
+
+BASE = dict(alias="Luna", contacts=["449 111 2233"], c4=["449 910 0000"], device_id="BS-1")
+IMAGE_ARGS = ["image", "--placeholder-firmware", "--device-id", "BS-0042", "--alias", "Luna",
+              "--contact", DEFAULT_CONTACT, "--c4", DEFAULT_C4]
+
+
+def run(*args, env=None):
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def pin_file(tmp_path, text, mode=0o600):
+    f = tmp_path / "pin.txt"
+    f.write_text(text)
+    f.chmod(mode)
+    return f
+
+
+# ------------------------------------------------------------------------- the hash
+def test_config_holds_only_a_salted_hash_the_firmware_accepts():
+    cfg = build_config(**BASE, pin="482913")
+    assert b"482913" not in config_bytes(cfg) and "pin" not in cfg
+    assert cfg["country_code"] == "+52"
+    assert pins.check_pin(cfg["pin_hash"], "482913") and not pins.check_pin(cfg["pin_hash"], "482914")
+    alertsms = firmware_module("alertsms")            # what the device itself will decide
+    assert alertsms.pin_ok(cfg, "482913") and not alertsms.pin_ok(cfg, "482914")
+    assert not alertsms.pin_ok(cfg, cfg["pin_hash"])
+    # a fresh salt every time: equal PINs do not give equal configs
+    assert build_config(**BASE, pin="482913")["pin_hash"] != cfg["pin_hash"]
+
+
+def test_existing_hash_is_kept_and_checked():
+    h = pins.hash_pin("482913")
+    assert build_config(**BASE, pin_hash=h)["pin_hash"] == h
+    with pytest.raises(InputError, match="not a PIN hash"):
+        build_config(**BASE, pin_hash="482913")
+    with pytest.raises(InputError, match="not both"):
+        build_config(**BASE, pin="482913", pin_hash=h)
+
+
+@pytest.mark.parametrize("pin, message", [
+    ("12", "must be 4 to 8 digits"), ("123456789", "must be 4 to 8 digits"), ("48 29", "must be 4"),
+    ("４８２９", "must be 4"), ("0000", "too easy"), ("123456", "too easy"), ("6789", "too easy"),
+    ("8901", "too easy"),
+])
+def test_bad_pins_refused_without_echo(pin, message):
+    with pytest.raises(InputError, match=message) as e:
+        build_config(**BASE, pin=pin)
+    assert pin not in str(e.value)
+
+
+def test_generated_pins_are_six_digits_and_not_weak():
+    got = {pins.generate_pin() for _ in range(200)}
+    assert all(len(p) == 6 and p.isdigit() and not pins.is_weak(p) for p in got)
+    assert len(got) > 190
+
+
+# ---------------------------------------------------------------------- the sources
+def test_pin_file_accepted_only_when_private(tmp_path):
+    f = pin_file(tmp_path, "482913\n")
+    assert pins.obtain_pin(str(f), env={}) == ("482913", "file")
+    f.chmod(0o644)
+    with pytest.raises(InputError, match=r"can be read by other users \(mode 0644\): run `chmod 600"):
+        pins.obtain_pin(str(f), env={})
+    with pytest.raises(InputError, match="cannot read PIN file"):
+        pins.obtain_pin(str(tmp_path / "none.txt"), env={})
+    with pytest.raises(InputError, match="must be 4 to 8 digits"):
+        pins.obtain_pin(str(pin_file(tmp_path, "\n482913\n")), env={})
+
+
+def test_env_then_prompt_then_generated():
+    assert pins.obtain_pin(env={"BOTON_PIN": "482913"}) == ("482913", "env")
+    with pytest.raises(InputError, match=r"^the PIN in \$BOTON_PIN must be 4 to 8 digits$"):
+        pins.obtain_pin(env={"BOTON_PIN": "48291x"})
+    assert pins.obtain_pin(env={}, interactive=True, prompt=lambda: "482913") == ("482913", "typed")
+    pin, how = pins.obtain_pin(env={}, interactive=True, prompt=lambda: "")   # Enter: random
+    assert how == "generated" and len(pin) == 6
+    pin, how = pins.obtain_pin(env={}, interactive=False)
+    assert how == "generated" and len(pin) == 6
+
+
+def test_file_wins_over_env(tmp_path):
+    f = pin_file(tmp_path, "482913")
+    assert pins.obtain_pin(str(f), env={"BOTON_PIN": "737373"}) == ("482913", "file")
+
+
+@pytest.mark.parametrize("typed, result", [
+    ("482913\n482913\n", "482913"), ("\n", ""), ("482913\n482914\n", "differ"), ("12\n", "must be"),
+])
+def test_prompt_hidden_and_twice(typed, result):
+    @click.command()
+    def ask():
+        try:
+            click.echo("got:" + pins._prompt_twice())
+        except InputError as e:
+            click.echo("error:" + str(e))
+    r = CliRunner().invoke(ask, [], input=typed)
+    assert result in r.output.splitlines()[-1]
+    assert "482913" not in r.output.replace("got:482913", "")   # hidden input is not echoed
+
+
+# ------------------------------------------------------------------- the commands
+@pytest.mark.parametrize("args", [
+    ["provision", "--port", "/dev/nonexistent", "--alias", "Luna", "--contact", DEFAULT_CONTACT,
+     "--c4", DEFAULT_C4, "--pin", "482913"],
+    ["provision", "--pin", "482913"],                        # refused before anything else
+    IMAGE_ARGS + ["--pin", "482913", "-o", "never.bin"],
+])
+def test_pin_on_the_command_line_is_refused(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    r = run(*args)
+    assert r.exit_code == 2
+    assert "--pin VALUE is refused" in r.output and "--pin-file" in r.output and "BOTON_PIN" in r.output
+    assert "482913" not in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "never.bin").exists()
+
+
+def image_config(path):
+    return json.loads(img.read_filesystem(img.extract_filesystem(path.read_bytes()))["config.json"])
+
+
+def test_image_with_pin_from_env_and_file(tmp_path):
+    out = tmp_path / "a.bin"
+    r = run(*IMAGE_ARGS, "-o", str(out), env={"BOTON_PIN": "482913"})
+    assert r.exit_code == 0, r.output
+    assert pins.check_pin(image_config(out)["pin_hash"], "482913")
+    assert "482913" not in r.output and "from BOTON_PIN (not shown" in r.output
+    assert b"482913" not in out.read_bytes()
+
+    f = pin_file(tmp_path, "737219\n")
+    r = run(*IMAGE_ARGS, "--pin-file", str(f), "-o", str(out))
+    assert r.exit_code == 0, r.output
+    assert pins.check_pin(image_config(out)["pin_hash"], "737219") and "737219" not in r.output
+
+    f.chmod(0o640)
+    r = run(*IMAGE_ARGS, "--pin-file", str(f), "-o", str(tmp_path / "b.bin"))
+    assert r.exit_code == 2 and "chmod 600" in r.output and not (tmp_path / "b.bin").exists()
+
+
+def test_image_generated_pin_shown_once_and_matches(tmp_path):
+    out = tmp_path / "a.bin"
+    r = run(*IMAGE_ARGS, "-o", str(out))
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.output.splitlines() if "SMS command PIN for C4:" in ln]
+    assert len(lines) == 1
+    shown = lines[0].split("SMS command PIN for C4: ")[1][:6]
+    assert pins.check_pin(image_config(out)["pin_hash"], shown)
+
+
+def test_image_config_file_keeps_its_hash_and_refuses_a_second_pin(tmp_path):
+    cfg = build_config(alias="Luna", contacts=[DEFAULT_CONTACT], c4=[DEFAULT_C4], device_id="BS-0042",
+                       pin="482913")
+    src = tmp_path / "her.json"
+    src.write_text(json.dumps(cfg))
+    out = tmp_path / "a.bin"
+    base = ["image", "--placeholder-firmware", "--config", str(src), "-o", str(out)]
+    r = run(*base)
+    assert r.exit_code == 0, r.output
+    assert image_config(out)["pin_hash"] == cfg["pin_hash"] and "not shown" in r.output
+    r = run(*base, "--pin-file", str(pin_file(tmp_path, "737219")))
+    assert r.exit_code == 2 and "already holds a PIN" in r.output
+    # a config file from before pin_hash: its plain PIN goes in hashed
+    src.write_text(json.dumps(dict(cfg, pin="482913", pin_hash="")))
+    r = run(*base)
+    assert r.exit_code == 0, r.output
+    stored = image_config(out)
+    assert "pin" not in stored and pins.check_pin(stored["pin_hash"], "482913")
+
+
+def test_image_file_is_private_from_creation(tmp_path):
+    out = tmp_path / "a.bin"
+    out.write_bytes(b"old")
+    out.chmod(0o644)                                  # an earlier image, world-readable
+    (tmp_path / "a.bin.tmp").write_bytes(b"left over")
+    (tmp_path / "a.bin.tmp").chmod(0o644)
+    old_umask = os.umask(0o022)
+    try:
+        r = run(*IMAGE_ARGS, "-o", str(out), env={"BOTON_PIN": "482913"})
+    finally:
+        os.umask(old_umask)
+    assert r.exit_code == 0, r.output
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert not (tmp_path / "a.bin.tmp").exists()
