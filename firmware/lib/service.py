@@ -2,9 +2,13 @@
 # while the firmware is stopped. Each prints one JSON line and returns.
 import asyncio
 import binascii
+import gc
 import hashlib
 import json
+import sys
 import time
+
+import micropython
 
 import atparse
 import hw
@@ -83,12 +87,25 @@ def identity():
     print(json.dumps(out))
 
 
+def heap():
+    """Free heap (gc.mem_free()) after a gc.collect(), with the firmware imported. The
+    largest free block has no API: mem_info() prints it ("max free sz", in GC blocks of
+    heap_block bytes) just before the JSON line, for the host to read."""
+    gc.collect()
+    micropython.mem_info()
+    return {"heap_free": gc.mem_free(), "heap_block": 16 if sys.maxsize >> 32 == 0 else 32}
+
+
 def status(gps_wait_ms=3000):
-    """Firmware, config hash, battery, signal, GPS and the last alerts."""
+    """Firmware, config hash, free heap, battery, signal, GPS and the last alerts."""
+    mem = heap()  # first: before the modem and GPS checks allocate
     board = store.read_json("board.json")
+    if not isinstance(board, dict):
+        raise OSError("no board profile (board.json) on the device: run boton deploy --board ...")
     log = EventLog(echo=False)
     out = {"fw": VERSION, "config_sha256": _hash("config.json"), "board": board.get("id"),
            "log_entries": log.seq}
+    out.update(mem)
 
     async def gather():
         facts = await _modem_facts(board)

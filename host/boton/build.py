@@ -44,10 +44,28 @@ def files_digest(files) -> str:
     return h.hexdigest()
 
 
+# The board runs these by name, from source; the firmware's other root modules (safe.py,
+# the safe mode main.py falls back to) stay beside them, outside lib/, and are compiled.
+BOOT_FILES = ("boot.py", "main.py")
+
+
+def boot_modules(mpy=True):
+    """(device path, bytes) of the flash root's code: boot.py, main.py, safe.mpy (or .py)."""
+    files = []
+    for p in sorted(FIRMWARE.glob("*.py")):
+        if p.name == "manifest.py":  # the build's (what is frozen into an image), not the board's
+            continue
+        if p.name in BOOT_FILES or not mpy:
+            files.append((p.name, p.read_bytes()))
+        else:
+            files.append((f"{p.stem}.mpy", compile_module(p)))
+    return files
+
+
 def firmware_modules(mpy=True):
-    """(device path, bytes) for the firmware's code: lib/*.mpy (or .py) plus boot/main.py."""
-    # manifest.py is the build's (what is frozen into an image), not the board's
-    files = [(p.name, p.read_bytes()) for p in sorted(FIRMWARE.glob("*.py")) if p.name != "manifest.py"]
+    """(device path, bytes) for the firmware's code: lib/*.mpy (or .py) plus the root's
+    boot.py, main.py and safe.mpy."""
+    files = boot_modules(mpy)
     for p in sorted((FIRMWARE / "lib").glob("*.py")):
         if mpy:
             files.append((f"lib/{p.stem}.mpy", compile_module(p)))

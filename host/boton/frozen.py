@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -257,6 +258,31 @@ def device_interpreter(choice: str | None = None) -> DeviceInterpreter:
             else:
                 _chosen[key] = DeviceInterpreter(pypi.exe, pypi.heap, pypi.label, note=why)
     return _chosen[key]
+
+
+# ------------------------------------------------------------------ memory a deploy checks
+
+# The heap the worst alert needs with the firmware as .mpy: the bench's smallest heap it
+# completes in, row memory.esp32_mpy.min_heap_kb (32-bit build, 12 SMS, 2 dials), measured
+# 2026-11-29 by `python -m boton.bench`. It counts the interpreter's own few KB too, so
+# comparing it with a board's free heap after boot errs towards warning. A build/bench.json
+# with that row measured wins (the bench writes it; it is not committed).
+MPY_ALERT_HEAP_KB = 98
+MPY_ALERT_ROW = "memory.esp32_mpy.min_heap_kb"
+BENCH_JSON = paths.REPO / "build" / "bench.json"
+
+
+def mpy_alert_heap_kb(bench: Path | None = None) -> tuple[float, str]:
+    """(KB of heap the .mpy firmware's worst alert needs, where the figure comes from)."""
+    bench = Path(bench or BENCH_JSON)
+    try:
+        rows = json.loads(bench.read_text()).get("rows", [])
+        value = next(r.get("value") for r in rows if r.get("key") == MPY_ALERT_ROW)
+    except (OSError, ValueError, AttributeError, StopIteration):
+        value = None
+    if isinstance(value, (int, float)) and value > 0:
+        return float(value), f"{os.path.relpath(bench, paths.REPO)} {MPY_ALERT_ROW}"
+    return float(MPY_ALERT_HEAP_KB), f"bench {MPY_ALERT_ROW}, 2026-11-29"
 
 
 # ------------------------------------------------------------------ the ESP32 image

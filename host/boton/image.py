@@ -339,9 +339,11 @@ def filesystem_usage(fs_bytes: bytes, block_count: int | None = None) -> int:
 
 
 # ----------------------------------------------------------------------------- image
-def device_files(board: str, config: dict):
-    """Everything a provisioned device holds: the release for `board` and her config."""
-    return firmware_files(board) + [(CONFIG_PATH, config_bytes(config))]
+def device_files(board: str, config: dict, frozen=False):
+    """Everything a provisioned device holds: the release for `board` and her config, laid
+    out as `boton deploy` leaves them (frozen=True: for a firmware .bin with this release
+    frozen in, so no lib/)."""
+    return firmware_files(board, frozen=frozen) + [(CONFIG_PATH, config_bytes(config))]
 
 
 def merge(parts) -> bytes:

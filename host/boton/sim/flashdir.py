@@ -10,10 +10,12 @@ from pathlib import Path
 from ..provision import CONFIG_PATH, config_bytes, firmware_files
 
 
-def install(flash_dir, board="tcall_sim800l", config=None):
+def install(flash_dir, board="tcall_sim800l_axp192", config=None, frozen=False):
+    """What `boton deploy` leaves on a board (frozen=True: on one whose image has this
+    release frozen in, so no lib/), plus her config if given."""
     flash = Path(flash_dir)
     flash.mkdir(parents=True, exist_ok=True)
-    for path, data in firmware_files(board):
+    for path, data in firmware_files(board, frozen=frozen):
         dest = flash / path
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(data)

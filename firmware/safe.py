@@ -1,0 +1,260 @@
+# Safe mode: the firmware cannot start (a module missing, corrupt or too big for the heap,
+# no usable board profile), and the button must still call C4. main.py runs it. It imports
+# almost nothing (hw, MicroPython's own asyncio) and talks bare AT to the modem, so what
+# broke the firmware cannot break this. It lives in the flash's root, outside lib/.
+import gc
+import sys
+
+# The pins both LilyGO T-Call SIM800L revisions share (boards/tcall_sim800l_*.json, the
+# programme's boards): what a board whose profile is missing or corrupt is driven with. The
+# IP5306 keep-on write is what the IP5306 revision needs; on the AXP192 revision nothing
+# answers at that address and the AXP192 keeps the ESP32's rail on by default.
+DEFAULT_BOARD = {"modem": {"uart": 1, "baud": 115200, "tx": 27, "rx": 26, "pwrkey": 4, "reset": 5,
+                           "power_on": 23},
+                 "button": {"pin": 14, "active": 0, "pull": "up"},
+                 "ip5306": {"sda": 21, "scl": 22, "addr": 117, "keep_boost_on": True}}
+# Mic up so C4 hears the surroundings; speaker and ringer silent so nobody near her does
+# (what app.py's _covert_audio sends).
+COVERT = "AT+CMIC=0,15;+CLVL=0;+CRSL=0"
+ENDED = ("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE", "ERROR")
+HOLD_MS = 2000       # the gesture when her configuration cannot be read (app's default)
+PRESSES, WINDOW_MS = 3, 2000
+ROUNDS = 3           # times through the C4 numbers before waiting for the next press
+RETRY_MS = 5000      # pause between rounds
+DETAIL_MAX = 60      # characters of the reason in the log
+KEEP = ("safe", "__main__", "flashbdev")  # modules run() leaves loaded (the ESP32's _boot.py mounts with flashbdev)
+
+
+def read_json(path):
+    """(object, problem): problem is None, "missing" or "corrupt"."""
+    import json
+    try:
+        with open(path) as f:
+            return json.load(f), None
+    except OSError:
+        return None, "missing"
+    except ValueError:
+        return None, "corrupt"
+
+
+def board_problem(board):
+    """Why this board profile cannot drive the button and the modem, or None."""
+    try:
+        m, b = board["modem"], board["button"]
+        if not (isinstance(m["uart"], int) and isinstance(m["pwrkey"], int) and isinstance(b["pin"], int)):
+            return "bad_pins"
+        board["gps"]["uart"]  # the firmware needs it; safe mode does not
+    except (KeyError, TypeError):
+        return "incomplete"
+    return None
+
+
+def check():
+    """None when the board profile is usable and the firmware imports; else why not."""
+    board, problem = read_json("board.json")
+    if problem is None:
+        problem = board_problem(board)
+    if problem:
+        return "board_" + problem
+    try:
+        import app  # noqa: F401
+    except Exception as e:  # ImportError, SyntaxError, MemoryError, a corrupt .mpy's ValueError
+        return ("import_%s:%s" % (type(e).__name__, e))[:DETAIL_MAX]
+    return None
+
+
+def c4_numbers(cfg, board):
+    """Her configuration's C4 numbers (911 last only if she allowed it), else the board's
+    safe_c4, else 911: what app.load_config falls back to for a missing or corrupt config."""
+    if isinstance(cfg, dict):
+        nums = cfg.get("c4_numbers")
+        if isinstance(nums, list):
+            nums = [n for n in nums if isinstance(n, str) and n]
+            if nums:
+                return nums + (["911"] if cfg.get("allow_911") else [])
+    safe_c4 = board.get("safe_c4") if isinstance(board, dict) else None
+    return [safe_c4 if isinstance(safe_c4, str) and safe_c4 else "911"]
+
+
+def gesture(cfg):
+    g = cfg.get("gesture") if isinstance(cfg, dict) else None
+    hold = g.get("hold_ms") if isinstance(g, dict) else None
+    return hold if isinstance(hold, int) and 500 <= hold <= 10000 else HOLD_MS
+
+
+def run(why):
+    """Safe mode, forever: log why, then call C4 covertly whenever the button asks."""
+    for name in list(sys.modules):  # what the failed start left behind: its heap comes back
+        if name not in KEEP:
+            del sys.modules[name]
+    gc.collect()
+    print("safe mode:", why)
+    try:
+        from eventlog import EventLog
+        EventLog(echo=True).add("safe_mode", why)
+    except Exception:  # the log's module may be what is broken
+        print("EV safe_mode", why)
+    board, _ = read_json("board.json")
+    if board_problem(board):
+        board = DEFAULT_BOARD
+    cfg, _ = read_json("config.json")
+    numbers, hold_ms = c4_numbers(cfg, board), gesture(cfg)
+    del cfg
+    gc.collect()
+    import asyncio
+    asyncio.run(_main(board, numbers, hold_ms))
+
+
+class _At:
+    """Bare AT: one command at a time, lines read until its final result."""
+
+    def __init__(self, uart, scale):
+        import asyncio
+        self.r = asyncio.StreamReader(uart)
+        self.w = asyncio.StreamWriter(uart, {})
+        self.scale = scale
+        self.lines = []  # what arrived outside a command: call progress
+
+    async def line(self, ms):
+        import asyncio
+        try:
+            raw = await asyncio.wait_for_ms(self.r.readline(), max(1, int(ms * self.scale)))
+        except asyncio.TimeoutError:
+            return None
+        try:
+            return raw.decode().strip()
+        except UnicodeError:  # line noise
+            return ""
+
+    async def cmd(self, text, ms=5000):
+        """The final result ("OK", "ERROR", ...) or None when the modem is silent."""
+        self.w.write(text.encode() + b"\r")
+        await self.w.drain()
+        while True:
+            ln = await self.line(ms)
+            if ln is None:
+                return None
+            if ln == "OK" or ln in ENDED or ln.startswith("+CME ERROR"):
+                return ln
+            if ln:
+                self.lines.append(ln)
+
+
+async def _main(board, numbers, hold_ms):
+    import asyncio
+    import time
+
+    import hw
+    asyncio.create_task(hw.run())
+    wdt = hw.WDT(timeout=30000)
+    ip = board.get("ip5306")
+    if ip and ip.get("keep_boost_on"):  # else the T-Call's power chip cuts a quiet board
+        try:
+            hw.i2c_write(ip["sda"], ip["scl"], ip["addr"], 0x00, 0x37)
+        except OSError:
+            pass
+    m = board["modem"]
+    at = _At(hw.UART(m["uart"], m["baud"], m["tx"], m["rx"]), hw.TIME_SCALE)
+    ready = asyncio.Event()
+    calling = []  # the call task while one runs: one alert at a time
+
+    async def modem_up():
+        await _power_modem(hw, m, at, wdt)
+        ready.set()
+
+    async def alert():
+        await ready.wait()
+        try:
+            await _call_c4(at, numbers, wdt)
+        finally:
+            calling.clear()
+
+    def trigger():
+        if not calling:
+            calling.append(asyncio.create_task(alert()))
+
+    asyncio.create_task(modem_up())  # the button is watched meanwhile: a press is never lost
+    b = board["button"]
+    pin = hw.Pin(b["pin"], hw.Pin.IN, hw.Pin.PULL_UP if b.get("pull") == "up" else None)
+    active = b.get("active", 0)
+    down_at, fired, presses = None, False, []
+    fed = time.ticks_ms()
+    while True:
+        await asyncio.sleep_ms(20)
+        now = time.ticks_ms()
+        if time.ticks_diff(now, fed) >= 1000:
+            wdt.feed()
+            fed = now
+        if pin.value() == active:
+            if down_at is None:
+                down_at, fired = now, False
+            elif not fired and time.ticks_diff(now, down_at) >= hold_ms:
+                fired = True
+                trigger()
+        elif down_at is not None:
+            presses = [t for t in presses if time.ticks_diff(now, t) < WINDOW_MS] + [now]
+            down_at = None
+            if not fired and len(presses) >= PRESSES:
+                presses = []
+                trigger()
+
+
+async def _power_modem(hw, m, at, wdt):
+    """Supply on and RESET released; PWRKEY pulsed only if the module does not answer (a
+    pulse turns a running one off)."""
+    import asyncio
+    for name in ("power_on", "reset"):
+        if m.get(name) is not None:
+            hw.Pin(m[name], hw.Pin.OUT, value=1)
+    if not await _probe(at, 17, wdt):  # ~5 s: a module just powered needs ~3 s to listen
+        key = hw.Pin(m["pwrkey"], hw.Pin.OUT, value=1)
+        key.value(0)
+        await asyncio.sleep_ms(int(1200 * hw.TIME_SCALE))
+        key.value(1)
+        await _probe(at, 34, wdt)
+    await at.cmd("ATE0")
+    await at.cmd("AT+CLCC=1")  # call states as +CLCC lines: answered or not
+
+
+async def _probe(at, tries, wdt):
+    for _ in range(tries):
+        wdt.feed()
+        if await at.cmd("AT", 300) == "OK":
+            return True
+    return False
+
+
+async def _call_c4(at, numbers, wdt):
+    """Dial C4's numbers in turn until one answers (covertly), ROUNDS times at most."""
+    import asyncio
+    for i in range(ROUNDS):
+        if i:
+            await asyncio.sleep_ms(int(RETRY_MS * at.scale))  # no hammering a busy line
+        for number in numbers:
+            wdt.feed()
+            for _ in range(3):  # a call with the speaker on could give her away
+                if await at.cmd(COVERT) == "OK":
+                    break
+            print("EV safe_dial", "..." + number[-4:])
+            at.lines = []
+            if await at.cmd("ATD%s;" % number, 20000) != "OK":
+                continue
+            if await _answered(at, wdt):
+                return
+
+
+async def _answered(at, wdt):
+    """Wait for the call to end; True if C4 picked up first."""
+    answered = False
+    while True:
+        wdt.feed()
+        while at.lines:
+            ln = at.lines.pop(0)
+            # +CLCC: <id>,<dir 0=ours>,<stat 0=active 6=ended>,...
+            if ln.startswith("+CLCC:") and ln[6:].strip().split(",")[1:3] == ["0", "0"]:
+                answered = True
+            elif ln in ENDED or (ln.startswith("+CLCC:") and ln[6:].strip().split(",")[1:3] == ["0", "6"]):
+                return answered
+        ln = await at.line(10000)
+        if ln:
+            at.lines.append(ln)

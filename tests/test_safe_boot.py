@@ -1,0 +1,72 @@
+"""Safe mode at boot: when the firmware cannot start (a module that will not import, no
+usable board profile), main.py falls back to safe.py and the button still calls C4,
+covertly. Issue 13 item 7, issue 10 item 3."""
+import pytest
+
+from boton.sim.flashdir import install
+from boton.sim.rig import DEFAULT_C4, VirtualDevice
+from rigkit import FAST, demo_config
+
+OTHER_C4 = "+524499100077"   # her configured C4 number, not the board's safe_c4
+
+
+def _boot(tmp_path, flash, **kw):
+    vd = VirtualDevice(flash, time_scale=FAST, network_log=tmp_path / "net.jsonl",
+                       c4_numbers=(DEFAULT_C4, OTHER_C4), **kw)
+    return vd.start()
+
+
+def _press_until_c4_answers(vd, number, hold_s=1.2):
+    mark = len(vd.events)
+    vd.press(hold_s=hold_s)   # held past the configured gesture (800 ms; 2 s without a config)
+    vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == number, after=mark, timeout=60)
+    return mark
+
+
+@pytest.fixture
+def flash(tmp_path):
+    return install(tmp_path / "flash", config=demo_config(c4=[OTHER_C4]))
+
+
+def test_a_module_that_will_not_import_boots_into_safe_mode_and_calls_c4_covertly(tmp_path, flash):
+    # A corrupt alert module both in lib/ and in the flash root (the root comes before the
+    # frozen modules on sys.path, so it breaks a frozen image's import too).
+    for path in (flash / "lib" / "alert.mpy", flash / "alert.mpy"):
+        path.write_bytes(b"\x00garbage, not bytecode")
+    vd = _boot(tmp_path, flash)
+    try:
+        vd.wait_console("EV safe_mode import_", timeout=30)
+        assert "EV ready" not in vd.console_text()
+        mark = _press_until_c4_answers(vd, OTHER_C4)   # her config's C4, not the board's
+        vd.call(vd.network.hangup, OTHER_C4)   # C4 ends the call: its record carries the audio
+        call = vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == OTHER_C4, after=mark, timeout=60)
+        assert call["answered"]
+        assert call["audio"]["speaker_level"] == 0 and call["audio"]["ringer_level"] == 0
+        assert call["audio"]["mic_gain"] > 0
+        log = "".join(p.read_text() for p in sorted(flash.glob("log.*")))
+        assert " safe_mode import_" in log   # why, in the event log a technician reads
+    finally:
+        vd.stop()
+
+
+def test_a_missing_board_profile_still_calls_c4_on_three_presses(tmp_path, flash):
+    (flash / "board.json").unlink()
+    vd = _boot(tmp_path, flash)
+    try:
+        vd.wait_console("EV safe_mode board_missing", timeout=30)
+        mark = len(vd.events)
+        vd.press_sequence(3)   # the other gesture: three short presses
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == OTHER_C4, after=mark, timeout=60)
+    finally:
+        vd.stop()
+
+
+def test_corrupt_board_profile_and_config_call_the_safe_c4(tmp_path, flash):
+    (flash / "board.json").write_text('{"modem": ')
+    (flash / "config.json").write_text("not json")
+    vd = _boot(tmp_path, flash, phones={"911": dict(behaviour="answer")})
+    try:
+        vd.wait_console("EV safe_mode board_corrupt", timeout=30)
+        _press_until_c4_answers(vd, "911", hold_s=2.5)   # no board profile, no config: 911 (app.load_config's rule)
+    finally:
+        vd.stop()
