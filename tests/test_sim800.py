@@ -794,6 +794,67 @@ def test_pwrkey_held_low_for_good_keeps_it_on():
     assert b.modem.powered
 
 
+def test_pwrkey_press_says_whether_the_module_was_on():
+    """The rig tells a press on a running module (the mistake) from one on an off module."""
+    b = Bench(boot=False)
+    events = []
+    b.modem.on_event = events.append
+    b.modem.pwrkey(0)
+    b.run(1.2)
+    b.modem.pwrkey(1)                 # off module: this press turns it on
+    b.run(10)
+    b.modem.go_silent()               # hung, but running
+    b.modem.pwrkey(0)
+    b.run(1.2)
+    b.modem.pwrkey(1)                 # running module: this press turns it off
+    b.run(2)
+    assert not b.modem.powered
+    b.modem.supply(False)
+    b.modem.pwrkey(0)
+    b.run(1.2)
+    b.modem.pwrkey(1)                 # no supply: nothing happens
+    got = [(p["powered"], p["result"]) for p in b.modem.pwrkey_presses]
+    assert got == [(False, "on"), (True, "off"), (False, "none")]
+    assert [e for e in events if e["kind"] == "modem_pwrkey"] == b.modem.pwrkey_presses
+    assert b.modem.pwrkey_presses[0]["held_s"] == pytest.approx(1.2)
+
+
+def test_latched_hang_survives_reset_but_not_a_supply_cut():
+    b = Bench()
+    b.modem.go_silent(latched=True)
+    b.modem.reset_pin(0)
+    b.run(0.2)
+    b.modem.reset_pin(1)
+    b.run(10)
+    assert b.modem.powered and b.at("AT") == b""
+    b.modem.supply(False)
+    b.modem.supply(True)
+    assert not b.modem.powered        # PWRKEY released: it stays off when VBAT comes back
+    b.modem.pwrkey(0)
+    b.run(1.2)
+    b.modem.pwrkey(1)
+    b.run(10)
+    b.take()
+    assert b.at("AT") == b"AT\r\r\nOK\r\n"
+
+
+def test_sleep_changes_are_reported_and_kept_until_a_restart():
+    b = Bench()
+    events = []
+    b.modem.on_event = events.append
+    b.at("AT+CSCLK=2")
+    b.run(6)
+    assert b.modem.sleeping
+    b.at("\r", wait=0.1)             # the wake byte: lost, but the module is awake
+    b.run(6)
+    b.modem.reset_pin(0)
+    b.run(0.2)
+    b.modem.reset_pin(1)
+    b.run(10)
+    assert [e["sleeping"] for e in events if e["kind"] == "modem_sleep"] == [True, False, True, False]
+    assert b.modem.csclk == 0         # a restart drops AT+CSCLK=2
+
+
 def test_reset_pin_restarts_the_module():
     b = Bench()
     b.at("ATE0")

@@ -7,6 +7,7 @@ from atparse import ATParser
 
 CTRL_Z = b"\x1a"
 WAKE_MS = 50  # assumption: the SIM800 takes commands this soon after the wake byte
+REPLY_MIN_MS = 25  # the UART and the host are not time-scaled: a reply never comes sooner
 ESC = b"\x1b"
 
 
@@ -34,12 +35,17 @@ class Modem:
         self.scale = scale
         self.last_rx_ms = time.ticks_ms()
         self.last_tx_ms = time.ticks_ms()
-        self.sleepy = False  # AT+CSCLK=2 is on: the module sleeps after 5 s of UART silence
+        # AT+CSCLK=2 is on: the module sleeps after 5 s of UART silence. None: not known
+        # (after an ESP32-only reset the module keeps its mode); read_sleep() asks it.
+        self.sleepy = None
         self._asleep = False
         self.trace = None  # set to a callable(direction, bytes) for a timeline
 
     def _ms(self, ms):
         return max(1, int(ms * self.scale))
+
+    def _reply_ms(self, ms):
+        return max(REPLY_MIN_MS, self._ms(ms))
 
     async def reader(self):
         buf = self._buf
@@ -103,10 +109,11 @@ class Modem:
         lone CR (an empty line, ignored if it was awake after all) and give it a moment."""
         now = time.ticks_ms()
         idle = min(time.ticks_diff(now, self.last_tx_ms), time.ticks_diff(now, self.last_rx_ms))
-        if self.sleepy and (self._asleep or idle > self._ms(4000)):
+        # 3 s of the module's 5: the two clocks see the same silence a little apart
+        if self._asleep or (self.sleepy is not False and idle > self._ms(3000)):
             self._asleep = False
             await self._write(b"\r")
-            await asyncio.sleep_ms(WAKE_MS)
+            await asyncio.sleep_ms(self._ms(WAKE_MS))  # scaled, or it falls asleep again
 
     async def cmd(self, command, timeout_ms=2000, expect=None, check=True):
         """Send one AT command; return (final_kind, final_text, info_lines)."""
@@ -124,7 +131,7 @@ class Modem:
         try:
             await self._write(command.encode() + b"\r")
             try:
-                await asyncio.wait_for_ms(self._done.wait(), self._ms(timeout_ms))
+                await asyncio.wait_for_ms(self._done.wait(), self._reply_ms(timeout_ms))
             except asyncio.TimeoutError:
                 raise ModemTimeout(command)
         finally:
@@ -150,9 +157,11 @@ class Modem:
     async def probe(self, wait_ms=5000):
         """True if the module answers AT within wait_ms. A module that was just powered
         needs ~3 s before its UART listens, so ask repeatedly before deciding it is off
-        (pulsing PWRKEY on a running module would switch it off)."""
+        (pulsing PWRKEY on a running module would switch it off). Every try starts with
+        the wake byte: the module may sleep (AT+CSCLK=2 outlives an ESP32 reset)."""
         deadline = time.ticks_add(time.ticks_ms(), self._ms(wait_ms))
         while True:
+            self._asleep = True
             try:
                 kind, _, _ = await self.cmd("AT", 300, check=False)
                 if kind == "OK":
@@ -161,6 +170,19 @@ class Modem:
                 pass
             if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
                 return False
+
+    async def read_sleep(self):
+        """Ask the module its sleep mode (AT+CSCLK?): it keeps it through an ESP32 reset
+        and drops it to 0 when it restarts. Sets and returns sleepy (None: no answer)."""
+        self.sleepy = None
+        try:
+            _, _, lines = await self.cmd("AT+CSCLK?", 2000, expect="+CSCLK", check=False)
+        except ModemError:
+            return None
+        for ln in lines:
+            if ln.startswith("+CSCLK:"):
+                self.sleepy = ln[7:].strip() == "2"
+        return self.sleepy
 
     async def send_sms(self, number, text, timeout_ms=60000):
         """AT+CMGS: wait for the '> ' prompt, send text (bytes in the modem's character

@@ -105,11 +105,14 @@ class Sim800:
     power_off() for the rig.
 
     Observers: audio, call_state, powered, registered, reachable, sleeping, sim_state,
-    creg_stat, sent_sms, sms_attempts, inbox, last_cause, at_log, output().
+    creg_stat, sent_sms, sms_attempts, inbox, last_cause, at_log, output(),
+    pwrkey_presses; on_event(event) (the rig's event stream) hears each PWRKEY press
+    ({"kind": "modem_pwrkey", "powered", "held_s", "result"}) and each change of sleep
+    ({"kind": "modem_sleep", "sleeping"}).
 
     Faults (any time): sim_missing(), pin_locked(pin), no_network(lost=True),
     registration_denied(denied=True), signal(level, ber=0), drop_call(),
-    next_call_result(result), cms_error(code, count=1), go_silent(), garbage(bytes),
+    next_call_result(result), cms_error(code, count=1), go_silent(latched=False), garbage(bytes),
     under_voltage(), over_voltage(); and set_battery(), set_cell(), store_sms().
     """
 
@@ -130,6 +133,7 @@ class Sim800:
     # handsets alert on a 1 s on / 4 s off cadence. A class attribute: a rig may change it.
     T_RING_PERIOD = 3.0
     T_SLEEP_IDLE = 5.0     # AT+CSCLK=2: sleep after this long without UART traffic
+    T_RI_SMS = 0.12        # HD: RI low 120 ms when an SMS URC (+CMTI/+CMT) is sent
     T_DTR_WAKE = 0.05      # AT+CSCLK=1: serial port usable this long after DTR goes low
     T_PIN_GIVEUP = 30.0    # SIM waiting for PIN: +CREG stat 2, then 0 (capture L2)
     PWRKEY_MIN_S = 1.0     # HD: PWRKEY low >= 1 s turns the module on...
@@ -164,9 +168,19 @@ class Sim800:
         self.at_log = []           # (t, "rx"|"tx", bytes), the newest AT_LOG_MAX kept
         self.sent_sms = 0          # SMS accepted by the network (+CMGS)
         self.sms_attempts = 0      # Ctrl-Z pressed
+        # The RI output (HD 4.x): high at rest, low while a call rings, a 120 ms low pulse
+        # on an SMS. ri_observer(level), if set, hears every change (the rig wires a GPIO).
+        self.ri = 1
+        self.ri_observer = None
         self.powered = False
         self.silent = False
+        self._latched = False      # go_silent(latched=True): only a power-off clears it
         self.sleeping = False
+        # Every PWRKEY press, once released: {"t", "powered" (the module was on when the
+        # key went down), "held_s", "result": "on" | "off" | "none"}. A press on a running
+        # module is the mistake the firmware must never make.
+        self.pwrkey_presses = []
+        self.on_event = None       # callable(event dict): the rig's event stream
 
         # Environment the tests can change.
         self.battery_mv = 4100
@@ -184,6 +198,7 @@ class Sim800:
         self._pwrkey_timer = None
         self._pwrkey_down_at = None
         self._pwrkey_was_on = False
+        self._pwrkey_turned_on = False
         self._reset_down_at = None
         self.supplied = True
         self._dtr_level = 0
@@ -245,6 +260,7 @@ class Sim800:
         if not self.powered:
             return
         self.powered = False
+        self._latched = False
         self._gen += 1  # cancels every pending reply, URC and timer of this power cycle
         had_network = self._call is not None or self._reg_stat != 0
         self._call = None
@@ -270,14 +286,28 @@ class Sim800:
         if level == 0:
             self._pwrkey_down_at = self.sched.now()
             self._pwrkey_was_on = self.powered
+            self._pwrkey_turned_on = False
             # Hardware timing: not bound to a power cycle, so not via _later().
             self._pwrkey_timer = self.sched.after(self.PWRKEY_MIN_S, self._pwrkey_held)
         elif self._pwrkey_down_at is not None:
             held = (self.sched.now() - self._pwrkey_down_at) / self.sched.time_scale
             self._pwrkey_down_at = None
+            result = "on" if self._pwrkey_turned_on else "none"
             if self._pwrkey_was_on and self.powered and \
                     self.PWRKEY_MIN_S <= held <= self.PWRKEY_OFF_MAX_S:
                 self._normal_power_down()
+                result = "off"
+            self._record_press(self._pwrkey_was_on, held, result)
+
+    def _record_press(self, was_on, held, result):
+        press = {"kind": "modem_pwrkey", "t": self.sched.now(), "powered": was_on,
+                 "held_s": round(held, 3), "result": result}
+        self.pwrkey_presses.append(press)
+        self._notify(press)
+
+    def _notify(self, event):
+        if self.on_event is not None:
+            self.on_event(dict(event))
 
     def reset_pin(self, level):
         """RESET pin: a low pulse of >= 105 ms restarts a running module (on release)."""
@@ -286,7 +316,7 @@ class Sim800:
         elif self._reset_down_at is not None:
             held = (self.sched.now() - self._reset_down_at) / self.sched.time_scale
             self._reset_down_at = None
-            if held >= self.RESET_MIN_S and self.powered:
+            if held >= self.RESET_MIN_S and self.powered and not self._latched:
                 self._restart(1)
 
     def supply(self, on):
@@ -297,7 +327,8 @@ class Sim800:
             self.power_off()
         elif self._pwrkey_level == 0:
             self.sched.cancel(self._pwrkey_timer)
-            self._pwrkey_was_on = False
+            self._pwrkey_was_on = False  # a key held through the supply cut: a press on an off module
+            self._pwrkey_turned_on = False
             self._pwrkey_down_at = self.sched.now()
             self._pwrkey_timer = self.sched.after(self.PWRKEY_MIN_S, self._pwrkey_held)
 
@@ -314,6 +345,7 @@ class Sim800:
     def _pwrkey_held(self):
         self._pwrkey_timer = None
         if self._pwrkey_level == 0 and not self._pwrkey_was_on:
+            self._pwrkey_turned_on = self.supplied and not self.powered
             self.power_on()
 
     def _normal_power_down(self):
@@ -334,6 +366,8 @@ class Sim800:
         self.csclk, self.ceng, self.cfun, self.cbatchk = 0, (0, 1), 1, 0
         self.crc, self.cvhu = 0, 0
         self.ceer_mode, self.last_cause = 0, 0
+        if self.sleeping:  # a restart or power-off ends the sleep
+            self._notify({"kind": "modem_sleep", "t": self.sched.now(), "sleeping": False})
         self.sleeping = False
         self.silent = False
         self._uart_ready = False
@@ -675,8 +709,11 @@ class Sim800:
             self._sleep_timer = self._later(self.T_SLEEP_IDLE, self._try_sleep)
             return
         self.sleeping = True
+        self._notify({"kind": "modem_sleep", "t": self.sched.now(), "sleeping": True})
 
     def _wake(self):
+        if self.sleeping:
+            self._notify({"kind": "modem_sleep", "t": self.sched.now(), "sleeping": False})
         self.sleeping = False
         self._activity()
 
@@ -724,9 +761,12 @@ class Sim800:
         """The next `count` SMS sends fail with +CMS ERROR: code (after the network delay)."""
         self._cms_faults.extend([int(code)] * count)
 
-    def go_silent(self):
-        """The module hangs: no echo, no replies, no URCs until it is power-cycled."""
+    def go_silent(self, latched=False):
+        """The module hangs: no echo, no replies, no URCs until it is restarted. A latched
+        hang ignores the RESET pin too: only a power-off (supply cut, or a PWRKEY press,
+        which the module still obeys) clears it."""
         self.silent = True
+        self._latched = bool(latched)
 
     def garbage(self, data: bytes):
         """Line noise on the module's TXD: the ESP32 receives these bytes as they are."""
@@ -785,6 +825,7 @@ class Sim800:
         scts = self._scts()
         if self.cnmi[1] == 2:  # routed straight to the host, not stored
             self._urc(f'+CMT: "{sender}","","{scts}"\r\n{self._encode_text(text)}')
+            self._ri_pulse()
             return True
         index = self._free_index()
         if index is None:
@@ -792,6 +833,7 @@ class Sim800:
         self.inbox[index] = {"stat": "REC UNREAD", "from": sender, "text": text, "scts": scts}
         if self.cnmi[1] == 1:
             self._urc(f'+CMTI: "SM",{index}')
+            self._ri_pulse()
         return True
 
     def net_incoming_call(self, call):
@@ -836,7 +878,25 @@ class Sim800:
     def _call_peer(self):
         return self._call.caller if self._call_dir() else self._call.callee
 
+    def _set_ri(self, level):
+        if level != self.ri:
+            self.ri = level
+            if self.ri_observer:
+                self.ri_observer(level)
+
+    def _ri_pulse(self):
+        """RI falls as the SMS URC just queued goes out on the UART, for T_RI_SMS."""
+        gen = self._gen
+
+        def fall():
+            if gen == self._gen:
+                self._set_ri(0)
+                self._later(self.T_RI_SMS, lambda: self._set_ri(0 if self._clcc_stat == 4 else 1))
+        self.sched.at(self._tx_last, fall)
+
     def _set_clcc(self, stat):
+        if (stat == 4) != (self._clcc_stat == 4):
+            self._set_ri(0 if stat == 4 else 1)  # RI stays low while an incoming call rings
         self._clcc_stat = stat
         if self.clcc_urc and self._call is not None:
             self._urc(self._clcc_line())

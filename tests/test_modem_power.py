@@ -1,0 +1,159 @@
+"""Modem power control (issue 13, item 6): a running SIM800, hung or asleep, never gets a
+PWRKEY press (a 1-33 s press switches it off); the firmware's idea of the modem's sleep
+mode follows the module through recoveries and ESP32-only resets."""
+import pytest
+
+from rigkit import demo_config, provisioned_device
+
+TCALL = "tcall_sim800l_axp192"            # has a supply switch (POWER_ON pin)
+DEVKITC = "devkitc_sim800l_neo6m"  # no supply switch: PWRKEY and RESET only
+
+
+def checked_every(seconds):
+    """A config whose health check (an AT when the modem has been quiet) runs this often,
+    in real seconds: the firmware's default is a minute, unscaled."""
+    cfg = demo_config()
+    cfg["health_every_s"] = seconds
+    return cfg
+
+
+def presses(vd):
+    return vd.call(lambda: list(vd.modem.pwrkey_presses))
+
+
+def presses_on_a_running_module(vd):
+    return [p for p in presses(vd) if p["powered"]]
+
+
+def rx_since(vd, t):
+    """The bytes the firmware wrote to the modem from monotonic time t on."""
+    log = vd.call(lambda: list(vd.modem.at_log))
+    return [(at, data) for at, d, data in log if d == "rx" and at >= t]
+
+
+def first_rx(vd, t, needle):
+    for at, data in rx_since(vd, t):
+        if needle in data:
+            return at
+    raise AssertionError(f"the firmware never sent {needle!r}")
+
+
+def pin_low_at(vd, name, since):
+    return vd.wait_pin(vd.board["modem"][name], 0, timeout=1, since=since)
+
+
+def wait_modem_sleep(vd, sleeping, after=0, timeout=30):
+    ev = vd.wait_event(lambda e: e["kind"] == "modem_sleep" and e["sleeping"] == sleeping,
+                       timeout=timeout, after=after)
+    return vd.events.index(ev) + 1
+
+
+def console_since(vd, mark):
+    text = vd.console_text()
+    return text[max(0, len(text) - (vd.console_mark() - mark)):]
+
+
+def monotonic_now(vd):
+    return vd.call(vd.sched.now)
+
+
+@pytest.mark.parametrize("board", [TCALL, DEVKITC])
+def test_module_hung_at_boot_is_never_pressed_while_on(tmp_path, board):
+    with provisioned_device(tmp_path, board=board) as vd:
+        vd.call(vd.modem.go_silent, True)  # hung, and RESET does not help
+        t0, mark = monotonic_now(vd), vd.console_mark()
+        vd.hard_reset()                    # ESP32 only: the module stays powered and hung
+        if board == TCALL:
+            vd.wait_console("EV modem_recovered power_cycle", since=mark, timeout=60)
+            cut = pin_low_at(vd, "power_on", t0)
+            pressed = pin_low_at(vd, "pwrkey", t0)
+            assert cut < pressed               # the press only once the supply was cut
+            assert [p["result"] for p in presses(vd)] == ["on"]
+            vd.wait_console("EV ready", since=mark, timeout=60)
+        else:
+            vd.wait_console("EV modem_hung", since=mark, timeout=60)
+            assert presses(vd) == []           # nothing proves it is off: no press at all
+            assert vd.call(lambda: vd.modem.powered)
+        assert presses_on_a_running_module(vd) == []
+
+
+@pytest.mark.parametrize("board", [TCALL, DEVKITC])
+def test_recovery_ladder_order_and_no_press_on_a_running_module(tmp_path, board):
+    with provisioned_device(tmp_path, checked_every(2), board=board) as vd:
+        vd.wait_console("EV power modem_sleep", timeout=30)  # standby
+        t0, mark = monotonic_now(vd), vd.console_mark()
+        vd.call(vd.modem.go_silent, True)
+        vd.wait_console("EV modem_silent", since=mark, timeout=60)  # the health check noticed
+        if board == TCALL:
+            vd.wait_console("EV modem_recovered power_cycle", since=mark, timeout=60)
+            t_silent = first_rx(vd, t0, b"AT\r")
+            t_cfun = first_rx(vd, t0, b"AT+CFUN=1,1")
+            t_rst = pin_low_at(vd, "reset", t0)
+            t_cut = pin_low_at(vd, "power_on", t0)
+            t_press = pin_low_at(vd, "pwrkey", t0)
+            assert t_silent < t_cfun < t_rst < t_cut < t_press
+            assert [p["result"] for p in presses(vd)] == ["on"]
+        else:
+            vd.wait_console("EV modem_hung", since=mark, timeout=60)
+            assert presses(vd) == []
+            assert vd.call(lambda: vd.modem.powered)
+        assert presses_on_a_running_module(vd) == []
+
+
+def test_module_that_switched_itself_off_is_powered_on_without_a_supply_switch(tmp_path):
+    """A POWER DOWN URC proves the module is off: then, and only then, PWRKEY on a board
+    that cannot cut the supply."""
+    with provisioned_device(tmp_path, board=DEVKITC) as vd:
+        mark = vd.console_mark()
+        vd.call(vd.modem.under_voltage, 0.5)
+        vd.wait_console("EV modem_recovered pwrkey", since=mark, timeout=60)
+        assert [(p["powered"], p["result"]) for p in presses(vd)] == [(False, "on")]
+
+
+def test_esp32_reset_with_the_module_asleep(tmp_path):
+    with provisioned_device(tmp_path) as vd:
+        vd.wait_console("EV power modem_sleep", timeout=30)
+        after = len(vd.events)
+        vd.freeze()  # nothing talks to the module now: it falls asleep and stays so
+        if not vd.call(lambda: vd.modem.sleeping):
+            wait_modem_sleep(vd, True, after=after)
+        assert vd.call(lambda: (vd.modem.csclk, vd.modem.sleeping)) == (2, True)
+        t0, mark = monotonic_now(vd), vd.console_mark()
+        vd.hard_reset()  # the ESP32 restarts; the module keeps AT+CSCLK=2 and its sleep
+        vd.wait_console("EV ready", since=mark, timeout=60)
+        sent = b"".join(data for _, data in rx_since(vd, t0))
+        assert sent.startswith(b"\r")        # the wake byte before the first command
+        assert b"AT+CSCLK?" in sent           # it asked the module...
+        assert b"AT+CSCLK=2" not in sent      # ...and so knew sleep was already on
+        text = console_since(vd, mark)
+        assert "EV modem_silent" not in text and "EV modem_recovered" not in text, text
+
+
+def test_sleep_is_enabled_again_after_a_recovery(tmp_path):
+    with provisioned_device(tmp_path, checked_every(2)) as vd:
+        vd.wait_console("EV power modem_sleep", timeout=30)
+        t0, mark = monotonic_now(vd), vd.console_mark()
+        vd.call(vd.modem.go_silent)  # RESET clears this hang: the module restarts, CSCLK=0
+        vd.wait_console("EV modem_recovered reset_pin", since=mark, timeout=60)
+        t_rst = pin_low_at(vd, "reset", t0)
+        vd.wait_event(lambda e: e["kind"] == "modem_sleep" and e["sleeping"] and e["t"] > t_rst,
+                      timeout=30)
+        assert vd.call(lambda: vd.modem.csclk) == 2
+
+
+@pytest.mark.xfail(reason="at time_scale 0.01 one health-check AT still goes unanswered right "
+                          "after boot (WAKE_MS is scaled now; cause not found yet)", strict=False)
+def test_a_very_fast_rig_does_not_take_a_sleeping_modem_for_a_silent_one(tmp_path):
+    cfg = checked_every(0.5)
+    # The ESP32's light sleep is left out: its 2 s naps are not time-scaled, which at this
+    # scale is its own matter (reported separately); this is about the modem's own sleep.
+    cfg["light_sleep"] = False
+    with provisioned_device(tmp_path, cfg, time_scale=0.01) as vd:
+        vd.wait_console("EV power modem_sleep", timeout=30)
+        mark = vd.console_mark()
+        after = len(vd.events)
+        for _ in range(5):  # five times asleep, then woken by the firmware's own commands
+            after = wait_modem_sleep(vd, True, after=after)
+            after = wait_modem_sleep(vd, False, after=after)
+        text = console_since(vd, mark)
+        assert "EV modem_silent" not in text, text
