@@ -39,7 +39,7 @@ def demo_config(**kw):
 
 
 @contextlib.contextmanager
-def provisioned_device(tmp_path, config=None, board="tcall_sim800l", **rig_kw):
+def provisioned_device(tmp_path, config=None, board="tcall_sim800l_axp192", **rig_kw):
     """A virtual device with firmware and config already on its flash, booted and ready."""
     flash = tmp_path / "flash"
     install(flash, board, config if config is not None else demo_config())

@@ -46,7 +46,7 @@ def test_boton_sim_command_serves_mpremote_and_takes_a_press(tmp_path):
     """`boton sim` as a tester runs it: prints the REPL URL, mpremote works on it, typing
     `press 1.5` raises the alert, and it shows the device's log and the network live."""
     flash = tmp_path / "flash"
-    install(flash, "tcall_sim800l", demo_config())
+    install(flash, "tcall_sim800l_axp192", demo_config())
     log = tmp_path / "net.jsonl"
     bindir = Path(sys.executable).parent
     proc = subprocess.Popen([str(bindir / "boton"), "sim", "--flash", str(flash), "--network-log", str(log),

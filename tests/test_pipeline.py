@@ -78,7 +78,7 @@ def test_factory_image_boots_provisioned(chip, tmp_path):
     fw = tmp_path / "virtual.bin"
     fw.write_bytes(img.virtual_firmware())
     out = tmp_path / "factory.bin"
-    boton("image", "--board", "tcall_sim800l", "--alias", "Luna", "--contact", DEFAULT_CONTACT,
+    boton("image", "--board", "tcall_sim800l_axp192", "--alias", "Luna", "--contact", DEFAULT_CONTACT,
           "--c4", DEFAULT_C4, "--device-id", "BS-0042", "--hold-ms", "800",
           "--firmware", str(fw), "-o", str(out))
     chip.enter_download()

@@ -125,7 +125,7 @@ def _make_firmware(*args):
 
 
 def test_make_firmware_without_esp_idf_says_why_in_one_line():
-    proc = _make_firmware("BOARD=tcall_sim800l")
+    proc = _make_firmware("BOARD=tcall_sim800l_axp192")
     assert proc.returncode != 0
     ours = [line for line in proc.stderr.splitlines() if not line.startswith("make")]
     assert ours == ["error: ESP32 image not built: ESP-IDF not found (idf.py not on PATH and $IDF_PATH "
@@ -179,7 +179,7 @@ def test_the_virtual_device_runs_the_frozen_firmware_at_the_esp32_heap(tmp_path)
     from rigkit import demo_config
     from boton.sim.flashdir import install
 
-    install(tmp_path / "flash", "tcall_sim800l", demo_config())
+    install(tmp_path / "flash", "tcall_sim800l_axp192", demo_config())
     with VirtualDevice(tmp_path / "flash", time_scale=0.1, interpreter="esp32") as vd:
         vd.wait_console("EV ready", timeout=60)
         assert vd.interpreter.heap == "56k"

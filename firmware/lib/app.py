@@ -10,6 +10,7 @@ import hw
 import sms
 import store
 from alert import AlertMachine
+import eventlog
 from eventlog import EventLog
 from gesture import Button, ticks_diff
 from modem import Modem, ModemError, ModemTimeout
@@ -17,7 +18,7 @@ from nmea import NMEAParser
 
 VERSION = "0.1.0"
 STATE_PATH = "alert.json"
-REQUIRED = ("c4_numbers", "contacts", "pin", "alias", "device_id")
+REQUIRED = ("c4_numbers", "contacts", "alias", "device_id")
 
 # +CLCC <stat> -> alert.py call state
 _CLCC_STATE = {0: "active", 2: "dialing", 3: "alerting", 6: "ended"}
@@ -75,7 +76,7 @@ def load_config(board, log):
     if problem is None:
         return cfg, False
     log.add("safe_mode", "config_" + problem.replace(" ", "_"))
-    return {"c4_numbers": [board.get("safe_c4") or "911"], "contacts": [], "pin": "",
+    return {"c4_numbers": [board.get("safe_c4") or "911"], "contacts": [],
             "alias": "", "device_id": "SAFE", "sms_c4": False}, True
 
 
@@ -235,6 +236,7 @@ class App:
     async def _power_back(self):
         """The module switched itself off (supply sag, or someone's PWRKEY): try to bring
         it back once the supply may have recovered; the ladder ends in a power-on."""
+        self._modem_off = True  # it said so: PWRKEY may switch it on without a supply cut
         await asyncio.sleep_ms(int(5000 * hw.TIME_SCALE))
         self.kick_recovery()
 
@@ -319,32 +321,47 @@ class App:
         self.post(("call_state", "ended", cause))
 
     async def _read_sms(self, index):
-        if index is None:
+        if index is None or index in self._sms_reading:
             return
+        self._sms_reading.append(index)
         try:
             _, _, lines = await self.modem.cmd("AT+CMGR=%d" % index, 5000, expect="+CMGR")
+            if not lines:
+                return  # an empty slot: read and deleted already (a +CMTI and a sweep)
             await self.modem.cmd("AT+CMGD=%d" % index, 5000)
         except ModemError as e:
             self.log.add("sms_read_error", str(e))
             return
-        if lines:
-            hdr = atparse.parse_cmgr(lines[0])
-            sender = hdr[1] if hdr else ""
-            self.post(("sms_command", sender, "\n".join(lines[1:])))
+        finally:
+            self._sms_reading.remove(index)
+        hdr = atparse.parse_cmgr(lines[0])
+        sender = hdr[1] if hdr else ""
+        self.post(("sms_command", sender, "\n".join(lines[1:])))
 
     # ------------------------------------------------------------ modem lifecycle
     def keep_power_on(self):
-        """The T-Call's IP5306 power bank chip cuts the boost at light load (~45 mA) after
-        ~32 s, which would switch the whole device off in standby: tell it to keep the
-        boost on (REG_SYS_CTL0 = 0x37, as LilyGO's own examples do)."""
-        ip = self.board.get("ip5306")
-        if not ip or not ip.get("keep_boost_on"):
+        """Keep the board's power chip from cutting the supply in standby: the IP5306's
+        boost stops at light load (~45 mA for ~32 s) unless told to keep on; the AXP192
+        keeps DC-DC3 (the ESP32's supply) on (pmu.py). The chip that answers on I2C is
+        the one driven, and a profile that disagrees is logged, never refused: a button
+        that calls C4 on the wrong profile is better than a dead one."""
+        self.power_chip = None
+        import pmu
+        want, spec = pmu.expected(self.board)
+        if spec is None:
+            return  # no power chip on this board (DevKitC build)
+        self.power_spec = spec
+        found = self.power_chip = pmu.detect(spec["sda"], spec["scl"])
+        self.log.add("power_chip", found or "none")
+        if found != want:
+            self.log.add("power_chip_mismatch", "%s_answers_profile_says_%s" % (found or "none", want))
+        if found is None or (found == "ip5306" and spec.get("keep_boost_on") is False):
             return
         try:
-            hw.i2c_write(ip["sda"], ip["scl"], ip["addr"], 0x00, 0x37)
-            self.log.add("power", "ip5306_keep_on")
+            pmu.keep_on(found, spec)
+            self.log.add("power", found + "_keep_on")
         except OSError as e:
-            self.log.add("power", "ip5306_error_%s" % e)
+            self.log.add("power", "%s_error_%s" % (found, e))
 
     def _pin(self, name, value):
         num = self.board["modem"].get(name)
@@ -354,19 +371,20 @@ class App:
 
     async def modem_init(self):
         m = self.modem
-        # Supply on (T-Call: POWER_ON pin) and RESET released before anything else.
+        # Supply on (T-Call: POWER_ON pin), RESET and PWRKEY released before anything else.
         self._pin("power_on", 1)
         self._pin("reset", 1)
-        if not await m.probe():
-            # Only pulse PWRKEY when it is really off: a pulse on a running module turns it off.
-            self.log.add("modem_power_on", "pwrkey")
-            key = hw.Pin(self.board["modem"]["pwrkey"], hw.Pin.OUT, value=1)
-            key.value(0)
-            await asyncio.sleep_ms(int(1200 * hw.TIME_SCALE))
-            key.value(1)
-            if not await m.probe(10000):
-                self.log.add("modem_dead", "no_answer")
+        self._pin("pwrkey", 1)
+        if await m.probe():
+            self._modem_off = False
+        else:
+            # Silent at boot: off, asleep past the wake byte, or hung. The same safe
+            # ladder as a recovery; PWRKEY only once the module is known to be off.
+            how = await self._revive()
+            if how is None:
                 return False
+            self.log.add("modem_recovered", how)
+        await m.read_sleep()  # an ESP32-only reset left it as it was: AT+CSCLK may be 2
         # Numeric +CME/+CMS codes: the driver decides on them (which SMS errors to retry)
         for c in await m.batch(("ATE0", "AT+CMEE=1")):
             self.log.add("init_error", c)
@@ -424,43 +442,69 @@ class App:
                 return
 
     async def recover_modem(self):
-        """The module stopped answering: AT probe -> AT+CFUN reset -> RESET pin ->
-        power cycle, each step only if the one before did not bring it back."""
+        """The module stopped answering: AT probe (wake byte first) -> AT+CFUN=1,1 ->
+        RESET pin -> supply cut -> PWRKEY, each step only if the one before did not bring
+        it back. A PWRKEY press of 1-33 s switches a running module OFF, and a hung module
+        looks just like an off one, so the key is pressed only when the module is known
+        to be off: its supply was just cut, or it announced its own power-down."""
         m = self.modem
         self.log.add("modem_silent", "")
         if await m.probe(3000):
+            self._modem_off = False
             self.log.add("modem_recovered", "probe")
+            await m.read_sleep()
             return True
+        how = await self._revive()
+        if how is None:
+            return False  # modem_hung or modem_dead logged; the health check tries again
+        return await self._recovered(how)
+
+    _modem_off = False  # the module is known to be off (power-down URC, or supply cut)
+
+    async def _revive(self):
+        """The rungs after a failed probe. Returns how the module came back, or None."""
+        m = self.modem
         try:
-            await m.cmd("AT+CFUN=1,1", 5000, check=False)
+            # A live but confused module answers OK and restarts (its CSCLK back to 0).
+            if (await m.cmd("AT+CFUN=1,1", 2000, check=False))[0] == "OK" and await m.probe(8000):
+                return "cfun"
         except ModemError:
-            pass
-        if await m.probe(8000):
-            return await self._recovered("cfun")
+            pass  # no answer at all: it did not hear it either
         rst = self._pin("reset", 1)
         if rst:
             rst.value(0)
             await asyncio.sleep_ms(max(150, int(200 * hw.TIME_SCALE)))
             rst.value(1)
             if await m.probe(8000):
-                return await self._recovered("reset_pin")
+                return "reset_pin"
+        how = "pwrkey"
         pwr = self._pin("power_on", 1)
         if pwr:
+            # With PWRKEY released the SIM800 stays off when VBAT returns (HD 4.2): off
+            # for sure, so the press below switches it on.
             pwr.value(0)
             await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
             pwr.value(1)
+            self._modem_off = True
+            how = "power_cycle"
+        if not self._modem_off:
+            # Silent after CFUN and RESET, no supply switch, no power-down seen: maybe hung
+            # but on, and a press would switch it off. Leave it; try again later.
+            self.log.add("modem_hung", "no_supply_switch")
+            return None
         key = self._pin("pwrkey", 1)
         key.value(0)
         await asyncio.sleep_ms(int(1200 * hw.TIME_SCALE))
         key.value(1)
+        self._modem_off = False  # from here on it may be on: never press again unproven
         if await m.probe(10000):
-            return await self._recovered("power_cycle")
-        self.log.add("modem_dead", "")
-        return False
+            return how
+        self.log.add("modem_dead", how)
+        return None
 
     async def _recovered(self, how):
         self.log.add("modem_recovered", how)
-        await self.modem_init()
+        await self.modem_init()  # it restarted: settings, and its sleep mode, read anew
         return True
 
     async def standby_task(self):
@@ -494,26 +538,90 @@ class App:
                 self._gps_power(True)
                 gps_on_at = now
 
+    # Light-sleep policy (ms). The chip hears nothing on its UARTs while asleep: it wakes on
+    # the button (ext0), the SIM800's RI (ext1, where wired) and a timer, and sweeps what
+    # the modem may have said meanwhile. With RI: after every RI wake, plus a slow safety
+    # sweep. Without RI: a sweep every poll, so a ring is heard within it (C4's callback
+    # rings ~30 s) at the cost of waking the modem (it then stays up T_SLEEP_IDLE, 5 s).
+    SLEEP_CHUNK_MS = 2000
+    SWEEP_RI_MS = 600000
+    SWEEP_NO_RI_MS = 20000
+
+    @staticmethod
+    def sleep_policy(cfg, has_ri):
+        """(chunk_ms, sweep_ms): one light sleep's length, and how often the modem is swept
+        when nothing woke the chip (config light_sleep_ms, sweep_s; scaled on the rig)."""
+        chunk = int(cfg.get("light_sleep_ms", App.SLEEP_CHUNK_MS))
+        sweep = cfg.get("sweep_s")
+        sweep = int(sweep * 1000) if sweep else (App.SWEEP_RI_MS if has_ri else App.SWEEP_NO_RI_MS)
+        return chunk, max(1, int(sweep * hw.TIME_SCALE))
+
     async def sleep_task(self):
-        """ESP32 light sleep between events, on boards whose SIM800 RI line can wake it
-        (otherwise a ring would be lost while asleep). Never during an alert, a call, a
-        GPS acquisition or a pending gesture."""
+        """ESP32 light sleep between events; never during an alert, a call, a GPS
+        acquisition, a pending gesture or while RI is low (a call rings)."""
+        if not self.cfg.get("light_sleep", True):
+            return
         spec = self.board["button"]
         ri = self.board["modem"].get("ri")
-        if ri is None or not self.cfg.get("light_sleep", True):
-            return
-        hw.setup_wake(spec["pin"], spec.get("active", 0), ri, self.modem_uart)
-        chunk = int(self.cfg.get("light_sleep_ms", 2000))
+        if ri is not None:
+            self.ri_pin = hw.input_pin(ri)
+        hw.setup_wake(spec["pin"], spec.get("active", 0), ri)
+        chunk, sweep_ms = self.sleep_policy(self.cfg, ri is not None)
+        swept = time.ticks_ms()
         while True:
             await asyncio.sleep_ms(20)  # let every ready task run first
             if (self.machine.active or self.call_active or self.gps_on or self.inbox
                     or not self.modem.sleepy or self.modem.busy()
+                    or (self.ri_pin and self.ri_pin.value() == 0)
                     or (self.button and self.button.next_deadline() is not None)):
                 await asyncio.sleep_ms(200)
                 continue
-            hw.lightsleep(chunk)
+            left = sweep_ms - ticks_diff(time.ticks_ms(), swept)
+            if left <= 0:
+                swept = time.ticks_ms()
+                await self.sweep_modem()
+                continue
+            why = hw.lightsleep(min(chunk, left))
+            hw.after_wake()  # the wake pins back to GPIO, or the button reads pressed
             if self.button_flag:
                 self.button_flag.set()  # the wake edge raised no IRQ: sample the pin now
+            if why == "ri":
+                swept = time.ticks_ms()
+                await self.sweep_modem()  # its URC came while the UART was deaf
+
+    async def sweep_modem(self):
+        """What the modem said while the ESP32 slept: a call ringing or gone (AT+CLCC) and
+        unread SMS (AT+CMGL, left unread until each is read and deleted)."""
+        try:
+            _, _, lines = await self.modem.cmd("AT+CLCC", 3000, expect="+CLCC", check=False)
+            ours = False
+            for ln in lines:
+                c = atparse.parse_clcc(ln)
+                if c and c[1] == 1 and c[2] == 4:
+                    self.post(("incoming_call", c[5]))
+                ours = ours or bool(c and c[1] == 0 and c[2] in (0, 2, 3))
+            if self.call_active and not ours:
+                asyncio.create_task(self._call_ended())  # its NO CARRIER was lost
+            _, _, lines = await self.modem.cmd('AT+CMGL="REC UNREAD",1', 5000, expect="+CMGL",
+                                               check=False)
+        except ModemError as e:
+            self.log.add("sweep_error", str(e))
+            return
+        for ln in lines:
+            if ln[:6] == "+CMGL:":
+                await self._read_sms(int(ln[6:].split(",")[0]))
+
+    def _sync_clock(self, utc):
+        """Set the RTC from a GPS fix's UTC (y, m, d, hh, mm, ss, ms) when it is unset or
+        has drifted a minute: the event log stamps real time only after this."""
+        if not utc:
+            return
+        now = eventlog.unix_from_utc(utc)
+        was = hw.unix_time()
+        if abs(was - now) > 60:
+            hw.set_rtc(now)
+            if was < eventlog.SYNCED_AFTER:
+                self.log.add("clock", "gps")  # once: a drift fix is no news worth a log slot
 
     def _gps_power(self, on):
         self.gps_on = on
@@ -542,12 +650,20 @@ class App:
 
     async def poll_status(self):
         bat = self.board.get("battery") or {}
+        mv = None
         if bat.get("source") == "adc":
             # LiPo through a divider: 3.3 V (empty) .. 4.2 V (full), close enough to linear
             mv = hw.battery_adc(bat["pin"]) * bat.get("divider", 2.0) / 1000
+        elif bat.get("source") == "pmu" and getattr(self, "power_chip", None) == "axp192":
+            import pmu
+            try:
+                mv = pmu.battery_mv(self.power_spec)
+            except OSError:
+                pass  # the PMU stopped answering: the modem's AT+CBC below still knows
+        if mv is not None:
             self.post(("battery", max(0, min(100, int((mv - 3300) * 100 / 900)))))
         for cmd, prefix in (("AT+CBC", "+CBC"), ("AT+CSQ", "+CSQ")):
-            if prefix == "+CBC" and bat.get("source") == "adc":
+            if prefix == "+CBC" and mv is not None:
                 continue
             try:
                 _, _, lines = await self.modem.cmd(cmd, 2000, expect=prefix)
@@ -579,17 +695,19 @@ class App:
                 fix = parser.pop_latest()
                 self.fix_ms = time.ticks_ms()
                 self.got_fix.set()
+                self._sync_clock(fix.utc)
                 self.post(("fix", fix))
 
     async def button_task(self):
         spec = self.board["button"]
         pull = hw.Pin.PULL_UP if spec.get("pull") == "up" else None
-        pin = hw.Pin(spec["pin"], hw.Pin.IN, pull)
         kw = dict(self.gesture_cfg)
         kw["pressed_level"] = spec.get("active", 0)
         self.button = Button(**kw)
         flag = self.button_flag = hw.IrqFlag()
-        pin.irq(lambda p: flag.set(), hw.Pin.IRQ_FALLING | hw.Pin.IRQ_RISING)
+        # through hw.input_pin: after a light sleep, hw.after_wake() gives it back its
+        # GPIO mode and IRQ (ESP-IDF leaves a wake pin in RTC mode, reading 0)
+        pin = hw.input_pin(spec["pin"], pull, lambda p: flag.set())
         while True:
             dl = self.button.next_deadline()
             if dl is None:
@@ -625,6 +743,8 @@ class App:
 
     # ------------------------------------------------------------ run
     def start_tasks(self):
+        self._sms_reading = []  # SMS indexes being read: a sweep and a +CMTI may name one
+        self.ri_pin = None
         tasks = [asyncio.create_task(t) for t in (hw.run(), self.modem.reader(), self.brain(),
                                                   self.gps_task(), self.button_task(),
                                                   self.watchdog_task())]

@@ -4,14 +4,41 @@
 #
 # Line format:  <seq> <unix_s> <event> <detail> <hash16>
 # hash16 = first 16 hex of sha256(prev_hash16 + " " + "<seq> <unix_s> <event> <detail>")
+# unix_s: UTC Unix seconds by the chip's RTC. Until the firmware set the RTC (from a GPS fix;
+# app._sync_clock) it counts from 2000-01-01 at power-on: such a stamp ends in "?"
+# ("946684812?": 12 s after power-on, real time unknown).
 import binascii
 import hashlib
 import os
-import time
 
 SEGMENTS = 4
 PER_SEGMENT = 64
 GENESIS = "0" * 16
+SYNCED_AFTER = 1577836800  # 2020-01-01: an RTC before it was never set
+
+
+def stamp(unix_s):
+    return "%d" % unix_s if unix_s >= SYNCED_AFTER else "%d?" % unix_s
+
+
+def unix_from_utc(utc):
+    """(y, m, d, hh, mm, ss, ...) UTC -> Unix seconds (days from civil, no time module)."""
+    y, m, d = utc[0], utc[1], utc[2]
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    return days * 86400 + utc[3] * 3600 + utc[4] * 60 + utc[5]
+
+
+def _now():
+    try:
+        import hw
+        return hw.unix_time()
+    except Exception:  # a firmware tree too broken to import (safe mode) still logs
+        import time
+        return int(time.time())
 
 
 def chain(prev, body):
@@ -20,8 +47,9 @@ def chain(prev, body):
 
 
 class EventLog:
-    def __init__(self, prefix="log", echo=True):
+    def __init__(self, prefix="log", echo=True, clock=_now):
         self.prefix = prefix
+        self.clock = clock
         self.echo = echo  # mirror entries on the console, where a technician's tool follows them
         self.seq = 0
         self.last = GENESIS
@@ -60,7 +88,7 @@ class EventLog:
     def add(self, event, detail="-"):
         detail = str(detail).replace(" ", "_").replace("\n", "_") or "-"
         self.seq += 1
-        body = "%d %d %s %s" % (self.seq, time.time(), event, detail)
+        body = "%d %s %s %s" % (self.seq, stamp(self.clock()), event, detail)
         self.last = chain(self.last, body)
         line = body + " " + self.last
         if self.in_seg >= PER_SEGMENT:

@@ -24,7 +24,19 @@ def reset():
     machine.reset()
 
 
-def setup_wake(button_pin, active_level, ri_pin, modem_uart):
+_inputs = {}  # input pin -> (pull, handler): what after_wake() puts back
+
+
+def input_pin(num, pull=None, handler=None):
+    """An input pin, with handler on both edges; after_wake() restores it after a sleep."""
+    _inputs[num] = (pull, handler)
+    p = machine.Pin(num, machine.Pin.IN, pull)
+    if handler:
+        p.irq(handler=handler, trigger=machine.Pin.IRQ_FALLING | machine.Pin.IRQ_RISING)
+    return p
+
+
+def setup_wake(button_pin, active_level, ri_pin=None, modem_uart=None):
     """Wake from light sleep on the button (ext0) or the SIM800's RI going low (ext1)."""
     import esp32
     esp32.wake_on_ext0(pin=machine.Pin(button_pin), level=active_level)
@@ -33,7 +45,59 @@ def setup_wake(button_pin, active_level, ri_pin, modem_uart):
 
 
 def lightsleep(ms):
+    """machine.lightsleep(ms); returns why it ended: "button", "ri" or "timer"."""
     machine.lightsleep(ms)
+    why = machine.wake_reason()
+    if why == getattr(machine, "EXT1_WAKE", 3):
+        return "ri"
+    if why == getattr(machine, "PIN_WAKE", 2):
+        return "button"
+    return "timer"
+
+
+def after_wake():
+    """ESP-IDF leaves ext0/ext1 wake pins in RTC mode after a light sleep: they read 0 and
+    raise no IRQ until re-initialised. Re-create them as GPIO inputs, IRQs included."""
+    for num in _inputs:
+        pull, handler = _inputs[num]
+        input_pin(num, pull, handler)
+
+
+_hold = []
+
+
+def hold_watchdog(timeout_ms, hold_ms):
+    """A host's REPL session: the firmware's loop no longer feeds the watchdog, which a soft
+    reset does not stop. Feed it from a hardware timer (its callback runs while the REPL
+    waits for input) for hold_ms at most, so a board its host abandoned still resets
+    into its firmware. A soft reset ends the timer."""
+    import time
+    wdt = machine.WDT(timeout=timeout_ms)
+    until = time.ticks_add(time.ticks_ms(), hold_ms)
+
+    def feed(t):
+        if time.ticks_diff(until, time.ticks_ms()) > 0:
+            wdt.feed()
+        else:
+            t.deinit()
+    t = machine.Timer(0)
+    t.init(period=max(100, timeout_ms // 4), mode=machine.Timer.PERIODIC, callback=feed)
+    _hold[:] = [t]
+
+
+_EPOCH = 946684800 if __import__("time").gmtime(0)[0] == 2000 else 0
+
+
+def unix_time():
+    """UTC Unix seconds by the RTC (2000-01-01 plus uptime until someone sets it)."""
+    import time
+    return time.time() + _EPOCH
+
+
+def set_rtc(unix_s):
+    import time
+    y, mo, d, h, mi, s, wd, _ = time.gmtime(unix_s - _EPOCH)
+    machine.RTC().datetime((y, mo, d, wd, h, mi, s, 0))
 
 
 def battery_adc(pin):
@@ -50,3 +114,9 @@ async def run():
 def i2c_write(sda, scl, addr, reg, value):
     i2c = machine.SoftI2C(sda=machine.Pin(sda), scl=machine.Pin(scl))
     i2c.writeto_mem(addr, reg, bytes((value,)))
+
+
+def i2c_read(sda, scl, addr, reg, n):
+    # OSError(ENODEV) when no chip ACKs at addr
+    i2c = machine.SoftI2C(sda=machine.Pin(sda), scl=machine.Pin(scl))
+    return i2c.readfrom_mem(addr, reg, n)

@@ -23,6 +23,11 @@ def _connect(hello):
 _gpio = None
 _levels = {}
 _irqs = {}
+# Pins ESP-IDF left in RTC mode after a light sleep with ext0/ext1 wake: they read 0 and
+# raise no IRQ until re-initialised (Pin(n, mode, ...) or Pin.init), as on the chip.
+_rtc_mode = {}
+_inputs = {}   # input pin -> (pull, handler): what after_wake() puts back
+_wake = []     # (pin, level) that end a light sleep (ext0 button, ext1 RI)
 
 
 def _gpio_sock():
@@ -42,16 +47,20 @@ class Pin:
 
     def __init__(self, pin, mode=IN, pull=None, value=None):
         self.pin = pin
+        self.init(mode, pull, value)
+
+    def init(self, mode=IN, pull=None, value=None):
         self.mode = mode
         _gpio_sock()
-        if pin not in _levels:
-            _levels[pin] = 1 if pull == Pin.PULL_UP else 0
+        _rtc_mode.pop(self.pin, None)  # back to a digital GPIO
+        if self.pin not in _levels:
+            _levels[self.pin] = 1 if pull == Pin.PULL_UP else 0
         if value is not None:
             self.value(value)
 
     def value(self, v=None):
         if v is None:
-            return _levels.get(self.pin, 0)
+            return 0 if self.pin in _rtc_mode else _levels.get(self.pin, 0)
         v = 1 if v else 0
         _levels[self.pin] = v
         if self.mode == Pin.OUT:
@@ -92,6 +101,33 @@ class WDT:
         _gpio_sock().write(b"FEED\n")
 
 
+def hold_watchdog(timeout_ms, hold_ms):
+    """Keep the watchdog fed for hold_ms from a timer that outlives the asyncio loop (a
+    host's REPL session): on the chip, a machine.Timer; here the rig plays it. It ends at
+    the next reset."""
+    _gpio_sock().write(b"HOLD %d %d\n" % (timeout_ms, hold_ms))
+
+
+# The chip's RTC: seconds since 2000-01-01, from 0 at power-on until set_rtc(); it keeps
+# counting through resets. The rig passes the host time at which it read 0.
+_EPOCH_2000 = 946684800
+_rtc_base = float(os.getenv("BOTON_RTC_BASE") or "0")
+
+
+def unix_time():
+    """UTC Unix seconds by the RTC (2000-01-01 plus uptime until someone sets it)."""
+    import time
+    return int(time.time() - _rtc_base) + _EPOCH_2000
+
+
+def set_rtc(unix_s):
+    """Set the RTC to UTC Unix seconds (machine.RTC().datetime on the chip)."""
+    global _rtc_base
+    import time
+    _rtc_base = time.time() - (unix_s - _EPOCH_2000)
+    _gpio_sock().write(b"RTC %d\n" % int(_rtc_base))
+
+
 def UART(uart_id, baudrate=9600, tx=None, rx=None, rxbuf=1024):
     return _connect(b"uart %d\n" % uart_id)
 
@@ -107,28 +143,61 @@ def reset():
     sys.exit(1)  # the rig restarts the interpreter from power-on
 
 
-_wake_streams = []
+def input_pin(num, pull=None, handler=None):
+    """An input pin, with handler on both edges; after_wake() restores it after a sleep."""
+    _inputs[num] = (pull, handler)
+    p = Pin(num, Pin.IN, pull)
+    if handler:
+        p.irq(handler, Pin.IRQ_FALLING | Pin.IRQ_RISING)
+    return p
 
 
-def setup_wake(button_pin, active_level, ri_pin, modem_uart):
-    """Light-sleep wake sources: the button and the modem's RI line (here: any byte from
-    the modem, which is what drives RI on the real part)."""
-    _wake_streams[:] = [_gpio_sock(), modem_uart]
+def setup_wake(button_pin, active_level, ri_pin=None, modem_uart=None):
+    """Light-sleep wake sources: the button (ext0) and, where the board wires it, the
+    SIM800's RI line going low (ext1). The UARTs are no wake source: the rig drops what
+    the modem or the host send while the chip sleeps."""
+    _wake[:] = [(button_pin, active_level)] + ([(ri_pin, 0)] if ri_pin is not None else [])
+    _gpio_sock().write(b"WAKEON" + b"".join(b" %d %d" % w for w in _wake) + b"\n")
 
 
 def lightsleep(ms):
-    """Sleep up to ms, woken early by the wake sources, as machine.lightsleep() is. The
-    rig is told, so it can account the time asleep."""
+    """Sleep up to ms, as machine.lightsleep() does: a wake pin at its level (the rig sends
+    those only) or the timer ends it. Returns why: "button", "ri" or "timer". The wake
+    pins are left in RTC mode (see after_wake)."""
     import select
     import time
     s = _gpio_sock()
+    why = None
+    for pin, level in _wake:  # level-triggered: a pin already there wakes at once
+        if _levels.get(pin) == level:
+            why = "button" if pin == _wake[0][0] else "ri"
     s.write(b"SLEEP %d\n" % ms)
-    p = select.poll()
-    for st in _wake_streams:
-        p.register(st, select.POLLIN)
     t0 = time.ticks_ms()
-    p.poll(ms)
+    if why is None:
+        p = select.poll()
+        p.register(s, select.POLLIN)
+        why = "timer"
+        if p.poll(ms):
+            # The rig names the wake pin ("K <pin>") before its level; anything else is
+            # a line it sent before it saw SLEEP: apply it, and count the sleep as over.
+            line = s.readline() or b""
+            if line[:2] == b"K ":
+                why = "button" if int(line[2:]) == _wake[0][0] else "ri"
+            else:
+                _apply(line)
+                why = "other"
     s.write(b"WAKE %d\n" % time.ticks_diff(time.ticks_ms(), t0))
+    for pin, _ in _wake:
+        _rtc_mode[pin] = 1
+    return why
+
+
+def after_wake():
+    """Give the wake pins back to the GPIO matrix (and their IRQs), as the firmware must
+    after every light sleep on the chip."""
+    for num in _inputs:
+        pull, handler = _inputs[num]
+        input_pin(num, pull, handler)
 
 
 _adc = {}
@@ -139,6 +208,26 @@ def battery_adc(pin):
     return _adc.get(pin, 0)
 
 
+def _apply(line):
+    """One line from the rig: a pin level (firing its IRQ, as the chip would) or an ADC value."""
+    parts = line.split()
+    if len(parts) != 3:
+        return
+    if parts[0] == b"A":
+        _adc[int(parts[1])] = int(parts[2])
+        return
+    if parts[0] != b"P":
+        return
+    pin, level = int(parts[1]), int(parts[2])
+    old = _levels.get(pin)
+    _levels[pin] = level
+    h = _irqs.get(pin)
+    if h and h[0] and old != level and pin not in _rtc_mode:
+        edge = Pin.IRQ_RISING if level else Pin.IRQ_FALLING
+        if h[1] & edge:
+            h[0](h[2])
+
+
 async def run():
     """Pump pin levels from the rig and fire IRQ handlers, as the chip would."""
     reader = asyncio.StreamReader(_gpio_sock())
@@ -146,22 +235,28 @@ async def run():
         line = await reader.readline()
         if not line:
             return
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == b"A":
-            _adc[int(parts[1])] = int(parts[2])
-            continue
-        if len(parts) != 3 or parts[0] != b"P":
-            continue
-        pin, level = int(parts[1]), int(parts[2])
-        old = _levels.get(pin)
-        _levels[pin] = level
-        h = _irqs.get(pin)
-        if h and h[0] and old != level:
-            edge = Pin.IRQ_RISING if level else Pin.IRQ_FALLING
-            if h[1] & edge:
-                h[0](h[2])
+        _apply(line)
 
 
 def i2c_write(sda, scl, addr, reg, value):
     """I2C register write; the rig keeps what the board's chips were told."""
     _gpio_sock().write(b"I2C %d %d %d\n" % (addr, reg, value))
+
+
+_i2c = None
+
+
+def i2c_read(sda, scl, addr, reg, n):
+    """I2C register read from the rig's emulated chips, on a stream of its own (the gpio
+    stream belongs to the pin pump task): OSError(ENODEV) when no chip ACKs, as
+    machine.I2C raises."""
+    global _i2c
+    if _i2c is None:
+        _i2c = _connect(b"i2c\n")
+        _i2c.setblocking(True)
+    _i2c.write(b"R %d %d %d\n" % (addr, reg, n))
+    line = _i2c.readline().strip()
+    if not line or line == b"NAK":
+        raise OSError(19)  # ENODEV
+    import binascii
+    return binascii.unhexlify(line)

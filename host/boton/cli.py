@@ -8,8 +8,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from . import pin as pins
 from . import provision as prov
-from .device import EXIT_TEST, Device, DeviceError
+from .device import EXIT_TEST, EXIT_USAGE, Device, DeviceError
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -32,6 +33,24 @@ def record(action, mac, *args, **kw):
         if reg.get(mac) is None:
             reg.add_device(mac, label=label)
         getattr(reg, action)(mac, *args, **kw)
+
+
+def check_event_log(mac, lines, register=False):
+    """(ok, why) of the device's event log against what the registry saw of it last time
+    (docs/registry.md); a passed check moves the registry's anchor to this log's head, a
+    failed one is audited and leaves it. A device not in the registry is only chain-checked
+    (or added first, with register=True, as the other recording commands do)."""
+    from .registry import Registry
+
+    with Registry() as reg:
+        if reg.get(mac) is None:
+            if not register:
+                ok, why = prov.verify_event_log(lines)
+                return ok, why + "; device not in the registry: nothing to compare with"
+            reg.add_device(mac)
+        ok, why = prov.verify_event_log(lines, reg.log_anchor(mac))
+        reg.record_log_check(mac, prov.event_log_head(lines), len(lines), ok, why)
+    return ok, why
 
 
 class BotonGroup(click.Group):
@@ -59,7 +78,7 @@ def main():
 @main.command()
 @click.option("--flash", "flash_dir", type=click.Path(file_okay=False), default="build/sim-flash",
               show_default=True, help="Folder that holds the virtual board's flash filesystem.")
-@click.option("--board", default="tcall_sim800l", show_default=True, help="Board profile from boards/.")
+@click.option("--board", default="tcall_sim800l_axp192", show_default=True, help="Board profile from boards/.")
 @click.option("--repl", type=click.Choice(["pty", "socket", "rfc2217"]), default="socket", show_default=True,
               help="How the REPL is served; rfc2217 (needs --flash-image) is one URL for esptool "
                    "and mpremote with DTR/RTS auto-reset, like a board's USB port.")
@@ -326,25 +345,54 @@ def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only):
 # --------------------------------------------------------------------------- deploy
 @main.command()
 @click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)
-@click.option("--board", default="tcall_sim800l", show_default=True, help="Board profile from boards/.")
+@click.option("--board", default="tcall_sim800l_axp192", show_default=True, help="Board profile from boards/.")
 def deploy(port, board):
-    """Copy the firmware onto a board with mpremote: only files whose hash differs,
-    each verified by the device's own SHA-256.
+    """Install this release on a board, copying only files whose hash differs, each
+    verified by the device's own SHA-256. Her configuration is never touched.
 
-    Example: boton deploy --port /dev/ttyUSB0 --board tcall_sim800l
+    \b
+    Two modes, chosen by what the board's image holds (the output says which):
+      frozen  the image has this release's firmware frozen in (boton_frozen: version and
+              content hash): only the flash root is installed (boot.py, main.py, safe
+              mode, board profile), and lib/*.mpy or root copies of firmware modules are
+              removed (a root module would run instead of the frozen one).
+      mpy     no frozen firmware: the modules go to lib/ as .mpy, staged in lib.new/ and
+              switched in whole once every file verified, so an interrupted deploy leaves
+              the old firmware running (run deploy again to finish). Warns when the
+              board's free heap after boot is below what the bench measured the worst
+              alert needs as .mpy: flash the frozen image instead.
+    A board whose image has ANOTHER release frozen in is refused (exit 4): its frozen
+    modules come before /lib, so .mpy files beside them would never run. Flash the
+    matching image (`make firmware`, then boton flash --firmware <image>).
+
+    Example: boton deploy --port /dev/ttyUSB0 --board tcall_sim800l_axp192
     """
     from rich.progress import Progress
 
+    from .frozen import mpy_alert_heap_kb
+
     with Device(port) as dev, Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("deploying", total=len(prov.firmware_files(board)))
-        copied, total = prov.deploy(dev, board, progress=lambda path: bar.update(task, advance=1,
-                                                                                    description=path))
+        done = prov.deploy(dev, board, progress=lambda path: bar.update(task, advance=1, description=path))
         mac = device_mac(dev)
     record("record_deploy", mac, prov.release_hash(board))
-    if copied:
-        console.print(f"deployed {len(copied)} of {total} files: {', '.join(copied)}")
+    if done.mode == "frozen":
+        how = (f"frozen firmware {done.frozen['version']} on the board ({done.frozen['target']}, "
+               f"content {done.frozen['sha256'][:12]}): boot files and board profile only")
     else:
-        console.print(f"firmware already up to date ({total} files)")
+        how = "firmware as .mpy in lib/"
+    if done.copied:
+        console.print(f"deployed {len(done.copied)} of {done.total} files ({how}): {', '.join(done.copied)}",
+                      soft_wrap=True)
+    else:
+        console.print(f"firmware already up to date ({done.total} files; {how})", soft_wrap=True)
+    if done.removed:
+        console.print(f"removed what the release no longer uses: {', '.join(done.removed)}", soft_wrap=True)
+    need_kb, source = mpy_alert_heap_kb()
+    if done.mode == "mpy" and done.heap_free < need_kb * 1024:
+        console.print(f"[yellow]warning: {done.heap_free / 1024:.0f} KB heap free after boot, below the "
+                      f"{need_kb:.0f} KB the worst alert needs as .mpy ({source}); flash the frozen image: "
+                      "boton flash --firmware <image from `make firmware`>[/]", soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- provision
@@ -356,7 +404,7 @@ def deploy(port, board):
               help="Trusted contact's number (1 to 5; repeat the option). Mexican numbers by default.")
 @click.option("--c4", "c4", multiple=True, required=True, help="C4 number to call (first is primary).")
 @click.option("--device-id", default=None, help="Short device label, e.g. BS-0042 (default: from the chip id).")
-@click.option("--pin", default=None, help="PIN for SMS commands (default: a random 6-digit PIN).")
+@pins.pin_options
 @click.option("--gesture", type=click.Choice(["hold", "presses"]), default="hold", show_default=True)
 @click.option("--hold-ms", type=int, default=2000, show_default=True)
 @click.option("--allow-911", is_flag=True, help="Dial 911 as the last resort if no C4 number answers.")
@@ -365,17 +413,20 @@ def deploy(port, board):
 @click.option("--wait-network", type=click.IntRange(0, 600), default=60, show_default=True,
               help="Seconds to wait for the modem to register (it takes a few after power-on) "
                    "before blaming the SIM.")
-def provision(port, alias, contacts, c4, device_id, pin, gesture, hold_ms, allow_911, programme_number,
+def provision(port, alias, contacts, c4, device_id, pin_file, gesture, hold_ms, allow_911, programme_number,
               wait_network):
     """Write her configuration to the device atomically, read it back and compare.
 
     Example: boton provision --port /dev/ttyUSB0 --alias Luna --contact 449 111 2233 --c4 449 910 0000
     """
     # Validate everything before touching the device: bad input changes nothing.
+    pin, pin_how = pins.obtain_pin(pin_file)
     config = prov.build_config(alias=alias, contacts=list(contacts), c4=list(c4), device_id=device_id or "",
                                pin=pin, gesture=gesture, hold_ms=hold_ms, allow_911=allow_911,
                                programme_number=programme_number)
     with Device(port, timeout=30) as dev:
+        # The deployed profile must match the board's power chip (data/boards.md revisions).
+        prov.check_power_chip(dev)
         ident, waited = _wait_for_network_shown(dev, wait_network)
         if not ident.get("modem"):
             raise DeviceError("the modem does not answer: check its power (2 A peaks) and wiring", 4)
@@ -397,8 +448,7 @@ def provision(port, alias, contacts, c4, device_id, pin, gesture, hold_ms, allow
                       soft_wrap=True)
     console.print(f"her contacts' first alert SMS (example location): {prov.first_alert_sms(config)}",
                   soft_wrap=True, markup=False)
-    if pin is None:
-        console.print(f"SMS command PIN for C4: [bold]{config['pin']}[/] (shown once; not stored on this computer)")
+    console.print(pins.announce(pin_how, pin), soft_wrap=True, markup=False)
 
 
 def _wait_for_network_shown(dev, limit_s):
@@ -447,6 +497,8 @@ def test_call(port, timeout):
         if not config or not config.get("contacts"):
             raise DeviceError("test call not run: the device has no usable configuration "
                               "(run `boton provision` first)", EXIT_TEST)
+        # the log is read before the test: afterwards the app holds the 56 KB heap
+        log_lines = prov.read_event_log(dev)
         out = dev.exec(f"import app\napp.test_call({int(timeout)})", consumer=consume)
         text = b"".join(seen).decode(errors="replace") + out.decode(errors="replace")
     events = [line.split()[1:] for line in text.splitlines() if line.startswith("EV ")]
@@ -466,8 +518,14 @@ def test_call(port, timeout):
         why.append("C4 did not answer")
     if result != "ok" and not why:
         why.append("the device did not finish the test: " + ", ".join(names[-6:]))
-    record("record_test_call", mac, result == "ok",
+    # a device whose log was tampered with is not fit to deliver: the test counts as failed
+    log_ok, log_why = check_event_log(mac, log_lines, register=True)
+    if not log_ok:
+        why.append(f"event log check failed: {log_why}")
+    record("record_test_call", mac, result == "ok" and log_ok,
            f"sms {accepted}/{len(recipients)}, answered {answered}" + (f"; {'; '.join(why)}" if why else ""))
+    if not log_ok:
+        raise DeviceError(f"event log check failed: {log_why}", 5)
     if result != "ok":
         raise DeviceError("test call failed: " + "; ".join(why), EXIT_TEST)
 
@@ -515,16 +573,41 @@ def status(port, as_json):
 
     Example: boton status --port /dev/ttyUSB0 --json
     """
+    import re
+
     with Device(port, timeout=30) as dev:
         out = dev.exec("import service\nservice.status()")
+        try:
+            chip = prov.detect_power_chip(dev)
+        except DeviceError as e:
+            chip = {"found": f"unknown: {e}", "expected": None}  # older firmware: status still works
     info = json.loads(out.decode().strip().splitlines()[-1])
+    info["power_chip"] = chip["found"]
+    try:
+        chip_problem = None
+        prov.judge_power_chip(chip)
+    except DeviceError as e:
+        chip_problem = str(e)
+    # the largest free block: micropython.mem_info()'s line before the JSON, in GC blocks
+    biggest = re.search(rb"max free sz: (\d+)", out)
+    if biggest and info.get("heap_block"):
+        info["heap_max_free"] = int(biggest.group(1)) * info["heap_block"]
     if as_json:
         click.echo(json.dumps(info, indent=2))
-        return
+    else:
+        _show_status(info)
+    if chip_problem:
+        raise DeviceError(chip_problem, EXIT_USAGE)
+
+
+def _show_status(info):
     table = Table(show_header=False)
-    for k in ("fw", "board", "config_sha256", "modem", "registered", "operator", "rssi", "battery",
+    for k in ("fw", "board", "power_chip", "config_sha256", "modem", "registered", "operator", "rssi", "battery",
               "gps_sentences", "gps_fix", "log_entries"):
         table.add_row(k, str(info.get(k)))
+    for k, label in (("heap_free", "heap free"), ("heap_max_free", "largest free block")):
+        if info.get(k) is not None:
+            table.add_row(label, f"{info[k] / 1024:.1f} KB (firmware imported, after gc.collect())")
     console.print(table)
     for line in info.get("last_events", []):
         console.print("  " + line, soft_wrap=True)
@@ -534,13 +617,15 @@ def status(port, as_json):
 @click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the entries and the check as JSON.")
 def logs(port, as_json):
-    """The device's event log, with its hash chain checked (exit 5 if altered).
+    """The device's event log, with its hash chain checked and compared with what the
+    registry saw at the last check (exit 5 if altered, cut or deleted).
 
     Example: boton logs --port /dev/ttyUSB0
     """
     with Device(port) as dev:
         lines = prov.read_event_log(dev)
-    ok, why = prov.verify_event_log(lines)
+        mac = device_mac(dev)
+    ok, why = check_event_log(mac, lines)
     if as_json:
         click.echo(json.dumps({"intact": ok, "check": why, "entries": lines}, indent=2))
     else:

@@ -22,7 +22,7 @@ def run_demo(console, time_scale=0.3, keep=False) -> bool:
     try:
         console.print(f"1. virtual device up ({vd.interpreter.label}); REPL at {vd.repl_url}")
         with Device(vd.repl_url) as dev:
-            copied, total = prov.deploy(dev, "tcall_sim800l")
+            copied, total = prov.deploy(dev, "tcall_sim800l_axp192")
         console.print(f"2. boton deploy: {len(copied)} of {total} files copied and verified")
         with Device(vd.repl_url) as dev:
             config = prov.build_config(alias=DEMO_ALIAS, contacts=[DEFAULT_CONTACT], c4=[DEFAULT_C4],

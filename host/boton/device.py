@@ -18,6 +18,17 @@ RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n"
 # A board still booting (ROM messages, MicroPython starting) drops a Ctrl-C sent too early:
 # send Ctrl-C / Ctrl-A again this often until the raw REPL answers or the timeout passes.
 INTERRUPT_RETRY_S = 1.5
+# A board in light sleep hears nothing on its UART (the firmware wakes for a few ms between
+# sleeps of up to 2 s): knock with a Ctrl-C this often through each round, so one lands.
+KNOCK_S = 0.01
+# machine.WDT cannot be stopped and outlives the soft reset that opens a session, where the
+# firmware's loop no longer feeds it: the session has the board feed it from a timer
+# (hw.hold_watchdog) at this timeout, for at most SESSION_HOLD_S, so a board whose host
+# vanished mid-session still resets back into its firmware.
+SESSION_WDT_MS = 30000
+SESSION_HOLD_S = 900
+HOLD_WATCHDOG = ("try:\n import hw\n hw.hold_watchdog(%d,%d)\n"
+                 "except (ImportError, AttributeError):\n pass\n" % (SESSION_WDT_MS, SESSION_HOLD_S * 1000))
 
 
 class DeviceError(Exception):
@@ -79,7 +90,16 @@ class Device:
         waiting out the whole timeout for a prompt that a lost Ctrl-C never brings."""
         t, deadline = self.t, time.monotonic() + self.timeout
         while True:
-            t.serial.write(b"\r\x03")  # Ctrl-C: interrupt the firmware
+            # Ctrl-C: interrupt the firmware, knocking until the REPL shows it heard one
+            knock_end = min(deadline, time.monotonic() + INTERRUPT_RETRY_S)
+            heard = b""
+            while True:
+                t.serial.write(b"\r\x03")
+                time.sleep(KNOCK_S)
+                while t.serial.inWaiting():
+                    heard = (heard + t.serial.read(t.serial.inWaiting()))[-64:]
+                if b">>> " in heard or RAW_PROMPT in heard or time.monotonic() >= knock_end:
+                    break
             while t.serial.inWaiting():
                 t.serial.read(t.serial.inWaiting())
             t.serial.write(b"\r\x01")  # Ctrl-A: raw REPL
@@ -95,6 +115,9 @@ class Device:
             if not data.endswith(ending):
                 raise TransportError("could not enter raw repl")
         t.in_raw_repl = True
+        out, err = t.exec_raw(HOLD_WATCHDOG, timeout=self.timeout)
+        if err:
+            raise TransportError("could not hold the watchdog: " + err.decode(errors="replace").strip()[-80:])
 
     # ---------------------------------------------------------------- primitives
     def exec(self, code, timeout=None, consumer=None):

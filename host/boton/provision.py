@@ -7,14 +7,13 @@ import hashlib
 import importlib
 import json
 import re
-import secrets
 import sys
 import time
 import unicodedata
 
 import phonenumbers
 
-from .device import EXIT_USAGE, EXIT_VERIFY, DeviceError
+from .device import EXIT_DEVICE, EXIT_USAGE, EXIT_VERIFY, DeviceError
 from . import build
 from .boards import board_file
 from .paths import FIRMWARE
@@ -127,10 +126,15 @@ def first_alert_sms(config):
                           **EXAMPLE_POINT)
 
 
-def build_config(*, alias, contacts, c4, device_id, pin=None, allow_911=False,
+def build_config(*, alias, contacts, c4, device_id, pin=None, pin_hash=None, allow_911=False,
                  gesture="hold", hold_ms=2000, presses=3, window_ms=2000,
                  update_every_s=300, max_alert_s=3600, confirm=True, region="MX",
                  programme_number=None):
+    """Her configuration as the device stores it, or InputError. The PIN goes in only as a
+    salted hash (pin.hash_pin): `pin` (4-8 digits; None: a random one nobody is shown, for
+    tests and demos) or an existing `pin_hash` (a config kept from an earlier provisioning)."""
+    from . import pin as pins
+
     alias = normalise_alias(alias)
     if not 1 <= len(contacts) <= MAX_CONTACTS:
         raise InputError(f"give 1 to {MAX_CONTACTS} trusted contacts (got {len(contacts)})")
@@ -143,10 +147,13 @@ def build_config(*, alias, contacts, c4, device_id, pin=None, allow_911=False,
     if set(contacts_e164) & set(c4_e164):
         raise InputError("a trusted contact cannot also be a C4 number")
     programme = normalise_number(programme_number, "programme number", region) if programme_number else ""
-    if pin is None:
-        pin = "".join(secrets.choice("0123456789") for _ in range(6))
-    if not re.fullmatch(r"\d{4,8}", str(pin)):
-        raise InputError("PIN must be 4 to 8 digits")
+    if pin_hash is not None:
+        if pin is not None:
+            raise InputError("give a PIN or a PIN hash, not both")
+        if not pins.is_pin_hash(pin_hash):
+            raise InputError("pin_hash is not a PIN hash written by boton (s$<salt>$<sha256>)")
+    else:
+        pin_hash = pins.hash_pin(pins.generate_pin() if pin is None else pins.validate_pin(pin))
     if gesture not in ("hold", "presses"):
         raise InputError("gesture must be 'hold' or 'presses'")
     if not 500 <= hold_ms <= 10000:
@@ -157,7 +164,8 @@ def build_config(*, alias, contacts, c4, device_id, pin=None, allow_911=False,
         "alias": alias,
         "c4_numbers": c4_e164,
         "contacts": contacts_e164,
-        "pin": str(pin),
+        "pin_hash": pin_hash,
+        "country_code": "+%d" % phonenumbers.country_code_for_region(region),
         "allow_911": bool(allow_911),
         "gesture": {"mode": gesture, "hold_ms": hold_ms, "count": presses, "window_ms": window_ms},
         "vibrate": bool(confirm),
@@ -185,9 +193,11 @@ def write_config(dev, config: dict):
     return config_hash(data)
 
 
-def firmware_files(board: str, mpy=True):
-    """(device path, bytes) of everything `deploy` puts on a board."""
-    files = build.firmware_modules(mpy)
+def firmware_files(board: str, mpy=True, frozen=False):
+    """(device path, bytes) of everything `deploy` puts on a board: the flash root (boot.py,
+    main.py, safe.mpy, board.json) and lib/*.mpy, unless the board's image has the firmware
+    frozen in (frozen=True: what a frozen-mode deploy leaves)."""
+    files = [f for f in build.firmware_modules(mpy) if not (frozen and f[0].startswith("lib/"))]
     files.append((BOARD_PATH, board_file(board).read_bytes()))
     return files
 
@@ -201,6 +211,52 @@ def identity(dev) -> dict:
     """Chip id, IMEI, ICCID, operator, signal, registration, from the device itself."""
     out = dev.exec("import service\nservice.identity()")
     return json.loads(out.decode().strip().splitlines()[-1])
+
+
+# The profile to deploy for a board whose I2C answers with this power chip.
+POWER_CHIP_BOARDS = {"ip5306": ("tcall_sim800l_ip5306",), "axp192": ("tcall_sim800l_axp192",)}
+
+
+def detect_power_chip(dev, board=None) -> dict:
+    """Which power chip answers on the device's I2C, in one round trip: {"board": profile id,
+    "expected": chip the profile names or None, "found": "ip5306" | "axp192" | None}. board:
+    the profile to check (default: the board.json on the device). A profile without a power
+    chip (DevKitC) is not probed. `status` may show "found"."""
+    if board is None:
+        code = "import json\nb=json.load(open('board.json'))\n"
+    else:
+        wanted = {k: board[k] for k in ("id", "ip5306", "axp192") if board.get(k)}
+        code = f"import json\nb=json.loads({json.dumps(wanted)!r})\n"
+    code += ("import pmu\nn,s=pmu.expected(b)\n"
+             "print(json.dumps([b.get('id'),n,pmu.detect(s['sda'],s['scl']) if s else None]))")
+    try:
+        out = dev.exec(code)
+    except DeviceError as e:
+        if "No module named" in str(e) or "ENOENT" in str(e):
+            raise DeviceError("the device has no firmware with power-chip detection (pmu) or no board "
+                              "profile: run `boton deploy --board ...` first", EXIT_USAGE) from None
+        raise
+    board_id, expected, found = json.loads(out.decode().strip().splitlines()[-1])
+    return {"board": board_id, "expected": expected, "found": found}
+
+
+def check_power_chip(dev, board=None) -> str | None:
+    """The detected chip name if it is the one the profile names; DeviceError (exit 2) if
+    another chip, or none, answers where the profile expects one."""
+    return judge_power_chip(detect_power_chip(dev, board))
+
+
+def judge_power_chip(d) -> str | None:
+    """check_power_chip's verdict on what detect_power_chip found."""
+    if d["expected"] is None or d["found"] == d["expected"]:
+        return d["found"]
+    right = [f"--board {b}" for b in POWER_CHIP_BOARDS.get(d["found"], ())]
+    if d["found"] is None:
+        raise DeviceError(f"no power chip answers on I2C but the profile {d['board']} expects an "
+                          f"{d['expected'].upper()}: check the board revision (data/boards.md) and deploy "
+                          "the matching profile", EXIT_USAGE)
+    raise DeviceError(f"this board answers as an {d['found'].upper()} but the profile says {d['board']}"
+                      + (f": use {' or '.join(right)}" if right else ""), EXIT_USAGE)
 
 
 def wait_for_network(dev, limit_s, on_wait=None, clock=time.monotonic, pause=time.sleep):
@@ -277,34 +333,228 @@ def read_event_log(dev) -> list:
     return [ln for ln in out.decode().splitlines() if ln.strip()]
 
 
-def verify_event_log(lines):
+def _eventlog_module():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("eventlog", FIRMWARE / "lib" / "eventlog.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.verify(lines)
+    return mod
+
+
+def _log_entry(line):
+    """(seq, hash16) of a log line, or None if it is not one."""
+    parts = str(line).split(" ")
+    if len(parts) < 5 or not parts[0].isdigit() or not re.fullmatch(r"[0-9a-f]{16}", parts[-1]):
+        return None
+    return int(parts[0]), parts[-1]
+
+
+def event_log_head(lines):
+    """{"seq", "head"} of the log's last entry (what the registry anchors), None if empty."""
+    last = _log_entry(lines[-1]) if lines else None
+    return {"seq": last[0], "head": last[1]} if last else None
+
+
+def verify_event_log(lines, anchor=None):
+    """(ok, why) for the device's log lines, oldest first: the firmware's own chain check
+    (counters contiguous, each hash chained to the one before, entry 1 to the genesis); the
+    first retained entry where the ring of segments puts it (the device drops whole segments,
+    oldest first, so a missing head is a cut); and, given the registry's anchor ({"seq",
+    "head"[, "at"]} of its last check), that the log still reaches that entry with that same
+    hash: a rewritten (even re-chained), cut or deleted log no longer does. Entries written
+    after the anchor are only chained: nothing secret proves them (docs/registry.md)."""
+    mod = _eventlog_module()
+    entries = [_log_entry(line) for line in lines]
+    for i, e in enumerate(entries):
+        if e is None:
+            return False, f"line {i + 1} of the log is not a log entry"
+    try:
+        ok, why = mod.verify(list(lines))
+    except (ValueError, IndexError):
+        return False, "the log does not parse as chained entries"
+    if not ok:
+        return ok, why
+    seen = f" on {anchor['at']}" if anchor and anchor.get("at") else ""
+    if not entries:
+        if anchor:
+            return False, (f"the log is empty, but the registry saw {anchor['seq']} entries{seen} "
+                           "(no wipe or flash recorded since): it was deleted")
+        return True, why
+    first, last = entries[0][0], entries[-1][0]
+    per, segments = getattr(mod, "PER_SEGMENT", 64), getattr(mod, "SEGMENTS", 4)
+    expected = per * max(0, (last - 1) // per - (segments - 1)) + 1
+    if first != expected:
+        return False, (f"the log starts at entry {first}, but the device keeps every entry from "
+                       f"{expected} on: its first entries were removed")
+    if not anchor:
+        return True, why
+    seq, head = int(anchor["seq"]), anchor["head"]
+    if last < seq:
+        return False, (f"the log ends at entry {last}, but the registry saw entries up to {seq}{seen}: "
+                       "entries were removed, or the log was replaced")
+    if seq < first:
+        return True, (f"{why}; entry {seq}, where the registry's last check{seen} ended, has "
+                      "rotated out of the device: the link to it cannot be checked")
+    if entries[seq - first][1] != head:
+        return False, (f"entry {seq} is not the one the registry saw{seen}: the log was rewritten")
+    return True, f"{why}; matches the registry's last check{seen} up to entry {seq}"
+
+
+# The firmware's .mpy live in lib/ (on sys.path after the frozen modules). A deploy stages
+# the new ones in lib.new/, verifies every file by the device's own SHA-256, then swaps
+# with two renames (lib -> lib.old, lib.new -> lib) sent as one command; boot.py puts
+# lib.old back if the power goes between them. At any interruption the board keeps a
+# whole firmware: the old one until the swap, the new one after it.
+LIB, STAGING, RETIRED = "lib", "lib.new", "lib.old"
+FROZEN_STAMP_MODULE = "boton_frozen"
+
+# One round trip: the free heap after boot (boot.py only, the firmware not imported, after
+# a gc.collect()), the frozen image's stamp if there is one, and the flash root's names.
+_BOARD_FACTS = ("import os,gc,json\ngc.collect()\nh=gc.mem_free()\n"
+                "try:\n import boton_frozen as z\n f={'version':z.VERSION,'target':z.TARGET,'sha256':z.CONTENT_SHA256}\n"
+                "except ImportError:\n f=None\n"
+                "print(json.dumps({'frozen':f,'heap_free':h,'root':os.listdir()}))")
+
+
+class Deployed(tuple):
+    """(paths copied, files in the release) as deploy always returned, plus how: `mode`
+    "frozen" (the board's image holds this release's firmware: only the flash root was
+    installed) or "mpy"; `frozen`, the board's stamp (or None); `heap_free`, bytes free
+    after boot as gc.mem_free() says; `removed`, stale files and folders (lib/) taken off."""
+
+    def __new__(cls, copied, total, mode, frozen, heap_free, removed):
+        self = super().__new__(cls, (copied, total))
+        self.copied, self.total, self.mode, self.frozen = copied, total, mode, frozen
+        self.heap_free, self.removed = heap_free, removed
+        return self
+
+
+def frozen_mismatch(stamp: dict) -> str | None:
+    """Why the board's frozen firmware is not this release's, or None if it is."""
+    from . import frozen
+
+    target = stamp.get("target")
+    if target not in ("esp32", "unix"):
+        return f"its frozen firmware names an unknown target {target!r}"
+    ours = frozen.stamp(target)
+    if stamp.get("sha256") == ours["sha256"]:
+        return None
+    return (f"it runs frozen firmware {stamp.get('version')} (content {str(stamp.get('sha256'))[:12]}, "
+            f"{target}), not this release's {ours['version']} (content {ours['sha256'][:12]})")
 
 
 def deploy(dev, board: str, progress=None, mpy=True):
-    """Copy only what differs (by the device's own SHA-256), and remove firmware modules
-    the release no longer has (a stale lib/x.py would shadow lib/x.mpy). Returns the
-    paths copied and the number of files in the release."""
+    """Install the release on a board, copying only what differs (by the device's own
+    SHA-256). A board whose image has this release's firmware frozen in gets only the flash
+    root (boot files, safe mode, board profile; her configuration stays) and loses any
+    lib/*.mpy and root copies of firmware modules (dead weight at best: a root module
+    would shadow the frozen one). A board with another release frozen in is refused (see
+    frozen_mismatch). Otherwise the firmware's .mpy are staged and swapped in whole.
+    Returns a Deployed: (copied, total) plus mode, frozen stamp and free heap."""
     files = firmware_files(board, mpy)
-    wanted = {p for p, _ in files}
-    on_device = dev.eval_json("[('lib/'+f[0]) for f in __import__('os').ilistdir('lib')] "
-                              "if 'lib' in __import__('os').listdir() else []")
-    for stale in sorted(set(on_device) - wanted):
-        dev.remove(stale)
-    have = dev.hash_files([p for p, _ in files])
+    facts = json.loads(dev.exec(_BOARD_FACTS).decode().strip().splitlines()[-1])
+    stamp = facts["frozen"]
+    if stamp:
+        why = frozen_mismatch(stamp)
+        if why:
+            raise DeviceError(f"this board's image is another release: {why}. Its frozen modules come before "
+                              "/lib, so .mpy files would never run: flash the matching image "
+                              "(`make firmware`, then boton flash --firmware <image>)", EXIT_DEVICE)
+    root = [(p, d) for p, d in files if not p.startswith(LIB + "/")]
+    lib = [(p[len(LIB) + 1:], d) for p, d in files if p.startswith(LIB + "/")]
+    # A root module comes before both the frozen ones and lib/ on sys.path: a stale copy
+    # of a firmware module there would run instead of the release.
+    modules = {n.rsplit(".", 1)[0] for n, _ in lib} | {FROZEN_STAMP_MODULE}
+    removed = []
+    for name in facts["root"]:
+        stem, _, ext = name.rpartition(".")
+        if ext in ("py", "mpy") and stem in modules and name not in dict(root):
+            dev.remove(name)
+            removed.append(name)
+    # The flash root first, each file replaced whole; main.py last: it imports safe.mpy,
+    # and runs the old lib/ as well as the new.
+    root.sort(key=lambda f: f[0] == "main.py")
+    have = dev.hash_files([p for p, _ in root])
     copied = []
-    for path, data in files:
+    for path, data in root:
         if have.get(path) != hashlib.sha256(data).hexdigest():
-            dev.write_file(path, data)
+            dev.write_file_atomic(path, data)
             copied.append(path)
         if progress:
             progress(path)
-    return copied, len(files)
+    if stamp:
+        for d in (STAGING, RETIRED, LIB):
+            if d in facts["root"]:
+                _remove_dir(dev, d)
+                removed.append(d + "/")
+        if progress:
+            for name, _ in lib:
+                progress(f"{LIB}/{name} (frozen)")
+    else:
+        copied += _stage_and_swap(dev, lib, facts["root"], progress)
+    return Deployed(copied, len(root) if stamp else len(files), "frozen" if stamp else "mpy", stamp,
+                    facts["heap_free"], removed)
+
+
+def _dir_hashes(dev, d):
+    names = dev.eval_json(f"[f[0] for f in __import__('os').ilistdir({d!r})]")
+    got = dev.hash_files([f"{d}/{n}" for n in names])
+    return {n: got.get(f"{d}/{n}") for n in names}
+
+
+def _remove_dir(dev, d):
+    """rm -r of a flat folder on the device."""
+    dev.exec(f"import os\nfor f in os.listdir({d!r}):\n os.remove({d!r}+'/'+f)\nos.rmdir({d!r})")
+
+
+def _stage_and_swap(dev, lib, root_names, progress):
+    """lib/ becomes exactly `lib` ((name, bytes) pairs) through lib.new/ and one swap."""
+    if LIB not in root_names and RETIRED in root_names:
+        dev.exec(f"import os\nos.rename({RETIRED!r},{LIB!r})")  # power went mid-swap, no boot since
+        root_names = [*root_names, LIB]
+    if RETIRED in root_names and LIB in root_names:
+        _remove_dir(dev, RETIRED)  # the last deploy swapped, then lost the link
+    wanted = {name: hashlib.sha256(data).hexdigest() for name, data in lib}
+    live = _dir_hashes(dev, LIB) if LIB in root_names else {}
+    if live == wanted:
+        if STAGING in root_names:
+            _remove_dir(dev, STAGING)
+        if progress:
+            for name in wanted:
+                progress(f"{LIB}/{name}")
+        return []
+    staged = _dir_hashes(dev, STAGING) if STAGING in root_names else {}
+    if STAGING not in root_names:
+        dev.exec(f"import os\nos.mkdir({STAGING!r})")
+    for extra in sorted(set(staged) - set(wanted)):
+        dev.remove(f"{STAGING}/{extra}")
+    copied, reuse = [], []
+    for name, data in lib:
+        if staged.get(name) == wanted[name]:
+            pass  # staged by an interrupted deploy
+        elif live.get(name) == wanted[name]:
+            reuse.append(name)  # unchanged: copied on the device, nothing over the cable
+        else:
+            dev.write_file(f"{STAGING}/{name}", data)
+            copied.append(f"{LIB}/{name}")
+        if progress:
+            progress(f"{LIB}/{name}")
+    if reuse:
+        dev.exec(f"b=bytearray(512)\nm=memoryview(b)\nfor n in {reuse!r}:\n"
+                 f" s=open({LIB!r}+'/'+n,'rb')\n d=open({STAGING!r}+'/'+n,'wb')\n"
+                 " while 1:\n  k=s.readinto(b)\n  if not k: break\n  d.write(m[:k])\n s.close()\n d.close()")
+    got = _dir_hashes(dev, STAGING)
+    if got != wanted:
+        bad = sorted(n for n in set(got) | set(wanted) if got.get(n) != wanted.get(n))
+        raise DeviceError(f"verify failed in {STAGING}/ for {', '.join(bad)}: the firmware was not switched "
+                          "(the old one still runs); deploy again", EXIT_VERIFY)
+    # One command, so a dropped link cannot split it; only a power cut can (boot.py's case).
+    dev.exec(f"import os\nif {LIB!r} in os.listdir():\n os.rename({LIB!r},{RETIRED!r})\n"
+             f"os.rename({STAGING!r},{LIB!r})")
+    if LIB in root_names:
+        _remove_dir(dev, RETIRED)
+    return copied
 
 
 PRIVATE_FILES = ("config.json", "config.json.tmp", "alert.json", "alert.json.tmp")

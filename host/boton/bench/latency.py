@@ -42,7 +42,7 @@ MILESTONES = (
 )
 
 
-def one_alert(workdir, time_scale=1.0, board="tcall_sim800l"):
+def one_alert(workdir, time_scale=1.0, board="tcall_sim800l_axp192"):
     """Boot a provisioned virtual device, raise one alert; return the timeline (seconds)."""
     flash = workdir / "flash"
     config = build_config(alias="Luna", contacts=[DEFAULT_CONTACT], c4=[DEFAULT_C4],

@@ -77,7 +77,7 @@ app.main()
 _SAMPLE_RE = re.compile(rb"BENCH mem (\d+) (\d+)")
 
 
-def in_device(workdir, time_scale=0.1, board="tcall_sim800l"):
+def in_device(workdir, time_scale=0.1, board="tcall_sim800l_axp192"):
     flash = workdir / "flash"
     config = build_config(alias="Luna", contacts=CONTACTS, c4=[DEFAULT_C4], device_id="BS-0042",
                           hold_ms=800)
@@ -258,7 +258,7 @@ def import_costs(d):
     return [{"module": m, "heap": v, "mpy": sizes.get(m)} for m, v in costs]
 
 
-def _outside_dir(workdir, board="tcall_sim800l", lib="mpy"):
+def _outside_dir(workdir, board="tcall_sim800l_axp192", lib="mpy"):
     """A folder like a board's flash: board.json, config.json and (unless frozen) lib/*.mpy
     as deploy copies them (the 32-bit build's mpy-cross writes the same bytes)."""
     d = workdir / "outside"

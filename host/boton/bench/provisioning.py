@@ -25,7 +25,7 @@ from . import info_row
 from .rigtap import TappedDevice
 
 NAME = "provisioning"
-BOARD = "tcall_sim800l"
+BOARD = "tcall_sim800l_axp192"
 BAUD = 115200
 
 

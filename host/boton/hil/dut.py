@@ -240,7 +240,7 @@ class HardwareDut(_DutBase):
 
     kind = "hardware"
 
-    def __init__(self, port, number, config, board="tcall_sim800l"):
+    def __init__(self, port, number, config, board="tcall_sim800l_axp192"):
         self.port = port
         self.number = number
         self.config = config

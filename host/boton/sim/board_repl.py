@@ -259,12 +259,20 @@ def main():
         w("MPY: soft reboot\r\n")
     mount_flash()
     run_file("boot.py")
-    if mode == "softraw":
-        raw_repl()
-    else:
-        run_file("main.py")
+    # A host knocks with a burst of Ctrl-C (the chip may be light-sleeping): one that lands
+    # while a traceback prints, or just as main.py ends, must not end the "board".
+    try:
+        if mode == "softraw":
+            raw_repl()
+        else:
+            run_file("main.py")
+    except KeyboardInterrupt:
+        w("\r\n")
     while True:
-        friendly_repl()
+        try:
+            friendly_repl()
+        except KeyboardInterrupt:
+            w("\r\n")
 
 
 main()

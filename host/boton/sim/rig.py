@@ -22,18 +22,23 @@ import time
 import tty
 from pathlib import Path
 
-from ..boards import load_board
+from ..boards import load_board, power_chip as expected_power_chip
 from ..frozen import device_interpreter
 from ..waiting import wait_for_item
 from .clock import Scheduler
 from .gps import GpsSim
 from .network import BEHAVIOURS, PhoneNetwork
+from .pmu import I2cBus, make as make_power_chip
 from .sim800 import Sim800
 
 BOARD_REPL = Path(__file__).with_name("board_repl.py")
 LFS_BLOCKDEV = Path(__file__).with_name("lfs_blockdev.py")
 SOFT_RAW, SOFT_FRIENDLY = 100, 101
 CONSOLE_KEEP = 1 << 20  # console bytes kept for wait_console()
+# After a wake edge the chip needs ~1 ms, and its UART driver a little more, before it
+# receives again: a URC sent with the RI edge is lost. 20 ms is unkinder than the chip,
+# on purpose (and robust to a loaded host's scheduling).
+WAKE_DEAF_S = 0.02
 
 DEFAULT_DEVICE_NUMBER = "+524490000042"
 DEFAULT_C4 = "+524499100000"
@@ -51,14 +56,14 @@ class RigError(RuntimeError):
 class VirtualDevice:
     """One simulated panic button and the phone network around it."""
 
-    def __init__(self, flash_dir, *, board="tcall_sim800l", time_scale=1.0,
+    def __init__(self, flash_dir, *, board="tcall_sim800l_axp192", time_scale=1.0,
                  network_log=None, repl="socket", repl_port=0, interpreter=None,
                  device_number=DEFAULT_DEVICE_NUMBER, c4_numbers=(DEFAULT_C4,),
                  contacts=(DEFAULT_CONTACT,), c4_answer_after_s=3.0, c4_hangup_after_s=None,
                  phones=None,
                  gps_point=AGS_CENTRO, gps_route=None, gps_ttff_s=2.0, nmea_file=None,
                  nmea_realtime=True, console_log=None, seed=None, mac="24:0a:c4:00:00:42",
-                 flash_image=None, flash_size=4 * 1024 * 1024):
+                 flash_image=None, flash_size=4 * 1024 * 1024, power_chip=None):
         self.flash_dir = Path(flash_dir)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         self.board = load_board(board)
@@ -106,8 +111,18 @@ class VirtualDevice:
         self.wdt_feeds = 0
         self.asleep_s = 0.0       # ESP32 time in light sleep, for the power model
         self.i2c = {}             # (addr, reg) -> last value written by the firmware
+        # The power chip on I2C: the profile's, unless power_chip names another ("ip5306",
+        # "axp192", "none"), as on a board flashed with the wrong profile.
+        self.i2c_bus = I2cBus(make_power_chip(power_chip or expected_power_chip(self.board)[0],
+                                              battery_mv=lambda: self.modem.battery_mv))
         self._sleep_since = None
         self.wdt_resets = 0
+        # What the chip misses while light-sleeping (its UARTs hear nothing): bytes per role
+        self.dropped_asleep = {"modem": 0, "gps": 0, "console": 0}
+        self.wake_pins = {}       # pin -> level that ends a light sleep (firmware's setup_wake)
+        self.wakes = []           # (monotonic t, "timer"|pin) for each light sleep's end
+        self.wdt_kept_over_soft_reset = 0  # soft resets the running watchdog outlived
+        self.rtc_base = time.time()  # host time at which the chip's RTC read 2000-01-01
         self._cond = threading.Condition()
         self._console_watchers = []
         self._console = bytearray()
@@ -177,6 +192,12 @@ class VirtualDevice:
         self._button_level = 1 - self.board["button"]["active"]
         self._wdt_handle = None
         self._wdt_timeout = None
+        self._hold_handle = None
+        self._on_sleep = []
+        self._wake_cause = None
+        self._deaf_until = 0.0
+        self._frozen = False
+        self._gpio_held = {}
         self._gps_off_at = None
 
         self.sched = Scheduler(time.monotonic, self.time_scale)
@@ -192,6 +213,8 @@ class VirtualDevice:
             self.network.script_phone(number, **script)
         self.modem = Sim800(self.sched, self.network, self.device_number,
                             emit=lambda b: self._uart_emit("modem", b))
+        self.modem.ri_observer = self._on_ri
+        self.modem.on_event = self._on_network_event  # PWRKEY presses and sleep, with the calls
         self.network.attach(self.device_number, self.modem)
         self.gps = GpsSim(self.sched, emit=lambda b: self._uart_emit("gps", b))
         g = self._gps_cfg
@@ -221,6 +244,7 @@ class VirtualDevice:
             t.cancel()
         await asyncio.gather(sched_task, child_task, return_exceptions=True)
         await self._kill_child()
+        self._stop_hold()
         if self._wdt_handle is not None:  # the board is off: nothing left to bite
             self._wdt_handle.cancel()
             self._wdt_handle = None
@@ -270,9 +294,17 @@ class VirtualDevice:
                 self._app_allowed.clear()
                 continue
             code = await self._run_child(mode)
-            if self._wdt_handle is not None:  # any reset disarms it; the next boot re-arms
-                self._wdt_handle.cancel()
-                self._wdt_handle = None
+            self._stop_hold()  # soft reset or not, machine.Timer callbacks end with the VM
+            self._frozen = False
+            if self._sleep_since is not None:  # whatever ended it, the chip is awake again
+                self._woke("reset")
+            soft = code in (SOFT_RAW, SOFT_FRIENDLY)
+            if self._wdt_handle is not None:
+                if soft:  # machine.WDT cannot be stopped: a soft reset leaves it running
+                    self.wdt_kept_over_soft_reset += 1
+                else:  # a hard reset (or the bite itself) disarms it; the next boot re-arms
+                    self._wdt_handle.cancel()
+                    self._wdt_handle = None
             if code == SOFT_RAW:
                 mode = "softraw"
             elif code == SOFT_FRIENDLY:
@@ -288,7 +320,7 @@ class VirtualDevice:
                    BOTON_FLASH_IMAGE=self._image_spec() if self.flash_image else "",
                    BOTON_LFS_BLOCKDEV=str(LFS_BLOCKDEV),
                    BOTON_STATE_FD=str(state_w), BOTON_TIME_SCALE=repr(self.time_scale),
-                   BOTON_MAC=self.mac)
+                   BOTON_MAC=self.mac, BOTON_RTC_BASE=repr(self.rtc_base))
         self._proc = await asyncio.create_subprocess_exec(
             self.interpreter.exe, "-X", f"heapsize={self.interpreter.heap}", str(BOARD_REPL), mode,
             cwd=self.flash_dir, env=env, pass_fds=(state_w,),
@@ -330,6 +362,11 @@ class VirtualDevice:
             await proc.wait()
 
     def _to_child(self, data: bytes):
+        if self._sleep_since is not None:
+            # UART0 is clock-gated in light sleep and is no wake source: the host's bytes
+            # (a Ctrl-C included) are lost, as on the chip.
+            self.dropped_asleep["console"] += len(data)
+            return
         proc = self._proc
         if not proc or proc.returncode is not None:
             # Between interpreters (boot, soft reset): hold the bytes as a UART FIFO would.
@@ -487,6 +524,9 @@ class VirtualDevice:
                     data = await reader.read(1024)
                     if not data:
                         break
+                    self._deaf_until = 0.0  # it writes: it is awake, whatever the WAKE line's delay
+                    if self._sleep_since is not None:
+                        self._woke("uart")
                     if role == "modem":
                         self.modem.feed(data)
                         self._kick_scheduler()
@@ -495,9 +535,19 @@ class VirtualDevice:
             finally:
                 if self._uart_writers.get(role) is writer:
                     del self._uart_writers[role]
+        elif hello == ["i2c"]:  # hw_sim.i2c_read: one request line, one reply line
+            try:
+                while line := await reader.readline():
+                    writer.write(self.i2c_bus.request(line))
+            except ConnectionError:
+                pass
         elif hello == ["gpio"]:
             self._gpio_writer = writer
+            self._gpio_held.clear()
             writer.write(b"P %d %d\n" % (self.board["button"]["pin"], self._button_level))
+            ri = self.board["modem"].get("ri")
+            if ri is not None:
+                writer.write(b"P %d %d\n" % (ri, self.modem.ri))
             self._push_adc()
             try:
                 while True:
@@ -519,6 +569,10 @@ class VirtualDevice:
         return None
 
     def _uart_emit(self, role, data: bytes):
+        if self._sleep_since is not None or time.monotonic() < self._deaf_until:
+            # The chip's UARTs do not receive in light sleep: not buffered, lost.
+            self.dropped_asleep[role] += len(data)
+            return
         w = self._uart_writers.get(role)
         if w is not None and not w.is_closing():
             w.write(data)
@@ -531,17 +585,29 @@ class VirtualDevice:
         if parts[:1] == [b"I2C"] and len(parts) == 4:
             with self._cond:
                 self.i2c[(int(parts[1]), int(parts[2]))] = int(parts[3])
+                self.i2c_bus.write(int(parts[1]), int(parts[2]), int(parts[3]))
                 self._cond.notify_all()
+            return
+        if parts[:1] == [b"WAKEON"]:
+            self.wake_pins = {int(parts[i]): int(parts[i + 1]) for i in range(1, len(parts) - 1, 2)}
             return
         if parts[:1] == [b"SLEEP"]:
             self._sleep_since = time.monotonic()
+            self._wake_cause = None
+            todo, self._on_sleep = self._on_sleep, []
+            for fn in todo:
+                fn()
+            self._kick_scheduler()
             return
         if parts[:1] == [b"WAKE"]:
             if self._sleep_since is not None:
-                with self._cond:
-                    self.asleep_s += time.monotonic() - self._sleep_since
-                    self._sleep_since = None
-                    self._cond.notify_all()
+                self._woke(self._wake_cause or "timer")
+            return
+        if parts[:1] == [b"HOLD"] and len(parts) == 3:
+            self._start_hold(int(parts[1]) / 1000, int(parts[2]) / 1000)
+            return
+        if parts[:1] == [b"RTC"] and len(parts) == 2:
+            self.rtc_base = float(parts[1])  # the firmware set the clock; it outlives resets
             return
         if parts == [b"FEED"]:
             self.wdt_feeds += 1
@@ -570,7 +636,7 @@ class VirtualDevice:
         bat = self.board.get("battery") or {}
         if bat.get("source") == "adc" and self._gpio_writer:
             uv = int(self.modem.battery_mv * 1000 / bat.get("divider", 2.0))
-            self._gpio_writer.write(b"A %d %d\n" % (bat["pin"], uv))
+            self._gpio_send(("adc", bat["pin"]), b"A %d %d\n" % (bat["pin"], uv))
 
     def set_battery_mv(self, mv):
         """The one battery: what the SIM800 reports in AT+CBC and the ADC reads."""
@@ -592,6 +658,63 @@ class VirtualDevice:
         hot = self._gps_off_at is not None and time.monotonic() - self._gps_off_at < 7200 * self.time_scale
         self.gps.start(mode="hot" if hot else "cold",
                        ttff_s=None if hot else self._gps_cfg["ttff"])
+
+    def _woke(self, why):
+        """The light sleep ended: account it, and deliver the pin levels held meanwhile."""
+        with self._cond:
+            self.asleep_s += time.monotonic() - self._sleep_since
+            self._sleep_since = None
+            self.wakes.append((time.monotonic(), why))
+            self._cond.notify_all()
+        held, self._gpio_held = self._gpio_held, {}
+        for line in held.values():
+            self._gpio_send_now(line)
+
+    def _gpio_send(self, pin, line: bytes, level=None):
+        """A line to the chip's GPIO side. Asleep, only a wake pin at its level gets through
+        (named first with "K <pin>", as the chip's wake cause); anything else waits for the
+        chip to wake, the latest value per pin (a level, not an event: edges are lost)."""
+        if self._sleep_since is not None:
+            if level is None or self.wake_pins.get(pin) != level:
+                self._gpio_held[pin] = line
+                return
+            self._gpio_held.pop(pin, None)
+            self._wake_cause = pin
+            self._deaf_until = time.monotonic() + WAKE_DEAF_S
+            self._gpio_send_now(b"K %d\n" % pin)
+        self._gpio_send_now(line)
+
+    def _gpio_send_now(self, line):
+        if self._gpio_writer and not self._gpio_writer.is_closing():
+            self._gpio_writer.write(line)
+
+    def _on_ri(self, level):
+        """The SIM800's RI output, wired to the board's ri pin (if it has one)."""
+        ri = self.board["modem"].get("ri")
+        if ri is not None:
+            self._gpio_send(ri, b"P %d %d\n" % (ri, level), level)
+
+    def _start_hold(self, timeout_s, hold_s):
+        """hw.hold_watchdog(): a machine.Timer feeds the watchdog (re-armed at timeout_s)
+        for hold_s, while the interpreter lives and runs (a frozen CPU feeds nothing)."""
+        self._stop_hold()
+        self._wdt_arm(timeout_s)
+        loop = asyncio.get_running_loop()
+        until = loop.time() + hold_s
+
+        def tick():
+            self._hold_handle = None
+            if self._frozen or loop.time() >= until:
+                return
+            self.wdt_feeds += 1
+            self._wdt_arm(self._wdt_timeout)
+            self._hold_handle = loop.call_later(timeout_s / 4, tick)
+        tick()
+
+    def _stop_hold(self):
+        if self._hold_handle is not None:
+            self._hold_handle.cancel()
+            self._hold_handle = None
 
     def _wdt_arm(self, timeout_s):
         """machine.WDT: once started it cannot be stopped; a missed feed resets the chip."""
@@ -625,8 +748,8 @@ class VirtualDevice:
 
     def _gpio_write(self, level):
         self._button_level = level
-        if self._gpio_writer:
-            self._gpio_writer.write(b"P %d %d\n" % (self.board["button"]["pin"], level))
+        pin = self.board["button"]["pin"]
+        self._gpio_send(pin, b"P %d %d\n" % (pin, level), level)
 
     async def _press(self, hold_s, bounce):
         await self._set_button(True, bounce)
@@ -673,10 +796,16 @@ class VirtualDevice:
         """Drop the REPL connection right after the host sends bytes containing marker."""
         self.call(setattr, self, "_unplug_when", marker)
 
+    def on_next_sleep(self, fn):
+        """fn() on the rig's loop the moment the chip next enters light sleep (so a test
+        can make something happen while it cannot hear it)."""
+        self.call(self._on_sleep.append, fn)
+
     def freeze(self):
         """The CPU hangs (the interpreter stops dead): only the watchdog can bring it back."""
         async def stop():
             if self._proc and self._proc.returncode is None:
+                self._frozen = True
                 self._proc.send_signal(signal.SIGSTOP)
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
 

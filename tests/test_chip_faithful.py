@@ -1,0 +1,112 @@
+"""The virtual ESP32 is as unkind as the chip where the firmware depends on it (issue 13,
+item 7), and the firmware survives it:
+
+* after a light sleep with ext0/ext1 wake, the wake pins are left in RTC mode (read 0,
+  no IRQ) until re-initialised;
+* the UARTs (modem and console) hear nothing while the chip light-sleeps: the bytes are
+  lost, not buffered; the SIM800's RI line is a GPIO that wakes it;
+* machine.WDT cannot be stopped: it outlives a soft reset (a host's REPL session);
+* the RTC counts from 2000-01-01 at power-on until the firmware sets it.
+
+Each scenario fails on a firmware (or host) that trusts a kinder chip.
+"""
+import threading
+import time
+
+from click.testing import CliRunner
+
+from boton.cli import main as cli
+from boton.device import Device
+from boton.sim.rig import DEFAULT_C4
+from rigkit import demo_config, provisioned_device
+
+RI_BOARD = "devkitc_sim800l_neo6m"  # its SIM800's RI is wired to GPIO33
+
+
+def _no_ri_board(tmp_path):
+    """The T-Call's IP5306 revisions route neither RI nor DTR to the ESP32."""
+    return "tcall_sim800l_ip5306"
+
+
+PIN = "5830"
+
+
+def _ubicacion(vd):
+    """C4 asks for her location by SMS, delivered the instant the chip falls asleep (its
+    +CMTI then reaches a deaf UART); returns the network event index to wait after."""
+    mark = len(vd.events)
+    vd.on_next_sleep(lambda: vd.modem.net_incoming_sms(DEFAULT_C4, "UBICACION " + PIN))
+    return mark
+
+
+def test_button_pin_after_light_sleep_is_no_false_alert_and_still_alerts(tmp_path):
+    # ESP-IDF leaves the ext0 pin in RTC mode after lightsleep(): an active-low button
+    # then reads "pressed" (a false alert) and its IRQs stop (a dead button)
+    with provisioned_device(tmp_path, board=RI_BOARD) as vd:
+        vd.wait_asleep(4.5, timeout=60)  # three 2 s sleeps: the firmware went back each time
+        assert not any(e["kind"].startswith("call") for e in vd.events)
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60)
+    assert [w for w in vd.wakes if w[1] == "timer"]  # it did sleep and wake in between
+
+
+def test_sms_command_sent_while_asleep_is_answered(tmp_path):
+    cfg = demo_config(pin=PIN)
+    with provisioned_device(tmp_path, config=cfg, board=RI_BOARD) as vd:
+        vd.wait_console("EV power modem_sleep", timeout=30)
+        mark = _ubicacion(vd)
+        reply = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == DEFAULT_C4,
+                              timeout=60, after=mark)
+    assert reply["text"].startswith("UBICACION")
+    assert vd.dropped_asleep["modem"] > 0          # the +CMTI itself was lost...
+    assert any(w[1] == vd.board["modem"]["ri"] for w in vd.wakes)  # ...RI's pulse woke it
+
+
+def test_board_without_ri_sleeps_and_still_hears_sms_and_calls(tmp_path):
+    cfg = demo_config(pin=PIN)
+    cfg["sweep_s"] = 20  # scaled with time_scale on the rig: every 2 s here
+    with provisioned_device(tmp_path, config=cfg, board=_no_ri_board(tmp_path)) as vd:
+        vd.wait_asleep(1.0, timeout=60)            # it light-sleeps although no RI is wired
+        mark = _ubicacion(vd)
+        vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == DEFAULT_C4, timeout=60, after=mark)
+        assert vd.dropped_asleep["modem"] > 0
+        log = vd.console_mark()
+        vd.on_next_sleep(lambda: vd.network.call_device(DEFAULT_C4, vd.device_number))
+        vd.wait_console("EV incoming_", timeout=30, since=log)  # the ring was heard by a sweep
+
+
+def test_watchdog_outlives_the_soft_reset_and_a_long_session_is_fed(tmp_path):
+    cfg = demo_config()
+    cfg["watchdog_s"] = 2
+    with provisioned_device(tmp_path, config=cfg, board=RI_BOARD) as vd:
+        with Device(vd.repl_url, timeout=20) as dev:
+            # longer than the watchdog the firmware armed before the session's soft reset
+            assert dev.exec("import time\ntime.sleep(3)\nprint(7)", timeout=20).strip() == b"7"
+        assert vd.wdt_kept_over_soft_reset >= 1 and vd.wdt_resets == 0
+        r = CliRunner().invoke(cli, ["status", "--port", vd.repl_url, "--json"])
+        assert r.exit_code == 0, r.output
+        assert vd.wdt_resets == 0
+
+
+def test_ctrl_c_lost_while_the_board_sleeps_is_sent_again(tmp_path):
+    with provisioned_device(tmp_path, board=RI_BOARD) as vd:
+        asleep = threading.Event()
+        vd.wait_console("EV power modem_sleep", timeout=30)
+        vd.on_next_sleep(asleep.set)
+        assert asleep.wait(30)
+        with Device(vd.repl_url, timeout=10) as dev:  # its first Ctrl-C reaches a deaf UART
+            assert dev.exec("print(6*7)").strip() == b"42"
+    assert vd.dropped_asleep["console"] > 0
+
+
+def test_log_stamps_unset_clock_as_such_then_gps_utc(tmp_path):
+    with provisioned_device(tmp_path, board=RI_BOARD) as vd:
+        vd.wait_console("EV clock gps", timeout=60)
+        lines = []
+        for i in range(4):
+            f = tmp_path / "flash" / ("log.%d" % i)
+            if f.exists():
+                lines += [ln for ln in f.read_text().splitlines() if ln.strip()]
+    stamps = {ln.split(" ")[2]: ln.split(" ")[1] for ln in lines}
+    assert stamps["boot"].endswith("?") and stamps["boot"].startswith("9466")  # 2000-01-01
+    assert abs(int(stamps["clock"]) - time.time()) < 120   # then GPS UTC: real time
