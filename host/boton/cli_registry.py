@@ -104,8 +104,9 @@ def _device_json(d):
 def devices():
     """The device inventory: every button, its state and (encrypted) the case it serves.
 
-    States: in_stock -> provisioned -> delivered -> returned -> (wiped) in_stock; any but
-    delivered -> faulty or retired. Delivery needs a case and a passed test call.
+    States: in_stock -> provisioning -> provisioned -> delivered -> returned -> (wiped)
+    in_stock; any but delivered -> faulty or retired. Delivery needs a case, a config
+    written from it and a passed test call, and reads the button itself (--port).
 
     The registry is BOTON_REGISTRY or registry.sqlite3 in the user data folder; case data
     needs the key (BOTON_KEY or the key file from `boton registry init-key`).
@@ -246,10 +247,57 @@ def _simple(name, method, doc, message):
     return cmd
 
 
-_simple("deliver", "deliver",
-        "Mark a provisioned device as delivered to her. Needs a case and a passed test call "
-        "since the last flash, deploy or provision.\n\nExample: boton devices deliver BS-0042",
-        lambda d, c: f"{d.label} delivered; {_counts_line(c)}")
+@devices.command()
+@click.argument("device")
+@click.option("--port", envvar="BOTON_PORT", required=True,
+              help="Serial port of the button being handed over (or BOTON_PORT): it is read before "
+                   "it is recorded as delivered.")
+@registry_options
+def deliver(device, port, registry_path, technician):
+    """Mark a provisioned button as delivered to her, reading the button itself first.
+
+    \b
+    Registry first: DEVICE must be provisioned, with her case assigned, its configuration
+    written from that case, and a passed test call since the last flash, deploy or
+    provision (refused with exit 7 before the port is opened). Then the button on --port
+    must be DEVICE (its eFuse MAC) and hold the configuration recorded at provisioning
+    and test-called, matching her case (needs the key): otherwise exit 5, nothing recorded.
+
+    Example: boton devices deliver BS-0042 --port /dev/ttyUSB0
+    """
+    from .cli import device_mac
+    from .device import Device
+    from .provision import CONFIG_PATH
+
+    with _open(registry_path, technician) as reg:
+        d = reg.find(device)
+        reg.deliver(d.mac, dry_run=True)          # registry first: refused before the port opens
+        with Device(port) as dev:
+            mac = device_mac(dev)
+            reg.precheck("deliver", mac, expected=d.mac)
+            raw = dev.read_file(CONFIG_PATH)
+        d = reg.deliver(mac, config_hash=reg.check_config(mac, raw))
+        counts = reg.counts()
+    console.print(f"{d.label} delivered; {_counts_line(counts)}", soft_wrap=True)
+
+
+@devices.command("abort-provision")
+@click.argument("device")
+@registry_options
+def abort_provision(device, registry_path, technician):
+    """Roll back an interrupted provisioning that will not be finished (the button is gone
+    or broken): provisioning -> in stock, with no recorded configuration and flagged for a
+    wipe (it may hold the old or the new one). If the button is at hand, running `boton
+    provision` again finishes it instead.
+
+    Example: boton devices abort-provision BS-0042
+    """
+    with _open(registry_path, technician) as reg:
+        d = reg.abort_provision(reg.find(device).mac)
+    console.print(f"{d.label} back in stock; its provisioning was aborted: wipe it or provision "
+                  "it again before use", soft_wrap=True)
+
+
 _simple("return", "return_device",
         "She gave the device back: delivered -> returned. Her case is closed (its numbers are "
         "free again) and the device is flagged until its configuration is wiped.\n\n"

@@ -92,12 +92,14 @@ def kb_per_s(nbytes: int, seconds: float) -> str:
 
 
 def flash(port, firmware, *, offset=BOOTLOADER_OFFSET, force=False, stub=None, progress=print,
-          on_progress=None, virtual_only=False) -> dict:
+          on_progress=None, virtual_only=False, check=None, before_erase=None) -> dict:
     """The whole job on one board, on one connection. Returns what the registry records
     plus timings. stub: None = the flasher stub on a real chip, the ROM loader on the
     virtual one; False = the ROM loader. virtual_only: refuse a chip that is not the
     virtual one before anything is erased (for the virtual firmware). firmware: a path,
-    or the image itself as bytes."""
+    or the image itself as bytes. check(mac): called once the chip's MAC is read, before
+    anything is written (the registry's pre-check: raise to refuse); before_erase(mac):
+    called right before the chip is erased (so the registry can say its config is going)."""
     if isinstance(firmware, (bytes, bytearray)):
         data, name = bytes(firmware), "the firmware"
     else:
@@ -118,8 +120,11 @@ def flash(port, firmware, *, offset=BOOTLOADER_OFFSET, force=False, stub=None, p
         if virtual_only and not virtual:
             raise FlashError(f"{port} is a real ESP32 ({mac}): the virtual firmware does not boot "
                              "on it; give --firmware", 2)
+        if check:
+            check(mac)
         esp = _with_loader(esp, stub, virtual)
-        result = _flash_on(esp, port, data, offset, force, progress)
+        result = _flash_on(esp, port, data, offset, force, progress,
+                           before_erase and (lambda: before_erase(mac)))
         result.update(mac=mac, virtual=virtual)
     except DeviceError:
         raise
@@ -145,7 +150,7 @@ def _with_loader(esp, stub, virtual):
     return run_stub(esp)
 
 
-def _flash_on(esp, port, data, offset, force, progress) -> dict:
+def _flash_on(esp, port, data, offset, force, progress, before_erase=None) -> dict:
     from esptool.cmds import attach_flash, detect_flash_size, erase_flash, erase_region, write_flash
 
     sink = board.log
@@ -165,6 +170,8 @@ def _flash_on(esp, port, data, offset, force, progress) -> dict:
         result["skipped"] = True
         _leave(esp, port, progress)
         return result
+    if before_erase:
+        before_erase()
     progress(f"{port}: erasing {size}")
     sink.step = "erase"
     if esp.IS_STUB:
