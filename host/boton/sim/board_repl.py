@@ -251,6 +251,18 @@ def mount_flash():
     g["mount_from_env"]()
 
 
+def seal():
+    """The board keeps nothing of the host but its flash: board_seal.py, run in a namespace
+    of its own that is emptied after (its closures' __globals__: nothing to reach through)."""
+    import builtins
+    import vfs
+
+    g = {"__name__": "board_seal"}
+    exec(open(sys.argv[0].rsplit("/", 1)[0] + "/board_seal.py").read(), g)
+    g["seal"](os, vfs, builtins)
+    g.clear()
+
+
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else "power"
     if mode == "power":
@@ -258,6 +270,8 @@ def main():
     else:
         w("MPY: soft reboot\r\n")
     mount_flash()
+    seal()
+    del globals()["os"]  # the real one, should anything reach this file's __globals__
     run_file("boot.py")
     # A host knocks with a burst of Ctrl-C (the chip may be light-sleeping): one that lands
     # while a traceback prints, or just as main.py ends, must not end the "board".

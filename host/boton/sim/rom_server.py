@@ -61,6 +61,7 @@ from collections import deque
 
 import serial.rfc2217 as rfc2217
 
+from .peercred import allowed as peer_allowed
 from .rom_loader import RomLoader, boot_banner, slip_encode
 
 log = logging.getLogger(__name__)
@@ -317,8 +318,12 @@ class RomServer:
 
     def _accept(self, sel):
         try:
-            conn, _ = self._listen.accept()
+            conn, peer = self._listen.accept()
         except BlockingIOError:
+            return
+        # Only the user who started it (checked before the current client is dropped).
+        if not peer_allowed(peer, conn.getsockname(), "ROM loader/REPL"):
+            conn.close()
             return
         if self._conn is not None:
             self._drop_client(sel)
