@@ -2,9 +2,13 @@
 # It runs unchanged on MicroPython (prepended to the test code) and on CPython:
 # it keeps the timers the machine sets, fires them in time order, and (optionally)
 # reports every send_sms as delivered at once.  Not collected by pytest.
+# Story time (t, in every recorded action) starts at 0; the machine is handed ticks
+# t0 + t, wrapped as time.ticks_ms() wraps (gesture.ticks_add), so a story started
+# near the wrap must record exactly what the same story from 0 records.
 import json
 import sys
 from alert import AlertMachine
+from gesture import ticks_add
 
 C4 = "+524491110000"
 C4B = "+524492220000"
@@ -14,7 +18,7 @@ CFG = {"c4_numbers": [C4, C4B], "contacts": CONTACTS, "pin": "4321", "alias": "L
 
 
 class Sim:
-    def __init__(self, cfg=None, sms_ok=True, keep=None, text=None, **over):
+    def __init__(self, cfg=None, sms_ok=True, keep=None, text=None, t0=0, **over):
         # keep: the action kinds to record (None: all); text: how much of each SMS
         # text to record (None: all) - long scenarios must stay small on MicroPython
         c = dict(CFG)
@@ -23,6 +27,7 @@ class Sim:
         self.cfg = c
         self.m = AlertMachine(c)
         self.t = 0
+        self.t0 = t0            # the ticks at story time 0
         self.timers = {}
         # every action as (t, kind, args...), kept in 64-entry chunks so that a long
         # scenario never needs a big contiguous block in MicroPython's 110 KB heap
@@ -64,18 +69,22 @@ class Sim:
                 self.pending.append(a[3])
         while self.sms_ok is not None and self.pending:
             n = self.pending.pop(0)
-            self._run(self.m.handle(("sms_sent", n, self.sms_ok), self.t))
+            self._run(self.m.handle(("sms_sent", n, self.sms_ok), self.now()))
+
+    def now(self):
+        # what time.ticks_ms() would read
+        return ticks_add(self.t0, self.t)
 
     def ev(self, *e):
-        self._run(self.m.handle(tuple(e), self.t))
+        self._run(self.m.handle(tuple(e), self.now()))
         return self
 
     def resume(self, state):
-        self._run(self.m.from_state(state, self.t))
+        self._run(self.m.from_state(state, self.now()))
         return self
 
     def start(self):
-        self._run(self.m.start(self.t))
+        self._run(self.m.start(self.now()))
         return self
 
     def advance(self, ms):
@@ -87,7 +96,7 @@ class Sim:
             v, k = due[0]
             del self.timers[k]
             self.t = v
-            self._run(self.m.handle(("timer", k), self.t))
+            self._run(self.m.handle(("timer", k), self.now()))
         self.t = end
         return self
 

@@ -302,6 +302,34 @@ def test_helpers_reject_malformed():
             assert f(bad) is None or f is atparse.parse_cmgr, (f, bad)
 
 
+CCLK_CASES = [
+    # 3GPP TS 27.007 8.15's example: 22:10 at GMT+2 (+08 quarters) is 20:10 UTC
+    ('+CCLK: "94/05/06,22:10:00+08"', 3924015000),   # yy is 20yy on a SIM800: 2094
+    ('+CCLK: "26/11/29,12:00:00-24"', 1795975200),   # Mexico's central zone, -6 h
+    ('"26/03/08,12:00:07-24"', 1772992807),
+    ('+CCLK: "04/01/01,00:00:40+00"', 1072915240),   # a module that never heard the network
+    ('+CCLK: "24/02/29,23:59:59+00"', 1709251199),   # leap day
+    ('+CCLK: "26/06/01,05:30:00+22"', 1780272000),   # +5:30 (India)
+]
+CCLK_BAD = ["", "+CCLK: ", '+CCLK: "04/01/01,00:00:00"', '"aa/01/01,00:00:00+00"',
+            '"04/13/01,00:00:00+00"', '"04/01/01,00:00:00+-1"', '"04/01/01,24:00:00+00"',
+            '"04/01/01,00:00:00 +1"', '"04/01/00,00:00:00+00"', '"04/01/01,00:00:00+97"',
+            '"04/01/01-00:00:00+00"', '+CCLK: "26/11/29,12:00:00-24']
+
+
+def test_parse_cclk():
+    for line, unix in CCLK_CASES:
+        assert atparse.parse_cclk(line) == unix, line
+    for bad in CCLK_BAD:
+        assert atparse.parse_cclk(bad) is None, bad
+
+
+def test_parse_cclk_on_micropython(mpy):
+    got = mpy.json("import json, atparse\nprint(json.dumps([atparse.parse_cclk(x) for x in %r]))"
+                   % ([c for c, _ in CCLK_CASES] + CCLK_BAD,))
+    assert got == [u for _, u in CCLK_CASES] + [None] * len(CCLK_BAD)
+
+
 # ---------------------------------------------------------------------------
 # Behaviour: prompt, URC vs reply, call-progress codes, noise, bounds
 

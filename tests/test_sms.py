@@ -274,7 +274,7 @@ def _render_all(mod, cases):
         out.append(mod.daily_status_text(battery=c["battery"], rssi=len(a) % 40, gps="nofix",
                                          fw="1.0.0", alerts=3, device_id=c["device_id"],
                                          uptime_h=len(a), fix_age_s=c["age_s"],
-                                         test=c["test"]))
+                                         test=c["test"], log_head=(len(a) * 99991, "9f8e7d6c5b4a3921")))
     return out
 
 
@@ -339,7 +339,7 @@ def test_fuzz_other_texts(alias, by, battery, device_id, rssi, fw, alerts):
                               device_id=device_id, sats=rssi),
               sms.daily_status_text(battery=battery, rssi=rssi, gps="off", fw=fw,
                                     alerts=alerts, device_id=device_id, uptime_h=alerts,
-                                    fix_age_s=rssi, test=True)):
+                                    fix_age_s=rssi, test=True, log_head=(alerts, fw or "0"))):
         assert one_segment(t), t
 
 
@@ -359,3 +359,50 @@ def test_fuzz_gsm7(s):
         assert seg == (1 if units <= 70 else -(-units // 67)) or seg == -(-units // 67) + 1
     assert isinstance(gsm7.encode(s, "GSM"), bytes)
     assert gsm7.maybe_ucs2(s) is not None
+
+
+# ---------------------------------------------------------------------------
+# The event log's head in the daily status SMS (issue 10 item 4)
+
+def test_daily_status_ends_in_the_log_head_even_at_its_longest(mpy):
+    code = """
+import json, sms
+long = dict(battery=100, rssi=99, gps="nofix", fix_age_s=10 ** 9, fw="1.2.3-rc.4+abcdef",
+            alerts=10 ** 6, device_id="BS-" + "9" * 40, uptime_h=10 ** 6, test=True)
+print(json.dumps([sms.daily_status_text(log_head=(4294967295, "a1b2c3d4e5f60718"), **long),
+                  sms.daily_status_text(log_head=(57, "a1b2c3d4e5f60718"), battery=87, rssi=18,
+                                        gps="nofix", fw="1.2.3", alerts=1, device_id="BS-0042",
+                                        uptime_h=24),
+                  sms.daily_status_text(**long)]))
+"""
+    longest, usual, without = mpy.json(code)
+    assert longest.endswith(" Log 4294967295:a1b2c3") and one_segment(longest), longest
+    assert usual == ("Boton Seguro BS-0042 reporte diario: Bat 87% Senal 18/31 GPS sin senal "
+                     "FW 1.2.3 Alertas 1 Encendido 24h. Log 57:a1b2c3")
+    assert one_segment(without) and "Log" not in without
+
+
+def test_an_sms_log_head_is_checked_against_the_device_log(tmp_path):
+    from boton.provision import check_sms_log_head
+    import eventlog
+    log = eventlog.EventLog(prefix=str(tmp_path / "log"), echo=False, clock=lambda: 1764000000)
+    for i in range(10):
+        log.add("boot" if i == 0 else "tick", str(i))
+    sms_said = "%d:%s" % (log.seq, log.last[:6])           # what the daily SMS carried
+    lines = log.entries()
+    assert check_sms_log_head(lines, sms_said)[0]
+    assert check_sms_log_head(lines, "Log " + sms_said)[0]  # as it reads in the SMS
+    for i in range(5):
+        log.add("tick", "later")
+    assert check_sms_log_head(log.entries(), sms_said)[0]  # entries after it do not matter
+    # rewritten: entry 10 changed and the chain recomputed from there
+    forged = eventlog.EventLog(prefix=str(tmp_path / "forged"), echo=False, clock=lambda: 1764000000)
+    for i in range(10):
+        forged.add("boot" if i == 0 else "tick", str(i) if i != 9 else "otra_cosa")
+    ok, why = check_sms_log_head(forged.entries(), sms_said)
+    assert not ok and "rewritten" in why
+    ok, why = check_sms_log_head(lines[:8], sms_said)       # cut before it
+    assert not ok and "ends before entry 10" in why
+    for bad in ("", "10", "10:xyz123", "diez:a1b2c3", "10:a1b2"):
+        ok, why = check_sms_log_head(lines, bad)
+        assert not ok and "SEQ:HEX" in why, bad

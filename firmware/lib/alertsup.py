@@ -17,6 +17,7 @@ class SupMixin:
         self.daily_left = None  # restored by from_state, used by start
         self.up_ms = 0          # uptime up to daily_t
         self.rep_alerts = 0     # self.alerts counted by the last delivered report
+        self.log_head = None    # callable() -> (seq, hex) of the event log, for the daily SMS
 
     def _bat_th(self):
         th = self.cfg["low_battery_pct"]
@@ -168,7 +169,8 @@ class SupMixin:
                 fix_age_s=age if kind == "last" else None,
                 sats=f[3] if (f and kind == "gps") else None, fw=c["fw"],
                 alerts=max(0, int(msg[6:]) - self.rep_alerts), device_id=c["device_id"],
-                uptime_h=None if up is None else up // 3600000, test=self._test())
+                uptime_h=None if up is None else up // 3600000, test=self._test(),
+                log_head=self.log_head() if self.log_head else None)
         return sms.low_battery_text(alias=c["alias"], device_id=c["device_id"],
                                     battery=self.battery if msg == "lowbat" else None,
                                     test=self._test())

@@ -286,3 +286,26 @@ def _clean(raw):
             c = 0x3F  # '?'
         out.append(c)
     return out.decode().strip()
+
+
+def parse_cclk(line):
+    # '+CCLK: "24/05/06,22:10:00-24"' (or just the quoted time) -> UTC Unix seconds, or
+    # None. The module gives local time and the zone in quarter hours (3GPP TS 27.007
+    # 8.15: "yy/MM/dd,hh:mm:ss+zz"); yy is 20yy (a SIM800 that never heard the network
+    # time counts from its default "04/01/01,00:00:00": the caller judges plausibility).
+    from eventlog import unix_from_utc
+    i = line.find('"')
+    j = line.find('"', i + 1)
+    t = line[i + 1:j] if 0 <= i < j else line.strip()
+    if len(t) != 20 or t[2] != "/" or t[5] != "/" or t[8] != "," or t[17] not in "+-":
+        return None
+    f = []
+    for k in (0, 3, 6, 9, 12, 15, 18):
+        if not t[k:k + 2].isdigit():  # int() would take " 1" or "-1"
+            return None
+        f.append(int(t[k:k + 2]))
+    y, mo, d, hh, mm, ss, q = f
+    if not (1 <= mo <= 12 and 1 <= d <= 31 and hh < 24 and mm < 60 and ss < 60 and q <= 96):
+        return None
+    tz_s = q * 900 if t[17] == "+" else -q * 900
+    return unix_from_utc((2000 + y, mo, d, hh, mm, ss)) - tz_s

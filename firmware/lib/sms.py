@@ -278,15 +278,22 @@ def status_text(battery=None, rssi=None, gps=None, fw="", alerts=0, device_id=""
 
 
 def daily_status_text(battery=None, rssi=None, gps=None, fw="", alerts=0, device_id="",
-                      sats=None, uptime_h=None, test=False, fix_age_s=None):
+                      sats=None, uptime_h=None, test=False, fix_age_s=None, log_head=None):
     # Daily heartbeat SMS to the programme's number.  Never her position: only how old
     # the last fix is (fix_age_s -> "GPS hace 3h"; None -> the gps word as status_text).
     # alerts: alerts since the previous report; uptime_h: hours since the last reset.
+    # log_head: (seq, hex) of the event log's last entry -> " Log 57:a1b2c3", kept whole
+    # at the end: the programme can later hold the device's log against it (a rewritten
+    # log no longer has that entry; boton.provision.check_sms_log_head).
     t = ("PRUEBA " if test else "") + "Boton Seguro " + _dev(device_id) + \
         " reporte diario: " + _status_body(battery, rssi, gps, sats, fw, alerts, fix_age_s)
     if uptime_h is not None:
         t += " Encendido %dh" % int(uptime_h)
-    return oneline(t + ".")[:MAX]
+    t = oneline(t + ".")
+    if not log_head:
+        return t[:MAX]
+    tail = " Log %d:%s" % (int(log_head[0]), oneline(str(log_head[1]))[:6])
+    return t[:MAX - len(tail)] + tail
 
 
 def low_battery_text(alias="", battery=None, device_id="", test=False):

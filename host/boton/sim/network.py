@@ -132,6 +132,9 @@ class PhoneNetwork:
     sms_submit_s = 3.0      # AT+CMGS Ctrl-Z until the SMSC acknowledges (+CMGS), 1-5 s
     sms_delivery_s = 2.0    # SMSC to a device: until the modem stores it (+CMTI)
     register_s = 4.0        # a modem finds and registers on a cell once it may
+    # Whether registering gives a modem the network's time (NITZ, AT+CLTS=1): many networks
+    # send none. A class attribute, so a rig or test can choose before the rig starts.
+    gives_time = True
 
     def __init__(self, scheduler, log_path=None, operator="TELCEL", mcc=334, mnc="020",
                  signal_level=20, start_datetime=None, utc_offset_h=-6, region="MX",

@@ -1,0 +1,132 @@
+"""The device's clock without a GPS fix (issue 13, item 7): the network's time (AT+CLTS=1,
+NITZ, AT+CCLK?) sets the RTC when the network sends it; a network that sends none leaves
+the log stamps marked unsynced ("?"), and GPS UTC wins over the network's time."""
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from boton.sim.clock import ManualClock, Scheduler
+from boton.sim.network import PhoneNetwork
+from boton.sim.sim800 import Sim800
+from rigkit import provisioned_device
+
+EPOCH_2000 = 946684800
+MX = timezone(timedelta(hours=-6))
+NO_FIX = dict(gps_ttff_s=1e6)  # indoors: the GPS never gets a fix
+
+
+def log_entries(vd):
+    """(seq, stamp, event, detail) of the device's event log on its flash, oldest first."""
+    rows = []
+    for f in vd.flash_dir.glob("log.*"):
+        for line in f.read_text().splitlines():
+            parts = line.split(" ")
+            if len(parts) >= 5:
+                rows.append((int(parts[0]), parts[1], parts[2], parts[3]))
+    return sorted(rows)
+
+
+def device_unix(vd):
+    """UTC Unix seconds by the virtual chip's RTC now."""
+    return time.time() - vd.call(lambda: vd.rtc_base) + EPOCH_2000
+
+
+def sent_to_modem(vd):
+    return b"".join(data for _, d, data in vd.call(lambda: list(vd.modem.at_log)) if d == "rx")
+
+
+def test_network_time_sets_the_clock_without_a_fix(tmp_path):
+    with provisioned_device(tmp_path, **NO_FIX) as vd:
+        text = vd.wait_console("EV clock network", timeout=30)
+        assert "EV clock gps" not in text
+        assert abs(device_unix(vd) - time.time()) < 60
+        rows = log_entries(vd)
+        at = next(i for i, r in enumerate(rows) if r[2:] == ("clock", "network"))
+        assert all(r[1].endswith("?") for r in rows[:at])      # before: unsynced
+        after = rows[at:]
+        assert after and not any(r[1].endswith("?") for r in after), after
+        assert all(abs(int(r[1]) - time.time()) < 120 for r in after)
+        # set once: later reads do not log it again
+        assert [r for r in rows if r[2] == "clock"] == [rows[at]]
+
+
+def test_a_network_without_time_leaves_the_log_unsynced(tmp_path, monkeypatch):
+    monkeypatch.setattr(PhoneNetwork, "gives_time", False)
+    with provisioned_device(tmp_path, **NO_FIX) as vd:
+        text = vd.console_text()
+        assert b"AT+CCLK?" in sent_to_modem(vd)                 # it asked...
+        assert vd.call(lambda: vd.modem.clock_now()[0].year) == 2004  # ...and got the default
+        assert "EV clock" not in text, text
+        rows = log_entries(vd)
+        assert rows and all(r[1].endswith("?") for r in rows), rows
+        assert device_unix(vd) < 1577836800                      # the RTC still counts from 2000
+
+
+def test_gps_utc_wins_over_the_network_time(tmp_path, monkeypatch):
+    """The network's clock an hour off: the first fix corrects the RTC."""
+    real = PhoneNetwork.now_datetime
+    monkeypatch.setattr(PhoneNetwork, "now_datetime", lambda self: real(self) + timedelta(hours=1))
+    with provisioned_device(tmp_path, gps_ttff_s=20) as vd:    # a fix ~2 s after boot
+        mark = vd.console_mark()
+        vd.wait_console("EV clock network", timeout=30)
+        assert abs(device_unix(vd) - time.time() - 3600) < 60
+        vd.wait_console("EV power gps_off", since=mark, timeout=30)  # after a fresh fix
+        assert abs(device_unix(vd) - time.time()) < 60
+
+
+# ---------------------------------------------------------------------- the module alone
+def bench(gives_time=True):
+    clock = ManualClock()
+    sched = Scheduler(clock, 1.0)
+    net = PhoneNetwork(sched, start_datetime=datetime(2026, 3, 8, 12, 0, 0, tzinfo=MX))
+    net.gives_time = gives_time
+    out = bytearray()
+    modem = Sim800(sched, net, "+524490000042", emit=out.extend)
+    net.attach("+524490000042", modem)
+    modem.power_on()
+
+    def at(cmd, wait=0.5):
+        modem.feed(cmd.encode() + b"\r")
+        clock.advance(sched, wait)
+        data = bytes(out)
+        out.clear()
+        return [ln.decode() for ln in data.replace(b"\r", b"\n").split(b"\n") if ln.strip()]
+    clock.advance(sched, 2.5)  # UART up, not yet registered
+    out.clear()
+    return at, lambda s: clock.advance(sched, s), out
+
+
+@pytest.mark.parametrize("gives_time", [True, False])
+def test_sim800_clts_cclk_and_the_network_time_urcs(gives_time):
+    at, run, out = bench(gives_time)
+    at("ATE0")  # (the SIM's +CPIN: READY URC comes meanwhile)
+    assert at("AT+CLTS?") == ["+CLTS: 0", "OK"]
+    assert at("AT+CLTS=1") == ["OK"]
+    run(10)  # registers
+    urcs = [ln for ln in out.decode().split("\r\n") if ln[:8] in ("*PSUTTZ:", "DST: 0")]
+    out.clear()
+    got = at("AT+CCLK?")
+    if gives_time:
+        # 18:00 UTC, 12:00 in Mexico's central zone (-6 h = -24 quarters)
+        assert urcs[0].startswith("*PSUTTZ: 2026,3,8,18,0,") and urcs[0].endswith(',"-24",0')
+        assert urcs[1] == "DST: 0"
+        assert got[0].startswith('+CCLK: "26/03/08,12:00:') and got[0].endswith('-24"')
+    else:
+        assert urcs == []
+        assert got[0].startswith('+CCLK: "04/01/01,00:00:')
+
+
+def test_sim800_clts_is_saved_only_by_at_w():
+    at, run, _ = bench()
+    at("AT+CLTS=1")
+    at("AT+CFUN=1,1", 5)
+    run(5)
+    assert at("AT+CLTS?")[-2:] == ["+CLTS: 0", "OK"]
+    at("AT+CLTS=1;&W")
+    at("AT+CFUN=1,1", 5)
+    run(5)
+    assert at("AT+CLTS?")[-2:] == ["+CLTS: 1", "OK"]
+    assert at('AT+CCLK="25/12/31,23:59:50+00"')[-1:] == ["OK"]
+    run(20)
+    assert at("AT+CCLK?")[-2:][0].startswith('+CCLK: "26/01/01,00:00:')
