@@ -61,9 +61,10 @@ _TR_DST = ("aaaaaaaa"
            "---------"
            "--"
            "(())//aSooax/    ")
-_TR_MULTI = {"\u20ac": "EUR", "\u00df": "ss", "\u00e6": "ae", "\u00c6": "AE",
-             "\u0153": "oe", "\u0152": "OE", "\u2026": "...", "\u00a3": "L",
-             "\u00a5": "Y", "\u00a7": "S"}
+# Multi-character ones: _TRM_SRC[i] -> the i-th word of _TRM_DST (two strings cost a
+# fraction of the heap a dict literal of 20 strings does).
+_TRM_SRC = "\u20ac\u00df\u00e6\u00c6\u0153\u0152\u2026\u00a3\u00a5\u00a7"
+_TRM_DST = "EUR ss ae AE oe OE ... L Y S"
 
 
 def _safe(ch):
@@ -79,6 +80,11 @@ def to_gsm7(text):
     # (emoji, CJK, control) removed.
     if not text:
         return ""
+    for ch in text:
+        if not _safe(ch):
+            break
+    else:
+        return text  # already safe (the usual case): no copy on the heap
     out = []
     for ch in text:
         if _safe(ch):
@@ -88,9 +94,9 @@ def to_gsm7(text):
         if i >= 0:
             out.append(_TR_DST[i])
             continue
-        m = _TR_MULTI.get(ch)
-        if m is not None:
-            out.append(m)
+        i = _TRM_SRC.find(ch)
+        if i >= 0:
+            out.append(_TRM_DST.split()[i])
     return "".join(out)
 
 

@@ -85,14 +85,22 @@ Where the parser knowingly differs from the reference (never in the captures)
 * Fractions of a second >= .9995 give 999 ms, not the reference's 1000.
 """
 
-_CAP = 128       # default sentence buffer
-_MAXF = 24       # comma offsets kept per sentence (RMC has 12-13 fields)
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+# const() names starting with "_" are folded into the bytecode by MicroPython's compiler:
+# no global, no qstr, no dictionary lookup in feed()'s per-byte loop.
+_CAP = const(128)        # default sentence buffer
+_MAXF = const(24)        # comma offsets kept per sentence (RMC has 12-13 fields)
 
 # receiver states
-_BOL = 0         # at the beginning of a line
-_TEXT = 1        # in a fragment (text before any '$'/'!')
-_COMMENT = 2     # in a '#' line
-_IN = 3          # in a candidate sentence
+_BOL = const(0)          # at the beginning of a line
+_TEXT = const(1)         # in a fragment (text before any '$'/'!')
+_COMMENT = const(2)      # in a '#' line
+_IN = const(3)           # in a candidate sentence
 
 
 class Stats:
@@ -231,7 +239,7 @@ def _float(buf, a, b):
 
 _P10 = (1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
         1e12, 1e13, 1e14, 1e15)
-_MAXFRAC = 12    # minute decimals beyond this are ignored (receivers give <= 7)
+_MAXFRAC = const(12)  # minute decimals beyond this are ignored (receivers give <= 7)
 
 
 def _coord(buf, a, b, h, pos, neg, maxdeg):

@@ -12,18 +12,22 @@ def write_atomic(path, data):
 
 
 def write_json(path, obj):
-    write_atomic(path, json.dumps(obj).encode())
+    # json.dump streams the text to the file in small pieces: no copy of the whole
+    # document on the heap (a big transient block fragments a small heap).
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+    os.rename(tmp, path)
 
 
 def read_json(path, default=None):
     """The decoded file, `default` if it is missing, or raise ValueError if it is corrupt."""
+    # json.load parses from the stream: the file's text is never whole on the heap
     try:
         with open(path) as f:
-            text = f.read()
+            return json.load(f)
     except OSError:
         return default
-    try:
-        return json.loads(text)
     except ValueError:
         raise ValueError("corrupt " + path)
 
