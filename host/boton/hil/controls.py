@@ -260,9 +260,7 @@ class VirtualFaults:
     def power_cycle(self):
         """The whole board loses power: modem and ESP32 start from scratch."""
         self.timeline.add("FAULT", "power cycle (modem and ESP32)")
-        self.vd.call(self.vd.modem.power_off)
-        self.vd.call(self.vd.modem.power_on)
-        self.vd.hard_reset()
+        self.vd.power_cycle()  # the ESP32's RTC memory is lost with the power, too
 
 
 class HardwareFaults:
