@@ -1216,3 +1216,135 @@ def test_config_docstring_names_every_default():
     src = Path(alert.__file__).read_text(encoding="utf-8")
     for key in alert.DEFAULTS:
         assert key in src.split("DEFAULTS = {")[0], key
+
+
+# ---------------------------------------------------------------------------
+# time.ticks_ms() wraps (every 2**30 ms, 12.4 days, on the ESP32): the same stories
+# started just before the wrap must record exactly what they record from 0.
+
+WRAP_STORIES = """
+import gc
+
+def stories(t0):
+    r = []
+    # redial backoff
+    s = Sim(allow_911=False, redial_backoff_s=[5, 10, 20], attempts_per_number=4,
+            cycle_backoff_s=60, keep=("dial",), t0=t0)
+    s.ev("gesture", "alert")
+    for i in range(9):
+        n = len(s.dials())
+        s.ev("call_state", "ended", "busy")
+        while len(s.dials()) == n:
+            s.advance(1000)
+    r.append(s.dials())
+    # SMS retry timers and the SMS timeout
+    s = Sim(contacts=["+524493330001", "+524493330002"], sms_c4=False, sms_retries=2,
+            sms_retry_s=20, sms_timeout_s=90, sms_ok=None, t0=t0)
+    s.ev("gesture", "alert")
+    s.ev("sms_sent", 1, False)
+    s.ev("sms_sent", 2, True)
+    s.advance(20000)
+    s.advance(90000)                    # the retry is never answered: timeout
+    s.advance(20000)
+    s.ev("sms_sent", 1, False)
+    s.advance(60000)
+    r.append([[x[0], x[1]] for x in s.sms()] + [s.logs("sms_failed"), s.logs("sms_timeout")])
+    # PIN lockout: still locked 1 ms before it is served, free at it
+    s = Sim(pin_max_failures=3, pin_lockout_s=600, t0=t0)
+    for i in range(3):
+        s.ev("sms_command", "+524491110000", "ESTADO 000%d" % i)
+    s.advance(599999)
+    s.ev("sms_command", "+524491110000", "ESTADO 4321")
+    n_locked = len(s.sms())
+    s.advance(1)
+    s.ev("sms_command", "+524491110000", "ESTADO 4321")
+    r.append([n_locked, len(s.sms()), s.logs("sms_ignored")])
+    # supervision: periodic updates to the maximum duration, power warnings rate-limited,
+    # a fix ageing out, the daily status, and a resume after a reset near the wrap
+    s = Sim(update_every_s=600, max_alert_s=1800, power_update_gap_s=120,
+            programme_number="+525550001111", daily_status_s=3600,
+            keep=("send_sms", "set_timer"), text=12, t0=t0)
+    s.start()
+    s.ev("fix", {"lat": 21.88234, "lon": -102.29143, "hdop": 1.0, "sats": 8})
+    s.ev("gesture", "alert")
+    s.ev("call_state", "active", None)
+    s.advance(1000)
+    s.ev("power_warning", "under_voltage")
+    s.advance(119000)
+    s.ev("power_warning", "under_voltage")  # 120 s after the last push: pushed again
+    s.advance(2 * 3600 * 1000)
+    r.append([[a[0], a[1], a[2], a[3]] for a in s.acts] + [s.m.active, s.m.fix_kind(s.now())])
+    s = None
+    gc.collect()
+    s = Sim(update_every_s=600, max_alert_s=1800, keep=("send_sms",), text=12, t0=t0)
+    s.ev("gesture", "alert")
+    s.advance(700000)
+    st = s.state
+    s = Sim(update_every_s=600, max_alert_s=1800, keep=("send_sms",), text=12,
+            t0=ticks_add(t0, 5000))   # ticks restart elsewhere after the reset
+    s.resume(st)
+    s.advance(2000000)
+    r.append([st["elapsed_ms"], [[a[0], a[3]] for a in s.acts], s.m.active])
+    return r
+
+t0 = ticks_add(0, START)
+out([stories(t0), t0 > 100000])   # (the period differs: 2**30 here, 2**62 on a 64-bit port)
+"""
+# story starts: from 0, and 1 ms, 3 s and 650 s before the counter wraps (one run per
+# process: the heap is an ESP32's)
+WRAP_STARTS = (-1, -3000, -650000)
+
+
+def test_stories_across_the_ticks_wrap(both):
+    base, near_top = both(WRAP_STORIES.replace("START", "0"))
+    assert not near_top
+    for start in WRAP_STARTS:
+        got, near_top = both(WRAP_STORIES.replace("START", str(start)))
+        assert near_top      # the story really started just below the wrap
+        assert got == base, start
+    dials, smss, pin, sup, resumed = base
+    t = [d[0] for d in dials]
+    assert [b - a for a, b in zip(t, t[1:])] == [5000, 10000, 20000, 5000,
+                                                 5000, 10000, 20000, 60000, 5000]
+    assert smss[:-2] == [[0, CONTACTS[0]], [0, CONTACTS[1]], [20000, CONTACTS[0]],
+                         [130000, CONTACTS[0]]]
+    assert smss[-1] == [["sms_timeout", "1"]]
+    assert pin[:2] == [0, 1]
+    to_her = [a for a in sup[:-2] if a[1] == "send_sms" and a[2] == CONTACTS[0]]
+    assert [(a[0], a[3]) for a in to_her] == [
+        (0, "ALERTA Boton"), (1000, "ACTUALIZACIO"), (1000, "Boton Seguro"),  # power warning
+        (600000, "ACTUALIZACIO"), (1200000, "ACTUALIZACIO"), (1800000, "Boton Seguro")]
+    assert [a[0] for a in sup[:-2] if a[1] == "set_timer" and a[2] == "daily"] == \
+        [0, 3600000, 7200000]
+    assert sup[-2:] == [False, ["last", 7320]]   # expired; the fix aged, never negative
+    elapsed, after_reset, active = resumed
+    assert 600000 < elapsed <= 700000 and active is False
+    assert sorted(set(a[0] for a in after_reset)) == [0, 600000, 1800000 - elapsed]
+
+
+def test_stories_across_the_wrap_of_the_esp32s_own_counter():
+    """The same on the 32-bit build, whose ticks_ms wraps at 2**30 as the chip's does."""
+    from boton import frozen
+    from boton.mpy import run
+    exe = frozen.unix32(frozen=False).exe
+    if exe is None:
+        pytest.skip("no 32-bit MicroPython build here")
+    def stories(start):
+        return json.loads(run(HARNESS + "\n" + WRAP_STORIES.replace("START", str(start)), exe=str(exe)).strip().splitlines()[-1])
+    base, _ = stories(0)
+    for start in WRAP_STARTS:
+        got, near_top = stories(start)
+        assert near_top and got == base, start
+
+
+def test_daily_status_carries_the_log_head_the_driver_gives(both):
+    r = both("""
+s = Sim(programme_number="+525550001111")
+heads = [(41, "a1b2c3"), (57, "0f0e0d")]
+s.m.log_head = lambda: heads[len(s.sms()) > 0]
+s.start()
+s.advance(86400000)
+s.advance(86400000)
+out([x[2][-15:] for x in s.sms()])
+""")
+    assert r == [". Log 41:a1b2c3", ". Log 57:0f0e0d"]   # read when each is sent

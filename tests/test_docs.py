@@ -113,6 +113,11 @@ def test_the_technician_guide_is_checked():
 
 @pytest.mark.parametrize("path", CONSOLE_FILES, ids=lambda p: p.name)
 def test_console_blocks_print_what_the_docs_show(path):
+    if D.BLANK_CHIP in path.read_text():
+        from boton import frozen
+        where, why = frozen.tooling()
+        if where is None:  # CI always has it (.ci/run builds it)
+            pytest.skip(f"{path.name} shows a board flashed with the release image: {why}")
     t0 = time.monotonic()
     msgs, res = D.check_console(path)
     rel = path.relative_to(REPO)

@@ -48,15 +48,15 @@ def test_flash_deploy_provision_test_call_deliver(chip, tmp_path, monkeypatch):
     url = chip.repl_url
     assert "deployed" in boton("deploy", "--port", url).stdout
     assert "already up to date" in boton("deploy", "--port", url).stdout  # second deploy copies nothing
-    boton("provision", "--port", url, "--alias", "Luna", "--contact", DEFAULT_CONTACT, "--c4", DEFAULT_C4)
-    assert json.loads(files_on(chip)["config.json"])["alias"] == "Luna"  # in the LittleFS itself
-    assert "-> ok" in boton("test-call", "--port", url, "--timeout", "90").stdout
-
+    # her case first: provision builds the button's configuration from it
     monkeypatch.setenv("BOTON_KEY_FILE", str(tmp_path / "registry.key"))
     boton("registry", "init-key")
     boton("devices", "assign", chip.mac, "--alias", "Luna", "--case-id", "AGS-2026-0042",
           "--order-ends", "2027-06-30", "--contact", DEFAULT_CONTACT)
-    boton("devices", "deliver", chip.mac)
+    assert "from her case" in boton("provision", "--port", url, "--c4", DEFAULT_C4).stdout
+    assert json.loads(files_on(chip)["config.json"])["alias"] == "Luna"  # in the LittleFS itself
+    assert "-> ok" in boton("test-call", "--port", url, "--timeout", "90").stdout
+    boton("devices", "deliver", chip.mac, "--port", url)  # reads the button before recording it
     with Registry() as reg:
         dev = reg.get(chip.mac)
         assert dev.state == "delivered" and dev.flash_size == 4 * 1024 * 1024

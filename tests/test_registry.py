@@ -80,13 +80,14 @@ def reg(db_path, key):
 
 
 def ready(reg, m, c=None, test=True):
-    """A device added, flashed, deployed, provisioned, with a case and a passed test call."""
+    """A device added, flashed, deployed, given a case, provisioned from it, with a passed
+    test call (the case comes first: provisioning builds the config from it)."""
     reg.add_device(m, board="tcall_sim800l_axp192", flash_size="4MB")
     reg.record_flash(m, "4MB", IMG)
     reg.record_deploy(m, FW)
-    reg.record_provision(m, CFG, IMEI, ICCID)
     if c is not False:
         reg.assign(m, c or case())
+    reg.record_provision(m, CFG, IMEI, ICCID)
     if test:
         reg.record_test_call(m, True, "sms_ok call_active test_result")
     return reg.get(m)
@@ -173,8 +174,8 @@ def test_counts(reg):
     reg.mark_faulty(mac(0), "no GSM signal, antenna connector broken")
     reg.retire(mac(1), "water damage")
     c = reg.counts()
-    assert c == {"in_stock": 3, "provisioned": 0, "delivered": 1, "returned": 0, "faulty": 1,
-                 "retired": 1, "total": 6}
+    assert c == {"in_stock": 3, "provisioning": 0, "provisioned": 0, "delivered": 1, "returned": 0,
+                 "faulty": 1, "retired": 1, "total": 6}
     assert [d.mac for d in reg.list("in_stock")] == [mac(2), mac(3), mac(4)]
 
 
@@ -228,6 +229,9 @@ def test_deliver_needs_a_case(reg):
 def in_state(reg, m, state):
     if state == "in_stock":
         reg.add_device(m)
+    elif state == "provisioning":                  # an interrupted provisioning
+        reg.add_device(m)
+        reg.begin_provision(m, CFG)
     elif state == "provisioned":
         ready(reg, m)
     elif state == "delivered":
@@ -250,8 +254,8 @@ def in_state(reg, m, state):
 EXPECTED = {
     "deliver": {"provisioned"},
     "return": {"delivered"},
-    "retire": {"in_stock", "provisioned", "returned", "faulty"},
-    "faulty": {"in_stock", "provisioned", "returned"},
+    "retire": {"in_stock", "provisioning", "provisioned", "returned", "faulty"},
+    "faulty": {"in_stock", "provisioning", "provisioned", "returned"},
     "restock": {"faulty"},
     "test_call": {"provisioned", "delivered"},
 }
@@ -465,11 +469,11 @@ def test_audit_trail(reg, monkeypatch, db_path, key):
     r2 = Registry(db_path, key=key)
     r2.return_device(m)
     rows = r2.audit(m)
-    assert [r["action"] for r in rows] == ["add", "flash", "deploy", "provision", "assign", "test_call",
+    assert [r["action"] for r in rows] == ["add", "flash", "deploy", "assign", "provision", "test_call",
                                            "deliver", "return"]
     assert [r["technician"] for r in rows] == ["ana"] * 7 + ["beto"]
     assert all(r["label"] == "BS-0001" and r["mac"] == m and r["at"].endswith("Z") for r in rows)
-    assert rows[4]["detail"] == "2 contact(s), order end date set"
+    assert rows[3]["detail"] == "2 contact(s), order end date set"
     r2.case(mac(1)) is None
     r2.add_device(mac(2))
     assert [r["action"] for r in r2.audit()][-1] == "add"
@@ -513,7 +517,7 @@ def test_migrates_an_older_schema_keeping_its_data(db_path, key):
                 (mac(7),))
     con.close()
     r = Registry(db_path, key=key, technician="ana")
-    assert r.schema_version == len(regmod.MIGRATIONS) == 3
+    assert r.schema_version == len(regmod.MIGRATIONS) == 4
     assert r.find("BS-0007").state == "in_stock"
     r.assign(mac(7), case())
     assert r.case(mac(7)).alias == ALIAS
@@ -522,7 +526,33 @@ def test_migrates_an_older_schema_keeping_its_data(db_path, key):
     assert [a["action"] for a in r.audit()][:2] == ["add", "audit_chain_started"]
     assert r.verify().covered == 1
     r.close()
-    assert Registry(db_path, key=key).schema_version == 3        # idempotent
+    assert Registry(db_path, key=key).schema_version == 4        # idempotent
+
+
+def test_schema_4_rebuilds_devices_for_provisioning_and_keeps_cases_linked(db_path, key):
+    db_path.parent.mkdir(parents=True)
+    con = sqlite3.connect(db_path, isolation_level=None)
+    for migration in regmod.MIGRATIONS[:3]:            # a registry as boton wrote it before
+        migration(con)
+    con.execute("PRAGMA user_version = 3")
+    con.execute("INSERT INTO devices (mac, label, state, config_hash, created_at, updated_at) VALUES "
+                "(?, 'BS-0007', 'provisioned', ?, '2024-01-01T00:00:00Z', '2024-01-01T00:00:00Z')",
+                (mac(7), CFG))
+    con.execute("INSERT INTO cases (mac, token, created_at) VALUES (?, x'00', '2024-01-01T00:00:00Z')",
+                (mac(7),))
+    with pytest.raises(sqlite3.IntegrityError):        # v3 refuses the new state
+        con.execute("UPDATE devices SET state = 'provisioning'")
+    con.close()
+    r = Registry(db_path, key=key, technician="ana")
+    assert r.schema_version == 4
+    d = r.get(mac(7))
+    assert (d.state, d.config_hash, d.config_case) == ("provisioned", CFG, 1)  # provisioned with its case
+    assert r.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert r.db.execute("PRAGMA foreign_key_check").fetchall() == []
+    with pytest.raises(sqlite3.IntegrityError):        # cases still point at devices
+        r.db.execute("INSERT INTO cases (mac, token, created_at) VALUES ('24:6f:28:00:00:99', x'00', 'x')")
+    assert r.begin_provision(mac(7), CFG, case_row=1).state == "provisioning"
+    r.close()
 
 
 def test_a_failing_migration_changes_nothing(db_path, monkeypatch, reg):
@@ -539,7 +569,7 @@ def test_a_failing_migration_changes_nothing(db_path, monkeypatch, reg):
         Registry(db_path)
     monkeypatch.undo()
     con = sqlite3.connect(db_path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert con.execute("PRAGMA user_version").fetchone()[0] == len(regmod.MIGRATIONS)
     assert not con.execute("SELECT 1 FROM sqlite_master WHERE name = 'half_done'").fetchall()
     assert "nope" not in [r[1] for r in con.execute("PRAGMA table_info(devices)")]
     con.close()

@@ -231,7 +231,10 @@ def test_l3_identity_and_registration(md):
     last = max(i for i, (d, _) in enumerate(seg) if d == ">>")
     run_segment(b, seg[:last], waits={i: 0.1 for i in range(8)})
     b.run(4.0)
-    assert text_lines(b.take()) == ["Call Ready", "SMS Ready"]
+    got = text_lines(b.take())
+    assert got[:2] == ["Call Ready", "SMS Ready"]
+    # L3 sent AT+CLTS=1: registering brings the network time, as later in the same log (L4)
+    assert [ln.split(":")[0] for ln in got[2:]] == ["*PSUTTZ", "DST"]
     run_segment(b, seg[last:])
 
 

@@ -226,7 +226,8 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
             "alerts": self.alerts, "call_done": self.call_done, "ni": self.ni,
             "att": self.att, "seq": self.seq, "by": self.cancel_by,
             "out": [list(e) for e in self.outbox], "got_gps": list(self.got_gps),
-            "fix": fx, "cell": self.cell, "battery": self.battery,
+            # her cell (a location too) likewise; modem_init reads it again after a reset
+            "fix": fx, "cell": self.cell if self.active else None, "battery": self.battery,
             "end_ago_ms": None if self.end_t is None else ticks_diff(now, self.end_t),
             "pin_fails": [[e[0], e[1], None if e[2] is None else ticks_diff(now, e[2])]
                           for e in self.pin_fails],

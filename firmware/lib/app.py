@@ -7,6 +7,7 @@ import time
 
 import atparse
 import hw
+import shred  # at boot: an .mpy firmware must not load it mid-alert
 import sms
 import store
 from alert import AlertMachine
@@ -18,6 +19,7 @@ from nmea import NMEAParser
 
 VERSION = "0.1.0"
 STATE_PATH = "alert.json"
+NETWORK_TIME_AFTER = 1704067200  # 2024-01-01: an AT+CCLK? before it is the module's default
 REQUIRED = ("c4_numbers", "contacts", "alias", "device_id")
 
 # +CLCC <stat> -> alert.py call state
@@ -176,7 +178,7 @@ class App:
             if self.answered and not any(e[2] == "alert" for e in self.machine.outbox):
                 self.test_done.set()
         elif kind == "persist":
-            store.write_json(STATE_PATH, a[1])
+            self._save_state(a[1])
         elif kind == "set_timer":
             self._cancel_timer(a[1])
             self.timers[a[1]] = asyncio.create_task(self._timer(a[1], a[2]))
@@ -404,9 +406,10 @@ class App:
         if "READY" not in sim:
             self.log.add("sim_problem", sim.replace(" ", "_"))
         for _ in range(10):
-            failed = await m.batch(("AT+CMGF=1", 'AT+CSCS="GSM"', "AT+CNMI=2,1,0,0,0",
-                                    "AT+CLIP=1", "AT+CLCC=1", "AT+COLP=0", "AT+CENG=1,0",
-                                    "AT+CBATCHK=1"))
+            # AT+CLTS=1 first, before registration brings the network's time (NITZ)
+            failed = await m.batch(("AT+CLTS=1", "AT+CMGF=1", 'AT+CSCS="GSM"',
+                                    "AT+CNMI=2,1,0,0,0", "AT+CLIP=1", "AT+CLCC=1", "AT+COLP=0",
+                                    "AT+CENG=1,0", "AT+CBATCHK=1"))
             if not failed:
                 break
             await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
@@ -426,6 +429,8 @@ class App:
         self.log.add("registered" if registered else "not_registered", "")
         await self.poll_status()
         await self.refresh_cell()
+        if registered:
+            await self.network_clock(save=True)
         return registered
 
     async def refresh_cell(self):
@@ -623,6 +628,30 @@ class App:
             if was < eventlog.SYNCED_AFTER:
                 self.log.add("clock", "gps")  # once: a drift fix is no news worth a log slot
 
+    async def network_clock(self, save=False):
+        """Set an unset RTC from the network's time (AT+CCLK? after NITZ): a button kept
+        indoors may never see a GPS fix. GPS UTC wins: this never overrides a set clock.
+        Many networks send no time, and the module's clock then counts from its 2004
+        default: never trusted. save: AT&W keeps CLTS=1 for firmware that applies it only
+        at the module's next start."""
+        if hw.unix_time() >= eventlog.SYNCED_AFTER:
+            return
+        try:
+            _, _, lines = await self.modem.cmd("AT+CCLK?", 2000, expect="+CCLK")
+        except ModemError:
+            return
+        now = atparse.parse_cclk(lines[0]) if lines else None
+        if now is None or now < NETWORK_TIME_AFTER:
+            if save:
+                try:
+                    await self.modem.cmd("AT&W", 2000)
+                except ModemError:
+                    pass
+            return
+        if hw.unix_time() < eventlog.SYNCED_AFTER:  # a GPS fix may have set it meanwhile
+            hw.set_rtc(now)
+            self.log.add("clock", "network")
+
     def _gps_power(self, on):
         self.gps_on = on
         self.gps_en.value(1 if on else 0)
@@ -647,6 +676,7 @@ class App:
                 last_status = time.ticks_ms()
                 await self.poll_status()
                 await self.refresh_cell()
+                await self.network_clock()  # no time at boot: a later registration may bring it
 
     async def poll_status(self):
         bat = self.board.get("battery") or {}
@@ -750,11 +780,46 @@ class App:
                                                   self.watchdog_task())]
         return tasks
 
+    def _save_state(self, st):
+        """alert.json, her position (fix, cell) sealed under this alert's key, which lives
+        in RTC memory only (shred.py): LittleFS keeps old copies of the file in freed
+        blocks, and they become unreadable once the key is dropped as the alert ends."""
+        if st.get("active"):
+            if st.get("fix") or st.get("cell"):
+                import json
+                key = shred.rtc_key(hw.rtc_memory())
+                if key is None:  # the alert's first position: a new key, in RTC memory first
+                    key = shred.new_key()
+                    hw.rtc_memory(shred.rtc_record(key))
+                st["loc"] = shred.seal(key, json.dumps([st["fix"], st["cell"]]).encode())
+                st["fix"] = st["cell"] = None
+        elif hw.rtc_memory():
+            hw.rtc_memory(b"")  # the alert ended: its positions on the flash go with the key
+        store.write_json(STATE_PATH, st)
+
+    def _load_state(self):
+        """alert.json with her position unsealed; ValueError if the file is corrupt."""
+        saved = store.read_json(STATE_PATH)
+        if isinstance(saved, dict) and saved.get("loc"):
+            plain = shred.unseal(shred.rtc_key(hw.rtc_memory()), saved.pop("loc"))
+            loc = None
+            if plain is not None:
+                import json
+                try:
+                    loc = json.loads(plain.decode())
+                except ValueError:
+                    pass
+            if isinstance(loc, list) and len(loc) == 2:
+                saved["fix"], saved["cell"] = loc
+            else:  # a power-on since (RTC memory lost): resumed without her last position
+                self.log.add("location_lost", "")
+        return saved
+
     async def resume(self):
         """After a reset mid-alert: pick the alert up where it was. The modem kept its
         power through the ESP32's reset, so a call to C4 may still be up: keep it."""
         try:
-            saved = store.read_json(STATE_PATH)
+            saved = self._load_state()
         except ValueError:
             saved = None
             self.log.add("state_corrupt", "")
@@ -780,7 +845,10 @@ class App:
         self._start_machine()
 
     def _start_machine(self):
-        """Timers the machine keeps across boots (the daily status report)."""
+        """Timers the machine keeps across boots (the daily status report), which carries
+        the event log's head: its last entry's number and first 6 hex of its hash."""
+        log = self.log
+        self.machine.log_head = lambda: (log.seq, log.last[:6])
         for act in self.machine.start(time.ticks_ms()):
             self.act(act)
 
@@ -825,6 +893,7 @@ async def _test_alert(app, log, timeout_s):
     except ModemError:
         pass
     store.remove(STATE_PATH)
+    hw.rtc_memory(b"")  # the test alert's key: its sealed position on the flash goes with it
     ok = ok and not app.sms_failed
     log.add("test_result", "ok" if ok else "failed")
     return ok

@@ -4,9 +4,11 @@
 #
 # Line format:  <seq> <unix_s> <event> <detail> <hash16>
 # hash16 = first 16 hex of sha256(prev_hash16 + " " + "<seq> <unix_s> <event> <detail>")
-# unix_s: UTC Unix seconds by the chip's RTC. Until the firmware set the RTC (from a GPS fix;
-# app._sync_clock) it counts from 2000-01-01 at power-on: such a stamp ends in "?"
-# ("946684812?": 12 s after power-on, real time unknown).
+# unix_s: UTC Unix seconds by the chip's RTC. Until the firmware set the RTC (from a GPS
+# fix, app._sync_clock, or else the network's time, app.network_clock: "clock gps" /
+# "clock network" in the log) it counts from 2000-01-01 at power-on: such a stamp ends in
+# "?" ("946684812?": 12 s after power-on, real time unknown). Networks that send no time
+# and no fix indoors leave every stamp so.
 import binascii
 import hashlib
 import os

@@ -120,3 +120,24 @@ def i2c_read(sda, scl, addr, reg, n):
     # OSError(ENODEV) when no chip ACKs at addr
     i2c = machine.SoftI2C(sda=machine.Pin(sda), scl=machine.Pin(scl))
     return i2c.readfrom_mem(addr, reg, n)
+
+
+def vfs_partition():
+    """(block device, mount point, flash offset, size) of the flash filesystem: the `vfs`
+    data partition, as _boot.py mounts it; None if the table has none."""
+    import esp32
+    found = esp32.Partition.find(esp32.Partition.TYPE_DATA, label="vfs")
+    if not found:
+        return None
+    p = found[0]
+    info = p.info()  # (type, subtype, addr, size, label, encrypted)
+    return p, "/", info[2], info[3]
+
+
+def rtc_memory(data=None):
+    """RTC slow memory (machine.RTC().memory(), up to 2 KB): kept through soft, watchdog
+    and panic resets and deep sleep, lost at power-on and brown-out. rtc_memory() reads
+    it (b"" after a power-on), rtc_memory(data) replaces it."""
+    if data is None:
+        return machine.RTC().memory()
+    machine.RTC().memory(data)

@@ -15,6 +15,11 @@ def _connect(hello):
     host, port = _RIG.split(":")
     s = socket.socket()
     s.connect(socket.getaddrinfo(host, int(port))[0][-1])
+    # A UART sends each byte as it is written. Without TCP_NODELAY, Nagle holds a write
+    # while the one before is unacknowledged and Linux acks 40 ms late: a command right
+    # after the modem's wake byte arrived 40 ms late (IPPROTO_TCP 6, TCP_NODELAY 1: the
+    # unix port's socket module has no names for them).
+    s.setsockopt(6, 1, 1)
     s.write(hello)
     s.setblocking(False)
     return s
@@ -260,3 +265,38 @@ def i2c_read(sda, scl, addr, reg, n):
         raise OSError(19)  # ENODEV
     import binascii
     return binascii.unhexlify(line)
+
+
+def vfs_partition():
+    """(block device, mount point, flash offset, size) of the flash filesystem: the vfs
+    region of the virtual chip's flash image, through the same extended block device
+    protocol as esp32.Partition. None on a flash folder: there are no raw blocks."""
+    spec = os.getenv("BOTON_FLASH_IMAGE")
+    if not spec:
+        return None
+    # the rig's block device (lfs_blockdev.py, which board_repl also mounts the image with)
+    g = {"__name__": "lfs_blockdev"}
+    exec(open(os.getenv("BOTON_LFS_BLOCKDEV")).read(), g)
+    path, offset, size = g["parse_spec"](spec)
+    return g["FlashRegion"](path, offset, size), g["MOUNT_POINT"], offset, size
+
+
+# The chip's RTC slow memory (machine.RTC().memory()): the rig keeps it across resets and
+# clears it at a power cycle, as RTC slow memory behaves; each boot gets it in the env.
+RTC_MEMORY_MAX = 2048  # the ESP32 port's MICROPY_HW_RTC_USER_MEM_MAX
+_rtc_mem = None
+
+
+def rtc_memory(data=None):
+    """rtc_memory() -> bytes (b"" after a power-on); rtc_memory(data) replaces them."""
+    global _rtc_mem
+    if data is None:
+        if _rtc_mem is None:
+            import binascii
+            _rtc_mem = binascii.unhexlify(os.getenv("BOTON_RTC_MEMORY") or "")
+        return _rtc_mem
+    if len(data) > RTC_MEMORY_MAX:
+        raise ValueError("buffer too long")  # as machine.RTC().memory() says
+    import binascii
+    _rtc_mem = bytes(data)
+    _gpio_sock().write(b"RTCMEM " + (binascii.hexlify(_rtc_mem) or b"-") + b"\n")

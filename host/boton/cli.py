@@ -25,7 +25,9 @@ def device_mac(dev) -> str:
 
 
 def record(action, mac, *args, **kw):
-    """Write one step to the registry (created on first use), adding the device if new."""
+    """Registry last: write one step to the registry (created on first use), adding the
+    device if new. Commands that change a button check the registry before they touch it
+    (Registry.precheck); this records what the device step did."""
     from .registry import Registry
 
     label = kw.pop("label", None)
@@ -274,13 +276,20 @@ def ports(show_all, as_json):
 @click.option("--virtual-firmware", is_flag=True,
               help="Flash the virtual device's stand-in for MicroPython (the socket:// or rfc2217:// "
                    "URL of `boton sim --flash-image`; a real chip is refused).")
-@click.option("--force", is_flag=True, help="Write even if the same firmware is already there.")
+@click.option("--force", is_flag=True, help="Write even if the same firmware is already there; also "
+                                           "flash a delivered button (erasing her configuration).")
 @click.option("--no-stub", is_flag=True, help="Use the ROM loader only (slower; for troublesome boards). "
                                               "Automatic on the virtual chip.")
 def flash_cmd(ports_, firmware, virtual_firmware, force, no_stub):
     """MicroPython onto the board with esptool: detect the chip, erase, write at 0x1000,
     verify, one connection per board. Skipped when the same firmware is already there.
     Hold BOOT if it asks.
+
+    Registry first: once esptool has read the chip's MAC and before anything is written,
+    the registry must allow it (a new board is registered in stock; a retired one is
+    refused; a delivered one only with --force; a returned one must be wiped with `boton
+    wipe` first). The erase takes her configuration with it: the registry says so before
+    erasing (the button goes back to stock with no recorded config, flagged for a wipe).
 
     Example: boton flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC-v1.26.1.bin
     """
@@ -318,13 +327,18 @@ def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only):
     tasks = {p: bars.add_task(p, total=None, visible=False) for p in targets}
 
     def one(port):
+        from .registry import Registry
+
         def on_progress(done, total):
             bars.update(tasks[port], completed=done, total=total, visible=True)
 
-        res = fl.flash(port, firmware, force=force, stub=stub, virtual_only=virtual_only,
-                       progress=lambda msg: bars.console.print(msg, soft_wrap=True), on_progress=on_progress)
-        bars.update(tasks[port], visible=False)
-        record("record_flash", res["mac"], fl.size_bytes(res["flash_size"]), res["sha256"])
+        with Registry() as reg:  # registry first (one connection per thread): broken -> nothing written
+            res = fl.flash(port, firmware, force=force, stub=stub, virtual_only=virtual_only,
+                           progress=lambda msg: bars.console.print(msg, soft_wrap=True),
+                           on_progress=on_progress, check=lambda mac: reg.check_flash(mac, force=force),
+                           before_erase=reg.flash_erasing)
+            bars.update(tasks[port], visible=False)
+            reg.record_flash(res["mac"], fl.size_bytes(res["flash_size"]), res["sha256"])
         return port, res
 
     failures = []
@@ -396,14 +410,24 @@ def deploy(port, board):
 
 
 # --------------------------------------------------------------------------- provision
+DEVICE_HELP = ("The button you mean, by its registry label or MAC (e.g. BS-0042): refused, "
+               "with nothing changed, if another button is on the port.")
+
+
 @main.command()
 @click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)
-@click.option("--alias", required=True,
-              help="Short name she chose (not her full name); written as her SMS carry it (Ángela -> Angela).")
-@click.option("--contact", "contacts", multiple=True, required=True,
-              help="Trusted contact's number (1 to 5; repeat the option). Mexican numbers by default.")
+@click.option("--device", "device_ref", help=DEVICE_HELP)
+@click.option("--alias",
+              help="Short name she chose (not her full name), written as her SMS carry it (Ángela -> "
+                   "Angela). Taken from her case when one is assigned; only for a bench test otherwise.")
+@click.option("--contact", "contacts", multiple=True,
+              help="Trusted contact's number (1 to 5; repeat the option). Mexican numbers by default. "
+                   "Taken from her case when one is assigned; only for a bench test otherwise.")
 @click.option("--c4", "c4", multiple=True, required=True, help="C4 number to call (first is primary).")
-@click.option("--device-id", default=None, help="Short device label, e.g. BS-0042 (default: from the chip id).")
+@click.option("--device-id", default=None,
+              help="Device label, e.g. BS-0042: the registry's label (a new button is registered "
+                   "under it; default: the next free BS-NNNN). The configuration always carries "
+                   "the registry's label.")
 @pins.pin_options
 @click.option("--gesture", type=click.Choice(["hold", "presses"]), default="hold", show_default=True)
 @click.option("--hold-ms", type=int, default=2000, show_default=True)
@@ -413,42 +437,97 @@ def deploy(port, board):
 @click.option("--wait-network", type=click.IntRange(0, 600), default=60, show_default=True,
               help="Seconds to wait for the modem to register (it takes a few after power-on) "
                    "before blaming the SIM.")
-def provision(port, alias, contacts, c4, device_id, pin_file, gesture, hold_ms, allow_911, programme_number,
-              wait_network):
-    """Write her configuration to the device atomically, read it back and compare.
+def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gesture, hold_ms, allow_911,
+              programme_number, wait_network):
+    """Write her configuration, built from her case in the registry, to the device
+    atomically, read it back and compare.
 
-    Example: boton provision --port /dev/ttyUSB0 --alias Luna --contact 449 111 2233 --c4 449 910 0000
+    \b
+    Registry first, device second, registry last (docs/registry.md):
+      1. the registry must open and allow it: the button on the port (its eFuse MAC) is the
+         one named by --device, and is in stock, provisioned, delivered or in an
+         interrupted provisioning (a new button is registered in stock first);
+      2. her alias and contacts come from the case assigned to it (`boton devices
+         assign`); --alias/--contact that differ from the case are refused. A button
+         without a case gets a bench configuration from --alias/--contact: it can be
+         test-called but never delivered;
+      3. the registry says "provisioning" before the write and "provisioned" once the
+         config read back has the hash it recorded. An interrupted run leaves
+         "provisioning": run provision again to finish it, or `boton devices
+         abort-provision` if the button is gone.
+
+    Example: boton provision --port /dev/ttyUSB0 --device BS-0042 --c4 449 910 0000
     """
-    # Validate everything before touching the device: bad input changes nothing.
+    from .registry import Registry, normalise_label
+
+    # Validate everything typed before touching anything: bad input changes nothing.
     pin, pin_how = pins.obtain_pin(pin_file)
-    config = prov.build_config(alias=alias, contacts=list(contacts), c4=list(c4), device_id=device_id or "",
-                               pin=pin, gesture=gesture, hold_ms=hold_ms, allow_911=allow_911,
-                               programme_number=programme_number)
-    with Device(port, timeout=30) as dev:
-        # The deployed profile must match the board's power chip (data/boards.md revisions).
-        prov.check_power_chip(dev)
-        ident, waited = _wait_for_network_shown(dev, wait_network)
-        if not ident.get("modem"):
-            raise DeviceError("the modem does not answer: check its power (2 A peaks) and wiring", 4)
-        if not ident.get("registered"):
-            raise DeviceError(f"no network: the SIM is not registered after {waited:.0f} s "
-                              f"(operator {ident.get('operator')!r}, signal {ident.get('rssi')}); "
-                              "check the SIM, its credit and 2G coverage", 4)
-        if not device_id:
-            device_id = config["device_id"] = "BS-" + ident["uid"][-4:].upper()
-        digest = prov.write_config(dev, config)
-    mac = ":".join(ident["uid"][i:i + 2] for i in range(0, 12, 2))
-    record("record_provision", mac, digest, imei=ident.get("imei"), iccid=ident.get("iccid"), label=device_id)
-    console.print(f"provisioned {device_id} ({mac}): {len(config['contacts'])} contact(s), "
+    typed = _typed_case_values(alias, contacts)
+    c4_e164 = [prov.normalise_number(n, f"C4 number #{i + 1}") for i, n in enumerate(c4)]
+    label = normalise_label(device_id) if device_id else None
+    with Registry() as reg:  # registry first: a broken registry refuses before the port is opened
+        with Device(port, timeout=30) as dev:
+            mac = device_mac(dev)
+            known = reg.precheck("provision", mac, expected=device_ref, register=True, label=label)
+            if label and label != known.label:
+                raise DeviceError(f"--device-id {label}: the registry knows this button ({mac}) as "
+                                  f"{known.label}, and its configuration carries that label", 2)
+            case, case_row = reg.provision_case(mac)
+            alias_, contacts_ = _case_values(known.label, case, typed)
+            config = prov.build_config(alias=alias_, contacts=contacts_, c4=c4_e164, device_id=known.label,
+                                       pin=pin, gesture=gesture, hold_ms=hold_ms, allow_911=allow_911,
+                                       programme_number=programme_number)
+            # The deployed profile must match the board's power chip (data/boards.md revisions).
+            prov.check_power_chip(dev)
+            ident, waited = _wait_for_network_shown(dev, wait_network)
+            if not ident.get("modem"):
+                raise DeviceError("the modem does not answer: check its power (2 A peaks) and wiring", 4)
+            if not ident.get("registered"):
+                raise DeviceError(f"no network: the SIM is not registered after {waited:.0f} s "
+                                  f"(operator {ident.get('operator')!r}, signal {ident.get('rssi')}); "
+                                  "check the SIM, its credit and 2G coverage", 4)
+            # registry says "provisioning" before the write: a cut link leaves it true
+            reg.begin_provision(mac, prov.config_hash(prov.config_bytes(config)), case_row)
+            digest = prov.write_config(dev, config)
+        reg.finish_provision(mac, digest, imei=ident.get("imei"), iccid=ident.get("iccid"))
+    source = "from her case" if case else "bench configuration (no case: it cannot be delivered)"
+    console.print(f"provisioned {known.label} ({mac}) {source}: {len(config['contacts'])} contact(s), "
                   f"{len(config['c4_numbers'])} C4 number(s), gesture {gesture}; config {digest[:12]} verified; "
                   f"network {ident.get('operator') or 'registered (operator name not reported yet)'}, "
                   f"signal {ident.get('rssi')}/31")
-    if config["alias"] != alias.strip():
+    if alias and config["alias"] != alias.strip():
         console.print(f"alias {alias.strip()!r} stored as {config['alias']!r} (GSM-7: what her SMS can carry)",
                       soft_wrap=True)
     console.print(f"her contacts' first alert SMS (example location): {prov.first_alert_sms(config)}",
                   soft_wrap=True, markup=False)
     console.print(pins.announce(pin_how, pin), soft_wrap=True, markup=False)
+
+
+def _typed_case_values(alias, contacts):
+    """--alias/--contact as the configuration would hold them (InputError if malformed)."""
+    if len(contacts) > prov.MAX_CONTACTS:
+        raise prov.InputError(f"give 1 to {prov.MAX_CONTACTS} trusted contacts (got {len(contacts)})")
+    return (prov.normalise_alias(alias) if alias else None,
+            [prov.normalise_number(n, f"contact #{i + 1}") for i, n in enumerate(contacts)] or None)
+
+
+def _case_values(label, case, typed):
+    """(alias, contacts) for the configuration: her case is the single source; typed values
+    only confirm it, or stand in for it on a bench button without a case."""
+    alias, contacts = typed
+    if case is None:
+        if alias is None or contacts is None:
+            raise DeviceError(f"{label} has no case assigned: assign hers first (`boton devices assign "
+                              f"{label} ...`; provision then takes her alias and contacts from it), or "
+                              "give --alias and --contact for a bench test (never delivered)", 2)
+        return alias, contacts
+    if alias is not None and alias != case.alias:
+        raise DeviceError(f"--alias differs from the case assigned to {label}: leave it out (the case "
+                          "is the single source) or correct the case", 2)
+    if contacts is not None and contacts != list(case.contacts):
+        raise DeviceError(f"--contact differs from the case assigned to {label} (numbers and order): "
+                          "leave it out (the case is the single source) or correct the case", 2)
+    return case.alias, list(case.contacts)
 
 
 def _wait_for_network_shown(dev, limit_s):
@@ -476,27 +555,35 @@ def _wait_for_network_shown(dev, limit_s):
 # --------------------------------------------------------------------------- test-call
 @main.command("test-call")
 @click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)
+@click.option("--device", "device_ref", help=DEVICE_HELP)
 @click.option("--timeout", type=click.IntRange(5, 900), default=120, show_default=True,
               help="Seconds the device waits for C4 to answer and the SMS to be accepted.")
-def test_call(port, timeout):
+def test_call(port, device_ref, timeout):
     """The delivery-day test: fire a TEST alert (SMS marked PRUEBA, real call to C4) and
     report the outcome from the device's own log: passed only if C4 answered and every
     recipient's SMS (each trusted contact, and C4's copy) was accepted by the network.
 
-    Example: boton test-call --port /dev/ttyUSB0
+    Before anything runs, the button must be the one the registry expects (its eFuse MAC;
+    --device names it), provisioned, and hold exactly the configuration recorded at
+    provisioning, written from her current case (alias and contacts compared with the
+    case, which needs the key): a mismatched button is refused with exit 5.
+
+    Example: boton test-call --port /dev/ttyUSB0 --device BS-0042
     """
+    from .registry import Registry
+
     seen = []
 
     def consume(b):
         seen.append(b)
 
     # The device gives up after --timeout; the link allows for its boot and modem start on top.
-    with Device(port, timeout=timeout + 60) as dev:
+    with Registry() as reg, Device(port, timeout=timeout + 60) as dev:  # registry first
         mac = device_mac(dev)
-        config = prov.read_config(dev)
-        if not config or not config.get("contacts"):
-            raise DeviceError("test call not run: the device has no usable configuration "
-                              "(run `boton provision` first)", EXIT_TEST)
+        reg.precheck("test_call", mac, expected=device_ref)
+        raw = dev.read_file(prov.CONFIG_PATH)
+        digest = reg.check_config(mac, raw)  # refused unless it is the recorded config from her case
+        config = json.loads(raw)
         # the log is read before the test: afterwards the app holds the 56 KB heap
         log_lines = prov.read_event_log(dev)
         out = dev.exec(f"import app\napp.test_call({int(timeout)})", consumer=consume)
@@ -523,7 +610,8 @@ def test_call(port, timeout):
     if not log_ok:
         why.append(f"event log check failed: {log_why}")
     record("record_test_call", mac, result == "ok" and log_ok,
-           f"sms {accepted}/{len(recipients)}, answered {answered}" + (f"; {'; '.join(why)}" if why else ""))
+           f"sms {accepted}/{len(recipients)}, answered {answered}" + (f"; {'; '.join(why)}" if why else ""),
+           config_hash=digest)
     if not log_ok:
         raise DeviceError(f"event log check failed: {log_why}", 5)
     if result != "ok":
@@ -533,22 +621,118 @@ def test_call(port, timeout):
 # --------------------------------------------------------------------------- wipe
 @main.command()
 @click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)
-@click.option("--keep-log", is_flag=True, help="Keep the device's event log (e.g. for an investigation).")
-def wipe(port, keep_log):
-    """Erase her data from a returned device: configuration, alert state and (unless
-    --keep-log) the event log; checked afterwards, then recorded in the registry.
+@click.option("--keep-log", is_flag=True,
+              help="Put the device's event log back after the erase (it holds no names, numbers "
+                   "or positions), e.g. for an investigation.")
+@click.option("--force", is_flag=True,
+              help="Wipe a button the registry says is still delivered (asks; audited).")
+@click.option("--yes", is_flag=True, help="With --force: do not ask (scripts).")
+@click.option("--download-port", metavar="URL",
+              help="Where esptool reads the flash back, if not --port: a port without reset "
+                   "lines (socket://) needs the board already in download mode there.")
+@click.option("--pin-file", type=click.Path(dir_okay=False),
+              help="A file (mode 0600) with her PIN, if known, to search for as an old firmware "
+                   "stored it (also BOTON_PIN); the PIN is never on the command line.")
+def wipe(port, keep_log, force, yes, download_port, pin_file):
+    """Erase everything of hers from a returned button, prove it, then record it.
+
+    Her configuration and alert state are read first (what to search for, with her case in
+    the registry), then every block of the filesystem partition is erased, a new filesystem
+    made and the firmware reinstalled (no configuration: it boots into safe mode). esptool
+    then reads the partition back and it is searched for her alias, name, contact and C4
+    numbers, PIN hash and salt, and the positions the device held (docs/registry.md). Only a
+    verified wipe moves the button to stock; the result (counts, never her data) goes in the
+    audit trail. A delivered button must be returned first.
 
     Example: boton wipe --port /dev/ttyUSB0
     """
+    import os
+
+    from . import wipe_check
+    from .registry import TRANSITIONS, Registry, RegistryConflict, RegistryKeyError
+
+    pin = None
+    if pin_file:
+        pin = pins.read_pin_file(pin_file)
+    elif os.environ.get("BOTON_PIN"):
+        pin = pins.validate_pin(os.environ["BOTON_PIN"], "BOTON_PIN")
     with Device(port) as dev:
         mac = device_mac(dev)
-        gone = prov.wipe(dev, keep_log=keep_log)
-    from .registry import Registry
+        # registry first: refuse before anything on the button is touched
+        case, forced, known = None, False, False
+        with Registry() as reg:
+            d = reg.get(mac)
+            if d is not None:
+                known = True
+                if d.state not in TRANSITIONS["wipe"]:
+                    raise RegistryConflict(f"cannot wipe {d.label} ({mac}): it is {d.state}")
+                if d.state == "delivered":
+                    if not force:
+                        raise RegistryConflict(reg.wipe_refusal(d.label, mac))
+                    _confirm_forced_wipe(d, yes)
+                    forced = True
+                try:
+                    case = reg.wipe_case(mac)
+                except RegistryKeyError as e:
+                    err_console.print(f"[yellow]warning:[/] her case cannot be read ({e}); the "
+                                      "flash is searched only for what the button itself held",
+                                      soft_wrap=True)
+        w = prov.wipe(dev, keep_log=keep_log, progress=lambda m: console.print(m, soft_wrap=True))
+    found = wipe_check.with_baseline(wipe_check.needles(case, w.config, w.alert_state, pin),
+                                     w.reinstalled)
+    if case is None and w.config is None and w.alert_state is None:
+        console.print("nothing known about her (no case in the registry, no configuration on "
+                      "the button): only stale positions are searched for")
+    why = ""
+    if w.raw:
+        rb_port = download_port or port
+        if (rb_port or "").startswith("socket://") and not download_port:
+            why = ("the flash could not be read back: a socket:// port has no reset lines to put "
+                   "the board in download mode; give --download-port (the virtual device's "
+                   "download URL after `download`, or use --repl rfc2217)")
+            result = None
+        else:
+            try:
+                back = wipe_check.read_partition(rb_port, w.offset, w.size,
+                                                 progress=lambda m: console.print(m, soft_wrap=True))
+            except DeviceError as e:  # recorded as a failed wipe below, not lost
+                result, why = None, f"the flash could not be read back: {e}"
+            else:
+                result = wipe_check.search(back.data, found)
+                how = (f"raw read-back of the vfs partition: {w.blocks} blocks erased, "
+                       f"{back.blocks_read} read, {back.blocks_erased} proven erased")
+    else:
+        result = wipe_check.search(b"\x00".join(w.left_files.values()), found)
+        how = f"file-level (flash folder, no raw blocks): removed {', '.join(w.removed) or 'nothing'}"
+        console.print(f"removed {', '.join(w.removed) if w.removed else 'nothing (already clean)'}; "
+                      "a flash folder has no raw blocks: the files left were searched (the raw "
+                      "check needs a real board or boton sim --flash-image)", soft_wrap=True)
+        if not w.virtual:
+            why = "this board has no vfs partition to erase: its old blocks cannot be proven empty"
+    if result is not None:
+        console.print(result.summary(), soft_wrap=True)
+        if not result.clean:
+            why = (f"her data is still on the flash ({', '.join(k for k, n in result.found.items() if n)}): "
+                   "wipe again; if it persists, retire the button and destroy its flash")
+    verified = not why
+    detail = (how + "; " + result.summary()) if result is not None else why
+    if known:
+        with Registry() as reg:
+            reg.record_wipe(mac, verified=verified, detail=detail, forced=forced)
+    if not verified:
+        raise DeviceError(f"wipe of {mac} NOT verified: {why}", 5)
+    console.print(f"wiped {mac}: verified" + ("; registry: in stock" if known else
+                                               "; not in the registry: nothing recorded"))
 
-    with Registry() as reg:
-        if reg.get(mac) is not None and reg.get(mac).state == "returned":
-            reg.record_wipe(mac)
-    console.print(f"wiped {mac}: removed {', '.join(gone) if gone else 'nothing (already clean)'}")
+
+def _confirm_forced_wipe(d, yes):
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise DeviceError("--force on a delivered button asks first: add --yes when not on a terminal",
+                          EXIT_USAGE)
+    if not click.confirm(f"{d.label} ({d.mac}) is delivered: wipe it without a return?", default=False):
+        raise DeviceError("cancelled, nothing was changed", EXIT_USAGE)
 
 
 @main.command()

@@ -733,7 +733,10 @@ class Session:
 
             # C4 answers after 20 s of simulated time (2 s here): both SMS are accepted
             # before the call is answered, so the log's order is the same on every run.
-            chip = dict(flash_image=self.work / "chip.bin", repl="rfc2217") if self.blank_chip else {}
+            # A blank chip is the technician guide's board: flashed with the release image (the
+            # firmware frozen into a 32-bit MicroPython at the ESP32's heap), as in the field.
+            chip = dict(flash_image=self.work / "chip.bin", repl="rfc2217",
+                        interpreter="esp32") if self.blank_chip else {}
             self.vd = VirtualDevice(self.work / "flash", time_scale=0.1, c4_answer_after_s=20, seed=1,
                                     **chip).start()
         return self.vd.repl_url

@@ -401,6 +401,25 @@ def verify_event_log(lines, anchor=None):
     return True, f"{why}; matches the registry's last check{seen} up to entry {seq}"
 
 
+def check_sms_log_head(lines, sms_head):
+    """(ok, why): does the device's log (lines, oldest first) hold the head its daily status
+    SMS reported ("Log 57:a1b2c3" -> "57:a1b2c3": entry 57 and the first hex of its hash16)?
+    A log rewritten or cut since that SMS no longer does."""
+    m = re.fullmatch(r"\s*(?:Log\s+)?(\d+):([0-9a-fA-F]{6,16})\s*", str(sms_head))
+    if not m:
+        return False, f"{sms_head!r} is not a log head as the daily SMS gives it (SEQ:HEX, e.g. 57:a1b2c3)"
+    seq, head = int(m.group(1)), m.group(2).lower()
+    entries = [e for e in (_log_entry(line) for line in lines) if e]
+    if not entries or seq > entries[-1][0]:
+        return False, f"the log ends before entry {seq}, which the SMS reported: entries were removed"
+    if seq < entries[0][0]:
+        return True, f"entry {seq} has rotated out of the device: the SMS head cannot be checked"
+    found = [h for s, h in entries if s == seq]
+    if not found or not found[0].startswith(head):
+        return False, f"entry {seq} is not the one the SMS reported: the log was rewritten"
+    return True, f"entry {seq} matches the SMS head"
+
+
 # The firmware's .mpy live in lib/ (on sys.path after the frozen modules). A deploy stages
 # the new ones in lib.new/, verifies every file by the device's own SHA-256, then swaps
 # with two renames (lib -> lib.old, lib.new -> lib) sent as one command; boot.py puts
@@ -560,13 +579,87 @@ def _stage_and_swap(dev, lib, root_names, progress):
 PRIVATE_FILES = ("config.json", "config.json.tmp", "alert.json", "alert.json.tmp")
 
 
-def wipe(dev, keep_log=False):
-    """Remove her data from the device and check it is gone. Returns what was removed."""
-    listing = dev.eval_json("__import__('os').listdir()")
-    targets = [f for f in listing if f in PRIVATE_FILES or (not keep_log and f.startswith("log."))]
-    for f in targets:
-        dev.remove(f)
-    left = set(dev.eval_json("__import__('os').listdir()")) & set(targets)
-    if left:
-        raise DeviceError(f"wipe failed: {', '.join(sorted(left))} still on the device", EXIT_VERIFY)
-    return targets
+class Wiped:
+    """What `wipe` did on the device: `raw` (its filesystem partition was erased block by
+    block; offset/size say where it is), the files removed (flash folder only), what it
+    held before (config, alert_state: the needles' sources), the board profile it was
+    given back and, on a flash folder, the files left (for the file-level search)."""
+
+    def __init__(self, **kw):
+        self.raw = False
+        self.virtual = False
+        self.offset = self.size = self.blocks = self.erase_failed = 0
+        self.removed, self.left_files = [], {}
+        self.config = self.alert_state = self.board = None
+        self.reinstalled = []
+        self.__dict__.update(kw)
+
+
+_WALK = ("import os,json\nr=[]\ndef w(d):\n for e in os.ilistdir(d or '.'):\n"
+         "  p=(d+'/'+e[0]) if d else e[0]\n  if e[1]==0x4000: w(p)\n  else: r.append(p)\n"
+         "w('')\nprint(json.dumps(r))")
+
+
+def _read_json_file(dev, path):
+    raw = dev.read_file(path)
+    try:
+        return json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def wipe(dev, keep_log=False, progress=None) -> Wiped:
+    """Erase her data from the device. First what it holds is read (config.json and
+    alert.json: what the check then searches the flash for), then the firmware's
+    wipefs.run() erases every block of the filesystem partition, makes a new
+    LittleFS and the release is deployed again (board profile, no configuration): a
+    returned button as it left the warehouse. keep_log puts the event log back (it
+    holds no names, numbers or positions: eventlog.py). A virtual device on a flash
+    folder has no raw blocks: there her files are removed and the rest listed for a
+    file-level search."""
+    say = progress or (lambda *_: None)
+    config = read_config(dev)
+    alert_state = _read_json_file(dev, "alert.json")
+    board = _read_json_file(dev, BOARD_PATH)
+    board_id = board.get("id") if isinstance(board, dict) else None
+    logs = {}
+    if keep_log:
+        for name in dev.eval_json("__import__('os').listdir()"):
+            if name.startswith("log."):
+                logs[name] = dev.read_file(name)
+    virtual = bool(dev.eval_json("__import__('hw').VIRTUAL"))
+    done = Wiped(config=config, alert_state=alert_state, board=board_id, virtual=virtual)
+    say("erasing every block of the filesystem partition")
+    out = dev.exec("import wipefs\nwipefs.run()", timeout=600)
+    info = json.loads(out.decode().strip().splitlines()[-1])
+    if not info.get("raw"):
+        listing = dev.eval_json("__import__('os').listdir()")
+        done.removed = [f for f in listing if f in PRIVATE_FILES or (not keep_log and f.startswith("log."))]
+        for f in done.removed:
+            dev.remove(f)
+        left = set(dev.eval_json("__import__('os').listdir()")) & set(done.removed)
+        if left:
+            raise DeviceError(f"wipe failed: {', '.join(sorted(left))} still on the device", EXIT_VERIFY)
+        paths = json.loads(dev.exec(_WALK).decode().strip().splitlines()[-1])
+        done.left_files = {p: dev.read_file(p) or b"" for p in paths}
+        if board_id:  # what is left is the release: its own bytes are not hers
+            done.reinstalled = [d for _, d in firmware_files(board_id)]
+        return done
+    done.raw = True
+    done.offset, done.size = info["offset"], info["size"]
+    done.blocks, done.erase_failed = info["blocks"], info["erase_failed"]
+    if done.erase_failed:
+        raise DeviceError(f"wipe failed: the flash refused to erase {done.erase_failed} of "
+                          f"{done.blocks} blocks: the chip may be faulty; retire it and destroy "
+                          "its flash", EXIT_VERIFY)
+    # a clean interpreter on the new filesystem: the firmware imported for the erase no
+    # longer takes the heap deploy needs
+    dev._enter_raw_repl()
+    if board_id:
+        say(f"reinstalling the firmware (board {board_id})")
+        deploy(dev, board_id)
+        done.reinstalled = [d for _, d in firmware_files(board_id)]
+    for name, data in logs.items():
+        if data is not None:
+            dev.write_file(name, data)
+    return done

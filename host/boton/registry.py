@@ -60,6 +60,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from . import registry_audit as RA
 from .device import EXIT_USAGE, EXIT_VERIFY, DeviceError
 from .provision import MAX_CONTACTS, InputError, mask, normalise_alias, normalise_number
+from .provision import config_hash as prov_config_hash
 
 log = logging.getLogger("boton.registry")
 
@@ -77,20 +78,32 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 REGISTRY_TABLES = {"devices", "audit", "meta", "cases", "case_index"}
 RESTORE_HINT = "restore the last backup with `boton registry restore BACKUP`"
 
-STATES = ("in_stock", "provisioned", "delivered", "returned", "faulty", "retired")
+STATES = ("in_stock", "provisioning", "provisioned", "delivered", "returned", "faulty", "retired")
 
 # action -> {state it may start from: state it ends in}
 TRANSITIONS = {
     "flash":     {s: s for s in STATES if s != "retired"},
     "deploy":    {s: s for s in STATES if s != "retired"},
-    "provision": {"in_stock": "provisioned", "provisioned": "provisioned", "delivered": "delivered"},
+    # provisioning is two steps around the device write (docs/registry.md, order of
+    # operations): begin -> "provisioning" (what is true while the write may be half
+    # done), finish -> "provisioned" once the config read back matches; an interrupted run
+    # is finished by the next `provision` or rolled back by `devices abort-provision`.
+    # A delivered button that is provisioned again comes back through a test call and
+    # delivery: its new config has not been tested.
+    "provision": {"in_stock": "provisioning", "provisioning": "provisioning",
+                  "provisioned": "provisioning", "delivered": "provisioning"},
+    "finish_provision": {"provisioning": "provisioned"},
+    "abort_provision": {"provisioning": "in_stock"},
     "test_call": {"provisioned": "provisioned", "delivered": "delivered"},
     "assign":    {"in_stock": "in_stock", "provisioned": "provisioned"},
     "deliver":   {"provisioned": "delivered"},
     "return":    {"delivered": "returned"},
-    "wipe":      {"in_stock": "in_stock", "provisioned": "in_stock", "returned": "in_stock",
-                  "faulty": "faulty", "retired": "retired"},
-    "faulty":    {"in_stock": "faulty", "provisioned": "faulty", "returned": "faulty"},
+    # a delivered button is wiped only with force (record_wipe): return it first
+    "wipe":      {"in_stock": "in_stock", "provisioning": "in_stock", "provisioned": "in_stock",
+                  "returned": "in_stock", "delivered": "in_stock", "faulty": "faulty",
+                  "retired": "retired"},
+    "faulty":    {"in_stock": "faulty", "provisioning": "faulty", "provisioned": "faulty",
+                  "returned": "faulty"},
     "restock":   {"faulty": "in_stock"},
     "retire":    {s: "retired" for s in STATES if s not in ("delivered", "retired")},
 }
@@ -98,8 +111,12 @@ _HINTS = {
     "flash": "a retired device is not flashed again",
     "deploy": "a retired device is not deployed again",
     "provision": "only a device in stock, provisioned or delivered can be (re)provisioned",
-    "test_call": "provision it first",
-    "assign": "only a device in stock or provisioned can get a case",
+    "finish_provision": "run `boton provision` to provision it",
+    "abort_provision": "only an interrupted provisioning can be aborted",
+    "test_call": "provision it first (an interrupted provisioning is finished by running "
+                 "`boton provision` again)",
+    "assign": "only a device in stock or provisioned can get a case (finish or abort an "
+              "interrupted provisioning first)",
     "deliver": "deliver needs a provisioned device with a passed test call",
     "return": "only a delivered device can be returned",
     "wipe": "return it first",
@@ -559,6 +576,59 @@ def _m3_audit_chain(db):
     """)
 
 
+_DEVICE_COLUMNS_M1 = ("mac, label, state, board, flash_size, image_hash, firmware_hash, config_hash, "
+                      "imei, iccid, test_call_result, test_call_detail, test_call_at, technician, "
+                      "state_reason, wipe_required, created_at, updated_at, flashed_at, deployed_at, "
+                      "provisioned_at, delivered_at, returned_at")
+
+
+def _m4_order_of_operations(db):
+    """The "provisioning" state (a CHECK cannot be altered in SQLite: the table is rebuilt,
+    with foreign keys off around it, see Registry._migrate) and what ties a button's
+    config to the registry: the config being written and the case it was built from
+    (pending_*), the case the provisioned config came from (config_case: a cases.id, NULL
+    for a bench config), the config a test call ran with (test_call_config)."""
+    _script(db, f"""
+        CREATE TABLE devices_new (
+            mac              TEXT PRIMARY KEY,
+            label            TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            state            TEXT NOT NULL CHECK (state IN ('in_stock', 'provisioning', 'provisioned',
+                                                            'delivered', 'returned', 'faulty', 'retired')),
+            board            TEXT,
+            flash_size       INTEGER,
+            image_hash       TEXT,
+            firmware_hash    TEXT,
+            config_hash      TEXT,
+            imei             TEXT,
+            iccid            TEXT,
+            test_call_result TEXT CHECK (test_call_result IN ('passed', 'failed')),
+            test_call_detail TEXT,
+            test_call_at     TEXT,
+            technician       TEXT,
+            state_reason     TEXT,
+            wipe_required    INTEGER NOT NULL DEFAULT 0,
+            created_at       TEXT NOT NULL,
+            updated_at       TEXT NOT NULL,
+            flashed_at       TEXT,
+            deployed_at      TEXT,
+            provisioned_at   TEXT,
+            delivered_at     TEXT,
+            returned_at      TEXT,
+            pending_config_hash TEXT,
+            pending_case     INTEGER,
+            config_case      INTEGER,
+            test_call_config TEXT
+        );
+        INSERT INTO devices_new ({_DEVICE_COLUMNS_M1}) SELECT {_DEVICE_COLUMNS_M1} FROM devices;
+        DROP TABLE devices;
+        ALTER TABLE devices_new RENAME TO devices;
+        CREATE INDEX devices_state ON devices(state);
+    """)
+    # a config provisioned while a case was assigned was built from it (the rule then)
+    db.execute("UPDATE devices SET config_case = (SELECT c.id FROM cases c WHERE c.mac = devices.mac "
+               "AND c.active = 1) WHERE config_hash IS NOT NULL")
+
+
 def _script(db, sql):
     """Run SQL statements one by one: sqlite3's executescript() would COMMIT the
     migration's transaction half-way."""
@@ -575,7 +645,7 @@ def _script(db, sql):
 # Ordered: MIGRATIONS[i](db) takes a database from user_version i to i + 1, inside the
 # caller's transaction (so it may also move data in Python). Append only; never edit one
 # that has shipped.
-MIGRATIONS = [_m1_devices, _m2_cases, _m3_audit_chain]
+MIGRATIONS = [_m1_devices, _m2_cases, _m3_audit_chain, _m4_order_of_operations]
 
 
 # =========================================================================== records
@@ -605,6 +675,10 @@ class Device:
     provisioned_at: str = None
     delivered_at: str = None
     returned_at: str = None
+    pending_config_hash: str = None
+    pending_case: int = None
+    config_case: int = None
+    test_call_config: str = None
 
     @classmethod
     def from_row(cls, row):
@@ -799,15 +873,25 @@ class Registry:
                                     f"({', '.join(sorted(REGISTRY_TABLES - tables))}); {RESTORE_HINT}",
                                     EXIT_VERIFY)
             return                   # the usual case: no write lock needed to open
-        with self._write() as db:    # re-read under the lock: another process may have migrated
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > len(MIGRATIONS):
-                raise RegistryError(f"{self.path} has schema version {version}, newer than this "
-                                    f"boton knows ({len(MIGRATIONS)}): update boton")
-            for i in range(version, len(MIGRATIONS)):
-                MIGRATIONS[i](db)
-                db.execute(f"PRAGMA user_version = {i + 1}")
-                log.info("registry %s migrated to schema %d", self.path, i + 1)
+        # A migration may rebuild a table (SQLite's way to change a CHECK): foreign keys are
+        # off around the transaction (the pragma is a no-op inside one) and checked before
+        # the commit, as SQLite's "generalized ALTER TABLE" procedure says.
+        self.db.execute("PRAGMA foreign_keys = OFF")
+        try:
+            with self._write() as db:    # re-read under the lock: another process may have migrated
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version > len(MIGRATIONS):
+                    raise RegistryError(f"{self.path} has schema version {version}, newer than this "
+                                        f"boton knows ({len(MIGRATIONS)}): update boton")
+                for i in range(version, len(MIGRATIONS)):
+                    MIGRATIONS[i](db)
+                    db.execute(f"PRAGMA user_version = {i + 1}")
+                    log.info("registry %s migrated to schema %d", self.path, i + 1)
+                if db.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                    raise RegistryError(f"{self.path}: migrating it would break links between its "
+                                        f"tables; nothing was changed. {RESTORE_HINT}", EXIT_VERIFY)
+        finally:
+            self.db.execute("PRAGMA foreign_keys = ON")
 
     @property
     def schema_version(self):
@@ -1056,38 +1140,206 @@ class Registry:
             self._audit(db, "deploy", mac, f"firmware {fw[:12]}")
             return Device.from_row(self._row(db, mac))
 
+    # ------------------------------------------------------------------ order of operations
+    # Every command that touches a button runs registry first, device second, registry last
+    # (docs/registry.md): precheck() before anything is written to the device, then the
+    # device step, then the record. Provisioning is two records around the write.
+    def precheck(self, action, mac, expected=None, register=False, label=None) -> Device:
+        """Registry first: may `action` touch the button whose eFuse MAC `mac` was read from
+        the port? expected: the label or MAC the technician named (--device): another button
+        on the port is refused. A button not in the registry is refused, or registered in
+        stock first when `register` (flash, deploy, a bench provision), under `label`.
+        Refused if its state does not allow `action` (TRANSITIONS). Returns the Device;
+        changes nothing unless it registers the button."""
+        mac = normalise_mac(mac)
+        if expected is not None:
+            named = self.find(expected)
+            if named.mac != mac:
+                raise RegistryConflict(f"the button on the port is {mac}"
+                                       + (f" ({self.get(mac).label})" if self.get(mac) else "")
+                                       + f", not {named.label} ({named.mac}): nothing was changed; "
+                                       "plug in the button you named")
+        dev = self.get(mac)
+        if dev is None:
+            if not register:
+                raise RegistryConflict(f"the button on the port ({mac}) is not in the registry: "
+                                       "provision it with `boton provision` first (or add it with "
+                                       "`boton devices add`)")
+            dev = self.add_device(mac, label=label)
+        if dev.state not in TRANSITIONS[action]:
+            raise RegistryConflict(f"cannot {action.replace('_', ' ')} {dev.label} ({mac}): it is "
+                                   f"{dev.state}; {_HINTS[action]}")
+        return dev
+
+    def _active_case_row(self, db, mac):
+        return db.execute("SELECT id, token FROM cases WHERE mac = ? AND active = 1", (mac,)).fetchone()
+
+    def provision_case(self, mac):
+        """(CaseData, case row id) of the case her button's configuration must be built from,
+        or (None, None) for a button without a case (a bench configuration, which can be
+        test-called but never delivered). Decrypting it is audited."""
+        mac = normalise_mac(mac)
+        with self._read() as db:
+            row = self._active_case_row(db, mac)
+        if row is None:
+            return None, None
+        c = self.cipher()
+        with self._write() as db:
+            case = c.open(mac, row["token"])
+            self._audit(db, "reveal", mac, "case data read to write the button's configuration")
+        return case, row["id"]
+
+    def begin_provision(self, mac, config_hash, case_row=None) -> Device:
+        """Before the config is written: -> provisioning, recording the config about to be
+        written and the case it was built from (None: a bench config). Refused if the case
+        was replaced since it was read, or a bench config is given for a button with a case."""
+        mac = normalise_mac(mac)
+        cfg = _hash(config_hash, "config hash")
+        with self._write() as db:
+            row, to = self._begin(db, mac, "provision")
+            active = self._active_case_row(db, mac)
+            if (active["id"] if active else None) != case_row:
+                raise RegistryConflict(f"cannot provision {row['label']} ({mac}): its case changed while "
+                                       "the configuration was being prepared; run `boton provision` again")
+            self._update(db, mac, state=to, pending_config_hash=cfg, pending_case=case_row,
+                         test_call_result=None, test_call_detail=None, test_call_at=None,
+                         test_call_config=None)
+            self._audit(db, "provision_begin", mac, f"config {cfg[:12]} "
+                        + ("from her case" if case_row else "for the bench (no case)")
+                        + f"; {row['state']} -> {to}")
+            return Device.from_row(self._row(db, mac))
+
+    def finish_provision(self, mac, config_hash, imei=None, iccid=None) -> Device:
+        """After the config was read back from the button and its hash is the one
+        begin_provision recorded: provisioning -> provisioned."""
+        mac = normalise_mac(mac)
+        cfg = _hash(config_hash, "config hash")
+        imei = normalise_imei(imei) if imei else None
+        iccid = normalise_iccid(iccid) if iccid else None
+        with self._write() as db:
+            row, to = self._begin(db, mac, "finish_provision")
+            if row["pending_config_hash"] != cfg:
+                raise RegistryConflict(f"cannot finish provisioning {row['label']} ({mac}): the button "
+                                       f"holds config {cfg[:12]}, the registry expected "
+                                       f"{(row['pending_config_hash'] or 'none')[:12]}; run "
+                                       "`boton provision` again")
+            self._update(db, mac, state=to, config_hash=cfg, config_case=row["pending_case"],
+                         pending_config_hash=None, pending_case=None,
+                         imei=imei or row["imei"], iccid=iccid or row["iccid"],
+                         technician=self.technician, provisioned_at=self.now(), state_reason=None)
+            self._audit(db, "provision", mac, f"config {cfg[:12]} verified; {row['state']} -> {to}")
+            return Device.from_row(self._row(db, mac))
+
+    def abort_provision(self, mac) -> Device:
+        """An interrupted provisioning that will not be finished (the button is gone or
+        broken): provisioning -> in_stock. The registry cannot know which config the button
+        holds (the old or the new one: the write itself is atomic), so it is flagged for a
+        wipe and has no recorded config: it cannot be test-called or delivered as it is."""
+        mac = normalise_mac(mac)
+        with self._write() as db:
+            row, to = self._begin(db, mac, "abort_provision")
+            self._update(db, mac, state=to, config_hash=None, config_case=None,
+                         pending_config_hash=None, pending_case=None, wipe_required=1,
+                         test_call_result=None, test_call_detail=None, test_call_at=None,
+                         test_call_config=None)
+            self._audit(db, "provision_abort", mac, f"{row['state']} -> {to}; it may hold a "
+                        "configuration: wipe it or provision it again")
+            return Device.from_row(self._row(db, mac))
+
     def record_provision(self, mac, config_hash, imei=None, iccid=None, technician=None) -> Device:
-        """Her configuration written and verified: in_stock -> provisioned (a delivered or
-        provisioned device stays where it is). A new test call is needed before delivery."""
+        """begin_provision and finish_provision in one step, for a configuration already
+        written and verified (the API, imports, tests): built from the case the device has
+        now, if any. The CLI uses the two steps around the write."""
         mac = normalise_mac(mac)
         cfg = _hash(config_hash, "config hash")
         imei = normalise_imei(imei) if imei else None
         iccid = normalise_iccid(iccid) if iccid else None
         tech = resolve_technician(technician or self.technician)
         with self._write() as db:
-            row, to = self._begin(db, mac, "provision")
-            self._update(db, mac, state=to, config_hash=cfg, imei=imei or row["imei"],
-                         iccid=iccid or row["iccid"], technician=tech, provisioned_at=self.now(),
-                         test_call_result=None, test_call_detail=None, test_call_at=None,
-                         state_reason=None)
+            row, _ = self._begin(db, mac, "provision")
+            to = TRANSITIONS["finish_provision"]["provisioning"]
+            active = self._active_case_row(db, mac)
+            self._update(db, mac, state=to, config_hash=cfg, config_case=active["id"] if active else None,
+                         pending_config_hash=None, pending_case=None,
+                         imei=imei or row["imei"], iccid=iccid or row["iccid"], technician=tech,
+                         provisioned_at=self.now(), test_call_result=None, test_call_detail=None,
+                         test_call_at=None, test_call_config=None, state_reason=None)
             self._audit(db, "provision", mac, f"config {cfg[:12]}; {row['state']} -> {to}")
             return Device.from_row(self._row(db, mac))
 
-    def record_test_call(self, mac, ok, detail="") -> Device:
+    def check_config(self, mac, raw) -> str:
+        """Is the configuration read from the button (its bytes, None if it has none) the
+        one the registry recorded at provisioning, built from her current case? Returns its
+        hash. A mismatch is audited and refused with one line that shows none of her data
+        (RegistryError, exit 5). Needs the key when the button has a case (its alias and
+        contacts are compared with the case's, not only the hash)."""
+        mac = normalise_mac(mac)
+        digest = prov_config_hash(raw) if raw is not None else None
+        with self._read() as db:
+            row = self._row(db, mac)
+            active = self._active_case_row(db, mac)
+        why, case = None, None
+        if active is not None:
+            case = self.cipher().open(mac, active["token"])
+        try:
+            config = json.loads(raw) if raw is not None else None
+        except ValueError:
+            config = None
+        if raw is None:
+            why = "it has no configuration"
+        elif row["config_hash"] is None:
+            why = "the registry has no configuration recorded for it (provision it)"
+        elif digest != row["config_hash"]:
+            why = (f"its configuration ({digest[:12]}) is not the one recorded at provisioning "
+                   f"({row['config_hash'][:12]})")
+        elif not isinstance(config, dict):
+            why = "its configuration is not readable"
+        elif config.get("device_id") != row["label"]:
+            why = (f"its configuration names it {_show(config.get('device_id'), 24)}, the registry "
+                   f"knows it as {row['label']}")
+        elif case is not None and row["config_case"] != active["id"]:
+            why = ("its configuration was not written from her current case (provisioned before "
+                   "the case was assigned, or the case was replaced)")
+        elif case is not None and config.get("alias") != case.alias:
+            why = "its alias differs from her case's"
+        elif case is not None and list(config.get("contacts") or ()) != list(case.contacts):
+            why = "its trusted contacts differ from her case's"
+        with self._write() as db:
+            if why:
+                self._audit(db, "config_mismatch", mac, why)
+            else:
+                self._audit(db, "config_check", mac, f"config {digest[:12]} is the recorded one"
+                            + ("; matches her case" if case is not None else "; bench config, no case"))
+        if why:
+            raise RegistryError(f"{row['label']} ({mac}) refused: {why}; nothing was done. Provision "
+                                "it again with `boton provision` (from her case)", EXIT_VERIFY)
+        return digest
+
+    def record_test_call(self, mac, ok, detail="", config_hash=None) -> Device:
+        """A test call's result; config_hash: the configuration it ran with (what
+        check_config returned), which delivery requires to still be the button's."""
         mac = normalise_mac(mac)
         result = "passed" if ok else "failed"
         detail = scrub(detail)
+        cfg = _hash(config_hash, "config hash") if config_hash else None
         with self._write() as db:
-            self._begin(db, mac, "test_call")
+            row, _ = self._begin(db, mac, "test_call")
+            if cfg and cfg != row["config_hash"]:
+                raise RegistryConflict(f"cannot record the test call of {row['label']} ({mac}): it ran "
+                                       f"with config {cfg[:12]}, the registry recorded "
+                                       f"{(row['config_hash'] or 'none')[:12]}")
             self._update(db, mac, test_call_result=result, test_call_detail=detail,
-                         test_call_at=self.now())
+                         test_call_at=self.now(), test_call_config=cfg or row["config_hash"])
             self._audit(db, "test_call", mac, f"{result}{': ' + detail if detail else ''}")
             return Device.from_row(self._row(db, mac))
 
-    def deliver(self, mac) -> Device:
-        """provisioned -> delivered: needs a case and a passed test call since the last
-        flash, deploy or provision."""
+    def deliver(self, mac, config_hash=None, dry_run=False) -> Device:
+        """provisioned -> delivered: needs a case, a config written from that case, and a
+        passed test call since the last flash, deploy or provision. config_hash: the config
+        just read from the button (check_config); it must be the one the test call ran with.
+        dry_run: only the checks (before the button is read), nothing changes."""
         mac = normalise_mac(mac)
+        cfg = _hash(config_hash, "config hash") if config_hash else None
         with self._write() as db:
             row, to = self._begin(db, mac, "deliver")
             if row["test_call_result"] != "passed":
@@ -1095,11 +1347,55 @@ class Registry:
                        "no test call since it was last flashed, deployed or provisioned")
                 raise RegistryConflict(f"cannot deliver {row['label']} ({mac}): {why}; "
                                        "run `boton test-call` and record a passed one")
-            if not row["has_case"]:
+            active = self._active_case_row(db, mac)
+            if active is None:
                 raise RegistryConflict(f"cannot deliver {row['label']} ({mac}): no case is assigned "
                                        "(`boton devices assign`)")
+            if row["config_case"] != active["id"]:
+                raise RegistryConflict(f"cannot deliver {row['label']} ({mac}): its configuration was "
+                                       "not written from her case (provisioned before the case was "
+                                       "assigned, or the case was replaced); run `boton provision`")
+            if cfg and cfg != (row["test_call_config"] or row["config_hash"]):
+                raise RegistryConflict(f"cannot deliver {row['label']} ({mac}): its configuration "
+                                       f"({cfg[:12]}) is not the one its test call passed with; run "
+                                       "`boton test-call` again")
+            if dry_run:
+                return Device.from_row(row)
             self._update(db, mac, state=to, delivered_at=self.now(), state_reason=None)
-            self._audit(db, "deliver", mac, "provisioned -> delivered")
+            self._audit(db, "deliver", mac, "provisioned -> delivered"
+                        + (f"; config {cfg[:12]} read from the button" if cfg else ""))
+            return Device.from_row(self._row(db, mac))
+
+    def check_flash(self, mac, force=False, expected=None) -> Device:
+        """Registry first for `boton flash` (registers a new button in stock): a retired
+        button is not flashed; a delivered one is in her hands (return it first, or --force
+        for a repair); a returned one still holds her data: `boton wipe` first (the recorded,
+        verified wipe; a flash erase is not one)."""
+        dev = self.precheck("flash", mac, expected=expected, register=True)
+        if dev.state == "delivered" and not force:
+            raise RegistryConflict(f"cannot flash {dev.label} ({dev.mac}): it is delivered (her "
+                                   "configuration would be erased); return it first, or --force")
+        if dev.state == "returned":
+            raise RegistryConflict(f"cannot flash {dev.label} ({dev.mac}): it is returned and still "
+                                   "holds her data; run `boton wipe` first")
+        return dev
+
+    def flash_erasing(self, mac) -> Device:
+        """Just before esptool erases the chip: a configuration on it is going (say so
+        now, so an interrupted flash leaves the registry true): a provisioning, provisioned
+        or delivered button goes back to stock with no recorded config, flagged for a wipe
+        (the erase is not verified as `boton wipe` verifies). Its case stays assigned."""
+        mac = normalise_mac(mac)
+        with self._write() as db:
+            row, _ = self._begin(db, mac, "flash")
+            if not self._holds_config(row) or row["state"] not in ("provisioning", "provisioned", "delivered"):
+                return Device.from_row(row)
+            self._update(db, mac, state="in_stock", config_hash=None, config_case=None,
+                         pending_config_hash=None, pending_case=None, wipe_required=1,
+                         test_call_result=None, test_call_detail=None, test_call_at=None,
+                         test_call_config=None)
+            self._audit(db, "flash_erase", mac, f"{row['state']} -> in_stock: the chip is erased, "
+                        "its configuration with it")
             return Device.from_row(self._row(db, mac))
 
     def return_device(self, mac) -> Device:
@@ -1114,16 +1410,58 @@ class Registry:
             self._audit(db, "return", mac, "delivered -> returned; config must be wiped")
             return Device.from_row(self._row(db, mac))
 
-    def record_wipe(self, mac) -> Device:
-        """Her config was erased from the device: clears the wipe flag; a returned or
-        provisioned device goes back to stock."""
+    def record_wipe(self, mac, verified=True, detail="", forced=False) -> Device:
+        """The result of `boton wipe`. verified: the raw read-back of its flash found none of
+        her data: the wipe flag is cleared and a returned or provisioned device goes back to
+        stock. Not verified: her data may still be there: the device keeps (or, forced from
+        delivered, gets) the wipe flag and stays where it is, audited as wipe_failed. A
+        delivered device is refused unless forced (her case is then closed, and the audit
+        says it was forced). detail: what was checked (counts only, never her data)."""
         mac = normalise_mac(mac)
         with self._write() as db:
             row, to = self._begin(db, mac, "wipe")
-            self._update(db, mac, state=to, wipe_required=0, config_hash=None,
-                         test_call_result=None, test_call_detail=None, test_call_at=None)
-            self._audit(db, "wipe", mac, f"{row['state']} -> {to}")
+            was = row["state"]
+            if was == "delivered" and not forced:
+                raise RegistryConflict(self.wipe_refusal(row["label"], mac))
+            note = ""
+            if was == "delivered":
+                self._close_case(db, mac)
+                note = "; FORCED on a delivered button without a return, case closed"
+            detail = f": {detail}" if detail else ""
+            if verified:
+                self._update(db, mac, state=to, wipe_required=0, config_hash=None, config_case=None,
+                             pending_config_hash=None, pending_case=None,
+                             test_call_result=None, test_call_detail=None, test_call_at=None,
+                             test_call_config=None)
+                self._audit(db, "wipe", mac, f"{was} -> {to}; verified{detail}{note}")
+            else:
+                stay = "returned" if was == "delivered" else was
+                cols = {"returned_at": self.now()} if was == "delivered" else {}
+                self._update(db, mac, state=stay, wipe_required=1, **cols)
+                self._audit(db, "wipe_failed", mac, f"{was} -> {stay}; NOT verified{detail}{note}")
             return Device.from_row(self._row(db, mac))
+
+    @staticmethod
+    def wipe_refusal(label, mac):
+        return (f"cannot wipe {label} ({mac}): it is delivered (in her hands as far as the "
+                f"registry knows); return it first: boton devices return {label} "
+                "(or, if it cannot be returned, boton wipe --force, which is audited)")
+
+    def wipe_case(self, mac):
+        """Her last case on this device (the open one, or the one its return closed),
+        decrypted, for `boton wipe` to search the flash for; None if it never had one.
+        Audited."""
+        mac = normalise_mac(mac)
+        with self._read() as db:
+            self._row(db, mac)
+            row = db.execute("SELECT token FROM cases WHERE mac = ? ORDER BY id DESC LIMIT 1",
+                             (mac,)).fetchone()
+        if row is None:  # never had a case: no key needed
+            return None
+        case = self.cipher().open(mac, row["token"])
+        with self._write() as db:
+            self._audit(db, "reveal", mac, "case data read to verify the wipe")
+            return case
 
     def mark_faulty(self, mac, reason) -> Device:
         mac = normalise_mac(mac)
@@ -1172,7 +1510,7 @@ class Registry:
     def _holds_config(row):
         """May the device still hold a beneficiary's config on its flash?"""
         return bool(row["wipe_required"] or row["config_hash"]
-                    or row["state"] in ("provisioned", "delivered"))
+                    or row["state"] in ("provisioning", "provisioned", "delivered"))
 
     @staticmethod
     def _reason(reason):

@@ -28,6 +28,7 @@ from ..waiting import wait_for_item
 from .clock import Scheduler
 from .gps import GpsSim
 from .network import BEHAVIOURS, PhoneNetwork
+from .peercred import allowed as peer_allowed
 from .pmu import I2cBus, make as make_power_chip
 from .sim800 import Sim800
 
@@ -47,6 +48,17 @@ AGS_CENTRO = (21.88234, -102.29143)  # Plaza de la Patria, Aguascalientes
 
 
 _noted = []  # the fallback note, once per process
+
+
+# board_seal.py (the board sees only its flash) keeps about 3.5 KB of heap (its closures,
+# module stand-ins and names; measured 2.5 KB with an image, 3.5 KB with a flash folder,
+# 32-bit build) that a chip does not spend: the rig adds it, so the firmware gets the heap
+# it would have on the chip.
+SEAL_HEAP_KB = 4
+
+
+def _with_seal(heap: str) -> str:
+    return f"{int(heap[:-1]) + SEAL_HEAP_KB}k" if heap[-1:] == "k" and heap[:-1].isdigit() else heap
 
 
 class RigError(RuntimeError):
@@ -123,6 +135,9 @@ class VirtualDevice:
         self.wakes = []           # (monotonic t, "timer"|pin) for each light sleep's end
         self.wdt_kept_over_soft_reset = 0  # soft resets the running watchdog outlived
         self.rtc_base = time.time()  # host time at which the chip's RTC read 2000-01-01
+        # RTC slow memory (hw.rtc_memory): survives soft, watchdog and EN resets, lost at a
+        # power cycle (ESP-IDF: kept through every reset but power-on and brown-out)
+        self.rtc_memory = b""
         self._cond = threading.Condition()
         self._console_watchers = []
         self._console = bytearray()
@@ -320,9 +335,10 @@ class VirtualDevice:
                    BOTON_FLASH_IMAGE=self._image_spec() if self.flash_image else "",
                    BOTON_LFS_BLOCKDEV=str(LFS_BLOCKDEV),
                    BOTON_STATE_FD=str(state_w), BOTON_TIME_SCALE=repr(self.time_scale),
-                   BOTON_MAC=self.mac, BOTON_RTC_BASE=repr(self.rtc_base))
+                   BOTON_MAC=self.mac, BOTON_RTC_BASE=repr(self.rtc_base),
+                   BOTON_RTC_MEMORY=self.rtc_memory.hex())
         self._proc = await asyncio.create_subprocess_exec(
-            self.interpreter.exe, "-X", f"heapsize={self.interpreter.heap}", str(BOARD_REPL), mode,
+            self.interpreter.exe, "-X", f"heapsize={_with_seal(self.interpreter.heap)}", str(BOARD_REPL), mode,
             cwd=self.flash_dir, env=env, pass_fds=(state_w,),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, start_new_session=True)
@@ -465,6 +481,11 @@ class VirtualDevice:
             raise ValueError(f"repl must be 'socket', 'pty' or 'rfc2217', not {self.repl_mode!r}")
 
     async def _repl_conn(self, reader, writer):
+        # Only the user who started the rig: the REPL reads and writes her flash. Checked
+        # before anything else, so a refused peer does not unplug the technician's session.
+        if not peer_allowed(writer.get_extra_info("peername"), writer.get_extra_info("sockname")):
+            writer.close()
+            return
         # One host at a time, like one USB cable: a new connection replaces the old.
         if self._repl_writer:
             self._repl_writer.close()
@@ -608,6 +629,15 @@ class VirtualDevice:
             return
         if parts[:1] == [b"RTC"] and len(parts) == 2:
             self.rtc_base = float(parts[1])  # the firmware set the clock; it outlives resets
+            return
+        if parts[:1] == [b"RTCMEM"] and len(parts) == 2:  # hw.rtc_memory(data); "-": empty
+            try:
+                data = b"" if parts[1] == b"-" else bytes.fromhex(parts[1].decode())
+            except ValueError:  # not hex: not a write the chip could have made
+                return
+            with self._cond:
+                self.rtc_memory = data
+                self._cond.notify_all()
             return
         if parts == [b"FEED"]:
             self.wdt_feeds += 1
@@ -816,6 +846,16 @@ class VirtualDevice:
             return
         asyncio.run_coroutine_threadsafe(self._kill_child(), self._loop).result(10)
 
+    def power_cycle(self):
+        """The whole board loses power: the modem and the ESP32 start from scratch, and
+        the ESP32's RTC (its clock, back to 2000-01-01, and its slow memory) with it."""
+        self.call(self.modem.power_off)
+        self.call(self.modem.power_on)
+        with self._cond:
+            self.rtc_memory = b""
+            self.rtc_base = time.time()
+        self.hard_reset()
+
     def _on_network_event(self, event):
         with self._cond:
             self.events.append(event)
@@ -824,6 +864,18 @@ class VirtualDevice:
     def wait_event(self, predicate, timeout=30.0, after=0):
         """Block until a network event (index >= after) satisfies predicate; return it."""
         return wait_for_item(self._cond, self.events, predicate, timeout, after, "network event")
+
+    def wait_rtc_memory(self, predicate, timeout=30.0):
+        """Block until the chip's RTC slow memory satisfies predicate(bytes); return it."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self.rtc_memory):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"RTC memory not as expected within {timeout}s: "
+                                       f"{len(self.rtc_memory)} bytes")
+                self._cond.wait(left)
+            return self.rtc_memory
 
     def watch_console(self, callback):
         """callback(bytes) for everything the device prints (called on the rig's thread)."""

@@ -19,11 +19,20 @@ What it reproduces (see data/at/sim800_transcripts.md for the captures):
   allowed" as the captures show.
 * SMS (text mode), voice calls (MO and MT), audio levels, cell info, sleep, PWRKEY, power
   URCs, and fault injection for tests and rehearsals.
+* The module's clock: AT+CLTS (network time stamp on/off, saved by AT&W, as TinyGSM#289
+  shows: CLTS=1, AT&W, restart) and AT+CCLK ("yy/MM/dd,hh:mm:ss±zz", local time, zone in
+  quarter hours, 3GPP TS 27.007 §8.15). With CLTS=1, registering on a network that sends
+  its time (NITZ) sets the clock to the network's and reports it (capture L4):
+  ``*PSUTTZ: 2020,12,9,12,57,4,"+12",0`` then ``DST: 0``. Assumption: *PSUTTZ carries UTC
+  and the zone apart; +CTZV (AT+CTZR=1) is not simulated. Many networks send no time
+  (PhoneNetwork.gives_time = False): the clock then runs from the module's default
+  "04/01/01,00:00:00+00" at power-on (TinyGSM#289: "+CCLK: \"04/01/01,00:00:40+12\"").
 
 Modelling choices where the manual is silent are marked "Assumption:" in the comments.
 """
 import re
 from collections import deque, namedtuple
+from datetime import datetime, timedelta
 
 from .network import CAUSE_TEXT
 
@@ -62,7 +71,8 @@ CMS_TEXT = {
 # boot. Assumption: the audio levels are AT&W-saved, not auto-saved, so firmware that wants
 # a silent ringer must set it after every boot (the safe way in any case).
 FACTORY = {"echo": True, "cmee": 0, "verbose": True, "s0": 0, "clip": 0, "colp": 0,
-           "cmic": (0, 0, 0, 0), "clvl": 80, "crsl": 100, "chfa": 0}
+           "cmic": (0, 0, 0, 0), "clvl": 80, "crsl": 100, "chfa": 0, "clts": 0}
+CLOCK_DEFAULT = datetime(2004, 1, 1)  # AT+CCLK? of a module that never heard the network time
 
 # GSM 03.38 default alphabet, codes 0x00-0x7F (0x1B is the escape to the extension
 # table; in text entry it is ESC, which cancels the message, as the manual says).
@@ -201,6 +211,7 @@ class Sim800:
         self._pwrkey_turned_on = False
         self._reset_down_at = None
         self.supplied = True
+        self._clock = (CLOCK_DEFAULT, 0, scheduler.now())  # (local time, zone in quarters, at)
         self._dtr_level = 0
         self._mr = 0
         self._gen = 0
@@ -252,6 +263,9 @@ class Sim800:
         self.powered = True
         self._gen += 1
         self._reset_runtime()
+        # Assumption: the RTC is not backed up (the T-Call's VRTC has no cell): every boot
+        # starts it from the default.
+        self._clock = (CLOCK_DEFAULT, 0, self.sched.now())
         self._tx_last = self.sched.now()
         self._later(self.T_UART_READY, self._boot_uart_ready)
 
@@ -365,6 +379,7 @@ class Sim800:
         self.csmp = [17, 167, 0, 0]
         self.csclk, self.ceng, self.cfun, self.cbatchk = 0, (0, 1), 1, 0
         self.crc, self.cvhu = 0, 0
+        self.clts = p["clts"]
         self.ceer_mode, self.last_cause = 0, 0
         if self.sleeping:  # a restart or power-off ends the sleep
             self._notify({"kind": "modem_sleep", "t": self.sched.now(), "sleeping": False})
@@ -485,6 +500,8 @@ class Sim800:
             self._urc(f"+CREG: {stat}" + self._creg_location())
         if was_registered and not self.registered:
             self.network.modem_unreachable(self.number)  # drops our calls: NO CARRIER
+        if not was_registered and self.registered:
+            self._network_time()
 
     def _creg_location(self):
         return f',"{self.cell["lac"]:04X}","{self.cell["cellid"]:04X}"' if self.registered else ""
@@ -1123,7 +1140,7 @@ class Sim800:
         self._profile = {"echo": self.echo, "cmee": self.cmee, "verbose": self.verbose,
                          "s0": self.s0, "clip": self.clip, "colp": self.colp,
                          "cmic": tuple(self.cmic), "clvl": self.clvl, "crsl": self.crsl,
-                         "chfa": self.chfa}
+                         "chfa": self.chfa, "clts": self.clts}
         self._took(0.1)
 
     def _b_s(self, cmd):
@@ -1141,6 +1158,7 @@ class Sim800:
         self.s0, self.clip, self.colp = profile["s0"], profile["clip"], profile["colp"]
         self.cmic, self.clvl, self.crsl = list(profile["cmic"]), profile["clvl"], profile["crsl"]
         self.chfa = profile["chfa"]
+        self.clts = profile["clts"]
 
     def _hangup(self):
         if self._call is not None:
@@ -1331,8 +1349,44 @@ class Sim800:
     def _x_cbatchk(self, cmd):
         return self._setting(cmd, "cbatchk", (0, 1), "+CBATCHK")
 
+    # ================================================================== clock
     def _x_clts(self, cmd):
-        return None if cmd.kind != "read" else ["+CLTS: 0"]
+        # Assumption: as on R14.18, CLTS=1 applies at once (to the next registration);
+        # firmware that needs a restart for it is why the setting is saved with AT&W.
+        return self._setting(cmd, "clts", (0, 1), "+CLTS")
+
+    def _x_cclk(self, cmd):
+        if cmd.kind == "test":
+            return None
+        if cmd.kind == "read":
+            local, quarters = self.clock_now()
+            return [f'+CCLK: "{local:%y/%m/%d,%H:%M:%S}{quarters:+03d}"']
+        m = re.fullmatch(r"(\d\d)/(\d\d)/(\d\d),(\d\d):(\d\d):(\d\d)([+-]\d\d)?",
+                         _str(cmd.args[0]) if cmd.args else "")
+        if not m:
+            raise self._cme(765)
+        try:
+            local = datetime(2000 + int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5]), int(m[6]))
+        except ValueError:
+            raise self._cme(765) from None
+        self._clock = (local, int(m[7] or 0), self.sched.now())
+
+    def clock_now(self):
+        """(local datetime, zone in quarter hours): what AT+CCLK? answers now."""
+        local, quarters, at = self._clock
+        return local + timedelta(seconds=int(self.sched.now() - at)), quarters
+
+    def _network_time(self):
+        """Registered: a network that sends its time (NITZ) sets the clock when CLTS=1."""
+        if not (self.clts and getattr(self.network, "gives_time", True)):
+            return
+        now = self.network.now_datetime()
+        quarters = int(now.utcoffset().total_seconds() // 900)
+        self._clock = (now.replace(tzinfo=None), quarters, self.sched.now())
+        utc = now - now.utcoffset()
+        self._urc(f'*PSUTTZ: {utc.year},{utc.month},{utc.day},{utc.hour},{utc.minute},'
+                  f'{utc.second},"{quarters:+03d}",0')
+        self._urc("DST: 0")
 
     def _x_ddet(self, cmd):
         return None if cmd.kind != "read" else ["+DDET: 0"]
