@@ -22,11 +22,13 @@ PRESSES, WINDOW_MS = 3, 2000
 ROUNDS = 3           # times through the C4 numbers before waiting for the next press
 RETRY_MS = 5000      # pause between rounds
 DETAIL_MAX = 60      # characters of the reason in the log
-KEEP = ("safe", "__main__", "flashbdev")  # modules run() leaves loaded (the ESP32's _boot.py mounts with flashbdev)
+# Modules run() leaves loaded: itself, the ESP32's _boot.py mount (flashbdev), and what safe
+# mode runs on (hw and its backend, asyncio), loaded by check() before the firmware.
+KEEP = ("safe", "__main__", "flashbdev", "hw", "hw_esp32", "hw_sim", "asyncio")
 
 
 def read_json(path):
-    """(object, problem): problem is None, "missing" or "corrupt"."""
+    """(object, problem): problem is None, "missing", "corrupt" or "no_memory"."""
     import json
     try:
         with open(path) as f:
@@ -35,6 +37,8 @@ def read_json(path):
         return None, "missing"
     except ValueError:
         return None, "corrupt"
+    except MemoryError:
+        return None, "no_memory"
 
 
 def board_problem(board):
@@ -49,13 +53,34 @@ def board_problem(board):
     return None
 
 
-def check():
-    """None when the board profile is usable and the firmware imports; else why not."""
+_plan = None  # (board, C4 numbers, hold_ms): read by check() while the heap is whole
+
+
+def plan():
+    """((board to drive, C4 numbers, hold ms), board problem or None) from the flash."""
     board, problem = read_json("board.json")
     if problem is None:
         problem = board_problem(board)
     if problem:
+        board = DEFAULT_BOARD
+    cfg, _ = read_json("config.json")
+    return (board, c4_numbers(cfg, board), gesture(cfg)), problem
+
+
+def check():
+    """None when the board profile is usable and the firmware imports; else why not. What
+    safe mode needs is read first: a firmware too big for the heap leaves it full (its
+    interned names are never freed), and safe mode must not need to allocate much then."""
+    global _plan
+    _plan, problem = plan()
+    if problem:
         return "board_" + problem
+    gc.collect()
+    try:
+        import asyncio, hw  # noqa: F401,E401 - what safe mode runs on, while there is room
+        asyncio.StreamReader, asyncio.Event, asyncio.wait_for_ms  # loaded on first use otherwise
+    except Exception as e:
+        return ("import_hw_%s:%s" % (type(e).__name__, e))[:DETAIL_MAX]
     try:
         import app  # noqa: F401
     except Exception as e:  # ImportError, SyntaxError, MemoryError, a corrupt .mpy's ValueError
@@ -85,7 +110,7 @@ def gesture(cfg):
 def run(why):
     """Safe mode, forever: log why, then call C4 covertly whenever the button asks."""
     for name in list(sys.modules):  # what the failed start left behind: its heap comes back
-        if name not in KEEP:
+        if name.split(".")[0] not in KEEP:
             del sys.modules[name]
     gc.collect()
     print("safe mode:", why)
@@ -94,12 +119,7 @@ def run(why):
         EventLog(echo=True).add("safe_mode", why)
     except Exception:  # the log's module may be what is broken
         print("EV safe_mode", why)
-    board, _ = read_json("board.json")
-    if board_problem(board):
-        board = DEFAULT_BOARD
-    cfg, _ = read_json("config.json")
-    numbers, hold_ms = c4_numbers(cfg, board), gesture(cfg)
-    del cfg
+    board, numbers, hold_ms = _plan or plan()[0]
     gc.collect()
     import asyncio
     asyncio.run(_main(board, numbers, hold_ms))
@@ -200,13 +220,20 @@ async def _main(board, numbers, hold_ms):
 
 
 async def _power_modem(hw, m, at, wdt):
-    """Supply on and RESET released; PWRKEY pulsed only if the module does not answer (a
-    pulse turns a running one off)."""
+    """Supply on and RESET released. A silent module may be off or hung, and a PWRKEY press
+    switches a running one OFF: as app's ladder does, the key is pressed only once the
+    module is known to be off, after a supply cut, on boards that can cut it."""
     import asyncio
     for name in ("power_on", "reset"):
         if m.get(name) is not None:
             hw.Pin(m[name], hw.Pin.OUT, value=1)
     if not await _probe(at, 17, wdt):  # ~5 s: a module just powered needs ~3 s to listen
+        if m.get("power_on") is None:
+            print("EV safe_modem_hung no_supply_switch")
+            return
+        supply = hw.Pin(m["power_on"], hw.Pin.OUT, value=0)
+        await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
+        supply.value(1)  # back on with PWRKEY released: the SIM800 stays off until pressed
         key = hw.Pin(m["pwrkey"], hw.Pin.OUT, value=1)
         key.value(0)
         await asyncio.sleep_ms(int(1200 * hw.TIME_SCALE))
