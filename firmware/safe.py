@@ -1,125 +1,31 @@
 # Safe mode: the firmware cannot start (a module missing, corrupt or too big for the heap,
-# no usable board profile), and the button must still call C4. main.py runs it. It imports
-# almost nothing (hw, MicroPython's own asyncio) and talks bare AT to the modem, so what
-# broke the firmware cannot break this. It lives in the flash's root, outside lib/.
+# no usable board profile), and the button must still call C4. main.py runs it when
+# bootcheck.check() says why (and only then loads it). It imports almost nothing (hw,
+# MicroPython's own asyncio) and talks bare AT to the modem, so what broke the firmware
+# cannot break this. It lives in the flash's root, outside lib/, as bootcheck does.
 import gc
-import sys
 
-# The pins both LilyGO T-Call SIM800L revisions share (boards/tcall_sim800l_*.json, the
-# programme's boards): what a board whose profile is missing or corrupt is driven with. The
-# IP5306 keep-on write is what the IP5306 revision needs; on the AXP192 revision nothing
-# answers at that address and the AXP192 keeps the ESP32's rail on by default.
-DEFAULT_BOARD = {"modem": {"uart": 1, "baud": 115200, "tx": 27, "rx": 26, "pwrkey": 4, "reset": 5,
-                           "power_on": 23},
-                 "button": {"pin": 14, "active": 0, "pull": "up"},
-                 "ip5306": {"sda": 21, "scl": 22, "addr": 117, "keep_boost_on": True}}
+import bootcheck
+
 # Mic up so C4 hears the surroundings; speaker and ringer silent so nobody near her does
 # (what app.py's _covert_audio sends).
 COVERT = "AT+CMIC=0,15;+CLVL=0;+CRSL=0"
 ENDED = ("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE", "ERROR")
-HOLD_MS = 2000       # the gesture when her configuration cannot be read (app's default)
 PRESSES, WINDOW_MS = 3, 2000
 ROUNDS = 3           # times through the C4 numbers before waiting for the next press
 RETRY_MS = 5000      # pause between rounds
-DETAIL_MAX = 60      # characters of the reason in the log
-# Modules run() leaves loaded: itself, the ESP32's _boot.py mount (flashbdev), and what safe
-# mode runs on (hw and its backend, asyncio), loaded by check() before the firmware.
-KEEP = ("safe", "__main__", "flashbdev", "hw", "hw_esp32", "hw_sim", "asyncio")
-
-
-def read_json(path):
-    """(object, problem): problem is None, "missing", "corrupt" or "no_memory"."""
-    import json
-    try:
-        with open(path) as f:
-            return json.load(f), None
-    except OSError:
-        return None, "missing"
-    except ValueError:
-        return None, "corrupt"
-    except MemoryError:
-        return None, "no_memory"
-
-
-def board_problem(board):
-    """Why this board profile cannot drive the button and the modem, or None."""
-    try:
-        m, b = board["modem"], board["button"]
-        if not (isinstance(m["uart"], int) and isinstance(m["pwrkey"], int) and isinstance(b["pin"], int)):
-            return "bad_pins"
-        board["gps"]["uart"]  # the firmware needs it; safe mode does not
-    except (KeyError, TypeError):
-        return "incomplete"
-    return None
-
-
-_plan = None  # (board, C4 numbers, hold_ms): read by check() while the heap is whole
-
-
-def plan():
-    """((board to drive, C4 numbers, hold ms), board problem or None) from the flash."""
-    board, problem = read_json("board.json")
-    if problem is None:
-        problem = board_problem(board)
-    if problem:
-        board = DEFAULT_BOARD
-    cfg, _ = read_json("config.json")
-    return (board, c4_numbers(cfg, board), gesture(cfg)), problem
-
-
-def check():
-    """None when the board profile is usable and the firmware imports; else why not. What
-    safe mode needs is read first: a firmware too big for the heap leaves it full (its
-    interned names are never freed), and safe mode must not need to allocate much then."""
-    global _plan
-    _plan, problem = plan()
-    if problem:
-        return "board_" + problem
-    gc.collect()
-    try:
-        import asyncio, hw  # noqa: F401,E401 - what safe mode runs on, while there is room
-        asyncio.StreamReader, asyncio.Event, asyncio.wait_for_ms  # loaded on first use otherwise
-    except Exception as e:
-        return ("import_hw_%s:%s" % (type(e).__name__, e))[:DETAIL_MAX]
-    try:
-        import app  # noqa: F401
-    except Exception as e:  # ImportError, SyntaxError, MemoryError, a corrupt .mpy's ValueError
-        return ("import_%s:%s" % (type(e).__name__, e))[:DETAIL_MAX]
-    return None
-
-
-def c4_numbers(cfg, board):
-    """Her configuration's C4 numbers (911 last only if she allowed it), else the board's
-    safe_c4, else 911: what app.load_config falls back to for a missing or corrupt config."""
-    if isinstance(cfg, dict):
-        nums = cfg.get("c4_numbers")
-        if isinstance(nums, list):
-            nums = [n for n in nums if isinstance(n, str) and n]
-            if nums:
-                return nums + (["911"] if cfg.get("allow_911") else [])
-    safe_c4 = board.get("safe_c4") if isinstance(board, dict) else None
-    return [safe_c4 if isinstance(safe_c4, str) and safe_c4 else "911"]
-
-
-def gesture(cfg):
-    g = cfg.get("gesture") if isinstance(cfg, dict) else None
-    hold = g.get("hold_ms") if isinstance(g, dict) else None
-    return hold if isinstance(hold, int) and 500 <= hold <= 10000 else HOLD_MS
 
 
 def run(why):
     """Safe mode, forever: log why, then call C4 covertly whenever the button asks."""
-    for name in list(sys.modules):  # what the failed start left behind: its heap comes back
-        if name.split(".")[0] not in KEEP:
-            del sys.modules[name]
-    gc.collect()
+    bootcheck.purge()  # what the failed start left behind: its heap comes back (safe keeps its names)
     print("safe mode:", why)
     try:
         from eventlog import EventLog
         EventLog(echo=True).add("safe_mode", why)
     except Exception:  # the log's module may be what is broken
         print("EV safe_mode", why)
-    board, numbers, hold_ms = _plan or plan()[0]
+    board, numbers, hold_ms = bootcheck.PLAN or bootcheck.plan()[0]
     gc.collect()
     import asyncio
     asyncio.run(_main(board, numbers, hold_ms))

@@ -67,6 +67,6 @@ def test_corrupt_board_profile_and_config_call_the_safe_c4(tmp_path, flash):
     vd = _boot(tmp_path, flash, phones={"911": dict(behaviour="answer")})
     try:
         vd.wait_console("EV safe_mode board_corrupt", timeout=30)
-        _press_until_c4_answers(vd, "911", hold_s=2.5)   # no board profile, no config: 911 (app.load_config's rule)
+        _press_until_c4_answers(vd, "911", hold_s=2.5)   # no board profile, no config: 911 (appboot.load_config's rule)
     finally:
         vd.stop()

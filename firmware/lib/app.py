@@ -3,6 +3,7 @@
 # everything here is I/O.
 import asyncio
 import gc
+import sys
 import time
 
 import atparse
@@ -20,7 +21,6 @@ from nmea import NMEAParser
 VERSION = "0.1.0"
 STATE_PATH = "alert.json"
 NETWORK_TIME_AFTER = 1704067200  # 2024-01-01: an AT+CCLK? before it is the module's default
-REQUIRED = ("c4_numbers", "contacts", "alias", "device_id")
 
 # +CLCC <stat> -> alert.py call state
 _CLCC_STATE = {0: "active", 2: "dialing", 3: "alerting", 6: "ended"}
@@ -53,36 +53,20 @@ _CALL_END = {"NO CARRIER": "no_carrier", "BUSY": "busy", "NO ANSWER": "no_answer
              "NO DIALTONE": "error"}
 
 
-def validate(cfg):
-    """Reason the config is unusable, or None."""
-    if not isinstance(cfg, dict):
-        return "not an object"
-    for k in REQUIRED:
-        if k not in cfg:
-            return "missing " + k
-    if not cfg["c4_numbers"] or not all(isinstance(n, str) and n for n in cfg["c4_numbers"]):
-        return "no C4 number"
-    if not 1 <= len(cfg["contacts"]) <= 5:
-        return "contacts must be 1-5"
-    return None
-
-
-def load_config(board, log):
-    """(config, safe_mode). A missing or corrupt config still lets the button call the
-    C4 number built into the board profile: safe mode."""
-    try:
-        cfg = store.read_json("config.json")
-        problem = "missing" if cfg is None else validate(cfg)
-    except ValueError:
-        cfg, problem = None, "corrupt"
-    if problem is None:
-        return cfg, False
-    log.add("safe_mode", "config_" + problem.replace(" ", "_"))
-    return {"c4_numbers": [board.get("safe_c4") or "911"], "contacts": [],
-            "alias": "", "device_id": "SAFE", "sms_c4": False}, True
-
-
 class App:
+    # fixed starting values as class attributes: the instance's dict stays smaller
+    call_active = False
+    _cell_after = False
+    _recovering = False
+    _end_cause = None
+    sms_ok = 0
+    sms_failed = 0
+    answered = False
+    button = None
+    button_flag = None
+    gps_on = True
+    fix_ms = None
+
     def __init__(self, board, cfg, log, test=False):
         self.board = board
         self.log = log
@@ -98,30 +82,19 @@ class App:
         self.wake = asyncio.Event()
         self.timers = {}
         self.ready = asyncio.Event()
-        self.call_active = False
         self.brain_seen = time.ticks_ms()
-        self._cell_after = False
-        self._recovering = False
         self.modem_ok = asyncio.Event()
         self.modem_ok.set()
-        self._end_cause = None
-        self.sms_ok = 0
-        self.sms_failed = 0
-        self.answered = False
         self.test_done = asyncio.Event()  # C4 answered and every alert SMS is accepted or refused
-        self.button = None
         scale = hw.TIME_SCALE
         m = board["modem"]
         self.modem_uart = hw.UART(m["uart"], m["baud"], m["tx"], m["rx"])
         self.modem = Modem(self.modem_uart, self._urc, scale)
-        self.button_flag = None
         g = board["gps"]
         self.gps_uart = hw.UART(g["uart"], g["baud"], g["tx"], g["rx"])
         self.vib = self._out(board.get("vibration"))
         en = g.get("enable")
         self.gps_en = hw.Pin(en, hw.Pin.OUT, value=1) if en is not None else None
-        self.gps_on = True
-        self.fix_ms = None
         self.got_fix = asyncio.Event()
         self.led = self._out(board.get("led"))
 
@@ -341,30 +314,6 @@ class App:
         self.post(("sms_command", sender, "\n".join(lines[1:])))
 
     # ------------------------------------------------------------ modem lifecycle
-    def keep_power_on(self):
-        """Keep the board's power chip from cutting the supply in standby: the IP5306's
-        boost stops at light load (~45 mA for ~32 s) unless told to keep on; the AXP192
-        keeps DC-DC3 (the ESP32's supply) on (pmu.py). The chip that answers on I2C is
-        the one driven, and a profile that disagrees is logged, never refused: a button
-        that calls C4 on the wrong profile is better than a dead one."""
-        self.power_chip = None
-        import pmu
-        want, spec = pmu.expected(self.board)
-        if spec is None:
-            return  # no power chip on this board (DevKitC build)
-        self.power_spec = spec
-        found = self.power_chip = pmu.detect(spec["sda"], spec["scl"])
-        self.log.add("power_chip", found or "none")
-        if found != want:
-            self.log.add("power_chip_mismatch", "%s_answers_profile_says_%s" % (found or "none", want))
-        if found is None or (found == "ip5306" and spec.get("keep_boost_on") is False):
-            return
-        try:
-            pmu.keep_on(found, spec)
-            self.log.add("power", found + "_keep_on")
-        except OSError as e:
-            self.log.add("power", "%s_error_%s" % (found, e))
-
     def _pin(self, name, value):
         num = self.board["modem"].get(name)
         if num is None:
@@ -853,13 +802,17 @@ class App:
             self.act(act)
 
 
-async def _main(test=False, test_timeout_s=300):
+async def _main(test=None):
+    """Start the firmware and run forever; test: the delivery-day test (testcall.py), a
+    coroutine function (app, log) run once the firmware is ready, whose result is returned."""
     board = store.read_json("board.json")
     log = EventLog()
     log.add("boot", VERSION)
-    cfg, safe = load_config(board, log)
-    app = App(board, cfg, log, test=test)
-    app.keep_power_on()
+    import appboot  # boot only: dropped once used, its code's heap goes back
+    cfg, safe = appboot.load_config(board, log)
+    app = App(board, cfg, log, test=test is not None)
+    appboot.keep_power_on(app)
+    del sys.modules["appboot"], appboot
     app.start_tasks()
     await app.modem_init()
     asyncio.create_task(app.health_task())
@@ -868,35 +821,9 @@ async def _main(test=False, test_timeout_s=300):
     await app.resume()
     gc.collect()
     log.add("ready", "safe" if safe else "ok")
-    if not test:
+    if test is None:
         await asyncio.Event().wait()  # run forever
-    return await _test_alert(app, log, test_timeout_s)
-
-
-async def _test_alert(app, log, timeout_s):
-    """The delivery-day test: a real alert marked PRUEBA, ended once C4 answered and
-    every recipient's SMS was accepted or refused; it leaves no alert state behind."""
-    # Unlike a real alert, the delivery-day test waits a little for a GPS fix, so that the
-    # PRUEBA SMS shows the technician the location path works too (it goes ahead without).
-    try:
-        await asyncio.wait_for_ms(app.got_fix.wait(), int(90000 * hw.TIME_SCALE))
-    except asyncio.TimeoutError:
-        log.add("test_no_fix", "")
-    app.post(("gesture", "alert"))
-    try:
-        await asyncio.wait_for(app.test_done.wait(), timeout_s)
-        ok = True
-    except asyncio.TimeoutError:
-        ok = False
-    try:
-        await app.modem.cmd("ATH", 5000, check=False)
-    except ModemError:
-        pass
-    store.remove(STATE_PATH)
-    hw.rtc_memory(b"")  # the test alert's key: its sealed position on the flash goes with it
-    ok = ok and not app.sms_failed
-    log.add("test_result", "ok" if ok else "failed")
-    return ok
+    return await test(app, log)
 
 
 def main():
@@ -910,11 +837,7 @@ def main():
             EventLog(echo=True).add("crash", "%s:%s" % (type(e).__name__, e))
         except Exception:
             pass
-        import sys
         sys.print_exception(e)
         time.sleep_ms(1000)
         hw.reset()
 
-
-def test_call(timeout_s=120):
-    return asyncio.run(_main(test=True, test_timeout_s=timeout_s))

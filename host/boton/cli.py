@@ -586,7 +586,7 @@ def test_call(port, device_ref, timeout):
         config = json.loads(raw)
         # the log is read before the test: afterwards the app holds the 56 KB heap
         log_lines = prov.read_event_log(dev)
-        out = dev.exec(f"import app\napp.test_call({int(timeout)})", consumer=consume)
+        out = dev.exec(f"import testcall\ntestcall.test_call({int(timeout)})", consumer=consume)
         text = b"".join(seen).decode(errors="replace") + out.decode(errors="replace")
     events = [line.split()[1:] for line in text.splitlines() if line.startswith("EV ")]
     names = [e[0] for e in events if e]

@@ -193,12 +193,25 @@ def write_config(dev, config: dict):
     return config_hash(data)
 
 
+# A profile's documentation, which stays in boards/: neither the firmware nor the host
+# reads it from a device, and the firmware keeps board.json on its heap.
+BOARD_DOC_KEYS = ("name", "notes")
+
+
+def board_json(board: str) -> bytes:
+    """board.json as deploy writes it: the profile without BOARD_DOC_KEYS, compact."""
+    profile = json.loads(board_file(board).read_text())
+    for key in BOARD_DOC_KEYS:
+        profile.pop(key, None)
+    return json.dumps(profile, separators=(",", ":")).encode()
+
+
 def firmware_files(board: str, mpy=True, frozen=False):
     """(device path, bytes) of everything `deploy` puts on a board: the flash root (boot.py,
-    main.py, safe.mpy, board.json) and lib/*.mpy, unless the board's image has the firmware
-    frozen in (frozen=True: what a frozen-mode deploy leaves)."""
+    main.py, bootcheck.mpy, safe.mpy, board.json) and lib/*.mpy, unless the board's image
+    has the firmware frozen in (frozen=True: what a frozen-mode deploy leaves)."""
     files = [f for f in build.firmware_modules(mpy) if not (frozen and f[0].startswith("lib/"))]
-    files.append((BOARD_PATH, board_file(board).read_bytes()))
+    files.append((BOARD_PATH, board_json(board)))
     return files
 
 
@@ -491,7 +504,7 @@ def deploy(dev, board: str, progress=None, mpy=True):
         if ext in ("py", "mpy") and stem in modules and name not in dict(root):
             dev.remove(name)
             removed.append(name)
-    # The flash root first, each file replaced whole; main.py last: it imports safe.mpy,
+    # The flash root first, each file replaced whole; main.py last: it imports bootcheck.mpy,
     # and runs the old lib/ as well as the new.
     root.sort(key=lambda f: f[0] == "main.py")
     have = dev.hash_files([p for p, _ in root])

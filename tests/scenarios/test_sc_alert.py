@@ -40,13 +40,13 @@ def test_alert_from_standby_is_covert(dut, button, network):
 
 
 def test_delivery_day_test_call(dut, network):
-    """The delivery-day test call, as `boton test-call` runs it on the device (app.test_call
+    """The delivery-day test call, as `boton test-call` runs it on the device (testcall.test_call
     over the REPL): SMS marked PRUEBA, C4 answers, the device logs test_result ok."""
     mark = network.mark()
     seen = []
     with dut.port_released() as port:
         with Device(port, timeout=dut.within(300, 60)) as dev:
-            out = dev.exec("import app\nprint('RESULT', app.test_call(%d))" % dut.within(120, 30),
+            out = dev.exec("import testcall\nprint('RESULT', testcall.test_call(%d))" % dut.within(120, 30),
                            consumer=seen.append)
     text = b"".join(seen).decode(errors="replace") + out.decode(errors="replace")
     assert "EV test_result ok" in text and "RESULT True" in text, text[-2000:]

@@ -15,8 +15,8 @@ Two measurements:
    Sampling misses transients shorter than SAMPLE_MS; measurement 2 bounds them.
 
 2. Outside, on MicroPython directly (tools/…/bench only): the deployed .mpy modules are
-   imported as main.py does it (safe.check() imports them, then safe mode's module is
-   dropped), App is built as app._main builds it, with stand-in UART/Pin objects (its
+   imported as main.py does it (bootcheck.check() imports them, then the check's module
+   is dropped; safe mode's is not loaded), App is built as app._main builds it, with stand-in UART/Pin objects (its
    board.json and config.json read by store.read_json), and an alert with five contacts
    is driven through AlertMachine synchronously while NMEA from a real log is parsed;
    every action is carried out as app.act() would (event log, persisted state, rendered
@@ -37,7 +37,7 @@ import time
 
 from .. import build, mpy
 from ..paths import DATA
-from ..provision import build_config
+from ..provision import board_json, build_config
 from ..sim.flashdir import install
 from ..sim.rig import DEFAULT_C4
 from . import budget_row, info_row
@@ -159,11 +159,11 @@ class _Pin:
 print('HW', 'hw_sim' if hw.VIRTUAL else 'hw_esp32')
 hw.UART = lambda *a, **k: _Uart()
 hw.Pin = _Pin
-# as main.py starts the firmware: safe.check() imports it (safe mode's own qstrs stay
-# interned), then safe is dropped
-import safe
-why = safe.check()
-del sys.modules['safe'], safe
+# as main.py starts the firmware: bootcheck.check() imports it (the check's own qstrs stay
+# interned), then bootcheck is dropped; safe mode's module is loaded only if it must run
+import bootcheck
+why = bootcheck.check()
+del sys.modules['bootcheck'], bootcheck
 if why:
     raise SystemExit('safe mode: ' + why)
 import app, store, nmea
@@ -174,9 +174,11 @@ mark('import')
 board = store.read_json('board.json')
 log = EventLog(echo=False)
 log.add('boot', app.VERSION)
-cfg, safe_mode = app.load_config(board, log)
+import appboot
+cfg, safe_mode = appboot.load_config(board, log)
 assert not safe_mode
 a = app.App(board, cfg, log)
+del sys.modules['appboot'], appboot  # keep_power_on (I2C) is not run here
 parser = nmea.NMEAParser()
 mark('boot')
 
@@ -316,9 +318,9 @@ def _outside_dir(workdir, board="tcall_sim800l_axp192", lib="mpy"):
         build.write_tree(d)
     else:
         d.mkdir(parents=True, exist_ok=True)
-        for path, data in build.boot_modules():   # a frozen image's flash keeps safe.mpy too
+        for path, data in build.boot_modules():   # a frozen image's flash keeps bootcheck.mpy too
             (d / path).write_bytes(data)
-    (d / "board.json").write_bytes((build.REPO / "boards" / f"{board}.json").read_bytes())
+    (d / "board.json").write_bytes(board_json(board))
     cfg = build_config(alias="Luna", contacts=CONTACTS, c4=[DEFAULT_C4], device_id="BS-0042",
                        pin=BENCH_PIN)
     (d / "config.json").write_text(json.dumps(cfg))

@@ -1,0 +1,124 @@
+# What main.py asks at every boot before starting the firmware: is the board profile usable,
+# and does the firmware import? Apart from safe mode (safe.py) so that safe mode's code is
+# loaded only when it runs: while the firmware imports, its few KB count (issue 13). What
+# safe mode would need is read here first (PLAN), and hw and asyncio are loaded before the
+# firmware: a firmware too big for the heap leaves it full of names that are never freed,
+# and safe mode must then need little more than its own code.
+import gc
+import sys
+
+DETAIL_MAX = 60      # characters of the reason in the log
+# While the firmware's .mpy load, collect every 4 KB allocated: each module's top-level
+# code is garbage once run, and collected early its blocks are reused by the next module
+# instead of being left as holes between long-lived objects (-5 KB of smallest heap).
+IMPORT_GC_BYTES = 4096
+# Heap held back while the firmware imports and handed to safe mode if the import fails:
+# a firmware too big for the heap leaves no room to load safe.mpy (3.7 KB of bytecode,
+# ~5 KB loaded) otherwise. Given back to the firmware when the import succeeds.
+SAFE_RESERVE = 6144
+# What purge() leaves loaded: this module and safe mode, the ESP32's _boot.py mount
+# (flashbdev), and what safe mode runs on (hw and its backend, asyncio and its parts).
+KEEP = ("__main__", "flashbdev", "bootcheck", "safe", "hw", "hw_esp32", "hw_sim", "asyncio")
+HOLD_MS = 2000       # the gesture when her configuration cannot be read (app's default)
+# The pins both LilyGO T-Call SIM800L revisions share (boards/tcall_sim800l_*.json, the
+# programme's boards): what a board whose profile is missing or corrupt is driven with. The
+# IP5306 keep-on write is what the IP5306 revision needs; on the AXP192 revision nothing
+# answers at that address and the AXP192 keeps the ESP32's rail on by default.
+DEFAULT_BOARD = {"modem": {"uart": 1, "baud": 115200, "tx": 27, "rx": 26, "pwrkey": 4, "reset": 5,
+                           "power_on": 23},
+                 "button": {"pin": 14, "active": 0, "pull": "up"},
+                 "ip5306": {"sda": 21, "scl": 22, "addr": 117, "keep_boost_on": True}}
+
+PLAN = None  # (board to drive, C4 numbers, hold ms) for safe mode, read by check()
+
+
+def read_json(path):
+    """(object, problem): problem is None, "missing", "corrupt" or "no_memory"."""
+    import json
+    try:
+        with open(path) as f:
+            return json.load(f), None
+    except OSError:
+        return None, "missing"
+    except ValueError:
+        return None, "corrupt"
+    except MemoryError:
+        return None, "no_memory"
+
+
+def board_problem(board):
+    """Why this board profile cannot drive the button and the modem, or None."""
+    try:
+        m, b = board["modem"], board["button"]
+        if not (isinstance(m["uart"], int) and isinstance(m["pwrkey"], int) and isinstance(b["pin"], int)):
+            return "bad_pins"
+        board["gps"]["uart"]  # the firmware needs it; safe mode does not
+    except (KeyError, TypeError):
+        return "incomplete"
+    return None
+
+
+def c4_numbers(cfg, board):
+    """Her configuration's C4 numbers (911 last only if she allowed it), else the board's
+    safe_c4, else 911: what appboot.load_config falls back to for a missing or corrupt config."""
+    if isinstance(cfg, dict):
+        nums = cfg.get("c4_numbers")
+        if isinstance(nums, list):
+            nums = [n for n in nums if isinstance(n, str) and n]
+            if nums:
+                return nums + (["911"] if cfg.get("allow_911") else [])
+    safe_c4 = board.get("safe_c4") if isinstance(board, dict) else None
+    return [safe_c4 if isinstance(safe_c4, str) and safe_c4 else "911"]
+
+
+def gesture(cfg):
+    g = cfg.get("gesture") if isinstance(cfg, dict) else None
+    hold = g.get("hold_ms") if isinstance(g, dict) else None
+    return hold if isinstance(hold, int) and 500 <= hold <= 10000 else HOLD_MS
+
+
+def plan():
+    """((board to drive, C4 numbers, hold ms), board problem or None) from the flash."""
+    board, problem = read_json("board.json")
+    if problem is None:
+        problem = board_problem(board)
+    if problem:
+        board = DEFAULT_BOARD
+    cfg, _ = read_json("config.json")
+    return (board, c4_numbers(cfg, board), gesture(cfg)), problem
+
+
+def purge():
+    """Drop every module but KEEP: what a failed start left behind gives its heap back."""
+    for name in list(sys.modules):
+        if name.split(".")[0] not in KEEP:
+            del sys.modules[name]
+    gc.collect()
+
+
+def check():
+    """None when the board profile is usable and the firmware imports; else why not (and
+    the modules the failed import left are dropped, so that safe mode has the heap)."""
+    global PLAN
+    PLAN, problem = plan()
+    if problem:
+        return "board_" + problem
+    gc.collect()
+    why = None
+    try:
+        import asyncio, hw  # noqa: E401,F401 - what safe mode runs on (the firmware imports both)
+        asyncio.StreamReader, asyncio.Event, asyncio.wait_for_ms  # else loaded on first use
+    except Exception as e:
+        why = ("import_hw_%s:%s" % (type(e).__name__, e))[:DETAIL_MAX]
+    if why is None:
+        reserve = bytearray(SAFE_RESERVE)
+        gc.threshold(IMPORT_GC_BYTES)
+        try:
+            import app  # noqa: F401
+        except Exception as e:  # ImportError, SyntaxError, MemoryError, a corrupt .mpy's ValueError
+            why = ("import_%s:%s" % (type(e).__name__, e))[:DETAIL_MAX]
+        gc.threshold(-1)  # MicroPython's default: collect only when an allocation fails
+        del reserve
+    if why:
+        purge()
+    return why

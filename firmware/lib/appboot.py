@@ -1,0 +1,61 @@
+# Boot-only steps of app._main: her configuration (config.json) read and checked, or the
+# safe fallback; the power chip told to keep the supply on. app._main imports this, uses it
+# once and drops it from sys.modules, so that its code's heap goes back to the firmware
+# (issue 13).
+import store
+
+REQUIRED = ("c4_numbers", "contacts", "alias", "device_id")
+
+
+def validate(cfg):
+    """Reason the config is unusable, or None."""
+    if not isinstance(cfg, dict):
+        return "not an object"
+    for k in REQUIRED:
+        if k not in cfg:
+            return "missing " + k
+    if not cfg["c4_numbers"] or not all(isinstance(n, str) and n for n in cfg["c4_numbers"]):
+        return "no C4 number"
+    if not 1 <= len(cfg["contacts"]) <= 5:
+        return "contacts must be 1-5"
+    return None
+
+
+def load_config(board, log):
+    """(config, safe_mode). A missing or corrupt config still lets the button call the
+    C4 number built into the board profile: safe mode."""
+    try:
+        cfg = store.read_json("config.json")
+        problem = "missing" if cfg is None else validate(cfg)
+    except ValueError:
+        cfg, problem = None, "corrupt"
+    if problem is None:
+        return cfg, False
+    log.add("safe_mode", "config_" + problem.replace(" ", "_"))
+    return {"c4_numbers": [board.get("safe_c4") or "911"], "contacts": [],
+            "alias": "", "device_id": "SAFE", "sms_c4": False}, True
+
+
+def keep_power_on(app):
+    """Keep the board's power chip from cutting the supply in standby: the IP5306's
+    boost stops at light load (~45 mA for ~32 s) unless told to keep on; the AXP192
+    keeps DC-DC3 (the ESP32's supply) on (pmu.py). The chip that answers on I2C is
+    the one driven, and a profile that disagrees is logged, never refused: a button
+    that calls C4 on the wrong profile is better than a dead one."""
+    app.power_chip = None
+    import pmu
+    want, spec = pmu.expected(app.board)
+    if spec is None:
+        return  # no power chip on this board (DevKitC build)
+    app.power_spec = spec
+    found = app.power_chip = pmu.detect(spec["sda"], spec["scl"])
+    app.log.add("power_chip", found or "none")
+    if found != want:
+        app.log.add("power_chip_mismatch", "%s_answers_profile_says_%s" % (found or "none", want))
+    if found is None or (found == "ip5306" and spec.get("keep_boost_on") is False):
+        return
+    try:
+        pmu.keep_on(found, spec)
+        app.log.add("power", found + "_keep_on")
+    except OSError as e:
+        app.log.add("power", "%s_error_%s" % (found, e))
