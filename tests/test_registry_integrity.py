@@ -313,3 +313,17 @@ def test_a_bad_backup_is_refused_and_changes_nothing(env, tmp_path):
     assert res.exit_code == 5 and "Traceback" not in res.stderr
     assert env["path"].read_bytes() == before
     assert not list(env["path"].parent.glob("*.bak-*"))
+
+
+def test_a_deleted_registry_is_refused_until_restored(env, tmp_path):
+    filled(env)
+    backup = tmp_path / "copia.sqlite3"
+    assert CliRunner().invoke(registry, ["backup", str(backup)]).exit_code == 0
+    env["path"].unlink()                                 # someone deletes the registry file
+    res = CliRunner().invoke(devices, ["list"])
+    assert res.exit_code == 5 and "missing" in res.output and "restore" in res.output
+    assert not env["path"].exists()                      # nothing was started in its place
+    res = CliRunner().invoke(registry, ["restore", str(backup)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    with Registry() as reg:
+        assert [d.label for d in reg.list()] == ["BS-0001", "BS-0002", "BS-0003"]

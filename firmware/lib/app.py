@@ -54,21 +54,19 @@ _CALL_END = {"NO CARRIER": "no_carrier", "BUSY": "busy", "NO ANSWER": "no_answer
 
 
 class App:
-    # fixed starting values as class attributes: the instance's dict stays smaller
-    call_active = False
-    _cell_after = False
-    _recovering = False
-    _end_cause = None
-    sms_ok = 0
-    sms_failed = 0
-    answered = False
-    button = None
-    button_flag = None
-    gps_on = True
-    fix_ms = None
-
     def __init__(self, board, cfg, log, test=False):
         self.board = board
+        self.call_active = False
+        self._cell_after = False
+        self._recovering = False
+        self._end_cause = None
+        self.sms_ok = 0
+        self.sms_failed = 0
+        self.answered = False
+        self.button = None
+        self.button_flag = None
+        self.gps_on = True
+        self.fix_ms = None
         self.log = log
         self.test = test
         cfg = dict(cfg)

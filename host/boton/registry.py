@@ -740,6 +740,7 @@ class Registry:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not self.path.exists():
+                self._refuse_if_deleted()
                 self._create()
         except OSError as e:
             raise RegistryError(f"cannot create the registry at {self.path}: {e.strerror}") from None
@@ -788,6 +789,10 @@ class Registry:
                 os.link(tmp, self.path)
             except FileExistsError:
                 pass                 # another command created it at the same moment: use theirs
+            else:
+                fd = os.open(self._witness(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(f"registry {self.path.name} created {self.now()}\n")
         except sqlite3.DatabaseError as e:
             raise RegistryError(f"cannot create the registry at {self.path}: {e}") from None
         finally:
@@ -796,6 +801,19 @@ class Registry:
                     os.unlink(f"{tmp}{suffix}")
                 except OSError:
                     pass
+
+    def _witness(self) -> Path:
+        """A small file beside the registry saying one was created here: a registry that is
+        later deleted is then refused, not silently started again empty (labels would
+        restart at BS-0001 and every record of who had which button would be gone)."""
+        return self.path.with_name(f".{self.path.name}.created")
+
+    def _refuse_if_deleted(self):
+        w = self._witness()
+        if w.exists():
+            raise RegistryError(f"the registry {self.path} is missing, but one was created there "
+                                f"({w.name}): restore it with `boton registry restore BACKUP`; "
+                                f"only to really start an empty one, delete {w}", EXIT_VERIFY)
 
     def _wal(self, db):
         """Switch to WAL (persistent, so usually already done). On a new file two processes
