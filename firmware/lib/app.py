@@ -127,8 +127,15 @@ class App:
                 ev = self.inbox.pop(0)
                 if ev[0] == "tick":
                     continue
-                for act in self.machine.handle(ev, time.ticks_ms()):
-                    self.act(act)
+                acts = self.machine.handle(ev, time.ticks_ms())
+                # the state first: what the log then says happened (a PIN lock, an SMS
+                # accepted) is already on the flash if the board resets right after
+                for act in acts:
+                    if act[0] == "persist":
+                        self.act(act)
+                for act in acts:
+                    if act[0] != "persist":
+                        self.act(act)
             if self._cell_after:
                 self._cell_after = False
                 asyncio.create_task(self.refresh_cell())
