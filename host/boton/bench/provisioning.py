@@ -42,7 +42,7 @@ def _step(vd, fn):
 
 def measure(workdir):
     config = prov.build_config(alias="Luna", contacts=[DEFAULT_CONTACT], c4=[DEFAULT_C4],
-                               device_id="BS-0042", pin="123456")
+                               device_id="BS-0042", pin="482913")
     changed = dict(config, contacts=[DEFAULT_CONTACT, "+524491112244"])
     vd = TappedDevice(workdir / "flash", board=BOARD, time_scale=0.1)
     vd.start()
