@@ -16,6 +16,7 @@ ROM loader; on a real chip it starts the stub (faster, and it erases the whole c
 import hashlib
 import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from .device import EXIT_CONNECT, EXIT_DEVICE, EXIT_VERIFY, DeviceError
@@ -87,6 +88,41 @@ def is_virtual_chip(esp) -> bool:
     return mark == VIRTUAL_CHIP_MARK
 
 
+class Session:
+    """One esptool connection to one board: esp (swapped for the stub or ROM loader as
+    needed), its MAC, whether it is the virtual chip, and the board's esptool log."""
+
+    def __init__(self, esp, mac, virtual, sink):
+        self.esp, self.mac, self.virtual, self.sink = esp, mac, virtual, sink
+
+
+@contextmanager
+def session(port, on_progress=None):
+    """Connect to the ESP32 on port and read its MAC; esptool's log is routed to this board,
+    any esptool, serial or socket failure becomes one FlashError with a hint, and the port
+    is closed however it ends."""
+    install_log_router()
+    sink = BoardLog(on_progress)
+    board.log = sink
+    s = None
+    try:
+        esp = _connect(port)
+        sink.step = "read-mac"
+        s = Session(esp, ":".join(f"{b:02x}" for b in esp.read_mac()), is_virtual_chip(esp), sink)
+        yield s
+    except DeviceError:
+        raise
+    except Exception as e:  # esptool's FatalError, serial and socket errors: one hint each
+        raise hint_for(port, sink.step, f"{sink.text()}\n{type(e).__name__}: {e}") from None
+    finally:
+        board.log = None
+        if s is not None:
+            try:
+                s.esp._port.close()
+            except Exception:  # closing a port that failed must not hide the real error
+                pass
+
+
 def kb_per_s(nbytes: int, seconds: float) -> str:
     return f"{nbytes / max(seconds, 1e-6) / 1000:,.0f} kB/s"
 
@@ -106,37 +142,19 @@ def flash(port, firmware, *, offset=BOOTLOADER_OFFSET, force=False, stub=None, p
         data, name = Path(firmware).read_bytes(), str(firmware)
     if len(data) < 256 or data[0] != 0xE9:
         raise FlashError(f"{name} is not an ESP32 firmware image (no 0xE9 header)", 2)
-    install_log_router()
-    sink = BoardLog(on_progress)
-    board.log = sink
     started = time.monotonic()
-    esp = None
-    try:
-        esp = _connect(port)
-        sink.step = "read-mac"
-        mac = ":".join(f"{b:02x}" for b in esp.read_mac())
-        virtual = is_virtual_chip(esp)
+    with session(port, on_progress) as s:
+        mac, virtual = s.mac, s.virtual
         progress(f"{port}: ESP32 {mac}" + (" (virtual chip: ROM loader, no flasher stub)" if virtual else ""))
         if virtual_only and not virtual:
             raise FlashError(f"{port} is a real ESP32 ({mac}): the virtual firmware does not boot "
                              "on it; give --firmware", 2)
         if check:
             check(mac)
-        esp = _with_loader(esp, stub, virtual)
-        result = _flash_on(esp, port, data, offset, force, progress,
+        s.esp = _with_loader(s.esp, stub, virtual)
+        result = _flash_on(s.esp, port, data, offset, force, progress,
                            before_erase and (lambda: before_erase(mac)))
         result.update(mac=mac, virtual=virtual)
-    except DeviceError:
-        raise
-    except Exception as e:  # esptool's FatalError, serial and socket errors: one hint each
-        raise hint_for(port, sink.step, f"{sink.text()}\n{type(e).__name__}: {e}") from None
-    finally:
-        board.log = None
-        if esp is not None:
-            try:
-                esp._port.close()
-            except Exception:  # closing a port that failed must not hide the real error
-                pass
     result["seconds"] = time.monotonic() - started
     return result
 

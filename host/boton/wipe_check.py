@@ -209,24 +209,17 @@ def read_partition(port, offset, size, progress=print) -> ReadBack:
     import time
 
     from . import flash as fl
-    from .esptool_io import BoardLog, board, install_log_router
 
     if offset % BLOCK or size % BLOCK:
         raise fl.FlashError(f"vfs region {offset:#x}+{size:#x} is not whole 4 KB blocks", 4)
-    install_log_router()
-    sink = BoardLog()
-    board.log = sink
     started = time.monotonic()
-    esp = None
     buf = bytearray(b"\xff" * size)
     read = erased = 0
-    try:
-        esp = fl._connect(port)
-        sink.step = "read-mac"
-        mac = ":".join(f"{b:02x}" for b in esp.read_mac())
-        virtual = fl.is_virtual_chip(esp)
-        esp = fl._with_loader(esp, None, virtual)
-        from esptool.cmds import attach_flash, detect_flash_size
+    with fl.session(port) as s:
+        mac, virtual, sink = s.mac, s.virtual, s.sink
+        esp = s.esp = fl._with_loader(s.esp, None, virtual)
+
+        from esptool.cmds import attach_flash, detect_flash_size  # noqa: E402 - esptool loads slowly
 
         sink.step = "flash-id"
         attach_flash(esp)
@@ -250,17 +243,6 @@ def read_partition(port, offset, size, progress=print) -> ReadBack:
                 buf[b:b + BLOCK] = esp.read_flash(offset + b, BLOCK)
                 read += 1
         fl._leave(esp, port, lambda *_: None)
-    except fl.FlashError:
-        raise
-    except Exception as e:  # esptool's FatalError, serial and socket errors: one hint each
-        raise fl.hint_for(port, sink.step, f"{sink.text()}\n{type(e).__name__}: {e}") from None
-    finally:
-        board.log = None
-        if esp is not None:
-            try:
-                esp._port.close()
-            except Exception:  # closing a port that failed must not hide the real error
-                pass
     took = time.monotonic() - started
     progress(f"read back the vfs partition ({size // 1024} KB at {offset:#x}) with esptool: "
              f"{read} blocks read, {erased} proven erased by MD5, {took:.1f} s")
