@@ -163,3 +163,10 @@ def test_recipients_sharing_their_last_four_digits_need_one_entry_each():
     assert [o for _, _, o in got] == ["accepted", "not sent", "accepted"]
     off = dict(cfg, sms_c4=False)
     assert [r for r, _ in prov.sms_recipients(off)] == ["contact #1", "contact #2"]
+
+
+def test_a_failed_test_call_says_what_the_calls_to_c4_did():
+    events = [["boot", "0.1.0"], ["dial", "...0000_#1"], ["call_failed", "no_answer"],
+              ["dial", "...0000_#2"], ["dial_error", "CME_30_no_network"], ["sms_ok", "alert_...2233"]]
+    assert prov.call_outcomes(events) == "dial #1, call_failed no_answer, dial #2, dial_error CME_30_no_network"
+    assert prov.call_outcomes([["boot", "0.1.0"]]) == ""

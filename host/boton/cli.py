@@ -602,7 +602,8 @@ def test_call(port, device_ref, timeout):
                   f"C4 call answered: {'yes' if answered else 'no'} -> {result}")
     why = [f"SMS not accepted for {', '.join(missed)}"] if missed else []
     if not answered:
-        why.append("C4 did not answer")
+        calls = prov.call_outcomes(events)
+        why.append("C4 did not answer" + (f" ({calls})" if calls else " (the device never dialled)"))
     if result != "ok" and not why:
         why.append("the device did not finish the test: " + ", ".join(names[-6:]))
     # a device whose log was tampered with is not fit to deliver: the test counts as failed

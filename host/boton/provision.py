@@ -330,6 +330,20 @@ def judge_test_call(config, events):
     return result
 
 
+def call_outcomes(events):
+    """What the device's calls to C4 did during a test, from its EV entries, for the
+    technician: e.g. "dial #1, call_failed no_answer, dial #2, dial_error CME_30_no_network".
+    Numbers are already masked on the device; empty when it never dialled."""
+    out = []
+    for e in events:
+        if e and e[0] in ("dial", "dial_error", "call_failed", "call_ended", "audio_error"):
+            detail = " ".join(e[1:])
+            if e[0] == "dial":  # "...0000_#2": the attempt, not the (masked) number
+                detail = "#" + detail.rpartition("#")[2]
+            out.append(f"{e[0]} {detail}".strip())
+    return ", ".join(out[-8:])
+
+
 def read_config(dev):
     """Her configuration as the device holds it, or None (missing or unreadable)."""
     raw = dev.read_file(CONFIG_PATH)
