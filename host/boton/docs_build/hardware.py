@@ -1,0 +1,319 @@
+"""Board profiles (boards/*.json) as docs/hardware.md shows them: the ESP32 pins in use,
+the bill of materials, the power notes, and what the firmware does not act on yet."""
+import json
+import re
+
+from ..paths import BOARDS, FIRMWARE
+
+
+def load_boards():
+    return [json.loads(p.read_text()) for p in sorted(BOARDS.glob("*.json"))]
+
+
+# Profile entries the firmware may not act on yet, and how to tell from its source that it
+# does: while the pattern is absent from firmware/lib, the docs say so next to the pin.
+FIRMWARE_USES = {
+    "gps_enable": (r"""\[["']enable["']\]|get\(["']enable["']""", "the firmware does not drive GPS_EN yet: "
+                   "make the GPS supply default to on (or wire it permanently)"),
+    "led": (r"led\.value\(", "the firmware does not light the LED yet"),
+    "battery_adc": (r"battery_adc\(", "the firmware does not read this ADC yet (it uses AT+CBC)"),
+    "ri": (r"""\[["']ri["']\]|get\(["']ri["']""", "the firmware does not wake on RI yet: it wakes on a timer "
+           "to look for calls and SMS"),
+    # pmu.keep_on(): what each power chip is told at boot
+    "ip5306": (r"IP5306_ADDR, 0x00, 0x37", "the firmware does not write the IP5306 keep-on register yet"),
+    "axp192": (r"AXP192_ADDR, 0x12,", "the firmware does not set the AXP192's outputs yet"),
+    "pmu_battery": (r"pmu\.battery_mv\(", "the firmware does not read the battery from the PMU yet (it uses AT+CBC)"),
+    # Not gaps (nothing needs them today), but the docs must not claim they are used.
+    "dtr": (r"""\[["']dtr["']\]|get\(["']dtr["']""", None),
+    "pmu_irq": (r"""\[["']irq["']\]|get\(["']irq["']""", None),
+}
+
+
+def firmware_does(key):
+    """True if firmware/lib (the hardware backends aside) acts on the profile entry `key`."""
+    src = "\n".join(p.read_text() for p in sorted((FIRMWARE / "lib").glob("*.py"))
+                    if not p.name.startswith("hw_"))
+    return re.search(FIRMWARE_USES[key][0], src) is not None
+
+
+def firmware_gap(key):
+    """The note for a profile entry the firmware does not use yet, or None."""
+    return None if firmware_does(key) else FIRMWARE_USES[key][1]
+
+
+class Conn:
+    """One ESP32 pin in use. direction: out (ESP32 drives it), in (ESP32 reads it), io."""
+
+    def __init__(self, part, pin, esp, to, direction, label="", note="", gap=None):
+        self.part, self.pin, self.esp, self.to, self.direction = part, pin, esp, to, direction
+        self.label, self.note, self.gap = label, note, gap   # label: on the wire; note: in the table
+
+
+def onboard(board):
+    """Parts already wired on the board (the profile's "onboard"): drawn dashed, not bought."""
+    return set(board.get("onboard") or ())
+
+
+def power_chip(board):
+    """(chip, I2C spec) of the board's power chip, or (None, None): boards.power_chip."""
+    from ..boards import power_chip as chip_of
+    return chip_of(board)
+
+
+# What each power chip is, for the tables, the parts list and the power drawing.
+POWER_CHIPS = {
+    "ip5306": {"title": "IP5306 charger / boost", "short": "IP5306", "does": "charger + 5 V boost",
+               "kind": "IP5306 charger"},
+    "axp192": {"title": "AXP192 power management chip", "short": "AXP192 PMU", "does": "charger + DC-DC rails",
+               "kind": "AXP192 power management chip (charger, DC-DC converters, battery ADC)"},
+}
+
+
+def _power_chip_rows(board):
+    chip, spec = power_chip(board)
+    if not chip:
+        return []
+    addr = f"I2C 0x{spec['addr']:02X}" if spec.get("addr") is not None else "I2C"
+    if chip == "ip5306":
+        note = f"IP5306 at 0x{spec.get('addr', 0x75):02X}" + (
+            "; keep the boost on: register 0x00 = 0x37" if spec.get("keep_boost_on") else "")
+        gap = firmware_gap("ip5306") if spec.get("keep_boost_on") else None
+    else:
+        note = (f"AXP192 at 0x{spec.get('addr', 0x34):02X}; the firmware keeps DC-DC3 (the ESP32's supply) on"
+                + ("; the battery is read from its ADC" if (board.get("battery") or {}).get("source") == "pmu" else ""))
+        gap = firmware_gap("axp192")
+    rows = [Conn(chip, spec["sda"], "I2C SDA", "SDA", "io", addr, note, gap),
+            Conn(chip, spec["scl"], "I2C SCL", "SCL", "out", "", "")]
+    if spec.get("irq") is not None:
+        rows.append(Conn(chip, spec["irq"], "PMU IRQ", "IRQ", "in", "low = event",
+                         "interrupt output, open drain, low on an event (PWR key, charger)"
+                         + ("" if firmware_does("pmu_irq") else "; the firmware does not use it: it polls the PMU")))
+    return rows
+
+
+def connections(board):
+    ob = onboard(board)
+    rows = []
+    m = board["modem"]
+    u = m["uart"]
+    level = "" if "modem" in ob else "; SIM800 logic is 2.8 V: 1 kΩ / 4.7 kΩ divider on this line"
+    rows.append(Conn("modem", m["tx"], f"UART{u} TX", "RXD", "out", f"{m['baud']} baud",
+                     f"{m['baud']} baud, 8N1{level}"))
+    rows.append(Conn("modem", m["rx"], f"UART{u} RX", "TXD", "in", "AT replies, URCs", "2.8 V into the ESP32: fine"))
+    pk = "" if "modem" in ob else ("; the common SIM800L breakout ties PWRKEY to GND and does not bring it out: "
+                                   "then leave this pin unconnected")
+    rows.append(Conn("modem", m["pwrkey"], "PWRKEY", "PWRKEY", "out", "low 1.2 s = on/off",
+                     "pulled low 1.2 s only when the module does not answer" + pk))
+    if m.get("reset") is not None:
+        rows.append(Conn("modem", m["reset"], "RESET", "RST", "out", "low = reset",
+                         "low 200 ms resets the module (recovery ladder)"))
+    if m.get("power_on") is not None:
+        rows.append(Conn("modem", m["power_on"], "POWER_ON", "supply switch", "out", "high = supply on",
+                         "set high first at every boot"))
+    if m.get("ri") is not None:
+        rows.append(Conn("modem", m["ri"], "RI", "RI", "in", "low = ring / SMS",
+                         "wakes the ESP32 from light sleep on a call or an SMS; the firmware then asks the "
+                         "modem what came (AT+CLCC, AT+CMGL)", firmware_gap("ri")))
+    if m.get("dtr") is not None:
+        rows.append(Conn("modem", m["dtr"], "DTR", "DTR", "out", "low = modem awake",
+                         "wakes a sleeping SIM800" + ("" if firmware_does("dtr") else
+                                                       "; not driven: the firmware's modem sleep (AT+CSCLK=2) "
+                                                       "wakes on a byte on the UART instead")))
+    g = board["gps"]
+    rows.append(Conn("gps", g["tx"], f"UART{g['uart']} TX", "RX", "out", f"{g['baud']} baud",
+                     f"{g['baud']} baud"))
+    rows.append(Conn("gps", g["rx"], f"UART{g['uart']} RX", "TX", "in", "NMEA", "NMEA sentences (RMC, GGA)"))
+    if g.get("enable") is not None:
+        rows.append(Conn("gps", g["enable"], "GPS_EN", "supply switch", "out", "high = GPS on",
+                         "load switch of the GPS supply", firmware_gap("gps_enable")))
+    b = board["button"]
+    pull = {"up": "internal pull-up", "down": "internal pull-down"}.get(b.get("pull"), "external pull resistor")
+    rows.append(Conn("button", b["pin"], "BUTTON", "switch to " + ("GND" if b["active"] == 0 else "3V3"), "in",
+                     f"pressed = {'LOW' if b['active'] == 0 else 'HIGH'}",
+                     f"pressed = {'LOW' if b['active'] == 0 else 'HIGH'}, {pull}; debounced 30 ms"))
+    if board.get("led"):
+        act = "high" if board["led"].get("active", 1) else "low"
+        rows.append(Conn("led", board["led"]["pin"], "LED", "LED (+ 330 Ω)", "out", f"active {act}",
+                         f"active {act}", firmware_gap("led")))
+    if board.get("vibration"):
+        act = "high" if board["vibration"].get("active", 1) else "low"
+        rows.append(Conn("vibration", board["vibration"]["pin"], "VIBRATION", "driver gate / base", "out",
+                         f"active {act}, via transistor",
+                         f"active {act}; through a transistor, a GPIO cannot power a motor"))
+    bat = board.get("battery") or {}
+    if bat.get("source") == "adc":
+        rows.append(Conn("battery", bat["pin"], "ADC", f"divider ÷{bat.get('divider', 1):g}", "in",
+                         f"battery + ÷{bat.get('divider', 1):g}",
+                         f"midpoint of a ÷{bat.get('divider', 1):g} divider from battery +",
+                         firmware_gap("battery_adc")))
+    rows += _power_chip_rows(board)
+    return rows
+
+
+def battery_without_pin(board):
+    """(where, why) for a battery measured by a chip instead of an ESP32 pin, or None."""
+    source = (board.get("battery") or {}).get("source")
+    if source == "modem_cbc":
+        return "SIM800 (`AT+CBC`)", "no pin: the modem measures its own supply"
+    if source == "pmu":
+        chip, _ = power_chip(board)
+        gap = firmware_gap("pmu_battery")
+        return (f"{(chip or 'PMU').upper()} ADC over I2C",
+                "no pin: the PMU measures the battery (12-bit ADC)" + (f" — **{gap}**" if gap else ""))
+    return None
+
+
+# One definition of the ESP32's pin rules and their notes: boton.boards.
+def pin_problems(board):
+    """Every pin rule the profile breaks (boards.pin_problems): unbuildable, so undocumented."""
+    from ..boards import pin_problems as problems
+    return problems(board)
+
+
+def pin_notes(board):
+    from ..boards import pin_notes as notes
+    return notes(board)
+
+
+PART_TITLES = {
+    "modem": "SIM800L GSM modem",
+    "gps": "GPS receiver (u-blox NEO-6M)",
+    "button": "Panic button",
+    "led": "LED",
+    "vibration": "Vibration motor",
+    "battery": "Battery sense",
+    **{chip: spec["title"] for chip, spec in POWER_CHIPS.items()},
+}
+
+
+def bom(board):
+    """(qty, part, notes) rows for one board, from its profile."""
+    ob = onboard(board)
+    chip, _ = power_chip(board)
+    rows = []
+    mah = board.get("battery_mah")
+    if "modem" in ob:
+        rows.append(("1", board["name"].split(" + ")[0],
+                     f"ESP32 ({board['flash_size']} flash), SIM800L, {POWER_CHIPS[chip]['kind']} and battery "
+                     "connector on one board" if chip in ob
+                     else f"ESP32 ({board['flash_size']} flash) and SIM800L on one board"))
+    else:
+        rows.append(("1", "ESP32-DevKitC with an ESP32-WROOM-32 module",
+                     f"{board['flash_size']} flash; WROOM, not WROVER (GPIO16/17 are PSRAM on WROVER)"))
+        rows.append(("1", "SIM800L module (breakout)", "quad-band GSM; the common breakout starts when powered"))
+        rows.append(("1", "1000 µF low-ESR electrolytic + 100 nF ceramic capacitor",
+                     "across the SIM800L supply, at its pins (2 A peaks)"))
+        rows.append(("2", "resistors 1 kΩ and 4.7 kΩ", "divider ESP32 TX → SIM800L RXD (3.3 V → 2.7 V)"))
+    rows.append(("1", "u-blox NEO-6M GPS module with its patch antenna",
+                 f"{board['gps']['baud']} baud; keep its backup cell (faster fixes after a power cut)"))
+    if board["gps"].get("enable") is not None:
+        rows.append(("1", "P-MOSFET load switch (e.g. AO3401 + 10 kΩ gate resistor) or a load-switch IC",
+                     f"GPS supply, driven by GPIO{board['gps']['enable']}"))
+    rows.append(("1", "momentary push button (normally open), sealed",
+                 "to GND; one a bag cannot press by itself (the firmware ignores short squeezes)"))
+    if board.get("led") and "led" not in ob:
+        rows.append(("1", "LED + 330 Ω resistor", f"GPIO{board['led']['pin']}"))
+    if board.get("vibration"):
+        rows.append(("1", "coin vibration motor, 3 V, ~80 mA", f"GPIO{board['vibration']['pin']} through the driver below"))
+        rows.append(("1", "N-MOSFET (AO3400) or NPN (S8050) + 1 kΩ gate/base resistor + 1N4148 flyback diode",
+                     "a GPIO cannot power a motor"))
+    bat = board.get("battery") or {}
+    if bat.get("source") == "adc":
+        rows.append(("2", "resistors 100 kΩ (+ 100 nF to GND at the midpoint)",
+                     f"battery divider ÷{bat.get('divider', 2):g} into GPIO{bat['pin']}"))
+    if mah:
+        if chip:
+            rows.append(("1", f"LiPo cell 3.7 V {mah} mAh with protection circuit",
+                         "on the board's battery connector (check its polarity: JST leads are not standard)"))
+        else:
+            rows.append(("1", f"LiPo cell 3.7 V {mah} mAh with protection circuit", "feeds the SIM800L directly"))
+            rows.append(("1", "TP4056 charger module with protection (USB)", "charges the cell"))
+            rows.append(("1", "3.3 V low-dropout regulator, ≥ 500 mA (e.g. AP2112K-3.3, ME6211)",
+                         "battery → ESP32 3V3 (the DevKitC's own regulator needs 5 V)"))
+    rows.append(("1", "GSM antenna 850/1900 MHz (u.FL or spring, as the modem takes)", "never run the modem without it"))
+    rows.append(("1", "SIM card, 2G (GSM) voice + SMS, PIN disabled, with credit", "size as the holder takes"))
+    rows.append(("1", "enclosure with the button reachable by feel, USB access for charging", ""))
+    return rows
+
+
+def power_chain(board):
+    """The power drawing: (chain left to right, branches from its last box, a box hanging
+    under a chain box as (label, sub, index) or None)."""
+    mah = board.get("battery_mah")
+    chip, _ = power_chip(board)
+    if chip:
+        sw = board["modem"].get("power_on")
+        modem = ("SIM800L supply", f"switched by GPIO{sw}" if sw is not None else "2 A peaks")
+        esp = (("AXP192 DC-DC3", "→ ESP32 3.3 V, kept on") if chip == "axp192"
+               else ("board regulators", "→ ESP32 3.3 V"))
+        return ([("USB 5 V", "charging input"), (POWER_CHIPS[chip]["short"], POWER_CHIPS[chip]["does"])],
+                [esp, modem], (f"LiPo {mah} mAh", "3.7 V, protected", 1))
+    return ([("USB 5 V", "charging input"), ("TP4056", "charger + protection"), (f"LiPo {mah} mAh", "3.7 V, protected")],
+            [("SIM800L VCC", "direct, 1000 µF + 100 nF"), ("LDO 3.3 V", "→ ESP32 3V3")], None)
+
+
+def power_notes(board):
+    mah = board.get("battery_mah")
+    chip, spec = power_chip(board)
+    if not chip:
+        return [f"A {mah} mAh LiPo (3.7 V, protected) feeds the SIM800L VCC directly: the module wants 3.4–4.4 V and "
+                "takes 2 A peaks. Never feed it from the 3.3 V rail or through the DevKitC.",
+                "Put the 1000 µF + 100 nF at the SIM800L's VCC/GND pins; short, thick wires (≥ 22 AWG).",
+                "The ESP32 gets 3.3 V from a low-dropout regulator on the battery; all grounds are common."]
+    where = f"I2C 0x{spec['addr']:02X} on GPIO{spec['sda']}/GPIO{spec['scl']}"
+    if chip == "ip5306":
+        out = [f"A {mah} mAh LiPo on the board's battery connector; the IP5306 charges it from USB and "
+               "boosts it for the board. The SIM800L draws up to 2 A in transmit bursts.",
+               f"The IP5306 ({where}) switches its boost off "
+               "at light load unless told to keep it on (register 0x00 = 0x37): a button that idles at a few "
+               "mA needs that, or it dies silently in standby."]
+        gap = firmware_gap("ip5306")
+    else:
+        irq = f", IRQ on GPIO{spec['irq']}" if spec.get("irq") is not None else ""
+        out = [f"A {mah} mAh LiPo on the board's battery connector; the AXP192 power-management chip (PMU) "
+               "charges it from USB and makes the board's supplies from it. The SIM800L draws up to 2 A in "
+               "transmit bursts.",
+               f"The AXP192 ({where}{irq}) is a PMU, not a power bank's boost: it does not cut a light load. At "
+               "boot the firmware keeps its DC-DC3 (the ESP32's supply) on, switches the rails the board does not "
+               "use off and turns its battery-voltage ADC on. Start the board by holding PWR for 2 s; it then "
+               "powers on whenever a battery is inserted."]
+        if (board.get("battery") or {}).get("source") == "pmu":
+            out.append("The battery is read from the AXP192's ADC (1.1 mV steps), not from the modem's AT+CBC, "
+                       "so the low-battery SMS does not depend on the modem.")
+        gap = firmware_gap("axp192")
+    if gap:
+        out.append(f"**Note: {gap}**: check the standby current on a bench before delivering these buttons.")
+    if board["modem"].get("power_on") is not None:
+        out.append(f"The SIM800L's supply is switched by GPIO{board['modem']['power_on']} (POWER_ON): "
+                   "the firmware sets it high before anything else.")
+    return out
+
+
+def board_section(board):
+    """The generated part of docs/hardware.md for one board."""
+    bid = board["id"]
+    ob = onboard(board)
+    out = [f"### {board['name']} (`{bid}`)", "",
+           f"![Wiring of {bid}: ESP32 pins to the SIM800L, GPS, button, LED, vibration motor and battery]"
+           f"(img/wiring-{bid}.svg)", "",
+           "| ESP32 pin | signal | goes to | notes |", "|---|---|---|---|"]
+    for c in connections(board):
+        arrow = {"out": "→", "in": "←", "io": "↔"}[c.direction]
+        where = " (on the board)" if c.part in ob else ""
+        note = c.note + (f" — **{c.gap}**" if c.gap else "")
+        out.append(f"| GPIO{c.pin} | {c.esp} {arrow} | {PART_TITLES[c.part]}{where}: {c.to} | {note} |")
+    if battery_without_pin(board):
+        out.append("| – | battery voltage | %s | %s |" % battery_without_pin(board))
+    out += ["", "**Bill of materials**", "", "| qty | part | notes |", "|---|---|---|"]
+    out += [f"| {q} | {p} | {n} |" for q, p, n in bom(board)]
+    out += ["", "**Power**", ""] + [f"- {p}" for p in power_notes(board)]
+    notes = pin_notes(board)
+    if notes:
+        out += ["", "**Pins to know about**", ""] + [f"- {n}" for n in notes]
+    if board.get("notes"):
+        out += ["", f"From the profile: *{board['notes']}*"]
+    return "\n".join(out)
+
+
+def boards_markdown(boards):
+    return "\n\n".join(board_section(b) for b in boards)
