@@ -8,7 +8,7 @@ import pytest
 
 from boton.sim.clock import ManualClock, Scheduler
 from boton.sim.network import PhoneNetwork
-from boton.sim.sim800 import Sim800
+from boton.sim.modem import Sim800
 from rigkit import provisioned_device
 
 EPOCH_2000 = 946684800

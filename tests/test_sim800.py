@@ -14,7 +14,8 @@ import pytest
 
 from boton.sim.clock import ManualClock, Scheduler
 from boton.sim.network import PhoneNetwork
-from boton.sim.sim800 import Sim800, luhn_complete, parse_line
+from boton.sim.modem import Sim800
+from boton.sim.modem.at import luhn_complete, parse_line
 
 DEVICE = "+524490000042"
 C4 = "+524499100000"

@@ -182,7 +182,7 @@ _REF_POLICY = {"busy": "reject", "reject": "reject", "no_answer": "ignore", "ans
 
 
 class VirtualFaults:
-    """Every fault of the simulated parts (boton.sim.sim800 / gps / network)."""
+    """Every fault of the simulated parts (boton.sim.modem / gps / network)."""
 
     def __init__(self, vd, timeline, ref=None):
         self.vd = vd

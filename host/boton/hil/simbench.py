@@ -23,7 +23,7 @@ import tty
 
 from ..sim.clock import Scheduler
 from ..sim.network import PhoneNetwork
-from ..sim.sim800 import Sim800
+from ..sim.modem import Sim800
 
 
 class UartBridge:

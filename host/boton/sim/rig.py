@@ -30,7 +30,7 @@ from .gps import GpsSim
 from .network import BEHAVIOURS, PhoneNetwork
 from .peercred import allowed as peer_allowed
 from .pmu import I2cBus, make as make_power_chip
-from .sim800 import Sim800
+from .modem import check_options as check_modem_options, modem_class
 
 BOARD_REPL = Path(__file__).with_name("board_repl.py")
 LFS_BLOCKDEV = Path(__file__).with_name("lfs_blockdev.py")
@@ -75,10 +75,18 @@ class VirtualDevice:
                  phones=None,
                  gps_point=AGS_CENTRO, gps_route=None, gps_ttff_s=2.0, nmea_file=None,
                  nmea_realtime=True, console_log=None, seed=None, mac="24:0a:c4:00:00:42",
-                 flash_image=None, flash_size=4 * 1024 * 1024, power_chip=None):
+                 flash_image=None, flash_size=4 * 1024 * 1024, power_chip=None,
+                 modem_family=None, modem_options=None):
         self.flash_dir = Path(flash_dir)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         self.board = load_board(board)
+        # The simulated module: the board profile's modem family unless modem_family names
+        # another ("sim800", "a7670"); modem_options go to its constructor (A7670: volte=,
+        # gsm=). A wrong name fails here, naming the known families.
+        self.modem_family = modem_family or self.board["modem"].get("family", "sim800")
+        self._modem_cls = modem_class(self.modem_family)
+        self._modem_options = dict(modem_options or {})
+        check_modem_options(self.modem_family, self._modem_options)
         self.time_scale = time_scale
         # The firmware runs as the release image does where the 32-bit build is at hand
         # (frozen, 56 KB heap), else on the PyPI port (boton.frozen.device_interpreter).
@@ -226,8 +234,9 @@ class VirtualDevice:
             self.network.add_contact(n)
         for number, script in self.phones.items():
             self.network.script_phone(number, **script)
-        self.modem = Sim800(self.sched, self.network, self.device_number,
-                            emit=lambda b: self._uart_emit("modem", b))
+        self.modem = self._modem_cls(self.sched, self.network, self.device_number,
+                                     emit=lambda b: self._uart_emit("modem", b),
+                                     **self._modem_options)
         self.modem.ri_observer = self._on_ri
         self.modem.on_event = self._on_network_event  # PWRKEY presses and sleep, with the calls
         self.network.attach(self.device_number, self.modem)
@@ -652,14 +661,23 @@ class VirtualDevice:
             self._cond.notify_all()
         modem = self.board["modem"]
         if pin == modem.get("pwrkey"):
-            self.modem.pwrkey(level)
+            self.modem.pwrkey(self._module_pin_level(level, modem.get("pwrkey_active", 0)))
         elif pin == modem.get("reset"):
-            self.modem.reset_pin(level)
+            self.modem.reset_pin(self._module_pin_level(level, modem.get("reset_active", 0)))
         elif pin == modem.get("power_on"):
             self.modem.supply(level)
+        elif pin == modem.get("dtr"):
+            self.modem.dtr(level)
         elif pin == self.board["gps"].get("enable") and not self._gps_cfg["nmea"]:
             self._gps_enable(level)
         self._kick_scheduler()
+
+    @staticmethod
+    def _module_pin_level(level, active):
+        """The level at the module's active-low PWRKEY/RESET pin. `active` is the ESP32
+        level that presses it: 0 when the GPIO drives the pin directly (T-Call SIM800), 1
+        through an inverting transistor (LilyGO's A7670 boards drive PWRKEY and RESET high)."""
+        return level if active == 0 else (0 if level else 1)
 
     def _push_adc(self):
         """The battery as the ESP32's ADC sees it, through the board's divider."""

@@ -1,0 +1,100 @@
+"""Fault injection and test environment: what a test or a rehearsal does to the module
+from outside (SIM pulled, network lost, call dropped, +CMS errors, a hung module, line
+noise, battery voltage)."""
+
+
+class FaultsGroup:
+    """What tests and rehearsals do to the module from outside.
+
+    A mixin: the family class holds the state (__init__, _reset_runtime) and the
+    timings these methods read."""
+
+    def sim_missing(self):
+        """The SIM falls out now (and stays out): +CPIN: NOT READY, registration lost."""
+        self.sim_present = False
+        if self.powered and self._sim != "off":
+            self._sim = "absent"
+            self._call_ready = self._sms_ready = False
+            self._urc("+CPIN: NOT READY")
+            self._reg_update()
+
+    def pin_locked(self, pin):
+        """The SIM asks for `pin` from its next initialisation (boot or AT+CFUN=1)."""
+        self.sim_present = True
+        self.sim_pin = pin
+        self._pin_tries = 3
+
+    def no_network(self, lost=True):
+        """This module loses (or, with False, regains) the cell: +CREG 2, calls dropped."""
+        self._no_network = bool(lost)
+        self.net_conditions_changed()
+
+    def registration_denied(self, denied=True):
+        self._denied = bool(denied)
+        self.net_conditions_changed()
+
+    def signal(self, level, ber=0):
+        """CSQ rssi (0-31, 99 unknown) this module reports, over the network's level."""
+        self.rssi_override = level
+        self.ber = ber
+
+    def drop_call(self):
+        """The radio link of the current call fails: NO CARRIER, result "dropped"."""
+        self.network.drop(self.number)
+
+    def next_call_result(self, result):
+        """How the next outgoing call ends: answer, busy, no_answer, reject, unreachable."""
+        if result not in ("answer", "busy", "no_answer", "reject", "rejected", "unreachable"):
+            raise ValueError(f"unknown call result {result!r}")
+        self._next_result = result
+
+    def cms_error(self, code, count=1):
+        """The next `count` SMS sends fail with +CMS ERROR: code (after the network delay)."""
+        self._cms_faults.extend([int(code)] * count)
+
+    def go_silent(self, latched=False):
+        """The module hangs: no echo, no replies, no URCs until it is restarted. A latched
+        hang ignores the RESET pin too: only a power-off (supply cut, or a PWRKEY press,
+        which the module still obeys) clears it."""
+        self.silent = True
+        self._latched = bool(latched)
+
+    def garbage(self, data: bytes):
+        """Line noise on the module's TXD: the ESP32 receives these bytes as they are."""
+        def run():
+            self._log("tx", bytes(data))
+            self.emit(bytes(data))
+        self.sched.at(max(self.sched.now(), self._tx_last), run)
+
+    def under_voltage(self, power_down_after_s=5.0):
+        """VBAT sags: the warning now, then (HD: < 3.39 V) the module switches itself off."""
+        self.battery_mv = 3450
+        self._urc("UNDER-VOLTAGE WARNNING", force=True)  # SIMCom's own spelling
+        self._later(power_down_after_s, self._voltage_power_down, "UNDER", 3350)
+
+    def over_voltage(self, power_down_after_s=5.0):
+        self.battery_mv = 4350
+        self._urc("OVER-VOLTAGE WARNNING", force=True)
+        self._later(power_down_after_s, self._voltage_power_down, "OVER", 4450)
+
+    def _voltage_power_down(self, which, mv):
+        self.battery_mv = mv
+        self._urc(f"{which}-VOLTAGE POWER DOWN", force=True)
+        self._uart_ready = False
+        self._later(0.05, self.power_off)
+
+    def set_battery(self, mv, charging=0):
+        """What AT+CBC reports (percent follows the voltage, 3.5 V..4.2 V)."""
+        self.battery_mv = int(mv)
+        self.charging = charging
+
+    def set_cell(self, lac=None, cellid=None, bcch=None, bsic=None, neighbours=None):
+        """Move the module to another serving cell (AT+CENG?, +CREG n=2)."""
+        for key, value in (("lac", lac), ("cellid", cellid), ("bcch", bcch), ("bsic", bsic),
+                           ("neighbours", neighbours)):
+            if value is not None:
+                self.cell[key] = value
+        if self.powered and self.ceng[0] == 2 and self.registered:
+            self._urc(self._ceng_lines()[0])  # mode 2 reports the change unsolicited
+        if self.powered and self.creg_n == 2 and self.registered:
+            self._urc(f"+CREG: {self._reg_stat}" + self._creg_location())
