@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from boton.provision import build_config
+from boton.rules import build_config
 from boton.sim.flashdir import install
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
 

@@ -11,9 +11,11 @@ from click.testing import CliRunner
 
 from boton.boards import RENAMED, check_pins, load_board, pin_problems, power_chip
 from boton.cli import main
-from boton.device import EXIT_USAGE, Device, DeviceError
+from boton.device import Device
+from boton.errors import EXIT_USAGE, DeviceError
 from boton.paths import BOARDS, REPO
-from boton.provision import check_power_chip, firmware_module
+from boton.provision import check_power_chip
+from boton.rules import firmware_module
 from boton.sim import pmu as sim_pmu
 from rigkit import provisioned_device
 

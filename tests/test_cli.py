@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from boton.cli import main
 from boton.pin import check_pin
-from boton.provision import mask
+from boton.rules import mask
 from boton.sim.flashdir import install
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
 from rigkit import FAST

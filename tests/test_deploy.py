@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from boton import build, frozen, paths
 from boton.cli import main
-from boton.provision import firmware_files
+from boton.release import firmware_files
 from boton.sim.flashdir import install
 from boton.sim.rig import DEFAULT_C4, VirtualDevice
 from rigkit import FAST, demo_config

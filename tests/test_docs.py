@@ -12,7 +12,7 @@ import time
 import pytest
 
 from boton import docs_build as D
-from boton import provision as prov
+from boton import rules
 from boton.paths import FIRMWARE, REPO
 
 REGEN = "python -m boton.docs_build"
@@ -156,7 +156,7 @@ def _load(name):
 def test_the_guide_tells_her_what_the_firmware_does():
     """The numbers she is told are the firmware's: a change there must be told to her."""
     guide = D.GUIDE_ES.read_text()
-    cfg = prov.build_config(alias="Luna", contacts=["449 111 2233"], c4=["449 910 0000"], device_id="BS-0042")
+    cfg = rules.build_config(alias="Luna", contacts=["449 111 2233"], c4=["449 910 0000"], device_id="BS-0042")
     g = cfg["gesture"]
     defaults = {k: p.default for k, p in inspect.signature(_load("gesture").Gesture.__init__).parameters.items()}
     hold_s = g.get("hold_ms", defaults["hold_ms"]) / 1000

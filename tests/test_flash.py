@@ -13,7 +13,7 @@ from boton import esptool_io
 from boton import flash as fl
 from boton import image as img
 from boton.cli import main
-from boton.device import EXIT_CONNECT, EXIT_DEVICE, EXIT_VERIFY
+from boton.errors import EXIT_CONNECT, EXIT_DEVICE, EXIT_VERIFY
 from boton.registry import Registry
 from boton.sim.rom_loader import EFUSE_BASE, EFUSE_BLK3
 from boton.sim.rom_server import RomServer

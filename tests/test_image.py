@@ -15,7 +15,8 @@ from boton.cli import BotonGroup
 from boton.cli_image import image_cmd
 from boton.paths import FIRMWARE
 from boton.pin import check_pin
-from boton.provision import build_config, config_bytes, firmware_files
+from boton.release import firmware_files
+from boton.rules import build_config, config_bytes
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT
 
 SIM = Path(img.__file__).parent / "sim"

@@ -10,7 +10,7 @@ from cryptography.fernet import Fernet
 
 from boton.cli import main
 from boton.device import Device
-from boton.provision import CONFIG_PATH, config_bytes, config_hash, mask
+from boton.rules import CONFIG_PATH, config_bytes, config_hash, mask
 from boton.registry import Registry
 from boton.sim.flashdir import install
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice

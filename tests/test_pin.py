@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from boton import image as img
 from boton import pin as pins
 from boton.cli import main
-from boton.provision import InputError, build_config, config_bytes, firmware_module
+from boton.errors import InputError
+from boton.rules import build_config, config_bytes, firmware_module
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT
 
 BASE = dict(alias="Luna", contacts=["449 111 2233"], c4=["449 910 0000"], device_id="BS-1")

@@ -6,9 +6,11 @@ import unicodedata
 import pytest
 
 from boton import provision as prov
+from boton import rules
 from boton.cli_image import config_from_file
-from boton.provision import InputError, build_config, normalise_alias, normalise_number
-from boton.registry import RegistryError, check_contacts
+from boton.errors import InputError, RegistryError
+from boton.registry import check_contacts
+from boton.rules import build_config, normalise_alias, normalise_number
 
 C4 = "449 910 0000"
 
@@ -70,10 +72,10 @@ def test_alias_is_stored_as_her_sms_write_it(typed, stored):
     assert normalise_alias(typed) == stored
     cfg = build_config(alias=typed, contacts=["449 111 2233"], c4=[C4], device_id="BS-0042")
     assert cfg["alias"] == stored
-    sms = prov.first_alert_sms(cfg)
+    sms = rules.first_alert_sms(cfg)
     assert f"{stored} pidio ayuda" in sms and "BS-0042" in sms
     # stored alias and SMS agree: the firmware's alphabet leaves it as it is
-    assert prov.firmware_module("gsm7").to_gsm7(stored) == stored
+    assert rules.firmware_module("gsm7").to_gsm7(stored) == stored
 
 
 @pytest.mark.parametrize("typed, bad", [("Luna 🌙", "🌙"), ("王芳", "王"), ("Ana@casa", "@"), ("Sol$", "$")])
@@ -122,7 +124,7 @@ def test_provision_waits_while_the_modem_registers_and_reports_each_look():
     dev = FakeModemDevice([{"registered": False, "iccid": None}, {"registered": False, "iccid": "8952"},
                            {"registered": True, "iccid": "8952", "operator": "TELCEL"}])
     clock, seen = FakeClock(), []
-    ident, waited = prov.wait_for_network(dev, 60, lambda i, w: seen.append(prov.network_wait_status(i)),
+    ident, waited = prov.wait_for_network(dev, 60, lambda i, w: seen.append(rules.network_wait_status(i)),
                                           clock=clock, pause=clock.pause)
     assert ident["registered"] and dev.asked == 3 and waited == 2 * prov.REGISTRATION_POLL_S
     assert seen == ["SIM not ready yet; signal 20/31", "SIM ready, searching for the network; signal 20/31"]
@@ -148,25 +150,25 @@ def ev(*lines):
 
 
 def test_test_call_is_judged_per_recipient():
-    got = prov.judge_test_call(CFG, ev("sms_failed alert_...2233", "sms_ok alert_...3344",
+    got = rules.judge_test_call(CFG, ev("sms_failed alert_...2233", "sms_ok alert_...3344",
                                        "sms_ok alert_...0000", "call_active -"))
     assert got == [("contact #1", "+524491112233", "refused"), ("contact #2", "+524492223344", "accepted"),
                    ("C4", "+524499100000", "accepted")]
     # only C4's copy went out: the contacts are "not sent", never counted from C4's entry
-    got = prov.judge_test_call(CFG, ev("sms_ok alert_...0000", "sms_ok update_...2233"))
+    got = rules.judge_test_call(CFG, ev("sms_ok alert_...0000", "sms_ok update_...2233"))
     assert [o for _, _, o in got] == ["not sent", "not sent", "accepted"]
 
 
 def test_recipients_sharing_their_last_four_digits_need_one_entry_each():
     cfg = build_config(alias="Luna", contacts=["449 111 2233", "449 999 2233"], c4=[C4], device_id="BS-1")
-    got = prov.judge_test_call(cfg, ev("sms_ok alert_...2233", "sms_ok alert_...0000"))
+    got = rules.judge_test_call(cfg, ev("sms_ok alert_...2233", "sms_ok alert_...0000"))
     assert [o for _, _, o in got] == ["accepted", "not sent", "accepted"]
     off = dict(cfg, sms_c4=False)
-    assert [r for r, _ in prov.sms_recipients(off)] == ["contact #1", "contact #2"]
+    assert [r for r, _ in rules.sms_recipients(off)] == ["contact #1", "contact #2"]
 
 
 def test_a_failed_test_call_says_what_the_calls_to_c4_did():
     events = [["boot", "0.1.0"], ["dial", "...0000_#1"], ["call_failed", "no_answer"],
               ["dial", "...0000_#2"], ["dial_error", "CME_30_no_network"], ["sms_ok", "alert_...2233"]]
-    assert prov.call_outcomes(events) == "dial #1, call_failed no_answer, dial #2, dial_error CME_30_no_network"
-    assert prov.call_outcomes([["boot", "0.1.0"]]) == ""
+    assert rules.call_outcomes(events) == "dial #1, call_failed no_answer, dial #2, dial_error CME_30_no_network"
+    assert rules.call_outcomes([["boot", "0.1.0"]]) == ""

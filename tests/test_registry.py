@@ -13,8 +13,9 @@ import pytest
 from cryptography.fernet import Fernet
 
 from boton import registry as regmod
-from boton.registry import (EXIT_CONFLICT, CaseData, Registry, RegistryConflict, RegistryError,
-                            RegistryKeyError, create_key_file, normalise_label, normalise_mac)
+from boton import registry_schema
+from boton.errors import EXIT_CONFLICT, RegistryConflict, RegistryError, RegistryKeyError
+from boton.registry import CaseData, Registry, create_key_file, normalise_label, normalise_mac
 
 FW = "ab" * 32
 IMG = "12" * 32
@@ -509,7 +510,7 @@ def test_ending_soon(reg):
 def test_migrates_an_older_schema_keeping_its_data(db_path, key):
     db_path.parent.mkdir(parents=True)
     con = sqlite3.connect(db_path, isolation_level=None)
-    regmod.MIGRATIONS[0](con)                        # a registry from before case data existed
+    registry_schema.MIGRATIONS[0](con)               # a registry from before case data existed
     con.execute("PRAGMA user_version = 1")
     con.execute("INSERT INTO devices (mac, label, state, created_at, updated_at) "
                 "VALUES (?, 'BS-0007', 'in_stock', '2024-01-01T00:00:00Z', '2024-01-01T00:00:00Z')", (mac(7),))
@@ -517,7 +518,7 @@ def test_migrates_an_older_schema_keeping_its_data(db_path, key):
                 (mac(7),))
     con.close()
     r = Registry(db_path, key=key, technician="ana")
-    assert r.schema_version == len(regmod.MIGRATIONS) == 4
+    assert r.schema_version == len(registry_schema.MIGRATIONS) == 4
     assert r.find("BS-0007").state == "in_stock"
     r.assign(mac(7), case())
     assert r.case(mac(7)).alias == ALIAS
@@ -532,7 +533,7 @@ def test_migrates_an_older_schema_keeping_its_data(db_path, key):
 def test_schema_4_rebuilds_devices_for_provisioning_and_keeps_cases_linked(db_path, key):
     db_path.parent.mkdir(parents=True)
     con = sqlite3.connect(db_path, isolation_level=None)
-    for migration in regmod.MIGRATIONS[:3]:            # a registry as boton wrote it before
+    for migration in registry_schema.MIGRATIONS[:3]:   # a registry as boton wrote it before
         migration(con)
     con.execute("PRAGMA user_version = 3")
     con.execute("INSERT INTO devices (mac, label, state, config_hash, created_at, updated_at) VALUES "
@@ -564,12 +565,12 @@ def test_a_failing_migration_changes_nothing(db_path, monkeypatch, reg):
         db.execute("ALTER TABLE devices ADD COLUMN nope INTEGER")
         raise RuntimeError("migration bug")
 
-    monkeypatch.setattr(regmod, "MIGRATIONS", regmod.MIGRATIONS + [bad])
+    monkeypatch.setattr(registry_schema, "MIGRATIONS", registry_schema.MIGRATIONS + [bad])
     with pytest.raises(RuntimeError, match="migration bug"):
         Registry(db_path)
     monkeypatch.undo()
     con = sqlite3.connect(db_path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == len(regmod.MIGRATIONS)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == len(registry_schema.MIGRATIONS)
     assert not con.execute("SELECT 1 FROM sqlite_master WHERE name = 'half_done'").fetchall()
     assert "nope" not in [r[1] for r in con.execute("PRAGMA table_info(devices)")]
     con.close()

@@ -13,10 +13,11 @@ import pytest
 from click.testing import CliRunner
 from cryptography.fernet import Fernet
 
-from boton import provision as prov
-from boton.cli import check_event_log
+from boton import eventlog_check
+from boton.registry_workflow import check_event_log
 from boton.cli_registry import devices, registry
-from boton.registry import Registry, RegistryError, RegistryKeyError, restore
+from boton.errors import RegistryError, RegistryKeyError
+from boton.registry import Registry, restore
 
 MAC = "24:6f:28:00:00:01"
 BOTON = str(Path(sys.executable).parent / "boton")
@@ -143,7 +144,7 @@ def test_verify_through_the_cli_fails_with_one_line(env):
 def device_log(n, start=1, prev=None, tamper=None):
     """Log lines as the firmware writes them (its own chain function); tamper(seq) may
     change an entry's event, the chain being recomputed over it as a forger would."""
-    chain = prov._eventlog_module().chain
+    chain = eventlog_check.firmware_eventlog().chain
     prev = prev or "0" * 16
     lines = []
     for seq in range(start, n + 1):
@@ -156,9 +157,9 @@ def device_log(n, start=1, prev=None, tamper=None):
 
 def test_a_log_checked_against_its_anchor():
     log = device_log(20)
-    anchor = prov.event_log_head(log)
+    anchor = eventlog_check.event_log_head(log)
     assert anchor == {"seq": 20, "head": log[-1].rsplit(" ", 1)[1]}
-    ok, why = prov.verify_event_log(device_log(30), anchor)       # it grew: fine
+    ok, why = eventlog_check.verify_event_log(device_log(30), anchor)  # it grew: fine
     assert ok and "matches the registry's last check up to entry 20" in why
     cases = {
         "rewritten": (device_log(30, tamper=lambda s: "press" if s == 7 else None),
@@ -168,19 +169,19 @@ def test_a_log_checked_against_its_anchor():
         "deleted": ([], "the log is empty, but the registry saw 20 entries"),
     }
     for name, (lines, expect) in cases.items():
-        ok, why = prov.verify_event_log(lines, anchor)
+        ok, why = eventlog_check.verify_event_log(lines, anchor)
         assert not ok and expect in why, name
 
 
 def test_the_ring_dropping_its_oldest_segment_is_not_a_cut():
     full = device_log(300)      # segments of 64: 1-64 went when 257-300 began; 65-300 kept
     kept = full[64:]
-    assert prov.verify_event_log(kept)[0]
-    ok, why = prov.verify_event_log(full[100:])
+    assert eventlog_check.verify_event_log(kept)[0]
+    ok, why = eventlog_check.verify_event_log(full[100:])
     assert not ok and "starts at entry 101, but the device keeps every entry from 65 on" in why
-    ok, why = prov.verify_event_log(kept, {"seq": 20, "head": full[19].rsplit(" ", 1)[1]})
+    ok, why = eventlog_check.verify_event_log(kept, {"seq": 20, "head": full[19].rsplit(" ", 1)[1]})
     assert ok and "rotated out of the device: the link to it cannot be checked" in why
-    assert prov.verify_event_log(["garbage"])[0] is False
+    assert eventlog_check.verify_event_log(["garbage"])[0] is False
 
 
 def test_the_registry_keeps_the_anchor_and_catches_a_forged_log(env):

@@ -383,7 +383,7 @@ print(json.dumps([sms.daily_status_text(log_head=(4294967295, "a1b2c3d4e5f60718"
 
 
 def test_an_sms_log_head_is_checked_against_the_device_log(tmp_path):
-    from boton.provision import check_sms_log_head
+    from boton.eventlog_check import check_sms_log_head
     import eventlog
     log = eventlog.EventLog(prefix=str(tmp_path / "log"), echo=False, clock=lambda: 1764000000)
     for i in range(10):

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from boton import image as img
 from boton import wipe_check
 from boton.cli import main
-from boton.provision import config_bytes, config_hash, firmware_files
+from boton.release import firmware_files
+from boton.rules import config_bytes, config_hash
 from boton.registry import CaseData, Registry
 from boton.sim.rig import DEFAULT_CONTACT, VirtualDevice
 from rigkit import FAST, demo_config

@@ -6,7 +6,7 @@ PSRAM, or cannot do what the profile asks of it is refused before anything is bu
 import json
 from pathlib import Path
 
-from .device import EXIT_USAGE, DeviceError
+from .errors import EXIT_USAGE, DeviceError
 from .paths import BOARDS
 
 # Profiles that were split or renamed: the old name says where to go (data/boards.md).

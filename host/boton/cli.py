@@ -10,49 +10,14 @@ from rich.table import Table
 
 from . import pin as pins
 from . import provision as prov
-from .device import EXIT_TEST, EXIT_USAGE, Device, DeviceError
+from . import release, rules
+from .device import Device
+from .errors import EXIT_DEVICE, EXIT_TEST, EXIT_USAGE, EXIT_VERIFY, DeviceError, InputError
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 PORT_HELP = "Serial port of the board: /dev/ttyUSB0, socket://127.0.0.1:PORT, rfc2217://... (or BOTON_PORT)."
-
-
-def device_mac(dev) -> str:
-    """The chip's eFuse MAC (machine.unique_id() on the ESP32): the registry's key."""
-    uid = dev.eval_json("__import__('binascii').hexlify(__import__('hw').unique_id()).decode()")
-    return ":".join(uid[i:i + 2] for i in range(0, 12, 2))
-
-
-def record(action, mac, *args, **kw):
-    """Registry last: write one step to the registry (created on first use), adding the
-    device if new. Commands that change a button check the registry before they touch it
-    (Registry.precheck); this records what the device step did."""
-    from .registry import Registry
-
-    label = kw.pop("label", None)
-    with Registry() as reg:
-        if reg.get(mac) is None:
-            reg.add_device(mac, label=label)
-        getattr(reg, action)(mac, *args, **kw)
-
-
-def check_event_log(mac, lines, register=False):
-    """(ok, why) of the device's event log against what the registry saw of it last time
-    (docs/registry.md); a passed check moves the registry's anchor to this log's head, a
-    failed one is audited and leaves it. A device not in the registry is only chain-checked
-    (or added first, with register=True, as the other recording commands do)."""
-    from .registry import Registry
-
-    with Registry() as reg:
-        if reg.get(mac) is None:
-            if not register:
-                ok, why = prov.verify_event_log(lines)
-                return ok, why + "; device not in the registry: nothing to compare with"
-            reg.add_device(mac)
-        ok, why = prov.verify_event_log(lines, reg.log_anchor(mac))
-        reg.record_log_check(mac, prov.event_log_head(lines), len(lines), ok, why)
-    return ok, why
 
 
 class BotonGroup(click.Group):
@@ -120,14 +85,14 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
     from .sim.rig import DEFAULT_DEVICE_NUMBER, VirtualDevice
 
     if DEFAULT_DEVICE_NUMBER in phones:
-        raise click.BadParameter(f"{prov.mask(DEFAULT_DEVICE_NUMBER)} is the virtual device's own "
+        raise click.BadParameter(f"{rules.mask(DEFAULT_DEVICE_NUMBER)} is the virtual device's own "
                                  f"number", param_hint="'--phone'")
     try:
         vd = VirtualDevice(flash_dir, board=board, repl=repl, repl_port=repl_port,
                            network_log=network_log, nmea_file=nmea_file, time_scale=time_scale,
                            flash_image=flash_image, phones=phones, c4_hangup_after_s=c4_stay)
     except ValueError as e:
-        raise DeviceError(str(e), 2) from None
+        raise DeviceError(str(e), EXIT_USAGE) from None
     vd.start()
     console.print(f"virtual device running; REPL at [bold]{vd.repl_url}[/]", soft_wrap=True)
     console.print(f"firmware runs on: {vd.interpreter.label}", soft_wrap=True)
@@ -197,29 +162,29 @@ def _phone_scripts(values):
     for value in values:
         number, sep, spec = value.rpartition("=")
         if not sep or not number.strip() or not spec.strip():
-            raise click.BadParameter(f"{prov.mask(value)!r} is not NUMBER=BEHAVIOUR[:SECONDS], "
+            raise click.BadParameter(f"{rules.mask(value)!r} is not NUMBER=BEHAVIOUR[:SECONDS], "
                                      f"e.g. \"+52 449 994 6605=busy\"", param_hint="'--phone'")
         behaviour, _, seconds = spec.strip().lower().replace("-", "_").partition(":")
         if behaviour not in BEHAVIOURS:
-            raise click.BadParameter(f"behaviour {behaviour!r} for {prov.mask(number.strip())}: "
+            raise click.BadParameter(f"behaviour {behaviour!r} for {rules.mask(number.strip())}: "
                                      f"use one of {', '.join(BEHAVIOURS)}", param_hint="'--phone'")
         try:
-            e164 = prov.normalise_number(number.strip(), "--phone number")
+            e164 = rules.normalise_number(number.strip(), "--phone number")
         except DeviceError as e:
             raise click.BadParameter(str(e), param_hint="'--phone'") from None
         if e164 in scripts:
-            raise click.BadParameter(f"{prov.mask(e164)} is scripted twice", param_hint="'--phone'")
+            raise click.BadParameter(f"{rules.mask(e164)} is scripted twice", param_hint="'--phone'")
         script = {"behaviour": behaviour}
         if seconds:
             if behaviour not in RINGING_BEHAVIOURS:
-                raise click.BadParameter(f"{behaviour} for {prov.mask(e164)} takes no ring time "
+                raise click.BadParameter(f"{behaviour} for {rules.mask(e164)} takes no ring time "
                                          f"(only answer and reject ring first)", param_hint="'--phone'")
             try:
                 ring_s = float(seconds)
             except ValueError:
                 ring_s = None
             if ring_s is None or not 0 <= ring_s <= 300:  # also refuses nan and inf
-                raise click.BadParameter(f"ring time {seconds!r} for {prov.mask(e164)}: give "
+                raise click.BadParameter(f"ring time {seconds!r} for {rules.mask(e164)}: give "
                                          f"0 to 300 seconds", param_hint="'--phone'")
             script["answer_after_s"] = ring_s
         scripts[e164] = script
@@ -234,11 +199,11 @@ def _phone_network_lines(vd, phones, c4_stay):
         how = script["behaviour"]
         if "answer_after_s" in script:
             how += f" after {script['answer_after_s']:g} s ringing"
-        lines.append(f"phone network: {prov.mask(number)} is scripted: {how}")
+        lines.append(f"phone network: {rules.mask(number)} is scripted: {how}")
     lines.append(f"phone network: any other valid number answers after "
                  f"{vd.network.auto_answer_after_s:g} s and {stay}; built-in C4 "
-                 f"{', '.join(prov.mask(n) for n in vd.c4_numbers)}, contact "
-                 f"{', '.join(prov.mask(n) for n in vd.contacts)}")
+                 f"{', '.join(rules.mask(n) for n in vd.c4_numbers)}, contact "
+                 f"{', '.join(rules.mask(n) for n in vd.contacts)}")
     return lines
 
 
@@ -299,15 +264,15 @@ def flash_cmd(ports_, firmware, virtual_firmware, force, no_stub):
 
     targets = list(ports_) or [resolve_port(None)]
     if len(set(targets)) != len(targets):
-        raise DeviceError("the same --port is given twice: one board, one connection", 2)
+        raise DeviceError("the same --port is given twice: one board, one connection", EXIT_USAGE)
     if virtual_firmware:
         if firmware:
-            raise DeviceError("give --firmware or --virtual-firmware, not both", 2)
+            raise DeviceError("give --firmware or --virtual-firmware, not both", EXIT_USAGE)
         real = [p for p in targets if not fl.is_network_url(p)]
         if real:
             raise DeviceError(f"{real[0]} is a serial port: the virtual firmware boots only on the virtual "
                               "device (the socket:// or rfc2217:// URL of `boton sim --flash-image`); "
-                              "give --firmware", 2)
+                              "give --firmware", EXIT_USAGE)
         image = make_virtual()  # handed over in memory: no file another user or run could swap
     else:
         image = Path(firmware) if firmware else fl.cached_firmware()
@@ -384,12 +349,13 @@ def deploy(port, board):
     from rich.progress import Progress
 
     from .frozen import mpy_alert_heap_kb
+    from .registry_workflow import record_step
 
     with Device(port) as dev, Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
-        task = bar.add_task("deploying", total=len(prov.firmware_files(board)))
+        task = bar.add_task("deploying", total=len(release.firmware_files(board)))
         done = prov.deploy(dev, board, progress=lambda path: bar.update(task, advance=1, description=path))
-        mac = device_mac(dev)
-    record("record_deploy", mac, prov.release_hash(board))
+        mac = prov.device_mac(dev)
+    record_step("record_deploy", mac, release.release_hash(board))
     if done.mode == "frozen":
         how = (f"frozen firmware {done.frozen['version']} on the board ({done.frozen['target']}, "
                f"content {done.frozen['sha256'][:12]}): boot files and board profile only")
@@ -463,31 +429,31 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
     # Validate everything typed before touching anything: bad input changes nothing.
     pin, pin_how = pins.obtain_pin(pin_file)
     typed = _typed_case_values(alias, contacts)
-    c4_e164 = [prov.normalise_number(n, f"C4 number #{i + 1}") for i, n in enumerate(c4)]
+    c4_e164 = [rules.normalise_number(n, f"C4 number #{i + 1}") for i, n in enumerate(c4)]
     label = normalise_label(device_id) if device_id else None
     with Registry() as reg:  # registry first: a broken registry refuses before the port is opened
         with Device(port, timeout=30) as dev:
-            mac = device_mac(dev)
+            mac = prov.device_mac(dev)
             known = reg.precheck("provision", mac, expected=device_ref, register=True, label=label)
             if label and label != known.label:
                 raise DeviceError(f"--device-id {label}: the registry knows this button ({mac}) as "
-                                  f"{known.label}, and its configuration carries that label", 2)
+                                  f"{known.label}, and its configuration carries that label", EXIT_USAGE)
             case, case_row = reg.provision_case(mac)
             alias_, contacts_ = _case_values(known.label, case, typed)
-            config = prov.build_config(alias=alias_, contacts=contacts_, c4=c4_e164, device_id=known.label,
-                                       pin=pin, gesture=gesture, hold_ms=hold_ms, allow_911=allow_911,
-                                       programme_number=programme_number)
+            config = rules.build_config(alias=alias_, contacts=contacts_, c4=c4_e164, device_id=known.label,
+                                        pin=pin, gesture=gesture, hold_ms=hold_ms, allow_911=allow_911,
+                                        programme_number=programme_number)
             # The deployed profile must match the board's power chip (data/boards.md revisions).
             prov.check_power_chip(dev)
             ident, waited = _wait_for_network_shown(dev, wait_network)
             if not ident.get("modem"):
-                raise DeviceError("the modem does not answer: check its power (2 A peaks) and wiring", 4)
+                raise DeviceError("the modem does not answer: check its power (2 A peaks) and wiring", EXIT_DEVICE)
             if not ident.get("registered"):
                 raise DeviceError(f"no network: the SIM is not registered after {waited:.0f} s "
                                   f"(operator {ident.get('operator')!r}, signal {ident.get('rssi')}); "
-                                  "check the SIM, its credit and 2G coverage", 4)
+                                  "check the SIM, its credit and 2G coverage", EXIT_DEVICE)
             # registry says "provisioning" before the write: a cut link leaves it true
-            reg.begin_provision(mac, prov.config_hash(prov.config_bytes(config)), case_row)
+            reg.begin_provision(mac, rules.config_hash(rules.config_bytes(config)), case_row)
             digest = prov.write_config(dev, config)
         reg.finish_provision(mac, digest, imei=ident.get("imei"), iccid=ident.get("iccid"))
     source = "from her case" if case else "bench configuration (no case: it cannot be delivered)"
@@ -498,17 +464,17 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
     if alias and config["alias"] != alias.strip():
         console.print(f"alias {alias.strip()!r} stored as {config['alias']!r} (GSM-7: what her SMS can carry)",
                       soft_wrap=True)
-    console.print(f"her contacts' first alert SMS (example location): {prov.first_alert_sms(config)}",
+    console.print(f"her contacts' first alert SMS (example location): {rules.first_alert_sms(config)}",
                   soft_wrap=True, markup=False)
     console.print(pins.announce(pin_how, pin), soft_wrap=True, markup=False)
 
 
 def _typed_case_values(alias, contacts):
     """--alias/--contact as the configuration would hold them (InputError if malformed)."""
-    if len(contacts) > prov.MAX_CONTACTS:
-        raise prov.InputError(f"give 1 to {prov.MAX_CONTACTS} trusted contacts (got {len(contacts)})")
-    return (prov.normalise_alias(alias) if alias else None,
-            [prov.normalise_number(n, f"contact #{i + 1}") for i, n in enumerate(contacts)] or None)
+    if len(contacts) > rules.MAX_CONTACTS:
+        raise InputError(f"give 1 to {rules.MAX_CONTACTS} trusted contacts (got {len(contacts)})")
+    return (rules.normalise_alias(alias) if alias else None,
+            [rules.normalise_number(n, f"contact #{i + 1}") for i, n in enumerate(contacts)] or None)
 
 
 def _case_values(label, case, typed):
@@ -519,14 +485,14 @@ def _case_values(label, case, typed):
         if alias is None or contacts is None:
             raise DeviceError(f"{label} has no case assigned: assign hers first (`boton devices assign "
                               f"{label} ...`; provision then takes her alias and contacts from it), or "
-                              "give --alias and --contact for a bench test (never delivered)", 2)
+                              "give --alias and --contact for a bench test (never delivered)", EXIT_USAGE)
         return alias, contacts
     if alias is not None and alias != case.alias:
         raise DeviceError(f"--alias differs from the case assigned to {label}: leave it out (the case "
-                          "is the single source) or correct the case", 2)
+                          "is the single source) or correct the case", EXIT_USAGE)
     if contacts is not None and contacts != list(case.contacts):
         raise DeviceError(f"--contact differs from the case assigned to {label} (numbers and order): "
-                          "leave it out (the case is the single source) or correct the case", 2)
+                          "leave it out (the case is the single source) or correct the case", EXIT_USAGE)
     return case.alias, list(case.contacts)
 
 
@@ -540,7 +506,7 @@ def _wait_for_network_shown(dev, limit_s):
     printed = []
 
     def on_wait(ident, waited):
-        what = prov.network_wait_status(ident)
+        what = rules.network_wait_status(ident)
         line = f"waiting for the network: {what} ({waited:.0f} of {limit_s} s)"
         if console.is_terminal:
             live.update(line)
@@ -571,6 +537,7 @@ def test_call(port, device_ref, timeout):
     Example: boton test-call --port /dev/ttyUSB0 --device BS-0042
     """
     from .registry import Registry
+    from .registry_workflow import check_event_log, record_step
 
     seen = []
 
@@ -579,9 +546,9 @@ def test_call(port, device_ref, timeout):
 
     # The device gives up after --timeout; the link allows for its boot and modem start on top.
     with Registry() as reg, Device(port, timeout=timeout + 60) as dev:  # registry first
-        mac = device_mac(dev)
+        mac = prov.device_mac(dev)
         reg.precheck("test_call", mac, expected=device_ref)
-        raw = dev.read_file(prov.CONFIG_PATH)
+        raw = dev.read_file(rules.CONFIG_PATH)
         digest = reg.check_config(mac, raw)  # refused unless it is the recorded config from her case
         config = json.loads(raw)
         # the log is read before the test: afterwards the app holds the 56 KB heap
@@ -591,10 +558,10 @@ def test_call(port, device_ref, timeout):
     events = [line.split()[1:] for line in text.splitlines() if line.startswith("EV ")]
     names = [e[0] for e in events if e]
     answered = "call_active" in names
-    recipients = prov.judge_test_call(config, events)
+    recipients = rules.judge_test_call(config, events)
     for role, number, outcome in recipients:
-        console.print(f"  SMS to {role} {prov.mask(number)}: {outcome}")
-    missed = [f"{role} {prov.mask(number)} ({outcome})" for role, number, outcome in recipients
+        console.print(f"  SMS to {role} {rules.mask(number)}: {outcome}")
+    missed = [f"{role} {rules.mask(number)} ({outcome})" for role, number, outcome in recipients
               if outcome != "accepted"]
     accepted = len(recipients) - len(missed)
     result = "ok" if not missed and answered and "test_result" in names else "failed"
@@ -602,7 +569,7 @@ def test_call(port, device_ref, timeout):
                   f"C4 call answered: {'yes' if answered else 'no'} -> {result}")
     why = [f"SMS not accepted for {', '.join(missed)}"] if missed else []
     if not answered:
-        calls = prov.call_outcomes(events)
+        calls = rules.call_outcomes(events)
         why.append("C4 did not answer" + (f" ({calls})" if calls else " (the device never dialled)"))
     if result != "ok" and not why:
         why.append("the device did not finish the test: " + ", ".join(names[-6:]))
@@ -610,11 +577,11 @@ def test_call(port, device_ref, timeout):
     log_ok, log_why = check_event_log(mac, log_lines, register=True)
     if not log_ok:
         why.append(f"event log check failed: {log_why}")
-    record("record_test_call", mac, result == "ok" and log_ok,
-           f"sms {accepted}/{len(recipients)}, answered {answered}" + (f"; {'; '.join(why)}" if why else ""),
-           config_hash=digest)
+    record_step("record_test_call", mac, result == "ok" and log_ok,
+                f"sms {accepted}/{len(recipients)}, answered {answered}" + (f"; {'; '.join(why)}" if why else ""),
+                config_hash=digest)
     if not log_ok:
-        raise DeviceError(f"event log check failed: {log_why}", 5)
+        raise DeviceError(f"event log check failed: {log_why}", EXIT_VERIFY)
     if result != "ok":
         raise DeviceError("test call failed: " + "; ".join(why), EXIT_TEST)
 
@@ -650,7 +617,7 @@ def wipe(port, keep_log, force, yes, download_port, pin_file):
     import os
 
     from . import wipe_check
-    from .registry import TRANSITIONS, Registry, RegistryConflict, RegistryKeyError
+    from .registry_workflow import plan_wipe, record_wipe
 
     pin = None
     if pin_file:
@@ -658,26 +625,14 @@ def wipe(port, keep_log, force, yes, download_port, pin_file):
     elif os.environ.get("BOTON_PIN"):
         pin = pins.validate_pin(os.environ["BOTON_PIN"], "BOTON_PIN")
     with Device(port) as dev:
-        mac = device_mac(dev)
+        mac = prov.device_mac(dev)
         # registry first: refuse before anything on the button is touched
-        case, forced, known = None, False, False
-        with Registry() as reg:
-            d = reg.get(mac)
-            if d is not None:
-                known = True
-                if d.state not in TRANSITIONS["wipe"]:
-                    raise RegistryConflict(f"cannot wipe {d.label} ({mac}): it is {d.state}")
-                if d.state == "delivered":
-                    if not force:
-                        raise RegistryConflict(reg.wipe_refusal(d.label, mac))
-                    _confirm_forced_wipe(d, yes)
-                    forced = True
-                try:
-                    case = reg.wipe_case(mac)
-                except RegistryKeyError as e:
-                    err_console.print(f"[yellow]warning:[/] her case cannot be read ({e}); the "
-                                      "flash is searched only for what the button itself held",
-                                      soft_wrap=True)
+        plan = plan_wipe(mac, force, confirm_forced=lambda d: _confirm_forced_wipe(d, yes))
+        if plan.case_unreadable:
+            err_console.print(f"[yellow]warning:[/] her case cannot be read ({plan.case_unreadable}); "
+                              "the flash is searched only for what the button itself held",
+                              soft_wrap=True)
+        case = plan.case
         w = prov.wipe(dev, keep_log=keep_log, progress=lambda m: console.print(m, soft_wrap=True))
     found = wipe_check.with_baseline(wipe_check.needles(case, w.config, w.alert_state, pin),
                                      w.reinstalled)
@@ -717,11 +672,9 @@ def wipe(port, keep_log, force, yes, download_port, pin_file):
                    "wipe again; if it persists, retire the button and destroy its flash")
     verified = not why
     detail = (how + "; " + result.summary()) if result is not None else why
-    if known:
-        with Registry() as reg:
-            reg.record_wipe(mac, verified=verified, detail=detail, forced=forced)
+    known = record_wipe(plan, mac, verified, detail)
     if not verified:
-        raise DeviceError(f"wipe of {mac} NOT verified: {why}", 5)
+        raise DeviceError(f"wipe of {mac} NOT verified: {why}", EXIT_VERIFY)
     console.print(f"wiped {mac}: verified" + ("; registry: in stock" if known else
                                                "; not in the registry: nothing recorded"))
 
@@ -770,7 +723,7 @@ def status(port, as_json):
     info["power_chip"] = chip["found"]
     try:
         chip_problem = None
-        prov.judge_power_chip(chip)
+        rules.judge_power_chip(chip)
     except DeviceError as e:
         chip_problem = str(e)
     # the largest free block: micropython.mem_info()'s line before the JSON, in GC blocks
@@ -807,9 +760,11 @@ def logs(port, as_json):
 
     Example: boton logs --port /dev/ttyUSB0
     """
+    from .registry_workflow import check_event_log
+
     with Device(port) as dev:
         lines = prov.read_event_log(dev)
-        mac = device_mac(dev)
+        mac = prov.device_mac(dev)
     ok, why = check_event_log(mac, lines)
     if as_json:
         click.echo(json.dumps({"intact": ok, "check": why, "entries": lines}, indent=2))
@@ -818,7 +773,7 @@ def logs(port, as_json):
             click.echo(line)
         console.print(f"[bold]{'intact' if ok else 'ALTERED'}[/]: {why}")
     if not ok:
-        raise DeviceError(f"event log check failed: {why}", 5)
+        raise DeviceError(f"event log check failed: {why}", EXIT_VERIFY)
 
 
 # --------------------------------------------------------------------------- demo

@@ -12,9 +12,9 @@ from rich.console import Console
 
 from . import image as img
 from . import pin as pins
-from . import provision as prov
+from . import rules
 from .boards import load_board
-from .device import DeviceError
+from .errors import EXIT_VERIFY, DeviceError, InputError
 
 console = Console(highlight=False)
 
@@ -29,15 +29,15 @@ def config_from_file(path, obtain_pin=None) -> dict:
     try:
         raw = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
-        raise prov.InputError(f"cannot read config {path}: {e}") from None
-    if not isinstance(raw, dict) or raw.get("schema") != prov.CONFIG_SCHEMA:
-        raise prov.InputError(f"{path} is not a device config (schema {prov.CONFIG_SCHEMA})")
+        raise InputError(f"cannot read config {path}: {e}") from None
+    if not isinstance(raw, dict) or raw.get("schema") != rules.CONFIG_SCHEMA:
+        raise InputError(f"{path} is not a device config (schema {rules.CONFIG_SCHEMA})")
     g = raw.get("gesture") or {}
     pin, pin_hash = raw.get("pin") or None, raw.get("pin_hash") or None
     if pin is None and pin_hash is None and obtain_pin is not None:
         pin = obtain_pin()
     try:
-        return prov.build_config(
+        return rules.build_config(
             alias=raw.get("alias"), contacts=list(raw.get("contacts") or []),
             c4=list(raw.get("c4_numbers") or []), device_id=raw.get("device_id") or "",
             pin=pin, pin_hash=pin_hash, allow_911=raw.get("allow_911", False),
@@ -46,28 +46,28 @@ def config_from_file(path, obtain_pin=None) -> dict:
             max_alert_s=raw.get("max_alert_s", 3600), confirm=raw.get("vibrate", True),
             programme_number=raw.get("programme_number") or None)
     except TypeError as e:
-        raise prov.InputError(f"{path}: {e}") from None
+        raise InputError(f"{path}: {e}") from None
 
 
 def check_device_id(device_id: str):
     if not device_id or not (1 <= len(device_id) <= 16) or not device_id.isprintable() or " " in device_id:
-        raise prov.InputError("give --device-id (e.g. BS-0042): 1-16 characters, no spaces")
+        raise InputError("give --device-id (e.g. BS-0042): 1-16 characters, no spaces")
 
 
 def build(board, config, firmware_path, placeholder, flash_size):
     """(image bytes, report dict). Validates everything before building."""
     profile = load_board(board)
     if profile.get("chip", "esp32") != img.CHIP:
-        raise prov.InputError(f"board {board} is a {profile.get('chip')}: images are for ESP32 only")
+        raise InputError(f"board {board} is a {profile.get('chip')}: images are for ESP32 only")
     size = img.parse_flash_size(flash_size or profile.get("flash_size", "4MB"))
     if firmware_path and placeholder:
-        raise prov.InputError("give --firmware or --placeholder-firmware, not both")
+        raise InputError("give --firmware or --placeholder-firmware, not both")
     if firmware_path:
         firmware = Path(firmware_path).read_bytes()
     elif placeholder:
         firmware = img.placeholder_firmware(size)
     else:
-        raise prov.InputError("give --firmware <MicroPython ESP32 .bin> (the file written at 0x1000)")
+        raise InputError("give --firmware <MicroPython ESP32 .bin> (the file written at 0x1000)")
     layout = img.layout_of_firmware(firmware, size)
     files = img.device_files(board, config)
     image = img.build_image(firmware, files, size, layout=layout)
@@ -75,8 +75,8 @@ def build(board, config, firmware_path, placeholder, flash_size):
     # Read the filesystem back out of the finished image before anyone flashes it.
     fs = img.extract_filesystem(image, size)
     if img.read_filesystem(fs, layout.block_count) != dict(files):
-        raise DeviceError("the filesystem read back from the image differs from its files", 5)
-    cfg = prov.config_bytes(config)
+        raise DeviceError("the filesystem read back from the image differs from its files", EXIT_VERIFY)
+    cfg = rules.config_bytes(config)
     report = {
         "board": board,
         "chip": img.CHIP,
@@ -94,7 +94,7 @@ def build(board, config, firmware_path, placeholder, flash_size):
                 "used_blocks": img.filesystem_usage(fs, layout.block_count),
                 "files": len(files), "bytes": sum(len(d) for _, d in files)},
         "device_id": config["device_id"],
-        "config_sha256": prov.config_hash(cfg),
+        "config_sha256": rules.config_hash(cfg),
         "contacts": len(config["contacts"]),
         "c4_numbers": len(config["c4_numbers"]),
     }
@@ -153,24 +153,24 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, pin_file, gest
 
     if config_file:
         if alias or contacts or c4:
-            raise prov.InputError("give --config or --alias/--contact/--c4, not both")
+            raise InputError("give --config or --alias/--contact/--c4, not both")
         if not Path(config_file).is_file():
-            raise prov.InputError(f"no config file {config_file}")
+            raise InputError(f"no config file {config_file}")
         config = config_from_file(config_file, obtain_pin)
         if pin_file and not got:
-            raise prov.InputError(f"{config_file} already holds a PIN: give --pin-file only "
+            raise InputError(f"{config_file} already holds a PIN: give --pin-file only "
                                   "with a config without one")
         if device_id:
             config["device_id"] = device_id
     else:
         if not alias or not contacts or not c4:
-            raise prov.InputError("give --config FILE.json, or --alias, --contact and --c4")
-        config = prov.build_config(alias=alias, contacts=list(contacts), c4=list(c4),
-                                   device_id=device_id or "", pin=obtain_pin(), gesture=gesture,
-                                   hold_ms=hold_ms, allow_911=allow_911)
+            raise InputError("give --config FILE.json, or --alias, --contact and --c4")
+        config = rules.build_config(alias=alias, contacts=list(contacts), c4=list(c4),
+                                    device_id=device_id or "", pin=obtain_pin(), gesture=gesture,
+                                    hold_ms=hold_ms, allow_911=allow_911)
     check_device_id(config["device_id"])
     if firmware_path and not Path(firmware_path).is_file():
-        raise prov.InputError(f"no firmware file {firmware_path}")
+        raise InputError(f"no firmware file {firmware_path}")
 
     data, report = build(board, config, firmware_path, placeholder_firmware, flash_size)
     out = Path(output)

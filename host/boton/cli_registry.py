@@ -22,8 +22,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import registry as R
-from .device import EXIT_USAGE, DeviceError
-from .provision import mask
+from .errors import EXIT_USAGE, EXIT_VERIFY, DeviceError, RegistryKeyError
+from .rules import mask
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -41,7 +41,7 @@ class RegistryGroup(click.Group):
         except sqlite3.DatabaseError as e:   # a damaged file the registry did not foresee
             err_console.print("[bold red]error:[/]", escape(f"the registry is damaged ({e}); "
                                                             f"{R.RESTORE_HINT}"), soft_wrap=True)
-            sys.exit(R.EXIT_VERIFY)
+            sys.exit(EXIT_VERIFY)
 
 
 def registry_options(f):
@@ -265,9 +265,9 @@ def deliver(device, port, registry_path, technician):
 
     Example: boton devices deliver BS-0042 --port /dev/ttyUSB0
     """
-    from .cli import device_mac
     from .device import Device
-    from .provision import CONFIG_PATH
+    from .provision import device_mac
+    from .rules import CONFIG_PATH
 
     with _open(registry_path, technician) as reg:
         d = reg.find(device)
@@ -487,7 +487,7 @@ def info(as_json, registry_path, technician):
         try:
             c = reg.cipher()
             data.update(key_source=c.source, key_ok=True)
-        except R.RegistryKeyError as e:
+        except RegistryKeyError as e:
             data.update(key_source=None, key_ok=False, key_problem=str(e))
     if as_json:
         _echo_json(data)

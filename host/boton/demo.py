@@ -6,6 +6,7 @@ from pathlib import Path
 from rich.table import Table
 
 from . import provision as prov
+from . import rules
 from .device import Device
 from .sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
 
@@ -25,8 +26,8 @@ def run_demo(console, time_scale=0.3, keep=False) -> bool:
             copied, total = prov.deploy(dev, "tcall_sim800l_axp192")
         console.print(f"2. boton deploy: {len(copied)} of {total} files copied and verified")
         with Device(vd.repl_url) as dev:
-            config = prov.build_config(alias=DEMO_ALIAS, contacts=[DEFAULT_CONTACT], c4=[DEFAULT_C4],
-                                       device_id="BS-0042", hold_ms=1500)
+            config = rules.build_config(alias=DEMO_ALIAS, contacts=[DEFAULT_CONTACT], c4=[DEFAULT_C4],
+                                        device_id="BS-0042", hold_ms=1500)
             digest = prov.write_config(dev, config)
         console.print(f"3. boton provision: alias {DEMO_ALIAS!r}, 1 trusted contact, C4; config {digest[:12]} read back")
         vd.wait_console("EV ready", timeout=60)

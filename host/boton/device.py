@@ -1,7 +1,9 @@
 """A connection to a board's REPL (real USB serial or the virtual device), over mpremote.
 
-Every failure becomes a DeviceError with a one-line reason and an exit code by kind, so
-the CLI never shows a traceback to a technician.
+Every failure becomes an errors.DeviceError with a one-line reason and an exit code by
+kind, so the CLI never shows a traceback to a technician. mpremote and pyserial stay on
+the transport side (this module, ports.py, esptool_io.py, flash.py, rfc2217_link.py): the
+registry, the rules and the virtual device do not import them.
 """
 import base64
 import hashlib
@@ -12,7 +14,7 @@ import serial
 from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
 
-EXIT_USAGE, EXIT_CONNECT, EXIT_DEVICE, EXIT_VERIFY, EXIT_TEST = 2, 3, 4, 5, 6
+from .errors import EXIT_CONNECT, EXIT_USAGE, EXIT_VERIFY, DeviceError
 
 RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n"
 # A board still booting (ROM messages, MicroPython starting) drops a Ctrl-C sent too early:
@@ -29,12 +31,6 @@ SESSION_WDT_MS = 30000
 SESSION_HOLD_S = 900
 HOLD_WATCHDOG = ("try:\n import hw\n hw.hold_watchdog(%d,%d)\n"
                  "except (ImportError, AttributeError):\n pass\n" % (SESSION_WDT_MS, SESSION_HOLD_S * 1000))
-
-
-class DeviceError(Exception):
-    def __init__(self, message, exit_code=EXIT_DEVICE):
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def resolve_port(port):

@@ -19,7 +19,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .device import EXIT_CONNECT, EXIT_DEVICE, EXIT_VERIFY, DeviceError
+from .errors import EXIT_CONNECT, EXIT_DEVICE, EXIT_USAGE, EXIT_VERIFY, DeviceError
 from .esptool_io import BoardLog, board, install_log_router, open_port
 from .sim.rom_loader import EFUSE_BLK3, VIRTUAL_CHIP_MARK
 
@@ -141,14 +141,14 @@ def flash(port, firmware, *, offset=BOOTLOADER_OFFSET, force=False, stub=None, p
     else:
         data, name = Path(firmware).read_bytes(), str(firmware)
     if len(data) < 256 or data[0] != 0xE9:
-        raise FlashError(f"{name} is not an ESP32 firmware image (no 0xE9 header)", 2)
+        raise FlashError(f"{name} is not an ESP32 firmware image (no 0xE9 header)", EXIT_USAGE)
     started = time.monotonic()
     with session(port, on_progress) as s:
         mac, virtual = s.mac, s.virtual
         progress(f"{port}: ESP32 {mac}" + (" (virtual chip: ROM loader, no flasher stub)" if virtual else ""))
         if virtual_only and not virtual:
             raise FlashError(f"{port} is a real ESP32 ({mac}): the virtual firmware does not boot "
-                             "on it; give --firmware", 2)
+                             "on it; give --firmware", EXIT_USAGE)
         if check:
             check(mac)
         s.esp = _with_loader(s.esp, stub, virtual)
@@ -233,7 +233,7 @@ def cached_firmware() -> Path:
     bins = sorted(cache.glob("ESP32*.bin"), key=lambda p: p.stat().st_mtime)
     if not bins:
         raise FlashError(f"no firmware given and none cached in {cache}: download the official "
-                         "MicroPython ESP32_GENERIC .bin there or pass --firmware", 2)
+                         "MicroPython ESP32_GENERIC .bin there or pass --firmware", EXIT_USAGE)
     return bins[-1]
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from . import paths
 from .boards import load_board
 from .build import files_digest
-from .device import DeviceError
+from .errors import DeviceError
 
 MANIFEST = paths.FIRMWARE / "manifest.py"
 CACHE = paths.REPO / "build" / "unix32"

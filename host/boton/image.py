@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 
 from littlefs import LittleFS, LittleFSError, UserContext
 
-from .device import EXIT_USAGE, DeviceError
-from .provision import CONFIG_PATH, config_bytes, firmware_files
+from .errors import EXIT_USAGE, DeviceError
+from .release import firmware_files
+from .rules import CONFIG_PATH, config_bytes
 
 CHIP = "esp32"
 BLOCK_SIZE = 4096                 # flash sector; esp32.Partition's ioctl(5)

@@ -27,7 +27,7 @@ import sys
 
 import click
 
-from .provision import InputError
+from .errors import InputError
 
 PIN_ENV = "BOTON_PIN"
 PIN_LENGTH = 6          # generated PINs

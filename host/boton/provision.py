@@ -1,186 +1,20 @@
-"""What goes onto a device: the firmware files and her configuration.
+"""Device operations of provisioning, over a connected board (device.Device): deploy the
+firmware, write and read back her configuration, identity, power chip, network wait, the
+event log, wipe.
 
-The device keeps the minimum: an alias she chose (never her name), the numbers it must
-reach and a PIN for SMS commands. Case data stays in the host registry.
+The rules these follow are pure and live elsewhere: rules.py (numbers, alias, config,
+test-call verdicts), release.py (what deploy puts on a board), eventlog_check.py (the
+event log's chain and anchors).
 """
 import hashlib
-import importlib
 import json
-import re
-import sys
 import time
-import unicodedata
 
-import phonenumbers
+from .errors import EXIT_DEVICE, EXIT_USAGE, EXIT_VERIFY, DeviceError
+from .release import BOARD_PATH, firmware_files
+from .rules import CONFIG_PATH, config_bytes, config_hash, judge_power_chip
 
-from .device import EXIT_DEVICE, EXIT_USAGE, EXIT_VERIFY, DeviceError
-from . import build
-from .boards import board_file
-from .paths import FIRMWARE
-
-CONFIG_PATH = "config.json"
-BOARD_PATH = "board.json"
-CONFIG_SCHEMA = 1
-MAX_CONTACTS = 5
-ALIAS_MAX = 16
-# What an alias may hold once written in the SMS alphabet (the firmware's safe GSM-7).
-ALIAS_SMS_CHARS = re.compile("[A-Za-z0-9\u00f1\u00d1\u00fc\u00dc .'-]+")
-# Where the first-alert SMS preview puts her (Plaza de la Patria, as the docs' examples).
-EXAMPLE_POINT = dict(lat=21.88234, lon=-102.29143)
 REGISTRATION_POLL_S = 1.0
-
-
-class InputError(DeviceError):
-    def __init__(self, message):
-        super().__init__(message, EXIT_USAGE)
-
-
-# What a typed phone number may hold: ASCII digits, a leading +, and separators.
-PHONE_SEPARATORS = " -.()/"
-
-
-def _check_number_chars(text, what):
-    """InputError naming the first character a phone number cannot hold. phonenumbers
-    would read letters as a keypad's (vanity numbers: '449 ABC 2233' -> 4492222233) and
-    an 'x45' or 'ext 45' as an extension the device cannot dial: both hide a typo."""
-    for i, ch in enumerate(text, 1):
-        if "0" <= ch <= "9" or ch in PHONE_SEPARATORS or (ch == "+" and not text[:i - 1].strip()):
-            continue
-        where = f"{what} {mask(text)}: character {i}"
-        if ch.isalpha():
-            raise InputError(f"{where} is a letter ({ch!r}); phone numbers are digits only "
-                             "(no letters, no extensions)")
-        if ch == "+":
-            raise InputError(f"{where} is a '+', which may only start the number")
-        if ch.isdigit():
-            raise InputError(f"{where} ({ch!r}) is not a plain digit 0-9")
-        raise InputError(f"{where} ({ch!r}) is not allowed; use digits, a leading + and "
-                         f"the separators space - . ( ) /")
-
-
-def normalise_number(text, what="number", region="MX"):
-    """E.164 of a phone number, Mexican by default; InputError naming the field otherwise.
-    The one check for every number the tools take (provision, image, registry)."""
-    text = str(text).strip()
-    if not text:
-        raise InputError(f"{what} is empty")
-    _check_number_chars(text, what)
-    try:
-        num = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException as e:
-        raise InputError(f"{what} {mask(text)!s} is not a phone number: {e._msg}") from None
-    if not phonenumbers.is_valid_number(num):
-        raise InputError(f"{what} {mask(text)} is not a valid number for region {region}")
-    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
-
-
-def mask(number: str) -> str:
-    """Show enough of a number to recognise it, never all of it (logs, screens)."""
-    digits = str(number)
-    if len(digits) <= 4:
-        return "*" * len(digits)
-    return digits[:3] + "*" * (len(digits) - 5) + digits[-2:]
-
-
-def firmware_module(name):
-    """A pure firmware module (gsm7, sms) run on CPython, as docs_build renders the SMS
-    examples: the host shows and stores exactly what the device will send."""
-    lib = str(FIRMWARE / "lib")
-    if lib not in sys.path:
-        sys.path.insert(0, lib)
-    return importlib.import_module(name)
-
-
-def normalise_alias(alias):
-    """The alias as her SMS will carry it, or InputError.
-
-    One alphabet: the firmware's own (gsm7.to_gsm7, "safe GSM-7", what every phone shows).
-    Accents are dropped (Ángela -> Angela, Inés -> Ines), ñ Ñ ü Ü are kept (GSM-7 has
-    them and every phone shows them: Begoña, Güera), ß -> ss, curly quotes and dashes
-    -> ' and -. A character that does not come out as a letter, digit, space or . ' - (emoji, other scripts, symbols) is refused,
-    named in the message. 1-16 characters after that. The alias itself is not echoed:
-    the registry treats it as case data."""
-    gsm7 = firmware_module("gsm7")
-    alias = unicodedata.normalize("NFC", str(alias or "")).strip()  # NFD input: one char per letter
-    out = []
-    for i, ch in enumerate(alias, 1):
-        sms = gsm7.to_gsm7(ch)
-        # a symbol must not turn into a letter (@ -> a, $ -> S): that would misspell her name
-        if not sms or not ALIAS_SMS_CHARS.fullmatch(sms) or (sms.isalpha() and not ch.isalpha()):
-            raise InputError(f"alias: character {i} ({ch!r}, U+{ord(ch):04X}) cannot be written in an "
-                             "SMS (GSM-7); use letters, digits, spaces or . ' -")
-        out.append(sms)
-    stored = "".join(out)
-    if not 1 <= len(stored) <= ALIAS_MAX:
-        raise InputError(f"alias must be 1-{ALIAS_MAX} characters as the SMS write it (got {len(stored)}): "
-                         "a short name she chose, not her full name")
-    return stored
-
-
-def first_alert_sms(config):
-    """The first alert SMS her contacts get, built by the firmware's sms.py with her alias
-    and device id (the position is an example: the real one is where she is)."""
-    sms = firmware_module("sms")
-    return sms.alert_text(alias=config["alias"], kind="gps", age_s=4, hdop=1.2, battery=86,
-                          device_id=config["device_id"], calling_c4=bool(config["c4_numbers"]),
-                          **EXAMPLE_POINT)
-
-
-def build_config(*, alias, contacts, c4, device_id, pin=None, pin_hash=None, allow_911=False,
-                 gesture="hold", hold_ms=2000, presses=3, window_ms=2000,
-                 update_every_s=300, max_alert_s=3600, confirm=True, region="MX",
-                 programme_number=None):
-    """Her configuration as the device stores it, or InputError. The PIN goes in only as a
-    salted hash (pin.hash_pin): `pin` (4-8 digits; None: a random one nobody is shown, for
-    tests and demos) or an existing `pin_hash` (a config kept from an earlier provisioning)."""
-    from . import pin as pins
-
-    alias = normalise_alias(alias)
-    if not 1 <= len(contacts) <= MAX_CONTACTS:
-        raise InputError(f"give 1 to {MAX_CONTACTS} trusted contacts (got {len(contacts)})")
-    if not c4:
-        raise InputError("give at least one C4 number (--c4)")
-    contacts_e164 = [normalise_number(c, f"contact #{i + 1}", region) for i, c in enumerate(contacts)]
-    c4_e164 = [normalise_number(c, f"C4 number #{i + 1}", region) for i, c in enumerate(c4)]
-    if len(set(contacts_e164)) != len(contacts_e164):
-        raise InputError("the same trusted contact is given twice")
-    if set(contacts_e164) & set(c4_e164):
-        raise InputError("a trusted contact cannot also be a C4 number")
-    programme = normalise_number(programme_number, "programme number", region) if programme_number else ""
-    if pin_hash is not None:
-        if pin is not None:
-            raise InputError("give a PIN or a PIN hash, not both")
-        if not pins.is_pin_hash(pin_hash):
-            raise InputError("pin_hash is not a PIN hash written by boton (s$<salt>$<sha256>)")
-    else:
-        pin_hash = pins.hash_pin(pins.generate_pin() if pin is None else pins.validate_pin(pin))
-    if gesture not in ("hold", "presses"):
-        raise InputError("gesture must be 'hold' or 'presses'")
-    if not 500 <= hold_ms <= 10000:
-        raise InputError("hold time must be 500-10000 ms")
-    return {
-        "schema": CONFIG_SCHEMA,
-        "device_id": device_id,
-        "alias": alias,
-        "c4_numbers": c4_e164,
-        "contacts": contacts_e164,
-        "pin_hash": pin_hash,
-        "country_code": "+%d" % phonenumbers.country_code_for_region(region),
-        "allow_911": bool(allow_911),
-        "gesture": {"mode": gesture, "hold_ms": hold_ms, "count": presses, "window_ms": window_ms},
-        "vibrate": bool(confirm),
-        "update_every_s": update_every_s,
-        "max_alert_s": max_alert_s,
-        "programme_number": programme,
-    }
-
-
-def config_bytes(config: dict) -> bytes:
-    return json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
-
-
-def config_hash(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def write_config(dev, config: dict):
@@ -193,41 +27,16 @@ def write_config(dev, config: dict):
     return config_hash(data)
 
 
-# A profile's documentation, which stays in boards/: neither the firmware nor the host
-# reads it from a device, and the firmware keeps board.json on its heap.
-BOARD_DOC_KEYS = ("name", "notes")
-
-
-def board_json(board: str) -> bytes:
-    """board.json as deploy writes it: the profile without BOARD_DOC_KEYS, compact."""
-    profile = json.loads(board_file(board).read_text())
-    for key in BOARD_DOC_KEYS:
-        profile.pop(key, None)
-    return json.dumps(profile, separators=(",", ":")).encode()
-
-
-def firmware_files(board: str, mpy=True, frozen=False):
-    """(device path, bytes) of everything `deploy` puts on a board: the flash root (boot.py,
-    main.py, bootcheck.mpy, safe.mpy, board.json) and lib/*.mpy, unless the board's image
-    has the firmware frozen in (frozen=True: what a frozen-mode deploy leaves)."""
-    files = [f for f in build.firmware_modules(mpy) if not (frozen and f[0].startswith("lib/"))]
-    files.append((BOARD_PATH, board_json(board)))
-    return files
-
-
-def release_hash(board: str, mpy=True) -> str:
-    """One hash for everything deploy puts on a board: what the registry records."""
-    return build.files_digest(firmware_files(board, mpy))
+def device_mac(dev) -> str:
+    """The chip's eFuse MAC (machine.unique_id() on the ESP32): the registry's key."""
+    uid = dev.eval_json("__import__('binascii').hexlify(__import__('hw').unique_id()).decode()")
+    return ":".join(uid[i:i + 2] for i in range(0, 12, 2))
 
 
 def identity(dev) -> dict:
     """Chip id, IMEI, ICCID, operator, signal, registration, from the device itself."""
     out = dev.exec("import service\nservice.identity()")
     return json.loads(out.decode().strip().splitlines()[-1])
-
-
-# The profile to deploy for a board whose I2C answers with this power chip.
-POWER_CHIP_BOARDS = {"ip5306": ("tcall_sim800l_ip5306",), "axp192": ("tcall_sim800l_axp192",)}
 
 
 def detect_power_chip(dev, board=None) -> dict:
@@ -259,19 +68,6 @@ def check_power_chip(dev, board=None) -> str | None:
     return judge_power_chip(detect_power_chip(dev, board))
 
 
-def judge_power_chip(d) -> str | None:
-    """check_power_chip's verdict on what detect_power_chip found."""
-    if d["expected"] is None or d["found"] == d["expected"]:
-        return d["found"]
-    right = [f"--board {b}" for b in POWER_CHIP_BOARDS.get(d["found"], ())]
-    if d["found"] is None:
-        raise DeviceError(f"no power chip answers on I2C but the profile {d['board']} expects an "
-                          f"{d['expected'].upper()}: check the board revision (data/boards.md) and deploy "
-                          "the matching profile", EXIT_USAGE)
-    raise DeviceError(f"this board answers as an {d['found'].upper()} but the profile says {d['board']}"
-                      + (f": use {' or '.join(right)}" if right else ""), EXIT_USAGE)
-
-
 def wait_for_network(dev, limit_s, on_wait=None, clock=time.monotonic, pause=time.sleep):
     """(identity, seconds waited): at once when the modem is registered or does not answer
     (waiting will not power it), else once it registers or limit_s has passed. A modem
@@ -289,61 +85,6 @@ def wait_for_network(dev, limit_s, on_wait=None, clock=time.monotonic, pause=tim
         pause(min(REGISTRATION_POLL_S, limit_s - waited))
 
 
-def network_wait_status(ident):
-    """What an unregistered modem is doing, without her data (no ICCID, no numbers)."""
-    step = "SIM not ready yet" if not ident.get("iccid") else "SIM ready, searching for the network"
-    rssi = ident.get("rssi")
-    signal = "unknown" if rssi in (None, 99) else f"{rssi}/31"
-    return f"{step}; signal {signal}"
-
-
-def sms_recipients(config):
-    """[(role, E.164)] in the order the firmware sends an alert: its own
-    AlertMachine.recipients() (her contacts, then C4's copy unless C4 is one of them)."""
-    contacts = config.get("contacts") or []
-    numbers = firmware_module("alert").AlertMachine(config).recipients()
-    return [(f"contact #{contacts.index(n) + 1}" if n in contacts else "C4", n) for n in numbers]
-
-
-def judge_test_call(config, events):
-    """Each alert SMS recipient's outcome from a test call's EV entries ([name, detail],
-    e.g. ["sms_ok", "alert_...2233"]: the log writes a detail's spaces as _):
-    [(role, number, outcome)] with outcome "accepted", "refused" (sms_failed) or "not sent".
-    The device logs numbers as "...<last 4 digits>"; recipients that share their last four
-    digits need as many entries."""
-    done = {"sms_ok": [], "sms_failed": []}
-    for e in events:
-        if len(e) >= 2 and e[0] in done:
-            msg, _, who = "_".join(e[1:]).partition("_")
-            if msg == "alert":
-                done[e[0]].append(who[-4:])
-    result = []
-    for role, number in sms_recipients(config):
-        tail = "".join(c for c in number if c.isdigit())[-4:]
-        for name, outcome in (("sms_ok", "accepted"), ("sms_failed", "refused")):
-            if tail in done[name]:
-                done[name].remove(tail)
-                break
-        else:
-            outcome = "not sent"
-        result.append((role, number, outcome))
-    return result
-
-
-def call_outcomes(events):
-    """What the device's calls to C4 did during a test, from its EV entries, for the
-    technician: e.g. "dial #1, call_failed no_answer, dial #2, dial_error CME_30_no_network".
-    Numbers are already masked on the device; empty when it never dialled."""
-    out = []
-    for e in events:
-        if e and e[0] in ("dial", "dial_error", "call_failed", "call_ended", "audio_error"):
-            detail = " ".join(e[1:])
-            if e[0] == "dial":  # "...0000_#2": the attempt, not the (masked) number
-                detail = "#" + detail.rpartition("#")[2]
-            out.append(f"{e[0]} {detail}".strip())
-    return ", ".join(out[-8:])
-
-
 def read_config(dev):
     """Her configuration as the device holds it, or None (missing or unreadable)."""
     raw = dev.read_file(CONFIG_PATH)
@@ -358,93 +99,6 @@ def read_event_log(dev) -> list:
     """The retained event log lines, oldest first."""
     out = dev.exec("import eventlog\nfor e in eventlog.EventLog(echo=False).entries():\n print(e)")
     return [ln for ln in out.decode().splitlines() if ln.strip()]
-
-
-def _eventlog_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("eventlog", FIRMWARE / "lib" / "eventlog.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _log_entry(line):
-    """(seq, hash16) of a log line, or None if it is not one."""
-    parts = str(line).split(" ")
-    if len(parts) < 5 or not parts[0].isdigit() or not re.fullmatch(r"[0-9a-f]{16}", parts[-1]):
-        return None
-    return int(parts[0]), parts[-1]
-
-
-def event_log_head(lines):
-    """{"seq", "head"} of the log's last entry (what the registry anchors), None if empty."""
-    last = _log_entry(lines[-1]) if lines else None
-    return {"seq": last[0], "head": last[1]} if last else None
-
-
-def verify_event_log(lines, anchor=None):
-    """(ok, why) for the device's log lines, oldest first: the firmware's own chain check
-    (counters contiguous, each hash chained to the one before, entry 1 to the genesis); the
-    first retained entry where the ring of segments puts it (the device drops whole segments,
-    oldest first, so a missing head is a cut); and, given the registry's anchor ({"seq",
-    "head"[, "at"]} of its last check), that the log still reaches that entry with that same
-    hash: a rewritten (even re-chained), cut or deleted log no longer does. Entries written
-    after the anchor are only chained: nothing secret proves them (docs/registry.md)."""
-    mod = _eventlog_module()
-    entries = [_log_entry(line) for line in lines]
-    for i, e in enumerate(entries):
-        if e is None:
-            return False, f"line {i + 1} of the log is not a log entry"
-    try:
-        ok, why = mod.verify(list(lines))
-    except (ValueError, IndexError):
-        return False, "the log does not parse as chained entries"
-    if not ok:
-        return ok, why
-    seen = f" on {anchor['at']}" if anchor and anchor.get("at") else ""
-    if not entries:
-        if anchor:
-            return False, (f"the log is empty, but the registry saw {anchor['seq']} entries{seen} "
-                           "(no wipe or flash recorded since): it was deleted")
-        return True, why
-    first, last = entries[0][0], entries[-1][0]
-    per, segments = getattr(mod, "PER_SEGMENT", 64), getattr(mod, "SEGMENTS", 4)
-    expected = per * max(0, (last - 1) // per - (segments - 1)) + 1
-    if first != expected:
-        return False, (f"the log starts at entry {first}, but the device keeps every entry from "
-                       f"{expected} on: its first entries were removed")
-    if not anchor:
-        return True, why
-    seq, head = int(anchor["seq"]), anchor["head"]
-    if last < seq:
-        return False, (f"the log ends at entry {last}, but the registry saw entries up to {seq}{seen}: "
-                       "entries were removed, or the log was replaced")
-    if seq < first:
-        return True, (f"{why}; entry {seq}, where the registry's last check{seen} ended, has "
-                      "rotated out of the device: the link to it cannot be checked")
-    if entries[seq - first][1] != head:
-        return False, (f"entry {seq} is not the one the registry saw{seen}: the log was rewritten")
-    return True, f"{why}; matches the registry's last check{seen} up to entry {seq}"
-
-
-def check_sms_log_head(lines, sms_head):
-    """(ok, why): does the device's log (lines, oldest first) hold the head its daily status
-    SMS reported ("Log 57:a1b2c3" -> "57:a1b2c3": entry 57 and the first hex of its hash16)?
-    A log rewritten or cut since that SMS no longer does."""
-    m = re.fullmatch(r"\s*(?:Log\s+)?(\d+):([0-9a-fA-F]{6,16})\s*", str(sms_head))
-    if not m:
-        return False, f"{sms_head!r} is not a log head as the daily SMS gives it (SEQ:HEX, e.g. 57:a1b2c3)"
-    seq, head = int(m.group(1)), m.group(2).lower()
-    entries = [e for e in (_log_entry(line) for line in lines) if e]
-    if not entries or seq > entries[-1][0]:
-        return False, f"the log ends before entry {seq}, which the SMS reported: entries were removed"
-    if seq < entries[0][0]:
-        return True, f"entry {seq} has rotated out of the device: the SMS head cannot be checked"
-    found = [h for s, h in entries if s == seq]
-    if not found or not found[0].startswith(head):
-        return False, f"entry {seq} is not the one the SMS reported: the log was rewritten"
-    return True, f"entry {seq} matches the SMS head"
 
 
 # The firmware's .mpy live in lib/ (on sys.path after the frozen modules). A deploy stages

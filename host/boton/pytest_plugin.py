@@ -107,7 +107,7 @@ class Bench:
 
 
 def _config(request, c4, contacts, emergency):
-    from boton.provision import build_config
+    from boton.rules import build_config
     from boton.sim.rig import DEFAULT_CONTACT
     cfg = build_config(alias="Luna", contacts=[DEFAULT_CONTACT], c4=[c4[0]], device_id="BS-HIL1",
                        pin=REF_PIN, hold_ms=500)

@@ -38,6 +38,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from .errors import EXIT_DEVICE
+
 REGION = 64 * 1024
 BLOCK = 4096
 
@@ -211,7 +213,7 @@ def read_partition(port, offset, size, progress=print) -> ReadBack:
     from . import flash as fl
 
     if offset % BLOCK or size % BLOCK:
-        raise fl.FlashError(f"vfs region {offset:#x}+{size:#x} is not whole 4 KB blocks", 4)
+        raise fl.FlashError(f"vfs region {offset:#x}+{size:#x} is not whole 4 KB blocks", EXIT_DEVICE)
     started = time.monotonic()
     buf = bytearray(b"\xff" * size)
     read = erased = 0
@@ -225,11 +227,11 @@ def read_partition(port, offset, size, progress=print) -> ReadBack:
         attach_flash(esp)
         chip_size = detect_flash_size(esp)
         if chip_size is None:
-            raise fl.FlashError(f"esptool could not detect the flash size on {port}", 4)
+            raise fl.FlashError(f"esptool could not detect the flash size on {port}", EXIT_DEVICE)
         esp.flash_set_parameters(fl.size_bytes(chip_size))
         if offset + size > fl.size_bytes(chip_size):
             raise fl.FlashError(f"the vfs region {offset:#x}+{size:#x} is beyond this chip's "
-                                f"{chip_size} flash", 4)
+                                f"{chip_size} flash", EXIT_DEVICE)
         sink.step = "read-flash"
         for r in range(0, size, REGION):
             n = min(REGION, size - r)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from ..provision import build_config
+from ..rules import build_config
 from ..sim.flashdir import install
 from ..sim.rig import DEFAULT_C4, DEFAULT_CONTACT
 from . import budget_row, info_row

@@ -37,7 +37,8 @@ import time
 
 from .. import build, mpy
 from ..paths import DATA
-from ..provision import board_json, build_config
+from ..release import board_json
+from ..rules import build_config
 from ..sim.flashdir import install
 from ..sim.rig import DEFAULT_C4
 from . import budget_row, info_row

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 
 from .. import provision as prov
+from .. import rules
 from ..device import Device
 from ..sim.rig import DEFAULT_C4, DEFAULT_CONTACT
 from . import info_row
@@ -41,8 +42,8 @@ def _step(vd, fn):
 
 
 def measure(workdir):
-    config = prov.build_config(alias="Luna", contacts=[DEFAULT_CONTACT], c4=[DEFAULT_C4],
-                               device_id="BS-0042", pin="482913")
+    config = rules.build_config(alias="Luna", contacts=[DEFAULT_CONTACT], c4=[DEFAULT_C4],
+                                device_id="BS-0042", pin="482913")
     changed = dict(config, contacts=[DEFAULT_CONTACT, "+524491112244"])
     vd = TappedDevice(workdir / "flash", board=BOARD, time_scale=0.1)
     vd.start()

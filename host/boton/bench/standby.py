@@ -36,7 +36,7 @@ import re
 import time
 
 from ..paths import BOARDS, FIRMWARE
-from ..provision import build_config
+from ..rules import build_config
 from ..sim.flashdir import install
 from ..boards import RENAMED, load_board, power_chip
 from ..sim.rig import DEFAULT_C4, DEFAULT_CONTACT

@@ -252,7 +252,8 @@ class HardwareDut(_DutBase):
     def provision(self):
         """Write the config if it differs, forget any alert state, reboot, wait for ready."""
         from ..device import Device
-        from ..provision import CONFIG_PATH, config_bytes, write_config
+        from ..provision import write_config
+        from ..rules import CONFIG_PATH, config_bytes
         with Device(self.port) as dev:
             if dev.read_file(CONFIG_PATH) != config_bytes(self.config):
                 write_config(dev, self.config)

@@ -27,7 +27,7 @@ import time
 
 import serial
 
-from ..provision import firmware_module
+from ..rules import firmware_module
 from ..waiting import wait_for_item
 
 FINALS = ("OK", "ERROR", "NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE", "CONNECT")

@@ -7,7 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
-from ..provision import CONFIG_PATH, config_bytes, firmware_files
+from ..release import firmware_files
+from ..rules import CONFIG_PATH, config_bytes
 
 
 def install(flash_dir, board="tcall_sim800l_axp192", config=None, frozen=False):

@@ -14,7 +14,7 @@ Two transports, one board:
 * ``socket://`` is a bare byte pipe (pyserial cannot carry DTR/RTS over it, and esptool
   forces ``--before no-reset``). The chip sits in whatever mode it was booted into:
   ``boot_mode="download"`` (default: as if BOOT was held while plugging in) or ``"run"``.
-* ``rfc2217://`` (pyserial's ``serial.rfc2217.PortManager`` on the server side) carries
+* ``rfc2217://`` (the server side of RFC 2217: boton.rfc2217_link, imported only then) carries
   DTR/RTS, wired like an ESP32 dev board's auto-reset circuit (two cross-coupled
   transistors): EN is low only while RTS is asserted alone, IO0 is low only while DTR is
   asserted alone. When EN rises the chip leaves reset ``en_delay_s`` later (the RC on EN)
@@ -58,8 +58,6 @@ import socket
 import threading
 import time
 from collections import deque
-
-import serial.rfc2217 as rfc2217
 
 from .peercred import allowed as peer_allowed
 from .rom_loader import RomLoader, boot_banner, slip_encode
@@ -128,7 +126,7 @@ class AutoResetCircuit:
 
 
 class _VirtualPort:
-    """The device side of the USB-UART bridge, as serial.rfc2217.PortManager sees it."""
+    """The device side of the USB-UART bridge, as an RFC 2217 server sees a serial port."""
 
     def __init__(self, server: "RomServer"):
         self._server = server
@@ -171,16 +169,6 @@ class _VirtualPort:
         pass
 
 
-class _Connection:
-    """What PortManager writes telnet negotiation to."""
-
-    def __init__(self, server):
-        self._server = server
-
-    def write(self, data):
-        self._server._send_raw(data)
-
-
 class RomServer:
     """A TCP endpoint (socket:// or rfc2217://) for the virtual board's UART0 (see module doc)."""
 
@@ -212,7 +200,7 @@ class RomServer:
         self._cond = threading.Condition()
         self._calls = deque()
         self._conn = None
-        self._pm = None
+        self._link = None         # the RFC 2217 session of the connected host (rfc2217=True)
         self._rx_pending = bytearray()
         self._thread = None
         self._stopping = False
@@ -333,7 +321,10 @@ class RomServer:
         self._conn = conn
         sel.register(conn, selectors.EVENT_READ, "client")
         if self.rfc2217:
-            self._pm = rfc2217.PortManager(_VirtualPort(self), _Connection(self))
+            # pyserial's RFC 2217 code, only for a server that serves rfc2217://
+            from ..rfc2217_link import Rfc2217Link
+
+            self._link = Rfc2217Link(_VirtualPort(self), self._send_raw)
 
     def _drop_client(self, sel):
         conn = self._conn
@@ -343,8 +334,8 @@ class RomServer:
         except (KeyError, ValueError):
             pass
         conn.close()
-        if self._pm is not None:
-            self._pm = None
+        if self._link is not None:
+            self._link = None
             # closing the port drops DTR and RTS (HUPCL)
             self._events(self.circuit.set_lines(time.monotonic(), dtr=False, rts=False))
 
@@ -357,15 +348,10 @@ class RomServer:
             if conn is self._conn:
                 self._drop_client(sel)
             return
-        if self._pm is None:
+        if self._link is None:
             self._from_host(data)
             return
-        pm = self._pm
-        if pm.mode == rfc2217.M_NORMAL and pm.suboption is None and b"\xff" not in data:
-            self._from_host(data)  # plain data, no telnet in it
-            return
-        for b in pm.filter(data):
-            self._rx_pending += b
+        self._link.feed(data, self._rx_pending)
         self._flush_rx()
 
     def _flush_rx(self):
@@ -435,8 +421,8 @@ class RomServer:
             self._send(data)
 
     def _send(self, data):
-        if self._pm is not None:
-            data = b"".join(self._pm.escape(data)) if b"\xff" in data else data
+        if self._link is not None:
+            data = self._link.escape(data)
         self._send_raw(data)
 
     def _send_raw(self, data):

@@ -1,0 +1,215 @@
+"""Backup, restore and verification of the registry file.
+
+* `Registry.backup(dest)`: SQLite's online backup, checked, mode 0600, never over a file.
+* `restore(backup)`: the backup is copied beside the registry and proven there (SQLite
+  integrity, schema, the key, the audit chain) before it replaces the current file, which
+  is kept as `<name>.bak-<UTC time>`.
+* `Registry.verify()`: the same proof on the registry in use.
+* `check_registry_file`: an empty or foreign file where a registry should be is refused,
+  never started over.
+"""
+import datetime as dt
+import os
+import secrets
+import sqlite3
+import urllib.parse
+from pathlib import Path
+
+from . import registry_audit as RA
+from .errors import EXIT_VERIFY, RegistryConflict, RegistryError, RegistryKeyError
+from .registry_crypto import CaseCipher
+from .registry_fields import scrub
+from .registry_paths import default_path
+from . import registry_schema as schema
+from .registry_schema import read_meta
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+RESTORE_HINT = "restore the last backup with `boton registry restore BACKUP`"
+
+
+class BackupAndVerify:
+    """Registry's backup and verify methods (a mixin: it uses the registry's connection,
+    transactions and audit)."""
+
+    def verify(self):
+        """Prove what can be proven about the registry (docs/registry.md): SQLite's full
+        integrity check, its key, and the audit chain up to its stored head. Needs the key.
+        Audited first (which also starts the chain on a registry from an older boton).
+        Returns a registry_audit.ChainReport; RegistryError (exit 5) if anything fails."""
+        c = self.cipher()
+        with self._write() as db:
+            self._audit(db, "verify", None, "integrity check requested")
+        with self._read() as db:
+            return check_registry_db(db, c, str(self.path))
+
+    def backup(self, dest):
+        """A consistent copy of the registry (SQLite's online backup), mode 0600, never over
+        an existing file. Case data stays encrypted in it. Audited (the copy holds that row).
+        Returns the number of audit rows it holds."""
+        dest = Path(dest).expanduser()
+        if dest.exists():
+            raise RegistryConflict(f"{dest} already exists; refusing to overwrite a backup")
+        if dest.resolve().parent == self.path.resolve().parent and dest.name.startswith(self.path.name):
+            raise RegistryError(f"{dest} would sit beside the registry under its name; "
+                                "choose another name or folder (ideally another disk)")
+        with self._write() as db:
+            self._audit(db, "backup", None, f"to {scrub(dest.name, 80)}")
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            out = sqlite3.connect(str(tmp), isolation_level=None)
+            try:
+                self.db.backup(out)
+                problem = sqlite_problem(out)
+                rows = out.execute("SELECT count(*) FROM audit").fetchone()[0]
+            finally:
+                out.close()
+            if problem:
+                raise RegistryError(f"the backup copy does not check out ({problem}); {dest} not written",
+                                    EXIT_VERIFY)
+            os.link(tmp, dest)                     # never over a file that appeared meanwhile
+        except FileExistsError:
+            raise RegistryConflict(f"{dest} already exists; refusing to overwrite a backup") from None
+        except OSError as e:
+            raise RegistryError(f"cannot write {dest}: {e.strerror}") from None
+        except sqlite3.DatabaseError as e:
+            raise self._db_error(e) from None
+        finally:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                try:
+                    os.unlink(f"{tmp}{suffix}")
+                except OSError:
+                    pass
+        return rows
+
+
+def check_registry_file(path, what):
+    """Refuse an empty or non-SQLite file with one line (never start a new one over it)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except OSError as e:
+        raise RegistryError(f"cannot read the {what} {path}: {e.strerror}") from None
+    if not head:
+        raise RegistryError(f"{path} is empty (0 bytes) where a {what} should be: refusing to "
+                            f"start a new one over it (labels and the audit trail would "
+                            f"restart); {RESTORE_HINT}", EXIT_VERIFY)
+    if head != SQLITE_HEADER:
+        raise RegistryError(f"{path} is not a {what} (not an SQLite database): refusing to use "
+                            f"or replace it. Check the path, or {RESTORE_HINT}", EXIT_VERIFY)
+
+
+def sqlite_problem(db, quick=False):
+    """None if SQLite finds the file sound, else its first complaint."""
+    rows = db.execute(f"PRAGMA {'quick_check' if quick else 'integrity_check'}").fetchall()
+    first = rows[0][0] if rows else "no answer"
+    return None if first == "ok" else " ".join(str(first).split())[:200]   # one line
+
+
+def check_registry_db(db, cipher, where):
+    """What `verify` and `restore` prove about a registry connection: SQLite's full
+    integrity check, a schema this boton knows, the key's fingerprint, the audit chain.
+    Returns the ChainReport; RegistryError (exit 5) or RegistryKeyError (exit 2) if not."""
+    try:
+        problem = sqlite_problem(db)
+        if problem:
+            raise RegistryError(f"{where} is damaged (SQLite check: {problem})", EXIT_VERIFY)
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not 1 <= version <= len(schema.MIGRATIONS) or not {"devices", "audit", "meta"} <= tables:
+            raise RegistryError(f"{where} is not a registry this boton knows (schema {version})",
+                                EXIT_VERIFY)
+        stored = read_meta(db, "key_fingerprint")
+        if stored and stored != cipher.fingerprint:
+            raise RegistryKeyError(f"{where} was written with key {stored}, the key from "
+                                   f"{cipher.source} is {cipher.fingerprint}: wrong BOTON_KEY or key file?")
+        cols = [r[1] for r in db.execute("PRAGMA table_info(audit)")]
+        seal = "seal" if "seal" in cols else "NULL AS seal"
+        rows = [dict(r) for r in db.execute(
+            f"SELECT id, at, technician, action, mac, detail, {seal} FROM audit ORDER BY id")]
+        anchor = read_meta(db, RA.ANCHOR_META)
+    except sqlite3.DatabaseError as e:
+        raise RegistryError(f"{where} is damaged ({e})", EXIT_VERIFY) from None
+    rep = RA.verify_chain(rows, cipher.audit_key, cipher.anchor_key, anchor)
+    if rep.problem:
+        raise RegistryError(f"{where}: audit trail check failed: {rep.problem}", EXIT_VERIFY)
+    return rep
+
+
+def restore(backup, path=None, key=None, technician=None, clock=None):
+    """Replace the registry with a verified backup. The backup is copied next to the
+    registry and checked there (SQLite integrity, schema, the key in use is its key, its
+    audit chain verifies); only then is the current file kept as `<name>.bak-<UTC time>`
+    and the copy renamed into place in one step. Audited in the restored registry.
+    Returns (restored Registry's ChainReport, path of the kept file or None)."""
+    from .registry import Registry  # lazily: registry.py builds Registry from this module's mixin
+
+    backup = Path(backup).expanduser()
+    path = Path(path).expanduser() if path else default_path()
+    cipher = CaseCipher(key)                              # no key, no restore: nothing to verify with
+    if not backup.is_file():
+        raise RegistryError(f"no backup file {backup}")
+    check_registry_file(backup, "registry backup")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.restore-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        try:
+            src = sqlite3.connect(f"file:{urllib.parse.quote(str(backup))}?mode=ro&immutable=1",
+                                  uri=True)
+            dst = sqlite3.connect(str(tmp), isolation_level=None)
+            try:
+                src.backup(dst)
+                dst.row_factory = sqlite3.Row
+                rep = check_registry_db(dst, cipher, f"backup {backup}")
+                if dst.execute("PRAGMA user_version").fetchone()[0] < 1:
+                    raise RegistryError(f"backup {backup} is not a registry", EXIT_VERIFY)
+            finally:
+                src.close()
+                dst.close()
+        except sqlite3.DatabaseError as e:
+            raise RegistryError(f"backup {backup} is damaged or not a registry ({e})", EXIT_VERIFY) from None
+        kept = _set_aside(path) if path.exists() else None
+        os.replace(tmp, path)
+    except OSError as e:
+        raise RegistryError(f"cannot restore {path}: {e.strerror}") from None
+    finally:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            try:
+                os.unlink(f"{tmp}{suffix}")
+            except OSError:
+                pass
+    with Registry(path, key=key, technician=technician, clock=clock) as reg:
+        with reg._write() as db:
+            reg._audit(db, "restore", None, f"from backup {backup.name} ({rep.rows} audit rows); "
+                       + (f"the replaced file is kept as {kept.name}" if kept else "no file was replaced"))
+    return rep, kept
+
+
+def _set_aside(path):
+    """Keep the current registry as <name>.bak-<time> (a hard link: the registry path never
+    goes missing). A usable one is first checkpointed out of WAL, which SQLite allows only
+    when no other connection is open; a damaged one is kept with its -wal as it is."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    kept = path.with_name(f"{path.name}.bak-{stamp}")
+    try:
+        db = sqlite3.connect(str(path), timeout=1, isolation_level=None)
+        try:
+            mode = db.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
+        finally:
+            db.close()
+        if mode.lower() != "delete":
+            raise RegistryConflict("another boton command is using the registry; restore when "
+                                   "none is running")
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e) or "busy" in str(e):
+            raise RegistryConflict("another boton command is using the registry; restore when "
+                                   "none is running") from None
+    except sqlite3.DatabaseError:
+        pass                                           # damaged: keep it exactly as it is
+    os.link(path, kept)
+    for suffix in ("-wal", "-shm"):
+        side = Path(f"{path}{suffix}")
+        if side.exists():
+            os.replace(side, Path(f"{kept}{suffix}"))  # a WAL belongs to its file only
+    return kept

@@ -1,0 +1,95 @@
+"""Cases on buttons: assign her case to a button (encrypted, with the uniqueness index
+that refuses a contact or case id already on another active case), read it back, and
+list the protection orders ending soon."""
+import datetime as dt
+
+from .errors import RegistryConflict, RegistryError
+from .registry_casedata import CaseData
+from .registry_fields import normalise_mac
+from .registry_schema import DeviceRecord, EndingSoon
+from .rules import mask
+
+
+class CaseRecords:
+    """Registry's case methods (a mixin: it uses the registry's transactions, key and audit)."""
+
+    def assign(self, mac, case: CaseData, replace=False) -> DeviceRecord:
+        """Give a device in stock (or provisioned, if it has no case yet) her case. Refuses
+        a contact number or case id already on another active case."""
+        if not isinstance(case, CaseData):
+            raise TypeError("assign() needs a CaseData")
+        mac = normalise_mac(mac)
+        c = self.cipher()
+        with self._write() as db:
+            row, _ = self._begin(db, mac, "assign")
+            self._bind_key(db, c)
+            if row["has_case"]:
+                if not replace:
+                    raise RegistryConflict(f"{row['label']} ({mac}) already has a case; "
+                                           "replace it explicitly (--replace)")
+                if row["state"] != "in_stock":
+                    raise RegistryConflict(f"{row['label']} ({mac}) is provisioned with the current "
+                                           "case's contacts: wipe it before assigning another case")
+                self._close_case(db, mac)
+            entries = self._index_entries(c, case)
+            self._check_free(db, entries)
+            cur = db.execute("INSERT INTO cases (mac, token, created_at) VALUES (?, ?, ?)",
+                             (mac, c.seal(mac, case), self.now()))
+            db.executemany("INSERT INTO case_index (case_row, kind, digest) VALUES (?, ?, ?)",
+                           [(cur.lastrowid, kind, d) for kind, d, _ in entries])
+            self._audit(db, "assign", mac, f"{len(case.contacts)} contact(s)"
+                        + (", order end date set" if case.order_ends else ", no order end date")
+                        + ("; replaced the previous case" if row["has_case"] else ""))
+            return DeviceRecord.from_row(self._row(db, mac))
+
+    @staticmethod
+    def _index_entries(c, case):
+        """(kind, digest, masked description) of what must be unique among active cases."""
+        out = [("case", c.digest("case", case.case_id.upper()), "case id")]
+        for i, n in enumerate(case.contacts):
+            out.append(("contact", c.digest("contact", n), f"contact #{i + 1} {mask(n)}"))
+        return out
+
+    def _check_free(self, db, entries):
+        for kind, d, what in entries:
+            hit = db.execute("SELECT d.label FROM case_index i JOIN cases c ON c.id = i.case_row "
+                             "JOIN devices d ON d.mac = c.mac WHERE i.kind = ? AND i.digest = ?",
+                             (kind, d)).fetchone()
+            if hit:
+                raise RegistryConflict(f"{what} is already on the active case of {hit['label']}"
+                                       + (" (one number cannot serve two active cases)"
+                                          if kind == "contact" else ""))
+
+    def case(self, mac):
+        """The active case of a device, decrypted (None if it has none). Audited."""
+        mac = normalise_mac(mac)
+        c = self.cipher()
+        with self._write() as db:
+            self._row(db, mac)
+            row = db.execute("SELECT token FROM cases WHERE mac = ? AND active = 1", (mac,)).fetchone()
+            if row is None:
+                return None
+            case = c.open(mac, row["token"])
+            self._audit(db, "reveal", mac, "case data shown")
+            return case
+
+    def ending_soon(self, days=30, today=None):
+        """Active cases whose order ends within `days` (or has already ended), soonest
+        first, as EndingSoon(device, case, days_left). Decrypts in memory. Audited."""
+        if not isinstance(days, int) or days < 0:
+            raise RegistryError("days must be a whole number >= 0")
+        today = today or dt.date.today()
+        c = self.cipher()
+        out = []
+        with self._write() as db:
+            rows = db.execute("SELECT c.token, d.* , 1 AS has_case FROM cases c "
+                              "JOIN devices d ON d.mac = c.mac WHERE c.active = 1").fetchall()
+            for r in rows:
+                case = c.open(r["mac"], r["token"])
+                left = case.days_left(today)
+                if left is not None and left <= days:
+                    out.append(EndingSoon(DeviceRecord.from_row(r), case, left))
+            self._audit(db, "ending_soon", None, f"within {days} days: {len(out)} case(s)")
+        out.sort(key=lambda e: (e.days_left, e.device.label))
+        return out
+

@@ -1,0 +1,250 @@
+"""CSV import and export of the registry (Registry.import_csv / export_csv).
+
+An import is all or nothing: every problem, in any row, is reported as "line N, field
+'F': why" and nothing changes. An export holds hardware and lifecycle only, unless case
+data is asked for (then the file is mode 0600). Both are audited.
+"""
+import csv
+import io
+import os
+import re
+from pathlib import Path
+
+from .errors import RegistryConflict, RegistryError
+from .registry_casedata import CaseData, check_alias, check_case_id, check_contacts, check_date, check_text
+from .registry_fields import (check_board, format_flash_size, normalise_iccid, normalise_imei, normalise_label,
+                              normalise_mac, parse_flash_size, show_input)
+from .registry_schema import DEVICE_SELECT, DeviceRecord
+from .registry_states import STATES
+
+
+class CsvTransfer:
+    """Registry's CSV methods (a mixin: it uses the registry's transactions and audit)."""
+
+    def import_csv(self, path) -> int:
+        """Add the devices of a CSV file (see IMPORT_COLUMNS), all or nothing. Any problem,
+        in any row, raises one RegistryError listing each as "line N, field 'F': why"
+        and changes nothing. Returns the number of devices added."""
+        path = Path(path)
+        header, rows = _read_csv(path)
+        errors = _Errors(path)
+        unknown = [h for h in header if h not in IMPORT_COLUMNS and h not in EXPORT_ONLY_COLUMNS]
+        for h in unknown:
+            errors.add(1, h, f"unknown column (known: {', '.join(IMPORT_COLUMNS)})")
+        for h in {h for h in header if header.count(h) > 1}:
+            errors.add(1, h, "column given twice")
+        if "mac" not in header:
+            errors.add(1, "mac", "the file needs a mac column")
+        errors.check()
+        needs_key = any(any(r.get(k) for k in CASE_COLUMNS) for _, r in rows)
+        c = self.cipher() if needs_key else None
+
+        parsed = []            # (line, values for _insert_device, CaseData or None, index entries)
+        seen = {}              # (kind, value) -> first line
+        for line, r in rows:
+            v = {}
+            for name, fn in (("mac", normalise_mac), ("label", normalise_label), ("board", check_board),
+                             ("flash_size", parse_flash_size), ("imei", normalise_imei),
+                             ("iccid", normalise_iccid)):
+                if r.get(name):
+                    try:
+                        v[name] = fn(r[name])
+                    except RegistryError as e:
+                        errors.add(line, name, str(e))
+                elif name == "mac":
+                    errors.add(line, "mac", "missing (every row needs the board's MAC)")
+            state = (r.get("state") or "in_stock").strip().lower()
+            if state not in STATES:
+                errors.add(line, "state", f"unknown state {show_input(state)}: one of {', '.join(STATES)}")
+            v["state"] = state
+            case, entries = None, []
+            if any(r.get(k) for k in CASE_COLUMNS):
+                if state not in ("in_stock", "provisioned", "delivered"):
+                    errors.add(line, "state", f"a {state} device cannot carry an active case")
+                got, ok = {}, True
+                for name, fn in (("alias", check_alias), ("case_id", check_case_id),
+                                 ("contacts", check_contacts), ("order_ends", check_date),
+                                 ("full_name", lambda x: check_text(x, "full name", 120)),
+                                 ("notes", lambda x: check_text(x, "notes", 2000))):
+                    try:
+                        got[name] = fn(r.get(name) or None)
+                    except RegistryError as e:
+                        errors.add(line, name, str(e))
+                        ok = False
+                if ok:
+                    case = CaseData(**got)
+                    entries = self._index_entries(c, case)
+            elif state == "delivered":
+                errors.add(line, "alias", "a delivered device needs its case "
+                                          "(alias, case_id, contacts; order_ends)")
+            for kind, value, field, what in (
+                    [("mac", v.get("mac"), "mac", v.get("mac")), ("label", v.get("label"), "label", v.get("label"))]
+                    + [(k, d, "case_id" if k == "case" else "contacts", w) for k, d, w in entries]):
+                if value is None:
+                    continue
+                if (kind, value) in seen:
+                    errors.add(line, field, f"{what} is also on line {seen[kind, value]}")
+                else:
+                    seen[kind, value] = line
+            parsed.append((line, v, case, entries))
+        errors.check()
+
+        with self._write() as db:
+            for line, v, case, entries in parsed:
+                old = db.execute("SELECT label FROM devices WHERE mac = ?", (v["mac"],)).fetchone()
+                if old:
+                    errors.add(line, "mac", f"{v['mac']} is already in the registry as {old['label']}")
+                if v.get("label"):
+                    other = db.execute("SELECT mac FROM devices WHERE label = ?", (v["label"],)).fetchone()
+                    if other:
+                        errors.add(line, "label", f"{v['label']} is already used by {other['mac']}")
+                try:
+                    self._check_free(db, entries)
+                except RegistryConflict as e:
+                    errors.add(line, "contacts" if "contact" in str(e) else "case_id", str(e))
+            errors.check()
+            if c is not None:
+                self._bind_key(db, c)
+            # rows with a label first, so an automatic label cannot take one the file names
+            for line, v, case, entries in sorted(parsed, key=lambda p: not p[1].get("label")):
+                mac, state = v.pop("mac"), v.pop("state")
+                label = self._insert_device(db, mac, v.pop("label", None), state=state,
+                                            wipe_required=int(state == "returned"), **v)
+                if case is not None:
+                    cur = db.execute("INSERT INTO cases (mac, token, created_at) VALUES (?, ?, ?)",
+                                     (mac, c.seal(mac, case), self.now()))
+                    db.executemany("INSERT INTO case_index (case_row, kind, digest) VALUES (?, ?, ?)",
+                                   [(cur.lastrowid, kind, d) for kind, d, _ in entries])
+                self._audit(db, "import", mac, f"label {label}, {state}"
+                            + (", with case" if case is not None else ""))
+            self._audit(db, "import_csv", None, f"{len(parsed)} device(s) from a CSV file")
+        return len(parsed)
+
+    def export_csv(self, path, include_case_data=False) -> int:
+        """Write every device to a CSV file (EXPORT_COLUMNS). Case data (CASE_COLUMNS, for
+        devices with an active case) only with include_case_data: that file is created
+        with mode 0600. Audited. Returns the number of rows."""
+        path = Path(path)
+        c = self.cipher() if include_case_data else None
+        cols = EXPORT_COLUMNS + (CASE_COLUMNS if include_case_data else ())
+        with self._write() as db:
+            devices = [DeviceRecord.from_row(r) for r in db.execute(DEVICE_SELECT + " ORDER BY d.label")]
+            cases = {}
+            if c is not None:
+                for r in db.execute("SELECT mac, token FROM cases WHERE active = 1"):
+                    cases[r["mac"]] = c.open(r["mac"], r["token"])
+            buf = io.StringIO(newline="")
+            w = csv.writer(buf, lineterminator="\r\n")
+            w.writerow(cols)
+            for d in devices:
+                row = d.to_dict()
+                row["flash_size"] = format_flash_size(d.flash_size)
+                if d.mac in cases:
+                    cd = cases[d.mac].to_dict()
+                    cd["contacts"] = ";".join(cd["contacts"])
+                    cd["full_name"] = _no_formula(cd["full_name"])
+                    cd["notes"] = _no_formula(cd["notes"])
+                    row.update(cd)
+                w.writerow(["" if row.get(k) is None else row.get(k) for k in cols])
+            _write_file(path, buf.getvalue().encode("utf-8"), private=include_case_data)
+            self._audit(db, "export", None, f"{len(devices)} device(s), "
+                        + (f"WITH case data of {len(cases)} case(s)" if include_case_data
+                           else "no case data"))
+        return len(devices)
+
+
+IMPORT_COLUMNS = ("mac", "label", "board", "flash_size", "imei", "iccid", "state",
+                  "alias", "case_id", "full_name", "notes", "order_ends", "contacts")
+CASE_COLUMNS = ("alias", "case_id", "full_name", "notes", "order_ends", "contacts")
+# What `export` writes by default: hardware and lifecycle, nothing about her. Safe for C4.
+EXPORT_COLUMNS = ("label", "mac", "state", "board", "flash_size", "image_hash", "firmware_hash",
+                  "config_hash", "imei", "iccid", "test_call_result", "test_call_at",
+                  "provisioned_at", "delivered_at", "returned_at", "updated_at")
+# Columns an export has that an import accepts but ignores (so an export re-imports).
+EXPORT_ONLY_COLUMNS = tuple(c for c in EXPORT_COLUMNS if c not in IMPORT_COLUMNS)
+_HEADER_ALIASES = {"case": "case_id", "name": "full_name", "order_end": "order_ends",
+                   "order_ends_on": "order_ends", "contact": "contacts"}
+
+
+class _Errors:
+    """Collects "line N, field 'F': why" and raises them as one RegistryError."""
+
+    MAX = 25
+
+    def __init__(self, path):
+        self.path = path
+        self.items = []
+
+    def add(self, line, field, why):
+        self.items.append(f"line {line}, field '{field}': {why}")
+
+    def check(self):
+        if self.items:
+            shown = self.items[:self.MAX]
+            more = len(self.items) - len(shown)
+            raise RegistryError(f"import of {self.path} refused, nothing was changed:\n  "
+                                + "\n  ".join(shown) + (f"\n  ... and {more} more" if more else ""))
+
+
+def _read_csv(path):
+    """(normalised header, [(line number, {column: value})]) of a CSV file (UTF-8, with or
+    without BOM, comma or semicolon separated)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise RegistryError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise RegistryError(f"{path}: line {line} is not UTF-8 text; save the sheet as "
+                            "'CSV UTF-8'") from None
+    first = text.split("\n", 1)[0]
+    delim = ";" if first.count(";") > first.count(",") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True)
+    rows, header, prev = [], None, 0
+    try:
+        for rec in reader:
+            line, prev = prev + 1, reader.line_num
+            if not any(x.strip() for x in rec):
+                continue
+            if header is None:
+                header = [_HEADER_ALIASES.get(k, k) for k in
+                          (re.sub(r"[\s-]+", "_", h.strip().lower()) for h in rec)]
+                continue
+            if len(rec) != len(header):
+                raise RegistryError(f"import of {path} refused, nothing was changed: line {line} has "
+                                    f"{len(rec)} fields, the header has {len(header)}")
+            rows.append((line, {k: v.strip() for k, v in zip(header, rec)}))
+    except csv.Error as e:
+        raise RegistryError(f"import of {path} refused, nothing was changed: line "
+                            f"{reader.line_num}: {e}") from None
+    if header is None:
+        raise RegistryError(f"import of {path} refused: the file is empty (it needs a header "
+                            f"row, e.g. {','.join(IMPORT_COLUMNS[:4])})")
+    return header, rows
+
+
+def _no_formula(text):
+    """Free text that a spreadsheet would run as a formula gets a leading apostrophe."""
+    if text and text[0] in "=+-@\t\r":
+        return "'" + text
+    return text
+
+
+def _write_file(path, data, private=False):
+    """Write via a temporary file and rename (never a half-written export); mode 0600 if private."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        if private:
+            os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise RegistryError(f"cannot write {path}: {e.strerror}") from None

@@ -1,0 +1,134 @@
+"""What the registry accepts for a device's fields (MAC, label, flash size, IMEI, ICCID,
+hashes, board) and how free text is made safe to store: one RegistryError each, naming
+the field, never echoing anything sensitive."""
+import getpass
+import os
+import re
+
+from .errors import RegistryError
+from .rules import mask
+
+_MAC_RE = re.compile(r"[0-9a-f]{12}|[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}")
+_LABEL_RE = re.compile(r"[A-Z0-9](?:[A-Z0-9-]{0,22}[A-Z0-9])?")
+_HASH_RE = re.compile(r"[0-9a-f]{8,64}")
+_BOARD_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,39}")
+_CTRL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_PHONEISH_RE = re.compile(r"\+?\d[\d ().-]{5,}\d")
+
+
+def normalise_mac(text) -> str:
+    """'AA-BB-CC-DD-EE-FF', 'aabbccddeeff' ... -> 'aa:bb:cc:dd:ee:ff', or RegistryError."""
+    s = str(text).strip().lower()
+    if not _MAC_RE.fullmatch(s):
+        raise RegistryError(f"{show_input(text)} is not a MAC address: expected six hex pairs like "
+                            "aa:bb:cc:dd:ee:ff (the board's eFuse MAC, as esptool prints it)")
+    hexs = s.replace(":", "").replace("-", "")
+    mac = ":".join(hexs[i:i + 2] for i in range(0, 12, 2))
+    if hexs in ("000000000000", "ffffffffffff"):
+        raise RegistryError(f"{mac} is not a board's MAC address (all zeros or all ones)")
+    if int(hexs[:2], 16) & 1:
+        raise RegistryError(f"{mac} is a multicast address, not a board's eFuse MAC")
+    return mac
+
+
+def looks_like_mac(text) -> bool:
+    return bool(_MAC_RE.fullmatch(str(text).strip().lower()))
+
+
+def normalise_label(text) -> str:
+    s = str(text).strip().upper()
+    if not _LABEL_RE.fullmatch(s) or looks_like_mac(s):
+        raise RegistryError(f"label {show_input(text)} is not valid: use 1-24 letters, digits and "
+                            "dashes, e.g. BS-0042")
+    return s
+
+
+def parse_flash_size(value) -> int:
+    """4194304, '4MB', '4M', '4MiB' -> bytes (a power of two from 1 to 128 MiB)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    else:
+        m = re.fullmatch(r"\s*(\d+)\s*(|k|kb|kib|m|mb|mib)\s*", str(value).lower())
+        if not m:
+            raise RegistryError(f"flash size {show_input(value)} is not a size: use bytes or e.g. 4MB")
+        n = int(m.group(1)) * {"": 1, "k": 1024, "kb": 1024, "kib": 1024}.get(m.group(2), 1 << 20)
+    if n < (1 << 20) or n > (128 << 20) or n & (n - 1):
+        raise RegistryError(f"flash size {show_input(value)} is not a power of two from 1MB to 128MB")
+    return n
+
+
+def format_flash_size(n):
+    if not n:
+        return ""
+    return f"{n >> 20}MB" if n % (1 << 20) == 0 else str(n)
+
+
+def check_hash(value, what):
+    s = str(value).strip().lower()
+    if not _HASH_RE.fullmatch(s):
+        raise RegistryError(f"{what} {show_input(value)} is not a hex SHA-256 (8-64 hex digits)")
+    return s
+
+
+def _luhn_ok(digits):
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+def normalise_imei(value):
+    s = re.sub(r"[\s-]", "", str(value))
+    if not re.fullmatch(r"\d{15}", s) or not _luhn_ok(s):
+        raise RegistryError(f"IMEI {show_input(value)} is not valid: 15 digits with a correct check "
+                            "digit (AT+GSN prints it)")
+    return s
+
+
+def normalise_iccid(value):
+    s = re.sub(r"[\s-]", "", str(value)).upper().rstrip("F")
+    if not re.fullmatch(r"\d{18,22}", s) or not _luhn_ok(s):
+        raise RegistryError(f"ICCID {show_input(value)} is not valid: 18-22 digits with a correct "
+                            "check digit (AT+CCID prints it)")
+    return s
+
+
+def check_board(value):
+    s = str(value).strip().lower()
+    if not _BOARD_RE.fullmatch(s):
+        raise RegistryError(f"board {show_input(value)} is not a board profile name (e.g. tcall_sim800l_axp192)")
+    return s
+
+
+def scrub(text, limit=200) -> str:
+    """Free text from a technician or a device log, made safe to store and show: control
+    characters removed, phone-number-like digit runs masked, length capped."""
+    s = _CTRL_RE.sub(" ", str(text or "")).strip()
+
+    def _mask(m):
+        digits = re.sub(r"\D", "", m.group())
+        return mask(digits) if len(digits) >= 7 else m.group()
+
+    s = _PHONEISH_RE.sub(_mask, s)
+    return s if len(s) <= limit else s[:limit - 1] + "…"
+
+
+def show_input(value, limit=40):
+    """A non-sensitive input echoed in an error message (MACs, labels, sizes), capped."""
+    s = _CTRL_RE.sub("?", str(value))
+    return repr(s if len(s) <= limit else s[:limit] + "…")
+
+
+def resolve_technician(technician=None) -> str:
+    name = technician or os.environ.get("BOTON_TECHNICIAN")
+    if not name:
+        try:
+            name = getpass.getuser()
+        except (KeyError, OSError):
+            name = "unknown"
+    name = str(name).strip()
+    if not 1 <= len(name) <= 40 or _CTRL_RE.search(name):
+        raise RegistryError("technician name must be 1-40 printable characters "
+                            "(--technician or BOTON_TECHNICIAN)")
+    return name

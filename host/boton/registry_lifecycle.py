@@ -1,0 +1,423 @@
+"""A button's life in the registry: flash, deploy, provision (in two steps around the
+device write), test call, delivery, return, wipe, faulty, restock, retire.
+
+Every change is one transaction that reads the device's row, checks the move against
+registry_states.TRANSITIONS, writes it and its audit row; the order of operations
+(docs/registry.md) is: the registry is checked before a device is touched (precheck), and
+what the device step did is recorded after it.
+"""
+import json
+
+from .errors import EXIT_VERIFY, RegistryConflict, RegistryError
+from .registry_fields import (check_hash, format_flash_size, normalise_iccid, normalise_imei, normalise_mac,
+                              parse_flash_size, resolve_technician, scrub, show_input)
+from .registry_schema import DeviceRecord
+from .registry_states import TRANSITION_HINTS, TRANSITIONS
+from .rules import config_hash as prov_config_hash
+
+
+class DeviceLifecycle:
+    """Registry's lifecycle methods (a mixin: it uses the registry's transactions, rows and audit)."""
+
+    def record_flash(self, mac, flash_size, firmware_image_hash) -> DeviceRecord:
+        """MicroPython image written with esptool. Any earlier test call no longer counts."""
+        mac = normalise_mac(mac)
+        size = parse_flash_size(flash_size)
+        image = check_hash(firmware_image_hash, "firmware image hash")
+        with self._write() as db:
+            row, to = self._begin(db, mac, "flash")
+            self._update(db, mac, flash_size=size, image_hash=image, flashed_at=self.now(),
+                         test_call_result=None, test_call_detail=None, test_call_at=None)
+            self._audit(db, "flash", mac, f"image {image[:12]}, flash {format_flash_size(size)}")
+            return DeviceRecord.from_row(self._row(db, mac))
+
+    def record_deploy(self, mac, firmware_hash) -> DeviceRecord:
+        """Application firmware copied with `boton deploy`. Any earlier test call no longer counts."""
+        mac = normalise_mac(mac)
+        fw = check_hash(firmware_hash, "firmware hash")
+        with self._write() as db:
+            self._begin(db, mac, "deploy")
+            self._update(db, mac, firmware_hash=fw, deployed_at=self.now(),
+                         test_call_result=None, test_call_detail=None, test_call_at=None)
+            self._audit(db, "deploy", mac, f"firmware {fw[:12]}")
+            return DeviceRecord.from_row(self._row(db, mac))
+
+    # ------------------------------------------------------------------ order of operations
+    # Every command that touches a button runs registry first, device second, registry last
+    # (docs/registry.md): precheck() before anything is written to the device, then the
+    # device step, then the record. Provisioning is two records around the write.
+    def precheck(self, action, mac, expected=None, register=False, label=None) -> DeviceRecord:
+        """Registry first: may `action` touch the button whose eFuse MAC `mac` was read from
+        the port? expected: the label or MAC the technician named (--device): another button
+        on the port is refused. A button not in the registry is refused, or registered in
+        stock first when `register` (flash, deploy, a bench provision), under `label`.
+        Refused if its state does not allow `action` (TRANSITIONS). Returns the DeviceRecord;
+        changes nothing unless it registers the button."""
+        mac = normalise_mac(mac)
+        if expected is not None:
+            named = self.find(expected)
+            if named.mac != mac:
+                raise RegistryConflict(f"the button on the port is {mac}"
+                                       + (f" ({self.get(mac).label})" if self.get(mac) else "")
+                                       + f", not {named.label} ({named.mac}): nothing was changed; "
+                                       "plug in the button you named")
+        dev = self.get(mac)
+        if dev is None:
+            if not register:
+                raise RegistryConflict(f"the button on the port ({mac}) is not in the registry: "
+                                       "provision it with `boton provision` first (or add it with "
+                                       "`boton devices add`)")
+            dev = self.add_device(mac, label=label)
+        if dev.state not in TRANSITIONS[action]:
+            raise RegistryConflict(f"cannot {action.replace('_', ' ')} {dev.label} ({mac}): it is "
+                                   f"{dev.state}; {TRANSITION_HINTS[action]}")
+        return dev
+
+    def _active_case_row(self, db, mac):
+        return db.execute("SELECT id, token FROM cases WHERE mac = ? AND active = 1", (mac,)).fetchone()
+
+    def provision_case(self, mac):
+        """(CaseData, case row id) of the case her button's configuration must be built from,
+        or (None, None) for a button without a case (a bench configuration, which can be
+        test-called but never delivered). Decrypting it is audited."""
+        mac = normalise_mac(mac)
+        with self._read() as db:
+            row = self._active_case_row(db, mac)
+        if row is None:
+            return None, None
+        c = self.cipher()
+        with self._write() as db:
+            case = c.open(mac, row["token"])
+            self._audit(db, "reveal", mac, "case data read to write the button's configuration")
+        return case, row["id"]
+
+    def begin_provision(self, mac, config_hash, case_row=None) -> DeviceRecord:
+        """Before the config is written: -> provisioning, recording the config about to be
+        written and the case it was built from (None: a bench config). Refused if the case
+        was replaced since it was read, or a bench config is given for a button with a case."""
+        mac = normalise_mac(mac)
+        cfg = check_hash(config_hash, "config hash")
+        with self._write() as db:
+            row, to = self._begin(db, mac, "provision")
+            active = self._active_case_row(db, mac)
+            if (active["id"] if active else None) != case_row:
+                raise RegistryConflict(f"cannot provision {row['label']} ({mac}): its case changed while "
+                                       "the configuration was being prepared; run `boton provision` again")
+            self._update(db, mac, state=to, pending_config_hash=cfg, pending_case=case_row,
+                         test_call_result=None, test_call_detail=None, test_call_at=None,
+                         test_call_config=None)
+            self._audit(db, "provision_begin", mac, f"config {cfg[:12]} "
+                        + ("from her case" if case_row else "for the bench (no case)")
+                        + f"; {row['state']} -> {to}")
+            return DeviceRecord.from_row(self._row(db, mac))
+
+    def finish_provision(self, mac, config_hash, imei=None, iccid=None) -> DeviceRecord:
+        """After the config was read back from the button and its hash is the one
+        begin_provision recorded: provisioning -> provisioned."""
+        mac = normalise_mac(mac)
+        cfg = check_hash(config_hash, "config hash")
+        imei = normalise_imei(imei) if imei else None
+        iccid = normalise_iccid(iccid) if iccid else None
+        with self._write() as db:
+            row, to = self._begin(db, mac, "finish_provision")
+            if row["pending_config_hash"] != cfg:
+                raise RegistryConflict(f"cannot finish provisioning {row['label']} ({mac}): the button "
+                                       f"holds config {cfg[:12]}, the registry expected "
+                                       f"{(row['pending_config_hash'] or 'none')[:12]}; run "
+                                       "`boton provision` again")
+            self._update(db, mac, state=to, config_hash=cfg, config_case=row["pending_case"],
+                         pending_config_hash=None, pending_case=None,
+                         imei=imei or row["imei"], iccid=iccid or row["iccid"],
+                         technician=self.technician, provisioned_at=self.now(), state_reason=None)
+            self._audit(db, "provision", mac, f"config {cfg[:12]} verified; {row['state']} -> {to}")
+            return DeviceRecord.from_row(self._row(db, mac))
+
+    def abort_provision(self, mac) -> DeviceRecord:
+        """An interrupted provisioning that will not be finished (the button is gone or
+        broken): provisioning -> in_stock. The registry cannot know which config the button
+        holds (the old or the new one: the write itself is atomic), so it is flagged for a
+        wipe and has no recorded config: it cannot be test-called or delivered as it is."""
+        mac = normalise_mac(mac)
+        with self._write() as db:
+            row, to = self._begin(db, mac, "abort_provision")
+            self._update(db, mac, state=to, config_hash=None, config_case=None,
+                         pending_config_hash=None, pending_case=None, wipe_required=1,
+                         test_call_result=None, test_call_detail=None, test_call_at=None,
+                         test_call_config=None)
+            self._audit(db, "provision_abort", mac, f"{row['state']} -> {to}; it may hold a "
+                        "configuration: wipe it or provision it again")
+            return DeviceRecord.from_row(self._row(db, mac))
+
+    def record_provision(self, mac, config_hash, imei=None, iccid=None, technician=None) -> DeviceRecord:
+        """begin_provision and finish_provision in one step, for a configuration already
+        written and verified (the API, imports, tests): built from the case the device has
+        now, if any. The CLI uses the two steps around the write."""
+        mac = normalise_mac(mac)
+        cfg = check_hash(config_hash, "config hash")
+        imei = normalise_imei(imei) if imei else None
+        iccid = normalise_iccid(iccid) if iccid else None
+        tech = resolve_technician(technician or self.technician)
+        with self._write() as db:
+            row, _ = self._begin(db, mac, "provision")
+            to = TRANSITIONS["finish_provision"]["provisioning"]
+            active = self._active_case_row(db, mac)
+            self._update(db, mac, state=to, config_hash=cfg, config_case=active["id"] if active else None,
+                         pending_config_hash=None, pending_case=None,
+                         imei=imei or row["imei"], iccid=iccid or row["iccid"], technician=tech,
+                         provisioned_at=self.now(), test_call_result=None, test_call_detail=None,
+                         test_call_at=None, test_call_config=None, state_reason=None)
+            self._audit(db, "provision", mac, f"config {cfg[:12]}; {row['state']} -> {to}")
+            return DeviceRecord.from_row(self._row(db, mac))
+
+    def check_config(self, mac, raw) -> str:
+        """Is the configuration read from the button (its bytes, None if it has none) the
+        one the registry recorded at provisioning, built from her current case? Returns its
+        hash. A mismatch is audited and refused with one line that shows none of her data
+        (RegistryError, exit 5). Needs the key when the button has a case (its alias and
+        contacts are compared with the case's, not only the hash)."""
+        mac = normalise_mac(mac)
+        digest = prov_config_hash(raw) if raw is not None else None
+        with self._read() as db:
+            row = self._row(db, mac)
+            active = self._active_case_row(db, mac)
+        why, case = None, None
+        if active is not None:
+            case = self.cipher().open(mac, active["token"])
+        try:
+            config = json.loads(raw) if raw is not None else None
+        except ValueError:
+            config = None
+        if raw is None:
+            why = "it has no configuration"
+        elif row["config_hash"] is None:
+            why = "the registry has no configuration recorded for it (provision it)"
+        elif digest != row["config_hash"]:
+            why = (f"its configuration ({digest[:12]}) is not the one recorded at provisioning "
+                   f"({row['config_hash'][:12]})")
+        elif not isinstance(config, dict):
+            why = "its configuration is not readable"
+        elif config.get("device_id") != row["label"]:
+            why = (f"its configuration names it {show_input(config.get('device_id'), 24)}, the registry "
+                   f"knows it as {row['label']}")
+        elif case is not None and row["config_case"] != active["id"]:
+            why = ("its configuration was not written from her current case (provisioned before "
+                   "the case was assigned, or the case was replaced)")
+        elif case is not None and config.get("alias") != case.alias:
+            why = "its alias differs from her case's"
+        elif case is not None and list(config.get("contacts") or ()) != list(case.contacts):
+            why = "its trusted contacts differ from her case's"
+        with self._write() as db:
+            if why:
+                self._audit(db, "config_mismatch", mac, why)
+            else:
+                self._audit(db, "config_check", mac, f"config {digest[:12]} is the recorded one"
+                            + ("; matches her case" if case is not None else "; bench config, no case"))
+        if why:
+            raise RegistryError(f"{row['label']} ({mac}) refused: {why}; nothing was done. Provision "
+                                "it again with `boton provision` (from her case)", EXIT_VERIFY)
+        return digest
+
+    def record_test_call(self, mac, ok, detail="", config_hash=None) -> DeviceRecord:
+        """A test call's result; config_hash: the configuration it ran with (what
+        check_config returned), which delivery requires to still be the button's."""
+        mac = normalise_mac(mac)
+        result = "passed" if ok else "failed"
+        detail = scrub(detail)
+        cfg = check_hash(config_hash, "config hash") if config_hash else None
+        with self._write() as db:
+            row, _ = self._begin(db, mac, "test_call")
+            if cfg and cfg != row["config_hash"]:
+                raise RegistryConflict(f"cannot record the test call of {row['label']} ({mac}): it ran "
+                                       f"with config {cfg[:12]}, the registry recorded "
+                                       f"{(row['config_hash'] or 'none')[:12]}")
+            self._update(db, mac, test_call_result=result, test_call_detail=detail,
+                         test_call_at=self.now(), test_call_config=cfg or row["config_hash"])
+            self._audit(db, "test_call", mac, f"{result}{': ' + detail if detail else ''}")
+            return DeviceRecord.from_row(self._row(db, mac))
+
+    def deliver(self, mac, config_hash=None, dry_run=False) -> DeviceRecord:
+        """provisioned -> delivered: needs a case, a config written from that case, and a
+        passed test call since the last flash, deploy or provision. config_hash: the config
+        just read from the button (check_config); it must be the one the test call ran with.
+        dry_run: only the checks (before the button is read), nothing changes."""
+        mac = normalise_mac(mac)
+        cfg = check_hash(config_hash, "config hash") if config_hash else None
+        with self._write() as db:
+            row, to = self._begin(db, mac, "deliver")
+            if row["test_call_result"] != "passed":
+                why = ("its last test call failed" if row["test_call_result"] == "failed" else
+                       "no test call since it was last flashed, deployed or provisioned")
+                raise RegistryConflict(f"cannot deliver {row['label']} ({mac}): {why}; "
+                                       "run `boton test-call` and record a passed one")
+            active = self._active_case_row(db, mac)
+            if active is None:
+                raise RegistryConflict(f"cannot deliver {row['label']} ({mac}): no case is assigned "
+                                       "(`boton devices assign`)")
+            if row["config_case"] != active["id"]:
+                raise RegistryConflict(f"cannot deliver {row['label']} ({mac}): its configuration was "
+                                       "not written from her case (provisioned before the case was "
+                                       "assigned, or the case was replaced); run `boton provision`")
+            if cfg and cfg != (row["test_call_config"] or row["config_hash"]):
+                raise RegistryConflict(f"cannot deliver {row['label']} ({mac}): its configuration "
+                                       f"({cfg[:12]}) is not the one its test call passed with; run "
+                                       "`boton test-call` again")
+            if dry_run:
+                return DeviceRecord.from_row(row)
+            self._update(db, mac, state=to, delivered_at=self.now(), state_reason=None)
+            self._audit(db, "deliver", mac, "provisioned -> delivered"
+                        + (f"; config {cfg[:12]} read from the button" if cfg else ""))
+            return DeviceRecord.from_row(self._row(db, mac))
+
+    def check_flash(self, mac, force=False, expected=None) -> DeviceRecord:
+        """Registry first for `boton flash` (registers a new button in stock): a retired
+        button is not flashed; a delivered one is in her hands (return it first, or --force
+        for a repair); a returned one still holds her data: `boton wipe` first (the recorded,
+        verified wipe; a flash erase is not one)."""
+        dev = self.precheck("flash", mac, expected=expected, register=True)
+        if dev.state == "delivered" and not force:
+            raise RegistryConflict(f"cannot flash {dev.label} ({dev.mac}): it is delivered (her "
+                                   "configuration would be erased); return it first, or --force")
+        if dev.state == "returned":
+            raise RegistryConflict(f"cannot flash {dev.label} ({dev.mac}): it is returned and still "
+                                   "holds her data; run `boton wipe` first")
+        return dev
+
+    def flash_erasing(self, mac) -> DeviceRecord:
+        """Just before esptool erases the chip: a configuration on it is going (say so
+        now, so an interrupted flash leaves the registry true): a provisioning, provisioned
+        or delivered button goes back to stock with no recorded config, flagged for a wipe
+        (the erase is not verified as `boton wipe` verifies). Its case stays assigned."""
+        mac = normalise_mac(mac)
+        with self._write() as db:
+            row, _ = self._begin(db, mac, "flash")
+            if not self._holds_config(row) or row["state"] not in ("provisioning", "provisioned", "delivered"):
+                return DeviceRecord.from_row(row)
+            self._update(db, mac, state="in_stock", config_hash=None, config_case=None,
+                         pending_config_hash=None, pending_case=None, wipe_required=1,
+                         test_call_result=None, test_call_detail=None, test_call_at=None,
+                         test_call_config=None)
+            self._audit(db, "flash_erase", mac, f"{row['state']} -> in_stock: the chip is erased, "
+                        "its configuration with it")
+            return DeviceRecord.from_row(self._row(db, mac))
+
+    def return_device(self, mac) -> DeviceRecord:
+        """delivered -> returned. Her case is closed (its numbers are free for another
+        case) and the device is marked as still holding her config: `record_wipe` after
+        the CLI has wiped it."""
+        mac = normalise_mac(mac)
+        with self._write() as db:
+            row, to = self._begin(db, mac, "return")
+            self._close_case(db, mac)
+            self._update(db, mac, state=to, returned_at=self.now(), wipe_required=1)
+            self._audit(db, "return", mac, "delivered -> returned; config must be wiped")
+            return DeviceRecord.from_row(self._row(db, mac))
+
+    def record_wipe(self, mac, verified=True, detail="", forced=False) -> DeviceRecord:
+        """The result of `boton wipe`. verified: the raw read-back of its flash found none of
+        her data: the wipe flag is cleared and a returned or provisioned device goes back to
+        stock. Not verified: her data may still be there: the device keeps (or, forced from
+        delivered, gets) the wipe flag and stays where it is, audited as wipe_failed. A
+        delivered device is refused unless forced (her case is then closed, and the audit
+        says it was forced). detail: what was checked (counts only, never her data)."""
+        mac = normalise_mac(mac)
+        with self._write() as db:
+            row, to = self._begin(db, mac, "wipe")
+            was = row["state"]
+            if was == "delivered" and not forced:
+                raise RegistryConflict(self.wipe_refusal(row["label"], mac))
+            note = ""
+            if was == "delivered":
+                self._close_case(db, mac)
+                note = "; FORCED on a delivered button without a return, case closed"
+            detail = f": {detail}" if detail else ""
+            if verified:
+                self._update(db, mac, state=to, wipe_required=0, config_hash=None, config_case=None,
+                             pending_config_hash=None, pending_case=None,
+                             test_call_result=None, test_call_detail=None, test_call_at=None,
+                             test_call_config=None)
+                self._audit(db, "wipe", mac, f"{was} -> {to}; verified{detail}{note}")
+            else:
+                stay = "returned" if was == "delivered" else was
+                cols = {"returned_at": self.now()} if was == "delivered" else {}
+                self._update(db, mac, state=stay, wipe_required=1, **cols)
+                self._audit(db, "wipe_failed", mac, f"{was} -> {stay}; NOT verified{detail}{note}")
+            return DeviceRecord.from_row(self._row(db, mac))
+
+    @staticmethod
+    def wipe_refusal(label, mac):
+        return (f"cannot wipe {label} ({mac}): it is delivered (in her hands as far as the "
+                f"registry knows); return it first: boton devices return {label} "
+                "(or, if it cannot be returned, boton wipe --force, which is audited)")
+
+    def wipe_case(self, mac):
+        """Her last case on this device (the open one, or the one its return closed),
+        decrypted, for `boton wipe` to search the flash for; None if it never had one.
+        Audited."""
+        mac = normalise_mac(mac)
+        with self._read() as db:
+            self._row(db, mac)
+            row = db.execute("SELECT token FROM cases WHERE mac = ? ORDER BY id DESC LIMIT 1",
+                             (mac,)).fetchone()
+        if row is None:  # never had a case: no key needed
+            return None
+        case = self.cipher().open(mac, row["token"])
+        with self._write() as db:
+            self._audit(db, "reveal", mac, "case data read to verify the wipe")
+            return case
+
+    def mark_faulty(self, mac, reason) -> DeviceRecord:
+        mac = normalise_mac(mac)
+        reason = self._reason(reason)
+        with self._write() as db:
+            row, to = self._begin(db, mac, "faulty")
+            closed = self._close_case(db, mac)
+            holds = self._holds_config(row)
+            self._update(db, mac, state=to, state_reason=reason, wipe_required=int(holds),
+                         test_call_result=None, test_call_detail=None, test_call_at=None)
+            self._audit(db, "faulty", mac, f"{row['state']} -> faulty: {reason}"
+                        + ("; case closed" if closed else ""))
+            return DeviceRecord.from_row(self._row(db, mac))
+
+    def restock(self, mac) -> DeviceRecord:
+        """faulty (repaired) -> in_stock. Refused while it may still hold someone's config."""
+        mac = normalise_mac(mac)
+        with self._write() as db:
+            row, to = self._begin(db, mac, "restock")
+            if row["wipe_required"]:
+                raise RegistryConflict(f"cannot restock {row['label']} ({mac}): it may still hold a "
+                                       "beneficiary's config; wipe it first")
+            self._update(db, mac, state=to, state_reason=None)
+            self._audit(db, "restock", mac, "faulty -> in_stock")
+            return DeviceRecord.from_row(self._row(db, mac))
+
+    def retire(self, mac, reason, allow_unwiped=False) -> DeviceRecord:
+        """Any state but delivered -> retired. A device that may hold a beneficiary's config
+        is refused unless allow_unwiped (the board cannot be wiped; its flash is destroyed)."""
+        mac = normalise_mac(mac)
+        reason = self._reason(reason)
+        with self._write() as db:
+            row, to = self._begin(db, mac, "retire")
+            holds = self._holds_config(row)
+            if holds and not allow_unwiped:
+                raise RegistryConflict(f"cannot retire {row['label']} ({mac}): it may still hold a "
+                                       "beneficiary's config; wipe it first (or, if it cannot be "
+                                       "wiped and its flash will be destroyed, allow unwiped)")
+            closed = self._close_case(db, mac)
+            self._update(db, mac, state=to, state_reason=reason, wipe_required=int(holds))
+            self._audit(db, "retire", mac, f"{row['state']} -> retired: {reason}"
+                        + ("; NOT wiped" if holds else "") + ("; case closed" if closed else ""))
+            return DeviceRecord.from_row(self._row(db, mac))
+
+    @staticmethod
+    def _holds_config(row):
+        """May the device still hold a beneficiary's config on its flash?"""
+        return bool(row["wipe_required"] or row["config_hash"]
+                    or row["state"] in ("provisioning", "provisioned", "delivered"))
+
+    @staticmethod
+    def _reason(reason):
+        r = scrub(reason)
+        if not r:
+            raise RegistryError("give a reason (what is wrong with the hardware; no case data)")
+        return r
+

@@ -1,0 +1,29 @@
+"""Where the registry and its key live on the technicians' workstation.
+
+* the registry: `BOTON_REGISTRY`, else `registry.sqlite3` in platformdirs' user data dir
+  for "boton-seguro" (Linux: ~/.local/share/boton-seguro/); on a local disk (WAL mode).
+* the key file: `BOTON_KEY_FILE`, else `registry.key` in the user config dir
+  (~/.config/boton-seguro/ on Linux).
+"""
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP = "boton-seguro"
+DB_NAME = "registry.sqlite3"
+KEY_NAME = "registry.key"
+
+
+def default_path() -> Path:
+    env = os.environ.get("BOTON_REGISTRY")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir(APP, appauthor=False)) / DB_NAME
+
+
+def default_key_file() -> Path:
+    env = os.environ.get("BOTON_KEY_FILE")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_config_dir(APP, appauthor=False)) / KEY_NAME

@@ -1,0 +1,216 @@
+"""The registry's SQLite schema: the ordered migrations, the tables a registry has, and
+the records read from its rows."""
+import sqlite3
+from dataclasses import dataclass, fields
+
+from .registry_casedata import CaseData
+
+REGISTRY_TABLES = {"devices", "audit", "meta", "cases", "case_index"}
+
+
+def _m1_devices(db):
+    _script(db, """
+        CREATE TABLE devices (
+            mac              TEXT PRIMARY KEY,
+            label            TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            state            TEXT NOT NULL CHECK (state IN ('in_stock', 'provisioned', 'delivered',
+                                                            'returned', 'faulty', 'retired')),
+            board            TEXT,
+            flash_size       INTEGER,
+            image_hash       TEXT,
+            firmware_hash    TEXT,
+            config_hash      TEXT,
+            imei             TEXT,
+            iccid            TEXT,
+            test_call_result TEXT CHECK (test_call_result IN ('passed', 'failed')),
+            test_call_detail TEXT,
+            test_call_at     TEXT,
+            technician       TEXT,
+            state_reason     TEXT,
+            wipe_required    INTEGER NOT NULL DEFAULT 0,
+            created_at       TEXT NOT NULL,
+            updated_at       TEXT NOT NULL,
+            flashed_at       TEXT,
+            deployed_at      TEXT,
+            provisioned_at   TEXT,
+            delivered_at     TEXT,
+            returned_at      TEXT
+        );
+        CREATE INDEX devices_state ON devices(state);
+        CREATE TABLE audit (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            at         TEXT NOT NULL,
+            technician TEXT NOT NULL,
+            action     TEXT NOT NULL,
+            mac        TEXT,
+            detail     TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX audit_mac ON audit(mac, id);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """)
+
+
+def _m2_cases(db):
+    _script(db, """
+        CREATE TABLE cases (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            mac        TEXT NOT NULL REFERENCES devices(mac),
+            token      BLOB NOT NULL,
+            active     INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL,
+            closed_at  TEXT
+        );
+        CREATE UNIQUE INDEX cases_one_active ON cases(mac) WHERE active = 1;
+        CREATE TABLE case_index (
+            case_row INTEGER NOT NULL REFERENCES cases(id),
+            kind     TEXT NOT NULL,
+            digest   TEXT NOT NULL,
+            UNIQUE (kind, digest)
+        );
+    """)
+
+
+def _m3_audit_chain(db):
+    """The audit trail becomes append-only and sealed (registry_audit.py). Rows already
+    there are covered by the "audit_chain_started" row the first command with the key adds."""
+    _script(db, """
+        ALTER TABLE audit ADD COLUMN seal TEXT;
+        CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: rows cannot be changed'); END;
+        CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: rows cannot be deleted'); END;
+    """)
+
+
+_DEVICE_COLUMNS_M1 = ("mac, label, state, board, flash_size, image_hash, firmware_hash, config_hash, "
+                      "imei, iccid, test_call_result, test_call_detail, test_call_at, technician, "
+                      "state_reason, wipe_required, created_at, updated_at, flashed_at, deployed_at, "
+                      "provisioned_at, delivered_at, returned_at")
+
+
+def _m4_order_of_operations(db):
+    """The "provisioning" state (a CHECK cannot be altered in SQLite: the table is rebuilt,
+    with foreign keys off around it, see Registry._migrate) and what ties a button's
+    config to the registry: the config being written and the case it was built from
+    (pending_*), the case the provisioned config came from (config_case: a cases.id, NULL
+    for a bench config), the config a test call ran with (test_call_config)."""
+    _script(db, f"""
+        CREATE TABLE devices_new (
+            mac              TEXT PRIMARY KEY,
+            label            TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            state            TEXT NOT NULL CHECK (state IN ('in_stock', 'provisioning', 'provisioned',
+                                                            'delivered', 'returned', 'faulty', 'retired')),
+            board            TEXT,
+            flash_size       INTEGER,
+            image_hash       TEXT,
+            firmware_hash    TEXT,
+            config_hash      TEXT,
+            imei             TEXT,
+            iccid            TEXT,
+            test_call_result TEXT CHECK (test_call_result IN ('passed', 'failed')),
+            test_call_detail TEXT,
+            test_call_at     TEXT,
+            technician       TEXT,
+            state_reason     TEXT,
+            wipe_required    INTEGER NOT NULL DEFAULT 0,
+            created_at       TEXT NOT NULL,
+            updated_at       TEXT NOT NULL,
+            flashed_at       TEXT,
+            deployed_at      TEXT,
+            provisioned_at   TEXT,
+            delivered_at     TEXT,
+            returned_at      TEXT,
+            pending_config_hash TEXT,
+            pending_case     INTEGER,
+            config_case      INTEGER,
+            test_call_config TEXT
+        );
+        INSERT INTO devices_new ({_DEVICE_COLUMNS_M1}) SELECT {_DEVICE_COLUMNS_M1} FROM devices;
+        DROP TABLE devices;
+        ALTER TABLE devices_new RENAME TO devices;
+        CREATE INDEX devices_state ON devices(state);
+    """)
+    # a config provisioned while a case was assigned was built from it (the rule then)
+    db.execute("UPDATE devices SET config_case = (SELECT c.id FROM cases c WHERE c.mac = devices.mac "
+               "AND c.active = 1) WHERE config_hash IS NOT NULL")
+
+
+def _script(db, sql):
+    """Run SQL statements one by one: sqlite3's executescript() would COMMIT the
+    migration's transaction half-way."""
+    buf = ""
+    for line in sql.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            db.execute(buf)
+            buf = ""
+    if buf.strip():
+        db.execute(buf)
+
+
+# Ordered: MIGRATIONS[i](db) takes a database from user_version i to i + 1, inside the
+# caller's transaction (so it may also move data in Python). Append only; never edit one
+# that has shipped.
+MIGRATIONS = [_m1_devices, _m2_cases, _m3_audit_chain, _m4_order_of_operations]
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """One button as the registry holds it (a row of `devices`; not device.Device, the REPL)."""
+    mac: str
+    label: str
+    state: str
+    board: str = None
+    flash_size: int = None
+    image_hash: str = None
+    firmware_hash: str = None
+    config_hash: str = None
+    imei: str = None
+    iccid: str = None
+    test_call_result: str = None
+    test_call_detail: str = None
+    test_call_at: str = None
+    technician: str = None
+    state_reason: str = None
+    wipe_required: bool = False
+    has_case: bool = False
+    created_at: str = None
+    updated_at: str = None
+    flashed_at: str = None
+    deployed_at: str = None
+    provisioned_at: str = None
+    delivered_at: str = None
+    returned_at: str = None
+    pending_config_hash: str = None
+    pending_case: int = None
+    config_case: int = None
+    test_call_config: str = None
+
+    @classmethod
+    def from_row(cls, row):
+        names = {f.name for f in fields(cls)}
+        d = {k: row[k] for k in row.keys() if k in names}
+        d["wipe_required"] = bool(d.get("wipe_required"))
+        d["has_case"] = bool(d.get("has_case"))
+        return cls(**d)
+
+    def to_dict(self):
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class EndingSoon:
+    device: DeviceRecord
+    case: CaseData
+    days_left: int
+
+
+# a device's row and whether it has an active case: what DeviceRecord.from_row reads
+DEVICE_SELECT = ("SELECT d.*, EXISTS (SELECT 1 FROM cases c WHERE c.mac = d.mac AND c.active = 1) "
+                 "AS has_case FROM devices d")
+
+
+def read_meta(db, key):
+    """A value of the `meta` table (key fingerprint, audit anchor), or None."""
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else None

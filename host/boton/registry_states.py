@@ -1,0 +1,53 @@
+"""A button's life in the registry: its states and which action may move it where.
+
+Pure data: the registry checks every change against TRANSITIONS in the same transaction
+that makes it (docs/registry.md).
+"""
+
+STATES = ("in_stock", "provisioning", "provisioned", "delivered", "returned", "faulty", "retired")
+
+# action -> {state it may start from: state it ends in}
+TRANSITIONS = {
+    "flash":     {s: s for s in STATES if s != "retired"},
+    "deploy":    {s: s for s in STATES if s != "retired"},
+    # provisioning is two steps around the device write (docs/registry.md, order of
+    # operations): begin -> "provisioning" (what is true while the write may be half
+    # done), finish -> "provisioned" once the config read back matches; an interrupted run
+    # is finished by the next `provision` or rolled back by `devices abort-provision`.
+    # A delivered button that is provisioned again comes back through a test call and
+    # delivery: its new config has not been tested.
+    "provision": {"in_stock": "provisioning", "provisioning": "provisioning",
+                  "provisioned": "provisioning", "delivered": "provisioning"},
+    "finish_provision": {"provisioning": "provisioned"},
+    "abort_provision": {"provisioning": "in_stock"},
+    "test_call": {"provisioned": "provisioned", "delivered": "delivered"},
+    "assign":    {"in_stock": "in_stock", "provisioned": "provisioned"},
+    "deliver":   {"provisioned": "delivered"},
+    "return":    {"delivered": "returned"},
+    # a delivered button is wiped only with force (record_wipe): return it first
+    "wipe":      {"in_stock": "in_stock", "provisioning": "in_stock", "provisioned": "in_stock",
+                  "returned": "in_stock", "delivered": "in_stock", "faulty": "faulty",
+                  "retired": "retired"},
+    "faulty":    {"in_stock": "faulty", "provisioning": "faulty", "provisioned": "faulty",
+                  "returned": "faulty"},
+    "restock":   {"faulty": "in_stock"},
+    "retire":    {s: "retired" for s in STATES if s not in ("delivered", "retired")},
+}
+# why an action is refused from a state, for the technician
+TRANSITION_HINTS = {
+    "flash": "a retired device is not flashed again",
+    "deploy": "a retired device is not deployed again",
+    "provision": "only a device in stock, provisioned or delivered can be (re)provisioned",
+    "finish_provision": "run `boton provision` to provision it",
+    "abort_provision": "only an interrupted provisioning can be aborted",
+    "test_call": "provision it first (an interrupted provisioning is finished by running "
+                 "`boton provision` again)",
+    "assign": "only a device in stock or provisioned can get a case (finish or abort an "
+              "interrupted provisioning first)",
+    "deliver": "deliver needs a provisioned device with a passed test call",
+    "return": "only a delivered device can be returned",
+    "wipe": "return it first",
+    "faulty": "a delivered device must be returned first",
+    "restock": "only a faulty (now repaired) device goes back to stock",
+    "retire": "a delivered device must be returned first",
+}

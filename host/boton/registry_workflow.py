@@ -1,0 +1,86 @@
+"""The registry's side of the device commands (deploy, test-call, logs, wipe): record
+what a device step did, check a device's event log against what the registry saw, and
+say whether (and how) a button may be wiped.
+
+Pure of any transport: the CLI reads the device, then hands the facts here. Each call is
+one registry session (created on first use), as the commands have always done.
+"""
+from . import eventlog_check
+from .errors import RegistryConflict, RegistryKeyError
+from .registry import Registry
+from .registry_states import TRANSITIONS
+
+
+def record_step(action, mac, *args, label=None, **kw):
+    """Registry last: write one device step (a Registry.record_* method, e.g.
+    "record_deploy") to the registry, adding the device if new. Commands that change a
+    button check the registry before they touch it (Registry.precheck); this records what
+    the device step did."""
+    if not action.startswith("record_") or not callable(getattr(Registry, action, None)):
+        raise ValueError(f"{action!r} is not a step the registry records")
+    with Registry() as reg:
+        if reg.get(mac) is None:
+            reg.add_device(mac, label=label)
+        return getattr(reg, action)(mac, *args, **kw)
+
+
+def check_event_log(mac, lines, register=False):
+    """(ok, why) of the device's event log against what the registry saw of it last time
+    (docs/registry.md); a passed check moves the registry's anchor to this log's head, a
+    failed one is audited and leaves it. A device not in the registry is only chain-checked
+    (or added first, with register=True, as the other recording commands do)."""
+    with Registry() as reg:
+        if reg.get(mac) is None:
+            if not register:
+                ok, why = eventlog_check.verify_event_log(lines)
+                return ok, why + "; device not in the registry: nothing to compare with"
+            reg.add_device(mac)
+        ok, why = eventlog_check.verify_event_log(lines, reg.log_anchor(mac))
+        reg.record_log_check(mac, eventlog_check.event_log_head(lines), len(lines), ok, why)
+    return ok, why
+
+
+class WipePlan:
+    """What the registry knows of a button before it is wiped: `known` (registered: only
+    then is the wipe recorded), `forced` (a delivered button wiped with --force), `case`
+    (hers, what the flash is searched for; None without one) and `case_unreadable` (why
+    her case could not be read, e.g. no key; None if it could)."""
+
+    def __init__(self, known=False, forced=False, case=None, case_unreadable=None):
+        self.known = known
+        self.forced = forced
+        self.case = case
+        self.case_unreadable = case_unreadable
+
+
+def plan_wipe(mac, force=False, confirm_forced=None) -> WipePlan:
+    """Registry first: refuse (RegistryConflict) before anything on the button is touched
+    if its state does not allow a wipe, or it is delivered and not `force`d. A forced wipe
+    of a delivered button calls confirm_forced(record) first, which raises to cancel."""
+    with Registry() as reg:
+        d = reg.get(mac)
+        if d is None:
+            return WipePlan()
+        if d.state not in TRANSITIONS["wipe"]:
+            raise RegistryConflict(f"cannot wipe {d.label} ({mac}): it is {d.state}")
+        forced = False
+        if d.state == "delivered":
+            if not force:
+                raise RegistryConflict(reg.wipe_refusal(d.label, mac))
+            if confirm_forced is not None:
+                confirm_forced(d)
+            forced = True
+        try:
+            return WipePlan(True, forced, reg.wipe_case(mac))
+        except RegistryKeyError as e:
+            return WipePlan(True, forced, None, str(e))
+
+
+def record_wipe(plan, mac, verified, detail) -> bool:
+    """Registry last: the wipe's result for a registered button; False (nothing recorded)
+    for one the registry does not know."""
+    if not plan.known:
+        return False
+    with Registry() as reg:
+        reg.record_wipe(mac, verified=verified, detail=detail, forced=plan.forced)
+    return True

@@ -1,0 +1,246 @@
+"""The rules for her configuration, pure (no device, no transport): phone numbers, the
+alias, the config the device stores, and what a test call's events say.
+
+The device keeps the minimum: an alias she chose (never her name), the numbers it must
+reach and a PIN for SMS commands. Case data stays in the host registry. provision.py
+writes what these rules build; the registry and the image builder use them too.
+"""
+import hashlib
+import importlib
+import json
+import re
+import sys
+import unicodedata
+
+import phonenumbers
+
+from . import pin as pins
+from .errors import EXIT_USAGE, DeviceError, InputError
+from .paths import FIRMWARE
+
+CONFIG_PATH = "config.json"
+CONFIG_SCHEMA = 1
+MAX_CONTACTS = 5
+ALIAS_MAX = 16
+# What an alias may hold once written in the SMS alphabet (the firmware's safe GSM-7).
+ALIAS_SMS_CHARS = re.compile("[A-Za-z0-9\u00f1\u00d1\u00fc\u00dc .'-]+")
+# Where the first-alert SMS preview puts her (Plaza de la Patria, as the docs' examples).
+EXAMPLE_POINT = dict(lat=21.88234, lon=-102.29143)
+
+
+# What a typed phone number may hold: ASCII digits, a leading +, and separators.
+PHONE_SEPARATORS = " -.()/"
+
+
+def _check_number_chars(text, what):
+    """InputError naming the first character a phone number cannot hold. phonenumbers
+    would read letters as a keypad's (vanity numbers: '449 ABC 2233' -> 4492222233) and
+    an 'x45' or 'ext 45' as an extension the device cannot dial: both hide a typo."""
+    for i, ch in enumerate(text, 1):
+        if "0" <= ch <= "9" or ch in PHONE_SEPARATORS or (ch == "+" and not text[:i - 1].strip()):
+            continue
+        where = f"{what} {mask(text)}: character {i}"
+        if ch.isalpha():
+            raise InputError(f"{where} is a letter ({ch!r}); phone numbers are digits only "
+                             "(no letters, no extensions)")
+        if ch == "+":
+            raise InputError(f"{where} is a '+', which may only start the number")
+        if ch.isdigit():
+            raise InputError(f"{where} ({ch!r}) is not a plain digit 0-9")
+        raise InputError(f"{where} ({ch!r}) is not allowed; use digits, a leading + and "
+                         f"the separators space - . ( ) /")
+
+
+def normalise_number(text, what="number", region="MX"):
+    """E.164 of a phone number, Mexican by default; InputError naming the field otherwise.
+    The one check for every number the tools take (provision, image, registry)."""
+    text = str(text).strip()
+    if not text:
+        raise InputError(f"{what} is empty")
+    _check_number_chars(text, what)
+    try:
+        num = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException as e:
+        raise InputError(f"{what} {mask(text)!s} is not a phone number: {e._msg}") from None
+    if not phonenumbers.is_valid_number(num):
+        raise InputError(f"{what} {mask(text)} is not a valid number for region {region}")
+    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mask(number: str) -> str:
+    """Show enough of a number to recognise it, never all of it (logs, screens)."""
+    digits = str(number)
+    if len(digits) <= 4:
+        return "*" * len(digits)
+    return digits[:3] + "*" * (len(digits) - 5) + digits[-2:]
+
+
+def firmware_module(name):
+    """A pure firmware module (gsm7, sms) run on CPython, as docs_build renders the SMS
+    examples: the host shows and stores exactly what the device will send."""
+    lib = str(FIRMWARE / "lib")
+    if lib not in sys.path:
+        sys.path.insert(0, lib)
+    return importlib.import_module(name)
+
+
+def normalise_alias(alias):
+    """The alias as her SMS will carry it, or InputError.
+
+    One alphabet: the firmware's own (gsm7.to_gsm7, "safe GSM-7", what every phone shows).
+    Accents are dropped (Ángela -> Angela, Inés -> Ines), ñ Ñ ü Ü are kept (GSM-7 has
+    them and every phone shows them: Begoña, Güera), ß -> ss, curly quotes and dashes
+    -> ' and -. A character that does not come out as a letter, digit, space or . ' - (emoji, other scripts, symbols) is refused,
+    named in the message. 1-16 characters after that. The alias itself is not echoed:
+    the registry treats it as case data."""
+    gsm7 = firmware_module("gsm7")
+    alias = unicodedata.normalize("NFC", str(alias or "")).strip()  # NFD input: one char per letter
+    out = []
+    for i, ch in enumerate(alias, 1):
+        sms = gsm7.to_gsm7(ch)
+        # a symbol must not turn into a letter (@ -> a, $ -> S): that would misspell her name
+        if not sms or not ALIAS_SMS_CHARS.fullmatch(sms) or (sms.isalpha() and not ch.isalpha()):
+            raise InputError(f"alias: character {i} ({ch!r}, U+{ord(ch):04X}) cannot be written in an "
+                             "SMS (GSM-7); use letters, digits, spaces or . ' -")
+        out.append(sms)
+    stored = "".join(out)
+    if not 1 <= len(stored) <= ALIAS_MAX:
+        raise InputError(f"alias must be 1-{ALIAS_MAX} characters as the SMS write it (got {len(stored)}): "
+                         "a short name she chose, not her full name")
+    return stored
+
+
+def first_alert_sms(config):
+    """The first alert SMS her contacts get, built by the firmware's sms.py with her alias
+    and device id (the position is an example: the real one is where she is)."""
+    sms = firmware_module("sms")
+    return sms.alert_text(alias=config["alias"], kind="gps", age_s=4, hdop=1.2, battery=86,
+                          device_id=config["device_id"], calling_c4=bool(config["c4_numbers"]),
+                          **EXAMPLE_POINT)
+
+
+def build_config(*, alias, contacts, c4, device_id, pin=None, pin_hash=None, allow_911=False,
+                 gesture="hold", hold_ms=2000, presses=3, window_ms=2000,
+                 update_every_s=300, max_alert_s=3600, confirm=True, region="MX",
+                 programme_number=None):
+    """Her configuration as the device stores it, or InputError. The PIN goes in only as a
+    salted hash (pin.hash_pin): `pin` (4-8 digits; None: a random one nobody is shown, for
+    tests and demos) or an existing `pin_hash` (a config kept from an earlier provisioning)."""
+    alias = normalise_alias(alias)
+    if not 1 <= len(contacts) <= MAX_CONTACTS:
+        raise InputError(f"give 1 to {MAX_CONTACTS} trusted contacts (got {len(contacts)})")
+    if not c4:
+        raise InputError("give at least one C4 number (--c4)")
+    contacts_e164 = [normalise_number(c, f"contact #{i + 1}", region) for i, c in enumerate(contacts)]
+    c4_e164 = [normalise_number(c, f"C4 number #{i + 1}", region) for i, c in enumerate(c4)]
+    if len(set(contacts_e164)) != len(contacts_e164):
+        raise InputError("the same trusted contact is given twice")
+    if set(contacts_e164) & set(c4_e164):
+        raise InputError("a trusted contact cannot also be a C4 number")
+    programme = normalise_number(programme_number, "programme number", region) if programme_number else ""
+    if pin_hash is not None:
+        if pin is not None:
+            raise InputError("give a PIN or a PIN hash, not both")
+        if not pins.is_pin_hash(pin_hash):
+            raise InputError("pin_hash is not a PIN hash written by boton (s$<salt>$<sha256>)")
+    else:
+        pin_hash = pins.hash_pin(pins.generate_pin() if pin is None else pins.validate_pin(pin))
+    if gesture not in ("hold", "presses"):
+        raise InputError("gesture must be 'hold' or 'presses'")
+    if not 500 <= hold_ms <= 10000:
+        raise InputError("hold time must be 500-10000 ms")
+    return {
+        "schema": CONFIG_SCHEMA,
+        "device_id": device_id,
+        "alias": alias,
+        "c4_numbers": c4_e164,
+        "contacts": contacts_e164,
+        "pin_hash": pin_hash,
+        "country_code": "+%d" % phonenumbers.country_code_for_region(region),
+        "allow_911": bool(allow_911),
+        "gesture": {"mode": gesture, "hold_ms": hold_ms, "count": presses, "window_ms": window_ms},
+        "vibrate": bool(confirm),
+        "update_every_s": update_every_s,
+        "max_alert_s": max_alert_s,
+        "programme_number": programme,
+    }
+
+
+def config_bytes(config: dict) -> bytes:
+    return json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+
+
+def config_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# The profile to deploy for a board whose I2C answers with this power chip.
+POWER_CHIP_BOARDS = {"ip5306": ("tcall_sim800l_ip5306",), "axp192": ("tcall_sim800l_axp192",)}
+
+
+def judge_power_chip(d) -> str | None:
+    """The verdict of provision.check_power_chip on what provision.detect_power_chip found."""
+    if d["expected"] is None or d["found"] == d["expected"]:
+        return d["found"]
+    right = [f"--board {b}" for b in POWER_CHIP_BOARDS.get(d["found"], ())]
+    if d["found"] is None:
+        raise DeviceError(f"no power chip answers on I2C but the profile {d['board']} expects an "
+                          f"{d['expected'].upper()}: check the board revision (data/boards.md) and deploy "
+                          "the matching profile", EXIT_USAGE)
+    raise DeviceError(f"this board answers as an {d['found'].upper()} but the profile says {d['board']}"
+                      + (f": use {' or '.join(right)}" if right else ""), EXIT_USAGE)
+
+
+def network_wait_status(ident):
+    """What an unregistered modem is doing, without her data (no ICCID, no numbers)."""
+    step = "SIM not ready yet" if not ident.get("iccid") else "SIM ready, searching for the network"
+    rssi = ident.get("rssi")
+    signal = "unknown" if rssi in (None, 99) else f"{rssi}/31"
+    return f"{step}; signal {signal}"
+
+
+def sms_recipients(config):
+    """[(role, E.164)] in the order the firmware sends an alert: its own
+    AlertMachine.recipients() (her contacts, then C4's copy unless C4 is one of them)."""
+    contacts = config.get("contacts") or []
+    numbers = firmware_module("alert").AlertMachine(config).recipients()
+    return [(f"contact #{contacts.index(n) + 1}" if n in contacts else "C4", n) for n in numbers]
+
+
+def judge_test_call(config, events):
+    """Each alert SMS recipient's outcome from a test call's EV entries ([name, detail],
+    e.g. ["sms_ok", "alert_...2233"]: the log writes a detail's spaces as _):
+    [(role, number, outcome)] with outcome "accepted", "refused" (sms_failed) or "not sent".
+    The device logs numbers as "...<last 4 digits>"; recipients that share their last four
+    digits need as many entries."""
+    done = {"sms_ok": [], "sms_failed": []}
+    for e in events:
+        if len(e) >= 2 and e[0] in done:
+            msg, _, who = "_".join(e[1:]).partition("_")
+            if msg == "alert":
+                done[e[0]].append(who[-4:])
+    result = []
+    for role, number in sms_recipients(config):
+        tail = "".join(c for c in number if c.isdigit())[-4:]
+        for name, outcome in (("sms_ok", "accepted"), ("sms_failed", "refused")):
+            if tail in done[name]:
+                done[name].remove(tail)
+                break
+        else:
+            outcome = "not sent"
+        result.append((role, number, outcome))
+    return result
+
+
+def call_outcomes(events):
+    """What the device's calls to C4 did during a test, from its EV entries, for the
+    technician: e.g. "dial #1, call_failed no_answer, dial #2, dial_error CME_30_no_network".
+    Numbers are already masked on the device; empty when it never dialled."""
+    out = []
+    for e in events:
+        if e and e[0] in ("dial", "dial_error", "call_failed", "call_ended", "audio_error"):
+            detail = " ".join(e[1:])
+            if e[0] == "dial":  # "...0000_#2": the attempt, not the (masked) number
+                detail = "#" + detail.rpartition("#")[2]
+            out.append(f"{e[0]} {detail}".strip())
+    return ", ".join(out[-8:])

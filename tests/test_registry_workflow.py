@@ -1,0 +1,74 @@
+"""registry_workflow: what the device commands record in the registry (host-only, fast)."""
+import pytest
+from cryptography.fernet import Fernet
+
+from boton.errors import EXIT_CONFLICT, RegistryConflict
+from boton.registry import CaseData, Registry
+from boton.registry_workflow import plan_wipe, record_step, record_wipe
+
+MAC = "24:6f:28:00:00:01"
+CFG = "cd" * 32
+
+
+@pytest.fixture(autouse=True)
+def key(monkeypatch):
+    monkeypatch.setenv("BOTON_KEY", Fernet.generate_key().decode())
+
+
+def delivered(mac=MAC):
+    with Registry() as reg:
+        reg.add_device(mac)
+        reg.assign(mac, CaseData(alias="Luna", case_id="C-1", contacts=["449 111 2233"]))
+        reg.record_provision(mac, CFG)
+        reg.record_test_call(mac, True, "sms 1/1, answered True")
+        reg.deliver(mac)
+
+
+def test_record_step_adds_an_unknown_device_first():
+    d = record_step("record_deploy", MAC, "ab" * 32, label="BS-0042")
+    assert (d.mac, d.label, d.firmware_hash) == (MAC, "BS-0042", "ab" * 32)
+    with Registry() as reg:
+        assert [a["action"] for a in reg.audit(MAC)][-2:] == ["add", "deploy"]
+
+
+@pytest.mark.parametrize("action", ["add_device", "deliver", "record_nothing", "_write"])
+def test_record_step_takes_only_record_methods(action):
+    with pytest.raises(ValueError, match="not a step the registry records"):
+        record_step(action, MAC)
+    with Registry() as reg:
+        assert reg.get(MAC) is None            # refused before the registry was touched
+
+
+def test_an_unknown_button_is_wiped_without_a_record():
+    plan = plan_wipe(MAC)
+    assert (plan.known, plan.forced, plan.case, plan.case_unreadable) == (False, False, None, None)
+    assert record_wipe(plan, MAC, True, "file-level") is False
+    with Registry() as reg:
+        assert reg.get(MAC) is None
+
+
+def test_a_delivered_button_needs_force_and_a_confirmation():
+    delivered()
+    with pytest.raises(RegistryConflict) as e:
+        plan_wipe(MAC)
+    assert e.value.exit_code == EXIT_CONFLICT
+
+    def refuse(record):
+        raise RegistryConflict(f"cancelled {record.label}")
+
+    with pytest.raises(RegistryConflict, match="cancelled BS-0001"):
+        plan_wipe(MAC, force=True, confirm_forced=refuse)
+    asked = []
+    plan = plan_wipe(MAC, force=True, confirm_forced=asked.append)
+    assert [d.state for d in asked] == ["delivered"]
+    assert plan.known and plan.forced and plan.case.alias == "Luna"
+    assert record_wipe(plan, MAC, True, "raw read-back: clean") is True
+    with Registry() as reg:
+        assert reg.get(MAC).state == "in_stock"
+
+
+def test_without_the_key_the_wipe_goes_on_and_says_why(monkeypatch):
+    delivered()
+    monkeypatch.setenv("BOTON_KEY", Fernet.generate_key().decode())   # not this registry's key
+    plan = plan_wipe(MAC, force=True)
+    assert plan.known and plan.case is None and "key" in plan.case_unreadable
