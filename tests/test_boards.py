@@ -9,7 +9,8 @@ import types
 import pytest
 from click.testing import CliRunner
 
-from boton.boards import RENAMED, check_pins, load_board, pin_problems, power_chip
+from boton.boards import (MODEM_RESET_MIN_S, RENAMED, STRAPPING_HOLD_S, check_pins, load_board, pin_notes,
+                          pin_problems, power_chip)
 from boton.cli import main
 from boton.device import Device
 from boton.errors import EXIT_USAGE, DeviceError
@@ -20,6 +21,7 @@ from boton.sim import pmu as sim_pmu
 from rigkit import provisioned_device
 
 BOARDS_MD = REPO / "data" / "boards.md"
+A76XX_MD = REPO / "data" / "at" / "a76xx.md"
 PROFILES = sorted(p.stem for p in BOARDS.glob("*.json") if p.stem not in RENAMED)
 
 
@@ -58,6 +60,55 @@ def test_tcall_profiles_follow_the_vendor_pin_map(name, revision, chip):
     assert "data/boards.md" in b["notes"]
 
 
+def a76xx_board_section():
+    """data/at/a76xx.md §1 (the T-A7670X board): {signal: (GPIO cell, notes)} of its pin table,
+    and the whole section's text."""
+    text = A76XX_MD.read_text()
+    section = text.split("## 1. Board", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for ln in section.splitlines():
+        cells = [c.strip() for c in ln.strip().strip("|").split("|")]
+        if ln.startswith("| ") and len(cells) == 3 and not set(cells[1]) <= set("-"):
+            rows[cells[0]] = (cells[1], cells[2])
+    return rows, section
+
+
+def test_ta7670x_profile_follows_the_a76xx_pin_table():
+    b, (rows, section) = load_board("ta7670x_a7670sa"), a76xx_board_section()
+    m = b["modem"]
+    assert m["family"] == "a7670" and m["baud"] == 115200 and "115200" in rows["ESP32 TX → modem RXD"][1] + \
+        rows["Modem TXD → ESP32 RX"][1]
+    assert (m["tx"], m["rx"]) == (gpio(rows["ESP32 TX → modem RXD"][0]), gpio(rows["Modem TXD → ESP32 RX"][0]))
+    assert f"UART({m['uart']}, tx={m['tx']}, rx={m['rx']})" in rows["Modem TXD → ESP32 RX"][1]
+    assert m["pwrkey"] == gpio(rows["PWRKEY"][0]) and "active-HIGH" in rows["PWRKEY"][1]
+    assert m["pwrkey_active"] == 1
+    assert m["reset"] == gpio(rows["RESET"][0]) and "MODEM_RESET_LEVEL HIGH" in rows["RESET"][1]
+    assert m["reset_active"] == 1
+    assert m["power_on"] == gpio(rows["Board/modem power enable"][0])
+    assert "must be HIGH" in rows["Board/modem power enable"][1]
+    assert (m["dtr"], m["ri"]) == (gpio(rows["DTR"][0]), gpio(rows["RI (ring)"][0]))
+    bat = b["battery"]
+    assert bat["source"] == "adc" and bat["pin"] == gpio(rows["Battery ADC"][0])
+    assert f"multiply by {bat['divider']:g}" in rows["Battery ADC"][1]
+    assert b["led"] is None and rows["LED"][0].startswith("none") and "cannot be turned off" in rows["LED"][1]
+    g = b["gps"]  # the L76K shield: GPS TX -> ESP32 RX, ESP32 TX -> GPS RX
+    shield = re.search(r"L76K shield on GPIO(\d+) \(GPS TX\), (\d+) \(GPS RX\).* at (\d+) Bd", rows["GPS"][1])
+    assert (g["rx"], g["tx"], g["baud"]) == tuple(int(n) for n in shield.groups())
+    assert g["module"] == "L76K" and "AT+CGNSSPWR" in b["notes"]
+    module = re.search(r"ESP32 module: \*\*ESP32-(WROVER)-E, (\d) MB flash, (\d) MB QSPI PSRAM", section)
+    assert (b["module"], b["flash_size"], b["psram_size"]) == (module[1].lower(), f"{module[2]}MB", f"{module[3]}MB")
+    # the pins chosen for the button and the motor are none the board or its shield use
+    taken = {int(n) for cell, _ in rows.values() for n in re.findall(r"\b\d+\b", cell)} | {23, 19}  # shield PPS, wake
+    assert b["button"]["pin"] not in taken and b["vibration"]["pin"] not in taken
+    assert "data/at/a76xx.md" in b["notes"]
+
+
+def test_modem_reset_facts_match_the_simulated_modems():
+    from boton.sim.modem import modem_class
+    for family, seconds in MODEM_RESET_MIN_S.items():
+        assert modem_class(family).RESET_MIN_S == seconds, family
+
+
 def bad(**changes):
     b = copy.deepcopy(load_board("tcall_sim800l_axp192"))
     for path, value in changes.items():
@@ -93,6 +144,52 @@ def test_what_the_rules_allow():
     wroom = bad(modem__tx=17)
     wroom["module"] = "wroom"
     assert not pin_problems(wroom)
+
+
+def ta7670x(**modem):
+    b = copy.deepcopy(load_board("ta7670x_a7670sa"))
+    b["modem"].update(modem)
+    return b
+
+
+def test_an_active_high_reset_on_gpio5_only_where_the_pull_is_too_short_to_reset():
+    # GPIO5's pull-up asserts an active-high RESET from every ESP32 reset until the firmware
+    # drives it: the A7670 needs a 2 s pulse, longer than that, so its reset may sit there...
+    assert MODEM_RESET_MIN_S["a7670"] > STRAPPING_HOLD_S > MODEM_RESET_MIN_S["sim800"]
+    assert not pin_problems(ta7670x())
+    assert any(n.startswith("GPIO5 (modem RESET): strapping pin, pulled up: from every ESP32 reset") and
+               "the 2 s pulse the A7670 needs" in n for n in pin_notes(ta7670x()))
+    # ...but a SIM800 resets on 105 ms: every ESP32 reset would restart it (and drop her call)
+    with pytest.raises(DeviceError) as e:
+        check_pins(ta7670x(family="sim800"))
+    assert e.value.exit_code == EXIT_USAGE
+    assert ("GPIO5 is a strapping pin pulled up at reset, which turns the modem RESET on from reset until the "
+            "firmware starts (the SIM800 resets on a 0.105 s pulse") in str(e.value)
+    # the exception is for a RESET only: an active-high PWRKEY or motor there is still refused
+    assert "turns the modem PWRKEY on" in " ".join(pin_problems(ta7670x(reset=23, pwrkey=5)))
+    b = ta7670x()
+    b["vibration"]["pin"] = 15
+    assert "GPIO15 is a strapping pin pulled up at reset, which turns the vibration on" in " ".join(pin_problems(b))
+
+
+def test_an_active_high_power_enable_on_gpio12_keeps_the_modem_off_from_reset():
+    assert not pin_problems(ta7670x(power_on=12))
+    assert any(n.startswith("GPIO12 (modem POWER_ON): strapping pin (MTDI") and "keeps the modem off" in n
+               for n in pin_notes(ta7670x()))
+    # on a strapping pin pulled up the enable would power the modem from every reset
+    assert "GPIO15 is a strapping pin pulled up at reset, which turns the modem POWER_ON on" in \
+        " ".join(pin_problems(ta7670x(power_on=15)))
+
+
+@pytest.mark.parametrize("modem, message", [
+    ({"family": "sim900"}, "modem family 'sim900' is not one of a7670, sim800"),
+    ({"family": ["a7670"]}, "modem family ['a7670'] is not one of a7670, sim800"),
+    ({"reset_active": "high"}, "modem reset_active must be 0 (the GPIO drives the pin low to press it) or 1"),
+])
+def test_a_modem_the_host_cannot_reason_about_is_refused(modem, message):
+    with pytest.raises(DeviceError) as e:
+        check_pins(ta7670x(**modem))
+    assert e.value.exit_code == EXIT_USAGE and message in str(e.value)
 
 
 def test_the_split_profile_name_says_which_revisions_to_use():
@@ -214,3 +311,21 @@ def test_no_power_chip_answering_is_refused(tmp_path):
             check_power_chip(dev)
     assert e.value.exit_code == EXIT_USAGE
     assert "no power chip answers on I2C but the profile tcall_sim800l_axp192 expects an AXP192" in str(e.value)
+
+
+def test_hardware_docs_show_the_ta7670x_as_it_is_wired():
+    """docs/hardware.md's generated section: active-high PWRKEY/RESET, the power enable, the
+    modem family, the lights she cannot switch off, and nothing of the SIM800 boards."""
+    from boton.docs_build import board_section, power_chain, wiring_svg
+    b = load_board("ta7670x_a7670sa")
+    section = board_section(b)
+    assert "| GPIO4 | PWRKEY → | A7670SA LTE Cat-1 modem (on the board): PWRKEY | active high" in section
+    assert "| GPIO5 | RESET → | A7670SA LTE Cat-1 modem (on the board): RST | active high" in section
+    assert "| GPIO12 | POWER_ON → | A7670SA LTE Cat-1 modem (on the board): board power enable |" in section
+    assert "(family `a7670`)" in section and "VoLTE" in section
+    assert "| – | no LED | – |" in section and "a light can give her away at night" in section
+    assert "GPS receiver (L76K)" in section and "18650 Li-ion cell" in section
+    assert "SIM800" not in section and "NEO-6M" not in section and "TP4056" not in section
+    assert power_chain(b)[1][1] == ("A7670SA supply", "enabled by GPIO12")
+    svg = wiring_svg(b)
+    assert "modem family a7670" in svg and "high 100 ms = on" in svg and "a light can give her away" in svg

@@ -20,6 +20,21 @@ RENAMED = {
 # ESP32 strapping pins and the pull each has at reset (ESP32 datasheet, "Strapping Pins"):
 # an output that must be off at reset may not sit on one whose pull turns it on.
 STRAPPING_PULL = {0: 1, 2: 0, 5: 1, 12: 0, 15: 1}
+# A strapping pin pulled down (GPIO12) is a sound place for an active-high supply enable
+# (the T-A7670X's POWER_ON): the modem's supply stays off from reset until the firmware
+# raises it, which is what a pin that must be low at reset gives for free.
+
+# How long each modem family's RESET must be held asserted before the module acts on it.
+# The simulated modems hold the same figures (RESET_MIN_S; tests/test_boards.py).
+MODEM_RESET_MIN_S = {
+    "sim800": 0.105,  # SIM800 hardware design: RESET low >= 105 ms restarts the module
+    "a7670": 2.0,     # A7670 hardware design §3.2.3, data/at/a76xx.md §2: a 2-2.5 s pulse
+}
+# The longest an ESP32 output sits under its strapping pull after a reset, until the firmware
+# drives it: ROM and bootloader (PSRAM test included), MicroPython's start and the firmware's
+# boot up to modem_init. An estimate with margin, not a measurement: a pull that asserts a
+# RESET for less than its module needs to act cannot restart the modem (and drop a call).
+STRAPPING_HOLD_S = 1.0
 FLASH_PINS = range(6, 12)
 PSRAM_PINS = (16, 17)          # WROVER modules wire their PSRAM here
 INPUT_ONLY = range(34, 40)     # no output driver, no internal pull resistors
@@ -32,11 +47,18 @@ STRAPPING_NOTES = {
     2: "strapping pin, pulled down: must be low or floating to enter the download mode; "
        "an LED or an active-high output is off at reset",
     5: "strapping pin (SDIO timing), pulled up: keep it floating or high at reset "
-       "(SIM800 RST idles high: fine)",
+       "(an active-low RST idles high: fine)",
     12: "strapping pin (MTDI, flash voltage), pulled down: must be low at reset, never pulled up",
     15: "strapping pin (MTDO), pulled up: held low at reset it only silences the boot messages",
 }
 PSRAM_NOTE = "carries the PSRAM on WROVER modules: the board must carry a WROOM"
+# What a strapping pin's pull does to an output whose active level is that pull, where
+# pull_outlasted() allows it: said instead of the pin's general note.
+ACTIVE_RESET_NOTE = ("strapping pin, pulled {pull}: from every ESP32 reset until the firmware drives it {idle} "
+                     "it asserts the active-{active} modem RESET, for less than the {need:g} s pulse the {family} "
+                     "needs to act (the firmware must drive it within {hold:g} s); keep it low through any "
+                     "deep sleep (gpio hold), or a glitch at wake restarts the modem")
+ACTIVE_POWER_NOTE = "; as the active-high supply enable, its pull keeps the modem off until the firmware raises it"
 INPUT_ONLY_NOTE = "input only, no internal pull resistors"
 
 
@@ -78,9 +100,11 @@ def pin_uses(profile: dict):
     a pull-up to idle high: UART RX, a button pulled up), "io" (I2C)."""
     uses = []
     m = profile["modem"]
+    # PWRKEY and RESET are active low at the module; a board with an inverting transistor
+    # (LilyGO's A7670 boards) presses them with a HIGH: "pwrkey_active"/"reset_active": 1.
     uses += [(m["tx"], "modem TX", "io", None), (m["rx"], "modem RX", "in_pulled", None),
-             (m["pwrkey"], "modem PWRKEY", "out", 0)]
-    for key, level in (("reset", 0), ("power_on", 1), ("dtr", 0)):
+             (m["pwrkey"], "modem PWRKEY", "out", m.get("pwrkey_active", 0))]
+    for key, level in (("reset", m.get("reset_active", 0)), ("power_on", 1), ("dtr", 0)):
         if m.get(key) is not None:
             uses.append((m[key], f"modem {key.upper()}", "out", level))
     if m.get("ri") is not None:
@@ -106,9 +130,40 @@ def pin_uses(profile: dict):
     return uses
 
 
+def modem_family(profile: dict):
+    return profile["modem"].get("family", "sim800")
+
+
+def reset_min_s(profile: dict):
+    """The profile's modem family's minimum RESET pulse (MODEM_RESET_MIN_S), or None for a
+    family this host does not know (pin_problems says so)."""
+    family = modem_family(profile)
+    return MODEM_RESET_MIN_S.get(family) if isinstance(family, str) else None
+
+
+def pull_outlasted(profile: dict, what: str) -> bool:
+    """True for a modem RESET whose module acts only on a pulse longer than the ESP32 leaves
+    a strapping pin under its pull (STRAPPING_HOLD_S): the pull asserts it, too briefly to
+    restart the modem (the A7670's 2 s). Not for a SIM800, which resets on 105 ms."""
+    need = reset_min_s(profile)
+    return what == "modem RESET" and need is not None and need > STRAPPING_HOLD_S
+
+
+def _modem_problems(profile: dict) -> list:
+    m, problems = profile["modem"], []
+    if reset_min_s(profile) is None:
+        problems.append(f"modem family {modem_family(profile)!r} is not one of "
+                        + ", ".join(sorted(MODEM_RESET_MIN_S)))
+    for key in ("pwrkey_active", "reset_active"):
+        if m.get(key, 0) not in (0, 1):
+            problems.append(f"modem {key} must be 0 (the GPIO drives the pin low to press it) or 1 "
+                            f"(high, through an inverting transistor), not {m[key]!r}")
+    return problems
+
+
 def pin_problems(profile: dict) -> list:
     """Every rule the profile breaks, one sentence each; [] if none."""
-    problems, seen = [], {}
+    problems, seen = _modem_problems(profile), {}
     may_be_wrover = profile.get("module", "unknown") != "wroom"
     for pin, what, kind, active in pin_uses(profile):
         if pin in seen:
@@ -128,10 +183,14 @@ def pin_problems(profile: dict) -> list:
                             "(a floating line reads as garbage): choose another pin"
                             + (", or wire an external 10 kΩ pull-up and say \"rx_pullup\": \"external\""
                                if what == "GPS RX" else ""))
-        elif kind == "out" and STRAPPING_PULL.get(pin) == active:
+        elif kind == "out" and STRAPPING_PULL.get(pin) == active and not pull_outlasted(profile, what):
             pull = "up" if active else "down"
+            why = ""
+            if what == "modem RESET" and reset_min_s(profile) is not None:
+                why = (f" (the {modem_family(profile).upper()} resets on a {reset_min_s(profile):g} s "
+                       "pulse: every ESP32 reset would restart the modem)")
             problems.append(f"GPIO{pin} is a strapping pin pulled {pull} at reset, which turns the {what} "
-                            "on from reset until the firmware starts: choose another pin")
+                            f"on from reset until the firmware starts{why}: choose another pin")
     return problems
 
 
@@ -139,8 +198,15 @@ def pin_notes(profile: dict) -> list:
     """One sentence per used pin that has something to know about (strapping, PSRAM,
     input-only), e.g. "GPIO5 (modem RESET): strapping pin ..."."""
     notes = []
-    for pin, what, _, _ in pin_uses(profile):
-        for note in (STRAPPING_NOTES.get(pin), PSRAM_NOTE if pin in PSRAM_PINS else None,
+    for pin, what, kind, active in pin_uses(profile):
+        strap = STRAPPING_NOTES.get(pin)
+        if kind == "out" and STRAPPING_PULL.get(pin) == active and pull_outlasted(profile, what):
+            strap = ACTIVE_RESET_NOTE.format(pull="up" if active else "down", idle="low" if active else "high",
+                                             active="high" if active else "low", need=reset_min_s(profile),
+                                             family=modem_family(profile).upper(), hold=STRAPPING_HOLD_S)
+        elif strap and what == "modem POWER_ON" and not STRAPPING_PULL[pin]:
+            strap += ACTIVE_POWER_NOTE
+        for note in (strap, PSRAM_NOTE if pin in PSRAM_PINS else None,
                      INPUT_ONLY_NOTE if pin in INPUT_ONLY else None):
             if note:
                 notes.append(f"GPIO{pin} ({what}): {note}.")

@@ -69,6 +69,59 @@ POWER_CHIPS = {
 }
 
 
+# What each modem family is, for the tables, the parts list and the drawings (boards.py
+# holds the families' RESET facts). Facts: data/at/sim800_transcripts.md, data/at/a76xx.md.
+MODEMS = {
+    "sim800": {"title": "SIM800L GSM modem", "short": "SIM800L",
+               "rx": "2.8 V into the ESP32: fine",
+               "pwrkey": ("low 1.2 s = on/off", "pulled low 1.2 s only when the module does not answer"),
+               "reset": ("low = reset", "low 200 ms resets the module (recovery ladder)"),
+               "power_on": ("supply switch", "high = supply on", "set high first at every boot"),
+               "antenna": "GSM antenna 850/1900 MHz (u.FL or spring, as the modem takes)",
+               "sim": ("SIM card, 2G (GSM) voice + SMS, PIN disabled, with credit", "size as the holder takes"),
+               "radio": "SIM800 is 2G (GSM) only: check that a carrier still runs 2G where the buttons will be used."},
+    "a7670": {"title": "A7670SA LTE Cat-1 modem", "short": "A7670SA",
+              "rx": "wired on the board (the module's own UART is 1.8 V logic)",
+              "pwrkey": ("high 100 ms = on", "active high through the board's transistor: a 100 ms HIGH starts the "
+                         "module (LilyGO), a HIGH of 2.5 s or more switches a running one off (A7670 HW §3.2.2)"),
+              "reset": ("high = reset", "active high through the board's transistor: HIGH for 2–2.5 s resets the "
+                        "module (emergency only, A7670 HW §3.2.3); idles low"),
+              "power_on": ("board power enable", "high = modem powered",
+                           "the board's power enable (DC boost) for the modem: set high first at every boot"),
+              "antenna": "LTE + GSM main antenna on the modem's u.FL (A7670SA: LTE B1/2/3/4/5/7/8/28/66, "
+                         "GSM 850/900/1800/1900)",
+              "sim": ("SIM card with VoLTE voice + SMS, PIN disabled, with credit",
+                      "ask the operator to confirm VoLTE on the line: without it, where 2G is gone, the button "
+                      "can only send SMS"),
+              "radio": "A7670SA: LTE Cat-1 with VoLTE, GSM (2G) fallback. Where 2G is gone, calls need VoLTE on "
+                       "the SIM."},
+}
+
+# Chargers of boards without an I2C power chip, for the parts list and the power drawing.
+CHARGERS = {
+    "cn3065": {"short": "CN3065", "does": "charger, USB / solar", "protection": "DW06D",
+               "kind": "CN3065 charger (USB-C or solar) with DW06D battery protection",
+               "esp": ("XC6206 LDO", "→ ESP32 3.3 V")},
+}
+
+
+def family(board):
+    return board["modem"].get("family", "sim800")
+
+
+def modem_facts(board):
+    return MODEMS[family(board)]
+
+
+def part_title(board, part):
+    """The title of a part of this board: the modem of its family, its GPS module."""
+    if part == "modem":
+        return modem_facts(board)["title"]
+    if part == "gps" and board["gps"].get("module"):
+        return f"GPS receiver ({board['gps']['module']})"
+    return PART_TITLES[part]
+
+
 def _power_chip_rows(board):
     chip, spec = power_chip(board)
     if not chip:
@@ -94,29 +147,26 @@ def _power_chip_rows(board):
 def connections(board):
     ob = onboard(board)
     rows = []
-    m = board["modem"]
+    m, mf = board["modem"], modem_facts(board)
     u = m["uart"]
     level = "" if "modem" in ob else "; SIM800 logic is 2.8 V: 1 kΩ / 4.7 kΩ divider on this line"
     rows.append(Conn("modem", m["tx"], f"UART{u} TX", "RXD", "out", f"{m['baud']} baud",
                      f"{m['baud']} baud, 8N1{level}"))
-    rows.append(Conn("modem", m["rx"], f"UART{u} RX", "TXD", "in", "AT replies, URCs", "2.8 V into the ESP32: fine"))
+    rows.append(Conn("modem", m["rx"], f"UART{u} RX", "TXD", "in", "AT replies, URCs", mf["rx"]))
     pk = "" if "modem" in ob else ("; the common SIM800L breakout ties PWRKEY to GND and does not bring it out: "
                                    "then leave this pin unconnected")
-    rows.append(Conn("modem", m["pwrkey"], "PWRKEY", "PWRKEY", "out", "low 1.2 s = on/off",
-                     "pulled low 1.2 s only when the module does not answer" + pk))
+    rows.append(Conn("modem", m["pwrkey"], "PWRKEY", "PWRKEY", "out", mf["pwrkey"][0], mf["pwrkey"][1] + pk))
     if m.get("reset") is not None:
-        rows.append(Conn("modem", m["reset"], "RESET", "RST", "out", "low = reset",
-                         "low 200 ms resets the module (recovery ladder)"))
+        rows.append(Conn("modem", m["reset"], "RESET", "RST", "out", *mf["reset"]))
     if m.get("power_on") is not None:
-        rows.append(Conn("modem", m["power_on"], "POWER_ON", "supply switch", "out", "high = supply on",
-                         "set high first at every boot"))
+        rows.append(Conn("modem", m["power_on"], "POWER_ON", *mf["power_on"][:1], "out", *mf["power_on"][1:]))
     if m.get("ri") is not None:
         rows.append(Conn("modem", m["ri"], "RI", "RI", "in", "low = ring / SMS",
                          "wakes the ESP32 from light sleep on a call or an SMS; the firmware then asks the "
                          "modem what came (AT+CLCC, AT+CMGL)", firmware_gap("ri")))
     if m.get("dtr") is not None:
         rows.append(Conn("modem", m["dtr"], "DTR", "DTR", "out", "low = modem awake",
-                         "wakes a sleeping SIM800" + ("" if firmware_does("dtr") else
+                         f"wakes a sleeping {mf['short']}" + ("" if firmware_does("dtr") else
                                                        "; not driven: the firmware's modem sleep (AT+CSCLK=2) "
                                                        "wakes on a byte on the UART instead")))
     g = board["gps"]
@@ -192,7 +242,14 @@ def bom(board):
     chip, _ = power_chip(board)
     rows = []
     mah = board.get("battery_mah")
-    if "modem" in ob:
+    charger = CHARGERS.get(board.get("charger"))
+    if "modem" in ob and charger:
+        psram = f", {board['psram_size']} PSRAM" if board.get("psram_size") else ""
+        rows.append(("1", board["name"].split(" + ")[0],
+                     f"ESP32 ({board['flash_size']} flash{psram}), {modem_facts(board)['short']} modem, "
+                     f"{charger['kind']}, battery divider and battery holder "
+                     f"({(board.get('battery') or {}).get('cell', 'Li-ion')}) on one board"))
+    elif "modem" in ob:
         rows.append(("1", board["name"].split(" + ")[0],
                      f"ESP32 ({board['flash_size']} flash), SIM800L, {POWER_CHIPS[chip]['kind']} and battery "
                      "connector on one board" if chip in ob
@@ -204,8 +261,13 @@ def bom(board):
         rows.append(("1", "1000 µF low-ESR electrolytic + 100 nF ceramic capacitor",
                      "across the SIM800L supply, at its pins (2 A peaks)"))
         rows.append(("2", "resistors 1 kΩ and 4.7 kΩ", "divider ESP32 TX → SIM800L RXD (3.3 V → 2.7 V)"))
-    rows.append(("1", "u-blox NEO-6M GPS module with its patch antenna",
-                 f"{board['gps']['baud']} baud; keep its backup cell (faster fixes after a power cut)"))
+    if board["gps"].get("module") == "L76K":
+        rows.append(("1", "LilyGO L76K GPS shield for this board, with its antenna",
+                     f"{board['gps']['baud']} baud on GPIO{board['gps']['rx']}/{board['gps']['tx']}; the firmware "
+                     "uses its UART only (not its PPS or wake-up pins)"))
+    else:
+        rows.append(("1", "u-blox NEO-6M GPS module with its patch antenna",
+                     f"{board['gps']['baud']} baud; keep its backup cell (faster fixes after a power cut)"))
     if board["gps"].get("enable") is not None:
         rows.append(("1", "P-MOSFET load switch (e.g. AO3401 + 10 kΩ gate resistor) or a load-switch IC",
                      f"GPS supply, driven by GPIO{board['gps']['enable']}"))
@@ -218,11 +280,15 @@ def bom(board):
         rows.append(("1", "N-MOSFET (AO3400) or NPN (S8050) + 1 kΩ gate/base resistor + 1N4148 flyback diode",
                      "a GPIO cannot power a motor"))
     bat = board.get("battery") or {}
-    if bat.get("source") == "adc":
+    if bat.get("source") == "adc" and "battery" not in ob:
         rows.append(("2", "resistors 100 kΩ (+ 100 nF to GND at the midpoint)",
                      f"battery divider ÷{bat.get('divider', 2):g} into GPIO{bat['pin']}"))
     if mah:
-        if chip:
+        if charger:
+            rows.append(("1", f"{bat.get('cell', 'Li-ion')} Li-ion cell 3.7 V, {mah} mAh",
+                         f"in the board's holder, polarity as marked on it; the {charger['short']} charges it and the "
+                         f"{charger['protection']} protects it"))
+        elif chip:
             rows.append(("1", f"LiPo cell 3.7 V {mah} mAh with protection circuit",
                          "on the board's battery connector (check its polarity: JST leads are not standard)"))
         else:
@@ -230,8 +296,8 @@ def bom(board):
             rows.append(("1", "TP4056 charger module with protection (USB)", "charges the cell"))
             rows.append(("1", "3.3 V low-dropout regulator, ≥ 500 mA (e.g. AP2112K-3.3, ME6211)",
                          "battery → ESP32 3V3 (the DevKitC's own regulator needs 5 V)"))
-    rows.append(("1", "GSM antenna 850/1900 MHz (u.FL or spring, as the modem takes)", "never run the modem without it"))
-    rows.append(("1", "SIM card, 2G (GSM) voice + SMS, PIN disabled, with credit", "size as the holder takes"))
+    rows.append(("1", modem_facts(board)["antenna"], "never run the modem without it"))
+    rows.append(("1", *modem_facts(board)["sim"]))
     rows.append(("1", "enclosure with the button reachable by feel, USB access for charging", ""))
     return rows
 
@@ -241,6 +307,13 @@ def power_chain(board):
     under a chain box as (label, sub, index) or None)."""
     mah = board.get("battery_mah")
     chip, _ = power_chip(board)
+    charger = CHARGERS.get(board.get("charger"))
+    if charger:
+        sw = board["modem"].get("power_on")
+        modem = (f"{modem_facts(board)['short']} supply", f"enabled by GPIO{sw}" if sw is not None else "")
+        cell = (board.get("battery") or {}).get("cell", "Li-ion")
+        return ([("USB 5 V / solar", "charging input"), (charger["short"], charger["does"])],
+                [charger["esp"], modem], (f"{cell} {mah} mAh", f"3.7 V, {charger['protection']} protection", 1))
     if chip:
         sw = board["modem"].get("power_on")
         modem = ("SIM800L supply", f"switched by GPIO{sw}" if sw is not None else "2 A peaks")
@@ -255,6 +328,9 @@ def power_chain(board):
 def power_notes(board):
     mah = board.get("battery_mah")
     chip, spec = power_chip(board)
+    charger = CHARGERS.get(board.get("charger"))
+    if charger:
+        return _charger_power_notes(board, charger)
     if not chip:
         return [f"A {mah} mAh LiPo (3.7 V, protected) feeds the SIM800L VCC directly: the module wants 3.4–4.4 V and "
                 "takes 2 A peaks. Never feed it from the 3.3 V rail or through the DevKitC.",
@@ -289,21 +365,44 @@ def power_notes(board):
     return out
 
 
+def _charger_power_notes(board, charger):
+    """The power notes of a board with a plain charger and the modem on it (the T-A7670X)."""
+    mah, m, mf = board.get("battery_mah"), board["modem"], modem_facts(board)
+    bat = board.get("battery") or {}
+    out = [f"An {bat.get('cell', 'Li-ion')} Li-ion cell in the board's holder ({mah} mAh in the profile); the "
+           f"{charger['short']} charges it from USB-C or a solar panel and the {charger['protection']} protects it. "
+           f"The {mf['short']} draws its transmit peaks from it: a worn or counterfeit cell browns the board out."]
+    if m.get("power_on") is not None:
+        out.append(f"GPIO{m['power_on']} (POWER_ON) is the board's power enable for the modem (LilyGO: the DC boost, "
+                   "\"must be HIGH for the modem to supply power\"): until it is high the modem has no supply, so "
+                   "the firmware sets it high at boot before it touches the modem; V1.2 boards on battery reset unless it goes "
+                   "high right after boot.")
+    if bat.get("source") == "adc":
+        out.append(f"The battery is read on GPIO{bat['pin']} through the board's ÷{bat.get('divider', 2):g} divider "
+                   "(V1.1 boards have none). The A7670's `AT+CBC` reports the module's supply in volts, not the cell.")
+    out.append("The modem's VBUS is tied to USB: on USB-C power it cannot sleep unless a resistor is removed "
+               "(LilyGO), so measure standby on the battery.")
+    return out
+
+
 def board_section(board):
     """The generated part of docs/hardware.md for one board."""
     bid = board["id"]
     ob = onboard(board)
     out = [f"### {board['name']} (`{bid}`)", "",
-           f"![Wiring of {bid}: ESP32 pins to the SIM800L, GPS, button, LED, vibration motor and battery]"
-           f"(img/wiring-{bid}.svg)", "",
+           f"![Wiring of {bid}: ESP32 pins to the {modem_facts(board)['short']}, GPS, button, LED, vibration motor "
+           f"and battery](img/wiring-{bid}.svg)", "",
+           f"Modem: {modem_facts(board)['title']} (family `{family(board)}`). {modem_facts(board)['radio']}", "",
            "| ESP32 pin | signal | goes to | notes |", "|---|---|---|---|"]
     for c in connections(board):
         arrow = {"out": "→", "in": "←", "io": "↔"}[c.direction]
         where = " (on the board)" if c.part in ob else ""
         note = c.note + (f" — **{c.gap}**" if c.gap else "")
-        out.append(f"| GPIO{c.pin} | {c.esp} {arrow} | {PART_TITLES[c.part]}{where}: {c.to} | {note} |")
+        out.append(f"| GPIO{c.pin} | {c.esp} {arrow} | {part_title(board, c.part)}{where}: {c.to} | {note} |")
     if battery_without_pin(board):
         out.append("| – | battery voltage | %s | %s |" % battery_without_pin(board))
+    if not board.get("led") and board.get("lights"):
+        out.append(f"| – | no LED | – | {lights_warning(board)} |")
     out += ["", "**Bill of materials**", "", "| qty | part | notes |", "|---|---|---|"]
     out += [f"| {q} | {p} | {n} |" for q, p, n in bom(board)]
     out += ["", "**Power**", ""] + [f"- {p}" for p in power_notes(board)]
@@ -313,6 +412,14 @@ def board_section(board):
     if board.get("notes"):
         out += ["", f"From the profile: *{board['notes']}*"]
     return "\n".join(out)
+
+
+def lights_warning(board):
+    """What lights the board shows that the firmware cannot switch off, or None."""
+    if not board.get("lights"):
+        return None
+    return (f"no LED the firmware drives; the board shows {board['lights']}: cover them inside the case, "
+            "a light can give her away at night")
 
 
 def boards_markdown(boards):

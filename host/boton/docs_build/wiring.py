@@ -3,7 +3,8 @@ parts on the right, the power chain below."""
 import html
 
 from .common import REGEN
-from .hardware import PART_TITLES, POWER_CHIPS, battery_without_pin, connections, onboard, power_chain, power_notes
+from .hardware import (POWER_CHIPS, battery_without_pin, connections, family, lights_warning, modem_facts, onboard,
+                       part_title, power_chain, power_notes)
 
 COLOURS = {"modem": "#1f77b4", "gps": "#2ca02c", "button": "#d62728", "led": "#e67300",
            "vibration": "#9467bd", "battery": "#8c564b", "ip5306": "#138d9c", "axp192": "#138d9c"}
@@ -50,8 +51,11 @@ def wiring_svg(board):
     notes = []
     for p in power_notes(board):
         notes.extend(_wrap_chars(p.replace("**", ""), 140))
+    warnings = _wrap_chars(modem_facts(board)["radio"], 110)
+    if lights_warning(board):
+        warnings += _wrap_chars(lights_warning(board)[0].upper() + lights_warning(board)[1:] + ".", 110)
     chain_h = 50 + 46 + (80 if power_chain(board)[2] else 0) + 46
-    panel_h = chain_h + 18 * len(notes) + 26
+    panel_h = chain_h + 18 * len(notes) + 18 * len(warnings) + 8
     H = panel_y + panel_h + 20
 
     o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
@@ -64,7 +68,7 @@ def wiring_svg(board):
          f'<rect width="{W}" height="{H}" fill="#ffffff"/>',
          _t(30, 36, f"Wiring: {board['name']}", 19, weight="bold"),
          _t(30, 60, f"boards/{board['id']}.json · chip {board['chip']} · flash {board['flash_size']} · "
-                    f"battery {board.get('battery_mah', '?')} mAh", 13, fill="#555"),
+                    f"battery {board.get('battery_mah', '?')} mAh · modem family {family(board)}", 13, fill="#555"),
          _t(30, 80, "arrow = signal direction · solid = wire to solder · dashed = already wired on the board · "
                     "all GNDs common", 12, fill="#555")]
     o.append(_box(x_esp, top, w_esp, esp_bottom - top, "#333", fill="#f2f2f2"))
@@ -73,7 +77,7 @@ def wiring_svg(board):
         colour = COLOURS[part]
         dashed = part in ob
         o.append(_box(x_part, by, w_part, bh, colour, dashed=dashed))
-        o.append(_t(x_part + 12, by + 20, PART_TITLES[part] + ("  (on the board)" if dashed else ""), 13,
+        o.append(_t(x_part + 12, by + 20, part_title(board, part) + ("  (on the board)" if dashed else ""), 13,
                     weight="bold", fill=colour))
         if not rows:  # battery measured by the modem or the PMU
             where, why = battery_without_pin(board)
@@ -130,8 +134,8 @@ def wiring_svg(board):
     ty = by + bh + extra + 46
     for i, ln in enumerate(notes):
         o.append(_t(44, ty + 18 * i, ln, 12))
-    o.append(_t(44, ty + 18 * len(notes) + 14, "SIM800 is 2G (GSM) only: check that a carrier still runs 2G "
-                "where the buttons will be used.", 12.5, weight="bold", fill="#b00020"))
+    for i, ln in enumerate(warnings):
+        o.append(_t(44, ty + 18 * (len(notes) + i) + 14, ln, 12.5, weight="bold", fill="#b00020"))
     o.append("</svg>")
     return "\n".join(o) + "\n"
 
