@@ -79,8 +79,8 @@ class Sim:
         self._run(self.m.handle(tuple(e), self.now()))
         return self
 
-    def resume(self, state):
-        self._run(self.m.from_state(state, self.now()))
+    def resume(self, state, call_kept=False):
+        self._run(self.m.from_state(state, self.now(), call_kept))
         return self
 
     def start(self):

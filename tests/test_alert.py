@@ -665,7 +665,7 @@ s.ev("sms_command", many[0], "ESTADO 0000")                # locked
 for n in many[1:]:
     s.ev("sms_command", n, "ESTADO 0000")
 s.ev("sms_command", many[0], "ESTADO 4321")
-out([len(s.m.pin_fails), s.m.pin_fails[0][0], s.logs("sms_ignored")[-1]])
+out([len(s.m.commands.pin_fails), s.m.commands.pin_fails[0][0], s.logs("sms_ignored")[-1]])
 """)
     assert r == [8, "+524495550000", ["sms_ignored", "locked ...0000"]]
 
@@ -729,7 +729,7 @@ s.ev("sms_sent", 1, False)
 s.advance(20000)
 s.ev("sms_sent", 1, False)      # third failure: dropped
 s.advance(60000)
-out([[x[0], x[1]] for x in s.sms()] + [s.logs("sms_failed"), s.m.outbox])
+out([[x[0], x[1]] for x in s.sms()] + [s.logs("sms_failed"), s.m.outbox.rows()])
 """)
     *sends, failed, outbox = r
     assert sends == [[0, CONTACTS[0]], [0, CONTACTS[1]], [20000, CONTACTS[0]],
@@ -840,7 +840,7 @@ out([st["out"], st["alerts"], s2.m.alerts, [x[1] for x in s2.sms()]])
 
 
 # ---------------------------------------------------------------------------
-# Supervision: low battery, power warnings, daily status (alertsup.py)
+# Supervision: low battery, power warnings, daily status (supervision.py)
 
 LOWBAT = ("Boton Seguro BS-0042 de Luna: bateria baja (%d%%). Por favor cargue el boton "
           "pronto; sin bateria no puede pedir ayuda.")
@@ -999,7 +999,7 @@ def test_power_warning_outside_an_alert(both):
     r = both("""
 a = Sim()
 a.ev("power_warning", "over_voltage")          # too much voltage: not a low battery
-ov = [len(a.sms()), list(a.m.bat_low)]
+ov = [len(a.sms()), list(a.m.sup.bat_low)]
 a.ev("power_warning", "under_voltage")
 a.ev("power_warning", "under_voltage")
 a.ev("battery", 4)                             # every threshold counts as warned

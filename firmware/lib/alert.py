@@ -2,7 +2,8 @@
 #
 #     m = AlertMachine(config)
 #     actions = m.handle(event, now_ms)        # now_ms: time.ticks_ms() of the caller
-#     actions = m.from_state(saved, now_ms)    # resume after a reset
+#     actions = m.from_state(saved, now_ms, call_kept)  # resume after a reset;
+#                                              # call_kept: the modem still has our call
 #     actions = m.start(now_ms)                # once per boot, after from_state
 #     saved = m.to_state()                     # also emitted as ("persist", saved)
 #
@@ -83,9 +84,18 @@
 #     ("vibrate", "alert" | "cancel")
 #     ("gesture_active", bool)     keep gesture.Button.set_active() in step
 #     ("log", event, detail)       phone numbers masked to their last 4 digits;
+#                                  ("error", "<event> <ExceptionName>"): an event
+#                                  the machine could not take (the brain goes on);
+#                                  ("call_refused", "<state>:<event>"): a call move
+#                                  the call-state table does not allow;
 #                                  supervision: low_battery "<pct>%"|kind [" test"],
 #                                  battery_ok, battery?, power_warning, power_warning?,
 #                                  daily_status "...1111"|"skipped alert"|"off"
+#     ("refresh_cell",)            read the serving cell again (after the alert's dial:
+#                                  the dial goes first)
+#     ("test_done", sms_ok, sms_failed)  test mode: C4 answered and every alert SMS was
+#                                  accepted or refused for good (sms_ok: accepted SMS,
+#                                  sms_failed: alert SMS refused); once per boot
 #     ("persist", state_dict)      write it; pass it to from_state() after a reset
 #                                  (her last position is in it only during an alert;
 #                                  bat_low, rep_alerts, daily_left_ms: supervision)
@@ -93,7 +103,7 @@
 # "sms_retry", "daily" (armed by start(); at most daily_status_s * 1000 ms).
 # The driver must deliver some event at least daily (e.g. battery).
 #
-# Supervision (alertsup.py)
+# Supervision (supervision.py)
 #   Low battery: a "battery" reading at or below a low_battery_pct threshold not yet
 #     warned about queues sms.low_battery_text to every trusted contact (one SMS per
 #     contact even if it fell past several thresholds at once); the warned thresholds
@@ -119,18 +129,21 @@
 #     report by at most the time since the last persist; "Encendido <h>h" in the
 #     report shows C4 that the device restarted.
 #
-# The machine is split over alert.py (core), alertsms.py (outbox, texts, helpers),
-# alertcall.py (calls) and alertsup.py (supervision) because MicroPython compiles a
-# whole module's parse tree at once: four small modules import from source in an
-# 80 KB heap, one big one needed 130 KB (alertsup is imported before alertcall: the
-# bigger module compiles while less is loaded).  Comments instead of docstrings for
-# the same reason.
+#
+# The machine is composed of parts that own their state: callstate.CallState (the
+# call and the dial list, moves through a table), outbox.Outbox (SMS records), and
+# supervision.Supervision (battery, power warnings, daily status).  This module holds
+# the alert itself, the SMS commands and the texts, and routes events to the parts.
+# Comments instead of docstrings: the .mpy deploy keeps code in the heap.
 
 from gesture import ticks_diff, ticks_add
-from alertsms import (SmsMixin, _LOC, digits, same_number, mask,  # noqa: F401
-                      read_fix, command_words, canon, pin_ok)
-from alertsup import SupMixin
-from alertcall import CallMixin
+from alertsms import digits, same_number, mask, read_fix
+import alerttexts
+import outbox as ob
+from outbox import Outbox
+from callstate import CallState
+from supervision import Supervision
+from smscommands import SmsCommands
 
 DEFAULTS = {
     "c4_numbers": [], "contacts": [], "authorized": [], "pin": "", "pin_hash": "",
@@ -149,33 +162,39 @@ DEFAULTS = {
                 "cancel_ms": 5000},
 }
 
-COMMANDS = ("UBICACION", "ESTADO", "CANCELAR")
 _TIMERS = ("redial", "dial_timeout", "update", "max_alert")
-PIN_SENDERS = 8     # senders tracked by the wrong-PIN lockout
 
 
-class AlertMachine(SmsMixin, CallMixin, SupMixin):
+class AlertMachine:
+    log_head = None     # callable() -> (seq, hex) of the event log, for the daily SMS
+    _now = 0
+    _dirty = False
+    # the delivery-day test's progress (C4 answered, SMS outcomes), reported once a boot
+    _answered = False
+    _sms_ok = 0
+    _sms_failed = 0
+    _test_reported = False
+
     def __init__(self, config=None):
         c = dict(DEFAULTS)
         c.update(config or {})
         self.cfg = c
         self.contacts = [n for n in c["contacts"] if n][:5]
         self.c4 = [n for n in c["c4_numbers"] if n]
-        self.dial_list = list(self.c4)
+        dial_list = list(self.c4)
         self.cc = digits(c["country_code"]) or "52"
         if c["allow_911"] and c["emergency_number"]:
-            self.dial_list.append(c["emergency_number"])
-        self._now = 0
-        self._dirty = False
+            dial_list.append(c["emergency_number"])
+        self.dial_list = dial_list
+        self._fresh()
+
+    def _fresh(self):
+        # the parts and the alert's own state as a new machine has them (also what a
+        # damaged state file leaves)
         self.active = False
         self.test = False
         self.start_t = 0
         self.alerts = 0
-        self.call = "idle"      # idle dialing alerting answering active hangup
-        self.connected = False  # the current call was answered
-        self.call_done = False  # C4 answered and later hung up: no more redials
-        self.ni = 0             # index in dial_list
-        self.att = 0            # attempts on dial_list[ni]
         self.cancel_by = None
         self.end_t = None       # when the last alert ended (callback window)
         self.fix = None         # read_fix() list
@@ -183,15 +202,11 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
         self.cell = None
         self.battery = None
         self.rssi = None
+        self.calls = CallState(self.dial_list)
+        self.outbox = Outbox()
+        self.sup = Supervision(self.cfg)
+        self.commands = SmsCommands(self.cfg, self.cc)
         self.got_gps = []       # recipients that got a fresh-GPS location SMS
-        self.seq = 0
-        self.outbox = []        # [n, number, msg, tries]
-        self.inflight = None
-        self._inflight_kind = None
-        self._retry_ready = False
-        self._retry_armed = False
-        self.pin_fails = []     # [sender (canon), wrong PINs, lock time or None]
-        self._sup_init()
 
     # ------------------------------------------------------------------ API
     def handle(self, ev, now):
@@ -204,14 +219,19 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
         else:
             try:
                 h(ev, now, acts)
-            except Exception as e:  # a malformed event must not kill the alert
+            except Exception as e:  # a malformed event must not kill the alert: logged
                 acts.append(("log", "error", "%s %s" % (ev[0], type(e).__name__)))
         return self._finish(now, acts)
 
     def _finish(self, now, acts):
         self._pump(now, acts)
-        if self._dirty:
-            self._dirty = False
+        if (self._answered and not self._test_reported and self.cfg["test_mode"]
+                and not self.outbox.has_kind(ob.ALERT)):
+            # the alert SMS stay in the outbox until accepted or refused for good
+            self._test_reported = True
+            acts.append(("test_done", self._sms_ok, self._sms_failed))
+        if self._dirty or self.commands.changed:
+            self._dirty = self.commands.changed = False
             acts.append(("persist", self.to_state(now)))
         return acts
 
@@ -220,25 +240,26 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
         fx = None
         if self.fix is not None and self.active:   # her position is kept only in an alert
             fx = self.fix + [ticks_diff(now, self.fix_t)]
+        calls = self.calls
         st = {
             "v": 1, "active": self.active, "test": self.test,
             "elapsed_ms": ticks_diff(now, self.start_t) if self.active else 0,
-            "alerts": self.alerts, "call_done": self.call_done, "ni": self.ni,
-            "att": self.att, "seq": self.seq, "by": self.cancel_by,
-            "out": [list(e) for e in self.outbox], "got_gps": list(self.got_gps),
+            "alerts": self.alerts, "call_done": calls.done, "ni": calls.ni,
+            "att": calls.att, "seq": self.outbox.seq, "by": self.cancel_by,
+            "out": self.outbox.rows(), "got_gps": list(self.got_gps),
             # her cell (a location too) likewise; modem_init reads it again after a reset
             "fix": fx, "cell": self.cell if self.active else None, "battery": self.battery,
             "end_ago_ms": None if self.end_t is None else ticks_diff(now, self.end_t),
-            "pin_fails": [[e[0], e[1], None if e[2] is None else ticks_diff(now, e[2])]
-                          for e in self.pin_fails],
+            "pin_fails": self.commands.save(now),
         }
-        self._sup_state(st, now)
+        self.sup.save(st, now)
         return st
 
-    def from_state(self, st, now):
+    def from_state(self, st, now, call_kept=False):
         # Restore a persisted state (after a reset) and return the actions that
         # resume it: an active alert redials C4 (unless C4 had already answered and
-        # hung up), sends an immediate location update and re-arms its timers.
+        # hung up, or call_kept: the modem kept the call through the reset), sends an
+        # immediate location update and re-arms its timers.
         self._now = now
         acts = []
         if not isinstance(st, dict) or st.get("v") != 1:
@@ -247,8 +268,7 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
         try:
             self._restore(st, now)
         except Exception as e:  # a damaged file must not stop the button from working
-            self.__init__(self.cfg)
-            self._now = now
+            self._fresh()
             acts.append(("log", "state_ignored", type(e).__name__))
             return acts
         if self.active:
@@ -262,11 +282,14 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
                 acts.append(("set_timer", "max_alert", left))
                 acts.append(("set_timer", "update",
                              min(self.cfg["update_every_s"] * 1000, left)))
-                self._queue_location(acts, "update")
-                if not self.call_done and self.dial_list:
-                    self._dial(now, acts)
-        if self.daily_len:              # start() came first: re-arm what was left
-            self._arm_daily(now, acts, self.daily_left)
+                self._queue_location("update")
+                if not self.calls.done and self.dial_list and not call_kept:
+                    self._dial(acts)
+        if call_kept:
+            # the driver reports the call as active next: the machine takes it up there
+            acts.append(("log", "call_kept", ""))
+        if self.sup.daily_len:          # start() came first: re-arm what was left
+            self.sup.arm_daily(now, acts, self.sup.daily_left)
         self._dirty = True
         return self._finish(now, acts)
 
@@ -274,17 +297,15 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
         self.active = bool(st.get("active"))
         self.test = bool(st.get("test"))
         self.alerts = int(st.get("alerts") or 0)
-        self.call_done = bool(st.get("call_done"))
-        self.ni = int(st.get("ni") or 0)
-        if not 0 <= self.ni < len(self.dial_list):
-            self.ni = 0
-        self.att = int(st.get("att") or 0)
-        self.seq = int(st.get("seq") or 0)
+        calls = self.calls
+        calls.done = bool(st.get("call_done"))
+        calls.ni = int(st.get("ni") or 0)
+        if not 0 <= calls.ni < len(self.dial_list):
+            calls.ni = 0
+        calls.att = int(st.get("att") or 0)
+        seq = int(st.get("seq") or 0)
         self.cancel_by = st.get("by")
-        out = []
-        for e in st.get("out") or []:
-            out.append([int(e[0]), str(e[1]), str(e[2]), int(e[3])])
-        self.outbox = out
+        self.outbox.restore(st.get("out"), seq)
         self.got_gps = list(st.get("got_gps") or [])
         self.cell = st.get("cell")
         self.battery = st.get("battery")
@@ -295,16 +316,18 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
         ea = st.get("end_ago_ms")
         self.end_t = None if ea is None else ticks_add(now, -int(ea))
         self.start_t = ticks_add(now, -int(st.get("elapsed_ms") or 0))
-        pf = []
-        for e in (st.get("pin_fails") or [])[-PIN_SENDERS:]:
-            # a lock's age: it goes on from where the last persist left it
-            pf.append([str(e[0]), int(e[1]), None if e[2] is None else ticks_add(now, -int(e[2]))])
-        self.pin_fails = pf
-        self._sup_restore(st)
-        self.call = "idle"
-        self.connected = False
-        self.inflight = None
+        self.commands.restore(st.get("pin_fails"), now)
+        self.sup.restore(st, self.alerts)
+        calls.reset()
         self._housekeeping(now)
+
+    def start(self, now):
+        # Call once at boot, after from_state(): arms the daily status timer with
+        # what was left of the period before a reset, if a state was restored.
+        self._now = now
+        acts = []
+        self.sup.start(now, acts)
+        return self._finish(now, acts)
 
     # --------------------------------------------------------------- helpers
     def _log(self, acts, what, detail=""):
@@ -320,13 +343,7 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
             d = ticks_diff(now, self.end_t)
             if d < 0 or d > self.cfg["callback_window_s"] * 1000:
                 self.end_t = None
-        pf = self.pin_fails
-        for i in range(len(pf) - 1, -1, -1):
-            if pf[i][2] is not None:
-                d = ticks_diff(now, pf[i][2])
-                if d < 0 or d >= self.cfg["pin_lockout_s"] * 1000:
-                    pf.pop(i)           # lock served: the count starts over
-                    self._dirty = True
+        self.commands.housekeeping(now)
 
     def is_c4(self, number):
         for n in self.c4:
@@ -362,10 +379,10 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
             return "cell", None
         return "none", None
 
-    def _test(self):
+    def test_now(self):
         return self.test if self.active else bool(self.cfg["test_mode"])
 
-    # ---------------------------------------------------------------- SMS
+    # --------------------------------------------------------------- alert
     def _on_gesture(self, ev, now, acts):
         if ev[1] == "alert":
             self._alert(now, acts, "gesture")
@@ -374,23 +391,22 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
 
     def _alert(self, now, acts, source):
         c = self.cfg
+        calls = self.calls
         if self.active:
             self._log(acts, "alert_repeat", source)
             if c["vibrate"]:
                 acts.append(("vibrate", "alert"))
-            self._queue_location(acts, "update")
-            if self.call == "idle" and self.dial_list:
-                self.call_done = False
+            self._queue_location("update")
+            if calls.state == "idle" and self.dial_list:
+                calls.done = False
                 acts.append(("cancel_timer", "redial"))
-                self._dial(now, acts)
+                self._dial(acts)
             return
         self.active = True
         self.test = bool(c["test_mode"])
         self.start_t = now
         self.alerts += 1
-        self.call_done = False
-        self.ni = 0
-        self.att = 0
+        calls.start_series()
         self.got_gps = []
         self.cancel_by = None
         self._log(acts, "alert", source)
@@ -399,12 +415,13 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
         acts.append(("gesture_active", True))
         if not self.dial_list:
             self._log(acts, "no_c4_number", "")
-        elif self.call in ("idle", "hangup"):
-            self._dial(now, acts)
+        elif calls.can("dial"):
+            self._dial(acts)
         # location SMS are rendered when sent: never wait for the GPS
-        self._queue_location(acts, "alert")
+        self._queue_location("alert")
         acts.append(("set_timer", "update", c["update_every_s"] * 1000))
         acts.append(("set_timer", "max_alert", c["max_alert_s"] * 1000))
+        acts.append(("refresh_cell",))  # her cell for the SMS, once the dial is out
         self._dirty = True
 
     def _stop(self, now, acts, by):
@@ -412,9 +429,7 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
         self.cancel_by = by
         self.end_t = now
         acts.append(("gesture_active", False))
-        # location messages not yet on their way are obsolete
-        self.outbox = [e for e in self.outbox
-                       if e[0] == self.inflight or e[2] not in _LOC]
+        self.outbox.drop_locations()
         self._dirty = True
 
     def _cancel(self, now, acts, by, reply_to=None):
@@ -424,16 +439,16 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
         self._stop(now, acts, by)
         for t in _TIMERS:
             acts.append(("cancel_timer", t))
-        if self.call != "idle":
+        if self.calls.state != "idle":
             acts.append(("hangup",))
-            self.call = "hangup"
+            self._move(acts, "hangup")
         if self.cfg["vibrate"]:
             acts.append(("vibrate", "cancel"))
         rcpt = self.recipients()
         if reply_to and not any(same_number(reply_to, x, self.cc) for x in rcpt):
             rcpt.append(reply_to)
         for n in rcpt:
-            self._queue(n, "cancel:" + by)
+            self.outbox.queue(n, ob.CANCEL, by)
         self._log(acts, "cancel", by)
 
     def _expire(self, now, acts):
@@ -441,8 +456,154 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
         acts.append(("cancel_timer", "redial"))
         acts.append(("cancel_timer", "update"))
         for n in self.recipients():
-            self._queue(n, "cancel:timeout")
+            self.outbox.queue(n, ob.CANCEL, "timeout")
         self._log(acts, "expired", "%ds" % self.cfg["max_alert_s"])
+
+    # --------------------------------------------------------------- calls
+    def _move(self, acts, event):
+        # a call-state move; one the table refuses is logged and changes nothing
+        calls = self.calls
+        was = calls.state
+        if calls.move(event) is None:
+            self._log(acts, "call_refused", "%s:%s" % (was, event))
+            return False
+        return True
+
+    def _dial(self, acts):
+        calls = self.calls
+        if not self._move(acts, "dial"):
+            return
+        num = calls.number()
+        calls.att += 1
+        calls.connected = False
+        acts.append(("covert_audio",))
+        acts.append(("dial", num))
+        acts.append(("set_timer", "dial_timeout", self.cfg["dial_timeout_s"] * 1000))
+        self._log(acts, "dial", "%s #%d" % (mask(num), calls.att))
+        self._dirty = True
+
+    def _call_failed(self, acts, cause):
+        self._log(acts, "call_failed", str(cause))
+        if not self.active or not self.dial_list:
+            return
+        acts.append(("set_timer", "redial", self.calls.next_delay_s(self.cfg) * 1000))
+        self._dirty = True
+
+    def _on_call_state(self, ev, now, acts):
+        st = ev[1]
+        cause = ev[2] if len(ev) > 2 else None
+        calls = self.calls
+        prev, was = calls.state, calls.connected
+        if st in ("dialing", "alerting"):
+            calls.move(st)              # progress of a call we did not place: kept
+            return
+        if st == "active":
+            if prev == "hangup":
+                return                  # we are hanging it up
+            calls.move("active")
+            calls.connected = True
+            calls.att = 0               # answered: a later drop starts a new series
+            self._answered = True
+            acts.append(("cancel_timer", "dial_timeout"))
+            self._log(acts, "call_active", "")
+            return
+        if st != "ended":
+            self._log(acts, "call_state?", str(st))
+            return
+        if prev == "idle":
+            return
+        calls.move("ended")
+        calls.connected = False
+        acts.append(("cancel_timer", "dial_timeout"))
+        if prev == "hangup":
+            self._log(acts, "call_ended", "local")
+            return
+        if was and cause == "remote":
+            self._log(acts, "call_ended", "remote")
+            if self.active:
+                calls.done = True
+                self._dirty = True
+            return
+        self._call_failed(acts, cause)
+
+    def _on_incoming_call(self, ev, now, acts):
+        num = ev[1] if len(ev) > 1 else ""
+        calls = self.calls
+        if calls.state == "answering":
+            return                      # RING repeats for the call being answered
+        if calls.in_call():
+            # (a ring while we wait for our hang-up to be confirmed means the line is free)
+            self._log(acts, "incoming_ignored", mask(num))
+            return
+        window = self.active or self.cfg["callback_window_s"] < 0 or self.end_t is not None
+        if num and self.is_c4(num) and window:
+            acts.append(("cancel_timer", "redial"))
+            acts.append(("covert_audio",))
+            acts.append(("answer",))
+            acts.append(("set_timer", "dial_timeout", self.cfg["dial_timeout_s"] * 1000))
+            self._move(acts, "answer")
+            calls.connected = False
+            self._log(acts, "callback_answered", mask(num))
+        else:
+            acts.append(("reject",))
+            self._log(acts, "incoming_rejected", mask(num))
+
+    # ---------------------------------------------------------------- SMS
+    def _queue_location(self, kind):
+        for n in self.recipients():
+            if not self.outbox.pending(n, ob.LOC):
+                self.outbox.queue(n, kind)
+                self._dirty = True
+
+    def _pump(self, now, acts):
+        box = self.outbox
+        e = box.head()
+        if e is None:
+            return
+        if e is ob.ARM_RETRY:
+            acts.append(("set_timer", "sms_retry", self.cfg["sms_retry_s"] * 1000))
+            return
+        text, kind = alerttexts.render(self, e, now)
+        box.sent(e, kind)
+        acts.append(("send_sms", e.number, text, e.n))
+        acts.append(("set_timer", "sms_timeout", self.cfg["sms_timeout_s"] * 1000))
+
+    def _sms_done(self, ok, acts, now, permanent=False):
+        box = self.outbox
+        fix_sent = box.inflight_fix
+        acts.append(("cancel_timer", "sms_timeout"))
+        e = box.take_inflight()
+        if e is None:
+            return
+        self._dirty = True
+        what = "%s %s" % (e.label(), mask(e.number))
+        if ok:
+            self._sms_ok += 1
+            self._log(acts, "sms_ok", what)
+            self.sup.delivered(e)
+            if e.kind in ob.LOC and e.number not in self.got_gps:
+                if fix_sent == "gps":
+                    self.got_gps.append(e.number)
+                elif self.active and self.fix_kind(now)[0] == "gps":
+                    # the fix came while this one was on its way without it
+                    box.queue(e.number, ob.UPDATE)
+            return
+        e.tries += 1
+        if permanent or e.tries > self.cfg["sms_retries"]:
+            if e.kind == ob.ALERT:
+                self._sms_failed += 1
+            self._log(acts, "sms_failed", what)
+        else:
+            self._log(acts, "sms_retry", what)
+            box.items.append(e)
+
+    def _on_sms_sent(self, ev, now, acts):
+        if ev[1] != self.outbox.inflight:
+            self._log(acts, "sms_stale", str(ev[1]))
+            return
+        # ev[3] (optional): the network refused it for good (aterrors.sms_retry_class):
+        # retrying would only delay the others
+        self._sms_done(bool(ev[2]), acts, now, len(ev) > 3 and bool(ev[3]))
 
     # --------------------------------------------------------------- inputs
     def _on_fix(self, ev, now, acts):
@@ -455,8 +616,9 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
             return
         # the first fresh fix after a location-less alert: tell who lacks it
         for n in self.recipients():
-            if n not in self.got_gps and not self._pending_loc(n):
-                self._queue(n, "update")
+            if n not in self.got_gps and not self.outbox.pending(n, ob.LOC):
+                self.outbox.queue(n, ob.UPDATE)
+                self._dirty = True
 
     def _on_cell(self, ev, now, acts):
         if ev[1]:
@@ -465,27 +627,41 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
     def _on_signal(self, ev, now, acts):
         self.rssi = ev[1]
 
+    def _on_battery(self, ev, now, acts):
+        p = int(ev[1])
+        if p < 0 or p > 100:
+            self._log(acts, "battery?", str(p))
+            return
+        self.battery = p
+        if self.sup.on_battery(self, p, acts):
+            self._dirty = True
+
+    def _on_power_warning(self, ev, now, acts):
+        if self.sup.on_power_warning(self, ev[1], now, acts):
+            self._dirty = True
+
     def _on_timer(self, ev, now, acts):
         name = ev[1]
         c = self.cfg
+        calls = self.calls
         if name == "sms_timeout":
-            if self.inflight is not None:
-                self._log(acts, "sms_timeout", str(self.inflight))
+            if self.outbox.inflight is not None:
+                self._log(acts, "sms_timeout", str(self.outbox.inflight))
                 self._sms_done(False, acts, now)
         elif name == "sms_retry":
-            self._retry_armed = False
-            self._retry_ready = True
+            self.outbox.retry_armed = False
+            self.outbox.retry_ready = True
         elif name == "redial":
-            if self.active and self.dial_list and self.call in ("idle", "hangup"):
-                self._dial(now, acts)
+            if self.active and self.dial_list and calls.can("dial"):
+                self._dial(acts)
         elif name == "dial_timeout":
-            if self.call in ("dialing", "alerting", "answering"):
+            if calls.ringing_out():
                 acts.append(("hangup",))
-                self.call = "hangup"
-                self._call_failed(now, acts, "timeout")
+                self._move(acts, "hangup")
+                self._call_failed(acts, "timeout")
         elif name == "update":
             if self.active:
-                self._queue_location(acts, "update")
+                self._queue_location("update")
                 left = c["max_alert_s"] * 1000 - ticks_diff(now, self.start_t)
                 if left > 0:
                     acts.append(("set_timer", "update",
@@ -494,64 +670,21 @@ class AlertMachine(SmsMixin, CallMixin, SupMixin):
             if self.active:
                 self._expire(now, acts)
         elif name == "daily":
-            self._on_daily(now, acts)
+            if self.sup.on_daily(self, now, acts):
+                self._dirty = True
         else:
             self._log(acts, "unknown_timer", str(name))
 
-    def _pin_failed(self, e, who, now, acts, sender):
-        c = self.cfg
-        pf = self.pin_fails
-        if e is None:
-            if len(pf) >= PIN_SENDERS:
-                # make room: the least recent sender that is not locked, else the oldest
-                i = 0
-                for j in range(len(pf)):
-                    if pf[j][2] is None:
-                        i = j
-                        break
-                pf.pop(i)
-            e = [who, 0, None]
-        else:
-            pf.remove(e)
-        pf.append(e)                    # most recent last
-        e[1] += 1
-        self._dirty = True
-        self._log(acts, "sms_ignored", "bad_pin " + mask(sender))
-        if e[1] >= c["pin_max_failures"]:
-            e[2] = now
-            self._log(acts, "sms_locked", "%ds %s" % (c["pin_lockout_s"], mask(sender)))
-
+    # --------------------------------------------------------------- SMS commands
     def _on_sms_command(self, ev, now, acts):
-        sender, text = ev[1], ev[2]
-        c = self.cfg
-        if not self._authorized(sender):
-            self._log(acts, "sms_ignored", "unauthorized " + mask(sender))
+        sender = ev[1]
+        cmd = self.commands.check(sender, ev[2], now, acts, self._authorized(sender))
+        if cmd is None:
             return
-        w = command_words(text)
-        if not w or w[0] not in COMMANDS:
-            self._log(acts, "sms_ignored", "unknown " + mask(sender))
-            return
-        who = canon(sender, self.cc)
-        e = None
-        for x in self.pin_fails:
-            if x[0] == who:
-                e = x
-        if e is not None and e[2] is not None:
-            self._log(acts, "sms_ignored", "locked " + mask(sender))
-            return
-        if not pin_ok(c, w[1] if len(w) > 1 else ""):
-            self._pin_failed(e, who, now, acts, sender)
-            return
-        if e is not None:               # the right PIN: this sender's count starts over
-            self.pin_fails.remove(e)
-            self._dirty = True
-        cmd = w[0]
-        self._log(acts, "sms_command", cmd + " " + mask(sender))
+        self._dirty = True
         if cmd == "UBICACION":
-            self._queue(sender, "location")
-        elif cmd == "ESTADO":
-            self._queue(sender, "status")
-        elif self.active:
-            self._cancel(now, acts, "c4", reply_to=sender)
+            self.outbox.queue(sender, ob.LOCATION)
+        elif cmd == "ESTADO" or not self.active:   # CANCELAR with no alert: the status
+            self.outbox.queue(sender, ob.STATUS)
         else:
-            self._queue(sender, "status")
+            self._cancel(now, acts, "c4", reply_to=sender)

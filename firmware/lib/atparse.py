@@ -38,10 +38,17 @@ from atargs import (split_args, parse_csq, csq_dbm, parse_cbc,  # noqa: F401
 MAX_LINE = 256
 MAX_EVENTS = 32
 
+# Call-progress codes: finals while ATD/ATA waits, URCs otherwise, and the cause the
+# alert machine is told when our call ends that way.  The one definition (modem.py and
+# the dialect read it from here).
+CALL_END = {"NO CARRIER": "no_carrier", "BUSY": "busy", "NO ANSWER": "no_answer",
+            "NO DIALTONE": "error"}
+# Power URCs in SIMCom's own spelling ("WARNNING"); the corrected spelling maps onto these.
 UV_WARN = "UNDER-VOLTAGE WARNNING"
 UV_DOWN = "UNDER-VOLTAGE POWER DOWN"
 OV_WARN = "OVER-VOLTAGE WARNNING"
 OV_DOWN = "OVER-VOLTAGE POWER DOWN"
+NORMAL_DOWN = "NORMAL POWER DOWN"       # AT+CPOWD or PWRKEY: ours, not the supply
 
 # Whole-line URCs -> canonical name.
 _URC_WORDS = {
@@ -57,7 +64,7 @@ _URC_WORDS = {
     OV_WARN: OV_WARN,
     "OVER-VOLTAGE WARNING": OV_WARN,
     OV_DOWN: OV_DOWN,
-    "NORMAL POWER DOWN": "NORMAL POWER DOWN",
+    NORMAL_DOWN: NORMAL_DOWN,
 }
 
 # "+X: ..." prefixes that are URCs unless the pending command expects them.
@@ -67,7 +74,6 @@ URC_PREFIXES = ("+CLIP", "+CMTI", "+CLCC", "+CREG", "+CGREG", "+CFUN", "+CPIN",
 
 _FINAL_WORDS = ("OK", "ERROR", "NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE",
                 "SHUT OK")
-_CALL_CODES = ("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE")
 
 
 def _prefix(line):
@@ -248,7 +254,7 @@ class ATParser:
             self.echoes += 1
             return
         if text in _FINAL_WORDS:
-            if text in _CALL_CODES and not self._dialing:
+            if text in CALL_END and not self._dialing:
                 self._push(("urc", text, ""))
             else:
                 self._final(text, "")

@@ -3,7 +3,8 @@
 import asyncio
 import time
 
-from atparse import ATParser
+import aterrors
+from atparse import ATParser, CALL_END
 
 CTRL_Z = b"\x1a"
 WAKE_MS = 50  # assumption: the SIM800 takes commands this soon after the wake byte
@@ -12,11 +13,30 @@ ESC = b"\x1b"
 
 
 class ModemError(Exception):
-    pass
+    """A command the module refused or did not answer, as data: command ("AT+CMGS"),
+    kind ("ERROR" "CME" "CMS" "NO CARRIER" "BUSY"... as atparse names finals, or
+    "timeout", "aborted"), code (the CME/CMS number, or None) and text (the final's
+    text: the code, a verbose message, or why it was aborted)."""
+
+    def __init__(self, command, kind, text=""):
+        self.command = command
+        self.kind = kind
+        self.text = text
+        self.code = aterrors.code_of(text)
+        super().__init__(("%s -> %s %s" % (command, kind, text)).rstrip())
+
+    def reply(self):
+        """What the module said: 'CME 10', 'ERROR', 'timeout'."""
+        return ("%s %s" % (self.kind, self.text)).rstrip()
+
+    def log_name(self):
+        """For the log (never the command: it may hold her contacts' numbers)."""
+        return aterrors.log_name(self.kind, self.code, self.text)
 
 
 class ModemTimeout(ModemError):
-    pass
+    def __init__(self, command):
+        ModemError.__init__(self, command, "timeout")
 
 
 class Modem:
@@ -71,7 +91,7 @@ class Modem:
             if self._busy:
                 self._final = ev
                 self._done.set()
-            elif ev[1] in ("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE"):
+            elif ev[1] in CALL_END:
                 self.on_urc(ev[1], "")  # call ended while no command was waiting
         elif kind == "prompt":
             self._prompt.set()
@@ -85,7 +105,7 @@ class Modem:
         """The module is gone (it announced POWER DOWN): fail the waiting command now
         instead of letting it run into its timeout."""
         if self._busy:
-            self._final = ("final", "ERROR", reason)
+            self._final = ("final", "aborted", reason)
             self._done.set()
             self._prompt.set()
 
@@ -139,7 +159,7 @@ class Modem:
             self._p.expect(None)
         _, kind, text = self._final
         if check and kind != "OK":
-            raise ModemError("%s -> %s %s" % (command, kind, text))
+            raise ModemError(command, kind, text)
         return kind, text, self._lines
 
     async def batch(self, commands, timeout_ms=2000):
@@ -187,7 +207,7 @@ class Modem:
     async def send_sms(self, number, text, timeout_ms=60000):
         """AT+CMGS: wait for the '> ' prompt, send text (bytes in the modem's character
         set, see sms.encode) + Ctrl-Z, wait for +CMGS: <mr>.
-        Returns the message reference; raises ModemError('... CMS <code>') on refusal."""
+        Returns the message reference; raises ModemError (kind "CMS", code) on refusal."""
         async with self._lock:
             await self._wake()
             self._prompt.clear()
@@ -205,9 +225,9 @@ class Modem:
                 except asyncio.TimeoutError:
                     if self._final is None:
                         await self._write(ESC)
-                        raise ModemTimeout("no > prompt")
+                        raise ModemTimeout("AT+CMGS (no > prompt)")
                 if self._final is not None:  # refused (or aborted) instead of a prompt
-                    raise ModemError("%s -> %s %s" % (cmd, self._final[1], self._final[2]))
+                    raise ModemError("AT+CMGS", self._final[1], self._final[2])
                 await self._write(text + CTRL_Z)
                 try:
                     await asyncio.wait_for_ms(self._done.wait(), self._ms(timeout_ms))
@@ -218,7 +238,7 @@ class Modem:
                 self._p.expect(None)
             _, kind, ftext = self._final
             if kind != "OK":
-                raise ModemError("AT+CMGS -> %s %s" % (kind, ftext))
+                raise ModemError("AT+CMGS", kind, ftext)
             for line in self._lines:
                 if line.startswith("+CMGS:"):
                     return int(line[6:].strip())

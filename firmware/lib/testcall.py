@@ -10,8 +10,9 @@ from modem import ModemError
 
 
 async def _test_alert(a, log, timeout_s):
-    """The delivery-day test: a real alert marked PRUEBA, ended once C4 answered and
-    every recipient's SMS was accepted or refused; it leaves no alert state behind."""
+    """The delivery-day test: a real alert marked PRUEBA, ended once the machine says
+    the test is done (C4 answered and every recipient's SMS was accepted or refused,
+    with the counts); it leaves no alert state behind."""
     # Unlike a real alert, the delivery-day test waits a little for a GPS fix, so that the
     # PRUEBA SMS shows the technician the location path works too (it goes ahead without).
     try:
@@ -25,7 +26,7 @@ async def _test_alert(a, log, timeout_s):
     except asyncio.TimeoutError:
         ok = False
     try:
-        await a.modem.cmd("ATH", 5000, check=False)
+        await a.radio.modem.cmd(a.radio.dialect.HANGUP, 5000, check=False)
     except ModemError:
         pass
     store.remove(app.STATE_PATH)

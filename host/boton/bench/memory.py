@@ -299,8 +299,10 @@ print(json.dumps(out))
 """
 
 # leaves first, so each module's figure is its own code (app last: it imports the rest)
-IMPORT_ORDER = ("gsm7", "sms", "atargs", "atparse", "gesture", "alertsms", "alertcall", "alert",
-                "nmea", "store", "eventlog", "hw_esp32", "hw", "modem", "app")
+IMPORT_ORDER = ("gsm7", "sms", "atargs", "atparse", "aterrors", "dialect_sim800", "gesture",
+                "alertsms", "outbox", "callstate", "supervision", "smscommands", "alerttexts",
+                "alert", "nmea", "store", "eventlog", "hw_esp32", "hw", "modem", "powerpolicy",
+                "radio", "app")
 
 
 def import_costs(d):

@@ -14,7 +14,7 @@ timers are real seconds); the boards run side by side. Observed:
 * the GPS: every level the firmware drove on the board's gps.enable pin (the rig powers
   the simulated receiver from it). The GPS share is the last completed on-period (boot:
   on until a fresh fix) divided by the firmware's wake period (gps_every_s, read from
-  app.py's default); never switched off means on 100 %.
+  powerpolicy.py's default); never switched off means on 100 %.
 
 Static facts from the firmware sources (firmware/lib minus the hw_* backends), for the
 record: whether it calls lightsleep()/deepsleep(), sends AT+CSCLK, or writes to the GPS
@@ -126,9 +126,10 @@ def measure(workdir, window_s, board="tcall_sim800l_axp192"):
 
 
 def gps_period_s(lib=FIRMWARE / "lib"):
-    """The firmware's default GPS wake period (app.py: cfg.get("gps_every_s", N)), or None."""
+    """The firmware's default GPS wake period (powerpolicy.py: cfg.get("gps_every_s", N)),
+    or None."""
     try:
-        src = (lib / "app.py").read_text()
+        src = (lib / "powerpolicy.py").read_text()
     except OSError:
         return None
     found = re.search(r"""["']gps_every_s["']\s*,\s*(\d+(?:\.\d+)?)""", src)

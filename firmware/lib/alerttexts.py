@@ -1,0 +1,51 @@
+# The texts of the alert machine's SMS, rendered when a message is sent (never stale):
+# which sms.py text an outbox record becomes, given what the machine knows now.  Pure.
+
+import sms
+import outbox as ob
+
+
+def render(m, e, now):
+    # m: the AlertMachine; e: an outbox.Sms.  -> (text, fix kind it carries)
+    c = m.cfg
+    k = e.kind
+    kind, age = m.fix_kind(now)
+    f = m.fix if kind in ("gps", "last") else None
+    loc = {}
+    if f is not None:
+        loc = {"lat_e7": f[0], "lon_e7": f[1], "hdop": f[2], "acc_m": f[4]}
+    if k in ob.LOC:
+        return sms.alert_text(alias=c["alias"], kind=kind, age_s=age,
+                              battery=m.battery, device_id=c["device_id"],
+                              test=m.test_now(), update=k == ob.UPDATE,
+                              cell=m.cell, calling_c4=bool(m.dial_list),
+                              **loc), kind
+    if k == ob.LOCATION:
+        return sms.location_text(kind=kind, age_s=age, battery=m.battery,
+                                 device_id=c["device_id"], cell=m.cell,
+                                 test=m.test_now(), active=m.active, **loc), kind
+    if k == ob.STATUS:
+        return sms.status_text(battery=m.battery, rssi=m.rssi,
+                               gps="ok" if kind == "gps" else "nofix", fw=c["fw"],
+                               alerts=m.alerts, device_id=c["device_id"],
+                               active=m.active,
+                               sats=f[3] if (f and kind == "gps") else None,
+                               test=m.test_now()), kind
+    if k == ob.DAILY:
+        up = m.sup.uptime_ms(now)
+        return sms.daily_status_text(
+            battery=m.battery, rssi=m.rssi, gps="ok" if kind == "gps" else "nofix",
+            fix_age_s=age if kind == "last" else None,
+            sats=f[3] if (f and kind == "gps") else None, fw=c["fw"],
+            alerts=max(0, e.arg - m.sup.rep_alerts), device_id=c["device_id"],
+            uptime_h=None if up is None else up // 3600000, test=m.test_now(),
+            log_head=m.log_head() if m.log_head else None), kind
+    if k == ob.LOWBAT:
+        return sms.low_battery_text(alias=c["alias"], device_id=c["device_id"],
+                                    battery=m.battery if e.arg is None else None,
+                                    test=m.test_now()), kind
+    return sms.cancel_text(alias=c["alias"], device_id=c["device_id"],
+                           by=e.arg or "device", test=m.test_now(),
+                           minutes=c["max_alert_s"] // 60,
+                           advice=not m.is_c4(e.number)), kind
+

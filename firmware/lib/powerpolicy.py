@@ -1,0 +1,91 @@
+# Standby power, decided sans-IO (like gesture.Button): the app feeds it what it sees
+# and carries out what it says.
+#
+#     p = PowerPolicy(cfg, has_gps_switch, now)
+#     for what, on in p.feed(now, alert_active, call_active, fix_ms, modem_sleepy):
+#         what: "modem_sleep" (AT+CSCLK) | "gps" (the receiver's supply switch)
+#     p.next_deadline()      # ticks when the GPS duty cycle next changes by itself
+#
+# The modem sleeps whenever no alert and no call needs it (config modem_sleep).  The
+# GPS runs until it has a fresh fix or gps_max_on_s passed, then rests gps_every_s;
+# during an alert it stays on.  Also the light-sleep timing and the battery's mV -> %.
+# Comments instead of docstrings: the .mpy deploy keeps code in the heap.
+
+from gesture import ticks_diff, ticks_add
+
+FIX_FRESH_MS = 5000     # a fix this young means the receiver did its job: rest
+
+# Light sleep (ms).  The chip hears nothing on its UARTs while asleep: it wakes on the
+# button (ext0), the modem's RI (ext1, where wired) and a timer, and sweeps what the
+# modem may have said meanwhile.  With RI: after every RI wake, plus a slow safety
+# sweep.  Without RI: a sweep every poll, so a ring is heard within it (C4's callback
+# rings ~30 s) at the cost of waking the modem (it then stays up T_SLEEP_IDLE, 5 s).
+SLEEP_CHUNK_MS = 2000
+SWEEP_RI_MS = 600000
+SWEEP_NO_RI_MS = 20000
+
+
+def sleep_timing(cfg, has_ri, scale=1.0):
+    # (chunk_ms, sweep_ms): one light sleep's length, and how often the modem is swept
+    # when nothing woke the chip (config light_sleep_ms, sweep_s; scaled on the rig).
+    chunk = int(cfg.get("light_sleep_ms", SLEEP_CHUNK_MS))
+    sweep = cfg.get("sweep_s")
+    sweep = int(sweep * 1000) if sweep else (SWEEP_RI_MS if has_ri else SWEEP_NO_RI_MS)
+    return chunk, max(1, int(sweep * scale))
+
+
+def may_light_sleep(alert_active, call_active, gps_on, events_waiting, modem_sleepy,
+                    modem_busy, ringing, gesture_pending):
+    # Never during an alert, a call, a GPS acquisition, with events to handle, while
+    # the modem is awake or a command waits, while RI is low (a call rings), or with a
+    # gesture being read.
+    return not (alert_active or call_active or gps_on or events_waiting or not modem_sleepy
+                or modem_busy or ringing or gesture_pending)
+
+
+def battery_pct(mv):
+    # LiPo: 3.3 V (empty) .. 4.2 V (full), close enough to linear
+    return max(0, min(100, int((mv - 3300) * 100 / 900)))
+
+
+class PowerPolicy:
+    def __init__(self, cfg, has_gps_switch, now):
+        self.modem_sleep = bool(cfg.get("modem_sleep", True))
+        self.gps_every = int(cfg.get("gps_every_s", 900) * 1000)
+        self.gps_max_on = int(cfg.get("gps_max_on_s", 120) * 1000)
+        self.has_gps_switch = has_gps_switch
+        self.gps_on = True      # the receiver is powered at boot
+        self.gps_on_at = now
+        self.gps_off_at = None
+
+    def feed(self, now, alert_active, call_active, fix_ms, modem_sleepy):
+        # -> [(what, on)]: what to switch now.  modem_sleepy: the modem's sleep mode as
+        # the driver knows it (None: unknown), so a refused AT+CSCLK is asked again.
+        out = []
+        want_sleep = self.modem_sleep and not alert_active and not call_active
+        if want_sleep != modem_sleepy:
+            out.append(("modem_sleep", want_sleep))
+        if not self.has_gps_switch:
+            return out
+        if self.gps_on:
+            fresh = fix_ms is not None and ticks_diff(now, fix_ms) < FIX_FRESH_MS
+            if not alert_active and (fresh or ticks_diff(now, self.gps_on_at) > self.gps_max_on):
+                self.gps_on = False
+                self.gps_off_at = now
+                out.append(("gps", False))
+        elif alert_active or self.gps_off_at is None or ticks_diff(now, self.gps_off_at) > self.gps_every:
+            self.gps_on = True
+            self.gps_on_at = now
+            out.append(("gps", True))
+        return out
+
+    def next_deadline(self):
+        # ticks at which the duty cycle switches the GPS by itself (a fix or an alert
+        # may come sooner), or None
+        if not self.has_gps_switch:
+            return None
+        if self.gps_on:
+            return ticks_add(self.gps_on_at, self.gps_max_on + 1)
+        if self.gps_off_at is None:
+            return None
+        return ticks_add(self.gps_off_at, self.gps_every + 1)

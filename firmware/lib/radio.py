@@ -1,0 +1,411 @@
+# The modem service: the modem's lifecycle (init, the recovery ladder, cell refresh,
+# status poll, network time) and the alert machine's modem actions (covert audio,
+# dial, hang up, answer, SMS), carried out through the family's dialect
+# (dialect_<family>.py).  What the modem says goes back to the app as events through
+# post(); what a refusal means is decided by aterrors and the dialect, not here.
+import asyncio
+import time
+
+import atparse
+import aterrors
+import eventlog
+import hw
+import sms
+from modem import Modem, ModemError, ModemTimeout
+
+NETWORK_TIME_AFTER = 1704067200  # 2024-01-01: an AT+CCLK? before it is the module's default
+FAMILIES = ("sim800",)           # dialect_<family>.py modules in this firmware
+
+
+def dialect_for(family, log):
+    """The board profile's modem.family -> its dialect module; an unknown family is
+    logged and the SIM800's is used (the button must still try)."""
+    family = family or "sim800"
+    if family not in FAMILIES:
+        log.add("modem_family_unknown", str(family)[:16])
+        family = "sim800"
+    return __import__("dialect_" + family)
+
+
+class Radio:
+    def __init__(self, board, log, post):
+        self.board = board
+        self.log = log
+        self.post = post  # an event for the alert machine
+        m = board["modem"]
+        self.dialect = dialect_for(m.get("family"), log)
+        self.uart = hw.UART(m["uart"], m["baud"], m["tx"], m["rx"])
+        self.modem = Modem(self.uart, self._urc, hw.TIME_SCALE)
+        self.call_active = False    # the modem reports our call as up
+        self.ok = asyncio.Event()   # no recovery running: new modem work may start
+        self.ok.set()
+        self._end_cause = None
+        self._recovering = False
+        self._modem_off = False     # known to be off (power-down URC, or supply cut)
+        self._sms_reading = []      # SMS indexes being read: a sweep and a +CMTI may name one
+
+    # ------------------------------------------------------------ the machine's actions
+    async def covert_audio(self):
+        """Mic up, speaker and ringer silent before ATD/ATA; retried, because a call with
+        the speaker on could give her away."""
+        await self._gate()
+        for attempt in range(3):
+            if not await self.modem.batch((self.dialect.COVERT_AUDIO,)):
+                return
+            self.modem.force_wake()
+        self.log.add("audio_error", "covert_settings_refused")
+
+    async def dial(self, number):
+        self._end_cause = None
+        await self._gate()
+        try:
+            await self.modem.cmd("ATD%s;" % number, 20000)
+        except ModemError as e:
+            self.log.add("dial_error", e.log_name())
+            self.post(("call_state", "ended", "error"))
+            if isinstance(e, ModemTimeout):
+                self.kick_recovery()
+
+    async def hangup(self):
+        await self.at(self.dialect.HANGUP)
+
+    async def answer(self):
+        await self.at(self.dialect.ANSWER)
+
+    async def at(self, command):
+        try:
+            await self.modem.cmd(command, 20000)
+        except ModemError as e:
+            self.log.add("at_error", str(e))
+
+    async def send_sms(self, number, text, n):
+        """Report ("sms_sent", n, ok, refused_for_good) back to the machine."""
+        refused = False
+        await self._gate()
+        try:
+            await self.modem.send_sms(number, sms.encode(text, "GSM"))
+            ok = True
+        except ModemError as e:
+            self.log.add("sms_error", e.log_name())
+            ok = False
+            refused = aterrors.sms_retry_class(e.kind, e.code) == aterrors.REFUSED
+            if isinstance(e, ModemTimeout):
+                self.kick_recovery()
+        self.post(("sms_sent", n, ok, refused))
+
+    async def _gate(self):
+        try:
+            await asyncio.wait_for_ms(self.ok.wait(), int(30000 * hw.TIME_SCALE))
+        except asyncio.TimeoutError:
+            pass  # try anyway: the alert must not stall on a slow recovery
+
+    # ------------------------------------------------------------ what the modem says
+    def _urc(self, name, args):
+        d = self.dialect
+        if name == "+CLCC":
+            c = atparse.parse_clcc(args)
+            if not c or c[1] != 0:
+                return  # incoming calls are handled from RING/+CLIP
+            state = d.CLCC_STATE.get(c[2])
+            if state == "ended":
+                asyncio.create_task(self.call_ended())
+            elif state:
+                self.call_active = state == "active"
+                self.post(("call_state", state, None))
+        elif name in d.CALL_END:
+            self._end_cause = d.CALL_END[name]
+        elif name == "+CLIP":
+            self.post(("incoming_call", atparse.parse_clip(args) or ""))
+        elif name == "+CMTI":
+            asyncio.create_task(self.read_sms(atparse.parse_cmti(args)))
+        elif name in d.POWER_WARNING or name in d.POWER_DOWN:
+            self.log.add("modem_power", name.replace(" ", "_"))
+            if name in d.POWER_WARNING:  # not our own power-off: the supply is failing
+                self.post(("power_warning", d.POWER_WARNING[name]))
+            if name in d.POWER_DOWN:
+                self.modem.abort("power down")
+                asyncio.create_task(self._power_back())
+
+    async def call_ended(self):
+        """Tell a normal hang-up by the far end from a drop: only AT+CEER knows."""
+        was_active, self.call_active = self.call_active, False
+        lines = ()
+        if was_active:
+            cmd, prefix = self.dialect.CALL_END_CAUSE_QUERY
+            try:
+                _, _, lines = await self.modem.cmd(cmd, 2000, expect=prefix, check=False)
+            except ModemError:
+                pass
+        self.post(("call_state", "ended", self.dialect.end_cause(was_active, self._end_cause, lines)))
+
+    async def read_sms(self, index):
+        if index is None or index in self._sms_reading:
+            return
+        self._sms_reading.append(index)
+        try:
+            _, _, lines = await self.modem.cmd("AT+CMGR=%d" % index, 5000, expect="+CMGR")
+            if not lines:
+                return  # an empty slot: read and deleted already (a +CMTI and a sweep)
+            await self.modem.cmd("AT+CMGD=%d" % index, 5000)
+        except ModemError as e:
+            self.log.add("sms_read_error", str(e))
+            return
+        finally:
+            self._sms_reading.remove(index)
+        hdr = atparse.parse_cmgr(lines[0])
+        sender = hdr[1] if hdr else ""
+        self.post(("sms_command", sender, "\n".join(lines[1:])))
+
+    async def sweep(self):
+        """What the modem said while the ESP32 slept: a call ringing or gone (AT+CLCC) and
+        unread SMS (AT+CMGL, left unread until each is read and deleted)."""
+        try:
+            _, _, lines = await self.modem.cmd("AT+CLCC", 3000, expect="+CLCC", check=False)
+            for number in self.dialect.ringing(lines):
+                self.post(("incoming_call", number))
+            if self.call_active and not self.dialect.our_call_up(lines):
+                asyncio.create_task(self.call_ended())  # its NO CARRIER was lost
+            _, _, lines = await self.modem.cmd('AT+CMGL="REC UNREAD",1', 5000, expect="+CMGL",
+                                               check=False)
+        except ModemError as e:
+            self.log.add("sweep_error", str(e))
+            return
+        for ln in lines:
+            if ln[:6] == "+CMGL:":
+                await self.read_sms(int(ln[6:].split(",")[0]))
+
+    async def call_survived(self):
+        """After an ESP32 reset: the modem kept its power, so our call may still be up."""
+        try:
+            _, _, lines = await self.modem.cmd("AT+CLCC", 3000, expect="+CLCC", check=False)
+        except ModemError:
+            return False
+        return self.dialect.our_call_up(lines)
+
+    # ------------------------------------------------------------ lifecycle
+    def _pin(self, name, value):
+        num = self.board["modem"].get(name)
+        if num is None:
+            return None
+        return hw.Pin(num, hw.Pin.OUT, value=value)
+
+    async def init(self, poll_status):
+        """Bring the module up and configure it; poll_status: the app's status poll (it
+        reads the battery from the board's own gauge first). True if registered."""
+        m = self.modem
+        d = self.dialect
+        self._poll_status = poll_status  # a recovery's init polls again
+        # Supply on (T-Call: POWER_ON pin), RESET and PWRKEY released before anything else.
+        self._pin("power_on", 1)
+        self._pin("reset", 1)
+        self._pin("pwrkey", 1)
+        if await m.probe():
+            self._modem_off = False
+        else:
+            # Silent at boot: off, asleep past the wake byte, or hung. The same safe
+            # ladder as a recovery; PWRKEY only once the module is known to be off.
+            how = await self._revive()
+            if how is None:
+                return False
+            self.log.add("modem_recovered", how)
+        await m.read_sleep()  # an ESP32-only reset left it as it was: its sleep mode may be on
+        for c in await m.batch(d.INIT_FIRST):
+            self.log.add("init_error", c)
+        # The SIM takes seconds after power-on; SMS settings are refused until it is ready.
+        sim = "?"
+        for _ in range(30):
+            try:
+                _, _, lines = await m.cmd("AT+CPIN?", 5000, expect="+CPIN")
+                sim = lines[0] if lines else "?"
+            except ModemError as e:
+                sim = e.reply()
+            if d.sim_state(sim) != "wait":
+                break
+            await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
+        if d.sim_state(sim) != "ready":
+            self.log.add("sim_problem", sim.replace(" ", "_"))
+        for _ in range(10):
+            failed = await m.batch(d.INIT)
+            if not failed:
+                break
+            await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
+        else:
+            self.log.add("init_error", ",".join(failed))
+        registered = False
+        for _ in range(60):
+            try:
+                _, _, lines = await m.cmd("AT+CREG?", 2000, expect="+CREG")
+                reg = atparse.parse_creg(lines[0]) if lines else None
+                if reg and atparse.registered(reg[0]):
+                    registered = True
+                    break
+            except ModemError:
+                pass
+            await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
+        self.log.add("registered" if registered else "not_registered", "")
+        await poll_status()
+        await self.refresh_cell()
+        if registered:
+            await self.network_clock(save=True)
+        return registered
+
+    async def refresh_cell(self):
+        """Serving cell id + LAC: the location of last resort when there is no fix
+        (AT+CIPGSMLOC no longer works; C4 can resolve a cell id with the carrier)."""
+        cmd, prefix = self.dialect.CELL_QUERY
+        try:
+            _, _, lines = await self.modem.cmd(cmd, 3000, expect=prefix, check=False)
+        except ModemError:
+            return
+        cell = self.dialect.serving_cell(lines)
+        if cell:
+            self.post(("cell", cell))
+
+    async def poll(self, battery_known):
+        """The module's battery reading (unless the board's gauge gave one) and signal."""
+        d = self.dialect
+        for (cmd, prefix), read, kind in ((d.BATTERY_QUERY, d.battery_pct, "battery"),
+                                          (d.SIGNAL_QUERY, _rssi, "signal")):
+            if kind == "battery" and battery_known:
+                continue
+            try:
+                _, _, lines = await self.modem.cmd(cmd, 2000, expect=prefix)
+            except ModemError:
+                continue
+            v = read(lines[0]) if lines else None
+            if v is not None:
+                self.post((kind, v))
+
+    async def network_clock(self, save=False):
+        """Set an unset RTC from the network's time (AT+CCLK? after NITZ): a button kept
+        indoors may never see a GPS fix. GPS UTC wins: this never overrides a set clock.
+        Many networks send no time, and the module's clock then counts from its 2004
+        default: never trusted. save: AT&W keeps CLTS=1 for firmware that applies it only
+        at the module's next start."""
+        if hw.unix_time() >= eventlog.SYNCED_AFTER:
+            return
+        try:
+            _, _, lines = await self.modem.cmd("AT+CCLK?", 2000, expect="+CCLK")
+        except ModemError:
+            return
+        now = atparse.parse_cclk(lines[0]) if lines else None
+        if now is None or now < NETWORK_TIME_AFTER:
+            if save:
+                try:
+                    await self.modem.cmd("AT&W", 2000)
+                except ModemError:
+                    pass
+            return
+        if hw.unix_time() < eventlog.SYNCED_AFTER:  # a GPS fix may have set it meanwhile
+            hw.set_rtc(now)
+            self.log.add("clock", "network")
+
+    async def set_sleep(self, on):
+        """The module's own sleep mode; True if it took it."""
+        d = self.dialect
+        try:
+            await self.modem.cmd(d.SLEEP_SET % (d.SLEEP_ON if on else d.SLEEP_OFF), 2000)
+        except ModemError:
+            return False
+        self.modem.sleepy = on
+        self.log.add("power", "modem_sleep" if on else "modem_awake")
+        return True
+
+    async def check(self, every_ms):
+        """Health check: silent for every_ms and no answer to AT: run the recovery ladder."""
+        if time.ticks_diff(time.ticks_ms(), self.modem.last_rx_ms) > every_ms:
+            try:
+                ok = (await self.modem.cmd("AT", 1000, check=False))[0] == "OK"
+            except ModemTimeout:
+                ok = False
+            if not ok and not self._recovering:
+                self._recovering = True
+                await self._recover_once()
+
+    # ------------------------------------------------------------ recovery ladder
+    def kick_recovery(self):
+        """A command timed out: start the recovery ladder now, not at the next health check."""
+        if not self._recovering:
+            self._recovering = True
+            asyncio.create_task(self._recover_once())
+
+    async def _recover_once(self):
+        self.ok.clear()  # new modem work waits for the ladder instead of queueing before it
+        try:
+            await self.recover()
+        finally:
+            self._recovering = False
+            self.ok.set()
+
+    async def _power_back(self):
+        """The module switched itself off (supply sag, or someone's PWRKEY): try to bring
+        it back once the supply may have recovered; the ladder ends in a power-on."""
+        self._modem_off = True  # it said so: PWRKEY may switch it on without a supply cut
+        await asyncio.sleep_ms(int(5000 * hw.TIME_SCALE))
+        self.kick_recovery()
+
+    async def recover(self):
+        """The module stopped answering: AT probe (wake byte first) -> AT+CFUN=1,1 ->
+        RESET pin -> supply cut -> PWRKEY, each step only if the one before did not bring
+        it back. A PWRKEY press of 1-33 s switches a running module OFF, and a hung module
+        looks just like an off one, so the key is pressed only when the module is known
+        to be off: its supply was just cut, or it announced its own power-down."""
+        m = self.modem
+        self.log.add("modem_silent", "")
+        if await m.probe(3000):
+            self._modem_off = False
+            self.log.add("modem_recovered", "probe")
+            await m.read_sleep()
+            return True
+        how = await self._revive()
+        if how is None:
+            return False  # modem_hung or modem_dead logged; the health check tries again
+        self.log.add("modem_recovered", how)
+        await self.init(self._poll_status)  # it restarted: settings and sleep mode anew
+        return True
+
+    async def _revive(self):
+        """The rungs after a failed probe. Returns how the module came back, or None."""
+        m = self.modem
+        try:
+            # A live but confused module answers OK and restarts (its sleep mode back to 0).
+            if (await m.cmd("AT+CFUN=1,1", 2000, check=False))[0] == "OK" and await m.probe(8000):
+                return "cfun"
+        except ModemError:
+            pass  # no answer at all: it did not hear it either
+        rst = self._pin("reset", 1)
+        if rst:
+            rst.value(0)
+            await asyncio.sleep_ms(max(150, int(200 * hw.TIME_SCALE)))
+            rst.value(1)
+            if await m.probe(8000):
+                return "reset_pin"
+        how = "pwrkey"
+        pwr = self._pin("power_on", 1)
+        if pwr:
+            # With PWRKEY released the SIM800 stays off when VBAT returns (HD 4.2): off
+            # for sure, so the press below switches it on.
+            pwr.value(0)
+            await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
+            pwr.value(1)
+            self._modem_off = True
+            how = "power_cycle"
+        if not self._modem_off:
+            # Silent after CFUN and RESET, no supply switch, no power-down seen: maybe hung
+            # but on, and a press would switch it off. Leave it; try again later.
+            self.log.add("modem_hung", "no_supply_switch")
+            return None
+        key = self._pin("pwrkey", 1)
+        key.value(0)
+        await asyncio.sleep_ms(int(self.dialect.PWRKEY_ON_MS * hw.TIME_SCALE))
+        key.value(1)
+        self._modem_off = False  # from here on it may be on: never press again unproven
+        if await m.probe(10000):
+            return how
+        self.log.add("modem_dead", how)
+        return None
+
+
+def _rssi(line):
+    v = atparse.parse_csq(line)
+    return v[0] if v else None

@@ -1,0 +1,387 @@
+"""The alert machine's parts and the pure modules app.py leans on, story by story:
+the call state's table (callstate.py), the outbox's records (outbox.py), supervision
+(supervision.py), the standby power policy (powerpolicy.py), what a refused AT command
+means (aterrors.py, modem.ModemError) and the SIM800 dialect (dialect_sim800.py); and
+what the machine now says itself instead of app.py inferring it (refresh_cell,
+test_done, a call that survived a reset).
+
+Each story runs on the MicroPython unix port and on CPython; both must print the same
+JSON (as tests/test_alert.py does).
+"""
+import contextlib
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from boton.paths import FIRMWARE
+
+sys.path.insert(0, str(FIRMWARE / "lib"))  # the firmware's modules under CPython
+
+HARNESS = (Path(__file__).parent / "alert_sim.py").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def both(mpy):
+    def run(code, harness=False):
+        # harness: tests/alert_sim.py's Sim first (it loads the whole machine)
+        src = (HARNESS + "\n" if harness else "import json, sys\n"
+               "def out(obj):\n    print(json.dumps(obj))\n") + code
+        got = mpy.json(src)
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            exec(compile(src, "<story>", "exec"), {"__name__": "story"})
+        want = json.loads(buf.getvalue().strip().splitlines()[-1])
+        assert got == want, "MicroPython and CPython disagree"
+        return got
+    return run
+
+
+# ---------------------------------------------------------------------------
+# Call state
+
+
+def test_call_state_moves_through_its_table_and_refuses_the_rest(both):
+    r = both("""
+from callstate import CallState
+c = CallState(["+524491110000", "911"])
+trail = [c.state]
+for ev in ["dial", "dialing", "alerting", "active", "ended"]:
+    trail.append(c.move(ev))
+refused = [c.move("dial") is not None]           # idle: a dial is fine
+refused.append(c.move("dial"))                    # dialing again while dialing: refused
+refused.append(c.state)
+refused.append(c.move("answer"))                  # a call-back while we dial: refused
+c.move("hangup")
+late = [c.move("active"), c.move("alerting"), c.move("ended")]   # our hang-up, confirmed
+idle = [c.move("ended"), c.move("alerting"), c.move("hangup"), c.state]
+out([trail, refused, late, idle])
+""")
+    trail, refused, late, idle = r
+    assert trail == ["idle", "dialing", "dialing", "alerting", "active", "idle"]
+    assert refused == [True, None, "dialing", None]
+    assert late == ["hangup", "hangup", "idle"]      # a late "active" does not revive it
+    assert idle == ["idle", "idle", None, "idle"]    # no hang-up without a call
+
+
+def test_call_state_backoff_walks_the_list(both):
+    r = both("""
+from callstate import CallState
+cfg = {"redial_backoff_s": [5, 10], "attempts_per_number": 2, "cycle_backoff_s": 60}
+c = CallState(["A", "B"])
+got = []
+for _ in range(5):
+    c.att += 1
+    d = c.next_delay_s(cfg)
+    got.append([d, c.number(), c.att])
+out(got)
+""")
+    # 1st failure on A: 5 s; 2nd: on to B (5 s); B twice; then the list over (60 s)
+    assert r == [[5, "A", 1], [5, "B", 0], [5, "B", 1], [60, "A", 0], [5, "A", 1]]
+
+
+def test_machine_reports_a_refused_call_move_as_a_log(both):
+    r = both("""
+s = Sim()
+s.ev("gesture", "alert")
+acts = []
+s.m.calls.state = "active"      # a dial can never come now: the table says so
+ok = s.m._move(acts, "dial")
+out([ok, acts, s.m.calls.state])
+""", harness=True)
+    assert r == [False, [["log", "call_refused", "active:dial"]], "active"]
+
+
+# ---------------------------------------------------------------------------
+# Outbox
+
+
+def test_outbox_records_queue_retry_and_round_trip(both):
+    r = both("""
+import outbox as ob
+b = ob.Outbox()
+b.queue("+524493330001", ob.ALERT)
+b.queue("+524493330002", ob.CANCEL, "c4")
+b.queue("+525550001111", ob.DAILY, 3)
+e = b.head()
+b.sent(e, "gps")
+first = [e.n, e.number, e.label(), b.head() is None]       # one at a time
+done = b.take_inflight()
+done.tries += 1
+b.items.insert(0, done)                                      # failed: it waits its turn
+arm = b.head()                                               # start the retry delay
+again = b.head()                                             # armed already: wait
+b.retry_ready = True
+go = b.head()
+rows = b.rows()
+c = ob.Outbox()
+c.restore(rows, b.seq)
+bad = []
+for row in [[1, "x"], [1, "x", "wiggle", 0], ["n", "x", "alert", 0]]:
+    try:
+        ob.Sms.from_row(row)
+        bad.append("taken")
+    except (IndexError, ValueError) as ex:
+        bad.append(type(ex).__name__)
+out([first, arm, again, go.label(), rows, c.rows() == rows, c.items[-1].arg, c.seq, bad,
+     b.pending("4493330001", ob.LOC) is not None, b.pending("+524493330001", (ob.LOWBAT,))])
+""")
+    first, arm, again, go, rows, same, arg, seq, bad, pend, none = r
+    assert first == [1, "+524493330001", "alert", True]
+    assert arm == "arm" and again is None and go == "alert"
+    assert rows == [[1, "+524493330001", "alert", 1], [2, "+524493330002", "cancel:c4", 0],
+                    [3, "+525550001111", "daily:3", 0]]
+    assert same and arg == 3 and seq == 3          # the daily count comes back a number
+    assert bad == ["IndexError", "ValueError", "ValueError"]
+    assert pend is True and none is None      # national form matches; other kinds do not
+
+
+def test_outbox_drop_locations_keeps_the_one_in_flight_and_front_goes_behind_it(both):
+    r = both("""
+import outbox as ob
+b = ob.Outbox()
+for n in ["A", "B"]:
+    b.queue(n, ob.ALERT)
+b.queue("A", ob.STATUS)
+b.sent(b.head(), "none")
+b.put_front([b.new("C", ob.UPDATE)])
+front = [x.label() + " " + x.number for x in b.items]
+b.drop_locations()
+out([front, [x.label() + " " + x.number for x in b.items]])
+""")
+    assert r == [["alert A", "update C", "alert B", "status A"], ["alert A", "status A"]]
+
+
+# ---------------------------------------------------------------------------
+# Supervision, on its own (the machine's stories are in tests/test_alert.py)
+
+
+def test_supervision_warns_each_contact_once_per_crossing(both):
+    r = both("""
+import outbox as ob
+from supervision import Supervision
+class M:                       # what supervision reads of the machine
+    active = False
+    alerts = 2
+    contacts = ["+524493330001", "+524493330002"]
+    def __init__(self):
+        self.outbox = ob.Outbox()
+    def test_now(self):
+        return False
+    def recipients(self):
+        return self.contacts
+m = M()
+cfg = {"low_battery_pct": [20, 10], "battery_hysteresis_pct": 5, "power_update_gap_s": 120,
+       "daily_status_s": 100, "programme_number": "+525550001111"}
+s = Supervision(cfg)
+acts = []
+steps = [s.on_battery(m, p, acts) for p in (50, 19, 18, 26, 9)]
+sent = [x.label() + " " + x.number for x in m.outbox.items]
+m.outbox = ob.Outbox()
+m.active = True
+pw = s.on_power_warning(m, "under_voltage", 0, acts)
+front = [x.label() + " " + x.number for x in m.outbox.items]
+s.start(0, acts)
+m.active = False
+m.outbox = ob.Outbox()
+s.on_daily(m, 100000, acts)
+st = {}
+s.save(st, 130000)
+out([steps, sent, pw, front, [a for a in acts if a[0] == "log"], st, m.outbox.rows()])
+""")
+    steps, sent, pw, front, logs, st, daily = r
+    assert steps == [False, True, False, True, True]
+    a, b = "+524493330001", "+524493330002"
+    assert sent == ["lowbat " + a, "lowbat " + b]     # still waiting: never a second copy
+    assert pw is True
+    # her position first; no second low-battery SMS: she was warned at 9 %
+    assert front == ["update " + a, "update " + b]
+    assert ["log", "battery_ok", "26%"] in logs and ["log", "power_warning", "under_voltage"] in logs
+    assert ["log", "daily_status", "...1111"] in logs
+    assert st == {"bat_low": [20, 10], "rep_alerts": 0, "daily_left_ms": 70000}
+    assert daily == [[1, "+525550001111", "daily:2", 0]]   # a fresh outbox numbers from 1
+
+
+# ---------------------------------------------------------------------------
+# Standby power policy
+
+
+def test_power_policy_gps_duty_cycle_and_modem_sleep(both):
+    r = both("""
+import powerpolicy as pp
+p = pp.PowerPolicy({"gps_every_s": 900, "gps_max_on_s": 120}, True, 0)
+log = []
+def step(t, active=False, call=False, fix=None, sleepy=True):
+    for what, on in p.feed(t, active, call, fix, sleepy):
+        log.append([t, what, on])
+step(1000, sleepy=None)            # sleep mode unknown at boot: ask for it
+step(2000)
+step(30000, fix=29000)             # a fresh fix: rest
+dl = p.next_deadline()
+step(500000)
+step(931000)                       # 900 s after: on again
+step(1052000)                      # no fix for 120 s: off anyway
+step(1060000, active=True, sleepy=True)   # an alert: both awake
+step(1061000, active=True, sleepy=False, fix=1060500)   # a fix in an alert: GPS stays on
+step(1062000, call=True, sleepy=False)
+out([log, dl, p.next_deadline()])
+""")
+    log, dl, later = r
+    assert log == [[1000, "modem_sleep", True], [30000, "gps", False], [931000, "gps", True],
+                   [1052000, "gps", False], [1060000, "modem_sleep", False],
+                   [1060000, "gps", True]]
+    assert dl == 30000 + 900000 + 1
+    assert later == 1060000 + 120000 + 1
+
+
+def test_power_policy_without_gps_switch_and_light_sleep_rules(both):
+    r = both("""
+import powerpolicy as pp
+p = pp.PowerPolicy({"modem_sleep": False}, False, 0)
+fed = p.feed(999999, False, False, None, False)
+clear = [False, False, False, False, True, False, False, False]   # modem asleep, all quiet
+may = pp.may_light_sleep(*clear)
+nots = [pp.may_light_sleep(*[clear[j] != (i == j) for j in range(8)]) for i in range(8)]
+out([fed, p.gps_on, p.next_deadline(), may, nots,
+     [pp.battery_pct(mv) for mv in (3000, 3300, 3750, 4200, 4400)],
+     pp.sleep_timing({}, True), pp.sleep_timing({}, False, 0.1),
+     pp.sleep_timing({"light_sleep_ms": 500, "sweep_s": 30}, True)])
+""")
+    fed, gps_on, dl, may, nots, pct, ri, no_ri, cfg = r
+    assert fed == [] and gps_on is True and dl is None   # no switch: always powered
+    assert may is True and nots == [False] * 8     # any one reason keeps the chip awake
+    assert pct == [0, 0, 50, 100, 100]
+    assert ri == [2000, 600000] and no_ri == [2000, 2000] and cfg == [500, 30000]
+
+
+# ---------------------------------------------------------------------------
+# Errors as data
+
+
+def test_modem_errors_are_data_and_sms_refusals_are_classified(both):
+    r = both("""
+import aterrors
+from modem import ModemError, ModemTimeout
+e = ModemError('AT+CMGS', "CMS", "310")
+t = ModemTimeout("ATD+524491110000;")
+v = ModemError("AT+CPIN?", "CME", "SIM busy")
+out([[e.command, e.kind, e.code, str(e), e.reply(), e.log_name()],
+     [t.kind, t.code, t.log_name(), isinstance(t, ModemError)],
+     [v.code, v.reply(), v.log_name()],
+     [aterrors.sms_retry_class(k, c) for k, c in
+      [("CMS", 21), ("CMS", 38), ("CMS", 41), ("CMS", 42), ("CMS", 47), ("CMS", 304),
+       ("CMS", 310), ("CMS", 331), ("CMS", 500), ("CME", 21), ("CMS", None),
+       ("timeout", None)]],
+     aterrors.log_name("ERROR", None, ""), aterrors.log_name("CME", 30, "30")])
+""")
+    e, t, v, classes, err, cme = r
+    assert e == ["AT+CMGS", "CMS", 310, "AT+CMGS -> CMS 310", "CMS 310", "CMS_310_sim_missing"]
+    assert t == ["timeout", None, "timeout", True]     # the dialled number never in the log
+    assert v == [None, "CME SIM busy", "CME_SIM_busy"]
+    assert classes == ["refused", "retry", "retry", "retry", "retry", "refused",
+                       "retry", "retry", "retry", "retry", "retry", "retry"]
+    assert err == "ERROR" and cme == "CME_30_no_network"
+
+
+def test_sim800_dialect_reads_its_answers(both):
+    r = both("""
+import dialect_sim800 as d
+import atparse
+lines = ['+CLCC: 1,0,3,0,0,"+524491110000",145', '+CLCC: 2,1,4,0,0,"+524499999999",145']
+out([d.our_call_up(lines), d.our_call_up(lines[1:]), d.ringing(lines),
+     d.end_cause(False, None, []), d.end_cause(False, "busy", []),
+     d.end_cause(True, "busy", ["+CEER: Normal call clearing"]), d.end_cause(True, None, []),
+     [d.sim_state(x) for x in ("+CPIN: READY", "+CPIN: SIM PIN", "CME 10", "CME 14")],
+     d.battery_pct("+CBC: 0,87,4102"), d.battery_pct("+CBC: x"),
+     d.serving_cell(['+CENG: 0,"0063,34,00,334,020,23,1a2b,00,05,00c3,255"', "junk"]) is not None,
+     d.serving_cell(["junk"]),
+     d.POWER_WARNING[atparse.UV_WARN], [x in d.POWER_DOWN for x in
+                                         (atparse.UV_DOWN, atparse.NORMAL_DOWN, atparse.UV_WARN)],
+     d.CALL_END is atparse.CALL_END, d.PWRKEY_ON_MS, d.HANGUP])
+""")
+    assert r[:3] == [True, False, ["+524499999999"]]
+    assert r[3:7] == ["no_carrier", "busy", "remote", "dropped"]
+    assert r[7] == ["ready", "stuck", "wait", "wait"]
+    assert r[8:10] == [87, None]
+    assert r[10] is True and r[11] is None
+    assert r[12] == "under_voltage" and r[13] == [True, True, False]
+    assert r[14:] == [True, 1200, "ATH"]
+
+
+# ---------------------------------------------------------------------------
+# What the machine says now instead of app.py inferring it
+
+
+def test_alert_asks_for_the_cell_after_its_dial_not_on_a_repeat(both):
+    r = both("""
+s = Sim()
+s.ev("gesture", "alert")
+k = s.kinds()
+s.clear()
+s.ev("gesture", "alert")
+out([k, s.kinds()])
+""", harness=True)
+    first, repeat = r
+    assert first.index("dial") < first.index("refresh_cell")
+    assert first.count("refresh_cell") == 1 and "refresh_cell" not in repeat
+
+
+def test_test_done_once_c4_answered_and_every_alert_sms_settled(both):
+    r = both("""
+s = Sim(test_mode=True, sms_ok=None, contacts=["+524493330001", "+524493330002"])
+s.ev("gesture", "alert")
+s.ev("call_state", "active", None)
+s.ev("sms_sent", 1, True)
+early = s.of("test_done")
+s.ev("sms_sent", 2, False, True)          # contact 2 refused for good
+done = s.of("test_done")
+s.ev("sms_sent", 3, True)                 # C4's copy
+s.ev("call_state", "ended", "remote")
+plain = Sim(sms_ok=True)
+plain.ev("gesture", "alert")
+plain.ev("call_state", "active", None)
+out([early, done, s.of("test_done"), plain.of("test_done")])
+""", harness=True)
+    early, done, final, plain = r
+    assert early == []                           # C4's own alert SMS still waits
+    assert final == [[0, "test_done", 2, 1]] and done == []
+    assert plain == []                           # only the test mode reports it
+
+
+def test_resume_keeps_a_call_that_survived_the_reset(both):
+    r = both("""
+import json
+s = Sim()
+s.ev("gesture", "alert")
+s.advance(30000)
+saved = json.loads(json.dumps(s.m.to_state(s.t)))
+kept = Sim().resume(saved, True)
+kinds = kept.kinds()
+kept.ev("call_state", "active", None)
+fresh = Sim().resume(saved)
+out([kinds, kept.logs("call_kept"), kept.m.calls.state, fresh.dials()])
+""", harness=True)
+    kinds, logged, state, dials = r
+    assert "dial" not in kinds and "covert_audio" not in kinds
+    assert logged == [["call_kept", ""]] and state == "active"
+    assert len(dials) == 1                       # without the fact: it redials
+
+
+def test_damaged_state_resets_the_parts_without_rerunning_init(both):
+    r = both("""
+from alert import AlertMachine
+calls = []
+orig = AlertMachine.__init__
+s = Sim()
+s.ev("gesture", "alert")
+def counting(self, *a):
+    calls.append(1)
+    orig(self, *a)
+AlertMachine.__init__ = counting
+s.resume({"v": 1, "active": True, "out": [[1, "x"]]})
+AlertMachine.__init__ = orig
+out([len(calls), s.m.active, s.m.outbox.rows(), s.m.calls.state, s.logs("state_ignored")])
+""", harness=True)
+    assert r == [0, False, [], "idle", [["state_ignored", "IndexError"]]]
