@@ -127,9 +127,10 @@ class Modem:
     async def _wake(self):
         """With AT+CSCLK=2 an idle module sleeps and loses the byte that wakes it: send a
         lone CR (an empty line, ignored if it was awake after all) and give it a moment."""
-        now = time.ticks_ms()
-        idle = min(time.ticks_diff(now, self.last_tx_ms), time.ticks_diff(now, self.last_rx_ms))
-        # 3 s of the module's 5: the two clocks see the same silence a little apart
+        # The module's sleep timer counts the host's silence: its own URCs and replies need
+        # not keep it awake, so only what we sent says it is still up. 3 s of the module's
+        # 5: the two clocks see the same silence a little apart.
+        idle = time.ticks_diff(time.ticks_ms(), self.last_tx_ms)
         if self._asleep or (self.sleepy is not False and idle > self._ms(3000)):
             self._asleep = False
             await self._write(b"\r")
