@@ -72,7 +72,7 @@ from .registry_fields import (check_board, check_hash, format_flash_size, looks_
                               normalise_imei, normalise_label, normalise_mac, parse_flash_size,
                               resolve_technician, scrub, show_input)
 from .registry_lifecycle import DeviceLifecycle
-from .registry_paths import default_key_file, default_path
+from .registry_paths import default_key_file, default_path, remove_db_files
 from .registry_schema import DEVICE_SELECT, DeviceRecord, EndingSoon, read_meta
 from .registry_states import STATES, TRANSITION_HINTS, TRANSITIONS
 
@@ -184,11 +184,7 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify):
         except sqlite3.DatabaseError as e:
             raise RegistryError(f"cannot create the registry at {self.path}: {e}") from None
         finally:
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                try:
-                    os.unlink(f"{tmp}{suffix}")
-                except OSError:
-                    pass
+            remove_db_files(tmp)
 
     def _witness(self) -> Path:
         """A small file beside the registry saying one was created here: a registry that is

@@ -19,7 +19,7 @@ from . import registry_audit as RA
 from .errors import EXIT_VERIFY, RegistryConflict, RegistryError, RegistryKeyError
 from .registry_crypto import CaseCipher
 from .registry_fields import scrub
-from .registry_paths import default_path
+from .registry_paths import default_path, remove_db_files
 from . import registry_schema as schema
 from .registry_schema import read_meta
 
@@ -75,11 +75,7 @@ class BackupAndVerify:
         except sqlite3.DatabaseError as e:
             raise self._db_error(e) from None
         finally:
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                try:
-                    os.unlink(f"{tmp}{suffix}")
-                except OSError:
-                    pass
+            remove_db_files(tmp)
         return rows
 
 
@@ -174,11 +170,7 @@ def restore(backup, path=None, key=None, technician=None, clock=None):
     except OSError as e:
         raise RegistryError(f"cannot restore {path}: {e.strerror}") from None
     finally:
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            try:
-                os.unlink(f"{tmp}{suffix}")
-            except OSError:
-                pass
+        remove_db_files(tmp)
     with Registry(path, key=key, technician=technician, clock=clock) as reg:
         with reg._write() as db:
             reg._audit(db, "restore", None, f"from backup {backup.name} ({rep.rows} audit rows); "

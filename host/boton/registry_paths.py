@@ -27,3 +27,13 @@ def default_key_file() -> Path:
     if env:
         return Path(env).expanduser()
     return Path(platformdirs.user_config_dir(APP, appauthor=False)) / KEY_NAME
+
+
+def remove_db_files(path) -> None:
+    """Remove a scratch SQLite database and the files SQLite may have left beside it
+    (WAL, shared memory, rollback journal); those already gone are fine."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            os.unlink(f"{path}{suffix}")
+        except OSError:
+            pass
