@@ -163,7 +163,10 @@ def test_test_call_fails_naming_the_contact_whose_sms_was_refused(tmp_path):
     assert f"SMS to C4 {c4}: accepted" in r.output
     assert "SMS accepted 2 of 3, C4 call answered: yes -> failed" in r.output
     assert f"test call failed: SMS not accepted for contact #1 {first} (refused)" in r.output
-    assert {e["to"] for e in sent if e["delivered"]} == {SECOND_CONTACT, DEFAULT_C4}
+    # the alert SMS reached contact #2 and C4 only; a location update to contact #1 may follow
+    # (a fresh fix and a contact without one: the network may take a later message)
+    alerts = {e["to"] for e in sent if e["delivered"] and "ALERTA" in e["text"]}
+    assert alerts == {SECOND_CONTACT, DEFAULT_C4}, [(e["to"][-4:], e["text"][:30], e["delivered"]) for e in sent]
     assert DEFAULT_CONTACT not in r.output and SECOND_CONTACT not in r.output
 
 
