@@ -195,7 +195,7 @@ def test_init_key_and_info(env, monkeypatch, tmp_path):
     monkeypatch.delenv("BOTON_KEY")
     info = json.loads(run(registry, "info", "--json").stdout)
     assert info["key_ok"] is False and "no registry key" in info["key_problem"]
-    assert info["schema_version"] == 4
+    assert info["schema_version"] == 5
     out = run(registry, "init-key").stdout
     assert "Back it up" in out
     kf = tmp_path / "cfg" / "registry.key"

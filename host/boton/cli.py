@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import pin as pins
@@ -66,10 +67,17 @@ def main():
 @click.option("--c4-stay", type=click.FloatRange(0, min_open=True), default=None, metavar="SECONDS",
               help="C4 (and any other phone that answers) hangs up after SECONDS on the line "
                    "[default: it stays until the device hangs up].")
+@click.option("--volte/--no-volte", default=None,
+              help="A7670 boards: the SIM and operator do (or do not) carry voice over LTE "
+                   "[default: they do].")
+@click.option("--2g/--no-2g", "gsm", default=None,
+              help="A7670 boards: the network here still has (or no longer has) 2G to fall back "
+                   "to [default: it has]. --no-volte --no-2g rehearses an SMS-only SIM.")
 def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, flash_image,
-        phones, c4_stay):
+        phones, c4_stay, volte, gsm):
     """Run a virtual device: firmware on the MicroPython unix port with a simulated
-    SIM800, GPS, button and phone network.
+    modem (the board profile's: SIM800, or A7670 on ta7670x_a7670sa), GPS, button and
+    phone network.
 
     The network answers every valid number (such as the programme's real C4 number) with a
     simulated phone, unless --phone scripts it otherwise; each phone it makes up or is
@@ -81,21 +89,28 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
     Example: boton sim --network-log net.jsonl   then   mpremote connect <URL> fs ls
 
     Rehearse a busy C4: boton sim --phone "+52 449 994 6605=busy" --c4-stay 60
+
+    Rehearse a SIM without VoLTE where 2G is gone (provision must refuse it):
+    boton sim --board ta7670x_a7670sa --no-volte --no-2g
     """
+    from .boards import load_board
     from .sim.rig import DEFAULT_DEVICE_NUMBER, VirtualDevice
 
     if DEFAULT_DEVICE_NUMBER in phones:
         raise click.BadParameter(f"{rules.mask(DEFAULT_DEVICE_NUMBER)} is the virtual device's own "
                                  f"number", param_hint="'--phone'")
+    modem_options = _modem_options(load_board(board), board, volte=volte, gsm=gsm)
     try:
         vd = VirtualDevice(flash_dir, board=board, repl=repl, repl_port=repl_port,
                            network_log=network_log, nmea_file=nmea_file, time_scale=time_scale,
-                           flash_image=flash_image, phones=phones, c4_hangup_after_s=c4_stay)
+                           flash_image=flash_image, phones=phones, c4_hangup_after_s=c4_stay,
+                           modem_options=modem_options)
     except ValueError as e:
         raise DeviceError(str(e), EXIT_USAGE) from None
     vd.start()
     console.print(f"virtual device running; REPL at [bold]{vd.repl_url}[/]", soft_wrap=True)
     console.print(f"firmware runs on: {vd.interpreter.label}", soft_wrap=True)
+    console.print(f"modem: {_modem_line(vd.modem_family, modem_options)}", soft_wrap=True)
     for line in _phone_network_lines(vd, phones, c4_stay):
         console.print(line, soft_wrap=True)
     # What a tester watches: the device's log lines and the phone network, as they happen.
@@ -152,6 +167,33 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
         pass
     finally:
         vd.stop()
+
+
+# The rehearsal flags of `boton sim` -> the A7670 simulator's constructor options.
+A7670_FLAGS = (("volte", "--volte/--no-volte"), ("gsm", "--2g/--no-2g"))
+
+
+def _modem_options(profile, board, **flags):
+    """The rig's modem_options for the flags given (None: not given, the simulator's
+    default); a flag on a board whose modem has no such choice is refused by name."""
+    family = profile["modem"].get("family", "sim800")
+    given = {k: v for k, v in flags.items() if v is not None}
+    if given and family != "a7670":
+        names = " and ".join(flag for k, flag in A7670_FLAGS if k in given)
+        raise DeviceError(f"{names}: board {board} has a {family.upper()} (2G only, no VoLTE): these "
+                          "rehearse an A7670 board, e.g. --board ta7670x_a7670sa", EXIT_USAGE)
+    return given
+
+
+def _modem_line(family, options):
+    """What the simulated modem and its network offer, for the technician."""
+    if family != "a7670":
+        return f"{family.upper()} (2G: GSM voice and SMS)"
+    volte, gsm = options.get("volte", True), options.get("gsm", True)
+    voice = ("VoLTE" if volte else "") + (" and " if volte and gsm else "") + ("2G fallback" if gsm else "")
+    return (f"A7670 (LTE{', 2G' if gsm else ', no 2G here'}; SIM "
+            f"{'with' if volte else 'without'} VoLTE): "
+            + (f"voice by {voice}" if voice else "SMS only, NO VOICE (provision refuses it)"))
 
 
 def _phone_scripts(values):
@@ -452,15 +494,25 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
                 raise DeviceError(f"no network: the SIM is not registered after {waited:.0f} s "
                                   f"(operator {ident.get('operator')!r}, signal {ident.get('rssi')}); "
                                   "check the SIM, its credit and 2G coverage", EXIT_DEVICE)
+            radio = rules.radio_verdict(ident)
+            if radio.voice is False:
+                # SMS only: she could not reach C4. Nothing is written; the registry says
+                # the button is not ready (test-call and deliver refuse it).
+                reg.record_no_voice(mac, radio.summary)
+                raise DeviceError(f"network: {radio.summary}: the button can send SMS but cannot call "
+                                  f"C4, so it is not marked ready; {radio.advice}, then run `boton "
+                                  "provision` again (nothing was written)", EXIT_DEVICE)
             # registry says "provisioning" before the write: a cut link leaves it true
             reg.begin_provision(mac, rules.config_hash(rules.config_bytes(config)), case_row)
             digest = prov.write_config(dev, config)
-        reg.finish_provision(mac, digest, imei=ident.get("imei"), iccid=ident.get("iccid"))
+        reg.finish_provision(mac, digest, imei=ident.get("imei"), iccid=ident.get("iccid"),
+                             voice=radio.voice)
     source = "from her case" if case else "bench configuration (no case: it cannot be delivered)"
     console.print(f"provisioned {known.label} ({mac}) {source}: {len(config['contacts'])} contact(s), "
                   f"{len(config['c4_numbers'])} C4 number(s), gesture {gesture}; config {digest[:12]} verified; "
                   f"network {ident.get('operator') or 'registered (operator name not reported yet)'}, "
                   f"signal {ident.get('rssi')}/31")
+    console.print(f"network: {radio.line()}", soft_wrap=True, markup=False)
     if alias and config["alias"] != alias.strip():
         console.print(f"alias {alias.strip()!r} stored as {config['alias']!r} (GSM-7: what her SMS can carry)",
                       soft_wrap=True)
@@ -707,7 +759,8 @@ def build(out_dir):
 @click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def status(port, as_json):
-    """Firmware version, config hash, battery, signal, GPS and the last alerts.
+    """Firmware version, config hash, battery, signal, the network's technology and
+    whether it carries voice (an SMS-only network cannot call C4), GPS and the last alerts.
 
     Example: boton status --port /dev/ttyUSB0 --json
     """
@@ -721,6 +774,7 @@ def status(port, as_json):
             chip = {"found": f"unknown: {e}", "expected": None}  # older firmware: status still works
     info = json.loads(out.decode().strip().splitlines()[-1])
     info["power_chip"] = chip["found"]
+    info["network"] = rules.radio_verdict(info).line()
     try:
         chip_problem = None
         rules.judge_power_chip(chip)
@@ -740,9 +794,9 @@ def status(port, as_json):
 
 def _show_status(info):
     table = Table(show_header=False)
-    for k in ("fw", "board", "power_chip", "config_sha256", "modem", "registered", "operator", "rssi", "battery",
-              "gps_sentences", "gps_fix", "log_entries"):
-        table.add_row(k, str(info.get(k)))
+    for k in ("fw", "board", "power_chip", "config_sha256", "modem", "registered", "operator", "network", "rssi",
+              "battery", "gps_sentences", "gps_fix", "log_entries"):
+        table.add_row(k, escape(str(info.get(k))))
     for k, label in (("heap_free", "heap free"), ("heap_max_free", "largest free block")):
         if info.get(k) is not None:
             table.add_row(label, f"{info[k] / 1024:.1f} KB (firmware imported, after gc.collect())")

@@ -72,12 +72,15 @@ def wait_for_network(dev, limit_s, on_wait=None, clock=time.monotonic, pause=tim
     """(identity, seconds waited): at once when the modem is registered or does not answer
     (waiting will not power it), else once it registers or limit_s has passed. A modem
     registers seconds after power-on (SIM start-up, cell search); on_wait(identity,
-    seconds) reports every look that found it not registered yet."""
+    seconds) reports every look that found it not registered yet. Firmware that reports
+    "voice" and says null on a registered modem is still finding out (an A7670 on an
+    SMS-only LTE cell tries 2G first): it is waited for too, within the same limit."""
     start = clock()
     while True:
         ident = identity(dev)
         waited = clock() - start
-        if not ident.get("modem") or ident.get("registered") or waited >= limit_s:
+        settled = ident.get("registered") and not ("voice" in ident and ident["voice"] is None)
+        if not ident.get("modem") or settled or waited >= limit_s:
             return ident, waited
         if on_wait:
             on_wait(ident, waited)

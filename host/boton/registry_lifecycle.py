@@ -15,6 +15,9 @@ from .registry_schema import DeviceRecord
 from .registry_states import TRANSITION_HINTS, TRANSITIONS
 from .rules import config_hash as prov_config_hash
 
+# what a button that cannot call C4 is refused (registry's `voice` = 0)
+NEEDS_VOICE = ("test_call", "deliver")
+
 
 class DeviceLifecycle:
     """Registry's lifecycle methods (a mixin: it uses the registry's transactions, rows and audit)."""
@@ -71,7 +74,30 @@ class DeviceLifecycle:
         if dev.state not in TRANSITIONS[action]:
             raise RegistryConflict(f"cannot {action.replace('_', ' ')} {dev.label} ({mac}): it is "
                                    f"{dev.state}; {TRANSITION_HINTS[action]}")
+        if action in NEEDS_VOICE and dev.voice is False:
+            raise RegistryConflict(self.no_voice_refusal(action, dev.label, mac))
         return dev
+
+    @staticmethod
+    def no_voice_refusal(action, label, mac):
+        return (f"cannot {action.replace('_', ' ')} {label} ({mac}): at its last provisioning the "
+                "network offered SMS only, NO VOICE (it could not call C4); fit a SIM with VoLTE, or "
+                "another operator's, and run `boton provision` again")
+
+    def record_no_voice(self, mac, radio) -> DeviceRecord:
+        """Provision found the modem registered but without voice (SMS only: C4 cannot be
+        called) and wrote nothing: the button keeps its state and configuration, but is not
+        ready: voice 0, any earlier test call no longer counts (test-call and deliver are
+        refused until a provisioning finds voice). radio: what the network offered, e.g.
+        "LTE, SMS only" (no data of hers)."""
+        mac = normalise_mac(mac)
+        with self._write() as db:
+            row, _ = self._begin(db, mac, "provision")
+            self._update(db, mac, voice=0, test_call_result=None, test_call_detail=None,
+                         test_call_at=None, test_call_config=None)
+            self._audit(db, "no_voice", mac, f"{scrub(radio)}; stays {row['state']}, not ready: "
+                        "provision again with a SIM that has voice")
+            return DeviceRecord.from_row(self._row(db, mac))
 
     def _active_case_row(self, db, mac):
         return db.execute("SELECT id, token FROM cases WHERE mac = ? AND active = 1", (mac,)).fetchone()
@@ -111,9 +137,10 @@ class DeviceLifecycle:
                         + f"; {row['state']} -> {to}")
             return DeviceRecord.from_row(self._row(db, mac))
 
-    def finish_provision(self, mac, config_hash, imei=None, iccid=None) -> DeviceRecord:
+    def finish_provision(self, mac, config_hash, imei=None, iccid=None, voice=None) -> DeviceRecord:
         """After the config was read back from the button and its hash is the one
-        begin_provision recorded: provisioning -> provisioned."""
+        begin_provision recorded: provisioning -> provisioned. voice: whether the network
+        offered voice (None: unknown, e.g. older firmware; False is record_no_voice's)."""
         mac = normalise_mac(mac)
         cfg = check_hash(config_hash, "config hash")
         imei = normalise_imei(imei) if imei else None
@@ -128,6 +155,7 @@ class DeviceLifecycle:
             self._update(db, mac, state=to, config_hash=cfg, config_case=row["pending_case"],
                          pending_config_hash=None, pending_case=None,
                          imei=imei or row["imei"], iccid=iccid or row["iccid"],
+                         voice=None if voice is None else int(bool(voice)),
                          technician=self.technician, provisioned_at=self.now(), state_reason=None)
             self._audit(db, "provision", mac, f"config {cfg[:12]} verified; {row['state']} -> {to}")
             return DeviceRecord.from_row(self._row(db, mac))
@@ -244,6 +272,8 @@ class DeviceLifecycle:
         cfg = check_hash(config_hash, "config hash") if config_hash else None
         with self._write() as db:
             row, to = self._begin(db, mac, "deliver")
+            if row["voice"] == 0:
+                raise RegistryConflict(self.no_voice_refusal("deliver", row["label"], mac))
             if row["test_call_result"] != "passed":
                 why = ("its last test call failed" if row["test_call_result"] == "failed" else
                        "no test call since it was last flashed, deployed or provisioned")

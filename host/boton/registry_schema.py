@@ -135,6 +135,13 @@ def _m4_order_of_operations(db):
                "AND c.active = 1) WHERE config_hash IS NOT NULL")
 
 
+def _m5_voice(db):
+    """Whether the network offered voice when the button was last provisioned (1 yes, 0
+    no: SMS only, not ready; NULL unknown: old firmware, or never checked). A button
+    provisioned before this was checked is unknown, as today."""
+    db.execute("ALTER TABLE devices ADD COLUMN voice INTEGER")
+
+
 def _script(db, sql):
     """Run SQL statements one by one: sqlite3's executescript() would COMMIT the
     migration's transaction half-way."""
@@ -151,7 +158,7 @@ def _script(db, sql):
 # Ordered: MIGRATIONS[i](db) takes a database from user_version i to i + 1, inside the
 # caller's transaction (so it may also move data in Python). Append only; never edit one
 # that has shipped.
-MIGRATIONS = [_m1_devices, _m2_cases, _m3_audit_chain, _m4_order_of_operations]
+MIGRATIONS = [_m1_devices, _m2_cases, _m3_audit_chain, _m4_order_of_operations, _m5_voice]
 
 
 @dataclass(frozen=True)
@@ -185,6 +192,7 @@ class DeviceRecord:
     pending_case: int = None
     config_case: int = None
     test_call_config: str = None
+    voice: bool = None
 
     @classmethod
     def from_row(cls, row):
@@ -192,6 +200,8 @@ class DeviceRecord:
         d = {k: row[k] for k in row.keys() if k in names}
         d["wipe_required"] = bool(d.get("wipe_required"))
         d["has_case"] = bool(d.get("has_case"))
+        if d.get("voice") is not None:
+            d["voice"] = bool(d["voice"])
         return cls(**d)
 
     def to_dict(self):

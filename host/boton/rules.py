@@ -193,7 +193,10 @@ def judge_power_chip(d) -> str | None:
 
 def network_wait_status(ident):
     """What an unregistered modem is doing, without her data (no ICCID, no numbers)."""
-    step = "SIM not ready yet" if not ident.get("iccid") else "SIM ready, searching for the network"
+    if ident.get("registered"):  # wait_for_network waits on for an unknown "voice"
+        step = "registered, finding out whether the network carries voice"
+    else:
+        step = "SIM not ready yet" if not ident.get("iccid") else "SIM ready, searching for the network"
     rssi = ident.get("rssi")
     signal = "unknown" if rssi in (None, 99) else f"{rssi}/31"
     return f"{step}; signal {signal}"
@@ -244,3 +247,57 @@ def call_outcomes(events):
                 detail = "#" + detail.rpartition("#")[2]
             out.append(f"{e[0]} {detail}".strip())
     return ", ".join(out[-8:])
+
+
+# What the modem's registration means for her call to C4. The firmware reports (service
+# identity/status, both families): "family", "rat" ("GSM" | "LTE" | None), "voice" (True
+# | False | None: unknown, e.g. not registered) and "voice_via" ("2G" | "VoLTE" | None).
+RADIO_KEYS = ("rat", "voice", "voice_via")
+NO_VOICE_ADVICE = ("fit a SIM whose plan has VoLTE, or use another operator's SIM (one with "
+                   "VoLTE, or where 2G still works here)")
+
+
+class RadioVerdict:
+    """What the network will do for her: `voice` True (C4 can be called), False (SMS
+    only: the button must not be marked ready), None (unknown); `summary`, one line for
+    the technician (e.g. "LTE, voice over LTE"); `advice`, what to do ("" if nothing)."""
+
+    def __init__(self, voice, summary, advice=""):
+        self.voice, self.summary, self.advice = voice, summary, advice
+
+    def line(self):
+        return self.summary + (f" — {self.advice}" if self.advice else "")
+
+    def __repr__(self):
+        return f"RadioVerdict({self.voice!r}, {self.summary!r}, {self.advice!r})"
+
+
+def radio_verdict(ident) -> RadioVerdict:
+    """The verdict on service.identity()/status()'s radio keys; never raises: old firmware
+    (no keys) and malformed values are "unknown", said so."""
+    if not isinstance(ident, dict) or not any(k in ident for k in RADIO_KEYS):
+        return RadioVerdict(None, "unknown (firmware does not report it)",
+                            "the test call shows whether C4 can be called")
+    rat, voice, via = ident.get("rat"), ident.get("voice"), ident.get("voice_via")
+    if rat not in ("GSM", "LTE", None) or voice not in (True, False, None) \
+            or via not in ("2G", "VoLTE", None):
+        return RadioVerdict(None, f"unknown (the firmware reported rat={rat!r}, voice={voice!r}, "
+                                  f"voice_via={via!r})", "")
+    where = {"GSM": "GSM (2G)", "LTE": "LTE", None: "no network"}[rat]
+    if voice is None:
+        return RadioVerdict(None, f"{where}, voice unknown" if rat else
+                            "not registered: voice unknown", "")
+    if voice:
+        if rat == "GSM":
+            return RadioVerdict(True, "GSM (2G), voice")
+        how = {"VoLTE": "voice over LTE", "2G": "voice over 2G (falls back from LTE for a call)",
+               None: "voice"}[via]
+        return RadioVerdict(True, f"{where}, {how}")
+    if rat == "LTE":
+        return RadioVerdict(False, "LTE, SMS only: NO VOICE — this SIM/operator has no VoLTE and "
+                                   "there is no 2G here", NO_VOICE_ADVICE)
+    if rat == "GSM":
+        return RadioVerdict(False, "GSM (2G), SMS only: NO VOICE — the network refuses calls on "
+                                   "this SIM", "check the SIM's plan allows calls, or use "
+                                               "another operator's SIM")
+    return RadioVerdict(False, "NO VOICE — the modem reports no voice service", NO_VOICE_ADVICE)

@@ -23,7 +23,13 @@ UART (a power-save command). A part never seen asleep is awake 100 % in the mode
 Currents (mA, typical, see docs/performance.md for the sources):
     ESP32      active (CPU on, radio off) 40        light sleep 0.8
     SIM800     idle, registered 10-20 (15 used)     sleep (AT+CSCLK) 1
+    A7670      idle, registered 15-30 (20 used)     sleep (AT+CSCLK) 2      ASSUMED: no
+               current figure in data/at/a76xx.md (SIMCom's hardware design manual has
+               them: measure on a T-A7670X on battery, its modem cannot sleep on USB)
     NEO-6M     continuous/acquisition 45            power save 11      off 0
+    L76K       continuous 25                                           off 0   ASSUMED
+               (no datasheet figure at hand); the T-A7670X's shield has no enable pin:
+               always on
     power chip (boards with one, boards.power_chip): IP5306 with its boost kept on,
                AXP192 with DC-DC3 and the battery ADC on: I_PMU below, ASSUMED (no
                datasheet figure for these states was at hand: measure them on a board)
@@ -53,6 +59,28 @@ I_GPS_ON, I_GPS_PSM, I_GPS_OFF = 45.0, 11.0, 0.0
 # Power chip's own draw in standby (mA), assumed until measured: a 5 V boost kept on at no
 # load switches all the time; the AXP192 runs one buck (DC-DC3) and its ADC.
 I_PMU = {"ip5306": 1.0, "axp192": 0.2}
+
+
+class PartCurrents:
+    """One part's standby currents (mA): `on` (awake: modem idle and registered, GPS
+    running), `on_range` (low, high), `rest` (modem asleep, GPS off); `assumed` when no
+    datasheet figure backs them."""
+
+    def __init__(self, label, on, on_range, rest, assumed=False):
+        self.label, self.on, self.on_range, self.rest, self.assumed = label, on, on_range, rest, assumed
+
+
+# by the board profile's modem.family and gps.module (a profile without one: NEO-6M)
+MODEMS = {"sim800": PartCurrents("SIM800", I_MODEM_IDLE, I_MODEM_IDLE_RANGE, I_MODEM_SLEEP),
+          "a7670": PartCurrents("A7670", 20.0, (15.0, 30.0), 2.0, assumed=True)}
+GPS_RECEIVERS = {"NEO-6M": PartCurrents("NEO-6M", I_GPS_ON, (I_GPS_ON, I_GPS_ON), I_GPS_OFF),
+                 "L76K": PartCurrents("L76K", 25.0, (25.0, 25.0), 0.0, assumed=True)}
+
+
+def board_parts(profile):
+    """(modem, GPS) PartCurrents of a board profile."""
+    return (MODEMS[profile["modem"].get("family", "sim800")],
+            GPS_RECEIVERS[profile.get("gps", {}).get("module") or "NEO-6M"])
 
 
 def _proc(pid):
@@ -122,6 +150,8 @@ def measure(workdir, window_s, board="tcall_sim800l_axp192"):
             "gps_enable_pin": gps_pin, "gps_enable_driven": gps_driven, "commands": cmds[:40],
             "gps_period_s": gps_period_s(),
             "power_chip": power_chip(load_board(board))[0],
+            "modem_family": vd.board["modem"].get("family", "sim800"),
+            "gps_module": vd.board["gps"].get("module") or "NEO-6M",
             "same_process": same_process}
 
 
@@ -156,8 +186,10 @@ def model(m, facts):
     else:
         awake = 1.0                             # it may sleep, but nobody timed it: assume not
     i_esp = awake * I_ESP_ACTIVE + (1 - awake) * I_ESP_LIGHT
+    modem = MODEMS[m.get("modem_family") or "sim800"]
+    gps = GPS_RECEIVERS[m.get("gps_module") or "NEO-6M"]
     s = m["modem_asleep_share"]
-    i_modem = s * I_MODEM_SLEEP + (1 - s) * I_MODEM_IDLE
+    i_modem = s * modem.rest + (1 - s) * modem.on
     on_times = gps_on_times(m["gps_enable_driven"])
     period = m.get("gps_period_s")
     if not on_times:
@@ -166,12 +198,12 @@ def model(m, facts):
         gps_duty = min(1.0, on_times[-1] / period)   # one fix-seeking run per wake period
     else:
         gps_duty = m.get("gps_on_share_window", 1.0)
-    i_gps = gps_duty * I_GPS_ON + (1 - gps_duty) * I_GPS_OFF
+    i_gps = gps_duty * gps.on + (1 - gps_duty) * gps.rest
     i_pmu = I_PMU.get(m.get("power_chip"), 0.0)
     total = i_esp + i_modem + i_gps + i_pmu
-    lo = awake * I_ESP_ACTIVE + (1 - awake) * I_ESP_LIGHT + s * I_MODEM_SLEEP \
-        + (1 - s) * I_MODEM_IDLE_RANGE[0] + i_gps + i_pmu
-    hi = lo - (1 - s) * I_MODEM_IDLE_RANGE[0] + (1 - s) * I_MODEM_IDLE_RANGE[1]
+    lo = awake * I_ESP_ACTIVE + (1 - awake) * I_ESP_LIGHT + s * modem.rest \
+        + (1 - s) * modem.on_range[0] + i_gps + i_pmu
+    hi = lo - (1 - s) * modem.on_range[0] + (1 - s) * modem.on_range[1]
     return {"esp_awake_share": awake, "i_esp": i_esp, "i_modem": i_modem, "i_gps": i_gps,
             "i_pmu": i_pmu, "gps_duty": gps_duty, "gps_on_s": on_times[-1] if on_times else None, "gps_period_s": period,
             "i_total": total, "i_total_range": (lo, hi)}
@@ -206,29 +238,34 @@ def run(ctx):
     for name in names:
         m = results[name]
         pm = model(m, facts)
+        modem, gps = board_parts(boards()[name])
+        assumed = " (assumed)"
         mah = boards()[name]["battery_mah"]
         why = []
         if pm["esp_awake_share"] >= 0.999:
             why.append("ESP32 never light-sleeps")
         else:
             why.append(f"ESP32 asleep {100 * (1 - pm['esp_awake_share']):.0f} %")
-        why.append(f"SIM800 asleep {100 * m['modem_asleep_share']:.0f} %")
+        why.append(f"{modem.label} asleep {100 * m['modem_asleep_share']:.0f} %")
         if pm["gps_duty"] >= 1.0:
-            why.append("GPS always on")
+            why.append("GPS always on" + (" (no enable pin)" if m["gps_enable_pin"] is None else ""))
         elif pm["gps_on_s"] is not None:
             why.append(f"GPS on {pm['gps_on_s']:.1f} s per {pm['gps_period_s'] or 0:.0f} s")
         lo, hi = pm["i_total_range"]
         rows += [
             info_row(f"Standby {name}: current (model)", pm["i_total"], "mA",
                      key=f"standby.{name}.current_ma",
-                     note=f"ESP32 {pm['i_esp']:.1f} + SIM800 {pm['i_modem']:.1f} + GPS {pm['i_gps']:.2f}"
+                     note=f"ESP32 {pm['i_esp']:.1f} + {modem.label} {pm['i_modem']:.1f}"
+                          + (assumed if modem.assumed else "")
+                          + f" + GPS {gps.label} {pm['i_gps']:.2f}" + (assumed if gps.assumed else "")
                           + (f" + {m['power_chip'].upper()} {pm['i_pmu']:.1f} (assumed)" if pm["i_pmu"] else "")
                           + "; "
                           + ", ".join(why),
                      detail={"model": pm, "measured": m, "static": facts}),
             info_row(f"Standby {name}: {mah} mAh battery", mah / pm["i_total"] / 24, "days",
                      key=f"standby.{name}.days",
-                     note=f"{mah / hi / 24:.3g}–{mah / lo / 24:.3g} days for SIM800 idle 20–10 mA"
+                     note=f"{mah / hi / 24:.3g}–{mah / lo / 24:.3g} days for {modem.label} idle "
+                          f"{modem.on_range[1]:g}–{modem.on_range[0]:g} mA" + (assumed if modem.assumed else "")
                           + ("" if pm["esp_awake_share"] < 0.999 else
                              f"; {mah / target_current(pm) / 24:.0f} days if the ESP32 light-slept too"),
                      detail={"battery_mah": mah, "days_if_esp32_slept": mah / target_current(pm) / 24}),
