@@ -353,6 +353,19 @@ def test_sms_only_fault_refuses_incoming_voice_and_emergency_only_reads_11():
     assert b.at("AT+CREG?") == ["+CREG: 0,11", "OK"]
 
 
+def test_a_call_to_an_sms_only_a7670_is_recorded_unreachable_not_rejected():
+    """Nobody declined it: the network could not page the module for voice."""
+    b = Bench(volte=False)          # LTE without VoLTE: registered for SMS only
+    b.run(5)
+    assert b.at("AT+CREG?") == ["+CREG: 0,6", "OK"]
+    b.net.call_device(C4, DEVICE)
+    b.run(10)
+    record = b.net.call_records()[-1]
+    assert (record["result"], record["ended_by"], record["cause"]) == ("unreachable", "network", 20)
+    assert not [e for e in b.net.events if e["kind"] == "ringing"]  # it never rang
+    assert b"RING" not in b.take() and b.modem.call_state is None
+
+
 # ---------------------------------------------------------------------- SMS
 def test_sms_text_mode_cmti_cmgr_cmgl_cmgd_and_cms_errors():
     b = Bench()

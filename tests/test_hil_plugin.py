@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from boton.hil.controls import Button, HardwareFaults, ManualButton
+from boton.hil.controls import Button, HardwareFaults, ManualButton, VirtualFaults
 from boton.hil.observer import RefModemNetwork
 from boton.hil.timeline import Timeline, at_rows
 
@@ -35,11 +35,25 @@ def test_manual_button_asks_the_tester_on_a_terminal():
 
 
 @pytest.mark.parametrize("fault, args", [("sim_missing", ()), ("drop_call", ()), ("cms_error", (500,)),
-                                          ("modem_silent", ()), ("gps_never_fix", ())])
+                                          ("modem_silent", ()), ("gps_never_fix", ()),
+                                          ("volte_unavailable", ()), ("sms_only", ())])
 def test_hardware_faults_that_cannot_be_made_skip_with_the_reason(fault, args):
     faults = HardwareFaults(dut=None, network=None, timeline=Timeline("t"))
     with pytest.raises(pytest.skip.Exception, match=f"fault '{fault}' cannot be injected on hardware: .+"):
         getattr(faults, fault)(*args)
+
+
+def test_a_fault_the_rigs_modem_family_cannot_have_skips_naming_the_family():
+    class Sim800Rig:                     # the SIM800 has no VoLTE, so no volte_unavailable()
+        modem_family = "sim800"
+        modem = object()
+
+        def call(self, fn, *args):
+            return fn(*args)
+    faults = VirtualFaults(Sim800Rig(), Timeline("t"))
+    for fault in ("volte_unavailable", "sms_only", "emergency_only"):
+        with pytest.raises(pytest.skip.Exception, match=f"fault '{fault}': the simulated sim800 has no"):
+            getattr(faults, fault)()
 
 
 def test_ref_network_skips_what_one_reference_modem_cannot_do():
@@ -78,7 +92,7 @@ def test_failed_scenario_gets_its_timeline_attached_and_written(tmp_path):
     '''))
     report = tmp_path / "report"
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "--hil-report", str(report), str(test)],
+                           "--modem-family", "sim800", "--hil-report", str(report), str(test)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 1, proc.stdout[-3000:]
     assert "boton timeline" in proc.stdout
@@ -90,3 +104,74 @@ def test_failed_scenario_gets_its_timeline_attached_and_written(tmp_path):
     lines = [ln for ln in text.splitlines() if ln.startswith("+")]
     times = [float(ln[1:ln.index("s ")]) for ln in lines]
     assert times == sorted(times)
+
+
+FAMILY_SCENARIOS = '''
+import pytest
+
+def test_everywhere(dut):
+    pass
+
+@pytest.mark.modem("a7670", reason="VoLTE")
+def test_volte(dut):
+    pass
+
+@pytest.mark.parametrize("code", [41, 500])
+def test_cms(dut, code):
+    pass
+
+def test_no_device():
+    pass
+'''
+
+
+def _pytest(tmp_path, *args, scenarios=FAMILY_SCENARIOS):
+    test = tmp_path / "test_families.py"
+    test.write_text(scenarios)
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args, str(test)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+
+def _ids(proc):
+    return sorted(ln.split("::", 1)[1] for ln in proc.stdout.splitlines() if "::" in ln)
+
+
+def test_on_the_rig_each_scenario_runs_once_per_modem_family(tmp_path):
+    proc = _pytest(tmp_path, "--collect-only", "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _ids(proc) == ["test_cms[a7670-41]", "test_cms[a7670-500]", "test_cms[sim800-41]",
+                          "test_cms[sim800-500]", "test_everywhere[a7670]", "test_everywhere[sim800]",
+                          "test_no_device", "test_volte[a7670]", "test_volte[sim800]"]
+    proc = _pytest(tmp_path, "--collect-only", "-q", "--modem-family", "sim800")
+    assert _ids(proc) == ["test_cms[sim800-41]", "test_cms[sim800-500]", "test_everywhere[sim800]",
+                          "test_no_device", "test_volte[sim800]"]
+
+
+def test_a_family_the_modem_marker_excludes_is_skipped_with_its_reason(tmp_path):
+    # skipped before any fixture: no rig is started
+    proc = _pytest(tmp_path, "-q", "-rs", "--modem-family", "sim800", "-k", "test_volte")
+    assert proc.returncode == 0 and "1 skipped" in proc.stdout, proc.stdout + proc.stderr
+    assert "a7670 only: VoLTE" in proc.stdout
+
+
+def test_on_hardware_the_family_is_the_boards_and_not_parametrised(tmp_path):
+    hw = ("--device", str(tmp_path / "no-such-port"))
+    proc = _pytest(tmp_path, "--collect-only", "-q", *hw, "--board", "ta7670x_a7670sa")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _ids(proc) == ["test_cms[41]", "test_cms[500]", "test_everywhere", "test_no_device",
+                          "test_volte"]
+    proc = _pytest(tmp_path, "-q", "-rs", *hw, "-k", "test_volte")   # the default board: a SIM800
+    assert "1 skipped" in proc.stdout and "a7670 only: VoLTE" in proc.stdout, proc.stdout
+    proc = _pytest(tmp_path, "--collect-only", "-q", *hw, "--board", "ta7670x_a7670sa",
+                   "--modem-family", "sim800")
+    assert proc.returncode != 0
+    assert "--modem-family sim800: on hardware the family is the board's, and --board " \
+           "ta7670x_a7670sa has the a7670" in proc.stdout + proc.stderr
+
+
+def test_a_modem_marker_without_known_families_or_a_reason_is_refused(tmp_path):
+    for marker in ('"sim900", reason="x"', '"sim800"'):
+        proc = _pytest(tmp_path, "--collect-only", "-q",
+                       scenarios=f"import pytest\n@pytest.mark.modem({marker})\ndef test_x(dut):\n    pass\n")
+        assert proc.returncode != 0, proc.stdout
+        assert "@pytest.mark.modem needs the families (sim800, a7670) and reason=" in proc.stdout, proc.stdout

@@ -101,7 +101,7 @@ def test_scenarios_run_through_the_reference_modem_on_the_rig():
     picks = ["tests/scenarios/test_sc_alert.py::test_c4_callback_is_answered_covertly",
              "tests/scenarios/test_sc_calls.py::test_busy_once_redials_after_backoff"]
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "--virtual-ref-modem", *picks], cwd=REPO, capture_output=True, text=True,
+                           "--virtual-ref-modem", "--modem-family", "sim800", *picks], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "2 passed" in proc.stdout

@@ -1,14 +1,18 @@
 """pytest plugin shipped with the host package: the HIL harness. The same scenarios run on
 the virtual rig (default, in `make test`) or on a real board with a reference modem.
 
-    pytest tests/scenarios                                   # virtual rig
+    pytest tests/scenarios                                   # virtual rig, every modem family
+    pytest tests/scenarios --modem-family sim800             # virtual rig, one family
     pytest tests/scenarios --virtual-ref-modem               # rig, C4 played by a simulated
                                                              # SIM800 through RefModem (the HIL path)
     pytest tests/scenarios --device /dev/ttyUSB0 --device-number +52449... \\
            --ref-modem /dev/ttyUSB1 --ref-number +52449... [--button rts:/dev/ttyUSB2]
 
 Fixtures (see docs/hil.md): dut, button, network, gps, faults, timeline.
-Markers: hil (hardware only), dut_config(**config overrides), rig(**VirtualDevice kwargs).
+Markers: hil (hardware only), dut_config(**config overrides), rig(**VirtualDevice kwargs),
+modem(*families, reason=...) (only these modem families can run it).
+On the rig every scenario runs once per modem family (test ids end in [sim800], [a7670]);
+on hardware it runs once, on the family of the --board profile.
 Per test, a timeline (button, device log, AT traffic, network) is written to
 build/hil-report/<test>.txt and attached to the report of a failed test.
 """
@@ -23,7 +27,12 @@ SCENARIO_DEFAULTS = {
     "sms_retries": 3, "sms_timeout_s": 40, "dial_timeout_s": 40, "vibrate": True,
 }
 
+MODEM_FAMILIES = ("sim800", "a7670")
+# The rig's board for a family when --board is a board of another family.
+FAMILY_BOARDS = {"sim800": "tcall_sim800l_axp192", "a7670": "ta7670x_a7670sa"}
+
 _TIMELINE = pytest.StashKey()
+_FAMILIES = pytest.StashKey()
 
 
 def pytest_addoption(parser):
@@ -42,7 +51,13 @@ def pytest_addoption(parser):
                     help="HIL: a harmless number dialled instead of the emergency number "
                          "(scenarios that need one skip without it; real 911 is never dialled)")
     group.addoption("--gps-point", default=None, help="HIL: LAT,LON the board's GPS should report")
-    group.addoption("--board", default="tcall_sim800l_axp192", help="board profile (boards/*.json)")
+    group.addoption("--board", default="tcall_sim800l_axp192",
+                    help="board profile (boards/*.json); on the rig, the board of its modem family "
+                         "(the other families run on " + ", ".join(FAMILY_BOARDS.values()) + ")")
+    group.addoption("--modem-family", default=None, choices=MODEM_FAMILIES + ("all",),
+                    help="the modem families the scenarios run on: on the rig 'all' (default) "
+                         "runs each scenario once per family; on hardware it is the --board's "
+                         "family, and naming another is an error")
     group.addoption("--virtual-ref-modem", action="store_true",
                     help="on the rig, play C4 and the contact with a simulated SIM800 driven by "
                          "RefModem: the hardware code path, rehearsed")
@@ -56,6 +71,76 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "hil: needs a real board and a reference modem (--device PORT --ref-modem PORT)")
     config.addinivalue_line("markers", "dut_config(**overrides): device configuration for this scenario")
     config.addinivalue_line("markers", "rig(**kw): VirtualDevice options for this scenario (virtual only)")
+    config.addinivalue_line("markers", "modem(*families, reason=...): the scenario tests what only "
+                                       "these modem families have (sim800, a7670); reason says what")
+    config.stash[_FAMILIES] = selected_families(config)  # a wrong --board/--modem-family stops here
+
+
+# ---------------------------------------------------------------------- modem families
+def _board_family(board):
+    from boton.boards import load_board, modem_family
+    from boton.errors import DeviceError
+    try:
+        return modem_family(load_board(board))
+    except (DeviceError, OSError) as e:
+        raise pytest.UsageError(f"--board {board}: {e}") from None
+
+
+def selected_families(config):
+    """The modem families this session runs the scenarios on (see --modem-family)."""
+    if _FAMILIES in config.stash:
+        return config.stash[_FAMILIES]
+    asked = config.getoption("--modem-family")
+    board = config.getoption("--board")
+    if config.getoption("--device") != VIRTUAL:
+        family = _board_family(board)
+        if asked not in (None, "all", family):
+            raise pytest.UsageError(f"--modem-family {asked}: on hardware the family is the board's, "
+                                    f"and --board {board} has the {family}")
+        return [family]
+    _board_family(board)  # the rig runs --board for its family: it must be a board profile
+    if asked in (None, "all"):
+        return list(MODEM_FAMILIES)
+    return [asked]
+
+
+def board_for(family, board):
+    """The rig's board profile for `family`: --board if it is one of that family's."""
+    return board if _board_family(board) == family else FAMILY_BOARDS[family]
+
+
+def _family_limit(node_or_metafunc):
+    """(families, reason) of the test's modem marker, or (None, None) if it runs on all."""
+    marks = list(node_or_metafunc.iter_markers("modem"))
+    if not marks:
+        return None, None
+    families, reason = set(MODEM_FAMILIES), []
+    for m in marks:
+        unknown = [f for f in m.args if f not in MODEM_FAMILIES]
+        if not m.args or unknown or not m.kwargs.get("reason"):
+            raise pytest.UsageError(
+                f"{getattr(node_or_metafunc, 'nodeid', '')}: @pytest.mark.modem needs the families "
+                f"({', '.join(MODEM_FAMILIES)}) and reason='what only they have'"
+                + (f"; unknown: {', '.join(map(repr, unknown))}" if unknown else ""))
+        families &= set(m.args)
+        reason.append(m.kwargs["reason"])
+    return families, "; ".join(reason)
+
+
+def _only_reason(families, reason):
+    return f"{'/'.join(sorted(families)) or 'no family'} only: {reason}"
+
+
+def pytest_generate_tests(metafunc):
+    """On the rig, a scenario runs once per selected modem family (ids [sim800], [a7670]); a
+    family its modem marker excludes is listed as skipped, with the marker's reason."""
+    if "modem_family" not in metafunc.fixturenames or metafunc.config.getoption("--device") != VIRTUAL:
+        return
+    only, reason = _family_limit(metafunc.definition)
+    params = [pytest.param(f, id=f, marks=() if only is None or f in only
+                           else pytest.mark.skip(reason=_only_reason(only, reason)))
+              for f in selected_families(metafunc.config)]
+    metafunc.parametrize("modem_family", params)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -67,6 +152,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "hil" in item.keywords:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture
+def modem_family(request):
+    """The modem family of the device under test: on the rig the test's parameter (this
+    fixture is then overridden), on hardware the --board profile's."""
+    family = selected_families(request.config)[0]
+    only, reason = _family_limit(request.node)
+    if only is not None and family not in only:
+        pytest.skip(_only_reason(only, reason))
+    return family
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -132,7 +228,7 @@ def _rig_kw(request):
     return kw
 
 
-def _virtual_bench(request, tmp_path, bench, opts):
+def _virtual_bench(request, tmp_path, bench, opts, family):
     from boton.hil.controls import Button, VirtualButtonDriver, VirtualFaults, VirtualGps
     from boton.hil.dut import VirtualDut
     from boton.hil.observer import RefModemNetwork, VirtualNetwork
@@ -147,16 +243,16 @@ def _virtual_bench(request, tmp_path, bench, opts):
     else:
         c4, contacts = [DEFAULT_C4, C4_SECONDARY], [DEFAULT_CONTACT]
     cfg = _config(request, c4, contacts, "911")
-    board = opts.getoption("--board")
+    board = board_for(family, opts.getoption("--board"))
     flash = install(tmp_path / "flash", board, cfg)
     kw = dict(time_scale=opts.getoption("--time-scale"), c4_numbers=(DEFAULT_C4, C4_SECONDARY),
               contacts=(DEFAULT_CONTACT,), network_log=tmp_path / "network.jsonl")
     kw.update(_rig_kw(request))
     vd = VirtualDevice(flash, board=board, **kw)
     dut = VirtualDut(vd, cfg)
-    bench.timeline.header = (f"virtual rig{' + RefModem' if ref_mode else ''}, time_scale "
-                             f"{vd.time_scale} (simulated parts and firmware modem timeouts scaled; "
-                             f"alert timers and button timing in real seconds)")
+    bench.timeline.header = (f"virtual rig, {family} on {board}{' + RefModem' if ref_mode else ''}, "
+                             f"time_scale {vd.time_scale} (simulated parts and firmware modem "
+                             f"timeouts scaled; alert timers and button timing in real seconds)")
     bench.closing(dut.stop)
     dut.start()
     vd.call(vd.network.add_c4, "911")  # the emergency operator of the simulated network
@@ -182,7 +278,7 @@ def _virtual_bench(request, tmp_path, bench, opts):
     bench.gps = VirtualGps(vd)
 
 
-def _hardware_bench(request, bench, opts):
+def _hardware_bench(request, bench, opts, family):
     from boton.hil.controls import (Button, HardwareFaults, HardwareGps, ManualButton,
                                     RefGpioJigDriver, RtsJigDriver)
     from boton.hil.dut import HardwareDut
@@ -196,7 +292,8 @@ def _hardware_bench(request, bench, opts):
     stand_in = opts.getoption("--stand-in-911")
     c4, contacts = [ref_number], [ref_number]
     cfg = _config(request, c4, contacts, stand_in)
-    bench.timeline.header = f"hardware: board on {opts.getoption('--device')}, reference modem on {ref_port}"
+    bench.timeline.header = (f"hardware: {family} board {opts.getoption('--board')} on "
+                             f"{opts.getoption('--device')}, reference modem on {ref_port}")
     ref = RefModem(ref_port, ref_number)
     bench.closing(ref.close)
     ref.open(timeout=120)
@@ -235,7 +332,7 @@ def _terminal_input(config):
 
 
 @pytest.fixture
-def _hil_bench(request, tmp_path):
+def _hil_bench(request, tmp_path, modem_family):
     from boton.hil.timeline import Timeline
     bench = Bench()
     bench.timeline = Timeline(request.node.nodeid)
@@ -243,9 +340,9 @@ def _hil_bench(request, tmp_path):
     opts = request.config
     try:
         if opts.getoption("--device") == VIRTUAL:
-            _virtual_bench(request, tmp_path, bench, opts)
+            _virtual_bench(request, tmp_path, bench, opts, modem_family)
         else:
-            _hardware_bench(request, bench, opts)
+            _hardware_bench(request, bench, opts, modem_family)
         bench.timeline.note("scenario starts")
         yield bench
     finally:

@@ -87,3 +87,18 @@ def test_other_caller_is_rejected(dut, button, network):
     dut.wait_log("incoming_rejected", since=log_mark, timeout=dut.within(60, 15))
     call = network.wait_call("call", to=dut.number, after=mark, timeout=dut.within(60, 15))
     assert not call["answered"] and call["result"] in ("rejected", "busy"), call
+
+
+def test_cancel_gesture_hangs_up_the_call(dut, button, network):
+    """Her cancel ends the call to C4 at once, and nothing redials. The A7670 ignores ATH
+    (AT+CVHU=1, its default): its hang-up must end the call all the same (AT+CHUP)."""
+    button.alert()
+    call = network.wait_call("call_connected", to=network.c4[0], timeout=dut.within(90, 20))
+    mark, log_mark = network.mark(), dut.mark()
+    button.cancel()
+    dut.wait_log("cancel", "device", since=log_mark, timeout=dut.within(30, 15))
+    ended = network.wait_call("call", after=mark, timeout=dut.within(30, 10),
+                              where=lambda e: e["call_id"] == call["call_id"])
+    # the device hung up ("remote" is the device as the reference modem sees it), not C4
+    assert ended["answered"] and ended["ended_by"] in (dut.number, "remote"), ended
+    assert not network.calls("call_start", frm=dut.number, after=mark)

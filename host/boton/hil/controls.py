@@ -19,7 +19,9 @@ Drivers:
                               terminal, otherwise the test is skipped
 
 Faults (fixture `faults`): every fault of the issue has a method; on hardware the ones that
-cannot be injected skip the test with the reason (FaultUnavailable is a pytest skip).
+cannot be injected skip the test with the reason (FaultUnavailable is a pytest skip). The
+names are the same for every modem family; a fault the family cannot have (VoLTE on a
+SIM800) skips the test, naming the family.
 """
 import sys
 import threading
@@ -193,6 +195,14 @@ class VirtualFaults:
         self.timeline.add("FAULT", text)
         return self.vd.call(fn, *args)
 
+    def _family_fault(self, name, text, *args):
+        """A fault only some modem families have (the A7670's VoLTE and LTE registration)."""
+        fn = getattr(self.vd.modem, name, None)
+        if fn is None:
+            pytest.skip(f"fault '{name}': the simulated {self.vd.modem_family} has no such "
+                        f"condition")
+        return self._do(text, fn, *args)
+
     # modem / SIM / network
     def sim_missing(self):
         self._do("SIM removed", self.vd.modem.sim_missing)
@@ -217,6 +227,20 @@ class VirtualFaults:
 
     def drop_call(self):
         self._do("call dropped by the network", self.vd.modem.drop_call)
+
+    def volte_unavailable(self, unavailable=True):
+        """The SIM or the network stops doing VoLTE: on LTE the module is registered for SMS
+        only (it still has 2G for calls if the network has it: rig(modem_options={"gsm": ..}))."""
+        self._family_fault("volte_unavailable", "VoLTE unavailable" if unavailable else "VoLTE back",
+                           unavailable)
+
+    def sms_only(self, on=True):
+        """The network registers the module for SMS only, on any radio technology."""
+        self._family_fault("sms_only", "registered for SMS only" if on else "voice allowed", on)
+
+    def emergency_only(self, on=True):
+        """Where the module would be searching it reads 'emergency calls only' (+CREG 11)."""
+        self._family_fault("emergency_only", "emergency calls only" if on else "emergency-only off", on)
 
     def next_call_result(self, result):
         """How the device's next call ends: busy | no_answer | reject | unreachable | answer."""
@@ -305,6 +329,15 @@ class HardwareFaults:
 
     def drop_call(self):
         _unavailable("drop_call", "a radio drop needs a GSM test set (a hang-up is not a drop)")
+
+    def volte_unavailable(self, unavailable=True):
+        _unavailable("volte_unavailable", "fit a SIM without VoLTE by hand, or use an LTE test set")
+
+    def sms_only(self, on=True):
+        _unavailable("sms_only", "needs an LTE/GSM test set")
+
+    def emergency_only(self, on=True):
+        _unavailable("emergency_only", "needs an LTE/GSM test set")
 
     def cms_error(self, code, count=1):
         _unavailable("cms_error", "the real SMSC decides +CMS errors")

@@ -1,6 +1,8 @@
 """The device under test, the same to a scenario whether it is the virtual rig or a board.
 
     dut.kind                   "virtual" | "hardware"
+    dut.family                 the modem family: "sim800" | "a7670"
+    dut.board_profile          the board profile (boards/*.json) as a dict
     dut.number                 the device's own phone number (its SIM)
     dut.config                 the configuration it was provisioned with
     dut.port                   a REPL URL / serial port for mpremote and `boton --port`
@@ -12,6 +14,7 @@
     dut.wait_standby()         until the modem sleeps (how she carries it between alerts)
     dut.wait_ready(since)      until the firmware logged "ready"
     dut.audio()                the modem's audio levels (virtual only; None on hardware)
+    dut.serving_cell_id()      the serving cell's id (GSM CI or LTE ECI; virtual only, else None)
     dut.port_released()        context manager: the console lets go of the port (for mpremote)
 """
 import contextlib
@@ -22,6 +25,7 @@ import time
 
 import serial
 
+from ..boards import load_board, modem_family
 from .timeline import at_rows
 
 EV_LINE = re.compile(rb"EV (\S+) ?(\S*)\r?\n")
@@ -122,6 +126,9 @@ class _DutBase:
     def audio(self):
         return None
 
+    def serving_cell_id(self):
+        return None
+
 
 class VirtualDut(_DutBase):
     """A VirtualDevice (boton.sim.rig) already provisioned with `config`."""
@@ -134,6 +141,8 @@ class VirtualDut(_DutBase):
         self.console = ConsoleBuffer()
         self.number = vd.device_number
         self.time_scale = vd.time_scale
+        self.family = vd.modem_family  # "sim800", "a7670": what the rig simulates
+        self.board_profile = vd.board
         orig = vd._console_out  # tap the console before the firmware boots, to stamp it
 
         def tap(data, _orig=orig):
@@ -174,6 +183,12 @@ class VirtualDut(_DutBase):
 
     def audio(self):
         return dict(self.vd.call(lambda: self.vd.modem.audio))
+
+    def serving_cell_id(self):
+        """The id of the cell the modem camps on: an LTE cell's ECI, else the GSM cell id."""
+        modem = self.vd.modem
+        return self.vd.call(lambda: modem.cell["eci"] if getattr(modem, "rat", "gsm") == "lte"
+                            else modem.cell["cellid"])
 
     def flash_json(self, name):
         p = self.vd.flash_dir / name
@@ -245,6 +260,8 @@ class HardwareDut(_DutBase):
         self.number = number
         self.config = config
         self.board = board
+        self.board_profile = load_board(board)
+        self.family = modem_family(self.board_profile)
         self.time_scale = 1.0
         self.console = ConsoleBuffer()
         self._serial = SerialConsole(port, self.console)

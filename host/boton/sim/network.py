@@ -40,9 +40,10 @@ Event shapes (every event also has "t", the scheduler time):
 Call "result" is one of: answered (connected, then ended normally by either side), busy,
 no_answer (nobody picked up: ring timeout, or the caller gave up), rejected (the callee
 declined), dropped (radio/network loss), unreachable (could not be routed: unknown number,
-no coverage, device off or unregistered). "ended_by" is the number that hung up, or
-"network". "audio" is the device modem's audio settings when the call connected (or when
-it started ringing, if it never connected), so a tester can see whether the call was covert.
+no coverage, device off or unregistered, or registered for SMS only). "ended_by" is the
+number that hung up, or "network". "audio" is the device modem's audio settings when the
+call connected (or when it started ringing, if it never connected), so a tester can see
+whether the call was covert.
 """
 import itertools
 import json
@@ -381,6 +382,10 @@ class PhoneNetwork:
 
     def _route_to_device(self, call, modem):
         if not modem.reachable:
+            return self._end(call, "unreachable", "network")
+        if not getattr(modem, "voice_available", True):
+            # Registered for SMS only (an A7670 on LTE without VoLTE): the network cannot page
+            # it for a call, so the call is never offered; the caller gets "not reachable".
             return self._end(call, "unreachable", "network")
         if modem.in_call:
             return self._end(call, "busy", call.callee)  # no call waiting in this model

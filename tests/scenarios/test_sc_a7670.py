@@ -1,0 +1,35 @@
+"""What only the A7670 (LTE Cat-1, VoLTE, GSM fallback) has: a SIM or network without VoLTE
+leaves it registered on LTE for SMS only. With 2G around, the call to C4 must fall back to
+GSM; without it, the SMS still go out. (Its ignored ATH is proven on both families by
+test_sc_alert.py::test_cancel_gesture_hangs_up_the_call and test_other_caller_is_rejected.)"""
+import pytest
+
+MAPS = "https://maps.google.com/?q="
+VOLTE = "VoLTE and LTE registration: the SIM800 is 2G only"
+
+
+@pytest.mark.modem("a7670", reason=VOLTE)
+def test_without_volte_the_call_to_c4_falls_back_to_2g(dut, button, network, faults):
+    faults.volte_unavailable()        # the rig's network has 2G: calls work over GSM
+    mark = network.mark()
+    button.alert()
+    sms = network.wait_sms(to=network.contacts[0], after=mark, timeout=dut.within(120, 30))
+    assert MAPS in sms["text"], sms["text"]
+    # on LTE without VoLTE the module cannot call at all: connecting proves the GSM fallback
+    network.wait_call("call_connected", frm=dut.number, to=network.c4[0], after=mark,
+                      timeout=dut.within(180, 40))
+
+
+@pytest.mark.modem("a7670", reason=VOLTE)
+@pytest.mark.rig(modem_options={"gsm": False})   # a region where 2G is switched off
+def test_without_volte_or_2g_the_sms_still_go_out(dut, button, network, faults):
+    faults.volte_unavailable()
+    mark, log_mark = network.mark(), dut.mark()
+    button.alert()
+    sms = network.wait_sms(to=network.contacts[0], after=mark, timeout=dut.within(120, 30))
+    assert MAPS in sms["text"], sms["text"]
+    # no call can be made; the device keeps trying (VoLTE may come back) and does not crash
+    dut.wait_log("call_failed", since=log_mark, timeout=dut.within(120, 30))
+    dut.wait_log("dial", since=dut.mark(), timeout=dut.within(60, 20))
+    assert not network.calls("call_connected", frm=dut.number, after=mark)
+    assert "Traceback" not in dut.console.text(log_mark)
