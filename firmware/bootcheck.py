@@ -88,6 +88,25 @@ def plan():
     return (board, c4_numbers(cfg, board), gesture(cfg)), problem
 
 
+def release(m, name):
+    """The ESP32 level that leaves the modem's PWRKEY or RESET alone: <name>_active is the
+    level that presses it (0 on the T-Call, 1 through the T-A7670X's transistors; anything
+    else in the profile: the default, 0)."""
+    return 0 if m.get(name + "_active") == 1 else 1
+
+
+def modem_pins(board):
+    """The board's power enable on (the T-A7670X V1.2 resets on battery unless GPIO12 goes
+    high right after boot), the modem's RESET and PWRKEY released: before the firmware's
+    imports, which take a while, and in safe mode too."""
+    import hw
+    m = board["modem"]
+    for name, level in (("power_on", 1), ("reset", release(m, "reset")),
+                        ("pwrkey", release(m, "pwrkey"))):
+        if isinstance(m.get(name), int):
+            hw.Pin(m[name], hw.Pin.OUT, value=level)
+
+
 def purge():
     """Drop every module but KEEP: what a failed start left behind gives its heap back."""
     for name in list(sys.modules):
@@ -111,6 +130,10 @@ def check():
     except Exception as e:
         why = ("import_hw_%s:%s" % (type(e).__name__, e))[:DETAIL_MAX]
     if why is None:
+        try:
+            modem_pins(PLAN[0])
+        except Exception as e:  # a pin this chip has not: the firmware's own init will say
+            print("modem pins:", e)
         reserve = bytearray(SAFE_RESERVE)
         gc.threshold(IMPORT_GC_BYTES)
         try:

@@ -8,8 +8,14 @@ import gc
 import bootcheck
 
 # Mic up so C4 hears the surroundings; speaker and ringer silent so nobody near her does
-# (what app.py's _covert_audio sends).
-COVERT = "AT+CMIC=0,15;+CLVL=0;+CRSL=0"
+# (what the firmware's dialect_<family>.py sends), and how long PWRKEY is pressed to switch
+# the module on (an A7670 pressed >= 2.5 s switches OFF), by the board's modem family.
+COVERT = {"sim800": "AT+CMIC=0,15;+CLVL=0;+CRSL=0", "a7670": "AT+CMICGAIN=7;+COUTGAIN=0"}
+PWRKEY_ON_MS = {"sim800": 1200, "a7670": 100}
+# Probes of ~300 ms: at boot (a module just powered needs ~3 s to listen, an A7670 ~11 s),
+# and after the press.
+FIRST_TRIES = {"sim800": 17, "a7670": 50}
+BOOT_TRIES = {"sim800": 34, "a7670": 50}
 ENDED = ("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE", "ERROR")
 PRESSES, WINDOW_MS = 3, 2000
 ROUNDS = 3           # times through the C4 numbers before waiting for the next press
@@ -81,6 +87,7 @@ async def _main(board, numbers, hold_ms):
             pass
     m = board["modem"]
     at = _At(hw.UART(m["uart"], m["baud"], m["tx"], m["rx"]), hw.TIME_SCALE)
+    at.covert = COVERT[_family(m)]
     ready = asyncio.Event()
     calling = []  # the call task while one runs: one alert at a time
 
@@ -130,23 +137,29 @@ async def _power_modem(hw, m, at, wdt):
     switches a running one OFF: as app's ladder does, the key is pressed only once the
     module is known to be off, after a supply cut, on boards that can cut it."""
     import asyncio
-    for name in ("power_on", "reset"):
-        if m.get(name) is not None:
-            hw.Pin(m[name], hw.Pin.OUT, value=1)
-    if not await _probe(at, 17, wdt):  # ~5 s: a module just powered needs ~3 s to listen
+    family = _family(m)
+    bootcheck.modem_pins({"modem": m})
+    if not await _probe(at, FIRST_TRIES[family], wdt):
         if m.get("power_on") is None:
             print("EV safe_modem_hung no_supply_switch")
             return
         supply = hw.Pin(m["power_on"], hw.Pin.OUT, value=0)
         await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
-        supply.value(1)  # back on with PWRKEY released: the SIM800 stays off until pressed
-        key = hw.Pin(m["pwrkey"], hw.Pin.OUT, value=1)
-        key.value(0)
-        await asyncio.sleep_ms(int(1200 * hw.TIME_SCALE))
-        key.value(1)
-        await _probe(at, 34, wdt)
+        supply.value(1)  # back on with PWRKEY released: the module stays off until pressed
+        released = bootcheck.release(m, "pwrkey")
+        key = hw.Pin(m["pwrkey"], hw.Pin.OUT, value=released)
+        key.value(1 - released)
+        await asyncio.sleep_ms(int(PWRKEY_ON_MS[family] * hw.TIME_SCALE))
+        key.value(released)
+        await _probe(at, BOOT_TRIES[family], wdt)
     await at.cmd("ATE0")
     await at.cmd("AT+CLCC=1")  # call states as +CLCC lines: answered or not
+
+
+def _family(m):
+    """The board's modem family as safe mode knows it (an unknown one: the SIM800's)."""
+    family = m.get("family")
+    return family if isinstance(family, str) and family in COVERT else "sim800"
 
 
 async def _probe(at, tries, wdt):
@@ -166,7 +179,7 @@ async def _call_c4(at, numbers, wdt):
         for number in numbers:
             wdt.feed()
             for _ in range(3):  # a call with the speaker on could give her away
-                if await at.cmd(COVERT) == "OK":
+                if await at.cmd(at.covert) == "OK":
                     break
             print("EV safe_dial", "..." + number[-4:])
             at.lines = []

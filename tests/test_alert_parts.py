@@ -310,6 +310,77 @@ out([d.our_call_up(lines), d.our_call_up(lines[1:]), d.ringing(lines),
     assert r[14:] == [True, 1200, "ATH"]
 
 
+# What radio.py and service.py read from a dialect module.
+DIALECT_NAMES = """FAMILY CALL_END POWER_WARNING POWER_DOWN INIT_FIRST INIT CELL_QUERY BATTERY_QUERY
+SIGNAL_QUERY HANGUP ANSWER COVERT_AUDIO IN_CALL_AUDIO CALL_END_CAUSE_QUERY PWRKEY_ON_MS BOOT_MS
+RESTART_MS POWER_ON_MS RESET_MS SLEEP_SET SLEEP_ON SLEEP_OFF CLCC_STATE REG_QUERIES RAT_QUERY
+GSM_ONLY RAT_MODE_QUERY RAT_AUTO RAT_AUTO_REPLY serving_cell battery_pct our_call_up ringing
+end_cause sim_state reg_state rat_of voice_of WARNING_REPEAT_MS"""
+
+
+def test_a7670_dialect_reads_its_answers(both):
+    # the +CPSI lines of data/at/a76xx.md section 5 (the LTE one a real A7670G's), +CBC in
+    # volts (section 6), +CREG 6/7 "SMS only" and +CEREG (section 5)
+    r = both("""
+import dialect_a7670 as d
+import dialect_sim800 as s
+lte = "+CPSI: LTE,Online,460-11,0x7764,117148181,127,EUTRAN-BAND1,100,5,5,8,53,60,-4"
+gsm = "+CPSI: GSM,Online,334-020,0x1a2b,11843,21,-67,0,40-40"
+out([d.serving_cell([lte]), d.serving_cell(["junk", gsm]),
+     d.serving_cell(["+CPSI: NO SERVICE,Online"]), d.serving_cell(["+CPSI: LTE,Online,460,x,y"]),
+     [d.rat_of([x]) for x in (lte, gsm, "+CPSI: NO SERVICE, Low Power Mode", "")],
+     [d.battery_pct(x) for x in ("+CBC: 3.749V", "+CBC: 4.167V", "+CBC: 3.100V", "+CBC: 0,87,4102",
+                                 "+CBC: V", "")],
+     [d.reg_state(x) for x in (["+CREG: 0,1", "+CEREG: 0,1"], ["+CREG: 0,6", "+CEREG: 0,1"],
+                               ["+CREG: 0,7"], ["+CREG: 0,5"], ["+CREG: 0,0", "+CEREG: 0,1"],
+                               ["+CREG: 0,2", "+CEREG: 0,0"], ["+CREG: 0,11"], ["+CREG: junk"], [])],
+     [d.voice_of("voice", "LTE"), d.voice_of("voice", "GSM"), d.voice_of("sms_only", "LTE"),
+      d.voice_of(None, None)],
+     [s.voice_of("voice", "GSM"), s.voice_of(None, "GSM"), s.rat_of([]),
+      s.reg_state(["+CREG: 0,1"]), s.reg_state(["+CREG: 0,6"])],
+     [d.HANGUP, d.COVERT_AUDIO, list(d.IN_CALL_AUDIO), list(s.IN_CALL_AUDIO), d.PWRKEY_ON_MS,
+      d.RESET_MS, d.GSM_ONLY, d.CELL_QUERY[0]],
+     [n for n in NAMES.split() if not (hasattr(s, n) and hasattr(d, n))]])
+""".replace("NAMES", repr(DIALECT_NAMES)))
+    cell = {"cell": 0, "mcc": "460", "mnc": "11", "lac": "7764", "cellid": "6FB8A15"}  # 117148181
+    assert r[0] == cell
+    assert r[1] == {"cell": 0, "mcc": "334", "mnc": "020", "lac": "1A2B", "cellid": "2E43"}
+    assert r[2] is None and r[3] is None
+    assert r[4] == ["LTE", "GSM", None, None]
+    assert r[5] == [49, 96, 0, None, None, None]    # powerpolicy.battery_pct's 3.3-4.2 V line
+    assert r[6] == ["voice", "sms_only", "sms_only", "voice", "sms_only", None, None, None, None]
+    assert r[7] == [[True, "VoLTE"], [True, "2G"], [False, None], [None, None]]
+    assert r[8] == [[True, "2G"], [None, None], "GSM", "voice", None]
+    assert r[9] == ["AT+CHUP", "AT+CMICGAIN=7;+COUTGAIN=0", ["AT+VMUTE=1"], [], 100, 2500,
+                    "AT+CNMP=13", "AT+CPSI?"]
+    assert r[10] == []   # the same names in both dialects: radio.py has no family branches
+
+
+def test_a7670_urcs_are_urcs_not_stray_lines(both):
+    r = both("""
+import atparse
+p = atparse.ATParser()
+p.feed(b"\\r\\n*ATREADY: 1\\r\\n\\r\\n+CPIN: READY\\r\\n\\r\\nSMS DONE\\r\\n\\r\\nPB DONE\\r\\n")
+p.command("ATD+524499100000;")
+p.feed(b"\\r\\nOK\\r\\n\\r\\nVOICE CALL: BEGIN\\r\\n\\r\\n+CLCC: 1,0,0,0,0,\\"+524499100000\\",145,\\"\\"\\r\\n")
+p.feed(b"\\r\\n+CLCC: 1,0,6,0,0,\\"+524499100000\\",145,\\"\\"\\r\\n\\r\\nVOICE CALL: END: 000017\\r\\n\\r\\nNO CARRIER\\r\\n")
+p.feed(b"\\r\\nUNDER-VOLTAGE WARNNING\\r\\n")
+evs = []
+while True:
+    e = p.next_event()
+    if e is None:
+        break
+    evs.append(list(e))
+out(evs)
+""")
+    assert r == [["urc", "*ATREADY", "1"], ["urc", "+CPIN", "READY"], ["urc", "SMS DONE", ""],
+                 ["urc", "PB DONE", ""], ["final", "OK", ""], ["urc", "VOICE CALL: BEGIN", ""],
+                 ["urc", "+CLCC", '1,0,0,0,0,"+524499100000",145,""'],
+                 ["urc", "+CLCC", '1,0,6,0,0,"+524499100000",145,""'],
+                 ["urc", "VOICE CALL: END", "000017"], ["urc", "NO CARRIER", ""],
+                 ["urc", "UNDER-VOLTAGE WARNNING", ""]]
+
+
 # ---------------------------------------------------------------------------
 # What the machine says now instead of app.py inferring it
 

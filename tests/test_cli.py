@@ -239,6 +239,7 @@ def test_status_and_logs(device):
     info = json.loads(r.output)
     assert info["fw"] and info["registered"] and info["modem"] and info["battery"] is not None
     assert info["config_sha256"] and info["gps_sentences"] > 0
+    assert (info["family"], info["rat"], info["voice"], info["voice_via"]) == ("sim800", "GSM", True, "2G")
     r = run("logs", "--port", url, "--json")
     assert r.exit_code == 0, r.output
     data = json.loads(r.output)

@@ -49,6 +49,10 @@ UV_DOWN = "UNDER-VOLTAGE POWER DOWN"
 OV_WARN = "OVER-VOLTAGE WARNNING"
 OV_DOWN = "OVER-VOLTAGE POWER DOWN"
 NORMAL_DOWN = "NORMAL POWER DOWN"       # AT+CPOWD or PWRKEY: ours, not the supply
+# The A76XX's call URCs (a76xx.md §3): "VOICE CALL: END: <HHMMSS>" comes out as
+# (VOICE_END, "HHMMSS").
+VOICE_BEGIN = "VOICE CALL: BEGIN"
+VOICE_END = "VOICE CALL: END"
 
 # Whole-line URCs -> canonical name.
 _URC_WORDS = {
@@ -65,12 +69,19 @@ _URC_WORDS = {
     "OVER-VOLTAGE WARNING": OV_WARN,
     OV_DOWN: OV_DOWN,
     NORMAL_DOWN: NORMAL_DOWN,
+    # A76XX: boot (no RDY/Call Ready), calls, AT+CPMVT's power-down (a76xx.md §2, §3, §6)
+    "SMS DONE": "SMS DONE",
+    "PB DONE": "PB DONE",
+    VOICE_BEGIN: VOICE_BEGIN,
+    "UNDER-VOLTAGE WARNNING POWER DOWN": UV_DOWN,
+    "OVER-VOLTAGE WARNNING POWER DOWN": OV_DOWN,
 }
 
 # "+X: ..." prefixes that are URCs unless the pending command expects them.
 URC_PREFIXES = ("+CLIP", "+CMTI", "+CLCC", "+CREG", "+CGREG", "+CFUN", "+CPIN",
                 "+CUSD", "+CMT", "+CDS", "+CRING", "+DTMF", "+CIEV", "*PSUTTZ",
-                "DST", "+CTZV", "+CSQN")
+                "DST", "+CTZV", "+CSQN",
+                "*ATREADY", "*ISIMAID", "*COPN", "+CGEV", "+CEREG")  # A76XX (a76xx.md §2, §5)
 
 _FINAL_WORDS = ("OK", "ERROR", "NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE",
                 "SHUT OK")
@@ -112,6 +123,8 @@ def is_urc(line, pending_cmd=None, expect=None):
     w = _URC_WORDS.get(line)
     if w is not None:
         return (w, "")
+    if line.startswith(VOICE_END):
+        return (VOICE_END, line[len(VOICE_END):].lstrip(":").strip())
     p = _prefix(line)
     if p is None or p not in URC_PREFIXES:
         return None

@@ -3,7 +3,10 @@
 # family (dialect_<family>.py, chosen by the board profile's modem.family), constants
 # and tiny pure functions only, like esptool's targets/.
 
-from atargs import parse_ceng, parse_cbc, parse_clcc
+from atargs import parse_ceng, parse_cbc, parse_creg, registered
+# What the 3GPP families answer alike (the call list, the end cause, the SIM state).
+from at3gpp import (SIGNAL_QUERY, CALL_END_CAUSE_QUERY, CLCC_STATE,  # noqa: F401
+                    our_call_up, ringing, end_cause, sim_state)
 
 FAMILY = "sim800"
 
@@ -15,6 +18,7 @@ from atparse import (CALL_END, UV_WARN, UV_DOWN, OV_WARN, OV_DOWN,  # noqa: F401
 POWER_WARNING = {UV_WARN: "under_voltage", UV_DOWN: "power_down",
                  OV_WARN: "over_voltage", OV_DOWN: "over_voltage"}
 POWER_DOWN = (UV_DOWN, OV_DOWN, NORMAL_DOWN)   # the module is switching itself off
+WARNING_REPEAT_MS = 0           # every supply warning is passed on
 
 # Init: numeric +CME/+CMS codes first (the driver decides on them), then, once the SIM
 # is ready, AT+CLTS=1 before registration brings the network's time (NITZ), text-mode
@@ -26,19 +30,27 @@ INIT = ("AT+CLTS=1", "AT+CMGF=1", 'AT+CSCS="GSM"', "AT+CNMI=2,1,0,0,0", "AT+CLIP
 
 CELL_QUERY = ("AT+CENG?", "+CENG")
 BATTERY_QUERY = ("AT+CBC", "+CBC")
-SIGNAL_QUERY = ("AT+CSQ", "+CSQ")
 HANGUP = "ATH"
 ANSWER = "ATA"
 # Mic up so C4 hears the surroundings; speaker and ringer silent so nobody near her does.
 # One command line: fewer round trips before ATD.
 COVERT_AUDIO = "AT+CMIC=0,15;+CLVL=0;+CRSL=0"
-CALL_END_CAUSE_QUERY = ("AT+CEER", "+CEER")
-PWRKEY_ON_MS = 1200             # PWRKEY low this long switches an off module on
+IN_CALL_AUDIO = ()              # nothing the covert settings before ATD do not already
+PWRKEY_ON_MS = 1200             # PWRKEY pressed this long switches an off module on
+BOOT_MS = 5000                  # a module just powered needs ~3 s before its UART listens
+RESTART_MS = 8000               # back after AT+CFUN=1,1 or the RESET pin
+POWER_ON_MS = 10000             # back after the PWRKEY press
+RESET_MS = 200                  # RESET pulse (>= 105 ms restarts it)
 SLEEP_SET = "AT+CSCLK=%d"       # 2: sleep after 5 s of UART silence; 0: stay awake
 SLEEP_ON, SLEEP_OFF = 2, 0
 
-# +CLCC <stat> -> the alert machine's call state
-CLCC_STATE = {0: "active", 2: "dialing", 3: "alerting", 6: "ended"}
+# Registration: AT+CREG? alone (stat 1 home, 5 roaming: voice and SMS).
+REG_QUERIES = (("AT+CREG?", "+CREG"),)
+RAT_QUERY = None                # GSM only: nothing to ask
+GSM_ONLY = None                 # no other technology to leave
+RAT_MODE_QUERY = None
+RAT_AUTO = None
+RAT_AUTO_REPLY = None
 
 
 def serving_cell(lines):
@@ -56,38 +68,23 @@ def battery_pct(line):
     return v[1] if v else None
 
 
-def our_call_up(lines):
-    """AT+CLCC lines -> True if a call of ours (mobile-originated) is dialing, alerting
-    or active."""
+def reg_state(lines):
+    """The REG_QUERIES' reply lines -> "voice" (registered), "sms_only" or None."""
     for ln in lines:
-        c = parse_clcc(ln)
-        if c and c[1] == 0 and c[2] in (0, 2, 3):
-            return True
-    return False
+        if ln.startswith("+CREG"):
+            reg = parse_creg(ln)
+            if reg and registered(reg[0]):
+                return "voice"
+    return None
 
 
-def ringing(lines):
-    """AT+CLCC lines -> the numbers of incoming calls ringing now."""
-    return [c[5] for c in (parse_clcc(ln) for ln in lines) if c and c[1] == 1 and c[2] == 4]
+def rat_of(lines):
+    """The radio access technology: always GSM."""
+    return "GSM"
 
 
-def end_cause(was_active, code_cause, ceer_lines):
-    """Why our call ended: a call that was up and ended with AT+CEER's 'Normal call
-    clearing' was hung up by the far end ("remote"); one that was up otherwise was
-    "dropped"; one never answered ended as its final code said (default no_carrier)."""
-    if not was_active:
-        return code_cause or "no_carrier"
-    for ln in ceer_lines:
-        if "Normal call clearing" in ln:
-            return "remote"
-    return "dropped"
-
-
-def sim_state(reply):
-    """AT+CPIN? reply (or the error's reply()) -> "ready", "stuck" (a PIN, a PUK or no
-    SIM: waiting will not help, the technician must fix it) or "wait"."""
-    if "READY" in reply:
-        return "ready"
-    if "SIM PIN" in reply or "not inserted" in reply or "PUK" in reply:
-        return "stuck"
-    return "wait"
+def voice_of(state, rat):
+    """(voice, voice_via) as the technician's service calls report them."""
+    if state == "voice":
+        return True, "2G"
+    return None, None

@@ -14,17 +14,30 @@ import sms
 from modem import Modem, ModemError, ModemTimeout
 
 NETWORK_TIME_AFTER = 1704067200  # 2024-01-01: an AT+CCLK? before it is the module's default
-FAMILIES = ("sim800",)           # dialect_<family>.py modules in this firmware
+FAMILIES = ("sim800", "a7670")  # dialect_<family>.py modules in this firmware
+VOICE_FALLBACK_S = 40            # for a voice registration on 2G after AT+CNMP=13
+REGISTER_S = 60                  # for any registration
+# the dialect's voice_of() voice_via -> the log's short name
+VOICE_LOG = {"VoLTE": "volte", "2G": "2g"}
 
 
-def dialect_for(family, log):
+def dialect_for(family, log=None):
     """The board profile's modem.family -> its dialect module; an unknown family is
     logged and the SIM800's is used (the button must still try)."""
     family = family or "sim800"
     if family not in FAMILIES:
-        log.add("modem_family_unknown", str(family)[:16])
+        if log:
+            log.add("modem_family_unknown", str(family)[:16])
         family = "sim800"
     return __import__("dialect_" + family)
+
+
+def pin_level(modem_profile, name, asserted):
+    """The ESP32 level that asserts (or releases) the modem's PWRKEY, RESET or supply
+    switch: PWRKEY and RESET are pressed by <name>_active (0, active-low, as on the
+    T-Call; 1 through the T-A7670X's transistors); power_on is on when high."""
+    active = 1 if name == "power_on" or modem_profile.get(name + "_active") == 1 else 0
+    return active if asserted else 1 - active
 
 
 class Radio:
@@ -43,6 +56,7 @@ class Radio:
         self._recovering = False
         self._modem_off = False     # known to be off (power-down URC, or supply cut)
         self._sms_reading = []      # SMS indexes being read: a sweep and a +CMTI may name one
+        self._warned = None         # (supply warning URC, ticks) last passed on
 
     # ------------------------------------------------------------ the machine's actions
     async def covert_audio(self):
@@ -71,6 +85,16 @@ class Radio:
 
     async def answer(self):
         await self.at(self.dialect.ANSWER)
+        await self._in_call_audio(True)  # ATA's OK: the call is connected
+
+    async def _in_call_audio(self, answered=False):
+        """What the family accepts only during a connected call (the A7670's speaker
+        mute), each time a call becomes active: it resets when the call ends. Refused
+        because the call already ended is no error."""
+        d = self.dialect
+        if d.IN_CALL_AUDIO and await self.modem.batch(d.IN_CALL_AUDIO) and \
+                (answered or self.call_active):
+            self.log.add("audio_error", "in_call_refused")
 
     async def at(self, command):
         try:
@@ -110,6 +134,8 @@ class Radio:
             if state == "ended":
                 asyncio.create_task(self.call_ended())
             elif state:
+                if state == "active" and not self.call_active:
+                    asyncio.create_task(self._in_call_audio())
                 self.call_active = state == "active"
                 self.post(("call_state", state, None))
         elif name in d.CALL_END:
@@ -119,12 +145,25 @@ class Radio:
         elif name == "+CMTI":
             asyncio.create_task(self.read_sms(atparse.parse_cmti(args)))
         elif name in d.POWER_WARNING or name in d.POWER_DOWN:
+            if name not in d.POWER_DOWN and self._repeated(name):
+                return
             self.log.add("modem_power", name.replace(" ", "_"))
             if name in d.POWER_WARNING:  # not our own power-off: the supply is failing
                 self.post(("power_warning", d.POWER_WARNING[name]))
             if name in d.POWER_DOWN:
                 self.modem.abort("power down")
                 asyncio.create_task(self._power_back())
+
+    def _repeated(self, warning):
+        """The same supply warning again within the dialect's WARNING_REPEAT_MS (the A7670
+        repeats AT+CVALARM's every 10 s while the supply is out of range): not news."""
+        now = time.ticks_ms()
+        last = self._warned
+        if last and last[0] == warning and \
+                time.ticks_diff(now, last[1]) < int(self.dialect.WARNING_REPEAT_MS * hw.TIME_SCALE):
+            return True
+        self._warned = (warning, now)
+        return False
 
     async def call_ended(self):
         """Tell a normal hang-up by the far end from a drop: only AT+CEER knows."""
@@ -183,11 +222,15 @@ class Radio:
         return self.dialect.our_call_up(lines)
 
     # ------------------------------------------------------------ lifecycle
-    def _pin(self, name, value):
-        num = self.board["modem"].get(name)
-        if num is None:
+    def _pin(self, name, asserted):
+        """PWRKEY, RESET or the supply switch driven asserted (pressed, on) or released."""
+        m = self.board["modem"]
+        if m.get(name) is None:
             return None
-        return hw.Pin(num, hw.Pin.OUT, value=value)
+        return hw.Pin(m[name], hw.Pin.OUT, value=pin_level(m, name, asserted))
+
+    def _drive(self, pin, name, asserted):
+        pin.value(pin_level(self.board["modem"], name, asserted))
 
     async def init(self, poll_status):
         """Bring the module up and configure it; poll_status: the app's status poll (it
@@ -196,10 +239,10 @@ class Radio:
         d = self.dialect
         self._poll_status = poll_status  # a recovery's init polls again
         # Supply on (T-Call: POWER_ON pin), RESET and PWRKEY released before anything else.
-        self._pin("power_on", 1)
-        self._pin("reset", 1)
-        self._pin("pwrkey", 1)
-        if await m.probe():
+        self._pin("power_on", True)
+        self._pin("reset", False)
+        self._pin("pwrkey", False)
+        if await m.probe(d.BOOT_MS):
             self._modem_off = False
         else:
             # Silent at boot: off, asleep past the wake byte, or hung. The same safe
@@ -231,23 +274,73 @@ class Radio:
             await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
         else:
             self.log.add("init_error", ",".join(failed))
-        registered = False
-        for _ in range(60):
-            try:
-                _, _, lines = await m.cmd("AT+CREG?", 2000, expect="+CREG")
-                reg = atparse.parse_creg(lines[0]) if lines else None
-                if reg and atparse.registered(reg[0]):
-                    registered = True
-                    break
-            except ModemError:
-                pass
-            await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
+        state = await self._wait_registered(REGISTER_S)
+        gsm_gone = state is None and d.RAT_AUTO and await self._rat_mode_fixed()
+        if gsm_gone:
+            # An earlier fallback's GSM-only mode (saved by the module) where 2G is gone:
+            # back to automatic, or not even SMS would get through.
+            self.log.add("rat_auto", "")
+            await self.at(d.RAT_AUTO)
+            state = await self._wait_registered(REGISTER_S)
+        registered = state is not None
         self.log.add("registered" if registered else "not_registered", "")
+        if registered and d.RAT_QUERY:
+            await self._voice(state, not gsm_gone)
         await poll_status()
         await self.refresh_cell()
         if registered:
             await self.network_clock(save=True)
         return registered
+
+    async def _reg_state(self):
+        """"voice", "sms_only" or None, by the family's registration queries."""
+        lines = []
+        for cmd, prefix in self.dialect.REG_QUERIES:
+            try:
+                lines.extend((await self.modem.cmd(cmd, 2000, expect=prefix))[2])
+            except ModemError:
+                pass
+        return self.dialect.reg_state(lines)
+
+    async def _wait_registered(self, seconds, want=None):
+        """The registration state once registered (for want: once it is want), polled
+        every second for seconds at most; else None."""
+        state = None
+        for _ in range(seconds):
+            state = await self._reg_state()
+            if state is not None and (want is None or state == want):
+                return state
+            await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
+        return None if want is None else state
+
+    async def _query(self, query):
+        cmd, prefix = query
+        try:
+            return (await self.modem.cmd(cmd, 3000, expect=prefix, check=False))[2]
+        except ModemError:
+            return ()
+
+    async def _rat_mode_fixed(self):
+        """The module's technology mode is not automatic (AT+CNMP? on the A7670)."""
+        lines = await self._query(self.dialect.RAT_MODE_QUERY)
+        return bool(lines) and lines[0].split(":")[-1].strip() != self.dialect.RAT_AUTO_REPLY
+
+    async def _voice(self, state, try_2g):
+        """Voice where the network gives it. Registered for SMS only on LTE (no VoLTE for
+        this SIM): GSM only (AT+CNMP=13, the module saves it) if there is 2G here, else
+        back to automatic so that LTE still carries the SMS. Logs voice volte/2g/none."""
+        d = self.dialect
+        rat = d.rat_of(await self._query(d.RAT_QUERY))
+        if state == "sms_only" and rat == "LTE" and try_2g:
+            self.log.add("voice_fallback", "2g")
+            await self.at(d.GSM_ONLY)
+            state = await self._wait_registered(VOICE_FALLBACK_S, "voice")
+            if state != "voice":  # no 2G here
+                await self.at(d.RAT_AUTO)
+                state = await self._wait_registered(REGISTER_S)
+            rat = d.rat_of(await self._query(d.RAT_QUERY))
+        voice, via = d.voice_of(state, rat)
+        self.log.add("voice", VOICE_LOG.get(via, "none") if voice else "none")
 
     async def refresh_cell(self):
         """Serving cell id + LAC: the location of last resort when there is no fix
@@ -367,27 +460,29 @@ class Radio:
     async def _revive(self):
         """The rungs after a failed probe. Returns how the module came back, or None."""
         m = self.modem
+        d = self.dialect
         try:
             # A live but confused module answers OK and restarts (its sleep mode back to 0).
-            if (await m.cmd("AT+CFUN=1,1", 2000, check=False))[0] == "OK" and await m.probe(8000):
+            if (await m.cmd("AT+CFUN=1,1", 2000, check=False))[0] == "OK" and \
+                    await m.probe(d.RESTART_MS):
                 return "cfun"
         except ModemError:
             pass  # no answer at all: it did not hear it either
-        rst = self._pin("reset", 1)
+        rst = self._pin("reset", False)
         if rst:
-            rst.value(0)
-            await asyncio.sleep_ms(max(150, int(200 * hw.TIME_SCALE)))
-            rst.value(1)
-            if await m.probe(8000):
+            self._drive(rst, "reset", True)
+            await asyncio.sleep_ms(max(150, int(d.RESET_MS * hw.TIME_SCALE)))
+            self._drive(rst, "reset", False)
+            if await m.probe(d.RESTART_MS):
                 return "reset_pin"
         how = "pwrkey"
-        pwr = self._pin("power_on", 1)
+        pwr = self._pin("power_on", True)
         if pwr:
-            # With PWRKEY released the SIM800 stays off when VBAT returns (HD 4.2): off
-            # for sure, so the press below switches it on.
-            pwr.value(0)
+            # With PWRKEY released the module stays off when VBAT returns (SIM800 HD 4.2):
+            # off for sure, so the press below switches it on.
+            self._drive(pwr, "power_on", False)
             await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
-            pwr.value(1)
+            self._drive(pwr, "power_on", True)
             self._modem_off = True
             how = "power_cycle"
         if not self._modem_off:
@@ -395,12 +490,12 @@ class Radio:
             # but on, and a press would switch it off. Leave it; try again later.
             self.log.add("modem_hung", "no_supply_switch")
             return None
-        key = self._pin("pwrkey", 1)
-        key.value(0)
-        await asyncio.sleep_ms(int(self.dialect.PWRKEY_ON_MS * hw.TIME_SCALE))
-        key.value(1)
+        key = self._pin("pwrkey", False)
+        self._drive(key, "pwrkey", True)
+        await asyncio.sleep_ms(int(d.PWRKEY_ON_MS * hw.TIME_SCALE))
+        self._drive(key, "pwrkey", False)
         self._modem_off = False  # from here on it may be on: never press again unproven
-        if await m.probe(10000):
+        if await m.probe(d.POWER_ON_MS):
             return how
         self.log.add("modem_dead", how)
         return None

@@ -38,10 +38,16 @@ async def _query(modem, cmd, prefix=None):
 
 
 async def _modem_facts(board):
+    """What the modem says about itself and its network. family, rat ("GSM", "LTE" or
+    None), voice (True, False: registered for SMS only, None: unknown) and voice_via
+    ("2G", "VoLTE" or None) tell the host whether the button can call C4 at all."""
+    from radio import dialect_for  # here: heap() measures the firmware, not the service
     m = board["modem"]
+    d = dialect_for(m.get("family"))
     modem = Modem(hw.UART(m["uart"], m["baud"], m["tx"], m["rx"]), lambda n, a: None, hw.TIME_SCALE)
     reader = asyncio.create_task(modem.reader())
-    facts = {"modem": await modem.probe(5000)}
+    facts = {"modem": await modem.probe(d.BOOT_MS), "family": d.FAMILY, "rat": None,
+             "voice": None, "voice_via": None}
     if facts["modem"]:
         await modem.cmd("ATE0", 2000, check=False)
         facts["imei"] = await _query(modem, "AT+GSN")
@@ -51,10 +57,20 @@ async def _modem_facts(board):
         facts["operator"] = cops.split('"')[1] if cops and '"' in cops else None
         csq = atparse.parse_csq(await _query(modem, "AT+CSQ", "+CSQ") or "")
         facts["rssi"] = csq[0] if csq else None
-        cbc = atparse.parse_cbc(await _query(modem, "AT+CBC", "+CBC") or "")
-        facts["battery"] = cbc[1] if cbc else None
-        creg = atparse.parse_creg(await _query(modem, "AT+CREG?", "+CREG") or "")
-        facts["registered"] = bool(creg and atparse.registered(creg[0]))
+        facts["battery"] = d.battery_pct(await _query(modem, *d.BATTERY_QUERY) or "")
+        reg = []
+        for cmd, prefix in d.REG_QUERIES:
+            line = await _query(modem, cmd, prefix)
+            if line:
+                reg.append(line)
+        state = d.reg_state(reg)
+        facts["registered"] = state is not None
+        if d.RAT_QUERY:
+            rat = await _query(modem, *d.RAT_QUERY)
+            facts["rat"] = d.rat_of([rat] if rat else [])
+        else:
+            facts["rat"] = d.rat_of([])
+        facts["voice"], facts["voice_via"] = d.voice_of(state, facts["rat"])
     reader.cancel()
     return facts
 

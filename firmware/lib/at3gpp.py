@@ -1,0 +1,47 @@
+# What every SIMCom family this firmware drives answers the same way (3GPP TS 27.007: the
+# call list, the end cause, the SIM state): shared by the dialects (dialect_<family>.py),
+# which re-export these names, so that a board imports only its own family's dialect.
+
+from atparse import parse_clcc
+
+SIGNAL_QUERY = ("AT+CSQ", "+CSQ")
+CALL_END_CAUSE_QUERY = ("AT+CEER", "+CEER")
+# +CLCC <stat> -> the alert machine's call state
+CLCC_STATE = {0: "active", 2: "dialing", 3: "alerting", 6: "ended"}
+
+
+def our_call_up(lines):
+    """AT+CLCC lines -> True if a call of ours (mobile-originated) is dialing, alerting
+    or active."""
+    for ln in lines:
+        c = parse_clcc(ln)
+        if c and c[1] == 0 and c[2] in (0, 2, 3):
+            return True
+    return False
+
+
+def ringing(lines):
+    """AT+CLCC lines -> the numbers of incoming calls ringing now."""
+    return [c[5] for c in (parse_clcc(ln) for ln in lines) if c and c[1] == 1 and c[2] == 4]
+
+
+def end_cause(was_active, code_cause, ceer_lines):
+    """Why our call ended: a call that was up and ended with AT+CEER's 'Normal call
+    clearing' was hung up by the far end ("remote"); one that was up otherwise was
+    "dropped"; one never answered ended as its final code said (default no_carrier)."""
+    if not was_active:
+        return code_cause or "no_carrier"
+    for ln in ceer_lines:
+        if "Normal call clearing" in ln:
+            return "remote"
+    return "dropped"
+
+
+def sim_state(reply):
+    """AT+CPIN? reply (or the error's reply()) -> "ready", "stuck" (a PIN, a PUK or no
+    SIM: waiting will not help, the technician must fix it) or "wait"."""
+    if "READY" in reply:
+        return "ready"
+    if "SIM PIN" in reply or "not inserted" in reply or "PUK" in reply:
+        return "stuck"
+    return "wait"

@@ -1,0 +1,230 @@
+"""The firmware on LilyGO's T-A7670X (boards/ta7670x_a7670sa.json) against the simulated
+A7670SA: the same alert as on the SIM800 (covert call to C4, her location to every
+contact) through the A7670's dialect (dialect_a7670.py), and voice where the network gives
+it: VoLTE, else 2G after AT+CNMP=13, else SMS only. Facts: data/at/a76xx.md."""
+import json
+import time
+
+from click.testing import CliRunner
+
+from boton.cli import main
+from boton.rules import mask
+from boton.sim.flashdir import install
+from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
+from rigkit import FAST, demo_config, provisioned_device
+from test_sim_phones import SimProcess
+
+BOARD = "ta7670x_a7670sa"
+SISTER = "+524491112244"
+MAPS = "https://maps.google.com/?q=21.88234,-102.29143"
+
+
+def sent_to_modem(vd):
+    """Every byte the ESP32 wrote to the module's UART, in order."""
+    return vd.call(lambda: b"".join(data for _, d, data in vd.modem.at_log if d == "rx"))
+
+
+def wait_until(vd, fact, timeout=30):
+    """Until fact() (run on the rig's loop, where the simulated parts live) is true."""
+    deadline = time.monotonic() + timeout
+    while not vd.call(fact):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def status_of(vd):
+    """`boton status --json` on the device (the firmware stops for the service call)."""
+    r = CliRunner().invoke(main, ["status", "--port", vd.repl_url, "--json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)
+
+
+def log_of(vd):
+    return "".join(p.read_text() for p in sorted(vd.flash_dir.glob("log.*")))
+
+
+def assert_covert(audio):
+    # the A7670's own scales: gains 0..7; the ring tone plays at the output gain
+    assert audio["speaker_level"] == 0 and audio["ringer_level"] == 0 and audio["mic_gain"] == 7
+
+
+def a7670_device(tmp_path, **kw):
+    return provisioned_device(tmp_path, demo_config(contacts=[DEFAULT_CONTACT, SISTER]), board=BOARD,
+                              contacts=(DEFAULT_CONTACT, SISTER), **kw)
+
+
+def test_alert_calls_c4_covertly_texts_both_contacts_and_redials_after_a_drop(tmp_path):
+    with a7670_device(tmp_path) as vd:
+        assert "EV voice volte" in vd.console_text()   # LTE with VoLTE: no fallback
+        vd.press(hold_s=1.2)
+        for contact in (DEFAULT_CONTACT, SISTER):
+            sms = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == contact, timeout=60)
+            assert sms["delivered"] and MAPS in sms["text"]
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4, timeout=60)
+        # the speaker mute is accepted only once the call is up: sent then, and taken
+        wait_until(vd, lambda: vd.modem.vmute == 1)
+        mark = len(vd.events)
+        vd.call(vd.network.drop, DEFAULT_C4)           # the radio link fails: she is redialled
+        call = vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == DEFAULT_C4, timeout=30)
+        assert call["result"] == "dropped"
+        assert_covert(call["audio"])
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4,
+                      after=mark, timeout=60)
+        wait_until(vd, lambda: vd.modem.vmute == 1)    # reset when the call ended: sent again
+        mark = len(vd.events)
+        vd.call(vd.network.hangup, DEFAULT_C4)         # C4 ends it: no redial
+        call = vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == DEFAULT_C4, after=mark, timeout=30)
+        assert call["answered"] and call["ended_by"] == DEFAULT_C4
+        assert_covert(call["audio"])
+        vd.wait_console("EV call_ended remote", timeout=30)
+        sent = sent_to_modem(vd)
+    assert b"AT+CMICGAIN=7;+COUTGAIN=0\r" in sent and b"AT+VMUTE=1\r" in sent
+    assert b"ATH" not in sent and b"AT+CENG" not in sent and b"AT+CLVL" not in sent
+    assert "audio_error" not in log_of(vd), log_of(vd)
+
+
+def test_cancelled_alert_hangs_up_with_chup(tmp_path):
+    """ATH is ignored by the A7670 (AT+CVHU=1 by default): the hang-up is AT+CHUP."""
+    cfg = demo_config(pin="482913")
+    cfg["gesture"]["cancel_ms"] = 1500
+    with provisioned_device(tmp_path, cfg, board=BOARD, c4_hangup_after_s=120) as vd:
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4, timeout=60)
+        mark = len(vd.events)
+        vd.press(hold_s=2.0)   # the cancel gesture
+        call = vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == DEFAULT_C4, after=mark, timeout=60)
+        assert call["ended_by"] == vd.device_number   # the device hung up, C4 did not
+        sent = sent_to_modem(vd)
+    assert b"AT+CHUP\r" in sent and b"ATH" not in sent
+
+
+def test_sms_only_on_lte_falls_back_to_2g_and_the_call_goes_through(tmp_path):
+    with a7670_device(tmp_path, modem_options=dict(volte=False, gsm=True)) as vd:
+        text = vd.console_text()
+        assert "EV voice_fallback 2g" in text and "EV voice 2g" in text
+        assert vd.call(lambda: (vd.modem.cnmp, vd.modem.rat)) == (13, "gsm")
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4, timeout=60)
+        vd.call(vd.network.hangup, DEFAULT_C4)
+        assert_covert(vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == DEFAULT_C4, timeout=30)["audio"])
+        for contact in (DEFAULT_CONTACT, SISTER):
+            assert vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == contact, timeout=60)["delivered"]
+
+
+def test_sms_only_without_2g_still_sends_every_sms_and_logs_no_voice(tmp_path):
+    with a7670_device(tmp_path, modem_options=dict(volte=False, gsm=False)) as vd:
+        assert "EV voice none" in vd.console_text()
+        # back to automatic: LTE still carries the SMS
+        assert vd.call(lambda: (vd.modem.cnmp, vd.modem.rat)) == (2, "lte")
+        # what the host reads to refuse marking this button ready (the firmware stops for
+        # the service call and restarts after it)
+        mark = vd.console_mark()
+        info = status_of(vd)
+        assert (info["family"], info["rat"], info["voice"], info["voice_via"]) == ("a7670", "LTE", False, None)
+        assert info["registered"] and info["battery"] is not None
+        vd.wait_console("EV ready", since=mark, timeout=60)
+        vd.press(hold_s=1.2)
+        for contact in (DEFAULT_CONTACT, SISTER):
+            sms = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == contact, timeout=60)
+            assert sms["delivered"] and MAPS in sms["text"]
+        vd.wait_console("EV dial_error", since=mark, timeout=30)   # the dial fails, logged as on the SIM800
+        assert not [e for e in vd.events if e["kind"] == "call_connected"]
+
+
+def test_2g_switched_off_after_a_fallback_a_hung_module_is_revived_and_back_on_lte(tmp_path):
+    """The ladder on the T-A7670X: active-high RESET held 2.5 s, the supply cut, then a
+    short PWRKEY press (>= 2.5 s would switch an A7670 off). GSM only (AT+CNMP=13, kept by
+    the module) where 2G is gone finds nothing: back to automatic, SMS over LTE."""
+    with a7670_device(tmp_path, modem_options=dict(volte=False, gsm=True)) as vd:
+        assert "EV voice 2g" in vd.console_text()
+        vd.call(setattr, vd.modem, "gsm", False)        # the operator switches 2G off
+        vd.call(vd.modem.go_silent, True)               # and the module hangs (RESET will not help)
+        t0, mark = vd.call(vd.sched.now), vd.console_mark()
+        vd.hard_reset()
+        vd.wait_console("EV modem_recovered power_cycle", since=mark, timeout=60)
+        t_reset = vd.wait_pin(5, 1, since=t0)           # RESET asserted: GPIO5 high
+        t_released = vd.wait_pin(5, 0, since=t_reset)
+        assert t_released - t_reset >= 2.0 * FAST
+        assert vd.wait_pin(12, 0, since=t_released) < vd.wait_pin(4, 1, since=t_released)
+        presses = vd.call(lambda: list(vd.modem.pwrkey_presses))
+        assert [(p["powered"], p["result"]) for p in presses] == [(False, "on")]
+        assert presses[0]["held_s"] < 1.0   # LilyGO's 100 ms: far from the 2.5 s that switches it off
+        vd.wait_console("EV ready", since=mark, timeout=90)
+        text = vd.console_text()[-(vd.console_mark() - mark):]
+        assert "EV rat_auto" in text and "EV voice none" in text and "voice_fallback" not in text
+        assert vd.call(lambda: (vd.modem.cnmp, vd.modem.rat)) == (2, "lte")
+        mark = len(vd.events)
+        vd.press(hold_s=1.2)
+        assert vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == DEFAULT_CONTACT,
+                             after=mark, timeout=60)["delivered"]
+
+
+def test_under_voltage_warnings_are_enabled_and_a_repeated_one_is_logged_once(tmp_path):
+    """AT+CVALARM (off by default on the A76XX) warns every 10 s while VBAT is below 3.5 V:
+    the first is passed on to the alert machine, its repeats are not news."""
+    with a7670_device(tmp_path) as vd:
+        assert b"AT+CVALARM=1,3500,4300\r" in sent_to_modem(vd)
+        mark = vd.console_mark()
+        vd.set_battery_mv(3450)
+        vd.wait_console("EV power_warning under_voltage", since=mark, timeout=30)
+        wait_until(vd, lambda: vd.modem.output().count(b"UNDER-VOLTAGE WARNNING") >= 3)
+        text = vd.console_text()[-(vd.console_mark() - mark):]
+    assert text.count("EV power_warning under_voltage") == 1
+    assert text.count("EV modem_power UNDER-VOLTAGE_WARNNING") == 1
+
+
+def test_safe_mode_on_the_a7670_board_calls_c4_covertly(tmp_path):
+    flash = install(tmp_path / "flash", BOARD, demo_config())
+    for path in (flash / "lib" / "alert.mpy", flash / "alert.mpy"):
+        path.write_bytes(b"\x00garbage, not bytecode")
+    vd = VirtualDevice(flash, board=BOARD, time_scale=FAST, network_log=tmp_path / "net.jsonl")
+    vd.start()
+    try:
+        vd.wait_console("EV safe_mode import_", timeout=30)
+        mark = len(vd.events)
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4,
+                      after=mark, timeout=60)
+        vd.call(vd.network.hangup, DEFAULT_C4)
+        call = vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == DEFAULT_C4, after=mark, timeout=30)
+        assert call["answered"]
+        assert_covert(call["audio"])
+        # the board's power enable high, PWRKEY and RESET released (active-high: low)
+        assert vd.pins_out[12] == 1 and vd.pins_out[4] == 0 and vd.pins_out[5] == 0
+        assert vd.call(lambda: list(vd.modem.pwrkey_presses)) == []   # the running module left alone
+    finally:
+        vd.stop()
+
+
+def test_boot_drives_the_t_a7670x_pins_active_high_and_never_presses_a_running_module(tmp_path):
+    with a7670_device(tmp_path) as vd:
+        assert vd.pins_out[12] == 1 and vd.pins_out[4] == 0 and vd.pins_out[5] == 0
+        assert vd.call(lambda: (list(vd.modem.pwrkey_presses), vd.modem.powered)) == ([], True)
+        first = [pin for _, pin, _ in vd.pin_history if pin in (4, 5, 12)]
+        assert first[0] == 12    # the power enable before anything else
+
+
+def test_technician_path_on_the_t_a7670x_sim_deploy_provision_test_call(tmp_path):
+    """boton sim --board ta7670x_a7670sa, then deploy, provision and test-call as a
+    technician types them; status reports the family, the technology and voice."""
+    def run(*args):
+        r = CliRunner().invoke(main, list(args), catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        return r.output
+
+    sim = SimProcess("--flash", str(tmp_path / "flash"), "--board", BOARD, "--time-scale", str(FAST),
+                     "--c4-stay", "60")
+    try:
+        url = sim.wait_line(lambda s: "REPL at" in s).split("REPL at ")[1].strip()
+        assert "deployed" in run("deploy", "--port", url, "--board", BOARD)
+        run("provision", "--port", url, "--alias", "Luna", "--contact", DEFAULT_CONTACT,
+            "--contact", SISTER, "--c4", DEFAULT_C4)
+        out = run("test-call", "--port", url, "--timeout", "90")
+        for contact in (DEFAULT_CONTACT, SISTER):
+            assert f"{mask(contact)}: accepted" in out
+        assert "C4 call answered: yes -> ok" in out
+        info = json.loads(run("status", "--port", url, "--json"))
+        assert (info["family"], info["rat"], info["voice"], info["voice_via"]) == ("a7670", "LTE", True, "VoLTE")
+        assert info["registered"] and 0 <= info["battery"] <= 100
+    finally:
+        sim.quit()
