@@ -17,6 +17,7 @@ NETWORK_TIME_AFTER = 1704067200  # 2024-01-01: an AT+CCLK? before it is the modu
 FAMILIES = ("sim800", "a7670")  # dialect_<family>.py modules in this firmware
 VOICE_FALLBACK_S = 40            # for a voice registration on 2G after AT+CNMP=13
 REGISTER_S = 60                  # for any registration
+VOICE_RECHECK_S = 300            # a refused dial looks at the voice service at most this often
 # the dialect's voice_of() voice_via -> the log's short name
 VOICE_LOG = {"VoLTE": "volte", "2G": "2g"}
 
@@ -79,6 +80,30 @@ class Radio:
             self.post(("call_state", "ended", "error"))
             if isinstance(e, ModemTimeout):
                 self.kick_recovery()
+            elif self.dialect.RAT_QUERY:
+                asyncio.create_task(self._recheck_voice())
+
+    _voice_checked_ms = None
+    _voice_checking = False
+
+    async def _recheck_voice(self):
+        """A dial refused by a registered module: the network may have stopped carrying
+        voice for this SIM since boot (a cell without VoLTE). Look again and fall back to
+        2G as at init, at most every VOICE_RECHECK_S: the machine's next redial then
+        goes through."""
+        now = time.ticks_ms()
+        last = self._voice_checked_ms
+        if self._voice_checking or (last is not None and time.ticks_diff(now, last)
+                                    < int(VOICE_RECHECK_S * 1000 * hw.TIME_SCALE)):
+            return
+        self._voice_checking = True
+        self._voice_checked_ms = now
+        try:
+            state = await self._reg_state()
+            if state == "sms_only":
+                await self._voice(state, True)
+        finally:
+            self._voice_checking = False
 
     async def hangup(self):
         await self.at(self.dialect.HANGUP)
