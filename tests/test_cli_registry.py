@@ -64,6 +64,17 @@ def test_add_list_and_counts(env):
     assert json.loads(dev("list", "--state", "delivered", "--json").stdout)["devices"] == []
 
 
+def test_list_shows_a_button_that_cannot_call(env):
+    provisioned(env)
+    dev("add", MAC2)
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        reg.record_provision(MAC2, "cd" * 32)
+        reg.record_no_voice(MAC2, "LTE, SMS only")
+    rows = {ln.split()[0]: ln for ln in dev("list").stdout.splitlines() if ln.startswith("BS-")}
+    assert "no voice" in rows["BS-0002"] and "passed" not in rows["BS-0002"]
+    assert "passed" in rows["BS-0001"] and "no voice" not in rows["BS-0001"]
+
+
 def test_errors_are_one_line_with_exit_codes(env):
     dev("add", MAC1)
     res = dev("add", MAC1, code=7)

@@ -9,6 +9,7 @@ import pytest
 from boton.hil.controls import Button, HardwareFaults, ManualButton, VirtualFaults
 from boton.hil.observer import RefModemNetwork
 from boton.hil.timeline import Timeline, at_rows
+from boton.paths import REPO
 
 
 class _Tty(io.StringIO):
@@ -167,6 +168,19 @@ def test_on_hardware_the_family_is_the_boards_and_not_parametrised(tmp_path):
     assert proc.returncode != 0
     assert "--modem-family sim800: on hardware the family is the board's, and --board " \
            "ta7670x_a7670sa has the a7670" in proc.stdout + proc.stderr
+
+
+def test_a7670_modem_options_need_the_a7670_marker_as_docs_hil_says(tmp_path):
+    rig = '@pytest.mark.rig(modem_options={"gsm": False})\ndef test_no_2g(dut):\n    pass\n'
+    bare = _pytest(tmp_path, "-q", "--modem-family", "sim800", scenarios="import pytest\n" + rig)
+    assert bare.returncode != 0
+    assert "ValueError: the sim800 modem has no option 'gsm'" in bare.stdout, bare.stdout + bare.stderr
+    marked = _pytest(tmp_path, "-q", "-rs", "--modem-family", "sim800",
+                     scenarios='import pytest\n@pytest.mark.modem("a7670", reason="no 2G")\n' + rig)
+    assert marked.returncode == 0 and "1 skipped" in marked.stdout, marked.stdout + marked.stderr
+    hil = (REPO / "docs" / "hil.md").read_text()
+    assert "must also carry `@pytest.mark.modem(\"a7670\", reason=...)`" in hil
+    assert "ValueError: the sim800 modem has no option 'gsm'" in hil
 
 
 def test_a_modem_marker_without_known_families_or_a_reason_is_refused(tmp_path):

@@ -102,7 +102,7 @@ class FakeModemDevice:
         self.looks = list(looks)
         self.asked = 0
 
-    def exec(self, code):
+    def exec(self, code, timeout=None):
         assert "service.identity()" in code
         look = self.looks[min(self.asked, len(self.looks) - 1)]
         self.asked += 1

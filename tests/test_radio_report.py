@@ -21,8 +21,8 @@ CFG_HASH = "ab" * 32
 
 # ------------------------------------------------------------------------ the verdict
 def ident(rat, voice, via, family="a7670", **kw):
-    return dict(modem=True, registered=rat is not None, family=family, rat=rat, voice=voice,
-                voice_via=via, **kw)
+    return dict(dict(modem=True, registered=rat is not None, family=family, rat=rat, voice=voice,
+                     voice_via=via), **kw)
 
 
 @pytest.mark.parametrize("rat, voice, via, voice_ok, summary", [
@@ -34,7 +34,6 @@ def ident(rat, voice, via, family="a7670", **kw):
     ("LTE", False, None, False, "LTE, SMS only: NO VOICE — this SIM/operator has no VoLTE and "
                                 "there is no 2G here"),
     ("GSM", False, None, False, "GSM (2G), SMS only: NO VOICE — the network refuses calls on this SIM"),
-    (None, False, None, False, "NO VOICE — the modem reports no voice service"),
     ("LTE", None, None, None, "LTE, voice unknown"),
     ("GSM", None, None, None, "GSM (2G), voice unknown"),
     (None, None, None, None, "not registered: voice unknown"),
@@ -46,6 +45,23 @@ def test_every_combination_has_its_verdict(rat, voice, via, voice_ok, summary):
     assert bool(v.advice) == (voice_ok is False)
     if voice_ok is False:
         assert "SIM" in v.advice and v.line() == f"{summary} — {v.advice}"
+
+
+@pytest.mark.parametrize("voice, voice_ok, summary", [
+    (True, True, "registered (radio unknown), voice"),
+    (None, None, "registered (radio unknown), voice unknown"),
+    (False, False, "NO VOICE — the modem reports no voice service"),
+])
+def test_registered_without_a_radio_is_not_called_no_network(voice, voice_ok, summary):
+    v = rules.radio_verdict(ident(None, voice, None, registered=True))
+    assert (v.voice, v.summary) == (voice_ok, summary)
+
+
+@pytest.mark.parametrize("rat, family", [("GSM", "sim800"), ("LTE", "a7670"), (None, "a7670")])
+def test_not_registered_is_said_whatever_the_rat(rat, family):
+    # an unregistered SIM800 still reports rat "GSM"
+    v = rules.radio_verdict(ident(rat, None, None, family=family, registered=False))
+    assert (v.voice, v.summary, v.advice) == (None, "not registered: voice unknown", "")
 
 
 def test_the_sim800_family_reports_the_same_keys():
@@ -137,6 +153,8 @@ def test_provision_reports_the_network_and_records_voice(board, facts, line):
     r = provision()
     assert r.exit_code == 0, r.output
     assert line in r.output and len(board.written) == 1
+    # said before the wait, which an A7670 trying 2G makes long
+    assert r.output.index("A7670 whose SIM has no VoLTE tries 2G first") < r.output.index("provisioned ")
     with Registry() as reg:
         d = reg.get(MAC)
     assert d.state == "provisioned"
@@ -237,7 +255,7 @@ def test_sim_flags_on_a_sim800_board_are_refused_by_name():
         cli._modem_options(load_board("devkitc_sim800l_neo6m"), "devkitc_sim800l_neo6m", volte=True, gsm=True)
 
 
-# ------------------------------------------------------------------------ waiting for the verdict
+# ------------------------------------------------------------------------ waiting for the network
 class FakeClock:
     def __init__(self):
         self.t = 0.0
@@ -253,29 +271,26 @@ class LookingBoard:
     """identity() answers from a script of looks, the last one repeated."""
 
     def __init__(self, looks):
-        self.looks, self.asked = looks, 0
+        self.looks, self.asked, self.timeouts = looks, 0, []
 
-    def exec(self, code):
+    def exec(self, code, timeout=None):
+        self.timeouts.append(timeout)
         look = self.looks[min(self.asked, len(self.looks) - 1)]
         self.asked += 1
         return (json.dumps(dict({"modem": True, "rssi": 20, "iccid": "8952"}, **look)) + "\n").encode()
 
 
-def test_a_registered_modem_still_finding_out_about_voice_is_waited_for():
-    dev = LookingBoard([ident(None, None, None), ident("LTE", None, None), ident("GSM", True, "2G")])
-    clock, seen = FakeClock(), []
-    got, waited = prov.wait_for_network(dev, 60, lambda i, w: seen.append(rules.network_wait_status(i)),
-                                        clock=clock, pause=clock.pause)
-    assert rules.radio_verdict(got).summary == "GSM (2G), voice" and dev.asked == 3
-    assert seen == ["SIM ready, searching for the network; signal 20/31",
-                    "registered, finding out whether the network carries voice; signal 20/31"]
+def test_a_registered_modem_is_not_waited_for_whatever_voice_says():
+    # identity() settles voice itself (an A7670's 2G fallback): registered is enough
+    for look in (ident("LTE", None, None), ident("LTE", False, None), {"registered": True}):
+        clock, dev = FakeClock(), LookingBoard([look, ident("GSM", True, "2G")])
+        got, waited = prov.wait_for_network(dev, 60, clock=clock, pause=clock.pause)
+        assert got["registered"] and dev.asked == 1 and waited == 0
 
 
-def test_voice_still_unknown_at_the_limit_or_from_old_firmware_does_not_wait_longer():
-    clock = FakeClock()
-    dev = LookingBoard([ident("LTE", None, None)])
-    got, waited = prov.wait_for_network(dev, 3, clock=clock, pause=clock.pause)
-    assert waited == 3 and rules.radio_verdict(got).voice is None and got["registered"]
-    old = LookingBoard([{"registered": True}])  # no "voice" key: registered is enough, as before
-    assert prov.wait_for_network(old, 60, clock=clock, pause=clock.pause)[0]["registered"]
-    assert old.asked == 1
+def test_identity_gives_the_modem_time_for_the_2g_fallback():
+    dev = LookingBoard([ident("GSM", True, "2G")])
+    prov.identity(dev)
+    # ~40 s to switch to 2G and ~60 s to register on a real A7670, plus the queries
+    assert dev.timeouts == [prov.IDENTITY_TIMEOUT_S] and prov.IDENTITY_TIMEOUT_S >= 120
+

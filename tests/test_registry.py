@@ -1,5 +1,6 @@
 """The device registry: states, case-data encryption and redaction, migrations, CSV,
 audit, and two technicians writing at once."""
+import csv
 import datetime as dt
 import logging
 import multiprocessing
@@ -218,6 +219,19 @@ def test_deliver_needs_a_passed_test_call_since_the_last_change(reg):
         reg.deliver(m)
     reg.record_test_call(m, True)
     assert reg.deliver(m).state == "delivered"
+
+
+def test_the_one_step_provision_records_voice(reg):
+    m = mac(1)
+    assert ready(reg, m, test=False).voice is None  # not given: unknown, as before
+    assert reg.record_provision(m, CFG, voice=True).voice is True
+    # SMS only (API, imports): recorded, so the button is not ready
+    assert reg.record_provision(m, CFG, voice=False).voice is False
+    reg.record_test_call(m, True)
+    with pytest.raises(RegistryConflict, match="NO VOICE"):
+        reg.deliver(m)
+    # a new provisioning says again what it found, as finish_provision does
+    assert reg.record_provision(m, CFG).voice is None
 
 
 def test_deliver_needs_a_case(reg):
@@ -704,6 +718,16 @@ def test_export_is_safe_by_default(reg, tmp_path):
     assert not any(t in text for t in PLAINTEXT + E164)
     assert "BS-0001,24:6f:28:00:00:01,delivered,tcall_sim800l_axp192,4MB" in text
     assert reg.audit()[-1]["detail"] == "2 device(s), no case data"
+
+
+def test_export_says_which_buttons_cannot_call(reg, tmp_path):
+    for n, voice in ((1, True), (2, False), (3, None)):
+        reg.add_device(mac(n))
+        reg.record_provision(mac(n), CFG, voice=voice)
+    out = tmp_path / "c4.csv"
+    reg.export_csv(out)
+    rows = {r["label"]: r["voice"] for r in csv.DictReader(out.open(newline=""))}
+    assert rows == {"BS-0001": "yes", "BS-0002": "no", "BS-0003": ""}
 
 
 def test_export_with_case_data_round_trips(reg, tmp_path, key):

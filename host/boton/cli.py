@@ -554,8 +554,14 @@ def _wait_for_network_shown(dev, limit_s):
     live line on a terminal; in a log, one line per change of what the modem is doing."""
     import contextlib
 
-    live = console.status("checking the modem and the network") if console.is_terminal \
-        else contextlib.nullcontext()
+    # identity() blocks while an A7670 registered SMS-only tries 2G: say why it may take long
+    first = ("checking the modem and the network (an A7670 whose SIM has no VoLTE tries 2G "
+             "first: up to 2 min)")
+    if console.is_terminal:
+        live = console.status(first)
+    else:
+        live = contextlib.nullcontext()
+        console.print(first, soft_wrap=True)
     printed = []
 
     def on_wait(ident, waited):

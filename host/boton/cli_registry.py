@@ -133,13 +133,17 @@ def list_(state, as_json, registry_path, technician):
         _echo_json({"devices": [_device_json(d) for d in devs], "counts": counts})
         return
     table = Table(show_edge=False, pad_edge=False)
-    for col, width in (("label", 7), ("mac", 17), ("state", 11), ("test", 6), ("case", 4)):
+    # "no voice" is never cut short, even on a narrow terminal (the board name is)
+    test_width = 8 if any(d.voice is False for d in devs) else 6
+    for col, width in (("label", 7), ("mac", 17), ("state", 11), ("test", test_width), ("case", 4)):
         table.add_column(col, no_wrap=True, min_width=width)
     for col in ("board", "flash", "updated"):
         table.add_column(col, overflow="ellipsis", no_wrap=True)
     for d in devs:
         state = d.state + (" [red]wipe![/]" if d.wipe_required else "")
-        table.add_row(d.label, d.mac, state, d.test_call_result or "", "yes" if d.has_case else "",
+        # SMS only at its last provisioning: it cannot call C4, whatever the state says
+        test = "[red]no voice[/]" if d.voice is False else d.test_call_result or ""
+        table.add_row(d.label, d.mac, state, test, "yes" if d.has_case else "",
                       d.board or "", R.format_flash_size(d.flash_size), (d.updated_at or "")[:10])
     if devs:
         console.print(table)

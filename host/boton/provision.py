@@ -15,6 +15,9 @@ from .release import BOARD_PATH, firmware_files
 from .rules import CONFIG_PATH, config_bytes, config_hash, judge_power_chip
 
 REGISTRATION_POLL_S = 1.0
+# service.identity() on an A7670 registered SMS-only tries 2G (AT+CNMP=13) before it reports
+# voice: up to ~40 s to switch and ~60 s to register on a real board, plus the queries.
+IDENTITY_TIMEOUT_S = 150
 
 
 def write_config(dev, config: dict):
@@ -34,8 +37,9 @@ def device_mac(dev) -> str:
 
 
 def identity(dev) -> dict:
-    """Chip id, IMEI, ICCID, operator, signal, registration, from the device itself."""
-    out = dev.exec("import service\nservice.identity()")
+    """Chip id, IMEI, ICCID, operator, signal, registration, and whether the network
+    carries voice (settled: an A7670 without VoLTE has tried 2G first), from the device."""
+    out = dev.exec("import service\nservice.identity()", timeout=IDENTITY_TIMEOUT_S)
     return json.loads(out.decode().strip().splitlines()[-1])
 
 
@@ -72,15 +76,13 @@ def wait_for_network(dev, limit_s, on_wait=None, clock=time.monotonic, pause=tim
     """(identity, seconds waited): at once when the modem is registered or does not answer
     (waiting will not power it), else once it registers or limit_s has passed. A modem
     registers seconds after power-on (SIM start-up, cell search); on_wait(identity,
-    seconds) reports every look that found it not registered yet. Firmware that reports
-    "voice" and says null on a registered modem is still finding out (an A7670 on an
-    SMS-only LTE cell tries 2G first): it is waited for too, within the same limit."""
+    seconds) reports every look that found it not registered yet. A registered modem's
+    "voice" is already settled: identity() itself waits for an A7670's 2G fallback."""
     start = clock()
     while True:
         ident = identity(dev)
         waited = clock() - start
-        settled = ident.get("registered") and not ("voice" in ident and ident["voice"] is None)
-        if not ident.get("modem") or settled or waited >= limit_s:
+        if not ident.get("modem") or ident.get("registered") or waited >= limit_s:
             return ident, waited
         if on_wait:
             on_wait(ident, waited)

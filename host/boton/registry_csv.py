@@ -139,6 +139,7 @@ class CsvTransfer:
             for d in devices:
                 row = d.to_dict()
                 row["flash_size"] = format_flash_size(d.flash_size)
+                row["voice"] = {True: "yes", False: "no"}.get(d.voice)
                 if d.mac in cases:
                     cd = cases[d.mac].to_dict()
                     cd["contacts"] = ";".join(cd["contacts"])
@@ -157,8 +158,9 @@ IMPORT_COLUMNS = ("mac", "label", "board", "flash_size", "imei", "iccid", "state
                   "alias", "case_id", "full_name", "notes", "order_ends", "contacts")
 CASE_COLUMNS = ("alias", "case_id", "full_name", "notes", "order_ends", "contacts")
 # What `export` writes by default: hardware and lifecycle, nothing about her. Safe for C4.
+# voice: "yes", "no" (SMS only: it cannot call C4, so it is not ready) or empty (unknown).
 EXPORT_COLUMNS = ("label", "mac", "state", "board", "flash_size", "image_hash", "firmware_hash",
-                  "config_hash", "imei", "iccid", "test_call_result", "test_call_at",
+                  "config_hash", "imei", "iccid", "voice", "test_call_result", "test_call_at",
                   "provisioned_at", "delivered_at", "returned_at", "updated_at")
 # Columns an export has that an import accepts but ignores (so an export re-imports).
 EXPORT_ONLY_COLUMNS = tuple(c for c in EXPORT_COLUMNS if c not in IMPORT_COLUMNS)

@@ -176,10 +176,12 @@ class DeviceLifecycle:
                         "configuration: wipe it or provision it again")
             return DeviceRecord.from_row(self._row(db, mac))
 
-    def record_provision(self, mac, config_hash, imei=None, iccid=None, technician=None) -> DeviceRecord:
+    def record_provision(self, mac, config_hash, imei=None, iccid=None, technician=None,
+                         voice=None) -> DeviceRecord:
         """begin_provision and finish_provision in one step, for a configuration already
         written and verified (the API, imports, tests): built from the case the device has
-        now, if any. The CLI uses the two steps around the write."""
+        now, if any. The CLI uses the two steps around the write. voice: as finish_provision
+        (None: unknown; False: SMS only, so test-call and deliver refuse it)."""
         mac = normalise_mac(mac)
         cfg = check_hash(config_hash, "config hash")
         imei = normalise_imei(imei) if imei else None
@@ -192,6 +194,7 @@ class DeviceLifecycle:
             self._update(db, mac, state=to, config_hash=cfg, config_case=active["id"] if active else None,
                          pending_config_hash=None, pending_case=None,
                          imei=imei or row["imei"], iccid=iccid or row["iccid"], technician=tech,
+                         voice=None if voice is None else int(bool(voice)),
                          provisioned_at=self.now(), test_call_result=None, test_call_detail=None,
                          test_call_at=None, test_call_config=None, state_reason=None)
             self._audit(db, "provision", mac, f"config {cfg[:12]}; {row['state']} -> {to}")

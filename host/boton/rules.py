@@ -193,10 +193,7 @@ def judge_power_chip(d) -> str | None:
 
 def network_wait_status(ident):
     """What an unregistered modem is doing, without her data (no ICCID, no numbers)."""
-    if ident.get("registered"):  # wait_for_network waits on for an unknown "voice"
-        step = "registered, finding out whether the network carries voice"
-    else:
-        step = "SIM not ready yet" if not ident.get("iccid") else "SIM ready, searching for the network"
+    step = "SIM not ready yet" if not ident.get("iccid") else "SIM ready, searching for the network"
     rssi = ident.get("rssi")
     signal = "unknown" if rssi in (None, 99) else f"{rssi}/31"
     return f"{step}; signal {signal}"
@@ -283,10 +280,13 @@ def radio_verdict(ident) -> RadioVerdict:
             or via not in ("2G", "VoLTE", None):
         return RadioVerdict(None, f"unknown (the firmware reported rat={rat!r}, voice={voice!r}, "
                                   f"voice_via={via!r})", "")
-    where = {"GSM": "GSM (2G)", "LTE": "LTE", None: "no network"}[rat]
+    registered = ident.get("registered")
+    if registered is False or (registered is None and rat is None and voice is None):
+        # not registered, no call, whatever rat says (a SIM800 always says "GSM")
+        return RadioVerdict(None, "not registered: voice unknown", "")
+    where = {"GSM": "GSM (2G)", "LTE": "LTE", None: "registered (radio unknown)"}[rat]
     if voice is None:
-        return RadioVerdict(None, f"{where}, voice unknown" if rat else
-                            "not registered: voice unknown", "")
+        return RadioVerdict(None, f"{where}, voice unknown", "")
     if voice:
         if rat == "GSM":
             return RadioVerdict(True, "GSM (2G), voice")

@@ -377,6 +377,13 @@ def _charger_power_notes(board, charger):
                    "\"must be HIGH for the modem to supply power\"): until it is high the modem has no supply, so "
                    "the firmware sets it high at boot before it touches the modem; V1.2 boards on battery reset unless it goes "
                    "high right after boot.")
+        from ..boards import STRAPPING_PULL
+        if STRAPPING_PULL.get(m["power_on"]) == 0:
+            # every ESP32 reset lets the pin fall to its pull-down before the firmware raises it again
+            out.append(f"An ESP32 reset (the watchdog, a brown-out) lets GPIO{m['power_on']} fall (it is pulled "
+                       "down at reset), which most likely cuts the modem's supply: a call to C4 in progress drops, "
+                       "and the firmware redials C4 once it has restarted (it resumes the alert). The virtual "
+                       "device does not model this cut yet.")
     if bat.get("source") == "adc":
         out.append(f"The battery is read on GPIO{bat['pin']} through the board's ÷{bat.get('divider', 2):g} divider "
                    "(V1.1 boards have none). The A7670's `AT+CBC` reports the module's supply in volts, not the cell.")
