@@ -12,6 +12,7 @@ import bootcheck
 # the module on (an A7670 pressed >= 2.5 s switches OFF), by the board's modem family.
 COVERT = {"sim800": "AT+CMIC=0,15;+CLVL=0;+CRSL=0", "a7670": "AT+CMICGAIN=7;+COUTGAIN=0"}
 PWRKEY_ON_MS = {"sim800": 1200, "a7670": 100}
+OFF_MS = {"sim800": 1000, "a7670": 2000}  # the supply cut before the press (dialect OFF_MS)
 # Probes of ~300 ms: at boot (a module just powered needs ~3 s to listen, an A7670 ~11 s),
 # and after the press.
 FIRST_TRIES = {"sim800": 17, "a7670": 50}
@@ -144,13 +145,14 @@ async def _power_modem(hw, m, at, wdt):
             print("EV safe_modem_hung no_supply_switch")
             return
         supply = hw.Pin(m["power_on"], hw.Pin.OUT, value=0)
-        await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
+        await asyncio.sleep_ms(int(OFF_MS[family] * hw.TIME_SCALE))
         supply.value(1)  # back on with PWRKEY released: the module stays off until pressed
-        released = bootcheck.release(m, "pwrkey")
-        key = hw.Pin(m["pwrkey"], hw.Pin.OUT, value=released)
-        key.value(1 - released)
-        await asyncio.sleep_ms(int(PWRKEY_ON_MS[family] * hw.TIME_SCALE))
-        key.value(released)
+        if m.get("pwrkey") is not None:  # none wired: it switches on with its supply
+            released = bootcheck.release(m, "pwrkey")
+            key = hw.Pin(m["pwrkey"], hw.Pin.OUT, value=released)
+            key.value(1 - released)
+            await asyncio.sleep_ms(int(PWRKEY_ON_MS[family] * hw.TIME_SCALE))
+            key.value(released)
         await _probe(at, BOOT_TRIES[family], wdt)
     await at.cmd("ATE0")
     await at.cmd("AT+CLCC=1")  # call states as +CLCC lines: answered or not

@@ -83,6 +83,22 @@ def test_alert_calls_c4_covertly_texts_both_contacts_and_redials_after_a_drop(tm
     assert "audio_error" not in log_of(vd), log_of(vd)
 
 
+def test_a_refused_covert_setting_is_retried_before_atd_goes_out(tmp_path):
+    """The covert settings and the dial are separate tasks: a refused first try must be
+    retried before ATD (the ring tone and speaker would give her away), not after it."""
+    with a7670_device(tmp_path) as vd:
+        vd.call(vd.modem.refuse_next, "+CMICGAIN")
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4, timeout=60)
+        vd.call(vd.network.hangup, DEFAULT_C4)
+        assert_covert(vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == DEFAULT_C4, timeout=30)["audio"])
+        sent = sent_to_modem(vd)
+    covert = b"AT+CMICGAIN=7;+COUTGAIN=0\r"
+    first_atd = sent.index(b"ATD")
+    assert sent.count(covert, 0, first_atd) == 2, sent[:first_atd][-300:]
+    assert "audio_error" not in log_of(vd)
+
+
 def test_cancelled_alert_hangs_up_with_chup(tmp_path):
     """ATH is ignored by the A7670 (AT+CVHU=1 by default): the hang-up is AT+CHUP."""
     cfg = demo_config(pin="482913")
@@ -129,6 +145,33 @@ def test_sms_only_without_2g_still_sends_every_sms_and_logs_no_voice(tmp_path):
             assert sms["delivered"] and MAPS in sms["text"]
         vd.wait_console("EV dial_error", since=mark, timeout=30)   # the dial fails, logged as on the SIM800
         assert not [e for e in vd.events if e["kind"] == "call_connected"]
+
+
+def identity_of(vd):
+    """service.identity() as `boton provision` runs it (the firmware stops for it)."""
+    from boton import provision as prov
+    from boton.device import Device
+    with Device(vd.repl_url, timeout=30) as dev:
+        return prov.identity(dev)
+
+
+def test_provision_identity_finds_voice_over_2g_on_an_sms_only_sim(tmp_path):
+    """No VoLTE for this SIM: identity() tries the GSM fallback the firmware would, instead
+    of reporting "SMS only" for a button that would call C4 over 2G."""
+    with a7670_device(tmp_path, modem_options=dict(volte=False, gsm=False)) as vd:
+        assert "EV voice none" in vd.console_text()      # booted where there was no 2G ...
+        vd.call(setattr, vd.modem, "gsm", True)           # ... now there is (back on LTE, auto)
+        assert vd.call(lambda: (vd.modem.cnmp, vd.modem.rat)) == (2, "lte")
+        info = identity_of(vd)
+        assert (info["rat"], info["voice"], info["voice_via"]) == ("GSM", True, "2G"), info
+        assert vd.call(lambda: vd.modem.cnmp) == 13
+
+
+def test_provision_identity_reports_no_voice_without_volte_or_2g(tmp_path):
+    with a7670_device(tmp_path, modem_options=dict(volte=False, gsm=False)) as vd:
+        info = identity_of(vd)
+        assert (info["rat"], info["voice"], info["voice_via"]) == ("LTE", False, None), info
+        assert vd.call(lambda: (vd.modem.cnmp, vd.modem.rat)) == (2, "lte")   # SMS still on LTE
 
 
 def test_2g_switched_off_after_a_fallback_a_hung_module_is_revived_and_back_on_lte(tmp_path):

@@ -290,7 +290,8 @@ def test_sim800_dialect_reads_its_answers(both):
 import dialect_sim800 as d
 import atparse
 lines = ['+CLCC: 1,0,3,0,0,"+524491110000",145', '+CLCC: 2,1,4,0,0,"+524499999999",145']
-out([d.our_call_up(lines), d.our_call_up(lines[1:]), d.ringing(lines),
+up = ['+CLCC: 2,1,0,0,0,"+524491110000",145', '+CLCC: 1,1,6,0,0,"+524499999999",145']
+out([d.our_call(lines), d.our_call(lines[1:]), d.ringing(lines),
      d.end_cause(False, None, []), d.end_cause(False, "busy", []),
      d.end_cause(True, "busy", ["+CEER: Normal call clearing"]), d.end_cause(True, None, []),
      [d.sim_state(x) for x in ("+CPIN: READY", "+CPIN: SIM PIN", "CME 10", "CME 14")],
@@ -299,9 +300,16 @@ out([d.our_call_up(lines), d.our_call_up(lines[1:]), d.ringing(lines),
      d.serving_cell(["junk"]),
      d.POWER_WARNING[atparse.UV_WARN], [x in d.POWER_DOWN for x in
                                          (atparse.UV_DOWN, atparse.NORMAL_DOWN, atparse.UV_WARN)],
-     d.CALL_END is atparse.CALL_END, d.PWRKEY_ON_MS, d.HANGUP])
+     d.CALL_END is atparse.CALL_END, d.PWRKEY_ON_MS, d.HANGUP,
+     # the answered call-back is ours by its id only; a stranger's (id 1) ending is not
+     [d.answered_id(up), d.our_call(up, 2), d.our_call(up, 1), d.our_call(up), d.answered_id(lines)],
+     [d.end_cause(True, None, [x]) for x in ("+CEER: NORMAL CALL CLEARING", "+CEER: 16",
+                                            "+CEER: Call Control,16", "+CEER: 41", "+CEER:")]])
 """)
-    assert r[:3] == [True, False, ["+524499999999"]]
+    assert r[:3] == ["alerting", None, ["+524499999999"]]
+    assert r[-2] == [2, "active", None, None, None]
+    assert r[-1] == ["remote", "remote", "remote", "dropped", "dropped"]
+    r = r[:-2]
     assert r[3:7] == ["no_carrier", "busy", "remote", "dropped"]
     assert r[7] == ["ready", "stuck", "wait", "wait"]
     assert r[8:10] == [87, None]
@@ -314,7 +322,7 @@ out([d.our_call_up(lines), d.our_call_up(lines[1:]), d.ringing(lines),
 DIALECT_NAMES = """FAMILY CALL_END POWER_WARNING POWER_DOWN INIT_FIRST INIT CELL_QUERY BATTERY_QUERY
 SIGNAL_QUERY HANGUP ANSWER COVERT_AUDIO IN_CALL_AUDIO CALL_END_CAUSE_QUERY PWRKEY_ON_MS BOOT_MS
 RESTART_MS POWER_ON_MS RESET_MS SLEEP_SET SLEEP_ON SLEEP_OFF CLCC_STATE REG_QUERIES RAT_QUERY
-GSM_ONLY RAT_MODE_QUERY RAT_AUTO RAT_AUTO_REPLY serving_cell battery_pct our_call_up ringing
+GSM_ONLY RAT_MODE_QUERY RAT_AUTO RAT_AUTO_REPLY serving_cell battery_pct our_call answered_id ringing
 end_cause sim_state reg_state rat_of voice_of WARNING_REPEAT_MS"""
 
 
@@ -438,6 +446,30 @@ out([kinds, kept.logs("call_kept"), kept.m.calls.state, fresh.dials()])
     assert "dial" not in kinds and "covert_audio" not in kinds
     assert logged == [["call_kept", ""]] and state == "active"
     assert len(dials) == 1                       # without the fact: it redials
+
+
+def test_resume_with_a_kept_call_still_ringing_is_not_c4_answering(both):
+    r = both("""
+import json
+s = Sim()
+s.ev("gesture", "alert")
+s.advance(30000)
+saved = json.loads(json.dumps(s.m.to_state(s.t)))
+ringing = Sim().resume(saved, "alerting")
+ringing.ev("call_state", "alerting", None)
+armed = "dial_timeout" in ringing.timers
+state = ringing.m.calls.state
+ringing.advance(ringing.m.cfg["dial_timeout_s"] * 1000)   # C4 never picks up
+ended = Sim().resume(saved, "dialing")
+ended.ev("call_state", "ended", "no_carrier")
+out([armed, state, ringing.kinds(), ringing.logs("call_failed"), ringing.m._answered,
+     ended.logs("call_failed"), "redial" in ended.timers, ended.m.calls.done])
+""", harness=True)
+    armed, state, kinds, timed_out, answered, failed, redial, done = r
+    assert armed and state == "alerting"
+    assert "dial" not in kinds and "hangup" in kinds       # kept, then hung up at its timeout
+    assert timed_out == [["call_failed", "timeout"]] and answered is False
+    assert failed == [["call_failed", "no_carrier"]] and redial and not done
 
 
 def test_damaged_state_resets_the_parts_without_rerunning_init(both):

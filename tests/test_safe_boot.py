@@ -70,3 +70,23 @@ def test_corrupt_board_profile_and_config_call_the_safe_c4(tmp_path, flash):
         _press_until_c4_answers(vd, "911", hold_s=2.5)   # no board profile, no config: 911 (appboot.load_config's rule)
     finally:
         vd.stop()
+
+
+def test_safe_mode_sends_what_each_dialect_sends():
+    """safe.py copies the dialects' covert line and power timings on purpose (safe mode must
+    not import firmware/lib, which may be what is broken): the copies must stay equal."""
+    import ast
+    import importlib
+    import sys
+    from boton.paths import FIRMWARE
+    tree = ast.parse((FIRMWARE / "safe.py").read_text())
+    copied = {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+              for t in node.targets if isinstance(t, ast.Name) and t.id in ("COVERT", "PWRKEY_ON_MS", "OFF_MS")}
+    sys.path.insert(0, str(FIRMWARE / "lib"))
+    try:
+        for family in ("sim800", "a7670"):
+            d = importlib.import_module("dialect_" + family)
+            assert (copied["COVERT"][family], copied["PWRKEY_ON_MS"][family], copied["OFF_MS"][family]) == \
+                (d.COVERT_AUDIO, d.PWRKEY_ON_MS, d.OFF_MS), family
+    finally:
+        sys.path.remove(str(FIRMWARE / "lib"))

@@ -4,6 +4,8 @@
 #     actions = m.handle(event, now_ms)        # now_ms: time.ticks_ms() of the caller
 #     actions = m.from_state(saved, now_ms, call_kept)  # resume after a reset;
 #                                              # call_kept: the modem still has our call
+#                                              # ("active", "dialing", "alerting"; True:
+#                                              # active)
 #     actions = m.start(now_ms)                # once per boot, after from_state
 #     saved = m.to_state()                     # also emitted as ("persist", saved)
 #
@@ -69,7 +71,8 @@
 #     ("cell", dict)               atparse.parse_ceng() serving cell
 #     ("battery", percent)         AT+CBC percent 0..100 (others logged, ignored)
 #     ("signal", csq_rssi)
-#     ("power_warning", kind)      from SIM800 URCs: "under_voltage" (UNDER-VOLTAGE
+#     ("power_warning", kind)      from the modem's supply URCs (both families; the
+#                                  A7670's after AT+CVALARM): "under_voltage" (UNDER-VOLTAGE
 #                                  WARNNING), "power_down" (UNDER-VOLTAGE POWER DOWN),
 #                                  "over_voltage" (OVER-VOLTAGE WARNNING or POWER DOWN).
 #                                  Not for NORMAL POWER DOWN (AT+CPOWD / PWRKEY: ours)
@@ -131,9 +134,11 @@
 #
 #
 # The machine is composed of parts that own their state: callstate.CallState (the
-# call and the dial list, moves through a table), outbox.Outbox (SMS records), and
-# supervision.Supervision (battery, power warnings, daily status).  This module holds
-# the alert itself, the SMS commands and the texts, and routes events to the parts.
+# call and the dial list, moves through a table), outbox.Outbox (SMS records),
+# supervision.Supervision (battery, power warnings, daily status) and
+# smscommands.SmsCommands (the SMS commands and their PIN lockout); alerttexts renders
+# the texts and alertsms reads numbers and fixes.  This module holds the alert itself
+# and routes events to the parts.
 # Comments instead of docstrings: the .mpy deploy keeps code in the heap.
 
 from gesture import ticks_diff, ticks_add
@@ -247,7 +252,7 @@ class AlertMachine:
             "alerts": self.alerts, "call_done": calls.done, "ni": calls.ni,
             "att": calls.att, "seq": self.outbox.seq, "by": self.cancel_by,
             "out": self.outbox.rows(), "got_gps": list(self.got_gps),
-            # her cell (a location too) likewise; modem_init reads it again after a reset
+            # her cell (a location too) likewise; radio.init reads it again after a reset
             "fix": fx, "cell": self.cell if self.active else None, "battery": self.battery,
             "end_ago_ms": None if self.end_t is None else ticks_diff(now, self.end_t),
             "pin_fails": self.commands.save(now),
@@ -286,8 +291,12 @@ class AlertMachine:
                 if not self.calls.done and self.dial_list and not call_kept:
                     self._dial(acts)
         if call_kept:
-            # the driver reports the call as active next: the machine takes it up there
+            # the driver reports the kept call's state next (True: "active"); one still
+            # ringing at C4 is ours, unanswered: its dial timeout runs anew
             acts.append(("log", "call_kept", ""))
+            if call_kept in ("dialing", "alerting"):
+                self.calls.state = call_kept
+                acts.append(("set_timer", "dial_timeout", self.cfg["dial_timeout_s"] * 1000))
         if self.sup.daily_len:          # start() came first: re-arm what was left
             self.sup.arm_daily(now, acts, self.sup.daily_left)
         self._dirty = True

@@ -376,12 +376,13 @@ class App:
         if not saved:
             self._start_machine()
             return
-        kept = await self.radio.call_survived()
+        kept = await self.radio.call_survived()  # "active", "dialing", "alerting" or None
         for act in self.machine.from_state(saved, time.ticks_ms(), kept):
             self.act(act)
         if kept:
-            self.radio.call_active = True
-            self.post(("call_state", "active", None))
+            # as the modem has it: a call still ringing at C4 is not C4 answering
+            self.radio.call_active = kept == "active"
+            self.post(("call_state", kept, None))
         self._start_machine()
 
     def _start_machine(self):

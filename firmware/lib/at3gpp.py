@@ -10,14 +10,24 @@ CALL_END_CAUSE_QUERY = ("AT+CEER", "+CEER")
 CLCC_STATE = {0: "active", 2: "dialing", 3: "alerting", 6: "ended"}
 
 
-def our_call_up(lines):
-    """AT+CLCC lines -> True if a call of ours (mobile-originated) is dialing, alerting
-    or active."""
+def our_call(lines, answered_id=None):
+    """AT+CLCC lines -> the state ("dialing", "alerting", "active") of our call (one we
+    placed, or the incoming call of id answered_id), or None: no call of ours."""
     for ln in lines:
         c = parse_clcc(ln)
-        if c and c[1] == 0 and c[2] in (0, 2, 3):
-            return True
-    return False
+        if c and c[2] in (0, 2, 3) and (c[1] == 0 or c[0] == answered_id):
+            return CLCC_STATE[c[2]]
+    return None
+
+
+def answered_id(lines):
+    """AT+CLCC lines just after ATA's OK -> the id of the incoming call now active, or
+    None (it ended meanwhile)."""
+    for ln in lines:
+        c = parse_clcc(ln)
+        if c and c[1] == 1 and c[2] == 0:
+            return c[0]
+    return None
 
 
 def ringing(lines):
@@ -27,14 +37,25 @@ def ringing(lines):
 
 def end_cause(was_active, code_cause, ceer_lines):
     """Why our call ended: a call that was up and ended with AT+CEER's 'Normal call
-    clearing' was hung up by the far end ("remote"); one that was up otherwise was
+    clearing' (cause 16) was hung up by the far end ("remote"); one that was up otherwise was
     "dropped"; one never answered ended as its final code said (default no_carrier)."""
     if not was_active:
         return code_cause or "no_carrier"
     for ln in ceer_lines:
-        if "Normal call clearing" in ln:
+        # the text's case differs between firmware versions; some give only the cause number
+        low = ln.lower()
+        if "normal call clearing" in low or _cause_number(low) == 16:
             return "remote"
     return "dropped"
+
+
+def _cause_number(ceer):
+    """'+ceer: 16' or '+ceer: cc,16,...' (lower case) -> the first number after the
+    colon that is a cause, or None."""
+    for f in ceer[ceer.find(":") + 1:].replace(",", " ").split():
+        if f.isdigit():
+            return int(f)
+    return None
 
 
 def sim_state(reply):

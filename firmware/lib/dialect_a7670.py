@@ -4,7 +4,7 @@
 from atargs import split_args, parse_creg, registered
 from powerpolicy import battery_pct as _pct_of_mv
 from at3gpp import (SIGNAL_QUERY, CALL_END_CAUSE_QUERY, CLCC_STATE,  # noqa: F401
-                    our_call_up, ringing, end_cause, sim_state)
+                    our_call, answered_id, ringing, end_cause, sim_state)
 from atparse import (CALL_END, UV_WARN, UV_DOWN, OV_WARN, OV_DOWN,  # noqa: F401
                      NORMAL_DOWN)
 
@@ -39,6 +39,7 @@ ANSWER = "ATA"
 COVERT_AUDIO = "AT+CMICGAIN=7;+COUTGAIN=0"
 IN_CALL_AUDIO = ("AT+VMUTE=1",)
 PWRKEY_ON_MS = 100      # LilyGO's press (§2: typ 50 ms; >= 2.5 s switches it OFF)
+OFF_MS = 2000           # supply off at least 2 s before the PWRKEY press (§2)
 BOOT_MS = 12000         # *ATREADY ~11.1 s after power-on (§2 Ton(uart))
 RESTART_MS = 15000      # back after AT+CFUN=1,1 or the RESET pin: a whole boot
 POWER_ON_MS = 15000

@@ -6,7 +6,7 @@
 from atargs import parse_ceng, parse_cbc, parse_creg, registered
 # What the 3GPP families answer alike (the call list, the end cause, the SIM state).
 from at3gpp import (SIGNAL_QUERY, CALL_END_CAUSE_QUERY, CLCC_STATE,  # noqa: F401
-                    our_call_up, ringing, end_cause, sim_state)
+                    our_call, answered_id, ringing, end_cause, sim_state)
 
 FAMILY = "sim800"
 
@@ -37,6 +37,7 @@ ANSWER = "ATA"
 COVERT_AUDIO = "AT+CMIC=0,15;+CLVL=0;+CRSL=0"
 IN_CALL_AUDIO = ()              # nothing the covert settings before ATD do not already
 PWRKEY_ON_MS = 1200             # PWRKEY pressed this long switches an off module on
+OFF_MS = 1000                   # supply cut this long before the module is surely off
 BOOT_MS = 5000                  # a module just powered needs ~3 s before its UART listens
 RESTART_MS = 8000               # back after AT+CFUN=1,1 or the RESET pin
 POWER_ON_MS = 10000             # back after the PWRKEY press

@@ -109,10 +109,6 @@ class Modem:
             self._done.set()
             self._prompt.set()
 
-    def force_wake(self):
-        """The next command sends the wake byte first, whatever the idle time says."""
-        self._asleep = True
-
     def busy(self):
         """A command is waiting for its answer (light sleep would lose it)."""
         return self._busy or self._lock.locked()
@@ -163,16 +159,23 @@ class Modem:
             raise ModemError(command, kind, text)
         return kind, text, self._lines
 
-    async def batch(self, commands, timeout_ms=2000):
-        """Several commands back to back, nothing else in between (e.g. audio before ATD).
-        Returns the commands that failed."""
-        failed = []
+    async def batch(self, commands, timeout_ms=2000, attempts=1):
+        """Several commands back to back, nothing else in between (e.g. audio before ATD);
+        the refused ones are tried again up to attempts times in all, within the same
+        lock hold (an ATD waiting for the lock goes out only after the last try), the wake
+        byte first. Returns the commands that failed."""
+        failed = commands
         async with self._lock:
-            for c in commands:
-                try:
-                    await self._cmd(c, timeout_ms, None, True)
-                except ModemError:
-                    failed.append(c)
+            for _ in range(attempts):
+                todo, failed = failed, []
+                for c in todo:
+                    try:
+                        await self._cmd(c, timeout_ms, None, True)
+                    except ModemError:
+                        failed.append(c)
+                if not failed:
+                    break
+                self._asleep = True  # a refusal may be a module half asleep
         return failed
 
     async def probe(self, wait_ms=5000):

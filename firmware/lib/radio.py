@@ -16,6 +16,7 @@ from modem import Modem, ModemError, ModemTimeout
 NETWORK_TIME_AFTER = 1704067200  # 2024-01-01: an AT+CCLK? before it is the module's default
 FAMILIES = ("sim800", "a7670")  # dialect_<family>.py modules in this firmware
 VOICE_FALLBACK_S = 40            # for a voice registration on 2G after AT+CNMP=13
+VOICE_SETTLE_S = 20              # LTE attaches before the voice (IMS) registration comes
 REGISTER_S = 60                  # for any registration
 VOICE_RECHECK_S = 300            # a refused dial looks at the voice service at most this often
 # the dialect's voice_of() voice_via -> the log's short name
@@ -54,6 +55,7 @@ class Radio:
         self.ok = asyncio.Event()   # no recovery running: new modem work may start
         self.ok.set()
         self._end_cause = None
+        self._answered_id = None    # +CLCC id of the incoming call answer() picked up
         self._recovering = False
         self._modem_off = False     # known to be off (power-down URC, or supply cut)
         self._sms_reading = []      # SMS indexes being read: a sweep and a +CMTI may name one
@@ -64,14 +66,13 @@ class Radio:
         """Mic up, speaker and ringer silent before ATD/ATA; retried, because a call with
         the speaker on could give her away."""
         await self._gate()
-        for attempt in range(3):
-            if not await self.modem.batch((self.dialect.COVERT_AUDIO,)):
-                return
-            self.modem.force_wake()
-        self.log.add("audio_error", "covert_settings_refused")
+        # one lock hold for every try: the dial (or answer) queued behind it waits for them
+        if await self.modem.batch((self.dialect.COVERT_AUDIO,), attempts=3):
+            self.log.add("audio_error", "covert_settings_refused")
 
     async def dial(self, number):
         self._end_cause = None
+        self._answered_id = None
         await self._gate()
         try:
             await self.modem.cmd("ATD%s;" % number, 20000)
@@ -87,10 +88,10 @@ class Radio:
     _voice_checking = False
 
     async def _recheck_voice(self):
-        """A dial refused by a registered module: the network may have stopped carrying
-        voice for this SIM since boot (a cell without VoLTE). Look again and fall back to
-        2G as at init, at most every VOICE_RECHECK_S: the machine's next redial then
-        goes through."""
+        """A dial refused: the network may have stopped carrying voice for this SIM since
+        boot (a cell without VoLTE). Look again, at most every VOICE_RECHECK_S, and fall
+        back to 2G as at init; or, not registered at all while pinned to GSM (2G gone
+        since a fallback), back to automatic. The machine's next redial then goes through."""
         now = time.ticks_ms()
         last = self._voice_checked_ms
         if self._voice_checking or (last is not None and time.ticks_diff(now, last)
@@ -101,7 +102,13 @@ class Radio:
         try:
             state = await self._reg_state()
             if state == "sms_only":
-                await self._voice(state, True)
+                # registered long ago, and C4 waits: no settling time
+                await self.find_voice(state, True, 0)
+            elif state is None and self.dialect.RAT_AUTO and await self._rat_mode_fixed():
+                # 2G gone since a fallback pinned the module to it: no calls and no SMS
+                # until a reboot, unless it goes back to automatic now
+                self.log.add("rat_auto", "")
+                await self.at(self.dialect.RAT_AUTO)
         finally:
             self._voice_checking = False
 
@@ -109,15 +116,29 @@ class Radio:
         await self.at(self.dialect.HANGUP)
 
     async def answer(self):
-        await self.at(self.dialect.ANSWER)
-        await self._in_call_audio(True)  # ATA's OK: the call is connected
+        """ATA's OK: the call is connected. The modem reports an incoming call's progress
+        with +CLCC lines of dir 1, which _urc takes only for the call answered here (by
+        its id): a stranger's call ending must not end ours."""
+        await self._gate()
+        try:
+            await self.modem.cmd(self.dialect.ANSWER, 20000)
+        except ModemError as e:
+            self.log.add("at_error", str(e))
+            return
+        self.call_active = True
+        self._answered_id = self.dialect.answered_id(await self._query(("AT+CLCC", "+CLCC")))
+        if self._answered_id is None:
+            await self.call_ended()  # gone between ATA's OK and the call list
+            return
+        self.post(("call_state", "active", None))
+        await self._in_call_audio(True)
 
     async def _in_call_audio(self, answered=False):
         """What the family accepts only during a connected call (the A7670's speaker
         mute), each time a call becomes active: it resets when the call ends. Refused
         because the call already ended is no error."""
         d = self.dialect
-        if d.IN_CALL_AUDIO and await self.modem.batch(d.IN_CALL_AUDIO) and \
+        if d.IN_CALL_AUDIO and await self.modem.batch(d.IN_CALL_AUDIO, attempts=3) and \
                 (answered or self.call_active):
             self.log.add("audio_error", "in_call_refused")
 
@@ -153,9 +174,15 @@ class Radio:
         d = self.dialect
         if name == "+CLCC":
             c = atparse.parse_clcc(args)
-            if not c or c[1] != 0:
-                return  # incoming calls are handled from RING/+CLIP
+            if not c:
+                return
             state = d.CLCC_STATE.get(c[2])
+            if c[1] != 0:
+                # incoming calls ring through RING/+CLIP; only the end of the one we
+                # answered is ours (answer() reported it active)
+                if state == "ended" and c[0] == self._answered_id:
+                    asyncio.create_task(self.call_ended())
+                return
             if state == "ended":
                 asyncio.create_task(self.call_ended())
             elif state:
@@ -193,6 +220,7 @@ class Radio:
     async def call_ended(self):
         """Tell a normal hang-up by the far end from a drop: only AT+CEER knows."""
         was_active, self.call_active = self.call_active, False
+        self._answered_id = None
         lines = ()
         if was_active:
             cmd, prefix = self.dialect.CALL_END_CAUSE_QUERY
@@ -227,7 +255,7 @@ class Radio:
             _, _, lines = await self.modem.cmd("AT+CLCC", 3000, expect="+CLCC", check=False)
             for number in self.dialect.ringing(lines):
                 self.post(("incoming_call", number))
-            if self.call_active and not self.dialect.our_call_up(lines):
+            if self.call_active and self.dialect.our_call(lines, self._answered_id) is None:
                 asyncio.create_task(self.call_ended())  # its NO CARRIER was lost
             _, _, lines = await self.modem.cmd('AT+CMGL="REC UNREAD",1', 5000, expect="+CMGL",
                                                check=False)
@@ -239,12 +267,13 @@ class Radio:
                 await self.read_sms(int(ln[6:].split(",")[0]))
 
     async def call_survived(self):
-        """After an ESP32 reset: the modem kept its power, so our call may still be up."""
+        """After an ESP32 reset: the modem kept its power, so our call may still be up:
+        its state ("active", "dialing", "alerting"), or None."""
         try:
             _, _, lines = await self.modem.cmd("AT+CLCC", 3000, expect="+CLCC", check=False)
         except ModemError:
-            return False
-        return self.dialect.our_call_up(lines)
+            return None
+        return self.dialect.our_call(lines)
 
     # ------------------------------------------------------------ lifecycle
     def _pin(self, name, asserted):
@@ -310,7 +339,7 @@ class Radio:
         registered = state is not None
         self.log.add("registered" if registered else "not_registered", "")
         if registered and d.RAT_QUERY:
-            await self._voice(state, not gsm_gone)
+            await self.find_voice(state, not gsm_gone)
         await poll_status()
         await self.refresh_cell()
         if registered:
@@ -350,12 +379,19 @@ class Radio:
         lines = await self._query(self.dialect.RAT_MODE_QUERY)
         return bool(lines) and lines[0].split(":")[-1].strip() != self.dialect.RAT_AUTO_REPLY
 
-    async def _voice(self, state, try_2g):
+    async def find_voice(self, state, try_2g, settle_s=VOICE_SETTLE_S):
         """Voice where the network gives it. Registered for SMS only on LTE (no VoLTE for
         this SIM): GSM only (AT+CNMP=13, the module saves it) if there is 2G here, else
-        back to automatic so that LTE still carries the SMS. Logs voice volte/2g/none."""
+        back to automatic so that LTE still carries the SMS. Logs voice volte/2g/none and
+        returns (voice, voice_via) as dialect.voice_of. settle_s: how long a fresh LTE
+        registration may take to bring voice before the fallback."""
         d = self.dialect
         rat = d.rat_of(await self._query(d.RAT_QUERY))
+        if state == "sms_only" and rat == "LTE" and try_2g and settle_s:
+            # the LTE attach comes before the voice registration: pinning 2G (saved by
+            # the module) on a SIM whose VoLTE was only a moment away would be for good
+            state = await self._wait_registered(settle_s, "voice")
+            rat = d.rat_of(await self._query(d.RAT_QUERY))
         if state == "sms_only" and rat == "LTE" and try_2g:
             self.log.add("voice_fallback", "2g")
             await self.at(d.GSM_ONLY)
@@ -366,6 +402,7 @@ class Radio:
             rat = d.rat_of(await self._query(d.RAT_QUERY))
         voice, via = d.voice_of(state, rat)
         self.log.add("voice", VOICE_LOG.get(via, "none") if voice else "none")
+        return voice, via
 
     async def refresh_cell(self):
         """Serving cell id + LAC: the location of last resort when there is no fix
@@ -506,7 +543,7 @@ class Radio:
             # With PWRKEY released the module stays off when VBAT returns (SIM800 HD 4.2):
             # off for sure, so the press below switches it on.
             self._drive(pwr, "power_on", False)
-            await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
+            await asyncio.sleep_ms(int(d.OFF_MS * hw.TIME_SCALE))
             self._drive(pwr, "power_on", True)
             self._modem_off = True
             how = "power_cycle"
@@ -516,9 +553,10 @@ class Radio:
             self.log.add("modem_hung", "no_supply_switch")
             return None
         key = self._pin("pwrkey", False)
-        self._drive(key, "pwrkey", True)
-        await asyncio.sleep_ms(int(d.PWRKEY_ON_MS * hw.TIME_SCALE))
-        self._drive(key, "pwrkey", False)
+        if key:  # none wired: the module switches itself on with its supply
+            self._drive(key, "pwrkey", True)
+            await asyncio.sleep_ms(int(d.PWRKEY_ON_MS * hw.TIME_SCALE))
+            self._drive(key, "pwrkey", False)
         self._modem_off = False  # from here on it may be on: never press again unproven
         if await m.probe(d.POWER_ON_MS):
             return how

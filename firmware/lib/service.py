@@ -15,7 +15,7 @@ import hw
 import store
 from app import VERSION
 from eventlog import EventLog
-from modem import Modem, ModemError
+from modem import ModemError
 from nmea import NMEAParser
 
 
@@ -37,14 +37,16 @@ async def _query(modem, cmd, prefix=None):
     return lines[0] if lines else None
 
 
-async def _modem_facts(board):
+async def _modem_facts(board, find_voice=False):
     """What the modem says about itself and its network. family, rat ("GSM", "LTE" or
     None), voice (True, False: registered for SMS only, None: unknown) and voice_via
-    ("2G", "VoLTE" or None) tell the host whether the button can call C4 at all."""
-    from radio import dialect_for  # here: heap() measures the firmware, not the service
-    m = board["modem"]
-    d = dialect_for(m.get("family"))
-    modem = Modem(hw.UART(m["uart"], m["baud"], m["tx"], m["rx"]), lambda n, a: None, hw.TIME_SCALE)
+    ("2G", "VoLTE" or None) tell the host whether the button can call C4 at all.
+    find_voice: registered for SMS only on LTE, try what the firmware would (the GSM
+    fallback, radio.find_voice) and report what it found; else only observe."""
+    from radio import Radio  # here: heap() measures the firmware, not the service
+    radio = Radio(board, EventLog(echo=False), lambda ev: None)
+    radio.modem.on_urc = lambda n, a: None  # observe only: an SMS waits for the firmware
+    modem, d = radio.modem, radio.dialect
     reader = asyncio.create_task(modem.reader())
     facts = {"modem": await modem.probe(d.BOOT_MS), "family": d.FAMILY, "rat": None,
              "voice": None, "voice_via": None}
@@ -58,12 +60,7 @@ async def _modem_facts(board):
         csq = atparse.parse_csq(await _query(modem, "AT+CSQ", "+CSQ") or "")
         facts["rssi"] = csq[0] if csq else None
         facts["battery"] = d.battery_pct(await _query(modem, *d.BATTERY_QUERY) or "")
-        reg = []
-        for cmd, prefix in d.REG_QUERIES:
-            line = await _query(modem, cmd, prefix)
-            if line:
-                reg.append(line)
-        state = d.reg_state(reg)
+        state = await radio._reg_state()
         facts["registered"] = state is not None
         if d.RAT_QUERY:
             rat = await _query(modem, *d.RAT_QUERY)
@@ -71,6 +68,10 @@ async def _modem_facts(board):
         else:
             facts["rat"] = d.rat_of([])
         facts["voice"], facts["voice_via"] = d.voice_of(state, facts["rat"])
+        if find_voice and state == "sms_only" and facts["rat"] == "LTE":
+            facts["voice"], facts["voice_via"] = await radio.find_voice(state, True)
+            rat = await _query(modem, *d.RAT_QUERY)
+            facts["rat"] = d.rat_of([rat] if rat else [])
     reader.cancel()
     return facts
 
@@ -99,7 +100,7 @@ def identity():
     """ESP32 unique id, IMEI, ICCID, operator and signal: what the registry records."""
     board = store.read_json("board.json")
     out = {"uid": binascii.hexlify(hw.unique_id()).decode(), "fw": VERSION}
-    out.update(asyncio.run(_modem_facts(board)))
+    out.update(asyncio.run(_modem_facts(board, find_voice=True)))
     print(json.dumps(out))
 
 

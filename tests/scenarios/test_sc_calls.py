@@ -112,3 +112,27 @@ def test_signal_lost_mid_call_redials_when_back(dut, button, network, faults):
     faults.signal_lost(False)
     # ... and once the signal is back the device gets C4 on the line again
     network.wait_call("call_connected", frm=dut.number, after=mark, timeout=dut.within(120, 20))
+
+
+@pytest.mark.dut_config(dial_timeout_s=4)
+def test_c4_callback_stays_up_past_the_dial_timeout(dut, button, network):
+    """An answered call-back is C4 talking to her: the dial timeout armed while it rang
+    must not hang it up, and C4 is not redialled after it hangs up normally."""
+    button.alert()
+    network.wait_call("call_connected", to=network.c4[0], timeout=dut.within(90, 20))
+    mark = network.mark()
+    network.hangup()                 # C4 ends the first call normally ...
+    network.wait_call("call", frm=dut.number, after=mark, timeout=dut.within(30, 10))
+    # ... and calls back, staying on the line 3 s (real time) past the device's dial timeout
+    stay_s = dut.config["dial_timeout_s"] + 3
+    network.set_c4("answer", hangup_after_s=stay_s / getattr(dut, "time_scale", 1.0))
+    mark, log_mark = network.mark(), dut.mark()
+    network.call_device("c4")
+    dut.wait_log("callback_answered", since=log_mark, timeout=dut.within(60, 15))
+    back = network.wait_call("call_connected", to=dut.number, after=mark, timeout=dut.within(60, 15))
+    ended = network.wait_call("call", after=mark, timeout=dut.within(60, stay_s + 30),
+                              where=lambda e: e["call_id"] == back["call_id"])
+    assert ended["answered"] and ended["ended_by"] == network.c4[0], ended
+    dut.wait_log("call_ended", "remote", since=log_mark, timeout=dut.within(30, 10))
+    assert not network.calls("call_start", frm=dut.number, after=mark)
+    assert not dut.logged("call_failed", since=log_mark)

@@ -52,6 +52,15 @@ class FaultsGroup:
         """The next `count` SMS sends fail with +CMS ERROR: code (after the network delay)."""
         self._cms_faults.extend([int(code)] * count)
 
+    def refuse_next(self, name, count=1):
+        """The next `count` commands `name` ("+CMICGAIN") are answered ERROR, as a module
+        that is still busy refuses a setting now and takes it a moment later."""
+        if self._refusals is None:
+            self._refusals = {}
+        self._refusals[name.upper()] = self._refusals.get(name.upper(), 0) + int(count)
+
+    _refusals = None  # refuse_next(): command name -> refusals left
+
     def go_silent(self, latched=False):
         """The module hangs: no echo, no replies, no URCs until it is restarted. A latched
         hang ignores the RESET pin too: only a power-off (supply cut, or a PWRKEY press,

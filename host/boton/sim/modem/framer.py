@@ -99,6 +99,10 @@ class Framer:
         self._finish(infos, "OK")
 
     def _dispatch(self, cmd):
+        refusals = getattr(self, "_refusals", None)   # FaultsGroup.refuse_next()
+        if refusals and refusals.get(cmd.name.upper()):
+            refusals[cmd.name.upper()] -= 1
+            raise AtError("ERROR")
         handler = self._handlers.get(cmd.name)
         if handler is None:
             # An unknown extended command: the family says how it answers (SIM800: an
