@@ -130,10 +130,6 @@ def check():
     except Exception as e:
         why = ("import_hw_%s:%s" % (type(e).__name__, e))[:DETAIL_MAX]
     if why is None:
-        try:
-            modem_pins(PLAN[0])
-        except Exception as e:  # a pin this chip has not: the firmware's own init will say
-            print("modem pins:", e)
         reserve = bytearray(SAFE_RESERVE)
         gc.threshold(IMPORT_GC_BYTES)
         try:
@@ -142,6 +138,13 @@ def check():
             why = ("import_%s:%s" % (type(e).__name__, e))[:DETAIL_MAX]
         gc.threshold(-1)  # MicroPython's default: collect only when an allocation fails
         del reserve
+        # Right after the import (frozen: a fraction of a second), not before it: what the
+        # pins allocate (the rig's GPIO socket) must not sit below the firmware's imports,
+        # where it split the heap an alert needs (MemoryError in the test call at 56 KB).
+        try:
+            modem_pins(PLAN[0])
+        except Exception as e:  # a pin this chip has not: the firmware's own init will say
+            print("modem pins:", e)
     if why:
         purge()
     return why

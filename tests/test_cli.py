@@ -194,7 +194,8 @@ def test_registry_follows_deploy_provision_and_test_call(device, tmp_path):
         assert dev.state == "provisioned"
         assert dev.imei and dev.iccid and dev.config_hash and dev.firmware_hash
         assert dev.test_call_result is None
-    assert run("test-call", "--port", url, "--timeout", "90").exit_code == 0
+    r = run("test-call", "--port", url, "--timeout", "90")
+    assert r.exit_code == 0, r.output
     with Registry() as reg:
         assert reg.get(device.mac).test_call_result == "passed"
         actions = [a["action"] for a in reg.audit(device.mac)]
