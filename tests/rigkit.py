@@ -51,3 +51,15 @@ def provisioned_device(tmp_path, config=None, board="tcall_sim800l_axp192", **ri
         yield vd
     finally:
         vd.stop()
+
+
+class FakeClock:
+    """A monotonic clock for the network-wait loops: pause() moves it, nothing sleeps."""
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+    def pause(self, s):
+        self.t += s

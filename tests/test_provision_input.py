@@ -11,6 +11,7 @@ from boton.cli_image import config_from_file
 from boton.errors import InputError, RegistryError
 from boton.registry import check_contacts
 from boton.rules import build_config, normalise_alias, normalise_number
+from rigkit import FakeClock
 
 C4 = "449 910 0000"
 
@@ -107,17 +108,6 @@ class FakeModemDevice:
         look = self.looks[min(self.asked, len(self.looks) - 1)]
         self.asked += 1
         return (json.dumps(dict({"uid": "240ac4000042", "modem": True, "rssi": 20}, **look)) + "\n").encode()
-
-
-class FakeClock:
-    def __init__(self):
-        self.t = 0.0
-
-    def __call__(self):
-        return self.t
-
-    def pause(self, s):
-        self.t += s
 
 
 def test_provision_waits_while_the_modem_registers_and_reports_each_look():

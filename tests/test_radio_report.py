@@ -14,6 +14,7 @@ from boton.boards import load_board
 from boton.errors import DeviceError, RegistryConflict
 from boton.registry import Registry
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT
+from rigkit import FakeClock
 
 MAC = "24:0a:c4:00:00:42"
 CFG_HASH = "ab" * 32
@@ -256,17 +257,6 @@ def test_sim_flags_on_a_sim800_board_are_refused_by_name():
 
 
 # ------------------------------------------------------------------------ waiting for the network
-class FakeClock:
-    def __init__(self):
-        self.t = 0.0
-
-    def __call__(self):
-        return self.t
-
-    def pause(self, s):
-        self.t += s
-
-
 class LookingBoard:
     """identity() answers from a script of looks, the last one repeated."""
 
