@@ -612,6 +612,7 @@ def test_call(port, device_ref, timeout):
         config = json.loads(raw)
         # the log is read before the test: afterwards the app holds the 56 KB heap
         log_lines = prov.read_event_log(dev)
+        dev.fresh_interpreter()  # the firmware gets the whole 56 KB, not what the reads left
         out = dev.exec(f"import testcall\ntestcall.test_call({int(timeout)})", consumer=consume)
         text = b"".join(seen).decode(errors="replace") + out.decode(errors="replace")
     events = [line.split()[1:] for line in text.splitlines() if line.startswith("EV ")]

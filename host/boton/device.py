@@ -80,6 +80,15 @@ class Device:
             except OSError:
                 pass
 
+    def fresh_interpreter(self):
+        """Soft-reset into a clean raw REPL: what earlier commands of this session left in
+        the heap (a log read, a config) is gone, for a run that needs all of the board's
+        heap (the delivery-day test call runs the whole firmware in it)."""
+        try:
+            self._enter_raw_repl()
+        except (TransportError, serial.SerialException, OSError) as e:
+            raise DeviceError(f"lost the device on {self.port}: {_reason(e)}", EXIT_CONNECT) from None
+
     def _enter_raw_repl(self):
         """mpremote's enter_raw_repl(soft_reset=True), except that the interrupt is repeated
         while the board is still starting (right after power-on or a reset) instead of
