@@ -17,8 +17,25 @@ RAW_BANNER = "raw REPL; CTRL-B to exit\r\n>"
 SOFT_RAW, SOFT_FRIENDLY = 100, 101
 WINDOW = 256
 
-# The device sees only its flash (the flash folder, cwd, and its /lib) and what is frozen
-# into the interpreter, in the ESP32 port's order: frozen modules win over /lib.
+# The rig starts this as `-m board_repl` from a folder of .mpy (MICROPYPATH): the rig's own
+# code loads as bytecode, without the parse garbage that compiling it from source would
+# leave between the objects it keeps (a chip's REPL is C: it costs its heap nothing). Its
+# two helpers are imported here, while that folder is still on the path, used once and
+# dropped (main()); then the device sees only its flash (the flash folder, cwd, and its
+# /lib) and what is frozen into the interpreter, in the ESP32 port's order: frozen modules
+# win over /lib.
+import board_seal
+if os.getenv("BOTON_FLASH_IMAGE"):
+    import lfs_blockdev
+else:
+    lfs_blockdev = None
+# "56/76/2048" (rig.VirtualDevice): the chip's heap and the heap this interpreter was
+# started with (KB), larger by what the rig itself holds, and the bytes the chip's own boot
+# holds (hold_chip_heap); absent: the heap is not an ESP32's.
+_CHIP_HEAP = os.getenv("BOTON_CHIP_HEAP")
+for _name in ("board_seal", "lfs_blockdev"):
+    sys.modules.pop(_name, None)
+del _name
 sys.path[:] = ["", ".frozen", "lib"]
 
 try:
@@ -224,18 +241,17 @@ def mount_flash():
     """With a flash image, the filesystem is its vfs partition, mounted by VfsLfs2 as the
     ESP32 port's _boot.py does. If that fails, inisetup's rule: an erased first block is
     formatted; anything else is reported as corrupted and the board stops there."""
-    if not os.getenv("BOTON_FLASH_IMAGE"):
+    g = lfs_blockdev
+    if g is None:
         return
-    g = {"__name__": "lfs_blockdev"}
-    exec(open(os.getenv("BOTON_LFS_BLOCKDEV")).read(), g)
     try:
-        g["mount_from_env"]()
+        g.mount_from_env()
         return
     except OSError:
         pass
-    path, offset, size = g["parse_spec"](os.getenv("BOTON_FLASH_IMAGE"))
-    bdev = g["FlashRegion"](path, offset, size)
-    first = bytearray(g["BLOCK_SIZE"])
+    path, offset, size = g.parse_spec(os.getenv("BOTON_FLASH_IMAGE"))
+    bdev = g.FlashRegion(path, offset, size)
+    first = bytearray(g.BLOCK_SIZE)
     bdev.readblocks(0, first)
     if first != b"\xff" * len(first):
         bdev.close()
@@ -248,19 +264,42 @@ def mount_flash():
     import vfs
     vfs.VfsLfs2.mkfs(bdev)
     bdev.close()
-    g["mount_from_env"]()
+    g.mount_from_env()
 
 
 def seal():
-    """The board keeps nothing of the host but its flash: board_seal.py, run in a namespace
-    of its own that is emptied after (its closures' __globals__: nothing to reach through)."""
+    """The board keeps nothing of the host but its flash: board_seal's namespace is emptied
+    once it has run (its closures' __globals__: nothing to reach through), and this file
+    lets go of it and of lfs_blockdev (the mount holds what it needs of the latter)."""
+    global board_seal, lfs_blockdev
     import builtins
     import vfs
 
-    g = {"__name__": "board_seal"}
-    exec(open(sys.argv[0].rsplit("/", 1)[0] + "/board_seal.py").read(), g)
-    g["seal"](os, vfs, builtins)
-    g.clear()
+    board_seal.seal(os, vfs, builtins)
+    board_seal.__dict__.clear()
+    board_seal = lfs_blockdev = None
+
+
+_ballast = None
+
+
+def hold_chip_heap():
+    """Leave the firmware the free heap a chip would: the rig's own code and its sandbox
+    (a chip has them in C, or not at all) were given extra heap; what of it they did not
+    use is held in one block right above them, so the free heap is one piece on top, as
+    on a chip. Short of it (the rig grew): say so, the firmware then gets less."""
+    global _ballast
+    if not _CHIP_HEAP:
+        return
+    import gc
+    chip_kb, started_kb, chip_boot = [int(x) for x in _CHIP_HEAP.split("/")]
+    gc.collect()
+    total = gc.mem_free() + gc.mem_alloc()
+    extra = gc.mem_free() - (total * chip_kb // started_kb - chip_boot)
+    if extra > 0:
+        _ballast = bytearray(extra)
+    elif extra < 0:
+        w("rig: the virtual board's own code holds %d bytes more heap than allowed for\r\n" % -extra)
 
 
 def main():
@@ -272,6 +311,7 @@ def main():
     mount_flash()
     seal()
     del globals()["os"]  # the real one, should anything reach this file's __globals__
+    hold_chip_heap()
     run_file("boot.py")
     # A host knocks with a burst of Ctrl-C (the chip may be light-sleeping): one that lands
     # while a traceback prints, or just as main.py ends, must not end the "board".

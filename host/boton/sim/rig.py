@@ -3,7 +3,7 @@ simulated SIM800, GPS, button and phone network.
 
 Layout of one virtual device:
 
-    mpremote ──REPL URL──► rig ──stdin/stdout──► micropython board_repl.py (cwd = flash dir)
+    mpremote ──REPL URL──► rig ──stdin/stdout──► micropython -m board_repl (cwd = flash dir)
                             ▲                         │ firmware's hw_sim backend
                             └──── peripheral socket ◄─┘ (uart 1 = SIM800, uart 2 = GPS, gpio)
 
@@ -12,9 +12,11 @@ thread-safe and blocking, so tests and the CLI call them directly. Waiting is al
 an event (network event, console text), never a sleep.
 """
 import asyncio
+import functools
 import os
 import pty
 import random
+import shutil
 import signal
 import sys
 import threading
@@ -23,7 +25,7 @@ import tty
 from pathlib import Path
 
 from ..boards import load_board, power_chip as expected_power_chip
-from ..frozen import device_interpreter
+from ..frozen import ESP32_HEAP, device_interpreter
 from ..waiting import wait_for_item
 from .clock import Scheduler
 from .gps import GpsSim
@@ -32,8 +34,9 @@ from .peercred import allowed as peer_allowed
 from .pmu import I2cBus, make as make_power_chip
 from .modem import check_options as check_modem_options, modem_class
 
-BOARD_REPL = Path(__file__).with_name("board_repl.py")
 LFS_BLOCKDEV = Path(__file__).with_name("lfs_blockdev.py")
+# The board side of the rig (runs on MicroPython): board_repl imports the other two once.
+BOARD_MODULES = ("board_repl", "board_seal", "lfs_blockdev")
 SOFT_RAW, SOFT_FRIENDLY = 100, 101
 CONSOLE_KEEP = 1 << 20  # console bytes kept for wait_console()
 # After a wake edge the chip needs ~1 ms, and its UART driver a little more, before it
@@ -50,15 +53,43 @@ AGS_CENTRO = (21.88234, -102.29143)  # Plaza de la Patria, Aguascalientes
 _noted = []  # the fallback note, once per process
 
 
-# board_seal.py (the board sees only its flash) keeps about 3.5 KB of heap (its closures,
-# module stand-ins and names; measured 2.5 KB with an image, 3.5 KB with a flash folder,
-# 32-bit build) that a chip does not spend: the rig adds it, so the firmware gets the heap
-# it would have on the chip.
-SEAL_HEAP_KB = 4
+# An ESP32's heap (56k) is started this much larger: the rig's board side (board_repl and
+# its sandbox, ~9 KB; ~13 KB with a flash image, whose block device is Python here) runs
+# in it, where a chip's REPL is C. board_repl.hold_chip_heap() holds what they leave over,
+# so the firmware finds the free heap a chip leaves it, in one piece.
+RIG_HEAP_KB = 20
+# What the ESP32 port's own boot (_boot.py: the LittleFS mount and its caches, sys.path)
+# holds before boot.py runs. An estimate, not measured on a chip: the unix port holds
+# 0.6 KB at that point with no filesystem mounted.
+CHIP_BOOT_BYTES = 2048
 
 
-def _with_seal(heap: str) -> str:
-    return f"{int(heap[:-1]) + SEAL_HEAP_KB}k" if heap[-1:] == "k" and heap[:-1].isdigit() else heap
+@functools.cache
+def board_code() -> Path:
+    """A folder with the rig's board side (BOARD_MODULES) as .mpy, cached by content. Loaded
+    as bytecode, it leaves no parse garbage between the objects it keeps, which would split
+    the heap where a chip's (C) REPL leaves it whole."""
+    from .. import build
+    mods = [(f"{m}.mpy", build.compile_module(Path(__file__).with_name(f"{m}.py"))) for m in BOARD_MODULES]
+    folder = build.CACHE / f"rig-{build.files_digest(mods)[:16]}"
+    if not folder.is_dir():
+        tmp = folder.with_name(f"{folder.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+        tmp.mkdir(parents=True)
+        for name, data in mods:
+            (tmp / name).write_bytes(data)
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process wrote the same folder first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _started_heap(heap: str) -> tuple[str, dict]:
+    """(-X heapsize, extra environment) for an interpreter meant to have `heap`."""
+    if heap[-1:] == "k" and heap[:-1].isdigit() and heap == ESP32_HEAP:
+        kb = int(heap[:-1])
+        return f"{kb + RIG_HEAP_KB}k", {"BOTON_CHIP_HEAP": f"{kb}/{kb + RIG_HEAP_KB}/{CHIP_BOOT_BYTES}"}
+    return heap, {}
 
 
 class RigError(RuntimeError):
@@ -346,8 +377,10 @@ class VirtualDevice:
                    BOTON_STATE_FD=str(state_w), BOTON_TIME_SCALE=repr(self.time_scale),
                    BOTON_MAC=self.mac, BOTON_RTC_BASE=repr(self.rtc_base),
                    BOTON_RTC_MEMORY=self.rtc_memory.hex())
+        heap, extra = _started_heap(self.interpreter.heap)
+        env.update(extra, MICROPYPATH=str(board_code()))
         self._proc = await asyncio.create_subprocess_exec(
-            self.interpreter.exe, "-X", f"heapsize={_with_seal(self.interpreter.heap)}", str(BOARD_REPL), mode,
+            self.interpreter.exe, "-X", f"heapsize={heap}", "-m", "board_repl", mode,
             cwd=self.flash_dir, env=env, pass_fds=(state_w,),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, start_new_session=True)
