@@ -42,14 +42,17 @@ def firmware_on(flash):
 
 
 def old_release(flash, tmp_path):
-    """A provisioned board running an older firmware (its app.mpy says OLD_VERSION)."""
+    """A provisioned board running an older firmware: its version.mpy says OLD_VERSION and
+    its app.mpy differs too (a deploy has a large file to copy, not only the version)."""
     install(flash, config=demo_config())
-    src = tmp_path / "old" / "app.py"
-    src.parent.mkdir()
-    src.write_text((paths.FIRMWARE / "lib" / "app.py").read_text().replace(
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "version.py").write_text((paths.FIRMWARE / "lib" / "version.py").read_text().replace(
         'VERSION = "0.1.0"', f'VERSION = "{OLD_VERSION}"', 1))
-    assert OLD_VERSION in src.read_text()
-    (flash / "lib" / "app.mpy").write_bytes(build.compile_module(src, cache=tmp_path / "mpy"))
+    assert OLD_VERSION in (old / "version.py").read_text()
+    (old / "app.py").write_text((paths.FIRMWARE / "lib" / "app.py").read_text() + "\nOLD_RELEASE = True\n")
+    for name in ("version", "app"):
+        (flash / "lib" / f"{name}.mpy").write_bytes(build.compile_module(old / f"{name}.py", cache=tmp_path / "mpy"))
 
 
 # ------------------------------------------------------------------ frozen-aware
@@ -122,7 +125,8 @@ def test_power_lost_between_the_two_renames_boots_the_old_firmware(tmp_path):
     shutil.copytree(flash / "lib", flash / "lib.new")   # the verified new firmware
     old_release(tmp_path / "scratch", tmp_path)
     (flash / "lib").rename(flash / "lib.old")
-    shutil.copy(tmp_path / "scratch" / "lib" / "app.mpy", flash / "lib.old" / "app.mpy")
+    for name in ("version.mpy", "app.mpy"):
+        shutil.copy(tmp_path / "scratch" / "lib" / name, flash / "lib.old" / name)
     vd = rig(tmp_path, "pypi")
     try:
         vd.wait_console(f"EV boot {OLD_VERSION}", timeout=60)   # boot.py put lib.old back

@@ -19,7 +19,7 @@ from nmea import NMEAParser
 import powerpolicy
 from radio import Radio
 
-VERSION = "0.1.0"
+from version import VERSION
 STATE_PATH = "alert.json"
 
 

@@ -13,7 +13,7 @@ import micropython
 import atparse
 import hw
 import store
-from app import VERSION
+from version import VERSION
 from eventlog import EventLog
 from modem import ModemError
 from nmea import NMEAParser

@@ -183,14 +183,20 @@ class Device:
 
     def hash_files(self, paths):
         """SHA-256 of each path on the device (missing files omitted), in one round trip."""
-        code = ("import hashlib,binascii,json\nr={}\nb=bytearray(256)\n"
-                f"for p in {list(paths)!r}:\n"
-                " try:\n  f=open(p,'rb')\n except OSError:\n  continue\n"
-                " h=hashlib.sha256()\n while 1:\n  n=f.readinto(b)\n  if not n: break\n"
-                "  h.update(b[:n])\n f.close()\n r[p]=binascii.hexlify(h.digest()).decode()\n"
-                "print(json.dumps(r))")
+        # One line per file as it is hashed, and the names deleted after: a 56 KB heap has
+        # no room to spare for a dict of them all turned into one JSON string.
+        code = ("import hashlib,binascii\ndef _h(ps):\n b=bytearray(256)\n for p in ps:\n"
+                "  try:\n   f=open(p,'rb')\n  except OSError:\n   continue\n"
+                "  h=hashlib.sha256()\n  while 1:\n   n=f.readinto(b)\n   if not n: break\n"
+                "   h.update(b[:n])\n  f.close()\n  print(binascii.hexlify(h.digest()).decode(),p)\n"
+                f"_h({list(paths)!r})\ndel _h")
         out = self.exec(code)
-        return json.loads(out.decode().strip().splitlines()[-1])
+        hashes = {}
+        for line in out.decode().splitlines():
+            digest, _, path = line.strip().partition(" ")
+            if len(digest) == 64 and path:
+                hashes[path] = digest
+        return hashes
 
     def _mkdirs(self, path):
         parts = path.strip("/").split("/")[:-1]

@@ -94,7 +94,7 @@ def content_hash(files: list[Path]) -> str:
 
 
 def firmware_version() -> str:
-    m = re.search(r'^VERSION\s*=\s*"([^"]+)"', (paths.FIRMWARE / "lib" / "app.py").read_text(), re.M)
+    m = re.search(r'^VERSION\s*=\s*"([^"]+)"', (paths.FIRMWARE / "lib" / "version.py").read_text(), re.M)
     return m.group(1) if m else "unknown"
 
 

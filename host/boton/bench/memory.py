@@ -299,7 +299,7 @@ print(json.dumps(out))
 """
 
 # leaves first, so each module's figure is its own code (app last: it imports the rest)
-IMPORT_ORDER = ("gsm7", "sms", "atargs", "atparse", "aterrors", "dialect_sim800", "gesture",
+IMPORT_ORDER = ("version", "gsm7", "sms", "atargs", "atparse", "aterrors", "dialect_sim800", "gesture",
                 "alertsms", "outbox", "callstate", "supervision", "smscommands", "alerttexts",
                 "alert", "nmea", "store", "eventlog", "hw_esp32", "hw", "modem", "powerpolicy",
                 "radio", "app")
