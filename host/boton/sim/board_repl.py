@@ -54,7 +54,11 @@ def state(flag):
 
 
 out = sys.stdout
-rd = sys.stdin.buffer.read
+# One byte at a time into one buffer: a chip's REPL reads its UART without allocating, and
+# a new bytes object per byte would march the allocator up through the heap between
+# collections, so that what the session imports lands high and splits the free heap.
+_rd = sys.stdin.buffer.readinto
+_byte = bytearray(1)
 
 
 def w(s):
@@ -64,12 +68,12 @@ def w(s):
 def getc():
     while True:
         try:
-            c = rd(1)
+            n = _rd(_byte)
         except KeyboardInterrupt:
             continue
-        if not c:  # host closed our stdin: the rig is shutting down
+        if not n:  # host closed our stdin: the rig is shutting down
             sys.exit(0)
-        return c[0]
+        return _byte[0]
 
 
 _globals = {"__name__": "__main__"}
