@@ -53,6 +53,23 @@ def provisioned_device(tmp_path, config=None, board="tcall_sim800l_axp192", **ri
         vd.stop()
 
 
+SAFE_WATCHING = "safe mode: button watched"
+
+
+def press_in_safe_mode(vd, number, hold_s=1.2, presses=1):
+    """Once safe mode watches the button (a press before that finds no one listening, as
+    on the board), press it (held, or `presses` short presses) and wait until `number`
+    answers. Returns the event mark from before the press."""
+    vd.wait_console(SAFE_WATCHING, timeout=60)
+    mark = len(vd.events)
+    if presses > 1:
+        vd.press_sequence(presses)
+    else:
+        vd.press(hold_s=hold_s)
+    vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == number, after=mark, timeout=60)
+    return mark
+
+
 class FakeClock:
     """A monotonic clock for the network-wait loops: pause() moves it, nothing sleeps."""
     def __init__(self):

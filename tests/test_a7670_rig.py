@@ -11,7 +11,7 @@ from boton.cli import main
 from boton.rules import mask
 from boton.sim.flashdir import install
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
-from rigkit import FAST, demo_config, provisioned_device
+from rigkit import FAST, demo_config, press_in_safe_mode, provisioned_device
 from test_sim_phones import SimProcess
 
 BOARD = "ta7670x_a7670sa"
@@ -224,10 +224,7 @@ def test_safe_mode_on_the_a7670_board_calls_c4_covertly(tmp_path):
     vd.start()
     try:
         vd.wait_console("EV safe_mode import_", timeout=30)
-        mark = len(vd.events)
-        vd.press(hold_s=1.2)
-        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4,
-                      after=mark, timeout=60)
+        mark = press_in_safe_mode(vd, DEFAULT_C4)
         vd.call(vd.network.hangup, DEFAULT_C4)
         call = vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == DEFAULT_C4, after=mark, timeout=30)
         assert call["answered"]

@@ -13,7 +13,7 @@ from boton.cli import main
 from boton.release import firmware_files
 from boton.sim.flashdir import install
 from boton.sim.rig import DEFAULT_C4, VirtualDevice
-from rigkit import FAST, demo_config
+from rigkit import FAST, demo_config, press_in_safe_mode
 
 TOOLS, WHY_NOT = frozen.tooling()
 needs_32bit = pytest.mark.skipif(TOOLS is None, reason=f"{WHY_NOT} (CI has it beside the clone)")
@@ -177,9 +177,7 @@ def test_esp32_heap_warns_for_mpy_and_the_firmware_falls_back_to_safe_mode(tmp_p
         assert "firmware as .mpy" in r.output and "warning:" in r.output and "flash the frozen image" in r.output
         # and the warning is right: the firmware does not fit, the button still calls C4
         assert "MemoryError" in boot(vd, "EV safe_mode import_")
-        mark = len(vd.events)
-        vd.press(hold_s=2.5)   # no configuration on this board: safe mode's 2 s hold
-        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4, after=mark, timeout=60)
+        press_in_safe_mode(vd, DEFAULT_C4, hold_s=2.5)   # no configuration on this board: a 2 s hold
     finally:
         vd.stop()
 

@@ -5,7 +5,7 @@ import pytest
 
 from boton.sim.flashdir import install
 from boton.sim.rig import DEFAULT_C4, VirtualDevice
-from rigkit import FAST, demo_config
+from rigkit import FAST, demo_config, press_in_safe_mode
 
 OTHER_C4 = "+524499100077"   # her configured C4 number, not the board's safe_c4
 
@@ -14,13 +14,6 @@ def _boot(tmp_path, flash, **kw):
     vd = VirtualDevice(flash, time_scale=FAST, network_log=tmp_path / "net.jsonl",
                        c4_numbers=(DEFAULT_C4, OTHER_C4), **kw)
     return vd.start()
-
-
-def _press_until_c4_answers(vd, number, hold_s=1.2):
-    mark = len(vd.events)
-    vd.press(hold_s=hold_s)   # held past the configured gesture (800 ms; 2 s without a config)
-    vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == number, after=mark, timeout=60)
-    return mark
 
 
 @pytest.fixture
@@ -37,7 +30,7 @@ def test_a_module_that_will_not_import_boots_into_safe_mode_and_calls_c4_covertl
     try:
         vd.wait_console("EV safe_mode import_", timeout=30)
         assert "EV ready" not in vd.console_text()
-        mark = _press_until_c4_answers(vd, OTHER_C4)   # her config's C4, not the board's
+        mark = press_in_safe_mode(vd, OTHER_C4)   # her config's C4, not the board's
         vd.call(vd.network.hangup, OTHER_C4)   # C4 ends the call: its record carries the audio
         call = vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == OTHER_C4, after=mark, timeout=60)
         assert call["answered"]
@@ -54,9 +47,7 @@ def test_a_missing_board_profile_still_calls_c4_on_three_presses(tmp_path, flash
     vd = _boot(tmp_path, flash)
     try:
         vd.wait_console("EV safe_mode board_missing", timeout=30)
-        mark = len(vd.events)
-        vd.press_sequence(3)   # the other gesture: three short presses
-        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == OTHER_C4, after=mark, timeout=60)
+        press_in_safe_mode(vd, OTHER_C4, presses=3)   # the other gesture: three short presses
     finally:
         vd.stop()
 
@@ -67,7 +58,7 @@ def test_corrupt_board_profile_and_config_call_the_safe_c4(tmp_path, flash):
     vd = _boot(tmp_path, flash, phones={"911": dict(behaviour="answer")})
     try:
         vd.wait_console("EV safe_mode board_corrupt", timeout=30)
-        _press_until_c4_answers(vd, "911", hold_s=2.5)   # no board profile, no config: 911 (appboot.load_config's rule)
+        press_in_safe_mode(vd, "911", hold_s=2.5)   # no board profile, no config: 911 (appboot.load_config's rule)
     finally:
         vd.stop()
 
