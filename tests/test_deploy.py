@@ -169,7 +169,7 @@ def test_esp32_heap_warns_for_mpy_and_the_firmware_falls_back_to_safe_mode(tmp_p
     """A real 56 KB heap: the 32-bit build with nothing frozen, as a plain ESP32 image."""
     plain = frozen.unix32(frozen=False)
     vd = VirtualDevice(tmp_path / "flash", time_scale=FAST)
-    vd.interpreter = frozen.DeviceInterpreter(str(plain.exe), frozen.ESP32_HEAP, "32-bit, nothing frozen")
+    vd.interpreter = frozen.DeviceInterpreter(str(plain.exe), frozen.ESP32_HEAP, "32-bit, nothing frozen", chip=True)
     vd.start()
     try:
         r = run("deploy", "--port", vd.repl_url)

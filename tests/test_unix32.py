@@ -109,8 +109,8 @@ def test_bench_esp32_rows_fail_when_the_build_is_missing(tmp_path, monkeypatch):
     monkeypatch.setenv("BOTON_MICROPYTHON", str(tmp_path))
     rows = memory.esp32_rows(tmp_path / "w")
     assert [r.key for r in rows] == ["memory.esp32_frozen.peak_raw_kb", "memory.esp32_mpy.min_heap_kb",
-                                     "memory.esp32_mpy.peak_raw_kb"]
-    assert [r.ok for r in rows] == [False, False, None]
+                                     "memory.esp32_mpy.peak_raw_kb", "memory.esp32_device.min_heap_kb"]
+    assert [r.ok for r in rows] == [False, False, None, False]
     assert all(r.value is None and r.note.startswith("NOT MEASURED: 32-bit MicroPython build not available")
                for r in rows)
 

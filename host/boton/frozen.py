@@ -232,6 +232,7 @@ class DeviceInterpreter:
     heap: str
     label: str      # what the rig says it runs
     note: str = ""  # why it is not the ESP32 one, where it is not
+    chip: bool = False  # a 32-bit build standing for the ESP32: `heap` is the chip's (the rig adds its own)
 
 
 _chosen = {}
@@ -255,7 +256,7 @@ def device_interpreter(choice: str | None = None) -> DeviceInterpreter:
             exe, why = frozen_exe()
             if exe:
                 _chosen[key] = DeviceInterpreter(exe, ESP32_HEAP, "32-bit MicroPython, firmware frozen, "
-                                                    f"{ESP32_HEAP} heap (as an ESP32)")
+                                                    f"{ESP32_HEAP} heap (as an ESP32)", chip=True)
             elif choice == "esp32":
                 raise DeviceError(f"the ESP32 interpreter was asked for: {why.split('; using')[0]}", 1)
             else:

@@ -50,6 +50,9 @@ NAME = "memory"
 # sizes its first heap growth for. The 64-bit figures are context only.
 ESP32_FROZEN_PEAK_KB = 48.0
 ESP32_MPY_MIN_HEAP_KB = 96.0
+# The worst alert on the virtual device (frozen; asyncio tasks, streams, fragmentation over
+# a real run) must complete in the ESP32's 56 KB with 4 KB to spare.
+ESP32_DEVICE_MIN_HEAP_KB = 52.0
 SAMPLE_MS = 20
 CONTACTS = ["+524491112233", "+524491112234", "+524491112235", "+524491112236", "+524491112237"]
 NMEA_LOG = DATA / "nmea" / "neo-m8n.log"
@@ -122,6 +125,80 @@ def in_device(workdir, time_scale=0.1, board="tcall_sim800l_axp192"):
     sms = sum(1 for _ in re.finditer(rb"EV sms_ok", text[mark:end]))
     return {"base": base, "after_boot_raw": boot[0], "peak_raw": max(during), "samples": len(during),
             "sms_ok": sms, "resets": resets, "memory_error": b"MemoryError" in text}
+
+
+# ------------------------------------------------------------------ the device, as a chip
+# The worst alert on the virtual device itself, with the firmware as a release runs it
+# (frozen into the 32-bit build) and the chip's heap (the rig holds what its own Python
+# board side does not need, board_repl.hold_chip_heap): 5 contacts, GPS streaming, C4 not
+# answering the first call (one redial), an SMS command from C4 and a low battery during
+# the alert. Everything counts here that the outside scenario leaves out: the asyncio
+# tasks, the UART streams, the event log's writes, fragmentation over a real run's timing.
+DEVICE_SMS_COMMAND = "UBICACION " + BENCH_PIN
+DEVICE_LOW_BATTERY_MV = 3450
+DEVICE_STATUS_EVERY_S = 20   # the battery is read this often (10 min by default), so the low battery lands mid-alert
+
+
+def device_worst_alert(workdir, interpreter, time_scale=0.1, board="tcall_sim800l_axp192"):
+    """One run: {"ok": completed without a MemoryError or a reset, "why": what went wrong}."""
+    import shutil
+
+    from ..sim.rig import DEFAULT_DEVICE_NUMBER
+    shutil.rmtree(workdir, ignore_errors=True)
+    flash = workdir / "flash"
+    config = build_config(alias="Luna", contacts=CONTACTS, c4=[DEFAULT_C4], device_id="BS-0042",
+                          hold_ms=800, pin=BENCH_PIN)
+    config["status_every_s"] = DEVICE_STATUS_EVERY_S
+    install(flash, board, config)
+    vd = TappedDevice(flash, board=board, time_scale=time_scale, contacts=CONTACTS,
+                      network_log=workdir / "net.jsonl")
+    vd.interpreter = interpreter
+    why = ""
+    vd.start()
+    try:
+        vd.wait_console("EV ready", timeout=120)
+        vd.call(vd.network.set_behaviour, DEFAULT_C4, "no_answer")
+        mark = len(vd.events)
+        vd.press(hold_s=1.3, bounce=False)
+        vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == DEFAULT_C4, timeout=120, after=mark)
+        vd.call(vd.network.set_behaviour, DEFAULT_C4, "answer")
+        vd.call(vd.network.sms_to_device, DEFAULT_C4, DEFAULT_DEVICE_NUMBER, DEVICE_SMS_COMMAND)
+        vd.set_battery_mv(DEVICE_LOW_BATTERY_MV)
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4, timeout=120, after=mark)
+        for n in CONTACTS:
+            vd.wait_event(lambda e, n=n: e["kind"] == "sms" and e["to"] == n, timeout=120, after=mark)
+        # C4 gets the alert, then the command's reply: two SMS at least
+        vd.wait_event(lambda e: sum(1 for x in vd.events[mark:] if x["kind"] == "sms" and x["to"] == DEFAULT_C4) >= 2,
+                      timeout=120, after=mark)
+        vd.wait_console("EV low_battery", timeout=120)
+    except TimeoutError as e:
+        why = str(e).splitlines()[0]
+    finally:
+        vd.stop()
+    text = vd.console_text()
+    if "MemoryError" in text:
+        why = "MemoryError" + (f"; {why}" if why else "")
+    if vd.resets:
+        why = f"{vd.resets} reset(s)" + (f"; {why}" if why else "")
+    return {"ok": not why, "why": why}
+
+
+def device_min_heap_kb(workdir, exe, lo=36, hi=60):
+    """Smallest chip heap (KB) the device's worst alert completes in, by binary search, and
+    what the largest failing size died of."""
+    from ..frozen import DeviceInterpreter
+    died = ""
+    first = device_worst_alert(workdir, DeviceInterpreter(str(exe), f"{hi}k", "bench", chip=True))
+    if not first["ok"]:
+        return None, f"fails even at {hi} KB: {first['why']}"
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        r = device_worst_alert(workdir, DeviceInterpreter(str(exe), f"{mid}k", "bench", chip=True))
+        if r["ok"]:
+            hi = mid
+        else:
+            lo, died = mid, r["why"]
+    return hi, f"at {lo} KB: {died}" if died else ""
 
 
 OUTSIDE = r"""
@@ -386,7 +463,9 @@ def outside(workdir, search=True, exe=None, lib="mpy"):
 def esp32_rows(workdir, builds=None):
     """The heap as an ESP32 sees it: the worst alert on the 32-bit builds (frozen and .mpy)."""
     from .. import frozen
-    keys = ("memory.esp32_frozen.peak_raw_kb", "memory.esp32_mpy.min_heap_kb", "memory.esp32_mpy.peak_raw_kb")
+    keys = ("memory.esp32_frozen.peak_raw_kb", "memory.esp32_mpy.min_heap_kb", "memory.esp32_mpy.peak_raw_kb",
+            "memory.esp32_device.min_heap_kb")
+    device_title = "ESP32 smallest heap, worst alert on the virtual device, firmware frozen"
     try:
         fz, plain = builds or (frozen.unix32(frozen=True), frozen.unix32(frozen=False))
         why = fz.reason or plain.reason
@@ -400,8 +479,11 @@ def esp32_rows(workdir, builds=None):
                 budget_row("ESP32 smallest heap, worst alert, firmware as .mpy (32-bit)", None, "KB",
                            ESP32_MPY_MIN_HEAP_KB, key=keys[1], note=note, inclusive=True),
                 info_row("ESP32 heap peak, worst alert, firmware as .mpy (32-bit)", None, "KB",
-                         key=keys[2], note=note)]
+                         key=keys[2], note=note),
+                budget_row(device_title, None, "KB", ESP32_DEVICE_MIN_HEAP_KB, key=keys[3], note=note,
+                           inclusive=True)]
     fzr = outside(workdir / "esp32-frozen", search=True, exe=fz.exe, lib="frozen")
+    dev_kb, dev_why = device_min_heap_kb(workdir / "esp32-device", fz.exe)
     mpr = outside(workdir / "esp32-mpy", search=True, exe=plain.exe, lib="mpy")
 
     def value(r, k):
@@ -427,6 +509,10 @@ def esp32_rows(workdir, builds=None):
                          if not mpr["missing"] else note(mpr, ""))),
         info_row("ESP32 heap peak, worst alert, firmware as .mpy (32-bit)", value(mpr, "peak_raw"), "KB",
                  key=keys[2], note=note(mpr, "lib/*.mpy from the build's own mpy-cross")),
+        budget_row(device_title, dev_kb, "KB", ESP32_DEVICE_MIN_HEAP_KB, key=keys[3], inclusive=True,
+                   note=("chip heap (the rig holds its own share), binary search; 5 contacts, GPS, one "
+                         "redial, an SMS command, low battery; a run counts if no MemoryError and no reset"
+                         + (f"; {dev_why}" if dev_why else ""))),
     ]
 
 

@@ -25,7 +25,7 @@ import tty
 from pathlib import Path
 
 from ..boards import load_board, power_chip as expected_power_chip
-from ..frozen import ESP32_HEAP, device_interpreter
+from ..frozen import device_interpreter
 from ..waiting import wait_for_item
 from .clock import Scheduler
 from .gps import GpsSim
@@ -84,9 +84,10 @@ def board_code() -> Path:
     return folder
 
 
-def _started_heap(heap: str) -> tuple[str, dict]:
-    """(-X heapsize, extra environment) for an interpreter meant to have `heap`."""
-    if heap[-1:] == "k" and heap[:-1].isdigit() and heap == ESP32_HEAP:
+def _started_heap(interpreter) -> tuple[str, dict]:
+    """(-X heapsize, extra environment) for an interpreter whose `heap` is a chip's."""
+    heap = interpreter.heap
+    if interpreter.chip and heap[-1:] == "k" and heap[:-1].isdigit():
         kb = int(heap[:-1])
         return f"{kb + RIG_HEAP_KB}k", {"BOTON_CHIP_HEAP": f"{kb}/{kb + RIG_HEAP_KB}/{CHIP_BOOT_BYTES}"}
     return heap, {}
@@ -377,7 +378,7 @@ class VirtualDevice:
                    BOTON_STATE_FD=str(state_w), BOTON_TIME_SCALE=repr(self.time_scale),
                    BOTON_MAC=self.mac, BOTON_RTC_BASE=repr(self.rtc_base),
                    BOTON_RTC_MEMORY=self.rtc_memory.hex())
-        heap, extra = _started_heap(self.interpreter.heap)
+        heap, extra = _started_heap(self.interpreter)
         env.update(extra, MICROPYPATH=str(board_code()))
         self._proc = await asyncio.create_subprocess_exec(
             self.interpreter.exe, "-X", f"heapsize={heap}", "-m", "board_repl", mode,
