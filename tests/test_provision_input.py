@@ -103,10 +103,7 @@ class FakeModemDevice:
         self.looks = list(looks)
         self.asked = 0
 
-    def fresh_interpreter(self):
-        pass
-
-    def exec(self, code, timeout=None):
+    def exec_firmware(self, code, timeout=None):
         assert "service.identity()" in code
         look = self.looks[min(self.asked, len(self.looks) - 1)]
         self.asked += 1

@@ -612,8 +612,8 @@ def test_call(port, device_ref, timeout):
         config = json.loads(raw)
         # the log is read before the test: afterwards the app holds the 56 KB heap
         log_lines = prov.read_event_log(dev)
-        dev.fresh_interpreter()  # the firmware gets the whole 56 KB, not what the reads left
-        out = dev.exec(f"import testcall\ntestcall.test_call({int(timeout)})", consumer=consume)
+        # the firmware gets the whole 56 KB, not what the reads left
+        out = dev.exec_firmware(f"import testcall\ntestcall.test_call({int(timeout)})", consumer=consume)
         text = b"".join(seen).decode(errors="replace") + out.decode(errors="replace")
     events = [line.split()[1:] for line in text.splitlines() if line.startswith("EV ")]
     names = [e[0] for e in events if e]
@@ -775,7 +775,7 @@ def status(port, as_json):
     import re
 
     with Device(port, timeout=30) as dev:
-        out = dev.exec("import service\nservice.status()")
+        out = dev.exec_firmware("import service\nservice.status()")
         try:
             chip = prov.detect_power_chip(dev)
         except DeviceError as e:

@@ -82,12 +82,20 @@ class Device:
 
     def fresh_interpreter(self):
         """Soft-reset into a clean raw REPL: what earlier commands of this session left in
-        the heap (a log read, a config) is gone, for a run that needs all of the board's
-        heap (the delivery-day test call runs the whole firmware in it)."""
+        the heap (a log read, a config) is gone."""
         try:
             self._enter_raw_repl()
         except (TransportError, serial.SerialException, OSError) as e:
             raise DeviceError(f"lost the device on {self.port}: {_reason(e)}", EXIT_CONNECT) from None
+
+    def exec_firmware(self, code, timeout=None, consumer=None):
+        """exec() of code that runs the firmware's own modules (the modem service, the test
+        call): from a clean heap (the session's earlier reads fragment it), and leaving a
+        clean one (the firmware's modules stay imported, fragmenting it for what follows)."""
+        self.fresh_interpreter()
+        out = self.exec(code, timeout=timeout, consumer=consumer)
+        self.fresh_interpreter()
+        return out
 
     def _enter_raw_repl(self):
         """mpremote's enter_raw_repl(soft_reset=True), except that the interrupt is repeated

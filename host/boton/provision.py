@@ -39,12 +39,7 @@ def device_mac(dev) -> str:
 def identity(dev) -> dict:
     """Chip id, IMEI, ICCID, operator, signal, registration, and whether the network
     carries voice (settled: an A7670 without VoLTE has tried 2G first), from the device."""
-    # The modem check runs the firmware's modem service: it starts from a clean heap (the
-    # session's earlier reads fragment it) and leaves one (the firmware's modules stay
-    # imported, fragmenting it for the configuration write that follows).
-    dev.fresh_interpreter()
-    out = dev.exec("import service\nservice.identity()", timeout=IDENTITY_TIMEOUT_S)
-    dev.fresh_interpreter()
+    out = dev.exec_firmware("import service\nservice.identity()", timeout=IDENTITY_TIMEOUT_S)
     return json.loads(out.decode().strip().splitlines()[-1])
 
 
