@@ -115,6 +115,8 @@ class FakeBoard:
         assert "service.status()" in code
         return (json.dumps(FakeBoard.facts) + "\n").encode()
 
+    exec_firmware = exec
+
 
 @pytest.fixture
 def board(monkeypatch):
@@ -263,7 +265,7 @@ class LookingBoard:
     def __init__(self, looks):
         self.looks, self.asked, self.timeouts = looks, 0, []
 
-    def exec(self, code, timeout=None):
+    def exec_firmware(self, code, timeout=None):
         self.timeouts.append(timeout)
         look = self.looks[min(self.asked, len(self.looks) - 1)]
         self.asked += 1

@@ -39,6 +39,7 @@ LFS_BLOCKDEV = Path(__file__).with_name("lfs_blockdev.py")
 BOARD_MODULES = ("board_repl", "board_seal", "lfs_blockdev")
 SOFT_RAW, SOFT_FRIENDLY = 100, 101
 CONSOLE_KEEP = 1 << 20  # console bytes kept for wait_console()
+CONSOLE_TAIL_LINES = 25  # what a timed-out wait_event shows of the device's console
 # After a wake edge the chip needs ~1 ms, and its UART driver a little more, before it
 # receives again: a URC sent with the RI edge is lost. 20 ms is unkinder than the chip,
 # on purpose (and robust to a loaded host's scheduling).
@@ -914,8 +915,13 @@ class VirtualDevice:
             self._cond.notify_all()
 
     def wait_event(self, predicate, timeout=30.0, after=0):
-        """Block until a network event (index >= after) satisfies predicate; return it."""
-        return wait_for_item(self._cond, self.events, predicate, timeout, after, "network event")
+        """Block until a network event (index >= after) satisfies predicate; return it. A
+        timeout says what the device printed last too: why it did not happen, as it saw it."""
+        try:
+            return wait_for_item(self._cond, self.events, predicate, timeout, after, "network event")
+        except TimeoutError as e:
+            tail = "\n".join(self.console_text().splitlines()[-CONSOLE_TAIL_LINES:])
+            raise TimeoutError(f"{e}\ndevice console, last lines:\n{tail}") from None
 
     def wait_rtc_memory(self, predicate, timeout=30.0):
         """Block until the chip's RTC slow memory satisfies predicate(bytes); return it."""
