@@ -30,6 +30,13 @@ DEFAULT_BOARD = {"modem": {"uart": 1, "baud": 115200, "tx": 27, "rx": 26, "pwrke
                  "ip5306": {"sda": 21, "scl": 22, "addr": 117, "keep_boost_on": True}}
 
 PLAN = None  # (board to drive, C4 numbers, hold ms) for safe mode, read by check()
+# A firmware that crashes this many times in a row (app.main counts each crash in
+# CRASHES_PATH; a run that stays up STABLE_MS forgets them) is in a crash loop: a fault
+# that recurs at the same point (a MemoryError mid-alert, a bug on one path) would keep the
+# button restarting instead of calling. Safe mode takes over, and calls C4 at once if an
+# alert was running.
+CRASH_LOOP = 3
+CRASHES_PATH = "crashes.json"
 
 
 def read_json(path):
@@ -107,6 +114,13 @@ def modem_pins(board):
             hw.Pin(m[name], hw.Pin.OUT, value=level)
 
 
+def alert_running():
+    """Whether alert.json says an alert was running (what safe mode after a crash loop
+    must carry on: the call to C4)."""
+    st, _ = read_json("alert.json")
+    return isinstance(st, dict) and bool(st.get("active"))
+
+
 def purge():
     """Drop every module but KEEP: what a failed start left behind gives its heap back."""
     for name in list(sys.modules):
@@ -122,6 +136,14 @@ def check():
     PLAN, problem = plan()
     if problem:
         return "board_" + problem
+    crashes, _ = read_json(CRASHES_PATH)
+    if isinstance(crashes, int) and crashes >= CRASH_LOOP:
+        import os
+        try:
+            os.remove(CRASHES_PATH)  # the next reset tries the firmware again
+        except OSError:
+            pass
+        return "crash_loop"
     gc.collect()
     why = None
     try:

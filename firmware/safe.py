@@ -33,9 +33,10 @@ def run(why):
     except Exception:  # the log's module may be what is broken
         print("EV safe_mode", why)
     board, numbers, hold_ms = bootcheck.PLAN or bootcheck.plan()[0]
+    call_now = why == "crash_loop" and bootcheck.alert_running()
     gc.collect()
     import asyncio
-    asyncio.run(_main(board, numbers, hold_ms))
+    asyncio.run(_main(board, numbers, hold_ms, call_now))
 
 
 class _At:
@@ -73,7 +74,7 @@ class _At:
                 self.lines.append(ln)
 
 
-async def _main(board, numbers, hold_ms):
+async def _main(board, numbers, hold_ms, call_now=False):
     import asyncio
     import time
 
@@ -112,6 +113,8 @@ async def _main(board, numbers, hold_ms):
     pin = hw.Pin(b["pin"], hw.Pin.IN, hw.Pin.PULL_UP if b.get("pull") == "up" else None)
     active = b.get("active", 0)
     print("safe mode: button watched")  # from here a press calls C4 (the rig's tests wait on it)
+    if call_now:  # the firmware crashed in a loop during her alert: its call goes on from here
+        trigger()
     down_at, fired, presses = None, False, []
     fed = time.ticks_ms()
     while True:

@@ -63,6 +63,37 @@ def test_corrupt_board_profile_and_config_call_the_safe_c4(tmp_path, flash):
         vd.stop()
 
 
+# A fault that recurs on every start (here: a shadowing pmu.py that raises, as the AXP192
+# board's boot imports it; on a chip, a MemoryError at the same point of an alert).
+RECURRING_FAULT = "raise RuntimeError('the same fault on every start')\n"
+
+
+def test_a_crash_loop_during_her_alert_hands_over_to_safe_mode_which_calls_c4(tmp_path, flash):
+    (flash / "pmu.py").write_text(RECURRING_FAULT)
+    (flash / "alert.json").write_text('{"active": true}')   # her alert was running
+    vd = _boot(tmp_path, flash)
+    try:
+        vd.wait_console("EV safe_mode crash_loop", timeout=120)
+        assert vd.console_text().count("EV crash RuntimeError") == 3
+        # no press: the alert she raised goes on as safe mode's covert call
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == OTHER_C4, timeout=60)
+        assert not (flash / "crashes.json").exists()   # the next reset tries the firmware again
+    finally:
+        vd.stop()
+
+
+def test_a_crash_loop_while_idle_waits_in_safe_mode_for_her_press(tmp_path, flash):
+    (flash / "pmu.py").write_text(RECURRING_FAULT)
+    vd = _boot(tmp_path, flash)
+    try:
+        vd.wait_console("EV safe_mode crash_loop", timeout=120)
+        vd.wait_console("safe mode: button watched", timeout=30)
+        assert not [e for e in vd.events if e["kind"] == "call_start"]   # nothing to carry on
+        press_in_safe_mode(vd, OTHER_C4)
+    finally:
+        vd.stop()
+
+
 def test_safe_mode_sends_what_each_dialect_sends():
     """safe.py copies the dialects' covert line and power timings on purpose (safe mode must
     not import firmware/lib, which may be what is broken): the copies must stay equal."""

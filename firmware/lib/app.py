@@ -21,6 +21,8 @@ from radio import Radio
 
 from version import VERSION
 STATE_PATH = "alert.json"
+CRASHES_PATH = "crashes.json"  # bootcheck.CRASHES_PATH: crashes in a row
+STABLE_MS = 600_000   # up this long without a crash: the count starts over
 
 
 class App:
@@ -426,9 +428,21 @@ async def _main(test=None):
     await app.resume()
     gc.collect()
     log.add("ready", "safe" if safe else "ok")
+    asyncio.create_task(_forget_crashes())
     if test is None:
         await asyncio.Event().wait()  # run forever
     return await test(app, log)
+
+
+async def _forget_crashes():
+    """Crashes count towards a crash loop (bootcheck.CRASH_LOOP) until the firmware has
+    stayed up STABLE_MS."""
+    await asyncio.sleep_ms(STABLE_MS)
+    try:
+        import os
+        os.remove(CRASHES_PATH)
+    except OSError:
+        pass
 
 
 def main():
@@ -440,6 +454,11 @@ def main():
     except Exception as e:
         try:
             EventLog(echo=True).add("crash", "%s:%s" % (type(e).__name__, e))
+        except Exception:
+            pass
+        try:  # bootcheck sends a crash loop to safe mode
+            n = store.read_json(CRASHES_PATH, 0)
+            store.write_json(CRASHES_PATH, (n if isinstance(n, int) else 0) + 1)
         except Exception:
             pass
         sys.print_exception(e)
