@@ -74,6 +74,8 @@ def test_flash_deploy_provision_test_call_deliver(chip, tmp_path, monkeypatch):
         dev = reg.get(chip.mac)
         assert dev.state == "delivered" and dev.flash_size == 4 * 1024 * 1024
         assert dev.firmware_hash and dev.config_hash and dev.test_call_result == "passed"
+    # a flash image's Python block device counts in the rig's own share, still within its allowance
+    assert "rig: the virtual board" not in chip.console_text()
     listing = json.loads(boton("devices", "list", "--json").stdout)
     assert any(d["mac"] == chip.mac and d["state"] == "delivered" for d in
                (listing["devices"] if isinstance(listing, dict) else listing))
