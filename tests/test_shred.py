@@ -188,3 +188,23 @@ def test_a_power_cycle_mid_alert_resumes_without_her_old_position(tmp_path):
         vd.power_cycle()
         text = vd.wait_console("EV resume", timeout=60, since=console)
         assert "EV location_lost" in text  # the key went with the power: nothing to unseal
+
+
+def test_an_alert_whose_position_cannot_be_sealed_is_still_saved_and_resumes(tmp_path):
+    """A MemoryError sealing her position (on a full heap: the first save of an alert with a
+    fix) must not keep the alert itself off the flash: a reset then would lose it."""
+    src = (FIRMWARE / "lib" / "shred.py").read_text()
+    assert "\ndef seal(key, plain):\n" in src
+    broken = src.replace("\ndef seal(key, plain):\n", "\ndef seal(key, plain):\n    raise MemoryError('heap full')\n")
+    with provisioned_device(tmp_path, config=demo_config(pin=PIN), gps_point=AGS_CENTRO) as vd:
+        (vd.flash_dir / "shred.py").write_text(broken)   # the flash root comes first on sys.path
+        mark = vd.console_mark()
+        vd.hard_reset()
+        vd.wait_console("EV ready", timeout=60, since=mark)
+        vd.press(hold_s=1.2)
+        _sms_with_link(vd, vd.contacts[0], 0)
+        state, _ = _wait_state(vd, lambda st, raw: st.get("active"))
+        assert not state.get("loc") and "EV location_unsaved MemoryError" in vd.console_text()
+        mark = vd.console_mark()
+        vd.hard_reset()
+        vd.wait_console("EV resume", timeout=60, since=mark)

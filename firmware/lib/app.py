@@ -335,6 +335,7 @@ class App:
         """alert.json, her position (fix, cell) sealed under this alert's key, which lives
         in RTC memory only (shred.py): LittleFS keeps old copies of the file in freed
         blocks, and they become unreadable once the key is dropped as the alert ends."""
+        unsealed = False
         if st.get("active"):
             if st.get("fix") or st.get("cell"):
                 import json
@@ -342,11 +343,18 @@ class App:
                 if key is None:  # the alert's first position: a new key, in RTC memory first
                     key = shred.new_key()
                     hw.rtc_memory(shred.rtc_record(key))
-                st["loc"] = shred.seal(key, json.dumps([st["fix"], st["cell"]]).encode())
+                try:
+                    st["loc"] = shred.seal(key, json.dumps([st["fix"], st["cell"]]).encode())
+                except MemoryError:
+                    # the alert itself must reach the flash, or a reset would lose it:
+                    # saved without her position, which the next fix brings back
+                    unsealed = True
                 st["fix"] = st["cell"] = None
         elif hw.rtc_memory():
             hw.rtc_memory(b"")  # the alert ended: its positions on the flash go with the key
         store.write_json(STATE_PATH, st)
+        if unsealed:
+            self.log.add("location_unsaved", "MemoryError")  # after the save: it allocates too
 
     def _load_state(self):
         """alert.json with her position unsealed; ValueError if the file is corrupt."""
