@@ -208,3 +208,26 @@ def test_an_alert_whose_position_cannot_be_sealed_is_still_saved_and_resumes(tmp
         mark = vd.console_mark()
         vd.hard_reset()
         vd.wait_console("EV resume", timeout=60, since=mark)
+
+
+def test_a_crash_in_the_alerts_first_save_still_leaves_it_on_the_flash(tmp_path):
+    """Whatever fails (here the first save of the alert itself, as a MemoryError would), the
+    crash handler saves the running alert before the restart, and the board resumes it."""
+    from boton.paths import FIRMWARE as fw
+    store_src = (fw / "lib" / "store.py").read_text()
+    once = store_src + (
+        "\n_real_write_json = write_json\n_failed = []\n\n\n"
+        "def write_json(path, obj):\n"
+        "    if path == 'alert.json' and isinstance(obj, dict) and obj.get('active') and not _failed:\n"
+        "        _failed.append(1)\n"
+        "        raise MemoryError('heap full')\n"
+        "    _real_write_json(path, obj)\n")
+    with provisioned_device(tmp_path, config=demo_config(pin=PIN), gps_point=AGS_CENTRO) as vd:
+        (vd.flash_dir / "store.py").write_text(once)   # the flash root comes first on sys.path
+        mark = vd.console_mark()
+        vd.hard_reset()
+        vd.wait_console("EV ready", timeout=60, since=mark)
+        mark = vd.console_mark()
+        vd.press(hold_s=1.2)
+        vd.wait_console("EV crash MemoryError", timeout=60, since=mark)
+        vd.wait_console("EV resume", timeout=60, since=mark)

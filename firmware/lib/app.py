@@ -417,15 +417,20 @@ App.ACTIONS = {
 }
 
 
+_running = None  # the App, for the crash handler's last save of her alert
+
+
 async def _main(test=None):
     """Start the firmware and run forever; test: the delivery-day test (testcall.py), a
     coroutine function (app, log) run once the firmware is ready, whose result is returned."""
+    asyncio.get_event_loop().set_exception_handler(_task_died)
     board = store.read_json("board.json")
     log = EventLog()
     log.add("boot", VERSION)
     import appboot  # boot only: dropped once used, its code's heap goes back
     cfg, safe = appboot.load_config(board, log)
-    app = App(board, cfg, log, test=test is not None)
+    global _running
+    app = _running = App(board, cfg, log, test=test is not None)
     appboot.keep_power_on(app)
     del sys.modules["appboot"], appboot
     app.start_tasks()
@@ -460,16 +465,35 @@ def main():
     except KeyboardInterrupt:
         raise  # a technician's Ctrl-C: stop at the REPL
     except Exception as e:
-        try:
-            EventLog(echo=True).add("crash", "%s:%s" % (type(e).__name__, e))
-        except Exception:
-            pass
-        try:  # bootcheck sends a crash loop to safe mode
-            n = store.read_json(CRASHES_PATH, 0)
-            store.write_json(CRASHES_PATH, (n if isinstance(n, int) else 0) + 1)
-        except Exception:
-            pass
-        sys.print_exception(e)
-        time.sleep_ms(1000)
-        hw.reset()
+        crash(e)
+
+
+def _task_died(loop, context):
+    # A task that dies leaves the firmware half alive (a dead brain task: events pile up
+    # until the heap is full and the watchdog bites, nothing logged, her alert unsaved):
+    # it is a crash like any other.
+    crash(context.get("exception") or RuntimeError(context.get("message", "task died")))
+
+
+def crash(e):
+    """Log the crash, save her running alert, count it (bootcheck's crash-loop rule) and
+    restart the board."""
+    try:
+        EventLog(echo=True).add("crash", "%s:%s" % (type(e).__name__, e))
+    except Exception:
+        pass
+    try:  # her alert reaches the flash before the restart, whatever failed: the board
+        # resumes it (a crash before its first save, in that save, would otherwise lose it)
+        if _running is not None and _running.machine.active:
+            _running._save_state(_running.machine.to_state())
+    except Exception:
+        pass
+    try:  # bootcheck sends a crash loop to safe mode
+        n = store.read_json(CRASHES_PATH, 0)
+        store.write_json(CRASHES_PATH, (n if isinstance(n, int) else 0) + 1)
+    except Exception:
+        pass
+    sys.print_exception(e)
+    time.sleep_ms(1000)
+    hw.reset()
 
