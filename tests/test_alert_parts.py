@@ -429,14 +429,18 @@ out([early, done, s.of("test_done"), plain.of("test_done")])
     assert plain == []                           # only the test mode reports it
 
 
-def test_resume_keeps_a_call_that_survived_the_reset(both):
-    r = both("""
+# An alert 30 s in, its state saved as alert.json holds it (through JSON): what a reset resumes.
+ALERT_SAVED_AFTER_30S = """
 import json
 s = Sim()
 s.ev("gesture", "alert")
 s.advance(30000)
 saved = json.loads(json.dumps(s.m.to_state(s.t)))
-kept = Sim().resume(saved, True)
+"""
+
+
+def test_resume_keeps_a_call_that_survived_the_reset(both):
+    r = both(ALERT_SAVED_AFTER_30S + """kept = Sim().resume(saved, True)
 kinds = kept.kinds()
 kept.ev("call_state", "active", None)
 fresh = Sim().resume(saved)
@@ -449,13 +453,7 @@ out([kinds, kept.logs("call_kept"), kept.m.calls.state, fresh.dials()])
 
 
 def test_resume_with_a_kept_call_still_ringing_is_not_c4_answering(both):
-    r = both("""
-import json
-s = Sim()
-s.ev("gesture", "alert")
-s.advance(30000)
-saved = json.loads(json.dumps(s.m.to_state(s.t)))
-ringing = Sim().resume(saved, "alerting")
+    r = both(ALERT_SAVED_AFTER_30S + """ringing = Sim().resume(saved, "alerting")
 ringing.ev("call_state", "alerting", None)
 armed = "dial_timeout" in ringing.timers
 state = ringing.m.calls.state
