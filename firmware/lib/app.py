@@ -356,46 +356,7 @@ class App:
         if unsealed:
             self.log.add("location_unsaved", "MemoryError")  # after the save: it allocates too
 
-    def _load_state(self):
-        """alert.json with her position unsealed; ValueError if the file is corrupt."""
-        saved = store.read_json(STATE_PATH)
-        if isinstance(saved, dict) and saved.get("loc"):
-            plain = shred.unseal(shred.rtc_key(hw.rtc_memory()), saved.pop("loc"))
-            loc = None
-            if plain is not None:
-                import json
-                try:
-                    loc = json.loads(plain.decode())
-                except ValueError:
-                    pass
-            if isinstance(loc, list) and len(loc) == 2:
-                saved["fix"], saved["cell"] = loc
-            else:  # a power-on since (RTC memory lost): resumed without her last position
-                self.log.add("location_lost", "")
-        return saved
-
-    async def resume(self):
-        """After a reset mid-alert: pick the alert up where it was. The modem kept its
-        power through the ESP32's reset, so a call to C4 may still be up: the machine is
-        told, and keeps it instead of dialing."""
-        try:
-            saved = self._load_state()
-        except ValueError:
-            saved = None
-            self.log.add("state_corrupt", "")
-        if not saved:
-            self._start_machine()
-            return
-        kept = await self.radio.call_survived()  # "active", "dialing", "alerting" or None
-        for act in self.machine.from_state(saved, time.ticks_ms(), kept):
-            self.act(act)
-        if kept:
-            # as the modem has it: a call still ringing at C4 is not C4 answering
-            self.radio.call_active = kept == "active"
-            self.post(("call_state", kept, None))
-        self._start_machine()
-
-    def _start_machine(self):
+    def start_machine(self):
         """Timers the machine keeps across boots (the daily status report), which carries
         the event log's head: its last entry's number and first 6 hex of its hash."""
         log = self.log
@@ -432,13 +393,13 @@ async def _main(test=None):
     global _running
     app = _running = App(board, cfg, log, test=test is not None)
     appboot.keep_power_on(app)
-    del sys.modules["appboot"], appboot
     app.start_tasks()
     await app.radio.init(app.poll_status)
     asyncio.create_task(app.health_task())
     asyncio.create_task(app.standby_task())
     asyncio.create_task(app.sleep_task())
-    await app.resume()
+    await appboot.resume(app)
+    del sys.modules["appboot"], appboot
     gc.collect()
     log.add("ready", "safe" if safe else "ok")
     asyncio.create_task(_forget_crashes())

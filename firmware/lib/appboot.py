@@ -1,7 +1,11 @@
 # Boot-only steps of app._main: her configuration (config.json) read and checked, or the
-# safe fallback; the power chip told to keep the supply on. app._main imports this, uses it
-# once and drops it from sys.modules, so that its code's heap goes back to the firmware
-# (issue 13).
+# safe fallback; the power chip told to keep the supply on; an alert a reset interrupted
+# picked up again. app._main imports this, uses it once and drops it from sys.modules,
+# so that its code's heap goes back to the firmware (issue 13).
+import time
+
+import hw
+import shred
 import store
 
 REQUIRED = ("c4_numbers", "contacts", "alias", "device_id")
@@ -59,3 +63,43 @@ def keep_power_on(app):
         app.log.add("power", found + "_keep_on")
     except OSError as e:
         app.log.add("power", "%s_error_%s" % (found, e))
+
+
+def load_state(log):
+    """alert.json with her position unsealed; ValueError if the file is corrupt."""
+    import app
+    saved = store.read_json(app.STATE_PATH)
+    if isinstance(saved, dict) and saved.get("loc"):
+        plain = shred.unseal(shred.rtc_key(hw.rtc_memory()), saved.pop("loc"))
+        loc = None
+        if plain is not None:
+            import json
+            try:
+                loc = json.loads(plain.decode())
+            except ValueError:
+                pass
+        if isinstance(loc, list) and len(loc) == 2:
+            saved["fix"], saved["cell"] = loc
+        else:  # a power-on since (RTC memory lost): resumed without her last position
+            log.add("location_lost", "")
+    return saved
+
+
+async def resume(app):
+    """After a reset mid-alert: pick the alert up where it was. The modem kept its
+    power through the ESP32's reset, so a call to C4 may still be up: the machine is
+    told, and keeps it instead of dialing."""
+    try:
+        saved = load_state(app.log)
+    except ValueError:
+        saved = None
+        app.log.add("state_corrupt", "")
+    if saved:
+        kept = await app.radio.call_survived()  # "active", "dialing", "alerting" or None
+        for act in app.machine.from_state(saved, time.ticks_ms(), kept):
+            app.act(act)
+        if kept:
+            # as the modem has it: a call still ringing at C4 is not C4 answering
+            app.radio.call_active = kept == "active"
+            app.post(("call_state", kept, None))
+    app.start_machine()

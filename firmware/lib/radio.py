@@ -1,9 +1,12 @@
-# The modem service: the modem's lifecycle (init, the recovery ladder, cell refresh,
-# status poll, network time) and the alert machine's modem actions (covert audio,
-# dial, hang up, answer, SMS), carried out through the family's dialect
-# (dialect_<family>.py).  What the modem says goes back to the app as events through
-# post(); what a refusal means is decided by aterrors and the dialect, not here.
+# The modem service: the alert machine's modem actions (covert audio, dial, hang up,
+# answer, SMS), what the modem says (URCs, SMS commands, the sweep after a sleep), the
+# status poll, cell and network time, carried out through the family's dialect
+# (dialect_<family>.py).  Bringing the module up and the recovery ladder are in
+# modemup.py, loaded only while they run (_up).  What the modem says goes back to the
+# app as events through post(); what a refusal means is decided by aterrors and the
+# dialect, not here.
 import asyncio
+import sys
 import time
 
 import atparse
@@ -15,12 +18,7 @@ from modem import Modem, ModemError, ModemTimeout
 
 NETWORK_TIME_AFTER = 1704067200  # 2024-01-01: an AT+CCLK? before it is the module's default
 FAMILIES = ("sim800", "a7670")  # dialect_<family>.py modules in this firmware
-VOICE_FALLBACK_S = 40            # for a voice registration on 2G after AT+CNMP=13
-VOICE_SETTLE_S = 20              # LTE attaches before the voice (IMS) registration comes
-REGISTER_S = 60                  # for any registration
 VOICE_RECHECK_S = 300            # a refused dial looks at the voice service at most this often
-# the dialect's voice_of() voice_via -> the log's short name
-VOICE_LOG = {"VoLTE": "volte", "2G": "2g"}
 
 
 def dialect_for(family, log=None):
@@ -32,14 +30,6 @@ def dialect_for(family, log=None):
             log.add("modem_family_unknown", str(family)[:16])
         family = "sim800"
     return __import__("dialect_" + family)
-
-
-def pin_level(modem_profile, name, asserted):
-    """The ESP32 level that asserts (or releases) the modem's PWRKEY, RESET or supply
-    switch: PWRKEY and RESET are pressed by <name>_active (0, active-low, as on the
-    T-Call; 1 through the T-A7670X's transistors); power_on is on when high."""
-    active = 1 if name == "power_on" or modem_profile.get(name + "_active") == 1 else 0
-    return active if asserted else 1 - active
 
 
 class Radio:
@@ -60,6 +50,22 @@ class Radio:
         self._modem_off = False     # known to be off (power-down URC, or supply cut)
         self._sms_reading = []      # SMS indexes being read: a sweep and a +CMTI may name one
         self._warned = None         # (supply warning URC, ticks) last passed on
+        self._voice_checked_ms = None  # when a refused dial last looked at the voice service
+        self._voice_checking = False
+
+    async def _up(self, step, *args):
+        """modemup.<step>(self, *args). Its code is loaded for the step and dropped after:
+        bring-up and recovery are rare, and an .mpy firmware would keep ~4 KB of code in
+        the heap through every alert (frozen, the module costs only its dict)."""
+        import modemup
+        try:
+            return await getattr(modemup, step)(self, *args)
+        finally:
+            sys.modules.pop("modemup", None)
+
+    async def init(self, poll_status):
+        """Bring the module up and configure it (modemup.init). True if registered."""
+        return await self._up("init", poll_status)
 
     # ------------------------------------------------------------ the machine's actions
     async def covert_audio(self):
@@ -81,36 +87,20 @@ class Radio:
             self.post(("call_state", "ended", "error"))
             if isinstance(e, ModemTimeout):
                 self.kick_recovery()
-            elif self.dialect.RAT_QUERY:
-                asyncio.create_task(self._recheck_voice())
+            elif self.dialect.RAT_QUERY and self._voice_check_due():
+                asyncio.create_task(self._up("recheck_voice"))
 
-    _voice_checked_ms = None
-    _voice_checking = False
-
-    async def _recheck_voice(self):
-        """A dial refused: the network may have stopped carrying voice for this SIM since
-        boot (a cell without VoLTE). Look again, at most every VOICE_RECHECK_S, and fall
-        back to 2G as at init; or, not registered at all while pinned to GSM (2G gone
-        since a fallback), back to automatic. The machine's next redial then goes through."""
+    def _voice_check_due(self):
+        """A refused dial looks at the voice service (modemup.recheck_voice) at most every
+        VOICE_RECHECK_S, one look at a time."""
         now = time.ticks_ms()
         last = self._voice_checked_ms
         if self._voice_checking or (last is not None and time.ticks_diff(now, last)
                                     < int(VOICE_RECHECK_S * 1000 * hw.TIME_SCALE)):
-            return
+            return False
         self._voice_checking = True
         self._voice_checked_ms = now
-        try:
-            state = await self._reg_state()
-            if state == "sms_only":
-                # registered long ago, and C4 waits: no settling time
-                await self.find_voice(state, True, 0)
-            elif state is None and self.dialect.RAT_AUTO and await self._rat_mode_fixed():
-                # 2G gone since a fallback pinned the module to it: no calls and no SMS
-                # until a reboot, unless it goes back to automatic now
-                self.log.add("rat_auto", "")
-                await self.at(self.dialect.RAT_AUTO)
-        finally:
-            self._voice_checking = False
+        return True
 
     async def hangup(self):
         await self.at(self.dialect.HANGUP)
@@ -276,133 +266,12 @@ class Radio:
         return self.dialect.our_call(lines)
 
     # ------------------------------------------------------------ lifecycle
-    def _pin(self, name, asserted):
-        """PWRKEY, RESET or the supply switch driven asserted (pressed, on) or released."""
-        m = self.board["modem"]
-        if m.get(name) is None:
-            return None
-        return hw.Pin(m[name], hw.Pin.OUT, value=pin_level(m, name, asserted))
-
-    def _drive(self, pin, name, asserted):
-        pin.value(pin_level(self.board["modem"], name, asserted))
-
-    async def init(self, poll_status):
-        """Bring the module up and configure it; poll_status: the app's status poll (it
-        reads the battery from the board's own gauge first). True if registered."""
-        m = self.modem
-        d = self.dialect
-        self._poll_status = poll_status  # a recovery's init polls again
-        # Supply on (T-Call: POWER_ON pin), RESET and PWRKEY released before anything else.
-        self._pin("power_on", True)
-        self._pin("reset", False)
-        self._pin("pwrkey", False)
-        if await m.probe(d.BOOT_MS):
-            self._modem_off = False
-        else:
-            # Silent at boot: off, asleep past the wake byte, or hung. The same safe
-            # ladder as a recovery; PWRKEY only once the module is known to be off.
-            how = await self._revive()
-            if how is None:
-                return False
-            self.log.add("modem_recovered", how)
-        await m.read_sleep()  # an ESP32-only reset left it as it was: its sleep mode may be on
-        for c in await m.batch(d.INIT_FIRST):
-            self.log.add("init_error", c)
-        # The SIM takes seconds after power-on; SMS settings are refused until it is ready.
-        sim = "?"
-        for _ in range(30):
-            try:
-                _, _, lines = await m.cmd("AT+CPIN?", 5000, expect="+CPIN")
-                sim = lines[0] if lines else "?"
-            except ModemError as e:
-                sim = e.reply()
-            if d.sim_state(sim) != "wait":
-                break
-            await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
-        if d.sim_state(sim) != "ready":
-            self.log.add("sim_problem", sim.replace(" ", "_"))
-        for _ in range(10):
-            failed = await m.batch(d.INIT)
-            if not failed:
-                break
-            await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
-        else:
-            self.log.add("init_error", ",".join(failed))
-        state = await self._wait_registered(REGISTER_S)
-        gsm_gone = state is None and d.RAT_AUTO and await self._rat_mode_fixed()
-        if gsm_gone:
-            # An earlier fallback's GSM-only mode (saved by the module) where 2G is gone:
-            # back to automatic, or not even SMS would get through.
-            self.log.add("rat_auto", "")
-            await self.at(d.RAT_AUTO)
-            state = await self._wait_registered(REGISTER_S)
-        registered = state is not None
-        self.log.add("registered" if registered else "not_registered", "")
-        if registered and d.RAT_QUERY:
-            await self.find_voice(state, not gsm_gone)
-        await poll_status()
-        await self.refresh_cell()
-        if registered:
-            await self.network_clock(save=True)
-        return registered
-
-    async def _reg_state(self):
-        """"voice", "sms_only" or None, by the family's registration queries."""
-        lines = []
-        for cmd, prefix in self.dialect.REG_QUERIES:
-            try:
-                lines.extend((await self.modem.cmd(cmd, 2000, expect=prefix))[2])
-            except ModemError:
-                pass
-        return self.dialect.reg_state(lines)
-
-    async def _wait_registered(self, seconds, want=None):
-        """The registration state once registered (for want: once it is want), polled
-        every second for seconds at most; else None."""
-        state = None
-        for _ in range(seconds):
-            state = await self._reg_state()
-            if state is not None and (want is None or state == want):
-                return state
-            await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
-        return None if want is None else state
-
     async def _query(self, query):
         cmd, prefix = query
         try:
             return (await self.modem.cmd(cmd, 3000, expect=prefix, check=False))[2]
         except ModemError:
             return ()
-
-    async def _rat_mode_fixed(self):
-        """The module's technology mode is not automatic (AT+CNMP? on the A7670)."""
-        lines = await self._query(self.dialect.RAT_MODE_QUERY)
-        return bool(lines) and lines[0].split(":")[-1].strip() != self.dialect.RAT_AUTO_REPLY
-
-    async def find_voice(self, state, try_2g, settle_s=VOICE_SETTLE_S):
-        """Voice where the network gives it. Registered for SMS only on LTE (no VoLTE for
-        this SIM): GSM only (AT+CNMP=13, the module saves it) if there is 2G here, else
-        back to automatic so that LTE still carries the SMS. Logs voice volte/2g/none and
-        returns (voice, voice_via) as dialect.voice_of. settle_s: how long a fresh LTE
-        registration may take to bring voice before the fallback."""
-        d = self.dialect
-        rat = d.rat_of(await self._query(d.RAT_QUERY))
-        if state == "sms_only" and rat == "LTE" and try_2g and settle_s:
-            # the LTE attach comes before the voice registration: pinning 2G (saved by
-            # the module) on a SIM whose VoLTE was only a moment away would be for good
-            state = await self._wait_registered(settle_s, "voice")
-            rat = d.rat_of(await self._query(d.RAT_QUERY))
-        if state == "sms_only" and rat == "LTE" and try_2g:
-            self.log.add("voice_fallback", "2g")
-            await self.at(d.GSM_ONLY)
-            state = await self._wait_registered(VOICE_FALLBACK_S, "voice")
-            if state != "voice":  # no 2G here
-                await self.at(d.RAT_AUTO)
-                state = await self._wait_registered(REGISTER_S)
-            rat = d.rat_of(await self._query(d.RAT_QUERY))
-        voice, via = d.voice_of(state, rat)
-        self.log.add("voice", VOICE_LOG.get(via, "none") if voice else "none")
-        return voice, via
 
     async def refresh_cell(self):
         """Serving cell id + LAC: the location of last resort when there is no fix
@@ -487,7 +356,7 @@ class Radio:
     async def _recover_once(self):
         self.ok.clear()  # new modem work waits for the ladder instead of queueing before it
         try:
-            await self.recover()
+            await self._up("recover")
         finally:
             self._recovering = False
             self.ok.set()
@@ -498,71 +367,6 @@ class Radio:
         self._modem_off = True  # it said so: PWRKEY may switch it on without a supply cut
         await asyncio.sleep_ms(int(5000 * hw.TIME_SCALE))
         self.kick_recovery()
-
-    async def recover(self):
-        """The module stopped answering: AT probe (wake byte first) -> AT+CFUN=1,1 ->
-        RESET pin -> supply cut -> PWRKEY, each step only if the one before did not bring
-        it back. A PWRKEY press of 1-33 s switches a running module OFF, and a hung module
-        looks just like an off one, so the key is pressed only when the module is known
-        to be off: its supply was just cut, or it announced its own power-down."""
-        m = self.modem
-        self.log.add("modem_silent", "")
-        if await m.probe(3000):
-            self._modem_off = False
-            self.log.add("modem_recovered", "probe")
-            await m.read_sleep()
-            return True
-        how = await self._revive()
-        if how is None:
-            return False  # modem_hung or modem_dead logged; the health check tries again
-        self.log.add("modem_recovered", how)
-        await self.init(self._poll_status)  # it restarted: settings and sleep mode anew
-        return True
-
-    async def _revive(self):
-        """The rungs after a failed probe. Returns how the module came back, or None."""
-        m = self.modem
-        d = self.dialect
-        try:
-            # A live but confused module answers OK and restarts (its sleep mode back to 0).
-            if (await m.cmd("AT+CFUN=1,1", 2000, check=False))[0] == "OK" and \
-                    await m.probe(d.RESTART_MS):
-                return "cfun"
-        except ModemError:
-            pass  # no answer at all: it did not hear it either
-        rst = self._pin("reset", False)
-        if rst:
-            self._drive(rst, "reset", True)
-            await asyncio.sleep_ms(max(150, int(d.RESET_MS * hw.TIME_SCALE)))
-            self._drive(rst, "reset", False)
-            if await m.probe(d.RESTART_MS):
-                return "reset_pin"
-        how = "pwrkey"
-        pwr = self._pin("power_on", True)
-        if pwr:
-            # With PWRKEY released the module stays off when VBAT returns (SIM800 HD 4.2):
-            # off for sure, so the press below switches it on.
-            self._drive(pwr, "power_on", False)
-            await asyncio.sleep_ms(int(d.OFF_MS * hw.TIME_SCALE))
-            self._drive(pwr, "power_on", True)
-            self._modem_off = True
-            how = "power_cycle"
-        if not self._modem_off:
-            # Silent after CFUN and RESET, no supply switch, no power-down seen: maybe hung
-            # but on, and a press would switch it off. Leave it; try again later.
-            self.log.add("modem_hung", "no_supply_switch")
-            return None
-        key = self._pin("pwrkey", False)
-        if key:  # none wired: the module switches itself on with its supply
-            self._drive(key, "pwrkey", True)
-            await asyncio.sleep_ms(int(d.PWRKEY_ON_MS * hw.TIME_SCALE))
-            self._drive(key, "pwrkey", False)
-        self._modem_off = False  # from here on it may be on: never press again unproven
-        if await m.probe(d.POWER_ON_MS):
-            return how
-        self.log.add("modem_dead", how)
-        return None
-
 
 def _rssi(line):
     v = atparse.parse_csq(line)

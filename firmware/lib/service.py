@@ -42,8 +42,9 @@ async def _modem_facts(board, find_voice=False):
     None), voice (True, False: registered for SMS only, None: unknown) and voice_via
     ("2G", "VoLTE" or None) tell the host whether the button can call C4 at all.
     find_voice: registered for SMS only on LTE, try what the firmware would (the GSM
-    fallback, radio.find_voice) and report what it found; else only observe."""
+    fallback, modemup.find_voice) and report what it found; else only observe."""
     from radio import Radio  # here: heap() measures the firmware, not the service
+    import modemup
     radio = Radio(board, EventLog(echo=False), lambda ev: None)
     radio.modem.on_urc = lambda n, a: None  # observe only: an SMS waits for the firmware
     modem, d = radio.modem, radio.dialect
@@ -60,7 +61,7 @@ async def _modem_facts(board, find_voice=False):
         csq = atparse.parse_csq(await _query(modem, "AT+CSQ", "+CSQ") or "")
         facts["rssi"] = csq[0] if csq else None
         facts["battery"] = d.battery_pct(await _query(modem, *d.BATTERY_QUERY) or "")
-        state = await radio._reg_state()
+        state = await modemup.reg_state(radio)
         facts["registered"] = state is not None
         if d.RAT_QUERY:
             rat = await _query(modem, *d.RAT_QUERY)
@@ -69,7 +70,7 @@ async def _modem_facts(board, find_voice=False):
             facts["rat"] = d.rat_of([])
         facts["voice"], facts["voice_via"] = d.voice_of(state, facts["rat"])
         if find_voice and state == "sms_only" and facts["rat"] == "LTE":
-            facts["voice"], facts["voice_via"] = await radio.find_voice(state, True)
+            facts["voice"], facts["voice_via"] = await modemup.find_voice(radio, state, True)
             rat = await _query(modem, *d.RAT_QUERY)
             facts["rat"] = d.rat_of([rat] if rat else [])
     reader.cancel()

@@ -1,0 +1,237 @@
+# Bringing the modem up, and back: power-on and configuration at boot, registration and
+# where voice comes from (the A7670's 2G fallback), and the recovery ladder when the
+# module goes silent. Functions of the modem service (radio.Radio), which loads this
+# module only while one of them runs and drops it after (Radio._up): they run at boot
+# and when something went wrong, and an .mpy firmware would otherwise hold their code
+# in the heap through every alert.
+import asyncio
+
+import hw
+from modem import ModemError
+
+VOICE_FALLBACK_S = 40            # for a voice registration on 2G after AT+CNMP=13
+VOICE_SETTLE_S = 20              # LTE attaches before the voice (IMS) registration comes
+REGISTER_S = 60                  # for any registration
+# the dialect's voice_of() voice_via -> the log's short name
+VOICE_LOG = {"VoLTE": "volte", "2G": "2g"}
+
+
+def pin_level(modem_profile, name, asserted):
+    """The ESP32 level that asserts (or releases) the modem's PWRKEY, RESET or supply
+    switch: PWRKEY and RESET are pressed by <name>_active (0, active-low, as on the
+    T-Call; 1 through the T-A7670X's transistors); power_on is on when high."""
+    active = 1 if name == "power_on" or modem_profile.get(name + "_active") == 1 else 0
+    return active if asserted else 1 - active
+
+
+def pin(r, name, asserted):
+    """PWRKEY, RESET or the supply switch driven asserted (pressed, on) or released."""
+    m = r.board["modem"]
+    if m.get(name) is None:
+        return None
+    return hw.Pin(m[name], hw.Pin.OUT, value=pin_level(m, name, asserted))
+
+
+def drive(r, pin, name, asserted):
+    pin.value(pin_level(r.board["modem"], name, asserted))
+
+
+async def init(r, poll_status):
+    """Bring the module up and configure it; poll_status: the app's status poll (it
+    reads the battery from the board's own gauge first). True if registered."""
+    m = r.modem
+    d = r.dialect
+    r._poll_status = poll_status  # a recovery's init polls again
+    # Supply on (T-Call: POWER_ON pin), RESET and PWRKEY released before anything else.
+    pin(r, "power_on", True)
+    pin(r, "reset", False)
+    pin(r, "pwrkey", False)
+    if await m.probe(d.BOOT_MS):
+        r._modem_off = False
+    else:
+        # Silent at boot: off, asleep past the wake byte, or hung. The same safe
+        # ladder as a recovery; PWRKEY only once the module is known to be off.
+        how = await revive(r)
+        if how is None:
+            return False
+        r.log.add("modem_recovered", how)
+    await m.read_sleep()  # an ESP32-only reset left it as it was: its sleep mode may be on
+    for c in await m.batch(d.INIT_FIRST):
+        r.log.add("init_error", c)
+    # The SIM takes seconds after power-on; SMS settings are refused until it is ready.
+    sim = "?"
+    for _ in range(30):
+        try:
+            _, _, lines = await m.cmd("AT+CPIN?", 5000, expect="+CPIN")
+            sim = lines[0] if lines else "?"
+        except ModemError as e:
+            sim = e.reply()
+        if d.sim_state(sim) != "wait":
+            break
+        await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
+    if d.sim_state(sim) != "ready":
+        r.log.add("sim_problem", sim.replace(" ", "_"))
+    for _ in range(10):
+        failed = await m.batch(d.INIT)
+        if not failed:
+            break
+        await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
+    else:
+        r.log.add("init_error", ",".join(failed))
+    state = await wait_registered(r, REGISTER_S)
+    gsm_gone = state is None and d.RAT_AUTO and await rat_mode_fixed(r)
+    if gsm_gone:
+        # An earlier fallback's GSM-only mode (saved by the module) where 2G is gone:
+        # back to automatic, or not even SMS would get through.
+        r.log.add("rat_auto", "")
+        await r.at(d.RAT_AUTO)
+        state = await wait_registered(r, REGISTER_S)
+    registered = state is not None
+    r.log.add("registered" if registered else "not_registered", "")
+    if registered and d.RAT_QUERY:
+        await find_voice(r, state, not gsm_gone)
+    await poll_status()
+    await r.refresh_cell()
+    if registered:
+        await r.network_clock(save=True)
+    return registered
+
+
+async def reg_state(r):
+    """"voice", "sms_only" or None, by the family's registration queries."""
+    lines = []
+    for cmd, prefix in r.dialect.REG_QUERIES:
+        try:
+            lines.extend((await r.modem.cmd(cmd, 2000, expect=prefix))[2])
+        except ModemError:
+            pass
+    return r.dialect.reg_state(lines)
+
+
+async def wait_registered(r, seconds, want=None):
+    """The registration state once registered (for want: once it is want), polled
+    every second for seconds at most; else None."""
+    state = None
+    for _ in range(seconds):
+        state = await reg_state(r)
+        if state is not None and (want is None or state == want):
+            return state
+        await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
+    return None if want is None else state
+
+
+async def rat_mode_fixed(r):
+    """The module's technology mode is not automatic (AT+CNMP? on the A7670)."""
+    lines = await r._query(r.dialect.RAT_MODE_QUERY)
+    return bool(lines) and lines[0].split(":")[-1].strip() != r.dialect.RAT_AUTO_REPLY
+
+
+async def find_voice(r, state, try_2g, settle_s=VOICE_SETTLE_S):
+    """Voice where the network gives it. Registered for SMS only on LTE (no VoLTE for
+    this SIM): GSM only (AT+CNMP=13, the module saves it) if there is 2G here, else
+    back to automatic so that LTE still carries the SMS. Logs voice volte/2g/none and
+    returns (voice, voice_via) as dialect.voice_of. settle_s: how long a fresh LTE
+    registration may take to bring voice before the fallback."""
+    d = r.dialect
+    rat = d.rat_of(await r._query(d.RAT_QUERY))
+    if state == "sms_only" and rat == "LTE" and try_2g and settle_s:
+        # the LTE attach comes before the voice registration: pinning 2G (saved by
+        # the module) on a SIM whose VoLTE was only a moment away would be for good
+        state = await wait_registered(r, settle_s, "voice")
+        rat = d.rat_of(await r._query(d.RAT_QUERY))
+    if state == "sms_only" and rat == "LTE" and try_2g:
+        r.log.add("voice_fallback", "2g")
+        await r.at(d.GSM_ONLY)
+        state = await wait_registered(r, VOICE_FALLBACK_S, "voice")
+        if state != "voice":  # no 2G here
+            await r.at(d.RAT_AUTO)
+            state = await wait_registered(r, REGISTER_S)
+        rat = d.rat_of(await r._query(d.RAT_QUERY))
+    voice, via = d.voice_of(state, rat)
+    r.log.add("voice", VOICE_LOG.get(via, "none") if voice else "none")
+    return voice, via
+
+
+async def recover(r):
+    """The module stopped answering: AT probe (wake byte first) -> AT+CFUN=1,1 ->
+    RESET pin -> supply cut -> PWRKEY, each step only if the one before did not bring
+    it back. A PWRKEY press of 1-33 s switches a running module OFF, and a hung module
+    looks just like an off one, so the key is pressed only when the module is known
+    to be off: its supply was just cut, or it announced its own power-down."""
+    m = r.modem
+    r.log.add("modem_silent", "")
+    if await m.probe(3000):
+        r._modem_off = False
+        r.log.add("modem_recovered", "probe")
+        await m.read_sleep()
+        return True
+    how = await revive(r)
+    if how is None:
+        return False  # modem_hung or modem_dead logged; the health check tries again
+    r.log.add("modem_recovered", how)
+    await init(r, r._poll_status)  # it restarted: settings and sleep mode anew
+    return True
+
+
+async def revive(r):
+    """The rungs after a failed probe. Returns how the module came back, or None."""
+    m = r.modem
+    d = r.dialect
+    try:
+        # A live but confused module answers OK and restarts (its sleep mode back to 0).
+        if (await m.cmd("AT+CFUN=1,1", 2000, check=False))[0] == "OK" and \
+                await m.probe(d.RESTART_MS):
+            return "cfun"
+    except ModemError:
+        pass  # no answer at all: it did not hear it either
+    rst = pin(r, "reset", False)
+    if rst:
+        drive(r, rst, "reset", True)
+        await asyncio.sleep_ms(max(150, int(d.RESET_MS * hw.TIME_SCALE)))
+        drive(r, rst, "reset", False)
+        if await m.probe(d.RESTART_MS):
+            return "reset_pin"
+    how = "pwrkey"
+    pwr = pin(r, "power_on", True)
+    if pwr:
+        # With PWRKEY released the module stays off when VBAT returns (SIM800 HD 4.2):
+        # off for sure, so the press below switches it on.
+        drive(r, pwr, "power_on", False)
+        await asyncio.sleep_ms(int(d.OFF_MS * hw.TIME_SCALE))
+        drive(r, pwr, "power_on", True)
+        r._modem_off = True
+        how = "power_cycle"
+    if not r._modem_off:
+        # Silent after CFUN and RESET, no supply switch, no power-down seen: maybe hung
+        # but on, and a press would switch it off. Leave it; try again later.
+        r.log.add("modem_hung", "no_supply_switch")
+        return None
+    key = pin(r, "pwrkey", False)
+    if key:  # none wired: the module switches itself on with its supply
+        drive(r, key, "pwrkey", True)
+        await asyncio.sleep_ms(int(d.PWRKEY_ON_MS * hw.TIME_SCALE))
+        drive(r, key, "pwrkey", False)
+    r._modem_off = False  # from here on it may be on: never press again unproven
+    if await m.probe(d.POWER_ON_MS):
+        return how
+    r.log.add("modem_dead", how)
+    return None
+
+
+async def recheck_voice(r):
+    """A dial refused (Radio.dial, at most every VOICE_RECHECK_S): the network may have
+    stopped carrying voice for this SIM since boot (a cell without VoLTE). Look again and
+    fall back to 2G as at init; or, not registered at all while pinned to GSM (2G gone
+    since a fallback), back to automatic. The machine's next redial then goes through."""
+    try:
+        state = await reg_state(r)
+        if state == "sms_only":
+            # registered long ago, and C4 waits: no settling time
+            await find_voice(r, state, True, 0)
+        elif state is None and r.dialect.RAT_AUTO and await rat_mode_fixed(r):
+            # 2G gone since a fallback pinned the module to it: no calls and no SMS
+            # until a reboot, unless it goes back to automatic now
+            r.log.add("rat_auto", "")
+            await r.at(r.dialect.RAT_AUTO)
+    finally:
+        r._voice_checking = False
