@@ -1,7 +1,8 @@
 """The alert machine's parts and the pure modules app.py leans on, story by story:
 the call state's table (callstate.py), the outbox's records (outbox.py), supervision
 (supervision.py), the standby power policy (powerpolicy.py), what a refused AT command
-means (aterrors.py, modem.ModemError) and the SIM800 dialect (dialect_sim800.py); and
+means (aterrors.py, modem.ModemError), the SIM800 dialect (dialect_sim800.py), the rules
+app.py carries out (the GPS clock, her sealed position, the battery ADC); and
 what the machine now says itself instead of app.py inferring it (refresh_cell,
 test_done, a call that survived a reset).
 
@@ -57,13 +58,18 @@ refused.append(c.move("answer"))                  # a call-back while we dial: r
 c.move("hangup")
 late = [c.move("active"), c.move("alerting"), c.move("ended")]   # our hang-up, confirmed
 idle = [c.move("ended"), c.move("alerting"), c.move("hangup"), c.state]
-out([trail, refused, late, idle])
+# a call kept through a reset is taken up only by a machine with no call of its own
+c.move("dial")
+kept = [CallState(["A"]).move("kept_alerting"), CallState(["A"]).move("kept_dialing"),
+        c.move("kept_alerting"), c.state]
+out([trail, refused, late, idle, kept])
 """)
-    trail, refused, late, idle = r
+    trail, refused, late, idle, kept = r
     assert trail == ["idle", "dialing", "dialing", "alerting", "active", "idle"]
     assert refused == [True, None, "dialing", None]
     assert late == ["hangup", "hangup", "idle"]      # a late "active" does not revive it
     assert idle == ["idle", "idle", None, "idle"]    # no hang-up without a call
+    assert kept == ["alerting", "dialing", None, "dialing"]
 
 
 def test_call_state_backoff_walks_the_list(both):
@@ -257,6 +263,47 @@ out([fed, p.gps_on, p.next_deadline(), may, nots,
 
 
 # ---------------------------------------------------------------------------
+# The rules app.py carries out: the clock, her position on the flash, the battery
+
+
+def test_gps_time_sets_an_unset_or_drifted_clock_and_logs_only_the_first_setting(both):
+    r = both("""
+import eventlog
+utc = (2026, 11, 30, 12, 0, 0, 0)
+t = eventlog.unix_from_utc(utc)
+out([t, eventlog.clock_correction(946684812, utc), eventlog.clock_correction(t + 30, utc),
+     eventlog.clock_correction(t - 61, utc), eventlog.clock_correction(t, None)])
+""")
+    t, unset, close, drifted, no_fix = r
+    assert t == 1796040000
+    assert unset == [t, True]                  # never set: set it, and the log says so
+    assert close == [None, False]              # within a minute: left alone
+    assert drifted == [t, False]               # drifted: set, no log slot spent on it
+    assert no_fix == [None, False]
+
+
+def test_her_position_is_sealed_only_in_an_alert_and_its_key_dropped_after(both):
+    r = both("""
+import shred
+out([shred.position_step({"active": True, "fix": [1], "cell": None}, False),
+     shred.position_step({"active": True, "fix": None, "cell": {"cid": 1}}, True),
+     shred.position_step({"active": True, "fix": None, "cell": None}, True),
+     shred.position_step({"active": False, "fix": None, "cell": None}, True),
+     shred.position_step({"active": False, "fix": None, "cell": None}, False)])
+""")
+    assert r == ["seal", "seal", None, "forget", None]
+
+
+def test_battery_from_the_adc_behind_the_divider(both):
+    r = both("""
+import powerpolicy as pp
+out([pp.adc_battery_mv(2000000), pp.adc_battery_mv(1300000, 3.0),
+     pp.battery_pct(pp.adc_battery_mv(1875000))])
+""")
+    assert r == [4000.0, 3900.0, 50]
+
+
+# ---------------------------------------------------------------------------
 # Errors as data
 
 
@@ -274,15 +321,18 @@ out([[e.command, e.kind, e.code, str(e), e.reply(), e.log_name()],
       [("CMS", 21), ("CMS", 38), ("CMS", 41), ("CMS", 42), ("CMS", 47), ("CMS", 304),
        ("CMS", 310), ("CMS", 331), ("CMS", 500), ("CME", 21), ("CMS", None),
        ("timeout", None)]],
-     aterrors.log_name("ERROR", None, ""), aterrors.log_name("CME", 30, "30")])
+     aterrors.log_name("ERROR", None, ""), aterrors.log_name("CME", 30, "30"),
+     [aterrors.log_name(k, c) for k, c in [("CME", 21), ("CMS", 21), ("CMS", 10), ("CME", 10)]]])
 """)
-    e, t, v, classes, err, cme = r
+    e, t, v, classes, err, cme, per_kind = r
     assert e == ["AT+CMGS", "CMS", 310, "AT+CMGS -> CMS 310", "CMS 310", "CMS_310_sim_missing"]
     assert t == ["timeout", None, "timeout", True]     # the dialled number never in the log
     assert v == [None, "CME SIM busy", "CME_SIM_busy"]
     assert classes == ["refused", "retry", "retry", "retry", "retry", "refused",
                        "retry", "retry", "retry", "retry", "retry", "retry"]
     assert err == "ERROR" and cme == "CME_30_no_network"
+    # one number, two meanings: +CME 21 is a bad index, +CMS 21 the network refusing the SMS
+    assert per_kind == ["CME_21", "CMS_21_rejected", "CMS_10_call_barred", "CME_10_sim_missing"]
 
 
 def test_sim800_dialect_reads_its_answers(both):

@@ -294,8 +294,7 @@ class AlertMachine:
             # the driver reports the kept call's state next (True: "active"); one still
             # ringing at C4 is ours, unanswered: its dial timeout runs anew
             acts.append(("log", "call_kept", ""))
-            if call_kept in ("dialing", "alerting"):
-                self.calls.state = call_kept
+            if call_kept in ("dialing", "alerting") and self._move(acts, "kept_" + call_kept):
                 acts.append(("set_timer", "dial_timeout", self.cfg["dial_timeout_s"] * 1000))
         if self.sup.daily_len:          # start() came first: re-arm what was left
             self.sup.arm_daily(now, acts, self.sup.daily_left)

@@ -2,9 +2,13 @@
 # call list, the end cause, the SIM state): shared by the dialects (dialect_<family>.py),
 # which re-export these names, so that a board imports only its own family's dialect.
 
-from atparse import parse_clcc
+from atparse import parse_clcc, UV_WARN, UV_DOWN, OV_WARN, OV_DOWN, NORMAL_DOWN
 
 SIGNAL_QUERY = ("AT+CSQ", "+CSQ")
+# supply warning URC (atparse) -> the alert machine's ("power_warning", kind)
+POWER_WARNING = {UV_WARN: "under_voltage", UV_DOWN: "power_down",
+                 OV_WARN: "over_voltage", OV_DOWN: "over_voltage"}
+POWER_DOWN = (UV_DOWN, OV_DOWN, NORMAL_DOWN)   # the module is switching itself off
 CALL_END_CAUSE_QUERY = ("AT+CEER", "+CEER")
 # +CLCC <stat> -> the alert machine's call state
 CLCC_STATE = {0: "active", 2: "dialing", 3: "alerting", 6: "ended"}

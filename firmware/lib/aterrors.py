@@ -2,12 +2,16 @@
 # the numeric +CME/+CMS codes for the log, and which refused SMS are worth retrying.
 # Pure; runs on MicroPython and CPython.
 
-# Numeric +CME/+CMS codes the device log names, so a technician reads why.
-_NAMES = {10: "sim_missing", 11: "sim_pin", 12: "sim_puk", 13: "sim_failure", 14: "sim_busy",
-          30: "no_network", 310: "sim_missing", 311: "sim_pin", 313: "sim_failure",
-          314: "sim_busy", 316: "sim_puk", 330: "smsc_unknown", 331: "no_network",
-          332: "network_timeout", 21: "rejected", 41: "temporary_failure", 42: "congestion",
-          500: "unknown_error"}
+# Numeric codes the device log names, so a technician reads why; per kind, as the same
+# number means different things (+CME 21: invalid index; +CMS 21: the network refused
+# the message).  +CME: 27.007 9.2; +CMS: 27.005 3.2.5 (below 128: 24.011 RP causes).
+_CME = {10: "sim_missing", 11: "sim_pin", 12: "sim_puk", 13: "sim_failure", 14: "sim_busy",
+        30: "no_network", 100: "unknown_error"}
+_CMS = {8: "operator_barred", 10: "call_barred", 21: "rejected", 41: "temporary_failure",
+        42: "congestion", 310: "sim_missing", 311: "sim_pin", 313: "sim_failure",
+        314: "sim_busy", 316: "sim_puk", 330: "smsc_unknown", 331: "no_network",
+        332: "network_timeout", 500: "unknown_error"}
+_NAMES = {"CME": _CME, "CMS": _CMS}
 
 # What the driver should do about a refused SMS.
 RETRY = "retry"                 # SIM, network service, memory, unknown: try again later
@@ -23,7 +27,7 @@ def code_of(text):
 def log_name(kind, code, text=""):
     """('CMS', 310) -> 'CMS_310_sim_missing': the log entry's detail for a refused command."""
     s = ("%s %s" % (kind, text if code is None else code)).strip().replace(" ", "_")
-    name = _NAMES.get(code) if code is not None else None
+    name = _NAMES.get(kind, {}).get(code) if code is not None else None
     return s + "_" + name if name else s
 
 

@@ -12,11 +12,13 @@ HANGUP = "hangup"           # we hung up and wait for the modem to confirm
 
 # (state, event, next state): every move the table allows.  Events: "dial" "answer"
 # (our actions), "dialing" "alerting" "active" "ended" (the modem's reports), "hangup"
-# (ours).  A report that only restates progress the machine did not ask about keeps
+# (ours), "kept_dialing" "kept_alerting" (after a reset: our call, still ringing at C4,
+# survived it in the modem).  A report that only restates progress the machine did not ask about keeps
 # the state (next None).  One constant tuple: it costs no heap in the frozen image.
 MOVES = (
     ("idle", "dial", "dialing"), ("idle", "answer", "answering"), ("idle", "active", "active"),
     ("idle", "ended", None), ("idle", "dialing", None), ("idle", "alerting", None),
+    ("idle", "kept_dialing", "dialing"), ("idle", "kept_alerting", "alerting"),
     ("dialing", "dialing", "dialing"), ("dialing", "alerting", "alerting"),
     ("dialing", "active", "active"), ("dialing", "ended", "idle"), ("dialing", "hangup", "hangup"),
     ("alerting", "dialing", "dialing"), ("alerting", "alerting", "alerting"),

@@ -4,17 +4,14 @@
 from atargs import split_args, parse_creg, registered
 from powerpolicy import battery_pct as _pct_of_mv
 from at3gpp import (SIGNAL_QUERY, CALL_END_CAUSE_QUERY, CLCC_STATE,  # noqa: F401
-                    our_call, answered_id, ringing, end_cause, sim_state)
-from atparse import (CALL_END, UV_WARN, UV_DOWN, OV_WARN, OV_DOWN,  # noqa: F401
-                     NORMAL_DOWN)
+                    POWER_WARNING, POWER_DOWN, our_call, answered_id, ringing, end_cause,
+                    sim_state)
+from atparse import CALL_END  # noqa: F401
 
 FAMILY = "a7670"
 
 # Supply warnings come only after AT+CVALARM (off by default, §6); AT+CPMVT's power-down
 # is left off: a module that switches itself off at a sag could not finish her call.
-POWER_WARNING = {UV_WARN: "under_voltage", UV_DOWN: "power_down",
-                 OV_WARN: "over_voltage", OV_DOWN: "over_voltage"}
-POWER_DOWN = (UV_DOWN, OV_DOWN, NORMAL_DOWN)
 # AT+CVALARM repeats its warning every 10 s while the supply is out of range: the same
 # one again within 5 minutes is not passed on (the log would fill with it).
 WARNING_REPEAT_MS = 300000

@@ -4,20 +4,17 @@
 # and tiny pure functions only, like esptool's targets/.
 
 from atargs import parse_ceng, parse_cbc, parse_creg, registered
-# What the 3GPP families answer alike (the call list, the end cause, the SIM state).
+# What the 3GPP families answer alike (the call list, the end cause, the SIM state, the
+# supply warnings).
 from at3gpp import (SIGNAL_QUERY, CALL_END_CAUSE_QUERY, CLCC_STATE,  # noqa: F401
-                    our_call, answered_id, ringing, end_cause, sim_state)
+                    POWER_WARNING, POWER_DOWN, our_call, answered_id, ringing, end_cause,
+                    sim_state)
 
 FAMILY = "sim800"
 
-# Call-end codes (-> the cause the alert machine is told) and power URCs: defined once,
-# in the SIM800 parser that recognises them.
-from atparse import (CALL_END, UV_WARN, UV_DOWN, OV_WARN, OV_DOWN,  # noqa: F401
-                     NORMAL_DOWN)
-# supply warning URC -> the alert machine's ("power_warning", kind)
-POWER_WARNING = {UV_WARN: "under_voltage", UV_DOWN: "power_down",
-                 OV_WARN: "over_voltage", OV_DOWN: "over_voltage"}
-POWER_DOWN = (UV_DOWN, OV_DOWN, NORMAL_DOWN)   # the module is switching itself off
+# Call-end codes (-> the cause the alert machine is told): defined once, in the parser
+# that recognises them.
+from atparse import CALL_END  # noqa: F401
 WARNING_REPEAT_MS = 0           # every supply warning is passed on
 
 # Init: numeric +CME/+CMS codes first (the driver decides on them), then, once the SIM
