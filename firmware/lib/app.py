@@ -222,14 +222,11 @@ class App:
     def _sync_clock(self, utc):
         """Set the RTC from a GPS fix's UTC (y, m, d, hh, mm, ss, ms) when it is unset or
         has drifted a minute: the event log stamps real time only after this."""
-        if not utc:
-            return
-        now = eventlog.unix_from_utc(utc)
-        was = hw.unix_time()
-        if abs(was - now) > 60:
-            hw.set_rtc(now)
-            if was < eventlog.SYNCED_AFTER:
-                self.log.add("clock", "gps")  # once: a drift fix is no news worth a log slot
+        to, news = eventlog.clock_correction(hw.unix_time(), utc)
+        if to is not None:
+            hw.set_rtc(to)
+            if news:
+                self.log.add("clock", "gps")
 
     async def health_task(self):
         """Watch the modem (the recovery ladder if it went silent) and poll its status."""
@@ -252,7 +249,7 @@ class App:
         bat = self.board.get("battery") or {}
         mv = None
         if bat.get("source") == "adc":
-            mv = hw.battery_adc(bat["pin"]) * bat.get("divider", 2.0) / 1000
+            mv = powerpolicy.adc_battery_mv(hw.battery_adc(bat["pin"]), bat.get("divider", 2.0))
         elif bat.get("source") == "pmu" and getattr(self, "power_chip", None) == "axp192":
             import pmu
             try:
@@ -336,21 +333,22 @@ class App:
         in RTC memory only (shred.py): LittleFS keeps old copies of the file in freed
         blocks, and they become unreadable once the key is dropped as the alert ends."""
         unsealed = False
-        if st.get("active"):
-            if st.get("fix") or st.get("cell"):
-                import json
-                key = shred.rtc_key(hw.rtc_memory())
-                if key is None:  # the alert's first position: a new key, in RTC memory first
-                    key = shred.new_key()
-                    hw.rtc_memory(shred.rtc_record(key))
-                try:
-                    st["loc"] = shred.seal(key, json.dumps([st["fix"], st["cell"]]).encode())
-                except MemoryError:
-                    # the alert itself must reach the flash, or a reset would lose it:
-                    # saved without her position, which the next fix brings back
-                    unsealed = True
-                st["fix"] = st["cell"] = None
-        elif hw.rtc_memory():
+        mem = hw.rtc_memory()
+        step = shred.position_step(st, bool(mem))
+        if step == "seal":
+            import json
+            key = shred.rtc_key(mem)
+            if key is None:  # the alert's first position: a new key, in RTC memory first
+                key = shred.new_key()
+                hw.rtc_memory(shred.rtc_record(key))
+            try:
+                st["loc"] = shred.seal(key, json.dumps([st["fix"], st["cell"]]).encode())
+            except MemoryError:
+                # the alert itself must reach the flash, or a reset would lose it:
+                # saved without her position, which the next fix brings back
+                unsealed = True
+            st["fix"] = st["cell"] = None
+        elif step == "forget":
             hw.rtc_memory(b"")  # the alert ended: its positions on the flash go with the key
         store.write_json(STATE_PATH, st)
         if unsealed:

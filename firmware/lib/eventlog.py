@@ -5,7 +5,7 @@
 # Line format:  <seq> <unix_s> <event> <detail> <hash16>
 # hash16 = first 16 hex of sha256(prev_hash16 + " " + "<seq> <unix_s> <event> <detail>")
 # unix_s: UTC Unix seconds by the chip's RTC. Until the firmware set the RTC (from a GPS
-# fix, app._sync_clock, or else the network's time, app.network_clock: "clock gps" /
+# fix, clock_correction, or else the network's time, radio.network_clock: "clock gps" /
 # "clock network" in the log) it counts from 2000-01-01 at power-on: such a stamp ends in
 # "?" ("946684812?": 12 s after power-on, real time unknown). Networks that send no time
 # and no fix indoors leave every stamp so.
@@ -32,6 +32,18 @@ def unix_from_utc(utc):
     doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
     days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
     return days * 86400 + utc[3] * 3600 + utc[4] * 60 + utc[5]
+
+
+def clock_correction(rtc_s, utc):
+    """A GPS fix's UTC (y, m, d, hh, mm, ss, ...) against the RTC's Unix seconds ->
+    (the Unix seconds to set the RTC to, or None: it is within a minute; whether that is
+    news for the log: only its first setting, a drift fix is not worth a log slot)."""
+    if not utc:
+        return None, False
+    now = unix_from_utc(utc)
+    if abs(rtc_s - now) <= 60:
+        return None, False
+    return now, rtc_s < SYNCED_AFTER
 
 
 def _now():

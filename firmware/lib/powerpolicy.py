@@ -43,6 +43,11 @@ def may_light_sleep(alert_active, call_active, gps_on, events_waiting, modem_sle
                 or modem_busy or ringing or gesture_pending)
 
 
+def adc_battery_mv(uv, divider=2.0):
+    # the ADC's reading at the pin (microvolts) behind the board's divider -> battery mV
+    return uv * divider / 1000
+
+
 def battery_pct(mv):
     # LiPo: 3.3 V (empty) .. 4.2 V (full), close enough to linear
     return max(0, min(100, int((mv - 3300) * 100 / 900)))

@@ -38,6 +38,15 @@ def rtc_record(key):
     return RTC_MAGIC + key
 
 
+def position_step(st, have_key):
+    """What saving the alert state st does with her position: "seal" (an alert with a fix
+    or cell: sealed under the alert's key), "forget" (no alert, and a key is left: drop
+    it, and every copy on the flash becomes unreadable) or None."""
+    if st.get("active"):
+        return "seal" if st.get("fix") or st.get("cell") else None
+    return "forget" if have_key else None
+
+
 def rtc_key(mem):
     # The key in an RTC memory record, or None (empty after power-on, or not ours).
     if mem and len(mem) == len(RTC_MAGIC) + KEY_LEN and mem[:len(RTC_MAGIC)] == RTC_MAGIC:
