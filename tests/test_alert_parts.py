@@ -536,3 +536,36 @@ AlertMachine.__init__ = orig
 out([len(calls), s.m.active, s.m.outbox.rows(), s.m.calls.state, s.logs("state_ignored")])
 """, harness=True)
     assert r == [0, False, [], "idle", [["state_ignored", "IndexError"]]]
+
+
+# ---------------------------------------------------------------------------
+# A button the network carries no call from
+
+
+def test_without_voice_the_texts_say_c4_cannot_be_called_and_a_running_alert_updates(both):
+    r = both("""
+before = Sim()
+before.ev("voice", False)
+before.ev("gesture", "alert")
+first = [t for _, n, t in before.sms()]
+during = Sim()
+during.ev("gesture", "alert")
+n0 = len(during.sms())
+during.ev("voice", False)
+during.ev("voice", False)                       # told again: no news, no more SMS
+later = [t for _, n, t in during.sms()][n0:]
+back = Sim()
+back.ev("voice", False)
+back.ev("voice", True)
+back.ev("gesture", "alert")
+out([first, before.logs("no_voice"), later, during.logs("no_voice"),
+     [t for _, n, t in back.sms()][0], "dial" in before.kinds()])
+""", harness=True)
+    first, logged, later, logged2, back, dialled = r
+    assert first and all(t.endswith("No puede llamar al C4: llame al 911.") for t in first)
+    assert not any("Llamando al C4" in t for t in first)
+    assert logged == [["no_voice", ""]] and logged2 == [["no_voice", ""]]
+    # the contacts (and C4's copy), told "Llamando al C4" a moment ago, get an update
+    assert len(later) == 4 and all("ACTUALIZACION" in t and "llame al 911" in t for t in later)
+    assert "Llamando al C4." in back                # voice came back (a 2G fallback)
+    assert dialled                                  # it still tries: the network may carry it

@@ -312,13 +312,18 @@ def _render_src():
        age=st.one_of(st.none(), st.integers(-5, 10 ** 9)),
        hdop=st.one_of(st.none(), st.floats(0, 1000)),
        battery=st.one_of(st.none(), st.integers(-1000, 1000)),
-       device_id=st.text(max_size=30), test=st.booleans(), update=st.booleans())
+       device_id=st.text(max_size=30), test=st.booleans(), update=st.booleans(),
+       voice=st.sampled_from([True, False, None]))
 def test_fuzz_alert_text_one_safe_segment(alias, kind, lat, lon, age, hdop, battery,
-                                          device_id, test, update):
+                                          device_id, test, update, voice):
     t = sms.alert_text(alias=alias, kind=kind, lat=lat, lon=lon, age_s=age, hdop=hdop,
                        battery=battery, device_id=device_id, test=test, update=update,
-                       cell={"mcc": "334", "mnc": "20", "lac": "00C3", "cellid": "1A2B"})
+                       cell={"mcc": "334", "mnc": "20", "lac": "00C3", "cellid": "1A2B"},
+                       voice=voice)
     assert one_segment(t), t
+    # a button that cannot call says so in every alert and update, however long the rest
+    assert t.endswith(sms.NO_CALL) == (voice is False), t
+    assert ("Llamando al C4" in t) <= (voice is not False and not update)
     assert t.startswith("PRUEBA " if test else ("ACTUALIZACION" if update else "ALERTA"))
     if kind in ("gps", "last"):
         assert "https://maps.google.com/?q=%s,%s" % (sms.fmt_coord(lat), sms.fmt_coord(lon)) in t
@@ -336,11 +341,14 @@ def test_fuzz_other_texts(alias, by, battery, device_id, rssi, fw, alerts):
     for t in (sms.cancel_text(alias=alias, device_id=device_id, by=by, minutes=alerts),
               sms.low_battery_text(alias=alias, battery=battery, device_id=device_id),
               sms.status_text(battery=battery, rssi=rssi, gps="ok", fw=fw, alerts=alerts,
-                              device_id=device_id, sats=rssi),
+                              device_id=device_id, sats=rssi, voice=False),
               sms.daily_status_text(battery=battery, rssi=rssi, gps="off", fw=fw,
                                     alerts=alerts, device_id=device_id, uptime_h=alerts,
-                                    fix_age_s=rssi, test=True, log_head=(alerts, fw or "0"))):
+                                    fix_age_s=rssi, test=True, log_head=(alerts, fw or "0"),
+                                    voice=False)):
         assert one_segment(t), t
+        if "ESTADO" in t or "reporte diario" in t:
+            assert "SIN VOZ" in t, t   # the programme learns the button cannot call
 
 
 @settings(max_examples=300, deadline=None)

@@ -71,6 +71,11 @@
 #     ("cell", dict)               atparse.parse_ceng() serving cell
 #     ("battery", percent)         AT+CBC percent 0..100 (others logged, ignored)
 #     ("signal", csq_rssi)
+#     ("voice", ok)                whether the network carries a call from this button:
+#                                  True, False (registered for SMS only: an LTE SIM
+#                                  without VoLTE where 2G is gone) or None (unknown).
+#                                  False: the texts tell her contacts to call 911, and a
+#                                  running alert sends them an update saying so
 #     ("power_warning", kind)      from the modem's supply URCs (both families; the
 #                                  A7670's after AT+CVALARM): "under_voltage" (UNDER-VOLTAGE
 #                                  WARNNING), "power_down" (UNDER-VOLTAGE POWER DOWN),
@@ -207,6 +212,7 @@ class AlertMachine:
         self.cell = None
         self.battery = None
         self.rssi = None
+        self.voice = None       # the network carries a call from here: True/False/None
         self.calls = CallState(self.dial_list)
         self.outbox = Outbox()
         self.sup = Supervision(self.cfg)
@@ -634,6 +640,13 @@ class AlertMachine:
 
     def _on_signal(self, ev, now, acts):
         self.rssi = ev[1]
+
+    def _on_voice(self, ev, now, acts):
+        was, self.voice = self.voice, ev[1]
+        if self.voice is False and was is not False:
+            self._log(acts, "no_voice", "")
+            if self.active:
+                self._queue_location("update")  # they were told C4 was being called
 
     def _on_battery(self, ev, now, acts):
         p = int(ev[1])

@@ -19,7 +19,7 @@ def render(m, e, now):
                               battery=m.battery, device_id=c["device_id"],
                               test=m.test_now(), update=k == ob.UPDATE,
                               cell=m.cell, calling_c4=bool(m.dial_list),
-                              **loc), kind
+                              voice=m.voice, **loc), kind
     if k == ob.LOCATION:
         return sms.location_text(kind=kind, age_s=age, battery=m.battery,
                                  device_id=c["device_id"], cell=m.cell,
@@ -30,7 +30,7 @@ def render(m, e, now):
                                alerts=m.alerts, device_id=c["device_id"],
                                active=m.active,
                                sats=f[3] if (f and kind == "gps") else None,
-                               test=m.test_now()), kind
+                               test=m.test_now(), voice=m.voice), kind
     if k == ob.DAILY:
         up = m.sup.uptime_ms(now)
         return sms.daily_status_text(
@@ -39,7 +39,7 @@ def render(m, e, now):
             sats=f[3] if (f and kind == "gps") else None, fw=c["fw"],
             alerts=max(0, e.arg - m.sup.rep_alerts), device_id=c["device_id"],
             uptime_h=None if up is None else up // 3600000, test=m.test_now(),
-            log_head=m.log_head() if m.log_head else None), kind
+            log_head=m.log_head() if m.log_head else None, voice=m.voice), kind
     if k == ob.LOWBAT:
         return sms.low_battery_text(alias=c["alias"], device_id=c["device_id"],
                                     battery=m.battery if e.arg is None else None,

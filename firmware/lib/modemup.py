@@ -90,6 +90,8 @@ async def init(r, poll_status):
     r.log.add("registered" if registered else "not_registered", "")
     if registered and d.RAT_QUERY:
         await find_voice(r, state, not gsm_gone)
+    else:
+        r.post(("voice", d.voice_of(state, d.rat_of(()))[0]))
     await poll_status()
     await r.refresh_cell()
     if registered:
@@ -149,6 +151,7 @@ async def find_voice(r, state, try_2g, settle_s=VOICE_SETTLE_S):
         rat = d.rat_of(await r._query(d.RAT_QUERY))
     voice, via = d.voice_of(state, rat)
     r.log.add("voice", VOICE_LOG.get(via, "none") if voice else "none")
+    r.post(("voice", voice))
     return voice, via
 
 

@@ -162,14 +162,20 @@ def _bat(battery):
     return "Bat %d%%" % b
 
 
+NO_CALL = " No puede llamar al C4: llame al 911."
+
+
 def alert_text(alias="", kind="none", lat=None, lon=None, age_s=None, hdop=None,
                acc_m=None, battery=None, device_id="", test=False, update=False,
-               cell=None, calling_c4=True, lat_e7=None, lon_e7=None):
+               cell=None, calling_c4=True, lat_e7=None, lon_e7=None, voice=None):
     # The alert SMS for trusted contacts (one segment).  kind: "gps" (fresh fix),
     # "last" (last known fix, age_s old), "cell" (cell dict: mcc, mnc, lac, cellid),
     # "none".  Position as float degrees lat/lon or 1e-7 integers lat_e7/lon_e7
     # (preferred on the device).  A gps/last kind without a usable position falls
     # back to the cell, else "none".  update=True: a later location update.
+    # voice False: the network carries no call from this button (an LTE SIM without
+    # VoLTE where 2G is gone): every alert and update says so, at any length, so that
+    # her contacts call 911 themselves.
     pos = _pos(lat, lon, lat_e7, lon_e7)
     alias = _alias(alias)
     acc = accuracy_m(hdop, acc_m)
@@ -187,7 +193,9 @@ def alert_text(alias="", kind="none", lat=None, lon=None, age_s=None, hdop=None,
             t += " " + bat
         if dev:
             t += " " + dev + "."
-        if calling_c4 and not update and level < 1:
+        if calling_c4 and voice is False:
+            t += NO_CALL
+        elif calling_c4 and not update and level < 1:
             t += " Llamando al C4."
         return t
     return _fit(build, alias)
@@ -255,11 +263,13 @@ def _gps(gps, sats):
     return g
 
 
-def _status_body(battery, rssi, gps, sats, fw, alerts, age=None):
+def _status_body(battery, rssi, gps, sats, fw, alerts, age=None, voice=None):
     t = []
     if battery is not None:
         t.append(_bat(battery))
     t.append(_signal(rssi))
+    if voice is False:
+        t.append("SIN VOZ")  # SMS only: no call to C4 can go out
     t.append(_gps(gps, sats) if age is None else "GPS hace " + fmt_age(age))
     if fw:
         t.append("FW " + oneline(str(fw), 16))
@@ -269,24 +279,28 @@ def _status_body(battery, rssi, gps, sats, fw, alerts, age=None):
 
 
 def status_text(battery=None, rssi=None, gps=None, fw="", alerts=0, device_id="",
-                active=False, sats=None, test=False):
-    # Reply to ESTADO.  gps: "ok" | "nofix" | "off"; rssi: AT+CSQ 0..31 (99 unknown).
+                active=False, sats=None, test=False, voice=None):
+    # Reply to ESTADO.  gps: "ok" | "nofix" | "off"; rssi: AT+CSQ 0..31 (99 unknown);
+    # voice False: "SIN VOZ" (no call to C4 can go out).
     t = ("PRUEBA " if test else "") + "ESTADO " + _dev(device_id) + ": "
-    t += _status_body(battery, rssi, gps, sats, fw, alerts)
+    t += _status_body(battery, rssi, gps, sats, fw, alerts, voice=voice)
     t += " Alerta activa." if active else " Sin alerta activa."
     return oneline(t)[:MAX]
 
 
 def daily_status_text(battery=None, rssi=None, gps=None, fw="", alerts=0, device_id="",
-                      sats=None, uptime_h=None, test=False, fix_age_s=None, log_head=None):
+                      sats=None, uptime_h=None, test=False, fix_age_s=None, log_head=None,
+                      voice=None):
     # Daily heartbeat SMS to the programme's number.  Never her position: only how old
     # the last fix is (fix_age_s -> "GPS hace 3h"; None -> the gps word as status_text).
     # alerts: alerts since the previous report; uptime_h: hours since the last reset.
     # log_head: (seq, hex) of the event log's last entry -> " Log 57:a1b2c3", kept whole
     # at the end: the programme can later hold the device's log against it (a rewritten
-    # log no longer has that entry; boton.provision.check_sms_log_head).
+    # log no longer has that entry; boton.eventlog_check.check_sms_log_head).
+    # voice False: "SIN VOZ", the button can send SMS but cannot call C4.
     t = ("PRUEBA " if test else "") + "Boton Seguro " + _dev(device_id) + \
-        " reporte diario: " + _status_body(battery, rssi, gps, sats, fw, alerts, fix_age_s)
+        " reporte diario: " + _status_body(battery, rssi, gps, sats, fw, alerts, fix_age_s,
+                                           voice)
     if uptime_h is not None:
         t += " Encendido %dh" % int(uptime_h)
     t = oneline(t + ".")

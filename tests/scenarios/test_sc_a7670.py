@@ -32,4 +32,10 @@ def test_without_volte_or_2g_the_sms_still_go_out(dut, button, network, faults):
     dut.wait_log("call_failed", since=log_mark, timeout=dut.within(120, 30))
     dut.wait_log("dial", since=dut.mark(), timeout=dut.within(60, 20))
     assert not network.calls("call_connected", frm=dut.number, after=mark)
+    # her contacts were told "Llamando al C4": once the button finds it cannot call, an
+    # update tells them to call 911 themselves
+    dut.wait_log("no_voice", since=log_mark, timeout=dut.within(120, 30))
+    told = network.wait_sms(to=network.contacts[0], after=mark, timeout=dut.within(120, 30),
+                            where=lambda e: "No puede llamar al C4" in e["text"])
+    assert told["text"].endswith("llame al 911."), told["text"]
     assert "Traceback" not in dut.console.text(log_mark)
