@@ -30,7 +30,7 @@ class Sim:
         self.t0 = t0            # the ticks at story time 0
         self.timers = {}
         # every action as (t, kind, args...), kept in 64-entry chunks so that a long
-        # scenario never needs a big contiguous block in MicroPython's 110 KB heap
+        # scenario never needs a big contiguous block in the tests' small MicroPython heap
         self._chunks = []
         self.n = 0
         self.sms_ok = sms_ok    # True/False: report each send_sms so; None: leave pending
@@ -102,7 +102,7 @@ class Sim:
 
     def _list(self, keep, get):
         # lists are sized first and then filled: a list growing by appends needs ever
-        # bigger contiguous blocks, which a fragmented 110 KB heap may not have
+        # bigger contiguous blocks, which a fragmented small heap may not have
         n = 0
         for a in self._iter():
             if keep(a):

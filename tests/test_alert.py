@@ -1,6 +1,6 @@
 """firmware/lib/alert.py: the alert state machine, behaviour by behaviour.
 
-Each scenario is Python run twice: on the MicroPython unix port (110 KB heap) and
+Each scenario is Python run twice: on the MicroPython unix port (mpy.DEFAULT_HEAP) and
 on CPython; both must print the same JSON.  tests/alert_sim.py is the scripted
 driver (timers, SMS delivery) prepended to every scenario.
 """
@@ -805,7 +805,7 @@ saved = json.loads(json.dumps(s.state))
 late = dict(saved)
 late["elapsed_ms"] = 700000
 s = None
-# (one Sim at a time: seven at once need more than the 110 KB heap has in one piece)
+# (one Sim at a time: seven at once need more than the small test heap has in one piece)
 a = Sim(max_alert_s=600).resume(late)
 r = [a.m.active, [x[2][:20] for x in a.sms()]]
 a = Sim(max_alert_s=600).resume(saved)       # C4 had answered: no redial after reset

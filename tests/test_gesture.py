@@ -70,7 +70,7 @@ def press(t, dur, bounce_gaps=()):
 
 
 def run(mpy, samples, end, kw=None):
-    # the samples stream through stdin: a big list would not fit in the 110 KB heap
+    # the samples stream through stdin: a big list would not fit in the small test heap
     code = DRIVER + """
 b = Button(**%r)
 print(json.dumps(replay(b, stdin_samples(), %d)))

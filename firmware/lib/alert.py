@@ -609,7 +609,7 @@ class AlertMachine:
             self._log(acts, "sms_failed", what)
         else:
             self._log(acts, "sms_retry", what)
-            box.items.append(e)
+            box.retry_later(e)
 
     def _on_sms_sent(self, ev, now, acts):
         if ev[1] != self.outbox.inflight:
@@ -670,8 +670,7 @@ class AlertMachine:
                 self._log(acts, "sms_timeout", str(self.outbox.inflight))
                 self._sms_done(False, acts, now)
         elif name == "sms_retry":
-            self.outbox.retry_armed = False
-            self.outbox.retry_ready = True
+            self.outbox.retry_due()
         elif name == "redial":
             if self.active and self.dial_list and calls.can("dial"):
                 self._dial(acts)

@@ -84,6 +84,19 @@ class Outbox:
         # the alert ended: location messages not yet on their way are obsolete
         self.items = [e for e in self.items if e.n == self.inflight or e.kind not in LOC]
 
+    def take(self, e):
+        # e out of the queue, to be put elsewhere (put_front)
+        self.items.remove(e)
+
+    def retry_later(self, e):
+        # a failed SMS (taken by take_inflight) waits at the back for another try
+        self.items.append(e)
+
+    def retry_due(self):
+        # the sms_retry timer fired: the head that failed may go again
+        self.retry_armed = False
+        self.retry_ready = True
+
     def put_front(self, front):
         # ahead of everything but the SMS in flight
         items = self.items

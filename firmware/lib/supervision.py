@@ -5,7 +5,7 @@
 # outbox, whether an alert is on, who the recipients are.
 
 from gesture import ticks_diff
-from alertsms import same_number, mask
+from alertsms import mask
 import outbox as ob
 
 
@@ -130,17 +130,13 @@ class Supervision:
             # her position first: move the queued location SMS ahead, or add them
             self.pw_t = now
             for n in m.recipients():
-                e = None
-                for x in box.items:
-                    if x.kind in ob.LOC and same_number(x.number, n):
-                        e = x
-                        break
+                e = box.pending(n, ob.LOC)
                 if e is None:
                     e = box.new(n, ob.UPDATE)
                 elif e.n == box.inflight:
                     continue                # on its way, rendered just now
                 else:
-                    box.items.remove(e)
+                    box.take(e)
                 front.append(e)
         th = self.thresholds()
         if kind != "over_voltage" and th:

@@ -4,9 +4,11 @@ from pathlib import Path
 
 from .paths import FIRMWARE, micropython_exe
 
-# An ESP32 without PSRAM leaves ~110 KB of heap to Python; run with the same so a
-# firmware that fits here fits there.
-DEFAULT_HEAP = "110k"
+# The pure cores' tests on the PyPI port: 64-bit objects, and the firmware compiled from
+# source in the heap, so this is no chip's figure (it was 110k until the alert machine
+# grew past it). What an ESP32 holds is measured on the 32-bit build at its 56 KB heap
+# (tests/test_unix32.py, the virtual device in CI, make bench's memory.esp32_* rows).
+DEFAULT_HEAP = "128k"
 
 
 class MicroPythonError(RuntimeError):
