@@ -1,19 +1,13 @@
 """The T-A7670X (A7670SA, LTE + VoLTE, 2G fallback) through the technician's whole tool, on
 `boton sim --board ta7670x_a7670sa`: deploy, provision, status, test-call; and a SIM
 without VoLTE where 2G is gone, which provision must refuse (SMS only: she could not
-call C4).
-
-These need the firmware to speak A7670 and report the radio in service.identity(): they
-are skipped only while firmware/lib/service.py does not report "voice_via", and run as
-soon as it does."""
+call C4)."""
 import json
 import re
 
-import pytest
 from click.testing import CliRunner
 
 from boton.cli import main
-from boton.paths import FIRMWARE
 from boton.registry import Registry
 from boton.rules import mask
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT
@@ -22,11 +16,6 @@ from test_sim_phones import SimProcess
 
 BOARD = "ta7670x_a7670sa"
 SECOND_CONTACT = "+524495557788"
-
-pytestmark = pytest.mark.skipif(
-    "voice_via" not in (FIRMWARE / "lib" / "service.py").read_text(),
-    reason="the firmware does not report the radio yet (no \"voice_via\" in firmware/lib/service.py): "
-           "the A7670 firmware has not landed")
 
 
 def run(*args):

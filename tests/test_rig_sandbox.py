@@ -122,6 +122,17 @@ def test_a_peer_of_another_user_is_refused_and_the_session_stays(tmp_path, monke
             assert dev.exec("print(1)").strip() == b"1"
 
 
+def test_the_peripheral_port_refuses_another_user(tmp_path, monkeypatch):
+    with provisioned_device(tmp_path) as vd:
+        monkeypatch.setattr(peercred, "peer_uid", lambda peer, local: os.getuid() + 1)
+        with socket.create_connection(("127.0.0.1", vd._periph_port), timeout=10) as intruder:
+            # closed before it says which UART it wants (allowed, it would wait for that)
+            assert intruder.recv(100) == b""
+        monkeypatch.undo()
+        with Device(vd.repl_url) as dev:   # the board's own connections were made before
+            assert dev.exec("print(6*7)").strip() == b"42"
+
+
 def test_the_rom_loader_port_refuses_another_user(tmp_path, monkeypatch):
     flash = tmp_path / "chip.bin"
     flash.write_bytes(b"\xff" * (4 * 1024 * 1024))

@@ -577,6 +577,12 @@ class VirtualDevice:
 
     # ------------------------------------------------------------------ peripherals
     async def _periph_conn(self, reader, writer):
+        # The board's UARTs and pins: only the user who started the rig (another could
+        # listen to her modem's traffic or press her button)
+        if not peer_allowed(writer.get_extra_info("peername"), writer.get_extra_info("sockname"),
+                            "peripheral port"):
+            writer.close()
+            return
         hello = (await reader.readline()).decode().split()
         if hello[:1] == ["uart"] and len(hello) == 2:
             role = self._uart_role(int(hello[1]))
