@@ -332,7 +332,9 @@ def cli():
     group.add_command(image_cmd)
 
     def run(*args, env=None):
-        return CliRunner().invoke(group, ["image", *args], env=env, catch_exceptions=False)
+        # no registry here: these images are for no registered button (tests/test_pin.py
+        # has the registered ones)
+        return CliRunner().invoke(group, ["image", "--unregistered", *args], env=env, catch_exceptions=False)
     return run
 
 

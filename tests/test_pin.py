@@ -3,6 +3,7 @@ salted hash the firmware checks, shown once when generated; image files private 
 import json
 import os
 import stat
+from pathlib import Path
 
 import click
 import pytest
@@ -16,7 +17,7 @@ from boton.rules import build_config, config_bytes, firmware_module
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT
 
 BASE = dict(alias="Luna", contacts=["449 111 2233"], c4=["449 910 0000"], device_id="BS-1")
-IMAGE_ARGS = ["image", "--placeholder-firmware", "--device-id", "BS-0042", "--alias", "Luna",
+IMAGE_ARGS = ["image", "--placeholder-firmware", "--unregistered", "--device-id", "BS-0042", "--alias", "Luna",
               "--contact", DEFAULT_CONTACT, "--c4", DEFAULT_C4]
 
 
@@ -168,7 +169,7 @@ def test_image_config_file_keeps_its_hash_and_refuses_a_second_pin(tmp_path):
     src = tmp_path / "her.json"
     src.write_text(json.dumps(cfg))
     out = tmp_path / "a.bin"
-    base = ["image", "--placeholder-firmware", "--config", str(src), "-o", str(out)]
+    base = ["image", "--placeholder-firmware", "--unregistered", "--config", str(src), "-o", str(out)]
     r = run(*base)
     assert r.exit_code == 0, r.output
     assert image_config(out)["pin_hash"] == cfg["pin_hash"] and "not shown" in r.output
@@ -196,3 +197,94 @@ def test_image_file_is_private_from_creation(tmp_path):
     assert r.exit_code == 0, r.output
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert not (tmp_path / "a.bin.tmp").exists()
+
+
+# ------------------------------------------------------- images and the registry
+MAC = "24:6f:28:00:00:42"
+REGISTERED = ["image", "--placeholder-firmware", "--device-id", "BS-0042", "--c4", DEFAULT_C4]
+
+
+def audit_rows(mac=None):
+    from boton.registry import Registry
+    with Registry() as reg:
+        return reg.audit(mac)
+
+
+def test_image_for_no_registered_button_is_refused_unless_said(tmp_path):
+    out = tmp_path / "a.bin"
+    registry = Path(os.environ["BOTON_REGISTRY"])
+    args = [*REGISTERED, "--alias", "Luna", "--contact", DEFAULT_CONTACT, "-o", str(out)]
+    r = run(*args)                                  # no registry at all: none is created
+    assert r.exit_code == 7 and "no registry at" in r.output
+    assert "boton devices add MAC --label BS-0042" in r.output and "--unregistered" in r.output
+    assert not out.exists() and not registry.exists() and "PIN" not in r.output
+    assert run("devices", "add", MAC, "--label", "BS-0007").exit_code == 0
+    r = run(*args)                                  # a registry without BS-0042
+    assert r.exit_code == 7 and "BS-0042 is not in the registry" in r.output and not out.exists()
+    r = run(*args, "--unregistered")                # said: made, stated and audited
+    assert r.exit_code == 0, r.output
+    assert "registry: NOT recorded (--unregistered)" in r.output and "audit trail says it was made" in r.output
+    cfg_hash = json.loads(run(*args, "--unregistered", "--json").stdout)["config_sha256"]
+    row = audit_rows()[-1]
+    assert (row["action"], row["mac"]) == ("image_unregistered", None)
+    assert f"device id BS-0042 (no registered button), config {cfg_hash[:12]}" in row["detail"]
+    r = run(*args[:3], "BS-0007", *args[4:], "--unregistered")   # a registered label: not bypassed
+    assert r.exit_code == 7 and "BS-0007 is a registered button" in r.output
+
+
+@pytest.fixture
+def key(monkeypatch):
+    from cryptography.fernet import Fernet
+    monkeypatch.setenv("BOTON_KEY", Fernet.generate_key().decode())
+
+
+def test_image_provisions_a_registered_button_from_her_case(tmp_path, key):
+    from boton.registry import Registry
+    from boton.rules import config_hash
+
+    assert run("devices", "add", MAC, "--label", "BS-0042").exit_code == 0
+    assert run("devices", "assign", "BS-0042", "--alias", "Luna", "--case-id", "AGS-2026-0042",
+               "--order-ends", "none", "--contact", DEFAULT_CONTACT).exit_code == 0
+    with Registry() as reg:                           # a log anchor from an earlier visit
+        reg.record_log_check(MAC, {"seq": 9, "head": "ab" * 8}, 9)
+    out = tmp_path / "BS-0042.bin"
+    r = run(*REGISTERED[:3], "bs-0042", *REGISTERED[4:], "-o", str(out))   # alias, contacts: her case's
+    assert r.exit_code == 0, r.output
+    shown = [ln for ln in r.output.splitlines() if "SMS command PIN for C4:" in ln]
+    assert len(shown) == 1
+    pin = shown[0].split("SMS command PIN for C4: ")[1][:6]
+    cfg = image_config(out)
+    assert (cfg["device_id"], cfg["alias"], cfg["contacts"]) == ("BS-0042", "Luna", [DEFAULT_CONTACT])
+    assert pins.check_pin(cfg["pin_hash"], pin)
+    raw = img.read_filesystem(img.extract_filesystem(out.read_bytes()))["config.json"]
+    with Registry() as reg:
+        d = reg.get(MAC)
+        assert d.state == "provisioned" and d.config_hash == config_hash(raw) and d.config_case is not None
+        assert reg.check_config(MAC, raw) == d.config_hash   # the flashed button passes test-call's check
+        assert reg.log_anchor(MAC) is None            # flashing the image erases the old log
+    rows = audit_rows(MAC)
+    assert [a["action"] for a in rows][-4:] == ["reveal", "provision_begin", "image", "config_check"]
+    assert "registry: BS-0042 (24:6f:28:00:00:42) provisioned with this config, from her case" in r.output
+    # the PIN only in its one announce; the audit trail holds the config's hash, never the PIN
+    assert r.output.count(pin) == 1 and not any(pin in (a["detail"] or "") for a in rows)
+    assert not any(cfg["pin_hash"].split("$")[2][:12] in (a["detail"] or "") for a in rows)
+
+    before = out.read_bytes()
+    r = run(*REGISTERED, "--contact", "449 555 6677", "-o", str(out))   # not her case's
+    assert r.exit_code == 2 and "--contact differs from the case" in r.output
+    assert out.read_bytes() == before
+    # an interrupted write leaves "provisioning" (true: no image holds the new config), then finishes
+    r = run(*REGISTERED, "-o", str(tmp_path / "gone" / "x.bin"), env={"BOTON_PIN": "482913"})
+    assert r.exit_code == 2 and "the registry says BS-0042 is provisioning" in r.output
+    assert "482913" not in r.output
+    with Registry() as reg:
+        assert reg.get(MAC).state == "provisioning"
+    assert run(*REGISTERED, "-o", str(out), env={"BOTON_PIN": "482913"}).exit_code == 0
+    with Registry() as reg:
+        d = reg.get(MAC)
+        assert d.state == "provisioned" and d.config_hash == config_hash(
+            img.read_filesystem(img.extract_filesystem(out.read_bytes()))["config.json"])
+        reg.record_test_call(MAC, True, config_hash=d.config_hash)
+        reg.deliver(MAC, config_hash=d.config_hash)
+    r = run(*REGISTERED, "-o", str(tmp_path / "c.bin"))   # in her hands: an image cannot tell
+    assert r.exit_code == 7 and "it is delivered" in r.output and not (tmp_path / "c.bin").exists()

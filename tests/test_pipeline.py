@@ -93,6 +93,7 @@ def test_factory_image_boots_provisioned(chip, tmp_path):
     fw = tmp_path / "virtual.bin"
     fw.write_bytes(img.virtual_firmware())
     out = tmp_path / "factory.bin"
+    boton("devices", "add", chip.mac, "--label", "BS-0042")  # an image is for a registered button
     boton("image", "--board", "tcall_sim800l_axp192", "--alias", "Luna", "--contact", DEFAULT_CONTACT,
           "--c4", DEFAULT_C4, "--device-id", "BS-0042", "--hold-ms", "800",
           "--firmware", str(fw), "-o", str(out))
@@ -103,6 +104,8 @@ def test_factory_image_boots_provisioned(chip, tmp_path):
     chip.press(hold_s=1.2)
     sms = chip.wait_event(lambda e: e["kind"] == "sms" and e["to"] == DEFAULT_CONTACT, timeout=60)
     assert "Luna" in sms["text"] and "maps.google.com" in sms["text"]
+    with Registry() as reg:  # the registry recorded the configuration the button now holds
+        assert reg.check_config(chip.mac, files_on(chip)["config.json"]) == reg.get(chip.mac).config_hash
 
 
 def test_one_rfc2217_url_for_esptool_and_mpremote_like_a_usb_port(tmp_path):

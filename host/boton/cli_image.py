@@ -14,7 +14,7 @@ from . import image as img
 from . import pin as pins
 from . import rules
 from .boards import load_board
-from .errors import EXIT_VERIFY, DeviceError, InputError
+from .errors import EXIT_VERIFY, DeviceError, InputError, RegistryConflict, RegistryError
 
 console = Console(highlight=False)
 
@@ -54,20 +54,29 @@ def check_device_id(device_id: str):
         raise InputError("give --device-id (e.g. BS-0042): 1-16 characters, no spaces")
 
 
-def build(board, config, firmware_path, placeholder, flash_size):
-    """(image bytes, report dict). Validates everything before building."""
+def check_build_inputs(board, firmware_path, placeholder, flash_size) -> int:
+    """The flash size in bytes, once board and firmware options are valid (before the
+    registry is opened: bad input changes nothing)."""
     profile = load_board(board)
     if profile.get("chip", "esp32") != img.CHIP:
         raise InputError(f"board {board} is a {profile.get('chip')}: images are for ESP32 only")
     size = img.parse_flash_size(flash_size or profile.get("flash_size", "4MB"))
     if firmware_path and placeholder:
         raise InputError("give --firmware or --placeholder-firmware, not both")
+    if not firmware_path and not placeholder:
+        raise InputError("give --firmware <MicroPython ESP32 .bin> (the file written at 0x1000)")
+    if firmware_path and not Path(firmware_path).is_file():
+        raise InputError(f"no firmware file {firmware_path}")
+    return size
+
+
+def build(board, config, firmware_path, placeholder, flash_size):
+    """(image bytes, report dict). Validates everything before building."""
+    size = check_build_inputs(board, firmware_path, placeholder, flash_size)
     if firmware_path:
         firmware = Path(firmware_path).read_bytes()
-    elif placeholder:
-        firmware = img.placeholder_firmware(size)
     else:
-        raise InputError("give --firmware <MicroPython ESP32 .bin> (the file written at 0x1000)")
+        firmware = img.placeholder_firmware(size)
     layout = img.layout_of_firmware(firmware, size)
     files = img.device_files(board, config)
     image = img.build_image(firmware, files, size, layout=layout)
@@ -116,11 +125,17 @@ def write_atomic(path: Path, data: bytes):
 @click.option("--board", default="tcall_sim800l_axp192", show_default=True, help="Board profile from boards/.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="Her configuration as JSON in the device's schema (instead of --alias/--contact/...).")
-@click.option("--alias", help="Short name she chose (not her full name), GSM-7 letters.")
+@click.option("--alias", help="Short name she chose (not her full name), GSM-7 letters. Taken from her "
+                              "case when the button has one.")
 @click.option("--contact", "contacts", multiple=True,
-              help="Trusted contact's number (1 to 5; repeat the option). Mexican numbers by default.")
+              help="Trusted contact's number (1 to 5; repeat the option). Mexican numbers by default. "
+                   "Taken from her case when the button has one.")
 @click.option("--c4", "c4", multiple=True, help="C4 number to call (first is primary).")
 @click.option("--device-id", default=None, help=DEVICE_ID_HELP)
+@click.option("--unregistered", is_flag=True,
+              help="The image is for no button in the registry (a bench or demo board): nothing is "
+                   "recorded against a button (the audit trail says an image was made, if a registry "
+                   "exists); refused if the device id is a registered label.")
 @pins.pin_options
 @click.option("--gesture", type=click.Choice(["hold", "presses"]), default="hold", show_default=True)
 @click.option("--hold-ms", type=int, default=2000, show_default=True)
@@ -135,22 +150,36 @@ def write_atomic(path: Path, data: bytes):
               help="The chip's flash size (default: the board profile's).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Image file to write.")
 @click.option("--json", "as_json", is_flag=True, help="Print the layout as JSON.")
-def image_cmd(board, config_file, alias, contacts, c4, device_id, pin_file, gesture, hold_ms, allow_911,
-              firmware_path, placeholder_firmware, flash_size, output, as_json):
+def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, pin_file, gesture, hold_ms,
+              allow_911, firmware_path, placeholder_firmware, flash_size, output, as_json):
     """Build one device's factory image: MicroPython plus a LittleFS holding the firmware
     and her configuration, in the geometry MicroPython mounts. Flash it with one write:
 
         esptool --chip esp32 write-flash 0x0 OUT.bin
 
+    \b
+    The image provisions a registered button, in provision's order (docs/registry.md):
+      1. registry first: --device-id is the button's registry label, in a state that
+         allows provisioning (not delivered: that one is in her hands); her alias and
+         contacts come from its case (typed ones that differ are refused; without a
+         case it is a bench configuration, never delivered);
+      2. the registry says "provisioning" (with the config's hash) before the file is
+         written, and "provisioned" once the image read back holds that config; flash
+         it, then `boton test-call` checks the button holds exactly that config.
+    --unregistered makes an image for no registered button, and says so.
+
     Example: boton image --firmware ESP32_GENERIC-v1.26.1.bin --device-id BS-0042
-    --alias Luna --contact 449 111 2233 --c4 449 910 0000 -o BS-0042.bin
+    --c4 449 910 0000 -o BS-0042.bin
     """
+    from .cli import _case_values, _typed_case_values  # cli imports this module
+
     got = {}    # the PIN obtained here (not kept in the config file), and how
 
     def obtain_pin():
         got["pin"], got["how"] = pins.obtain_pin(pin_file)
         return got["pin"]
 
+    # Validate everything typed before the registry is opened: bad input changes nothing.
     if config_file:
         if alias or contacts or c4:
             raise InputError("give --config or --alias/--contact/--c4, not both")
@@ -160,21 +189,55 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, pin_file, gest
         if pin_file and not got:
             raise InputError(f"{config_file} already holds a PIN: give --pin-file only "
                                   "with a config without one")
-        if device_id:
-            config["device_id"] = device_id
+        device_id = device_id or config["device_id"]
     else:
-        if not alias or not contacts or not c4:
-            raise InputError("give --config FILE.json, or --alias, --contact and --c4")
-        config = rules.build_config(alias=alias, contacts=list(contacts), c4=list(c4),
-                                    device_id=device_id or "", pin=obtain_pin(), gesture=gesture,
-                                    hold_ms=hold_ms, allow_911=allow_911)
-    check_device_id(config["device_id"])
-    if firmware_path and not Path(firmware_path).is_file():
-        raise InputError(f"no firmware file {firmware_path}")
+        if not c4 or (unregistered and (not alias or not contacts)):
+            raise InputError("give --config FILE.json, or --c4 with --alias and --contact (a registered "
+                             "button with a case takes these two from it)")
+        typed = _typed_case_values(alias, contacts)
+        c4 = [rules.normalise_number(n, f"C4 number #{i + 1}") for i, n in enumerate(c4)]
+        obtain_pin()
+    check_device_id(device_id)
+    check_build_inputs(board, firmware_path, placeholder_firmware, flash_size)
 
-    data, report = build(board, config, firmware_path, placeholder_firmware, flash_size)
+    def her_config(label, case):
+        """The configuration under the device id `label`; her case (None: none) is the
+        single source of her alias and contacts, as in `provision`."""
+        if config_file:
+            if case is not None and (config["alias"], config["contacts"]) != (case.alias, list(case.contacts)):
+                raise InputError(f"the alias or contacts in {config_file} differ from the case assigned to "
+                                 f"{label}: correct the file or the case (the case is the single source)")
+            return dict(config, device_id=label)
+        alias_, contacts_ = _case_values(label, case, typed)
+        return rules.build_config(alias=alias_, contacts=contacts_, c4=c4, device_id=label, pin=got["pin"],
+                                  gesture=gesture, hold_ms=hold_ms, allow_911=allow_911)
+
     out = Path(output)
-    write_atomic(out, data)
+    if unregistered:
+        config = her_config(device_id, None)
+        data, report = build(board, config, firmware_path, placeholder_firmware, flash_size)
+        report["registry"] = _unregistered(device_id, report["config_sha256"], lambda: _write_image(out, data))
+    else:
+        from .registry import Registry, normalise_label
+        from .registry_paths import default_path, registry_exists
+
+        label = normalise_label(device_id)
+        if not registry_exists():
+            raise RegistryConflict(f"no registry at {default_path()}, so {label} is no registered button: "
+                                   f"register it first (`boton devices add MAC --label {label}`), or give "
+                                   "--unregistered for an image of no registered button")
+        with Registry() as reg:  # registry first: a broken registry refuses before anything is built
+            known = _registered_button(reg, label)
+            case, case_row = reg.provision_case(known.mac)
+            config = her_config(known.label, case)
+            data, report = build(board, config, firmware_path, placeholder_firmware, flash_size)
+            # "provisioning" before the file: an interrupted run leaves it true (run it again)
+            reg.begin_provision(known.mac, report["config_sha256"], case_row)
+            _write_image(out, data, known.label)
+            # registry last: the config read back from the finished image (build) is the one
+            d = reg.finish_provision(known.mac, report["config_sha256"], image=True)
+        report["registry"] = {"recorded": True, "label": d.label, "mac": d.mac, "state": d.state,
+                              "case": case is not None}
     report["output"] = str(out)
     report["pin"] = got.get("how", "config file")  # where it came from; the PIN is never in it
     report["esptool"] = f"esptool --chip {img.CHIP} write-flash {img.IMAGE_OFFSET:#x} {out}"
@@ -200,9 +263,65 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, pin_file, gest
                   f"read back from the image: ok", soft_wrap=True)
     console.print(f"device {report['device_id']}: {report['contacts']} contact(s), "
                   f"{report['c4_numbers']} C4 number(s); config {report['config_sha256'][:12]}", soft_wrap=True)
+    console.print(_registry_line(report["registry"]), soft_wrap=True, markup=False)
     console.print(f"flash with: {report['esptool']}", soft_wrap=True)
     if got:
         console.print(pins.announce(got["how"], got["pin"]), soft_wrap=True, markup=False)
     else:
         console.print(f"SMS command PIN: as in {config_file} (not shown; the image keeps only a "
                       "salted hash)", soft_wrap=True, markup=False)
+
+
+def _write_image(out, data, label=None):
+    try:
+        write_atomic(out, data)
+    except OSError as e:
+        left = (f"; the registry says {label} is provisioning: run `boton image` again, or `boton devices "
+                f"abort-provision {label}`" if label else "")
+        raise InputError(f"cannot write {out}: {e.strerror}{left}") from None
+
+
+def _registered_button(reg, label):
+    """The registry's record of the button `label` names, if an image may provision it."""
+    try:
+        known = reg.find(label)
+    except RegistryError:
+        raise RegistryConflict(f"{label} is not in the registry: register the button under that label "
+                               f"first (`boton devices add MAC --label {label}`), or give --unregistered "
+                               "for an image of no registered button") from None
+    if known.state == "delivered":  # provision may re-provision it at the bench; an image cannot tell
+        raise RegistryConflict(f"cannot make an image for {known.label} ({known.mac}): it is delivered (in "
+                               "her hands); return it first, or provision it at the bench with "
+                               "`boton provision`")
+    return reg.precheck("provision", known.mac)
+
+
+def _unregistered(device_id, config_sha256, write) -> dict:
+    """--unregistered: write() the image unless the device id is a registered label, and
+    audit it where a registry exists (none is created here)."""
+    from .registry import Registry
+    from .registry_paths import registry_exists
+
+    if not registry_exists():
+        write()
+        return {"recorded": False, "audited": False}
+    with Registry() as reg:
+        try:
+            known = reg.find(device_id)
+        except RegistryError:  # not a label it holds, or not a label at all
+            known = None
+        if known is not None:
+            raise RegistryConflict(f"{known.label} is a registered button ({known.mac}): leave out "
+                                   "--unregistered, so the registry records its image")
+        write()
+        reg.record_unregistered_image(device_id, config_sha256)
+    return {"recorded": False, "audited": True}
+
+
+def _registry_line(rec) -> str:
+    if rec["recorded"]:
+        source = "from her case" if rec["case"] else "bench configuration (no case: it cannot be delivered)"
+        return (f"registry: {rec['label']} ({rec['mac']}) {rec['state']} with this config, {source}; "
+                "the button holds it once the image is flashed: then run `boton test-call`")
+    return ("registry: NOT recorded (--unregistered): no registered button gets this image"
+            + ("; the audit trail says it was made" if rec["audited"] else "; no registry here"))

@@ -72,7 +72,7 @@ from .registry_fields import (check_board, check_hash, format_flash_size, looks_
                               normalise_imei, normalise_label, normalise_mac, parse_flash_size,
                               resolve_technician, scrub, show_input)
 from .registry_lifecycle import DeviceLifecycle
-from .registry_paths import default_key_file, default_path, remove_db_files
+from .registry_paths import default_key_file, default_path, remove_db_files, witness_path
 from .registry_schema import DEVICE_SELECT, DeviceRecord, EndingSoon, read_meta
 from .registry_states import STATES, TRANSITION_HINTS, TRANSITIONS
 
@@ -190,7 +190,7 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify):
         """A small file beside the registry saying one was created here: a registry that is
         later deleted is then refused, not silently started again empty (labels would
         restart at BS-0001 and every record of who had which button would be gone)."""
-        return self.path.with_name(f".{self.path.name}.created")
+        return witness_path(self.path)
 
     def _refuse_if_deleted(self):
         w = self._witness()
@@ -521,12 +521,13 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify):
     # ------------------------------------------------------------------ device event logs
     def log_anchor(self, mac):
         """What the registry last saw of the device's event log: {"seq", "head", "at"} from
-        its last passed log check, or None (never checked, or flashed or wiped since: both
-        may erase the log). Kept in the audit trail, so it is as tamper-evident as it."""
+        its last passed log check, or None (never checked, or flashed, wiped or given a
+        factory image since: each erases the log). Kept in the audit trail, so it is as
+        tamper-evident as it."""
         mac = normalise_mac(mac)
         with self._read() as db:
             row = db.execute("SELECT action, at, detail FROM audit WHERE mac = ? AND action IN "
-                             "('log_check', 'flash', 'wipe') ORDER BY id DESC LIMIT 1", (mac,)).fetchone()
+                             "('log_check', 'flash', 'wipe', 'image') ORDER BY id DESC LIMIT 1", (mac,)).fetchone()
         m = _LOG_HEAD_RE.search(row["detail"] or "") if row and row["action"] == "log_check" else None
         return {"seq": int(m.group(1)), "head": m.group(2), "at": row["at"]} if m else None
 

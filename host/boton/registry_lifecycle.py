@@ -137,10 +137,14 @@ class DeviceLifecycle:
                         + f"; {row['state']} -> {to}")
             return DeviceRecord.from_row(self._row(db, mac))
 
-    def finish_provision(self, mac, config_hash, imei=None, iccid=None, voice=None) -> DeviceRecord:
+    def finish_provision(self, mac, config_hash, imei=None, iccid=None, voice=None,
+                         image=False) -> DeviceRecord:
         """After the config was read back from the button and its hash is the one
         begin_provision recorded: provisioning -> provisioned. voice: whether the network
-        offered voice (None: unknown, e.g. older firmware; False is record_no_voice's)."""
+        offered voice (None: unknown, e.g. older firmware; False is record_no_voice's).
+        image: the config was read back from a factory image file (`boton image`), not from
+        the button: audited as `image`; the button holds it once the image is flashed (a
+        whole-flash write, which erases its event log), and its voice stays as last seen."""
         mac = normalise_mac(mac)
         cfg = check_hash(config_hash, "config hash")
         imei = normalise_imei(imei) if imei else None
@@ -152,13 +156,29 @@ class DeviceLifecycle:
                                        f"holds config {cfg[:12]}, the registry expected "
                                        f"{(row['pending_config_hash'] or 'none')[:12]}; run "
                                        "`boton provision` again")
+            if image:  # no network was seen: what was last seen of it stands
+                voice = row["voice"]
+            elif voice is not None:
+                voice = int(bool(voice))
             self._update(db, mac, state=to, config_hash=cfg, config_case=row["pending_case"],
                          pending_config_hash=None, pending_case=None,
-                         imei=imei or row["imei"], iccid=iccid or row["iccid"],
-                         voice=None if voice is None else int(bool(voice)),
+                         imei=imei or row["imei"], iccid=iccid or row["iccid"], voice=voice,
                          technician=self.technician, provisioned_at=self.now(), state_reason=None)
-            self._audit(db, "provision", mac, f"config {cfg[:12]} verified; {row['state']} -> {to}")
+            if image:
+                self._audit(db, "image", mac, f"config {cfg[:12]} read back from a factory image file; "
+                            f"{row['state']} -> {to}; on the button once the image is flashed")
+            else:
+                self._audit(db, "provision", mac, f"config {cfg[:12]} verified; {row['state']} -> {to}")
             return DeviceRecord.from_row(self._row(db, mac))
+
+    def record_unregistered_image(self, device_id, config_hash):
+        """`boton image --unregistered`: an image for a device id that is no registered
+        button (a bench or demo board). Nothing is recorded against a button; the audit
+        trail says it was made, with its config hash (never her data)."""
+        cfg = check_hash(config_hash, "config hash")
+        with self._write() as db:
+            self._audit(db, "image_unregistered", None, f"image for device id {scrub(device_id)} "
+                        f"(no registered button), config {cfg[:12]}")
 
     def abort_provision(self, mac) -> DeviceRecord:
         """An interrupted provisioning that will not be finished (the button is gone or

@@ -29,6 +29,19 @@ def default_key_file() -> Path:
     return Path(platformdirs.user_config_dir(APP, appauthor=False)) / KEY_NAME
 
 
+def witness_path(path) -> Path:
+    """The small file beside a registry that says one was created there (Registry._witness)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.created")
+
+
+def registry_exists(path=None) -> bool:
+    """Whether a registry is, or was (its witness is left), at `path` (default: where the
+    registry lives): asked by commands that must not create one as a side effect."""
+    path = Path(path) if path else default_path()
+    return path.exists() or witness_path(path).exists()
+
+
 def remove_db_files(path) -> None:
     """Remove a scratch SQLite database and the files SQLite may have left beside it
     (WAL, shared memory, rollback journal); those already gone are fine."""
