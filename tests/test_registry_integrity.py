@@ -206,6 +206,28 @@ def test_the_registry_keeps_the_anchor_and_catches_a_forged_log(env):
     assert ok and "not in the registry" in why
 
 
+def test_an_sms_head_catches_what_the_anchor_cannot_and_is_never_anchored(env):
+    filled(env)
+    assert check_event_log(MAC, device_log(12))[0]              # the registry saw 12 entries
+    sent = device_log(15)                                       # a daily SMS then said "Log 15:..."
+    sms = f"Log 15:{sent[-1].rsplit(' ', 1)[1][:6]}"
+    forged = device_log(20, tamper=lambda s: "x" if s == 14 else None)   # after the anchor
+    assert check_event_log(MAC, forged)[0]                      # the anchor alone cannot tell
+    ok, why = check_event_log(MAC, forged, sms_head=sms)
+    assert not ok and "SMS head: entry 15 is not the one the SMS reported" in why
+    with Registry() as reg:
+        assert reg.log_anchor(MAC)["seq"] == 20                 # from the check without the SMS
+    with Registry() as reg:
+        reg.record_flash(MAC, "4MB", "12" * 32)
+    assert check_event_log(MAC, device_log(12))[0]
+    ok, why = check_event_log(MAC, device_log(18), sms_head=sms)
+    assert ok and "matches the SMS head" in why
+    with Registry() as reg:
+        assert reg.log_anchor(MAC)["seq"] == 18
+    ok, why = check_event_log(MAC, device_log(18)[:-4], sms_head="Log 18:" + "0" * 6)
+    assert not ok and "ends at entry 14, but the registry saw entries up to 18" in why
+
+
 # =========================================================================== registry files
 def run_cli(*args):
     return CliRunner().invoke(devices, list(args))

@@ -815,19 +815,28 @@ def _show_status(info):
 
 @main.command()
 @click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)
+@click.option("--sms-head", metavar="SEQ:HEX",
+              help="The log head a daily status SMS from this button reported (its \"Log 57:a1b2c3\"): "
+                   "the log must still hold that entry with that hash.")
 @click.option("--json", "as_json", is_flag=True, help="Print the entries and the check as JSON.")
-def logs(port, as_json):
+def logs(port, sms_head, as_json):
     """The device's event log, with its hash chain checked and compared with what the
-    registry saw at the last check (exit 5 if altered, cut or deleted).
+    registry saw at the last check, and with --sms-head, with the head a daily status SMS
+    reported (exit 5 if altered, cut or deleted since; docs/registry.md says what each
+    check proves and what it cannot).
 
-    Example: boton logs --port /dev/ttyUSB0
+    Example: boton logs --port /dev/ttyUSB0 --sms-head "Log 57:a1b2c3"
     """
+    from .eventlog_check import parse_sms_log_head
     from .registry_workflow import check_event_log
 
+    if sms_head and parse_sms_log_head(sms_head) is None:  # refused before the port is opened
+        raise InputError(f"--sms-head {sms_head!r} is not a log head as the daily SMS gives it "
+                         "(SEQ:HEX, e.g. 57:a1b2c3)")
     with Device(port) as dev:
         lines = prov.read_event_log(dev)
         mac = prov.device_mac(dev)
-    ok, why = check_event_log(mac, lines)
+    ok, why = check_event_log(mac, lines, sms_head=sms_head)
     if as_json:
         click.echo(json.dumps({"intact": ok, "check": why, "entries": lines}, indent=2))
     else:

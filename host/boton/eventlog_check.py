@@ -69,18 +69,28 @@ def verify_event_log(lines, anchor=None):
         return True, (f"{why}; entry {seq}, where the registry's last check{seen} ended, has "
                       "rotated out of the device: the link to it cannot be checked")
     if entries[seq - first][1] != head:
-        return False, (f"entry {seq} is not the one the registry saw{seen}: the log was rewritten")
+        # a cut log that the button then wrote on has new entries where the anchored ones were
+        return False, (f"entry {seq} is not the one the registry saw{seen}: the log was rewritten "
+                       "(or cut, and written on since)")
     return True, f"{why}; matches the registry's last check{seen} up to entry {seq}"
+
+
+def parse_sms_log_head(sms_head):
+    """(seq, hex) of a log head as the daily status SMS gives it ("Log 57:a1b2c3" or
+    "57:a1b2c3"), or None if it is not one."""
+    m = re.fullmatch(r"\s*(?:Log\s+)?(\d+):([0-9a-fA-F]{6,16})\s*", str(sms_head))
+    return (int(m.group(1)), m.group(2).lower()) if m else None
 
 
 def check_sms_log_head(lines, sms_head):
     """(ok, why): does the device's log (lines, oldest first) hold the head its daily status
-    SMS reported ("Log 57:a1b2c3" -> "57:a1b2c3": entry 57 and the first hex of its hash16)?
-    A log rewritten or cut since that SMS no longer does."""
-    m = re.fullmatch(r"\s*(?:Log\s+)?(\d+):([0-9a-fA-F]{6,16})\s*", str(sms_head))
-    if not m:
+    SMS reported ("Log 57:a1b2c3" -> "57:a1b2c3": entry 57 and the first 6 hex of its
+    hash16)? A log rewritten or cut since that SMS no longer does, unless it was forged to
+    match: 6 hex are 24 bits of an unkeyed chain (docs/registry.md)."""
+    parsed = parse_sms_log_head(sms_head)
+    if parsed is None:
         return False, f"{sms_head!r} is not a log head as the daily SMS gives it (SEQ:HEX, e.g. 57:a1b2c3)"
-    seq, head = int(m.group(1)), m.group(2).lower()
+    seq, head = parsed
     entries = [e for e in (_log_entry(line) for line in lines) if e]
     if not entries or seq > entries[-1][0]:
         return False, f"the log ends before entry {seq}, which the SMS reported: entries were removed"

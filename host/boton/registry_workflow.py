@@ -24,20 +24,31 @@ def record_step(action, mac, *args, label=None, **kw):
         return getattr(reg, action)(mac, *args, **kw)
 
 
-def check_event_log(mac, lines, register=False):
+def check_event_log(mac, lines, register=False, sms_head=None):
     """(ok, why) of the device's event log against what the registry saw of it last time
-    (docs/registry.md); a passed check moves the registry's anchor to this log's head, a
+    (docs/registry.md) and, given sms_head ("57:a1b2c3", from a daily status SMS), against
+    that head too; a passed check moves the registry's anchor to this log's head, a
     failed one is audited and leaves it. A device not in the registry is only chain-checked
     (or added first, with register=True, as the other recording commands do)."""
     with Registry() as reg:
         if reg.get(mac) is None:
             if not register:
-                ok, why = eventlog_check.verify_event_log(lines)
+                ok, why = _with_sms_head(eventlog_check.verify_event_log(lines), lines, sms_head)
                 return ok, why + "; device not in the registry: nothing to compare with"
             reg.add_device(mac)
-        ok, why = eventlog_check.verify_event_log(lines, reg.log_anchor(mac))
+        ok, why = _with_sms_head(eventlog_check.verify_event_log(lines, reg.log_anchor(mac)), lines, sms_head)
         reg.record_log_check(mac, eventlog_check.event_log_head(lines), len(lines), ok, why)
     return ok, why
+
+
+def _with_sms_head(result, lines, sms_head):
+    """The log check's (ok, why), and the SMS head's if one is given: both must pass (a
+    log that no longer holds the head an SMS reported must not become the new anchor)."""
+    ok, why = result
+    if not sms_head or not ok:
+        return ok, why
+    head_ok, head_why = eventlog_check.check_sms_log_head(lines, sms_head)
+    return head_ok, f"{why}; SMS head: {head_why}"
 
 
 class WipePlan:
