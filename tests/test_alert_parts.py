@@ -1,6 +1,7 @@
 """The alert machine's parts and the pure modules app.py leans on, story by story:
 the call state's table (callstate.py), the outbox's records (outbox.py), supervision
-(supervision.py), the standby power policy (powerpolicy.py), what a refused AT command
+(supervision.py), the SMS commands and their PIN lockout (smscommands.py), which text a
+record becomes (alerttexts.py), the standby power policy (powerpolicy.py), what a refused AT command
 means (aterrors.py, modem.ModemError), the SIM800 dialect (dialect_sim800.py), the rules
 app.py carries out (the GPS clock, her sealed position, the battery ADC); and
 what the machine now says itself instead of app.py inferring it (refresh_cell,
@@ -569,3 +570,92 @@ out([first, before.logs("no_voice"), later, during.logs("no_voice"),
     assert len(later) == 4 and all("ACTUALIZACION" in t and "llame al 911" in t for t in later)
     assert "Llamando al C4." in back                # voice came back (a 2G fallback)
     assert dialled                                  # it still tries: the network may carry it
+
+
+# ---------------------------------------------------------------------------
+# SMS commands and their PIN lockout (smscommands.py)
+
+
+def test_sms_commands_take_the_pin_and_lock_out_only_the_sender_that_guessed(both):
+    r = both("""
+from alert import DEFAULTS
+from smscommands import SmsCommands, PIN_SENDERS
+cfg = dict(DEFAULTS, pin="4321", pin_max_failures=3, pin_lockout_s=60)
+c = SmsCommands(cfg, "52")
+C4, C4B, X = "+524491110000", "+524492220000", "+524497770000"
+acts = []
+got = [c.check(X, "UBICACION 4321", 0, acts, False),        # not C4, not authorized
+       c.check(C4, "HOLA 4321", 0, acts, True),              # not a command
+       c.check(C4, "Ubicaci\\u00f3n: 4321.", 0, acts, True)]  # accents and punctuation
+wrong = [c.check(C4, "ESTADO 0000", t, acts, True) for t in (10, 20, 30)]
+locked = [c.check(C4, "ESTADO 4321", 40, acts, True),     # the right PIN, too late
+          c.check("449 222 0000", "ESTADO 4321", 40, acts, True)]  # C4's other number: fine
+saved = c.save(20030)                                     # the lock is 20 s old
+d = SmsCommands(cfg, "52")
+d.restore(saved, 1000000)                                 # after a reset: ticks start anew
+still = d.check(C4, "CANCELAR 4321", 1030000, acts, True)  # 50 s into its 60 s lock
+d.housekeeping(1041000)                                   # 61 s: served
+free = d.check(C4, "CANCELAR 4321", 1041000, acts, True)
+e = SmsCommands(cfg, "52")
+for i in range(PIN_SENDERS + 2):                          # more guessers than the table holds
+    e.check("+5244900000%02d" % i, "ESTADO 1", 0, [], True)
+out([got, wrong, locked, saved, still, free, len(e.pin_fails), e.pin_fails[0][0],
+     [a for a in acts if a[1] == "sms_locked"]])
+""")
+    got, wrong, locked, saved, still, free, n, oldest, lock_logs = r
+    assert got == [None, None, "UBICACION"]
+    assert wrong == [None, None, None]
+    assert locked == [None, "ESTADO"]              # one sender's guesses never lock C4 out
+    assert saved == [["+524491110000", 3, 20000]]   # persisted with the lock's age
+    assert still is None and free == "CANCELAR"
+    assert n == 8 and oldest == "+52449000000" + "2"   # bounded: the least recent made room
+    assert lock_logs == [["log", "sms_locked", "60s ...0000"]]
+
+
+# ---------------------------------------------------------------------------
+# Which text an outbox record becomes (alerttexts.py)
+
+
+def test_each_outbox_record_renders_its_text_with_what_the_machine_knows_now(both):
+    r = both("""
+import alerttexts
+import outbox as ob
+from outbox import Sms
+s = Sim()
+m = s.m
+m.battery = 80
+m.rssi = 20
+m.log_head = lambda: (57, "a1b2c3")
+texts = {}
+def render(kind, number=CONTACTS[0], arg=None):
+    return alerttexts.render(m, Sms(1, number, kind, arg), s.now())
+texts["none"] = render(ob.ALERT)
+m.cell = {"mcc": "334", "mnc": "20", "lac": "00C3", "cellid": "1A2B"}
+texts["cell"] = render(ob.ALERT)
+s.ev("fix", {"lat_e7": 218823400, "lon_e7": -1022914300, "hdop": 1.0, "sats": 7, "valid": True})
+texts["gps"] = render(ob.ALERT)
+texts["update"] = render(ob.UPDATE)
+texts["location"] = render(ob.LOCATION, C4)
+texts["status"] = render(ob.STATUS, C4)
+texts["daily"] = render(ob.DAILY, "+524495550000", 0)
+texts["lowbat"] = render(ob.LOWBAT)
+texts["cancel_contact"] = render(ob.CANCEL, CONTACTS[0], "c4")
+texts["cancel_c4"] = render(ob.CANCEL, C4, "c4")
+s.advance(40000)                                   # the fix is no longer fresh
+texts["last"] = render(ob.UPDATE)
+out({k: list(v) for k, v in texts.items()})
+""", harness=True)
+    assert r["none"][1] == "none" and "Sin ubicacion" in r["none"][0]
+    assert r["cell"][1] == "cell" and "CI 1A2B" in r["cell"][0]
+    assert r["gps"][1] == "gps" and "q=21.88234,-102.29143" in r["gps"][0]
+    assert r["gps"][0].startswith("ALERTA") and r["gps"][0].endswith("Llamando al C4.")
+    assert r["update"][0].startswith("ACTUALIZACION") and "Llamando" not in r["update"][0]
+    assert r["last"][1] == "last" and "hace" in r["last"][0]
+    assert r["location"][0].startswith("UBICACION BS-0042") and "q=21.88234" in r["location"][0]
+    assert r["status"][0].startswith("ESTADO BS-0042") and "Bat 80%" in r["status"][0]
+    # the daily report never carries her position, only how old the fix is, and the log head
+    assert "maps" not in r["daily"][0] and r["daily"][0].endswith("Log 57:a1b2c3")
+    assert "bateria baja" in r["lowbat"][0]
+    # a cancel can be forced: her contacts are told to call 911 if in doubt, C4 is not
+    assert r["cancel_contact"][0].endswith("llame al 911.")
+    assert "911" not in r["cancel_c4"][0]
