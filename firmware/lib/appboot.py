@@ -67,8 +67,8 @@ def keep_power_on(app):
 
 def load_state(log):
     """alert.json with her position unsealed; ValueError if the file is corrupt."""
-    import app
-    saved = store.read_json(app.STATE_PATH)
+    from app import STATE_PATH  # loaded already: app imports this module
+    saved = store.read_json(STATE_PATH)
     if isinstance(saved, dict) and saved.get("loc"):
         plain = shred.unseal(shred.rtc_key(hw.rtc_memory()), saved.pop("loc"))
         loc = None
