@@ -470,7 +470,7 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
 
     # Validate everything typed before touching anything: bad input changes nothing.
     pin, pin_how = pins.obtain_pin(pin_file)
-    typed = _typed_case_values(alias, contacts)
+    typed = rules.typed_case_values(alias, contacts)
     c4_e164 = [rules.normalise_number(n, f"C4 number #{i + 1}") for i, n in enumerate(c4)]
     label = normalise_label(device_id) if device_id else None
     with Registry() as reg:  # registry first: a broken registry refuses before the port is opened
@@ -481,7 +481,7 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
                 raise DeviceError(f"--device-id {label}: the registry knows this button ({mac}) as "
                                   f"{known.label}, and its configuration carries that label", EXIT_USAGE)
             case, case_row = reg.provision_case(mac)
-            alias_, contacts_ = _case_values(known.label, case, typed)
+            alias_, contacts_ = rules.case_values(known.label, case, typed)
             config = rules.build_config(alias=alias_, contacts=contacts_, c4=c4_e164, device_id=known.label,
                                         pin=pin, gesture=gesture, hold_ms=hold_ms, allow_911=allow_911,
                                         programme_number=programme_number)
@@ -520,33 +520,6 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
     console.print(f"her contacts' first alert SMS (example location): {rules.first_alert_sms(config)}",
                   soft_wrap=True, markup=False)
     console.print(pins.announce(pin_how, pin), soft_wrap=True, markup=False)
-
-
-def _typed_case_values(alias, contacts):
-    """--alias/--contact as the configuration would hold them (InputError if malformed)."""
-    if len(contacts) > rules.MAX_CONTACTS:
-        raise InputError(f"give 1 to {rules.MAX_CONTACTS} trusted contacts (got {len(contacts)})")
-    return (rules.normalise_alias(alias) if alias else None,
-            [rules.normalise_number(n, f"contact #{i + 1}") for i, n in enumerate(contacts)] or None)
-
-
-def _case_values(label, case, typed):
-    """(alias, contacts) for the configuration: her case is the single source; typed values
-    only confirm it, or stand in for it on a bench button without a case."""
-    alias, contacts = typed
-    if case is None:
-        if alias is None or contacts is None:
-            raise DeviceError(f"{label} has no case assigned: assign hers first (`boton devices assign "
-                              f"{label} ...`; provision then takes her alias and contacts from it), or "
-                              "give --alias and --contact for a bench test (never delivered)", EXIT_USAGE)
-        return alias, contacts
-    if alias is not None and alias != case.alias:
-        raise DeviceError(f"--alias differs from the case assigned to {label}: leave it out (the case "
-                          "is the single source) or correct the case", EXIT_USAGE)
-    if contacts is not None and contacts != list(case.contacts):
-        raise DeviceError(f"--contact differs from the case assigned to {label} (numbers and order): "
-                          "leave it out (the case is the single source) or correct the case", EXIT_USAGE)
-    return case.alias, list(case.contacts)
 
 
 def _wait_for_network_shown(dev, limit_s):

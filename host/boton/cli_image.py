@@ -171,8 +171,6 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
     Example: boton image --firmware ESP32_GENERIC-v1.26.1.bin --device-id BS-0042
     --c4 449 910 0000 -o BS-0042.bin
     """
-    from .cli import _case_values, _typed_case_values  # cli imports this module
-
     got = {}    # the PIN obtained here (not kept in the config file), and how
 
     def obtain_pin():
@@ -194,7 +192,7 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
         if not c4 or (unregistered and (not alias or not contacts)):
             raise InputError("give --config FILE.json, or --c4 with --alias and --contact (a registered "
                              "button with a case takes these two from it)")
-        typed = _typed_case_values(alias, contacts)
+        typed = rules.typed_case_values(alias, contacts)
         c4 = [rules.normalise_number(n, f"C4 number #{i + 1}") for i, n in enumerate(c4)]
         obtain_pin()
     check_device_id(device_id)
@@ -208,7 +206,7 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
                 raise InputError(f"the alias or contacts in {config_file} differ from the case assigned to "
                                  f"{label}: correct the file or the case (the case is the single source)")
             return dict(config, device_id=label)
-        alias_, contacts_ = _case_values(label, case, typed)
+        alias_, contacts_ = rules.case_values(label, case, typed)
         return rules.build_config(alias=alias_, contacts=contacts_, c4=c4, device_id=label, pin=got["pin"],
                                   gesture=gesture, hold_ms=hold_ms, allow_911=allow_911)
 

@@ -301,3 +301,30 @@ def radio_verdict(ident) -> RadioVerdict:
                                    "this SIM", "check the SIM's plan allows calls, or use "
                                                "another operator's SIM")
     return RadioVerdict(False, "NO VOICE — the modem reports no voice service", NO_VOICE_ADVICE)
+
+
+def typed_case_values(alias, contacts):
+    """--alias/--contact as the configuration would hold them (InputError if malformed)."""
+    if len(contacts) > MAX_CONTACTS:
+        raise InputError(f"give 1 to {MAX_CONTACTS} trusted contacts (got {len(contacts)})")
+    return (normalise_alias(alias) if alias else None,
+            [normalise_number(n, f"contact #{i + 1}") for i, n in enumerate(contacts)] or None)
+
+
+def case_values(label, case, typed):
+    """(alias, contacts) for the configuration: her case is the single source; typed values
+    only confirm it, or stand in for it on a bench button without a case."""
+    alias, contacts = typed
+    if case is None:
+        if alias is None or contacts is None:
+            raise DeviceError(f"{label} has no case assigned: assign hers first (`boton devices assign "
+                              f"{label} ...`; provision then takes her alias and contacts from it), or "
+                              "give --alias and --contact for a bench test (never delivered)", EXIT_USAGE)
+        return alias, contacts
+    if alias is not None and alias != case.alias:
+        raise DeviceError(f"--alias differs from the case assigned to {label}: leave it out (the case "
+                          "is the single source) or correct the case", EXIT_USAGE)
+    if contacts is not None and contacts != list(case.contacts):
+        raise DeviceError(f"--contact differs from the case assigned to {label} (numbers and order): "
+                          "leave it out (the case is the single source) or correct the case", EXIT_USAGE)
+    return case.alias, list(case.contacts)
