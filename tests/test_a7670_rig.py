@@ -174,16 +174,63 @@ def test_provision_identity_reports_no_voice_without_volte_or_2g(tmp_path):
         assert vd.call(lambda: (vd.modem.cnmp, vd.modem.rat)) == (2, "lte")   # SMS still on LTE
 
 
+def test_an_esp32_reset_cuts_the_modem_supply_her_call_drops_and_c4_is_called_again(tmp_path):
+    """GPIO12, the T-A7670X's modem power enable, falls to its pull-down at every ESP32 reset
+    (the watchdog, a brown-out): the modem loses its supply and her call to C4 drops. The
+    firmware finds it silent, brings it back without pressing PWRKEY on a running module,
+    resumes the alert and calls C4 again, covertly."""
+    with a7670_device(tmp_path) as vd:
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4, timeout=60)
+        mark, console, t0 = len(vd.events), vd.console_mark(), vd.call(vd.sched.now)
+        vd.hard_reset()
+        call = vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == DEFAULT_C4, after=mark, timeout=30)
+        # dropped by the network: the module lost its supply (a call kept through the reset
+        # would still be up, and a hangup would say who ended it)
+        assert call["answered"] and (call["result"], call["ended_by"]) == ("dropped", "network"), call
+        vd.wait_console("EV modem_recovered power_cycle", since=console, timeout=90)
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4, after=mark, timeout=90)
+        wait_until(vd, lambda: vd.modem.vmute == 1)
+        vd.call(vd.network.hangup, DEFAULT_C4)
+        again = vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == DEFAULT_C4 and e is not call,
+                              after=mark, timeout=30)
+        assert_covert(again["audio"])
+        presses = vd.call(lambda: list(vd.modem.pwrkey_presses))
+        assert [(p["powered"], p["result"]) for p in presses] == [(False, "on")]
+        assert vd.pins_out[12] == 1                    # raised again by the firmware
+        # a module the reset left without supply: no AT+CFUN=1,1 and no RESET pulse first
+        sent = vd.call(lambda: b"".join(data for at, d, data in vd.modem.at_log if d == "rx" and at >= t0))
+        assert b"AT+CFUN=1,1" not in sent
+        assert not [h for h in vd.pin_history if h[1] == 5 and h[2] == 1 and h[0] >= t0]
+
+
+def test_a_soft_reboot_finds_the_module_running_and_leaves_its_supply_alone(tmp_path):
+    """A soft reboot (a technician's `boton status`) keeps the pins' levels: the module kept
+    its supply and is running, so the short boot probe finds it and nothing is cycled."""
+    with a7670_device(tmp_path) as vd:
+        vd.wait_console("EV ready", timeout=60)
+        t0, mark = vd.call(vd.sched.now), vd.console_mark()
+        assert status_of(vd)["modem"] is True
+        vd.wait_console("EV ready", since=mark, timeout=60)       # the firmware runs again
+        text = vd.console_text()[-(vd.console_mark() - mark):]
+        assert "soft reboot" in text and "EV modem_recovered" not in text, text
+        assert not [h for h in vd.pin_history if h[1] == 12 and h[2] == 0 and h[0] >= t0]
+        assert [p for p in vd.call(lambda: list(vd.modem.pwrkey_presses)) if p["t"] >= t0] == []
+
+
 def test_2g_switched_off_after_a_fallback_a_hung_module_is_revived_and_back_on_lte(tmp_path):
     """The ladder on the T-A7670X: active-high RESET held 2.5 s, the supply cut, then a
     short PWRKEY press (>= 2.5 s would switch an A7670 off). GSM only (AT+CNMP=13, kept by
     the module) where 2G is gone finds nothing: back to automatic, SMS over LTE."""
-    with a7670_device(tmp_path, modem_options=dict(volte=False, gsm=True)) as vd:
+    cfg = demo_config(contacts=[DEFAULT_CONTACT, SISTER])
+    cfg["health_every_s"] = 2   # the health check notices the silence soon (real seconds)
+    with provisioned_device(tmp_path, cfg, board=BOARD, contacts=(DEFAULT_CONTACT, SISTER),
+                            modem_options=dict(volte=False, gsm=True)) as vd:
         assert "EV voice 2g" in vd.console_text()
         vd.call(setattr, vd.modem, "gsm", False)        # the operator switches 2G off
-        vd.call(vd.modem.go_silent, True)               # and the module hangs (RESET will not help)
         t0, mark = vd.call(vd.sched.now), vd.console_mark()
-        vd.hard_reset()
+        vd.call(vd.modem.go_silent, True)               # and the module hangs (RESET will not help)
+        vd.wait_console("EV modem_silent", since=mark, timeout=60)
         vd.wait_console("EV modem_recovered power_cycle", since=mark, timeout=60)
         t_reset = vd.wait_pin(5, 1, since=t0)           # RESET asserted: GPIO5 high
         t_released = vd.wait_pin(5, 0, since=t_reset)
@@ -192,7 +239,7 @@ def test_2g_switched_off_after_a_fallback_a_hung_module_is_revived_and_back_on_l
         presses = vd.call(lambda: list(vd.modem.pwrkey_presses))
         assert [(p["powered"], p["result"]) for p in presses] == [(False, "on")]
         assert presses[0]["held_s"] < 1.0   # LilyGO's 100 ms: far from the 2.5 s that switches it off
-        vd.wait_console("EV ready", since=mark, timeout=90)
+        vd.wait_console("EV voice none", since=mark, timeout=90)   # init again, after the recovery
         text = vd.console_text()[-(vd.console_mark() - mark):]
         assert "EV rat_auto" in text and "EV voice none" in text and "voice_fallback" not in text
         assert vd.call(lambda: (vd.modem.cnmp, vd.modem.rat)) == (2, "lte")

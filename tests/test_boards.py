@@ -9,12 +9,12 @@ import types
 import pytest
 from click.testing import CliRunner
 
-from boton.boards import (MODEM_RESET_MIN_S, RENAMED, STRAPPING_HOLD_S, check_pins, load_board, pin_notes,
+from boton.boards import (MODEM_RESET_MIN_S, RENAMED, STRAPPING_HOLD_S, STRAPPING_PULL, check_pins, load_board, pin_notes,
                           pin_problems, power_chip)
 from boton.cli import main
 from boton.device import Device
 from boton.errors import EXIT_USAGE, DeviceError
-from boton.paths import BOARDS, REPO
+from boton.paths import BOARDS, FIRMWARE, REPO
 from boton.provision import check_power_chip
 from boton.rules import firmware_module
 from boton.sim import pmu as sim_pmu
@@ -329,3 +329,14 @@ def test_hardware_docs_show_the_ta7670x_as_it_is_wired():
     assert power_chain(b)[1][1] == ("A7670SA supply", "enabled by GPIO12")
     svg = wiring_svg(b)
     assert "modem family a7670" in svg and "high 100 ms = on" in svg and "a light can give her away" in svg
+
+
+def test_the_firmware_knows_which_supply_enables_the_reset_pulls_off():
+    """modemup.OFF_AT_RESET (the firmware cannot import boards.py) is STRAPPING_PULL's
+    pulled-down pins: a supply enable there leaves the module unpowered at every boot."""
+    import ast
+    src = (FIRMWARE / "lib" / "modemup.py").read_text()
+    node = next(n for n in ast.parse(src).body if isinstance(n, ast.Assign)
+                and getattr(n.targets[0], "id", None) == "OFF_AT_RESET")
+    assert set(ast.literal_eval(node.value)) == {p for p, pull in STRAPPING_PULL.items() if pull == 0}
+    assert load_board("ta7670x_a7670sa")["modem"]["power_on"] in ast.literal_eval(node.value)

@@ -74,11 +74,11 @@ def test_a_supply_enable_on_a_pulled_down_pin_says_a_reset_drops_her_call():
     boards = {b["id"]: b for b in D.load_boards()}
     note = "lets GPIO12 fall (it is pulled down at reset), which most likely cuts the modem's supply"
     section = D.board_section(boards["ta7670x_a7670sa"])
-    assert note in section and "redials C4" in section and "does not model this cut yet" in section
+    assert note in section and "redials C4" in section and "cuts the supply at every reset too" in section
     assert not any("most likely cuts" in D.board_section(b) for i, b in boards.items() if i != "ta7670x_a7670sa")
     text = (REPO / "docs" / "hardware.md").read_text()
     pins = text[text.index("## Pins the profiles may not choose"):]
-    assert "GPIO12 falls to its pull-down" in pins and "does not model this cut yet" in pins
+    assert "GPIO12 falls to its pull-down" in pins and "The virtual device models it" in pins
     assert "once the firmware's A7670 support is released" not in text and "being written" not in text
 
 

@@ -14,6 +14,13 @@ VOICE_SETTLE_S = 20              # LTE attaches before the voice (IMS) registrat
 REGISTER_S = 60                  # for any registration
 # the dialect's voice_of() voice_via -> the log's short name
 VOICE_LOG = {"VoLTE": "volte", "2G": "2g"}
+# ESP32 strapping pins pulled down at reset (datasheet; boton.boards.STRAPPING_PULL on the
+# host): a supply enable there (the T-A7670X's GPIO12) is off from every chip reset until
+# init raises it, so at boot the module has just had its supply cut.
+OFF_AT_RESET = (2, 12)
+# There, only a soft reboot (the pins keep their levels) finds the module running, and a
+# running module answers at once, asleep or not: no need to wait out its boot time.
+RUNNING_PROBE_MS = 2000
 
 
 def pin_level(modem_profile, name, asserted):
@@ -46,12 +53,16 @@ async def init(r, poll_status):
     pin(r, "power_on", True)
     pin(r, "reset", False)
     pin(r, "pwrkey", False)
-    if await m.probe(d.BOOT_MS):
+    unpowered = r.board["modem"].get("power_on") in OFF_AT_RESET
+    if await m.probe(RUNNING_PROBE_MS if unpowered else d.BOOT_MS):
         r._modem_off = False
     else:
         # Silent at boot: off, asleep past the wake byte, or hung. The same safe
-        # ladder as a recovery; PWRKEY only once the module is known to be off.
-        how = await revive(r)
+        # ladder as a recovery; PWRKEY only once the module is known to be off. Where
+        # the reset cut its supply it is off: AT+CFUN and RESET cannot reach it, and
+        # going straight to the supply cycle calls C4 again about 30 s sooner after a
+        # reset in the middle of her call.
+        how = await revive(r, unpowered)
         if how is None:
             return False
         r.log.add("modem_recovered", how)
@@ -176,18 +187,19 @@ async def recover(r):
     return True
 
 
-async def revive(r):
-    """The rungs after a failed probe. Returns how the module came back, or None."""
+async def revive(r, unpowered=False):
+    """The rungs after a failed probe (unpowered: the module has had no supply, so only
+    the supply cycle and PWRKEY can help). Returns how the module came back, or None."""
     m = r.modem
     d = r.dialect
     try:
         # A live but confused module answers OK and restarts (its sleep mode back to 0).
-        if (await m.cmd("AT+CFUN=1,1", 2000, check=False))[0] == "OK" and \
+        if not unpowered and (await m.cmd("AT+CFUN=1,1", 2000, check=False))[0] == "OK" and \
                 await m.probe(d.RESTART_MS):
             return "cfun"
     except ModemError:
         pass  # no answer at all: it did not hear it either
-    rst = pin(r, "reset", False)
+    rst = None if unpowered else pin(r, "reset", False)
     if rst:
         drive(r, rst, "reset", True)
         await asyncio.sleep_ms(max(150, int(d.RESET_MS * hw.TIME_SCALE)))

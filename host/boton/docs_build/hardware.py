@@ -383,7 +383,7 @@ def _charger_power_notes(board, charger):
             out.append(f"An ESP32 reset (the watchdog, a brown-out) lets GPIO{m['power_on']} fall (it is pulled "
                        "down at reset), which most likely cuts the modem's supply: a call to C4 in progress drops, "
                        "and the firmware redials C4 once it has restarted (it resumes the alert). The virtual "
-                       "device does not model this cut yet.")
+                       "device cuts the supply at every reset too, so the tests go through this.")
     if bat.get("source") == "adc":
         out.append(f"The battery is read on GPIO{bat['pin']} through the board's ÷{bat.get('divider', 2):g} divider "
                    "(V1.1 boards have none). The A7670's `AT+CBC` reports the module's supply in volts, not the cell.")

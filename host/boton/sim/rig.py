@@ -24,7 +24,7 @@ import time
 import tty
 from pathlib import Path
 
-from ..boards import load_board, power_chip as expected_power_chip
+from ..boards import STRAPPING_PULL, load_board, power_chip as expected_power_chip
 from ..frozen import device_interpreter
 from ..waiting import wait_for_item
 from .clock import Scheduler
@@ -158,7 +158,8 @@ class VirtualDevice:
 
         self.repl_url = None
         self.events = []           # network events, in order
-        self.pins_out = {}         # output pin -> level, as the firmware drives them
+        self.pins_out = {}         # output pin -> level, as the firmware drives them (a strapping
+                                   # pin's pull after a chip reset)
         self.pin_history = []      # (t, pin, level) of outputs: LED/vibration pulses
         self.resets = 0
         self.wdt_feeds = 0
@@ -369,6 +370,7 @@ class VirtualDevice:
             else:
                 mode = "power"  # crash or hard reset: the board reboots from scratch
                 self.resets += 1
+                self._chip_reset_pins()
                 await asyncio.sleep(0.2)  # a real reboot takes a moment; also stops a hot crash loop
 
     async def _run_child(self, mode):
@@ -700,6 +702,23 @@ class VirtualDevice:
             self.pins_out[pin] = level
             self.pin_history.append((time.monotonic(), pin, level))
             self._cond.notify_all()
+        self._pin_level(pin, level)
+
+    def _chip_reset_pins(self):
+        """A chip reset leaves every output undriven until the firmware drives it again. A
+        strapping pin falls back to its pull (boards.STRAPPING_PULL) at once, and the part
+        wired to it follows: GPIO12's pull-down cuts the T-A7670X modem's supply, so a call in
+        progress drops. Other pins float; their level is then the board's own resistors',
+        which the profiles do not record, so the parts keep what they had."""
+        for pin, pull in STRAPPING_PULL.items():
+            if self.pins_out.get(pin, pull) != pull:
+                with self._cond:
+                    self.pins_out[pin] = pull  # its level now; pin_history keeps what the firmware drove
+                    self._cond.notify_all()
+                self._pin_level(pin, pull)
+
+    def _pin_level(self, pin, level):
+        """What an output's level does to the parts wired to it."""
         modem = self.board["modem"]
         if pin == modem.get("pwrkey"):
             self.modem.pwrkey(self._module_pin_level(level, modem.get("pwrkey_active", 0)))
@@ -899,7 +918,8 @@ class VirtualDevice:
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
 
     def hard_reset(self):
-        """Pull EN low: the ESP32 restarts from power-on (the modem keeps its state)."""
+        """Pull EN low: the ESP32 restarts from power-on. The modem keeps its state, unless
+        the reset cuts its supply (a strapping pin's pull: _chip_reset_pins)."""
         if self._rom:
             self._rom.reset("run")  # through the ROM, which then boots the app
             return
