@@ -183,6 +183,8 @@ def test_an_esp32_reset_cuts_the_modem_supply_her_call_drops_and_c4_is_called_ag
         vd.press(hold_s=1.2)
         vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4, timeout=60)
         mark, console, t0 = len(vd.events), vd.console_mark(), vd.call(vd.sched.now)
+        # a SIM whose phonebook loads slowly: PB DONE comes well after the registration
+        vd.call(setattr, vd.modem, "T_CALL_READY", 15.0)
         vd.hard_reset()
         call = vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == DEFAULT_C4, after=mark, timeout=30)
         # dropped by the network: the module lost its supply (a call kept through the reset
@@ -196,12 +198,16 @@ def test_an_esp32_reset_cuts_the_modem_supply_her_call_drops_and_c4_is_called_ag
                               after=mark, timeout=30)
         assert_covert(again["audio"])
         presses = vd.call(lambda: list(vd.modem.pwrkey_presses))
-        assert [(p["powered"], p["result"]) for p in presses] == [(False, "on")]
+        assert [(p["powered"], p["result"]) for p in presses if p["t"] >= t0] == [(False, "on")]
+        assert not [p for p in presses if p["powered"]]
         assert vd.pins_out[12] == 1                    # raised again by the firmware
         # a module the reset left without supply: no AT+CFUN=1,1 and no RESET pulse first
         sent = vd.call(lambda: b"".join(data for at, d, data in vd.modem.at_log if d == "rx" and at >= t0))
         assert b"AT+CFUN=1,1" not in sent
         assert not [h for h in vd.pin_history if h[1] == 5 and h[2] == 1 and h[0] >= t0]
+        # and the first dial waited for PB DONE: an earlier one is refused (+CME ERROR: 3)
+        text = vd.console_text()[-(vd.console_mark() - console):]
+        assert "EV dial_error" not in text and "EV call_failed" not in text, text
 
 
 def test_a_soft_reboot_finds_the_module_running_and_leaves_its_supply_alone(tmp_path):
@@ -216,6 +222,26 @@ def test_a_soft_reboot_finds_the_module_running_and_leaves_its_supply_alone(tmp_
         assert "soft reboot" in text and "EV modem_recovered" not in text, text
         assert not [h for h in vd.pin_history if h[1] == 12 and h[2] == 0 and h[0] >= t0]
         assert [p for p in vd.call(lambda: list(vd.modem.pwrkey_presses)) if p["t"] >= t0] == []
+
+
+def test_status_brings_up_a_module_the_stopped_firmware_never_powered(tmp_path):
+    """A technician's service call can come before the firmware (or safe mode) powered the
+    module, and on the T-A7670X it then has no supply at all: the service brings it up as
+    boot does (enable high, probe, supply cycle, PWRKEY on the module known to be off)
+    instead of reporting a dead modem."""
+    flash = install(tmp_path / "flash", BOARD, demo_config())
+    (flash / "main.py").write_text("print('firmware not started')\n")   # stopped before modem init
+    vd = VirtualDevice(flash, board=BOARD, time_scale=FAST, network_log=tmp_path / "net.jsonl")
+    vd.start()
+    try:
+        vd.wait_console("firmware not started", timeout=30)
+        assert not vd.call(lambda: vd.modem.powered)
+        info = status_of(vd)
+        assert info["modem"] is True and info["family"] == "a7670"
+        presses = vd.call(lambda: list(vd.modem.pwrkey_presses))
+        assert [(p["powered"], p["result"]) for p in presses] == [(False, "on")]
+    finally:
+        vd.stop()
 
 
 def test_2g_switched_off_after_a_fallback_a_hung_module_is_revived_and_back_on_lte(tmp_path):
@@ -236,7 +262,7 @@ def test_2g_switched_off_after_a_fallback_a_hung_module_is_revived_and_back_on_l
         t_released = vd.wait_pin(5, 0, since=t_reset)
         assert t_released - t_reset >= 2.0 * FAST
         assert vd.wait_pin(12, 0, since=t_released) < vd.wait_pin(4, 1, since=t_released)
-        presses = vd.call(lambda: list(vd.modem.pwrkey_presses))
+        presses = [p for p in vd.call(lambda: list(vd.modem.pwrkey_presses)) if p["t"] >= t0]
         assert [(p["powered"], p["result"]) for p in presses] == [(False, "on")]
         assert presses[0]["held_s"] < 1.0   # LilyGO's 100 ms: far from the 2.5 s that switches it off
         vd.wait_console("EV voice none", since=mark, timeout=90)   # init again, after the recovery
@@ -278,7 +304,9 @@ def test_safe_mode_on_the_a7670_board_calls_c4_covertly(tmp_path):
         assert_covert(call["audio"])
         # the board's power enable high, PWRKEY and RESET released (active-high: low)
         assert vd.pins_out[12] == 1 and vd.pins_out[4] == 0 and vd.pins_out[5] == 0
-        assert vd.call(lambda: list(vd.modem.pwrkey_presses)) == []   # the running module left alone
+        # the module had no supply until the board's enable went high: one press, while off
+        presses = vd.call(lambda: list(vd.modem.pwrkey_presses))
+        assert [(p["powered"], p["result"]) for p in presses] == [(False, "on")]
     finally:
         vd.stop()
 
@@ -286,7 +314,11 @@ def test_safe_mode_on_the_a7670_board_calls_c4_covertly(tmp_path):
 def test_boot_drives_the_t_a7670x_pins_active_high_and_never_presses_a_running_module(tmp_path):
     with a7670_device(tmp_path) as vd:
         assert vd.pins_out[12] == 1 and vd.pins_out[4] == 0 and vd.pins_out[5] == 0
-        assert vd.call(lambda: (list(vd.modem.pwrkey_presses), vd.modem.powered)) == ([], True)
+        # GPIO12 is pulled down from power-on: the module starts without supply, so boot
+        # raises the enable first, then (only once the module is off for sure) PWRKEY
+        presses = vd.call(lambda: list(vd.modem.pwrkey_presses))
+        assert [(p["powered"], p["result"]) for p in presses] == [(False, "on")]
+        assert vd.call(lambda: vd.modem.powered)
         first = [pin for _, pin, _ in vd.pin_history if pin in (4, 5, 12)]
         assert first[0] == 12    # the power enable before anything else
 

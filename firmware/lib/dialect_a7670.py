@@ -38,6 +38,9 @@ IN_CALL_AUDIO = ("AT+VMUTE=1",)
 PWRKEY_ON_MS = 100      # LilyGO's press (§2: typ 50 ms; >= 2.5 s switches it OFF)
 OFF_MS = 2000           # supply off at least 2 s before the PWRKEY press (§2)
 BOOT_MS = 12000         # *ATREADY ~11.1 s after power-on (§2 Ton(uart))
+# Calls wait for PB DONE, about 10 s after *ATREADY (§2, as LilyGO's examples do).
+BOOT_URC = "*ATREADY"
+CALL_READY_URC = "PB DONE"
 RESTART_MS = 15000      # back after AT+CFUN=1,1 or the RESET pin: a whole boot
 POWER_ON_MS = 15000
 RESET_MS = 2500         # RESET pulse (§2: 2-2.5 s)

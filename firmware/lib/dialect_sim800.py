@@ -38,6 +38,10 @@ OFF_MS = 1000                   # supply cut this long before the module is sure
 BOOT_MS = 5000                  # a module just powered needs ~3 s before its UART listens
 RESTART_MS = 8000               # back after AT+CFUN=1,1 or the RESET pin
 POWER_ON_MS = 10000             # back after the PWRKEY press
+# A module that has just booted says RDY (at a fixed baud rate) and refuses calls
+# (+CME ERROR: 3) until it says Call Ready.
+BOOT_URC = "RDY"
+CALL_READY_URC = "Call Ready"
 RESET_MS = 200                  # RESET pulse (>= 105 ms restarts it)
 SLEEP_SET = "AT+CSCLK=%d"       # 2: sleep after 5 s of UART silence; 0: stay awake
 SLEEP_ON, SLEEP_OFF = 2, 0

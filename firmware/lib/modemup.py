@@ -12,6 +12,7 @@ from modem import ModemError
 VOICE_FALLBACK_S = 40            # for a voice registration on 2G after AT+CNMP=13
 VOICE_SETTLE_S = 20              # LTE attaches before the voice (IMS) registration comes
 REGISTER_S = 60                  # for any registration
+CALL_READY_S = 20                # a module just (re)started says it takes calls within this
 # the dialect's voice_of() voice_via -> the log's short name
 VOICE_LOG = {"VoLTE": "volte", "2G": "2g"}
 # ESP32 strapping pins pulled down at reset (datasheet; boton.boards.STRAPPING_PULL on the
@@ -20,7 +21,7 @@ VOICE_LOG = {"VoLTE": "volte", "2G": "2g"}
 OFF_AT_RESET = (2, 12)
 # There, only a soft reboot (the pins keep their levels) finds the module running, and a
 # running module answers at once, asleep or not: no need to wait out its boot time.
-RUNNING_PROBE_MS = 2000
+RUNNING_PROBE_MS = 3000
 
 
 def pin_level(modem_profile, name, asserted):
@@ -43,29 +44,36 @@ def drive(r, pin, name, asserted):
     pin.value(pin_level(r.board["modem"], name, asserted))
 
 
+async def power_up(r, probe_ms=None):
+    """Supply on, RESET and PWRKEY released, then the module answering: True if it does.
+    probe_ms: how long a silent module is asked before the ladder (default: boot's)."""
+    # Supply on (T-Call: POWER_ON pin), RESET and PWRKEY released before anything else.
+    pin(r, "power_on", True)
+    pin(r, "reset", False)
+    pin(r, "pwrkey", False)
+    unpowered = r.board["modem"].get("power_on") in OFF_AT_RESET
+    if await r.modem.probe(probe_ms or (RUNNING_PROBE_MS if unpowered else r.dialect.BOOT_MS)):
+        r._modem_off = False
+        return True
+    # Silent at boot: off, asleep past the wake byte, or hung. The same safe ladder as a
+    # recovery; PWRKEY only once the module is known to be off. Where the reset cut its
+    # supply it is off: AT+CFUN and RESET cannot reach it, and going straight to the
+    # supply cycle calls C4 again about 30 s sooner after a reset in the middle of her call.
+    how = await revive(r, unpowered)
+    if how is None:
+        return False
+    r.log.add("modem_recovered", how)
+    return True
+
+
 async def init(r, poll_status):
     """Bring the module up and configure it; poll_status: the app's status poll (it
     reads the battery from the board's own gauge first). True if registered."""
     m = r.modem
     d = r.dialect
     r._poll_status = poll_status  # a recovery's init polls again
-    # Supply on (T-Call: POWER_ON pin), RESET and PWRKEY released before anything else.
-    pin(r, "power_on", True)
-    pin(r, "reset", False)
-    pin(r, "pwrkey", False)
-    unpowered = r.board["modem"].get("power_on") in OFF_AT_RESET
-    if await m.probe(RUNNING_PROBE_MS if unpowered else d.BOOT_MS):
-        r._modem_off = False
-    else:
-        # Silent at boot: off, asleep past the wake byte, or hung. The same safe
-        # ladder as a recovery; PWRKEY only once the module is known to be off. Where
-        # the reset cut its supply it is off: AT+CFUN and RESET cannot reach it, and
-        # going straight to the supply cycle calls C4 again about 30 s sooner after a
-        # reset in the middle of her call.
-        how = await revive(r, unpowered)
-        if how is None:
-            return False
-        r.log.add("modem_recovered", how)
+    if not await power_up(r):
+        return False
     await m.read_sleep()  # an ESP32-only reset left it as it was: its sleep mode may be on
     for c in await m.batch(d.INIT_FIRST):
         r.log.add("init_error", c)
@@ -99,6 +107,8 @@ async def init(r, poll_status):
         state = await wait_registered(r, REGISTER_S)
     registered = state is not None
     r.log.add("registered" if registered else "not_registered", "")
+    if registered:
+        await call_ready(r)
     if registered and d.RAT_QUERY:
         await find_voice(r, state, not gsm_gone)
     else:
@@ -108,6 +118,18 @@ async def init(r, poll_status):
     if registered:
         await r.network_clock(save=True)
     return registered
+
+
+async def call_ready(r):
+    """A module just (re)started refuses calls (+CME ERROR: 3) until it says so (the
+    dialect's CALL_READY_URC, which Radio._urc follows), often after it has registered:
+    wait for that, for CALL_READY_S at most, or the first dial after a reset in the middle
+    of her alert fails and C4 is called again only after the redial's pause."""
+    for _ in range(CALL_READY_S * 10):
+        if r.call_ready:
+            return
+        await asyncio.sleep_ms(int(100 * hw.TIME_SCALE))
+    r.log.add("call_ready_late", "")
 
 
 async def reg_state(r):
@@ -192,6 +214,7 @@ async def revive(r, unpowered=False):
     the supply cycle and PWRKEY can help). Returns how the module came back, or None."""
     m = r.modem
     d = r.dialect
+    r.call_ready = False  # every rung restarts it; its boot URC may not come (autobaud)
     try:
         # A live but confused module answers OK and restarts (its sleep mode back to 0).
         if not unpowered and (await m.cmd("AT+CFUN=1,1", 2000, check=False))[0] == "OK" and \

@@ -42,6 +42,7 @@ class Radio:
         self.uart = hw.UART(m["uart"], m["baud"], m["tx"], m["rx"])
         self.modem = Modem(self.uart, self._urc, hw.TIME_SCALE)
         self.call_active = False    # the modem reports our call as up
+        self.call_ready = True      # False from a (re)start until the module takes calls
         self.ok = asyncio.Event()   # no recovery running: new modem work may start
         self.ok.set()
         self._end_cause = None
@@ -182,6 +183,10 @@ class Radio:
                 self.post(("call_state", state, None))
         elif name in d.CALL_END:
             self._end_cause = d.CALL_END[name]
+        elif name == d.BOOT_URC:
+            self.call_ready = False
+        elif name == d.CALL_READY_URC:
+            self.call_ready = True
         elif name == "+CLIP":
             self.post(("incoming_call", atparse.parse_clip(args) or ""))
         elif name == "+CMTI":

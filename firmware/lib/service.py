@@ -49,7 +49,10 @@ async def _modem_facts(board, find_voice=False):
     radio.modem.on_urc = lambda n, a: None  # observe only: an SMS waits for the firmware
     modem, d = radio.modem, radio.dialect
     reader = asyncio.create_task(modem.reader())
-    facts = {"modem": await modem.probe(d.BOOT_MS), "family": d.FAMILY, "rat": None,
+    # The firmware may have been stopped before it powered the module (a T-A7670X's has
+    # no supply until its enable goes high): bring it up as boot does, pressing PWRKEY
+    # only on a module known to be off, after the full boot probe (no hurry here).
+    facts = {"modem": await modemup.power_up(radio, d.BOOT_MS), "family": d.FAMILY, "rat": None,
              "voice": None, "voice_via": None}
     if facts["modem"]:
         await modem.cmd("ATE0", 2000, check=False)

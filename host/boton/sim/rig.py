@@ -284,7 +284,13 @@ class VirtualDevice:
             else:
                 self.gps.set_position(*g["point"])
             self.gps.start(ttff_s=g["ttff"])
-        self.modem.power_on()
+        enable = self.board["modem"].get("power_on")
+        if STRAPPING_PULL.get(enable) == 0:
+            # the T-A7670X: its power enable is pulled down from power-on until the firmware
+            # raises it, so the module starts without supply (and then needs PWRKEY)
+            self.modem.supply(0)
+        else:
+            self.modem.power_on()
 
         self._app_allowed = asyncio.Event()
         self._app_allowed.set()
