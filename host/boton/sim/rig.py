@@ -284,13 +284,7 @@ class VirtualDevice:
             else:
                 self.gps.set_position(*g["point"])
             self.gps.start(ttff_s=g["ttff"])
-        enable = self.board["modem"].get("power_on")
-        if STRAPPING_PULL.get(enable) == 0:
-            # the T-A7670X: its power enable is pulled down from power-on until the firmware
-            # raises it, so the module starts without supply (and then needs PWRKEY)
-            self.modem.supply(0)
-        else:
-            self.modem.power_on()
+        self._modem_at_power_on()
 
         self._app_allowed = asyncio.Event()
         self._app_allowed.set()
@@ -710,6 +704,15 @@ class VirtualDevice:
             self._cond.notify_all()
         self._pin_level(pin, level)
 
+    def _modem_at_power_on(self):
+        """The board gets power: the modem starts, unless its power enable sits on a pin
+        pulled off from power-on (the T-A7670X's GPIO12): then it has no supply until the
+        firmware raises the enable, and needs PWRKEY after that."""
+        if STRAPPING_PULL.get(self.board["modem"].get("power_on")) == 0:
+            self.modem.supply(0)
+        else:
+            self.modem.power_on()
+
     def _chip_reset_pins(self):
         """A chip reset leaves every output undriven until the firmware drives it again. A
         strapping pin falls back to its pull (boards.STRAPPING_PULL) at once, and the part
@@ -935,7 +938,7 @@ class VirtualDevice:
         """The whole board loses power: the modem and the ESP32 start from scratch, and
         the ESP32's RTC (its clock, back to 2000-01-01, and its slow memory) with it."""
         self.call(self.modem.power_off)
-        self.call(self.modem.power_on)
+        self.call(self._modem_at_power_on)
         with self._cond:
             self.rtc_memory = b""
             self.rtc_base = time.time()
