@@ -17,6 +17,16 @@ OFF_MS = {"sim800": 1000, "a7670": 2000}  # the supply cut before the press (dia
 # and after the press.
 FIRST_TRIES = {"sim800": 17, "a7670": 50}
 BOOT_TRIES = {"sim800": 34, "a7670": 50}
+# A supply enable on an ESP32 strapping pin pulled down at reset (modemup.OFF_AT_RESET; the
+# T-A7670X's GPIO12) is off from every chip reset: only a soft reboot finds that module
+# running, and a running module answers at once. About 3 s of asking, then the cycle.
+OFF_AT_RESET = (2, 12)
+RUNNING_TRIES = 10
+# A module that (re)started says it booted, then that it takes calls; a dial before the
+# second is refused (+CME ERROR: 3), and a refused dial costs one of the ROUNDS.
+BOOT_URC = {"sim800": "RDY", "a7670": "*ATREADY"}
+CALL_READY_URC = {"sim800": "Call Ready", "a7670": "PB DONE"}
+CALL_READY_MS = 20000
 ENDED = ("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE", "ERROR")
 PRESSES, WINDOW_MS = 3, 2000
 ROUNDS = 3           # times through the C4 numbers before waiting for the next press
@@ -144,7 +154,10 @@ async def _power_modem(hw, m, at, wdt):
     import asyncio
     family = _family(m)
     bootcheck.modem_pins({"modem": m})
-    if not await _probe(at, FIRST_TRIES[family], wdt):
+    at.lines = []
+    tries = RUNNING_TRIES if m.get("power_on") in OFF_AT_RESET else FIRST_TRIES[family]
+    started = False
+    if not await _probe(at, tries, wdt):
         if m.get("power_on") is None:
             print("EV safe_modem_hung no_supply_switch")
             return
@@ -157,9 +170,25 @@ async def _power_modem(hw, m, at, wdt):
             key.value(1 - released)
             await asyncio.sleep_ms(int(PWRKEY_ON_MS[family] * hw.TIME_SCALE))
             key.value(released)
+        started = True
         await _probe(at, BOOT_TRIES[family], wdt)
+    if started or BOOT_URC[family] in at.lines:
+        await _call_ready(at, CALL_READY_URC[family], wdt)
     await at.cmd("ATE0")
     await at.cmd("AT+CLCC=1")  # call states as +CLCC lines: answered or not
+
+
+async def _call_ready(at, urc, wdt):
+    """Until the module just started says it takes calls, CALL_READY_MS at most."""
+    import time
+    start, limit = time.ticks_ms(), int(CALL_READY_MS * at.scale)
+    while urc not in at.lines and time.ticks_diff(time.ticks_ms(), start) < limit:
+        wdt.feed()
+        ln = await at.line(1000)
+        if ln:
+            at.lines.append(ln)
+    if urc not in at.lines:
+        print("EV safe_call_ready_late")
 
 
 def _family(m):

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from boton.cli import main
 from boton.rules import mask
 from boton.sim.flashdir import install
+from boton.sim.modem.families.a7670 import A7670
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
 from rigkit import FAST, demo_config, press_in_safe_mode, provisioned_device
 from test_sim_phones import SimProcess
@@ -307,6 +308,35 @@ def test_safe_mode_on_the_a7670_board_calls_c4_covertly(tmp_path):
         # the module had no supply until the board's enable went high: one press, while off
         presses = vd.call(lambda: list(vd.modem.pwrkey_presses))
         assert [(p["powered"], p["result"]) for p in presses] == [(False, "on")]
+    finally:
+        vd.stop()
+
+
+def test_safe_mode_after_a_reset_brings_the_unpowered_module_up_at_once_and_dials_when_it_takes_calls(
+        tmp_path, monkeypatch):
+    """Safe mode starts after a chip reset, which on the T-A7670X pulled GPIO12 (the modem's
+    supply enable) low: the module is off. A long probe of a module with no supply only
+    delays her call, so safe mode asks briefly (a running module answers at once), cycles
+    the supply and presses PWRKEY. Then it waits for PB DONE before the first ATD: a dial
+    before it is refused (+CME ERROR: 3), and a refused round is one of three lost."""
+    monkeypatch.setattr(A7670, "T_CALL_READY", 15.0)   # a SIM whose phonebook loads slowly
+    flash = install(tmp_path / "flash", BOARD, demo_config())
+    for path in (flash / "lib" / "alert.mpy", flash / "alert.mpy"):
+        path.write_bytes(b"\x00garbage, not bytecode")
+    vd = VirtualDevice(flash, board=BOARD, time_scale=FAST, network_log=tmp_path / "net.jsonl")
+    vd.start()
+    try:
+        vd.wait_console("EV safe_mode import_", timeout=30)
+        press_in_safe_mode(vd, DEFAULT_C4, hold_s=1.2)
+        presses = vd.call(lambda: list(vd.modem.pwrkey_presses))
+        assert [(p["powered"], p["result"]) for p in presses] == [(False, "on")]
+        log = vd.call(lambda: list(vd.modem.at_log))
+        before = b"".join(data for t, d, data in log if d == "rx" and t < presses[0]["t"])
+        # ~300 ms each: about 3 s of asking, not the 15 s an A7670 needs to boot
+        assert 1 <= before.count(b"AT\r") <= 12, before
+        sent = b"".join(data for _, d, data in log if d == "rx")
+        assert sent.count(b"ATD") == 1, sent
+        assert b"+CME ERROR" not in vd.call(vd.modem.output)
     finally:
         vd.stop()
 

@@ -332,11 +332,13 @@ def test_hardware_docs_show_the_ta7670x_as_it_is_wired():
 
 
 def test_the_firmware_knows_which_supply_enables_the_reset_pulls_off():
-    """modemup.OFF_AT_RESET (the firmware cannot import boards.py) is STRAPPING_PULL's
-    pulled-down pins: a supply enable there leaves the module unpowered at every boot."""
+    """modemup.OFF_AT_RESET and safe.OFF_AT_RESET (the firmware cannot import boards.py) are
+    STRAPPING_PULL's pulled-down pins: a supply enable there leaves the module unpowered at
+    every boot."""
     import ast
-    src = (FIRMWARE / "lib" / "modemup.py").read_text()
-    node = next(n for n in ast.parse(src).body if isinstance(n, ast.Assign)
-                and getattr(n.targets[0], "id", None) == "OFF_AT_RESET")
-    assert set(ast.literal_eval(node.value)) == {p for p, pull in STRAPPING_PULL.items() if pull == 0}
-    assert load_board("ta7670x_a7670sa")["modem"]["power_on"] in ast.literal_eval(node.value)
+    for path in (FIRMWARE / "lib" / "modemup.py", FIRMWARE / "safe.py"):   # safe mode: without lib/
+        node = next(n for n in ast.parse(path.read_text()).body if isinstance(n, ast.Assign)
+                    and getattr(n.targets[0], "id", None) == "OFF_AT_RESET")
+        pins = ast.literal_eval(node.value)
+        assert set(pins) == {p for p, pull in STRAPPING_PULL.items() if pull == 0}, path
+        assert load_board("ta7670x_a7670sa")["modem"]["power_on"] in pins, path
