@@ -27,6 +27,11 @@ RUNNING_TRIES = 10
 BOOT_URC = {"sim800": "RDY", "a7670": "*ATREADY"}
 CALL_READY_URC = {"sim800": "Call Ready", "a7670": "PB DONE"}
 CALL_READY_MS = 20000
+# An A7670 whose dial is refused on LTE (a SIM without VoLTE) may still have voice on 2G:
+# GSM only (saved by the module), as modemup.find_voice does; back to automatic if 2G does
+# not answer within VOICE_FALLBACK_S, or the module is left with no network at all.
+GSM_ONLY, RAT_AUTO = "AT+CNMP=13", "AT+CNMP=2"
+VOICE_FALLBACK_S = 40
 ENDED = ("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE", "ERROR")
 PRESSES, WINDOW_MS = 3, 2000
 ROUNDS = 3           # times through the C4 numbers before waiting for the next press
@@ -99,7 +104,8 @@ async def _main(board, numbers, hold_ms, call_now=False):
             pass
     m = board["modem"]
     at = _At(hw.UART(m["uart"], m["baud"], m["tx"], m["rx"]), hw.TIME_SCALE)
-    at.covert = COVERT[_family(m)]
+    at.family = _family(m)
+    at.covert = COVERT[at.family]
     ready = asyncio.Event()
     calling = []  # the call task while one runs: one alert at a time
 
@@ -208,6 +214,7 @@ async def _probe(at, tries, wdt):
 async def _call_c4(at, numbers, wdt):
     """Dial C4's numbers in turn until one answers (covertly), ROUNDS times at most."""
     import asyncio
+    fallback = at.family == "a7670"  # once per alert, at the first refused dial
     for i in range(ROUNDS):
         if i:
             await asyncio.sleep_ms(int(RETRY_MS * at.scale))  # no hammering a busy line
@@ -218,10 +225,35 @@ async def _call_c4(at, numbers, wdt):
                     break
             print("EV safe_dial", "..." + number[-4:])
             at.lines = []
-            if await at.cmd("ATD%s;" % number, 20000) != "OK":
+            result = await at.cmd("ATD%s;" % number, 20000)
+            if result != "OK" and fallback:
+                fallback = False
+                if await _voice_via_2g(at, wdt):
+                    print("EV safe_dial", "..." + number[-4:])
+                    at.lines = []
+                    result = await at.cmd("ATD%s;" % number, 20000)
+            if result != "OK":
                 continue
             if await _answered(at, wdt):
                 return
+
+
+async def _voice_via_2g(at, wdt):
+    """GSM only, until registered for voice (+CREG 1 or 5): True. Else back to automatic."""
+    import asyncio
+    await at.cmd(GSM_ONLY)
+    for _ in range(VOICE_FALLBACK_S):
+        wdt.feed()
+        at.lines = []
+        await at.cmd("AT+CREG?")
+        for ln in at.lines:  # +CREG: <n>,<stat>[,...]
+            if ln.startswith("+CREG:") and ln[6:].split(",")[1:2] in (["1"], ["5"]):
+                print("EV safe_voice_fallback 2g")
+                return True
+        await asyncio.sleep_ms(int(1000 * at.scale))
+    await at.cmd(RAT_AUTO)
+    print("EV safe_voice_fallback none")
+    return False
 
 
 async def _answered(at, wdt):

@@ -12,7 +12,7 @@ from boton.rules import mask
 from boton.sim.flashdir import install
 from boton.sim.modem.families.a7670 import A7670
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
-from rigkit import FAST, demo_config, press_in_safe_mode, provisioned_device
+from rigkit import FAST, SAFE_WATCHING, demo_config, press_in_safe_mode, provisioned_device
 from test_sim_phones import SimProcess
 
 BOARD = "ta7670x_a7670sa"
@@ -337,6 +337,50 @@ def test_safe_mode_after_a_reset_brings_the_unpowered_module_up_at_once_and_dial
         sent = b"".join(data for _, d, data in log if d == "rx")
         assert sent.count(b"ATD") == 1, sent
         assert b"+CME ERROR" not in vd.call(vd.modem.output)
+    finally:
+        vd.stop()
+
+
+def safe_mode_device(tmp_path, **modem_options):
+    """The T-A7670X with a corrupt firmware module: it boots into safe mode."""
+    flash = install(tmp_path / "flash", BOARD, demo_config())
+    for path in (flash / "lib" / "alert.mpy", flash / "alert.mpy"):
+        path.write_bytes(b"\x00garbage, not bytecode")
+    vd = VirtualDevice(flash, board=BOARD, time_scale=FAST, network_log=tmp_path / "net.jsonl",
+                       modem_options=modem_options)
+    vd.start()
+    vd.wait_console("EV safe_mode import_", timeout=30)
+    return vd
+
+
+def test_safe_mode_on_an_sms_only_sim_falls_back_to_2g_and_calls_c4(tmp_path):
+    """No VoLTE for this SIM: safe mode's dial on LTE is refused, so it pins GSM
+    (AT+CNMP=13), as the firmware's own fallback does, and calls C4 over 2G, covertly."""
+    vd = safe_mode_device(tmp_path, volte=False, gsm=True)
+    try:
+        mark = press_in_safe_mode(vd, DEFAULT_C4)
+        assert vd.call(lambda: (vd.modem.cnmp, vd.modem.rat)) == (13, "gsm")
+        vd.call(vd.network.hangup, DEFAULT_C4)
+        calls = vd.wait_event(lambda e: e["kind"] == "call" and e["answered"], after=mark, timeout=30)
+        assert_covert(calls["audio"])
+        # the refused dial on LTE, then the one over 2G
+        assert [e["answered"] for e in vd.events[mark:] if e["kind"] == "call"] == [False, True]
+        assert "EV safe_voice_fallback 2g" in vd.console_text()
+    finally:
+        vd.stop()
+
+
+def test_safe_mode_without_2g_goes_back_to_automatic_so_the_module_keeps_its_network(tmp_path):
+    """No VoLTE and no 2G: nothing can carry the call. GSM only would leave the module with
+    no network at all (and the mode is saved), so safe mode puts it back to automatic."""
+    vd = safe_mode_device(tmp_path, volte=False, gsm=False)
+    try:
+        vd.wait_console(SAFE_WATCHING, timeout=60)
+        mark = vd.console_mark()
+        vd.press(hold_s=1.2)
+        vd.wait_console("EV safe_voice_fallback none", since=mark, timeout=60)
+        wait_until(vd, lambda: (vd.modem.cnmp, vd.modem.rat) == (2, "lte"))
+        assert not [e for e in vd.events if e["kind"] == "call_connected"]
     finally:
         vd.stop()
 
