@@ -33,6 +33,9 @@ CALL_READY_MS = 20000
 GSM_ONLY, RAT_AUTO = "AT+CNMP=13", "AT+CNMP=2"
 VOICE_FALLBACK_S = 40
 ENDED = ("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE", "ERROR")
+# The module switching itself off (a sagging battery under its transmit bursts): whatever
+# call it carried is over, and no NO CARRIER will say so.
+POWER_DOWN = ("NORMAL POWER DOWN", "UNDER-VOLTAGE POWER DOWN", "OVER-VOLTAGE POWER DOWN")
 PRESSES, WINDOW_MS = 3, 2000
 ROUNDS = 3           # times through the C4 numbers before waiting for the next press
 RETRY_MS = 5000      # pause between rounds
@@ -116,6 +119,8 @@ async def _main(board, numbers, hold_ms, call_now=False):
     async def alert():
         await ready.wait()
         try:
+            if not await _probe(at, 3, wdt):  # off or hung since: up again, the safe way
+                await _power_modem(hw, m, at, wdt)
             await _call_c4(at, numbers, wdt)
         finally:
             calling.clear()
@@ -266,8 +271,19 @@ async def _answered(at, wdt):
             # +CLCC: <id>,<dir 0=ours>,<stat 0=active 6=ended>,...
             if ln.startswith("+CLCC:") and ln[6:].strip().split(",")[1:3] == ["0", "0"]:
                 answered = True
-            elif ln in ENDED or (ln.startswith("+CLCC:") and ln[6:].strip().split(",")[1:3] == ["0", "6"]):
+            elif ln in ENDED or ln in POWER_DOWN or \
+                    (ln.startswith("+CLCC:") and ln[6:].strip().split(",")[1:3] == ["0", "6"]):
                 return answered
         ln = await at.line(10000)
         if ln:
             at.lines.append(ln)
+        elif not await _call_listed(at):  # 10 s of quiet: ask, a silent module ends no call
+            return answered
+
+
+async def _call_listed(at):
+    """AT+CLCC lists a call (its lines land in at.lines); False if none or no answer."""
+    n = len(at.lines)
+    if await at.cmd("AT+CLCC", 2000) != "OK":
+        return False
+    return any(ln.startswith("+CLCC:") for ln in at.lines[n:])

@@ -42,6 +42,32 @@ def test_a_module_that_will_not_import_boots_into_safe_mode_and_calls_c4_covertl
         vd.stop()
 
 
+def test_a_modem_that_switches_itself_off_during_the_call_is_brought_back_for_the_next_press(
+        tmp_path, flash):
+    """A sagging battery under the SIM800's transmit bursts: the module announces
+    UNDER-VOLTAGE POWER DOWN and switches off in the middle of the call to C4. The call is
+    over (no NO CARRIER will come from a module that is off), so safe mode must not wait
+    on it for ever: her next press powers the module up again and calls C4."""
+    for path in (flash / "lib" / "alert.mpy", flash / "alert.mpy"):
+        path.write_bytes(b"\x00garbage, not bytecode")
+    vd = _boot(tmp_path, flash)
+    try:
+        vd.wait_console("EV safe_mode import_", timeout=30)
+        mark = press_in_safe_mode(vd, OTHER_C4)
+        vd.call(vd.modem.under_voltage, 0.5)
+        call = vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == OTHER_C4, after=mark, timeout=30)
+        assert call["answered"] and call["ended_by"] == "network"
+        assert vd.call(lambda: vd.modem.powered) is False
+        vd.call(vd.modem.set_battery, 3900)     # the battery recovers once the load is gone
+        mark = len(vd.events)
+        vd.press(hold_s=2.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == OTHER_C4, after=mark, timeout=60)
+        presses = vd.call(lambda: list(vd.modem.pwrkey_presses))
+        assert not [p for p in presses if p["powered"]]    # never a press on a running module
+    finally:
+        vd.stop()
+
+
 def test_a_missing_board_profile_still_calls_c4_on_three_presses(tmp_path, flash):
     (flash / "board.json").unlink()
     vd = _boot(tmp_path, flash)
