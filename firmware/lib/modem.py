@@ -10,6 +10,9 @@ CTRL_Z = b"\x1a"
 WAKE_MS = 50  # assumption: the SIM800 takes commands this soon after the wake byte
 REPLY_MIN_MS = 25  # the UART and the host are not time-scaled: a reply never comes sooner
 ESC = b"\x1b"
+# What the driver reports (as a URC name no module sends) when the module echoes commands
+# again after ATE0: it restarted by itself, its settings back to their defaults.
+RESTARTED = "(restarted)"
 
 
 class ModemError(Exception):
@@ -55,6 +58,7 @@ class Modem:
         self.scale = scale
         self.last_rx_ms = time.ticks_ms()
         self.last_tx_ms = time.ticks_ms()
+        self._echo_mark = None  # the parser's echo count when ATE0 last took effect
         # AT+CSCLK=2 is on: the module sleeps after 5 s of UART silence. None: not known
         # (after an ESP32-only reset the module keeps its mode); read_sleep() asks it.
         self.sleepy = None
@@ -155,6 +159,11 @@ class Modem:
             self._busy = False
             self._p.expect(None)
         _, kind, text = self._final
+        if command == "ATE0" and kind == "OK":
+            self._echo_mark = self._p.echoes
+        elif self._echo_mark is not None and self._p.echoes != self._echo_mark:
+            self._echo_mark = None
+            self.on_urc(RESTARTED, "")
         if check and kind != "OK":
             raise ModemError(command, kind, text)
         return kind, text, self._lines

@@ -72,6 +72,7 @@ async def init(r, poll_status):
     m = r.modem
     d = r.dialect
     r._poll_status = poll_status  # a recovery's init polls again
+    r.settled = False
     if not await power_up(r):
         return False
     await m.read_sleep()  # an ESP32-only reset left it as it was: its sleep mode may be on
@@ -117,6 +118,7 @@ async def init(r, poll_status):
     await r.refresh_cell()
     if registered:
         await r.network_clock(save=True)
+    r.settled = True
     return registered
 
 
@@ -196,15 +198,21 @@ async def recover(r):
     to be off: its supply was just cut, or it announced its own power-down."""
     m = r.modem
     r.log.add("modem_silent", "")
-    if await m.probe(3000):
+    if await m.probe(3000):  # an echo here: it restarted by itself (Radio._restarted)
         r._modem_off = False
         r.log.add("modem_recovered", "probe")
         await m.read_sleep()
         return True
+    r.settled = False  # the rungs restart it: its boot URC is ours
     how = await revive(r)
     if how is None:
         return False  # modem_hung or modem_dead logged; the health check tries again
     r.log.add("modem_recovered", how)
+    if r.call_active:
+        # restarted: her call went with it. (A dial still waiting for the ladder has not
+        # gone out: its machine must stay in "dialing", and a dial that went out before
+        # the hang ends at the machine's dial timeout.)
+        r.call_lost()
     await init(r, r._poll_status)  # it restarted: settings and sleep mode anew
     return True
 

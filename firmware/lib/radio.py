@@ -14,7 +14,7 @@ import aterrors
 import eventlog
 import hw
 import sms
-from modem import Modem, ModemError, ModemTimeout
+from modem import RESTARTED, Modem, ModemError, ModemTimeout
 
 NETWORK_TIME_AFTER = 1704067200  # 2024-01-01: an AT+CCLK? before it is the module's default
 FAMILIES = ("sim800", "a7670")  # dialect_<family>.py modules in this firmware
@@ -48,6 +48,8 @@ class Radio:
         self._end_cause = None
         self._answered_id = None    # +CLCC id of the incoming call answer() picked up
         self._recovering = False
+        self.settled = False        # set up by init: a boot URC from here on is a restart
+        self._reinit_due = False    # it restarted by itself: init again after any recovery
         self._modem_off = False     # known to be off (power-down URC, or supply cut)
         self._sms_reading = []      # SMS indexes being read: a sweep and a +CMTI may name one
         self._warned = None         # (supply warning URC, ticks) last passed on
@@ -185,6 +187,10 @@ class Radio:
             self._end_cause = d.CALL_END[name]
         elif name == d.BOOT_URC:
             self.call_ready = False
+            if self.settled:
+                self._restarted("boot_urc")
+        elif name == RESTARTED and self.settled:
+            self._restarted("echo")
         elif name == d.CALL_READY_URC:
             self.call_ready = True
         elif name == "+CLIP":
@@ -199,6 +205,7 @@ class Radio:
                 self.post(("power_warning", d.POWER_WARNING[name]))
             if name in d.POWER_DOWN:
                 self.modem.abort("power down")
+                self.call_lost()
                 asyncio.create_task(self._power_back())
 
     def _repeated(self, warning):
@@ -224,6 +231,25 @@ class Radio:
             except ModemError:
                 pass
         self.post(("call_state", "ended", self.dialect.end_cause(was_active, self._end_cause, lines)))
+
+    def _restarted(self, how):
+        """The module restarted by itself (a supply dip under a transmit burst): its call is
+        gone and its settings are back to their defaults (echo on, no call-state reports,
+        PDU mode). Set it up again, as after a recovery, new modem work waiting for it."""
+        self.settled = False
+        self.log.add("modem_restarted", how)
+        self.call_lost()
+        self._reinit_due = True
+        if not self._recovering:  # else the recovery running sets it up when it is done
+            self._recovering = True
+            asyncio.create_task(self._recover_once(None))
+
+    def call_lost(self):
+        """The module switched itself off, or the ladder restarted it: any call it carried
+        is gone, and no NO CARRIER or +CLCC will say so. In idle the machine ignores it."""
+        was_active, self.call_active = self.call_active, False
+        self._answered_id = None
+        self.post(("call_state", "ended", "dropped" if was_active else "no_carrier"))
 
     async def read_sms(self, index):
         if index is None or index in self._sms_reading:
@@ -358,10 +384,14 @@ class Radio:
             self._recovering = True
             asyncio.create_task(self._recover_once())
 
-    async def _recover_once(self):
+    async def _recover_once(self, step="recover"):
         self.ok.clear()  # new modem work waits for the ladder instead of queueing before it
         try:
-            await self._up("recover")
+            if step:
+                await self._up(step)
+            while self._reinit_due:  # it restarted by itself: set it up again
+                self._reinit_due = False
+                await self._up("init", self._poll_status)
         finally:
             self._recovering = False
             self.ok.set()

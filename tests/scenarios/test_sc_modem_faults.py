@@ -89,6 +89,50 @@ def test_silent_modem_is_power_cycled_and_alert_gets_through(dut, button, networ
     assert dut.logged("modem_recovered", since=log_mark)  # the ladder brought it back
 
 
+def test_modem_that_hangs_during_her_call_is_restarted_and_c4_called_again(dut, button, network, faults):
+    """The module hangs in the middle of her call to C4. The ladder restarts it, and a
+    restarted module carries no call: the firmware must call C4 again, not go on
+    believing the old call is up (no NO CARRIER will ever come for it)."""
+    mark = network.mark()
+    button.alert()
+    network.wait_call("call_connected", frm=dut.number, after=mark, timeout=dut.within(240, 8))
+    log_mark = dut.mark()
+    faults.modem_silent()
+    dut.wait_log("modem_recovered", since=log_mark, timeout=dut.within(300, 60))
+    again = network.mark()
+    network.wait_call("call_connected", frm=dut.number, after=again, timeout=dut.within(240, 40))
+
+
+def test_modem_that_restarts_by_itself_during_her_call_is_set_up_again_and_c4_called_again(
+        dut, button, network, faults):
+    """A supply dip restarts the module in the middle of her call, with no URC first: the
+    call is gone and every setting is back to its default (echo on, call-state reports
+    off). The firmware notices the restart (its boot URC: RDY at a fixed rate, *ATREADY),
+    sets the module up again and calls C4 again."""
+    _restart_mid_call(dut, button, network, faults, "boot_urc")
+
+
+@pytest.mark.modem("sim800", reason="autobaud (AT+IPR=0) is the SIM800's factory setting")
+@pytest.mark.rig(modem_options={"baud": 0})
+def test_autobaud_sim800_that_restarts_by_itself_is_known_by_its_echo(dut, button, network, faults):
+    """At autobaud a restarted SIM800 sends no RDY: it says nothing until the next AT,
+    which it then echoes (echo is back on). That echo is how the firmware knows."""
+    _restart_mid_call(dut, button, network, faults, "echo")
+
+
+def _restart_mid_call(dut, button, network, faults, how):
+    mark = network.mark()
+    button.alert()
+    network.wait_call("call_connected", frm=dut.number, after=mark, timeout=dut.within(240, 8))
+    log_mark, log_mark_net = dut.mark(), network.mark()
+    faults.modem_brown_out()
+    dut.wait_log("modem_restarted", how, since=log_mark, timeout=dut.within(300, 60))
+    again = network.mark()
+    network.wait_call("call_connected", frm=dut.number, after=again, timeout=dut.within(240, 40))
+    # and the set-up is whole again (text mode): the SMS the restart cut off goes out
+    network.wait_sms(frm=dut.number, after=log_mark_net, timeout=dut.within(240, 40))
+
+
 def test_garbage_on_the_uart_does_not_stop_the_alert(dut, button, network, faults):
     faults.uart_garbage()
     mark = network.mark()

@@ -37,6 +37,23 @@ def test_alert_after_modem_power_down_gets_through(dut, button, network, faults)
     network.wait_sms(to=network.contacts[0], after=mark, timeout=dut.within(240, 10))
 
 
+@pytest.mark.modem("sim800", reason="the SIM800 switches itself off after its under-voltage "
+                   "warning; an A7670 only with AT+CPMVT, at its own 10 s check")
+def test_modem_power_down_in_the_middle_of_her_call_to_c4_calls_c4_again(dut, button, network, faults):
+    """The battery sags under the transmit bursts of her call: the module warns, then
+    switches itself off, and the call drops. Once the supply is good, the firmware brings
+    the module back and calls C4 again: her alert is not over."""
+    mark = network.mark()
+    button.alert()
+    network.wait_call("call_connected", frm=dut.number, after=mark, timeout=dut.within(240, 8))
+    log_mark = dut.mark()
+    faults.under_voltage(power_down_after_s=0.5)
+    dut.wait_log("modem_power", "UNDER-VOLTAGE_POWER_DOWN", since=log_mark, timeout=dut.within(60, 10))
+    faults.set_battery(3900)
+    again = network.mark()
+    network.wait_call("call_connected", frm=dut.number, after=again, timeout=dut.within(240, 40))
+
+
 # ------------------------------------------------------------------------------- GPS
 @pytest.mark.rig(gps_ttff_s=NO_FIX)
 def test_gps_silent_alert_is_not_delayed(dut, button, network, faults):

@@ -256,6 +256,9 @@ class VirtualFaults:
     def modem_silent(self):
         self._do("modem hangs (silent until power-cycled)", self.vd.modem.go_silent)
 
+    def modem_brown_out(self):
+        self._do("modem restarts by itself (supply dip under a transmit burst)", self.vd.modem.brown_out)
+
     def uart_garbage(self, data=b"\x00\xff\x13\xfe$#@!\x80\r\n\xaa\x55"):
         self._do(f"garbage on the modem UART: {data!r}", self.vd.modem.garbage, data)
 
@@ -344,6 +347,9 @@ class HardwareFaults:
 
     def modem_silent(self):
         _unavailable("modem_silent", "needs a jig that cuts the modem's TXD line")
+
+    def modem_brown_out(self):
+        _unavailable("modem_brown_out", "needs a programmable supply that dips VBAT for a moment")
 
     def uart_garbage(self, data=b""):
         _unavailable("uart_garbage", "needs a jig that injects bytes on the modem's TXD line")

@@ -68,6 +68,13 @@ class FaultsGroup:
         self.silent = True
         self._latched = bool(latched)
 
+    def brown_out(self):
+        """The supply dips below the module's reset threshold (a weak cell or thin wires
+        under a 2 A transmit burst: the SIM800L's best-known failure): it restarts at once,
+        with no URC first. Its call drops, every setting is back to its default (echo on),
+        and at autobaud it says nothing until the host's next AT (a fixed rate: RDY)."""
+        self._restart(1)
+
     def garbage(self, data: bytes):
         """Line noise on the module's TXD: the ESP32 receives these bytes as they are."""
         def run():
