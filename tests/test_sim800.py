@@ -79,6 +79,9 @@ class Bench:
         self.net.add_c4(C4, answer_after_s=3.0)
         self.net.add_contact(CONTACT)
         self.out = bytearray()
+        # a fixed rate (AT+IPR=115200 saved), as in the captures that show RDY; the factory
+        # setting, autobaud, is the simulator's default (test_autobaud_*)
+        modem_kw.setdefault("baud", 115200)
         self.modem = Sim800(self.sched, self.net, DEVICE, emit=self.out.extend, **modem_kw)
         self.net.attach(DEVICE, self.modem)
         if boot:

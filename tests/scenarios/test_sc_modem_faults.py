@@ -107,17 +107,17 @@ def test_modem_that_restarts_by_itself_during_her_call_is_set_up_again_and_c4_ca
         dut, button, network, faults):
     """A supply dip restarts the module in the middle of her call, with no URC first: the
     call is gone and every setting is back to its default (echo on, call-state reports
-    off). The firmware notices the restart (its boot URC: RDY at a fixed rate, *ATREADY),
-    sets the module up again and calls C4 again."""
+    off, PDU mode). The firmware notices the restart, sets the module up again and calls
+    C4 again. The A7670 says so (*ATREADY); a SIM800 at autobaud, its factory setting,
+    sends nothing until the next AT, which it then echoes: that echo is how it is known."""
+    _restart_mid_call(dut, button, network, faults, "echo" if dut.family == "sim800" else "boot_urc")
+
+
+@pytest.mark.modem("sim800", reason="a SIM800 set to a fixed rate (AT+IPR=115200, saved)")
+@pytest.mark.rig(modem_options={"baud": 115200})
+def test_sim800_at_a_fixed_rate_that_restarts_by_itself_is_known_by_its_rdy(dut, button, network, faults):
+    """At a fixed baud rate the restarted SIM800 says RDY at once."""
     _restart_mid_call(dut, button, network, faults, "boot_urc")
-
-
-@pytest.mark.modem("sim800", reason="autobaud (AT+IPR=0) is the SIM800's factory setting")
-@pytest.mark.rig(modem_options={"baud": 0})
-def test_autobaud_sim800_that_restarts_by_itself_is_known_by_its_echo(dut, button, network, faults):
-    """At autobaud a restarted SIM800 sends no RDY: it says nothing until the next AT,
-    which it then echoes (echo is back on). That echo is how the firmware knows."""
-    _restart_mid_call(dut, button, network, faults, "echo")
 
 
 def _restart_mid_call(dut, button, network, faults, how):

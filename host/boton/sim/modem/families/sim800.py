@@ -117,7 +117,7 @@ class Sim800(Framer, PowerGroup, IdentityGroup, NetworkGroup, CallsGroup, SmsGro
 
     def __init__(self, scheduler, network, number, emit, imei=None, iccid=None,
                  model="SIM800", gmm="SIMCOM_SIM800L", revision="R14.18",
-                 gmr="Revision:1418B04SIM800L24", baud=115200, pin=None):
+                 gmr="Revision:1418B04SIM800L24", baud=0, pin=None):
         self.sched = scheduler
         self.network = network
         self.number = number
@@ -127,7 +127,9 @@ class Sim800(Framer, PowerGroup, IdentityGroup, NetworkGroup, CallsGroup, SmsGro
         self.iccid = iccid or luhn_complete("8952020" + "0" * 6 + tail)
         self.imsi = f"{network.mcc}{network.mnc}" + ("0" * 9 + tail)[-(15 - 3 - len(network.mnc)):]
         self.model, self.gmm, self.revision, self.gmr = model, gmm, revision, gmr
-        self.baud = baud           # AT+IPR; 0 = autobaud (no RDY, silent until the host's "AT")
+        # AT+IPR; 0 = autobaud, the factory setting (AT manual V1.09 §2.2.41): no RDY,
+        # silent until the host's "AT"
+        self.baud = baud
         self.smsc = "+5294100001"
 
         # SIM card and its storage: both survive power cycles.
