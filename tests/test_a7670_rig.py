@@ -290,14 +290,21 @@ def test_under_voltage_warnings_are_enabled_and_a_repeated_one_is_logged_once(tm
     assert text.count("EV modem_power UNDER-VOLTAGE_WARNNING") == 1
 
 
-def test_safe_mode_on_the_a7670_board_calls_c4_covertly(tmp_path):
+def safe_mode_device(tmp_path, **modem_options):
+    """The T-A7670X with a corrupt firmware module: it boots into safe mode."""
     flash = install(tmp_path / "flash", BOARD, demo_config())
     for path in (flash / "lib" / "alert.mpy", flash / "alert.mpy"):
         path.write_bytes(b"\x00garbage, not bytecode")
-    vd = VirtualDevice(flash, board=BOARD, time_scale=FAST, network_log=tmp_path / "net.jsonl")
+    vd = VirtualDevice(flash, board=BOARD, time_scale=FAST, network_log=tmp_path / "net.jsonl",
+                       modem_options=modem_options)
     vd.start()
+    vd.wait_console("EV safe_mode import_", timeout=30)
+    return vd
+
+
+def test_safe_mode_on_the_a7670_board_calls_c4_covertly(tmp_path):
+    vd = safe_mode_device(tmp_path)
     try:
-        vd.wait_console("EV safe_mode import_", timeout=30)
         mark = press_in_safe_mode(vd, DEFAULT_C4)
         vd.call(vd.network.hangup, DEFAULT_C4)
         call = vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == DEFAULT_C4, after=mark, timeout=30)
@@ -320,13 +327,8 @@ def test_safe_mode_after_a_reset_brings_the_unpowered_module_up_at_once_and_dial
     the supply and presses PWRKEY. Then it waits for PB DONE before the first ATD: a dial
     before it is refused (+CME ERROR: 3), and a refused round is one of three lost."""
     monkeypatch.setattr(A7670, "T_CALL_READY", 15.0)   # a SIM whose phonebook loads slowly
-    flash = install(tmp_path / "flash", BOARD, demo_config())
-    for path in (flash / "lib" / "alert.mpy", flash / "alert.mpy"):
-        path.write_bytes(b"\x00garbage, not bytecode")
-    vd = VirtualDevice(flash, board=BOARD, time_scale=FAST, network_log=tmp_path / "net.jsonl")
-    vd.start()
+    vd = safe_mode_device(tmp_path)
     try:
-        vd.wait_console("EV safe_mode import_", timeout=30)
         press_in_safe_mode(vd, DEFAULT_C4, hold_s=1.2)
         presses = vd.call(lambda: list(vd.modem.pwrkey_presses))
         assert [(p["powered"], p["result"]) for p in presses] == [(False, "on")]
@@ -339,18 +341,6 @@ def test_safe_mode_after_a_reset_brings_the_unpowered_module_up_at_once_and_dial
         assert b"+CME ERROR" not in vd.call(vd.modem.output)
     finally:
         vd.stop()
-
-
-def safe_mode_device(tmp_path, **modem_options):
-    """The T-A7670X with a corrupt firmware module: it boots into safe mode."""
-    flash = install(tmp_path / "flash", BOARD, demo_config())
-    for path in (flash / "lib" / "alert.mpy", flash / "alert.mpy"):
-        path.write_bytes(b"\x00garbage, not bytecode")
-    vd = VirtualDevice(flash, board=BOARD, time_scale=FAST, network_log=tmp_path / "net.jsonl",
-                       modem_options=modem_options)
-    vd.start()
-    vd.wait_console("EV safe_mode import_", timeout=30)
-    return vd
 
 
 def test_safe_mode_on_an_sms_only_sim_falls_back_to_2g_and_calls_c4(tmp_path):
