@@ -163,7 +163,7 @@ async def _power_modem(hw, m, at, wdt):
     switches a running one OFF: as app's ladder does, the key is pressed only once the
     module is known to be off, after a supply cut, on boards that can cut it."""
     import asyncio
-    family = _family(m)
+    family = at.family
     bootcheck.modem_pins({"modem": m})
     at.lines = []
     tries = RUNNING_TRIES if m.get("power_on") in OFF_AT_RESET else FIRST_TRIES[family]
@@ -228,19 +228,22 @@ async def _call_c4(at, numbers, wdt):
             for _ in range(3):  # a call with the speaker on could give her away
                 if await at.cmd(at.covert) == "OK":
                     break
-            print("EV safe_dial", "..." + number[-4:])
-            at.lines = []
-            result = await at.cmd("ATD%s;" % number, 20000)
+            result = await _dial(at, number)
             if result != "OK" and fallback:
                 fallback = False
                 if await _voice_via_2g(at, wdt):
-                    print("EV safe_dial", "..." + number[-4:])
-                    at.lines = []
-                    result = await at.cmd("ATD%s;" % number, 20000)
+                    result = await _dial(at, number)
             if result != "OK":
                 continue
             if await _answered(at, wdt):
                 return
+
+
+async def _dial(at, number):
+    """ATD's final result; the call's progress lines land in at.lines from here."""
+    print("EV safe_dial", "..." + number[-4:])
+    at.lines = []
+    return await at.cmd("ATD%s;" % number, 20000)
 
 
 async def _voice_via_2g(at, wdt):

@@ -93,14 +93,7 @@ def test_modem_that_hangs_during_her_call_is_restarted_and_c4_called_again(dut, 
     """The module hangs in the middle of her call to C4. The ladder restarts it, and a
     restarted module carries no call: the firmware must call C4 again, not go on
     believing the old call is up (no NO CARRIER will ever come for it)."""
-    mark = network.mark()
-    button.alert()
-    network.wait_call("call_connected", frm=dut.number, after=mark, timeout=dut.within(240, 8))
-    log_mark = dut.mark()
-    faults.modem_silent()
-    dut.wait_log("modem_recovered", since=log_mark, timeout=dut.within(300, 60))
-    again = network.mark()
-    network.wait_call("call_connected", frm=dut.number, after=again, timeout=dut.within(240, 40))
+    _c4_called_again_after(dut, button, network, faults.modem_silent, "modem_recovered")
 
 
 def test_modem_that_restarts_by_itself_during_her_call_is_set_up_again_and_c4_called_again(
@@ -121,16 +114,23 @@ def test_sim800_at_a_fixed_rate_that_restarts_by_itself_is_known_by_its_rdy(dut,
 
 
 def _restart_mid_call(dut, button, network, faults, how):
+    since = _c4_called_again_after(dut, button, network, faults.modem_brown_out, "modem_restarted", how)
+    # and the set-up is whole again (text mode): the SMS the restart cut off goes out
+    network.wait_sms(frm=dut.number, after=since, timeout=dut.within(240, 40))
+
+
+def _c4_called_again_after(dut, button, network, fault, logged, *arg):
+    """Her call to C4 connected, fault() in the middle of it, the firmware logs `logged`,
+    and C4 is connected again. Returns the network mark from just before the fault."""
     mark = network.mark()
     button.alert()
     network.wait_call("call_connected", frm=dut.number, after=mark, timeout=dut.within(240, 8))
-    log_mark, log_mark_net = dut.mark(), network.mark()
-    faults.modem_brown_out()
-    dut.wait_log("modem_restarted", how, since=log_mark, timeout=dut.within(300, 60))
+    log_mark, since = dut.mark(), network.mark()
+    fault()
+    dut.wait_log(logged, *arg, since=log_mark, timeout=dut.within(300, 60))
     again = network.mark()
     network.wait_call("call_connected", frm=dut.number, after=again, timeout=dut.within(240, 40))
-    # and the set-up is whole again (text mode): the SMS the restart cut off goes out
-    network.wait_sms(frm=dut.number, after=log_mark_net, timeout=dut.within(240, 40))
+    return since
 
 
 def test_garbage_on_the_uart_does_not_stop_the_alert(dut, button, network, faults):
