@@ -42,6 +42,7 @@ class Radio:
         self.uart = hw.UART(m["uart"], m["baud"], m["tx"], m["rx"])
         self.modem = Modem(self.uart, self._urc, hw.TIME_SCALE)
         self.call_active = False    # the modem reports our call as up
+        self.call_up = asyncio.Event()  # set as a call goes up: the health check's pace quickens
         self.call_ready = True      # False from a (re)start until the module takes calls
         self.ok = asyncio.Event()   # no recovery running: new modem work may start
         self.ok.set()
@@ -119,6 +120,7 @@ class Radio:
             self.log.add("at_error", str(e))
             return
         self.call_active = True
+        self.call_up.set()
         self._answered_id = self.dialect.answered_id(await self._query(("AT+CLCC", "+CLCC")))
         if self._answered_id is None:
             await self.call_ended()  # gone between ATA's OK and the call list
@@ -181,6 +183,7 @@ class Radio:
             elif state:
                 if state == "active" and not self.call_active:
                     asyncio.create_task(self._in_call_audio())
+                    self.call_up.set()
                 self.call_active = state == "active"
                 self.post(("call_state", state, None))
         elif name in d.CALL_END:

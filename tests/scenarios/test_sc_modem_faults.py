@@ -113,6 +113,24 @@ def test_sim800_at_a_fixed_rate_that_restarts_by_itself_is_known_by_its_rdy(dut,
     _restart_mid_call(dut, button, network, faults, "boot_urc")
 
 
+def test_modem_that_hangs_once_her_call_is_quiet_is_noticed_within_the_call_pace(dut, button, network, faults):
+    """Her call is up and every SMS is out: nothing else will talk to the module. While a
+    call is up the health check runs every health_call_s (10 s), so a module that hangs
+    then is restarted and C4 called again within about half a minute, not after the
+    minute of silence the idle pace waits for."""
+    mark = network.mark()
+    button.alert()
+    network.wait_call("call_connected", frm=dut.number, after=mark, timeout=dut.within(240, 8))
+    for n in [*network.contacts, network.c4[0]]:
+        network.wait_sms(to=n, frm=dut.number, after=mark, timeout=dut.within(240, 40))
+    log_mark = dut.mark()
+    faults.modem_silent()
+    # the call pace notices it within 2 x 10 s; the idle pace needs 60 s of silence first
+    dut.wait_log("modem_recovered", since=log_mark, timeout=dut.within(60, 30))
+    again = network.mark()
+    network.wait_call("call_connected", frm=dut.number, after=again, timeout=dut.within(240, 40))
+
+
 def _restart_mid_call(dut, button, network, faults, how):
     since = _c4_called_again_after(dut, button, network, faults.modem_brown_out, "modem_restarted", how)
     # and the set-up is whole again (text mode): the SMS the restart cut off goes out
