@@ -230,16 +230,16 @@ class App:
 
     async def health_task(self):
         """Watch the modem (the recovery ladder if it went silent) and poll its status.
-        While a call is up, every health_call_s: a module that hung or restarted by itself
-        (silent at autobaud) carries no call and says nothing, and C4 is called again only
-        once the firmware knows. A call going up starts that pace at once."""
+        While a call is out or up, every health_call_s: a module that hung or restarted by
+        itself (silent at autobaud) carries no call and says nothing, and C4 is called again
+        only once the firmware knows. A call going out starts that pace at once."""
         every = int(self.cfg.get("health_every_s", 60) * 1000)
         in_call = int(self.cfg.get("health_call_s", 10) * 1000)
         status_every = int(self.cfg.get("status_every_s", 600) * 1000)
         last_status = time.ticks_ms()
         r = self.radio
         while True:
-            wait = in_call if r.call_active else every
+            wait = in_call if r.call_active or r.call_out else every
             try:
                 await asyncio.wait_for_ms(r.call_up.wait(), wait)
             except asyncio.TimeoutError:

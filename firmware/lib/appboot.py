@@ -101,5 +101,6 @@ async def resume(app):
         if kept:
             # as the modem has it: a call still ringing at C4 is not C4 answering
             app.radio.call_active = kept == "active"
+            app.radio.call_out = True  # placed before the reset; the health pace follows it
             app.post(("call_state", kept, None))
     app.start_machine()

@@ -208,10 +208,9 @@ async def recover(r):
     if how is None:
         return False  # modem_hung or modem_dead logged; the health check tries again
     r.log.add("modem_recovered", how)
-    if r.call_active:
-        # restarted: her call went with it. (A dial still waiting for the ladder has not
-        # gone out: its machine must stay in "dialing", and a dial that went out before
-        # the hang ends at the machine's dial timeout.)
+    if r.call_active or r.call_out:
+        # restarted: her call, up or still ringing, went with it. (A dial still waiting
+        # for the ladder has not gone out: its machine must stay in "dialing".)
         r.call_lost()
     await init(r, r._poll_status)  # it restarted: settings and sleep mode anew
     return True

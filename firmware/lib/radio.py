@@ -42,7 +42,8 @@ class Radio:
         self.uart = hw.UART(m["uart"], m["baud"], m["tx"], m["rx"])
         self.modem = Modem(self.uart, self._urc, hw.TIME_SCALE)
         self.call_active = False    # the modem reports our call as up
-        self.call_up = asyncio.Event()  # set as a call goes up: the health check's pace quickens
+        self.call_out = False       # our ATD went out and its call has not ended
+        self.call_up = asyncio.Event()  # set as a call goes out or up: the health check's pace quickens
         self.call_ready = True      # False from a (re)start until the module takes calls
         self.ok = asyncio.Event()   # no recovery running: new modem work may start
         self.ok.set()
@@ -86,6 +87,8 @@ class Radio:
         await self._gate()
         try:
             await self.modem.cmd("ATD%s;" % number, 20000)
+            self.call_out = True
+            self.call_up.set()
         except ModemError as e:
             self.log.add("dial_error", e.log_name())
             self.post(("call_state", "ended", "error"))
@@ -108,6 +111,7 @@ class Radio:
 
     async def hangup(self):
         await self.at(self.dialect.HANGUP)
+        self.call_out = False  # its end comes as a URC; the health pace need not wait for it
 
     async def answer(self):
         """ATA's OK: the call is connected. The modem reports an incoming call's progress
@@ -225,6 +229,7 @@ class Radio:
     async def call_ended(self):
         """Tell a normal hang-up by the far end from a drop: only AT+CEER knows."""
         was_active, self.call_active = self.call_active, False
+        self.call_out = False
         self._answered_id = None
         lines = ()
         if was_active:
@@ -251,6 +256,7 @@ class Radio:
         """The module switched itself off, or the ladder restarted it: any call it carried
         is gone, and no NO CARRIER or +CLCC will say so. In idle the machine ignores it."""
         was_active, self.call_active = self.call_active, False
+        self.call_out = False
         self._answered_id = None
         self.post(("call_state", "ended", "dropped" if was_active else "no_carrier"))
 
@@ -279,7 +285,7 @@ class Radio:
             _, _, lines = await self.modem.cmd("AT+CLCC", 3000, expect="+CLCC", check=False)
             for number in self.dialect.ringing(lines):
                 self.post(("incoming_call", number))
-            if self.call_active and self.dialect.our_call(lines, self._answered_id) is None:
+            if (self.call_active or self.call_out) and self.dialect.our_call(lines, self._answered_id) is None:
                 asyncio.create_task(self.call_ended())  # its NO CARRIER was lost
             _, _, lines = await self.modem.cmd('AT+CMGL="REC UNREAD",1', 5000, expect="+CMGL",
                                                check=False)

@@ -131,6 +131,30 @@ def test_modem_that_hangs_once_her_call_is_quiet_is_noticed_within_the_call_pace
     network.wait_call("call_connected", frm=dut.number, after=again, timeout=dut.within(240, 40))
 
 
+# A real network lets a call ring 30-60 s; the rig's time_scale would cut that to a few
+# real seconds, and the firmware's alert timers run in real seconds.
+@pytest.mark.rig(network_options={"ring_timeout_s": 1200})
+@pytest.mark.dut_config(dial_timeout_s=90)
+def test_modem_that_hangs_while_c4_rings_is_restarted_and_c4_called_again(dut, button, network, faults):
+    """The module hangs while her call rings at C4, every SMS already out. The firmware
+    notices at the call's health pace, not the idle one, and a restarted module carries
+    no call: it dials again once the module is back instead of waiting out the dial
+    timeout on a call that no longer exists."""
+    network.set_c4("answer", answer_after_s=1200)  # rings on
+    mark = network.mark()
+    button.alert()
+    for n in [*network.contacts, network.c4[0]]:
+        network.wait_sms(to=n, frm=dut.number, after=mark, timeout=dut.within(240, 40))
+    network.wait_call("ringing", frm=dut.number, to=network.c4[0], after=mark, timeout=dut.within(60, 10))
+    network.set_c4("answer", answer_after_s=4)
+    log_mark = dut.mark()
+    faults.modem_silent()
+    dut.wait_log("modem_recovered", since=log_mark, timeout=dut.within(60, 30))
+    again = network.mark()
+    network.wait_call("call_connected", frm=dut.number, to=network.c4[0], after=again,
+                      timeout=dut.within(120, 30))
+
+
 def _restart_mid_call(dut, button, network, faults, how):
     since = _c4_called_again_after(dut, button, network, faults.modem_brown_out, "modem_restarted", how)
     # and the set-up is whole again (text mode): the SMS the restart cut off goes out

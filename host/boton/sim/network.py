@@ -133,6 +133,7 @@ class PhoneNetwork:
     sms_submit_s = 3.0      # AT+CMGS Ctrl-Z until the SMSC acknowledges (+CMGS), 1-5 s
     sms_delivery_s = 2.0    # SMSC to a device: until the modem stores it (+CMTI)
     register_s = 4.0        # a modem finds and registers on a cell once it may
+    TIMING = ("alert_delay_s", "ring_timeout_s", "sms_submit_s", "sms_delivery_s", "register_s")
     # Whether registering gives a modem the network's time (NITZ, AT+CLTS=1): many networks
     # send none. A class attribute, so a rig or test can choose before the rig starts.
     gives_time = True

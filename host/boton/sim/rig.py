@@ -109,7 +109,7 @@ class VirtualDevice:
                  gps_point=AGS_CENTRO, gps_route=None, gps_ttff_s=2.0, nmea_file=None,
                  nmea_realtime=True, console_log=None, seed=None, mac="24:0a:c4:00:00:42",
                  flash_image=None, flash_size=4 * 1024 * 1024, power_chip=None,
-                 modem_family=None, modem_options=None):
+                 modem_family=None, modem_options=None, network_options=None):
         self.flash_dir = Path(flash_dir)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         self.board = load_board(board)
@@ -120,6 +120,14 @@ class VirtualDevice:
         self._modem_cls = modem_class(self.modem_family)
         self._modem_options = dict(modem_options or {})
         check_modem_options(self.modem_family, self._modem_options)
+        # network_options set the network's timing figures (PhoneNetwork.TIMING), e.g. a
+        # ring_timeout_s that lets a call ring as long in real seconds as a real network
+        # does, where the rig's time_scale would cut it to a few.
+        self._network_options = dict(network_options or {})
+        unknown = sorted(set(self._network_options) - set(PhoneNetwork.TIMING))
+        if unknown:
+            raise ValueError(f"the network has no option {', '.join(map(repr, unknown))}; "
+                             f"its options are {', '.join(PhoneNetwork.TIMING)}")
         self.time_scale = time_scale
         # The firmware runs as the release image does where the 32-bit build is at hand
         # (frozen, 56 KB heap), else on the PyPI port (boton.frozen.device_interpreter).
@@ -260,6 +268,8 @@ class VirtualDevice:
         self.sched = Scheduler(time.monotonic, self.time_scale)
         self.network = PhoneNetwork(self.sched, log_path=self._network_log,
                                     auto_hangup_after_s=self._net_cfg["hangup_after"])
+        for k, v in self._network_options.items():
+            setattr(self.network, k, float(v))
         self.network.subscribe(self._on_network_event)
         for n in self._net_cfg["c4_numbers"]:
             self.network.add_c4(n, answer_after_s=self._net_cfg["answer_after"],
