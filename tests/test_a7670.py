@@ -490,6 +490,8 @@ def test_the_rig_builds_the_family_asked_for_and_refuses_unknown_ones(tmp_path):
     assert VirtualDevice(tmp_path / "f3").modem_family == "sim800"  # boards/*.json: no family
     with pytest.raises(ValueError, match="network has no option 'ring_timeout'.*ring_timeout_s"):
         VirtualDevice(tmp_path / "f4", network_options={"ring_timeout": 60})
+    with pytest.raises(ValueError, match="ring_timeout_s must be a number of seconds > 0, not 'long'"):
+        VirtualDevice(tmp_path / "f5", network_options={"ring_timeout_s": "long"})
     # LilyGO's A7670 boards press PWRKEY/RESET with a high GPIO (an inverting transistor).
     assert [VirtualDevice._module_pin_level(level, 1) for level in (0, 1)] == [1, 0]
     assert [VirtualDevice._module_pin_level(level, 0) for level in (0, 1)] == [0, 1]

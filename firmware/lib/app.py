@@ -230,24 +230,14 @@ class App:
 
     async def health_task(self):
         """Watch the modem (the recovery ladder if it went silent) and poll its status.
-        While a call is out or up, every health_call_s: a module that hung or restarted by
-        itself (silent at autobaud) carries no call and says nothing, and C4 is called again
-        only once the firmware knows. A call going out starts that pace at once."""
+        (During a call of ours, Radio.watch_call asks the module more often.)"""
         every = int(self.cfg.get("health_every_s", 60) * 1000)
-        in_call = int(self.cfg.get("health_call_s", 10) * 1000)
         status_every = int(self.cfg.get("status_every_s", 600) * 1000)
         last_status = time.ticks_ms()
         r = self.radio
         while True:
-            wait = in_call if r.call_active or r.call_out else every
-            try:
-                await asyncio.wait_for_ms(r.call_up.wait(), wait)
-            except asyncio.TimeoutError:
-                pass
-            if r.call_up.is_set():
-                r.call_up.clear()
-                continue
-            await r.check(wait)
+            await asyncio.sleep_ms(every)
+            await r.check(every)
             if time.ticks_diff(time.ticks_ms(), last_status) >= status_every:
                 last_status = time.ticks_ms()
                 await self.poll_status()

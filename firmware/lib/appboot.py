@@ -101,6 +101,7 @@ async def resume(app):
         if kept:
             # as the modem has it: a call still ringing at C4 is not C4 answering
             app.radio.call_active = kept == "active"
-            app.radio.call_out = True  # placed before the reset; the health pace follows it
+            app.radio.call_out = True  # placed before the reset: watched as any call of ours
+            app.radio.watch_call()
             app.post(("call_state", kept, None))
     app.start_machine()

@@ -19,6 +19,10 @@ from modem import RESTARTED, Modem, ModemError, ModemTimeout
 NETWORK_TIME_AFTER = 1704067200  # 2024-01-01: an AT+CCLK? before it is the module's default
 FAMILIES = ("sim800", "a7670")  # dialect_<family>.py modules in this firmware
 VOICE_RECHECK_S = 300            # a refused dial looks at the voice service at most this often
+# While a call of ours is out or up, the module is asked after this much silence (idle:
+# the health check's 60 s). A hung module, or a SIM800 restarted at autobaud, says nothing
+# and carries no call: C4 is called again only once the firmware knows.
+CALL_CHECK_MS = 10000
 
 
 def dialect_for(family, log=None):
@@ -43,7 +47,7 @@ class Radio:
         self.modem = Modem(self.uart, self._urc, hw.TIME_SCALE)
         self.call_active = False    # the modem reports our call as up
         self.call_out = False       # our ATD went out and its call has not ended
-        self.call_up = asyncio.Event()  # set as a call goes out or up: the health check's pace quickens
+        self._watching = False      # watch_call's task runs
         self.call_ready = True      # False from a (re)start until the module takes calls
         self.ok = asyncio.Event()   # no recovery running: new modem work may start
         self.ok.set()
@@ -88,7 +92,7 @@ class Radio:
         try:
             await self.modem.cmd("ATD%s;" % number, 20000)
             self.call_out = True
-            self.call_up.set()
+            self.watch_call()
         except ModemError as e:
             self.log.add("dial_error", e.log_name())
             self.post(("call_state", "ended", "error"))
@@ -124,7 +128,7 @@ class Radio:
             self.log.add("at_error", str(e))
             return
         self.call_active = True
-        self.call_up.set()
+        self.watch_call()
         self._answered_id = self.dialect.answered_id(await self._query(("AT+CLCC", "+CLCC")))
         if self._answered_id is None:
             await self.call_ended()  # gone between ATA's OK and the call list
@@ -187,7 +191,7 @@ class Radio:
             elif state:
                 if state == "active" and not self.call_active:
                     asyncio.create_task(self._in_call_audio())
-                    self.call_up.set()
+                    self.watch_call()
                 self.call_active = state == "active"
                 self.post(("call_state", state, None))
         elif name in d.CALL_END:
@@ -285,7 +289,8 @@ class Radio:
             _, _, lines = await self.modem.cmd("AT+CLCC", 3000, expect="+CLCC", check=False)
             for number in self.dialect.ringing(lines):
                 self.post(("incoming_call", number))
-            if (self.call_active or self.call_out) and self.dialect.our_call(lines, self._answered_id) is None:
+            ours = self.call_active or self.call_out
+            if ours and self.dialect.our_call(lines, self._answered_id) is None:
                 asyncio.create_task(self.call_ended())  # its NO CARRIER was lost
             _, _, lines = await self.modem.cmd('AT+CMGL="REC UNREAD",1', 5000, expect="+CMGL",
                                                check=False)
@@ -374,6 +379,21 @@ class Radio:
         self.modem.sleepy = on
         self.log.add("power", "modem_sleep" if on else "modem_awake")
         return True
+
+    def watch_call(self):
+        """A call of ours went out or up: check the module every CALL_CHECK_MS of silence
+        until the call is over (one task however many calls follow)."""
+        if not self._watching:
+            self._watching = True
+            asyncio.create_task(self._call_watch())
+
+    async def _call_watch(self):
+        try:
+            while self.call_active or self.call_out:
+                await asyncio.sleep_ms(CALL_CHECK_MS)
+                await self.check(CALL_CHECK_MS)
+        finally:
+            self._watching = False
 
     async def check(self, every_ms):
         """Health check: silent for every_ms and no answer to AT: run the recovery ladder."""

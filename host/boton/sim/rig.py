@@ -98,6 +98,20 @@ class RigError(RuntimeError):
     pass
 
 
+def _network_options(options):
+    """Checked network timing options: known names (PhoneNetwork.TIMING), seconds > 0."""
+    unknown = sorted(set(options) - set(PhoneNetwork.TIMING))
+    if unknown:
+        raise ValueError(f"the network has no option {', '.join(map(repr, unknown))}; "
+                         f"its options are {', '.join(PhoneNetwork.TIMING)}")
+    out = {}
+    for k, v in options.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise ValueError(f"network option {k} must be a number of seconds > 0, not {v!r}")
+        out[k] = float(v)
+    return out
+
+
 class VirtualDevice:
     """One simulated panic button and the phone network around it."""
 
@@ -123,11 +137,7 @@ class VirtualDevice:
         # network_options set the network's timing figures (PhoneNetwork.TIMING), e.g. a
         # ring_timeout_s that lets a call ring as long in real seconds as a real network
         # does, where the rig's time_scale would cut it to a few.
-        self._network_options = dict(network_options or {})
-        unknown = sorted(set(self._network_options) - set(PhoneNetwork.TIMING))
-        if unknown:
-            raise ValueError(f"the network has no option {', '.join(map(repr, unknown))}; "
-                             f"its options are {', '.join(PhoneNetwork.TIMING)}")
+        self._network_options = _network_options(network_options or {})
         self.time_scale = time_scale
         # The firmware runs as the release image does where the 32-bit build is at hand
         # (frozen, 56 KB heap), else on the PyPI port (boton.frozen.device_interpreter).
@@ -269,7 +279,7 @@ class VirtualDevice:
         self.network = PhoneNetwork(self.sched, log_path=self._network_log,
                                     auto_hangup_after_s=self._net_cfg["hangup_after"])
         for k, v in self._network_options.items():
-            setattr(self.network, k, float(v))
+            setattr(self.network, k, v)
         self.network.subscribe(self._on_network_event)
         for n in self._net_cfg["c4_numbers"]:
             self.network.add_c4(n, answer_after_s=self._net_cfg["answer_after"],
