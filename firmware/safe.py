@@ -38,7 +38,7 @@ ENDED = ("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE", "ERROR")
 POWER_DOWN = ("NORMAL POWER DOWN", "UNDER-VOLTAGE POWER DOWN", "OVER-VOLTAGE POWER DOWN")
 PRESSES, WINDOW_MS = 3, 2000
 ROUNDS = 3           # times through the C4 numbers before waiting for the next press
-RETRY_MS = 5000      # pause between rounds
+RETRY_MS = 5000      # pause between rounds, and before bringing back a module lost in a call
 
 
 def run(why):
@@ -116,12 +116,15 @@ async def _main(board, numbers, hold_ms, call_now=False):
         await _power_modem(hw, m, at, wdt)
         ready.set()
 
+    async def revive():
+        if not await _probe(at, 3, wdt):  # off or hung since: up again, the safe way
+            await _power_modem(hw, m, at, wdt)
+
     async def alert():
         await ready.wait()
         try:
-            if not await _probe(at, 3, wdt):  # off or hung since: up again, the safe way
-                await _power_modem(hw, m, at, wdt)
-            await _call_c4(at, numbers, wdt)
+            await revive()
+            await _call_c4(at, numbers, wdt, revive)
         finally:
             calling.clear()
 
@@ -216,8 +219,11 @@ async def _probe(at, tries, wdt):
     return False
 
 
-async def _call_c4(at, numbers, wdt):
-    """Dial C4's numbers in turn until one answers (covertly), ROUNDS times at most."""
+async def _call_c4(at, numbers, wdt, revive):
+    """Dial C4's numbers in turn until one answers (covertly) and the call ends, ROUNDS
+    times at most. A call the module lost (it switched itself off or went silent) did not
+    end: after RETRY_MS (a sagging battery recovers once the load is gone) the module is
+    brought back (revive) and C4 called again, without waiting for her next press."""
     import asyncio
     fallback = at.family == "a7670"  # once per alert, at the first refused dial
     for i in range(ROUNDS):
@@ -235,7 +241,12 @@ async def _call_c4(at, numbers, wdt):
                     result = await _dial(at, number)
             if result != "OK":
                 continue
-            if await _answered(at, wdt):
+            ended = await _call_end(at, wdt)
+            if ended == "lost":
+                print("EV safe_call_lost")
+                await asyncio.sleep_ms(int(RETRY_MS * at.scale))
+                await revive()
+            elif ended == "answered":
                 return
 
 
@@ -264,29 +275,38 @@ async def _voice_via_2g(at, wdt):
     return False
 
 
-async def _answered(at, wdt):
-    """Wait for the call to end; True if C4 picked up first."""
-    answered = False
+async def _call_end(at, wdt):
+    """Wait for the call to end: "answered" (C4 picked up, then it ended), "lost" (the
+    module switched itself off or went silent: nobody ended it), or "" (not answered)."""
+    answered = ""
     while True:
         wdt.feed()
         while at.lines:
             ln = at.lines.pop(0)
             # +CLCC: <id>,<dir 0=ours>,<stat 0=active 6=ended>,...
             if ln.startswith("+CLCC:") and ln[6:].strip().split(",")[1:3] == ["0", "0"]:
-                answered = True
-            elif ln in ENDED or ln in POWER_DOWN or \
+                answered = "answered"
+            elif ln in POWER_DOWN:
+                return "lost"
+            elif ln in ENDED or \
                     (ln.startswith("+CLCC:") and ln[6:].strip().split(",")[1:3] == ["0", "6"]):
                 return answered
         ln = await at.line(10000)
         if ln:
             at.lines.append(ln)
-        elif not await _call_listed(at):  # 10 s of quiet: ask, a silent module ends no call
-            return answered
+        elif ln is None:  # 10 s of quiet: ask; a module that does not answer has lost the call
+            listed = await _call_listed(at)
+            if listed is None:
+                return "lost"
+            if not listed:
+                return answered
 
 
 async def _call_listed(at):
-    """AT+CLCC lists a call (its lines land in at.lines); False if none or no answer."""
+    """AT+CLCC lists a call (its lines land in at.lines); False if none, None if the
+    module does not answer."""
     n = len(at.lines)
-    if await at.cmd("AT+CLCC", 2000) != "OK":
-        return False
-    return any(ln.startswith("+CLCC:") for ln in at.lines[n:])
+    result = await at.cmd("AT+CLCC", 2000)
+    if result is None:
+        return None
+    return result == "OK" and any(ln.startswith("+CLCC:") for ln in at.lines[n:])

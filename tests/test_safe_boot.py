@@ -42,12 +42,13 @@ def test_a_module_that_will_not_import_boots_into_safe_mode_and_calls_c4_covertl
         vd.stop()
 
 
-def test_a_modem_that_switches_itself_off_during_the_call_is_brought_back_for_the_next_press(
+def test_a_modem_that_switches_itself_off_during_the_call_is_brought_back_and_c4_called_again(
         tmp_path, flash):
     """A sagging battery under the SIM800's transmit bursts: the module announces
-    UNDER-VOLTAGE POWER DOWN and switches off in the middle of the call to C4. The call is
-    over (no NO CARRIER will come from a module that is off), so safe mode must not wait
-    on it for ever: her next press powers the module up again and calls C4."""
+    UNDER-VOLTAGE POWER DOWN and switches off in the middle of the call to C4. Nobody ended
+    that call, so safe mode must not take it as done, nor wait on it for ever: it brings
+    the module back once the battery recovers and calls C4 again, without another press.
+    And the button still works afterwards."""
     for path in (flash / "lib" / "alert.mpy", flash / "alert.mpy"):
         path.write_bytes(b"\x00garbage, not bytecode")
     vd = _boot(tmp_path, flash)
@@ -57,13 +58,37 @@ def test_a_modem_that_switches_itself_off_during_the_call_is_brought_back_for_th
         vd.call(vd.modem.under_voltage, 0.5)
         call = vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == OTHER_C4, after=mark, timeout=30)
         assert call["answered"] and call["ended_by"] == "network"
-        assert vd.call(lambda: vd.modem.powered) is False
         vd.call(vd.modem.set_battery, 3900)     # the battery recovers once the load is gone
+        mark = len(vd.events)
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == OTHER_C4, after=mark, timeout=60)
+        assert "EV safe_call_lost" in vd.console_text()
+        vd.call(vd.network.hangup, OTHER_C4)    # C4 ends this one: the alert is over
+        vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == OTHER_C4, after=mark, timeout=30)
         mark = len(vd.events)
         vd.press(hold_s=2.2)
         vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == OTHER_C4, after=mark, timeout=60)
         presses = vd.call(lambda: list(vd.modem.pwrkey_presses))
-        assert not [p for p in presses if p["powered"]]    # never a press on a running module
+        assert presses and not [p for p in presses if p["powered"]]  # never a press on a running module
+    finally:
+        vd.stop()
+
+
+def test_a_modem_that_hangs_during_the_call_is_power_cycled_and_c4_called_again(tmp_path, flash):
+    """The module hangs in the middle of safe mode's call: no line comes, and AT+CLCC gets
+    no answer. The call is lost, not ended: safe mode cycles the module's supply (never a
+    PWRKEY press on a running module) and calls C4 again."""
+    for path in (flash / "lib" / "alert.mpy", flash / "alert.mpy"):
+        path.write_bytes(b"\x00garbage, not bytecode")
+    vd = _boot(tmp_path, flash)
+    try:
+        vd.wait_console("EV safe_mode import_", timeout=30)
+        press_in_safe_mode(vd, OTHER_C4)
+        mark = len(vd.events)
+        vd.call(vd.modem.go_silent)
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == OTHER_C4, after=mark, timeout=90)
+        assert "EV safe_call_lost" in vd.console_text()
+        presses = vd.call(lambda: list(vd.modem.pwrkey_presses))
+        assert not [p for p in presses if p["powered"]]
     finally:
         vd.stop()
 
