@@ -115,7 +115,7 @@ class Radio:
 
     async def hangup(self):
         await self.at(self.dialect.HANGUP)
-        self.call_out = False  # its end comes as a URC; the health pace need not wait for it
+        self.call_out = False  # its end comes as a URC; the call watch need not wait for it
 
     async def answer(self):
         """ATA's OK: the call is connected. The modem reports an incoming call's progress
