@@ -56,6 +56,14 @@ def provisioned_device(tmp_path, config=None, board="tcall_sim800l_axp192", **ri
 SAFE_WATCHING = "safe mode: button watched"
 
 
+def break_firmware(flash):
+    """A corrupt alert module both in lib/ and in the flash root (the root comes before the
+    frozen modules on sys.path, so it breaks a frozen image's import too): the board boots
+    into safe mode."""
+    for path in (flash / "lib" / "alert.mpy", flash / "alert.mpy"):
+        path.write_bytes(b"\x00garbage, not bytecode")
+
+
 def press_in_safe_mode(vd, number, hold_s=1.2, presses=1):
     """Once safe mode watches the button (a press before that finds no one listening, as
     on the board), press it (held, or `presses` short presses) and wait until `number`

@@ -12,7 +12,7 @@ from boton.rules import mask
 from boton.sim.flashdir import install
 from boton.sim.modem.families.a7670 import A7670
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
-from rigkit import FAST, SAFE_WATCHING, demo_config, press_in_safe_mode, provisioned_device
+from rigkit import FAST, SAFE_WATCHING, break_firmware, demo_config, press_in_safe_mode, provisioned_device
 from test_sim_phones import SimProcess
 
 BOARD = "ta7670x_a7670sa"
@@ -293,8 +293,7 @@ def test_under_voltage_warnings_are_enabled_and_a_repeated_one_is_logged_once(tm
 def safe_mode_device(tmp_path, **modem_options):
     """The T-A7670X with a corrupt firmware module: it boots into safe mode."""
     flash = install(tmp_path / "flash", BOARD, demo_config())
-    for path in (flash / "lib" / "alert.mpy", flash / "alert.mpy"):
-        path.write_bytes(b"\x00garbage, not bytecode")
+    break_firmware(flash)
     vd = VirtualDevice(flash, board=BOARD, time_scale=FAST, network_log=tmp_path / "net.jsonl",
                        modem_options=modem_options)
     vd.start()

@@ -5,7 +5,7 @@ import pytest
 
 from boton.sim.flashdir import install
 from boton.sim.rig import DEFAULT_C4, VirtualDevice
-from rigkit import FAST, demo_config, press_in_safe_mode
+from rigkit import FAST, break_firmware, demo_config, press_in_safe_mode
 
 OTHER_C4 = "+524499100077"   # her configured C4 number, not the board's safe_c4
 
@@ -22,10 +22,7 @@ def flash(tmp_path):
 
 
 def test_a_module_that_will_not_import_boots_into_safe_mode_and_calls_c4_covertly(tmp_path, flash):
-    # A corrupt alert module both in lib/ and in the flash root (the root comes before the
-    # frozen modules on sys.path, so it breaks a frozen image's import too).
-    for path in (flash / "lib" / "alert.mpy", flash / "alert.mpy"):
-        path.write_bytes(b"\x00garbage, not bytecode")
+    break_firmware(flash)
     vd = _boot(tmp_path, flash)
     try:
         vd.wait_console("EV safe_mode import_", timeout=30)
@@ -49,8 +46,7 @@ def test_a_modem_that_switches_itself_off_during_the_call_is_brought_back_and_c4
     that call, so safe mode must not take it as done, nor wait on it for ever: it brings
     the module back once the battery recovers and calls C4 again, without another press.
     And the button still works afterwards."""
-    for path in (flash / "lib" / "alert.mpy", flash / "alert.mpy"):
-        path.write_bytes(b"\x00garbage, not bytecode")
+    break_firmware(flash)
     vd = _boot(tmp_path, flash)
     try:
         vd.wait_console("EV safe_mode import_", timeout=30)
@@ -77,8 +73,7 @@ def test_a_modem_that_hangs_during_the_call_is_power_cycled_and_c4_called_again(
     """The module hangs in the middle of safe mode's call: no line comes, and AT+CLCC gets
     no answer. The call is lost, not ended: safe mode cycles the module's supply (never a
     PWRKEY press on a running module) and calls C4 again."""
-    for path in (flash / "lib" / "alert.mpy", flash / "alert.mpy"):
-        path.write_bytes(b"\x00garbage, not bytecode")
+    break_firmware(flash)
     vd = _boot(tmp_path, flash)
     try:
         vd.wait_console("EV safe_mode import_", timeout=30)

@@ -115,9 +115,9 @@ def test_sim800_at_a_fixed_rate_that_restarts_by_itself_is_known_by_its_rdy(dut,
 
 def test_modem_that_hangs_once_her_call_is_quiet_is_noticed_within_the_call_pace(dut, button, network, faults):
     """Her call is up and every SMS is out: nothing else will talk to the module. While a
-    call is up the health check runs every health_call_s (10 s), so a module that hangs
-    then is restarted and C4 called again within about half a minute, not after the
-    minute of silence the idle pace waits for."""
+    call of ours is out or up, Radio.watch_call asks it after 10 s of silence, so a module
+    that hangs then is restarted and C4 called again within about half a minute, not after
+    the minute of silence the idle health check waits for."""
     mark = network.mark()
     button.alert()
     network.wait_call("call_connected", frm=dut.number, after=mark, timeout=dut.within(240, 8))
