@@ -170,6 +170,16 @@ def test_on_hardware_the_family_is_the_boards_and_not_parametrised(tmp_path):
            "ta7670x_a7670sa has the a7670" in proc.stdout + proc.stderr
 
 
+def test_a_hardware_run_refuses_parallel_workers(tmp_path):
+    # make test runs the rig's scenarios in parallel (-n); one board cannot be shared that way
+    hw = ("--device", str(tmp_path / "no-such-port"))
+    proc = _pytest(tmp_path, "--collect-only", "-q", "-n", "2", *hw)
+    assert proc.returncode != 0, proc.stdout
+    assert "a hardware run has one board and one reference modem" in proc.stdout + proc.stderr
+    assert "run it without -n" in proc.stdout + proc.stderr
+    assert _pytest(tmp_path, "--collect-only", "-q", "-n", "2").returncode == 0   # the rig: fine
+
+
 def test_a7670_modem_options_need_the_a7670_marker_as_docs_hil_says(tmp_path):
     rig = '@pytest.mark.rig(modem_options={"gsm": False})\ndef test_no_2g(dut):\n    pass\n'
     bare = _pytest(tmp_path, "-q", "--modem-family", "sim800", scenarios="import pytest\n" + rig)

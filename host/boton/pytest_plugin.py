@@ -74,6 +74,11 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "modem(*families, reason=...): the scenario tests what only "
                                        "these modem families have (sim800, a7670); reason says what")
     config.stash[_FAMILIES] = selected_families(config)  # a wrong --board/--modem-family stops here
+    device = config.getoption("--device")
+    if device != VIRTUAL and config.getoption("numprocesses", None):
+        # pytest-xdist's -n: each worker would drive the same board and reference modem at once
+        raise pytest.UsageError(f"--device {device}: a hardware run has one board and one reference "
+                                f"modem, so its scenarios run one at a time; run it without -n")
 
 
 # ---------------------------------------------------------------------- modem families
