@@ -48,6 +48,7 @@ class PowerGroup:
         if level == self._pwrkey_level:
             return
         self._pwrkey_level = level
+        held_timer_due = self._pwrkey_timer is not None
         self.sched.cancel(self._pwrkey_timer)
         self._pwrkey_timer = None
         if level == 0:
@@ -59,6 +60,10 @@ class PowerGroup:
         elif self._pwrkey_down_at is not None:
             held = (self.sched.now() - self._pwrkey_down_at) / self.sched.time_scale
             self._pwrkey_down_at = None
+            if held_timer_due and held >= self.PWRKEY_MIN_S:
+                # held long enough, but the release reached us before the hold timer ran (a
+                # busy host; at time_scale 0.1 the A7670's 50 ms is 5 ms): the key decides
+                self._turn_on_if_off()
             result = "on" if self._pwrkey_turned_on else "none"
             if self._pwrkey_was_on and self.powered and \
                     self.PWRKEY_OFF_MIN_S <= held <= self.PWRKEY_OFF_MAX_S:
@@ -111,7 +116,12 @@ class PowerGroup:
 
     def _pwrkey_held(self):
         self._pwrkey_timer = None
-        if self._pwrkey_level == 0 and not self._pwrkey_was_on:
+        if self._pwrkey_level == 0:
+            self._turn_on_if_off()
+
+    def _turn_on_if_off(self):
+        """PWRKEY held for PWRKEY_MIN_S: an off module (with its supply) switches on."""
+        if not self._pwrkey_was_on:
             self._pwrkey_turned_on = self.supplied and not self.powered
             self.power_on()
 
