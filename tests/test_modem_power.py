@@ -158,3 +158,26 @@ def test_a_very_fast_rig_does_not_take_a_sleeping_modem_for_a_silent_one(tmp_pat
             after = wait_modem_sleep(vd, False, after=after)
         text = console_since(vd, mark)
         assert "EV modem_silent" not in text, text
+
+
+def test_a_module_dead_at_boot_is_left_alone_the_chip_sleeps_and_a_revived_one_sleeps_again(tmp_path):
+    """A module that never answers (burnt by a supply spike, a cracked joint): the ladder
+    gives up (modem_dead) and the health check tries again later. Meanwhile standby used to
+    ask it to sleep (AT+CSCLK=2) every few seconds, and a module that never took it kept the
+    ESP32 from light sleep: her battery drained while the button could not call anyway."""
+    import threading
+    with provisioned_device(tmp_path, checked_every(10), board=TCALL) as vd:
+        vd.wait_console("EV power modem_sleep", timeout=30)
+        vd.call(vd.modem.break_down)
+        mark = vd.console_mark()
+        vd.hard_reset()
+        vd.wait_console("EV modem_dead power_cycle", since=mark, timeout=60)
+        vd.wait_console("EV ready", since=mark, timeout=60)
+        slept = threading.Event()
+        vd.on_next_sleep(slept.set)
+        assert slept.wait(30), "the chip never light-slept beside a dead module"
+        vd.call(vd.modem.break_down, False)      # the joint makes contact again
+        mark = vd.console_mark()
+        vd.wait_console("EV modem_recovered power_cycle", since=mark, timeout=60)
+        vd.wait_console("EV power modem_sleep", since=mark, timeout=30)
+        assert presses_on_a_running_module(vd) == []

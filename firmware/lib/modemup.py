@@ -250,6 +250,7 @@ async def revive(r, unpowered=False):
         # Silent after CFUN and RESET, no supply switch, no power-down seen: maybe hung
         # but on, and a press would switch it off. Leave it; try again later.
         r.log.add("modem_hung", "no_supply_switch")
+        r.gave_up_rx = m.last_rx_ms
         return None
     key = pin(r, "pwrkey", False)
     if key:  # none wired: the module switches itself on with its supply
@@ -260,6 +261,7 @@ async def revive(r, unpowered=False):
     if await m.probe(d.POWER_ON_MS):
         return how
     r.log.add("modem_dead", how)
+    r.gave_up_rx = m.last_rx_ms
     return None
 
 

@@ -57,10 +57,17 @@ class Radio:
         self.settled = False        # set up by init: a boot URC from here on is a restart
         self._reinit_due = False    # it restarted by itself: init again after any recovery
         self._modem_off = False     # known to be off (power-down URC, or supply cut)
+        self.gave_up_rx = None      # modem.last_rx_ms when the ladder last gave up on it
         self._sms_reading = []      # SMS indexes being read: a sweep and a +CMTI may name one
         self._warned = None         # (supply warning URC, ticks) last passed on
         self._voice_checked_ms = None  # when a refused dial last looked at the voice service
         self._voice_checking = False
+
+    def unreachable(self):
+        """The ladder gave up on the module (modem_dead, modem_hung) and it has not said a
+        word since: standby leaves it alone (asking it to sleep every few seconds kept the
+        ESP32 awake) until the health check brings it back."""
+        return self.gave_up_rx is not None and self.gave_up_rx == self.modem.last_rx_ms
 
     async def _up(self, step, *args):
         """modemup.<step>(self, *args). Its code is loaded for the step and dropped after:

@@ -68,6 +68,18 @@ class FaultsGroup:
         self.silent = True
         self._latched = bool(latched)
 
+    def break_down(self, broken=True):
+        """The module is dead for good (burnt by a supply spike, a cracked solder joint):
+        no echo, no replies, no URCs, whatever the pins do, until break_down(False) (the
+        joint makes contact again): then it behaves as a module that was off."""
+        self.broken = bool(broken)
+        if self.broken:
+            self.silent = True
+        else:
+            self.power_off()
+
+    broken = False
+
     def brown_out(self):
         """The supply dips below the module's reset threshold (a weak cell or thin wires
         under a 2 A transmit burst: the SIM800L's best-known failure): it restarts at once,

@@ -201,7 +201,7 @@ class Sim800(Framer, PowerGroup, IdentityGroup, NetworkGroup, CallsGroup, SmsGro
         if self.sleeping:  # a restart or power-off ends the sleep
             self._notify({"kind": "modem_sleep", "t": self.sched.now(), "sleeping": False})
         self.sleeping = False
-        self.silent = False
+        self.silent = self.broken
         self._uart_ready = False
         self._synced = self.baud != 0
         self._sim = "off"
