@@ -1,6 +1,8 @@
 """Modem power control (issue 13, item 6): a running SIM800, hung or asleep, never gets a
 PWRKEY press (a 1-33 s press switches it off); the firmware's idea of the modem's sleep
 mode follows the module through recoveries and ESP32-only resets."""
+import threading
+
 import pytest
 
 from rigkit import demo_config, provisioned_device
@@ -165,7 +167,6 @@ def test_a_module_dead_at_boot_is_left_alone_the_chip_sleeps_and_a_revived_one_s
     gives up (modem_dead) and the health check tries again later. Meanwhile standby used to
     ask it to sleep (AT+CSCLK=2) every few seconds, and a module that never took it kept the
     ESP32 from light sleep: her battery drained while the button could not call anyway."""
-    import threading
     with provisioned_device(tmp_path, checked_every(10), board=TCALL) as vd:
         vd.wait_console("EV power modem_sleep", timeout=30)
         vd.call(vd.modem.break_down)
