@@ -68,6 +68,43 @@ out({"first": first, "sms": s.sms(), "dials": s.dials(), "persisted": s.state["a
     check_texts(r["sms"])
 
 
+def test_an_alert_that_got_nothing_out_tells_her_once_with_three_long_vibrations(both):
+    # She felt "the button is asking for help" at the gesture; if by unsent_warn_s no SMS
+    # was taken by the network and C4's phone never rang (a dead modem, no network), she
+    # must learn it, so that she asks for help another way.
+    r = both("""
+res = {}
+def story(name, sms_ok, then=None):
+    s = Sim(sms_ok=sms_ok, unsent_warn_s=90)
+    s.ev("gesture", "alert")
+    if then:
+        then(s)
+    s.advance(89000)
+    before = len(s.of("vibrate"))
+    s.advance(200000)
+    res[name] = [before, [[a[0], a[2]] for a in s.of("vibrate")], s.logs("alert_unsent")]
+story("nothing", False)
+story("nothing_pending", None)
+story("sms_taken", True)
+story("c4_rings", None, lambda s: s.ev("call_state", "dialing").ev("call_state", "alerting"))
+story("c4_answers", None, lambda s: s.ev("call_state", "active"))
+story("cancelled", False, lambda s: s.advance(30000).ev("gesture", "cancel"))
+s = Sim(sms_ok=False, unsent_warn_s=0)
+s.ev("gesture", "alert").advance(300000)
+res["off"] = [a[2] for a in s.of("vibrate")]
+out(res)
+""")
+    for name in ("nothing", "nothing_pending"):
+        before, vib, logs = r[name]
+        assert before == 1                                  # only the gesture's, up to 89 s
+        assert vib == [[0, "alert"], [90000, "unsent"]], name
+        assert logs == [["alert_unsent", "90s"]], name
+    for name in ("sms_taken", "c4_rings", "c4_answers"):
+        assert r[name][1] == [[0, "alert"]] and r[name][2] == [], name
+    assert r["cancelled"][1] == [[0, "alert"], [30000, "cancel"]] and r["cancelled"][2] == []
+    assert r["off"] == ["alert"]
+
+
 def test_one_contact_and_no_c4_sms(both):
     r = both("""
 s = Sim(contacts=["+524493330009"], sms_c4=False)

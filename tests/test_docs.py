@@ -4,6 +4,7 @@ made from boards/ again, and the beneficiary's printable page is built and read 
 Regenerate what these tests compare against with `python -m boton.docs_build` (all),
 `python -m boton.docs_build images` or `python -m boton.docs_build console docs/X.md`.
 """
+import ast
 import importlib.util
 import inspect
 import re
@@ -181,11 +182,16 @@ def test_the_guide_tells_her_what_the_firmware_does():
     assert f"no lo suelte durante {cancel_s:g} segundos" in guide
     assert f"Cada {cfg['update_every_s'] // 60:g} minutos" in guide
     assert cfg["max_alert_s"] == 3600 and "durante una hora" in guide
-    # app._vibrate: one pulse acknowledges an alert, two a cancel
+    # app.VIBRATIONS: one short pulse acknowledges an alert, two a cancel, three long ones
+    # say the alert got nothing out after alert.py's unsent_warn_s
     app = (FIRMWARE / "lib" / "app.py").read_text()
-    assert re.search(r"range\(1 if pattern == \"alert\" else 2\)", app), \
+    vibrations = ast.literal_eval(re.search(r"^VIBRATIONS = (\{.*\})$", app, re.M).group(1))
+    assert [(p, n, ms >= 500) for p, (n, ms) in sorted(vibrations.items())] == \
+        [("alert", 1, False), ("cancel", 2, False), ("unsent", 3, True)], \
         "the vibration patterns changed: update 'Las vibraciones' in docs/guia-beneficiaria.md and this test"
     assert "**Una vibración corta:**" in guide and "**Dos vibraciones cortas:**" in guide
+    assert "**Tres vibraciones largas** (minuto y medio después)" in guide
+    assert _load("alert").DEFAULTS["unsent_warn_s"] == 90 and "unsent_warn_s" not in cfg
 
 
 @pytest.mark.parametrize("path", D.doc_files(), ids=lambda p: p.name)

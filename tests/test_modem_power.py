@@ -182,3 +182,34 @@ def test_a_module_dead_at_boot_is_left_alone_the_chip_sleeps_and_a_revived_one_s
         vd.wait_console("EV modem_recovered power_cycle", since=mark, timeout=60)
         vd.wait_console("EV power modem_sleep", since=mark, timeout=30)
         assert presses_on_a_running_module(vd) == []
+
+
+def pulses_since(vd, pin, on, t0, count, timeout=30):
+    """The lengths (s) of the first `count` pulses the firmware drives on `pin` from t0."""
+    lengths, t = [], t0
+    for _ in range(count):
+        up = vd.wait_pin(pin, on, since=t, timeout=timeout)
+        t = vd.wait_pin(pin, 1 - on, since=up, timeout=timeout)
+        lengths.append(round(t - up, 2))
+    return lengths
+
+
+def test_an_alert_a_dead_module_cannot_send_tells_her_with_three_long_vibrations(tmp_path):
+    """The gesture's one short pulse says "the button is asking for help". With a module
+    that never answers nothing goes out; after unsent_warn_s she feels three long pulses
+    (docs/guia-beneficiaria.md: ask for help another way)."""
+    cfg = demo_config()
+    cfg["unsent_warn_s"] = 8
+    with provisioned_device(tmp_path, cfg, board=TCALL) as vd:
+        vib = vd.board["vibration"]["pin"]
+        on = vd.board["vibration"].get("active", 1)
+        vd.call(vd.modem.break_down)
+        mark = vd.console_mark()
+        vd.hard_reset()
+        vd.wait_console("EV modem_dead", since=mark, timeout=60)
+        vd.wait_console("EV ready", since=mark, timeout=60)
+        t0 = vd.call(vd.sched.now)
+        vd.press(hold_s=1.3, bounce=False)
+        pulses = pulses_since(vd, vib, on, t0, 4)
+        assert "EV alert_unsent 8s" in console_since(vd, mark)
+        assert pulses[0] < 0.4 and all(0.5 <= p < 1.5 for p in pulses[1:]), pulses

@@ -44,6 +44,9 @@
 #                       age, so a reset does not lift a lock (the time the device was
 #                       off does not count towards it: ticks do not survive a reset)
 #     vibrate           True        haptic acknowledgement of alert / cancel
+#     unsent_warn_s     90          an alert that got nothing out by then (no SMS taken by
+#                                   the network, C4's phone never rang) vibrates "unsent"
+#                                   once: she must not believe help is coming (0: never)
 #     low_battery_pct   [20, 10]    one low-battery SMS to the contacts per downward
 #                                   crossing (readings <= pct; [] disables)
 #     battery_hysteresis_pct  5     a threshold re-arms when the battery reads above
@@ -89,7 +92,7 @@
 #     ("dial", number)   ("hangup",)   ("answer",)   ("reject",)
 #     ("send_sms", number, text, n)    one at a time; report ("sms_sent", n, ok)
 #     ("set_timer", name, ms)   ("cancel_timer", name)   one timer per name
-#     ("vibrate", "alert" | "cancel")
+#     ("vibrate", "alert" | "cancel" | "unsent")
 #     ("gesture_active", bool)     keep gesture.Button.set_active() in step
 #     ("log", event, detail)       phone numbers masked to their last 4 digits;
 #                                  ("error", "<event> <ExceptionName>"): an event
@@ -107,7 +110,7 @@
 #     ("persist", state_dict)      write it; pass it to from_state() after a reset
 #                                  (her last position is in it only during an alert;
 #                                  bat_low, rep_alerts, daily_left_ms: supervision)
-# Timer names: "redial", "dial_timeout", "update", "max_alert", "sms_timeout",
+# Timer names: "redial", "dial_timeout", "update", "max_alert", "unsent", "sms_timeout",
 # "sms_retry", "daily" (armed by start(); at most daily_status_s * 1000 ms).
 # The driver must deliver some event at least daily (e.g. battery).
 #
@@ -164,7 +167,7 @@ DEFAULTS = {
     "dial_timeout_s": 60, "update_every_s": 300, "max_alert_s": 3600,
     "fix_fresh_s": 30, "last_fix_max_s": 86400, "callback_window_s": 3600,
     "sms_retries": 2, "sms_retry_s": 20, "sms_timeout_s": 90,
-    "pin_max_failures": 5, "pin_lockout_s": 900, "vibrate": True,
+    "pin_max_failures": 5, "pin_lockout_s": 900, "vibrate": True, "unsent_warn_s": 90,
     "low_battery_pct": [20, 10], "battery_hysteresis_pct": 5, "power_update_gap_s": 120,
     "programme_number": "", "daily_status_s": 86400,
     "gesture": {"debounce_ms": 30, "pressed_level": 0, "mode": "hold",
@@ -172,7 +175,7 @@ DEFAULTS = {
                 "cancel_ms": 5000},
 }
 
-_TIMERS = ("redial", "dial_timeout", "update", "max_alert")
+_TIMERS = ("redial", "dial_timeout", "update", "max_alert", "unsent")
 
 
 class AlertMachine:
@@ -184,6 +187,7 @@ class AlertMachine:
     _sms_ok = 0
     _sms_failed = 0
     _test_reported = False
+    reached = False     # this alert got something out: an SMS taken, C4's phone rang
 
     def __init__(self, config=None):
         c = dict(DEFAULTS)
@@ -423,6 +427,7 @@ class AlertMachine:
         calls.start_series()
         self.got_gps = []
         self.cancel_by = None
+        self.reached = False
         self._log(acts, "alert", source)
         if c["vibrate"]:
             acts.append(("vibrate", "alert"))
@@ -435,6 +440,8 @@ class AlertMachine:
         self._queue_location("alert")
         acts.append(("set_timer", "update", c["update_every_s"] * 1000))
         acts.append(("set_timer", "max_alert", c["max_alert_s"] * 1000))
+        if c["unsent_warn_s"] > 0:
+            acts.append(("set_timer", "unsent", c["unsent_warn_s"] * 1000))
         acts.append(("refresh_cell",))  # her cell for the SMS, once the dial is out
         self._dirty = True
 
@@ -467,8 +474,8 @@ class AlertMachine:
 
     def _expire(self, now, acts):
         self._stop(now, acts, "timeout")
-        acts.append(("cancel_timer", "redial"))
-        acts.append(("cancel_timer", "update"))
+        for t in ("redial", "update", "unsent"):
+            acts.append(("cancel_timer", t))
         for n in self.recipients():
             self.outbox.queue(n, ob.CANCEL, "timeout")
         self._log(acts, "expired", "%ds" % self.cfg["max_alert_s"])
@@ -510,12 +517,15 @@ class AlertMachine:
         prev, was = calls.state, calls.connected
         if st in ("dialing", "alerting"):
             calls.move(st)              # progress of a call we did not place: kept
+            if st == "alerting":
+                self.reached = True     # the network carried it: C4's phone rings
             return
         if st == "active":
             if prev == "hangup":
                 return                  # we are hanging it up
             calls.move("active")
             calls.connected = True
+            self.reached = True
             calls.att = 0               # answered: a later drop starts a new series
             self._answered = True
             acts.append(("cancel_timer", "dial_timeout"))
@@ -593,6 +603,7 @@ class AlertMachine:
         what = "%s %s" % (e.label(), mask(e.number))
         if ok:
             self._sms_ok += 1
+            self.reached = True
             self._log(acts, "sms_ok", what)
             self.sup.delivered(e)
             if e.kind in ob.LOC and e.number not in self.got_gps:
@@ -689,6 +700,11 @@ class AlertMachine:
         elif name == "max_alert":
             if self.active:
                 self._expire(now, acts)
+        elif name == "unsent":
+            if self.active and not self.reached:
+                self._log(acts, "alert_unsent", "%ds" % c["unsent_warn_s"])
+                if c["vibrate"]:
+                    acts.append(("vibrate", "unsent"))
         elif name == "daily":
             if self.sup.on_daily(self, now, acts):
                 self._dirty = True

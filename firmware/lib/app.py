@@ -23,6 +23,10 @@ from version import VERSION
 STATE_PATH = "alert.json"
 CRASHES_PATH = "crashes.json"  # bootcheck.CRASHES_PATH: crashes in a row
 STABLE_MS = 600_000   # up this long without a crash: the count starts over
+# What she feels (pulses, ms each), as docs/guia-beneficiaria.md tells her: one short, her
+# alert is on its way; two short, cancelled; three long, it got nothing out (alert.py's
+# unsent_warn_s): ask for help another way.
+VIBRATIONS = {"alert": (1, 150), "cancel": (2, 150), "unsent": (3, 600)}
 
 
 class App:
@@ -306,17 +310,19 @@ class App:
                 self.post(("gesture", r))
 
     async def _vibrate(self, pattern):
-        """One pulse: the alert is out; two: cancelled. The LED joins in only if the
-        config asks (a light can give her away; a vibration cannot be seen)."""
+        """VIBRATIONS[pattern]: the alert is on its way, cancelled, or got nothing out.
+        The LED joins in only if the config asks (a light can give her away; a vibration
+        cannot be seen)."""
         led = self.led if self.cfg.get("led_confirm") else None
         on = self.board["vibration"].get("active", 1) if self.vib else 1
         led_on = self.board["led"].get("active", 1) if led else 1
-        for _ in range(1 if pattern == "alert" else 2):
+        pulses, ms = VIBRATIONS[pattern]
+        for _ in range(pulses):
             if self.vib:
                 self.vib.value(on)
             if led:
                 led.value(led_on)
-            await asyncio.sleep_ms(150)
+            await asyncio.sleep_ms(ms)
             if self.vib:
                 self.vib.value(1 - on)
             if led:
