@@ -89,6 +89,20 @@ def test_silent_modem_is_power_cycled_and_alert_gets_through(dut, button, networ
     assert dut.logged("modem_recovered", since=log_mark)  # the ladder brought it back
 
 
+@pytest.mark.dut_config(unsent_warn_s=30)
+def test_modem_dead_for_good_her_alert_tells_her_it_got_nothing_out(dut, button, network, faults):
+    """The module dies in standby and never answers again. Her gesture still gets its one
+    short pulse ("asking for help"); once unsent_warn_s passed with nothing out, the
+    firmware logs alert_unsent (and vibrates three long pulses: tests/test_modem_power.py)
+    so that she asks for help another way, and goes on trying."""
+    faults.modem_dead()
+    mark, log_mark = network.mark(), dut.mark()
+    button.alert()
+    dut.wait_log("alert_unsent", "30s", since=log_mark, timeout=dut.within(120, 60))
+    assert dut.logged("modem_dead", since=log_mark) or dut.logged("modem_hung", since=log_mark)
+    assert network.sms(frm=dut.number, after=mark) == [] and network.calls(frm=dut.number, after=mark) == []
+
+
 def test_modem_that_hangs_during_her_call_is_restarted_and_c4_called_again(dut, button, network, faults):
     """The module hangs in the middle of her call to C4. The ladder restarts it, and a
     restarted module carries no call: the firmware must call C4 again, not go on

@@ -259,6 +259,10 @@ class VirtualFaults:
     def modem_brown_out(self):
         self._do("modem restarts by itself (supply dip under a transmit burst)", self.vd.modem.brown_out)
 
+    def modem_dead(self, dead=True):
+        """The module is dead for good (burnt, a cracked joint): silent whatever the pins do."""
+        self._do("modem dead for good" if dead else "modem makes contact again", self.vd.modem.break_down, dead)
+
     def uart_garbage(self, data=b"\x00\xff\x13\xfe$#@!\x80\r\n\xaa\x55"):
         self._do(f"garbage on the modem UART: {data!r}", self.vd.modem.garbage, data)
 
@@ -350,6 +354,9 @@ class HardwareFaults:
 
     def modem_brown_out(self):
         _unavailable("modem_brown_out", "needs a programmable supply that dips VBAT for a moment")
+
+    def modem_dead(self, dead=True):
+        _unavailable("modem_dead", "needs a jig that disconnects the modem (its UART or its supply)")
 
     def uart_garbage(self, data=b""):
         _unavailable("uart_garbage", "needs a jig that injects bytes on the modem's TXD line")
