@@ -876,6 +876,27 @@ out([st["out"], st["alerts"], s2.m.alerts, [x[1] for x in s2.sms()]])
     assert resent == [CONTACTS[0]]          # the outbox continues where it was
 
 
+def test_the_unsent_warning_survives_a_reset_and_is_given_once(both):
+    # A reset 40 s into an alert that got nothing out: the warning comes 50 s after the
+    # resume (what was left of the 90 s). One already given is not given again, and an
+    # alert that got something out stays quiet.
+    r = both("""
+import json
+def reset_at(ms, sms_ok=None, then=None):
+    s = Sim(sms_ok=sms_ok, unsent_warn_s=90)
+    s.ev("gesture", "alert")
+    if then:
+        then(s)
+    s.advance(ms)
+    st = json.loads(json.dumps(s.m.to_state(s.now())))
+    s2 = Sim(sms_ok=None, t0=123456).resume(st).advance(300000)
+    return [[a[0], a[2]] for a in s2.of("vibrate")]
+out([reset_at(40000), reset_at(100000), reset_at(40000, then=lambda s: s.ev("call_state", "alerting"))])
+""")
+    assert r[0] == [[50000, "unsent"]]
+    assert r[1] == [] and r[2] == []
+
+
 # ---------------------------------------------------------------------------
 # Supervision: low battery, power warnings, daily status (supervision.py)
 

@@ -187,7 +187,8 @@ class AlertMachine:
     _sms_ok = 0
     _sms_failed = 0
     _test_reported = False
-    reached = False     # this alert got something out: an SMS taken, C4's phone rang
+    unsent_due = False  # this alert got nothing out yet (no SMS taken, C4's phone never
+                        # rang) and she has not been told: the "unsent" timer may tell her
 
     def __init__(self, config=None):
         c = dict(DEFAULTS)
@@ -266,6 +267,7 @@ class AlertMachine:
             "fix": fx, "cell": self.cell if self.active else None, "battery": self.battery,
             "end_ago_ms": None if self.end_t is None else ticks_diff(now, self.end_t),
             "pin_fails": self.commands.save(now),
+            "unsent_due": self.unsent_due,
         }
         self.sup.save(st, now)
         return st
@@ -297,6 +299,9 @@ class AlertMachine:
                 acts.append(("set_timer", "max_alert", left))
                 acts.append(("set_timer", "update",
                              min(self.cfg["update_every_s"] * 1000, left)))
+                if self.unsent_due:     # what was left of the wait before the reset
+                    acts.append(("set_timer", "unsent",
+                                 max(1, self.cfg["unsent_warn_s"] * 1000 - el)))
                 self._queue_location("update")
                 if not self.calls.done and self.dial_list and not call_kept:
                     self._dial(acts)
@@ -323,6 +328,7 @@ class AlertMachine:
         calls.att = int(st.get("att") or 0)
         seq = int(st.get("seq") or 0)
         self.cancel_by = st.get("by")
+        self.unsent_due = bool(st.get("unsent_due"))
         self.outbox.restore(st.get("out"), seq)
         self.got_gps = list(st.get("got_gps") or [])
         self.cell = st.get("cell")
@@ -427,7 +433,7 @@ class AlertMachine:
         calls.start_series()
         self.got_gps = []
         self.cancel_by = None
-        self.reached = False
+        self.unsent_due = c["unsent_warn_s"] > 0
         self._log(acts, "alert", source)
         if c["vibrate"]:
             acts.append(("vibrate", "alert"))
@@ -440,10 +446,16 @@ class AlertMachine:
         self._queue_location("alert")
         acts.append(("set_timer", "update", c["update_every_s"] * 1000))
         acts.append(("set_timer", "max_alert", c["max_alert_s"] * 1000))
-        if c["unsent_warn_s"] > 0:
+        if self.unsent_due:
             acts.append(("set_timer", "unsent", c["unsent_warn_s"] * 1000))
         acts.append(("refresh_cell",))  # her cell for the SMS, once the dial is out
         self._dirty = True
+
+    def _got_out(self):
+        # something of this alert got out: she need not be told it did not
+        if self.unsent_due:
+            self.unsent_due = False
+            self._dirty = True
 
     def _stop(self, now, acts, by):
         self.active = False
@@ -518,14 +530,14 @@ class AlertMachine:
         if st in ("dialing", "alerting"):
             calls.move(st)              # progress of a call we did not place: kept
             if st == "alerting":
-                self.reached = True     # the network carried it: C4's phone rings
+                self._got_out()         # the network carried it: C4's phone rings
             return
         if st == "active":
             if prev == "hangup":
                 return                  # we are hanging it up
             calls.move("active")
             calls.connected = True
-            self.reached = True
+            self._got_out()
             calls.att = 0               # answered: a later drop starts a new series
             self._answered = True
             acts.append(("cancel_timer", "dial_timeout"))
@@ -603,7 +615,7 @@ class AlertMachine:
         what = "%s %s" % (e.label(), mask(e.number))
         if ok:
             self._sms_ok += 1
-            self.reached = True
+            self._got_out()
             self._log(acts, "sms_ok", what)
             self.sup.delivered(e)
             if e.kind in ob.LOC and e.number not in self.got_gps:
@@ -701,7 +713,9 @@ class AlertMachine:
             if self.active:
                 self._expire(now, acts)
         elif name == "unsent":
-            if self.active and not self.reached:
+            if self.active and self.unsent_due:
+                self.unsent_due = False
+                self._dirty = True
                 self._log(acts, "alert_unsent", "%ds" % c["unsent_warn_s"])
                 if c["vibrate"]:
                     acts.append(("vibrate", "unsent"))
