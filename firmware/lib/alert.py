@@ -433,7 +433,6 @@ class AlertMachine:
         calls.start_series()
         self.got_gps = []
         self.cancel_by = None
-        self.unsent_due = c["unsent_warn_s"] > 0
         self._log(acts, "alert", source)
         if c["vibrate"]:
             acts.append(("vibrate", "alert"))
@@ -446,6 +445,8 @@ class AlertMachine:
         self._queue_location("alert")
         acts.append(("set_timer", "update", c["update_every_s"] * 1000))
         acts.append(("set_timer", "max_alert", c["max_alert_s"] * 1000))
+        # after the dial and the SMS: a bad value here must not keep them from going out
+        self.unsent_due = c["unsent_warn_s"] > 0
         if self.unsent_due:
             acts.append(("set_timer", "unsent", c["unsent_warn_s"] * 1000))
         acts.append(("refresh_cell",))  # her cell for the SMS, once the dial is out
