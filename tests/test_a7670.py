@@ -120,6 +120,21 @@ def test_a_press_held_long_enough_turns_it_on_even_if_the_host_ran_late(family):
     assert [(p["powered"], p["result"]) for p in modem.pwrkey_presses] == [(False, "none"), (False, "on")]
 
 
+@pytest.mark.parametrize("family", ["a7670", "sim800"])
+def test_a_press_read_late_counts_from_when_the_firmware_drove_the_pin(family):
+    # A busy rig may read the press and the release in one go: the module goes by the
+    # times the firmware drove the pin (the rig's GPIO lines carry them), as a real one does.
+    b = Bench(boot=False)
+    modem = modem_class(family)(b.sched, b.net, DEVICE, emit=b.out.extend)
+    t = b.clock.t
+    b.clock.t += 5.0                              # both lines read 5 s late, together
+    modem.pwrkey(0, at=t)
+    modem.pwrkey(1, at=t + modem.PWRKEY_MIN_S * 1.4)
+    assert modem.powered
+    assert [(p["powered"], p["held_s"] > modem.PWRKEY_MIN_S, p["result"])
+            for p in modem.pwrkey_presses] == [(False, True, "on")]
+
+
 def test_a_long_pwrkey_press_switches_it_off_a_short_one_does_not():
     b = Bench()
     b.modem.pwrkey(0)

@@ -2,11 +2,12 @@
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
+from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, TICKS_PERIOD, VirtualDevice
 from rigkit import provisioned_device
 
 MPREMOTE = str(Path(sys.executable).parent / "mpremote")
@@ -90,3 +91,12 @@ def test_bounce_and_short_press_do_not_alert(tmp_path):
     # and the real press would only have logged "alert_repeat"
     assert "EV alert" not in before
     assert text.count("EV alert gesture") == 1 and "alert_repeat" not in text
+
+
+def test_a_gpio_line_is_dated_by_the_firmwares_clock():
+    # hw_sim writes "P <pin> <level> <ticks_ms>"; the unix port's ticks are CLOCK_MONOTONIC
+    # in ms wrapped at 2**30, like the rig's time.monotonic()
+    now_ms = int(time.monotonic() * 1000)
+    at = VirtualDevice._device_time((now_ms - 300) % TICKS_PERIOD)
+    assert at is not None and 0.25 < time.monotonic() - at < 1.0
+    assert VirtualDevice._device_time((now_ms + 60_000) % TICKS_PERIOD) is None   # not this clock

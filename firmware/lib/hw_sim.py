@@ -4,6 +4,7 @@
 # machine.UART / machine.Pin, so the same driver code runs on the ESP32.
 import os
 import socket
+import time
 import asyncio
 
 VIRTUAL = True
@@ -69,7 +70,9 @@ class Pin:
         v = 1 if v else 0
         _levels[self.pin] = v
         if self.mode == Pin.OUT:
-            _gpio_sock().write(b"P %d %d\n" % (self.pin, v))
+            # with the time it happened: a busy rig may read two lines at once, and a
+            # PWRKEY press lasts what the firmware held it, not the gap between the reads
+            _gpio_sock().write(b"P %d %d %d\n" % (self.pin, v, time.ticks_ms()))
 
     def on(self):
         self.value(1)

@@ -39,6 +39,7 @@ LFS_BLOCKDEV = Path(__file__).with_name("lfs_blockdev.py")
 BOARD_MODULES = ("board_repl", "board_seal", "lfs_blockdev")
 SOFT_RAW, SOFT_FRIENDLY = 100, 101
 CONSOLE_KEEP = 1 << 20  # console bytes kept for wait_console()
+TICKS_PERIOD = 1 << 30  # MicroPython's time.ticks_ms() wraps here
 CONSOLE_TAIL_LINES = 25  # what a timed-out wait_event shows of the device's console
 # After a wake edge the chip needs ~1 ms, and its UART driver a little more, before it
 # receives again: a URC sent with the RI edge is lost. 20 ms is unkinder than the chip,
@@ -715,14 +716,23 @@ class VirtualDevice:
             self.wdt_feeds += 1
             self._wdt_arm(self._wdt_timeout)
             return
-        if len(parts) != 3 or parts[0] != b"P":
+        if len(parts) not in (3, 4) or parts[0] != b"P":
             return
         pin, level = int(parts[1]), int(parts[2])
         with self._cond:
             self.pins_out[pin] = level
             self.pin_history.append((time.monotonic(), pin, level))
             self._cond.notify_all()
-        self._pin_level(pin, level)
+        self._pin_level(pin, level, self._device_time(int(parts[3])) if len(parts) == 4 else None)
+
+    @staticmethod
+    def _device_time(ticks_ms):
+        """The monotonic time at which the firmware wrote a pin, from its time.ticks_ms():
+        the unix port's ticks are CLOCK_MONOTONIC in ms, like time.monotonic(), wrapped at
+        2**30. None if the two disagree (a clock this cannot map): the line's arrival then."""
+        now = time.monotonic()
+        lag_ms = (int(now * 1000) - ticks_ms) % TICKS_PERIOD
+        return now - lag_ms / 1000 if lag_ms <= 5000 else None
 
     def _modem_at_power_on(self):
         """The board gets power: the modem starts, unless its power enable sits on a pin
@@ -746,13 +756,14 @@ class VirtualDevice:
                     self._cond.notify_all()
                 self._pin_level(pin, pull)
 
-    def _pin_level(self, pin, level):
-        """What an output's level does to the parts wired to it."""
+    def _pin_level(self, pin, level, at=None):
+        """What an output's level does to the parts wired to it (at: when the firmware
+        drove it, for the pins whose pulse length matters; None: now)."""
         modem = self.board["modem"]
         if pin == modem.get("pwrkey"):
-            self.modem.pwrkey(self._module_pin_level(level, modem.get("pwrkey_active", 0)))
+            self.modem.pwrkey(self._module_pin_level(level, modem.get("pwrkey_active", 0)), at)
         elif pin == modem.get("reset"):
-            self.modem.reset_pin(self._module_pin_level(level, modem.get("reset_active", 0)))
+            self.modem.reset_pin(self._module_pin_level(level, modem.get("reset_active", 0)), at)
         elif pin == modem.get("power_on"):
             self.modem.supply(level)
         elif pin == modem.get("dtr"):

@@ -36,14 +36,17 @@ class PowerGroup:
         if had_network:
             self.network.modem_unreachable(self.number)
 
-    def pwrkey(self, level):
+    def pwrkey(self, level, at=None):
         """PWRKEY pin level from the ESP32 (HD V1.10 §4.2).
 
         An off module turns on once the key has been low for 1 s, while it is still held;
         holding it low for ever keeps it on (PWRKEY tied to GND = power on at supply). An
         on module turns off when a 1-33 s press is released: NORMAL POWER DOWN. Pulses
         shorter than 1 s do nothing. Durations are scaled like every other delay, because
-        the firmware's own sleeps run at the same time_scale."""
+        the firmware's own sleeps run at the same time_scale. at: when the firmware drove
+        the pin (the rig reads its lines late when busy), None: now."""
+        now = self.sched.now()
+        at = now if at is None else min(at, now)
         level = 1 if level else 0
         if level == self._pwrkey_level:
             return
@@ -52,13 +55,14 @@ class PowerGroup:
         self.sched.cancel(self._pwrkey_timer)
         self._pwrkey_timer = None
         if level == 0:
-            self._pwrkey_down_at = self.sched.now()
+            self._pwrkey_down_at = at
             self._pwrkey_was_on = self.powered
             self._pwrkey_turned_on = False
             # Hardware timing: not bound to a power cycle, so not via _later().
-            self._pwrkey_timer = self.sched.after(self.PWRKEY_MIN_S, self._pwrkey_held)
+            self._pwrkey_timer = self.sched.at(at + self.PWRKEY_MIN_S * self.sched.time_scale,
+                                               self._pwrkey_held)
         elif self._pwrkey_down_at is not None:
-            held = (self.sched.now() - self._pwrkey_down_at) / self.sched.time_scale
+            held = max(0.0, at - self._pwrkey_down_at) / self.sched.time_scale
             self._pwrkey_down_at = None
             if held_timer_due and held >= self.PWRKEY_MIN_S:
                 # held long enough, but the release reached us before the hold timer ran (a
@@ -81,12 +85,15 @@ class PowerGroup:
         if self.on_event is not None:
             self.on_event(dict(event))
 
-    def reset_pin(self, level):
-        """RESET pin: a low pulse of >= 105 ms restarts a running module (on release)."""
+    def reset_pin(self, level, at=None):
+        """RESET pin: a low pulse of >= 105 ms restarts a running module (on release).
+        at: when the firmware drove it, as for pwrkey()."""
+        now = self.sched.now()
+        at = now if at is None else min(at, now)
         if not level:
-            self._reset_down_at = self.sched.now()
+            self._reset_down_at = at
         elif self._reset_down_at is not None:
-            held = (self.sched.now() - self._reset_down_at) / self.sched.time_scale
+            held = max(0.0, at - self._reset_down_at) / self.sched.time_scale
             self._reset_down_at = None
             if held >= self.RESET_MIN_S and self.powered and not self._latched:
                 self._restart(1)
