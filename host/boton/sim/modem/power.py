@@ -45,8 +45,7 @@ class PowerGroup:
         shorter than 1 s do nothing. Durations are scaled like every other delay, because
         the firmware's own sleeps run at the same time_scale. at: when the firmware drove
         the pin (the rig reads its lines late when busy), None: now."""
-        now = self.sched.now()
-        at = now if at is None else min(at, now)
+        at = self._when(at)
         level = 1 if level else 0
         if level == self._pwrkey_level:
             return
@@ -88,8 +87,7 @@ class PowerGroup:
     def reset_pin(self, level, at=None):
         """RESET pin: a low pulse of >= 105 ms restarts a running module (on release).
         at: when the firmware drove it, as for pwrkey()."""
-        now = self.sched.now()
-        at = now if at is None else min(at, now)
+        at = self._when(at)
         if not level:
             self._reset_down_at = at
         elif self._reset_down_at is not None:
@@ -120,6 +118,11 @@ class PowerGroup:
             self._try_sleep()
         else:
             self._later(self.T_DTR_WAKE, self._wake)
+
+    def _when(self, at):
+        """A pin change's time: when the firmware drove it (never later than now), or now."""
+        now = self.sched.now()
+        return now if at is None else min(at, now)
 
     def _pwrkey_held(self):
         self._pwrkey_timer = None
