@@ -211,3 +211,27 @@ def test_mpy_cache_takes_several_builders_at_once(tmp_path):
         outs = list(pool.map(lambda _: build.compile_module(src, tmp_path), range(16)))
     assert len(set(outs)) == 1 and outs[0][:1] == b"M"  # one .mpy, whole
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_deployed_mpy_carry_no_line_tables_and_name_their_module(tmp_path):
+    """A board holds each .mpy's whole bytecode in its heap (issue 13): the deployed ones
+    drop the line-number tables and name their source by the module (a qstr the import
+    interns anyway). A traceback still names module and function; the rig's own code keeps
+    its lines."""
+    from boton import mpy
+
+    src = tmp_path / "boom.py"
+    src.write_text("def f():\n    x = 1\n    raise ValueError(x)\n")
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    run_it = "import sys\nsys.path[:] = ['lib']\nimport boom\nboom.f()\n"
+    shown = {}
+    for lines in (False, True):
+        (lib / "boom.mpy").write_bytes(build.compile_module(src, cache=tmp_path / "mpy", lines=lines))
+        with pytest.raises(mpy.MicroPythonError) as e:
+            mpy.run(run_it, lib=lib, cwd=tmp_path)
+        shown[lines] = str(e.value)
+    assert 'File "boom", line 1, in f' in shown[False], shown[False]
+    assert 'File "boom.py", line 3, in f' in shown[True], shown[True]
+    assert len(build.compile_module(src, cache=tmp_path / "mpy")) < len(
+        build.compile_module(src, cache=tmp_path / "mpy", lines=True))

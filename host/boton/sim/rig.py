@@ -72,7 +72,8 @@ def board_code() -> Path:
     as bytecode, it leaves no parse garbage between the objects it keeps, which would split
     the heap where a chip's (C) REPL leaves it whole."""
     from .. import build
-    mods = [(f"{m}.mpy", build.compile_module(Path(__file__).with_name(f"{m}.py"))) for m in BOARD_MODULES]
+    mods = [(f"{m}.mpy", build.compile_module(Path(__file__).with_name(f"{m}.py"), lines=True))
+            for m in BOARD_MODULES]
     folder = build.CACHE / f"rig-{build.files_digest(mods)[:16]}"
     if not folder.is_dir():
         tmp = folder.with_name(f"{folder.name}.{os.getpid()}-{threading.get_ident()}.tmp")
