@@ -105,6 +105,40 @@ out(res)
     assert r["off"] == ["alert"]
 
 
+def test_a_recipient_the_alert_never_reached_gets_the_alert_not_an_update(both):
+    # No network at the press: every alert SMS fails its retries for good (sms_failed).
+    # When the network is back, the periodic location SMS is the first thing her contacts
+    # read: it must say she asked for help ("ALERTA ... pidio ayuda"), not read like an
+    # update of an alert they never saw. Once one reached them, updates are updates, also
+    # after a reset.
+    r = both("""
+s = Sim(sms_ok=False, update_every_s=300)
+s.ev("gesture", "alert")
+s.advance(200000)
+failed = len(s.logs("sms_failed"))
+s.clear()
+s.sms_ok = True
+s.advance(100000)                 # the 300 s update, the network back
+first = [x[2][:45] for x in s.sms()]
+saved = json.loads(json.dumps(s.m.to_state(s.t)))
+s2 = Sim(update_every_s=300)
+s2.resume(saved)
+s2.clear()
+s2.advance(300000)
+resumed = [x[2][:14] for x in s2.sms()]
+c = Sim(update_every_s=300)
+c.ev("gesture", "alert")
+c.clear()
+c.advance(300000)
+out({"failed": failed, "first": first, "resumed": resumed, "control": [x[2][:14] for x in c.sms()]})
+""")
+    n = len(CONTACTS) + 1
+    assert r["failed"] == n
+    assert r["first"] == ["ALERTA Boton Seguro: Luna pidio ayuda. Sin ub"] * n
+    assert r["resumed"] == ["ACTUALIZACION "] * n
+    assert r["control"] == ["ACTUALIZACION "] * n
+
+
 def test_one_contact_and_no_c4_sms(both):
     r = both("""
 s = Sim(contacts=["+524493330009"], sms_c4=False)

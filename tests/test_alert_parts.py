@@ -634,6 +634,8 @@ m.cell = {"mcc": "334", "mnc": "20", "lac": "00C3", "cellid": "1A2B"}
 texts["cell"] = render(ob.ALERT)
 s.ev("fix", {"lat_e7": 218823400, "lon_e7": -1022914300, "hdop": 1.0, "sats": 7, "valid": True})
 texts["gps"] = render(ob.ALERT)
+texts["update_untold"] = render(ob.UPDATE)       # the alert SMS never reached this contact
+m.told.append(CONTACTS[0])
 texts["update"] = render(ob.UPDATE)
 texts["location"] = render(ob.LOCATION, C4)
 texts["status"] = render(ob.STATUS, C4)
@@ -650,6 +652,7 @@ out({k: list(v) for k, v in texts.items()})
     assert r["gps"][1] == "gps" and "q=21.88234,-102.29143" in r["gps"][0]
     assert r["gps"][0].startswith("ALERTA") and r["gps"][0].endswith("Llamando al C4.")
     assert r["update"][0].startswith("ACTUALIZACION") and "Llamando" not in r["update"][0]
+    assert r["update_untold"][0].startswith("ALERTA") and "pidio ayuda" in r["update_untold"][0]
     assert r["last"][1] == "last" and "hace" in r["last"][0]
     assert r["location"][0].startswith("UBICACION BS-0042") and "q=21.88234" in r["location"][0]
     assert r["status"][0].startswith("ESTADO BS-0042") and "Bat 80%" in r["status"][0]

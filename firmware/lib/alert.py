@@ -223,6 +223,9 @@ class AlertMachine:
         self.sup = Supervision(self.cfg)
         self.commands = SmsCommands(self.cfg, self.cc)
         self.got_gps = []       # recipients that got a fresh-GPS location SMS
+        # recipients the network took a location SMS for in this alert: to the others a
+        # later one is still the alert ("pidio ayuda"), not an update (alerttexts.render)
+        self.told = []
 
     # ------------------------------------------------------------------ API
     def handle(self, ev, now):
@@ -262,7 +265,7 @@ class AlertMachine:
             "elapsed_ms": ticks_diff(now, self.start_t) if self.active else 0,
             "alerts": self.alerts, "call_done": calls.done, "ni": calls.ni,
             "att": calls.att, "seq": self.outbox.seq, "by": self.cancel_by,
-            "out": self.outbox.rows(), "got_gps": list(self.got_gps),
+            "out": self.outbox.rows(), "got_gps": list(self.got_gps), "told": list(self.told),
             # her cell (a location too) likewise; radio.init reads it again after a reset
             "fix": fx, "cell": self.cell if self.active else None, "battery": self.battery,
             "end_ago_ms": None if self.end_t is None else ticks_diff(now, self.end_t),
@@ -331,6 +334,7 @@ class AlertMachine:
         self.unsent_due = bool(st.get("unsent_due"))
         self.outbox.restore(st.get("out"), seq)
         self.got_gps = list(st.get("got_gps") or [])
+        self.told = list(st.get("told") or [])
         self.cell = st.get("cell")
         self.battery = st.get("battery")
         fx = st.get("fix")
@@ -432,6 +436,7 @@ class AlertMachine:
         self.alerts += 1
         calls.start_series()
         self.got_gps = []
+        self.told = []
         self.cancel_by = None
         self._log(acts, "alert", source)
         if c["vibrate"]:
@@ -619,6 +624,8 @@ class AlertMachine:
             self._got_out()
             self._log(acts, "sms_ok", what)
             self.sup.delivered(e)
+            if e.kind in ob.LOC and e.number not in self.told:
+                self.told.append(e.number)
             if e.kind in ob.LOC and e.number not in self.got_gps:
                 if fix_sent == "gps":
                     self.got_gps.append(e.number)

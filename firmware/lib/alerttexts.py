@@ -17,7 +17,7 @@ def render(m, e, now):
     if k in ob.LOC:
         return sms.alert_text(alias=c["alias"], kind=kind, age_s=age,
                               battery=m.battery, device_id=c["device_id"],
-                              test=m.test_now(), update=k == ob.UPDATE,
+                              test=m.test_now(), update=k == ob.UPDATE and e.number in m.told,
                               cell=m.cell, calling_c4=bool(m.dial_list),
                               voice=m.voice, **loc), kind
     if k == ob.LOCATION:
