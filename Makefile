@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test bench mpy docs clean firmware unix32
+.PHONY: venv demo test soak bench mpy docs clean firmware unix32
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ demo: venv
 TEST_WORKERS ?= 4
 test: venv
 	$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal
+
+# Rehearsal soak: her alert under random mixes of faults, per modem family, for SEEDS ("N":
+# seeds 0..N-1, or "A:B"); tests/scenarios/test_sc_soak.py, of which `make test` runs 3.
+# SEEDS=100: about 15 minutes on 2 cores.
+SEEDS ?= 100
+soak: venv
+	BOTON_SOAK_SEEDS=$(SEEDS) $(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal \
+		tests/scenarios/test_sc_soak.py
 
 bench: venv
 	$(BIN)/python -m boton.bench

@@ -1,0 +1,106 @@
+"""Soak: random faults of the parts and the network around an alert, several at once, each
+one the alert must survive (the network or the module comes back, a reset, a second press,
+an SMS command, the battery sagging). Whatever the mix, her trusted contacts get the alert
+SMS and C4 answers a call from the button, and the firmware never crashes.
+
+Each seed is one plan, printed with the failure, so a failing seed replays exactly
+(`-k "sim800-23"`). `make test` runs a few seeds per modem family; `make soak SEEDS=200`
+runs more (BOTON_SOAK_SEEDS: "N" for seeds 0..N-1, or "A:B").
+"""
+import os
+import random
+import time
+
+import pytest
+
+from boton.pytest_plugin import REF_PIN
+
+# Conditions switched on for a while, then off again.
+TOGGLES = ("no_network", "signal_lost", "registration_denied", "gps_silent", "gps_never_fix",
+           "modem_dead")
+# Things that happen once.
+SHOTS = ("modem_silent", "modem_brown_out", "uart_garbage", "drop_call", "cms_error",
+         "esp32_reset", "power_cycle", "next_call_result", "press_again", "sms_command",
+         "low_battery", "under_voltage")
+RETRYABLE_CMS = (41, 42, 331, 332, 500)
+COMMANDS = ("UBICACION {pin}", "ESTADO {pin}", "UBICACION 0000", "hola")
+
+
+def _seeds():
+    spec = os.environ.get("BOTON_SOAK_SEEDS", "3")
+    first, _, last = spec.rpartition(":")
+    try:
+        return range(int(first or 0), int(last))
+    except ValueError:
+        raise pytest.UsageError(f"BOTON_SOAK_SEEDS={spec!r}: give N (seeds 0..N-1) or A:B") from None
+
+
+def plan_for(seed):
+    """[(start s after the press, negative: before it; fault; argument; how long)]."""
+    rnd = random.Random(seed)
+    plan = []
+    for _ in range(rnd.randint(2, 5)):
+        name = rnd.choice(TOGGLES + SHOTS)
+        arg = {"cms_error": lambda: rnd.choice(RETRYABLE_CMS),
+               "next_call_result": lambda: rnd.choice(("busy", "no_answer")),
+               "sms_command": lambda: rnd.choice(COMMANDS),
+               "under_voltage": lambda: round(rnd.uniform(0.5, 5), 1)}.get(name, lambda: None)()
+        plan.append((round(rnd.uniform(-2, 8), 2), name, arg, round(rnd.uniform(1, 40), 2)))
+    return sorted(plan)
+
+
+def _apply(faults, button, network, name, arg):
+    if name in TOGGLES:
+        getattr(faults, name)(True)
+    elif name == "cms_error":
+        faults.cms_error(arg)
+    elif name == "next_call_result":
+        faults.next_call_result(arg)
+    elif name == "press_again":
+        button.alert()
+    elif name == "sms_command":
+        network.sms_to_device(arg.format(pin=REF_PIN))
+    elif name == "low_battery":
+        faults.set_battery(3450)
+    elif name == "under_voltage":
+        faults.under_voltage(arg)
+    else:
+        getattr(faults, name)()
+
+
+@pytest.mark.parametrize("seed", _seeds())
+def test_her_alert_survives_a_random_mix_of_faults(dut, button, network, faults, seed):
+    plan = plan_for(seed)
+    scale = dut.within(10, 1)  # a board's parts take longer than the rig's (time-scaled)
+    mark, log_mark = network.mark(), dut.mark()
+    ends = []  # (monotonic time, toggle) to switch off
+
+    def start(name, arg, dur):
+        _apply(faults, button, network, name, arg)
+        if name in TOGGLES:
+            ends.append((time.monotonic() + dur * scale, name))
+
+    for at, name, arg, dur in plan:
+        if at < 0:
+            start(name, arg, dur)
+    button.alert()
+    pressed = time.monotonic()
+    for at, name, arg, dur in plan:
+        if at >= 0:
+            time.sleep(max(0.0, pressed + at * scale - time.monotonic()))
+            start(name, arg, dur)
+    for when, name in sorted(ends):
+        time.sleep(max(0.0, when - time.monotonic()))
+        getattr(faults, name)(False)
+
+    why = f"seed {seed}, plan {plan}"
+    try:
+        for contact in network.contacts:  # the alert itself, not only a later update
+            network.wait_sms(to=contact, after=mark, timeout=dut.within(600, 240),
+                             where=lambda e: e["text"].startswith("ALERTA"))
+        network.wait_call("call_connected", after=mark, timeout=dut.within(600, 240),
+                          where=lambda e: any(e["to"] == n for n in network.c4))
+    except TimeoutError as e:
+        raise AssertionError(f"{why}: {e}") from None
+    text = dut.console.text(log_mark)
+    assert "Traceback" not in text and "MemoryError" not in text, f"{why}\n{text[-3000:]}"
