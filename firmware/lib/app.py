@@ -38,6 +38,10 @@ class App:
     sms_ok = 0          # the delivery-day test's counts (the machine's "test_done")
     sms_failed = 0
     _cell_after = False
+    # False until start_machine(): the machine gets no event before appboot.resume has
+    # given it her saved alert (an event handled first, a low battery at boot, persisted
+    # an idle machine over alert.json and the alert was lost). They wait in the inbox.
+    started = False
 
     def __init__(self, board, cfg, log, test=False):
         self.board = board
@@ -72,7 +76,17 @@ class App:
 
     # ------------------------------------------------------------ event plumbing
     def post(self, ev):
-        self.inbox.append(ev)
+        inbox = self.inbox
+        if not self.started:  # held until resume: bounded (no ticks; only the newest fix)
+            if ev[0] == "tick":
+                ev = None
+            elif ev[0] == "fix":
+                for i in range(len(inbox)):
+                    if inbox[i][0] == "fix":
+                        inbox[i], ev = ev, None
+                        break
+        if ev is not None:
+            inbox.append(ev)
         self.wake.set()
 
     async def watchdog_task(self):
@@ -91,7 +105,7 @@ class App:
             await self.wake.wait()
             self.brain_seen = time.ticks_ms()
             self.wake.clear()
-            while self.inbox:
+            while self.started and self.inbox:
                 ev = self.inbox.pop(0)
                 if ev[0] == "tick":
                     continue
@@ -369,6 +383,8 @@ class App:
         self.machine.log_head = lambda: (log.seq, log.last[:6])
         for act in self.machine.start(time.ticks_ms()):
             self.act(act)
+        self.started = True
+        self.wake.set()  # what came in meanwhile
 
 
 
