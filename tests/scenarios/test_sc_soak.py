@@ -75,7 +75,11 @@ def test_her_alert_survives_a_random_mix_of_faults(dut, button, network, faults,
     mark, log_mark = network.mark(), dut.mark()
     ends = []  # (monotonic time, toggle) to switch off
 
+    reset_mark = [log_mark]  # the console before the last reset of the plan
+
     def start(name, arg, dur):
+        if name in ("esp32_reset", "power_cycle"):
+            reset_mark[0] = dut.mark()
         _apply(faults, button, network, name, arg)
         if name in TOGGLES:
             ends.append((time.monotonic() + dur * scale, name))
@@ -93,6 +97,12 @@ def test_her_alert_survives_a_random_mix_of_faults(dut, button, network, faults,
         time.sleep(max(0.0, when - time.monotonic()))
         getattr(faults, name)(False)
 
+    # A reset around the press can cut her gesture off before the firmware sees it: she
+    # feels no vibration (the guide has her hold on until she does) and presses again.
+    if not dut.logged("alert", since=log_mark) and any(
+            name in ("esp32_reset", "power_cycle") and -3 <= at <= 3 for at, name, _, _ in plan):
+        dut.wait_ready(since=reset_mark[0])
+        button.alert()
     why = f"seed {seed}, plan {plan}"
     try:
         for contact in network.contacts:  # the alert itself, not only a later update
