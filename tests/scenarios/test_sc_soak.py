@@ -13,15 +13,16 @@ import time
 
 import pytest
 
+from boton.hil.refmodem import same_number
 from boton.pytest_plugin import REF_PIN
 
 # Conditions switched on for a while, then off again.
 TOGGLES = ("no_network", "signal_lost", "registration_denied", "gps_silent", "gps_never_fix",
-           "modem_dead")
+           "modem_dead", "gps_corrupt")
 # Things that happen once.
 SHOTS = ("modem_silent", "modem_brown_out", "uart_garbage", "drop_call", "cms_error",
          "esp32_reset", "power_cycle", "next_call_result", "press_again", "sms_command",
-         "low_battery", "under_voltage")
+         "low_battery", "under_voltage", "c4_calls_back", "cancel_and_press_again")
 RETRYABLE_CMS = (41, 42, 331, 332, 500)
 COMMANDS = ("UBICACION {pin}", "ESTADO {pin}", "UBICACION 0000", "hola")
 
@@ -44,13 +45,16 @@ def plan_for(seed):
         arg = {"cms_error": lambda: rnd.choice(RETRYABLE_CMS),
                "next_call_result": lambda: rnd.choice(("busy", "no_answer")),
                "sms_command": lambda: rnd.choice(COMMANDS),
-               "under_voltage": lambda: round(rnd.uniform(0.5, 5), 1)}.get(name, lambda: None)()
+               "under_voltage": lambda: round(rnd.uniform(0.5, 5), 1),
+               "gps_corrupt": lambda: rnd.choice((0.3, 1.0))}.get(name, lambda: None)()
         plan.append((round(rnd.uniform(-2, 8), 2), name, arg, round(rnd.uniform(1, 40), 2)))
     return sorted(plan)
 
 
 def _apply(faults, button, network, name, arg):
-    if name in TOGGLES:
+    if name == "gps_corrupt":
+        faults.gps_corrupt(arg)
+    elif name in TOGGLES:
         getattr(faults, name)(True)
     elif name == "cms_error":
         faults.cms_error(arg)
@@ -58,6 +62,8 @@ def _apply(faults, button, network, name, arg):
         faults.next_call_result(arg)
     elif name == "press_again":
         button.alert()
+    elif name == "c4_calls_back":  # the operator calls her button, maybe while it dials C4
+        network.call_device("c4")
     elif name == "sms_command":
         network.sms_to_device(arg.format(pin=REF_PIN))
     elif name == "low_battery":
@@ -76,40 +82,64 @@ def test_her_alert_survives_a_random_mix_of_faults(dut, button, network, faults,
     ends = []  # (monotonic time, toggle) to switch off
 
     reset_mark = [log_mark]  # the console before the last reset of the plan
+    alert_mark = [mark]  # the network before her last request for help
 
-    def start(name, arg, dur):
+    press_log, press_at = [log_mark], [0.0]  # the console before her last press, its plan time
+
+    def start(at, name, arg, dur):
         if name in ("esp32_reset", "power_cycle"):
             reset_mark[0] = dut.mark()
+        if name == "cancel_and_press_again":
+            # She cancels by mistake, feels the cancel's vibration and asks for help again:
+            # what counts is what follows her second request. A cancel that did not take
+            # (no alert yet, or a reset ate the press) leaves her first request standing.
+            since = dut.mark()
+            button.cancel()
+            try:
+                dut.wait_log("cancel", since=since, timeout=dut.within(10, 5))
+            except TimeoutError:
+                return
+            time.sleep(1.0)  # she lets go and realises; a press at once would be one long press
+            alert_mark[0], press_log[0], press_at[0] = network.mark(), dut.mark(), at
+            button.alert()
+            return
         _apply(faults, button, network, name, arg)
         if name in TOGGLES:
             ends.append((time.monotonic() + dur * scale, name))
 
     for at, name, arg, dur in plan:
         if at < 0:
-            start(name, arg, dur)
+            start(at, name, arg, dur)
     button.alert()
     pressed = time.monotonic()
     for at, name, arg, dur in plan:
         if at >= 0:
             time.sleep(max(0.0, pressed + at * scale - time.monotonic()))
-            start(name, arg, dur)
+            start(at, name, arg, dur)
     for when, name in sorted(ends):
         time.sleep(max(0.0, when - time.monotonic()))
-        getattr(faults, name)(False)
+        if name == "gps_corrupt":
+            faults.gps_corrupt(0.0)
+        else:
+            getattr(faults, name)(False)
 
     # A reset around the press can cut her gesture off before the firmware sees it: she
     # feels no vibration (the guide has her hold on until she does) and presses again.
-    if not dut.logged("alert", since=log_mark) and any(
-            name in ("esp32_reset", "power_cycle") and -3 <= at <= 3 for at, name, _, _ in plan):
+    if not dut.logged("alert", since=press_log[0]) and any(
+            name in ("esp32_reset", "power_cycle") and abs(at - press_at[0]) <= 3
+            for at, name, _, _ in plan):
         dut.wait_ready(since=reset_mark[0])
         button.alert()
     why = f"seed {seed}, plan {plan}"
     try:
         for contact in network.contacts:  # the alert itself, not only a later update
-            network.wait_sms(to=contact, after=mark, timeout=dut.within(600, 240),
+            network.wait_sms(to=contact, after=alert_mark[0], timeout=dut.within(600, 240),
                              where=lambda e: e["text"].startswith("ALERTA"))
-        network.wait_call("call_connected", after=mark, timeout=dut.within(600, 240),
-                          where=lambda e: any(e["to"] == n for n in network.c4))
+        # C4 on the line with her button: its call, or C4's call back that the button answered
+        network.wait_call("call_connected", after=alert_mark[0], timeout=dut.within(600, 240),
+                          where=lambda e: any(same_number(e["to"], n) or (
+                              same_number(e["to"], dut.number) and same_number(e["from"], n))
+                              for n in network.c4))
     except TimeoutError as e:
         raise AssertionError(f"{why}: {e}") from None
     text = dut.console.text(log_mark)
