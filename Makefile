@@ -27,7 +27,7 @@ test: venv
 
 # Rehearsal soak: her alert under random mixes of faults, per modem family, for SEEDS ("N":
 # seeds 0..N-1, or "A:B"); tests/scenarios/test_sc_soak.py, of which `make test` runs 3.
-# SEEDS=100: about 15 minutes on 2 cores.
+# SEEDS=100: about 25 minutes on 2 cores.
 SEEDS ?= 100
 soak: venv
 	BOTON_SOAK_SEEDS=$(SEEDS) $(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal \

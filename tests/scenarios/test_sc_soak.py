@@ -19,6 +19,9 @@ from boton.pytest_plugin import REF_PIN
 # Conditions switched on for a while, then off again.
 TOGGLES = ("no_network", "signal_lost", "registration_denied", "gps_silent", "gps_never_fix",
            "modem_dead", "gps_corrupt")
+# The A7670's own conditions on LTE (the SIM800 has none of them): VoLTE gone (it falls back
+# to 2G), registered for SMS only, emergency calls only.
+FAMILY_TOGGLES = {"a7670": ("volte_unavailable", "sms_only", "emergency_only")}
 # Things that happen once.
 SHOTS = ("modem_silent", "modem_brown_out", "uart_garbage", "drop_call", "cms_error",
          "esp32_reset", "power_cycle", "next_call_result", "press_again", "sms_command",
@@ -36,12 +39,16 @@ def _seeds():
         raise pytest.UsageError(f"BOTON_SOAK_SEEDS={spec!r}: give N (seeds 0..N-1) or A:B") from None
 
 
-def plan_for(seed):
+def _toggles(family):
+    return TOGGLES + FAMILY_TOGGLES.get(family, ())
+
+
+def plan_for(seed, family):
     """[(start s after the press, negative: before it; fault; argument; how long)]."""
     rnd = random.Random(seed)
     plan = []
     for _ in range(rnd.randint(2, 5)):
-        name = rnd.choice(TOGGLES + SHOTS)
+        name = rnd.choice(_toggles(family) + SHOTS)
         arg = {"cms_error": lambda: rnd.choice(RETRYABLE_CMS),
                "next_call_result": lambda: rnd.choice(("busy", "no_answer")),
                "sms_command": lambda: rnd.choice(COMMANDS),
@@ -51,10 +58,10 @@ def plan_for(seed):
     return sorted(plan)
 
 
-def _apply(faults, button, network, name, arg):
+def _apply(faults, button, network, name, arg, toggles):
     if name == "gps_corrupt":
         faults.gps_corrupt(arg)
-    elif name in TOGGLES:
+    elif name in toggles:
         getattr(faults, name)(True)
     elif name == "cms_error":
         faults.cms_error(arg)
@@ -75,8 +82,8 @@ def _apply(faults, button, network, name, arg):
 
 
 @pytest.mark.parametrize("seed", _seeds())
-def test_her_alert_survives_a_random_mix_of_faults(dut, button, network, faults, seed):
-    plan = plan_for(seed)
+def test_her_alert_survives_a_random_mix_of_faults(dut, button, network, faults, seed, modem_family):
+    plan, toggles = plan_for(seed, modem_family), _toggles(modem_family)
     scale = dut.within(10, 1)  # a board's parts take longer than the rig's (time-scaled)
     mark, log_mark = network.mark(), dut.mark()
     ends = []  # (monotonic time, toggle) to switch off
@@ -103,8 +110,8 @@ def test_her_alert_survives_a_random_mix_of_faults(dut, button, network, faults,
             alert_mark[0], press_log[0], press_at[0] = network.mark(), dut.mark(), at
             button.alert()
             return
-        _apply(faults, button, network, name, arg)
-        if name in TOGGLES:
+        _apply(faults, button, network, name, arg, toggles)
+        if name in toggles:
             ends.append((time.monotonic() + dur * scale, name))
 
     for at, name, arg, dur in plan:
