@@ -1,14 +1,27 @@
 """Modem power control (issue 13, item 6): a running SIM800, hung or asleep, never gets a
 PWRKEY press (a 1-33 s press switches it off); the firmware's idea of the modem's sleep
 mode follows the module through recoveries and ESP32-only resets."""
+import json
 import threading
 
 import pytest
 
+from boton.boards import board_file
 from rigkit import demo_config, provisioned_device
 
 TCALL = "tcall_sim800l_axp192"            # has a supply switch (POWER_ON pin)
-DEVKITC = "devkitc_sim800l_neo6m"  # no supply switch: PWRKEY and RESET only
+NO_SWITCH = "no_supply_switch"  # a DevKitC build wired without its switch: PWRKEY and RESET only
+
+
+def board_path(tmp_path, board):
+    """A profile name, or for NO_SWITCH a copy of the DevKitC build's with "power_on": null."""
+    if board != NO_SWITCH:
+        return board
+    profile = json.loads(board_file("devkitc_sim800l_neo6m").read_text())
+    profile["modem"]["power_on"] = None
+    path = tmp_path / "devkitc_without_supply_switch.json"
+    path.write_text(json.dumps(profile))
+    return str(path)
 
 
 def checked_every(seconds):
@@ -59,9 +72,9 @@ def monotonic_now(vd):
     return vd.call(vd.sched.now)
 
 
-@pytest.mark.parametrize("board", [TCALL, DEVKITC])
+@pytest.mark.parametrize("board", [TCALL, NO_SWITCH])
 def test_module_hung_at_boot_is_never_pressed_while_on(tmp_path, board):
-    with provisioned_device(tmp_path, board=board) as vd:
+    with provisioned_device(tmp_path, board=board_path(tmp_path, board)) as vd:
         vd.call(vd.modem.go_silent, True)  # hung, and RESET does not help
         t0, mark = monotonic_now(vd), vd.console_mark()
         vd.hard_reset()                    # ESP32 only: the module stays powered and hung
@@ -79,9 +92,9 @@ def test_module_hung_at_boot_is_never_pressed_while_on(tmp_path, board):
         assert presses_on_a_running_module(vd) == []
 
 
-@pytest.mark.parametrize("board", [TCALL, DEVKITC])
+@pytest.mark.parametrize("board", [TCALL, NO_SWITCH])
 def test_recovery_ladder_order_and_no_press_on_a_running_module(tmp_path, board):
-    with provisioned_device(tmp_path, checked_every(2), board=board) as vd:
+    with provisioned_device(tmp_path, checked_every(2), board=board_path(tmp_path, board)) as vd:
         vd.wait_console("EV power modem_sleep", timeout=30)  # standby
         t0, mark = monotonic_now(vd), vd.console_mark()
         vd.call(vd.modem.go_silent, True)
@@ -105,7 +118,7 @@ def test_recovery_ladder_order_and_no_press_on_a_running_module(tmp_path, board)
 def test_module_that_switched_itself_off_is_powered_on_without_a_supply_switch(tmp_path):
     """A POWER DOWN URC proves the module is off: then, and only then, PWRKEY on a board
     that cannot cut the supply."""
-    with provisioned_device(tmp_path, board=DEVKITC) as vd:
+    with provisioned_device(tmp_path, board=board_path(tmp_path, NO_SWITCH)) as vd:
         mark = vd.console_mark()
         vd.call(vd.modem.under_voltage, 0.5)
         vd.wait_console("EV modem_recovered pwrkey", since=mark, timeout=60)
@@ -213,3 +226,24 @@ def test_an_alert_a_dead_module_cannot_send_tells_her_with_three_long_vibrations
         pulses = pulses_since(vd, vib, on, t0, 4)
         assert "EV alert_unsent 8s" in console_since(vd, mark)
         assert pulses[0] < 0.4 and all(0.5 <= p < 1.5 for p in pulses[1:]), pulses
+
+
+@pytest.mark.parametrize("board", ["devkitc_sim800l_neo6m", NO_SWITCH])
+def test_a_module_back_but_off_after_a_dead_spell_is_revived_by_its_supply_switch(tmp_path, board):
+    """The soak's seeds 20 and 22 on the DevKitC build: the module goes dead for a while
+    (a loose battery lead) and comes back switched off. Nothing proves a silent module is off
+    but a supply cut, so the DevKitC build has a switch (GPIO32); without it the module
+    stays off for good (modem_hung, no press), which this shows on the NO_SWITCH copy."""
+    with provisioned_device(tmp_path, checked_every(2), board=board_path(tmp_path, board)) as vd:
+        mark = vd.console_mark()
+        vd.call(vd.modem.break_down, True)
+        vd.wait_console("EV modem_silent", since=mark, timeout=60)  # the health check noticed
+        vd.call(vd.modem.break_down, False)  # contact again, but off
+        back = vd.console_mark()
+        if board == NO_SWITCH:
+            vd.wait_console("EV modem_hung no_supply_switch", since=back, timeout=60)
+            assert presses(vd) == [] and not vd.call(lambda: vd.modem.powered)  # off for good
+        else:
+            vd.wait_console("EV modem_recovered power_cycle", since=back, timeout=60)
+            vd.wait_console("EV registered", since=back, timeout=60)
+        assert presses_on_a_running_module(vd) == []

@@ -261,6 +261,11 @@ def bom(board):
         rows.append(("1", "1000 µF low-ESR electrolytic + 100 nF ceramic capacitor",
                      "across the SIM800L supply, at its pins (2 A peaks)"))
         rows.append(("2", "resistors 1 kΩ and 4.7 kΩ", "divider ESP32 TX → SIM800L RXD (3.3 V → 2.7 V)"))
+        sw = board["modem"].get("power_on")
+        if sw is not None:
+            rows.append(("1", "P-MOSFET ≥ 3 A (e.g. AO3401) + N-MOSFET (e.g. 2N7002) + resistors 100 kΩ and 10 kΩ",
+                         f"SIM800L supply switch: GPIO{sw} high (and its 10 kΩ pull-up to 3.3 V while the ESP32 "
+                         "resets) keeps the module powered; the firmware cuts it to revive a hung module"))
     if board["gps"].get("module") == "L76K":
         rows.append(("1", "LilyGO L76K GPS shield for this board, with its antenna",
                      f"{board['gps']['baud']} baud on GPIO{board['gps']['rx']}/{board['gps']['tx']}; the firmware "
@@ -321,8 +326,11 @@ def power_chain(board):
                else ("board regulators", "→ ESP32 3.3 V"))
         return ([("USB 5 V", "charging input"), (POWER_CHIPS[chip]["short"], POWER_CHIPS[chip]["does"])],
                 [esp, modem], (f"LiPo {mah} mAh", "3.7 V, protected", 1))
+    sw = board["modem"].get("power_on")
+    modem = (("SIM800L VCC", f"switched by GPIO{sw}, 1000 µF") if sw is not None
+             else ("SIM800L VCC", "direct, 1000 µF + 100 nF"))
     return ([("USB 5 V", "charging input"), ("TP4056", "charger + protection"), (f"LiPo {mah} mAh", "3.7 V, protected")],
-            [("SIM800L VCC", "direct, 1000 µF + 100 nF"), ("LDO 3.3 V", "→ ESP32 3V3")], None)
+            [modem, ("LDO 3.3 V", "→ ESP32 3V3")], None)
 
 
 def power_notes(board):
@@ -332,10 +340,22 @@ def power_notes(board):
     if charger:
         return _charger_power_notes(board, charger)
     if not chip:
-        return [f"A {mah} mAh LiPo (3.7 V, protected) feeds the SIM800L VCC directly: the module wants 3.4–4.4 V and "
-                "takes 2 A peaks. Never feed it from the 3.3 V rail or through the DevKitC.",
-                "Put the 1000 µF + 100 nF at the SIM800L's VCC/GND pins; short, thick wires (≥ 22 AWG).",
-                "The ESP32 gets 3.3 V from a low-dropout regulator on the battery; all grounds are common."]
+        sw = board["modem"].get("power_on")
+        notes = [f"A {mah} mAh LiPo (3.7 V, protected) feeds the SIM800L VCC directly: the module wants 3.4–4.4 V and "
+                 "takes 2 A peaks. Never feed it from the 3.3 V rail or through the DevKitC."]
+        if sw is not None:
+            notes.append(
+                f"The SIM800L's VCC goes through a high-side switch: the P-MOSFET's source on the battery, its drain "
+                f"to the module, 100 kΩ from its gate to its source (off by default); the N-MOSFET pulls that gate to "
+                f"GND when GPIO{sw} is high, and 10 kΩ from GPIO{sw} to 3.3 V keeps it high while the ESP32 resets "
+                "(her call survives a reset). At 2 A an AO3401 drops about 0.15 V. Without the switch a module that "
+                "hangs past its RESET pin, or loses its supply alone (a loose battery lead), cannot be brought back: "
+                "the firmware cannot prove it is off, so it never presses PWRKEY (the soak's seeds 20 and 22 on this "
+                "build, docs/hil.md).")
+        notes += ["Put the 1000 µF + 100 nF at the SIM800L's VCC/GND pins, after the switch; short, thick wires "
+                  "(≥ 22 AWG).",
+                  "The ESP32 gets 3.3 V from a low-dropout regulator on the battery; all grounds are common."]
+        return notes
     where = f"I2C 0x{spec['addr']:02X} on GPIO{spec['sda']}/GPIO{spec['scl']}"
     if chip == "ip5306":
         out = [f"A {mah} mAh LiPo on the board's battery connector; the IP5306 charges it from USB and "
