@@ -1,7 +1,8 @@
 """Soak: random faults of the parts and the network around an alert, several at once, each
 one the alert must survive (the network or the module comes back, a reset, a second press,
-an SMS command, the battery sagging). Whatever the mix, her trusted contacts get the alert
-SMS and C4 answers a call from the button, and the firmware never crashes.
+an SMS command, the battery sagging), pressed on a button just booted or, as she carries
+it, in standby. Whatever the mix, her trusted contacts get the alert SMS and C4 is on the
+line with the button, and the firmware never crashes.
 
 Each seed is one plan, printed with the failure, so a failing seed replays exactly
 (`-k "sim800-23"`). `make test` runs a few seeds per modem family; `make soak SEEDS=200`
