@@ -61,11 +61,17 @@ def plan_for(seed, family):
     return sorted(plan), rnd.random() < 0.5
 
 
-def _apply(faults, button, network, name, arg, toggles):
+def _switch(faults, name, arg, on):
+    """A condition on or off (the GPS's corruption rate is its argument; 0: clean)."""
     if name == "gps_corrupt":
-        faults.gps_corrupt(arg)
-    elif name in toggles:
-        getattr(faults, name)(True)
+        faults.gps_corrupt(arg if on else 0.0)
+    else:
+        getattr(faults, name)(on)
+
+
+def _apply(faults, button, network, name, arg, toggles):
+    if name in toggles:
+        _switch(faults, name, arg, True)
     elif name == "cms_error":
         faults.cms_error(arg)
     elif name == "next_call_result":
@@ -90,11 +96,10 @@ def test_her_alert_survives_a_random_mix_of_faults(dut, button, network, faults,
     why = f"seed {seed}, {'from standby' if from_standby else 'just booted'}, plan {plan}"
     scale = dut.within(10, 1)  # a board's parts take longer than the rig's (time-scaled)
     mark, log_mark = network.mark(), dut.mark()
-    ends = []  # (monotonic time, toggle) to switch off
+    ends = []  # (monotonic time, toggle, its argument) to switch off
 
     reset_mark = [log_mark]  # the console before the last reset of the plan
     alert_mark = [mark]  # the network before her last request for help
-
     press_log, press_at = [log_mark], [0.0]  # the console before her last press, its plan time
 
     def start(at, name, arg, dur):
@@ -116,7 +121,7 @@ def test_her_alert_survives_a_random_mix_of_faults(dut, button, network, faults,
             return
         _apply(faults, button, network, name, arg, toggles)
         if name in toggles:
-            ends.append((time.monotonic() + dur * scale, name))
+            ends.append((time.monotonic() + dur * scale, name, arg))
 
     if from_standby:  # modem asleep, GPS resting, the ESP32 light-sleeping between events
         try:
@@ -132,12 +137,9 @@ def test_her_alert_survives_a_random_mix_of_faults(dut, button, network, faults,
         if at >= 0:
             time.sleep(max(0.0, pressed + at * scale - time.monotonic()))
             start(at, name, arg, dur)
-    for when, name in sorted(ends):
+    for when, name, arg in sorted(ends, key=lambda e: e[0]):
         time.sleep(max(0.0, when - time.monotonic()))
-        if name == "gps_corrupt":
-            faults.gps_corrupt(0.0)
-        else:
-            getattr(faults, name)(False)
+        _switch(faults, name, arg, False)
 
     # A reset around the press can cut her gesture off before the firmware sees it: she
     # feels no vibration (the guide has her hold on until she does) and presses again.
