@@ -6,18 +6,23 @@ item 7), and the firmware survives it:
 * the UARTs (modem and console) hear nothing while the chip light-sleeps: the bytes are
   lost, not buffered; the SIM800's RI line is a GPIO that wakes it;
 * machine.WDT cannot be stopped: it outlives a soft reset (a host's REPL session);
-* the RTC counts from 2000-01-01 at power-on until the firmware sets it.
+* the RTC counts from 2000-01-01 at power-on until the firmware sets it;
+* time.ticks_ms() wraps every 2**30 ms (12.4 days): a button she has carried for two weeks
+  crosses a wrap, maybe in the middle of her alert (the rig sets the chip's uptime).
 
 Each scenario fails on a firmware (or host) that trusts a kinder chip.
 """
 import threading
 import time
 
+import pytest
 from click.testing import CliRunner
 
 from boton.cli import main as cli
 from boton.device import Device
-from boton.sim.rig import DEFAULT_C4
+from boton.frozen import device_interpreter
+from boton.sim import chipclock
+from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT
 from rigkit import demo_config, provisioned_device
 
 RI_BOARD = "devkitc_sim800l_neo6m"  # its SIM800's RI is wired to GPIO33
@@ -110,3 +115,42 @@ def test_log_stamps_unset_clock_as_such_then_gps_utc(tmp_path):
     stamps = {ln.split(" ")[2]: ln.split(" ")[1] for ln in lines}
     assert stamps["boot"].endswith("?") and stamps["boot"].startswith("9466")  # 2000-01-01
     assert abs(int(stamps["clock"]) - time.time()) < 120   # then GPS UTC: real time
+
+
+WRAP_S = chipclock.TICKS_PERIOD / 1000   # 12.4 days
+LEAD_S = 25     # the chip starts this long before its ticks wrap: its boot fits in it
+
+
+def test_her_alert_across_the_ticks_wrap_of_a_button_on_for_twelve_days(tmp_path):
+    if chipclock.unavailable():
+        pytest.skip(chipclock.unavailable())
+    if not device_interpreter().chip:
+        pytest.skip("the 64-bit PyPI port's ticks wrap at 2**62, not at the ESP32's 2**30")
+    cfg = demo_config()
+    cfg["update_every_s"] = 60   # scaled with time_scale: every 6 s
+    with provisioned_device(tmp_path, config=cfg, uptime_s=WRAP_S - LEAD_S) as vd:
+        left_ms = chipclock.TICKS_PERIOD - vd.chip_ticks_ms()
+        assert 4000 < left_ms < LEAD_S * 1000, f"the boot ended {left_ms} ms before the wrap"
+        # C4 does not answer the first call: the alert's dial timeout, redial and update
+        # run on ticks taken across the wrap
+        vd.call(vd.network.set_behaviour, DEFAULT_C4, "no_answer")
+        # she presses 0.4 s before the wrap: the 0.8 s hold ends after it
+        time.sleep((left_ms - 400) / 1000)
+        mark = len(vd.events)
+        pressed_at = vd.chip_ticks_ms()
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == DEFAULT_C4, timeout=30, after=mark)
+        vd.call(vd.network.set_behaviour, DEFAULT_C4, "answer")
+        sms = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == DEFAULT_CONTACT, timeout=30, after=mark)
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4, timeout=60, after=mark)
+        connected_at = vd.chip_ticks_ms()
+        update = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == DEFAULT_CONTACT
+                               and e["text"].startswith("ACTUALIZACION"), timeout=60, after=mark)
+        text = vd.console_text()
+    text = text[text.index("EV alert gesture"):]
+    assert pressed_at > chipclock.TICKS_PERIOD - 1000 and connected_at < LEAD_S * 1000  # it did wrap in between
+    assert sms["text"].startswith("ALERTA") and update
+    # no AT command timed out, nothing looked like a fault, because of the wrap
+    for bad in ("at_error", "dial_error", "sms_error", "modem_hung", "modem_silent", "modem_recovered",
+                "sweep_error", "Traceback"):
+        assert bad not in text, bad

@@ -125,6 +125,7 @@ def test_bad_phone_options_are_one_line_exit_2(tmp_path):
         (["--phone", "4499946605=answer:-3"], "give 0 to 300 seconds"),
         (["--phone", "4499946605=busy", "--phone", "+52 449 994 6605=answer"], "scripted twice"),
         (["--c4-stay", "0"], "--c4-stay"),
+        (["--ticks-wrap-in", "-5"], "--ticks-wrap-in"),
     ]:
         r = CliRunner().invoke(main, ["sim", "--flash", str(tmp_path / "f"), *args])
         assert r.exit_code == 2, (args, r.output)

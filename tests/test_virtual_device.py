@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from boton.sim import chipclock
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, TICKS_PERIOD, VirtualDevice
 from rigkit import provisioned_device
 
@@ -93,10 +94,19 @@ def test_bounce_and_short_press_do_not_alert(tmp_path):
     assert text.count("EV alert gesture") == 1 and "alert_repeat" not in text
 
 
-def test_a_gpio_line_is_dated_by_the_firmwares_clock():
+def test_a_gpio_line_is_dated_by_the_firmwares_clock(tmp_path):
     # hw_sim writes "P <pin> <level> <ticks_ms>"; the unix port's ticks are CLOCK_MONOTONIC
-    # in ms wrapped at 2**30, like the rig's time.monotonic()
+    # in ms, like the rig's time.monotonic() (offset by the chip's clock where it is set)
+    vd = VirtualDevice(tmp_path / "host-clock")
     now_ms = int(time.monotonic() * 1000)
-    at = VirtualDevice._device_time((now_ms - 300) % TICKS_PERIOD)
+    at = vd._device_time((now_ms - 300) % TICKS_PERIOD)
     assert at is not None and 0.25 < time.monotonic() - at < 1.0
-    assert VirtualDevice._device_time((now_ms + 60_000) % TICKS_PERIOD) is None   # not this clock
+    assert vd._device_time((now_ms + 60_000) % TICKS_PERIOD) is None   # not this clock
+    if chipclock.unavailable():
+        return
+    vd = VirtualDevice(tmp_path / "on-for-days", uptime_s=TICKS_PERIOD / 1000 - 0.1)
+    ticks = vd.chip_ticks_ms()
+    assert ticks < 2000 or ticks > TICKS_PERIOD - 1000    # within a second of the wrap
+    at = vd._device_time((ticks - 300) % TICKS_PERIOD)
+    assert at is not None and 0.25 < time.monotonic() - at < 1.0
+    assert vd._device_time((now_ms - 300) % TICKS_PERIOD) is None      # the host's count is not the chip's

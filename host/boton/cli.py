@@ -73,8 +73,12 @@ def main():
 @click.option("--2g/--no-2g", "gsm", default=None,
               help="A7670 boards: the network here still has (or no longer has) 2G to fall back "
                    "to [default: it has]. --no-volte --no-2g rehearses an SMS-only SIM.")
+@click.option("--ticks-wrap-in", "wrap_in", type=click.FloatRange(0), default=None, metavar="SECONDS",
+              help="Start the chip SECONDS before its time.ticks_ms() wraps (every 12.4 days on an "
+                   "ESP32), as a button on for 12 days: rehearses a wrap during the boot or her alert "
+                   "(32-bit build; needs Linux time namespaces).")
 def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, flash_image,
-        phones, c4_stay, volte, gsm):
+        phones, c4_stay, volte, gsm, wrap_in):
     """Run a virtual device: firmware on the MicroPython unix port with a simulated
     modem (the board profile's: SIM800, or A7670 on ta7670x_a7670sa), GPS, button and
     phone network.
@@ -92,8 +96,11 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
 
     Rehearse a SIM without VoLTE where 2G is gone (provision must refuse it):
     boton sim --board ta7670x_a7670sa --no-volte --no-2g
+
+    Rehearse a button on for 12.4 days whose clock wraps a minute in: boton sim --ticks-wrap-in 60
     """
     from .boards import load_board
+    from .sim.chipclock import TICKS_PERIOD
     from .sim.rig import DEFAULT_DEVICE_NUMBER, VirtualDevice
 
     if DEFAULT_DEVICE_NUMBER in phones:
@@ -104,13 +111,20 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
         vd = VirtualDevice(flash_dir, board=board, repl=repl, repl_port=repl_port,
                            network_log=network_log, nmea_file=nmea_file, time_scale=time_scale,
                            flash_image=flash_image, phones=phones, c4_hangup_after_s=c4_stay,
-                           modem_options=modem_options)
+                           modem_options=modem_options,
+                           uptime_s=None if wrap_in is None else TICKS_PERIOD / 1000 - wrap_in)
     except ValueError as e:
+        raise DeviceError(str(e), EXIT_USAGE) from None
+    except RuntimeError as e:  # no time namespace for the chip's clock
         raise DeviceError(str(e), EXIT_USAGE) from None
     vd.start()
     console.print(f"virtual device running; REPL at [bold]{vd.repl_url}[/]", soft_wrap=True)
     console.print(f"firmware runs on: {vd.interpreter.label}", soft_wrap=True)
     console.print(f"modem: {_modem_line(vd.modem_family, modem_options)}", soft_wrap=True)
+    if wrap_in is not None:
+        console.print(f"chip clock: time.ticks_ms() wraps {wrap_in:g} s after start"
+                      + ("" if vd.interpreter.chip else " (on this 64-bit port ticks wrap at 2**62: "
+                         "the count is set, but it does not wrap)"), soft_wrap=True)
     for line in _phone_network_lines(vd, phones, c4_stay):
         console.print(line, soft_wrap=True)
     # What a tester watches: the device's log lines and the phone network, as they happen.

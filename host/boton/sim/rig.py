@@ -27,6 +27,7 @@ from pathlib import Path
 from ..boards import STRAPPING_PULL, load_board, power_chip as expected_power_chip
 from ..frozen import device_interpreter
 from ..waiting import wait_for_item
+from .chipclock import TICKS_PERIOD, ChipClock
 from .clock import Scheduler
 from .gps import GpsSim
 from .network import BEHAVIOURS, PhoneNetwork
@@ -39,7 +40,6 @@ LFS_BLOCKDEV = Path(__file__).with_name("lfs_blockdev.py")
 BOARD_MODULES = ("board_repl", "board_seal", "lfs_blockdev")
 SOFT_RAW, SOFT_FRIENDLY = 100, 101
 CONSOLE_KEEP = 1 << 20  # console bytes kept for wait_console()
-TICKS_PERIOD = 1 << 30  # MicroPython's time.ticks_ms() wraps here
 CONSOLE_TAIL_LINES = 25  # what a timed-out wait_event shows of the device's console
 # After a wake edge the chip needs ~1 ms, and its UART driver a little more, before it
 # receives again: a URC sent with the RI edge is lost. 20 ms is unkinder than the chip,
@@ -125,7 +125,7 @@ class VirtualDevice:
                  gps_point=AGS_CENTRO, gps_route=None, gps_ttff_s=2.0, nmea_file=None,
                  nmea_realtime=True, console_log=None, seed=None, mac="24:0a:c4:00:00:42",
                  flash_image=None, flash_size=4 * 1024 * 1024, power_chip=None,
-                 modem_family=None, modem_options=None, network_options=None):
+                 modem_family=None, modem_options=None, network_options=None, uptime_s=None):
         self.flash_dir = Path(flash_dir)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         self.board = load_board(board)
@@ -141,6 +141,9 @@ class VirtualDevice:
         # does, where the rig's time_scale would cut it to a few.
         self._network_options = _network_options(network_options or {})
         self.time_scale = time_scale
+        # uptime_s: the chip's time.ticks_ms() at its first boot (a button on for 12.4 days
+        # is about to wrap); None: the host's clock (chipclock.ChipClock).
+        self.clock = ChipClock(uptime_s)
         # The firmware runs as the release image does where the 32-bit build is at hand
         # (frozen, 56 KB heap), else on the PyPI port (boton.frozen.device_interpreter).
         self.interpreter = device_interpreter(interpreter)
@@ -392,6 +395,7 @@ class VirtualDevice:
             else:
                 mode = "power"  # crash or hard reset: the board reboots from scratch
                 self.resets += 1
+                self.clock.chip_reset()
                 self._chip_reset_pins()
                 await asyncio.sleep(0.2)  # a real reboot takes a moment; also stops a hot crash loop
 
@@ -406,7 +410,7 @@ class VirtualDevice:
         heap, extra = _started_heap(self.interpreter)
         env.update(extra, MICROPYPATH=str(board_code()))
         self._proc = await asyncio.create_subprocess_exec(
-            self.interpreter.exe, "-X", f"heapsize={heap}", "-m", "board_repl", mode,
+            *self.clock.command([self.interpreter.exe, "-X", f"heapsize={heap}", "-m", "board_repl", mode]),
             cwd=self.flash_dir, env=env, pass_fds=(state_w,),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, start_new_session=True)
@@ -726,14 +730,18 @@ class VirtualDevice:
             self._cond.notify_all()
         self._pin_level(pin, level, self._device_time(int(parts[3])) if len(parts) == 4 else None)
 
-    @staticmethod
-    def _device_time(ticks_ms):
+    def _device_time(self, ticks_ms):
         """The monotonic time at which the firmware wrote a pin, from its time.ticks_ms():
-        the unix port's ticks are CLOCK_MONOTONIC in ms, like time.monotonic(), wrapped at
-        2**30. None if the two disagree (a clock this cannot map): the line's arrival then."""
+        the unix port's ticks are CLOCK_MONOTONIC in ms (offset by the chip's clock, if set),
+        like time.monotonic(). None if the two disagree (a clock this cannot map): the
+        line's arrival then."""
         now = time.monotonic()
-        lag_ms = (int(now * 1000) - ticks_ms) % TICKS_PERIOD
+        lag_ms = (self.clock.ticks_ms(now) - ticks_ms) % TICKS_PERIOD
         return now - lag_ms / 1000 if lag_ms <= 5000 else None
+
+    def chip_ticks_ms(self):
+        """What the chip's time.ticks_ms() reads now (wrapped at 2**30, as on the ESP32)."""
+        return self.clock.ticks_ms()
 
     def _modem_at_power_on(self):
         """The board gets power: the modem starts, unless its power enable sits on a pin
