@@ -46,6 +46,7 @@ class ChipClock:
 
     def __init__(self, uptime_s=None):
         self.offset_s = None  # the child's CLOCK_MONOTONIC offset; None: no namespace
+        self._next_boot_s = uptime_s
         if uptime_s is None:
             return
         if isinstance(uptime_s, bool) or not isinstance(uptime_s, (int, float)) or uptime_s < 0:
@@ -53,16 +54,15 @@ class ChipClock:
         why = unavailable()
         if why:
             raise RuntimeError(why)
-        self._count_from(uptime_s)
 
-    def _count_from(self, uptime_s):
+    def chip_boot(self):
+        """The chip starts: from uptime_s the first time, from 0 after any chip reset, as
+        esp_timer does (a soft reset is no chip boot: the count goes on)."""
+        if self._next_boot_s is None:  # no uptime asked: the host's clock, no namespace
+            return
         # rounded up: the namespace's clock never goes below zero
-        self.offset_s = math.ceil(uptime_s - time.monotonic())
-
-    def chip_reset(self):
-        """esp_timer starts over from 0 at every chip reset (not at a soft reset)."""
-        if self.offset_s is not None:
-            self._count_from(0)
+        self.offset_s = math.ceil(self._next_boot_s - time.monotonic())
+        self._next_boot_s = 0
 
     def ticks_ms(self, now=None) -> int:
         """The chip's time.ticks_ms() at host monotonic time `now`, wrapped as on the ESP32."""

@@ -395,7 +395,6 @@ class VirtualDevice:
             else:
                 mode = "power"  # crash or hard reset: the board reboots from scratch
                 self.resets += 1
-                self.clock.chip_reset()
                 self._chip_reset_pins()
                 await asyncio.sleep(0.2)  # a real reboot takes a moment; also stops a hot crash loop
 
@@ -409,6 +408,8 @@ class VirtualDevice:
                    BOTON_RTC_MEMORY=self.rtc_memory.hex())
         heap, extra = _started_heap(self.interpreter)
         env.update(extra, MICROPYPATH=str(board_code()))
+        if mode == "power":
+            self.clock.chip_boot()
         self._proc = await asyncio.create_subprocess_exec(
             *self.clock.command([self.interpreter.exe, "-X", f"heapsize={heap}", "-m", "board_repl", mode]),
             cwd=self.flash_dir, env=env, pass_fds=(state_w,),
