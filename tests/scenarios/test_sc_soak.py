@@ -80,9 +80,10 @@ def _wraps():
 
 
 def _params():
-    wraps = _wraps()
-    return [pytest.param(seed, marks=[pytest.mark.rig(uptime_s=chipclock.TICKS_PERIOD / 1000 - wrap_after_s(seed))]
-                         if wraps else []) for seed in _seeds()]
+    if not _wraps():
+        return list(_seeds())
+    wrap_s = chipclock.TICKS_PERIOD / 1000
+    return [pytest.param(seed, marks=pytest.mark.rig(uptime_s=wrap_s - wrap_after_s(seed))) for seed in _seeds()]
 
 
 def _switch(faults, name, arg, on):
