@@ -53,6 +53,17 @@ def provisioned_device(tmp_path, config=None, board="tcall_sim800l_axp192", **ri
         vd.stop()
 
 
+def log_entries(vd):
+    """(seq, stamp, event, detail) of the device's event log on its flash, oldest first."""
+    rows = []
+    for f in vd.flash_dir.glob("log.*"):
+        for line in f.read_text().splitlines():
+            parts = line.split(" ")
+            if len(parts) >= 5:
+                rows.append((int(parts[0]), parts[1], parts[2], parts[3]))
+    return sorted(rows)
+
+
 SAFE_WATCHING = "safe mode: button watched"
 
 

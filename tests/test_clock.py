@@ -9,22 +9,11 @@ import pytest
 from boton.sim.clock import ManualClock, Scheduler
 from boton.sim.network import PhoneNetwork
 from boton.sim.modem import Sim800
-from rigkit import provisioned_device
+from rigkit import log_entries, provisioned_device
 
 EPOCH_2000 = 946684800
 MX = timezone(timedelta(hours=-6))
 NO_FIX = dict(gps_ttff_s=1e6)  # indoors: the GPS never gets a fix
-
-
-def log_entries(vd):
-    """(seq, stamp, event, detail) of the device's event log on its flash, oldest first."""
-    rows = []
-    for f in vd.flash_dir.glob("log.*"):
-        for line in f.read_text().splitlines():
-            parts = line.split(" ")
-            if len(parts) >= 5:
-                rows.append((int(parts[0]), parts[1], parts[2], parts[3]))
-    return sorted(rows)
 
 
 def device_unix(vd):

@@ -2,7 +2,7 @@
 
 from boton.sim.flashdir import install
 from boton.sim.rig import DEFAULT_C4, VirtualDevice
-from rigkit import FAST, demo_config, provisioned_device
+from rigkit import FAST, demo_config, log_entries, provisioned_device
 
 
 def boot(tmp_path, config_bytes=None, **kw):
@@ -68,6 +68,27 @@ def test_standby_puts_modem_to_sleep_and_rests_the_gps(tmp_path):
         vd.wait_console("EV power gps_on", timeout=30, since=mark)
         vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60)
         assert vd.gps.running and vd.modem.csclk == 0
+
+
+def test_the_gps_duty_cycle_does_not_fill_the_event_log(tmp_path):
+    # In standby the GPS wakes every gps_every_s (900 s: 96 times a day). The log is a ring
+    # of 256 entries: an entry per switch would rotate out, within a day, the alerts and
+    # resets a technician reads on her next visit and the entry the registry anchors.
+    # Only the change of regime is kept: the first rest, and the GPS held on for an alert.
+    cfg = demo_config()
+    cfg["gps_every_s"] = 1
+    gps_enable = 25
+    with provisioned_device(tmp_path, config=cfg) as vd:
+        t = vd.wait_pin(gps_enable, 0, timeout=30)
+        for _ in range(4):   # four more rests, each after a fresh fix
+            t = vd.wait_pin(gps_enable, 1, since=t, timeout=30)
+            t = vd.wait_pin(gps_enable, 0, since=t, timeout=30)
+        gps = [r for r in log_entries(vd) if r[2] == "power" and r[3].startswith("gps")]
+        assert [r[3] for r in gps] == ["gps_off"], gps
+        mark = vd.console_mark()
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60)
+        vd.wait_console("EV power gps_on", since=mark, timeout=30)   # held on for her alert
 
 
 def test_light_sleep_between_events_and_the_button_still_wakes_it(tmp_path):

@@ -65,6 +65,7 @@ class App:
         self.vib = self._out(board.get("vibration"))
         en = g.get("enable")
         self.gps_en = hw.Pin(en, hw.Pin.OUT, value=1) if en is not None else None
+        self.gps_logged = None  # the GPS switch the log last recorded (_gps_power)
         self.got_fix = asyncio.Event()
         self.led = self._out(board.get("led"))
 
@@ -202,6 +203,12 @@ class App:
 
     def _gps_power(self, on):
         self.gps_en.value(1 if on else 0)
+        # The log keeps the GPS's regime, not its standby duty cycle: 96 wakes a day would
+        # rotate the 256-entry ring within a day (the alerts, resets and the registry's
+        # anchor with it). Logged: the first rest, the GPS held on for an alert, the rest after.
+        if (on and not self.machine.active) or on == self.gps_logged:
+            return
+        self.gps_logged = on
         self.log.add("power", "gps_on" if on else "gps_off")
 
     async def sleep_task(self):
