@@ -1,11 +1,14 @@
-"""Cancelling a false alarm, on the virtual device: from the button and by C4's SMS."""
+"""Cancelling a false alarm and C4's SMS commands, on the virtual device."""
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from boton.sim import chipclock
 from boton.sim.flashdir import install
+from boton.sim.modem import Sim800
 from rigkit import demo_config, provisioned_device
 
 
@@ -41,6 +44,22 @@ def test_c4_cancels_by_sms_with_the_pin(tmp_path):
         sms = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.contacts[0]
                             and "C4" in e["text"] and "cerrada" in e["text"], timeout=60, after=mark)
     assert "maps.google" not in sms["text"]
+
+
+@pytest.mark.parametrize("board", ["tcall_sim800l_axp192", "ta7670x_a7670sa"])
+def test_a_sim_whose_sms_storage_is_full_still_takes_c4s_command(tmp_path, board):
+    # A SIM that lived in a phone first (the technician tried it there) can hold its 30
+    # slots of read messages. A module whose storage is full refuses every new SMS, so
+    # C4's commands would never reach the button, and nothing would say so.
+    full = [("+5215550000%03d" % i, "Promocion %d" % i, True) for i in range(Sim800.SMS_CAPACITY)]
+    with provisioned_device(tmp_path, config=cancel_config(), board=board, sim_sms=full) as vd:
+        mark = len(vd.events)
+        vd.call(vd.network.sms_to_device, vd.c4_numbers[0], vd.device_number, "ESTADO 482913")
+        got = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.device_number,
+                            timeout=30, after=mark)
+        assert got["delivered"], "the module refused C4's SMS: its storage is full"
+        vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.c4_numbers[0]
+                      and e["from"] == vd.device_number, timeout=60, after=mark)
 
 
 def test_boton_sim_command_serves_mpremote_and_takes_a_press(tmp_path):

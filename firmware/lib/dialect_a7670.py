@@ -23,7 +23,10 @@ WARNING_REPEAT_MS = 300000
 # come too late to act on), while a call can still be finished; 4.3 V, the top of the
 # range, is above a charging cell's 4.2 V, so charging never warns.
 INIT_FIRST = ("ATE0", "AT+CMEE=1")
-INIT = ("AT+CMGF=1", 'AT+CSCS="GSM"', "AT+CNMI=2,1,0,0,0", "AT+CLIP=1",
+# AT+CMGD=1,1 deletes the SIM's read SMS, as on the SIM800 (a full storage refuses C4's
+# commands): <delflag> 1 is 3GPP TS 27.005 §3.5.4's, on the AT+CMGD the firmware already
+# sends the A76XX for each SMS it reads; a76xx.md has no A76XX source for the flag.
+INIT = ("AT+CMGF=1", 'AT+CSCS="GSM"', "AT+CNMI=2,1,0,0,0", "AT+CMGD=1,1", "AT+CLIP=1",
         "AT+CLCC=1", "AT+CVALARM=1,3500,4300")
 
 CELL_QUERY = ("AT+CPSI?", "+CPSI")        # no AT+CENG (§5)

@@ -20,10 +20,12 @@ WARNING_REPEAT_MS = 0           # every supply warning is passed on
 # Init: numeric +CME/+CMS codes first (the driver decides on them), then, once the SIM
 # is ready, AT+CLTS=1 before registration brings the network's time (NITZ), text-mode
 # SMS in the GSM alphabet, +CMTI for new SMS, +CLIP/+CLCC for calls, the cell report
-# (AT+CENG) and the module's own battery check.
+# (AT+CENG) and the module's own battery check. AT+CMGD=1,1 deletes the SIM's read SMS
+# (the firmware deletes each one it reads): a card that lived in a phone can arrive with
+# its storage full of them, and a full storage refuses every new SMS, C4's commands too.
 INIT_FIRST = ("ATE0", "AT+CMEE=1")
-INIT = ("AT+CLTS=1", "AT+CMGF=1", 'AT+CSCS="GSM"', "AT+CNMI=2,1,0,0,0", "AT+CLIP=1",
-        "AT+CLCC=1", "AT+COLP=0", "AT+CENG=1,0", "AT+CBATCHK=1")
+INIT = ("AT+CLTS=1", "AT+CMGF=1", 'AT+CSCS="GSM"', "AT+CNMI=2,1,0,0,0", "AT+CMGD=1,1",
+        "AT+CLIP=1", "AT+CLCC=1", "AT+COLP=0", "AT+CENG=1,0", "AT+CBATCHK=1")
 
 CELL_QUERY = ("AT+CENG?", "+CENG")
 BATTERY_QUERY = ("AT+CBC", "+CBC")

@@ -125,7 +125,8 @@ class VirtualDevice:
                  gps_point=AGS_CENTRO, gps_route=None, gps_ttff_s=2.0, nmea_file=None,
                  nmea_realtime=True, console_log=None, seed=None, mac="24:0a:c4:00:00:42",
                  flash_image=None, flash_size=4 * 1024 * 1024, power_chip=None,
-                 modem_family=None, modem_options=None, network_options=None, uptime_s=None):
+                 modem_family=None, modem_options=None, network_options=None, uptime_s=None,
+                 sim_sms=()):
         self.flash_dir = Path(flash_dir)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         self.board = load_board(board)
@@ -133,6 +134,9 @@ class VirtualDevice:
         # another ("sim800", "a7670"); modem_options go to its constructor (A7670: volte=,
         # gsm=). A wrong name fails here, naming the known families.
         self.modem_family = modem_family or self.board["modem"].get("family", "sim800")
+        # SMS the SIM card holds before the first power-up: (sender, text, read), e.g. a
+        # card that lived in a phone first (its storage can be full).
+        self._sim_sms = [(str(s), str(t), bool(r)) for s, t, r in sim_sms]
         self._modem_cls = modem_class(self.modem_family)
         self._modem_options = dict(modem_options or {})
         check_modem_options(self.modem_family, self._modem_options)
@@ -296,6 +300,8 @@ class VirtualDevice:
         self.modem = self._modem_cls(self.sched, self.network, self.device_number,
                                      emit=lambda b: self._uart_emit("modem", b),
                                      **self._modem_options)
+        for sender, text, read in self._sim_sms:  # what the SIM card already holds
+            self.modem.store_sms(sender, text, read=read)
         self.modem.ri_observer = self._on_ri
         self.modem.on_event = self._on_network_event  # PWRKEY presses and sleep, with the calls
         self.network.attach(self.device_number, self.modem)
