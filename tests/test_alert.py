@@ -584,6 +584,41 @@ out([s.kinds(), s.sms(), s.m.active])
     assert active is False
 
 
+def test_sms_cancel_sent_before_the_alert_began_is_not_obeyed(both):
+    # a CANCELAR the network held for hours (the button was out of reach) arrives during a
+    # new alert: its age (SCTS by the RTC) is more than the alert's, so it is not its cancel
+    r = both("""
+s = Sim(authorized=["+524495550000"])
+s.ev("gesture", "alert")
+s.ev("call_state", "active", None)
+s.advance(120000)
+s.clear()
+s.ev("sms_command", "+524495550000", "Cancelar 4321", 7200)     # sent 2 h ago
+stale = [s.m.active, s.sms(), s.logs("sms_ignored")]
+s.clear()
+s.ev("sms_command", "+524495550000", "Cancelar 4321", 150)      # 2.5 min: within the slack
+within = [s.m.active, len(s.sms())]
+out([stale, within])
+""")
+    (active, smss, ignored), (active2, n2) = r
+    assert active is True
+    assert [x[1] for x in smss] == ["+524495550000"] and smss[0][2].startswith("ESTADO")
+    assert "Alerta activa" in smss[0][2]
+    assert ignored == [["sms_ignored", "stale_7200s ...0000"]]
+    assert active2 is False and n2 > 1
+
+
+def test_sms_cancel_of_unknown_age_is_obeyed(both):
+    # the RTC never set (no fix, no network time): the age is unknown, C4's word stands
+    r = both("""
+s = Sim(authorized=["+524495550000"])
+s.ev("gesture", "alert")
+s.ev("sms_command", "+524495550000", "Cancelar 4321", None)
+out(s.m.active)
+""")
+    assert r is False
+
+
 def test_sms_commands_rejected(both):
     r = both("""
 s = Sim()

@@ -46,6 +46,29 @@ def test_c4_cancels_by_sms_with_the_pin(tmp_path):
     assert "maps.google" not in sms["text"]
 
 
+def test_a_cancel_the_network_held_for_hours_does_not_end_her_new_alert(tmp_path):
+    # C4 closed an earlier alarm with CANCELAR while the button was out of coverage. The
+    # SMSC held the SMS and delivers it when the button registers again, hours later, in
+    # the middle of a new alert. The SMS's time stamp (SCTS) says when C4 sent it: before
+    # this alert began, so it is not this alert's cancel. C4 gets the status instead.
+    with provisioned_device(tmp_path, config=cancel_config(), c4_hangup_after_s=120) as vd:
+        vd.wait_console("EV clock", timeout=30)  # the RTC is set: the SMS's age can be told
+        vd.call(vd.network.set_coverage, False)
+        vd.press(hold_s=1.2)
+        vd.wait_console("EV alert", timeout=30)
+        mark = len(vd.events)
+        vd.call(vd.network.hold_sms, vd.c4_numbers[0], vd.device_number, "Cancelar 482913", 7200)
+        vd.call(vd.network.set_coverage, True)
+        vd.wait_event(lambda e: e["kind"] == "sms_late" and e["to"] == vd.device_number,
+                      timeout=60, after=mark)
+        reply = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.c4_numbers[0]
+                              and ("ESTADO" in e["text"] or "cerrada" in e["text"]),
+                              timeout=60, after=mark)
+        assert "Alerta activa" in reply["text"], reply["text"]
+        vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60, after=mark)
+    assert not [e for e in vd.events[mark:] if e["kind"] == "sms" and "cerrada" in e["text"]]
+
+
 @pytest.mark.parametrize("board", ["tcall_sim800l_axp192", "ta7670x_a7670sa"])
 def test_a_sim_whose_sms_storage_is_full_still_takes_c4s_command(tmp_path, board):
     # A SIM that lived in a phone first (the technician tried it there) can hold its 30

@@ -85,7 +85,10 @@
 #                                  "over_voltage" (OVER-VOLTAGE WARNNING or POWER DOWN).
 #                                  Not for NORMAL POWER DOWN (AT+CPOWD / PWRKEY: ours)
 #     ("timer", name)              a timer set by set_timer expired
-#     ("sms_command", sender, text)
+#     ("sms_command", sender, text[, age_s])   age_s: seconds since the SMSC took it (its
+#                                  SCTS by the RTC), None if unknown. A CANCELAR sent before
+#                                  the alert began (more than STALE_SLACK_S) is not obeyed:
+#                                  the network held it for an earlier alert; C4 gets the status
 #     ("incoming_call", number)    "" if withheld
 # Actions out
 #     ("covert_audio",)            speaker off / ringer off / mic on, before dial/answer
@@ -176,6 +179,9 @@ DEFAULTS = {
 }
 
 _TIMERS = ("redial", "dial_timeout", "update", "max_alert", "unsent")
+# How far an SMS's time stamp (the SMSC's clock) and the RTC (GPS or network time) may
+# disagree before a CANCELAR counts as sent before the alert began.
+STALE_SLACK_S = 60
 
 
 class AlertMachine:
@@ -743,6 +749,10 @@ class AlertMachine:
         if cmd == "UBICACION":
             self.outbox.queue(sender, ob.LOCATION)
         elif cmd == "ESTADO" or not self.active:   # CANCELAR with no alert: the status
+            self.outbox.queue(sender, ob.STATUS)
+        elif len(ev) > 3 and ev[3] is not None and \
+                ev[3] - STALE_SLACK_S > ticks_diff(now, self.start_t) // 1000:
+            acts.append(("log", "sms_ignored", "stale_%ds %s" % (ev[3], mask(sender))))
             self.outbox.queue(sender, ob.STATUS)
         else:
             self._cancel(now, acts, "c4", reply_to=sender)

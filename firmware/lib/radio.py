@@ -287,7 +287,11 @@ class Radio:
             self._sms_reading.remove(index)
         hdr = atparse.parse_cmgr(lines[0])
         sender = hdr[1] if hdr else ""
-        self.post(("sms_command", sender, "\n".join(lines[1:])))
+        # its age by its time stamp (SCTS: when the SMSC took it), if the RTC knows the time
+        sent = atparse.parse_cclk(hdr[3]) if hdr else None
+        now = hw.unix_time()
+        age = now - sent if sent is not None and now >= eventlog.SYNCED_AFTER else None
+        self.post(("sms_command", sender, "\n".join(lines[1:]), age))
 
     async def sweep(self):
         """What the modem said while the ESP32 slept: a call ringing or gone (AT+CLCC) and

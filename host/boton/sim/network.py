@@ -24,7 +24,11 @@ ManualClock.
 
 Event shapes (every event also has "t", the scheduler time):
 
-    {"kind": "sms", "from", "to", "text", "delivered": bool[, "error": <CMS code>]}
+    {"kind": "sms", "from", "to", "text", "delivered": bool[, "error": <CMS code>][, "held": True]}
+                 held: a device could not take it; the SMSC holds it for sms_validity_s
+    {"kind": "sms_late", "from", "to", "text", "delivered": True, "held_s"}   a held SMS
+                 reached the device (its SCTS says when it was sent)
+    {"kind": "sms_expired", "from", "to", "text"}   a held SMS outlived its validity
     {"kind": "call_start", "call_id", "from", "to"}
     {"kind": "ringing", "call_id", "from", "to"}
     {"kind": "call_connected", "call_id", "from", "to"}
@@ -133,7 +137,11 @@ class PhoneNetwork:
     sms_submit_s = 3.0      # AT+CMGS Ctrl-Z until the SMSC acknowledges (+CMGS), 1-5 s
     sms_delivery_s = 2.0    # SMSC to a device: until the modem stores it (+CMTI)
     register_s = 4.0        # a modem finds and registers on a cell once it may
-    TIMING = ("alert_delay_s", "ring_timeout_s", "sms_submit_s", "sms_delivery_s", "register_s")
+    # The SMSC keeps an SMS it could not deliver for its validity period (set by the sender
+    # or the SMSC; a day here, an assumption: carriers keep them one to seven days).
+    sms_validity_s = 86400.0
+    TIMING = ("alert_delay_s", "ring_timeout_s", "sms_submit_s", "sms_delivery_s", "register_s",
+              "sms_validity_s")
     # Whether registering gives a modem the network's time (NITZ, AT+CLTS=1): many networks
     # send none. A class attribute, so a rig or test can choose before the rig starts.
     gives_time = True
@@ -162,6 +170,7 @@ class PhoneNetwork:
         self._ids = itertools.count(1)
         self._canonical = {}  # number as given -> E.164 or None (invalid)
         self._log = open(log_path, "a", encoding="utf-8") if log_path else None
+        self._held = {}  # device number -> [(sched time sent, SCTS datetime, sender, text)]
 
     # ------------------------------------------------------------------ registry
     def add_c4(self, number, answer_after_s=3.0, hangup_after_s=None, behaviour="answer"):
@@ -308,6 +317,18 @@ class PhoneNetwork:
     def sms_to_device(self, from_number, to_device_number, text):
         """A scripted phone sends an SMS; the device gets +CMTI after sms_delivery_s."""
         self.sched.after(self.sms_delivery_s, self._deliver_sms, from_number, to_device_number, text)
+
+    def hold_sms(self, from_number, to_device_number, text, sent_ago_s):
+        """An SMS the SMSC has held for the device since it was sent `sent_ago_s` (wall
+        clock) seconds ago, while the device was out of reach: it arrives, with that time
+        stamp, as soon as the module can take it (now, if it can)."""
+        sub = self.subscribers.get(to_device_number)
+        if sub is None or sub.modem is None:
+            raise ValueError(f"{to_device_number} is not a device on this network")
+        self._held.setdefault(to_device_number, []).append(
+            (self.sched.now() - sent_ago_s, self.now_datetime() - timedelta(seconds=sent_ago_s),
+             from_number, text))
+        self.sms_ready(to_device_number)
 
     # ------------------------------------------------------------------ modem-facing API
     def place_call(self, from_number, to_number, override=None):
@@ -482,15 +503,49 @@ class PhoneNetwork:
 
     # ------------------------------------------------------------------ SMS machinery
     def _deliver_sms(self, sender, number, text):
-        dest = self._reach(number) if self.coverage else None
-        delivered = False
-        if dest is not None:
-            if dest.modem is None:
+        dest = self._reach(number)
+        delivered = held = False
+        if dest is not None and dest.modem is None:
+            if self.coverage:
                 dest.inbox.append((self.sched.now(), sender, text))
                 delivered = True
-            elif dest.modem.reachable:
-                delivered = dest.modem.net_incoming_sms(sender, text)
-        self._record("sms", delivered=delivered, **{"from": sender, "to": number, "text": text})
+        elif dest is not None:
+            delivered = self.coverage and dest.modem.reachable and dest.modem.net_incoming_sms(sender, text)
+            if not delivered:
+                self._held.setdefault(dest.number, []).append(
+                    (self.sched.now(), self.now_datetime(), sender, text))
+                held = True
+        self._record("sms", delivered=delivered, **{"from": sender, "to": number, "text": text},
+                     **({"held": True} if held else {}))
+
+    # The SMSC's store and forward (3GPP TS 23.040 §3.2.5, §10.3): an SMS a device could not
+    # take (out of reach, not ready, its storage full) is held and offered again when the
+    # module says it can take SMS: registered again (the HLR's "MS present" alert), SMS
+    # ready, storage freed (RP-SMMA). It arrives with the time stamp of when the SMSC took
+    # it (SCTS), so the button can tell how old it is. Held ones go in order; one the
+    # module still refuses stays first in line.
+    def sms_ready(self, number):
+        """Modem-facing: the device `number` can take SMS again."""
+        if self._held.get(number):
+            self.sched.after(self.sms_delivery_s, self._deliver_held, number)
+
+    def _deliver_held(self, number):
+        held = self._held.get(number) or []
+        dest = self.subscribers.get(number)
+        while held:
+            t_sent, sent, sender, text = held[0]
+            fields = {"from": sender, "to": number, "text": text}
+            if self.sched.now() - t_sent > self.sms_validity_s * self.sched.time_scale:
+                held.pop(0)
+                self._record("sms_expired", **fields)
+                continue
+            modem = dest.modem if dest is not None else None
+            if not (self.coverage and modem is not None and modem.reachable
+                    and modem.net_incoming_sms(sender, text, sent=sent)):
+                return
+            held.pop(0)
+            self._record("sms_late", delivered=True, held_s=round(self.sched.now() - t_sent, 3),
+                         **fields)
 
     # ------------------------------------------------------------------ plumbing
     def _reach(self, number):

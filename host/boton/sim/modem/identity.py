@@ -46,6 +46,7 @@ class IdentityGroup:
         if self._sim == "ready":
             self._sms_ready = True
             self._urc(self.URC_SMS_READY)
+            self.network.sms_ready(self.number)  # the SMSC may hold some for it
 
     def _need_sim(self):
         """Commands that need the SIM: the error says why it is not there."""

@@ -73,6 +73,7 @@ class NetworkGroup:
             self.network.modem_unreachable(self.number)  # drops our calls: NO CARRIER
         if not was_registered and self.registered:
             self._network_time()
+            self.network.sms_ready(self.number)  # "MS present": held SMS come now
 
     def _creg_location(self):
         return f',"{self.cell["lac"]:04X}","{self.cell["cellid"]:04X}"' if self.registered else ""

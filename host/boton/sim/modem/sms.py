@@ -24,18 +24,22 @@ class SmsGroup:
                              "text": text, "scts": self._scts()}
         return index
 
-    def net_incoming_sms(self, sender, text):
-        """The SMSC delivers a message. Returns whether the module took it."""
+    def net_incoming_sms(self, sender, text, sent=None):
+        """The SMSC delivers a message (sent: when the SMSC took it, if it held it).
+        Returns whether the module took it."""
         if not self.powered or self.cfun != 1 or not self._sms_ready:
             return False
-        scts = self._scts()
+        scts = self._scts(sent)
         if self.cnmi[1] == 2:  # routed straight to the host, not stored
             self._urc(f'+CMT: "{sender}","","{scts}"\r\n{self._encode_text(text)}')
             self._ri_pulse()
             return True
         index = self._free_index()
         if index is None:
-            return False  # memory full: the SMSC keeps it
+            # memory full: the SMSC keeps it; the SIM remembers it refused one (EF_SMSS),
+            # and the module tells the network once a slot is free again (RP-SMMA)
+            self.sim_refused_sms = True
+            return False
         self.inbox[index] = {"stat": "REC UNREAD", "from": sender, "text": text, "scts": scts}
         if self.cnmi[1] == 1:
             self._urc(f'+CMTI: "SM",{index}')
@@ -98,8 +102,8 @@ class SmsGroup:
                 return i
         return None
 
-    def _scts(self):
-        dt = self.network.now_datetime()
+    def _scts(self, dt=None):
+        dt = dt or self.network.now_datetime()
         quarters = int(dt.utcoffset().total_seconds() // 900)
         return dt.strftime("%y/%m/%d,%H:%M:%S") + f"{quarters:+03d}"
 
@@ -236,6 +240,12 @@ class SmsGroup:
             self.inbox.pop(index, None)
         for i in [i for i, m in self.inbox.items() if doomed(m["stat"])]:
             del self.inbox[i]
+        self._storage_freed()
+
+    def _storage_freed(self):
+        if self.sim_refused_sms and self._free_index() is not None:
+            self.sim_refused_sms = False
+            self.network.sms_ready(self.number)
 
     def _x_cmgda(self, cmd):
         self._need_sms_cms()
@@ -248,6 +258,7 @@ class SmsGroup:
         self._took(0.3)
         for i in [i for i, m in self.inbox.items() if kinds[what] is None or m["stat"] in kinds[what]]:
             del self.inbox[i]
+        self._storage_freed()
 
 
 HANDLERS = {

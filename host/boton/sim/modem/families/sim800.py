@@ -137,6 +137,7 @@ class Sim800(Framer, PowerGroup, IdentityGroup, NetworkGroup, CallsGroup, SmsGro
         self.sim_pin = pin
         self.sim_puk = "12345678"
         self.inbox = {}            # index -> {"stat", "from", "text", "scts"}
+        self.sim_refused_sms = False  # storage was full when an SMS came (3GPP EF_SMSS)
         self._profile = dict(FACTORY)
 
         # Observable counters and logs.
