@@ -124,6 +124,15 @@ def test_boton_sim_command_serves_mpremote_and_takes_a_press(tmp_path):
         say("press 1.5")
         sms = json.loads(read_until('"kind": "sms"').split("network: ", 1)[1])
         assert "maps.google.com" in sms["text"]
+        say("press soon")  # a typo is a one-line message, not the end of the rehearsal
+        assert "press takes seconds, not 'soon'" in read_until("press takes seconds")
+        say("coverage off")
+        read_until('"kind": "coverage", "t"')
+        say("sms UBICACION")  # held by the network while the button is out of coverage
+        held = json.loads(read_until('"held": true').split("network: ", 1)[1])
+        assert held["text"] == "UBICACION" and not held["delivered"]
+        say("coverage on")
+        read_until('"kind": "sms_late"')
     finally:
         say("quit")
         proc.wait(timeout=30)

@@ -157,23 +157,11 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
         console.print(f"flash folder: {vd.flash_dir}", soft_wrap=True)
     try:
         for line in sys.stdin:
-            cmd = line.split()
-            if not cmd:
-                continue
-            if cmd[0] == "press":
-                vd.press(float(cmd[1]) if len(cmd) > 1 else 2.5)
-            elif cmd[0] == "reset":
-                vd.hard_reset()
-            elif cmd[0] == "download":
-                vd.enter_download()
-                console.print("in ROM download mode: run `boton flash` (or esptool --no-stub), then `reset`")
-            elif cmd[0] == "events":
-                for ev in vd.events:
-                    console.print(json.dumps(ev, ensure_ascii=False), soft_wrap=True)
-            elif cmd[0] in ("quit", "exit"):
-                break
-            else:
-                console.print("commands: press [SECONDS], reset, download, events, quit")
+            try:
+                if not _sim_command(vd, line):
+                    break
+            except ValueError as e:
+                console.print(f"{e}; {SIM_COMMANDS}", soft_wrap=True)
         else:
             # stdin closed (run in the background): keep serving until interrupted
             threading.Event().wait()
@@ -181,6 +169,49 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
         pass
     finally:
         vd.stop()
+
+
+SIM_COMMANDS = ("commands: press [SECONDS], sms TEXT (C4 texts the button), coverage on|off, "
+                "reset, download, events, quit")
+
+
+def _sim_command(vd, line):
+    """One line a tester typed into `boton sim`; False to quit. ValueError: what was wrong."""
+    cmd = line.split()
+    if not cmd:
+        return True
+    word, args = cmd[0].lower(), cmd[1:]
+    if word == "press":
+        try:
+            hold = float(args[0]) if args else 2.5
+        except ValueError:
+            raise ValueError(f"press takes seconds, not {args[0]!r}") from None
+        if not 0 < hold <= 60:
+            raise ValueError(f"press {args[0]}: hold 0 to 60 seconds")
+        vd.press(hold)
+    elif word == "sms":
+        text = line.strip()[len(cmd[0]):].strip()
+        if not text:
+            raise ValueError("sms needs the text C4 sends, e.g. sms UBICACION 4821")
+        # the SMSC holds it while the button is out of reach (coverage off): it comes later
+        vd.call(vd.network.sms_to_device, vd.c4_numbers[0], vd.device_number, text)
+    elif word == "coverage":
+        if args not in (["on"], ["off"]):
+            raise ValueError("coverage takes on or off")
+        vd.call(vd.network.set_coverage, args[0] == "on")
+    elif word == "reset":
+        vd.hard_reset()
+    elif word == "download":
+        vd.enter_download()
+        console.print("in ROM download mode: run `boton flash` (or esptool --no-stub), then `reset`")
+    elif word == "events":
+        for ev in vd.events:
+            console.print(json.dumps(ev, ensure_ascii=False), soft_wrap=True)
+    elif word in ("quit", "exit"):
+        return False
+    else:
+        raise ValueError(f"unknown command {cmd[0]!r}")
+    return True
 
 
 # The rehearsal flags of `boton sim` -> the A7670 simulator's constructor options.
