@@ -596,6 +596,44 @@ def test_sms_survives_a_power_cycle_on_the_sim(sms_ready):
     assert b"guardado" in b.at("AT+CMGR=1")
 
 
+def test_a_full_sim_refuses_an_sms_and_gets_it_once_a_slot_is_freed(sms_ready):
+    # The SMSC holds what a full storage refused and sends it again when the module says
+    # memory is available (RP-SMMA), with the time stamp of when it was sent.
+    b = sms_ready
+    for i in range(b.modem.SMS_CAPACITY):
+        b.modem.store_sms(C4, "viejo %d" % i, read=True)
+    b.net.sms_to_device(C4, DEVICE, "UBICACION")
+    b.run(2.5)
+    assert b.take() == b""
+    assert b.net.sms(to=DEVICE)[-1]["held"] is True and not b.net.sms(to=DEVICE)[-1]["delivered"]
+    b.run(60)
+    assert b.take() == b""                          # no slot, no retry
+    assert b.at("AT+CMGD=1,1") == b"\r\nOK\r\n"      # every read SMS goes
+    b.run(2.5)
+    assert b.take() == b'\r\n+CMTI: "SM",1\r\n'
+    assert b'"26/03/08,12:00:12-24"\r\nUBICACION' in b.at("AT+CMGR=1")   # sent 62 s ago
+    late = [e for e in b.net.events if e["kind"] == "sms_late"]
+    assert [(e["text"], e["held_s"] > 60) for e in late] == [("UBICACION", True)]
+
+
+def test_sms_held_while_out_of_coverage_come_in_order_on_registration_and_expire(sms_ready):
+    b = sms_ready
+    b.net.sms_validity_s = 100
+    b.net.set_coverage(False)
+    b.run(1)
+    for text in ("uno", "dos"):
+        b.net.sms_to_device(C4, DEVICE, text)
+    b.run(60)
+    b.net.sms_to_device(C4, DEVICE, "tres")
+    b.run(50)                                       # "uno" and "dos" are 108 s old now
+    b.net.set_coverage(True)
+    b.run(10)
+    kinds = [(e["kind"], e["text"]) for e in b.net.events if e["kind"].startswith("sms")]
+    assert kinds == [("sms", "uno"), ("sms", "dos"), ("sms", "tres"), ("sms_expired", "uno"),
+                     ("sms_expired", "dos"), ("sms_late", "tres")]
+    assert b"tres" in b.at("AT+CMGR=1")
+
+
 # ====================================================================== calls
 @pytest.fixture
 def caller():
