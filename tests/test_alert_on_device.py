@@ -69,6 +69,25 @@ def test_a_cancel_the_network_held_for_hours_does_not_end_her_new_alert(tmp_path
     assert not [e for e in vd.events[mark:] if e["kind"] == "sms" and "cerrada" in e["text"]]
 
 
+def test_c4s_command_that_came_while_the_chip_rebooted_is_answered_in_her_alert(tmp_path):
+    # The ESP32 resets mid-alert (watchdog, brown-out); the modem keeps power and stores
+    # C4's UBICACION, but its +CMTI went to a chip that was booting. During an alert there
+    # is no standby sweep: the firmware must look at unread SMS once it is up again.
+    with provisioned_device(tmp_path, config=cancel_config(), c4_hangup_after_s=120) as vd:
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60)
+        mark, console = len(vd.events), vd.console_mark()
+        vd.hard_reset()
+        vd.call(vd.network.sms_to_device, vd.c4_numbers[0], vd.device_number, "UBICACION 482913")
+        got = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.device_number,
+                            timeout=30, after=mark)
+        assert got["delivered"]
+        vd.wait_console("EV ready", since=console, timeout=60)
+        reply = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.c4_numbers[0]
+                              and e["text"].startswith("UBICACION"), timeout=60, after=mark)
+    assert "maps.google.com" in reply["text"]
+
+
 @pytest.mark.parametrize("board", ["tcall_sim800l_axp192", "ta7670x_a7670sa"])
 def test_a_sim_whose_sms_storage_is_full_still_takes_c4s_command(tmp_path, board):
     # A SIM that lived in a phone first (the technician tried it there) can hold its 30

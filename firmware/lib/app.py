@@ -429,6 +429,10 @@ async def _main(test=None):
     asyncio.create_task(app.sleep_task())
     await appboot.resume(app)
     del sys.modules["appboot"], appboot
+    if not app.radio.unreachable():
+        # An SMS (or a ring) the module took while this chip rebooted announced itself to
+        # no one; during her resumed alert no standby sweep would look for it.
+        await app.radio.sweep()
     gc.collect()
     log.add("ready", "safe" if safe else "ok")
     asyncio.create_task(_forget_crashes())
