@@ -325,9 +325,11 @@ class PhoneNetwork:
         sub = self.subscribers.get(to_device_number)
         if sub is None or sub.modem is None:
             raise ValueError(f"{to_device_number} is not a device on this network")
-        self._held.setdefault(to_device_number, []).append(
-            (self.sched.now() - sent_ago_s, self.now_datetime() - timedelta(seconds=sent_ago_s),
-             from_number, text))
+        # its time stamp by the network's wall clock; its validity, like every network
+        # timing, in the scheduler's (scaled) seconds
+        self._hold(to_device_number, sender=from_number, text=text,
+                   t_sent=self.sched.now() - sent_ago_s * self.sched.time_scale,
+                   sent=self.now_datetime() - timedelta(seconds=sent_ago_s))
         self.sms_ready(to_device_number)
 
     # ------------------------------------------------------------------ modem-facing API
@@ -512,8 +514,7 @@ class PhoneNetwork:
         elif dest is not None:
             delivered = self.coverage and dest.modem.reachable and dest.modem.net_incoming_sms(sender, text)
             if not delivered:
-                self._held.setdefault(dest.number, []).append(
-                    (self.sched.now(), self.now_datetime(), sender, text))
+                self._hold(dest.number, sender, text, self.sched.now(), self.now_datetime())
                 held = True
         self._record("sms", delivered=delivered, **{"from": sender, "to": number, "text": text},
                      **({"held": True} if held else {}))
@@ -524,6 +525,9 @@ class PhoneNetwork:
     # ready, storage freed (RP-SMMA). It arrives with the time stamp of when the SMSC took
     # it (SCTS), so the button can tell how old it is. Held ones go in order; one the
     # module still refuses stays first in line.
+    def _hold(self, number, sender, text, t_sent, sent):
+        self._held.setdefault(number, []).append((t_sent, sent, sender, text))
+
     def sms_ready(self, number):
         """Modem-facing: the device `number` can take SMS again."""
         if self._held.get(number):
