@@ -283,6 +283,46 @@ out([t, eventlog.clock_correction(946684812, utc), eventlog.clock_correction(t +
     assert no_fix == [None, False]
 
 
+def test_a_flood_from_strangers_cannot_rotate_her_alert_out_of_the_log(both, tmp_path):
+    # 300 SMS and calls from strangers in five hours, in a ring of 256 entries: without a
+    # quota her alert (and the registry's anchor) is gone before the technician's visit
+    r = both("""
+import os, eventlog
+P = "PREFIX"
+for i in range(eventlog.SEGMENTS):
+    try:
+        os.remove("%s.%d" % (P, i))
+    except OSError:
+        pass
+now = [1796040000]
+log = eventlog.EventLog(prefix=P, echo=False, clock=lambda: now[0])
+log.add("alert", "start")
+for i in range(300):
+    log.add("incoming_rejected" if i % 3 == 0 else "sms_ignored", "unknown_...%04d" % i)
+    now[0] += 60
+log.add("daily_status", "off")           # the count goes in ahead of the next entry
+log.add("sms_ignored", "bad_pin_...0001")  # the same day: counted
+now[0] += 86400
+log.add("sms_ignored", "unknown_...0002")  # a new day: logged, the count first
+now[0] -= 3 * 86400                      # the RTC set back (GPS): a new day
+log.add("incoming_ignored", "...0003")
+lines = log.entries()
+out([[l.split(" ")[2:4] for l in lines], eventlog.verify(lines)])
+""".replace("PREFIX", str(tmp_path / "log")))
+    entries, (ok, why) = r
+    assert entries == [
+        ["alert", "start"],
+        ["incoming_rejected", "unknown_...0000"], ["sms_ignored", "unknown_...0001"],
+        ["sms_ignored", "unknown_...0002"], ["incoming_rejected", "unknown_...0003"],
+        ["not_logged", "incoming_rejected=98,sms_ignored=198"],
+        ["daily_status", "off"],
+        ["not_logged", "sms_ignored=1"],
+        ["sms_ignored", "unknown_...0002"],
+        ["incoming_ignored", "...0003"],
+    ]
+    assert ok, why
+
+
 def test_her_position_is_sealed_only_in_an_alert_and_its_key_dropped_after(both):
     r = both("""
 import shred

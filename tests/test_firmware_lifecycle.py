@@ -91,6 +91,46 @@ def test_the_gps_duty_cycle_does_not_fill_the_event_log(tmp_path):
         vd.wait_console("EV power gps_on", since=mark, timeout=30)   # held on for her alert
 
 
+def test_a_flood_from_strangers_leaves_the_log_to_her_and_c4_is_still_answered(tmp_path):
+    # Carrier spam, or someone who has the button's number: every SMS and call from a
+    # stranger was a log entry, and enough of them rotate her alerts and the registry's
+    # anchor out of the ring. The console shows each; the flash keeps a day's quota and
+    # a count, and C4's command right after the flood is still carried out.
+    quota = 4    # firmware/lib/eventlog.py's STRANGER_PER_DAY
+    cfg = demo_config(pin="482913")
+    with provisioned_device(tmp_path, config=cfg) as vd:
+        vd.wait_console("EV ready", timeout=60)
+        before = log_entries(vd)
+        mark = vd.console_mark()
+        for i in range(12):      # at once, as a flood comes
+            vd.call(vd.network.sms_to_device, "+52551000%04d" % i, vd.device_number, "Recarga hoy")
+        vd.wait_console("EV sms_ignored", since=mark, count=12, timeout=60)
+        for i in range(2):       # a RING repeated before the ATH took is a console line more
+            vd.call(vd.network.call_device, "+52552000%04d" % i, vd.device_number)
+            vd.wait_console("EV incoming_rejected", since=mark, count=i + 1, timeout=30)
+        sent = len(vd.events)
+        vd.call(vd.network.sms_to_device, vd.c4_numbers[0], vd.device_number, "ESTADO 482913")
+        reply = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.c4_numbers[0],
+                              after=sent, timeout=60)
+        assert reply["text"].startswith("ESTADO")
+        console = vd.console_text()[-(vd.console_mark() - mark):]
+        after = log_entries(vd)[len(before):]
+    stranger = ("sms_ignored", "incoming_rejected")
+    logged = [r for r in after if r[2] in stranger]
+    assert [r[2] for r in logged] == ["sms_ignored"] * quota, after
+    told = dict.fromkeys(stranger, 0)    # what the not_logged entries counted
+    for r in after:
+        if r[2] == "not_logged":
+            for part in r[3].split(","):
+                event, n = part.split("=")
+                told[event] += int(n)
+    for event in stranger:    # none lost: each one on the console is logged or counted
+        assert console.count("EV %s " % event) == told[event] + len(
+            [r for r in logged if r[2] == event]), (event, after)
+    assert told["incoming_rejected"] >= 2 and "sms_command" in [r[2] for r in after]
+    assert before == log_entries(vd)[:len(before)]     # the boot is still in the ring
+
+
 def test_light_sleep_between_events_and_the_button_still_wakes_it(tmp_path):
     # the DevKitC build wires the SIM800's RI line, so the ESP32 may light-sleep
     with provisioned_device(tmp_path, board="devkitc_sim800l_neo6m") as vd:

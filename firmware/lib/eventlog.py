@@ -17,6 +17,13 @@ SEGMENTS = 4
 PER_SEGMENT = 64
 GENESIS = "0" * 16
 SYNCED_AFTER = 1577836800  # 2020-01-01: an RTC before it was never set
+# Entries anyone can cause: an SMS or a call from any number. Spam, or someone who has
+# the button's number, must not rotate her alerts and the registry's anchor out of the
+# ring (docs/registry.md), so at most STRANGER_PER_DAY of them a day go to the flash; the
+# rest are counted, and the count goes in as one "not_logged" entry ahead of the next
+# entry written. The console still shows each one.
+STRANGER = ("sms_ignored", "sms_locked", "incoming_rejected", "incoming_ignored")
+STRANGER_PER_DAY = 4
 
 
 def stamp(unix_s):
@@ -69,6 +76,9 @@ class EventLog:
         self.last = GENESIS
         self.seg = 0
         self.in_seg = 0
+        self.day_t = None       # clock() when this day's stranger quota began
+        self.day_n = 0          # stranger entries this day
+        self.unlogged = {}      # event -> stranger entries past the quota, not yet told
         self._resume()
 
     def _path(self, i):
@@ -101,6 +111,27 @@ class EventLog:
 
     def add(self, event, detail="-"):
         detail = str(detail).replace(" ", "_").replace("\n", "_") or "-"
+        if event in STRANGER and not self._admit(event):
+            if self.echo:
+                print("EV", event, detail)
+            return self.seq
+        if self.unlogged:
+            told, self.unlogged = self.unlogged, {}
+            self._write("not_logged", ",".join("%s=%d" % kv for kv in sorted(told.items())))
+        return self._write(event, detail)
+
+    def _admit(self, event):
+        now = self.clock()
+        # a day by the RTC: setting it (GPS, network) or a reset starts a new one
+        if self.day_t is None or now < self.day_t or now - self.day_t >= 86400:
+            self.day_t, self.day_n = now, 0
+        self.day_n += 1
+        if self.day_n <= STRANGER_PER_DAY:
+            return True
+        self.unlogged[event] = self.unlogged.get(event, 0) + 1
+        return False
+
+    def _write(self, event, detail):
         self.seq += 1
         body = "%d %s %s %s" % (self.seq, stamp(self.clock()), event, detail)
         self.last = chain(self.last, body)

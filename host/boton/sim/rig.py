@@ -1033,20 +1033,24 @@ class VirtualDevice:
         with self._cond:
             return self._console_total
 
-    def wait_console(self, needle: str, timeout=30.0, since=0) -> str:
-        """Block until the device console (from byte offset `since`) contains needle."""
+    def wait_console(self, needle: str, timeout=30.0, since=0, count=1) -> str:
+        """Block until the device console (from byte offset `since`) contains needle
+        `count` times."""
         deadline = time.monotonic() + timeout
         b = needle.encode()
         with self._cond:
             while True:
                 start = max(0, len(self._console) - (self._console_total - since))
-                i = self._console.find(b, start)
-                if i >= 0 and self._console.find(b"\n", i) >= 0:  # the whole line has arrived
+                i, seen = start, 0
+                while seen < count and (i := self._console.find(b, i)) >= 0:
+                    seen, i = seen + 1, i + len(b)
+                if seen == count and self._console.find(b"\n", i) >= 0:  # the whole line has arrived
                     return self._console[start:].decode(errors="replace")
                 left = deadline - time.monotonic()
                 if left <= 0:
                     tail = self._console[-2000:].decode(errors="replace")
-                    raise TimeoutError(f"device never printed {needle!r} within {timeout}s; console tail:\n{tail}")
+                    raise TimeoutError(f"device printed {needle!r} {seen} of {count} times within "
+                                       f"{timeout}s; console tail:\n{tail}")
                 self._cond.wait(left)
 
     def wait_asleep(self, seconds, timeout=30.0):
