@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from boton import release
 from boton.cli import main
 from boton.pin import check_pin
 from boton.rules import mask
@@ -200,11 +201,24 @@ def test_registry_follows_deploy_provision_and_test_call(device, tmp_path):
         assert dev.state == "provisioned"
         assert dev.imei and dev.iccid and dev.config_hash and dev.firmware_hash
         assert dev.test_call_result is None
+    # a button that does not run this release is not tested: what she would get is not
+    # what the test ran (here main.py from another release)
+    main_py = device.flash_dir / "main.py"
+    main_py.write_bytes(main_py.read_bytes() + b"# another release\n")
+    r = run("test-call", "--port", url, "--timeout", "90")
+    assert r.exit_code == 5, r.output
+    assert "does not run this release: main.py is not this release's" in r.output
+    assert f"boton deploy --port {url} --board tcall_sim800l_axp192" in r.output
+    with Registry() as reg:
+        assert reg.get(device.mac).test_call_result is None
+    assert run("deploy", "--port", url).exit_code == 0
     r = run("test-call", "--port", url, "--timeout", "90")
     assert r.exit_code == 0, r.output
     with Registry() as reg:
-        assert reg.get(device.mac).test_call_result == "passed"
+        dev = reg.get(device.mac)
         actions = [a["action"] for a in reg.audit(device.mac)]
+    assert dev.test_call_result == "passed" and dev.board == "tcall_sim800l_axp192"
+    assert dev.firmware_hash == release.release_hash("tcall_sim800l_axp192")
     assert {"deploy", "provision", "test_call"} <= set(actions)
 
 

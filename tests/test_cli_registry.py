@@ -52,6 +52,31 @@ def provisioned(env):
         reg.record_test_call(MAC1, True, "ok")
 
 
+def test_list_says_which_buttons_run_another_release_for_a_recall(env):
+    # After a firmware fix the programme must bring in every button that runs the old one;
+    # the registry knows what each last ran (deploy, test call)
+    from boton.release import release_hash
+
+    for mac in (MAC1, MAC2, MAC3):
+        dev("add", mac, "--board", "tcall_sim800l_axp192")
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        reg.record_deploy(MAC1, release_hash("tcall_sim800l_axp192"))
+        reg.record_deploy(MAC2, "ab" * 32)               # an older release
+    rows = {d["mac"]: d["firmware"] for d in json.loads(dev("list", "--json").stdout)["devices"]}
+    assert rows == {MAC1: "this release", MAC2: "another release", MAC3: None}
+    out = dev("list", "--outdated", "--json").stdout
+    assert {d["mac"] for d in json.loads(out)["devices"]} == {MAC2, MAC3}
+    table = dev("list").stdout
+    line = {m: next(l for l in table.splitlines() if m in l) for m in (MAC1, MAC2)}
+    assert " this " in line[MAC1] and " OTHER " in line[MAC2]
+    assert "no devices with firmware other than this release's in state delivered" in dev(
+        "list", "--outdated", "--state", "delivered").stdout
+    # the board's own release: another profile's hash is not this board's firmware
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        reg.record_deploy(MAC1, release_hash("tcall_sim800l_ip5306"))
+    assert json.loads(dev("show", MAC1, "--json").stdout)["firmware"] == "another release"
+
+
 def test_add_list_and_counts(env):
     assert "added BS-0001 (24:6f:28:00:00:01), in stock" in dev("add", "24-6F-28-00-00-01").stdout
     dev("add", MAC2, "--label", "bs-0042", "--board", "tcall_sim800l_axp192", "--flash-size", "4MB")

@@ -609,7 +609,9 @@ def test_call(port, device_ref, timeout):
     Before anything runs, the button must be the one the registry expects (its eFuse MAC;
     --device names it), provisioned, and hold exactly the configuration recorded at
     provisioning, written from her current case (alias and contacts compared with the
-    case, which needs the key): a mismatched button is refused with exit 5.
+    case, which needs the key), and run this release's firmware exactly as `deploy` leaves
+    it: a mismatched button is refused with exit 5. The registry records the firmware it
+    ran with, for `boton devices list --outdated`.
 
     Example: boton test-call --port /dev/ttyUSB0 --device BS-0042
     """
@@ -627,6 +629,14 @@ def test_call(port, device_ref, timeout):
         reg.precheck("test_call", mac, expected=device_ref)
         raw = dev.read_file(rules.CONFIG_PATH)
         digest = reg.check_config(mac, raw)  # refused unless it is the recorded config from her case
+        # what is tested is what she gets: a button not running this release (deploy
+        # forgotten, an older image) would be delivered with what the test never ran
+        board, differs = prov.release_on_board(dev)
+        if differs:
+            raise DeviceError("the button does not run this release: " + "; ".join(differs[:3])
+                              + ("; ..." if len(differs) > 3 else "") + ". Run `boton deploy --port "
+                              f"{port}{' --board ' + board if board else ''}` (or flash this release's "
+                              "image), then test-call again", EXIT_VERIFY)
         config = json.loads(raw)
         # the log is read before the test: afterwards the app holds the 56 KB heap
         log_lines = prov.read_event_log(dev)
@@ -657,7 +667,7 @@ def test_call(port, device_ref, timeout):
         why.append(f"event log check failed: {log_why}")
     record_step("record_test_call", mac, result == "ok" and log_ok,
                 f"sms {accepted}/{len(recipients)}, answered {answered}" + (f"; {'; '.join(why)}" if why else ""),
-                config_hash=digest)
+                config_hash=digest, firmware_hash=release.release_hash(board), board=board)
     if not log_ok:
         raise DeviceError(f"event log check failed: {log_why}", EXIT_VERIFY)
     if result != "ok":

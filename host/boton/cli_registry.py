@@ -23,6 +23,7 @@ from rich.table import Table
 
 from . import registry as R
 from .errors import EXIT_USAGE, EXIT_VERIFY, DeviceError, RegistryKeyError
+from .release import board_names, firmware_state, release_hash
 from .rules import mask
 
 console = Console(highlight=False)
@@ -93,10 +94,16 @@ def _counts_line(c):
     return f"{c['delivered']} of {c['total']} delivered" + (f" ({', '.join(parts)})" if parts else "")
 
 
-def _device_json(d):
+def _device_json(d, current):
     out = d.to_dict()
     out["flash_size_text"] = R.format_flash_size(d.flash_size)
+    out["firmware"] = firmware_state(d.firmware_hash, d.board, current)
     return out
+
+
+def _current_release() -> dict:
+    """board profile -> this release's hash, to tell which buttons run an older firmware."""
+    return {b: release_hash(b) for b in board_names()}
 
 
 # =========================================================================== devices
@@ -120,35 +127,48 @@ def devices():
 
 @devices.command("list")
 @click.option("--state", type=click.Choice(R.STATES), help="Only devices in this state.")
+@click.option("--outdated", is_flag=True,
+              help="Only devices whose firmware, as last deployed or test-called, is not this "
+                   "release's (or not recorded): what to bring in after a firmware fix.")
 @json_option
 @registry_options
-def list_(state, as_json, registry_path, technician):
-    """List devices (all, or one state) and how many are delivered.
+def list_(state, outdated, as_json, registry_path, technician):
+    """List devices (all, or one state) and how many are delivered. The firmware column
+    says whether a button's firmware, as its last deploy or test call recorded it, is
+    this release's ("this"), another ("OTHER") or unknown ("").
 
-    Example: boton devices list --state provisioned --json
+    Example: boton devices list --state delivered --outdated
     """
     with _open(registry_path, technician) as reg:
         devs, counts = reg.list(state), reg.counts()
+    current = _current_release()
+    rows = [_device_json(d, current) for d in devs]
+    if outdated:
+        keep = {r["mac"] for r in rows if r["firmware"] != "this release"}
+        devs, rows = [d for d in devs if d.mac in keep], [r for r in rows if r["mac"] in keep]
     if as_json:
-        _echo_json({"devices": [_device_json(d) for d in devs], "counts": counts})
+        _echo_json({"devices": rows, "counts": counts})
         return
     table = Table(show_edge=False, pad_edge=False)
     # "no voice" is never cut short, even on a narrow terminal (the board name is)
     test_width = 8 if any(d.voice is False for d in devs) else 6
     for col, width in (("label", 7), ("mac", 17), ("state", 11), ("test", test_width), ("case", 4)):
         table.add_column(col, no_wrap=True, min_width=width)
+    table.add_column("firmware", no_wrap=True, min_width=8)
     for col in ("board", "flash", "updated"):
         table.add_column(col, overflow="ellipsis", no_wrap=True)
-    for d in devs:
+    for d, row in zip(devs, rows):
         state = d.state + (" [red]wipe![/]" if d.wipe_required else "")
         # SMS only at its last provisioning: it cannot call C4, whatever the state says
         test = "[red]no voice[/]" if d.voice is False else d.test_call_result or ""
-        table.add_row(d.label, d.mac, state, test, "yes" if d.has_case else "",
+        firmware = {"this release": "this", "another release": "[red]OTHER[/]"}.get(row["firmware"], "")
+        table.add_row(d.label, d.mac, state, test, "yes" if d.has_case else "", firmware,
                       d.board or "", R.format_flash_size(d.flash_size), (d.updated_at or "")[:10])
     if devs:
         console.print(table)
     else:
-        console.print("no devices" + (f" in state {state}" if state else ""))
+        console.print("no devices" + (" with firmware other than this release's" if outdated else "")
+                      + (f" in state {state}" if state else ""))
     console.print(_counts_line(counts))
 
 
@@ -166,7 +186,7 @@ def show(device, reveal, as_json, registry_path, technician):
     with _open(registry_path, technician) as reg:
         d = reg.find(device)
         case = reg.case(d.mac) if reveal else None
-    data = _device_json(d)
+    data = _device_json(d, _current_release())
     if reveal:
         data["case"] = case.to_dict() if case else None
     if as_json:

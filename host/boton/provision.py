@@ -11,7 +11,7 @@ import json
 import time
 
 from .errors import EXIT_DEVICE, EXIT_USAGE, EXIT_VERIFY, DeviceError
-from .release import BOARD_PATH, firmware_files
+from .release import BOARD_PATH, board_json, board_names, firmware_files
 from .rules import CONFIG_PATH, config_bytes, config_hash, judge_power_chip
 
 REGISTRATION_POLL_S = 1.0
@@ -158,7 +158,7 @@ def deploy(dev, board: str, progress=None, mpy=True):
     frozen_mismatch). Otherwise the firmware's .mpy are staged and swapped in whole.
     Returns a Deployed: (copied, total) plus mode, frozen stamp and free heap."""
     files = firmware_files(board, mpy)
-    facts = json.loads(dev.exec(_BOARD_FACTS).decode().strip().splitlines()[-1])
+    facts = _board_facts(dev)
     stamp = facts["frozen"]
     if stamp:
         why = frozen_mismatch(stamp)
@@ -168,15 +168,10 @@ def deploy(dev, board: str, progress=None, mpy=True):
                               "(`make firmware`, then boton flash --firmware <image>)", EXIT_DEVICE)
     root = [(p, d) for p, d in files if not p.startswith(LIB + "/")]
     lib = [(p[len(LIB) + 1:], d) for p, d in files if p.startswith(LIB + "/")]
-    # A root module comes before both the frozen ones and lib/ on sys.path: a stale copy
-    # of a firmware module there would run instead of the release.
-    modules = {n.rsplit(".", 1)[0] for n, _ in lib} | {FROZEN_STAMP_MODULE}
     removed = []
-    for name in facts["root"]:
-        stem, _, ext = name.rpartition(".")
-        if ext in ("py", "mpy") and stem in modules and name not in dict(root):
-            dev.remove(name)
-            removed.append(name)
+    for name in _shadowing(facts["root"], files):
+        dev.remove(name)
+        removed.append(name)
     # The flash root first, each file replaced whole; main.py last: it imports bootcheck.mpy,
     # and runs the old lib/ as well as the new.
     root.sort(key=lambda f: f[0] == "main.py")
@@ -200,6 +195,49 @@ def deploy(dev, board: str, progress=None, mpy=True):
         copied += _stage_and_swap(dev, lib, facts["root"], progress)
     return Deployed(copied, len(root) if stamp else len(files), "frozen" if stamp else "mpy", stamp,
                     facts["heap_free"], removed)
+
+
+def _board_facts(dev) -> dict:
+    return json.loads(dev.exec(_BOARD_FACTS).decode().strip().splitlines()[-1])
+
+
+def _shadowing(root_names, files) -> list:
+    """Firmware modules in the flash root that are not the release's root files. A root
+    module comes before both the frozen ones and lib/ on sys.path: a stale copy of a
+    firmware module there would run instead of the release."""
+    modules = {p[len(LIB) + 1:].rsplit(".", 1)[0] for p, _ in files if p.startswith(LIB + "/")}
+    modules.add(FROZEN_STAMP_MODULE)
+    ours = {p for p, _ in files}
+    return [name for name in root_names
+            if name.rpartition(".")[2] in ("py", "mpy") and name.rpartition(".")[0] in modules
+            and name not in ours]
+
+
+def release_on_board(dev, mpy=True):
+    """(board profile, [what differs]) of the firmware a board holds against this release:
+    no differences is this release, as deploy leaves it (frozen in its image, or .mpy in
+    lib/), with that profile's board.json. The profile is None when the board.json on the
+    board is none of this release's profiles. Reads the board; writes nothing."""
+    facts = _board_facts(dev)
+    held = dev.read_file(BOARD_PATH)
+    board = next((b for b in board_names() if board_json(b) == held), None)
+    if board is None:
+        return None, [f"its {BOARD_PATH} is none of this release's board profiles" if held
+                      else f"it has no {BOARD_PATH}"]
+    stamp = facts["frozen"]
+    why = frozen_mismatch(stamp) if stamp else None
+    problems = [why] if why else []
+    release = firmware_files(board, mpy)
+    files = [f for f in release if not f[0].startswith(LIB + "/")] if stamp and not why else release
+    have = dev.hash_files([p for p, _ in files])
+    for path, data in files:
+        if path not in have:
+            problems.append(f"{path} is missing")
+        elif have[path] != hashlib.sha256(data).hexdigest():
+            problems.append(f"{path} is not this release's")
+    problems += [f"{name} in the flash root would run instead of the release's"
+                 for name in _shadowing(facts["root"], release)]
+    return board, problems
 
 
 def _dir_hashes(dev, d):

@@ -9,8 +9,8 @@ what the device step did is recorded after it.
 import json
 
 from .errors import EXIT_VERIFY, RegistryConflict, RegistryError
-from .registry_fields import (check_hash, format_flash_size, normalise_iccid, normalise_imei, normalise_mac,
-                              parse_flash_size, resolve_technician, scrub, show_input)
+from .registry_fields import (check_board, check_hash, format_flash_size, normalise_iccid, normalise_imei,
+                              normalise_mac, parse_flash_size, resolve_technician, scrub, show_input)
 from .registry_schema import DeviceRecord
 from .registry_states import TRANSITION_HINTS, TRANSITIONS
 from .rules import config_hash as prov_config_hash
@@ -268,13 +268,20 @@ class DeviceLifecycle:
                                 "it again with `boton provision` (from her case)", EXIT_VERIFY)
         return digest
 
-    def record_test_call(self, mac, ok, detail="", config_hash=None) -> DeviceRecord:
+    def record_test_call(self, mac, ok, detail="", config_hash=None, firmware_hash=None,
+                         board=None) -> DeviceRecord:
         """A test call's result; config_hash: the configuration it ran with (what
-        check_config returned), which delivery requires to still be the button's."""
+        check_config returned), which delivery requires to still be the button's;
+        firmware_hash, board: the release and board profile it ran (release_hash)."""
         mac = normalise_mac(mac)
         result = "passed" if ok else "failed"
         detail = scrub(detail)
         cfg = check_hash(config_hash, "config hash") if config_hash else None
+        ran = {}
+        if firmware_hash:
+            ran["firmware_hash"] = check_hash(firmware_hash, "firmware hash")
+        if board:
+            ran["board"] = check_board(board)
         with self._write() as db:
             row, _ = self._begin(db, mac, "test_call")
             if cfg and cfg != row["config_hash"]:
@@ -282,7 +289,7 @@ class DeviceLifecycle:
                                        f"with config {cfg[:12]}, the registry recorded "
                                        f"{(row['config_hash'] or 'none')[:12]}")
             self._update(db, mac, test_call_result=result, test_call_detail=detail,
-                         test_call_at=self.now(), test_call_config=cfg or row["config_hash"])
+                         test_call_at=self.now(), test_call_config=cfg or row["config_hash"], **ran)
             self._audit(db, "test_call", mac, f"{result}{': ' + detail if detail else ''}")
             return DeviceRecord.from_row(self._row(db, mac))
 

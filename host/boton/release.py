@@ -4,6 +4,7 @@ import json
 
 from . import build
 from .boards import board_file
+from .paths import BOARDS
 
 BOARD_PATH = "board.json"
 
@@ -33,3 +34,18 @@ def firmware_files(board: str, mpy=True, frozen=False):
 def release_hash(board: str, mpy=True) -> str:
     """One hash for everything deploy puts on a board: what the registry records."""
     return build.files_digest(firmware_files(board, mpy))
+
+
+def board_names() -> list:
+    """Every board profile of this release (boards/*.json), by name."""
+    return sorted(p.stem for p in BOARDS.glob("*.json"))
+
+
+def firmware_state(firmware_hash, board, current: dict) -> str | None:
+    """"this release" or "another release" for the firmware hash the registry recorded
+    (None: none recorded). current: board_names() -> release_hash; the board's own if the
+    registry knows the board, else any of them."""
+    if not firmware_hash:
+        return None
+    ours = {current[board]} if board in current else set(current.values())
+    return "this release" if firmware_hash in ours else "another release"
