@@ -157,3 +157,23 @@ def test_boton_sim_command_serves_mpremote_and_takes_a_press(tmp_path):
         proc.wait(timeout=30)
     assert proc.returncode == 0
     assert any(json.loads(x)["kind"] == "sms" for x in log.read_text().splitlines())
+
+
+@pytest.mark.parametrize("board", ["tcall_sim800l_axp192", "ta7670x_a7670sa"])
+def test_a_burst_of_sms_in_her_alert_is_read_without_stalling_it(tmp_path, board):
+    # The SMSC hands over what it held all at once when the button is back in coverage,
+    # and a flood can come at any time: C4's command in the burst is answered, her alert
+    # goes on, and the button's 56 KB heap is not spent on one waiting task per SMS (it
+    # was: a MemoryError reset the chip in her alert, and two SMS were lost).
+    with provisioned_device(tmp_path, config=cancel_config(), board=board, c4_hangup_after_s=300) as vd:
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60)
+        mark, console = len(vd.events), vd.console_mark()
+        for i in range(Sim800.SMS_CAPACITY):     # as many as the SIM holds
+            vd.call(vd.network.sms_to_device, "+52551000%04d" % i, vd.device_number, "Promo %d" % i)
+        vd.call(vd.network.sms_to_device, vd.c4_numbers[0], vd.device_number, "UBICACION 482913")
+        vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.c4_numbers[0]
+                      and e["from"] == vd.device_number, timeout=60, after=mark)
+        vd.wait_console("EV sms_ignored", since=console, count=Sim800.SMS_CAPACITY, timeout=60)
+        text = vd.console_text()
+    assert "MemoryError" not in text and "EV crash" not in text

@@ -23,6 +23,7 @@ VOICE_RECHECK_S = 300            # a refused dial looks at the voice service at 
 # the health check's 60 s). A hung module, or a SIM800 restarted at autobaud, says nothing
 # and carries no call: C4 is called again only once the firmware knows.
 CALL_CHECK_MS = 10000
+MAX_SMS_DUE = 64  # slot numbers waiting to be read: more than a SIM's storage holds
 
 
 def dialect_for(family, log=None):
@@ -58,7 +59,8 @@ class Radio:
         self._reinit_due = False    # it restarted by itself: init again after any recovery
         self._modem_off = False     # known to be off (power-down URC, or supply cut)
         self.gave_up_rx = None      # modem.last_rx_ms when the ladder last gave up on it
-        self._sms_reading = []      # SMS indexes being read: a sweep and a +CMTI may name one
+        self._sms_due = []          # SMS indexes to read, in order (+CMTI, sweep); one reader
+        self._sms_reader = None     # the task reading them, while there are any
         self._warned = None         # (supply warning URC, ticks) last passed on
         self._voice_checked_ms = None  # when a refused dial last looked at the voice service
         self._voice_checking = False
@@ -214,7 +216,7 @@ class Radio:
         elif name == "+CLIP":
             self.post(("incoming_call", atparse.parse_clip(args) or ""))
         elif name == "+CMTI":
-            asyncio.create_task(self.read_sms(atparse.parse_cmti(args)))
+            self._sms_arrived(atparse.parse_cmti(args))
         elif name in d.POWER_WARNING or name in d.POWER_DOWN:
             if name not in d.POWER_DOWN and self._repeated(name):
                 return
@@ -271,10 +273,27 @@ class Radio:
         self._answered_id = None
         self.post(("call_state", "ended", "dropped" if was_active else "no_carrier"))
 
+    def _sms_arrived(self, index):
+        """Read the SMS at index in turn. One reader and a list of slot numbers, not a task
+        per +CMTI: a burst (the SMSC hands over what it held once she is back in coverage)
+        left 30 tasks waiting on the UART, and a MemoryError reset the chip in her alert.
+        A slot named again while it is read is read again: a new SMS in a freed slot is
+        not lost, and the same one twice finds the slot empty."""
+        due = self._sms_due
+        if index is not None and index not in due and len(due) < MAX_SMS_DUE:
+            due.append(index)   # past MAX_SMS_DUE (a garbled line): the next sweep finds it
+        if self._sms_reader is None and due:
+            self._sms_reader = asyncio.create_task(self._read_due())
+
+    async def _read_due(self):
+        due = self._sms_due
+        try:
+            while due:
+                await self.read_sms(due.pop(0))
+        finally:
+            self._sms_reader = None
+
     async def read_sms(self, index):
-        if index is None or index in self._sms_reading:
-            return
-        self._sms_reading.append(index)
         try:
             _, _, lines = await self.modem.cmd("AT+CMGR=%d" % index, 5000, expect="+CMGR")
             if not lines:
@@ -283,8 +302,6 @@ class Radio:
         except ModemError as e:
             self.log.add("sms_read_error", str(e))
             return
-        finally:
-            self._sms_reading.remove(index)
         hdr = atparse.parse_cmgr(lines[0])
         sender = hdr[1] if hdr else ""
         # its age by its time stamp (SCTS: when the SMSC took it), if the RTC knows the time
@@ -310,7 +327,10 @@ class Radio:
             return
         for ln in lines:
             if ln[:6] == "+CMGL:":
-                await self.read_sms(int(ln[6:].split(",")[0]))
+                self._sms_arrived(int(ln[6:].split(",")[0]))
+        lines = None            # the listing holds every unread text: not while they are read
+        if self._sms_reader is not None:
+            await self._sms_reader  # read before the chip may sleep again
 
     async def call_survived(self):
         """After an ESP32 reset: the modem kept its power, so our call may still be up:
