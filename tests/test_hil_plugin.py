@@ -17,6 +17,34 @@ class _Tty(io.StringIO):
         return True
 
 
+def test_a_hardware_run_refuses_a_board_that_does_not_run_this_release(tmp_path):
+    # scenarios on a board with another firmware would pass or fail code this checkout
+    # does not hold; checked through the same mpremote link a hardware run uses
+    from boton.device import Device
+    from boton.errors import DeviceError
+    from boton.hil.dut import check_release
+    from boton.sim.flashdir import install
+    from boton.sim.rig import VirtualDevice
+    from rigkit import FAST
+
+    flash = install(tmp_path / "flash")
+    vd = VirtualDevice(flash, time_scale=FAST)
+    vd.start()
+    try:
+        with Device(vd.repl_url) as dev:
+            check_release(dev, "tcall_sim800l_axp192")        # as deploy left it: accepted
+            with pytest.raises(DeviceError, match="board.json is the tcall_sim800l_axp192 profile, "
+                                                  "not --board tcall_sim800l_ip5306"):
+                check_release(dev, "tcall_sim800l_ip5306")
+            dev.write_file_atomic("main.py", (flash / "main.py").read_bytes() + b"# older\n")
+            with pytest.raises(DeviceError) as e:
+                check_release(dev, "tcall_sim800l_axp192")
+    finally:
+        vd.stop()
+    assert "does not run this release: main.py is not this release's" in str(e.value)
+    assert "boton deploy --port" in str(e.value) and e.value.exit_code == 5
+
+
 def test_manual_button_skips_without_a_terminal():
     b = ManualButton(ask=lambda text: pytest.fail("must not ask"), stdin=io.StringIO())
     with pytest.raises(pytest.skip.Exception, match="stdin is not a terminal"):

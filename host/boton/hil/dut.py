@@ -26,6 +26,7 @@ import time
 import serial
 
 from ..boards import load_board, modem_family
+from ..errors import EXIT_VERIFY, DeviceError
 from .timeline import at_rows
 
 EV_LINE = re.compile(rb"EV (\S+) ?(\S*)\r?\n")
@@ -250,10 +251,26 @@ class SerialConsole:
         self.ser.rts = False
 
 
+def check_release(dev, board):
+    """A HIL run tests this release on the --board profile: a board that runs another
+    firmware (a deploy forgotten, an older image) or profile would pass or fail scenarios
+    for code this checkout does not hold. Refused, with what to run, before any scenario."""
+    from ..provision import release_on_board
+
+    held, differs = release_on_board(dev)
+    if held is not None and held != board:
+        differs = [f"its board.json is the {held} profile, not --board {board}"] + differs
+    if differs:
+        raise DeviceError(f"the board on {dev.port} does not run this release: " + "; ".join(differs[:3])
+                          + ("; ..." if len(differs) > 3 else "")
+                          + f". Run `boton deploy --port {dev.port} --board {board}` first", EXIT_VERIFY)
+
+
 class HardwareDut(_DutBase):
     """A real board on a serial port, provisioned through mpremote (boton.device)."""
 
     kind = "hardware"
+    release_checked = set()   # ports whose firmware check_release passed in this session
 
     def __init__(self, port, number, config, board="tcall_sim800l_axp192"):
         self.port = port
@@ -272,6 +289,9 @@ class HardwareDut(_DutBase):
         from ..provision import write_config
         from ..rules import CONFIG_PATH, config_bytes
         with Device(self.port) as dev:
+            if self.port not in HardwareDut.release_checked:   # once a session: it hashes every file
+                check_release(dev, self.board)
+                HardwareDut.release_checked.add(self.port)
             if dev.read_file(CONFIG_PATH) != config_bytes(self.config):
                 write_config(dev, self.config)
             dev.remove("alert.json")
