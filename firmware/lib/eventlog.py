@@ -122,7 +122,7 @@ class EventLog:
 
     def _admit(self, event):
         now = self.clock()
-        # a day by the RTC: setting it (GPS, network) or a reset starts a new one
+        # a day by the RTC: the RTC set back or first set (2000 -> now), or a reset, starts anew
         if self.day_t is None or now < self.day_t or now - self.day_t >= 86400:
             self.day_t, self.day_n = now, 0
         self.day_n += 1

@@ -142,10 +142,9 @@ def list_(state, outdated, as_json, registry_path, technician):
     with _open(registry_path, technician) as reg:
         devs, counts = reg.list(state), reg.counts()
     current = _current_release()
-    rows = [_device_json(d, current) for d in devs]
     if outdated:
-        keep = {r["mac"] for r in rows if r["firmware"] != "this release"}
-        devs, rows = [d for d in devs if d.mac in keep], [r for r in rows if r["mac"] in keep]
+        devs = [d for d in devs if firmware_state(d.firmware_hash, d.board, current) != "this release"]
+    rows = [_device_json(d, current) for d in devs]
     if as_json:
         _echo_json({"devices": rows, "counts": counts})
         return
