@@ -567,6 +567,33 @@ out([s.sms(), s.logs("sms_command")])
                                     "UBICACION ...0000", "CANCELAR ...0000"]
 
 
+def test_a_command_repeated_while_its_reply_waits_is_answered_once(both):
+    # C4's operator sends UBICACION ten times (or her tool does) while the network is
+    # slow: one reply waits per number and kind, written when it goes; the outbox (kept
+    # on the flash with her alert) does not grow with each command
+    r = both("""
+s = Sim(sms_ok=None)
+s.ev("fix", {"lat": 21.88234, "lon": -102.29143, "hdop": 1.0, "sats": 8})
+s.ev("gesture", "alert")
+for i in range(10):
+    s.ev("sms_command", C4, "UBICACION 4321")
+s.ev("sms_command", C4, "ESTADO 4321")
+s.ev("sms_command", "4491110000", "ESTADO 4321")     # the same number, written nationally
+waiting = len(s.m.outbox.items)
+s.sms_ok = True
+s.ev("sms_sent", s.pending.pop(0), True)              # the network takes them, one by one
+s.advance(60000)
+before = [t.split(" ")[0] for _, n, t in s.sms() if n == C4 and t[:1] in "UE"]
+s.ev("sms_command", C4, "UBICACION 4321")             # answered: a new command, a new reply
+after = [t.split(" ")[0] for _, n, t in s.sms() if n == C4 and t[:1] in "UE"]
+out([waiting, before, after])
+""")
+    waiting, before, after = r
+    assert waiting == len(CONTACTS) + 1 + 2       # her alert's SMS (contacts, C4), 2 replies
+    assert before == ["UBICACION", "ESTADO"]
+    assert after == ["UBICACION", "ESTADO", "UBICACION"]
+
+
 def test_sms_cancel_from_c4_during_alert(both):
     r = both("""
 s = Sim(authorized=["+524495550000"])

@@ -747,12 +747,19 @@ class AlertMachine:
             return
         self._dirty = True
         if cmd == "UBICACION":
-            self.outbox.queue(sender, ob.LOCATION)
+            self._reply(sender, ob.LOCATION)
         elif cmd == "ESTADO" or not self.active:   # CANCELAR with no alert: the status
-            self.outbox.queue(sender, ob.STATUS)
+            self._reply(sender, ob.STATUS)
         elif len(ev) > 3 and ev[3] is not None and \
                 ev[3] - STALE_SLACK_S > ticks_diff(now, self.start_t) // 1000:
             acts.append(("log", "sms_ignored", "stale_%ds %s" % (ev[3], mask(sender))))
-            self.outbox.queue(sender, ob.STATUS)
+            self._reply(sender, ob.STATUS)
         else:
             self._cancel(now, acts, "c4", reply_to=sender)
+
+    def _reply(self, sender, kind):
+        # One reply of a kind waiting per number: it is written when it goes, with what
+        # the machine knows then, so a command repeated (C4 sent it twice, or thirty
+        # times) is answered by it, and the outbox does not grow with each.
+        if not self.outbox.pending(sender, (kind,)):
+            self.outbox.queue(sender, kind)
