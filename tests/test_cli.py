@@ -261,6 +261,12 @@ def test_status_and_logs(device):
     assert info["fw"] and info["registered"] and info["modem"] and info["battery"] is not None
     assert info["config_sha256"] and info["gps_sentences"] > 0
     assert (info["family"], info["rat"], info["voice"], info["voice_via"]) == ("sim800", "GSM", True, "2G")
+    assert info["release"] == "this release"
+    safe = device.flash_dir / "safe.mpy"    # at a visit: a button due a deploy says so
+    safe.write_bytes(safe.read_bytes()[:-1])
+    info = json.loads(run("status", "--port", url, "--json").output)
+    assert info["release"] == "NOT this release (boton deploy): safe.mpy is not this release's"
+    assert run("deploy", "--port", url).exit_code == 0
     r = run("logs", "--port", url, "--json")
     assert r.exit_code == 0, r.output
     data = json.loads(r.output)

@@ -795,8 +795,9 @@ def build(out_dir):
 @click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def status(port, as_json):
-    """Firmware version, config hash, battery, signal, the network's technology and
-    whether it carries voice (an SMS-only network cannot call C4), GPS and the last alerts.
+    """Firmware version and whether the button runs this release exactly (else it is due a
+    `boton deploy`), config hash, battery, signal, the network's technology and whether it
+    carries voice (an SMS-only network cannot call C4), GPS and the last alerts.
 
     Example: boton status --port /dev/ttyUSB0 --json
     """
@@ -808,8 +809,12 @@ def status(port, as_json):
             chip = prov.detect_power_chip(dev)
         except DeviceError as e:
             chip = {"found": f"unknown: {e}", "expected": None}  # older firmware: status still works
+        _, differs = prov.release_on_board(dev)   # at a visit: is this button due a deploy?
     info = json.loads(out.decode().strip().splitlines()[-1])
     info["power_chip"] = chip["found"]
+    info["release"] = ("this release" if not differs else
+                       "NOT this release (boton deploy): " + "; ".join(differs[:2])
+                       + ("; ..." if len(differs) > 2 else ""))
     info["network"] = rules.radio_verdict(info).line()
     try:
         chip_problem = None
@@ -830,7 +835,7 @@ def status(port, as_json):
 
 def _show_status(info):
     table = Table(show_header=False)
-    for k in ("fw", "board", "power_chip", "config_sha256", "modem", "registered", "operator", "network", "rssi",
+    for k in ("fw", "release", "board", "power_chip", "config_sha256", "modem", "registered", "operator", "network", "rssi",
               "battery", "gps_sentences", "gps_fix", "log_entries"):
         table.add_row(k, escape(str(info.get(k))))
     for k, label in (("heap_free", "heap free"), ("heap_max_free", "largest free block")):
