@@ -177,3 +177,25 @@ def test_a_burst_of_sms_in_her_alert_is_read_without_stalling_it(tmp_path, board
         vd.wait_console("EV sms_ignored", since=console, count=Sim800.SMS_CAPACITY, timeout=60)
         text = vd.console_text()
     assert "MemoryError" not in text and "EV crash" not in text
+
+
+@pytest.mark.parametrize("board", ["tcall_sim800l_axp192", "ta7670x_a7670sa"])
+def test_a_full_sim_of_unread_sms_after_a_reset_in_her_alert_is_swept_in_the_heap(tmp_path, board):
+    # The ESP32 resets in her alert while the SMSC hands over a burst: the module stores
+    # them all, unread, and the boot sweep lists them (AT+CMGL gives every text at once)
+    # on a heap that holds her alert.
+    long_text = "Promocion: recarga hoy y recibe el doble de saldo por 30 dias. " * 2
+    with provisioned_device(tmp_path, config=cancel_config(), board=board, c4_hangup_after_s=300) as vd:
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60)
+        mark, console = len(vd.events), vd.console_mark()
+        vd.hard_reset()
+        for i in range(Sim800.SMS_CAPACITY - 1):
+            vd.call(vd.network.sms_to_device, "+52551000%04d" % i, vd.device_number, long_text[:150])
+        vd.call(vd.network.sms_to_device, vd.c4_numbers[0], vd.device_number, "UBICACION 482913")
+        vd.wait_console("EV ready", since=console, timeout=60)
+        vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.c4_numbers[0]
+                      and e["text"].startswith("UBICACION"), timeout=60, after=mark)
+        vd.wait_console("EV sms_ignored", since=console, count=Sim800.SMS_CAPACITY - 1, timeout=60)
+        text = vd.console_text()[-(vd.console_mark() - console):]
+    assert "MemoryError" not in text and "EV crash" not in text, text

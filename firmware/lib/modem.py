@@ -52,6 +52,7 @@ class Modem:
         self._done = asyncio.Event()
         self._prompt = asyncio.Event()
         self._lines = []
+        self._keep = None       # the running command's line filter (cmd's keep)
         self._final = None
         self._busy = False
         self.on_urc = on_urc
@@ -100,7 +101,7 @@ class Modem:
         elif kind == "prompt":
             self._prompt.set()
         elif kind == "line":
-            if self._busy:
+            if self._busy and (self._keep is None or self._keep(ev[1])):
                 self._lines.append(ev[1])
         elif kind == "urc":
             self.on_urc(ev[1], ev[2])
@@ -136,14 +137,17 @@ class Modem:
             await self._write(b"\r")
             await asyncio.sleep_ms(self._ms(WAKE_MS))  # scaled, or it falls asleep again
 
-    async def cmd(self, command, timeout_ms=2000, expect=None, check=True):
-        """Send one AT command; return (final_kind, final_text, info_lines)."""
+    async def cmd(self, command, timeout_ms=2000, expect=None, check=True, keep=None):
+        """Send one AT command; return (final_kind, final_text, info_lines). keep(line):
+        only the info lines it is true for are kept (a listing of every stored SMS is
+        kilobytes of text on a 56 KB heap when only its headers are wanted)."""
         async with self._lock:
-            return await self._cmd(command, timeout_ms, expect, check)
+            return await self._cmd(command, timeout_ms, expect, check, keep)
 
-    async def _cmd(self, command, timeout_ms, expect, check):
+    async def _cmd(self, command, timeout_ms, expect, check, keep=None):
         await self._wake()
         self._lines = []
+        self._keep = keep
         self._final = None
         self._done.clear()
         self._busy = True
@@ -157,6 +161,7 @@ class Modem:
                 raise ModemTimeout(command)
         finally:
             self._busy = False
+            self._keep = None
             self._p.expect(None)
         _, kind, text = self._final
         if command == "ATE0" and kind == "OK":
@@ -164,9 +169,10 @@ class Modem:
         elif self._echo_mark is not None and self._p.echoes != self._echo_mark:
             self._echo_mark = None
             self.on_urc(RESTARTED, "")
+        lines, self._lines = self._lines, None   # the caller's: not held until the next command
         if check and kind != "OK":
             raise ModemError(command, kind, text)
-        return kind, text, self._lines
+        return kind, text, lines
 
     async def batch(self, commands, timeout_ms=2000, attempts=1):
         """Several commands back to back, nothing else in between (e.g. audio before ATD);

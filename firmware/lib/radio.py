@@ -26,6 +26,10 @@ CALL_CHECK_MS = 10000
 MAX_SMS_DUE = 64  # slot numbers waiting to be read: more than a SIM's storage holds
 
 
+def _is_cmgl(line):
+    return line[:6] == "+CMGL:"
+
+
 def dialect_for(family, log=None):
     """The board profile's modem.family -> its dialect module; an unknown family is
     logged and the SIM800's is used (the button must still try)."""
@@ -320,15 +324,17 @@ class Radio:
             ours = self.call_active or self.call_out
             if ours and self.dialect.our_call(lines, self._answered_id) is None:
                 asyncio.create_task(self.call_ended())  # its NO CARRIER was lost
+            # the listing carries every unread text: only its headers are kept
             _, _, lines = await self.modem.cmd('AT+CMGL="REC UNREAD",1', 5000, expect="+CMGL",
-                                               check=False)
+                                               check=False, keep=_is_cmgl)
         except ModemError as e:
             self.log.add("sweep_error", str(e))
             return
         for ln in lines:
-            if ln[:6] == "+CMGL:":
+            try:
                 self._sms_arrived(int(ln[6:].split(",")[0]))
-        lines = None            # the listing holds every unread text: not while they are read
+            except ValueError:
+                pass            # a garbled header: that SMS waits for the next sweep
         if self._sms_reader is not None:
             await self._sms_reader  # read before the chip may sleep again
 
