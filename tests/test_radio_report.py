@@ -125,6 +125,7 @@ def board(monkeypatch):
     monkeypatch.setattr(prov, "device_mac", lambda dev: MAC)
     monkeypatch.setattr(prov, "check_power_chip", lambda dev, board=None: None)
     monkeypatch.setattr(prov, "detect_power_chip", lambda dev, board=None: {"expected": None, "found": None})
+    monkeypatch.setattr(prov, "release_on_board", lambda dev: ("ta7670x_a7670sa", []))
     monkeypatch.setattr(prov, "identity", lambda dev: dict(FakeBoard.facts))
 
     def write_config(dev, config):
