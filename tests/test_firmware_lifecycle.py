@@ -115,6 +115,10 @@ def test_a_flood_from_strangers_leaves_the_log_to_her_and_c4_is_still_answered(t
         assert reply["text"].startswith("ESTADO")
         console = vd.console_text()[-(vd.console_mark() - mark):]
         after = log_entries(vd)[len(before):]
+    # up to C4's command: the count of what came before it went in just ahead of it (a
+    # RING repeated after it is counted in RAM until the next entry)
+    console = console[:console.index("EV sms_command ")]
+    after = after[:[r[2] for r in after].index("sms_command")]
     stranger = ("sms_ignored", "incoming_rejected")
     logged = [r for r in after if r[2] in stranger]
     assert [r[2] for r in logged] == ["sms_ignored"] * quota, after
@@ -127,7 +131,7 @@ def test_a_flood_from_strangers_leaves_the_log_to_her_and_c4_is_still_answered(t
     for event in stranger:    # none lost: each one on the console is logged or counted
         assert console.count("EV %s " % event) == told[event] + len(
             [r for r in logged if r[2] == event]), (event, after)
-    assert told["incoming_rejected"] >= 2 and "sms_command" in [r[2] for r in after]
+    assert told["incoming_rejected"] >= 2
     assert before == log_entries(vd)[:len(before)]     # the boot is still in the ring
 
 
