@@ -835,8 +835,8 @@ def status(port, as_json):
 
 def _show_status(info):
     table = Table(show_header=False)
-    for k in ("fw", "release", "board", "power_chip", "config_sha256", "modem", "registered", "operator", "network", "rssi",
-              "battery", "gps_sentences", "gps_fix", "log_entries"):
+    for k in ("fw", "release", "board", "power_chip", "config_sha256", "modem", "registered", "operator",
+              "network", "rssi", "battery", "gps_sentences", "gps_fix", "log_entries"):
         table.add_row(k, escape(str(info.get(k))))
     for k, label in (("heap_free", "heap free"), ("heap_max_free", "largest free block")):
         if info.get(k) is not None:
