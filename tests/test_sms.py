@@ -414,3 +414,28 @@ def test_an_sms_log_head_is_checked_against_the_device_log(tmp_path):
     for bad in ("", "10", "10:xyz123", "diez:a1b2c3", "10:a1b2"):
         ok, why = check_sms_log_head(lines, bad)
         assert not ok and "SEQ:HEX" in why, bad
+
+
+FUZZ_CFG = {"c4_numbers": ["+524491110000"], "contacts": ["+524493330001"], "pin": "4321",
+            "alias": "Luna", "device_id": "BS-0042", "fw": "1.0.0"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(sender=st.one_of(st.text(max_size=40),
+                        st.sampled_from(["+524491110000", "4491110000", "+1 449 111 0000", "", "TELCEL"])),
+       body=st.one_of(st.text(max_size=400), st.from_regex(r"[0-9A-Fa-f]{0,400}", fullmatch=True),
+                      st.sampled_from(["UBICACION 4321", "CANCELAR 4321", "ESTADO 4321", "CANCELAR",
+                                       "ESTADO 1", "0055004200490043"])),
+       age=st.one_of(st.none(), st.integers(-10 ** 12, 10 ** 12)), active=st.booleans())
+def test_fuzz_any_sms_from_anyone_is_an_answer_or_a_log_never_a_crash(sender, body, age, active):
+    # what anyone can send the button's number reaches the alert machine as it came: a
+    # crash here resets the chip (in her alert) for the price of an SMS
+    from alert import AlertMachine
+
+    m = AlertMachine(dict(FUZZ_CFG))
+    if active:
+        m.handle(("gesture", "alert"), 0)
+    for t in (1000, 2000):       # twice: the wrong-PIN count and lockout paths too
+        acts = m.handle(("sms_command", sender, body, age), t)
+        assert all(isinstance(a, tuple) and a for a in acts)
+        assert any(a[0] in ("log", "persist") for a in acts), acts
