@@ -439,3 +439,19 @@ def test_fuzz_any_sms_from_anyone_is_an_answer_or_a_log_never_a_crash(sender, bo
         acts = m.handle(("sms_command", sender, body, age), t)
         assert all(isinstance(a, tuple) and a for a in acts)
         assert any(a[0] in ("log", "persist") for a in acts), acts
+
+
+@settings(max_examples=200, deadline=None)
+@given(caller=st.one_of(st.text(max_size=60), st.sampled_from(["+524491110000", "", "Desconocido"])),
+       state=st.sampled_from(["idle", "alert", "in_call"]))
+def test_fuzz_any_call_from_anyone_is_answered_rejected_or_left_never_a_crash(caller, state):
+    from alert import AlertMachine
+
+    m = AlertMachine(dict(FUZZ_CFG))
+    if state != "idle":
+        m.handle(("gesture", "alert"), 0)
+    if state == "in_call":
+        m.handle(("call_state", "active", None), 500)
+    for t in (1000, 1300):       # a RING repeated
+        acts = m.handle(("incoming_call", caller), t)
+        assert all(isinstance(a, tuple) and a for a in acts)
