@@ -62,12 +62,17 @@ ACTIVE_POWER_NOTE = "; as the active-high supply enable, its pull keeps the mode
 INPUT_ONLY_NOTE = "input only, no internal pull resistors"
 
 
+def board_names() -> list:
+    """Every board profile of this release (boards/*.json), by name."""
+    return sorted(p.stem for p in BOARDS.glob("*.json"))
+
+
 def board_file(board: str) -> Path:
     path = Path(board) if str(board).endswith(".json") else BOARDS / f"{board}.json"
     if not path.exists():
         if board in RENAMED:
             raise DeviceError(f"board {board!r} no longer exists: {RENAMED[board]}", EXIT_USAGE)
-        known = ", ".join(sorted(p.stem for p in BOARDS.glob("*.json")))
+        known = ", ".join(board_names())
         raise DeviceError(f"unknown board {board!r} (known: {known})", EXIT_USAGE)
     return path
 

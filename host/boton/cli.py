@@ -633,10 +633,9 @@ def test_call(port, device_ref, timeout):
         # forgotten, an older image) would be delivered with what the test never ran
         board, differs = prov.release_on_board(dev)
         if differs:
-            raise DeviceError("the button does not run this release: " + "; ".join(differs[:3])
-                              + ("; ..." if len(differs) > 3 else "") + ". Run `boton deploy --port "
-                              f"{port}{' --board ' + board if board else ''}` (or flash this release's "
-                              "image), then test-call again", EXIT_VERIFY)
+            raise DeviceError(f"the button does not run this release: {prov.differences(differs)}. Run "
+                              f"`boton deploy --port {port}{' --board ' + board if board else ''}` (or flash "
+                              "this release's image), then test-call again", EXIT_VERIFY)
         config = json.loads(raw)
         # the log is read before the test: afterwards the app holds the 56 KB heap
         log_lines = prov.read_event_log(dev)
@@ -813,8 +812,7 @@ def status(port, as_json):
     info = json.loads(out.decode().strip().splitlines()[-1])
     info["power_chip"] = chip["found"]
     info["release"] = ("this release" if not differs else
-                       "NOT this release (boton deploy): " + "; ".join(differs[:2])
-                       + ("; ..." if len(differs) > 2 else ""))
+                       "NOT this release (boton deploy): " + prov.differences(differs, 2))
     info["network"] = rules.radio_verdict(info).line()
     try:
         chip_problem = None

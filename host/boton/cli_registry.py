@@ -22,8 +22,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import registry as R
+from .boards import board_names
 from .errors import EXIT_USAGE, EXIT_VERIFY, DeviceError, RegistryKeyError
-from .release import board_names, firmware_state, release_hash
+from .release import firmware_state, release_hash
 from .rules import mask
 
 console = Console(highlight=False)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths
-from .boards import load_board
+from .boards import board_names, load_board
 from .build import files_digest
 from .errors import DeviceError
 
@@ -327,7 +327,7 @@ def esp32_image(board: str, out_dir: Path | None = None) -> Path:
 def _esp32_port_board(board: str) -> str:
     """The MicroPython ESP32 port's board for one of our board profiles (boards/<board>.json)."""
     if not board:
-        known = ", ".join(sorted(p.stem for p in paths.BOARDS.glob("*.json")))
+        known = ", ".join(board_names())
         raise DeviceError(f"say which board: BOARD=... (known: {known})", 2)
     data = load_board(board)
     # Every profile today is a classic ESP32 without PSRAM; a profile may say otherwise.

@@ -10,8 +10,9 @@ import hashlib
 import json
 import time
 
+from .boards import board_names
 from .errors import EXIT_DEVICE, EXIT_USAGE, EXIT_VERIFY, DeviceError
-from .release import BOARD_PATH, board_json, board_names, firmware_files
+from .release import BOARD_PATH, board_json, firmware_files
 from .rules import CONFIG_PATH, config_bytes, config_hash, judge_power_chip
 
 REGISTRATION_POLL_S = 1.0
@@ -238,6 +239,11 @@ def release_on_board(dev, mpy=True):
     problems += [f"{name} in the flash root would run instead of the release's"
                  for name in _shadowing(facts["root"], release)]
     return board, problems
+
+
+def differences(differs, most=3) -> str:
+    """release_on_board's differences as one line: the first `most`, then "..."."""
+    return "; ".join(differs[:most]) + ("; ..." if len(differs) > most else "")
 
 
 def _dir_hashes(dev, d):

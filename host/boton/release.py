@@ -3,8 +3,7 @@ for them (pure: built from the repository, no device)."""
 import json
 
 from . import build
-from .boards import board_file
-from .paths import BOARDS
+from .boards import board_file, board_names
 
 BOARD_PATH = "board.json"
 
@@ -34,11 +33,6 @@ def firmware_files(board: str, mpy=True, frozen=False):
 def release_hash(board: str, mpy=True) -> str:
     """One hash for everything deploy puts on a board: what the registry records."""
     return build.files_digest(firmware_files(board, mpy))
-
-
-def board_names() -> list:
-    """Every board profile of this release (boards/*.json), by name."""
-    return sorted(p.stem for p in BOARDS.glob("*.json"))
 
 
 def firmware_state(firmware_hash, board, current: dict) -> str | None:

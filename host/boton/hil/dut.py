@@ -255,15 +255,14 @@ def check_release(dev, board):
     """A HIL run tests this release on the --board profile: a board that runs another
     firmware (a deploy forgotten, an older image) or profile would pass or fail scenarios
     for code this checkout does not hold. Refused, with what to run, before any scenario."""
-    from ..provision import release_on_board
+    from ..provision import differences, release_on_board
 
     held, differs = release_on_board(dev)
     if held is not None and held != board:
         differs = [f"its board.json is the {held} profile, not --board {board}"] + differs
     if differs:
-        raise DeviceError(f"the board on {dev.port} does not run this release: " + "; ".join(differs[:3])
-                          + ("; ..." if len(differs) > 3 else "")
-                          + f". Run `boton deploy --port {dev.port} --board {board}` first", EXIT_VERIFY)
+        raise DeviceError(f"the board on {dev.port} does not run this release: {differences(differs)}. "
+                          f"Run `boton deploy --port {dev.port} --board {board}` first", EXIT_VERIFY)
 
 
 class HardwareDut(_DutBase):
