@@ -138,6 +138,42 @@ def test_mismatched_button_is_refused_at_test_call_and_deliver(vd):
         assert reg.get(vd.mac).state == "delivered"
 
 
+def test_deliver_refuses_a_button_that_does_not_run_what_its_test_call_ran(vd):
+    register_with_case(vd)
+    assert provision(vd).exit_code == 0
+    r = run("test-call", "--port", vd.repl_url, "--device", "BS-0042", "--timeout", "60")
+    assert r.exit_code == 0, r.output
+
+    # after the test call, someone at the bench edits the button's boot.py
+    boot = vd.flash_dir / "boot.py"
+    good = boot.read_bytes()
+    boot.write_bytes(good + b"# edited at the bench\n")
+    r = run("devices", "deliver", "BS-0042", "--port", vd.repl_url)
+    assert r.exit_code == 5, r.output
+    assert "does not run what its test call ran: boot.py is not this release's" in one_line(r)
+    with Registry() as reg:
+        assert reg.get(vd.mac).state == "provisioned"
+    boot.write_bytes(good)
+
+    # the registry says its test call ran another release (this tool was upgraded since):
+    # refused from the registry alone, before the port is opened
+    with Registry() as reg:
+        tested = reg.get(vd.mac)
+        reg.record_test_call(vd.mac, True, config_hash=tested.config_hash, firmware_hash="ab" * 32,
+                             board=tested.board)
+    r = run("devices", "deliver", "BS-0042", "--port", DEAD_PORT)
+    assert r.exit_code == 7, r.output
+    assert "its test call ran another release than this tool's" in one_line(r)
+
+    # a test call with this release: delivered
+    r = run("test-call", "--port", vd.repl_url, "--device", "BS-0042", "--timeout", "60")
+    assert r.exit_code == 0, r.output
+    r = run("devices", "deliver", "BS-0042", "--port", vd.repl_url)
+    assert r.exit_code == 0, r.output
+    with Registry() as reg:
+        assert reg.get(vd.mac).state == "delivered"
+
+
 def test_a_bench_config_is_refused_once_she_has_a_case(vd):
     # provisioned for the bench (no case yet), then her case is assigned: the button's
     # contacts are not hers, although its config is the one the registry recorded

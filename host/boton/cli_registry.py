@@ -23,7 +23,7 @@ from rich.table import Table
 
 from . import registry as R
 from .boards import board_names
-from .errors import EXIT_USAGE, EXIT_VERIFY, DeviceError, RegistryKeyError
+from .errors import EXIT_USAGE, EXIT_VERIFY, DeviceError, RegistryConflict, RegistryKeyError
 from .release import firmware_state, release_hash
 from .rules import mask
 
@@ -283,26 +283,50 @@ def deliver(device, port, registry_path, technician):
     \b
     Registry first: DEVICE must be provisioned, with her case assigned, its configuration
     written from that case, and a passed test call since the last flash, deploy or
-    provision (refused with exit 7 before the port is opened). Then the button on --port
-    must be DEVICE (its eFuse MAC) and hold the configuration recorded at provisioning
-    and test-called, matching her case (needs the key): otherwise exit 5, nothing recorded.
+    provision, run with this release's firmware (refused with exit 7 before the port is
+    opened). Then the button on --port must be DEVICE (its eFuse MAC), hold the
+    configuration recorded at provisioning and test-called, matching her case (needs the
+    key), and run this release exactly as `deploy` leaves it: otherwise exit 5, nothing
+    recorded. What she takes home is what the test call proved.
 
     Example: boton devices deliver BS-0042 --port /dev/ttyUSB0
     """
     from .device import Device
-    from .provision import device_mac
+    from .provision import device_mac, differences, release_on_board
     from .rules import CONFIG_PATH
 
     with _open(registry_path, technician) as reg:
         d = reg.find(device)
         reg.deliver(d.mac, dry_run=True)          # registry first: refused before the port opens
+        _tested_this_release(d)
         with Device(port) as dev:
             mac = device_mac(dev)
             reg.precheck("deliver", mac, expected=d.mac)
             raw = dev.read_file(CONFIG_PATH)
-        d = reg.deliver(mac, config_hash=reg.check_config(mac, raw))
+            config = reg.check_config(mac, raw)
+            board, differs = release_on_board(dev)
+        if differs or board != d.board:
+            why = differences(differs) if differs else f"its board profile is {board}, the test call ran {d.board}"
+            raise DeviceError(f"cannot deliver {d.label}: the button does not run what its test call "
+                              f"ran: {why}. Run `boton deploy --port {port}` and `boton test-call` "
+                              "again", EXIT_VERIFY)
+        d = reg.deliver(mac, config_hash=config)
         counts = reg.counts()
     console.print(f"{d.label} delivered; {_counts_line(counts)}", soft_wrap=True)
+
+
+def _tested_this_release(d):
+    """The passed test call ran this release on this board profile (the registry recorded
+    what it ran): a tool upgraded since, or a test call recorded by a boton that did not
+    record it, means the firmware she would take home was never test-called."""
+    if not (d.firmware_hash and d.board in board_names()):
+        why = "its test call did not record which firmware it ran (an older boton)"
+    elif d.firmware_hash != release_hash(d.board):
+        why = "its test call ran another release than this tool's (deployed or upgraded since?)"
+    else:
+        return
+    raise RegistryConflict(f"cannot deliver {d.label} ({d.mac}): {why}; run `boton deploy` "
+                             "and `boton test-call` again")
 
 
 @devices.command("abort-provision")
