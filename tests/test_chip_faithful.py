@@ -2,7 +2,7 @@
 item 7), and the firmware survives it:
 
 * after a light sleep with ext0/ext1 wake, the wake pins are left in RTC mode (read 0,
-  no IRQ) until re-initialised;
+  no IRQ) until re-initialised, and re-creating the button's IRQ disarms its ext0 wake;
 * the UARTs (modem and console) hear nothing while the chip light-sleeps: the bytes are
   lost, not buffered; the SIM800's RI line is a GPIO that wakes it;
 * machine.WDT cannot be stopped: it outlives a soft reset (a host's REPL session);
@@ -53,6 +53,19 @@ def test_button_pin_after_light_sleep_is_no_false_alert_and_still_alerts(tmp_pat
         vd.press(hold_s=1.2)
         vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60)
     assert [w for w in vd.wakes if w[1] == "timer"]  # it did sleep and wake in between
+
+
+def test_a_press_while_asleep_wakes_the_chip_after_every_sleep(tmp_path):
+    # Re-creating the button's IRQ after a sleep (Pin.irq) disarms its ext0 wake on the
+    # chip (ports/esp32/machine_pin.c): from the second sleep on, only the 2 s timer would
+    # end a sleep, and a press shorter than that, all of it while the chip sleeps, is lost.
+    with provisioned_device(tmp_path, board=RI_BOARD) as vd:
+        vd.wait_asleep(4.5, timeout=60)  # three 2 s sleeps, each followed by after_wake()
+        assert not any(e["kind"].startswith("call") for e in vd.events)
+        woke = len(vd.wakes)
+        vd.press_when_asleep(hold_s=1.2)  # hold_ms 800; the next timer wake is 2 s away
+        vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60)
+    assert vd.wakes[woke][1] == vd.board["button"]["pin"]  # its ext0 ended that sleep
 
 
 def test_sms_command_sent_while_asleep_is_answered(tmp_path):

@@ -36,9 +36,13 @@ def input_pin(num, pull=None, handler=None):
     return p
 
 
+_wake_args = []  # setup_wake's arguments: after_wake() arms the same again
+
+
 def setup_wake(button_pin, active_level, ri_pin=None, modem_uart=None):
     """Wake from light sleep on the button (ext0) or the SIM800's RI going low (ext1)."""
     import esp32
+    _wake_args[:] = (button_pin, active_level, ri_pin, modem_uart)
     esp32.wake_on_ext0(pin=machine.Pin(button_pin), level=active_level)
     if ri_pin is not None:
         esp32.wake_on_ext1(pins=(machine.Pin(ri_pin),), level=esp32.WAKEUP_ALL_LOW)
@@ -57,10 +61,14 @@ def lightsleep(ms):
 
 def after_wake():
     """ESP-IDF leaves ext0/ext1 wake pins in RTC mode after a light sleep: they read 0 and
-    raise no IRQ until re-initialised. Re-create them as GPIO inputs, IRQs included."""
+    raise no IRQ until re-initialised. Re-create them as GPIO inputs, IRQs included, then
+    arm the wake sources again: an edge IRQ set on the ext0 pin disarms its wake
+    (machine_pin_irq in ports/esp32/machine_pin.c), and the next press would be lost."""
     for num in _inputs:
         pull, handler = _inputs[num]
         input_pin(num, pull, handler)
+    if _wake_args:
+        setup_wake(*_wake_args)
 
 
 _hold = []

@@ -33,7 +33,9 @@ _irqs = {}
 # raise no IRQ until re-initialised (Pin(n, mode, ...) or Pin.init), as on the chip.
 _rtc_mode = {}
 _inputs = {}   # input pin -> (pull, handler): what after_wake() puts back
-_wake = []     # (pin, level) that end a light sleep (ext0 button, ext1 RI)
+_ext0 = []     # [pin, level]: the button's wake source, while armed
+_ext1 = []     # [pin, level]: the modem's RI (where wired)
+_wake_args = []  # setup_wake's arguments: after_wake() arms the same again
 
 
 def _gpio_sock():
@@ -82,6 +84,11 @@ class Pin:
 
     def irq(self, handler=None, trigger=3):
         _irqs[self.pin] = (handler, trigger, self)
+        if _ext0 and _ext0[0] == self.pin:
+            # An edge IRQ on the ext0 pin disarms its wake on the chip (machine_pin_irq in
+            # ports/esp32/machine_pin.c sets ext0_pin to -1): sleeps end on the timer only.
+            _ext0[:] = []
+            _arm()
 
 
 class IrqFlag:
@@ -164,8 +171,18 @@ def setup_wake(button_pin, active_level, ri_pin=None, modem_uart=None):
     """Light-sleep wake sources: the button (ext0) and, where the board wires it, the
     SIM800's RI line going low (ext1). The UARTs are no wake source: the rig drops what
     the modem or the host send while the chip sleeps."""
-    _wake[:] = [(button_pin, active_level)] + ([(ri_pin, 0)] if ri_pin is not None else [])
-    _gpio_sock().write(b"WAKEON" + b"".join(b" %d %d" % w for w in _wake) + b"\n")
+    _wake_args[:] = (button_pin, active_level, ri_pin, modem_uart)
+    _ext0[:] = [button_pin, active_level]
+    _ext1[:] = [ri_pin, 0] if ri_pin is not None else []
+    _arm()
+
+
+def _arm():
+    _gpio_sock().write(b"WAKEON" + b"".join(b" %d %d" % tuple(w) for w in _wake_sources()) + b"\n")
+
+
+def _wake_sources():
+    return [w for w in (_ext0, _ext1) if w]
 
 
 def lightsleep(ms):
@@ -176,9 +193,10 @@ def lightsleep(ms):
     import time
     s = _gpio_sock()
     why = None
-    for pin, level in _wake:  # level-triggered: a pin already there wakes at once
+    wake = _wake_sources()
+    for pin, level in wake:  # level-triggered: a pin already there wakes at once
         if _levels.get(pin) == level:
-            why = "button" if pin == _wake[0][0] else "ri"
+            why = "button" if _ext0 and pin == _ext0[0] else "ri"
     s.write(b"SLEEP %d\n" % ms)
     t0 = time.ticks_ms()
     if why is None:
@@ -190,22 +208,25 @@ def lightsleep(ms):
             # a line it sent before it saw SLEEP: apply it, and count the sleep as over.
             line = s.readline() or b""
             if line[:2] == b"K ":
-                why = "button" if int(line[2:]) == _wake[0][0] else "ri"
+                why = "button" if _ext0 and int(line[2:]) == _ext0[0] else "ri"
             else:
                 _apply(line)
                 why = "other"
     s.write(b"WAKE %d\n" % time.ticks_diff(time.ticks_ms(), t0))
-    for pin, _ in _wake:
+    for pin, _ in wake:
         _rtc_mode[pin] = 1
     return why
 
 
 def after_wake():
     """Give the wake pins back to the GPIO matrix (and their IRQs), as the firmware must
-    after every light sleep on the chip."""
+    after every light sleep on the chip, then arm the wake sources again: the button's
+    new IRQ disarmed its ext0."""
     for num in _inputs:
         pull, handler = _inputs[num]
         input_pin(num, pull, handler)
+    if _wake_args:
+        setup_wake(*_wake_args)
 
 
 _adc = {}

@@ -960,6 +960,11 @@ class VirtualDevice:
         """Drop the REPL connection right after the host sends bytes containing marker."""
         self.call(setattr, self, "_unplug_when", marker)
 
+    def press_when_asleep(self, hold_s=0.1, bounce=True):
+        """Press the button the moment the chip next enters light sleep, for hold_s (returns
+        at once): what she does while it sleeps, which only its ext0 wake can hear."""
+        self.on_next_sleep(lambda: self._loop.create_task(self._press(hold_s, bounce)))
+
     def on_next_sleep(self, fn):
         """fn() on the rig's loop the moment the chip next enters light sleep (so a test
         can make something happen while it cannot hear it)."""
