@@ -12,12 +12,14 @@ item 7), and the firmware survives it:
 
 Each scenario fails on a firmware (or host) that trusts a kinder chip.
 """
+import json
 import threading
 import time
 
 import pytest
 from click.testing import CliRunner
 
+from boton.boards import board_file, load_board
 from boton.cli import main as cli
 from boton.device import Device
 from boton.frozen import device_interpreter
@@ -91,6 +93,26 @@ def test_board_without_ri_sleeps_and_still_hears_sms_and_calls(tmp_path):
         log = vd.console_mark()
         vd.on_next_sleep(lambda: vd.network.call_device(DEFAULT_C4, vd.device_number))
         vd.wait_console("EV incoming_", timeout=30, since=log)  # the ring was heard by a sweep
+
+
+def test_an_ri_line_held_up_only_by_the_chip_reads_idle_and_still_wakes_it_for_a_call(tmp_path):
+    # An RI that only ever pulls low (the T-A7670X's: LilyGO sets INPUT_PULLUP) floats
+    # when released unless the firmware enables the chip's pull-up ("ri_pull": "up").
+    # Floating, it reads "ringing": the chip never light-sleeps, and her battery is gone.
+    # The T-A7670X itself never light-sleeps (its GPS cannot be switched off), so the
+    # RI-wired DevKitC build stands in, its RI made open-drain.
+    assert load_board("ta7670x_a7670sa")["modem"]["ri_pull"] == "up"
+    profile = json.loads(board_file(RI_BOARD).read_text())
+    profile["modem"]["ri_pull"] = "up"
+    board = tmp_path / "open_drain_ri.json"
+    board.write_text(json.dumps(profile))
+    with provisioned_device(tmp_path, board=str(board)) as vd:
+        vd.wait_asleep(1.0, timeout=60)
+        log = vd.console_mark()
+        woke = len(vd.wakes)
+        vd.on_next_sleep(lambda: vd.network.call_device(DEFAULT_C4, vd.device_number))
+        vd.wait_console("EV incoming_", timeout=30, since=log)
+        assert vd.board["modem"]["ri"] in [w[1] for w in vd.wakes[woke:]]  # RI going low woke it
 
 
 def test_watchdog_outlives_the_soft_reset_and_a_long_session_is_fed(tmp_path):

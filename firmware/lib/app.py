@@ -216,9 +216,11 @@ class App:
         if not self.cfg.get("light_sleep", True):
             return
         spec = self.board["button"]
-        ri = self.board["modem"].get("ri")
+        m = self.board["modem"]
+        ri = m.get("ri")
         if ri is not None:
-            self.ri_pin = hw.input_pin(ri)
+            # an open-drain RI (the T-A7670X's) floats when released: "ri_pull" "up"
+            self.ri_pin = hw.input_pin(ri, hw.Pin.PULL_UP if m.get("ri_pull") == "up" else None)
         hw.setup_wake(spec["pin"], spec.get("active", 0), ri)
         chunk, sweep_ms = powerpolicy.sleep_timing(self.cfg, ri is not None, hw.TIME_SCALE)
         r = self.radio

@@ -33,6 +33,8 @@ _irqs = {}
 # raise no IRQ until re-initialised (Pin(n, mode, ...) or Pin.init), as on the chip.
 _rtc_mode = {}
 _inputs = {}   # input pin -> (pull, handler): what after_wake() puts back
+_pulls = {}    # input pin -> its pull (Pin.PULL_UP, Pin.PULL_DOWN or None)
+_released = set()  # pins whose line nothing drives ("P <pin> Z"): they read their pull
 _ext0 = []     # [pin, level]: the button's wake source, while armed
 _ext1 = []     # [pin, level]: the modem's RI (where wired)
 _wake_args = []  # setup_wake's arguments: after_wake() arms the same again
@@ -61,8 +63,10 @@ class Pin:
         self.mode = mode
         _gpio_sock()
         _rtc_mode.pop(self.pin, None)  # back to a digital GPIO
-        if self.pin not in _levels:
-            _levels[self.pin] = 1 if pull == Pin.PULL_UP else 0
+        if mode == Pin.IN:
+            _pulls[self.pin] = pull
+        if self.pin not in _levels or self.pin in _released:
+            _levels[self.pin] = _pulled(self.pin)
         if value is not None:
             self.value(value)
 
@@ -237,6 +241,12 @@ def battery_adc(pin):
     return _adc.get(pin, 0)
 
 
+def _pulled(pin):
+    # An undriven line reads its pull. With none it floats, and reads anything on the
+    # chip: 0 here, which an active-low button or RI takes for pressed or ringing.
+    return 1 if _pulls.get(pin) == Pin.PULL_UP else 0
+
+
 def _apply(line):
     """One line from the rig: a pin level (firing its IRQ, as the chip would) or an ADC value."""
     parts = line.split()
@@ -247,7 +257,13 @@ def _apply(line):
         return
     if parts[0] != b"P":
         return
-    pin, level = int(parts[1]), int(parts[2])
+    pin = int(parts[1])
+    if parts[2] == b"Z":
+        _released.add(pin)
+        level = _pulled(pin)
+    else:
+        _released.discard(pin)
+        level = int(parts[2])
     old = _levels.get(pin)
     _levels[pin] = level
     h = _irqs.get(pin)

@@ -113,7 +113,7 @@ def pin_uses(profile: dict):
         if m.get(key) is not None:
             uses.append((m[key], f"modem {key.upper()}", "out", level))
     if m.get("ri") is not None:
-        uses.append((m["ri"], "modem RI", "in", None))
+        uses.append((m["ri"], "modem RI", "in_pulled" if m.get("ri_pull") else "in", None))
     g = profile["gps"]
     uses += [(g["tx"], "GPS TX", "io", None),
              (g["rx"], "GPS RX", "in" if g.get("rx_pullup") == "external" else "in_pulled", None)]

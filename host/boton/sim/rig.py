@@ -650,10 +650,10 @@ class VirtualDevice:
         elif hello == ["gpio"]:
             self._gpio_writer = writer
             self._gpio_held.clear()
-            writer.write(b"P %d %d\n" % (self.board["button"]["pin"], self._button_level))
+            writer.write(self._level_line("button", self.board["button"]["pin"], self._button_level))
             ri = self.board["modem"].get("ri")
             if ri is not None:
-                writer.write(b"P %d %d\n" % (ri, self.modem.ri))
+                writer.write(self._level_line("ri", ri, self.modem.ri))
             self._push_adc()
             try:
                 while True:
@@ -856,7 +856,7 @@ class VirtualDevice:
         """The SIM800's RI output, wired to the board's ri pin (if it has one)."""
         ri = self.board["modem"].get("ri")
         if ri is not None:
-            self._gpio_send(ri, b"P %d %d\n" % (ri, level), level)
+            self._gpio_send(ri, self._level_line("ri", ri, level), level)
 
     def _start_hold(self, timeout_s, hold_s):
         """hw.hold_watchdog(): a machine.Timer feeds the watchdog (re-armed at timeout_s)
@@ -913,7 +913,21 @@ class VirtualDevice:
     def _gpio_write(self, level):
         self._button_level = level
         pin = self.board["button"]["pin"]
-        self._gpio_send(pin, b"P %d %d\n" % (pin, level), level)
+        self._gpio_send(pin, self._level_line("button", pin, level), level)
+
+    def _level_line(self, line, pin, level):
+        """The GPIO line for a level on the button or RI. Released, a line whose profile
+        relies on the chip's pull-up (the button's "pull", the modem's "ri_pull": the
+        switch or the open-drain output only ever pulls it low) is undriven: "Z", and it
+        reads what the firmware's pull makes of it."""
+        if line == "button":
+            spec = self.board["button"]
+            pulled, idle = spec.get("pull") == "up", 1 - spec["active"]
+        else:
+            pulled, idle = self.board["modem"].get("ri_pull") == "up", 1
+        if pulled and level == idle:
+            return b"P %d Z\n" % pin
+        return b"P %d %d\n" % (pin, level)
 
     async def _press(self, hold_s, bounce):
         await self._set_button(True, bounce)
