@@ -247,3 +247,25 @@ def test_a_module_back_but_off_after_a_dead_spell_is_revived_by_its_supply_switc
             vd.wait_console("EV modem_recovered power_cycle", since=back, timeout=60)
             vd.wait_console("EV registered", since=back, timeout=60)
         assert presses_on_a_running_module(vd) == []
+
+
+def test_a_restart_in_the_middle_of_the_set_up_is_set_up_again_and_the_next_one_is_noticed(tmp_path):
+    # Soak seed 408: a supply dip restarted the SIM800 while a recovery was setting it up,
+    # after ATE0. The set-up went on and ended with echo on and numeric errors off (only
+    # its SMS settings were retried); with echo already on, the next silent restart (at
+    # autobaud) showed no new echo, so nothing knew it was in PDU mode: every SMS of her
+    # alert was refused with ERROR, for good.
+    with provisioned_device(tmp_path, config=checked_every(2)) as vd:
+        vd.call(vd.modem.brown_out_on, "+CLIP")  # restarts when the set-up gets that far
+        log = vd.console_mark()
+        vd.call(vd.modem.go_silent)              # hung: the ladder restarts and sets it up
+        vd.wait_console("EV modem_recovered", timeout=60, since=log)
+        vd.wait_console("EV modem_restarted echo", timeout=60, since=log)
+        vd.wait_console("EV registered", timeout=60, since=log, count=2)  # the set-up, and again
+        assert vd.call(lambda: (vd.modem.echo, vd.modem.cmee, vd.modem.cmgf)) == (False, 1, 1)
+
+        vd.call(vd.modem.brown_out)              # silent at autobaud: says nothing
+        mark = len(vd.events)
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "sms" and e["text"].startswith("ALERTA"), timeout=90,
+                      after=mark)

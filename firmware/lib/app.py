@@ -196,8 +196,8 @@ class App:
             for what, on in p.feed(time.ticks_ms(), self.machine.active, r.call_active,
                                    self.fix_ms, r.modem.sleepy):
                 if what == "modem_sleep":
-                    if not r.unreachable():
-                        await r.set_sleep(on)  # refused: asked again next time
+                    if not (r.unreachable() or r.bringing_up):
+                        await r.set_sleep(on)  # refused or put off: asked again next time
                 else:
                     self._gps_power(on)
 
@@ -229,7 +229,7 @@ class App:
             await asyncio.sleep_ms(20)  # let every ready task run first
             if not powerpolicy.may_light_sleep(
                     self.machine.active, r.call_active, self.power is None or self.power.gps_on,
-                    bool(self.inbox), r.modem.sleepy or r.unreachable(), r.modem.busy(),
+                    bool(self.inbox), r.modem.sleepy or r.unreachable(), r.modem.busy() or r.bringing_up,
                     bool(self.ri_pin and self.ri_pin.value() == 0),
                     bool(self.button and self.button.next_deadline() is not None)):
                 await asyncio.sleep_ms(200)

@@ -193,6 +193,11 @@ class Modem:
                 self._asleep = True  # a refusal may be a module half asleep
         return failed
 
+    def echo_expected(self):
+        """The host is about to set the module up (it is fresh from a restart, or may be):
+        its echo says nothing until ATE0 has taken effect again."""
+        self._echo_mark = None
+
     async def probe(self, wait_ms=5000):
         """True if the module answers AT within wait_ms. A module that was just powered
         needs ~3 s before its UART listens, so ask repeatedly before deciding it is off

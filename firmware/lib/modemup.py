@@ -73,6 +73,7 @@ async def init(r, poll_status):
     d = r.dialect
     r._poll_status = poll_status  # a recovery's init polls again
     r.settled = False
+    m.echo_expected()  # until its ATE0: then an echo means it restarted in the middle
     if not await power_up(r):
         return False
     await m.read_sleep()  # an ESP32-only reset left it as it was: its sleep mode may be on
@@ -222,6 +223,7 @@ async def revive(r, unpowered=False):
     m = r.modem
     d = r.dialect
     r.call_ready = False  # every rung restarts it; its boot URC may not come (autobaud)
+    m.echo_expected()     # and its echo is ours, not a restart of its own
     try:
         # A live but confused module answers OK and restarts (its sleep mode back to 0).
         if not unpowered and (await m.cmd("AT+CFUN=1,1", 2000, check=False))[0] == "OK" and \

@@ -61,6 +61,9 @@ class Radio:
         self._recovering = False
         self.settled = False        # set up by init: a boot URC from here on is a restart
         self._reinit_due = False    # it restarted by itself: init again after any recovery
+        # a bring-up or recovery (modemup) is running: the chip must stay awake to hear
+        # the module's URCs ("Call Ready"), and the set-up decides its sleep mode
+        self.bringing_up = 0
         self._modem_off = False     # known to be off (power-down URC, or supply cut)
         self.gave_up_rx = None      # modem.last_rx_ms when the ladder last gave up on it
         self._sms_due = []          # SMS indexes to read, in order (+CMTI, sweep); one reader
@@ -80,14 +83,22 @@ class Radio:
         bring-up and recovery are rare, and an .mpy firmware would keep ~4 KB of code in
         the heap through every alert (frozen, the module costs only its dict)."""
         import modemup
+        self.bringing_up += 1
         try:
             return await getattr(modemup, step)(self, *args)
         finally:
+            self.bringing_up -= 1
             sys.modules.pop("modemup", None)
 
     async def init(self, poll_status):
-        """Bring the module up and configure it (modemup.init). True if registered."""
-        return await self._up("init", poll_status)
+        """Bring the module up and configure it (modemup.init), again if it restarted in the
+        middle. True if registered."""
+        self._reinit_due = False
+        ok = await self._up("init", poll_status)
+        while self._reinit_due:
+            self._reinit_due = False
+            ok = await self._up("init", poll_status)
+        return ok
 
     # ------------------------------------------------------------ the machine's actions
     async def covert_audio(self):
@@ -213,8 +224,15 @@ class Radio:
             self.call_ready = False
             if self.settled:
                 self._restarted("boot_urc")
-        elif name == RESTARTED and self.settled:
-            self._restarted("echo")
+        elif name == RESTARTED:
+            if self.settled:
+                self._restarted("echo")
+            else:
+                # in the middle of its set-up, after ATE0: what was set so far is gone
+                # (echo on, numeric errors off). Set it up again once this one ends, or the
+                # echo it kept would hide its next restart (PDU mode: every SMS refused).
+                self.log.add("modem_restarted", "echo")
+                self._reinit_due = True
         elif name == d.CALL_READY_URC:
             self.call_ready = True
         elif name == "+CLIP":

@@ -87,6 +87,15 @@ class FaultsGroup:
         and at autobaud it says nothing until the host's next AT (a fixed rate: RDY)."""
         self._restart(1)
 
+    def brown_out_on(self, name):
+        """brown_out() the moment the module receives the next command `name` ("+CLIP"),
+        before it answers: a restart at a chosen step of the host's set-up."""
+        if self._dips is None:
+            self._dips = set()
+        self._dips.add(name.upper())
+
+    _dips = None  # brown_out_on(): command names that restart the module
+
     def garbage(self, data: bytes):
         """Line noise on the module's TXD: the ESP32 receives these bytes as they are."""
         def run():

@@ -99,6 +99,11 @@ class Framer:
         self._finish(infos, "OK")
 
     def _dispatch(self, cmd):
+        dips = getattr(self, "_dips", None)   # FaultsGroup.brown_out_on()
+        if dips and cmd.name.upper() in dips:
+            dips.discard(cmd.name.upper())
+            self.brown_out()
+            return ASYNC    # restarted: no answer
         refusals = getattr(self, "_refusals", None)   # FaultsGroup.refuse_next()
         if refusals and refusals.get(cmd.name.upper()):
             refusals[cmd.name.upper()] -= 1
