@@ -21,7 +21,8 @@ SAFE_RESERVE = 6144
 KEEP = ("__main__", "flashbdev", "bootcheck", "safe", "hw", "hw_esp32", "hw_sim", "asyncio")
 HOLD_MS = 2000       # the gesture when her configuration cannot be read (app's default)
 # The pins both LilyGO T-Call SIM800L revisions share (boards/tcall_sim800l_*.json, the
-# programme's boards): what a board whose profile is missing or corrupt is driven with. The
+# programme's boards): what a board whose profile is missing or corrupt is driven with,
+# unless its image was built for its own profile (frozen_board). The
 # IP5306 keep-on write is what the IP5306 revision needs; on the AXP192 revision nothing
 # answers at that address and the AXP192 keeps the ESP32's rail on by default.
 DEFAULT_BOARD = {"modem": {"uart": 1, "baud": 115200, "tx": 27, "rx": 26, "pwrkey": 4, "reset": 5,
@@ -84,13 +85,25 @@ def gesture(cfg):
     return hold if isinstance(hold, int) and 500 <= hold <= 10000 else HOLD_MS
 
 
+def frozen_board():
+    """The profile frozen into a board's own release image (make firmware BOARD=...), or
+    None: an .mpy firmware, or the virtual device's image, which serves every board."""
+    try:
+        import json
+        import boton_frozen
+        board = json.loads(boton_frozen.BOARD_JSON)
+    except Exception:  # no stamp, no board in it (None), or a damaged one
+        return None
+    return board if board_problem(board) is None else None
+
+
 def plan():
     """((board to drive, C4 numbers, hold ms), board problem or None) from the flash."""
     board, problem = read_json("board.json")
     if problem is None:
         problem = board_problem(board)
     if problem:
-        board = DEFAULT_BOARD
+        board = frozen_board() or DEFAULT_BOARD
     cfg, _ = read_json("config.json")
     return (board, c4_numbers(cfg, board), gesture(cfg)), problem
 

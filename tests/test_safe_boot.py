@@ -158,3 +158,40 @@ def test_safe_mode_sends_what_each_dialect_sends():
                 (d.COVERT_AUDIO, d.PWRKEY_ON_MS, d.OFF_MS), family
     finally:
         sys.path.remove(str(FIRMWARE / "lib"))
+
+
+@pytest.mark.parametrize("board", ["ta7670x_a7670sa", None])
+def test_a_lost_board_profile_falls_back_to_the_one_frozen_into_its_image(tmp_path, board):
+    # Safe mode drives the T-Call's pins when board.json is gone; on a T-A7670X those hold
+    # its PWRKEY and RESET pressed and never switch its supply on: no call to C4. A board's
+    # own image (make firmware BOARD=...) carries its profile in the stamp module.
+    import json as _json
+
+    from boton import frozen, mpy, paths
+    from boton.release import board_json
+
+    lib = tmp_path / "frozen"
+    lib.mkdir()
+    (lib / "boton_frozen.py").write_text(frozen.stamp_source("esp32" if board else "unix", board))
+    out = mpy.run("sys.path.insert(0, %r)\nimport bootcheck, json\n"
+                  "plan, problem = bootcheck.plan()\nprint(json.dumps([plan[0], problem]))"
+                  % str(paths.FIRMWARE), lib=lib, cwd=tmp_path)
+    driven, problem = _json.loads(out.strip().splitlines()[-1])
+    assert problem == "missing"
+    if board:
+        assert driven == _json.loads(board_json(board))
+        assert driven["modem"]["power_on"] == 12 and driven["modem"]["pwrkey_active"] == 1
+    else:   # the virtual device's image (or an .mpy firmware): the programme's T-Call
+        assert driven["modem"]["power_on"] == 23 and "pwrkey_active" not in driven["modem"]
+
+
+def test_deploy_refuses_an_image_built_for_another_board():
+    from boton import frozen
+    from boton.provision import frozen_mismatch
+
+    stamp = dict(frozen.stamp("esp32"), board="ta7670x_a7670sa")
+    assert frozen_mismatch(stamp, "ta7670x_a7670sa") is None
+    why = frozen_mismatch(stamp, "tcall_sim800l_axp192")
+    assert why == ("its image was built for the ta7670x_a7670sa board, not tcall_sim800l_axp192 "
+                   "(make firmware BOARD=tcall_sim800l_axp192)")
+    assert frozen_mismatch(dict(stamp, board=None), "tcall_sim800l_axp192") is None  # the rig's image

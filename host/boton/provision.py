@@ -118,7 +118,8 @@ FROZEN_STAMP_MODULE = "boton_frozen"
 # One round trip: the free heap after boot (boot.py only, the firmware not imported, after
 # a gc.collect()), the frozen image's stamp if there is one, and the flash root's names.
 _BOARD_FACTS = ("import os,gc,json\ngc.collect()\nh=gc.mem_free()\n"
-                "try:\n import boton_frozen as z\n f={'version':z.VERSION,'target':z.TARGET,'sha256':z.CONTENT_SHA256}\n"
+                "try:\n import boton_frozen as z\n f={'version':z.VERSION,'target':z.TARGET,'sha256':z.CONTENT_SHA256,"
+                "'board':getattr(z,'BOARD',None)}\n"
                 "except ImportError:\n f=None\n"
                 "print(json.dumps({'frozen':f,'heap_free':h,'root':os.listdir()}))")
 
@@ -136,18 +137,23 @@ class Deployed(tuple):
         return self
 
 
-def frozen_mismatch(stamp: dict) -> str | None:
-    """Why the board's frozen firmware is not this release's, or None if it is."""
+def frozen_mismatch(stamp: dict, board: str | None = None) -> str | None:
+    """Why the board's frozen firmware is not this release's for `board`, or None if it is.
+    An image built for another board profile would give safe mode that board's pins if
+    board.json were ever lost."""
     from . import frozen
 
     target = stamp.get("target")
     if target not in ("esp32", "unix"):
         return f"its frozen firmware names an unknown target {target!r}"
     ours = frozen.stamp(target)
-    if stamp.get("sha256") == ours["sha256"]:
-        return None
-    return (f"it runs frozen firmware {stamp.get('version')} (content {str(stamp.get('sha256'))[:12]}, "
-            f"{target}), not this release's {ours['version']} (content {ours['sha256'][:12]})")
+    if stamp.get("sha256") != ours["sha256"]:
+        return (f"it runs frozen firmware {stamp.get('version')} (content {str(stamp.get('sha256'))[:12]}, "
+                f"{target}), not this release's {ours['version']} (content {ours['sha256'][:12]})")
+    built_for = stamp.get("board")
+    if board and built_for and built_for != board:
+        return f"its image was built for the {built_for} board, not {board} (make firmware BOARD={board})"
+    return None
 
 
 def deploy(dev, board: str, progress=None, mpy=True):
@@ -162,7 +168,7 @@ def deploy(dev, board: str, progress=None, mpy=True):
     facts = _board_facts(dev)
     stamp = facts["frozen"]
     if stamp:
-        why = frozen_mismatch(stamp)
+        why = frozen_mismatch(stamp, board)
         if why:
             raise DeviceError(f"this board's image is another release: {why}. Its frozen modules come before "
                               "/lib, so .mpy files would never run: flash the matching image "
@@ -226,7 +232,7 @@ def release_on_board(dev, mpy=True):
         return None, [f"its {BOARD_PATH} is none of this release's board profiles" if held
                       else f"it has no {BOARD_PATH}"]
     stamp = facts["frozen"]
-    why = frozen_mismatch(stamp) if stamp else None
+    why = frozen_mismatch(stamp, board) if stamp else None
     problems = [why] if why else []
     release = firmware_files(board, mpy)
     files = [f for f in release if not f[0].startswith(LIB + "/")] if stamp and not why else release
