@@ -269,3 +269,23 @@ def test_a_restart_in_the_middle_of_the_set_up_is_set_up_again_and_the_next_one_
         vd.press(hold_s=1.2)
         vd.wait_event(lambda e: e["kind"] == "sms" and e["text"].startswith("ALERTA"), timeout=90,
                       after=mark)
+
+
+@pytest.mark.parametrize("family", ["sim800", "a7670"])
+def test_sms_settings_refused_until_a_late_sms_ready_are_sent_again_before_her_alert(tmp_path, family):
+    # The set-up tries its SMS settings (text mode, +CMTI) ten times a second apart after
+    # the SIM is ready; an A7670 says "SMS DONE" ~10 s after it, a slow SIM later still. A
+    # module still refusing them after the tries stayed in PDU mode: every SMS of her
+    # alert was refused with ERROR, and C4's commands were never announced.
+    board = "ta7670x_a7670sa" if family == "a7670" else TCALL
+    with provisioned_device(tmp_path, config=checked_every(2), board=board) as vd:
+        vd.call(setattr, vd.modem, "T_SMS_READY", 60.0)  # from its next start (6 s here)
+        log = vd.console_mark()
+        vd.call(vd.modem.go_silent)                       # the ladder restarts it
+        vd.wait_console("EV init_error", timeout=90, since=log)
+        mark = len(vd.events)
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "sms" and e["text"].startswith("ALERTA"), timeout=120,
+                      after=mark)
+        vd.wait_console("EV init_done", timeout=30, since=log)
+        assert vd.call(lambda: vd.modem.cmgf) == 1

@@ -44,6 +44,7 @@ BOOT_MS = 12000         # *ATREADY ~11.1 s after power-on (§2 Ton(uart))
 # Calls wait for PB DONE, about 10 s after *ATREADY (§2, as LilyGO's examples do).
 BOOT_URC = "*ATREADY"
 CALL_READY_URC = "PB DONE"
+SMS_READY_URC = "SMS DONE"   # its SMS settings are taken from here on
 RESTART_MS = 15000      # back after AT+CFUN=1,1 or the RESET pin: a whole boot
 POWER_ON_MS = 15000
 RESET_MS = 2500         # RESET pulse (§2: 2-2.5 s)

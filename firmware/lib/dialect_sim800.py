@@ -44,6 +44,7 @@ POWER_ON_MS = 10000             # back after the PWRKEY press
 # (+CME ERROR: 3) until it says Call Ready.
 BOOT_URC = "RDY"
 CALL_READY_URC = "Call Ready"
+SMS_READY_URC = "SMS Ready"   # its SMS settings are taken from here on
 RESET_MS = 200                  # RESET pulse (>= 105 ms restarts it)
 SLEEP_SET = "AT+CSCLK=%d"       # 2: sleep after 5 s of UART silence; 0: stay awake
 SLEEP_ON, SLEEP_OFF = 2, 0

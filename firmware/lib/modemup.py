@@ -99,6 +99,9 @@ async def init(r, poll_status):
         await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
     else:
         r.log.add("init_error", ",".join(failed))
+    # A module slow to be "SMS Ready" (an A7670 takes ~10 s after the SIM) refuses text
+    # mode and +CMTI past these tries: Radio.finish_settings sends them again.
+    r.settings_due = tuple(failed)
     state = await wait_registered(r, REGISTER_S)
     gsm_gone = state is None and d.RAT_AUTO and await rat_mode_fixed(r)
     if gsm_gone:

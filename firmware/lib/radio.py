@@ -64,6 +64,7 @@ class Radio:
         # a bring-up or recovery (modemup) is running: the chip must stay awake to hear
         # the module's URCs ("Call Ready"), and the set-up decides its sleep mode
         self.bringing_up = 0
+        self.settings_due = ()      # set-up commands the module refused (finish_settings)
         self._modem_off = False     # known to be off (power-down URC, or supply cut)
         self.gave_up_rx = None      # modem.last_rx_ms when the ladder last gave up on it
         self._sms_due = []          # SMS indexes to read, in order (+CMTI, sweep); one reader
@@ -179,6 +180,7 @@ class Radio:
         """Report ("sms_sent", n, ok, refused_for_good) back to the machine."""
         refused = False
         await self._gate()
+        await self.finish_settings()
         try:
             await self.modem.send_sms(number, sms.encode(text, "GSM"))
             ok = True
@@ -189,6 +191,18 @@ class Radio:
             if isinstance(e, ModemTimeout):
                 self.kick_recovery()
         self.post(("sms_sent", n, ok, refused))
+
+    async def finish_settings(self):
+        """Send again what the set-up could not set: a module not yet "SMS Ready" refuses
+        text mode and +CMTI, and without them every SMS of her alert is refused (PDU mode)
+        and C4's commands go unheard. On its SMS-ready URC, before each SMS, at each
+        health check."""
+        if not self.settings_due:
+            return
+        failed = tuple(await self.modem.batch(self.settings_due))
+        if not failed:
+            self.log.add("init_done", "")
+        self.settings_due = failed
 
     async def _gate(self):
         try:
@@ -235,6 +249,9 @@ class Radio:
                 self._reinit_due = True
         elif name == d.CALL_READY_URC:
             self.call_ready = True
+        elif name == d.SMS_READY_URC:
+            if self.settings_due and not self.bringing_up:
+                asyncio.create_task(self.finish_settings())
         elif name == "+CLIP":
             self.post(("incoming_call", atparse.parse_clip(args) or ""))
         elif name == "+CMTI":
@@ -451,15 +468,20 @@ class Radio:
             self._watching = False
 
     async def check(self, every_ms):
-        """Health check: silent for every_ms and no answer to AT: run the recovery ladder."""
+        """Health check: silent for every_ms and no answer to AT: run the recovery ladder.
+        Else what the set-up could not set, if anything."""
         if time.ticks_diff(time.ticks_ms(), self.modem.last_rx_ms) > every_ms:
             try:
                 ok = (await self.modem.cmd("AT", 1000, check=False))[0] == "OK"
             except ModemTimeout:
                 ok = False
-            if not ok and not self._recovering:
-                self._recovering = True
-                await self._recover_once()
+            if not ok:
+                if not self._recovering:
+                    self._recovering = True
+                    await self._recover_once()
+                return
+        if not (self.bringing_up or self._recovering):
+            await self.finish_settings()
 
     # ------------------------------------------------------------ recovery ladder
     def kick_recovery(self):
