@@ -186,7 +186,8 @@ async def _power_modem(hw, m, at, wdt):
             key.value(released)
         started = True
         await _probe(at, BOOT_TRIES[family], wdt)
-    if started or BOOT_URC[family] in at.lines:
+    boot = BOOT_URC[family]  # the A7670's comes as "*ATREADY: 1"
+    if started or any(ln.startswith(boot) for ln in at.lines):
         await _call_ready(at, CALL_READY_URC[family], wdt)
     await at.cmd("ATE0")
     await at.cmd("AT+CLCC=1")  # call states as +CLCC lines: answered or not

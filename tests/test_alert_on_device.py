@@ -199,3 +199,16 @@ def test_a_full_sim_of_unread_sms_after_a_reset_in_her_alert_is_swept_in_the_hea
         vd.wait_console("EV sms_ignored", since=console, count=Sim800.SMS_CAPACITY - 1, timeout=60)
         text = vd.console_text()[-(vd.console_mark() - console):]
     assert "MemoryError" not in text and "EV crash" not in text, text
+
+
+@pytest.mark.parametrize("board", ["tcall_sim800l_axp192", "ta7670x_a7670sa"])
+def test_c4_calling_a_button_that_never_called_rings_silently(tmp_path, board):
+    # Mic, speaker and ringer were set covert only before the button's own ATD or ATA:
+    # C4 calling first (a check, or a callback after a restart) rang at the module's
+    # default level (SIM800 100, A7670 4) on a speaker at her side before anything
+    # answered. The set-up silences them.
+    with provisioned_device(tmp_path, board=board) as vd:
+        vd.call(vd.network.call_device, vd.c4_numbers[0], vd.device_number)
+        vd.wait_event(lambda e: e["kind"] in ("call_connected", "call"), timeout=60)
+        rings = vd.call(lambda: vd.modem.ring_levels)
+    assert rings and set(rings) == {0}, rings

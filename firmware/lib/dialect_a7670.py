@@ -26,17 +26,18 @@ INIT_FIRST = ("ATE0", "AT+CMEE=1")
 # AT+CMGD=1,1 deletes the SIM's read SMS, as on the SIM800 (a full storage refuses C4's
 # commands): <delflag> 1 is 3GPP TS 27.005 §3.5.4's, on the AT+CMGD the firmware already
 # sends the A76XX for each SMS it reads; a76xx.md has no A76XX source for the flag.
+# No CLVL/CRSL/CMIC (§3, §8): mic gain up, output gain (speaker and ring tone) 0 before
+# ATD, and in the set-up: C4 calling back rings before anything is answered.
+COVERT_AUDIO = "AT+CMICGAIN=7;+COUTGAIN=0"
 INIT = ("AT+CMGF=1", 'AT+CSCS="GSM"', "AT+CNMI=2,1,0,0,0", "AT+CMGD=1,1", "AT+CLIP=1",
-        "AT+CLCC=1", "AT+CVALARM=1,3500,4300")
+        "AT+CLCC=1", "AT+CVALARM=1,3500,4300", COVERT_AUDIO)
 
 CELL_QUERY = ("AT+CPSI?", "+CPSI")        # no AT+CENG (§5)
 BATTERY_QUERY = ("AT+CBC", "+CBC")        # +CBC: 3.749V (§6)
 HANGUP = "AT+CHUP"                        # ATH is ignored unless AT+CVHU=0 (§3)
 ANSWER = "ATA"
-# No CLVL/CRSL/CMIC (§3, §8): mic gain up, output gain (speaker and ring tone) 0 before
-# ATD; the speaker mute is accepted only once the call is connected, and resets when it
-# ends, so the radio sends it each time a call becomes active.
-COVERT_AUDIO = "AT+CMICGAIN=7;+COUTGAIN=0"
+# The speaker mute is accepted only once the call is connected, and resets when it ends,
+# so the radio sends it each time a call becomes active.
 IN_CALL_AUDIO = ("AT+VMUTE=1",)
 PWRKEY_ON_MS = 100      # LilyGO's press (§2: typ 50 ms; >= 2.5 s switches it OFF)
 OFF_MS = 2000           # supply off at least 2 s before the PWRKEY press (§2)

