@@ -308,8 +308,8 @@ def deliver(device, port, registry_path, technician):
         if differs or board != d.board:
             why = differences(differs) if differs else f"its board profile is {board}, the test call ran {d.board}"
             raise DeviceError(f"cannot deliver {d.label}: the button does not run what its test call "
-                              f"ran: {why}. Run `boton deploy --port {port}` and `boton test-call` "
-                              "again", EXIT_VERIFY)
+                              f"ran: {why}. Run `boton deploy --port {port} --board {d.board}` and "
+                              "`boton test-call` again", EXIT_VERIFY)
         d = reg.deliver(mac, config_hash=config)
         counts = reg.counts()
     console.print(f"{d.label} delivered; {_counts_line(counts)}", soft_wrap=True)
