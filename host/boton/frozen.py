@@ -230,9 +230,12 @@ ESP32_HEAP = "56k"
 # twice that plus room for the service calls and, booting from a raw flash image, littlefs's
 # caches (that boot needed 257-272 KB on 2026-11-30). At 320 KB two A7670 scenarios ran out
 # once the suite ran 4 tests at once on a loaded machine (their timing leaves more in flight),
-# and at 288 KB they fail alone. Not a chip figure: a fresh clone's fallback; the chip's heap
-# is the 32-bit build's, which CI always runs.
-PYPI_HEAP = "384k"
+# and at 288 KB they fail alone. At 384 KB the A7670's delivery test call (the firmware run
+# from the raw REPL, five SMS encoded at once) failed to find 1,280 contiguous bytes on
+# 2026-12-01, after the set-up grew by one command. Not a chip figure: a fresh clone's
+# fallback; the chip's heap is the 32-bit build's, which CI always runs (its worst alert on
+# the virtual device: memory.esp32_device.min_heap_kb).
+PYPI_HEAP = "448k"
 INTERPRETERS = ("auto", "esp32", "pypi")
 
 
