@@ -159,7 +159,7 @@ def test_bench_figure_wins_when_measured(tmp_path):
     bench.write_text(json.dumps({"rows": [{"key": frozen.MPY_ALERT_ROW, "value": 101}]}))
     assert frozen.mpy_alert_heap_kb(bench)[0] == 101
     bench.write_text(json.dumps({"rows": [{"key": frozen.MPY_ALERT_ROW, "value": None}]}))  # not measured
-    assert frozen.mpy_alert_heap_kb(bench) == (frozen.MPY_ALERT_HEAP_KB, f"bench {frozen.MPY_ALERT_ROW}, 2026-11-30")
+    assert frozen.mpy_alert_heap_kb(bench) == (frozen.MPY_ALERT_HEAP_KB, f"bench {frozen.MPY_ALERT_ROW}, {frozen.MPY_ALERT_MEASURED}")
     bench.write_text("{not json")
     assert frozen.mpy_alert_heap_kb(bench)[0] == frozen.MPY_ALERT_HEAP_KB
 
