@@ -96,9 +96,14 @@ class Radio:
         middle. True if registered."""
         self._reinit_due = False
         ok = await self._up("init", poll_status)
+        return await self._init_again(ok)
+
+    async def _init_again(self, ok=None):
+        """Set the module up again while it restarted in the middle of the last set-up
+        (or by itself, during a recovery). Returns the last set-up's result, else ok."""
         while self._reinit_due:
             self._reinit_due = False
-            ok = await self._up("init", poll_status)
+            ok = await self._up("init", self._poll_status)
         return ok
 
     # ------------------------------------------------------------ the machine's actions
@@ -495,9 +500,7 @@ class Radio:
         try:
             if step:
                 await self._up(step)
-            while self._reinit_due:  # it restarted by itself: set it up again
-                self._reinit_due = False
-                await self._up("init", self._poll_status)
+            await self._init_again()  # it restarted by itself: set it up again
         finally:
             self._recovering = False
             self.ok.set()
