@@ -79,8 +79,9 @@ class Sim:
         self._run(self.m.handle(tuple(e), self.now()))
         return self
 
-    def resume(self, state, call_kept=False):
-        self._run(self.m.from_state(state, self.now(), call_kept))
+    def resume(self, state, call_kept=False, gap_ms=0):
+        # gap_ms: the time from the save to the resume by the RTC (None: unknown)
+        self._run(self.m.from_state(state, self.now(), call_kept, gap_ms))
         return self
 
     def start(self):

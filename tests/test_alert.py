@@ -926,6 +926,37 @@ out({"saved": saved, "first": first, "timers": timers,
     assert r["active"] is False
 
 
+def test_resume_sends_her_newest_position_with_its_true_age(both):
+    # She is moved during her alert; the board resets 50 s after the newest fix. The
+    # resume must send that fix (saved within FIX_SAVE_MS even though nothing else
+    # changed), aged by the time the RTC says passed since the save - never as a fresh
+    # "GPS hace 0s". Without the RTC's gap (a clock set in between) it carries no age.
+    r = both("""
+import json
+A = {"lat": 21.88234, "lon": -102.29143}
+B = {"lat": 21.95, "lon": -102.2}
+res = []
+for gap in (50000, None):
+    s = Sim(keep=("send_sms",))
+    s.ev("fix", A)
+    s.ev("gesture", "alert")
+    s.t = 200000
+    s.ev("fix", B)
+    saved = json.loads(json.dumps(s.state))
+    s2 = Sim(keep=("send_sms",), text=100)
+    s2.t = 4242                  # ticks restart anywhere after a reset
+    s2.resume(saved, gap_ms=gap)
+    res.append([s2.sms()[0][2], s2.m.fix_kind(s2.now())])
+out(res)
+""")
+    (dated, kind), (undated, kind2) = r
+    assert dated.startswith("ACTUALIZACION Boton Seguro: Luna. Ultima ubicacion hace 50s: "
+                            "https://maps.google.com/?q=21.95"), dated
+    assert undated.startswith("ACTUALIZACION Boton Seguro: Luna. Ultima ubicacion: "
+                              "https://maps.google.com/?q=21.95"), undated
+    assert kind == ["last", 50] and kind2 == ["last", None]
+
+
 def test_resume_expired_and_idle_states(both):
     r = both("""
 import json

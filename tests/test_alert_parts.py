@@ -243,6 +243,30 @@ out([log, dl, p.next_deadline()])
     assert later == 1060000 + 120000 + 1
 
 
+def test_power_policy_takes_standby_fixes_again_after_a_week_without_one(both):
+    # ticks_diff of a fix 6.2 to 12.4 days old wraps to a young one: such a fix must not
+    # count as "fresh", or the receiver is switched off as soon as it is switched on
+    r = both("""
+import powerpolicy as pp
+from gesture import ticks_add
+DAY = 86400000
+p = pp.PowerPolicy({"gps_every_s": 900, "gps_max_on_s": 120}, True, 0)
+p.feed(1000, False, False, 900, True)                  # a fix at boot: rest
+res = []
+for days in (1, 6.3, 8, 12.3):
+    now = ticks_add(900, int(days * DAY))
+    p.gps_on = False
+    p.gps_off_at = ticks_add(now, -901000)             # its rest is over
+    on = p.feed(now, False, False, 900, True)
+    later = p.feed(ticks_add(now, 100), False, False, 900, True)
+    fixed = p.feed(ticks_add(now, 30000), False, False, ticks_add(now, 29000), True)
+    res.append([on, later, fixed])
+out(res)
+""")
+    for on, later, fixed in r:
+        assert on == [["gps", True]] and later == [] and fixed == [["gps", False]]
+
+
 def test_power_policy_without_gps_switch_and_light_sleep_rules(both):
     r = both("""
 import powerpolicy as pp

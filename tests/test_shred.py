@@ -6,6 +6,7 @@ import io
 import json
 import re
 import sys
+import time
 
 import pytest
 
@@ -152,12 +153,20 @@ def test_her_position_is_sealed_on_the_flash_and_shredded_when_the_alert_ends(tm
         # a reset mid-alert (EN pulled low) with the GPS gone quiet: the resumed alert
         # still sends her last position, which only the key in RTC memory could unseal
         vd.call(vd.gps.silent, True)
+        quiet_since = time.monotonic()
+        time.sleep(4)  # not a wait for an event: her last fix must age before the reset
         mark, console = len(vd.events), vd.console_mark()
         vd.hard_reset()
         text = vd.wait_console("EV resume", timeout=60, since=console)
         assert "EV location_lost" not in text
         after = _sms_with_link(vd, contact, mark)
         assert MAPS.search(after["text"]).group(0) == link.group(0)
+        # ... aged by the time the reset took too (the RTC outlives it), not as of the save
+        waited = time.monotonic() - quiet_since
+        age = re.search(r"hace (\d+)(s|min)", after["text"])
+        assert age, after["text"]
+        age_s = int(age.group(1)) * (60 if age.group(2) == "min" else 1)
+        assert age_s >= waited - 3, (age_s, waited, after["text"])
 
         # C4 cancels: the key is dropped and the state keeps no position
         console = vd.console_mark()

@@ -182,6 +182,9 @@ _TIMERS = ("redial", "dial_timeout", "update", "max_alert", "unsent")
 # How far an SMS's time stamp (the SMSC's clock) and the RTC (GPS or network time) may
 # disagree before a CANCELAR counts as sent before the alert began.
 STALE_SLACK_S = 60
+# In an alert her newest fix reaches the flash at most this often (a fix alone changes
+# nothing else): a reset resumes with a position this old at worst, not the alert's first.
+FIX_SAVE_MS = 30000
 
 
 class AlertMachine:
@@ -193,6 +196,7 @@ class AlertMachine:
     _sms_ok = 0
     _sms_failed = 0
     _test_reported = False
+    _fix_saved_t = None  # ticks at which the fix last went into a persisted state
     unsent_due = False  # this alert got nothing out yet (no SMS taken, C4's phone never
                         # rang) and she has not been told: the "unsent" timer may tell her
 
@@ -220,6 +224,7 @@ class AlertMachine:
         self.end_t = None       # when the last alert ended (callback window)
         self.fix = None         # read_fix() list
         self.fix_t = 0
+        self.fix_dated = True   # False: restored with an age the RTC could not vouch for
         self.cell = None
         self.battery = None
         self.rssi = None
@@ -265,6 +270,7 @@ class AlertMachine:
         fx = None
         if self.fix is not None and self.active:   # her position is kept only in an alert
             fx = self.fix + [ticks_diff(now, self.fix_t)]
+            self._fix_saved_t = now
         calls = self.calls
         st = {
             "v": 1, "active": self.active, "test": self.test,
@@ -281,18 +287,19 @@ class AlertMachine:
         self.sup.save(st, now)
         return st
 
-    def from_state(self, st, now, call_kept=False):
+    def from_state(self, st, now, call_kept=False, gap_ms=None):
         # Restore a persisted state (after a reset) and return the actions that
         # resume it: an active alert redials C4 (unless C4 had already answered and
         # hung up, or call_kept: the modem kept the call through the reset), sends an
-        # immediate location update and re-arms its timers.
+        # immediate location update and re-arms its timers.  gap_ms: the time from the
+        # save to now by the RTC (None: unknown); the state's ages are as of the save.
         self._now = now
         acts = []
         if not isinstance(st, dict) or st.get("v") != 1:
             acts.append(("log", "state_ignored", ""))
             return acts
         try:
-            self._restore(st, now)
+            self._restore(st, now, gap_ms)
         except Exception as e:  # a damaged file must not stop the button from working
             self._fresh()
             acts.append(("log", "state_ignored", type(e).__name__))
@@ -325,7 +332,8 @@ class AlertMachine:
         self._dirty = True
         return self._finish(now, acts)
 
-    def _restore(self, st, now):
+    def _restore(self, st, now, gap_ms):
+        saved_at = now if gap_ms is None else ticks_add(now, -int(gap_ms))
         self.active = bool(st.get("active"))
         self.test = bool(st.get("test"))
         self.alerts = int(st.get("alerts") or 0)
@@ -346,11 +354,13 @@ class AlertMachine:
         fx = st.get("fix")
         if fx:
             self.fix = list(fx[:5])
-            self.fix_t = ticks_add(now, -int(fx[5]))
+            self.fix_t = ticks_add(saved_at, -int(fx[5]))
+            # without the gap its age is a floor, never "fresh": said with no age
+            self.fix_dated = gap_ms is not None
         ea = st.get("end_ago_ms")
-        self.end_t = None if ea is None else ticks_add(now, -int(ea))
-        self.start_t = ticks_add(now, -int(st.get("elapsed_ms") or 0))
-        self.commands.restore(st.get("pin_fails"), now)
+        self.end_t = None if ea is None else ticks_add(saved_at, -int(ea))
+        self.start_t = ticks_add(saved_at, -int(st.get("elapsed_ms") or 0))
+        self.commands.restore(st.get("pin_fails"), saved_at)
         self.sup.restore(st, self.alerts)
         calls.reset()
         self._housekeeping(now)
@@ -405,6 +415,8 @@ class AlertMachine:
         # -> (kind, age_s): "gps" | "last" | "cell" | "none".
         if self.fix is not None:
             age = ticks_diff(now, self.fix_t)
+            if not self.fix_dated:
+                return "last", None
             if 0 <= age <= self.cfg["fix_fresh_s"] * 1000:
                 return "gps", age // 1000
             if 0 <= age <= self.cfg["last_fix_max_s"] * 1000:
@@ -663,8 +675,11 @@ class AlertMachine:
             return
         self.fix = f
         self.fix_t = now
+        self.fix_dated = True
         if not self.active:
             return
+        if self._fix_saved_t is None or ticks_diff(now, self._fix_saved_t) >= FIX_SAVE_MS:
+            self._dirty = True
         # the first fresh fix after a location-less alert: tell who lacks it
         for n in self.recipients():
             if n not in self.got_gps and not self.outbox.pending(n, ob.LOC):

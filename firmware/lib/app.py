@@ -381,7 +381,8 @@ class App:
             st["fix"] = st["cell"] = None
         elif step == "forget":
             hw.rtc_memory(b"")  # the alert ended: its positions on the flash go with the key
-        store.write_json(STATE_PATH, st)
+        st["at"] = hw.unix_time()  # the RTC outlives the resets that keep the key: the
+        store.write_json(STATE_PATH, st)  # resume learns how old the saved ages are
         if unsealed:
             self.log.add("location_unsaved", "MemoryError")  # after the save: it allocates too
 

@@ -85,6 +85,16 @@ def load_state(log):
     return saved
 
 
+def saved_gap_ms(saved):
+    """ms from the state's save to now by the RTC, or None: a clock set in between (or a
+    power-on, which also loses her sealed position) leaves it unknown."""
+    at = saved.get("at")
+    if not isinstance(at, int):
+        return None
+    gap = hw.unix_time() - at
+    return gap * 1000 if 0 <= gap <= 86400 else None
+
+
 async def resume(app):
     """After a reset mid-alert: pick the alert up where it was. The modem kept its
     power through the ESP32's reset, so a call to C4 may still be up: the machine is
@@ -96,7 +106,7 @@ async def resume(app):
         app.log.add("state_corrupt", "")
     if saved:
         kept = await app.radio.call_survived()  # "active", "dialing", "alerting" or None
-        for act in app.machine.from_state(saved, time.ticks_ms(), kept):
+        for act in app.machine.from_state(saved, time.ticks_ms(), kept, saved_gap_ms(saved)):
             app.act(act)
         if kept:
             # as the modem has it: a call still ringing at C4 is not C4 answering

@@ -13,7 +13,6 @@
 
 from gesture import ticks_diff, ticks_add
 
-FIX_FRESH_MS = 5000     # a fix this young means the receiver did its job: rest
 
 # Light sleep (ms).  The chip hears nothing on its UARTs while asleep: it wakes on the
 # button (ext0), the modem's RI (ext1, where wired) and a timer, and sweeps what the
@@ -62,6 +61,7 @@ class PowerPolicy:
         self.gps_on = True      # the receiver is powered at boot
         self.gps_on_at = now
         self.gps_off_at = None
+        self.fix_at_on = None   # the app's fix ticks when the receiver was switched on
 
     def feed(self, now, alert_active, call_active, fix_ms, modem_sleepy):
         # -> [(what, on)]: what to switch now.  modem_sleepy: the modem's sleep mode as
@@ -73,7 +73,9 @@ class PowerPolicy:
         if not self.has_gps_switch:
             return out
         if self.gps_on:
-            fresh = fix_ms is not None and ticks_diff(now, fix_ms) < FIX_FRESH_MS
+            # a fix since it was switched on means the receiver did its job: rest.  (Not
+            # "a fix younger than 5 s": a week-old fix's tick difference wraps to "young".)
+            fresh = fix_ms is not None and fix_ms != self.fix_at_on
             if not alert_active and (fresh or ticks_diff(now, self.gps_on_at) > self.gps_max_on):
                 self.gps_on = False
                 self.gps_off_at = now
@@ -81,6 +83,7 @@ class PowerPolicy:
         elif alert_active or self.gps_off_at is None or ticks_diff(now, self.gps_off_at) > self.gps_every:
             self.gps_on = True
             self.gps_on_at = now
+            self.fix_at_on = fix_ms
             out.append(("gps", True))
         return out
 
