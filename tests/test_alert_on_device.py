@@ -212,3 +212,20 @@ def test_c4_calling_a_button_that_never_called_rings_silently(tmp_path, board):
         vd.wait_event(lambda e: e["kind"] in ("call_connected", "call"), timeout=60)
         rings = vd.call(lambda: vd.modem.ring_levels)
     assert rings and set(rings) == {0}, rings
+
+
+@pytest.mark.parametrize("board", ["tcall_sim800l_axp192", "ta7670x_a7670sa"])
+def test_a_read_that_leaves_the_module_in_ucs2_does_not_garble_the_next_sms(tmp_path, board):
+    # SMS are read in UCS2 (hex: a body can say nothing the driver takes for the module's)
+    # and the GSM set is put back after; when the module refuses that, the next AT+CMGS
+    # must put it back first, or her alert's number and text go out as "hex" the module
+    # refuses
+    with provisioned_device(tmp_path, config=cancel_config(), board=board) as vd:
+        vd.call(vd.modem.refuse_next, '+CSCS="GSM"')
+        mark = len(vd.events)
+        c4 = vd.c4_numbers[0]
+        vd.call(vd.network.sms_to_device, c4, vd.device_number, "UBICACION 482913")
+        reply = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == c4,
+                              timeout=60, after=mark)
+        assert reply["text"].startswith("UBICACION") and "maps.google.com" in reply["text"]
+        assert vd.modem.cscs == "GSM"

@@ -295,6 +295,32 @@ print(json.dumps([
     assert got[19] == ["1", "a,b", "3"]
 
 
+def test_an_sms_read_in_ucs2_and_the_storage_count_on_micropython(mpy):
+    # radio reads SMS in UCS2: the sender comes as hex; AT+CPMS? says whether to list
+    code = r"""
+import json, atparse as a, sms
+h = a.parse_cmgr('+CMGR: "REC UNREAD","002B0035003200340034003900310031003100300030003000300",'
+                 '"","24/05/01,10:20:30-24"')
+print(json.dumps([
+    sms.ucs2_ascii(h[1]), sms.ucs2_ascii("002B00350032003400340039003100310031003000300030"),
+    sms.ucs2_ascii("+524491110000"), sms.ucs2_ascii("524491110000"),
+    sms.ucs2_ascii("00E100620063"), sms.ucs2_ascii(""), sms.ucs2_ascii("00G1"),
+    sms.maybe_ucs2("0068006F006C0061000A005200440059"),
+    a.sms_stored(['+CPMS: "SM",0,30,"SM",0,30,"SM",0,30']),
+    a.sms_stored(['+CPMS: "SM",2,30,"SM",2,30,"SM",2,30']),
+    a.sms_stored(['+CPMS: "ME", 0, 180, "ME", 0, 180, "ME", 0, 180']),
+    a.sms_stored([]), a.sms_stored(['+CPMS: "SM",x,30']),
+]))
+"""
+    got = mpy.json(code)
+    assert got[0] == "002B0035003200340034003900310031003100300030003000300"  # odd: kept
+    assert got[1] == "+52449111000"
+    assert got[2:4] == ["+524491110000", "524491110000"]   # plain numbers are kept
+    assert got[4:7] == ["00E100620063", "", "00G1"]         # not an ASCII number: kept
+    assert got[7] == "hola\nRDY"                            # a body is only ever text
+    assert got[8:] == [False, True, False, True, True]      # not understood: list anyway
+
+
 def test_helpers_reject_malformed():
     for f in (atparse.parse_csq, atparse.parse_cbc, atparse.parse_creg, atparse.parse_clcc,
               atparse.parse_cmti, atparse.parse_cmgs, atparse.parse_cmgr, atparse.parse_ceng):
@@ -453,7 +479,7 @@ def test_call_progress_codes(mpy):
 
 
 def test_noise_overflow_and_blank_lines(mpy):
-    long = b"X" * 300
+    long = b"X" * 700     # over MAX_LINE (a 160-character SMS in UCS2 hex fits)
     r = run_script(mpy, [
         ("feed", b"\x00\x00\xff\xff\r\n"),                 # power-up noise
         ("feed", b"\r\n\xfe\x80RDY junk\r\n"),              # non-ASCII line dropped

@@ -10,6 +10,7 @@
 #     parse_clip -> number                parse_cmti -> index
 #     parse_cmgs -> message reference     parse_cmgr -> (status, sender, alpha, ts)
 #     parse_ceng -> {cell, mcc, mnc, lac, cellid, ...}
+#     sms_stored(AT+CPMS? lines) -> bool
 
 
 def split_args(args):
@@ -135,6 +136,17 @@ def parse_cmgr(args):
         return None
     ts = ",".join(f[3:5]) if len(f) > 3 else ""
     return (f[0], f[1], f[2] if len(f) > 2 else "", ts)
+
+
+def sms_stored(lines):
+    # AT+CPMS? lines ('+CPMS: "SM",1,30,"SM",1,30,...') -> False only if the storage
+    # read from is known to be empty (a reply not understood: look anyway).
+    for ln in lines:
+        if ln.startswith("+CPMS"):
+            f = split_args(_args_of(ln, "+CPMS"))
+            used = _int(f[1]) if len(f) > 1 else None
+            return used is None or used > 0
+    return True
 
 
 def parse_ceng(args):

@@ -33,9 +33,11 @@
 
 from atargs import (split_args, parse_csq, csq_dbm, parse_cbc,  # noqa: F401
                     parse_creg, registered, parse_clcc, parse_clip, parse_cmti,
-                    parse_cmgs, parse_cmgr, parse_ceng)
+                    parse_cmgs, parse_cmgr, parse_ceng, sms_stored)
 
-MAX_LINE = 256
+# The longest line: a 160-character SMS read in UCS2 (radio reads them so) is 640 hex
+# digits.  The buffer grows to it only when such a line comes.
+MAX_LINE = 672
 MAX_EVENTS = 32
 
 # Call-progress codes: finals while ATD/ATA waits, URCs otherwise, and the cause the
@@ -294,6 +296,11 @@ def _clean(raw):
     n = len(raw)
     while a < n and (raw[a] == 0 or raw[a] == 0xFF):
         a += 1
+    k = a
+    while k < n and 0x20 <= raw[k] < 0x7F:
+        k += 1
+    if k == n:  # printable ASCII (nearly every line): no byte-by-byte copy
+        return bytes(raw[a:]).decode().strip()
     out = bytearray()
     for k in range(a, n):
         c = raw[k]

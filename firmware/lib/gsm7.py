@@ -12,6 +12,7 @@
 #     segments(text) -> int           SMS segments (GSM-7 160/153, else UCS-2 70/67)
 #     encode(text, charset="GSM") -> bytes   bytes to type after the text-mode prompt
 #     maybe_ucs2(text) -> str         decode a UCS-2 hex body ("0055004200..."), else as is
+#     ucs2_ascii(field) -> str        "002B0035..." -> "+5..." (a number read in UCS2)
 
 MAX = 160
 
@@ -177,6 +178,30 @@ def _enc1(ch, charset):
     if ch == "\u00d1":
         return b"N"
     return bytes((o,)) if o < 0x80 and o != 0x1A and o != 0x1B else None
+
+
+def ucs2_ascii(text):
+    # A field printed in UCS2 hex (AT+CSCS="UCS2": "002B0035..." for "+5...") -> its
+    # text, if every character is printable ASCII (a number); else as it came.
+    s = text or ""
+    if not s or len(s) % 4:
+        return s
+    out = bytearray()
+    for i in range(0, len(s), 4):
+        if s[i:i + 2] != "00" or not _hex2(s[i + 2:i + 4]):
+            return s
+        c = int(s[i + 2:i + 4], 16)
+        if c < 0x20 or c > 0x7E:
+            return s
+        out.append(c)
+    return out.decode()
+
+
+def _hex2(t):
+    return len(t) == 2 and t[0] in _HEX and t[1] in _HEX
+
+
+_HEX = "0123456789abcdefABCDEF"
 
 
 def maybe_ucs2(text):

@@ -13,6 +13,8 @@ ESC = b"\x1b"
 # What the driver reports (as a URC name no module sends) when the module echoes commands
 # again after ATE0: it restarted by itself, its settings back to their defaults.
 RESTARTED = "(restarted)"
+UCS2 = 'AT+CSCS="UCS2"'
+GSM = 'AT+CSCS="GSM"'    # what AT+CMGS's bytes are in (sms.encode)
 
 
 class ModemError(Exception):
@@ -65,6 +67,7 @@ class Modem:
         self.sleepy = None
         self._asleep = False
         self.trace = None  # set to a callable(direction, bytes) for a timeline
+        self._gsm_unsure = False  # AT+CSCS may still be UCS2 (read_texts)
 
     def _ms(self, ms):
         return max(1, int(ms * self.scale))
@@ -174,6 +177,28 @@ class Modem:
             raise ModemError(command, kind, text)
         return kind, text, lines
 
+    async def read_texts(self, command, timeout_ms, expect, check=True, keep=None):
+        """AT+CMGR / AT+CMGL with the texts shown in UCS2 hex: in the GSM set a stored
+        SMS's body is printed as it is, and a line of it reading "RDY", "OK" or "+CLCC:
+        1,0,6,..." from anyone who knows her number would be taken for the module's.
+        One lock hold, so no AT+CMGS goes out in UCS2; the next one puts the GSM set back
+        first if this could not (send_sms)."""
+        async with self._lock:
+            self._gsm_unsure = True
+            await self._cmd(UCS2, 2000, None, True)
+            try:
+                return await self._cmd(command, timeout_ms, expect, check, keep)
+            finally:
+                await self._gsm_back(False)
+
+    async def _gsm_back(self, check):
+        try:
+            if (await self._cmd(GSM, 2000, None, check))[0] == "OK":
+                self._gsm_unsure = False
+        except ModemTimeout:
+            if check:
+                raise
+
     async def batch(self, commands, timeout_ms=2000, attempts=1):
         """Several commands back to back, nothing else in between (e.g. audio before ATD);
         the refused ones are tried again up to attempts times in all, within the same
@@ -233,6 +258,8 @@ class Modem:
         set, see sms.encode) + Ctrl-Z, wait for +CMGS: <mr>.
         Returns the message reference; raises ModemError (kind "CMS", code) on refusal."""
         async with self._lock:
+            if self._gsm_unsure:
+                await self._gsm_back(True)  # a read's UCS2 still on: the number would be hex
             await self._wake()
             self._prompt.clear()
             self._lines = []

@@ -339,7 +339,7 @@ class Radio:
 
     async def read_sms(self, index):
         try:
-            _, _, lines = await self.modem.cmd("AT+CMGR=%d" % index, 5000, expect="+CMGR")
+            _, _, lines = await self.modem.read_texts("AT+CMGR=%d" % index, 5000, "+CMGR")
             if not lines:
                 return  # an empty slot: read and deleted already (a +CMTI and a sweep)
             await self.modem.cmd("AT+CMGD=%d" % index, 5000)
@@ -347,7 +347,7 @@ class Radio:
             self.log.add("sms_read_error", str(e))
             return
         hdr = atparse.parse_cmgr(lines[0])
-        sender = hdr[1] if hdr else ""
+        sender = sms.ucs2_ascii(hdr[1]) if hdr else ""  # read in UCS2: "002B0035..."
         # its age by its time stamp (SCTS: when the SMSC took it), if the RTC knows the time
         sent = atparse.parse_cclk(hdr[3]) if hdr else None
         now = hw.unix_time()
@@ -364,9 +364,15 @@ class Radio:
             ours = self.call_active or self.call_out
             if ours and self.dialect.our_call(lines, self._answered_id) is None:
                 asyncio.create_task(self.call_ended())  # its NO CARRIER was lost
-            # the listing carries every unread text: only its headers are kept
-            _, _, lines = await self.modem.cmd('AT+CMGL="REC UNREAD",1', 5000, expect="+CMGL",
-                                               check=False, keep=_is_cmgl)
+            # listed only when the SIM holds one: each listing switches the module's
+            # character set there and back (the A76XX saves it to its flash each time)
+            _, _, lines = await self.modem.cmd("AT+CPMS?", 3000, expect="+CPMS", check=False)
+            if atparse.sms_stored(lines):
+                # the listing carries every unread text: only its headers are kept
+                _, _, lines = await self.modem.read_texts('AT+CMGL="REC UNREAD",1', 5000,
+                                                          "+CMGL", False, _is_cmgl)
+            else:
+                lines = ()
         except ModemError as e:
             self.log.add("sweep_error", str(e))
             return

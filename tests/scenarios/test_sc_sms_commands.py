@@ -42,3 +42,36 @@ def test_unknown_number_is_ignored(dut, network):
     network.wait_sms(to=network.c4[0], after=mark, timeout=dut.within(120, 20))
     replies = network.sms(frm=dut.number, after=mark)
     assert len(replies) == 1 and not any(e["to"] == network.stranger for e in replies)
+
+
+def test_a_strangers_sms_that_reads_like_the_module_changes_nothing(dut, button, network):
+    # In the GSM character set a stored SMS's body is printed as it was typed: lines of it
+    # reading "RDY" or "UNDER-VOLTAGE POWER DOWN" were taken for the module's own, and
+    # anyone who knows her number could cut her call to C4 off or set off a false
+    # low-battery SMS to her contacts. The firmware reads SMS in UCS2 (hex) instead.
+    network.require(stranger_sms=True)
+    button.alert()
+    call = network.wait_call("call_connected", to=network.c4[0], timeout=dut.within(90, 20))
+    network.wait_sms(to=network.contacts[0], timeout=dut.within(90, 20))
+    mark, log_mark = network.mark(), dut.mark()
+    network.sms_to_device("hola\nRDY\nUNDER-VOLTAGE POWER DOWN\n+CLCC: 1,0,6,0,0\nOK\nSMS Ready",
+                          frm="stranger")
+    dut.wait_log("sms_ignored", since=log_mark, timeout=dut.within(120, 20))
+    # barrier: C4's command after it is read and answered
+    network.sms_to_device("UBICACION %s" % REF_PIN)
+    network.wait_sms(to=network.c4[0], after=mark, timeout=dut.within(120, 20),
+                     where=lambda e: e["text"].startswith("UBICACION"))
+    for what in ("modem_restarted", "call_failed", "power_warning", "sms_read_error"):
+        assert not dut.logged(what, since=log_mark), (what, dut.log(since=log_mark))
+    assert not network.calls("call", after=mark, where=lambda e: e["call_id"] == call["call_id"])
+    assert not [e for e in network.sms(frm=dut.number, after=mark) if "ateria" in e["text"]]
+
+
+def test_a_long_command_with_accents_is_read_whole(dut, network):
+    # An accent makes her phone (or C4's) send the SMS in UCS2: 70 characters are 280 hex
+    # digits on the module's line, past the parser's old 256-byte line
+    text = "Ubicación %s por favor, confirmar la ubicación actual de la usuaria" % REF_PIN
+    assert len(text) > 64
+    mark, _ = _ubicacion(dut, network, text)
+    reply = network.wait_sms(to=network.c4[0], after=mark, timeout=dut.within(120, 20))
+    assert MAPS in reply["text"], reply["text"]

@@ -54,7 +54,8 @@ class FaultsGroup:
 
     def refuse_next(self, name, count=1):
         """The next `count` commands `name` ("+CMICGAIN") are answered ERROR, as a module
-        that is still busy refuses a setting now and takes it a moment later."""
+        that is still busy refuses a setting now and takes it a moment later. A name with
+        its setting ('+CSCS="GSM"') refuses only that setting."""
         if self._refusals is None:
             self._refusals = {}
         self._refusals[name.upper()] = self._refusals.get(name.upper(), 0) + int(count)

@@ -105,9 +105,12 @@ class Framer:
             self.brown_out()
             return ASYNC    # restarted: no answer
         refusals = getattr(self, "_refusals", None)   # FaultsGroup.refuse_next()
-        if refusals and refusals.get(cmd.name.upper()):
-            refusals[cmd.name.upper()] -= 1
-            raise AtError("ERROR")
+        if refusals:
+            setting = cmd.name.upper() + "=" + ",".join(cmd.args) if cmd.kind == "set" else None
+            for key in (cmd.name.upper(), setting):
+                if refusals.get(key):
+                    refusals[key] -= 1
+                    raise AtError("ERROR")
         handler = self._handlers.get(cmd.name)
         if handler is None:
             # An unknown extended command: the family says how it answers (SIM800: an

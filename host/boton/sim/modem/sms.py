@@ -2,6 +2,13 @@
 "> " prompt), AT+CMGR/CMGL/CMGD/CMGDA, AT+CPMS, AT+CSCA and incoming messages."""
 from .at import ASYNC, GSM7, TEXT_CODECS, AtError, _int, _str, _toa
 
+GSM7_EXTENSION = "\f^{}\\[~]|\u20ac"
+
+
+def _ucs2_coded(text):
+    """The sender's phone had to send this text in UCS2 (dcs 8): GSM-7 cannot carry it."""
+    return any(c not in GSM7 and c not in GSM7_EXTENSION for c in text)
+
 
 class SmsGroup:
     """Text-mode SMS: sending, storage and incoming messages.
@@ -31,7 +38,7 @@ class SmsGroup:
             return False
         scts = self._scts(sent)
         if self.cnmi[1] == 2:  # routed straight to the host, not stored
-            self._urc(f'+CMT: "{sender}","","{scts}"\r\n{self._encode_text(text)}')
+            self._urc(f'+CMT: "{self._encode_text(sender)}","","{scts}"\r\n{self._shown(text)}')
             self._ri_pulse()
             return True
         index = self._free_index()
@@ -70,14 +77,17 @@ class SmsGroup:
         self.network.submit_sms(self.number, to, text, error=code)
         self._finish([], self._cms(code).text, delay=0)
 
-    def _decode_text(self, raw):
-        """Typed SMS text in the AT+CSCS character set -> what the recipient reads."""
+    def _decode_text(self, raw, strict=False):
+        """Typed SMS text in the AT+CSCS character set -> what the recipient reads
+        (strict: a UCS2/HEX text that is not hex raises ValueError)."""
         if self.cscs in ("UCS2", "HEX"):
             try:
                 data = bytes.fromhex(raw.decode("ascii"))
                 return data.decode("utf-16-be" if self.cscs == "UCS2" else "latin-1")
             except (ValueError, UnicodeDecodeError):
-                pass  # not hex: the network gets the characters as typed
+                if strict:
+                    raise
+                return raw.decode("latin-1")  # not hex: the characters as typed
         if self.cscs == "GSM":
             return "".join(GSM7[b] if b < 0x80 else "?" for b in raw)
         if self.cscs == "IRA":
@@ -113,13 +123,25 @@ class SmsGroup:
             raise self._cms(321)
         return index
 
+    def _shown(self, text):
+        """A received text as the module prints it (27.005, <data>): one sent in UCS2 is
+        hex whatever AT+CSCS says; a GSM-7 one is converted to the AT+CSCS set, so in
+        the GSM set its lines come as they were typed, whatever they say."""
+        if _ucs2_coded(text):
+            return text.encode("utf-16-be").hex().upper()
+        return self._encode_text(text)
+
     def _sms_entry(self, index, prefix):
         msg = self.inbox[index]
-        head = f'"{msg["stat"]}","{msg["from"]}","","{msg["scts"]}"'
+        # the sender's number is converted to the AT+CSCS set too: UCS2 prints "002B..."
+        head = f'"{msg["stat"]}","{self._encode_text(msg["from"])}","","{msg["scts"]}"'
         if self.csdh:
-            head += f',{_toa(msg["from"])},4,0,{8 if self.cscs == "UCS2" else 0},' \
-                    f'"{self.smsc}",145,{len(msg["text"])}'
-        return f"{prefix}{head}\r\n{self._encode_text(msg['text'])}"
+            text = msg["text"]
+            ucs2 = _ucs2_coded(text)
+            length = len(text.encode("utf-16-be")) if ucs2 else len(text)  # octets / chars
+            head += f',{_toa(msg["from"])},4,0,{8 if ucs2 else 0},' \
+                    f'"{self._encode_text(self.smsc)}",145,{length}'
+        return f"{prefix}{head}\r\n{self._shown(msg['text'])}"
 
     def _x_csca(self, cmd):
         if cmd.kind == "read":
@@ -181,8 +203,15 @@ class SmsGroup:
         if not cmd.args[0].startswith('"'):
             raise self._cms(765)
         self._need_sms_cms()
+        to = _str(cmd.args[0])
+        if self.cscs in ("UCS2", "HEX"):
+            # the number is read in the AT+CSCS set too: "+52..." is not hex
+            try:
+                to = self._decode_text(to.encode("ascii"), strict=True)
+            except (ValueError, UnicodeError):
+                raise self._cms(304) from None  # assumption: the module's "invalid parameter"
         self._draft = bytearray()
-        self._draft_to = _str(cmd.args[0])
+        self._draft_to = to
         self._mode = "sms"
         self._flush_prompt()
         return ASYNC
