@@ -374,6 +374,8 @@ for step in %r:
         p.set_echo_filter(step[1])
     elif step[0] == 'expect':
         p.expect(step[1])
+    elif step[0] == 'hex_cut':
+        p.hex_cut = step[1]
     else:
         p.feed(step[1])
     drain()
@@ -384,6 +386,30 @@ print(json.dumps({'ev': out, 'noise': p.noise, 'overflows': p.overflows,
 
 def run_script(mpy, steps):
     return mpy.json(MPY_SCRIPT % (steps,))
+
+
+def test_texts_read_in_ucs2_keep_only_what_is_asked_of_them(mpy):
+    # radio reads SMS in UCS2: a text is one line of hex digits. AT+CMGR keeps its first
+    # hex_cut digits (a command is short), a listing none; other lines are as ever
+    body = "UBICACION 482913 " + "x" * 143                    # 160 characters: 640 digits
+    hexed = body.encode("utf-16-be").hex().upper().encode()
+    head = b'"REC UNREAD","002B0035003200340034003900310031003100300030003000300030",""'
+    r = run_script(mpy, [
+        ("cmd", "AT+CMGR=1"), ("hex_cut", 160),
+        ("feed", b"\r\n+CMGR: " + head + b"\r\n" + hexed + b"\r\n\r\nOK\r\n"),
+        ("cmd", 'AT+CMGL="REC UNREAD",1'), ("hex_cut", 0),
+        ("feed", b"\r\n+CMGL: 1," + head + b"\r\n" + hexed + b"\r\nRING\r\n"
+                 b"+CMGL: 2," + head + b"\r\n0041\r\n\r\nOK\r\n"),
+        ("cmd", "AT+GSN"),                                     # off again after a final
+        ("feed", b"\r\n866123456789012\r\n\r\nOK\r\n"),
+    ])
+    ev = r["ev"]
+    assert ev[0] == ["line", "+CMGR: " + head.decode()]
+    assert ev[1] == ["line", hexed[:160].decode()] and ev[2] == ["final", "OK", ""]
+    assert ev[3:] == [["line", "+CMGL: 1," + head.decode()], ["urc", "RING", ""],
+                      ["line", "+CMGL: 2," + head.decode()], ["final", "OK", ""],
+                      ["line", "866123456789012"], ["final", "OK", ""]]
+    assert r["overflows"] == 0
 
 
 def test_sms_prompt_then_cmgs(mpy):
@@ -574,7 +600,7 @@ def test_garbage_never_raises_and_stays_bounded(chunks):
     p = atparse.ATParser()
     for c in chunks:
         p.feed(c)
-        assert len(p._cur) <= p.max_line
+        assert p._n <= p.max_line == len(p._buf)   # one buffer, never grown
         for e in _events(p):
             assert e[0] in ("line", "final", "prompt", "urc")
             assert all(isinstance(x, str) for x in e[1:])

@@ -538,10 +538,13 @@ def test_sms_without_network_fails_with_331(sms_ready):
 def test_ucs2_text_is_decoded_for_the_network(sms_ready):
     b = sms_ready
     b.at('AT+CSCS="UCS2"')
-    b.at(f'AT+CMGS="{C4}"', wait=0.1)
+    # in UCS2 the number is hex too: a plain one is refused
+    assert b.at(f'AT+CMGS="{C4}"') == b"\r\n+CMS ERROR: 304\r\n"
+    b.at(f'AT+CMGS="{C4.encode("utf-16-be").hex().upper()}"', wait=0.1)
     b.modem.feed("Auxilio, estoy en la Plaza".encode("utf-16-be").hex().upper().encode() + b"\x1a")
     b.run(4)
     assert b.net.sms()[-1]["text"] == "Auxilio, estoy en la Plaza"
+    assert b.net.sms()[-1]["to"] == C4
 
 
 def test_gsm_charset_text_both_ways(sms_ready):

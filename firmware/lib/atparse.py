@@ -144,8 +144,15 @@ class ATParser:
     def __init__(self, max_line=MAX_LINE, max_events=MAX_EVENTS):
         self.max_line = max_line
         self.max_events = max_events
-        self._cur = bytearray()
+        # the line being received: one buffer for the parser's life (a 640-byte SMS line
+        # grown byte run by byte run needs ever larger blocks of a fragmented heap)
+        self._buf = bytearray(max_line)
+        self._n = 0
         self._skip = False          # inside an overlong line: discard until EOL
+        # SMS read in UCS2 (radio): a line of hex digits only is a text, and only its
+        # first hex_cut digits become a string (0: none, a listing's); None: off. Until
+        # the next final result.
+        self.hex_cut = None
         self._eat_space = False     # just saw the prompt '>': swallow one ' '
         self._q = []
         self._echo = None
@@ -188,10 +195,16 @@ class ATParser:
 
     def reset(self):
         # Forget any partial line and pending-command state (e.g. modem reboot).
-        self._cur = bytearray()
+        self._n = 0
         self._skip = self._eat_space = False
+        self.hex_cut = None
         self._echo = self._expect = None
         self._dialing = self.pending = False
+
+    def reset_line(self):
+        # Drop the line being received (what the caller could not take whole).
+        self._n = 0
+        self._skip = True
 
     # -- data path ----------------------------------------------------------
     def feed(self, data):
@@ -207,7 +220,7 @@ class ATParser:
                 if data[i] == 0x20:
                     i += 1
                     continue
-            if not self._cur and not self._skip and data[i] == 0x3E:  # '>'
+            if not self._n and not self._skip and data[i] == 0x3E:  # '>'
                 self._push(("prompt",))
                 self._eat_space = True
                 i += 1
@@ -225,22 +238,28 @@ class ATParser:
     def _append(self, data, a, b):
         if self._skip or a >= b:
             return
-        if len(self._cur) + (b - a) > self.max_line:
-            self._cur = bytearray()
+        n = self._n
+        if n + (b - a) > self.max_line:
+            self._n = 0
             self._skip = True
             self.overflows += 1
             return
-        self._cur.extend(data[a:b])
+        self._buf[n:n + b - a] = data[a:b]
+        self._n = n + b - a
 
     def _end_line(self):
         if self._skip:
             self._skip = False
             return
-        raw = self._cur
-        if not raw:
+        n = self._n
+        if not n:
             return
-        self._cur = bytearray()
-        text = _clean(raw)
+        self._n = 0
+        if self.hex_cut is not None and _all_hex(self._buf, n):
+            if not self.hex_cut:
+                return
+            n = min(n, self.hex_cut)
+        text = _clean(self._buf, n)
         if text is None:
             self.noise += 1
             return
@@ -260,7 +279,7 @@ class ATParser:
 
     def _final(self, kind, text):
         self._push(("final", kind, text))
-        self._echo = self._expect = None
+        self._echo = self._expect = self.hex_cut = None
         self._dialing = self.pending = False
 
     def _line(self, text):
@@ -290,17 +309,25 @@ class ATParser:
             self._push(("line", text))
 
 
-def _clean(raw):
-    # bytes of one line -> stripped str, or None if it is noise (non-ASCII).
+def _all_hex(raw, n):
+    for k in range(n):
+        c = raw[k] | 0x20  # A-F -> a-f
+        if not (0x30 <= c <= 0x39 or 0x61 <= c <= 0x66):
+            return False
+    return True
+
+
+def _clean(raw, n):
+    # the first n bytes of raw (one line) -> stripped str, or None if it is noise
+    # (non-ASCII).
     a = 0
-    n = len(raw)
     while a < n and (raw[a] == 0 or raw[a] == 0xFF):
         a += 1
     k = a
     while k < n and 0x20 <= raw[k] < 0x7F:
         k += 1
     if k == n:  # printable ASCII (nearly every line): no byte-by-byte copy
-        return bytes(raw[a:]).decode().strip()
+        return str(memoryview(raw)[a:n], "ascii").strip()
     out = bytearray()
     for k in range(a, n):
         c = raw[k]

@@ -201,28 +201,44 @@ def _hex2(t):
     return len(t) == 2 and t[0] in _HEX and t[1] in _HEX
 
 
-_HEX = "0123456789abcdefABCDEF"
+_HEX = "0123456789abcdefABCDEF"  # index: the digit's value, A-F 6 past a-f
 
 
 def maybe_ucs2(text):
     # SIM800 text mode shows UCS-2 messages as hex ("0055004200490043...").  If
     # text looks like that (>= 2 chars, all hex, length multiple of 4) decode it.
+    # Built as UTF-8 bytes: a str per character is 160 objects on a 56 KB heap.
     s = text.strip() if text else ""
-    if len(s) < 8 or len(s) % 4:
+    n = len(s)
+    if n < 8 or n % 4:
         return text
-    try:
-        cps = [int(s[i:i + 4], 16) for i in range(0, len(s), 4)]
-    except ValueError:
-        return text
-    out = []
+    out = bytearray()
     i = 0
-    while i < len(cps):
-        c = cps[i]
-        if 0xD800 <= c < 0xDC00 and i + 1 < len(cps) and 0xDC00 <= cps[i + 1] < 0xE000:
-            c = 0x10000 + ((c - 0xD800) << 10) + (cps[i + 1] - 0xDC00)
-            i += 1
-        elif 0xD800 <= c < 0xE000:
+    while i < n:
+        c = _cp(s, i)
+        if c < 0:
+            return text
+        i += 4
+        if 0xD800 <= c < 0xDC00 and i < n:
+            lo = _cp(s, i)
+            if 0xDC00 <= lo < 0xE000:
+                c = 0x10000 + ((c - 0xD800) << 10) + (lo - 0xDC00)
+                i += 4
+        if 0xD800 <= c < 0xE000:
             c = 0x3F
-        out.append(chr(c))
-        i += 1
-    return "".join(out)
+        if c < 0x80:
+            out.append(c)
+        else:
+            out.extend(chr(c).encode())
+    return out.decode()
+
+
+def _cp(s, i):
+    # the code point in s[i:i + 4] (4 hex digits), or -1
+    v = 0
+    for k in range(i, i + 4):
+        d = _HEX.find(s[k])
+        if d < 0:
+            return -1
+        v = v * 16 + (d if d < 16 else d - 6)
+    return v

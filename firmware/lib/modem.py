@@ -68,6 +68,7 @@ class Modem:
         self._asleep = False
         self.trace = None  # set to a callable(direction, bytes) for a timeline
         self._gsm_unsure = False  # AT+CSCS may still be UCS2 (read_texts)
+        self.mem_errors = 0
 
     def _ms(self, ms):
         return max(1, int(ms * self.scale))
@@ -86,7 +87,13 @@ class Modem:
             self.last_rx_ms = time.ticks_ms()
             if self.trace:
                 self.trace("<", bytes(mv[:n]))
-            self._p.feed(mv[:n])
+            try:
+                self._p.feed(mv[:n])
+            except MemoryError:
+                # a long line found no block: lose that line, not the driver (the
+                # reader's death would leave every command unanswered)
+                self._p.reset_line()
+                self.mem_errors += 1
             while True:
                 ev = self._p.next_event()
                 if ev is None:
@@ -177,18 +184,23 @@ class Modem:
             raise ModemError(command, kind, text)
         return kind, text, lines
 
-    async def read_texts(self, command, timeout_ms, expect, check=True, keep=None):
+    async def read_texts(self, command, timeout_ms, expect, check=True, keep=None,
+                         hex_cut=0):
         """AT+CMGR / AT+CMGL with the texts shown in UCS2 hex: in the GSM set a stored
         SMS's body is printed as it is, and a line of it reading "RDY", "OK" or "+CLCC:
         1,0,6,..." from anyone who knows her number would be taken for the module's.
+        hex_cut: how many hex digits of each text to keep (0: none; a 160-character SMS
+        is 640, and a few of them on a 56 KB heap in her alert found no block).
         One lock hold, so no AT+CMGS goes out in UCS2; the next one puts the GSM set back
         first if this could not (send_sms)."""
         async with self._lock:
             self._gsm_unsure = True
             await self._cmd(UCS2, 2000, None, True)
             try:
+                self._p.hex_cut = hex_cut
                 return await self._cmd(command, timeout_ms, expect, check, keep)
             finally:
+                self._p.hex_cut = None
                 await self._gsm_back(False)
 
     async def _gsm_back(self, check):

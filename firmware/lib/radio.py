@@ -26,6 +26,11 @@ CALL_CHECK_MS = 10000
 MAX_SMS_DUE = 64  # slot numbers waiting to be read: more than a SIM's storage holds
 
 
+# A command is its word and the PIN (smscommands): the first 40 characters of an SMS
+# (UCS2 hex digits) are all that is ever read of it.
+COMMAND_HEX = 160
+
+
 def _is_cmgl(line):
     return line[:6] == "+CMGL:"
 
@@ -339,7 +344,8 @@ class Radio:
 
     async def read_sms(self, index):
         try:
-            _, _, lines = await self.modem.read_texts("AT+CMGR=%d" % index, 5000, "+CMGR")
+            _, _, lines = await self.modem.read_texts("AT+CMGR=%d" % index, 5000, "+CMGR",
+                                                      hex_cut=COMMAND_HEX)
             if not lines:
                 return  # an empty slot: read and deleted already (a +CMTI and a sweep)
             await self.modem.cmd("AT+CMGD=%d" % index, 5000)
