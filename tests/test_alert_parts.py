@@ -297,9 +297,15 @@ import eventlog
 utc = (2026, 11, 30, 12, 0, 0, 0)
 t = eventlog.unix_from_utc(utc)
 out([t, eventlog.clock_correction(946684812, utc), eventlog.clock_correction(t + 30, utc),
-     eventlog.clock_correction(t - 61, utc), eventlog.clock_correction(t, None)])
+     eventlog.clock_correction(t - 61, utc), eventlog.clock_correction(t, None),
+     # a receiver past its week rollover says 2007-04-16 for 2026-11-30 (1024 weeks);
+     # the real Telit capture in data/nmea (april6_2019.log) says 1999-08-22
+     eventlog.clock_correction(t, (2007, 4, 16, 12, 0, 0, 0)),
+     eventlog.clock_correction(946684812, (1999, 8, 22, 0, 2, 31, 420))])
 """)
-    t, unset, close, drifted, no_fix = r
+    t, unset, close, drifted, no_fix, rolled, older = r
+    assert rolled == [None, False]             # read as the date it is: the RTC is right
+    assert older == [None, False]              # a 2019 date is no date today: not set
     assert t == 1796040000
     assert unset == [t, True]                  # never set: set it, and the log says so
     assert close == [None, False]              # within a minute: left alone

@@ -347,6 +347,18 @@ def case_flush_and_junk_types(nmea):
     assert p.stats.internal_errors == 0
 
 
+def case_mode_n_is_no_fix(nmea):
+    # NMEA 2.3 mode N ("data not valid") with status A, from a receiver that leaves the
+    # status alone: no fix. Mode A/D/E and NMEA 4.1's navigational status V (u-blox sends
+    # it with every fix: "no navigational status information") are fixes.
+    p = nmea.NMEAParser()
+    assert p.feed(_s(RMC_A + ",N")) == 0 and p.fix is None
+    assert p.stats.rmc_invalid == 1 and p.stats.rmc_valid == 0
+    for tail in (",A", ",D", ",E", ",A,V", ",,V", ""):
+        assert p.feed(_s(RMC_A + tail)) == 1, tail
+    assert p.stats.rmc_valid == 6
+
+
 def case_deg_str(nmea):
     d = nmea.deg_str
     assert d(0) == "0.000000" and d(5) == "0.000001" and d(-5) == "-0.000001"

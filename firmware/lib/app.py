@@ -295,17 +295,28 @@ class App:
         reader = asyncio.StreamReader(self.gps_uart)
         buf = bytearray(64)
         mv = memoryview(buf)
+        epoch = None        # the newest fix, not yet taken: its GGA may follow
         while True:
             n = await reader.readinto(buf)
             if not n:
                 await asyncio.sleep_ms(100)
                 continue
             if parser.feed(mv[:n]):
-                fix = parser.pop_latest()
-                self.fix_ms = time.ticks_ms()
-                self.got_fix.set()
-                self._sync_clock(fix.utc)
-                self.post(("fix", fix))
+                if epoch is not None:
+                    self._take_fix(epoch)  # its GGA never came (an RMC-only receiver)
+                epoch = parser.pop_latest()
+            # Most receivers send RMC first and GGA (satellites, HDOP: her SMS's "+-Xm")
+            # a few ms later; the machine copies a fix when it takes it, so it waits for
+            # the epoch's GGA (merged into it), or the next epoch's RMC.
+            if epoch is not None and epoch.gga:
+                self._take_fix(epoch)
+                epoch = None
+
+    def _take_fix(self, fix):
+        self.fix_ms = time.ticks_ms()
+        self.got_fix.set()
+        self._sync_clock(fix.utc)
+        self.post(("fix", fix))
 
     async def button_task(self):
         spec = self.board["button"]

@@ -17,6 +17,7 @@ SEGMENTS = 4
 PER_SEGMENT = 64
 GENESIS = "0" * 16
 SYNCED_AFTER = 1577836800  # 2020-01-01: an RTC before it was never set
+GPS_ROLLOVER_S = 1024 * 7 * 86400
 # Entries anyone can cause: an SMS or a call from any number. Spam, or someone who has
 # the button's number, must not rotate her alerts and the registry's anchor out of the
 # ring (docs/registry.md), so at most STRANGER_PER_DAY of them a day go to the flash; the
@@ -48,6 +49,12 @@ def clock_correction(rtc_s, utc):
     if not utc:
         return None, False
     now = unix_from_utc(utc)
+    if now < SYNCED_AFTER:
+        # a receiver past its week-number rollover (the 1024-week counter, last wrapped
+        # in April 2019) dates its fixes 19.6 years early; a date older still is none
+        now += GPS_ROLLOVER_S
+        if now < SYNCED_AFTER:
+            return None, False
     if abs(rtc_s - now) <= 60:
         return None, False
     return now, rtc_s < SYNCED_AFTER

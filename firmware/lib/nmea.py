@@ -51,7 +51,9 @@ Framing rules (identical to ``data/nmea/expected.json`` ``_definitions``)
   characters (ASCII letters, digits or ``_``, first one not ``P``) + ``RMC,``
   or ``GGA,``, with no ``*`` other than the checksum's.
 * ``stats.rmc_valid``: checksum_ok RMC whose status field (field 2) is
-  exactly ``A``; the others are ``stats.rmc_invalid``.  Each valid RMC yields
+  exactly ``A``, unless its mode (field 12, NMEA 2.3) is ``N`` (no fix; no
+  sentence of the real logs has it with ``A``); the others are
+  ``stats.rmc_invalid``.  Each valid RMC yields
   a new ``Fix``, unless its position is empty or impossible (|lat| > 90,
   |lon| > 180, minutes >= 60, hemisphere not N/S resp. E/W): then no fix is
   produced and ``stats.rmc_nopos`` is counted.
@@ -516,8 +518,11 @@ class NMEAParser:
             return              # not an RMC for the reference either
         buf = self._buf
         f = self._f
-        # status = field 2
-        if nf < 2 or f[1] - f[0] != 2 or buf[f[0] + 1] != 65:
+        # status = field 2; an NMEA 2.3+ mode (field 12) "N" says no fix too, whatever
+        # a receiver left in the status.  (NMEA 4.1's field 13 "V" is not that: u-blox
+        # sends it with every fix, "no navigational status information".)
+        if (nf < 2 or f[1] - f[0] != 2 or buf[f[0] + 1] != 65
+                or nf >= 12 and f[11] - f[10] == 2 and buf[f[10] + 1] == 78):
             st.rmc_invalid += 1
             return
         st.rmc_valid += 1

@@ -18,6 +18,8 @@ def test_alert_happy_path(dut, button, network, gps):
     assert MAPS in sms["text"], sms["text"]
     if gps.maps_q():
         assert MAPS + gps.maps_q() in sms["text"]
+        # the fix's accuracy (HDOP, from the GGA that most receivers send after the RMC)
+        assert "(+-" in sms["text"], sms["text"]
     assert len(sms["text"]) <= 160
     assert "Luna" in sms["text"] and not sms["text"].startswith("PRUEBA")
     audio = dut.audio()
