@@ -397,6 +397,31 @@ out([raised, held, [l.split(" ")[:4:2] + l.split(" ")[3:4] for l in lines], even
     assert seq == 3
 
 
+def test_a_log_line_a_flipped_bit_left_invalid_utf8_is_dropped_not_raised(both, tmp_path):
+    # read as text, the whole segment raised UnicodeError at every boot: a crash loop
+    r = both("""
+import os, eventlog
+P = "PREFIX"
+for i in range(eventlog.SEGMENTS):
+    try:
+        os.remove("%s.%d" % (P, i))
+    except OSError:
+        pass
+log = eventlog.EventLog(prefix=P, echo=False, clock=lambda: 1796040000)
+for ev in ("boot", "ready", "alert", "cancel"):
+    log.add(ev, "-")
+with open(P + ".0", "rb") as f:
+    raw = bytearray(f.read())
+raw[raw.find(b" ready ") + 1] = 0xE2
+with open(P + ".0", "wb") as f:
+    f.write(raw)
+log = eventlog.EventLog(prefix=P, echo=False, clock=lambda: 1796040000)
+log.add("boot", "-")
+out([log.seq, [l.split(" ")[2] for l in log.entries()]])
+""".replace("PREFIX", str(tmp_path / "log")))
+    assert r == [5, ["boot", "alert", "cancel", "boot"]]
+
+
 def test_her_position_is_sealed_only_in_an_alert_and_its_key_dropped_after(both):
     r = both("""
 import shred

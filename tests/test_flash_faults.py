@@ -4,6 +4,7 @@ texting her contacts, at once or after a reset."""
 import json
 import time
 
+from boton.device import Device
 from boton.eventlog_check import firmware_eventlog
 from boton.sim.rig import DEFAULT_C4
 from rigkit import provisioned_device
@@ -75,3 +76,26 @@ def test_a_button_whose_flash_is_full_still_boots_and_calls(tmp_path):
         vd.press(hold_s=1.2)
         _her_alert_goes_out(vd, mark)
         assert "EV crash" not in vd.console_text()[-(vd.console_mark() - console):]
+
+
+def test_a_flipped_bit_in_the_log_still_boots_and_calls(tmp_path):
+    # The log was read as text: one byte of invalid UTF-8 raised UnicodeError in EventLog()
+    # at every boot; the crash loop's safe mode never rotated the file out, and she was
+    # left with safe mode's call to C4 only (no SMS), for good.
+    with provisioned_device(tmp_path) as vd:
+        with Device(vd.repl_url):      # the firmware stopped while the byte flips
+            seg = vd.flash_dir / "log.0"
+            raw = bytearray(seg.read_bytes())
+            raw[raw.index(b" boot ") + 1] = 0xE2    # 'b' (0x62) with its top bit flipped
+            seg.write_bytes(bytes(raw))
+        console = vd.console_mark()
+        vd.hard_reset()
+        vd.wait_console("EV ready ok", since=console, timeout=60)
+        mark = len(vd.events)
+        vd.press(hold_s=1.2)
+        _her_alert_goes_out(vd, mark)
+        text = vd.console_text()[-(vd.console_mark() - console):]
+        assert "EV crash" not in text and "safe_mode" not in text
+        # what could be kept was: the entries after the damaged one chain on from it
+        lines = _flash_lines(vd)
+        assert "\ufffd" in lines[0] and firmware_eventlog().verify(lines[1:])[0], lines

@@ -99,14 +99,25 @@ class EventLog:
                     self.last = lines[-1].rsplit(" ", 1)[1]
 
     def _read(self, i):
-        """Lines of segment i that parse; a torn last line (power cut mid-write) is dropped."""
+        """Lines of segment i that parse; a torn last line (power cut mid-write) is dropped,
+        and so is a line a flipped bit left invalid UTF-8 (read as text, the whole file
+        raised UnicodeError, at every boot: a crash loop)."""
         try:
-            with open(self._path(i)) as f:
+            with open(self._path(i), "rb") as f:
                 raw = f.read()
         except OSError:
             return []
         good = []
-        for line in raw.split("\n"):
+        a, n = 0, len(raw)
+        while a < n:
+            b = raw.find(b"\n", a)
+            if b < 0:
+                b = n
+            try:
+                line = raw[a:b].decode()
+            except UnicodeError:
+                line = ""
+            a = b + 1
             parts = line.split(" ")
             if len(parts) >= 5 and len(parts[-1]) == 16 and parts[0].isdigit():
                 good.append(line)
