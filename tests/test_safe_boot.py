@@ -140,6 +140,21 @@ def test_a_crash_loop_while_idle_waits_in_safe_mode_for_her_press(tmp_path, flas
         vd.stop()
 
 
+def test_a_damaged_crash_count_still_ends_a_crash_loop_in_safe_mode(tmp_path, flash):
+    # crash() skipped the count when crashes.json did not parse (a flipped bit, a write
+    # torn by some other fault): no crash was ever counted, and the board restarted for ever
+    (flash / "pmu.py").write_text(RECURRING_FAULT)
+    (flash / "crashes.json").write_bytes(b"\xe2")
+    (flash / "alert.json").write_text('{"active": true}')   # her alert was running
+    vd = _boot(tmp_path, flash)
+    try:
+        vd.wait_console("EV safe_mode crash_loop", timeout=120)
+        assert vd.console_text().count("EV crash RuntimeError") == 3   # the damaged count was 0
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == OTHER_C4, timeout=60)
+    finally:
+        vd.stop()
+
+
 def test_safe_mode_sends_what_each_dialect_sends():
     """safe.py copies the dialects' covert line and power timings on purpose (safe mode must
     not import firmware/lib, which may be what is broken): the copies must stay equal."""

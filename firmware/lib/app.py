@@ -505,7 +505,10 @@ def crash(e):
     except Exception:
         pass
     try:  # bootcheck sends a crash loop to safe mode
-        n = store.read_json(CRASHES_PATH, 0)
+        try:
+            n = store.read_json(CRASHES_PATH, 0)
+        except ValueError:  # a damaged count counts as none and is written anew (skipped,
+            n = 0           # no crash was ever counted: the crash loop went on for ever)
         store.write_json(CRASHES_PATH, (n if isinstance(n, int) else 0) + 1)
     except Exception:
         pass
