@@ -430,6 +430,8 @@ App.ACTIONS = {
 
 
 _running = None  # the App, for the crash handler's last save of her alert
+_log = None      # the boot's EventLog, for the crash handler: a new one reads every
+                 # segment back, which fails on the heap a MemoryError left
 
 
 async def _main(test=None):
@@ -437,7 +439,8 @@ async def _main(test=None):
     coroutine function (app, log) run once the firmware is ready, whose result is returned."""
     asyncio.get_event_loop().set_exception_handler(_task_died)
     board = store.read_json("board.json")
-    log = EventLog()
+    global _log
+    log = _log = EventLog()
     log.add("boot", VERSION)  # never raises: a flash that refuses writes still boots
     import appboot  # boot only: dropped once used, its code's heap goes back
     cfg, safe = appboot.load_config(board, log)
@@ -495,7 +498,7 @@ def crash(e):
     """Log the crash, save her running alert, count it (bootcheck's crash-loop rule) and
     restart the board."""
     try:
-        EventLog(echo=True).add("crash", "%s:%s" % (type(e).__name__, e))
+        (_log or EventLog(echo=True)).add("crash", "%s:%s" % (type(e).__name__, e))
     except Exception:
         pass
     try:  # her alert reaches the flash before the restart, whatever failed: the board
