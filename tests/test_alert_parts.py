@@ -353,6 +353,81 @@ out([[l.split(" ")[2:4] for l in lines], eventlog.verify(lines)])
     assert ok, why
 
 
+def test_a_flash_that_refuses_the_log_never_stops_the_caller_and_the_count_goes_in_after(both, tmp_path):
+    # ENOSPC from the log's append raised into the brain (her alert stopped before the dial)
+    # and into the boot (a crash loop)
+    r = both("""
+import os, eventlog
+P = "PREFIX"
+for i in range(eventlog.SEGMENTS):
+    try:
+        os.remove("%s.%d" % (P, i))
+    except OSError:
+        pass
+full = []
+real_open = open
+
+
+def flash_open(path, mode="r"):
+    if full and "a" in mode:
+        raise OSError(28)  # ENOSPC, as VfsLfs2 raises it
+    return real_open(path, mode)
+
+
+eventlog.open = flash_open
+log = eventlog.EventLog(prefix=P, echo=False, clock=lambda: 1796040000)
+log.add("boot", "v1")
+full.append(1)
+raised = []
+for ev in ("alert", "dial", "alert"):
+    try:
+        log.add(ev, "-")
+    except Exception as e:
+        raised.append(type(e).__name__)
+held = [log.seq, sorted(log.unlogged.items())]
+full.pop()
+log.add("ready", "ok")
+lines = log.entries()
+again = eventlog.EventLog(prefix=P, echo=False)
+out([raised, held, [l.split(" ")[:4:2] + l.split(" ")[3:4] for l in lines], eventlog.verify(lines),
+     again.seq])
+""".replace("PREFIX", str(tmp_path / "log")))
+    raised, held, entries, (ok, why), seq = r
+    assert raised == []
+    # no number taken; the count survives its own failed writes ahead of each entry
+    assert held == [1, [["alert", 2], ["dial", 1], ["errno", 28]]]
+    assert entries == [["1", "boot", "v1"],
+                       ["2", "not_logged", "alert=2,dial=1,errno=28"],
+                       ["3", "ready", "ok"]]
+    assert ok, why     # the chain on the flash is whole: nothing refused was chained
+    assert seq == 3
+
+
+def test_a_log_line_a_flipped_bit_left_invalid_utf8_is_dropped_not_raised(both, tmp_path):
+    # read as text, the whole segment raised UnicodeError at every boot: a crash loop
+    r = both("""
+import os, eventlog
+P = "PREFIX"
+for i in range(eventlog.SEGMENTS):
+    try:
+        os.remove("%s.%d" % (P, i))
+    except OSError:
+        pass
+log = eventlog.EventLog(prefix=P, echo=False, clock=lambda: 1796040000)
+for ev in ("boot", "ready", "alert", "cancel"):
+    log.add(ev, "-")
+with open(P + ".0", "rb") as f:
+    raw = bytearray(f.read())
+raw[raw.find(b" ready ") + 1] = 0xE2
+with open(P + ".0", "wb") as f:
+    f.write(raw)
+log = eventlog.EventLog(prefix=P, echo=False, clock=lambda: 1796040000)
+log.add("boot", "-")
+out([log.seq, [l.split(" ")[2] for l in log.entries()]])
+""".replace("PREFIX", str(tmp_path / "log")))
+    assert r == [5, ["boot", "alert", "cancel", "boot"]]
+
+
 def test_her_position_is_sealed_only_in_an_alert_and_its_key_dropped_after(both):
     r = both("""
 import shred

@@ -5,7 +5,7 @@ import pytest
 
 from boton.sim.flashdir import install
 from boton.sim.rig import DEFAULT_C4, VirtualDevice
-from rigkit import FAST, break_firmware, demo_config, press_in_safe_mode
+from rigkit import FAST, break_firmware, demo_config, log_entries, press_in_safe_mode, provisioned_device
 
 OTHER_C4 = "+524499100077"   # her configured C4 number, not the board's safe_c4
 
@@ -138,6 +138,56 @@ def test_a_crash_loop_while_idle_waits_in_safe_mode_for_her_press(tmp_path, flas
         press_in_safe_mode(vd, OTHER_C4)
     finally:
         vd.stop()
+
+
+def test_a_damaged_crash_count_still_ends_a_crash_loop_in_safe_mode(tmp_path, flash):
+    # crash() skipped the count when crashes.json did not parse (a flipped bit, a write
+    # torn by some other fault): no crash was ever counted, and the board restarted for ever
+    (flash / "pmu.py").write_text(RECURRING_FAULT)
+    (flash / "crashes.json").write_bytes(b"\xe2")
+    (flash / "alert.json").write_text('{"active": true}')   # her alert was running
+    vd = _boot(tmp_path, flash)
+    try:
+        vd.wait_console("EV safe_mode crash_loop", timeout=120)
+        assert vd.console_text().count("EV crash RuntimeError") == 3   # the damaged count was 0
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == OTHER_C4, timeout=60)
+    finally:
+        vd.stop()
+
+
+def test_a_crash_after_a_memory_error_is_still_logged(tmp_path):
+    # crash() built a new EventLog, which reads every segment back (4 KB each): on the
+    # heap a MemoryError left that read failed, and the crash went unlogged. Here a first
+    # save of her alert that runs out of heap also leaves none to read the log back with.
+    from boton.paths import FIRMWARE as fw
+    store_src = (fw / "lib" / "store.py").read_text()
+    log_src = (fw / "lib" / "eventlog.py").read_text()
+    no_heap = store_src + (
+        "\n_real_write_json = write_json\n_failed = []\n\n\n"
+        "def write_json(path, obj):\n"
+        "    if path == 'alert.json' and isinstance(obj, dict) and obj.get('active') and not _failed:\n"
+        "        _failed.append(1)\n"
+        "        import eventlog\n"
+        "        eventlog.NO_HEAP.append(1)\n"
+        "        raise MemoryError('heap full')\n"
+        "    _real_write_json(path, obj)\n")
+    unreadable = log_src + (
+        "\nNO_HEAP = []\n_real_read = EventLog._read\n\n\n"
+        "def _read(self, i):\n"
+        "    if NO_HEAP:\n"
+        "        raise MemoryError('no heap to read the log back')\n"
+        "    return _real_read(self, i)\n\n\n"
+        "EventLog._read = _read\n")
+    with provisioned_device(tmp_path) as vd:
+        (vd.flash_dir / "store.py").write_text(no_heap)   # the flash root comes first on sys.path
+        (vd.flash_dir / "eventlog.py").write_text(unreadable)
+        mark = vd.console_mark()
+        vd.hard_reset()
+        vd.wait_console("EV ready", timeout=60, since=mark)
+        vd.press(hold_s=1.2)
+        vd.wait_console("EV resume", timeout=60, since=mark)   # saved by the crash handler
+        assert "EV crash MemoryError:heap_full" in vd.console_text()[-(vd.console_mark() - mark):]
+        assert [r for r in log_entries(vd) if r[2] == "crash" and r[3] == "MemoryError:heap_full"]
 
 
 def test_safe_mode_sends_what_each_dialect_sends():

@@ -23,6 +23,7 @@ from version import VERSION
 STATE_PATH = "alert.json"
 CRASHES_PATH = "crashes.json"  # bootcheck.CRASHES_PATH: crashes in a row
 STABLE_MS = 600_000   # up this long without a crash: the count starts over
+RESAVE_MS = 10_000    # a state the flash refused is saved again this often (the brain's tick)
 # What she feels (pulses, ms each), as docs/guia-beneficiaria.md tells her: one short, her
 # alert is on its way; two short, cancelled; three long, it got nothing out (alert.py's
 # unsent_warn_s): ask for help another way.
@@ -38,6 +39,8 @@ class App:
     sms_ok = 0          # the delivery-day test's counts (the machine's "test_done")
     sms_failed = 0
     _cell_after = False
+    unsaved = 0         # saves of the state the flash refused in a row (_persist)
+    unsaved_t = 0
     # False until start_machine(): the machine gets no event before appboot.resume has
     # given it her saved alert (an event handled first, a low battery at boot, persisted
     # an idle machine over alert.json and the alert was lost). They wait in the inbox.
@@ -109,6 +112,9 @@ class App:
             while self.started and self.inbox:
                 ev = self.inbox.pop(0)
                 if ev[0] == "tick":
+                    now = time.ticks_ms()
+                    if self.unsaved and ticks_diff(now, self.unsaved_t) >= RESAVE_MS:
+                        self._persist(("persist", self.machine.to_state(now)))
                     continue
                 acts = self.machine.handle(ev, time.ticks_ms())
                 # the state first: what the log then says happened (a PIN lock, an SMS
@@ -135,7 +141,20 @@ class App:
         self.log.add(a[1], a[2])
 
     def _persist(self, a):
-        self._save_state(a[1])
+        # A flash that refuses the write (full, worn, corrupt: OSError) must not stop the
+        # actions after it: the dial and the SMS go out. Saved again at the next persist,
+        # or after RESAVE_MS (the brain's tick), so a reset then still resumes her alert.
+        try:
+            self._save_state(a[1])
+        except OSError as e:
+            self.unsaved_t = time.ticks_ms()
+            self.unsaved += 1
+            if self.unsaved == 1:
+                self.log.add("state_unsaved", e.args[0] if e.args else "")
+            return
+        if self.unsaved:
+            self.log.add("state_saved", "after_%d" % self.unsaved)
+            self.unsaved = 0
 
     def _set_timer(self, a):
         self._cancel_timer(a[1])
@@ -422,6 +441,8 @@ App.ACTIONS = {
 
 
 _running = None  # the App, for the crash handler's last save of her alert
+_log = None      # the boot's EventLog, for the crash handler: a new one reads every
+                 # segment back, which fails on the heap a MemoryError left
 
 
 async def _main(test=None):
@@ -429,8 +450,9 @@ async def _main(test=None):
     coroutine function (app, log) run once the firmware is ready, whose result is returned."""
     asyncio.get_event_loop().set_exception_handler(_task_died)
     board = store.read_json("board.json")
-    log = EventLog()
-    log.add("boot", VERSION)
+    global _log
+    log = _log = EventLog()
+    log.add("boot", VERSION)  # never raises: a flash that refuses writes still boots
     import appboot  # boot only: dropped once used, its code's heap goes back
     cfg, safe = appboot.load_config(board, log)
     global _running
@@ -487,7 +509,7 @@ def crash(e):
     """Log the crash, save her running alert, count it (bootcheck's crash-loop rule) and
     restart the board."""
     try:
-        EventLog(echo=True).add("crash", "%s:%s" % (type(e).__name__, e))
+        (_log or EventLog(echo=True)).add("crash", "%s:%s" % (type(e).__name__, e))
     except Exception:
         pass
     try:  # her alert reaches the flash before the restart, whatever failed: the board
@@ -497,7 +519,10 @@ def crash(e):
     except Exception:
         pass
     try:  # bootcheck sends a crash loop to safe mode
-        n = store.read_json(CRASHES_PATH, 0)
+        try:
+            n = store.read_json(CRASHES_PATH, 0)
+        except ValueError:  # a damaged count counts as none and is written anew (skipped,
+            n = 0           # no crash was ever counted: the crash loop went on for ever)
         store.write_json(CRASHES_PATH, (n if isinstance(n, int) else 0) + 1)
     except Exception:
         pass

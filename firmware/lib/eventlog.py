@@ -23,6 +23,9 @@ GPS_ROLLOVER_S = 1024 * 7 * 86400
 # ring (docs/registry.md), so at most STRANGER_PER_DAY of them a day go to the flash; the
 # rest are counted, and the count goes in as one "not_logged" entry ahead of the next
 # entry written. The console still shows each one.
+# An entry the flash refuses (full, worn, corrupt: OSError) is counted the same way, with
+# the error ("errno=28"), and never raised: a log that cannot be written must not stop
+# her alert, nor the boot. It is left out of the chain, so the log on the flash stays whole.
 STRANGER = ("sms_ignored", "sms_locked", "incoming_rejected", "incoming_ignored")
 STRANGER_PER_DAY = 4
 
@@ -103,14 +106,25 @@ class EventLog:
                     self.last = lines[-1].rsplit(" ", 1)[1]
 
     def _read(self, i):
-        """Lines of segment i that parse; a torn last line (power cut mid-write) is dropped."""
+        """Lines of segment i that parse; a torn last line (power cut mid-write) is dropped,
+        and so is a line a flipped bit left invalid UTF-8 (read as text, the whole file
+        raised UnicodeError, at every boot: a crash loop)."""
         try:
-            with open(self._path(i)) as f:
+            with open(self._path(i), "rb") as f:
                 raw = f.read()
         except OSError:
             return []
         good = []
-        for line in raw.split("\n"):
+        a, n = 0, len(raw)
+        while a < n:
+            b = raw.find(b"\n", a)
+            if b < 0:
+                b = n
+            try:
+                line = raw[a:b].decode()
+            except UnicodeError:
+                line = ""
+            a = b + 1
             parts = line.split(" ")
             if len(parts) >= 5 and len(parts[-1]) == 16 and parts[0].isdigit():
                 good.append(line)
@@ -122,10 +136,16 @@ class EventLog:
             if self.echo:
                 print("EV", event, detail)
             return self.seq
-        if self.unlogged:
-            told, self.unlogged = self.unlogged, {}
-            self._write("not_logged", ",".join("%s=%d" % kv for kv in sorted(told.items())))
-        return self._write(event, detail)
+        told = self.unlogged
+        if told:
+            # kept until written: a flash that refused it still owes the count
+            if self._write("not_logged", ",".join("%s=%d" % kv for kv in sorted(told.items()))):
+                self.unlogged = told = {}
+        if told or not self._write(event, detail):
+            self.unlogged[event] = self.unlogged.get(event, 0) + 1
+            if self.echo:
+                print("EV", event, detail)
+        return self.seq
 
     def _admit(self, event):
         now = self.clock()
@@ -139,10 +159,9 @@ class EventLog:
         return False
 
     def _write(self, event, detail):
-        self.seq += 1
-        body = "%d %s %s %s" % (self.seq, stamp(self.clock()), event, detail)
-        self.last = chain(self.last, body)
-        line = body + " " + self.last
+        """Whether the entry reached the flash; one that did not takes no number."""
+        body = "%d %s %s %s" % (self.seq + 1, stamp(self.clock()), event, detail)
+        h = chain(self.last, body)
         if self.in_seg >= PER_SEGMENT:
             self.seg = (self.seg + 1) % SEGMENTS
             self.in_seg = 0
@@ -150,12 +169,18 @@ class EventLog:
                 os.remove(self._path(self.seg))  # the oldest segment goes
             except OSError:
                 pass
-        with open(self._path(self.seg), "a") as f:
-            f.write(line + "\n")
+        try:
+            with open(self._path(self.seg), "a") as f:
+                f.write(body + " " + h + "\n")
+        except OSError as e:  # LittleFS keeps the file as it was: nothing torn to mend
+            self.unlogged["errno"] = e.args[0] if e.args and isinstance(e.args[0], int) else 0
+            return False
+        self.seq += 1
+        self.last = h
         self.in_seg += 1
         if self.echo:
             print("EV", event, detail)
-        return self.seq
+        return True
 
     def entries(self):
         """All retained lines, oldest first."""

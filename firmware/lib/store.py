@@ -15,8 +15,12 @@ def write_json(path, obj):
     # json.dump streams the text to the file in small pieces: no copy of the whole
     # document on the heap (a big transient block fragments a small heap).
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f)
+    except OSError:
+        remove(tmp)  # a full flash: what was written of it goes, not kept holding blocks
+        raise
     os.rename(tmp, path)
 
 

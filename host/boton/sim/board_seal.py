@@ -26,7 +26,7 @@ def seal(os, vfs, builtins):
     if image:
         passthrough[image[:image.rfind("@")]] = "rw"
     else:  # the rig started us in the flash folder
-        flash = flash_dir_vfs(hostfs, os.getcwd())
+        flash = flash_dir_vfs(hostfs, os.getcwd(), os.getenv("BOTON_FLASH_FULL"))
     vfs.umount("/")
     if image:
         vfs.mount(empty_root_vfs(), "/")  # the root mount stays last: /flash still wins
@@ -72,13 +72,25 @@ def stand_in(real, drop):
     return m
 
 
-def flash_dir_vfs(host, root):
+def flash_dir_vfs(host, root, full_flag=None):
     """The flash folder `root` as the board's "/": paths are made absolute and ".." resolved
     here, then passed to `host` (an unrooted VfsPosix) under root, so none leaves it.
     (VfsPosix(root) would not do: besides "..", its rename builds both paths in one buffer
     and renames the new name onto itself: ENOENT.) Symlinks inside the folder are followed
-    by the host (MicroPython cannot make one)."""
+    by the host (MicroPython cannot make one).
+
+    full_flag: a host file outside the flash (VirtualDevice.set_flash_full); while it exists the
+    flash is full, as a full LittleFS is: a file opened for writing is there (created if
+    new, its old content kept) and its write raises OSError(28) (ENOSPC); reading,
+    renaming and removing still work; mkdir raises ENOSPC."""
     cwd = ["/"]
+
+    def is_full():
+        try:
+            host.stat(full_flag)
+            return True
+        except OSError:
+            return False
 
     def at(path):
         return root + full(path)
@@ -102,6 +114,9 @@ def flash_dir_vfs(host, root):
             pass
 
         def open(self, path, mode):
+            if full_flag and ("w" in mode or "a" in mode or "+" in mode) and is_full():
+                host.open(at(path), "ab").close()
+                return host.open("/dev/full", "wb" if "b" in mode else "w")  # ENOSPC at write
             return host.open(at(path), mode)
 
         def chdir(self, path):
@@ -117,6 +132,8 @@ def flash_dir_vfs(host, root):
             return host.ilistdir(at(path))
 
         def mkdir(self, path):
+            if full_flag and is_full():
+                raise OSError(28)
             host.mkdir(at(path))
 
         def remove(self, path):

@@ -126,9 +126,17 @@ class VirtualDevice:
                  nmea_realtime=True, console_log=None, seed=None, mac="24:0a:c4:00:00:42",
                  flash_image=None, flash_size=4 * 1024 * 1024, power_chip=None,
                  modem_family=None, modem_options=None, network_options=None, uptime_s=None,
-                 sim_sms=()):
+                 sim_sms=(), flash_faults=False):
         self.flash_dir = Path(flash_dir)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
+        # flash_faults: the flash folder can be made full (set_flash_full); off by default,
+        # since the check costs the firmware a host stat per file it opens for writing.
+        self._full_flag = None
+        if flash_faults:
+            if flash_image:
+                raise ValueError("flash_faults needs a flash folder, not a flash image")
+            self._full_flag = self.flash_dir.with_name(self.flash_dir.name + ".full")
+            self._full_flag.unlink(missing_ok=True)
         self.board = load_board(board)
         # The simulated module: the board profile's modem family unless modem_family names
         # another ("sim800", "a7670"); modem_options go to its constructor (A7670: volte=,
@@ -411,7 +419,8 @@ class VirtualDevice:
                    BOTON_LFS_BLOCKDEV=str(LFS_BLOCKDEV),
                    BOTON_STATE_FD=str(state_w), BOTON_TIME_SCALE=repr(self.time_scale),
                    BOTON_MAC=self.mac, BOTON_RTC_BASE=repr(self.rtc_base),
-                   BOTON_RTC_MEMORY=self.rtc_memory.hex())
+                   BOTON_RTC_MEMORY=self.rtc_memory.hex(),
+                   BOTON_FLASH_FULL=str(self._full_flag or ""))
         heap, extra = _started_heap(self.interpreter)
         env.update(extra, MICROPYPATH=str(board_code()))
         if mode == "power":
@@ -999,6 +1008,16 @@ class VirtualDevice:
             self._rom.reset("run")  # through the ROM, which then boots the app
             return
         asyncio.run_coroutine_threadsafe(self._kill_child(), self._loop).result(10)
+
+    def set_flash_full(self, full=True):
+        """The flash is full (or no longer): a full LittleFS as the firmware meets it, every
+        write raising OSError(28) (board_seal.flash_dir_vfs). Needs flash_faults=True."""
+        if self._full_flag is None:
+            raise RigError("start the virtual device with flash_faults=True to fill its flash")
+        if full:
+            self._full_flag.touch()
+        else:
+            self._full_flag.unlink(missing_ok=True)
 
     def power_cycle(self):
         """The whole board loses power: the modem and the ESP32 start from scratch, and

@@ -1,0 +1,101 @@
+"""A flash that fails her: full (ENOSPC, as a LittleFS filled by a forgotten lib.old, or
+worn), or with a bit flipped in a file. Neither may keep the button from calling C4 and
+texting her contacts, at once or after a reset."""
+import json
+import time
+
+from boton.device import Device
+from boton.eventlog_check import firmware_eventlog
+from boton.sim.rig import DEFAULT_C4
+from rigkit import provisioned_device
+
+
+def _her_alert_goes_out(vd, after):
+    """The covert call reaches C4 and her contact gets the SMS."""
+    vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4, after=after, timeout=60)
+    vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.contacts[0], after=after, timeout=60)
+
+
+def _flash_lines(vd):
+    lines = []
+    for p in vd.flash_dir.glob("log.*"):
+        lines += [ln for ln in p.read_bytes().decode(errors="replace").splitlines() if ln]
+    return sorted(lines, key=lambda ln: int(ln.split(" ", 1)[0]))
+
+
+def _wait_state(vd, predicate, timeout=60.0):
+    path = vd.flash_dir / "alert.json"
+    deadline = time.monotonic() + timeout
+    st = None
+    while time.monotonic() < deadline:
+        try:
+            st = json.loads(path.read_text())
+            if predicate(st):
+                return st
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"alert.json never got there within {timeout}s: {st}")
+
+
+def test_a_full_flash_does_not_stop_her_alert_and_what_it_refused_is_told_after(tmp_path):
+    # A save or a log entry that raised ENOSPC killed the brain before the dial: no
+    # vibration, no call, no SMS; the crash handler's own save failed too and the board
+    # restarted, again and again, never counting a crash (crashes.json could not be written).
+    with provisioned_device(tmp_path, flash_faults=True) as vd:
+        vd.set_flash_full()
+        mark, console = len(vd.events), vd.console_mark()
+        vd.press(hold_s=1.2)
+        _her_alert_goes_out(vd, mark)
+        text = vd.console_text()[-(vd.console_mark() - console):]
+        assert "EV alert " in text and "EV state_unsaved 28" in text
+        assert "EV crash" not in text and vd.resets == 0
+        saved = vd.flash_dir / "alert.json"
+        assert not saved.exists() or not json.loads(saved.read_text())["active"]
+        assert not list(vd.flash_dir.glob("*.tmp"))   # nothing half-written left holding blocks
+
+        # room again: her alert reaches the flash without waiting for a change (a reset now
+        # resumes it), and the log says what it could not keep, its chain whole
+        vd.set_flash_full(False)
+        _wait_state(vd, lambda st: st["active"])
+        vd.wait_console("EV state_saved after_", since=console, timeout=30)
+        lines = _flash_lines(vd)
+        told = [ln.split(" ")[3] for ln in lines if ln.split(" ")[2] == "not_logged"]
+        assert told and "alert=1" in told[0].split(",") and "errno=28" in told[0].split(","), lines
+        assert firmware_eventlog().verify(lines)[0], lines
+
+
+def test_a_button_whose_flash_is_full_still_boots_and_calls(tmp_path):
+    # log.add("boot") raised at every boot: a crash loop no count could end
+    with provisioned_device(tmp_path, flash_faults=True) as vd:
+        vd.set_flash_full()
+        console = vd.console_mark()
+        vd.hard_reset()
+        vd.wait_console("EV ready", since=console, timeout=60)
+        mark = len(vd.events)
+        vd.press(hold_s=1.2)
+        _her_alert_goes_out(vd, mark)
+        assert "EV crash" not in vd.console_text()[-(vd.console_mark() - console):]
+
+
+def test_a_flipped_bit_in_the_log_still_boots_and_calls(tmp_path):
+    # The log was read as text: one byte of invalid UTF-8 raised UnicodeError in EventLog()
+    # at every boot; the crash loop's safe mode never rotated the file out, and she was
+    # left with safe mode's call to C4 only (no SMS), for good.
+    with provisioned_device(tmp_path) as vd:
+        with Device(vd.repl_url):      # the firmware stopped while the byte flips
+            seg = vd.flash_dir / "log.0"
+            raw = bytearray(seg.read_bytes())
+            raw[raw.index(b" boot ") + 1] = 0xE2    # 'b' (0x62) with its top bit flipped
+            seg.write_bytes(bytes(raw))
+        console = vd.console_mark()
+        vd.hard_reset()
+        vd.wait_console("EV ready ok", since=console, timeout=60)
+        mark = len(vd.events)
+        vd.press(hold_s=1.2)
+        _her_alert_goes_out(vd, mark)
+        text = vd.console_text()[-(vd.console_mark() - console):]
+        assert "EV crash" not in text and "safe_mode" not in text
+        # what could be kept was: the entries after the damaged one chain on from it
+        lines = _flash_lines(vd)
+        assert "\ufffd" in lines[0] and firmware_eventlog().verify(lines[1:])[0], lines
