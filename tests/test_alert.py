@@ -926,6 +926,34 @@ out({"saved": saved, "first": first, "timers": timers,
     assert r["active"] is False
 
 
+def test_the_network_back_sends_her_alert_to_whoever_it_has_not_reached(both):
+    # No network at the press: every alert SMS fails its retries. When the module
+    # registers again her contacts get the alert at once, not at the 5-minute update;
+    # one already reached gets nothing more.
+    r = both("""
+s = Sim(sms_ok=None, keep=("send_sms", "log"), text=40)
+s.ev("fix", {"lat": 21.88234, "lon": -102.29143})
+s.ev("gesture", "alert")
+first = s.sms()[0]
+s.ev("sms_sent", 1, True)                         # the first contact got it
+for i in range(12):                               # then the network is gone (240 s)
+    s.advance(20000)
+    for n in list(s.pending):
+        s.pending.remove(n)
+        s.ev("sms_sent", n, False)
+before = len(s.sms())
+failed = len(s.logs("sms_failed"))
+s.t += 1000
+s.ev("network", True)
+out([failed, s.sms()[before:], len(s.pending), first[1]])
+""")
+    failed, sent, pending, first_to = r
+    assert failed == 3                                # the other two contacts and C4
+    assert len(sent) == 1 and pending == 1            # one at a time, the first at once
+    assert sent[0][2].startswith("ALERTA Boton Seguro: Luna pidio ayuda"), sent
+    assert sent[0][1] != first_to
+
+
 def test_resume_sends_her_newest_position_with_its_true_age(both):
     # She is moved during her alert; the board resets 50 s after the newest fix. The
     # resume must send that fix (saved within FIX_SAVE_MS even though nothing else

@@ -74,6 +74,9 @@
 #     ("cell", dict)               atparse.parse_ceng() serving cell
 #     ("battery", percent)         AT+CBC percent 0..100 (others logged, ignored)
 #     ("signal", csq_rssi)
+#     ("network", up)              the module registered again (True) or lost the network
+#                                  (+CREG URC): this alert's SMS that found no network go
+#                                  to whoever it has not reached yet
 #     ("voice", ok)                whether the network carries a call from this button:
 #                                  True, False (registered for SMS only: an LTE SIM
 #                                  without VoLTE where 2G is gone) or None (unknown).
@@ -683,6 +686,16 @@ class AlertMachine:
         # the first fresh fix after a location-less alert: tell who lacks it
         for n in self.recipients():
             if n not in self.got_gps and not self.outbox.pending(n, ob.LOC):
+                self.outbox.queue(n, ob.UPDATE)
+                self._dirty = True
+
+    def _on_network(self, ev, now, acts):
+        # the module registered again: whoever this alert has not reached yet (its SMS
+        # failed its retries with no network) gets it now, not at the next update
+        if not ev[1] or not self.active:
+            return
+        for n in self.recipients():
+            if n not in self.told and not self.outbox.pending(n, ob.LOC):
                 self.outbox.queue(n, ob.UPDATE)
                 self._dirty = True
 

@@ -30,7 +30,7 @@ INIT_FIRST = ("ATE0", "AT+CMEE=1")
 # ATD, and in the set-up: C4 calling back rings before anything is answered.
 COVERT_AUDIO = "AT+CMICGAIN=7;+COUTGAIN=0"
 INIT = ("AT+CMGF=1", 'AT+CSCS="GSM"', "AT+CNMI=2,1,0,0,0", "AT+CMGD=1,1", "AT+CLIP=1",
-        "AT+CLCC=1", "AT+CVALARM=1,3500,4300", COVERT_AUDIO)
+        "AT+CLCC=1", "AT+CVALARM=1,3500,4300", "AT+CREG=1", COVERT_AUDIO)
 
 CELL_QUERY = ("AT+CPSI?", "+CPSI")        # no AT+CENG (§5)
 BATTERY_QUERY = ("AT+CBC", "+CBC")        # +CBC: 3.749V (§6)

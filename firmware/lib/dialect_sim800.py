@@ -29,7 +29,8 @@ WARNING_REPEAT_MS = 0           # every supply warning is passed on
 COVERT_AUDIO = "AT+CMIC=0,15;+CLVL=0;+CRSL=0"
 INIT_FIRST = ("ATE0", "AT+CMEE=1")
 INIT = ("AT+CLTS=1", "AT+CMGF=1", 'AT+CSCS="GSM"', "AT+CNMI=2,1,0,0,0", "AT+CMGD=1,1",
-        "AT+CLIP=1", "AT+CLCC=1", "AT+COLP=0", "AT+CENG=1,0", "AT+CBATCHK=1", COVERT_AUDIO)
+        "AT+CLIP=1", "AT+CLCC=1", "AT+COLP=0", "AT+CENG=1,0", "AT+CBATCHK=1", "AT+CREG=1",
+        COVERT_AUDIO)
 
 CELL_QUERY = ("AT+CENG?", "+CENG")
 BATTERY_QUERY = ("AT+CBC", "+CBC")

@@ -70,6 +70,7 @@ class Radio:
         # the module's URCs ("Call Ready"), and the set-up decides its sleep mode
         self.bringing_up = 0
         self.settings_due = ()      # set-up commands the module refused (finish_settings)
+        self.network_up = None      # as the last +CREG URC said (None: none yet)
         self._modem_off = False     # known to be off (power-down URC, or supply cut)
         self.gave_up_rx = None      # modem.last_rx_ms when the ladder last gave up on it
         self._sms_due = []          # SMS indexes to read, in order (+CMTI, sweep); one reader
@@ -262,6 +263,14 @@ class Radio:
         elif name == d.SMS_READY_URC:
             if self.settings_due and not self.bringing_up:
                 asyncio.create_task(self.finish_settings())
+        elif name == "+CREG":
+            # AT+CREG=1 (the set-up): the network back is when SMS her alert could not
+            # send go out, not at the next 5-minute update (stat 6/7: SMS only, enough)
+            reg = atparse.parse_creg(args)
+            up = reg is not None and reg[0] in (1, 5, 6, 7)
+            if reg is not None and up != self.network_up:
+                self.network_up = up
+                self.post(("network", up))
         elif name == "+CLIP":
             self.post(("incoming_call", atparse.parse_clip(args) or ""))
         elif name == "+CMTI":

@@ -70,6 +70,26 @@ def test_no_network_then_back_alert_gets_through(dut, button, network, faults):
     network.wait_call("call_connected", frm=dut.number, after=mark, timeout=dut.within(180, 20))
 
 
+# no 5-minute update nor a call to C4 getting through comes to the rescue
+@pytest.mark.dut_config(update_every_s=3000, attempts_per_number=1, redial_backoff_s=[1],
+                        cycle_backoff_s=3000)
+def test_alert_sms_that_failed_for_want_of_a_network_go_out_once_it_is_back(
+        dut, button, network, faults):
+    # She presses in a basement: no network, no GPS fix (a fix would queue her position
+    # again anyway), and her alert SMS fail their retries. When the module registers
+    # again (+CREG), whoever it did not reach gets it then, not at the next update
+    faults.gps_never_fix()
+    faults.no_network()
+    mark, log_mark = network.mark(), dut.mark()
+    button.alert()
+    dut.wait_log("sms_failed", since=log_mark, timeout=dut.within(300, 60))
+    failed = dut.logged("sms_failed", since=log_mark)[0]          # "alert_...1234"
+    contact = next(n for n in network.contacts + network.c4 if failed.endswith(n[-4:]))
+    faults.no_network(False)
+    sms = network.wait_sms(to=contact, after=mark, timeout=dut.within(180, 30))
+    assert sms["text"].startswith("ALERTA") and "maps.google.com" in sms["text"], sms["text"]
+
+
 def test_registration_denied_then_allowed_alert_gets_through(dut, button, network, faults):
     faults.registration_denied()
     mark, log_mark = network.mark(), dut.mark()
