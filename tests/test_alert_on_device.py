@@ -229,3 +229,22 @@ def test_a_read_that_leaves_the_module_in_ucs2_does_not_garble_the_next_sms(tmp_
                               timeout=60, after=mark)
         assert reply["text"].startswith("UBICACION") and "maps.google.com" in reply["text"]
         assert vd.modem.cscs == "GSM"
+
+
+@pytest.mark.parametrize("board", ["tcall_sim800l_axp192", "ta7670x_a7670sa"])
+def test_sms_parameters_a_bench_test_left_in_the_module_are_set_right(tmp_path, board):
+    # AT+CSMP is kept in the module's non-volatile memory (SIM800 AT manual V1.05): a
+    # module tried on the bench with UCS2 (dcs 8) takes the alert's GSM text as hex, and
+    # refuses or garbles it. The set-up sets dcs 0 again, also after a restart.
+    with provisioned_device(tmp_path, config=cancel_config(), board=board) as vd:
+        vd.call(setattr, vd.modem, "csmp", [17, 167, 0, 8])
+        console = vd.console_mark()
+        vd.call(vd.modem.brown_out)             # restarts keeping it; the firmware sets up again
+        vd.wait_console("EV modem_restarted", since=console, timeout=60)
+        vd.wait_console("EV registered", since=console, timeout=60)   # set up again
+        mark = len(vd.events)
+        vd.press(hold_s=1.2)
+        sms = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.contacts[0]
+                            and e.get("delivered"), timeout=60, after=mark)
+        assert sms["text"].startswith("ALERTA Boton Seguro"), sms["text"]
+        assert vd.modem.csmp == [17, 167, 0, 0]

@@ -211,14 +211,15 @@ def test_encode_for_modem_charsets(mpy):
 import json, sms
 print(json.dumps([list(sms.encode("Ñandú ñ [€]", "GSM")), list(sms.encode("Ñandú ñ", "IRA")),
                   list(sms.encode("Ñandú ñ", "8859-1")), list(sms.encode("a\\x1ab", "IRA")),
-                  list(sms.encode("@", "GSM"))]))
+                  list(sms.encode("@", "GSM")), list(sms.encode("a\u039eb\x1a", "GSM"))]))
 """
-    gsm, ira, latin, ctrlz, at = mpy.json(code)
+    gsm, ira, latin, ctrlz, at, xi = mpy.json(code)
     assert bytes(gsm) == b"]andu } \x1b<\x1be\x1b>"   # Ñ=0x5D ñ=0x7D, ú -> u
     assert bytes(ira) == b"Nandu n"
     assert bytes(latin) == "Ñandú ñ".encode("latin-1")
     assert 0x1A not in ctrlz                             # never a Ctrl-Z inside the text
     assert at == [0]                                     # why texts avoid '@'
+    assert 0x1A not in xi and 0x1B not in xi             # GSM's Xi is 0x1A: Ctrl-Z
 
 
 def test_maybe_ucs2(mpy):

@@ -5,6 +5,10 @@
 from atparse import parse_clcc, UV_WARN, UV_DOWN, OV_WARN, OV_DOWN, NORMAL_DOWN
 
 SIGNAL_QUERY = ("AT+CSQ", "+CSQ")
+# Text-mode SMS parameters: SMS-SUBMIT with a validity period (17, 167 = 1 day), the
+# GSM 7-bit alphabet (dcs 0). A module keeps what a bench test saved (AT&W): with dcs 8
+# the GSM bytes of her alert would go out as UCS2 nonsense.
+CSMP = "AT+CSMP=17,167,0,0"
 # supply warning URC (atparse) -> the alert machine's ("power_warning", kind)
 POWER_WARNING = {UV_WARN: "under_voltage", UV_DOWN: "power_down",
                  OV_WARN: "over_voltage", OV_DOWN: "over_voltage"}

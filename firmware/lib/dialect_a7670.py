@@ -4,8 +4,8 @@
 from atargs import split_args, parse_creg, registered
 from powerpolicy import battery_pct as _pct_of_mv
 from at3gpp import (SIGNAL_QUERY, CALL_END_CAUSE_QUERY, CLCC_STATE,  # noqa: F401
-                    POWER_WARNING, POWER_DOWN, our_call, answered_id, ringing, end_cause,
-                    sim_state)
+                    POWER_WARNING, POWER_DOWN, CSMP, our_call, answered_id, ringing,
+                    end_cause, sim_state)
 from atparse import CALL_END  # noqa: F401
 
 FAMILY = "a7670"
@@ -29,7 +29,7 @@ INIT_FIRST = ("ATE0", "AT+CMEE=1")
 # No CLVL/CRSL/CMIC (§3, §8): mic gain up, output gain (speaker and ring tone) 0 before
 # ATD, and in the set-up: C4 calling back rings before anything is answered.
 COVERT_AUDIO = "AT+CMICGAIN=7;+COUTGAIN=0"
-INIT = ("AT+CMGF=1", 'AT+CSCS="GSM"', "AT+CNMI=2,1,0,0,0", "AT+CMGD=1,1", "AT+CLIP=1",
+INIT = ("AT+CMGF=1", 'AT+CSCS="GSM"', CSMP, "AT+CNMI=2,1,0,0,0", "AT+CMGD=1,1", "AT+CLIP=1",
         "AT+CLCC=1", "AT+CVALARM=1,3500,4300", "AT+CREG=1", COVERT_AUDIO)
 
 CELL_QUERY = ("AT+CPSI?", "+CPSI")        # no AT+CENG (§5)

@@ -7,8 +7,8 @@ from atargs import parse_ceng, parse_cbc, parse_creg, registered
 # What the 3GPP families answer alike (the call list, the end cause, the SIM state, the
 # supply warnings).
 from at3gpp import (SIGNAL_QUERY, CALL_END_CAUSE_QUERY, CLCC_STATE,  # noqa: F401
-                    POWER_WARNING, POWER_DOWN, our_call, answered_id, ringing, end_cause,
-                    sim_state)
+                    POWER_WARNING, POWER_DOWN, CSMP, our_call, answered_id, ringing,
+                    end_cause, sim_state)
 
 FAMILY = "sim800"
 
@@ -28,7 +28,7 @@ WARNING_REPEAT_MS = 0           # every supply warning is passed on
 # rings before anything is answered, and a restarted module rings at its default (100).
 COVERT_AUDIO = "AT+CMIC=0,15;+CLVL=0;+CRSL=0"
 INIT_FIRST = ("ATE0", "AT+CMEE=1")
-INIT = ("AT+CLTS=1", "AT+CMGF=1", 'AT+CSCS="GSM"', "AT+CNMI=2,1,0,0,0", "AT+CMGD=1,1",
+INIT = ("AT+CLTS=1", "AT+CMGF=1", 'AT+CSCS="GSM"', CSMP, "AT+CNMI=2,1,0,0,0", "AT+CMGD=1,1",
         "AT+CLIP=1", "AT+CLCC=1", "AT+COLP=0", "AT+CENG=1,0", "AT+CBATCHK=1", "AT+CREG=1",
         COVERT_AUDIO)
 

@@ -165,7 +165,7 @@ def _enc1(ch, charset):
     o = ord(ch)
     if charset == "GSM":
         i = GSM7_BASIC.find(ch)
-        if i >= 0 and i != 0x1B:
+        if i >= 0 and i != 0x1B and i != 0x1A:  # 0x1A is Xi, and Ctrl-Z ends the text
             return bytes((i,))
         j = GSM7_EXT_CHARS.find(ch)
         if j >= 0:

@@ -54,9 +54,12 @@ class SmsGroup:
         return True
 
     def _sms_send(self):
-        text = self._decode_text(bytes(self._draft))
         to = self._draft_to
         self.sms_attempts += 1
+        try:
+            text = self._typed_text(bytes(self._draft))
+        except (ValueError, UnicodeError):
+            return self._finish([], self._cms(304).text, delay=0)  # assumption: refused
         if self._cms_faults:
             code = self._cms_faults.popleft()
             self._later(self.network.sms_submit_s, self._sms_failed, to, text, code)
@@ -76,6 +79,14 @@ class SmsGroup:
     def _sms_failed(self, to, text, code):
         self.network.submit_sms(self.number, to, text, error=code)
         self._finish([], self._cms(code).text, delay=0)
+
+    def _typed_text(self, raw):
+        """The text typed after the prompt -> what the recipient reads. With AT+CSMP's dcs 8
+        (UCS2) the module takes the text as hex, whatever AT+CSCS says (27.005 3.1, <data>):
+        GSM bytes are not hex (ValueError)."""
+        if self.csmp[3] == 8:
+            return bytes.fromhex(raw.decode("ascii")).decode("utf-16-be")
+        return self._decode_text(raw)
 
     def _decode_text(self, raw, strict=False):
         """Typed SMS text in the AT+CSCS character set -> what the recipient reads

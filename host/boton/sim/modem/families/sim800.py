@@ -139,6 +139,9 @@ class Sim800(Framer, PowerGroup, IdentityGroup, NetworkGroup, CallsGroup, SmsGro
         self.inbox = {}            # index -> {"stat", "from", "text", "scts"}
         self.sim_refused_sms = False  # storage was full when an SMS came (3GPP EF_SMSS)
         self._profile = dict(FACTORY)
+        # AT+CSMP "writes the parameters in NON-VOLATILE memory" (AT manual V1.05 p.131):
+        # what a bench test set is still there after a restart
+        self.csmp = [17, 167, 0, 0]
 
         # Observable counters and logs.
         self.at_log = []           # (t, "rx"|"tx", bytes), the newest AT_LOG_MAX kept
@@ -194,7 +197,6 @@ class Sim800(Framer, PowerGroup, IdentityGroup, NetworkGroup, CallsGroup, SmsGro
         self.moring, self.clcc_urc, self.creg_n, self.ciurc = 0, 0, 0, 1
         self.cmgf, self.cscs, self.csdh = 0, "IRA", 0
         self.cnmi = [2, 1, 0, 0, 0]
-        self.csmp = [17, 167, 0, 0]
         self.csclk, self.ceng, self.cfun, self.cbatchk = 0, (0, 1), 1, 0
         self.crc, self.cvhu = 0, 0
         self.clts = p["clts"]
