@@ -954,6 +954,31 @@ out([failed, s.sms()[before:], len(s.pending), first[1]])
     assert sent[0][1] != first_to
 
 
+def test_an_hour_without_network_does_not_push_her_alert_out_of_the_log(both):
+    # Every fix queues her position again for whoever lacks it: with no network that is
+    # hundreds of SMS tries in an hour, and the event log (256 entries) lost the alert's
+    # start to their sms_retry/sms_failed lines. A recipient's failure is logged once
+    # until an SMS to it gets through.
+    r = both("""
+s = Sim(sms_ok=False, keep=("log",))
+s.ev("gesture", "alert")
+for i in range(120):                   # 20 minutes, a fix every 10 s
+    s.advance(10000)
+    s.ev("fix", {"lat": 21.88, "lon": -102.29})
+n_fail = [len(s.logs("sms_retry")), len(s.logs("sms_failed"))]
+s.sms_ok = True                        # the network is back for 2 minutes
+for i in range(12):
+    s.advance(10000)
+    s.ev("fix", {"lat": 21.88, "lon": -102.29})
+s.sms_ok = False                       # and gone again: logged anew
+s.advance(400000)
+out([n_fail, len(s.logs("sms_ok")), len(s.logs("sms_failed"))])
+""")
+    (retries, failed), ok, failed_after = r
+    assert retries == 4 and failed == 4          # three contacts and C4, once each
+    assert ok >= 4 and failed_after == 8
+
+
 def test_resume_sends_her_newest_position_with_its_true_age(both):
     # She is moved during her alert; the board resets 50 s after the newest fix. The
     # resume must send that fix (saved within FIX_SAVE_MS even though nothing else

@@ -240,6 +240,7 @@ class AlertMachine:
         # recipients the network took a location SMS for in this alert: to the others a
         # later one is still the alert ("pidio ayuda"), not an update (alerttexts.render)
         self.told = []
+        self.failing = []       # recipients whose SMS failed, logged once (_sms_done)
 
     # ------------------------------------------------------------------ API
     def handle(self, ev, now):
@@ -458,6 +459,7 @@ class AlertMachine:
         calls.start_series()
         self.got_gps = []
         self.told = []
+        self.failing = []       # recipients whose SMS failed, logged once (_sms_done)
         self.cancel_by = None
         self._log(acts, "alert", source)
         if c["vibrate"]:
@@ -640,7 +642,12 @@ class AlertMachine:
             return
         self._dirty = True
         what = "%s %s" % (e.label(), mask(e.number))
+        # A recipient whose SMS failed is logged once until one gets through: an hour
+        # without network is hundreds of tries, and her alert's start would leave the log.
+        quiet = e.number in self.failing
         if ok:
+            if quiet:
+                self.failing.remove(e.number)
             self._sms_ok += 1
             self._got_out()
             self._log(acts, "sms_ok", what)
@@ -658,9 +665,12 @@ class AlertMachine:
         if permanent or e.tries > self.cfg["sms_retries"]:
             if e.kind == ob.ALERT:
                 self._sms_failed += 1
-            self._log(acts, "sms_failed", what)
+            if not quiet:
+                self._log(acts, "sms_failed", what)
+                self.failing.append(e.number)
         else:
-            self._log(acts, "sms_retry", what)
+            if e.tries == 1 and not quiet:
+                self._log(acts, "sms_retry", what)
             box.retry_later(e)
 
     def _on_sms_sent(self, ev, now, acts):

@@ -71,6 +71,7 @@ class Radio:
         self.bringing_up = 0
         self.settings_due = ()      # set-up commands the module refused (finish_settings)
         self.network_up = None      # as the last +CREG URC said (None: none yet)
+        self._sms_error = None      # the last SMS refusal logged, until one goes out
         self._modem_off = False     # known to be off (power-down URC, or supply cut)
         self.gave_up_rx = None      # modem.last_rx_ms when the ladder last gave up on it
         self._sms_due = []          # SMS indexes to read, in order (+CMTI, sweep); one reader
@@ -195,8 +196,11 @@ class Radio:
         try:
             await self.modem.send_sms(number, sms.encode(text, "GSM"))
             ok = True
+            self._sms_error = None
         except ModemError as e:
-            self.log.add("sms_error", e.log_name())
+            if e.log_name() != self._sms_error:  # a run of the same one is logged once
+                self._sms_error = e.log_name()
+                self.log.add("sms_error", self._sms_error)
             ok = False
             refused = aterrors.sms_retry_class(e.kind, e.code) == aterrors.REFUSED
             if isinstance(e, ModemTimeout):

@@ -84,6 +84,8 @@ def test_alert_sms_that_failed_for_want_of_a_network_go_out_once_it_is_back(
     button.alert()
     dut.wait_log("sms_failed", since=log_mark, timeout=dut.within(300, 60))
     failed = dut.logged("sms_failed", since=log_mark)[0]          # "alert_...1234"
+    # each try failed the same way: the event log says so once, not once a try
+    assert dut.logged("sms_error", since=log_mark) == ["CMS_331_no_network"]
     contact = next(n for n in network.contacts + network.c4 if failed.endswith(n[-4:]))
     faults.no_network(False)
     sms = network.wait_sms(to=contact, after=mark, timeout=dut.within(180, 30))
