@@ -807,3 +807,14 @@ out({k: list(v) for k, v in texts.items()})
     # a cancel can be forced: her contacts are told to call 911 if in doubt, C4 is not
     assert r["cancel_contact"][0].endswith("llame al 911.")
     assert "911" not in r["cancel_c4"][0]
+
+
+def test_the_machines_sms_timeout_outlasts_the_radios_own_worst_send():
+    # The machine's sms_timeout is a backstop for a report that never comes. Shorter than
+    # what the radio may take (waiting out a recovery, the "> " prompt, the module's own
+    # +CMGS time), a slow send was counted failed and sent again: her contact got two.
+    import alert
+    import modem
+    import radio
+    worst_ms = radio.GATE_MS + modem.PROMPT_MS + modem.SEND_MS
+    assert alert.DEFAULTS["sms_timeout_s"] * 1000 >= worst_ms + 30000   # set-up and lock

@@ -36,7 +36,11 @@
 #     last_fix_max_s    86400       older fixes are forgotten
 #     callback_window_s 3600        C4 calls are answered during the alert and this
 #                                   long after it ended (-1: always)
-#     sms_retries 2, sms_retry_s 20, sms_timeout_s 90
+#     sms_retries 2, sms_retry_s 20, sms_timeout_s 150 (a backstop for a report that never
+#                       comes: longer than the radio's own worst case, 30 s for a recovery
+#                       to end, its set-up, the lock, 5 s for the prompt and the module's
+#                       60 s for +CMGS; shorter, a slow send was counted failed and sent
+#                       twice)
 #     pin_max_failures 5, pin_lockout_s 900   wrong-PIN lockout of SMS commands, per
 #                       sender: a locked number does not lock C4's other numbers out.
 #                       At most PIN_SENDERS senders are tracked (the least recent
@@ -172,7 +176,7 @@ DEFAULTS = {
     "redial_backoff_s": [5, 10, 20], "attempts_per_number": 3, "cycle_backoff_s": 60,
     "dial_timeout_s": 60, "update_every_s": 300, "max_alert_s": 3600,
     "fix_fresh_s": 30, "last_fix_max_s": 86400, "callback_window_s": 3600,
-    "sms_retries": 2, "sms_retry_s": 20, "sms_timeout_s": 90,
+    "sms_retries": 2, "sms_retry_s": 20, "sms_timeout_s": 150,
     "pin_max_failures": 5, "pin_lockout_s": 900, "vibrate": True, "unsent_warn_s": 90,
     "low_battery_pct": [20, 10], "battery_hysteresis_pct": 5, "power_update_gap_s": 120,
     "programme_number": "", "daily_status_s": 86400,

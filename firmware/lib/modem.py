@@ -10,6 +10,8 @@ CTRL_Z = b"\x1a"
 WAKE_MS = 50  # assumption: the SIM800 takes commands this soon after the wake byte
 REPLY_MIN_MS = 25  # the UART and the host are not time-scaled: a reply never comes sooner
 ESC = b"\x1b"
+PROMPT_MS = 5000   # AT+CMGS's "> " comes this soon, or the send is given up
+SEND_MS = 60000    # AT+CMGS's max response time (SIM800 manual; the A76XX's is 40 s)
 # What the driver reports (as a URC name no module sends) when the module echoes commands
 # again after ATE0: it restarted by itself, its settings back to their defaults.
 RESTARTED = "(restarted)"
@@ -265,7 +267,7 @@ class Modem:
                 self.sleepy = ln[7:].strip() == "2"
         return self.sleepy
 
-    async def send_sms(self, number, text, timeout_ms=60000):
+    async def send_sms(self, number, text, timeout_ms=SEND_MS):
         """AT+CMGS: wait for the '> ' prompt, send text (bytes in the modem's character
         set, see sms.encode) + Ctrl-Z, wait for +CMGS: <mr>.
         Returns the message reference; raises ModemError (kind "CMS", code) on refusal."""
@@ -284,7 +286,7 @@ class Modem:
             try:
                 await self._write(cmd.encode() + b"\r")
                 try:
-                    await asyncio.wait_for_ms(self._prompt.wait(), self._ms(5000))
+                    await asyncio.wait_for_ms(self._prompt.wait(), self._ms(PROMPT_MS))
                 except asyncio.TimeoutError:
                     if self._final is None:
                         await self._write(ESC)

@@ -26,6 +26,8 @@ CALL_CHECK_MS = 10000
 MAX_SMS_DUE = 64  # slot numbers waiting to be read: more than a SIM's storage holds
 
 
+GATE_MS = 30000  # an SMS waits this long for a recovery of the module to end, then tries
+
 # A command is its word and the PIN (smscommands): the first 40 characters of an SMS
 # (UCS2 hex digits) are all that is ever read of it.
 COMMAND_HEX = 160
@@ -221,7 +223,7 @@ class Radio:
 
     async def _gate(self):
         try:
-            await asyncio.wait_for_ms(self.ok.wait(), int(30000 * hw.TIME_SCALE))
+            await asyncio.wait_for_ms(self.ok.wait(), int(GATE_MS * hw.TIME_SCALE))
         except asyncio.TimeoutError:
             pass  # try anyway: the alert must not stall on a slow recovery
 
