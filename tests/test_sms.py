@@ -456,3 +456,19 @@ def test_fuzz_any_call_from_anyone_is_answered_rejected_or_left_never_a_crash(ca
     for t in (1000, 1300):       # a RING repeated
         acts = m.handle(("incoming_call", caller), t)
         assert all(isinstance(a, tuple) and a for a in acts)
+
+
+def test_an_alert_that_cannot_call_keeps_its_911_at_any_length():
+    # Test mode, an old fix ("hace 115d"), the longest device id and her full name: the
+    # text was cut at 160 in the middle of "llame al 911". The device id goes first.
+    cell = {"mcc": "334", "mnc": "020", "lac": "ABCDEF12", "cellid": "1234ABCD"}
+    for test in (False, True):
+        for update in (False, True):
+            for kind in ("gps", "last", "cell"):
+                for age in (None, 5, 119, 7199, 172799, 9999999):
+                    for dev in ("BS-ABCDEFGHIJKL", "BS-0001"):
+                        t = sms.alert_text(alias="Maria Guadalupe Hernandez", kind=kind,
+                                           lat_e7=-899999999, lon_e7=-1799999999, age_s=age,
+                                           hdop=99.9, battery=100, device_id=dev, test=test,
+                                           update=update, cell=cell, voice=False)
+                        assert len(t) <= 160 and t.endswith("llame al 911."), t

@@ -191,7 +191,7 @@ def alert_text(alias="", kind="none", lat=None, lon=None, age_s=None, hdop=None,
                                 cell, level < 2)
         if bat and level < 3:
             t += " " + bat
-        if dev:
+        if dev and level < 5:  # last to go: "llame al 911" must never be cut
             t += " " + dev + "."
         if calling_c4 and voice is False:
             t += NO_CALL
