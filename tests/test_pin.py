@@ -144,7 +144,7 @@ def test_image_with_pin_from_env_and_file(tmp_path):
     assert b"482913" not in out.read_bytes()
 
     f = pin_file(tmp_path, "737219\n")
-    r = run(*IMAGE_ARGS, "--pin-file", str(f), "-o", str(out))
+    r = run(*IMAGE_ARGS, "--pin-file", str(f), "-o", str(out), "--force")
     assert r.exit_code == 0, r.output
     assert pins.check_pin(image_config(out)["pin_hash"], "737219") and "737219" not in r.output
 
@@ -173,11 +173,11 @@ def test_image_config_file_keeps_its_hash_and_refuses_a_second_pin(tmp_path):
     r = run(*base)
     assert r.exit_code == 0, r.output
     assert image_config(out)["pin_hash"] == cfg["pin_hash"] and "not shown" in r.output
-    r = run(*base, "--pin-file", str(pin_file(tmp_path, "737219")))
+    r = run(*base, "--force", "--pin-file", str(pin_file(tmp_path, "737219")))
     assert r.exit_code == 2 and "already holds a PIN" in r.output
     # a config file from before pin_hash: its plain PIN goes in hashed
     src.write_text(json.dumps(dict(cfg, pin="482913", pin_hash="")))
-    r = run(*base)
+    r = run(*base, "--force")
     assert r.exit_code == 0, r.output
     stored = image_config(out)
     assert "pin" not in stored and pins.check_pin(stored["pin_hash"], "482913")
@@ -191,7 +191,7 @@ def test_image_file_is_private_from_creation(tmp_path):
     (tmp_path / "a.bin.tmp").chmod(0o644)
     old_umask = os.umask(0o022)
     try:
-        r = run(*IMAGE_ARGS, "-o", str(out), env={"BOTON_PIN": "482913"})
+        r = run(*IMAGE_ARGS, "-o", str(out), "--force", env={"BOTON_PIN": "482913"})
     finally:
         os.umask(old_umask)
     assert r.exit_code == 0, r.output
@@ -224,11 +224,11 @@ def test_image_for_no_registered_button_is_refused_unless_said(tmp_path):
     r = run(*args, "--unregistered")                # said: made, stated and audited
     assert r.exit_code == 0, r.output
     assert "registry: NOT recorded (--unregistered)" in r.output and "audit trail says it was made" in r.output
-    cfg_hash = json.loads(run(*args, "--unregistered", "--json").stdout)["config_sha256"]
+    cfg_hash = json.loads(run(*args, "--unregistered", "--json", "--force").stdout)["config_sha256"]
     row = audit_rows()[-1]
     assert (row["action"], row["mac"]) == ("image_unregistered", None)
     assert f"device id BS-0042 (no registered button), config {cfg_hash[:12]}" in row["detail"]
-    r = run(*args[:3], "BS-0007", *args[4:], "--unregistered")   # a registered label: not bypassed
+    r = run(*args[:3], "BS-0007", *args[4:], "--unregistered", "--force")   # a registered label: not bypassed
     assert r.exit_code == 7 and "BS-0007 is a registered button" in r.output
 
 
@@ -270,7 +270,7 @@ def test_image_provisions_a_registered_button_from_her_case(tmp_path, key):
     assert not any(cfg["pin_hash"].split("$")[2][:12] in (a["detail"] or "") for a in rows)
 
     before = out.read_bytes()
-    r = run(*REGISTERED, "--contact", "449 555 6677", "-o", str(out))   # not her case's
+    r = run(*REGISTERED, "--contact", "449 555 6677", "-o", str(out), "--force")   # not her case's
     assert r.exit_code == 2 and "--contact differs from the case" in r.output
     assert out.read_bytes() == before
     # an interrupted write leaves "provisioning" (true: no image holds the new config), then finishes
@@ -279,7 +279,7 @@ def test_image_provisions_a_registered_button_from_her_case(tmp_path, key):
     assert "482913" not in r.output
     with Registry() as reg:
         assert reg.get(MAC).state == "provisioning"
-    assert run(*REGISTERED, "-o", str(out), env={"BOTON_PIN": "482913"}).exit_code == 0
+    assert run(*REGISTERED, "-o", str(out), "--force", env={"BOTON_PIN": "482913"}).exit_code == 0
     with Registry() as reg:
         d = reg.get(MAC)
         assert d.state == "provisioned" and d.config_hash == config_hash(

@@ -4,6 +4,7 @@ import csv
 import datetime as dt
 import logging
 import multiprocessing
+import os
 import pickle
 import sqlite3
 import stat
@@ -728,6 +729,29 @@ def test_export_says_which_buttons_cannot_call(reg, tmp_path):
     reg.export_csv(out)
     rows = {r["label"]: r["voice"] for r in csv.DictReader(out.open(newline=""))}
     assert rows == {"BS-0001": "yes", "BS-0002": "no", "BS-0003": ""}
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_ctrl_c_during_an_export_leaves_no_file_of_hers(reg, tmp_path, monkeypatch, force):
+    # the clear-text export was cleaned up only after an OSError: a Ctrl-C (or any other
+    # BaseException) left her case data in a hidden .tmp file
+    ready(reg, mac(1))
+    out = tmp_path / "out" / "full.csv"
+    out.parent.mkdir()
+    if force:
+        out.write_text("an older sheet")
+
+    def ctrl_c(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", ctrl_c)
+    monkeypatch.setattr(os, "link", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        reg.export_csv(out, include_case_data=True, **({"force": True} if force else {}))
+    monkeypatch.undo()
+    assert [p.name for p in out.parent.iterdir()] == (["full.csv"] if force else [])
+    assert not any(t in p.read_text() for p in out.parent.iterdir() for t in PLAINTEXT)
+    assert reg.audit()[-1]["action"] != "export"
 
 
 def test_export_with_case_data_round_trips(reg, tmp_path, key):

@@ -26,6 +26,7 @@ from .boards import board_names
 from .errors import EXIT_USAGE, EXIT_VERIFY, DeviceError, RegistryConflict, RegistryKeyError
 from .release import firmware_state, release_hash
 from .rules import mask
+from .safe_write import check_target
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -120,7 +121,8 @@ def devices():
     needs the key (BOTON_KEY or the key file from `boton registry init-key`).
 
     Exit codes: 0 ok, 2 bad input or key problem, 7 refused by the registry's contents
-    (duplicate, wrong state, number on another active case, registry busy).
+    (duplicate, wrong state, number on another active case, registry busy) or an export
+    file that already exists.
 
     Example: boton devices list --state delivered
     """
@@ -448,17 +450,23 @@ def import_(file, registry_path, technician):
               help="Also write her alias, case id, name, notes, order end date and contacts, in "
                    "the clear (needs the key; file mode 0600; written to the audit trail).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation on a terminal.")
+@click.option("--force", is_flag=True,
+              help="Replace FILE if it exists (never the registry, its key or a backup: those are "
+                   "always refused).")
 @registry_options
-def export(file, with_case_data, yes, registry_path, technician):
+def export(file, with_case_data, yes, force, registry_path, technician):
     """Write the inventory to a CSV file (e.g. for C4): hardware and lifecycle columns only,
-    unless --with-case-data.
+    unless --with-case-data. An existing FILE is refused (exit 7) unless --force; the
+    registry, its -wal/-shm/-journal, its key file or any registry backup are refused
+    even with --force (exit 2).
 
     Example: boton devices export botones.csv
     """
-    if with_case_data:
-        _confirm(f"{file} will hold case data in the clear. Continue?", yes)
     with _open(registry_path, technician) as reg:
-        n = reg.export_csv(file, include_case_data=with_case_data)
+        check_target(file, force, reg.path, "the export")   # before asking anything
+        if with_case_data:
+            _confirm(f"{file} will hold case data in the clear. Continue?", yes)
+        n = reg.export_csv(file, include_case_data=with_case_data, force=force)
     console.print(f"exported {n} device(s) to {escape(str(file))}"
                   + ("; it holds case data in the clear: hand it over encrypted, then delete it"
                      if with_case_data else ""), soft_wrap=True)

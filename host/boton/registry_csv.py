@@ -6,7 +6,6 @@ data is asked for (then the file is mode 0600). Both are audited.
 """
 import csv
 import io
-import os
 import re
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from .registry_fields import (check_board, format_flash_size, normalise_iccid, n
                               normalise_mac, parse_flash_size, show_input)
 from .registry_schema import DEVICE_SELECT, DeviceRecord
 from .registry_states import STATES
+from .safe_write import check_target, write_file
 
 
 class CsvTransfer:
@@ -120,11 +120,13 @@ class CsvTransfer:
             self._audit(db, "import_csv", None, f"{len(parsed)} device(s) from a CSV file")
         return len(parsed)
 
-    def export_csv(self, path, include_case_data=False) -> int:
+    def export_csv(self, path, include_case_data=False, force=False) -> int:
         """Write every device to a CSV file (EXPORT_COLUMNS). Case data (CASE_COLUMNS, for
         devices with an active case) only with include_case_data: that file is created
-        with mode 0600. Audited. Returns the number of rows."""
-        path = Path(path)
+        with mode 0600. An existing file is replaced only with force, and never the
+        registry, its key or a backup (safe_write). Audited. Returns the number of rows."""
+        path = Path(path).expanduser()
+        check_target(path, force, self.path, "the export")
         c = self.cipher() if include_case_data else None
         cols = EXPORT_COLUMNS + (CASE_COLUMNS if include_case_data else ())
         with self._write() as db:
@@ -147,7 +149,8 @@ class CsvTransfer:
                     cd["notes"] = _no_formula(cd["notes"])
                     row.update(cd)
                 w.writerow(["" if row.get(k) is None else row.get(k) for k in cols])
-            _write_file(path, buf.getvalue().encode("utf-8"), private=include_case_data)
+            _write_file(path, buf.getvalue().encode("utf-8"), private=include_case_data, force=force,
+                        registry=self.path)
             self._audit(db, "export", None, f"{len(devices)} device(s), "
                         + (f"WITH case data of {len(cases)} case(s)" if include_case_data
                            else "no case data"))
@@ -234,19 +237,10 @@ def _no_formula(text):
     return text
 
 
-def _write_file(path, data, private=False):
-    """Write via a temporary file and rename (never a half-written export); mode 0600 if private."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _write_file(path, data, private=False, force=False, registry=None):
+    """Write via a temporary file and rename (never a half-written export, never a file
+    replaced unasked, never the registry's own files); mode 0600 if private."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        if private:
-            os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        write_file(path, data, force=force, private=private, registry=registry, what="the export")
     except OSError as e:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
         raise RegistryError(f"cannot write {path}: {e.strerror}") from None
