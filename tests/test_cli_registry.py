@@ -255,7 +255,7 @@ def test_import_errors_name_line_and_field(env, tmp_path):
     bad.write_text(f"mac,label\n{MAC1},BS-0001\n{MAC2},BS-0001\nzz,BS-0003\n")
     res = dev("import", str(bad), code=2)
     assert "line 3, field 'label': BS-0001 is also on line 2" in res.stderr
-    assert "line 4, field 'mac': 'zz' is not a MAC address" in res.stderr
+    assert "line 4, field 'mac': not a MAC address" in res.stderr
     assert "nothing was changed" in res.stderr
     assert json.loads(dev("list", "--json").stdout)["devices"] == []
 

@@ -649,14 +649,14 @@ def test_import_semicolons_bom_and_header_spelling(reg, tmp_path):
 
 
 @pytest.mark.parametrize("text, expect", [
-    ("mac,label\n24:6f:28:00:00:01,BS-1\n24:6f:28:00:00:zz,BS-2\n", "line 3, field 'mac': '24:6f:28:00:00:zz' is not a MAC"),
+    ("mac,label\n24:6f:28:00:00:01,BS-1\n24:6f:28:00:00:zz,BS-2\n", "line 3, field 'mac': not a MAC address"),
     ("mac,flash_size\n24:6f:28:00:00:01,3MB\n", "line 2, field 'flash_size'"),
     ("mac,label\n24:6f:28:00:00:01,BS-1\n24:6f:28:00:00:02,bs-1\n", "line 3, field 'label': BS-1 is also on line 2"),
     ("mac\n24:6f:28:00:00:01\n246f28000001\n", "line 3, field 'mac': 24:6f:28:00:00:01 is also on line 2"),
-    ("mac,colour\n24:6f:28:00:00:01,red\n", "line 1, field 'colour': unknown column"),
+    ("mac,colour\n24:6f:28:00:00:01,red\n", "line 1, column 2: not a column name"),
     ("label\nBS-1\n", "line 1, field 'mac': the file needs a mac column"),
     ("mac,label\n,BS-1\n", "line 2, field 'mac': missing"),
-    ("mac,state\n24:6f:28:00:00:01,lost\n", "line 2, field 'state': unknown state"),
+    ("mac,state\n24:6f:28:00:00:01,lost\n", "line 2, field 'state': not a state"),
     ("mac,state\n24:6f:28:00:00:01,delivered\n", "line 2, field 'alias': a delivered device needs its case"),
     ("mac,alias,case_id,contacts\n24:6f:28:00:00:01,Luna,C-1,\n", "line 2, field 'contacts': give 1 to 5"),
     ("mac,alias,case_id,contacts\n24:6f:28:00:00:01,Luna,C-1,449 12\n", "line 2, field 'contacts': contact #1"),
@@ -677,6 +677,48 @@ def test_import_errors_name_row_and_field_and_change_nothing(reg, tmp_path, text
     assert "nothing was changed" in str(e.value) or "empty" in str(e.value)
     assert "4491112233" not in str(e.value)
     assert snapshot(reg) == before
+
+
+HERS = "Maria Lopez ZZSECRET, calle Luna 12, 449 111 2233"
+
+
+@pytest.mark.parametrize("text", [
+    # no header row: her data is read as column names
+    f"24:6f:28:00:00:01,Ana,C1,449 111 2233,{HERS}\n24:6f:28:00:00:02,Bea,C2,449 111 4455,Lucia\n",
+    f"24:6f:28:00:00:01,Ana,C1,449 111 2233,{HERS}\n",
+    "mac,Maria Lopez ZZSECRET\n24:6f:28:00:00:01,x\n",
+    # columns shifted: her name and number land in a column that is checked
+    f"mac,state,alias,case_id,contacts\n24:6f:28:00:00:01,\"{HERS}\",Ana,C1,449 111 2233\n",
+    f"mac,label,alias,case_id,contacts\n24:6f:28:00:00:01,\"{HERS}\",Ana,C1,449 111 2233\n",
+    f"mac,alias,case_id,contacts\n\"{HERS}\",Ana,C1,449 111 2233\n",
+    f"mac,board,flash_size,imei,iccid\n24:6f:28:00:00:01,\"{HERS}\",\"{HERS}\",\"{HERS}\",\"{HERS}\"\n",
+    f"mac,alias,case_id,contacts\n24:6f:28:00:00:01,\"{HERS}\",C1,449 111 2233\n",
+    f"mac,alias,case_id,contacts\n24:6f:28:00:00:01,Ana,C1,\"{HERS}\"\n",
+    "mac,alias,case_id,contacts\n24:6f:28:00:00:01,ZZSECRET😀,C1,449 111 2233;ZZSECRET\n",
+])
+def test_import_errors_never_show_what_a_cell_holds(reg, tmp_path, text):
+    # a sheet without its header row, or with its columns shifted, put her name, address and
+    # numbers in the error ("unknown column 'maria_lopez...'", "unknown state 'maria ...'")
+    with pytest.raises(RegistryError) as e:
+        reg.import_csv(write(tmp_path, text))
+    msg = str(e.value).split("refused", 1)[1].lower()       # the file's name aside
+    assert "nothing was changed" in msg and "line " in msg
+    for part in ("mar", "lopez", "zzs", "cret", "luna", "calle", "2233", "4455", "lucia", "bea", "😀"):
+        assert part not in msg, (part, msg)
+
+
+def test_import_says_what_a_column_needs_and_where(reg, tmp_path):
+    text = ("mac,state,label,alias,case_id,contacts\n"
+            f"24:6f:28:00:00:01,\"{HERS}\",\"{HERS}\",Ana,C1,449 111 2233;Maria Lopez\n")
+    with pytest.raises(RegistryError) as e:
+        reg.import_csv(write(tmp_path, text))
+    msg = str(e.value)
+    assert "line 2, field 'state': not a state: expected one of in_stock" in msg
+    assert "line 2, field 'label': not a label: expected 1-24 letters" in msg
+    assert "line 2, field 'contacts': contact #2 is not a phone number: expected digits" in msg
+    with pytest.raises(RegistryError) as e:
+        reg.import_csv(write(tmp_path, f"24:6f:28:00:00:01,Ana,{HERS}\n24:6f:28:00:00:02,Bea,x\n"))
+    assert "line 1 is not a header row" in str(e.value)
 
 
 def test_import_conflicts_with_the_registry_change_nothing(reg, tmp_path):
