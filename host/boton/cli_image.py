@@ -202,6 +202,8 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
         typed = rules.typed_case_values(alias, contacts)
         c4 = [rules.normalise_number(n, f"C4 number #{i + 1}") for i, n in enumerate(c4)]
         obtain_pin()
+    # a generated PIN is shown on a terminal only (never into a redirected stdout or the JSON)
+    pin_screen = pins.pin_screen(got.get("how", "config file"), avoid_stdout=as_json)
     check_device_id(device_id)
     check_build_inputs(board, firmware_path, placeholder_firmware, flash_size)
 
@@ -249,8 +251,8 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
 
     if as_json:
         click.echo(json.dumps(report, indent=2))
-        if got.get("how") == "generated":  # stdout stays the JSON; the PIN is seen once
-            click.echo(pins.announce(got["how"], got["pin"]), err=True)
+        if got.get("how") == "generated":  # stdout stays the JSON; the PIN is seen once, on a terminal
+            pins.show_pin(got["how"], got["pin"], pin_screen, lambda line: None)
         return
     fw, vfs = report["firmware"], report["vfs"]
     console.print(f"image {out}: {report['image_size']:,} bytes for {report['flash_size_name']} flash, "
@@ -271,7 +273,8 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
     console.print(_registry_line(report["registry"]), soft_wrap=True, markup=False)
     console.print(f"flash with: {report['esptool']}", soft_wrap=True)
     if got:
-        console.print(pins.announce(got["how"], got["pin"]), soft_wrap=True, markup=False)
+        pins.show_pin(got["how"], got["pin"], pin_screen,
+                      lambda line: console.print(line, soft_wrap=True, markup=False))
     else:
         console.print(f"SMS command PIN: as in {config_file} (not shown; the image keeps only a "
                       "salted hash)", soft_wrap=True, markup=False)
