@@ -270,6 +270,13 @@ def test_help_says_what_and_gives_an_example(env):
         assert "--json" in dev(cmd, "--help").stdout
 
 
+def test_reasons_say_they_must_not_hold_her_data(env):
+    # a reason is kept for good in the append-only audit trail and in every backup
+    for cmd in ("faulty", "retire"):
+        text = " ".join(dev(cmd, "--help").stdout.split())
+        assert "never her name, address" in text and "audit trail" in text and "backup" in text, cmd
+
+
 def test_init_key_and_info(env, monkeypatch, tmp_path):
     monkeypatch.delenv("BOTON_KEY")
     info = json.loads(run(registry, "info", "--json").stdout)

@@ -6,6 +6,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import re
 import sqlite3
 import stat
 import threading
@@ -323,6 +324,25 @@ def test_reasons_are_required_and_scrubbed(reg):
     d = reg.mark_faulty(mac(1), "she called from 449 111 2233 to say it beeps")
     assert "4491112233" not in d.state_reason and "449 111 2233" not in d.state_reason
     assert "4491112233" not in reg.audit(mac(1))[-1]["detail"]
+
+
+@pytest.mark.parametrize("number", ["449/111/2233", "449 / 111 / 2233", "(449) 111-2233", "449.111.2233",
+                                    "+52 449 111 2233", "449\u00a0111\u00a02233", "449–111–2233", "449 1112233",
+                                    "111 22 33", "AGS/2024/00731"])
+def test_reasons_mask_any_run_of_seven_digits_whatever_separates_them(reg, number):
+    # `faulty --reason "ella (Rosa Lopez, calle Luna 12) 449/111/2233"` kept her number in
+    # the append-only audit trail (and state_reason, and every backup): only digits joined
+    # by spaces, dots, dashes and parentheses were masked
+    reg.add_device(mac(1))
+    reg.add_device(mac(2))
+    reg.mark_faulty(mac(1), f"ella (Rosa Lopez, calle Luna 12) {number} llamo")
+    reg.retire(mac(2), f"{number}")
+    kept = [reg.get(mac(1)).state_reason, reg.get(mac(2)).state_reason] + [a["detail"] for a in reg.audit()]
+    for text in kept:
+        digits = re.sub(r"[^\d*]", "", text or "")        # every separator dropped
+        assert not re.search(r"\d{7}", digits), text
+        assert "2233" not in digits and "00731" not in digits, text
+    assert "llamo" in reg.get(mac(1)).state_reason         # the rest of the reason is kept
 
 
 # =========================================================================== cases

@@ -359,16 +359,24 @@ _simple("restock", "restock",
         lambda d, c: f"{d.label} back in stock")
 
 
+REASON_WARNING = ("It stays in the audit trail and in every backup for good (the trail cannot be "
+                  "edited): write only about the hardware, never her name, address, phone numbers "
+                  "or anything of her case. Runs of 7 or more digits are masked; names and "
+                  "addresses cannot be recognised, so they would be kept.")
+
+
 @devices.command()
 @click.argument("device")
-@click.option("--reason", help="What is wrong with the hardware (no case data).")
+@click.option("--reason", help="What is wrong with the hardware, in a few words. " + REASON_WARNING)
 @registry_options
 def faulty(device, reason, registry_path, technician):
     """Mark a device faulty (not when delivered: return it first). A case it had is closed.
+    The reason is about the hardware only: it is kept for good in the audit trail and every
+    backup, so never her name, address or numbers.
 
     Example: boton devices faulty BS-0042 --reason "SIM800 does not register"
     """
-    reason = _need(reason, "--reason", "What is wrong with it")
+    reason = _need(reason, "--reason", "What is wrong with the hardware (never her name, address or numbers)")
     with _open(registry_path, technician) as reg:
         d = reg.mark_faulty(reg.find(device).mac, reason)
     console.print(f"{d.label} marked faulty" + ("; it may hold a configuration: wipe it" if d.wipe_required else ""))
@@ -376,18 +384,20 @@ def faulty(device, reason, registry_path, technician):
 
 @devices.command()
 @click.argument("device")
-@click.option("--reason", help="Why it leaves service for good (no case data).")
+@click.option("--reason", help="Why it leaves service for good, in a few words. " + REASON_WARNING)
 @click.option("--unwiped", is_flag=True,
               help="Retire it although it may hold her configuration (it cannot be wiped and its "
                    "flash will be destroyed).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation on a terminal.")
 @registry_options
 def retire(device, reason, unwiped, yes, registry_path, technician):
-    """Take a device out of service for good (any state but delivered).
+    """Take a device out of service for good (any state but delivered). The reason is about
+    the hardware only: it is kept for good in the audit trail and every backup, so never her
+    name, address or numbers.
 
     Example: boton devices retire BS-0042 --reason "water damage"
     """
-    reason = _need(reason, "--reason", "Why is it retired")
+    reason = _need(reason, "--reason", "Why is it retired (hardware only; never her name, address or numbers)")
     with _open(registry_path, technician) as reg:
         d = reg.find(device)
         _confirm(f"Retire {d.label} ({d.mac}) for good?", yes)

@@ -13,7 +13,9 @@ _LABEL_RE = re.compile(r"[A-Z0-9](?:[A-Z0-9-]{0,22}[A-Z0-9])?")
 _HASH_RE = re.compile(r"[0-9a-f]{8,64}")
 _BOARD_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,39}")
 _CTRL_RE = re.compile(r"[\x00-\x1f\x7f]")
-_PHONEISH_RE = re.compile(r"\+?\d[\d ().-]{5,}\d")
+# digits with any separators a number is written with: spaces (any), . / - – — ( ); scrub
+# masks a run of 7 or more digits ("449/111/2233", "(449) 111-2233", "449 . 111 . 2233")
+_PHONEISH_RE = re.compile(r"\+?\d(?:[\s./()\-\u2010-\u2015]*\d)+")
 
 
 def normalise_mac(text) -> str:
@@ -103,7 +105,9 @@ def check_board(value):
 
 def scrub(text, limit=200) -> str:
     """Free text from a technician or a device log, made safe to store and show: control
-    characters removed, phone-number-like digit runs masked, length capped."""
+    characters removed, any run of 7 or more digits masked whatever separates them (a
+    phone number, a case or ID number), length capped. Names and addresses cannot be told
+    from other words: the commands that take free text say it must hold none."""
     s = _CTRL_RE.sub(" ", str(text or "")).strip()
 
     def _mask(m):
