@@ -806,11 +806,10 @@ def test_ctrl_c_during_an_export_leaves_no_file_of_hers(reg, tmp_path, monkeypat
     def ctrl_c(*args, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(os, "replace", ctrl_c)
-    monkeypatch.setattr(os, "link", ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(os, "replace", ctrl_c)
+        m.setattr(os, "link", ctrl_c)
         reg.export_csv(out, include_case_data=True, **({"force": True} if force else {}))
-    monkeypatch.undo()
     assert [p.name for p in out.parent.iterdir()] == (["full.csv"] if force else [])
     assert not any(t in p.read_text() for p in out.parent.iterdir() for t in PLAINTEXT)
     assert reg.audit()[-1]["action"] != "export"

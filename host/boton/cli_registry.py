@@ -600,9 +600,10 @@ def verify(as_json, registry_path, technician):
 @click.argument("dest", type=click.Path(dir_okay=False))
 @registry_options
 def backup(dest, registry_path, technician):
-    """Copy the registry to DEST while others may use it (SQLite's online backup): mode
+    """Copy the registry to DEST while others may read it (SQLite's online backup): mode
     0600, never over an existing file. Case data stays encrypted in it; keep the key's
-    backup apart from it. Written to the audit trail.
+    backup apart from it. Written to the audit trail once DEST is in place (a backup that
+    failed is not recorded); the copy holds that row too.
 
     Example: boton registry backup /media/usb/registro-2025-03-01.sqlite3
     """
