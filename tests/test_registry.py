@@ -626,6 +626,23 @@ def test_not_a_database(tmp_path):
     assert e.value.exit_code == 5
 
 
+def test_deleted_content_is_zeroed_whatever_sqlite_build(db_path, monkeypatch):
+    # python.org's SQLite builds default secure_delete to off (Debian's to on): the registry
+    # must not depend on the build
+    real = sqlite3.connect
+
+    def build_without_secure_delete(*args, **kw):
+        con = real(*args, **kw)
+        con.execute("PRAGMA secure_delete = OFF")
+        return con
+
+    monkeypatch.setattr(sqlite3, "connect", build_without_secure_delete)
+    with Registry(db_path, technician="ana") as reg:
+        assert reg.db.execute("PRAGMA secure_delete").fetchone()[0] == 1
+    with Registry(db_path, technician="ana") as reg:         # every opening, not only the first
+        assert reg.db.execute("PRAGMA secure_delete").fetchone()[0] == 1
+
+
 def test_new_registry_files_are_private(db_path):
     Registry(db_path).add_device(mac(1))
     assert stat.S_IMODE(db_path.stat().st_mode) == 0o600

@@ -146,6 +146,9 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify):
                                     "filesystem? the registry must be on a local disk)")
             db.execute("PRAGMA synchronous = FULL")
             db.execute("PRAGMA foreign_keys = ON")
+            # what is deleted or overwritten (a closed case's index digests, replaced rows) is
+            # zeroed in the file, not left in free pages: python.org's SQLite builds leave it off
+            db.execute("PRAGMA secure_delete = ON")
             problem = sqlite_problem(db, quick=True)
             if problem:
                 raise RegistryError(f"{self.path} is damaged (SQLite check: {problem}); "
