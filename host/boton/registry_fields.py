@@ -6,7 +6,6 @@ import os
 import re
 
 from .errors import RegistryError
-from .rules import mask
 
 _MAC_RE = re.compile(r"[0-9a-f]{12}|[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}")
 _LABEL_RE = re.compile(r"[A-Z0-9](?:[A-Z0-9-]{0,22}[A-Z0-9])?")
@@ -111,8 +110,17 @@ def scrub(text, limit=200) -> str:
     s = _CTRL_RE.sub(" ", str(text or "")).strip()
 
     def _mask(m):
-        digits = re.sub(r"\D", "", m.group())
-        return mask(digits) if len(digits) >= 7 else m.group()
+        run = m.group()
+        left = sum(ch.isdigit() for ch in run)
+        if left < 7:
+            return run
+        out = []                 # every digit but the last two, in place: "(***) ***-**33"
+        for ch in run:
+            if ch.isdigit():
+                left -= 1
+                ch = ch if left < 2 else "*"
+            out.append(ch)
+        return "".join(out)
 
     s = _PHONEISH_RE.sub(_mask, s)
     return s if len(s) <= limit else s[:limit - 1] + "…"
