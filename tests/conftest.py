@@ -33,6 +33,9 @@ def _private_registry(tmp_path, monkeypatch):
     """Every test gets its own registry file: never the technician's real one."""
     monkeypatch.setenv("BOTON_REGISTRY", str(tmp_path / "registry.sqlite"))
     monkeypatch.setenv("BOTON_TECHNICIAN", "tester")
+    # the PIN a script gives: tests run without a terminal, and a generated PIN is shown on a
+    # terminal only (provision and image refuse to generate one without it; tests/test_pin.py)
+    monkeypatch.setenv("BOTON_PIN", "730519")
 
 
 def pytest_report_header(config):

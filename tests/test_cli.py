@@ -1,4 +1,5 @@
 """The technician's commands against a virtual device, through the real mpremote transport."""
+import io
 import json
 import re
 import subprocess
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from boton import pin as pins
 from boton import release
 from boton.cli import main
 from boton.pin import check_pin
@@ -111,8 +113,9 @@ def powered_on(tmp_path, time_scale, **rig_kw):
     return vd
 
 
-def test_provision_right_after_power_on_waits_for_the_network(tmp_path):
+def test_provision_right_after_power_on_waits_for_the_network(tmp_path, monkeypatch):
     # 0.5: the simulated SIM800 registers ~3.5 s after power-on (SIM start + cell search)
+    monkeypatch.setattr(pins, "stdout_is_terminal", lambda: True)   # her alias is shown on a terminal
     vd = powered_on(tmp_path, 0.5)
     try:
         r = run("provision", "--port", vd.repl_url, "--alias", "Ángela", "--contact", "449 111 2233",
@@ -129,6 +132,29 @@ def test_provision_right_after_power_on_waits_for_the_network(tmp_path):
     assert "first alert SMS (example location): ALERTA Boton Seguro: Angela pidio ayuda." in r.output
     assert "2233" not in r.output and "8952" not in r.output  # no numbers, no ICCID on screen
     assert json.loads((vd.flash_dir / "config.json").read_text())["alias"] == "Angela"
+
+
+def test_provision_into_a_log_shows_neither_her_alias_nor_the_pin(device, monkeypatch):
+    # `boton provision ... > provision.log` kept her alias (in the example SMS) and the
+    # generated PIN in the log file; the PIN goes to the terminal, the alias is a placeholder
+    class Tty(io.StringIO):
+        def close(self):
+            pass
+
+    tty = Tty()
+    monkeypatch.delenv("BOTON_PIN", raising=False)
+    monkeypatch.setattr(pins, "_open_tty", lambda: tty, raising=False)
+    assert run("deploy", "--port", device.repl_url).exit_code == 0
+    r = run("provision", "--port", device.repl_url, "--alias", "Ángela", "--contact", DEFAULT_CONTACT,
+            "--c4", DEFAULT_C4)
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((device.flash_dir / "config.json").read_text())
+    pin = re.findall(r"SMS command PIN for C4: (\d{6}) ", tty.getvalue())
+    assert len(pin) == 1 and check_pin(cfg["pin_hash"], pin[0])
+    assert pin[0] not in r.output and "shown on the terminal only" in r.output
+    assert cfg["alias"] == "Angela" and "ngela" not in r.output
+    assert "first alert SMS (example location): ALERTA Boton Seguro: <alias> pidio ayuda." in r.output
+    assert "alias stored as her SMS can carry it" in r.output
 
 
 def test_provision_without_network_blames_the_sim_after_the_wait(tmp_path):

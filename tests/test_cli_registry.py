@@ -3,6 +3,7 @@ in a temporary folder chosen by environment variables."""
 import datetime as dt
 import json
 import stat
+from pathlib import Path
 
 import click
 import pytest
@@ -207,12 +208,54 @@ def test_import_and_export(env, tmp_path):
     assert "Luna" in full.read_text() and stat.S_IMODE(full.stat().st_mode) == 0o600
 
 
+def test_export_never_writes_over_the_registry_its_key_or_a_backup(env, tmp_path):
+    # `boton devices export $BOTON_REGISTRY` once said "exported 1 device(s)" over the registry:
+    # every device, her encrypted case and the audit trail gone. Never, even with --force.
+    provisioned(env)
+    reg = Path(env["BOTON_REGISTRY"])
+    backup = tmp_path / "copia.sqlite3"
+    run(registry, "backup", str(backup))
+    key_copy = tmp_path / "llave.txt"
+    key_copy.write_text(env["BOTON_KEY"] + "\n")
+    link = tmp_path / "inventario.csv"
+    link.symlink_to(reg)
+    kept = reg.parent / "registry.sqlite3.bak-20260101T000000Z"
+    kept.write_bytes(backup.read_bytes())
+    targets = [reg, Path(f"{reg}-wal"), Path(f"{reg}-shm"), Path(f"{reg}-journal"), kept,
+               Path(env["BOTON_KEY_FILE"]), backup, key_copy, link]
+    before = {t: t.read_bytes() for t in targets if t.is_file()}
+    for target in targets:
+        for force in ([], ["--force"]):
+            for case_data in ([], ["--with-case-data", "--yes"]):
+                res = dev("export", str(target), *force, *case_data, code=2)
+                assert "refusing to write the export to" in res.stderr, target
+                assert "--force never allows this" in res.stderr and res.stderr.count("\n") == 1
+    assert {t: t.read_bytes() for t in targets if t.is_file()} == before
+    assert not Path(f"{reg}-journal").exists() and not Path(env["BOTON_KEY_FILE"]).exists()
+    assert "BS-0001" in dev("list").stdout                      # the registry is whole
+    run(registry, "verify")
+    assert "export" not in [a["action"] for a in json.loads(dev("audit", "--json").stdout)]
+
+
+def test_export_replaces_an_existing_file_only_with_force(env, tmp_path):
+    provisioned(env)
+    out = tmp_path / "c4.csv"
+    out.write_text("someone else's sheet")
+    res = dev("export", str(out), code=7)
+    assert "already exists" in res.stderr and "--force" in res.stderr
+    res = dev("export", str(out), "--with-case-data", "--yes", code=7)
+    assert out.read_text() == "someone else's sheet"
+    assert "exported 1 device(s)" in dev("export", str(out), "--force").stdout
+    assert "BS-0001" in out.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "reg") == ["c4.csv"]   # no .tmp left
+
+
 def test_import_errors_name_line_and_field(env, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text(f"mac,label\n{MAC1},BS-0001\n{MAC2},BS-0001\nzz,BS-0003\n")
     res = dev("import", str(bad), code=2)
     assert "line 3, field 'label': BS-0001 is also on line 2" in res.stderr
-    assert "line 4, field 'mac': 'zz' is not a MAC address" in res.stderr
+    assert "line 4, field 'mac': not a MAC address" in res.stderr
     assert "nothing was changed" in res.stderr
     assert json.loads(dev("list", "--json").stdout)["devices"] == []
 
@@ -225,6 +268,13 @@ def test_help_says_what_and_gives_an_example(env):
         assert "Example: boton registry " + cmd in run(registry, cmd, "--help").stdout, cmd
     for cmd in ("list", "show", "ending-soon", "audit"):
         assert "--json" in dev(cmd, "--help").stdout
+
+
+def test_reasons_say_they_must_not_hold_her_data(env):
+    # a reason is kept for good in the append-only audit trail and in every backup
+    for cmd in ("faulty", "retire"):
+        text = " ".join(dev(cmd, "--help").stdout.split())
+        assert "never her name, address" in text and "audit trail" in text and "backup" in text, cmd
 
 
 def test_init_key_and_info(env, monkeypatch, tmp_path):

@@ -3,6 +3,7 @@ VfsLfs2 (the unix port, the same extmod code the ESP32 port runs), both directio
 import base64
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -387,6 +388,58 @@ def test_cli_bad_input_exits_2(cli, tmp_path, args, needle):
     assert r.exit_code == 2, r.output
     assert needle in r.output
     assert not out.exists()
+
+
+def test_cli_never_writes_over_the_registry_or_an_existing_file(cli, tmp_path):
+    # `boton image ... -o $BOTON_REGISTRY` replaced the registry with an image. Never, even
+    # with --force; any other existing file only with --force.
+    from boton.registry import Registry
+
+    registry = Path(os.environ["BOTON_REGISTRY"])
+    with Registry() as reg:
+        reg.add_device("24:6f:28:00:00:42", label="BS-0007")
+    args = ["--placeholder-firmware", "--device-id", "BS-0042", "--alias", "Luna", "--contact", DEFAULT_CONTACT,
+            "--c4", DEFAULT_C4]
+    env = {"BOTON_PIN": "482913"}
+    before = registry.read_bytes()
+    for target in (registry, Path(f"{registry}-wal"), Path(f"{registry}-shm")):
+        for force in ((), ("--force",)):
+            r = cli(*args, "-o", str(target), *force, env=env)
+            assert r.exit_code == 2 and "refusing to write the image to" in r.output, r.output
+    assert registry.read_bytes() == before
+    with Registry() as reg:
+        assert reg.find("BS-0007") and "image_unregistered" not in [a["action"] for a in reg.audit()]
+    out = tmp_path / "BS-0042.bin"
+    out.write_bytes(b"an earlier image")
+    r = cli(*args, "-o", str(out), env=env)
+    assert r.exit_code == 7 and "already exists" in r.output and "--force" in r.output
+    assert out.read_bytes() == b"an earlier image"
+    r = cli(*args, "-o", str(out), "--force", env=env)
+    assert r.exit_code == 0, r.output
+    assert len(out.read_bytes()) == 4 * MiB and not (tmp_path / "BS-0042.bin.tmp").exists()
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_ctrl_c_while_the_image_is_written_leaves_no_file_of_hers(cli, tmp_path, monkeypatch, force):
+    # the .tmp image (her numbers, her PIN's hash) was removed only after an OSError
+    out = tmp_path / "img" / "BS-0042.bin"
+    out.parent.mkdir()
+    if force:
+        out.write_bytes(b"an earlier image")
+
+    def ctrl_c(*args, **kw):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", ctrl_c)
+        m.setattr(os, "link", ctrl_c)
+        r = cli("--placeholder-firmware", "--device-id", "BS-0042", "--alias", "Luna", "--contact",
+                DEFAULT_CONTACT, "--c4", DEFAULT_C4, "-o", str(out), *(["--force"] if force else []),
+                env={"BOTON_PIN": "482913"})
+    assert r.exit_code == 1 and "Aborted!" in r.output        # click's answer to a Ctrl-C
+    assert [p.name for p in out.parent.iterdir()] == (["BS-0042.bin"] if force else [])
+    if force:
+        assert out.read_bytes() == b"an earlier image"
 
 
 def test_cli_real_looking_firmware(cli, tmp_path):

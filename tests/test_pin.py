@@ -1,7 +1,9 @@
 """The SMS command PIN (host/boton/pin.py): never on the command line, stored only as a
 salted hash the firmware checks, shown once when generated; image files private (0600)."""
+import io
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -144,7 +146,7 @@ def test_image_with_pin_from_env_and_file(tmp_path):
     assert b"482913" not in out.read_bytes()
 
     f = pin_file(tmp_path, "737219\n")
-    r = run(*IMAGE_ARGS, "--pin-file", str(f), "-o", str(out))
+    r = run(*IMAGE_ARGS, "--pin-file", str(f), "-o", str(out), "--force")
     assert r.exit_code == 0, r.output
     assert pins.check_pin(image_config(out)["pin_hash"], "737219") and "737219" not in r.output
 
@@ -153,7 +155,30 @@ def test_image_with_pin_from_env_and_file(tmp_path):
     assert r.exit_code == 2 and "chmod 600" in r.output and not (tmp_path / "b.bin").exists()
 
 
-def test_image_generated_pin_shown_once_and_matches(tmp_path):
+class FakeTty(io.StringIO):
+    """The technician's terminal (/dev/tty) while stdout is redirected into a log."""
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def on_terminal(monkeypatch):
+    """stdout is the technician's terminal, and no PIN is given: one is generated."""
+    monkeypatch.delenv("BOTON_PIN", raising=False)
+    monkeypatch.setattr(pins, "stdout_is_terminal", lambda: True, raising=False)
+
+
+@pytest.fixture
+def tty(monkeypatch):
+    """stdout redirected (CliRunner's is no terminal), the controlling terminal at hand, no PIN given."""
+    monkeypatch.delenv("BOTON_PIN", raising=False)
+    screen = FakeTty()
+    monkeypatch.setattr(pins, "_open_tty", lambda: screen, raising=False)
+    return screen
+
+
+def test_image_generated_pin_shown_once_and_matches(tmp_path, on_terminal):
     out = tmp_path / "a.bin"
     r = run(*IMAGE_ARGS, "-o", str(out))
     assert r.exit_code == 0, r.output
@@ -173,14 +198,48 @@ def test_image_config_file_keeps_its_hash_and_refuses_a_second_pin(tmp_path):
     r = run(*base)
     assert r.exit_code == 0, r.output
     assert image_config(out)["pin_hash"] == cfg["pin_hash"] and "not shown" in r.output
-    r = run(*base, "--pin-file", str(pin_file(tmp_path, "737219")))
+    r = run(*base, "--force", "--pin-file", str(pin_file(tmp_path, "737219")))
     assert r.exit_code == 2 and "already holds a PIN" in r.output
     # a config file from before pin_hash: its plain PIN goes in hashed
     src.write_text(json.dumps(dict(cfg, pin="482913", pin_hash="")))
-    r = run(*base)
+    r = run(*base, "--force")
     assert r.exit_code == 0, r.output
     stored = image_config(out)
     assert "pin" not in stored and pins.check_pin(stored["pin_hash"], "482913")
+
+
+@pytest.mark.parametrize("json_out", [False, True])
+def test_a_generated_pin_goes_to_the_terminal_never_into_redirected_stdout(tmp_path, tty, json_out):
+    # `boton image ... > build.log` wrote the generated PIN into the log file
+    out = tmp_path / "a.bin"
+    r = run(*IMAGE_ARGS, "-o", str(out), *(["--json"] if json_out else []))
+    assert r.exit_code == 0, r.output
+    shown = re.findall(r"SMS command PIN for C4: (\d{6}) ", tty.getvalue())
+    assert len(shown) == 1 and pins.check_pin(image_config(out)["pin_hash"], shown[0])
+    assert shown[0] not in r.output and "SMS command PIN for C4" not in r.output
+    if json_out:
+        assert json.loads(r.stdout)["pin"] == "generated"          # stdout stays the JSON
+    else:
+        assert "generated, shown on the terminal only" in r.output
+
+
+def test_no_terminal_to_show_a_generated_pin_on_changes_nothing(tmp_path, monkeypatch):
+    # a script or CI job without a terminal: a generated PIN could only go to its log
+    monkeypatch.delenv("BOTON_PIN", raising=False)
+    monkeypatch.setattr(pins, "_open_tty", lambda: None, raising=False)
+    out = tmp_path / "a.bin"
+    for args in (IMAGE_ARGS + ["-o", str(out)], IMAGE_ARGS + ["-o", str(out), "--json"],
+                 ["provision", "--port", "/dev/nonexistent", "--alias", "Luna", "--contact", DEFAULT_CONTACT,
+                  "--c4", DEFAULT_C4]):
+        r = run(*args)
+        assert r.exit_code == 2, r.output
+        assert "no terminal to show a generated SMS command PIN on" in r.output
+        assert "--pin-file" in r.output and "BOTON_PIN" in r.output and "nothing was changed" in r.output
+        assert not re.search(r"\d{6}", r.output.replace("/dev/nonexistent", ""))
+    assert not out.exists() and not Path(os.environ["BOTON_REGISTRY"]).exists()
+    f = pin_file(tmp_path, "482913")                         # given: nothing to show
+    r = run(*IMAGE_ARGS, "-o", str(out), "--pin-file", str(f))
+    assert r.exit_code == 0 and "from the PIN file (not shown" in r.output
 
 
 def test_image_file_is_private_from_creation(tmp_path):
@@ -191,7 +250,7 @@ def test_image_file_is_private_from_creation(tmp_path):
     (tmp_path / "a.bin.tmp").chmod(0o644)
     old_umask = os.umask(0o022)
     try:
-        r = run(*IMAGE_ARGS, "-o", str(out), env={"BOTON_PIN": "482913"})
+        r = run(*IMAGE_ARGS, "-o", str(out), "--force", env={"BOTON_PIN": "482913"})
     finally:
         os.umask(old_umask)
     assert r.exit_code == 0, r.output
@@ -224,11 +283,11 @@ def test_image_for_no_registered_button_is_refused_unless_said(tmp_path):
     r = run(*args, "--unregistered")                # said: made, stated and audited
     assert r.exit_code == 0, r.output
     assert "registry: NOT recorded (--unregistered)" in r.output and "audit trail says it was made" in r.output
-    cfg_hash = json.loads(run(*args, "--unregistered", "--json").stdout)["config_sha256"]
+    cfg_hash = json.loads(run(*args, "--unregistered", "--json", "--force").stdout)["config_sha256"]
     row = audit_rows()[-1]
     assert (row["action"], row["mac"]) == ("image_unregistered", None)
     assert f"device id BS-0042 (no registered button), config {cfg_hash[:12]}" in row["detail"]
-    r = run(*args[:3], "BS-0007", *args[4:], "--unregistered")   # a registered label: not bypassed
+    r = run(*args[:3], "BS-0007", *args[4:], "--unregistered", "--force")   # a registered label: not bypassed
     assert r.exit_code == 7 and "BS-0007 is a registered button" in r.output
 
 
@@ -238,7 +297,7 @@ def key(monkeypatch):
     monkeypatch.setenv("BOTON_KEY", Fernet.generate_key().decode())
 
 
-def test_image_provisions_a_registered_button_from_her_case(tmp_path, key):
+def test_image_provisions_a_registered_button_from_her_case(tmp_path, key, on_terminal):
     from boton.registry import Registry
     from boton.rules import config_hash
 
@@ -270,7 +329,7 @@ def test_image_provisions_a_registered_button_from_her_case(tmp_path, key):
     assert not any(cfg["pin_hash"].split("$")[2][:12] in (a["detail"] or "") for a in rows)
 
     before = out.read_bytes()
-    r = run(*REGISTERED, "--contact", "449 555 6677", "-o", str(out))   # not her case's
+    r = run(*REGISTERED, "--contact", "449 555 6677", "-o", str(out), "--force")   # not her case's
     assert r.exit_code == 2 and "--contact differs from the case" in r.output
     assert out.read_bytes() == before
     # an interrupted write leaves "provisioning" (true: no image holds the new config), then finishes
@@ -279,7 +338,7 @@ def test_image_provisions_a_registered_button_from_her_case(tmp_path, key):
     assert "482913" not in r.output
     with Registry() as reg:
         assert reg.get(MAC).state == "provisioning"
-    assert run(*REGISTERED, "-o", str(out), env={"BOTON_PIN": "482913"}).exit_code == 0
+    assert run(*REGISTERED, "-o", str(out), "--force", env={"BOTON_PIN": "482913"}).exit_code == 0
     with Registry() as reg:
         d = reg.get(MAC)
         assert d.state == "provisioned" and d.config_hash == config_hash(

@@ -4,7 +4,9 @@ import csv
 import datetime as dt
 import logging
 import multiprocessing
+import os
 import pickle
+import re
 import sqlite3
 import stat
 import threading
@@ -324,6 +326,25 @@ def test_reasons_are_required_and_scrubbed(reg):
     assert "4491112233" not in reg.audit(mac(1))[-1]["detail"]
 
 
+@pytest.mark.parametrize("number", ["449/111/2233", "449 / 111 / 2233", "(449) 111-2233", "449.111.2233",
+                                    "+52 449 111 2233", "449\u00a0111\u00a02233", "449–111–2233", "449 1112233",
+                                    "111 22 33", "AGS/2024/00731"])
+def test_reasons_mask_any_run_of_seven_digits_whatever_separates_them(reg, number):
+    # `faulty --reason "ella (Rosa Lopez, calle Luna 12) 449/111/2233"` kept her number in
+    # the append-only audit trail (and state_reason, and every backup): only digits joined
+    # by spaces, dots, dashes and parentheses were masked
+    reg.add_device(mac(1))
+    reg.add_device(mac(2))
+    reg.mark_faulty(mac(1), f"ella (Rosa Lopez, calle Luna 12) {number} llamo")
+    reg.retire(mac(2), f"{number}")
+    kept = [reg.get(mac(1)).state_reason, reg.get(mac(2)).state_reason] + [a["detail"] for a in reg.audit()]
+    for text in kept:
+        digits = re.sub(r"[^\d*]", "", text or "")        # every separator dropped
+        assert not re.search(r"\d{7}", digits), text
+        assert "2233" not in digits and "00731" not in digits, text
+    assert "llamo" in reg.get(mac(1)).state_reason         # the rest of the reason is kept
+
+
 # =========================================================================== cases
 def test_a_number_cannot_serve_two_active_cases(reg):
     ready(reg, mac(1))
@@ -605,6 +626,23 @@ def test_not_a_database(tmp_path):
     assert e.value.exit_code == 5
 
 
+def test_deleted_content_is_zeroed_whatever_sqlite_build(db_path, monkeypatch):
+    # python.org's SQLite builds default secure_delete to off (Debian's to on): the registry
+    # must not depend on the build
+    real = sqlite3.connect
+
+    def build_without_secure_delete(*args, **kw):
+        con = real(*args, **kw)
+        con.execute("PRAGMA secure_delete = OFF")
+        return con
+
+    monkeypatch.setattr(sqlite3, "connect", build_without_secure_delete)
+    with Registry(db_path, technician="ana") as reg:
+        assert reg.db.execute("PRAGMA secure_delete").fetchone()[0] == 1
+    with Registry(db_path, technician="ana") as reg:         # every opening, not only the first
+        assert reg.db.execute("PRAGMA secure_delete").fetchone()[0] == 1
+
+
 def test_new_registry_files_are_private(db_path):
     Registry(db_path).add_device(mac(1))
     assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
@@ -648,14 +686,14 @@ def test_import_semicolons_bom_and_header_spelling(reg, tmp_path):
 
 
 @pytest.mark.parametrize("text, expect", [
-    ("mac,label\n24:6f:28:00:00:01,BS-1\n24:6f:28:00:00:zz,BS-2\n", "line 3, field 'mac': '24:6f:28:00:00:zz' is not a MAC"),
+    ("mac,label\n24:6f:28:00:00:01,BS-1\n24:6f:28:00:00:zz,BS-2\n", "line 3, field 'mac': not a MAC address"),
     ("mac,flash_size\n24:6f:28:00:00:01,3MB\n", "line 2, field 'flash_size'"),
     ("mac,label\n24:6f:28:00:00:01,BS-1\n24:6f:28:00:00:02,bs-1\n", "line 3, field 'label': BS-1 is also on line 2"),
     ("mac\n24:6f:28:00:00:01\n246f28000001\n", "line 3, field 'mac': 24:6f:28:00:00:01 is also on line 2"),
-    ("mac,colour\n24:6f:28:00:00:01,red\n", "line 1, field 'colour': unknown column"),
+    ("mac,colour\n24:6f:28:00:00:01,red\n", "line 1, column 2: not a column name"),
     ("label\nBS-1\n", "line 1, field 'mac': the file needs a mac column"),
     ("mac,label\n,BS-1\n", "line 2, field 'mac': missing"),
-    ("mac,state\n24:6f:28:00:00:01,lost\n", "line 2, field 'state': unknown state"),
+    ("mac,state\n24:6f:28:00:00:01,lost\n", "line 2, field 'state': not a state"),
     ("mac,state\n24:6f:28:00:00:01,delivered\n", "line 2, field 'alias': a delivered device needs its case"),
     ("mac,alias,case_id,contacts\n24:6f:28:00:00:01,Luna,C-1,\n", "line 2, field 'contacts': give 1 to 5"),
     ("mac,alias,case_id,contacts\n24:6f:28:00:00:01,Luna,C-1,449 12\n", "line 2, field 'contacts': contact #1"),
@@ -676,6 +714,48 @@ def test_import_errors_name_row_and_field_and_change_nothing(reg, tmp_path, text
     assert "nothing was changed" in str(e.value) or "empty" in str(e.value)
     assert "4491112233" not in str(e.value)
     assert snapshot(reg) == before
+
+
+HERS = "Maria Lopez ZZSECRET, calle Luna 12, 449 111 2233"
+
+
+@pytest.mark.parametrize("text", [
+    # no header row: her data is read as column names
+    f"24:6f:28:00:00:01,Ana,C1,449 111 2233,{HERS}\n24:6f:28:00:00:02,Bea,C2,449 111 4455,Lucia\n",
+    f"24:6f:28:00:00:01,Ana,C1,449 111 2233,{HERS}\n",
+    "mac,Maria Lopez ZZSECRET\n24:6f:28:00:00:01,x\n",
+    # columns shifted: her name and number land in a column that is checked
+    f"mac,state,alias,case_id,contacts\n24:6f:28:00:00:01,\"{HERS}\",Ana,C1,449 111 2233\n",
+    f"mac,label,alias,case_id,contacts\n24:6f:28:00:00:01,\"{HERS}\",Ana,C1,449 111 2233\n",
+    f"mac,alias,case_id,contacts\n\"{HERS}\",Ana,C1,449 111 2233\n",
+    f"mac,board,flash_size,imei,iccid\n24:6f:28:00:00:01,\"{HERS}\",\"{HERS}\",\"{HERS}\",\"{HERS}\"\n",
+    f"mac,alias,case_id,contacts\n24:6f:28:00:00:01,\"{HERS}\",C1,449 111 2233\n",
+    f"mac,alias,case_id,contacts\n24:6f:28:00:00:01,Ana,C1,\"{HERS}\"\n",
+    "mac,alias,case_id,contacts\n24:6f:28:00:00:01,ZZSECRET😀,C1,449 111 2233;ZZSECRET\n",
+])
+def test_import_errors_never_show_what_a_cell_holds(reg, tmp_path, text):
+    # a sheet without its header row, or with its columns shifted, put her name, address and
+    # numbers in the error ("unknown column 'maria_lopez...'", "unknown state 'maria ...'")
+    with pytest.raises(RegistryError) as e:
+        reg.import_csv(write(tmp_path, text))
+    msg = str(e.value).split("refused", 1)[1].lower()       # the file's name aside
+    assert "nothing was changed" in msg and "line " in msg
+    for part in ("mar", "lopez", "zzs", "cret", "luna", "calle", "2233", "4455", "lucia", "bea", "😀"):
+        assert part not in msg, (part, msg)
+
+
+def test_import_says_what_a_column_needs_and_where(reg, tmp_path):
+    text = ("mac,state,label,alias,case_id,contacts\n"
+            f"24:6f:28:00:00:01,\"{HERS}\",\"{HERS}\",Ana,C1,449 111 2233;Maria Lopez\n")
+    with pytest.raises(RegistryError) as e:
+        reg.import_csv(write(tmp_path, text))
+    msg = str(e.value)
+    assert "line 2, field 'state': not a state: expected one of in_stock" in msg
+    assert "line 2, field 'label': not a label: expected 1-24 letters" in msg
+    assert "line 2, field 'contacts': contact #2 is not a phone number: expected digits" in msg
+    with pytest.raises(RegistryError) as e:
+        reg.import_csv(write(tmp_path, f"24:6f:28:00:00:01,Ana,{HERS}\n24:6f:28:00:00:02,Bea,x\n"))
+    assert "line 1 is not a header row" in str(e.value)
 
 
 def test_import_conflicts_with_the_registry_change_nothing(reg, tmp_path):
@@ -728,6 +808,28 @@ def test_export_says_which_buttons_cannot_call(reg, tmp_path):
     reg.export_csv(out)
     rows = {r["label"]: r["voice"] for r in csv.DictReader(out.open(newline=""))}
     assert rows == {"BS-0001": "yes", "BS-0002": "no", "BS-0003": ""}
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_ctrl_c_during_an_export_leaves_no_file_of_hers(reg, tmp_path, monkeypatch, force):
+    # the clear-text export was cleaned up only after an OSError: a Ctrl-C (or any other
+    # BaseException) left her case data in a hidden .tmp file
+    ready(reg, mac(1))
+    out = tmp_path / "out" / "full.csv"
+    out.parent.mkdir()
+    if force:
+        out.write_text("an older sheet")
+
+    def ctrl_c(*args, **kw):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(os, "replace", ctrl_c)
+        m.setattr(os, "link", ctrl_c)
+        reg.export_csv(out, include_case_data=True, **({"force": True} if force else {}))
+    assert [p.name for p in out.parent.iterdir()] == (["full.csv"] if force else [])
+    assert not any(t in p.read_text() for p in out.parent.iterdir() for t in PLAINTEXT)
+    assert reg.audit()[-1]["action"] != "export"
 
 
 def test_export_with_case_data_round_trips(reg, tmp_path, key):

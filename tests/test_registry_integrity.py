@@ -312,6 +312,46 @@ def test_backup_and_verified_restore(env, tmp_path):
         assert old.get("24:6f:28:00:00:09") is not None        # the replaced data is not lost
 
 
+def audit_rows(path=None):
+    con = raw(str(path or os.environ["BOTON_REGISTRY"]))
+    try:
+        return con.execute("SELECT id, action, detail, seal FROM audit ORDER BY id").fetchall()
+    finally:
+        con.close()
+
+
+def test_a_failed_backup_is_not_recorded_as_made(env, tmp_path, monkeypatch):
+    # `registry backup /nonexistent/x` wrote its audit row before the copy: the trail said
+    # a backup was made that does not exist
+    filled(env)
+    before = audit_rows()
+    res = CliRunner().invoke(registry, ["backup", str(tmp_path / "no-such-folder" / "copia.sqlite3")])
+    assert res.exit_code == 2 and "cannot write" in res.stderr and "Traceback" not in res.stderr
+    assert audit_rows() == before
+
+    def refused(*args, **kw):                                # the copy made, then the file refused
+        raise PermissionError(13, "Permission denied")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "link", refused)
+        res = CliRunner().invoke(registry, ["backup", str(tmp_path / "copia.sqlite3")])
+    assert res.exit_code == 2 and "cannot write" in res.stderr
+    assert audit_rows() == before and list(tmp_path.iterdir()) == [env["path"].parent]
+    with Registry() as reg:
+        reg.verify()                                         # the chain's head was rolled back too
+
+
+def test_a_backup_holds_its_own_audit_row(env, tmp_path):
+    filled(env)
+    dest = tmp_path / "copia.sqlite3"
+    assert CliRunner().invoke(registry, ["backup", str(dest)]).exit_code == 0
+    mine, copy = audit_rows(), audit_rows(dest)
+    assert mine[-1][1] == "backup" and mine[-1][2] == "to copia.sqlite3"
+    assert copy == mine                                      # the same rows, the same seals
+    rep, _ = restore(dest)                                   # and its chain verifies
+    assert rep.rows == len(mine)
+
+
 def test_a_bad_backup_is_refused_and_changes_nothing(env, tmp_path):
     filled(env)
     good = tmp_path / "good.sqlite3"

@@ -38,7 +38,8 @@ def main():
     """Botón Seguro: flash, deploy, provision and test panic buttons, real or virtual.
 
     Exit codes: 0 ok, 2 bad input, 3 cannot connect, 4 device error, 5 verify failed,
-    6 test call failed, 7 registry conflict (duplicate, wrong state, busy).
+    6 test call failed, 7 registry conflict (duplicate, wrong state, busy) or an output
+    file that already exists (export, image: --force replaces it, never the registry).
     """
 
 
@@ -463,6 +464,8 @@ def deploy(port, board):
 
 
 # --------------------------------------------------------------------------- provision
+# what stands for her alias in output that is not a terminal (a log keeps what it is given)
+ALIAS_PLACEHOLDER = "<alias>"
 DEVICE_HELP = ("The button you mean, by its registry label or MAC (e.g. BS-0042): refused, "
                "with nothing changed, if another button is on the port.")
 
@@ -515,6 +518,7 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
 
     # Validate everything typed before touching anything: bad input changes nothing.
     pin, pin_how = pins.obtain_pin(pin_file)
+    pin_screen = pins.pin_screen(pin_how)  # a generated PIN needs a terminal to be shown on
     typed = rules.typed_case_values(alias, contacts)
     c4_e164 = [rules.normalise_number(n, f"C4 number #{i + 1}") for i, n in enumerate(c4)]
     label = normalise_label(device_id) if device_id else None
@@ -559,12 +563,15 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
                   f"network {ident.get('operator') or 'registered (operator name not reported yet)'}, "
                   f"signal {ident.get('rssi')}/31")
     console.print(f"network: {radio.line()}", soft_wrap=True, markup=False)
+    # her alias only where it is seen, not kept: stdout redirected into a log gets a placeholder
+    on_terminal = pins.stdout_is_terminal()
     if alias and config["alias"] != alias.strip():
-        console.print(f"alias {alias.strip()!r} stored as {config['alias']!r} (GSM-7: what her SMS can carry)",
-                      soft_wrap=True)
-    console.print(f"her contacts' first alert SMS (example location): {rules.first_alert_sms(config)}",
-                  soft_wrap=True, markup=False)
-    console.print(pins.announce(pin_how, pin), soft_wrap=True, markup=False)
+        console.print(f"alias {alias.strip()!r} stored as {config['alias']!r} (GSM-7: what her SMS can carry)"
+                      if on_terminal else "alias stored as her SMS can carry it (GSM-7: some letters changed; "
+                      "shown on a terminal only)", soft_wrap=True, markup=False)
+    example = rules.first_alert_sms(config if on_terminal else dict(config, alias=ALIAS_PLACEHOLDER))
+    console.print(f"her contacts' first alert SMS (example location): {example}", soft_wrap=True, markup=False)
+    pins.show_pin(pin_how, pin, pin_screen, lambda line: console.print(line, soft_wrap=True, markup=False))
 
 
 def _wait_for_network_shown(dev, limit_s):

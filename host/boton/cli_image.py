@@ -4,7 +4,6 @@ and her configuration), flashed with a single esptool write.
 Registered by cli.py with `main.add_command(image_cmd)`.
 """
 import json
-import os
 from pathlib import Path
 
 import click
@@ -15,6 +14,7 @@ from . import pin as pins
 from . import rules
 from .boards import load_board
 from .errors import EXIT_VERIFY, DeviceError, InputError, RegistryConflict, RegistryError
+from .safe_write import check_target, write_file
 
 console = Console(highlight=False)
 
@@ -110,15 +110,13 @@ def build(board, config, firmware_path, placeholder, flash_size):
     return image, report
 
 
-def write_atomic(path: Path, data: bytes):
+def write_atomic(path: Path, data: bytes, force=False):
     """Write an image readable by its owner only (it holds her numbers): the file is
-    created 0600, never open to others even for a moment; a leftover .tmp is replaced."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    created 0600, never open to others even for a moment; a leftover .tmp is replaced and
+    removed whatever stops the write (Ctrl-C too). An existing file is replaced only with
+    force; the registry, its key or a backup never (safe_write)."""
+    write_file(path, data, force=force, private=True, what="the image",
+               tmp=path.with_name(path.name + ".tmp"))
 
 
 @click.command("image")
@@ -148,10 +146,14 @@ def write_atomic(path: Path, data: bytes):
                    "the image will not boot.")
 @click.option("--flash-size", type=click.Choice(list(img.FLASH_SIZES)), default=None,
               help="The chip's flash size (default: the board profile's).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Image file to write.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Image file to write (refused if it exists, unless --force).")
+@click.option("--force", is_flag=True,
+              help="Replace the --output file if it exists (never the registry, its key or a backup: "
+                   "those are always refused).")
 @click.option("--json", "as_json", is_flag=True, help="Print the layout as JSON.")
 def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, pin_file, gesture, hold_ms,
-              allow_911, firmware_path, placeholder_firmware, flash_size, output, as_json):
+              allow_911, firmware_path, placeholder_firmware, flash_size, output, force, as_json):
     """Build one device's factory image: MicroPython plus a LittleFS holding the firmware
     and her configuration, in the geometry MicroPython mounts. Flash it with one write:
 
@@ -167,10 +169,15 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
          written, and "provisioned" once the image read back holds that config; flash
          it, then `boton test-call` checks the button holds exactly that config.
     --unregistered makes an image for no registered button, and says so.
+    An existing --output file is refused (exit 7) unless --force; the registry, its
+    -wal/-shm/-journal, its key file or any registry backup are refused even with
+    --force (exit 2).
 
     Example: boton image --firmware ESP32_GENERIC-v1.26.1.bin --device-id BS-0042
     --c4 449 910 0000 -o BS-0042.bin
     """
+    out = Path(output).expanduser()
+    check_target(out, force, what="the image")   # before a PIN is asked for or anything recorded
     got = {}    # the PIN obtained here (not kept in the config file), and how
 
     def obtain_pin():
@@ -195,6 +202,8 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
         typed = rules.typed_case_values(alias, contacts)
         c4 = [rules.normalise_number(n, f"C4 number #{i + 1}") for i, n in enumerate(c4)]
         obtain_pin()
+    # a generated PIN is shown on a terminal only (never into a redirected stdout or the JSON)
+    pin_screen = pins.pin_screen(got.get("how", "config file"), avoid_stdout=as_json)
     check_device_id(device_id)
     check_build_inputs(board, firmware_path, placeholder_firmware, flash_size)
 
@@ -210,11 +219,11 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
         return rules.build_config(alias=alias_, contacts=contacts_, c4=c4, device_id=label, pin=got["pin"],
                                   gesture=gesture, hold_ms=hold_ms, allow_911=allow_911)
 
-    out = Path(output)
     if unregistered:
         config = her_config(device_id, None)
         data, report = build(board, config, firmware_path, placeholder_firmware, flash_size)
-        report["registry"] = _unregistered(device_id, report["config_sha256"], lambda: _write_image(out, data))
+        report["registry"] = _unregistered(device_id, report["config_sha256"],
+                                           lambda: _write_image(out, data, force))
     else:
         from .registry import Registry, normalise_label
         from .registry_paths import default_path, registry_exists
@@ -231,7 +240,7 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
             data, report = build(board, config, firmware_path, placeholder_firmware, flash_size)
             # "provisioning" before the file: an interrupted run leaves it true (run it again)
             reg.begin_provision(known.mac, report["config_sha256"], case_row)
-            _write_image(out, data, known.label)
+            _write_image(out, data, force, known.label)
             # registry last: the config read back from the finished image (build) is the one
             d = reg.finish_provision(known.mac, report["config_sha256"], image=True)
         report["registry"] = {"recorded": True, "label": d.label, "mac": d.mac, "state": d.state,
@@ -242,8 +251,8 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
 
     if as_json:
         click.echo(json.dumps(report, indent=2))
-        if got.get("how") == "generated":  # stdout stays the JSON; the PIN is seen once
-            click.echo(pins.announce(got["how"], got["pin"]), err=True)
+        if got.get("how") == "generated":  # stdout stays the JSON; the PIN is seen once, on a terminal
+            pins.show_pin(got["how"], got["pin"], pin_screen, lambda line: None)
         return
     fw, vfs = report["firmware"], report["vfs"]
     console.print(f"image {out}: {report['image_size']:,} bytes for {report['flash_size_name']} flash, "
@@ -264,15 +273,16 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
     console.print(_registry_line(report["registry"]), soft_wrap=True, markup=False)
     console.print(f"flash with: {report['esptool']}", soft_wrap=True)
     if got:
-        console.print(pins.announce(got["how"], got["pin"]), soft_wrap=True, markup=False)
+        pins.show_pin(got["how"], got["pin"], pin_screen,
+                      lambda line: console.print(line, soft_wrap=True, markup=False))
     else:
         console.print(f"SMS command PIN: as in {config_file} (not shown; the image keeps only a "
                       "salted hash)", soft_wrap=True, markup=False)
 
 
-def _write_image(out, data, label=None):
+def _write_image(out, data, force, label=None):
     try:
-        write_atomic(out, data)
+        write_atomic(out, data, force)
     except OSError as e:
         left = (f"; the registry says {label} is provisioning: run `boton image` again, or `boton devices "
                 f"abort-provision {label}`" if label else "")

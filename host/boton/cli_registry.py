@@ -26,6 +26,7 @@ from .boards import board_names
 from .errors import EXIT_USAGE, EXIT_VERIFY, DeviceError, RegistryConflict, RegistryKeyError
 from .release import firmware_state, release_hash
 from .rules import mask
+from .safe_write import check_target
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -120,7 +121,8 @@ def devices():
     needs the key (BOTON_KEY or the key file from `boton registry init-key`).
 
     Exit codes: 0 ok, 2 bad input or key problem, 7 refused by the registry's contents
-    (duplicate, wrong state, number on another active case, registry busy).
+    (duplicate, wrong state, number on another active case, registry busy) or an export
+    file that already exists.
 
     Example: boton devices list --state delivered
     """
@@ -357,16 +359,24 @@ _simple("restock", "restock",
         lambda d, c: f"{d.label} back in stock")
 
 
+REASON_WARNING = ("It stays in the audit trail and in every backup for good (the trail cannot be "
+                  "edited): write only about the hardware, never her name, address, phone numbers "
+                  "or anything of her case. Runs of 7 or more digits are masked; names and "
+                  "addresses cannot be recognised, so they would be kept.")
+
+
 @devices.command()
 @click.argument("device")
-@click.option("--reason", help="What is wrong with the hardware (no case data).")
+@click.option("--reason", help="What is wrong with the hardware, in a few words. " + REASON_WARNING)
 @registry_options
 def faulty(device, reason, registry_path, technician):
     """Mark a device faulty (not when delivered: return it first). A case it had is closed.
+    The reason is about the hardware only: it is kept for good in the audit trail and every
+    backup, so never her name, address or numbers.
 
     Example: boton devices faulty BS-0042 --reason "SIM800 does not register"
     """
-    reason = _need(reason, "--reason", "What is wrong with it")
+    reason = _need(reason, "--reason", "What is wrong with the hardware (never her name, address or numbers)")
     with _open(registry_path, technician) as reg:
         d = reg.mark_faulty(reg.find(device).mac, reason)
     console.print(f"{d.label} marked faulty" + ("; it may hold a configuration: wipe it" if d.wipe_required else ""))
@@ -374,18 +384,20 @@ def faulty(device, reason, registry_path, technician):
 
 @devices.command()
 @click.argument("device")
-@click.option("--reason", help="Why it leaves service for good (no case data).")
+@click.option("--reason", help="Why it leaves service for good, in a few words. " + REASON_WARNING)
 @click.option("--unwiped", is_flag=True,
               help="Retire it although it may hold her configuration (it cannot be wiped and its "
                    "flash will be destroyed).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation on a terminal.")
 @registry_options
 def retire(device, reason, unwiped, yes, registry_path, technician):
-    """Take a device out of service for good (any state but delivered).
+    """Take a device out of service for good (any state but delivered). The reason is about
+    the hardware only: it is kept for good in the audit trail and every backup, so never her
+    name, address or numbers.
 
     Example: boton devices retire BS-0042 --reason "water damage"
     """
-    reason = _need(reason, "--reason", "Why is it retired")
+    reason = _need(reason, "--reason", "Why is it retired (hardware only; never her name, address or numbers)")
     with _open(registry_path, technician) as reg:
         d = reg.find(device)
         _confirm(f"Retire {d.label} ({d.mac}) for good?", yes)
@@ -448,17 +460,23 @@ def import_(file, registry_path, technician):
               help="Also write her alias, case id, name, notes, order end date and contacts, in "
                    "the clear (needs the key; file mode 0600; written to the audit trail).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation on a terminal.")
+@click.option("--force", is_flag=True,
+              help="Replace FILE if it exists (never the registry, its key or a backup: those are "
+                   "always refused).")
 @registry_options
-def export(file, with_case_data, yes, registry_path, technician):
+def export(file, with_case_data, yes, force, registry_path, technician):
     """Write the inventory to a CSV file (e.g. for C4): hardware and lifecycle columns only,
-    unless --with-case-data.
+    unless --with-case-data. An existing FILE is refused (exit 7) unless --force; the
+    registry, its -wal/-shm/-journal, its key file or any registry backup are refused
+    even with --force (exit 2).
 
     Example: boton devices export botones.csv
     """
-    if with_case_data:
-        _confirm(f"{file} will hold case data in the clear. Continue?", yes)
     with _open(registry_path, technician) as reg:
-        n = reg.export_csv(file, include_case_data=with_case_data)
+        check_target(file, force, reg.path, "the export")   # before asking anything
+        if with_case_data:
+            _confirm(f"{file} will hold case data in the clear. Continue?", yes)
+        n = reg.export_csv(file, include_case_data=with_case_data, force=force)
     console.print(f"exported {n} device(s) to {escape(str(file))}"
                   + ("; it holds case data in the clear: hand it over encrypted, then delete it"
                      if with_case_data else ""), soft_wrap=True)
@@ -582,9 +600,10 @@ def verify(as_json, registry_path, technician):
 @click.argument("dest", type=click.Path(dir_okay=False))
 @registry_options
 def backup(dest, registry_path, technician):
-    """Copy the registry to DEST while others may use it (SQLite's online backup): mode
+    """Copy the registry to DEST while others may read it (SQLite's online backup): mode
     0600, never over an existing file. Case data stays encrypted in it; keep the key's
-    backup apart from it. Written to the audit trail.
+    backup apart from it. Written to the audit trail once DEST is in place (a backup that
+    failed is not recorded); the copy holds that row too.
 
     Example: boton registry backup /media/usb/registro-2025-03-01.sqlite3
     """

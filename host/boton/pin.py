@@ -8,6 +8,11 @@ of the machine, so the tools take it from, in this order:
 * a hidden prompt, typed twice, when stdin is a terminal (Enter alone: a random PIN);
 * else a random 6-digit PIN.
 
+A generated PIN is shown only on a terminal: on stdout when it is one, else on stderr or
+the controlling terminal (/dev/tty) when stdout is redirected (`boton provision > log`), so
+it never lands in a log file. With no terminal at all (a script, CI) nobody could read it:
+the command refuses before it changes anything and asks for --pin-file or BOTON_PIN.
+
 The device's config.json carries only `pin_hash` ("s$<salt hex>$<hex sha256(salt + PIN)>",
 what the firmware's alertsms.pin_ok checks), never the PIN. A generated PIN is shown once,
 to hand to C4 under the programme's procedure; the host keeps no copy of it: the registry
@@ -38,7 +43,7 @@ _HASH_RE = re.compile(r"s\$[0-9a-f]{32}\$[0-9a-f]{64}")
 CLI_PIN_REFUSED = ("--pin VALUE is refused: a PIN on the command line stays in the shell history "
                    "and shows in `ps`. Give it with --pin-file FILE (mode 0600), the BOTON_PIN "
                    "environment variable, or type it when asked on a terminal; with none of "
-                   "these a random PIN is generated and shown once.")
+                   "these a random PIN is generated and shown once, on the terminal only.")
 
 
 def validate_pin(pin, where="PIN") -> str:
@@ -147,7 +152,71 @@ def pin_options(f):
     return click.option("--pin-file", type=click.Path(dir_okay=False), default=None,
                         help="File (mode 0600) whose first line is the PIN for SMS commands "
                              f"[default: ${PIN_ENV}, else asked on a terminal, else a random "
-                             "6-digit PIN shown once].")(f)
+                             "6-digit PIN shown once, on the terminal only (with no terminal: "
+                             "refused)].")(f)
+
+
+NO_TERMINAL = ("no terminal to show a generated SMS command PIN on (stdout is not a terminal: it "
+               "would land in a file or a log): choose the PIN yourself and give it with --pin-file "
+               f"FILE (mode 0600) or {PIN_ENV}, or run the command on a terminal; nothing was changed")
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream) and stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def stdout_is_terminal() -> bool:
+    """Whether stdout is a terminal (what is printed there is seen, not kept in a file)."""
+    return _isatty(sys.stdout)
+
+
+def _open_tty():
+    """The controlling terminal, for writing; None if the process has none."""
+    try:
+        return open("/dev/tty", "w", encoding="utf-8")
+    except OSError:
+        return None
+
+
+def pin_screen(how: str, avoid_stdout=False):
+    """Where a generated PIN will be shown: "stdout", "stderr" or "tty" (the controlling
+    terminal), whichever is a terminal first; None for a PIN that is not shown (given, not
+    generated). Called before anything changes: InputError if a generated PIN could only
+    go to a redirected stdout. avoid_stdout: stdout carries something else (JSON)."""
+    if how != "generated":
+        return None
+    if not avoid_stdout and stdout_is_terminal():
+        return "stdout"
+    if _isatty(sys.stderr):
+        return "stderr"
+    tty = _open_tty()
+    if tty is not None:
+        tty.close()
+        return "tty"
+    raise InputError(NO_TERMINAL)
+
+
+def show_pin(how: str, pin: str, screen, print_line):
+    """The announce line: on stdout (through print_line) unless the PIN is generated and
+    stdout is not a terminal; then the PIN goes to `screen` (pin_screen) and stdout only
+    says where it went."""
+    if how != "generated" or screen == "stdout":
+        print_line(announce(how, pin))
+        return
+    if screen == "stderr":
+        click.echo(announce(how, pin), err=True)
+    else:
+        tty = _open_tty()
+        if tty is None:     # gone since pin_screen: nowhere to show it, and the button has it
+            raise InputError("the controlling terminal went away: the generated PIN could not be "
+                             "shown; provision again with --pin-file FILE or " + PIN_ENV)
+        with tty:
+            tty.write(announce(how, pin) + "\n")
+    print_line(f"SMS command PIN: generated, shown on the terminal only (not in this output: stdout "
+               f"is not a terminal); hand it over as the programme's procedure says")
 
 
 def announce(how: str, pin: str) -> str:

@@ -31,7 +31,9 @@ UNIQUE index, and without the key the digests cannot be brute-forced back to num
 
 Nothing sensitive is logged, audited or put into an exception message: CaseData's repr
 is redacted, numbers in messages are masked, and free text from technicians (reasons,
-test-call details) has digit runs that look like phone numbers masked before storing.
+test-call details) has every run of 7 or more digits masked before storing, whatever
+separates them (registry_fields.scrub); names and addresses cannot be recognised, so the
+commands that take a reason say it must hold none.
 
 This module is the store: the connection, transactions, migrations, the audit rows, the
 key binding, and the devices themselves. Registry's other methods and the rules they
@@ -144,6 +146,9 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify):
                                     "filesystem? the registry must be on a local disk)")
             db.execute("PRAGMA synchronous = FULL")
             db.execute("PRAGMA foreign_keys = ON")
+            # what is deleted or overwritten (a closed case's index digests, replaced rows) is
+            # zeroed in the file, not left in free pages: python.org's SQLite builds leave it off
+            db.execute("PRAGMA secure_delete = ON")
             problem = sqlite_problem(db, quick=True)
             if problem:
                 raise RegistryError(f"{self.path} is damaged (SQLite check: {problem}); "

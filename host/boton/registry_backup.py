@@ -1,6 +1,7 @@
 """Backup, restore and verification of the registry file.
 
-* `Registry.backup(dest)`: SQLite's online backup, checked, mode 0600, never over a file.
+* `Registry.backup(dest)`: SQLite's online backup, checked, mode 0600, never over a file;
+  audited only once the copy is in place (the copy holds that row too).
 * `restore(backup)`: the backup is copied beside the registry and proven there (SQLite
   integrity, schema, the key, the audit chain) before it replaces the current file, which
   is kept as `<name>.bak-<UTC time>`.
@@ -44,30 +45,39 @@ class BackupAndVerify:
 
     def backup(self, dest):
         """A consistent copy of the registry (SQLite's online backup), mode 0600, never over
-        an existing file. Case data stays encrypted in it. Audited (the copy holds that row).
-        Returns the number of audit rows it holds."""
+        an existing file. Case data stays encrypted in it. Audited, and the copy holds that
+        row: the copy is made and checked while this command holds the write lock, the
+        `backup` row is added to both, and it is committed only once the file is in place,
+        so a backup that failed is never recorded as made. Returns the number of audit rows
+        it holds."""
         dest = Path(dest).expanduser()
         if dest.exists():
             raise RegistryConflict(f"{dest} already exists; refusing to overwrite a backup")
         if dest.resolve().parent == self.path.resolve().parent and dest.name.startswith(self.path.name):
             raise RegistryError(f"{dest} would sit beside the registry under its name; "
                                 "choose another name or folder (ideally another disk)")
-        with self._write() as db:
-            self._audit(db, "backup", None, f"to {scrub(dest.name, 80)}")
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        linked = committed = False
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             out = sqlite3.connect(str(tmp), isolation_level=None)
             try:
-                self.db.backup(out)
-                problem = sqlite_problem(out)
-                rows = out.execute("SELECT count(*) FROM audit").fetchone()[0]
+                with self._write() as db:      # the write lock: nothing changes until the end
+                    self._copy_into(out)
+                    last = db.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0]
+                    self._audit(db, "backup", None, f"to {scrub(dest.name, 80)}")
+                    _append_new_audit(db, out, last)
+                    problem = sqlite_problem(out)
+                    rows = out.execute("SELECT count(*) FROM audit").fetchone()[0]
+                    out.close()
+                    if problem:
+                        raise RegistryError(f"the backup copy does not check out ({problem}); {dest} not "
+                                            "written", EXIT_VERIFY)
+                    os.link(tmp, dest)             # never over a file that appeared meanwhile
+                    linked = True
+                committed = True                   # the row, now that the file is in place
             finally:
                 out.close()
-            if problem:
-                raise RegistryError(f"the backup copy does not check out ({problem}); {dest} not written",
-                                    EXIT_VERIFY)
-            os.link(tmp, dest)                     # never over a file that appeared meanwhile
         except FileExistsError:
             raise RegistryConflict(f"{dest} already exists; refusing to overwrite a backup") from None
         except OSError as e:
@@ -75,8 +85,25 @@ class BackupAndVerify:
         except sqlite3.DatabaseError as e:
             raise self._db_error(e) from None
         finally:
+            if linked and not committed:           # the row was not recorded: no backup either
+                try:
+                    os.unlink(dest)
+                except OSError:
+                    pass
             remove_db_files(tmp)
         return rows
+
+    def _copy_into(self, out):
+        """The registry as committed, into the connection `out`, as one self-contained file
+        (not WAL). Read through a second connection: SQLite cannot back up from a connection
+        in a write transaction, and the one this registry holds is; in WAL mode it reads
+        what that transaction sees, since nothing else can commit meanwhile."""
+        src = sqlite3.connect(str(self.path), timeout=self._timeout, isolation_level=None)
+        try:
+            src.backup(out)
+        finally:
+            src.close()
+        out.execute("PRAGMA journal_mode = DELETE")
 
 
 def check_registry_file(path, what):
@@ -93,6 +120,20 @@ def check_registry_file(path, what):
     if head != SQLITE_HEADER:
         raise RegistryError(f"{path} is not a {what} (not an SQLite database): refusing to use "
                             f"or replace it. Check the path, or {RESTORE_HINT}", EXIT_VERIFY)
+
+
+def _append_new_audit(db, out, last):
+    """The audit rows after id `last` and the meta table (its sealed head) from the registry
+    transaction `db` into the copy `out`, which held the same before them: the copy's chain
+    then ends where the registry's does."""
+    cols = [r[1] for r in db.execute("PRAGMA table_info(audit)")]
+    names = ", ".join(cols)
+    marks = ", ".join("?" for _ in cols)
+    out.executemany(f"INSERT INTO audit ({names}) VALUES ({marks})",
+                    [tuple(r) for r in db.execute(f"SELECT {names} FROM audit WHERE id > ? ORDER BY id",
+                                                  (last,))])
+    out.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    [tuple(r) for r in db.execute("SELECT key, value FROM meta")])
 
 
 def sqlite_problem(db, quick=False):

@@ -46,11 +46,16 @@ def check_date(value, what="order end date"):
         raise RegistryError(f"{what} must be a real date written YYYY-MM-DD (or 'none')") from None
 
 
-def check_contacts(values, region="MX"):
+def split_contacts(values):
+    """The numbers given: "449 111 2233; 449 222 3344" in one CSV field or one --contact
+    is two (numbers have no , ; |)."""
     if isinstance(values, str):
         values = [values]
-    # "449 111 2233; 449 222 3344" in one CSV field or one --contact: numbers have no , ; |
-    values = [v for item in (values or []) for v in re.split(r"[;|,\n]", str(item)) if v.strip()]
+    return [v for item in (values or []) for v in re.split(r"[;|,\n]", str(item)) if v.strip()]
+
+
+def check_contacts(values, region="MX"):
+    values = split_contacts(values)
     if not 1 <= len(values) <= MAX_CONTACTS:
         raise RegistryError(f"give 1 to {MAX_CONTACTS} trusted contacts (got {len(values)})")
     out = []

@@ -1,21 +1,24 @@
 """CSV import and export of the registry (Registry.import_csv / export_csv).
 
 An import is all or nothing: every problem, in any row, is reported as "line N, field
-'F': why" and nothing changes. An export holds hardware and lifecycle only, unless case
+'F': why" (what the column needs, never what the cell holds: it may be her data) and
+nothing changes. An export holds hardware and lifecycle only, unless case
 data is asked for (then the file is mode 0600). Both are audited.
 """
 import csv
 import io
-import os
 import re
 from pathlib import Path
 
-from .errors import RegistryConflict, RegistryError
-from .registry_casedata import CaseData, check_alias, check_case_id, check_contacts, check_date, check_text
+from .errors import InputError, RegistryConflict, RegistryError
+from .registry_casedata import (CaseData, check_alias, check_case_id, check_contacts, check_date, check_text,
+                                split_contacts)
 from .registry_fields import (check_board, format_flash_size, normalise_iccid, normalise_imei, normalise_label,
-                              normalise_mac, parse_flash_size, show_input)
+                              normalise_mac, parse_flash_size)
+from .rules import normalise_number
 from .registry_schema import DEVICE_SELECT, DeviceRecord
 from .registry_states import STATES
+from .safe_write import check_target, write_file
 
 
 class CsvTransfer:
@@ -28,13 +31,19 @@ class CsvTransfer:
         path = Path(path)
         header, rows = _read_csv(path)
         errors = _Errors(path)
-        unknown = [h for h in header if h not in IMPORT_COLUMNS and h not in EXPORT_ONLY_COLUMNS]
-        for h in unknown:
-            errors.add(1, h, f"unknown column (known: {', '.join(IMPORT_COLUMNS)})")
-        for h in {h for h in header if header.count(h) > 1}:
+        known = IMPORT_COLUMNS + EXPORT_ONLY_COLUMNS
+        # a header cell that is no column name may be her data (a sheet without its header
+        # row): it is named by its position, never shown
+        unknown = [i for i, h in enumerate(header, 1) if h not in known]
+        if unknown and len(unknown) == len(header):
+            errors.items.append(_NO_HEADER)
+        else:
+            for i in unknown:
+                errors.add_column(1, i, f"not a column name (known: {', '.join(IMPORT_COLUMNS)})")
+            if "mac" not in header:
+                errors.add(1, "mac", "the file needs a mac column")
+        for h in sorted({h for h in header if h in known and header.count(h) > 1}):
             errors.add(1, h, "column given twice")
-        if "mac" not in header:
-            errors.add(1, "mac", "the file needs a mac column")
         errors.check()
         needs_key = any(any(r.get(k) for k in CASE_COLUMNS) for _, r in rows)
         c = self.cipher() if needs_key else None
@@ -49,26 +58,26 @@ class CsvTransfer:
                 if r.get(name):
                     try:
                         v[name] = fn(r[name])
-                    except RegistryError as e:
-                        errors.add(line, name, str(e))
+                    except RegistryError:
+                        errors.add(line, name, EXPECTED[name])   # never the cell: it may be hers
                 elif name == "mac":
                     errors.add(line, "mac", "missing (every row needs the board's MAC)")
             state = (r.get("state") or "in_stock").strip().lower()
             if state not in STATES:
-                errors.add(line, "state", f"unknown state {show_input(state)}: one of {', '.join(STATES)}")
+                errors.add(line, "state", EXPECTED["state"])
             v["state"] = state
             case, entries = None, []
             if any(r.get(k) for k in CASE_COLUMNS):
-                if state not in ("in_stock", "provisioned", "delivered"):
+                if state in STATES and state not in ("in_stock", "provisioned", "delivered"):
                     errors.add(line, "state", f"a {state} device cannot carry an active case")
                 got, ok = {}, True
-                for name, fn in (("alias", check_alias), ("case_id", check_case_id),
-                                 ("contacts", check_contacts), ("order_ends", check_date),
+                for name, fn in (("alias", _csv_alias), ("case_id", check_case_id),
+                                 ("contacts", _csv_contacts), ("order_ends", check_date),
                                  ("full_name", lambda x: check_text(x, "full name", 120)),
                                  ("notes", lambda x: check_text(x, "notes", 2000))):
                     try:
                         got[name] = fn(r.get(name) or None)
-                    except RegistryError as e:
+                    except RegistryError as e:   # these checks say what is wrong, never the value
                         errors.add(line, name, str(e))
                         ok = False
                 if ok:
@@ -120,11 +129,13 @@ class CsvTransfer:
             self._audit(db, "import_csv", None, f"{len(parsed)} device(s) from a CSV file")
         return len(parsed)
 
-    def export_csv(self, path, include_case_data=False) -> int:
+    def export_csv(self, path, include_case_data=False, force=False) -> int:
         """Write every device to a CSV file (EXPORT_COLUMNS). Case data (CASE_COLUMNS, for
         devices with an active case) only with include_case_data: that file is created
-        with mode 0600. Audited. Returns the number of rows."""
-        path = Path(path)
+        with mode 0600. An existing file is replaced only with force, and never the
+        registry, its key or a backup (safe_write). Audited. Returns the number of rows."""
+        path = Path(path).expanduser()
+        check_target(path, force, self.path, "the export")
         c = self.cipher() if include_case_data else None
         cols = EXPORT_COLUMNS + (CASE_COLUMNS if include_case_data else ())
         with self._write() as db:
@@ -147,7 +158,8 @@ class CsvTransfer:
                     cd["notes"] = _no_formula(cd["notes"])
                     row.update(cd)
                 w.writerow(["" if row.get(k) is None else row.get(k) for k in cols])
-            _write_file(path, buf.getvalue().encode("utf-8"), private=include_case_data)
+            _write_file(path, buf.getvalue().encode("utf-8"), private=include_case_data, force=force,
+                        registry=self.path)
             self._audit(db, "export", None, f"{len(devices)} device(s), "
                         + (f"WITH case data of {len(cases)} case(s)" if include_case_data
                            else "no case data"))
@@ -164,6 +176,26 @@ EXPORT_COLUMNS = ("label", "mac", "state", "board", "flash_size", "image_hash", 
                   "provisioned_at", "delivered_at", "returned_at", "updated_at")
 # Columns an export has that an import accepts but ignores (so an export re-imports).
 EXPORT_ONLY_COLUMNS = tuple(c for c in EXPORT_COLUMNS if c not in IMPORT_COLUMNS)
+# What a column needs, said instead of the cell when a cell is refused: with the header row
+# missing or the columns shifted a cell may hold her name, her number or her address, and an
+# error message ends up on screens, in terminal scrollback and in logs.
+EXPECTED = {
+    "mac": "not a MAC address: expected the board's eFuse MAC, six hex pairs like aa:bb:cc:dd:ee:ff "
+           "(not all zeros or ones, not multicast)",
+    "label": "not a label: expected 1-24 letters, digits and dashes, e.g. BS-0042",
+    "board": "not a board profile name: expected e.g. tcall_sim800l_axp192",
+    "flash_size": "not a flash size: expected a power of two from 1MB to 128MB, e.g. 4MB",
+    "imei": "not an IMEI: expected 15 digits with a correct check digit (AT+GSN prints it)",
+    "iccid": "not an ICCID: expected 18-22 digits with a correct check digit (AT+CCID prints it)",
+    "state": f"not a state: expected one of {', '.join(STATES)} (empty: in_stock)",
+    "alias": "not an alias an SMS can carry: expected 1-16 letters, digits, spaces or . ' - "
+             "(a short name she chose, not her full name)",
+    "contact": "is not a phone number: expected digits, a leading + and the separators "
+               "space - . ( ) /, 10 digits for a Mexican number; several separated by ;",
+}
+_NO_HEADER = ("line 1 is not a header row (none of its cells is a column name): the first line must "
+              f"name the columns, e.g. {','.join(IMPORT_COLUMNS[:4])} (its cells are not shown: they may "
+              "be her data)")
 _HEADER_ALIASES = {"case": "case_id", "name": "full_name", "order_end": "order_ends",
                    "order_ends_on": "order_ends", "contact": "contacts"}
 
@@ -179,6 +211,10 @@ class _Errors:
 
     def add(self, line, field, why):
         self.items.append(f"line {line}, field '{field}': {why}")
+
+    def add_column(self, line, column, why):
+        """A problem named by the column's position (its header may not be a name)."""
+        self.items.append(f"line {line}, column {column}: {why}")
 
     def check(self):
         if self.items:
@@ -215,8 +251,10 @@ def _read_csv(path):
                           (re.sub(r"[\s-]+", "_", h.strip().lower()) for h in rec)]
                 continue
             if len(rec) != len(header):
+                no_header = not set(header) & set(IMPORT_COLUMNS + EXPORT_ONLY_COLUMNS)
                 raise RegistryError(f"import of {path} refused, nothing was changed: line {line} has "
-                                    f"{len(rec)} fields, the header has {len(header)}")
+                                    f"{len(rec)} fields, the header has {len(header)}"
+                                    + (f"; {_NO_HEADER}" if no_header else ""))
             rows.append((line, {k: v.strip() for k, v in zip(header, rec)}))
     except csv.Error as e:
         raise RegistryError(f"import of {path} refused, nothing was changed: line "
@@ -227,6 +265,23 @@ def _read_csv(path):
     return header, rows
 
 
+def _csv_alias(value):
+    try:
+        return check_alias(value)
+    except RegistryError:
+        raise RegistryError(EXPECTED["alias"]) from None
+
+
+def _csv_contacts(value):
+    """check_contacts, saying which contact (#N) is no number without showing any of it."""
+    for i, number in enumerate(split_contacts(value), 1):
+        try:
+            normalise_number(number, f"contact #{i}")
+        except InputError:
+            raise RegistryError(f"contact #{i} {EXPECTED['contact']}") from None
+    return check_contacts(value)     # how many, and twice the same: without the numbers
+
+
 def _no_formula(text):
     """Free text that a spreadsheet would run as a formula gets a leading apostrophe."""
     if text and text[0] in "=+-@\t\r":
@@ -234,19 +289,10 @@ def _no_formula(text):
     return text
 
 
-def _write_file(path, data, private=False):
-    """Write via a temporary file and rename (never a half-written export); mode 0600 if private."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _write_file(path, data, private=False, force=False, registry=None):
+    """Write via a temporary file and rename (never a half-written export, never a file
+    replaced unasked, never the registry's own files); mode 0600 if private."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        if private:
-            os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        write_file(path, data, force=force, private=private, registry=registry, what="the export")
     except OSError as e:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
         raise RegistryError(f"cannot write {path}: {e.strerror}") from None

@@ -6,14 +6,15 @@ import os
 import re
 
 from .errors import RegistryError
-from .rules import mask
 
 _MAC_RE = re.compile(r"[0-9a-f]{12}|[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}")
 _LABEL_RE = re.compile(r"[A-Z0-9](?:[A-Z0-9-]{0,22}[A-Z0-9])?")
 _HASH_RE = re.compile(r"[0-9a-f]{8,64}")
 _BOARD_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,39}")
 _CTRL_RE = re.compile(r"[\x00-\x1f\x7f]")
-_PHONEISH_RE = re.compile(r"\+?\d[\d ().-]{5,}\d")
+# digits with any separators a number is written with: spaces (any), . / - – — ( ); scrub
+# masks a run of 7 or more digits ("449/111/2233", "(449) 111-2233", "449 . 111 . 2233")
+_PHONEISH_RE = re.compile(r"\+?\d(?:[\s./()\-\u2010-\u2015]*\d)+")
 
 
 def normalise_mac(text) -> str:
@@ -103,12 +104,23 @@ def check_board(value):
 
 def scrub(text, limit=200) -> str:
     """Free text from a technician or a device log, made safe to store and show: control
-    characters removed, phone-number-like digit runs masked, length capped."""
+    characters removed, any run of 7 or more digits masked whatever separates them (a
+    phone number, a case or ID number), length capped. Names and addresses cannot be told
+    from other words: the commands that take free text say it must hold none."""
     s = _CTRL_RE.sub(" ", str(text or "")).strip()
 
     def _mask(m):
-        digits = re.sub(r"\D", "", m.group())
-        return mask(digits) if len(digits) >= 7 else m.group()
+        run = m.group()
+        left = sum(ch.isdigit() for ch in run)
+        if left < 7:
+            return run
+        out = []                 # every digit but the last two, in place: "(***) ***-**33"
+        for ch in run:
+            if ch.isdigit():
+                left -= 1
+                ch = ch if left < 2 else "*"
+            out.append(ch)
+        return "".join(out)
 
     s = _PHONEISH_RE.sub(_mask, s)
     return s if len(s) <= limit else s[:limit - 1] + "…"

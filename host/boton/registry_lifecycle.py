@@ -478,6 +478,7 @@ class DeviceLifecycle:
     def _reason(reason):
         r = scrub(reason)
         if not r:
-            raise RegistryError("give a reason (what is wrong with the hardware; no case data)")
+            raise RegistryError("give a reason (what is wrong with the hardware; never her name, "
+                                "address, numbers or anything of her case)")
         return r
 
