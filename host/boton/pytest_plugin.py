@@ -21,10 +21,11 @@ import pytest
 VIRTUAL = "virtual"
 REF_PIN = "4821"
 C4_SECONDARY = "+524499100001"
-# Short timers so a scenario takes seconds; they are valid settings for a real device too.
+# Short timers so a scenario takes seconds; they are valid settings for a real device too
+# (sms_timeout_s, a backstop for a lost report, stays past a real module's slowest send).
 SCENARIO_DEFAULTS = {
     "redial_backoff_s": [1, 2, 4], "cycle_backoff_s": 5, "sms_retry_s": 1,
-    "sms_retries": 3, "sms_timeout_s": 40, "dial_timeout_s": 40, "vibrate": True,
+    "sms_retries": 3, "sms_timeout_s": 150, "dial_timeout_s": 40, "vibrate": True,
 }
 
 MODEM_FAMILIES = ("sim800", "a7670")
