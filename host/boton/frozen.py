@@ -196,14 +196,36 @@ def _build(tools: Path, out: Path, target: str | None, board: str | None = None)
     shutil.rmtree(out / "build", ignore_errors=True)
 
 
-def _stamped_manifest(out: Path, target: str, board: str | None = None) -> Path:
-    """A manifest that includes ours for `target` with the stamp module written beside it."""
+def _stamped_manifest(out: Path, target: str, board: str | None = None, port: Path | None = None) -> Path:
+    """A manifest that includes ours for `target` with the stamp module written beside it
+    (port: the ESP32 port's folder, whose manifest ours runs less its _boot.py)."""
     stamp_dir = out / "stamp"
     stamp_dir.mkdir(parents=True, exist_ok=True)
     (stamp_dir / f"{STAMP_MODULE}.py").write_text(stamp_source(target, board))
     wrapper = out / "manifest.py"
-    wrapper.write_text(f"include({str(MANIFEST)!r}, target={target!r}, stamp={str(stamp_dir)!r})\n")
+    extra = f", port={str(port)!r}" if port else ""
+    wrapper.write_text(f"include({str(MANIFEST)!r}, target={target!r}, stamp={str(stamp_dir)!r}{extra})\n")
     return wrapper
+
+
+# firmware/frozen/_boot.py is the port's _boot.py but for what a mount failure runs: these
+# lines of ours stand where the port's are. Any other difference (a new MicroPython whose
+# _boot.py does more) stops the build until ours is brought up to date.
+BOOT = paths.FIRMWARE / "frozen" / "_boot.py"
+BOOT_CHANGE = {"import nofs": "import inisetup", "nofs.setup(bdev)": "inisetup.setup()"}
+
+
+def _code_lines(text: str) -> list[str]:
+    lines = (line.split("#", 1)[0].rstrip() for line in text.splitlines())
+    return [line for line in lines if line.strip()]
+
+
+def boot_differs(port_boot: str, ours: str | None = None) -> bool:
+    """Whether the port's _boot.py does anything ours does not (comments and blank lines aside)."""
+    ours = ours if ours is not None else BOOT.read_text()
+    mirrored = [line.replace(line.strip(), BOOT_CHANGE.get(line.strip(), line.strip()))
+                for line in _code_lines(ours)]
+    return mirrored != _code_lines(port_boot)
 
 
 def _build_failed(what: str, proc, log: Path) -> BuildError:
@@ -339,11 +361,16 @@ def esp32_image(board: str, out_dir: Path | None = None) -> Path:
         where = src or (tools and f"{tools / TARBALL} (trimmed to the unix port)") or "no MicroPython source"
         raise Unavailable(f"ESP32 image not built: {where} has no ports/esp32; "
                           "set BOTON_MICROPYTHON_SRC to a full MicroPython checkout")
+    port = Path(src) / "ports" / "esp32"
+    port_boot = port / "modules" / "_boot.py"
+    if not port_boot.is_file() or boot_differs(port_boot.read_text()):
+        raise BuildError(f"ESP32 image not built: {port_boot} is not the _boot.py that "
+                         f"{os.path.relpath(BOOT, paths.REPO)} stands in for; bring ours up to date with it")
     out_dir = Path(out_dir or paths.REPO / "build" / "firmware" / board)
-    wrapper = _stamped_manifest(out_dir, "esp32", board)
+    wrapper = _stamped_manifest(out_dir, "esp32", board, port)
     log = out_dir / "build.log"
     with open(log, "w") as f:
-        proc = subprocess.run(["make", "-C", str(Path(src) / "ports" / "esp32"), f"BOARD={mp_board}",
+        proc = subprocess.run(["make", "-C", str(port), f"BOARD={mp_board}",
                                f"BUILD={out_dir / 'build'}", f"FROZEN_MANIFEST={wrapper}"],
                               stdout=f, stderr=subprocess.STDOUT)
     image = out_dir / "build" / "firmware.bin"
