@@ -201,7 +201,7 @@ def test_deploy_refuses_an_image_built_for_another_board():
 BOARD = "tcall_sim800l_axp192"
 
 
-def _chip_with_garbage_at_the_start_of_its_filesystem(tmp_path):
+def _chip_with_garbage_at_the_start_of_its_filesystem(tmp_path, frozen=True):
     """A provisioned button's whole flash (this board's image: firmware frozen in), whose
     filesystem's first two blocks are garbage, as a failing sector or a torn superblock
     leaves them: LittleFS will not mount it, and its first block is not erased (the port's
@@ -210,7 +210,7 @@ def _chip_with_garbage_at_the_start_of_its_filesystem(tmp_path):
 
     chip = tmp_path / "chip.bin"
     chip.write_bytes(img.build_image(img.virtual_firmware(),
-                                     img.device_files(BOARD, demo_config(c4=[OTHER_C4]), frozen=True), "4MB"))
+                                     img.device_files(BOARD, demo_config(c4=[OTHER_C4]), frozen=frozen), "4MB"))
     region = img.flash_image_spec(chip).rsplit("@", 1)[1]
     offset, size = (int(x, 0) for x in region.split("+"))
     with open(chip, "r+b") as f:
@@ -248,3 +248,20 @@ def test_a_filesystem_that_will_not_mount_still_calls_c4_from_the_frozen_image(t
     finally:
         vd.stop()
     assert chip.read_bytes()[offset:offset + size] == vfs_before   # nothing written: as a technician finds it
+
+
+def test_an_mpy_firmware_has_no_frozen_safe_mode_for_a_filesystem_that_will_not_mount(tmp_path):
+    """The .mpy development deploy runs the port's own _boot.py: on such a flash the board
+    prints the port's message for ever and never calls C4 (docs/hardware.md says so)."""
+    chip, _, _ = _chip_with_garbage_at_the_start_of_its_filesystem(tmp_path, frozen=False)
+    vd = VirtualDevice(tmp_path / "flash", board=BOARD, flash_image=chip, interpreter="pypi",
+                       time_scale=FAST, network_log=tmp_path / "net.jsonl")
+    vd.start()
+    try:
+        vd.wait_console("The filesystem appears to be corrupted", timeout=60, count=2)   # every 3 s
+        vd.press(hold_s=2.5)
+        vd.wait_console("The filesystem appears to be corrupted", timeout=30, count=3)
+        assert "safe mode" not in vd.console_text()
+        assert not [e for e in vd.events if e["kind"] == "call_start"]
+    finally:
+        vd.stop()
