@@ -2,7 +2,8 @@
 # no usable board profile), and the button must still call C4. main.py runs it when
 # bootcheck.check() says why (and only then loads it). It imports almost nothing (hw,
 # MicroPython's own asyncio) and talks bare AT to the modem, so what broke the firmware
-# cannot break this. It lives in the flash's root, outside lib/, as bootcheck does.
+# cannot break this. It lives in the flash's root, outside lib/, as bootcheck does; the
+# release image freezes both too, for a filesystem that will not mount (frozen/nofs.py).
 import gc
 
 import bootcheck
@@ -41,14 +42,20 @@ ROUNDS = 3           # times through the C4 numbers before waiting for the next 
 RETRY_MS = 5000      # pause between rounds, and before bringing back a module lost in a call
 
 
-def run(why):
-    """Safe mode, forever: log why, then call C4 covertly whenever the button asks."""
+def run(why, log=True):
+    """Safe mode, forever: log why, then call C4 covertly whenever the button asks.
+    log=False: the console only (no filesystem to write the event log to)."""
     bootcheck.purge()  # what the failed start left behind: its heap comes back (safe keeps its names)
     print("safe mode:", why)
-    try:
-        from eventlog import EventLog
-        EventLog(echo=True).add("safe_mode", why)
-    except Exception:  # the log's module may be what is broken
+    logged = False
+    if log:
+        try:
+            from eventlog import EventLog
+            EventLog(echo=True).add("safe_mode", why)  # echoed as "EV safe_mode ..."
+            logged = True
+        except Exception:  # the log's module may be what is broken
+            pass
+    if not logged:
         print("EV safe_mode", why)
     board, numbers, hold_ms = bootcheck.PLAN or bootcheck.plan()[0]
     call_now = why == "crash_loop" and bootcheck.alert_running()

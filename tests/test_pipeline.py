@@ -124,7 +124,7 @@ def test_one_rfc2217_url_for_esptool_and_mpremote_like_a_usb_port(tmp_path):
                               "exec", "import os; print(sorted(os.listdir()))"],
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
-        assert out.stdout.strip() == "[]"  # a freshly formatted filesystem
+        assert out.stdout.strip() == "['boot.py']"  # a freshly formatted filesystem: the port writes a boot.py
     finally:
         vd.stop()
 

@@ -96,8 +96,8 @@ def test_with_a_flash_image_the_repl_sees_only_its_littlefs(tmp_path):
         # LittleFS itself refuses ".." above its root with EINVAL, as the chip's does.
         assert_sealed(got, errnos=(2, 22))
         assert got["/etc/passwd"] == 2
-        assert got["root"] == ["flash"]  # the LittleFS mount only
-        assert got["cwd_up"] == 2  # nothing but /flash under "/"
+        assert got["root"] == ["boot.py"]  # the LittleFS at "/", as the port's initial setup left it
+        assert got["cwd_up"] == 2  # LittleFS refuses a path above its root (ENOENT), as on the chip
         with Device(vd.repl_url) as dev:
             # The rig's own code on the device still opens its block-device module, read only.
             out = dev.exec("import os\nf = os.getenv('BOTON_LFS_BLOCKDEV')\nprint(len(open(f).read()) > 0)\n"

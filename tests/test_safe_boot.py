@@ -1,6 +1,7 @@
 """Safe mode at boot: when the firmware cannot start (a module that will not import, no
 usable board profile), main.py falls back to safe.py and the button still calls C4,
-covertly. Issue 13 item 7, issue 10 item 3."""
+covertly. Issue 13 item 7, issue 10 item 3. A flash filesystem that will not mount runs
+the release image's frozen safe mode from _boot.py instead."""
 import pytest
 
 from boton.sim.flashdir import install
@@ -245,3 +246,72 @@ def test_deploy_refuses_an_image_built_for_another_board():
     assert why == ("its image was built for the ta7670x_a7670sa board, not tcall_sim800l_axp192 "
                    "(make firmware BOARD=tcall_sim800l_axp192)")
     assert frozen_mismatch(dict(stamp, board=None), "tcall_sim800l_axp192") is None  # the rig's image
+
+
+BOARD = "tcall_sim800l_axp192"
+
+
+def _chip_with_garbage_at_the_start_of_its_filesystem(tmp_path, frozen=True):
+    """A provisioned button's whole flash (this board's image: firmware frozen in), whose
+    filesystem's first two blocks are garbage, as a failing sector or a torn superblock
+    leaves them: LittleFS will not mount it, and its first block is not erased (the port's
+    inisetup then prints "The filesystem appears to be corrupted" for ever)."""
+    from boton import image as img
+
+    chip = tmp_path / "chip.bin"
+    chip.write_bytes(img.build_image(img.virtual_firmware(),
+                                     img.device_files(BOARD, demo_config(c4=[OTHER_C4]), frozen=frozen), "4MB"))
+    region = img.flash_image_spec(chip).rsplit("@", 1)[1]
+    offset, size = (int(x, 0) for x in region.split("+"))
+    with open(chip, "r+b") as f:
+        f.seek(offset)
+        f.write(bytes(range(256)) * 32)   # 8 KB: blocks 0 and 1, both superblock copies
+    return chip, offset, size
+
+
+def test_a_filesystem_that_will_not_mount_still_calls_c4_from_the_frozen_image(tmp_path):
+    """boot.py, main.py, safe mode and her configuration all live on the filesystem: with
+    the port's _boot.py the button is dead. The image's own _boot.py runs its frozen safe
+    mode instead, with the profile frozen into the image (safe_c4), writing nothing."""
+    from boton import frozen
+
+    try:
+        interpreter = frozen.board_interpreter(BOARD)   # this board's own release image
+    except frozen.Unavailable as e:
+        pytest.skip(str(e))
+    chip, offset, size = _chip_with_garbage_at_the_start_of_its_filesystem(tmp_path)
+    vfs_before = chip.read_bytes()[offset:offset + size]
+    vd = VirtualDevice(tmp_path / "flash", board=BOARD, flash_image=chip, interpreter=interpreter,
+                       time_scale=FAST, network_log=tmp_path / "net.jsonl")
+    vd.start()
+    try:
+        vd.wait_console("The filesystem appears to be corrupted", timeout=60)   # for a technician
+        vd.wait_console("EV safe_mode no_filesystem", timeout=30)
+        # Her config (OTHER_C4) is on the filesystem that will not mount: the frozen profile's safe_c4.
+        mark = press_in_safe_mode(vd, DEFAULT_C4, hold_s=2.5)
+        vd.call(vd.network.hangup, DEFAULT_C4)
+        call = vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == DEFAULT_C4, after=mark, timeout=60)
+        assert call["answered"]
+        assert call["audio"]["speaker_level"] == 0 and call["audio"]["ringer_level"] == 0
+        assert call["audio"]["mic_gain"] > 0
+        assert vd.console_text().count("The filesystem appears to be corrupted") == 1
+    finally:
+        vd.stop()
+    assert chip.read_bytes()[offset:offset + size] == vfs_before   # nothing written: as a technician finds it
+
+
+def test_an_mpy_firmware_has_no_frozen_safe_mode_for_a_filesystem_that_will_not_mount(tmp_path):
+    """The .mpy development deploy runs the port's own _boot.py: on such a flash the board
+    prints the port's message for ever and never calls C4 (docs/hardware.md says so)."""
+    chip, _, _ = _chip_with_garbage_at_the_start_of_its_filesystem(tmp_path, frozen=False)
+    vd = VirtualDevice(tmp_path / "flash", board=BOARD, flash_image=chip, interpreter="pypi",
+                       time_scale=FAST, network_log=tmp_path / "net.jsonl")
+    vd.start()
+    try:
+        vd.wait_console("The filesystem appears to be corrupted", timeout=60, count=2)   # every 3 s
+        vd.press(hold_s=2.5)
+        vd.wait_console("The filesystem appears to be corrupted", timeout=30, count=3)
+        assert "safe mode" not in vd.console_text()
+        assert not [e for e in vd.events if e["kind"] == "call_start"]
+    finally:
+        vd.stop()

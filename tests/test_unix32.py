@@ -54,9 +54,69 @@ def test_manifest_freezes_the_firmware_per_target():
     unix = {p.name for p in frozen.frozen_files("unix")}
     esp32 = {p.name for p in frozen.frozen_files("esp32")}
     lib = {p.name for p in (paths.FIRMWARE / "lib").glob("*.py")}
-    assert unix == lib - {"hw_esp32.py"}
-    assert esp32 == lib - {"hw_sim.py"}
+    # safe mode and the start check, and the _boot.py that runs them without a filesystem
+    boot = {"bootcheck.py", "safe.py", "_boot.py", "nofs.py"}
+    assert unix == lib - {"hw_esp32.py"} | boot
+    assert esp32 == lib - {"hw_sim.py"} | boot
     assert frozen.stamp("unix")["sha256"] != frozen.stamp("esp32")["sha256"]
+
+
+PORT_BOOT = """import gc
+import vfs
+from flashbdev import bdev
+
+try:
+    if bdev:
+        vfs.mount(bdev, "/")
+except OSError:
+    import inisetup
+
+    inisetup.setup()
+
+gc.collect()
+"""
+
+
+@needs_tooling
+def test_the_esp32_image_freezes_our_boot_py_in_place_of_the_ports(tmp_path):
+    """MicroPython's own manifest tool, on a stand-in ESP32 port whose manifest freezes its
+    modules folder whole (as ports/esp32/boards/manifest.py does): every port module but its
+    _boot.py, ours under that name, once."""
+    import tarfile
+    mp = tmp_path / "micropython"
+    with tarfile.open(TOOLS / frozen.TARBALL) as tar:
+        wanted = [m for m in tar.getmembers()
+                  if m.name.split("/", 1)[-1].startswith(("tools/", "extmod/asyncio/"))]
+        for m in wanted:
+            m.name = m.name.split("/", 1)[1]
+        tar.extractall(mp, members=wanted, filter="data")
+    port = mp / "ports" / "esp32"
+    (port / "modules" / "machine").mkdir(parents=True)
+    (port / "boards").mkdir()
+    for name in ("flashbdev.py", "inisetup.py", "machine/__init__.py"):
+        (port / "modules" / name).write_text("x = 1\n")
+    (port / "modules" / "_boot.py").write_text(PORT_BOOT)
+    (port / "boards" / "manifest.py").write_text('freeze("$(PORT_DIR)/modules")\n'
+                                                 'include("$(MPY_DIR)/extmod/asyncio")\n')
+    wrapper = frozen._stamped_manifest(tmp_path / "out", "esp32", "ta7670x_a7670sa", port)
+    sys.path.insert(0, str(mp / "tools"))
+    try:
+        import manifestfile
+        m = manifestfile.ManifestFile(manifestfile.MODE_FREEZE, {"MPY_DIR": str(mp), "PORT_DIR": str(port),
+                                                                 "BOARD_DIR": None, "MPY_LIB_DIR": None})
+        m.execute(str(wrapper))
+    finally:
+        sys.path.remove(str(mp / "tools"))
+        sys.modules.pop("manifestfile", None)
+    frozen_as = {}
+    for f in m.files():
+        frozen_as.setdefault(f.target_path, []).append(Path(f.full_path))
+    assert frozen_as["_boot.py"] == [paths.FIRMWARE / "frozen" / "_boot.py"]
+    assert {"flashbdev.py", "inisetup.py", "machine/__init__.py", "asyncio/core.py", "nofs.py", "safe.py",
+            "bootcheck.py", "alert.py", "hw_esp32.py", "boton_frozen.py"} <= set(frozen_as)
+    assert "hw_sim.py" not in frozen_as and all(len(v) == 1 for v in frozen_as.values())
+    assert not frozen.boot_differs(PORT_BOOT)   # ours is the port's but for what a mount failure runs
+    assert frozen.boot_differs(PORT_BOOT + "import network\n")   # a port's _boot.py that does more: no build
 
 
 def test_the_manifest_is_not_deployed_to_a_board():

@@ -310,15 +310,16 @@ def i2c_read(sda, scl, addr, reg, n):
 def vfs_partition():
     """(block device, mount point, flash offset, size) of the flash filesystem: the vfs
     region of the virtual chip's flash image, through the same extended block device
-    protocol as esp32.Partition. None on a flash folder: there are no raw blocks."""
+    protocol as esp32.Partition, mounted at "/" as _boot.py does on the chip. None on a
+    flash folder: there are no raw blocks."""
     spec = os.getenv("BOTON_FLASH_IMAGE")
     if not spec:
         return None
-    # the rig's block device (lfs_blockdev.py, which board_repl also mounts the image with)
+    # the rig's block device (lfs_blockdev.py, which the rig's flashbdev also uses)
     g = {"__name__": "lfs_blockdev"}
     exec(open(os.getenv("BOTON_LFS_BLOCKDEV")).read(), g)
     path, offset, size = g["parse_spec"](spec)
-    return g["FlashRegion"](path, offset, size), g["MOUNT_POINT"], offset, size
+    return g["FlashRegion"](path, offset, size), "/", offset, size
 
 
 # The chip's RTC slow memory (machine.RTC().memory()): the rig keeps it across resets and

@@ -138,14 +138,14 @@ def _tool_digest(tools: Path) -> bytes:
     return hashlib.sha256((tools / SCRIPT).read_bytes()).digest() + f"{tar.st_size}:{tar.st_mtime_ns}".encode()
 
 
-def build_key(tools: Path, frozen: bool, target="unix") -> str:
+def build_key(tools: Path, frozen: bool, target="unix", board: str | None = None) -> str:
     """Names a build by everything that goes into it, so a stale interpreter is never reused."""
     h = hashlib.sha256(_tool_digest(tools))
     if frozen:
-        h.update(MANIFEST.read_bytes() + target.encode() + stamp_source(target).encode())
+        h.update(MANIFEST.read_bytes() + target.encode() + stamp_source(target, board).encode())
         for p in frozen_files(target):
             h.update(p.name.encode() + b"\0" + p.read_bytes())
-        return f"frozen-{target}-{h.hexdigest()[:16]}"
+        return f"frozen-{target}-{board + '-' if board else ''}{h.hexdigest()[:16]}"
     return f"plain-{h.hexdigest()[:16]}"
 
 
@@ -157,8 +157,10 @@ class Unix32:
     key: str = ""
 
 
-def unix32(frozen=True, target="unix", cache: Path = CACHE) -> Unix32:
+def unix32(frozen=True, target="unix", cache: Path = CACHE, board: str | None = None) -> Unix32:
     """The 32-bit interpreter (firmware frozen in, or nothing frozen), built once per key.
+    board: the image carries that board's profile, as a board's own release image does
+    (make firmware BOARD=...); by default none, the virtual device's image serves every board.
 
     Returns exe=None plus a one-line reason when the tooling is absent; raises BuildError
     (with the tail of build.log) when it is present but the build fails.
@@ -166,7 +168,7 @@ def unix32(frozen=True, target="unix", cache: Path = CACHE) -> Unix32:
     tools, why = tooling()
     if tools is None:
         return Unix32(None, None, f"{why}; {FALLBACK}")
-    key = build_key(tools, frozen, target)
+    key = build_key(tools, frozen, target, board)
     out = Path(cache) / key
     done = out / ".complete"
     if not done.exists():
@@ -174,17 +176,17 @@ def unix32(frozen=True, target="unix", cache: Path = CACHE) -> Unix32:
         with open(out.parent / f"{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)   # the other process builds; we wait and reuse
             if not done.exists():
-                _build(tools, out, target if frozen else None)
+                _build(tools, out, target if frozen else None, board)
                 done.write_text(key + "\n")
     return Unix32(out / "micropython", out / "mpy-cross", "", key)
 
 
-def _build(tools: Path, out: Path, target: str | None):
+def _build(tools: Path, out: Path, target: str | None, board: str | None = None):
     shutil.rmtree(out, ignore_errors=True)   # a half-built earlier try
     out.mkdir(parents=True)
     cmd = ["bash", str(tools / SCRIPT), str(out)]
     if target:
-        cmd.append(str(_stamped_manifest(out, target)))
+        cmd.append(str(_stamped_manifest(out, target, board)))
     proc = subprocess.run(cmd, capture_output=True, text=True)
     exe = out / "micropython"
     if proc.returncode != 0 or not exe.exists():
@@ -194,14 +196,36 @@ def _build(tools: Path, out: Path, target: str | None):
     shutil.rmtree(out / "build", ignore_errors=True)
 
 
-def _stamped_manifest(out: Path, target: str, board: str | None = None) -> Path:
-    """A manifest that includes ours for `target` with the stamp module written beside it."""
+def _stamped_manifest(out: Path, target: str, board: str | None = None, port: Path | None = None) -> Path:
+    """A manifest that includes ours for `target` with the stamp module written beside it
+    (port: the ESP32 port's folder, whose manifest ours runs less its _boot.py)."""
     stamp_dir = out / "stamp"
     stamp_dir.mkdir(parents=True, exist_ok=True)
     (stamp_dir / f"{STAMP_MODULE}.py").write_text(stamp_source(target, board))
     wrapper = out / "manifest.py"
-    wrapper.write_text(f"include({str(MANIFEST)!r}, target={target!r}, stamp={str(stamp_dir)!r})\n")
+    extra = f", port={str(port)!r}" if port else ""
+    wrapper.write_text(f"include({str(MANIFEST)!r}, target={target!r}, stamp={str(stamp_dir)!r}{extra})\n")
     return wrapper
+
+
+# firmware/frozen/_boot.py is the port's _boot.py but for what a mount failure runs: these
+# lines of ours stand where the port's are. Any other difference (a new MicroPython whose
+# _boot.py does more) stops the build until ours is brought up to date.
+BOOT = paths.FIRMWARE / "frozen" / "_boot.py"
+BOOT_CHANGE = {"import nofs": "import inisetup", "nofs.setup(bdev)": "inisetup.setup()"}
+
+
+def _code_lines(text: str) -> list[str]:
+    lines = (line.split("#", 1)[0].rstrip() for line in text.splitlines())
+    return [line for line in lines if line.strip()]
+
+
+def boot_differs(port_boot: str, ours: str | None = None) -> bool:
+    """Whether the port's _boot.py does anything ours does not (comments and blank lines aside)."""
+    ours = ours if ours is not None else BOOT.read_text()
+    mirrored = [line.replace(line.strip(), BOOT_CHANGE.get(line.strip(), line.strip()))
+                for line in _code_lines(ours)]
+    return mirrored != _code_lines(port_boot)
 
 
 def _build_failed(what: str, proc, log: Path) -> BuildError:
@@ -256,7 +280,10 @@ def device_interpreter(choice: str | None = None) -> DeviceInterpreter:
     32-bit build with the ESP32's 56 KB heap, as a release image runs it (fails if it cannot
     be built); "pypi": the 64-bit PyPI port with .mpy files from the virtual flash; "auto"
     (default, or $BOTON_INTERPRETER): esp32 where the tooling is at hand, else pypi with a
-    one-line note. Resolved once per process (the build is cached anyway)."""
+    one-line note. Resolved once per process (the build is cached anyway). A
+    DeviceInterpreter is taken as it is (board_interpreter's)."""
+    if isinstance(choice, DeviceInterpreter):
+        return choice
     choice = choice or os.environ.get("BOTON_INTERPRETER") or "auto"
     if choice not in INTERPRETERS:
         raise DeviceError(f"interpreter must be one of {', '.join(INTERPRETERS)}, not {choice!r}", 2)
@@ -275,6 +302,18 @@ def device_interpreter(choice: str | None = None) -> DeviceInterpreter:
             else:
                 _chosen[key] = DeviceInterpreter(pypi.exe, pypi.heap, pypi.label, note=why)
     return _chosen[key]
+
+
+def board_interpreter(board: str) -> DeviceInterpreter:
+    """The virtual device as a board flashed with its own release image (make firmware
+    BOARD=...): the firmware frozen with that board's profile (what safe mode drives without
+    a filesystem or board.json), 32-bit, the ESP32's heap. Unavailable without the tooling."""
+    load_board(board)  # an unknown board: the usual one-line error
+    b = unix32(frozen=True, board=board)
+    if b.exe is None:
+        raise Unavailable(b.reason.split("; using")[0])
+    return DeviceInterpreter(str(b.exe), ESP32_HEAP, f"32-bit MicroPython, firmware frozen with the {board} "
+                             f"profile, {ESP32_HEAP} heap (as that board's image)", chip=True)
 
 
 # ------------------------------------------------------------------ memory a deploy checks
@@ -322,11 +361,16 @@ def esp32_image(board: str, out_dir: Path | None = None) -> Path:
         where = src or (tools and f"{tools / TARBALL} (trimmed to the unix port)") or "no MicroPython source"
         raise Unavailable(f"ESP32 image not built: {where} has no ports/esp32; "
                           "set BOTON_MICROPYTHON_SRC to a full MicroPython checkout")
+    port = Path(src) / "ports" / "esp32"
+    port_boot = port / "modules" / "_boot.py"
+    if not port_boot.is_file() or boot_differs(port_boot.read_text()):
+        raise BuildError(f"ESP32 image not built: {port_boot} is not the _boot.py that "
+                         f"{os.path.relpath(BOOT, paths.REPO)} stands in for; bring ours up to date with it")
     out_dir = Path(out_dir or paths.REPO / "build" / "firmware" / board)
-    wrapper = _stamped_manifest(out_dir, "esp32", board)
+    wrapper = _stamped_manifest(out_dir, "esp32", board, port)
     log = out_dir / "build.log"
     with open(log, "w") as f:
-        proc = subprocess.run(["make", "-C", str(Path(src) / "ports" / "esp32"), f"BOARD={mp_board}",
+        proc = subprocess.run(["make", "-C", str(port), f"BOARD={mp_board}",
                                f"BUILD={out_dir / 'build'}", f"FROZEN_MANIFEST={wrapper}"],
                               stdout=f, stderr=subprocess.STDOUT)
     image = out_dir / "build" / "firmware.bin"

@@ -20,15 +20,16 @@ WINDOW = 256
 # The rig starts this as `-m board_repl` from a folder of .mpy (MICROPYPATH): the rig's own
 # code loads as bytecode, without the parse garbage that compiling it from source would
 # leave between the objects it keeps (a chip's REPL is C: it costs its heap nothing). Its
-# two helpers are imported here, while that folder is still on the path, used once and
-# dropped (main()); then the device sees only its flash (the flash folder, cwd, and its
-# /lib) and what is frozen into the interpreter, in the ESP32 port's order: frozen modules
-# win over /lib.
+# helpers are imported here, while that folder is still on the path: board_seal is used
+# once and dropped (main()); flashbdev and inisetup stand in for the ESP32 port's frozen
+# modules of those names, which _boot.py imports (inisetup only with a flash image, the
+# only case it can run). Then the device sees only its flash (the flash folder, or the
+# image's LittleFS, at "/", cwd, and its /lib) and what is frozen into the interpreter, in
+# the ESP32 port's order: frozen modules win over /lib.
 import board_seal
-if os.getenv("BOTON_FLASH_IMAGE"):
-    import lfs_blockdev
-else:
-    lfs_blockdev = None
+import flashbdev
+if flashbdev.bdev:
+    import inisetup  # noqa: F401 - kept in sys.modules for _boot.py
 # "56/76/2048" (rig.VirtualDevice): the chip's heap and the heap this interpreter was
 # started with (KB), larger by what the rig itself holds, and the bytes the chip's own boot
 # holds (hold_chip_heap); absent: the heap is not an ESP32's.
@@ -241,47 +242,51 @@ def friendly_repl():
             w(chr(c))
 
 
-def mount_flash():
-    """With a flash image, the filesystem is its vfs partition, mounted by VfsLfs2 as the
-    ESP32 port's _boot.py does. If that fails, inisetup's rule: an erased first block is
-    formatted; anything else is reported as corrupted and the board stops there."""
-    g = lfs_blockdev
-    if g is None:
-        return
+def run_boot():
+    """What the ESP32 port runs before boot.py (main.c): the frozen _boot.py, which mounts
+    the flash's vfs partition at "/" (flashbdev.bdev: a flash image's; none on a flash
+    folder). The release image's own where the interpreter has it frozen in (on a mount
+    failure it runs safe mode from the image, for ever), else the port's (an .mpy
+    firmware). Like the port, print what it raises and go on to boot.py."""
+    sys.path[:] = [".frozen"]  # the port looks for _boot.py among the frozen modules only
     try:
-        g.mount_from_env()
-        return
-    except OSError:
-        pass
-    path, offset, size = g.parse_spec(os.getenv("BOTON_FLASH_IMAGE"))
-    bdev = g.FlashRegion(path, offset, size)
-    first = bytearray(g.BLOCK_SIZE)
-    bdev.readblocks(0, first)
-    if first != b"\xff" * len(first):
-        bdev.close()
-        w("The filesystem appears to be corrupted. If you had important data there, you may want "
-          "to make a flash snapshot to try to recover it. Otherwise, perform factory reprogramming "
-          "of MicroPython firmware (completely erase flash, followed by firmware programming).\r\n")
-        while True:
-            getc()  # the board idles here until it is reset or reflashed
-    w("Performing initial setup\r\n")
+        try:
+            import _boot  # noqa: F401
+        except ImportError as e:
+            if e.args[:1] != ("no module named '_boot'",):
+                raise
+            port_boot()
+    except Exception as e:
+        sys.print_exception(e, out)
+    finally:
+        sys.modules.pop("_boot", None)
+        sys.path[:] = ["", ".frozen", "lib"]
+
+
+def port_boot():
+    """The ESP32 port's own _boot.py: mount the vfs partition at "/"; if it will not mount,
+    inisetup (the rig's stand-in) formats an erased one or reports it corrupted for ever."""
     import vfs
-    vfs.VfsLfs2.mkfs(bdev)
-    bdev.close()
-    g.mount_from_env()
+    from flashbdev import bdev
+    try:
+        if bdev:
+            vfs.mount(bdev, "/")
+    except OSError:
+        import inisetup
+        inisetup.setup()
 
 
 def seal():
     """The board keeps nothing of the host but its flash: board_seal's namespace is emptied
     once it has run (its closures' __globals__: nothing to reach through), and this file
-    lets go of it and of lfs_blockdev (the mount holds what it needs of the latter)."""
-    global board_seal, lfs_blockdev
+    lets go of it (flashbdev holds what it needs of lfs_blockdev)."""
+    global board_seal
     import builtins
     import vfs
 
     board_seal.seal(os, vfs, builtins)
     board_seal.__dict__.clear()
-    board_seal = lfs_blockdev = None
+    board_seal = None
 
 
 _ballast = None
@@ -312,9 +317,12 @@ def main():
         w("ets Jul 29 2019 12:21:46\r\n\r\nrst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n")
     else:
         w("MPY: soft reboot\r\n")
-    mount_flash()
     seal()
     del globals()["os"]  # the real one, should anything reach this file's __globals__
+    # Before the heap is held: its mount is part of what the chip's own boot holds.
+    # (A _boot.py that never returns, safe mode on a flash that will not mount, runs
+    # with the rig's margin unheld: frozen, it needs little.)
+    run_boot()
     hold_chip_heap()
     run_file("boot.py")
     # A host knocks with a burst of Ctrl-C (the chip may be light-sleeping): one that lands

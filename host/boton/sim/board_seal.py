@@ -1,11 +1,12 @@
-# Runs ON MICROPYTHON (unix port), never CPython: board_repl.py runs it once per boot, after
-# the flash is mounted and before boot.py, to leave the board nothing of the host but its
-# flash, as a chip has (docs/hil.md, "Isolation").
+# Runs ON MICROPYTHON (unix port), never CPython: board_repl.py runs it once per boot,
+# before _boot.py and boot.py, to leave the board nothing of the host but its flash, as a
+# chip has (docs/hil.md, "Isolation").
 #
 # The unix port mounts the host's whole filesystem at "/" and offers os.system. seal():
 # - puts the flash at "/": the flash folder behind a layer that resolves ".." itself
 #   (VfsPosix(root) hands ".." and relative paths to the host as they are); with a flash
-#   image, an empty "/" beside the LittleFS at /flash (ENOENT for anything else);
+#   image, nothing: _boot.py then mounts the image's LittleFS there, as on the chip (a
+#   LittleFS that will not mount leaves no filesystem at all: ENODEV);
 # - makes `import` hand out os and vfs without system and VfsPosix, and machine without
 #   mem8/16/32, and refuse uctypes, ffi and builtins (which could undo all this);
 # - keeps the real modules only in closures: MicroPython functions expose __globals__ but
@@ -28,9 +29,7 @@ def seal(os, vfs, builtins):
     else:  # the rig started us in the flash folder
         flash = flash_dir_vfs(hostfs, os.getcwd(), os.getenv("BOTON_FLASH_FULL"))
     vfs.umount("/")
-    if image:
-        vfs.mount(empty_root_vfs(), "/")  # the root mount stays last: /flash still wins
-    else:
+    if not image:
         vfs.mount(flash, "/")
         os.chdir("/")
 
@@ -153,29 +152,3 @@ def flash_dir_vfs(host, root, full_flag=None):
 
     return FlashDir()
 
-
-def empty_root_vfs():
-    """What a chip has at "/" besides its flash: nothing (ENOENT, as LittleFS says)."""
-    def enoent(*args):
-        raise OSError(2)
-
-    class Nothing:
-        open = stat = statvfs = mkdir = remove = rename = rmdir = enoent
-
-        def mount(self, readonly, mkfs):
-            pass
-
-        def umount(self):
-            pass
-
-        def chdir(self, path):
-            if path != "/":
-                raise OSError(2)
-
-        def getcwd(self):
-            return "/"
-
-        def ilistdir(self, path):
-            return iter(())
-
-    return Nothing()

@@ -13,9 +13,10 @@
 #   fs = lfs_blockdev.mount_image("flash.bin", 0x200000, 0x200000)   # -> /flash, cwd
 #   exec(open("boot.py").read())
 #
-# The virtual device can boot from an image (instead of a flash folder) with
-# mount_from_env(): BOTON_FLASH_IMAGE="PATH@OFFSET+SIZE" (offset and size in bytes,
-# decimal or 0x hex).
+# The virtual device boots from an image (instead of a flash folder) named by
+# BOTON_FLASH_IMAGE="PATH@OFFSET+SIZE" (offset and size in bytes, decimal or 0x hex): its
+# flashbdev stand-in makes the FlashRegion, and _boot.py mounts it at "/" as on the chip.
+# mount_from_env() mounts the same at /flash, for tools beside the host's own "/".
 import os
 import vfs
 

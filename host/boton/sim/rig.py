@@ -36,8 +36,9 @@ from .pmu import I2cBus, make as make_power_chip
 from .modem import check_options as check_modem_options, modem_class
 
 LFS_BLOCKDEV = Path(__file__).with_name("lfs_blockdev.py")
-# The board side of the rig (runs on MicroPython): board_repl imports the other two once.
-BOARD_MODULES = ("board_repl", "board_seal", "lfs_blockdev")
+# The board side of the rig (runs on MicroPython): board_repl imports the others once
+# (flashbdev and inisetup stand in for the ESP32 port's frozen modules of those names).
+BOARD_MODULES = ("board_repl", "board_seal", "lfs_blockdev", "flashbdev", "inisetup")
 SOFT_RAW, SOFT_FRIENDLY = 100, 101
 CONSOLE_KEEP = 1 << 20  # console bytes kept for wait_console()
 CONSOLE_TAIL_LINES = 25  # what a timed-out wait_event shows of the device's console
