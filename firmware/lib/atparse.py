@@ -350,7 +350,8 @@ def parse_cclk(line):
     i = line.find('"')
     j = line.find('"', i + 1)
     t = line[i + 1:j] if 0 <= i < j else line.strip()
-    if len(t) != 20 or t[2] != "/" or t[5] != "/" or t[8] != "," or t[17] not in "+-":
+    # the zone unpadded too: a real A7682E prints "25/03/19,16:13:35+8"
+    if len(t) not in (19, 20) or t[2] != "/" or t[5] != "/" or t[8] != "," or t[17] not in "+-":
         return None
     f = []
     for k in (0, 3, 6, 9, 12, 15, 18):

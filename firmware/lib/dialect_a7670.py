@@ -23,13 +23,13 @@ WARNING_REPEAT_MS = 300000
 # come too late to act on), while a call can still be finished; 4.3 V, the top of the
 # range, is above a charging cell's 4.2 V, so charging never warns.
 INIT_FIRST = ("ATE0", "AT+CMEE=1")
-# AT+CMGD=1,1 deletes the SIM's read SMS, as on the SIM800 (a full storage refuses C4's
-# commands): <delflag> 1 is 3GPP TS 27.005 §3.5.4's, on the AT+CMGD the firmware already
+# AT+CMGD=1,3 deletes the SIM's read, sent and draft SMS, as on the SIM800 (a full storage
+# refuses C4's commands): <delflag> 3 is 3GPP TS 27.005 §3.5.4's, on the AT+CMGD the firmware already
 # sends the A76XX for each SMS it reads; a76xx.md has no A76XX source for the flag.
 # No CLVL/CRSL/CMIC (§3, §8): mic gain up, output gain (speaker and ring tone) 0 before
 # ATD, and in the set-up: C4 calling back rings before anything is answered.
 COVERT_AUDIO = "AT+CMICGAIN=7;+COUTGAIN=0"
-INIT = ("AT+CMGF=1", 'AT+CSCS="GSM"', CSMP, "AT+CNMI=2,1,0,0,0", "AT+CMGD=1,1", "AT+CLIP=1",
+INIT = ("AT+CMGF=1", 'AT+CSCS="GSM"', CSMP, "AT+CNMI=2,1,0,0,0", "AT+CMGD=1,3", "AT+CLIP=1",
         "AT+CLCC=1", "AT+CVALARM=1,3500,4300", "AT+CREG=1", COVERT_AUDIO)
 
 CELL_QUERY = ("AT+CPSI?", "+CPSI")        # no AT+CENG (§5)

