@@ -313,10 +313,8 @@ out([t, eventlog.clock_correction(946684812, utc), eventlog.clock_correction(t +
     assert no_fix == [None, False]
 
 
-def test_a_flood_from_strangers_cannot_rotate_her_alert_out_of_the_log(both, tmp_path):
-    # 300 SMS and calls from strangers in five hours, in a ring of 256 entries: without a
-    # quota her alert (and the registry's anchor) is gone before the technician's visit
-    r = both("""
+# An event log at PREFIX (the caller's .replace), its segments left by an earlier run gone.
+FRESH_LOG = """
 import os, eventlog
 P = "PREFIX"
 for i in range(eventlog.SEGMENTS):
@@ -324,6 +322,13 @@ for i in range(eventlog.SEGMENTS):
         os.remove("%s.%d" % (P, i))
     except OSError:
         pass
+"""
+
+
+def test_a_flood_from_strangers_cannot_rotate_her_alert_out_of_the_log(both, tmp_path):
+    # 300 SMS and calls from strangers in five hours, in a ring of 256 entries: without a
+    # quota her alert (and the registry's anchor) is gone before the technician's visit
+    r = both((FRESH_LOG + """
 now = [1796040000]
 log = eventlog.EventLog(prefix=P, echo=False, clock=lambda: now[0])
 log.add("alert", "start")
@@ -338,7 +343,7 @@ now[0] -= 3 * 86400                      # the RTC set back (GPS): a new day
 log.add("incoming_ignored", "...0003")
 lines = log.entries()
 out([[l.split(" ")[2:4] for l in lines], eventlog.verify(lines)])
-""".replace("PREFIX", str(tmp_path / "log")))
+""").replace("PREFIX", str(tmp_path / "log")))
     entries, (ok, why) = r
     assert entries == [
         ["alert", "start"],
@@ -356,14 +361,7 @@ out([[l.split(" ")[2:4] for l in lines], eventlog.verify(lines)])
 def test_a_flash_that_refuses_the_log_never_stops_the_caller_and_the_count_goes_in_after(both, tmp_path):
     # ENOSPC from the log's append raised into the brain (her alert stopped before the dial)
     # and into the boot (a crash loop)
-    r = both("""
-import os, eventlog
-P = "PREFIX"
-for i in range(eventlog.SEGMENTS):
-    try:
-        os.remove("%s.%d" % (P, i))
-    except OSError:
-        pass
+    r = both((FRESH_LOG + """
 full = []
 real_open = open
 
@@ -391,7 +389,7 @@ lines = log.entries()
 again = eventlog.EventLog(prefix=P, echo=False)
 out([raised, held, [l.split(" ")[:4:2] + l.split(" ")[3:4] for l in lines], eventlog.verify(lines),
      again.seq])
-""".replace("PREFIX", str(tmp_path / "log")))
+""").replace("PREFIX", str(tmp_path / "log")))
     raised, held, entries, (ok, why), seq = r
     assert raised == []
     # no number taken; the count survives its own failed writes ahead of each entry
@@ -405,14 +403,7 @@ out([raised, held, [l.split(" ")[:4:2] + l.split(" ")[3:4] for l in lines], even
 
 def test_a_log_line_a_flipped_bit_left_invalid_utf8_is_dropped_not_raised(both, tmp_path):
     # read as text, the whole segment raised UnicodeError at every boot: a crash loop
-    r = both("""
-import os, eventlog
-P = "PREFIX"
-for i in range(eventlog.SEGMENTS):
-    try:
-        os.remove("%s.%d" % (P, i))
-    except OSError:
-        pass
+    r = both((FRESH_LOG + """
 log = eventlog.EventLog(prefix=P, echo=False, clock=lambda: 1796040000)
 for ev in ("boot", "ready", "alert", "cancel"):
     log.add(ev, "-")
@@ -424,7 +415,7 @@ with open(P + ".0", "wb") as f:
 log = eventlog.EventLog(prefix=P, echo=False, clock=lambda: 1796040000)
 log.add("boot", "-")
 out([log.seq, [l.split(" ")[2] for l in log.entries()]])
-""".replace("PREFIX", str(tmp_path / "log")))
+""").replace("PREFIX", str(tmp_path / "log")))
     assert r == [5, ["boot", "alert", "cancel", "boot"]]
 
 

@@ -16,6 +16,17 @@ def _her_alert_goes_out(vd, after):
     vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.contacts[0], after=after, timeout=60)
 
 
+def _reset_then_her_alert(vd, ready="EV ready"):
+    """Reset the board, press once it is up, see her alert go out; the console since."""
+    console = vd.console_mark()
+    vd.hard_reset()
+    vd.wait_console(ready, since=console, timeout=60)
+    mark = len(vd.events)
+    vd.press(hold_s=1.2)
+    _her_alert_goes_out(vd, mark)
+    return vd.console_text()[-(vd.console_mark() - console):]
+
+
 def _flash_lines(vd):
     lines = []
     for p in vd.flash_dir.glob("log.*"):
@@ -69,13 +80,7 @@ def test_a_button_whose_flash_is_full_still_boots_and_calls(tmp_path):
     # log.add("boot") raised at every boot: a crash loop no count could end
     with provisioned_device(tmp_path, flash_faults=True) as vd:
         vd.set_flash_full()
-        console = vd.console_mark()
-        vd.hard_reset()
-        vd.wait_console("EV ready", since=console, timeout=60)
-        mark = len(vd.events)
-        vd.press(hold_s=1.2)
-        _her_alert_goes_out(vd, mark)
-        assert "EV crash" not in vd.console_text()[-(vd.console_mark() - console):]
+        assert "EV crash" not in _reset_then_her_alert(vd)
 
 
 def test_a_flipped_bit_in_the_log_still_boots_and_calls(tmp_path):
@@ -88,13 +93,7 @@ def test_a_flipped_bit_in_the_log_still_boots_and_calls(tmp_path):
             raw = bytearray(seg.read_bytes())
             raw[raw.index(b" boot ") + 1] = 0xE2    # 'b' (0x62) with its top bit flipped
             seg.write_bytes(bytes(raw))
-        console = vd.console_mark()
-        vd.hard_reset()
-        vd.wait_console("EV ready ok", since=console, timeout=60)
-        mark = len(vd.events)
-        vd.press(hold_s=1.2)
-        _her_alert_goes_out(vd, mark)
-        text = vd.console_text()[-(vd.console_mark() - console):]
+        text = _reset_then_her_alert(vd, "EV ready ok")
         assert "EV crash" not in text and "safe_mode" not in text
         # what could be kept was: the entries after the damaged one chain on from it
         lines = _flash_lines(vd)
