@@ -323,8 +323,8 @@ def board_interpreter(board: str) -> DeviceInterpreter:
 # the interpreter's own few KB too, so comparing it with a board's free heap after boot errs
 # towards warning. A build/bench.json with that row measured wins (the bench writes it; it
 # is not committed).
-MPY_ALERT_HEAP_KB = 112
-MPY_ALERT_MEASURED = "2026-12-01"  # the larger of that day's two runs (111, 112 KB)
+MPY_ALERT_HEAP_KB = 116
+MPY_ALERT_MEASURED = "2026-12-01"  # that day's last run (111-112 KB before its changes)
 MPY_ALERT_ROW = "memory.esp32_mpy.min_heap_kb"
 BENCH_JSON = paths.REPO / "build" / "bench.json"
 
