@@ -5,6 +5,11 @@ from .at import ASYNC, GSM7, TEXT_CODECS, AtError, _int, _str, _toa
 GSM7_EXTENSION = "\f^{}\\[~]|\u20ac"
 
 
+def _from_hex(raw, codec):
+    """Typed hex digits -> the text they encode (ValueError if they are not)."""
+    return bytes.fromhex(raw.decode("ascii")).decode(codec)
+
+
 def _ucs2_coded(text):
     """The sender's phone had to send this text in UCS2 (dcs 8): GSM-7 cannot carry it."""
     return any(c not in GSM7 and c not in GSM7_EXTENSION for c in text)
@@ -85,7 +90,7 @@ class SmsGroup:
         (UCS2) the module takes the text as hex, whatever AT+CSCS says (27.005 3.1, <data>):
         GSM bytes are not hex (ValueError)."""
         if self.csmp[3] == 8:
-            return bytes.fromhex(raw.decode("ascii")).decode("utf-16-be")
+            return _from_hex(raw, "utf-16-be")
         return self._decode_text(raw)
 
     def _decode_text(self, raw, strict=False):
@@ -93,8 +98,7 @@ class SmsGroup:
         (strict: a UCS2/HEX text that is not hex raises ValueError)."""
         if self.cscs in ("UCS2", "HEX"):
             try:
-                data = bytes.fromhex(raw.decode("ascii"))
-                return data.decode("utf-16-be" if self.cscs == "UCS2" else "latin-1")
+                return _from_hex(raw, "utf-16-be" if self.cscs == "UCS2" else "latin-1")
             except (ValueError, UnicodeDecodeError):
                 if strict:
                     raise
