@@ -697,18 +697,19 @@ class AlertMachine:
             return
         if self._fix_saved_t is None or ticks_diff(now, self._fix_saved_t) >= FIX_SAVE_MS:
             self._dirty = True
-        self._update_all_but(self.got_gps)  # the first fresh fix after a location-less alert
+        # the first fresh fix after a location-less alert: tell who lacks it
+        for n in self.recipients():
+            if n not in self.got_gps and not self.outbox.pending(n, ob.LOC):
+                self.outbox.queue(n, ob.UPDATE)
+                self._dirty = True
 
     def _on_network(self, ev, now, acts):
         # the module registered again: whoever this alert has not reached yet (its SMS
         # failed its retries with no network) gets it now, not at the next update
-        if ev[1] and self.active:
-            self._update_all_but(self.told)
-
-    def _update_all_but(self, have):
-        # a location update for each recipient not in have, unless one is on its way
+        if not ev[1] or not self.active:
+            return
         for n in self.recipients():
-            if n not in have and not self.outbox.pending(n, ob.LOC):
+            if n not in self.told and not self.outbox.pending(n, ob.LOC):
                 self.outbox.queue(n, ob.UPDATE)
                 self._dirty = True
 

@@ -188,11 +188,17 @@ def ucs2_ascii(text):
         return s
     out = bytearray()
     for i in range(0, len(s), 4):
-        c = _cp(s, i)
+        if s[i:i + 2] != "00" or not _hex2(s[i + 2:i + 4]):
+            return s
+        c = int(s[i + 2:i + 4], 16)
         if c < 0x20 or c > 0x7E:
             return s
         out.append(c)
     return out.decode()
+
+
+def _hex2(t):
+    return len(t) == 2 and t[0] in _HEX and t[1] in _HEX
 
 
 _HEX = "0123456789abcdefABCDEF"  # index: the digit's value, A-F 6 past a-f

@@ -273,9 +273,9 @@ class Radio:
                 asyncio.create_task(self.finish_settings())
         elif name == "+CREG":
             # AT+CREG=1 (the set-up): the network back is when SMS her alert could not
-            # send go out, not at the next 5-minute update (stat 6/7, SMS only, is enough).
+            # send go out, not at the next 5-minute update (stat 6/7: SMS only, enough)
             # Every "up" is told, not only a change: the "down" before it may have come
-            # while the chip slept (its UART deaf); the machine skips whoever has it.
+            # while the chip slept (its UART deaf), and the machine skips whoever has it.
             reg = atparse.parse_creg(args)
             if reg is not None:
                 self.post(("network", reg[0] in (1, 5, 6, 7)))
