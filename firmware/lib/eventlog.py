@@ -15,6 +15,7 @@ import os
 
 SEGMENTS = 4
 PER_SEGMENT = 64
+LINE_MAX = 256  # far above an entry's length; a longer line is damage
 GENESIS = "0" * 16
 SYNCED_AFTER = 1577836800  # 2020-01-01: an RTC before it was never set
 GPS_ROLLOVER_S = 1024 * 7 * 86400
@@ -95,40 +96,42 @@ class EventLog:
         return "%s.%d" % (self.prefix, i)
 
     def _resume(self):
-        best = -1
         for i in range(SEGMENTS):
-            lines = self._read(i)
-            if lines:
-                seq = int(lines[-1].split(" ", 1)[0])
-                if seq > best:
-                    best, self.seg, self.in_seg = seq, i, len(lines)
-                    self.seq = seq
-                    self.last = lines[-1].rsplit(" ", 1)[1]
+            n, last = 0, None
+            for last in self._lines(i):
+                n += 1
+            if last:
+                seq = int(last.split(" ", 1)[0])
+                if seq > self.seq:
+                    self.seq, self.seg, self.in_seg = seq, i, n
+                    self.last = last.rsplit(" ", 1)[1]
 
-    def _read(self, i):
-        """Lines of segment i that parse; a torn last line (power cut mid-write) is dropped,
-        and so is a line a flipped bit left invalid UTF-8 (read as text, the whole file
-        raised UnicodeError, at every boot: a crash loop)."""
+    def _lines(self, i):
+        """The lines of segment i that parse, one at a time: a whole segment read at once
+        took kilobytes in one piece from the heap at every boot, and split it. A torn last
+        line (power cut mid-write) is dropped, and so is a line a flipped bit left invalid
+        UTF-8 (read as text, the whole file raised UnicodeError at every boot: a crash loop)
+        or too long to be one of ours."""
         try:
             with open(self._path(i), "rb") as f:
-                raw = f.read()
+                skip = False
+                while True:
+                    raw = f.readline(LINE_MAX)
+                    if not raw:
+                        return
+                    whole = raw[-1] == 10  # b"\n"
+                    if skip or not whole and len(raw) == LINE_MAX:
+                        skip = not whole  # the rest of an overlong line follows
+                        continue
+                    try:
+                        line = raw.decode()
+                    except UnicodeError:
+                        continue
+                    parts = line.rstrip("\n").split(" ")
+                    if len(parts) >= 5 and len(parts[-1]) == 16 and parts[0].isdigit():
+                        yield line.rstrip("\n")
         except OSError:
-            return []
-        good = []
-        a, n = 0, len(raw)
-        while a < n:
-            b = raw.find(b"\n", a)
-            if b < 0:
-                b = n
-            try:
-                line = raw[a:b].decode()
-            except UnicodeError:
-                line = ""
-            a = b + 1
-            parts = line.split(" ")
-            if len(parts) >= 5 and len(parts[-1]) == 16 and parts[0].isdigit():
-                good.append(line)
-        return good
+            return
 
     def add(self, event, detail="-"):
         detail = str(detail).replace(" ", "_").replace("\n", "_") or "-"
@@ -184,7 +187,7 @@ class EventLog:
 
     def entries(self):
         """All retained lines, oldest first."""
-        segs = [self._read(i) for i in range(SEGMENTS)]
+        segs = [list(self._lines(i)) for i in range(SEGMENTS)]
         segs = [s for s in segs if s]
         segs.sort(key=lambda s: int(s[0].split(" ", 1)[0]))
         out = []

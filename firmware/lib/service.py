@@ -21,9 +21,14 @@ from nmea import NMEAParser
 
 def _hash(path):
     h = hashlib.sha256()
+    buf = bytearray(256)  # a file read whole needs its size in one piece of the heap
     try:
         with open(path, "rb") as f:
-            h.update(f.read())
+            while True:
+                n = f.readinto(buf)
+                if not n:
+                    break
+                h.update(memoryview(buf)[:n])
     except OSError:
         return None
     return binascii.hexlify(h.digest()).decode()
