@@ -2,6 +2,7 @@
 audit trail that `verify` checks; device event logs checked against what the registry saw
 last time; and a registry that refuses its own empty, foreign or damaged file, with backup
 and a verified restore."""
+import errno
 import os
 import sqlite3
 import stat
@@ -310,6 +311,35 @@ def test_backup_and_verified_restore(env, tmp_path):
         reg.verify()
     with Registry(kept[0]) as old:
         assert old.get("24:6f:28:00:00:09") is not None        # the replaced data is not lost
+
+
+def test_a_registry_and_its_backups_on_a_usb_stick_without_hard_links(env, tmp_path, monkeypatch):
+    # FAT (a USB stick) has no hard links: link() fails with EPERM. The registry could not
+    # be created there, a backup to the stick failed after its copy was made, and a
+    # restore could not set the replaced registry aside
+    def fat(*args, **kw):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", fat)
+    filled(env)                                                 # created on the "stick"
+    dest = tmp_path / "usb" / "copia.sqlite3"
+    dest.parent.mkdir()
+    res = CliRunner().invoke(registry, ["backup", str(dest)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o600
+    res = CliRunner().invoke(registry, ["backup", str(dest)])
+    assert res.exit_code == 7 and "already exists" in res.stderr   # still never overwritten
+    with Registry() as reg:
+        reg.add_device("24:6f:28:00:00:09")
+    res = CliRunner().invoke(registry, ["restore", str(dest)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    kept = list(env["path"].parent.glob("registry.sqlite3.bak-*"))
+    assert len(kept) == 1 and stat.S_IMODE(kept[0].stat().st_mode) == 0o600
+    with Registry() as reg:
+        assert [d.label for d in reg.list()] == ["BS-0001", "BS-0002", "BS-0003"]
+        reg.verify()
+    with Registry(kept[0]) as old:
+        assert old.get("24:6f:28:00:00:09") is not None
 
 
 def audit_rows(path=None):

@@ -75,6 +75,7 @@ from .registry_fields import (check_board, check_hash, format_flash_size, looks_
                               resolve_technician, scrub, show_input)
 from .registry_lifecycle import DeviceLifecycle
 from .registry_paths import default_key_file, default_path, remove_db_files, witness_path
+from .safe_write import place_new
 from .registry_schema import DEVICE_SELECT, DeviceRecord, EndingSoon, read_meta
 from .registry_states import STATES, TRANSITION_HINTS, TRANSITIONS
 
@@ -178,11 +179,8 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify):
                 db.execute("COMMIT")
             finally:
                 db.close()
-            try:
-                os.link(tmp, self.path)
-            except FileExistsError:
-                pass                 # another command created it at the same moment: use theirs
-            else:
+            # False: another command created it at the same moment: use theirs
+            if place_new(tmp, self.path):
                 fd = os.open(self._witness(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(fd, "w") as f:
                     f.write(f"registry {self.path.name} created {self.now()}\n")

@@ -12,6 +12,7 @@
 import datetime as dt
 import os
 import secrets
+import shutil
 import sqlite3
 import urllib.parse
 from pathlib import Path
@@ -23,6 +24,7 @@ from .registry_fields import scrub
 from .registry_paths import default_path, remove_db_files
 from . import registry_schema as schema
 from .registry_schema import read_meta
+from .safe_write import NO_HARD_LINKS, place_new
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 RESTORE_HINT = "restore the last backup with `boton registry restore BACKUP`"
@@ -73,7 +75,8 @@ class BackupAndVerify:
                     if problem:
                         raise RegistryError(f"the backup copy does not check out ({problem}); {dest} not "
                                             "written", EXIT_VERIFY)
-                    os.link(tmp, dest)             # never over a file that appeared meanwhile
+                    if not place_new(tmp, dest):   # never over a file that appeared meanwhile
+                        raise FileExistsError(dest)
                     linked = True
                 committed = True                   # the row, now that the file is in place
             finally:
@@ -240,7 +243,13 @@ def _set_aside(path):
                                    "none is running") from None
     except sqlite3.DatabaseError:
         pass                                           # damaged: keep it exactly as it is
-    os.link(path, kept)
+    try:
+        os.link(path, kept)
+    except OSError as e:
+        if e.errno not in NO_HARD_LINKS:
+            raise
+        shutil.copy2(path, kept)                       # FAT: a copy, the path still never missing
+        os.chmod(kept, 0o600)
     for suffix in ("-wal", "-shm"):
         side = Path(f"{path}{suffix}")
         if side.exists():

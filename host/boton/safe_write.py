@@ -21,7 +21,7 @@ from .errors import InputError, RegistryConflict
 from .registry_paths import default_key_file, default_path
 
 SQLITE_HEADER = b"SQLite format 3\x00"
-_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV, errno.EMLINK}
+NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV, errno.EMLINK}
 
 
 def _forms(path):
@@ -129,20 +129,25 @@ def write_file(target, data: bytes, *, force=False, private=False, registry=None
             pass
 
 
-def _link_new(tmp, target, what):
+def place_new(tmp, target) -> bool:
     """tmp becomes target only if target does not exist (a hard link never replaces a file
-    that appeared meanwhile); on a filesystem without hard links (FAT), a rename after a
-    last look."""
+    that appeared meanwhile); on a filesystem without hard links (FAT: a USB stick), a
+    rename after a last look. False if target exists (tmp is left as it was)."""
     try:
         os.link(tmp, target)
-        return
+        return True
     except FileExistsError:
-        pass
+        return False
     except OSError as e:
-        if e.errno not in _NO_HARD_LINKS:
+        if e.errno not in NO_HARD_LINKS:
             raise
-        if not os.path.lexists(target):
-            os.replace(tmp, target)
-            return
-    raise RegistryConflict(f"{target} already exists; refusing to write {what} over it "
-                           "(give --force to replace it)")
+    if os.path.lexists(target):
+        return False
+    os.replace(tmp, target)
+    return True
+
+
+def _link_new(tmp, target, what):
+    if not place_new(tmp, target):
+        raise RegistryConflict(f"{target} already exists; refusing to write {what} over it "
+                               "(give --force to replace it)")
