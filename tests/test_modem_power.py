@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from boton.boards import board_file
+from boton.sim.network import PhoneNetwork
 from rigkit import demo_config, provisioned_device
 
 TCALL = "tcall_sim800l_axp192"            # has a supply switch (POWER_ON pin)
@@ -269,6 +270,25 @@ def test_a_restart_in_the_middle_of_the_set_up_is_set_up_again_and_the_next_one_
         vd.press(hold_s=1.2)
         vd.wait_event(lambda e: e["kind"] == "sms" and e["text"].startswith("ALERTA"), timeout=90,
                       after=mark)
+
+
+def test_a_restart_after_the_set_up_saved_the_profile_is_noticed(tmp_path, monkeypatch):
+    # Indoors, no fix, a network that sends no time: the set-up saves CLTS=1 with AT&W,
+    # which saved ATE0 too. A brown-out then restarted the SIM800 with echo off and (at
+    # autobaud) no RDY: nothing showed it, and her alert ran in PDU mode without +CLCC
+    # (every SMS refused, C4's answered call taken for a failed one and dialled again)
+    monkeypatch.setattr(PhoneNetwork, "gives_time", False)
+    with provisioned_device(tmp_path, config=checked_every(2), gps_ttff_s=1e6) as vd:
+        vd.wait_console("EV ready", timeout=60)
+        assert b"AT&W" in b"".join(d for _, k, d in vd.call(lambda: list(vd.modem.at_log)) if k == "rx")
+        log = vd.console_mark()
+        vd.call(vd.modem.brown_out)               # silent at autobaud: says nothing
+        mark = len(vd.events)
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "sms" and e["text"].startswith("ALERTA"), timeout=90,
+                      after=mark)
+        vd.wait_console("EV modem_restarted echo", timeout=30, since=log)
+        assert vd.call(lambda: (vd.modem.echo, vd.modem.cmee, vd.modem.cmgf, vd.modem.clcc_urc)) == (False, 1, 1, 1)
 
 
 @pytest.mark.parametrize("family", ["sim800", "a7670"])

@@ -173,12 +173,12 @@ def test_a_crash_after_a_memory_error_is_still_logged(tmp_path):
         "        raise MemoryError('heap full')\n"
         "    _real_write_json(path, obj)\n")
     unreadable = log_src + (
-        "\nNO_HEAP = []\n_real_read = EventLog._read\n\n\n"
-        "def _read(self, i):\n"
+        "\nNO_HEAP = []\n_real_lines = EventLog._lines\n\n\n"
+        "def _lines(self, i):\n"
         "    if NO_HEAP:\n"
         "        raise MemoryError('no heap to read the log back')\n"
-        "    return _real_read(self, i)\n\n\n"
-        "EventLog._read = _read\n")
+        "    return _real_lines(self, i)\n\n\n"
+        "EventLog._lines = _lines\n")
     with provisioned_device(tmp_path) as vd:
         (vd.flash_dir / "store.py").write_text(no_heap)   # the flash root comes first on sys.path
         (vd.flash_dir / "eventlog.py").write_text(unreadable)

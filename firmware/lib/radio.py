@@ -478,8 +478,17 @@ class Radio:
         now = atparse.parse_cclk(lines[0]) if lines else None
         if now is None or now < NETWORK_TIME_AFTER:
             if save:
+                # AT&W saves the echo too: saved off, the module's next silent restart (a
+                # SIM800 at autobaud says no RDY) would show no echo, its only sign, and
+                # its set-up would be lost. Saved on, then off again.
+                self.modem.echo_expected()
                 try:
+                    await self.modem.cmd("ATE1", 2000)
                     await self.modem.cmd("AT&W", 2000)
+                except ModemError:
+                    pass
+                try:
+                    await self.modem.cmd("ATE0", 2000)
                 except ModemError:
                     pass
             return
