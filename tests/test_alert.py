@@ -343,6 +343,23 @@ out({"hangup_at": [a[0] for a in s.of("hangup")], "dials": s.dials(),
     assert r["failed"] == [["call_failed", "timeout"]]
 
 
+def test_a_dial_that_went_out_late_gives_c4_its_whole_ringing_time(both):
+    # the dial waited 40 s behind a slow SMS on the one UART; its timeout counted from
+    # the machine's request, so C4 rang 5 s and the hang-up then cut off C4's answer
+    r = both("""
+s = Sim(dial_timeout_s=45)
+s.ev("gesture", "alert")
+s.advance(40000)
+s.ev("call_state", "dialing", None)       # the driver: ATD went out only now
+s.ev("call_state", "alerting", None)
+s.advance(30000)
+early = s.of("hangup")
+s.advance(15000)
+out({"early": early, "hangup_at": [a[0] for a in s.of("hangup")]})
+""")
+    assert r == {"early": [], "hangup_at": [85000]}
+
+
 def test_no_c4_numbers_still_sends_sms(both):
     r = both("""
 s = Sim(c4_numbers=[])

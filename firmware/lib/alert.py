@@ -561,6 +561,9 @@ class AlertMachine:
         calls = self.calls
         prev, was = calls.state, calls.connected
         if st in ("dialing", "alerting"):
+            if st == "dialing" and prev == "dialing":
+                # the dial went out only now (behind a slow SMS): C4 rings its whole time
+                acts.append(("set_timer", "dial_timeout", self.cfg["dial_timeout_s"] * 1000))
             calls.move(st)              # progress of a call we did not place: kept
             if st == "alerting":
                 self._got_out()         # the network carried it: C4's phone rings

@@ -285,6 +285,8 @@ class App:
         while True:
             await asyncio.sleep_ms(every)
             await r.check(every)
+            if r.sms_missed:
+                await r.sweep()  # in an alert too, when nothing else sweeps
             if time.ticks_diff(time.ticks_ms(), last_status) >= status_every:
                 last_status = time.ticks_ms()
                 await self.poll_status()

@@ -33,6 +33,9 @@ GATE_MS = 30000  # an SMS waits this long for a recovery of the module to end, t
 # A command is its word and the PIN (smscommands): the first 40 characters of an SMS
 # (UCS2 hex digits) are all that is ever read of it.
 COMMAND_HEX = 160
+# AT+CMGL's worst reply (SIM800 manual 4.2.3: 20 s for 50 SMS); a shorter wait left its
+# late OK to complete whichever command came next
+LIST_MS = 20000
 
 
 def _is_cmgl(line):
@@ -75,6 +78,8 @@ class Radio:
         self.bringing_up = 0
         self.settings_due = ()      # set-up commands the module refused (finish_settings)
         self._sms_error = None      # the last SMS refusal logged, until one goes out
+        self._sms_read_error = None  # the same for reading SMS, until one is read
+        self.sms_missed = False     # an SMS may wait unread that no +CMTI will name again
         self._cmgl = CMGL_UNREAD    # the sweep's listing, in the form the module takes
         self._modem_off = False     # known to be off (power-down URC, or supply cut)
         self.gave_up_rx = None      # modem.last_rx_ms when the ladder last gave up on it
@@ -134,6 +139,9 @@ class Radio:
             await self.modem.cmd("ATD%s;" % number, 20000)
             self.call_out = True
             self.watch_call()
+            # out only now (it may have waited behind a slow SMS): C4's ringing time
+            # counts from here, not from when the machine asked
+            self.post(("call_state", "dialing", None))
         except ModemError as e:
             self.log.add("dial_error", e.log_name())
             self.post(("call_state", "ended", "error"))
@@ -167,13 +175,14 @@ class Radio:
             await self.modem.cmd(self.dialect.ANSWER, 20000)
         except ModemError as e:
             self.log.add("at_error", str(e))
+        # the call list decides, also after an error: C4 may have given up just as we
+        # picked up (NO CARRIER), and a machine left "answering" ignored C4's next call
+        self._answered_id = self.dialect.answered_id(await self._query(("AT+CLCC", "+CLCC")))
+        if self._answered_id is None:
+            await self.call_ended()
             return
         self.call_active = True
         self.watch_call()
-        self._answered_id = self.dialect.answered_id(await self._query(("AT+CLCC", "+CLCC")))
-        if self._answered_id is None:
-            await self.call_ended()  # gone between ATA's OK and the call list
-            return
         self.post(("call_state", "active", None))
         await self._in_call_audio(True)
 
@@ -349,7 +358,9 @@ class Radio:
         not lost, and the same one twice finds the slot empty."""
         due = self._sms_due
         if index is not None and index not in due and len(due) < MAX_SMS_DUE:
-            due.append(index)   # past MAX_SMS_DUE (a garbled line): the next sweep finds it
+            due.append(index)
+        elif index is None or index not in due:
+            self.sms_missed = True  # past MAX_SMS_DUE, or a garbled line: a sweep finds it
         if self._sms_reader is None and due:
             self._sms_reader = asyncio.create_task(self._read_due())
 
@@ -361,27 +372,42 @@ class Radio:
         finally:
             self._sms_reader = None
 
+    def _read_error(self, e):
+        """A read or delete the module refused: logged once a run (a slot that keeps
+        failing is tried at each health check), and swept again, in an alert too."""
+        self.sms_missed = True
+        if str(e) != self._sms_read_error:
+            self._sms_read_error = str(e)
+            self.log.add("sms_read_error", self._sms_read_error)
+
     async def read_sms(self, index):
         try:
             _, _, lines = await self.modem.read_texts("AT+CMGR=%d" % index, 5000, "+CMGR",
                                                       hex_cut=COMMAND_HEX)
-            if not lines:
-                return  # an empty slot: read and deleted already (a +CMTI and a sweep)
-            await self.modem.cmd("AT+CMGD=%d" % index, 5000)
         except ModemError as e:
-            self.log.add("sms_read_error", str(e))
+            self._read_error(e)
             return
+        if not lines:
+            return  # an empty slot: read and deleted already (a +CMTI and a sweep)
+        self._sms_read_error = None
         hdr = atparse.parse_cmgr(lines[0])
         sender = sms.ucs2_ascii(hdr[1]) if hdr else ""  # read in UCS2: "002B0035..."
         # its age by its time stamp (SCTS: when the SMSC took it), if the RTC knows the time
         sent = atparse.parse_cclk(hdr[3]) if hdr else None
         now = hw.unix_time()
         age = now - sent if sent is not None and now >= eventlog.SYNCED_AFTER else None
+        # handed over before the delete: the read marked it read, and a sweep lists only
+        # unread ones, so a refused delete would have lost C4's command for good
         self.post(("sms_command", sender, "\n".join(lines[1:]), age))
+        try:
+            await self.modem.cmd("AT+CMGD=%d" % index, 5000)
+        except ModemError as e:
+            self._read_error(e)  # read ones are deleted at the next set-up (AT+CMGD=1,3)
 
     async def sweep(self):
         """What the modem said while the ESP32 slept: a call ringing or gone (AT+CLCC) and
         unread SMS (AT+CMGL, left unread until each is read and deleted)."""
+        self.sms_missed = False
         try:
             _, _, lines = await self.modem.cmd("AT+CLCC", 3000, expect="+CLCC", check=False)
             for number in self.dialect.ringing(lines):
@@ -394,7 +420,7 @@ class Radio:
             _, _, lines = await self.modem.cmd("AT+CPMS?", 3000, expect="+CPMS", check=False)
             if atparse.sms_stored(lines):
                 # the listing carries every unread text: only its headers are kept
-                kind, _, lines = await self.modem.read_texts(self._cmgl, 5000, "+CMGL",
+                kind, _, lines = await self.modem.read_texts(self._cmgl, LIST_MS, "+CMGL",
                                                              False, _is_cmgl)
                 if kind != "OK":
                     # SIMCom modules take the status in plain text in UCS2 (real A7682E
@@ -402,7 +428,7 @@ class Radio:
                     # form is tried, and kept if the module takes it
                     self.log.add("sweep_error", "CMGL_" + kind)
                     other = CMGL_UNREAD_UCS2 if self._cmgl == CMGL_UNREAD else CMGL_UNREAD
-                    kind, _, lines = await self.modem.read_texts(other, 5000, "+CMGL",
+                    kind, _, lines = await self.modem.read_texts(other, LIST_MS, "+CMGL",
                                                                  False, _is_cmgl)
                     if kind == "OK":
                         self._cmgl = other
@@ -410,6 +436,7 @@ class Radio:
                 lines = ()
         except ModemError as e:
             self.log.add("sweep_error", str(e))
+            self.sms_missed = True
             return
         for ln in lines:
             try:
@@ -426,7 +453,14 @@ class Radio:
             _, _, lines = await self.modem.cmd("AT+CLCC", 3000, expect="+CLCC", check=False)
         except ModemError:
             return None
-        return self.dialect.our_call(lines)
+        state = self.dialect.our_call(lines)
+        if state is None:
+            # an incoming call that is up was answered by us (auto-answer is off): C4
+            # calling back. Not seen, the resumed alert dialled C4 over it
+            self._answered_id = self.dialect.answered_id(lines)
+            if self._answered_id is not None:
+                state = "active"
+        return state
 
     # ------------------------------------------------------------ lifecycle
     async def _query(self, query):

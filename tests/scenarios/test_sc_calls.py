@@ -136,3 +136,23 @@ def test_c4_callback_stays_up_past_the_dial_timeout(dut, button, network):
     dut.wait_log("call_ended", "remote", since=log_mark, timeout=dut.within(30, 10))
     assert not network.calls("call_start", frm=dut.number, after=mark)
     assert not dut.logged("call_failed", since=log_mark)
+
+
+@pytest.mark.dut_config(redial_backoff_s=[120])
+def test_c4_calling_again_after_giving_up_as_the_device_answered_is_answered(dut, button, network, faults):
+    """C4 hung up just as the device picked up its call-back (ATA: NO CARRIER). The
+    machine was left "answering": C4's next call-back was ignored, and the dial timeout's
+    hang-up then rejected it."""
+    button.alert()
+    network.wait_call("call_connected", to=network.c4[0], timeout=dut.within(90, 20))
+    mark = network.mark()
+    network.hangup()                 # C4 ends the first call normally
+    network.wait_call("call", frm=dut.number, after=mark, timeout=dut.within(30, 10))
+    faults.caller_gives_up_on_answer()
+    log_mark = dut.mark()
+    network.call_device("c4")
+    dut.wait_log("at_error", since=log_mark, timeout=dut.within(60, 15))
+    mark = network.mark()
+    network.call_device("c4")        # C4 tries again at once
+    network.wait_call("call_connected", frm=network.c4[0], to=dut.number, after=mark,
+                      timeout=dut.within(60, 20))

@@ -1,5 +1,6 @@
 """The ESP32 resets (watchdog, brown-out, a knock): idle it comes back quietly, mid-alert
 it resumes the alert."""
+import pytest
 
 
 def test_reset_while_idle_comes_back_ready_without_alert(dut, button, network, faults):
@@ -50,3 +51,27 @@ def test_reset_mid_alert_with_a_low_battery_still_resumes_the_alert(dut, button,
                          where=lambda e: e["text"].startswith("ALERTA"))
     network.wait_call("call_connected", after=mark, timeout=dut.within(300, 60),
                       where=lambda e: any(e["to"] == n for n in network.c4))
+
+
+@pytest.mark.modem("sim800", reason="the T-A7670X's GPIO12 cuts the modem's supply at an ESP32 reset")
+@pytest.mark.dut_config(redial_backoff_s=[120], attempts_per_number=3)
+def test_reset_during_c4s_call_back_keeps_it_and_dials_nothing(dut, button, network, faults):
+    # After the reset the call list showed C4's call-back (an incoming call, up), which
+    # only calls the device had placed counted as: the resumed alert dialled C4 over it
+    # (a SIM800 puts the live call on hold for an ATD)
+    button.alert()
+    network.wait_call("call_connected", to=network.c4[0], timeout=dut.within(90, 20))
+    log_mark = dut.mark()
+    faults.drop_call()
+    dut.wait_log("call_failed", "dropped", since=log_mark, timeout=dut.within(60, 10))
+    mark = network.mark()
+    network.call_device("c4")
+    dut.wait_log("callback_answered", since=log_mark, timeout=dut.within(60, 15))
+    back = network.wait_call("call_connected", to=dut.number, after=mark, timeout=dut.within(60, 15))
+    log_mark = dut.mark()
+    faults.esp32_reset()
+    dut.wait_log("resume", since=log_mark, timeout=dut.within(180, 30))
+    dut.wait_log("call_kept", since=log_mark, timeout=dut.within(30, 10))
+    dut.wait_log("call_active", since=log_mark, timeout=dut.within(30, 10))
+    assert not dut.logged("dial", since=log_mark), dut.log(since=log_mark)
+    assert not network.calls("call", after=mark, where=lambda e: e["call_id"] == back["call_id"])

@@ -75,3 +75,30 @@ def test_a_long_command_with_accents_is_read_whole(dut, network):
     mark, _ = _ubicacion(dut, network, text)
     reply = network.wait_sms(to=network.c4[0], after=mark, timeout=dut.within(120, 20))
     assert MAPS in reply["text"], reply["text"]
+
+
+def test_a_command_whose_delete_is_refused_is_still_obeyed(dut, network, faults):
+    # AT+CMGR marks the SMS read. The delete came first, and refused it returned before
+    # the command was handed over: a sweep lists only unread SMS, so C4's command was
+    # lost for good (the next set-up deletes read SMS)
+    faults.refuse_next("+CMGD")
+    mark, log_mark = _ubicacion(dut, network, "UBICACION %s" % REF_PIN)
+    reply = network.wait_sms(to=network.c4[0], after=mark, timeout=dut.within(120, 30))
+    assert reply["text"].startswith("UBICACION"), reply["text"]
+    assert dut.logged("sms_read_error", since=log_mark)
+
+
+def test_a_command_whose_read_failed_in_her_alert_is_read_at_the_next_health_check(
+        dut, button, network, faults):
+    # nothing swept during an alert (the standby's sweep does not run): C4's command
+    # waited unread in the SIM until her alert was over, up to an hour
+    button.alert()
+    network.wait_call("call_connected", to=network.c4[0], timeout=dut.within(90, 20))
+    network.wait_sms(to=network.contacts[0], timeout=dut.within(90, 20))
+    faults.refuse_next('+CSCS="UCS2"')      # the read's switch to UCS2
+    mark, log_mark = _ubicacion(dut, network, "UBICACION %s" % REF_PIN)
+    dut.wait_log("sms_read_error", since=log_mark, timeout=dut.within(120, 30))
+    # the health check comes every health_every_s (60 s; 6 s at the rig's default scale)
+    reply = network.wait_sms(to=network.c4[0], after=mark, timeout=dut.within(180, 60),
+                             where=lambda e: e["text"].startswith("UBICACION"))
+    assert MAPS in reply["text"]

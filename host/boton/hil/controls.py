@@ -256,6 +256,14 @@ class VirtualFaults:
     def modem_silent(self):
         self._do("modem hangs (silent until power-cycled)", self.vd.modem.go_silent)
 
+    def refuse_next(self, command, count=1):
+        """The module answers its next `count` `command` ('+CMGD', '+CSCS="UCS2"') ERROR."""
+        self._do(f"next {count} {command} refused (ERROR)", self.vd.modem.refuse_next, command, count)
+
+    def caller_gives_up_on_answer(self):
+        """The next call the device answers is hung up by its caller as ATA arrives."""
+        self._do("the caller hangs up as the device answers", self.vd.modem.caller_gives_up_on_answer)
+
     def modem_brown_out(self):
         self._do("modem restarts by itself (supply dip under a transmit burst)", self.vd.modem.brown_out)
 
@@ -351,6 +359,12 @@ class HardwareFaults:
 
     def modem_silent(self):
         _unavailable("modem_silent", "needs a jig that cuts the modem's TXD line")
+
+    def refuse_next(self, command, count=1):
+        _unavailable("refuse_next", "a real module decides which commands it refuses")
+
+    def caller_gives_up_on_answer(self):
+        _unavailable("caller_gives_up_on_answer", "the hang-up must land within the ATA's few ms")
 
     def modem_brown_out(self):
         _unavailable("modem_brown_out", "needs a programmable supply that dips VBAT for a moment")

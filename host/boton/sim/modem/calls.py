@@ -137,6 +137,9 @@ class CallsGroup:
         self._finish([], "NO CARRIER", delay=0)
 
     def _b_a(self, cmd):
+        if self._give_up_on_answer and self._call is not None:
+            self._give_up_on_answer = False
+            self.network.hangup(self._call.caller)  # gone as ATA arrives
         if self._call is None or self._clcc_stat != 4:
             raise AtError("NO CARRIER")
         self._answer()

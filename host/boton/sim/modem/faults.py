@@ -62,6 +62,13 @@ class FaultsGroup:
 
     _refusals = None  # refuse_next(): command name -> refusals left
 
+    def caller_gives_up_on_answer(self):
+        """The caller of the next call this module answers hangs up just as its ATA
+        arrives (C4's operator gave up at that moment): ATA gets NO CARRIER."""
+        self._give_up_on_answer = True
+
+    _give_up_on_answer = False
+
     def go_silent(self, latched=False):
         """The module hangs: no echo, no replies, no URCs until it is restarted. A latched
         hang ignores the RESET pin too: only a power-off (supply cut, or a PWRKEY press,
