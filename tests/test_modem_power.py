@@ -116,6 +116,41 @@ def test_recovery_ladder_order_and_no_press_on_a_running_module(tmp_path, board)
         assert presses_on_a_running_module(vd) == []
 
 
+TA7670X = "ta7670x_a7670sa"  # GPIO12 powers the modem and, on battery (V1.2), holds the board
+
+
+def firmware_drove(vd, pin, level):
+    """Whether the firmware ever drove `pin` to `level` (a chip reset's pull is not in it)."""
+    return any(p == pin and lv == level for _, p, lv in vd.call(lambda: list(vd.pin_history)))
+
+
+def test_the_ta7670x_boots_without_cutting_the_power_that_holds_the_board(tmp_path):
+    # At boot the A7670 is off (GPIO12's pull-down cut its supply at the chip reset), and the
+    # ladder cut GPIO12 for 2 s to be sure before PWRKEY: on a V1.2 board on battery that
+    # cuts the ESP32's own power too, so the button reset at every boot and never came up
+    with provisioned_device(tmp_path, board=TA7670X) as vd:
+        vd.wait_console("EV ready", timeout=120)
+        assert vd.board_power_losses == 0 and vd.resets == 0
+        assert not firmware_drove(vd, 12, 0)
+        # the press comes once the supply has been up a while (LilyGO holds it >= 2.7 s)
+        raised = min(t for t, p, lv in vd.call(lambda: list(vd.pin_history)) if p == 12 and lv == 1)
+        pressed = vd.wait_pin(vd.board["modem"]["pwrkey"], 1, timeout=1, since=raised)  # HIGH presses
+        assert [p["result"] for p in presses(vd)] == ["on"]
+        assert pressed - raised >= 2.0 * vd.time_scale
+
+
+def test_a_hung_a7670_gets_reset_then_a_harmless_press_never_a_supply_cut(tmp_path):
+    with provisioned_device(tmp_path, checked_every(2), board=TA7670X) as vd:
+        vd.wait_console("EV ready", timeout=120)
+        t0, mark = monotonic_now(vd), vd.console_mark()
+        vd.call(vd.modem.go_silent, True)            # hung, and RESET does not help
+        vd.wait_console("EV modem_dead", since=mark, timeout=120)
+        assert first_rx(vd, t0, b"AT+CFUN=1,1") < pin_low_at(vd, "reset", t0)
+        assert vd.board_power_losses == 0 and not firmware_drove(vd, 12, 0)
+        late = [p for p in presses(vd) if p["t"] >= t0]
+        assert late and all(p["powered"] and p["result"] == "none" for p in late)  # 100 ms: ignored
+
+
 def test_module_that_switched_itself_off_is_powered_on_without_a_supply_switch(tmp_path):
     """A POWER DOWN URC proves the module is off: then, and only then, PWRKEY on a board
     that cannot cut the supply."""

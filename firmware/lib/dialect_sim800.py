@@ -40,6 +40,9 @@ ANSWER = "ATA"
 IN_CALL_AUDIO = ()              # nothing the covert settings before ATD do not already
 PWRKEY_ON_MS = 1200             # PWRKEY pressed this long switches an off module on
 OFF_MS = 1000                   # supply cut this long before the module is surely off
+# Its on-press (>= 1 s) is inside the off-press window (1-33 s, HD 4.2): pressed on a
+# running module it switches it OFF, so only a module known to be off is pressed.
+PWRKEY_HARMLESS = False
 BOOT_MS = 5000                  # a module just powered needs ~3 s before its UART listens
 RESTART_MS = 8000               # back after AT+CFUN=1,1 or the RESET pin
 POWER_ON_MS = 10000             # back after the PWRKEY press

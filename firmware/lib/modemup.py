@@ -242,7 +242,10 @@ async def revive(r, unpowered=False):
         if await m.probe(d.RESTART_MS):
             return "reset_pin"
     how = "pwrkey"
-    pwr = pin(r, "power_on", True)
+    # A supply enable that also holds the board's own power (the T-A7670X V1.2 on
+    # battery resets when its GPIO12 goes low) is never cut: the ESP32 would go with it,
+    # at every boot, for ever
+    pwr = None if r.board["modem"].get("power_on_holds_board") else pin(r, "power_on", True)
     if pwr:
         # With PWRKEY released the module stays off when VBAT returns (SIM800 HD 4.2):
         # off for sure, so the press below switches it on.
@@ -251,7 +254,7 @@ async def revive(r, unpowered=False):
         drive(r, pwr, "power_on", True)
         r._modem_off = True
         how = "power_cycle"
-    if not r._modem_off:
+    if not r._modem_off and not d.PWRKEY_HARMLESS:
         # Silent after CFUN and RESET, no supply switch, no power-down seen: maybe hung
         # but on, and a press would switch it off. Leave it; try again later.
         r.log.add("modem_hung", "no_supply_switch")

@@ -198,6 +198,7 @@ class VirtualDevice:
                                    # pin's pull after a chip reset)
         self.pin_history = []      # (t, pin, level) of outputs: LED/vibration pulses
         self.resets = 0
+        self.board_power_losses = 0  # _board_power_lost(): the firmware cut the board's own power
         self.wdt_feeds = 0
         self.asleep_s = 0.0       # ESP32 time in light sleep, for the power model
         self.i2c = {}             # (addr, reg) -> last value written by the firmware
@@ -746,6 +747,23 @@ class VirtualDevice:
             self.pin_history.append((time.monotonic(), pin, level))
             self._cond.notify_all()
         self._pin_level(pin, level, self._device_time(int(parts[3])) if len(parts) == 4 else None)
+        modem = self.board["modem"]
+        if pin == modem.get("power_on") and not level and modem.get("power_on_holds_board"):
+            asyncio.ensure_future(self._board_power_lost())
+
+    async def _board_power_lost(self):
+        """The firmware drove low a supply enable that holds the board's own power (the
+        T-A7670X V1.2 on battery: LilyGO, "IO12 must be set to high level after esp32
+        starts, otherwise a reset will occur"): the board browns out, the ESP32 with it.
+        How long GPIO12 may stay low first is not known: taken as no time at all."""
+        self.board_power_losses += 1
+        self._console_out(b"\r\nBrownout detector was triggered\r\n")
+        self.modem.power_off()
+        self._modem_at_power_on()
+        with self._cond:
+            self.rtc_memory = b""
+            self.rtc_base = time.time()
+        await self._kill_child()
 
     def _device_time(self, ticks_ms):
         """The monotonic time at which the firmware wrote a pin, from its time.ticks_ms():
