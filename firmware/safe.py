@@ -13,9 +13,10 @@ import bootcheck
 # the module on (an A7670 pressed >= 2.5 s switches OFF), by the board's modem family.
 COVERT = {"sim800": "AT+CMIC=0,15;+CLVL=0;+CRSL=0", "a7670": "AT+CMICGAIN=7;+COUTGAIN=0"}
 PWRKEY_ON_MS = {"sim800": 1200, "a7670": 100}
-# The A7670's on-press is far below its 2.5 s off-press: a running module ignores it, so
-# it may be pressed without a supply cut (dialect PWRKEY_HARMLESS); the SIM800's may not.
-PWRKEY_HARMLESS = ("a7670",)
+# Where the supply cannot be cut: an A7670 held this long switches off, hung or not, and
+# its on-press is far shorter (dialect PWRKEY_OFF_MS); the SIM800's presses overlap.
+PWRKEY_OFF_MS = {"a7670": 3000}
+POWER_DOWN_MS = 3000  # after the off-press, until it is off (Toff(uart) typ 2 s)
 OFF_MS = {"sim800": 1000, "a7670": 2000}  # the supply cut before the press (dialect OFF_MS)
 # Probes of ~300 ms: at boot (a module just powered needs ~3 s to listen, an A7670 ~11 s),
 # and after the press.
@@ -185,16 +186,22 @@ async def _power_modem(hw, m, at, wdt):
         # a supply enable that also holds the board's power (T-A7670X V1.2 on battery) is
         # never cut: the ESP32 would reset with it
         cut = m.get("power_on") is not None and not m.get("power_on_holds_board")
-        if not cut and family not in PWRKEY_HARMLESS:
+        off_ms = PWRKEY_OFF_MS.get(family)
+        if not cut and not (off_ms and m.get("pwrkey") is not None):
             print("EV safe_modem_hung no_supply_switch")
             return
+        released = bootcheck.release(m, "pwrkey")
+        key = None if m.get("pwrkey") is None else hw.Pin(m["pwrkey"], hw.Pin.OUT, value=released)
         if cut:
             supply = hw.Pin(m["power_on"], hw.Pin.OUT, value=0)
             await asyncio.sleep_ms(int(OFF_MS[family] * hw.TIME_SCALE))
             supply.value(1)  # back on with PWRKEY released: the module stays off until pressed
-        if m.get("pwrkey") is not None:  # none wired: it switches on with its supply
-            released = bootcheck.release(m, "pwrkey")
-            key = hw.Pin(m["pwrkey"], hw.Pin.OUT, value=released)
+        elif m.get("power_on") not in OFF_AT_RESET:  # else the chip reset cut its supply
+            key.value(1 - released)  # running and hung: switched off by its key
+            await asyncio.sleep_ms(int(off_ms * hw.TIME_SCALE))
+            key.value(released)
+            await asyncio.sleep_ms(int((POWER_DOWN_MS + OFF_MS[family]) * hw.TIME_SCALE))
+        if key is not None:  # none wired: it switches on with its supply
             key.value(1 - released)
             await asyncio.sleep_ms(int(PWRKEY_ON_MS[family] * hw.TIME_SCALE))
             key.value(released)

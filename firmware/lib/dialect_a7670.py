@@ -41,9 +41,11 @@ ANSWER = "ATA"
 IN_CALL_AUDIO = ("AT+VMUTE=1",)
 PWRKEY_ON_MS = 100      # LilyGO's press (§2: typ 50 ms; >= 2.5 s switches it OFF)
 OFF_MS = 2000           # supply off at least 2 s before the PWRKEY press (§2)
-# Its on-press (100 ms) is far below the >= 2.5 s that switches it off (§2): a running
-# module ignores it, so it may be pressed where the module's state is not known.
-PWRKEY_HARMLESS = True
+# A press this long switches a running module off, hung or not (§2: Toff >= 2.5 s;
+# LilyGO's 3000 ms), and its on-press (100 ms) is far shorter: where the supply cannot be
+# cut, the two in turn are the supply cycle.
+PWRKEY_OFF_MS = 3000
+POWER_DOWN_MS = 3000    # after that press, until it is off (§2: Toff(uart) typ 2 s)
 BOOT_MS = 12000         # *ATREADY ~11.1 s after power-on (§2 Ton(uart))
 # Calls wait for PB DONE, about 10 s after *ATREADY (§2, as LilyGO's examples do).
 BOOT_URC = "*ATREADY"

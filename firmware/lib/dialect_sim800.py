@@ -41,8 +41,10 @@ IN_CALL_AUDIO = ()              # nothing the covert settings before ATD do not 
 PWRKEY_ON_MS = 1200             # PWRKEY pressed this long switches an off module on
 OFF_MS = 1000                   # supply cut this long before the module is surely off
 # Its on-press (>= 1 s) is inside the off-press window (1-33 s, HD 4.2): pressed on a
-# running module it switches it OFF, so only a module known to be off is pressed.
-PWRKEY_HARMLESS = False
+# running module it switches it OFF, so only a module known to be off is pressed, and
+# only a supply cut can make a hung one known to be off.
+PWRKEY_OFF_MS = None
+POWER_DOWN_MS = None
 BOOT_MS = 5000                  # a module just powered needs ~3 s before its UART listens
 RESTART_MS = 8000               # back after AT+CFUN=1,1 or the RESET pin
 POWER_ON_MS = 10000             # back after the PWRKEY press

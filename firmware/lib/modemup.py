@@ -246,6 +246,7 @@ async def revive(r, unpowered=False):
     # battery resets when its GPIO12 goes low) is never cut: the ESP32 would go with it,
     # at every boot, for ever
     pwr = None if r.board["modem"].get("power_on_holds_board") else pin(r, "power_on", True)
+    key = pin(r, "pwrkey", False)
     if pwr:
         # With PWRKEY released the module stays off when VBAT returns (SIM800 HD 4.2):
         # off for sure, so the press below switches it on.
@@ -254,13 +255,21 @@ async def revive(r, unpowered=False):
         drive(r, pwr, "power_on", True)
         r._modem_off = True
         how = "power_cycle"
-    if not r._modem_off and not d.PWRKEY_HARMLESS:
+    elif d.PWRKEY_OFF_MS and key:
+        if not unpowered and not r._modem_off:
+            # running and hung (RESET did not help): switched off by its key
+            drive(r, key, "pwrkey", True)
+            await asyncio.sleep_ms(int(d.PWRKEY_OFF_MS * hw.TIME_SCALE))
+            drive(r, key, "pwrkey", False)
+            await asyncio.sleep_ms(int((d.POWER_DOWN_MS + d.OFF_MS) * hw.TIME_SCALE))
+            how = "pwrkey_cycle"
+        r._modem_off = True  # that, or the chip reset cut its supply (unpowered)
+    if not r._modem_off:
         # Silent after CFUN and RESET, no supply switch, no power-down seen: maybe hung
         # but on, and a press would switch it off. Leave it; try again later.
         r.log.add("modem_hung", "no_supply_switch")
         r.gave_up_rx = m.last_rx_ms
         return None
-    key = pin(r, "pwrkey", False)
     if key:  # none wired: the module switches itself on with its supply
         drive(r, key, "pwrkey", True)
         await asyncio.sleep_ms(int(d.PWRKEY_ON_MS * hw.TIME_SCALE))
