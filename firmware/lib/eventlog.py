@@ -185,15 +185,22 @@ class EventLog:
             print("EV", event, detail)
         return True
 
+    def each(self):
+        """Every retained line, oldest first, one at a time: the whole log (~16 KB) held
+        at once did not fit the heap a technician's session leaves (status, test call)."""
+        first = []
+        for i in range(SEGMENTS):
+            for line in self._lines(i):
+                first.append((int(line.split(" ", 1)[0]), i))
+                break
+        first.sort()
+        for _, i in first:
+            for line in self._lines(i):
+                yield line
+
     def entries(self):
         """All retained lines, oldest first."""
-        segs = [list(self._lines(i)) for i in range(SEGMENTS)]
-        segs = [s for s in segs if s]
-        segs.sort(key=lambda s: int(s[0].split(" ", 1)[0]))
-        out = []
-        for s in segs:
-            out.extend(s)
-        return out
+        return list(self.each())
 
 
 def verify(lines):

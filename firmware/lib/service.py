@@ -138,6 +138,9 @@ def status(gps_wait_ms=3000):
         facts.update(await _gps_fact(board, gps_wait_ms))
         return facts
     out.update(asyncio.run(gather()))
-    alerts = [e for e in log.entries() if e.split(" ")[2] in ("alert", "cancel", "test_result", "crash", "safe_mode")]
-    out["last_events"] = alerts[-5:]
+    alerts = []
+    for e in log.each():  # the last five, without the whole log at once
+        if e.split(" ")[2] in ("alert", "cancel", "test_result", "crash", "safe_mode"):
+            alerts = alerts[-4:] + [e]
+    out["last_events"] = alerts
     print(json.dumps(out))

@@ -72,8 +72,11 @@ class Device:
         if self.t is None:
             return
         try:
-            if exc_type is None:
-                self.restart_firmware()
+            # Whatever ended the session (an error, a refusal, Ctrl-C), the button goes back
+            # to its firmware: left in the raw REPL it ignored her presses until the
+            # session's watchdog hold ran out (SESSION_HOLD_S). Code still running there
+            # (a command the host gave up on) is interrupted first.
+            self.restart_firmware(interrupt=exc_type is not None)
         finally:
             try:
                 self.t.close()
@@ -149,9 +152,12 @@ class Device:
         out = self.exec(f"import json\nprint(json.dumps({expr}))")
         return json.loads(out.decode().strip().splitlines()[-1])
 
-    def restart_firmware(self):
+    def restart_firmware(self, interrupt=False):
         """Soft reset into the friendly REPL, which runs boot.py and main.py, as after power-on."""
         try:
+            if interrupt:
+                self.t.serial.write(b"\r\x03\x03")
+                self.t.read_until(1, b">", timeout=2)
             self.t.exit_raw_repl()
             self.t.serial.write(b"\x04")
             self.t.read_until(1, b"soft reboot\r\n", timeout=self.timeout)

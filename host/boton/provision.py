@@ -103,7 +103,7 @@ def read_config(dev):
 
 def read_event_log(dev) -> list:
     """The retained event log lines, oldest first."""
-    out = dev.exec("import eventlog\nfor e in eventlog.EventLog(echo=False).entries():\n print(e)")
+    out = dev.exec("import eventlog\nfor e in eventlog.EventLog(echo=False).each():\n print(e)")
     return [ln for ln in out.decode().splitlines() if ln.strip()]
 
 

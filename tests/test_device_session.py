@@ -1,0 +1,75 @@
+"""A technician's session with a button, as the real CLI runs it on the virtual device:
+whatever way the session ends, her button is back in its firmware; and a full event log
+is read without running out of heap."""
+import json
+import sys
+
+import pytest
+from click.testing import CliRunner
+from cryptography.fernet import Fernet
+
+from boton.cli import main
+from boton.paths import FIRMWARE
+from boton.sim.flashdir import install
+from boton.sim.rig import DEFAULT_C4, VirtualDevice
+from rigkit import FAST, demo_config
+
+
+@pytest.fixture(autouse=True)
+def key(monkeypatch):
+    monkeypatch.setenv("BOTON_KEY", Fernet.generate_key().decode())
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def full_log(flash, n=250):
+    """A log of n entries on the button's flash, written by the firmware's own module."""
+    sys.path.insert(0, str(FIRMWARE / "lib"))
+    try:
+        import eventlog
+    finally:
+        sys.path.pop(0)
+    log = eventlog.EventLog(prefix=str(flash / "log"), echo=False, clock=lambda: 1796040000)
+    for i in range(n):
+        log.add("status", "battery_%d" % (i % 100))
+    return log
+
+
+@pytest.fixture
+def vd(tmp_path):
+    """A provisioned button (demo config) whose event log is nearly full, switched on."""
+    install(tmp_path / "flash", config=demo_config())
+    full_log(tmp_path / "flash")
+    rig = VirtualDevice(tmp_path / "flash", time_scale=FAST)
+    rig.start()
+    rig.wait_console("EV ready", timeout=60)
+    yield rig
+    rig.stop()
+
+
+def test_a_full_event_log_is_read_whole(vd):
+    # the log was read into one list on the board: past ~150 entries `logs`, `status` and
+    # `test-call` (which reads the log first) ran out of the 56 KB heap
+    r = run("logs", "--port", vd.repl_url, "--json")
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.output)
+    # the boot's entries rotated the oldest segment out: three whole ones and the newest
+    assert got["intact"] and len(got["entries"]) >= 3 * 64
+    seqs = [int(e.split(" ")[0]) for e in got["entries"]]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))) and seqs[-1] > 250
+    r = run("status", "--port", vd.repl_url)
+    assert r.exit_code == 0, r.output
+
+
+def test_a_session_that_fails_leaves_her_button_in_its_firmware(vd):
+    # a command that fails on the device (here: the board is not in the registry) left the
+    # board in the raw REPL: presses were ignored until the session's watchdog hold ran out
+    mark = vd.console_mark()
+    r = run("test-call", "--port", vd.repl_url, "--timeout", "30")
+    assert r.exit_code != 0
+    vd.wait_console("EV ready", since=mark, timeout=30)
+    ev = len(vd.events)
+    vd.press(hold_s=1.3)
+    vd.wait_event(lambda e: e["kind"] == "call" or e["kind"] == "call_start", timeout=60, after=ev)
