@@ -158,10 +158,14 @@ def test_module_that_switched_itself_off_is_powered_on_without_a_supply_switch(t
     """A POWER DOWN URC proves the module is off: then, and only then, PWRKEY on a board
     that cannot cut the supply."""
     with provisioned_device(tmp_path, board=board_path(tmp_path, NO_SWITCH)) as vd:
-        mark = vd.console_mark()
+        mark, t0 = vd.console_mark(), monotonic_now(vd)
         vd.call(vd.modem.under_voltage, 0.5)
         vd.wait_console("EV modem_recovered pwrkey", since=mark, timeout=60)
         assert [(p["powered"], p["result"]) for p in presses(vd)] == [(False, "on")]
+        # known to be off: no AT+CFUN=1,1 and no RESET pulse to wait out first
+        assert not [d for _, d in rx_since(vd, t0) if b"AT+CFUN=1,1" in d]
+        with pytest.raises(TimeoutError):
+            pin_low_at(vd, "reset", t0)
 
 
 def test_esp32_reset_with_the_module_asleep(tmp_path):

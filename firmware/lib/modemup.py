@@ -227,6 +227,9 @@ async def revive(r, unpowered=False):
     d = r.dialect
     r.call_ready = False  # every rung restarts it; its boot URC may not come (autobaud)
     m.echo_expected()     # and its echo is ours, not a restart of its own
+    # A module that announced its own power-down is off too: CFUN and RESET cannot reach
+    # it, and waiting them out delayed C4's next call by ~10 s after a brown-out
+    unpowered = unpowered or r._modem_off
     try:
         # A live but confused module answers OK and restarts (its sleep mode back to 0).
         if not unpowered and (await m.cmd("AT+CFUN=1,1", 2000, check=False))[0] == "OK" and \
@@ -256,7 +259,7 @@ async def revive(r, unpowered=False):
         r._modem_off = True
         how = "power_cycle"
     elif d.PWRKEY_OFF_MS and key:
-        if not unpowered and not r._modem_off:
+        if not unpowered:
             # running and hung (RESET did not help): switched off by its key
             drive(r, key, "pwrkey", True)
             await asyncio.sleep_ms(int(d.PWRKEY_OFF_MS * hw.TIME_SCALE))
