@@ -553,8 +553,23 @@ class Radio:
             while self.call_active or self.call_out:
                 await asyncio.sleep_ms(CALL_CHECK_MS)
                 await self.check(CALL_CHECK_MS)
+                await self._call_listed()
         finally:
             self._watching = False
+
+    async def _call_listed(self):
+        """Our call is in the module's call list, or its end is handled now: end lines
+        lost on the UART (garbled, or the chip deaf) left the call "up" for the rest of
+        her alert, and C4 was never called again."""
+        if self._recovering or self.bringing_up:
+            return
+        try:
+            kind, _, lines = await self.modem.cmd("AT+CLCC", 3000, expect="+CLCC", check=False)
+        except ModemError:
+            return
+        if kind == "OK" and (self.call_active or self.call_out) and \
+                self.dialect.our_call(lines, self._answered_id) is None:
+            await self.call_ended()
 
     async def check(self, every_ms):
         """Health check: silent for every_ms and no answer to AT: run the recovery ladder.

@@ -156,3 +156,19 @@ def test_c4_calling_again_after_giving_up_as_the_device_answered_is_answered(dut
     network.call_device("c4")        # C4 tries again at once
     network.wait_call("call_connected", frm=network.c4[0], to=dut.number, after=mark,
                       timeout=dut.within(60, 20))
+
+
+@pytest.mark.dut_config(redial_backoff_s=[1])
+def test_a_call_end_the_device_never_heard_is_found_and_c4_called_again(dut, button, network, faults):
+    """Her call dropped, and its end lines (+CLCC ...,6 and NO CARRIER) never reached the
+    ESP32 (garbled, or the UART deaf): the in-call check only asked the module "AT", so
+    the device believed the call up for the rest of the alert and never called C4 again.
+    It now reads the call list at each in-call check."""
+    button.alert()
+    network.wait_call("call_connected", to=network.c4[0], timeout=dut.within(90, 20))
+    faults.lose_urcs("+CLCC", 1)
+    faults.lose_urcs("NO CARRIER", 1)
+    mark, log_mark = network.mark(), dut.mark()
+    faults.drop_call()
+    network.wait_call("call_connected", to=network.c4[0], after=mark, timeout=dut.within(120, 60))
+    assert dut.logged("call_failed", since=log_mark)

@@ -264,6 +264,10 @@ class VirtualFaults:
         """The next call the device answers is hung up by its caller as ATA arrives."""
         self._do("the caller hangs up as the device answers", self.vd.modem.caller_gives_up_on_answer)
 
+    def lose_urcs(self, prefix, count=1):
+        """The next `count` unsolicited lines starting with `prefix` never reach the ESP32."""
+        self._do(f"next {count} '{prefix}' line(s) lost on the UART", self.vd.modem.lose_urcs, prefix, count)
+
     def modem_brown_out(self):
         self._do("modem restarts by itself (supply dip under a transmit burst)", self.vd.modem.brown_out)
 
@@ -365,6 +369,9 @@ class HardwareFaults:
 
     def caller_gives_up_on_answer(self):
         _unavailable("caller_gives_up_on_answer", "the hang-up must land within the ATA's few ms")
+
+    def lose_urcs(self, prefix, count=1):
+        _unavailable("lose_urcs", "needs a jig that filters the modem's TXD line")
 
     def modem_brown_out(self):
         _unavailable("modem_brown_out", "needs a programmable supply that dips VBAT for a moment")

@@ -69,6 +69,15 @@ class FaultsGroup:
 
     _give_up_on_answer = False
 
+    def lose_urcs(self, prefix, count=1):
+        """The next `count` unsolicited lines starting with `prefix` ("+CLCC", "NO CARRIER")
+        never reach the ESP32: a byte garbled on the line, a UART that was deaf."""
+        if self._lost_urcs is None:
+            self._lost_urcs = {}
+        self._lost_urcs[prefix] = self._lost_urcs.get(prefix, 0) + int(count)
+
+    _lost_urcs = None  # lose_urcs(): prefix -> lines still to lose
+
     def go_silent(self, latched=False):
         """The module hangs: no echo, no replies, no URCs until it is restarted. A latched
         hang ignores the RESET pin too: only a power-off (supply cut, or a PWRKEY press,

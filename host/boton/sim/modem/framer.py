@@ -180,6 +180,12 @@ class Framer:
 
     def _urc(self, text, force=False, result=False):
         """An unsolicited line. URCs raised while a command runs come after its result."""
+        lost = getattr(self, "_lost_urcs", None)   # FaultsGroup.lose_urcs()
+        if lost:
+            for prefix, left in lost.items():
+                if left and text.startswith(prefix):
+                    lost[prefix] = left - 1
+                    return  # garbled on the line, or sent while the ESP32's UART was deaf
         data = self._result_bytes(text) if result else self._info_bytes(text)
         if self._in_handler and not force:
             self._deferred.append(data)
