@@ -38,10 +38,6 @@ COMMAND_HEX = 160
 LIST_MS = 20000
 
 
-def _is_cmgl(line):
-    return line[:6] == "+CMGL:"
-
-
 def dialect_for(family, log=None):
     """The board profile's modem.family -> its dialect module; an unknown family is
     logged and the SIM800's is used (the button must still try)."""
@@ -419,32 +415,35 @@ class Radio:
             # character set there and back (the A76XX saves it to its flash each time)
             _, _, lines = await self.modem.cmd("AT+CPMS?", 3000, expect="+CPMS", check=False)
             if atparse.sms_stored(lines):
-                # the listing carries every unread text: only its headers are kept
-                kind, _, lines = await self.modem.read_texts(self._cmgl, LIST_MS, "+CMGL",
-                                                             False, _is_cmgl)
+                # the listing carries every unread text: each header queues its slot
+                kind, _, _ = await self.modem.read_texts(self._cmgl, LIST_MS, "+CMGL",
+                                                         False, self._listed)
                 if kind != "OK":
                     # SIMCom modules take the status in plain text in UCS2 (real A7682E
                     # and SIM868 logs); 27.005 would have it in the set too: the other
                     # form is tried, and kept if the module takes it
                     self.log.add("sweep_error", "CMGL_" + kind)
                     other = CMGL_UNREAD_UCS2 if self._cmgl == CMGL_UNREAD else CMGL_UNREAD
-                    kind, _, lines = await self.modem.read_texts(other, LIST_MS, "+CMGL",
-                                                                 False, _is_cmgl)
+                    kind, _, _ = await self.modem.read_texts(other, LIST_MS, "+CMGL",
+                                                             False, self._listed)
                     if kind == "OK":
                         self._cmgl = other
-            else:
-                lines = ()
         except ModemError as e:
             self.log.add("sweep_error", str(e))
             self.sms_missed = True
             return
-        for ln in lines:
-            try:
-                self._sms_arrived(int(ln[6:].split(",")[0]))
-            except ValueError:
-                pass            # a garbled header: that SMS waits for the next sweep
         if self._sms_reader is not None:
             await self._sms_reader  # read before the chip may sleep again
+
+    def _listed(self, line):
+        """A listing's line: a header's slot is queued to be read as it comes, and nothing
+        is kept (a full SIM's 30 headers held at once found no heap in her alert)."""
+        if line[:6] == "+CMGL:":
+            try:
+                self._sms_arrived(int(line[6:].split(",")[0]))
+            except ValueError:
+                self.sms_missed = True  # a garbled header: that SMS waits for the next sweep
+        return False
 
     async def call_survived(self):
         """After an ESP32 reset: the modem kept its power, so our call may still be up:
