@@ -33,6 +33,16 @@ def config_from_file(path, obtain_pin=None) -> dict:
     if not isinstance(raw, dict) or raw.get("schema") != rules.CONFIG_SCHEMA:
         raise InputError(f"{path} is not a device config (schema {rules.CONFIG_SCHEMA})")
     g = raw.get("gesture") or {}
+    if not isinstance(g, dict):
+        raise InputError(f"{path}: gesture must be an object such as {{\"mode\": \"hold\", "
+                         f"\"hold_ms\": 2000}}, got {rules.echo(g)}")
+    for key in ("contacts", "c4_numbers"):
+        if not isinstance(raw.get(key) or [], list) or not all(isinstance(n, str) for n in raw.get(key) or []):
+            raise InputError(f"{path}: {key} must be a list of phone numbers written as text "
+                             "(\"449 111 2233\")")
+    for key in ("alias", "device_id", "pin", "pin_hash", "programme_number"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise InputError(f"{path}: {key} must be text in quotes, got {rules.echo(raw[key])}")
     pin, pin_hash = raw.get("pin") or None, raw.get("pin_hash") or None
     if pin is None and pin_hash is None and obtain_pin is not None:
         pin = obtain_pin()

@@ -119,6 +119,52 @@ def first_alert_sms(config):
                           **EXAMPLE_POINT)
 
 
+# The numeric settings of her configuration: (config key, the option that sets it or None,
+# unit, lowest, highest, what it is). Outside these the firmware would not raise her alert as
+# meant: gesture.py fires on a hold of hold_ms or `count` presses within window_ms; alert.py
+# sends a location SMS every update_every_s and stops after max_alert_s (0 or less: expired
+# at once). Defaults as the firmware's alert.DEFAULTS.
+SETTINGS = {
+    "hold_ms": ("gesture.hold_ms", "--hold-ms", "ms", 500, 10000, "how long she holds the button"),
+    "count": ("gesture.count", None, "presses", 2, 10, "presses that raise the alert"),
+    "window_ms": ("gesture.window_ms", None, "ms", 1000, 10000, "time the presses must fall within"),
+    "update_every_s": ("update_every_s", None, "s", 60, 3600, "location SMS period in an alert"),
+    "max_alert_s": ("max_alert_s", None, "s", 300, 86400, "how long an alert lasts"),
+}
+FLAGS = {"allow_911": ("allow_911", "--allow-911"), "vibrate": ("vibrate", None)}
+ECHO_MAX = 24   # what of a refused value a message repeats
+
+
+def echo(value) -> str:
+    """A refused value as a message repeats it, cut short (a 5000-character paste is not
+    shown back whole)."""
+    text = repr(value)
+    return text if len(text) <= ECHO_MAX else f"{text[:ECHO_MAX - 3]}... ({len(text)} characters)"
+
+
+def _field(key, option, what=None):
+    about = "; ".join(x for x in (what, option) if x)
+    return f"{key} ({about})" if about else key
+
+
+def check_settings(**values):
+    """InputError naming the first setting (SETTINGS: a whole number in its range; FLAGS:
+    true or false) that is not one; the values as given otherwise."""
+    for name, value in values.items():
+        if name in FLAGS:
+            if not isinstance(value, bool):
+                raise InputError(f"{_field(*FLAGS[name])} must be true or false, got {echo(value)}")
+            continue
+        key, option, unit, lo, hi, what = SETTINGS[name]
+        kind = "text" if isinstance(value, str) else type(value).__name__
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"{_field(key, option, what)} must be a whole number of {unit} from "
+                             f"{lo} to {hi}, got {echo(value)} ({kind})")
+        if not lo <= value <= hi:
+            raise InputError(f"{_field(key, option, what)} must be {lo} to {hi} {unit}, got {value}")
+    return values
+
+
 def build_config(*, alias, contacts, c4, device_id, pin=None, pin_hash=None, allow_911=False,
                  gesture="hold", hold_ms=2000, presses=3, window_ms=2000,
                  update_every_s=300, max_alert_s=3600, confirm=True, region="MX",
@@ -146,9 +192,9 @@ def build_config(*, alias, contacts, c4, device_id, pin=None, pin_hash=None, all
     else:
         pin_hash = pins.hash_pin(pins.generate_pin() if pin is None else pins.validate_pin(pin))
     if gesture not in ("hold", "presses"):
-        raise InputError("gesture must be 'hold' or 'presses'")
-    if not 500 <= hold_ms <= 10000:
-        raise InputError("hold time must be 500-10000 ms")
+        raise InputError(f"gesture (gesture.mode) must be 'hold' or 'presses', got {echo(gesture)}")
+    check_settings(hold_ms=hold_ms, count=presses, window_ms=window_ms, update_every_s=update_every_s,
+                   max_alert_s=max_alert_s, allow_911=allow_911, vibrate=confirm)
     return {
         "schema": CONFIG_SCHEMA,
         "device_id": device_id,
