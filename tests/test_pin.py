@@ -297,6 +297,21 @@ def key(monkeypatch):
     monkeypatch.setenv("BOTON_KEY", Fernet.generate_key().decode())
 
 
+@pytest.mark.parametrize("bad, message", [
+    (["--hold-ms", "5"], "gesture.hold_ms (how long she holds the button; --hold-ms) must be 500 to 10000"),
+    (["--c4", DEFAULT_C4], "the same C4 number is given twice (--c4 #1 and #2)"),
+])
+def test_image_refuses_bad_input_before_her_case_is_read(tmp_path, key, bad, message):
+    assert run("devices", "add", MAC, "--label", "BS-0042").exit_code == 0
+    assert run("devices", "assign", "BS-0042", "--alias", "Luna", "--case-id", "AGS-2026-0042",
+               "--order-ends", "none", "--contact", DEFAULT_CONTACT).exit_code == 0
+    before = audit_rows(MAC)
+    out = tmp_path / "BS-0042.bin"
+    r = run(*REGISTERED, *bad, "-o", str(out), env={"BOTON_PIN": "482913"})
+    assert r.exit_code == 2 and message in r.output, r.output
+    assert audit_rows(MAC) == before and not out.exists()   # her case was not even decrypted
+
+
 def test_image_provisions_a_registered_button_from_her_case(tmp_path, key, on_terminal):
     from boton.registry import Registry
     from boton.rules import config_hash

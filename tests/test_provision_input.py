@@ -63,6 +63,44 @@ def test_every_number_field_uses_the_same_check(tmp_path):
     assert config_from_file(f)["programme_number"] == "+524495550000"  # was silently dropped
 
 
+@pytest.mark.parametrize("typed, kind", [
+    ("800 123 4567", "a toll-free number (800)"), ("+52 800 000 0000", "a toll-free number (800)"),
+    ("900 123 4567", "a premium-rate number (900)"), ("+1 900 555 0100", "a premium-rate number (900)"),
+    ("+1 800 555 0100", "a toll-free number (800)"),
+])
+def test_numbers_that_cannot_take_an_alert_are_refused_by_kind(typed, kind):
+    for field in ("contacts", "c4", "programme_number"):
+        args = dict(alias="Luna", contacts=["449 111 2233"], c4=[C4], device_id="BS-1")
+        args[field] = typed if field == "programme_number" else [typed]
+        with pytest.raises(InputError) as e:
+            build_config(**args)
+        assert f" is {kind}: it cannot take the SMS and calls" in str(e.value)
+        assert typed not in str(e.value)
+
+
+@pytest.mark.parametrize("typed", ["+52 1 449 111 2233", "+5214491112233", "1 449 111 2233"])
+def test_a_mexican_mobile_written_with_the_old_1_is_dialled_without_it(typed):
+    assert normalise_number(typed, "contact #1") == "+524491112233"
+
+
+def test_a_number_with_two_roles_or_given_twice_is_refused_by_position():
+    base = dict(alias="Luna", contacts=["449 111 2233", "449 222 3344"], c4=[C4], device_id="BS-1")
+    with pytest.raises(InputError, match=r"^the same C4 number is given twice \(--c4 #1 and #3\)"):
+        build_config(**dict(base, c4=[C4, "449 910 0001", "+52 449 910 0000"]))
+    with pytest.raises(InputError, match=r"^contact #2 is C4 number #2: a trusted contact cannot also be a C4"):
+        build_config(**dict(base, c4=[C4, "+52 1 449 222 3344"]))
+    with pytest.raises(InputError, match=r"^the programme number is contact #2: "):
+        build_config(**base, programme_number="(449) 222-3344")
+    with pytest.raises(InputError, match=r"^the same trusted contact is given twice \(contact #1 and #2\)"):
+        build_config(**dict(base, contacts=["449 111 2233", "4491112233"]))
+
+
+def test_a_pasted_screenful_of_digits_is_not_echoed_at_its_length():
+    with pytest.raises(InputError) as e:
+        normalise_number("9" * 5000, "contact #1")
+    assert len(str(e.value)) < 200 and "(5000 characters)" in str(e.value)
+
+
 # ------------------------------------------------------------------------ settings
 @pytest.mark.parametrize("where, value, needle", [
     (("max_alert_s",), -5, "max_alert_s (how long an alert lasts) must be 300 to 86400 s, got -5"),

@@ -520,11 +520,16 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
     pin, pin_how = pins.obtain_pin(pin_file)
     pin_screen = pins.pin_screen(pin_how)  # a generated PIN needs a terminal to be shown on
     typed = rules.typed_case_values(alias, contacts)
-    c4_e164 = [rules.normalise_number(n, f"C4 number #{i + 1}") for i, n in enumerate(c4)]
+    c4_e164, programme_number = rules.check_typed(c4=c4, contacts=typed[1], programme_number=programme_number,
+                                                  gesture=gesture, hold_ms=hold_ms, allow_911=allow_911)
     label = normalise_label(device_id) if device_id else None
     with Registry() as reg:  # registry first: a broken registry refuses before the port is opened
         with Device(port, timeout=30) as dev:
             mac = prov.device_mac(dev)
+            if reg.get(mac) is None:
+                # a button registered below has no case: without --alias and --contact there
+                # is no configuration for it, and it is not registered for nothing
+                rules.case_values(label or f"the button on the port ({mac})", None, typed)
             known = reg.precheck("provision", mac, expected=device_ref, register=True, label=label)
             if label and label != known.label:
                 raise DeviceError(f"--device-id {label}: the registry knows this button ({mac}) as "
@@ -533,7 +538,7 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
             alias_, contacts_ = rules.case_values(known.label, case, typed)
             config = rules.build_config(alias=alias_, contacts=contacts_, c4=c4_e164, device_id=known.label,
                                         pin=pin, gesture=gesture, hold_ms=hold_ms, allow_911=allow_911,
-                                        programme_number=programme_number)
+                                        programme_number=programme_number or None)
             # The deployed profile must match the board's power chip (data/boards.md revisions).
             prov.check_power_chip(dev)
             ident, waited = _wait_for_network_shown(dev, wait_network)

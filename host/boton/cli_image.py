@@ -210,7 +210,8 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
             raise InputError("give --config FILE.json, or --c4 with --alias and --contact (a registered "
                              "button with a case takes these two from it)")
         typed = rules.typed_case_values(alias, contacts)
-        c4 = [rules.normalise_number(n, f"C4 number #{i + 1}") for i, n in enumerate(c4)]
+        c4, _ = rules.check_typed(c4=c4, contacts=typed[1], gesture=gesture, hold_ms=hold_ms,
+                                  allow_911=allow_911)
         obtain_pin()
     # a generated PIN is shown on a terminal only (never into a redirected stdout or the JSON)
     pin_screen = pins.pin_screen(got.get("how", "config file"), avoid_stdout=as_json)
