@@ -797,7 +797,12 @@ def build(out_dir):
     """
     from .build import write_tree
 
-    total = write_tree(Path(out_dir))
+    try:
+        total = write_tree(Path(out_dir))
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        raise DeviceError(f"cannot write the firmware into {out_dir}:{where} {e.strerror or e}; "
+                          "choose a folder you may write to (--out)", EXIT_USAGE) from None
     console.print(f"firmware built into {out_dir}: {total} bytes")
 
 
@@ -903,6 +908,35 @@ def demo(time_scale, keep):
     sys.exit(0 if ok else 1)
 
 
+NMEA_MAX = 64 * 1024 * 1024   # far more than a day of a GPS module's sentences
+
+
+def _nmea_file(log, copy: Path) -> Path:
+    """The capture as a regular file the parser can open by name: LOG itself, or what a
+    pipe, a process substitution <(...) or a device gave, copied to `copy`. InputError when
+    it cannot be read or holds nothing."""
+    import os
+    import stat
+
+    try:
+        with open(log, "rb") as f:
+            if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                if f.read(1):
+                    return Path(log)
+                data = b""
+            else:
+                data = f.read(NMEA_MAX + 1)
+    except OSError as e:
+        raise InputError(f"cannot read {log}: {e.strerror or e}") from None
+    if not data.strip():
+        raise InputError(f"{log} is empty input: no NMEA sentences to read")
+    if len(data) > NMEA_MAX:
+        raise InputError(f"{log} gives more than {NMEA_MAX // 2**20} MB: save the capture to a file "
+                         "and give a part of it")
+    copy.write_bytes(data)
+    return copy
+
+
 @main.command()
 @click.argument("log", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -912,9 +946,15 @@ def nmea(log, as_json):
 
     Example: boton nmea capture.log --json
     """
+    import tempfile
+
     from .nmea_report import analyse, render_text
 
-    result = analyse(log)
+    with tempfile.TemporaryDirectory(prefix="boton-nmea-") as tmp:
+        copy = Path(tmp) / "capture.log"
+        result = analyse(_nmea_file(log, copy))
+        if result["file"] == str(copy.resolve()):
+            result["file"] = str(log)   # what was read: the pipe, not the copy
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

@@ -14,6 +14,7 @@ from . import pin as pins
 from . import rules
 from .boards import load_board
 from .errors import EXIT_VERIFY, DeviceError, InputError, RegistryConflict, RegistryError
+from .registry_paths import expand_home
 from .safe_write import check_target, write_file
 
 console = Console(highlight=False)
@@ -186,7 +187,7 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
     Example: boton image --firmware ESP32_GENERIC-v1.26.1.bin --device-id BS-0042
     --c4 449 910 0000 -o BS-0042.bin
     """
-    out = Path(output).expanduser()
+    out = expand_home(output, "--output")
     check_target(out, force, what="the image")   # before a PIN is asked for or anything recorded
     got = {}    # the PIN obtained here (not kept in the config file), and how
 

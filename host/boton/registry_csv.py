@@ -16,6 +16,7 @@ from .registry_casedata import (CaseData, check_alias, check_case_id, check_cont
 from .registry_fields import (check_board, format_flash_size, normalise_iccid, normalise_imei, normalise_label,
                               normalise_mac, parse_flash_size)
 from .rules import normalise_number
+from .registry_paths import expand_home
 from .registry_schema import DEVICE_SELECT, DeviceRecord
 from .registry_states import STATES
 from .safe_write import check_target, write_file
@@ -134,7 +135,7 @@ class CsvTransfer:
         devices with an active case) only with include_case_data: that file is created
         with mode 0600. An existing file is replaced only with force, and never the
         registry, its key or a backup (safe_write). Audited. Returns the number of rows."""
-        path = Path(path).expanduser()
+        path = expand_home(path, "the file")
         check_target(path, force, self.path, "the export")
         c = self.cipher() if include_case_data else None
         cols = EXPORT_COLUMNS + (CASE_COLUMNS if include_case_data else ())
