@@ -107,3 +107,28 @@ def test_build_into_a_folder_that_cannot_be_made_is_one_line(tmp_path):
     out = one_line(run("build", "--out", str(in_the_way / "mpy")))
     assert out.startswith(f"error: cannot write the firmware into {in_the_way / 'mpy'}: ")
     assert "choose a folder you may write to (--out)" in out
+
+
+@pytest.mark.parametrize("command", [
+    ["deploy"], ["status"], ["test-call"], ["logs"], ["wipe"],
+    ["provision", "--alias", "Luna", "--contact", "449 111 2233", "--c4", "449 910 0000"],
+])
+def test_a_port_the_user_may_not_open_says_to_join_dialout(tmp_path, monkeypatch, command):
+    """A user not in the dialout group got only mpremote's "failed to access /dev/ttyUSB0"."""
+    port = tmp_path / "ttyUSB0"
+    port.write_bytes(b"")
+    port.chmod(0)
+    real_access = os.access
+    if real_access(port, os.R_OK | os.W_OK):   # root may open anything: the OS says no as to a user
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == str(port)
+                            else real_access(p, mode, **kw))
+    monkeypatch.setenv("BOTON_PIN", "482913")
+    r = run(*command, "--port", str(port))
+    assert one_line(r, code=3) == (f"error: cannot open {port}: no permission to open the port: add yourself "
+                                   "to the dialout group (sudo usermod -aG dialout $USER) and log in again\n")
+
+
+def test_a_port_that_does_not_exist_is_called_missing(tmp_path):
+    r = run("status", "--port", str(tmp_path / "ttyUSB9"))
+    assert one_line(r, code=3) == (f"error: cannot open {tmp_path / 'ttyUSB9'}: {tmp_path / 'ttyUSB9'} does not "
+                                   "exist: is the board plugged in, and is this its port?\n")
