@@ -720,9 +720,9 @@ def wipe(port, keep_log, force, yes, download_port, pin_file):
 
     pin = None
     if pin_file:
-        pin = pins.read_pin_file(pin_file)
+        pin = pins.read_pin_file(pin_file, new=False)   # her PIN as it is, to search for
     elif os.environ.get("BOTON_PIN"):
-        pin = pins.validate_pin(os.environ["BOTON_PIN"], "BOTON_PIN")
+        pin = pins.validate_pin(os.environ["BOTON_PIN"], "BOTON_PIN", new=False)
     with Device(port) as dev:
         mac = prov.device_mac(dev)
         # registry first: refuse before anything on the button is touched
