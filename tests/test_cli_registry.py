@@ -199,6 +199,11 @@ def test_import_and_export(env, tmp_path):
                    f"{MAC1},BS-0001,Luna,AGS/2024/00731,4491112233;4492223344,2031-01-31\n"
                    f"{MAC2},,,,,\n")
     assert "imported 2 device(s); 0 of 2 delivered (2 in stock)" in dev("import", str(src)).stdout
+    # again: every device and label is in the registry already, a conflict as `devices --help` says
+    again = dev("import", str(src), code=7).stderr
+    assert "exit codes: 0 ok, 2 bad input or key problem, 7 refused by the registry's" in \
+        " ".join(dev("--help").stdout.split()).lower()
+    assert f"line 2, field 'mac': {MAC1} is already in the registry as BS-0001" in again
     out = tmp_path / "c4.csv"
     dev("export", str(out))
     text = out.read_text()

@@ -112,7 +112,7 @@ class CsvTransfer:
                     self._check_free(db, entries)
                 except RegistryConflict as e:
                     errors.add(line, "contacts" if "contact" in str(e) else "case_id", str(e))
-            errors.check()
+            errors.check(conflict=True)
             if c is not None:
                 self._bind_key(db, c)
             # rows with a label first, so an automatic label cannot take one the file names
@@ -217,12 +217,15 @@ class _Errors:
         """A problem named by the column's position (its header may not be a name)."""
         self.items.append(f"line {line}, column {column}: {why}")
 
-    def check(self):
+    def check(self, conflict=False):
+        """conflict: the problems are the registry's contents (a MAC, label or number it
+        already holds), exit 7 as every such refusal; else the file's (exit 2)."""
         if self.items:
             shown = self.items[:self.MAX]
             more = len(self.items) - len(shown)
-            raise RegistryError(f"import of {self.path} refused, nothing was changed:\n  "
-                                + "\n  ".join(shown) + (f"\n  ... and {more} more" if more else ""))
+            error = RegistryConflict if conflict else RegistryError
+            raise error(f"import of {self.path} refused, nothing was changed:\n  "
+                        + "\n  ".join(shown) + (f"\n  ... and {more} more" if more else ""))
 
 
 def _read_csv(path):
