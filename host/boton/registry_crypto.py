@@ -119,7 +119,7 @@ class CaseCipher:
             raise RegistryError(f"the case data stored for {mac} belongs to another device: "
                                 "the registry was tampered with")
         try:
-            return CaseData.from_dict(body)
+            return CaseData.stored(body)
         except RegistryError:
             raise RegistryError(f"the case data stored for {mac} no longer validates") from None
 

@@ -51,9 +51,11 @@ def _check_number_chars(text, what):
                          f"the separators space - . ( ) /")
 
 
-def normalise_number(text, what="number", region="MX"):
+def normalise_number(text, what="number", region="MX", any_kind=False):
     """E.164 of a phone number, Mexican by default; InputError naming the field otherwise.
-    The one check for every number the tools take (provision, image, registry)."""
+    The one check for every number the tools take (provision, image, registry). any_kind:
+    a number already stored (a case decrypted) is not refused for its kind (800, 900...),
+    which an older release let in: it stays readable, to correct."""
     text = str(text).strip()
     if not text:
         raise InputError(f"{what} is empty")
@@ -66,7 +68,7 @@ def normalise_number(text, what="number", region="MX"):
     if not phonenumbers.is_valid_number(num):
         raise InputError(f"{what} {mask(text)} is not a valid number for region {region}")
     kind = phonenumbers.number_type(num)
-    if kind not in CALLABLE_TYPES:
+    if kind not in CALLABLE_TYPES and not any_kind:
         name = NUMBER_TYPE_NAMES.get(kind, "a number of a kind that is not a phone's")
         raise InputError(f"{what} {mask(text)} is {name}: it cannot take the SMS and calls of an alert "
                          "from a mobile; give a mobile or landline number")
