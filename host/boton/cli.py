@@ -55,7 +55,7 @@ def main():
 @click.option("--network-log", type=click.Path(dir_okay=False), help="Append every SMS and call as JSON lines.")
 @click.option("--nmea", "nmea_file", type=click.Path(exists=True, dir_okay=False),
               help="Replay a captured NMEA log instead of a simulated fix.")
-@click.option("--time-scale", type=float, default=1.0, show_default=True,
+@click.option("--time-scale", type=float, default=1.0, show_default=True, callback=lambda c, p, v: _time_scale(v),
               help="Multiply the simulated parts' delays (0.1 = ten times faster).")
 @click.option("--flash-image", type=click.Path(dir_okay=False),
               help="Model the whole SPI flash in this file (created blank): flash it with esptool "
@@ -88,8 +88,9 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
     simulated phone, unless --phone scripts it otherwise; each phone it makes up or is
     scripted shows as a "phone" event.
 
-    Type `press [SECONDS]`, `reset`, `download` (hold BOOT + reset) or `events` and Enter
-    to drive it; Ctrl-C stops it.
+    Type a command and Enter to drive it: `press [SECONDS]`, `sms TEXT` (C4 texts the
+    button), `coverage on|off`, `reset`, `download` (hold BOOT + reset), `events` or
+    `quit`; Ctrl-C stops it too.
 
     Example: boton sim --network-log net.jsonl   then   mpremote connect <URL> fs ls
 
@@ -170,6 +171,17 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
         pass
     finally:
         vd.stop()
+
+
+def _time_scale(value):
+    """--time-scale as given, or click's one-line usage error: a delay multiplied by 0, a
+    negative number, nan or inf is no time at all or never ends."""
+    import math
+
+    if not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"{value:g} is not a positive finite number (e.g. 1, or 0.1 for "
+                                 "ten times faster)", param_hint="'--time-scale'")
+    return value
 
 
 SIM_COMMANDS = ("commands: press [SECONDS], sms TEXT (C4 texts the button), coverage on|off, "
@@ -512,7 +524,7 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
          "provisioning": run provision again to finish it, or `boton devices
          abort-provision` if the button is gone.
 
-    Example: boton provision --port /dev/ttyUSB0 --device BS-0042 --c4 449 910 0000
+    Example: boton provision --port /dev/ttyUSB0 --device BS-0042 --c4 "449 910 0000"
     """
     from .registry import Registry, normalise_label
 
@@ -897,7 +909,8 @@ def logs(port, sms_head, as_json):
 
 # --------------------------------------------------------------------------- demo
 @main.command()
-@click.option("--time-scale", type=float, default=0.3, show_default=True)
+@click.option("--time-scale", type=float, default=0.3, show_default=True, callback=lambda c, p, v: _time_scale(v),
+              help="Multiply the simulated parts' delays (0.1 = ten times faster).")
 @click.option("--keep", is_flag=True, help="Keep the virtual flash folder and logs.")
 def demo(time_scale, keep):
     """The whole alert path on a virtual device: deploy, provision, press, and show what

@@ -185,7 +185,7 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
     --force (exit 2).
 
     Example: boton image --firmware ESP32_GENERIC-v1.26.1.bin --device-id BS-0042
-    --c4 449 910 0000 -o BS-0042.bin
+    --c4 "449 910 0000" -o BS-0042.bin
     """
     out = expand_home(output, "--output")
     check_target(out, force, what="the image")   # before a PIN is asked for or anything recorded
