@@ -90,17 +90,44 @@ def test_test_call_fails_when_c4_never_answers(tmp_path):
     (["--c4", "449 910 0000 x12"], "C4 number #1"),
     (["--alias", "Luna 🌙"], "cannot be written in an SMS"),
     (["--alias", "María Fernanda López"], "alias must be"),
+    # refused before the registry is opened: the button was registered, then refused
+    (["--hold-ms", "5"], "gesture.hold_ms (how long she holds the button; --hold-ms) must be 500 to 10000 ms, "
+                         "got 5"),
+    (["--programme-number", "449 555 O000"], "programme number 449*******00: character 9 is a letter"),
+    (["--programme-number", "800 123 4567"], "programme number 800*******67 is a toll-free number (800)"),
+    (["--programme-number", DEFAULT_CONTACT], "the programme number is contact #1"),
+    (["--c4+", "+1 900 555 0100"], "C4 number #2 +1 **********00 is a premium-rate number (900)"),
+    (["--c4+", DEFAULT_C4], "the same C4 number is given twice (--c4 #1 and #2)"),
+    (["--contact", DEFAULT_C4], "contact #1 is C4 number #1: a trusted contact cannot also be a C4 number"),
 ])
 def test_bad_provision_input_is_one_line_exit_2(device, bad, message):
+    from boton.registry import Registry
+    from boton.registry_paths import registry_exists
+
     args = provision_args(device.repl_url)
     for i in range(0, len(bad), 2):
-        at = args.index(bad[i])
-        args[at + 1] = bad[i + 1]
+        if bad[i] in args:
+            args[args.index(bad[i]) + 1] = bad[i + 1]
+        else:   # "--c4+": one more --c4
+            args += [bad[i].rstrip("+"), bad[i + 1]]
     proc = subprocess.run([BOTON, *args], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (device.flash_dir / "config.json").exists()
+    if registry_exists():
+        with Registry() as reg:
+            assert reg.get(device.mac) is None, "registered, then refused"
+
+
+def test_provision_of_a_new_button_without_a_case_or_alias_registers_nothing(device):
+    from boton.registry import Registry
+
+    r = run("provision", "--port", device.repl_url, "--c4", DEFAULT_C4)
+    assert r.exit_code == 2, r.output
+    assert "has no case assigned" in r.output and "the button on the port" in r.output
+    with Registry() as reg:
+        assert reg.get(device.mac) is None, "registered, then refused"
 
 
 def powered_on(tmp_path, time_scale, **rig_kw):

@@ -182,6 +182,33 @@ def test_ending_soon(env):
     assert "BS-0002" in dev("ending-soon", "--days", "1000").stdout
 
 
+@pytest.mark.parametrize("typed", ["0001-01-01", "1999-12-31", "9999-12-31", "past the last year"])
+def test_an_order_end_no_order_can_have_is_refused(env, typed):
+    last = dt.date.today().year + 20
+    typed = f"{last + 1}-01-01" if typed == "past the last year" else typed
+    dev("add", MAC1)
+    err = dev(*ASSIGN[:6], "--order-ends", typed, "--contact", "449 111 2233", code=2).stderr
+    assert err.strip() == (f"error: order end date {typed} is not a plausible order end: give a date from "
+                           f"2000-01-01 to {last}-12-31 (or 'none' if the order has no end)")
+    dev(*ASSIGN[:6], "--order-ends", f"{last}-12-31", "--contact", "449 111 2233")
+
+
+def test_a_stored_case_stays_readable_under_rules_added_since(env, monkeypatch):
+    """Her case written before the order-date range and the number-kind rule (an 800
+    contact, an order to 9999) is still read, shown and can be corrected."""
+    import phonenumbers
+
+    from boton import registry_casedata, rules
+    dev("add", MAC1)
+    with monkeypatch.context() as before:   # as an older release wrote it
+        before.setattr(registry_casedata, "ORDER_YEARS_AHEAD", 9999)
+        before.setattr(rules, "CALLABLE_TYPES", (*rules.CALLABLE_TYPES, phonenumbers.PhoneNumberType.TOLL_FREE))
+        dev(*ASSIGN[:6], "--order-ends", "9999-12-31", "--contact", "800 123 4567")
+    data = json.loads(dev("show", "BS-0001", "--reveal", "--json").stdout)
+    assert (data["case"]["order_ends"], data["case"]["contacts"]) == ("9999-12-31", ["+528001234567"])
+    assert "toll-free" in dev(*ASSIGN[:6], "--order-ends", "none", "--contact", "800 123 4567", code=2).stderr
+
+
 def test_ending_soon_with_a_wrong_key(env, monkeypatch):
     dev("add", MAC1)
     dev(*ASSIGN)
@@ -199,6 +226,11 @@ def test_import_and_export(env, tmp_path):
                    f"{MAC1},BS-0001,Luna,AGS/2024/00731,4491112233;4492223344,2031-01-31\n"
                    f"{MAC2},,,,,\n")
     assert "imported 2 device(s); 0 of 2 delivered (2 in stock)" in dev("import", str(src)).stdout
+    # again: every device and label is in the registry already, a conflict as `devices --help` says
+    again = dev("import", str(src), code=7).stderr
+    assert "exit codes: 0 ok, 2 bad input or key problem, 7 refused by the registry's" in \
+        " ".join(dev("--help").stdout.split()).lower()
+    assert f"line 2, field 'mac': {MAC1} is already in the registry as BS-0001" in again
     out = tmp_path / "c4.csv"
     dev("export", str(out))
     text = out.read_text()

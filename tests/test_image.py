@@ -373,6 +373,17 @@ def test_cli_config_file_and_human_output(cli, tmp_path, config):
     assert json.loads(back["config.json"]) == config
 
 
+@pytest.mark.parametrize("field, value", [("max_alert_s", -5), ("update_every_s", 0)])
+def test_cli_config_with_an_alert_that_cannot_run_is_refused(cli, tmp_path, config, field, value):
+    cfg = tmp_path / "her.json"
+    cfg.write_text(json.dumps(dict(config, **{field: value})))
+    out = tmp_path / "never.bin"
+    r = cli("--config", str(cfg), "--placeholder-firmware", "-o", str(out))
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith(f"error: {field} (") and f"got {value}" in r.output
+    assert r.output.count("\n") == 1 and not out.exists()
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--alias", "Luna", "--contact", DEFAULT_CONTACT, "--c4", DEFAULT_C4, "--device-id", "BS-1"], "--firmware"),
     (["--placeholder-firmware", "--alias", "Luna", "--contact", DEFAULT_CONTACT, "--c4", DEFAULT_C4], "--device-id"),

@@ -67,6 +67,23 @@ def test_bad_pins_refused_without_echo(pin, message):
     assert pin not in str(e.value)
 
 
+@pytest.mark.parametrize("how", ["file", "env"])
+def test_wipe_searches_for_a_weak_pin_it_does_not_set(tmp_path, how):
+    """A PIN such as 1111 (set by an old firmware or by hand) was refused as "too easy to
+    guess; choose another" by wipe, which only looks for it on the flash."""
+    f = pin_file(tmp_path, "1111\n")
+    args = ["--pin-file", str(f)] if how == "file" else []
+    port = tmp_path / "ttyUSB9"
+    r = run("wipe", *args, "--port", str(port), env={"BOTON_PIN": "1111"} if how == "env" else None)
+    assert r.exit_code == 3 and f"{port} does not exist" in r.output, r.output   # on to the port
+    assert "1111" not in r.output
+    with pytest.raises(InputError, match="too easy"):   # setting one: still refused
+        pins.read_pin_file(f)
+    assert pins.read_pin_file(f, new=False) == "1111"
+    with pytest.raises(InputError, match="must be 4 to 8 digits"):
+        pins.validate_pin("11a1", new=False)
+
+
 def test_generated_pins_are_six_digits_and_not_weak():
     got = {pins.generate_pin() for _ in range(200)}
     assert all(len(p) == 6 and p.isdigit() and not pins.is_weak(p) for p in got)
@@ -295,6 +312,21 @@ def test_image_for_no_registered_button_is_refused_unless_said(tmp_path):
 def key(monkeypatch):
     from cryptography.fernet import Fernet
     monkeypatch.setenv("BOTON_KEY", Fernet.generate_key().decode())
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--hold-ms", "5"], "gesture.hold_ms (how long she holds the button; --hold-ms) must be 500 to 10000"),
+    (["--c4", DEFAULT_C4], "the same C4 number is given twice (--c4 #1 and #2)"),
+])
+def test_image_refuses_bad_input_before_her_case_is_read(tmp_path, key, bad, message):
+    assert run("devices", "add", MAC, "--label", "BS-0042").exit_code == 0
+    assert run("devices", "assign", "BS-0042", "--alias", "Luna", "--case-id", "AGS-2026-0042",
+               "--order-ends", "none", "--contact", DEFAULT_CONTACT).exit_code == 0
+    before = audit_rows(MAC)
+    out = tmp_path / "BS-0042.bin"
+    r = run(*REGISTERED, *bad, "-o", str(out), env={"BOTON_PIN": "482913"})
+    assert r.exit_code == 2 and message in r.output, r.output
+    assert audit_rows(MAC) == before and not out.exists()   # her case was not even decrypted
 
 
 def test_image_provisions_a_registered_button_from_her_case(tmp_path, key, on_terminal):

@@ -63,6 +63,92 @@ def test_every_number_field_uses_the_same_check(tmp_path):
     assert config_from_file(f)["programme_number"] == "+524495550000"  # was silently dropped
 
 
+@pytest.mark.parametrize("typed, kind", [
+    ("800 123 4567", "a toll-free number (800)"), ("+52 800 000 0000", "a toll-free number (800)"),
+    ("900 123 4567", "a premium-rate number (900)"), ("+1 900 555 0100", "a premium-rate number (900)"),
+    ("+1 800 555 0100", "a toll-free number (800)"),
+])
+def test_numbers_that_cannot_take_an_alert_are_refused_by_kind(typed, kind):
+    for field in ("contacts", "c4", "programme_number"):
+        args = dict(alias="Luna", contacts=["449 111 2233"], c4=[C4], device_id="BS-1")
+        args[field] = typed if field == "programme_number" else [typed]
+        with pytest.raises(InputError) as e:
+            build_config(**args)
+        assert f" is {kind}: it cannot take the SMS and calls" in str(e.value)
+        assert typed not in str(e.value)
+
+
+@pytest.mark.parametrize("typed", ["+52 1 449 111 2233", "+5214491112233", "1 449 111 2233"])
+def test_a_mexican_mobile_written_with_the_old_1_is_dialled_without_it(typed):
+    assert normalise_number(typed, "contact #1") == "+524491112233"
+
+
+def test_a_number_with_two_roles_or_given_twice_is_refused_by_position():
+    base = dict(alias="Luna", contacts=["449 111 2233", "449 222 3344"], c4=[C4], device_id="BS-1")
+    with pytest.raises(InputError, match=r"^the same C4 number is given twice \(--c4 #1 and #3\)"):
+        build_config(**dict(base, c4=[C4, "449 910 0001", "+52 449 910 0000"]))
+    with pytest.raises(InputError, match=r"^contact #2 is C4 number #2: a trusted contact cannot also be a C4"):
+        build_config(**dict(base, c4=[C4, "+52 1 449 222 3344"]))
+    with pytest.raises(InputError, match=r"^the programme number is contact #2: "):
+        build_config(**base, programme_number="(449) 222-3344")
+    with pytest.raises(InputError, match=r"^the same trusted contact is given twice \(contact #1 and #2\)"):
+        build_config(**dict(base, contacts=["449 111 2233", "4491112233"]))
+
+
+def test_a_pasted_screenful_of_digits_is_not_echoed_at_its_length():
+    with pytest.raises(InputError) as e:
+        normalise_number("9" * 5000, "contact #1")
+    assert len(str(e.value)) < 200 and "(5000 characters)" in str(e.value)
+
+
+# ------------------------------------------------------------------------ settings
+@pytest.mark.parametrize("where, value, needle", [
+    (("max_alert_s",), -5, "max_alert_s (how long an alert lasts) must be 300 to 86400 s, got -5"),
+    (("max_alert_s",), 0, "max_alert_s"),
+    (("update_every_s",), 0, "update_every_s (location SMS period in an alert) must be 60 to 3600 s, got 0"),
+    (("gesture", "count"), 0, "gesture.count (presses that raise the alert) must be 2 to 10 presses, got 0"),
+    (("gesture", "window_ms"), -1, "gesture.window_ms (time the presses must fall within) must be 1000 to"),
+    (("gesture", "hold_ms"), 5, "gesture.hold_ms (how long she holds the button; --hold-ms) must be 500"),
+    (("gesture", "hold_ms"), "2000", "must be a whole number of ms from 500 to 10000, got '2000' (text)"),
+    (("gesture", "hold_ms"), 2000.5, "got 2000.5 (float)"),
+    (("gesture", "hold_ms"), True, "got True (bool)"),
+    (("gesture", "hold_ms"), None, "got None"),
+    (("max_alert_s",), "9" * 5000, "got '99999999999999999999... (5002 characters) (text)"),
+    (("gesture", "mode"), "tap", "gesture (gesture.mode) must be 'hold' or 'presses', got 'tap'"),
+    (("allow_911",), "false", "allow_911 (--allow-911) must be true or false, got 'false'"),
+    (("vibrate",), 1, "vibrate must be true or false, got 1"),
+    (("gesture",), "hold", "gesture must be an object"),
+    (("contacts",), "449 111 2233", "contacts must be a list of phone numbers"),
+    (("c4_numbers",), [4499100000], "c4_numbers must be a list of phone numbers"),
+    (("device_id",), 42, "device_id must be text in quotes, got 42"),
+])
+def test_config_file_settings_outside_their_range_or_type_are_refused_naming_the_field(
+        tmp_path, where, value, needle):
+    """A config whose alert expires at once (max_alert_s -5: "EV expired -5s"), never
+    updates or needs no presses was built into an image; "2000" gave a raw TypeError."""
+    cfg = build_config(alias="Luna", contacts=["449 111 2233"], c4=[C4], device_id="BS-1")
+    node = cfg
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    f = tmp_path / "cfg.json"
+    f.write_text(json.dumps(cfg))
+    with pytest.raises(InputError) as e:
+        config_from_file(f)
+    assert needle in str(e.value) and e.value.exit_code == 2
+    assert len(str(e.value)) < 300 and "\n" not in str(e.value)
+
+
+def test_settings_at_the_ends_of_their_ranges_are_kept(tmp_path):
+    cfg = build_config(alias="Luna", contacts=["449 111 2233"], c4=[C4], device_id="BS-1", gesture="presses",
+                       hold_ms=500, presses=2, window_ms=10000, update_every_s=60, max_alert_s=86400,
+                       allow_911=True, confirm=False)
+    f = tmp_path / "cfg.json"
+    f.write_text(json.dumps(cfg))
+    assert config_from_file(f) == dict(cfg, pin_hash=cfg["pin_hash"])
+    assert cfg["gesture"] == {"mode": "presses", "hold_ms": 500, "count": 2, "window_ms": 10000}
+
+
 # ------------------------------------------------------------------------ alias
 @pytest.mark.parametrize("typed, stored", [
     ("Ángela", "Angela"), ("Inés", "Ines"), ("Raúl y Sofía", "Raul y Sofia"), ("Noemí", "Noemi"),

@@ -767,9 +767,10 @@ def test_import_conflicts_with_the_registry_change_nothing(reg, tmp_path):
             f"{mac(1)},,,,\n"
             "24:6f:28:00:00:06,bs-0050,,,\n"
             "24:6f:28:00:00:07,,Sol,C-9,449 222 3344\n")
-    with pytest.raises(RegistryError) as e:
+    with pytest.raises(RegistryConflict) as e:
         reg.import_csv(write(tmp_path, text))
     msg = str(e.value)
+    assert e.value.exit_code == 7   # as `devices --help` says: refused by the registry's contents
     assert "line 3, field 'mac': 24:6f:28:00:00:01 is already in the registry as BS-0001" in msg
     assert "line 4, field 'label': BS-0050 is already used" in msg
     assert "line 5, field 'contacts': contact #1" in msg and "already on the active case of BS-0001" in msg

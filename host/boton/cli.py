@@ -55,7 +55,7 @@ def main():
 @click.option("--network-log", type=click.Path(dir_okay=False), help="Append every SMS and call as JSON lines.")
 @click.option("--nmea", "nmea_file", type=click.Path(exists=True, dir_okay=False),
               help="Replay a captured NMEA log instead of a simulated fix.")
-@click.option("--time-scale", type=float, default=1.0, show_default=True,
+@click.option("--time-scale", type=float, default=1.0, show_default=True, callback=lambda c, p, v: _time_scale(v),
               help="Multiply the simulated parts' delays (0.1 = ten times faster).")
 @click.option("--flash-image", type=click.Path(dir_okay=False),
               help="Model the whole SPI flash in this file (created blank): flash it with esptool "
@@ -88,8 +88,9 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
     simulated phone, unless --phone scripts it otherwise; each phone it makes up or is
     scripted shows as a "phone" event.
 
-    Type `press [SECONDS]`, `reset`, `download` (hold BOOT + reset) or `events` and Enter
-    to drive it; Ctrl-C stops it.
+    Type a command and Enter to drive it: `press [SECONDS]`, `sms TEXT` (C4 texts the
+    button), `coverage on|off`, `reset`, `download` (hold BOOT + reset), `events` or
+    `quit`; Ctrl-C stops it too.
 
     Example: boton sim --network-log net.jsonl   then   mpremote connect <URL> fs ls
 
@@ -170,6 +171,17 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
         pass
     finally:
         vd.stop()
+
+
+def _time_scale(value):
+    """--time-scale as given, or click's one-line usage error: a delay multiplied by 0, a
+    negative number, nan or inf is no time at all or never ends."""
+    import math
+
+    if not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"{value:g} is not a positive finite number (e.g. 1, or 0.1 for "
+                                 "ten times faster)", param_hint="'--time-scale'")
+    return value
 
 
 SIM_COMMANDS = ("commands: press [SECONDS], sms TEXT (C4 texts the button), coverage on|off, "
@@ -512,7 +524,7 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
          "provisioning": run provision again to finish it, or `boton devices
          abort-provision` if the button is gone.
 
-    Example: boton provision --port /dev/ttyUSB0 --device BS-0042 --c4 449 910 0000
+    Example: boton provision --port /dev/ttyUSB0 --device BS-0042 --c4 "449 910 0000"
     """
     from .registry import Registry, normalise_label
 
@@ -520,11 +532,16 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
     pin, pin_how = pins.obtain_pin(pin_file)
     pin_screen = pins.pin_screen(pin_how)  # a generated PIN needs a terminal to be shown on
     typed = rules.typed_case_values(alias, contacts)
-    c4_e164 = [rules.normalise_number(n, f"C4 number #{i + 1}") for i, n in enumerate(c4)]
+    c4_e164, programme_number = rules.check_typed(c4=c4, contacts=typed[1], programme_number=programme_number,
+                                                  gesture=gesture, hold_ms=hold_ms, allow_911=allow_911)
     label = normalise_label(device_id) if device_id else None
     with Registry() as reg:  # registry first: a broken registry refuses before the port is opened
         with Device(port, timeout=30) as dev:
             mac = prov.device_mac(dev)
+            if reg.get(mac) is None:
+                # a button registered below has no case: without --alias and --contact there
+                # is no configuration for it, and it is not registered for nothing
+                rules.case_values(label or f"the button on the port ({mac})", None, typed)
             known = reg.precheck("provision", mac, expected=device_ref, register=True, label=label)
             if label and label != known.label:
                 raise DeviceError(f"--device-id {label}: the registry knows this button ({mac}) as "
@@ -533,7 +550,7 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
             alias_, contacts_ = rules.case_values(known.label, case, typed)
             config = rules.build_config(alias=alias_, contacts=contacts_, c4=c4_e164, device_id=known.label,
                                         pin=pin, gesture=gesture, hold_ms=hold_ms, allow_911=allow_911,
-                                        programme_number=programme_number)
+                                        programme_number=programme_number or None)
             # The deployed profile must match the board's power chip (data/boards.md revisions).
             prov.check_power_chip(dev)
             ident, waited = _wait_for_network_shown(dev, wait_network)
@@ -715,9 +732,9 @@ def wipe(port, keep_log, force, yes, download_port, pin_file):
 
     pin = None
     if pin_file:
-        pin = pins.read_pin_file(pin_file)
+        pin = pins.read_pin_file(pin_file, new=False)   # her PIN as it is, to search for
     elif os.environ.get("BOTON_PIN"):
-        pin = pins.validate_pin(os.environ["BOTON_PIN"], "BOTON_PIN")
+        pin = pins.validate_pin(os.environ["BOTON_PIN"], "BOTON_PIN", new=False)
     with Device(port) as dev:
         mac = prov.device_mac(dev)
         # registry first: refuse before anything on the button is touched
@@ -792,7 +809,12 @@ def build(out_dir):
     """
     from .build import write_tree
 
-    total = write_tree(Path(out_dir))
+    try:
+        total = write_tree(Path(out_dir))
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        raise DeviceError(f"cannot write the firmware into {out_dir}:{where} {e.strerror or e}; "
+                          "choose a folder you may write to (--out)", EXIT_USAGE) from None
     console.print(f"firmware built into {out_dir}: {total} bytes")
 
 
@@ -887,7 +909,8 @@ def logs(port, sms_head, as_json):
 
 # --------------------------------------------------------------------------- demo
 @main.command()
-@click.option("--time-scale", type=float, default=0.3, show_default=True)
+@click.option("--time-scale", type=float, default=0.3, show_default=True, callback=lambda c, p, v: _time_scale(v),
+              help="Multiply the simulated parts' delays (0.1 = ten times faster).")
 @click.option("--keep", is_flag=True, help="Keep the virtual flash folder and logs.")
 def demo(time_scale, keep):
     """The whole alert path on a virtual device: deploy, provision, press, and show what
@@ -896,6 +919,35 @@ def demo(time_scale, keep):
 
     ok = run_demo(console, time_scale=time_scale, keep=keep)
     sys.exit(0 if ok else 1)
+
+
+NMEA_MAX = 64 * 1024 * 1024   # far more than a day of a GPS module's sentences
+
+
+def _nmea_file(log, copy: Path) -> Path:
+    """The capture as a regular file the parser can open by name: LOG itself, or what a
+    pipe, a process substitution <(...) or a device gave, copied to `copy`. InputError when
+    it cannot be read or holds nothing."""
+    import os
+    import stat
+
+    try:
+        with open(log, "rb") as f:
+            if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                if f.read(1):
+                    return Path(log)
+                data = b""
+            else:
+                data = f.read(NMEA_MAX + 1)
+    except OSError as e:
+        raise InputError(f"cannot read {log}: {e.strerror or e}") from None
+    if not data.strip():
+        raise InputError(f"{log} is empty input: no NMEA sentences to read")
+    if len(data) > NMEA_MAX:
+        raise InputError(f"{log} gives more than {NMEA_MAX // 2**20} MB: save the capture to a file "
+                         "and give a part of it")
+    copy.write_bytes(data)
+    return copy
 
 
 @main.command()
@@ -907,9 +959,15 @@ def nmea(log, as_json):
 
     Example: boton nmea capture.log --json
     """
+    import tempfile
+
     from .nmea_report import analyse, render_text
 
-    result = analyse(log)
+    with tempfile.TemporaryDirectory(prefix="boton-nmea-") as tmp:
+        copy = Path(tmp) / "capture.log"
+        result = analyse(_nmea_file(log, copy))
+        if result["file"] == str(copy.resolve()):
+            result["file"] = str(log)   # what was read: the pipe, not the copy
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

@@ -14,6 +14,7 @@ from . import pin as pins
 from . import rules
 from .boards import load_board
 from .errors import EXIT_VERIFY, DeviceError, InputError, RegistryConflict, RegistryError
+from .registry_paths import expand_home
 from .safe_write import check_target, write_file
 
 console = Console(highlight=False)
@@ -33,6 +34,16 @@ def config_from_file(path, obtain_pin=None) -> dict:
     if not isinstance(raw, dict) or raw.get("schema") != rules.CONFIG_SCHEMA:
         raise InputError(f"{path} is not a device config (schema {rules.CONFIG_SCHEMA})")
     g = raw.get("gesture") or {}
+    if not isinstance(g, dict):
+        raise InputError(f"{path}: gesture must be an object such as {{\"mode\": \"hold\", "
+                         f"\"hold_ms\": 2000}}, got {rules.echo(g)}")
+    for key in ("contacts", "c4_numbers"):
+        if not isinstance(raw.get(key) or [], list) or not all(isinstance(n, str) for n in raw.get(key) or []):
+            raise InputError(f"{path}: {key} must be a list of phone numbers written as text "
+                             "(\"449 111 2233\")")
+    for key in ("alias", "device_id", "pin", "pin_hash", "programme_number"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise InputError(f"{path}: {key} must be text in quotes, got {rules.echo(raw[key])}")
     pin, pin_hash = raw.get("pin") or None, raw.get("pin_hash") or None
     if pin is None and pin_hash is None and obtain_pin is not None:
         pin = obtain_pin()
@@ -174,9 +185,9 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
     --force (exit 2).
 
     Example: boton image --firmware ESP32_GENERIC-v1.26.1.bin --device-id BS-0042
-    --c4 449 910 0000 -o BS-0042.bin
+    --c4 "449 910 0000" -o BS-0042.bin
     """
-    out = Path(output).expanduser()
+    out = expand_home(output, "--output")
     check_target(out, force, what="the image")   # before a PIN is asked for or anything recorded
     got = {}    # the PIN obtained here (not kept in the config file), and how
 
@@ -200,7 +211,8 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
             raise InputError("give --config FILE.json, or --c4 with --alias and --contact (a registered "
                              "button with a case takes these two from it)")
         typed = rules.typed_case_values(alias, contacts)
-        c4 = [rules.normalise_number(n, f"C4 number #{i + 1}") for i, n in enumerate(c4)]
+        c4, _ = rules.check_typed(c4=c4, contacts=typed[1], gesture=gesture, hold_ms=hold_ms,
+                                  allow_911=allow_911)
         obtain_pin()
     # a generated PIN is shown on a terminal only (never into a redirected stdout or the JSON)
     pin_screen = pins.pin_screen(got.get("how", "config file"), avoid_stdout=as_json)

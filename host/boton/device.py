@@ -223,6 +223,25 @@ class Device:
 
 
 def _reason(e):
+    """One line on why the port failed. mpremote drops the OSError behind its "failed to
+    access PORT": for a device path, the path is looked at again (never opened: an open
+    resets the board) to say whether it is missing or the user may not open it."""
+    import errno
+    import os
+    import re
+
+    from .errors import PORT_PERMISSION_HINT
+
     text = str(e).strip() or type(e).__name__
+    if isinstance(e, OSError) and e.errno == errno.EACCES:
+        return PORT_PERMISSION_HINT
+    m = re.fullmatch(r"failed to access (\S+)", text)
+    if m and "://" not in m.group(1):
+        port = m.group(1)
+        if not os.path.exists(port):
+            return f"{port} does not exist: is the board plugged in, and is this its port?"
+        if not os.access(port, os.R_OK | os.W_OK):
+            return PORT_PERMISSION_HINT
+        return f"{text}: another program may hold it (close serial monitors)"
     return text.splitlines()[0]
 

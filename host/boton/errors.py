@@ -16,6 +16,11 @@ EXIT_CONFLICT = 7   # a well-formed request that the registry's contents refuse 
                     # wrong state, number already on an active case, registry busy)
 
 
+# What to do when the OS refuses a serial port (EACCES): flash, and every command on the REPL.
+PORT_PERMISSION_HINT = ("no permission to open the port: add yourself to the dialout group "
+                        "(sudo usermod -aG dialout $USER) and log in again")
+
+
 class DeviceError(Exception):
     """The base of every `boton` failure: a one-line message and its exit code."""
 

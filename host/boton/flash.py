@@ -19,7 +19,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import EXIT_CONNECT, EXIT_DEVICE, EXIT_USAGE, EXIT_VERIFY, DeviceError
+from .errors import EXIT_CONNECT, EXIT_DEVICE, EXIT_USAGE, EXIT_VERIFY, PORT_PERMISSION_HINT, DeviceError
 from .esptool_io import BoardLog, board, install_log_router, open_port
 from .sim.rom_loader import EFUSE_BLK3, VIRTUAL_CHIP_MARK
 
@@ -40,9 +40,7 @@ HINTS = [
     (re.compile(r"No serial data received|Failed to connect|timed out waiting for packet header", re.I),
      "the chip does not answer: use a data USB cable (not a charge-only one), check TX/RX, "
      "or hold BOOT while it connects", EXIT_CONNECT),
-    (re.compile(r"Permission denied", re.I),
-     "no permission to open the port: add yourself to the dialout group "
-     "(sudo usermod -aG dialout $USER) and log in again", EXIT_CONNECT),
+    (re.compile(r"Permission denied", re.I), PORT_PERMISSION_HINT, EXIT_CONNECT),
     (re.compile(r"could not open port|No such file or directory|Connection refused|Could not open", re.I),
      "the port does not exist or another program holds it (close serial monitors)", EXIT_CONNECT),
     (re.compile(r"Failed to start stub flasher", re.I),

@@ -46,12 +46,14 @@ CLI_PIN_REFUSED = ("--pin VALUE is refused: a PIN on the command line stays in t
                    "these a random PIN is generated and shown once, on the terminal only.")
 
 
-def validate_pin(pin, where="PIN") -> str:
-    """The PIN as a string of 4-8 digits, or InputError (never echoing what was given)."""
+def validate_pin(pin, where="PIN", new=True) -> str:
+    """The PIN as a string of 4-8 digits, or InputError (never echoing what was given).
+    new: a PIN being set, refused if easy to guess; False: one already in use, looked for
+    as it is (wipe searches the flash for it, weak or not)."""
     pin = str(pin if pin is not None else "").strip()
     if not _PIN_RE.fullmatch(pin):
         raise InputError(f"{where} must be 4 to 8 digits")
-    if is_weak(pin):
+    if new and is_weak(pin):
         raise InputError(f"{where} is too easy to guess (one repeated digit or a run such as "
                          "1234 or 9876); choose another")
     return pin
@@ -89,8 +91,9 @@ def check_pin(pin_hash: str, pin: str) -> bool:
     return hmac.compare_digest(got, digest)
 
 
-def read_pin_file(path) -> str:
-    """The PIN on the first line of PATH, which only its owner may read."""
+def read_pin_file(path, new=True) -> str:
+    """The PIN on the first line of PATH, which only its owner may read (new: as
+    validate_pin)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as e:
@@ -107,7 +110,7 @@ def read_pin_file(path) -> str:
         first = data.decode("ascii").splitlines()[0] if data.strip() else ""
     except UnicodeDecodeError:
         first = "?"
-    return validate_pin(first, f"the PIN in {path}")
+    return validate_pin(first, f"the PIN in {path}", new)
 
 
 def obtain_pin(pin_file=None, *, env=None, interactive=None, prompt=None):

@@ -74,7 +74,7 @@ from .registry_fields import (check_board, check_hash, format_flash_size, looks_
                               normalise_imei, normalise_label, normalise_mac, parse_flash_size,
                               resolve_technician, scrub, show_input)
 from .registry_lifecycle import DeviceLifecycle
-from .registry_paths import default_key_file, default_path, remove_db_files, witness_path
+from .registry_paths import default_key_file, default_path, expand_home, remove_db_files, witness_path
 from .safe_write import place_new
 from .registry_schema import DEVICE_SELECT, DeviceRecord, EndingSoon, read_meta
 from .registry_states import STATES, TRANSITION_HINTS, TRANSITIONS
@@ -109,7 +109,7 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify):
 
     def __init__(self, path=None, key=None, technician=None, *, clock=None,
                  timeout=BUSY_TIMEOUT_S):
-        self.path = Path(path).expanduser() if path else default_path()
+        self.path = expand_home(path, "registry file (--registry or BOTON_REGISTRY)") if path else default_path()
         self.technician = resolve_technician(technician)
         self._key = key
         self._cipher = None

@@ -21,7 +21,7 @@ from . import registry_audit as RA
 from .errors import EXIT_VERIFY, RegistryConflict, RegistryError, RegistryKeyError
 from .registry_crypto import CaseCipher
 from .registry_fields import scrub
-from .registry_paths import default_path, remove_db_files
+from .registry_paths import default_path, expand_home, remove_db_files
 from . import registry_schema as schema
 from .registry_schema import read_meta
 from .safe_write import NO_HARD_LINKS, place_new
@@ -52,7 +52,7 @@ class BackupAndVerify:
         `backup` row is added to both, and it is committed only once the file is in place,
         so a backup that failed is never recorded as made. Returns the number of audit rows
         it holds."""
-        dest = Path(dest).expanduser()
+        dest = expand_home(dest, "the backup")
         if dest.exists():
             raise RegistryConflict(f"{dest} already exists; refusing to overwrite a backup")
         if dest.resolve().parent == self.path.resolve().parent and dest.name.startswith(self.path.name):
@@ -184,8 +184,8 @@ def restore(backup, path=None, key=None, technician=None, clock=None):
     Returns (restored Registry's ChainReport, path of the kept file or None)."""
     from .registry import Registry  # lazily: registry.py builds Registry from this module's mixin
 
-    backup = Path(backup).expanduser()
-    path = Path(path).expanduser() if path else default_path()
+    backup = expand_home(backup, "the backup")
+    path = expand_home(path, "registry file (--registry or BOTON_REGISTRY)") if path else default_path()
     cipher = CaseCipher(key)                              # no key, no restore: nothing to verify with
     if not backup.is_file():
         raise RegistryError(f"no backup file {backup}")

@@ -1,6 +1,7 @@
 """The beneficiary's case as the registry holds it: CaseData (validated, redacted repr,
 never pickled) and the checks of each of its fields. Stored only encrypted
 (registry_crypto.py)."""
+import contextvars
 import datetime as dt
 import re
 from dataclasses import dataclass
@@ -9,6 +10,12 @@ from .errors import InputError, RegistryError
 from .rules import MAX_CONTACTS, normalise_alias, normalise_number
 
 _CASE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/_.:-]{0,39}")
+# Order end dates typed: from this year on, and at most this many years ahead.
+FIRST_ORDER_YEAR = 2000
+ORDER_YEARS_AHEAD = 20
+# True while a stored case is read back (CaseData.stored): rules added since it was written
+# (a number's kind, a date's range) do not make her case unreadable.
+_STORED = contextvars.ContextVar("case_stored", default=False)
 
 
 def check_alias(value):
@@ -41,9 +48,14 @@ def check_date(value, what="order end date"):
     try:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", s):
             raise ValueError
-        return dt.date.fromisoformat(s)
+        date = dt.date.fromisoformat(s)
     except ValueError:
         raise RegistryError(f"{what} must be a real date written YYYY-MM-DD (or 'none')") from None
+    last = dt.date.today().year + ORDER_YEARS_AHEAD
+    if not _STORED.get() and not FIRST_ORDER_YEAR <= date.year <= last:
+        raise RegistryError(f"{what} {s} is not a plausible order end: give a date from "
+                            f"{FIRST_ORDER_YEAR}-01-01 to {last}-12-31 (or 'none' if the order has no end)")
+    return date
 
 
 def split_contacts(values):
@@ -61,7 +73,7 @@ def check_contacts(values, region="MX"):
     out = []
     for i, v in enumerate(values):
         try:
-            out.append(normalise_number(str(v), f"contact #{i + 1}", region))
+            out.append(normalise_number(str(v), f"contact #{i + 1}", region, any_kind=_STORED.get()))
         except InputError as e:
             raise RegistryError(str(e)) from None
     if len(set(out)) != len(out):
@@ -121,6 +133,16 @@ class CaseData:
     def from_dict(cls, d):
         return cls(alias=d.get("alias"), case_id=d.get("case_id"), contacts=d.get("contacts"),
                    order_ends=d.get("order_ends"), full_name=d.get("full_name"), notes=d.get("notes"))
+
+    @classmethod
+    def stored(cls, d):
+        """from_dict of a case the registry holds: checked as when it was written, not by
+        input rules added since (a number's kind, an order end date's range)."""
+        token = _STORED.set(True)
+        try:
+            return cls.from_dict(d)
+        finally:
+            _STORED.reset(token)
 
     def days_left(self, today=None):
         if self.order_ends is None:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from . import registry_audit as RA
 from .errors import RegistryConflict, RegistryError, RegistryKeyError
 from .registry_casedata import CaseData
-from .registry_paths import default_key_file
+from .registry_paths import KEY_NAME, default_key_file, expand_home
 
 
 def _parse_key(text, source):
@@ -52,6 +52,9 @@ def load_key(key=None):
                                "set BOTON_KEY") from None
     except OSError as e:
         raise RegistryKeyError(f"cannot read key file {path}: {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise RegistryKeyError(f"key file {path} is a folder, not a key file: set BOTON_KEY_FILE to "
+                               f"the key file itself (e.g. {path / KEY_NAME})")
     if os.name == "posix" and st.st_mode & 0o077:
         raise RegistryKeyError(f"key file {path} is readable by other users "
                                f"(mode {stat.S_IMODE(st.st_mode):04o}): run chmod 600 {path}")
@@ -64,13 +67,21 @@ def load_key(key=None):
 
 def create_key_file(path=None) -> Path:
     """Write a new random key with mode 0600; never overwrites. Returns the path."""
-    path = Path(path) if path else default_key_file()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = expand_home(path, "--key-file") if path else default_key_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as e:
+        why = "a file is in the way" if isinstance(e, FileExistsError) else (e.strerror or str(e))
+        raise RegistryError(f"cannot create the folder of key file {path}: {why}; choose a folder you "
+                            "may write to (--key-file or BOTON_KEY_FILE)") from None
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise RegistryConflict(f"key file {path} already exists; refusing to overwrite it (the "
                                "case data encrypted with it would become unreadable)") from None
+    except OSError as e:
+        raise RegistryError(f"cannot create key file {path}: {e.strerror or e}; choose a folder you "
+                            "may write to (--key-file or BOTON_KEY_FILE)") from None
     with os.fdopen(fd, "w") as f:
         f.write(Fernet.generate_key().decode() + "\n")
     return path
@@ -108,7 +119,7 @@ class CaseCipher:
             raise RegistryError(f"the case data stored for {mac} belongs to another device: "
                                 "the registry was tampered with")
         try:
-            return CaseData.from_dict(body)
+            return CaseData.stored(body)
         except RegistryError:
             raise RegistryError(f"the case data stored for {mac} no longer validates") from None
 

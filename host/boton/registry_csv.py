@@ -16,6 +16,7 @@ from .registry_casedata import (CaseData, check_alias, check_case_id, check_cont
 from .registry_fields import (check_board, format_flash_size, normalise_iccid, normalise_imei, normalise_label,
                               normalise_mac, parse_flash_size)
 from .rules import normalise_number
+from .registry_paths import expand_home
 from .registry_schema import DEVICE_SELECT, DeviceRecord
 from .registry_states import STATES
 from .safe_write import check_target, write_file
@@ -111,7 +112,7 @@ class CsvTransfer:
                     self._check_free(db, entries)
                 except RegistryConflict as e:
                     errors.add(line, "contacts" if "contact" in str(e) else "case_id", str(e))
-            errors.check()
+            errors.check(conflict=True)
             if c is not None:
                 self._bind_key(db, c)
             # rows with a label first, so an automatic label cannot take one the file names
@@ -134,7 +135,7 @@ class CsvTransfer:
         devices with an active case) only with include_case_data: that file is created
         with mode 0600. An existing file is replaced only with force, and never the
         registry, its key or a backup (safe_write). Audited. Returns the number of rows."""
-        path = Path(path).expanduser()
+        path = expand_home(path, "the file")
         check_target(path, force, self.path, "the export")
         c = self.cipher() if include_case_data else None
         cols = EXPORT_COLUMNS + (CASE_COLUMNS if include_case_data else ())
@@ -216,12 +217,15 @@ class _Errors:
         """A problem named by the column's position (its header may not be a name)."""
         self.items.append(f"line {line}, column {column}: {why}")
 
-    def check(self):
+    def check(self, conflict=False):
+        """conflict: the problems are the registry's contents (a MAC, label or number it
+        already holds), exit 7 as every such refusal; else the file's (exit 2)."""
         if self.items:
             shown = self.items[:self.MAX]
             more = len(self.items) - len(shown)
-            raise RegistryError(f"import of {self.path} refused, nothing was changed:\n  "
-                                + "\n  ".join(shown) + (f"\n  ... and {more} more" if more else ""))
+            error = RegistryConflict if conflict else RegistryError
+            raise error(f"import of {self.path} refused, nothing was changed:\n  "
+                        + "\n  ".join(shown) + (f"\n  ... and {more} more" if more else ""))
 
 
 def _read_csv(path):

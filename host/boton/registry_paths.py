@@ -10,22 +10,36 @@ from pathlib import Path
 
 import platformdirs
 
+from .errors import RegistryError
+
 APP = "boton-seguro"
 DB_NAME = "registry.sqlite3"
 KEY_NAME = "registry.key"
 
 
+def expand_home(text, what) -> Path:
+    """Path(text) with a leading ~ or ~user expanded; RegistryError naming `what` (the
+    variable or option it came from) when there is no such home folder."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        user = str(text)[1:].split("/", 1)[0]
+        who = f"user {user!r}" if user else "this user"
+        raise RegistryError(f"{what} {text}: there is no home folder of {who} to put for "
+                            f"~{user}; give the path in full") from None
+
+
 def default_path() -> Path:
     env = os.environ.get("BOTON_REGISTRY")
     if env:
-        return Path(env).expanduser()
+        return expand_home(env, "BOTON_REGISTRY")
     return Path(platformdirs.user_data_dir(APP, appauthor=False)) / DB_NAME
 
 
 def default_key_file() -> Path:
     env = os.environ.get("BOTON_KEY_FILE")
     if env:
-        return Path(env).expanduser()
+        return expand_home(env, "BOTON_KEY_FILE")
     return Path(platformdirs.user_config_dir(APP, appauthor=False)) / KEY_NAME
 
 

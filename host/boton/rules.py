@@ -51,9 +51,11 @@ def _check_number_chars(text, what):
                          f"the separators space - . ( ) /")
 
 
-def normalise_number(text, what="number", region="MX"):
+def normalise_number(text, what="number", region="MX", any_kind=False):
     """E.164 of a phone number, Mexican by default; InputError naming the field otherwise.
-    The one check for every number the tools take (provision, image, registry)."""
+    The one check for every number the tools take (provision, image, registry). any_kind:
+    a number already stored (a case decrypted) is not refused for its kind (800, 900...),
+    which an older release let in: it stays readable, to correct."""
     text = str(text).strip()
     if not text:
         raise InputError(f"{what} is empty")
@@ -62,9 +64,37 @@ def normalise_number(text, what="number", region="MX"):
         num = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as e:
         raise InputError(f"{what} {mask(text)!s} is not a phone number: {e._msg}") from None
+    num = _without_old_mobile_one(num)
     if not phonenumbers.is_valid_number(num):
         raise InputError(f"{what} {mask(text)} is not a valid number for region {region}")
+    kind = phonenumbers.number_type(num)
+    if kind not in CALLABLE_TYPES and not any_kind:
+        name = NUMBER_TYPE_NAMES.get(kind, "a number of a kind that is not a phone's")
+        raise InputError(f"{what} {mask(text)} is {name}: it cannot take the SMS and calls of an alert "
+                         "from a mobile; give a mobile or landline number")
     return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+
+
+# What a number must be to take an alert's SMS or call from the button's SIM.
+NT = phonenumbers.PhoneNumberType
+CALLABLE_TYPES = (NT.MOBILE, NT.FIXED_LINE, NT.FIXED_LINE_OR_MOBILE)
+NUMBER_TYPE_NAMES = {
+    NT.TOLL_FREE: "a toll-free number (800)", NT.PREMIUM_RATE: "a premium-rate number (900)",
+    NT.SHARED_COST: "a shared-cost number", NT.VOIP: "an internet (VoIP) number",
+    NT.PERSONAL_NUMBER: "a personal (forwarding) number", NT.PAGER: "a pager number",
+    NT.UAN: "a company's universal access number", NT.VOICEMAIL: "a voicemail access number",
+}
+
+
+def _without_old_mobile_one(num):
+    """A Mexican mobile written the old way, with a 1 after +52 (+52 1 449 111 2233, no
+    longer used since 2019), as it is dialled now; any other number as it is."""
+    national = str(num.national_number)
+    if num.country_code == 52 and len(national) == 11 and national.startswith("1"):
+        now = phonenumbers.PhoneNumber(country_code=52, national_number=int(national[1:]))
+        if phonenumbers.is_valid_number(now):
+            return now
+    return num
 
 
 def mask(number: str) -> str:
@@ -72,7 +102,12 @@ def mask(number: str) -> str:
     digits = str(number)
     if len(digits) <= 4:
         return "*" * len(digits)
+    if len(digits) > MASK_MAX:   # a paste that is no number: not shown back at its length
+        return f"{digits[:3]}{'*' * (MASK_MAX - 5)}... ({len(digits)} characters)"
     return digits[:3] + "*" * (len(digits) - 5) + digits[-2:]
+
+
+MASK_MAX = 24   # longer than any number typed with its separators
 
 
 def firmware_module(name):
@@ -119,6 +154,93 @@ def first_alert_sms(config):
                           **EXAMPLE_POINT)
 
 
+# The numeric settings of her configuration: (config key, the option that sets it or None,
+# unit, lowest, highest, what it is). Outside these the firmware would not raise her alert as
+# meant: gesture.py fires on a hold of hold_ms or `count` presses within window_ms; alert.py
+# sends a location SMS every update_every_s and stops after max_alert_s (0 or less: expired
+# at once). Defaults as the firmware's alert.DEFAULTS.
+SETTINGS = {
+    "hold_ms": ("gesture.hold_ms", "--hold-ms", "ms", 500, 10000, "how long she holds the button"),
+    "count": ("gesture.count", None, "presses", 2, 10, "presses that raise the alert"),
+    "window_ms": ("gesture.window_ms", None, "ms", 1000, 10000, "time the presses must fall within"),
+    "update_every_s": ("update_every_s", None, "s", 60, 3600, "location SMS period in an alert"),
+    "max_alert_s": ("max_alert_s", None, "s", 300, 86400, "how long an alert lasts"),
+}
+FLAGS = {"allow_911": ("allow_911", "--allow-911"), "vibrate": ("vibrate", None)}
+ECHO_MAX = 24   # what of a refused value a message repeats
+
+
+def echo(value) -> str:
+    """A refused value as a message repeats it, cut short (a 5000-character paste is not
+    shown back whole)."""
+    text = repr(value)
+    return text if len(text) <= ECHO_MAX else f"{text[:ECHO_MAX - 3]}... ({len(text)} characters)"
+
+
+def _field(key, option, what=None):
+    about = "; ".join(x for x in (what, option) if x)
+    return f"{key} ({about})" if about else key
+
+
+def check_settings(**values):
+    """InputError naming the first setting (SETTINGS: a whole number in its range; FLAGS:
+    true or false) that is not one; the values as given otherwise."""
+    for name, value in values.items():
+        if name in FLAGS:
+            if not isinstance(value, bool):
+                raise InputError(f"{_field(*FLAGS[name])} must be true or false, got {echo(value)}")
+            continue
+        key, option, unit, lo, hi, what = SETTINGS[name]
+        kind = "text" if isinstance(value, str) else type(value).__name__
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"{_field(key, option, what)} must be a whole number of {unit} from "
+                             f"{lo} to {hi}, got {echo(value)} ({kind})")
+        if not lo <= value <= hi:
+            raise InputError(f"{_field(key, option, what)} must be {lo} to {hi} {unit}, got {value}")
+    return values
+
+
+def check_numbers(contacts, c4, programme=""):
+    """InputError if the same number has two roles or is given twice: contacts and C4 in
+    E.164 (normalise_number), programme "" for none. A contact that is C4 would get her
+    alert's SMS as a contact and never be called as C4; the daily status SMS to a contact
+    would tell her contact about the button; one C4 number twice would be called twice
+    over while the other numbers wait."""
+    def first_repeat(numbers):
+        for j, n in enumerate(numbers):
+            if n in numbers[:j]:
+                return numbers.index(n) + 1, j + 1
+        return None
+
+    if (twice := first_repeat(contacts)):
+        raise InputError("the same trusted contact is given twice (contact #%d and #%d)" % twice)
+    if (twice := first_repeat(c4)):
+        raise InputError("the same C4 number is given twice (--c4 #%d and #%d): give each once" % twice)
+    for i, n in enumerate(contacts, 1):
+        if n in c4:
+            raise InputError(f"contact #{i} is C4 number #{c4.index(n) + 1}: a trusted contact cannot "
+                             "also be a C4 number (the button calls C4 itself); give her contact's own "
+                             "number, or correct the C4 numbers")
+    if programme and programme in contacts:
+        raise InputError(f"the programme number is contact #{contacts.index(programme) + 1}: the "
+                         "programme's daily status SMS must not go to her trusted contact")
+
+
+def check_typed(*, c4, contacts=None, programme_number=None, gesture="hold", region="MX", **settings):
+    """What the technician typed for a configuration, checked as build_config will before
+    anything is opened or written: (C4 numbers, programme number) in E.164. contacts: the
+    typed ones in E.164 (typed_case_values), or None when they come from her case."""
+    if not c4:
+        raise InputError("give at least one C4 number (--c4)")
+    c4_e164 = [normalise_number(c, f"C4 number #{i + 1}", region) for i, c in enumerate(c4)]
+    programme = normalise_number(programme_number, "programme number", region) if programme_number else ""
+    check_numbers(list(contacts or []), c4_e164, programme)
+    if gesture not in ("hold", "presses"):
+        raise InputError(f"gesture (gesture.mode) must be 'hold' or 'presses', got {echo(gesture)}")
+    check_settings(**settings)
+    return c4_e164, programme
+
+
 def build_config(*, alias, contacts, c4, device_id, pin=None, pin_hash=None, allow_911=False,
                  gesture="hold", hold_ms=2000, presses=3, window_ms=2000,
                  update_every_s=300, max_alert_s=3600, confirm=True, region="MX",
@@ -133,11 +255,8 @@ def build_config(*, alias, contacts, c4, device_id, pin=None, pin_hash=None, all
         raise InputError("give at least one C4 number (--c4)")
     contacts_e164 = [normalise_number(c, f"contact #{i + 1}", region) for i, c in enumerate(contacts)]
     c4_e164 = [normalise_number(c, f"C4 number #{i + 1}", region) for i, c in enumerate(c4)]
-    if len(set(contacts_e164)) != len(contacts_e164):
-        raise InputError("the same trusted contact is given twice")
-    if set(contacts_e164) & set(c4_e164):
-        raise InputError("a trusted contact cannot also be a C4 number")
     programme = normalise_number(programme_number, "programme number", region) if programme_number else ""
+    check_numbers(contacts_e164, c4_e164, programme)
     if pin_hash is not None:
         if pin is not None:
             raise InputError("give a PIN or a PIN hash, not both")
@@ -146,9 +265,9 @@ def build_config(*, alias, contacts, c4, device_id, pin=None, pin_hash=None, all
     else:
         pin_hash = pins.hash_pin(pins.generate_pin() if pin is None else pins.validate_pin(pin))
     if gesture not in ("hold", "presses"):
-        raise InputError("gesture must be 'hold' or 'presses'")
-    if not 500 <= hold_ms <= 10000:
-        raise InputError("hold time must be 500-10000 ms")
+        raise InputError(f"gesture (gesture.mode) must be 'hold' or 'presses', got {echo(gesture)}")
+    check_settings(hold_ms=hold_ms, count=presses, window_ms=window_ms, update_every_s=update_every_s,
+                   max_alert_s=max_alert_s, allow_911=allow_911, vibrate=confirm)
     return {
         "schema": CONFIG_SCHEMA,
         "device_id": device_id,

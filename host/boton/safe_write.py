@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from .errors import InputError, RegistryConflict
-from .registry_paths import default_key_file, default_path
+from .registry_paths import default_key_file, default_path, expand_home
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV, errno.EMLINK}
@@ -26,7 +26,7 @@ NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, err
 
 def _forms(path):
     """The path as given (made absolute) and with every symlink followed."""
-    p = Path(path).expanduser()
+    p = expand_home(path, "the path")
     return {Path(os.path.abspath(p)), p.resolve()}
 
 
@@ -45,7 +45,7 @@ def _same_file(a, b):
 
 def protected(target, registry=None):
     """Why `target` may never be written over, even with --force; None if it may."""
-    registry = Path(registry).expanduser() if registry else default_path()
+    registry = expand_home(registry, "the path") if registry else default_path()
     key_file = default_key_file()
     what = (f"the registry {registry} or a file SQLite or boton keeps with it (all devices, her "
             "case data and the audit trail)")
@@ -56,7 +56,7 @@ def protected(target, registry=None):
                 return what
         if t in _forms(key_file):
             return key
-    target = Path(target).expanduser()
+    target = expand_home(target, "the path")
     if not target.exists():
         return None
     if _same_file(target, registry) or _same_file(target, f"{registry}-wal"):
@@ -83,7 +83,7 @@ def protected(target, registry=None):
 def check_target(target, force=False, registry=None, what="the file"):
     """Refuse a target that must not be written: InputError (exit 2) if it is protected
     (whatever --force says), RegistryConflict (exit 7) if it exists and force is not set."""
-    target = Path(target).expanduser()
+    target = expand_home(target, "the path")
     why = protected(target, registry)
     if why:
         raise InputError(f"refusing to write {what} to {target}: it is {why}; choose another file "
@@ -100,7 +100,7 @@ def write_file(target, data: bytes, *, force=False, private=False, registry=None
     leftover of an interrupted earlier run is removed first); default a hidden name with
     this process's id. An OSError is left to the caller; the temporary file is removed
     whatever happens (an error, Ctrl-C)."""
-    target = Path(target).expanduser()
+    target = expand_home(target, "the path")
     check_target(target, force, registry, what)
     if tmp is None:
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
