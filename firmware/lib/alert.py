@@ -192,6 +192,9 @@ STALE_SLACK_S = 60
 # In an alert her newest fix reaches the flash at most this often (a fix alone changes
 # nothing else): a reset resumes with a position this old at worst, not the alert's first.
 FIX_SAVE_MS = 30000
+# A dial that goes out this long after the machine asked (it waited behind a slow SMS on
+# the one UART) gets its dial timeout anew from then
+LATE_DIAL_MS = 5000
 
 
 class AlertMachine:
@@ -542,6 +545,7 @@ class AlertMachine:
         num = calls.number()
         calls.att += 1
         calls.connected = False
+        calls.dial_t = self._now
         acts.append(("covert_audio",))
         acts.append(("dial", num))
         acts.append(("set_timer", "dial_timeout", self.cfg["dial_timeout_s"] * 1000))
@@ -561,8 +565,10 @@ class AlertMachine:
         calls = self.calls
         prev, was = calls.state, calls.connected
         if st in ("dialing", "alerting"):
-            if st == "dialing" and prev == "dialing":
-                # the dial went out only now (behind a slow SMS): C4 rings its whole time
+            if st == "dialing" and prev == "dialing" and ticks_diff(now, calls.dial_t) > LATE_DIAL_MS:
+                # the dial went out only now (behind a slow SMS): C4 rings its whole time.
+                # Only then: a timer task anew at every dial is heap at the alert's peak
+                calls.dial_t = now
                 acts.append(("set_timer", "dial_timeout", self.cfg["dial_timeout_s"] * 1000))
             calls.move(st)              # progress of a call we did not place: kept
             if st == "alerting":

@@ -44,6 +44,7 @@ class CallState:
         self.done = False       # C4 answered and later hung up: no more redials
         self.ni = 0             # index in dial_list
         self.att = 0            # attempts on dial_list[ni]
+        self.dial_t = 0         # ticks when the machine last asked for a dial
 
     def _row(self, event):
         for row in MOVES:
