@@ -135,9 +135,6 @@ class Radio:
             await self.modem.cmd("ATD%s;" % number, 20000)
             self.call_out = True
             self.watch_call()
-            # out only now (it may have waited behind a slow SMS): C4's ringing time
-            # counts from here, not from when the machine asked
-            self.post(("call_state", "dialing", None))
         except ModemError as e:
             self.log.add("dial_error", e.log_name())
             self.post(("call_state", "ended", "error"))
