@@ -120,10 +120,16 @@ def test_bad_provision_input_is_one_line_exit_2(device, bad, message):
             assert reg.get(device.mac) is None, "registered, then refused"
 
 
-def test_provision_of_a_new_button_without_a_case_or_alias_registers_nothing(device):
+def test_provision_of_a_new_button_without_a_case_or_alias_registers_nothing(tmp_path):
     from boton.registry import Registry
 
-    r = run("provision", "--port", device.repl_url, "--c4", DEFAULT_C4)
+    # with the firmware on it: the PyPI interpreter of a clone without ../shared has no
+    # frozen hw module to read the MAC with
+    device = powered_on(tmp_path, FAST)
+    try:
+        r = run("provision", "--port", device.repl_url, "--c4", DEFAULT_C4)
+    finally:
+        device.stop()
     assert r.exit_code == 2, r.output
     assert "has no case assigned" in r.output and "the button on the port" in r.output
     with Registry() as reg:
