@@ -94,22 +94,30 @@ class FlashRegion:
         self.writes += 1
 
     def _nor_write(self, pos, buf):
-        # NOR flash: a write can only clear bits (new = old & data), chunk by chunk.
-        old, new, data, n, done = self._old, self._new, memoryview(buf), len(buf), 0
+        # NOR flash: a write can only clear bits (new = old & data), chunk by chunk. No
+        # object is made per chunk (stream write(buf, off, len), not slices): the rig's
+        # garbage would land in the firmware's share of the 56 KB heap, where the chip's
+        # C block device makes none.
+        old, new, n, done = self._old, self._new, len(buf), 0
+        f, base = self.f, self.offset + pos
         while done < n:
-            k = min(CHUNK, n - done)
-            self.f.seek(self.offset + pos + done)
-            got = self.f.readinto(old) or 0  # reads up to CHUNK: only the first k count
-            for i in range(got, k):
+            k = n - done
+            if k > CHUNK:
+                k = CHUNK
+            f.seek(base + done)
+            i = f.readinto(old) or 0  # reads up to CHUNK: only the first k count
+            while i < k:  # (while, not range: a range is an object)
                 old[i] = 0xFF
+                i += 1
+            f.seek(base + done)
             if k == CHUNK and old == ERASED:
-                self.f.seek(self.offset + pos + done)
-                self.f.write(data[done:done + k])
+                f.write(buf, done, k)
             else:
-                for i in range(k):
-                    new[i] = old[i] & data[done + i]
-                self.f.seek(self.offset + pos + done)
-                self.f.write(memoryview(new)[:k])
+                i = 0
+                while i < k:
+                    new[i] = old[i] & buf[done + i]
+                    i += 1
+                f.write(new, 0, k)
             done += k
 
     def ioctl(self, op, arg):
