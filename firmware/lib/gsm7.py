@@ -75,6 +75,20 @@ def _safe(ch):
     return ch in "\u00f1\u00d1\u00fc\u00dc\n"
 
 
+def _intern_alphabet():
+    # MicroPython makes each 1-character str a qstr, kept for ever: the characters of
+    # the first SMS texts became new qstrs mid-alert, and a full qstr pool then took
+    # its successor (1.3 KB in one piece at 160 entries) at the alert's heap peak: a
+    # MemoryError on a fragmented 56 KB heap. Made at import, while the heap is whole.
+    for o in range(0x20, 0x7F):
+        chr(o)
+    for _ in "\u00f1\u00d1\u00fc\u00dc\n":
+        pass
+
+
+_intern_alphabet()
+
+
 def to_gsm7(text):
     # Transliterate to safe GSM-7 basic: accents dropped (ñ/Ñ/ü/Ü kept), @ $ _ and the
     # extension characters replaced, CR dropped, other unknown characters
@@ -153,31 +167,59 @@ def encode(text, charset="GSM"):
     # "GSM": GSM 03.38 codes (ñ -> 0x7D, extension chars as ESC pairs); "IRA": ASCII
     # (ñ -> n); "8859-1": Latin-1.  Other characters are transliterated with to_gsm7
     # first; what is still unencodable becomes '?'.  Never emits Ctrl-Z or ESC alone.
-    out = bytearray()
+    size = 2 * len(text) + 8
+    while True:
+        buf = bytearray(size)
+        try:
+            return bytes(buf[:encode_into(text, buf, charset)])
+        except ValueError:  # transliterations longer than two bytes a character
+            size *= 4
+
+
+def encode_into(text, buf, charset="GSM"):
+    # encode(), written into buf: the number of bytes, or ValueError if they do not fit.
+    # Makes no object for text that needs no transliteration (an SMS is sent at the
+    # alert's heap peak: a bytes object per character and a growing bytearray split it).
+    n = 0
     for ch in text:
-        for c in (ch if _enc1(ch, charset) is not None else (to_gsm7(ch) or "?")):
-            b = _enc1(c, charset)
-            out.extend(b if b is not None else b"?")
-    return bytes(out)
+        m = _put(ch, charset, buf, n)
+        if m < 0:
+            for c in to_gsm7(ch) or "?":
+                m = _put(c, charset, buf, n)
+                if m < 0:
+                    m = _put("?", charset, buf, n)
+                n = m
+        n = m
+    return n
 
 
-def _enc1(ch, charset):
+def _put(ch, charset, buf, n):
+    # ch's code(s) into buf at n -> the new n; -n - 1 if ch has none in the charset
     o = ord(ch)
     if charset == "GSM":
         i = GSM7_BASIC.find(ch)
         if i >= 0 and i != 0x1B and i != 0x1A:  # 0x1A is Xi, and Ctrl-Z ends the text
-            return bytes((i,))
-        j = GSM7_EXT_CHARS.find(ch)
-        if j >= 0:
-            return bytes((0x1B, GSM7_EXT_CODES[j]))
-        return None
-    if charset == "8859-1":
-        return bytes((o,)) if o < 0x100 and o != 0x1A and o != 0x1B else None
-    if ch == "\u00f1":
-        return b"n"
-    if ch == "\u00d1":
-        return b"N"
-    return bytes((o,)) if o < 0x80 and o != 0x1A and o != 0x1B else None
+            o = i
+        else:
+            j = GSM7_EXT_CHARS.find(ch)
+            if j < 0:
+                return -n - 1
+            _room(buf, n + 2)
+            buf[n] = 0x1B
+            buf[n + 1] = GSM7_EXT_CODES[j]
+            return n + 2
+    elif charset != "8859-1" and (ch == "\u00f1" or ch == "\u00d1"):
+        o = 0x6E if ch == "\u00f1" else 0x4E  # IRA: n, N
+    elif o >= (0x100 if charset == "8859-1" else 0x80) or o == 0x1A or o == 0x1B:
+        return -n - 1
+    _room(buf, n + 1)
+    buf[n] = o
+    return n + 1
+
+
+def _room(buf, n):
+    if n > len(buf):
+        raise ValueError("SMS text longer than its buffer")
 
 
 def ucs2_ascii(text):

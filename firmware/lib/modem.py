@@ -293,7 +293,8 @@ class Modem:
                         raise ModemTimeout("AT+CMGS (no > prompt)")
                 if self._final is not None:  # refused (or aborted) instead of a prompt
                     raise ModemError("AT+CMGS", self._final[1], self._final[2])
-                await self._write(text + CTRL_Z)
+                await self._write(text)  # no text + Ctrl-Z: a copy of it on the heap
+                await self._write(CTRL_Z)
                 try:
                     await asyncio.wait_for_ms(self._done.wait(), self._ms(timeout_ms))
                 except asyncio.TimeoutError:

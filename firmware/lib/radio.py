@@ -23,6 +23,8 @@ VOICE_RECHECK_S = 300            # a refused dial looks at the voice service at 
 # the health check's 60 s). A hung module, or a SIM800 restarted at autobaud, says nothing
 # and carries no call: C4 is called again only once the firmware knows.
 CALL_CHECK_MS = 10000
+# One SMS's text as GSM 03.38 bytes: sms.MAX characters, each an escape pair at worst.
+SMS_BUF = 2 * sms.MAX
 MAX_SMS_DUE = 64  # slot numbers waiting to be read: more than a SIM's storage holds
 
 
@@ -84,6 +86,8 @@ class Radio:
         self._warned = None         # (supply warning URC, ticks) last passed on
         self._voice_checked_ms = None  # when a refused dial last looked at the voice service
         self._voice_checking = False
+        self._sms_lock = asyncio.Lock()
+        self._sms_buf = bytearray(SMS_BUF)  # GSM 03.38 bytes of the SMS being sent
 
     def unreachable(self):
         """The ladder gave up on the module (modem_dead, modem_hung) and it has not said a
@@ -195,12 +199,24 @@ class Radio:
             self.log.add("at_error", str(e))
 
     async def send_sms(self, number, text, n):
-        """Report ("sms_sent", n, ok, refused_for_good) back to the machine."""
+        """Report ("sms_sent", n, ok, refused_for_good) back to the machine. One SMS at a
+        time, encoded into one buffer made at boot: her alert's SMS (up to six at once)
+        used to wait for the module each with its own bytes, at the alert's heap peak."""
+        async with self._sms_lock:
+            await self._send_sms(number, text, n)
+
+    async def _send_sms(self, number, text, n):
+        try:
+            size = sms.encode_into(text, self._sms_buf, "GSM")
+        except ValueError:  # the texts are built to sms.MAX characters: never one of hers
+            self.log.add("sms_error", "too_long")
+            self.post(("sms_sent", n, False, True))
+            return
         refused = False
         await self._gate()
         await self.finish_settings()
         try:
-            await self.modem.send_sms(number, sms.encode(text, "GSM"))
+            await self.modem.send_sms(number, memoryview(self._sms_buf)[:size])
             ok = True
             self._sms_error = None
         except ModemError as e:

@@ -11,10 +11,10 @@
 #     low_battery_text(...), daily_status_text(...)   -> str, <= 160 safe septets
 #
 # The gsm7 helpers are re-exported here: to_gsm7, oneline, is_gsm7, gsm7_septets,
-# segments, encode, maybe_ucs2, ucs2_ascii.
+# segments, encode, encode_into, maybe_ucs2, ucs2_ascii.
 
 from gsm7 import (to_gsm7, oneline, is_gsm7, gsm7_septets, segments,  # noqa: F401
-                  encode, maybe_ucs2, ucs2_ascii)
+                  encode, encode_into, maybe_ucs2, ucs2_ascii)
 
 MAX = 160
 
