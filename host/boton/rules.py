@@ -102,12 +102,14 @@ def mask(number: str) -> str:
     digits = str(number)
     if len(digits) <= 4:
         return "*" * len(digits)
-    if len(digits) > MASK_MAX:   # a paste that is no number: not shown back at its length
-        return f"{digits[:3]}{'*' * (MASK_MAX - 5)}... ({len(digits)} characters)"
+    if len(digits) > SHOWN_MAX:   # a paste that is no number: not shown back at its length
+        return f"{digits[:3]}{'*' * (SHOWN_MAX - 5)}... ({len(digits)} characters)"
     return digits[:3] + "*" * (len(digits) - 5) + digits[-2:]
 
 
-MASK_MAX = 24   # longer than any number typed with its separators
+# The most of a value typed in that a message or a masked number shows back: longer than
+# any number typed with its separators (a 5000-character paste is not repeated whole).
+SHOWN_MAX = 24
 
 
 def firmware_module(name):
@@ -167,14 +169,13 @@ SETTINGS = {
     "max_alert_s": ("max_alert_s", None, "s", 300, 86400, "how long an alert lasts"),
 }
 FLAGS = {"allow_911": ("allow_911", "--allow-911"), "vibrate": ("vibrate", None)}
-ECHO_MAX = 24   # what of a refused value a message repeats
 
 
 def echo(value) -> str:
     """A refused value as a message repeats it, cut short (a 5000-character paste is not
     shown back whole)."""
     text = repr(value)
-    return text if len(text) <= ECHO_MAX else f"{text[:ECHO_MAX - 3]}... ({len(text)} characters)"
+    return text if len(text) <= SHOWN_MAX else f"{text[:SHOWN_MAX - 3]}... ({len(text)} characters)"
 
 
 def _field(key, option, what=None):
