@@ -11,6 +11,7 @@
 #     gsm7_septets(text) -> int|None  septets (extension chars count 2), None if not GSM-7
 #     segments(text) -> int           SMS segments (GSM-7 160/153, else UCS-2 70/67)
 #     encode(text, charset="GSM") -> bytes   bytes to type after the text-mode prompt
+#     encode_into(text, buf, charset="GSM") -> int   the same into buf, making no object
 #     maybe_ucs2(text) -> str         decode a UCS-2 hex body ("0055004200..."), else as is
 #     ucs2_ascii(field) -> str        "002B0035..." -> "+5..." (a number read in UCS2)
 

@@ -132,7 +132,7 @@ class Modem:
 
     async def _write(self, data):
         if self.trace:
-            self.trace(">", data)
+            self.trace(">", bytes(data))  # an SMS's text comes as a memoryview of its buffer
         self.last_tx_ms = time.ticks_ms()
         self._w.write(data)
         await self._w.drain()
