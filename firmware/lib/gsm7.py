@@ -168,13 +168,9 @@ def encode(text, charset="GSM"):
     # "GSM": GSM 03.38 codes (ñ -> 0x7D, extension chars as ESC pairs); "IRA": ASCII
     # (ñ -> n); "8859-1": Latin-1.  Other characters are transliterated with to_gsm7
     # first; what is still unencodable becomes '?'.  Never emits Ctrl-Z or ESC alone.
-    size = 2 * len(text) + 8
-    while True:
-        buf = bytearray(size)
-        try:
-            return bytes(buf[:encode_into(text, buf, charset)])
-        except ValueError:  # transliterations longer than two bytes a character
-            size *= 4
+    # at most 3 bytes a character: a transliteration is up to 3 basic characters ("EUR")
+    buf = bytearray(3 * len(text))
+    return bytes(buf[:encode_into(text, buf, charset)])
 
 
 def encode_into(text, buf, charset="GSM"):
@@ -184,13 +180,12 @@ def encode_into(text, buf, charset="GSM"):
     n = 0
     for ch in text:
         m = _put(ch, charset, buf, n)
-        if m < 0:
-            for c in to_gsm7(ch) or "?":
-                m = _put(c, charset, buf, n)
-                if m < 0:
-                    m = _put("?", charset, buf, n)
-                n = m
-        n = m
+        if m >= 0:
+            n = m
+            continue
+        for c in to_gsm7(ch) or "?":
+            m = _put(c, charset, buf, n)
+            n = m if m >= 0 else _put("?", charset, buf, n)
     return n
 
 
