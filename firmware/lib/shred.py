@@ -55,7 +55,8 @@ def rtc_key(mem):
 
 
 def _xor_stream(key, nonce, buf):
-    # XOR the keystream into buf in place: one 32-byte digest at a time, no other copies.
+    # XOR the keystream into buf (a bytearray or a memoryview of one) in place: one
+    # 32-byte digest at a time, no other copies.
     for i in range(0, len(buf), 32):
         h = hashlib.sha256(key)
         h.update(nonce)
@@ -69,16 +70,25 @@ def _tag(key, nonce, ct):
     h = hashlib.sha256(key)
     h.update(nonce)
     h.update(ct)
-    return hashlib.sha256(key + h.digest()).digest()[:TAG_LEN]
+    outer = hashlib.sha256(key)
+    outer.update(h.digest())
+    return outer.digest()[:TAG_LEN]
 
 
 def seal(key, plain):
-    if len(plain) > MAX_PLAIN:
+    # nonce | ciphertext | tag built in one buffer: it runs at every save of her alert,
+    # at the heap's peak, and each concatenation would be one more copy of her position
+    n = len(plain)
+    if n > MAX_PLAIN:
         raise ValueError("too long to seal")
-    nonce = os.urandom(NONCE_LEN)
-    buf = bytearray(plain)
-    _xor_stream(key, nonce, buf)
-    return binascii.hexlify(nonce + buf + _tag(key, nonce, buf)).decode()
+    raw = bytearray(NONCE_LEN + n + TAG_LEN)
+    mv = memoryview(raw)
+    nonce, ct = mv[:NONCE_LEN], mv[NONCE_LEN:NONCE_LEN + n]
+    nonce[:] = os.urandom(NONCE_LEN)
+    ct[:] = plain
+    _xor_stream(key, nonce, ct)
+    mv[NONCE_LEN + n:] = _tag(key, nonce, ct)
+    return binascii.hexlify(raw).decode()
 
 
 def unseal(key, blob):
