@@ -94,3 +94,31 @@ def test_a_command_the_sleeping_modem_never_answered_is_counted_apart():
     assert r["unanswered"] == pytest.approx(0.15)
     assert r["modem"] == pytest.approx(0.02)
     assert r["firmware"] == pytest.approx(0.001 + 0.005)
+
+
+def test_mpy_names_are_the_names_a_module_interns_as_it_loads(tmp_path):
+    from boton import build
+    from boton.bench import memory
+    src = tmp_path / "probe.py"
+    src.write_text("SOME_LIMIT = 3\n\ndef crash_loop_check(arg):\n    return arg.something_else\n"
+                   "print('short text', 'a text longer than ten')\n")
+    names = memory.mpy_names(build.compile_module(src, cache=tmp_path))
+    assert {"SOME_LIMIT", "crash_loop_check", "something_else", "short text", "probe"} <= names
+    assert "print" not in names            # in every build's own table: nothing to intern
+    assert "a text longer than ten" not in names   # a str object, not a name
+    with pytest.raises(ValueError):
+        memory.mpy_names(b"not an mpy")
+
+
+def test_the_worst_alert_harness_is_frozen_into_the_32bit_builds(mpy):
+    """On a chip the bench's scenario and its stand-in machine do not exist: frozen, their
+    code and names take no heap (unfrozen they had pushed the .mpy firmware's names past
+    MicroPython's 1,260 and its 9 KB qstr pool)."""
+    from boton import frozen
+    builds = [frozen.unix32(frozen=False), frozen.unix32(frozen=True)]
+    if any(b.exe is None for b in builds):
+        pytest.skip(builds[0].reason or builds[1].reason)
+    for b in builds:
+        out = mpy.run("import sys\nsys.path[:] = ['.frozen']\nimport worstalert\n"
+                      "print('FROZEN', type(worstalert.main).__name__)", exe=b.exe)
+        assert "FROZEN function" in out, out

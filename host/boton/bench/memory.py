@@ -24,16 +24,19 @@ Two measurements:
    smallest -X heapsize the whole scenario completes in (binary search), which includes
    transients, fragmentation and the GC's own tables.
    `hw` is what a board loads: with .mpy files, hw.py and lib/hw_esp32.mpy over a stand-in
-   `machine` (on the chip a C module: no heap; the stand-in's few hundred bytes are
-   counted, so the figure errs high), not hw_sim.py, the virtual device's socket layer and
-   chip model that never runs on a board (HW_ESP32). The frozen build keeps hw_sim (frozen
-   there: its code takes no heap either way).
+   `machine` (on the chip a C module), not hw_sim.py, the virtual device's socket layer and
+   chip model that never runs on a board. The frozen build keeps hw_sim (frozen there: its
+   code takes no heap either way). The scenario (worstalert.py) and the stand-in are frozen
+   into the 32-bit interpreters: on a chip neither exists, and their code and names would
+   otherwise take heap (a 1,280-entry qstr pool, 9 KB, once the names pass 1,260).
 """
 from __future__ import annotations
 
+import ast
 import json
 import re
 import time
+from pathlib import Path
 
 from .. import build, mpy
 from ..paths import DATA
@@ -208,149 +211,17 @@ def device_min_heap_kb(workdir, exe, lo=36, hi=60):
     return hi, f"at {lo} KB: {died}" if died else ""
 
 
+# The worst alert itself is worstalert.py, frozen into the 32-bit interpreters (its code
+# and names take no heap there, as on a chip, where it does not exist). The 64-bit PyPI
+# interpreter has nothing frozen: there it is imported from its source, and counted.
+HARNESS = Path(__file__).with_name("worstalert.py")
 OUTSIDE = r"""
-import gc, json, sys, micropython
+import sys
+sys.path[:] = ['.frozen', %(harness)r]
+import worstalert
 sys.path[:] = ['', 'lib', '.frozen']
-gps = open(%(nmea)r, 'rb')      # read 64 bytes at a time, as from the GPS UART
-buf = bytearray(64)
-gc.collect()
-BASE = gc.mem_alloc()
-steps = []
-def mark(name):
-    gc.collect()
-    a = gc.mem_alloc()
-    steps.append([name, a - BASE, a])
-
-class _Uart:
-    def write(self, b):
-        return len(b)
-    def read(self, n=-1):
-        return None
-    def readinto(self, b):
-        return None
-    def ioctl(self, req, arg):
-        return 0
-class _Pin:
-    IN = 0; OUT = 1; PULL_UP = 1; PULL_DOWN = 2; IRQ_FALLING = 1; IRQ_RISING = 2
-    def __init__(self, *a, **k):
-        self.v = 0
-    def value(self, v=None):
-        if v is None:
-            return self.v
-        self.v = v
-    def irq(self, *a, **k):
-        pass
-%(hw)s
-print('HW', 'hw_sim' if hw.VIRTUAL else 'hw_esp32')
-hw.UART = lambda *a, **k: _Uart()
-hw.Pin = _Pin
-# as main.py starts the firmware: bootcheck.check() imports it (the check's own qstrs stay
-# interned), then bootcheck is dropped; safe mode's module is loaded only if it must run
-import bootcheck
-why = bootcheck.check()
-del sys.modules['bootcheck'], bootcheck
-if why:
-    raise SystemExit('safe mode: ' + why)
-import app, store, nmea
-from eventlog import EventLog
-mark('import')
-
-# as app._main starts the firmware
-board = store.read_json('board.json')
-log = EventLog(echo=False)
-log.add('boot', app.VERSION)
-import appboot
-cfg, safe_mode = appboot.load_config(board, log)
-assert not safe_mode
-a = app.App(board, cfg, log)
-del sys.modules['appboot'], appboot  # keep_power_on (I2C) is not run here
-parser = nmea.NMEAParser()
-mark('boot')
-
-mv = memoryview(buf)
-def gps_second():
-    # about one second of a 9600-baud receiver: 480 bytes, in 64-byte reads
-    for _ in range(8):
-        n = gps.readinto(buf)
-        if not n:
-            gps.seek(0)
-            n = gps.readinto(buf)
-        if parser.feed(mv[:n]):
-            run(('fix', parser.pop_latest()))
-
-# The worst alert: 5 contacts, GPS streaming, the first C4 call not answered (one redial),
-# an SMS command from C4 and a low-battery warning while the alert runs.
-now = [1000]
-pending = []
-seen = {'sms': 0, 'dial': 0, 'logged': []}
-def run(ev):
-    now[0] += 50
-    for act in a.machine.handle(ev, now[0]):
-        k = act[0]
-        if k == 'log':
-            log.add(act[1], act[2])
-            if act[1] not in seen['logged']:
-                seen['logged'].append(act[1])
-        elif k == 'persist':
-            store.write_json('alert.json', act[1])
-        elif k == 'send_sms':
-            seen['sms'] += 1
-            pending.append(('sms_sent', act[3], True))
-        elif k == 'dial':
-            seen['dial'] += 1
-            end = ('call_state', 'ended', 'no_answer') if seen['dial'] == 1 else ('call_state', 'active', None)
-            pending.extend([('call_state', 'dialing', None), ('call_state', 'alerting', None), end])
-        elif k == 'set_timer' and act[1] == 'redial':
-            pending.append(('timer', 'redial'))
-
-for _ in range(5):
-    gps_second()
-mark('gps')
-run(('battery', 80))
-run(('signal', 20))
-run(('gesture', 'alert'))
-mark('alert')
-n = 0
-while pending and n < 300:
-    run(pending.pop(0))
-    gps_second()
-    n += 1
-    if n == 4:
-        run(('sms_command', cfg['c4_numbers'][0], 'UBICACION %(pin)s'))
-    elif n == 8:
-        run(('battery', 15))
-    mark('step')
-for _ in range(20):
-    gps_second()
-mark('end')
-# The report streams out (json.dump): building it as one string would be the harness's
-# own allocation, and could decide the smallest heap instead of the firmware.
-print('SEEN', end=' '); json.dump(seen, sys.stdout); print()
-print('STEPS', end=' '); json.dump(steps, sys.stdout); print()
-micropython.mem_info()
-print('DONE')
+worstalert.main(%(nmea)r, %(pin)r, %(hw)r)
 """
-
-# How the harness gets `hw`. A board runs hw.py -> hw_esp32.mpy -> machine/esp32, which are
-# C modules built into the firmware (no heap). With .mpy files the harness loads exactly
-# that: hw.py and lib/hw_esp32.mpy, over a stand-in `machine` (Python here, so it costs a
-# few hundred bytes the chip does not spend: the figure errs high). hw.py picks its backend
-# by sys.platform ("linux" here): registering hw_esp32 under the name hw_sim makes its
-# `from hw_sim import *` copy hw_esp32's names, as `from hw_esp32 import *` does on the chip.
-# hw_sim.py (the virtual device's sockets and chip model) is rig code the chip never loads.
-# The unix frozen build has no hw_esp32 frozen in: it keeps hw_sim (frozen: no code heap).
-HW_ESP32 = """
-class machine:
-    Pin = _Pin
-    WDT = _Pin  # only read at import: the scenario runs no watchdog task
-    UART = lambda *a, **k: _Uart()
-sys.modules['machine'] = machine
-import hw_esp32
-sys.modules['hw_sim'] = hw_esp32
-import hw
-del sys.modules['hw_sim']
-"""
-HW_FROZEN = "import hw"
 
 # What the worst alert must have done, or its heap figures measure something smaller.
 WORST_ALERT_LOGS = ("call_active", "sms_command", "low_battery")
@@ -415,9 +286,9 @@ def _outside_dir(workdir, board="tcall_sim800l_axp192", lib="mpy"):
 
 
 def _outside_run(d, heap, exe=None):
-    # a flash with lib/hw_esp32.mpy: load hw as a board does (HW_ESP32)
-    hw = HW_ESP32 if (d / "lib" / "hw_esp32.mpy").exists() else HW_FROZEN
-    code = OUTSIDE % {"nmea": str(NMEA_LOG), "pin": BENCH_PIN, "hw": hw}
+    # a flash with lib/hw_esp32.mpy: load hw as a board does (worstalert._load_hw)
+    hw = "esp32" if (d / "lib" / "hw_esp32.mpy").exists() else "frozen"
+    code = OUTSIDE % {"harness": str(HARNESS.parent), "nmea": str(NMEA_LOG), "pin": BENCH_PIN, "hw": hw}
     for f in [*d.glob("log.*"), *d.glob("alert.json")]:
         f.unlink()
     return mpy.run(code, lib=d / "lib", heap=heap, cwd=d, timeout=120, exe=exe)
@@ -432,6 +303,62 @@ def _scenario(out):
     if seen["sms"] < len(CONTACTS) + 1 + 1 + len(CONTACTS):   # alert + C4 + command reply + low battery
         missing.append(f"only {seen['sms']} SMS")
     return seen, ", ".join(missing)
+
+
+# MicroPython grows its table of interned names (qstrs) in pools of doubling size: 20, 40,
+# ... 640 entries (1,260 in all), then one of 1,280 entries, 9 KB in one piece on a 32-bit
+# build. The .mpy firmware's names sit just below that step.
+QSTR_POOL_STEP = 1260
+
+
+def mpy_names(data: bytes) -> set[str]:
+    """The names a .mpy file has MicroPython intern as it loads (its qstr table, less the
+    core's static names, which every build has). Format 6, py/persistentcode.c."""
+    if data[:2] != b"M\x06":
+        raise ValueError("not a version 6 .mpy")
+    pos = 4
+
+    def uint():
+        nonlocal pos
+        value = 0
+        while True:
+            b = data[pos]
+            pos += 1
+            value = (value << 7) | (b & 0x7F)
+            if not b & 0x80:
+                return value
+    if data[2] & 0x40:        # architecture flags
+        uint()
+    n_qstr = uint()
+    uint()                    # n_obj
+    names = set()
+    for _ in range(n_qstr):
+        n = uint()
+        if not n & 1:         # odd: a static name's index
+            names.add(data[pos:pos + (n >> 1)].decode())
+            pos += (n >> 1) + 1
+    return names
+
+
+def _stand_in_names() -> set[str]:
+    """Every name in worstalert's stand-ins for the chip's C modules (in its image there)."""
+    tree = ast.parse(HARNESS.read_text())
+    stand_ins = [n for n in tree.body if getattr(n, "name", None) in ("machine", "esp32", "_Pin", "_Uart", "_uart")]
+    names = set()
+    for node in (n for s in stand_ins for n in ast.walk(s)):
+        for field in ("name", "id", "attr", "arg"):
+            if isinstance(getattr(node, field, None), str):
+                names.add(getattr(node, field))
+    return names
+
+
+def harness_shared_names(flash: Path) -> int:
+    """How many of the firmware's names (the .mpy files on `flash`) the frozen harness names
+    too: in the image's own table on the bench's builds, but interned on a chip. An upper
+    bound: some (gc, sys, json...) are in a chip's own table too."""
+    firmware = set().union(*(mpy_names(p.read_bytes()) for p in flash.rglob("*.mpy")))
+    harness = mpy_names(build.compile_module(HARNESS))
+    return len((harness & firmware) - _stand_in_names())
 
 
 def min_heap_kb(d, exe=None, lo=8, hi=256):
@@ -453,13 +380,17 @@ def outside(workdir, search=True, exe=None, lib="mpy"):
     seen, missing = _scenario(out)
     gc_line = re.search(r"GC: total: (\d+), used: (\d+), free: (\d+)", out)
     frag = re.search(r"max free sz: (\d+)", out)
+    qstrs = re.search(r"qstr pool: n_pool=(\d+), n_qstr=(\d+)", out)
     res = {"steps": steps, "after_import": steps[0][1], "after_boot": steps[1][1],
            "peak_live": max(v[1] for v in steps), "peak_raw": max(v[2] for v in steps),
            "peak_step": max(steps, key=lambda v: v[2])[0], "seen": seen, "missing": missing,
            "hw": re.search(r"^HW (\w+)", out, re.M).group(1),
            "mem_info": out.split("DONE")[0].split("]\n", 1)[-1].strip()[-400:],
            "gc_total": int(gc_line.group(1)) if gc_line else None,
-           "max_free_blocks": int(frag.group(1)) if frag else None}
+           "max_free_blocks": int(frag.group(1)) if frag else None,
+           "qstr_pools": int(qstrs.group(1)) if qstrs else None,
+           "qstrs": int(qstrs.group(2)) if qstrs else None,
+           "shared_names": harness_shared_names(d) if lib == "mpy" else None}
     if lib == "mpy" and exe is None:
         res["imports"] = import_costs(d)
     if search:
@@ -512,7 +443,10 @@ def esp32_rows(workdir, builds=None):
         budget_row("ESP32 smallest heap, worst alert, firmware as .mpy (32-bit)", value(mpr, "min_heap_kb"),
                    "KB", ESP32_MPY_MIN_HEAP_KB, key=keys[1], inclusive=True, detail=detail(mpr, plain),
                    note=("-X heapsize, binary search; the ESP32 grows its first heap area for 112 KB; "
-                         f"hw: hw.py + lib/{mpr['hw']}.mpy as a board loads them (stand-in machine counted)"
+                         f"hw: hw.py + lib/{mpr['hw']}.mpy as a board loads them; "
+                         f"{mpr['qstrs']} names interned (up to {mpr['shared_names']} more on a chip: "
+                         f"the frozen harness names them too), a {QSTR_POOL_STEP + 20}-entry pool "
+                         f"(9 KB) past {QSTR_POOL_STEP:,}"
                          if not mpr["missing"] else note(mpr, ""))),
         info_row("ESP32 heap peak, worst alert, firmware as .mpy (32-bit)", value(mpr, "peak_raw"), "KB",
                  key=keys[2], note=note(mpr, "lib/*.mpy from the build's own mpy-cross")),
