@@ -98,3 +98,53 @@ def test_a_flipped_bit_in_the_log_still_boots_and_calls(tmp_path):
         # what could be kept was: the entries after the damaged one chain on from it
         lines = _flash_lines(vd)
         assert "\ufffd" in lines[0] and firmware_eventlog().verify(lines[1:])[0], lines
+
+
+# The firmware's own main.py, behind a fault: the alert's first saves find no block on the
+# heap (MemoryError), as at the edge of a 56 KB chip heap at the press, where the sealed
+# position, the state's JSON and the file's buffers are all made at once.
+SQUEEZED_SAVES = 2
+SQUEEZED_MAIN = """# test fault (tests/test_flash_faults.py): no heap for the alert's first saves
+import store
+_write = store.write_json
+_left = [%d]
+
+
+def _squeezed(path, obj):
+    if path == "alert.json" and obj.get("active") and _left[0]:
+        _left[0] -= 1
+        raise MemoryError("memory allocation failed, allocating 512 bytes")
+    return _write(path, obj)
+
+
+store.write_json = _squeezed
+""" % SQUEEZED_SAVES
+
+
+def test_a_save_that_finds_no_heap_does_not_hold_back_her_call(tmp_path):
+    # A MemoryError in the state's save at the press left the brain before the dial: the
+    # button crashed and restarted, and C4 was called only after the reboot's resume
+    from boton.paths import FIRMWARE
+    from boton.sim.flashdir import install
+    from boton.sim.rig import VirtualDevice
+    from rigkit import FAST, demo_config
+    flash = tmp_path / "flash"
+    install(flash, "tcall_sim800l_axp192", demo_config())
+    (flash / "main.py").write_text(SQUEEZED_MAIN + (FIRMWARE / "main.py").read_text())
+    vd = VirtualDevice(flash, board="tcall_sim800l_axp192", network_log=tmp_path / "net.jsonl",
+                       time_scale=FAST)
+    vd.start()
+    try:
+        vd.wait_console("EV ready", timeout=60)
+        mark, console = len(vd.events), vd.console_mark()
+        vd.press(hold_s=1.2)
+        _her_alert_goes_out(vd, mark)
+        text = vd.console_text()[-(vd.console_mark() - console):]
+        assert "EV state_unsaved MemoryError" in text, text
+        assert "EV crash" not in text and vd.resets == 0, text
+        # the heap back: her alert reaches the flash at the next save or tick
+        _wait_state(vd, lambda st: st["active"])
+        vd.wait_console(f"EV state_saved after_{SQUEEZED_SAVES}", since=console, timeout=30)
+        assert not list(flash.glob("*.tmp"))
+    finally:
+        vd.stop()

@@ -141,16 +141,18 @@ class App:
         self.log.add(a[1], a[2])
 
     def _persist(self, a):
-        # A flash that refuses the write (full, worn, corrupt: OSError) must not stop the
-        # actions after it: the dial and the SMS go out. Saved again at the next persist,
-        # or after RESAVE_MS (the brain's tick), so a reset then still resumes her alert.
+        # A flash that refuses the write (full, worn, corrupt: OSError), or a heap with no
+        # block for it (MemoryError: at the press, the edge of a 56 KB heap), must not stop
+        # the actions after it: the dial and the SMS go out. Saved again at the next
+        # persist, or after RESAVE_MS (the brain's tick), so a reset then resumes her alert.
         try:
             self._save_state(a[1])
-        except OSError as e:
+        except (OSError, MemoryError) as e:
             self.unsaved_t = time.ticks_ms()
             self.unsaved += 1
             if self.unsaved == 1:
-                self.log.add("state_unsaved", e.args[0] if e.args else "")
+                self.log.add("state_unsaved", "MemoryError" if isinstance(e, MemoryError)
+                             else e.args[0] if e.args else "")
             return
         if self.unsaved:
             self.log.add("state_saved", "after_%d" % self.unsaved)

@@ -18,8 +18,8 @@ def write_json(path, obj):
     try:
         with open(tmp, "w") as f:
             json.dump(obj, f)
-    except OSError:
-        remove(tmp)  # a full flash: what was written of it goes, not kept holding blocks
+    except Exception:
+        remove(tmp)  # a full flash, no heap: what was written of it goes, not kept holding blocks
         raise
     os.rename(tmp, path)
 
