@@ -16,6 +16,7 @@ import os
 SEGMENTS = 4
 PER_SEGMENT = 64
 LINE_MAX = 256  # far above an entry's length; a longer line is damage
+ENOMEM = 12     # errno of an entry that found no heap (MemoryError), as the flash's errors are counted
 GENESIS = "0" * 16
 SYNCED_AFTER = 1577836800  # 2020-01-01: an RTC before it was never set
 GPS_ROLLOVER_S = 1024 * 7 * 86400
@@ -163,8 +164,6 @@ class EventLog:
 
     def _write(self, event, detail):
         """Whether the entry reached the flash; one that did not takes no number."""
-        body = "%d %s %s %s" % (self.seq + 1, stamp(self.clock()), event, detail)
-        h = chain(self.last, body)
         if self.in_seg >= PER_SEGMENT:
             self.seg = (self.seg + 1) % SEGMENTS
             self.in_seg = 0
@@ -173,10 +172,15 @@ class EventLog:
             except OSError:
                 pass
         try:
+            body = "%d %s %s %s" % (self.seq + 1, stamp(self.clock()), event, detail)
+            h = chain(self.last, body)
             with open(self._path(self.seg), "a") as f:
                 f.write(body + " " + h + "\n")
         except OSError as e:  # LittleFS keeps the file as it was: nothing torn to mend
             self.unlogged["errno"] = e.args[0] if e.args and isinstance(e.args[0], int) else 0
+            return False
+        except MemoryError:   # no heap for it (the press, on a full heap): the dial after
+            self.unlogged["errno"] = ENOMEM  # it must not wait on the log
             return False
         self.seq += 1
         self.last = h
