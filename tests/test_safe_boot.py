@@ -158,35 +158,31 @@ def test_a_damaged_crash_count_still_ends_a_crash_loop_in_safe_mode(tmp_path, fl
 
 def test_a_crash_after_a_memory_error_is_still_logged(tmp_path):
     # crash() built a new EventLog, which reads every segment back (4 KB each): on the
-    # heap a MemoryError left that read failed, and the crash went unlogged. Here a first
-    # save of her alert that runs out of heap also leaves none to read the log back with.
+    # heap a MemoryError left that read failed, and the crash went unlogged. Here a
+    # MemoryError at the press (in the alert's log line: its save and its entry's write
+    # are guarded since 2026-12-02, not the rest of add) also leaves no heap to read the
+    # log back with.
     from boton.paths import FIRMWARE as fw
-    store_src = (fw / "lib" / "store.py").read_text()
     log_src = (fw / "lib" / "eventlog.py").read_text()
-    no_heap = store_src + (
-        "\n_real_write_json = write_json\n_failed = []\n\n\n"
-        "def write_json(path, obj):\n"
-        "    if path == 'alert.json' and isinstance(obj, dict) and obj.get('active') and not _failed:\n"
-        "        _failed.append(1)\n"
-        "        import eventlog\n"
-        "        eventlog.NO_HEAP.append(1)\n"
-        "        raise MemoryError('heap full')\n"
-        "    _real_write_json(path, obj)\n")
     unreadable = log_src + (
-        "\nNO_HEAP = []\n_real_lines = EventLog._lines\n\n\n"
+        "\nNO_HEAP = []\n_real_lines = EventLog._lines\n_real_add = EventLog.add\n\n\n"
         "def _lines(self, i):\n"
         "    if NO_HEAP:\n"
         "        raise MemoryError('no heap to read the log back')\n"
         "    return _real_lines(self, i)\n\n\n"
-        "EventLog._lines = _lines\n")
+        "def add(self, event, detail='-'):\n"
+        "    if event == 'alert' and not NO_HEAP:\n"
+        "        NO_HEAP.append(1)\n"
+        "        raise MemoryError('heap full')\n"
+        "    return _real_add(self, event, detail)\n\n\n"
+        "EventLog._lines = _lines\nEventLog.add = add\n")
     with provisioned_device(tmp_path) as vd:
-        (vd.flash_dir / "store.py").write_text(no_heap)   # the flash root comes first on sys.path
-        (vd.flash_dir / "eventlog.py").write_text(unreadable)
+        (vd.flash_dir / "eventlog.py").write_text(unreadable)   # the flash root comes first on sys.path
         mark = vd.console_mark()
         vd.hard_reset()
         vd.wait_console("EV ready", timeout=60, since=mark)
         vd.press(hold_s=1.2)
-        vd.wait_console("EV resume", timeout=60, since=mark)   # saved by the crash handler
+        vd.wait_console("EV resume", timeout=60, since=mark)   # saved before the crash, or by its handler
         assert "EV crash MemoryError:heap_full" in vd.console_text()[-(vd.console_mark() - mark):]
         assert [r for r in log_entries(vd) if r[2] == "crash" and r[3] == "MemoryError:heap_full"]
 
