@@ -6,8 +6,10 @@ import time
 
 from boton.device import Device
 from boton.eventlog_check import firmware_eventlog
-from boton.sim.rig import DEFAULT_C4
-from rigkit import provisioned_device
+from boton.paths import FIRMWARE
+from boton.sim.flashdir import install
+from boton.sim.rig import DEFAULT_C4, VirtualDevice
+from rigkit import FAST, demo_config, provisioned_device
 
 
 def _her_alert_goes_out(vd, after):
@@ -124,10 +126,6 @@ store.write_json = _squeezed
 def test_a_save_that_finds_no_heap_does_not_hold_back_her_call(tmp_path):
     # A MemoryError in the state's save at the press left the brain before the dial: the
     # button crashed and restarted, and C4 was called only after the reboot's resume
-    from boton.paths import FIRMWARE
-    from boton.sim.flashdir import install
-    from boton.sim.rig import VirtualDevice
-    from rigkit import FAST, demo_config
     flash = tmp_path / "flash"
     install(flash, "tcall_sim800l_axp192", demo_config())
     (flash / "main.py").write_text(SQUEEZED_MAIN + (FIRMWARE / "main.py").read_text())
