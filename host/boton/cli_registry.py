@@ -22,8 +22,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import registry as R
+from . import registry_crypto
 from .boards import board_names
-from .errors import EXIT_USAGE, EXIT_VERIFY, DeviceError, RegistryConflict, RegistryKeyError
+from .errors import EXIT_USAGE, EXIT_VERIFY, DeviceError, InputError, RegistryConflict, RegistryKeyError
 from .release import firmware_state, release_hash
 from .rules import mask
 from .safe_write import check_target
@@ -72,6 +73,48 @@ def _echo_json(data):
 
 def _interactive():
     return sys.stdin.isatty()
+
+
+def _ask_passphrase(path, attempt):
+    """registry_crypto's prompt: the key file's passphrase, typed unseen; None off a terminal."""
+    if not _interactive():
+        return None
+    if attempt:
+        err_console.print("wrong passphrase, try again")
+    return click.prompt(f"Passphrase of the registry key {path}", hide_input=True, err=True,
+                        default="", show_default=False)
+
+
+registry_crypto.passphrase_prompt = _ask_passphrase
+
+
+def _new_passphrase(required):
+    """The passphrase a key file gets: BOTON_KEY_NEW_PASSPHRASE, else typed twice on a
+    terminal (empty: none, unless required); None for none."""
+    env = os.environ.get(registry_crypto.NEW_PASSPHRASE_ENV)
+    if env is not None:
+        return registry_crypto.check_passphrase(env, registry_crypto.NEW_PASSPHRASE_ENV)
+    if not _interactive():
+        if required:
+            raise InputError("a new passphrase is typed on a terminal (nothing is asked when stdin "
+                             f"is not one), or given in {registry_crypto.NEW_PASSPHRASE_ENV}")
+        return None
+    while True:
+        typed = click.prompt("New passphrase for the key" + ("" if required else " (empty: none)"),
+                             hide_input=True, confirmation_prompt=True, err=True, default="",
+                             show_default=False)
+        if not typed and not required:
+            return None
+        try:
+            return registry_crypto.check_passphrase(typed)
+        except InputError as e:
+            err_console.print(escape(str(e)))
+
+
+def _key_protection_note(protected):
+    return ("protected by a passphrase: a copy of the file alone does not open her case data"
+            if protected else "without a passphrase: only the laptop's disk encryption protects it "
+            "(`boton registry key-passphrase` adds one)")
 
 
 def _need(value, option, prompt):
@@ -520,22 +563,56 @@ def registry():
     """
 
 
-@registry.command("init-key")
-@click.option("--key-file", type=click.Path(dir_okay=False),
-              help="Where to write it (default: BOTON_KEY_FILE, else registry.key in your user "
-                   "config folder).")
-def init_key(key_file):
-    """Create the key that encrypts case data, once per registry (mode 0600; never
-    overwritten). Back it up (e.g. on a USB stick in the office safe): without it the case
-    data cannot be read.
+KEY_FILE_HELP = "The key file (default: BOTON_KEY_FILE, else registry.key in your user config folder)."
 
-    Example: boton registry init-key
+
+@registry.command("init-key")
+@click.option("--key-file", type=click.Path(dir_okay=False), help=KEY_FILE_HELP)
+@click.option("--passphrase/--no-passphrase", default=None,
+              help="Protect the key with a passphrase (asked twice on a terminal, or "
+                   "BOTON_KEY_NEW_PASSPHRASE), or not. Default: asked on a terminal (empty for "
+                   "none), none otherwise.")
+def init_key(key_file, passphrase):
+    """Create the key that encrypts case data, once per registry (mode 0600; never
+    overwritten), protected by a passphrase if you give one: then a copy of the user's
+    files (a lost laptop, a backup of the home folder) does not open her case data, and
+    commands that read it ask for the passphrase (or take BOTON_KEY_PASSPHRASE). Back the
+    key file up (e.g. on a USB stick in the office safe): without it the case data cannot
+    be read.
+
+    Example: boton registry init-key --passphrase
     """
-    path = R.create_key_file(key_file)
-    console.print(f"wrote a new key to {escape(str(path))} (mode 0600). Back it up now: "
-                  "without it the case data cannot be read.", soft_wrap=True)
+    new = None if passphrase is False else _new_passphrase(required=passphrase is True)
+    path = R.create_key_file(key_file, new)
+    console.print(f"wrote a new key to {escape(str(path))} (mode 0600), "
+                  f"{_key_protection_note(new is not None)}. Back it up now: without it the "
+                  "case data cannot be read.", soft_wrap=True)
     if os.environ.get("BOTON_KEY"):
         console.print("note: BOTON_KEY is set and takes precedence over this file")
+
+
+@registry.command("key-passphrase")
+@click.option("--key-file", type=click.Path(dir_okay=False), help=KEY_FILE_HELP)
+@click.option("--remove", is_flag=True, help="Take the passphrase off (the key file is then "
+                                             "protected only by the laptop's disk encryption).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation on a terminal (--remove).")
+def key_passphrase(key_file, remove, yes):
+    """Give the key file a passphrase, change it, or take it off (--remove). Asks for the
+    current passphrase, if it has one, and the new one twice (BOTON_KEY_PASSPHRASE and
+    BOTON_KEY_NEW_PASSPHRASE give them without a terminal). The key itself does not change:
+    the registry, its backups and the key's backups open as before (an old backup of the
+    key file keeps its old passphrase, or none: replace it too).
+
+    Example: boton registry key-passphrase
+    """
+    path = R.expand_home(key_file, "--key-file") if key_file else R.default_key_file()
+    R.read_key_file(path)                   # the current passphrase first: wrong, nothing asked
+    if remove:
+        _confirm(f"Take the passphrase off {path}? Whoever copies it can then read every case", yes)
+    new = None if remove else _new_passphrase(required=True)
+    R.rewrap_key_file(path, new)
+    console.print(f"key file {escape(str(path))} is now {_key_protection_note(new is not None)}; "
+                  "the key is unchanged. Replace the key's backup with this file.", soft_wrap=True)
 
 
 @registry.command()
@@ -550,6 +627,7 @@ def info(as_json, registry_path, technician):
         data = {"path": str(reg.path), "schema_version": reg.schema_version,
                 "counts": reg.counts(), "key_fingerprint": reg.key_fingerprint(),
                 "key_file": str(R.default_key_file())}
+        data["key_file_passphrase"] = _key_file_protected(R.default_key_file())
         try:
             c = reg.cipher()
             data.update(key_source=c.source, key_ok=True)
@@ -562,8 +640,19 @@ def info(as_json, registry_path, technician):
     console.print(_counts_line(data["counts"]))
     console.print(f"key: {escape(data['key_source'] or 'none')}; case data encrypted with key "
                   f"{data['key_fingerprint'] or '(none yet)'}", soft_wrap=True)
+    if data["key_file_passphrase"] is not None:
+        console.print(f"key file: {escape(data['key_file'])}, "
+                      f"{_key_protection_note(data['key_file_passphrase'])}", soft_wrap=True)
     if not data["key_ok"]:
         console.print(f"[yellow]key problem:[/] {escape(data['key_problem'])}", soft_wrap=True)
+
+
+def _key_file_protected(path):
+    """Whether the key file has a passphrase; None if there is no file to tell."""
+    try:
+        return registry_crypto.is_wrapped(path.read_text("ascii", errors="replace"))
+    except OSError:
+        return None
 
 
 @registry.command()

@@ -68,7 +68,7 @@ from .errors import EXIT_VERIFY, RegistryConflict, RegistryError, RegistryKeyErr
 from .registry_backup import RESTORE_HINT, BackupAndVerify, check_registry_file, restore, sqlite_problem
 from .registry_casedata import CaseData, check_contacts
 from .registry_cases import CaseRecords
-from .registry_crypto import CaseCipher, create_key_file, load_key
+from .registry_crypto import CaseCipher, create_key_file, load_key, read_key_file, rewrap_key_file
 from .registry_csv import CASE_COLUMNS, EXPORT_COLUMNS, IMPORT_COLUMNS, CsvTransfer
 from .registry_fields import (check_board, check_hash, format_flash_size, looks_like_mac, normalise_iccid,
                               normalise_imei, normalise_label, normalise_mac, parse_flash_size,
@@ -83,7 +83,8 @@ from .registry_states import STATES, TRANSITION_HINTS, TRANSITIONS
 # and `registry.X` keep working for the CLI and the tests.
 __all__ = ["Registry", "CaseData", "DeviceRecord", "EndingSoon", "STATES", "TRANSITIONS",
            "RESTORE_HINT", "IMPORT_COLUMNS", "EXPORT_COLUMNS", "CASE_COLUMNS", "restore",
-           "create_key_file", "load_key", "default_path", "default_key_file", "check_contacts",
+           "create_key_file", "load_key", "read_key_file", "rewrap_key_file", "expand_home",
+           "default_path", "default_key_file", "check_contacts",
            "normalise_mac", "normalise_label", "looks_like_mac", "parse_flash_size",
            "format_flash_size", "normalise_imei", "normalise_iccid", "resolve_technician", "scrub"]
 

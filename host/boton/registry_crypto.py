@@ -1,9 +1,14 @@
 """The registry key and what it protects: Fernet tokens for case data (bound to the
 device's MAC), keyed HMAC digests for the uniqueness index, the audit chain's keys, and
-the key's fingerprint. The key never enters the database (docs/registry.md)."""
+the key's fingerprint. The key never enters the database (docs/registry.md).
+
+The key file holds the key itself (44 characters) or, protected by a passphrase, the key
+encrypted under a key derived from it with scrypt (`WRAP_FORMAT`): a copy of the user's
+files (a lost laptop, a backup of the home folder) then does not open her case data."""
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import stat
@@ -12,11 +17,28 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from . import registry_audit as RA
-from .errors import RegistryConflict, RegistryError, RegistryKeyError
+from .errors import InputError, RegistryConflict, RegistryError, RegistryKeyError
 from .registry_casedata import CaseData
 from .registry_paths import KEY_NAME, default_key_file, expand_home
+
+
+PASSPHRASE_ENV = "BOTON_KEY_PASSPHRASE"          # unlocks a protected key file without a prompt
+NEW_PASSPHRASE_ENV = "BOTON_KEY_NEW_PASSPHRASE"  # the passphrase init-key / key-passphrase set
+WRAP_FORMAT = "boton-registry-key/scrypt-fernet/v1"
+# scrypt's cost (OWASP's recommendation for scrypt: N=2^17, r=8, p=1): 128 MB and about half a
+# second per unlock on a laptop, so each guess at a copied key file costs the same.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 17, 8, 1
+MIN_PASSPHRASE = 10
+PROMPT_TRIES = 3
+
+# How a passphrase that PASSPHRASE_ENV does not give is asked for: prompt(path, attempt) ->
+# str (attempt > 0: the one before was wrong), or None where it cannot be asked (no terminal). The command line installs one; without it (a
+# library) a protected key file is refused with a message saying how to give it.
+passphrase_prompt = None
+_unlocked = {}   # (path, file content) -> key text: one command asks, and pays scrypt, once
 
 
 def _parse_key(text, source):
@@ -43,7 +65,11 @@ def load_key(key=None):
     env = os.environ.get("BOTON_KEY")
     if env:
         return (*_parse_key(env, "BOTON_KEY"), "BOTON_KEY")
-    path = default_key_file()
+    return read_key_file(default_key_file())
+
+
+def read_key_file(path):
+    """load_key for the key file at `path` (unlocked with its passphrase if it has one)."""
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -62,11 +88,86 @@ def load_key(key=None):
         text = path.read_text("ascii", errors="replace")
     except OSError as e:
         raise RegistryKeyError(f"cannot read key file {path}: {e.strerror}") from None
+    if is_wrapped(text):
+        return (*_parse_key(_unwrap(text, path), f"key file {path}"),
+                f"key file {path} (passphrase)")
     return (*_parse_key(text, f"key file {path}"), f"key file {path}")
 
 
-def create_key_file(path=None) -> Path:
-    """Write a new random key with mode 0600; never overwrites. Returns the path."""
+def is_wrapped(text) -> bool:
+    """Whether a key file's text is a key protected by a passphrase."""
+    return str(text).lstrip().startswith("{")
+
+
+def check_passphrase(passphrase, source="the passphrase"):
+    """InputError unless it is long enough to stand a guess per half-second for years."""
+    if not isinstance(passphrase, str) or len(passphrase.strip()) < MIN_PASSPHRASE:
+        raise InputError(f"{source} is too short: give at least {MIN_PASSPHRASE} characters (a few "
+                         "words are easier to remember than symbols)")
+    return passphrase
+
+
+def _kek(passphrase, salt, n, r, p):
+    key = Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def wrap_key(text, passphrase) -> str:
+    """The key file's content for key `text` protected by `passphrase`."""
+    text, _ = _parse_key(text, "the key")
+    check_passphrase(passphrase)
+    salt = os.urandom(16)
+    token = _kek(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P).encrypt(text.encode())
+    return json.dumps({"format": WRAP_FORMAT, "kdf": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R,
+                       "p": SCRYPT_P, "salt": base64.b64encode(salt).decode(),
+                       "key": token.decode()}) + "\n"
+
+
+def _unwrap(text, path):
+    """The key text inside a protected key file, with the passphrase from PASSPHRASE_ENV or
+    the prompt (PROMPT_TRIES tries); RegistryKeyError if none opens it."""
+    cached = _unlocked.get((str(path), text))
+    if cached:
+        return cached
+    try:
+        d = json.loads(text)
+        if d.get("format") != WRAP_FORMAT or d.get("kdf") != "scrypt":
+            raise ValueError
+        # bounds: a damaged or planted file must not make scrypt ask for gigabytes
+        n, r, p = (int(d[k]) for k in ("n", "r", "p"))
+        if not (2 ** 14 <= n <= 2 ** 20 and n & (n - 1) == 0 and 1 <= r <= 16 and 1 <= p <= 4):
+            raise ValueError
+        salt = base64.b64decode(d["salt"], validate=True)
+        token = d["key"].encode("ascii")
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeEncodeError):
+        raise RegistryKeyError(f"key file {path} is damaged: it is neither a key nor a key "
+                               "protected by a passphrase; use the key's backup") from None
+    env = os.environ.get(PASSPHRASE_ENV)
+    if env is not None:
+        tries = [env]
+    elif passphrase_prompt is not None and (first := passphrase_prompt(path, 0)) is not None:
+        # asked again only after a wrong one
+        tries = itertools.chain([first], (passphrase_prompt(path, i) for i in range(1, PROMPT_TRIES)))
+    else:
+        raise RegistryKeyError(f"key file {path} is protected by a passphrase: type it at the "
+                               f"prompt (run on a terminal), or set {PASSPHRASE_ENV}")
+    for passphrase in tries:
+        try:
+            key = _kek(str(passphrase), salt, n, r, p).decrypt(token).decode("ascii")
+        except (InvalidToken, UnicodeDecodeError):
+            continue
+        _unlocked[(str(path), text)] = key
+        return key
+    where = PASSPHRASE_ENV if env is not None else "the prompt"
+    raise RegistryKeyError(f"wrong passphrase for key file {path} (from {where}); the key file "
+                           "itself is unchanged")
+
+
+def create_key_file(path=None, passphrase=None) -> Path:
+    """Write a new random key with mode 0600, protected by `passphrase` if given; never
+    overwrites. Returns the path."""
+    key = Fernet.generate_key().decode()
+    content = wrap_key(key, passphrase) if passphrase is not None else key + "\n"
     path = expand_home(path, "--key-file") if path else default_key_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -83,7 +184,29 @@ def create_key_file(path=None) -> Path:
         raise RegistryError(f"cannot create key file {path}: {e.strerror or e}; choose a folder you "
                             "may write to (--key-file or BOTON_KEY_FILE)") from None
     with os.fdopen(fd, "w") as f:
-        f.write(Fernet.generate_key().decode() + "\n")
+        f.write(content)
+    return path
+
+
+def rewrap_key_file(path=None, passphrase=None) -> Path:
+    """Protect the key file's key with `passphrase` (None: no passphrase), unlocking it
+    first. The key itself is unchanged, so the registry and its backups open as before.
+    The new file is written beside the old one and renamed over it."""
+    path = expand_home(path, "--key-file") if path else default_key_file()
+    text, _, _ = read_key_file(path)
+    content = wrap_key(text, passphrase) if passphrase is not None else text + "\n"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise RegistryError(f"cannot rewrite key file {path}: {e.strerror or e}; it is unchanged") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -71,6 +71,8 @@ def protected(target, registry=None):
     if head.startswith(SQLITE_HEADER):
         return "an SQLite database (a registry or a backup of one?)"
     text = head.strip()
+    if text.startswith(b'{"format": "boton-registry-key/'):
+        return "a registry key protected by a passphrase (without it her case data cannot be read)"
     if len(text) == 44:
         try:
             if len(base64.urlsafe_b64decode(text)) == 32:

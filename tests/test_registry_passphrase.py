@@ -1,0 +1,208 @@
+"""The registry key file protected by a passphrase: a copy of the technician's files (a lost
+laptop, a backup of the home folder) must not open her case data by itself."""
+import json
+import stat
+
+import pytest
+from click.testing import CliRunner
+from cryptography.fernet import Fernet
+
+from boton import registry_crypto as RC
+from boton.cli_registry import devices, registry
+from boton.errors import InputError, RegistryKeyError
+from boton.registry import CaseData, Registry
+from boton.safe_write import check_target
+
+MAC = "24:6f:28:00:00:01"
+PASS = "caballo bateria grapa"
+OTHER = "otra frase bastante larga"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    for k in ("BOTON_KEY", RC.PASSPHRASE_ENV, RC.NEW_PASSPHRASE_ENV):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("BOTON_REGISTRY", str(tmp_path / "reg" / "registry.sqlite3"))
+    monkeypatch.setenv("BOTON_KEY_FILE", str(tmp_path / "cfg" / "registry.key"))
+    monkeypatch.setenv("BOTON_TECHNICIAN", "ana")
+    monkeypatch.setattr(RC, "passphrase_prompt", None)    # a library: no terminal to ask on
+    monkeypatch.setattr(RC, "SCRYPT_N", 2 ** 14)          # the real cost: test_real_cost
+    monkeypatch.setattr(RC, "_unlocked", {})              # one process per command, as the CLI
+    return tmp_path / "cfg" / "registry.key"
+
+
+def case():
+    return CaseData(alias="Luna", case_id="AGS/2024/00731", contacts=["+524491112233"])
+
+
+def with_case(monkeypatch):
+    """A device with her case, written with the passphrase; the registry closed again."""
+    monkeypatch.setenv(RC.PASSPHRASE_ENV, PASS)
+    with Registry(technician="ana") as reg:
+        reg.add_device(MAC)
+        reg.assign(MAC, case())
+        fingerprint = reg.cipher().fingerprint
+    monkeypatch.delenv(RC.PASSPHRASE_ENV)
+    RC._unlocked.clear()                            # unlocked once per process: a new command
+    return fingerprint
+
+
+def test_the_key_file_alone_does_not_hold_the_key(env, monkeypatch):
+    RC.create_key_file(passphrase=PASS)
+    assert stat.S_IMODE(env.stat().st_mode) == 0o600
+    fingerprint = with_case(monkeypatch)
+    text = env.read_text()
+    monkeypatch.setenv(RC.PASSPHRASE_ENV, PASS)
+    key = RC._unwrap(text, env)                     # what the passphrase opens
+    assert key not in text and len(key) == 44
+    monkeypatch.delenv(RC.PASSPHRASE_ENV)
+    RC._unlocked.clear()
+    with Registry() as reg:                         # no passphrase: no case data
+        assert reg.get(MAC).has_case                # devices need no key
+        with pytest.raises(RegistryKeyError, match="protected by a passphrase.*BOTON_KEY_PASSPHRASE") as e:
+            reg.case(MAC)
+        assert e.value.exit_code == 2
+    monkeypatch.setenv(RC.PASSPHRASE_ENV, "not the passphrase")
+    RC._unlocked.clear()
+    with Registry() as reg, pytest.raises(RegistryKeyError, match="wrong passphrase.*unchanged"):
+        reg.case(MAC)
+    monkeypatch.setenv(RC.PASSPHRASE_ENV, PASS)
+    with Registry() as reg:
+        assert reg.case(MAC).alias == "Luna" and reg.cipher().fingerprint == fingerprint
+    # the same key as a plain key file (or BOTON_KEY) opens the same registry
+    monkeypatch.setenv("BOTON_KEY", key)
+    with Registry() as reg:
+        assert reg.case(MAC).alias == "Luna"
+
+
+def test_a_terminal_is_asked_again_after_a_wrong_passphrase(env, monkeypatch):
+    RC.create_key_file(passphrase=PASS)
+    with_case(monkeypatch)
+    asked = []
+
+    def prompt(path, attempt):
+        asked.append(attempt)
+        return PASS if attempt == 1 else "typo typo typo"
+
+    monkeypatch.setattr(RC, "passphrase_prompt", prompt)
+    with Registry() as reg:
+        assert reg.case(MAC).alias == "Luna"
+        assert reg.case(MAC).alias == "Luna"        # asked once per command, not per use
+    assert asked == [0, 1]
+    asked.clear()
+    RC._unlocked.clear()
+    monkeypatch.setattr(RC, "passphrase_prompt", lambda path, attempt: asked.append(attempt) or "typo typo typo")
+    with Registry() as reg, pytest.raises(RegistryKeyError, match="wrong passphrase.*from the prompt"):
+        reg.case(MAC)
+    assert asked == [0, 1, 2]                       # three tries, as ssh gives
+    monkeypatch.setattr(RC, "passphrase_prompt", lambda path, attempt: None)   # not a terminal
+    with Registry() as reg, pytest.raises(RegistryKeyError, match="run on a terminal"):
+        reg.case(MAC)
+
+
+@pytest.mark.parametrize("content", [
+    "{not json", "{}", '{"format": "something else"}',
+    json.dumps({"format": RC.WRAP_FORMAT, "kdf": "scrypt", "n": 2 ** 30, "r": 8, "p": 1,
+                "salt": "AAAA", "key": "x"}),       # would ask scrypt for 128 GB
+    json.dumps({"format": RC.WRAP_FORMAT, "kdf": "scrypt", "n": 2 ** 14, "r": 8, "p": 1,
+                "salt": "not base64!", "key": "x"}),
+    json.dumps({"format": RC.WRAP_FORMAT, "kdf": "scrypt", "n": 2 ** 14, "r": 8, "p": 1,
+                "salt": "AAAA", "key": 5}),
+])
+def test_a_damaged_key_file_is_one_line(env, monkeypatch, content):
+    env.parent.mkdir(parents=True)
+    env.write_text(content)
+    env.chmod(0o600)
+    monkeypatch.setenv(RC.PASSPHRASE_ENV, PASS)
+    with pytest.raises(RegistryKeyError, match="is damaged.*backup"):
+        RC.load_key()
+
+
+def test_a_short_passphrase_is_refused(env):
+    with pytest.raises(InputError, match="at least 10 characters") as e:
+        RC.create_key_file(passphrase="  123456  ")
+    assert e.value.exit_code == 2 and not env.exists()
+
+
+def test_the_passphrase_changes_and_comes_off_the_key_stays(env, monkeypatch):
+    RC.create_key_file(passphrase=PASS)
+    fingerprint = with_case(monkeypatch)
+    monkeypatch.setenv(RC.PASSPHRASE_ENV, PASS)
+    RC.rewrap_key_file(passphrase=OTHER)
+    assert stat.S_IMODE(env.stat().st_mode) == 0o600 and list(env.parent.iterdir()) == [env]
+    with Registry() as reg, pytest.raises(RegistryKeyError, match="wrong passphrase"):
+        reg.case(MAC)                               # the old passphrase no longer opens it
+    monkeypatch.setenv(RC.PASSPHRASE_ENV, OTHER)
+    with Registry() as reg:
+        assert reg.case(MAC).alias == "Luna" and reg.cipher().fingerprint == fingerprint
+    RC.rewrap_key_file(passphrase=None)
+    monkeypatch.delenv(RC.PASSPHRASE_ENV)
+    assert len(env.read_text().strip()) == 44
+    with Registry() as reg:
+        assert reg.case(MAC).alias == "Luna" and reg.cipher().fingerprint == fingerprint
+
+
+def test_a_copy_of_a_protected_key_file_is_never_written_over(env, tmp_path):
+    RC.create_key_file(passphrase=PASS)
+    copy = tmp_path / "usb" / "key-backup"
+    copy.parent.mkdir()
+    copy.write_bytes(env.read_bytes())
+    with pytest.raises(InputError, match="registry key protected by a passphrase"):
+        check_target(copy, force=True)
+
+
+def test_real_cost(monkeypatch):
+    assert RC.SCRYPT_N == 2 ** 17                   # OWASP's scrypt cost, as shipped
+    monkeypatch.setenv(RC.PASSPHRASE_ENV, PASS)
+    text = RC.wrap_key(Fernet.generate_key().decode(), PASS)
+    assert json.loads(text)["n"] == 2 ** 17
+    assert len(RC._unwrap(text, "the test")) == 44
+
+
+# ----------------------------------------------------------------------------- CLI
+def run(group, *args, code=0, env=None):
+    RC._unlocked.clear()                            # each command is a process of its own
+    res = CliRunner().invoke(group, list(args), env=env, catch_exceptions=False)
+    assert res.exit_code == code, (res.stdout, res.stderr)
+    return res
+
+
+def test_cli_init_key_with_a_passphrase_and_what_info_says(env):
+    out = run(registry, "init-key", "--passphrase", code=2).stderr
+    assert "typed on a terminal" in out and RC.NEW_PASSPHRASE_ENV in out and not env.exists()
+    out = run(registry, "init-key", env={RC.NEW_PASSPHRASE_ENV: PASS}).stdout
+    assert "protected by a passphrase" in " ".join(out.split())
+    assert RC.is_wrapped(env.read_text())
+    info = json.loads(run(registry, "info", "--json").stdout)
+    assert info["key_file_passphrase"] is True and info["key_ok"] is False
+    assert "protected by a passphrase" in info["key_problem"]
+    info = json.loads(run(registry, "info", "--json", env={RC.PASSPHRASE_ENV: PASS}).stdout)
+    assert info["key_ok"] and info["key_source"].endswith("(passphrase)")
+    run(devices, "add", MAC)
+    assign = ["assign", MAC, "--alias", "Luna", "--case-id", "X1", "--contact", "449 111 2233",
+              "--order-ends", "2031-01-31"]
+    assert "protected by a passphrase" in run(devices, *assign, code=2).stderr
+    run(devices, *assign, env={RC.PASSPHRASE_ENV: PASS})
+
+
+def test_cli_init_key_without_a_passphrase_says_so(env):
+    out = " ".join(run(registry, "init-key").stdout.split())     # not a terminal: as before
+    assert "without a passphrase" in out and "key-passphrase" in out
+    assert len(env.read_text().strip()) == 44
+
+
+def test_cli_key_passphrase_adds_changes_and_removes(env):
+    run(registry, "init-key", "--no-passphrase", env={RC.NEW_PASSPHRASE_ENV: PASS})
+    assert not RC.is_wrapped(env.read_text())        # --no-passphrase wins
+    assert "typed on a terminal" in run(registry, "key-passphrase", code=2).stderr
+    out = run(registry, "key-passphrase", env={RC.NEW_PASSPHRASE_ENV: PASS}).stdout
+    assert "now protected by a passphrase" in " ".join(out.split())
+    assert "wrong passphrase" in run(registry, "key-passphrase", code=2,
+                                     env={RC.PASSPHRASE_ENV: OTHER, RC.NEW_PASSPHRASE_ENV: OTHER}).stderr
+    assert "too short" in run(registry, "key-passphrase", code=2,
+                              env={RC.PASSPHRASE_ENV: PASS, RC.NEW_PASSPHRASE_ENV: "short"}).stderr
+    run(registry, "key-passphrase", env={RC.PASSPHRASE_ENV: PASS, RC.NEW_PASSPHRASE_ENV: OTHER})
+    assert json.loads(run(registry, "info", "--json", env={RC.PASSPHRASE_ENV: OTHER}).stdout)["key_ok"]
+    out = run(registry, "key-passphrase", "--remove", env={RC.PASSPHRASE_ENV: OTHER}).stdout
+    assert "without a passphrase" in " ".join(out.split())
+    assert not RC.is_wrapped(env.read_text())
