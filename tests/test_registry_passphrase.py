@@ -206,3 +206,11 @@ def test_cli_key_passphrase_adds_changes_and_removes(env):
     out = run(registry, "key-passphrase", "--remove", env={RC.PASSPHRASE_ENV: OTHER}).stdout
     assert "without a passphrase" in " ".join(out.split())
     assert not RC.is_wrapped(env.read_text())
+
+
+def test_a_passphrase_that_is_not_utf8_in_the_environment(env, monkeypatch):
+    odd = "clave de la oficina \udcff"                  # a Latin-1 byte in a UTF-8 locale
+    monkeypatch.setenv(RC.NEW_PASSPHRASE_ENV, odd)
+    run(registry, "init-key")
+    monkeypatch.setenv(RC.PASSPHRASE_ENV, odd)
+    assert json.loads(run(registry, "info", "--json").stdout)["key_ok"]

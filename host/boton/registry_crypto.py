@@ -108,7 +108,8 @@ def check_passphrase(passphrase, source="the passphrase"):
 
 
 def _kek(passphrase, salt, n, r, p):
-    key = Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
+    # surrogateescape: an environment variable that is not UTF-8 arrives so, and wraps as it unwraps
+    key = Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8", "surrogateescape"))
     return Fernet(base64.urlsafe_b64encode(key))
 
 
