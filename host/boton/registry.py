@@ -18,8 +18,9 @@ sensitive: it is stored only as a Fernet token (AES-128-CBC + HMAC-SHA256), one 
 bound to the device's MAC. The key never enters the database. It comes from, in order:
 the `key=` argument, env `BOTON_KEY`, or the key file (env `BOTON_KEY_FILE`, else
 `registry.key` in the user config dir, ~/.config/boton-seguro/ on Linux). The key file is
-created only on purpose, by `boton registry init-key` (mode 0600, never overwritten) and
-must be backed up: without it the case data cannot be read. It is never created silently
+created only on purpose, by `boton registry init-key` (mode 0600, never overwritten; with a
+passphrase if given one, which `BOTON_KEY_PASSPHRASE` or a prompt supplies) and must be
+backed up: without it the case data cannot be read. It is never created silently
 on first use, so a second workstation cannot start writing cases under a different key;
 the registry also stores the key's fingerprint and refuses any other key before reading
 or writing case data. Device-only commands (add, list, deliver, ...) need no key.
