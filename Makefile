@@ -20,7 +20,7 @@ demo: venv
 
 # Whole suite, on the MicroPython unix port and CPython. The rig's tests mostly wait on the
 # simulated parts' real timing (a serial run keeps 2 cores about 2 % busy and takes ~25 min),
-# so pytest-xdist runs TEST_WORKERS of them at once: ~7 min on 2 cores. TEST_WORKERS=0: serial.
+# so pytest-xdist runs TEST_WORKERS of them at once: ~11 min on 2 cores. TEST_WORKERS=0: serial.
 TEST_WORKERS ?= 4
 test: venv
 	$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal
