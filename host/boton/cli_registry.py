@@ -613,6 +613,8 @@ def key_passphrase(key_file, remove, yes):
     R.rewrap_key_file(path, new)
     console.print(f"key file {escape(str(path))} is now {_key_protection_note(new is not None)}; "
                   "the key is unchanged. Replace the key's backup with this file.", soft_wrap=True)
+    if os.environ.get("BOTON_KEY"):
+        console.print("note: BOTON_KEY is set and takes precedence over this file")
 
 
 @registry.command()
