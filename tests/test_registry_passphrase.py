@@ -5,6 +5,8 @@ import stat
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from cryptography.fernet import Fernet
 
 from boton import registry_crypto as RC
@@ -116,6 +118,30 @@ def test_a_damaged_key_file_is_one_line(env, monkeypatch, content):
     monkeypatch.setenv(RC.PASSPHRASE_ENV, PASS)
     with pytest.raises(RegistryKeyError, match="is damaged.*backup"):
         RC.load_key()
+
+
+WRAPPED = json.loads(RC.wrap_key(Fernet.generate_key().decode(), PASS))
+FIELD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 2 ** 21), st.floats(),
+                         st.text(max_size=20), st.lists(st.integers(), max_size=2))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changed=st.dictionaries(st.sampled_from(sorted(WRAPPED)), FIELD_VALUES, max_size=4),
+       raw=st.binary(max_size=60))
+@example(changed={"n": float("inf")}, raw=b"")
+@example(changed={"r": True, "salt": None}, raw=b"\xff")
+def test_any_key_file_content_is_a_key_or_one_line(env, monkeypatch, changed, raw):
+    # found so: "n": Infinity (valid JSON to Python) raised OverflowError, a traceback
+    monkeypatch.setenv(RC.PASSPHRASE_ENV, PASS)
+    env.parent.mkdir(parents=True, exist_ok=True)
+    for content in (json.dumps({**WRAPPED, **changed}).encode(), b"{" + raw):
+        env.write_bytes(content)
+        env.chmod(0o600)
+        RC._unlocked.clear()
+        try:
+            assert len(RC.load_key()[1]) == 32
+        except RegistryKeyError:
+            pass
 
 
 def test_a_short_passphrase_is_refused(env):

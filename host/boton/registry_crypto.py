@@ -135,8 +135,8 @@ def _unwrap(text, path):
         if d.get("format") != WRAP_FORMAT or d.get("kdf") != "scrypt":
             raise ValueError
         # bounds: a damaged or planted file must not make scrypt ask for gigabytes
-        n, r, p = (int(d[k]) for k in ("n", "r", "p"))
-        if not (2 ** 14 <= n <= 2 ** 20 and n & (n - 1) == 0 and 1 <= r <= 16 and 1 <= p <= 4):
+        n, r, p = (d[k] for k in ("n", "r", "p"))
+        if not all(type(v) is int for v in (n, r, p)) or not (2 ** 14 <= n <= 2 ** 20 and n & (n - 1) == 0 and 1 <= r <= 16 and 1 <= p <= 4):
             raise ValueError
         salt = base64.b64decode(d["salt"], validate=True)
         token = d["key"].encode("ascii")
