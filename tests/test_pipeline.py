@@ -60,9 +60,14 @@ def test_flash_deploy_provision_test_call_deliver(chip, tmp_path, monkeypatch):
     url = chip.repl_url
     assert "deployed" in boton("deploy", "--port", url).stdout
     assert "already up to date" in boton("deploy", "--port", url).stdout  # second deploy copies nothing
-    # her case first: provision builds the button's configuration from it
+    # her case first: provision builds the button's configuration from it. The key as
+    # registry.md asks for it, with a passphrase: every step that reads her case unlocks it
     monkeypatch.setenv("BOTON_KEY_FILE", str(tmp_path / "registry.key"))
+    monkeypatch.setenv("BOTON_KEY_NEW_PASSPHRASE", "la oficina de la calle Madero")
     boton("registry", "init-key")
+    monkeypatch.delenv("BOTON_KEY_NEW_PASSPHRASE")
+    assert (tmp_path / "registry.key").read_text().startswith('{"format": "boton-registry-key/')
+    monkeypatch.setenv("BOTON_KEY_PASSPHRASE", "la oficina de la calle Madero")
     boton("devices", "assign", chip.mac, "--alias", "Luna", "--case-id", "AGS-2026-0042",
           "--order-ends", "2027-06-30", "--contact", DEFAULT_CONTACT)
     assert "from her case" in boton("provision", "--port", url, "--c4", DEFAULT_C4).stdout
