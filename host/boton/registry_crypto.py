@@ -35,8 +35,9 @@ MIN_PASSPHRASE = 10
 PROMPT_TRIES = 3
 
 # How a passphrase that PASSPHRASE_ENV does not give is asked for: prompt(path, attempt) ->
-# str (attempt > 0: the one before was wrong), or None where it cannot be asked (no terminal). The command line installs one; without it (a
-# library) a protected key file is refused with a message saying how to give it.
+# str (attempt > 0: the one before was wrong), or None where it cannot be asked (no
+# terminal). The command line installs one; without it (a library) a protected key file is
+# refused with a message saying how to give it.
 passphrase_prompt = None
 _unlocked = {}   # (path, file content) -> key text: one command asks, and pays scrypt, once
 
@@ -108,8 +109,10 @@ def check_passphrase(passphrase, source="the passphrase"):
 
 
 def _kek(passphrase, salt, n, r, p):
-    # surrogateescape: an environment variable that is not UTF-8 arrives so, and wraps as it unwraps
-    key = Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8", "surrogateescape"))
+    # surrogateescape: an environment variable that is not UTF-8 arrives so, and wraps as it
+    # unwraps
+    raw = passphrase.encode("utf-8", "surrogateescape")
+    key = Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(raw)
     return Fernet(base64.urlsafe_b64encode(key))
 
 
@@ -124,6 +127,13 @@ def wrap_key(text, passphrase) -> str:
                        "key": token.decode()}) + "\n"
 
 
+def _scrypt_cost_ok(n, r, p):
+    """JSON integers within bounds: a damaged or planted file must not make scrypt ask for
+    gigabytes (nor a float reach it)."""
+    return (all(type(v) is int for v in (n, r, p)) and 2 ** 14 <= n <= 2 ** 20
+            and n & (n - 1) == 0 and 1 <= r <= 16 and 1 <= p <= 4)
+
+
 def _unwrap(text, path):
     """The key text inside a protected key file, with the passphrase from PASSPHRASE_ENV or
     the prompt (PROMPT_TRIES tries); RegistryKeyError if none opens it."""
@@ -134,9 +144,8 @@ def _unwrap(text, path):
         d = json.loads(text)
         if d.get("format") != WRAP_FORMAT or d.get("kdf") != "scrypt":
             raise ValueError
-        # bounds: a damaged or planted file must not make scrypt ask for gigabytes
         n, r, p = (d[k] for k in ("n", "r", "p"))
-        if not all(type(v) is int for v in (n, r, p)) or not (2 ** 14 <= n <= 2 ** 20 and n & (n - 1) == 0 and 1 <= r <= 16 and 1 <= p <= 4):
+        if not _scrypt_cost_ok(n, r, p):
             raise ValueError
         salt = base64.b64decode(d["salt"], validate=True)
         token = d["key"].encode("ascii")
@@ -205,7 +214,8 @@ def rewrap_key_file(path=None, passphrase=None) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        raise RegistryError(f"cannot rewrite key file {path}: {e.strerror or e}; it is unchanged") from None
+        raise RegistryError(f"cannot rewrite key file {path}: {e.strerror or e}; it is "
+                            "unchanged") from None
     finally:
         tmp.unlink(missing_ok=True)
     return path
