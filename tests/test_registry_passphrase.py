@@ -11,8 +11,9 @@ from cryptography.fernet import Fernet
 
 from boton import registry_crypto as RC
 from boton.cli_registry import devices, registry
-from boton.errors import InputError, RegistryKeyError
+from boton.errors import InputError, PassphraseError, RegistryKeyError
 from boton.registry import CaseData, Registry
+from boton.release import release_hash
 from boton.safe_write import check_target
 
 MAC = "24:6f:28:00:00:01"
@@ -240,3 +241,61 @@ def test_a_passphrase_that_is_not_utf8_in_the_environment(env, monkeypatch):
     run(registry, "init-key")
     monkeypatch.setenv(RC.PASSPHRASE_ENV, odd)
     assert json.loads(run(registry, "info", "--json").stdout)["key_ok"]
+
+
+# ----------------------------------------------------------- before the board is opened
+NOWHERE = "socket://127.0.0.1:9"      # nothing listens: opening the port would fail, exit 3
+
+
+def _a_delivered_case():
+    with Registry(technician="ana") as reg:
+        reg.add_device(MAC, board="tcall_sim800l_axp192")
+        reg.assign(MAC, case())
+        reg.record_deploy(MAC, "ab" * 32)
+        reg.record_provision(MAC, "cd" * 32)
+        reg.record_test_call(MAC, True, "ok", firmware_hash=release_hash("tcall_sim800l_axp192"),
+                             board="tcall_sim800l_axp192")
+
+
+@pytest.mark.parametrize("command", [
+    ["provision", "--port", NOWHERE, "--c4", "449 910 0000"],
+    ["test-call", "--port", NOWHERE],
+    ["devices", "deliver", "BS-0001", "--port", NOWHERE],
+])
+def test_a_mistyped_passphrase_stops_before_the_board_is_opened(env, monkeypatch, command):
+    # registry first: as a broken registry, a passphrase that does not open the key refuses
+    # before the port is opened (a board in a session holds its watchdog for the host)
+    from boton.cli import main
+
+    RC.create_key_file(passphrase=PASS)
+    monkeypatch.setenv(RC.PASSPHRASE_ENV, PASS)
+    _a_delivered_case()
+    monkeypatch.setenv("BOTON_PIN", "482915")
+    monkeypatch.setenv(RC.PASSPHRASE_ENV, "not the passphrase")
+    err = run(main, *command, code=2).stderr
+    assert "wrong passphrase" in err and "connect" not in err
+    monkeypatch.delenv(RC.PASSPHRASE_ENV)           # not typed at all (no terminal): the same
+    assert "protected by a passphrase" in run(main, *command, code=2).stderr
+
+
+def test_a_wipe_does_not_go_on_searching_for_less_after_a_mistyped_passphrase(env, monkeypatch):
+    # Without her case the flash is searched only for what the button held. For a missing
+    # key that is the best there is (a warning); a passphrase can be typed again.
+    from boton.registry_workflow import plan_wipe
+
+    RC.create_key_file(passphrase=PASS)
+    monkeypatch.setenv(RC.PASSPHRASE_ENV, PASS)
+    _a_delivered_case()
+    with Registry(technician="ana") as reg:
+        reg.deliver(MAC)
+        reg.return_device(MAC)
+    monkeypatch.setenv(RC.PASSPHRASE_ENV, "not the passphrase")
+    RC._unlocked.clear()
+    with pytest.raises(PassphraseError, match="wrong passphrase"):
+        plan_wipe(MAC)
+    monkeypatch.setenv(RC.PASSPHRASE_ENV, PASS)
+    RC._unlocked.clear()
+    assert plan_wipe(MAC).case.alias == "Luna"
+    monkeypatch.setenv("BOTON_KEY_FILE", str(env.with_name("no-such.key")))   # no key: as before
+    plan = plan_wipe(MAC)
+    assert plan.case is None and "no registry key" in plan.case_unreadable

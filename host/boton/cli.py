@@ -536,6 +536,7 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
                                                   gesture=gesture, hold_ms=hold_ms, allow_911=allow_911)
     label = normalise_label(device_id) if device_id else None
     with Registry() as reg:  # registry first: a broken registry refuses before the port is opened
+        reg.unlock()         # and so does a mistyped passphrase
         with Device(port, timeout=30) as dev:
             mac = prov.device_mac(dev)
             if reg.get(mac) is None:
@@ -648,24 +649,26 @@ def test_call(port, device_ref, timeout):
         seen.append(b)
 
     # The device gives up after --timeout; the link allows for its boot and modem start on top.
-    with Registry() as reg, Device(port, timeout=timeout + 60) as dev:  # registry first
-        mac = prov.device_mac(dev)
-        reg.precheck("test_call", mac, expected=device_ref)
-        raw = dev.read_file(rules.CONFIG_PATH)
-        digest = reg.check_config(mac, raw)  # refused unless it is the recorded config from her case
-        # what is tested is what she gets: a button not running this release (deploy
-        # forgotten, an older image) would be delivered with what the test never ran
-        board, differs = prov.release_on_board(dev)
-        if differs:
-            raise DeviceError(f"the button does not run this release: {prov.differences(differs)}. Run "
-                              f"`boton deploy --port {port}{' --board ' + board if board else ''}` (or flash "
-                              "this release's image), then test-call again", EXIT_VERIFY)
-        config = json.loads(raw)
-        # the log is read before the test: afterwards the app holds the 56 KB heap
-        log_lines = prov.read_event_log(dev)
-        # the firmware gets the whole 56 KB, not what the reads left
-        out = dev.exec_firmware(f"import testcall\ntestcall.test_call({int(timeout)})", consumer=consume)
-        text = b"".join(seen).decode(errors="replace") + out.decode(errors="replace")
+    with Registry() as reg:  # registry first (a mistyped passphrase too)
+        reg.unlock()
+        with Device(port, timeout=timeout + 60) as dev:
+            mac = prov.device_mac(dev)
+            reg.precheck("test_call", mac, expected=device_ref)
+            raw = dev.read_file(rules.CONFIG_PATH)
+            digest = reg.check_config(mac, raw)  # refused unless it is the recorded config from her case
+            # what is tested is what she gets: a button not running this release (deploy
+            # forgotten, an older image) would be delivered with what the test never ran
+            board, differs = prov.release_on_board(dev)
+            if differs:
+                raise DeviceError(f"the button does not run this release: {prov.differences(differs)}. Run "
+                                  f"`boton deploy --port {port}{' --board ' + board if board else ''}` (or flash "
+                                  "this release's image), then test-call again", EXIT_VERIFY)
+            config = json.loads(raw)
+            # the log is read before the test: afterwards the app holds the 56 KB heap
+            log_lines = prov.read_event_log(dev)
+            # the firmware gets the whole 56 KB, not what the reads left
+            out = dev.exec_firmware(f"import testcall\ntestcall.test_call({int(timeout)})", consumer=consume)
+            text = b"".join(seen).decode(errors="replace") + out.decode(errors="replace")
     events = [line.split()[1:] for line in text.splitlines() if line.startswith("EV ")]
     names = [e[0] for e in events if e]
     answered = "call_active" in names

@@ -344,6 +344,7 @@ def deliver(device, port, registry_path, technician):
         d = reg.find(device)
         reg.deliver(d.mac, dry_run=True)          # registry first: refused before the port opens
         _tested_this_release(d)
+        reg.unlock()                              # a mistyped passphrase too
         with Device(port) as dev:
             mac = device_mac(dev)
             reg.precheck("deliver", mac, expected=d.mac)

@@ -52,3 +52,9 @@ class RegistryConflict(RegistryError):
 
 class RegistryKeyError(RegistryError):
     """The key is missing, malformed or not the one the case data was encrypted with."""
+
+
+class PassphraseError(RegistryKeyError):
+    """The key file has a passphrase that was not given, or not rightly: unlike a missing
+    key, the technician can fix it at once, so nothing that would read her case goes on
+    without it (a wipe would search the flash for less)."""

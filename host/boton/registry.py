@@ -65,7 +65,7 @@ from pathlib import Path
 
 from . import registry_audit as RA
 from . import registry_schema as schema
-from .errors import EXIT_VERIFY, RegistryConflict, RegistryError, RegistryKeyError
+from .errors import EXIT_VERIFY, PassphraseError, RegistryConflict, RegistryError, RegistryKeyError
 from .registry_backup import RESTORE_HINT, BackupAndVerify, check_registry_file, restore, sqlite_problem
 from .registry_casedata import CaseData, check_contacts
 from .registry_cases import CaseRecords
@@ -438,6 +438,20 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify):
             raise RegistryKeyError(f"cannot decrypt: wrong BOTON_KEY or key file? this registry's "
                                    f"case data was encrypted with key {stored}, the key from "
                                    f"{c.source} is {c.fingerprint}")
+
+    def unlock(self):
+        """Unlock the key now, before a board is opened, if the registry holds case data: a
+        passphrase missing or mistyped then stops the command before it touches the board,
+        as a broken registry does (PassphraseError). No key, or another one, is left to the
+        step that reads her case, as before (a button without a case needs none)."""
+        if self.key_fingerprint() is None:
+            return
+        try:
+            self.cipher()
+        except PassphraseError:
+            raise
+        except RegistryKeyError:
+            pass
 
     def key_fingerprint(self):
         """The fingerprint of the key the case data is encrypted with (None before any)."""

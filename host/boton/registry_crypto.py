@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from . import registry_audit as RA
-from .errors import InputError, RegistryConflict, RegistryError, RegistryKeyError
+from .errors import (InputError, PassphraseError, RegistryConflict, RegistryError,
+                     RegistryKeyError)
 from .registry_casedata import CaseData
 from .registry_paths import KEY_NAME, default_key_file, expand_home
 
@@ -136,7 +137,8 @@ def _scrypt_cost_ok(n, r, p):
 
 def _unwrap(text, path):
     """The key text inside a protected key file, with the passphrase from PASSPHRASE_ENV or
-    the prompt (PROMPT_TRIES tries); RegistryKeyError if none opens it."""
+    the prompt (PROMPT_TRIES tries); PassphraseError if none opens it, RegistryKeyError if
+    the file is damaged."""
     cached = _unlocked.get((str(path), text))
     if cached:
         return cached
@@ -159,7 +161,7 @@ def _unwrap(text, path):
         # asked again only after a wrong one
         tries = itertools.chain([first], (passphrase_prompt(path, i) for i in range(1, PROMPT_TRIES)))
     else:
-        raise RegistryKeyError(f"key file {path} is protected by a passphrase: type it at the "
+        raise PassphraseError(f"key file {path} is protected by a passphrase: type it at the "
                                f"prompt (run on a terminal), or set {PASSPHRASE_ENV}")
     for passphrase in tries:
         try:
@@ -169,7 +171,7 @@ def _unwrap(text, path):
         _unlocked[(str(path), text)] = key
         return key
     where = PASSPHRASE_ENV if env is not None else "the prompt"
-    raise RegistryKeyError(f"wrong passphrase for key file {path} (from {where}); the key file "
+    raise PassphraseError(f"wrong passphrase for key file {path} (from {where}); the key file "
                            "itself is unchanged")
 
 

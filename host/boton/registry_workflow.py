@@ -6,7 +6,7 @@ Pure of any transport: the CLI reads the device, then hands the facts here. Each
 one registry session (created on first use), as the commands have always done.
 """
 from . import eventlog_check
-from .errors import RegistryConflict, RegistryKeyError
+from .errors import PassphraseError, RegistryConflict, RegistryKeyError
 from .registry import Registry
 from .registry_states import TRANSITIONS
 
@@ -83,6 +83,8 @@ def plan_wipe(mac, force=False, confirm_forced=None) -> WipePlan:
             forced = True
         try:
             return WipePlan(True, forced, reg.wipe_case(mac))
+        except PassphraseError:
+            raise  # typed again, her case is searched for: not a weaker wipe for a typo
         except RegistryKeyError as e:
             return WipePlan(True, forced, None, str(e))
 
