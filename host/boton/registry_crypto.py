@@ -207,6 +207,7 @@ def rewrap_key_file(path=None, passphrase=None) -> Path:
     path = expand_home(path, "--key-file") if path else default_key_file()
     text, _, _ = read_key_file(path)
     content = wrap_key(text, passphrase) if passphrase is not None else text + "\n"
+    # not safe_write.write_file: it refuses the key file on purpose (exports must never hit it)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
