@@ -449,6 +449,73 @@ out([[x[1], x[2][:6]] for x in s.sms()])
     assert r == [[CONTACTS[0], "ALERTA"]] + [[n, "Boton "] for n in CONTACTS + [C4]]
 
 
+def test_no_sms_says_the_opposite_of_what_is_true_when_it_arrives(both):
+    # The order her contacts read is the truth: "CANCELADA" read after a new alert's
+    # "pidio ayuda" tells them she is safe; "pidio ayuda" read after "CANCELADA", that
+    # she pressed again. So an SMS that stopped being true (her location once the alert
+    # ended, the last alert's end once a new one began) is never sent nor retried, also
+    # not after a reset; and a new alert's SMS go first. (tests/test_alert_fuzz.py found
+    # each of these.)
+    r = both("""
+ONE = {"contacts": ["+524493330001"], "sms_c4": False, "sms_ok": None}
+def words(s, t0=0):
+    return [[x[0], x[2].split(":")[0][:24]] for x in s.sms() if x[0] >= t0]
+def report(s, ok):
+    s.ev("sms_sent", s.pending.pop(0), ok)
+res = {}
+# a new alert while the last one's end waits for a retry: the alert goes at once
+s = Sim(**ONE)
+s.ev("gesture", "alert"); report(s, True)
+s.advance(60000).ev("gesture", "cancel"); report(s, False)
+s.advance(5000).ev("gesture", "alert")
+s.sms_ok = True; s._run([])
+s.advance(600000)
+res["retrying_end"] = words(s, 65000)
+# the last alert's end in flight when she presses again, and it fails: not again
+s = Sim(**ONE)
+s.ev("gesture", "alert"); report(s, True)
+s.advance(60000).ev("gesture", "cancel")
+s.advance(1000).ev("gesture", "alert"); report(s, False)
+s.sms_ok = True; s._run([])
+s.advance(600000)
+res["end_in_flight"] = words(s, 61000)
+# her alert in flight when she cancels, and it fails: not again
+s = Sim(**ONE)
+s.ev("gesture", "alert")
+s.advance(1000).ev("gesture", "cancel"); report(s, False)
+s.sms_ok = True; s._run([])
+s.advance(600000)
+res["alert_in_flight"] = words(s)
+# a reset with her alert in flight after its end: the restored one is not sent
+s = Sim(**ONE)
+s.ev("gesture", "alert")
+s.advance(1000).ev("gesture", "cancel")
+saved = s.state
+s = Sim(sms_ok=True, contacts=ONE["contacts"], sms_c4=False)
+s.resume(saved).start()
+res["reset_after_end"] = words(s)
+# a reset with the end in flight during a new alert
+s = Sim(**ONE)
+s.ev("gesture", "alert"); report(s, True)
+s.advance(60000).ev("gesture", "cancel")
+s.advance(1000).ev("gesture", "alert")
+saved = s.state
+s = Sim(sms_ok=True, contacts=ONE["contacts"], sms_c4=False)
+s.resume(saved).start()
+res["reset_in_new_alert"] = words(s)
+out(res)
+""")
+    alert, ended = "ALERTA Boton Seguro", "Boton Seguro"
+    # its end failed at 60 s and waits for its retry; the new alert at 65 s goes at once
+    assert r["retrying_end"][0] == [65000, alert]
+    assert all(w != ended for _, w in r["retrying_end"]), r["retrying_end"]
+    assert r["end_in_flight"][0] == [61000, alert]
+    assert all(w != ended for _, w in r["end_in_flight"]), r["end_in_flight"]
+    assert r["alert_in_flight"] == [[0, alert], [1000, ended]]
+    assert r["reset_after_end"] == [[0, ended]]
+    assert [w for _, w in r["reset_in_new_alert"]] == [alert]   # not told in this alert yet
+
+
 def test_cancel_when_idle_is_ignored(both):
     r = both("""
 s = Sim()

@@ -145,7 +145,7 @@ out([first, arm, again, go.label(), rows, c.rows() == rows, c.items[-1].arg, c.s
     assert pend is True and none is None      # national form matches; other kinds do not
 
 
-def test_outbox_drop_locations_keeps_the_one_in_flight_and_front_goes_behind_it(both):
+def test_outbox_drop_keeps_the_one_in_flight_and_front_goes_behind_it(both):
     r = both("""
 import outbox as ob
 b = ob.Outbox()
@@ -155,7 +155,7 @@ b.queue("A", ob.STATUS)
 b.sent(b.head(), "none")
 b.put_front([b.new("C", ob.UPDATE)])
 front = [x.label() + " " + x.number for x in b.items]
-b.drop_locations()
+b.drop(ob.LOC)
 out([front, [x.label() + " " + x.number for x in b.items]])
 """)
     assert r == [["alert A", "update C", "alert B", "status A"], ["alert A", "status A"]]

@@ -358,6 +358,8 @@ class AlertMachine:
         self.cancel_by = st.get("by")
         self.unsent_due = bool(st.get("unsent_due"))
         self.outbox.restore(st.get("out"), seq)
+        # the one in flight at the reset goes again only if it is still true
+        self.outbox.drop((ob.CANCEL,) if self.active else ob.LOC)
         self.got_gps = list(st.get("got_gps") or [])
         self.told = list(st.get("told") or [])
         self.cell = st.get("cell")
@@ -476,8 +478,11 @@ class AlertMachine:
             self._log(acts, "no_c4_number", "")
         elif calls.can("dial"):
             self._dial(acts)
-        # location SMS are rendered when sent: never wait for the GPS
-        self._queue_location("alert")
+        # location SMS are rendered when sent: never wait for the GPS. They go first
+        # (a failed SMS waiting for its retry must not hold them); the last alert's end
+        # is no news now: "CANCELADA" after them would tell her contacts she is safe
+        self.outbox.drop((ob.CANCEL,))
+        self._queue_location("alert", True)
         acts.append(("set_timer", "update", c["update_every_s"] * 1000))
         acts.append(("set_timer", "max_alert", c["max_alert_s"] * 1000))
         # after the dial and the SMS: a bad value here must not keep them from going out
@@ -498,7 +503,7 @@ class AlertMachine:
         self.cancel_by = by
         self.end_t = now
         acts.append(("gesture_active", False))
-        self.outbox.drop_locations()
+        self.outbox.drop(ob.LOC)
         self._dirty = True
 
     def _cancel(self, now, acts, by, reply_to=None):
@@ -627,11 +632,18 @@ class AlertMachine:
             self._log(acts, "incoming_rejected", mask(num))
 
     # ---------------------------------------------------------------- SMS
-    def _queue_location(self, kind):
+    def _queue_location(self, kind, first=False):
+        box = self.outbox
+        front = []
         for n in self.recipients():
-            if not self.outbox.pending(n, ob.LOC):
-                self.outbox.queue(n, kind)
+            if not box.pending(n, ob.LOC):
+                if first:
+                    front.append(box.new(n, kind))
+                else:
+                    box.queue(n, kind)
                 self._dirty = True
+        if front:
+            box.put_front(front)
 
     def _pump(self, now, acts):
         box = self.outbox
@@ -675,7 +687,10 @@ class AlertMachine:
                     box.queue(e.number, ob.UPDATE)
             return
         e.tries += 1
-        if permanent or e.tries > self.cfg["sms_retries"]:
+        # an SMS that is no longer true is not tried again: her location after the alert
+        # ended, or its end once a new alert began
+        stale = self.active if e.kind == ob.CANCEL else e.kind in ob.LOC and not self.active
+        if permanent or stale or e.tries > self.cfg["sms_retries"]:
             if e.kind == ob.ALERT:
                 self._sms_failed += 1
             if not quiet:

@@ -80,9 +80,10 @@ class Outbox:
                 return True
         return False
 
-    def drop_locations(self):
-        # the alert ended: location messages not yet on their way are obsolete
-        self.items = [e for e in self.items if e.n == self.inflight or e.kind not in LOC]
+    def drop(self, kinds):
+        # messages of these kinds not yet on their way are obsolete (the alert ended:
+        # its locations; a new one began: the last one's end)
+        self.items = [e for e in self.items if e.n == self.inflight or e.kind not in kinds]
 
     def take(self, e):
         # e out of the queue, to be put elsewhere (put_front)
