@@ -68,6 +68,14 @@ configs = st.fixed_dictionaries({
     "callback_window_s": st.sampled_from([-1, 0, 3600]),
     "max_alert_s": st.sampled_from([600, 3600]),
     "daily_status_s": st.sampled_from([3600, 86400]),
+    "redial_backoff_s": st.sampled_from([[5, 10, 20], [1], []]),
+    "attempts_per_number": st.integers(1, 4),
+    "cycle_backoff_s": st.sampled_from([1, 60]),
+    "dial_timeout_s": st.sampled_from([20, 60]),
+    "update_every_s": st.sampled_from([60, 300]),
+    "sms_retries": st.integers(0, 3),
+    "low_battery_pct": st.sampled_from([[20, 10], [15], []]),
+    "vibrate": st.booleans(),
 })
 fixes = st.fixed_dictionaries({
     "lat": st.floats(-90, 90, allow_nan=False), "lon": st.floats(-180, 180, allow_nan=False),
@@ -148,6 +156,8 @@ class AlertUnderFire(RuleBasedStateMachine):
             elif k == "cancel_timer":
                 self.timers.pop(a[1], None)
             elif k == "persist":
+                if not a[1]["active"]:      # her position stays on the flash only in an alert
+                    assert a[1]["fix"] is None and a[1]["cell"] is None, a
                 self.saved = json.loads(json.dumps(a[1]))
                 again = AlertMachine(self.cfg).from_state(self.saved, self.now())
                 assert not [x for x in again if x[:2] == ("log", "state_ignored")], again
