@@ -18,9 +18,15 @@ Rules checked after every event:
   answered and hung up; a call ringing out always has its dial timeout; the alert has its
   end armed;
 - SMS go one at a time, in the GSM-7 alphabet and one 160-character segment, never to a
-  number outside her contacts, C4, the authorised senders and the programme;
+  number outside her contacts, C4, the authorised senders and the programme; marked
+  PRUEBA exactly on a training button; none says the opposite of the alert's state
+  (CANCELADA during an alert, "pidio ayuda" after it);
+- the delivery test's verdict comes once a boot, only on a training button;
 - an SMS waiting always has a way out: one in flight (with its timeout) or a retry armed;
-- every persisted state survives JSON and is taken back by a new machine.
+- every persisted state survives JSON and is taken back by a new machine, and holds her
+  position or cell only during an alert.
+And at the end: once the network takes every SMS and C4 answers, a running alert reaches
+everyone within a location update's time.
 
 Pure CPython (hypothesis): the machine's code is the firmware's, sans-IO; the scripted
 scenarios in test_alert.py run it on MicroPython too.
@@ -99,6 +105,7 @@ class AlertUnderFire(RuleBasedStateMachine):
         self.inflight = None    # n of the SMS the modem is sending
         self.saved = None       # the last persisted state, as JSON gives it back
         self.m = AlertMachine(self.cfg)
+        self.test_done = False
         c = self.cfg    # who may get an SMS from her button: never a stranger
         self.allowed = c["contacts"] + c["c4_numbers"] + c["authorized"] + [c["programme_number"]]
         self._do(self.m.start(self.now()))
@@ -145,11 +152,17 @@ class AlertUnderFire(RuleBasedStateMachine):
                 assert len(text) <= 160, (len(text), text)
                 # an alert's news never contradicts what is true when it goes out: a
                 # contact told "CANCELADA" during a new alert believes she is safe
+                # a training button's SMS are marked, a real one's never: nobody dispatches
+                # on PRUEBA
+                assert text.startswith("PRUEBA") == self.cfg["test_mode"], text
                 if any(w in text for w in CANCEL_WORDS):
                     assert not self.m.active, ("cancel text during an alert", text, acts)
                 if any(text.startswith(w) for w in LOCATION_WORDS):
                     assert self.m.active, ("alert text after the alert", text, acts)
                 self.inflight = n
+            elif k == "test_done":          # the delivery test's verdict: once a boot
+                assert self.cfg["test_mode"] and not self.test_done, a
+                self.test_done = True
             elif k == "set_timer":
                 assert isinstance(a[2], int) and 0 < a[2] <= MAX_TIMER_MS, a
                 self.timers[a[1]] = self.t + a[2]
@@ -292,6 +305,7 @@ class AlertUnderFire(RuleBasedStateMachine):
         else:
             self.call = None    # the firmware hangs up what it does not keep
         self.m = AlertMachine(self.cfg)
+        self.test_done = False
         self.timers = {}
         self.inflight = None    # what the modem was sending is never reported
         self.t0, self.t = t0, 0
