@@ -548,6 +548,7 @@ out([d.our_call(lines), d.our_call(lines[1:]), d.ringing(lines),
      d.end_cause(True, "busy", ["+CEER: Normal call clearing"]), d.end_cause(True, None, []),
      [d.sim_state(x) for x in ("+CPIN: READY", "+CPIN: SIM PIN", "CME 10", "CME 14")],
      d.battery_pct("+CBC: 0,87,4102"), d.battery_pct("+CBC: x"),
+     [d.battery_pct(x) for x in ("+CBC: 0,-1,0", "+CBC: 0,101,4300", "+CBC: 0,100,4200")],
      d.serving_cell(['+CENG: 0,"0063,34,00,334,020,23,1a2b,00,05,00c3,255"', "junk"]) is not None,
      d.serving_cell(["junk"]),
      d.POWER_WARNING[atparse.UV_WARN], [x in d.POWER_DOWN for x in
@@ -564,10 +565,10 @@ out([d.our_call(lines), d.our_call(lines[1:]), d.ringing(lines),
     r = r[:-2]
     assert r[3:7] == ["no_carrier", "busy", "remote", "dropped"]
     assert r[7] == ["ready", "stuck", "wait", "wait"]
-    assert r[8:10] == [87, None]
-    assert r[10] is True and r[11] is None
-    assert r[12] == "under_voltage" and r[13] == [True, True, False]
-    assert r[14:] == [True, 1200, "ATH"]
+    assert r[8:11] == [87, None, [None, None, 100]]   # a percent past 0..100 is no reading
+    assert r[11] is True and r[12] is None
+    assert r[13] == "under_voltage" and r[14] == [True, True, False]
+    assert r[15:] == [True, 1200, "ATH"]
 
 
 # What radio.py and service.py read from a dialect module.
@@ -590,7 +591,7 @@ out([d.serving_cell([lte]), d.serving_cell(["junk", gsm]),
      d.serving_cell(["+CPSI: NO SERVICE,Online"]), d.serving_cell(["+CPSI: LTE,Online,460,x,y"]),
      [d.rat_of([x]) for x in (lte, gsm, "+CPSI: NO SERVICE, Low Power Mode", "")],
      [d.battery_pct(x) for x in ("+CBC: 3.749V", "+CBC: 4.167V", "+CBC: 3.100V", "+CBC: 0,87,4102",
-                                 "+CBC: V", "")],
+                                 "+CBC: V", "", "+CBC: infV", "+CBC: nanV", "+CBC: 1e999V")],
      [d.reg_state(x) for x in (["+CREG: 0,1", "+CEREG: 0,1"], ["+CREG: 0,6", "+CEREG: 0,1"],
                                ["+CREG: 0,7"], ["+CREG: 0,5"], ["+CREG: 0,0", "+CEREG: 0,1"],
                                ["+CREG: 0,2", "+CEREG: 0,0"], ["+CREG: 0,11"], ["+CREG: junk"], [])],
@@ -607,7 +608,8 @@ out([d.serving_cell([lte]), d.serving_cell(["junk", gsm]),
     assert r[1] == {"cell": 0, "mcc": "334", "mnc": "020", "lac": "1A2B", "cellid": "2E43"}
     assert r[2] is None and r[3] is None
     assert r[4] == ["LTE", "GSM", None, None]
-    assert r[5] == [49, 96, 0, None, None, None]    # powerpolicy.battery_pct's 3.3-4.2 V line
+    assert r[5] == [49, 96, 0] + [None] * 6   # powerpolicy.battery_pct's 3.3-4.2 V line;
+    # inf and nan, which float() reads, raised (OverflowError, ValueError): a dead task
     assert r[6] == ["voice", "sms_only", "sms_only", "voice", "sms_only", None, None, None, None]
     assert r[7] == [[True, "VoLTE"], [True, "2G"], [False, None], [None, None]]
     assert r[8] == [[True, "2G"], [None, None], "GSM", "voice", None]

@@ -12,7 +12,7 @@ import re
 import sys
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from boton.paths import FIRMWARE
 
@@ -618,6 +618,51 @@ def test_helpers_never_raise(s):
               atparse.parse_ceng, atparse.split_args):
         f(s)
     atparse.is_urc(s, s)
+
+
+# Reply lines as a module (or a noisy line) might send them: a known prefix and fields of
+# numbers, quoted text, hex, floats (inf, nan and 1e999 too) or nothing; in what ATParser
+# hands on (printable ASCII, test_garbage_never_raises_and_stays_bounded).
+_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E))
+_FIELD = st.one_of(st.integers(-10**12, 10**12).map(str), st.sampled_from(
+    ["", "inf", "nan", "-inf", "1e999", "3.749", "0x7764", "0xZZ", "LTE", "GSM", "Online",
+     "334-020", "-", "--", "ERROR"]), _TEXT.filter(lambda t: len(t) <= 12),
+    _TEXT.filter(lambda t: len(t) <= 8).map('"{}"'.format))
+_LINE = st.one_of(_TEXT.filter(lambda t: len(t) <= 80), st.builds(
+    lambda p, sep, fields, tail: p + sep + ",".join(fields) + tail,
+    st.sampled_from(["+CBC", "+CPSI", "+CREG", "+CEREG", "+CLCC", "+CENG", "+CEER", "+CPIN",
+                     "+CSQ", "+CNMP", "+CMGS", "+CMGR", "+CMTI", "+CLIP", ""]),
+    st.sampled_from([": ", ":", " ", ""]), st.lists(_FIELD, max_size=12),
+    st.sampled_from(["", "V", "mV", "\r", " "])))
+
+
+@settings(max_examples=400, deadline=None)
+@given(lines=st.lists(_LINE, max_size=6), active=st.booleans(), code=st.one_of(st.none(), _FIELD))
+@example(lines=["+CBC: infV", "+CBC: nanV", "+CBC: 1e999V"], active=True, code=None)
+def test_dialect_readers_never_raise(lines, active, code):
+    # A reply the radio reads must never raise: its task dies, and a dead task restarts
+    # the board (app._task_died). "+CBC: infV" raised OverflowError in the A7670's reader.
+    import at3gpp
+    import aterrors
+    import dialect_a7670
+    import dialect_sim800
+    line = lines[0] if lines else ""
+    for d in (dialect_sim800, dialect_a7670):
+        d.serving_cell(lines)
+        for ln in lines:
+            pct = d.battery_pct(ln)
+            assert pct is None or 0 <= pct <= 100, (ln, pct)
+        state = d.reg_state(lines)
+        d.voice_of(state, d.rat_of(lines))
+    at3gpp.our_call(lines, 1)
+    at3gpp.answered_id(lines)
+    at3gpp.ringing(lines)
+    at3gpp.end_cause(active, code, lines)
+    at3gpp.sim_state(line)
+    c = aterrors.code_of(code)
+    aterrors.log_name("CMS", c, code or "")
+    aterrors.sms_retry_class("CMS", c)
+    atparse.sms_stored(lines)
 
 
 def test_random_chunking_on_micropython(mpy, exact):

@@ -115,6 +115,8 @@ def battery_pct(line):
         volts = float(s[:-1])
     except ValueError:
         return None
+    if not 0 < volts < 10:  # also inf and nan, which float() takes: no supply reads so
+        return None
     return _pct_of_mv(volts * 1000)
 
 

@@ -76,9 +76,9 @@ def serving_cell(lines):
 
 
 def battery_pct(line):
-    """+CBC: <charging>,<percent>,<mV> -> percent, or None."""
+    """+CBC: <charging>,<percent>,<mV> -> percent, or None (also for one past 0..100)."""
     v = parse_cbc(line)
-    return v[1] if v else None
+    return v[1] if v and 0 <= v[1] <= 100 else None
 
 
 def reg_state(lines):
