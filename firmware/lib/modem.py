@@ -4,7 +4,7 @@ import asyncio
 import time
 
 import aterrors
-from atparse import ATParser, CALL_END
+from atparse import ATParser, CALL_END, parse_cmgs
 
 CTRL_Z = b"\x1a"
 WAKE_MS = 50  # assumption: the SIM800 takes commands this soon after the wake byte
@@ -307,5 +307,6 @@ class Modem:
                 raise ModemError("AT+CMGS", kind, ftext)
             for line in self._lines:
                 if line.startswith("+CMGS:"):
-                    return int(line[6:].strip())
+                    mr = parse_cmgs(line)  # garbled on the line: None, never a raise (the
+                    return -1 if mr is None else mr  # SMS went: a dead task resets the board)
             return -1

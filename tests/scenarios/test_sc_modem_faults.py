@@ -222,3 +222,21 @@ def test_garbage_on_the_uart_does_not_stop_the_alert(dut, button, network, fault
     network.wait_call("call_connected", frm=dut.number, to=network.c4[0], after=mark,
                       timeout=dut.within(90, 20))
     assert "Traceback" not in dut.console.text()
+
+
+def test_a_garbled_sms_reference_neither_restarts_the_board_nor_resends(dut, button, network, faults):
+    # "+CMGS: 1?" (a bit flipped on the line) with OK after it: the network took the SMS.
+    # int() of it raised in Modem.send_sms, the send task died, and a dead task restarts
+    # the board (app._task_died): mid-alert, and the SMS went out again after the resume.
+    faults.garble_lines("+CMGS", 1)
+    mark, log_mark = network.mark(), dut.mark()
+    button.alert()
+    contact = network.contacts[0]
+    network.wait_sms(to=contact, after=mark, timeout=dut.within(90, 20))
+    network.wait_call("call_connected", frm=dut.number, to=network.c4[0], after=mark,
+                      timeout=dut.within(90, 20))
+    dut.wait_log("sms_ok", since=log_mark, timeout=dut.within(60, 10))
+    assert not dut.logged("crash", since=log_mark), dut.log(log_mark)
+    assert "Traceback" not in dut.console.text(log_mark)
+    tries = [e for e in network.events(mark) if e["kind"] == "sms" and e["to"] == contact]
+    assert len(tries) == 1, tries

@@ -1,7 +1,7 @@
 """Soak: random faults of the parts and the network around an alert, several at once, each
 one the alert must survive (the network or the module comes back, a reset, a second press,
-an SMS command, the battery sagging), pressed on a button just booted or, as she carries
-it, in standby. Whatever the mix, her trusted contacts get the alert SMS and C4 is on the
+an SMS command, the battery sagging, a reply or URC garbled on the UART), pressed on a
+button just booted or, as she carries it, in standby. Whatever the mix, her trusted contacts get the alert SMS and C4 is on the
 line with the button, and the firmware never crashes.
 
 The chip's time.ticks_ms() wraps (every 12.4 days on the ESP32) a drawn 5 to 60 s after it
@@ -33,6 +33,10 @@ FAMILY_TOGGLES = {"a7670": ("volte_unavailable", "sms_only", "emergency_only")}
 SHOTS = ("modem_silent", "modem_brown_out", "uart_garbage", "drop_call", "cms_error",
          "esp32_reset", "power_cycle", "next_call_result", "press_again", "sms_command",
          "low_battery", "under_voltage", "c4_calls_back", "cancel_and_press_again")
+# Lines garbled on the UART (a bit flipped: their last character), replies and URCs the
+# firmware reads; drawn from their own stream, so every seed keeps its other faults.
+GARBLED = ("+CMGS", "+CLCC", "+CMTI", "+CMGR", "+CMGL", "+CREG", "+CSQ", "+CBC", "+CPSI", "+CEER",
+           "+CLIP", "RING", "NO CARRIER", "OK")
 RETRYABLE_CMS = (41, 42, 331, 332, 500)
 COMMANDS = ("UBICACION {pin}", "ESTADO {pin}", "UBICACION 0000", "hola")
 
@@ -64,7 +68,14 @@ def plan_for(seed, family):
                "gps_corrupt": lambda: rnd.choice((0.3, 1.0))}.get(name, lambda: None)()
         plan.append((round(rnd.uniform(-2, 8), 2), name, arg, round(rnd.uniform(1, 40), 2)))
     # Drawn after the faults, so adding it left every seed's faults as they were.
-    return sorted(plan), rnd.random() < 0.5
+    return sorted(plan + garbles_for(seed)), rnd.random() < 0.5
+
+
+def garbles_for(seed):
+    """Up to two lines garbled on the UART (modem.garble_lines), as plan entries."""
+    rnd = random.Random(f"garble {seed}")
+    return [(round(rnd.uniform(-2, 8), 2), "garble_lines", (rnd.choice(GARBLED), rnd.randint(1, 3)), 0)
+            for _ in range(rnd.choice((0, 0, 1, 2)))]
 
 
 def wrap_after_s(seed):
@@ -101,6 +112,8 @@ def _apply(faults, button, network, name, arg, toggles):
         faults.cms_error(arg)
     elif name == "next_call_result":
         faults.next_call_result(arg)
+    elif name == "garble_lines":
+        faults.garble_lines(*arg)
     elif name == "press_again":
         button.alert()
     elif name == "c4_calls_back":  # the operator calls her button, maybe while it dials C4

@@ -268,6 +268,12 @@ class VirtualFaults:
         """The next `count` unsolicited lines starting with `prefix` never reach the ESP32."""
         self._do(f"next {count} '{prefix}' line(s) lost on the UART", self.vd.modem.lose_urcs, prefix, count)
 
+    def garble_lines(self, prefix, count=1):
+        """The next `count` lines starting with `prefix` reach the ESP32 with their last
+        character garbled ("+CMGS: 1?")."""
+        self._do(f"next {count} '{prefix}' line(s) garbled on the UART", self.vd.modem.garble_lines,
+                 prefix, count)
+
     def modem_brown_out(self):
         self._do("modem restarts by itself (supply dip under a transmit burst)", self.vd.modem.brown_out)
 
@@ -372,6 +378,9 @@ class HardwareFaults:
 
     def lose_urcs(self, prefix, count=1):
         _unavailable("lose_urcs", "needs a jig that filters the modem's TXD line")
+
+    def garble_lines(self, prefix, count=1):
+        _unavailable("garble_lines", "needs a jig that filters the modem's TXD line")
 
     def modem_brown_out(self):
         _unavailable("modem_brown_out", "needs a programmable supply that dips VBAT for a moment")

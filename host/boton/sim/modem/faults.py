@@ -78,6 +78,16 @@ class FaultsGroup:
 
     _lost_urcs = None  # lose_urcs(): prefix -> lines still to lose
 
+    def garble_lines(self, prefix, count=1):
+        """The next `count` lines starting with `prefix` ("+CMGS", "+CLCC") reach the ESP32
+        with their last character garbled (a bit flipped on the line): "+CMGS: 1?" for
+        "+CMGS: 12". Replies and unsolicited lines alike."""
+        if self._garbled is None:
+            self._garbled = {}
+        self._garbled[prefix] = self._garbled.get(prefix, 0) + int(count)
+
+    _garbled = None  # garble_lines(): prefix -> lines still to garble
+
     def go_silent(self, latched=False):
         """The module hangs: no echo, no replies, no URCs until it is restarted. A latched
         hang ignores the RESET pin too: only a power-off (supply cut, or a PWRKEY press,

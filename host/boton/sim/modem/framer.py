@@ -171,6 +171,13 @@ class Framer:
             del self.at_log[: self.AT_LOG_MAX // 2]
 
     def _info_bytes(self, text):
+        garbled = getattr(self, "_garbled", None)   # FaultsGroup.garble_lines()
+        if garbled:
+            for prefix, left in garbled.items():
+                if left and text.startswith(prefix):
+                    garbled[prefix] = left - 1
+                    text = text[:-1] + "?"
+                    break
         return (f"\r\n{text}\r\n" if self.verbose else f"{text}\r\n").encode("latin-1")
 
     def _result_bytes(self, text):
