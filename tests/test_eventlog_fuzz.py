@@ -13,6 +13,7 @@ Pure CPython: the module is the firmware's own; test_alert_parts runs it on Micr
 """
 import os
 import sys
+import tempfile
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -28,10 +29,13 @@ DETAILS = st.one_of(st.sampled_from(["-", "gesture", "...0000 #1", "a b\nc", ""]
                     st.text(max_size=30))
 
 
+def _builtin_open():
+    eventlog.__dict__.pop("open", None)  # the module's open() is the builtin again
+
+
 class LogOverALife(RuleBasedStateMachine):
     @initialize()
     def boot(self):
-        import tempfile
         self.dir = tempfile.mkdtemp(prefix="evlog-")
         self.prefix = os.path.join(self.dir, "log")
         self.now = 1796040000
@@ -41,7 +45,7 @@ class LogOverALife(RuleBasedStateMachine):
         self.log = self._open()
 
     def teardown(self):
-        eventlog.open = open
+        _builtin_open()
         d = getattr(self, "dir", None)
         if d:
             for f in os.listdir(d):
@@ -60,7 +64,7 @@ class LogOverALife(RuleBasedStateMachine):
                 return open(path, mode, *a, **k)
             eventlog.open = refusing
         else:
-            eventlog.open = open
+            _builtin_open()
 
     @rule(event=st.sampled_from(HERS), detail=DETAILS)
     def her_entry(self, event, detail):
@@ -96,7 +100,7 @@ class LogOverALife(RuleBasedStateMachine):
     def the_host_accepts_the_retained_log(self):
         if not hasattr(self, "log"):
             return
-        eventlog.open = open
+        _builtin_open()
         lines = self.log.entries()
         ok, why = eventlog.verify(lines)
         assert ok, (why, lines[-5:])
