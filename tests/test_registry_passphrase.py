@@ -295,7 +295,7 @@ def test_a_wipe_does_not_go_on_searching_for_less_after_a_mistyped_passphrase(en
         plan_wipe(MAC)
     monkeypatch.setenv(RC.PASSPHRASE_ENV, PASS)
     RC._unlocked.clear()
-    assert plan_wipe(MAC).case.alias == "Luna"
+    assert [c.alias for c in plan_wipe(MAC).cases] == ["Luna"]
     monkeypatch.setenv("BOTON_KEY_FILE", str(env.with_name("no-such.key")))   # no key: as before
     plan = plan_wipe(MAC)
-    assert plan.case is None and "no registry key" in plan.case_unreadable
+    assert plan.cases == [] and "no registry key" in plan.case_unreadable

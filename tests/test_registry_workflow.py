@@ -2,6 +2,7 @@
 import pytest
 from cryptography.fernet import Fernet
 
+from boton import wipe_check
 from boton.errors import EXIT_CONFLICT, RegistryConflict
 from boton.registry import CaseData, Registry
 from boton.registry_workflow import plan_wipe, record_step, record_wipe
@@ -41,7 +42,7 @@ def test_record_step_takes_only_record_methods(action):
 
 def test_an_unknown_button_is_wiped_without_a_record():
     plan = plan_wipe(MAC)
-    assert (plan.known, plan.forced, plan.case, plan.case_unreadable) == (False, False, None, None)
+    assert (plan.known, plan.forced, plan.cases, plan.case_unreadable) == (False, False, [], None)
     assert record_wipe(plan, MAC, True, "file-level") is False
     with Registry() as reg:
         assert reg.get(MAC) is None
@@ -61,7 +62,7 @@ def test_a_delivered_button_needs_force_and_a_confirmation():
     asked = []
     plan = plan_wipe(MAC, force=True, confirm_forced=asked.append)
     assert [d.state for d in asked] == ["delivered"]
-    assert plan.known and plan.forced and plan.case.alias == "Luna"
+    assert plan.known and plan.forced and [c.alias for c in plan.cases] == ["Luna"]
     assert record_wipe(plan, MAC, True, "raw read-back: clean") is True
     with Registry() as reg:
         assert reg.get(MAC).state == "in_stock"
@@ -71,4 +72,24 @@ def test_without_the_key_the_wipe_goes_on_and_says_why(monkeypatch):
     delivered()
     monkeypatch.setenv("BOTON_KEY", Fernet.generate_key().decode())   # not this registry's key
     plan = plan_wipe(MAC, force=True)
-    assert plan.known and plan.case is None and "key" in plan.case_unreadable
+    assert plan.known and plan.cases == [] and "key" in plan.case_unreadable
+
+
+def test_the_wipe_searches_for_every_case_the_button_had():
+    """A provisioning from her case interrupted (the button may hold her config), the
+    provisioning rolled back and another case given to the button: the wipe searches the
+    flash for both women's data, not only the last case's."""
+    with Registry() as reg:
+        reg.add_device(MAC)
+        reg.assign(MAC, CaseData(alias="Luna", case_id="C-1", contacts=["449 111 2233"]))
+        case, row = reg.provision_case(MAC)
+        reg.begin_provision(MAC, CFG, row)          # the write may have happened
+        reg.abort_provision(MAC)
+        reg.assign(MAC, CaseData(alias="Sol", case_id="C-2", contacts=["449 222 3344"]), replace=True)
+    plan = plan_wipe(MAC)
+    assert [c.alias for c in plan.cases] == ["Sol", "Luna"]
+    found = wipe_check.needles(plan.cases)
+    forms = [p for n in found if n.kind in ("alias", "contact") for p in n.patterns]
+    assert any(b"Luna" in p for p in forms) and any(b"2233" in p for p in forms)
+    with Registry() as reg:
+        assert reg.audit(MAC)[-1]["detail"] == "case data read to verify the wipe (2 cases)"

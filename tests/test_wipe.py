@@ -180,7 +180,7 @@ def test_force_on_a_delivered_button_asks_and_is_audited(her_button):
 
 def test_needles_cover_the_forms_the_firmware_writes():
     config = json.loads(config_bytes(demo_config(pin=PIN)))
-    found = wipe_check.needles(None, config, {"fix": [e7(HER_POINT[0]), e7(HER_POINT[1]), 1, 8, 5]})
+    found = wipe_check.needles((), config, {"fix": [e7(HER_POINT[0]), e7(HER_POINT[1]), 1, 8, 5]})
     blob = (json.dumps(config) + ' "fix": [%d, ' % e7(HER_POINT[0])).encode()
     res = wipe_check.search(blob, found)
     assert {k for k, n in res.found.items() if n} == {"alias", "contact", "c4", "pin_hash",

@@ -746,11 +746,10 @@ def wipe(port, keep_log, force, yes, download_port, pin_file):
             err_console.print(f"[yellow]warning:[/] her case cannot be read ({plan.case_unreadable}); "
                               "the flash is searched only for what the button itself held",
                               soft_wrap=True)
-        case = plan.case
         w = prov.wipe(dev, keep_log=keep_log, progress=lambda m: console.print(m, soft_wrap=True))
-    found = wipe_check.with_baseline(wipe_check.needles(case, w.config, w.alert_state, pin),
+    found = wipe_check.with_baseline(wipe_check.needles(plan.cases, w.config, w.alert_state, pin),
                                      w.reinstalled)
-    if case is None and w.config is None and w.alert_state is None:
+    if not plan.cases and w.config is None and w.alert_state is None:
         console.print("nothing known about her (no case in the registry, no configuration on "
                       "the button): only stale positions are searched for")
     why = ""

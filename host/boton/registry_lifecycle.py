@@ -409,21 +409,24 @@ class DeviceLifecycle:
                 f"registry knows); return it first: boton devices return {label} "
                 "(or, if it cannot be returned, boton wipe --force, which is audited)")
 
-    def wipe_case(self, mac):
-        """Her last case on this device (the open one, or the one its return closed),
-        decrypted, for `boton wipe` to search the flash for; None if it never had one.
-        Audited."""
+    def wipe_cases(self, mac):
+        """Every case this device has had (the open one, those its returns or replacements
+        closed), decrypted, newest first, for `boton wipe` to search the flash for: an
+        older beneficiary's data left on it is as much a finding as the last one's (a
+        case replaced on a button that may hold the old one's config). [] if it never
+        had one (no key needed). Audited."""
         mac = normalise_mac(mac)
         with self._read() as db:
             self._row(db, mac)
-            row = db.execute("SELECT token FROM cases WHERE mac = ? ORDER BY id DESC LIMIT 1",
-                             (mac,)).fetchone()
-        if row is None:  # never had a case: no key needed
-            return None
-        case = self.cipher().open(mac, row["token"])
+            rows = db.execute("SELECT token FROM cases WHERE mac = ? ORDER BY id DESC", (mac,)).fetchall()
+        if not rows:
+            return []
+        c = self.cipher()
+        cases = [c.open(mac, r["token"]) for r in rows]
         with self._write() as db:
-            self._audit(db, "reveal", mac, "case data read to verify the wipe")
-            return case
+            self._audit(db, "reveal", mac, "case data read to verify the wipe"
+                        + (f" ({len(cases)} cases)" if len(cases) > 1 else ""))
+        return cases
 
     def mark_faulty(self, mac, reason) -> DeviceRecord:
         mac = normalise_mac(mac)

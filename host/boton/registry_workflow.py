@@ -53,14 +53,14 @@ def _with_sms_head(result, lines, sms_head):
 
 class WipePlan:
     """What the registry knows of a button before it is wiped: `known` (registered: only
-    then is the wipe recorded), `forced` (a delivered button wiped with --force), `case`
-    (hers, what the flash is searched for; None without one) and `case_unreadable` (why
-    her case could not be read, e.g. no key; None if it could)."""
+    then is the wipe recorded), `forced` (a delivered button wiped with --force), `cases`
+    (every case the button had, what the flash is searched for; [] without one) and
+    `case_unreadable` (why they could not be read, e.g. no key; None if they could)."""
 
-    def __init__(self, known=False, forced=False, case=None, case_unreadable=None):
+    def __init__(self, known=False, forced=False, cases=(), case_unreadable=None):
         self.known = known
         self.forced = forced
-        self.case = case
+        self.cases = list(cases)
         self.case_unreadable = case_unreadable
 
 
@@ -82,11 +82,11 @@ def plan_wipe(mac, force=False, confirm_forced=None) -> WipePlan:
                 confirm_forced(d)
             forced = True
         try:
-            return WipePlan(True, forced, reg.wipe_case(mac))
+            return WipePlan(True, forced, reg.wipe_cases(mac))
         except PassphraseError:
             raise  # typed again, her case is searched for: not a weaker wipe for a typo
         except RegistryKeyError as e:
-            return WipePlan(True, forced, None, str(e))
+            return WipePlan(True, forced, (), str(e))
 
 
 def record_wipe(plan, mac, verified, detail) -> bool:

@@ -112,12 +112,13 @@ def position_forms(lat_e7: int, lon_e7: int) -> list:
     return out
 
 
-def needles(case=None, config=None, alert_state=None, pin=None) -> list:
-    """The needles for what the registry's case and the device's own files say she had."""
+def needles(cases=(), config=None, alert_state=None, pin=None) -> list:
+    """The needles for what the registry's cases (every one the button had) and the
+    device's own files say its beneficiaries had."""
     out = []
     alias = set()
     numbers = {"contact": set(), "c4": set()}
-    if case is not None:
+    for case in cases:
         alias.add(case.alias)
         numbers["contact"].update(case.contacts)
         if getattr(case, "full_name", None):
