@@ -338,3 +338,22 @@ def test_works_inside_the_main_group(env):
     assert "added BS-0001" in res.stdout
     assert "already in the registry" in run(main, "devices", "add", MAC1, code=7).stderr
     assert isinstance(main.commands["registry"], click.Group)
+
+
+def test_purge_cases_erases_only_what_nothing_needs(env):
+    provisioned(env)
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        reg.deliver(MAC1)
+        reg.return_device(MAC1)
+    res = run(registry, "purge-cases", code=2)                 # no default retention
+    assert "missing --older-than" in res.stderr
+    assert "no closed case older than 0 days" in run(registry, "purge-cases", "--older-than", "0").stdout
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        reg.record_wipe(MAC1, verified=True)
+    out = run(registry, "purge-cases", "--older-than", "0", "--dry-run").stdout
+    assert "BS-0001 (24:6f:28:00:00:01): case closed" in out and "would be erased (dry run)" in out
+    data = json.loads(run(registry, "purge-cases", "--older-than", "0", "--json").stdout)
+    assert [r["label"] for r in data["erased"]] == ["BS-0001"]
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        assert reg.wipe_cases(MAC1) == []
+    assert "Luna" not in run(devices, "audit", MAC1).stdout

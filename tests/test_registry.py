@@ -317,6 +317,45 @@ def test_faulty_provisioned_device_closes_the_case_and_needs_a_wipe(reg):
     assert reg.restock(m).state == "in_stock"
 
 
+def test_closed_cases_are_erased_once_nothing_needs_them(reg, db_path):
+    """Retention: a returned button's case stays (encrypted) while the wipe may still need
+    to search the flash for it; once the button is wiped and verified, and the programme's
+    retention period has passed, purge_closed_cases erases it from the file for good."""
+    m, other = mac(1), mac(2)
+    ready(reg, m)
+    reg.deliver(m)
+    token = reg.db.execute("SELECT token FROM cases WHERE mac = ?", (m,)).fetchone()["token"]
+    ready(reg, other, case(alias="Sol", case_id="AGS/2024/00999", contacts=["449 333 4455"]))
+    reg.return_device(m)                              # closed; the button is not wiped yet
+    assert reg.purge_closed_cases(0) == []            # the wipe still searches for it
+    assert len(reg.wipe_cases(m)) == 1
+    reg.record_wipe(m, verified=True)
+    reg._clock.t += dt.timedelta(days=10)
+    assert reg.purge_closed_cases(30, dry_run=True) == []   # closed 10 days ago: kept
+    would = reg.purge_closed_cases(7, dry_run=True)
+    assert [(lb, mc) for lb, mc, _ in would] == [("BS-0001", m)]
+    assert reg.db.execute("SELECT COUNT(*) FROM cases WHERE mac = ?", (m,)).fetchone()[0] == 1
+    assert [(lb, mc) for lb, mc, _ in reg.purge_closed_cases(7)] == [("BS-0001", m)]
+    assert reg.wipe_cases(m) == [] and reg.case(other).alias == "Sol"   # the active case stays
+    assert bytes(token) not in all_bytes(db_path.parent)    # gone from the file and the WAL
+    row = reg.audit(m)[-1]
+    assert row["action"] == "purge_case" and row["detail"].startswith("closed case erased (closed ")
+    reg.verify()
+    with pytest.raises(RegistryError, match="whole number of days"):
+        reg.purge_closed_cases(-1)
+
+
+def test_a_retired_buttons_case_is_erased_and_a_faulty_unwiped_ones_kept(reg):
+    m, f = mac(1), mac(2)
+    ready(reg, m)
+    reg.mark_faulty(m, "no enciende")                 # closes her case; may hold her config
+    reg.retire(m, "placa destruida", allow_unwiped=True)
+    ready(reg, f, case(alias="Sol", case_id="AGS/2024/00999", contacts=["449 333 4455"]))
+    reg.mark_faulty(f, "GPS never gets a fix")        # closed, not wiped: its wipe needs it
+    assert [mc for _, mc, _ in reg.purge_closed_cases(0)] == [m]
+    assert len(reg.wipe_cases(f)) == 1
+
+
 def test_reasons_are_required_and_scrubbed(reg):
     reg.add_device(mac(1))
     with pytest.raises(RegistryError, match="give a reason"):

@@ -688,6 +688,45 @@ def verify(as_json, registry_path, technician):
                       soft_wrap=True)
 
 
+@registry.command("purge-cases")
+@click.option("--older-than", "days", type=click.IntRange(0, 36500), metavar="DAYS",
+              help="Erase cases closed at least this many days ago (the programme's retention period).")
+@click.option("--dry-run", is_flag=True, help="Only list what would be erased.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation on a terminal.")
+@json_option
+@registry_options
+def purge_cases(days, dry_run, yes, as_json, registry_path, technician):
+    """Erase closed cases that nothing needs any more: her case is closed when her button
+    is returned (or the case replaced) and stays encrypted only so that the wipe can
+    search the flash for it. Erased here: cases closed at least DAYS ago whose button has
+    been wiped and verified since, or retired. A button still waiting for its wipe keeps
+    its cases. Backups made before still hold them (encrypted): replace them. Audited per
+    button; no key needed.
+
+    Example: boton registry purge-cases --older-than 365 --dry-run
+    """
+    if days is None:  # no default: how long cases are kept is the programme's decision
+        if not _interactive():
+            raise DeviceError("missing --older-than (nothing is asked when stdin is not a terminal)", EXIT_USAGE)
+        days = click.prompt("Erase cases closed at least how many days ago", type=click.IntRange(0, 36500))
+    with _open(registry_path, technician) as reg:
+        found = reg.purge_closed_cases(days, dry_run=True)
+        if found and not dry_run:
+            _confirm(f"Erase {len(found)} closed case(s) for good?", yes)
+            found = reg.purge_closed_cases(days)
+    if as_json:
+        _echo_json({"erased": [] if dry_run else [{"label": lb, "mac": m, "closed_at": c} for lb, m, c in found],
+                    "would_erase": [{"label": lb, "mac": m, "closed_at": c} for lb, m, c in found] if dry_run else []})
+        return
+    if not found:
+        console.print(f"no closed case older than {days} days that nothing needs")
+        return
+    for label, mac, closed in found:
+        console.print(f"{label} ({mac}): case closed {closed[:10]}" + ("" if dry_run else " erased"))
+    console.print(f"{len(found)} closed case(s) " + ("would be erased (dry run)" if dry_run else
+                  "erased; backups made before still hold them, encrypted: replace them"))
+
+
 @registry.command()
 @click.argument("dest", type=click.Path(dir_okay=False))
 @registry_options

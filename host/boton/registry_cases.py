@@ -73,6 +73,37 @@ class CaseRecords:
             self._audit(db, "reveal", mac, "case data shown")
             return case
 
+    def purge_closed_cases(self, older_than_days, dry_run=False):
+        """Erase the closed cases that nothing needs any more: closed at least
+        `older_than_days` days ago (the programme's retention period), on a button whose
+        flash no longer may hold them (a verified wipe since, wipe_required clear) or that
+        is retired (its flash destroyed). A closed case whose button still waits for its
+        wipe is kept: the wipe searches the flash for it (wipe_cases). The rows are
+        deleted (secure_delete zeroes them in the file) and the WAL is checkpointed and
+        truncated; backups made before still hold them, encrypted. No key needed.
+        Returns [(label, mac, closed_at)] of what was (dry_run: would be) erased,
+        audited per button."""
+        if not isinstance(older_than_days, int) or older_than_days < 0:
+            raise RegistryError("--older-than must be a whole number of days >= 0")
+        now = dt.datetime.strptime(self.now(), "%Y-%m-%dT%H:%M:%SZ")
+        cutoff = (now - dt.timedelta(days=older_than_days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT c.id, c.mac, c.closed_at, d.label FROM cases c JOIN devices d ON d.mac = c.mac "
+                "WHERE c.active = 0 AND c.closed_at <= ? AND (d.wipe_required = 0 OR d.state = 'retired') "
+                "ORDER BY d.label, c.id", (cutoff,)).fetchall()
+            out = [(r["label"], r["mac"], r["closed_at"]) for r in rows]
+            if dry_run or not rows:
+                return out
+            for r in rows:
+                db.execute("DELETE FROM case_index WHERE case_row = ?", (r["id"],))
+                db.execute("DELETE FROM cases WHERE id = ?", (r["id"],))
+                self._audit(db, "purge_case", r["mac"], f"closed case erased (closed {r['closed_at'][:10]}, "
+                            f"retention {older_than_days} days)")
+        # the deleted pages' old images leave the WAL too (secure_delete zeroed the file's)
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return out
+
     def ending_soon(self, days=30, today=None):
         """Active cases whose order ends within `days` (or has already ended), soonest
         first, as EndingSoon(device, case, days_left). Decrypts in memory. Audited."""
