@@ -101,6 +101,28 @@ def test_list_shows_a_button_that_cannot_call(env):
     assert "passed" in rows["BS-0001"] and "no voice" not in rows["BS-0001"]
 
 
+def test_list_flags_a_delivered_button_whose_test_no_longer_counts(env, capsys):
+    # The recall: a delivered button comes in, gets the fixed firmware (deploy clears its
+    # test call) and stays delivered; until its test call passes again the list says so,
+    # and deploy said so when it ran
+    from boton.cli import _warn_if_delivered_untested
+    provisioned(env)
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        reg.deliver(MAC1)
+    line = next(ln for ln in dev("list").stdout.splitlines() if MAC1 in ln)
+    assert "passed" in line and "untested" not in line
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        rec = reg.record_deploy(MAC1, "01" * 32)
+    _warn_if_delivered_untested(rec, "new firmware")
+    assert "BS-0001 is delivered: new firmware cleared its test call" in " ".join(capsys.readouterr().err.split())
+    line = next(ln for ln in dev("list").stdout.splitlines() if MAC1 in ln)
+    assert "delivered" in line and "untested" in line
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        reg.record_test_call(MAC1, True, "ok")
+    line = next(ln for ln in dev("list").stdout.splitlines() if MAC1 in ln)
+    assert "passed" in line and "untested" not in line
+
+
 def test_errors_are_one_line_with_exit_codes(env):
     dev("add", MAC1)
     res = dev("add", MAC1, code=7)

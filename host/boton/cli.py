@@ -403,22 +403,31 @@ def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only):
                            on_progress=on_progress, check=lambda mac: reg.check_flash(mac, force=force),
                            before_erase=reg.flash_erasing)
             bars.update(tasks[port], visible=False)
-            reg.record_flash(res["mac"], fl.size_bytes(res["flash_size"]), res["sha256"])
-        return port, res
+            rec = reg.record_flash(res["mac"], fl.size_bytes(res["flash_size"]), res["sha256"])
+        return port, res, rec
 
     failures = []
     with bars, concurrent.futures.ThreadPoolExecutor(max_workers=len(targets)) as pool:
         for fut in [pool.submit(one, p) for p in targets]:
             try:
-                port, res = fut.result()
+                port, res, rec = fut.result()
                 what = "already flashed" if res["skipped"] else "flashed and verified"
                 bars.console.print(f"{port}: {what} ({res['mac']}, {res['flash_size']}) in {res['seconds']:.1f} s",
                                    soft_wrap=True)
+                _warn_if_delivered_untested(rec, "a new flash")
             except DeviceError as e:
                 failures.append(e)
                 err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
     if failures:
         sys.exit(max(e.exit_code for e in failures))
+
+
+def _warn_if_delivered_untested(rec, what):
+    """A delivered button (a recall, a repair at the office) whose firmware just changed
+    stays delivered, but its delivery test no longer counts: say so before it goes back."""
+    if rec is not None and rec.state == "delivered":
+        err_console.print(f"[yellow]warning:[/] {rec.label} is delivered: {what} cleared its test call; "
+                          "run `boton test-call` before it goes back to her", soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- deploy
@@ -455,7 +464,8 @@ def deploy(port, board):
         task = bar.add_task("deploying", total=len(release.firmware_files(board)))
         done = prov.deploy(dev, board, progress=lambda path: bar.update(task, advance=1, description=path))
         mac = prov.device_mac(dev)
-    record_step("record_deploy", mac, release.release_hash(board))
+    _warn_if_delivered_untested(record_step("record_deploy", mac, release.release_hash(board)),
+                                "new firmware")
     if done.mode == "frozen":
         how = (f"frozen firmware {done.frozen['version']} on the board ({done.frozen['target']}, "
                f"content {done.frozen['sha256'][:12]}): boot files and board profile only")

@@ -196,7 +196,7 @@ def list_(state, outdated, as_json, registry_path, technician):
         return
     table = Table(show_edge=False, pad_edge=False)
     # "no voice" is never cut short, even on a narrow terminal (the board name is)
-    test_width = 8 if any(d.voice is False for d in devs) else 6
+    test_width = 8 if any(d.voice is False or d.state == "delivered" for d in devs) else 6
     for col, width in (("label", 7), ("mac", 17), ("state", 11), ("test", test_width), ("case", 4)):
         table.add_column(col, no_wrap=True, min_width=width)
     table.add_column("firmware", no_wrap=True, min_width=8)
@@ -204,8 +204,11 @@ def list_(state, outdated, as_json, registry_path, technician):
         table.add_column(col, overflow="ellipsis", no_wrap=True)
     for d, row in zip(devs, rows):
         state = d.state + (" [red]wipe![/]" if d.wipe_required else "")
-        # SMS only at its last provisioning: it cannot call C4, whatever the state says
+        # SMS only at its last provisioning: it cannot call C4, whatever the state says; a
+        # delivered button whose test no longer counts (new firmware since) is flagged too
         test = "[red]no voice[/]" if d.voice is False else d.test_call_result or ""
+        if d.state == "delivered" and d.voice is not False and d.test_call_result != "passed":
+            test = f"[red]{test or 'untested'}[/]"
         firmware = {"this release": "this", "another release": "[red]OTHER[/]"}.get(row["firmware"], "")
         table.add_row(d.label, d.mac, state, test, "yes" if d.has_case else "", firmware,
                       d.board or "", R.format_flash_size(d.flash_size), (d.updated_at or "")[:10])
