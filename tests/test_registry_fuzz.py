@@ -1,0 +1,379 @@
+"""Her data across a button's whole life, in the registry, under random sequences of what
+technicians do (hypothesis, stateful): buttons flashed, deployed, given a case (numbers
+shared between cases, so that conflicts happen), provisioned (finished, interrupted,
+aborted, found without voice), test-called, delivered, returned, wiped (verified or not,
+forced), marked faulty, restocked, retired, read back, exported, closed cases purged;
+every call as the CLI makes it (registry_lifecycle's order of operations).
+
+After every step:
+- a refusal is a RegistryError of one line that names none of her data, and changes
+  nothing (devices and cases as before);
+- a button whose flash may hold a case's data (a write from her case that no verified
+  wipe or chip erase has undone since) is one the registry says may hold a config: it is
+  never restocked, nor retired unless the technician says its flash will be destroyed,
+  and its wipe searches for every such case (none purged while it may be there);
+- a delivered button has a case and the config written from it, and a passed test call
+  and voice unless something since cleared or replaced its delivery test (new firmware, no
+  voice found, a check-up call: `devices list` flags those);
+- a contact number and a case id are on one active case at most;
+- nothing of any case ever assigned lies in the clear in the registry's files (database,
+  WAL), and the audit trail verifies.
+
+Longer hunts: BOTON_FUZZ_EXAMPLES, BOTON_FUZZ_STEPS (as tests/test_alert_fuzz.py).
+"""
+import datetime as dt
+import hashlib
+import os
+import tempfile
+
+from cryptography.fernet import Fernet
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from boton.errors import RegistryError
+from boton.registry import CaseData, Registry
+from boton.registry_states import TRANSITIONS
+
+EXAMPLES = int(os.environ.get("BOTON_FUZZ_EXAMPLES", "30"))
+STEPS = int(os.environ.get("BOTON_FUZZ_STEPS", "40"))
+
+MACS = [f"24:6f:28:00:10:{i:02x}" for i in range(1, 5)]
+# which button a step touches: mostly the first two, so that one button's life goes deep
+DEVICE = st.sampled_from([0, 0, 0, 1, 1, 2, 3])
+# or (None) one whose state allows the step, so that lives go deep, not only refusals
+WHICH = st.one_of(st.none(), DEVICE)
+# a small pool: two cases often want the same number, and must not both have it
+NUMBERS = [f"+5244911122{i:02d}" for i in range(6)]
+# 8 letters at least: encrypted tokens are base64 text, where "Sol" turns up by chance
+ALIASES = ["Lunacita", "Solecito", "Estrella", "Brisamar"]
+NAMES = ["Maria Fernanda Lopez Ruiz", "Rosa Elena Garcia Diaz", "Ana Sofia Perez Luna"]
+CASE_IDS = ["AGS/2025/00731", "AGS/2025/00732", "AGS/2025/00733", "AGS/2025/00734"]
+NOTES = ["Vive con su hermana", "Trabaja de noche en la maquiladora"]
+
+
+class Clock:
+    def __init__(self):
+        self.t = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.timezone.utc)
+
+    def __call__(self):
+        self.t += dt.timedelta(seconds=1)
+        return self.t
+
+
+def cfg_hash(*parts):
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def plaintexts(case):
+    """How her case could lie in a file in the clear: each field, and each number as
+    E.164, national digits and the last ten digits."""
+    out = [case.alias, case.case_id]
+    out += [t for t in (case.full_name, case.notes) if t]
+    for n in case.contacts:
+        out += [n, n.lstrip("+"), n[-10:]]
+    return out
+
+
+class RegistryOverALife(RuleBasedStateMachine):
+    def __init__(self):
+        super().__init__()
+        self.folder = None
+
+    @initialize()
+    def open_registry(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.folder = os.path.join(self.tmp.name, "reg")
+        self.reg = Registry(os.path.join(self.folder, "registry.sqlite3"),
+                            key=Fernet.generate_key().decode(), technician="ana", clock=Clock())
+        self.cases = {}          # case key -> CaseData, every case ever assigned
+        self.holds = {}          # mac -> case keys whose data may be on its flash
+        self.n = 0
+        self.turn = 0
+        # delivered buttons whose firmware or voice changed since (flash, deploy, a
+        # provisioning that found no voice) or test-called again: still in her hands, their
+        # delivery test cleared or replaced (`devices list` flags them)
+        self.changed_since_delivery = set()
+        for mac in MACS[:-1]:    # the last one comes later, or never
+            self.reg.add_device(mac)
+
+    def teardown(self):
+        if self.folder is not None:
+            self.reg.close()
+            self.tmp.cleanup()
+
+    # ------------------------------------------------------------------ helpers
+    def _snapshot(self):
+        db = self.reg.db
+        devices = [tuple(r) for r in db.execute("SELECT * FROM devices ORDER BY mac")]
+        cases = [tuple(r) for r in db.execute("SELECT id, mac, token, active, closed_at FROM cases ORDER BY id")]
+        return devices, cases
+
+    def _secrets(self):
+        return [t for c in self.cases.values() for t in plaintexts(c)]
+
+    def attempt(self, fn, *args, **kw):
+        """fn(*args, **kw): its result, or None if refused. A refusal is one line with none
+        of her data in it, and leaves devices and cases as they were."""
+        before = self._snapshot()
+        try:
+            return fn(*args, **kw)
+        except RegistryError as e:
+            msg = str(e)
+            assert msg and "\n" not in msg, repr(msg)
+            for secret in self._secrets():
+                assert secret not in msg, f"a refusal shows her data: {msg!r}"
+            assert self._snapshot() == before, f"a refusal changed the registry: {msg}"
+            return None
+
+    def row(self, mac):
+        return self.reg.get(mac)
+
+    def fit(self, i, action):
+        """i, or (None) a button whose state allows `action`, in turn: first those where
+        her data is at stake (a case to provision from; a flash that may hold a case)."""
+        if i is not None:
+            return i
+        ok = [j for j, m in enumerate(MACS) if (d := self.row(m)) is not None and d.state in TRANSITIONS[action]]
+        stake = [j for j in ok if (self.row(MACS[j]).has_case if action == "provision" else self.holds.get(MACS[j]))]
+        self.turn += 1
+        ok = stake or ok
+        return ok[self.turn % len(ok)] if ok else 0
+
+    # ------------------------------------------------------------------ what technicians do
+    def add(self, i):
+        self.attempt(self.reg.add_device, MACS[i])
+
+    @rule(i=WHICH, force=st.booleans(), erase=st.booleans())
+    def flash(self, i, force, erase):
+        """`boton flash`: registry first, the chip erased (what it held is gone) unless it
+        already held this image (esptool skips it), recorded."""
+        i = self.fit(i, "flash")
+        mac = MACS[i]
+        dev = self.attempt(self.reg.check_flash, mac, force=force)
+        if dev is None:
+            return
+        if erase:
+            self.reg.flash_erasing(mac)
+            self.holds[mac] = set()
+        elif dev.state == "delivered":
+            self.changed_since_delivery.add(mac)
+        self.n += 1
+        self.reg.record_flash(mac, "4MB", cfg_hash("image", self.n))
+
+    @rule(i=WHICH)
+    def deploy(self, i):
+        i = self.fit(i, "deploy")
+        mac = MACS[i]
+        dev = self.attempt(self.reg.precheck, "deploy", mac)
+        if dev is not None:
+            if dev.state == "delivered":
+                self.changed_since_delivery.add(mac)
+            self.n += 1
+            self.reg.record_deploy(mac, cfg_hash("fw", self.n))
+
+    @rule(i=WHICH, k=st.integers(0, len(CASE_IDS) - 1),
+          numbers=st.lists(st.sampled_from(NUMBERS), min_size=1, max_size=3, unique=True),
+          replace=st.booleans(), notes=st.booleans())
+    def assign(self, i, k, numbers, replace, notes):
+        i = self.fit(i, "assign")
+        case = CaseData(alias=ALIASES[k], case_id=CASE_IDS[k], contacts=numbers,
+                        order_ends="2031-05-17", full_name=NAMES[k % len(NAMES)],
+                        notes=NOTES[k % len(NOTES)] if notes else None)
+        key = (k, tuple(case.contacts), case.notes)
+        self.cases[key] = case
+        self.attempt(self.reg.assign, MACS[i], case, replace=replace)
+
+    @rule(i=WHICH, how=st.sampled_from(["finish"] * 4 + ["interrupted", "no_voice"]),
+          voice=st.sampled_from([True, None]))
+    def provision(self, i, how, voice):
+        """`boton provision`: registry first; the config built from her case; provisioning
+        recorded before the write, finished after the read-back (or not: interrupted)."""
+        i = self.fit(i, "provision")
+        mac = MACS[i]
+        dev = self.attempt(self.reg.precheck, "provision", mac)
+        if dev is None:
+            return
+        if how == "no_voice":   # the network offered no voice: nothing written
+            if dev.state == "delivered":
+                self.changed_since_delivery.add(mac)
+            self.reg.record_no_voice(mac, "LTE, SMS only")
+            return
+        case, case_row = self.reg.provision_case(mac)
+        self.n += 1
+        h = cfg_hash("cfg", mac, case and case.case_id, self.n)
+        if self.attempt(self.reg.begin_provision, mac, h, case_row) is None:
+            return
+        if case is not None:    # the write may have happened from here on
+            self.holds.setdefault(mac, set()).add((case.case_id, case.contacts))
+        if how == "finish":
+            self.reg.finish_provision(mac, h, voice=voice)
+
+    @rule(i=WHICH)
+    def abort_provision(self, i):
+        i = self.fit(i, "abort_provision")
+        self.attempt(self.reg.abort_provision, MACS[i])
+
+    @rule(i=WHICH, ok=st.sampled_from([True, True, False]))
+    def test_call(self, i, ok):
+        i = self.fit(i, "test_call")
+        mac = MACS[i]
+        dev = self.attempt(self.reg.precheck, "test_call", mac)
+        if dev is not None:
+            if dev.state == "delivered":   # a check-up in her hands: it may fail
+                self.changed_since_delivery.add(mac)
+            self.attempt(self.reg.record_test_call, mac, ok, "sms_ok call_active" if ok else "no_answer",
+                         config_hash=dev.config_hash)
+
+    @rule(i=WHICH)
+    def deliver(self, i):
+        i = self.fit(i, "deliver")
+        mac = MACS[i]
+        dev = self.row(mac)
+        if self.attempt(self.reg.deliver, mac, config_hash=dev.config_hash if dev else None) is not None:
+            self.changed_since_delivery.discard(mac)
+
+    @rule(i=WHICH, k=st.integers(0, len(CASE_IDS) - 1),
+          numbers=st.lists(st.sampled_from(NUMBERS), min_size=1, max_size=2, unique=True))
+    def hand_over(self, i, k, numbers):
+        """Delivery day in one go, as the programme runs it: her case, the button
+        provisioned from it, a passed test call, delivered (each step may be refused)."""
+        i = self.fit(i, "assign")
+        self.assign(i, k, numbers, replace=False, notes=False)
+        self.provision(i, "finish", True)
+        self.test_call(i, True)
+        self.deliver(i)
+
+    @rule(i=WHICH)
+    def return_device(self, i):
+        i = self.fit(i, "return")
+        self.attempt(self.reg.return_device, MACS[i])
+
+    @rule(i=WHICH, verified=st.booleans(), forced=st.booleans())
+    def wipe(self, i, verified, forced):
+        """`boton wipe`: what to search for read first, then the record. A verified wipe
+        found none of it on the flash."""
+        i = self.fit(i, "wipe")
+        mac = MACS[i]
+        if self.row(mac) is None:
+            return
+        if self.row(mac).state == "delivered" and not forced:
+            self.attempt(self.reg.record_wipe, mac, verified=verified)
+            return
+        searched = {(c.case_id, c.contacts) for c in self.reg.wipe_cases(mac)}
+        assert self.holds.get(mac, set()) <= searched, "the wipe would not search for a case its flash may hold"
+        if self.attempt(self.reg.record_wipe, mac, verified=verified, forced=forced) is not None and verified:
+            self.holds[mac] = set()
+
+    @rule(i=WHICH)
+    def faulty(self, i):
+        i = self.fit(i, "faulty")
+        self.attempt(self.reg.mark_faulty, MACS[i], "boton no responde")
+
+    @rule(i=WHICH)
+    def restock(self, i):
+        i = self.fit(i, "restock")
+        mac = MACS[i]
+        if self.attempt(self.reg.restock, mac) is not None:
+            assert not self.holds.get(mac), "restocked a button that may hold her data"
+
+    @rule(i=WHICH, allow_unwiped=st.booleans())
+    def retire(self, i, allow_unwiped):
+        i = self.fit(i, "retire")
+        mac = MACS[i]
+        if self.attempt(self.reg.retire, mac, "placa quemada", allow_unwiped=allow_unwiped) is not None:
+            assert allow_unwiped or not self.holds.get(mac), "retired a button that may hold her data as clean"
+            # unwiped: the technician said its flash will be destroyed (retention may then
+            # erase its cases, purge_closed_cases)
+            self.holds[mac] = set()
+
+    def purge(self, days):
+        """The programme's retention: closed cases nothing needs any more are erased."""
+        self.reg.purge_closed_cases(days)
+
+    def reveal(self, i):
+        mac = MACS[i]
+        if self.row(mac) is not None:
+            self.reg.case(mac)
+
+    def export(self, with_case):
+        self.n += 1
+        out = os.path.join(self.tmp.name, f"export{self.n}.csv")
+        self.reg.export_csv(out, include_case_data=with_case)
+        data = open(out, encoding="utf-8").read()
+        if not with_case:
+            for secret in self._secrets():
+                assert secret not in data, "an export without case data holds her data"
+        os.remove(out)
+
+    @rule(what=st.sampled_from(["add", "reveal", "export", "export_cases", "purge"]), i=DEVICE,
+          days=st.sampled_from([0, 0, 1, 365]))
+    def office(self, what, i, days):
+        """What touches no button: one rule, so that the buttons' own steps come often
+        enough to take a button deep into its life."""
+        if what == "add":
+            self.add(i)
+        elif what == "reveal":
+            self.reveal(i)
+        elif what == "purge":
+            self.purge(days)
+        else:
+            self.export(what == "export_cases")
+
+    # ------------------------------------------------------------------ always true
+    @invariant()
+    def a_button_that_may_hold_her_data_says_so(self):
+        if self.folder is None:
+            return
+        for mac, held in self.holds.items():
+            dev = self.row(mac)
+            if held and dev is not None:
+                assert (dev.wipe_required or dev.config_hash
+                        or dev.state in ("provisioning", "provisioned", "delivered")), (
+                    f"{mac} may hold her data but the registry says it holds none: {dev}")
+
+    @invariant()
+    def delivered_means_ready_for_her(self):
+        if self.folder is None:
+            return
+        db = self.reg.db
+        for dev in self.reg.list():
+            assert dev.state in TRANSITIONS["flash"] or dev.state == "retired"
+            if dev.state == "delivered":
+                active = db.execute("SELECT id FROM cases WHERE mac = ? AND active = 1", (dev.mac,)).fetchone()
+                assert active is not None and dev.config_case == active["id"], dev
+                if dev.mac not in self.changed_since_delivery:
+                    assert dev.test_call_result == "passed" and dev.voice is not False, dev
+
+    @invariant()
+    def one_active_case_per_number_and_case_id(self):
+        if self.folder is None:
+            return
+        seen_numbers, seen_ids = {}, {}
+        for dev in self.reg.list():
+            if not dev.has_case:
+                continue
+            case = self.reg.cipher().open(dev.mac, self.reg.db.execute(
+                "SELECT token FROM cases WHERE mac = ? AND active = 1", (dev.mac,)).fetchone()["token"])
+            for n in case.contacts:
+                assert n not in seen_numbers, f"{n[-4:]} on two active cases"
+                seen_numbers[n] = dev.mac
+            cid = case.case_id.upper()
+            assert cid not in seen_ids, "one case id on two active cases"
+            seen_ids[cid] = dev.mac
+
+    @invariant()
+    def nothing_of_hers_in_the_clear_and_the_audit_verifies(self):
+        if self.folder is None:
+            return
+        raw = b"".join(open(os.path.join(self.folder, f), "rb").read()
+                       for f in os.listdir(self.folder) if os.path.isfile(os.path.join(self.folder, f)))
+        for secret in self._secrets():
+            assert secret.encode() not in raw, "her data lies in the clear in the registry's files"
+        self.reg.verify()
+
+
+RegistryOverALife.TestCase.settings = settings(
+    max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+test_registry_over_a_life = RegistryOverALife.TestCase
