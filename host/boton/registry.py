@@ -510,7 +510,7 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify):
         if looks_like_mac(text):
             dev = self.get(text)
         else:
-            label = normalise_label(text)
+            label = normalise_label(text, new=False)   # any label it already holds
             with self._read() as db:
                 row = db.execute(DEVICE_SELECT + " WHERE d.label = ?", (label,)).fetchone()
             dev = DeviceRecord.from_row(row) if row else None

@@ -36,11 +36,17 @@ def looks_like_mac(text) -> bool:
     return bool(_MAC_RE.fullmatch(str(text).strip().lower()))
 
 
-def normalise_label(text) -> str:
+def normalise_label(text, new=True) -> str:
+    """A button's label, upper case. A new one (new=True) with 7 or more digits is refused
+    unshown: labels are kept in the clear and printed everywhere, and a sheet whose columns
+    slipped puts her phone number in the label column (scrub masks such runs likewise)."""
     s = str(text).strip().upper()
     if not _LABEL_RE.fullmatch(s) or looks_like_mac(s):
         raise RegistryError(f"label {show_input(text)} is not valid: use 1-24 letters, digits and "
                             "dashes, e.g. BS-0042")
+    if new and sum(ch.isdigit() for ch in s) >= 7:
+        raise RegistryError("a label with 7 or more digits looks like a phone or ID number (labels are "
+                            "kept in the clear and printed everywhere): use e.g. BS-0042")
     return s
 
 
