@@ -375,7 +375,7 @@ def test_purge_cases_erases_only_what_nothing_needs(env):
     out = run(registry, "purge-cases", "--older-than", "0", "--dry-run").stdout
     assert "BS-0001 (24:6f:28:00:00:01): case closed" in out and "would be erased (dry run)" in out
     data = json.loads(run(registry, "purge-cases", "--older-than", "0", "--json").stdout)
-    assert [r["label"] for r in data["erased"]] == ["BS-0001"]
+    assert not data["dry_run"] and [r["label"] for r in data["cases"]] == ["BS-0001"]
     with Registry(env["BOTON_REGISTRY"]) as reg:
         assert reg.wipe_cases(MAC1) == []
     assert "Luna" not in run(devices, "audit", MAC1).stdout

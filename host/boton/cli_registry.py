@@ -717,9 +717,8 @@ def purge_cases(days, dry_run, yes, as_json, registry_path, technician):
         if found and not dry_run:
             _confirm(f"Erase {len(found)} closed case(s) for good?", yes)
             found = reg.purge_closed_cases(days)
-    if as_json:
-        _echo_json({"erased": [] if dry_run else [{"label": lb, "mac": m, "closed_at": c} for lb, m, c in found],
-                    "would_erase": [{"label": lb, "mac": m, "closed_at": c} for lb, m, c in found] if dry_run else []})
+    if as_json:  # cases: erased, or (dry_run) that would be
+        _echo_json({"dry_run": dry_run, "cases": [{"label": lb, "mac": m, "closed_at": c} for lb, m, c in found]})
         return
     if not found:
         console.print(f"no closed case older than {days} days that nothing needs")
