@@ -346,9 +346,9 @@ def test_closed_cases_are_erased_once_nothing_needs_them(reg, db_path):
     reg._clock.t += dt.timedelta(days=10)
     assert reg.purge_closed_cases(30, dry_run=True) == []   # closed 10 days ago: kept
     would = reg.purge_closed_cases(7, dry_run=True)
-    assert [(lb, mc) for lb, mc, _ in would] == [("BS-0001", m)]
+    assert [(c["label"], c["mac"]) for c in would] == [("BS-0001", m)]
     assert reg.db.execute("SELECT COUNT(*) FROM cases WHERE mac = ?", (m,)).fetchone()[0] == 1
-    assert [(lb, mc) for lb, mc, _ in reg.purge_closed_cases(7)] == [("BS-0001", m)]
+    assert [(c["label"], c["mac"]) for c in reg.purge_closed_cases(7)] == [("BS-0001", m)]
     assert reg.wipe_cases(m) == [] and reg.case(other).alias == "Sol"   # the active case stays
     assert bytes(token) not in all_bytes(db_path.parent)    # gone from the file and the WAL
     row = reg.audit(m)[-1]
@@ -365,7 +365,7 @@ def test_a_retired_buttons_case_is_erased_and_a_faulty_unwiped_ones_kept(reg):
     reg.retire(m, "placa destruida", allow_unwiped=True)
     ready(reg, f, case(alias="Sol", case_id="AGS/2024/00999", contacts=["449 333 4455"]))
     reg.mark_faulty(f, "GPS never gets a fix")        # closed, not wiped: its wipe needs it
-    assert [mc for _, mc, _ in reg.purge_closed_cases(0)] == [m]
+    assert [c["mac"] for c in reg.purge_closed_cases(0)] == [m]
     assert len(reg.wipe_cases(f)) == 1
 
 

@@ -703,8 +703,8 @@ def purge_cases(days, dry_run, yes, as_json, registry_path, technician):
     is returned (or the case replaced) and stays encrypted only so that the wipe can
     search the flash for it. Erased here: cases closed at least DAYS ago whose button has
     been wiped and verified since, or retired. A button still waiting for its wipe keeps
-    its cases. Backups made before still hold them (encrypted): replace them. Audited per
-    button; no key needed.
+    its cases. The backups made since such a case was opened still hold it (encrypted):
+    they are named, to replace. Audited per button; no key needed.
 
     Example: boton registry purge-cases --older-than 365 --dry-run
     """
@@ -717,16 +717,22 @@ def purge_cases(days, dry_run, yes, as_json, registry_path, technician):
         if found and not dry_run:
             _confirm(f"Erase {len(found)} closed case(s) for good?", yes)
             found = reg.purge_closed_cases(days)
+        # the copies made while those cases existed still hold them
+        backups = reg.backups_since(min(c["created_at"] for c in found)) if found else []
     if as_json:  # cases: erased, or (dry_run) that would be
-        _echo_json({"dry_run": dry_run, "cases": [{"label": lb, "mac": m, "closed_at": c} for lb, m, c in found]})
+        _echo_json({"dry_run": dry_run, "cases": found,
+                    "backups_holding_them": [{"at": at, "file": name} for at, name in backups]})
         return
     if not found:
         console.print(f"no closed case older than {days} days that nothing needs")
         return
-    for label, mac, closed in found:
-        console.print(f"{label} ({mac}): case closed {closed[:10]}" + ("" if dry_run else " erased"))
-    console.print(f"{len(found)} closed case(s) " + ("would be erased (dry run)" if dry_run else
-                  "erased; backups made before still hold them, encrypted: replace them"))
+    for c in found:
+        console.print(f"{c['label']} ({c['mac']}): case closed {c['closed_at'][:10]}" + ("" if dry_run else " erased"))
+    console.print(f"{len(found)} closed case(s) " + ("would be erased (dry run)" if dry_run else "erased"))
+    if backups:
+        console.print(f"{len(backups)} backup(s) made since still hold them, encrypted: replace them with a "
+                      "new backup and destroy these: " + ", ".join(f"{escape(name)} ({at[:10]})" for at, name in backups),
+                      soft_wrap=True)
 
 
 @registry.command()

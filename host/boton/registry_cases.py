@@ -81,18 +81,19 @@ class CaseRecords:
         wipe is kept: the wipe searches the flash for it (wipe_cases). The rows are
         deleted (secure_delete zeroes them in the file) and the WAL is checkpointed and
         truncated; backups made before still hold them, encrypted. No key needed.
-        Returns [(label, mac, closed_at)] of what was (dry_run: would be) erased,
-        audited per button."""
+        Returns what was (dry_run: would be) erased, [{label, mac, created_at,
+        closed_at}], audited per button."""
         if not isinstance(older_than_days, int) or older_than_days < 0:
             raise RegistryError("--older-than must be a whole number of days >= 0")
         now = dt.datetime.strptime(self.now(), "%Y-%m-%dT%H:%M:%SZ")
         cutoff = (now - dt.timedelta(days=older_than_days)).strftime("%Y-%m-%dT%H:%M:%SZ")
         with self._write() as db:
             rows = db.execute(
-                "SELECT c.id, c.mac, c.closed_at, d.label FROM cases c JOIN devices d ON d.mac = c.mac "
+                "SELECT c.id, c.mac, c.created_at, c.closed_at, d.label FROM cases c JOIN devices d ON d.mac = c.mac "
                 "WHERE c.active = 0 AND c.closed_at <= ? AND (d.wipe_required = 0 OR d.state = 'retired') "
                 "ORDER BY d.label, c.id", (cutoff,)).fetchall()
-            out = [(r["label"], r["mac"], r["closed_at"]) for r in rows]
+            out = [{"label": r["label"], "mac": r["mac"], "created_at": r["created_at"],
+                    "closed_at": r["closed_at"]} for r in rows]
             if dry_run or not rows:
                 return out
             for r in rows:
@@ -103,6 +104,14 @@ class CaseRecords:
         # the deleted pages' old images leave the WAL too (secure_delete zeroed the file's)
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return out
+
+    def backups_since(self, at):
+        """[(at, file name)] of the backups the audit trail records from `at` on: after a
+        purge, the copies that still hold what it erased."""
+        with self._read() as db:
+            rows = db.execute("SELECT at, detail FROM audit WHERE action = 'backup' AND at >= ? ORDER BY id",
+                              (at,)).fetchall()
+        return [(r["at"], r["detail"].removeprefix("to ")) for r in rows]
 
     def ending_soon(self, days=30, today=None):
         """Active cases whose order ends within `days` (or has already ended), soonest
