@@ -25,6 +25,7 @@ import datetime as dt
 import hashlib
 import os
 import tempfile
+from pathlib import Path
 
 from cryptography.fernet import Fernet
 from hypothesis import HealthCheck, given, settings
@@ -33,7 +34,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from boton.errors import RegistryError
 from boton.registry import CaseData, Registry
-from boton.registry_states import TRANSITIONS
+from boton.registry_states import STATES, TRANSITIONS
 
 EXAMPLES = int(os.environ.get("BOTON_FUZZ_EXAMPLES", "30"))
 STEPS = int(os.environ.get("BOTON_FUZZ_STEPS", "40"))
@@ -300,7 +301,7 @@ class RegistryOverALife(RuleBasedStateMachine):
         self.n += 1
         out = os.path.join(self.tmp.name, f"export{self.n}.csv")
         self.reg.export_csv(out, include_case_data=with_case)
-        data = open(out, encoding="utf-8").read()
+        data = Path(out).read_text(encoding="utf-8")
         if not with_case:
             for secret in self._secrets():
                 assert secret not in data, "an export without case data holds her data"
@@ -338,7 +339,7 @@ class RegistryOverALife(RuleBasedStateMachine):
             return
         db = self.reg.db
         for dev in self.reg.list():
-            assert dev.state in TRANSITIONS["flash"] or dev.state == "retired"
+            assert dev.state in STATES, dev
             if dev.state == "delivered":
                 active = db.execute("SELECT id FROM cases WHERE mac = ? AND active = 1", (dev.mac,)).fetchone()
                 assert active is not None and dev.config_case == active["id"], dev
@@ -366,8 +367,7 @@ class RegistryOverALife(RuleBasedStateMachine):
     def nothing_of_hers_in_the_clear_and_the_audit_verifies(self):
         if self.folder is None:
             return
-        raw = b"".join(open(os.path.join(self.folder, f), "rb").read()
-                       for f in os.listdir(self.folder) if os.path.isfile(os.path.join(self.folder, f)))
+        raw = b"".join(p.read_bytes() for p in Path(self.folder).iterdir() if p.is_file())
         for secret in self._secrets():
             assert secret.encode() not in raw, "her data lies in the clear in the registry's files"
         self.reg.verify()
