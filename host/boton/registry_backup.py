@@ -28,6 +28,8 @@ from .safe_write import NO_HARD_LINKS, place_new
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 RESTORE_HINT = "restore the last backup with `boton registry restore BACKUP`"
+# the backup row's detail: this, then the copy's file name (backups_since reads it back)
+BACKUP_DETAIL = "to "
 
 
 class BackupAndVerify:
@@ -67,7 +69,7 @@ class BackupAndVerify:
                 with self._write() as db:      # the write lock: nothing changes until the end
                     self._copy_into(out)
                     last = db.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0]
-                    self._audit(db, "backup", None, f"to {scrub(dest.name, 80)}")
+                    self._audit(db, "backup", None, BACKUP_DETAIL + scrub(dest.name, 80))
                     _append_new_audit(db, out, last)
                     problem = sqlite_problem(out)
                     rows = out.execute("SELECT count(*) FROM audit").fetchone()[0]
@@ -95,6 +97,14 @@ class BackupAndVerify:
                     pass
             remove_db_files(tmp)
         return rows
+
+    def backups_since(self, at):
+        """[(at, file name)] of the backups the audit trail records from `at` on: after a
+        purge, the copies that still hold what it erased."""
+        with self._read() as db:
+            rows = db.execute("SELECT at, detail FROM audit WHERE action = 'backup' AND at >= ? ORDER BY id",
+                              (at,)).fetchall()
+        return [(r["at"], r["detail"].removeprefix(BACKUP_DETAIL)) for r in rows]
 
     def _copy_into(self, out):
         """The registry as committed, into the connection `out`, as one self-contained file

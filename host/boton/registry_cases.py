@@ -105,14 +105,6 @@ class CaseRecords:
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return out
 
-    def backups_since(self, at):
-        """[(at, file name)] of the backups the audit trail records from `at` on: after a
-        purge, the copies that still hold what it erased."""
-        with self._read() as db:
-            rows = db.execute("SELECT at, detail FROM audit WHERE action = 'backup' AND at >= ? ORDER BY id",
-                              (at,)).fetchall()
-        return [(r["at"], r["detail"].removeprefix("to ")) for r in rows]
-
     def ending_soon(self, days=30, today=None):
         """Active cases whose order ends within `days` (or has already ended), soonest
         first, as EndingSoon(device, case, days_left). Decrypts in memory. Audited."""
