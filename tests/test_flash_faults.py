@@ -146,3 +146,28 @@ def test_a_save_that_finds_no_heap_does_not_hold_back_her_call(tmp_path):
         assert not list(flash.glob("*.tmp"))
     finally:
         vd.stop()
+
+
+def test_an_alert_she_ended_on_a_full_flash_does_not_come_back_after_a_reset(tmp_path):
+    # Her cancel could not be saved (a full flash): alert.json still said "active", and the
+    # next reset (the watchdog, a brown-out, a flat battery days later) resumed the alert
+    # she had ended: C4 called again, her contacts texted again.
+    with provisioned_device(tmp_path, flash_faults=True) as vd:
+        mark = len(vd.events)
+        vd.press(hold_s=1.2)
+        _her_alert_goes_out(vd, mark)
+        _wait_state(vd, lambda st: st["active"])
+        vd.set_flash_full()
+        console = vd.console_mark()
+        vd.press(hold_s=5.5)    # the cancel gesture: held 5 s
+        vd.wait_console("EV cancel", since=console, timeout=30)   # logged after its save
+        ended = vd.console_text()[-(vd.console_mark() - console):]
+        console, mark = vd.console_mark(), len(vd.events)
+        vd.hard_reset()
+        vd.wait_console("EV ready", since=console, timeout=60)
+        text = vd.console_text()[-(vd.console_mark() - console):]
+        assert "EV resume" not in text, text
+        # (an SMS the network delivers now was sent before the reset: her cancel notices)
+        assert "EV sms_ok" not in text and "EV dial" not in text, text
+        assert not [e for e in vd.events[mark:] if e["kind"] == "call_start"], vd.events[mark:]
+        assert "EV state_dropped" in ended, ended

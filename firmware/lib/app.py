@@ -41,6 +41,7 @@ class App:
     _cell_after = False
     unsaved = 0         # saves of the state the flash refused in a row (_persist)
     unsaved_t = 0
+    saved_active = None  # what alert.json says (None: not known yet)
     # False until start_machine(): the machine gets no event before appboot.resume has
     # given it her saved alert (an event handled first, a low battery at boot, persisted
     # an idle machine over alert.json and the alert was lost). They wait in the inbox.
@@ -153,6 +154,13 @@ class App:
             if self.unsaved == 1:
                 self.log.add("state_unsaved", "MemoryError" if isinstance(e, MemoryError)
                              else e.args[0] if e.args else "")
+            if not a[1]["active"] and self.saved_active is not False:
+                # the alert she ended must not come back at the next reset (a watchdog, a
+                # flat battery): the file that still says active goes, and with it only
+                # its PIN count and unsent cancel notices
+                if store.remove(STATE_PATH):
+                    self.saved_active = False
+                    self.log.add("state_dropped", "")
             return
         if self.unsaved:
             self.log.add("state_saved", "after_%d" % self.unsaved)
@@ -417,6 +425,7 @@ class App:
             hw.rtc_memory(b"")  # the alert ended: its positions on the flash go with the key
         st["at"] = hw.unix_time()  # the RTC outlives the resets that keep the key: the
         store.write_json(STATE_PATH, st)  # resume learns how old the saved ages are
+        self.saved_active = st["active"]
         if unsealed:
             self.log.add("location_unsaved", "MemoryError")  # after the save: it allocates too
 
@@ -518,8 +527,9 @@ def crash(e):
         pass
     try:  # her alert reaches the flash before the restart, whatever failed: the board
         # resumes it (a crash before its first save, in that save, would otherwise lose it)
-        if _running is not None and _running.machine.active:
-            _running._save_state(_running.machine.to_state())
+        # (or the end of one the flash refused: still "active" on it)
+        if _running is not None and (_running.machine.active or _running.unsaved):
+            _running._persist(("persist", _running.machine.to_state()))
     except Exception:
         pass
     try:  # bootcheck sends a crash loop to safe mode

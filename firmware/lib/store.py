@@ -37,7 +37,9 @@ def read_json(path, default=None):
 
 
 def remove(path):
+    """True if the file went (False: missing, or the flash refused)."""
     try:
         os.remove(path)
+        return True
     except OSError:
-        pass
+        return False
