@@ -119,3 +119,29 @@ def test_sim800_clts_is_saved_only_by_at_w():
     assert at('AT+CCLK="25/12/31,23:59:50+00"')[-1:] == ["OK"]
     run(20)
     assert at("AT+CCLK?")[-2:][0].startswith('+CCLK: "26/01/01,00:00:')
+
+
+# ---------------------------------------------------------------------- her alert across an outage
+def test_an_alert_whose_battery_died_is_not_resumed_days_later(tmp_path, monkeypatch):
+    """Her battery dies ten seconds into an alert; she charges it three days later. The
+    network's time tells the board how long it was off: the alert expired long ago, and
+    the board says so instead of calling C4 and texting her contacts as if she had just
+    pressed (a gap of over a day was taken for "unknown", and unknown for none)."""
+    real, ahead = PhoneNetwork.now_datetime, [timedelta(0)]
+    monkeypatch.setattr(PhoneNetwork, "now_datetime", lambda self: real(self) + ahead[0])
+    with provisioned_device(tmp_path, **NO_FIX) as vd:
+        vd.wait_console("EV clock network", timeout=30)
+        mark = len(vd.events)
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", after=mark, timeout=60)
+        saved = vd.flash_dir / "alert.json"
+        deadline = time.monotonic() + 30
+        while not (saved.exists() and '"active": true' in saved.read_text()):
+            assert time.monotonic() < deadline, "her alert never reached the flash"
+            time.sleep(0.05)
+        ahead[0] = timedelta(days=3)
+        console, mark = vd.console_mark(), len(vd.events)
+        vd.power_cycle()
+        text = vd.wait_console("EV ready", since=console, timeout=60)
+        assert "EV expired" in text and "EV resume" not in text, text
+        assert not [e for e in vd.events[mark:] if e["kind"] == "call_start"], vd.events[mark:]

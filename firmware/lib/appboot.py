@@ -7,6 +7,7 @@ import time
 import hw
 import shred
 import store
+from eventlog import SYNCED_AFTER
 
 REQUIRED = ("c4_numbers", "contacts", "alias", "device_id")
 
@@ -86,13 +87,17 @@ def load_state(log):
 
 
 def saved_gap_ms(saved):
-    """ms from the state's save to now by the RTC, or None: a clock set in between (or a
-    power-on, which also loses her sealed position) leaves it unknown."""
+    """ms from the state's save to now by the RTC, or None (unknown). Real time at both
+    ends (GPS or the network's, set again after a power-on) gives any gap: a flat battery
+    for days included, which ends her alert instead of resuming it. An unset clock at one
+    end (set in between, or a power-on: it counts from 2000 again) leaves it unknown."""
     at = saved.get("at")
     if not isinstance(at, int):
         return None
-    gap = hw.unix_time() - at
-    return gap * 1000 if 0 <= gap <= 86400 else None
+    now = hw.unix_time()
+    if (at >= SYNCED_AFTER) != (now >= SYNCED_AFTER) or now < at:
+        return None
+    return (now - at) * 1000
 
 
 async def resume(app):
