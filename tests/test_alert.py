@@ -1670,3 +1670,20 @@ s.advance(86400000)
 out([x[2][-15:] for x in s.sms()])
 """)
     assert r == [". Log 41:a1b2c3", ". Log 57:0f0e0d"]   # read when each is sent
+
+
+def test_an_hour_of_c4_not_answering_keeps_her_alert_in_the_log(both):
+    # every dial and every failure was logged: with C4 not answering for an hour, the log's
+    # four files rotated her alert's start (and the registry's anchor) out of the device
+    r = both("""
+s = Sim()
+s.ev("gesture", "alert")
+for i in range(60):
+    s.ev("call_state", "ended", "no_answer")
+    s.advance(30000)
+out([len(s.dials()), [l[1] for l in s.logs("dial")], len(s.logs("call_failed")), s.logs("alert")])
+""")
+    dials, logged, failed, alert = r
+    assert dials >= 50 and alert == [["alert", "gesture"]]
+    assert logged == ["...0000 #%d" % n for n in (1, 2, 3, 4, 10, 20, 30, 40, 50)], logged
+    assert failed == len(logged)

@@ -549,16 +549,19 @@ class AlertMachine:
             return
         num = calls.number()
         calls.att += 1
+        calls.dials += 1
         calls.connected = False
         calls.dial_t = self._now
         acts.append(("covert_audio",))
         acts.append(("dial", num))
         acts.append(("set_timer", "dial_timeout", self.cfg["dial_timeout_s"] * 1000))
-        self._log(acts, "dial", "%s #%d" % (mask(num), calls.att))
+        if not calls.quiet():
+            self._log(acts, "dial", "%s #%d" % (mask(num), calls.dials))
         self._dirty = True
 
     def _call_failed(self, acts, cause):
-        self._log(acts, "call_failed", str(cause))
+        if not self.calls.quiet():
+            self._log(acts, "call_failed", str(cause))
         if not self.active or not self.dial_list:
             return
         acts.append(("set_timer", "redial", self.calls.next_delay_s(self.cfg) * 1000))

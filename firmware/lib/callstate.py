@@ -44,6 +44,7 @@ class CallState:
         self.done = False       # C4 answered and later hung up: no more redials
         self.ni = 0             # index in dial_list
         self.att = 0            # attempts on dial_list[ni]
+        self.dials = 0          # dials in this alert (since the boot, after a reset)
         self.dial_t = 0         # ticks when the machine last asked for a dial
 
     def _row(self, event):
@@ -79,6 +80,12 @@ class CallState:
         self.done = False
         self.ni = 0
         self.att = 0
+        self.dials = 0
+
+    def quiet(self):
+        # An hour with C4 not answering is a hundred dials and failures: the first four
+        # and every tenth are logged, or her alert's start would leave the event log
+        return self.dials > 4 and self.dials % 10
 
     def next_delay_s(self, cfg):
         # after a failed attempt: how long before the next one (and which number)
