@@ -15,7 +15,7 @@ from boton.cli import main
 from boton.release import firmware_files
 from boton.rules import config_bytes, config_hash
 from boton.registry import CaseData, Registry
-from boton.sim.rig import DEFAULT_CONTACT, VirtualDevice
+from boton.sim.rig import DEFAULT_CONTACT, LFS_BLOCKDEV, VirtualDevice
 from rigkit import FAST, demo_config
 
 BOARD = "tcall_sim800l_axp192"
@@ -189,3 +189,25 @@ def test_needles_cover_the_forms_the_firmware_writes():
     assert wipe_check.search(b"sms_ok alert +52*******67", found).clean
     # a word of the reinstalled firmware is not her alias
     assert wipe_check.search(b"Luna", wipe_check.with_baseline(found, [b"Luna"])).clean
+
+
+def test_an_erase_the_chip_refuses_is_counted_not_fatal(mpy, tmp_path):
+    # esp32.Partition raises OSError on a failed erase (ports/esp32/esp32_partition.c,
+    # check_esp_err) where wipefs expected a nonzero return: the wipe stopped after the
+    # unmount, with her data half erased and no count for the host's "retire it" message
+    chip = tmp_path / "vfs.bin"
+    chip.write_bytes(b"\xa5" * (16 * 4096))
+    out = mpy.run(f"""
+import sys
+sys.path.insert(0, {str(LFS_BLOCKDEV.parent)!r})
+import hw, lfs_blockdev, wipefs
+bdev = lfs_blockdev.FlashRegion({str(chip)!r}, 0, 16 * 4096)
+bdev.worn = (3, 11)
+hw.vfs_partition = lambda: (bdev, "/wiped", 0, 16 * 4096)
+wipefs.run()
+""")
+    info = json.loads(out.strip().splitlines()[-1])
+    assert info["raw"] and info["blocks"] == 16 and info["erase_failed"] == 2, info
+    raw = chip.read_bytes()
+    assert b"\xa5" * 4096 in raw[3 * 4096:4 * 4096]            # the worn blocks kept theirs
+    assert raw.count(b"\xa5" * 4096) == 2                      # every other block was erased
