@@ -171,3 +171,22 @@ def test_an_alert_she_ended_on_a_full_flash_does_not_come_back_after_a_reset(tmp
         assert "EV sms_ok" not in text and "EV dial" not in text, text
         assert not [e for e in vd.events[mark:] if e["kind"] == "call_start"], vd.events[mark:]
         assert "EV state_dropped" in ended, ended
+
+
+def test_a_state_file_that_is_json_but_no_state_still_boots_and_calls(tmp_path):
+    # alert.json holding valid JSON that is not an object (a list, a number) raised
+    # AttributeError in the resume at every boot: a crash loop, then safe mode's bare call
+    flash = tmp_path / "flash"
+    install(flash, "tcall_sim800l_axp192", demo_config())
+    (flash / "alert.json").write_text("[1, 2]")
+    vd = VirtualDevice(flash, board="tcall_sim800l_axp192", network_log=tmp_path / "net.jsonl",
+                       time_scale=FAST)
+    vd.start()
+    try:
+        text = vd.wait_console("EV ready", timeout=60)
+        assert "EV state_corrupt" in text and "EV crash" not in text, text
+        mark = len(vd.events)
+        vd.press(hold_s=1.2)
+        _her_alert_goes_out(vd, mark)
+    finally:
+        vd.stop()

@@ -70,7 +70,9 @@ def load_state(log):
     """alert.json with her position unsealed; ValueError if the file is corrupt."""
     from app import STATE_PATH  # loaded already: app imports this module
     saved = store.read_json(STATE_PATH)
-    if isinstance(saved, dict) and saved.get("loc"):
+    if saved is not None and not isinstance(saved, dict):
+        raise ValueError("corrupt " + STATE_PATH)  # JSON, but no state: as a damaged file
+    if saved and saved.get("loc"):
         plain = shred.unseal(shred.rtc_key(hw.rtc_memory()), saved.pop("loc"))
         loc = None
         if plain is not None:
