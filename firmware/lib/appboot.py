@@ -99,7 +99,9 @@ def saved_gap_ms(saved):
     now = hw.unix_time()
     if (at >= SYNCED_AFTER) != (now >= SYNCED_AFTER) or now < at:
         return None
-    return (now - at) * 1000
+    # at most two days (longer than any alert, max_alert_s <= 1 day): ticks wrap in 12.4
+    # days and differ by 6.2 at most, and ten days off read as minus two, a fresh alert
+    return min(now - at, 172800) * 1000
 
 
 async def resume(app):
