@@ -876,3 +876,20 @@ def test_the_machines_sms_timeout_outlasts_the_radios_own_worst_send():
     import radio
     worst_ms = radio.GATE_MS + modem.PROMPT_MS + modem.SEND_MS
     assert alert.DEFAULTS["sms_timeout_s"] * 1000 >= worst_ms + 30000   # set-up and lock
+
+
+def test_a_resume_learns_later_how_long_the_board_was_off(both):
+    # resumed with the gap unknown (a power-on, no clock yet); the first real time says
+    r = both(ALERT_SAVED_AFTER_30S + """brief = Sim().resume(saved, gap_ms=None)
+brief.ev("call_state", "active", None)
+brief.clear()
+brief.ev("off_gap", 20000)              # a cut of 20 s: her alert goes on
+flat = Sim().resume(saved, gap_ms=None)
+flat.ev("call_state", "active", None)
+flat.clear()
+flat.ev("off_gap", 172800000)           # two days or more: her battery had gone flat
+out([brief.kinds(), brief.m.active, flat.kinds(), flat.logs("expired"), flat.m.active])
+""", harness=True)
+    brief, brief_active, flat, expired, flat_active = r
+    assert brief_active and "hangup" not in brief
+    assert not flat_active and "hangup" in flat and expired == [["expired", "3600s"]], flat

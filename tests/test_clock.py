@@ -145,3 +145,34 @@ def test_an_alert_whose_battery_died_is_not_resumed_days_later(tmp_path, monkeyp
         text = vd.wait_console("EV ready", since=console, timeout=60)
         assert "EV expired" in text and "EV resume" not in text, text
         assert not [e for e in vd.events[mark:] if e["kind"] == "call_start"], vd.events[mark:]
+
+
+def test_an_alert_resumed_with_no_clock_ends_once_real_time_shows_it_is_days_old(tmp_path, monkeypatch):
+    """The same ten days, on a network that sends no time: at power-on nothing can tell a
+    flat battery from a cut in her alert, and the alert resumes (the safe guess). The first
+    GPS fix gives real time: ten days off, the alert ends, and C4's call with it."""
+    monkeypatch.setattr(PhoneNetwork, "gives_time", False)
+    with provisioned_device(tmp_path) as vd:
+        vd.wait_console("EV clock gps", timeout=30)
+        mark = len(vd.events)
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", after=mark, timeout=60)
+        saved = vd.flash_dir / "alert.json"
+        deadline = time.monotonic() + 30
+        while not (saved.exists() and '"active": true' in saved.read_text()):
+            assert time.monotonic() < deadline, "her alert never reached the flash"
+            time.sleep(0.05)
+
+        def ten_days_later_indoors():
+            vd.gps.set_utc(vd.gps.utc + timedelta(days=10))
+            vd.gps.never_fix(True)
+        vd.call(ten_days_later_indoors)
+        console = vd.console_mark()
+        vd.power_cycle()
+        vd.wait_console("EV resume", since=console, timeout=60)
+        mark = len(vd.events)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", after=mark, timeout=60)
+        vd.call(lambda: vd.gps.never_fix(False))
+        text = vd.wait_console("EV expired", since=console, timeout=60)
+        assert "EV clock gps" in text.split("EV resume")[1], text
+        vd.wait_event(lambda e: e["kind"] == "call" and e.get("ended_by"), after=mark, timeout=30)

@@ -730,6 +730,17 @@ class AlertMachine:
                 self.outbox.queue(n, ob.UPDATE)
                 self._dirty = True
 
+    def _on_off_gap(self, ev, now, acts):
+        # A power-on resumed her alert before any clock said how long the board had been
+        # off (ev[1] ms, from the first real time since): past the alert's end, it was her
+        # battery going flat days ago, not a cut in her alert now. It ends, C4's call too.
+        if self.active and ticks_diff(now, self.start_t) + ev[1] >= self.cfg["max_alert_s"] * 1000:
+            if self.calls.state != "idle":
+                acts.append(("hangup",))
+                self._move(acts, "hangup")
+            acts.append(("cancel_timer", "max_alert"))
+            self._expire(now, acts)
+
     def _on_network(self, ev, now, acts):
         # the module registered again: whoever this alert has not reached yet (its SMS
         # failed its retries with no network) gets it now, not at the next update

@@ -42,6 +42,7 @@ class App:
     unsaved = 0         # saves of the state the flash refused in a row (_persist)
     unsaved_t = 0
     saved_active = None  # what alert.json says (None: not known yet)
+    off_since = None    # (saved at, resumed at ticks): a resume that waits for real time
     # False until start_machine(): the machine gets no event before appboot.resume has
     # given it her saved alert (an event handled first, a low battery at boot, persisted
     # an idle machine over alert.json and the alert was lost). They wait in the inbox.
@@ -116,6 +117,11 @@ class App:
                     now = time.ticks_ms()
                     if self.unsaved and ticks_diff(now, self.unsaved_t) >= RESAVE_MS:
                         self._persist(("persist", self.machine.to_state(now)))
+                    if self.off_since and hw.unix_time() >= eventlog.SYNCED_AFTER:
+                        at, resumed = self.off_since
+                        self.off_since = None
+                        off = hw.unix_time() - ticks_diff(now, resumed) // 1000 - at
+                        self.post(("off_gap", min(max(off, 0), 172800) * 1000))
                     continue
                 acts = self.machine.handle(ev, time.ticks_ms())
                 # the state first: what the log then says happened (a PIN lock, an SMS

@@ -115,8 +115,12 @@ async def resume(app):
         app.log.add("state_corrupt", "")
     if saved:
         kept = await app.radio.call_survived()  # "active", "dialing", "alerting" or None
-        for act in app.machine.from_state(saved, time.ticks_ms(), kept, saved_gap_ms(saved)):
+        gap = saved_gap_ms(saved)
+        for act in app.machine.from_state(saved, time.ticks_ms(), kept, gap):
             app.act(act)
+        at = saved.get("at")
+        if gap is None and app.machine.active and isinstance(at, int) and at >= SYNCED_AFTER:
+            app.off_since = (at, time.ticks_ms())  # the first real time tells (App.brain)
         if kept:
             # as the modem has it: a call still ringing at C4 is not C4 answering
             app.radio.call_active = kept == "active"
