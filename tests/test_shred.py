@@ -241,3 +241,13 @@ def test_a_crash_in_the_alerts_first_save_still_leaves_it_on_the_flash(tmp_path)
         vd.press(hold_s=1.2)
         vd.wait_console("EV crash TypeError", timeout=60, since=mark)
         vd.wait_console("EV resume", timeout=60, since=mark)
+
+
+def test_keys_are_key_length_and_differ(mpy):
+    got = mpy.json("""
+import json, shred
+keys = [shred.new_key() for _ in range(50)]
+print(json.dumps([len(set(keys)), sorted(set(len(k) for k in keys))]))
+""")
+    assert got == [50, [shred.KEY_LEN]]
+    assert len({shred.new_key() for _ in range(50)}) == 50     # and under CPython

@@ -31,7 +31,12 @@ RTC_MAGIC = b"BSk1"         # RTC memory holds RTC_MAGIC + key, or nothing
 
 
 def new_key():
-    return os.urandom(KEY_LEN)
+    # os.urandom is the ESP32's RNG, which ESP-IDF calls pseudo-random only while Wi-Fi
+    # and Bluetooth are off (as here): the CPU's cycle count at this moment, after the
+    # radio's and the GPS's varying delays since her press, is mixed in
+    import time
+    tick = time.ticks_cpu() if hasattr(time, "ticks_cpu") else time.time_ns()  # (CPython)
+    return hashlib.sha256(os.urandom(32) + str(tick).encode()).digest()[:KEY_LEN]
 
 
 def rtc_record(key):
