@@ -330,7 +330,9 @@ def test_helpers_reject_malformed():
 
 CCLK_CASES = [
     # 3GPP TS 27.007 8.15's example: 22:10 at GMT+2 (+08 quarters) is 20:10 UTC
-    ('+CCLK: "94/05/06,22:10:00+08"', 3924015000),   # yy is 20yy on a SIM800: 2094
+    ('+CCLK: "94/05/06,22:10:00+08"', 768255000),    # yy from 70 is 19yy: 1994
+    ('+CCLK: "70/01/01,00:00:08+00"', 8),            # an A76XX before the network's time (not 2070)
+    ('+CCLK: "69/12/31,23:59:59+00"', 3155759999),   # below 70 is 20yy: 2069
     ('+CCLK: "26/11/29,12:00:00-24"', 1795975200),   # Mexico's central zone, -6 h
     ('"26/03/08,12:00:07-24"', 1772992807),
     ('+CCLK: "04/01/01,00:00:40+00"', 1072915240),   # a module that never heard the network

@@ -40,12 +40,16 @@ def test_network_time_sets_the_clock_without_a_fix(tmp_path):
         assert [r for r in rows if r[2] == "clock"] == [rows[at]]
 
 
-def test_a_network_without_time_leaves_the_log_unsynced(tmp_path, monkeypatch):
+@pytest.mark.parametrize("board, default_year", [("tcall_sim800l_axp192", 2004),
+                                                 ("ta7670x_a7670sa", 1970)])
+def test_a_network_without_time_leaves_the_log_unsynced(tmp_path, monkeypatch, board, default_year):
+    # an A7670's unset clock reads "70/01/01": taken for 2070, it set the RTC 44 years
+    # ahead, and every SMS (C4's CANCELAR too) was then ignored as stale
     monkeypatch.setattr(PhoneNetwork, "gives_time", False)
-    with provisioned_device(tmp_path, **NO_FIX) as vd:
+    with provisioned_device(tmp_path, board=board, **NO_FIX) as vd:
         text = vd.console_text()
         assert b"AT+CCLK?" in sent_to_modem(vd)                 # it asked...
-        assert vd.call(lambda: vd.modem.clock_now()[0].year) == 2004  # ...and got the default
+        assert vd.call(lambda: vd.modem.clock_now()[0].year) == default_year  # ...got the default
         assert "EV clock" not in text, text
         rows = log_entries(vd)
         assert rows and all(r[1].endswith("?") for r in rows), rows

@@ -344,8 +344,9 @@ def _clean(raw, n):
 def parse_cclk(line):
     # '+CCLK: "24/05/06,22:10:00-24"' (or just the quoted time) -> UTC Unix seconds, or
     # None. The module gives local time and the zone in quarter hours (3GPP TS 27.007
-    # 8.15: "yy/MM/dd,hh:mm:ss+zz"); yy is 20yy (a SIM800 that never heard the network
-    # time counts from its default "04/01/01,00:00:00": the caller judges plausibility).
+    # 8.15: "yy/MM/dd,hh:mm:ss+zz"); yy is 20yy, or 19yy from 70 (an A76XX that never heard
+    # the network time counts from "70/01/01", 1970, not 2070; a SIM800 from its default
+    # "04/01/01,00:00:00": the caller judges plausibility).
     from eventlog import unix_from_utc
     i = line.find('"')
     j = line.find('"', i + 1)
@@ -362,4 +363,4 @@ def parse_cclk(line):
     if not (1 <= mo <= 12 and 1 <= d <= 31 and hh < 24 and mm < 60 and ss < 60 and q <= 96):
         return None
     tz_s = q * 900 if t[17] == "+" else -q * 900
-    return unix_from_utc((2000 + y, mo, d, hh, mm, ss)) - tz_s
+    return unix_from_utc((1900 + y if y >= 70 else 2000 + y, mo, d, hh, mm, ss)) - tz_s

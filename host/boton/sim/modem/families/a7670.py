@@ -61,11 +61,14 @@ Assumptions [?] (chosen here, nowhere confirmed):
   report = dBm + 140, RSSI report = dBm + 110, from the CSQ level; RSRQ 20, RSSNR 10).
 * +CEREG stat: 1/5 while on LTE (EPS attach works without VoLTE), 0 on GSM or unregistered.
 * AT+CMEE, AT+CVHU, AT+CFGRI, AT+CVALARM, AT+CPMVT are volatile (back to default at boot).
-* The clock (AT+CCLK, AT+CLTS, *PSUTTZ) is the SIM800's. AT&W saves the SIM800 profile
-  fields that exist here (echo, CMEE, CLTS, ...).
+* The clock (AT+CCLK, AT+CLTS, *PSUTTZ) is the SIM800's, but before the network's time
+  AT+CCLK? reads "70/01/01,..." (1970, as A76XX/LTE modules answer in public drivers' logs
+  and tests) where a SIM800 reads "04/01/01". AT&W saves the SIM800 profile fields that
+  exist here (echo, CMEE, CLTS, ...).
 * AT+CSCLK sleep starts 10 s after its conditions are met (SLP: 10-20 s).
 """
 import re
+from datetime import datetime
 
 from ..at import AtError, _int, _toa
 from .sim800 import Sim800
@@ -90,6 +93,8 @@ class A7670(Sim800):
     Same wiring, observers and fault API as Sim800 (see there), plus the flags volte=
     (the SIM and the network do VoLTE) and gsm= (the network has 2G), and the faults
     volte_unavailable(), sms_only(), emergency_only()."""
+
+    CLOCK_DEFAULT = datetime(1970, 1, 1)  # AT+CCLK? before the network's time (module doc)
 
     T_UART_READY = 11.1    # HW table 11: PWRKEY -> UART ready (Ton(uart))
     T_SIM_READY = 12.0     # [?] +CPIN: READY a moment after *ATREADY: 1

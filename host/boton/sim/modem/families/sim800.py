@@ -180,7 +180,7 @@ class Sim800(Framer, PowerGroup, IdentityGroup, NetworkGroup, CallsGroup, SmsGro
         self._pwrkey_turned_on = False
         self._reset_down_at = None
         self.supplied = True
-        self._clock = (CLOCK_DEFAULT, 0, scheduler.now())  # (local time, zone in quarters, at)
+        self._clock = (self.CLOCK_DEFAULT, 0, scheduler.now())  # (local time, zone in quarters, at)
         self._dtr_level = 0
         self._mr = 0
         self._gen = 0
