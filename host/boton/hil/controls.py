@@ -277,6 +277,14 @@ class VirtualFaults:
     def modem_brown_out(self):
         self._do("modem restarts by itself (supply dip under a transmit burst)", self.vd.modem.brown_out)
 
+    def sim_holds_sms(self, count, read=True):
+        """The SIM holds `count` more SMS (read ones by default), as a card that lived in a
+        phone does."""
+        def store():
+            for i in range(count):
+                self.vd.modem.store_sms("+5215550000%03d" % i, "Promocion %d" % i, read=read)
+        self._do(f"the SIM holds {count} {'read' if read else 'unread'} SMS more", store)
+
     def modem_dead(self, dead=True):
         """The module is dead for good (burnt, a cracked joint): silent whatever the pins do."""
         self._do("modem dead for good" if dead else "modem makes contact again", self.vd.modem.break_down, dead)
@@ -384,6 +392,9 @@ class HardwareFaults:
 
     def modem_brown_out(self):
         _unavailable("modem_brown_out", "needs a programmable supply that dips VBAT for a moment")
+
+    def sim_holds_sms(self, count, read=True):
+        _unavailable("sim_holds_sms", "fill the SIM's storage in a phone first, by hand")
 
     def modem_dead(self, dead=True):
         _unavailable("modem_dead", "needs a jig that disconnects the modem (its UART or its supply)")

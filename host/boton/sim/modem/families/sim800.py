@@ -87,6 +87,9 @@ class Sim800(Framer, PowerGroup, IdentityGroup, NetworkGroup, CallsGroup, SmsGro
     T_POWER_DOWN = 1.0     # NORMAL POWER DOWN -> actually off
     T_NO_NET_DIAL = 0.5    # ATD with no registration -> NO CARRIER
     T_SMS_FAIL = 2.0       # AT+CMGS with no network -> +CMS ERROR
+    # Each SMS a multiple delete (AT+CMGD=1,<flag>, AT+CMGDA) removes. AT manual V1.09:
+    # AT+CMGD takes up to 5 s for one SMS, 25 s for 50; assumption: the 25 s spread evenly
+    T_SMS_DELETE = 0.5
     # RING/+CLIP repeat while an incoming call rings. Assumption: 3 s. The note under
     # capture L9 says "about once a second" but the capture itself shows a single RING;
     # handsets alert on a 1 s on / 4 s off cadence. A class attribute: a rig may change it.
