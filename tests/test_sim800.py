@@ -237,9 +237,43 @@ def test_l3_identity_and_registration(md):
     b.run(4.0)
     got = text_lines(b.take())
     assert got[:2] == ["Call Ready", "SMS Ready"]
-    # L3 sent AT+CLTS=1: registering brings the network time, as later in the same log (L4)
-    assert [ln.split(":")[0] for ln in got[2:]] == ["*PSUTTZ", "DST"]
+    # L3 sent AT+CLTS=1: registering brings the network's name and time, as later in the
+    # same log (L4)
+    assert got[2:] == ['*PSNWID: "334","020", "TELCEL",0, "TELCEL",0',
+                       '*PSUTTZ: 2026,3,8,18,0,7,"-24",0', "DST: 0"]
     run_segment(b, seg[last:])
+
+
+def test_the_networks_name_and_time_come_before_the_answer_a_command_still_owes():
+    # Capture L4: *PSUTTZ and DST arrive before AT+CGACT's OK. The network sends them
+    # when it pleases, so a command's answer still to come comes after them.
+    b = Bench()
+    b.at("ATE0;+CLTS=1")
+    b.modem.no_network()
+    b.run(1)
+    b.take()
+    b.modem.no_network(False)                       # registered again 4 s from now
+    b.run(2)
+    got = text_lines(b.at("AT+COPS=?", wait=5))     # 3 s to answer
+    assert [ln.split(":")[0] for ln in got] == ["*PSNWID", "*PSUTTZ", "DST", "+COPS", "OK"]
+
+
+def test_a_urc_can_be_made_to_come_in_the_middle_of_a_commands_answer():
+    # faults.urc_into_reply: the next *PSNWID waits for the next AT+CMGR and comes out
+    # between its echo and its answer, as a URC raised while the command ran would
+    b = Bench()
+    b.at("ATE0;+CLTS=1;+CMGF=1")
+    b.modem.urc_into_reply("*PSNWID", "+CMGR")
+    b.modem.no_network()
+    b.modem.no_network(False)
+    got = text_lines(b.at("AT", wait=6))
+    assert [ln.split(":")[0] for ln in got] == ["OK", "*PSUTTZ", "DST"]   # held
+    b.modem.store_sms(C4, "ESTADO 482913")
+    got = text_lines(b.at("AT+CMGR=1"))
+    assert got[0] == '*PSNWID: "334","020", "TELCEL",0, "TELCEL",0'
+    assert got[1].startswith('+CMGR: "REC UNREAD","+524499100000"')
+    assert got[2:] == ["ESTADO 482913", "OK"]
+    assert text_lines(b.at("AT+CMGR=1"))[0].startswith("+CMGR:")   # held once
 
 
 def test_l7_creg_urc_mode_and_cmti_index(md):

@@ -399,7 +399,9 @@ class Radio:
         if not lines:
             return  # an empty slot: read and deleted already (a +CMTI and a sweep)
         self._sms_read_error = None
-        hdr = atparse.parse_cmgr(lines[0])
+        head = atparse.reply_line(lines, "+CMGR:")
+        i = lines.index(head) if head else 0  # what comes before the header is no SMS's
+        hdr = atparse.parse_cmgr(lines[i])
         sender = sms.ucs2_ascii(hdr[1]) if hdr else ""  # read in UCS2: "002B0035..."
         # its age by its time stamp (SCTS: when the SMSC took it), if the RTC knows the time
         sent = atparse.parse_cclk(hdr[3]) if hdr else None
@@ -407,7 +409,7 @@ class Radio:
         age = now - sent if sent is not None and now >= eventlog.SYNCED_AFTER else None
         # handed over before the delete: the read marked it read, and a sweep lists only
         # unread ones, so a refused delete would have lost C4's command for good
-        self.post(("sms_command", sender, "\n".join(lines[1:]), age))
+        self.post(("sms_command", sender, "\n".join(lines[i + 1:]), age))
         try:
             await self.modem.cmd("AT+CMGD=%d" % index, 5000)
         except ModemError as e:
@@ -505,7 +507,8 @@ class Radio:
                 _, _, lines = await self.modem.cmd(cmd, 2000, expect=prefix)
             except ModemError:
                 continue
-            v = read(lines[0]) if lines else None
+            line = atparse.reply_line(lines, prefix)
+            v = read(line) if line else None
             if v is not None:
                 self.post((kind, v))
 
@@ -521,7 +524,8 @@ class Radio:
             _, _, lines = await self.modem.cmd("AT+CCLK?", 2000, expect="+CCLK")
         except ModemError:
             return
-        now = atparse.parse_cclk(lines[0]) if lines else None
+        line = atparse.reply_line(lines, "+CCLK")
+        now = atparse.parse_cclk(line) if line else None
         if now is None or now < NETWORK_TIME_AFTER:
             if save:
                 # AT&W saves the echo too: saved off, the module's next silent restart (a

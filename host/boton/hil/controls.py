@@ -274,6 +274,12 @@ class VirtualFaults:
         self._do(f"next {count} '{prefix}' line(s) garbled on the UART", self.vd.modem.garble_lines,
                  prefix, count)
 
+    def urc_into_reply(self, prefix, command, count=1):
+        """The next `count` unsolicited lines starting with `prefix` come out in the middle
+        of the module's next answer to `command` ("+CLCC"), before its own lines."""
+        self._do(f"next {count} '{prefix}' line(s) held for the next {command} answer",
+                 self.vd.modem.urc_into_reply, prefix, command, count)
+
     def modem_brown_out(self):
         self._do("modem restarts by itself (supply dip under a transmit burst)", self.vd.modem.brown_out)
 
@@ -389,6 +395,9 @@ class HardwareFaults:
 
     def garble_lines(self, prefix, count=1):
         _unavailable("garble_lines", "needs a jig that filters the modem's TXD line")
+
+    def urc_into_reply(self, prefix, command, count=1):
+        _unavailable("urc_into_reply", "the real module decides when its URCs come")
 
     def modem_brown_out(self):
         _unavailable("modem_brown_out", "needs a programmable supply that dips VBAT for a moment")
