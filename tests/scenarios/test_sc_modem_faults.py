@@ -2,20 +2,24 @@
 registration denied, a hung modem, garbage on the UART."""
 import pytest
 
-RETRYABLE = (41, 42, 331, 332, 500)   # temporary failure, congestion, no service, timeout, unknown
+# temporary failure, congestion, no service, timeout, unknown; destination out of service
+# (24.011), SC busy (23.040 TP-FCS)
+RETRYABLE = (41, 42, 331, 332, 500, 27, 192)
 PERMANENT = 21                        # short message transfer rejected (barred, blocked)
 
 
 @pytest.mark.parametrize("code", RETRYABLE)
 def test_retryable_cms_error_is_retried(dut, button, network, faults, code):
     faults.cms_error(code)
-    mark = network.mark()
+    mark, log_mark = network.mark(), dut.mark()
     button.alert()
     contact = network.contacts[0]
     sms = network.wait_sms(to=contact, after=mark, timeout=dut.within(120, 20))
     tries = [e for e in network.events(mark) if e["kind"] == "sms" and e["to"] == contact]
     assert [e.get("error") for e in tries[:2]] == [code, None], tries
     assert "maps.google.com" in sms["text"]
+    # retried as such, not given up on (another SMS of the alert may reach her anyway)
+    assert dut.logged("sms_retry", since=log_mark) and not dut.logged("sms_failed", since=log_mark)
 
 
 def test_permanent_cms_error_is_not_retried(dut, button, network, faults):
