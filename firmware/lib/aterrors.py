@@ -18,10 +18,10 @@ RETRY = "retry"                 # SIM, network service, memory, unknown: try aga
 REFUSED = "refused"             # refused for good: retrying would only delay the others
 
 # +CMS codes that refuse the message for good (27.005 3.2.5). Below 128, the network's
-# cause (24.011 8.1.4.2, 8.2.5.4): the number, the subscription, a barring, an invalid message;
-# 128-176 and 193-199, the SMS centre's TP-FCS (23.040 9.2.3.22): PID, DCS or command
-# unsupported, no SC subscription, a bad or barred destination, a duplicate, validity
-# period unsupported (the range 128-176 is tested apart); 303-305, the module's: not
+# cause (24.011 8.1.4.2, 8.2.5.4): the number, the subscription, a barring, an invalid
+# message; 128-176 and 193-199, the SMS centre's TP-FCS (23.040 9.2.3.22): PID, DCS or
+# command unsupported, no SC subscription, a bad or barred destination, a duplicate,
+# validity period unsupported (128-176 is tested apart); 303-305, the module's: not
 # supported, invalid PDU or text. Every other code is temporary or unspecified (network
 # failure 17, congestion 22/42, destination out of service 27, SC busy 192, SC failure
 # 194, SIM toolkit busy 212, unspecified 111/127/255, not allowed yet 302...): retried.

@@ -165,6 +165,7 @@ class Modem:
             return await self._cmd(command, timeout_ms, expect, check, keep)
 
     async def _until(self, event, ms):
+        # event, or ms (scaled) gone by: the caller looks at what came
         try:
             await asyncio.wait_for_ms(event.wait(), self._reply_ms(ms))
         except asyncio.TimeoutError:
