@@ -509,8 +509,30 @@ out([pp.adc_battery_mv(2000000), pp.adc_battery_mv(1300000, 3.0),
 # Errors as data
 
 
+# +CMS codes by the standard (27.005 3.2.5): below 128 the network's cause (24.011, 24.008),
+# 128-255 the SMS centre's TP-FCS (23.040 9.2.3.22), from 300 the module's own.
+# Temporary or unspecified: network failure, congestion, destination out of service,
+# network out of order, temporary failure, resources unavailable, a bad reference,
+# protocol state, protocol error and interworking unspecified; SC busy, SC system
+# failure, storage full, error in MS, SIM toolkit busy, unspecified; SMS service
+# reserved, not allowed (yet), no SIM, SIM busy, no network service, network timeout,
+# unknown.
+TEMPORARY = [17, 22, 27, 38, 41, 42, 47, 81, 98, 111, 127,
+             192, 194, 208, 210, 212, 255,
+             301, 302, 310, 314, 331, 332, 500]
+# For good: unassigned number, operator barring, call barred, transfer rejected,
+# unidentified or unknown subscriber, facility rejected, not subscribed or implemented,
+# an invalid message; the message's PID, DCS or command unsupported, no SC subscription,
+# invalid or barred destination, a duplicate, validity period unsupported; an operation,
+# PDU or text the module does not take.
+FOR_GOOD = [1, 8, 10, 21, 28, 29, 30, 50, 69, 95, 96, 97, 99,
+            128, 143, 144, 159, 160, 176, 193, 195, 196, 197, 198, 199,
+            303, 304, 305]
+
+
 def test_modem_errors_are_data_and_sms_refusals_are_classified(both):
     r = both("""
+TEMPORARY, FOR_GOOD = %r, %r
 import aterrors
 from modem import ModemError, ModemTimeout
 e = ModemError('AT+CMGS', "CMS", "310")
@@ -523,15 +545,20 @@ out([[e.command, e.kind, e.code, str(e), e.reply(), e.log_name()],
       [("CMS", 21), ("CMS", 38), ("CMS", 41), ("CMS", 42), ("CMS", 47), ("CMS", 304),
        ("CMS", 310), ("CMS", 331), ("CMS", 500), ("CME", 21), ("CMS", None),
        ("timeout", None)]],
+     [aterrors.sms_retry_class("CMS", c) for c in TEMPORARY],
+     [aterrors.sms_retry_class("CMS", c) for c in FOR_GOOD],
      aterrors.log_name("ERROR", None, ""), aterrors.log_name("CME", 30, "30"),
      [aterrors.log_name(k, c) for k, c in [("CME", 21), ("CMS", 21), ("CMS", 10), ("CME", 10)]]])
-""")
-    e, t, v, classes, err, cme, per_kind = r
+""" % (TEMPORARY, FOR_GOOD))
+    e, t, v, classes, temporary, for_good, err, cme, per_kind = r
     assert e == ["AT+CMGS", "CMS", 310, "AT+CMGS -> CMS 310", "CMS 310", "CMS_310_sim_missing"]
     assert t == ["timeout", None, "timeout", True]     # the dialled number never in the log
     assert v == [None, "CME SIM busy", "CME_SIM_busy"]
     assert classes == ["refused", "retry", "retry", "retry", "retry", "refused",
                        "retry", "retry", "retry", "retry", "retry", "retry"]
+    # a temporary or unspecified cause is retried: her contact's alert is not given up on
+    assert dict(zip(TEMPORARY, temporary)) == dict.fromkeys(TEMPORARY, "retry")
+    assert dict(zip(FOR_GOOD, for_good)) == dict.fromkeys(FOR_GOOD, "refused")
     assert err == "ERROR" and cme == "CME_30_no_network"
     # one number, two meanings: +CME 21 is a bad index, +CMS 21 the network refusing the SMS
     assert per_kind == ["CME_21", "CMS_21_rejected", "CMS_10_call_barred", "CME_10_sim_missing"]
@@ -874,7 +901,8 @@ def test_the_machines_sms_timeout_outlasts_the_radios_own_worst_send():
     import alert
     import modem
     import radio
-    worst_ms = radio.GATE_MS + modem.PROMPT_MS + modem.SEND_MS
+    # (the set-up's slowest command, AT+CMGD=1,3, may go first: Radio.finish_settings)
+    worst_ms = radio.GATE_MS + max(ms for _, ms in modem.SLOW) + modem.PROMPT_MS + modem.SEND_MS
     assert alert.DEFAULTS["sms_timeout_s"] * 1000 >= worst_ms + 30000   # set-up and lock
 
 

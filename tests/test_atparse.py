@@ -469,6 +469,40 @@ def test_urc_vs_reply(mpy):
     ]
 
 
+PSNWID = '*PSNWID: "334","020", "TELCEL",0, "TELCEL",0'
+
+
+def test_the_networks_name_is_a_urc_even_in_the_middle_of_a_reply(mpy):
+    # AT+CLTS=1: with its time the network sends its name (*PSNWID, listed as a URC by
+    # esp_modem's SIM800 and TinyGSM), and it can come before a command's answer (as
+    # *PSUTTZ does in capture L4). Taken for the reply, it was read as the header of C4's
+    # SMS: the command logged as a stranger's and deleted.
+    r = run_script(mpy, [
+        ("cmd", "AT+CMGR=3"),
+        ("feed", b"\r\n" + PSNWID.encode() + b"\r\n"),
+        ("feed", b'\r\n+CMGR: "REC UNREAD","+524499100000","","26/03/08,12:00:12-24"\r\n'),
+        ("feed", b"\r\nESTADO 482913\r\n\r\nOK\r\n"),
+        ("cmd", "AT+CCLK?"),
+        ("feed", b"\r\n" + PSNWID.encode() + b'\r\n\r\n+CCLK: "26/03/08,12:00:12-24"\r\n\r\nOK\r\n'),
+    ])
+    name = ["urc", "*PSNWID", PSNWID[9:]]
+    assert r["ev"] == [
+        name, ["line", '+CMGR: "REC UNREAD","+524499100000","","26/03/08,12:00:12-24"'],
+        ["line", "ESTADO 482913"], ["final", "OK", ""],
+        name, ["line", '+CCLK: "26/03/08,12:00:12-24"'], ["final", "OK", ""]]
+
+
+def test_a_reply_line_is_found_behind_a_line_no_one_knows(mpy):
+    # whatever a module may print before a command's answer, the answer is the line with
+    # the command's prefix (lines[0] was taken for it)
+    code = r"""
+import json, atparse as a
+print(json.dumps([a.reply_line(["*XYZ: 1", "+CCLK: 1", "+CCLK: 2"], "+CCLK"),
+                  a.reply_line(["+CSQ: 20,0"], "+CCLK"), a.reply_line([], "+CSQ")]))
+"""
+    assert mpy.json(code) == ["+CCLK: 1", None, None]
+
+
 def test_is_urc_function():
     assert atparse.is_urc("+CLCC: 1,0,2,0,0", "AT+CLCC") is None
     assert atparse.is_urc("+CLCC: 1,0,2,0,0", "AT+CSQ") == ("+CLCC", "1,0,2,0,0")

@@ -97,13 +97,14 @@ def test_sim800_clts_cclk_and_the_network_time_urcs(gives_time):
     assert at("AT+CLTS?") == ["+CLTS: 0", "OK"]
     assert at("AT+CLTS=1") == ["OK"]
     run(10)  # registers
-    urcs = [ln for ln in out.decode().split("\r\n") if ln[:8] in ("*PSUTTZ:", "DST: 0")]
+    urcs = [ln for ln in out.decode().split("\r\n") if ln[:8] in ("*PSNWID:", "*PSUTTZ:", "DST: 0")]
     out.clear()
     got = at("AT+CCLK?")
     if gives_time:
         # 18:00 UTC, 12:00 in Mexico's central zone (-6 h = -24 quarters)
-        assert urcs[0].startswith("*PSUTTZ: 2026,3,8,18,0,") and urcs[0].endswith(',"-24",0')
-        assert urcs[1] == "DST: 0"
+        assert urcs[0] == '*PSNWID: "334","020", "TELCEL",0, "TELCEL",0'
+        assert urcs[1].startswith("*PSUTTZ: 2026,3,8,18,0,") and urcs[1].endswith(',"-24",0')
+        assert urcs[2] == "DST: 0"
         assert got[0].startswith('+CCLK: "26/03/08,12:00:') and got[0].endswith('-24"')
     else:
         assert urcs == []

@@ -237,9 +237,43 @@ def test_l3_identity_and_registration(md):
     b.run(4.0)
     got = text_lines(b.take())
     assert got[:2] == ["Call Ready", "SMS Ready"]
-    # L3 sent AT+CLTS=1: registering brings the network time, as later in the same log (L4)
-    assert [ln.split(":")[0] for ln in got[2:]] == ["*PSUTTZ", "DST"]
+    # L3 sent AT+CLTS=1: registering brings the network's name and time, as later in the
+    # same log (L4)
+    assert got[2:] == ['*PSNWID: "334","020", "TELCEL",0, "TELCEL",0',
+                       '*PSUTTZ: 2026,3,8,18,0,7,"-24",0', "DST: 0"]
     run_segment(b, seg[last:])
+
+
+def test_the_networks_name_and_time_come_before_the_answer_a_command_still_owes():
+    # Capture L4: *PSUTTZ and DST arrive before AT+CGACT's OK. The network sends them
+    # when it pleases, so a command's answer still to come comes after them.
+    b = Bench()
+    b.at("ATE0;+CLTS=1")
+    b.modem.no_network()
+    b.run(1)
+    b.take()
+    b.modem.no_network(False)                       # registered again 4 s from now
+    b.run(2)
+    got = text_lines(b.at("AT+COPS=?", wait=5))     # 3 s to answer
+    assert [ln.split(":")[0] for ln in got] == ["*PSNWID", "*PSUTTZ", "DST", "+COPS", "OK"]
+
+
+def test_a_urc_can_be_made_to_come_in_the_middle_of_a_commands_answer():
+    # faults.urc_into_reply: the next *PSNWID waits for the next AT+CMGR and comes out
+    # between its echo and its answer, as a URC raised while the command ran would
+    b = Bench()
+    b.at("ATE0;+CLTS=1;+CMGF=1")
+    b.modem.urc_into_reply("*PSNWID", "+CMGR")
+    b.modem.no_network()
+    b.modem.no_network(False)
+    got = text_lines(b.at("AT", wait=6))
+    assert [ln.split(":")[0] for ln in got] == ["OK", "*PSUTTZ", "DST"]   # held
+    b.modem.store_sms(C4, "ESTADO 482913")
+    got = text_lines(b.at("AT+CMGR=1"))
+    assert got[0] == '*PSNWID: "334","020", "TELCEL",0, "TELCEL",0'
+    assert got[1].startswith('+CMGR: "REC UNREAD","+524499100000"')
+    assert got[2:] == ["ESTADO 482913", "OK"]
+    assert text_lines(b.at("AT+CMGR=1"))[0].startswith("+CMGR:")   # held once
 
 
 def test_l7_creg_urc_mode_and_cmti_index(md):
@@ -580,13 +614,27 @@ def test_cmgd_flag_4_and_cmt_routing(sms_ready):
     b = sms_ready
     b.modem.store_sms(C4, "a")
     b.modem.store_sms(C4, "b", read=True)
-    b.at("AT+CMGD=1,4")
+    assert b.at("AT+CMGD=1,4", wait=1.5) == b"\r\nOK\r\n"   # two SMS: 1.15 s
     assert b.modem.inbox == {}
     b.at("AT+CNMI=2,2,0,0,0")
     b.net.sms_to_device(C4, DEVICE, "directo")
     b.run(2.5)
-    assert b.take() == b'\r\n+CMT: "+524499100000","","26/03/08,12:00:13-24"\r\ndirecto\r\n'
+    assert b.take() == b'\r\n+CMT: "+524499100000","","26/03/08,12:00:14-24"\r\ndirecto\r\n'
     assert b.modem.inbox == {}
+
+
+def test_deleting_many_read_sms_takes_as_long_as_the_manual_says(sms_ready):
+    # AT+CMGD=1,3 on a SIM800: up to 5 s for one SMS, 25 s for 50 (AT manual V1.09). A
+    # module that answered in 0.15 s whatever the count hid a 2 s wait in the firmware.
+    b = sms_ready
+    for i in range(10):
+        b.modem.store_sms(C4, "viejo %d" % i, read=True)
+    b.modem.store_sms(C4, "nuevo")
+    assert b.at("AT+CMGD=1,3", wait=2.0) == b""      # ten SMS: not yet
+    b.run(3.5)
+    assert b.take() == b"\r\nOK\r\n"
+    assert [m["text"] for m in b.modem.inbox.values()] == ["nuevo"]
+    assert b.at("AT+CMGD=1,3", wait=0.5) == b"\r\nOK\r\n"   # none to delete: quick
 
 
 def test_sms_survives_a_power_cycle_on_the_sim(sms_ready):
@@ -611,9 +659,8 @@ def test_a_full_sim_refuses_an_sms_and_gets_it_once_a_slot_is_freed(sms_ready):
     assert b.net.sms(to=DEVICE)[-1]["held"] is True and not b.net.sms(to=DEVICE)[-1]["delivered"]
     b.run(60)
     assert b.take() == b""                          # no slot, no retry
-    assert b.at("AT+CMGD=1,1") == b"\r\nOK\r\n"      # every read SMS goes
-    b.run(2.5)
-    assert b.take() == b'\r\n+CMTI: "SM",1\r\n'
+    # every read SMS goes (15 s for 30), and the SMSC sends the one it held
+    assert b.at("AT+CMGD=1,1", wait=18) == b'\r\nOK\r\n\r\n+CMTI: "SM",1\r\n'
     assert b'"26/03/08,12:00:12-24"\r\nUBICACION' in b.at("AT+CMGR=1")   # sent 62 s ago
     late = [e for e in b.net.events if e["kind"] == "sms_late"]
     assert [(e["text"], e["held_s"] > 60) for e in late] == [("UBICACION", True)]

@@ -17,6 +17,17 @@ _NAMES = {"CME": _CME, "CMS": _CMS}
 RETRY = "retry"                 # SIM, network service, memory, unknown: try again later
 REFUSED = "refused"             # refused for good: retrying would only delay the others
 
+# +CMS codes that refuse the message for good (27.005 3.2.5). Below 128, the network's
+# cause (24.011 8.1.4.2, 8.2.5.4): the number, the subscription, a barring, an invalid
+# message; 128-176 and 193-199, the SMS centre's TP-FCS (23.040 9.2.3.22): PID, DCS or
+# command unsupported, no SC subscription, a bad or barred destination, a duplicate,
+# validity period unsupported (128-176 is tested apart); 303-305, the module's: not
+# supported, invalid PDU or text. Every other code is temporary or unspecified (network
+# failure 17, congestion 22/42, destination out of service 27, SC busy 192, SC failure
+# 194, SIM toolkit busy 212, unspecified 111/127/255, not allowed yet 302...): retried.
+_FOR_GOOD = (1, 8, 10, 21, 28, 29, 30, 50, 69, 95, 96, 97, 99,
+             193, 195, 196, 197, 198, 199, 303, 304, 305)
+
 
 def code_of(text):
     """'310' -> 310; a verbose message ('SIM busy') or '' -> None."""
@@ -32,11 +43,9 @@ def log_name(kind, code, text=""):
 
 
 def sms_retry_class(kind, code):
-    """RETRY or REFUSED for an AT+CMGS that failed with kind/code.  Refused for good: the
-    network or the recipient refused it (3GPP causes < 300 other than the temporary
-    38/41/42/47), or the modem says the message itself is invalid (302-305)."""
-    if kind != "CMS" or code is None:
-        return RETRY
-    if (code < 300 and code not in (38, 41, 42, 47)) or 302 <= code <= 305:
+    """RETRY or REFUSED for an AT+CMGS that failed with kind/code: refused for good only
+    by a cause the standard gives as such (_FOR_GOOD): her contact's alert is not given
+    up on a temporary one."""
+    if kind == "CMS" and code is not None and (128 <= code <= 176 or code in _FOR_GOOD):
         return REFUSED
     return RETRY

@@ -80,8 +80,10 @@ _URC_WORDS = {
 }
 
 # "+X: ..." prefixes that are URCs unless the pending command expects them.
+# *PSNWID (the network's name, with its time after AT+CLTS=1): esp_modem's and TinyGSM's
+# SIM800 URC lists.
 URC_PREFIXES = ("+CLIP", "+CMTI", "+CLCC", "+CREG", "+CGREG", "+CFUN", "+CPIN",
-                "+CUSD", "+CMT", "+CDS", "+CRING", "+DTMF", "+CIEV", "*PSUTTZ",
+                "+CUSD", "+CMT", "+CDS", "+CRING", "+DTMF", "+CIEV", "*PSNWID", "*PSUTTZ",
                 "DST", "+CTZV", "+CSQN",
                 "*ATREADY", "*ISIMAID", "*COPN", "+CGEV", "+CEREG")  # A76XX (a76xx.md §2, §5)
 
@@ -116,6 +118,15 @@ def _expected_prefix(cmd):
     while end < len(c) and (c[end].isalpha() or c[end].isdigit()):
         end += 1
     return c[2:end]
+
+
+def reply_line(lines, prefix):
+    # A command's answer among its lines: the first that starts with prefix ("+CCLK"), or
+    # None. A line no one listed as a URC may come before it.
+    for ln in lines:
+        if ln.startswith(prefix):
+            return ln
+    return None
 
 
 def is_urc(line, pending_cmd=None, expect=None):

@@ -12,6 +12,10 @@ REPLY_MIN_MS = 25  # the UART and the host are not time-scaled: a reply never co
 ESC = b"\x1b"
 PROMPT_MS = 5000   # AT+CMGS's "> " comes this soon, or the send is given up
 SEND_MS = 60000    # AT+CMGS's max response time (SIM800 manual; the A76XX's is 40 s)
+# Max response times past what callers give most commands (SIM800 AT manual V1.09; the
+# A76XX's taken as the same): AT+CMGD=1,3 up to 5 s for one SMS, 25 s for 50; AT+CLIP
+# 15 s. Waited for less, the late OK answered whichever command came next.
+SLOW = (("AT+CMGD=1,", 25000), ("AT+CLIP", 15000))
 # What the driver reports (as a URC name no module sends) when the module echoes commands
 # again after ATE0: it restarted by itself, its settings back to their defaults.
 RESTARTED = "(restarted)"
@@ -22,8 +26,9 @@ GSM = 'AT+CSCS="GSM"'    # what AT+CMGS's bytes are in (sms.encode)
 class ModemError(Exception):
     """A command the module refused or did not answer, as data: command ("AT+CMGS"),
     kind ("ERROR" "CME" "CMS" "NO CARRIER" "BUSY"... as atparse names finals, or
-    "timeout", "aborted"), code (the CME/CMS number, or None) and text (the final's
-    text: the code, a verbose message, or why it was aborted)."""
+    "timeout", "aborted", "stale": an earlier command's late answer came instead), code
+    (the CME/CMS number, or None) and text (the final's text: the code, a verbose
+    message, or why it was aborted)."""
 
     def __init__(self, command, kind, text=""):
         self.command = command
@@ -58,6 +63,7 @@ class Modem:
         self._lines = []
         self._keep = None       # the running command's line filter (cmd's keep)
         self._final = None
+        self._prompted = False  # AT+CMGS's "> " came
         self._busy = False
         self.on_urc = on_urc
         self.scale = scale
@@ -108,9 +114,11 @@ class Modem:
             if self._busy:
                 self._final = ev
                 self._done.set()
+                self._prompt.set()  # send_sms: a refusal comes instead of the prompt
             elif ev[1] in CALL_END:
                 self.on_urc(ev[1], "")  # call ended while no command was waiting
         elif kind == "prompt":
+            self._prompted = True
             self._prompt.set()
         elif kind == "line":
             if self._busy and (self._keep is None or self._keep(ev[1])):
@@ -156,7 +164,17 @@ class Modem:
         async with self._lock:
             return await self._cmd(command, timeout_ms, expect, check, keep)
 
+    async def _until(self, event, ms):
+        # event, or ms (scaled) gone by: the caller looks at what came
+        try:
+            await asyncio.wait_for_ms(event.wait(), self._reply_ms(ms))
+        except asyncio.TimeoutError:
+            pass
+
     async def _cmd(self, command, timeout_ms, expect, check, keep=None):
+        for prefix, ms in SLOW:
+            if ms > timeout_ms and command.startswith(prefix):
+                timeout_ms = ms
         await self._wake()
         self._lines = []
         self._keep = keep
@@ -267,6 +285,30 @@ class Modem:
                 self.sleepy = ln[7:].strip() == "2"
         return self.sleepy
 
+    async def _no_text(self):
+        """AT+CMGS got a final result, or nothing, instead of its prompt: leave the module
+        out of text entry and raise. An OK is an earlier command's late answer (AT+CMGS says
+        OK only after the text), and the prompt follows it: ESC once it is here, its own OK
+        waited for. Otherwise a prompt may still come: ESC (ignored in command mode). Left
+        in text entry, the module typed every command that followed into an SMS."""
+        final = self._final
+        if final is not None and final[1] == "aborted":
+            raise ModemError("AT+CMGS", "aborted", final[2])
+        stale = final is not None and final[1] == "OK"
+        if stale and not self._prompted:
+            self._prompt.clear()
+            await self._until(self._prompt, PROMPT_MS)
+        self._final = None
+        self._done.clear()
+        await self._write(ESC)
+        if final is None:
+            raise ModemTimeout("AT+CMGS (no > prompt)")
+        if stale:
+            if self._prompted:
+                await self._until(self._done, 2000)
+            raise ModemError("AT+CMGS", "stale", "OK")
+        raise ModemError("AT+CMGS", final[1], final[2])
+
     async def send_sms(self, number, text, timeout_ms=SEND_MS):
         """AT+CMGS: wait for the '> ' prompt, send text (bytes in the modem's character
         set, see sms.encode) + Ctrl-Z, wait for +CMGS: <mr>.
@@ -276,6 +318,7 @@ class Modem:
                 await self._gsm_back(True)  # a read's UCS2 still on: the number would be hex
             await self._wake()
             self._prompt.clear()
+            self._prompted = False
             self._lines = []
             self._final = None
             self._done.clear()
@@ -285,14 +328,9 @@ class Modem:
             self._p.set_echo_filter(cmd)
             try:
                 await self._write(cmd.encode() + b"\r")
-                try:
-                    await asyncio.wait_for_ms(self._prompt.wait(), self._ms(PROMPT_MS))
-                except asyncio.TimeoutError:
-                    if self._final is None:
-                        await self._write(ESC)
-                        raise ModemTimeout("AT+CMGS (no > prompt)")
-                if self._final is not None:  # refused (or aborted) instead of a prompt
-                    raise ModemError("AT+CMGS", self._final[1], self._final[2])
+                await self._until(self._prompt, PROMPT_MS)  # or a final result
+                if self._final is not None or not self._prompted:
+                    await self._no_text()
                 await self._write(text)  # no text + Ctrl-Z: a copy of it on the heap
                 await self._write(CTRL_Z)
                 try:

@@ -7,6 +7,7 @@
 import asyncio
 
 import hw
+from atparse import reply_line
 from modem import ModemError
 
 VOICE_FALLBACK_S = 40            # for a voice registration on 2G after AT+CNMP=13
@@ -84,7 +85,7 @@ async def init(r, poll_status):
     for _ in range(30):
         try:
             _, _, lines = await m.cmd("AT+CPIN?", 5000, expect="+CPIN")
-            sim = lines[0] if lines else "?"
+            sim = reply_line(lines, "+CPIN") or "?"
         except ModemError as e:
             sim = e.reply()
         if d.sim_state(sim) != "wait":
@@ -163,8 +164,9 @@ async def wait_registered(r, seconds, want=None):
 
 async def rat_mode_fixed(r):
     """The module's technology mode is not automatic (AT+CNMP? on the A7670)."""
-    lines = await r._query(r.dialect.RAT_MODE_QUERY)
-    return bool(lines) and lines[0].split(":")[-1].strip() != r.dialect.RAT_AUTO_REPLY
+    query = r.dialect.RAT_MODE_QUERY
+    line = reply_line(await r._query(query), query[1])
+    return bool(line) and line.split(":")[-1].strip() != r.dialect.RAT_AUTO_REPLY
 
 
 async def find_voice(r, state, try_2g, settle_s=VOICE_SETTLE_S):

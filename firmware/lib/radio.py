@@ -264,11 +264,7 @@ class Radio:
             if state == "ended":
                 asyncio.create_task(self.call_ended())
             elif state:
-                if state == "active" and not self.call_active:
-                    asyncio.create_task(self._in_call_audio())
-                    self.watch_call()
-                self.call_active = state == "active"
-                self.post(("call_state", state, None))
+                self._call_moved(state)
         elif name in d.CALL_END:
             self._end_cause = d.CALL_END[name]
         elif name == d.BOOT_URC:
@@ -313,6 +309,26 @@ class Radio:
                 self.modem.abort("power down")
                 self.call_lost()
                 asyncio.create_task(self._power_back())
+
+    def _call_moved(self, state):
+        """Our call's state, as a +CLCC line reports it."""
+        if state == "active" and not self.call_active:
+            asyncio.create_task(self._in_call_audio())
+            self.watch_call()
+        self.call_active = state == "active"
+        self.post(("call_state", state, None))
+
+    async def _check_listed(self, lines):
+        """AT+CLCC's lines against what we believe of our call: gone, its end is handled
+        (end lines lost on the UART left it "up" for the rest of her alert); up while we
+        believe it rings, C4 answered (its +CLCC came in the middle of this answer and was
+        read as part of it: the dial timeout would hang up on C4). Only forward: a list
+        read before a URC must not undo it."""
+        state = self.dialect.our_call(lines, self._answered_id)
+        if state is None:
+            await self.call_ended()
+        elif state == "active" and self.call_out and not self.call_active:
+            self._call_moved(state)
 
     def _repeated(self, warning):
         """The same supply warning again within the dialect's WARNING_REPEAT_MS (the A7670
@@ -399,7 +415,9 @@ class Radio:
         if not lines:
             return  # an empty slot: read and deleted already (a +CMTI and a sweep)
         self._sms_read_error = None
-        hdr = atparse.parse_cmgr(lines[0])
+        head = atparse.reply_line(lines, "+CMGR:")
+        i = lines.index(head) if head else 0  # what comes before the header is no SMS's
+        hdr = atparse.parse_cmgr(lines[i])
         sender = sms.ucs2_ascii(hdr[1]) if hdr else ""  # read in UCS2: "002B0035..."
         # its age by its time stamp (SCTS: when the SMSC took it), if the RTC knows the time
         sent = atparse.parse_cclk(hdr[3]) if hdr else None
@@ -407,7 +425,7 @@ class Radio:
         age = now - sent if sent is not None and now >= eventlog.SYNCED_AFTER else None
         # handed over before the delete: the read marked it read, and a sweep lists only
         # unread ones, so a refused delete would have lost C4's command for good
-        self.post(("sms_command", sender, "\n".join(lines[1:]), age))
+        self.post(("sms_command", sender, "\n".join(lines[i + 1:]), age))
         try:
             await self.modem.cmd("AT+CMGD=%d" % index, 5000)
         except ModemError as e:
@@ -421,9 +439,8 @@ class Radio:
             _, _, lines = await self.modem.cmd("AT+CLCC", 3000, expect="+CLCC", check=False)
             for number in self.dialect.ringing(lines):
                 self.post(("incoming_call", sms.ucs2_ascii(number)))
-            ours = self.call_active or self.call_out
-            if ours and self.dialect.our_call(lines, self._answered_id) is None:
-                asyncio.create_task(self.call_ended())  # its NO CARRIER was lost
+            if self.call_active or self.call_out:
+                await self._check_listed(lines)  # its NO CARRIER or +CLCC was lost
             # listed only when the SIM holds one: each listing switches the module's
             # character set there and back (the A76XX saves it to its flash each time)
             _, _, lines = await self.modem.cmd("AT+CPMS?", 3000, expect="+CPMS", check=False)
@@ -505,7 +522,8 @@ class Radio:
                 _, _, lines = await self.modem.cmd(cmd, 2000, expect=prefix)
             except ModemError:
                 continue
-            v = read(lines[0]) if lines else None
+            line = atparse.reply_line(lines, prefix)
+            v = read(line) if line else None
             if v is not None:
                 self.post((kind, v))
 
@@ -521,7 +539,8 @@ class Radio:
             _, _, lines = await self.modem.cmd("AT+CCLK?", 2000, expect="+CCLK")
         except ModemError:
             return
-        now = atparse.parse_cclk(lines[0]) if lines else None
+        line = atparse.reply_line(lines, "+CCLK")
+        now = atparse.parse_cclk(line) if line else None
         if now is None or now < NETWORK_TIME_AFTER:
             if save:
                 # AT&W saves the echo too: saved off, the module's next silent restart (a
@@ -570,18 +589,15 @@ class Radio:
             self._watching = False
 
     async def _call_listed(self):
-        """Our call is in the module's call list, or its end is handled now: end lines
-        lost on the UART (garbled, or the chip deaf) left the call "up" for the rest of
-        her alert, and C4 was never called again."""
+        """The module's call list read during our call (_check_listed)."""
         if self._recovering or self.bringing_up:
             return
         try:
             kind, _, lines = await self.modem.cmd("AT+CLCC", 3000, expect="+CLCC", check=False)
         except ModemError:
             return
-        if kind == "OK" and (self.call_active or self.call_out) and \
-                self.dialect.our_call(lines, self._answered_id) is None:
-            await self.call_ended()
+        if kind == "OK" and (self.call_active or self.call_out):
+            await self._check_listed(lines)
 
     async def check(self, every_ms):
         """Health check: silent for every_ms and no answer to AT: run the recovery ladder.

@@ -172,3 +172,18 @@ def test_a_call_end_the_device_never_heard_is_found_and_c4_called_again(dut, but
     faults.drop_call()
     network.wait_call("call_connected", to=network.c4[0], after=mark, timeout=dut.within(120, 60))
     assert dut.logged("call_failed", since=log_mark)
+
+
+@pytest.mark.dut_config(dial_timeout_s=25)
+def test_c4_answering_while_the_device_asks_for_its_calls_is_heard(dut, button, network, faults):
+    """While her call rings, the in-call check asks the module for its calls (AT+CLCC)
+    every 10 s. C4's answer, reported (+CLCC ...,0,...) while that question was being
+    answered, came in the middle of the answer and was counted as part of it; the check
+    only looked for our call missing, so the device never heard C4 answer: at
+    dial_timeout_s it hung up on C4 and called again."""
+    faults.urc_into_reply("+CLCC: 1,0,0,", "+CLCC")
+    mark, log_mark = network.mark(), dut.mark()
+    button.alert()
+    network.wait_call("call_connected", to=network.c4[0], after=mark, timeout=dut.within(90, 20))
+    dut.wait_log("call_active", since=log_mark, timeout=dut.within(60, 20))
+    assert len(network.calls("call_start", frm=dut.number, after=mark)) == 1

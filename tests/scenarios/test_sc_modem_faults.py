@@ -2,20 +2,24 @@
 registration denied, a hung modem, garbage on the UART."""
 import pytest
 
-RETRYABLE = (41, 42, 331, 332, 500)   # temporary failure, congestion, no service, timeout, unknown
+# temporary failure, congestion, no service, timeout, unknown; destination out of service
+# (24.011), SC busy (23.040 TP-FCS)
+RETRYABLE = (41, 42, 331, 332, 500, 27, 192)
 PERMANENT = 21                        # short message transfer rejected (barred, blocked)
 
 
 @pytest.mark.parametrize("code", RETRYABLE)
 def test_retryable_cms_error_is_retried(dut, button, network, faults, code):
     faults.cms_error(code)
-    mark = network.mark()
+    mark, log_mark = network.mark(), dut.mark()
     button.alert()
     contact = network.contacts[0]
     sms = network.wait_sms(to=contact, after=mark, timeout=dut.within(120, 20))
     tries = [e for e in network.events(mark) if e["kind"] == "sms" and e["to"] == contact]
     assert [e.get("error") for e in tries[:2]] == [code, None], tries
     assert "maps.google.com" in sms["text"]
+    # retried as such, not given up on (another SMS of the alert may reach her anyway)
+    assert dut.logged("sms_retry", since=log_mark) and not dut.logged("sms_failed", since=log_mark)
 
 
 def test_permanent_cms_error_is_not_retried(dut, button, network, faults):
@@ -240,3 +244,26 @@ def test_a_garbled_sms_reference_neither_restarts_the_board_nor_resends(dut, but
     assert "Traceback" not in dut.console.text(log_mark)
     tries = [e for e in network.events(mark) if e["kind"] == "sms" and e["to"] == contact]
     assert len(tries) == 1, tries
+
+
+def test_a_slow_delete_of_the_sims_read_sms_is_waited_for_not_taken_for_the_next_reply(
+        dut, button, network, faults):
+    """The set-up's AT+CMGD=1,3 (the SIM's read and sent SMS deleted), refused while the
+    module was not ready for it, goes again before her first SMS. A SIM800 takes up to
+    25 s to delete 50 SMS (AT manual V1.09); waited for 2 s, its late OK was taken for
+    AT+CMGS's answer, and the "> " prompt after it left the module typing what came next
+    into an SMS: the covert-audio line, the dial to C4."""
+    faults.refuse_next("+CMGD", 10)     # every try of the set-up
+    log_mark = dut.mark()
+    faults.power_cycle()
+    dut.wait_ready(since=log_mark, timeout=dut.within(300, 60))
+    assert "AT+CMGD=1,3" in dut.logged("init_error", since=log_mark), dut.log(log_mark)
+    faults.sim_holds_sms(12)            # about 6 s to delete
+    mark = network.mark()
+    button.alert()
+    sms = network.wait_sms(to=network.contacts[0], after=mark, timeout=dut.within(120, 30))
+    assert "maps.google.com" in sms["text"]
+    network.wait_call("call_connected", frm=dut.number, to=network.c4[0], after=mark,
+                      timeout=dut.within(120, 30))
+    typed = [e["text"] for e in network.sms(frm=dut.number, after=mark) if "AT" in e["text"]]
+    assert not typed, typed

@@ -1,4 +1,6 @@
 """SMS commands to the device: only C4 (or an authorized number) with the PIN is obeyed."""
+import pytest
+
 from boton.pytest_plugin import REF_PIN
 
 MAPS = "https://maps.google.com/?q="
@@ -102,3 +104,20 @@ def test_a_command_whose_read_failed_in_her_alert_is_read_at_the_next_health_che
     reply = network.wait_sms(to=network.c4[0], after=mark, timeout=dut.within(180, 60),
                              where=lambda e: e["text"].startswith("UBICACION"))
     assert MAPS in reply["text"]
+
+
+@pytest.mark.modem("sim800", reason="the A7670's set-up sends no AT+CLTS=1: no network name URC")
+def test_the_networks_name_in_the_middle_of_reading_c4s_command_is_not_its_header(
+        dut, network, faults):
+    # With AT+CLTS=1 the SIM800 reports the network's name (*PSNWID) with its time when
+    # it registers, whenever that is: here while C4's SMS is read. Taken for the first
+    # line of AT+CMGR's answer, it was read as the SMS header: C4's command was logged as
+    # a stranger's and deleted.
+    faults.urc_into_reply("*PSNWID", "+CMGR")
+    faults.no_network()
+    mark, log_mark = network.mark(), dut.mark()
+    network.sms_to_device("ESTADO %s" % REF_PIN)      # the SMSC holds it meanwhile
+    faults.no_network(False)          # registered: the network's name and time, then the SMS
+    reply = network.wait_sms(to=network.c4[0], after=mark, timeout=dut.within(120, 30))
+    assert reply["text"].startswith("ESTADO"), reply["text"]
+    assert not dut.logged("sms_ignored", since=log_mark), dut.log(log_mark)

@@ -274,8 +274,22 @@ class VirtualFaults:
         self._do(f"next {count} '{prefix}' line(s) garbled on the UART", self.vd.modem.garble_lines,
                  prefix, count)
 
+    def urc_into_reply(self, prefix, command, count=1):
+        """The next `count` unsolicited lines starting with `prefix` come out in the middle
+        of the module's next answer to `command` ("+CLCC"), before its own lines."""
+        self._do(f"next {count} '{prefix}' line(s) held for the next {command} answer",
+                 self.vd.modem.urc_into_reply, prefix, command, count)
+
     def modem_brown_out(self):
         self._do("modem restarts by itself (supply dip under a transmit burst)", self.vd.modem.brown_out)
+
+    def sim_holds_sms(self, count, read=True):
+        """The SIM holds `count` more SMS (read ones by default), as a card that lived in a
+        phone does."""
+        def store():
+            for i in range(count):
+                self.vd.modem.store_sms("+5215550000%03d" % i, "Promocion %d" % i, read=read)
+        self._do(f"the SIM holds {count} {'read' if read else 'unread'} SMS more", store)
 
     def modem_dead(self, dead=True):
         """The module is dead for good (burnt, a cracked joint): silent whatever the pins do."""
@@ -382,8 +396,14 @@ class HardwareFaults:
     def garble_lines(self, prefix, count=1):
         _unavailable("garble_lines", "needs a jig that filters the modem's TXD line")
 
+    def urc_into_reply(self, prefix, command, count=1):
+        _unavailable("urc_into_reply", "the real module decides when its URCs come")
+
     def modem_brown_out(self):
         _unavailable("modem_brown_out", "needs a programmable supply that dips VBAT for a moment")
+
+    def sim_holds_sms(self, count, read=True):
+        _unavailable("sim_holds_sms", "fill the SIM's storage in a phone first, by hand")
 
     def modem_dead(self, dead=True):
         _unavailable("modem_dead", "needs a jig that disconnects the modem (its UART or its supply)")

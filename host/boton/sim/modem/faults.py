@@ -78,6 +78,17 @@ class FaultsGroup:
 
     _lost_urcs = None  # lose_urcs(): prefix -> lines still to lose
 
+    def urc_into_reply(self, prefix, command, count=1):
+        """The next `count` unsolicited lines starting with `prefix` ("+CLCC: 1,0,0") come
+        out in the middle of the module's next answer to `command` ("+CLCC"), after its
+        echo and before its own lines: a URC raised while a command runs, as capture L4
+        shows. A driver that counts it as part of the answer misses what it announced."""
+        if self._into_reply is None:
+            self._into_reply = {}
+        self._into_reply[prefix] = [command.upper(), int(count)]
+
+    _into_reply = None  # urc_into_reply(): prefix -> [command, lines still to hold]
+
     def garble_lines(self, prefix, count=1):
         """The next `count` lines starting with `prefix` ("+CMGS", "+CLCC") reach the ESP32
         with their last character garbled (a bit flipped on the line): "+CMGS: 1?" for

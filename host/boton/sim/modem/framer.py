@@ -111,6 +111,9 @@ class Framer:
                 if refusals.get(key):
                     refusals[key] -= 1
                     raise AtError("ERROR")
+        held = self._held_urcs.pop(cmd.name.upper(), None)   # FaultsGroup.urc_into_reply()
+        if held:
+            self._reply_head += b"".join(held)
         handler = self._handlers.get(cmd.name)
         if handler is None:
             # An unknown extended command: the family says how it answers (SIM800: an
@@ -141,11 +144,15 @@ class Framer:
             data, self._echo_buf = bytes(self._echo_buf), bytearray()
             self._tx(data)
 
-    def _tx(self, data: bytes, delay=0.0, then=None):
-        """Send bytes after `delay`, never before anything queued earlier (a UART is FIFO)."""
+    def _tx(self, data: bytes, delay=0.0, then=None, ahead=False):
+        """Send bytes after `delay`, never before anything queued earlier (a UART is FIFO).
+        ahead: now, before the answer a running command still owes (it is not on the line
+        yet)."""
         self._flush_echo()  # the echo of what was just typed goes out before any reply
         when = max(self.sched.now() + delay * self.sched.time_scale, self._tx_last)
-        self._tx_last = when
+        if ahead:
+            when = self.sched.now()
+        self._tx_last = max(when, self._tx_last)
         gen = self._gen
 
         def run():
@@ -185,8 +192,9 @@ class Framer:
             return f"{NUMERIC[text]}\r".encode()
         return self._info_bytes(text)
 
-    def _urc(self, text, force=False, result=False):
-        """An unsolicited line. URCs raised while a command runs come after its result."""
+    def _urc(self, text, force=False, result=False, ahead=False):
+        """An unsolicited line. URCs raised while a command runs come after its result;
+        `ahead` ones (the network's, sent when it pleases) before an answer still owed."""
         lost = getattr(self, "_lost_urcs", None)   # FaultsGroup.lose_urcs()
         if lost:
             for prefix, left in lost.items():
@@ -194,22 +202,30 @@ class Framer:
                     lost[prefix] = left - 1
                     return  # garbled on the line, or sent while the ESP32's UART was deaf
         data = self._result_bytes(text) if result else self._info_bytes(text)
+        into = getattr(self, "_into_reply", None)   # FaultsGroup.urc_into_reply()
+        if into:
+            for prefix, spec in into.items():
+                if spec[1] and text.startswith(prefix):
+                    spec[1] -= 1
+                    self._held_urcs.setdefault(spec[0], []).append(data)
+                    return
         if self._in_handler and not force:
             self._deferred.append(data)
         else:
-            self._tx(data)
+            self._tx(data, ahead=ahead and self._busy)
 
     def _flush_infos(self, infos):
-        data = b"".join(self._info_bytes(i) for i in infos) + b"".join(self._deferred)
-        self._deferred = []
+        data = self._reply_head + b"".join(self._info_bytes(i) for i in infos)
+        data += b"".join(self._deferred)
+        self._deferred, self._reply_head = [], b""
         if data:
             self._tx(data, self._delay)
 
     def _finish(self, infos, final, delay=None):
         """Send the information lines and the final result code, then take the next line."""
-        data = b"".join(self._info_bytes(i) for i in infos) + self._result_bytes(final)
-        data += b"".join(self._deferred)
-        self._deferred = []
+        data = self._reply_head + b"".join(self._info_bytes(i) for i in infos)
+        data += self._result_bytes(final) + b"".join(self._deferred)
+        self._deferred, self._reply_head = [], b""
         self._tx(data, self._delay if delay is None else delay, then=self._command_done)
 
     def _command_done(self):

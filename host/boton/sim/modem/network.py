@@ -173,16 +173,21 @@ class NetworkGroup:
         return local + timedelta(seconds=int(self.sched.now() - at)), quarters
 
     def _network_time(self):
-        """Registered: a network that sends its time (NITZ) sets the clock when CLTS=1."""
+        """Registered: a network that sends its time (NITZ) sets the clock when CLTS=1, and
+        the module reports the network's name and time (*PSNWID as esp_modem's SIM800 driver
+        and TinyGSM know it, then capture L4's lines). They come when the network sends
+        them, before the answer a command still owes (L4)."""
         if not (self.clts and getattr(self.network, "gives_time", True)):
             return
         now = self.network.now_datetime()
         quarters = int(now.utcoffset().total_seconds() // 900)
         self._clock = (now.replace(tzinfo=None), quarters, self.sched.now())
         utc = now - now.utcoffset()
+        name, net = self.network.operator, self.network
+        self._urc(f'*PSNWID: "{net.mcc}","{net.mnc}", "{name}",0, "{name}",0', ahead=True)
         self._urc(f'*PSUTTZ: {utc.year},{utc.month},{utc.day},{utc.hour},{utc.minute},'
-                  f'{utc.second},"{quarters:+03d}",0')
-        self._urc("DST: 0")
+                  f'{utc.second},"{quarters:+03d}",0', ahead=True)
+        self._urc("DST: 0", ahead=True)
 
 
 HANDLERS = {

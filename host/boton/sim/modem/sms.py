@@ -276,14 +276,15 @@ class SmsGroup:
         self._need_sms_cms()
         index = self._sms_index(cmd.args[0])
         flag = _int(cmd.args[1], range(5)) if len(cmd.args) > 1 else 0
-        self._took(0.15)
         doomed = {0: lambda s: False, 1: lambda s: s == "REC READ",
                   2: lambda s: s in ("REC READ", "STO SENT"),
                   3: lambda s: s != "REC UNREAD", 4: lambda s: True}[flag]
         if flag == 0:
             self.inbox.pop(index, None)
-        for i in [i for i, m in self.inbox.items() if doomed(m["stat"])]:
+        gone = [i for i, m in self.inbox.items() if doomed(m["stat"])]
+        for i in gone:
             del self.inbox[i]
+        self._took(0.15 + self.T_SMS_DELETE * len(gone))
         self._storage_freed()
 
     def _storage_freed(self):
@@ -299,9 +300,10 @@ class SmsGroup:
                  "DEL INBOX": ("REC READ", "REC UNREAD"), "DEL ALL": None}
         if what not in kinds:
             raise AtError("ERROR")
-        self._took(0.3)
-        for i in [i for i, m in self.inbox.items() if kinds[what] is None or m["stat"] in kinds[what]]:
+        gone = [i for i, m in self.inbox.items() if kinds[what] is None or m["stat"] in kinds[what]]
+        for i in gone:
             del self.inbox[i]
+        self._took(0.3 + self.T_SMS_DELETE * len(gone))
         self._storage_freed()
 
 

@@ -22,8 +22,10 @@ What it reproduces (see data/at/sim800_transcripts.md for the captures):
 * The module's clock: AT+CLTS (network time stamp on/off, saved by AT&W, as TinyGSM#289
   shows: CLTS=1, AT&W, restart) and AT+CCLK ("yy/MM/dd,hh:mm:ss±zz", local time, zone in
   quarter hours, 3GPP TS 27.007 §8.15). With CLTS=1, registering on a network that sends
-  its time (NITZ) sets the clock to the network's and reports it (capture L4):
-  ``*PSUTTZ: 2020,12,9,12,57,4,"+12",0`` then ``DST: 0``. Assumption: *PSUTTZ carries UTC
+  its time (NITZ) sets the clock to the network's and reports its name and time, before any
+  answer a command still owes (capture L4): ``*PSNWID: "334","020", "TELCEL",0, "TELCEL",0``
+  (as esp_modem's SIM800 driver and TinyGSM list it), ``*PSUTTZ: 2020,12,9,12,57,4,"+12",0``
+  then ``DST: 0``. Assumption: *PSUTTZ carries UTC
   and the zone apart; +CTZV (AT+CTZR=1) is not simulated. Many networks send no time
   (PhoneNetwork.gives_time = False): the clock then runs from the module's default
   "04/01/01,00:00:00+00" at power-on (TinyGSM#289: "+CCLK: \"04/01/01,00:00:40+12\"").
@@ -87,6 +89,9 @@ class Sim800(Framer, PowerGroup, IdentityGroup, NetworkGroup, CallsGroup, SmsGro
     T_POWER_DOWN = 1.0     # NORMAL POWER DOWN -> actually off
     T_NO_NET_DIAL = 0.5    # ATD with no registration -> NO CARRIER
     T_SMS_FAIL = 2.0       # AT+CMGS with no network -> +CMS ERROR
+    # Each SMS a multiple delete (AT+CMGD=1,<flag>, AT+CMGDA) removes. AT manual V1.09:
+    # AT+CMGD takes up to 5 s for one SMS, 25 s for 50; assumption: the 25 s spread evenly
+    T_SMS_DELETE = 0.5
     # RING/+CLIP repeat while an incoming call rings. Assumption: 3 s. The note under
     # capture L9 says "about once a second" but the capture itself shows a single RING;
     # handsets alert on a 1 s on / 4 s off cadence. A class attribute: a rig may change it.
@@ -220,6 +225,8 @@ class Sim800(Framer, PowerGroup, IdentityGroup, NetworkGroup, CallsGroup, SmsGro
         self._busy = False
         self._in_handler = False
         self._deferred = []
+        self._held_urcs = {}       # command -> URCs held for its reply (urc_into_reply)
+        self._reply_head = b""     # what goes out before the running command's answer
         self._mode = "cmd"
         self._draft = bytearray()
         self._draft_to = None
