@@ -463,3 +463,34 @@ def test_cli_real_looking_firmware(cli, tmp_path):
     rep = json.loads(r.stdout)          # the generated PIN is shown on stderr
     assert rep["firmware"]["placeholder"] is False and rep["firmware"]["size"] == 0x180000
     assert out.read_bytes()[0x1000:0x1000 + 0x180000] == fw.read_bytes()
+
+
+# ----------------------------------------------------------------------------- paths as typed
+def test_output_paths_with_brackets_are_printed_as_typed_and_the_pin_line_comes(tmp_path, monkeypatch):
+    # `-o 'usb[/]BS-0001.bin'` wrote the image and recorded the button as provisioned, then
+    # rich took "[/]" for a closing tag: MarkupError, and the PIN line never came;
+    # `-o 'B2[nuevo].bin'` showed the esptool command with "B2.bin"
+    from boton.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "usb[").mkdir()
+    run = lambda *a: CliRunner().invoke(main, list(a), catch_exceptions=False)   # noqa: E731
+    assert run("devices", "add", "24:6f:28:00:00:01", "--label", "BS-0001").exit_code == 0
+    args = ["image", "--placeholder-firmware", "--device-id", "BS-0001", "--alias", "Luna", "--contact",
+            DEFAULT_CONTACT, "--c4", DEFAULT_C4]
+    for out in ("usb[/]BS-0001.bin", "B2[nuevo].bin", "[bold red]x.bin"):
+        r = run(*args, "-o", out, "--force")
+        assert r.exit_code == 0, r.output
+        assert f"image {out}: " in r.output and f"write-flash 0x0 {out}\n" in r.output
+        assert "SMS command PIN: from BOTON_PIN" in r.output
+        assert (tmp_path / out).stat().st_size == 4 * MiB
+
+
+def test_a_config_path_with_brackets_is_named_as_typed(cli, tmp_path, monkeypatch, config):
+    monkeypatch.chdir(tmp_path)
+    r = cli("--config", "caso [/final].json", "--placeholder-firmware", "-o", "x.bin")
+    assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
+    assert "caso [/final].json" in r.output
+    Path("caso [final].json").write_text(json.dumps(config))
+    r = cli("--config", "caso [final].json", "--placeholder-firmware", "-o", "x.bin")
+    assert r.exit_code == 0 and "SMS command PIN: as in caso [final].json" in r.output, r.output

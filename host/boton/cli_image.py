@@ -267,29 +267,32 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
             pins.show_pin(got["how"], got["pin"], pin_screen, lambda line: None)
         return
     fw, vfs = report["firmware"], report["vfs"]
-    console.print(f"image {out}: {report['image_size']:,} bytes for {report['flash_size_name']} flash, "
-                  f"board {board}", soft_wrap=True)
-    console.print(f"  firmware    {fw['offset']:#08x}  {fw['size']:>10,} bytes  "
-                  + ("[bold red]PLACEHOLDER: will not boot (tests only)[/]" if fw["placeholder"]
-                     else str(fw["path"])), soft_wrap=True)
+
+    def say(line):    # paths as typed: text, never rich markup ("usb[/]BS-0001.bin")
+        console.print(line, soft_wrap=True, markup=False)
+
+    say(f"image {out}: {report['image_size']:,} bytes for {report['flash_size_name']} flash, board {board}")
+    firmware = f"  firmware    {fw['offset']:#08x}  {fw['size']:>10,} bytes  "
+    if fw["placeholder"]:
+        console.print(firmware + "[bold red]PLACEHOLDER: will not boot (tests only)[/]", soft_wrap=True)
+    else:
+        say(firmware + str(fw["path"]))
     parts = ", ".join(f"{p['label']} {p['offset']:#x}+{p['size']:#x}"
                       for p in report["partition_table"]["partitions"])
-    console.print(f"  partitions  {img.PARTITION_TABLE_OFFSET:#08x}  {parts}", soft_wrap=True)
+    say(f"  partitions  {img.PARTITION_TABLE_OFFSET:#08x}  {parts}")
     how = "its vfs partition" if vfs["source"] == "table" else "end of last partition to end of flash"
-    console.print(f"  vfs         {vfs['offset']:#08x}  {vfs['size']:>10,} bytes = {vfs['block_count']} blocks "
-                  f"of {vfs['block_size']} (LittleFS v2; {how})", soft_wrap=True)
-    console.print(f"  files       {vfs['files']} files, {vfs['bytes']:,} bytes, {vfs['used_blocks']} blocks used; "
-                  f"read back from the image: ok", soft_wrap=True)
-    console.print(f"device {report['device_id']}: {report['contacts']} contact(s), "
-                  f"{report['c4_numbers']} C4 number(s); config {report['config_sha256'][:12]}", soft_wrap=True)
-    console.print(_registry_line(report["registry"]), soft_wrap=True, markup=False)
-    console.print(f"flash with: {report['esptool']}", soft_wrap=True)
+    say(f"  vfs         {vfs['offset']:#08x}  {vfs['size']:>10,} bytes = {vfs['block_count']} blocks "
+        f"of {vfs['block_size']} (LittleFS v2; {how})")
+    say(f"  files       {vfs['files']} files, {vfs['bytes']:,} bytes, {vfs['used_blocks']} blocks used; "
+        f"read back from the image: ok")
+    say(f"device {report['device_id']}: {report['contacts']} contact(s), "
+        f"{report['c4_numbers']} C4 number(s); config {report['config_sha256'][:12]}")
+    say(_registry_line(report["registry"]))
+    say(f"flash with: {report['esptool']}")
     if got:
-        pins.show_pin(got["how"], got["pin"], pin_screen,
-                      lambda line: console.print(line, soft_wrap=True, markup=False))
+        pins.show_pin(got["how"], got["pin"], pin_screen, say)
     else:
-        console.print(f"SMS command PIN: as in {config_file} (not shown; the image keeps only a "
-                      "salted hash)", soft_wrap=True, markup=False)
+        say(f"SMS command PIN: as in {config_file} (not shown; the image keeps only a salted hash)")
 
 
 def _write_image(out, data, force, label=None):

@@ -13,7 +13,6 @@ number already on an active case, registry busy). Nothing prompts unless stdin i
 """
 import json
 import os
-import sqlite3
 import sys
 
 import click
@@ -24,28 +23,13 @@ from rich.table import Table
 from . import registry as R
 from . import registry_crypto
 from .boards import board_names
+from .cli_output import OneLineErrors, err_console
 from .errors import EXIT_USAGE, EXIT_VERIFY, DeviceError, InputError, RegistryConflict, RegistryKeyError
 from .release import firmware_state, release_hash
 from .rules import mask
 from .safe_write import check_target
 
 console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
-
-
-class RegistryGroup(click.Group):
-    """Expected failures become `error: ...` and a documented exit code, never a traceback."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except DeviceError as e:
-            err_console.print("[bold red]error:[/]", escape(str(e)), soft_wrap=True)
-            sys.exit(e.exit_code)
-        except sqlite3.DatabaseError as e:   # a damaged file the registry did not foresee
-            err_console.print("[bold red]error:[/]", escape(f"the registry is damaged ({e}); "
-                                                            f"{R.RESTORE_HINT}"), soft_wrap=True)
-            sys.exit(EXIT_VERIFY)
 
 
 def registry_options(f):
@@ -152,7 +136,7 @@ def _current_release() -> dict:
 
 
 # =========================================================================== devices
-@click.group(cls=RegistryGroup)
+@click.group(cls=OneLineErrors)
 def devices():
     """The device inventory: every button, its state and (encrypted) the case it serves.
 
@@ -556,7 +540,7 @@ def audit(device, limit, as_json, registry_path, technician):
 
 
 # =========================================================================== registry
-@click.group(cls=RegistryGroup)
+@click.group(cls=OneLineErrors)
 def registry():
     """The registry file and its key: info, verify, backup, restore.
 
