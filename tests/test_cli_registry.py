@@ -382,3 +382,12 @@ def test_purge_cases_erases_only_what_nothing_needs(env):
     with Registry(env["BOTON_REGISTRY"]) as reg:
         assert reg.wipe_cases(MAC1) == []
     assert "Luna" not in run(devices, "audit", MAC1).stdout
+
+
+def test_export_into_a_missing_folder_is_one_line_and_changes_nothing(env, tmp_path):
+    dev("add", MAC1)
+    before = json.loads(dev("audit", "--json").stdout)
+    out = tmp_path / "nonexistent-dir" / "botones.csv"
+    res = dev("export", str(out), code=2)
+    assert res.stderr == f"error: cannot write the export to {out}: there is no folder {out.parent}\n"
+    assert json.loads(dev("audit", "--json").stdout) == before

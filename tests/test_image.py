@@ -494,3 +494,24 @@ def test_a_config_path_with_brackets_is_named_as_typed(cli, tmp_path, monkeypatc
     Path("caso [final].json").write_text(json.dumps(config))
     r = cli("--config", "caso [final].json", "--placeholder-firmware", "-o", "x.bin")
     assert r.exit_code == 0 and "SMS command PIN: as in caso [final].json" in r.output, r.output
+
+
+def test_an_output_folder_that_is_missing_or_a_file_is_refused_before_the_registry_changes(tmp_path):
+    # `image -o /nonexistent-dir/x.bin` moved the button in_stock -> provisioning before the
+    # write failed: the output's folder is checked with the file, before anything is recorded
+    from boton.cli import main
+    from boton.registry import Registry
+
+    run = lambda *a: CliRunner().invoke(main, list(a), catch_exceptions=False)   # noqa: E731
+    assert run("devices", "add", "24:6f:28:00:00:01", "--label", "BS-0001").exit_code == 0
+    with Registry() as reg:
+        before = (reg.find("BS-0001"), reg.audit())
+    (tmp_path / "a-file").write_text("")
+    for out, why in ((tmp_path / "nonexistent-dir" / "x.bin", f"there is no folder {tmp_path / 'nonexistent-dir'}"),
+                     (tmp_path / "a-file" / "x.bin", f"{tmp_path / 'a-file'} is not a folder")):
+        r = run("image", "--placeholder-firmware", "--device-id", "BS-0001", "--alias", "Luna", "--contact",
+                DEFAULT_CONTACT, "--c4", DEFAULT_C4, "-o", str(out))
+        assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
+        assert r.output == f"error: cannot write the image to {out}: {why}\n"
+        with Registry() as reg:
+            assert (reg.find("BS-0001"), reg.audit()) == before

@@ -3,6 +3,8 @@
 `boton devices export FILE` and `boton image -o FILE` write files of the technician's
 choosing. A mistyped or tab-completed path must not cost the programme its registry:
 
+* the file's folder must exist and be writable: checked with the rest before anything is
+  recorded (`image` records the button as provisioning before it writes);
 * an existing file is replaced only when asked (`--force`); otherwise refused, exit 7
   (as `boton registry backup` refuses an existing file);
 * never, even with `--force` (exit 2): the registry, the files SQLite keeps beside it
@@ -15,6 +17,7 @@ choosing. A mistyped or tab-completed path must not cost the programme its regis
 import base64
 import errno
 import os
+import stat
 from pathlib import Path
 
 from .errors import InputError, RegistryConflict
@@ -83,16 +86,36 @@ def protected(target, registry=None):
 
 
 def check_target(target, force=False, registry=None, what="the file"):
-    """Refuse a target that must not be written: InputError (exit 2) if it is protected
-    (whatever --force says), RegistryConflict (exit 7) if it exists and force is not set."""
+    """Refuse a target that must not or cannot be written: InputError (exit 2) if its
+    folder is missing or not writable, or it is protected (whatever --force says);
+    RegistryConflict (exit 7) if it exists and force is not set. Callers check before
+    they record anything (`image` records the button as provisioning before it writes)."""
     target = expand_home(target, "the path")
     why = protected(target, registry)
     if why:
         raise InputError(f"refusing to write {what} to {target}: it is {why}; choose another file "
                          "name (--force never allows this)")
+    why = _folder_problem(target.parent)
+    if why:
+        raise InputError(f"cannot write {what} to {target}: {why}")
     if not force and os.path.lexists(target):
         raise RegistryConflict(f"{target} already exists; refusing to write {what} over it "
                                "(give --force to replace it)")
+
+
+def _folder_problem(folder):
+    """Why no file can be made in `folder` (None: it can)."""
+    try:
+        st = os.stat(folder)
+    except FileNotFoundError:
+        return f"there is no folder {folder}"
+    except OSError as e:
+        return f"{folder}: {e.strerror}"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"you may not write in {folder}"
+    return None
 
 
 def write_file(target, data: bytes, *, force=False, private=False, registry=None, what="the file",
