@@ -43,3 +43,34 @@ def pytest_report_header(config):
 
     it = device_interpreter()
     return f"virtual device firmware: {it.label}" + (f" ({it.note})" if it.note else "")
+
+
+
+@pytest.fixture
+def unenterable(tmp_path, monkeypatch):
+    """A folder inside one this user may not enter (as /root is to a technician's account):
+    nothing in it can be looked at, opened or made. Root enters anything, so for root the
+    answer the system gives a user is given by hand."""
+    import builtins
+    import errno
+    import io
+    import os
+
+    locked = tmp_path / "locked"
+    (locked / "x").mkdir(parents=True)
+    locked.chmod(0)
+    if os.geteuid() == 0:
+        inside = str(locked) + os.sep
+
+        def refusing(real):
+            def call(path, *a, **kw):
+                if isinstance(path, (str, os.PathLike)) and os.path.abspath(path).startswith(inside):
+                    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+                return real(path, *a, **kw)
+            return call
+
+        for mod, name in ((os, "stat"), (os, "lstat"), (os, "open"), (os, "mkdir"), (builtins, "open"),
+                          (io, "open")):
+            monkeypatch.setattr(mod, name, refusing(getattr(mod, name)))
+    yield locked / "x"
+    locked.chmod(0o700)

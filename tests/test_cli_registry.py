@@ -391,3 +391,32 @@ def test_export_into_a_missing_folder_is_one_line_and_changes_nothing(env, tmp_p
     res = dev("export", str(out), code=2)
     assert res.stderr == f"error: cannot write the export to {out}: there is no folder {out.parent}\n"
     assert json.loads(dev("audit", "--json").stdout) == before
+
+
+def test_paths_in_a_folder_the_user_may_not_enter_are_one_line(env, tmp_path, unenterable):
+    # as a technician's account: `registry backup /root/x/b.sqlite3` (and export, restore)
+    # ended in a PermissionError traceback from looking whether the file exists
+    dev("add", MAC1)
+    before = json.loads(dev("audit", "--json").stdout)
+    b = unenterable / "b.sqlite3"
+    res = run(registry, "backup", str(b), code=2)
+    assert res.stderr == f"error: cannot write {b}: Permission denied\n"
+    e = unenterable / "e.csv"
+    res = dev("export", str(e), code=2)
+    assert res.stderr == f"error: cannot write the export to {e}: {unenterable}: Permission denied\n"
+    res = run(registry, "restore", "--yes", str(b), code=2)
+    assert res.stderr == f"error: cannot read the backup {b}: Permission denied\n"
+    assert json.loads(dev("audit", "--json").stdout) == before
+
+
+def test_restore_where_a_file_is_in_the_way_of_the_registry_folder_is_one_line(env, tmp_path, monkeypatch):
+    dev("add", MAC1)
+    b = tmp_path / "b.sqlite3"
+    run(registry, "backup", str(b))
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("")
+    monkeypatch.setenv("BOTON_REGISTRY", str(in_the_way / "registry.sqlite3"))
+    res = run(registry, "restore", "--yes", str(b), code=2)
+    assert res.stderr == (f"error: cannot restore {in_the_way / 'registry.sqlite3'}: cannot make its folder "
+                          f"{in_the_way}: a file is in the way\n")
+    assert in_the_way.read_text() == ""

@@ -515,3 +515,34 @@ def test_an_output_folder_that_is_missing_or_a_file_is_refused_before_the_regist
         assert r.output == f"error: cannot write the image to {out}: {why}\n"
         with Registry() as reg:
             assert (reg.find("BS-0001"), reg.audit()) == before
+
+
+def test_files_in_a_folder_the_user_may_not_enter_are_one_line(cli, tmp_path, unenterable):
+    # --config, --firmware and -o in /root/x: PermissionError tracebacks as a technician's account
+    typed = ["--device-id", "BS-0042", "--alias", "Luna", "--contact", DEFAULT_CONTACT, "--c4", DEFAULT_C4]
+    out = tmp_path / "x.bin"
+    for args, line in (
+            (["--config", str(unenterable / "c.json"), "--device-id", "BS-0042", "--placeholder-firmware", "-o",
+              str(out)], f"cannot read config file {unenterable / 'c.json'}: Permission denied"),
+            (["--firmware", str(unenterable / "f.bin"), *typed, "-o", str(out)],
+             f"cannot read firmware file {unenterable / 'f.bin'}: Permission denied"),
+            (["--placeholder-firmware", *typed, "-o", str(unenterable / "i.bin")],
+             f"cannot write the image to {unenterable / 'i.bin'}: {unenterable}: Permission denied")):
+        r = cli(*args)
+        assert (r.exit_code, r.output) == (2, f"error: {line}\n")
+        assert not out.exists()
+
+
+def test_an_oserror_no_command_foresaw_is_one_line_naming_the_path():
+    import click
+
+    from boton.cli import BotonGroup
+
+    group = BotonGroup("boton")
+
+    @group.command()
+    def look():
+        raise PermissionError(13, "Permission denied", "/root/x/registry.sqlite3")
+
+    r = CliRunner().invoke(group, ["look"], catch_exceptions=False)
+    assert (r.exit_code, r.output) == (2, "error: /root/x/registry.sqlite3: Permission denied\n")

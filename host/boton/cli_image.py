@@ -4,6 +4,8 @@ and her configuration), flashed with a single esptool write.
 Registered by cli.py with `main.add_command(image_cmd)`.
 """
 import json
+import os
+import stat
 from pathlib import Path
 
 import click
@@ -29,8 +31,10 @@ def config_from_file(path, obtain_pin=None) -> dict:
     else obtain_pin() (None: a random one)."""
     try:
         raw = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot read config {path}: {e}") from None
+    except OSError as e:
+        raise InputError(f"cannot read config file {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise InputError(f"cannot read config file {path}: {e}") from None
     if not isinstance(raw, dict) or raw.get("schema") != rules.CONFIG_SCHEMA:
         raise InputError(f"{path} is not a device config (schema {rules.CONFIG_SCHEMA})")
     g = raw.get("gesture") or {}
@@ -76,9 +80,23 @@ def check_build_inputs(board, firmware_path, placeholder, flash_size) -> int:
         raise InputError("give --firmware or --placeholder-firmware, not both")
     if not firmware_path and not placeholder:
         raise InputError("give --firmware <MicroPython ESP32 .bin> (the file written at 0x1000)")
-    if firmware_path and not Path(firmware_path).is_file():
-        raise InputError(f"no firmware file {firmware_path}")
+    if firmware_path:
+        check_input_file(firmware_path, "firmware file")
     return size
+
+
+def check_input_file(path, what):
+    """InputError unless `path` is a file this user may look at: named, with the OS's
+    reason (a folder they may not enter), never a traceback; a pipe or a device (read
+    forever) is no file."""
+    try:
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        raise InputError(f"no {what} {path}") from None
+    except OSError as e:
+        raise InputError(f"cannot read {what} {path}: {e.strerror}") from None
+    if not regular:
+        raise InputError(f"{what} {path} is not a file")
 
 
 def build(board, config, firmware_path, placeholder, flash_size):
@@ -199,8 +217,7 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
     if config_file:
         if alias or contacts or c4:
             raise InputError("give --config or --alias/--contact/--c4, not both")
-        if not Path(config_file).is_file():
-            raise InputError(f"no config file {config_file}")
+        check_input_file(config_file, "config file")
         config = config_from_file(config_file, obtain_pin)
         if pin_file and not got:
             raise InputError(f"{config_file} already holds a PIN: give --pin-file only "

@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import EXIT_VERIFY, DeviceError
+from .errors import EXIT_USAGE, EXIT_VERIFY, DeviceError
 
 err_console = Console(stderr=True, highlight=False)
 
@@ -39,3 +39,6 @@ class OneLineErrors(click.Group):
         except sqlite3.DatabaseError as e:   # a damaged file the registry did not foresee
             print_error(f"the registry is damaged ({e}); {RESTORE_HINT}")
             sys.exit(EXIT_VERIFY)
+        except OSError as e:    # a path the OS refused where no command foresaw it: named, no traceback
+            print_error(f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e))
+            sys.exit(EXIT_USAGE)

@@ -75,7 +75,8 @@ from .registry_fields import (check_board, check_hash, format_flash_size, looks_
                               normalise_imei, normalise_label, normalise_mac, parse_flash_size,
                               resolve_technician, scrub, show_input)
 from .registry_lifecycle import DeviceLifecycle
-from .registry_paths import default_key_file, default_path, expand_home, remove_db_files, witness_path
+from .registry_paths import (default_key_file, default_path, expand_home, folder_error, remove_db_files,
+                             witness_path)
 from .safe_write import place_new
 from .registry_schema import DEVICE_SELECT, DeviceRecord, EndingSoon, read_meta
 from .registry_states import STATES, TRANSITION_HINTS, TRANSITIONS
@@ -136,7 +137,7 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify):
                 self._refuse_if_deleted()
                 self._create()
         except OSError as e:
-            raise RegistryError(f"cannot create the registry at {self.path}: {e.strerror}") from None
+            raise RegistryError(f"cannot create the registry at {self.path}: {folder_error(e)}") from None
         check_registry_file(self.path, "registry")
         db = None
         try:

@@ -56,6 +56,14 @@ def registry_exists(path=None) -> bool:
     return path.exists() or witness_path(path).exists()
 
 
+def folder_error(e) -> str:
+    """What an OSError from making a file's folder means, in a few words (mkdir says "File
+    exists" when a file has the folder's name)."""
+    if isinstance(e, (FileExistsError, NotADirectoryError)):
+        return "a file is in the way"
+    return e.strerror or str(e)
+
+
 def remove_db_files(path) -> None:
     """Remove a scratch SQLite database and the files SQLite may have left beside it
     (WAL, shared memory, rollback journal); those already gone are fine."""

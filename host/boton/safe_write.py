@@ -60,8 +60,10 @@ def protected(target, registry=None):
         if t in _forms(key_file):
             return key
     target = expand_home(target, "the path")
-    if not target.exists():
-        return None
+    try:
+        os.stat(target)
+    except OSError:
+        return None                   # nothing there, or out of reach: the folder check says why
     if _same_file(target, registry) or _same_file(target, f"{registry}-wal"):
         return what
     if _same_file(target, key_file):
