@@ -420,3 +420,14 @@ def test_restore_where_a_file_is_in_the_way_of_the_registry_folder_is_one_line(e
     assert res.stderr == (f"error: cannot restore {in_the_way / 'registry.sqlite3'}: cannot make its folder "
                           f"{in_the_way}: a file is in the way\n")
     assert in_the_way.read_text() == ""
+
+
+def test_relabel_gives_a_button_a_label_her_sms_shows_whole(env):
+    dev("add", MAC1)
+    with Registry(env["BOTON_REGISTRY"]) as reg:     # a label from before labels were limited to 12
+        reg.db.execute("UPDATE devices SET label = 'AGS-CENTRO-0042'")
+    res = dev("add", MAC2, "--label", "AGS-CENTRO-0043", code=2)
+    assert "her alert SMS shows only the first 12" in res.stderr
+    res = dev("relabel", "AGS-CENTRO-0042", "AGS-0042")
+    assert res.stdout == "AGS-CENTRO-0042 (24:6f:28:00:00:01) is now AGS-0042\n"
+    assert json.loads(dev("show", MAC1, "--json").stdout)["label"] == "AGS-0042"

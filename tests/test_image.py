@@ -546,3 +546,25 @@ def test_an_oserror_no_command_foresaw_is_one_line_naming_the_path():
 
     r = CliRunner().invoke(group, ["look"], catch_exceptions=False)
     assert (r.exit_code, r.output) == (2, "error: /root/x/registry.sqlite3: Permission denied\n")
+
+
+def test_a_device_id_goes_on_a_button_only_if_her_sms_shows_it_whole(cli, tmp_path):
+    # image --device-id allowed 16 characters, labels 24, her SMS shows 12: AGS-CENTRO-0042
+    # and AGS-CENTRO-0043 both reached C4 as "AGS-CENTRO-0"
+    from boton.cli import main
+    from boton.registry import Registry
+
+    typed = ["--placeholder-firmware", "--alias", "Luna", "--contact", DEFAULT_CONTACT, "--c4", DEFAULT_C4]
+    out = tmp_path / "x.bin"
+    r = cli(*typed, "--device-id", "AGS-CENTRO-0042", "-o", str(out))
+    assert r.exit_code == 2 and "her alert SMS shows only the first 12" in r.output and not out.exists()
+    run = lambda *a: CliRunner().invoke(main, list(a), catch_exceptions=False)   # noqa: E731
+    assert run("devices", "add", "24:6f:28:00:00:01", "--label", "AGS-0042").exit_code == 0
+    with Registry() as reg:                        # registered before labels were limited to 12
+        reg.db.execute("UPDATE devices SET label = 'AGS-CENTRO-0042'")
+        before = reg.audit()
+    r = run("image", *typed, "--device-id", "ags-centro-0042", "-o", str(out))
+    assert r.exit_code == 7 and r.output.count("\n") == 1, r.output
+    assert "`boton devices relabel AGS-CENTRO-0042 NEW-LABEL`" in r.output and not out.exists()
+    with Registry() as reg:
+        assert reg.audit() == before and reg.find("AGS-CENTRO-0042").state == "in_stock"

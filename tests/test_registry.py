@@ -135,6 +135,59 @@ def test_labels():
     assert normalise_label("BS-123456") == "BS-123456"
 
 
+def test_a_new_label_shows_whole_in_her_alert_sms():
+    # her alert SMS names the button by its device id's first 12 characters
+    # (firmware/lib/sms.py _dev): AGS-CENTRO-0042 and AGS-CENTRO-0043 both reached C4 as
+    # "AGS-CENTRO-0", so no new label is longer than that
+    from boton.rules import firmware_module
+
+    assert normalise_label("AGS-CTR-0042") == "AGS-CTR-0042"
+    for long in ("AGS-CENTRO-0042", "B" * 13):
+        with pytest.raises(RegistryError, match="at most 12 letters, digits and dashes") as e:
+            normalise_label(long)
+        assert "her alert SMS shows only the first 12" in str(e.value)
+        assert normalise_label(long, new=False) == long      # held from before: still found
+    sms = firmware_module("sms")
+    assert sms.cancel_text(alias="Luna", device_id="AGS-CTR-0042", by="device").count("AGS-CTR-0042") == 1
+
+
+def test_a_label_longer_than_her_sms_shows_is_relabelled_before_it_goes_on_a_button(reg):
+    reg.add_device(mac(1))
+    reg.add_device(mac(2), label="AGS-0043")
+    reg.db.execute("UPDATE devices SET label = 'AGS-CENTRO-0042' WHERE mac = ?", (mac(1),))
+    assert reg.find("ags-centro-0042").mac == mac(1)
+    before = snapshot(reg)
+    with pytest.raises(RegistryConflict, match=r"its label AGS-CENTRO-0042 has 15 characters and her alert "
+                       r"SMS shows only the first 12 \(AGS-CENTRO-0\)") as e:
+        reg.precheck("provision", mac(1))
+    assert "`boton devices relabel AGS-CENTRO-0042 NEW-LABEL`" in str(e.value)
+    for bad, kind in (("AGS-0043", RegistryConflict), ("AGS-CENTRO-0042", RegistryError)):
+        with pytest.raises(kind):
+            reg.relabel(mac(1), bad)
+    assert snapshot(reg) == before
+    d = reg.relabel(mac(1), "ags-0042")
+    assert d.label == "AGS-0042" and reg.precheck("provision", mac(1)).label == "AGS-0042"
+    assert reg.audit(mac(1))[-1]["detail"] == "label AGS-CENTRO-0042 -> AGS-0042"
+
+
+def test_a_relabelled_button_is_refused_until_provisioned_under_its_new_label(reg):
+    # its configuration still carries the old label, which her SMS show: its test call no
+    # longer counts, and test-call and deliver refuse it until `provision` writes the new one
+    import json
+
+    from boton.rules import config_hash
+
+    config = json.dumps({"device_id": "BS-0001", "alias": "Luna"}).encode()
+    reg.add_device(mac(1))
+    reg.record_provision(mac(1), config_hash(config))
+    reg.record_test_call(mac(1), True, "ok")
+    assert reg.check_config(mac(1), config)
+    d = reg.relabel(mac(1), "BS-0042")
+    assert (d.state, d.test_call_result) == ("provisioned", None)
+    with pytest.raises(RegistryError, match="its configuration names it 'BS-0001', the registry knows it as BS-0042"):
+        reg.check_config(mac(1), config)
+
+
 def test_a_label_held_from_before_is_still_found(reg):
     reg.add_device(mac(1))
     reg.db.execute("UPDATE devices SET label = 'BS-1234567' WHERE mac = ?", (mac(1),))
@@ -803,7 +856,7 @@ def test_import_says_what_a_column_needs_and_where(reg, tmp_path):
         reg.import_csv(write(tmp_path, text))
     msg = str(e.value)
     assert "line 2, field 'state': not a state: expected one of in_stock" in msg
-    assert "line 2, field 'label': not a label: expected 1-24 letters" in msg
+    assert "line 2, field 'label': not a label: expected 1-12 letters" in msg
     assert "line 2, field 'contacts': contact #2 is not a phone number: expected digits" in msg
     with pytest.raises(RegistryError) as e:
         reg.import_csv(write(tmp_path, f"24:6f:28:00:00:01,Ana,{HERS}\n24:6f:28:00:00:02,Bea,x\n"))

@@ -16,12 +16,14 @@ from . import pin as pins
 from . import rules
 from .boards import load_board
 from .errors import EXIT_VERIFY, DeviceError, InputError, RegistryConflict, RegistryError
+from .registry_fields import normalise_label
 from .registry_paths import expand_home
 from .safe_write import check_target, write_file
 
 console = Console(highlight=False)
 
-DEVICE_ID_HELP = "Short device label, e.g. BS-0042 (required: there is no chip to read it from)."
+DEVICE_ID_HELP = ("The button's registry label, e.g. BS-0042 (required: there is no chip to read it from); "
+                  "at most 12 letters, digits and dashes, all of which her alert SMS show.")
 
 
 def config_from_file(path, obtain_pin=None) -> dict:
@@ -64,9 +66,13 @@ def config_from_file(path, obtain_pin=None) -> dict:
         raise InputError(f"{path}: {e}") from None
 
 
-def check_device_id(device_id: str):
-    if not device_id or not (1 <= len(device_id) <= 16) or not device_id.isprintable() or " " in device_id:
-        raise InputError("give --device-id (e.g. BS-0042): 1-16 characters, no spaces")
+def check_device_id(device_id, unregistered):
+    """The label the configuration carries: a new label's rules for an image of no registered
+    button (her SMS show it whole); any label a registry holds for a registered one (the
+    registry refuses one too long to go on a button, saying how to relabel it)."""
+    if not device_id:
+        raise InputError("give --device-id (e.g. BS-0042)")
+    return normalise_label(device_id, new=unregistered)
 
 
 def check_build_inputs(board, firmware_path, placeholder, flash_size) -> int:
@@ -233,7 +239,7 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
         obtain_pin()
     # a generated PIN is shown on a terminal only (never into a redirected stdout or the JSON)
     pin_screen = pins.pin_screen(got.get("how", "config file"), avoid_stdout=as_json)
-    check_device_id(device_id)
+    device_id = check_device_id(device_id, unregistered)
     check_build_inputs(board, firmware_path, placeholder_firmware, flash_size)
 
     def her_config(label, case):
@@ -254,10 +260,10 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
         report["registry"] = _unregistered(device_id, report["config_sha256"],
                                            lambda: _write_image(out, data, force))
     else:
-        from .registry import Registry, normalise_label
+        from .registry import Registry
         from .registry_paths import default_path, registry_exists
 
-        label = normalise_label(device_id)
+        label = device_id
         if not registry_exists():
             raise RegistryConflict(f"no registry at {default_path()}, so {label} is no registered button: "
                                    f"register it first (`boton devices add MAC --label {label}`), or give "

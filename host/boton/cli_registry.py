@@ -258,6 +258,26 @@ def add(mac, label, board, flash_size, registry_path, technician):
 
 @devices.command()
 @click.argument("device")
+@click.argument("label")
+@registry_options
+def relabel(device, label, registry_path, technician):
+    """Give a button another label (at most 12 letters, digits and dashes: her alert SMS
+    shows a button's label only up to 12, so a label registered longer before cannot go on
+    a button). A configuration written under the old label still carries it: provision the
+    button again, then test-call it.
+
+    Example: boton devices relabel AGS-CENTRO-0042 AGS-0042
+    """
+    with _open(registry_path, technician) as reg:
+        d = reg.find(device)
+        new = reg.relabel(d.mac, label)
+    console.print(f"{d.label} ({d.mac}) is now {new.label}"
+                  + ("; its configuration still carries the old label: provision it again, then "
+                     "test-call it" if new.config_hash else ""), soft_wrap=True)
+
+
+@devices.command()
+@click.argument("device")
 @click.option("--alias", help="Short name she chose (not her full name), as the device will use it.")
 @click.option("--case-id", help="Case number, e.g. AGS/2024/00731.")
 @click.option("--name", help="Her full name (optional).")

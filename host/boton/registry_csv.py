@@ -183,7 +183,7 @@ EXPORT_ONLY_COLUMNS = tuple(c for c in EXPORT_COLUMNS if c not in IMPORT_COLUMNS
 EXPECTED = {
     "mac": "not a MAC address: expected the board's eFuse MAC, six hex pairs like aa:bb:cc:dd:ee:ff "
            "(not all zeros or ones, not multicast)",
-    "label": "not a label: expected 1-24 letters, digits and dashes, fewer than 7 digits, e.g. BS-0042",
+    "label": "not a label: expected 1-12 letters, digits and dashes, fewer than 7 digits, e.g. BS-0042",
     "board": "not a board profile name: expected e.g. tcall_sim800l_axp192",
     "flash_size": "not a flash size: expected a power of two from 1MB to 128MB, e.g. 4MB",
     "imei": "not an IMEI: expected 15 digits with a correct check digit (AT+GSN prints it)",

@@ -8,6 +8,11 @@ import re
 from .errors import RegistryError
 
 _MAC_RE = re.compile(r"[0-9a-f]{12}|[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}")
+# Her alert SMS names the button by its device id's first 12 characters (firmware/lib/sms.py
+# _dev), and the device id is the button's label: a new label is at most that long, so C4
+# reads it whole and no two buttons look alike there. Older registries may hold labels up to
+# 24 characters: they are still found, and relabelled before they go on a button.
+LABEL_MAX = 12
 _LABEL_RE = re.compile(r"[A-Z0-9](?:[A-Z0-9-]{0,22}[A-Z0-9])?")
 _HASH_RE = re.compile(r"[0-9a-f]{8,64}")
 _BOARD_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,39}")
@@ -37,13 +42,18 @@ def looks_like_mac(text) -> bool:
 
 
 def normalise_label(text, new=True) -> str:
-    """A button's label, upper case. A new one (new=True) with 7 or more digits is refused
-    unshown: labels are kept in the clear and printed everywhere, and a sheet whose columns
-    slipped puts her phone number in the label column (scrub masks such runs likewise)."""
+    """A button's label, upper case. A new one (new=True) is at most LABEL_MAX characters,
+    and one with 7 or more digits is refused unshown: labels are kept in the clear and
+    printed everywhere, and a sheet whose columns slipped puts her phone number in the
+    label column (scrub masks such runs likewise). new=False: any label a registry holds."""
     s = str(text).strip().upper()
     if not _LABEL_RE.fullmatch(s) or looks_like_mac(s):
-        raise RegistryError(f"label {show_input(text)} is not valid: use 1-24 letters, digits and "
+        raise RegistryError(f"label {show_input(text)} is not valid: use 1-{LABEL_MAX} letters, digits and "
                             "dashes, e.g. BS-0042")
+    if new and len(s) > LABEL_MAX:
+        raise RegistryError(f"label {show_input(text)} has {len(s)} characters: her alert SMS shows only the "
+                            f"first {LABEL_MAX} of a button's label; use at most {LABEL_MAX} letters, digits "
+                            "and dashes, e.g. BS-0042")
     if new and sum(ch.isdigit() for ch in s) >= 7:
         raise RegistryError("a label with 7 or more digits looks like a phone or ID number (labels are "
                             "kept in the clear and printed everywhere): use e.g. BS-0042")
