@@ -568,3 +568,14 @@ def test_a_device_id_goes_on_a_button_only_if_her_sms_shows_it_whole(cli, tmp_pa
     assert "`boton devices relabel AGS-CENTRO-0042 NEW-LABEL`" in r.output and not out.exists()
     with Registry() as reg:
         assert reg.audit() == before and reg.find("AGS-CENTRO-0042").state == "in_stock"
+
+
+def test_a_config_nested_beyond_pythons_parser_is_no_valid_json(cli, tmp_path):
+    # `image --config deep.json` nested 100,000 deep: a RecursionError traceback
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"schema": 1, "alias": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    out = tmp_path / "x.bin"
+    r = cli("--config", str(deep), "--device-id", "BS-0042", "--placeholder-firmware", "-o", str(out))
+    assert (r.exit_code, r.output) == (2, f"error: cannot read config file {deep}: not valid JSON (nested too "
+                                          "deeply)\n")
+    assert not out.exists()

@@ -1040,3 +1040,12 @@ def test_a_held_lock_becomes_a_clear_busy_error(db_path):
     assert b.get(mac(1)).label == "BS-0001"                  # WAL: readers are not blocked
     a.db.execute("ROLLBACK")
     assert b.add_device(mac(2)).label == "BS-0002"
+
+
+def test_a_config_read_from_a_button_nested_beyond_pythons_parser_is_refused_not_a_traceback(reg):
+    reg.add_device(mac(1))
+    reg.record_provision(mac(1), CFG)
+    deep = b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(RegistryError, match="is not the one recorded at provisioning") as e:
+        reg.check_config(mac(1), deep)
+    assert e.value.exit_code == 5

@@ -37,6 +37,8 @@ def config_from_file(path, obtain_pin=None) -> dict:
         raise InputError(f"cannot read config file {path}: {e.strerror}") from None
     except ValueError as e:
         raise InputError(f"cannot read config file {path}: {e}") from None
+    except RecursionError:    # nested deeper than Python's parser goes: no config either
+        raise InputError(f"cannot read config file {path}: not valid JSON (nested too deeply)") from None
     if not isinstance(raw, dict) or raw.get("schema") != rules.CONFIG_SCHEMA:
         raise InputError(f"{path} is not a device config (schema {rules.CONFIG_SCHEMA})")
     g = raw.get("gesture") or {}

@@ -151,7 +151,7 @@ def _unwrap(text, path):
             raise ValueError
         salt = base64.b64decode(d["salt"], validate=True)
         token = d["key"].encode("ascii")
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeEncodeError):
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeEncodeError, RecursionError):
         raise RegistryKeyError(f"key file {path} is damaged: it is neither a key nor a key "
                                "protected by a passphrase; use the key's backup") from None
     env = os.environ.get(PASSPHRASE_ENV)

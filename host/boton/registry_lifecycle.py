@@ -243,7 +243,7 @@ class DeviceLifecycle:
             case = self.cipher().open(mac, active["token"])
         try:
             config = json.loads(raw) if raw is not None else None
-        except ValueError:
+        except (ValueError, RecursionError):    # RecursionError: nested beyond Python's parser
             config = None
         if raw is None:
             why = "it has no configuration"
