@@ -50,8 +50,8 @@ def config_from_file(path, obtain_pin=None) -> dict:
             raise InputError(f"{path}: {key} must be a list of phone numbers written as text "
                              "(\"449 111 2233\")")
     for key in ("alias", "device_id", "pin", "pin_hash", "programme_number"):
-        if raw.get(key) is not None and not isinstance(raw[key], str):
-            raise InputError(f"{path}: {key} must be text in quotes, got {rules.echo(raw[key])}")
+        if raw.get(key) is not None and not isinstance(raw[key], str):   # her PIN, alias or a number:
+            raise InputError(f"{path}: {key} must be text in quotes, got {_json_kind(raw[key])}")  # not shown
     pin, pin_hash = raw.get("pin") or None, raw.get("pin_hash") or None
     if pin is None and pin_hash is None and obtain_pin is not None:
         pin = obtain_pin()
@@ -66,6 +66,13 @@ def config_from_file(path, obtain_pin=None) -> dict:
             programme_number=raw.get("programme_number") or None)
     except TypeError as e:
         raise InputError(f"{path}: {e}") from None
+
+
+def _json_kind(value) -> str:
+    """What a JSON value is, said instead of the value."""
+    if isinstance(value, bool):
+        return "true or false"
+    return {int: "a number", float: "a number", list: "a list", dict: "an object"}.get(type(value), "no text")
 
 
 def check_device_id(device_id, unregistered):
