@@ -14,11 +14,13 @@ import traceback
 
 import pytest
 from cryptography.fernet import Fernet
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from boton import registry as regmod
 from boton import registry_schema
 from boton.errors import EXIT_CONFLICT, RegistryConflict, RegistryError, RegistryKeyError
-from boton.registry import CaseData, Registry, create_key_file, normalise_label, normalise_mac
+from boton.registry import CaseData, Registry, create_key_file, normalise_label, normalise_mac, scrub
 
 FW = "ab" * 32
 IMG = "12" * 32
@@ -433,7 +435,9 @@ def test_reasons_are_required_and_scrubbed(reg):
 
 @pytest.mark.parametrize("number", ["449/111/2233", "449 / 111 / 2233", "(449) 111-2233", "449.111.2233",
                                     "+52 449 111 2233", "449\u00a0111\u00a02233", "449–111–2233", "449 1112233",
-                                    "111 22 33", "AGS/2024/00731"])
+                                    "111 22 33", "AGS/2024/00731", "4,491,112,233", "449_111_2233",
+                                    "449;111;2233", "449:111:2233", "449*111*2233", "449|111|2233",
+                                    "449'111'2233", "[449] 111 2233", "449 # 111 # 2233", "449\\111\\2233"])
 def test_reasons_mask_any_run_of_seven_digits_whatever_separates_them(reg, number):
     # `faulty --reason "ella (Rosa Lopez, calle Luna 12) 449/111/2233"` kept her number in
     # the append-only audit trail (and state_reason, and every backup): only digits joined
@@ -448,6 +452,29 @@ def test_reasons_mask_any_run_of_seven_digits_whatever_separates_them(reg, numbe
         assert not re.search(r"\d{7}", digits), text
         assert "2233" not in digits and "00731" not in digits, text
     assert "llamo" in reg.get(mac(1)).state_reason         # the rest of the reason is kept
+
+
+@settings(max_examples=300, deadline=None)
+@given(digits=st.text("0123456789", min_size=7, max_size=15),
+       seps=st.lists(st.text(" .,/\\-\u2013()[]_;:*#'|\u00a0", min_size=0, max_size=3), min_size=14, max_size=14),
+       plus=st.booleans())
+def test_scrub_masks_a_number_whatever_separates_its_digits(digits, seps, plus):
+    # spreadsheets write 4,491,112,233; others 449_111_2233, 449;111;2233, 449:111:2233 ...:
+    # `faulty --reason` kept those whole in state_reason and the audit trail for good
+    number = ("+" if plus else "") + "".join(d + s for d, s in zip(digits, seps + [""]))
+    # a date or a clock time inside it is kept as written (the test below)
+    assume(not re.search(r"\d{4}-\d\d-\d\d|\d\d?/\d\d?/\d{4}|\d\d?:\d\d", number))
+    kept = scrub(f"ella llamo del {number} ayer")
+    shown = re.sub(r"[^\d*]", "", kept)        # the digits left, masked ones as *
+    assert not re.search(r"\d{3}", shown), (number, kept)
+    assert kept.startswith("ella llamo del ") and kept.endswith(" ayer")
+
+
+@pytest.mark.parametrize("text", ["cayo el 2026-12-02", "cayo el 02/12/2026 a las 12:30", "12:30:45",
+                                  "desde 2026-12-01T20:20:40Z", "firmware v1.26.1", "2026-12-02 12:30 sin GPS",
+                                  "sms 2/2, answered True", "lote 3, caja 12"])
+def test_scrub_keeps_dates_times_and_small_numbers_as_written(text):
+    assert scrub(text) == text
 
 
 # =========================================================================== cases

@@ -17,9 +17,17 @@ _LABEL_RE = re.compile(r"[A-Z0-9](?:[A-Z0-9-]{0,22}[A-Z0-9])?")
 _HASH_RE = re.compile(r"[0-9a-f]{8,64}")
 _BOARD_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,39}")
 _CTRL_RE = re.compile(r"[\x00-\x1f\x7f]")
-# digits with any separators a number is written with: spaces (any), . / - – — ( ); scrub
-# masks a run of 7 or more digits ("449/111/2233", "(449) 111-2233", "449 . 111 . 2233")
-_PHONEISH_RE = re.compile(r"\+?\d(?:[\s./()\-\u2010-\u2015]*\d)+")
+# digits with any separators a number is written with: spaces (any), . , / \ - – — ( ) [ ]
+# _ ; : * # ' " | (a spreadsheet's 4,491,112,233 too); scrub masks a run of 7 or more
+# digits ("449/111/2233", "(449) 111-2233", "449 . 111 . 2233", "449_111_2233")
+_PHONEISH_RE = re.compile(r"\+?\d(?:[\s.,/\\()\[\]_;:*#'\"|\-\u2010-\u2015]*\d)+")
+# what reasons and log lines say when, kept as written: a date (2026-12-02, 02/12/2026) or a
+# clock time (12:30, 12:30:45), not inside a longer run of digits
+_DATE_TIME_RE = re.compile(r"""(?<![\d/.:-])(
+      (?:19|20)\d\d-[01]\d-[0-3]\d           # 2026-12-02
+    | [0-3]?\d/[01]?\d/(?:19|20)\d\d         # 02/12/2026
+    | [0-2]?\d:[0-5]\d(?::[0-5]\d)?           # 12:30, 12:30:45
+    )(?![/.:-]?\d)""", re.VERBOSE)
 
 
 def normalise_mac(text) -> str:
@@ -121,7 +129,7 @@ def check_board(value):
 def scrub(text, limit=200) -> str:
     """Free text from a technician or a device log, made safe to store and show: control
     characters removed, any run of 7 or more digits masked whatever separates them (a
-    phone number, a case or ID number), length capped. Names and addresses cannot be told
+    phone number, a case or ID number; dates and clock times are kept), length capped. Names and addresses cannot be told
     from other words: the commands that take free text say it must hold none."""
     s = _CTRL_RE.sub(" ", str(text or "")).strip()
 
@@ -138,7 +146,9 @@ def scrub(text, limit=200) -> str:
             out.append(ch)
         return "".join(out)
 
-    s = _PHONEISH_RE.sub(_mask, s)
+    # the text between dates and times (at the odd places of the split) is masked
+    parts = _DATE_TIME_RE.split(s)
+    s = "".join(part if i % 2 else _PHONEISH_RE.sub(_mask, part) for i, part in enumerate(parts))
     return s if len(s) <= limit else s[:limit - 1] + "…"
 
 
