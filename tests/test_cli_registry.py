@@ -431,3 +431,23 @@ def test_relabel_gives_a_button_a_label_her_sms_shows_whole(env):
     res = dev("relabel", "AGS-CENTRO-0042", "AGS-0042")
     assert res.stdout == "AGS-CENTRO-0042 (24:6f:28:00:00:01) is now AGS-0042\n"
     assert json.loads(dev("show", MAC1, "--json").stdout)["label"] == "AGS-0042"
+
+
+@pytest.mark.parametrize("args", [
+    ["add", MAC1, "--label", "+52 449 111 2233"],
+    ["show", "449 111 2233"], ["show", "4491112233"], ["show", "Maria Lopez Hernandez"],
+    ["show", "+524491112233"], ["add", "449 111 2233"], ["show", "AGS/2024/00731"],
+])
+def test_what_is_refused_where_a_label_or_mac_goes_is_not_echoed_if_it_may_be_hers(env, args):
+    # `devices show "449 111 2233"` said "label '449 111 2233' is not valid": her number (or
+    # her name) on the screen and in whatever log keeps it
+    res = dev(*args, code=2)
+    assert res.stderr.count("\n") == 1 and "not shown" in res.stderr, res.stderr
+    for secret in ("449", "2233", "Maria", "Lopez", "00731"):
+        assert secret not in res.stderr
+
+
+def test_a_label_or_mac_that_cannot_be_hers_is_still_echoed(env):
+    assert "label 'BS_0042' is not valid" in dev("add", MAC1, "--label", "BS_0042", code=2).stderr
+    assert "no device 'BS-0099' in the registry" in dev("show", "BS-0099", code=2).stderr
+    assert "'24:6f:28' is not a MAC address" in dev("add", "24:6f:28", code=2).stderr

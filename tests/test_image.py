@@ -579,3 +579,9 @@ def test_a_config_nested_beyond_pythons_parser_is_no_valid_json(cli, tmp_path):
     assert (r.exit_code, r.output) == (2, f"error: cannot read config file {deep}: not valid JSON (nested too "
                                           "deeply)\n")
     assert not out.exists()
+
+
+def test_a_device_id_that_may_be_her_number_is_not_echoed(cli, tmp_path):
+    r = cli("--placeholder-firmware", "--alias", "Luna", "--contact", DEFAULT_CONTACT, "--c4", DEFAULT_C4,
+            "--device-id", "+524491112233", "-o", str(tmp_path / "x.bin"))
+    assert r.exit_code == 2 and "not shown" in r.output and "4491112233" not in r.output, r.output

@@ -152,10 +152,17 @@ def scrub(text, limit=200) -> str:
     return s if len(s) <= limit else s[:limit - 1] + "…"
 
 
-def show_input(value, limit=40):
-    """A non-sensitive input echoed in an error message (MACs, labels, sizes), capped."""
-    s = _CTRL_RE.sub("?", str(value))
-    return repr(s if len(s) <= limit else s[:limit] + "…")
+def show_input(value, limit=24):
+    """An input echoed in an error message (a MAC, a label, a size), only when it cannot be
+    her data: what is typed where a label or MAC goes may be her number or her name (a
+    sheet whose columns slipped, a paste into the wrong field). Shown: at most `limit`
+    characters (the longest label), no words separated by spaces (a name, "449 111 2233")
+    and no number that scrub would mask (7 or more digits, whatever separates them).
+    Anything else is described by its length."""
+    s = _CTRL_RE.sub("?", str(value)).strip()
+    if len(s) > limit or re.search(r"\S\s+\S", s) or scrub(s) != s:
+        return f"(not shown: {len(s)} characters that may be her name or number)"
+    return repr(s)
 
 
 def resolve_technician(technician=None) -> str:

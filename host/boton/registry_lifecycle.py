@@ -255,7 +255,7 @@ class DeviceLifecycle:
         elif not isinstance(config, dict):
             why = "its configuration is not readable"
         elif config.get("device_id") != row["label"]:
-            why = (f"its configuration names it {show_input(config.get('device_id'), 24)}, the registry "
+            why = (f"its configuration names it {show_input(config.get('device_id'))}, the registry "
                    f"knows it as {row['label']}")
         elif case is not None and row["config_case"] != active["id"]:
             why = ("its configuration was not written from her current case (provisioned before "
