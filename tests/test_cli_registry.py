@@ -335,7 +335,8 @@ def test_init_key_and_info(env, monkeypatch, tmp_path):
     monkeypatch.delenv("BOTON_KEY")
     info = json.loads(run(registry, "info", "--json").stdout)
     assert info["key_ok"] is False and "no registry key" in info["key_problem"]
-    assert info["schema_version"] == 5
+    assert (info["exists"], info["schema_version"]) == (False, None)       # described, not made
+    assert not Path(env["BOTON_REGISTRY"]).parent.exists()
     out = run(registry, "init-key").stdout
     assert "Back it up" in out
     kf = tmp_path / "cfg" / "registry.key"
@@ -346,7 +347,7 @@ def test_init_key_and_info(env, monkeypatch, tmp_path):
     dev(*ASSIGN)
     info = json.loads(run(registry, "info", "--json").stdout)
     assert info["key_ok"] and info["key_source"].startswith("key file")
-    assert len(info["key_fingerprint"]) == 16
+    assert len(info["key_fingerprint"]) == 16 and info["schema_version"] == 5
 
 
 def test_works_inside_the_main_group(env):
@@ -441,6 +442,7 @@ def test_relabel_gives_a_button_a_label_her_sms_shows_whole(env):
 def test_what_is_refused_where_a_label_or_mac_goes_is_not_echoed_if_it_may_be_hers(env, args):
     # `devices show "449 111 2233"` said "label '449 111 2233' is not valid": her number (or
     # her name) on the screen and in whatever log keeps it
+    dev("add", MAC2)
     res = dev(*args, code=2)
     assert res.stderr.count("\n") == 1 and "not shown" in res.stderr, res.stderr
     for secret in ("449", "2233", "Maria", "Lopez", "00731"):
@@ -451,3 +453,36 @@ def test_a_label_or_mac_that_cannot_be_hers_is_still_echoed(env):
     assert "label 'BS_0042' is not valid" in dev("add", MAC1, "--label", "BS_0042", code=2).stderr
     assert "no device 'BS-0099' in the registry" in dev("show", "BS-0099", code=2).stderr
     assert "'24:6f:28' is not a MAC address" in dev("add", "24:6f:28", code=2).stderr
+
+
+@pytest.mark.parametrize("args", [
+    (devices, "list"), (devices, "show", "BS-0001"), (devices, "audit"), (devices, "ending-soon"),
+    (devices, "return", "BS-0001"), (registry, "verify"), (registry, "backup", "b.sqlite3"),
+    (registry, "purge-cases", "--older-than", "30"),
+])
+def test_a_mistyped_registry_path_is_refused_not_created(env, tmp_path, args):
+    # `devices list --registry /tmp/typo/x.sqlite3` said "no devices" and left a folder, an
+    # empty registry and its witness there (the next command then wrote to it)
+    typo = tmp_path / "typo" / "x.sqlite3"
+    res = run(*args, "--registry", str(typo), code=2)
+    assert res.stderr == (f"error: no registry at {typo}: check --registry or BOTON_REGISTRY (the first "
+                          "`boton devices add` or `devices import` makes a new one)\n")
+    assert not typo.parent.exists()
+
+
+def test_info_on_a_registry_not_made_yet_describes_it_and_makes_nothing(env, tmp_path):
+    typo = tmp_path / "typo" / "x.sqlite3"
+    out = run(registry, "info", "--registry", str(typo)).stdout
+    assert f"registry: {typo} (none yet: the first `boton devices add` or `devices import` makes it)" in out
+    assert not typo.parent.exists()
+
+
+def test_the_first_device_added_or_imported_makes_the_registry(env, tmp_path):
+    first = tmp_path / "new" / "registry.sqlite3"
+    dev("add", MAC1, "--registry", str(first))
+    assert "1 in stock" in dev("list", "--registry", str(first)).stdout
+    csv_file = tmp_path / "in.csv"
+    csv_file.write_text(f"mac\n{MAC2}\n")
+    other = tmp_path / "other" / "registry.sqlite3"
+    dev("import", str(csv_file), "--registry", str(other))
+    assert other.exists()

@@ -47,8 +47,10 @@ def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
 
 
-def _open(registry_path, technician):
-    return R.Registry(registry_path, technician=technician)
+def _open(registry_path, technician, create=False):
+    """The registry; one that does not exist is refused (a mistyped --registry must not
+    become an empty registry), except by the commands that add buttons (create)."""
+    return R.Registry(registry_path, technician=technician, create=create)
 
 
 def _echo_json(data):
@@ -251,7 +253,7 @@ def add(mac, label, board, flash_size, registry_path, technician):
 
     Example: boton devices add 24:6f:28:aa:bb:cc --label BS-0042 --board tcall_sim800l_axp192
     """
-    with _open(registry_path, technician) as reg:
+    with _open(registry_path, technician, create=True) as reg:
         d = reg.add_device(mac, label=label, board=board, flash_size=flash_size)
     console.print(f"added {d.label} ({d.mac}), in stock")
 
@@ -499,7 +501,7 @@ def import_(file, registry_path, technician):
 
     Example: boton devices import inventario.csv
     """
-    with _open(registry_path, technician) as reg:
+    with _open(registry_path, technician, create=True) as reg:
         n = reg.import_csv(file)
         counts = reg.counts()
     console.print(f"imported {n} device(s); {_counts_line(counts)}")
@@ -633,21 +635,26 @@ def info(as_json, registry_path, technician):
 
     Example: boton registry info --json
     """
-    with _open(registry_path, technician) as reg:
-        data = {"path": str(reg.path), "schema_version": reg.schema_version,
-                "counts": reg.counts(), "key_fingerprint": reg.key_fingerprint(),
-                "key_file": str(R.default_key_file())}
-        data["key_file_passphrase"] = _key_file_protected(R.default_key_file())
-        try:
-            c = reg.cipher()
-            data.update(key_source=c.source, key_ok=True)
-        except RegistryKeyError as e:
-            data.update(key_source=None, key_ok=False, key_problem=str(e))
+    data = {"key_file": str(R.default_key_file()),
+            "key_file_passphrase": _key_file_protected(R.default_key_file())}
+    if R.registry_exists(registry_path):
+        with _open(registry_path, technician) as reg:
+            data.update(path=str(reg.path), exists=True, schema_version=reg.schema_version,
+                        counts=reg.counts(), key_fingerprint=reg.key_fingerprint())
+            data.update(_key_state(reg.cipher))
+    else:   # described, not made: the first `devices add` or `import` makes it (the key is checked alone)
+        data.update(path=str(R.registry_file(registry_path)), exists=False, schema_version=None, counts=None,
+                    key_fingerprint=None)
+        data.update(_key_state(registry_crypto.CaseCipher))
     if as_json:
         _echo_json(data)
         return
-    console.print(f"registry: {escape(data['path'])} (schema {data['schema_version']})", soft_wrap=True)
-    console.print(_counts_line(data["counts"]))
+    if data["exists"]:
+        console.print(f"registry: {escape(data['path'])} (schema {data['schema_version']})", soft_wrap=True)
+        console.print(_counts_line(data["counts"]))
+    else:
+        console.print(f"registry: {escape(data['path'])} (none yet: the first `boton devices add` or "
+                      "`devices import` makes it)", soft_wrap=True)
     console.print(f"key: {escape(data['key_source'] or 'none')}; case data encrypted with key "
                   f"{data['key_fingerprint'] or '(none yet)'}", soft_wrap=True)
     if data["key_file_passphrase"] is not None:
@@ -655,6 +662,14 @@ def info(as_json, registry_path, technician):
                       f"{_key_protection_note(data['key_file_passphrase'])}", soft_wrap=True)
     if not data["key_ok"]:
         console.print(f"[yellow]key problem:[/] {escape(data['key_problem'])}", soft_wrap=True)
+
+
+def _key_state(cipher):
+    """Whether the key loads (and, from an open registry, is its key): cipher() gives it."""
+    try:
+        return {"key_source": cipher().source, "key_ok": True}
+    except RegistryKeyError as e:
+        return {"key_source": None, "key_ok": False, "key_problem": str(e)}
 
 
 def _key_file_protected(path):

@@ -22,7 +22,7 @@ from . import registry_audit as RA
 from .errors import EXIT_VERIFY, RegistryConflict, RegistryError, RegistryKeyError
 from .registry_crypto import CaseCipher
 from .registry_fields import scrub
-from .registry_paths import default_path, expand_home, folder_error, remove_db_files
+from .registry_paths import expand_home, folder_error, registry_file, remove_db_files
 from . import registry_schema as schema
 from .registry_schema import read_meta
 from .safe_write import NO_HARD_LINKS, place_new
@@ -196,7 +196,7 @@ def restore(backup, path=None, key=None, technician=None, clock=None):
     from .registry import Registry  # lazily: registry.py builds Registry from this module's mixin
 
     backup = expand_home(backup, "the backup")
-    path = expand_home(path, "registry file (--registry or BOTON_REGISTRY)") if path else default_path()
+    path = registry_file(path)
     cipher = CaseCipher(key)                              # no key, no restore: nothing to verify with
     try:
         regular = stat.S_ISREG(os.stat(backup).st_mode)
