@@ -74,3 +74,24 @@ def unenterable(tmp_path, monkeypatch):
             monkeypatch.setattr(mod, name, refusing(getattr(mod, name)))
     yield locked / "x"
     locked.chmod(0o700)
+
+
+@pytest.fixture
+def unblocking():
+    """unblocking(fifo, fn): fn() where it might block opening the named pipe `fifo` to read
+    it; a run still blocked after 30 s is let go (a writer opens the pipe) and fails."""
+    import os
+    import threading
+
+    def run(fifo, fn):
+        got = {}
+        t = threading.Thread(target=lambda: got.update(result=fn()), daemon=True)
+        t.start()
+        t.join(30)
+        blocked = t.is_alive()
+        if blocked:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            t.join(30)
+        assert not blocked, f"blocked on the named pipe {fifo}"
+        return got["result"]
+    return run

@@ -486,3 +486,26 @@ def test_the_first_device_added_or_imported_makes_the_registry(env, tmp_path):
     other = tmp_path / "other" / "registry.sqlite3"
     dev("import", str(csv_file), "--registry", str(other))
     assert other.exists()
+
+
+
+@pytest.mark.parametrize("force", [(), ("--force",)])
+def test_export_to_a_named_pipe_is_refused_even_with_force_and_never_waits_on_it(env, tmp_path, force,
+                                                                                 unblocking):
+    # `devices export FIFO` hung for ever (the target was opened to be read); with --force a
+    # pipe or a device node was replaced by a regular file
+    import os
+
+    dev("add", MAC1)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    link = tmp_path / "link-to-pipe"
+    link.symlink_to(fifo)
+    for target in (fifo, link):
+        res = unblocking(fifo, lambda: CliRunner().invoke(devices, ["export", str(target), *force],
+                                                          catch_exceptions=False))
+        assert res.exit_code == 2, res.output
+        assert res.stderr == (f"error: refusing to write the export to {target}: it is not a regular file "
+                              "(a device, a pipe or a folder); choose another file name (--force never "
+                              "allows this)\n")
+        assert stat.S_ISFIFO(os.stat(target).st_mode)

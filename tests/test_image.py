@@ -585,3 +585,14 @@ def test_a_device_id_that_may_be_her_number_is_not_echoed(cli, tmp_path):
     r = cli("--placeholder-firmware", "--alias", "Luna", "--contact", DEFAULT_CONTACT, "--c4", DEFAULT_C4,
             "--device-id", "+524491112233", "-o", str(tmp_path / "x.bin"))
     assert r.exit_code == 2 and "not shown" in r.output and "4491112233" not in r.output, r.output
+
+
+def test_an_image_to_a_named_pipe_is_refused_even_with_force(cli, tmp_path, unblocking):
+    import stat
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    r = unblocking(fifo, lambda: cli("--placeholder-firmware", "--device-id", "BS-0042", "--alias", "Luna", "--contact", DEFAULT_CONTACT,
+            "--c4", DEFAULT_C4, "-o", str(fifo), "--force"))
+    assert r.exit_code == 2 and "it is not a regular file" in r.output, r.output
+    assert stat.S_ISFIFO(fifo.stat().st_mode)

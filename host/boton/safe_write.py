@@ -7,10 +7,11 @@ choosing. A mistyped or tab-completed path must not cost the programme its regis
   recorded (`image` records the button as provisioning before it writes);
 * an existing file is replaced only when asked (`--force`); otherwise refused, exit 7
   (as `boton registry backup` refuses an existing file);
-* never, even with `--force` (exit 2): the registry, the files SQLite keeps beside it
-  (-wal, -shm, -journal), its witness, a copy `restore` kept (`.bak-...`), the registry
-  key file, any SQLite database (a registry backup, wherever it is) or a file holding a
-  registry key;
+* never, even with `--force` (exit 2): anything but a regular file (a device node, a named
+  pipe, a folder: replacing it, or opening it to look inside, is never meant), the
+  registry, the files SQLite keeps beside it (-wal, -shm, -journal), its witness, a copy
+  `restore` kept (`.bak-...`), the registry key file, any SQLite database (a registry
+  backup, wherever it is) or a file holding a registry key;
 * the data goes to a temporary file that is renamed into place whole; whatever stops the
   write (an error, Ctrl-C) removes the temporary file, which may hold her data.
 """
@@ -61,9 +62,11 @@ def protected(target, registry=None):
             return key
     target = expand_home(target, "the path")
     try:
-        os.stat(target)
+        st = os.stat(target)
     except OSError:
         return None                   # nothing there, or out of reach: the folder check says why
+    if not stat.S_ISREG(st.st_mode):  # a pipe would block the look inside below; a device or a
+        return "not a regular file (a device, a pipe or a folder)"   # pipe is no file to replace
     if _same_file(target, registry) or _same_file(target, f"{registry}-wal"):
         return what
     if _same_file(target, key_file):
