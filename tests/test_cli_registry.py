@@ -509,3 +509,43 @@ def test_export_to_a_named_pipe_is_refused_even_with_force_and_never_waits_on_it
                               "(a device, a pipe or a folder); choose another file name (--force never "
                               "allows this)\n")
         assert stat.S_ISFIFO(os.stat(target).st_mode)
+
+
+def test_an_audit_limit_beyond_any_trail_is_a_usage_error_not_a_registry_error(env):
+    # --limit 99999999999999999999 reached SQLite: "registry error ...: datatype mismatch"
+    dev("add", MAC1)
+    res = dev("audit", "--limit", "99999999999999999999", code=2)
+    assert "--limit" in res.stderr and "registry error" not in res.stderr
+    assert len(json.loads(dev("audit", "--limit", "1000000", "--json").stdout)) == 1
+
+
+def test_a_board_is_one_of_this_releases_profiles(env, tmp_path):
+    # `devices add --board nonexistent_board` was registered: deploy, release checks and
+    # `list --outdated` then knew no such board
+    res = dev("add", MAC1, "--board", "nonexistent_board", code=2)
+    assert res.stderr.startswith("error: board 'nonexistent_board' is not a board profile of this release: "
+                                 "one of ") and "tcall_sim800l_axp192" in res.stderr
+    sheet = tmp_path / "in.csv"
+    sheet.write_text(f"mac,board\n{MAC1},nonexistent_board\n{MAC2},tcall_sim800l_axp192\n")
+    res = dev("import", str(sheet), code=2)
+    assert "line 2, field 'board': not a board profile of this release: expected one of " in res.stderr
+    assert "nonexistent_board" not in res.stderr            # a cell is never shown back
+    dev("add", MAC1, "--board", "TCALL_SIM800L_AXP192")
+    assert json.loads(dev("show", MAC1, "--json").stdout)["board"] == "tcall_sim800l_axp192"
+
+
+@pytest.mark.parametrize("column, value", [("flash_size", "abc"), ("flash_size", 3.5), ("board", 7),
+                                           ("updated_at", 20261202), ("voice", "yes")])
+def test_a_registry_value_of_the_wrong_type_is_shown_as_invalid(env, column, value):
+    # devices.flash_size = 'abc' (a hand edit, another tool): `devices list` died of a TypeError
+    dev("add", MAC1, "--board", "tcall_sim800l_axp192", "--flash-size", "4MB")
+    dev("add", MAC2)
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        reg.db.execute(f"UPDATE devices SET {column} = ? WHERE mac = ?", (value, MAC1))
+    out = dev("list").stdout
+    assert MAC1 in out and MAC2 in out
+    if column == "flash_size":
+        assert "flash_size: invalid" in dev("show", MAC1).stdout
+        assert json.loads(dev("list", "--json").stdout)["devices"][0]["flash_size_text"] == "invalid"
+    assert MAC1 in dev("show", MAC1).stdout
+    dev("export", str(Path(env["BOTON_REGISTRY"]).parent / "e.csv"))

@@ -537,7 +537,7 @@ def export(file, with_case_data, yes, force, registry_path, technician):
 
 @devices.command()
 @click.argument("device", required=False)
-@click.option("--limit", type=click.IntRange(0), default=200, show_default=True,
+@click.option("--limit", type=click.IntRange(0, 1_000_000), default=200, show_default=True,
               help="Show only the last N entries (0: all).")
 @json_option
 @registry_options

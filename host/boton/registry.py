@@ -71,7 +71,7 @@ from .registry_casedata import CaseData, check_contacts
 from .registry_cases import CaseRecords
 from .registry_crypto import CaseCipher, create_key_file, load_key, read_key_file, rewrap_key_file
 from .registry_csv import CASE_COLUMNS, EXPORT_COLUMNS, IMPORT_COLUMNS, CsvTransfer
-from .registry_fields import (check_board, check_hash, format_flash_size, looks_like_mac, normalise_iccid,
+from .registry_fields import (check_hash, check_known_board, format_flash_size, looks_like_mac, normalise_iccid,
                               normalise_imei, normalise_label, normalise_mac, parse_flash_size,
                               resolve_technician, scrub, show_input)
 from .registry_lifecycle import DeviceLifecycle
@@ -468,7 +468,7 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify):
     def add_device(self, mac, label=None, board=None, flash_size=None) -> DeviceRecord:
         mac = normalise_mac(mac)
         label = normalise_label(label) if label else None
-        board = check_board(board) if board else None
+        board = check_known_board(board) if board else None
         flash = parse_flash_size(flash_size) if flash_size not in (None, "") else None
         with self._write() as db:
             self._insert_device(db, mac, label, board=board, flash_size=flash)

@@ -5,6 +5,7 @@ import getpass
 import os
 import re
 
+from .boards import board_names
 from .errors import RegistryError
 
 _MAC_RE = re.compile(r"[0-9a-f]{12}|[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}")
@@ -83,8 +84,10 @@ def parse_flash_size(value) -> int:
 
 
 def format_flash_size(n):
-    if not n:
+    if n is None or n == "":
         return ""
+    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:   # not what the registry writes
+        return "invalid"
     return f"{n >> 20}MB" if n % (1 << 20) == 0 else str(n)
 
 
@@ -123,6 +126,16 @@ def check_board(value):
     s = str(value).strip().lower()
     if not _BOARD_RE.fullmatch(s):
         raise RegistryError(f"board {show_input(value)} is not a board profile name (e.g. tcall_sim800l_axp192)")
+    return s
+
+
+def check_known_board(value):
+    """A board profile of this release (boards/*.json), for a button being registered:
+    deploy, the release checks and `list --outdated` know no other."""
+    s = check_board(value)
+    if s not in board_names():
+        raise RegistryError(f"board {show_input(value)} is not a board profile of this release: one of "
+                            f"{', '.join(board_names())}")
     return s
 
 
