@@ -592,7 +592,8 @@ def test_an_image_to_a_named_pipe_is_refused_even_with_force(cli, tmp_path, unbl
 
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    r = unblocking(fifo, lambda: cli("--placeholder-firmware", "--device-id", "BS-0042", "--alias", "Luna", "--contact", DEFAULT_CONTACT,
-            "--c4", DEFAULT_C4, "-o", str(fifo), "--force"))
+    args = ["--placeholder-firmware", "--device-id", "BS-0042", "--alias", "Luna", "--contact", DEFAULT_CONTACT,
+            "--c4", DEFAULT_C4, "-o", str(fifo), "--force"]
+    r = unblocking(fifo, lambda: cli(*args))
     assert r.exit_code == 2 and "it is not a regular file" in r.output, r.output
     assert stat.S_ISFIFO(fifo.stat().st_mode)

@@ -186,7 +186,7 @@ def test_a_relabelled_button_is_refused_until_provisioned_under_its_new_label(re
     assert reg.check_config(mac(1), config)
     d = reg.relabel(mac(1), "BS-0042")
     assert (d.state, d.test_call_result) == ("provisioned", None)
-    with pytest.raises(RegistryError, match="its configuration names it 'BS-0001', the registry knows it as BS-0042"):
+    with pytest.raises(RegistryError, match="names it 'BS-0001', the registry knows it as BS-0042"):
         reg.check_config(mac(1), config)
 
 

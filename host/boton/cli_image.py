@@ -72,7 +72,7 @@ def _json_kind(value) -> str:
     """What a JSON value is, said instead of the value."""
     if isinstance(value, bool):
         return "true or false"
-    return {int: "a number", float: "a number", list: "a list", dict: "an object"}.get(type(value), "no text")
+    return {int: "a number", float: "a number", list: "a list", dict: "an object"}[type(value)]
 
 
 def check_device_id(device_id, unregistered):

@@ -14,8 +14,8 @@ from .boards import board_names
 from .errors import InputError, RegistryConflict, RegistryError
 from .registry_casedata import (CaseData, check_alias, check_case_id, check_contacts, check_date, check_text,
                                 split_contacts)
-from .registry_fields import (check_known_board, format_flash_size, normalise_iccid, normalise_imei, normalise_label,
-                              normalise_mac, parse_flash_size)
+from .registry_fields import (check_known_board, format_flash_size, normalise_iccid, normalise_imei,
+                              normalise_label, normalise_mac, parse_flash_size)
 from .rules import normalise_number
 from .registry_paths import expand_home
 from .registry_schema import DEVICE_SELECT, DeviceRecord

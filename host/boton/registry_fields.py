@@ -142,8 +142,9 @@ def check_known_board(value):
 def scrub(text, limit=200) -> str:
     """Free text from a technician or a device log, made safe to store and show: control
     characters removed, any run of 7 or more digits masked whatever separates them (a
-    phone number, a case or ID number; dates and clock times are kept), length capped. Names and addresses cannot be told
-    from other words: the commands that take free text say it must hold none."""
+    phone number, a case or ID number; dates and clock times are kept), length capped.
+    Names and addresses cannot be told from other words: the commands that take free text
+    say it must hold none."""
     s = _CTRL_RE.sub(" ", str(text or "")).strip()
 
     def _mask(m):
@@ -159,7 +160,7 @@ def scrub(text, limit=200) -> str:
             out.append(ch)
         return "".join(out)
 
-    # the text between dates and times (at the odd places of the split) is masked
+    # the split puts the dates and times at its odd places; the text between them is masked
     parts = _DATE_TIME_RE.split(s)
     s = "".join(part if i % 2 else _PHONEISH_RE.sub(_mask, part) for i, part in enumerate(parts))
     return s if len(s) <= limit else s[:limit - 1] + "…"
