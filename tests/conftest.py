@@ -43,3 +43,55 @@ def pytest_report_header(config):
 
     it = device_interpreter()
     return f"virtual device firmware: {it.label}" + (f" ({it.note})" if it.note else "")
+
+
+
+@pytest.fixture
+def unenterable(tmp_path, monkeypatch):
+    """A folder inside one this user may not enter (as /root is to a technician's account):
+    nothing in it can be looked at, opened or made. Root enters anything, so for root the
+    answer the system gives a user is given by hand."""
+    import builtins
+    import errno
+    import io
+    import os
+
+    locked = tmp_path / "locked"
+    (locked / "x").mkdir(parents=True)
+    locked.chmod(0)
+    if os.geteuid() == 0:
+        inside = str(locked) + os.sep
+
+        def refusing(real):
+            def call(path, *a, **kw):
+                if isinstance(path, (str, os.PathLike)) and os.path.abspath(path).startswith(inside):
+                    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+                return real(path, *a, **kw)
+            return call
+
+        for mod, name in ((os, "stat"), (os, "lstat"), (os, "open"), (os, "mkdir"), (builtins, "open"),
+                          (io, "open")):
+            monkeypatch.setattr(mod, name, refusing(getattr(mod, name)))
+    yield locked / "x"
+    locked.chmod(0o700)
+
+
+@pytest.fixture
+def unblocking():
+    """unblocking(fifo, fn): fn() where it might block opening the named pipe `fifo` to read
+    it; a run still blocked after 30 s is let go (a writer opens the pipe) and fails."""
+    import os
+    import threading
+
+    def run(fifo, fn):
+        got = {}
+        t = threading.Thread(target=lambda: got.update(result=fn()), daemon=True)
+        t.start()
+        t.join(30)
+        blocked = t.is_alive()
+        if blocked:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            t.join(30)
+        assert not blocked, f"blocked on the named pipe {fifo}"
+        return got["result"]
+    return run

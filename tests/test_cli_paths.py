@@ -132,3 +132,10 @@ def test_a_port_that_does_not_exist_is_called_missing(tmp_path):
     r = run("status", "--port", str(tmp_path / "ttyUSB9"))
     assert one_line(r, code=3) == (f"error: cannot open {tmp_path / 'ttyUSB9'}: {tmp_path / 'ttyUSB9'} does not "
                                    "exist: is the board plugged in, and is this its port?\n")
+
+
+def test_a_port_with_brackets_is_named_as_typed(tmp_path):
+    # rich took "[/x]" in the error line for a closing tag: MarkupError instead of the line
+    port = str(tmp_path / "[/x]")
+    r = run("status", "--port", port)
+    assert one_line(r, code=3).startswith(f"error: cannot open {port}: ")

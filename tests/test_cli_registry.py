@@ -335,7 +335,8 @@ def test_init_key_and_info(env, monkeypatch, tmp_path):
     monkeypatch.delenv("BOTON_KEY")
     info = json.loads(run(registry, "info", "--json").stdout)
     assert info["key_ok"] is False and "no registry key" in info["key_problem"]
-    assert info["schema_version"] == 5
+    assert (info["exists"], info["schema_version"]) == (False, None)       # described, not made
+    assert not Path(env["BOTON_REGISTRY"]).parent.exists()
     out = run(registry, "init-key").stdout
     assert "Back it up" in out
     kf = tmp_path / "cfg" / "registry.key"
@@ -346,7 +347,7 @@ def test_init_key_and_info(env, monkeypatch, tmp_path):
     dev(*ASSIGN)
     info = json.loads(run(registry, "info", "--json").stdout)
     assert info["key_ok"] and info["key_source"].startswith("key file")
-    assert len(info["key_fingerprint"]) == 16
+    assert len(info["key_fingerprint"]) == 16 and info["schema_version"] == 5
 
 
 def test_works_inside_the_main_group(env):
@@ -382,3 +383,169 @@ def test_purge_cases_erases_only_what_nothing_needs(env):
     with Registry(env["BOTON_REGISTRY"]) as reg:
         assert reg.wipe_cases(MAC1) == []
     assert "Luna" not in run(devices, "audit", MAC1).stdout
+
+
+def test_export_into_a_missing_folder_is_one_line_and_changes_nothing(env, tmp_path):
+    dev("add", MAC1)
+    before = json.loads(dev("audit", "--json").stdout)
+    out = tmp_path / "nonexistent-dir" / "botones.csv"
+    res = dev("export", str(out), code=2)
+    assert res.stderr == f"error: cannot write the export to {out}: there is no folder {out.parent}\n"
+    assert json.loads(dev("audit", "--json").stdout) == before
+
+
+def test_paths_in_a_folder_the_user_may_not_enter_are_one_line(env, tmp_path, unenterable):
+    # as a technician's account: `registry backup /root/x/b.sqlite3` (and export, restore)
+    # ended in a PermissionError traceback from looking whether the file exists
+    dev("add", MAC1)
+    before = json.loads(dev("audit", "--json").stdout)
+    b = unenterable / "b.sqlite3"
+    res = run(registry, "backup", str(b), code=2)
+    assert res.stderr == f"error: cannot write {b}: Permission denied\n"
+    e = unenterable / "e.csv"
+    res = dev("export", str(e), code=2)
+    assert res.stderr == f"error: cannot write the export to {e}: {unenterable}: Permission denied\n"
+    res = run(registry, "restore", "--yes", str(b), code=2)
+    assert res.stderr == f"error: cannot read the backup {b}: Permission denied\n"
+    assert json.loads(dev("audit", "--json").stdout) == before
+
+
+def test_restore_where_a_file_is_in_the_way_of_the_registry_folder_is_one_line(env, tmp_path, monkeypatch):
+    dev("add", MAC1)
+    b = tmp_path / "b.sqlite3"
+    run(registry, "backup", str(b))
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("")
+    monkeypatch.setenv("BOTON_REGISTRY", str(in_the_way / "registry.sqlite3"))
+    res = run(registry, "restore", "--yes", str(b), code=2)
+    assert res.stderr == (f"error: cannot restore {in_the_way / 'registry.sqlite3'}: cannot make its folder "
+                          f"{in_the_way}: a file is in the way\n")
+    assert in_the_way.read_text() == ""
+
+
+def test_relabel_gives_a_button_a_label_her_sms_shows_whole(env):
+    dev("add", MAC1)
+    with Registry(env["BOTON_REGISTRY"]) as reg:     # a label from before labels were limited to 12
+        reg.db.execute("UPDATE devices SET label = 'AGS-CENTRO-0042'")
+    res = dev("add", MAC2, "--label", "AGS-CENTRO-0043", code=2)
+    assert "her alert SMS shows only the first 12" in res.stderr
+    res = dev("relabel", "AGS-CENTRO-0042", "AGS-0042")
+    assert res.stdout == "AGS-CENTRO-0042 (24:6f:28:00:00:01) is now AGS-0042\n"
+    assert json.loads(dev("show", MAC1, "--json").stdout)["label"] == "AGS-0042"
+
+
+@pytest.mark.parametrize("args", [
+    ["add", MAC1, "--label", "+52 449 111 2233"],
+    ["show", "449 111 2233"], ["show", "4491112233"], ["show", "Maria Lopez Hernandez"],
+    ["show", "+524491112233"], ["add", "449 111 2233"], ["show", "AGS/2024/00731"],
+])
+def test_what_is_refused_where_a_label_or_mac_goes_is_not_echoed_if_it_may_be_hers(env, args):
+    # `devices show "449 111 2233"` said "label '449 111 2233' is not valid": her number (or
+    # her name) on the screen and in whatever log keeps it
+    dev("add", MAC2)
+    res = dev(*args, code=2)
+    assert res.stderr.count("\n") == 1 and "not shown" in res.stderr, res.stderr
+    for secret in ("449", "2233", "Maria", "Lopez", "00731"):
+        assert secret not in res.stderr
+
+
+def test_a_label_or_mac_that_cannot_be_hers_is_still_echoed(env):
+    assert "label 'BS_0042' is not valid" in dev("add", MAC1, "--label", "BS_0042", code=2).stderr
+    assert "no device 'BS-0099' in the registry" in dev("show", "BS-0099", code=2).stderr
+    assert "'24:6f:28' is not a MAC address" in dev("add", "24:6f:28", code=2).stderr
+
+
+@pytest.mark.parametrize("args", [
+    (devices, "list"), (devices, "show", "BS-0001"), (devices, "audit"), (devices, "ending-soon"),
+    (devices, "return", "BS-0001"), (registry, "verify"), (registry, "backup", "b.sqlite3"),
+    (registry, "purge-cases", "--older-than", "30"),
+])
+def test_a_mistyped_registry_path_is_refused_not_created(env, tmp_path, args):
+    # `devices list --registry /tmp/typo/x.sqlite3` said "no devices" and left a folder, an
+    # empty registry and its witness there (the next command then wrote to it)
+    typo = tmp_path / "typo" / "x.sqlite3"
+    res = run(*args, "--registry", str(typo), code=2)
+    assert res.stderr == (f"error: no registry at {typo}: check --registry or BOTON_REGISTRY (the first "
+                          "`boton devices add` or `devices import` makes a new one)\n")
+    assert not typo.parent.exists()
+
+
+def test_info_on_a_registry_not_made_yet_describes_it_and_makes_nothing(env, tmp_path):
+    typo = tmp_path / "typo" / "x.sqlite3"
+    out = run(registry, "info", "--registry", str(typo)).stdout
+    assert f"registry: {typo} (none yet: the first `boton devices add` or `devices import` makes it)" in out
+    assert not typo.parent.exists()
+
+
+def test_the_first_device_added_or_imported_makes_the_registry(env, tmp_path):
+    first = tmp_path / "new" / "registry.sqlite3"
+    dev("add", MAC1, "--registry", str(first))
+    assert "1 in stock" in dev("list", "--registry", str(first)).stdout
+    csv_file = tmp_path / "in.csv"
+    csv_file.write_text(f"mac\n{MAC2}\n")
+    other = tmp_path / "other" / "registry.sqlite3"
+    dev("import", str(csv_file), "--registry", str(other))
+    assert other.exists()
+
+
+
+@pytest.mark.parametrize("force", [(), ("--force",)])
+def test_export_to_a_named_pipe_is_refused_even_with_force_and_never_waits_on_it(env, tmp_path, force,
+                                                                                 unblocking):
+    # `devices export FIFO` hung for ever (the target was opened to be read); with --force a
+    # pipe or a device node was replaced by a regular file
+    import os
+
+    dev("add", MAC1)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    link = tmp_path / "link-to-pipe"
+    link.symlink_to(fifo)
+    for target in (fifo, link):
+        res = unblocking(fifo, lambda: CliRunner().invoke(devices, ["export", str(target), *force],
+                                                          catch_exceptions=False))
+        assert res.exit_code == 2, res.output
+        assert res.stderr == (f"error: refusing to write the export to {target}: it is not a regular file "
+                              "(a device, a pipe or a folder); choose another file name (--force never "
+                              "allows this)\n")
+        assert stat.S_ISFIFO(os.stat(target).st_mode)
+
+
+def test_an_audit_limit_beyond_any_trail_is_a_usage_error_not_a_registry_error(env):
+    # --limit 99999999999999999999 reached SQLite: "registry error ...: datatype mismatch"
+    dev("add", MAC1)
+    res = dev("audit", "--limit", "99999999999999999999", code=2)
+    assert "--limit" in res.stderr and "registry error" not in res.stderr
+    assert len(json.loads(dev("audit", "--limit", "1000000", "--json").stdout)) == 1
+
+
+def test_a_board_is_one_of_this_releases_profiles(env, tmp_path):
+    # `devices add --board nonexistent_board` was registered: deploy, release checks and
+    # `list --outdated` then knew no such board
+    res = dev("add", MAC1, "--board", "nonexistent_board", code=2)
+    assert res.stderr.startswith("error: board 'nonexistent_board' is not a board profile of this release: "
+                                 "one of ") and "tcall_sim800l_axp192" in res.stderr
+    sheet = tmp_path / "in.csv"
+    sheet.write_text(f"mac,board\n{MAC1},nonexistent_board\n{MAC2},tcall_sim800l_axp192\n")
+    res = dev("import", str(sheet), code=2)
+    assert "line 2, field 'board': not a board profile of this release: expected one of " in res.stderr
+    assert "nonexistent_board" not in res.stderr            # a cell is never shown back
+    dev("add", MAC1, "--board", "TCALL_SIM800L_AXP192")
+    assert json.loads(dev("show", MAC1, "--json").stdout)["board"] == "tcall_sim800l_axp192"
+
+
+@pytest.mark.parametrize("column, value", [("flash_size", "abc"), ("flash_size", 3.5), ("board", 7),
+                                           ("updated_at", 20261202), ("voice", "yes")])
+def test_a_registry_value_of_the_wrong_type_is_shown_as_invalid(env, column, value):
+    # devices.flash_size = 'abc' (a hand edit, another tool): `devices list` died of a TypeError
+    dev("add", MAC1, "--board", "tcall_sim800l_axp192", "--flash-size", "4MB")
+    dev("add", MAC2)
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        reg.db.execute(f"UPDATE devices SET {column} = ? WHERE mac = ?", (value, MAC1))
+    out = dev("list").stdout
+    assert MAC1 in out and MAC2 in out
+    if column == "flash_size":
+        assert "flash_size: invalid" in dev("show", MAC1).stdout
+        assert json.loads(dev("list", "--json").stdout)["devices"][0]["flash_size_text"] == "invalid"
+    assert MAC1 in dev("show", MAC1).stdout
+    dev("export", str(Path(env["BOTON_REGISTRY"]).parent / "e.csv"))

@@ -463,3 +463,137 @@ def test_cli_real_looking_firmware(cli, tmp_path):
     rep = json.loads(r.stdout)          # the generated PIN is shown on stderr
     assert rep["firmware"]["placeholder"] is False and rep["firmware"]["size"] == 0x180000
     assert out.read_bytes()[0x1000:0x1000 + 0x180000] == fw.read_bytes()
+
+
+# ----------------------------------------------------------------------------- paths as typed
+def test_output_paths_with_brackets_are_printed_as_typed_and_the_pin_line_comes(tmp_path, monkeypatch):
+    # `-o 'usb[/]BS-0001.bin'` wrote the image and recorded the button as provisioned, then
+    # rich took "[/]" for a closing tag: MarkupError, and the PIN line never came;
+    # `-o 'B2[nuevo].bin'` showed the esptool command with "B2.bin"
+    from boton.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "usb[").mkdir()
+    run = lambda *a: CliRunner().invoke(main, list(a), catch_exceptions=False)   # noqa: E731
+    assert run("devices", "add", "24:6f:28:00:00:01", "--label", "BS-0001").exit_code == 0
+    args = ["image", "--placeholder-firmware", "--device-id", "BS-0001", "--alias", "Luna", "--contact",
+            DEFAULT_CONTACT, "--c4", DEFAULT_C4]
+    for out in ("usb[/]BS-0001.bin", "B2[nuevo].bin", "[bold red]x.bin"):
+        r = run(*args, "-o", out, "--force")
+        assert r.exit_code == 0, r.output
+        assert f"image {out}: " in r.output and f"write-flash 0x0 {out}\n" in r.output
+        assert "SMS command PIN: from BOTON_PIN" in r.output
+        assert (tmp_path / out).stat().st_size == 4 * MiB
+
+
+def test_a_config_path_with_brackets_is_named_as_typed(cli, tmp_path, monkeypatch, config):
+    monkeypatch.chdir(tmp_path)
+    r = cli("--config", "caso [/final].json", "--placeholder-firmware", "-o", "x.bin")
+    assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
+    assert "caso [/final].json" in r.output
+    Path("caso [final].json").write_text(json.dumps(config))
+    r = cli("--config", "caso [final].json", "--placeholder-firmware", "-o", "x.bin")
+    assert r.exit_code == 0 and "SMS command PIN: as in caso [final].json" in r.output, r.output
+
+
+def test_an_output_folder_that_is_missing_or_a_file_is_refused_before_the_registry_changes(tmp_path):
+    # `image -o /nonexistent-dir/x.bin` moved the button in_stock -> provisioning before the
+    # write failed: the output's folder is checked with the file, before anything is recorded
+    from boton.cli import main
+    from boton.registry import Registry
+
+    run = lambda *a: CliRunner().invoke(main, list(a), catch_exceptions=False)   # noqa: E731
+    assert run("devices", "add", "24:6f:28:00:00:01", "--label", "BS-0001").exit_code == 0
+    with Registry() as reg:
+        before = (reg.find("BS-0001"), reg.audit())
+    (tmp_path / "a-file").write_text("")
+    for out, why in ((tmp_path / "nonexistent-dir" / "x.bin", f"there is no folder {tmp_path / 'nonexistent-dir'}"),
+                     (tmp_path / "a-file" / "x.bin", f"{tmp_path / 'a-file'} is not a folder")):
+        r = run("image", "--placeholder-firmware", "--device-id", "BS-0001", "--alias", "Luna", "--contact",
+                DEFAULT_CONTACT, "--c4", DEFAULT_C4, "-o", str(out))
+        assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
+        assert r.output == f"error: cannot write the image to {out}: {why}\n"
+        with Registry() as reg:
+            assert (reg.find("BS-0001"), reg.audit()) == before
+
+
+def test_files_in_a_folder_the_user_may_not_enter_are_one_line(cli, tmp_path, unenterable):
+    # --config, --firmware and -o in /root/x: PermissionError tracebacks as a technician's account
+    typed = ["--device-id", "BS-0042", "--alias", "Luna", "--contact", DEFAULT_CONTACT, "--c4", DEFAULT_C4]
+    out = tmp_path / "x.bin"
+    for args, line in (
+            (["--config", str(unenterable / "c.json"), "--device-id", "BS-0042", "--placeholder-firmware", "-o",
+              str(out)], f"cannot read config file {unenterable / 'c.json'}: Permission denied"),
+            (["--firmware", str(unenterable / "f.bin"), *typed, "-o", str(out)],
+             f"cannot read firmware file {unenterable / 'f.bin'}: Permission denied"),
+            (["--placeholder-firmware", *typed, "-o", str(unenterable / "i.bin")],
+             f"cannot write the image to {unenterable / 'i.bin'}: {unenterable}: Permission denied")):
+        r = cli(*args)
+        assert (r.exit_code, r.output) == (2, f"error: {line}\n")
+        assert not out.exists()
+
+
+def test_an_oserror_no_command_foresaw_is_one_line_naming_the_path():
+    import click
+
+    from boton.cli import BotonGroup
+
+    group = BotonGroup("boton")
+
+    @group.command()
+    def look():
+        raise PermissionError(13, "Permission denied", "/root/x/registry.sqlite3")
+
+    r = CliRunner().invoke(group, ["look"], catch_exceptions=False)
+    assert (r.exit_code, r.output) == (2, "error: /root/x/registry.sqlite3: Permission denied\n")
+
+
+def test_a_device_id_goes_on_a_button_only_if_her_sms_shows_it_whole(cli, tmp_path):
+    # image --device-id allowed 16 characters, labels 24, her SMS shows 12: AGS-CENTRO-0042
+    # and AGS-CENTRO-0043 both reached C4 as "AGS-CENTRO-0"
+    from boton.cli import main
+    from boton.registry import Registry
+
+    typed = ["--placeholder-firmware", "--alias", "Luna", "--contact", DEFAULT_CONTACT, "--c4", DEFAULT_C4]
+    out = tmp_path / "x.bin"
+    r = cli(*typed, "--device-id", "AGS-CENTRO-0042", "-o", str(out))
+    assert r.exit_code == 2 and "her alert SMS shows only the first 12" in r.output and not out.exists()
+    run = lambda *a: CliRunner().invoke(main, list(a), catch_exceptions=False)   # noqa: E731
+    assert run("devices", "add", "24:6f:28:00:00:01", "--label", "AGS-0042").exit_code == 0
+    with Registry() as reg:                        # registered before labels were limited to 12
+        reg.db.execute("UPDATE devices SET label = 'AGS-CENTRO-0042'")
+        before = reg.audit()
+    r = run("image", *typed, "--device-id", "ags-centro-0042", "-o", str(out))
+    assert r.exit_code == 7 and r.output.count("\n") == 1, r.output
+    assert "`boton devices relabel AGS-CENTRO-0042 NEW-LABEL`" in r.output and not out.exists()
+    with Registry() as reg:
+        assert reg.audit() == before and reg.find("AGS-CENTRO-0042").state == "in_stock"
+
+
+def test_a_config_nested_beyond_pythons_parser_is_no_valid_json(cli, tmp_path):
+    # `image --config deep.json` nested 100,000 deep: a RecursionError traceback
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"schema": 1, "alias": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    out = tmp_path / "x.bin"
+    r = cli("--config", str(deep), "--device-id", "BS-0042", "--placeholder-firmware", "-o", str(out))
+    assert (r.exit_code, r.output) == (2, f"error: cannot read config file {deep}: not valid JSON (nested too "
+                                          "deeply)\n")
+    assert not out.exists()
+
+
+def test_a_device_id_that_may_be_her_number_is_not_echoed(cli, tmp_path):
+    r = cli("--placeholder-firmware", "--alias", "Luna", "--contact", DEFAULT_CONTACT, "--c4", DEFAULT_C4,
+            "--device-id", "+524491112233", "-o", str(tmp_path / "x.bin"))
+    assert r.exit_code == 2 and "not shown" in r.output and "4491112233" not in r.output, r.output
+
+
+def test_an_image_to_a_named_pipe_is_refused_even_with_force(cli, tmp_path, unblocking):
+    import stat
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    args = ["--placeholder-firmware", "--device-id", "BS-0042", "--alias", "Luna", "--contact", DEFAULT_CONTACT,
+            "--c4", DEFAULT_C4, "-o", str(fifo), "--force"]
+    r = unblocking(fifo, lambda: cli(*args))
+    assert r.exit_code == 2 and "it is not a regular file" in r.output, r.output
+    assert stat.S_ISFIFO(fifo.stat().st_mode)

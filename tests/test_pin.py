@@ -364,9 +364,19 @@ def test_image_provisions_a_registered_button_from_her_case(tmp_path, key, on_te
     r = run(*REGISTERED, "--contact", "449 555 6677", "-o", str(out), "--force")   # not her case's
     assert r.exit_code == 2 and "--contact differs from the case" in r.output
     assert out.read_bytes() == before
-    # an interrupted write leaves "provisioning" (true: no image holds the new config), then finishes
-    r = run(*REGISTERED, "-o", str(tmp_path / "gone" / "x.bin"), env={"BOTON_PIN": "482913"})
-    assert r.exit_code == 2 and "the registry says BS-0042 is provisioning" in r.output
+    # an interrupted write (the disk full) leaves "provisioning" (true: no image holds the new
+    # config), then finishes
+    real_open = os.open
+
+    def disk_full(path, *a, **kw):
+        if str(path).endswith(".bin.tmp"):
+            raise OSError(28, "No space left on device", str(path))
+        return real_open(path, *a, **kw)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(os, "open", disk_full)
+        r = run(*REGISTERED, "-o", str(tmp_path / "x.bin"), env={"BOTON_PIN": "482913"})
+    assert r.exit_code == 2 and "No space left on device; the registry says BS-0042 is provisioning" in r.output
     assert "482913" not in r.output
     with Registry() as reg:
         assert reg.get(MAC).state == "provisioning"

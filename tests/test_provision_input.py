@@ -120,7 +120,7 @@ def test_a_pasted_screenful_of_digits_is_not_echoed_at_its_length():
     (("gesture",), "hold", "gesture must be an object"),
     (("contacts",), "449 111 2233", "contacts must be a list of phone numbers"),
     (("c4_numbers",), [4499100000], "c4_numbers must be a list of phone numbers"),
-    (("device_id",), 42, "device_id must be text in quotes, got 42"),
+    (("device_id",), 42, "device_id must be text in quotes, got a number"),
 ])
 def test_config_file_settings_outside_their_range_or_type_are_refused_naming_the_field(
         tmp_path, where, value, needle):
@@ -137,6 +137,24 @@ def test_config_file_settings_outside_their_range_or_type_are_refused_naming_the
         config_from_file(f)
     assert needle in str(e.value) and e.value.exit_code == 2
     assert len(str(e.value)) < 300 and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("key, value", [("pin", 482913), ("alias", 4491112233), ("alias", ["Maria", "Lopez"]),
+                                        ("programme_number", 4499100000), ("device_id", 4491112233),
+                                        ("pin_hash", {"pin": "482913"})])
+def test_a_pin_alias_or_number_of_the_wrong_type_is_refused_without_its_value(tmp_path, key, value):
+    # "pin": 482913 (a number, not text) gave "error: cfg.json: pin must be text in quotes, got
+    # 482913": her PIN on the screen and in whatever log keeps it; her alias and numbers likewise
+    cfg = build_config(alias="Luna", contacts=["449 111 2233"], c4=[C4], device_id="BS-1")
+    cfg[key] = value
+    f = tmp_path / "cfg.json"
+    f.write_text(json.dumps(cfg))
+    with pytest.raises(InputError) as e:
+        config_from_file(f)
+    kind = {int: "a number", list: "a list", dict: "an object"}[type(value)]
+    assert str(e.value) == f"{f}: {key} must be text in quotes, got {kind}"
+    for secret in ("482913", "4491112233", "4499100000", "Maria"):
+        assert secret not in str(e.value)
 
 
 def test_settings_at_the_ends_of_their_ranges_are_kept(tmp_path):

@@ -14,11 +14,13 @@ import traceback
 
 import pytest
 from cryptography.fernet import Fernet
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from boton import registry as regmod
 from boton import registry_schema
 from boton.errors import EXIT_CONFLICT, RegistryConflict, RegistryError, RegistryKeyError
-from boton.registry import CaseData, Registry, create_key_file, normalise_label, normalise_mac
+from boton.registry import CaseData, Registry, create_key_file, normalise_label, normalise_mac, scrub
 
 FW = "ab" * 32
 IMG = "12" * 32
@@ -133,6 +135,59 @@ def test_labels():
             normalise_label(her)
         assert her not in str(e.value)
     assert normalise_label("BS-123456") == "BS-123456"
+
+
+def test_a_new_label_shows_whole_in_her_alert_sms():
+    # her alert SMS names the button by its device id's first 12 characters
+    # (firmware/lib/sms.py _dev): AGS-CENTRO-0042 and AGS-CENTRO-0043 both reached C4 as
+    # "AGS-CENTRO-0", so no new label is longer than that
+    from boton.rules import firmware_module
+
+    assert normalise_label("AGS-CTR-0042") == "AGS-CTR-0042"
+    for long in ("AGS-CENTRO-0042", "B" * 13):
+        with pytest.raises(RegistryError, match="at most 12 letters, digits and dashes") as e:
+            normalise_label(long)
+        assert "her alert SMS shows only the first 12" in str(e.value)
+        assert normalise_label(long, new=False) == long      # held from before: still found
+    sms = firmware_module("sms")
+    assert sms.cancel_text(alias="Luna", device_id="AGS-CTR-0042", by="device").count("AGS-CTR-0042") == 1
+
+
+def test_a_label_longer_than_her_sms_shows_is_relabelled_before_it_goes_on_a_button(reg):
+    reg.add_device(mac(1))
+    reg.add_device(mac(2), label="AGS-0043")
+    reg.db.execute("UPDATE devices SET label = 'AGS-CENTRO-0042' WHERE mac = ?", (mac(1),))
+    assert reg.find("ags-centro-0042").mac == mac(1)
+    before = snapshot(reg)
+    with pytest.raises(RegistryConflict, match=r"its label AGS-CENTRO-0042 has 15 characters and her alert "
+                       r"SMS shows only the first 12 \(AGS-CENTRO-0\)") as e:
+        reg.precheck("provision", mac(1))
+    assert "`boton devices relabel AGS-CENTRO-0042 NEW-LABEL`" in str(e.value)
+    for bad, kind in (("AGS-0043", RegistryConflict), ("AGS-CENTRO-0042", RegistryError)):
+        with pytest.raises(kind):
+            reg.relabel(mac(1), bad)
+    assert snapshot(reg) == before
+    d = reg.relabel(mac(1), "ags-0042")
+    assert d.label == "AGS-0042" and reg.precheck("provision", mac(1)).label == "AGS-0042"
+    assert reg.audit(mac(1))[-1]["detail"] == "label AGS-CENTRO-0042 -> AGS-0042"
+
+
+def test_a_relabelled_button_is_refused_until_provisioned_under_its_new_label(reg):
+    # its configuration still carries the old label, which her SMS show: its test call no
+    # longer counts, and test-call and deliver refuse it until `provision` writes the new one
+    import json
+
+    from boton.rules import config_hash
+
+    config = json.dumps({"device_id": "BS-0001", "alias": "Luna"}).encode()
+    reg.add_device(mac(1))
+    reg.record_provision(mac(1), config_hash(config))
+    reg.record_test_call(mac(1), True, "ok")
+    assert reg.check_config(mac(1), config)
+    d = reg.relabel(mac(1), "BS-0042")
+    assert (d.state, d.test_call_result) == ("provisioned", None)
+    with pytest.raises(RegistryError, match="names it 'BS-0001', the registry knows it as BS-0042"):
+        reg.check_config(mac(1), config)
 
 
 def test_a_label_held_from_before_is_still_found(reg):
@@ -380,7 +435,9 @@ def test_reasons_are_required_and_scrubbed(reg):
 
 @pytest.mark.parametrize("number", ["449/111/2233", "449 / 111 / 2233", "(449) 111-2233", "449.111.2233",
                                     "+52 449 111 2233", "449\u00a0111\u00a02233", "449–111–2233", "449 1112233",
-                                    "111 22 33", "AGS/2024/00731"])
+                                    "111 22 33", "AGS/2024/00731", "4,491,112,233", "449_111_2233",
+                                    "449;111;2233", "449:111:2233", "449*111*2233", "449|111|2233",
+                                    "449'111'2233", "[449] 111 2233", "449 # 111 # 2233", "449\\111\\2233"])
 def test_reasons_mask_any_run_of_seven_digits_whatever_separates_them(reg, number):
     # `faulty --reason "ella (Rosa Lopez, calle Luna 12) 449/111/2233"` kept her number in
     # the append-only audit trail (and state_reason, and every backup): only digits joined
@@ -395,6 +452,29 @@ def test_reasons_mask_any_run_of_seven_digits_whatever_separates_them(reg, numbe
         assert not re.search(r"\d{7}", digits), text
         assert "2233" not in digits and "00731" not in digits, text
     assert "llamo" in reg.get(mac(1)).state_reason         # the rest of the reason is kept
+
+
+@settings(max_examples=300, deadline=None)
+@given(digits=st.text("0123456789", min_size=7, max_size=15),
+       seps=st.lists(st.text(" .,/\\-\u2013()[]_;:*#'|\u00a0", min_size=0, max_size=3), min_size=14, max_size=14),
+       plus=st.booleans())
+def test_scrub_masks_a_number_whatever_separates_its_digits(digits, seps, plus):
+    # spreadsheets write 4,491,112,233; others 449_111_2233, 449;111;2233, 449:111:2233 ...:
+    # `faulty --reason` kept those whole in state_reason and the audit trail for good
+    number = ("+" if plus else "") + "".join(d + s for d, s in zip(digits, seps + [""]))
+    # a date or a clock time inside it is kept as written (the test below)
+    assume(not re.search(r"\d{4}-\d\d-\d\d|\d\d?/\d\d?/\d{4}|\d\d?:\d\d", number))
+    kept = scrub(f"ella llamo del {number} ayer")
+    shown = re.sub(r"[^\d*]", "", kept)        # the digits left, masked ones as *
+    assert not re.search(r"\d{3}", shown), (number, kept)
+    assert kept.startswith("ella llamo del ") and kept.endswith(" ayer")
+
+
+@pytest.mark.parametrize("text", ["cayo el 2026-12-02", "cayo el 02/12/2026 a las 12:30", "12:30:45",
+                                  "desde 2026-12-01T20:20:40Z", "firmware v1.26.1", "2026-12-02 12:30 sin GPS",
+                                  "sms 2/2, answered True", "lote 3, caja 12"])
+def test_scrub_keeps_dates_times_and_small_numbers_as_written(text):
+    assert scrub(text) == text
 
 
 # =========================================================================== cases
@@ -803,7 +883,7 @@ def test_import_says_what_a_column_needs_and_where(reg, tmp_path):
         reg.import_csv(write(tmp_path, text))
     msg = str(e.value)
     assert "line 2, field 'state': not a state: expected one of in_stock" in msg
-    assert "line 2, field 'label': not a label: expected 1-24 letters" in msg
+    assert "line 2, field 'label': not a label: expected 1-12 letters" in msg
     assert "line 2, field 'contacts': contact #2 is not a phone number: expected digits" in msg
     with pytest.raises(RegistryError) as e:
         reg.import_csv(write(tmp_path, f"24:6f:28:00:00:01,Ana,{HERS}\n24:6f:28:00:00:02,Bea,x\n"))
@@ -987,3 +1067,12 @@ def test_a_held_lock_becomes_a_clear_busy_error(db_path):
     assert b.get(mac(1)).label == "BS-0001"                  # WAL: readers are not blocked
     a.db.execute("ROLLBACK")
     assert b.add_device(mac(2)).label == "BS-0002"
+
+
+def test_a_config_read_from_a_button_nested_beyond_pythons_parser_is_refused_not_a_traceback(reg):
+    reg.add_device(mac(1))
+    reg.record_provision(mac(1), CFG)
+    deep = b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(RegistryError, match="is not the one recorded at provisioning") as e:
+        reg.check_config(mac(1), deep)
+    assert e.value.exit_code == 5

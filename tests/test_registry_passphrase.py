@@ -299,3 +299,17 @@ def test_a_wipe_does_not_go_on_searching_for_less_after_a_mistyped_passphrase(en
     monkeypatch.setenv("BOTON_KEY_FILE", str(env.with_name("no-such.key")))   # no key: as before
     plan = plan_wipe(MAC)
     assert plan.cases == [] and "no registry key" in plan.case_unreadable
+
+
+def test_a_key_file_nested_beyond_pythons_parser_is_called_damaged(env, monkeypatch):
+    # a file starting with "{" nested 100,000 deep: RecursionError from json.loads, a
+    # traceback from `registry info` and `devices show --reveal`
+    RC.create_key_file(passphrase=PASS)
+    with_case(monkeypatch)
+    env.write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    damaged = f"key file {env} is damaged: it is neither a key nor a key protected by a passphrase"
+    monkeypatch.setenv(RC.PASSPHRASE_ENV, PASS)
+    res = CliRunner().invoke(devices, ["show", MAC, "--reveal"], catch_exceptions=False)
+    assert res.exit_code == 2 and res.stderr.startswith(f"error: {damaged}") and res.stderr.count("\n") == 1
+    res = CliRunner().invoke(registry, ["info"], catch_exceptions=False)
+    assert res.exit_code == 0 and f"key problem: {damaged}" in res.stdout

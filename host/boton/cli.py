@@ -13,23 +13,16 @@ from . import pin as pins
 from . import provision as prov
 from . import release, rules
 from .device import Device
+from .cli_output import OneLineErrors, err_console, print_error
 from .errors import EXIT_DEVICE, EXIT_TEST, EXIT_USAGE, EXIT_VERIFY, DeviceError, InputError
 
 console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
 
 PORT_HELP = "Serial port of the board: /dev/ttyUSB0, socket://127.0.0.1:PORT, rfc2217://... (or BOTON_PORT)."
 
 
-class BotonGroup(click.Group):
-    """Turns our expected failures into one line and a documented exit code."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except DeviceError as e:
-            err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
-            sys.exit(e.exit_code)
+# `boton`: expected failures become one line and a documented exit code (cli_output)
+BotonGroup = OneLineErrors
 
 
 @click.group(cls=BotonGroup)
@@ -120,7 +113,7 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
     except RuntimeError as e:  # no time namespace for the chip's clock
         raise DeviceError(str(e), EXIT_USAGE) from None
     vd.start()
-    console.print(f"virtual device running; REPL at [bold]{vd.repl_url}[/]", soft_wrap=True)
+    console.print(f"virtual device running; REPL at [bold]{escape(vd.repl_url)}[/]", soft_wrap=True)
     console.print(f"firmware runs on: {vd.interpreter.label}", soft_wrap=True)
     console.print(f"modem: {_modem_line(vd.modem_family, modem_options)}", soft_wrap=True)
     if wrap_in is not None:
@@ -152,18 +145,18 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
 
     vd.call(watch_network)
     if vd.download_url:
-        console.print(f"ROM download mode at [bold]{vd.download_url}[/] (`boton flash --virtual-firmware`, or "
-                      f"esptool with --no-stub); flash file {vd.flash_image}",
+        console.print(f"ROM download mode at [bold]{escape(vd.download_url)}[/] (`boton flash "
+                      f"--virtual-firmware`, or esptool with --no-stub); flash file {escape(str(vd.flash_image))}",
                       soft_wrap=True)
     else:
-        console.print(f"flash folder: {vd.flash_dir}", soft_wrap=True)
+        console.print(f"flash folder: {vd.flash_dir}", soft_wrap=True, markup=False)
     try:
         for line in sys.stdin:
             try:
                 if not _sim_command(vd, line):
                     break
             except ValueError as e:
-                console.print(f"{e}; {SIM_COMMANDS}", soft_wrap=True)
+                console.print(f"{e}; {SIM_COMMANDS}", soft_wrap=True, markup=False)
         else:
             # stdin closed (run in the background): keep serving until interrupted
             threading.Event().wait()
@@ -219,7 +212,7 @@ def _sim_command(vd, line):
         console.print("in ROM download mode: run `boton flash` (or esptool --no-stub), then `reset`")
     elif word == "events":
         for ev in vd.events:
-            console.print(json.dumps(ev, ensure_ascii=False), soft_wrap=True)
+            console.print(json.dumps(ev, ensure_ascii=False), soft_wrap=True, markup=False)
     elif word in ("quit", "exit"):
         return False
     else:
@@ -328,7 +321,7 @@ def ports(show_all, as_json):
         return
     table = Table("port", "looks like", "VID:PID", "serial")
     for r in rows:
-        table.add_row(*r)
+        table.add_row(*(escape(str(x)) for x in r))   # what the USB bridges say of themselves
     console.print(table)
 
 
@@ -399,7 +392,7 @@ def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only):
 
         with Registry() as reg:  # registry first (one connection per thread): broken -> nothing written
             res = fl.flash(port, firmware, force=force, stub=stub, virtual_only=virtual_only,
-                           progress=lambda msg: bars.console.print(msg, soft_wrap=True),
+                           progress=lambda msg: bars.console.print(msg, soft_wrap=True, markup=False),
                            on_progress=on_progress, check=lambda mac: reg.check_flash(mac, force=force),
                            before_erase=reg.flash_erasing)
             bars.update(tasks[port], visible=False)
@@ -413,11 +406,11 @@ def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only):
                 port, res, rec = fut.result()
                 what = "already flashed" if res["skipped"] else "flashed and verified"
                 bars.console.print(f"{port}: {what} ({res['mac']}, {res['flash_size']}) in {res['seconds']:.1f} s",
-                                   soft_wrap=True)
+                                   soft_wrap=True, markup=False)
                 _warn_if_delivered_untested(rec, "a new flash")
             except DeviceError as e:
                 failures.append(e)
-                err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+                print_error(str(e))
     if failures:
         sys.exit(max(e.exit_code for e in failures))
 
@@ -426,7 +419,7 @@ def _warn_if_delivered_untested(rec, what):
     """A delivered button (a recall, a repair at the office) whose firmware just changed
     stays delivered, but its delivery test no longer counts: say so before it goes back."""
     if rec is not None and rec.state == "delivered":
-        err_console.print(f"[yellow]warning:[/] {rec.label} is delivered: {what} cleared its test call; "
+        err_console.print(f"[yellow]warning:[/] {escape(rec.label)} is delivered: {what} cleared its test call; "
                           "run `boton test-call` before it goes back to her", soft_wrap=True)
 
 
@@ -471,13 +464,15 @@ def deploy(port, board):
                f"content {done.frozen['sha256'][:12]}): boot files and board profile only")
     else:
         how = "firmware as .mpy in lib/"
+    # what the board says (its frozen version, its files) is text, not markup
     if done.copied:
         console.print(f"deployed {len(done.copied)} of {done.total} files ({how}): {', '.join(done.copied)}",
-                      soft_wrap=True)
+                      soft_wrap=True, markup=False)
     else:
-        console.print(f"firmware already up to date ({done.total} files; {how})", soft_wrap=True)
+        console.print(f"firmware already up to date ({done.total} files; {how})", soft_wrap=True, markup=False)
     if done.removed:
-        console.print(f"removed what the release no longer uses: {', '.join(done.removed)}", soft_wrap=True)
+        console.print(f"removed what the release no longer uses: {', '.join(done.removed)}", soft_wrap=True,
+                      markup=False)
     need_kb, source = mpy_alert_heap_kb()
     if done.mode == "mpy" and done.heap_free < need_kb * 1024:
         console.print(f"[yellow]warning: {done.heap_free / 1024:.0f} KB heap free after boot, below the "
@@ -589,7 +584,7 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
     console.print(f"provisioned {known.label} ({mac}) {source}: {len(config['contacts'])} contact(s), "
                   f"{len(config['c4_numbers'])} C4 number(s), gesture {gesture}; config {digest[:12]} verified; "
                   f"network {ident.get('operator') or 'registered (operator name not reported yet)'}, "
-                  f"signal {ident.get('rssi')}/31")
+                  f"signal {ident.get('rssi')}/31", markup=False)
     console.print(f"network: {radio.line()}", soft_wrap=True, markup=False)
     # her alias only where it is seen, not kept: stdout redirected into a log gets a placeholder
     on_terminal = pins.stdout_is_terminal()
@@ -623,7 +618,7 @@ def _wait_for_network_shown(dev, limit_s):
         if console.is_terminal:
             live.update(line)
         elif printed[-1:] != [what]:
-            console.print(line, soft_wrap=True)
+            console.print(line, soft_wrap=True, markup=False)
             printed.append(what)
 
     with live:
@@ -684,7 +679,7 @@ def test_call(port, device_ref, timeout):
     answered = "call_active" in names
     recipients = rules.judge_test_call(config, events)
     for role, number, outcome in recipients:
-        console.print(f"  SMS to {role} {rules.mask(number)}: {outcome}")
+        console.print(f"  SMS to {role} {rules.mask(number)}: {outcome}", markup=False)
     missed = [f"{role} {rules.mask(number)} ({outcome})" for role, number, outcome in recipients
               if outcome != "accepted"]
     accepted = len(recipients) - len(missed)
@@ -753,10 +748,10 @@ def wipe(port, keep_log, force, yes, download_port, pin_file):
         # registry first: refuse before anything on the button is touched
         plan = plan_wipe(mac, force, confirm_forced=lambda d: _confirm_forced_wipe(d, yes))
         if plan.case_unreadable:
-            err_console.print(f"[yellow]warning:[/] her case cannot be read ({plan.case_unreadable}); "
+            err_console.print(f"[yellow]warning:[/] her case cannot be read ({escape(plan.case_unreadable)}); "
                               "the flash is searched only for what the button itself held",
                               soft_wrap=True)
-        w = prov.wipe(dev, keep_log=keep_log, progress=lambda m: console.print(m, soft_wrap=True))
+        w = prov.wipe(dev, keep_log=keep_log, progress=lambda m: console.print(m, soft_wrap=True, markup=False))
     found = wipe_check.with_baseline(wipe_check.needles(plan.cases, w.config, w.alert_state, pin),
                                      w.reinstalled)
     if not plan.cases and w.config is None and w.alert_state is None:
@@ -773,7 +768,7 @@ def wipe(port, keep_log, force, yes, download_port, pin_file):
         else:
             try:
                 back = wipe_check.read_partition(rb_port, w.offset, w.size,
-                                                 progress=lambda m: console.print(m, soft_wrap=True))
+                                                 progress=lambda m: console.print(m, soft_wrap=True, markup=False))
             except DeviceError as e:  # recorded as a failed wipe below, not lost
                 result, why = None, f"the flash could not be read back: {e}"
             else:
@@ -785,11 +780,11 @@ def wipe(port, keep_log, force, yes, download_port, pin_file):
         how = f"file-level (flash folder, no raw blocks): removed {', '.join(w.removed) or 'nothing'}"
         console.print(f"removed {', '.join(w.removed) if w.removed else 'nothing (already clean)'}; "
                       "a flash folder has no raw blocks: the files left were searched (the raw "
-                      "check needs a real board or boton sim --flash-image)", soft_wrap=True)
+                      "check needs a real board or boton sim --flash-image)", soft_wrap=True, markup=False)
         if not w.virtual:
             why = "this board has no vfs partition to erase: its old blocks cannot be proven empty"
     if result is not None:
-        console.print(result.summary(), soft_wrap=True)
+        console.print(result.summary(), soft_wrap=True, markup=False)
         if not result.clean:
             why = (f"her data is still on the flash ({', '.join(k for k, n in result.found.items() if n)}): "
                    "wipe again; if it persists, retire the button and destroy its flash")
@@ -827,7 +822,7 @@ def build(out_dir):
         where = f" {e.filename}" if e.filename else ""
         raise DeviceError(f"cannot write the firmware into {out_dir}:{where} {e.strerror or e}; "
                           "choose a folder you may write to (--out)", EXIT_USAGE) from None
-    console.print(f"firmware built into {out_dir}: {total} bytes")
+    console.print(f"firmware built into {out_dir}: {total} bytes", markup=False)
 
 
 # --------------------------------------------------------------------------- status / logs
@@ -882,7 +877,7 @@ def _show_status(info):
             table.add_row(label, f"{info[k] / 1024:.1f} KB (firmware imported, after gc.collect())")
     console.print(table)
     for line in info.get("last_events", []):
-        console.print("  " + line, soft_wrap=True)
+        console.print("  " + line, soft_wrap=True, markup=False)
 
 
 @main.command()
@@ -914,7 +909,7 @@ def logs(port, sms_head, as_json):
     else:
         for line in lines:
             click.echo(line)
-        console.print(f"[bold]{'intact' if ok else 'ALTERED'}[/]: {why}")
+        console.print(f"[bold]{'intact' if ok else 'ALTERED'}[/]: {escape(why)}")
     if not ok:
         raise DeviceError(f"event log check failed: {why}", EXIT_VERIFY)
 

@@ -4,6 +4,8 @@ and her configuration), flashed with a single esptool write.
 Registered by cli.py with `main.add_command(image_cmd)`.
 """
 import json
+import os
+import stat
 from pathlib import Path
 
 import click
@@ -14,12 +16,14 @@ from . import pin as pins
 from . import rules
 from .boards import load_board
 from .errors import EXIT_VERIFY, DeviceError, InputError, RegistryConflict, RegistryError
+from .registry_fields import normalise_label
 from .registry_paths import expand_home
 from .safe_write import check_target, write_file
 
 console = Console(highlight=False)
 
-DEVICE_ID_HELP = "Short device label, e.g. BS-0042 (required: there is no chip to read it from)."
+DEVICE_ID_HELP = ("The button's registry label, e.g. BS-0042 (required: there is no chip to read it from); "
+                  "at most 12 letters, digits and dashes, all of which her alert SMS show.")
 
 
 def config_from_file(path, obtain_pin=None) -> dict:
@@ -29,8 +33,12 @@ def config_from_file(path, obtain_pin=None) -> dict:
     else obtain_pin() (None: a random one)."""
     try:
         raw = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot read config {path}: {e}") from None
+    except OSError as e:
+        raise InputError(f"cannot read config file {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise InputError(f"cannot read config file {path}: {e}") from None
+    except RecursionError:    # nested deeper than Python's parser goes: no config either
+        raise InputError(f"cannot read config file {path}: not valid JSON (nested too deeply)") from None
     if not isinstance(raw, dict) or raw.get("schema") != rules.CONFIG_SCHEMA:
         raise InputError(f"{path} is not a device config (schema {rules.CONFIG_SCHEMA})")
     g = raw.get("gesture") or {}
@@ -42,8 +50,8 @@ def config_from_file(path, obtain_pin=None) -> dict:
             raise InputError(f"{path}: {key} must be a list of phone numbers written as text "
                              "(\"449 111 2233\")")
     for key in ("alias", "device_id", "pin", "pin_hash", "programme_number"):
-        if raw.get(key) is not None and not isinstance(raw[key], str):
-            raise InputError(f"{path}: {key} must be text in quotes, got {rules.echo(raw[key])}")
+        if raw.get(key) is not None and not isinstance(raw[key], str):   # her PIN, alias or a number:
+            raise InputError(f"{path}: {key} must be text in quotes, got {_json_kind(raw[key])}")  # not shown
     pin, pin_hash = raw.get("pin") or None, raw.get("pin_hash") or None
     if pin is None and pin_hash is None and obtain_pin is not None:
         pin = obtain_pin()
@@ -60,9 +68,20 @@ def config_from_file(path, obtain_pin=None) -> dict:
         raise InputError(f"{path}: {e}") from None
 
 
-def check_device_id(device_id: str):
-    if not device_id or not (1 <= len(device_id) <= 16) or not device_id.isprintable() or " " in device_id:
-        raise InputError("give --device-id (e.g. BS-0042): 1-16 characters, no spaces")
+def _json_kind(value) -> str:
+    """What a JSON value is, said instead of the value."""
+    if isinstance(value, bool):
+        return "true or false"
+    return {int: "a number", float: "a number", list: "a list", dict: "an object"}[type(value)]
+
+
+def check_device_id(device_id, unregistered):
+    """The label the configuration carries: a new label's rules for an image of no registered
+    button (her SMS show it whole); any label a registry holds for a registered one (the
+    registry refuses one too long to go on a button, saying how to relabel it)."""
+    if not device_id:
+        raise InputError("give --device-id (e.g. BS-0042)")
+    return normalise_label(device_id, new=unregistered)
 
 
 def check_build_inputs(board, firmware_path, placeholder, flash_size) -> int:
@@ -76,9 +95,23 @@ def check_build_inputs(board, firmware_path, placeholder, flash_size) -> int:
         raise InputError("give --firmware or --placeholder-firmware, not both")
     if not firmware_path and not placeholder:
         raise InputError("give --firmware <MicroPython ESP32 .bin> (the file written at 0x1000)")
-    if firmware_path and not Path(firmware_path).is_file():
-        raise InputError(f"no firmware file {firmware_path}")
+    if firmware_path:
+        check_input_file(firmware_path, "firmware file")
     return size
+
+
+def check_input_file(path, what):
+    """InputError unless `path` is a file this user may look at: named, with the OS's
+    reason (a folder they may not enter), never a traceback; a pipe or a device (read
+    forever) is no file."""
+    try:
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        raise InputError(f"no {what} {path}") from None
+    except OSError as e:
+        raise InputError(f"cannot read {what} {path}: {e.strerror}") from None
+    if not regular:
+        raise InputError(f"{what} {path} is not a file")
 
 
 def build(board, config, firmware_path, placeholder, flash_size):
@@ -199,8 +232,7 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
     if config_file:
         if alias or contacts or c4:
             raise InputError("give --config or --alias/--contact/--c4, not both")
-        if not Path(config_file).is_file():
-            raise InputError(f"no config file {config_file}")
+        check_input_file(config_file, "config file")
         config = config_from_file(config_file, obtain_pin)
         if pin_file and not got:
             raise InputError(f"{config_file} already holds a PIN: give --pin-file only "
@@ -216,7 +248,7 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
         obtain_pin()
     # a generated PIN is shown on a terminal only (never into a redirected stdout or the JSON)
     pin_screen = pins.pin_screen(got.get("how", "config file"), avoid_stdout=as_json)
-    check_device_id(device_id)
+    device_id = check_device_id(device_id, unregistered)
     check_build_inputs(board, firmware_path, placeholder_firmware, flash_size)
 
     def her_config(label, case):
@@ -237,10 +269,10 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
         report["registry"] = _unregistered(device_id, report["config_sha256"],
                                            lambda: _write_image(out, data, force))
     else:
-        from .registry import Registry, normalise_label
+        from .registry import Registry
         from .registry_paths import default_path, registry_exists
 
-        label = normalise_label(device_id)
+        label = device_id
         if not registry_exists():
             raise RegistryConflict(f"no registry at {default_path()}, so {label} is no registered button: "
                                    f"register it first (`boton devices add MAC --label {label}`), or give "
@@ -267,29 +299,32 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
             pins.show_pin(got["how"], got["pin"], pin_screen, lambda line: None)
         return
     fw, vfs = report["firmware"], report["vfs"]
-    console.print(f"image {out}: {report['image_size']:,} bytes for {report['flash_size_name']} flash, "
-                  f"board {board}", soft_wrap=True)
-    console.print(f"  firmware    {fw['offset']:#08x}  {fw['size']:>10,} bytes  "
-                  + ("[bold red]PLACEHOLDER: will not boot (tests only)[/]" if fw["placeholder"]
-                     else str(fw["path"])), soft_wrap=True)
+
+    def say(line):    # paths as typed: text, never rich markup ("usb[/]BS-0001.bin")
+        console.print(line, soft_wrap=True, markup=False)
+
+    say(f"image {out}: {report['image_size']:,} bytes for {report['flash_size_name']} flash, board {board}")
+    firmware = f"  firmware    {fw['offset']:#08x}  {fw['size']:>10,} bytes  "
+    if fw["placeholder"]:
+        console.print(firmware + "[bold red]PLACEHOLDER: will not boot (tests only)[/]", soft_wrap=True)
+    else:
+        say(firmware + str(fw["path"]))
     parts = ", ".join(f"{p['label']} {p['offset']:#x}+{p['size']:#x}"
                       for p in report["partition_table"]["partitions"])
-    console.print(f"  partitions  {img.PARTITION_TABLE_OFFSET:#08x}  {parts}", soft_wrap=True)
+    say(f"  partitions  {img.PARTITION_TABLE_OFFSET:#08x}  {parts}")
     how = "its vfs partition" if vfs["source"] == "table" else "end of last partition to end of flash"
-    console.print(f"  vfs         {vfs['offset']:#08x}  {vfs['size']:>10,} bytes = {vfs['block_count']} blocks "
-                  f"of {vfs['block_size']} (LittleFS v2; {how})", soft_wrap=True)
-    console.print(f"  files       {vfs['files']} files, {vfs['bytes']:,} bytes, {vfs['used_blocks']} blocks used; "
-                  f"read back from the image: ok", soft_wrap=True)
-    console.print(f"device {report['device_id']}: {report['contacts']} contact(s), "
-                  f"{report['c4_numbers']} C4 number(s); config {report['config_sha256'][:12]}", soft_wrap=True)
-    console.print(_registry_line(report["registry"]), soft_wrap=True, markup=False)
-    console.print(f"flash with: {report['esptool']}", soft_wrap=True)
+    say(f"  vfs         {vfs['offset']:#08x}  {vfs['size']:>10,} bytes = {vfs['block_count']} blocks "
+        f"of {vfs['block_size']} (LittleFS v2; {how})")
+    say(f"  files       {vfs['files']} files, {vfs['bytes']:,} bytes, {vfs['used_blocks']} blocks used; "
+        f"read back from the image: ok")
+    say(f"device {report['device_id']}: {report['contacts']} contact(s), "
+        f"{report['c4_numbers']} C4 number(s); config {report['config_sha256'][:12]}")
+    say(_registry_line(report["registry"]))
+    say(f"flash with: {report['esptool']}")
     if got:
-        pins.show_pin(got["how"], got["pin"], pin_screen,
-                      lambda line: console.print(line, soft_wrap=True, markup=False))
+        pins.show_pin(got["how"], got["pin"], pin_screen, say)
     else:
-        console.print(f"SMS command PIN: as in {config_file} (not shown; the image keeps only a "
-                      "salted hash)", soft_wrap=True, markup=False)
+        say(f"SMS command PIN: as in {config_file} (not shown; the image keeps only a salted hash)")
 
 
 def _write_image(out, data, force, label=None):

@@ -13,7 +13,6 @@ number already on an active case, registry busy). Nothing prompts unless stdin i
 """
 import json
 import os
-import sqlite3
 import sys
 
 import click
@@ -24,28 +23,13 @@ from rich.table import Table
 from . import registry as R
 from . import registry_crypto
 from .boards import board_names
+from .cli_output import OneLineErrors, err_console
 from .errors import EXIT_USAGE, EXIT_VERIFY, DeviceError, InputError, RegistryConflict, RegistryKeyError
 from .release import firmware_state, release_hash
 from .rules import mask
 from .safe_write import check_target
 
 console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
-
-
-class RegistryGroup(click.Group):
-    """Expected failures become `error: ...` and a documented exit code, never a traceback."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except DeviceError as e:
-            err_console.print("[bold red]error:[/]", escape(str(e)), soft_wrap=True)
-            sys.exit(e.exit_code)
-        except sqlite3.DatabaseError as e:   # a damaged file the registry did not foresee
-            err_console.print("[bold red]error:[/]", escape(f"the registry is damaged ({e}); "
-                                                            f"{R.RESTORE_HINT}"), soft_wrap=True)
-            sys.exit(EXIT_VERIFY)
 
 
 def registry_options(f):
@@ -63,8 +47,10 @@ def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
 
 
-def _open(registry_path, technician):
-    return R.Registry(registry_path, technician=technician)
+def _open(registry_path, technician, create=False):
+    """The registry; one that does not exist is refused (a mistyped --registry must not
+    become an empty registry), except by the commands that add buttons (create)."""
+    return R.Registry(registry_path, technician=technician, create=create)
 
 
 def _echo_json(data):
@@ -152,7 +138,7 @@ def _current_release() -> dict:
 
 
 # =========================================================================== devices
-@click.group(cls=RegistryGroup)
+@click.group(cls=OneLineErrors)
 def devices():
     """The device inventory: every button, its state and (encrypted) the case it serves.
 
@@ -267,9 +253,29 @@ def add(mac, label, board, flash_size, registry_path, technician):
 
     Example: boton devices add 24:6f:28:aa:bb:cc --label BS-0042 --board tcall_sim800l_axp192
     """
-    with _open(registry_path, technician) as reg:
+    with _open(registry_path, technician, create=True) as reg:
         d = reg.add_device(mac, label=label, board=board, flash_size=flash_size)
     console.print(f"added {d.label} ({d.mac}), in stock")
+
+
+@devices.command()
+@click.argument("device")
+@click.argument("label")
+@registry_options
+def relabel(device, label, registry_path, technician):
+    """Give a button another label (at most 12 letters, digits and dashes: her alert SMS
+    shows a button's label only up to 12, so a label registered longer before cannot go on
+    a button). A configuration written under the old label still carries it: provision the
+    button again, then test-call it.
+
+    Example: boton devices relabel AGS-CENTRO-0042 AGS-0042
+    """
+    with _open(registry_path, technician) as reg:
+        d = reg.find(device)
+        new = reg.relabel(d.mac, label)
+    console.print(f"{d.label} ({d.mac}) is now {new.label}"
+                  + ("; its configuration still carries the old label: provision it again, then "
+                     "test-call it" if new.config_hash else ""), soft_wrap=True)
 
 
 @devices.command()
@@ -495,7 +501,7 @@ def import_(file, registry_path, technician):
 
     Example: boton devices import inventario.csv
     """
-    with _open(registry_path, technician) as reg:
+    with _open(registry_path, technician, create=True) as reg:
         n = reg.import_csv(file)
         counts = reg.counts()
     console.print(f"imported {n} device(s); {_counts_line(counts)}")
@@ -531,7 +537,7 @@ def export(file, with_case_data, yes, force, registry_path, technician):
 
 @devices.command()
 @click.argument("device", required=False)
-@click.option("--limit", type=click.IntRange(0), default=200, show_default=True,
+@click.option("--limit", type=click.IntRange(0, 1_000_000), default=200, show_default=True,
               help="Show only the last N entries (0: all).")
 @json_option
 @registry_options
@@ -556,7 +562,7 @@ def audit(device, limit, as_json, registry_path, technician):
 
 
 # =========================================================================== registry
-@click.group(cls=RegistryGroup)
+@click.group(cls=OneLineErrors)
 def registry():
     """The registry file and its key: info, verify, backup, restore.
 
@@ -629,21 +635,26 @@ def info(as_json, registry_path, technician):
 
     Example: boton registry info --json
     """
-    with _open(registry_path, technician) as reg:
-        data = {"path": str(reg.path), "schema_version": reg.schema_version,
-                "counts": reg.counts(), "key_fingerprint": reg.key_fingerprint(),
-                "key_file": str(R.default_key_file())}
-        data["key_file_passphrase"] = _key_file_protected(R.default_key_file())
-        try:
-            c = reg.cipher()
-            data.update(key_source=c.source, key_ok=True)
-        except RegistryKeyError as e:
-            data.update(key_source=None, key_ok=False, key_problem=str(e))
+    data = {"key_file": str(R.default_key_file()),
+            "key_file_passphrase": _key_file_protected(R.default_key_file())}
+    if R.registry_exists(registry_path):
+        with _open(registry_path, technician) as reg:
+            data.update(path=str(reg.path), exists=True, schema_version=reg.schema_version,
+                        counts=reg.counts(), key_fingerprint=reg.key_fingerprint())
+            data.update(_key_state(reg.cipher))
+    else:   # described, not made: the first `devices add` or `import` makes it (the key is checked alone)
+        data.update(path=str(R.registry_file(registry_path)), exists=False, schema_version=None, counts=None,
+                    key_fingerprint=None)
+        data.update(_key_state(registry_crypto.CaseCipher))
     if as_json:
         _echo_json(data)
         return
-    console.print(f"registry: {escape(data['path'])} (schema {data['schema_version']})", soft_wrap=True)
-    console.print(_counts_line(data["counts"]))
+    if data["exists"]:
+        console.print(f"registry: {escape(data['path'])} (schema {data['schema_version']})", soft_wrap=True)
+        console.print(_counts_line(data["counts"]))
+    else:
+        console.print(f"registry: {escape(data['path'])} (none yet: the first `boton devices add` or "
+                      "`devices import` makes it)", soft_wrap=True)
     console.print(f"key: {escape(data['key_source'] or 'none')}; case data encrypted with key "
                   f"{data['key_fingerprint'] or '(none yet)'}", soft_wrap=True)
     if data["key_file_passphrase"] is not None:
@@ -651,6 +662,14 @@ def info(as_json, registry_path, technician):
                       f"{_key_protection_note(data['key_file_passphrase'])}", soft_wrap=True)
     if not data["key_ok"]:
         console.print(f"[yellow]key problem:[/] {escape(data['key_problem'])}", soft_wrap=True)
+
+
+def _key_state(cipher):
+    """Whether the key loads (and, from an open registry, is its key): cipher() gives it."""
+    try:
+        return {"key_source": cipher().source, "key_ok": True}
+    except RegistryKeyError as e:
+        return {"key_source": None, "key_ok": False, "key_problem": str(e)}
 
 
 def _key_file_protected(path):

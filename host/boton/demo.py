@@ -50,9 +50,9 @@ def run_demo(console, time_scale=0.3, keep=False) -> bool:
                   f"{audio.get('mic_gain')}, speaker {audio.get('speaker_level')}, ringer {audio.get('ringer_level')}")
     console.print(table)
     console.print("SMS text the trusted contact received:")
-    console.print(f"  {sms['text']}", soft_wrap=True)
+    console.print(f"  {sms['text']}", soft_wrap=True, markup=False)
     if keep:
-        console.print(f"network log: {net_log}; console: {work / 'console.log'}", soft_wrap=True)
+        console.print(f"network log: {net_log}; console: {work / 'console.log'}", soft_wrap=True, markup=False)
     ok = ("maps.google.com/?q=" in sms["text"] and call["answered"]
           and audio.get("speaker_level") == 0 and audio.get("ringer_level") == 0)
     console.print("[bold green]demo OK[/]: SMS with location delivered, C4 call answered covertly" if ok

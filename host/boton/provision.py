@@ -96,7 +96,7 @@ def read_config(dev):
     raw = dev.read_file(CONFIG_PATH)
     try:
         config = json.loads(raw) if raw is not None else None
-    except ValueError:
+    except (ValueError, RecursionError):    # RecursionError: nested beyond Python's parser
         return None
     return config if isinstance(config, dict) else None
 
@@ -340,7 +340,7 @@ def _read_json_file(dev, path):
     raw = dev.read_file(path)
     try:
         return json.loads(raw) if raw is not None else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

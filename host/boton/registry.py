@@ -71,11 +71,12 @@ from .registry_casedata import CaseData, check_contacts
 from .registry_cases import CaseRecords
 from .registry_crypto import CaseCipher, create_key_file, load_key, read_key_file, rewrap_key_file
 from .registry_csv import CASE_COLUMNS, EXPORT_COLUMNS, IMPORT_COLUMNS, CsvTransfer
-from .registry_fields import (check_board, check_hash, format_flash_size, looks_like_mac, normalise_iccid,
+from .registry_fields import (check_hash, check_known_board, format_flash_size, looks_like_mac, normalise_iccid,
                               normalise_imei, normalise_label, normalise_mac, parse_flash_size,
                               resolve_technician, scrub, show_input)
 from .registry_lifecycle import DeviceLifecycle
-from .registry_paths import default_key_file, default_path, expand_home, remove_db_files, witness_path
+from .registry_paths import (default_key_file, default_path, expand_home, folder_error, registry_exists,
+                             registry_file, remove_db_files, witness_path)
 from .safe_write import place_new
 from .registry_schema import DEVICE_SELECT, DeviceRecord, EndingSoon, read_meta
 from .registry_states import STATES, TRANSITION_HINTS, TRANSITIONS
@@ -85,7 +86,7 @@ from .registry_states import STATES, TRANSITION_HINTS, TRANSITIONS
 __all__ = ["Registry", "CaseData", "DeviceRecord", "EndingSoon", "STATES", "TRANSITIONS",
            "RESTORE_HINT", "IMPORT_COLUMNS", "EXPORT_COLUMNS", "CASE_COLUMNS", "restore",
            "create_key_file", "load_key", "read_key_file", "rewrap_key_file", "expand_home",
-           "default_path", "default_key_file", "check_contacts",
+           "default_path", "default_key_file", "registry_exists", "check_contacts",
            "normalise_mac", "normalise_label", "looks_like_mac", "parse_flash_size",
            "format_flash_size", "normalise_imei", "normalise_iccid", "resolve_technician", "scrub"]
 
@@ -106,19 +107,21 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify):
     """The registry. One instance per thread (it holds one SQLite connection).
 
     `key` is only needed (and only loaded) for case data. `technician` defaults to
-    BOTON_TECHNICIAN, then the OS user; it is written to every audit row.
+    BOTON_TECHNICIAN, then the OS user; it is written to every audit row. `create`: a
+    registry that does not exist yet is made (the commands that register buttons); False
+    refuses it, so a mistyped path never becomes an empty registry.
     """
 
     def __init__(self, path=None, key=None, technician=None, *, clock=None,
-                 timeout=BUSY_TIMEOUT_S):
-        self.path = expand_home(path, "registry file (--registry or BOTON_REGISTRY)") if path else default_path()
+                 timeout=BUSY_TIMEOUT_S, create=True):
+        self.path = registry_file(path)
         self.technician = resolve_technician(technician)
         self._key = key
         self._cipher = None
         self._seal_cipher = None     # the key for audit seals: None not tried yet, False none
         self._clock = clock
         self._timeout = timeout
-        self.db = self._connect()
+        self.db = self._connect(create)
         try:
             self._migrate()
         except BaseException:
@@ -129,14 +132,17 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify):
         return f"<Registry {self.path}>"
 
     # ------------------------------------------------------------------ plumbing
-    def _connect(self):
+    def _connect(self, create):
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not self.path.exists():
                 self._refuse_if_deleted()
+                if not create:
+                    raise RegistryError(f"no registry at {self.path}: check --registry or BOTON_REGISTRY "
+                                        "(the first `boton devices add` or `devices import` makes a new one)")
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 self._create()
         except OSError as e:
-            raise RegistryError(f"cannot create the registry at {self.path}: {e.strerror}") from None
+            raise RegistryError(f"cannot create the registry at {self.path}: {folder_error(e)}") from None
         check_registry_file(self.path, "registry")
         db = None
         try:
@@ -462,7 +468,7 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify):
     def add_device(self, mac, label=None, board=None, flash_size=None) -> DeviceRecord:
         mac = normalise_mac(mac)
         label = normalise_label(label) if label else None
-        board = check_board(board) if board else None
+        board = check_known_board(board) if board else None
         flash = parse_flash_size(flash_size) if flash_size not in (None, "") else None
         with self._write() as db:
             self._insert_device(db, mac, label, board=board, flash_size=flash)

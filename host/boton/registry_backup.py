@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import sqlite3
+import stat
 import urllib.parse
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from . import registry_audit as RA
 from .errors import EXIT_VERIFY, RegistryConflict, RegistryError, RegistryKeyError
 from .registry_crypto import CaseCipher
 from .registry_fields import scrub
-from .registry_paths import default_path, expand_home, remove_db_files
+from .registry_paths import expand_home, folder_error, registry_file, remove_db_files
 from . import registry_schema as schema
 from .registry_schema import read_meta
 from .safe_write import NO_HARD_LINKS, place_new
@@ -55,7 +56,7 @@ class BackupAndVerify:
         so a backup that failed is never recorded as made. Returns the number of audit rows
         it holds."""
         dest = expand_home(dest, "the backup")
-        if dest.exists():
+        if os.path.lexists(dest):       # False where it cannot be looked at: the write says why
             raise RegistryConflict(f"{dest} already exists; refusing to overwrite a backup")
         if dest.resolve().parent == self.path.resolve().parent and dest.name.startswith(self.path.name):
             raise RegistryError(f"{dest} would sit beside the registry under its name; "
@@ -195,12 +196,20 @@ def restore(backup, path=None, key=None, technician=None, clock=None):
     from .registry import Registry  # lazily: registry.py builds Registry from this module's mixin
 
     backup = expand_home(backup, "the backup")
-    path = expand_home(path, "registry file (--registry or BOTON_REGISTRY)") if path else default_path()
+    path = registry_file(path)
     cipher = CaseCipher(key)                              # no key, no restore: nothing to verify with
-    if not backup.is_file():
-        raise RegistryError(f"no backup file {backup}")
+    try:
+        regular = stat.S_ISREG(os.stat(backup).st_mode)
+    except OSError as e:
+        raise RegistryError(f"cannot read the backup {backup}: {e.strerror}") from None
+    if not regular:                    # a folder, or a pipe or device that would be read forever
+        raise RegistryError(f"the backup {backup} is not a file")
     check_registry_file(backup, "registry backup")
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as e:
+        raise RegistryError(f"cannot restore {path}: cannot make its folder {path.parent}: "
+                            f"{folder_error(e)}") from None
     tmp = path.with_name(f".{path.name}.restore-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

@@ -23,7 +23,7 @@ from . import registry_audit as RA
 from .errors import (InputError, PassphraseError, RegistryConflict, RegistryError,
                      RegistryKeyError)
 from .registry_casedata import CaseData
-from .registry_paths import KEY_NAME, default_key_file, expand_home
+from .registry_paths import KEY_NAME, default_key_file, expand_home, folder_error
 
 
 PASSPHRASE_ENV = "BOTON_KEY_PASSPHRASE"          # unlocks a protected key file without a prompt
@@ -151,7 +151,7 @@ def _unwrap(text, path):
             raise ValueError
         salt = base64.b64decode(d["salt"], validate=True)
         token = d["key"].encode("ascii")
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeEncodeError):
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeEncodeError, RecursionError):
         raise RegistryKeyError(f"key file {path} is damaged: it is neither a key nor a key "
                                "protected by a passphrase; use the key's backup") from None
     env = os.environ.get(PASSPHRASE_ENV)
@@ -184,9 +184,8 @@ def create_key_file(path=None, passphrase=None) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as e:
-        why = "a file is in the way" if isinstance(e, FileExistsError) else (e.strerror or str(e))
-        raise RegistryError(f"cannot create the folder of key file {path}: {why}; choose a folder you "
-                            "may write to (--key-file or BOTON_KEY_FILE)") from None
+        raise RegistryError(f"cannot create the folder of key file {path}: {folder_error(e)}; choose a "
+                            "folder you may write to (--key-file or BOTON_KEY_FILE)") from None
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -10,11 +10,12 @@ import io
 import re
 from pathlib import Path
 
+from .boards import board_names
 from .errors import InputError, RegistryConflict, RegistryError
 from .registry_casedata import (CaseData, check_alias, check_case_id, check_contacts, check_date, check_text,
                                 split_contacts)
-from .registry_fields import (check_board, format_flash_size, normalise_iccid, normalise_imei, normalise_label,
-                              normalise_mac, parse_flash_size)
+from .registry_fields import (check_known_board, format_flash_size, normalise_iccid, normalise_imei,
+                              normalise_label, normalise_mac, parse_flash_size)
 from .rules import normalise_number
 from .registry_paths import expand_home
 from .registry_schema import DEVICE_SELECT, DeviceRecord
@@ -53,7 +54,7 @@ class CsvTransfer:
         seen = {}              # (kind, value) -> first line
         for line, r in rows:
             v = {}
-            for name, fn in (("mac", normalise_mac), ("label", normalise_label), ("board", check_board),
+            for name, fn in (("mac", normalise_mac), ("label", normalise_label), ("board", check_known_board),
                              ("flash_size", parse_flash_size), ("imei", normalise_imei),
                              ("iccid", normalise_iccid)):
                 if r.get(name):
@@ -183,8 +184,8 @@ EXPORT_ONLY_COLUMNS = tuple(c for c in EXPORT_COLUMNS if c not in IMPORT_COLUMNS
 EXPECTED = {
     "mac": "not a MAC address: expected the board's eFuse MAC, six hex pairs like aa:bb:cc:dd:ee:ff "
            "(not all zeros or ones, not multicast)",
-    "label": "not a label: expected 1-24 letters, digits and dashes, fewer than 7 digits, e.g. BS-0042",
-    "board": "not a board profile name: expected e.g. tcall_sim800l_axp192",
+    "label": "not a label: expected 1-12 letters, digits and dashes, fewer than 7 digits, e.g. BS-0042",
+    "board": f"not a board profile of this release: expected one of {', '.join(board_names())}",
     "flash_size": "not a flash size: expected a power of two from 1MB to 128MB, e.g. 4MB",
     "imei": "not an IMEI: expected 15 digits with a correct check digit (AT+GSN prints it)",
     "iccid": "not an ICCID: expected 18-22 digits with a correct check digit (AT+CCID prints it)",

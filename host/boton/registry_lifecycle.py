@@ -9,8 +9,9 @@ what the device step did is recorded after it.
 import json
 
 from .errors import EXIT_VERIFY, RegistryConflict, RegistryError
-from .registry_fields import (check_board, check_hash, format_flash_size, normalise_iccid, normalise_imei,
-                              normalise_mac, parse_flash_size, resolve_technician, scrub, show_input)
+from .registry_fields import (LABEL_MAX, check_board, check_hash, format_flash_size, normalise_iccid,
+                              normalise_imei, normalise_label, normalise_mac, parse_flash_size,
+                              resolve_technician, scrub, show_input)
 from .registry_schema import DeviceRecord
 from .registry_states import TRANSITION_HINTS, TRANSITIONS
 from .rules import config_hash as prov_config_hash
@@ -74,6 +75,12 @@ class DeviceLifecycle:
         if dev.state not in TRANSITIONS[action]:
             raise RegistryConflict(f"cannot {action.replace('_', ' ')} {dev.label} ({mac}): it is "
                                    f"{dev.state}; {TRANSITION_HINTS[action]}")
+        if action == "provision" and len(dev.label) > LABEL_MAX:   # a label from an older registry
+            raise RegistryConflict(f"cannot provision {dev.label} ({mac}): its label {dev.label} has "
+                                   f"{len(dev.label)} characters and her alert SMS shows only the first "
+                                   f"{LABEL_MAX} ({dev.label[:LABEL_MAX]}), so C4 could take it for another "
+                                   f"button; give it a shorter label first: `boton devices relabel "
+                                   f"{dev.label} NEW-LABEL`")
         if action in NEEDS_VOICE and dev.voice is False:
             raise RegistryConflict(self.no_voice_refusal(action, dev.label, mac))
         return dev
@@ -236,7 +243,7 @@ class DeviceLifecycle:
             case = self.cipher().open(mac, active["token"])
         try:
             config = json.loads(raw) if raw is not None else None
-        except ValueError:
+        except (ValueError, RecursionError):    # RecursionError: nested beyond Python's parser
             config = None
         if raw is None:
             why = "it has no configuration"
@@ -248,7 +255,7 @@ class DeviceLifecycle:
         elif not isinstance(config, dict):
             why = "its configuration is not readable"
         elif config.get("device_id") != row["label"]:
-            why = (f"its configuration names it {show_input(config.get('device_id'), 24)}, the registry "
+            why = (f"its configuration names it {show_input(config.get('device_id'))}, the registry "
                    f"knows it as {row['label']}")
         elif case is not None and row["config_case"] != active["id"]:
             why = ("its configuration was not written from her current case (provisioned before "
@@ -439,6 +446,23 @@ class DeviceLifecycle:
                          test_call_result=None, test_call_detail=None, test_call_at=None)
             self._audit(db, "faulty", mac, f"{row['state']} -> faulty: {reason}"
                         + ("; case closed" if closed else ""))
+            return DeviceRecord.from_row(self._row(db, mac))
+
+    def relabel(self, mac, label) -> DeviceRecord:
+        """The button's label becomes `label` (a new label's rules: at most LABEL_MAX
+        characters, her SMS show it whole), in any state. A configuration written under the
+        old label still carries it, so its test call no longer counts, and test-call and
+        deliver refuse the button (check_config) until `provision` writes the new one."""
+        mac = normalise_mac(mac)
+        label = normalise_label(label)
+        with self._write() as db:
+            row = self._row(db, mac)
+            other = db.execute("SELECT mac FROM devices WHERE label = ? AND mac != ?", (label, mac)).fetchone()
+            if other:
+                raise RegistryConflict(f"label {label} is already used by device {other['mac']}")
+            self._update(db, mac, label=label, test_call_result=None, test_call_detail=None,
+                         test_call_at=None)
+            self._audit(db, "relabel", mac, f"label {row['label']} -> {label}")
             return DeviceRecord.from_row(self._row(db, mac))
 
     def restock(self, mac) -> DeviceRecord:

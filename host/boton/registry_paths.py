@@ -36,6 +36,11 @@ def default_path() -> Path:
     return Path(platformdirs.user_data_dir(APP, appauthor=False)) / DB_NAME
 
 
+def registry_file(path=None) -> Path:
+    """The registry's path: `path` (--registry) or default_path()."""
+    return expand_home(path, "registry file (--registry or BOTON_REGISTRY)") if path else default_path()
+
+
 def default_key_file() -> Path:
     env = os.environ.get("BOTON_KEY_FILE")
     if env:
@@ -52,8 +57,16 @@ def witness_path(path) -> Path:
 def registry_exists(path=None) -> bool:
     """Whether a registry is, or was (its witness is left), at `path` (default: where the
     registry lives): asked by commands that must not create one as a side effect."""
-    path = Path(path) if path else default_path()
+    path = registry_file(path)
     return path.exists() or witness_path(path).exists()
+
+
+def folder_error(e) -> str:
+    """What an OSError from making a file's folder means, in a few words (mkdir says "File
+    exists" when a file has the folder's name)."""
+    if isinstance(e, (FileExistsError, NotADirectoryError)):
+        return "a file is in the way"
+    return e.strerror or str(e)
 
 
 def remove_db_files(path) -> None:

@@ -3,18 +3,22 @@
 `boton devices export FILE` and `boton image -o FILE` write files of the technician's
 choosing. A mistyped or tab-completed path must not cost the programme its registry:
 
+* the file's folder must exist and be writable: checked with the rest before anything is
+  recorded (`image` records the button as provisioning before it writes);
 * an existing file is replaced only when asked (`--force`); otherwise refused, exit 7
   (as `boton registry backup` refuses an existing file);
-* never, even with `--force` (exit 2): the registry, the files SQLite keeps beside it
-  (-wal, -shm, -journal), its witness, a copy `restore` kept (`.bak-...`), the registry
-  key file, any SQLite database (a registry backup, wherever it is) or a file holding a
-  registry key;
+* never, even with `--force` (exit 2): anything but a regular file (a device node, a named
+  pipe, a folder: replacing it, or opening it to look inside, is never meant), the
+  registry, the files SQLite keeps beside it (-wal, -shm, -journal), its witness, a copy
+  `restore` kept (`.bak-...`), the registry key file, any SQLite database (a registry
+  backup, wherever it is) or a file holding a registry key;
 * the data goes to a temporary file that is renamed into place whole; whatever stops the
   write (an error, Ctrl-C) removes the temporary file, which may hold her data.
 """
 import base64
 import errno
 import os
+import stat
 from pathlib import Path
 
 from .errors import InputError, RegistryConflict
@@ -57,8 +61,12 @@ def protected(target, registry=None):
         if t in _forms(key_file):
             return key
     target = expand_home(target, "the path")
-    if not target.exists():
-        return None
+    try:
+        st = os.stat(target)
+    except OSError:
+        return None                   # nothing there, or out of reach: the folder check says why
+    if not stat.S_ISREG(st.st_mode):  # a pipe would block the look inside below; a device or a
+        return "not a regular file (a device, a pipe or a folder)"   # pipe is no file to replace
     if _same_file(target, registry) or _same_file(target, f"{registry}-wal"):
         return what
     if _same_file(target, key_file):
@@ -83,16 +91,36 @@ def protected(target, registry=None):
 
 
 def check_target(target, force=False, registry=None, what="the file"):
-    """Refuse a target that must not be written: InputError (exit 2) if it is protected
-    (whatever --force says), RegistryConflict (exit 7) if it exists and force is not set."""
+    """Refuse a target that must not or cannot be written: InputError (exit 2) if its
+    folder is missing or not writable, or it is protected (whatever --force says);
+    RegistryConflict (exit 7) if it exists and force is not set. Callers check before
+    they record anything (`image` records the button as provisioning before it writes)."""
     target = expand_home(target, "the path")
     why = protected(target, registry)
     if why:
         raise InputError(f"refusing to write {what} to {target}: it is {why}; choose another file "
                          "name (--force never allows this)")
+    why = _folder_problem(target.parent)
+    if why:
+        raise InputError(f"cannot write {what} to {target}: {why}")
     if not force and os.path.lexists(target):
         raise RegistryConflict(f"{target} already exists; refusing to write {what} over it "
                                "(give --force to replace it)")
+
+
+def _folder_problem(folder):
+    """Why no file can be made in `folder` (None: it can)."""
+    try:
+        st = os.stat(folder)
+    except FileNotFoundError:
+        return f"there is no folder {folder}"
+    except OSError as e:
+        return f"{folder}: {e.strerror}"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"you may not write in {folder}"
+    return None
 
 
 def write_file(target, data: bytes, *, force=False, private=False, registry=None, what="the file",

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..paths import REPO, micropython_exe
@@ -157,7 +158,7 @@ def main(argv=None):
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=str) + "\n")
-    console.print(f"written {out}; {len(rows)} figures, "
+    console.print(f"written {escape(str(out))}; {len(rows)} figures, "
                   + ("all budgets met" if not missed else f"[bold red]{len(missed)} budget(s) missed[/]: "
                      + ", ".join(r.key for r in missed)))
     if broken:

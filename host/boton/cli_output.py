@@ -1,0 +1,44 @@
+"""How every `boton` command prints: failures as one line, and text from outside as text.
+
+Rich reads `[...]` in what it prints as markup. A path, a port or a label the technician
+typed (`-o 'usb[/]BS-0001.bin'`), or what a board or the OS says, would be taken for a tag:
+a wrong file name shown, or rich's MarkupError after the registry recorded the button and
+before its generated PIN was shown. So such text reaches rich through `escape()` when the
+line carries markup of ours, or in a line printed with markup=False.
+"""
+import sqlite3
+import sys
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from .errors import EXIT_USAGE, EXIT_VERIFY, DeviceError
+
+err_console = Console(stderr=True, highlight=False)
+
+
+def print_error(message):
+    """`error: MESSAGE` on stderr, the message as text (it names paths and labels as typed)."""
+    err_console.print("[bold red]error:[/]", escape(message), soft_wrap=True)
+
+
+class OneLineErrors(click.Group):
+    """A command group whose expected failures become `error: ...` and a documented exit
+    code, never a traceback: `boton` itself and its `devices` and `registry` groups (which
+    work standalone too, as the tests run them)."""
+
+    def invoke(self, ctx):
+        from .registry_backup import RESTORE_HINT
+
+        try:
+            return super().invoke(ctx)
+        except DeviceError as e:
+            print_error(str(e))
+            sys.exit(e.exit_code)
+        except sqlite3.DatabaseError as e:   # a damaged file the registry did not foresee
+            print_error(f"the registry is damaged ({e}); {RESTORE_HINT}")
+            sys.exit(EXIT_VERIFY)
+        except OSError as e:    # a path the OS refused where no command foresaw it: named, no traceback
+            print_error(f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e))
+            sys.exit(EXIT_USAGE)
