@@ -413,3 +413,19 @@ def test_technician_path_on_the_t_a7670x_sim_deploy_provision_test_call(tmp_path
         assert info["registered"] and 0 <= info["battery"] <= 100
     finally:
         sim.quit()
+
+
+def test_a_module_that_boots_past_the_set_ups_wait_is_still_set_up(tmp_path, monkeypatch):
+    # Its UART ready after 16.5 s (HW: typically 11.1 s; a sagging battery or a slow boot):
+    # the set-up gave up at 15 s, and its *ATREADY and its answers later were taken for
+    # nothing. Never set up (PDU mode, no call reports), every alert SMS failed and C4's
+    # answer went unseen until the dial timeout hung up on C4, again and again.
+    monkeypatch.setattr(A7670, "T_UART_READY", 16.5)
+    monkeypatch.setattr(A7670, "T_SIM_READY", 17.4)
+    with provisioned_device(tmp_path, board=BOARD) as vd:
+        vd.wait_console("EV registered", timeout=60)
+        mark = len(vd.events)
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4, after=mark, timeout=60)
+        vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == DEFAULT_CONTACT, after=mark, timeout=60)
+        assert b"AT+CMGF=1" in sent_to_modem(vd)

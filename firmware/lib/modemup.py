@@ -208,6 +208,8 @@ async def recover(r):
         r._modem_off = False
         r.log.add("modem_recovered", "probe")
         await m.read_sleep()
+        # never set up (it answered only after the set-up gave up on it): set up now
+        r._reinit_due = r._reinit_due or not r.settled
         return True
     r.settled = False  # the rungs restart it: its boot URC is ours
     how = await revive(r)

@@ -269,7 +269,9 @@ class Radio:
             self._end_cause = d.CALL_END[name]
         elif name == d.BOOT_URC:
             self.call_ready = False
-            if self.settled:
+            # set up and now booting again; or never set up (it booted after the set-up
+            # had given up on it: an A7670 past its typical 11 s) and nobody is on it
+            if self.settled or not (self.bringing_up or self._recovering):
                 self._restarted("boot_urc")
         elif name == RESTARTED:
             if self.settled:
