@@ -429,3 +429,19 @@ def test_a_module_that_boots_past_the_set_ups_wait_is_still_set_up(tmp_path, mon
         vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4, after=mark, timeout=60)
         vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == DEFAULT_CONTACT, after=mark, timeout=60)
         assert b"AT+CMGF=1" in sent_to_modem(vd)
+
+
+def test_2g_switched_off_in_standby_after_a_fallback_goes_back_to_lte_before_she_presses(tmp_path):
+    # The module answers (no recovery): only a refused dial looked at the voice service,
+    # so the button pinned to GSM stayed with no network until her press: C4's SMS
+    # commands and the daily report lost, her first SMS late by a re-registration.
+    cfg = demo_config(contacts=[DEFAULT_CONTACT])
+    cfg["health_every_s"] = 5
+    with provisioned_device(tmp_path, cfg, board=BOARD, modem_options=dict(volte=False, gsm=True)) as vd:
+        assert "EV voice 2g" in vd.console_text()
+        mark = vd.console_mark()
+        vd.call(setattr, vd.modem, "gsm", False)        # the operator switches 2G off
+        vd.call(vd.modem._reregister)
+        vd.wait_console("EV rat_auto", since=mark, timeout=120)
+        wait_until(vd, lambda: (vd.modem.cnmp, vd.modem.rat) == (2, "lte"), timeout=60)
+        assert "EV dial" not in vd.console_text()[-(vd.console_mark() - mark):]

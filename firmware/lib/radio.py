@@ -616,6 +616,11 @@ class Radio:
                 return
         if not (self.bringing_up or self._recovering):
             await self.finish_settings()
+            # The voice service looked at in standby too, not only when a dial is refused:
+            # 2G switched off after a fallback pinned the module to it left the button with
+            # no network (no SMS command, no daily report) until she pressed
+            if self.dialect.RAT_QUERY and self._voice_check_due():
+                await self._up("recheck_voice")
 
     # ------------------------------------------------------------ recovery ladder
     def kick_recovery(self):
