@@ -127,6 +127,18 @@ def test_sim800_clts_is_saved_only_by_at_w():
 
 
 # ---------------------------------------------------------------------- her alert across an outage
+def her_alert_on_the_flash(vd):
+    """Press; once C4 answers, wait until alert.json says her alert is running."""
+    mark = len(vd.events)
+    vd.press(hold_s=1.2)
+    vd.wait_event(lambda e: e["kind"] == "call_connected", after=mark, timeout=60)
+    saved = vd.flash_dir / "alert.json"
+    deadline = time.monotonic() + 30
+    while not (saved.exists() and '"active": true' in saved.read_text()):
+        assert time.monotonic() < deadline, "her alert never reached the flash"
+        time.sleep(0.05)
+
+
 def test_an_alert_whose_battery_died_is_not_resumed_days_later(tmp_path, monkeypatch):
     """Her battery dies in the middle of an alert; she charges it ten days later. The
     network's time tells the board how long it was off: the alert expired long ago, and
@@ -136,14 +148,7 @@ def test_an_alert_whose_battery_died_is_not_resumed_days_later(tmp_path, monkeyp
     monkeypatch.setattr(PhoneNetwork, "now_datetime", lambda self: real(self) + ahead[0])
     with provisioned_device(tmp_path, **NO_FIX) as vd:
         vd.wait_console("EV clock network", timeout=30)
-        mark = len(vd.events)
-        vd.press(hold_s=1.2)
-        vd.wait_event(lambda e: e["kind"] == "call_connected", after=mark, timeout=60)
-        saved = vd.flash_dir / "alert.json"
-        deadline = time.monotonic() + 30
-        while not (saved.exists() and '"active": true' in saved.read_text()):
-            assert time.monotonic() < deadline, "her alert never reached the flash"
-            time.sleep(0.05)
+        her_alert_on_the_flash(vd)
         ahead[0] = timedelta(days=10)     # past a ticks_diff's reach (6.2 days) too
         console, mark = vd.console_mark(), len(vd.events)
         vd.power_cycle()
@@ -159,14 +164,7 @@ def test_an_alert_resumed_with_no_clock_ends_once_real_time_shows_it_is_days_old
     monkeypatch.setattr(PhoneNetwork, "gives_time", False)
     with provisioned_device(tmp_path) as vd:
         vd.wait_console("EV clock gps", timeout=30)
-        mark = len(vd.events)
-        vd.press(hold_s=1.2)
-        vd.wait_event(lambda e: e["kind"] == "call_connected", after=mark, timeout=60)
-        saved = vd.flash_dir / "alert.json"
-        deadline = time.monotonic() + 30
-        while not (saved.exists() and '"active": true' in saved.read_text()):
-            assert time.monotonic() < deadline, "her alert never reached the flash"
-            time.sleep(0.05)
+        her_alert_on_the_flash(vd)
 
         def ten_days_later_indoors():
             vd.gps.set_utc(vd.gps.utc + timedelta(days=10))
