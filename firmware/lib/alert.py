@@ -185,6 +185,11 @@ DEFAULTS = {
                 "cancel_ms": 5000},
 }
 
+# The longest time off a restore is told (from_state's gap_ms, off_gap), in s: longer
+# than any alert (max_alert_s <= 1 day), and short of ticks_diff's reach (6.2 days: ten
+# days off read as minus two, a fresh alert).
+MAX_GAP_S = 172800
+
 _TIMERS = ("redial", "dial_timeout", "update", "max_alert", "unsent")
 # How far an SMS's time stamp (the SMSC's clock) and the RTC (GPS or network time) may
 # disagree before a CANCELAR counts as sent before the alert began.

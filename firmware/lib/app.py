@@ -11,7 +11,7 @@ import time
 import hw
 import shred  # at boot: an .mpy firmware must not load it mid-alert
 import store
-from alert import AlertMachine
+from alert import MAX_GAP_S, AlertMachine
 import eventlog
 from eventlog import EventLog
 from gesture import Button, ticks_diff
@@ -121,7 +121,7 @@ class App:
                         at, resumed = self.off_since
                         self.off_since = None
                         off = hw.unix_time() - ticks_diff(now, resumed) // 1000 - at
-                        self.post(("off_gap", min(max(off, 0), 172800) * 1000))
+                        self.post(("off_gap", min(max(off, 0), MAX_GAP_S) * 1000))
                     continue
                 acts = self.machine.handle(ev, time.ticks_ms())
                 # the state first: what the log then says happened (a PIN lock, an SMS

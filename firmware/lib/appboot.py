@@ -7,6 +7,7 @@ import time
 import hw
 import shred
 import store
+from alert import MAX_GAP_S
 from eventlog import SYNCED_AFTER
 
 REQUIRED = ("c4_numbers", "contacts", "alias", "device_id")
@@ -99,9 +100,7 @@ def saved_gap_ms(saved):
     now = hw.unix_time()
     if (at >= SYNCED_AFTER) != (now >= SYNCED_AFTER) or now < at:
         return None
-    # at most two days (longer than any alert, max_alert_s <= 1 day): ticks wrap in 12.4
-    # days and differ by 6.2 at most, and ten days off read as minus two, a fresh alert
-    return min(now - at, 172800) * 1000
+    return min(now - at, MAX_GAP_S) * 1000
 
 
 async def resume(app):
