@@ -95,3 +95,26 @@ def test_t_a7670x_without_volte_or_2g_is_refused_by_provision(tmp_path):
         assert not [e for e in sim.network_events() if e["kind"] in ("sms", "call")]
     finally:
         stop(sim)
+
+
+def test_t_a7670x_whose_module_firmware_drops_lte_calls_is_refused_by_provision(tmp_path):
+    # LilyGO-Modem-Series #240: A110B01A7670M7_F drops every call on LTE, on a VoLTE SIM
+    sim, url = start_sim(tmp_path, "--modem-revision", "A110B01A7670M7_F")
+    try:
+        assert "module firmware A110B01A7670M7_F" in sim.wait_line(lambda s: s.startswith("modem: "))
+        r = deploy_and_provision(url)
+        assert r.exit_code == 4, r.output
+        out = flat(r.output)
+        assert "NO VOICE — module firmware A110B01A7670M7_F drops every call on LTE" in out
+        assert "B07" in out and "not marked ready" in out
+        assert not (tmp_path / "flash" / "config.json").exists()  # nothing written
+        with Registry() as reg:
+            (d,) = reg.list()
+        assert (d.state, d.voice) == ("in_stock", False)
+    finally:
+        stop(sim)
+
+
+def test_a_modem_revision_that_at_cgmr_could_not_print_is_refused():
+    r = run("sim", "--board", BOARD, "--modem-revision", "B01\r\nOK")
+    assert r.exit_code == 2 and "--modem-revision" in r.output and "AT+CGMR" in r.output

@@ -75,6 +75,18 @@ def test_no_voice_on_lte_tells_the_technician_what_to_fit():
     assert "VoLTE" in v.advice and "another operator" in v.advice
 
 
+@pytest.mark.parametrize("rat, via, voice_ok", [("LTE", "VoLTE", False), ("LTE", None, False),
+                                                ("GSM", "2G", True), ("LTE", "2G", True)])
+def test_module_firmware_that_drops_lte_calls_is_no_voice_on_lte(rat, via, voice_ok):
+    # LilyGO-Modem-Series #240/#180: A110B01A7670M7_F drops every call on LTE
+    v = rules.radio_verdict(ident(rat, True, via, modem_rev="A110B01A7670M7_F"))
+    assert v.voice is voice_ok
+    assert "A110B01A7670M7_F drops every call on LTE" in v.summary and "B07" in v.advice
+    # B07 (the fix), and another module's B01 (A124B01, LilyGO's stable A7670G-LLSE), call
+    for fine in ("A011B07A7670M7", "A124B01A7670M7"):
+        assert rules.radio_verdict(ident(rat, True, via, modem_rev=fine)).voice is True
+
+
 @pytest.mark.parametrize("old", [
     {"modem": True, "registered": True, "operator": "TELCEL", "rssi": 20},  # firmware before the keys
     {},

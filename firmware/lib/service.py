@@ -62,6 +62,10 @@ async def _modem_facts(board, find_voice=False):
     if facts["modem"]:
         await modem.cmd("ATE0", 2000, check=False)
         facts["imei"] = await _query(modem, "AT+GSN")
+        # "+CGMR: A011B07A7670M7" (A7670), "Revision:1418B04SIM800L24" (SIM800): the host
+        # knows module firmware that drops calls
+        rev = await _query(modem, "AT+CGMR")
+        facts["modem_rev"] = rev.split(":", 1)[-1].strip() if rev else None
         iccid = await _query(modem, "AT+CCID")
         facts["iccid"] = iccid.replace("+CCID:", "").strip() if iccid else None
         cops = await _query(modem, "AT+COPS?", "+COPS")

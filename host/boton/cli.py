@@ -1,5 +1,6 @@
 """`boton`: the technician's tool. Every command works on a real port or the virtual device."""
 import json
+import re
 import sys
 import threading
 from pathlib import Path
@@ -67,12 +68,16 @@ def main():
 @click.option("--2g/--no-2g", "gsm", default=None,
               help="A7670 boards: the network here still has (or no longer has) 2G to fall back "
                    "to [default: it has]. --no-volte --no-2g rehearses an SMS-only SIM.")
+@click.option("--modem-revision", "gmr", default=None, metavar="REVISION", callback=lambda ctx, param, value:
+              _modem_revision(value),
+              help="A7670 boards: the module firmware's revision (AT+CGMR) [default: A011B07A7670M7]. "
+                   "A110B01A7670M7_F rehearses a module firmware that drops every LTE call.")
 @click.option("--ticks-wrap-in", "wrap_in", type=click.FloatRange(0), default=None, metavar="SECONDS",
               help="Start the chip SECONDS before its time.ticks_ms() wraps (every 12.4 days on an "
                    "ESP32), as a button on for 12 days: rehearses a wrap during the boot or her alert "
                    "(32-bit build; needs Linux time namespaces).")
 def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, flash_image,
-        phones, c4_stay, volte, gsm, wrap_in):
+        phones, c4_stay, volte, gsm, gmr, wrap_in):
     """Run a virtual device: firmware on the MicroPython unix port with a simulated
     modem (the board profile's: SIM800, or A7670 on ta7670x_a7670sa), GPS, button and
     phone network.
@@ -101,7 +106,7 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
     if DEFAULT_DEVICE_NUMBER in phones:
         raise click.BadParameter(f"{rules.mask(DEFAULT_DEVICE_NUMBER)} is the virtual device's own "
                                  f"number", param_hint="'--phone'")
-    modem_options = _modem_options(load_board(board), board, volte=volte, gsm=gsm)
+    modem_options = _modem_options(load_board(board), board, volte=volte, gsm=gsm, gmr=gmr)
     try:
         vd = VirtualDevice(flash_dir, board=board, repl=repl, repl_port=repl_port,
                            network_log=network_log, nmea_file=nmea_file, time_scale=time_scale,
@@ -221,7 +226,7 @@ def _sim_command(vd, line):
 
 
 # The rehearsal flags of `boton sim` -> the A7670 simulator's constructor options.
-A7670_FLAGS = (("volte", "--volte/--no-volte"), ("gsm", "--2g/--no-2g"))
+A7670_FLAGS = (("volte", "--volte/--no-volte"), ("gsm", "--2g/--no-2g"), ("gmr", "--modem-revision"))
 
 
 def _modem_options(profile, board, **flags):
@@ -236,13 +241,22 @@ def _modem_options(profile, board, **flags):
     return given
 
 
+def _modem_revision(value):
+    """--modem-revision as AT+CGMR would print it: letters, digits, '_' and '.' only."""
+    if value is not None and not re.fullmatch(r"[A-Za-z0-9_.]{1,40}", value):
+        raise click.BadParameter("a module firmware revision is 1-40 letters, digits, '_' or '.', "
+                                 "as AT+CGMR prints it, e.g. A011B07A7670M7", param_hint="'--modem-revision'")
+    return value
+
+
 def _modem_line(family, options):
     """What the simulated modem and its network offer, for the technician."""
     if family != "a7670":
         return f"{family.upper()} (2G: GSM voice and SMS)"
     volte, gsm = options.get("volte", True), options.get("gsm", True)
     voice = ("VoLTE" if volte else "") + (" and " if volte and gsm else "") + ("2G fallback" if gsm else "")
-    return (f"A7670 (LTE{', 2G' if gsm else ', no 2G here'}; SIM "
+    revision = f"module firmware {options['gmr']}; " if options.get("gmr") else ""
+    return (f"A7670 ({revision}LTE{', 2G' if gsm else ', no 2G here'}; SIM "
             f"{'with' if volte else 'without'} VoLTE): "
             + (f"voice by {voice}" if voice else "SMS only, NO VOICE (provision refuses it)"))
 
@@ -869,7 +883,7 @@ def status(port, as_json):
 
 def _show_status(info):
     table = Table(show_header=False)
-    for k in ("fw", "release", "board", "power_chip", "config_sha256", "modem", "registered", "operator",
+    for k in ("fw", "release", "board", "power_chip", "config_sha256", "modem", "modem_rev", "registered", "operator",
               "network", "rssi", "battery", "gps_sentences", "gps_fix", "log_entries"):
         table.add_row(k, escape(str(info.get(k))))
     for k, label in (("heap_free", "heap free"), ("heap_max_free", "largest free block")):

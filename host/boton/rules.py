@@ -372,6 +372,12 @@ def call_outcomes(events):
 RADIO_KEYS = ("rat", "voice", "voice_via")
 NO_VOICE_ADVICE = ("fit a SIM whose plan has VoLTE, or use another operator's SIM (one with "
                    "VoLTE, or where 2G still works here)")
+# Module firmware revisions (AT+CGMR, "modem_rev") that drop every call on LTE: dialing,
+# then disconnected at once, on a VoLTE SIM; B07 fixed it. LilyGO-Modem-Series #240 (a
+# T-Call A7670E on B01) and #180 (the same user's T-Call A7670E-FASE: A110B01A7670M7_F).
+LTE_CALLS_DROP = ("A110B01A7670M7",)
+LTE_CALLS_DROP_ADVICE = ("upgrade the module's firmware (B07 or later: docs/hardware.md, \"Modem "
+                         "firmware\") and run `boton provision` again")
 
 
 class RadioVerdict:
@@ -407,6 +413,14 @@ def radio_verdict(ident) -> RadioVerdict:
     where = {"GSM": "GSM (2G)", "LTE": "LTE", None: "registered (radio unknown)"}[rat]
     if voice is None:
         return RadioVerdict(None, f"{where}, voice unknown", "")
+    rev = ident.get("modem_rev")
+    drops = isinstance(rev, str) and rev.startswith(LTE_CALLS_DROP)
+    if voice and drops:
+        if rat == "LTE" and via != "2G":
+            return RadioVerdict(False, f"LTE: NO VOICE — module firmware {rev} drops every call "
+                                       "on LTE", LTE_CALLS_DROP_ADVICE)
+        return RadioVerdict(True, f"{where}, voice over 2G (module firmware {rev} drops every call on "
+                                  "LTE: once 2G is gone here the button cannot call C4)", LTE_CALLS_DROP_ADVICE)
     if voice:
         if rat == "GSM":
             return RadioVerdict(True, "GSM (2G), voice")

@@ -87,6 +87,12 @@ SIM800_ONLY = ("+CLVL", "+CRSL", "+CMIC", "+CHFA", "+CENG", "+CPOWD", "+CBATCHK"
                "+MORING", "+CALM")
 
 
+# Module firmware that drops every call on LTE: +CLCC stat 2 (dialing) and "immediately
+# after" stat 6, on a VoLTE SIM that a phone calls with; B07 fixed it. [C] LilyGO-Modem-Series
+# #240 (a T-Call A7670E, B01); the same user's T-Call A7670E-FASE reads A110B01A7670M7_F (#180).
+LTE_CALLS_DROP = ("A110B01A7670M7",)
+
+
 class A7670(Sim800):
     """One simulated A7670SA on the ESP32's UART, attached to a PhoneNetwork.
 
@@ -102,6 +108,7 @@ class A7670(Sim800):
     T_CALL_READY = 9.5
     T_POWER_DOWN = 2.0     # HW table 12: Toff(uart)
     T_NO_NET_DIAL = 0.5
+    T_LTE_CALL_DROP = 0.3  # [?] dialing, then disconnected "immediately after" (#240)
     T_RING_PERIOD = 6.0    # M109 p.49
     T_SLEEP_IDLE = 10.0    # SLP: sleeps 10-20 s after its conditions are met
     T_DTR_WAKE = 0.02      # UART §4.4: DTR low >= 20 ms before sending
@@ -367,7 +374,23 @@ class A7670(Sim800):
                 self.last_cause = self.network.failed_call(self.number, number).cause
                 self._took(self.T_NO_NET_DIAL)
                 raise self._cme(30)
+            if self.rat == "lte" and self.gmr.startswith(LTE_CALLS_DROP):
+                return self._dial_dropped(number)
         return super()._b_d(cmd)
+
+    def _dial_dropped(self, number):
+        """ATD on firmware that drops LTE calls: OK, dialing, then disconnected; the far end
+        never rings. [?] the result code after stat 6: NO CARRIER, as a call that never
+        connected (module doc)."""
+        call = self._call = self.network.failed_call(self.number, number)
+        self.last_cause = call.cause
+        self._set_clcc(2)
+
+        def drop():
+            if self._call is call:
+                self._clear_call()
+                self._urc("NO CARRIER", result=True)
+        self._later(self.T_LTE_CALL_DROP, drop)
 
     def _b_h(self, cmd):
         if self.cvhu == 0:  # default 1: ATH leaves a voice call alone (M109 p.49)
