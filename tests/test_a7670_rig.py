@@ -465,3 +465,16 @@ def test_module_firmware_that_drops_lte_calls_is_reported_and_c4_never_rings(tmp
         calls = [e for e in vd.events if e["kind"] == "call" and e["to"] == DEFAULT_C4]
         assert calls and not any(e.get("answered") for e in calls)
         assert not [e for e in vd.events if e["kind"] in ("call_connected", "call_alerting")]
+
+
+def test_the_t_a7670x_light_sleeps_although_its_gps_cannot_be_switched_off(tmp_path):
+    """The L76K shield has no enable pin: it stays powered (its fix hot), and once it has
+    given a fix the chip stops listening and light-sleeps, as on the boards that switch
+    their GPS. A press from that sleep still sends her current position."""
+    with a7670_device(tmp_path) as vd:
+        vd.wait_asleep(4.5, timeout=60)  # three 2 s sleeps
+        assert not vd.call(lambda: [t for t, p, lv in vd.pin_history if p == vd.board["gps"].get("enable")])
+        vd.press_when_asleep(hold_s=1.2)
+        sms = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == DEFAULT_CONTACT, timeout=60)
+        assert sms["delivered"] and MAPS in sms["text"]
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4, timeout=60)

@@ -243,6 +243,30 @@ out([log, dl, p.next_deadline()])
     assert later == 1060000 + 120000 + 1
 
 
+def test_power_policy_without_gps_switch_rests_the_listening_not_the_receiver(both):
+    # the T-A7670X's L76K has no enable pin: powered all the time, but once it has a fix
+    # the firmware stops listening (gps_on False), so the chip may light-sleep; an alert
+    # or gps_every_s later it listens again. Nothing is ever switched.
+    r = both("""
+import powerpolicy as pp
+p = pp.PowerPolicy({"gps_every_s": 900, "gps_max_on_s": 120}, False, 0)
+log = []
+def step(t, active=False, fix=None):
+    acts = p.feed(t, active, False, fix, True)
+    log.append([t, p.gps_on, [a for a in acts if a[0] == "gps"]])
+step(1000)
+step(2000, fix=1500)                  # a fix: stop listening
+step(500000)
+step(902001)                          # gps_every_s after: listen again
+step(903000, fix=902500)
+step(904000, active=True)             # her alert: listen throughout
+step(905000, active=True, fix=904900)
+out(log)
+""")
+    assert r == [[1000, True, []], [2000, False, []], [500000, False, []], [902001, True, []],
+                 [903000, False, []], [904000, True, []], [905000, True, []]]
+
+
 def test_power_policy_takes_standby_fixes_again_after_a_week_without_one(both):
     # ticks_diff of a fix 6.2 to 12.4 days old wraps to a young one: such a fix must not
     # count as "fresh", or the receiver is switched off as soon as it is switched on
@@ -281,7 +305,8 @@ out([fed, p.gps_on, p.next_deadline(), may, nots,
      pp.sleep_timing({"light_sleep_ms": 500, "sweep_s": 30}, True)])
 """)
     fed, gps_on, dl, may, nots, pct, ri, no_ri, cfg = r
-    assert fed == [] and gps_on is True and dl is None   # no switch: always powered
+    # no switch: nothing to switch, but the listening rests (the chip may light-sleep)
+    assert fed == [] and gps_on is False and dl == 999999 + 900000 + 1
     assert may is True and nots == [False] * 8     # any one reason keeps the chip awake
     assert pct == [0, 0, 50, 100, 100]
     assert ri == [2000, 600000] and no_ri == [2000, 2000] and cfg == [500, 30000]

@@ -8,7 +8,9 @@
 #
 # The modem sleeps whenever no alert and no call needs it (config modem_sleep).  The
 # GPS runs until it has a fresh fix or gps_max_on_s passed, then rests gps_every_s;
-# during an alert it stays on.  Also the light-sleep timing and the battery's mV -> %.
+# during an alert it stays on.  Without a supply switch (the T-A7670X's L76K) only the
+# listening rests: the receiver stays powered and keeps its fix hot, and the chip may
+# light-sleep meanwhile (its UART deaf).  Also the light-sleep timing and battery mV -> %.
 # Comments instead of docstrings: the .mpy deploy keeps code in the heap.
 
 from gesture import ticks_diff, ticks_add
@@ -58,7 +60,7 @@ class PowerPolicy:
         self.gps_every = int(cfg.get("gps_every_s", 900) * 1000)
         self.gps_max_on = int(cfg.get("gps_max_on_s", 120) * 1000)
         self.has_gps_switch = has_gps_switch
-        self.gps_on = True      # the receiver is powered at boot
+        self.gps_on = True      # listened to (and powered, where switched) from boot
         self.gps_on_at = now
         self.gps_off_at = None
         self.fix_at_on = None   # the app's fix ticks when the receiver was switched on
@@ -70,8 +72,6 @@ class PowerPolicy:
         want_sleep = self.modem_sleep and not alert_active and not call_active
         if want_sleep != modem_sleepy:
             out.append(("modem_sleep", want_sleep))
-        if not self.has_gps_switch:
-            return out
         if self.gps_on:
             # a fix since it was switched on means the receiver did its job: rest.  (Not
             # "a fix younger than 5 s": a week-old fix's tick difference wraps to "young".)
@@ -85,13 +85,12 @@ class PowerPolicy:
             self.gps_on_at = now
             self.fix_at_on = fix_ms
             out.append(("gps", True))
-        return out
+        # no switch: the listening's duty cycle only (gps_on), nothing to switch
+        return out if self.has_gps_switch or not out or out[-1][0] != "gps" else out[:-1]
 
     def next_deadline(self):
         # ticks at which the duty cycle switches the GPS by itself (a fix or an alert
         # may come sooner), or None
-        if not self.has_gps_switch:
-            return None
         if self.gps_on:
             return ticks_add(self.gps_on_at, self.gps_max_on + 1)
         if self.gps_off_at is None:
