@@ -128,10 +128,25 @@ def modem_pins(board):
 
 
 def alert_running():
-    """Whether alert.json says an alert was running (what safe mode after a crash loop
-    must carry on: the call to C4)."""
+    """Whether alert.json says an alert is running (what safe mode after a crash loop
+    must carry on: the call to C4). One the RTC shows past its end (saved days ago, her
+    battery flat since) is not: the normal resume's gap (appboot.saved_gap_ms), or C4
+    and her contacts get a false alert."""
     st, _ = read_json("alert.json")
-    return isinstance(st, dict) and bool(st.get("active"))
+    if not (isinstance(st, dict) and st.get("active")):
+        return False
+    try:
+        import appboot
+        from alert import DEFAULTS
+        cfg, _ = read_json("config.json")
+        c = dict(DEFAULTS)
+        c.update(cfg if isinstance(cfg, dict) else {})
+        if (appboot.saved_gap_ms(st) or 0) + int(st.get("elapsed_ms") or 0) < c["max_alert_s"] * 1000:
+            return True
+    except Exception:  # the firmware's modules broken too: carried on, as an unknown gap is
+        return True
+    print("EV expired safe_mode")
+    return False
 
 
 def purge():
