@@ -38,12 +38,17 @@ PLAN = None  # (board to drive, C4 numbers, hold ms) for safe mode, read by chec
 # alert was running.
 CRASH_LOOP = 3
 CRASHES_PATH = "crashes.json"
+JSON_MAX = 2048  # board.json and config.json at most (store.JSON_MAX: this imports no lib/)
 
 
-def read_json(path):
-    """(object, problem): problem is None, "missing", "corrupt" or "no_memory"."""
+def read_json(path, most=0):
+    """(object, problem): problem is None, "missing", "corrupt", "no_memory" or "too_big"
+    (longer than `most` bytes, when given)."""
     import json
+    import os
     try:
+        if most and os.stat(path)[6] > most:
+            return None, "too_big"
         with open(path) as f:
             return json.load(f), None
     except OSError:
@@ -99,12 +104,12 @@ def frozen_board():
 
 def plan():
     """((board to drive, C4 numbers, hold ms), board problem or None) from the flash."""
-    board, problem = read_json("board.json")
+    board, problem = read_json("board.json", JSON_MAX)
     if problem is None:
         problem = board_problem(board)
     if problem:
         board = frozen_board() or DEFAULT_BOARD
-    cfg, _ = read_json("config.json")
+    cfg, _ = read_json("config.json", JSON_MAX)
     return (board, c4_numbers(cfg, board), gesture(cfg)), problem
 
 

@@ -113,6 +113,35 @@ def test_corrupt_board_profile_and_config_call_the_safe_c4(tmp_path, flash):
         vd.stop()
 
 
+@pytest.mark.parametrize("name, why, calls", [("config.json", "config_too_big", DEFAULT_C4),
+                                               ("board.json", "board_too_big", OTHER_C4)])
+def test_an_oversized_config_or_board_profile_is_refused_and_the_button_still_calls(
+        tmp_path, flash, name, why, calls):
+    """A bad provision or a damaged flash leaves a file far past what a config holds. Read
+    at every boot, it filled the heap: MemoryError, a crash loop (or, where it fitted, a
+    config nobody checked). Refused by its size, as a corrupt one: the board's safe C4 for
+    her config, the default pins with her C4 for the board profile."""
+    kept = json.loads((flash / name).read_text())
+    (flash / name).write_text(json.dumps(dict(kept, notes="x" * 600_000)))   # still valid JSON
+    vd = _boot(tmp_path, flash)
+    try:
+        vd.wait_console("EV safe_mode " + why, timeout=60)
+        if name == "board.json":
+            press_in_safe_mode(vd, calls)
+        else:
+            _press_and_wait(vd, calls)
+        assert "EV crash" not in vd.console_text()
+    finally:
+        vd.stop()
+
+
+def _press_and_wait(vd, number):
+    vd.wait_console("EV ready safe", timeout=60)   # the firmware, on the safe config
+    mark = len(vd.events)
+    vd.press(hold_s=2.5)
+    vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == number, after=mark, timeout=60)
+
+
 # A fault that recurs on every start (here: a shadowing pmu.py that raises, as the AXP192
 # board's boot imports it; on a chip, a MemoryError at the same point of an alert).
 RECURRING_FAULT = "raise RuntimeError('the same fault on every start')\n"
