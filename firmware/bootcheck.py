@@ -38,12 +38,17 @@ PLAN = None  # (board to drive, C4 numbers, hold ms) for safe mode, read by chec
 # alert was running.
 CRASH_LOOP = 3
 CRASHES_PATH = "crashes.json"
+JSON_MAX = 2048  # board.json and config.json at most (store.JSON_MAX: this imports no lib/)
 
 
-def read_json(path):
-    """(object, problem): problem is None, "missing", "corrupt" or "no_memory"."""
+def read_json(path, most=0):
+    """(object, problem): problem is None, "missing", "corrupt", "no_memory" or "too_big"
+    (longer than `most` bytes, when given)."""
     import json
+    import os
     try:
+        if most and os.stat(path)[6] > most:
+            return None, "too_big"
         with open(path) as f:
             return json.load(f), None
     except OSError:
@@ -99,12 +104,12 @@ def frozen_board():
 
 def plan():
     """((board to drive, C4 numbers, hold ms), board problem or None) from the flash."""
-    board, problem = read_json("board.json")
+    board, problem = read_json("board.json", JSON_MAX)
     if problem is None:
         problem = board_problem(board)
     if problem:
         board = frozen_board() or DEFAULT_BOARD
-    cfg, _ = read_json("config.json")
+    cfg, _ = read_json("config.json", JSON_MAX)
     return (board, c4_numbers(cfg, board), gesture(cfg)), problem
 
 
@@ -128,10 +133,25 @@ def modem_pins(board):
 
 
 def alert_running():
-    """Whether alert.json says an alert was running (what safe mode after a crash loop
-    must carry on: the call to C4)."""
+    """Whether alert.json says an alert is running (what safe mode after a crash loop
+    must carry on: the call to C4). One the RTC shows past its end (saved days ago, her
+    battery flat since) is not: the normal resume's gap (appboot.saved_gap_ms), or C4
+    and her contacts get a false alert."""
     st, _ = read_json("alert.json")
-    return isinstance(st, dict) and bool(st.get("active"))
+    if not (isinstance(st, dict) and st.get("active")):
+        return False
+    try:
+        import appboot
+        from alert import DEFAULTS
+        cfg, _ = read_json("config.json")
+        c = dict(DEFAULTS)
+        c.update(cfg if isinstance(cfg, dict) else {})
+        if (appboot.saved_gap_ms(st) or 0) + int(st.get("elapsed_ms") or 0) < c["max_alert_s"] * 1000:
+            return True
+    except Exception:  # the firmware's modules broken too: carried on, as an unknown gap is
+        return True
+    print("EV expired safe_mode")
+    return False
 
 
 def purge():

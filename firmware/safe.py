@@ -4,7 +4,6 @@
 # MicroPython's own asyncio) and talks bare AT to the modem, so what broke the firmware
 # cannot break this. It lives in the flash's root, outside lib/, as bootcheck does; the
 # release image freezes both too, for a filesystem that will not mount (frozen/nofs.py).
-import gc
 
 import bootcheck
 
@@ -63,7 +62,7 @@ def run(why, log=True):
         print("EV safe_mode", why)
     board, numbers, hold_ms = bootcheck.PLAN or bootcheck.plan()[0]
     call_now = why == "crash_loop" and bootcheck.alert_running()
-    gc.collect()
+    bootcheck.purge()  # what alert_running loaded to tell (appboot, alert)
     import asyncio
     asyncio.run(_main(board, numbers, hold_ms, call_now))
 

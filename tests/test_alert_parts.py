@@ -655,7 +655,7 @@ out([d.serving_cell([lte]), d.serving_cell(["junk", gsm]),
       d.RESET_MS, d.GSM_ONLY, d.CELL_QUERY[0]],
      [n for n in NAMES.split() if not (hasattr(s, n) and hasattr(d, n))]])
 """.replace("NAMES", repr(DIALECT_NAMES)))
-    cell = {"cell": 0, "mcc": "460", "mnc": "11", "lac": "7764", "cellid": "6FB8A15"}  # 117148181
+    cell = {"cell": 0, "mcc": "460", "mnc": "11", "tac": "7764", "eci": "6FB8A15"}  # 117148181
     assert r[0] == cell
     assert r[1] == {"cell": 0, "mcc": "334", "mnc": "020", "lac": "1A2B", "cellid": "2E43"}
     assert r[2] is None and r[3] is None

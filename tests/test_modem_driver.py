@@ -179,3 +179,27 @@ async def main():
 run(main)
 ''')
     assert r == [7, [["sent", "ALERTA"]]]
+
+
+def test_a_module_whose_cfun_reset_answers_after_3_s_is_recovered_by_it(driver):
+    # The recovery ladder's AT+CFUN=1,1 (modemup.revive) got 2 s; the SIM800 AT manual gives
+    # AT+CFUN 10 s (modem.SLOW). A live module that took 3 s to answer was taken for hung:
+    # on to the RESET pin and the supply cut (here, a board with neither: left hung).
+    r = driver('''
+import dialect_sim800, modemup
+u = Module({"AT+CFUN=1,1": [(300, b"\\r\\nOK\\r\\n")]})       # 3 s at scale 0.1
+m = modem.Modem(u, lambda n, a: None, scale=0.1)
+m.sleepy = False
+class Log:
+    def __init__(self):
+        self.entries = []
+    def add(self, name, detail):
+        self.entries.append([name, detail])
+class Radio:  # what revive reads of radio.Radio: no RESET, supply or PWRKEY pin wired
+    modem, dialect, board, log, _modem_off = m, dialect_sim800, {"modem": {}}, Log(), False
+async def main():
+    r = Radio()
+    return [await modemup.revive(r), r.log.entries]
+run(main)
+''')
+    assert r == ["cfun", []]

@@ -266,3 +266,51 @@ def test_a_failed_test_call_says_what_the_calls_to_c4_did():
               ["dial", "...0000_#2"], ["dial_error", "CME_30_no_network"], ["sms_ok", "alert_...2233"]]
     assert rules.call_outcomes(events) == "dial #1, call_failed no_answer, dial #2, dial_error CME_30_no_network"
     assert rules.call_outcomes([["boot", "0.1.0"]]) == ""
+
+
+# ------------------------------------------------------------------------ the device's JSON limit
+def _device_json_max():
+    return rules.firmware_module("store").JSON_MAX
+
+
+def test_the_longest_configuration_and_every_board_profile_fit_the_devices_limit_twice():
+    """store.JSON_MAX (the firmware refuses a longer config.json or board.json at boot) has
+    room to spare over the longest ones a technician can write: 5 contacts, the longest
+    alias and device id, 10 C4 numbers, a programme number, every setting at its widest."""
+    from boton.boards import board_names
+    from boton.release import board_json
+    longest = build_config(alias="X" * rules.ALIAS_MAX, device_id="BS-ABCDEFGHIJKL",
+                           contacts=["+52449111223%d" % i for i in range(rules.MAX_CONTACTS)],
+                           c4=["+5244991000%02d" % i for i in range(10)], pin="73915284",
+                           allow_911=True, programme_number="+524499999999", gesture="presses",
+                           hold_ms=10000, presses=10, window_ms=10000, update_every_s=3600,
+                           max_alert_s=86400)
+    sizes = [len(rules.config_bytes(longest))] + [len(board_json(b)) for b in board_names()]
+    assert 2 * max(sizes) <= _device_json_max(), sizes
+
+
+def test_a_configuration_the_device_would_refuse_is_refused_before_any_write():
+    with pytest.raises(InputError, match=r"config\.json\) would be \d+ bytes on the device, and the "
+                                         r"firmware refuses more than %d.*give fewer C4 numbers"
+                                         % _device_json_max()):
+        build_config(alias="Luna", contacts=["449 111 2233"], device_id="BS-0042", pin="73915284",
+                     c4=["+52449910%04d" % i for i in range(150)])
+
+
+def test_deploy_refuses_a_board_profile_the_device_would_refuse(tmp_path):
+    from boton.boards import board_file
+    from boton.release import board_json
+    profile = json.loads(board_file("tcall_sim800l_axp192").read_text())
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps(dict(profile, pins_note="x" * 3000)))
+    with pytest.raises(InputError, match="board profile .*huge.json.* refuses more than"):
+        board_json(str(path))
+
+
+def test_bootcheck_refuses_past_the_same_limit_as_store():
+    """bootcheck (it imports nothing of lib/) mirrors store.JSON_MAX."""
+    import ast
+    from boton.paths import FIRMWARE
+    node = next(n for n in ast.parse((FIRMWARE / "bootcheck.py").read_text()).body
+                if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "JSON_MAX")
+    assert ast.literal_eval(node.value) == _device_json_max()

@@ -2,6 +2,9 @@
 usable board profile), main.py falls back to safe.py and the button still calls C4,
 covertly. Issue 13 item 7, issue 10 item 3. A flash filesystem that will not mount runs
 the release image's frozen safe mode from _boot.py instead."""
+import json
+import time
+
 import pytest
 
 from boton.sim.flashdir import install
@@ -110,6 +113,35 @@ def test_corrupt_board_profile_and_config_call_the_safe_c4(tmp_path, flash):
         vd.stop()
 
 
+@pytest.mark.parametrize("name, why, calls", [("config.json", "config_too_big", DEFAULT_C4),
+                                               ("board.json", "board_too_big", OTHER_C4)])
+def test_an_oversized_config_or_board_profile_is_refused_and_the_button_still_calls(
+        tmp_path, flash, name, why, calls):
+    """A bad provision or a damaged flash leaves a file far past what a config holds. Read
+    at every boot, it filled the heap: MemoryError, a crash loop (or, where it fitted, a
+    config nobody checked). Refused by its size, as a corrupt one: the board's safe C4 for
+    her config, the default pins with her C4 for the board profile."""
+    kept = json.loads((flash / name).read_text())
+    (flash / name).write_text(json.dumps(dict(kept, notes="x" * 600_000)))   # still valid JSON
+    vd = _boot(tmp_path, flash)
+    try:
+        vd.wait_console("EV safe_mode " + why, timeout=60)
+        if name == "board.json":
+            press_in_safe_mode(vd, calls)
+        else:
+            _press_and_wait(vd, calls)
+        assert "EV crash" not in vd.console_text()
+    finally:
+        vd.stop()
+
+
+def _press_and_wait(vd, number):
+    vd.wait_console("EV ready safe", timeout=60)   # the firmware, on the safe config
+    mark = len(vd.events)
+    vd.press(hold_s=2.5)
+    vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == number, after=mark, timeout=60)
+
+
 # A fault that recurs on every start (here: a shadowing pmu.py that raises, as the AXP192
 # board's boot imports it; on a chip, a MemoryError at the same point of an alert).
 RECURRING_FAULT = "raise RuntimeError('the same fault on every start')\n"
@@ -125,6 +157,43 @@ def test_a_crash_loop_during_her_alert_hands_over_to_safe_mode_which_calls_c4(tm
         # no press: the alert she raised goes on as safe mode's covert call
         vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == OTHER_C4, timeout=60)
         assert not (flash / "crashes.json").exists()   # the next reset tries the firmware again
+    finally:
+        vd.stop()
+
+
+EPOCH_2000 = 946684800
+
+
+@pytest.mark.parametrize("saved_ago_s, carried_on", [(10 * 86400, False), (60, True)],
+                         ids=["ten_days_ago", "a_minute_ago"])
+def test_a_crash_loop_carries_her_alert_on_only_while_the_rtc_says_it_lasts(
+        tmp_path, flash, saved_ago_s, carried_on):
+    """The RTC has real time and the state was saved ten days ago (her battery died in the
+    alert): safe mode called C4 at once, a false alert. The normal resume's age rule
+    (appboot.saved_gap_ms) ends it; saved a minute ago, C4 is still called at once."""
+    (flash / "pmu.py").write_text(RECURRING_FAULT)
+    (flash / "alert.json").write_text(json.dumps(
+        {"v": 1, "active": True, "elapsed_ms": 60000, "at": int(time.time()) - saved_ago_s}))
+    vd = VirtualDevice(flash, time_scale=FAST, network_log=tmp_path / "net.jsonl",
+                       c4_numbers=(DEFAULT_C4, OTHER_C4))
+    vd.rtc_base = EPOCH_2000   # the chip's RTC reads the real time (set before the crashes)
+    vd.start()
+    try:
+        vd.wait_console("EV safe_mode crash_loop", timeout=120)
+        if carried_on:
+            vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == OTHER_C4, timeout=60)
+            assert "EV expired" not in vd.console_text()
+            return
+        vd.wait_console("EV expired safe_mode", timeout=30)
+        # the modem set up (its last set-up command sent): an alert carried on dials now
+        deadline = time.monotonic() + 60
+        while b"AT+CLCC=1" not in vd.call(lambda: b"".join(d for _, w, d in vd.modem.at_log if w == "rx")):
+            assert time.monotonic() < deadline, "safe mode never set the modem up"
+            time.sleep(0.05)
+        pressed_at = vd.call(vd.sched.now)
+        press_in_safe_mode(vd, OTHER_C4)   # her button still calls C4
+        dials = [t for t, w, d in vd.call(lambda: list(vd.modem.at_log)) if w == "rx" and b"ATD" in d]
+        assert dials and min(dials) > pressed_at, "C4 was called before her press"
     finally:
         vd.stop()
 

@@ -831,6 +831,19 @@ def test_cfun_restart_reboots_with_boot_urcs():
     assert b.at("AT") == b"AT\r\r\nOK\r\n"       # echo is back on after the reset
 
 
+def test_a_slow_cfun_restart_answers_ok_late_then_reboots():
+    # AT+CFUN's max response time is 10 s (SIM800 AT manual): the rig can take 3 s to
+    # answer, and restarts only after its OK
+    b = Bench()
+    b.at("ATE0")
+    b.modem.T_RESTART_OK = 3.0
+    assert b.at("AT+CFUN=1,1", wait=2.9) == b""
+    b.run(0.2)
+    assert b.take() == b"\r\nOK\r\n"
+    b.run(10)
+    assert text_lines(b.take()) == ["RDY", "+CFUN: 1", "+CPIN: READY", "Call Ready", "SMS Ready"]
+
+
 def test_cpowd_normal_power_down():
     b = Bench()
     assert b.at("AT+CPOWD=1", wait=2) == b"AT+CPOWD=1\r\r\nNORMAL POWER DOWN\r\n"

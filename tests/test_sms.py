@@ -458,10 +458,25 @@ def test_fuzz_any_call_from_anyone_is_answered_rejected_or_left_never_a_crash(ca
         assert all(isinstance(a, tuple) and a for a in acts)
 
 
+def test_an_lte_cell_is_labelled_tac_and_eci_not_lac_and_ci(mpy):
+    # The A7670's serving cell on LTE is a TAC and a 28-bit ECI. Labelled "LAC"/"CI", a C4
+    # operator looks it up as a GSM cell and finds nothing, or another place.
+    texts = mpy.json(r"""
+import json, sms, dialect_a7670 as d
+lte = d.serving_cell(["+CPSI: LTE,Online,334-020,0x1A2B,117148181,256,EUTRAN-BAND2,675,5,5,20,-90,-80,10"])
+gsm = d.serving_cell(["+CPSI: GSM,Online,334-020,0x1a2b,11843,21,-67,0,44-44"])
+print(json.dumps([sms.alert_text(alias="Luna", kind="cell", cell=c, battery=40, device_id="BS-0042")
+                  for c in (lte, gsm)]))
+""")
+    assert "Celda MCC 334 MNC 020 TAC 1A2B ECI 6FB8A15." in texts[0], texts[0]
+    assert "Celda MCC 334 MNC 020 LAC 1A2B CI 2E43." in texts[1], texts[1]
+
+
 def test_an_alert_that_cannot_call_keeps_its_911_at_any_length():
     # Test mode, an old fix ("hace 115d"), the longest device id and her full name: the
     # text was cut at 160 in the middle of "llame al 911". The device id goes first.
-    cell = {"mcc": "334", "mnc": "020", "lac": "ABCDEF12", "cellid": "1234ABCD"}
+    # ECI is the longest label (an LTE cell).
+    cell = {"mcc": "334", "mnc": "020", "tac": "ABCDEF12", "eci": "1234ABCD"}
     for test in (False, True):
         for update in (False, True):
             for kind in ("gps", "last", "cell"):

@@ -28,13 +28,13 @@ def validate(cfg):
 
 
 def load_config(board, log):
-    """(config, safe_mode). A missing or corrupt config still lets the button call the
-    C4 number built into the board profile: safe mode."""
+    """(config, safe_mode). A missing, corrupt or oversized config still lets the button
+    call the C4 number built into the board profile: safe mode."""
     try:
-        cfg = store.read_json("config.json")
+        cfg = store.read_json("config.json", None, store.JSON_MAX)
         problem = "missing" if cfg is None else validate(cfg)
-    except ValueError:
-        cfg, problem = None, "corrupt"
+    except ValueError as e:  # "corrupt config.json", "too_big config.json"
+        cfg, problem = None, str(e).split()[0]
     if problem is None:
         return cfg, False
     log.add("safe_mode", "config_" + problem.replace(" ", "_"))

@@ -86,7 +86,8 @@ def _hex(s):
 
 def serving_cell(lines):
     """AT+CPSI? lines -> the serving cell as the SIM800's (atargs.parse_ceng): mcc, mnc
-    (decimal strings), lac (the LTE TAC) and cellid (hex strings), or None.
+    (decimal strings), lac and cellid (hex strings); on LTE tac and eci instead, so the SMS
+    says so (a TAC/ECI looked up as a GSM LAC/CI finds no cell, or the wrong one); or None.
     GSM,<op>,<mcc>-<mnc>,<lac>,<cellid>,...  LTE,<op>,<mcc>-<mnc>,<tac>,<scellid>,..."""
     for ln in lines:
         f = _cpsi(ln)
@@ -100,7 +101,8 @@ def serving_cell(lines):
             continue
         if len(plmn) != 2 or not plmn[0].isdigit() or not plmn[1].isdigit() or lac is None:
             continue
-        return {"cell": 0, "mcc": plmn[0], "mnc": plmn[1], "lac": lac, "cellid": cellid}
+        k = ("lac", "cellid") if f[0] == "GSM" else ("tac", "eci")
+        return {"cell": 0, "mcc": plmn[0], "mnc": plmn[1], k[0]: lac, k[1]: cellid}
     return None
 
 

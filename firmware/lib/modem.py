@@ -14,8 +14,8 @@ PROMPT_MS = 5000   # AT+CMGS's "> " comes this soon, or the send is given up
 SEND_MS = 60000    # AT+CMGS's max response time (SIM800 manual; the A76XX's is 40 s)
 # Max response times past what callers give most commands (SIM800 AT manual V1.09; the
 # A76XX's taken as the same): AT+CMGD=1,3 up to 5 s for one SMS, 25 s for 50; AT+CLIP
-# 15 s. Waited for less, the late OK answered whichever command came next.
-SLOW = (("AT+CMGD=1,", 25000), ("AT+CLIP", 15000))
+# 15 s; AT+CFUN 10 s. Waited for less, the late OK answered whichever command came next.
+SLOW = (("AT+CMGD=1,", 25000), ("AT+CLIP", 15000), ("AT+CFUN=", 10000))
 # What the driver reports (as a URC name no module sends) when the module echoes commands
 # again after ATE0: it restarted by itself, its settings back to their defaults.
 RESTARTED = "(restarted)"

@@ -236,7 +236,7 @@ async def revive(r, unpowered=False):
     unpowered = unpowered or r._modem_off
     try:
         # A live but confused module answers OK and restarts (its sleep mode back to 0).
-        if not unpowered and (await m.cmd("AT+CFUN=1,1", 2000, check=False))[0] == "OK" and \
+        if not unpowered and (await m.cmd("AT+CFUN=1,1", check=False))[0] == "OK" and \
                 await m.probe(d.RESTART_MS):
             return "cfun"
     except ModemError:

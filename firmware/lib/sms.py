@@ -101,7 +101,8 @@ def _cell_txt(cell):
         return None
     g = cell.get
     parts = []
-    for k, name in (("mcc", "MCC"), ("mnc", "MNC"), ("lac", "LAC"), ("cellid", "CI")):
+    for k, name in (("mcc", "MCC"), ("mnc", "MNC"), ("lac", "LAC"), ("tac", "TAC"),
+                    ("cellid", "CI"), ("eci", "ECI")):  # GSM; LTE (dialect_a7670)
         v = g(k)
         if v is not None and v != "":
             parts.append("%s %s" % (name, oneline(str(v), 8)))
@@ -169,7 +170,7 @@ def alert_text(alias="", kind="none", lat=None, lon=None, age_s=None, hdop=None,
                acc_m=None, battery=None, device_id="", test=False, update=False,
                cell=None, calling_c4=True, lat_e7=None, lon_e7=None, voice=None):
     # The alert SMS for trusted contacts (one segment).  kind: "gps" (fresh fix),
-    # "last" (last known fix, age_s old), "cell" (cell dict: mcc, mnc, lac, cellid),
+    # "last" (last known fix, age_s old), "cell" (cell dict: mcc, mnc, lac, cellid; LTE: tac, eci),
     # "none".  Position as float degrees lat/lon or 1e-7 integers lat_e7/lon_e7
     # (preferred on the device).  A gps/last kind without a usable position falls
     # back to the cell, else "none".  update=True: a later location update.

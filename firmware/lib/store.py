@@ -3,6 +3,12 @@
 import json
 import os
 
+# Her configuration and the board profile are at most this long (bytes). The longest
+# legitimate ones are ~650 (5 contacts, 10 C4 numbers) and ~720 (the T-A7670X profile);
+# a longer one (a bad provision, a damaged flash) filled the heap at every boot, a crash
+# loop. Mirrored in bootcheck.JSON_MAX; the host refuses to write longer (rules, release).
+JSON_MAX = 2048
+
 
 def write_atomic(path, data):
     tmp = path + ".tmp"
@@ -24,8 +30,14 @@ def write_json(path, obj):
     os.rename(tmp, path)
 
 
-def read_json(path, default=None):
-    """The decoded file, `default` if it is missing, or raise ValueError if it is corrupt."""
+def read_json(path, default=None, most=0):
+    """The decoded file, `default` if it is missing, or raise ValueError if it is corrupt
+    ("corrupt <path>") or longer than `most` bytes, when given ("too_big <path>")."""
+    try:
+        if most and os.stat(path)[6] > most:
+            raise ValueError("too_big " + path)
+    except OSError:
+        return default
     # json.load parses from the stream: the file's text is never whole on the heap
     try:
         with open(path) as f:

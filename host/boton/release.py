@@ -4,6 +4,7 @@ import json
 
 from . import build
 from .boards import board_file, board_names
+from .rules import device_json
 
 BOARD_PATH = "board.json"
 
@@ -18,7 +19,8 @@ def board_json(board: str) -> bytes:
     profile = json.loads(board_file(board).read_text())
     for key in BOARD_DOC_KEYS:
         profile.pop(key, None)
-    return json.dumps(profile, separators=(",", ":")).encode()
+    return device_json(json.dumps(profile, separators=(",", ":")).encode(),
+                       f"the board profile {board} (board.json)", "shorten the profile")
 
 
 def firmware_files(board: str, mpy=True, frozen=False):

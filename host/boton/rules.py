@@ -269,7 +269,7 @@ def build_config(*, alias, contacts, c4, device_id, pin=None, pin_hash=None, all
         raise InputError(f"gesture (gesture.mode) must be 'hold' or 'presses', got {echo(gesture)}")
     check_settings(hold_ms=hold_ms, count=presses, window_ms=window_ms, update_every_s=update_every_s,
                    max_alert_s=max_alert_s, allow_911=allow_911, vibrate=confirm)
-    return {
+    config = {
         "schema": CONFIG_SCHEMA,
         "device_id": device_id,
         "alias": alias,
@@ -284,10 +284,24 @@ def build_config(*, alias, contacts, c4, device_id, pin=None, pin_hash=None, all
         "max_alert_s": max_alert_s,
         "programme_number": programme,
     }
+    config_bytes(config)  # one the firmware would refuse is refused here, before any write
+    return config
 
 
 def config_bytes(config: dict) -> bytes:
-    return json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    """config.json as the device stores it, or InputError if the device would refuse it."""
+    return device_json(json.dumps(config, sort_keys=True, separators=(",", ":")).encode(),
+                       "her configuration (config.json)", "give fewer C4 numbers")
+
+
+def device_json(data: bytes, what: str, fix: str) -> bytes:
+    """data, or InputError if it is longer than the firmware reads (store.JSON_MAX: it
+    would refuse it at every boot and run in safe mode)."""
+    most = firmware_module("store").JSON_MAX
+    if len(data) > most:
+        raise InputError(f"{what} would be {len(data)} bytes on the device, and the firmware "
+                         f"refuses more than {most} (it reads it at every boot on a 56 KB heap): {fix}")
+    return data
 
 
 def config_hash(data: bytes) -> str:

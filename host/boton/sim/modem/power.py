@@ -182,9 +182,9 @@ class PowerGroup:
         rst = _int(cmd.args[1], (0, 1)) if len(cmd.args) > 1 else 0
         if rst:
             # Capture L2: OK at once, and the module still answers a few commands before
-            # it resets.
-            self._took(0.1)
-            self._later(self.T_RESTART, self._restart, fun)
+            # it resets. T_RESTART_OK: how long the OK takes (the manual allows 10 s).
+            self._took(self.T_RESTART_OK)
+            self._later(self.T_RESTART_OK + self.T_RESTART, self._restart, fun)
             return None
         self._took(self.T_CFUN)
         return self._set_fun(fun)

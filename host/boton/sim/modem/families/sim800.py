@@ -86,6 +86,9 @@ class Sim800(Framer, PowerGroup, IdentityGroup, NetworkGroup, CallsGroup, SmsGro
     T_PIN_CHECK = 0.3      # AT+CPIN=<pin>
     T_CFUN = 1.0           # AT+CFUN=0/1 (radio and SIM switched)
     T_RESTART = 1.0        # AT+CFUN=1,1: OK, a moment of life, then the reset
+    # AT+CFUN=1,1 -> its OK. Capture L2 has it at once; the AT manual's max response time
+    # for AT+CFUN is 10 s: a test sets a slow one (the firmware waits modem.SLOW's 10 s).
+    T_RESTART_OK = 0.1
     T_POWER_DOWN = 1.0     # NORMAL POWER DOWN -> actually off
     T_NO_NET_DIAL = 0.5    # ATD with no registration -> NO CARRIER
     T_SMS_FAIL = 2.0       # AT+CMGS with no network -> +CMS ERROR
