@@ -350,6 +350,8 @@ class App:
                 epoch = None
 
     def _take_fix(self, fix):
+        if not fix.valid:
+            return  # its GGA said no fix or dead reckoning: the last real fix stays hers
         self.fix_ms = time.ticks_ms()
         self.got_fix.set()
         self._sync_clock(fix.utc)
