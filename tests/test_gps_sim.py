@@ -181,6 +181,27 @@ def test_never_fix_fault():
     assert len(r.fixes) == 1 and r.stats.rmc_invalid == 65
 
 
+def test_dead_reckoning_fault_looks_like_a_ublox_estimate():
+    # u-blox M8 receiver description, "NMEA valid flag": a dead-reckoning fix is status A,
+    # RMC mode E, GGA quality 6 (the NMEA standard would have status V)
+    r = Rig(utc=T0)
+    r.gps.set_position(*AGS)
+    r.gps.start(mode="hot")
+    r.run(2)
+    assert len(r.fixes) == 2 and all(f.valid for _, f in r.fixes)
+    r.gps.dead_reckoning(True)
+    n = len(r.raw)
+    r.run(3)
+    rmc = [l for l in bytes(r.raw[n:]).split(b"\r\n") if l[3:6] == b"RMC"]
+    gga = [l for l in bytes(r.raw[n:]).split(b"\r\n") if l[3:6] == b"GGA"]
+    assert len(rmc) == 3 and all(l.split(b",")[2] == b"A" and l.split(b",")[12][:1] == b"E" for l in rmc)
+    assert all(l.split(b",")[6] == b"6" for l in gga)
+    assert len(r.fixes) == 2 and r.stats.rmc_invalid == 3   # the parser takes none of them
+    r.gps.dead_reckoning(False)
+    r.run(1)
+    assert len(r.fixes) == 3 and r.fixes[-1][1].valid
+
+
 def test_corrupt_checksums_fault():
     r = Rig(utc=T0, seed=7)
     r.gps.set_position(*AGS)

@@ -20,8 +20,11 @@ Simulated receiver::
 * UTC starts at the settable ``utc`` (default: now) and advances with simulated
   time: burst k after ``start()`` carries ``utc + k * period``.
 * Faults: ``silent(True)`` (time goes on, nothing is sent), ``never_fix(True)``
-  (status V forever, also drops a fix already obtained), ``corrupt_checksums(rate)``
-  (that fraction of sentences get a wrong ``*HH``; applies to replays too).
+  (status V forever, also drops a fix already obtained), ``dead_reckoning(True)``
+  (the sky is lost and the receiver only estimates: its fixes say so as a u-blox
+  does, status A with RMC mode E and GGA quality 6, at wherever ``set_position``
+  puts the estimate), ``corrupt_checksums(rate)`` (that fraction of sentences get a
+  wrong ``*HH``; applies to replays too).
 
 Replay of a captured log::
 
@@ -128,6 +131,7 @@ class GpsSim:
         self.replaying = False
         self._silent = False
         self._never_fix = False
+        self._dead_reckoning = False
         self._corrupt = 0.0
         self.bursts_sent = 0
         self.sentences_sent = 0
@@ -162,6 +166,9 @@ class GpsSim:
 
     def never_fix(self, on: bool = True):
         self._never_fix = bool(on)
+
+    def dead_reckoning(self, on: bool = True):
+        self._dead_reckoning = bool(on)
 
     def corrupt_checksums(self, rate: float):
         if not 0.0 <= rate <= 1.0:
@@ -256,8 +263,10 @@ class GpsSim:
         la, ns = fmt_lat(lat)
         lo, ew = fmt_lon(lon)
         crs = "%.2f" % course if course is not None else ""
-        out = [t + "RMC,%s,A,%s,%s,%s,%s,%.3f,%s,%s,,,A" % (hms, la, ns, lo, ew, speed * KNOTS_PER_MPS, crs, date),
-               t + "GGA,%s,%s,%s,%s,%s,1,%02d,%.2f,%.1f,M,-9.4,M,," % (hms, la, ns, lo, ew, self.sats, self.hdop, self.alt_m)]
+        mode, quality = ("E", 6) if self._dead_reckoning else ("A", 1)
+        out = [t + "RMC,%s,A,%s,%s,%s,%s,%.3f,%s,%s,,,%s" % (hms, la, ns, lo, ew, speed * KNOTS_PER_MPS, crs, date, mode),
+               t + "GGA,%s,%s,%s,%s,%s,%d,%02d,%.2f,%.1f,M,-9.4,M,," % (hms, la, ns, lo, ew, quality, self.sats,
+                                                                        self.hdop, self.alt_m)]
         if self.gsa:
             prns = ["%02d" % p for p in (2, 5, 7, 9, 13, 15, 18, 20, 21, 26, 29, 30)[:self.sats]]
             prns += [""] * (12 - len(prns))
