@@ -11,7 +11,7 @@ Simulated receiver::
     gps.set_position(21.88234, -102.29143)          # or set_route([...], speed_kmh=5)
     gps.start(mode="cold")                          # or start(ttff_s=2.0)
 
-* One burst per period (1 s of simulated time): RMC + GGA (+ GSA), with real
+* One burst per period (1 s of simulated time): RMC (+ GGA, GSA), with real
   formatting (ddmm.mmmmm, hemisphere letters, hhmmss.ss, ddmmyy) and checksums.
 * Before the fix (time to first fix: ``TTFF`` presets cold 30 s, warm 25 s,
   hot 1 s of simulated time, or any ``ttff_s``) the sentences have empty
@@ -104,12 +104,13 @@ class GpsSim:
     """A 1 Hz NMEA receiver (fixed point or route) or a log replayer."""
 
     def __init__(self, scheduler, emit, *, utc: datetime | None = None, period_s: float = 1.0,
-                 talker: str = "GP", gsa: bool = True, sats: int = 8, hdop: float = 0.9,
+                 talker: str = "GP", gga: bool = True, gsa: bool = True, sats: int = 8, hdop: float = 0.9,
                  alt_m: float = 1880.0, seed=None):
         self.sched = scheduler
         self.emit = emit
         self.period_s = period_s
         self.talker = talker
+        self.gga = gga      # False: RMC (and GSA) only, as magellan-ec10.log's receiver
         self.gsa = gsa
         self.sats = sats
         self.hdop = hdop
@@ -254,8 +255,9 @@ class GpsSim:
         hms = u.strftime("%H%M%S") + ".%02d" % (u.microsecond // 10000) if known_time else ""
         date = u.strftime("%d%m%y") if known_time else ""
         if not fixed:
-            out = [t + "RMC,%s,V,,,,,,,%s,,,N" % (hms, date),
-                   t + "GGA,%s,,,,,0,00,99.99,,,,,," % hms]
+            out = [t + "RMC,%s,V,,,,,,,%s,,,N" % (hms, date)]
+            if self.gga:
+                out.append(t + "GGA,%s,,,,,0,00,99.99,,,,,," % hms)
             if self.gsa:
                 out.append(t + "GSA,A,1,,,,,,,,,,,,,99.99,99.99,99.99")
             return [nmea_sentence(s) for s in out]
@@ -264,9 +266,10 @@ class GpsSim:
         lo, ew = fmt_lon(lon)
         crs = "%.2f" % course if course is not None else ""
         mode, quality = ("E", 6) if self._dead_reckoning else ("A", 1)
-        out = [t + "RMC,%s,A,%s,%s,%s,%s,%.3f,%s,%s,,,%s" % (hms, la, ns, lo, ew, speed * KNOTS_PER_MPS, crs, date, mode),
-               t + "GGA,%s,%s,%s,%s,%s,%d,%02d,%.2f,%.1f,M,-9.4,M,," % (hms, la, ns, lo, ew, quality, self.sats,
-                                                                        self.hdop, self.alt_m)]
+        out = [t + "RMC,%s,A,%s,%s,%s,%s,%.3f,%s,%s,,,%s" % (hms, la, ns, lo, ew, speed * KNOTS_PER_MPS, crs, date, mode)]
+        if self.gga:
+            out.append(t + "GGA,%s,%s,%s,%s,%s,%d,%02d,%.2f,%.1f,M,-9.4,M,," % (hms, la, ns, lo, ew, quality, self.sats,
+                                                                             self.hdop, self.alt_m))
         if self.gsa:
             prns = ["%02d" % p for p in (2, 5, 7, 9, 13, 15, 18, 20, 21, 26, 29, 30)[:self.sats]]
             prns += [""] * (12 - len(prns))
