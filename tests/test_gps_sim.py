@@ -9,7 +9,7 @@ import pytest
 
 from boton.paths import DATA, FIRMWARE
 from boton.sim.clock import ManualClock, Scheduler
-from boton.sim.gps import TTFF, GpsSim, fmt_lat, fmt_lon, nmea_checksum, nmea_sentence
+from boton.sim.gps import TTFF, GpsSim, fmt_lat, fmt_lon, misread, nmea_checksum, nmea_sentence
 
 sys.path.insert(0, str(FIRMWARE / "lib"))
 import nmea  # noqa: E402
@@ -200,6 +200,25 @@ def test_dead_reckoning_fault_looks_like_a_ublox_estimate():
     r.gps.dead_reckoning(False)
     r.run(1)
     assert len(r.fixes) == 3 and r.fixes[-1][1].valid
+
+
+def test_wrong_baud_fault_is_a_uart_reading_bits_at_its_own_speed():
+    line = nmea_sentence("GPRMC,235950.00,A,2152.94040,N,10217.48580,W,0.000,,010625,,,A")
+    assert misread(line, 1.0) == line                       # the model reads its own speed
+    r = Rig(utc=T0)
+    r.gps.set_position(*AGS)
+    r.gps.wrong_baud(38400)                                 # a u-blox M9N's default speed
+    r.gps.start(mode="hot")
+    r.run(10)
+    s = r.stats
+    # bytes arrive, '$' among them, but never one sentence: no fix, nothing to trust
+    assert len(r.raw) >= 400 and s.sentences > 0 and s.checksum_ok == 0 and r.fixes == []
+    r.gps.wrong_baud(4800)
+    r.run(5)
+    assert r.stats.checksum_ok == 0 and r.fixes == []
+    r.gps.wrong_baud(None)
+    r.run(1)
+    assert len(r.fixes) == 1
 
 
 def test_corrupt_checksums_fault():

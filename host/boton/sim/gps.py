@@ -24,7 +24,9 @@ Simulated receiver::
   (the sky is lost and the receiver only estimates: its fixes say so as a u-blox
   does, status A with RMC mode E and GGA quality 6, at wherever ``set_position``
   puts the estimate), ``corrupt_checksums(rate)`` (that fraction of sentences get a
-  wrong ``*HH``; applies to replays too).
+  wrong ``*HH``; applies to replays too), ``wrong_baud(baud)`` (the receiver talks at
+  ``baud`` while the board reads 9600: the bytes arrive as a UART decodes the bits,
+  ``misread``).
 
 Replay of a captured log::
 
@@ -97,6 +99,26 @@ def _bearing(a, b) -> float:
     return math.degrees(math.atan2(x, y)) % 360.0
 
 
+def misread(data: bytes, ratio: float) -> bytes:
+    """What a UART makes of `data` sent `ratio` times faster than it reads (38400 read
+    at 9600: 4.0): 8N1 frames on an idle-high line, each bit sampled mid-way, bytes with
+    a framing error delivered too (as MicroPython's UART does)."""
+    line = []
+    for b in data:
+        line += [0] + [(b >> i) & 1 for i in range(8)] + [1]
+    out, i, n = bytearray(), 0.0, len(line)
+    while i < n:
+        if line[int(i)]:
+            i += 1
+            continue
+        c = i + ratio / 2               # the middle of the start bit, in sent bits
+        if int(c + 8 * ratio) >= n:
+            break
+        out.append(sum(line[int(c + k * ratio)] << (k - 1) for k in range(1, 9)))
+        i = c + 9.5 * ratio              # past the stop bit's middle
+    return bytes(out)
+
+
 _CS_TAIL = re.compile(rb"\*([0-9A-Fa-f]{2})(\r?)$")
 
 
@@ -134,6 +156,7 @@ class GpsSim:
         self._never_fix = False
         self._dead_reckoning = False
         self._corrupt = 0.0
+        self._baud_ratio = None
         self.bursts_sent = 0
         self.sentences_sent = 0
         self.bytes_sent = 0
@@ -170,6 +193,10 @@ class GpsSim:
 
     def dead_reckoning(self, on: bool = True):
         self._dead_reckoning = bool(on)
+
+    def wrong_baud(self, baud: int | None, board_baud: int = 9600):
+        """The receiver talks at `baud` (None: at the board's own speed again)."""
+        self._baud_ratio = None if baud in (None, board_baud) else baud / board_baud
 
     def corrupt_checksums(self, rate: float):
         if not 0.0 <= rate <= 1.0:
@@ -288,6 +315,8 @@ class GpsSim:
 
     def _send(self, lines):
         data = b"".join(self._maybe_corrupt(l) for l in lines)
+        if self._baud_ratio:
+            data = misread(data, self._baud_ratio)
         self.bursts_sent += 1
         self.sentences_sent += len(lines)
         self.bytes_sent += len(data)
