@@ -16,7 +16,7 @@ from boton.pin import check_pin
 from boton.rules import mask
 from boton.sim.flashdir import install
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
-from rigkit import FAST
+from rigkit import FAST, provisioned_device
 
 BOTON = str(Path(sys.executable).parent / "boton")
 
@@ -308,6 +308,19 @@ def test_interrupted_provision_keeps_the_old_config(device):
     r = run(*provision_args(url)[:4], "Sol", *provision_args(url)[5:])
     assert r.exit_code == 0, r.output
     assert json.loads((device.flash_dir / "config.json").read_text())["alias"] == "Sol"
+
+
+def test_status_counts_only_real_gps_sentences(tmp_path):
+    # A receiver at another speed than the board reads (a u-blox M9N's default 38400, an
+    # old SiRF's 4800) sends bytes, '$' among them, but never a sentence: status must not
+    # tell the technician the GPS talks (the guide: 0 means no GPS data at all).
+    with provisioned_device(tmp_path) as vd:
+        vd.call(vd.gps.wrong_baud, 38400)
+        r = run("status", "--port", vd.repl_url, "--json")
+        assert r.exit_code == 0, r.output
+        info = json.loads(r.output)
+        assert info["gps_sentences"] == 0 and info["gps_fix"] is None, info
+        assert vd.call(lambda: vd.gps.bytes_sent) > 0
 
 
 def test_status_and_logs(device):

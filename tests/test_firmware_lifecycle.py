@@ -91,6 +91,31 @@ def test_the_gps_duty_cycle_does_not_fill_the_event_log(tmp_path):
         vd.wait_console("EV power gps_on", since=mark, timeout=30)   # held on for her alert
 
 
+def test_an_rmc_only_gps_never_hands_over_a_fix_from_before_its_rest(tmp_path):
+    # A receiver that sends no GGA (magellan-ec10.log: RMC only) has its newest fix kept
+    # back for a GGA that never comes, and taken at the next RMC. The duty cycle rests the
+    # GPS in between: at its next wake, the fix kept from the last one went to her alert's
+    # SMS as if just taken, the place she was before the rest (an old firmware's fault).
+    cfg = demo_config()
+    cfg["gps_every_s"] = 3
+    gps_enable = 25
+    elsewhere = (21.85000, -102.30000)
+    with provisioned_device(tmp_path, config=cfg, time_scale=1.0) as vd:
+        vd.call(setattr, vd.gps, "gga", False)
+        t = vd.wait_pin(gps_enable, 0, timeout=60)
+        t = vd.wait_pin(gps_enable, 1, since=t, timeout=30)
+        t = vd.wait_pin(gps_enable, 0, since=t, timeout=30)   # a whole RMC-only wake here
+        vd.call(vd.gps.set_position, *elsewhere)             # taken elsewhere while it rests
+        t = vd.wait_pin(gps_enable, 1, since=t, timeout=30)
+        t = vd.wait_pin(gps_enable, 0, since=t, timeout=30)   # its wake saw her there
+        vd.call(vd.gps.never_fix, True)                      # indoors from then on
+        sent = len(vd.events)
+        vd.press(hold_s=1.2)
+        sms = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.contacts[0],
+                            after=sent, timeout=60)
+        assert "q=21.85000,-102.30000" in sms["text"], sms["text"]
+
+
 def test_a_flood_from_strangers_leaves_the_log_to_her_and_c4_is_still_answered(tmp_path):
     # Carrier spam, or someone who has the button's number: every SMS and call from a
     # stranger was a log entry, and enough of them rotate her alerts and the registry's

@@ -9,7 +9,7 @@ import pytest
 
 from boton.paths import DATA, FIRMWARE
 from boton.sim.clock import ManualClock, Scheduler
-from boton.sim.gps import TTFF, GpsSim, fmt_lat, fmt_lon, nmea_checksum, nmea_sentence
+from boton.sim.gps import TTFF, GpsSim, fmt_lat, fmt_lon, misread, nmea_checksum, nmea_sentence
 
 sys.path.insert(0, str(FIRMWARE / "lib"))
 import nmea  # noqa: E402
@@ -179,6 +179,46 @@ def test_never_fix_fault():
     r.gps.never_fix(True)                    # losing the fix: status V again
     r.run(5)
     assert len(r.fixes) == 1 and r.stats.rmc_invalid == 65
+
+
+def test_dead_reckoning_fault_looks_like_a_ublox_estimate():
+    # u-blox M8 receiver description, "NMEA valid flag": a dead-reckoning fix is status A,
+    # RMC mode E, GGA quality 6 (the NMEA standard would have status V)
+    r = Rig(utc=T0)
+    r.gps.set_position(*AGS)
+    r.gps.start(mode="hot")
+    r.run(2)
+    assert len(r.fixes) == 2 and all(f.valid for _, f in r.fixes)
+    r.gps.dead_reckoning(True)
+    n = len(r.raw)
+    r.run(3)
+    rmc = [l for l in bytes(r.raw[n:]).split(b"\r\n") if l[3:6] == b"RMC"]
+    gga = [l for l in bytes(r.raw[n:]).split(b"\r\n") if l[3:6] == b"GGA"]
+    assert len(rmc) == 3 and all(l.split(b",")[2] == b"A" and l.split(b",")[12][:1] == b"E" for l in rmc)
+    assert all(l.split(b",")[6] == b"6" for l in gga)
+    assert len(r.fixes) == 2 and r.stats.rmc_invalid == 3   # the parser takes none of them
+    r.gps.dead_reckoning(False)
+    r.run(1)
+    assert len(r.fixes) == 3 and r.fixes[-1][1].valid
+
+
+def test_wrong_baud_fault_is_a_uart_reading_bits_at_its_own_speed():
+    line = nmea_sentence("GPRMC,235950.00,A,2152.94040,N,10217.48580,W,0.000,,010625,,,A")
+    assert misread(line, 1.0) == line                       # the model reads its own speed
+    r = Rig(utc=T0)
+    r.gps.set_position(*AGS)
+    r.gps.wrong_baud(38400)                                 # a u-blox M9N's default speed
+    r.gps.start(mode="hot")
+    r.run(10)
+    s = r.stats
+    # bytes arrive, '$' among them, but never one sentence: no fix, nothing to trust
+    assert len(r.raw) >= 400 and s.sentences > 0 and s.checksum_ok == 0 and r.fixes == []
+    r.gps.wrong_baud(4800)
+    r.run(5)
+    assert r.stats.checksum_ok == 0 and r.fixes == []
+    r.gps.wrong_baud(None)
+    r.run(1)
+    assert len(r.fixes) == 1
 
 
 def test_corrupt_checksums_fault():

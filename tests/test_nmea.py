@@ -347,16 +347,41 @@ def case_flush_and_junk_types(nmea):
     assert p.stats.internal_errors == 0
 
 
-def case_mode_n_is_no_fix(nmea):
-    # NMEA 2.3 mode N ("data not valid") with status A, from a receiver that leaves the
-    # status alone: no fix. Mode A/D/E and NMEA 4.1's navigational status V (u-blox sends
-    # it with every fix: "no navigational status information") are fixes.
+def case_mode_n_or_e_is_no_fix(nmea):
+    # NMEA 2.3 mode N ("data not valid") or E (estimated: dead reckoning, which u-blox
+    # sends with status A, extrapolating her last speed after the sky is lost) with
+    # status A: no fix. Mode A/D and NMEA 4.1's navigational status V (u-blox sends it
+    # with every fix: "no navigational status information") are fixes.
     p = nmea.NMEAParser()
     assert p.feed(_s(RMC_A + ",N")) == 0 and p.fix is None
-    assert p.stats.rmc_invalid == 1 and p.stats.rmc_valid == 0
-    for tail in (",A", ",D", ",E", ",A,V", ",,V", ""):
+    assert p.feed(_s(RMC_A + ",E,V")) == 0 and p.fix is None
+    assert p.stats.rmc_invalid == 2 and p.stats.rmc_valid == 0
+    for tail in (",A", ",D", ",A,V", ",,V", ""):
         assert p.feed(_s(RMC_A + tail)) == 1, tail
-    assert p.stats.rmc_valid == 6
+    assert p.stats.rmc_valid == 5
+
+
+def case_gga_no_fix_or_estimated_makes_the_fix_invalid(nmea):
+    # a receiver without the RMC mode field (NMEA 2.2, SiRF) says dead reckoning only in
+    # GGA's quality 6; quality 0 is no fix. Either order within the epoch.
+    for q, valid in (("0", False), ("6", False), ("1", True), ("2", True), ("", True)):
+        gga = GGA_1.replace(",2,08,", ",%s,08," % q)
+        for stream in (_s(RMC_A) + _s(gga), _s(gga) + _s(RMC_A)):
+            p = nmea.NMEAParser()
+            p.feed(stream)
+            assert p.fix.gga and p.fix.valid is valid, (q, stream)
+
+
+def case_zero_zero_is_no_position(nmea):
+    # "$GPRMC,000000.00,A,0.000,N,0.000,E,..." (wellenvogel/esp32-nmea2000#38): a
+    # placeholder, not her position (the Gulf of Guinea); a fix on one axis is kept.
+    p = nmea.NMEAParser()
+    for body in ("GPRMC,000000.00,A,0.000,N,0.000,E,0.0,0.0,050505,0.0,E",
+                 "GPRMC,123519,A,0000.0000,S,00000.0000,W,,,230394,,"):
+        assert p.feed(_s(body)) == 0, body
+    assert p.stats.rmc_nopos == 2 and p.fix is None
+    assert p.feed(_s("GPRMC,123519,A,0000.0000,N,01131.000,E,,,230394,,")) == 1
+    assert p.feed(_s("GPRMC,123520,A,4807.038,N,00000.000,W,,,230394,,")) == 1
 
 
 def case_deg_str(nmea):
@@ -628,3 +653,37 @@ f = p.pop_latest()
 print(json.dumps([f.time[2] if f else None, p.pop_latest() is None, p.pop_fix() is None]))
 """)
     assert out == [1, True, True]
+
+
+# --------------------------------------------------------------------------
+# property: an epoch becomes a usable fix (fix.valid) only when the receiver
+# itself says it has a real one, whatever talker, field layout or chunking
+# --------------------------------------------------------------------------
+@st.composite
+def epoch(draw):
+    talker = draw(st.sampled_from(["GP", "GN", "GL", "GA", "GB", "BD"]))
+    status = draw(st.sampled_from(["A", "V"]))
+    # no mode field (NMEA 2.2), mode (2.3), mode + navigational status (4.1)
+    mode = draw(st.sampled_from(["", ",A", ",D", ",E", ",N", ",A,V", ",E,V", ",N,V", ",D,S"]))
+    quality = draw(st.sampled_from(["", "0", "1", "2", "4", "5", "6", None]))  # None: no GGA
+    lat = draw(st.sampled_from(["0000.0000", "2152.9404", "0000.0001"]))
+    lon = draw(st.sampled_from(["00000.0000", "10217.4860", "00000.0001"]))
+    ns, ew = draw(st.sampled_from("NS")), draw(st.sampled_from("EW"))
+    rmc = _s("%sRMC,183000.00,%s,%s,%s,%s,%s,0.1,,010625,,%s" % (talker, status, lat, ns, lon, ew, mode))
+    out = [rmc]
+    if quality is not None:
+        gga = _s("%sGGA,183000.00,%s,%s,%s,%s,%s,07,1.2,1880.0,M,-9.4,M,," % (
+            talker, lat, ns, lon, ew, quality))
+        out.insert(draw(st.integers(0, 1)), gga)
+    real = (status == "A" and mode[1:2] not in ("E", "N") and quality not in ("0", "6")
+            and not (lat == "0000.0000" and lon == "00000.0000"))
+    return b"".join(out), real
+
+
+@settings(max_examples=300, deadline=None)
+@given(ep=epoch(), cut=cuts)
+def test_fuzz_only_a_real_fix_is_usable(ep, cut):
+    data, real = ep
+    p, n = feed_chunked(data, [c for c in cut if c <= len(data)])
+    check_invariants(p, n)
+    assert (p.fix is not None and p.fix.valid) == real, data

@@ -333,15 +333,19 @@ class App:
         buf = bytearray(64)
         mv = memoryview(buf)
         epoch = None        # the newest fix, not yet taken: its GGA may follow
+        epoch_ms = 0
         while True:
             n = await reader.readinto(buf)
             if not n:
                 await asyncio.sleep_ms(100)
                 continue
             if parser.feed(mv[:n]):
-                if epoch is not None:
-                    self._take_fix(epoch)  # its GGA never came (an RMC-only receiver)
+                # its GGA never came (an RMC-only receiver); kept from before the GPS
+                # rested, it is not where she is now
+                if epoch is not None and time.ticks_diff(time.ticks_ms(), epoch_ms) < 2000:
+                    self._take_fix(epoch)
                 epoch = parser.pop_latest()
+                epoch_ms = time.ticks_ms()
             # Most receivers send RMC first and GGA (satellites, HDOP: her SMS's "+-Xm")
             # a few ms later; the machine copies a fix when it takes it, so it waits for
             # the epoch's GGA (merged into it), or the next epoch's RMC.
@@ -350,6 +354,8 @@ class App:
                 epoch = None
 
     def _take_fix(self, fix):
+        if not fix.valid:
+            return  # its GGA said no fix or dead reckoning: the last real fix stays hers
         self.fix_ms = time.ticks_ms()
         self.got_fix.set()
         self._sync_clock(fix.utc)

@@ -51,12 +51,14 @@ Framing rules (identical to ``data/nmea/expected.json`` ``_definitions``)
   characters (ASCII letters, digits or ``_``, first one not ``P``) + ``RMC,``
   or ``GGA,``, with no ``*`` other than the checksum's.
 * ``stats.rmc_valid``: checksum_ok RMC whose status field (field 2) is
-  exactly ``A``, unless its mode (field 12, NMEA 2.3) is ``N`` (no fix; no
-  sentence of the real logs has it with ``A``); the others are
-  ``stats.rmc_invalid``.  Each valid RMC yields
-  a new ``Fix``, unless its position is empty or impossible (|lat| > 90,
-  |lon| > 180, minutes >= 60, hemisphere not N/S resp. E/W): then no fix is
-  produced and ``stats.rmc_nopos`` is counted.
+  exactly ``A``, unless its mode (field 12, NMEA 2.3) is ``N`` (no fix) or
+  ``E`` (estimated: dead reckoning; NMEA wants status V with both, u-blox
+  sends A with E; no sentence of the real logs has either with ``A``); the
+  others are ``stats.rmc_invalid``.  Each valid RMC yields
+  a new ``Fix``, unless its position is empty, impossible (|lat| > 90,
+  |lon| > 180, minutes >= 60, hemisphere not N/S resp. E/W) or exactly 0,0
+  (a receiver's placeholder): then no fix is produced and
+  ``stats.rmc_nopos`` is counted.
 * ``stats.gga``: checksum_ok GGA sentences.  GGA quality, satellites, HDOP
   and altitude are merged into the fix with the same time of day, whichever
   of RMC and GGA comes first in the epoch.  A GGA arriving after its RMC
@@ -71,9 +73,9 @@ value in 1e-7 degrees (rounded half away from zero) and ``deg_str(e7, 6)``
 formats it without floats (for SMS / URLs).
 ``time``: (hh, mm, ss, ms) or None; ``utc``: (y, m, d, hh, mm, ss, ms) or None
 when the date (ddmmyy; yy < 80 -> 20yy else 19yy) or time is unusable.
-``valid`` (always True: RMC status A), ``quality`` (GGA fix quality, 1 if no
-GGA was merged), ``sats``, ``hdop``, ``alt`` (metres), ``speed_knots``,
-``course`` (None when absent), ``gga`` (a GGA was merged), ``seq`` (1, 2, ...
+``valid`` (RMC status A; False once its epoch's GGA says quality 0, no fix,
+or 6, estimated), ``quality`` (GGA fix quality, 1 if no GGA was merged),
+``sats``, ``hdop``, ``alt`` (metres), ``speed_knots``, ``course`` (None when absent), ``gga`` (a GGA was merged), ``seq`` (1, 2, ...
 per parser), ``tod`` (time of day as the int hhmmssmmm, -1 if none).
 
 Where the parser knowingly differs from the reference (never in the captures)
@@ -82,8 +84,9 @@ Where the parser knowingly differs from the reference (never in the captures)
   classified by checksum nor interpreted.
 * Talker characters are ASCII only; pynmea2's regex also takes Unicode
   letters/digits.
-* A valid RMC with an empty/impossible position yields no fix (the reference
-  would report lat/lon null or 0.0 for it).
+* A valid RMC with an empty/impossible/0,0 position yields no fix (the
+  reference would report lat/lon null or 0.0 for it); status A with mode N
+  or E is rmc_invalid (the reference counts it valid).
 * Fractions of a second >= .9995 give 999 ms, not the reference's 1000.
 """
 
@@ -518,11 +521,12 @@ class NMEAParser:
             return              # not an RMC for the reference either
         buf = self._buf
         f = self._f
-        # status = field 2; an NMEA 2.3+ mode (field 12) "N" says no fix too, whatever
-        # a receiver left in the status.  (NMEA 4.1's field 13 "V" is not that: u-blox
+        # status = field 2; an NMEA 2.3+ mode (field 12) "N" (no fix) or "E" (dead
+        # reckoning: u-blox and SiRF keep status A while they extrapolate her last speed
+        # indoors) is no fix either.  (NMEA 4.1's field 13 "V" is not that: u-blox
         # sends it with every fix, "no navigational status information".)
         if (nf < 2 or f[1] - f[0] != 2 or buf[f[0] + 1] != 65
-                or nf >= 12 and f[11] - f[10] == 2 and buf[f[10] + 1] == 78):
+                or nf >= 12 and f[11] - f[10] == 2 and buf[f[10] + 1] in b"EN"):
             st.rmc_invalid += 1
             return
         st.rmc_valid += 1
@@ -533,7 +537,7 @@ class NMEAParser:
         lat = _coord(buf, f[1] + 1, f[2], h, 78, 83, 90)
         h = buf[f[4] + 1] if f[5] - f[4] == 2 else 0
         lon = _coord(buf, f[3] + 1, f[4], h, 69, 87, 180)
-        if lat is None or lon is None:
+        if lat is None or lon is None or not (lat[1] or lon[1]):  # 0,0: a placeholder
             st.rmc_nopos += 1
             return
         tod = _tod(buf, 7, f[0])
@@ -587,6 +591,8 @@ class NMEAParser:
         q, sats, hdop, alt = g
         if q >= 0:
             fix.quality = q
+            if q == 0 or q == 6:  # no fix / estimated (dead reckoning): not where she is
+                fix.valid = False
         fix.sats = sats if sats >= 0 else None
         fix.hdop = hdop
         fix.alt = alt

@@ -105,7 +105,7 @@ async def _gps_fact(board, wait_ms):
         if n:
             parser.feed(memoryview(buf)[:n])
     f = parser.fix
-    return {"gps_sentences": parser.stats.sentences,
+    return {"gps_sentences": parser.stats.checksum_ok,  # garbage (a wrong baud) has "$" too
             "gps_fix": None if f is None else {"sats": f.sats, "hdop": f.hdop, "quality": f.quality}}
 
 

@@ -85,8 +85,7 @@ def test_gps_never_fixing_falls_back_to_cell_id(dut, button, network, faults):
         assert ("%x" % cell_id) in text.lower() or str(cell_id) in text, text
 
 
-@pytest.mark.dut_config(fix_fresh_s=0)  # any fix not taken this very millisecond is "last"
-def test_gps_never_fixing_again_uses_last_fix(dut, button, network, faults, gps):
+def _wait_first_fix(dut, network):
     if dut.board_profile["gps"].get("enable") is not None:
         # the GPS runs at boot until it has a fresh fix, then rests (duty cycle)
         dut.wait_log("power", "gps_off", timeout=dut.within(600, 15))
@@ -96,6 +95,11 @@ def test_gps_never_fixing_again_uses_last_fix(dut, button, network, faults, gps)
         network.sms_to_device("UBICACION %s" % REF_PIN)
         network.wait_sms(to=network.c4[0], after=ask, timeout=dut.within(600, 20),
                          where=lambda e: MAPS in e["text"])
+
+
+@pytest.mark.dut_config(fix_fresh_s=0)  # any fix not taken this very millisecond is "last"
+def test_gps_never_fixing_again_uses_last_fix(dut, button, network, faults, gps):
+    _wait_first_fix(dut, network)
     faults.gps_never_fix()
     mark = network.mark()
     button.alert()     # the GPS wakes up for the alert but never fixes again
@@ -119,3 +123,25 @@ def test_corrupted_nmea_is_never_used(dut, button, network, faults, gps):
                      where=lambda e: e["text"].startswith("UBICACION"))
     sent = network.sms(frm=dut.number, after=mark)
     assert not [e["text"] for e in sent if "21.85" in e["text"] or MAPS in e["text"]]
+
+
+@pytest.mark.dut_config(fix_fresh_s=0)
+def test_dead_reckoning_indoors_is_never_sent_as_her_position(dut, button, network, faults, gps):
+    """She walks into a building: the receiver loses the sky and, as u-blox (and SiRF) do,
+    goes on with status A and an estimate (RMC mode E, GGA quality 6) that drifts along her
+    last speed. Her SMS carry her last real fix with its age, never the estimate."""
+    _wait_first_fix(dut, network)
+    here = gps.maps_q()
+    faults.gps_dead_reckoning()
+    gps.set_position(21.85000, -102.30000)   # where the estimate drifted: she is not there
+    mark = network.mark()
+    button.alert()
+    sms = network.wait_sms(to=network.contacts[0], after=mark, timeout=dut.within(90, 20))
+    assert "Ultima ubicacion hace" in sms["text"] and MAPS + here in sms["text"], sms["text"]
+    gps.wait_bursts(10)                      # estimates keep coming during her alert
+    ask = network.mark()
+    network.sms_to_device("UBICACION %s" % REF_PIN)
+    network.wait_sms(to=network.c4[0], after=ask, timeout=dut.within(120, 20),
+                     where=lambda e: e["text"].startswith("UBICACION"))
+    sent = network.sms(frm=dut.number, after=mark)
+    assert not [e["text"] for e in sent if "21.85" in e["text"]]

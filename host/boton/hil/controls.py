@@ -312,6 +312,10 @@ class VirtualFaults:
     def gps_never_fix(self, on=True):
         self._do("GPS never fixes" if on else "GPS may fix", self.vd.gps.never_fix, on)
 
+    def gps_dead_reckoning(self, on=True):
+        self._do("GPS loses the sky, reports estimates (mode E)" if on else "GPS sees the sky again",
+                 self.vd.gps.dead_reckoning, on)
+
     def gps_corrupt(self, rate=1.0):
         self._do(f"GPS checksums corrupted ({rate:.0%})", self.vd.gps.corrupt_checksums, rate)
 
@@ -422,6 +426,9 @@ class HardwareFaults:
 
     def gps_never_fix(self, on=True):
         _unavailable("gps_never_fix", "needs a GPS simulator or a shielded antenna")
+
+    def gps_dead_reckoning(self, on=True):
+        _unavailable("gps_dead_reckoning", "needs a GPS simulator")
 
     def gps_corrupt(self, rate=1.0):
         _unavailable("gps_corrupt", "needs a GPS simulator")

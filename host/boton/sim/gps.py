@@ -11,7 +11,7 @@ Simulated receiver::
     gps.set_position(21.88234, -102.29143)          # or set_route([...], speed_kmh=5)
     gps.start(mode="cold")                          # or start(ttff_s=2.0)
 
-* One burst per period (1 s of simulated time): RMC + GGA (+ GSA), with real
+* One burst per period (1 s of simulated time): RMC (+ GGA, GSA), with real
   formatting (ddmm.mmmmm, hemisphere letters, hhmmss.ss, ddmmyy) and checksums.
 * Before the fix (time to first fix: ``TTFF`` presets cold 30 s, warm 25 s,
   hot 1 s of simulated time, or any ``ttff_s``) the sentences have empty
@@ -20,8 +20,13 @@ Simulated receiver::
 * UTC starts at the settable ``utc`` (default: now) and advances with simulated
   time: burst k after ``start()`` carries ``utc + k * period``.
 * Faults: ``silent(True)`` (time goes on, nothing is sent), ``never_fix(True)``
-  (status V forever, also drops a fix already obtained), ``corrupt_checksums(rate)``
-  (that fraction of sentences get a wrong ``*HH``; applies to replays too).
+  (status V forever, also drops a fix already obtained), ``dead_reckoning(True)``
+  (the sky is lost and the receiver only estimates: its fixes say so as a u-blox
+  does, status A with RMC mode E and GGA quality 6, at wherever ``set_position``
+  puts the estimate), ``corrupt_checksums(rate)`` (that fraction of sentences get a
+  wrong ``*HH``; applies to replays too), ``wrong_baud(baud)`` (the receiver talks at
+  ``baud`` while the board reads 9600: the bytes arrive as a UART decodes the bits,
+  ``misread``).
 
 Replay of a captured log::
 
@@ -94,6 +99,26 @@ def _bearing(a, b) -> float:
     return math.degrees(math.atan2(x, y)) % 360.0
 
 
+def misread(data: bytes, ratio: float) -> bytes:
+    """What a UART makes of `data` sent `ratio` times faster than it reads (38400 read
+    at 9600: 4.0): 8N1 frames on an idle-high line, each bit sampled mid-way, bytes with
+    a framing error delivered too (as MicroPython's UART does)."""
+    line = []
+    for b in data:
+        line += [0] + [(b >> i) & 1 for i in range(8)] + [1]
+    out, i, n = bytearray(), 0.0, len(line)
+    while i < n:
+        if line[int(i)]:
+            i += 1
+            continue
+        c = i + ratio / 2               # the middle of the start bit, in sent bits
+        if int(c + 8 * ratio) >= n:
+            break
+        out.append(sum(line[int(c + k * ratio)] << (k - 1) for k in range(1, 9)))
+        i = c + 9.5 * ratio              # past the stop bit's middle
+    return bytes(out)
+
+
 _CS_TAIL = re.compile(rb"\*([0-9A-Fa-f]{2})(\r?)$")
 
 
@@ -101,12 +126,13 @@ class GpsSim:
     """A 1 Hz NMEA receiver (fixed point or route) or a log replayer."""
 
     def __init__(self, scheduler, emit, *, utc: datetime | None = None, period_s: float = 1.0,
-                 talker: str = "GP", gsa: bool = True, sats: int = 8, hdop: float = 0.9,
+                 talker: str = "GP", gga: bool = True, gsa: bool = True, sats: int = 8, hdop: float = 0.9,
                  alt_m: float = 1880.0, seed=None):
         self.sched = scheduler
         self.emit = emit
         self.period_s = period_s
         self.talker = talker
+        self.gga = gga      # False: RMC (and GSA) only, as magellan-ec10.log's receiver
         self.gsa = gsa
         self.sats = sats
         self.hdop = hdop
@@ -128,7 +154,9 @@ class GpsSim:
         self.replaying = False
         self._silent = False
         self._never_fix = False
+        self._dead_reckoning = False
         self._corrupt = 0.0
+        self._baud_ratio = None
         self.bursts_sent = 0
         self.sentences_sent = 0
         self.bytes_sent = 0
@@ -162,6 +190,13 @@ class GpsSim:
 
     def never_fix(self, on: bool = True):
         self._never_fix = bool(on)
+
+    def dead_reckoning(self, on: bool = True):
+        self._dead_reckoning = bool(on)
+
+    def wrong_baud(self, baud: int | None, board_baud: int = 9600):
+        """The receiver talks at `baud` (None: at the board's own speed again)."""
+        self._baud_ratio = None if baud in (None, board_baud) else baud / board_baud
 
     def corrupt_checksums(self, rate: float):
         if not 0.0 <= rate <= 1.0:
@@ -247,8 +282,9 @@ class GpsSim:
         hms = u.strftime("%H%M%S") + ".%02d" % (u.microsecond // 10000) if known_time else ""
         date = u.strftime("%d%m%y") if known_time else ""
         if not fixed:
-            out = [t + "RMC,%s,V,,,,,,,%s,,,N" % (hms, date),
-                   t + "GGA,%s,,,,,0,00,99.99,,,,,," % hms]
+            out = [t + "RMC,%s,V,,,,,,,%s,,,N" % (hms, date)]
+            if self.gga:
+                out.append(t + "GGA,%s,,,,,0,00,99.99,,,,,," % hms)
             if self.gsa:
                 out.append(t + "GSA,A,1,,,,,,,,,,,,,99.99,99.99,99.99")
             return [nmea_sentence(s) for s in out]
@@ -256,8 +292,11 @@ class GpsSim:
         la, ns = fmt_lat(lat)
         lo, ew = fmt_lon(lon)
         crs = "%.2f" % course if course is not None else ""
-        out = [t + "RMC,%s,A,%s,%s,%s,%s,%.3f,%s,%s,,,A" % (hms, la, ns, lo, ew, speed * KNOTS_PER_MPS, crs, date),
-               t + "GGA,%s,%s,%s,%s,%s,1,%02d,%.2f,%.1f,M,-9.4,M,," % (hms, la, ns, lo, ew, self.sats, self.hdop, self.alt_m)]
+        mode, quality = ("E", 6) if self._dead_reckoning else ("A", 1)
+        out = [t + "RMC,%s,A,%s,%s,%s,%s,%.3f,%s,%s,,,%s" % (hms, la, ns, lo, ew, speed * KNOTS_PER_MPS, crs, date, mode)]
+        if self.gga:
+            out.append(t + "GGA,%s,%s,%s,%s,%s,%d,%02d,%.2f,%.1f,M,-9.4,M,," % (hms, la, ns, lo, ew, quality, self.sats,
+                                                                             self.hdop, self.alt_m))
         if self.gsa:
             prns = ["%02d" % p for p in (2, 5, 7, 9, 13, 15, 18, 20, 21, 26, 29, 30)[:self.sats]]
             prns += [""] * (12 - len(prns))
@@ -276,6 +315,8 @@ class GpsSim:
 
     def _send(self, lines):
         data = b"".join(self._maybe_corrupt(l) for l in lines)
+        if self._baud_ratio:
+            data = misread(data, self._baud_ratio)
         self.bursts_sent += 1
         self.sentences_sent += len(lines)
         self.bytes_sent += len(data)
