@@ -227,3 +227,13 @@ def test_a_modem_marker_without_known_families_or_a_reason_is_refused(tmp_path):
                        scenarios=f"import pytest\n@pytest.mark.modem({marker})\ndef test_x(dut):\n    pass\n")
         assert proc.returncode != 0, proc.stdout
         assert "@pytest.mark.modem needs the families (sim800, a7670) and reason=" in proc.stdout, proc.stdout
+
+
+def test_only_the_hil_marker_makes_a_test_hardware_only(tmp_path):
+    # `"hil" in item.keywords` also matched any node named hil: in a checkout or a folder
+    # called hil (this one, a bench's ~/hil) every test of `make test` was skipped
+    folder = tmp_path / "hil"
+    folder.mkdir()
+    proc = _pytest(folder, "-q", scenarios="import pytest\n\ndef test_plain():\n    pass\n\n"
+                                                  "@pytest.mark.hil\ndef test_marked():\n    pass\n")
+    assert "1 passed, 1 skipped" in proc.stdout, proc.stdout + proc.stderr
