@@ -287,7 +287,8 @@ class HardwareDut(_DutBase):
         from ..device import Device
         from ..provision import write_config
         from ..rules import CONFIG_PATH, config_bytes
-        with Device(self.port) as dev:
+        # an alert the last scenario left running on the bench's board is what this ends
+        with Device(self.port, during_alert=True) as dev:
             if self.port not in HardwareDut.release_checked:   # once a session: it hashes every file
                 check_release(dev, self.board)
                 HardwareDut.release_checked.add(self.port)
