@@ -67,7 +67,7 @@ class Device:
             # boot.py only, so the firmware's tasks and UARTs are not in the way.
             self._enter_raw_repl()
         except (TransportError, serial.SerialException, OSError) as e:
-            self.t.close()
+            self._close()
             raise DeviceError(f"no MicroPython REPL answers on {self.port}: {_reason(e)} "
                               "(is the firmware flashed? is another program using the port?)",
                               EXIT_CONNECT) from None
@@ -86,10 +86,7 @@ class Device:
         if not running:
             return
         self.restart_firmware()
-        try:
-            self.t.close()
-        except OSError:
-            pass
+        self._close()
         raise DeviceError(f"the button on {self.port} is in an alert (calling C4, texting her "
                           "contacts): nothing was done and it went straight back to it. Run again "
                           "with --during-alert only if this cannot wait: the alert stops for the "
@@ -105,8 +102,17 @@ class Device:
             # (a command the host gave up on) is interrupted first.
             self.restart_firmware(interrupt=exc_type is not None)
         finally:
+            self._close()
+
+    def _close(self):
+        # mpremote's close sets RTS/DTR first: on a port that vanished (USB pulled, the
+        # board browned out) that raises OSError, which must not hide why the session
+        # ended, nor leave the port open (and locked) in this process
+        try:
+            self.t.close()
+        except OSError:
             try:
-                self.t.close()
+                self.t.serial.close()
             except OSError:
                 pass
 
