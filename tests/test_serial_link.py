@@ -92,3 +92,15 @@ def test_the_hil_console_opens_the_port_without_resetting_the_board(monkeypatch)
         assert (False, True) in port.states                     # a reset is what pulse_en does
     finally:
         console.close()
+
+
+def test_a_windows_port_that_fails_to_open_is_not_called_missing():
+    # Windows refuses a COM port another program holds (the Arduino IDE's monitor); mpremote
+    # says only "failed to access COM3", and COM3 is no file: it was reported as missing
+    from mpremote.transport import TransportError
+
+    from boton.device import _reason
+
+    for port in ("COM3", r"\\.\COM12"):
+        why = _reason(TransportError(f"failed to access {port}"))
+        assert "does not exist" not in why and "another program may hold it" in why, why

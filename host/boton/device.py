@@ -269,6 +269,9 @@ def _reason(e):
     if isinstance(e, OSError) and e.errno == errno.EACCES:
         return PORT_PERMISSION_HINT
     m = re.fullmatch(r"failed to access (\S+)", text)
+    if m and re.fullmatch(r"(\\\\\.\\)?COM\d+", m.group(1), re.I):
+        # a Windows port is no file to look at; a busy one is what Windows refuses most
+        return f"{text}: another program may hold it (close serial monitors), or no board is on it (boton ports)"
     if m and "://" not in m.group(1):
         port = m.group(1)
         if not os.path.exists(port):
