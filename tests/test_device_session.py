@@ -12,7 +12,7 @@ from boton.cli import main
 from boton.paths import FIRMWARE
 from boton.sim.flashdir import install
 from boton.sim.rig import DEFAULT_C4, VirtualDevice
-from rigkit import FAST, demo_config
+from rigkit import FAST, demo_config, provisioned_device
 
 
 @pytest.fixture(autouse=True)
@@ -73,3 +73,21 @@ def test_a_session_that_fails_leaves_her_button_in_its_firmware(vd):
     ev = len(vd.events)
     vd.press(hold_s=1.3)
     vd.wait_event(lambda e: e["kind"] == "call" or e["kind"] == "call_start", timeout=60, after=ev)
+
+
+def test_a_session_leaves_her_running_alert_alone_unless_told(tmp_path):
+    # Every session starts with a Ctrl-C: a `boton status` on a button in her alert stopped
+    # the alert (no redial, no location SMS, her presses unheard) for the whole command
+    with provisioned_device(tmp_path) as rig:
+        rig.press(hold_s=1.3)
+        rig.wait_event(lambda e: e["kind"] == "call_connected", timeout=60)
+        mark, ev = rig.console_mark(), len(rig.events)
+        r = run("status", "--port", rig.repl_url)
+        assert r.exit_code == 4, r.output
+        assert "in an alert" in r.output and "--during-alert" in r.output
+        rig.wait_console("EV ready", since=mark, timeout=30)  # back in its firmware at once
+        # ... which carried the alert on: C4's call kept, neither dropped nor redialled
+        assert [e["kind"] for e in rig.events[ev:] if e["kind"].startswith("call")] == []
+        assert json.loads((rig.flash_dir / "alert.json").read_text())["active"]
+        r = run("status", "--port", rig.repl_url, "--during-alert")
+        assert r.exit_code == 0, r.output

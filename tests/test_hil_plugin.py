@@ -227,3 +227,30 @@ def test_a_modem_marker_without_known_families_or_a_reason_is_refused(tmp_path):
                        scenarios=f"import pytest\n@pytest.mark.modem({marker})\ndef test_x(dut):\n    pass\n")
         assert proc.returncode != 0, proc.stdout
         assert "@pytest.mark.modem needs the families (sim800, a7670) and reason=" in proc.stdout, proc.stdout
+
+
+def test_only_the_hil_marker_makes_a_test_hardware_only(tmp_path):
+    # `"hil" in item.keywords` also matched any node named hil: in a checkout or a folder
+    # called hil (this one, a bench's ~/hil) every test of `make test` was skipped
+    folder = tmp_path / "hil"
+    folder.mkdir()
+    proc = _pytest(folder, "-q", scenarios="import pytest\n\ndef test_plain():\n    pass\n\n"
+                                                  "@pytest.mark.hil\ndef test_marked():\n    pass\n")
+    assert "1 passed, 1 skipped" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_on_hardware_a_scenario_cannot_point_the_board_at_another_phone(tmp_path):
+    # dut_config overrides what the board calls and texts: on the rig any number reaches a
+    # simulated phone, on hardware a real one (a stranger, a real C4 or contact)
+    hw = ("--device", str(tmp_path / "no-such-port"), "--device-number", "+524490000042",
+          "--ref-modem", str(tmp_path / "no-such-ref"), "--ref-number", "+524499100000")
+    for override in ('contacts=["+524491112233"]', 'c4_numbers=["+524499100000", "+524499100001"]',
+                     'programme_number="+524491234567"'):
+        proc = _pytest(tmp_path, "-q", *hw, scenarios=f"import pytest\n@pytest.mark.dut_config({override})\n"
+                                                       "def test_x(dut):\n    pass\n")
+        out = proc.stdout + proc.stderr
+        assert "may call or text only the reference modem" in out, out
+        assert "no-such-ref" not in out and "+52449123" not in out and "+52449111" not in out
+    proc = _pytest(tmp_path, "-q", *hw, scenarios="import pytest\n@pytest.mark.dut_config(sms_retries=2)\n"
+                                                  "def test_x(dut):\n    pass\n")
+    assert "may call or text only" not in proc.stdout and "no-such-ref" in proc.stdout, proc.stdout

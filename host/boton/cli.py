@@ -14,7 +14,7 @@ from . import pin as pins
 from . import provision as prov
 from . import release, rules
 from .device import Device
-from .cli_output import OneLineErrors, err_console, print_error
+from .cli_output import OneLineErrors, during_alert_option, err_console, print_error
 from .errors import EXIT_DEVICE, EXIT_TEST, EXIT_USAGE, EXIT_VERIFY, DeviceError, InputError
 
 console = Console(highlight=False)
@@ -441,7 +441,8 @@ def _warn_if_delivered_untested(rec, what):
 @main.command()
 @click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)
 @click.option("--board", default="tcall_sim800l_axp192", show_default=True, help="Board profile from boards/.")
-def deploy(port, board):
+@during_alert_option
+def deploy(port, board, during_alert):
     """Install this release on a board, copying only files whose hash differs, each
     verified by the device's own SHA-256. Her configuration is never touched.
 
@@ -467,7 +468,7 @@ def deploy(port, board):
     from .frozen import mpy_alert_heap_kb
     from .registry_workflow import record_step
 
-    with Device(port) as dev, Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+    with Device(port, during_alert=during_alert) as dev, Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("deploying", total=len(release.firmware_files(board)))
         done = prov.deploy(dev, board, progress=lambda path: bar.update(task, advance=1, description=path))
         mac = prov.device_mac(dev)
@@ -524,8 +525,9 @@ DEVICE_HELP = ("The button you mean, by its registry label or MAC (e.g. BS-0042)
 @click.option("--wait-network", type=click.IntRange(0, 600), default=60, show_default=True,
               help="Seconds to wait for the modem to register (it takes a few after power-on) "
                    "before blaming the SIM.")
+@during_alert_option
 def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gesture, hold_ms, allow_911,
-              programme_number, wait_network):
+              programme_number, wait_network, during_alert):
     """Write her configuration, built from her case in the registry, to the device
     atomically, read it back and compare.
 
@@ -556,7 +558,7 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
     label = normalise_label(device_id) if device_id else None
     with Registry() as reg:  # registry first: a broken registry refuses before the port is opened
         reg.unlock()         # and so does a mistyped passphrase
-        with Device(port, timeout=30) as dev:
+        with Device(port, timeout=30, during_alert=during_alert) as dev:
             mac = prov.device_mac(dev)
             if reg.get(mac) is None:
                 # a button registered below has no case: without --alias and --contact there
@@ -645,7 +647,8 @@ def _wait_for_network_shown(dev, limit_s):
 @click.option("--device", "device_ref", help=DEVICE_HELP)
 @click.option("--timeout", type=click.IntRange(5, 900), default=120, show_default=True,
               help="Seconds the device waits for C4 to answer and the SMS to be accepted.")
-def test_call(port, device_ref, timeout):
+@during_alert_option
+def test_call(port, device_ref, timeout, during_alert):
     """The delivery-day test: fire a TEST alert (SMS marked PRUEBA, real call to C4) and
     report the outcome from the device's own log: passed only if C4 answered and every
     recipient's SMS (each trusted contact, and C4's copy) was accepted by the network.
@@ -670,7 +673,7 @@ def test_call(port, device_ref, timeout):
     # The device gives up after --timeout; the link allows for its boot and modem start on top.
     with Registry() as reg:  # registry first (a mistyped passphrase too)
         reg.unlock()
-        with Device(port, timeout=timeout + 60) as dev:
+        with Device(port, timeout=timeout + 60, during_alert=during_alert) as dev:
             mac = prov.device_mac(dev)
             reg.precheck("test_call", mac, expected=device_ref)
             raw = dev.read_file(rules.CONFIG_PATH)
@@ -734,7 +737,8 @@ def test_call(port, device_ref, timeout):
 @click.option("--pin-file", type=click.Path(dir_okay=False),
               help="A file (mode 0600) with her PIN, if known, to search for as an old firmware "
                    "stored it (also BOTON_PIN); the PIN is never on the command line.")
-def wipe(port, keep_log, force, yes, download_port, pin_file):
+@during_alert_option
+def wipe(port, keep_log, force, yes, download_port, pin_file, during_alert):
     """Erase everything of hers from a returned button, prove it, then record it.
 
     Her configuration and alert state are read first (what to search for, with her case in
@@ -757,7 +761,7 @@ def wipe(port, keep_log, force, yes, download_port, pin_file):
         pin = pins.read_pin_file(pin_file, new=False)   # her PIN as it is, to search for
     elif os.environ.get("BOTON_PIN"):
         pin = pins.validate_pin(os.environ["BOTON_PIN"], "BOTON_PIN", new=False)
-    with Device(port) as dev:
+    with Device(port, during_alert=during_alert) as dev:
         mac = prov.device_mac(dev)
         # registry first: refuse before anything on the button is touched
         plan = plan_wipe(mac, force, confirm_forced=lambda d: _confirm_forced_wipe(d, yes))
@@ -843,7 +847,8 @@ def build(out_dir):
 @main.command()
 @click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def status(port, as_json):
+@during_alert_option
+def status(port, as_json, during_alert):
     """Firmware version and whether the button runs this release exactly (else it is due a
     `boton deploy`), config hash, battery, signal, the network's technology and whether it
     carries voice (an SMS-only network cannot call C4), GPS and the last alerts.
@@ -852,7 +857,7 @@ def status(port, as_json):
     """
     import re
 
-    with Device(port, timeout=30) as dev:
+    with Device(port, timeout=30, during_alert=during_alert) as dev:
         out = dev.exec_firmware("import service\nservice.status()")
         try:
             chip = prov.detect_power_chip(dev)
@@ -900,7 +905,8 @@ def _show_status(info):
               help="The log head a daily status SMS from this button reported (its \"Log 57:a1b2c3\"): "
                    "the log must still hold that entry with that hash.")
 @click.option("--json", "as_json", is_flag=True, help="Print the entries and the check as JSON.")
-def logs(port, sms_head, as_json):
+@during_alert_option
+def logs(port, sms_head, as_json, during_alert):
     """The device's event log, with its hash chain checked and compared with what the
     registry saw at the last check, and with --sms-head, with the head a daily status SMS
     reported (exit 5 if altered, cut or deleted since; docs/registry.md says what each
@@ -914,7 +920,7 @@ def logs(port, sms_head, as_json):
     if sms_head and parse_sms_log_head(sms_head) is None:  # refused before the port is opened
         raise InputError(f"--sms-head {sms_head!r} is not a log head as the daily SMS gives it "
                          "(SEQ:HEX, e.g. 57:a1b2c3)")
-    with Device(port) as dev:
+    with Device(port, during_alert=during_alert) as dev:
         lines = prov.read_event_log(dev)
         mac = prov.device_mac(dev)
     ok, why = check_event_log(mac, lines, sms_head=sms_head)

@@ -42,3 +42,10 @@ class OneLineErrors(click.Group):
         except OSError as e:    # a path the OS refused where no command foresaw it: named, no traceback
             print_error(f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e))
             sys.exit(EXIT_USAGE)
+
+
+def during_alert_option(command):
+    """--during-alert for a command that opens a session with a button (boton.device)."""
+    return click.option("--during-alert", is_flag=True,
+                        help="Go on with a button that is in an alert: the alert stops for the "
+                             "whole command (without it: refused, the button left to its alert).")(command)

@@ -23,7 +23,7 @@ from rich.table import Table
 from . import registry as R
 from . import registry_crypto
 from .boards import board_names
-from .cli_output import OneLineErrors, err_console
+from .cli_output import OneLineErrors, during_alert_option, err_console
 from .errors import EXIT_USAGE, EXIT_VERIFY, DeviceError, InputError, RegistryConflict, RegistryKeyError
 from .release import firmware_state, release_hash
 from .rules import mask
@@ -331,7 +331,8 @@ def _simple(name, method, doc, message):
               help="Serial port of the button being handed over (or BOTON_PORT): it is read before "
                    "it is recorded as delivered.")
 @registry_options
-def deliver(device, port, registry_path, technician):
+@during_alert_option
+def deliver(device, port, registry_path, technician, during_alert):
     """Mark a provisioned button as delivered to her, reading the button itself first.
 
     \b
@@ -354,7 +355,7 @@ def deliver(device, port, registry_path, technician):
         reg.deliver(d.mac, dry_run=True)          # registry first: refused before the port opens
         _tested_this_release(d)
         reg.unlock()                              # a mistyped passphrase too
-        with Device(port) as dev:
+        with Device(port, during_alert=during_alert) as dev:
             mac = device_mac(dev)
             reg.precheck("deliver", mac, expected=d.mac)
             raw = dev.read_file(CONFIG_PATH)

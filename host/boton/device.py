@@ -14,7 +14,7 @@ import serial
 from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
 
-from .errors import EXIT_CONNECT, EXIT_USAGE, EXIT_VERIFY, DeviceError
+from .errors import EXIT_CONNECT, EXIT_DEVICE, EXIT_USAGE, EXIT_VERIFY, DeviceError
 
 RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n"
 # A board still booting (ROM messages, MicroPython starting) drops a Ctrl-C sent too early:
@@ -31,6 +31,10 @@ SESSION_WDT_MS = 30000
 SESSION_HOLD_S = 900
 HOLD_WATCHDOG = ("try:\n import hw\n hw.hold_watchdog(%d,%d)\n"
                  "except (ImportError, AttributeError):\n pass\n" % (SESSION_WDT_MS, SESSION_HOLD_S * 1000))
+# Whether alert.json says her alert runs, as bootcheck.alert_running reads it (any firmware
+# version, or none): one digit back, nothing of hers crosses the wire.
+ALERT_RUNNING = ("try:\n import json\n f=open('alert.json')\n s=json.load(f)\n f.close()\n"
+                 " print(int(bool(s.get('active'))))\nexcept Exception:\n print(0)")
 
 
 def resolve_port(port):
@@ -45,9 +49,10 @@ def resolve_port(port):
 class Device:
     """The REPL of one board. Use as a context manager; it leaves the firmware running."""
 
-    def __init__(self, port, timeout=10):
+    def __init__(self, port, timeout=10, during_alert=False):
         self.port = resolve_port(port)
         self.timeout = timeout
+        self.during_alert = during_alert  # the technician said to go on in her running alert
         self.t = None
         self.bytes_written = 0
         self.round_trips = 0
@@ -62,11 +67,30 @@ class Device:
             # boot.py only, so the firmware's tasks and UARTs are not in the way.
             self._enter_raw_repl()
         except (TransportError, serial.SerialException, OSError) as e:
-            self.t.close()
+            self._close()
             raise DeviceError(f"no MicroPython REPL answers on {self.port}: {_reason(e)} "
                               "(is the firmware flashed? is another program using the port?)",
                               EXIT_CONNECT) from None
+        if not self.during_alert:
+            self._leave_a_running_alert()
         return self
+
+    def _leave_a_running_alert(self):
+        """The Ctrl-C that opened the session stopped her alert's firmware (the modem keeps
+        C4's call): unless the technician said so, go straight back to it, which resumes
+        the alert and keeps the call, and do nothing."""
+        try:
+            running = self.exec(ALERT_RUNNING).strip() == b"1"
+        except DeviceError:
+            running = False  # no answer is no alert: the command's own steps report the board
+        if not running:
+            return
+        self.restart_firmware()
+        self._close()
+        raise DeviceError(f"the button on {self.port} is in an alert (calling C4, texting her "
+                          "contacts): nothing was done and it went straight back to it. Run again "
+                          "with --during-alert only if this cannot wait: the alert stops for the "
+                          "whole command", EXIT_DEVICE)
 
     def __exit__(self, exc_type, exc, tb):
         if self.t is None:
@@ -78,8 +102,17 @@ class Device:
             # (a command the host gave up on) is interrupted first.
             self.restart_firmware(interrupt=exc_type is not None)
         finally:
+            self._close()
+
+    def _close(self):
+        # mpremote's close sets RTS/DTR first: on a port that vanished (USB pulled, the
+        # board browned out) that raises OSError, which must not hide why the session
+        # ended, nor leave the port open (and locked) in this process
+        try:
+            self.t.close()
+        except OSError:
             try:
-                self.t.close()
+                self.t.serial.close()
             except OSError:
                 pass
 
@@ -236,6 +269,9 @@ def _reason(e):
     if isinstance(e, OSError) and e.errno == errno.EACCES:
         return PORT_PERMISSION_HINT
     m = re.fullmatch(r"failed to access (\S+)", text)
+    if m and re.fullmatch(r"(\\\\\.\\)?COM\d+", m.group(1), re.I):
+        # a Windows port is no file to look at; a busy one is what Windows refuses most
+        return f"{text}: another program may hold it (close serial monitors), or no board is on it (boton ports)"
     if m and "://" not in m.group(1):
         port = m.group(1)
         if not os.path.exists(port):

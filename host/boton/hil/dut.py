@@ -217,10 +217,14 @@ class SerialConsole:
         self._thread = None
 
     def open(self):
+        # On ESP32 boards DTR/RTS drive IO0/EN through the auto-reset circuit, where DTR
+        # released with RTS asserted pulls EN low. Opening asserts both (Linux raises them,
+        # pyserial then sets DTR before RTS): RTS is released first, at open, then DTR, so
+        # no state on the way resets the board (DTR alone only holds IO0, read at reset).
         ser = serial.serial_for_url(self.port, do_not_open=True, baudrate=self.baudrate, timeout=0.1)
-        ser.dtr = False   # on ESP32 boards DTR/RTS drive IO0/EN through the auto-reset
-        ser.rts = False   # circuit: keep both released so opening the port resets nothing
+        ser.rts = False
         ser.open()
+        ser.dtr = False
         self.ser = ser
         self._stop = False
         self._thread = threading.Thread(target=self._read, name="dut-console", daemon=True)
@@ -287,7 +291,8 @@ class HardwareDut(_DutBase):
         from ..device import Device
         from ..provision import write_config
         from ..rules import CONFIG_PATH, config_bytes
-        with Device(self.port) as dev:
+        # an alert the last scenario left running on the bench's board is what this ends
+        with Device(self.port, during_alert=True) as dev:
             if self.port not in HardwareDut.release_checked:   # once a session: it hashes every file
                 check_release(dev, self.board)
                 HardwareDut.release_checked.add(self.port)
