@@ -356,3 +356,23 @@ def test_build_writes_mpy(tmp_path):
     r = run("build", "--out", str(tmp_path / "mpy"))
     assert r.exit_code == 0, r.output
     assert (tmp_path / "mpy" / "lib" / "app.mpy").read_bytes()[:1] == b"M"
+
+
+def test_logs_and_wipe_with_a_mistyped_registry_make_none(tmp_path, monkeypatch):
+    # `BOTON_REGISTRY=/tmp/typo/... boton logs` (or wipe) made a folder, an empty registry and
+    # its witness there: the next command then wrote to that registry, not the office's. A
+    # found button is still wiped (it may hold her data), and both say which registry is missing.
+    from rigkit import demo_config, provisioned_device
+
+    typo = tmp_path / "typo" / "registry.sqlite3"
+    monkeypatch.setenv("BOTON_REGISTRY", str(typo))
+    with provisioned_device(tmp_path, demo_config()) as vd:
+        r = run("logs", "--port", vd.repl_url)
+        assert r.exit_code == 0, r.output
+        assert f"no registry at {typo}" in r.output and "chain only" in r.output
+        assert not typo.parent.exists()
+        r = run("wipe", "--port", vd.repl_url)
+        assert r.exit_code == 0, r.output
+        assert f"no registry at {typo}" in r.output and "nothing recorded" in r.output
+        assert not (vd.flash_dir / "config.json").exists()
+    assert not typo.parent.exists()

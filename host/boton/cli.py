@@ -793,8 +793,10 @@ def wipe(port, keep_log, force, yes, download_port, pin_file):
     known = record_wipe(plan, mac, verified, detail)
     if not verified:
         raise DeviceError(f"wipe of {mac} NOT verified: {why}", EXIT_VERIFY)
+    unrecorded = (f"no registry at {plan.registry_missing}" if plan.registry_missing else
+                  "not in the registry")
     console.print(f"wiped {mac}: verified" + ("; registry: in stock" if known else
-                                               "; not in the registry: nothing recorded"))
+                                               f"; {unrecorded}: nothing recorded"), soft_wrap=True, markup=False)
 
 
 def _confirm_forced_wipe(d, yes):
@@ -909,7 +911,7 @@ def logs(port, sms_head, as_json):
     else:
         for line in lines:
             click.echo(line)
-        console.print(f"[bold]{'intact' if ok else 'ALTERED'}[/]: {escape(why)}")
+        console.print(f"[bold]{'intact' if ok else 'ALTERED'}[/]: {escape(why)}", soft_wrap=True)
     if not ok:
         raise DeviceError(f"event log check failed: {why}", EXIT_VERIFY)
 
