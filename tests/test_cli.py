@@ -376,3 +376,13 @@ def test_logs_and_wipe_with_a_mistyped_registry_make_none(tmp_path, monkeypatch)
         assert f"no registry at {typo}" in r.output and "nothing recorded" in r.output
         assert not (vd.flash_dir / "config.json").exists()
     assert not typo.parent.exists()
+
+
+def test_test_call_with_a_mistyped_registry_makes_none(tmp_path, monkeypatch):
+    # test-call refuses a button the registry does not know, but opened (so made) the
+    # registry first: a typo left an empty one, its folder and its witness behind
+    typo = tmp_path / "typo" / "registry.sqlite3"
+    monkeypatch.setenv("BOTON_REGISTRY", str(typo))
+    r = run("test-call", "--port", "socket://127.0.0.1:9")
+    assert r.exit_code == 2 and f"no registry at {typo}" in r.output, r.output
+    assert not typo.parent.exists()
