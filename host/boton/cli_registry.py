@@ -778,7 +778,9 @@ def backup(dest, registry_path, technician):
 def restore(backup_file, yes, registry_path, technician):
     """Replace the registry with BACKUP, after checking it: SQLite's integrity check, a
     known schema, your key is its key, its audit trail verifies. The current file is kept
-    as <name>.bak-<UTC time>. Run it when no other boton command is running. Needs the key.
+    as <name>.bak-<UTC time>. A registry with audit rows recorded after the backup's last
+    (an older copy picked by mistake) is named and asked again; without a terminal that
+    needs --yes. Run it when no other boton command is running. Needs the key.
 
     Example: boton registry restore /media/usb/registro-2025-03-01.sqlite3
     """
