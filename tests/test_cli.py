@@ -369,3 +369,33 @@ def test_build_writes_mpy(tmp_path):
     r = run("build", "--out", str(tmp_path / "mpy"))
     assert r.exit_code == 0, r.output
     assert (tmp_path / "mpy" / "lib" / "app.mpy").read_bytes()[:1] == b"M"
+
+
+def test_logs_and_wipe_with_a_mistyped_registry_make_none(tmp_path, monkeypatch):
+    # `BOTON_REGISTRY=/tmp/typo/... boton logs` (or wipe) made a folder, an empty registry and
+    # its witness there: the next command then wrote to that registry, not the office's. A
+    # found button is still wiped (it may hold her data), and both say which registry is missing.
+    from rigkit import demo_config, provisioned_device
+
+    typo = tmp_path / "typo" / "registry.sqlite3"
+    monkeypatch.setenv("BOTON_REGISTRY", str(typo))
+    with provisioned_device(tmp_path, demo_config()) as vd:
+        r = run("logs", "--port", vd.repl_url)
+        assert r.exit_code == 0, r.output
+        assert f"no registry at {typo}" in r.output and "chain only" in r.output
+        assert not typo.parent.exists()
+        r = run("wipe", "--port", vd.repl_url)
+        assert r.exit_code == 0, r.output
+        assert f"no registry at {typo}" in r.output and "nothing recorded" in r.output
+        assert not (vd.flash_dir / "config.json").exists()
+    assert not typo.parent.exists()
+
+
+def test_test_call_with_a_mistyped_registry_makes_none(tmp_path, monkeypatch):
+    # test-call refuses a button the registry does not know, but opened (so made) the
+    # registry first: a typo left an empty one, its folder and its witness behind
+    typo = tmp_path / "typo" / "registry.sqlite3"
+    monkeypatch.setenv("BOTON_REGISTRY", str(typo))
+    r = run("test-call", "--port", "socket://127.0.0.1:9")
+    assert r.exit_code == 2 and f"no registry at {typo}" in r.output, r.output
+    assert not typo.parent.exists()

@@ -507,6 +507,26 @@ def test_assign_replaces_only_on_request_and_only_in_stock(reg):
         reg.assign(mac(1), case(alias="Mar"), replace=True)
 
 
+@pytest.mark.parametrize("how", ["abort_provision", "flash_erasing"])
+def test_a_button_that_may_hold_her_config_gets_no_other_womans_case_until_wiped(reg, how):
+    # an interrupted provisioning aborted (or a flash that erased it unverified) put the
+    # button back in stock still flagged for a wipe, with her case: `assign --replace` gave
+    # it another woman's case and `provision` wrote hers beside the first one's alert state,
+    # event log and freed blocks (the wipe's search for the first case then never ran)
+    ready(reg, mac(1), test=False)
+    reg.begin_provision(mac(1), "ef" * 32, reg.provision_case(mac(1))[1])
+    getattr(reg, how)(mac(1))
+    assert (reg.get(mac(1)).state, reg.get(mac(1)).wipe_required) == ("in_stock", True)
+    with pytest.raises(RegistryConflict, match=r"may still hold .*: run `boton wipe` before"):
+        reg.assign(mac(1), case(alias="Sol", case_id="AGS/2024/00999", contacts=["449 555 6677"]),
+                   replace=True)
+    assert reg.case(mac(1)).alias == ALIAS                     # hers, untouched
+    reg.record_wipe(mac(1), verified=True)
+    reg.assign(mac(1), case(alias="Sol", case_id="AGS/2024/00999", contacts=["449 555 6677"]),
+               replace=True)
+    assert reg.case(mac(1)).alias == "Sol"
+
+
 def test_case_data_is_validated_without_echoing_it():
     assert case(alias="María José").alias == "Maria Jose"  # as her SMS will write it
     with pytest.raises(RegistryError, match="cannot be written in an SMS") as e:

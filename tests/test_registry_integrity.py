@@ -301,7 +301,7 @@ def test_backup_and_verified_restore(env, tmp_path):
     assert CliRunner().invoke(registry, ["backup", str(dest)]).exit_code == 7   # never overwritten
     with Registry() as reg:
         reg.add_device("24:6f:28:00:00:09")                     # after the backup
-    res = CliRunner().invoke(registry, ["restore", str(dest)], catch_exceptions=False)
+    res = CliRunner().invoke(registry, ["restore", str(dest), "--yes"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     kept = list(env["path"].parent.glob("registry.sqlite3.bak-*"))
     assert len(kept) == 1 and "kept as" in res.stdout
@@ -331,7 +331,7 @@ def test_a_registry_and_its_backups_on_a_usb_stick_without_hard_links(env, tmp_p
     assert res.exit_code == 7 and "already exists" in res.stderr   # still never overwritten
     with Registry() as reg:
         reg.add_device("24:6f:28:00:00:09")
-    res = CliRunner().invoke(registry, ["restore", str(dest)], catch_exceptions=False)
+    res = CliRunner().invoke(registry, ["restore", str(dest), "--yes"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     kept = list(env["path"].parent.glob("registry.sqlite3.bak-*"))
     assert len(kept) == 1 and stat.S_IMODE(kept[0].stat().st_mode) == 0o600
@@ -340,6 +340,29 @@ def test_a_registry_and_its_backups_on_a_usb_stick_without_hard_links(env, tmp_p
         reg.verify()
     with Registry(kept[0]) as old:
         assert old.get("24:6f:28:00:00:09") is not None
+
+
+def test_a_restore_over_newer_changes_says_so_and_needs_yes(env, tmp_path):
+    # restoring last month's copy by mistake (the wrong file on the stick) replaced the
+    # registry without a word: buttons delivered and cases assigned since were gone from
+    # it, a button in her hands looked in stock; only a .bak beside it held them
+    filled(env)
+    dest = tmp_path / "copia.sqlite3"
+    assert CliRunner().invoke(registry, ["backup", str(dest)]).exit_code == 0
+    with Registry() as reg:
+        reg.add_device("24:6f:28:00:00:09")
+        reg.record_deploy("24:6f:28:00:00:09", "ab" * 32)
+    before = env["path"].read_bytes()
+    res = CliRunner().invoke(registry, ["restore", str(dest)])
+    assert res.exit_code == 7, res.output
+    assert "2 audit row(s) recorded after this backup's last" in res.stderr and "--yes" in res.stderr
+    assert "the latest: deploy BS-0004" in res.stderr
+    assert env["path"].read_bytes() == before and not list(env["path"].parent.glob("*.bak-*"))
+    assert not [p for p in env["path"].parent.iterdir() if ".restore-" in p.name]
+    res = CliRunner().invoke(registry, ["restore", str(dest), "--yes"], catch_exceptions=False)
+    assert res.exit_code == 0 and "with 2 audit row(s) made after the backup" in res.stdout
+    with Registry() as reg:
+        assert reg.get("24:6f:28:00:00:09") is None
 
 
 def audit_rows(path=None):

@@ -41,11 +41,23 @@ def test_record_step_takes_only_record_methods(action):
 
 
 def test_an_unknown_button_is_wiped_without_a_record():
+    with Registry() as reg:
+        reg.add_device("24:6f:28:00:00:02")
     plan = plan_wipe(MAC)
     assert (plan.known, plan.forced, plan.cases, plan.case_unreadable) == (False, False, [], None)
     assert record_wipe(plan, MAC, True, "file-level") is False
     with Registry() as reg:
         assert reg.get(MAC) is None
+
+
+def test_without_a_registry_the_wipe_goes_on_and_makes_none(tmp_path, monkeypatch):
+    typo = tmp_path / "typo" / "registry.sqlite3"
+    monkeypatch.setenv("BOTON_REGISTRY", str(typo))
+    plan = plan_wipe(MAC)
+    assert (plan.known, plan.cases, plan.registry_missing) == (False, [], typo)
+    assert f"no registry at {typo}" in plan.case_unreadable
+    assert record_wipe(plan, MAC, True, "file-level") is False
+    assert not typo.parent.exists()
 
 
 def test_a_delivered_button_needs_force_and_a_confirmation():
@@ -76,15 +88,12 @@ def test_without_the_key_the_wipe_goes_on_and_says_why(monkeypatch):
 
 
 def test_the_wipe_searches_for_every_case_the_button_had():
-    """A provisioning from her case interrupted (the button may hold her config), the
-    provisioning rolled back and another case given to the button: the wipe searches the
-    flash for both women's data, not only the last case's."""
+    """A case replaced on the button: the wipe searches the flash for both women's data,
+    not only the last case's (a button that may hold a config gets no other case until it
+    is wiped, but a wipe that searched for less would prove less)."""
     with Registry() as reg:
         reg.add_device(MAC)
         reg.assign(MAC, CaseData(alias="Luna", case_id="C-1", contacts=["449 111 2233"]))
-        case, row = reg.provision_case(MAC)
-        reg.begin_provision(MAC, CFG, row)          # the write may have happened
-        reg.abort_provision(MAC)
         reg.assign(MAC, CaseData(alias="Sol", case_id="C-2", contacts=["449 222 3344"]), replace=True)
     plan = plan_wipe(MAC)
     assert [c.alias for c in plan.cases] == ["Sol", "Luna"]

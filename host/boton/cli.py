@@ -671,7 +671,7 @@ def test_call(port, device_ref, timeout, during_alert):
         seen.append(b)
 
     # The device gives up after --timeout; the link allows for its boot and modem start on top.
-    with Registry() as reg:  # registry first (a mistyped passphrase too)
+    with Registry(create=False) as reg:  # registry first (a mistyped path or passphrase too)
         reg.unlock()
         with Device(port, timeout=timeout + 60, during_alert=during_alert) as dev:
             mac = prov.device_mac(dev)
@@ -811,8 +811,10 @@ def wipe(port, keep_log, force, yes, download_port, pin_file, during_alert):
     known = record_wipe(plan, mac, verified, detail)
     if not verified:
         raise DeviceError(f"wipe of {mac} NOT verified: {why}", EXIT_VERIFY)
+    unrecorded = (f"no registry at {plan.registry_missing}" if plan.registry_missing else
+                  "not in the registry")
     console.print(f"wiped {mac}: verified" + ("; registry: in stock" if known else
-                                               "; not in the registry: nothing recorded"))
+                                               f"; {unrecorded}: nothing recorded"), soft_wrap=True, markup=False)
 
 
 def _confirm_forced_wipe(d, yes):
@@ -929,7 +931,7 @@ def logs(port, sms_head, as_json, during_alert):
     else:
         for line in lines:
             click.echo(line)
-        console.print(f"[bold]{'intact' if ok else 'ALTERED'}[/]: {escape(why)}")
+        console.print(f"[bold]{'intact' if ok else 'ALTERED'}[/]: {escape(why)}", soft_wrap=True)
     if not ok:
         raise DeviceError(f"event log check failed: {why}", EXIT_VERIFY)
 

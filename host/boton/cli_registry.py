@@ -779,12 +779,29 @@ def backup(dest, registry_path, technician):
 def restore(backup_file, yes, registry_path, technician):
     """Replace the registry with BACKUP, after checking it: SQLite's integrity check, a
     known schema, your key is its key, its audit trail verifies. The current file is kept
-    as <name>.bak-<UTC time>. Run it when no other boton command is running. Needs the key.
+    as <name>.bak-<UTC time>. A registry with audit rows recorded after the backup's last
+    (an older copy picked by mistake) is named and asked again; without a terminal that
+    needs --yes. Run it when no other boton command is running. Needs the key.
 
     Example: boton registry restore /media/usb/registro-2025-03-01.sqlite3
     """
     _confirm(f"Replace the registry with {backup_file}? (the current file is kept beside it)", yes)
-    rep, kept = R.restore(backup_file, registry_path, technician=R.resolve_technician(technician))
+    set_aside = []
+
+    def confirm_newer(newer):
+        # an older copy picked by mistake: what was recorded since would leave the registry
+        # (deliveries, cases, wipes), kept only in the file set aside
+        set_aside.append(newer)
+        if yes:
+            return
+        if not _interactive():
+            raise RegistryConflict(f"{newer}: restoring sets them aside; check the backup, or add "
+                                   "--yes to restore it anyway")
+        _confirm(f"{newer}. Restore this older backup anyway? (they are kept in the file set aside)", False)
+
+    rep, kept = R.restore(backup_file, registry_path, technician=R.resolve_technician(technician),
+                          confirm_newer=confirm_newer)
     console.print(f"restored from {escape(str(backup_file))}: {rep.rows} audit rows verified"
-                  + (f"; the replaced file is kept as {escape(str(kept))}" if kept else ""),
+                  + (f"; the replaced file is kept as {escape(str(kept))}" if kept else "")
+                  + (f", with {set_aside[0].rows} audit row(s) made after the backup" if set_aside else ""),
                   soft_wrap=True)

@@ -187,11 +187,48 @@ def check_registry_db(db, cipher, where):
     return rep
 
 
-def restore(backup, path=None, key=None, technician=None, clock=None):
+class NewerThanBackup:
+    """What the registry holds that a backup does not: `rows` audit rows recorded after the
+    backup's last (`since`), the latest `latest_at`, `latest` (its action and label)."""
+
+    def __init__(self, rows, since, latest_at, latest):
+        self.rows, self.since, self.latest_at, self.latest = rows, since, latest_at, latest
+
+    def __str__(self):
+        return (f"the registry holds {self.rows} audit row(s) recorded after this backup's last "
+                f"({self.since}), the latest: {self.latest} at {self.latest_at}")
+
+
+def _newer_than(path, backup_db):
+    """NewerThanBackup for the registry at `path` against the backup connection, or None:
+    nothing newer, or a registry too damaged to tell (the usual reason to restore)."""
+    last = backup_db.execute("SELECT id, at FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+    since_id, since = (last[0], last[1]) if last else (0, "")
+    after = ("FROM audit a LEFT JOIN devices d ON d.mac = a.mac "
+             "WHERE a.at > ? OR (a.at = ? AND a.id > ?)")
+    try:
+        db = sqlite3.connect(str(path), timeout=1)   # read only; read-only mode may not see its WAL
+        try:
+            n = db.execute(f"SELECT count(*) {after}", (since, since, since_id)).fetchone()[0]
+            latest = db.execute(f"SELECT a.at, a.action, coalesce(d.label, '') {after} "
+                                "ORDER BY a.id DESC LIMIT 1", (since, since, since_id)).fetchone()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError:
+        return None
+    if not n:
+        return None
+    at, action, label = latest
+    return NewerThanBackup(n, since or "none", at, f"{action} {label}".strip())
+
+
+def restore(backup, path=None, key=None, technician=None, clock=None, confirm_newer=None):
     """Replace the registry with a verified backup. The backup is copied next to the
     registry and checked there (SQLite integrity, schema, the key in use is its key, its
     audit chain verifies); only then is the current file kept as `<name>.bak-<UTC time>`
     and the copy renamed into place in one step. Audited in the restored registry.
+    If the registry holds audit rows recorded after the backup's last, confirm_newer
+    (NewerThanBackup) is called first and raises to cancel (nothing changed).
     Returns (restored Registry's ChainReport, path of the kept file or None)."""
     from .registry import Registry  # lazily: registry.py builds Registry from this module's mixin
 
@@ -223,11 +260,14 @@ def restore(backup, path=None, key=None, technician=None, clock=None):
                 rep = check_registry_db(dst, cipher, f"backup {backup}")
                 if dst.execute("PRAGMA user_version").fetchone()[0] < 1:
                     raise RegistryError(f"backup {backup} is not a registry", EXIT_VERIFY)
+                newer = _newer_than(path, dst) if path.exists() else None
             finally:
                 src.close()
                 dst.close()
         except sqlite3.DatabaseError as e:
             raise RegistryError(f"backup {backup} is damaged or not a registry ({e})", EXIT_VERIFY) from None
+        if newer is not None and confirm_newer is not None:
+            confirm_newer(newer)       # an older copy picked by mistake: asked before anything moves
         kept = _set_aside(path) if path.exists() else None
         os.replace(tmp, path)
     except OSError as e:

@@ -15,7 +15,8 @@ class CaseRecords:
 
     def assign(self, mac, case: CaseData, replace=False) -> DeviceRecord:
         """Give a device in stock (or provisioned, if it has no case yet) her case. Refuses
-        a contact number or case id already on another active case."""
+        a contact number or case id already on another active case, and a button flagged
+        for a wipe (it may hold someone's configuration) until it is wiped."""
         if not isinstance(case, CaseData):
             raise TypeError("assign() needs a CaseData")
         mac = normalise_mac(mac)
@@ -23,6 +24,11 @@ class CaseRecords:
         with self._write() as db:
             row, _ = self._begin(db, mac, "assign")
             self._bind_key(db, c)
+            if row["wipe_required"] and not (row["has_case"] and not replace):
+                # an aborted provisioning or an unverified erase: her config, alert state and
+                # log may be on it, and a new case's config would go out beside them
+                raise RegistryConflict(f"{row['label']} ({mac}) may still hold a previous "
+                                       "configuration: run `boton wipe` before giving it a case")
             if row["has_case"]:
                 if not replace:
                     raise RegistryConflict(f"{row['label']} ({mac}) already has a case; "

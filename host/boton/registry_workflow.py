@@ -8,7 +8,14 @@ one registry session (created on first use), as the commands have always done.
 from . import eventlog_check
 from .errors import PassphraseError, RegistryConflict, RegistryKeyError
 from .registry import Registry
+from .registry_paths import default_path, registry_exists
 from .registry_states import TRANSITIONS
+
+
+def _missing_registry():
+    """The registry's path if none is there (nor was: a deleted one is refused by Registry),
+    for the commands that work without one and must not make one (logs, wipe); else None."""
+    return None if registry_exists() else default_path()
 
 
 def record_step(action, mac, *args, label=None, **kw):
@@ -29,7 +36,12 @@ def check_event_log(mac, lines, register=False, sms_head=None):
     (docs/registry.md) and, given sms_head ("57:a1b2c3", from a daily status SMS), against
     that head too; a passed check moves the registry's anchor to this log's head, a
     failed one is audited and leaves it. A device not in the registry is only chain-checked
-    (or added first, with register=True, as the other recording commands do)."""
+    (or added first, with register=True, as the other recording commands do). Without a
+    registry (a mistyped BOTON_REGISTRY) it is only chain-checked, and none is made."""
+    missing = None if register else _missing_registry()
+    if missing is not None:
+        ok, why = _with_sms_head(eventlog_check.verify_event_log(lines), lines, sms_head)
+        return ok, why + f"; no registry at {missing} (check BOTON_REGISTRY): chain only, nothing to compare with"
     with Registry() as reg:
         if reg.get(mac) is None:
             if not register:
@@ -55,10 +67,12 @@ class WipePlan:
     """What the registry knows of a button before it is wiped: `known` (registered: only
     then is the wipe recorded), `forced` (a delivered button wiped with --force), `cases`
     (every case the button had, what the flash is searched for; [] without one) and
-    `case_unreadable` (why they could not be read, e.g. no key; None if they could)."""
+    `case_unreadable` (why they could not be read, e.g. no key; None if they could);
+    `registry_missing`: the registry's path when there is none (nothing is recorded, none made)."""
 
-    def __init__(self, known=False, forced=False, cases=(), case_unreadable=None):
+    def __init__(self, known=False, forced=False, cases=(), case_unreadable=None, registry_missing=None):
         self.known = known
+        self.registry_missing = registry_missing
         self.forced = forced
         self.cases = list(cases)
         self.case_unreadable = case_unreadable
@@ -67,7 +81,12 @@ class WipePlan:
 def plan_wipe(mac, force=False, confirm_forced=None) -> WipePlan:
     """Registry first: refuse (RegistryConflict) before anything on the button is touched
     if its state does not allow a wipe, or it is delivered and not `force`d. A forced wipe
-    of a delivered button calls confirm_forced(record) first, which raises to cancel."""
+    of a delivered button calls confirm_forced(record) first, which raises to cancel.
+    Without a registry the button is still wiped (it may hold her data), and none is made."""
+    missing = _missing_registry()
+    if missing is not None:
+        return WipePlan(case_unreadable=f"no registry at {missing}: check BOTON_REGISTRY",
+                        registry_missing=missing)
     with Registry() as reg:
         d = reg.get(mac)
         if d is None:

@@ -21,6 +21,7 @@ import pytest
 from boton.frozen import device_interpreter
 from boton.hil.refmodem import same_number
 from boton.pytest_plugin import REF_PIN
+from boton.rules import firmware_module
 from boton.sim import chipclock
 
 # Conditions switched on for a while, then off again.
@@ -37,7 +38,16 @@ SHOTS = ("modem_silent", "modem_brown_out", "uart_garbage", "drop_call", "cms_er
 # firmware reads; drawn from their own stream, so every seed keeps its other faults.
 GARBLED = ("+CMGS", "+CLCC", "+CMTI", "+CMGR", "+CMGL", "+CREG", "+CSQ", "+CBC", "+CPSI", "+CEER",
            "+CLIP", "RING", "NO CARRIER", "OK")
-RETRYABLE_CMS = (41, 42, 331, 332, 500)
+
+def _retryable_cms():
+    """Every +CMS code (27.005 3.2.5: 0-511) the firmware retries, as the firmware decides it
+    (aterrors.sms_retry_class), never a copy that falls behind it: a code it gives up on
+    would fail the seed that draws it, one it newly retries would never be drawn."""
+    aterrors = firmware_module("aterrors")
+    return tuple(c for c in range(512) if aterrors.sms_retry_class("CMS", c) == aterrors.RETRY)
+
+
+RETRYABLE_CMS = _retryable_cms()
 COMMANDS = ("UBICACION {pin}", "ESTADO {pin}", "UBICACION 0000", "hola")
 
 
@@ -200,3 +210,14 @@ def test_her_alert_survives_a_random_mix_of_faults(dut, button, network, faults,
         raise AssertionError(f"{why}: {e}") from None
     text = dut.console.text(log_mark)
     assert "Traceback" not in text and "MemoryError" not in text, f"{why}\n{text[-3000:]}"
+
+
+def test_the_soak_draws_every_temporary_cms_cause_the_firmware_retries():
+    # the soak kept its own (41, 42, 331, 332, 500) when the firmware adopted the standard's
+    # classes: network failure, congestion, out of service, SC busy or failure, SIM toolkit
+    # busy, unspecified, not allowed yet were retried by the button and never by a seed
+    temporary = (17, 22, 27, 41, 42, 111, 127, 192, 194, 212, 255, 302, 331, 332, 500)
+    assert set(temporary) <= set(RETRYABLE_CMS)
+    aterrors = firmware_module("aterrors")
+    assert all(aterrors.sms_retry_class("CMS", c) == aterrors.RETRY for c in RETRYABLE_CMS)
+    assert not {1, 8, 21, 128, 176, 193, 304} & set(RETRYABLE_CMS)   # refused for good: never drawn

@@ -52,6 +52,7 @@ whether the call was covert.
 import itertools
 import json
 import logging
+import os
 from datetime import datetime, timedelta, timezone
 
 import phonenumbers
@@ -169,7 +170,9 @@ class PhoneNetwork:
         self._callbacks = []
         self._ids = itertools.count(1)
         self._canonical = {}  # number as given -> E.164 or None (invalid)
-        self._log = open(log_path, "a", encoding="utf-8") if log_path else None
+        # every SMS whole and every number: readable by its owner only, like an export
+        self._log = (open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a",
+                          encoding="utf-8") if log_path else None)
         self._held = {}  # device number -> [(sched time sent, SCTS datetime, sender, text)]
 
     # ------------------------------------------------------------------ registry
