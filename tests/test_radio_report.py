@@ -114,7 +114,7 @@ class FakeBoard:
     facts = {}
     written = []
 
-    def __init__(self, port=None, timeout=None):
+    def __init__(self, port=None, timeout=None, during_alert=False):
         pass
 
     def __enter__(self):

@@ -300,7 +300,7 @@ class VirtualFaults:
 
     def under_voltage(self, power_down_after_s=5.0):
         self._do(f"battery sags: UNDER-VOLTAGE warning, power down after {power_down_after_s} s",
-                 self.vd.modem.under_voltage, power_down_after_s)
+                 self.vd.battery_sags, power_down_after_s)
 
     def set_battery(self, mv):
         self._do(f"battery {mv} mV", self.vd.modem.set_battery, mv)

@@ -830,6 +830,12 @@ class VirtualDevice:
             uv = int(self.modem.battery_mv * 1000 / bat.get("divider", 2.0))
             self._gpio_send(("adc", bat["pin"]), b"A %d %d\n" % (bat["pin"], uv))
 
+    def battery_sags(self, power_down_after_s):
+        """The battery sags below the modem's warning level: its URCs (modem.under_voltage),
+        and the same battery on the board's ADC. Runs on the rig's loop."""
+        self.modem.under_voltage(power_down_after_s)
+        self._push_adc()
+
     def set_battery_mv(self, mv):
         """The one battery: what the SIM800 reports in AT+CBC and the ADC reads."""
         def apply():
