@@ -579,6 +579,7 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
                                         programme_number=programme_number or None)
             # The deployed profile must match the board's power chip (data/boards.md revisions).
             prov.check_power_chip(dev)
+            prov.check_safe_c4(dev, config)  # ... and its safe mode must call the programme's C4
             ident, waited = _wait_for_network_shown(dev, wait_network)
             if not ident.get("modem"):
                 raise DeviceError("the modem does not answer: check its power (2 A peaks) and wiring", EXIT_DEVICE)
