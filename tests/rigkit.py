@@ -1,5 +1,6 @@
 """Shared helpers for tests that drive a virtual device."""
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -51,6 +52,20 @@ def provisioned_device(tmp_path, config=None, board="tcall_sim800l_axp192", **ri
         yield vd
     finally:
         vd.stop()
+
+
+def programme_boards(tmp_path, monkeypatch, c4):
+    """The programme's board profiles (a BOTON_BOARDS folder): the release's, with its real
+    C4 as safe_c4 (what safe mode calls, and provision checks)."""
+    from boton import boards
+    folder = tmp_path / "boards"
+    folder.mkdir()
+    for p in boards.BOARDS.glob("*.json"):
+        profile = json.loads(p.read_text())
+        profile["safe_c4"] = c4
+        (folder / p.name).write_text(json.dumps(profile, indent=2))
+    monkeypatch.setattr(boards, "BOARDS", folder)
+    return folder
 
 
 def log_entries(vd):

@@ -16,7 +16,7 @@ from boton.pin import check_pin
 from boton.rules import mask
 from boton.sim.flashdir import install
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
-from rigkit import FAST, provisioned_device
+from rigkit import FAST, programme_boards, provisioned_device
 
 BOTON = str(Path(sys.executable).parent / "boton")
 
@@ -399,3 +399,32 @@ def test_test_call_with_a_mistyped_registry_makes_none(tmp_path, monkeypatch):
     r = run("test-call", "--port", "socket://127.0.0.1:9")
     assert r.exit_code == 2 and f"no registry at {typo}" in r.output, r.output
     assert not typo.parent.exists()
+
+
+def test_provision_refuses_a_board_whose_safe_mode_calls_another_c4(tmp_path, monkeypatch):
+    # every profile ships safe_c4 +524499100000 (the docs' example C4): a programme whose
+    # C4 is another number delivered buttons whose safe mode (config unreadable) called it
+    from boton.registry import Registry
+
+    real_c4 = "+524499946605"
+    vd = powered_on(tmp_path, FAST)
+    try:
+        r = run("provision", "--port", vd.repl_url, "--alias", "Luna", "--contact", DEFAULT_CONTACT,
+                "--c4", "449 994 6605", "--wait-network", "30")
+        assert r.exit_code == 2, r.output
+        out = " ".join(r.output.split())
+        assert (f"safe mode would not call the programme's C4 ({mask(real_c4)}, the first --c4): the "
+                f"safe_c4 of its board.json ({mask(DEFAULT_C4)}) is another number") in out
+        assert "boards/tcall_sim800l_axp192.json" in out and "nothing was written" in out
+        assert real_c4 not in out and DEFAULT_C4 not in out
+        assert not (vd.flash_dir / "config.json").exists()
+        with Registry() as reg:
+            assert reg.get(vd.mac).state == "in_stock"
+        programme_boards(tmp_path, monkeypatch, real_c4)   # the programme's C4, deployed
+        assert run("deploy", "--port", vd.repl_url).exit_code == 0
+        r = run("provision", "--port", vd.repl_url, "--alias", "Luna", "--contact", DEFAULT_CONTACT,
+                "--c4", "449 994 6605", "--wait-network", "30")
+        assert r.exit_code == 0, r.output
+        assert json.loads((vd.flash_dir / "board.json").read_text())["safe_c4"] == real_c4
+    finally:
+        vd.stop()

@@ -267,3 +267,46 @@ def test_rfc2217_url_of_boton_sim_is_flashed_then_deployed(tmp_path):
         assert r.exit_code == 0 and "deployed" in r.output, r.output
     finally:
         vd.stop()
+
+
+def test_flash_leaves_a_button_in_her_alert_unless_told(tmp_path):
+    """esptool's reset stops the firmware and the erase takes alert.json: a button whose
+    REPL says her alert runs is refused, as every REPL session refuses it, and goes straight
+    back to it; --during-alert goes on. A blank chip is asked only briefly."""
+    import time
+
+    from boton.device import Device
+    from boton.provision import write_config
+    from boton.sim.rig import DEFAULT_C4
+    from rigkit import demo_config
+
+    vd = VirtualDevice(tmp_path / "flash", flash_image=tmp_path / "chip.bin", repl="rfc2217",
+                       time_scale=FAST).start()
+    try:
+        vd.wait_console("invalid header", timeout=20)  # a blank chip: no REPL answers
+        t = time.monotonic()
+        fl.refuse_a_running_alert(vd.repl_url)
+        assert time.monotonic() - t < fl.REPL_PROBE_S + 3   # not the session's 10 s
+        assert cli("flash", "--port", vd.repl_url, "--virtual-firmware").exit_code == 0
+        vd.wait_console("Performing initial setup", timeout=30)
+        assert cli("deploy", "--port", vd.repl_url).exit_code == 0
+        with Device(vd.repl_url) as dev:
+            write_config(dev, demo_config())
+        mark = vd.console_mark()
+        vd.hard_reset()
+        vd.wait_console("EV ready", since=mark, timeout=60)
+        vd.press(hold_s=1.3)                               # her alert: C4 on the line
+        vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60)
+        boots, mark, ev = len(vd._rom.boots), vd.console_mark(), len(vd.events)
+        r = cli("flash", "--port", vd.repl_url, "--virtual-firmware", "--force")
+        assert r.exit_code == 4, r.output
+        assert "in an alert" in r.output and "--during-alert" in r.output
+        assert "erases her alert with the chip" in r.output and DEFAULT_C4[-4:] not in r.output
+        vd.wait_console("EV ready", since=mark, timeout=30)  # back in its firmware at once
+        # ... which carried the alert on: C4's call kept, neither dropped nor redialled
+        assert [e["kind"] for e in vd.events[ev:] if e["kind"].startswith("call")] == []
+        assert len(vd._rom.boots) == boots   # esptool never reset it into the ROM loader
+        r = cli("flash", "--port", vd.repl_url, "--virtual-firmware", "--during-alert")
+        assert r.exit_code == 0 and "already flashed" in r.output, r.output
+    finally:
+        vd.stop()

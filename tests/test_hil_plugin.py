@@ -1,5 +1,6 @@
 """The HIL harness itself: the hand-pressed button, hardware faults, the timeline report."""
 import io
+import json
 import subprocess
 import sys
 import textwrap
@@ -254,3 +255,102 @@ def test_on_hardware_a_scenario_cannot_point_the_board_at_another_phone(tmp_path
     proc = _pytest(tmp_path, "-q", *hw, scenarios="import pytest\n@pytest.mark.dut_config(sms_retries=2)\n"
                                                   "def test_x(dut):\n    pass\n")
     assert "may call or text only" not in proc.stdout and "no-such-ref" in proc.stdout, proc.stdout
+
+
+BENCH_REF = "+524499100000"
+
+
+def bench_config(hold_ms=500):
+    """The config the bench gives its board: C4 and the contact are the reference modem."""
+    from boton.rules import build_config
+    from boton.sim.rig import DEFAULT_CONTACT
+    cfg = build_config(alias="Luna", contacts=[DEFAULT_CONTACT], c4=[BENCH_REF], device_id="BS-HIL1",
+                       pin="4821", hold_ms=hold_ms)
+    cfg["contacts"] = [BENCH_REF]
+    return cfg
+
+
+@pytest.fixture
+def bench_board(tmp_path):
+    """A HardwareDut on a virtual board (its REPL over mpremote, as a bench's USB port), with
+    the bench's config; its EN line and console are faked (a socket has neither)."""
+    import contextlib
+
+    from boton.hil.dut import HardwareDut
+    from boton.sim.flashdir import install
+    from boton.sim.rig import VirtualDevice
+    from rigkit import FAST
+
+    @contextlib.contextmanager
+    def board(config):
+        flash = install(tmp_path / "flash", config=config)
+        vd = VirtualDevice(flash, time_scale=FAST).start()
+        try:
+            vd.wait_console("EV ready", timeout=60)
+            bench_cfg = bench_config()
+
+            def make(**kw):
+                dut = HardwareDut(vd.repl_url, "+524490000042", bench_cfg, **kw)
+                resets = []
+
+                class Serial:   # the USB port's RTS/EN and console, which a socket lacks
+                    def open(self):
+                        pass
+
+                    def close(self):
+                        pass
+
+                    def pulse_en(self):
+                        resets.append(1)
+                dut._serial = Serial()
+                dut.wait_ready = lambda since=0, timeout=None: None
+                return dut, resets
+            yield vd, flash, bench_cfg, make
+        finally:
+            vd.stop()
+    return board
+
+
+def test_the_bench_refuses_a_board_that_holds_anothers_config(bench_board):
+    # a delivered button looks like the bench's board: plugged in by mistake, provisioning
+    # rewrote her config and removed her running alert's state
+    from boton.errors import DeviceError
+    from rigkit import demo_config
+
+    hers = demo_config()                              # BS-0042, her contact and C4
+    with bench_board(hers) as (vd, flash, bench_cfg, make):
+        (flash / "alert.json").write_text('{"active": true}')
+        config_before = (flash / "config.json").read_bytes()
+        dut, resets = make()
+        with pytest.raises(DeviceError) as e:
+            dut.provision()
+        msg = str(e.value)
+        assert "holds a config.json for 'BS-0042', not the bench's (BS-HIL1)" in msg
+        assert "boton wipe --port" in msg and "--hil-erase-foreign" in msg
+        assert not any(n[-4:] in msg for n in hers["contacts"] + hers["c4_numbers"])  # none of hers
+        assert (flash / "config.json").read_bytes() == config_before
+        assert (flash / "alert.json").exists() and resets == []
+        # a bench board re-provisioned with a bench id but her contact: still not the bench's
+        other = dict(bench_cfg, contacts=hers["contacts"])
+        (flash / "config.json").write_text(json.dumps(other))
+        with pytest.raises(DeviceError, match="for 'BS-HIL1', not the bench's"):
+            make()[0].provision()
+        (flash / "config.json").write_text("{not json")
+        with pytest.raises(DeviceError, match="holds a config.json the bench cannot read"):
+            make()[0].provision()
+        # told to: overwritten, alert state gone, board reset
+        dut, resets = make(erase_foreign=True)
+        dut.provision()
+        assert json.loads((flash / "config.json").read_text())["device_id"] == "BS-HIL1"
+        assert not (flash / "alert.json").exists() and resets == [1]
+
+
+@pytest.mark.parametrize("held", ["blank", "bench"])
+def test_the_bench_provisions_a_blank_board_or_its_own_without_asking(bench_board, held):
+    config = None if held == "blank" else bench_config(hold_ms=900)   # an earlier scenario's
+    with bench_board(config) as (vd, flash, bench_cfg, make):
+        (flash / "alert.json").write_text('{"active": true}')   # the last scenario's alert
+        dut, resets = make()
+        dut.provision()
+        assert json.loads((flash / "config.json").read_text())["gesture"]["hold_ms"] == 500
+        assert not (flash / "alert.json").exists() and resets == [1]

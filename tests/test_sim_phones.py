@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from boton.cli import main
 from boton.sim.flashdir import install
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT
-from rigkit import FAST, demo_config, provisioned_device
+from rigkit import FAST, demo_config, programme_boards, provisioned_device
 
 BOTON = str(Path(sys.executable).parent / "boton")
 REAL_C4 = "+524499946605"      # the programme's C4, as the technician types it below
@@ -64,7 +64,8 @@ class SimProcess:
         return self.proc.returncode
 
 
-def test_sim_provision_with_the_real_c4_and_test_call_passes(tmp_path):
+def test_sim_provision_with_the_real_c4_and_test_call_passes(tmp_path, monkeypatch):
+    programme_boards(tmp_path, monkeypatch, REAL_C4)   # safe mode calls the real C4 too
     flash = install(tmp_path / "flash", "tcall_sim800l_axp192", None)
     sim = SimProcess("--flash", str(flash), "--time-scale", str(FAST), "--c4-stay", "60",
                      "--phone", f"{BUSY_C4}=busy", "--network-log", str(tmp_path / "net.jsonl"))

@@ -352,7 +352,8 @@ def ports(show_all, as_json):
                                            "flash a delivered button (erasing her configuration).")
 @click.option("--no-stub", is_flag=True, help="Use the ROM loader only (slower; for troublesome boards). "
                                               "Automatic on the virtual chip.")
-def flash_cmd(ports_, firmware, virtual_firmware, force, no_stub):
+@during_alert_option
+def flash_cmd(ports_, firmware, virtual_firmware, force, no_stub, during_alert):
     """MicroPython onto the board with esptool: detect the chip, erase, write at 0x1000,
     verify, one connection per board. Skipped when the same firmware is already there.
     Hold BOOT if it asks.
@@ -362,6 +363,9 @@ def flash_cmd(ports_, firmware, virtual_firmware, force, no_stub):
     refused; a delivered one only with --force; a returned one must be wiped with `boton
     wipe` first). The erase takes her configuration with it: the registry says so before
     erasing (the button goes back to stock with no recorded config, flagged for a wipe).
+    Before esptool resets the board, a MicroPython REPL that answers on the port is asked
+    whether her alert runs: such a button is refused unless --during-alert (a port with
+    no REPL, a blank chip, goes on as before).
 
     Example: boton flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC-v1.26.1.bin
     """
@@ -384,10 +388,10 @@ def flash_cmd(ports_, firmware, virtual_firmware, force, no_stub):
     else:
         image = Path(firmware) if firmware else fl.cached_firmware()
     _flash_boards(fl, targets, image, force=force, stub=False if no_stub else None,
-                  virtual_only=virtual_firmware)
+                  virtual_only=virtual_firmware, during_alert=during_alert)
 
 
-def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only):
+def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only, during_alert=False):
     """Each board on its own thread and connection; one summary line per board."""
     import concurrent.futures
 
@@ -408,7 +412,7 @@ def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only):
             res = fl.flash(port, firmware, force=force, stub=stub, virtual_only=virtual_only,
                            progress=lambda msg: bars.console.print(msg, soft_wrap=True, markup=False),
                            on_progress=on_progress, check=lambda mac: reg.check_flash(mac, force=force),
-                           before_erase=reg.flash_erasing)
+                           before_erase=reg.flash_erasing, during_alert=during_alert)
             bars.update(tasks[port], visible=False)
             rec = reg.record_flash(res["mac"], fl.size_bytes(res["flash_size"]), res["sha256"])
         return port, res, rec
@@ -575,6 +579,7 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
                                         programme_number=programme_number or None)
             # The deployed profile must match the board's power chip (data/boards.md revisions).
             prov.check_power_chip(dev)
+            prov.check_safe_c4(dev, config)  # ... and its safe mode must call the programme's C4
             ident, waited = _wait_for_network_shown(dev, wait_network)
             if not ident.get("modem"):
                 raise DeviceError("the modem does not answer: check its power (2 A peaks) and wiring", EXIT_DEVICE)

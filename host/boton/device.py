@@ -49,9 +49,10 @@ def resolve_port(port):
 class Device:
     """The REPL of one board. Use as a context manager; it leaves the firmware running."""
 
-    def __init__(self, port, timeout=10, during_alert=False):
+    def __init__(self, port, timeout=10, during_alert=False, answer_s=None):
         self.port = resolve_port(port)
         self.timeout = timeout
+        self.answer_s = answer_s or timeout  # how long the REPL has to answer at all
         self.during_alert = during_alert  # the technician said to go on in her running alert
         self.t = None
         self.bytes_written = 0
@@ -137,7 +138,7 @@ class Device:
         """mpremote's enter_raw_repl(soft_reset=True), except that the interrupt is repeated
         while the board is still starting (right after power-on or a reset) instead of
         waiting out the whole timeout for a prompt that a lost Ctrl-C never brings."""
-        t, deadline = self.t, time.monotonic() + self.timeout
+        t, deadline = self.t, time.monotonic() + self.answer_s
         while True:
             # Ctrl-C: interrupt the firmware, knocking until the REPL shows it heard one
             knock_end = min(deadline, time.monotonic() + INTERRUPT_RETRY_S)

@@ -55,6 +55,29 @@ class FlashError(DeviceError):
     pass
 
 
+# A MicroPython board answers a Ctrl-C at once, and one in her alert never light-sleeps
+# (powerpolicy.may_light_sleep): no answer in this long, no alert of hers runs on the port.
+REPL_PROBE_S = 2.0
+
+
+def refuse_a_running_alert(port):
+    """esptool's reset into the ROM loader stops the firmware, and the erase takes alert.json
+    with it: where a MicroPython REPL answers, the Device session's own check refuses a
+    button in her alert (it goes straight back to it). No REPL (a blank chip, other
+    firmware, the ROM loader): nothing to stop, the flash goes on. A socket:// port has no
+    reset lines: esptool cannot take what runs there into the ROM loader, so it is not asked."""
+    from .device import Device
+
+    if port.startswith("socket://"):
+        return
+    try:
+        with Device(port, answer_s=REPL_PROBE_S):
+            pass
+    except DeviceError as e:
+        if e.exit_code != EXIT_CONNECT:
+            raise DeviceError(f"{e}; a flash that writes erases her alert with the chip", e.exit_code) from None
+
+
 def is_network_url(port: str) -> bool:
     return port.startswith(("socket://", "rfc2217://"))
 
@@ -126,14 +149,16 @@ def kb_per_s(nbytes: int, seconds: float) -> str:
 
 
 def flash(port, firmware, *, offset=BOOTLOADER_OFFSET, force=False, stub=None, progress=print,
-          on_progress=None, virtual_only=False, check=None, before_erase=None) -> dict:
+          on_progress=None, virtual_only=False, check=None, before_erase=None,
+          during_alert=False) -> dict:
     """The whole job on one board, on one connection. Returns what the registry records
     plus timings. stub: None = the flasher stub on a real chip, the ROM loader on the
     virtual one; False = the ROM loader. virtual_only: refuse a chip that is not the
     virtual one before anything is erased (for the virtual firmware). firmware: a path,
     or the image itself as bytes. check(mac): called once the chip's MAC is read, before
     anything is written (the registry's pre-check: raise to refuse); before_erase(mac):
-    called right before the chip is erased (so the registry can say its config is going)."""
+    called right before the chip is erased (so the registry can say its config is going).
+    during_alert: go on with a button in her alert (refuse_a_running_alert)."""
     if isinstance(firmware, (bytes, bytearray)):
         data, name = bytes(firmware), "the firmware"
     else:
@@ -141,6 +166,8 @@ def flash(port, firmware, *, offset=BOOTLOADER_OFFSET, force=False, stub=None, p
     if len(data) < 256 or data[0] != 0xE9:
         raise FlashError(f"{name} is not an ESP32 firmware image (no 0xE9 header)", EXIT_USAGE)
     started = time.monotonic()
+    if not during_alert:
+        refuse_a_running_alert(port)
     with session(port, on_progress) as s:
         mac, virtual = s.mac, s.virtual
         progress(f"{port}: ESP32 {mac}" + (" (virtual chip: ROM loader, no flasher stub)" if virtual else ""))

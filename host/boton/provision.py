@@ -73,6 +73,34 @@ def check_power_chip(dev, board=None) -> str | None:
     return judge_power_chip(detect_power_chip(dev, board))
 
 
+# The board.json profile's id and safe_c4, and the safe_c4 of the profile frozen into a
+# board's own image ("" if it has none), as bootcheck reads them.
+_SAFE_C4S = ("import json\ndef _s():\n r=[None,None,'']\n try:\n  b=json.load(open('board.json'))\n"
+             "  r[0],r[1]=b.get('id'),b.get('safe_c4')\n except Exception:\n  pass\n try:\n"
+             "  import boton_frozen\n  r[2]=json.loads(boton_frozen.BOARD_JSON).get('safe_c4')\n"
+             " except Exception:\n  pass\n print(json.dumps(r))\n_s()\ndel _s")
+
+
+def check_safe_c4(dev, config):
+    """Safe mode (her configuration unreadable, or no filesystem) calls the board profile's
+    safe_c4: it must be the programme's C4, her configuration's first C4 number, not the
+    placeholder a profile ships with. DeviceError (exit 2) before anything is written."""
+    from .rules import mask
+
+    c4 = config["c4_numbers"][0]
+    board, held, frozen = json.loads(dev.exec(_SAFE_C4S).decode().strip().splitlines()[-1])
+    wrong = [f"{where} ({mask(n) if isinstance(n, str) and n else 'none'})"
+             for where, n in (("its board.json", held), ("the profile frozen into its image", frozen))
+             if n != c4 and (where == "its board.json" or n != "")]
+    if wrong:
+        raise DeviceError(
+            f"safe mode would not call the programme's C4 ({mask(c4)}, the first --c4): the safe_c4 "
+            f"of {' and of '.join(wrong)} is another number. Set \"safe_c4\" to the programme's C4 "
+            f"in boards/{board if isinstance(board, str) else '<board>'}.json (or in the folder "
+            "BOTON_BOARDS names), then `boton deploy` (for a board's own image, `make firmware` "
+            "and `boton flash` too) and provision again; nothing was written", EXIT_USAGE)
+
+
 def wait_for_network(dev, limit_s, on_wait=None, clock=time.monotonic, pause=time.sleep):
     """(identity, seconds waited): at once when the modem is registered or does not answer
     (waiting will not power it), else once it registers or limit_s has passed. A modem

@@ -64,6 +64,9 @@ def pytest_addoption(parser):
                          "RefModem: the hardware code path, rehearsed")
     group.addoption("--time-scale", type=float, default=0.1,
                     help="virtual rig: simulated parts run this much faster than real time")
+    group.addoption("--hil-erase-foreign", action="store_true",
+                    help="HIL: provision a board whose config.json is not the bench's (another "
+                         "device id or phones), overwriting it; without it such a board is refused")
     group.addoption("--hil-report", default=None,
                     help="folder for the per-test timelines (default build/hil-report)")
 
@@ -306,7 +309,8 @@ def _hardware_bench(request, bench, opts, family):
     ref = RefModem(ref_port, ref_number)
     bench.closing(ref.close)
     ref.open(timeout=120)
-    dut = HardwareDut(opts.getoption("--device"), number, cfg, opts.getoption("--board"))
+    dut = HardwareDut(opts.getoption("--device"), number, cfg, opts.getoption("--board"),
+                      erase_foreign=opts.getoption("--hil-erase-foreign"))
     bench.closing(dut.stop)
     dut.provision()
     bench.dut = dut
@@ -329,20 +333,14 @@ def _hardware_bench(request, bench, opts, family):
     bench.gps = HardwareGps(tuple(float(x) for x in point.split(",")) if point else None)
 
 
-# What the firmware calls or texts: C4, her contacts, the programme's daily status, the fallback.
-DIALLED = ("c4_numbers", "contacts", "programme_number", "emergency_number")
-
-
 def _only_bench_phones(cfg, bench):
     """On hardware every number is a real phone: a dut_config that gives the board another
     than the reference modem's (or --stand-in-911) would call or text a stranger, a real C4
     or a real contact. Refused before the board is touched, without showing the number."""
-    def digits(n):
-        return "".join(ch for ch in str(n) if ch.isdigit())
-    ours = {digits(n) for n in bench if n}
+    from boton.hil.dut import DIALLED, dialled
+    ours = dialled({"contacts": [n for n in bench if n]})
     for key in DIALLED:
-        value = cfg.get(key) or []
-        if any(n and digits(n) not in ours for n in ([value] if isinstance(value, str) else value)):
+        if dialled({key: cfg.get(key)}) - ours:
             pytest.fail(f"dut_config {key}: on hardware the board may call or text only the reference "
                         f"modem (--ref-number) or --stand-in-911; this scenario gives it another "
                         f"number: it needs the rig", pytrace=False)

@@ -269,14 +269,56 @@ def check_release(dev, board):
                           f"Run `boton deploy --port {dev.port} --board {board}` first", EXIT_VERIFY)
 
 
+# What the firmware calls or texts: C4, her contacts, the programme's daily status, the fallback.
+DIALLED = ("c4_numbers", "contacts", "programme_number", "emergency_number")
+
+
+def _digits(n):
+    return "".join(ch for ch in str(n) if ch.isdigit())
+
+
+def dialled(config):
+    """Every number a config has the board call or text, as digits."""
+    out = set()
+    for key in DIALLED:
+        value = config.get(key) or []
+        out |= {_digits(n) for n in ([value] if isinstance(value, str) else value) if n}
+    return out
+
+
+def check_bench_board(held, config, port):
+    """A delivered button looks like the bench's board: provisioning one plugged in by
+    mistake would overwrite her configuration and end her running alert. `held` is the
+    config.json on the board (bytes, None if there is none); it belongs to the bench if it
+    has the bench's device_id and dials none but the bench's phones. Refused otherwise,
+    naming only the device id (never her numbers)."""
+    if held is None:
+        return  # a blank board
+    try:
+        cfg = json.loads(held)
+        device_id = cfg.get("device_id")
+        ours = device_id == config["device_id"] and dialled(cfg) <= dialled(config)
+    except (ValueError, AttributeError, TypeError):  # not JSON, or not a config
+        device_id, ours = None, False
+    if ours:
+        return
+    whose = (f"a config.json for {device_id!r}" if isinstance(device_id, str) and device_id
+             else "a config.json the bench cannot read")
+    raise DeviceError(f"the board on {port} holds {whose}, not the bench's ({config['device_id']}): "
+                      "it may be a delivered button; nothing was changed. If it is hers, unplug it "
+                      "and give it back as it is. If it is a bench board, wipe it first (`boton wipe "
+                      f"--port {port}`) or run again with --hil-erase-foreign")
+
+
 class HardwareDut(_DutBase):
     """A real board on a serial port, provisioned through mpremote (boton.device)."""
 
     kind = "hardware"
     release_checked = set()   # ports whose firmware check_release passed in this session
 
-    def __init__(self, port, number, config, board="tcall_sim800l_axp192"):
+    def __init__(self, port, number, config, board="tcall_sim800l_axp192", erase_foreign=False):
         self.port = port
+        self.erase_foreign = erase_foreign  # --hil-erase-foreign: overwrite another's config
         self.number = number
         self.config = config
         self.board = board
@@ -287,16 +329,21 @@ class HardwareDut(_DutBase):
         self._serial = SerialConsole(port, self.console)
 
     def provision(self):
-        """Write the config if it differs, forget any alert state, reboot, wait for ready."""
+        """Write the config if it differs, forget any alert state, reboot, wait for ready.
+        A board holding another's config is refused first (check_bench_board)."""
         from ..device import Device
         from ..provision import write_config
         from ..rules import CONFIG_PATH, config_bytes
-        # an alert the last scenario left running on the bench's board is what this ends
+        # an alert the last scenario left running on the bench's board is what this ends;
+        # on a refused board the session's end restarts its firmware, which resumes hers
         with Device(self.port, during_alert=True) as dev:
+            held = dev.read_file(CONFIG_PATH)
+            if not self.erase_foreign:
+                check_bench_board(held, self.config, self.port)
             if self.port not in HardwareDut.release_checked:   # once a session: it hashes every file
                 check_release(dev, self.board)
                 HardwareDut.release_checked.add(self.port)
-            if dev.read_file(CONFIG_PATH) != config_bytes(self.config):
+            if held != config_bytes(self.config):
                 write_config(dev, self.config)
             dev.remove("alert.json")
         self._serial.open()
