@@ -384,10 +384,21 @@ def test_logs_and_wipe_with_a_mistyped_registry_make_none(tmp_path, monkeypatch)
         assert r.exit_code == 0, r.output
         assert f"no registry at {typo}" in r.output and "chain only" in r.output
         assert not typo.parent.exists()
+        # a button that holds a configuration, with no registry to say it was returned (it
+        # may be in her hands): wiped only on purpose, --force (asked, or --yes)
         r = run("wipe", "--port", vd.repl_url)
+        assert r.exit_code == 7, r.output
+        assert "holds a configuration and there is no registry at" in " ".join(r.output.split())
+        assert "wipe it with --force" in r.output and "nothing was changed" in r.output
+        assert (vd.flash_dir / "config.json").exists()
+        r = run("wipe", "--port", vd.repl_url, "--force")
+        assert r.exit_code == 2 and "--yes" in r.output and (vd.flash_dir / "config.json").exists()
+        r = run("wipe", "--port", vd.repl_url, "--force", "--yes")
         assert r.exit_code == 0, r.output
         assert f"no registry at {typo}" in r.output and "nothing recorded" in r.output
         assert not (vd.flash_dir / "config.json").exists()
+        r = run("wipe", "--port", vd.repl_url)                    # nothing of hers left: no --force
+        assert r.exit_code == 0, r.output
     assert not typo.parent.exists()
 
 

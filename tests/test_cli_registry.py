@@ -123,6 +123,33 @@ def test_list_flags_a_delivered_button_whose_test_no_longer_counts(env, capsys):
     assert "passed" in line and "untested" not in line
 
 
+def test_edit_case_on_her_delivered_button_and_what_the_list_says_until_it_is_tested(env):
+    # her trusted contacts change while she carries the button: edited in the registry,
+    # the list says it needs `provision`, then (re-provisioned, still delivered) its test call
+    provisioned(env)
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        reg.deliver(MAC1)
+    dev("edit-case", "BS-0001", code=2)                          # nothing to edit
+    res = dev("edit-case", "BS-0001", "--contact", "449 111 2233", "--contact", "449 555 6677")
+    out = " ".join(res.stdout.split())
+    assert "2 contact(s) (+52********33, +52********77)" in out and "provision it again" in out
+    assert "4495556677" not in res.stdout
+    line = next(ln for ln in dev("list").stdout.splitlines() if MAC1 in ln)
+    assert "delivered" in line and "provision" in line
+    assert json.loads(dev("show", "BS-0001", "--json").stdout)["config_outdated"] is True
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        _, row = reg.provision_case(MAC1)
+        reg.begin_provision(MAC1, "ce" * 32, row)
+    line = next(ln for ln in dev("list").stdout.splitlines() if MAC1 in ln)
+    assert "delivered" in line and "provision" in line               # interrupted: provision again
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        reg.finish_provision(MAC1, "ce" * 32)
+    line = next(ln for ln in dev("list").stdout.splitlines() if MAC1 in ln)
+    assert "delivered" in line and "untested" in line and "provision" not in line
+    audit = dev("audit", "BS-0001", "--json").stdout
+    assert "edit_case" in audit and not any(s in audit for s in SECRETS + ["4495556677"])
+
+
 def test_errors_are_one_line_with_exit_codes(env):
     dev("add", MAC1)
     res = dev("add", MAC1, code=7)
@@ -347,7 +374,7 @@ def test_init_key_and_info(env, monkeypatch, tmp_path):
     dev(*ASSIGN)
     info = json.loads(run(registry, "info", "--json").stdout)
     assert info["key_ok"] and info["key_source"].startswith("key file")
-    assert len(info["key_fingerprint"]) == 16 and info["schema_version"] == 5
+    assert len(info["key_fingerprint"]) == 16 and info["schema_version"] == 6
 
 
 def test_works_inside_the_main_group(env):

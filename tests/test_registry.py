@@ -705,7 +705,7 @@ def test_migrates_an_older_schema_keeping_its_data(db_path, key):
                 (mac(7),))
     con.close()
     r = Registry(db_path, key=key, technician="ana")
-    assert r.schema_version == len(registry_schema.MIGRATIONS) == 5
+    assert r.schema_version == len(registry_schema.MIGRATIONS) == 6
     assert r.find("BS-0007").state == "in_stock"
     r.assign(mac(7), case())
     assert r.case(mac(7)).alias == ALIAS
@@ -714,7 +714,7 @@ def test_migrates_an_older_schema_keeping_its_data(db_path, key):
     assert [a["action"] for a in r.audit()][:2] == ["add", "audit_chain_started"]
     assert r.verify().covered == 1
     r.close()
-    assert Registry(db_path, key=key).schema_version == 5        # idempotent
+    assert Registry(db_path, key=key).schema_version == 6        # idempotent
 
 
 def test_schema_4_rebuilds_devices_for_provisioning_and_keeps_cases_linked(db_path, key):
@@ -732,7 +732,7 @@ def test_schema_4_rebuilds_devices_for_provisioning_and_keeps_cases_linked(db_pa
         con.execute("UPDATE devices SET state = 'provisioning'")
     con.close()
     r = Registry(db_path, key=key, technician="ana")
-    assert r.schema_version == 5
+    assert r.schema_version == len(registry_schema.MIGRATIONS)
     d = r.get(mac(7))
     assert (d.state, d.config_hash, d.config_case) == ("provisioned", CFG, 1)  # provisioned with its case
     assert r.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
@@ -1096,3 +1096,193 @@ def test_a_config_read_from_a_button_nested_beyond_pythons_parser_is_refused_not
     with pytest.raises(RegistryError, match="is not the one recorded at provisioning") as e:
         reg.check_config(mac(1), deep)
     assert e.value.exit_code == 5
+
+
+# =========================================================================== her case changes
+NEW_NUMBER = "449 555 6677"
+
+
+def delivered(reg, m):
+    ready(reg, m)
+    return reg.deliver(m)
+
+
+def reprovision(reg, m, cfg, finish=True):
+    """`boton provision` on her delivered button: her case read, the write, the read-back."""
+    _, row = reg.provision_case(m)
+    d = reg.begin_provision(m, cfg, row)
+    return reg.finish_provision(m, cfg) if finish else d
+
+
+def test_her_contacts_change_on_her_delivered_button_without_a_wipe(reg):
+    # her sister is no longer someone she trusts, and she has a new number: the only way
+    # was return -> wipe -> assign -> provision -> test call -> deliver, her button taken away
+    from boton.rules import build_config, config_bytes, config_hash
+
+    m = mac(1)
+    reg.add_device(m)
+    reg.assign(m, case())
+    raw = config_bytes(build_config(alias=ALIAS, contacts=NUMBERS, c4=["+524499100000"], device_id="BS-0001",
+                                    pin="482913"))
+    reg.record_provision(m, config_hash(raw))
+    reg.record_test_call(m, True, config_hash=config_hash(raw))
+    reg.deliver(m, config_hash=config_hash(raw))
+    assert reg.check_config(m, raw)
+    d = reg.edit_case(m, contacts=[NUMBERS[0], NEW_NUMBER])
+    assert d.state == "delivered" and d.config_outdated and d.test_call_result is None
+    assert reg.case(m).contacts == (E164[0], "+524495556677") and reg.case(m).case_id == CASE_ID
+    # until the button holds them, test-call and deliver refuse it: it texts the old ones
+    with pytest.raises(RegistryError, match="not written from her current case"):
+        reg.check_config(m, raw)
+    new_cfg = "ce" * 32
+    d = reprovision(reg, m, new_cfg)
+    assert (d.state, d.config_hash, d.config_outdated, d.test_call_result) == ("delivered", new_cfg, False, None)
+    d = reg.record_test_call(m, True, "sms_ok call_active test_result", config_hash=new_cfg)
+    assert (d.state, d.test_call_result) == ("delivered", "passed")
+    # the wipe at her return searches for the old version too (freed blocks may hold it)
+    assert {c.contacts for c in reg.wipe_cases(m)} == {tuple(E164), (E164[0], "+524495556677")}
+    trail = reg.audit(m)
+    edit = [a for a in trail if a["action"] == "edit_case"][0]
+    assert edit["technician"] == "ana" and edit["at"]
+    assert "contacts 2 -> 2" in edit["detail"] and "provision it again" in edit["detail"]
+    assert not any(t in a["detail"] for a in trail for t in PLAINTEXT + E164 + ["4495556677", "6677"])
+    assert "stays delivered" in [a for a in trail if a["action"] == "provision"][-1]["detail"]
+
+
+def test_an_edit_checks_her_new_numbers_and_keeps_who_she_is(reg):
+    m = mac(1)
+    delivered(reg, m)
+    reg.add_device(mac(2))
+    reg.assign(mac(2), case(alias="Sol", case_id="AGS/2024/00999", contacts=[NEW_NUMBER]))
+    before = snapshot(reg)
+    with pytest.raises(RegistryConflict, match="already on the active case of BS-0002"):
+        reg.edit_case(m, contacts=[NUMBERS[0], NEW_NUMBER])
+    with pytest.raises(RegistryError, match="case id says who she is"):
+        reg.edit_case(m, case_id="AGS/2024/00999")
+    with pytest.raises(RegistryError, match="nothing to change"):
+        reg.edit_case(m, contacts=NUMBERS)
+    assert snapshot(reg) == before
+    # what the button does not carry changes in place: nothing to provision
+    d = reg.edit_case(m, order_ends="2032-01-31", notes=None)
+    assert d.state == "delivered" and not d.config_outdated and d.test_call_result == "passed"
+    assert reg.case(m).order_ends == dt.date(2032, 1, 31)
+    reg.return_device(m)
+    with pytest.raises(RegistryConflict, match="it is returned"):
+        reg.edit_case(m, contacts=[NEW_NUMBER])
+
+
+def test_another_womans_case_never_goes_on_her_delivered_button(reg):
+    # no command puts another case on a delivered button; were one there (a restored or
+    # hand-edited registry), provisioning would write the other woman's numbers on the
+    # button this woman carries
+    m = mac(1)
+    delivered(reg, m)
+    c = reg.cipher()
+    db = reg.db
+    db.execute("UPDATE cases SET active = 0 WHERE mac = ?", (m,))
+    db.execute("DELETE FROM case_index")
+    db.execute("INSERT INTO cases (mac, token, created_at) VALUES (?, ?, '2025-03-02T00:00:00Z')",
+               (m, c.seal(m, case(alias="Sol", case_id="AGS/2024/00999", contacts=[NEW_NUMBER]))))
+    _, row = reg.provision_case(m)
+    before = snapshot(reg)
+    with pytest.raises(RegistryConflict, match="configuration of another case"):
+        reg.begin_provision(m, "ce" * 32, row)
+    with pytest.raises(RegistryConflict, match="configuration of another case"):
+        reg.record_provision(m, "ce" * 32)
+    assert snapshot(reg)[0] == before[0]
+
+
+def test_an_interrupted_reprovisioning_of_her_button_says_it_must_be_checked(reg):
+    m = mac(1)
+    old = delivered(reg, m).config_hash
+    reg.edit_case(m, contacts=[NEW_NUMBER])
+    new_cfg = "ce" * 32
+    d = reprovision(reg, m, new_cfg, finish=False)        # the link cut during the write
+    # still hers, in her hands: the old or the new configuration, and the registry says so
+    assert (d.state, d.config_hash, d.pending_config_hash) == ("delivered", old, new_cfg)
+    for held in (old, new_cfg):
+        with pytest.raises(RegistryError, match="provisioning was interrupted: it holds its old or its new"):
+            reg.check_config(m, b"{}")
+    with pytest.raises(RegistryConflict, match="interrupted"):
+        reg.record_test_call(m, True, config_hash=old)
+    with pytest.raises(RegistryConflict, match="finished by `boton provision`"):
+        reg.abort_provision(m)
+    d = reprovision(reg, m, new_cfg)                      # provision again, the button at hand
+    assert (d.state, d.config_hash, d.pending_config_hash) == ("delivered", new_cfg, None)
+
+
+def test_reprovisioning_the_same_case_after_an_abort_clears_its_own_wipe_flag(reg):
+    # an aborted provisioning flags the button (it may hold the config being written):
+    # provisioned again from the same case, `devices list` kept showing "wipe!" on it,
+    # delivered, although its flash holds nothing but her configuration
+    m = mac(1)
+    ready(reg, m, test=False)
+    _, row = reg.provision_case(m)
+    reg.begin_provision(m, "ef" * 32, row)
+    reg.abort_provision(m)
+    d = reprovision(reg, m, CFG)
+    assert (d.state, d.wipe_required) == ("provisioned", False)
+    assert "wipe flag cleared" in reg.audit(m)[-1]["detail"]
+
+
+def test_a_wipe_flag_for_someone_elses_data_stays_after_provisioning(reg):
+    m = mac(1)
+    ready(reg, m, c=False, test=False)            # a bench configuration, no case
+    _, row = reg.provision_case(m)
+    reg.begin_provision(m, "ef" * 32, row)
+    reg.abort_provision(m)                        # flagged: the bench config's numbers
+    d = reprovision(reg, m, CFG)
+    assert d.wipe_required
+    # her own, but a previous woman's log kept on it: still flagged
+    n = mac(2)
+    ready(reg, n)
+    reg.deliver(n)
+    reg.return_device(n)
+    d = reg.record_wipe(n, verified=True, kept_log=True)
+    assert (d.state, d.wipe_required) == ("in_stock", True)
+    with pytest.raises(RegistryConflict, match="run `boton wipe` before giving it a case"):
+        reg.assign(n, case(alias="Sol", case_id="AGS/2024/00999", contacts=[NEW_NUMBER]))
+    assert "event log was kept" in reg.audit(n)[-1]["detail"]
+    d = reg.record_wipe(n, verified=True)
+    assert not d.wipe_required
+
+
+def test_init_key_cut_short_leaves_no_key_file(tmp_path, monkeypatch):
+    # the key was written in place: a full disk (or a crash) left an empty or half key file
+    # that init-key then refused to replace and every command failed to load
+    import errno
+
+    path = tmp_path / "conf" / "registry.key"
+    real = os.fdopen
+
+    class FullDisk:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[:10])
+            self.f.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, *a, **kw: FullDisk(real(fd, *a, **kw)))
+    with pytest.raises(RegistryError, match="No space left on device; nothing was written"):
+        create_key_file(path)
+    monkeypatch.undo()
+    assert list(path.parent.iterdir()) == []
+    assert create_key_file(path) == path
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(path.read_text().strip()) == 44
+
+
+def test_a_plain_export_is_private_too(reg, tmp_path):
+    # no case data, but the IMEI and ICCID of each button: they identify her phone line
+    ready(reg, mac(1))
+    out = tmp_path / "c4.csv"
+    reg.export_csv(out)
+    assert IMEI in out.read_text()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600

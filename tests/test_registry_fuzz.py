@@ -195,9 +195,9 @@ class RegistryOverALife(RuleBasedStateMachine):
         dev = self.attempt(self.reg.precheck, "provision", mac)
         if dev is None:
             return
+        if dev.state == "delivered":   # re-provisioned in her hands: its test call is cleared
+            self.changed_since_delivery.add(mac)
         if how == "no_voice":   # the network offered no voice: nothing written
-            if dev.state == "delivered":
-                self.changed_since_delivery.add(mac)
             self.reg.record_no_voice(mac, "LTE, SMS only")
             return
         case, case_row = self.reg.provision_case(mac)
@@ -209,6 +209,24 @@ class RegistryOverALife(RuleBasedStateMachine):
             self.holds.setdefault(mac, set()).add((case.case_id, case.contacts))
         if how == "finish":
             self.reg.finish_provision(mac, h, voice=voice)
+
+    @rule(i=WHICH, numbers=st.lists(st.sampled_from(NUMBERS), min_size=1, max_size=3, unique=True),
+          notes=st.booleans())
+    def edit_case(self, i, numbers, notes):
+        """`devices edit-case`: her contacts (or only the notes) changed, wherever her button is."""
+        i = self.fit(i, "edit_case")
+        mac = MACS[i]
+        dev = self.row(mac)
+        old = self.reg.case(mac) if dev is not None and dev.has_case else None
+        if old is None:
+            self.attempt(self.reg.edit_case, mac, contacts=numbers)
+            return
+        changes = {"notes": NOTES[1] if old.notes != NOTES[1] else None} if notes else {"contacts": numbers}
+        new = CaseData.from_dict({**old.to_dict(), **changes})
+        self.cases[(old.case_id, tuple(new.contacts), new.notes)] = new
+        if self.attempt(self.reg.edit_case, mac, **changes) is not None and dev.state == "delivered" \
+                and not notes:
+            self.changed_since_delivery.add(mac)
 
     @rule(i=WHICH)
     def abort_provision(self, i):
@@ -341,9 +359,14 @@ class RegistryOverALife(RuleBasedStateMachine):
         for dev in self.reg.list():
             assert dev.state in STATES, dev
             if dev.state == "delivered":
-                active = db.execute("SELECT id FROM cases WHERE mac = ? AND active = 1", (dev.mac,)).fetchone()
-                assert active is not None and dev.config_case == active["id"], dev
+                active = db.execute("SELECT id, token FROM cases WHERE mac = ? AND active = 1", (dev.mac,)).fetchone()
+                assert active is not None, dev
+                # her case, maybe edited since: never another woman's on her button
+                held = db.execute("SELECT token FROM cases WHERE id = ?", (dev.config_case,)).fetchone()
+                c = self.reg.cipher()
+                assert c.open(dev.mac, held["token"]).case_id == c.open(dev.mac, active["token"]).case_id, dev
                 if dev.mac not in self.changed_since_delivery:
+                    assert dev.config_case == active["id"] and dev.pending_config_hash is None, dev
                     assert dev.test_call_result == "passed" and dev.voice is not False, dev
 
     @invariant()

@@ -14,6 +14,7 @@ from boton import wipe_check
 from boton.cli import main
 from boton.release import firmware_files
 from boton.rules import config_bytes, config_hash
+from boton.errors import RegistryConflict
 from boton.registry import CaseData, Registry
 from boton.sim.rig import DEFAULT_CONTACT, LFS_BLOCKDEV, VirtualDevice
 from rigkit import FAST, demo_config
@@ -171,11 +172,16 @@ def test_force_on_a_delivered_button_asks_and_is_audited(her_button):
     r = run("wipe", "--port", vd.repl_url, "--force", "--yes", "--keep-log")
     assert r.exit_code == 0, r.output  # the kept log holds nothing of hers: still verified
     assert img.read_filesystem(vfs_bytes(vd))["log.0"].startswith(log_before)
+    assert "its event log was kept" in r.output
     with Registry() as reg:
         d = reg.get(vd.mac)
         assert d.state == "in_stock" and reg.case(vd.mac) is None  # her case closed with it
         entry = [e for e in reg.audit(vd.mac) if e["action"] == "wipe"][-1]
-    assert "FORCED on a delivered button" in entry["detail"]
+        # her event log is still on it: no other woman's case until a full wipe
+        assert d.wipe_required
+        with pytest.raises(RegistryConflict, match="run `boton wipe` before giving it a case"):
+            reg.assign(vd.mac, CaseData(alias="Sol", case_id="AGS-2026-0099", contacts=["449 555 6677"]))
+    assert "FORCED on a delivered button" in entry["detail"] and "event log was kept" in entry["detail"]
 
 
 def test_needles_cover_the_forms_the_firmware_writes():

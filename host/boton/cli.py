@@ -15,7 +15,7 @@ from . import provision as prov
 from . import release, rules
 from .device import Device
 from .cli_output import OneLineErrors, during_alert_option, err_console, print_error
-from .errors import EXIT_DEVICE, EXIT_TEST, EXIT_USAGE, EXIT_VERIFY, DeviceError, InputError
+from .errors import EXIT_CONFLICT, EXIT_DEVICE, EXIT_TEST, EXIT_USAGE, EXIT_VERIFY, DeviceError, InputError
 
 console = Console(highlight=False)
 
@@ -539,7 +539,10 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
     Registry first, device second, registry last (docs/registry.md):
       1. the registry must open and allow it: the button on the port (its eFuse MAC) is the
          one named by --device, and is in stock, provisioned, delivered or in an
-         interrupted provisioning (a new button is registered in stock first);
+         interrupted provisioning (a new button is registered in stock first). A button
+         holding a configuration from a case is provisioned only from that case, as
+         edited since (`boton devices edit-case`): a delivered one stays delivered and
+         needs a passed `boton test-call` again;
       2. her alias and contacts come from the case assigned to it (`boton devices
          assign`); --alias/--contact that differ from the case are refused. A button
          without a case gets a bench configuration from --alias/--contact: it can be
@@ -599,8 +602,8 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
             # registry says "provisioning" before the write: a cut link leaves it true
             reg.begin_provision(mac, rules.config_hash(rules.config_bytes(config)), case_row)
             digest = prov.write_config(dev, config)
-        reg.finish_provision(mac, digest, imei=ident.get("imei"), iccid=ident.get("iccid"),
-                             voice=radio.voice)
+        rec = reg.finish_provision(mac, digest, imei=ident.get("imei"), iccid=ident.get("iccid"),
+                                   voice=radio.voice)
     source = "from her case" if case else "bench configuration (no case: it cannot be delivered)"
     console.print(f"provisioned {known.label} ({mac}) {source}: {len(config['contacts'])} contact(s), "
                   f"{len(config['c4_numbers'])} C4 number(s), gesture {gesture}; config {digest[:12]} verified; "
@@ -616,6 +619,7 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
     example = rules.first_alert_sms(config if on_terminal else dict(config, alias=ALIAS_PLACEHOLDER))
     console.print(f"her contacts' first alert SMS (example location): {example}", soft_wrap=True, markup=False)
     pins.show_pin(pin_how, pin, pin_screen, lambda line: console.print(line, soft_wrap=True, markup=False))
+    _warn_if_delivered_untested(rec, "its new configuration")
 
 
 def _wait_for_network_shown(dev, limit_s):
@@ -770,6 +774,10 @@ def wipe(port, keep_log, force, yes, download_port, pin_file, during_alert):
         mac = prov.device_mac(dev)
         # registry first: refuse before anything on the button is touched
         plan = plan_wipe(mac, force, confirm_forced=lambda d: _confirm_forced_wipe(d, yes))
+        if not plan.known and dev.read_file(rules.CONFIG_PATH) is not None:
+            # nothing says whether this button is in a woman's hands (it may be delivered,
+            # in another office's registry): a configuration on it is not erased unasked
+            _confirm_unrecorded_wipe(mac, plan, force, yes)
         if plan.case_unreadable:
             err_console.print(f"[yellow]warning:[/] her case cannot be read ({escape(plan.case_unreadable)}); "
                               "the flash is searched only for what the button itself held",
@@ -813,13 +821,33 @@ def wipe(port, keep_log, force, yes, download_port, pin_file, during_alert):
                    "wipe again; if it persists, retire the button and destroy its flash")
     verified = not why
     detail = (how + "; " + result.summary()) if result is not None else why
-    known = record_wipe(plan, mac, verified, detail)
+    known = record_wipe(plan, mac, verified, detail, kept_log=keep_log)
     if not verified:
         raise DeviceError(f"wipe of {mac} NOT verified: {why}", EXIT_VERIFY)
     unrecorded = (f"no registry at {plan.registry_missing}" if plan.registry_missing else
                   "not in the registry")
     console.print(f"wiped {mac}: verified" + ("; registry: in stock" if known else
-                                               f"; {unrecorded}: nothing recorded"), soft_wrap=True, markup=False)
+                                               f"; {unrecorded}: nothing recorded")
+                  + ("; its event log was kept, so it gets no case until `boton wipe` without --keep-log"
+                     if known and keep_log else ""), soft_wrap=True, markup=False)
+
+
+def _confirm_unrecorded_wipe(mac, plan, force, yes):
+    """A button the registry does not know (or no registry) that holds a configuration:
+    wiped only with --force, asked on a terminal (or --yes)."""
+    where = (f"there is no registry at {plan.registry_missing} (check BOTON_REGISTRY)" if plan.registry_missing
+             else "it is not in the registry")
+    if not force:
+        raise DeviceError(f"the button on the port ({mac}) holds a configuration and {where}: nothing "
+                          "says it was returned (it may be in her hands); nothing was changed. If it was "
+                          "returned or found, wipe it with --force", EXIT_CONFLICT)
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise DeviceError("--force on a button the registry does not know asks first: add --yes when "
+                          "not on a terminal", EXIT_USAGE)
+    if not click.confirm(f"{mac} holds a configuration and {where}: wipe it?", default=False):
+        raise DeviceError("cancelled, nothing was changed", EXIT_USAGE)
 
 
 def _confirm_forced_wipe(d, yes):

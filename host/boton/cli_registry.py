@@ -125,8 +125,25 @@ def _counts_line(c):
     return f"{c['delivered']} of {c['total']} delivered" + (f" ({', '.join(parts)})" if parts else "")
 
 
+def _test_cell(d):
+    """The list's test column: what the button needs before it can be trusted in her hands."""
+    # SMS only at its last provisioning: it cannot call C4, whatever the state says
+    if d.voice is False:
+        return "[red]no voice[/]"
+    # her case edited since its configuration was written, or a re-provisioning interrupted:
+    # it may text her old contacts: `boton provision` first
+    if d.config_outdated or (d.state == "delivered" and d.pending_config_hash):
+        return "[red]provision[/]"
+    test = d.test_call_result or ""
+    # a delivered button whose test no longer counts (new firmware or configuration since)
+    if d.state == "delivered" and test != "passed":
+        return f"[red]{test or 'untested'}[/]"
+    return test
+
+
 def _device_json(d, current):
     out = d.to_dict()
+    out["config_outdated"] = d.config_outdated
     out["flash_size_text"] = R.format_flash_size(d.flash_size)
     out["firmware"] = firmware_state(d.firmware_hash, d.board, current)
     return out
@@ -181,20 +198,16 @@ def list_(state, outdated, as_json, registry_path, technician):
         _echo_json({"devices": rows, "counts": counts})
         return
     table = Table(show_edge=False, pad_edge=False)
+    tests = [_test_cell(d) for d in devs]
     # "no voice" is never cut short, even on a narrow terminal (the board name is)
-    test_width = 8 if any(d.voice is False or d.state == "delivered" for d in devs) else 6
+    test_width = max([6] + [len(t.replace("[red]", "").replace("[/]", "")) for t in tests])
     for col, width in (("label", 7), ("mac", 17), ("state", 11), ("test", test_width), ("case", 4)):
         table.add_column(col, no_wrap=True, min_width=width)
     table.add_column("firmware", no_wrap=True, min_width=8)
     for col in ("board", "flash", "updated"):
         table.add_column(col, overflow="ellipsis", no_wrap=True)
-    for d, row in zip(devs, rows):
+    for d, row, test in zip(devs, rows, tests):
         state = d.state + (" [red]wipe![/]" if d.wipe_required else "")
-        # SMS only at its last provisioning: it cannot call C4, whatever the state says; a
-        # delivered button whose test no longer counts (new firmware since) is flagged too
-        test = "[red]no voice[/]" if d.voice is False else d.test_call_result or ""
-        if d.state == "delivered" and d.voice is not False and d.test_call_result != "passed":
-            test = f"[red]{test or 'untested'}[/]"
         firmware = {"this release": "this", "another release": "[red]OTHER[/]"}.get(row["firmware"], "")
         table.add_row(d.label, d.mac, state, test, "yes" if d.has_case else "", firmware,
                       d.board or "", R.format_flash_size(d.flash_size), (d.updated_at or "")[:10])
@@ -311,6 +324,50 @@ def assign(device, alias, case_id, name, notes, order_ends, contacts, replace, r
                   f"({', '.join(mask(n) for n in case.contacts)}), "
                   + ("order end date recorded" if case.order_ends else "no order end date"),
                   soft_wrap=True)
+
+
+@devices.command("edit-case")
+@click.argument("device")
+@click.option("--contact", "contacts", multiple=True,
+              help="Her trusted contacts as they are now, all of them (1 to 5; repeat the option): "
+                   "the list replaces the old one.")
+@click.option("--alias", help="A new short name she chose.")
+@click.option("--order-ends", help="A new restraining order end date, YYYY-MM-DD, or 'none'.")
+@click.option("--name", help="Her full name.")
+@click.option("--notes", help="Notes for the programme staff.")
+@registry_options
+def edit_case(device, contacts, alias, order_ends, name, notes, registry_path, technician):
+    """Edit her case on the button she has, delivered or not: her trusted contacts change
+    (a new number, one she no longer trusts), her alias, the order's end. The case id
+    stays: it is her (another woman's case goes on a button only after a return and a
+    wipe). A number on another active case is refused. Audited, without her data.
+
+    \b
+    Contacts or alias changed: her button still texts the old ones. Provision it again
+    with it at hand (it stays delivered), then test-call it:
+      boton provision --port PORT --device BS-0042 --c4 ...
+      boton test-call --port PORT --device BS-0042
+    Until then `devices list` flags it, and test-call and deliver refuse it.
+
+    Example: boton devices edit-case BS-0042 --contact "449 111 2233" --contact "449 555 6677"
+    """
+    changes = {k: v for k, v in (("alias", alias), ("order_ends", order_ends), ("full_name", name),
+                                 ("notes", notes)) if v is not None}
+    if contacts:
+        changes["contacts"] = list(contacts)
+    if not changes:
+        raise DeviceError("nothing to edit: give --contact (all of them), --alias, --order-ends, --name "
+                          "or --notes", EXIT_USAGE)
+    with _open(registry_path, technician) as reg:
+        d = reg.find(device)
+        new = reg.edit_case(d.mac, **changes)
+    console.print(f"edited the case on {new.label}"
+                  + (f": {len(changes['contacts'])} contact(s) ({', '.join(mask(n) for n in R.check_contacts(contacts))})"
+                     if contacts else ""), soft_wrap=True)
+    if new.config_outdated or (new.pending_config_hash and new.pending_case != new.case_row):
+        console.print(f"[yellow]its button still holds the old version:[/] provision it again (`boton provision "
+                      f"--device {new.label} ...`), then `boton test-call`; until then test-call and deliver "
+                      "refuse it", soft_wrap=True)
 
 
 def _simple(name, method, doc, message):

@@ -408,6 +408,8 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify):
         return row, to
 
     def _update(self, db, mac, **cols):
+        if "wipe_required" in cols and "wipe_case" not in cols:
+            cols["wipe_case"] = None   # flagged for anyone's data unless the caller says only hers
         cols["updated_at"] = self.now()
         sets = ", ".join(f"{k} = ?" for k in cols)
         db.execute(f"UPDATE devices SET {sets} WHERE mac = ?", (*cols.values(), mac))

@@ -28,7 +28,8 @@ class CaseRecords:
                 # an aborted provisioning or an unverified erase: her config, alert state and
                 # log may be on it, and a new case's config would go out beside them
                 raise RegistryConflict(f"{row['label']} ({mac}) may still hold a previous "
-                                       "configuration: run `boton wipe` before giving it a case")
+                                       "configuration or event log: run `boton wipe` before giving "
+                                       "it a case (a full one: not --keep-log)")
             if row["has_case"]:
                 if not replace:
                     raise RegistryConflict(f"{row['label']} ({mac}) already has a case; "
@@ -46,6 +47,68 @@ class CaseRecords:
             self._audit(db, "assign", mac, f"{len(case.contacts)} contact(s)"
                         + (", order end date set" if case.order_ends else ", no order end date")
                         + ("; replaced the previous case" if row["has_case"] else ""))
+            return DeviceRecord.from_row(self._row(db, mac))
+
+    # what of her case her button's configuration carries (rules.build_config): editing
+    # these means the button must be provisioned again; the rest stays in the registry
+    ON_THE_BUTTON = ("alias", "contacts")
+    EDITABLE = ("alias", "contacts", "order_ends", "full_name", "notes")
+
+    def edit_case(self, mac, **changes) -> DeviceRecord:
+        """Edit her active case where it is (in stock, provisioned, delivered: her trusted
+        contacts change, a new number, an order extended): the same woman, so the case id
+        cannot change (another woman's case comes only after a return and a wipe). Each
+        contact is checked against the other active cases, as in assign. What her button
+        carries (alias, contacts) goes into a new version of her case and the old one is
+        closed, kept encrypted: her button holds it until it is provisioned again (its
+        test call no longer counts; test-call and deliver refuse it until then) and a wipe
+        searches for it. Order end, name and notes are updated in place. Audited without
+        her data (how many contacts, which fields changed)."""
+        unknown = set(changes) - set(self.EDITABLE)
+        if unknown:
+            raise RegistryError(f"cannot edit {', '.join(sorted(unknown))} of a case (only "
+                                f"{', '.join(self.EDITABLE)}): the case id says who she is; another "
+                                "woman's case goes on a button only after a return and a wipe")
+        mac = normalise_mac(mac)
+        c = self.cipher()
+        with self._write() as db:
+            row, _ = self._begin(db, mac, "edit_case")
+            self._bind_key(db, c)
+            active = self._active_case_row(db, mac)
+            if active is None:
+                raise RegistryConflict(f"{row['label']} ({mac}) has no case to edit "
+                                       "(`boton devices assign` gives it one)")
+            old = c.open(mac, active["token"])
+            new = CaseData(**{**old.to_dict(), **changes})
+            changed = [k for k in self.EDITABLE if getattr(new, k) != getattr(old, k)]
+            if not changed:
+                raise RegistryError(f"nothing to change in the case of {row['label']}: what was given "
+                                    "is what it holds")
+            what = ", ".join(f"contacts {len(old.contacts)} -> {len(new.contacts)}" if k == "contacts"
+                             else k.replace("_", " ") for k in changed)
+            if not any(k in self.ON_THE_BUTTON for k in changed):
+                db.execute("UPDATE cases SET token = ? WHERE id = ?", (c.seal(mac, new), active["id"]))
+                self._audit(db, "edit_case", mac, f"case edited: {what}; nothing on the button changes")
+                return DeviceRecord.from_row(self._row(db, mac))
+            self._close_case(db, mac)
+            entries = self._index_entries(c, new)
+            self._check_free(db, entries)
+            cur = db.execute("INSERT INTO cases (mac, token, created_at) VALUES (?, ?, ?)",
+                             (mac, c.seal(mac, new), self.now()))
+            db.executemany("INSERT INTO case_index (case_row, kind, digest) VALUES (?, ?, ?)",
+                           [(cur.lastrowid, kind, d) for kind, d, _ in entries])
+            cols = {}
+            if row["wipe_case"] == active["id"]:   # her own data only: still only hers
+                cols["wipe_case"] = cur.lastrowid
+            if row["config_hash"] or row["pending_config_hash"]:   # the button texts the old ones
+                cols.update(test_call_result=None, test_call_detail=None, test_call_at=None,
+                            test_call_config=None)
+            if cols:
+                self._update(db, mac, **cols)
+            held = row["config_hash"] or row["pending_config_hash"]
+            self._audit(db, "edit_case", mac, f"case edited: {what}"
+                        + ("; her button still holds the old version: provision it again, then "
+                           "test-call it" if held else ""))
             return DeviceRecord.from_row(self._row(db, mac))
 
     @staticmethod
@@ -82,8 +145,9 @@ class CaseRecords:
     def purge_closed_cases(self, older_than_days, dry_run=False):
         """Erase the closed cases that nothing needs any more: closed at least
         `older_than_days` days ago (the programme's retention period), on a button whose
-        flash no longer may hold them (a verified wipe since, wipe_required clear) or that
-        is retired (its flash destroyed). A closed case whose button still waits for its
+        flash no longer may hold them (a verified wipe since, wipe_required clear, and no
+        configuration on it: an edited case's old version stays on the flash of the button
+        in use) or that is retired (its flash destroyed). A closed case whose button still waits for its
         wipe is kept: the wipe searches the flash for it (wipe_cases). The rows are
         deleted (secure_delete zeroes them in the file) and the WAL is checkpointed and
         truncated; backups made before still hold them, encrypted. No key needed.
@@ -96,7 +160,8 @@ class CaseRecords:
         with self._write() as db:
             rows = db.execute(
                 "SELECT c.id, c.mac, c.created_at, c.closed_at, d.label FROM cases c JOIN devices d ON d.mac = c.mac "
-                "WHERE c.active = 0 AND c.closed_at <= ? AND (d.wipe_required = 0 OR d.state = 'retired') "
+                "WHERE c.active = 0 AND c.closed_at <= ? AND ((d.wipe_required = 0 AND d.state NOT IN "
+                "('provisioning', 'provisioned', 'delivered')) OR d.state = 'retired') "
                 "ORDER BY d.label, c.id", (cutoff,)).fetchall()
             out = [{"label": r["label"], "mac": r["mac"], "created_at": r["created_at"],
                     "closed_at": r["closed_at"]} for r in rows]

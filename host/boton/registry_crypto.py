@@ -186,17 +186,52 @@ def create_key_file(path=None, passphrase=None) -> Path:
     except OSError as e:
         raise RegistryError(f"cannot create the folder of key file {path}: {folder_error(e)}; choose a "
                             "folder you may write to (--key-file or BOTON_KEY_FILE)") from None
+    if path.exists():   # said before writing anything; _write_key_file checks again, atomically
+        raise _key_exists(path)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise RegistryConflict(f"key file {path} already exists; refusing to overwrite it (the "
-                               "case data encrypted with it would become unreadable)") from None
+        placed = _write_key_file(path, content, replace=False)
     except OSError as e:
-        raise RegistryError(f"cannot create key file {path}: {e.strerror or e}; choose a folder you "
-                            "may write to (--key-file or BOTON_KEY_FILE)") from None
-    with os.fdopen(fd, "w") as f:
-        f.write(content)
+        raise RegistryError(f"cannot create key file {path}: {e.strerror or e}; nothing was written "
+                            "(choose a folder you may write to: --key-file or BOTON_KEY_FILE)") from None
+    if not placed:
+        raise _key_exists(path)
     return path
+
+
+def _key_exists(path):
+    return RegistryConflict(f"key file {path} already exists; refusing to overwrite it (the "
+                            "case data encrypted with it would become unreadable)")
+
+
+def _write_key_file(path, content, replace):
+    """The key file whole or not at all: written under a temporary name (mode 0600 from
+    creation), synced, then renamed over it (replace) or linked into place only if no file
+    is there (False if one is). Never an empty or half-written key at `path`: a key lost
+    that way makes every case unreadable. OSError is left to the caller; the temporary
+    file is removed whatever happens."""
+    from .safe_write import place_new
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        if replace:
+            os.replace(tmp, path)
+            placed = True
+        else:
+            placed = place_new(tmp, path)
+        if placed:   # the new name itself survives a power cut
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        return placed
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def rewrap_key_file(path=None, passphrase=None) -> Path:
@@ -207,19 +242,11 @@ def rewrap_key_file(path=None, passphrase=None) -> Path:
     text, _, _ = read_key_file(path)
     content = wrap_key(text, passphrase) if passphrase is not None else text + "\n"
     # not safe_write.write_file: it refuses the key file on purpose (exports must never hit it)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _write_key_file(path, content, replace=True)
     except OSError as e:
         raise RegistryError(f"cannot rewrite key file {path}: {e.strerror or e}; it is "
                             "unchanged") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -133,8 +133,8 @@ class CsvTransfer:
 
     def export_csv(self, path, include_case_data=False, force=False) -> int:
         """Write every device to a CSV file (EXPORT_COLUMNS). Case data (CASE_COLUMNS, for
-        devices with an active case) only with include_case_data: that file is created
-        with mode 0600. An existing file is replaced only with force, and never the
+        devices with an active case) only with include_case_data. The file is created
+        with mode 0600 either way (IMEI, ICCID). An existing file is replaced only with force, and never the
         registry, its key or a backup (safe_write). Audited. Returns the number of rows."""
         path = expand_home(path, "the file")
         check_target(path, force, self.path, "the export")
@@ -160,7 +160,8 @@ class CsvTransfer:
                     cd["notes"] = _no_formula(cd["notes"])
                     row.update(cd)
                 w.writerow(["" if row.get(k) is None else row.get(k) for k in cols])
-            _write_file(path, buf.getvalue().encode("utf-8"), private=include_case_data, force=force,
+            # IMEI and ICCID identify her phone line even without her case: never world-readable
+            _write_file(path, buf.getvalue().encode("utf-8"), private=True, force=force,
                         registry=self.path)
             self._audit(db, "export", None, f"{len(devices)} device(s), "
                         + (f"WITH case data of {len(cases)} case(s)" if include_case_data

@@ -136,13 +136,37 @@ class DeviceLifecycle:
             if (active["id"] if active else None) != case_row:
                 raise RegistryConflict(f"cannot provision {row['label']} ({mac}): its case changed while "
                                        "the configuration was being prepared; run `boton provision` again")
+            self._check_same_woman(db, row, case_row)
             self._update(db, mac, state=to, pending_config_hash=cfg, pending_case=case_row,
                          test_call_result=None, test_call_detail=None, test_call_at=None,
                          test_call_config=None)
             self._audit(db, "provision_begin", mac, f"config {cfg[:12]} "
                         + ("from her case" if case_row else "for the bench (no case)")
-                        + f"; {row['state']} -> {to}")
+                        + (f"; {row['state']} -> {to}" if to != row["state"] else
+                           "; re-provisioning her delivered button: its test call no longer counts"))
             return DeviceRecord.from_row(self._row(db, mac))
+
+    def _check_same_woman(self, db, row, case_row):
+        """A button that holds a configuration written from a case is provisioned again
+        only from that case, as edited since (the same case id: her); a delivered one never
+        with a bench configuration. Another woman's case goes on a button only after a
+        return and a verified wipe. Decrypts the two versions' case ids (the key is at hand:
+        the new configuration was built from her case)."""
+        held = row["config_case"]
+        if row["state"] == "delivered" and case_row is None:
+            raise RegistryConflict(f"cannot provision {row['label']} ({row['mac']}): it is delivered "
+                                   "and has no case to build its configuration from")
+        if held is None or case_row is None or held == case_row:
+            return
+        tokens = {r["id"]: r["token"] for r in db.execute(
+            "SELECT id, token FROM cases WHERE id IN (?, ?) AND mac = ?", (held, case_row, row["mac"]))}
+        c = self.cipher()
+        if held not in tokens or (c.open(row["mac"], tokens[held]).case_id.upper()
+                                  != c.open(row["mac"], tokens[case_row]).case_id.upper()):
+            raise RegistryConflict(f"cannot provision {row['label']} ({row['mac']}): it holds the "
+                                   "configuration of another case than the one assigned to it now; "
+                                   "a button gets another woman's case only after a return and a "
+                                   "verified `boton wipe`")
 
     def finish_provision(self, mac, config_hash, imei=None, iccid=None, voice=None,
                          image=False) -> DeviceRecord:
@@ -167,15 +191,23 @@ class DeviceLifecycle:
                 voice = row["voice"]
             elif voice is not None:
                 voice = int(bool(voice))
+            # flagged only for this case's own configuration (an aborted provisioning, a chip
+            # erase of her button): written again from it, the flash holds nothing of anyone
+            # else's. A flag for anyone's data (a return, a kept log) waits for a wipe.
+            own = (not image and row["wipe_required"] and row["wipe_case"] is not None
+                   and row["wipe_case"] == row["pending_case"])
+            flag = {"wipe_required": 0} if own else {}
             self._update(db, mac, state=to, config_hash=cfg, config_case=row["pending_case"],
                          pending_config_hash=None, pending_case=None,
                          imei=imei or row["imei"], iccid=iccid or row["iccid"], voice=voice,
-                         technician=self.technician, provisioned_at=self.now(), state_reason=None)
+                         technician=self.technician, provisioned_at=self.now(), state_reason=None, **flag)
+            moved = f"{row['state']} -> {to}" if to != row["state"] else "stays delivered, to be test-called"
             if image:
                 self._audit(db, "image", mac, f"config {cfg[:12]} read back from a factory image file; "
-                            f"{row['state']} -> {to}; on the button once the image is flashed")
+                            f"{moved}; on the button once the image is flashed")
             else:
-                self._audit(db, "provision", mac, f"config {cfg[:12]} verified; {row['state']} -> {to}")
+                self._audit(db, "provision", mac, f"config {cfg[:12]} verified; {moved}"
+                            + ("; wipe flag cleared: its flash held only this case's configuration" if own else ""))
             return DeviceRecord.from_row(self._row(db, mac))
 
     def record_unregistered_image(self, device_id, config_hash):
@@ -195,8 +227,10 @@ class DeviceLifecycle:
         mac = normalise_mac(mac)
         with self._write() as db:
             row, to = self._begin(db, mac, "abort_provision")
+            active = self._active_case_row(db, mac)
             self._update(db, mac, state=to, config_hash=None, config_case=None,
                          pending_config_hash=None, pending_case=None, wipe_required=1,
+                         wipe_case=self._only_case(row, active["id"] if active else None),
                          test_call_result=None, test_call_detail=None, test_call_at=None,
                          test_call_config=None)
             self._audit(db, "provision_abort", mac, f"{row['state']} -> {to}; it may hold a "
@@ -215,9 +249,10 @@ class DeviceLifecycle:
         iccid = normalise_iccid(iccid) if iccid else None
         tech = resolve_technician(technician or self.technician)
         with self._write() as db:
-            row, _ = self._begin(db, mac, "provision")
-            to = TRANSITIONS["finish_provision"]["provisioning"]
+            row, begun = self._begin(db, mac, "provision")
+            to = TRANSITIONS["finish_provision"][begun]
             active = self._active_case_row(db, mac)
+            self._check_same_woman(db, row, active["id"] if active else None)
             self._update(db, mac, state=to, config_hash=cfg, config_case=active["id"] if active else None,
                          pending_config_hash=None, pending_case=None,
                          imei=imei or row["imei"], iccid=iccid or row["iccid"], technician=tech,
@@ -245,7 +280,10 @@ class DeviceLifecycle:
             config = json.loads(raw) if raw is not None else None
         except (ValueError, RecursionError):    # RecursionError: nested beyond Python's parser
             config = None
-        if raw is None:
+        if row["pending_config_hash"] is not None:
+            why = ("its provisioning was interrupted: it holds its old or its new configuration, "
+                   "nobody knows which")
+        elif raw is None:
             why = "it has no configuration"
         elif row["config_hash"] is None:
             why = "the registry has no configuration recorded for it (provision it)"
@@ -291,6 +329,9 @@ class DeviceLifecycle:
             ran["board"] = check_board(board)
         with self._write() as db:
             row, _ = self._begin(db, mac, "test_call")
+            if row["pending_config_hash"] is not None:
+                raise RegistryConflict(f"cannot record the test call of {row['label']} ({mac}): its "
+                                       "provisioning was interrupted; run `boton provision` again first")
             if cfg and cfg != row["config_hash"]:
                 raise RegistryConflict(f"cannot record the test call of {row['label']} ({mac}): it ran "
                                        f"with config {cfg[:12]}, the registry recorded "
@@ -359,8 +400,10 @@ class DeviceLifecycle:
             row, _ = self._begin(db, mac, "flash")
             if not self._holds_config(row) or row["state"] not in ("provisioning", "provisioned", "delivered"):
                 return DeviceRecord.from_row(row)
+            active = self._active_case_row(db, mac)
             self._update(db, mac, state="in_stock", config_hash=None, config_case=None,
                          pending_config_hash=None, pending_case=None, wipe_required=1,
+                         wipe_case=self._only_case(row, active["id"] if active else None),
                          test_call_result=None, test_call_detail=None, test_call_at=None,
                          test_call_config=None)
             self._audit(db, "flash_erase", mac, f"{row['state']} -> in_stock: the chip is erased, "
@@ -379,13 +422,15 @@ class DeviceLifecycle:
             self._audit(db, "return", mac, "delivered -> returned; config must be wiped")
             return DeviceRecord.from_row(self._row(db, mac))
 
-    def record_wipe(self, mac, verified=True, detail="", forced=False) -> DeviceRecord:
+    def record_wipe(self, mac, verified=True, detail="", forced=False, kept_log=False) -> DeviceRecord:
         """The result of `boton wipe`. verified: the raw read-back of its flash found none of
         her data: the wipe flag is cleared and a returned or provisioned device goes back to
         stock. Not verified: her data may still be there: the device keeps (or, forced from
         delivered, gets) the wipe flag and stays where it is, audited as wipe_failed. A
         delivered device is refused unless forced (her case is then closed, and the audit
-        says it was forced). detail: what was checked (counts only, never her data)."""
+        says it was forced). detail: what was checked (counts only, never her data).
+        kept_log: the event log was put back (`wipe --keep-log`): verified, it goes to stock
+        but stays flagged, so no case is assigned until a wipe without it."""
         mac = normalise_mac(mac)
         with self._write() as db:
             row, to = self._begin(db, mac, "wipe")
@@ -398,7 +443,9 @@ class DeviceLifecycle:
                 note = "; FORCED on a delivered button without a return, case closed"
             detail = f": {detail}" if detail else ""
             if verified:
-                self._update(db, mac, state=to, wipe_required=0, config_hash=None, config_case=None,
+                if kept_log:
+                    note += "; her event log was kept: flagged until a full wipe"
+                self._update(db, mac, state=to, wipe_required=int(kept_log), config_hash=None, config_case=None,
                              pending_config_hash=None, pending_case=None,
                              test_call_result=None, test_call_detail=None, test_call_at=None,
                              test_call_config=None)
@@ -494,6 +541,21 @@ class DeviceLifecycle:
             self._audit(db, "retire", mac, f"{row['state']} -> retired: {reason}"
                         + ("; NOT wiped" if holds else "") + ("; case closed" if closed else ""))
             return DeviceRecord.from_row(self._row(db, mac))
+
+    @staticmethod
+    def _only_case(row, case_id):
+        """case_id if the flash may hold nothing but that case's data (its configuration,
+        written or being written) and no one else's, else None: what a wipe flag raised now
+        is for (devices.wipe_case)."""
+        if case_id is None:
+            return None
+        if row["wipe_required"] and row["wipe_case"] != case_id:
+            return None
+        if row["config_hash"] is not None and row["config_case"] != case_id:
+            return None
+        if row["pending_config_hash"] is not None and row["pending_case"] != case_id:
+            return None
+        return case_id
 
     @staticmethod
     def _holds_config(row):

@@ -142,6 +142,15 @@ def _m5_voice(db):
     db.execute("ALTER TABLE devices ADD COLUMN voice INTEGER")
 
 
+def _m6_wipe_case(db):
+    """Why a button is flagged for a wipe, when it is only her own data: the case whose
+    configuration alone its flash may hold unverified (an aborted provisioning or a chip
+    erase of her button, with nothing of anyone else's on it before). Provisioning it
+    again from that case clears the flag; NULL: anyone's data (a return, a failed wipe, an
+    event log kept), only a verified wipe clears it."""
+    db.execute("ALTER TABLE devices ADD COLUMN wipe_case INTEGER")
+
+
 def _script(db, sql):
     """Run SQL statements one by one: sqlite3's executescript() would COMMIT the
     migration's transaction half-way."""
@@ -158,7 +167,8 @@ def _script(db, sql):
 # Ordered: MIGRATIONS[i](db) takes a database from user_version i to i + 1, inside the
 # caller's transaction (so it may also move data in Python). Append only; never edit one
 # that has shipped.
-MIGRATIONS = [_m1_devices, _m2_cases, _m3_audit_chain, _m4_order_of_operations, _m5_voice]
+MIGRATIONS = [_m1_devices, _m2_cases, _m3_audit_chain, _m4_order_of_operations, _m5_voice,
+              _m6_wipe_case]
 
 
 @dataclass(frozen=True)
@@ -193,6 +203,14 @@ class DeviceRecord:
     config_case: int = None
     test_call_config: str = None
     voice: bool = None
+    wipe_case: int = None
+    case_row: int = None      # her active case's row (cases.id), None without one
+
+    @property
+    def config_outdated(self):
+        """Her case was edited since the configuration on the button was written from it:
+        the button still texts her old contacts until `provision` writes the new ones."""
+        return bool(self.case_row and self.config_hash and self.config_case != self.case_row)
 
     @classmethod
     def from_row(cls, row):
@@ -217,7 +235,8 @@ class EndingSoon:
 
 # a device's row and whether it has an active case: what DeviceRecord.from_row reads
 DEVICE_SELECT = ("SELECT d.*, EXISTS (SELECT 1 FROM cases c WHERE c.mac = d.mac AND c.active = 1) "
-                 "AS has_case FROM devices d")
+                 "AS has_case, (SELECT c.id FROM cases c WHERE c.mac = d.mac AND c.active = 1) AS case_row "
+                 "FROM devices d")
 
 
 def read_meta(db, key):

@@ -14,14 +14,18 @@ TRANSITIONS = {
     # operations): begin -> "provisioning" (what is true while the write may be half
     # done), finish -> "provisioned" once the config read back matches; an interrupted run
     # is finished by the next `provision` or rolled back by `devices abort-provision`.
-    # A delivered button that is provisioned again comes back through a test call and
-    # delivery: its new config has not been tested.
+    # A delivered button provisioned again (her case edited, new C4 numbers) stays
+    # delivered: it is in her hands either way. Its pending config says a write may be
+    # half done (test-call refuses it until a `provision` finishes) and its test call is
+    # cleared: a passed `test-call` makes it ready again (docs/registry.md).
     "provision": {"in_stock": "provisioning", "provisioning": "provisioning",
-                  "provisioned": "provisioning", "delivered": "provisioning"},
-    "finish_provision": {"provisioning": "provisioned"},
+                  "provisioned": "provisioning", "delivered": "delivered"},
+    "finish_provision": {"provisioning": "provisioned", "delivered": "delivered"},
     "abort_provision": {"provisioning": "in_stock"},
     "test_call": {"provisioned": "provisioned", "delivered": "delivered"},
     "assign":    {"in_stock": "in_stock", "provisioned": "provisioned"},
+    # her case (contacts, alias, order end) edited wherever it is active: same woman, same case id
+    "edit_case": {s: s for s in ("in_stock", "provisioning", "provisioned", "delivered")},
     "deliver":   {"provisioned": "delivered"},
     "return":    {"delivered": "returned"},
     # a delivered button is wiped only with force (record_wipe): return it first
@@ -39,12 +43,14 @@ TRANSITION_HINTS = {
     "deploy": "a retired device is not deployed again",
     "provision": "only a device in stock, provisioned or delivered can be (re)provisioned",
     "finish_provision": "run `boton provision` to provision it",
-    "abort_provision": "only an interrupted provisioning can be aborted",
+    "abort_provision": "only an interrupted provisioning can be aborted (a delivered button's "
+                       "interrupted re-provisioning is finished by `boton provision` with it at hand)",
     "test_call": "provision it first (an interrupted provisioning is finished by running "
                  "`boton provision` again)",
     "assign": "only a device in stock or provisioned can get a case (finish or abort an "
               "interrupted provisioning first)",
     "deliver": "deliver needs a provisioned device with a passed test call",
+    "edit_case": "only a case still open can be edited (a returned, faulty or retired button's case is closed)",
     "return": "only a delivered device can be returned",
     "wipe": "return it first",
     "faulty": "a delivered device must be returned first",

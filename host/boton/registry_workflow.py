@@ -108,11 +108,11 @@ def plan_wipe(mac, force=False, confirm_forced=None) -> WipePlan:
             return WipePlan(True, forced, (), str(e))
 
 
-def record_wipe(plan, mac, verified, detail) -> bool:
+def record_wipe(plan, mac, verified, detail, kept_log=False) -> bool:
     """Registry last: the wipe's result for a registered button; False (nothing recorded)
     for one the registry does not know."""
     if not plan.known:
         return False
     with Registry() as reg:
-        reg.record_wipe(mac, verified=verified, detail=detail, forced=plan.forced)
+        reg.record_wipe(mac, verified=verified, detail=detail, forced=plan.forced, kept_log=kept_log)
     return True
