@@ -67,3 +67,14 @@ def test_a_time_scale_that_is_no_time_is_refused(command, value):
     assert r.exit_code == 2, r.output
     assert "Invalid value for '--time-scale'" in r.output
     assert "is not a positive finite number" in r.output and "Traceback" not in r.output
+
+
+def test_sim_refuses_a_gps_start_for_a_replayed_log(tmp_path):
+    log = tmp_path / "capture.log"
+    log.write_text("$GPRMC,,V,,,,,,,,,,N*53\n")
+    for extra in (["--gps-start", "hot"], ["--gps-ttff", "5"]):
+        r = CliRunner().invoke(main, ["sim", "--nmea", str(log), *extra], catch_exceptions=False)
+        assert r.exit_code == 2, r.output
+        assert "a replayed log has its own fixes" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["sim", "--gps-ttff", "-1"], catch_exceptions=False)
+    assert r.exit_code == 2 and "Invalid value for '--gps-ttff'" in r.output, r.output

@@ -9,7 +9,7 @@ from boton.eventlog_check import firmware_eventlog
 from boton.paths import FIRMWARE
 from boton.sim.flashdir import install
 from boton.sim.rig import DEFAULT_C4, VirtualDevice
-from rigkit import FAST, demo_config, provisioned_device
+from rigkit import FAST, FAST_FIX, demo_config, provisioned_device
 
 
 def _her_alert_goes_out(vd, after):
@@ -130,7 +130,7 @@ def test_a_save_that_finds_no_heap_does_not_hold_back_her_call(tmp_path):
     install(flash, "tcall_sim800l_axp192", demo_config())
     (flash / "main.py").write_text(SQUEEZED_MAIN + (FIRMWARE / "main.py").read_text())
     vd = VirtualDevice(flash, board="tcall_sim800l_axp192", network_log=tmp_path / "net.jsonl",
-                       time_scale=FAST)
+                       time_scale=FAST, **FAST_FIX)  # her position to seal at the press
     vd.start()
     try:
         vd.wait_console("EV ready", timeout=60)

@@ -9,7 +9,8 @@ import pytest
 
 from boton.paths import DATA, FIRMWARE
 from boton.sim.clock import ManualClock, Scheduler
-from boton.sim.gps import TTFF, GpsSim, fmt_lat, fmt_lon, misread, nmea_checksum, nmea_sentence
+from boton.sim.gps import (RECEIVERS, TTFF, GpsSim, fmt_lat, fmt_lon, misread, nmea_checksum, nmea_sentence,
+                           restart_mode)
 
 sys.path.insert(0, str(FIRMWARE / "lib"))
 import nmea  # noqa: E402
@@ -102,10 +103,35 @@ def test_before_the_fix_looks_like_a_real_receiver():
     assert bytes(r.raw).startswith(b"$GPRMC,235951.00,V,,,,,,,010625,,,N*")
 
 
+@pytest.mark.parametrize("receiver, cold, hot", [("NEO-6M", 27.0, 1.0), ("L76K", 30.0, 5.5)])
+def test_a_named_receiver_fixes_after_its_datasheet_time(receiver, cold, hot):
+    """The boards' receivers: u-blox NEO-6 data sheet (cold 27 s, hot 1 s), Quectel L76K
+    (cold 30 s, hot 5.5 s without AGNSS). Their default start is cold."""
+    assert (RECEIVERS[receiver]["cold"], RECEIVERS[receiver]["hot"]) == (cold, hot)
+    for mode, ttff in (("cold", cold), ("hot", hot)):
+        r = Rig(receiver=receiver)
+        r.gps.start() if mode == "cold" else r.gps.start(mode=mode)
+        r.run(ttff - 0.5)
+        assert r.fixes == []
+        r.run(1)
+        assert [t for t, _ in r.fixes] == [math.ceil(ttff)]
+    with pytest.raises(ValueError, match="NEO-6M, L76K"):
+        Rig(receiver="NEO-7")
+
+
+def test_restart_keeps_a_hot_start_only_with_a_backup_supply():
+    """Across a cut of its supply a receiver keeps its ephemeris (hot start, within 2 h of
+    its last fix) or its almanac and time (warm) only on its backup supply (V_BCKP)."""
+    assert restart_mode(backup=False, since_fix_s=10) == "cold"       # a NEO-6M without its cell
+    assert restart_mode(backup=True, since_fix_s=None) == "cold"      # never had a fix
+    assert restart_mode(backup=True, since_fix_s=15 * 60) == "hot"    # the duty cycle's rest
+    assert restart_mode(backup=True, since_fix_s=3 * 3600) == "warm"  # ephemeris stale
+
+
 def test_utc_advances_with_simulated_time_and_time_scale():
     r = Rig(time_scale=0.01, utc=T0)
     r.gps.set_position(*AGS)
-    r.gps.start(ttff_s=2.0)                   # what the rig does
+    r.gps.start(ttff_s=2.0)                   # a test's shortcut on the rig
     r.run(2)
     assert r.clock.t - r.t_start == pytest.approx(0.02)   # 2 simulated s = 20 ms
     assert [t for t, _ in r.fixes] == [2.0]

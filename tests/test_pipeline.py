@@ -10,7 +10,7 @@ import pytest
 from boton import image as img
 from boton.registry import Registry
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
-from rigkit import FAST, esptool
+from rigkit import FAST, FAST_FIX, esptool
 
 BOTON = str(Path(sys.executable).parent / "boton")
 
@@ -25,7 +25,7 @@ def boton(*args, ok=True, timeout=300):
 @pytest.fixture
 def chip(tmp_path):
     vd = VirtualDevice(tmp_path / "flash", flash_image=tmp_path / "chip.bin", time_scale=FAST,
-                       c4_hangup_after_s=30)
+                       c4_hangup_after_s=30, **FAST_FIX)  # the maps link in her first SMS
     vd.start()
     yield vd
     vd.stop()

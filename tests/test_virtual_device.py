@@ -111,3 +111,46 @@ def test_a_gpio_line_is_dated_by_the_firmwares_clock(tmp_path):
     at = vd._device_time((ticks - 300) % TICKS_PERIOD)
     assert at is not None and 0.25 < time.monotonic() - at < 1.0
     assert vd._device_time((now_ms - 300) % TICKS_PERIOD) is None      # the host's count is not the chip's
+
+
+@pytest.mark.parametrize("board, receiver, ttff", [("tcall_sim800l_axp192", "NEO-6M", 27.0),
+                                                   ("ta7670x_a7670sa", "L76K", 30.0)])
+def test_the_gps_starts_cold_with_its_receivers_datasheet_time(tmp_path, board, receiver, ttff):
+    """`boton sim`, the demo and the HIL virtual DUT: a button from stock has no ephemeris,
+    so its first fix takes the receiver's cold start (NEO-6 data sheet 27 s, L76K 30 s)."""
+    from boton.cli import _gps_line
+
+    with VirtualDevice(tmp_path / "flash", board=board, time_scale=0.1) as vd:
+        assert vd.gps_receiver == receiver
+        assert vd.call(lambda: (vd.gps.mode, vd.gps.ttff_s, vd.gps.fixed)) == ("cold", ttff, False)
+        assert _gps_line(vd) == (f"{receiver}, cold start: first fix {ttff:g} s after power-on "
+                                 f"({ttff / 10:g} s at --time-scale 0.1); her alert does not wait for it")
+
+
+def _gps_supply_cut(vd, had_fix):
+    """The firmware switches the GPS off and on again (its duty cycle, or her alert)."""
+    pin = vd.board["gps"]["enable"]
+
+    def cut():
+        if had_fix:
+            vd.gps.start(ttff_s=0)    # a fix in its very first burst: it has its ephemeris
+        vd._pin_level(pin, 0)
+        vd._pin_level(pin, 1)
+        return vd.gps.mode, vd.gps.ttff_s
+    return vd.call(cut)
+
+
+@pytest.mark.parametrize("backup, had_fix, restart", [(True, True, ("hot", 1.0)), (True, False, ("cold", 27.0)),
+                                                       (False, True, ("cold", 27.0))])
+def test_a_gps_supply_cut_keeps_a_hot_start_only_on_its_backup_cell(tmp_path, backup, had_fix, restart):
+    """Only V_BCKP (the NEO-6M module's backup cell) keeps the ephemeris while the supply is
+    off: without it, or without a fix to keep, the receiver starts cold again."""
+    from boton.boards import board_file
+
+    profile = json.loads(board_file("tcall_sim800l_axp192").read_text())
+    assert profile["gps"]["backup"] is True      # the module's cell (docs/hardware.md parts list)
+    profile["gps"]["backup"] = backup
+    path = tmp_path / "board.json"
+    path.write_text(json.dumps(profile))
+    with VirtualDevice(tmp_path / "flash", board=str(path), time_scale=0.1) as vd:
+        assert _gps_supply_cut(vd, had_fix) == restart

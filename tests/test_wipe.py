@@ -17,7 +17,7 @@ from boton.rules import config_bytes, config_hash
 from boton.errors import RegistryConflict
 from boton.registry import CaseData, Registry
 from boton.sim.rig import DEFAULT_CONTACT, LFS_BLOCKDEV, VirtualDevice
-from rigkit import FAST, demo_config
+from rigkit import FAST, FAST_FIX, demo_config
 
 BOARD = "tcall_sim800l_axp192"
 # not the rig's default point (that one is also an example in the tools' own code)
@@ -69,7 +69,8 @@ def her_button(tmp_path, monkeypatch):
     chip = tmp_path / "chip.bin"
     chip.write_bytes(img.build_image(img.virtual_firmware(), img.device_files(BOARD, config), "4MB"))
     vd = VirtualDevice(tmp_path / "flash", board=BOARD, flash_image=chip, repl="rfc2217",
-                       time_scale=FAST, gps_point=HER_POINT, c4_hangup_after_s=5)
+                       time_scale=FAST, gps_point=HER_POINT, c4_hangup_after_s=5,
+                       **FAST_FIX)  # her position in the first SMS, to search the flash for
     vd.start()
     try:
         with Registry() as reg:

@@ -72,12 +72,19 @@ def main():
               _modem_revision(value),
               help="A7670 boards: the module firmware's revision (AT+CGMR) [default: A011B07A7670M7]. "
                    "A110B01A7670M7_F rehearses a module firmware that drops every LTE call.")
+@click.option("--gps-start", type=click.Choice(["cold", "warm", "hot"]), default=None,
+              help="How the GPS receiver starts at power-on [default: cold, as a button from stock: "
+                   "its first fix after the receiver's datasheet time, 27 s on a NEO-6M, 30 s on an "
+                   "L76K]; hot: as if it had a fix minutes ago (1 s on a NEO-6M).")
+@click.option("--gps-ttff", type=click.FloatRange(0), default=None, metavar="SECONDS",
+              help="The receiver's time to first fix when it starts cold or warm, instead of its "
+                   "datasheet's (e.g. 300 for a sky seen through a window).")
 @click.option("--ticks-wrap-in", "wrap_in", type=click.FloatRange(0), default=None, metavar="SECONDS",
               help="Start the chip SECONDS before its time.ticks_ms() wraps (every 12.4 days on an "
                    "ESP32), as a button on for 12 days: rehearses a wrap during the boot or her alert "
                    "(32-bit build; needs Linux time namespaces).")
 def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, flash_image,
-        phones, c4_stay, volte, gsm, gmr, wrap_in):
+        phones, c4_stay, volte, gsm, gmr, gps_start, gps_ttff, wrap_in):
     """Run a virtual device: firmware on the MicroPython unix port with a simulated
     modem (the board profile's: SIM800, or A7670 on ta7670x_a7670sa), GPS, button and
     phone network.
@@ -98,6 +105,11 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
     boton sim --board ta7670x_a7670sa --no-volte --no-2g
 
     Rehearse a button on for 12.4 days whose clock wraps a minute in: boton sim --ticks-wrap-in 60
+
+    The GPS starts cold, as a real receiver from stock: a press before its first fix
+    texts her contacts without a position (the serving cell), and an ACTUALIZACION with the
+    maps link follows the fix. Rehearse a button that had a fix minutes ago:
+    boton sim --gps-start hot
     """
     from .boards import load_board
     from .sim.chipclock import TICKS_PERIOD
@@ -107,8 +119,12 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
         raise click.BadParameter(f"{rules.mask(DEFAULT_DEVICE_NUMBER)} is the virtual device's own "
                                  f"number", param_hint="'--phone'")
     modem_options = _modem_options(load_board(board), board, volte=volte, gsm=gsm, gmr=gmr)
+    if nmea_file and (gps_start or gps_ttff is not None):
+        raise click.BadParameter("a replayed log has its own fixes: --nmea takes no --gps-start or --gps-ttff",
+                                 param_hint="'--nmea'")
     try:
         vd = VirtualDevice(flash_dir, board=board, repl=repl, repl_port=repl_port,
+                           gps_start=gps_start or "cold", gps_ttff_s=gps_ttff,
                            network_log=network_log, nmea_file=nmea_file, time_scale=time_scale,
                            flash_image=flash_image, phones=phones, c4_hangup_after_s=c4_stay,
                            modem_options=modem_options,
@@ -121,6 +137,7 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
     console.print(f"virtual device running; REPL at [bold]{escape(vd.repl_url)}[/]", soft_wrap=True)
     console.print(f"firmware runs on: {vd.interpreter.label}", soft_wrap=True)
     console.print(f"modem: {_modem_line(vd.modem_family, modem_options)}", soft_wrap=True)
+    console.print(f"GPS: {_gps_line(vd, nmea_file)}", soft_wrap=True, markup=False)
     if wrap_in is not None:
         console.print(f"chip clock: time.ticks_ms() wraps {wrap_in:g} s after start"
                       + ("" if vd.interpreter.chip else " (on this 64-bit port ticks wrap at 2**62: "
@@ -259,6 +276,16 @@ def _modem_line(family, options):
     return (f"A7670 ({revision}LTE{', 2G' if gsm else ', no 2G here'}; SIM "
             f"{'with' if volte else 'without'} VoLTE): "
             + (f"voice by {voice}" if voice else "SMS only, NO VOICE (provision refuses it)"))
+
+
+def _gps_line(vd, nmea_file=None):
+    """How the simulated receiver started, for the technician."""
+    if nmea_file:
+        return f"replays {nmea_file}"
+    mode, ttff = vd.call(lambda: (vd.gps.mode, vd.gps.ttff_s))
+    scaled = f" ({ttff * vd.time_scale:g} s at --time-scale {vd.time_scale:g})" if vd.time_scale != 1 else ""
+    return (f"{vd.gps_receiver}, {mode} start: first fix {ttff:g} s after power-on{scaled}; "
+            f"her alert does not wait for it")
 
 
 def _phone_scripts(values):

@@ -8,7 +8,8 @@ the virtual rig (default, in `make test`) or on a real board with a reference mo
     pytest tests/scenarios --device /dev/ttyUSB0 --device-number +52449... \\
            --ref-modem /dev/ttyUSB1 --ref-number +52449... [--button rts:/dev/ttyUSB2]
 
-Fixtures (see docs/hil.md): dut, button, network, gps, faults, timeline.
+Fixtures (see docs/hil.md): dut, button, network, gps, faults, timeline; rig_defaults
+(a conftest may override it: VirtualDevice options of every scenario on the rig).
 Markers: hil (hardware only), dut_config(**config overrides), rig(**VirtualDevice kwargs),
 modem(*families, reason=...) (only these modem families can run it).
 On the rig every scenario runs once per modem family (test ids end in [sim800], [a7670]);
@@ -233,7 +234,8 @@ def _config(request, c4, contacts, emergency):
 
 
 def _rig_kw(request):
-    kw = {}
+    # the suite's rig_defaults first (a conftest's fixture), then the rig markers, nearest last
+    kw = dict(request.getfixturevalue("rig_defaults"))
     for m in reversed(list(request.node.iter_markers("rig"))):
         kw.update(m.kwargs)
     return kw
@@ -355,6 +357,15 @@ def _terminal_input(config):
         with capman.global_and_fixture_disabled():
             return input(text)
     return ask
+
+
+@pytest.fixture
+def rig_defaults():
+    """VirtualDevice options of every scenario on the rig before its rig markers: none, so
+    the virtual DUT is the product's (its GPS starts cold, with the receiver's datasheet
+    time to first fix). A suite's conftest.py may override this fixture, e.g. with a
+    faster first fix for scenarios about something else."""
+    return {}
 
 
 @pytest.fixture

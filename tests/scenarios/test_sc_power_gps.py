@@ -90,6 +90,30 @@ def test_gps_never_fixing_falls_back_to_cell_id(dut, button, network, faults):
         assert ("%x" % cell_id) in text.lower() or str(cell_id) in text, text
 
 
+# The rig runs the receiver ten times faster than the firmware's boot (scaled parts, real
+# CPU): the receiver is held without a fix until the press, then makes its cold start from
+# there with its datasheet's time (NEO-6M 27 s, L76K 30 s), as on a board pressed soon
+# after it was switched on.
+@pytest.mark.rig(gps_ttff_s=NO_FIX)
+def test_press_before_the_first_fix_texts_at_once_then_her_position(dut, button, network, gps):
+    """She presses before the receiver's cold start has its first fix: her contacts' first
+    SMS goes out without waiting for it (the serving cell instead), and an ACTUALIZACION
+    with the maps link follows the fix."""
+    assert gps.fixed is not True, "the receiver fixed before the press: nothing to test"
+    mark = network.mark()
+    gps.start(ttff_s=None)                   # its cold start, from now
+    button.alert()
+    t_press = time.monotonic()
+    first = network.wait_sms(to=network.contacts[0], after=mark, timeout=dut.within(90, 20))
+    assert MAPS not in first["text"] and "Celda" in first["text"], first["text"]
+    # sent on its own time, well before the cold start's fix (27 s of the rig's time: 2.7 s)
+    assert first["t"] - t_press < dut.within(20, 2)
+    update = network.wait_sms(to=network.contacts[0], after=mark, timeout=dut.within(120, 20),
+                              where=lambda e: MAPS in e["text"])
+    assert update["text"].startswith("ACTUALIZACION"), update["text"]
+    assert MAPS + gps.maps_q() in update["text"]
+
+
 def _wait_first_fix(dut, network):
     if dut.board_profile["gps"].get("enable") is not None:
         # the GPS runs at boot until it has a fresh fix, then rests (duty cycle)

@@ -48,7 +48,9 @@ def one_alert(workdir, time_scale=1.0, board="tcall_sim800l_axp192"):
     config = build_config(alias="Luna", contacts=[DEFAULT_CONTACT], c4=[DEFAULT_C4],
                           device_id="BS-0042", hold_ms=HOLD_MS)
     install(flash, board, config)
-    vd = TappedDevice(flash, board=board, time_scale=time_scale,
+    # gps_ttff_s: a first fix 2 s after power-on, as a button in standby has one (its GPS duty
+    # cycle): the usual alert, with its position (without, she gets the serving cell's)
+    vd = TappedDevice(flash, board=board, time_scale=time_scale, gps_ttff_s=2.0,
                       network_log=workdir / "net.jsonl", console_log=workdir / "console.log")
     vd.start()
     try:

@@ -45,6 +45,7 @@ from ..paths import BOARDS, FIRMWARE
 from ..rules import build_config
 from ..sim.flashdir import install
 from ..boards import RENAMED, load_board, power_chip
+from ..sim.gps import restart_mode
 from ..sim.rig import DEFAULT_C4, DEFAULT_CONTACT
 from . import info_row
 from .rigtap import TappedDevice, split_turns
@@ -115,7 +116,10 @@ def measure(workdir, window_s, board="tcall_sim800l_axp192"):
     flash = workdir / "flash"
     install(flash, board, build_config(alias="Luna", contacts=[DEFAULT_CONTACT], c4=[DEFAULT_C4],
                                        device_id="BS-0042"))
-    vd = TappedDevice(flash, board=board, time_scale=1.0, network_log=workdir / "net.jsonl")
+    # The boot's GPS run stands for every wake's (gps_on_times): the receiver starts as it
+    # does after each rest of the duty cycle, hot on a backup cell, else cold.
+    wake = restart_mode(bool(load_board(board)["gps"].get("backup")), since_fix_s=0)
+    vd = TappedDevice(flash, board=board, time_scale=1.0, network_log=workdir / "net.jsonl", gps_start=wake)
     vd.start()
     try:
         vd.wait_console("EV ready", timeout=180)

@@ -457,10 +457,16 @@ class VirtualGps:
     def position(self):
         return self.vd.call(lambda: self.vd.gps.position)
 
+    @property
+    def fixed(self):
+        """Whether the receiver has a fix now."""
+        return self.vd.call(lambda: self.vd.gps.fixed)
+
     def set_position(self, lat, lon):
         self.vd.call(self.vd.gps.set_position, lat, lon)
 
     def start(self, ttff_s=0.0):
+        """The receiver starts cold now, its fix ttff_s later (None: its datasheet's time)."""
         self.vd.call(lambda: self.vd.gps.start(ttff_s=ttff_s))
 
     def maps_q(self):
@@ -486,6 +492,10 @@ class HardwareGps:
     @property
     def position(self):
         return self._point
+
+    @property
+    def fixed(self):
+        return None  # unknown: the board's receiver is not ours to watch
 
     def maps_q(self):
         if self._point is None:

@@ -14,7 +14,8 @@ Simulated receiver::
 * One burst per period (1 s of simulated time): RMC (+ GGA, GSA), with real
   formatting (ddmm.mmmmm, hemisphere letters, hhmmss.ss, ddmmyy) and checksums.
 * Before the fix (time to first fix: ``TTFF`` presets cold 30 s, warm 25 s,
-  hot 1 s of simulated time, or any ``ttff_s``) the sentences have empty
+  hot 1 s of simulated time; a named ``receiver=`` has its datasheet's, ``RECEIVERS``;
+  or any ``ttff_s``) the sentences have empty
   positions and status V, like real receivers; a cold start also has no time
   or date yet (no RTC), warm/hot starts do.
 * UTC starts at the settable ``utc`` (default: now) and advances with simulated
@@ -46,6 +47,29 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 TTFF = {"cold": 30.0, "warm": 25.0, "hot": 1.0}
+# The boards' receivers, from their datasheets (autonomous, open sky):
+#  NEO-6M: u-blox, NEO-6 Data Sheet (GPS.G6-HW-09005), "Time-To-First-Fix": cold 27 s,
+#          warm 27 s, hot 1 s.
+#  L76K:   Quectel's L76K specification (as Seeed's and Waveshare's L76K pages quote it):
+#          cold 30 s, hot 5.5 s without AGNSS. No warm figure: a warm start downloads the
+#          ephemeris as a cold one does, so it is taken as the cold figure.
+RECEIVERS = {"NEO-6M": {"cold": 27.0, "warm": 27.0, "hot": 1.0},
+             "L76K": {"cold": 30.0, "warm": 30.0, "hot": 5.5}}
+# How long a receiver's ephemeris stays good for a hot start after its last fix (Quectel:
+# "within 2 hours"; u-blox: up to 4 h): the shorter.
+EPHEMERIS_VALID_S = 7200
+
+
+def restart_mode(backup: bool, since_fix_s: float | None) -> str:
+    """How a receiver starts when its supply comes back. Only its backup supply (V_BCKP)
+    keeps its RTC, almanac and ephemeris while the supply is off (u-blox NEO-6 data sheet,
+    "Power management"; Quectel: a hot start needs V_BCKP held, a cold one follows a cut of
+    every supply): without one, every power-up is cold. With one: hot if its last fix is
+    recent enough for the ephemeris, warm if it ever had one, else cold.
+    since_fix_s: seconds since the receiver last had a fix (None: never)."""
+    if not backup or since_fix_s is None:
+        return "cold"
+    return "hot" if since_fix_s < EPHEMERIS_VALID_S else "warm"
 KNOTS_PER_MPS = 3600 / 1852
 EARTH_R = 6371008.8
 
@@ -127,8 +151,11 @@ class GpsSim:
 
     def __init__(self, scheduler, emit, *, utc: datetime | None = None, period_s: float = 1.0,
                  talker: str = "GP", gga: bool = True, gsa: bool = True, sats: int = 8, hdop: float = 0.9,
-                 alt_m: float = 1880.0, seed=None):
+                 alt_m: float = 1880.0, seed=None, receiver: str | None = None):
+        if receiver is not None and receiver not in RECEIVERS:
+            raise ValueError("receiver must be one of %s, not %r" % (", ".join(RECEIVERS), receiver))
         self.sched = scheduler
+        self.ttff = RECEIVERS[receiver] if receiver else TTFF  # this receiver's presets
         self.emit = emit
         self.period_s = period_s
         self.talker = talker
@@ -149,7 +176,7 @@ class GpsSim:
         self._handle = None
         self._tick = 0
         self.mode = "cold"
-        self.ttff_s = TTFF["cold"]
+        self.ttff_s = self.ttff["cold"]
         self.running = False
         self.replaying = False
         self._silent = False
@@ -247,12 +274,12 @@ class GpsSim:
     # -- receiver ----------------------------------------------------------
     def start(self, ttff_s: float | None = None, *, mode: str = "cold"):
         """Power up: the first burst comes one period later; the fix after
-        ttff_s simulated seconds (default: the mode's preset)."""
+        ttff_s simulated seconds (default: the mode's preset for this receiver)."""
         if mode not in TTFF:
             raise ValueError("mode must be one of %s" % ", ".join(TTFF))
         self.stop()
         self.mode = mode
-        self.ttff_s = TTFF[mode] if ttff_s is None else float(ttff_s)
+        self.ttff_s = self.ttff[mode] if ttff_s is None else float(ttff_s)
         self._utc0 = self.utc
         self._tick = 0
         self._utc_tick = 0

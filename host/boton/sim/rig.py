@@ -29,7 +29,7 @@ from ..frozen import device_interpreter
 from ..waiting import wait_for_item
 from .chipclock import TICKS_PERIOD, ChipClock
 from .clock import Scheduler
-from .gps import GpsSim
+from .gps import TTFF, GpsSim, restart_mode
 from .network import BEHAVIOURS, PhoneNetwork
 from .peercred import allowed as peer_allowed
 from .pmu import I2cBus, make as make_power_chip
@@ -123,7 +123,7 @@ class VirtualDevice:
                  device_number=DEFAULT_DEVICE_NUMBER, c4_numbers=(DEFAULT_C4,),
                  contacts=(DEFAULT_CONTACT,), c4_answer_after_s=3.0, c4_hangup_after_s=None,
                  phones=None,
-                 gps_point=AGS_CENTRO, gps_route=None, gps_ttff_s=2.0, nmea_file=None,
+                 gps_point=AGS_CENTRO, gps_route=None, gps_start="cold", gps_ttff_s=None, nmea_file=None,
                  nmea_realtime=True, console_log=None, seed=None, mac="24:0a:c4:00:00:42",
                  flash_image=None, flash_size=4 * 1024 * 1024, power_chip=None,
                  modem_family=None, modem_options=None, network_options=None, uptime_s=None,
@@ -189,8 +189,19 @@ class VirtualDevice:
                                  f"not {script.get('behaviour')!r}")
         self._net_cfg = dict(c4_numbers=list(c4_numbers), contacts=list(contacts),
                              answer_after=c4_answer_after_s, hangup_after=c4_hangup_after_s)
-        self._gps_cfg = dict(point=gps_point, route=gps_route, ttff=gps_ttff_s,
-                             nmea=nmea_file, realtime=nmea_realtime)
+        # The GPS as the board's receiver (profile gps.module, gps.backup) starts at power-on:
+        # gps_start "cold" (a button from stock: no ephemeris, no time), "warm" or "hot";
+        # gps_ttff_s: its time to a fix when it must download the ephemeris (cold or warm)
+        # instead of its datasheet's (gps.RECEIVERS), e.g. 1e6 indoors, or a test's shortcut.
+        if gps_start not in TTFF:
+            raise ValueError(f"gps_start must be one of {', '.join(TTFF)}, not {gps_start!r}")
+        if gps_ttff_s is not None and (isinstance(gps_ttff_s, bool) or not isinstance(gps_ttff_s, (int, float))
+                                       or not gps_ttff_s >= 0):
+            raise ValueError(f"gps_ttff_s must be a number of seconds >= 0, not {gps_ttff_s!r}")
+        self.gps_receiver = self.board["gps"].get("module", "NEO-6M")
+        self._gps_cfg = dict(point=gps_point, route=gps_route, start=gps_start, ttff=gps_ttff_s,
+                             nmea=nmea_file, realtime=nmea_realtime,
+                             backup=bool(self.board["gps"].get("backup")))
 
         self.repl_url = None
         self.events = []           # network events, in order
@@ -292,7 +303,7 @@ class VirtualDevice:
         self._deaf_until = 0.0
         self._frozen = False
         self._gpio_held = {}
-        self._gps_off_at = None
+        self._gps_fix_at = None   # monotonic time the receiver last had a fix (its backup RAM)
 
         self.sched = Scheduler(time.monotonic, self.time_scale)
         self.network = PhoneNetwork(self.sched, log_path=self._network_log,
@@ -315,7 +326,7 @@ class VirtualDevice:
         self.modem.ri_observer = self._on_ri
         self.modem.on_event = self._on_network_event  # PWRKEY presses and sleep, with the calls
         self.network.attach(self.device_number, self.modem)
-        self.gps = GpsSim(self.sched, emit=lambda b: self._uart_emit("gps", b))
+        self.gps = GpsSim(self.sched, emit=lambda b: self._uart_emit("gps", b), receiver=self.gps_receiver)
         g = self._gps_cfg
         if g["nmea"]:
             self.gps.replay(g["nmea"], realtime=g["realtime"])
@@ -324,7 +335,7 @@ class VirtualDevice:
                 self.gps.set_route(g["route"])
             else:
                 self.gps.set_position(*g["point"])
-            self.gps.start(ttff_s=g["ttff"])
+            self._gps_start(g["start"])
         self._modem_at_power_on()
 
         self._app_allowed = asyncio.Event()
@@ -760,6 +771,7 @@ class VirtualDevice:
         self._console_out(b"\r\nBrownout detector was triggered\r\n")
         self.modem.power_off()
         self._modem_at_power_on()
+        self._gps_power_cycle()
         with self._cond:
             self.rtc_memory = b""
             self.rtc_base = time.time()
@@ -843,19 +855,32 @@ class VirtualDevice:
             self._push_adc()
         self.call(apply)
 
+    def _gps_start(self, mode):
+        """The receiver starts `mode`: a hot start takes its datasheet's time, a cold or warm
+        one (the ephemeris to download) gps_ttff_s if set."""
+        self.gps.start(mode=mode, ttff_s=None if mode == "hot" else self._gps_cfg["ttff"])
+
     def _gps_enable(self, level):
-        """The GPS's power switch: off stops it; on restarts it, hot if it had a fix in the
-        last two hours (ephemeris still valid), else cold."""
+        """The GPS's supply: off stops the receiver; on starts it as its backup supply
+        allows (gps.restart_mode: without one, cold every time)."""
         if not level:
             if self.gps.running:
+                if self.gps.fixed:
+                    self._gps_fix_at = time.monotonic()
                 self.gps.stop()
-                self._gps_off_at = time.monotonic()
             return
         if self.gps.running:
             return
-        hot = self._gps_off_at is not None and time.monotonic() - self._gps_off_at < 7200 * self.time_scale
-        self.gps.start(mode="hot" if hot else "cold",
-                       ttff_s=None if hot else self._gps_cfg["ttff"])
+        since = self._gps_fix_at
+        if since is not None:
+            since = (time.monotonic() - since) / self.time_scale  # in the receiver's own seconds
+        self._gps_start(restart_mode(self._gps_cfg["backup"], since))
+
+    def _gps_power_cycle(self):
+        """The board loses power, the GPS's supply with it (a replayed log goes on)."""
+        if not self._gps_cfg["nmea"]:
+            self._gps_enable(0)
+            self._gps_enable(1)
 
     def _woke(self, why):
         """The light sleep ended: account it, and deliver the pin levels held meanwhile."""
@@ -1049,6 +1074,7 @@ class VirtualDevice:
         the ESP32's RTC (its clock, back to 2000-01-01, and its slow memory) with it."""
         self.call(self.modem.power_off)
         self.call(self._modem_at_power_on)
+        self.call(self._gps_power_cycle)
         with self._cond:
             self.rtc_memory = b""
             self.rtc_base = time.time()
