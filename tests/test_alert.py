@@ -1383,6 +1383,40 @@ out([first, [x for x in s.sms() if x[1] == "+525550001111"],
     check_texts(smss)
 
 
+def test_a_silent_gps_is_told_apart_from_one_without_sky(both):
+    # A GPS that sends nothing (dead, unplugged, another baud) is a fault: the button must
+    # be repaired. ESTADO and the daily report say so, even over a last fix a few hours old;
+    # a GPS that talks but has no fix stays "sin senal". Logged once per change.
+    r = both("""
+s = Sim(programme_number="+525550001111")
+s.start()
+s.ev("battery", 87)
+s.ev("signal", 18)
+s.ev("fix", {"lat": 21.88234, "lon": -102.29143, "hdop": 1.0, "sats": 8})
+s.advance(3600000)
+s.ev("sms_command", "+524491110000", "ESTADO 4321")     # a talking GPS without sky
+s.ev("gps_silent", True)
+s.ev("sms_command", "+524491110000", "ESTADO 4321")
+s.advance(86400000 - 3600000)                            # the daily report: silent
+s.ev("gps_silent", False)                                # it talks again, still no fix
+s.ev("sms_command", "+524491110000", "ESTADO 4321")
+s.advance(86400000)
+fresh = Sim()                      # silent right after a fix (it died): the fault wins
+fresh.ev("fix", {"lat": 21.88234, "lon": -102.29143, "hdop": 1.0, "sats": 8})
+fresh.ev("gps_silent", True)
+fresh.ev("sms_command", "+524491110000", "ESTADO 4321")
+out([[x[2] for x in s.sms()], s.logs("gps"), fresh.sms()[0][2]])
+""")
+    smss, logs, fresh = r
+    assert " GPS no responde FW " in fresh, fresh
+    estado = [t.split("Senal 18/31 ")[1].split(" FW")[0] for t in smss if t.startswith("ESTADO")]
+    daily = [t.split("Senal 18/31 ")[1].split(" FW")[0] for t in smss if "reporte diario" in t]
+    assert estado == ["GPS sin senal", "GPS no responde", "GPS sin senal"]
+    assert daily == ["GPS no responde", "GPS sin senal"]    # not "GPS hace 23h": it is broken
+    assert logs == [["gps", "silent"], ["gps", "talks"]]
+    check_texts([(0, "", t) for t in smss])
+
+
 def test_daily_status_off_skipped_in_alert_and_test_mode(both):
     r = both("""
 off = Sim().start()

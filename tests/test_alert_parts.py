@@ -267,6 +267,39 @@ out(log)
                  [903000, False, []], [904000, True, []], [905000, True, []]]
 
 
+def test_power_policy_tells_a_silent_gps_only_from_time_it_listened(both):
+    # "Silent" is no sentence with a good checksum (the parser's checksum_ok count) for
+    # gps_silent_s while the firmware listened (gps_on): on a board without a GPS switch
+    # the chip light-sleeps between fixes, its UART deaf, and a healthy receiver is
+    # not heard then. heard() before feed(), as the app calls them.
+    r = both("""
+import powerpolicy as pp
+def run(has_switch, talks, fixes, until, every=500):
+    p = pp.PowerPolicy({"gps_every_s": 900, "gps_max_on_s": 120, "gps_silent_s": 60},
+                       has_switch, 0)
+    said, fix, log = 0, None, []
+    for t in range(every, until, every):
+        s = p.heard(t, said)
+        if s is not None and len(log) < 4:
+            log.append([t, s])
+        p.feed(t, False, False, fix, True)
+        if p.gps_on and talks(t):    # it talks all along; heard only while listened to
+            said += 1
+            fix = t if fixes else fix
+    return log
+DAY = 86400000
+out([run(False, lambda t: True, True, DAY, 2000),     # healthy, no switch, a day
+     run(False, lambda t: True, False, DAY, 2000),    # healthy without sky, a day
+     run(True, lambda t: False, False, 200000),       # dead from boot
+     run(False, lambda t: t < 30000 or t == 95000, False, 200000)])
+""")
+    healthy, nosky, dead, back = r
+    assert healthy == [] and nosky == []
+    assert dead == [[60000, True]]
+    # heard until 30 s, then nothing for 60 s of listening; a sentence later: talks again
+    assert back == [[90000, True], [95500, False]]
+
+
 def test_power_policy_takes_standby_fixes_again_after_a_week_without_one(both):
     # ticks_diff of a fix 6.2 to 12.4 days old wraps to a young one: such a fix must not
     # count as "fresh", or the receiver is switched off as soon as it is switched on

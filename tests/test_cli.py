@@ -16,7 +16,7 @@ from boton.pin import check_pin
 from boton.rules import mask
 from boton.sim.flashdir import install
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
-from rigkit import FAST, programme_boards, provisioned_device
+from rigkit import FAST, demo_config, programme_boards, provisioned_device
 
 BOTON = str(Path(sys.executable).parent / "boton")
 
@@ -320,7 +320,25 @@ def test_status_counts_only_real_gps_sentences(tmp_path):
         assert r.exit_code == 0, r.output
         info = json.loads(r.output)
         assert info["gps_sentences"] == 0 and info["gps_fix"] is None, info
+        assert info["gps_fault"].startswith("GPS SENDS NOTHING (no NMEA sentence in 3 s): "), info
         assert vd.call(lambda: vd.gps.bytes_sent) > 0
+
+
+def test_status_and_logs_name_a_gps_the_firmware_heard_nothing_from(tmp_path):
+    # The firmware's own verdict, from its time in use (not status's 3 s): "gps silent" in
+    # the log, shown by `boton logs` and `boton status` until the GPS talks again.
+    cfg = dict(demo_config(), gps_silent_s=3, gps_every_s=2, gps_max_on_s=10)
+    with provisioned_device(tmp_path, config=cfg) as vd:
+        vd.call(vd.gps.silent, True)
+        vd.wait_console("EV gps silent", timeout=60)
+        r = run("logs", "--port", vd.repl_url)
+        assert r.exit_code == 0, r.output
+        assert re.search(r"GPS SENDS NOTHING since log entry \d+ .*repair the button", " ".join(r.output.split())), r.output
+        vd.call(vd.gps.silent, False)        # status's own look hears it again: the log still tells
+        r = run("status", "--port", vd.repl_url, "--json")
+        info = json.loads(r.output)
+        assert info["gps_log"].split(" ")[2:4] == ["gps", "silent"] and info["gps_sentences"] > 0, info
+        assert info["gps_fault"].startswith("GPS SENDS NOTHING since log entry "), info
 
 
 def test_status_and_logs(device):
@@ -331,7 +349,7 @@ def test_status_and_logs(device):
     assert r.exit_code == 0, r.output
     info = json.loads(r.output)
     assert info["fw"] and info["registered"] and info["modem"] and info["battery"] is not None
-    assert info["config_sha256"] and info["gps_sentences"] > 0
+    assert info["config_sha256"] and info["gps_sentences"] > 0 and info["gps_fault"] is None
     assert (info["family"], info["rat"], info["voice"], info["voice_via"]) == ("sim800", "GSM", True, "2G")
     assert info["release"] == "this release"
     safe = device.flash_dir / "safe.mpy"    # at a visit: a button due a deploy says so

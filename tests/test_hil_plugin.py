@@ -65,7 +65,7 @@ def test_manual_button_asks_the_tester_on_a_terminal():
 
 
 @pytest.mark.parametrize("fault, args", [("sim_missing", ()), ("drop_call", ()), ("cms_error", (500,)),
-                                          ("modem_silent", ()), ("modem_dead", ()), ("gps_never_fix", ()), ("gps_dead_reckoning", ()),
+                                          ("modem_silent", ()), ("modem_dead", ()), ("gps_never_fix", ()), ("gps_dead_reckoning", ()), ("gps_wrong_baud", ()),
                                           ("volte_unavailable", ()), ("sms_only", ())])
 def test_hardware_faults_that_cannot_be_made_skip_with_the_reason(fault, args):
     faults = HardwareFaults(dut=None, network=None, timeline=Timeline("t"))

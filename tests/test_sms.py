@@ -337,13 +337,13 @@ def test_fuzz_alert_text_one_safe_segment(alias, kind, lat, lon, age, hdop, batt
 @given(alias=st.text(max_size=200), by=st.sampled_from(["device", "c4", "timeout"]),
        battery=st.one_of(st.none(), st.integers(-10, 300)), device_id=st.text(max_size=30),
        rssi=st.one_of(st.none(), st.integers(-5, 120)), fw=st.text(max_size=40),
-       alerts=st.integers(0, 10 ** 6))
-def test_fuzz_other_texts(alias, by, battery, device_id, rssi, fw, alerts):
+       alerts=st.integers(0, 10 ** 6), gps=st.sampled_from(["ok", "nofix", "mute", "off"]))
+def test_fuzz_other_texts(alias, by, battery, device_id, rssi, fw, alerts, gps):
     for t in (sms.cancel_text(alias=alias, device_id=device_id, by=by, minutes=alerts),
               sms.low_battery_text(alias=alias, battery=battery, device_id=device_id),
-              sms.status_text(battery=battery, rssi=rssi, gps="ok", fw=fw, alerts=alerts,
+              sms.status_text(battery=battery, rssi=rssi, gps=gps, fw=fw, alerts=alerts,
                               device_id=device_id, sats=rssi, voice=False),
-              sms.daily_status_text(battery=battery, rssi=rssi, gps="off", fw=fw,
+              sms.daily_status_text(battery=battery, rssi=rssi, gps=gps, fw=fw,
                                     alerts=alerts, device_id=device_id, uptime_h=alerts,
                                     fix_age_s=rssi, test=True, log_head=(alerts, fw or "0"),
                                     voice=False)):
@@ -389,6 +389,25 @@ print(json.dumps([sms.daily_status_text(log_head=(4294967295, "a1b2c3d4e5f60718"
     assert usual == ("Boton Seguro BS-0042 reporte diario: Bat 87% Senal 18/31 GPS sin senal "
                      "FW 1.2.3 Alertas 1 Encendido 24h. Log 57:a1b2c3")
     assert one_segment(without) and "Log" not in without
+
+
+def test_a_gps_that_sends_nothing_is_named_in_one_segment_at_the_longest(mpy):
+    # "GPS no responde" (a fault: repair the button) is not "GPS sin senal" (no sky); the
+    # longest report a real button sends (test mode, no voice, a year up, 999 alerts, a
+    # long log) still ends in its whole log head and says how long it has been on
+    code = """
+import json, sms, version
+long = dict(battery=100, rssi=31, gps="mute", fw=version.VERSION, alerts=999,
+            device_id="BS-99999999", test=True, voice=False)
+print(json.dumps([sms.daily_status_text(uptime_h=99999, log_head=(9999999, "a1b2c3d4"),
+                                        fix_age_s=15000, **long),
+                  sms.status_text(active=True, sats=12, **long)]))
+"""
+    daily, estado = mpy.json(code)
+    assert " GPS no responde FW " in daily and " GPS no responde FW " in estado
+    assert daily.endswith(" Encendido 99999h. Log 9999999:a1b2c3") and one_segment(daily), daily
+    assert estado.endswith(" Alerta activa.") and one_segment(estado), estado
+    assert "hace" not in daily and "sat" not in estado       # a silent GPS has no fix to age
 
 
 def test_an_sms_log_head_is_checked_against_the_device_log(tmp_path):

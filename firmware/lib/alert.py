@@ -78,6 +78,9 @@
 #     ("cell", dict)               atparse.parse_ceng() serving cell
 #     ("battery", percent)         AT+CBC percent 0..100 (others logged, ignored)
 #     ("signal", csq_rssi)
+#     ("gps_silent", bool)         no NMEA sentence from the GPS for a while it was listened
+#                                  to (True: a fault, ESTADO and the daily report say "GPS
+#                                  no responde"; False: it talks again). Logged: gps silent|talks
 #     ("network", up)              the module registered again (True) or lost the network
 #                                  (+CREG URC): this alert's SMS that found no network go
 #                                  to whoever it has not reached yet
@@ -204,6 +207,7 @@ LATE_DIAL_MS = 5000
 
 class AlertMachine:
     log_head = None     # callable() -> (seq, hex) of the event log, for the daily SMS
+    gps_silent = False
     _now = 0
     _dirty = False
     # the delivery-day test's progress (C4 answered, SMS outcomes), reported once a boot
@@ -762,6 +766,10 @@ class AlertMachine:
 
     def _on_signal(self, ev, now, acts):
         self.rssi = ev[1]
+
+    def _on_gps_silent(self, ev, now, acts):
+        self.gps_silent = ev[1]
+        self._log(acts, "gps", "silent" if ev[1] else "talks")
 
     def _on_voice(self, ev, now, acts):
         was, self.voice = self.voice, ev[1]

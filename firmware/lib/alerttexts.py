@@ -11,6 +11,7 @@ def render(m, e, now):
     k = e.kind
     kind, age = m.fix_kind(now)
     f = m.fix if kind in ("gps", "last") else None
+    g = "mute" if m.gps_silent else "ok" if kind == "gps" else "nofix"
     loc = {}
     if f is not None:
         loc = {"lat_e7": f[0], "lon_e7": f[1], "hdop": f[2], "acc_m": f[4]}
@@ -26,7 +27,7 @@ def render(m, e, now):
                                  test=m.test_now(), active=m.active, **loc), kind
     if k == ob.STATUS:
         return sms.status_text(battery=m.battery, rssi=m.rssi,
-                               gps="ok" if kind == "gps" else "nofix", fw=c["fw"],
+                               gps=g, fw=c["fw"],
                                alerts=m.alerts, device_id=c["device_id"],
                                active=m.active,
                                sats=f[3] if (f and kind == "gps") else None,
@@ -34,7 +35,7 @@ def render(m, e, now):
     if k == ob.DAILY:
         up = m.sup.uptime_ms(now)
         return sms.daily_status_text(
-            battery=m.battery, rssi=m.rssi, gps="ok" if kind == "gps" else "nofix",
+            battery=m.battery, rssi=m.rssi, gps=g,
             fix_age_s=age if kind == "last" else None,
             sats=f[3] if (f and kind == "gps") else None, fw=c["fw"],
             alerts=max(0, e.arg - m.sup.rep_alerts), device_id=c["device_id"],

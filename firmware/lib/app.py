@@ -71,6 +71,7 @@ class App:
         en = g.get("enable")
         self.gps_en = hw.Pin(en, hw.Pin.OUT, value=1) if en is not None else None
         self.gps_logged = None  # the GPS switch the log last recorded (_gps_power)
+        self.nmea = NMEAParser()  # its stats.checksum_ok: whether the GPS talks (standby_task)
         self.got_fix = asyncio.Event()
         self.led = self._out(board.get("led"))
 
@@ -228,6 +229,9 @@ class App:
         r = self.radio
         while True:
             await asyncio.sleep_ms(500)
+            on = p.heard(time.ticks_ms(), self.nmea.stats.checksum_ok)
+            if on is not None:
+                self.post(("gps_silent", on))
             for what, on in p.feed(time.ticks_ms(), self.machine.active, r.call_active,
                                    self.fix_ms, r.modem.sleepy):
                 if what == "modem_sleep":
@@ -328,7 +332,7 @@ class App:
 
     # ------------------------------------------------------------ GPS and button
     async def gps_task(self):
-        parser = NMEAParser()
+        parser = self.nmea
         reader = asyncio.StreamReader(self.gps_uart)
         buf = bytearray(64)
         mv = memoryview(buf)

@@ -5,6 +5,8 @@
 #     for what, on in p.feed(now, alert_active, call_active, fix_ms, modem_sleepy):
 #         what: "modem_sleep" (AT+CSCLK) | "gps" (the receiver's supply switch)
 #     p.next_deadline()      # ticks when the GPS duty cycle next changes by itself
+#     p.heard(now, sentences)  # before feed(): True/False when the GPS fell silent /
+#                              # talks again (sentences: the parser's checksum_ok count)
 #
 # The modem sleeps whenever no alert and no call needs it (config modem_sleep).  The
 # GPS runs until it has a fresh fix or gps_max_on_s passed, then rests gps_every_s;
@@ -55,6 +57,10 @@ def battery_pct(mv):
 
 
 class PowerPolicy:
+    quiet = 0           # ms listened to the GPS since its last sentence
+    said = 0            # the parser's sentence count then
+    silent = False
+
     def __init__(self, cfg, has_gps_switch, now):
         self.modem_sleep = bool(cfg.get("modem_sleep", True))
         self.gps_every = int(cfg.get("gps_every_s", 900) * 1000)
@@ -64,6 +70,22 @@ class PowerPolicy:
         self.gps_on_at = now
         self.gps_off_at = None
         self.fix_at_on = None   # the app's fix ticks when the receiver was switched on
+        self.silent_ms = int(cfg.get("gps_silent_s", 60) * 1000)
+        self.heard_at = now
+
+    def heard(self, now, said):
+        # A receiver talks every second, fix or not: none for gps_silent_s is a dead,
+        # unplugged or wrong-baud GPS. Only time listened counts (gps_on, still as since
+        # the last call): resting, the chip may light-sleep, its UART deaf.
+        if said != self.said:
+            self.said = said
+            self.quiet = 0
+        elif self.gps_on:
+            self.quiet += ticks_diff(now, self.heard_at)
+        self.heard_at = now
+        if (self.quiet >= self.silent_ms) != self.silent:
+            self.silent = not self.silent
+            return self.silent
 
     def feed(self, now, alert_active, call_active, fix_ms, modem_sleepy):
         # -> [(what, on)]: what to switch now.  modem_sleepy: the modem's sleep mode as

@@ -142,9 +142,13 @@ def status(gps_wait_ms=3000):
         facts.update(await _gps_fact(board, gps_wait_ms))
         return facts
     out.update(asyncio.run(gather()))
-    alerts = []
+    alerts, gps = [], None
     for e in log.each():  # the last five, without the whole log at once
-        if e.split(" ")[2] in ("alert", "cancel", "test_result", "crash", "safe_mode"):
+        k = e.split(" ")[2]
+        if k in ("alert", "cancel", "test_result", "crash", "safe_mode"):
             alerts = alerts[-4:] + [e]
+        elif k == "gps":
+            gps = e  # its last change: "gps silent" is no NMEA while the firmware listened
     out["last_events"] = alerts
+    out["gps_log"] = gps
     print(json.dumps(out))

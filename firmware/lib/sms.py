@@ -258,7 +258,8 @@ def _signal(rssi):
 
 def _gps(gps, sats):
     g = {"ok": "GPS ok", "gps": "GPS ok", "last": "GPS sin senal",
-         "nofix": "GPS sin senal", "off": "GPS apagado"}.get(gps, "GPS ?")
+         "nofix": "GPS sin senal", "off": "GPS apagado",
+         "mute": "GPS no responde"}.get(gps, "GPS ?")  # mute: sends nothing, a fault
     if sats is not None and g == "GPS ok":
         g += " %dsat" % int(sats)
     return g
@@ -271,7 +272,8 @@ def _status_body(battery, rssi, gps, sats, fw, alerts, age=None, voice=None):
     t.append(_signal(rssi))
     if voice is False:
         t.append("SIN VOZ")  # SMS only: no call to C4 can go out
-    t.append(_gps(gps, sats) if age is None else "GPS hace " + fmt_age(age))
+    # a GPS that sends nothing is broken: that, not its last fix's age
+    t.append(_gps(gps, sats) if age is None or gps == "mute" else "GPS hace " + fmt_age(age))
     if fw:
         t.append("FW " + oneline(str(fw), 16))
     if alerts is not None:
@@ -281,7 +283,7 @@ def _status_body(battery, rssi, gps, sats, fw, alerts, age=None, voice=None):
 
 def status_text(battery=None, rssi=None, gps=None, fw="", alerts=0, device_id="",
                 active=False, sats=None, test=False, voice=None):
-    # Reply to ESTADO.  gps: "ok" | "nofix" | "off"; rssi: AT+CSQ 0..31 (99 unknown);
+    # Reply to ESTADO.  gps: "ok" | "nofix" | "mute" | "off"; rssi: AT+CSQ 0..31 (99 unknown);
     # voice False: "SIN VOZ" (no call to C4 can go out).
     t = ("PRUEBA " if test else "") + "ESTADO " + _dev(device_id) + ": "
     t += _status_body(battery, rssi, gps, sats, fw, alerts, voice=voice)
@@ -293,7 +295,8 @@ def daily_status_text(battery=None, rssi=None, gps=None, fw="", alerts=0, device
                       sats=None, uptime_h=None, test=False, fix_age_s=None, log_head=None,
                       voice=None):
     # Daily heartbeat SMS to the programme's number.  Never her position: only how old
-    # the last fix is (fix_age_s -> "GPS hace 3h"; None -> the gps word as status_text).
+    # the last fix is (fix_age_s -> "GPS hace 3h"; None or gps "mute" -> the gps word as
+    # status_text).
     # alerts: alerts since the previous report; uptime_h: hours since the last reset.
     # log_head: (seq, hex) of the event log's last entry -> " Log 57:a1b2c3", kept whole
     # at the end: the programme can later hold the device's log against it (a rewritten

@@ -931,6 +931,8 @@ def status(port, as_json, during_alert):
     info["release"] = ("this release" if not differs else
                        "NOT this release (boton deploy): " + prov.differences(differs, 2))
     info["network"] = rules.radio_verdict(info).line()
+    info["gps_fault"] = rules.gps_fault([info["gps_log"]] if info.get("gps_log") else (),
+                                        info.get("gps_sentences"))
     try:
         chip_problem = None
         rules.judge_power_chip(chip)
@@ -959,6 +961,8 @@ def _show_status(info):
     console.print(table)
     for line in info.get("last_events", []):
         console.print("  " + line, soft_wrap=True, markup=False)
+    if info.get("gps_fault"):
+        console.print(f"[bold red]{escape(info['gps_fault'])}[/]", soft_wrap=True)
 
 
 @main.command()
@@ -986,12 +990,15 @@ def logs(port, sms_head, as_json, during_alert):
         lines = prov.read_event_log(dev)
         mac = prov.device_mac(dev)
     ok, why = check_event_log(mac, lines, sms_head=sms_head)
+    gps = rules.gps_fault(lines)
     if as_json:
-        click.echo(json.dumps({"intact": ok, "check": why, "entries": lines}, indent=2))
+        click.echo(json.dumps({"intact": ok, "check": why, "gps_fault": gps, "entries": lines}, indent=2))
     else:
         for line in lines:
             click.echo(line)
         console.print(f"[bold]{'intact' if ok else 'ALTERED'}[/]: {escape(why)}", soft_wrap=True)
+        if gps:
+            console.print(f"[bold red]{escape(gps)}[/]", soft_wrap=True)
     if not ok:
         raise DeviceError(f"event log check failed: {why}", EXIT_VERIFY)
 

@@ -476,3 +476,24 @@ def case_values(label, case, typed):
         raise DeviceError(f"--contact differs from the case assigned to {label} (numbers and order): "
                           "leave it out (the case is the single source) or correct the case", EXIT_USAGE)
     return case.alias, list(case.contacts)
+
+
+GPS_FAULT = ("the GPS module is dead, unplugged or set to another baud than the board "
+             "profile's gps.baud: repair the button")
+
+
+def gps_fault(log_lines=(), sentences=None):
+    """Why the GPS looks broken, or None. The device's log says so when its firmware heard
+    no NMEA sentence for a while it listened ("gps silent", not yet followed by "gps
+    talks"); `boton status`'s own look says so when it heard none in its 3 s (sentences
+    0). A GPS without sky still talks: that is no fault."""
+    last = None
+    for line in log_lines or ():
+        parts = str(line).split(" ")
+        if len(parts) >= 5 and parts[2] == "gps":
+            last = parts
+    if last is not None and last[3] == "silent":
+        return f"GPS SENDS NOTHING since log entry {last[0]} (stamp {last[1]}): {GPS_FAULT}"
+    if sentences == 0:
+        return f"GPS SENDS NOTHING (no NMEA sentence in 3 s): {GPS_FAULT}"
+    return None

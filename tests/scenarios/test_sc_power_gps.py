@@ -174,3 +174,75 @@ def test_dead_reckoning_indoors_is_never_sent_as_her_position(dut, button, netwo
                      where=lambda e: e["text"].startswith("UBICACION"))
     sent = network.sms(frm=dut.number, after=mark)
     assert not [e["text"] for e in sent if "21.85" in e["text"]]
+
+
+# A GPS that sends nothing (dead, unplugged, another baud) is a fault, the button must be
+# repaired; a GPS without sky is not. ESTADO and the daily report tell them apart, and the
+# log records the change once. Short duty cycles so that the switched GPS (T-Call) is
+# listened to again soon; gps_silent_s: the listening without one sentence that says so.
+PROGRAMME = "+524495550000"
+SILENCE = dict(gps_silent_s=8, gps_every_s=5, gps_max_on_s=20, programme_number=PROGRAMME,
+               daily_status_s=30)
+
+
+def _estado(dut, network):
+    ask = network.mark()
+    network.sms_to_device("ESTADO %s" % REF_PIN)
+    return network.wait_sms(to=network.c4[0], after=ask, timeout=dut.within(120, 30),
+                            where=lambda e: e["text"].startswith("ESTADO"))["text"]
+
+
+def _daily(dut, network, after):
+    return network.wait_sms(to=PROGRAMME, after=after, timeout=dut.within(120, 60),
+                            where=lambda e: "reporte diario" in e["text"])["text"]
+
+
+@pytest.mark.dut_config(**SILENCE)
+def test_a_gps_that_sends_nothing_is_reported_as_not_responding(dut, network, faults):
+    log_mark = dut.mark()
+    faults.gps_silent()
+    dut.wait_log("gps", "silent", since=log_mark, timeout=dut.within(300, 60))
+    assert "GPS no responde" in _estado(dut, network)
+    faults.gps_silent(False)                 # its connector pressed back in
+    dut.wait_log("gps", "talks", since=log_mark, timeout=dut.within(120, 30))
+    assert "GPS no responde" not in _estado(dut, network)
+    assert dut.logged("gps", since=log_mark) == ["silent", "talks"]   # once per change
+
+
+@pytest.mark.dut_config(**SILENCE)
+def test_a_gps_at_the_wrong_baud_is_reported_as_not_responding(dut, network, faults):
+    log_mark = dut.mark()
+    faults.gps_wrong_baud(38400)             # bytes, '$' among them, but never a sentence
+    dut.wait_log("gps", "silent", since=log_mark, timeout=dut.within(300, 60))
+    text = _daily(dut, network, network.mark())
+    assert "GPS no responde" in text and len(text) <= 160, text
+
+
+@pytest.mark.rig(gps_ttff_s=NO_FIX)
+@pytest.mark.dut_config(**SILENCE)
+def test_a_gps_without_sky_is_still_no_signal_not_a_fault(dut, network, faults, gps):
+    log_mark = dut.mark()
+    faults.gps_never_fix()
+    mark = network.mark()
+    first = _daily(dut, network, mark)
+    second = _daily(dut, network, network.mark())    # over 30 s more, most of it listened
+    for text in (first, second, _estado(dut, network)):
+        assert "GPS sin senal" in text and "no responde" not in text, text
+    assert not dut.logged("gps", since=log_mark)
+
+
+@pytest.mark.modem("a7670", reason="the T-A7670X's L76K has no switch: between fixes the firmware "
+                   "stops listening and the chip light-sleeps, its UART deaf to a healthy GPS")
+@pytest.mark.dut_config(gps_silent_s=8, gps_every_s=20, programme_number=PROGRAMME,
+                        daily_status_s=30)
+def test_a_healthy_gps_on_a_sleeping_board_is_never_reported_silent(dut, network, gps):
+    # each rest (gps_every_s) is longer than gps_silent_s: time the chip did not listen
+    # must not count, or every rest would read as a dead GPS
+    log_mark, mark = dut.mark(), network.mark()
+    gps.wait_bursts(700, timeout=dut.within(900, 150))   # over three rests of the listening
+    texts = [e["text"] for e in network.sms(to=PROGRAMME, after=mark)] + [_estado(dut, network)]
+    assert len(texts) >= 3, texts
+    assert not [t for t in texts if "no responde" in t], texts
+    assert not dut.logged("gps", since=log_mark)
+    if dut.kind == "virtual":
+        assert dut.vd.call(lambda: dut.vd.dropped_asleep["gps"]) > 0   # it did sleep through sentences

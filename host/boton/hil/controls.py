@@ -319,6 +319,12 @@ class VirtualFaults:
     def gps_corrupt(self, rate=1.0):
         self._do(f"GPS checksums corrupted ({rate:.0%})", self.vd.gps.corrupt_checksums, rate)
 
+    def gps_wrong_baud(self, baud=38400):
+        """The receiver talks at `baud` (a u-blox M9N's default 38400), the board reads at
+        its own speed: bytes, never a sentence (None: the board's speed again)."""
+        self._do(f"GPS talks at {baud} baud" if baud else "GPS at the board's baud again",
+                 self.vd.gps.wrong_baud, baud)
+
     # ESP32 / board
     def esp32_reset(self):
         self.timeline.add("FAULT", "ESP32 reset (EN pulled low)")
@@ -432,6 +438,9 @@ class HardwareFaults:
 
     def gps_corrupt(self, rate=1.0):
         _unavailable("gps_corrupt", "needs a GPS simulator")
+
+    def gps_wrong_baud(self, baud=38400):
+        _unavailable("gps_wrong_baud", "set the GPS module's own speed by hand (its config tool)")
 
 
 class VirtualGps:
