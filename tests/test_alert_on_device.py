@@ -106,7 +106,8 @@ def test_a_sim_whose_sms_storage_is_full_still_takes_c4s_command(tmp_path, board
 
 def test_boton_sim_command_serves_mpremote_and_takes_a_press(tmp_path):
     """`boton sim` as a tester runs it: prints the REPL URL, mpremote works on it, typing
-    `press 1.5` raises the alert, and it shows the device's log and the network live."""
+    `press 1.5` raises the alert, and it shows the device's log and the network live. (GPS
+    hot: a button with a fix, so her first SMS has her position.)"""
     flash = tmp_path / "flash"
     install(flash, "tcall_sim800l_axp192", demo_config())
     log = tmp_path / "net.jsonl"
@@ -114,7 +115,7 @@ def test_boton_sim_command_serves_mpremote_and_takes_a_press(tmp_path):
     # a chip on for 12.4 days less 10 minutes, where the rig can set its clock
     wrap = [] if chipclock.unavailable() else ["--ticks-wrap-in", "600"]
     proc = subprocess.Popen([str(bindir / "boton"), "sim", "--flash", str(flash), "--network-log", str(log),
-                             "--time-scale", "0.1", *wrap], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             "--time-scale", "0.1", "--gps-start", "hot", *wrap], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True)
 
     def read_until(text):

@@ -55,7 +55,8 @@ def test_init_key_where_no_file_can_be_made_is_one_line(tmp_path, monkeypatch):
             return real_open(path, *a, **kw)
         monkeypatch.setattr(os, "open", refuse)
     out = one_line(run("registry", "init-key", "--key-file", str(ro / "registry.key")))
-    assert f"cannot create key file {ro / 'registry.key'}: Permission denied; choose a folder" in out
+    assert f"cannot create key file {ro / 'registry.key'}: Permission denied; nothing was written " \
+           "(choose a folder" in out
     assert not (ro / "registry.key").exists()
 
 

@@ -136,6 +136,7 @@ def board(monkeypatch):
     monkeypatch.setattr(cli, "Device", FakeBoard)
     monkeypatch.setattr(prov, "device_mac", lambda dev: MAC)
     monkeypatch.setattr(prov, "check_power_chip", lambda dev, board=None: None)
+    monkeypatch.setattr(prov, "check_safe_c4", lambda dev, config: None)  # a board of the programme
     monkeypatch.setattr(prov, "detect_power_chip", lambda dev, board=None: {"expected": None, "found": None})
     monkeypatch.setattr(prov, "release_on_board", lambda dev: ("ta7670x_a7670sa", []))
     monkeypatch.setattr(prov, "identity", lambda dev: dict(FakeBoard.facts))
