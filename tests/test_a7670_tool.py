@@ -5,6 +5,7 @@ call C4)."""
 import json
 import re
 
+import pytest
 from click.testing import CliRunner
 
 from boton.cli import main
@@ -78,14 +79,22 @@ def test_t_a7670x_with_volte_deploys_provisions_and_passes_its_test_call(tmp_pat
         stop(sim)
 
 
-def test_t_a7670x_without_volte_or_2g_is_refused_by_provision(tmp_path):
-    sim, url = start_sim(tmp_path, "--no-volte", "--no-2g")
+@pytest.mark.parametrize("flags, modem_line, refusal", [
+    (("--no-volte", "--no-2g"), "SMS only, NO VOICE", ("LTE, SMS only: NO VOICE", "VoLTE")),
+    # LilyGO-Modem-Series #240: A110B01A7670M7_F drops every call on LTE, on a VoLTE SIM
+    (("--modem-revision", "A110B01A7670M7_F"), "module firmware A110B01A7670M7_F",
+     ("NO VOICE — module firmware A110B01A7670M7_F drops every call on LTE", "B07")),
+])
+def test_t_a7670x_that_cannot_call_c4_is_refused_by_provision(tmp_path, flags, modem_line, refusal):
+    """A SIM without VoLTE where 2G is gone, or a module firmware that drops LTE calls:
+    nothing written, not ready, and the test call refused before it texts anyone."""
+    sim, url = start_sim(tmp_path, *flags)
     try:
-        assert "SMS only, NO VOICE" in sim.wait_line(lambda s: s.startswith("modem: "))
+        assert modem_line in sim.wait_line(lambda s: s.startswith("modem: "))
         r = deploy_and_provision(url)
         assert r.exit_code == 4, r.output
         out = flat(r.output)
-        assert "LTE, SMS only: NO VOICE" in out and "not marked ready" in out and "VoLTE" in out
+        assert all(phrase in out for phrase in refusal) and "not marked ready" in out
         assert not (tmp_path / "flash" / "config.json").exists()  # nothing written
         with Registry() as reg:
             (d,) = reg.list()
@@ -93,24 +102,6 @@ def test_t_a7670x_without_volte_or_2g_is_refused_by_provision(tmp_path):
         r = run("test-call", "--port", url, "--timeout", "30")
         assert r.exit_code == 7, r.output
         assert not [e for e in sim.network_events() if e["kind"] in ("sms", "call")]
-    finally:
-        stop(sim)
-
-
-def test_t_a7670x_whose_module_firmware_drops_lte_calls_is_refused_by_provision(tmp_path):
-    # LilyGO-Modem-Series #240: A110B01A7670M7_F drops every call on LTE, on a VoLTE SIM
-    sim, url = start_sim(tmp_path, "--modem-revision", "A110B01A7670M7_F")
-    try:
-        assert "module firmware A110B01A7670M7_F" in sim.wait_line(lambda s: s.startswith("modem: "))
-        r = deploy_and_provision(url)
-        assert r.exit_code == 4, r.output
-        out = flat(r.output)
-        assert "NO VOICE — module firmware A110B01A7670M7_F drops every call on LTE" in out
-        assert "B07" in out and "not marked ready" in out
-        assert not (tmp_path / "flash" / "config.json").exists()  # nothing written
-        with Registry() as reg:
-            (d,) = reg.list()
-        assert (d.state, d.voice) == ("in_stock", False)
     finally:
         stop(sim)
 

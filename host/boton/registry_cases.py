@@ -38,12 +38,7 @@ class CaseRecords:
                     raise RegistryConflict(f"{row['label']} ({mac}) is provisioned with the current "
                                            "case's contacts: wipe it before assigning another case")
                 self._close_case(db, mac)
-            entries = self._index_entries(c, case)
-            self._check_free(db, entries)
-            cur = db.execute("INSERT INTO cases (mac, token, created_at) VALUES (?, ?, ?)",
-                             (mac, c.seal(mac, case), self.now()))
-            db.executemany("INSERT INTO case_index (case_row, kind, digest) VALUES (?, ?, ?)",
-                           [(cur.lastrowid, kind, d) for kind, d, _ in entries])
+            self._insert_case(db, c, mac, case)
             self._audit(db, "assign", mac, f"{len(case.contacts)} contact(s)"
                         + (", order end date set" if case.order_ends else ", no order end date")
                         + ("; replaced the previous case" if row["has_case"] else ""))
@@ -91,15 +86,10 @@ class CaseRecords:
                 self._audit(db, "edit_case", mac, f"case edited: {what}; nothing on the button changes")
                 return DeviceRecord.from_row(self._row(db, mac))
             self._close_case(db, mac)
-            entries = self._index_entries(c, new)
-            self._check_free(db, entries)
-            cur = db.execute("INSERT INTO cases (mac, token, created_at) VALUES (?, ?, ?)",
-                             (mac, c.seal(mac, new), self.now()))
-            db.executemany("INSERT INTO case_index (case_row, kind, digest) VALUES (?, ?, ?)",
-                           [(cur.lastrowid, kind, d) for kind, d, _ in entries])
+            case_row = self._insert_case(db, c, mac, new)
             cols = {}
             if row["wipe_case"] == active["id"]:   # her own data only: still only hers
-                cols["wipe_case"] = cur.lastrowid
+                cols["wipe_case"] = case_row
             if row["config_hash"] or row["pending_config_hash"]:   # the button texts the old ones
                 cols.update(test_call_result=None, test_call_detail=None, test_call_at=None,
                             test_call_config=None)
@@ -110,6 +100,17 @@ class CaseRecords:
                         + ("; her button still holds the old version: provision it again, then "
                            "test-call it" if held else ""))
             return DeviceRecord.from_row(self._row(db, mac))
+
+    def _insert_case(self, db, c, mac, case):
+        """Her case sealed for this button and indexed, once no active case holds its id or
+        numbers (RegistryConflict). Returns its row id."""
+        entries = self._index_entries(c, case)
+        self._check_free(db, entries)
+        cur = db.execute("INSERT INTO cases (mac, token, created_at) VALUES (?, ?, ?)",
+                         (mac, c.seal(mac, case), self.now()))
+        db.executemany("INSERT INTO case_index (case_row, kind, digest) VALUES (?, ?, ?)",
+                       [(cur.lastrowid, kind, d) for kind, d, _ in entries])
+        return cur.lastrowid
 
     @staticmethod
     def _index_entries(c, case):
