@@ -101,14 +101,15 @@ class PowerPolicy:
             if not alert_active and (fresh or ticks_diff(now, self.gps_on_at) > self.gps_max_on):
                 self.gps_on = False
                 self.gps_off_at = now
-                out.append(("gps", False))
+                if self.has_gps_switch:  # without one only the listening rests
+                    out.append(("gps", False))
         elif alert_active or self.gps_off_at is None or ticks_diff(now, self.gps_off_at) > self.gps_every:
             self.gps_on = True
             self.gps_on_at = now
             self.fix_at_on = fix_ms
-            out.append(("gps", True))
-        # no switch: the listening's duty cycle only (gps_on), nothing to switch
-        return out if self.has_gps_switch or not out or out[-1][0] != "gps" else out[:-1]
+            if self.has_gps_switch:
+                out.append(("gps", True))
+        return out
 
     def next_deadline(self):
         # ticks at which the duty cycle switches the GPS by itself (a fix or an alert

@@ -70,6 +70,7 @@ Assumptions [?] (chosen here, nowhere confirmed):
 import re
 from datetime import datetime
 
+from ....rules import LTE_CALLS_DROP
 from ..at import AtError, _int, _toa
 from .sim800 import Sim800
 
@@ -85,12 +86,6 @@ A76_BAUD_RATES = (0, 300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 1152
 # The SIM800 commands the A76XX does not have (M109 has none of them): they answer ERROR.
 SIM800_ONLY = ("+CLVL", "+CRSL", "+CMIC", "+CHFA", "+CENG", "+CPOWD", "+CBATCHK", "+CIURC",
                "+MORING", "+CALM")
-
-
-# Module firmware that drops every call on LTE: +CLCC stat 2 (dialing) and "immediately
-# after" stat 6, on a VoLTE SIM that a phone calls with; B07 fixed it. [C] LilyGO-Modem-Series
-# #240 (a T-Call A7670E, B01); the same user's T-Call A7670E-FASE reads A110B01A7670M7_F (#180).
-LTE_CALLS_DROP = ("A110B01A7670M7",)
 
 
 class A7670(Sim800):
@@ -374,6 +369,8 @@ class A7670(Sim800):
                 self.last_cause = self.network.failed_call(self.number, number).cause
                 self._took(self.T_NO_NET_DIAL)
                 raise self._cme(30)
+            # module firmware that drops every call on LTE: +CLCC stat 2 (dialing) and
+            # "immediately after" stat 6 [C] (rules.LTE_CALLS_DROP, its sources)
             if self.rat == "lte" and self.gmr.startswith(LTE_CALLS_DROP):
                 return self._dial_dropped(number)
         return super()._b_d(cmd)
