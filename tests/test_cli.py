@@ -457,3 +457,50 @@ def test_provision_refuses_a_board_whose_safe_mode_calls_another_c4(tmp_path, mo
         assert json.loads((vd.flash_dir / "board.json").read_text())["safe_c4"] == real_c4
     finally:
         vd.stop()
+
+
+def test_provision_refuses_a_board_whose_own_image_freezes_another_safe_c4(tmp_path, monkeypatch):
+    # A board flashed with its own image (make firmware BOARD=...) carries the profile it was
+    # built from: where the filesystem will not mount, safe mode calls that profile's safe_c4
+    # whatever board.json says (tests/test_safe_boot.py). An image built before the programme
+    # set its C4 calls the example number: board.json right is not enough. The image here is
+    # that board's 32-bit build with its profile frozen in, read as provision reads a board.
+    from boton import frozen
+    from boton.registry import Registry
+
+    board = "tcall_sim800l_axp192"
+    try:
+        shipped = frozen.board_interpreter(board)    # the profile as the release ships it
+    except frozen.Unavailable as e:
+        pytest.skip(str(e))
+    real_c4 = "+524499946605"
+    programme_boards(tmp_path, monkeypatch, real_c4)  # board.json: the programme's C4
+    install(tmp_path / "flash", board)
+    args = ["provision", "--alias", "Luna", "--contact", DEFAULT_CONTACT, "--c4", "449 994 6605",
+            "--wait-network", "30"]
+    vd = VirtualDevice(tmp_path / "flash", board=board, interpreter=shipped, time_scale=FAST)
+    vd.start()
+    try:
+        vd.wait_console("EV boot", timeout=60)
+        r = run(*args, "--port", vd.repl_url)
+        assert r.exit_code == 2, r.output
+        out = " ".join(r.output.split())
+        assert (f"safe mode would not call the programme's C4 ({mask(real_c4)}, the first --c4): the "
+                f"safe_c4 of the profile frozen into its image ({mask(DEFAULT_C4)}) is another number") in out
+        assert "board.json (" not in out                  # its board.json is the programme's
+        assert "`make firmware` and `boton flash` too" in out and "nothing was written" in out
+        assert not (vd.flash_dir / "config.json").exists()
+        with Registry() as reg:
+            assert reg.get(vd.mac).state == "in_stock"
+    finally:
+        vd.stop()
+    # the board's image built again from the programme's profile, flashed: provisioned
+    vd = VirtualDevice(tmp_path / "flash", board=board, interpreter=frozen.board_interpreter(board),
+                       time_scale=FAST)
+    vd.start()
+    try:
+        vd.wait_console("EV boot", timeout=60)
+        r = run(*args, "--port", vd.repl_url)
+        assert r.exit_code == 0, r.output
+    finally:
+        vd.stop()

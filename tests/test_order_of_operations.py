@@ -321,3 +321,69 @@ def test_flash_checks_the_registry_before_erasing(tmp_path):
         assert d.image_hash and "flash_erase" in actions(rig.mac)
     finally:
         rig.stop()
+
+
+def test_keep_pin_reprovisions_her_delivered_button_and_her_pin_still_works(vd, monkeypatch, tmp_path):
+    # her contacts change: C4 and her contacts know her PIN, the host never had it
+    register_with_case(vd)
+    assert provision(vd).exit_code == 0          # her PIN: conftest's BOTON_PIN
+    her_pin = "730519"
+    held = json.loads(config_on(vd))["pin_hash"]
+    with Registry() as reg:
+        reg.record_test_call(vd.mac, True, config_hash=reg.get(vd.mac).config_hash)
+        reg.deliver(vd.mac)
+    r = run("devices", "edit-case", "BS-0042", "--contact", DEFAULT_CONTACT, "--contact", OTHER_CONTACT)
+    assert r.exit_code == 0, r.output
+
+    # a PIN given too: which one is meant? refused before the port is opened
+    pin_file = tmp_path / "pin"
+    pin_file.write_text("482916\n")
+    pin_file.chmod(0o600)
+    for extra in (["--pin-file", str(pin_file)], []):
+        r = run("provision", "--port", DEAD_PORT, "--c4", DEFAULT_C4, "--keep-pin", *extra)
+        assert r.exit_code == 2, r.output
+        assert "--keep-pin keeps the PIN the button holds" in one_line(r) and "nothing was written" in one_line(r)
+    monkeypatch.delenv("BOTON_PIN")
+    r = run("provision", "--port", DEAD_PORT, "--c4", DEFAULT_C4, "--keep-pin", "--pin-file", str(pin_file))
+    assert r.exit_code == 2, r.output
+
+    booted = vd.console_mark()
+    r = provision(vd, "--device", "BS-0042", "--keep-pin")
+    assert r.exit_code == 0, r.output
+    assert "SMS command PIN: kept, the one the button held" in one_line(r)
+    cfg = json.loads(config_on(vd))
+    assert cfg["contacts"] == [DEFAULT_CONTACT, OTHER_CONTACT] and cfg["pin_hash"] == held
+    assert held.split("$")[2] not in r.output and held.split("$")[1] not in r.output
+    with Registry() as reg:
+        d = reg.get(vd.mac)
+    assert (d.state, d.config_hash, d.pending_config_hash) == ("delivered", config_hash(config_on(vd)), None)
+    assert actions(vd.mac)[-4:] == ["reveal", "keep_pin", "provision_begin", "provision"]
+
+    # C4 asks where she is with the PIN it has always had: the button answers
+    vd.wait_console("EV ready", timeout=60, since=booted)
+    mark = len(vd.events)
+    vd.call(vd.network.sms_to_device, DEFAULT_C4, vd.device_number, f"UBICACION {her_pin}")
+    reply = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == DEFAULT_C4, timeout=60, after=mark)
+    assert reply["text"].startswith("UBICACION BS-0042")
+
+
+def test_keep_pin_refuses_a_button_with_no_pin_of_hers_to_keep(vd, monkeypatch):
+    monkeypatch.delenv("BOTON_PIN")
+    register_with_case(vd)
+    r = provision(vd, "--keep-pin")          # never provisioned: no configuration at all
+    assert r.exit_code == 5, r.output
+    assert "--keep-pin refused: it has no configuration" in one_line(r) and "nothing was written" in one_line(r)
+    assert config_on(vd) is None
+
+    monkeypatch.setenv("BOTON_PIN", "730519")
+    assert provision(vd).exit_code == 0
+    monkeypatch.delenv("BOTON_PIN")
+    swap_config(vd, pin_hash=None)           # a hand-edited config without a PIN hash
+    before = config_on(vd)
+    audit = actions(vd.mac)
+    r = provision(vd, "--keep-pin")
+    assert r.exit_code == 5, r.output
+    assert "--keep-pin refused: its configuration holds no PIN hash" in one_line(r)
+    assert config_on(vd) == before and actions(vd.mac) == audit + ["reveal", "config_mismatch"]
+    with Registry() as reg:
+        assert reg.get(vd.mac).state == "provisioned"

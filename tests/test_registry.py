@@ -1211,6 +1211,113 @@ def test_an_interrupted_reprovisioning_of_her_button_says_it_must_be_checked(reg
     assert (d.state, d.config_hash, d.pending_config_hash) == ("delivered", new_cfg, None)
 
 
+def her_config(device_id="BS-0001", contacts=NUMBERS, pin="482913"):
+    from boton.rules import build_config, config_bytes
+
+    return config_bytes(build_config(alias=ALIAS, contacts=contacts, c4=["+524499100000"],
+                                     device_id=device_id, pin=pin))
+
+
+def provisioned_with(reg, m, raw, c=None, deliver=True):
+    """Her button as `boton provision` left it holding `raw` (delivered unless told)."""
+    from boton.rules import config_hash
+
+    ready(reg, m, c=c, test=False)
+    _, row = reg.provision_case(m)
+    reg.begin_provision(m, config_hash(raw), row)
+    reg.finish_provision(m, config_hash(raw))
+    if deliver:
+        reg.record_test_call(m, True, config_hash=config_hash(raw))
+        reg.deliver(m)
+
+
+def test_her_pin_is_kept_from_the_configuration_her_button_holds_after_an_edit(reg):
+    import json
+
+    m = mac(1)
+    raw = her_config()
+    provisioned_with(reg, m, raw)
+    reg.edit_case(m, contacts=[NUMBERS[0], NEW_NUMBER])
+    _, row = reg.provision_case(m)
+    held = json.loads(raw)["pin_hash"]
+    assert reg.pin_hash_to_keep(m, raw, row) == held
+    kept = [a for a in reg.audit(m) if a["action"] == "keep_pin"]
+    assert len(kept) == 1 and "recorded at provisioning" in kept[0]["detail"]
+    salt, digest = held.split("$")[1:]
+    assert not any(t in a["detail"] for a in reg.audit(m) for t in (salt, digest))
+
+
+def test_a_pin_hash_never_moves_to_another_button_or_another_womans_case(reg):
+    import json
+
+    from boton.rules import config_bytes, config_hash
+
+    m, other = mac(1), mac(2)
+    raw = her_config()
+    provisioned_with(reg, m, raw)
+    provisioned_with(reg, other, her_config("BS-0002", contacts=[NEW_NUMBER]),
+                     c=case(alias="Sol", case_id="AGS/2024/00999", contacts=[NEW_NUMBER]))
+    _, row = reg.provision_case(m)
+    no_pin = json.loads(raw)
+    del no_pin["pin_hash"]
+    refusals = [
+        (m, None, "it has no configuration"),
+        (m, b"not json", "its configuration is not readable"),
+        (m, config_bytes(no_pin), "its configuration holds no PIN hash"),
+        # her config read from another button: the registry recorded it for this one
+        (other, raw, "is not the one recorded at provisioning"),
+        (m, her_config(pin="730519"), "is not the one recorded at provisioning"),
+    ]
+    for button, held, why in refusals:
+        _, row = reg.provision_case(button)
+        before = reg.get(button)
+        with pytest.raises(RegistryError, match=why) as e:
+            reg.pin_hash_to_keep(button, held, row)
+        assert e.value.exit_code == 5 and "--keep-pin" in str(e.value)
+        assert reg.get(button) == before
+        assert reg.audit(button)[-1]["action"] == "config_mismatch"
+    # another woman's case on her button (a restored or hand-edited registry): refused as
+    # begin_provision refuses it, before any PIN hash is taken
+    c = reg.cipher()
+    reg.db.execute("UPDATE cases SET active = 0 WHERE mac = ?", (m,))
+    reg.db.execute("DELETE FROM case_index")
+    reg.db.execute("INSERT INTO cases (mac, token, created_at) VALUES (?, ?, '2025-03-02T00:00:00Z')",
+                   (m, c.seal(m, case(alias="Sol", case_id="AGS/2024/00999", contacts=[NEW_NUMBER]))))
+    _, row = reg.provision_case(m)
+    with pytest.raises(RegistryConflict, match="configuration of another case"):
+        reg.pin_hash_to_keep(m, raw, row)
+    assert reg.audit(m)[-1]["action"] == "config_mismatch"
+    assert config_hash(raw) == reg.get(m).config_hash
+
+
+def test_a_bench_pin_never_becomes_hers_nor_one_of_an_interrupted_write(reg):
+    from boton.rules import config_hash
+
+    m = mac(1)
+    bench = her_config()
+    provisioned_with(reg, m, bench, c=False, deliver=False)   # a bench configuration, no case
+    assert reg.pin_hash_to_keep(m, bench, None)              # the bench again: its own PIN
+    reg.assign(m, case())
+    _, row = reg.provision_case(m)
+    with pytest.raises(RegistryError, match="a bench configuration") as e:
+        reg.pin_hash_to_keep(m, bench, row)
+    assert e.value.exit_code == 5
+
+    # her button, its re-provisioning cut short: the old configuration it may still hold
+    # keeps its PIN; the one being written may carry a PIN nobody was shown
+    n = mac(2)
+    old = her_config("BS-0002", contacts=["449 333 4455"])
+    provisioned_with(reg, n, old, c=case(alias="Sol", case_id="AGS/2024/00999", contacts=["449 333 4455"]))
+    reg.edit_case(n, contacts=[NEW_NUMBER])
+    _, row = reg.provision_case(n)
+    new = her_config("BS-0002", contacts=[NEW_NUMBER], pin="730519")
+    reg.begin_provision(n, config_hash(new), row)
+    assert reg.pin_hash_to_keep(n, old, row)
+    with pytest.raises(RegistryError, match="interrupted provisioning") as e:
+        reg.pin_hash_to_keep(n, new, row)
+    assert e.value.exit_code == 5
+
+
 def test_reprovisioning_the_same_case_after_an_abort_clears_its_own_wipe_flag(reg):
     # an aborted provisioning flags the button (it may hold the config being written):
     # provisioned again from the same case, `devices list` kept showing "wipe!" on it,

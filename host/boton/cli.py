@@ -548,6 +548,10 @@ DEVICE_HELP = ("The button you mean, by its registry label or MAC (e.g. BS-0042)
                    "under it; default: the next free BS-NNNN). The configuration always carries "
                    "the registry's label.")
 @pins.pin_options
+@click.option("--keep-pin", is_flag=True,
+              help="Keep the SMS command PIN the button holds (she and C4 know it), e.g. after "
+                   "`boton devices edit-case`: only from the configuration recorded at its last "
+                   "provisioning from her case; refused with --pin-file or BOTON_PIN.")
 @click.option("--gesture", type=click.Choice(["hold", "presses"]), default="hold", show_default=True)
 @click.option("--hold-ms", type=int, default=2000, show_default=True)
 @click.option("--allow-911", is_flag=True, help="Dial 911 as the last resort if no C4 number answers.")
@@ -557,8 +561,8 @@ DEVICE_HELP = ("The button you mean, by its registry label or MAC (e.g. BS-0042)
               help="Seconds to wait for the modem to register (it takes a few after power-on) "
                    "before blaming the SIM.")
 @during_alert_option
-def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gesture, hold_ms, allow_911,
-              programme_number, wait_network, during_alert):
+def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_pin, gesture, hold_ms,
+              allow_911, programme_number, wait_network, during_alert):
     """Write her configuration, built from her case in the registry, to the device
     atomically, read it back and compare.
 
@@ -579,12 +583,21 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
          "provisioning": run provision again to finish it, or `boton devices
          abort-provision` if the button is gone.
 
+    \b
+    Her SMS command PIN is set anew (--pin-file, BOTON_PIN, typed or generated) unless
+    --keep-pin keeps the one her button holds, after an edit of her case: its salted hash
+    is read from the button and written again, never shown. Refused (nothing written) if
+    the button holds no configuration or no PIN hash, or not the configuration the
+    registry recorded at its last finished provisioning from her case (exit 5: a PIN hash
+    never moves to another button, nor from a bench configuration to hers), if her case is
+    another woman's (exit 7), or with --pin-file or BOTON_PIN (exit 2: one or the other).
+
     Example: boton provision --port /dev/ttyUSB0 --device BS-0042 --c4 "449 910 0000"
     """
     from .registry import Registry, normalise_label
 
     # Validate everything typed before touching anything: bad input changes nothing.
-    pin, pin_how = pins.obtain_pin(pin_file)
+    pin, pin_how = pins.obtain_pin(pin_file, keep=keep_pin)
     pin_screen = pins.pin_screen(pin_how)  # a generated PIN needs a terminal to be shown on
     typed = rules.typed_case_values(alias, contacts)
     c4_e164, programme_number = rules.check_typed(c4=c4, contacts=typed[1], programme_number=programme_number,
@@ -594,19 +607,21 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, gestur
         reg.unlock()         # and so does a mistyped passphrase
         with Device(port, timeout=30, during_alert=during_alert) as dev:
             mac = prov.device_mac(dev)
-            if reg.get(mac) is None:
+            if reg.get(mac) is None and not keep_pin:
                 # a button registered below has no case: without --alias and --contact there
                 # is no configuration for it, and it is not registered for nothing
                 rules.case_values(label or f"the button on the port ({mac})", None, typed)
-            known = reg.precheck("provision", mac, expected=device_ref, register=True, label=label)
+            # --keep-pin: a button the registry does not know holds no PIN it recorded
+            known = reg.precheck("provision", mac, expected=device_ref, register=not keep_pin, label=label)
             if label and label != known.label:
                 raise DeviceError(f"--device-id {label}: the registry knows this button ({mac}) as "
                                   f"{known.label}, and its configuration carries that label", EXIT_USAGE)
             case, case_row = reg.provision_case(mac)
             alias_, contacts_ = rules.case_values(known.label, case, typed)
+            pin_hash = reg.pin_hash_to_keep(mac, dev.read_file(rules.CONFIG_PATH), case_row) if keep_pin else None
             config = rules.build_config(alias=alias_, contacts=contacts_, c4=c4_e164, device_id=known.label,
-                                        pin=pin, gesture=gesture, hold_ms=hold_ms, allow_911=allow_911,
-                                        programme_number=programme_number or None)
+                                        pin=pin, pin_hash=pin_hash, gesture=gesture, hold_ms=hold_ms,
+                                        allow_911=allow_911, programme_number=programme_number or None)
             # The deployed profile must match the board's power chip (data/boards.md revisions).
             prov.check_power_chip(dev)
             prov.check_safe_c4(dev, config)  # ... and its safe mode must call the programme's C4

@@ -113,9 +113,19 @@ def read_pin_file(path, new=True) -> str:
     return validate_pin(first, f"the PIN in {path}", new)
 
 
-def obtain_pin(pin_file=None, *, env=None, interactive=None, prompt=None):
-    """(pin, how): how is "file", "env", "typed" or "generated"."""
+KEEP_WITH_PIN = ("--keep-pin keeps the PIN the button holds, and {given} sets a new one: give one "
+                 "or the other, not both; nothing was written")
+
+
+def obtain_pin(pin_file=None, *, env=None, interactive=None, prompt=None, keep=False):
+    """(pin, how): how is "file", "env", "typed" or "generated"; keep (provision --keep-pin):
+    (None, "kept"), the PIN hash to be read from the button, and a PIN given too is refused
+    rather than one of them silently winning."""
     env = os.environ if env is None else env
+    if keep:
+        if pin_file or env.get(PIN_ENV):
+            raise InputError(KEEP_WITH_PIN.format(given="--pin-file" if pin_file else f"${PIN_ENV}"))
+        return None, "kept"
     if pin_file:
         return read_pin_file(pin_file), "file"
     if env.get(PIN_ENV):
@@ -228,5 +238,8 @@ def announce(how: str, pin: str) -> str:
     if how == "generated":
         return (f"SMS command PIN for C4: {pin} (shown once: hand it over as the programme's "
                 "procedure says; the device keeps only a salted hash, this computer nothing)")
+    if how == "kept":
+        return ("SMS command PIN: kept, the one the button held (not shown: the device keeps only "
+                "its salted hash; she and C4 go on using the PIN they know)")
     source = {"file": "the PIN file", "env": PIN_ENV, "typed": "what you typed"}[how]
     return f"SMS command PIN: from {source} (not shown; the device keeps only a salted hash)"

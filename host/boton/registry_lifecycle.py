@@ -210,6 +210,63 @@ class DeviceLifecycle:
                             + ("; wipe flag cleared: its flash held only this case's configuration" if own else ""))
             return DeviceRecord.from_row(self._row(db, mac))
 
+    def pin_hash_to_keep(self, mac, raw, case_row) -> str:
+        """`provision --keep-pin`: the PIN hash of the configuration read from the button (its
+        bytes, None if it has none), for a configuration built from case row `case_row` (None:
+        a bench one). Only from the configuration the registry recorded at this button's last
+        finished provisioning (its hash: this button's, nothing swapped in since), written from
+        the same woman's case as the new one (the same case id, as edited since:
+        _check_same_woman), so a PIN hash never moves to another button or another woman's case,
+        and a bench PIN never becomes hers. Refused in one line that shows neither the hash nor
+        her data (exit 5; 7 for another woman's case), audited as `config_mismatch`."""
+        from .pin import is_pin_hash
+
+        mac = normalise_mac(mac)
+        digest = prov_config_hash(raw) if raw is not None else None
+        try:
+            config = json.loads(raw) if raw is not None else None
+        except (ValueError, RecursionError):    # RecursionError: nested beyond Python's parser
+            config = None
+        with self._read() as db:
+            row = self._row(db, mac)
+        why = None
+        if raw is None:
+            why = "it has no configuration"
+        elif not isinstance(config, dict):
+            why = "its configuration is not readable"
+        elif not is_pin_hash(config.get("pin_hash")):
+            why = "its configuration holds no PIN hash"
+        elif digest != row["config_hash"] and digest == row["pending_config_hash"]:
+            why = ("it holds the configuration of an interrupted provisioning, whose PIN may never "
+                   "have been shown")
+        elif row["config_hash"] is None:
+            why = "the registry has no configuration recorded for it"
+        elif digest != row["config_hash"]:
+            why = (f"its configuration ({digest[:12]}) is not the one recorded at provisioning "
+                   f"({row['config_hash'][:12]})")
+        elif (row["config_case"] is None) != (case_row is None):
+            why = ("its configuration and the one to write are not both from her case (one is a "
+                   "bench configuration)")
+        other_case = None
+        with self._write() as db:
+            if why is None:
+                try:
+                    self._check_same_woman(db, row, case_row)
+                except RegistryConflict as e:
+                    other_case = e
+            if why or other_case:
+                self._audit(db, "config_mismatch", mac, f"--keep-pin: {why or 'another case than the one it holds'}")
+            else:
+                self._audit(db, "keep_pin", mac, f"PIN hash read to keep from config {digest[:12]}, the one "
+                            "recorded at provisioning")
+        if other_case:
+            raise RegistryConflict(f"--keep-pin refused: {other_case}; nothing was written")
+        if why:
+            raise RegistryError(f"{row['label']} ({mac}): --keep-pin refused: {why}; nothing was written. "
+                                "Give her PIN with --pin-file or BOTON_PIN instead (or set a new one, "
+                                "which she and C4 then need)", EXIT_VERIFY)
+        return config["pin_hash"]
+
     def record_unregistered_image(self, device_id, config_hash):
         """`boton image --unregistered`: an image for a device id that is no registered
         button (a bench or demo board). Nothing is recorded against a button; the audit

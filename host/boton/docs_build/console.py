@@ -6,7 +6,7 @@ per file (boton.sim.rig.VirtualDevice) with a scratch registry and key:
 * `boton ...` runs the CLI; `mpremote ...` runs mpremote (only with `$PORT`);
 * `echo $?` prints the previous command's exit code: a command that fails on purpose
   must be followed by it (an unexpected failure is an error);
-* `export NAME=value` sets a variable for the rest of the file;
+* `export NAME=value` sets a variable for the rest of the file, `unset NAME` removes it;
 * `make ...` and `boton sim` (which never ends) are shown, not run;
 * a line ending in `\\` continues on the next line.
 
@@ -188,9 +188,15 @@ class Session:
                 self.env[name] = self.vars[name]
             self.last_rc = 0
             return [], True
+        if words[0] == "unset":
+            for name in words[1:]:
+                self.vars.pop(name, None)
+                self.env.pop(name, None)
+            self.last_rc = 0
+            return [], True
         if words[0] not in ("boton", "mpremote"):
-            raise DocsError(f"cannot run {command!r}: console blocks run `boton`, `mpremote`, `echo $?` and "
-                            "`export`; show anything else in a ```sh or ```text block")
+            raise DocsError(f"cannot run {command!r}: console blocks run `boton`, `mpremote`, `echo $?`, "
+                            "`export` and `unset`; show anything else in a ```sh or ```text block")
         uses_port = "$PORT" in command or "${PORT}" in command
         if words[0] == "mpremote" and not uses_port:
             raise DocsError(f"{command!r}: an mpremote command in a console block must use $PORT")
