@@ -370,9 +370,8 @@ class Radio:
         if self.call_out and t is not None and self._end_cause in (None, "no_carrier") and \
                 time.ticks_diff(time.ticks_ms(), t) < int(QUICK_END_MS * hw.TIME_SCALE):
             self.unrung += 1
-            if self.unrung == SILENT_FAILS and self.dialect.GSM_ONLY and not self._recovering:
-                self._recovering = True
-                asyncio.create_task(self._recover_once("lte_calls_fail"))
+            if self.unrung == SILENT_FAILS and self.dialect.GSM_ONLY:
+                self.kick_recovery("lte_calls_fail")
         self.call_out = False
         self._answered_id = None
         lines = ()
@@ -650,11 +649,12 @@ class Radio:
                 await self._up("recheck_voice")
 
     # ------------------------------------------------------------ recovery ladder
-    def kick_recovery(self):
-        """A command timed out: start the recovery ladder now, not at the next health check."""
+    def kick_recovery(self, step="recover"):
+        """A command timed out: start the recovery ladder now, not at the next health check.
+        (Or another modemup step that holds new modem work back while it runs.)"""
         if not self._recovering:
             self._recovering = True
-            asyncio.create_task(self._recover_once())
+            asyncio.create_task(self._recover_once(step))
 
     async def _recover_once(self, step="recover"):
         self.ok.clear()  # new modem work waits for the ladder instead of queueing before it
