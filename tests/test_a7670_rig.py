@@ -450,24 +450,27 @@ def test_2g_switched_off_in_standby_after_a_fallback_goes_back_to_lte_before_she
         assert "EV dial" not in vd.console_text()[-(vd.console_mark() - mark):]
 
 
-def test_module_firmware_that_drops_lte_calls_is_reported_and_c4_never_rings(tmp_path):
+def test_module_firmware_that_drops_lte_calls_is_reported_and_the_alert_falls_back_to_2g(tmp_path):
     """LilyGO-Modem-Series #240: on A110B01A7670M7_F every LTE call goes dialing ->
     disconnected at once. identity() reports the revision and the host's verdict is no
-    voice (provision refuses it); an alert on it never reaches C4, as on the real module."""
+    voice (provision refuses it); an alert on one that slipped through gets two calls that
+    never ring, then the firmware pins GSM where there is 2G and the next call reaches C4."""
     from boton.rules import radio_verdict
     with a7670_device(tmp_path, modem_options=dict(gmr="A110B01A7670M7_F")) as vd:
         info = identity_of(vd)
         assert (info["modem_rev"], info["rat"], info["voice_via"]) == ("A110B01A7670M7_F", "LTE", "VoLTE")
         assert radio_verdict(info).voice is False
         vd.wait_console("EV ready", timeout=60)
-        mark = vd.console_mark()
+        mark, events = vd.console_mark(), len(vd.events)
         vd.press(hold_s=1.2)
-        vd.wait_console("EV call_failed", since=mark, timeout=60)
-        at = sent_to_modem(vd)
-        assert b"ATD" in at
-        calls = [e for e in vd.events if e["kind"] == "call" and e["to"] == DEFAULT_C4]
-        assert calls and not any(e.get("answered") for e in calls)
-        assert not [e for e in vd.events if e["kind"] in ("call_connected", "call_alerting")]
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4,
+                      after=events, timeout=90)
+        text = vd.console_text()[-(vd.console_mark() - mark):]
+        assert vd.call(lambda: (vd.modem.cnmp, vd.modem.rat)) == (13, "gsm")
+        calls = [e for e in vd.events[events:] if e["kind"] == "call" and e["to"] == DEFAULT_C4]
+    assert [e["answered"] for e in calls[:2]] == [False, False]
+    assert text.count("EV call_failed no_carrier") == 2, text
+    assert text.count("EV voice_fallback lte_calls_end") == 1 and "EV voice 2g" in text, text
 
 
 def test_the_t_a7670x_light_sleeps_although_its_gps_cannot_be_switched_off(tmp_path):

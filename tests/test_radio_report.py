@@ -262,12 +262,17 @@ def test_sim_flags_become_the_a7670s_options():
     assert "SMS only, NO VOICE" in cli._modem_line("a7670", {"volte": False, "gsm": False})
     assert "voice by VoLTE and 2G fallback" in cli._modem_line("a7670", {})
     assert "voice by 2G fallback" in cli._modem_line("a7670", {"volte": False})
+    # VoLTE failing silently on any module firmware (tests/scenarios/test_sc_a7670.py)
+    assert cli._modem_options(a7670, "ta7670x_a7670sa", lte_calls_drop=True) == {"lte_calls_drop": True}
+    assert "calls on LTE end before ringing" in cli._modem_line("a7670", {"lte_calls_drop": True})
 
 
 def test_sim_flags_on_a_sim800_board_are_refused_by_name():
     r = CliRunner().invoke(cli.main, ["sim", "--no-2g"], input="")
     assert r.exit_code == 2
     assert "--2g/--no-2g: board tcall_sim800l_axp192 has a SIM800" in r.output
+    r = CliRunner().invoke(cli.main, ["sim", "--lte-calls-drop"], input="")
+    assert r.exit_code == 2 and "--lte-calls-drop: board tcall_sim800l_axp192 has a SIM800" in r.output
     with pytest.raises(DeviceError, match="--volte/--no-volte and --2g/--no-2g"):
         cli._modem_options(load_board("devkitc_sim800l_neo6m"), "devkitc_sim800l_neo6m", volte=True, gsm=True)
 

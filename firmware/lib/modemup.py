@@ -169,12 +169,13 @@ async def rat_mode_fixed(r):
     return bool(line) and line.split(":")[-1].strip() != r.dialect.RAT_AUTO_REPLY
 
 
-async def find_voice(r, state, try_2g, settle_s=VOICE_SETTLE_S):
+async def find_voice(r, state, try_2g, settle_s=VOICE_SETTLE_S, lte_fails=False):
     """Voice where the network gives it. Registered for SMS only on LTE (no VoLTE for
     this SIM): GSM only (AT+CNMP=13, the module saves it) if there is 2G here, else
     back to automatic so that LTE still carries the SMS. Logs voice volte/2g/none and
     returns (voice, voice_via) as dialect.voice_of. settle_s: how long a fresh LTE
-    registration may take to bring voice before the fallback."""
+    registration may take to bring voice before the fallback. lte_fails: our calls on
+    LTE end before they ring (lte_calls_fail): the same fallback, and LTE is no voice."""
     d = r.dialect
     rat = d.rat_of(await r._query(d.RAT_QUERY))
     if state == "sms_only" and rat == "LTE" and try_2g and settle_s:
@@ -182,8 +183,8 @@ async def find_voice(r, state, try_2g, settle_s=VOICE_SETTLE_S):
         # the module) on a SIM whose VoLTE was only a moment away would be for good
         state = await wait_registered(r, settle_s, "voice")
         rat = d.rat_of(await r._query(d.RAT_QUERY))
-    if state == "sms_only" and rat == "LTE" and try_2g:
-        r.log.add("voice_fallback", "2g")
+    if (state == "sms_only" or lte_fails) and rat == "LTE" and try_2g:
+        r.log.add("voice_fallback", "lte_calls_end" if lte_fails else "2g")
         await r.at(d.GSM_ONLY)
         state = await wait_registered(r, VOICE_FALLBACK_S, "voice")
         if state != "voice":  # no 2G here
@@ -191,6 +192,8 @@ async def find_voice(r, state, try_2g, settle_s=VOICE_SETTLE_S):
             state = await wait_registered(r, REGISTER_S)
         rat = d.rat_of(await r._query(d.RAT_QUERY))
     voice, via = d.voice_of(state, rat)
+    if lte_fails and rat == "LTE":
+        voice = False  # no 2G here: her contacts are told to call 911 (alert.py "voice")
     r.log.add("voice", VOICE_LOG.get(via, "none") if voice else "none")
     r.post(("voice", voice))
     return voice, via
@@ -304,5 +307,20 @@ async def recheck_voice(r):
             # until a reboot, unless it goes back to automatic now
             r.log.add("rat_auto", "")
             await r.at(r.dialect.RAT_AUTO)
+    finally:
+        r._voice_checking = False
+
+
+async def lte_calls_fail(r):
+    """Our calls ended at once, never ringing, SILENT_FAILS in a row (Radio.call_ended),
+    though registered for voice: VoLTE failing silently (module firmware, an operator
+    without VoLTE interworking for this SIM, IMS registration lost). On LTE, GSM only
+    where there is 2G, as for a SIM registered for SMS only; the machine's next redial
+    goes over it. Not on LTE: nothing to fall back from."""
+    # a dial refused meanwhile must not take GSM not registered yet for 2G gone
+    # (recheck_voice would put automatic back)
+    r._voice_checking = True
+    try:
+        await find_voice(r, await reg_state(r), True, 0, True)
     finally:
         r._voice_checking = False

@@ -19,6 +19,14 @@ from modem import RESTARTED, Modem, ModemError, ModemTimeout
 NETWORK_TIME_AFTER = 1704067200  # 2024-01-01: an AT+CCLK? before it is the module's default
 FAMILIES = ("sim800", "a7670")  # dialect_<family>.py modules in this firmware
 VOICE_RECHECK_S = 300            # a refused dial looks at the voice service at most this often
+# Our call ended this soon after ATD's OK, never ringing (no +CLCC alerting), and not BUSY
+# or NO ANSWER: the network would not carry it. On an A7670 on LTE that is VoLTE failing
+# silently: "+CLCC: 1,0,2,..." then "immediately after" "+CLCC: 1,0,6,...", on a VoLTE SIM
+# registered on LTE, while 2G calls work (LilyGO-Modem-Series #240). How soon is unknown
+# ("immediately"; the rig's 0.3 s): 5 s is far below a ring's wait and above any real
+# "at once". SILENT_FAILS such calls in a row: 2G where there is some (modemup.lte_calls_fail)
+QUICK_END_MS = 5000
+SILENT_FAILS = 2
 # While a call of ours is out or up, the module is asked after this much silence (idle:
 # the health check's 60 s). A hung module, or a SIM800 restarted at autobaud, says nothing
 # and carries no call: C4 is called again only once the firmware knows.
@@ -86,6 +94,8 @@ class Radio:
         self._warned = None         # (supply warning URC, ticks) last passed on
         self._voice_checked_ms = None  # when a refused dial last looked at the voice service
         self._voice_checking = False
+        self._dialed_ms = None      # ticks of ATD's OK, until its call rings or ends
+        self.unrung = 0             # our calls in a row that ended at once, never ringing
         self._sms_lock = asyncio.Lock()
         self._sms_buf = bytearray(SMS_BUF)  # GSM 03.38 bytes of the SMS being sent
 
@@ -138,6 +148,7 @@ class Radio:
         try:
             await self.modem.cmd("ATD%s;" % number, 20000)
             self.call_out = True
+            self._dialed_ms = time.ticks_ms()
             self.watch_call()
         except ModemError as e:
             self.log.add("dial_error", e.log_name())
@@ -160,8 +171,10 @@ class Radio:
         return True
 
     async def hangup(self):
+        # its end comes as a URC (maybe before CHUP's OK): ours, not the network's
+        # (call_ended); the call watch need not wait for it
+        self.call_out = False
         await self.at(self.dialect.HANGUP)
-        self.call_out = False  # its end comes as a URC; the call watch need not wait for it
 
     async def answer(self):
         """ATA's OK: the call is connected. The modem reports an incoming call's progress
@@ -314,6 +327,11 @@ class Radio:
 
     def _call_moved(self, state):
         """Our call's state, as a +CLCC line reports it."""
+        if state != "dialing":  # it rings: the network carries our calls
+            self._dialed_ms = None
+            if self.unrung >= SILENT_FAILS:
+                self.post(("voice", True))  # lte_calls_fail may have said none
+            self.unrung = 0
         if state == "active" and not self.call_active:
             asyncio.create_task(self._in_call_audio())
             self.watch_call()
@@ -346,6 +364,14 @@ class Radio:
     async def call_ended(self):
         """Tell a normal hang-up by the far end from a drop: only AT+CEER knows."""
         was_active, self.call_active = self.call_active, False
+        t, self._dialed_ms = self._dialed_ms, None
+        # ended by the network (not our hang-up), at once, never ringing: see QUICK_END_MS.
+        # Once per run of them, so the modes never alternate (reset when a call rings)
+        if self.call_out and t is not None and self._end_cause in (None, "no_carrier") and \
+                time.ticks_diff(time.ticks_ms(), t) < int(QUICK_END_MS * hw.TIME_SCALE):
+            self.unrung += 1
+            if self.unrung == SILENT_FAILS and self.dialect.GSM_ONLY:
+                self.kick_recovery("lte_calls_fail")
         self.call_out = False
         self._answered_id = None
         lines = ()
@@ -623,11 +649,12 @@ class Radio:
                 await self._up("recheck_voice")
 
     # ------------------------------------------------------------ recovery ladder
-    def kick_recovery(self):
-        """A command timed out: start the recovery ladder now, not at the next health check."""
+    def kick_recovery(self, step="recover"):
+        """A command timed out: start the recovery ladder now, not at the next health check.
+        (Or another modemup step that holds new modem work back while it runs.)"""
         if not self._recovering:
             self._recovering = True
-            asyncio.create_task(self._recover_once())
+            asyncio.create_task(self._recover_once(step))
 
     async def _recover_once(self, step="recover"):
         self.ok.clear()  # new modem work waits for the ladder instead of queueing before it

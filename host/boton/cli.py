@@ -72,6 +72,9 @@ def main():
               _modem_revision(value),
               help="A7670 boards: the module firmware's revision (AT+CGMR) [default: A011B07A7670M7]. "
                    "A110B01A7670M7_F rehearses a module firmware that drops every LTE call.")
+@click.option("--lte-calls-drop", "lte_calls_drop", is_flag=True,
+              help="A7670 boards: every call on LTE ends before it rings, whatever the module "
+                   "firmware (VoLTE failing silently); the button falls back to 2G if there is some.")
 @click.option("--gps-start", type=click.Choice(["cold", "warm", "hot"]), default=None,
               help="How the GPS receiver starts at power-on [default: cold, as a button from stock: "
                    "its first fix after the receiver's datasheet time, 27 s on a NEO-6M, 30 s on an "
@@ -84,7 +87,7 @@ def main():
                    "ESP32), as a button on for 12 days: rehearses a wrap during the boot or her alert "
                    "(32-bit build; needs Linux time namespaces).")
 def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, flash_image,
-        phones, c4_stay, volte, gsm, gmr, gps_start, gps_ttff, wrap_in):
+        phones, c4_stay, volte, gsm, gmr, lte_calls_drop, gps_start, gps_ttff, wrap_in):
     """Run a virtual device: firmware on the MicroPython unix port with a simulated
     modem (the board profile's: SIM800, or A7670 on ta7670x_a7670sa), GPS, button and
     phone network.
@@ -118,7 +121,8 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
     if DEFAULT_DEVICE_NUMBER in phones:
         raise click.BadParameter(f"{rules.mask(DEFAULT_DEVICE_NUMBER)} is the virtual device's own "
                                  f"number", param_hint="'--phone'")
-    modem_options = _modem_options(load_board(board), board, volte=volte, gsm=gsm, gmr=gmr)
+    modem_options = _modem_options(load_board(board), board, volte=volte, gsm=gsm, gmr=gmr,
+                                   lte_calls_drop=lte_calls_drop or None)
     if nmea_file and (gps_start or gps_ttff is not None):
         raise click.BadParameter("a replayed log has its own fixes: --nmea takes no --gps-start or --gps-ttff",
                                  param_hint="'--nmea'")
@@ -243,7 +247,8 @@ def _sim_command(vd, line):
 
 
 # The rehearsal flags of `boton sim` -> the A7670 simulator's constructor options.
-A7670_FLAGS = (("volte", "--volte/--no-volte"), ("gsm", "--2g/--no-2g"), ("gmr", "--modem-revision"))
+A7670_FLAGS = (("volte", "--volte/--no-volte"), ("gsm", "--2g/--no-2g"), ("gmr", "--modem-revision"),
+               ("lte_calls_drop", "--lte-calls-drop"))
 
 
 def _modem_options(profile, board, **flags):
@@ -273,6 +278,7 @@ def _modem_line(family, options):
     volte, gsm = options.get("volte", True), options.get("gsm", True)
     voice = ("VoLTE" if volte else "") + (" and " if volte and gsm else "") + ("2G fallback" if gsm else "")
     revision = f"module firmware {options['gmr']}; " if options.get("gmr") else ""
+    revision += "calls on LTE end before ringing; " if options.get("lte_calls_drop") else ""
     return (f"A7670 ({revision}LTE{', 2G' if gsm else ', no 2G here'}; SIM "
             f"{'with' if volte else 'without'} VoLTE): "
             + (f"voice by {voice}" if voice else "SMS only, NO VOICE (provision refuses it)"))

@@ -234,6 +234,12 @@ class VirtualFaults:
         self._family_fault("volte_unavailable", "VoLTE unavailable" if unavailable else "VoLTE back",
                            unavailable)
 
+    def lte_calls_drop(self, on=True):
+        """VoLTE fails silently: every call on LTE ends before it rings (dialing, then
+        disconnected), registered for voice all the same (LilyGO-Modem-Series #240)."""
+        self._family_fault("lte_calls_drop", "calls on LTE end before ringing" if on else
+                           "calls on LTE work", on)
+
     def sms_only(self, on=True):
         """The network registers the module for SMS only, on any radio technology."""
         self._family_fault("sms_only", "registered for SMS only" if on else "voice allowed", on)
@@ -381,6 +387,10 @@ class HardwareFaults:
 
     def volte_unavailable(self, unavailable=True):
         _unavailable("volte_unavailable", "fit a SIM without VoLTE by hand, or use an LTE test set")
+
+    def lte_calls_drop(self, on=True):
+        _unavailable("lte_calls_drop", "fit a module whose firmware drops LTE calls "
+                     "(A110B01A7670M7_F), or use an LTE test set")
 
     def sms_only(self, on=True):
         _unavailable("sms_only", "needs an LTE/GSM test set")

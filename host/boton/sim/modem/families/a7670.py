@@ -39,6 +39,10 @@ LilyGO / community [L]/[C]:
 * VoLTE (§3, §7): without a VoLTE SIM/network the module registers "+CREG: 0,6" on LTE
   (SMS only) and cannot call; AT+CNMP=13 (GSM only) restores calls where there is 2G [C].
   The rig's flags: volte= (the SIM and network do VoLTE) and gsm= (the network has 2G).
+* VoLTE calls that fail silently (#240 [C]: on a VoLTE SIM registered on LTE, "+CLCC:
+  1,0,2,..." then "immediately after" "+CLCC: 1,0,6,..."; calls work on 2G): module firmware
+  rules.LTE_CALLS_DROP does it, and the fault lte_calls_drop= does it on any firmware (an
+  operator without VoLTE interworking for this SIM, IMS registration lost).
 * +CLCC lines without spaces, ending ',""' [C] #240.
 
 Assumptions [?] (chosen here, nowhere confirmed):
@@ -92,8 +96,9 @@ class A7670(Sim800):
     """One simulated A7670SA on the ESP32's UART, attached to a PhoneNetwork.
 
     Same wiring, observers and fault API as Sim800 (see there), plus the flags volte=
-    (the SIM and the network do VoLTE) and gsm= (the network has 2G), and the faults
-    volte_unavailable(), sms_only(), emergency_only()."""
+    (the SIM and the network do VoLTE), gsm= (the network has 2G) and lte_calls_drop=
+    (every call on LTE ends before it rings, whatever the module firmware), and the faults
+    volte_unavailable(), sms_only(), emergency_only(), lte_calls_drop()."""
 
     CLOCK_DEFAULT = datetime(1970, 1, 1)  # AT+CCLK? before the network's time (module doc)
 
@@ -130,11 +135,13 @@ class A7670(Sim800):
 
     def __init__(self, scheduler, network, number, emit, imei=None, iccid=None,
                  model="A7670SA", gmm="A7670SA-FASE", revision="A7670M7_V1.11.1",
-                 gmr="A011B07A7670M7", baud=115200, pin=None, volte=True, gsm=True):
+                 gmr="A011B07A7670M7", baud=115200, pin=None, volte=True, gsm=True,
+                 lte_calls_drop=False):
         self._nvram = {attr: value for attr, value in AUTO_SAVE.values()}
         self._call_began = None
         self.volte = bool(volte)
         self.gsm = bool(gsm)
+        self.lte_calls_drop_on = bool(lte_calls_drop)
         self._sms_only = False
         self._emergency_only = False
         super().__init__(scheduler, network, number, emit, imei=imei, iccid=iccid, model=model,
@@ -352,6 +359,11 @@ class A7670(Sim800):
         self._sms_only = bool(on)
         self._reregister()
 
+    def lte_calls_drop(self, on=True):
+        """Every call on LTE ends before it rings (dialing, then disconnected), whatever the
+        module firmware: VoLTE failing silently. Registration is untouched: voice on LTE."""
+        self.lte_calls_drop_on = bool(on)
+
     def emergency_only(self, on=True):
         """No service but emergency calls (+CREG stat 11) where it would search."""
         self._emergency_only = bool(on)
@@ -369,14 +381,14 @@ class A7670(Sim800):
                 self.last_cause = self.network.failed_call(self.number, number).cause
                 self._took(self.T_NO_NET_DIAL)
                 raise self._cme(30)
-            # module firmware that drops every call on LTE: +CLCC stat 2 (dialing) and
-            # "immediately after" stat 6 [C] (rules.LTE_CALLS_DROP, its sources)
-            if self.rat == "lte" and self.gmr.startswith(LTE_CALLS_DROP):
+            # module firmware that drops every call on LTE, or the fault: +CLCC stat 2
+            # (dialing) and "immediately after" stat 6 [C] (rules.LTE_CALLS_DROP, its sources)
+            if self.rat == "lte" and (self.lte_calls_drop_on or self.gmr.startswith(LTE_CALLS_DROP)):
                 return self._dial_dropped(number)
         return super()._b_d(cmd)
 
     def _dial_dropped(self, number):
-        """ATD on firmware that drops LTE calls: OK, dialing, then disconnected; the far end
+        """ATD where LTE calls drop: OK, dialing, then disconnected; the far end
         never rings. [?] the result code after stat 6: NO CARRIER, as a call that never
         connected (module doc)."""
         call = self._call = self.network.failed_call(self.number, number)
