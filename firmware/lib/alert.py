@@ -294,6 +294,10 @@ class AlertMachine:
             fx = self.fix + [ticks_diff(now, self.fix_t)]
             self._fix_saved_t = now
         calls = self.calls
+        # Every key of the saved state in one literal, the table made once at its size: a
+        # dict that gains keys takes a new table each time it is full (19 -> 23 -> 29
+        # entries), at the alert's heap peak. sup.save fills its three; app._save_state
+        # "loc" (her position, sealed) and "at" (the RTC at the save).
         st = {
             "v": 1, "active": self.active, "test": self.test,
             "elapsed_ms": ticks_diff(now, self.start_t) if self.active else 0,
@@ -305,6 +309,7 @@ class AlertMachine:
             "end_ago_ms": None if self.end_t is None else ticks_diff(now, self.end_t),
             "pin_fails": self.commands.save(now),
             "unsent_due": self.unsent_due,
+            "bat_low": None, "rep_alerts": 0, "daily_left_ms": None, "loc": None, "at": None,
         }
         self.sup.save(st, now)
         return st
