@@ -68,6 +68,51 @@ out({"first": first, "sms": s.sms(), "dials": s.dials(), "persisted": s.state["a
     check_texts(r["sms"])
 
 
+def test_the_machine_and_its_parts_make_every_attribute_at_boot(both):
+    # On MicroPython an instance's attributes are a dict: a first assignment mid-alert
+    # grew it into a new table at the heap's peak (the machine's 30th attribute, 296 bytes:
+    # the worst alert's MemoryError at the edge of a 56 KB heap). A whole alert, the
+    # delivery test's counts, a GPS that falls silent, and the save, adds none.
+    r = both("""
+def attrs(m):
+    return {k: sorted(getattr(o, "__dict__")) for k, o in
+            (("machine", m), ("calls", m.calls), ("outbox", m.outbox), ("sup", m.sup),
+             ("commands", m.commands))}
+s = Sim(test_mode=True)
+boot = attrs(s.m)
+s.start()
+s.m.log_head = lambda: (1, "abcdef")
+s.ev("fix", {"lat": 21.88234, "lon": -102.29143, "hdop": 1.0, "sats": 7, "valid": True})
+s.ev("gesture", "alert").ev("call_state", "dialing").ev("call_state", "ended", "no_answer")
+s.advance(6000).ev("call_state", "active").ev("gps_silent", True).ev("battery", 9)
+s.ev("sms_command", "+524491110000", "UBICACION 4321").ev("signal", 20)
+s.advance(400000).ev("gesture", "cancel").advance(90000000)
+out({"boot": boot, "after": attrs(s.m)})
+""")
+    assert r["after"] == r["boot"]
+
+
+def test_the_saved_state_is_made_at_its_size_and_the_app_adds_no_key(mpy):
+    # app._save_state adds her sealed position and the RTC to the machine's state: keys
+    # the dict did not have took it a new table (184 -> 232 bytes) at every save of an
+    # alert with a fix, at the heap's peak.
+    got = mpy.json(HARNESS + """
+import gc
+s = Sim()
+s.ev("fix", {"lat": 21.88234, "lon": -102.29143, "hdop": 1.0, "sats": 7, "valid": True})
+s.ev("gesture", "alert")
+st = s.m.to_state()
+n = len(st)
+gc.collect()
+a = gc.mem_alloc()
+st["loc"] = "00"
+st["at"] = 1
+gc.collect()
+out([n, len(st), gc.mem_alloc() - a])
+""")
+    assert got[0] == got[1] and got[2] == 0
+
+
 def test_an_alert_that_got_nothing_out_tells_her_once_with_three_long_vibrations(both):
     # She felt "the button is asking for help" at the gesture; if by unsent_warn_s no SMS
     # was taken by the network and C4's phone never rang (a dead modem, no network), she

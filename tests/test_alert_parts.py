@@ -634,7 +634,7 @@ out([d.our_call(lines), d.our_call(lines[1:]), d.ringing(lines),
      [d.sim_state(x) for x in ("+CPIN: READY", "+CPIN: SIM PIN", "CME 10", "CME 14")],
      d.battery_pct("+CBC: 0,87,4102"), d.battery_pct("+CBC: x"),
      [d.battery_pct(x) for x in ("+CBC: 0,-1,0", "+CBC: 0,101,4300", "+CBC: 0,100,4200")],
-     d.serving_cell(['+CENG: 0,"0063,34,00,334,020,23,1a2b,00,05,00c3,255"', "junk"]) is not None,
+     d.serving_cell(['+CENG: 0,"0063,34,00,334,020,23,1a2b,00,05,00c3,255"', "junk"]),
      d.serving_cell(["junk"]),
      d.POWER_WARNING[atparse.UV_WARN], [x in d.POWER_DOWN for x in
                                          (atparse.UV_DOWN, atparse.NORMAL_DOWN, atparse.UV_WARN)],
@@ -651,7 +651,10 @@ out([d.our_call(lines), d.our_call(lines[1:]), d.ringing(lines),
     assert r[3:7] == ["no_carrier", "busy", "remote", "dropped"]
     assert r[7] == ["ready", "stuck", "wait", "wait"]
     assert r[8:11] == [87, None, [None, None, 100]]   # a percent past 0..100 is no reading
-    assert r[11] is True and r[12] is None
+    # the A7670's shape (dialect_a7670.serving_cell): what her SMS says, nothing the alert
+    # would keep, persist and seal for nothing
+    assert r[11] == {"cell": 0, "mcc": "334", "mnc": "020", "lac": "00C3", "cellid": "1A2B"}
+    assert r[12] is None
     assert r[13] == "under_voltage" and r[14] == [True, True, False]
     assert r[15:] == [True, 1200, "ATH"]
 

@@ -1,5 +1,6 @@
 """Heap frugality of gsm7.py and store.py, and what the memory bench loads as `hw`
 (issue 13 item 3: the .mpy worst alert within 96 KB on the 32-bit build)."""
+import ast
 import sys
 
 import pytest
@@ -68,3 +69,41 @@ def test_bench_outside_loads_hw_esp32_as_a_board_does(tmp_path):
     assert r["hw"] == "hw_esp32"
     assert r["missing"] == ""
     assert r["seen"]["dial"] == 2 and r["seen"]["sms"] == 2 * len(memory.CONTACTS) + 2
+
+
+def _self_assigned(fn):
+    names = set()
+    for node in ast.walk(fn):
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+        for t in targets:
+            for e in ast.walk(t):
+                if isinstance(e, ast.Attribute) and isinstance(e.value, ast.Name) and e.value.id == "self":
+                    names.add(e.attr)
+    return names
+
+
+def test_firmware_objects_make_every_attribute_when_built():
+    # On MicroPython an instance's attributes are a dict whose table is replaced by a
+    # bigger one when it is full: an attribute first set mid-alert (AlertMachine's 30th,
+    # 296 bytes) took that table at the heap's peak, a MemoryError on a 56 KB heap. So
+    # every attribute a method sets is made by __init__ or what it calls.
+    late = []
+    for path in sorted((FIRMWARE / "lib").glob("*.py")):
+        for cls in (n for n in ast.parse(path.read_text()).body if isinstance(n, ast.ClassDef)):
+            methods = {m.name: m for m in cls.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))}
+            built, todo, seen = set(), ["__init__"], set()
+            while todo:
+                name = todo.pop()
+                if name in seen or name not in methods:
+                    continue
+                seen.add(name)
+                built |= _self_assigned(methods[name])
+                todo += [c.func.attr for c in ast.walk(methods[name]) if isinstance(c, ast.Call)
+                         and isinstance(c.func, ast.Attribute) and isinstance(c.func.value, ast.Name)
+                         and c.func.value.id == "self"]
+            if "__init__" not in methods:
+                continue
+            for name, m in methods.items():
+                late += [f"{path.name} {cls.name}.{a} (in {name})" for a in _self_assigned(m) - built]
+    assert late == []

@@ -206,20 +206,22 @@ LATE_DIAL_MS = 5000
 
 
 class AlertMachine:
-    log_head = None     # callable() -> (seq, hex) of the event log, for the daily SMS
-    gps_silent = False
-    _now = 0
-    _dirty = False
-    # the delivery-day test's progress (C4 answered, SMS outcomes), reported once a boot
-    _answered = False
-    _sms_ok = 0
-    _sms_failed = 0
-    _test_reported = False
-    _fix_saved_t = None  # ticks at which the fix last went into a persisted state
-    unsent_due = False  # this alert got nothing out yet (no SMS taken, C4's phone never
-                        # rang) and she has not been told: the "unsent" timer may tell her
-
     def __init__(self, config=None):
+        # Every attribute is made here, at boot: a first assignment mid-alert grew the
+        # instance's dict past 29 entries, a new 296-byte table at the heap's peak (the
+        # worst alert's MemoryError at the edge of a 56 KB heap).
+        self.log_head = None     # callable() -> (seq, hex) of the event log, for the daily SMS
+        self.gps_silent = False
+        self._now = 0
+        self._dirty = False
+        # the delivery-day test's progress (C4 answered, SMS outcomes), reported once a boot
+        self._answered = False
+        self._sms_ok = 0
+        self._sms_failed = 0
+        self._test_reported = False
+        self._fix_saved_t = None  # ticks at which the fix last went into a persisted state
+        self.unsent_due = False  # this alert got nothing out yet (no SMS taken, C4's phone
+        # never rang) and she has not been told: the "unsent" timer may tell her
         c = dict(DEFAULTS)
         c.update(config or {})
         self.cfg = c
@@ -292,6 +294,10 @@ class AlertMachine:
             fx = self.fix + [ticks_diff(now, self.fix_t)]
             self._fix_saved_t = now
         calls = self.calls
+        # Every key of the saved state in one literal, the table made once at its size: a
+        # dict that gains keys takes a new table each time it is full (19 -> 23 -> 29
+        # entries), at the alert's heap peak. sup.save fills its three; app._save_state
+        # "loc" (her position, sealed) and "at" (the RTC at the save).
         st = {
             "v": 1, "active": self.active, "test": self.test,
             "elapsed_ms": ticks_diff(now, self.start_t) if self.active else 0,
@@ -303,6 +309,7 @@ class AlertMachine:
             "end_ago_ms": None if self.end_t is None else ticks_diff(now, self.end_t),
             "pin_fails": self.commands.save(now),
             "unsent_due": self.unsent_due,
+            "bat_low": None, "rep_alerts": 0, "daily_left_ms": None, "loc": None, "at": None,
         }
         self.sup.save(st, now)
         return st

@@ -31,24 +31,26 @@ VIBRATIONS = {"alert": (1, 150), "cancel": (2, 150), "unsent": (3, 600)}
 
 
 class App:
-    power = None        # powerpolicy.PowerPolicy, from standby_task on
-    ri_pin = None
-    button = None
-    button_flag = None
-    fix_ms = None       # ticks of the last GPS fix
-    sms_ok = 0          # the delivery-day test's counts (the machine's "test_done")
-    sms_failed = 0
-    _cell_after = False
-    unsaved = 0         # saves of the state the flash refused in a row (_persist)
-    unsaved_t = 0
-    saved_active = None  # what alert.json says (None: not known yet)
-    off_since = None    # (saved at, resumed at ticks): a resume that waits for real time
-    # False until start_machine(): the machine gets no event before appboot.resume has
-    # given it her saved alert (an event handled first, a low battery at boot, persisted
-    # an idle machine over alert.json and the alert was lost). They wait in the inbox.
-    started = False
-
     def __init__(self, board, cfg, log, test=False):
+        # Every attribute is made here (alert.AlertMachine.__init__ says why: a dict that
+        # grows mid-alert takes a new table at the heap's peak; here a flash refusing her
+        # alert's save grew it past 29 entries, in _persist's handler of that failure).
+        self.power = None       # powerpolicy.PowerPolicy, from standby_task on
+        self.ri_pin = None
+        self.button = None
+        self.button_flag = None
+        self.fix_ms = None      # ticks of the last GPS fix
+        self.sms_ok = 0         # the delivery-day test's counts (the machine's "test_done")
+        self.sms_failed = 0
+        self._cell_after = False
+        self.unsaved = 0        # saves of the state the flash refused in a row (_persist)
+        self.unsaved_t = 0
+        self.saved_active = None  # what alert.json says (None: not known yet)
+        self.off_since = None   # (saved at, resumed at ticks): a resume that waits for real time
+        # False until start_machine(): the machine gets no event before appboot.resume has
+        # given it her saved alert (an event handled first, a low battery at boot, persisted
+        # an idle machine over alert.json and the alert was lost). They wait in the inbox.
+        self.started = False
         self.board = board
         self.log = log
         self.test = test

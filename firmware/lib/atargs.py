@@ -9,7 +9,7 @@
 #     parse_clcc -> (idx, dir, stat, mode, mpty, number)
 #     parse_clip -> number                parse_cmti -> index
 #     parse_cmgs -> message reference     parse_cmgr -> (status, sender, alpha, ts)
-#     parse_ceng -> {cell, mcc, mnc, lac, cellid, ...}
+#     parse_ceng -> {cell, mcc, mnc, lac, cellid}
 #     sms_stored(AT+CPMS? lines) -> bool
 
 
@@ -151,11 +151,13 @@ def sms_stored(lines):
 
 def parse_ceng(args):
     # AT+CENG? cell line.  Serving cell (index 0):
-    # '0,"<arfcn>,<rxl>,<rxq>,<mcc>,<mnc>,<bsic>,<cellid>,<rla>,<txp>,<lac>,<TA>"'
-    # -> dict(cell=0, arfcn, rxl, rxq, mcc, mnc, bsic, cellid, rla, txp, lac, ta);
-    # neighbour (index >0): '<n>,"<arfcn>,<rxl>,<bsic>,<cellid>,<mcc>,<mnc>,<lac>"'.
-    # mcc/mnc stay decimal strings, cellid/lac hex strings (as the modem prints them,
-    # upper-cased).  None if malformed or the cell is empty (cellid ffff/0000).
+    # '0,"<arfcn>,<rxl>,<rxq>,<mcc>,<mnc>,<bsic>,<cellid>,<rla>,<txp>,<lac>,<TA>"';
+    # neighbour (index >0): '<n>,"<arfcn>,<rxl>,<bsic>,<cellid>,<mcc>,<mnc>,<lac>"'
+    # -> dict(cell=index, mcc, mnc, lac, cellid): what her SMS says of a cell, the shape
+    # dialect_a7670.serving_cell gives too (the rest took heap in the alert's state and
+    # doubled the position sealed at each save).  mcc/mnc stay decimal strings,
+    # cellid/lac hex strings (as the modem prints them, upper-cased).  None if malformed
+    # or the cell is empty (cellid ffff/0000).
     s = _args_of(args, "+CENG")
     i = s.find(",")
     if i < 0:
@@ -164,17 +166,11 @@ def parse_ceng(args):
     if idx is None:
         return None
     f = split_args(s[i + 1:].strip().strip('"'))
-    if idx == 0:
-        if len(f) < 11:
-            return None
-        d = {"cell": 0, "arfcn": f[0], "rxl": _int(f[1]), "rxq": _int(f[2]),
-             "mcc": f[3], "mnc": f[4], "bsic": f[5], "cellid": f[6].upper(),
-             "rla": f[7], "txp": f[8], "lac": f[9].upper(), "ta": _int(f[10])}
-    else:
-        if len(f) < 7:
-            return None
-        d = {"cell": idx, "arfcn": f[0], "rxl": _int(f[1]), "bsic": f[2],
-             "cellid": f[3].upper(), "mcc": f[4], "mnc": f[5], "lac": f[6].upper()}
+    if len(f) < (11 if idx == 0 else 7):
+        return None
+    # (mcc, mnc, cellid, lac) field indexes of each form
+    m, n, c, l = (3, 4, 6, 9) if idx == 0 else (4, 5, 3, 6)
+    d = {"cell": idx, "mcc": f[m], "mnc": f[n], "lac": f[l].upper(), "cellid": f[c].upper()}
     if not d["cellid"] or d["cellid"] in ("FFFF", "0000") or not d["mcc"].isdigit():
         return None
     return d

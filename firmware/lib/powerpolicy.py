@@ -57,11 +57,11 @@ def battery_pct(mv):
 
 
 class PowerPolicy:
-    quiet = 0           # ms listened to the GPS since its last sentence
-    said = 0            # the parser's sentence count then
-    silent = False
-
     def __init__(self, cfg, has_gps_switch, now):
+        # every attribute made here (alert.AlertMachine.__init__ says why)
+        self.quiet = 0          # ms listened to the GPS since its last sentence
+        self.said = 0           # the parser's sentence count then
+        self.silent = False
         self.modem_sleep = bool(cfg.get("modem_sleep", True))
         self.gps_every = int(cfg.get("gps_every_s", 900) * 1000)
         self.gps_max_on = int(cfg.get("gps_max_on_s", 120) * 1000)
