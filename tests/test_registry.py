@@ -1132,8 +1132,9 @@ def test_her_contacts_change_on_her_delivered_button_without_a_wipe(reg):
     assert d.state == "delivered" and d.config_outdated and d.test_call_result is None
     assert reg.case(m).contacts == (E164[0], "+524495556677") and reg.case(m).case_id == CASE_ID
     # until the button holds them, test-call and deliver refuse it: it texts the old ones
-    with pytest.raises(RegistryError, match="not written from her current case"):
+    with pytest.raises(RegistryError, match="her case as it was before `devices edit-case`") as e:
         reg.check_config(m, raw)
+    assert "`boton provision --keep-pin`" in str(e.value)   # her PIN stays the one C4 knows
     new_cfg = "ce" * 32
     d = reprovision(reg, m, new_cfg)
     assert (d.state, d.config_hash, d.config_outdated, d.test_call_result) == ("delivered", new_cfg, False, None)

@@ -158,15 +158,21 @@ class DeviceLifecycle:
                                    "and has no case to build its configuration from")
         if held is None or case_row is None or held == case_row:
             return
-        tokens = {r["id"]: r["token"] for r in db.execute(
-            "SELECT id, token FROM cases WHERE id IN (?, ?) AND mac = ?", (held, case_row, row["mac"]))}
-        c = self.cipher()
-        if held not in tokens or (c.open(row["mac"], tokens[held]).case_id.upper()
-                                  != c.open(row["mac"], tokens[case_row]).case_id.upper()):
+        if not self._same_case_id(db, row["mac"], held, case_row):
             raise RegistryConflict(f"cannot provision {row['label']} ({row['mac']}): it holds the "
                                    "configuration of another case than the one assigned to it now; "
                                    "a button gets another woman's case only after a return and a "
                                    "verified `boton wipe`")
+
+    def _same_case_id(self, db, mac, case_a, case_b):
+        """Whether two of this button's case rows are versions of one case (the same case id:
+        her, as `edit_case` keeps it). Decrypts both (the key is at hand)."""
+        tokens = {r["id"]: r["token"] for r in db.execute(
+            "SELECT id, token FROM cases WHERE id IN (?, ?) AND mac = ?", (case_a, case_b, mac))}
+        if case_a not in tokens or case_b not in tokens:
+            return False
+        c = self.cipher()
+        return c.open(mac, tokens[case_a]).case_id.upper() == c.open(mac, tokens[case_b]).case_id.upper()
 
     def finish_provision(self, mac, config_hash, imei=None, iccid=None, voice=None,
                          image=False) -> DeviceRecord:
@@ -330,7 +336,7 @@ class DeviceLifecycle:
         with self._read() as db:
             row = self._row(db, mac)
             active = self._active_case_row(db, mac)
-        why, case = None, None
+        why, case, edited = None, None, False
         if active is not None:
             case = self.cipher().open(mac, active["token"])
         try:
@@ -353,8 +359,12 @@ class DeviceLifecycle:
             why = (f"its configuration names it {show_input(config.get('device_id'))}, the registry "
                    f"knows it as {row['label']}")
         elif case is not None and row["config_case"] != active["id"]:
-            why = ("its configuration was not written from her current case (provisioned before "
-                   "the case was assigned, or the case was replaced)")
+            if row["config_case"] is not None:
+                with self._read() as db:
+                    edited = self._same_case_id(db, mac, row["config_case"], active["id"])
+            why = ("its configuration holds her case as it was before `devices edit-case`"
+                   if edited else "its configuration was not written from her current case (provisioned "
+                   "before the case was assigned, or the case was replaced)")
         elif case is not None and config.get("alias") != case.alias:
             why = "its alias differs from her case's"
         elif case is not None and list(config.get("contacts") or ()) != list(case.contacts):
@@ -366,8 +376,11 @@ class DeviceLifecycle:
                 self._audit(db, "config_check", mac, f"config {digest[:12]} is the recorded one"
                             + ("; matches her case" if case is not None else "; bench config, no case"))
         if why:
+            # after an edit she and C4 keep her PIN: --keep-pin, not a new PIN nobody knows
+            how = "`boton provision --keep-pin` (from her edited case, her PIN kept)" if edited else \
+                "`boton provision` (from her case)"
             raise RegistryError(f"{row['label']} ({mac}) refused: {why}; nothing was done. Provision "
-                                "it again with `boton provision` (from her case)", EXIT_VERIFY)
+                                f"it again with {how}", EXIT_VERIFY)
         return digest
 
     def record_test_call(self, mac, ok, detail="", config_hash=None, firmware_hash=None,
