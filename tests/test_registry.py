@@ -705,7 +705,7 @@ def test_migrates_an_older_schema_keeping_its_data(db_path, key):
                 (mac(7),))
     con.close()
     r = Registry(db_path, key=key, technician="ana")
-    assert r.schema_version == len(registry_schema.MIGRATIONS) == 6
+    assert r.schema_version == len(registry_schema.MIGRATIONS) == 7
     assert r.find("BS-0007").state == "in_stock"
     r.assign(mac(7), case())
     assert r.case(mac(7)).alias == ALIAS
@@ -714,7 +714,7 @@ def test_migrates_an_older_schema_keeping_its_data(db_path, key):
     assert [a["action"] for a in r.audit()][:2] == ["add", "audit_chain_started"]
     assert r.verify().covered == 1
     r.close()
-    assert Registry(db_path, key=key).schema_version == 6        # idempotent
+    assert Registry(db_path, key=key).schema_version == 7        # idempotent
 
 
 def test_schema_4_rebuilds_devices_for_provisioning_and_keeps_cases_linked(db_path, key):
@@ -1317,6 +1317,35 @@ def test_a_bench_pin_never_becomes_hers_nor_one_of_an_interrupted_write(reg):
     with pytest.raises(RegistryError, match="interrupted provisioning") as e:
         reg.pin_hash_to_keep(n, new, row)
     assert e.value.exit_code == 5
+
+
+def test_her_kept_pin_is_kept_again_when_a_keep_pin_provisioning_was_cut_short(reg):
+    # Ctrl-C (or the cable) right after the write of `provision --keep-pin`: the button holds
+    # the new configuration, with her PIN hash kept. Run again with --keep-pin, it was refused
+    # ("an interrupted provisioning"), leaving only a new PIN, which C4 and she do not know
+    import json
+
+    from boton.rules import build_config, config_bytes, config_hash
+
+    m = mac(1)
+    old = her_config()
+    provisioned_with(reg, m, old)
+    reg.edit_case(m, contacts=[NUMBERS[0], NEW_NUMBER])
+    _, row = reg.provision_case(m)
+    held = reg.pin_hash_to_keep(m, old, row)
+    new = config_bytes(build_config(alias=ALIAS, contacts=[NUMBERS[0], NEW_NUMBER], c4=["+524499100000"],
+                                    device_id="BS-0001", pin_hash=held))
+    reg.begin_provision(m, config_hash(new), row, pin_kept=True)      # written, then cut short
+    assert reg.pin_hash_to_keep(m, new, row) == held == json.loads(new)["pin_hash"]
+    assert "interrupted --keep-pin provisioning" in reg.audit(m)[-1]["detail"]
+    assert reg.pin_hash_to_keep(m, old, row) == held                   # or it was cut before the write
+    # a new PIN's configuration cut short stays refused (that PIN may never have been shown)
+    other = her_config(contacts=[NUMBERS[0], NEW_NUMBER], pin="730519")
+    reg.begin_provision(m, config_hash(other), row)
+    with pytest.raises(RegistryError, match="interrupted provisioning"):
+        reg.pin_hash_to_keep(m, other, row)
+    reg.finish_provision(m, config_hash(other))
+    assert reg.get(m).pending_pin_kept is None
 
 
 def test_reprovisioning_the_same_case_after_an_abort_clears_its_own_wipe_flag(reg):

@@ -642,7 +642,8 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_p
                                   f"C4, so it is not marked ready; {radio.advice}, then run `boton "
                                   "provision` again (nothing was written)", EXIT_DEVICE)
             # registry says "provisioning" before the write: a cut link leaves it true
-            reg.begin_provision(mac, rules.config_hash(rules.config_bytes(config)), case_row)
+            reg.begin_provision(mac, rules.config_hash(rules.config_bytes(config)), case_row,
+                                pin_kept=pin_hash is not None)
             digest = prov.write_config(dev, config)
         rec = reg.finish_provision(mac, digest, imei=ident.get("imei"), iccid=ident.get("iccid"),
                                    voice=radio.voice)

@@ -124,10 +124,12 @@ class DeviceLifecycle:
             self._audit(db, "reveal", mac, "case data read to write the button's configuration")
         return case, row["id"]
 
-    def begin_provision(self, mac, config_hash, case_row=None) -> DeviceRecord:
+    def begin_provision(self, mac, config_hash, case_row=None, pin_kept=False) -> DeviceRecord:
         """Before the config is written: -> provisioning, recording the config about to be
-        written and the case it was built from (None: a bench config). Refused if the case
-        was replaced since it was read, or a bench config is given for a button with a case."""
+        written and the case it was built from (None: a bench config). pin_kept: it carries
+        the PIN hash pin_hash_to_keep gave (its PIN is known, should this write be cut short).
+        Refused if the case was replaced since it was read, or a bench config is given for a
+        button with a case."""
         mac = normalise_mac(mac)
         cfg = check_hash(config_hash, "config hash")
         with self._write() as db:
@@ -138,8 +140,8 @@ class DeviceLifecycle:
                                        "the configuration was being prepared; run `boton provision` again")
             self._check_same_woman(db, row, case_row)
             self._update(db, mac, state=to, pending_config_hash=cfg, pending_case=case_row,
-                         test_call_result=None, test_call_detail=None, test_call_at=None,
-                         test_call_config=None)
+                         pending_pin_kept=int(bool(pin_kept)), test_call_result=None,
+                         test_call_detail=None, test_call_at=None, test_call_config=None)
             self._audit(db, "provision_begin", mac, f"config {cfg[:12]} "
                         + ("from her case" if case_row else "for the bench (no case)")
                         + (f"; {row['state']} -> {to}" if to != row["state"] else
@@ -204,7 +206,7 @@ class DeviceLifecycle:
                    and row["wipe_case"] == row["pending_case"])
             flag = {"wipe_required": 0} if own else {}
             self._update(db, mac, state=to, config_hash=cfg, config_case=row["pending_case"],
-                         pending_config_hash=None, pending_case=None,
+                         pending_config_hash=None, pending_case=None, pending_pin_kept=None,
                          imei=imei or row["imei"], iccid=iccid or row["iccid"], voice=voice,
                          technician=self.technician, provisioned_at=self.now(), state_reason=None, **flag)
             moved = f"{row['state']} -> {to}" if to != row["state"] else "stays delivered, to be test-called"
@@ -235,6 +237,9 @@ class DeviceLifecycle:
             config = None
         with self._read() as db:
             row = self._row(db, mac)
+        # cut short after its write: a --keep-pin run's configuration holds the PIN hash kept
+        # from the recorded one (her PIN, known to her and C4); any other's, a PIN maybe never shown
+        interrupted = digest is not None and digest != row["config_hash"] and digest == row["pending_config_hash"]
         why = None
         if raw is None:
             why = "it has no configuration"
@@ -242,12 +247,12 @@ class DeviceLifecycle:
             why = "its configuration is not readable"
         elif not is_pin_hash(config.get("pin_hash")):
             why = "its configuration holds no PIN hash"
-        elif digest != row["config_hash"] and digest == row["pending_config_hash"]:
+        elif interrupted and not row["pending_pin_kept"]:
             why = ("it holds the configuration of an interrupted provisioning, whose PIN may never "
                    "have been shown")
         elif row["config_hash"] is None:
             why = "the registry has no configuration recorded for it"
-        elif digest != row["config_hash"]:
+        elif digest != row["config_hash"] and not interrupted:
             why = (f"its configuration ({digest[:12]}) is not the one recorded at provisioning "
                    f"({row['config_hash'][:12]})")
         elif (row["config_case"] is None) != (case_row is None):
@@ -264,7 +269,8 @@ class DeviceLifecycle:
                 self._audit(db, "config_mismatch", mac, f"--keep-pin: {why or 'another case than the one it holds'}")
             else:
                 self._audit(db, "keep_pin", mac, f"PIN hash read to keep from config {digest[:12]}, the one "
-                            "recorded at provisioning")
+                            + ("recorded at provisioning" if digest == row["config_hash"] else
+                               "an interrupted --keep-pin provisioning wrote"))
         if other_case:
             raise RegistryConflict(f"--keep-pin refused: {other_case}; nothing was written")
         if why:
@@ -292,7 +298,8 @@ class DeviceLifecycle:
             row, to = self._begin(db, mac, "abort_provision")
             active = self._active_case_row(db, mac)
             self._update(db, mac, state=to, config_hash=None, config_case=None,
-                         pending_config_hash=None, pending_case=None, wipe_required=1,
+                         pending_config_hash=None, pending_case=None, pending_pin_kept=None,
+                         wipe_required=1,
                          wipe_case=self._only_case(row, active["id"] if active else None),
                          test_call_result=None, test_call_detail=None, test_call_at=None,
                          test_call_config=None)
@@ -317,7 +324,7 @@ class DeviceLifecycle:
             active = self._active_case_row(db, mac)
             self._check_same_woman(db, row, active["id"] if active else None)
             self._update(db, mac, state=to, config_hash=cfg, config_case=active["id"] if active else None,
-                         pending_config_hash=None, pending_case=None,
+                         pending_config_hash=None, pending_case=None, pending_pin_kept=None,
                          imei=imei or row["imei"], iccid=iccid or row["iccid"], technician=tech,
                          voice=None if voice is None else int(bool(voice)),
                          provisioned_at=self.now(), test_call_result=None, test_call_detail=None,
@@ -472,7 +479,8 @@ class DeviceLifecycle:
                 return DeviceRecord.from_row(row)
             active = self._active_case_row(db, mac)
             self._update(db, mac, state="in_stock", config_hash=None, config_case=None,
-                         pending_config_hash=None, pending_case=None, wipe_required=1,
+                         pending_config_hash=None, pending_case=None, pending_pin_kept=None,
+                         wipe_required=1,
                          wipe_case=self._only_case(row, active["id"] if active else None),
                          test_call_result=None, test_call_detail=None, test_call_at=None,
                          test_call_config=None)
@@ -516,7 +524,7 @@ class DeviceLifecycle:
                 if kept_log:
                     note += "; her event log was kept: flagged until a full wipe"
                 self._update(db, mac, state=to, wipe_required=int(kept_log), config_hash=None, config_case=None,
-                             pending_config_hash=None, pending_case=None,
+                             pending_config_hash=None, pending_case=None, pending_pin_kept=None,
                              test_call_result=None, test_call_detail=None, test_call_at=None,
                              test_call_config=None)
                 self._audit(db, "wipe", mac, f"{was} -> {to}; verified{detail}{note}")
