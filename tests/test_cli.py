@@ -125,13 +125,14 @@ def test_provision_of_a_new_button_without_a_case_or_alias_registers_nothing(tmp
 
     # with the firmware on it: the PyPI interpreter of a clone without ../shared has no
     # frozen hw module to read the MAC with
+    assert run("devices", "add", "24:0a:c4:00:00:99").exit_code == 0     # the office's registry
     device = powered_on(tmp_path, FAST)
     try:
         r = run("provision", "--port", device.repl_url, "--c4", DEFAULT_C4)
     finally:
         device.stop()
     assert r.exit_code == 2, r.output
-    assert "has no case assigned" in r.output and "the button on the port" in r.output
+    assert "is not in the registry at" in r.output and "the button on the port" in r.output
     with Registry() as reg:
         assert reg.get(device.mac) is None, "registered, then refused"
 
@@ -428,6 +429,45 @@ def test_test_call_with_a_mistyped_registry_makes_none(tmp_path, monkeypatch):
     r = run("test-call", "--port", "socket://127.0.0.1:9")
     assert r.exit_code == 2 and f"no registry at {typo}" in r.output, r.output
     assert not typo.parent.exists()
+
+
+def test_provision_and_deploy_with_a_mistyped_registry(tmp_path, monkeypatch):
+    # `provision --device BS-0042` with a typo in BOTON_REGISTRY made an empty registry there
+    # and blamed a missing case, its hint garbled (`boton devices assign the button on the
+    # port (...) ...`); deploy (and flash) made one without a word and filed the button in it
+    typo = tmp_path / "typo" / "registry.sqlite3"
+    monkeypatch.setenv("BOTON_REGISTRY", str(typo))
+    r = run("provision", "--port", "socket://127.0.0.1:9", "--device", "BS-0042", "--c4", DEFAULT_C4)
+    assert r.exit_code == 2 and f"no registry at {typo}" in r.output, r.output
+    r = run("provision", "--port", "socket://127.0.0.1:9", "--keep-pin", "--c4", DEFAULT_C4,
+            env={"BOTON_PIN": None})
+    assert r.exit_code == 2 and f"no registry at {typo}" in r.output, r.output
+    assert not typo.parent.exists()
+    vd = powered_on(tmp_path, FAST)
+    try:
+        r = run("provision", "--port", vd.repl_url, "--c4", DEFAULT_C4)   # no case, no bench values
+        out = " ".join(r.output.split())
+        assert r.exit_code == 2 and f"no registry at {typo}" in out, out
+        assert not typo.parent.exists() and not (vd.flash_dir / "config.json").exists()
+        r = run("deploy", "--port", vd.repl_url)
+        out = " ".join(r.output.split())
+        assert r.exit_code == 0, out
+        assert f"no registry was at {typo}: this command made a new one" in out
+        assert "check --registry or BOTON_REGISTRY" in out
+        # the new registry knows the button (as BS-0001), not the label she was registered under
+        r = run("provision", "--port", vd.repl_url, "--device", "BS-0042", "--c4", DEFAULT_C4)
+        out = " ".join(r.output.split())
+        assert r.exit_code == 2 and f"no device 'BS-0042' in the registry at {typo}" in out, out
+        # a registry that does not know the button: register it, then assign her case
+        office = tmp_path / "office.sqlite3"
+        monkeypatch.setenv("BOTON_REGISTRY", str(office))
+        assert run("devices", "add", "24:0a:c4:00:00:99").exit_code == 0
+        r = run("provision", "--port", vd.repl_url, "--c4", DEFAULT_C4)
+        out = " ".join(r.output.split())
+        assert r.exit_code == 2 and f"the button on the port ({vd.mac}) is not in the registry at {office}" in out
+        assert f"`boton devices add {vd.mac} --label" in out and "assign the button on the port" not in out
+    finally:
+        vd.stop()
 
 
 def test_provision_refuses_a_board_whose_safe_mode_calls_another_c4(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
 """`boton`: the technician's tool. Every command works on a real port or the virtual device."""
+import contextlib
 import json
 import re
 import sys
@@ -445,7 +446,7 @@ def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only, during_al
         return port, res, rec
 
     failures = []
-    with bars, concurrent.futures.ThreadPoolExecutor(max_workers=len(targets)) as pool:
+    with _noting_a_new_registry(), bars, concurrent.futures.ThreadPoolExecutor(max_workers=len(targets)) as pool:
         for fut in [pool.submit(one, p) for p in targets]:
             try:
                 port, res, rec = fut.result()
@@ -458,6 +459,24 @@ def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only, during_al
                 print_error(str(e))
     if failures:
         sys.exit(max(e.exit_code for e in failures))
+
+
+@contextlib.contextmanager
+def _noting_a_new_registry():
+    """Around a command that registers a button it does not find (flash, deploy, a bench
+    provision): if it made the registry, say where, since a mistyped BOTON_REGISTRY makes a
+    new one there and the office's registry never hears of the button."""
+    from .registry_paths import registry_exists
+    from .registry_workflow import missing_registry
+
+    missing = missing_registry()
+    try:
+        yield
+    finally:
+        if missing is not None and registry_exists(missing):
+            err_console.print(f"[yellow]note:[/] no registry was at {escape(str(missing))}: this command made "
+                              "a new one there; if the office's registry is elsewhere, check --registry or "
+                              "BOTON_REGISTRY", soft_wrap=True)
 
 
 def _warn_if_delivered_untested(rec, what):
@@ -503,8 +522,9 @@ def deploy(port, board, during_alert):
         task = bar.add_task("deploying", total=len(release.firmware_files(board)))
         done = prov.deploy(dev, board, progress=lambda path: bar.update(task, advance=1, description=path))
         mac = prov.device_mac(dev)
-    _warn_if_delivered_untested(record_step("record_deploy", mac, release.release_hash(board)),
-                                "new firmware")
+    with _noting_a_new_registry():
+        _warn_if_delivered_untested(record_step("record_deploy", mac, release.release_hash(board)),
+                                    "new firmware")
     if done.mode == "frozen":
         how = (f"frozen firmware {done.frozen['version']} on the board ({done.frozen['target']}, "
                f"content {done.frozen['sha256'][:12]}): boot files and board profile only")
@@ -603,14 +623,20 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_p
     c4_e164, programme_number = rules.check_typed(c4=c4, contacts=typed[1], programme_number=programme_number,
                                                   gesture=gesture, hold_ms=hold_ms, allow_911=allow_911)
     label = normalise_label(device_id) if device_id else None
-    with Registry() as reg:  # registry first: a broken registry refuses before the port is opened
-        reg.unlock()         # and so does a mistyped passphrase
+    # only a bench configuration registers a new button (and may make the registry): a
+    # button named by --device, her case or her kept PIN need the registry that has them,
+    # so a mistyped path is refused, not made
+    bench = device_ref is None and not keep_pin and None not in typed
+    with Registry(create=bench) as reg, _noting_a_new_registry():  # registry first: a broken
+        reg.unlock()  # registry refuses before the port is opened, and so does a mistyped passphrase
         with Device(port, timeout=30, during_alert=during_alert) as dev:
             mac = prov.device_mac(dev)
-            if reg.get(mac) is None and not keep_pin:
-                # a button registered below has no case: without --alias and --contact there
-                # is no configuration for it, and it is not registered for nothing
-                rules.case_values(label or f"the button on the port ({mac})", None, typed)
+            if reg.get(mac) is None and not keep_pin and not bench:
+                # a button registered below has no case: there is no configuration for it
+                raise DeviceError(f"the button on the port ({mac}) is not in the registry at {reg.path}: "
+                                  f"register it (`boton devices add {mac} --label BS-0042`) and assign "
+                                  "her case (`boton devices assign BS-0042 ...`), or give --alias and "
+                                  "--contact for a bench test (never delivered)", EXIT_USAGE)
             # --keep-pin: a button the registry does not know holds no PIN it recorded
             known = reg.precheck("provision", mac, expected=device_ref, register=not keep_pin, label=label)
             if label and label != known.label:
@@ -668,8 +694,6 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_p
 def _wait_for_network_shown(dev, limit_s):
     """prov.wait_for_network with a status the technician can watch (no data of hers): a
     live line on a terminal; in a log, one line per change of what the modem is doing."""
-    import contextlib
-
     # identity() blocks while an A7670 registered SMS-only tries 2G: say why it may take long
     first = ("checking the modem and the network (an A7670 whose SIM has no VoLTE tries 2G "
              "first: up to 2 min)")

@@ -523,7 +523,9 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify):
                 row = db.execute(DEVICE_SELECT + " WHERE d.label = ?", (label,)).fetchone()
             dev = DeviceRecord.from_row(row) if row else None
         if dev is None:
-            raise RegistryError(f"no device {show_input(text)} in the registry")
+            # a label the technician knows, not found: often the wrong registry (a mistyped path)
+            raise RegistryError(f"no device {show_input(text)} in the registry at {self.path} (check "
+                                "--registry or BOTON_REGISTRY if it is registered)")
         return dev
 
     def list(self, state=None):
