@@ -282,6 +282,25 @@ def test_registry_follows_deploy_provision_and_test_call(device, tmp_path):
     assert {"deploy", "provision", "test_call"} <= set(actions)
 
 
+def test_deploy_without_board_keeps_the_profile_the_board_has(device):
+    # a recall's `boton deploy --port X` on a T-A7670X, --board forgotten: the default
+    # (tcall_sim800l_axp192) replaced its profile without a word, its modem and GPS then
+    # driven on another board's pins and its safe mode none the wiser
+    url = device.repl_url
+    a7670 = device.flash_dir / "board.json"
+    assert run("deploy", "--port", url, "--board", "ta7670x_a7670sa").exit_code == 0
+    assert json.loads(a7670.read_text())["id"] == "ta7670x_a7670sa"
+    r = run("deploy", "--port", url)
+    out = " ".join(r.output.split())
+    assert r.exit_code == 0 and "already up to date" in out, out
+    assert "board profile ta7670x_a7670sa: the one on the board (--board to change it)" in out
+    assert json.loads(a7670.read_text())["id"] == "ta7670x_a7670sa"
+    r = run("deploy", "--port", url, "--board", "tcall_sim800l_axp192")   # said on purpose
+    out = " ".join(r.output.split())
+    assert r.exit_code == 0 and "replacing its board profile ta7670x_a7670sa with tcall_sim800l_axp192" in out
+    assert json.loads(a7670.read_text())["id"] == "tcall_sim800l_axp192"
+
+
 def test_interrupted_deploy_changes_nothing_and_next_run_repairs(device):
     from boton.registry import Registry
 

@@ -20,6 +20,7 @@ from .errors import EXIT_CONFLICT, EXIT_DEVICE, EXIT_TEST, EXIT_USAGE, EXIT_VERI
 
 console = Console(highlight=False)
 
+DEFAULT_BOARD = "tcall_sim800l_axp192"
 PORT_HELP = "Serial port of the board: /dev/ttyUSB0, socket://127.0.0.1:PORT, rfc2217://... (or BOTON_PORT)."
 
 
@@ -490,7 +491,8 @@ def _warn_if_delivered_untested(rec, what):
 # --------------------------------------------------------------------------- deploy
 @main.command()
 @click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)
-@click.option("--board", default="tcall_sim800l_axp192", show_default=True, help="Board profile from boards/.")
+@click.option("--board", help="Board profile from boards/ [default: the one the board already has, else "
+                               f"{DEFAULT_BOARD}].")
 @during_alert_option
 def deploy(port, board, during_alert):
     """Install this release on a board, copying only files whose hash differs, each
@@ -519,6 +521,17 @@ def deploy(port, board, during_alert):
     from .registry_workflow import record_step
 
     with Device(port, during_alert=during_alert) as dev, Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+        # a profile for another board drives its modem, GPS and power on the wrong pins:
+        # without --board the board keeps its own, and a change is said
+        held = prov.board_on_device(dev)
+        if board is None:
+            board = held or DEFAULT_BOARD
+            if held and held != DEFAULT_BOARD:   # not the default it would have had before
+                console.print(f"board profile {board}: the one on the board (--board to change it)",
+                              soft_wrap=True, markup=False)
+        elif held and held != board:
+            err_console.print(f"[yellow]warning:[/] replacing its board profile {held} with {board}",
+                              soft_wrap=True)
         task = bar.add_task("deploying", total=len(release.firmware_files(board)))
         done = prov.deploy(dev, board, progress=lambda path: bar.update(task, advance=1, description=path))
         mac = prov.device_mac(dev)
