@@ -364,6 +364,22 @@ def test_allowed_transitions(reg, state, action):
         assert snapshot(reg) == before
 
 
+def test_a_refusal_names_the_next_step_for_the_state_it_met(reg):
+    # a returned button: test-call said "provision it first", and provision (refused as
+    # well) named no step at all: what comes next is the wipe (it may hold her data)
+    m = mac(1)
+    in_state(reg, m, "returned")
+    for call in (lambda: reg.precheck("provision", m), lambda: reg.precheck("test_call", m),
+                 lambda: reg.record_test_call(m, True), lambda: reg.deliver(m), lambda: reg.return_device(m),
+                 lambda: reg.assign(m, case(alias="Sol", case_id="AGS/2024/00999", contacts=[NEW_NUMBER]))):
+        with pytest.raises(RegistryConflict, match="it is returned; .*`boton wipe` it first"):
+            call()
+    n = mac(2)
+    delivered(reg, n)       # delivered twice: nothing to do, not "needs a provisioned device"
+    with pytest.raises(RegistryConflict, match="it is delivered; nothing to deliver: it is in her hands"):
+        reg.deliver(n)
+
+
 def test_retire_refuses_a_device_that_may_hold_her_config(reg):
     m = mac(1)
     in_state(reg, m, "returned")

@@ -13,7 +13,7 @@ from .registry_fields import (LABEL_MAX, check_board, check_hash, format_flash_s
                               normalise_imei, normalise_label, normalise_mac, parse_flash_size,
                               resolve_technician, scrub, show_input)
 from .registry_schema import DeviceRecord
-from .registry_states import TRANSITION_HINTS, TRANSITIONS
+from .registry_states import TRANSITIONS, refusal_hint
 from .rules import config_hash as prov_config_hash
 
 # what a button that cannot call C4 is refused (registry's `voice` = 0)
@@ -74,7 +74,7 @@ class DeviceLifecycle:
             dev = self.add_device(mac, label=label)
         if dev.state not in TRANSITIONS[action]:
             raise RegistryConflict(f"cannot {action.replace('_', ' ')} {dev.label} ({mac}): it is "
-                                   f"{dev.state}; {TRANSITION_HINTS[action]}")
+                                   f"{dev.state}; {refusal_hint(action, dev.state)}")
         if action == "provision" and len(dev.label) > LABEL_MAX:   # a label from an older registry
             raise RegistryConflict(f"cannot provision {dev.label} ({mac}): its label {dev.label} has "
                                    f"{len(dev.label)} characters and her alert SMS shows only the first "
