@@ -450,6 +450,21 @@ def test_test_call_with_a_mistyped_registry_makes_none(tmp_path, monkeypatch):
     assert not typo.parent.exists()
 
 
+def test_ctrl_c_is_one_line_with_the_next_step_and_a_documented_code(monkeypatch):
+    # Ctrl-C mid-provision printed click's "Aborted!" and exit 1, which no list of codes has,
+    # and left the technician to guess whether to run it again
+    import boton.cli
+
+    def cut(*a, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(boton.cli, "Device", cut)
+    r = CliRunner().invoke(main, provision_args("socket://127.0.0.1:9"), env={"BOTON_PIN": "482913"})
+    assert r.exit_code == 130, r.output
+    out = " ".join(r.output.split())
+    assert out.startswith("error: interrupted (Ctrl-C)") and "running `boton provision` again" in out
+    assert "130 interrupted (Ctrl-C)" in " ".join(run("--help").output.split())
+
+
 def test_provision_and_deploy_with_a_mistyped_registry(tmp_path, monkeypatch):
     # `provision --device BS-0042` with a typo in BOTON_REGISTRY made an empty registry there
     # and blamed a missing case, its hint garbled (`boton devices assign the button on the

@@ -35,7 +35,8 @@ def main():
 
     Exit codes: 0 ok, 2 bad input, 3 cannot connect, 4 device error, 5 verify failed,
     6 test call failed, 7 registry conflict (duplicate, wrong state, busy) or an output
-    file that already exists (export, image: --force replaces it, never the registry).
+    file that already exists (export, image: --force replaces it, never the registry),
+    130 interrupted (Ctrl-C).
     """
 
 
