@@ -440,6 +440,20 @@ def test_logs_and_wipe_with_a_mistyped_registry_make_none(tmp_path, monkeypatch)
     assert not typo.parent.exists()
 
 
+def test_wipe_refuses_another_button_than_the_one_named(tmp_path):
+    # the docs said wipe runs the registry's identity check (--device); it had no --device,
+    # so a provisioned button waiting for another woman, on the port by mistake, was erased
+    from rigkit import demo_config, provisioned_device
+
+    assert run("devices", "add", "24:0a:c4:00:00:43", "--label", "BS-0043").exit_code == 0
+    with provisioned_device(tmp_path, demo_config()) as vd:
+        r = run("wipe", "--port", vd.repl_url, "--device", "BS-0043")
+        assert r.exit_code == 7, r.output
+        assert "not BS-0043 (24:0a:c4:00:00:43): nothing was changed" in " ".join(r.output.split())
+        assert (vd.flash_dir / "config.json").exists()
+        assert "--device" in run("wipe", "--help").output
+
+
 def test_test_call_with_a_mistyped_registry_makes_none(tmp_path, monkeypatch):
     # test-call refuses a button the registry does not know, but opened (so made) the
     # registry first: a typo left an empty one, its folder and its witness behind

@@ -21,6 +21,8 @@ from .errors import EXIT_CONFLICT, EXIT_DEVICE, EXIT_TEST, EXIT_USAGE, EXIT_VERI
 console = Console(highlight=False)
 
 DEFAULT_BOARD = "tcall_sim800l_axp192"
+DEVICE_HELP = ("The button you mean, by its registry label or MAC (e.g. BS-0042): refused, "
+               "with nothing changed, if another button is on the port.")
 PORT_HELP = "Serial port of the board: /dev/ttyUSB0, socket://127.0.0.1:PORT, rfc2217://... (or BOTON_PORT)."
 
 
@@ -382,8 +384,9 @@ def ports(show_all, as_json):
                                            "flash a delivered button (erasing her configuration).")
 @click.option("--no-stub", is_flag=True, help="Use the ROM loader only (slower; for troublesome boards). "
                                               "Automatic on the virtual chip.")
+@click.option("--device", "device_ref", help=DEVICE_HELP + " One --port only.")
 @during_alert_option
-def flash_cmd(ports_, firmware, virtual_firmware, force, no_stub, during_alert):
+def flash_cmd(ports_, firmware, virtual_firmware, force, no_stub, device_ref, during_alert):
     """MicroPython onto the board with esptool: detect the chip, erase, write at 0x1000,
     verify, one connection per board. Skipped when the same firmware is already there.
     Hold BOOT if it asks.
@@ -397,7 +400,7 @@ def flash_cmd(ports_, firmware, virtual_firmware, force, no_stub, during_alert):
     whether her alert runs: such a button is refused unless --during-alert (a port with
     no REPL, a blank chip, goes on as before).
 
-    Example: boton flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC-v1.26.1.bin
+    Example: boton flash --port /dev/ttyUSB0 --device BS-0042 --firmware ESP32_GENERIC-v1.26.1.bin
     """
     from . import flash as fl
     from .device import resolve_port
@@ -406,6 +409,8 @@ def flash_cmd(ports_, firmware, virtual_firmware, force, no_stub, during_alert):
     targets = list(ports_) or [resolve_port(None)]
     if len(set(targets)) != len(targets):
         raise DeviceError("the same --port is given twice: one board, one connection", EXIT_USAGE)
+    if device_ref and len(targets) > 1:
+        raise DeviceError("--device names one button: give one --port with it", EXIT_USAGE)
     if virtual_firmware:
         if firmware:
             raise DeviceError("give --firmware or --virtual-firmware, not both", EXIT_USAGE)
@@ -418,10 +423,10 @@ def flash_cmd(ports_, firmware, virtual_firmware, force, no_stub, during_alert):
     else:
         image = Path(firmware) if firmware else fl.cached_firmware()
     _flash_boards(fl, targets, image, force=force, stub=False if no_stub else None,
-                  virtual_only=virtual_firmware, during_alert=during_alert)
+                  virtual_only=virtual_firmware, during_alert=during_alert, device_ref=device_ref)
 
 
-def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only, during_alert=False):
+def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only, during_alert=False, device_ref=None):
     """Each board on its own thread and connection; one summary line per board."""
     import concurrent.futures
 
@@ -438,10 +443,12 @@ def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only, during_al
         def on_progress(done, total):
             bars.update(tasks[port], completed=done, total=total, visible=True)
 
-        with Registry() as reg:  # registry first (one connection per thread): broken -> nothing written
+        # registry first (one connection per thread): broken -> nothing written; a named button needs
+        # the registry that has it (a mistyped path is refused, not made)
+        with Registry(create=device_ref is None) as reg:
             res = fl.flash(port, firmware, force=force, stub=stub, virtual_only=virtual_only,
                            progress=lambda msg: bars.console.print(msg, soft_wrap=True, markup=False),
-                           on_progress=on_progress, check=lambda mac: reg.check_flash(mac, force=force),
+                           on_progress=on_progress, check=lambda mac: reg.check_flash(mac, force=force, expected=device_ref),
                            before_erase=reg.flash_erasing, during_alert=during_alert)
             bars.update(tasks[port], visible=False)
             rec = reg.record_flash(res["mac"], fl.size_bytes(res["flash_size"]), res["sha256"])
@@ -563,8 +570,6 @@ def deploy(port, board, during_alert):
 # --------------------------------------------------------------------------- provision
 # what stands for her alias in output that is not a terminal (a log keeps what it is given)
 ALIAS_PLACEHOLDER = "<alias>"
-DEVICE_HELP = ("The button you mean, by its registry label or MAC (e.g. BS-0042): refused, "
-               "with nothing changed, if another button is on the port.")
 
 
 @main.command()
@@ -827,8 +832,9 @@ def test_call(port, device_ref, timeout, during_alert):
 @click.option("--pin-file", type=click.Path(dir_okay=False),
               help="A file (mode 0600) with her PIN, if known, to search for as an old firmware "
                    "stored it (also BOTON_PIN); the PIN is never on the command line.")
+@click.option("--device", "device_ref", help=DEVICE_HELP)
 @during_alert_option
-def wipe(port, keep_log, force, yes, download_port, pin_file, during_alert):
+def wipe(port, device_ref, keep_log, force, yes, download_port, pin_file, during_alert):
     """Erase everything of hers from a returned button, prove it, then record it.
 
     Her configuration and alert state are read first (what to search for, with her case in
@@ -839,7 +845,7 @@ def wipe(port, keep_log, force, yes, download_port, pin_file, during_alert):
     verified wipe moves the button to stock; the result (counts, never her data) goes in the
     audit trail. A delivered button must be returned first.
 
-    Example: boton wipe --port /dev/ttyUSB0
+    Example: boton wipe --port /dev/ttyUSB0 --device BS-0042
     """
     import os
 
@@ -854,7 +860,7 @@ def wipe(port, keep_log, force, yes, download_port, pin_file, during_alert):
     with Device(port, during_alert=during_alert) as dev:
         mac = prov.device_mac(dev)
         # registry first: refuse before anything on the button is touched
-        plan = plan_wipe(mac, force, confirm_forced=lambda d: _confirm_forced_wipe(d, yes))
+        plan = plan_wipe(mac, force, confirm_forced=lambda d: _confirm_forced_wipe(d, yes), expected=device_ref)
         if not plan.known and dev.read_file(rules.CONFIG_PATH) is not None:
             # nothing says whether this button is in a woman's hands (it may be delivered,
             # in another office's registry): a configuration on it is not erased unasked

@@ -50,6 +50,19 @@ class DeviceLifecycle:
     # Every command that touches a button runs registry first, device second, registry last
     # (docs/registry.md): precheck() before anything is written to the device, then the
     # device step, then the record. Provisioning is two records around the write.
+    def check_named(self, mac, expected):
+        """--device: the button on the port (eFuse MAC `mac`) is the one the technician named
+        (a label or MAC; None: not named), else RegistryConflict before anything is touched."""
+        if expected is None:
+            return
+        named = self.find(expected)
+        if named.mac != normalise_mac(mac):
+            held = self.get(mac)
+            raise RegistryConflict(f"the button on the port is {normalise_mac(mac)}"
+                                   + (f" ({held.label})" if held else "")
+                                   + f", not {named.label} ({named.mac}): nothing was changed; "
+                                   "plug in the button you named")
+
     def precheck(self, action, mac, expected=None, register=False, label=None) -> DeviceRecord:
         """Registry first: may `action` touch the button whose eFuse MAC `mac` was read from
         the port? expected: the label or MAC the technician named (--device): another button
@@ -58,13 +71,7 @@ class DeviceLifecycle:
         Refused if its state does not allow `action` (TRANSITIONS). Returns the DeviceRecord;
         changes nothing unless it registers the button."""
         mac = normalise_mac(mac)
-        if expected is not None:
-            named = self.find(expected)
-            if named.mac != mac:
-                raise RegistryConflict(f"the button on the port is {mac}"
-                                       + (f" ({self.get(mac).label})" if self.get(mac) else "")
-                                       + f", not {named.label} ({named.mac}): nothing was changed; "
-                                       "plug in the button you named")
+        self.check_named(mac, expected)
         dev = self.get(mac)
         if dev is None:
             if not register:

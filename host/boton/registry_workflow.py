@@ -78,16 +78,18 @@ class WipePlan:
         self.case_unreadable = case_unreadable
 
 
-def plan_wipe(mac, force=False, confirm_forced=None) -> WipePlan:
+def plan_wipe(mac, force=False, confirm_forced=None, expected=None) -> WipePlan:
     """Registry first: refuse (RegistryConflict) before anything on the button is touched
-    if its state does not allow a wipe, or it is delivered and not `force`d. A forced wipe
-    of a delivered button calls confirm_forced(record) first, which raises to cancel.
-    Without a registry the button is still wiped (it may hold her data), and none is made."""
+    if it is not the button named by `expected` (--device), its state does not allow a
+    wipe, or it is delivered and not `force`d. A forced wipe of a delivered button calls
+    confirm_forced(record) first, which raises to cancel. Without a registry the button is
+    still wiped (it may hold her data), and none is made; unless a button was named."""
     missing = missing_registry()
-    if missing is not None:
+    if missing is not None and expected is None:
         return WipePlan(case_unreadable=f"no registry at {missing}: check BOTON_REGISTRY",
                         registry_missing=missing)
-    with Registry() as reg:
+    with Registry(create=False) as reg:
+        reg.check_named(mac, expected)
         d = reg.get(mac)
         if d is None:
             return WipePlan()
