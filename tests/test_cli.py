@@ -464,6 +464,14 @@ def test_test_call_with_a_mistyped_registry_makes_none(tmp_path, monkeypatch):
     assert not typo.parent.exists()
 
 
+def test_a_url_where_nothing_answers_says_what_to_check():
+    # "cannot open socket://127.0.0.1:9: failed to access socket://127.0.0.1:9" said no more
+    r = run("status", "--port", "socket://127.0.0.1:9")
+    assert r.exit_code == 3, r.output
+    assert ("nothing answers at socket://127.0.0.1:9: is `boton sim` (or the bridge) still running, "
+            "and is this the URL it printed?") in " ".join(r.output.split())
+
+
 def test_ctrl_c_is_one_line_with_the_next_step_and_a_documented_code(monkeypatch):
     # Ctrl-C mid-provision printed click's "Aborted!" and exit 1, which no list of codes has,
     # and left the technician to guess whether to run it again
