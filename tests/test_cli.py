@@ -125,13 +125,14 @@ def test_provision_of_a_new_button_without_a_case_or_alias_registers_nothing(tmp
 
     # with the firmware on it: the PyPI interpreter of a clone without ../shared has no
     # frozen hw module to read the MAC with
+    assert run("devices", "add", "24:0a:c4:00:00:99").exit_code == 0     # the office's registry
     device = powered_on(tmp_path, FAST)
     try:
         r = run("provision", "--port", device.repl_url, "--c4", DEFAULT_C4)
     finally:
         device.stop()
     assert r.exit_code == 2, r.output
-    assert "has no case assigned" in r.output and "the button on the port" in r.output
+    assert "is not in the registry at" in r.output and "the button on the port" in r.output
     with Registry() as reg:
         assert reg.get(device.mac) is None, "registered, then refused"
 
@@ -281,6 +282,25 @@ def test_registry_follows_deploy_provision_and_test_call(device, tmp_path):
     assert {"deploy", "provision", "test_call"} <= set(actions)
 
 
+def test_deploy_without_board_keeps_the_profile_the_board_has(device):
+    # a recall's `boton deploy --port X` on a T-A7670X, --board forgotten: the default
+    # (tcall_sim800l_axp192) replaced its profile without a word, its modem and GPS then
+    # driven on another board's pins and its safe mode none the wiser
+    url = device.repl_url
+    a7670 = device.flash_dir / "board.json"
+    assert run("deploy", "--port", url, "--board", "ta7670x_a7670sa").exit_code == 0
+    assert json.loads(a7670.read_text())["id"] == "ta7670x_a7670sa"
+    r = run("deploy", "--port", url)
+    out = " ".join(r.output.split())
+    assert r.exit_code == 0 and "already up to date" in out, out
+    assert "board profile ta7670x_a7670sa: the one on the board (--board to change it)" in out
+    assert json.loads(a7670.read_text())["id"] == "ta7670x_a7670sa"
+    r = run("deploy", "--port", url, "--board", "tcall_sim800l_axp192")   # said on purpose
+    out = " ".join(r.output.split())
+    assert r.exit_code == 0 and "replacing its board profile ta7670x_a7670sa with tcall_sim800l_axp192" in out
+    assert json.loads(a7670.read_text())["id"] == "tcall_sim800l_axp192"
+
+
 def test_interrupted_deploy_changes_nothing_and_next_run_repairs(device):
     from boton.registry import Registry
 
@@ -420,6 +440,20 @@ def test_logs_and_wipe_with_a_mistyped_registry_make_none(tmp_path, monkeypatch)
     assert not typo.parent.exists()
 
 
+def test_wipe_refuses_another_button_than_the_one_named(tmp_path):
+    # the docs said wipe runs the registry's identity check (--device); it had no --device,
+    # so a provisioned button waiting for another woman, on the port by mistake, was erased
+    from rigkit import demo_config, provisioned_device
+
+    assert run("devices", "add", "24:0a:c4:00:00:43", "--label", "BS-0043").exit_code == 0
+    with provisioned_device(tmp_path, demo_config()) as vd:
+        r = run("wipe", "--port", vd.repl_url, "--device", "BS-0043")
+        assert r.exit_code == 7, r.output
+        assert "not BS-0043 (24:0a:c4:00:00:43): nothing was changed" in " ".join(r.output.split())
+        assert (vd.flash_dir / "config.json").exists()
+        assert "--device" in run("wipe", "--help").output
+
+
 def test_test_call_with_a_mistyped_registry_makes_none(tmp_path, monkeypatch):
     # test-call refuses a button the registry does not know, but opened (so made) the
     # registry first: a typo left an empty one, its folder and its witness behind
@@ -428,6 +462,68 @@ def test_test_call_with_a_mistyped_registry_makes_none(tmp_path, monkeypatch):
     r = run("test-call", "--port", "socket://127.0.0.1:9")
     assert r.exit_code == 2 and f"no registry at {typo}" in r.output, r.output
     assert not typo.parent.exists()
+
+
+def test_a_url_where_nothing_answers_says_what_to_check():
+    # "cannot open socket://127.0.0.1:9: failed to access socket://127.0.0.1:9" said no more
+    r = run("status", "--port", "socket://127.0.0.1:9")
+    assert r.exit_code == 3, r.output
+    assert ("nothing answers at socket://127.0.0.1:9: is `boton sim` (or the bridge) still running, "
+            "and is this the URL it printed?") in " ".join(r.output.split())
+
+
+def test_ctrl_c_is_one_line_with_the_next_step_and_a_documented_code(monkeypatch):
+    # Ctrl-C mid-provision printed click's "Aborted!" and exit 1, which no list of codes has,
+    # and left the technician to guess whether to run it again
+    import boton.cli
+
+    def cut(*a, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(boton.cli, "Device", cut)
+    r = CliRunner().invoke(main, provision_args("socket://127.0.0.1:9"), env={"BOTON_PIN": "482913"})
+    assert r.exit_code == 130, r.output
+    out = " ".join(r.output.split())
+    assert out.startswith("error: interrupted (Ctrl-C)") and "running `boton provision` again" in out
+    assert "130 interrupted (Ctrl-C)" in " ".join(run("--help").output.split())
+
+
+def test_provision_and_deploy_with_a_mistyped_registry(tmp_path, monkeypatch):
+    # `provision --device BS-0042` with a typo in BOTON_REGISTRY made an empty registry there
+    # and blamed a missing case, its hint garbled (`boton devices assign the button on the
+    # port (...) ...`); deploy (and flash) made one without a word and filed the button in it
+    typo = tmp_path / "typo" / "registry.sqlite3"
+    monkeypatch.setenv("BOTON_REGISTRY", str(typo))
+    r = run("provision", "--port", "socket://127.0.0.1:9", "--device", "BS-0042", "--c4", DEFAULT_C4)
+    assert r.exit_code == 2 and f"no registry at {typo}" in r.output, r.output
+    r = run("provision", "--port", "socket://127.0.0.1:9", "--keep-pin", "--c4", DEFAULT_C4,
+            env={"BOTON_PIN": None})
+    assert r.exit_code == 2 and f"no registry at {typo}" in r.output, r.output
+    assert not typo.parent.exists()
+    vd = powered_on(tmp_path, FAST)
+    try:
+        r = run("provision", "--port", vd.repl_url, "--c4", DEFAULT_C4)   # no case, no bench values
+        out = " ".join(r.output.split())
+        assert r.exit_code == 2 and f"no registry at {typo}" in out, out
+        assert not typo.parent.exists() and not (vd.flash_dir / "config.json").exists()
+        r = run("deploy", "--port", vd.repl_url)
+        out = " ".join(r.output.split())
+        assert r.exit_code == 0, out
+        assert f"no registry was at {typo}: this command made a new one" in out
+        assert "check --registry or BOTON_REGISTRY" in out
+        # the new registry knows the button (as BS-0001), not the label she was registered under
+        r = run("provision", "--port", vd.repl_url, "--device", "BS-0042", "--c4", DEFAULT_C4)
+        out = " ".join(r.output.split())
+        assert r.exit_code == 2 and f"no device 'BS-0042' in the registry at {typo}" in out, out
+        # a registry that does not know the button: register it, then assign her case
+        office = tmp_path / "office.sqlite3"
+        monkeypatch.setenv("BOTON_REGISTRY", str(office))
+        assert run("devices", "add", "24:0a:c4:00:00:99").exit_code == 0
+        r = run("provision", "--port", vd.repl_url, "--c4", DEFAULT_C4)
+        out = " ".join(r.output.split())
+        assert r.exit_code == 2 and f"the button on the port ({vd.mac}) is not in the registry at {office}" in out
+        assert f"`boton devices add {vd.mac} --label" in out and "assign the button on the port" not in out
+    finally:
+        vd.stop()
 
 
 def test_provision_refuses_a_board_whose_safe_mode_calls_another_c4(tmp_path, monkeypatch):

@@ -133,6 +133,8 @@ def test_edit_case_on_her_delivered_button_and_what_the_list_says_until_it_is_te
     res = dev("edit-case", "BS-0001", "--contact", "449 111 2233", "--contact", "449 555 6677")
     out = " ".join(res.stdout.split())
     assert "2 contact(s) (+52********33, +52********77)" in out and "provision it again" in out
+    # she and C4 keep the PIN they know: what it says to run keeps it, as its --help does
+    assert "--keep-pin`" in out and "--keep-pin" in " ".join(dev("edit-case", "--help").stdout.split())
     assert "4495556677" not in res.stdout
     line = next(ln for ln in dev("list").stdout.splitlines() if MAC1 in ln)
     assert "delivered" in line and "provision" in line
@@ -374,7 +376,7 @@ def test_init_key_and_info(env, monkeypatch, tmp_path):
     dev(*ASSIGN)
     info = json.loads(run(registry, "info", "--json").stdout)
     assert info["key_ok"] and info["key_source"].startswith("key file")
-    assert len(info["key_fingerprint"]) == 16 and info["schema_version"] == 6
+    assert len(info["key_fingerprint"]) == 16 and info["schema_version"] == 7
 
 
 def test_works_inside_the_main_group(env):

@@ -190,8 +190,23 @@ def test_cli_reports_speed_and_time_and_leaves_no_temp_file(chip, tmp_path, monk
         assert reg.get("24:0a:c4:00:00:42").state == "in_stock"
 
 
+def test_cli_flash_refuses_another_button_than_the_one_named(chip):
+    # the docs promised `--device BS-0042` for flash (registry first); it had none, so the
+    # wrong button on the port was erased, her configuration with it
+    assert cli("devices", "add", "24:0a:c4:00:00:43", "--label", "BS-0043").exit_code == 0
+    assert cli("devices", "add", "24:0a:c4:00:00:42", "--label", "BS-0042").exit_code == 0
+    r = cli("flash", "--port", chip.url, "--virtual-firmware", "--device", "BS-0043")
+    assert r.exit_code == 7, r.output
+    assert "not BS-0043 (24:0a:c4:00:00:43): nothing was changed" in " ".join(r.output.split())
+    assert "ERASE_FLASH" not in commands(chip) and "FLASH_BEGIN" not in commands(chip)
+    r = cli("flash", "--port", chip.url, "--virtual-firmware", "--device", "BS-0042")
+    assert r.exit_code == 0, r.output
+
+
 @pytest.mark.parametrize("args, needle", [
     (("--port", "/dev/ttyUSB0", "--virtual-firmware"), "/dev/ttyUSB0 is a serial port"),
+    (("--port", "socket://127.0.0.1:8", "--port", "socket://127.0.0.1:9", "--virtual-firmware", "--device",
+      "BS-0042"), "--device names one button: give one --port with it"),
     (("--port", "socket://127.0.0.1:9", "--port", "socket://127.0.0.1:9", "--virtual-firmware"),
      "the same --port is given twice"),
 ])

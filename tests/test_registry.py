@@ -364,6 +364,22 @@ def test_allowed_transitions(reg, state, action):
         assert snapshot(reg) == before
 
 
+def test_a_refusal_names_the_next_step_for_the_state_it_met(reg):
+    # a returned button: test-call said "provision it first", and provision (refused as
+    # well) named no step at all: what comes next is the wipe (it may hold her data)
+    m = mac(1)
+    in_state(reg, m, "returned")
+    for call in (lambda: reg.precheck("provision", m), lambda: reg.precheck("test_call", m),
+                 lambda: reg.record_test_call(m, True), lambda: reg.deliver(m), lambda: reg.return_device(m),
+                 lambda: reg.assign(m, case(alias="Sol", case_id="AGS/2024/00999", contacts=[NEW_NUMBER]))):
+        with pytest.raises(RegistryConflict, match="it is returned; .*`boton wipe` it first"):
+            call()
+    n = mac(2)
+    delivered(reg, n)       # delivered twice: nothing to do, not "needs a provisioned device"
+    with pytest.raises(RegistryConflict, match="it is delivered; nothing to deliver: it is in her hands"):
+        reg.deliver(n)
+
+
 def test_retire_refuses_a_device_that_may_hold_her_config(reg):
     m = mac(1)
     in_state(reg, m, "returned")
@@ -705,7 +721,7 @@ def test_migrates_an_older_schema_keeping_its_data(db_path, key):
                 (mac(7),))
     con.close()
     r = Registry(db_path, key=key, technician="ana")
-    assert r.schema_version == len(registry_schema.MIGRATIONS) == 6
+    assert r.schema_version == len(registry_schema.MIGRATIONS) == 7
     assert r.find("BS-0007").state == "in_stock"
     r.assign(mac(7), case())
     assert r.case(mac(7)).alias == ALIAS
@@ -714,7 +730,7 @@ def test_migrates_an_older_schema_keeping_its_data(db_path, key):
     assert [a["action"] for a in r.audit()][:2] == ["add", "audit_chain_started"]
     assert r.verify().covered == 1
     r.close()
-    assert Registry(db_path, key=key).schema_version == 6        # idempotent
+    assert Registry(db_path, key=key).schema_version == 7        # idempotent
 
 
 def test_schema_4_rebuilds_devices_for_provisioning_and_keeps_cases_linked(db_path, key):
@@ -1132,8 +1148,9 @@ def test_her_contacts_change_on_her_delivered_button_without_a_wipe(reg):
     assert d.state == "delivered" and d.config_outdated and d.test_call_result is None
     assert reg.case(m).contacts == (E164[0], "+524495556677") and reg.case(m).case_id == CASE_ID
     # until the button holds them, test-call and deliver refuse it: it texts the old ones
-    with pytest.raises(RegistryError, match="not written from her current case"):
+    with pytest.raises(RegistryError, match="her case as it was before `devices edit-case`") as e:
         reg.check_config(m, raw)
+    assert "`boton provision --keep-pin`" in str(e.value)   # her PIN stays the one C4 knows
     new_cfg = "ce" * 32
     d = reprovision(reg, m, new_cfg)
     assert (d.state, d.config_hash, d.config_outdated, d.test_call_result) == ("delivered", new_cfg, False, None)
@@ -1316,6 +1333,35 @@ def test_a_bench_pin_never_becomes_hers_nor_one_of_an_interrupted_write(reg):
     with pytest.raises(RegistryError, match="interrupted provisioning") as e:
         reg.pin_hash_to_keep(n, new, row)
     assert e.value.exit_code == 5
+
+
+def test_her_kept_pin_is_kept_again_when_a_keep_pin_provisioning_was_cut_short(reg):
+    # Ctrl-C (or the cable) right after the write of `provision --keep-pin`: the button holds
+    # the new configuration, with her PIN hash kept. Run again with --keep-pin, it was refused
+    # ("an interrupted provisioning"), leaving only a new PIN, which C4 and she do not know
+    import json
+
+    from boton.rules import build_config, config_bytes, config_hash
+
+    m = mac(1)
+    old = her_config()
+    provisioned_with(reg, m, old)
+    reg.edit_case(m, contacts=[NUMBERS[0], NEW_NUMBER])
+    _, row = reg.provision_case(m)
+    held = reg.pin_hash_to_keep(m, old, row)
+    new = config_bytes(build_config(alias=ALIAS, contacts=[NUMBERS[0], NEW_NUMBER], c4=["+524499100000"],
+                                    device_id="BS-0001", pin_hash=held))
+    reg.begin_provision(m, config_hash(new), row, pin_kept=True)      # written, then cut short
+    assert reg.pin_hash_to_keep(m, new, row) == held == json.loads(new)["pin_hash"]
+    assert "interrupted --keep-pin provisioning" in reg.audit(m)[-1]["detail"]
+    assert reg.pin_hash_to_keep(m, old, row) == held                   # or it was cut before the write
+    # a new PIN's configuration cut short stays refused (that PIN may never have been shown)
+    other = her_config(contacts=[NUMBERS[0], NEW_NUMBER], pin="730519")
+    reg.begin_provision(m, config_hash(other), row)
+    with pytest.raises(RegistryError, match="interrupted provisioning"):
+        reg.pin_hash_to_keep(m, other, row)
+    reg.finish_provision(m, config_hash(other))
+    assert reg.get(m).pending_pin_kept is None
 
 
 def test_reprovisioning_the_same_case_after_an_abort_clears_its_own_wipe_flag(reg):

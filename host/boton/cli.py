@@ -1,4 +1,5 @@
 """`boton`: the technician's tool. Every command works on a real port or the virtual device."""
+import contextlib
 import json
 import re
 import sys
@@ -19,6 +20,9 @@ from .errors import EXIT_CONFLICT, EXIT_DEVICE, EXIT_TEST, EXIT_USAGE, EXIT_VERI
 
 console = Console(highlight=False)
 
+DEFAULT_BOARD = "tcall_sim800l_axp192"
+DEVICE_HELP = ("The button you mean, by its registry label or MAC (e.g. BS-0042): refused, "
+               "with nothing changed, if another button is on the port.")
 PORT_HELP = "Serial port of the board: /dev/ttyUSB0, socket://127.0.0.1:PORT, rfc2217://... (or BOTON_PORT)."
 
 
@@ -33,7 +37,8 @@ def main():
 
     Exit codes: 0 ok, 2 bad input, 3 cannot connect, 4 device error, 5 verify failed,
     6 test call failed, 7 registry conflict (duplicate, wrong state, busy) or an output
-    file that already exists (export, image: --force replaces it, never the registry).
+    file that already exists (export, image: --force replaces it, never the registry),
+    130 interrupted (Ctrl-C).
     """
 
 
@@ -385,8 +390,9 @@ def ports(show_all, as_json):
                                            "flash a delivered button (erasing her configuration).")
 @click.option("--no-stub", is_flag=True, help="Use the ROM loader only (slower; for troublesome boards). "
                                               "Automatic on the virtual chip.")
+@click.option("--device", "device_ref", help=DEVICE_HELP + " One --port only.")
 @during_alert_option
-def flash_cmd(ports_, firmware, virtual_firmware, force, no_stub, during_alert):
+def flash_cmd(ports_, firmware, virtual_firmware, force, no_stub, device_ref, during_alert):
     """MicroPython onto the board with esptool: detect the chip, erase, write at 0x1000,
     verify, one connection per board. Skipped when the same firmware is already there.
     Hold BOOT if it asks.
@@ -400,7 +406,7 @@ def flash_cmd(ports_, firmware, virtual_firmware, force, no_stub, during_alert):
     whether her alert runs: such a button is refused unless --during-alert (a port with
     no REPL, a blank chip, goes on as before).
 
-    Example: boton flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC-v1.26.1.bin
+    Example: boton flash --port /dev/ttyUSB0 --device BS-0042 --firmware ESP32_GENERIC-v1.26.1.bin
     """
     from . import flash as fl
     from .device import resolve_port
@@ -409,6 +415,8 @@ def flash_cmd(ports_, firmware, virtual_firmware, force, no_stub, during_alert):
     targets = list(ports_) or [resolve_port(None)]
     if len(set(targets)) != len(targets):
         raise DeviceError("the same --port is given twice: one board, one connection", EXIT_USAGE)
+    if device_ref and len(targets) > 1:
+        raise DeviceError("--device names one button: give one --port with it", EXIT_USAGE)
     if virtual_firmware:
         if firmware:
             raise DeviceError("give --firmware or --virtual-firmware, not both", EXIT_USAGE)
@@ -421,10 +429,10 @@ def flash_cmd(ports_, firmware, virtual_firmware, force, no_stub, during_alert):
     else:
         image = Path(firmware) if firmware else fl.cached_firmware()
     _flash_boards(fl, targets, image, force=force, stub=False if no_stub else None,
-                  virtual_only=virtual_firmware, during_alert=during_alert)
+                  virtual_only=virtual_firmware, during_alert=during_alert, device_ref=device_ref)
 
 
-def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only, during_alert=False):
+def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only, during_alert=False, device_ref=None):
     """Each board on its own thread and connection; one summary line per board."""
     import concurrent.futures
 
@@ -441,17 +449,19 @@ def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only, during_al
         def on_progress(done, total):
             bars.update(tasks[port], completed=done, total=total, visible=True)
 
-        with Registry() as reg:  # registry first (one connection per thread): broken -> nothing written
+        # registry first (one connection per thread): broken -> nothing written; a named button needs
+        # the registry that has it (a mistyped path is refused, not made)
+        with Registry(create=device_ref is None) as reg:
             res = fl.flash(port, firmware, force=force, stub=stub, virtual_only=virtual_only,
                            progress=lambda msg: bars.console.print(msg, soft_wrap=True, markup=False),
-                           on_progress=on_progress, check=lambda mac: reg.check_flash(mac, force=force),
+                           on_progress=on_progress, check=lambda mac: reg.check_flash(mac, force=force, expected=device_ref),
                            before_erase=reg.flash_erasing, during_alert=during_alert)
             bars.update(tasks[port], visible=False)
             rec = reg.record_flash(res["mac"], fl.size_bytes(res["flash_size"]), res["sha256"])
         return port, res, rec
 
     failures = []
-    with bars, concurrent.futures.ThreadPoolExecutor(max_workers=len(targets)) as pool:
+    with _noting_a_new_registry(), bars, concurrent.futures.ThreadPoolExecutor(max_workers=len(targets)) as pool:
         for fut in [pool.submit(one, p) for p in targets]:
             try:
                 port, res, rec = fut.result()
@@ -466,6 +476,24 @@ def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only, during_al
         sys.exit(max(e.exit_code for e in failures))
 
 
+@contextlib.contextmanager
+def _noting_a_new_registry():
+    """Around a command that registers a button it does not find (flash, deploy, a bench
+    provision): if it made the registry, say where, since a mistyped BOTON_REGISTRY makes a
+    new one there and the office's registry never hears of the button."""
+    from .registry_paths import registry_exists
+    from .registry_workflow import missing_registry
+
+    missing = missing_registry()
+    try:
+        yield
+    finally:
+        if missing is not None and registry_exists(missing):
+            err_console.print(f"[yellow]note:[/] no registry was at {escape(str(missing))}: this command made "
+                              "a new one there; if the office's registry is elsewhere, check --registry or "
+                              "BOTON_REGISTRY", soft_wrap=True)
+
+
 def _warn_if_delivered_untested(rec, what):
     """A delivered button (a recall, a repair at the office) whose firmware just changed
     stays delivered, but its delivery test no longer counts: say so before it goes back."""
@@ -477,7 +505,8 @@ def _warn_if_delivered_untested(rec, what):
 # --------------------------------------------------------------------------- deploy
 @main.command()
 @click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)
-@click.option("--board", default="tcall_sim800l_axp192", show_default=True, help="Board profile from boards/.")
+@click.option("--board", help="Board profile from boards/ [default: the one the board already has, else "
+                               f"{DEFAULT_BOARD}].")
 @during_alert_option
 def deploy(port, board, during_alert):
     """Install this release on a board, copying only files whose hash differs, each
@@ -506,11 +535,23 @@ def deploy(port, board, during_alert):
     from .registry_workflow import record_step
 
     with Device(port, during_alert=during_alert) as dev, Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+        # a profile for another board drives its modem, GPS and power on the wrong pins:
+        # without --board the board keeps its own, and a change is said
+        held = prov.board_on_device(dev)
+        if board is None:
+            board = held or DEFAULT_BOARD
+            if held and held != DEFAULT_BOARD:   # not the default it would have had before
+                console.print(f"board profile {board}: the one on the board (--board to change it)",
+                              soft_wrap=True, markup=False)
+        elif held and held != board:
+            err_console.print(f"[yellow]warning:[/] replacing its board profile {held} with {board}",
+                              soft_wrap=True)
         task = bar.add_task("deploying", total=len(release.firmware_files(board)))
         done = prov.deploy(dev, board, progress=lambda path: bar.update(task, advance=1, description=path))
         mac = prov.device_mac(dev)
-    _warn_if_delivered_untested(record_step("record_deploy", mac, release.release_hash(board)),
-                                "new firmware")
+    with _noting_a_new_registry():
+        _warn_if_delivered_untested(record_step("record_deploy", mac, release.release_hash(board)),
+                                    "new firmware")
     if done.mode == "frozen":
         how = (f"frozen firmware {done.frozen['version']} on the board ({done.frozen['target']}, "
                f"content {done.frozen['sha256'][:12]}): boot files and board profile only")
@@ -535,8 +576,6 @@ def deploy(port, board, during_alert):
 # --------------------------------------------------------------------------- provision
 # what stands for her alias in output that is not a terminal (a log keeps what it is given)
 ALIAS_PLACEHOLDER = "<alias>"
-DEVICE_HELP = ("The button you mean, by its registry label or MAC (e.g. BS-0042): refused, "
-               "with nothing changed, if another button is on the port.")
 
 
 @main.command()
@@ -609,14 +648,20 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_p
     c4_e164, programme_number = rules.check_typed(c4=c4, contacts=typed[1], programme_number=programme_number,
                                                   gesture=gesture, hold_ms=hold_ms, allow_911=allow_911)
     label = normalise_label(device_id) if device_id else None
-    with Registry() as reg:  # registry first: a broken registry refuses before the port is opened
-        reg.unlock()         # and so does a mistyped passphrase
+    # only a bench configuration registers a new button (and may make the registry): a
+    # button named by --device, her case or her kept PIN need the registry that has them,
+    # so a mistyped path is refused, not made
+    bench = device_ref is None and not keep_pin and None not in typed
+    with Registry(create=bench) as reg, _noting_a_new_registry():  # registry first: a broken
+        reg.unlock()  # registry refuses before the port is opened, and so does a mistyped passphrase
         with Device(port, timeout=30, during_alert=during_alert) as dev:
             mac = prov.device_mac(dev)
-            if reg.get(mac) is None and not keep_pin:
-                # a button registered below has no case: without --alias and --contact there
-                # is no configuration for it, and it is not registered for nothing
-                rules.case_values(label or f"the button on the port ({mac})", None, typed)
+            if reg.get(mac) is None and not keep_pin and not bench:
+                # a button registered below has no case: there is no configuration for it
+                raise DeviceError(f"the button on the port ({mac}) is not in the registry at {reg.path}: "
+                                  f"register it (`boton devices add {mac} --label BS-0042`) and assign "
+                                  "her case (`boton devices assign BS-0042 ...`), or give --alias and "
+                                  "--contact for a bench test (never delivered)", EXIT_USAGE)
             # --keep-pin: a button the registry does not know holds no PIN it recorded
             known = reg.precheck("provision", mac, expected=device_ref, register=not keep_pin, label=label)
             if label and label != known.label:
@@ -648,7 +693,8 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_p
                                   f"C4, so it is not marked ready; {radio.advice}, then run `boton "
                                   "provision` again (nothing was written)", EXIT_DEVICE)
             # registry says "provisioning" before the write: a cut link leaves it true
-            reg.begin_provision(mac, rules.config_hash(rules.config_bytes(config)), case_row)
+            reg.begin_provision(mac, rules.config_hash(rules.config_bytes(config)), case_row,
+                                pin_kept=pin_hash is not None)
             digest = prov.write_config(dev, config)
         rec = reg.finish_provision(mac, digest, imei=ident.get("imei"), iccid=ident.get("iccid"),
                                    voice=radio.voice)
@@ -673,8 +719,6 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_p
 def _wait_for_network_shown(dev, limit_s):
     """prov.wait_for_network with a status the technician can watch (no data of hers): a
     live line on a terminal; in a log, one line per change of what the modem is doing."""
-    import contextlib
-
     # identity() blocks while an A7670 registered SMS-only tries 2G: say why it may take long
     first = ("checking the modem and the network (an A7670 whose SIM has no VoLTE tries 2G "
              "first: up to 2 min)")
@@ -794,8 +838,9 @@ def test_call(port, device_ref, timeout, during_alert):
 @click.option("--pin-file", type=click.Path(dir_okay=False),
               help="A file (mode 0600) with her PIN, if known, to search for as an old firmware "
                    "stored it (also BOTON_PIN); the PIN is never on the command line.")
+@click.option("--device", "device_ref", help=DEVICE_HELP)
 @during_alert_option
-def wipe(port, keep_log, force, yes, download_port, pin_file, during_alert):
+def wipe(port, device_ref, keep_log, force, yes, download_port, pin_file, during_alert):
     """Erase everything of hers from a returned button, prove it, then record it.
 
     Her configuration and alert state are read first (what to search for, with her case in
@@ -806,7 +851,7 @@ def wipe(port, keep_log, force, yes, download_port, pin_file, during_alert):
     verified wipe moves the button to stock; the result (counts, never her data) goes in the
     audit trail. A delivered button must be returned first.
 
-    Example: boton wipe --port /dev/ttyUSB0
+    Example: boton wipe --port /dev/ttyUSB0 --device BS-0042
     """
     import os
 
@@ -821,7 +866,7 @@ def wipe(port, keep_log, force, yes, download_port, pin_file, during_alert):
     with Device(port, during_alert=during_alert) as dev:
         mac = prov.device_mac(dev)
         # registry first: refuse before anything on the button is touched
-        plan = plan_wipe(mac, force, confirm_forced=lambda d: _confirm_forced_wipe(d, yes))
+        plan = plan_wipe(mac, force, confirm_forced=lambda d: _confirm_forced_wipe(d, yes), expected=device_ref)
         if not plan.known and dev.read_file(rules.CONFIG_PATH) is not None:
             # nothing says whether this button is in a woman's hands (it may be delivered,
             # in another office's registry): a configuration on it is not erased unasked

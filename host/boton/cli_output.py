@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import EXIT_USAGE, EXIT_VERIFY, DeviceError
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, EXIT_VERIFY, DeviceError
 
 err_console = Console(stderr=True, highlight=False)
 
@@ -42,6 +42,11 @@ class OneLineErrors(click.Group):
         except OSError as e:    # a path the OS refused where no command foresaw it: named, no traceback
             print_error(f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e))
             sys.exit(EXIT_USAGE)
+        except KeyboardInterrupt:   # click's own "Aborted!" (exit 1) said neither what stands nor what next
+            print_error("interrupted (Ctrl-C): the step under way was cut short; what the registry "
+                        "recorded stands (`boton devices show LABEL` says where the button is; an "
+                        "interrupted provisioning is finished by running `boton provision` again)")
+            sys.exit(EXIT_INTERRUPTED)
 
 
 def during_alert_option(command):

@@ -344,8 +344,9 @@ def edit_case(device, contacts, alias, order_ends, name, notes, registry_path, t
 
     \b
     Contacts or alias changed: her button still texts the old ones. Provision it again
-    with it at hand (it stays delivered), then test-call it:
-      boton provision --port PORT --device BS-0042 --c4 ...
+    with it at hand (it stays delivered), keeping the SMS command PIN she and C4 know,
+    then test-call it:
+      boton provision --port PORT --device BS-0042 --c4 ... --keep-pin
       boton test-call --port PORT --device BS-0042
     Until then `devices list` flags it, and test-call and deliver refuse it.
 
@@ -365,8 +366,8 @@ def edit_case(device, contacts, alias, order_ends, name, notes, registry_path, t
                   + (f": {len(changes['contacts'])} contact(s) ({', '.join(mask(n) for n in R.check_contacts(contacts))})"
                      if contacts else ""), soft_wrap=True)
     if new.config_outdated or (new.pending_config_hash and new.pending_case != new.case_row):
-        console.print(f"[yellow]its button still holds the old version:[/] provision it again (`boton provision "
-                      f"--device {new.label} ...`), then `boton test-call`; until then test-call and deliver "
+        console.print(f"[yellow]its button still holds the old version:[/] provision it again, keeping her PIN "
+                      f"(`boton provision --device {new.label} ... --keep-pin`), then `boton test-call`; until then test-call and deliver "
                       "refuse it", soft_wrap=True)
 
 

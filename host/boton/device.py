@@ -280,5 +280,8 @@ def _reason(e):
         if not os.access(port, os.R_OK | os.W_OK):
             return PORT_PERMISSION_HINT
         return f"{text}: another program may hold it (close serial monitors)"
+    if m:   # a socket:// or rfc2217:// URL: the virtual device's (or a network bridge's)
+        return (f"nothing answers at {m.group(1)}: is `boton sim` (or the bridge) still running, "
+                "and is this the URL it printed?")
     return text.splitlines()[0]
 

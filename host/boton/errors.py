@@ -14,6 +14,7 @@ EXIT_VERIFY = 5     # what was written does not read back the same; a registry f
 EXIT_TEST = 6       # the test call (C4 and the trusted contacts) failed
 EXIT_CONFLICT = 7   # a well-formed request that the registry's contents refuse (duplicate,
                     # wrong state, number already on an active case, registry busy)
+EXIT_INTERRUPTED = 130  # Ctrl-C: the step under way was cut short (the shell's 128 + SIGINT)
 
 
 # What to do when the OS refuses a serial port (EACCES): flash, and every command on the REPL.

@@ -248,6 +248,17 @@ def _shadowing(root_names, files) -> list:
             and name not in ours]
 
 
+def board_on_device(dev):
+    """The profile id the board.json on the device names, if it is one of this release's
+    boards (a deploy left it); else None. Reads the board; writes nothing."""
+    try:
+        held = json.loads(dev.read_file(BOARD_PATH) or b"null")
+    except ValueError:
+        return None
+    board = held.get("id") if isinstance(held, dict) else None
+    return board if board in board_names() else None
+
+
 def release_on_board(dev, mpy=True):
     """(board profile, [what differs]) of the firmware a board holds against this release:
     no differences is this release, as deploy leaves it (frozen in its image, or .mpy in

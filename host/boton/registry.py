@@ -79,7 +79,7 @@ from .registry_paths import (default_key_file, default_path, expand_home, folder
                              registry_file, remove_db_files, witness_path)
 from .safe_write import place_new
 from .registry_schema import DEVICE_SELECT, DeviceRecord, EndingSoon, read_meta
-from .registry_states import STATES, TRANSITION_HINTS, TRANSITIONS
+from .registry_states import STATES, TRANSITIONS, refusal_hint
 
 # The registry's public names, wherever they are defined: `from boton.registry import ...`
 # and `registry.X` keep working for the CLI and the tests.
@@ -404,7 +404,7 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify):
         to = TRANSITIONS[action].get(row["state"])
         if to is None:
             raise RegistryConflict(f"cannot {action.replace('_', ' ')} {row['label']} ({mac}): "
-                                   f"it is {row['state']}; {TRANSITION_HINTS[action]}")
+                                   f"it is {row['state']}; {refusal_hint(action, row['state'])}")
         return row, to
 
     def _update(self, db, mac, **cols):
@@ -523,7 +523,9 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify):
                 row = db.execute(DEVICE_SELECT + " WHERE d.label = ?", (label,)).fetchone()
             dev = DeviceRecord.from_row(row) if row else None
         if dev is None:
-            raise RegistryError(f"no device {show_input(text)} in the registry")
+            # a label the technician knows, not found: often the wrong registry (a mistyped path)
+            raise RegistryError(f"no device {show_input(text)} in the registry at {self.path} (check "
+                                "--registry or BOTON_REGISTRY if it is registered)")
         return dev
 
     def list(self, state=None):

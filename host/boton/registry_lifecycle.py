@@ -13,7 +13,7 @@ from .registry_fields import (LABEL_MAX, check_board, check_hash, format_flash_s
                               normalise_imei, normalise_label, normalise_mac, parse_flash_size,
                               resolve_technician, scrub, show_input)
 from .registry_schema import DeviceRecord
-from .registry_states import TRANSITION_HINTS, TRANSITIONS
+from .registry_states import TRANSITIONS, refusal_hint
 from .rules import config_hash as prov_config_hash
 
 # what a button that cannot call C4 is refused (registry's `voice` = 0)
@@ -50,6 +50,19 @@ class DeviceLifecycle:
     # Every command that touches a button runs registry first, device second, registry last
     # (docs/registry.md): precheck() before anything is written to the device, then the
     # device step, then the record. Provisioning is two records around the write.
+    def check_named(self, mac, expected):
+        """--device: the button on the port (eFuse MAC `mac`) is the one the technician named
+        (a label or MAC; None: not named), else RegistryConflict before anything is touched."""
+        if expected is None:
+            return
+        named = self.find(expected)
+        if named.mac != normalise_mac(mac):
+            held = self.get(mac)
+            raise RegistryConflict(f"the button on the port is {normalise_mac(mac)}"
+                                   + (f" ({held.label})" if held else "")
+                                   + f", not {named.label} ({named.mac}): nothing was changed; "
+                                   "plug in the button you named")
+
     def precheck(self, action, mac, expected=None, register=False, label=None) -> DeviceRecord:
         """Registry first: may `action` touch the button whose eFuse MAC `mac` was read from
         the port? expected: the label or MAC the technician named (--device): another button
@@ -58,13 +71,7 @@ class DeviceLifecycle:
         Refused if its state does not allow `action` (TRANSITIONS). Returns the DeviceRecord;
         changes nothing unless it registers the button."""
         mac = normalise_mac(mac)
-        if expected is not None:
-            named = self.find(expected)
-            if named.mac != mac:
-                raise RegistryConflict(f"the button on the port is {mac}"
-                                       + (f" ({self.get(mac).label})" if self.get(mac) else "")
-                                       + f", not {named.label} ({named.mac}): nothing was changed; "
-                                       "plug in the button you named")
+        self.check_named(mac, expected)
         dev = self.get(mac)
         if dev is None:
             if not register:
@@ -74,7 +81,7 @@ class DeviceLifecycle:
             dev = self.add_device(mac, label=label)
         if dev.state not in TRANSITIONS[action]:
             raise RegistryConflict(f"cannot {action.replace('_', ' ')} {dev.label} ({mac}): it is "
-                                   f"{dev.state}; {TRANSITION_HINTS[action]}")
+                                   f"{dev.state}; {refusal_hint(action, dev.state)}")
         if action == "provision" and len(dev.label) > LABEL_MAX:   # a label from an older registry
             raise RegistryConflict(f"cannot provision {dev.label} ({mac}): its label {dev.label} has "
                                    f"{len(dev.label)} characters and her alert SMS shows only the first "
@@ -124,10 +131,12 @@ class DeviceLifecycle:
             self._audit(db, "reveal", mac, "case data read to write the button's configuration")
         return case, row["id"]
 
-    def begin_provision(self, mac, config_hash, case_row=None) -> DeviceRecord:
+    def begin_provision(self, mac, config_hash, case_row=None, pin_kept=False) -> DeviceRecord:
         """Before the config is written: -> provisioning, recording the config about to be
-        written and the case it was built from (None: a bench config). Refused if the case
-        was replaced since it was read, or a bench config is given for a button with a case."""
+        written and the case it was built from (None: a bench config). pin_kept: it carries
+        the PIN hash pin_hash_to_keep gave (its PIN is known, should this write be cut short).
+        Refused if the case was replaced since it was read, or a bench config is given for a
+        button with a case."""
         mac = normalise_mac(mac)
         cfg = check_hash(config_hash, "config hash")
         with self._write() as db:
@@ -138,8 +147,8 @@ class DeviceLifecycle:
                                        "the configuration was being prepared; run `boton provision` again")
             self._check_same_woman(db, row, case_row)
             self._update(db, mac, state=to, pending_config_hash=cfg, pending_case=case_row,
-                         test_call_result=None, test_call_detail=None, test_call_at=None,
-                         test_call_config=None)
+                         pending_pin_kept=int(bool(pin_kept)), test_call_result=None,
+                         test_call_detail=None, test_call_at=None, test_call_config=None)
             self._audit(db, "provision_begin", mac, f"config {cfg[:12]} "
                         + ("from her case" if case_row else "for the bench (no case)")
                         + (f"; {row['state']} -> {to}" if to != row["state"] else
@@ -158,15 +167,21 @@ class DeviceLifecycle:
                                    "and has no case to build its configuration from")
         if held is None or case_row is None or held == case_row:
             return
-        tokens = {r["id"]: r["token"] for r in db.execute(
-            "SELECT id, token FROM cases WHERE id IN (?, ?) AND mac = ?", (held, case_row, row["mac"]))}
-        c = self.cipher()
-        if held not in tokens or (c.open(row["mac"], tokens[held]).case_id.upper()
-                                  != c.open(row["mac"], tokens[case_row]).case_id.upper()):
+        if not self._same_case_id(db, row["mac"], held, case_row):
             raise RegistryConflict(f"cannot provision {row['label']} ({row['mac']}): it holds the "
                                    "configuration of another case than the one assigned to it now; "
                                    "a button gets another woman's case only after a return and a "
                                    "verified `boton wipe`")
+
+    def _same_case_id(self, db, mac, case_a, case_b):
+        """Whether two of this button's case rows are versions of one case (the same case id:
+        her, as `edit_case` keeps it). Decrypts both (the key is at hand)."""
+        tokens = {r["id"]: r["token"] for r in db.execute(
+            "SELECT id, token FROM cases WHERE id IN (?, ?) AND mac = ?", (case_a, case_b, mac))}
+        if case_a not in tokens or case_b not in tokens:
+            return False
+        c = self.cipher()
+        return c.open(mac, tokens[case_a]).case_id.upper() == c.open(mac, tokens[case_b]).case_id.upper()
 
     def finish_provision(self, mac, config_hash, imei=None, iccid=None, voice=None,
                          image=False) -> DeviceRecord:
@@ -198,7 +213,7 @@ class DeviceLifecycle:
                    and row["wipe_case"] == row["pending_case"])
             flag = {"wipe_required": 0} if own else {}
             self._update(db, mac, state=to, config_hash=cfg, config_case=row["pending_case"],
-                         pending_config_hash=None, pending_case=None,
+                         pending_config_hash=None, pending_case=None, pending_pin_kept=None,
                          imei=imei or row["imei"], iccid=iccid or row["iccid"], voice=voice,
                          technician=self.technician, provisioned_at=self.now(), state_reason=None, **flag)
             moved = f"{row['state']} -> {to}" if to != row["state"] else "stays delivered, to be test-called"
@@ -229,6 +244,9 @@ class DeviceLifecycle:
             config = None
         with self._read() as db:
             row = self._row(db, mac)
+        # cut short after its write: a --keep-pin run's configuration holds the PIN hash kept
+        # from the recorded one (her PIN, known to her and C4); any other's, a PIN maybe never shown
+        interrupted = digest is not None and digest != row["config_hash"] and digest == row["pending_config_hash"]
         why = None
         if raw is None:
             why = "it has no configuration"
@@ -236,12 +254,12 @@ class DeviceLifecycle:
             why = "its configuration is not readable"
         elif not is_pin_hash(config.get("pin_hash")):
             why = "its configuration holds no PIN hash"
-        elif digest != row["config_hash"] and digest == row["pending_config_hash"]:
+        elif interrupted and not row["pending_pin_kept"]:
             why = ("it holds the configuration of an interrupted provisioning, whose PIN may never "
                    "have been shown")
         elif row["config_hash"] is None:
             why = "the registry has no configuration recorded for it"
-        elif digest != row["config_hash"]:
+        elif digest != row["config_hash"] and not interrupted:
             why = (f"its configuration ({digest[:12]}) is not the one recorded at provisioning "
                    f"({row['config_hash'][:12]})")
         elif (row["config_case"] is None) != (case_row is None):
@@ -258,7 +276,8 @@ class DeviceLifecycle:
                 self._audit(db, "config_mismatch", mac, f"--keep-pin: {why or 'another case than the one it holds'}")
             else:
                 self._audit(db, "keep_pin", mac, f"PIN hash read to keep from config {digest[:12]}, the one "
-                            "recorded at provisioning")
+                            + ("recorded at provisioning" if digest == row["config_hash"] else
+                               "an interrupted --keep-pin provisioning wrote"))
         if other_case:
             raise RegistryConflict(f"--keep-pin refused: {other_case}; nothing was written")
         if why:
@@ -286,7 +305,8 @@ class DeviceLifecycle:
             row, to = self._begin(db, mac, "abort_provision")
             active = self._active_case_row(db, mac)
             self._update(db, mac, state=to, config_hash=None, config_case=None,
-                         pending_config_hash=None, pending_case=None, wipe_required=1,
+                         pending_config_hash=None, pending_case=None, pending_pin_kept=None,
+                         wipe_required=1,
                          wipe_case=self._only_case(row, active["id"] if active else None),
                          test_call_result=None, test_call_detail=None, test_call_at=None,
                          test_call_config=None)
@@ -311,7 +331,7 @@ class DeviceLifecycle:
             active = self._active_case_row(db, mac)
             self._check_same_woman(db, row, active["id"] if active else None)
             self._update(db, mac, state=to, config_hash=cfg, config_case=active["id"] if active else None,
-                         pending_config_hash=None, pending_case=None,
+                         pending_config_hash=None, pending_case=None, pending_pin_kept=None,
                          imei=imei or row["imei"], iccid=iccid or row["iccid"], technician=tech,
                          voice=None if voice is None else int(bool(voice)),
                          provisioned_at=self.now(), test_call_result=None, test_call_detail=None,
@@ -330,7 +350,7 @@ class DeviceLifecycle:
         with self._read() as db:
             row = self._row(db, mac)
             active = self._active_case_row(db, mac)
-        why, case = None, None
+        why, case, edited = None, None, False
         if active is not None:
             case = self.cipher().open(mac, active["token"])
         try:
@@ -353,8 +373,12 @@ class DeviceLifecycle:
             why = (f"its configuration names it {show_input(config.get('device_id'))}, the registry "
                    f"knows it as {row['label']}")
         elif case is not None and row["config_case"] != active["id"]:
-            why = ("its configuration was not written from her current case (provisioned before "
-                   "the case was assigned, or the case was replaced)")
+            if row["config_case"] is not None:
+                with self._read() as db:
+                    edited = self._same_case_id(db, mac, row["config_case"], active["id"])
+            why = ("its configuration holds her case as it was before `devices edit-case`"
+                   if edited else "its configuration was not written from her current case (provisioned "
+                   "before the case was assigned, or the case was replaced)")
         elif case is not None and config.get("alias") != case.alias:
             why = "its alias differs from her case's"
         elif case is not None and list(config.get("contacts") or ()) != list(case.contacts):
@@ -366,8 +390,11 @@ class DeviceLifecycle:
                 self._audit(db, "config_check", mac, f"config {digest[:12]} is the recorded one"
                             + ("; matches her case" if case is not None else "; bench config, no case"))
         if why:
+            # after an edit she and C4 keep her PIN: --keep-pin, not a new PIN nobody knows
+            how = "`boton provision --keep-pin` (from her edited case, her PIN kept)" if edited else \
+                "`boton provision` (from her case)"
             raise RegistryError(f"{row['label']} ({mac}) refused: {why}; nothing was done. Provision "
-                                "it again with `boton provision` (from her case)", EXIT_VERIFY)
+                                f"it again with {how}", EXIT_VERIFY)
         return digest
 
     def record_test_call(self, mac, ok, detail="", config_hash=None, firmware_hash=None,
@@ -459,7 +486,8 @@ class DeviceLifecycle:
                 return DeviceRecord.from_row(row)
             active = self._active_case_row(db, mac)
             self._update(db, mac, state="in_stock", config_hash=None, config_case=None,
-                         pending_config_hash=None, pending_case=None, wipe_required=1,
+                         pending_config_hash=None, pending_case=None, pending_pin_kept=None,
+                         wipe_required=1,
                          wipe_case=self._only_case(row, active["id"] if active else None),
                          test_call_result=None, test_call_detail=None, test_call_at=None,
                          test_call_config=None)
@@ -503,7 +531,7 @@ class DeviceLifecycle:
                 if kept_log:
                     note += "; her event log was kept: flagged until a full wipe"
                 self._update(db, mac, state=to, wipe_required=int(kept_log), config_hash=None, config_case=None,
-                             pending_config_hash=None, pending_case=None,
+                             pending_config_hash=None, pending_case=None, pending_pin_kept=None,
                              test_call_result=None, test_call_detail=None, test_call_at=None,
                              test_call_config=None)
                 self._audit(db, "wipe", mac, f"{was} -> {to}; verified{detail}{note}")

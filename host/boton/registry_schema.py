@@ -151,6 +151,14 @@ def _m6_wipe_case(db):
     db.execute("ALTER TABLE devices ADD COLUMN wipe_case INTEGER")
 
 
+def _m7_pending_pin_kept(db):
+    """Whether the configuration being written (pending_config_hash) keeps the PIN hash of
+    the recorded one (`provision --keep-pin`): its PIN is the one she and C4 know, so a
+    --keep-pin run after an interruption may keep it from that configuration too. NULL or
+    0: a new PIN, perhaps never shown."""
+    db.execute("ALTER TABLE devices ADD COLUMN pending_pin_kept INTEGER")
+
+
 def _script(db, sql):
     """Run SQL statements one by one: sqlite3's executescript() would COMMIT the
     migration's transaction half-way."""
@@ -168,7 +176,7 @@ def _script(db, sql):
 # caller's transaction (so it may also move data in Python). Append only; never edit one
 # that has shipped.
 MIGRATIONS = [_m1_devices, _m2_cases, _m3_audit_chain, _m4_order_of_operations, _m5_voice,
-              _m6_wipe_case]
+              _m6_wipe_case, _m7_pending_pin_kept]
 
 
 @dataclass(frozen=True)
@@ -200,6 +208,7 @@ class DeviceRecord:
     returned_at: str = None
     pending_config_hash: str = None
     pending_case: int = None
+    pending_pin_kept: bool = None
     config_case: int = None
     test_call_config: str = None
     voice: bool = None
@@ -218,8 +227,9 @@ class DeviceRecord:
         d = {k: row[k] for k in row.keys() if k in names}
         d["wipe_required"] = bool(d.get("wipe_required"))
         d["has_case"] = bool(d.get("has_case"))
-        if d.get("voice") is not None:
-            d["voice"] = bool(d["voice"])
+        for k in ("voice", "pending_pin_kept"):
+            if d.get(k) is not None:
+                d[k] = bool(d[k])
         return cls(**d)
 
     def to_dict(self):

@@ -57,3 +57,17 @@ TRANSITION_HINTS = {
     "restock": "only a faulty (now repaired) device goes back to stock",
     "retire": "a delivered device must be returned first",
 }
+
+# the next step where the action's rule alone would send the technician the wrong way
+# (a returned button: "provision it first", itself refused)
+_WIPE_FIRST = "its case is closed and it may still hold her data: `boton wipe` it first"
+STATE_HINTS = {
+    **{(action, "returned"): _WIPE_FIRST for action in ("provision", "test_call", "assign", "deliver", "return")},
+    ("deliver", "delivered"): "nothing to deliver: it is in her hands (after an edit or a new firmware, "
+                              "a passed `boton test-call` is all it needs)",
+}
+
+
+def refusal_hint(action, state):
+    """What to do when `action` is refused in `state`: the step that comes next."""
+    return STATE_HINTS.get((action, state), TRANSITION_HINTS[action])

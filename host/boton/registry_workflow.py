@@ -12,7 +12,7 @@ from .registry_paths import default_path, registry_exists
 from .registry_states import TRANSITIONS
 
 
-def _missing_registry():
+def missing_registry():
     """The registry's path if none is there (nor was: a deleted one is refused by Registry),
     for the commands that work without one and must not make one (logs, wipe); else None."""
     return None if registry_exists() else default_path()
@@ -38,7 +38,7 @@ def check_event_log(mac, lines, register=False, sms_head=None):
     failed one is audited and leaves it. A device not in the registry is only chain-checked
     (or added first, with register=True, as the other recording commands do). Without a
     registry (a mistyped BOTON_REGISTRY) it is only chain-checked, and none is made."""
-    missing = None if register else _missing_registry()
+    missing = None if register else missing_registry()
     if missing is not None:
         ok, why = _with_sms_head(eventlog_check.verify_event_log(lines), lines, sms_head)
         return ok, why + f"; no registry at {missing} (check BOTON_REGISTRY): chain only, nothing to compare with"
@@ -78,16 +78,18 @@ class WipePlan:
         self.case_unreadable = case_unreadable
 
 
-def plan_wipe(mac, force=False, confirm_forced=None) -> WipePlan:
+def plan_wipe(mac, force=False, confirm_forced=None, expected=None) -> WipePlan:
     """Registry first: refuse (RegistryConflict) before anything on the button is touched
-    if its state does not allow a wipe, or it is delivered and not `force`d. A forced wipe
-    of a delivered button calls confirm_forced(record) first, which raises to cancel.
-    Without a registry the button is still wiped (it may hold her data), and none is made."""
-    missing = _missing_registry()
-    if missing is not None:
+    if it is not the button named by `expected` (--device), its state does not allow a
+    wipe, or it is delivered and not `force`d. A forced wipe of a delivered button calls
+    confirm_forced(record) first, which raises to cancel. Without a registry the button is
+    still wiped (it may hold her data), and none is made; unless a button was named."""
+    missing = missing_registry()
+    if missing is not None and expected is None:
         return WipePlan(case_unreadable=f"no registry at {missing}: check BOTON_REGISTRY",
                         registry_missing=missing)
-    with Registry() as reg:
+    with Registry(create=False) as reg:
+        reg.check_named(mac, expected)
         d = reg.get(mac)
         if d is None:
             return WipePlan()
