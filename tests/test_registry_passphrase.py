@@ -313,3 +313,30 @@ def test_a_key_file_nested_beyond_pythons_parser_is_called_damaged(env, monkeypa
     assert res.exit_code == 2 and res.stderr.startswith(f"error: {damaged}") and res.stderr.count("\n") == 1
     res = CliRunner().invoke(registry, ["info"], catch_exceptions=False)
     assert res.exit_code == 0 and f"key problem: {damaged}" in res.stdout
+
+
+@pytest.mark.parametrize("typed, code, said", [
+    (KeyboardInterrupt, 130, "interrupted (Ctrl-C)"),
+    (EOFError, 2, "no answer: the input ended at a question"),
+])
+def test_ctrl_c_or_closed_input_at_the_passphrase_prompt_is_one_line_and_a_documented_code(
+        env, monkeypatch, capsys, typed, code, said):
+    # click turns both into its Abort at a prompt: "Aborted!" and exit 1, which no list has.
+    # Run as the console runs it (CliRunner puts its own prompt reader in place)
+    import click.termui
+
+    import boton.cli_registry as cli_registry
+    RC.create_key_file(passphrase=PASS)
+    with_case(monkeypatch)
+
+    def key_pressed(prompt=""):
+        raise typed
+    monkeypatch.setattr(cli_registry, "_interactive", lambda: True)
+    monkeypatch.setattr(cli_registry.registry_crypto, "passphrase_prompt", cli_registry._ask_passphrase)
+    monkeypatch.setattr(click.termui, "hidden_prompt_func", key_pressed)
+    with pytest.raises(SystemExit) as ended:
+        devices.main(["show", MAC, "--reveal"], prog_name="boton devices")
+    out = capsys.readouterr()
+    assert ended.value.code == code, out
+    assert "error: " + said in " ".join(out.err.split()), out.err
+    assert "Aborted" not in out.err + out.out and "Luna" not in out.err + out.out

@@ -43,10 +43,24 @@ class OneLineErrors(click.Group):
             print_error(f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e))
             sys.exit(EXIT_USAGE)
         except KeyboardInterrupt:   # click's own "Aborted!" (exit 1) said neither what stands nor what next
-            print_error("interrupted (Ctrl-C): the step under way was cut short; what the registry "
-                        "recorded stands (`boton devices show LABEL` says where the button is; an "
-                        "interrupted provisioning is finished by running `boton provision` again)")
-            sys.exit(EXIT_INTERRUPTED)
+            interrupted()
+        except click.exceptions.Abort as e:
+            # a prompt (her registry's passphrase, a PIN, a confirmation) turns Ctrl-C and a
+            # closed input into click's Abort: "Aborted!" and exit 1, in no list of codes
+            if isinstance(e.__context__, KeyboardInterrupt):
+                interrupted()
+            if isinstance(e.__context__, EOFError):
+                print_error("no answer: the input ended at a question; nothing more was done "
+                            "(run the command on a terminal, or give the answer as an option)")
+                sys.exit(EXIT_USAGE)
+            raise
+
+
+def interrupted():
+    print_error("interrupted (Ctrl-C): the step under way was cut short; what the registry "
+                "recorded stands (`boton devices show LABEL` says where the button is; an "
+                "interrupted provisioning is finished by running `boton provision` again)")
+    sys.exit(EXIT_INTERRUPTED)
 
 
 def during_alert_option(command):
