@@ -12,7 +12,7 @@ HOST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 
 # The CLI's exit codes are an interface (scripts, docs/cli.md): never renumber them.
 STABLE_CODES = {"EXIT_OK": 0, "EXIT_USAGE": 2, "EXIT_CONNECT": 3, "EXIT_DEVICE": 4,
-                "EXIT_VERIFY": 5, "EXIT_TEST": 6, "EXIT_CONFLICT": 7}
+                "EXIT_VERIFY": 5, "EXIT_TEST": 6, "EXIT_CONFLICT": 7, "EXIT_INTERRUPTED": 130}
 
 
 def test_exit_codes_are_stable_and_distinct():
