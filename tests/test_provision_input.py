@@ -83,6 +83,16 @@ def test_a_mexican_mobile_written_with_the_old_1_is_dialled_without_it(typed):
     assert normalise_number(typed, "contact #1") == "+524491112233"
 
 
+@pytest.mark.parametrize("typed, said", [
+    ("+1 449 111 2233", "is not a valid number of country code +1"),     # she gave +1: not "region MX"
+    ("449 11 22", "is not a valid number for region MX (a number of another country starts with +"),
+])
+def test_an_invalid_number_is_refused_naming_the_country_it_was_read_in(typed, said):
+    with pytest.raises(InputError) as e:
+        normalise_number(typed, "contact #1")
+    assert said in str(e.value) and "2233" not in str(e.value)
+
+
 def test_a_number_with_two_roles_or_given_twice_is_refused_by_position():
     base = dict(alias="Luna", contacts=["449 111 2233", "449 222 3344"], c4=[C4], device_id="BS-1")
     with pytest.raises(InputError, match=r"^the same C4 number is given twice \(--c4 #1 and #3\)"):

@@ -66,7 +66,11 @@ def normalise_number(text, what="number", region="MX", any_kind=False):
         raise InputError(f"{what} {mask(text)!s} is not a phone number: {e._msg}") from None
     num = _without_old_mobile_one(num)
     if not phonenumbers.is_valid_number(num):
-        raise InputError(f"{what} {mask(text)} is not a valid number for region {region}")
+        if text.startswith("+"):   # its country was given: the default region is beside the point
+            raise InputError(f"{what} {mask(text)} is not a valid number of country code "
+                             f"+{num.country_code}")
+        raise InputError(f"{what} {mask(text)} is not a valid number for region {region} (a "
+                         "number of another country starts with + and its country code)")
     kind = phonenumbers.number_type(num)
     if kind not in CALLABLE_TYPES and not any_kind:
         name = NUMBER_TYPE_NAMES.get(kind, "a number of a kind that is not a phone's")
