@@ -160,6 +160,8 @@ def test_errors_are_one_line_with_exit_codes(env):
     assert "is not a MAC address" in dev("add", "24:6f:28", code=2).stderr
     # registry first: refused by its state before the (unreachable) port is opened
     assert "it is in_stock" in dev("deliver", "BS-0001", "--port", "socket://127.0.0.1:9", code=7).stderr
+    # --port may be left out, as the guide says for every command (the one board plugged in)
+    assert "it is in_stock" in dev("deliver", "BS-0001", code=7).stderr
     assert "no device 'BS-0099'" in dev("show", "BS-0099", code=2).stderr
 
 

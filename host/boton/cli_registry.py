@@ -385,9 +385,9 @@ def _simple(name, method, doc, message):
 
 @devices.command()
 @click.argument("device")
-@click.option("--port", envvar="BOTON_PORT", required=True,
-              help="Serial port of the button being handed over (or BOTON_PORT): it is read before "
-                   "it is recorded as delivered.")
+@click.option("--port", envvar="BOTON_PORT",
+              help="Serial port of the button being handed over (or BOTON_PORT; left out: the one "
+                   "board plugged in): it is read before it is recorded as delivered.")
 @registry_options
 @during_alert_option
 def deliver(device, port, registry_path, technician, during_alert):
@@ -422,7 +422,7 @@ def deliver(device, port, registry_path, technician, during_alert):
         if differs or board != d.board:
             why = differences(differs) if differs else f"its board profile is {board}, the test call ran {d.board}"
             raise DeviceError(f"cannot deliver {d.label}: the button does not run what its test call "
-                              f"ran: {why}. Run `boton deploy --port {port} --board {d.board}` and "
+                              f"ran: {why}. Run `boton deploy --port {dev.port} --board {d.board}` and "
                               "`boton test-call` again", EXIT_VERIFY)
         d = reg.deliver(mac, config_hash=config)
         counts = reg.counts()
