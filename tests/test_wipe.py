@@ -119,6 +119,7 @@ def test_wipe_leaves_nothing_on_the_raw_flash(her_button):
     r = run("wipe", "--port", vd.repl_url)
     assert r.exit_code == 0, r.output
     assert "verified" in r.output and "nothing found" in r.output
+    assert f"wiped BS-0042 ({vd.mac}): verified" in " ".join(r.output.split())  # the label the technician knows it by
     assert DEFAULT_CONTACT not in r.output and "Luna" not in r.output  # the report shows no data
 
     after = vfs_bytes(vd)
@@ -158,6 +159,7 @@ def test_a_failed_verification_keeps_it_out_of_stock(her_button, monkeypatch):
     monkeypatch.setattr(wipe_check, "read_partition", a_block_that_kept_her_alias)
     r = run("wipe", "--port", vd.repl_url)
     assert r.exit_code == 5 and "NOT verified" in r.output and "alias" in r.output
+    assert f"wipe of BS-0042 ({vd.mac}) NOT verified" in " ".join(r.output.split())
     with Registry() as reg:
         d = reg.get(vd.mac)
         assert (d.state, d.wipe_required) == ("returned", True)

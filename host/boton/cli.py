@@ -915,11 +915,12 @@ def wipe(port, device_ref, keep_log, force, yes, download_port, pin_file, during
     verified = not why
     detail = (how + "; " + result.summary()) if result is not None else why
     known = record_wipe(plan, mac, verified, detail, kept_log=keep_log)
+    button = f"{plan.label} ({mac})" if plan.label else mac   # as the technician knows it
     if not verified:
-        raise DeviceError(f"wipe of {mac} NOT verified: {why}", EXIT_VERIFY)
+        raise DeviceError(f"wipe of {button} NOT verified: {why}", EXIT_VERIFY)
     unrecorded = (f"no registry at {plan.registry_missing}" if plan.registry_missing else
                   "not in the registry")
-    console.print(f"wiped {mac}: verified" + ("; registry: in stock" if known else
+    console.print(f"wiped {button}: verified" + ("; registry: in stock" if known else
                                                f"; {unrecorded}: nothing recorded")
                   + ("; its event log was kept, so it gets no case until `boton wipe` without --keep-log"
                      if known and keep_log else ""), soft_wrap=True, markup=False)

@@ -68,10 +68,13 @@ class WipePlan:
     then is the wipe recorded), `forced` (a delivered button wiped with --force), `cases`
     (every case the button had, what the flash is searched for; [] without one) and
     `case_unreadable` (why they could not be read, e.g. no key; None if they could);
-    `registry_missing`: the registry's path when there is none (nothing is recorded, none made)."""
+    `registry_missing`: the registry's path when there is none (nothing is recorded, none made);
+    `label`: the registry's label of a known button (what the technician calls it), else None."""
 
-    def __init__(self, known=False, forced=False, cases=(), case_unreadable=None, registry_missing=None):
+    def __init__(self, known=False, forced=False, cases=(), case_unreadable=None, registry_missing=None,
+                 label=None):
         self.known = known
+        self.label = label
         self.registry_missing = registry_missing
         self.forced = forced
         self.cases = list(cases)
@@ -103,11 +106,11 @@ def plan_wipe(mac, force=False, confirm_forced=None, expected=None) -> WipePlan:
                 confirm_forced(d)
             forced = True
         try:
-            return WipePlan(True, forced, reg.wipe_cases(mac))
+            return WipePlan(True, forced, reg.wipe_cases(mac), label=d.label)
         except PassphraseError:
             raise  # typed again, her case is searched for: not a weaker wipe for a typo
         except RegistryKeyError as e:
-            return WipePlan(True, forced, (), str(e))
+            return WipePlan(True, forced, (), str(e), label=d.label)
 
 
 def record_wipe(plan, mac, verified, detail, kept_log=False) -> bool:
