@@ -30,6 +30,9 @@ TOGGLES = ("no_network", "signal_lost", "registration_denied", "gps_silent", "gp
 # The A7670's own conditions on LTE (the SIM800 has none of them): VoLTE gone (it falls back
 # to 2G), registered for SMS only, emergency calls only.
 FAMILY_TOGGLES = {"a7670": ("volte_unavailable", "sms_only", "emergency_only")}
+# Drawn from their own stream (family_windows), so every seed keeps the faults it had: VoLTE
+# failing silently, every call on LTE ending before it rings (the firmware falls back to 2G).
+FAMILY_WINDOWS = {"a7670": ("lte_calls_drop",)}
 # Things that happen once.
 SHOTS = ("modem_silent", "modem_brown_out", "uart_garbage", "drop_call", "cms_error",
          "esp32_reset", "power_cycle", "next_call_result", "press_again", "sms_command",
@@ -61,7 +64,7 @@ def _seeds():
 
 
 def _toggles(family):
-    return TOGGLES + FAMILY_TOGGLES.get(family, ())
+    return TOGGLES + FAMILY_TOGGLES.get(family, ()) + FAMILY_WINDOWS.get(family, ())
 
 
 def plan_for(seed, family):
@@ -70,7 +73,7 @@ def plan_for(seed, family):
     rnd = random.Random(seed)
     plan = []
     for _ in range(rnd.randint(2, 5)):
-        name = rnd.choice(_toggles(family) + SHOTS)
+        name = rnd.choice(TOGGLES + FAMILY_TOGGLES.get(family, ()) + SHOTS)
         arg = {"cms_error": lambda: rnd.choice(RETRYABLE_CMS),
                "next_call_result": lambda: rnd.choice(("busy", "no_answer")),
                "sms_command": lambda: rnd.choice(COMMANDS),
@@ -78,7 +81,16 @@ def plan_for(seed, family):
                "gps_corrupt": lambda: rnd.choice((0.3, 1.0))}.get(name, lambda: None)()
         plan.append((round(rnd.uniform(-2, 8), 2), name, arg, round(rnd.uniform(1, 40), 2)))
     # Drawn after the faults, so adding it left every seed's faults as they were.
-    return sorted(plan + garbles_for(seed)), rnd.random() < 0.5
+    return sorted(plan + garbles_for(seed) + family_windows(seed, family)), rnd.random() < 0.5
+
+
+def family_windows(seed, family):
+    """At most one window of a family's condition added since (FAMILY_WINDOWS), as plan entries."""
+    rnd = random.Random(f"family {seed}")
+    names = FAMILY_WINDOWS.get(family, ())
+    if not names or rnd.random() >= 0.5:
+        return []
+    return [(round(rnd.uniform(-2, 8), 2), rnd.choice(names), None, round(rnd.uniform(1, 40), 2))]
 
 
 def garbles_for(seed):
