@@ -124,29 +124,23 @@ out(asyncio.run(main()))
     assert r == [0, 0, 2, 0]
 
 
-def test_the_fallback_pins_gsm_where_there_is_2g_and_says_so_once(fw):
+@pytest.mark.parametrize("module, expected", [
+    # 2G here: GSM only, said once, and the machine's redial goes over it
+    ("Module()", [13, [["voice_fallback", "lte_calls_end"], ["voice", "2g"]], ["voice", True]]),
+    # no 2G: back to automatic (LTE still carries her SMS); the machine tells her contacts to
+    # call 911 (alert.py "voice")
+    ("Module(gsm=False)", [2, [["voice_fallback", "lte_calls_end"], ["voice", "none"]], ["voice", False]]),
+])
+def test_the_fallback_pins_gsm_where_there_is_2g_else_says_there_is_no_voice(fw, module, expected):
     r = fw('''
 async def main():
-    r = Radio()
+    r = Radio(module=%s)
     await r.ends()
     await r.ends()
     return [r.modem.cnmp, r.log.entries, r.posted[-1]]
 out(asyncio.run(main()))
-''')
-    assert r == [13, [["voice_fallback", "lte_calls_end"], ["voice", "2g"]], ["voice", True]]
-
-
-def test_without_2g_it_goes_back_to_automatic_and_tells_the_machine_there_is_no_voice(fw):
-    r = fw('''
-async def main():
-    r = Radio(module=Module(gsm=False))
-    await r.ends()
-    await r.ends()
-    return [r.modem.cnmp, r.log.entries, r.posted[-1]]
-out(asyncio.run(main()))
-''')
-    # LTE still carries her SMS; the machine tells her contacts to call 911 (alert.py "voice")
-    assert r == [2, [["voice_fallback", "lte_calls_end"], ["voice", "none"]], ["voice", False]]
+''' % module)
+    assert r == expected
 
 
 def test_not_on_lte_there_is_nothing_to_fall_back_from(fw):

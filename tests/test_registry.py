@@ -1248,14 +1248,19 @@ def provisioned_with(reg, m, raw, c=None, deliver=True):
         reg.deliver(m)
 
 
+def edited_after_delivery(reg, m, raw):
+    """Her button delivered holding `raw`, then her contacts edited: the case row to provision."""
+    provisioned_with(reg, m, raw)
+    reg.edit_case(m, contacts=[NUMBERS[0], NEW_NUMBER])
+    return reg.provision_case(m)[1]
+
+
 def test_her_pin_is_kept_from_the_configuration_her_button_holds_after_an_edit(reg):
     import json
 
     m = mac(1)
     raw = her_config()
-    provisioned_with(reg, m, raw)
-    reg.edit_case(m, contacts=[NUMBERS[0], NEW_NUMBER])
-    _, row = reg.provision_case(m)
+    row = edited_after_delivery(reg, m, raw)
     held = json.loads(raw)["pin_hash"]
     assert reg.pin_hash_to_keep(m, raw, row) == held
     kept = [a for a in reg.audit(m) if a["action"] == "keep_pin"]
@@ -1345,9 +1350,7 @@ def test_her_kept_pin_is_kept_again_when_a_keep_pin_provisioning_was_cut_short(r
 
     m = mac(1)
     old = her_config()
-    provisioned_with(reg, m, old)
-    reg.edit_case(m, contacts=[NUMBERS[0], NEW_NUMBER])
-    _, row = reg.provision_case(m)
+    row = edited_after_delivery(reg, m, old)
     held = reg.pin_hash_to_keep(m, old, row)
     new = config_bytes(build_config(alias=ALIAS, contacts=[NUMBERS[0], NEW_NUMBER], c4=["+524499100000"],
                                     device_id="BS-0001", pin_hash=held))
