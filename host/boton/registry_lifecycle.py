@@ -16,6 +16,10 @@ from .registry_schema import DeviceRecord
 from .registry_states import TRANSITIONS, refusal_hint
 from .rules import config_hash as prov_config_hash
 
+# A provisioning that ended (finished, aborted, or its button wiped or back in stock): no
+# configuration is being written any more, so none of its columns may outlive it
+NO_PENDING = {"pending_config_hash": None, "pending_case": None, "pending_pin_kept": None}
+
 # what a button that cannot call C4 is refused (registry's `voice` = 0)
 NEEDS_VOICE = ("test_call", "deliver")
 
@@ -213,7 +217,7 @@ class DeviceLifecycle:
                    and row["wipe_case"] == row["pending_case"])
             flag = {"wipe_required": 0} if own else {}
             self._update(db, mac, state=to, config_hash=cfg, config_case=row["pending_case"],
-                         pending_config_hash=None, pending_case=None, pending_pin_kept=None,
+                         **NO_PENDING,
                          imei=imei or row["imei"], iccid=iccid or row["iccid"], voice=voice,
                          technician=self.technician, provisioned_at=self.now(), state_reason=None, **flag)
             moved = f"{row['state']} -> {to}" if to != row["state"] else "stays delivered, to be test-called"
@@ -305,8 +309,7 @@ class DeviceLifecycle:
             row, to = self._begin(db, mac, "abort_provision")
             active = self._active_case_row(db, mac)
             self._update(db, mac, state=to, config_hash=None, config_case=None,
-                         pending_config_hash=None, pending_case=None, pending_pin_kept=None,
-                         wipe_required=1,
+                         **NO_PENDING, wipe_required=1,
                          wipe_case=self._only_case(row, active["id"] if active else None),
                          test_call_result=None, test_call_detail=None, test_call_at=None,
                          test_call_config=None)
@@ -331,7 +334,7 @@ class DeviceLifecycle:
             active = self._active_case_row(db, mac)
             self._check_same_woman(db, row, active["id"] if active else None)
             self._update(db, mac, state=to, config_hash=cfg, config_case=active["id"] if active else None,
-                         pending_config_hash=None, pending_case=None, pending_pin_kept=None,
+                         **NO_PENDING,
                          imei=imei or row["imei"], iccid=iccid or row["iccid"], technician=tech,
                          voice=None if voice is None else int(bool(voice)),
                          provisioned_at=self.now(), test_call_result=None, test_call_detail=None,
@@ -486,8 +489,7 @@ class DeviceLifecycle:
                 return DeviceRecord.from_row(row)
             active = self._active_case_row(db, mac)
             self._update(db, mac, state="in_stock", config_hash=None, config_case=None,
-                         pending_config_hash=None, pending_case=None, pending_pin_kept=None,
-                         wipe_required=1,
+                         **NO_PENDING, wipe_required=1,
                          wipe_case=self._only_case(row, active["id"] if active else None),
                          test_call_result=None, test_call_detail=None, test_call_at=None,
                          test_call_config=None)
@@ -531,7 +533,7 @@ class DeviceLifecycle:
                 if kept_log:
                     note += "; her event log was kept: flagged until a full wipe"
                 self._update(db, mac, state=to, wipe_required=int(kept_log), config_hash=None, config_case=None,
-                             pending_config_hash=None, pending_case=None, pending_pin_kept=None,
+                             **NO_PENDING,
                              test_call_result=None, test_call_detail=None, test_call_at=None,
                              test_call_config=None)
                 self._audit(db, "wipe", mac, f"{was} -> {to}; verified{detail}{note}")
