@@ -17,11 +17,10 @@ from mpremote.transport_serial import SerialTransport
 from .errors import EXIT_CONNECT, EXIT_DEVICE, EXIT_USAGE, EXIT_VERIFY, DeviceError
 
 RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n"
-# A board still booting (ROM messages, MicroPython starting) drops a Ctrl-C sent too early:
-# send Ctrl-C / Ctrl-A again this often until the raw REPL answers or the timeout passes.
-INTERRUPT_RETRY_S = 1.5
-# A board in light sleep hears nothing on its UART (the firmware wakes for a few ms between
-# sleeps of up to 2 s): knock with a Ctrl-C this often through each round, so one lands.
+# A board in light sleep hears nothing on its UART (the firmware wakes for ~20 ms between
+# sleeps of up to 2 s), and one still booting drops what comes too early: knock this often,
+# without a pause, until the raw REPL answers, so that one lands in the first wake.
+KNOCK = b"\r\x03\x01"
 KNOCK_S = 0.01
 # machine.WDT cannot be stopped and outlives the soft reset that opens a session, where the
 # firmware's loop no longer feeds it: the session has the board feed it from a timer
@@ -135,35 +134,35 @@ class Device:
         return out
 
     def _enter_raw_repl(self):
-        """mpremote's enter_raw_repl(soft_reset=True), except that the interrupt is repeated
-        while the board is still starting (right after power-on or a reset) instead of
-        waiting out the whole timeout for a prompt that a lost Ctrl-C never brings."""
+        """mpremote's enter_raw_repl(soft_reset=True), except that the board is knocked on
+        until it answers instead of asked once: a board light-sleeping hears its UART only
+        in the few ms it wakes between sleeps (of up to 2 s), one still starting drops what
+        comes too early, and a silence while waiting for an answer to a knock that was lost
+        could miss every wake of the session's whole timeout."""
         t, deadline = self.t, time.monotonic() + self.answer_s
-        while True:
-            # Ctrl-C: interrupt the firmware, knocking until the REPL shows it heard one
-            knock_end = min(deadline, time.monotonic() + INTERRUPT_RETRY_S)
-            heard = b""
-            while True:
-                t.serial.write(b"\r\x03")
-                time.sleep(KNOCK_S)
-                while t.serial.inWaiting():
-                    heard = (heard + t.serial.read(t.serial.inWaiting()))[-64:]
-                if b">>> " in heard or RAW_PROMPT in heard or time.monotonic() >= knock_end:
-                    break
-            while t.serial.inWaiting():
-                t.serial.read(t.serial.inWaiting())
-            t.serial.write(b"\r\x01")  # Ctrl-A: raw REPL
-            left = deadline - time.monotonic()
-            data = t.read_until(1, RAW_PROMPT + b">", timeout_overall=max(0.1, min(INTERRUPT_RETRY_S, left)))
-            if data.endswith(RAW_PROMPT + b">"):
-                break
+        heard = b""
+        while RAW_PROMPT + b">" not in heard:
             if time.monotonic() >= deadline:
-                raise TransportError("could not enter raw repl")
+                raise TransportError("could not enter raw repl: no answer to Ctrl-C / Ctrl-A")
+            # Ctrl-C interrupts the firmware (in a raw REPL it clears the line); Ctrl-A
+            # then asks the REPL, friendly or raw, for the raw prompt
+            t.serial.write(KNOCK)
+            time.sleep(KNOCK_S)
+            while t.serial.inWaiting():
+                heard = (heard + t.serial.read(t.serial.inWaiting()))[-128:]
+        # Knocks still on their way bring more prompts: one last Ctrl-A, whose prompt is
+        # the last, so that the soft reset below starts from an empty raw line.
+        while t.serial.inWaiting():
+            t.serial.read(t.serial.inWaiting())
+        t.serial.write(b"\r\x01")
+        data = t.read_until(1, RAW_PROMPT + b">", timeout_overall=self.timeout)
+        if not data.endswith(RAW_PROMPT + b">"):
+            raise TransportError("could not enter raw repl: the prompt went silent")
         t.serial.write(b"\x04")  # Ctrl-D: soft reset, boot.py only (main.py is skipped in raw mode)
         for ending in (b"soft reboot\r\n", RAW_PROMPT):
             data = t.read_until(1, ending, timeout_overall=self.timeout)
             if not data.endswith(ending):
-                raise TransportError("could not enter raw repl")
+                raise TransportError("could not enter raw repl: no soft reset")
         t.in_raw_repl = True
         out, err = t.exec_raw(HOLD_WATCHDOG, timeout=self.timeout)
         if err:
