@@ -36,6 +36,11 @@ CALL_READY_MS = 20000
 # not answer within VOICE_FALLBACK_S, or the module is left with no network at all.
 GSM_ONLY, RAT_AUTO = "AT+CNMP=13", "AT+CNMP=2"
 VOICE_FALLBACK_S = 40
+# Or its dial is taken and the call ends at once, never ringing (module firmware whose
+# VoLTE fails): SILENT_FAILS such calls in a row (within QUICK_END_MS of the dial, ended
+# by the network, never alerting) count as a refused dial, as radio.call_ended counts them.
+QUICK_END_MS = 5000
+SILENT_FAILS = 2
 ENDED = ("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE", "ERROR")
 # The module switching itself off (a sagging battery under its transmit bursts): whatever
 # call it carried is over, and no NO CARRIER will say so.
@@ -246,29 +251,34 @@ async def _call_c4(at, numbers, wdt, revive):
     end: after RETRY_MS (a sagging battery recovers once the load is gone) the module is
     brought back (revive) and C4 called again, without waiting for her next press."""
     import asyncio
-    fallback = at.family == "a7670"  # once per alert, at the first refused dial
+    import time
+    fallback = at.family == "a7670"  # once per alert: a refused dial, or calls that never ring
+    unrung = 0
     for i in range(ROUNDS):
         if i:
             await asyncio.sleep_ms(int(RETRY_MS * at.scale))  # no hammering a busy line
         for number in numbers:
-            wdt.feed()
-            for _ in range(3):  # a call with the speaker on could give her away
-                if await at.cmd(at.covert) == "OK":
+            while True:
+                wdt.feed()
+                for _ in range(3):  # a call with the speaker on could give her away
+                    if await at.cmd(at.covert) == "OK":
+                        break
+                dialed = time.ticks_ms()
+                ended = "refused" if await _dial(at, number) != "OK" else await _call_end(at, wdt)
+                if ended == "answered":
+                    return
+                if ended == "lost":
+                    print("EV safe_call_lost")
+                    await asyncio.sleep_ms(int(RETRY_MS * at.scale))
+                    await revive()
                     break
-            result = await _dial(at, number)
-            if result != "OK" and fallback:
-                fallback = False
-                if await _voice_via_2g(at, wdt):
-                    result = await _dial(at, number)
-            if result != "OK":
-                continue
-            ended = await _call_end(at, wdt)
-            if ended == "lost":
-                print("EV safe_call_lost")
-                await asyncio.sleep_ms(int(RETRY_MS * at.scale))
-                await revive()
-            elif ended == "answered":
-                return
+                quick = time.ticks_diff(time.ticks_ms(), dialed) < int(QUICK_END_MS * at.scale)
+                unrung = unrung + 1 if ended == "unrung" and quick else 0
+                if fallback and (ended == "refused" or unrung >= SILENT_FAILS):
+                    fallback = False
+                    if await _voice_via_2g(at, wdt):
+                        continue  # the same number again, over 2G
+                break
 
 
 async def _dial(at, number):
@@ -298,20 +308,25 @@ async def _voice_via_2g(at, wdt):
 
 async def _call_end(at, wdt):
     """Wait for the call to end: "answered" (C4 picked up, then it ended), "lost" (the
-    module switched itself off or went silent: nobody ended it), or "" (not answered)."""
-    answered = ""
+    module switched itself off or went silent: nobody ended it), "unrung" (the network
+    ended it before it rang), or "" (not answered)."""
+    answered = "unrung"
     while True:
         wdt.feed()
         while at.lines:
             ln = at.lines.pop(0)
-            # +CLCC: <id>,<dir 0=ours>,<stat 0=active 6=ended>,...
-            if ln.startswith("+CLCC:") and ln[6:].strip().split(",")[1:3] == ["0", "0"]:
+            # +CLCC: <id>,<dir 0=ours>,<stat 0=active 3=alerting 6=ended>,...
+            stat = ln[6:].strip().split(",")[1:3] if ln.startswith("+CLCC:") else None
+            if stat == ["0", "0"]:
                 answered = "answered"
+            elif stat == ["0", "3"] and answered == "unrung":
+                answered = ""  # it rang at C4
             elif ln in POWER_DOWN:
                 return "lost"
-            elif ln in ENDED or \
-                    (ln.startswith("+CLCC:") and ln[6:].strip().split(",")[1:3] == ["0", "6"]):
+            elif stat == ["0", "6"] or ln == "NO CARRIER":
                 return answered
+            elif ln in ENDED:  # busy, no answer, no dial tone: C4's line, not the call
+                return "" if answered == "unrung" else answered
         ln = await at.line(10000)
         if ln:
             at.lines.append(ln)

@@ -365,6 +365,22 @@ def test_safe_mode_on_an_sms_only_sim_falls_back_to_2g_and_calls_c4(tmp_path):
         vd.stop()
 
 
+def test_safe_mode_whose_calls_on_lte_end_before_ringing_falls_back_to_2g(tmp_path):
+    """The dial is taken, then every call on LTE ends at once, never ringing (module
+    firmware whose VoLTE fails): two such calls count as a refused dial, and safe mode
+    calls C4 over 2G, as the firmware does (radio.call_ended)."""
+    vd = safe_mode_device(tmp_path, lte_calls_drop=True, gsm=True)
+    try:
+        mark = press_in_safe_mode(vd, DEFAULT_C4)
+        assert vd.call(lambda: (vd.modem.cnmp, vd.modem.rat)) == (13, "gsm")
+        vd.call(vd.network.hangup, DEFAULT_C4)
+        vd.wait_event(lambda e: e["kind"] == "call" and e["answered"], after=mark, timeout=30)
+        assert [e["answered"] for e in vd.events[mark:] if e["kind"] == "call"] == [False, False, True]
+        assert "EV safe_voice_fallback 2g" in vd.console_text()
+    finally:
+        vd.stop()
+
+
 def test_safe_mode_without_2g_goes_back_to_automatic_so_the_module_keeps_its_network(tmp_path):
     """No VoLTE and no 2G: nothing can carry the call. GSM only would leave the module with
     no network at all (and the mode is saved), so safe mode puts it back to automatic."""
