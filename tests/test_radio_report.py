@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from boton import cli
+from boton import cli, cli_sim
 from boton import provision as prov
 from boton import rules
 from boton.boards import load_board
@@ -256,15 +256,15 @@ def test_status_shows_the_network_row(board, facts, row):
 # ------------------------------------------------------------------------ boton sim's rehearsal flags
 def test_sim_flags_become_the_a7670s_options():
     a7670 = load_board("ta7670x_a7670sa")
-    assert cli._modem_options(a7670, "ta7670x_a7670sa", volte=None, gsm=None) == {}
-    assert cli._modem_options(a7670, "ta7670x_a7670sa", volte=False, gsm=False) == {"volte": False, "gsm": False}
-    assert cli._modem_options(a7670, "ta7670x_a7670sa", volte=True, gsm=None) == {"volte": True}
-    assert "SMS only, NO VOICE" in cli._modem_line("a7670", {"volte": False, "gsm": False})
-    assert "voice by VoLTE and 2G fallback" in cli._modem_line("a7670", {})
-    assert "voice by 2G fallback" in cli._modem_line("a7670", {"volte": False})
+    assert cli_sim._modem_options(a7670, "ta7670x_a7670sa", volte=None, gsm=None) == {}
+    assert cli_sim._modem_options(a7670, "ta7670x_a7670sa", volte=False, gsm=False) == {"volte": False, "gsm": False}
+    assert cli_sim._modem_options(a7670, "ta7670x_a7670sa", volte=True, gsm=None) == {"volte": True}
+    assert "SMS only, NO VOICE" in cli_sim._modem_line("a7670", {"volte": False, "gsm": False})
+    assert "voice by VoLTE and 2G fallback" in cli_sim._modem_line("a7670", {})
+    assert "voice by 2G fallback" in cli_sim._modem_line("a7670", {"volte": False})
     # VoLTE failing silently on any module firmware (tests/scenarios/test_sc_a7670.py)
-    assert cli._modem_options(a7670, "ta7670x_a7670sa", lte_calls_drop=True) == {"lte_calls_drop": True}
-    assert "calls on LTE end before ringing" in cli._modem_line("a7670", {"lte_calls_drop": True})
+    assert cli_sim._modem_options(a7670, "ta7670x_a7670sa", lte_calls_drop=True) == {"lte_calls_drop": True}
+    assert "calls on LTE end before ringing" in cli_sim._modem_line("a7670", {"lte_calls_drop": True})
 
 
 def test_sim_flags_on_a_sim800_board_are_refused_by_name():
@@ -274,7 +274,7 @@ def test_sim_flags_on_a_sim800_board_are_refused_by_name():
     r = CliRunner().invoke(cli.main, ["sim", "--lte-calls-drop"], input="")
     assert r.exit_code == 2 and "--lte-calls-drop: board tcall_sim800l_axp192 has a SIM800" in r.output
     with pytest.raises(DeviceError, match="--volte/--no-volte and --2g/--no-2g"):
-        cli._modem_options(load_board("devkitc_sim800l_neo6m"), "devkitc_sim800l_neo6m", volte=True, gsm=True)
+        cli_sim._modem_options(load_board("devkitc_sim800l_neo6m"), "devkitc_sim800l_neo6m", volte=True, gsm=True)
 
 
 # ------------------------------------------------------------------------ waiting for the network

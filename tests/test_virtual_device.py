@@ -118,7 +118,7 @@ def test_a_gpio_line_is_dated_by_the_firmwares_clock(tmp_path):
 def test_the_gps_starts_cold_with_its_receivers_datasheet_time(tmp_path, board, receiver, ttff):
     """`boton sim`, the demo and the HIL virtual DUT: a button from stock has no ephemeris,
     so its first fix takes the receiver's cold start (NEO-6 data sheet 27 s, L76K 30 s)."""
-    from boton.cli import _gps_line
+    from boton.cli_sim import _gps_line
 
     with VirtualDevice(tmp_path / "flash", board=board, time_scale=0.1) as vd:
         assert vd.gps_receiver == receiver
