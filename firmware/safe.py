@@ -216,6 +216,10 @@ async def _power_modem(hw, m, at, wdt):
         await _call_ready(at, CALL_READY_URC[family], wdt)
     await at.cmd("ATE0")
     await at.cmd("AT+CLCC=1")  # call states as +CLCC lines: answered or not
+    # Silent from the set-up on, as the firmware's: C4 calling back before her press would
+    # ring at the module's default level (SIM800 100) on a speaker at her side.
+    await at.cmd(at.covert)
+    print("safe mode: modem ready")
 
 
 async def _call_ready(at, urc, wdt):

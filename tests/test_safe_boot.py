@@ -43,6 +43,29 @@ def test_a_module_that_will_not_import_boots_into_safe_mode_and_calls_c4_covertl
         vd.stop()
 
 
+@pytest.mark.parametrize("board", [None, "ta7670x_a7670sa"])
+def test_c4_calling_a_button_in_safe_mode_before_her_press_rings_silently(tmp_path, flash, board):
+    # safe mode set the covert audio only before its own ATD: a callback from C4 (or any
+    # call) before her first press rang at the module's default level (SIM800 100)
+    if board:
+        flash = install(tmp_path / f"flash-{board}", board, demo_config(c4=[OTHER_C4]))
+    break_firmware(flash)
+    vd = _boot(tmp_path, flash, **({"board": board} if board else {}))
+    try:
+        vd.wait_console("safe mode: modem ready", timeout=60)
+        deadline = time.monotonic() + 60
+        while not vd.call(lambda: vd.modem.registered):  # a call reaches it once it is on the network
+            assert time.monotonic() < deadline, "the module never registered"
+            time.sleep(0.05)
+        vd.call(vd.network.call_device, OTHER_C4, vd.device_number)
+        while len(rings := vd.call(lambda: vd.modem.ring_levels)) < 2:  # it rang, and again
+            assert time.monotonic() < deadline, rings
+            time.sleep(0.05)
+    finally:
+        vd.stop()
+    assert rings and set(rings) == {0}, rings
+
+
 def test_a_modem_that_switches_itself_off_during_the_call_is_brought_back_and_c4_called_again(
         tmp_path, flash):
     """A sagging battery under the SIM800's transmit bursts: the module announces
