@@ -41,9 +41,10 @@ from .sms_examples import sms_examples_markdown
 from .wiring import COLOURS, ORDER, wiring_svg
 
 
-__all__ = ["C4", "C4_2", "CELL_GSM", "CELL_LTE", "PIN", "Story", "c4_cell_markdown", "c4_dials", "c4_redial_markdown", "c4_replies",
-           "c4_replies_markdown", "c4_sms", "c4_sms_markdown", "cell_decimal", "C4_SECTIONS",
-           "DOCS", "GUIDE_C4", "GUIDE_ES", "IMG", "PDF_OUT", "REGEN", "DocsError", "BLANK_CHIP", "COLUMNS", "FENCE", "NOT_RUN",
+__all__ = ["C4", "C4_2", "CELL_GSM", "CELL_LTE", "PIN", "Story", "c4_cell_markdown", "c4_dials", "c4_redial_markdown",
+           "c4_replies", "c4_replies_markdown", "c4_sms", "c4_sms_markdown", "cell_decimal", "C4_SECTIONS",
+           "DOCS", "GUIDE_C4", "GUIDE_ES", "IMG", "PDF_OUT", "REGEN", "DocsError",
+           "BLANK_CHIP", "COLUMNS", "FENCE", "NOT_RUN",
            "SHOWN_WORKDIR", "TECHNICIAN", "VOLATILE", "Block", "Result", "Session", "Step", "check_console",
            "check_not_run", "compare_console", "console_files", "console_outputs", "doc_files", "fenced_blocks",
            "normalise", "not_run_blocks", "parse_steps", "run_console", "FIRMWARE_USES", "PART_TITLES",

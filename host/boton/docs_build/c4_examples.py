@@ -25,8 +25,9 @@ CELL_LTE = {"cell": 0, "mcc": "334", "mnc": "020", "tac": "7764", "eci": "1A2B3C
 
 
 class Story:
-    """AlertMachine (cfg: over her provisioned configuration) with its timers kept and every SMS reported accepted at once; time in
-    seconds from the story's start. sent: (number, text) in sending order."""
+    """AlertMachine (cfg: over her provisioned configuration) with its timers kept and every
+    SMS reported accepted at once; wait() takes seconds. sent: (number, text) in sending
+    order; dials: (ms, number)."""
 
     def __init__(self, **cfg):
         # her configuration as `boton provision` writes it (its defaults: the update
