@@ -206,3 +206,120 @@ def test_not_run_check_catches_renames():
     assert D.check_not_run("boton devices add 24:0a:c4:00:00:42 --label BS-0042") is None
     assert "no option --lable" in D.check_not_run("boton devices add X --lable BS-0042")
     assert "no command 'flush'" in D.check_not_run("boton flush --port X")
+
+
+# ---------------------------------------------------------------------------- C4's guide
+def test_the_c4_guide_has_every_generated_section():
+    """docs/guia-c4.md's SMS examples, replies, cell table and redial table are made by the
+    firmware's alert machine (test_wiring_images_and_tables_match_boards keeps them current)."""
+    guide = D.GUIDE_C4.read_text()
+    assert [n for n, _ in D.C4_SECTIONS if n not in D.sections_in(guide)] == []
+    assert D.GUIDE_C4 in D.generated_files()
+
+
+@pytest.mark.parametrize("cfg", [{}, {"alias": "Maria Guadalupe", "device_id": "BS-2024-99999"}],
+                         ids=["guide", "longest"])
+def test_every_sms_c4_gets_is_one_gsm7_segment(cfg):
+    """What C4 reads is never split nor garbled: safe GSM-7, at most 160 characters (the
+    guide says so), for the guide's examples and for her longest alias and device id."""
+    sms = _load("sms")
+    texts = [t for _, t in D.c4_sms(**cfg)] + [t for _, _, t in D.c4_replies(**cfg)]
+    assert len(texts) == 18
+    for t in texts:
+        assert sms.is_gsm7(t) and sms.to_gsm7(t) == t, t
+        assert sms.gsm7_septets(t) <= 160, (len(t), t)
+        assert t.endswith("."), f"cut short (status_text cuts at 160): {t}"
+    assert "nunca llega partido" in D.GUIDE_C4.read_text()
+
+
+def test_every_command_the_button_takes_is_in_the_c4_guide():
+    """The commands table lists exactly what smscommands.py obeys, each with its PIN, and
+    each has its generated reply."""
+    guide = D.GUIDE_C4.read_text()
+    table = re.findall(r"^\| `([A-Z]+) <PIN>` \|", guide, re.M)
+    assert sorted(table) == sorted(_load("smscommands").COMMANDS), \
+        "smscommands.COMMANDS changed: update the commands table of docs/guia-c4.md"
+    replied = {cmd.split()[0] for cmd, _, _ in D.c4_replies()}
+    assert replied == set(table)
+
+
+def test_the_c4_guide_tells_c4_what_the_firmware_does():
+    """Every number the guide gives C4 is the firmware's (with `boton provision`'s defaults):
+    a change there must be told to C4."""
+    guide = " ".join(D.GUIDE_C4.read_text().split())  # one line: phrases may wrap
+    alert = _load("alert")
+    cfg = D.Story().m.cfg
+    assert cfg["update_every_s"] == rules.build_config(alias="L", contacts=["449 111 2233"], c4=["449 910 0000"],
+                                                       device_id="X")["update_every_s"]
+    minutes = cfg["update_every_s"] // 60
+    assert f"repite su ubicación cada {minutes} minutos" in guide and f"cada {minutes} minutos mientras" in guide
+    top = cfg["max_alert_s"] // 60
+    assert f"durante {top} minutos como máximo" in guide and f"pasan **{top} minutos**" in guide
+    assert f"a los **{top} minutos**" in guide
+    # the redials: the dial timeout, the pauses and attempts, as the machine does them
+    ring = cfg["dial_timeout_s"]
+    assert f"cada llamada suena hasta {ring} segundos" in guide
+    one = [t for t, _ in D.c4_dials(numbers=1, allow_911=False)]
+    gaps = [b - a - ring for a, b in zip(one, one[1:])]
+    n = cfg["attempts_per_number"]
+    assert len(gaps) == n and gaps[-1] == cfg["cycle_backoff_s"]
+    assert f"Hace {n} intentos a cada número del C4 (con {gaps[0]} y {gaps[1]} segundos" in guide
+    assert f"al **911** (también {n} intentos)" in guide
+    assert f"Después de toda la lista espera {gaps[-1]} segundos" in guide
+    assert f"**mismo número** a los {cfg['redial_backoff_s'][0]} segundos" in guide
+    window = cfg["callback_window_s"] // 60
+    assert f"hasta **{window} minutos** después" in guide and f"durante {window} minutos más" in guide
+    assert f"Con {cfg['pin_max_failures']} PIN equivocados" in guide
+    assert f"bloqueado {cfg['pin_lockout_s'] // 60} minutos" in guide
+    assert f"tras {cfg['pin_max_failures']} errores espere {cfg['pin_lockout_s'] // 60} minutos" in guide
+    assert f"(más de {alert.STALE_SLACK_S} segundos antes)" in guide
+    radio = (FIRMWARE / "lib" / "radio.py").read_text()
+    chars = int(re.search(r"^COMMAND_HEX = (\d+)$", radio, re.M).group(1)) // 4  # UCS2: 4 hex a character
+    assert f"lee solo los primeros {chars} caracteres" in guide
+    fresh = cfg["fix_fresh_s"]
+    assert f"(menos de {fresh} segundos es \"GPS\")" in guide
+    assert f"posición de hace menos de {fresh} segundos" in guide
+    assert f"posición de más de {cfg['last_fix_max_s'] // 3600} horas" in guide
+    assert f"Si nada salió en {cfg['unsent_warn_s']} segundos" in guide
+    assert f"cada {cfg['daily_status_s'] // 3600} horas" in guide
+    cancel_s = cfg["gesture"].get("cancel_ms", alert.DEFAULTS["gesture"]["cancel_ms"]) // 1000
+    assert f"lo mantuvo apretado {cancel_s} segundos" in guide
+    # safe mode: ROUNDS through the numbers, RETRY_MS between rounds (safe.py imports hw: read)
+    safe = (FIRMWARE / "safe.py").read_text()
+    rounds = int(re.search(r"^ROUNDS = (\d+)", safe, re.M).group(1))
+    pause = int(re.search(r"^RETRY_MS = (\d+)", safe, re.M).group(1)) // 1000
+    assert f"Recorre la lista hasta {rounds} veces, con {pause} segundos entre vueltas" in guide
+    assert "def _answer" not in safe and "ATA" not in safe  # "en modo seguro el botón no contesta"
+
+
+def test_what_the_c4_guide_says_of_commands_and_copies_holds():
+    """The guide's rules, acted out on the alert machine: who gets C4's copy, what a wrong
+    PIN, a stranger, a repeat and the lockout get, and the low-battery SMS going only to her
+    contacts."""
+    s = D.Story().ev("battery", 86).ev("gesture", "alert")
+    assert s.to(D.C4) and not s.to(D.C4_2)  # "solo al primer número del C4"
+    assert s.command("UBICACION 000000") == []  # "PIN equivocado: no hay respuesta"
+    assert s.command("UBICACION " + D.PIN, sender="+524495556677") == []  # "otro número ... en silencio"
+    assert s.command("HOLA " + D.PIN) == []  # "Una palabra que no es comando: sin respuesta"
+    assert s.command("Ubicación: " + D.PIN).pop().startswith("UBICACION BS-0042")  # accents, signs
+    assert s.command("ubicacion " + D.PIN)  # a right PIN starts the count over
+    cfg = s.m.cfg
+    for _ in range(cfg["pin_max_failures"]):
+        assert s.command("ESTADO 000000") == []
+    assert s.command("ESTADO " + D.PIN) == []  # locked: "ni el PIN correcto"
+    assert s.command("ESTADO " + D.PIN, sender=D.C4_2)  # "Los demás números del C4 siguen"
+    s.wait(cfg["pin_lockout_s"])
+    assert s.command("ESTADO " + D.PIN)
+    # a repeat while its reply waits is answered once: hold the sends
+    m = D.Story().m
+    acts = m.handle(("sms_command", D.C4, "ESTADO " + D.PIN), 1000)
+    for t in (1100, 1200):
+        acts += m.handle(("sms_command", D.C4, "ESTADO " + D.PIN), t)
+    sends = [a for a in acts if a[0] == "send_sms"]
+    assert len(sends) == 1 and len(m.outbox.items) == 1  # on its way, nothing more queued
+    acts = m.handle(("sms_sent", sends[0][3], True), 1300)
+    assert [a for a in acts if a[0] == "send_sms"] == [] and m.outbox.items == []
+    # low battery: her contacts, never C4
+    s = D.Story().ev("battery", 80).ev("battery", 15)
+    assert s.to(s.m.contacts[0]) and s.to(D.C4) == []
+    assert "ese aviso va **solo a sus contactos** de confianza, no al C4" in D.GUIDE_C4.read_text()

@@ -7,7 +7,8 @@
     python -m boton.docs_build pdf [-o OUT]    # the beneficiary's printable page (build/docs/guia-beneficiaria.pdf)
 
 Wiring diagrams (SVG) and the board tables in docs/hardware.md come from boards/*.json;
-the SMS examples in docs/guia-beneficiaria.md come from firmware/lib/sms.py. Generated text
+the SMS examples in docs/guia-beneficiaria.md come from firmware/lib/sms.py, those of
+docs/guia-c4.md from the alert machine itself (firmware/lib/alert.py). Generated text
 sits between `<!-- BEGIN generated: NAME -->` and `<!-- END generated: NAME -->` markers.
 Console blocks are re-run on a virtual device and compared: see console.py.
 
@@ -16,7 +17,8 @@ One module per job:
     common.py        where the docs are, the regeneration command, DocsError
     hardware.py      board profiles -> pin tables, parts lists, power notes (docs/hardware.md)
     wiring.py        board profiles -> wiring diagrams (docs/img/wiring-*.svg)
-    sms_examples.py  firmware/lib/sms.py -> the SMS examples of the Spanish guide
+    sms_examples.py  firmware/lib/sms.py -> the SMS examples of the beneficiary's guide
+    c4_examples.py   firmware/lib/alert.py -> what C4 receives and the replies (docs/guia-c4.md)
     images.py        what `images` writes: the SVGs and the generated sections
     console.py       runs every ```console block on a virtual device and compares
     pdf.py           the beneficiary's one-page PDF (no dependency)
@@ -24,20 +26,25 @@ One module per job:
 
 The names below are the package's public interface (tests/test_docs.py, the Makefile).
 """
-from .common import DOCS, GUIDE_ES, IMG, PDF_OUT, REGEN, DocsError
+from .c4_examples import (C4, C4_2, CELL_GSM, CELL_LTE, PIN, Story, c4_cell_markdown, c4_dials, c4_redial_markdown,
+                          c4_replies, c4_replies_markdown, c4_sms, c4_sms_markdown, cell_decimal)
+from .common import DOCS, GUIDE_C4, GUIDE_ES, IMG, PDF_OUT, REGEN, DocsError
 from .console import (BLANK_CHIP, COLUMNS, FENCE, NOT_RUN, SHOWN_WORKDIR, TECHNICIAN, VOLATILE, Block, Result, Session,
                       Step, check_console, check_not_run, compare_console, console_files, console_outputs,
                       doc_files, fenced_blocks, normalise, not_run_blocks, parse_steps, run_console)
 from .hardware import (FIRMWARE_USES, PART_TITLES, POWER_CHIPS, Conn, battery_without_pin, board_section,
                        boards_markdown, bom, connections, firmware_does, firmware_gap, load_boards, onboard,
                        pin_notes, pin_problems, power_chain, power_chip, power_notes)
-from .images import BEGIN, END, generated_files, replace_section, sections_in, stale_images, write_images
+from .images import BEGIN, C4_SECTIONS, END, generated_files, replace_section, sections_in, stale_images, write_images
 from .pdf import MARGIN, PAGE_H, PAGE_W, build_pdf, pdf_pages, pdf_text, sheet_items, text_width, write_pdf
 from .sms_examples import sms_examples_markdown
 from .wiring import COLOURS, ORDER, wiring_svg
 
 
-__all__ = ["DOCS", "GUIDE_ES", "IMG", "PDF_OUT", "REGEN", "DocsError", "BLANK_CHIP", "COLUMNS", "FENCE", "NOT_RUN",
+__all__ = ["C4", "C4_2", "CELL_GSM", "CELL_LTE", "PIN", "Story", "c4_cell_markdown", "c4_dials", "c4_redial_markdown",
+           "c4_replies", "c4_replies_markdown", "c4_sms", "c4_sms_markdown", "cell_decimal", "C4_SECTIONS",
+           "DOCS", "GUIDE_C4", "GUIDE_ES", "IMG", "PDF_OUT", "REGEN", "DocsError",
+           "BLANK_CHIP", "COLUMNS", "FENCE", "NOT_RUN",
            "SHOWN_WORKDIR", "TECHNICIAN", "VOLATILE", "Block", "Result", "Session", "Step", "check_console",
            "check_not_run", "compare_console", "console_files", "console_outputs", "doc_files", "fenced_blocks",
            "normalise", "not_run_blocks", "parse_steps", "run_console", "FIRMWARE_USES", "PART_TITLES",

@@ -5,6 +5,7 @@ DOCS = REPO / "docs"
 IMG = DOCS / "img"
 PDF_OUT = REPO / "build" / "docs" / "guia-beneficiaria.pdf"
 GUIDE_ES = DOCS / "guia-beneficiaria.md"
+GUIDE_C4 = DOCS / "guia-c4.md"
 REGEN = "python -m boton.docs_build"
 
 

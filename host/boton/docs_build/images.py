@@ -1,11 +1,16 @@
 """What `python -m boton.docs_build images` writes: the wiring SVGs and the generated
-sections of the docs (board tables, SMS examples), and which of them are stale."""
+sections of the docs (board tables, SMS examples of both Spanish guides), and which of them are stale."""
 import re
 
-from .common import DOCS, GUIDE_ES, IMG, REGEN, DocsError
+from .c4_examples import c4_cell_markdown, c4_redial_markdown, c4_replies_markdown, c4_sms_markdown
+from .common import DOCS, GUIDE_C4, GUIDE_ES, IMG, REGEN, DocsError
 from .hardware import boards_markdown, load_boards, pin_problems
 from .sms_examples import sms_examples_markdown
 from .wiring import wiring_svg
+
+# The generated sections of docs/guia-c4.md: what C4 receives, as the alert machine sends it
+C4_SECTIONS = (("c4-sms", c4_sms_markdown), ("c4-replies", c4_replies_markdown), ("c4-cell", c4_cell_markdown),
+               ("c4-redial", c4_redial_markdown))
 
 BEGIN = "<!-- BEGIN generated: {} (" + REGEN + " images) -->"
 END = "<!-- END generated: {} -->"
@@ -37,6 +42,11 @@ def generated_files():
         files[hw] = replace_section(hw.read_text(), "boards", boards_markdown(boards))
     if GUIDE_ES.exists() and "sms-examples" in sections_in(GUIDE_ES.read_text()):
         files[GUIDE_ES] = replace_section(GUIDE_ES.read_text(), "sms-examples", sms_examples_markdown())
+    if GUIDE_C4.exists():
+        text = GUIDE_C4.read_text()
+        for name, make in C4_SECTIONS:
+            text = replace_section(text, name, make())  # each one must be there
+        files[GUIDE_C4] = text
     return files
 
 
