@@ -12,7 +12,8 @@ HOST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 
 # The CLI's exit codes are an interface (scripts, docs/cli.md): never renumber them.
 STABLE_CODES = {"EXIT_OK": 0, "EXIT_USAGE": 2, "EXIT_CONNECT": 3, "EXIT_DEVICE": 4,
-                "EXIT_VERIFY": 5, "EXIT_TEST": 6, "EXIT_CONFLICT": 7, "EXIT_INTERRUPTED": 130}
+                "EXIT_VERIFY": 5, "EXIT_TEST": 6, "EXIT_CONFLICT": 7, "EXIT_ATTENTION": 8,
+                "EXIT_INTERRUPTED": 130}
 
 
 def test_exit_codes_are_stable_and_distinct():
@@ -43,7 +44,7 @@ def test_one_definition_of_each_error():
                 assert getattr(mod, name) is getattr(errors, name), f"{mod.__name__}.{name}"
 
 
-TRANSPORT_FREE = ("boton.errors", "boton.rules", "boton.release", "boton.eventlog_check",
+TRANSPORT_FREE = ("boton.errors", "boton.rules", "boton.release", "boton.eventlog_check", "boton.daily_reports",
                   "boton.provision", "boton.registry", "boton.registry_workflow", "boton.sim.rig",
                   "boton.sim.rom_server", "boton.sim.rom_loader", "boton.sim.modem",
                   "boton.sim.network", "boton.sim.gps", "boton.sim.flashdir")

@@ -38,7 +38,7 @@ def main():
     Exit codes: 0 ok, 2 bad input, 3 cannot connect, 4 device error, 5 verify failed,
     6 test call failed, 7 registry conflict (duplicate, wrong state, busy) or an output
     file that already exists (export, image: --force replaces it, never the registry),
-    130 interrupted (Ctrl-C).
+    8 a delivered button needs attention (`boton reports`), 130 interrupted (Ctrl-C).
     """
 
 
@@ -830,8 +830,10 @@ def nmea(log, as_json):
 # Commands that live in their own modules.
 from .cli_image import image_cmd  # noqa: E402
 from .cli_registry import devices, registry  # noqa: E402
+from .cli_reports import reports  # noqa: E402
 
 main.add_command(sim)
 main.add_command(devices)
 main.add_command(registry)
 main.add_command(image_cmd)
+main.add_command(reports)

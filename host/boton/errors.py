@@ -14,6 +14,8 @@ EXIT_VERIFY = 5     # what was written does not read back the same; a registry f
 EXIT_TEST = 6       # the test call (C4 and the trusted contacts) failed
 EXIT_CONFLICT = 7   # a well-formed request that the registry's contents refuse (duplicate,
                     # wrong state, number already on an active case, registry busy)
+EXIT_ATTENTION = 8  # `boton reports`: one or more delivered buttons need a visit (no recent
+                    # daily report, low battery, GPS not responding, no voice, a restart, alerts)
 EXIT_INTERRUPTED = 130  # Ctrl-C: the step under way was cut short (the shell's 128 + SIGINT)
 
 

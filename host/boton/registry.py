@@ -50,6 +50,7 @@ follow live beside it (the public names are all importable from here):
   registry_lifecycle.py  flash, deploy, provision, test call, deliver, return, wipe, retire
   registry_cases.py      assign a case, read it, orders ending soon
   registry_csv.py        CSV import (all or nothing) and export
+  registry_reports.py    the buttons' daily status SMS: import from the programme's phone, status
   registry_backup.py     backup, restore, verify; refusing a foreign or empty file
   registry_workflow.py   what the device commands record (a step, an event-log check)
 """
@@ -75,6 +76,7 @@ from .registry_fields import (check_hash, check_known_board, format_flash_size, 
                               normalise_imei, normalise_label, normalise_mac, parse_flash_size,
                               resolve_technician, scrub, show_input)
 from .registry_lifecycle import DeviceLifecycle
+from .registry_reports import DailyReports
 from .registry_paths import (default_key_file, default_path, expand_home, folder_error, registry_exists,
                              registry_file, remove_db_files, witness_path)
 from .safe_write import place_new
@@ -103,7 +105,7 @@ def _now_iso(clock):
 
 
 # =========================================================================== registry
-class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify):
+class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify, DailyReports):
     """The registry. One instance per thread (it holds one SQLite connection).
 
     `key` is only needed (and only loaded) for case data. `technician` defaults to

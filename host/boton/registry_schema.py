@@ -5,7 +5,7 @@ from dataclasses import dataclass, fields
 
 from .registry_casedata import CaseData
 
-REGISTRY_TABLES = {"devices", "audit", "meta", "cases", "case_index"}
+REGISTRY_TABLES = {"devices", "audit", "meta", "cases", "case_index", "daily_reports"}
 
 
 def _m1_devices(db):
@@ -159,6 +159,33 @@ def _m7_pending_pin_kept(db):
     db.execute("ALTER TABLE devices ADD COLUMN pending_pin_kept INTEGER")
 
 
+def _m8_daily_reports(db):
+    """The daily status SMS the buttons sent to the programme's phone, as `boton reports
+    import` read them from an export of that phone (registry_reports.py): their fields only
+    (never the SMS text, nor the sender's number). Keyed by button and the time the phone
+    received it, so importing the same export again adds nothing."""
+    _script(db, """
+        CREATE TABLE daily_reports (
+            mac           TEXT NOT NULL REFERENCES devices(mac),
+            received_at   TEXT NOT NULL,
+            label         TEXT,
+            test          INTEGER NOT NULL DEFAULT 0,
+            battery_pct   INTEGER,
+            signal        INTEGER,
+            voice         INTEGER,
+            gps           TEXT NOT NULL,
+            gps_sats      INTEGER,
+            gps_fix_age_s INTEGER,
+            firmware      TEXT,
+            alerts        INTEGER,
+            uptime_h      INTEGER,
+            log_head      TEXT,
+            imported_at   TEXT NOT NULL,
+            PRIMARY KEY (mac, received_at)
+        );
+    """)
+
+
 def _script(db, sql):
     """Run SQL statements one by one: sqlite3's executescript() would COMMIT the
     migration's transaction half-way."""
@@ -176,7 +203,7 @@ def _script(db, sql):
 # caller's transaction (so it may also move data in Python). Append only; never edit one
 # that has shipped.
 MIGRATIONS = [_m1_devices, _m2_cases, _m3_audit_chain, _m4_order_of_operations, _m5_voice,
-              _m6_wipe_case, _m7_pending_pin_kept]
+              _m6_wipe_case, _m7_pending_pin_kept, _m8_daily_reports]
 
 
 @dataclass(frozen=True)
