@@ -696,6 +696,19 @@ out([s.sms(), s.logs("sms_command")])
                                     "UBICACION ...0000", "CANCELAR ...0000"]
 
 
+def test_estado_between_alerts_says_how_old_the_last_fix_is(both):
+    # Between alerts the GPS rests for most of each quarter hour: ESTADO said "GPS sin senal"
+    # of a GPS that works (the daily report said "GPS hace 12min" of the same fix).
+    r = both("""
+s = Sim()
+s.ev("fix", {"lat": 21.88234, "lon": -102.29143, "hdop": 1.0, "sats": 8})
+s.advance(12 * 60000)
+s.ev("sms_command", "+524491110000", "ESTADO 4321")
+out(s.sms())
+""")
+    assert [t for _, _, t in r] == ["ESTADO BS-0042: Senal ? GPS hace 12min FW 1.0.0 Alertas 0 Sin alerta activa."]
+
+
 def test_a_command_repeated_while_its_reply_waits_is_answered_once(both):
     # C4's operator sends UBICACION ten times (or her tool does) while the network is
     # slow: one reply waits per number and kind, written when it goes; the outbox (kept

@@ -278,7 +278,7 @@ def test_the_c4_guide_tells_c4_what_the_firmware_does():
     assert f"lee solo los primeros {chars} caracteres" in guide
     fresh = cfg["fix_fresh_s"]
     assert f"(menos de {fresh} segundos es \"GPS\")" in guide
-    assert f"posición de hace menos de {fresh} segundos" in guide
+    assert f"ninguna posición de las últimas {cfg['last_fix_max_s'] // 3600} horas" in guide  # ESTADO
     assert f"posición de más de {cfg['last_fix_max_s'] // 3600} horas" in guide
     assert f"Si nada salió en {cfg['unsent_warn_s']} segundos" in guide
     assert f"cada {cfg['daily_status_s'] // 3600} horas" in guide

@@ -31,7 +31,8 @@ def render(m, e, now):
                                alerts=m.alerts, device_id=c["device_id"],
                                active=m.active,
                                sats=f[3] if (f and kind == "gps") else None,
-                               test=m.test_now(), voice=m.voice), kind
+                               test=m.test_now(), voice=m.voice,
+                               fix_age_s=age if kind == "last" else None), kind
     if k == ob.DAILY:
         up = m.sup.uptime_ms(now)
         return sms.daily_status_text(

@@ -282,11 +282,12 @@ def _status_body(battery, rssi, gps, sats, fw, alerts, age=None, voice=None):
 
 
 def status_text(battery=None, rssi=None, gps=None, fw="", alerts=0, device_id="",
-                active=False, sats=None, test=False, voice=None):
+                active=False, sats=None, test=False, voice=None, fix_age_s=None):
     # Reply to ESTADO.  gps: "ok" | "nofix" | "mute" | "off"; rssi: AT+CSQ 0..31 (99 unknown);
-    # voice False: "SIN VOZ" (no call to C4 can go out).
+    # voice False: "SIN VOZ" (no call to C4 can go out); fix_age_s: how old the last fix
+    # is, as the daily report says it (between alerts the GPS rests: "sin senal" is wrong).
     t = ("PRUEBA " if test else "") + "ESTADO " + _dev(device_id) + ": "
-    t += _status_body(battery, rssi, gps, sats, fw, alerts, voice=voice)
+    t += _status_body(battery, rssi, gps, sats, fw, alerts, fix_age_s, voice)
     t += " Alerta activa." if active else " Sin alerta activa."
     return oneline(t)[:MAX]
 
