@@ -1444,7 +1444,8 @@ out([first, [x for x in s.sms() if x[1] == "+525550001111"],
 def test_a_silent_gps_is_told_apart_from_one_without_sky(both):
     # A GPS that sends nothing (dead, unplugged, another baud) is a fault: the button must
     # be repaired. ESTADO and the daily report say so, even over a last fix a few hours old;
-    # a GPS that talks but has no fix stays "sin senal". Logged once per change.
+    # a GPS that talks but has no fix says how old its last fix is (or "sin senal" once it
+    # has none of the last 24 h). Logged once per change.
     r = both("""
 s = Sim(programme_number="+525550001111")
 s.start()
@@ -1469,7 +1470,7 @@ out([[x[2] for x in s.sms()], s.logs("gps"), fresh.sms()[0][2]])
     assert " GPS no responde FW " in fresh, fresh
     estado = [t.split("Senal 18/31 ")[1].split(" FW")[0] for t in smss if t.startswith("ESTADO")]
     daily = [t.split("Senal 18/31 ")[1].split(" FW")[0] for t in smss if "reporte diario" in t]
-    assert estado == ["GPS sin senal", "GPS no responde", "GPS sin senal"]
+    assert estado == ["GPS hace 60min", "GPS no responde", "GPS hace 24h"]
     assert daily == ["GPS no responde", "GPS sin senal"]    # not "GPS hace 23h": it is broken
     assert logs == [["gps", "silent"], ["gps", "talks"]]
     check_texts([(0, "", t) for t in smss])

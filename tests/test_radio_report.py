@@ -305,3 +305,17 @@ def test_identity_gives_the_modem_time_for_the_2g_fallback():
     # ~40 s to switch to 2G and ~60 s to register on a real A7670, plus the queries
     assert dev.timeouts == [prov.IDENTITY_TIMEOUT_S] and prov.IDENTITY_TIMEOUT_S >= 120
 
+
+
+@pytest.mark.parametrize("extra, line", [
+    ((), "daily status SMS: none (no --programme-number): `boton reports` will show it as NO REPORT"),
+    (("--programme-number", "449 555 0000"), "daily status SMS: to the programme's phone +52********00"),
+])
+def test_provision_says_where_the_daily_status_sms_go(board, extra, line):
+    # without a programme number the button never reports, and the programme cannot tell
+    # it from a button that went quiet: provision says which it is
+    board.facts = dict(REGISTERED, **ident("GSM", True, "2G", family="sim800"))
+    r = run("provision", "--port", "socket://fake:1", "--alias", "Luna", "--contact", DEFAULT_CONTACT,
+            "--c4", DEFAULT_C4, "--wait-network", "0", *extra)
+    assert r.exit_code == 0, r.output
+    assert line in r.output

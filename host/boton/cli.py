@@ -394,6 +394,11 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_p
                   f"network {ident.get('operator') or 'registered (operator name not reported yet)'}, "
                   f"signal {ident.get('rssi')}/31", markup=False)
     console.print(f"network: {radio.line()}", soft_wrap=True, markup=False)
+    # the programme's only sign that a button it handed out is alive, between visits
+    console.print(f"daily status SMS: to the programme's phone {rules.mask(config['programme_number'])} "
+                  "(`boton reports` reads them)" if config["programme_number"] else
+                  "daily status SMS: none (no --programme-number): `boton reports` will show it as NO REPORT",
+                  soft_wrap=True, markup=False)
     # her alias only where it is seen, not kept: stdout redirected into a log gets a placeholder
     on_terminal = pins.stdout_is_terminal()
     if alias and config["alias"] != alias.strip():
