@@ -1,5 +1,6 @@
 import json
 import pytest
+from cryptography.fernet import Fernet
 
 from boton import mpy as _mpy
 from boton.paths import DATA
@@ -44,6 +45,19 @@ def pytest_report_header(config):
     it = device_interpreter()
     return f"virtual device firmware: {it.label}" + (f" ({it.note})" if it.note else "")
 
+
+
+@pytest.fixture
+def registry_env(tmp_path, monkeypatch):
+    """A registry, its key and a technician, as a technician's shell sets them: the
+    variables, set (for CliRunner and subprocesses alike) and returned."""
+    e = {"BOTON_REGISTRY": str(tmp_path / "reg" / "registry.sqlite3"),
+         "BOTON_KEY": Fernet.generate_key().decode(),
+         "BOTON_KEY_FILE": str(tmp_path / "cfg" / "registry.key"),
+         "BOTON_TECHNICIAN": "ana"}
+    for k, v in e.items():
+        monkeypatch.setenv(k, v)
+    return e
 
 
 @pytest.fixture

@@ -18,15 +18,8 @@ SECRETS = ["Luna", "Maria Lopez", "AGS/2024/00731", "4491112233", "4492223344"]
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.delenv("BOTON_TECHNICIAN", raising=False)
-    e = {"BOTON_REGISTRY": str(tmp_path / "reg" / "registry.sqlite3"),
-         "BOTON_KEY": Fernet.generate_key().decode(),
-         "BOTON_KEY_FILE": str(tmp_path / "cfg" / "registry.key"),
-         "BOTON_TECHNICIAN": "ana"}
-    for k, v in e.items():
-        monkeypatch.setenv(k, v)
-    return e
+def env(registry_env):
+    return registry_env
 
 
 def run(group, *args, code=0, input=None):

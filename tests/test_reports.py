@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from cryptography.fernet import Fernet
 
 from boton import registry_schema, rules
 from boton.cli import main
@@ -53,14 +52,8 @@ def xml(*sms_list):
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    e = {"BOTON_REGISTRY": str(tmp_path / "reg" / "registry.sqlite3"),
-         "BOTON_KEY": Fernet.generate_key().decode(),
-         "BOTON_KEY_FILE": str(tmp_path / "cfg" / "registry.key"),
-         "BOTON_TECHNICIAN": "ana"}
-    for k, v in e.items():
-        monkeypatch.setenv(k, v)
-    return e
+def env(registry_env):
+    return registry_env
 
 
 def delivered(env, m, label, at):

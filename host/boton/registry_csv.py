@@ -230,6 +230,28 @@ class _Errors:
                         + "\n  ".join(shown) + (f"\n  ... and {more} more" if more else ""))
 
 
+
+def csv_records(text):
+    """(line, cells) of each record of a CSV text that is not blank, line being where it
+    starts; the delimiter, ',' or ';' (as a spreadsheet in Spanish saves it), is taken from
+    the first line. csv.Error says the line."""
+    first = text.split("\n", 1)[0]
+    delim = ";" if first.count(";") > first.count(",") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True)
+    prev = 0
+    try:
+        for rec in reader:
+            line, prev = prev + 1, reader.line_num
+            if any(x.strip() for x in rec):
+                yield line, rec
+    except csv.Error as e:
+        raise csv.Error(f"line {reader.line_num}: {e}") from None
+
+
+def header_key(cell):
+    """A header cell as a column name: "Received at" -> "received_at"."""
+    return re.sub(r"[\s-]+", "_", cell.strip().lower())
+
 def _read_csv(path):
     """(normalised header, [(line number, {column: value})]) of a CSV file (UTF-8, with or
     without BOM, comma or semicolon separated)."""
@@ -243,18 +265,11 @@ def _read_csv(path):
         line = raw[:e.start].count(b"\n") + 1
         raise RegistryError(f"{path}: line {line} is not UTF-8 text; save the sheet as "
                             "'CSV UTF-8'") from None
-    first = text.split("\n", 1)[0]
-    delim = ";" if first.count(";") > first.count(",") else ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True)
-    rows, header, prev = [], None, 0
+    rows, header = [], None
     try:
-        for rec in reader:
-            line, prev = prev + 1, reader.line_num
-            if not any(x.strip() for x in rec):
-                continue
+        for line, rec in csv_records(text):
             if header is None:
-                header = [_HEADER_ALIASES.get(k, k) for k in
-                          (re.sub(r"[\s-]+", "_", h.strip().lower()) for h in rec)]
+                header = [_HEADER_ALIASES.get(k, k) for k in map(header_key, rec)]
                 continue
             if len(rec) != len(header):
                 no_header = not set(header) & set(IMPORT_COLUMNS + EXPORT_ONLY_COLUMNS)
@@ -263,8 +278,7 @@ def _read_csv(path):
                                     + (f"; {_NO_HEADER}" if no_header else ""))
             rows.append((line, {k: v.strip() for k, v in zip(header, rec)}))
     except csv.Error as e:
-        raise RegistryError(f"import of {path} refused, nothing was changed: line "
-                            f"{reader.line_num}: {e}") from None
+        raise RegistryError(f"import of {path} refused, nothing was changed: {e}") from None
     if header is None:
         raise RegistryError(f"import of {path} refused: the file is empty (it needs a header "
                             f"row, e.g. {','.join(IMPORT_COLUMNS[:4])})")

@@ -22,7 +22,6 @@ Two formats (docs/registry.md):
 """
 import csv
 import datetime as dt
-import io
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from .daily_reports import is_daily_report_header, parse_daily_report, why_not
 from .errors import RegistryError
+from .registry_csv import csv_records, header_key
 from .registry_fields import normalise_label
 
 # The firmware's daily report period (alert.DEFAULTS["daily_status_s"]): boton's configs do
@@ -127,17 +127,11 @@ def _read_xml(path, raw):
 
 
 def _read_csv(path, text):
-    first = text.split("\n", 1)[0]
-    delim = ";" if first.count(";") > first.count(",") else ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True)
-    out, header, prev = SmsExport(), None, 0
+    out, header = SmsExport(), None
     try:
-        for rec in reader:
-            line, prev = prev + 1, reader.line_num
-            if not any(x.strip() for x in rec):
-                continue
+        for line, rec in csv_records(text):
             if header is None:
-                header = [re.sub(r"[\s-]+", "_", h.strip().lower()) for h in rec]
+                header = [header_key(h) for h in rec]
                 missing = [c for c in ("received_at", "body") if c not in header]
                 if missing:
                     # its cells are not shown: a file without its header row starts with an SMS
@@ -156,7 +150,7 @@ def _read_csv(path, text):
                                     "its UTC offset, e.g. 2025-03-01T08:15:00-06:00")
             out.received.append((f"line {line}", _iso(t), rec[body]))
     except csv.Error as e:
-        raise _refuse(path, f"line {reader.line_num}: {e}") from None
+        raise _refuse(path, str(e)) from None
     if header is None:
         raise _refuse(path, f"the file is empty (it needs a header row: {','.join(CSV_COLUMNS)})")
     return out
