@@ -371,7 +371,7 @@ def test_init_key_and_info(env, monkeypatch, tmp_path):
     dev(*ASSIGN)
     info = json.loads(run(registry, "info", "--json").stdout)
     assert info["key_ok"] and info["key_source"].startswith("key file")
-    assert len(info["key_fingerprint"]) == 16 and info["schema_version"] == 8
+    assert len(info["key_fingerprint"]) == 16 and info["schema_version"] == 9
 
 
 def test_works_inside_the_main_group(env):

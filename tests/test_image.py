@@ -597,3 +597,24 @@ def test_an_image_to_a_named_pipe_is_refused_even_with_force(cli, tmp_path, unbl
     r = unblocking(fifo, lambda: cli(*args))
     assert r.exit_code == 2 and "it is not a regular file" in r.output, r.output
     assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_a_factory_image_records_how_often_its_button_reports(tmp_path, config):
+    # the registry records the daily report period of the config in the image, as `provision`
+    # does: none without a programme number (`boton reports` does not flag its silence)
+    from boton.cli import main
+    from boton.registry import Registry
+    from boton.rules import daily_interval_s
+
+    run = lambda *a: CliRunner().invoke(main, list(a), catch_exceptions=False)   # noqa: E731
+    assert run("devices", "add", "24:6f:28:00:00:01", "--label", "BS-0001").exit_code == 0
+    cfg = tmp_path / "her.json"
+    for programme, every in (("449 300 0000", 86400), (None, 0)):
+        cfg.write_text(json.dumps(dict(config, programme_number=programme)))
+        assert daily_interval_s(dict(config, programme_number=programme)) == every
+        r = run("image", "--config", str(cfg), "--device-id", "BS-0001", "--placeholder-firmware",
+                "-o", str(tmp_path / f"img{every}.bin"))
+        assert r.exit_code == 0, r.output
+        with Registry() as reg:
+            assert reg.find("BS-0001").daily_interval_s == every
+            assert reg.audit()[-1]["action"] == "image"

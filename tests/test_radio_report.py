@@ -307,11 +307,11 @@ def test_identity_gives_the_modem_time_for_the_2g_fallback():
 
 
 
-@pytest.mark.parametrize("extra, line", [
-    ((), "daily status SMS: none (no --programme-number): `boton reports` will show it as NO REPORT"),
-    (("--programme-number", "449 555 0000"), "daily status SMS: to the programme's phone +52********00"),
+@pytest.mark.parametrize("extra, line, every", [
+    ((), "daily status SMS: none (no --programme-number): `boton reports` will list it as sending none", 0),
+    (("--programme-number", "449 555 0000"), "daily status SMS: to the programme's phone +52********00", 86400),
 ])
-def test_provision_says_where_the_daily_status_sms_go(board, extra, line):
+def test_provision_says_where_the_daily_status_sms_go(board, extra, line, every):
     # without a programme number the button never reports, and the programme cannot tell
     # it from a button that went quiet: provision says which it is
     board.facts = dict(REGISTERED, **ident("GSM", True, "2G", family="sim800"))
@@ -319,3 +319,33 @@ def test_provision_says_where_the_daily_status_sms_go(board, extra, line):
             "--c4", DEFAULT_C4, "--wait-network", "0", *extra)
     assert r.exit_code == 0, r.output
     assert line in r.output
+    # ... and the registry records it, so `boton reports` judges this button by its own period
+    with Registry() as reg:
+        assert reg.get(MAC).daily_interval_s == every == rules.daily_interval_s(board.written[-1])
+        assert reg.audit(MAC)[-1]["detail"].endswith(
+            "daily status SMS: none (no programme number)" if not every else "daily status SMS every 86400 s")
+
+
+def test_a_delivered_button_provisioned_without_a_programme_number_is_not_a_reports_alarm(board, monkeypatch):
+    # provisioned from her case without --programme-number, it never reports: `boton
+    # reports` says so instead of NO REPORT forever, and exits 0 for it (cron stays quiet)
+    from cryptography.fernet import Fernet
+
+    from boton.registry import CaseData
+
+    monkeypatch.setenv("BOTON_KEY", Fernet.generate_key().decode())
+    with Registry() as reg:
+        reg.add_device(MAC, label="BS-0001")
+        reg.assign(MAC, CaseData(alias="Luna", case_id="AGS/2024/00731", contacts=["449 111 2233"],
+                                 order_ends="2031-01-31"))
+    board.facts = dict(REGISTERED, **ident("GSM", True, "2G", family="sim800"))
+    r = run("provision", "--port", "socket://fake:1", "--c4", DEFAULT_C4, "--wait-network", "0")
+    assert r.exit_code == 0, r.output
+    assert board.written[-1]["programme_number"] == ""
+    with Registry() as reg:
+        reg.record_test_call(MAC, True, "ok")
+        reg.deliver(MAC)
+        reg.db.execute("UPDATE devices SET delivered_at = '2025-01-01T00:00:00Z' WHERE mac = ?", (MAC,))
+    r = run("reports")
+    assert r.exit_code == 0, r.output
+    assert "no reports configured" in r.output and "NO REPORT" not in r.output

@@ -13,13 +13,14 @@ from click.testing import CliRunner
 
 from boton import registry_schema, rules
 from boton.cli import main
-from boton.errors import EXIT_ATTENTION, EXIT_USAGE
+from boton.errors import EXIT_ATTENTION, EXIT_USAGE, RegistryError
 from boton.paths import FIRMWARE
 from boton.registry import CaseData, Registry
 from boton import registry_reports as RR
 
 sys.path.insert(0, str(FIRMWARE / "lib"))
 import sms  # noqa: E402
+from supervision import Supervision  # noqa: E402
 
 MAC1, MAC2, MAC3 = "24:6f:28:00:00:01", "24:6f:28:00:00:02", "24:6f:28:00:00:03"
 PERSONAL = "Hola amiga nos vemos en casa de mi mama a las 5"
@@ -56,15 +57,16 @@ def env(registry_env):
     return registry_env
 
 
-def delivered(env, m, label, at):
-    """A delivered button (delivered at `at`) with her case, through the registry's API."""
+def delivered(env, m, label, at, every=None):
+    """A delivered button (delivered at `at`) with her case, through the registry's API;
+    every: the daily report period recorded at its provisioning (None: none recorded)."""
     with Registry(env["BOTON_REGISTRY"]) as reg:
         reg.add_device(m, label=label, board="tcall_sim800l_axp192")
         reg.assign(m, CaseData(alias="Luna", case_id=f"AGS/2024/0073{label[-1]}",
                                contacts=[f"449 111 22{label[-2:]}"], order_ends="2031-01-31",
                                full_name="Maria Lopez"))
         reg.record_deploy(m, "ab" * 32)
-        reg.record_provision(m, "cd" * 32)
+        reg.record_provision(m, "cd" * 32, daily_interval_s=every)
         reg.record_test_call(m, True, "ok")
         reg.deliver(m)
         reg.db.execute("UPDATE devices SET delivered_at = ? WHERE mac = ?", (RR._iso(at), m))
@@ -102,6 +104,26 @@ def test_the_period_and_the_battery_threshold_are_the_firmwares():
     cfg = rules.build_config(alias="Luna", contacts=["449 111 2233"], c4=["449 910 0000"],
                              device_id="BS-0001", programme_number="449 300 0000")
     assert "daily_status_s" not in cfg
+
+
+def _config(**kw):
+    programme = kw.pop("programme_number", "449 300 0000")
+    cfg = rules.build_config(alias="Luna", contacts=["449 111 2233"], c4=["449 910 0000"],
+                             device_id="BS-0001", programme_number=programme)
+    return dict(cfg, **kw)
+
+
+@pytest.mark.parametrize("cfg", [
+    _config(), _config(programme_number=None), _config(daily_status_s=0), _config(daily_status_s=None),
+    _config(daily_status_s=-60), _config(daily_status_s=3600), _config(daily_status_s=2 * 86400),
+    _config(daily_status_s=5 * 86400), _config(daily_status_s=9 * 86400),
+    _config(programme_number=None, daily_status_s=3600), _config(programme_number=""),
+])
+def test_the_recorded_daily_interval_is_the_firmwares_own(cfg):
+    # what the registry records at provisioning is what the button's supervision arms
+    fw = Supervision(dict(_firmware_defaults(), **cfg)).daily_ms()
+    assert rules.daily_interval_s(cfg) * 1000 == fw
+    assert rules.DAILY_STATUS_DEFAULT_S == _firmware_defaults()["daily_status_s"]
 
 
 # =========================================================================== import
@@ -182,10 +204,11 @@ def test_a_registry_from_before_reports_migrates_and_keeps_its_data(env):
         reg.add_device(MAC1, label="BS-0001")
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("DROP TABLE daily_reports")
+    con.execute("ALTER TABLE devices DROP COLUMN daily_interval_s")
     con.execute("PRAGMA user_version = 7")
     con.close()
     with Registry(path) as reg:
-        assert reg.schema_version == len(registry_schema.MIGRATIONS) == 8
+        assert reg.schema_version == len(registry_schema.MIGRATIONS) == 9
         assert reg.find("BS-0001").mac == MAC1
         assert reg.db.execute("SELECT count(*) FROM daily_reports").fetchone()[0] == 0
 
@@ -220,6 +243,88 @@ def test_flags_of_each_kind(env, tmp_path):
                    "BS-0007": ["RESTARTED"], "BS-0008": ["ALERTS"], "BS-0009": []}
     three = [b for b in status if b["label"] == "BS-0003"][0]["last_report"]
     assert three["age_s"] == 7200 and three["log_head"] == "57:a1b2c3" and three["gps_sats"] == 7
+
+
+def test_a_button_provisioned_without_a_programme_number_is_not_flagged(env, tmp_path):
+    # it was never meant to report: listed as such, never NO REPORT, and no exit 8 for it
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)     # the CLI's clock
+    old = now - dt.timedelta(days=30)
+    delivered(env, MAC1, "BS-0001", old, every=rules.daily_interval_s(_config(programme_number=None)))
+    delivered(env, MAC2, "BS-0002", old, every=86400)
+    f = tmp_path / "sms.xml"
+    f.write_text(xml((now - dt.timedelta(hours=2), body("BS-0002"))))
+    run("reports", "import", str(f))
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        got = {b["label"]: b for b in reg.report_status(now=now)}
+    assert got["BS-0001"]["flags"] == [] and got["BS-0001"]["daily_interval_s"] == 0
+    assert got["BS-0001"]["note"] == RR.NO_REPORTS_NOTE and got["BS-0001"]["overdue_after_s"] is None
+    assert got["BS-0002"]["note"] is None and got["BS-0002"]["overdue_after_s"] == 54 * 3600
+    out = run("reports").stdout                                         # exit 0
+    assert "no reports configured" in out and "NO REPORT" not in out
+    assert "all 1 delivered button(s) reported and are well" in out
+    assert "1 delivered button(s) send no daily reports (provisioned without --programme-number)" in out
+    data = json.loads(run("reports", "list", "--json").stdout)
+    one = [b for b in data["buttons"] if b["label"] == "BS-0001"][0]
+    assert (one["daily_interval_s"], one["interval_recorded"], one["flags"]) == (0, True, [])
+    assert "no reports configured" in one["note"]
+    assert (data["need_attention"], data["no_reports_configured"]) == (0, 1)
+    # what a report it still sends says is judged all the same (one from a bench test with
+    # a programme number, after delivery)
+    f.write_text(xml((now - dt.timedelta(hours=1), body("BS-0001", battery=9))))
+    run("reports", "import", str(f))
+    assert "LOW BATTERY" in run("reports", code=EXIT_ATTENTION).stdout
+
+
+def test_a_button_is_judged_by_its_own_period(env, tmp_path):
+    # a 2-day period: a report 3 days ago is one missed report, not yet a visit; 5 days is
+    delivered(env, MAC1, "BS-0001", NOW - dt.timedelta(days=30), every=2 * 86400)
+    delivered(env, MAC2, "BS-0002", NOW - dt.timedelta(days=30))        # none recorded: 1 day
+    f = tmp_path / "sms.xml"
+    f.write_text(xml((NOW - dt.timedelta(days=3), body("BS-0001")), (NOW - dt.timedelta(days=3), body("BS-0002"))))
+    run("reports", "import", str(f))
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        got = {b["label"]: b for b in reg.report_status(now=NOW)}
+        later = {b["label"]: b["flags"] for b in reg.report_status(now=NOW + dt.timedelta(days=2))}
+    assert got["BS-0001"]["flags"] == [] and got["BS-0001"]["overdue_after_s"] == 4 * 86400 + 6 * 3600
+    assert got["BS-0002"]["flags"] == ["OVERDUE"] and got["BS-0002"]["interval_recorded"] is False
+    assert later == {"BS-0001": ["OVERDUE"], "BS-0002": ["OVERDUE"]}
+    # NO REPORT after its own two periods too
+    delivered(env, MAC3, "BS-0003", NOW - dt.timedelta(days=3), every=2 * 86400)
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        assert {b["label"]: b["flags"] for b in reg.report_status(now=NOW)}["BS-0003"] == []
+        assert {b["label"]: b["flags"] for b in reg.report_status(now=NOW + dt.timedelta(days=2))}["BS-0003"] \
+            == ["NO REPORT"]
+
+
+def test_a_registry_from_before_intervals_keeps_them_unknown_and_judged_as_before(env, tmp_path):
+    old = NOW - dt.timedelta(days=30)
+    delivered(env, MAC1, "BS-0001", old)
+    delivered(env, MAC2, "BS-0002", old)
+    path = env["BOTON_REGISTRY"]
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("ALTER TABLE devices DROP COLUMN daily_interval_s")     # schema 8, as boton wrote it
+    con.execute("PRAGMA user_version = 8")
+    con.close()
+    f = tmp_path / "sms.xml"
+    f.write_text(xml((NOW - 60 * dt.timedelta(hours=1), body("BS-0002"))))
+    run("reports", "import", str(f))
+    with Registry(path) as reg:
+        assert reg.schema_version == 9
+        assert reg.get(MAC1).daily_interval_s is None
+        got = {b["label"]: b for b in reg.report_status(now=NOW)}
+    assert got["BS-0001"]["flags"] == ["NO REPORT"] and got["BS-0002"]["flags"] == ["OVERDUE"]
+    assert {(b["daily_interval_s"], b["interval_recorded"]) for b in got.values()} == {(86400, False)}
+    run("reports", code=EXIT_ATTENTION)
+
+
+def test_an_interval_the_firmware_cannot_have_is_refused(env):
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        reg.add_device(MAC1, label="BS-0001")
+        reg.record_deploy(MAC1, "ab" * 32)
+        for bad in (-1, 432001, "86400", True):
+            with pytest.raises(RegistryError, match="daily report interval"):
+                reg.record_provision(MAC1, "cd" * 32, daily_interval_s=bad)
+        assert reg.get(MAC1).daily_interval_s is None
 
 
 def test_one_missed_report_is_not_yet_overdue_and_a_third_day_is():

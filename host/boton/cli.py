@@ -387,7 +387,7 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_p
                                 pin_kept=pin_hash is not None)
             digest = prov.write_config(dev, config)
         rec = reg.finish_provision(mac, digest, imei=ident.get("imei"), iccid=ident.get("iccid"),
-                                   voice=radio.voice)
+                                   voice=radio.voice, daily_interval_s=rules.daily_interval_s(config))
     source = "from her case" if case else "bench configuration (no case: it cannot be delivered)"
     console.print(f"provisioned {known.label} ({mac}) {source}: {len(config['contacts'])} contact(s), "
                   f"{len(config['c4_numbers'])} C4 number(s), gesture {gesture}; config {digest[:12]} verified; "
@@ -397,7 +397,8 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_p
     # the programme's only sign that a button it handed out is alive, between visits
     console.print(f"daily status SMS: to the programme's phone {rules.mask(config['programme_number'])} "
                   "(`boton reports` reads them)" if config["programme_number"] else
-                  "daily status SMS: none (no --programme-number): `boton reports` will show it as NO REPORT",
+                  "daily status SMS: none (no --programme-number): `boton reports` will list it as sending none "
+                  "and cannot tell if it goes quiet",
                   soft_wrap=True, markup=False)
     # her alias only where it is seen, not kept: stdout redirected into a log gets a placeholder
     on_terminal = pins.stdout_is_terminal()

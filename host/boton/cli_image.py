@@ -286,7 +286,8 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
             reg.begin_provision(known.mac, report["config_sha256"], case_row)
             _write_image(out, data, force, known.label)
             # registry last: the config read back from the finished image (build) is the one
-            d = reg.finish_provision(known.mac, report["config_sha256"], image=True)
+            d = reg.finish_provision(known.mac, report["config_sha256"], image=True,
+                                     daily_interval_s=rules.daily_interval_s(config))
         report["registry"] = {"recorded": True, "label": d.label, "mac": d.mac, "state": d.state,
                               "case": case is not None}
     report["output"] = str(out)

@@ -12,7 +12,7 @@ from rich.table import Table
 from .cli_output import OneLineErrors
 from .cli_registry import _echo_json, _open, json_option, registry_options
 from .errors import EXIT_ATTENTION
-from .registry_reports import CSV_COLUMNS, DAILY_STATUS_S, FLAGS, LOW_BATTERY_PCT, OVERDUE_MARGIN_S
+from .registry_reports import CSV_COLUMNS, DAILY_STATUS_S, FLAGS, LOW_BATTERY_PCT, overdue_after_s
 
 console = Console(highlight=False)
 
@@ -28,9 +28,11 @@ def reports(ctx):
     of that phone, `boton reports` (or `reports list`) says for every delivered button how
     old its last report is and what needs a visit.
 
-    Flags: NO REPORT (none since delivery) or OVERDUE (none for two days and 6 h), LOW
-    BATTERY (20% or less), GPS NOT RESPONDING, NO VOICE (SIN VOZ: it cannot call C4),
-    RESTARTED (it reset since the report before), ALERTS (alerts since the report before).
+    Flags: NO REPORT (none since delivery) or OVERDUE (none for two of its daily periods
+    and 6 h), LOW BATTERY (20% or less), GPS NOT RESPONDING, NO VOICE (SIN VOZ: it cannot
+    call C4), RESTARTED (it reset since the report before), ALERTS (alerts since the report
+    before). A button provisioned without a programme number sends none: it is listed as
+    "no reports configured", never flagged for its silence.
 
     Exit codes: 0 every delivered button is well, 8 one or more need attention (for cron),
     2 bad input (a file that is no SMS export; nothing imported).
@@ -100,25 +102,29 @@ def list_(as_json, registry_path, technician):
     with _open(registry_path, technician) as reg:
         rows = reg.report_status()
     attention = [r for r in rows if r["flags"]]
+    silent = [r for r in rows if not r["daily_interval_s"]]
     if as_json:
-        _echo_json({"interval_s": DAILY_STATUS_S, "overdue_after_s": 2 * DAILY_STATUS_S + OVERDUE_MARGIN_S,
+        # interval_s, overdue_after_s: for buttons with no period recorded (each button has its own)
+        _echo_json({"interval_s": DAILY_STATUS_S, "overdue_after_s": overdue_after_s(DAILY_STATUS_S),
                     "low_battery_pct": LOW_BATTERY_PCT, "flags": list(FLAGS), "buttons": rows,
-                    "need_attention": len(attention)})
+                    "need_attention": len(attention), "no_reports_configured": len(silent)})
     elif not rows:
         console.print("no delivered buttons")
     else:
         table = Table(show_edge=False, pad_edge=False)
         # the label, the flags and the report's age come first and are never cut short
         table.add_column("label", no_wrap=True, min_width=max(len(b["label"]) for b in rows))
-        table.add_column("flags", no_wrap=True, min_width=max([4] + [len(", ".join(b["flags"])) for b in rows]))
+        table.add_column("flags", no_wrap=True, min_width=max([4] + [len(", ".join(b["flags"]) or (
+            "ok" if b["daily_interval_s"] else "no reports configured")) for b in rows]))
         table.add_column("last report", no_wrap=True, min_width=11)
         for col in ("bat", "signal", "gps", "alerts", "up"):   # firmware, log head: --json
             table.add_column(col, no_wrap=True, overflow="ellipsis")
         for b in rows:
             r = b["last_report"]
-            flags = "[red]" + ", ".join(b["flags"]) + "[/]" if b["flags"] else "ok"
+            flags = ("[red]" + ", ".join(b["flags"]) + "[/]" if b["flags"] else
+                     "ok" if b["daily_interval_s"] else "no reports configured")
             if r is None:
-                table.add_row(b["label"], flags, "never")
+                table.add_row(b["label"], flags, "never" if b["daily_interval_s"] else "-")
                 continue
             table.add_row(
                 b["label"], flags, _age(r["age_s"]) + (" PRUEBA" if r["test"] else ""),
@@ -127,8 +133,14 @@ def list_(as_json, registry_path, technician):
                 _gps(r), "" if r["alerts"] is None else str(r["alerts"]),
                 "" if r["uptime_h"] is None else f"{r['uptime_h']} h")
         console.print(table)
+        watched = len(rows) - len(silent)
         console.print(f"{len(attention)} of {len(rows)} delivered button(s) need attention"
-                      if attention else f"all {len(rows)} delivered button(s) reported and are well")
+                      if attention else f"all {watched} delivered button(s) reported and are well"
+                      if watched else "no delivered button sends daily reports")
+        if silent:
+            console.print(f"{len(silent)} delivered button(s) send no daily reports (provisioned without "
+                          "--programme-number): their silence is not flagged; provision them again with "
+                          "--programme-number to watch them", soft_wrap=True)
     if attention:
         raise SystemExit(EXIT_ATTENTION)
 

@@ -14,6 +14,7 @@ from .registry_fields import (LABEL_MAX, check_board, check_hash, format_flash_s
                               resolve_technician, scrub, show_input)
 from .registry_schema import DeviceRecord
 from .registry_states import TRANSITIONS, refusal_hint
+from .rules import DAILY_STATUS_MAX_S
 from .rules import config_hash as prov_config_hash
 
 # A provisioning that ended (finished, aborted, or its button wiped or back in stock): no
@@ -188,15 +189,18 @@ class DeviceLifecycle:
         return c.open(mac, tokens[case_a]).case_id.upper() == c.open(mac, tokens[case_b]).case_id.upper()
 
     def finish_provision(self, mac, config_hash, imei=None, iccid=None, voice=None,
-                         image=False) -> DeviceRecord:
+                         image=False, daily_interval_s=None) -> DeviceRecord:
         """After the config was read back from the button and its hash is the one
         begin_provision recorded: provisioning -> provisioned. voice: whether the network
         offered voice (None: unknown, e.g. older firmware; False is record_no_voice's).
         image: the config was read back from a factory image file (`boton image`), not from
         the button: audited as `image`; the button holds it once the image is flashed (a
-        whole-flash write, which erases its event log), and its voice stays as last seen."""
+        whole-flash write, which erases its event log), and its voice stays as last seen.
+        daily_interval_s: how often that config has it send its daily status SMS
+        (rules.daily_interval_s; 0: never; None: unknown, judged at the firmware default)."""
         mac = normalise_mac(mac)
         cfg = check_hash(config_hash, "config hash")
+        daily = _check_daily_interval(daily_interval_s)
         imei = normalise_imei(imei) if imei else None
         iccid = normalise_iccid(iccid) if iccid else None
         with self._write() as db:
@@ -219,14 +223,16 @@ class DeviceLifecycle:
             self._update(db, mac, state=to, config_hash=cfg, config_case=row["pending_case"],
                          **NO_PENDING,
                          imei=imei or row["imei"], iccid=iccid or row["iccid"], voice=voice,
+                         daily_interval_s=daily,
                          technician=self.technician, provisioned_at=self.now(), state_reason=None, **flag)
             moved = f"{row['state']} -> {to}" if to != row["state"] else "stays delivered, to be test-called"
             if image:
                 self._audit(db, "image", mac, f"config {cfg[:12]} read back from a factory image file; "
-                            f"{moved}; on the button once the image is flashed")
+                            f"{moved}; on the button once the image is flashed" + _daily_note(daily))
             else:
                 self._audit(db, "provision", mac, f"config {cfg[:12]} verified; {moved}"
-                            + ("; wipe flag cleared: its flash held only this case's configuration" if own else ""))
+                            + ("; wipe flag cleared: its flash held only this case's configuration" if own else "")
+                            + _daily_note(daily))
             return DeviceRecord.from_row(self._row(db, mac))
 
     def pin_hash_to_keep(self, mac, raw, case_row) -> str:
@@ -308,7 +314,7 @@ class DeviceLifecycle:
         with self._write() as db:
             row, to = self._begin(db, mac, "abort_provision")
             active = self._active_case_row(db, mac)
-            self._update(db, mac, state=to, config_hash=None, config_case=None,
+            self._update(db, mac, state=to, config_hash=None, config_case=None, daily_interval_s=None,
                          **NO_PENDING, wipe_required=1,
                          wipe_case=self._only_case(row, active["id"] if active else None),
                          test_call_result=None, test_call_detail=None, test_call_at=None,
@@ -318,13 +324,15 @@ class DeviceLifecycle:
             return DeviceRecord.from_row(self._row(db, mac))
 
     def record_provision(self, mac, config_hash, imei=None, iccid=None, technician=None,
-                         voice=None) -> DeviceRecord:
+                         voice=None, daily_interval_s=None) -> DeviceRecord:
         """begin_provision and finish_provision in one step, for a configuration already
         written and verified (the API, imports, tests): built from the case the device has
         now, if any. The CLI uses the two steps around the write. voice: as finish_provision
-        (None: unknown; False: SMS only, so test-call and deliver refuse it)."""
+        (None: unknown; False: SMS only, so test-call and deliver refuse it);
+        daily_interval_s: as finish_provision (None: unknown)."""
         mac = normalise_mac(mac)
         cfg = check_hash(config_hash, "config hash")
+        daily = _check_daily_interval(daily_interval_s)
         imei = normalise_imei(imei) if imei else None
         iccid = normalise_iccid(iccid) if iccid else None
         tech = resolve_technician(technician or self.technician)
@@ -336,10 +344,10 @@ class DeviceLifecycle:
             self._update(db, mac, state=to, config_hash=cfg, config_case=active["id"] if active else None,
                          **NO_PENDING,
                          imei=imei or row["imei"], iccid=iccid or row["iccid"], technician=tech,
-                         voice=None if voice is None else int(bool(voice)),
+                         voice=None if voice is None else int(bool(voice)), daily_interval_s=daily,
                          provisioned_at=self.now(), test_call_result=None, test_call_detail=None,
                          test_call_at=None, test_call_config=None, state_reason=None)
-            self._audit(db, "provision", mac, f"config {cfg[:12]}; {row['state']} -> {to}")
+            self._audit(db, "provision", mac, f"config {cfg[:12]}; {row['state']} -> {to}" + _daily_note(daily))
             return DeviceRecord.from_row(self._row(db, mac))
 
     def check_config(self, mac, raw) -> str:
@@ -488,7 +496,7 @@ class DeviceLifecycle:
             if not self._holds_config(row) or row["state"] not in ("provisioning", "provisioned", "delivered"):
                 return DeviceRecord.from_row(row)
             active = self._active_case_row(db, mac)
-            self._update(db, mac, state="in_stock", config_hash=None, config_case=None,
+            self._update(db, mac, state="in_stock", config_hash=None, config_case=None, daily_interval_s=None,
                          **NO_PENDING, wipe_required=1,
                          wipe_case=self._only_case(row, active["id"] if active else None),
                          test_call_result=None, test_call_detail=None, test_call_at=None,
@@ -533,6 +541,7 @@ class DeviceLifecycle:
                 if kept_log:
                     note += "; her event log was kept: flagged until a full wipe"
                 self._update(db, mac, state=to, wipe_required=int(kept_log), config_hash=None, config_case=None,
+                             daily_interval_s=None,
                              **NO_PENDING,
                              test_call_result=None, test_call_detail=None, test_call_at=None,
                              test_call_config=None)
@@ -658,3 +667,18 @@ class DeviceLifecycle:
                                 "address, numbers or anything of her case)")
         return r
 
+
+def _check_daily_interval(seconds):
+    """A daily report period to record (rules.daily_interval_s: 0 to 5 days), or None."""
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= DAILY_STATUS_MAX_S:
+        raise RegistryError(f"daily report interval must be 0 to {DAILY_STATUS_MAX_S} seconds, got {seconds!r}")
+    return seconds
+
+
+def _daily_note(seconds):
+    """What the audit says of a recorded daily report period (nothing when unknown)."""
+    if seconds is None:
+        return ""
+    return "; daily status SMS: none (no programme number)" if seconds == 0 else f"; daily status SMS every {seconds} s"

@@ -32,9 +32,10 @@ from .errors import RegistryError
 from .registry_csv import csv_records, header_key
 from .registry_fields import normalise_label
 
-# The firmware's daily report period (alert.DEFAULTS["daily_status_s"]): boton's configs do
-# not set it (rules.build_config), so every button the registry provisioned reports this
-# often; tests/test_reports.py holds it to the firmware's.
+# The firmware's daily report period (alert.DEFAULTS["daily_status_s"]; tests/test_reports.py
+# holds it to the firmware's): a button is judged by the period the registry recorded at its
+# provisioning (devices.daily_interval_s, rules.daily_interval_s of its config; 0: it sends
+# none), or by this one when none was recorded (provisioned before boton recorded it).
 DAILY_STATUS_S = 86400
 # A report is overdue when none came for two periods and this margin (a report the phone
 # received late, one the network held for hours): one missed report is not yet a visit.
@@ -47,6 +48,9 @@ RESTART_SLACK_S = 1800
 
 FLAGS = ("NO REPORT", "OVERDUE", "LOW BATTERY", "GPS NOT RESPONDING", "NO VOICE", "RESTARTED",
          "ALERTS")
+
+# a button whose configuration sends no daily reports (daily_interval_s 0)
+NO_REPORTS_NOTE = "no reports configured (provisioned without a programme number)"
 
 CSV_COLUMNS = ("received_at", "from", "body")
 _FIELDS = ("label", "test", "battery_pct", "signal", "voice", "gps", "gps_sats", "gps_fix_age_s",
@@ -164,19 +168,26 @@ def _csv_time(text):
     return t if t.tzinfo is not None and 1970 <= t.year <= 9999 else None
 
 
+def overdue_after_s(interval_s):
+    """How long after its last report (or its delivery) a button reporting every
+    interval_s is flagged; None for 0 (it sends no reports: never flagged for silence)."""
+    return 2 * interval_s + OVERDUE_MARGIN_S if interval_s else None
+
+
 def judge(delivered_at, last, prev, now, interval_s=DAILY_STATUS_S):
     """The flags of one delivered button (a subset of FLAGS, in that order): last and prev
     are its last two reports since delivery (dicts with received_at and the report's
-    fields), or None."""
+    fields), or None. interval_s: its daily report period; 0: it sends none, so neither
+    NO REPORT nor OVERDUE (what a report it still sent says is judged all the same)."""
     flags = []
-    late = 2 * interval_s + OVERDUE_MARGIN_S
+    late = overdue_after_s(interval_s)
     if last is None:
         since = parse_time(delivered_at)
-        if since is None or (now - since).total_seconds() > late:
+        if late is not None and (since is None or (now - since).total_seconds() > late):
             flags.append("NO REPORT")
         return flags
     received = parse_time(last["received_at"])
-    if (now - received).total_seconds() > late:
+    if late is not None and (now - received).total_seconds() > late:
         flags.append("OVERDUE")
     if last["battery_pct"] is not None and last["battery_pct"] <= LOW_BATTERY_PCT:
         flags.append("LOW BATTERY")
@@ -246,14 +257,17 @@ class DailyReports:
                 "unreadable": unreadable, "unknown": unknown}
 
     def report_status(self, now=None, interval_s=DAILY_STATUS_S) -> list:
-        """For every delivered button, by label: {label, mac, delivered_at, last_report (its
-        fields, received_at and age_s; None if none since delivery), flags}. Reports received
-        before its delivery (a bench test, a woman who had it before) do not count."""
+        """For every delivered button, by label: {label, mac, delivered_at, daily_interval_s
+        (its period: the one recorded at its provisioning, else interval_s; 0: it sends
+        none), interval_recorded, overdue_after_s (None for 0), last_report (its fields,
+        received_at and age_s; None if none since delivery), flags, note (why a button
+        that sends no reports is not flagged, else None)}. Reports received before its
+        delivery (a bench test, a woman who had it before) do not count."""
         now = now or (self._clock() if self._clock else dt.datetime.now(dt.timezone.utc))
         out = []
         with self._read() as db:
-            devices = db.execute("SELECT mac, label, delivered_at FROM devices WHERE state = 'delivered' "
-                                 "ORDER BY label").fetchall()
+            devices = db.execute("SELECT mac, label, delivered_at, daily_interval_s FROM devices "
+                                 "WHERE state = 'delivered' ORDER BY label").fetchall()
             for d in devices:
                 rows = db.execute(
                     "SELECT * FROM daily_reports WHERE mac = ? AND received_at >= ? "
@@ -261,8 +275,13 @@ class DailyReports:
                 last, prev = (_report(rows[0]) if rows else None), (_report(rows[1]) if len(rows) > 1 else None)
                 if last is not None:
                     last["age_s"] = max(0, int((now - parse_time(last["received_at"])).total_seconds()))
+                recorded = d["daily_interval_s"] is not None
+                every = d["daily_interval_s"] if recorded else interval_s
                 out.append({"label": d["label"], "mac": d["mac"], "delivered_at": d["delivered_at"],
-                            "last_report": last, "flags": judge(d["delivered_at"], last, prev, now, interval_s)})
+                            "daily_interval_s": every, "interval_recorded": recorded,
+                            "overdue_after_s": overdue_after_s(every), "last_report": last,
+                            "flags": judge(d["delivered_at"], last, prev, now, every),
+                            "note": None if every else NO_REPORTS_NOTE})
         return out
 
 

@@ -186,6 +186,16 @@ def _m8_daily_reports(db):
     """)
 
 
+def _m9_daily_interval(db):
+    """How often the configuration written at the button's last finished provisioning has
+    it send its silent daily status SMS, in seconds (rules.daily_interval_s; 0: it sends
+    none, provisioned without a programme number), so `boton reports` judges each button
+    by its own period and does not flag one that was never meant to report. NULL:
+    unknown (provisioned before this was recorded): judged at the firmware's default, as
+    before."""
+    db.execute("ALTER TABLE devices ADD COLUMN daily_interval_s INTEGER")
+
+
 def _script(db, sql):
     """Run SQL statements one by one: sqlite3's executescript() would COMMIT the
     migration's transaction half-way."""
@@ -203,7 +213,7 @@ def _script(db, sql):
 # caller's transaction (so it may also move data in Python). Append only; never edit one
 # that has shipped.
 MIGRATIONS = [_m1_devices, _m2_cases, _m3_audit_chain, _m4_order_of_operations, _m5_voice,
-              _m6_wipe_case, _m7_pending_pin_kept, _m8_daily_reports]
+              _m6_wipe_case, _m7_pending_pin_kept, _m8_daily_reports, _m9_daily_interval]
 
 
 @dataclass(frozen=True)
@@ -240,6 +250,7 @@ class DeviceRecord:
     test_call_config: str = None
     voice: bool = None
     wipe_case: int = None
+    daily_interval_s: int = None   # daily status SMS period of its config (0: none; None: unknown)
     case_row: int = None      # her active case's row (cases.id), None without one
 
     @property

@@ -292,6 +292,22 @@ def build_config(*, alias, contacts, c4, device_id, pin=None, pin_hash=None, all
     return config
 
 
+# The firmware's daily status SMS period (alert.DEFAULTS["daily_status_s"]; build_config
+# does not set it) and its cap (supervision.daily_ms: timers stay inside ticks_ms' half period).
+DAILY_STATUS_DEFAULT_S = 86400
+DAILY_STATUS_MAX_S = 432000
+
+
+def daily_interval_s(config: dict) -> int:
+    """How often a button with this configuration sends its silent daily status SMS, in
+    seconds; 0: never (no programme number, or a period of 0). Mirrors the firmware's
+    supervision.daily_ms (tests/test_reports.py holds them together): the period is the
+    config's daily_status_s or the firmware default, capped at 5 days."""
+    period = config.get("daily_status_s", DAILY_STATUS_DEFAULT_S)
+    period = int(period or 0)
+    return min(period, DAILY_STATUS_MAX_S) if period > 0 and config.get("programme_number") else 0
+
+
 def config_bytes(config: dict) -> bytes:
     """config.json as the device stores it, or InputError if the device would refuse it."""
     return device_json(json.dumps(config, sort_keys=True, separators=(",", ":")).encode(),
