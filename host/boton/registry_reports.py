@@ -31,12 +31,12 @@ from .daily_reports import is_daily_report_header, parse_daily_report, why_not
 from .errors import RegistryError
 from .registry_csv import csv_records, header_key
 from .registry_fields import normalise_label
+from .rules import DAILY_STATUS_DEFAULT_S
 
-# The firmware's daily report period (alert.DEFAULTS["daily_status_s"]; tests/test_reports.py
-# holds it to the firmware's): a button is judged by the period the registry recorded at its
-# provisioning (devices.daily_interval_s, rules.daily_interval_s of its config; 0: it sends
-# none), or by this one when none was recorded (provisioned before boton recorded it).
-DAILY_STATUS_S = 86400
+# A button is judged by the period the registry recorded at its provisioning
+# (devices.daily_interval_s, rules.daily_interval_s of its config; 0: it sends none), or by
+# the firmware's default when none was recorded (provisioned before boton recorded it).
+DAILY_STATUS_S = DAILY_STATUS_DEFAULT_S
 # A report is overdue when none came for two periods and this margin (a report the phone
 # received late, one the network held for hours): one missed report is not yet a visit.
 OVERDUE_MARGIN_S = 6 * 3600
