@@ -62,7 +62,11 @@ def test_virtual_chip_flashed_on_one_connection_without_stub(chip):
     lines = []
     res = fl.flash(chip.url, VIRTUAL_FW, progress=lines.append)
     log = commands(chip)
-    assert log.count("SYNC") == 1          # one connection: esptool synced once
+    assert chip.connections == 1           # one connection for the whole run
+    # synced once: esptool may resend SYNC when the answer is late (0.1 s on a busy host, as on
+    # a real chip), but only before its first other command, never by reconnecting later
+    first = next(i for i, name in enumerate(log) if name != "SYNC")
+    assert first >= 1 and "SYNC" not in log[first:]
     assert "MEM_BEGIN" not in log          # no stub upload
     assert log[-2:] == ["FLASH_BEGIN", "FLASH_END"]  # and it ran the app
     chip.wait_boot("run")

@@ -194,6 +194,7 @@ class RomServer:
         self.boots = []           # (monotonic time, mode, reason) of every boot, in order;
                                   # reason: "poweron" (EN), "sw" (software reset), "jump"
                                   # (the ROM ran user code: FLASH_END)
+        self.connections = 0      # host connections accepted (esptool opens one per run)
         self._initial_mode = boot_mode
         self._latched = boot_mode  # strapping latched at the last EN boot
         self._host, self._port = host, port
@@ -319,6 +320,7 @@ class RomServer:
         conn.settimeout(5)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._conn = conn
+        self.connections += 1
         sel.register(conn, selectors.EVENT_READ, "client")
         if self.rfc2217:
             # pyserial's RFC 2217 code, only for a server that serves rfc2217://
