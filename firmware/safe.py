@@ -36,6 +36,11 @@ CALL_READY_MS = 20000
 # not answer within VOICE_FALLBACK_S, or the module is left with no network at all.
 GSM_ONLY, RAT_AUTO = "AT+CNMP=13", "AT+CNMP=2"
 VOICE_FALLBACK_S = 40
+# A dial before the module is on a network ends NO CARRIER at once and costs one of the
+# ROUNDS: each dial waits for it (+CREG, or on LTE +CEREG, 1 home or 5 roaming), as long as
+# modemup.REGISTER_S at most (weak coverage), then dials all the same.
+REGISTER_S = 60
+REG_QUERIES = {"sim800": ("AT+CREG?",), "a7670": ("AT+CREG?", "AT+CEREG?")}
 # Or its dial is taken and the call ends at once, never ringing (module firmware whose
 # VoLTE fails): SILENT_FAILS such calls in a row (within QUICK_END_MS of the dial, ended
 # by the network, never alerting) count as a refused dial, as radio.call_ended counts them.
@@ -267,6 +272,8 @@ async def _call_c4(at, numbers, wdt, revive):
                 for _ in range(3):  # a call with the speaker on could give her away
                     if await at.cmd(at.covert) == "OK":
                         break
+                if not await _registered(at, wdt, REG_QUERIES[at.family], REGISTER_S):
+                    print("EV safe_not_registered")
                 dialed = time.ticks_ms()
                 ended = "refused" if await _dial(at, number) != "OK" else await _call_end(at, wdt)
                 if ended == "answered":
@@ -294,19 +301,29 @@ async def _dial(at, number):
 
 async def _voice_via_2g(at, wdt):
     """GSM only, until registered for voice (+CREG 1 or 5): True. Else back to automatic."""
-    import asyncio
     await at.cmd(GSM_ONLY)
-    for _ in range(VOICE_FALLBACK_S):
-        wdt.feed()
-        at.lines = []
-        await at.cmd("AT+CREG?")
-        for ln in at.lines:  # +CREG: <n>,<stat>[,...]
-            if ln.startswith("+CREG:") and ln[6:].split(",")[1:2] in (["1"], ["5"]):
-                print("EV safe_voice_fallback 2g")
-                return True
-        await asyncio.sleep_ms(int(1000 * at.scale))
+    if await _registered(at, wdt, ("AT+CREG?",), VOICE_FALLBACK_S):
+        print("EV safe_voice_fallback 2g")
+        return True
     await at.cmd(RAT_AUTO)
     print("EV safe_voice_fallback none")
+    return False
+
+
+async def _registered(at, wdt, queries, seconds):
+    """Asked every second, seconds at most: True once a query's answer says registered
+    (+CREG: <n>,<stat>[,...] or +CEREG: ...; stat 1 home, 5 roaming)."""
+    import asyncio
+    for _ in range(seconds):
+        wdt.feed()
+        at.lines = []
+        for q in queries:
+            await at.cmd(q)
+        for ln in at.lines:
+            i = ln.find(":")
+            if ln[:i] in ("+CREG", "+CEREG") and ln[i + 1:].split(",")[1:2] in (["1"], ["5"]):
+                return True
+        await asyncio.sleep_ms(int(1000 * at.scale))
     return False
 
 

@@ -184,6 +184,25 @@ def test_a_crash_loop_during_her_alert_hands_over_to_safe_mode_which_calls_c4(tm
         vd.stop()
 
 
+@pytest.mark.parametrize("board", [None, "ta7670x_a7670sa"])
+def test_safe_mode_dials_once_the_network_has_registered_the_module(tmp_path, flash, board):
+    """Registering takes long where coverage is weak (here 60 s after the module starts).
+    Safe mode dialled at once: every dial before the registration ended NO CARRIER, its
+    three rounds were spent in about 15 s, and the alert it carried on called no one."""
+    if board:
+        flash = install(tmp_path / f"flash-{board}", board, demo_config(c4=[OTHER_C4]))
+    (flash / "pmu.py").write_text(RECURRING_FAULT)
+    (flash / "alert.json").write_text('{"active": true}')   # her alert was running
+    vd = _boot(tmp_path, flash, network_options={"register_s": 60.0},
+               **({"board": board} if board else {}))
+    try:
+        vd.wait_console("EV safe_mode crash_loop", timeout=120)
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == OTHER_C4, timeout=60)
+        assert vd.console_text().count("EV safe_dial") == 1   # no dial wasted before it
+    finally:
+        vd.stop()
+
+
 EPOCH_2000 = 946684800
 
 
