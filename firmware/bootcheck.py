@@ -134,9 +134,11 @@ def modem_pins(board):
 
 def alert_running():
     """Whether alert.json says an alert is running (what safe mode after a crash loop
-    must carry on: the call to C4). One the RTC shows past its end (saved days ago, her
-    battery flat since) is not: the normal resume's gap (appboot.saved_gap_ms), or C4
-    and her contacts get a false alert."""
+    must carry on: the call to C4): False, True, or the Unix time its max_alert_s end
+    falls at when the RTC cannot tell (unset since a power-on) but the save has real time:
+    safe mode then asks the network's clock. One the RTC shows past its end (saved days
+    ago, her battery flat since) is not running: the normal resume's gap
+    (appboot.saved_gap_ms), or C4 and her contacts get a false alert."""
     st, _ = read_json("alert.json")
     if not (isinstance(st, dict) and st.get("active")):
         return False
@@ -146,7 +148,12 @@ def alert_running():
         cfg, _ = read_json("config.json")
         c = dict(DEFAULTS)
         c.update(cfg if isinstance(cfg, dict) else {})
-        if (appboot.saved_gap_ms(st) or 0) + int(st.get("elapsed_ms") or 0) < c["max_alert_s"] * 1000:
+        left_ms = c["max_alert_s"] * 1000 - int(st.get("elapsed_ms") or 0)
+        gap = appboot.saved_gap_ms(st)
+        at = st.get("at")
+        if gap is None and left_ms > 0 and isinstance(at, int) and at >= appboot.SYNCED_AFTER:
+            return at + left_ms // 1000
+        if (gap or 0) < left_ms:
             return True
     except Exception:  # the firmware's modules broken too: carried on, as an unknown gap is
         return True

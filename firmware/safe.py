@@ -41,6 +41,9 @@ VOICE_FALLBACK_S = 40
 # modemup.REGISTER_S at most (weak coverage), then dials all the same.
 REGISTER_S = 60
 REG_QUERIES = {"sim800": ("AT+CREG?",), "a7670": ("AT+CREG?", "AT+CEREG?")}
+# The network's time (NITZ) comes with a registration only after AT+CLTS=1 (the SIM800's
+# INIT; the A7670's has none): sent as soon as the module listens, before it registers.
+NETWORK_TIME_ON = {"sim800": ("AT+CLTS=1",), "a7670": ()}
 # Or its dial is taken and the call ends at once, never ringing (module firmware whose
 # VoLTE fails): SILENT_FAILS such calls in a row (within QUICK_END_MS of the dial, ended
 # by the network, never alerting) count as a refused dial, as radio.call_ended counts them.
@@ -71,6 +74,7 @@ def run(why, log=True):
     if not logged:
         print("EV safe_mode", why)
     board, numbers, hold_ms = bootcheck.PLAN or bootcheck.plan()[0]
+    # True, or the Unix time her alert ends at by real time the RTC does not have yet
     call_now = why == "crash_loop" and bootcheck.alert_running()
     bootcheck.purge()  # what alert_running loaded to tell (appboot, alert)
     import asyncio
@@ -140,17 +144,20 @@ async def _main(board, numbers, hold_ms, call_now=False):
         if not await _probe(at, 3, wdt):  # off or hung since: up again, the safe way
             await _power_modem(hw, m, at, wdt)
 
-    async def alert():
+    async def alert(ends_at=None):
         await ready.wait()
         try:
             await revive()
+            if ends_at and await _over_by_network_time(hw, at, wdt, ends_at):
+                print("EV expired safe_mode")
+                return
             await _call_c4(at, numbers, wdt, revive)
         finally:
             calling.clear()
 
-    def trigger():
+    def trigger(ends_at=None):
         if not calling:
-            calling.append(asyncio.create_task(alert()))
+            calling.append(asyncio.create_task(alert(ends_at)))
 
     asyncio.create_task(modem_up())  # the button is watched meanwhile: a press is never lost
     b = board["button"]
@@ -158,7 +165,7 @@ async def _main(board, numbers, hold_ms, call_now=False):
     active = b.get("active", 0)
     print("safe mode: button watched")  # from here a press calls C4 (the rig's tests wait on it)
     if call_now:  # the firmware crashed in a loop during her alert: its call goes on from here
-        trigger()
+        trigger(None if call_now is True else call_now)
     down_at, fired, presses = None, False, []
     fed = time.ticks_ms()
     while True:
@@ -216,6 +223,8 @@ async def _power_modem(hw, m, at, wdt):
             key.value(released)
         started = True
         await _probe(at, BOOT_TRIES[family], wdt)
+    for c in NETWORK_TIME_ON[family]:
+        await at.cmd(c)
     boot = BOOT_URC[family]  # the A7670's comes as "*ATREADY: 1"
     if started or any(ln.startswith(boot) for ln in at.lines):
         await _call_ready(at, CALL_READY_URC[family], wdt)
@@ -308,6 +317,28 @@ async def _voice_via_2g(at, wdt):
     await at.cmd(RAT_AUTO)
     print("EV safe_voice_fallback none")
     return False
+
+
+async def _over_by_network_time(hw, at, wdt, ends_at):
+    """Whether the network's clock (AT+CCLK?, set at registration where the network sends
+    its time and the module has CLTS=1, which the firmware saves) is past ends_at. The
+    RTC is set from it, as the firmware's Radio.network_clock does. Unknown (no network,
+    no time, a module's default clock, or lib/ broken): False, her alert goes on."""
+    await _registered(at, wdt, REG_QUERIES[at.family], REGISTER_S)
+    at.lines = []
+    if await at.cmd("AT+CCLK?", 2000) != "OK":
+        return False
+    try:
+        from atparse import parse_cclk
+        from eventlog import NETWORK_TIME_AFTER, SYNCED_AFTER
+        now = [parse_cclk(ln) for ln in at.lines if ln.startswith("+CCLK")][0]
+    except Exception:
+        return False
+    if now is None or now < NETWORK_TIME_AFTER:
+        return False
+    if hw.unix_time() < SYNCED_AFTER:
+        hw.set_rtc(now)
+    return now >= ends_at
 
 
 async def _registered(at, wdt, queries, seconds):

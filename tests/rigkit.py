@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,18 @@ def provisioned_device(tmp_path, config=None, board="tcall_sim800l_axp192", **ri
         yield vd
     finally:
         vd.stop()
+
+
+def her_alert_on_the_flash(vd):
+    """Press; once C4 answers, wait until alert.json says her alert is running."""
+    mark = len(vd.events)
+    vd.press(hold_s=1.2)
+    vd.wait_event(lambda e: e["kind"] == "call_connected", after=mark, timeout=60)
+    saved = vd.flash_dir / "alert.json"
+    deadline = time.monotonic() + 30
+    while not (saved.exists() and '"active": true' in saved.read_text()):
+        assert time.monotonic() < deadline, "her alert never reached the flash"
+        time.sleep(0.05)
 
 
 def programme_boards(tmp_path, monkeypatch, c4):

@@ -9,7 +9,7 @@ import pytest
 from boton.sim.clock import ManualClock, Scheduler
 from boton.sim.network import PhoneNetwork
 from boton.sim.modem import Sim800
-from rigkit import log_entries, provisioned_device
+from rigkit import her_alert_on_the_flash, log_entries, provisioned_device
 
 EPOCH_2000 = 946684800
 MX = timezone(timedelta(hours=-6))
@@ -126,19 +126,27 @@ def test_sim800_clts_is_saved_only_by_at_w():
     assert at("AT+CCLK?")[-2:][0].startswith('+CCLK: "26/01/01,00:00:')
 
 
+def test_the_module_starts_with_the_network_time_switch_saved(tmp_path):
+    """AT+CLTS=1 (the set-up) lasts until the module's power-off unless AT&W saves it. On a
+    network that sends its time the firmware never saved it, so after her battery went flat
+    a module that registered before the set-up came got no network time: neither the
+    resume nor safe mode (test_safe_boot) could tell how long she was off."""
+    with provisioned_device(tmp_path, **NO_FIX) as vd:
+        vd.wait_console("EV clock network", timeout=30)
+        deadline = time.monotonic() + 30
+        while vd.call(lambda: vd.modem._profile["clts"]) != 1:
+            assert time.monotonic() < deadline, "AT+CLTS=1 never saved"
+            time.sleep(0.05)
+        assert vd.call(lambda: vd.modem.echo) == 0   # saved with the echo on, then off again
+        # saved once: a module that starts with it is not written again
+        console, writes = vd.console_mark(), sent_to_modem(vd).count(b"AT&W")
+        vd.power_cycle()
+        vd.wait_console("EV clock network", since=console, timeout=60)
+        vd.wait_console("EV ready", since=console, timeout=60)
+        assert sent_to_modem(vd).count(b"AT&W") == writes
+
+
 # ---------------------------------------------------------------------- her alert across an outage
-def her_alert_on_the_flash(vd):
-    """Press; once C4 answers, wait until alert.json says her alert is running."""
-    mark = len(vd.events)
-    vd.press(hold_s=1.2)
-    vd.wait_event(lambda e: e["kind"] == "call_connected", after=mark, timeout=60)
-    saved = vd.flash_dir / "alert.json"
-    deadline = time.monotonic() + 30
-    while not (saved.exists() and '"active": true' in saved.read_text()):
-        assert time.monotonic() < deadline, "her alert never reached the flash"
-        time.sleep(0.05)
-
-
 def test_an_alert_whose_battery_died_is_not_resumed_days_later(tmp_path, monkeypatch):
     """Her battery dies in the middle of an alert; she charges it ten days later. The
     network's time tells the board how long it was off: the alert expired long ago, and

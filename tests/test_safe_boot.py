@@ -4,12 +4,15 @@ covertly. Issue 13 item 7, issue 10 item 3. A flash filesystem that will not mou
 the release image's frozen safe mode from _boot.py instead."""
 import json
 import time
+from datetime import timedelta
 
 import pytest
 
 from boton.sim.flashdir import install
+from boton.sim.network import PhoneNetwork
 from boton.sim.rig import DEFAULT_C4, VirtualDevice
-from rigkit import FAST, break_firmware, demo_config, log_entries, press_in_safe_mode, provisioned_device
+from rigkit import (FAST, break_firmware, demo_config, her_alert_on_the_flash, log_entries, press_in_safe_mode,
+                    provisioned_device)
 
 OTHER_C4 = "+524499100077"   # her configured C4 number, not the board's safe_c4
 
@@ -240,6 +243,34 @@ def test_a_crash_loop_carries_her_alert_on_only_while_the_rtc_says_it_lasts(
         vd.stop()
 
 
+@pytest.mark.parametrize("days_off, carried_on", [(10, False), (0, True)],
+                         ids=["ten_days_off", "just_restarted"])
+def test_a_crash_loop_with_the_clock_lost_asks_the_network_how_old_her_alert_is(
+        tmp_path, monkeypatch, days_off, carried_on):
+    """Her battery dies in her alert, and the firmware then crashes at every start. Ten days
+    later the RTC, unset since the power-on, cannot tell the alert's age: safe mode called
+    C4 at once for an alert long over. It now asks the network's clock (AT+CCLK?) once the
+    module is registered, as the firmware's resume does, and carries the alert on only if
+    it has not ended; without a network time it still calls (the safe guess)."""
+    real, ahead = PhoneNetwork.now_datetime, [timedelta(0)]
+    monkeypatch.setattr(PhoneNetwork, "now_datetime", lambda self: real(self) + ahead[0])
+    with provisioned_device(tmp_path, gps_ttff_s=1e6) as vd:   # indoors: the network's time
+        vd.wait_console("EV clock network", timeout=30)
+        her_alert_on_the_flash(vd)
+        (vd.flash_dir / "pmu.py").write_text(RECURRING_FAULT)
+        ahead[0] = timedelta(days=days_off)
+        console, mark = vd.console_mark(), len(vd.events)
+        vd.power_cycle()
+        vd.wait_console("EV safe_mode crash_loop", since=console, timeout=120)
+        if carried_on:
+            vd.wait_event(lambda e: e["kind"] == "call_connected", after=mark, timeout=60)
+            assert "EV expired" not in vd.wait_console("EV safe_dial", since=console)
+            return
+        vd.wait_console("EV expired safe_mode", since=console, timeout=60)
+        assert not [e for e in vd.events[mark:] if e["kind"] == "call_start"], vd.events[mark:]
+        press_in_safe_mode(vd, DEFAULT_C4)   # her button still calls C4
+
+
 def test_a_crash_loop_while_idle_waits_in_safe_mode_for_her_press(tmp_path, flash):
     (flash / "pmu.py").write_text(RECURRING_FAULT)
     vd = _boot(tmp_path, flash)
@@ -299,7 +330,8 @@ def test_a_crash_after_a_memory_error_is_still_logged(tmp_path):
 
 
 def test_safe_mode_sends_what_each_dialect_sends():
-    """safe.py copies the dialects' covert line and power timings on purpose (safe mode must
+    """safe.py copies the dialects' covert line, power timings, registration queries and
+    network time switch on purpose (safe mode must
     not import firmware/lib, which may be what is broken): the copies must stay equal."""
     import ast
     import importlib
@@ -307,13 +339,16 @@ def test_safe_mode_sends_what_each_dialect_sends():
     from boton.paths import FIRMWARE
     tree = ast.parse((FIRMWARE / "safe.py").read_text())
     copied = {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
-              for t in node.targets if isinstance(t, ast.Name) and t.id in ("COVERT", "PWRKEY_ON_MS", "OFF_MS")}
+              for t in node.targets if isinstance(t, ast.Name)
+              and t.id in ("COVERT", "PWRKEY_ON_MS", "OFF_MS", "REG_QUERIES", "NETWORK_TIME_ON")}
     sys.path.insert(0, str(FIRMWARE / "lib"))
     try:
         for family in ("sim800", "a7670"):
             d = importlib.import_module("dialect_" + family)
             assert (copied["COVERT"][family], copied["PWRKEY_ON_MS"][family], copied["OFF_MS"][family]) == \
                 (d.COVERT_AUDIO, d.PWRKEY_ON_MS, d.OFF_MS), family
+            assert copied["REG_QUERIES"][family] == tuple(q for q, _ in d.REG_QUERIES), family
+            assert copied["NETWORK_TIME_ON"][family] == tuple(c for c in d.INIT if c.startswith("AT+CLTS")), family
     finally:
         sys.path.remove(str(FIRMWARE / "lib"))
 

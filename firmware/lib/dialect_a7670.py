@@ -61,6 +61,7 @@ SLEEP_ON, SLEEP_OFF = 2, 0
 # the LTE attach (§5). Without voice on LTE, AT+CNMP=13 (GSM only, saved by the module)
 # brings calls back where there is 2G; AT+CNMP=2 (auto) is the factory mode.
 REG_QUERIES = (("AT+CREG?", "+CREG"), ("AT+CEREG?", "+CEREG"))
+NETWORK_TIME_QUERY = None  # no AT+CLTS in its INIT (a76xx.md)
 RAT_QUERY = ("AT+CPSI?", "+CPSI")
 GSM_ONLY = "AT+CNMP=13"
 RAT_MODE_QUERY = ("AT+CNMP?", "+CNMP")

@@ -59,6 +59,7 @@ SLEEP_ON, SLEEP_OFF = 2, 0
 
 # Registration: AT+CREG? alone (stat 1 home, 5 roaming: voice and SMS).
 REG_QUERIES = (("AT+CREG?", "+CREG"),)
+NETWORK_TIME_QUERY = ("AT+CLTS?", "+CLTS")  # INIT's AT+CLTS=1 saved or not (modemup.init)
 RAT_QUERY = None                # GSM only: nothing to ask
 GSM_ONLY = None                 # no other technology to leave
 RAT_MODE_QUERY = None

@@ -19,6 +19,7 @@ LINE_MAX = 256  # far above an entry's length; a longer line is damage
 ENOMEM = 12     # errno of an entry that found no heap (MemoryError), as the flash's errors are counted
 GENESIS = "0" * 16
 SYNCED_AFTER = 1577836800  # 2020-01-01: an RTC before it was never set
+NETWORK_TIME_AFTER = 1704067200  # 2024-01-01: an AT+CCLK? before it is the module's default
 GPS_ROLLOVER_S = 1024 * 7 * 86400
 # Entries anyone can cause: an SMS or a call from any number. Spam, or someone who has
 # the button's number, must not rotate her alerts and the registry's anchor out of the

@@ -16,7 +16,6 @@ import hw
 import sms
 from modem import RESTARTED, Modem, ModemError, ModemTimeout
 
-NETWORK_TIME_AFTER = 1704067200  # 2024-01-01: an AT+CCLK? before it is the module's default
 FAMILIES = ("sim800", "a7670")  # dialect_<family>.py modules in this firmware
 VOICE_RECHECK_S = 300            # a refused dial looks at the voice service at most this often
 # Our call ended this soon after ATD's OK, never ringing (no +CLCC alerting), and not BUSY
@@ -555,39 +554,42 @@ class Radio:
             if v is not None:
                 self.post((kind, v))
 
-    async def network_clock(self, save=False):
+    async def network_clock(self):
         """Set an unset RTC from the network's time (AT+CCLK? after NITZ): a button kept
         indoors may never see a GPS fix. GPS UTC wins: this never overrides a set clock.
         Many networks send no time, and the module's clock then counts from its 2004
-        default: never trusted. save: AT&W keeps CLTS=1 for firmware that applies it only
-        at the module's next start."""
+        default: never trusted (False is returned then; None when the RTC was set or the
+        module did not answer)."""
         if hw.unix_time() >= eventlog.SYNCED_AFTER:
-            return
+            return None
         try:
             _, _, lines = await self.modem.cmd("AT+CCLK?", 2000, expect="+CCLK")
         except ModemError:
-            return
+            return None
         line = atparse.reply_line(lines, "+CCLK")
         now = atparse.parse_cclk(line) if line else None
-        if now is None or now < NETWORK_TIME_AFTER:
-            if save:
-                # AT&W saves the echo too: saved off, the module's next silent restart (a
-                # SIM800 at autobaud says no RDY) would show no echo, its only sign, and
-                # its set-up would be lost. Saved on, then off again.
-                self.modem.echo_expected()
-                try:
-                    await self.modem.cmd("ATE1", 2000)
-                    await self.modem.cmd("AT&W", 2000)
-                except ModemError:
-                    pass
-                try:
-                    await self.modem.cmd("ATE0", 2000)
-                except ModemError:
-                    pass
-            return
+        if now is None or now < eventlog.NETWORK_TIME_AFTER:
+            return False
         if hw.unix_time() < eventlog.SYNCED_AFTER:  # a GPS fix may have set it meanwhile
             hw.set_rtc(now)
             self.log.add("clock", "network")
+        return True
+
+    async def save_settings(self):
+        """AT&W: the module starts with its set-up's CLTS=1 (the network's time at its
+        first registration). AT&W saves the echo too: saved off, the module's next silent
+        restart (a SIM800 at autobaud says no RDY) would show no echo, its only sign, and
+        its set-up would be lost. Saved on, then off again."""
+        self.modem.echo_expected()
+        try:
+            await self.modem.cmd("ATE1", 2000)
+            await self.modem.cmd("AT&W", 2000)
+        except ModemError:
+            pass
+        try:
+            await self.modem.cmd("ATE0", 2000)
+        except ModemError:
+            pass
 
     async def set_sleep(self, on):
         """The module's own sleep mode; True if it took it."""
