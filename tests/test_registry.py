@@ -979,6 +979,16 @@ def test_export_says_which_buttons_cannot_call(reg, tmp_path):
     assert rows == {"BS-0001": "yes", "BS-0002": "no", "BS-0003": ""}
 
 
+def test_export_says_how_often_each_button_reports(reg, tmp_path):
+    for n, daily in ((1, 86400), (2, 0), (3, None)):
+        reg.add_device(mac(n))
+        reg.record_provision(mac(n), CFG, daily_interval_s=daily)
+    out = tmp_path / "c4.csv"
+    reg.export_csv(out)
+    rows = {r["label"]: r["daily_interval_s"] for r in csv.DictReader(out.open(newline=""))}
+    assert rows == {"BS-0001": "86400", "BS-0002": "0", "BS-0003": ""}
+
+
 @pytest.mark.parametrize("force", [False, True])
 def test_ctrl_c_during_an_export_leaves_no_file_of_hers(reg, tmp_path, monkeypatch, force):
     # the clear-text export was cleaned up only after an OSError: a Ctrl-C (or any other

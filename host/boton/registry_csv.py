@@ -174,9 +174,11 @@ IMPORT_COLUMNS = ("mac", "label", "board", "flash_size", "imei", "iccid", "state
 CASE_COLUMNS = ("alias", "case_id", "full_name", "notes", "order_ends", "contacts")
 # What `export` writes by default: hardware and lifecycle, nothing about her. Safe for C4.
 # voice: "yes", "no" (SMS only: it cannot call C4, so it is not ready) or empty (unknown).
+# daily_interval_s: its daily status SMS period (0: it sends none; empty: unknown, provisioned
+# before schema 9), what `boton reports` judges its silence by.
 EXPORT_COLUMNS = ("label", "mac", "state", "board", "flash_size", "image_hash", "firmware_hash",
-                  "config_hash", "imei", "iccid", "voice", "test_call_result", "test_call_at",
-                  "provisioned_at", "delivered_at", "returned_at", "updated_at")
+                  "config_hash", "imei", "iccid", "voice", "daily_interval_s", "test_call_result",
+                  "test_call_at", "provisioned_at", "delivered_at", "returned_at", "updated_at")
 # Columns an export has that an import accepts but ignores (so an export re-imports).
 EXPORT_ONLY_COLUMNS = tuple(c for c in EXPORT_COLUMNS if c not in IMPORT_COLUMNS)
 # What a column needs, said instead of the cell when a cell is refused: with the header row
