@@ -618,3 +618,39 @@ def test_a_factory_image_records_how_often_its_button_reports(tmp_path, config):
         with Registry() as reg:
             assert reg.find("BS-0001").daily_interval_s == every
             assert reg.audit()[-1]["action"] == "image"
+
+
+def test_a_factory_image_from_options_takes_the_programme_number(tmp_path, config, monkeypatch):
+    # `boton image` had no --programme-number: a batch of images made from options sent no
+    # daily status SMS, and `boton reports` could never tell one of them had gone quiet
+    from boton.cli import main
+    from boton.registry import Registry
+
+    run = lambda *a: CliRunner().invoke(main, list(a), catch_exceptions=False)   # noqa: E731
+    assert run("devices", "add", "24:6f:28:00:00:01", "--label", "BS-0001").exit_code == 0
+    common = ("--device-id", "BS-0001", "--placeholder-firmware", "--c4", DEFAULT_C4, "--alias", "Luna",
+              "--contact", DEFAULT_CONTACT)
+    r = run("image", *common, "--programme-number", "449 300 0000", "-o", str(tmp_path / "a.bin"))
+    assert r.exit_code == 0, r.output
+    assert "daily status SMS: to the programme's phone" in r.output and "4493000000" not in r.output
+    with Registry() as reg:
+        assert reg.find("BS-0001").daily_interval_s == 86400
+    r = run("image", *common, "-o", str(tmp_path / "b.bin"))
+    assert r.exit_code == 0 and "daily status SMS: none (no --programme-number)" in r.output, r.output
+    with Registry() as reg:
+        assert reg.find("BS-0001").daily_interval_s == 0
+    monkeypatch.setenv("BOTON_PROGRAMME_NUMBER", "449 300 0000")   # the technician guide's setting
+    r = run("image", *common, "-o", str(tmp_path / "c.bin"))
+    assert r.exit_code == 0, r.output
+    with Registry() as reg:
+        assert reg.find("BS-0001").daily_interval_s == 86400
+    # a config file decides for itself: typed beside it, the number is refused; from the
+    # environment it gives way to the file (and the output says the file has none)
+    cfg = tmp_path / "her.json"
+    cfg.write_text(json.dumps(dict(config, programme_number=None)))
+    r = run("image", "--config", str(cfg), "--device-id", "BS-0001", "--placeholder-firmware",
+            "--programme-number", "449 300 0000", "-o", str(tmp_path / "d.bin"))
+    assert r.exit_code == 2 and "not both" in r.output and not (tmp_path / "d.bin").exists(), r.output
+    r = run("image", "--config", str(cfg), "--device-id", "BS-0001", "--placeholder-firmware",
+            "-o", str(tmp_path / "e.bin"))
+    assert r.exit_code == 0 and f"none ({cfg} has no programme_number)" in r.output, r.output

@@ -14,7 +14,8 @@ from . import pin as pins
 from . import provision as prov
 from . import release, rules
 from .device import Device
-from .cli_output import OneLineErrors, during_alert_option, err_console, print_error
+from .cli_output import (OneLineErrors, daily_status_line, during_alert_option, err_console, print_error,
+                         programme_number_option)
 from .cli_sim import positive_time_scale, sim
 from .errors import EXIT_CONFLICT, EXIT_DEVICE, EXIT_TEST, EXIT_USAGE, EXIT_VERIFY, DeviceError, InputError
 
@@ -290,8 +291,7 @@ ALIAS_PLACEHOLDER = "<alias>"
 @click.option("--gesture", type=click.Choice(["hold", "presses"]), default="hold", show_default=True)
 @click.option("--hold-ms", type=int, default=2000, show_default=True)
 @click.option("--allow-911", is_flag=True, help="Dial 911 as the last resort if no C4 number answers.")
-@click.option("--programme-number", envvar="BOTON_PROGRAMME_NUMBER",
-              help="Number that receives each device's silent daily status SMS (supervision).")
+@programme_number_option
 @click.option("--wait-network", type=click.IntRange(0, 600), default=60, show_default=True,
               help="Seconds to wait for the modem to register (it takes a few after power-on) "
                    "before blaming the SIM.")
@@ -394,12 +394,7 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_p
                   f"network {ident.get('operator') or 'registered (operator name not reported yet)'}, "
                   f"signal {ident.get('rssi')}/31", markup=False)
     console.print(f"network: {radio.line()}", soft_wrap=True, markup=False)
-    # the programme's only sign that a button it handed out is alive, between visits
-    console.print(f"daily status SMS: to the programme's phone {rules.mask(config['programme_number'])} "
-                  "(`boton reports` reads them)" if config["programme_number"] else
-                  "daily status SMS: none (no --programme-number): `boton reports` will list it as sending none "
-                  "and cannot tell if it goes quiet",
-                  soft_wrap=True, markup=False)
+    console.print(daily_status_line(config), soft_wrap=True, markup=False)
     # her alias only where it is seen, not kept: stdout redirected into a log gets a placeholder
     on_terminal = pins.stdout_is_terminal()
     if alias and config["alias"] != alias.strip():

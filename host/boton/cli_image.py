@@ -15,6 +15,7 @@ from . import image as img
 from . import pin as pins
 from . import rules
 from .boards import load_board
+from .cli_output import daily_status_line, programme_number_option
 from .errors import EXIT_VERIFY, DeviceError, InputError, RegistryConflict, RegistryError
 from .registry_fields import normalise_label
 from .registry_paths import expand_home
@@ -182,6 +183,7 @@ def write_atomic(path: Path, data: bytes, force=False):
 @click.option("--gesture", type=click.Choice(["hold", "presses"]), default="hold", show_default=True)
 @click.option("--hold-ms", type=int, default=2000, show_default=True)
 @click.option("--allow-911", is_flag=True, help="Dial 911 as the last resort if no C4 number answers.")
+@programme_number_option
 @click.option("--firmware", "firmware_path", type=click.Path(dir_okay=False),
               help="MicroPython's ESP32 firmware .bin, the one written at 0x1000 (bootloader, partition "
                    "table and app); the filesystem goes where its partition table puts `vfs`.")
@@ -197,7 +199,8 @@ def write_atomic(path: Path, data: bytes, force=False):
                    "those are always refused).")
 @click.option("--json", "as_json", is_flag=True, help="Print the layout as JSON.")
 def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, pin_file, gesture, hold_ms,
-              allow_911, firmware_path, placeholder_firmware, flash_size, output, force, as_json):
+              allow_911, programme_number, firmware_path, placeholder_firmware, flash_size, output, force,
+              as_json):
     """Build one device's factory image: MicroPython plus a LittleFS holding the firmware
     and her configuration, in the geometry MicroPython mounts. Flash it with one write:
 
@@ -230,8 +233,10 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
 
     # Validate everything typed before the registry is opened: bad input changes nothing.
     if config_file:
-        if alias or contacts or c4:
-            raise InputError("give --config or --alias/--contact/--c4, not both")
+        typed_here = click.get_current_context().get_parameter_source("programme_number")
+        if alias or contacts or c4 or typed_here == click.core.ParameterSource.COMMANDLINE:
+            raise InputError("give --config or --alias/--contact/--c4/--programme-number, not both "
+                             "(the file's programme_number decides where its daily status SMS go)")
         check_input_file(config_file, "config file")
         config = config_from_file(config_file, obtain_pin)
         if pin_file and not got:
@@ -243,8 +248,8 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
             raise InputError("give --config FILE.json, or --c4 with --alias and --contact (a registered "
                              "button with a case takes these two from it)")
         typed = rules.typed_case_values(alias, contacts)
-        c4, _ = rules.check_typed(c4=c4, contacts=typed[1], gesture=gesture, hold_ms=hold_ms,
-                                  allow_911=allow_911)
+        c4, programme_number = rules.check_typed(c4=c4, contacts=typed[1], gesture=gesture, hold_ms=hold_ms,
+                                                 allow_911=allow_911, programme_number=programme_number)
         obtain_pin()
     # a generated PIN is shown on a terminal only (never into a redirected stdout or the JSON)
     pin_screen = pins.pin_screen(got.get("how", "config file"), avoid_stdout=as_json)
@@ -261,7 +266,8 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
             return dict(config, device_id=label)
         alias_, contacts_ = rules.case_values(label, case, typed)
         return rules.build_config(alias=alias_, contacts=contacts_, c4=c4, device_id=label, pin=got["pin"],
-                                  gesture=gesture, hold_ms=hold_ms, allow_911=allow_911)
+                                  gesture=gesture, hold_ms=hold_ms, allow_911=allow_911,
+                                  programme_number=programme_number or None)
 
     if unregistered:
         config = her_config(device_id, None)
@@ -320,6 +326,8 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
         f"read back from the image: ok")
     say(f"device {report['device_id']}: {report['contacts']} contact(s), "
         f"{report['c4_numbers']} C4 number(s); config {report['config_sha256'][:12]}")
+    say(daily_status_line(config, f"{config_file} has no programme_number" if config_file
+                          else "no --programme-number"))
     say(_registry_line(report["registry"]))
     say(f"flash with: {report['esptool']}")
     if got:

@@ -68,3 +68,21 @@ def during_alert_option(command):
     return click.option("--during-alert", is_flag=True,
                         help="Go on with a button that is in an alert: the alert stops for the "
                              "whole command (without it: refused, the button left to its alert).")(command)
+
+
+def programme_number_option(command):
+    """--programme-number (BOTON_PROGRAMME_NUMBER) for a command that writes her configuration."""
+    return click.option("--programme-number", envvar="BOTON_PROGRAMME_NUMBER",
+                        help="Number that receives each device's silent daily status SMS "
+                             "(supervision; `boton reports` reads them).")(command)
+
+
+def daily_status_line(config, source="no --programme-number"):
+    """Where the button's daily status SMS go (the programme's only sign, between visits,
+    that a button it handed out is alive), or that it sends none and why (source)."""
+    from . import rules
+    if config.get("programme_number"):
+        return (f"daily status SMS: to the programme's phone {rules.mask(config['programme_number'])} "
+                "(`boton reports` reads them)")
+    return (f"daily status SMS: none ({source}): `boton reports` will list it as sending none "
+            "and cannot tell if it goes quiet")
