@@ -41,9 +41,9 @@ VOICE_FALLBACK_S = 40
 # modemup.REGISTER_S at most (weak coverage), then dials all the same.
 REGISTER_S = 60
 REG_QUERIES = {"sim800": ("AT+CREG?",), "a7670": ("AT+CREG?", "AT+CEREG?")}
-# The network's time (NITZ) comes with a registration only after AT+CLTS=1 (the SIM800's
-# INIT; the A7670's has none): sent as soon as the module listens, before it registers.
-NETWORK_TIME_ON = {"sim800": ("AT+CLTS=1",), "a7670": ()}
+# The network's time (NITZ) comes with a registration only after the dialect's
+# NETWORK_TIME_ON: sent as soon as the module listens, before it registers.
+NETWORK_TIME_ON = {"sim800": "AT+CLTS=1", "a7670": "AT+CTZU=1"}
 # Or its dial is taken and the call ends at once, never ringing (module firmware whose
 # VoLTE fails): SILENT_FAILS such calls in a row (within QUICK_END_MS of the dial, ended
 # by the network, never alerting) count as a refused dial, as radio.call_ended counts them.
@@ -223,8 +223,7 @@ async def _power_modem(hw, m, at, wdt):
             key.value(released)
         started = True
         await _probe(at, BOOT_TRIES[family], wdt)
-    for c in NETWORK_TIME_ON[family]:
-        await at.cmd(c)
+    await at.cmd(NETWORK_TIME_ON[family])
     boot = BOOT_URC[family]  # the A7670's comes as "*ATREADY: 1"
     if started or any(ln.startswith(boot) for ln in at.lines):
         await _call_ready(at, CALL_READY_URC[family], wdt)

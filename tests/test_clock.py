@@ -8,7 +8,7 @@ import pytest
 
 from boton.sim.clock import ManualClock, Scheduler
 from boton.sim.network import PhoneNetwork
-from boton.sim.modem import Sim800
+from boton.sim.modem import modem_class
 from rigkit import her_alert_on_the_flash, log_entries, provisioned_device
 
 EPOCH_2000 = 946684800
@@ -25,8 +25,14 @@ def sent_to_modem(vd):
     return b"".join(data for _, d, data in vd.call(lambda: list(vd.modem.at_log)) if d == "rx")
 
 
-def test_network_time_sets_the_clock_without_a_fix(tmp_path):
-    with provisioned_device(tmp_path, **NO_FIX) as vd:
+BOARDS = ("tcall_sim800l_axp192", "ta7670x_a7670sa")
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_network_time_sets_the_clock_without_a_fix(tmp_path, board):
+    # the A7670's set-up had no time switch (AT+CTZU=1): indoors, without a fix, it never
+    # knew the time, nor after a flat battery how long she was off
+    with provisioned_device(tmp_path, board=board, **NO_FIX) as vd:
         text = vd.wait_console("EV clock network", timeout=30)
         assert "EV clock gps" not in text
         assert abs(device_unix(vd) - time.time()) < 60
@@ -69,13 +75,13 @@ def test_gps_utc_wins_over_the_network_time(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------- the module alone
-def bench(gives_time=True):
+def bench(gives_time=True, family="sim800"):
     clock = ManualClock()
     sched = Scheduler(clock, 1.0)
     net = PhoneNetwork(sched, start_datetime=datetime(2026, 3, 8, 12, 0, 0, tzinfo=MX))
     net.gives_time = gives_time
     out = bytearray()
-    modem = Sim800(sched, net, "+524490000042", emit=out.extend)
+    modem = modem_class(family)(sched, net, "+524490000042", emit=out.extend)
     net.attach("+524490000042", modem)
     modem.power_on()
 
@@ -85,9 +91,21 @@ def bench(gives_time=True):
         data = bytes(out)
         out.clear()
         return [ln.decode() for ln in data.replace(b"\r", b"\n").split(b"\n") if ln.strip()]
-    clock.advance(sched, 2.5)  # UART up, not yet registered
+    clock.advance(sched, max(2.5, modem.T_UART_READY + 0.2))  # UART up, not yet registered
     out.clear()
     return at, lambda s: clock.advance(sched, s), out
+
+
+def test_an_a7670_with_ctzu_on_before_it_registers_gets_the_network_time():
+    # the rig's A7670 dropped the network's time URCs (its _urc took no `ahead`): the
+    # exception stopped the simulated module for good, silent from its registration on
+    at, run, out = bench(family="a7670")
+    at("AT+CTZU=1", 0.1)
+    run(30)
+    assert b"*PSUTTZ: 2026,3,8,18," in bytes(out)   # 12:00 in Mexico is 18:00 UTC
+    out.clear()
+    assert [ln for ln in at("AT+CCLK?") if ln.startswith("+CCLK")][0].startswith('+CCLK: "26/03/08,12:00:')
+    assert at("AT+CTZU?")[-2:] == ["+CTZU: 1", "OK"]
 
 
 @pytest.mark.parametrize("gives_time", [True, False])
@@ -126,12 +144,13 @@ def test_sim800_clts_is_saved_only_by_at_w():
     assert at("AT+CCLK?")[-2:][0].startswith('+CCLK: "26/01/01,00:00:')
 
 
-def test_the_module_starts_with_the_network_time_switch_saved(tmp_path):
+@pytest.mark.parametrize("board", BOARDS)
+def test_the_module_starts_with_the_network_time_switch_saved(tmp_path, board):
     """AT+CLTS=1 (the set-up) lasts until the module's power-off unless AT&W saves it. On a
     network that sends its time the firmware never saved it, so after her battery went flat
     a module that registered before the set-up came got no network time: neither the
     resume nor safe mode (test_safe_boot) could tell how long she was off."""
-    with provisioned_device(tmp_path, **NO_FIX) as vd:
+    with provisioned_device(tmp_path, board=board, **NO_FIX) as vd:
         vd.wait_console("EV clock network", timeout=30)
         deadline = time.monotonic() + 30
         while vd.call(lambda: vd.modem._profile["clts"]) != 1:

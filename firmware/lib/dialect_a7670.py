@@ -61,7 +61,10 @@ SLEEP_ON, SLEEP_OFF = 2, 0
 # the LTE attach (§5). Without voice on LTE, AT+CNMP=13 (GSM only, saved by the module)
 # brings calls back where there is 2G; AT+CNMP=2 (auto) is the factory mode.
 REG_QUERIES = (("AT+CREG?", "+CREG"), ("AT+CEREG?", "+CEREG"))
-NETWORK_TIME_QUERY = None  # no AT+CLTS in its INIT (a76xx.md)
+# AT+CTZU=1: NITZ updates the clock (M109 §4, in the gasagna/A76XX library: not in
+# a76xx.md); refused by a module without it, which only costs this command.
+NETWORK_TIME_ON = "AT+CTZU=1"
+NETWORK_TIME_QUERY = ("AT+CTZU?", "+CTZU")
 RAT_QUERY = ("AT+CPSI?", "+CPSI")
 GSM_ONLY = "AT+CNMP=13"
 RAT_MODE_QUERY = ("AT+CNMP?", "+CNMP")

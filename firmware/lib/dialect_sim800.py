@@ -18,8 +18,7 @@ from atparse import CALL_END  # noqa: F401
 WARNING_REPEAT_MS = 0           # every supply warning is passed on
 
 # Init: numeric +CME/+CMS codes first (the driver decides on them), then, once the SIM
-# is ready, AT+CLTS=1 before registration brings the network's time (NITZ), text-mode
-# SMS in the GSM alphabet, +CMTI for new SMS, +CLIP/+CLCC for calls, the cell report
+# is ready, text-mode SMS in the GSM alphabet, +CMTI for new SMS, +CLIP/+CLCC for calls, the cell report
 # (AT+CENG) and the module's own battery check. AT+CMGD=1,3 deletes the SIM's read,
 # sent and draft SMS, keeping the unread (the firmware deletes each one it reads): a card
 # that lived in a phone can arrive with its storage full of them, a full storage refuses
@@ -29,7 +28,7 @@ WARNING_REPEAT_MS = 0           # every supply warning is passed on
 # rings before anything is answered, and a restarted module rings at its default (100).
 COVERT_AUDIO = "AT+CMIC=0,15;+CLVL=0;+CRSL=0"
 INIT_FIRST = ("ATE0", "AT+CMEE=1")
-INIT = ("AT+CLTS=1", "AT+CMGF=1", 'AT+CSCS="GSM"', CSMP, "AT+CNMI=2,1,0,0,0", "AT+CMGD=1,3",
+INIT = ("AT+CMGF=1", 'AT+CSCS="GSM"', CSMP, "AT+CNMI=2,1,0,0,0", "AT+CMGD=1,3",
         "AT+CLIP=1", "AT+CLCC=1", "AT+COLP=0", "AT+CENG=1,0", "AT+CBATCHK=1", "AT+CREG=1",
         COVERT_AUDIO)
 
@@ -59,7 +58,10 @@ SLEEP_ON, SLEEP_OFF = 2, 0
 
 # Registration: AT+CREG? alone (stat 1 home, 5 roaming: voice and SMS).
 REG_QUERIES = (("AT+CREG?", "+CREG"),)
-NETWORK_TIME_QUERY = ("AT+CLTS?", "+CLTS")  # INIT's AT+CLTS=1 saved or not (modemup.init)
+# The network's time (NITZ) with each registration: switched on before INIT, as soon as
+# the module listens (modemup.init), and saved where the query reads it off.
+NETWORK_TIME_ON = "AT+CLTS=1"
+NETWORK_TIME_QUERY = ("AT+CLTS?", "+CLTS")
 RAT_QUERY = None                # GSM only: nothing to ask
 GSM_ONLY = None                 # no other technology to leave
 RAT_MODE_QUERY = None

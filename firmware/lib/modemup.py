@@ -80,13 +80,13 @@ async def init(r, poll_status):
     await m.read_sleep()  # an ESP32-only reset left it as it was: its sleep mode may be on
     for c in await m.batch(d.INIT_FIRST):
         r.log.add("init_error", c)
-    # AT+CLTS=1 (INIT) lasts until the module's power-off unless saved: read before INIT,
-    # 0 means it was not, and after her flat battery the module would register before the
-    # set-up sends it, with no network time to tell how long she was off (resume, safe mode).
-    unsaved = False
-    if d.NETWORK_TIME_QUERY:
-        line = reply_line(await r._query(d.NETWORK_TIME_QUERY), d.NETWORK_TIME_QUERY[1])
-        unsaved = bool(line) and line.split(":")[-1].strip() == "0"
+    # The network's time switch (AT+CLTS=1, AT+CTZU=1) lasts until the module's power-off
+    # unless saved: read first, 0 means it was not, and after her flat battery the module
+    # would register before the set-up, with no network time to tell how long she was off
+    # (resume, safe mode). Then on, at once: a registration after it brings the time.
+    line = reply_line(await r._query(d.NETWORK_TIME_QUERY), d.NETWORK_TIME_QUERY[1])
+    unsaved = bool(line) and line.split(":")[-1].strip() == "0"
+    await r.at(d.NETWORK_TIME_ON)
     # The SIM takes seconds after power-on; SMS settings are refused until it is ready.
     sim = "?"
     for _ in range(30):

@@ -69,6 +69,10 @@ Assumptions [?] (chosen here, nowhere confirmed):
   AT+CCLK? reads "70/01/01,..." (1970, as A76XX/LTE modules answer in public drivers' logs
   and tests) where a SIM800 reads "04/01/01". AT&W saves the SIM800 profile fields that
   exist here (echo, CMEE, CLTS, ...).
+* AT+CTZU=<0|1>, "automatic time and time zone update via NITZ", is in M109 §4 as the
+  gasagna/A76XX library lists it [C]; here it is the SIM800's AT+CLTS switch under the
+  A76XX's name (same flag): off by default, applied from the next registration and kept
+  only by AT&W [?].
 * AT+CSCLK sleep starts 10 s after its conditions are met (SLP: 10-20 s).
 """
 import re
@@ -462,8 +466,8 @@ class A7670(Sim800):
     def _clip_line(self, caller):
         return f'+CLIP: "{caller}",{_toa(caller)},,,,0'
 
-    def _urc(self, text, force=False, result=False):
-        super()._urc(text, force=force, result=result)
+    def _urc(self, text, force=False, result=False, ahead=False):
+        super()._urc(text, force=force, result=result, ahead=ahead)
         if self.cfgri and not text.startswith(("RING", "+CLIP", "+CMTI", "+CMT:")):
             self._ri_pulse(self.ri_urc_ms / 1000)  # AT+CFGRI=1: every URC pulses RI
 
@@ -519,6 +523,9 @@ class A7670(Sim800):
     def _x_cgmr(self, cmd):
         return [f"+CGMR: {self.gmr}"]
 
+    def _x_ctzu(self, cmd):
+        return self._setting(cmd, "clts", (0, 1), "+CTZU")
+
 
 A7670.HANDLERS.update({
     "+CPOF": "_x_cpof", "+CVALARM": "_x_cvalarm", "+CPMVT": "_x_cpmvt", "+CNMP": "_x_cnmp",
@@ -526,4 +533,5 @@ A7670.HANDLERS.update({
     "+CMICGAIN": "_x_cmicgain", "+COUTGAIN": "_x_coutgain", "+CSDVC": "_x_csdvc",
     "+VMUTE": "_x_vmute", "+CMUT": "_x_cmut", "+SIMCOMATI": "_x_simcomati",
     "+CGMI": "_x_cgmi", "+GMI": "_x_cgmi", "+CGMR": "_x_cgmr", "+GMR": "_x_cgmr",
+    "+CTZU": "_x_ctzu",
 })
