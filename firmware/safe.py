@@ -320,7 +320,7 @@ async def _voice_via_2g(at, wdt):
 
 async def _over_by_network_time(hw, at, wdt, ends_at):
     """Whether the network's clock (AT+CCLK?, set at registration where the network sends
-    its time and the module has CLTS=1, which the firmware saves) is past ends_at. The
+    its time and the module's time switch is on, which the firmware saves) is past ends_at. The
     RTC is set from it, as the firmware's Radio.network_clock does. Unknown (no network,
     no time, a module's default clock, or lib/ broken): False, her alert goes on."""
     await _registered(at, wdt, REG_QUERIES[at.family], REGISTER_S)

@@ -18,8 +18,8 @@ from atparse import CALL_END  # noqa: F401
 WARNING_REPEAT_MS = 0           # every supply warning is passed on
 
 # Init: numeric +CME/+CMS codes first (the driver decides on them), then, once the SIM
-# is ready, text-mode SMS in the GSM alphabet, +CMTI for new SMS, +CLIP/+CLCC for calls, the cell report
-# (AT+CENG) and the module's own battery check. AT+CMGD=1,3 deletes the SIM's read,
+# is ready, text-mode SMS in the GSM alphabet, +CMTI for new SMS, +CLIP/+CLCC for calls,
+# the cell report (AT+CENG) and the module's own battery check. AT+CMGD=1,3 deletes the SIM's read,
 # sent and draft SMS, keeping the unread (the firmware deletes each one it reads): a card
 # that lived in a phone can arrive with its storage full of them, a full storage refuses
 # every new SMS, C4's commands too, and any stored one makes each sweep list the SIM.

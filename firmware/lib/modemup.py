@@ -128,7 +128,7 @@ async def init(r, poll_status):
         r.post(("voice", d.voice_of(state, d.rat_of(()))[0]))
     await poll_status()
     await r.refresh_cell()
-    # no time yet: CLTS=1 may apply only from the module's next start on some firmware
+    # no time yet: the time switch may apply only from the module's next start on some firmware
     if registered and (await r.network_clock() is False or unsaved):
         await r.save_settings()
     r.settled = True

@@ -576,8 +576,8 @@ class Radio:
         return True
 
     async def save_settings(self):
-        """AT&W: the module starts with its set-up's CLTS=1 (the network's time at its
-        first registration). AT&W saves the echo too: saved off, the module's next silent
+        """AT&W: the module starts with its set-up's time switch on (the dialect's
+        NETWORK_TIME_ON: the network's time at its first registration). AT&W saves the echo too: saved off, the module's next silent
         restart (a SIM800 at autobaud says no RDY) would show no echo, its only sign, and
         its set-up would be lost. Saved on, then off again."""
         self.modem.echo_expected()
