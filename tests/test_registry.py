@@ -969,24 +969,18 @@ def test_export_is_safe_by_default(reg, tmp_path):
     assert reg.audit()[-1]["detail"] == "2 device(s), no case data"
 
 
-def test_export_says_which_buttons_cannot_call(reg, tmp_path):
-    for n, voice in ((1, True), (2, False), (3, None)):
+@pytest.mark.parametrize("column, recorded, exported", [
+    ("voice", (True, False, None), ("yes", "no", "")),   # which buttons cannot call C4
+    ("daily_interval_s", (86400, 0, None), ("86400", "0", "")),   # how often each one reports
+])
+def test_export_says_what_provisioning_found(reg, tmp_path, column, recorded, exported):
+    for n, value in enumerate(recorded, 1):
         reg.add_device(mac(n))
-        reg.record_provision(mac(n), CFG, voice=voice)
+        reg.record_provision(mac(n), CFG, **{column: value})
     out = tmp_path / "c4.csv"
     reg.export_csv(out)
-    rows = {r["label"]: r["voice"] for r in csv.DictReader(out.open(newline=""))}
-    assert rows == {"BS-0001": "yes", "BS-0002": "no", "BS-0003": ""}
-
-
-def test_export_says_how_often_each_button_reports(reg, tmp_path):
-    for n, daily in ((1, 86400), (2, 0), (3, None)):
-        reg.add_device(mac(n))
-        reg.record_provision(mac(n), CFG, daily_interval_s=daily)
-    out = tmp_path / "c4.csv"
-    reg.export_csv(out)
-    rows = {r["label"]: r["daily_interval_s"] for r in csv.DictReader(out.open(newline=""))}
-    assert rows == {"BS-0001": "86400", "BS-0002": "0", "BS-0003": ""}
+    rows = {r["label"]: r[column] for r in csv.DictReader(out.open(newline=""))}
+    assert rows == dict(zip(("BS-0001", "BS-0002", "BS-0003"), exported))
 
 
 @pytest.mark.parametrize("force", [False, True])
