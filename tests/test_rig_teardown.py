@@ -4,6 +4,7 @@ and start the next one right away, so a late callback would land in the next tes
 import gc
 import logging
 import threading
+import time
 
 import pytest
 
@@ -60,3 +61,22 @@ def test_a_feed_arriving_after_stop_gave_up_waiting_is_harmless(tmp_path, caplog
     assert vd.wdt_feeds > feeds     # feeds were handled after the stop was asked for
     assert vd._wdt_handle is None     # and armed nothing: the board is off
     assert _problems(caplog) == []
+
+
+def test_a_simulated_part_that_raises_stops_every_wait_at_once_with_its_traceback(tmp_path):
+    """The rig's A7670 once raised on the network's time (a TypeError in its URC code):
+    simulated time stopped, the firmware saw a silent modem and tried to bring it back,
+    and the test timed out a minute later on what looked like the firmware's failure."""
+    def broken_part():
+        raise TypeError("a bug in a simulated part")
+
+    with provisioned_device(tmp_path) as vd:
+        vd.call(lambda: vd.sched.after(0, broken_part))
+        t0 = time.monotonic()
+        with pytest.raises(RigError) as e:
+            vd.wait_console("printed only after a minute", timeout=60)
+        assert "a bug in the rig, not in the firmware" in str(e.value)
+        assert "TypeError: a bug in a simulated part" in str(e.value)
+        with pytest.raises(RigError):
+            vd.wait_event(lambda ev: False, timeout=60)
+        assert time.monotonic() - t0 < 30   # at once, not at the timeouts

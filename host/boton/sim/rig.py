@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 import tty
 from pathlib import Path
 
@@ -205,6 +206,7 @@ class VirtualDevice:
 
         self.repl_url = None
         self.events = []           # network events, in order
+        self.parts_failure = None  # traceback of a simulated part that raised (check_parts)
         self.pins_out = {}         # output pin -> level, as the firmware drives them (a strapping
                                    # pin's pull after a chip reset)
         self.pin_history = []      # (t, pin, level) of outputs: LED/vibration pulses
@@ -380,7 +382,16 @@ class VirtualDevice:
         # Loop on _stopping, not forever: Python 3.11's wait_for can swallow a cancel that
         # arrives as the kick does, and the rig then never stopped (seen under load).
         while not self._stopping.is_set():
-            self.sched.run_due()
+            try:
+                self.sched.run_due()
+            except Exception:
+                # A simulated part raised (a bug of the rig's): simulated time stops here,
+                # and the firmware only sees a silent modem or GPS, which a tester would take
+                # for the firmware's failure. Every wait says so at once instead.
+                with self._cond:
+                    self.parts_failure = traceback.format_exc()
+                    self._cond.notify_all()
+                return
             nxt = self.sched.next_deadline()
             timeout = None if nxt is None else max(0.0, nxt - time.monotonic())
             self._kick.clear()
@@ -1085,11 +1096,19 @@ class VirtualDevice:
             self.events.append(event)
             self._cond.notify_all()
 
+    def check_parts(self):
+        """RigError if a simulated part (modem, GPS, network, power chip) raised: the rig
+        stopped simulating, so nothing it shows from then on is the firmware's doing."""
+        if self.parts_failure:
+            raise RigError("the rig's simulated parts stopped (a bug in the rig, not in the "
+                           f"firmware):\n{self.parts_failure}")
+
     def wait_event(self, predicate, timeout=30.0, after=0):
         """Block until a network event (index >= after) satisfies predicate; return it. A
         timeout says what the device printed last too: why it did not happen, as it saw it."""
         try:
-            return wait_for_item(self._cond, self.events, predicate, timeout, after, "network event")
+            return wait_for_item(self._cond, self.events, predicate, timeout, after, "network event",
+                                 check=self.check_parts)
         except TimeoutError as e:
             tail = "\n".join(self.console_text().splitlines()[-CONSOLE_TAIL_LINES:])
             raise TimeoutError(f"{e}\ndevice console, last lines:\n{tail}") from None
@@ -1129,6 +1148,7 @@ class VirtualDevice:
         b = needle.encode()
         with self._cond:
             while True:
+                self.check_parts()
                 start = max(0, len(self._console) - (self._console_total - since))
                 i, seen = start, 0
                 while seen < count and (i := self._console.find(b, i)) >= 0:
