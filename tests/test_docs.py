@@ -289,6 +289,8 @@ def test_the_c4_guide_tells_c4_what_the_firmware_does():
     rounds = int(re.search(r"^ROUNDS = (\d+)", safe, re.M).group(1))
     pause = int(re.search(r"^RETRY_MS = (\d+)", safe, re.M).group(1)) // 1000
     assert f"Recorre la lista hasta {rounds} veces, con {pause} segundos entre vueltas" in guide
+    register_s = int(re.search(r"^REGISTER_S = (\d+)", safe, re.M).group(1))
+    assert f"espera a tener red, hasta {register_s} segundos" in guide
     assert "def _answer" not in safe and "ATA" not in safe  # "en modo seguro el botón no contesta"
 
 
