@@ -8,6 +8,7 @@ import ast
 import importlib.util
 import inspect
 import re
+import sys
 import time
 
 import pytest
@@ -163,6 +164,9 @@ def test_printable_page_is_one_page_with_the_key_phrases(tmp_path):
 
 
 def _load(name):
+    """A firmware module under CPython; its own imports (alert's gesture, ...) from lib/ too."""
+    if str(FIRMWARE / "lib") not in sys.path:
+        sys.path.insert(0, str(FIRMWARE / "lib"))
     spec = importlib.util.spec_from_file_location(f"_docs_{name}", FIRMWARE / "lib" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
