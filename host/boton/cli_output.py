@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
+from . import rules
 from .errors import EXIT_INTERRUPTED, EXIT_USAGE, EXIT_VERIFY, DeviceError
 
 err_console = Console(stderr=True, highlight=False)
@@ -80,7 +81,6 @@ def programme_number_option(command):
 def daily_status_line(config, source="no --programme-number"):
     """Where the button's daily status SMS go (the programme's only sign, between visits,
     that a button it handed out is alive), or that it sends none and why (source)."""
-    from . import rules
     if config.get("programme_number"):
         return (f"daily status SMS: to the programme's phone {rules.mask(config['programme_number'])} "
                 "(`boton reports` reads them)")
