@@ -77,6 +77,10 @@ def test_a_simulated_part_that_raises_stops_every_wait_at_once_with_its_tracebac
             vd.wait_console("printed only after a minute", timeout=60)
         assert "a bug in the rig, not in the firmware" in str(e.value)
         assert "TypeError: a bug in a simulated part" in str(e.value)
-        with pytest.raises(RigError):
-            vd.wait_event(lambda ev: False, timeout=60)
+        for wait in (lambda: vd.wait_event(lambda ev: False, timeout=60),
+                     lambda: vd.wait_pin(99, 1, timeout=60),
+                     lambda: vd.wait_asleep(1e9, timeout=60),
+                     lambda: vd.wait_rtc_memory(lambda mem: False, timeout=60)):
+            with pytest.raises(RigError):
+                wait()
         assert time.monotonic() - t0 < 30   # at once, not at the timeouts

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..boards import STRAPPING_PULL, load_board, power_chip as expected_power_chip
 from ..frozen import device_interpreter
-from ..waiting import wait_for_item
+from ..waiting import NOT_YET, wait_for_item, wait_until
 from .chipclock import TICKS_PERIOD, ChipClock
 from .clock import Scheduler
 from .gps import TTFF, GpsSim, restart_mode
@@ -1115,15 +1115,9 @@ class VirtualDevice:
 
     def wait_rtc_memory(self, predicate, timeout=30.0):
         """Block until the chip's RTC slow memory satisfies predicate(bytes); return it."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not predicate(self.rtc_memory):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"RTC memory not as expected within {timeout}s: "
-                                       f"{len(self.rtc_memory)} bytes")
-                self._cond.wait(left)
-            return self.rtc_memory
+        return self._wait(lambda: self.rtc_memory if predicate(self.rtc_memory) else NOT_YET,
+                          timeout, lambda: f"RTC memory not as expected within {timeout}s: "
+                                           f"{len(self.rtc_memory)} bytes")
 
     def watch_console(self, callback):
         """callback(bytes) for everything the device prints (called on the rig's thread)."""
@@ -1141,47 +1135,41 @@ class VirtualDevice:
         with self._cond:
             return self._console_total
 
+    def _wait(self, probe, timeout, failure):
+        """The rig's one wait: on its condition, ended at once by a simulated part that
+        raised (check_parts), so no wait outlives the simulation it waits on."""
+        return wait_until(self._cond, probe, timeout, failure, check=self.check_parts)
+
     def wait_console(self, needle: str, timeout=30.0, since=0, count=1) -> str:
         """Block until the device console (from byte offset `since`) contains needle
         `count` times."""
-        deadline = time.monotonic() + timeout
         b = needle.encode()
-        with self._cond:
-            while True:
-                self.check_parts()
-                start = max(0, len(self._console) - (self._console_total - since))
-                i, seen = start, 0
-                while seen < count and (i := self._console.find(b, i)) >= 0:
-                    seen, i = seen + 1, i + len(b)
-                if seen == count and self._console.find(b"\n", i) >= 0:  # the whole line has arrived
-                    return self._console[start:].decode(errors="replace")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    tail = self._console[-2000:].decode(errors="replace")
-                    raise TimeoutError(f"device printed {needle!r} {seen} of {count} times within "
-                                       f"{timeout}s; console tail:\n{tail}")
-                self._cond.wait(left)
+        seen = 0
+
+        def probe():
+            nonlocal seen
+            start = max(0, len(self._console) - (self._console_total - since))
+            i, seen = start, 0
+            while seen < count and (i := self._console.find(b, i)) >= 0:
+                seen, i = seen + 1, i + len(b)
+            if seen == count and self._console.find(b"\n", i) >= 0:  # the whole line has arrived
+                return self._console[start:].decode(errors="replace")
+            return NOT_YET
+
+        return self._wait(probe, timeout, lambda: (
+            f"device printed {needle!r} {seen} of {count} times within {timeout}s; console "
+            f"tail:\n{self._console[-2000:].decode(errors='replace')}"))
 
     def wait_asleep(self, seconds, timeout=30.0):
         """Block until the ESP32 has spent `seconds` in light sleep in all."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self.asleep_s < seconds:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"only {self.asleep_s:.1f}s of light sleep within {timeout}s")
-                self._cond.wait(left)
-        return self.asleep_s
+        return self._wait(lambda: self.asleep_s if self.asleep_s >= seconds else NOT_YET, timeout,
+                          lambda: f"only {self.asleep_s:.1f}s of light sleep within {timeout}s")
 
     def wait_pin(self, pin, level, timeout=10.0, since=0.0):
         """Block until the firmware drives output `pin` to `level` (after monotonic time `since`)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for t, p, lv in self.pin_history:
-                    if p == pin and lv == level and t >= since:
-                        return t
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"pin {pin} never went to {level}")
-                self._cond.wait(left)
+        def probe():
+            for t, p, lv in self.pin_history:
+                if p == pin and lv == level and t >= since:
+                    return t
+            return NOT_YET
+        return self._wait(probe, timeout, lambda: f"pin {pin} never went to {level}")
