@@ -56,6 +56,7 @@ POWER_DOWN = ("NORMAL POWER DOWN", "UNDER-VOLTAGE POWER DOWN", "OVER-VOLTAGE POW
 PRESSES, WINDOW_MS = 3, 2000
 ROUNDS = 3           # times through the C4 numbers before waiting for the next press
 RETRY_MS = 5000      # pause between rounds, and before bringing back a module lost in a call
+ALERT_PATH = "alert.json"  # app.STATE_PATH: safe mode imports nothing of lib/
 
 
 def run(why, log=True):
@@ -63,22 +64,45 @@ def run(why, log=True):
     log=False: the console only (no filesystem to write the event log to)."""
     bootcheck.purge()  # what the failed start left behind: its heap comes back (safe keeps its names)
     print("safe mode:", why)
-    logged = False
+    _note("safe_mode", why, log)
+    board, numbers, hold_ms = bootcheck.PLAN or bootcheck.plan()[0]
+    # Her alert, if one runs, whatever stopped the firmware (a crash loop in the alert, a
+    # module a reset left corrupt, a board profile a flipped bit broke): its call goes on
+    # from here. True, or the Unix time it ends at by real time the RTC does not have yet.
+    call_now = bootcheck.alert_running()
+    bootcheck.purge()  # what alert_running loaded to tell (appboot, alert)
+    import asyncio
+    asyncio.run(_main(board, numbers, hold_ms, call_now, log))
+
+
+def _note(event, detail, log):
+    """An event in the log a technician reads (echoed as "EV ..."), or on the console only:
+    no filesystem, or the log's module is what is broken."""
     if log:
         try:
             from eventlog import EventLog
-            EventLog(echo=True).add("safe_mode", why)  # echoed as "EV safe_mode ..."
-            logged = True
-        except Exception:  # the log's module may be what is broken
+            EventLog(echo=True).add(event, detail)
+            return
+        except Exception:
             pass
-    if not logged:
-        print("EV safe_mode", why)
-    board, numbers, hold_ms = bootcheck.PLAN or bootcheck.plan()[0]
-    # True, or the Unix time her alert ends at by real time the RTC does not have yet
-    call_now = why == "crash_loop" and bootcheck.alert_running()
-    bootcheck.purge()  # what alert_running loaded to tell (appboot, alert)
-    import asyncio
-    asyncio.run(_main(board, numbers, hold_ms, call_now))
+    print("EV", event, detail)
+
+
+def _save_alert(now):
+    """Her press, saved as the firmware saves an alert just begun (alert.json, version 1;
+    written whole, then renamed over): a reset (a brown-out under the modem's transmit
+    burst, the watchdog) carries it on, in safe mode, or in the firmware once it starts
+    again, which then sends her contacts their SMS too. What the file held (counters, the
+    last alert's messages) gives way to her alert."""
+    import os
+    tmp = ALERT_PATH + ".tmp"
+    try:
+        with open(tmp, "w") as f:
+            f.write('{"v": 1, "active": true, "elapsed_ms": 0, "at": %d}' % now)
+        os.rename(tmp, ALERT_PATH)
+        return True
+    except OSError:  # a full or failing flash: the call goes on all the same
+        return False
 
 
 class _At:
@@ -116,7 +140,7 @@ class _At:
                 self.lines.append(ln)
 
 
-async def _main(board, numbers, hold_ms, call_now=False):
+async def _main(board, numbers, hold_ms, call_now=False, log=True):
     import asyncio
     import time
 
@@ -155,16 +179,19 @@ async def _main(board, numbers, hold_ms, call_now=False):
         finally:
             calling.clear()
 
-    def trigger(ends_at=None):
-        if not calling:
-            calling.append(asyncio.create_task(alert(ends_at)))
+    def trigger(ends_at=None, pressed=False):
+        if calling:
+            return
+        if pressed:
+            _note("safe_alert", "saved" if log and _save_alert(hw.unix_time()) else "not_saved", log)
+        calling.append(asyncio.create_task(alert(ends_at)))
 
     asyncio.create_task(modem_up())  # the button is watched meanwhile: a press is never lost
     b = board["button"]
     pin = hw.Pin(b["pin"], hw.Pin.IN, hw.Pin.PULL_UP if b.get("pull") == "up" else None)
     active = b.get("active", 0)
     print("safe mode: button watched")  # from here a press calls C4 (the rig's tests wait on it)
-    if call_now:  # the firmware crashed in a loop during her alert: its call goes on from here
+    if call_now:  # her alert was running: its call goes on from here
         trigger(None if call_now is True else call_now)
     down_at, fired, presses = None, False, []
     fed = time.ticks_ms()
@@ -179,13 +206,13 @@ async def _main(board, numbers, hold_ms, call_now=False):
                 down_at, fired = now, False
             elif not fired and time.ticks_diff(now, down_at) >= hold_ms:
                 fired = True
-                trigger()
+                trigger(pressed=True)
         elif down_at is not None:
             presses = [t for t in presses if time.ticks_diff(now, t) < WINDOW_MS] + [now]
             down_at = None
             if not fired and len(presses) >= PRESSES:
                 presses = []
-                trigger()
+                trigger(pressed=True)
 
 
 async def _power_modem(hw, m, at, wdt):

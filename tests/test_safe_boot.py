@@ -10,7 +10,7 @@ import pytest
 
 from boton.sim.flashdir import install
 from boton.sim.network import PhoneNetwork
-from boton.sim.rig import DEFAULT_C4, VirtualDevice
+from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
 from rigkit import (FAST, break_firmware, demo_config, her_alert_on_the_flash, log_entries, press_in_safe_mode,
                     provisioned_device)
 
@@ -183,6 +183,64 @@ def test_a_crash_loop_during_her_alert_hands_over_to_safe_mode_which_calls_c4(tm
         # no press: the alert she raised goes on as safe mode's covert call
         vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == OTHER_C4, timeout=60)
         assert not (flash / "crashes.json").exists()   # the next reset tries the firmware again
+    finally:
+        vd.stop()
+
+
+def _flip_board_profile(flash):
+    """One flipped bit in board.json ('"' of "modem" -> '#'): no longer JSON."""
+    raw = bytearray((flash / "board.json").read_bytes())
+    raw[raw.index(b'"modem"')] ^= 0x01
+    (flash / "board.json").write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("breaks", [break_firmware, _flip_board_profile], ids=["module", "board_profile"])
+def test_her_alert_running_when_the_firmware_stops_starting_is_carried_on_by_safe_mode(
+        tmp_path, flash, breaks):
+    """Safe mode carried her alert on only after a crash loop. A reset mid-alert that left a
+    module corrupt, or a board profile a flipped bit broke, ended in safe mode waiting for a
+    press that may not come again: C4 was never called for the alert she had raised."""
+    (flash / "alert.json").write_text(json.dumps({"v": 1, "active": True, "elapsed_ms": 60000}))
+    breaks(flash)
+    vd = _boot(tmp_path, flash)
+    try:
+        vd.wait_console("EV safe_mode", timeout=60)
+        # no press: the alert she raised goes on as safe mode's covert call
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == OTHER_C4, timeout=60)
+    finally:
+        vd.stop()
+
+
+def test_her_press_in_safe_mode_outlives_a_reset_and_the_mended_firmware_carries_it_on(tmp_path, flash):
+    """Safe mode saved her press nowhere: a reset during her alert (a brown-out under the
+    modem's transmit burst, the watchdog) forgot it. It is saved as the firmware saves an
+    alert: after a reset safe mode calls C4 again, and the firmware, once it starts again,
+    carries the alert on and sends her trusted contact the SMS safe mode cannot send."""
+    lib_alert = flash / "lib" / "alert.mpy"
+    pristine = lib_alert.read_bytes() if lib_alert.exists() else None
+    break_firmware(flash)
+    vd = _boot(tmp_path, flash)
+    try:
+        press_in_safe_mode(vd, OTHER_C4)
+        assert ("safe_alert", "saved") in [row[2:] for row in log_entries(vd)]
+        for firmware_mended in (False, True):
+            vd.call(vd.network.hangup, OTHER_C4)   # C4 ends the call
+            vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == OTHER_C4, timeout=60)
+            if firmware_mended:   # a technician's deploy, as break_firmware found the flash
+                (flash / "alert.mpy").unlink()
+                if pristine is None:
+                    lib_alert.unlink()
+                else:
+                    lib_alert.write_bytes(pristine)
+            console, mark = vd.console_mark(), len(vd.events)
+            vd.hard_reset()
+            vd.wait_console("EV resume" if firmware_mended else "EV safe_mode import_",
+                            since=console, timeout=60)
+            # no press since: her alert goes on
+            vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == OTHER_C4,
+                          after=mark, timeout=90)
+        vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == DEFAULT_CONTACT and e["delivered"],
+                      after=mark, timeout=90)
     finally:
         vd.stop()
 
