@@ -39,6 +39,7 @@ PLAN = None  # (board to drive, C4 numbers, hold ms) for safe mode, read by chec
 CRASH_LOOP = 3
 CRASHES_PATH = "crashes.json"
 JSON_MAX = 2048  # board.json and config.json at most (store.JSON_MAX: this imports no lib/)
+STATE_MAX = 8192  # alert.json at most (store.STATE_MAX)
 
 
 def read_json(path, most=0):
@@ -139,7 +140,7 @@ def alert_running():
     safe mode then asks the network's clock. One the RTC shows past its end (saved days
     ago, her battery flat since) is not running: the normal resume's gap
     (appboot.saved_gap_ms), or C4 and her contacts get a false alert."""
-    st, _ = read_json("alert.json")
+    st, _ = read_json("alert.json", STATE_MAX)
     if not (isinstance(st, dict) and st.get("active")):
         return False
     try:

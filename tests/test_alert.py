@@ -1546,10 +1546,18 @@ late = dict(saved)
 late["daily_left_ms"] = 0                  # was due: not before the modem is up
 s3 = Sim(programme_number="+525550001111").resume(late).start()
 s4 = Sim(programme_number="+525550001111").resume({"v": 1}).start()
+# off 10 h since the save, by the RTC: the report is due 4 h on, not 14 (a button reset
+# more often than its saved period never reported)
+s5 = Sim(programme_number="+525550001111").resume(saved, gap_ms=10 * 3600000).start()
+s6 = Sim(programme_number="+525550001111").resume(saved, gap_ms=20 * 3600000).start()
+s7 = Sim(programme_number="+525550001111").resume(saved, gap_ms=None).start()
 out([saved["daily_left_ms"], a, rep[0] - 123456, rep[2][-14:], s2.timers, s3.timers,
-     s4.timers])
+     s4.timers, s5.timers, s6.timers, s7.timers])
 """)
-    left, a, at, tail, b, late, none = r
+    left, a, at, tail, b, late, none, gap, past_due, unknown_gap = r
+    assert gap == {"daily": 4 * 3600000}
+    assert past_due == {"daily": 60000}          # was due while it was off: once it is up
+    assert unknown_gap == {"daily": 14 * 3600000}   # the saved period left, a floor
     assert left == 14 * 3600000
     assert a == {"daily": 123456 + 14 * 3600000}
     assert at == 14 * 3600000

@@ -982,3 +982,36 @@ out([brief.kinds(), brief.m.active, flat.kinds(), flat.logs("expired"), flat.m.a
     brief, brief_active, flat, expired, flat_active = r
     assert brief_active and "hangup" not in brief
     assert not flat_active and "hangup" in flat and expired == [["expired", "3600s"]], flat
+
+
+def test_the_longest_state_the_machine_saves_fits_well_inside_what_boot_reads():
+    """store.STATE_MAX: a longer alert.json is taken for damaged and not parsed. The worst
+    case built here (every recipient with every kind of message waiting, eight strangers
+    with replies and PIN locks, her fix and cell) must stay at half of it at most, so that
+    no legitimate state is ever thrown away as damaged."""
+    import alert
+    import outbox as ob
+    import store
+    c4 = ["+5244991%05d" % i for i in range(10)]
+    contacts = ["+5244933%05d" % i for i in range(5)]
+    m = alert.AlertMachine({"c4_numbers": c4, "contacts": contacts, "sms_c4": True,
+                            "programme_number": "+524490000000", "alias": "L" * 20,
+                            "device_id": "BS-0042"})
+    strangers = ["+1%018d" % i for i in range(8)]   # longest numbers the commands take
+    args = {ob.CANCEL: "timeout", ob.LOWBAT: "v", ob.DAILY: 99999}
+    for n in m.recipients() + ["+524490000000"]:
+        for kind in ob.KINDS:
+            m.outbox.queue(n, kind, args.get(kind))
+    for n in strangers:
+        for kind in (ob.LOCATION, ob.STATUS):
+            m.outbox.queue(n, kind)
+    m.outbox.seq = 10 ** 9
+    m.commands.pin_fails = [[n, 99, 0] for n in strangers]
+    m.active, m.told, m.got_gps = True, m.recipients(), m.recipients()
+    m.fix, m.fix_t = [-900000000, -1800000000, 99.9, 99, 99999], 0
+    m.cell = ["334", "020", "FFFF", "FFFFFFF"]
+    state = m.to_state(0)
+    state["loc"] = "x" * 200   # her position sealed in its place (app._save_state)
+    state["at"] = 2 ** 31
+    size = len(json.dumps(state))
+    assert size <= store.STATE_MAX // 2, size

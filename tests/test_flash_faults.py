@@ -4,6 +4,8 @@ texting her contacts, at once or after a reset."""
 import json
 import time
 
+import pytest
+
 from boton.device import Device
 from boton.eventlog_check import firmware_eventlog
 from boton.paths import FIRMWARE
@@ -173,12 +175,19 @@ def test_an_alert_she_ended_on_a_full_flash_does_not_come_back_after_a_reset(tmp
         assert "EV state_dropped" in ended, ended
 
 
-def test_a_state_file_that_is_json_but_no_state_still_boots_and_calls(tmp_path):
-    # alert.json holding valid JSON that is not an object (a list, a number) raised
-    # AttributeError in the resume at every boot: a crash loop, then safe mode's bare call
+# Each raised in the resume at every boot: a crash loop, then safe mode's bare call.
+DAMAGED_STATES = {
+    "json_but_no_state": "[1, 2]",                     # AttributeError
+    "nested_past_the_heap": "[" * 1500 + "]" * 1500,   # MemoryError parsing it (3 KB)
+    "longer_than_any_state": '{"v": 1, "pad": "%s"}' % ("x" * 9000),  # parsed whole before
+}
+
+
+@pytest.mark.parametrize("content", DAMAGED_STATES.values(), ids=DAMAGED_STATES.keys())
+def test_a_damaged_state_file_still_boots_and_calls(tmp_path, content):
     flash = tmp_path / "flash"
     install(flash, "tcall_sim800l_axp192", demo_config())
-    (flash / "alert.json").write_text("[1, 2]")
+    (flash / "alert.json").write_text(content)
     vd = VirtualDevice(flash, board="tcall_sim800l_axp192", network_log=tmp_path / "net.jsonl",
                        time_scale=FAST)
     vd.start()

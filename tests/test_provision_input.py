@@ -317,10 +317,11 @@ def test_deploy_refuses_a_board_profile_the_device_would_refuse(tmp_path):
         board_json(str(path))
 
 
-def test_bootcheck_refuses_past_the_same_limit_as_store():
-    """bootcheck (it imports nothing of lib/) mirrors store.JSON_MAX."""
+@pytest.mark.parametrize("name", ["JSON_MAX", "STATE_MAX"])
+def test_bootcheck_refuses_past_the_same_limit_as_store(name):
+    """bootcheck (it imports nothing of lib/) mirrors store's limits."""
     import ast
     from boton.paths import FIRMWARE
     node = next(n for n in ast.parse((FIRMWARE / "bootcheck.py").read_text()).body
-                if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "JSON_MAX")
-    assert ast.literal_eval(node.value) == _device_json_max()
+                if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == name)
+    assert ast.literal_eval(node.value) == getattr(rules.firmware_module("store"), name)

@@ -390,7 +390,7 @@ class AlertMachine:
         self.end_t = None if ea is None else ticks_add(saved_at, -int(ea))
         self.start_t = ticks_add(saved_at, -int(st.get("elapsed_ms") or 0))
         self.commands.restore(st.get("pin_fails"), saved_at)
-        self.sup.restore(st, self.alerts)
+        self.sup.restore(st, self.alerts, gap_ms)
         calls.reset()
         self._housekeeping(now)
 

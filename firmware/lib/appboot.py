@@ -68,9 +68,19 @@ def keep_power_on(app):
 
 
 def load_state(log):
-    """alert.json with her position unsealed; ValueError if the file is corrupt."""
+    """alert.json with her position unsealed; ValueError if the file is corrupt, too
+    long, or takes more heap to parse than a fresh boot has (a damaged file: thousands of
+    nested brackets), which crashed every boot and ended in safe mode."""
     from app import STATE_PATH  # loaded already: app imports this module
-    saved = store.read_json(STATE_PATH)
+    try:
+        saved = store.read_json(STATE_PATH, None, store.STATE_MAX)
+    except MemoryError:
+        import gc
+        gc.collect()  # once more on a collected heap: a legitimate state is a few KB
+        try:
+            saved = store.read_json(STATE_PATH, None, store.STATE_MAX)
+        except MemoryError:
+            raise ValueError("corrupt " + STATE_PATH)
     if saved is not None and not isinstance(saved, dict):
         raise ValueError("corrupt " + STATE_PATH)  # JSON, but no state: as a damaged file
     if saved and saved.get("loc"):

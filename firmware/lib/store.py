@@ -8,13 +8,9 @@ import os
 # a longer one (a bad provision, a damaged flash) filled the heap at every boot, a crash
 # loop. Mirrored in bootcheck.JSON_MAX; the host refuses to write longer (rules, release).
 JSON_MAX = 2048
-
-
-def write_atomic(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.rename(tmp, path)
+# alert.json at most: the worst state the machine saves is under 4 KB (test_alert_parts).
+# A longer one is damaged and is not parsed (mirrored in bootcheck.STATE_MAX).
+STATE_MAX = 8192
 
 
 def write_json(path, obj):

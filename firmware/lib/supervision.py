@@ -40,12 +40,14 @@ class Supervision:
             left = max(0, self.daily_len - ticks_diff(now, self.daily_t))
         st["daily_left_ms"] = left
 
-    def restore(self, st, alerts):
+    def restore(self, st, alerts, gap_ms=None):
+        # gap_ms: the time off since the save, when the RTC knows it; what was left of the
+        # report period shrinks by it (else a button reset more often than that never reports)
         th = self.thresholds()
         self.bat_low = [int(t) for t in (st.get("bat_low") or []) if int(t) in th]
         self.rep_alerts = min(int(st.get("rep_alerts") or 0), alerts)
         dl = st.get("daily_left_ms")
-        self.daily_left = None if dl is None else int(dl)
+        self.daily_left = None if dl is None else int(dl) - int(gap_ms or 0)
 
     # -------------------------------------------------------------- daily
     def start(self, now, acts):
