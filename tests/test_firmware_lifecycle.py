@@ -1,7 +1,10 @@
 """Firmware behaviours around boot: safe mode, watchdog, standby power states."""
+import json
+
+import pytest
 
 from boton.sim.flashdir import install
-from boton.sim.rig import DEFAULT_C4, VirtualDevice
+from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
 from rigkit import FAST, demo_config, log_entries, provisioned_device
 
 
@@ -41,6 +44,28 @@ def test_invalid_config_is_reported(tmp_path):
     vd = boot(tmp_path, b'{"alias": "Luna"}')
     try:
         assert "EV safe_mode config_missing_c4_numbers" in vd.wait_console("EV ready", timeout=60)
+    finally:
+        vd.stop()
+
+
+@pytest.mark.parametrize("key, contact_kept", [("contacts", False), ("alias", True)])
+def test_a_flipped_bit_in_a_config_key_keeps_what_still_holds_of_her_configuration(
+        tmp_path, key, contact_kept):
+    """One flipped bit in a key's name ("contacts" -> "contactw") leaves valid JSON, her C4
+    numbers and contacts intact, and the firmware threw all of it away: her press called
+    the board's safe_c4 instead of her C4, and no contact got an SMS."""
+    her_c4 = "+524499100077"
+    damaged = key[:-1] + chr(ord(key[-1]) ^ 0x04)
+    text = json.dumps(demo_config(c4=[her_c4])).replace('"%s"' % key, '"%s"' % damaged)
+    vd = boot(tmp_path, text.encode(), c4_numbers=(DEFAULT_C4, her_c4))
+    try:
+        assert "EV safe_mode config_missing_" + key in vd.wait_console("EV ready", timeout=60)
+        vd.press(hold_s=2.5)  # her gesture's hold is not kept: the default 2 s
+        call = vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60)
+        assert call["to"] == her_c4
+        if contact_kept:
+            vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == DEFAULT_CONTACT
+                          and e["delivered"], timeout=90)
     finally:
         vd.stop()
 

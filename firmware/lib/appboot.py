@@ -29,7 +29,7 @@ def validate(cfg):
 
 def load_config(board, log):
     """(config, safe_mode). A missing, corrupt or oversized config still lets the button
-    call the C4 number built into the board profile: safe mode."""
+    call C4: safe mode, with what still holds of her configuration (salvage)."""
     try:
         cfg = store.read_json("config.json", None, store.JSON_MAX)
         problem = "missing" if cfg is None else validate(cfg)
@@ -38,8 +38,30 @@ def load_config(board, log):
     if problem is None:
         return cfg, False
     log.add("safe_mode", "config_" + problem.replace(" ", "_"))
-    return {"c4_numbers": [board.get("safe_c4") or "911"], "contacts": [],
-            "alias": "", "device_id": "SAFE", "sms_c4": False}, True
+    return salvage(cfg, board), True
+
+
+def salvage(cfg, board):
+    """What still holds of a configuration that does not validate (one flipped bit in a
+    key's name threw all of it away, her C4 numbers and contacts intact): her C4 numbers as
+    safe mode reads them (bootcheck.c4_numbers: else the board's safe_c4, else 911), each
+    contact that is still a phone number, her alias and the device's name; safe defaults
+    for the rest."""
+    import bootcheck  # loaded already: main.py asked it before starting the firmware
+    c = cfg if isinstance(cfg, dict) else {}
+    contacts = c.get("contacts")
+    contacts = [n for n in contacts if _is_number(n)][:5] if isinstance(contacts, list) else []
+    alias, device = c.get("alias"), c.get("device_id")
+    return {"c4_numbers": bootcheck.c4_numbers(c, board), "contacts": contacts,
+            "alias": alias if isinstance(alias, str) else "",
+            "device_id": device if isinstance(device, str) and device else "SAFE",
+            "sms_c4": False}
+
+
+def _is_number(n):
+    """A phone number as the host writes them (+ and 6 to 20 digits)."""
+    return (isinstance(n, str) and 6 <= len(n.lstrip("+")) <= 20
+            and n.lstrip("+").isdigit() and n.count("+") <= n.startswith("+"))
 
 
 def keep_power_on(app):
