@@ -13,8 +13,9 @@ DETAIL_MAX = 60      # characters of the reason in the log
 # instead of being left as holes between long-lived objects (-5 KB of smallest heap).
 IMPORT_GC_BYTES = 4096
 # Heap held back while the firmware imports and handed to safe mode if the import fails:
-# a firmware too big for the heap leaves no room to load safe.mpy (3.7 KB of bytecode,
-# ~5 KB loaded) otherwise. Given back to the firmware when the import succeeds.
+# a firmware too big for the heap leaves no room to load safe.mpy (5.8 KB) otherwise
+# (none: safe mode's own MemoryError at 56 KB; 3 KB was still enough, 2026-12-03;
+# test_safe_boot's too_big_for_the_heap). Given back to the firmware when the import succeeds.
 SAFE_RESERVE = 6144
 # What purge() leaves loaded: this module and safe mode, the ESP32's _boot.py mount
 # (flashbdev), and what safe mode runs on (hw and its backend, asyncio and its parts).

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from boton import frozen
 from boton.sim.flashdir import install
 from boton.sim.network import PhoneNetwork
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
@@ -514,5 +515,25 @@ def test_an_mpy_firmware_has_no_frozen_safe_mode_for_a_filesystem_that_will_not_
         vd.wait_console("The filesystem appears to be corrupted", timeout=30, count=3)
         assert "safe mode" not in vd.console_text()
         assert not [e for e in vd.events if e["kind"] == "call_start"]
+    finally:
+        vd.stop()
+
+
+@pytest.mark.skipif(frozen.tooling()[0] is None, reason="no 32-bit MicroPython build tooling "
+                    "(CI has it beside the clone)")
+@pytest.mark.parametrize("heap", ["56k", "96k"])
+def test_an_mpy_firmware_too_big_for_the_heap_still_calls_c4_from_safe_mode(tmp_path, flash, heap):
+    """The .mpy deploy (development) on a board whose heap cannot hold the firmware's
+    bytecode: the import ends in a MemoryError, and the heap held back meanwhile
+    (bootcheck.SAFE_RESERVE) must be enough to load safe mode, which then calls C4 on her
+    press. Without the reserve, at the ESP32's 56 KB safe mode itself ran out of memory and
+    the button was dead. On the 32-bit build with nothing frozen."""
+    exe = frozen.unix32(frozen=False).exe
+    chip = frozen.DeviceInterpreter(str(exe), heap, f"32-bit MicroPython, .mpy files, {heap} heap",
+                                    chip=True)
+    vd = _boot(tmp_path, flash, interpreter=chip)
+    try:
+        vd.wait_console("EV safe_mode import_MemoryError", timeout=60)
+        press_in_safe_mode(vd, OTHER_C4)
     finally:
         vd.stop()
