@@ -361,6 +361,26 @@ def test_the_list_command_table_json_and_exit_codes(env, tmp_path):
     assert "all 2 delivered button(s) reported and are well" in run("reports", "list").stdout
 
 
+def test_a_report_dated_in_the_future_is_not_imported_and_never_hides_a_silent_button(env, tmp_path):
+    """A phone with a wrong clock (or a year typed wrong in a CSV): the report dated 2062 was
+    the button's latest for decades, "0 min ago", and the button never showed OVERDUE again."""
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    delivered(env, MAC1, "BS-0001", now - dt.timedelta(days=5))
+    f = tmp_path / "sms.csv"
+    f.write_text("received_at,from,body\n"
+                 f"2062-03-10T10:00:00-06:00,{SENDER},{body('BS-0001')}\n"
+                 f"{RR._iso(now + dt.timedelta(minutes=20))},{SENDER},{body('BS-0001', uptime_h=52)}\n")
+    res = run("reports", "import", str(f))
+    assert "line 2: a daily report dated 2062-03-10T16:00:00Z, later than now" in res.stdout
+    assert "not imported" in res.stdout
+    assert [r[1] for r in rows(env)] == [RR._iso(now + dt.timedelta(minutes=20))]   # clock skew: kept
+    # one stored before the import refused them is not taken as her latest either
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        reg.db.execute("UPDATE daily_reports SET received_at = '2062-03-10T16:00:00Z'")
+    data = json.loads(run("reports", "list", "--json", code=EXIT_ATTENTION).stdout)
+    assert data["buttons"][0]["flags"] == ["NO REPORT"]
+
+
 def test_without_a_registry_it_says_so(env):
     res = run("reports", "list", code=EXIT_USAGE)
     assert "no registry at" in res.stderr

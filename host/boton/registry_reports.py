@@ -45,6 +45,10 @@ LOW_BATTERY_PCT = 20
 # RESTARTED: the uptime a report gives (whole hours, rounded down) is shorter than the time
 # since the report before by more than this (delivery delays of either report).
 RESTART_SLACK_S = 1800
+# A report dated later than the import's time by more than this (the receiving phone's clock
+# off, a year typed wrong in a CSV) is not imported: as a button's latest report it counted
+# as just received for years, and hid a button gone silent until that date.
+FUTURE_SLACK_S = 3600
 
 FLAGS = ("NO REPORT", "OVERDUE", "LOW BATTERY", "GPS NOT RESPONDING", "NO VOICE", "RESTARTED",
          "ALERTS")
@@ -216,9 +220,13 @@ class DailyReports:
         ({label: reports} of labels the registry does not hold)."""
         export = read_sms_export(path)
         reports, unreadable, skipped = [], [], 0
+        latest = _iso(self._now_utc() + dt.timedelta(seconds=FUTURE_SLACK_S))
         for where, at, body in export.received:
             r = parse_daily_report(body)
-            if r is not None:
+            if r is not None and at > latest:   # both UTC "...Z": compared as text
+                unreadable.append((where, f"a daily report dated {at}, later than now: the clock "
+                                          "of the phone that received it (or the file) is wrong"))
+            elif r is not None:
                 reports.append((at, r))
             elif is_daily_report_header(body):
                 unreadable.append((where, why_not(body)))
@@ -256,6 +264,9 @@ class DailyReports:
                 "already": stored - added, "skipped": skipped, "not_received": export.not_received,
                 "unreadable": unreadable, "unknown": unknown}
 
+    def _now_utc(self):
+        return self._clock() if self._clock else dt.datetime.now(dt.timezone.utc)
+
     def report_status(self, now=None, interval_s=DAILY_STATUS_S) -> list:
         """For every delivered button, by label: {label, mac, delivered_at, daily_interval_s
         (its period: the one recorded at its provisioning, else interval_s; 0: it sends
@@ -263,15 +274,16 @@ class DailyReports:
         received_at and age_s; None if none since delivery), flags, note (why a button
         that sends no reports is not flagged, else None)}. Reports received before its
         delivery (a bench test, a woman who had it before) do not count."""
-        now = now or (self._clock() if self._clock else dt.datetime.now(dt.timezone.utc))
+        now = now or self._now_utc()
+        latest = _iso(now + dt.timedelta(seconds=FUTURE_SLACK_S))   # one stored before the import refused them
         out = []
         with self._read() as db:
             devices = db.execute("SELECT mac, label, delivered_at, daily_interval_s FROM devices "
                                  "WHERE state = 'delivered' ORDER BY label").fetchall()
             for d in devices:
                 rows = db.execute(
-                    "SELECT * FROM daily_reports WHERE mac = ? AND received_at >= ? "
-                    "ORDER BY received_at DESC LIMIT 2", (d["mac"], d["delivered_at"] or "")).fetchall()
+                    "SELECT * FROM daily_reports WHERE mac = ? AND received_at >= ? AND received_at <= ? "
+                    "ORDER BY received_at DESC LIMIT 2", (d["mac"], d["delivered_at"] or "", latest)).fetchall()
                 last, prev = (_report(rows[0]) if rows else None), (_report(rows[1]) if len(rows) > 1 else None)
                 if last is not None:
                     last["age_s"] = max(0, int((now - parse_time(last["received_at"])).total_seconds()))
