@@ -167,6 +167,31 @@ def test_a_pin_alias_or_number_of_the_wrong_type_is_refused_without_its_value(tm
         assert secret not in str(e.value)
 
 
+@pytest.mark.parametrize("where, key, needle", [
+    ((), "allow911", "unknown setting 'allow911' (did you mean 'allow_911'?)"),
+    ((), "programe_number", "unknown setting 'programe_number' (did you mean 'programme_number'?)"),
+    (("gesture",), "hold", "unknown setting gesture.'hold' (did you mean 'hold_ms'?)"),
+    ((), "x" * 500, "unknown setting 'xxxx"),
+])
+def test_a_setting_spelt_wrong_is_refused_by_name(tmp_path, where, key, needle):
+    """A misspelt key was ignored: "allow911": true built an image without 911,
+    "programe_number" one that sends no daily report, gesture "hold" the default hold."""
+    cfg = build_config(alias="Luna", contacts=["449 111 2233"], c4=[C4], device_id="BS-1")
+    node = cfg
+    for k in where:
+        node = node[k]
+    node[key] = 5000
+    f = tmp_path / "cfg.json"
+    f.write_text(json.dumps(cfg))
+    with pytest.raises(InputError) as e:
+        config_from_file(f)
+    assert needle in str(e.value) and len(str(e.value)) - len(str(f)) < 300
+    good = build_config(alias="Luna", contacts=["449 111 2233"], c4=[C4], device_id="BS-1")
+    f.write_text(json.dumps(dict(good, gesture=[])))   # was taken as the defaults
+    with pytest.raises(InputError, match="gesture must be an object"):
+        config_from_file(f)
+
+
 def test_settings_at_the_ends_of_their_ranges_are_kept(tmp_path):
     cfg = build_config(alias="Luna", contacts=["449 111 2233"], c4=[C4], device_id="BS-1", gesture="presses",
                        hold_ms=500, presses=2, window_ms=10000, update_every_s=60, max_alert_s=86400,

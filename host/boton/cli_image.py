@@ -3,6 +3,7 @@ and her configuration), flashed with a single esptool write.
 
 Registered by cli.py with `main.add_command(image_cmd)`.
 """
+import difflib
 import json
 import os
 import stat
@@ -27,6 +28,24 @@ DEVICE_ID_HELP = ("The button's registry label, e.g. BS-0042 (required: there is
                   "at most 12 letters, digits and dashes, all of which her alert SMS show.")
 
 
+# What a config file may hold: what build_config writes (a config kept from a device) and a
+# plain "pin". A key spelt wrong ("allow911", "programe_number", gesture "hold") was ignored:
+# an image without 911, without daily reports or with the default hold, built without a word.
+CONFIG_KEYS = ("schema", "device_id", "alias", "c4_numbers", "contacts", "pin", "pin_hash",
+               "country_code", "allow_911", "gesture", "vibrate", "update_every_s", "max_alert_s",
+               "programme_number")
+GESTURE_KEYS = ("mode", "hold_ms", "count", "window_ms")
+
+
+def _unknown_keys(path, keys, known, where=""):
+    """InputError naming the first key that is not one of `known` (and the one meant)."""
+    for key in keys:
+        if key not in known:
+            near = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else f"; known: {', '.join(known)}"
+            raise InputError(f"{path}: unknown setting {where}{rules.echo(key)}{hint}")
+
+
 def config_from_file(path, obtain_pin=None) -> dict:
     """Her configuration from a JSON file in the device's schema, validated and normalised
     exactly as `provision` would build it (numbers to E.164, PIN, gesture limits). Its
@@ -42,10 +61,14 @@ def config_from_file(path, obtain_pin=None) -> dict:
         raise InputError(f"cannot read config file {path}: not valid JSON (nested too deeply)") from None
     if not isinstance(raw, dict) or raw.get("schema") != rules.CONFIG_SCHEMA:
         raise InputError(f"{path} is not a device config (schema {rules.CONFIG_SCHEMA})")
-    g = raw.get("gesture") or {}
+    _unknown_keys(path, raw, CONFIG_KEYS)
+    g = raw.get("gesture")
+    if g is None:
+        g = {}
     if not isinstance(g, dict):
         raise InputError(f"{path}: gesture must be an object such as {{\"mode\": \"hold\", "
                          f"\"hold_ms\": 2000}}, got {rules.echo(g)}")
+    _unknown_keys(path, g, GESTURE_KEYS, "gesture.")
     for key in ("contacts", "c4_numbers"):
         if not isinstance(raw.get(key) or [], list) or not all(isinstance(n, str) for n in raw.get(key) or []):
             raise InputError(f"{path}: {key} must be a list of phone numbers written as text "
