@@ -1525,6 +1525,28 @@ out([x[2] for x in s.sms() if x[1] == "+525550001111"])
         "GPS sin senal FW 1.0.0 Alertas 0"]
 
 
+@pytest.mark.parametrize("ended", [False, True], ids=["alert_running", "alert_cancelled"])
+def test_a_contact_removed_since_the_save_gets_nothing_waiting_for_her(both, ended):
+    """Her alert's SMS wait in the outbox (no coverage); she has a contact removed (close to
+    the aggressor, say) and the button is provisioned again: after the reset the waiting
+    SMS still went to the removed contact, her alert and where she is, or its cancel."""
+    r = both("""
+import json
+s = Sim(sms_ok=None)
+s.ev("gesture", "alert")
+s.ev("fix", [218850000, -1022900000, 1.0, 8, 5])
+if %s:
+    s.ev("gesture", "cancel")
+saved = json.loads(json.dumps(s.state))
+s2 = Sim(sms_ok=True, contacts=CONTACTS[1:], programme_number="+525550001111")
+s2.resume(saved).start()
+s2.advance(600000)
+out([x[1] for x in s2.sms()])
+""" % ended)
+    assert r and CONTACTS[0] not in r
+    assert set(r) >= set(CONTACTS[1:])
+
+
 def test_daily_status_timer_survives_a_reset(both):
     r = both("""
 import json

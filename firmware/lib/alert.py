@@ -376,6 +376,9 @@ class AlertMachine:
         self.outbox.restore(st.get("out"), seq)
         # the one in flight at the reset goes again only if it is still true
         self.outbox.drop((ob.CANCEL,) if self.active else ob.LOC)
+        # and only to whom her configuration still sends: a contact removed since the save
+        # (provisioned again) got her alert and where she is from what was waiting
+        self.outbox.keep(self._still_sent_to)
         self.got_gps = list(st.get("got_gps") or [])
         self.told = list(st.get("told") or [])
         self.cell = st.get("cell")
@@ -429,6 +432,17 @@ class AlertMachine:
             return True
         for n in self.cfg["authorized"]:
             if same_number(n, number, self.cc):
+                return True
+        return False
+
+    def _still_sent_to(self, e):
+        # an outbox record's number is one this configuration sends its kind to
+        if e.kind == ob.DAILY:
+            return same_number(e.number, self.cfg["programme_number"], self.cc)
+        if self._authorized(e.number):  # C4 and who may send commands: replies, cancels
+            return True
+        for n in self.recipients():
+            if same_number(n, e.number, self.cc):
                 return True
         return False
 

@@ -85,6 +85,10 @@ class Outbox:
         # its locations; a new one began: the last one's end)
         self.items = [e for e in self.items if e.n == self.inflight or e.kind not in kinds]
 
+    def keep(self, allowed):
+        # only the messages allowed(e) says may still go
+        self.items = [e for e in self.items if allowed(e)]
+
     def take(self, e):
         # e out of the queue, to be put elsewhere (put_front)
         self.items.remove(e)
