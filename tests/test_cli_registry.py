@@ -397,13 +397,20 @@ def test_purge_cases_erases_only_what_nothing_needs(env):
     assert "no closed case older than 0 days" in run(registry, "purge-cases", "--older-than", "0").stdout
     with Registry(env["BOTON_REGISTRY"]) as reg:
         reg.record_wipe(MAC1, verified=True)
-    run(registry, "backup", str(Path(env["BOTON_REGISTRY"]).parent.parent / "copia-marzo.sqlite3"))
+    copia = Path(env["BOTON_REGISTRY"]).parent.parent / "copia-marzo.sqlite3"
+    run(registry, "backup", str(copia))
+    # each restore keeps the file it replaced beside the registry, her case in it: such a
+    # copy was never named (and two restores within a second failed, "File exists")
+    for _ in range(2):
+        run(registry, "restore", str(copia), "--yes")
+    kept = sorted(p.name for p in Path(env["BOTON_REGISTRY"]).parent.glob("*.bak-*"))
+    assert len(kept) == 2
     out = run(registry, "purge-cases", "--older-than", "0", "--dry-run").stdout
     assert "BS-0001 (24:6f:28:00:00:01): case closed" in out and "would be erased (dry run)" in out
-    assert "1 backup(s) made since still hold them" in out and "copia-marzo.sqlite3" in out
+    assert "3 backup(s) made since still hold them" in out and "copia-marzo.sqlite3" in out
     data = json.loads(run(registry, "purge-cases", "--older-than", "0", "--json").stdout)
     assert not data["dry_run"] and [r["label"] for r in data["cases"]] == ["BS-0001"]
-    assert [b["file"] for b in data["backups_holding_them"]] == ["copia-marzo.sqlite3"]
+    assert sorted(b["file"] for b in data["backups_holding_them"]) == sorted(["copia-marzo.sqlite3"] + kept)
     with Registry(env["BOTON_REGISTRY"]) as reg:
         assert reg.wipe_cases(MAC1) == []
     assert "Luna" not in run(devices, "audit", MAC1).stdout

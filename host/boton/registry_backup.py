@@ -10,6 +10,7 @@
   never started over.
 """
 import datetime as dt
+import glob
 import os
 import secrets
 import shutil
@@ -105,7 +106,16 @@ class BackupAndVerify:
         with self._read() as db:
             rows = db.execute("SELECT at, detail FROM audit WHERE action = 'backup' AND at >= ? ORDER BY id",
                               (at,)).fetchall()
-        return [(r["at"], r["detail"].removeprefix(BACKUP_DETAIL)) for r in rows]
+        found = [(r["at"], r["detail"].removeprefix(BACKUP_DETAIL)) for r in rows]
+        # and the files restores set aside beside the registry (a later restore may have
+        # replaced the audit rows that named them): each holds what the registry held
+        for kept in sorted(self.path.parent.glob(glob.escape(self.path.name) + ".bak-*")):
+            if not kept.name.endswith(("-wal", "-shm")):
+                mtime = dt.datetime.fromtimestamp(kept.stat().st_mtime, dt.timezone.utc)
+                last_written = mtime.strftime("%Y-%m-%dT%H:%M:%SZ")
+                if last_written >= at:
+                    found.append((last_written, kept.name))
+        return found
 
     def _copy_into(self, out):
         """The registry as committed, into the connection `out`, as one self-contained file
@@ -287,6 +297,10 @@ def _set_aside(path):
     when no other connection is open; a damaged one is kept with its -wal as it is."""
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     kept = path.with_name(f"{path.name}.bak-{stamp}")
+    n = 1
+    while kept.exists():  # two restores within a second ("File exists")
+        n += 1
+        kept = path.with_name(f"{path.name}.bak-{stamp}-{n}")
     try:
         db = sqlite3.connect(str(path), timeout=1, isolation_level=None)
         try:
