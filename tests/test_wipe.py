@@ -167,6 +167,29 @@ def test_a_failed_verification_keeps_it_out_of_stock(her_button, monkeypatch):
     assert entry["action"] == "wipe_failed" and "FOUND alias x1" in entry["detail"]
 
 
+def test_a_read_back_of_another_chip_proves_nothing_and_keeps_it_out_of_stock(her_button, tmp_path):
+    """--download-port mistyped on a bench of several boards: the read-back searched another
+    chip's flash and put her button in stock as verified."""
+    vd, _ = her_button
+    other_chip = tmp_path / "other.bin"
+    other_chip.write_bytes(img.build_image(img.virtual_firmware(), firmware_files(BOARD), "4MB"))
+    other = VirtualDevice(tmp_path / "flash2", board=BOARD, flash_image=other_chip, repl="rfc2217",
+                          time_scale=FAST, mac="24:0a:c4:00:00:77")
+    other.start()
+    try:
+        with Registry() as reg:
+            reg.return_device(vd.mac)
+        r = run("wipe", "--port", vd.repl_url, "--download-port", other.repl_url)
+    finally:
+        other.stop()
+    assert r.exit_code == 5 and "NOT verified" in r.output, r.output
+    assert "another chip's (24:0a:c4:00:00:77)" in " ".join(r.output.split())
+    with Registry() as reg:
+        d = reg.get(vd.mac)
+        assert (d.state, d.wipe_required) == ("returned", True)
+        assert reg.audit(vd.mac)[-1]["action"] == "wipe_failed"
+
+
 def test_force_on_a_delivered_button_asks_and_is_audited(her_button):
     vd, _ = her_button
     r = run("wipe", "--port", vd.repl_url, "--force")  # no terminal to ask on

@@ -590,6 +590,10 @@ def wipe(port, device_ref, keep_log, force, yes, download_port, pin_file, during
                 result = wipe_check.search(back.data, found)
                 how = (f"raw read-back of the vfs partition: {w.blocks} blocks erased, "
                        f"{back.blocks_read} read, {back.blocks_erased} proven erased")
+                if back.mac and back.mac.lower() != mac.lower():
+                    # another board on --download-port: its flash proves nothing of hers
+                    result, why = None, (f"the flash read back is another chip's ({back.mac}), "
+                                         f"not this button's ({mac}): check --download-port")
     else:
         result = wipe_check.search(b"\x00".join(w.left_files.values()), found)
         how = f"file-level (flash folder, no raw blocks): removed {', '.join(w.removed) or 'nothing'}"
