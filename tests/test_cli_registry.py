@@ -580,3 +580,26 @@ def test_a_registry_value_of_the_wrong_type_is_shown_as_invalid(env, column, val
         assert json.loads(dev("list", "--json").stdout)["devices"][0]["flash_size_text"] == "invalid"
     assert MAC1 in dev("show", MAC1).stdout
     dev("export", str(Path(env["BOTON_REGISTRY"]).parent / "e.csv"))
+
+
+@pytest.mark.parametrize("args, env_extra, where", [
+    (["add", MAC2, "--technician", "Jos\udce9"], {}, "the value of --technician"),
+    (["add", MAC2], {"BOTON_TECHNICIAN": "Jos\udce9"}, "BOTON_TECHNICIAN"),
+    (ASSIGN[:-4] + ["--name=Mar\udceda"], {}, "the value of --name"),
+    (["faulty", MAC1, "--reason", "bater\udceda"], {}, "the value of --reason"),
+])
+def test_text_that_is_not_utf8_is_refused_naming_where_not_what(env, monkeypatch, args, env_extra, where):
+    """A terminal in Latin-1 hands Python bytes it cannot encode: every write (the audit's
+    seal, her case's encryption) crashed with a UnicodeEncodeError traceback."""
+    dev("add", MAC1)
+    for k, v in env_extra.items():
+        monkeypatch.setenv(k, v)
+    res = run(devices, *args, code=2)
+    assert res.stderr == (f"error: {where} is not UTF-8 text (a terminal set to another encoding?): "
+                          "set it to UTF-8 (e.g. LANG=es_MX.UTF-8) and type it again\n")
+    assert "Mar" not in res.stderr and "bater" not in res.stderr
+    for k in env_extra:
+        monkeypatch.delenv(k)
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        assert [d.mac for d in reg.list()] == [MAC1]
+        reg.verify()

@@ -6,6 +6,7 @@ a wrong file name shown, or rich's MarkupError after the registry recorded the b
 before its generated PIN was shown. So such text reaches rich through `escape()` when the
 line carries markup of ours, or in a line printed with markup=False.
 """
+import os
 import sqlite3
 import sys
 
@@ -28,6 +29,15 @@ class OneLineErrors(click.Group):
     """A command group whose expected failures become `error: ...` and a documented exit
     code, never a traceback: `boton` itself and its `devices` and `registry` groups (which
     work standalone too, as the tests run them)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        if parent is None:   # the command line as typed, once
+            where = not_utf8(args, os.environ)
+            if where:
+                print_error(f"{where} is not UTF-8 text (a terminal set to another encoding?): "
+                            "set it to UTF-8 (e.g. LANG=es_MX.UTF-8) and type it again")
+                sys.exit(EXIT_USAGE)
+        return super().make_context(info_name, args, parent=parent, **extra)
 
     def invoke(self, ctx):
         from .registry_backup import RESTORE_HINT
@@ -55,6 +65,30 @@ class OneLineErrors(click.Group):
                             "(run the command on a terminal, or give the answer as an option)")
                 sys.exit(EXIT_USAGE)
             raise
+
+
+def _utf8(text):
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:   # bytes the OS gave as surrogates (a Latin-1 terminal)
+        return False
+
+
+def not_utf8(args, environ):
+    """Which argument (or BOTON_* variable) holds bytes that are not UTF-8, said without its
+    value (her name, perhaps), or None: every write of such text crashed encoding it."""
+    for i, arg in enumerate(args):
+        if _utf8(arg):
+            continue
+        option = arg.split("=", 1)[0] if arg.startswith("--") and "=" in arg else None
+        if option is None and i and args[i - 1].startswith("-"):
+            option = args[i - 1]
+        return f"the value of {option}" if option and _utf8(option) else f"argument {i + 1}"
+    for name, value in environ.items():
+        if name.startswith("BOTON_") and not _utf8(value):
+            return name
+    return None
 
 
 def interrupted():
