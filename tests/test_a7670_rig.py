@@ -489,6 +489,22 @@ def test_module_firmware_that_drops_lte_calls_is_reported_and_the_alert_falls_ba
     assert text.count("EV voice_fallback lte_calls_end") == 1 and "EV voice 2g" in text, text
 
 
+def test_dials_refused_on_lte_while_registered_for_voice_fall_back_to_2g(tmp_path):
+    """VoLTE gone (no IMS registration) while +CREG still says voice: every ATD on LTE
+    refused at once (NO CARRIER; M109 p.47-48 lists the failure results). Only calls that
+    rang out and ended were counted, and recheck_voice saw "voice": the firmware redialled
+    on LTE for the whole alert and C4 was never called, with 2G right there."""
+    with a7670_device(tmp_path, modem_options=dict(lte_dials_refused=True)) as vd:
+        mark, events = vd.console_mark(), len(vd.events)
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4,
+                      after=events, timeout=120)
+        text = vd.console_text()[-(vd.console_mark() - mark):]
+        assert vd.call(lambda: (vd.modem.cnmp, vd.modem.rat)) == (13, "gsm")
+    assert text.count("EV dial_error NO_CARRIER") == 2, text
+    assert text.count("EV voice_fallback lte_calls_end") == 1 and "EV voice 2g" in text, text
+
+
 def test_the_t_a7670x_light_sleeps_although_its_gps_cannot_be_switched_off(tmp_path):
     """The L76K shield has no enable pin: it stays powered (its fix hot), and once it has
     given a fix the chip stops listening and light-sleeps, as on the boards that switch

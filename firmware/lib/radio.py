@@ -26,6 +26,9 @@ VOICE_RECHECK_S = 300            # a refused dial looks at the voice service at 
 # "at once". SILENT_FAILS such calls in a row: 2G where there is some (modemup.lte_calls_fail)
 QUICK_END_MS = 5000
 SILENT_FAILS = 2
+# A dial refused with these +CME codes says nothing of the voice service: not allowed yet
+# (3: before the module takes calls, or a call up), no network (30: recheck_voice's case).
+DIAL_NOT_YET = (3, 30)
 # While a call of ours is out or up, the module is asked after this much silence (idle:
 # the health check's 60 s). A hung module, or a SIM800 restarted at autobaud, says nothing
 # and carries no call: C4 is called again only once the firmware knows.
@@ -154,8 +157,20 @@ class Radio:
             self.post(("call_state", "ended", "error"))
             if isinstance(e, ModemTimeout):
                 self.kick_recovery()
-            elif self.dialect.RAT_QUERY and self._voice_check_due():
+                return
+            if e.kind in ("NO CARRIER", "ERROR") or (e.kind == "CME" and e.code not in DIAL_NOT_YET):
+                # refused at once though registered for voice: on LTE, VoLTE gone (no IMS
+                # registration); ATD fails so (M109 p.47-48) and recheck_voice sees "voice"
+                self._never_rang()
+            if self.dialect.RAT_QUERY and self._voice_check_due():
                 asyncio.create_task(self._up("recheck_voice"))
+
+    def _never_rang(self):
+        """Our call went nowhere (refused, or ended before it rang): SILENT_FAILS in a row
+        and an A7670 on LTE falls back to 2G where there is some (modemup.lte_calls_fail)."""
+        self.unrung += 1
+        if self.unrung == SILENT_FAILS and self.dialect.GSM_ONLY:
+            self.kick_recovery("lte_calls_fail")
 
     def _voice_check_due(self):
         """A refused dial looks at the voice service (modemup.recheck_voice) at most every
@@ -368,9 +383,7 @@ class Radio:
         # Once per run of them, so the modes never alternate (reset when a call rings)
         if self.call_out and t is not None and self._end_cause in (None, "no_carrier") and \
                 time.ticks_diff(time.ticks_ms(), t) < int(QUICK_END_MS * hw.TIME_SCALE):
-            self.unrung += 1
-            if self.unrung == SILENT_FAILS and self.dialect.GSM_ONLY:
-                self.kick_recovery("lte_calls_fail")
+            self._never_rang()
         self.call_out = False
         self._answered_id = None
         lines = ()

@@ -100,9 +100,11 @@ class A7670(Sim800):
     """One simulated A7670SA on the ESP32's UART, attached to a PhoneNetwork.
 
     Same wiring, observers and fault API as Sim800 (see there), plus the flags volte=
-    (the SIM and the network do VoLTE), gsm= (the network has 2G) and lte_calls_drop=
-    (every call on LTE ends before it rings, whatever the module firmware), and the faults
-    volte_unavailable(), sms_only(), emergency_only(), lte_calls_drop()."""
+    (the SIM and the network do VoLTE), gsm= (the network has 2G), lte_calls_drop=
+    (every call on LTE ends before it rings, whatever the module firmware) and
+    lte_dials_refused= (every dial on LTE refused at once, registered for voice all the same),
+    and the faults volte_unavailable(), sms_only(), emergency_only(), lte_calls_drop(),
+    lte_dials_refused()."""
 
     CLOCK_DEFAULT = datetime(1970, 1, 1)  # AT+CCLK? before the network's time (module doc)
 
@@ -140,12 +142,13 @@ class A7670(Sim800):
     def __init__(self, scheduler, network, number, emit, imei=None, iccid=None,
                  model="A7670SA", gmm="A7670SA-FASE", revision="A7670M7_V1.11.1",
                  gmr="A011B07A7670M7", baud=115200, pin=None, volte=True, gsm=True,
-                 lte_calls_drop=False):
+                 lte_calls_drop=False, lte_dials_refused=False):
         self._nvram = {attr: value for attr, value in AUTO_SAVE.values()}
         self._call_began = None
         self.volte = bool(volte)
         self.gsm = bool(gsm)
         self.lte_calls_drop_on = bool(lte_calls_drop)
+        self.lte_dials_refused_on = bool(lte_dials_refused)
         self._sms_only = False
         self._emergency_only = False
         super().__init__(scheduler, network, number, emit, imei=imei, iccid=iccid, model=model,
@@ -368,6 +371,13 @@ class A7670(Sim800):
         module firmware: VoLTE failing silently. Registration is untouched: voice on LTE."""
         self.lte_calls_drop_on = bool(on)
 
+    def lte_dials_refused(self, on=True):
+        """Every dial on LTE is refused at once with NO CARRIER, though registered for
+        voice: VoLTE gone (no IMS registration, an operator without VoLTE for this SIM).
+        ATD's failure results are NO CARRIER, ERROR or +CME (M109 p.47-48); which one a
+        real module gives here is not known [?]: NO CARRIER, the commonest."""
+        self.lte_dials_refused_on = bool(on)
+
     def emergency_only(self, on=True):
         """No service but emergency calls (+CREG stat 11) where it would search."""
         self._emergency_only = bool(on)
@@ -389,6 +399,10 @@ class A7670(Sim800):
             # (dialing) and "immediately after" stat 6 [C] (rules.LTE_CALLS_DROP, its sources)
             if self.rat == "lte" and (self.lte_calls_drop_on or self.gmr.startswith(LTE_CALLS_DROP)):
                 return self._dial_dropped(number)
+            if self.rat == "lte" and self.lte_dials_refused_on:
+                self.last_cause = self.network.failed_call(self.number, number).cause
+                self._took(self.T_NO_NET_DIAL)
+                raise AtError("NO CARRIER")
         return super()._b_d(cmd)
 
     def _dial_dropped(self, number):
