@@ -1006,7 +1006,8 @@ def test_ctrl_c_during_an_export_leaves_no_file_of_hers(reg, tmp_path, monkeypat
 
 
 def test_export_with_case_data_round_trips(reg, tmp_path, key):
-    ready(reg, mac(1), c=case(notes="=HYPERLINK(\"x\")"))
+    # the apostrophe that keeps a spreadsheet from running her notes stayed in them for good
+    ready(reg, mac(1), c=case(notes="=HYPERLINK(\"x\")", full_name="@lupita"))
     reg.deliver(mac(1))
     reg.add_device(mac(2))
     out = tmp_path / "full.csv"
@@ -1021,6 +1022,7 @@ def test_export_with_case_data_round_trips(reg, tmp_path, key):
     assert [(d.label, d.state) for d in fresh.list()] == [("BS-0001", "delivered"), ("BS-0002", "in_stock")]
     got = fresh.case(mac(1))
     assert (got.alias, got.contacts, got.order_ends) == (ALIAS, tuple(E164), dt.date(2031, 5, 17))
+    assert (got.notes, got.full_name) == ("=HYPERLINK(\"x\")", "@lupita")
 
 
 # =========================================================================== concurrency

@@ -75,8 +75,8 @@ class CsvTransfer:
                 got, ok = {}, True
                 for name, fn in (("alias", _csv_alias), ("case_id", check_case_id),
                                  ("contacts", _csv_contacts), ("order_ends", check_date),
-                                 ("full_name", lambda x: check_text(x, "full name", 120)),
-                                 ("notes", lambda x: check_text(x, "notes", 2000))):
+                                 ("full_name", lambda x: check_text(_formula_back(x), "full name", 120)),
+                                 ("notes", lambda x: check_text(_formula_back(x), "notes", 2000))):
                     try:
                         got[name] = fn(r.get(name) or None)
                     except RegistryError as e:   # these checks say what is wrong, never the value
@@ -304,10 +304,21 @@ def _csv_contacts(value):
     return check_contacts(value)     # how many, and twice the same: without the numbers
 
 
+FORMULA_STARTS = "=+-@\t\r"
+
+
 def _no_formula(text):
     """Free text that a spreadsheet would run as a formula gets a leading apostrophe."""
-    if text and text[0] in "=+-@\t\r":
+    if text and text[0] in FORMULA_STARTS:
         return "'" + text
+    return text
+
+
+def _formula_back(text):
+    """What _no_formula wrote, as it was: the export re-imports unchanged (the apostrophe
+    stayed in her name and notes for good)."""
+    if text and len(text) > 1 and text[0] == "'" and text[1] in FORMULA_STARTS:
+        return text[1:]
     return text
 
 
