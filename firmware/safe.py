@@ -161,7 +161,7 @@ async def _main(board, numbers, hold_ms, call_now=False, log=True):
     calling = []  # the call task while one runs: one alert at a time
 
     async def modem_up():
-        await _power_modem(hw, m, at, wdt)
+        await _power_modem(hw, m, at, wdt, chip_reset=True)
         ready.set()
 
     async def revive():
@@ -215,15 +215,19 @@ async def _main(board, numbers, hold_ms, call_now=False, log=True):
                 trigger(pressed=True)
 
 
-async def _power_modem(hw, m, at, wdt):
+async def _power_modem(hw, m, at, wdt, chip_reset=False):
     """Supply on and RESET released. A silent module may be off or hung, and a PWRKEY press
     switches a running one OFF: as app's ladder does, the key is pressed only once the
-    module is known to be off, after a supply cut, on boards that can cut it."""
+    module is known to be off, after a supply cut, on boards that can cut it. chip_reset:
+    safe mode's start, where a supply enable on a strapping pin pulled down at reset
+    (OFF_AT_RESET) was off; later (revive, mid-alert) such a module may be running and
+    hung, and only the off-press brings it back."""
     import asyncio
     family = at.family
     bootcheck.modem_pins({"modem": m})
     at.lines = []
-    tries = RUNNING_TRIES if m.get("power_on") in OFF_AT_RESET else FIRST_TRIES[family]
+    cut_by_reset = chip_reset and m.get("power_on") in OFF_AT_RESET
+    tries = RUNNING_TRIES if cut_by_reset else FIRST_TRIES[family]
     started = False
     if not await _probe(at, tries, wdt):
         # a supply enable that also holds the board's power (T-A7670X V1.2 on battery) is
@@ -239,7 +243,7 @@ async def _power_modem(hw, m, at, wdt):
             supply = hw.Pin(m["power_on"], hw.Pin.OUT, value=0)
             await asyncio.sleep_ms(int(OFF_MS[family] * hw.TIME_SCALE))
             supply.value(1)  # back on with PWRKEY released: the module stays off until pressed
-        elif m.get("power_on") not in OFF_AT_RESET:  # else the chip reset cut its supply
+        elif not cut_by_reset:
             key.value(1 - released)  # running and hung: switched off by its key
             await asyncio.sleep_ms(int(off_ms * hw.TIME_SCALE))
             key.value(released)

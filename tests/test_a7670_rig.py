@@ -324,6 +324,23 @@ def test_safe_mode_on_the_a7670_board_calls_c4_covertly(tmp_path):
         vd.stop()
 
 
+def test_safe_mode_brings_back_a_module_that_hung_since_and_calls_c4(tmp_path):
+    """Safe mode is up on the T-A7670X, and the module then hangs (powered, silent). Safe
+    mode skipped the off-press wherever the supply enable is GPIO12 (cut by a chip reset,
+    not since): one short press on the running module did nothing, and C4 was never
+    called. Mid-alert the module is held off (3 s), then switched on."""
+    vd = safe_mode_device(tmp_path)
+    try:
+        vd.wait_console("safe mode: modem ready", timeout=90)
+        vd.call(vd.modem.go_silent)
+        mark = press_in_safe_mode(vd, DEFAULT_C4)
+        presses = vd.call(lambda: list(vd.modem.pwrkey_presses))
+        assert [(p["powered"], p["result"]) for p in presses][-2:] == [(True, "off"), (False, "on")]
+        assert [e for e in vd.events[mark:] if e["kind"] == "call_connected"]
+    finally:
+        vd.stop()
+
+
 def test_safe_mode_after_a_reset_brings_the_unpowered_module_up_at_once_and_dials_when_it_takes_calls(
         tmp_path, monkeypatch):
     """Safe mode starts after a chip reset, which on the T-A7670X pulled GPIO12 (the modem's
