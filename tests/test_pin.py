@@ -389,3 +389,25 @@ def test_image_provisions_a_registered_button_from_her_case(tmp_path, key, on_te
         reg.deliver(MAC, config_hash=d.config_hash)
     r = run(*REGISTERED, "-o", str(tmp_path / "c.bin"))   # in her hands: an image cannot tell
     assert r.exit_code == 7 and "it is delivered" in r.output and not (tmp_path / "c.bin").exists()
+
+
+def test_a_pin_file_that_is_a_fifo_is_refused_not_waited_on(tmp_path):
+    """`--pin-file` naming a FIFO with no writer blocked in open() for good, before the
+    regular-file check. (Run in a thread: a regression fails at the timeout, not hangs.)"""
+    import os
+    import threading
+    fifo = tmp_path / "pin"
+    os.mkfifo(fifo, 0o600)
+    got = []
+    t = threading.Thread(target=lambda: got.append(_refusal(lambda: pins.read_pin_file(fifo))), daemon=True)
+    t.start()
+    t.join(10)
+    assert got == [f"PIN file {fifo} is not a regular file"]
+
+
+def _refusal(read):
+    try:
+        read()
+    except InputError as e:
+        return str(e)
+    return None

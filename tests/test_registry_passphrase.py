@@ -340,3 +340,21 @@ def test_ctrl_c_or_closed_input_at_the_passphrase_prompt_is_one_line_and_a_docum
     assert ended.value.code == code, out
     assert "error: " + said in " ".join(out.err.split()), out.err
     assert "Aborted" not in out.err + out.out and "Luna" not in out.err + out.out
+
+
+def test_a_key_file_that_is_a_fifo_is_refused_not_waited_on(env):
+    import os
+    import threading
+    env.parent.mkdir(mode=0o700)
+    os.mkfifo(env, 0o600)
+    got = []
+
+    def read():
+        try:
+            RC.read_key_file(env)
+        except RegistryKeyError as e:
+            got.append(str(e))
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    t.join(10)
+    assert got == [f"key file {env} is not a regular file"]

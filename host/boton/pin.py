@@ -95,7 +95,8 @@ def read_pin_file(path, new=True) -> str:
     """The PIN on the first line of PATH, which only its owner may read (new: as
     validate_pin)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # non-blocking: a FIFO with no writer blocked here for good, before the check below
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise InputError(f"cannot read PIN file {path}: {e.strerror}") from None
     with os.fdopen(fd, "rb") as f:

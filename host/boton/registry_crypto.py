@@ -83,6 +83,8 @@ def read_key_file(path):
     if stat.S_ISDIR(st.st_mode):
         raise RegistryKeyError(f"key file {path} is a folder, not a key file: set BOTON_KEY_FILE to "
                                f"the key file itself (e.g. {path / KEY_NAME})")
+    if not stat.S_ISREG(st.st_mode):   # a FIFO blocked the read for good, a device read forever
+        raise RegistryKeyError(f"key file {path} is not a regular file")
     if os.name == "posix" and st.st_mode & 0o077:
         raise RegistryKeyError(f"key file {path} is readable by other users "
                                f"(mode {stat.S_IMODE(st.st_mode):04o}): run chmod 600 {path}")
