@@ -75,8 +75,13 @@ def _utf8(text):
         return False
 
 
+# Variables whose text is written as text (the audit trail's name). Not the passphrases:
+# they are taken as the bytes they are, and a key protected by one must still open.
+TEXT_ENV = ("BOTON_TECHNICIAN",)
+
+
 def not_utf8(args, environ):
-    """Which argument (or BOTON_* variable) holds bytes that are not UTF-8, said without its
+    """Which argument (or TEXT_ENV variable) holds bytes that are not UTF-8, said without its
     value (her name, perhaps), or None: every write of such text crashed encoding it."""
     for i, arg in enumerate(args):
         if _utf8(arg):
@@ -85,8 +90,8 @@ def not_utf8(args, environ):
         if option is None and i and args[i - 1].startswith("-"):
             option = args[i - 1]
         return f"the value of {option}" if option and _utf8(option) else f"argument {i + 1}"
-    for name, value in environ.items():
-        if name.startswith("BOTON_") and not _utf8(value):
+    for name in TEXT_ENV:
+        if not _utf8(environ.get(name, "")):
             return name
     return None
 
