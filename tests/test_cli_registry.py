@@ -603,3 +603,25 @@ def test_text_that_is_not_utf8_is_refused_naming_where_not_what(env, monkeypatch
     with Registry(env["BOTON_REGISTRY"]) as reg:
         assert [d.mac for d in reg.list()] == [MAC1]
         reg.verify()
+
+
+@pytest.mark.parametrize("damage", ["flipped", "text"])
+def test_a_damaged_case_is_named_as_damaged_and_verify_finds_it(env, damage):
+    """One byte of her stored case changed (or the token stored as TEXT): `show --reveal`
+    blamed the key ("wrong BOTON_KEY or key file?") whose fingerprint matched, the TEXT one
+    crashed (TypeError), and `registry verify` said all was well."""
+    import sqlite3
+    provisioned(env)
+    con = sqlite3.connect(env["BOTON_REGISTRY"])
+    token = bytearray(con.execute("SELECT token FROM cases").fetchone()[0])
+    if damage == "flipped":
+        token[40] ^= 0x01
+        con.execute("UPDATE cases SET token = ?", (bytes(token),))
+    else:
+        con.execute("UPDATE cases SET token = 'garbage'")
+    con.commit()
+    con.close()
+    res = dev("show", MAC1, "--reveal", code=5)
+    assert f"the case data stored for {MAC1} is damaged" in res.stderr and "wrong" not in res.stderr
+    res = run(registry, "verify", code=5)
+    assert "the case data of 1 case(s) is damaged" in res.stderr

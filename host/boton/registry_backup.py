@@ -189,11 +189,22 @@ def check_registry_db(db, cipher, where):
         rows = [dict(r) for r in db.execute(
             f"SELECT id, at, technician, action, mac, detail, {seal} FROM audit ORDER BY id")]
         anchor = read_meta(db, RA.ANCHOR_META)
+        cases = db.execute("SELECT mac, token FROM cases ORDER BY id").fetchall() if "cases" in tables else []
     except sqlite3.DatabaseError as e:
         raise RegistryError(f"{where} is damaged ({e})", EXIT_VERIFY) from None
     rep = RA.verify_chain(rows, cipher.audit_key, cipher.anchor_key, anchor)
     if rep.problem:
         raise RegistryError(f"{where}: audit trail check failed: {rep.problem}", EXIT_VERIFY)
+    # every case opens with the key: a damaged one was found only when someone needed it
+    damaged = []
+    for mac, token in cases:
+        try:
+            cipher.open(mac, token)
+        except RegistryError:
+            damaged.append(mac)
+    if damaged:
+        raise RegistryError(f"{where}: the case data of {len(damaged)} case(s) is damaged (first: "
+                            f"{damaged[0]}); restore the registry from a backup", EXIT_VERIFY)
     return rep
 
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from . import registry_audit as RA
-from .errors import (InputError, PassphraseError, RegistryConflict, RegistryError,
+from .errors import (EXIT_VERIFY, InputError, PassphraseError, RegistryConflict, RegistryError,
                      RegistryKeyError)
 from .registry_casedata import CaseData
 from .registry_paths import KEY_NAME, default_key_file, expand_home, folder_error
@@ -277,9 +277,12 @@ class CaseCipher:
     def open(self, mac, token) -> CaseData:
         try:
             body = json.loads(self._fernet.decrypt(bytes(token)))
-        except (InvalidToken, ValueError):
-            raise RegistryKeyError(f"cannot decrypt the case data of {mac}: wrong BOTON_KEY or "
-                                   f"key file? (using the key from {self.source})") from None
+        except (InvalidToken, ValueError, TypeError):
+            # the key is this registry's (Registry.cipher checks its fingerprint first): the
+            # stored case is what is damaged
+            raise RegistryError(f"the case data stored for {mac} is damaged: it does not decrypt "
+                                f"with this registry's key (from {self.source}); restore the "
+                                "registry from a backup (boton registry restore)", EXIT_VERIFY) from None
         if body.get("mac") != mac:
             raise RegistryError(f"the case data stored for {mac} belongs to another device: "
                                 "the registry was tampered with")

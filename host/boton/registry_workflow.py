@@ -6,7 +6,7 @@ Pure of any transport: the CLI reads the device, then hands the facts here. Each
 one registry session (created on first use), as the commands have always done.
 """
 from . import eventlog_check
-from .errors import PassphraseError, RegistryConflict, RegistryKeyError
+from .errors import PassphraseError, RegistryConflict, RegistryError
 from .registry import Registry
 from .registry_paths import default_path, registry_exists
 from .registry_states import TRANSITIONS
@@ -109,7 +109,7 @@ def plan_wipe(mac, force=False, confirm_forced=None, expected=None) -> WipePlan:
             return WipePlan(True, forced, reg.wipe_cases(mac), label=d.label)
         except PassphraseError:
             raise  # typed again, her case is searched for: not a weaker wipe for a typo
-        except RegistryKeyError as e:
+        except RegistryError as e:   # no key, another key, or her stored case damaged
             return WipePlan(True, forced, (), str(e), label=d.label)
 
 
