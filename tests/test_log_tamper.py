@@ -89,8 +89,9 @@ def test_forged_cut_and_deleted_logs_are_reported(tmp_path):
         wrong = ("1" if hash16[0] == "0" else "0") + hash16[1:6]
         r = run("logs", "--port", vd.repl_url, "--sms-head", f"{seq}:{wrong}")
         refused(r, f"SMS head: entry {seq} is not the one the SMS reported")
-        r = run("logs", "--port", "socket://127.0.0.1:9", "--sms-head", "57")
-        assert r.exit_code == 2 and "SEQ:HEX" in r.output         # before the port is opened
+        for head in ("57", "Log 0:000000"):   # entries count from 1: no SMS gave head 0
+            r = run("logs", "--port", "socket://127.0.0.1:9", "--sms-head", head)
+            assert r.exit_code == 2 and "SEQ:HEX" in r.output     # before the port is opened
 
         with paused(vd):
             pristine = segments(vd)

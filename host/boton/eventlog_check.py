@@ -79,7 +79,9 @@ def parse_sms_log_head(sms_head):
     """(seq, hex) of a log head as the daily status SMS gives it ("Log 57:a1b2c3" or
     "57:a1b2c3"), or None if it is not one."""
     m = re.fullmatch(r"\s*(?:Log\s+)?(\d+):([0-9a-fA-F]{6,16})\s*", str(sms_head))
-    return (int(m.group(1)), m.group(2).lower()) if m else None
+    if not m or int(m.group(1)) < 1:   # entries count from 1: a head 0 was never sent
+        return None
+    return int(m.group(1)), m.group(2).lower()
 
 
 def check_sms_log_head(lines, sms_head):
