@@ -4,7 +4,6 @@ import json
 import re
 import sys
 import threading
-from pathlib import Path
 
 import click
 from rich.console import Console
@@ -12,7 +11,6 @@ from rich.markup import escape
 
 from . import rules
 from .errors import EXIT_USAGE, DeviceError
-from .registry_fields import scrub
 
 console = Console(highlight=False)
 
@@ -140,11 +138,7 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
 
     vd.watch_console(device_lines)
 
-    on_terminal = sys.stdout.isatty()
-
     def network_line(ev):
-        if not on_terminal:   # her alias read when a text comes: provisioned while it runs
-            ev = _as_logged(ev, _her_alias(vd) if "text" in ev else None)
         click.echo("network: " + json.dumps(ev, ensure_ascii=False))
 
     def watch_network():  # on the rig's loop: no event between the replay and the subscribe
@@ -312,40 +306,6 @@ def _phone_scripts(values):
             script["answer_after_s"] = ring_s
         scripts[e164] = script
     return scripts
-
-
-# What stands for her alias where the output is not a terminal (as provision shows it).
-ALIAS_PLACEHOLDER = "<alias>"
-
-
-def _her_alias(vd):
-    """The alias in the virtual device's configuration (its flash folder, or its raw flash
-    image), or None."""
-    from . import image as img
-    try:
-        if vd.flash_image:
-            raw = img.read_filesystem(img.extract_filesystem(Path(vd.flash_image).read_bytes()))
-            raw = raw.get(rules.CONFIG_PATH)
-        else:
-            raw = (Path(vd.flash_dir) / rules.CONFIG_PATH).read_bytes()
-        alias = json.loads(raw).get("alias")
-    except Exception:   # no configuration yet, or one being written: nothing to mask by name
-        return None
-    return alias if isinstance(alias, str) and alias else None
-
-
-def _as_logged(ev, alias):
-    """A network event as a file may keep it (the output is not a terminal): rehearsals use
-    her contacts' real numbers, so numbers masked, and in SMS texts her alias and every run
-    of digits (a number, her position)."""
-    out = dict(ev)
-    for key in ("from", "to", "number"):
-        if isinstance(out.get(key), str):
-            out[key] = rules.mask(out[key])
-    if isinstance(out.get("text"), str):
-        text = out["text"].replace(alias, ALIAS_PLACEHOLDER) if alias else out["text"]
-        out["text"] = scrub(text, 1000)
-    return out
 
 
 def _phone_network_lines(vd, phones, c4_stay):
