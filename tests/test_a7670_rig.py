@@ -494,16 +494,9 @@ def test_module_firmware_that_drops_lte_calls_is_reported_and_the_alert_falls_ba
         assert (info["modem_rev"], info["rat"], info["voice_via"]) == ("A110B01A7670M7_F", "LTE", "VoLTE")
         assert radio_verdict(info).voice is False
         vd.wait_console("EV ready", timeout=60)
-        mark, events = vd.console_mark(), len(vd.events)
-        vd.press(hold_s=1.2)
-        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4,
-                      after=events, timeout=90)
-        text = vd.console_text()[-(vd.console_mark() - mark):]
-        assert vd.call(lambda: (vd.modem.cnmp, vd.modem.rat)) == (13, "gsm")
-        calls = [e for e in vd.events[events:] if e["kind"] == "call" and e["to"] == DEFAULT_C4]
+        text, calls = _her_alert_reaches_c4_over_2g(vd)
     assert [e["answered"] for e in calls[:2]] == [False, False]
     assert text.count("EV call_failed no_carrier") == 2, text
-    assert text.count("EV voice_fallback lte_calls_end") == 1 and "EV voice 2g" in text, text
 
 
 def test_dials_refused_on_lte_while_registered_for_voice_fall_back_to_2g(tmp_path):
@@ -512,14 +505,21 @@ def test_dials_refused_on_lte_while_registered_for_voice_fall_back_to_2g(tmp_pat
     rang out and ended were counted, and recheck_voice saw "voice": the firmware redialled
     on LTE for the whole alert and C4 was never called, with 2G right there."""
     with a7670_device(tmp_path, modem_options=dict(lte_dials_refused=True)) as vd:
-        mark, events = vd.console_mark(), len(vd.events)
-        vd.press(hold_s=1.2)
-        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4,
-                      after=events, timeout=120)
-        text = vd.console_text()[-(vd.console_mark() - mark):]
-        assert vd.call(lambda: (vd.modem.cnmp, vd.modem.rat)) == (13, "gsm")
+        text, _ = _her_alert_reaches_c4_over_2g(vd)
     assert text.count("EV dial_error NO_CARRIER") == 2, text
+
+
+def _her_alert_reaches_c4_over_2g(vd):
+    """Her press, until C4 answers over 2G after the fallback (logged once): (what the
+    device printed meanwhile, the calls to C4)."""
+    mark, events = vd.console_mark(), len(vd.events)
+    vd.press(hold_s=1.2)
+    vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4,
+                  after=events, timeout=120)
+    text = vd.console_text()[-(vd.console_mark() - mark):]
+    assert vd.call(lambda: (vd.modem.cnmp, vd.modem.rat)) == (13, "gsm")
     assert text.count("EV voice_fallback lte_calls_end") == 1 and "EV voice 2g" in text, text
+    return text, [e for e in vd.events[events:] if e["kind"] == "call" and e["to"] == DEFAULT_C4]
 
 
 def test_the_t_a7670x_light_sleeps_although_its_gps_cannot_be_switched_off(tmp_path):
