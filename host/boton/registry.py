@@ -99,11 +99,6 @@ _AUTO_LABEL_RE = re.compile(r"BS-(\d+)")
 _LOG_HEAD_RE = re.compile(r"head at entry (\d+) ([0-9a-f]{16})")
 
 
-def _now_iso(clock):
-    t = clock() if clock else dt.datetime.now(dt.timezone.utc)
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 # =========================================================================== registry
 class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify, DailyReports):
     """The registry. One instance per thread (it holds one SQLite connection).
@@ -323,7 +318,12 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify, Daily
         self.close()
 
     def now(self):
-        return _now_iso(self._clock)
+        """The registry's time stamp: UTC, "...Z"."""
+        return self._now_utc().astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _now_utc(self):
+        """The registry's clock (a test's, else the system's), as an aware UTC datetime."""
+        return self._clock() if self._clock else dt.datetime.now(dt.timezone.utc)
 
     def _audit(self, db, action, mac=None, detail=""):
         """Append an audit row, sealed into the chain when the key is at hand

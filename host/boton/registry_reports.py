@@ -220,10 +220,10 @@ class DailyReports:
         ({label: reports} of labels the registry does not hold)."""
         export = read_sms_export(path)
         reports, unreadable, skipped = [], [], 0
-        latest = _iso(self._now_utc() + dt.timedelta(seconds=FUTURE_SLACK_S))
+        latest = _latest_credible(self._now_utc())
         for where, at, body in export.received:
             r = parse_daily_report(body)
-            if r is not None and at > latest:   # both UTC "...Z": compared as text
+            if r is not None and at > latest:
                 unreadable.append((where, f"a daily report dated {at}, later than now: the clock "
                                           "of the phone that received it (or the file) is wrong"))
             elif r is not None:
@@ -264,9 +264,6 @@ class DailyReports:
                 "already": stored - added, "skipped": skipped, "not_received": export.not_received,
                 "unreadable": unreadable, "unknown": unknown}
 
-    def _now_utc(self):
-        return self._clock() if self._clock else dt.datetime.now(dt.timezone.utc)
-
     def report_status(self, now=None, interval_s=DAILY_STATUS_S) -> list:
         """For every delivered button, by label: {label, mac, delivered_at, daily_interval_s
         (its period: the one recorded at its provisioning, else interval_s; 0: it sends
@@ -275,7 +272,7 @@ class DailyReports:
         that sends no reports is not flagged, else None)}. Reports received before its
         delivery (a bench test, a woman who had it before) do not count."""
         now = now or self._now_utc()
-        latest = _iso(now + dt.timedelta(seconds=FUTURE_SLACK_S))   # one stored before the import refused them
+        latest = _latest_credible(now)   # one stored before the import refused them is not her latest
         out = []
         with self._read() as db:
             devices = db.execute("SELECT mac, label, delivered_at, daily_interval_s FROM devices "
@@ -295,6 +292,11 @@ class DailyReports:
                             "flags": judge(d["delivered_at"], last, prev, now, every),
                             "note": None if every else NO_REPORTS_NOTE})
         return out
+
+
+def _latest_credible(now):
+    """The latest receipt time a report may have (UTC "...Z", compared as text)."""
+    return _iso(now + dt.timedelta(seconds=FUTURE_SLACK_S))
 
 
 def _shown_label(label):

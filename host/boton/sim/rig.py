@@ -1136,8 +1136,9 @@ class VirtualDevice:
             return self._console_total
 
     def _wait(self, probe, timeout, failure):
-        """The rig's one wait: on its condition, ended at once by a simulated part that
-        raised (check_parts), so no wait outlives the simulation it waits on."""
+        """How the rig's waits wait (wait_event through wait_for_item likewise): on its
+        condition, ended at once by a simulated part that raised (check_parts), so no wait
+        outlives the simulation it waits on."""
         return wait_until(self._cond, probe, timeout, failure, check=self.check_parts)
 
     def wait_console(self, needle: str, timeout=30.0, since=0, count=1) -> str:
