@@ -139,6 +139,19 @@ def test_ctrl_c_lost_while_the_board_sleeps_is_sent_again(tmp_path):
     assert vd.dropped_asleep["console"] > 0
 
 
+def test_a_ctrl_c_taken_as_the_board_fell_asleep_leaves_it_awake_for_the_session(tmp_path):
+    # deploy's knocks raced the sleep: the Ctrl-C stopped the firmware inside lightsleep().
+    # The chip is awake once its interpreter runs again; the rig kept its UARTs deaf for
+    # good, and the session's own Ctrl-A went unheard ("the prompt went silent")
+    with provisioned_device(tmp_path, board=RI_BOARD) as vd:
+        vd.wait_console("EV power modem_sleep", timeout=30)
+        log = vd.console_mark()
+        vd.ctrl_c_as_it_sleeps()
+        vd.wait_console("KeyboardInterrupt", timeout=30, since=log)
+        with Device(vd.repl_url, timeout=10) as dev:
+            assert dev.exec("print(6*7)").strip() == b"42"
+
+
 def test_log_stamps_unset_clock_as_such_then_gps_utc(tmp_path):
     with provisioned_device(tmp_path, board=RI_BOARD) as vd:
         vd.wait_console("EV clock gps", timeout=60)

@@ -201,24 +201,29 @@ def lightsleep(ms):
     for pin, level in wake:  # level-triggered: a pin already there wakes at once
         if _levels.get(pin) == level:
             why = "button" if _ext0 and pin == _ext0[0] else "ri"
-    s.write(b"SLEEP %d\n" % ms)
     t0 = time.ticks_ms()
-    if why is None:
-        p = select.poll()
-        p.register(s, select.POLLIN)
-        why = "timer"
-        if p.poll(ms):
-            # The rig names the wake pin ("K <pin>") before its level; anything else is
-            # a line it sent before it saw SLEEP: apply it, and count the sleep as over.
-            line = s.readline() or b""
-            if line[:2] == b"K ":
-                why = "button" if _ext0 and int(line[2:]) == _ext0[0] else "ri"
-            else:
-                _apply(line)
-                why = "other"
-    s.write(b"WAKE %d\n" % time.ticks_diff(time.ticks_ms(), t0))
-    for pin, _ in wake:
-        _rtc_mode[pin] = 1
+    try:
+        s.write(b"SLEEP %d\n" % ms)
+        if why is None:
+            p = select.poll()
+            p.register(s, select.POLLIN)
+            why = "timer"
+            if p.poll(ms):
+                # The rig names the wake pin ("K <pin>") before its level; anything else is
+                # a line it sent before it saw SLEEP: apply it, and count the sleep as over.
+                line = s.readline() or b""
+                if line[:2] == b"K ":
+                    why = "button" if _ext0 and int(line[2:]) == _ext0[0] else "ri"
+                else:
+                    _apply(line)
+                    why = "other"
+    finally:
+        # A Ctrl-C the UART took just before the sleep is raised here; on the chip it is
+        # raised once awake, so the rig hears the wake whatever ended it (or its UARTs
+        # stay deaf to the session that sent the Ctrl-C)
+        s.write(b"WAKE %d\n" % time.ticks_diff(time.ticks_ms(), t0))
+        for pin, _ in wake:
+            _rtc_mode[pin] = 1
     return why
 
 

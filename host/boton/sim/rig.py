@@ -1054,6 +1054,14 @@ class VirtualDevice:
         can make something happen while it cannot hear it)."""
         self.call(self._on_sleep.append, fn)
 
+    def ctrl_c_as_it_sleeps(self):
+        """A Ctrl-C that the chip's UART took in the instant before it entered its next light
+        sleep: the KeyboardInterrupt is raised in the sleep (the console itself is deaf then)."""
+        def interrupt():
+            if self._proc and self._proc.returncode is None:
+                self._proc.send_signal(signal.SIGINT)
+        self.on_next_sleep(interrupt)
+
     def freeze(self):
         """The CPU hangs (the interpreter stops dead): only the watchdog can bring it back."""
         async def stop():
