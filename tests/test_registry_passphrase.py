@@ -1,7 +1,9 @@
 """The registry key file protected by a passphrase: a copy of the technician's files (a lost
 laptop, a backup of the home folder) must not open her case data by itself."""
+import base64
 import json
 import stat
+import unicodedata
 
 import pytest
 from click.testing import CliRunner
@@ -241,6 +243,34 @@ def test_a_passphrase_that_is_not_utf8_in_the_environment(env, monkeypatch):
     run(registry, "init-key")
     monkeypatch.setenv(RC.PASSPHRASE_ENV, odd)
     assert json.loads(run(registry, "info", "--json").stdout)["key_ok"]
+
+
+PASS_NFC = "contraseña de la oficina de Madero"           # ñ as one code point (most keyboards)
+PASS_NFD = unicodedata.normalize("NFD", PASS_NFC)        # n + combining tilde (macOS input, some paste)
+
+
+@pytest.mark.parametrize("set_as, typed_as", [(PASS_NFC, PASS_NFD), (PASS_NFD, PASS_NFC)])
+def test_a_passphrase_typed_in_the_other_unicode_form_opens_the_key(env, monkeypatch, set_as, typed_as):
+    # the same words, other bytes: a technician's laptop and the office PC disagree on
+    # how to type "ñ", and her case would be locked for the one that set it the other way
+    assert set_as != typed_as
+    RC.create_key_file(passphrase=set_as)
+    monkeypatch.setenv(RC.PASSPHRASE_ENV, typed_as)
+    assert len(RC._unwrap(env.read_text(), env)) == 44
+
+
+def test_a_key_wrapped_before_normalising_still_opens_in_both_forms(env, monkeypatch):
+    # key files written by earlier versions hold the bytes as typed (here NFD)
+    salt = b"s" * 16
+    token = RC._kek(PASS_NFD, salt, 2 ** 14, 8, 1).encrypt(Fernet.generate_key())
+    env.parent.mkdir(parents=True)
+    env.write_text(json.dumps({"format": RC.WRAP_FORMAT, "kdf": "scrypt", "n": 2 ** 14, "r": 8,
+                               "p": 1, "salt": base64.b64encode(salt).decode(),
+                               "key": token.decode()}) + "\n")
+    for typed in (PASS_NFD, PASS_NFC):
+        RC._unlocked.clear()
+        monkeypatch.setenv(RC.PASSPHRASE_ENV, typed)
+        assert len(RC._unwrap(env.read_text(), env)) == 44
 
 
 # ----------------------------------------------------------- before the board is opened

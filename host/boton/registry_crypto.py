@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import stat
+import unicodedata
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -124,7 +125,8 @@ def wrap_key(text, passphrase) -> str:
     text, _ = _parse_key(text, "the key")
     check_passphrase(passphrase)
     salt = os.urandom(16)
-    token = _kek(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P).encrypt(text.encode())
+    token = _kek(unicodedata.normalize("NFC", passphrase), salt, SCRYPT_N, SCRYPT_R,
+                 SCRYPT_P).encrypt(text.encode())
     return json.dumps({"format": WRAP_FORMAT, "kdf": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R,
                        "p": SCRYPT_P, "salt": base64.b64encode(salt).decode(),
                        "key": token.decode()}) + "\n"
@@ -135,6 +137,19 @@ def _scrypt_cost_ok(n, r, p):
     gigabytes (nor a float reach it)."""
     return (all(type(v) is int for v in (n, r, p)) and 2 ** 14 <= n <= 2 ** 20
             and n & (n - 1) == 0 and 1 <= r <= 16 and 1 <= p <= 4)
+
+
+def _forms(passphrase):
+    """The passphrase as typed, then its other Unicode forms: "ñ" is one code point on most
+    keyboards and two (n + tilde) on others, and a key is wrapped with NFC now but was
+    wrapped with the bytes as typed before. Only a passphrase with such letters costs more
+    than one try."""
+    forms = [passphrase]
+    for norm in ("NFC", "NFD"):
+        other = unicodedata.normalize(norm, passphrase)
+        if other not in forms:
+            forms.append(other)
+    return forms
 
 
 def _unwrap(text, path):
@@ -166,12 +181,13 @@ def _unwrap(text, path):
         raise PassphraseError(f"key file {path} is protected by a passphrase: type it at the "
                                f"prompt (run on a terminal), or set {PASSPHRASE_ENV}")
     for passphrase in tries:
-        try:
-            key = _kek(str(passphrase), salt, n, r, p).decrypt(token).decode("ascii")
-        except (InvalidToken, UnicodeDecodeError):
-            continue
-        _unlocked[(str(path), text)] = key
-        return key
+        for form in _forms(str(passphrase)):
+            try:
+                key = _kek(form, salt, n, r, p).decrypt(token).decode("ascii")
+            except (InvalidToken, UnicodeDecodeError):
+                continue
+            _unlocked[(str(path), text)] = key
+            return key
     where = PASSPHRASE_ENV if env is not None else "the prompt"
     raise PassphraseError(f"wrong passphrase for key file {path} (from {where}); the key file "
                            "itself is unchanged")
