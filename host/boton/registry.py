@@ -72,9 +72,9 @@ from .registry_casedata import CaseData, check_contacts
 from .registry_cases import CaseRecords
 from .registry_crypto import CaseCipher, create_key_file, load_key, read_key_file, rewrap_key_file
 from .registry_csv import CASE_COLUMNS, EXPORT_COLUMNS, IMPORT_COLUMNS, CsvTransfer
-from .registry_fields import (check_hash, check_known_board, format_flash_size, looks_like_mac, normalise_iccid,
-                              normalise_imei, normalise_label, normalise_mac, parse_flash_size,
-                              resolve_technician, scrub, show_input)
+from .registry_fields import (AUTO_LABEL_RE, auto_label, check_hash, check_known_board, format_flash_size,
+                              looks_like_mac, normalise_iccid, normalise_imei, normalise_label,
+                              normalise_mac, parse_flash_size, resolve_technician, scrub, show_input)
 from .registry_lifecycle import DeviceLifecycle
 from .registry_reports import DailyReports
 from .registry_paths import (default_key_file, default_path, expand_home, folder_error, registry_exists,
@@ -95,7 +95,6 @@ __all__ = ["Registry", "CaseData", "DeviceRecord", "EndingSoon", "STATES", "TRAN
 log = logging.getLogger("boton.registry")
 
 BUSY_TIMEOUT_S = 15.0
-_AUTO_LABEL_RE = re.compile(r"BS-(\d+)")
 _LOG_HEAD_RE = re.compile(r"head at entry (\d+) ([0-9a-f]{16})")
 
 
@@ -500,12 +499,16 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify, Daily
         return label
 
     def _next_label(self, db):
+        return auto_label(self._top_label(db) + 1)
+
+    def _top_label(self, db):
+        """The highest number of a BS-NNNN label in the registry (0: none)."""
         top = 0
         for (label,) in db.execute("SELECT label FROM devices WHERE label LIKE 'BS-%'"):
-            m = _AUTO_LABEL_RE.fullmatch(label.upper())
+            m = AUTO_LABEL_RE.fullmatch(label.upper())
             if m:
                 top = max(top, int(m.group(1)))
-        return f"BS-{top + 1:04d}"
+        return top
 
     def get(self, mac):
         """The DeviceRecord with this MAC, or None (RegistryError if `mac` is malformed)."""

@@ -14,7 +14,7 @@ from .boards import board_names
 from .errors import InputError, RegistryConflict, RegistryError
 from .registry_casedata import (CaseData, check_alias, check_case_id, check_contacts, check_date, check_text,
                                 split_contacts)
-from .registry_fields import (check_known_board, format_flash_size, normalise_iccid, normalise_imei,
+from .registry_fields import (auto_label, check_known_board, format_flash_size, normalise_iccid, normalise_imei,
                               normalise_label, normalise_mac, parse_flash_size)
 from .rules import normalise_number
 from .registry_paths import expand_home
@@ -116,10 +116,15 @@ class CsvTransfer:
             errors.check(conflict=True)
             if c is not None:
                 self._bind_key(db, c)
-            # rows with a label first, so an automatic label cannot take one the file names
+            # rows with a label first, so an automatic label cannot take one the file names;
+            # then automatic labels counted on from the highest (not searched for per row)
+            top = None
             for line, v, case, entries in sorted(parsed, key=lambda p: not p[1].get("label")):
-                mac, state = v.pop("mac"), v.pop("state")
-                label = self._insert_device(db, mac, v.pop("label", None), state=state,
+                mac, state, label = v.pop("mac"), v.pop("state"), v.pop("label", None)
+                if label is None:
+                    top = self._top_label(db) + 1 if top is None else top + 1
+                    label = auto_label(top)
+                label = self._insert_device(db, mac, label, state=state,
                                             wipe_required=int(state == "returned"), **v)
                 if case is not None:
                     cur = db.execute("INSERT INTO cases (mac, token, created_at) VALUES (?, ?, ?)",

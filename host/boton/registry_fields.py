@@ -50,6 +50,14 @@ def looks_like_mac(text) -> bool:
     return bool(_MAC_RE.fullmatch(str(text).strip().lower()))
 
 
+AUTO_LABEL_RE = re.compile(r"BS-(\d+)")
+
+
+def auto_label(number):
+    """The label a device gets when none is given: BS-0001, BS-0002, ..."""
+    return f"BS-{number:04d}"
+
+
 def normalise_label(text, new=True) -> str:
     """A button's label, upper case. A new one (new=True) is at most LABEL_MAX characters,
     and one with 7 or more digits is refused unshown: labels are kept in the clear and

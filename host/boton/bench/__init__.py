@@ -76,6 +76,6 @@ class Context:
 
 def figures():
     """name -> module, in table order."""
-    from . import latency, memory, nmea_speed, provisioning, size, standby
-    mods = (latency, nmea_speed, memory, size, provisioning, standby)
+    from . import latency, memory, nmea_speed, provisioning, registry_speed, size, standby
+    mods = (latency, nmea_speed, memory, size, provisioning, registry_speed, standby)
     return {m.NAME: m for m in mods}
