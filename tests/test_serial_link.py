@@ -104,3 +104,18 @@ def test_a_windows_port_that_fails_to_open_is_not_called_missing():
     for port in ("COM3", r"\\.\COM12"):
         why = _reason(TransportError(f"failed to access {port}"))
         assert "does not exist" not in why and "another program may hold it" in why, why
+
+
+def test_a_path_that_is_no_serial_port_is_named_as_such(tmp_path):
+    # a typo'd --port that exists (the firmware image, a folder, /dev/null) was blamed on
+    # "another program may hold it": a technician closes monitors that are not there
+    from mpremote.transport import TransportError
+
+    from boton.device import _reason
+
+    image = tmp_path / "boton-factory.bin"
+    image.write_bytes(b"\xe9" * 16)
+    for port, what in ((image, "is a file"), (tmp_path, "is a folder"),
+                       ("/dev/null", "is a device that is no terminal")):
+        why = _reason(TransportError(f"failed to access {port}"))
+        assert f"{port} {what}, not a serial port" in why and "boton ports" in why, why

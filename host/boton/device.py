@@ -255,6 +255,28 @@ class Device:
         self.exec(f"import os\ntry:\n os.remove({path!r})\nexcept OSError:\n pass")
 
 
+def _not_a_serial_port(path):
+    """What an existing path is when it is no serial port ("a folder", "a file", "a device
+    that is no terminal"), else None. Looked at, never opened: an open resets the board."""
+    import os
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISREG(mode):
+        return "a file"
+    if not stat.S_ISCHR(mode):
+        return "neither a file nor a device"
+    name = os.path.basename(os.path.realpath(path))
+    if os.path.isdir("/sys/class/tty"):   # Linux lists every terminal device, serial ones too
+        return None if os.path.exists(os.path.join("/sys/class/tty", name)) else "a device that is no terminal"
+    return None
+
+
 def _reason(e):
     """One line on why the port failed. mpremote drops the OSError behind its "failed to
     access PORT": for a device path, the path is looked at again (never opened: an open
@@ -276,6 +298,9 @@ def _reason(e):
         port = m.group(1)
         if not os.path.exists(port):
             return f"{port} does not exist: is the board plugged in, and is this its port?"
+        what = _not_a_serial_port(port)
+        if what:
+            return f"{port} is {what}, not a serial port: give the board's port (boton ports lists them)"
         if not os.access(port, os.R_OK | os.W_OK):
             return PORT_PERMISSION_HINT
         return f"{text}: another program may hold it (close serial monitors)"
