@@ -631,7 +631,9 @@ up = ['+CLCC: 2,1,0,0,0,"+524491110000",145', '+CLCC: 1,1,6,0,0,"+524499999999",
 out([d.our_call(lines), d.our_call(lines[1:]), d.ringing(lines),
      d.end_cause(False, None, []), d.end_cause(False, "busy", []),
      d.end_cause(True, "busy", ["+CEER: Normal call clearing"]), d.end_cause(True, None, []),
-     [d.sim_state(x) for x in ("+CPIN: READY", "+CPIN: SIM PIN", "CME 10", "CME 14")],
+     [d.sim_state(x) for x in ("+CPIN: READY", "+CPIN: SIM PIN", "CME 10", "CME 14", "+CPIN: NOT READY",
+                               "CME 11", "CME 12", "CME 13", "CME SIM not inserted", "+CPIN: SIM PUK",
+                               "+CPIN: NOT INSERTED", "timeout", "?")],
      d.battery_pct("+CBC: 0,87,4102"), d.battery_pct("+CBC: x"),
      [d.battery_pct(x) for x in ("+CBC: 0,-1,0", "+CBC: 0,101,4300", "+CBC: 0,100,4200")],
      d.serving_cell(['+CENG: 0,"0063,34,00,334,020,23,1a2b,00,05,00c3,255"', "junk"]),
@@ -649,7 +651,11 @@ out([d.our_call(lines), d.our_call(lines[1:]), d.ringing(lines),
     assert r[-1] == ["remote", "remote", "remote", "dropped", "dropped"]
     r = r[:-2]
     assert r[3:7] == ["no_carrier", "busy", "remote", "dropped"]
-    assert r[7] == ["ready", "stuck", "wait", "wait"]
+    # AT+CMEE=1 makes errors numbers: 10 no SIM, 11 its PIN, 12 its PUK wait for the
+    # technician; 13 and 14 come and go while the SIM starts (A7670 boot log). NOT READY
+    # (the SIM starting, or just pulled) is no READY
+    assert r[7] == ["ready", "stuck", "stuck", "wait", "wait", "stuck", "stuck", "wait", "stuck",
+                    "stuck", "stuck", "wait", "wait"]
     assert r[8:11] == [87, None, [None, None, 100]]   # a percent past 0..100 is no reading
     # the A7670's shape (dialect_a7670.serving_cell): what her SMS says, nothing the alert
     # would keep, persist and seal for nothing

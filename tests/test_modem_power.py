@@ -351,3 +351,17 @@ def test_sms_settings_refused_until_a_late_sms_ready_are_sent_again_before_her_a
                       after=mark)
         vd.wait_console("EV init_done", timeout=30, since=log)
         assert vd.call(lambda: vd.modem.cmgf) == 1
+
+
+def test_a_button_without_its_sim_says_so_at_once_and_does_not_wait_it_out(tmp_path):
+    # AT+CMEE=1 makes "no SIM" "+CME ERROR: 10", which the SIM wait took for a SIM still
+    # starting: 30 more AT+CPIN? a second apart on every start, while her dials (911 needs
+    # no SIM) wait for the modem
+    with provisioned_device(tmp_path) as vd:
+        vd.wait_console("EV ready", timeout=60)
+        vd.call(vd.modem.sim_missing)
+        t0, mark = monotonic_now(vd), vd.console_mark()
+        vd.hard_reset()
+        vd.wait_console("EV sim_problem CME_10", since=mark, timeout=60)
+        asked = [d for _, d in rx_since(vd, t0) if b"AT+CPIN?" in d]
+        assert len(asked) == 1, len(asked)

@@ -69,8 +69,17 @@ def _cause_number(ceer):
 def sim_state(reply):
     """AT+CPIN? reply (or the error's reply()) -> "ready", "stuck" (a PIN, a PUK or no
     SIM: waiting will not help, the technician must fix it) or "wait"."""
-    if "READY" in reply:
-        return "ready"
-    if "SIM PIN" in reply or "not inserted" in reply or "PUK" in reply:
-        return "stuck"
+    if reply[:6] == "+CPIN:":
+        value = reply[6:].strip()
+        if value == "READY":
+            return "ready"
+        # NOT READY: the SIM starting, or just pulled; any other asks for a PIN or a SIM
+        return "wait" if value == "NOT READY" else "stuck"
+    if reply[:4] == "CME ":
+        # AT+CMEE=1: 10 no SIM, 11 PIN, 12 PUK (27.007 9.2); 13, 14 come and go at boot
+        why = reply[4:]
+        if why.isdigit():
+            return "stuck" if int(why) in (10, 11, 12) else "wait"
+        if "not inserted" in why or "PIN" in why or "PUK" in why:
+            return "stuck"
     return "wait"
