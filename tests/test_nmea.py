@@ -384,6 +384,15 @@ def case_zero_zero_is_no_position(nmea):
     assert p.feed(_s("GPRMC,123520,A,4807.038,N,00000.000,W,,,230394,,")) == 1
 
 
+def case_a_date_with_a_broken_year_is_no_date(nmea):
+    # a Telit after the 2019 week rollover (data/nmea/april6_2019.log, line 15) sent year
+    # "-1": read as 1999, a made-up date; the fix itself stands
+    p = nmea.NMEAParser()
+    assert p.feed(b"$GPRMC,000231.099,A,4829.0005,N,00022.0015,E,0.15,212.28,2208-1,,,A*73\r\n") == 1
+    assert p.fix.utc is None
+    assert p.feed(_s("GPRMC,123519,A,4807.038,N,01131.000,E,,,2303x4,,")) == 1 and p.fix.utc is None
+
+
 def case_deg_str(nmea):
     d = nmea.deg_str
     assert d(0) == "0.000000" and d(5) == "0.000001" and d(-5) == "-0.000001"

@@ -347,7 +347,7 @@ def _date(buf, a, b):
     d = _uint(buf, a, a + 2)
     m = _uint(buf, a + 2, a + 4)
     y = _uint(buf, a + 4, a + 6)
-    if d < 1 or m < 1 or m > 12:
+    if d < 1 or m < 1 or m > 12 or y < 0:   # _uint: -1 for what is no number
         return None
     y += 2000 if y < 80 else 1900
     n = _MDAYS[m - 1]
