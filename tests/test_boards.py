@@ -91,9 +91,12 @@ def test_ta7670x_profile_follows_the_a76xx_pin_table():
     assert bat["source"] == "adc" and bat["pin"] == gpio(rows["Battery ADC"][0])
     assert f"multiply by {bat['divider']:g}" in rows["Battery ADC"][1]
     assert b["led"] is None and rows["LED"][0].startswith("none") and "cannot be turned off" in rows["LED"][1]
-    g = b["gps"]  # the L76K shield: GPS TX -> ESP32 RX, ESP32 TX -> GPS RX
-    shield = re.search(r"L76K shield on GPIO(\d+) \(GPS TX\), (\d+) \(GPS RX\).* at (\d+) Bd", rows["GPS"][1])
-    assert (g["rx"], g["tx"], g["baud"]) == tuple(int(n) for n in shield.groups())
+    g = b["gps"]  # the L76K shield, pins named from the ESP32's side as LilyGO's sketch opens
+    # them: begin(baud, config, RX, TX). Read as the GPS's own TX/RX they were swapped, and
+    # the ESP32 listened on the GPS's input: no NMEA, every alert without a live position
+    opened = re.search(r"SerialGPS\.begin\((\d+), SERIAL_8N1, BOARD_GPS_RX_PIN /\*(\d+)\*/, "
+                       r"BOARD_GPS_TX_PIN /\*(\d+)\*/\)", rows["GPS"][1])
+    assert (g["baud"], g["rx"], g["tx"]) == tuple(int(n) for n in opened.groups()) == (9600, 22, 21)
     assert g["module"] == "L76K" and "AT+CGNSSPWR" in b["notes"]
     module = re.search(r"ESP32 module: \*\*ESP32-(WROVER)-E, (\d) MB flash, (\d) MB QSPI PSRAM", section)
     assert (b["module"], b["flash_size"], b["psram_size"]) == (module[1].lower(), f"{module[2]}MB", f"{module[3]}MB")
@@ -127,6 +130,7 @@ def bad(**changes):
     (bad(vibration__pin=13), "GPIO13 is used twice (led and vibration)"),
     (bad(button__pin=7), "GPIO7 belongs to the SPI flash (button)"),
     (bad(button__pin=24), "GPIO24 does not exist on the ESP32 (button)"),
+    (bad(button__pull="down"), "button \"pull\" \"down\" is not one the firmware sets"),
 ])
 def test_a_pin_that_misbehaves_is_refused_with_the_rule_it_breaks(profile, message):
     with pytest.raises(DeviceError) as e:

@@ -169,6 +169,12 @@ def _modem_problems(profile: dict) -> list:
 def pin_problems(profile: dict) -> list:
     """Every rule the profile breaks, one sentence each; [] if none."""
     problems, seen = _modem_problems(profile), {}
+    pull = profile["button"].get("pull")
+    if pull not in ("up", None):
+        # app.py and safe.py set the chip's pull-up or none: any other value left the
+        # button floating, and an active-high one reads presses that never were
+        problems.append(f"button \"pull\" {json.dumps(pull)} is not one the firmware sets: \"up\", or "
+                        "null with an external resistor (a pull-down for a button pressed = HIGH)")
     may_be_wrover = profile.get("module", "unknown") != "wroom"
     for pin, what, kind, active in pin_uses(profile):
         if pin in seen:

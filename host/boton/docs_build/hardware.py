@@ -274,8 +274,13 @@ def bom(board):
         rows.append(("1", "u-blox NEO-6M GPS module with its patch antenna",
                      f"{board['gps']['baud']} baud; keep its backup cell (faster fixes after a power cut)"))
     if board["gps"].get("enable") is not None:
-        rows.append(("1", "P-MOSFET load switch (e.g. AO3401 + 10 kΩ gate resistor) or a load-switch IC",
-                     f"GPS supply, driven by GPIO{board['gps']['enable']}"))
+        # high = GPS on (app.py, service.py): a P-MOSFET straight on the GPIO would be the
+        # other way round, so an N-MOSFET inverts, as for the SIM800L's supply switch
+        rows.append(("1", "P-MOSFET (e.g. AO3401) + N-MOSFET (e.g. 2N7002) + 2 resistors 100 kΩ, "
+                          "or a load-switch IC with an active-high enable",
+                     f"GPS supply switch, on while GPIO{board['gps']['enable']} is high: the N-MOSFET "
+                     "pulls the P-MOSFET's gate (100 kΩ to its source) low; 100 kΩ from the GPIO to GND "
+                     "keeps the GPS off through a reset"))
     rows.append(("1", "momentary push button (normally open), sealed",
                  "to GND; one a bag cannot press by itself (the firmware ignores short squeezes)"))
     if board.get("led") and "led" not in ob:
