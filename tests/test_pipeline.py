@@ -86,6 +86,24 @@ def test_flash_deploy_provision_test_call_deliver(chip, tmp_path, monkeypatch):
                (listing["devices"] if isinstance(listing, dict) else listing))
 
 
+def test_a_flash_file_named_relative_to_the_current_folder_boots(tmp_path, monkeypatch):
+    # `boton sim --flash-image chip.bin`, as the guide writes it: the interpreter runs in the
+    # flash folder, so the relative name pointed nowhere and MicroPython crash-looped
+    # (ENOENT) after a flash that said "verified"
+    monkeypatch.chdir(tmp_path)
+    vd = VirtualDevice("flash", flash_image="chip.bin", time_scale=FAST, **FAST_FIX)
+    vd.start()
+    try:
+        vd.wait_console("invalid header", timeout=10)
+        vd.enter_download()
+        boton("flash", "--port", vd.download_url, "--virtual-firmware")
+        vd.hard_reset()
+        vd.wait_console("Performing initial setup", timeout=30)
+        assert "Traceback" not in vd.console_text()
+    finally:
+        vd.stop()
+
+
 def test_flash_hints_when_not_in_download_mode(chip):
     chip.enter_download()
     boton("flash", "--port", chip.download_url, "--virtual-firmware")  # leaves it running the app

@@ -129,7 +129,7 @@ class VirtualDevice:
                  flash_image=None, flash_size=4 * 1024 * 1024, power_chip=None,
                  modem_family=None, modem_options=None, network_options=None, uptime_s=None,
                  sim_sms=(), flash_faults=False):
-        self.flash_dir = Path(flash_dir)
+        self.flash_dir = Path(flash_dir).absolute()
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         # flash_faults: the flash folder can be made full (set_flash_full); off by default,
         # since the check costs the firmware a host stat per file it opens for writing.
@@ -171,10 +171,11 @@ class VirtualDevice:
         # With flash_image, the board is a whole SPI flash file: the real esptool writes it
         # through the ROM loader (download_url) and MicroPython mounts its vfs partition
         # with VfsLfs2, as on the chip. Without it, the flash is simply flash_dir.
-        self.flash_image = Path(flash_image) if flash_image else None
+        # absolute: the interpreter runs in flash_dir, where a relative name points nowhere
+        self.flash_image = Path(flash_image).absolute() if flash_image else None
         self.flash_size = flash_size
         self.download_url = None
-        self.console_log = Path(console_log) if console_log else None
+        self.console_log = Path(console_log).absolute() if console_log else None
         self._rand = random.Random(seed)
         self._network_log = network_log
         self.c4_numbers, self.contacts = list(c4_numbers), list(contacts)
