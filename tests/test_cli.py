@@ -330,6 +330,28 @@ def test_interrupted_provision_keeps_the_old_config(device):
     assert json.loads((device.flash_dir / "config.json").read_text())["alias"] == "Sol"
 
 
+def test_a_visit_that_leaves_settings_out_keeps_her_daily_status_911_and_gesture(device, monkeypatch):
+    # the guide's visit (edit-case, provision --keep-pin) in a new shell: without
+    # BOTON_PROGRAMME_NUMBER or --allow-911 again, her button stopped its daily status SMS
+    # (`boton reports` then never flags it going quiet) and lost its 911 fallback, exit 0
+    monkeypatch.delenv("BOTON_PROGRAMME_NUMBER", raising=False)
+    url = device.repl_url
+    assert run("deploy", "--port", url).exit_code == 0
+    r = run(*provision_args(url, "--programme-number", "449 555 0000", "--allow-911", "--hold-ms", "3000"))
+    assert r.exit_code == 0, r.output
+    r = run(*provision_args(url))
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((device.flash_dir / "config.json").read_text())
+    assert (cfg["programme_number"], cfg["allow_911"], cfg["gesture"]["hold_ms"]) == ("+524495550000", True, 3000)
+    assert "kept from the button's configuration" in r.output and "4495550000" not in r.output
+    # said on the command line, they change
+    r = run(*provision_args(url, "--programme-number", "", "--no-allow-911"))
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((device.flash_dir / "config.json").read_text())
+    assert (cfg["programme_number"], cfg["allow_911"], cfg["gesture"]["hold_ms"]) == ("", False, 3000)
+    assert "daily status SMS: none" in r.output
+
+
 def test_status_counts_only_real_gps_sentences(tmp_path):
     # A receiver at another speed than the board reads (a u-blox M9N's default 38400, an
     # old SiRF's 4800) sends bytes, '$' among them, but never a sentence: status must not

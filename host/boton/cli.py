@@ -288,9 +288,12 @@ ALIAS_PLACEHOLDER = "<alias>"
               help="Keep the SMS command PIN the button holds (she and C4 know it), e.g. after "
                    "`boton devices edit-case`: only from the configuration recorded at its last "
                    "provisioning from her case; refused with --pin-file or BOTON_PIN.")
-@click.option("--gesture", type=click.Choice(["hold", "presses"]), default="hold", show_default=True)
+@click.option("--gesture", type=click.Choice(["hold", "presses"]), default="hold", show_default=True,
+              help="Not given (nor --hold-ms): as the button's configuration has it.")
 @click.option("--hold-ms", type=int, default=2000, show_default=True)
-@click.option("--allow-911", is_flag=True, help="Dial 911 as the last resort if no C4 number answers.")
+@click.option("--allow-911/--no-allow-911", default=None,
+              help="Dial 911 as the last resort if no C4 number answers. Not given: as the "
+                   "button's configuration has it (off for a first one).")
 @programme_number_option
 @click.option("--wait-network", type=click.IntRange(0, 600), default=60, show_default=True,
               help="Seconds to wait for the modem to register (it takes a few after power-on) "
@@ -327,6 +330,11 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_p
     never moves to another button, nor from a bench configuration to hers), if her case is
     another woman's (exit 7), or with --pin-file or BOTON_PIN (exit 2: one or the other).
 
+    \b
+    The daily status SMS (--programme-number), 911 as the last resort and the gesture are
+    kept from the configuration the button holds unless given: a visit that leaves them
+    out does not switch them off (an empty --programme-number "" does).
+
     Example: boton provision --port /dev/ttyUSB0 --device BS-0042 --c4 "449 910 0000"
     """
     from .registry import Registry, normalise_label
@@ -336,7 +344,13 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_p
     pin_screen = pins.pin_screen(pin_how)  # a generated PIN needs a terminal to be shown on
     typed = rules.typed_case_values(alias, contacts)
     c4_e164, programme_number = rules.check_typed(c4=c4, contacts=typed[1], programme_number=programme_number,
-                                                  gesture=gesture, hold_ms=hold_ms, allow_911=allow_911)
+                                                  gesture=gesture, hold_ms=hold_ms, allow_911=bool(allow_911))
+    settings = {"gesture": {"mode": gesture, "hold_ms": hold_ms}, "allow_911": allow_911,
+                "programme_number": programme_number}
+    ctx = click.get_current_context()
+    for name, params in (("gesture", ("gesture", "hold_ms")), ("programme_number", ("programme_number",))):
+        if all(ctx.get_parameter_source(p) is click.core.ParameterSource.DEFAULT for p in params):
+            settings[name] = None   # not given: as the button holds it
     label = normalise_label(device_id) if device_id else None
     # only a bench configuration registers a new button (and may make the registry): a
     # button named by --device, her case or her kept PIN need the registry that has them,
@@ -359,10 +373,11 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_p
                                   f"{known.label}, and its configuration carries that label", EXIT_USAGE)
             case, case_row = reg.provision_case(mac)
             alias_, contacts_ = rules.case_values(known.label, case, typed)
-            pin_hash = reg.pin_hash_to_keep(mac, dev.read_file(rules.CONFIG_PATH), case_row) if keep_pin else None
+            held = dev.read_file(rules.CONFIG_PATH)
+            pin_hash = reg.pin_hash_to_keep(mac, held, case_row) if keep_pin else None
+            chosen, kept = rules.settings_kept(settings, held, c4_e164, contacts_)
             config = rules.build_config(alias=alias_, contacts=contacts_, c4=c4_e164, device_id=known.label,
-                                        pin=pin, pin_hash=pin_hash, gesture=gesture, hold_ms=hold_ms,
-                                        allow_911=allow_911, programme_number=programme_number or None)
+                                        pin=pin, pin_hash=pin_hash, **chosen)
             # The deployed profile must match the board's power chip (data/boards.md revisions).
             prov.check_power_chip(dev)
             prov.check_safe_c4(dev, config)  # ... and its safe mode must call the programme's C4
@@ -390,11 +405,13 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_p
                                    voice=radio.voice, daily_interval_s=rules.daily_interval_s(config))
     source = "from her case" if case else "bench configuration (no case: it cannot be delivered)"
     console.print(f"provisioned {known.label} ({mac}) {source}: {len(config['contacts'])} contact(s), "
-                  f"{len(config['c4_numbers'])} C4 number(s), gesture {gesture}; config {digest[:12]} verified; "
+                  f"{len(config['c4_numbers'])} C4 number(s), gesture {config['gesture']['mode']}; config {digest[:12]} verified; "
                   f"network {ident.get('operator') or 'registered (operator name not reported yet)'}, "
                   f"signal {ident.get('rssi')}/31", markup=False)
     console.print(f"network: {radio.line()}", soft_wrap=True, markup=False)
     console.print(daily_status_line(config), soft_wrap=True, markup=False)
+    if kept:
+        console.print(f"kept from the button's configuration: {', '.join(kept)}", soft_wrap=True, markup=False)
     # her alias only where it is seen, not kept: stdout redirected into a log gets a placeholder
     on_terminal = pins.stdout_is_terminal()
     if alias and config["alias"] != alias.strip():

@@ -292,6 +292,57 @@ def build_config(*, alias, contacts, c4, device_id, pin=None, pin_hash=None, all
     return config
 
 
+def settings_kept(settings, held, c4, contacts):
+    """build_config's settings for a provisioning: each one given (not None) as given, each
+    one left out as the configuration the button holds (`held`, its config.json bytes or
+    None) has it, if that still builds; else the default. Returns (build_config keywords,
+    what was kept, in words): a visit that leaves out --programme-number or --allow-911 must
+    not switch off her daily status SMS or her 911 fallback without a word."""
+    try:
+        old = json.loads(held) if held else {}
+    except ValueError:
+        old = {}
+    old = old if isinstance(old, dict) else {}
+    chosen, kept = {}, []
+    gesture = settings.get("gesture")
+    if gesture is None:
+        g = old.get("gesture")
+        try:
+            if not isinstance(g, dict):
+                raise InputError("no gesture")
+            keep = {"gesture": g["mode"], "hold_ms": g["hold_ms"], "presses": g["count"],
+                    "window_ms": g["window_ms"]}
+            if keep["gesture"] not in ("hold", "presses"):
+                raise InputError("no gesture")
+            check_settings(hold_ms=keep["hold_ms"], count=keep["presses"], window_ms=keep["window_ms"])
+            chosen.update(keep)
+            if (keep["gesture"], keep["hold_ms"]) != ("hold", 2000):   # build_config's default
+                kept.append(f"gesture {keep['gesture']} ({keep['hold_ms']} ms hold)" if keep["gesture"] == "hold"
+                            else f"gesture {keep['presses']} presses")
+        except (InputError, KeyError, TypeError):
+            pass
+    else:
+        chosen.update(gesture=gesture["mode"], hold_ms=gesture["hold_ms"])
+    allow = settings.get("allow_911")
+    if allow is None:
+        allow = old.get("allow_911") is True
+        if allow:
+            kept.append("911 as the last resort")
+    chosen["allow_911"] = allow
+    programme = settings.get("programme_number")
+    if programme is None:
+        programme = old.get("programme_number")
+        try:
+            if not programme:
+                raise InputError("none")
+            check_numbers(list(contacts), list(c4), normalise_number(programme, "programme number"))
+            kept.append(f"daily status SMS to {mask(programme)}")
+        except (InputError, TypeError, AttributeError):
+            programme = None
+    chosen["programme_number"] = programme or None
+    return chosen, kept
+
+
 # The firmware's daily status SMS period (alert.DEFAULTS["daily_status_s"]; build_config
 # does not set it) and its cap (supervision.daily_ms: timers stay inside ticks_ms' half period).
 DAILY_STATUS_DEFAULT_S = 86400
