@@ -381,6 +381,16 @@ def test_a_report_dated_in_the_future_is_not_imported_and_never_hides_a_silent_b
     assert data["buttons"][0]["flags"] == ["NO REPORT"]
 
 
+def test_a_button_just_delivered_is_waited_for_not_said_to_have_reported(env):
+    # within its first period a new button has sent nothing and is rightly not overdue, but
+    # the summary a cron job mails said it "reported"
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    delivered(env, MAC1, "BS-0001", now - dt.timedelta(hours=1))
+    out = run("reports", "list").stdout
+    assert "never" in out and "reported and are well" not in out
+    assert "1 not reported yet" in " ".join(out.split())
+
+
 def test_without_a_registry_it_says_so(env):
     res = run("reports", "list", code=EXIT_USAGE)
     assert "no registry at" in res.stderr

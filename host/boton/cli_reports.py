@@ -134,9 +134,15 @@ def list_(as_json, registry_path, technician):
                 "" if r["uptime_h"] is None else f"{r['uptime_h']} h")
         console.print(table)
         watched = len(rows) - len(silent)
+        # a button delivered within its first period has reported nothing yet, and is not
+        # overdue: it is waited for, not "reported"
+        waiting = sum(1 for b in rows if b["daily_interval_s"] and b["last_report"] is None and not b["flags"])
+        well = (f"all {watched} delivered button(s) reported and are well" if not waiting else
+                f"all {watched} delivered button(s) are well or not yet due; {waiting} not reported yet "
+                "(first report within its period since delivery)")
         console.print(f"{len(attention)} of {len(rows)} delivered button(s) need attention"
-                      if attention else f"all {watched} delivered button(s) reported and are well"
-                      if watched else "no delivered button sends daily reports")
+                      if attention else well if watched else "no delivered button sends daily reports",
+                      soft_wrap=True)
         if silent:
             console.print(f"{len(silent)} delivered button(s) send no daily reports (provisioned without "
                           "--programme-number): their silence is not flagged; provision them again with "
