@@ -1,6 +1,7 @@
 """The HIL harness itself: the hand-pressed button, hardware faults, the timeline report."""
 import io
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -199,6 +200,24 @@ def test_on_hardware_the_family_is_the_boards_and_not_parametrised(tmp_path):
            "ta7670x_a7670sa has the a7670" in proc.stdout + proc.stderr
 
 
+def test_a_hardware_run_on_a_port_that_is_not_there_stops_in_one_line(tmp_path):
+    # hil.md's hardware command with the board unplugged was ~80 lines of pyserial
+    # traceback per scenario; boton's own commands say it in one line
+    ref = tmp_path / "ref"
+    ref.write_text("")   # a file, not a port
+    hw = ("--device", str(tmp_path / "ttyUSB0"), "--device-number", "+524490000042",
+          "--ref-modem", str(ref), "--ref-number", "+524499100000")
+    proc = _pytest(tmp_path, "-q", *hw, "-k", "test_everywhere")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert f"--device {tmp_path / 'ttyUSB0'} does not exist" in out and "Traceback" not in out, out
+    (tmp_path / "ttyUSB0").mkdir()
+    out = _pytest(tmp_path, "-q", *hw, "-k", "test_everywhere")
+    assert "is a folder, not a serial port" in out.stdout + out.stderr
+    # listing the scenarios, or running only ones that skip, opens no port
+    assert _pytest(tmp_path, "--collect-only", "-q", *hw).returncode == 0
+
+
 def test_a_hardware_run_refuses_parallel_workers(tmp_path):
     # make test runs the rig's scenarios in parallel (-n); one board cannot be shared that way
     hw = ("--device", str(tmp_path / "no-such-port"))
@@ -243,18 +262,26 @@ def test_only_the_hil_marker_makes_a_test_hardware_only(tmp_path):
 def test_on_hardware_a_scenario_cannot_point_the_board_at_another_phone(tmp_path):
     # dut_config overrides what the board calls and texts: on the rig any number reaches a
     # simulated phone, on hardware a real one (a stranger, a real C4 or contact)
-    hw = ("--device", str(tmp_path / "no-such-port"), "--device-number", "+524490000042",
-          "--ref-modem", str(tmp_path / "no-such-ref"), "--ref-number", "+524499100000")
+    # ports that are there (pseudo-terminals nobody answers on): the refusal comes first
+    ptys = [os.openpty() for _ in range(2)]
+    board, ref = (os.ttyname(slave) for _, slave in ptys)
+    hw = ("--device", board, "--device-number", "+524490000042", "--ref-modem", ref,
+          "--ref-number", "+524499100000")
     for override in ('contacts=["+524491112233"]', 'c4_numbers=["+524499100000", "+524499100001"]',
                      'programme_number="+524491234567"'):
         proc = _pytest(tmp_path, "-q", *hw, scenarios=f"import pytest\n@pytest.mark.dut_config({override})\n"
                                                        "def test_x(dut):\n    pass\n")
         out = proc.stdout + proc.stderr
         assert "may call or text only the reference modem" in out, out
-        assert "no-such-ref" not in out and "+52449123" not in out and "+52449111" not in out
+        assert ref not in out and "+52449123" not in out and "+52449111" not in out
+    hw = hw[:4] + ("--ref-modem", str(tmp_path / "no-such-ref")) + hw[6:]
     proc = _pytest(tmp_path, "-q", *hw, scenarios="import pytest\n@pytest.mark.dut_config(sms_retries=2)\n"
                                                   "def test_x(dut):\n    pass\n")
-    assert "may call or text only" not in proc.stdout and "no-such-ref" in proc.stdout, proc.stdout
+    for master, slave in ptys:
+        os.close(master)
+        os.close(slave)
+    out = proc.stdout + proc.stderr
+    assert "may call or text only" not in out and "no-such-ref does not exist" in out, out
 
 
 BENCH_REF = "+524499100000"

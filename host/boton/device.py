@@ -271,8 +271,11 @@ def _not_a_serial_port(path):
         return "a file"
     if not stat.S_ISCHR(mode):
         return "neither a file nor a device"
-    name = os.path.basename(os.path.realpath(path))
-    if os.path.isdir("/sys/class/tty"):   # Linux lists every terminal device, serial ones too
+    real = os.path.realpath(path)
+    if real.startswith("/dev/pts/"):      # a pseudo-terminal (a bridge, the rig's pty)
+        return None
+    if os.path.isdir("/sys/class/tty"):   # Linux lists every other terminal device, serial ones too
+        name = os.path.basename(real)
         return None if os.path.exists(os.path.join("/sys/class/tty", name)) else "a device that is no terminal"
     return None
 

@@ -86,6 +86,20 @@ def pytest_configure(config):
                                 f"modem, so its scenarios run one at a time; run it without -n")
 
 
+def _port_missing(port):
+    """Why a local serial port cannot be the one meant (it does not exist, or is a file or
+    a folder), or None (fine, a URL, or not given). Looked at, never opened."""
+    import os
+
+    from boton.device import _not_a_serial_port
+    if not port or "://" in port:
+        return None
+    if not os.path.exists(port):
+        return f"{port} does not exist: is the board (or the reference modem) plugged in, and is this its port?"
+    what = _not_a_serial_port(port)
+    return f"{port} is {what}, not a serial port" if what else None
+
+
 # ---------------------------------------------------------------------- modem families
 def _board_family(board):
     from boton.boards import load_board, modem_family
@@ -155,6 +169,7 @@ def pytest_generate_tests(metafunc):
 
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--device") != VIRTUAL and config.getoption("--ref-modem"):
+        _check_ports(config, items)
         return
     reason = ("needs real hardware: run with --device /dev/ttyUSB0 --ref-modem /dev/ttyUSB1"
               if config.getoption("--device") == VIRTUAL else
@@ -164,6 +179,26 @@ def pytest_collection_modifyitems(config, items):
         # hil too (a checkout in ~/hil had every test skipped)
         if item.get_closest_marker("hil") is not None:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def _check_ports(config, items):
+    """A hardware port that is not there (unplugged, a typo) stops the run in one line
+    before any scenario, not as a pyserial traceback in each one's setup; only when a
+    selected scenario would open the ports (a listing, or only skips, need none)."""
+    if config.option.collectonly:
+        return
+    family = selected_families(config)[0]
+
+    def opens_ports(item):
+        only, _ = _family_limit(item)
+        return ("_hil_bench" in getattr(item, "fixturenames", ()) and item.get_closest_marker("skip") is None
+                and (only is None or family in only))
+    if not any(opens_ports(item) for item in items):
+        return
+    for option in ("--device", "--ref-modem"):
+        why = _port_missing(config.getoption(option))
+        if why:
+            raise pytest.UsageError(f"{option} {why}")
 
 
 @pytest.fixture
