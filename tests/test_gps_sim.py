@@ -146,6 +146,22 @@ def test_utc_advances_with_simulated_time_and_time_scale():
     assert r.parser.fix.utc == (2030, 1, 1, 0, 0, 1, 0)
 
 
+def test_utc_goes_on_while_the_receiver_is_off():
+    # satellites keep the time: a receiver switched off for 85 s and on again does not say
+    # the time it stopped at (the firmware then set its clock back by 85 s, and every log
+    # entry after was stamped before what came earlier)
+    r = Rig(time_scale=0.01, utc=T0)
+    r.gps.start(ttff_s=1.0)
+    r.run(5)
+    r.gps.stop()
+    r.run(85)
+    assert r.gps.utc == T0 + timedelta(seconds=90)
+    r.gps.start(ttff_s=1.0, mode="hot")
+    r.run(1)
+    assert r.gps.utc == T0 + timedelta(seconds=91)
+    assert r.parser.fix.utc == (2025, 6, 2, 0, 1, 21, 0)   # 23:59:50 + 91 s
+
+
 def test_route_is_walked_at_its_speed():
     a, b = (21.8800, -102.2900), (21.8890, -102.2900)     # ~1 km due north
     leg_m = 0.009 * math.pi / 180 * 6371008.8

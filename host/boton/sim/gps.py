@@ -169,6 +169,7 @@ class GpsSim:
             utc = datetime.now(timezone.utc).replace(microsecond=0)
         self._utc0 = utc
         self._utc_tick = 0
+        self._off_since = None   # scheduler time the receiver was switched off (None: on, or never on)
         self._waypoints = [(21.88234, -102.29143)]
         self._speed_mps = 0.0
         self._loop = False
@@ -194,6 +195,8 @@ class GpsSim:
         """UTC of the current moment; it then advances with simulated time."""
         self._utc0 = utc
         self._utc_tick = self._tick
+        if self._off_since is not None:
+            self._off_since = self.sched.now()
 
     def set_position(self, lat: float, lon: float, alt_m: float | None = None):
         self.set_route([(lat, lon)], speed_kmh=0.0)
@@ -238,7 +241,12 @@ class GpsSim:
 
     @property
     def utc(self) -> datetime:
-        return self._utc0 + timedelta(seconds=(self._tick - self._utc_tick) * self.period_s)
+        t = self._utc0 + timedelta(seconds=(self._tick - self._utc_tick) * self.period_s)
+        if self._off_since is not None:
+            # satellites keep the time while the receiver is off: whole seconds, as it says them
+            off_s = (self.sched.now() - self._off_since) / self.sched.time_scale
+            t += timedelta(seconds=round(off_s))
+        return t
 
     @property
     def fixed(self) -> bool:
@@ -281,6 +289,7 @@ class GpsSim:
         self.mode = mode
         self.ttff_s = self.ttff[mode] if ttff_s is None else float(ttff_s)
         self._utc0 = self.utc
+        self._off_since = None
         self._tick = 0
         self._utc_tick = 0
         self._route_tick = 0
@@ -290,6 +299,8 @@ class GpsSim:
     def stop(self):
         self.sched.cancel(self._handle)
         self._handle = None
+        if self.running and self._off_since is None:
+            self._off_since = self.sched.now()
         self.running = False
         self.replaying = False
 
