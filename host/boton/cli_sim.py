@@ -77,7 +77,7 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
     button), `coverage on|off`, `reset`, `download` (hold BOOT + reset), `events` or
     `quit`; Ctrl-C stops it too.
 
-    Example: boton sim --network-log net.jsonl   then   mpremote connect <URL> fs ls
+    Example: boton sim --network-log net.jsonl   then   boton status --port <URL>
 
     Rehearse a busy C4: boton sim --phone "+52 449 994 6605=busy" --c4-stay 60
 
