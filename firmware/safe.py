@@ -148,7 +148,9 @@ async def _main(board, numbers, hold_ms, call_now=False, log=True):
     asyncio.create_task(hw.run())
     wdt = hw.WDT(timeout=30000)
     ip = board.get("ip5306")
-    if ip and ip.get("keep_boost_on"):  # else the T-Call's power chip cuts a quiet board
+    # as appboot does: the boost stays on unless the profile says false, else the T-Call's
+    # power chip cuts a quiet board
+    if ip and ip.get("keep_boost_on") is not False:
         try:
             hw.i2c_write(ip["sda"], ip["scl"], ip["addr"], 0x00, 0x37)
         except OSError:

@@ -131,6 +131,7 @@ def bad(**changes):
     (bad(button__pin=7), "GPIO7 belongs to the SPI flash (button)"),
     (bad(button__pin=24), "GPIO24 does not exist on the ESP32 (button)"),
     (bad(button__pull="down"), "button \"pull\" \"down\" is not one the firmware sets"),
+    (bad(axp192__addr=0x35), "axp192 \"addr\" 53 is not the chip's I2C address 52 (0x34)"),
 ])
 def test_a_pin_that_misbehaves_is_refused_with_the_rule_it_breaks(profile, message):
     with pytest.raises(DeviceError) as e:

@@ -29,6 +29,23 @@ def flash(tmp_path):
     return install(tmp_path / "flash", config=demo_config(c4=[OTHER_C4]))
 
 
+def test_safe_mode_keeps_the_ip5306_boost_on_as_the_firmware_does(tmp_path):
+    # the firmware keeps the boost on unless the profile says "keep_boost_on": false; safe
+    # mode only if it said true: left unsaid, a quiet board in safe mode was cut off
+    flash = install(tmp_path / "flash", board="tcall_sim800l_ip5306", config=demo_config(c4=[OTHER_C4]))
+    profile = json.loads((flash / "board.json").read_text())
+    del profile["ip5306"]["keep_boost_on"]
+    (flash / "board.json").write_text(json.dumps(profile))
+    break_firmware(flash)
+    vd = _boot(tmp_path, flash, board="tcall_sim800l_ip5306")
+    try:
+        vd.wait_console("EV safe_mode import_", timeout=30)
+        press_in_safe_mode(vd, OTHER_C4)
+        assert vd.call(lambda: vd.i2c.get((0x75, 0x00))) == 0x37
+    finally:
+        vd.stop()
+
+
 def test_a_module_that_will_not_import_boots_into_safe_mode_and_calls_c4_covertly(tmp_path, flash):
     break_firmware(flash)
     vd = _boot(tmp_path, flash)

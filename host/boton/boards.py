@@ -169,6 +169,12 @@ def _modem_problems(profile: dict) -> list:
 def pin_problems(profile: dict) -> list:
     """Every rule the profile breaks, one sentence each; [] if none."""
     problems, seen = _modem_problems(profile), {}
+    for chip, addr in (("axp192", 0x34), ("ip5306", 0x75)):
+        spec = profile.get(chip)
+        if isinstance(spec, dict) and spec.get("addr", addr) != addr:
+            # pmu.py talks to the chip at its fixed address; safe mode and the docs read this
+            problems.append(f"{chip} \"addr\" {spec['addr']!r} is not the chip's I2C address "
+                            f"{addr} (0x{addr:02x}), the one the firmware talks to")
     pull = profile["button"].get("pull")
     if pull not in ("up", None):
         # app.py and safe.py set the chip's pull-up or none: any other value left the
