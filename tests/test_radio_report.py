@@ -129,6 +129,12 @@ class FakeBoard:
 
     exec_firmware = exec
 
+    def read_file(self, path):
+        """What provision reads back: the configuration last written, or none (a new board)."""
+        from boton.rules import CONFIG_PATH, config_bytes
+        assert path == CONFIG_PATH
+        return config_bytes(FakeBoard.written[-1]) if FakeBoard.written else None
+
 
 @pytest.fixture
 def board(monkeypatch):

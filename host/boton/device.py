@@ -301,11 +301,11 @@ def _reason(e):
         port = m.group(1)
         if not os.path.exists(port):
             return f"{port} does not exist: is the board plugged in, and is this its port?"
+        if not os.access(port, os.R_OK | os.W_OK):
+            return PORT_PERMISSION_HINT
         what = _not_a_serial_port(port)
         if what:
             return f"{port} is {what}, not a serial port: give the board's port (boton ports lists them)"
-        if not os.access(port, os.R_OK | os.W_OK):
-            return PORT_PERMISSION_HINT
         return f"{text}: another program may hold it (close serial monitors)"
     if m:   # a socket:// or rfc2217:// URL: the virtual device's (or a network bridge's)
         return (f"nothing answers at {m.group(1)}: is `boton sim` (or the bridge) still running, "
