@@ -288,9 +288,9 @@ ALIAS_PLACEHOLDER = "<alias>"
               help="Keep the SMS command PIN the button holds (she and C4 know it), e.g. after "
                    "`boton devices edit-case`: only from the configuration recorded at its last "
                    "provisioning from her case; refused with --pin-file or BOTON_PIN.")
-@click.option("--gesture", type=click.Choice(["hold", "presses"]), default="hold", show_default=True,
+@click.option("--gesture", type=click.Choice(rules.GESTURES), default="hold", show_default=True,
               help="Not given (nor --hold-ms): as the button's configuration has it.")
-@click.option("--hold-ms", type=int, default=2000, show_default=True)
+@click.option("--hold-ms", type=int, default=rules.DEFAULT_HOLD_MS, show_default=True)
 @click.option("--allow-911/--no-allow-911", default=None,
               help="Dial 911 as the last resort if no C4 number answers. Not given: as the "
                    "button's configuration has it (off for a first one).")

@@ -203,8 +203,8 @@ def write_atomic(path: Path, data: bytes, force=False):
                    "recorded against a button (the audit trail says an image was made, if a registry "
                    "exists); refused if the device id is a registered label.")
 @pins.pin_options
-@click.option("--gesture", type=click.Choice(["hold", "presses"]), default="hold", show_default=True)
-@click.option("--hold-ms", type=int, default=2000, show_default=True)
+@click.option("--gesture", type=click.Choice(rules.GESTURES), default="hold", show_default=True)
+@click.option("--hold-ms", type=int, default=rules.DEFAULT_HOLD_MS, show_default=True)
 @click.option("--allow-911", is_flag=True, help="Dial 911 as the last resort if no C4 number answers.")
 @programme_number_option
 @click.option("--firmware", "firmware_path", type=click.Path(dir_okay=False),

@@ -231,6 +231,10 @@ def check_numbers(contacts, c4, programme=""):
                          "programme's daily status SMS must not go to her trusted contact")
 
 
+GESTURES = ("hold", "presses")   # gesture.mode: hold the button, or press it `count` times
+DEFAULT_HOLD_MS = 2000
+
+
 def check_typed(*, c4, contacts=None, programme_number=None, gesture="hold", region="MX", **settings):
     """What the technician typed for a configuration, checked as build_config will before
     anything is opened or written: (C4 numbers, programme number) in E.164. contacts: the
@@ -240,14 +244,14 @@ def check_typed(*, c4, contacts=None, programme_number=None, gesture="hold", reg
     c4_e164 = [normalise_number(c, f"C4 number #{i + 1}", region) for i, c in enumerate(c4)]
     programme = normalise_number(programme_number, "programme number", region) if programme_number else ""
     check_numbers(list(contacts or []), c4_e164, programme)
-    if gesture not in ("hold", "presses"):
+    if gesture not in GESTURES:
         raise InputError(f"gesture (gesture.mode) must be 'hold' or 'presses', got {echo(gesture)}")
     check_settings(**settings)
     return c4_e164, programme
 
 
 def build_config(*, alias, contacts, c4, device_id, pin=None, pin_hash=None, allow_911=False,
-                 gesture="hold", hold_ms=2000, presses=3, window_ms=2000,
+                 gesture="hold", hold_ms=DEFAULT_HOLD_MS, presses=3, window_ms=2000,
                  update_every_s=300, max_alert_s=3600, confirm=True, region="MX",
                  programme_number=None):
     """Her configuration as the device stores it, or InputError. The PIN goes in only as a
@@ -269,7 +273,7 @@ def build_config(*, alias, contacts, c4, device_id, pin=None, pin_hash=None, all
             raise InputError("pin_hash is not a PIN hash written by boton (s$<salt>$<sha256>)")
     else:
         pin_hash = pins.hash_pin(pins.generate_pin() if pin is None else pins.validate_pin(pin))
-    if gesture not in ("hold", "presses"):
+    if gesture not in GESTURES:
         raise InputError(f"gesture (gesture.mode) must be 'hold' or 'presses', got {echo(gesture)}")
     check_settings(hold_ms=hold_ms, count=presses, window_ms=window_ms, update_every_s=update_every_s,
                    max_alert_s=max_alert_s, allow_911=allow_911, vibrate=confirm)
@@ -305,24 +309,13 @@ def settings_kept(settings, held, c4, contacts):
     old = old if isinstance(old, dict) else {}
     chosen, kept = {}, []
     gesture = settings.get("gesture")
-    if gesture is None:
-        g = old.get("gesture")
-        try:
-            if not isinstance(g, dict):
-                raise InputError("no gesture")
-            keep = {"gesture": g["mode"], "hold_ms": g["hold_ms"], "presses": g["count"],
-                    "window_ms": g["window_ms"]}
-            if keep["gesture"] not in ("hold", "presses"):
-                raise InputError("no gesture")
-            check_settings(hold_ms=keep["hold_ms"], count=keep["presses"], window_ms=keep["window_ms"])
-            chosen.update(keep)
-            if (keep["gesture"], keep["hold_ms"]) != ("hold", 2000):   # build_config's default
-                kept.append(f"gesture {keep['gesture']} ({keep['hold_ms']} ms hold)" if keep["gesture"] == "hold"
-                            else f"gesture {keep['presses']} presses")
-        except (InputError, KeyError, TypeError):
-            pass
-    else:
+    if gesture is not None:
         chosen.update(gesture=gesture["mode"], hold_ms=gesture["hold_ms"])
+    elif (g := _held_gesture(old)) is not None:
+        chosen.update(g)
+        if (g["gesture"], g["hold_ms"]) != ("hold", DEFAULT_HOLD_MS):
+            kept.append(f"gesture hold ({g['hold_ms']} ms hold)" if g["gesture"] == "hold"
+                        else f"gesture {g['presses']} presses")
     allow = settings.get("allow_911")
     if allow is None:
         allow = old.get("allow_911") is True
@@ -331,16 +324,37 @@ def settings_kept(settings, held, c4, contacts):
     chosen["allow_911"] = allow
     programme = settings.get("programme_number")
     if programme is None:
-        programme = old.get("programme_number")
-        try:
-            if not programme:
-                raise InputError("none")
-            check_numbers(list(contacts), list(c4), normalise_number(programme, "programme number"))
+        programme = _held_programme(old, c4, contacts)
+        if programme:
             kept.append(f"daily status SMS to {mask(programme)}")
-        except (InputError, TypeError, AttributeError):
-            programme = None
     chosen["programme_number"] = programme or None
     return chosen, kept
+
+
+def _held_gesture(old):
+    """build_config's gesture keywords from a held configuration, or None if it has none
+    that would build."""
+    g = old.get("gesture")
+    try:
+        keep = {"gesture": g["mode"], "hold_ms": g["hold_ms"], "presses": g["count"], "window_ms": g["window_ms"]}
+        if keep["gesture"] not in GESTURES:
+            return None
+        check_settings(hold_ms=keep["hold_ms"], count=keep["presses"], window_ms=keep["window_ms"])
+    except (InputError, KeyError, TypeError):
+        return None
+    return keep
+
+
+def _held_programme(old, c4, contacts):
+    """The held configuration's programme number, or None if it has none that would build."""
+    programme = old.get("programme_number")
+    if not programme:
+        return None
+    try:
+        check_numbers(list(contacts), list(c4), normalise_number(programme, "programme number"))
+    except (InputError, TypeError, AttributeError):
+        return None
+    return programme
 
 
 # The firmware's daily status SMS period (alert.DEFAULTS["daily_status_s"]; build_config
