@@ -180,3 +180,20 @@ def test_a_real_connection_is_found_as_this_user():
                 pytest.skip("no /proc/net/tcp on this system")
             assert peercred.peer_uid(peer, conn.getsockname()) == os.getuid()
             assert peercred.allowed(peer, conn.getsockname())
+
+
+def test_what_the_board_keeps_is_readable_by_its_user_alone(tmp_path):
+    """A rehearsal may be provisioned with her real contacts and PIN: the flash folder (one
+    an earlier boton left open included), what is written on it, and a new flash image are
+    the user's alone."""
+    with provisioned_device(tmp_path) as vd:  # its folder was made by the host, 0755
+        with Device(vd.repl_url) as dev:
+            dev.write_file_atomic("config.json.new", b"{}")  # as provision writes
+        assert vd.flash_dir.stat().st_mode & 0o777 == 0o700
+        assert (vd.flash_dir / "config.json.new").stat().st_mode & 0o777 == 0o600
+    chip = tmp_path / "chip.bin"
+    vd = VirtualDevice(tmp_path / "flash2", flash_image=chip, time_scale=FAST).start()
+    try:
+        assert chip.stat().st_mode & 0o777 == 0o600
+    finally:
+        vd.stop()

@@ -69,6 +69,16 @@ CHIP_BOOT_BYTES = 2048
 
 
 @functools.cache
+def _owner_only(path, mode):
+    """Tighten a flash folder or image an earlier run (or boton before 2026-12-03) left
+    readable by others; one the user does not own is left as it is."""
+    try:
+        if path.stat().st_uid == os.getuid():
+            path.chmod(mode)
+    except OSError:
+        pass
+
+
 def board_code() -> Path:
     """A folder with the rig's board side (BOARD_MODULES) as .mpy, cached by content. Loaded
     as bytecode, it leaves no parse garbage between the objects it keeps, which would split
@@ -130,7 +140,10 @@ class VirtualDevice:
                  modem_family=None, modem_options=None, network_options=None, uptime_s=None,
                  sim_sms=(), flash_faults=False):
         self.flash_dir = Path(flash_dir).absolute()
-        self.flash_dir.mkdir(parents=True, exist_ok=True)
+        # A rehearsal may be provisioned with her real contacts: the board's files are the
+        # user's alone, as `boton image` and the registry are
+        self.flash_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _owner_only(self.flash_dir, 0o700)
         # flash_faults: the flash folder can be made full (set_flash_full); off by default,
         # since the check costs the firmware a host stat per file it opens for writing.
         self._full_flag = None
@@ -454,7 +467,7 @@ class VirtualDevice:
             *self.clock.command([self.interpreter.exe, "-X", f"heapsize={heap}", "-m", "board_repl", mode]),
             cwd=self.flash_dir, env=env, pass_fds=(state_w,),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True, umask=0o077)
         os.close(state_w)
         self._busy = False
         if self._rx_hold:
@@ -532,7 +545,9 @@ class VirtualDevice:
 
         if not self.flash_image.exists():
             self.flash_image.parent.mkdir(parents=True, exist_ok=True)
-            self.flash_image.write_bytes(b"\xff" * self.flash_size)  # a new chip: erased
+            with open(os.open(self.flash_image, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+                f.write(b"\xff" * self.flash_size)  # a new chip: erased
+        _owner_only(self.flash_image, 0o600)
         loop = self._loop
         one_url = self.repl_mode == "rfc2217"
         # rfc2217: one URL for both, like a board's USB port: DTR/RTS drive EN/IO0 through
