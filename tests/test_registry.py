@@ -429,6 +429,27 @@ def test_closed_cases_are_erased_once_nothing_needs_them(reg, db_path):
         reg.purge_closed_cases(-1)
 
 
+
+def test_a_reused_buttons_earlier_case_is_erased_once_its_retention_has_passed(reg):
+    """Her button, wiped and verified after her case closed, now carries the next woman's
+    case: hers is erased after the retention period (the button's state is the next
+    woman's, not hers). A wipe that kept her event log does not count."""
+    m = mac(1)
+    ready(reg, m)
+    reg.deliver(m)
+    reg.return_device(m)
+    reg.record_wipe(m, verified=True, kept_log=True)    # her log put back: flagged
+    reg._clock.t += dt.timedelta(days=400)
+    assert reg.purge_closed_cases(365) == []
+    reg.record_wipe(m, verified=True)
+    reg.assign(m, case(alias="Luna", case_id="AGS/2025/00123", contacts=["449 333 4455"]))
+    reg.record_provision(m, CFG, IMEI, ICCID)
+    reg.record_test_call(m, True, "sms_ok call_active test_result")
+    reg.deliver(m)
+    assert [c["mac"] for c in reg.purge_closed_cases(365)] == [m]
+    assert [c.alias for c in reg.wipe_cases(m)] == ["Luna"]   # the next woman's stays
+    reg.verify()
+
 def test_a_retired_buttons_case_is_erased_and_a_faulty_unwiped_ones_kept(reg):
     m, f = mac(1), mac(2)
     ready(reg, m)

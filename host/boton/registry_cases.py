@@ -7,6 +7,7 @@ from .errors import RegistryConflict, RegistryError
 from .registry_casedata import CaseData
 from .registry_fields import normalise_mac
 from .registry_schema import DeviceRecord, EndingSoon
+from .registry_states import KEPT_LOG_NOTE
 from .rules import mask
 
 
@@ -146,10 +147,11 @@ class CaseRecords:
     def purge_closed_cases(self, older_than_days, dry_run=False):
         """Erase the closed cases that nothing needs any more: closed at least
         `older_than_days` days ago (the programme's retention period), on a button whose
-        flash no longer may hold them (a verified wipe since, wipe_required clear, and no
-        configuration on it: an edited case's old version stays on the flash of the button
-        in use) or that is retired (its flash destroyed). A closed case whose button still waits for its
-        wipe is kept: the wipe searches the flash for it (wipe_cases). The rows are
+        flash no longer may hold them: a full verified wipe since it was closed (whatever
+        the button became after: the next woman's button keeps none of hers; an edited
+        case's old version stays on the flash of the button in use until then), or the
+        button is retired (its flash destroyed). A closed case whose button still waits
+        for its wipe is kept: the wipe searches the flash for it (wipe_cases). The rows are
         deleted (secure_delete zeroes them in the file) and the WAL is checkpointed and
         truncated; backups made before still hold them, encrypted. No key needed.
         Returns what was (dry_run: would be) erased, [{label, mac, created_at,
@@ -161,9 +163,9 @@ class CaseRecords:
         with self._write() as db:
             rows = db.execute(
                 "SELECT c.id, c.mac, c.created_at, c.closed_at, d.label FROM cases c JOIN devices d ON d.mac = c.mac "
-                "WHERE c.active = 0 AND c.closed_at <= ? AND ((d.wipe_required = 0 AND d.state NOT IN "
-                "('provisioning', 'provisioned', 'delivered')) OR d.state = 'retired') "
-                "ORDER BY d.label, c.id", (cutoff,)).fetchall()
+                "WHERE c.active = 0 AND c.closed_at <= ? AND (d.state = 'retired' OR EXISTS ("
+                "SELECT 1 FROM audit a WHERE a.mac = c.mac AND a.action = 'wipe' AND a.at >= c.closed_at "
+                "AND a.detail NOT LIKE ?)) ORDER BY d.label, c.id", (cutoff, f"%{KEPT_LOG_NOTE}%")).fetchall()
             out = [{"label": r["label"], "mac": r["mac"], "created_at": r["created_at"],
                     "closed_at": r["closed_at"]} for r in rows]
             if dry_run or not rows:

@@ -13,7 +13,7 @@ from .registry_fields import (LABEL_MAX, check_board, check_hash, format_flash_s
                               normalise_imei, normalise_label, normalise_mac, parse_flash_size,
                               resolve_technician, scrub, show_input)
 from .registry_schema import DeviceRecord
-from .registry_states import TRANSITIONS, refusal_hint
+from .registry_states import KEPT_LOG_NOTE, TRANSITIONS, refusal_hint
 from .rules import DAILY_STATUS_MAX_S
 from .rules import config_hash as prov_config_hash
 
@@ -539,7 +539,7 @@ class DeviceLifecycle:
             detail = f": {detail}" if detail else ""
             if verified:
                 if kept_log:
-                    note += "; her event log was kept: flagged until a full wipe"
+                    note += f"; {KEPT_LOG_NOTE}: flagged until a full wipe"
                 self._update(db, mac, state=to, wipe_required=int(kept_log), config_hash=None, config_case=None,
                              daily_interval_s=None,
                              **NO_PENDING,

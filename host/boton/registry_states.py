@@ -71,3 +71,8 @@ STATE_HINTS = {
 def refusal_hint(action, state):
     """What to do when `action` is refused in `state`: the step that comes next."""
     return STATE_HINTS.get((action, state), TRANSITION_HINTS[action])
+
+
+# A verified wipe that put her event log back (`wipe --keep-log`) says so in its audit row:
+# the button stays flagged, and a closed case is not erased on the strength of it.
+KEPT_LOG_NOTE = "her event log was kept"
