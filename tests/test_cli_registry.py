@@ -205,7 +205,12 @@ def test_delivery_return_and_counts_line(env):
     with Registry(env["BOTON_REGISTRY"]) as reg:
         assert reg.deliver(MAC1).state == "delivered"
     assert "1 of 2 delivered (1 in stock)" in dev("list").stdout
-    assert "her case closed; wipe its configuration" in dev("return", "BS-0001").stdout
+    # the button is not at hand here: --without-button, confirmed (--yes where nobody is asked)
+    assert "--yes" in dev("return", "BS-0001", "--without-button", code=2).stderr
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        assert reg.get(MAC1).state == "delivered"
+    out = dev("return", "BS-0001", "--without-button", "--yes").stdout
+    assert "returned (without the button), her case closed; wipe its configuration" in out
     assert "BS-0002 marked faulty" in dev("faulty", "BS-0002", "--reason", "no GSM", "--technician", "beto").stdout
     res = dev("retire", "BS-0001", "--reason", "cracked", code=7)
     assert "wipe it first" in res.stderr
@@ -488,7 +493,7 @@ def test_a_label_or_mac_that_cannot_be_hers_is_still_echoed(env):
 
 @pytest.mark.parametrize("args", [
     (devices, "list"), (devices, "show", "BS-0001"), (devices, "audit"), (devices, "ending-soon"),
-    (devices, "return", "BS-0001"), (registry, "verify"), (registry, "backup", "b.sqlite3"),
+    (devices, "return", "BS-0001", "--without-button", "--yes"), (registry, "verify"), (registry, "backup", "b.sqlite3"),
     (registry, "purge-cases", "--older-than", "30"),
 ])
 def test_a_mistyped_registry_path_is_refused_not_created(env, tmp_path, args):

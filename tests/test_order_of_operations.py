@@ -233,6 +233,33 @@ def test_returned_or_wrong_button_is_refused_before_anything_is_written(tmp_path
         rig.stop()
 
 
+def test_return_reads_the_button_so_a_mistyped_label_closes_no_other_womans_case(vd):
+    """`devices return` cannot be undone (her case closed, her button no longer watched): the
+    button she gave back is read, and a label one digit off is refused with nothing changed."""
+    with Registry() as reg:
+        for m, label, alias, contact in ((vd.mac, "BS-0042", "Luna", DEFAULT_CONTACT),
+                                         (OTHER_MAC, "BS-0043", "Sol", OTHER_CONTACT)):
+            reg.add_device(m, label=label)
+            reg.record_deploy(m, "ab" * 32)
+            assert run("devices", "assign", label, "--alias", alias, "--case-id", f"AGS-{label}",
+                       "--order-ends", "none", "--contact", contact).exit_code == 0
+            reg.record_provision(m, "cd" * 32)
+            reg.record_test_call(m, True)
+            reg.deliver(m)
+    audit_before = actions(OTHER_MAC)
+    r = run("devices", "return", "BS-0043", "--port", vd.repl_url)
+    assert r.exit_code == 7, r.output
+    assert f"the button on the port is {vd.mac} (BS-0042), not BS-0043" in one_line(r)
+    assert "nothing was changed" in one_line(r)
+    with Registry() as reg:
+        assert reg.get(OTHER_MAC).state == "delivered" and reg.get(OTHER_MAC).has_case
+    assert actions(OTHER_MAC) == audit_before
+    r = run("devices", "return", "BS-0042", "--port", vd.repl_url)
+    assert r.exit_code == 0, r.output
+    assert "BS-0042 returned, her case closed" in one_line(r)
+    with Registry() as reg:
+        assert reg.get(vd.mac).state == "returned" and not reg.get(vd.mac).has_case
+
 @pytest.mark.parametrize("command", [
     ["provision", "--port", DEAD_PORT, "--alias", "Luna", "--contact", DEFAULT_CONTACT, "--c4", DEFAULT_C4],
     ["test-call", "--port", DEAD_PORT],

@@ -460,11 +460,50 @@ def abort_provision(device, registry_path, technician):
                   "it again before use", soft_wrap=True)
 
 
-_simple("return", "return_device",
-        "She gave the device back: delivered -> returned. Her case is closed (its numbers are "
-        "free again) and the device is flagged until its configuration is wiped.\n\n"
-        "Example: boton devices return BS-0042",
-        lambda d, c: f"{d.label} returned, her case closed; wipe its configuration before reuse")
+@devices.command("return")
+@click.argument("device")
+@click.option("--port", envvar="BOTON_PORT",
+              help="Serial port of the button she gave back (or BOTON_PORT; left out: the one board "
+                   "plugged in): it is read first, and must be DEVICE.")
+@click.option("--without-button", is_flag=True,
+              help="Her case ends without the button at hand (lost, stolen, or it no longer starts): "
+                   "asks for confirmation on a terminal (--yes elsewhere).")
+@click.option("--yes", is_flag=True, help="With --without-button: do not ask for confirmation.")
+@registry_options
+@during_alert_option
+def return_(device, port, without_button, yes, registry_path, technician, during_alert):
+    """She gave the button back: delivered -> returned. Her case is closed (its numbers are
+    free again, her button leaves `boton reports`) and the device is flagged until its
+    configuration is wiped. It cannot be undone, so the button is read first and must be
+    DEVICE (its eFuse MAC): a mistyped label would close another woman's case. Without the
+    button, --without-button.
+
+    Example: boton devices return BS-0042 --port /dev/ttyUSB0
+    """
+    if yes and not without_button:
+        raise click.UsageError("--yes is for --without-button: with the button at hand, it is read instead")
+    with _open(registry_path, technician) as reg:
+        d = reg.find(device)
+        reg.precheck("return", d.mac)             # registry first: refused before the port opens
+        if without_button:
+            _confirm(f"Close her case on {d.label} ({d.mac}, delivered {(d.delivered_at or '?')[:10]}) "
+                     "without the button? It cannot be undone, and her button is no longer watched.",
+                     yes)
+            if not (yes or _interactive()):
+                raise click.UsageError("--without-button closes her case for good: add --yes to "
+                                       "confirm it where nobody can be asked")
+        else:
+            from .device import Device
+            from .provision import device_mac
+
+            with Device(port, during_alert=during_alert) as dev:
+                reg.check_named(device_mac(dev), d.mac)
+        d = reg.return_device(d.mac, without_button=without_button)
+        how = "" if not without_button else " (without the button)"
+    console.print(f"{d.label} returned{how}, her case closed; wipe its configuration before reuse",
+                  soft_wrap=True)
+
+
 _simple("restock", "restock",
         "A repaired faulty device goes back to stock (refused while it may hold someone's "
         "configuration).\n\nExample: boton devices restock BS-0042",

@@ -505,16 +505,18 @@ class DeviceLifecycle:
                         "its configuration with it")
             return DeviceRecord.from_row(self._row(db, mac))
 
-    def return_device(self, mac) -> DeviceRecord:
+    def return_device(self, mac, without_button=False) -> DeviceRecord:
         """delivered -> returned. Her case is closed (its numbers are free for another
         case) and the device is marked as still holding her config: `record_wipe` after
-        the CLI has wiped it."""
+        the CLI has wiped it. without_button: closed with no button read (lost, stolen,
+        dead), which the audit says."""
         mac = normalise_mac(mac)
         with self._write() as db:
             row, to = self._begin(db, mac, "return")
             self._close_case(db, mac)
             self._update(db, mac, state=to, returned_at=self.now(), wipe_required=1)
-            self._audit(db, "return", mac, "delivered -> returned; config must be wiped")
+            self._audit(db, "return", mac, "delivered -> returned" + (" without the button" if without_button else "")
+                        + "; config must be wiped")
             return DeviceRecord.from_row(self._row(db, mac))
 
     def record_wipe(self, mac, verified=True, detail="", forced=False, kept_log=False) -> DeviceRecord:
