@@ -533,3 +533,41 @@ def test_the_t_a7670x_light_sleeps_although_its_gps_cannot_be_switched_off(tmp_p
         sms = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == DEFAULT_CONTACT, timeout=60)
         assert sms["delivered"] and MAPS in sms["text"]
         vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == DEFAULT_C4, timeout=60)
+
+
+def test_where_there_is_no_2g_the_standby_recheck_does_not_take_the_module_off_the_network(tmp_path):
+    """No VoLTE for her SIM and no 2G here: the boot's fallback found none. The voice
+    recheck in standby (every 5 minutes) does not pin GSM only again, which left the module
+    with no network (no SMS, no 911) for 40 s each time (modemup.NO_2G_WAIT_S)."""
+    cfg = demo_config()
+    cfg["health_every_s"] = 2       # a health check at every chance: the recheck is what limits
+    cfg["light_sleep"] = False
+    with provisioned_device(tmp_path, cfg, board=BOARD, modem_options=dict(volte=False, gsm=False)) as vd:
+        vd.wait_console("EV voice none", timeout=120)
+        t0 = vd.call(vd.sched.now)
+        s = vd.time_scale   # the rig's clock is the host's: module seconds are scaled
+        wait_until(vd, lambda: vd.sched.now() - t0 > 330 * s, timeout=120)   # one recheck due, and run
+        pinned = vd.call(lambda: [t for t, d, data in vd.modem.at_log if d == "rx" and b"AT+CNMP=13" in data])
+        rechecks = vd.call(lambda: [t for t, d, data in vd.modem.at_log if d == "rx" and b"AT+CEREG?" in data])
+    assert len(pinned) == 1 and pinned[0] < t0, pinned   # the boot's, and no other
+    assert any(t > t0 + 290 * s for t in rechecks), "the recheck never looked"
+    assert vd.console_text().count("EV voice_fallback") == 1
+
+
+def test_an_sms_ready_that_comes_late_in_a_long_set_up_still_sets_text_mode_at_once(tmp_path, monkeypatch):
+    """An A76XX says SMS DONE when it likes (after PB DONE too; LilyGO waits up to 100 s).
+    Coming while the set-up still ran (the settling wait and the 2G fallback of a SIM with
+    no VoLTE), it was left to the next health check: C4's command sat unread a minute (PDU
+    mode: AT+CMGR refused)."""
+    from boton.sim.modem.families.a7670 import A7670
+
+    monkeypatch.setattr(A7670, "T_SMS_READY", 16.0)
+    cfg = demo_config(pin="482913")
+    cfg["light_sleep"] = False
+    with provisioned_device(tmp_path, cfg, board=BOARD, modem_options=dict(volte=False, gsm=True)) as vd:
+        t = vd.call(vd.sched.now)
+        mark = len(vd.events)
+        vd.call(vd.network.sms_to_device, DEFAULT_C4, vd.device_number, "UBICACION 482913")
+        reply = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == DEFAULT_C4, after=mark, timeout=150)
+        assert (reply["t"] - t) / vd.time_scale < 30, "C4's command waited for the health check"
+        assert "sms_read_error" not in vd.console_text()

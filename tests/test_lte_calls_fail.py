@@ -18,8 +18,8 @@ class Log:
 class Module:
     """AT+CREG?/+CEREG?/+CPSI? as an A7670 answers them, on LTE or, pinned to GSM
     (AT+CNMP=13), on 2G where there is some."""
-    def __init__(self, on_gsm=False, gsm=True):
-        self.cnmp, self.gsm, self.sent = 13 if on_gsm else 2, gsm, []
+    def __init__(self, on_gsm=False, gsm=True, volte=True):
+        self.cnmp, self.gsm, self.volte, self.sent = 13 if on_gsm else 2, gsm, volte, []
         self.on_chup = None
     def rat(self):
         if self.cnmp == 13:
@@ -32,7 +32,8 @@ class Module:
         if c == "AT+CHUP" and self.on_chup:  # the call's end reported before CHUP's OK
             await self.on_chup()
         rat = self.rat()
-        lines = {"AT+CREG?": ["+CREG: 0,%d" % (1 if rat else 2)],
+        creg = 2 if not rat else 6 if rat == "LTE" and not self.volte else 1  # 6: SMS only
+        lines = {"AT+CREG?": ["+CREG: 0,%d" % creg],
                  "AT+CEREG?": ["+CEREG: 0,%d" % (rat == "LTE")],
                  "AT+CPSI?": ["+CPSI: %s,Online,334-020,0x1A2B,1234,5" % rat if rat else
                               "+CPSI: NO SERVICE,Online"]}.get(c, [])
@@ -46,6 +47,7 @@ class Radio(radio.Radio):
         self._dialed_ms = self._end_cause = self._answered_id = None
         self.unrung = 0
         self.fallbacks = 0
+        self.no_2g = None
     async def _recover_once(self, step):   # the real one also holds new modem work back
         self.fallbacks += 1
         try:
@@ -153,3 +155,35 @@ async def main():
 out(asyncio.run(main()))
 ''')
     assert r == [1, [], [["voice", "2g"]]]
+
+
+def test_where_2g_was_found_missing_the_fallback_waits_longer_each_time(fw):
+    """No VoLTE for her SIM and no 2G here: each fallback takes the module off the network
+    for 40 s (no SMS, no 911) and writes its flash. The standby recheck and a refused dial
+    (every 5 minutes) try it again only after 30 minutes, then 1 h, 2 h... up to 8 h; where
+    2G answers, the wait starts afresh."""
+    r = fw('''
+async def main():
+    r = Radio(module=Module(gsm=False, volte=False))
+    ms = lambda s: int(s * 1000 * hw.TIME_SCALE)
+    def pins():
+        return sum(1 for c in r.modem.sent if c == "AT+CNMP=13")
+    await modemup.recheck_voice(r)            # the first look: no 2G
+    first = [pins(), r.no_2g[1], r.posted[-1]]
+    await modemup.recheck_voice(r)            # 5 minutes on: not again
+    await modemup.lte_calls_fail(r)           # nor for calls ending at once: no voice, said
+    soon = [pins(), r.posted[-1]]
+    waits = []
+    for _ in range(6):                        # each wait passed: tried, and the next longer
+        r.no_2g = (time.ticks_add(r.no_2g[0], -ms(r.no_2g[1])), r.no_2g[1])
+        await modemup.recheck_voice(r)
+        waits.append(r.no_2g[1])
+    r.modem.gsm = True                        # she is where 2G is
+    r.no_2g = (time.ticks_add(r.no_2g[0], -ms(r.no_2g[1])), r.no_2g[1])
+    await modemup.recheck_voice(r)
+    return [first, soon, waits, pins(), r.no_2g, r.posted[-1]]
+import hw
+out(asyncio.run(main()))
+''')
+    assert r == [[1, 1800, ["voice", False]], [1, ["voice", False]],
+                 [3600, 7200, 14400, 28800, 28800, 28800], 8, None, ["voice", True]]

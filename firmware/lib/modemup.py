@@ -5,6 +5,7 @@
 # and when something went wrong, and an .mpy firmware would otherwise hold their code
 # in the heap through every alert.
 import asyncio
+import time
 
 import hw
 from atparse import reply_line
@@ -13,6 +14,11 @@ from modem import ModemError
 VOICE_FALLBACK_S = 40            # for a voice registration on 2G after AT+CNMP=13
 VOICE_SETTLE_S = 20              # LTE attaches before the voice (IMS) registration comes
 REGISTER_S = 60                  # for any registration
+# The 2G fallback found no 2G: not tried again for this long, doubled at each vain try up
+# to the most. Each try takes the module off the network for VOICE_FALLBACK_S (no SMS, no
+# 911) and writes AT+CNMP to its flash: every 5 minutes it was 15% of her day offline.
+NO_2G_WAIT_S = 1800
+NO_2G_WAIT_MAX_S = 28800
 CALL_READY_S = 20                # a module just (re)started says it takes calls within this
 # the dialect's voice_of() voice_via -> the log's short name
 VOICE_LOG = {"VoLTE": "volte", "2G": "2g"}
@@ -123,7 +129,7 @@ async def init(r, poll_status):
     if registered:
         await call_ready(r)
     if registered and d.RAT_QUERY:
-        await find_voice(r, state, not gsm_gone)
+        await find_voice(r, state, not gsm_gone and _2g_worth_a_try(r))
     else:
         r.post(("voice", d.voice_of(state, d.rat_of(()))[0]))
     await poll_status()
@@ -131,6 +137,10 @@ async def init(r, poll_status):
     # no time yet: the time switch may apply only from the module's next start on some firmware
     if registered and (await r.network_clock() is False or unsaved):
         await r.save_settings()
+    # Its "SMS Ready" came while this set-up ran (an A7670 sends it late, after PB DONE
+    # too), when the URC leaves the settings to the set-up: text mode and +CMTI now, not
+    # at the next health check a minute on, with C4's command unread meanwhile
+    await r.finish_settings()
     r.settled = True
     return registered
 
@@ -198,6 +208,9 @@ async def find_voice(r, state, try_2g, settle_s=VOICE_SETTLE_S, lte_fails=False)
         if state != "voice":  # no 2G here
             await r.at(d.RAT_AUTO)
             state = await wait_registered(r, REGISTER_S)
+            r.no_2g = (time.ticks_ms(), min(2 * r.no_2g[1], NO_2G_WAIT_MAX_S) if r.no_2g else NO_2G_WAIT_S)
+        else:
+            r.no_2g = None
         rat = d.rat_of(await r._query(d.RAT_QUERY))
     voice, via = d.voice_of(state, rat)
     if lte_fails and rat == "LTE":
@@ -205,6 +218,11 @@ async def find_voice(r, state, try_2g, settle_s=VOICE_SETTLE_S, lte_fails=False)
     r.log.add("voice", VOICE_LOG.get(via, "none") if voice else "none")
     r.post(("voice", voice))
     return voice, via
+
+
+def _2g_worth_a_try(r):
+    """No vain 2G fallback lately (NO_2G_WAIT_S, growing): where she is now may have 2G."""
+    return r.no_2g is None or time.ticks_diff(time.ticks_ms(), r.no_2g[0]) >= int(r.no_2g[1] * 1000 * hw.TIME_SCALE)
 
 
 async def recover(r):
@@ -307,7 +325,7 @@ async def recheck_voice(r):
     since a fallback), back to automatic. The machine's next redial then goes through."""
     try:
         state = await reg_state(r)
-        if state == "sms_only":
+        if state == "sms_only" and _2g_worth_a_try(r):
             # registered long ago, and C4 waits: no settling time
             await find_voice(r, state, True, 0)
         elif state is None and r.dialect.RAT_AUTO and await rat_mode_fixed(r):
@@ -329,6 +347,6 @@ async def lte_calls_fail(r):
     # (recheck_voice would put automatic back)
     r._voice_checking = True
     try:
-        await find_voice(r, await reg_state(r), True, 0, True)
+        await find_voice(r, await reg_state(r), _2g_worth_a_try(r), 0, True)
     finally:
         r._voice_checking = False

@@ -96,6 +96,7 @@ class Radio:
         self._warned = None         # (supply warning URC, ticks) last passed on
         self._voice_checked_ms = None  # when a refused dial last looked at the voice service
         self._voice_checking = False
+        self.no_2g = None           # (ticks, wait s): the 2G fallback last found none (modemup)
         self._dialed_ms = None      # ticks of ATD's OK, until its call rings or ends
         self.unrung = 0             # our calls in a row that ended at once, never ringing
         self._sms_lock = asyncio.Lock()
