@@ -291,6 +291,30 @@ def test_import_and_export(env, tmp_path):
     assert "Luna" in full.read_text() and stat.S_IMODE(full.stat().st_mode) == 0o600
 
 
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_an_export_stopped_by_a_signal_leaves_none_of_her_data_behind(env, tmp_path, sig):
+    """A terminal closed (SIGHUP) or a shutdown or `timeout` (SIGTERM) while the export of
+    her case data is written: unwound as Ctrl-C is, so its temporary file, in the clear,
+    is removed and the command says it was stopped. (By default Python ended at once and
+    left it, its pid in the name, so no later run cleaned it up.)"""
+    import subprocess
+    import sys
+
+    provisioned(env)
+    out = tmp_path / "exp" / "cases.csv"
+    out.parent.mkdir()
+    # the signal comes while the temporary file is written, as a real one may
+    code = ("import os, signal\n"
+            "real = os.fsync\n"
+            f"os.fsync = lambda fd: (os.kill(os.getpid(), signal.{sig}), real(fd))\n"
+            "from boton.cli import main\n"
+            f"main(['devices', 'export', {str(out)!r}, '--with-case-data', '--yes'])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 130, (proc.returncode, proc.stderr)
+    assert f"stopped ({sig})" in proc.stderr and "Traceback" not in proc.stderr
+    assert list(out.parent.iterdir()) == []
+    assert "export" not in [a["action"] for a in json.loads(dev("audit", "--json").stdout)]
+
 def test_export_never_writes_over_the_registry_its_key_or_a_backup(env, tmp_path):
     # `boton devices export $BOTON_REGISTRY` once said "exported 1 device(s)" over the registry:
     # every device, her encrypted case and the audit trail gone. Never, even with --force.

@@ -6,7 +6,9 @@ a wrong file name shown, or rich's MarkupError after the registry recorded the b
 before its generated PIN was shown. So such text reaches rich through `escape()` when the
 line carries markup of ours, or in a line printed with markup=False.
 """
+import contextlib
 import os
+import signal
 import sqlite3
 import sys
 
@@ -43,6 +45,9 @@ class OneLineErrors(click.Group):
         from .registry_backup import RESTORE_HINT
 
         try:
+            if ctx.parent is None:
+                with _stops_unwound():
+                    return super().invoke(ctx)
             return super().invoke(ctx)
         except DeviceError as e:
             print_error(str(e))
@@ -53,13 +58,13 @@ class OneLineErrors(click.Group):
         except OSError as e:    # a path the OS refused where no command foresaw it: named, no traceback
             print_error(f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e))
             sys.exit(EXIT_USAGE)
-        except KeyboardInterrupt:   # click's own "Aborted!" (exit 1) said neither what stands nor what next
-            interrupted()
+        except KeyboardInterrupt as e:   # click's own "Aborted!" (exit 1) said neither what stands nor what next
+            interrupted(e)
         except click.exceptions.Abort as e:
             # a prompt (her registry's passphrase, a PIN, a confirmation) turns Ctrl-C and a
             # closed input into click's Abort: "Aborted!" and exit 1, in no list of codes
             if isinstance(e.__context__, KeyboardInterrupt):
-                interrupted()
+                interrupted(e.__context__)
             if isinstance(e.__context__, EOFError):
                 print_error("no answer: the input ended at a question; nothing more was done "
                             "(run the command on a terminal, or give the answer as an option)")
@@ -96,8 +101,32 @@ def not_utf8(args, environ):
     return None
 
 
-def interrupted():
-    print_error("interrupted (Ctrl-C): the step under way was cut short; what the registry "
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a terminal closed, a shutdown, `timeout`), unwound as Ctrl-C is:
+    by default they end Python at once, and a half-written export of her case data in the
+    clear stayed behind, its read unaudited."""
+
+
+@contextlib.contextmanager
+def _stops_unwound():
+    def stop(signum, frame):
+        raise Stopped(signal.Signals(signum).name)
+
+    try:
+        old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    except ValueError:   # not the main thread (a caller's own): left as they are
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def interrupted(e=None):
+    how = f"stopped ({e.args[0]})" if isinstance(e, Stopped) else "interrupted (Ctrl-C)"
+    print_error(f"{how}: the step under way was cut short; what the registry "
                 "recorded stands (`boton devices show LABEL` says where the button is; an "
                 "interrupted provisioning is finished by running `boton provision` again)")
     sys.exit(EXIT_INTERRUPTED)
