@@ -622,3 +622,41 @@ def test_provision_refuses_a_board_whose_own_image_freezes_another_safe_c4(tmp_p
         assert r.exit_code == 0, r.output
     finally:
         vd.stop()
+
+
+@pytest.mark.parametrize("args, message", [
+    # checked before the port is opened (the dead port would say exit 3), never as markup
+    (["deploy", "--port", "socket://127.0.0.1:9", "--board", "x[/]"], "unknown board 'x[/]'"),
+    (["deploy", "--port", "socket://127.0.0.1:9", "--board", "Maria Lopez 4491112233"],
+     "unknown board (not shown: 22 characters"),
+    (["sim", "--board", "Maria Lopez 4491112233"], "unknown board (not shown"),
+    (["image", "--board", "x[/]", "--output", "x.bin"], "unknown board 'x[/]'"),
+    (["logs", "--port", "socket://127.0.0.1:9", "--sms-head", "Maria Lopez 4491112233"],
+     "--sms-head (not shown: 22 characters"),
+    (["sim", "--repl-port", "70000"], "70000 is not in the range 0<=x<=65535"),
+    (["sim", "--repl", "rfc2217"], "it needs --flash-image"),
+    (["sim", "--ticks-wrap-in", "1e308"], "--ticks-wrap-in"),
+])
+def test_a_typo_in_an_option_is_one_line_before_anything_starts(tmp_path, args, message):
+    proc = subprocess.run([BOTON, *args], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2, proc.stderr
+    assert message in " ".join(proc.stderr.split()) and "Traceback" not in proc.stderr
+    for secret in ("Maria", "4491112233"):
+        assert secret not in proc.stderr
+
+
+def test_a_rig_that_cannot_start_says_why_in_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for args, message in ((["--repl-port", str(port)], f"(--repl-port {port})"),
+                              (["--network-log", str(tmp_path / "nodir" / "net.jsonl")], "nodir/net.jsonl")):
+            proc = subprocess.run([BOTON, "sim", "--flash", str(tmp_path / "flash"), *args],
+                                  capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+            assert proc.returncode == 2, proc.stderr
+            assert message in proc.stderr and "Traceback" not in proc.stderr
+            assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -60,6 +60,25 @@ def test_without_a_registry_the_wipe_goes_on_and_makes_none(tmp_path, monkeypatc
     assert not typo.parent.exists()
 
 
+def test_a_button_provisioned_from_an_open_case_is_wiped_only_when_named():
+    """The wrong button picked up for a wipe: the next woman's configuration and the PIN C4
+    was given would be erased unasked (and her test call with them). Named with --device,
+    which is checked against the button on the port, it is wiped."""
+    with Registry() as reg:
+        reg.add_device(MAC)
+        reg.assign(MAC, CaseData(alias="Luna", case_id="C-1", contacts=["449 111 2233"]))
+        reg.record_provision(MAC, CFG)
+        reg.add_device("24:6f:28:00:00:02")          # provisioned from no case: a bench board
+        reg.record_provision("24:6f:28:00:00:02", CFG)
+    with pytest.raises(RegistryConflict, match="carries an open case.*--device BS-0001") as e:
+        plan_wipe(MAC)
+    assert e.value.exit_code == EXIT_CONFLICT
+    with pytest.raises(RegistryConflict, match="not BS-0002"):
+        plan_wipe(MAC, expected="BS-0002")
+    plan = plan_wipe(MAC, expected="BS-0001")
+    assert plan.known and [c.alias for c in plan.cases] == ["Luna"]
+    assert plan_wipe("24:6f:28:00:00:02").known
+
 def test_a_delivered_button_needs_force_and_a_confirmation():
     delivered()
     with pytest.raises(RegistryConflict) as e:

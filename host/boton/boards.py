@@ -72,8 +72,10 @@ def board_file(board: str) -> Path:
     if not path.exists():
         if board in RENAMED:
             raise DeviceError(f"board {board!r} no longer exists: {RENAMED[board]}", EXIT_USAGE)
+        from .registry_fields import show_input   # it imports this module
+
         known = ", ".join(board_names())
-        raise DeviceError(f"unknown board {board!r} (known: {known})", EXIT_USAGE)
+        raise DeviceError(f"unknown board {show_input(board, 60)} (known: {known})", EXIT_USAGE)
     return path
 
 

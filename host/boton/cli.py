@@ -14,10 +14,11 @@ from . import pin as pins
 from . import provision as prov
 from . import release, rules
 from .device import Device
-from .cli_output import (OneLineErrors, daily_status_line, during_alert_option, err_console, print_error,
-                         programme_number_option)
+from .cli_output import (OneLineErrors, board_checked, daily_status_line, during_alert_option, err_console,
+                         print_error, programme_number_option)
 from .cli_sim import positive_time_scale, sim
 from .errors import EXIT_CONFLICT, EXIT_DEVICE, EXIT_TEST, EXIT_USAGE, EXIT_VERIFY, DeviceError, InputError
+from .registry_fields import show_input
 
 console = Console(highlight=False)
 
@@ -196,7 +197,8 @@ def _warn_if_delivered_untested(rec, what):
 # --------------------------------------------------------------------------- deploy
 @main.command()
 @click.option("--port", envvar="BOTON_PORT", help=PORT_HELP)
-@click.option("--board", help="Board profile from boards/ [default: the one the board already has, else "
+@click.option("--board", callback=board_checked,
+              help="Board profile from boards/ [default: the one the board already has, else "
                                f"{DEFAULT_BOARD}].")
 @during_alert_option
 def deploy(port, board, during_alert):
@@ -235,7 +237,7 @@ def deploy(port, board, during_alert):
                 console.print(f"board profile {board}: the one on the board (--board to change it)",
                               soft_wrap=True, markup=False)
         elif held and held != board:
-            err_console.print(f"[yellow]warning:[/] replacing its board profile {held} with {board}",
+            err_console.print(f"[yellow]warning:[/] replacing its board profile {escape(held)} with {escape(board)}",
                               soft_wrap=True)
         task = bar.add_task("deploying", total=len(release.firmware_files(board)))
         done = prov.deploy(dev, board, progress=lambda path: bar.update(task, advance=1, description=path))
@@ -763,7 +765,7 @@ def logs(port, sms_head, as_json, during_alert):
     from .registry_workflow import check_event_log
 
     if sms_head and parse_sms_log_head(sms_head) is None:  # refused before the port is opened
-        raise InputError(f"--sms-head {sms_head!r} is not a log head as the daily SMS gives it "
+        raise InputError(f"--sms-head {show_input(sms_head)} is not a log head as the daily SMS gives it "
                          "(SEQ:HEX, e.g. 57:a1b2c3)")
     with Device(port, during_alert=during_alert) as dev:
         lines = prov.read_event_log(dev)

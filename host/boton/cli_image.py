@@ -16,7 +16,7 @@ from . import image as img
 from . import pin as pins
 from . import rules
 from .boards import load_board
-from .cli_output import daily_status_line, programme_number_option
+from .cli_output import board_checked, daily_status_line, programme_number_option
 from .errors import EXIT_VERIFY, DeviceError, InputError, RegistryConflict, RegistryError
 from .registry_fields import normalise_label
 from .registry_paths import expand_home
@@ -188,7 +188,8 @@ def write_atomic(path: Path, data: bytes, force=False):
 
 
 @click.command("image")
-@click.option("--board", default="tcall_sim800l_axp192", show_default=True, help="Board profile from boards/.")
+@click.option("--board", default="tcall_sim800l_axp192", show_default=True, callback=board_checked,
+              help="Board profile from boards/.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="Her configuration as JSON in the device's schema (instead of --alias/--contact/...).")
 @click.option("--alias", help="Short name she chose (not her full name), GSM-7 letters. Taken from her "

@@ -132,6 +132,16 @@ def interrupted(e=None):
     sys.exit(EXIT_INTERRUPTED)
 
 
+def board_checked(ctx, param, value):
+    """--board: a profile of this release (or a .json file), checked before a port is
+    opened or a rig started: a typo there interrupted the button's firmware first."""
+    if value is not None:
+        from .boards import board_file
+
+        board_file(value)
+    return value
+
+
 def during_alert_option(command):
     """--during-alert for a command that opens a session with a button (boton.device)."""
     return click.option("--during-alert", is_flag=True,

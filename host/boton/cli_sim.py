@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import rules
+from .cli_output import board_checked
 from .errors import EXIT_USAGE, DeviceError
 
 console = Console(highlight=False)
@@ -18,11 +19,13 @@ console = Console(highlight=False)
 @click.command()
 @click.option("--flash", "flash_dir", type=click.Path(file_okay=False), default="build/sim-flash",
               show_default=True, help="Folder that holds the virtual board's flash filesystem.")
-@click.option("--board", default="tcall_sim800l_axp192", show_default=True, help="Board profile from boards/.")
+@click.option("--board", default="tcall_sim800l_axp192", show_default=True, callback=board_checked,
+              help="Board profile from boards/.")
 @click.option("--repl", type=click.Choice(["pty", "socket", "rfc2217"]), default="socket", show_default=True,
               help="How the REPL is served; rfc2217 (needs --flash-image) is one URL for esptool "
                    "and mpremote with DTR/RTS auto-reset, like a board's USB port.")
-@click.option("--repl-port", type=int, default=0, help="TCP port for --repl socket (0: any free).")
+@click.option("--repl-port", type=click.IntRange(0, 65535), default=0,
+              help="TCP port for --repl socket (0: any free).")
 @click.option("--network-log", type=click.Path(dir_okay=False), help="Append every SMS and call as JSON lines.")
 @click.option("--nmea", "nmea_file", type=click.Path(exists=True, dir_okay=False),
               help="Replay a captured NMEA log instead of a simulated fix.")
@@ -59,7 +62,7 @@ console = Console(highlight=False)
 @click.option("--gps-ttff", type=click.FloatRange(0), default=None, metavar="SECONDS",
               help="The receiver's time to first fix when it starts cold or warm, instead of its "
                    "datasheet's (e.g. 300 for a sky seen through a window).")
-@click.option("--ticks-wrap-in", "wrap_in", type=click.FloatRange(0), default=None, metavar="SECONDS",
+@click.option("--ticks-wrap-in", "wrap_in", type=click.FloatRange(0, 2 ** 30 / 1000), default=None, metavar="SECONDS",
               help="Start the chip SECONDS before its time.ticks_ms() wraps (every 12.4 days on an "
                    "ESP32), as a button on for 12 days: rehearses a wrap during the boot or her alert "
                    "(32-bit build; needs Linux time namespaces).")
@@ -93,7 +96,7 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
     """
     from .boards import load_board
     from .sim.chipclock import TICKS_PERIOD
-    from .sim.rig import DEFAULT_DEVICE_NUMBER, VirtualDevice
+    from .sim.rig import DEFAULT_DEVICE_NUMBER, RigError, VirtualDevice
 
     if DEFAULT_DEVICE_NUMBER in phones:
         raise click.BadParameter(f"{rules.mask(DEFAULT_DEVICE_NUMBER)} is the virtual device's own "
@@ -114,7 +117,14 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
         raise DeviceError(str(e), EXIT_USAGE) from None
     except RuntimeError as e:  # no time namespace for the chip's clock
         raise DeviceError(str(e), EXIT_USAGE) from None
-    vd.start()
+    if repl == "rfc2217" and not flash_image:
+        raise click.BadParameter("the rfc2217 port models a board's USB port: it needs --flash-image",
+                                 param_hint="'--repl'")
+    try:
+        vd.start()
+    except RigError as e:   # a port taken, a log's folder missing: said, no traceback
+        where = f" (--repl-port {repl_port})" if repl_port else ""
+        raise DeviceError(f"{e}{where}", EXIT_USAGE) from None
     console.print(f"virtual device running; REPL at [bold]{escape(vd.repl_url)}[/]", soft_wrap=True)
     console.print(f"firmware runs on: {vd.interpreter.label}", soft_wrap=True)
     console.print(f"modem: {_modem_line(vd.modem_family, modem_options)}", soft_wrap=True)

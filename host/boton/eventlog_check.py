@@ -4,6 +4,7 @@ import importlib.util
 import re
 
 from .paths import FIRMWARE
+from .registry_fields import show_input
 
 
 def firmware_eventlog():
@@ -91,7 +92,7 @@ def check_sms_log_head(lines, sms_head):
     match: 6 hex are 24 bits of an unkeyed chain (docs/registry.md)."""
     parsed = parse_sms_log_head(sms_head)
     if parsed is None:
-        return False, f"{sms_head!r} is not a log head as the daily SMS gives it (SEQ:HEX, e.g. 57:a1b2c3)"
+        return False, f"{show_input(sms_head)} is not a log head as the daily SMS gives it (SEQ:HEX, e.g. 57:a1b2c3)"
     seq, head = parsed
     entries = [e for e in (_log_entry(line) for line in lines) if e]
     if not entries or seq > entries[-1][0]:

@@ -84,7 +84,8 @@ class WipePlan:
 def plan_wipe(mac, force=False, confirm_forced=None, expected=None) -> WipePlan:
     """Registry first: refuse (RegistryConflict) before anything on the button is touched
     if it is not the button named by `expected` (--device), its state does not allow a
-    wipe, or it is delivered and not `force`d. A forced wipe of a delivered button calls
+    wipe, it is delivered and not `force`d, or it was provisioned from an open case and
+    not named (a wrong button picked up would lose the next woman's PIN). A forced wipe of a delivered button calls
     confirm_forced(record) first, which raises to cancel. Without a registry the button is
     still wiped (it may hold her data), and none is made; unless a button was named."""
     missing = missing_registry()
@@ -98,6 +99,12 @@ def plan_wipe(mac, force=False, confirm_forced=None, expected=None) -> WipePlan:
             return WipePlan()
         if d.state not in TRANSITIONS["wipe"]:
             raise RegistryConflict(f"cannot wipe {d.label} ({mac}): it is {d.state}")
+        if expected is None and d.has_case and d.state in ("provisioning", "provisioned"):
+            # the wrong button picked up: the next woman's configuration and the PIN C4
+            # was given would go unasked, and with them her test call
+            raise RegistryConflict(f"{d.label} ({mac}) carries an open case, provisioned from it: "
+                                   f"its configuration and PIN would be erased (a new PIN and test "
+                                   f"call then); name it to wipe it: --device {d.label}")
         forced = False
         if d.state == "delivered":
             if not force:

@@ -79,6 +79,16 @@ def _owner_only(path, mode):
         pass
 
 
+def _readable(e):
+    """What stopped the rig starting, in a technician's words: a path and the OS's reason,
+    a port already taken, a wrong value; anything else as Python names it."""
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.filename}: {e.strerror}" if e.filename else e.strerror
+    if isinstance(e, (ValueError, OverflowError)):
+        return str(e)
+    return repr(e)
+
+
 def board_code() -> Path:
     """A folder with the rig's board side (BOARD_MODULES) as .mpy, cached by content. Loaded
     as bytecode, it leaves no parse garbage between the objects it keeps, which would split
@@ -295,7 +305,7 @@ class VirtualDevice:
         try:
             loop.run_until_complete(self._main())
         except BaseException as e:  # surfaced to start(); never silently lost
-            self._start_error = repr(e)
+            self._start_error = _readable(e)
             self._ready.set()
         finally:
             loop.close()
