@@ -365,6 +365,39 @@ def test_a_restore_over_newer_changes_says_so_and_needs_yes(env, tmp_path):
         assert reg.get("24:6f:28:00:00:09") is None
 
 
+def test_a_backup_of_another_registry_is_not_restored_unasked(env, tmp_path, monkeypatch):
+    """A bench's (or a test's) registry under the same key, backed up after the office's
+    last change: its backup is newer, so nothing said so, and it replaced every device and
+    open case of the office's registry without a question."""
+    import datetime as dt
+
+    last_week = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=7)
+    with Registry(clock=lambda: last_week) as reg:   # the office's last change, a week ago
+        reg.add_device(MAC)
+        reg.record_deploy(MAC, "ab" * 32)
+    office = env["path"]
+    bench = tmp_path / "bench" / "registry.sqlite3"
+    monkeypatch.setenv("BOTON_REGISTRY", str(bench))
+    with Registry(create=True) as reg:
+        reg.add_device("24:6f:28:cc:cc:01", label="BENCH-1")
+    dest = tmp_path / "bench-copia.sqlite3"
+    assert CliRunner().invoke(registry, ["backup", str(dest)]).exit_code == 0
+    monkeypatch.setenv("BOTON_REGISTRY", str(office))
+    before = office.read_bytes()
+    res = CliRunner().invoke(registry, ["restore", str(dest)])
+    assert res.exit_code == 7, res.output
+    assert "this backup is not a copy of this registry" in " ".join(res.stderr.split())
+    assert office.read_bytes() == before and not list(office.parent.glob("*.bak-*"))
+    # a copy of this registry itself is no other registry
+    own = tmp_path / "own.sqlite3"
+    assert CliRunner().invoke(registry, ["backup", str(own)]).exit_code == 0
+    res = CliRunner().invoke(registry, ["restore", str(own)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(registry, ["restore", str(dest), "--yes"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    with Registry() as reg:
+        assert [d.label for d in reg.list()] == ["BENCH-1"]
+
 def audit_rows(path=None):
     con = raw(str(path or os.environ["BOTON_REGISTRY"]))
     try:

@@ -896,8 +896,15 @@ def restore(backup_file, yes, registry_path, technician):
                                    "--yes to restore it anyway")
         _confirm(f"{newer}. Restore this older backup anyway? (they are kept in the file set aside)", False)
 
+    def confirm_other(other):
+        if yes:
+            return
+        if not _interactive():
+            raise RegistryConflict(f"{other}; check the backup, or add --yes to restore it anyway")
+        _confirm(f"{other}. Restore it anyway? (the current file is kept beside it)", False)
+
     rep, kept = R.restore(backup_file, registry_path, technician=R.resolve_technician(technician),
-                          confirm_newer=confirm_newer)
+                          confirm_newer=confirm_newer, confirm_other=confirm_other)
     console.print(f"restored from {escape(str(backup_file))}: {rep.rows} audit rows verified"
                   + (f"; the replaced file is kept as {escape(str(kept))}" if kept else "")
                   + (f", with {set_aside[0].rows} audit row(s) made after the backup" if set_aside else ""),

@@ -243,13 +243,40 @@ def _newer_than(path, backup_db):
     return NewerThanBackup(n, since or "none", at, f"{action} {label}".strip())
 
 
-def restore(backup, path=None, key=None, technician=None, clock=None, confirm_newer=None):
+def _first_row(db):
+    row = db.execute("SELECT at, technician, action, mac, detail FROM audit ORDER BY id LIMIT 1").fetchone()
+    return tuple(row) if row else None
+
+
+def _another_registry(path, backup_db):
+    """A description if the backup is not a copy of the registry at `path` (their audit
+    trails, which nothing edits, start with different rows: another registry under the same
+    key, a bench's or a test's), else None: a copy, a registry with no trail yet, or one too
+    damaged to tell (the usual reason to restore)."""
+    try:
+        db = sqlite3.connect(str(path), timeout=1)
+        try:
+            ours = _first_row(db)
+        finally:
+            db.close()
+    except sqlite3.DatabaseError:
+        return None
+    theirs = _first_row(backup_db)
+    if ours is None or theirs is None or ours == theirs:
+        return None
+    return (f"this backup is not a copy of this registry (its audit trail starts {theirs[0]}, "
+            f"this registry's {ours[0]}): restoring replaces every device and case this one holds")
+
+
+def restore(backup, path=None, key=None, technician=None, clock=None, confirm_newer=None,
+            confirm_other=None):
     """Replace the registry with a verified backup. The backup is copied next to the
     registry and checked there (SQLite integrity, schema, the key in use is its key, its
     audit chain verifies); only then is the current file kept as `<name>.bak-<UTC time>`
     and the copy renamed into place in one step. Audited in the restored registry.
     If the registry holds audit rows recorded after the backup's last, confirm_newer
-    (NewerThanBackup) is called first and raises to cancel (nothing changed).
+    (NewerThanBackup) is called first and raises to cancel (nothing changed); if the
+    backup is of another registry, confirm_other (a description) likewise.
     Returns (restored Registry's ChainReport, path of the kept file or None)."""
     from .registry import Registry  # lazily: registry.py builds Registry from this module's mixin
 
@@ -282,11 +309,14 @@ def restore(backup, path=None, key=None, technician=None, clock=None, confirm_ne
                 if dst.execute("PRAGMA user_version").fetchone()[0] < 1:
                     raise RegistryError(f"backup {backup} is not a registry", EXIT_VERIFY)
                 newer = _newer_than(path, dst) if path.exists() else None
+                other = _another_registry(path, dst) if path.exists() else None
             finally:
                 src.close()
                 dst.close()
         except sqlite3.DatabaseError as e:
             raise RegistryError(f"backup {backup} is damaged or not a registry ({e})", EXIT_VERIFY) from None
+        if other is not None and confirm_other is not None:
+            confirm_other(other)       # the office's registry replaced by a bench's
         if newer is not None and confirm_newer is not None:
             confirm_newer(newer)       # an older copy picked by mistake: asked before anything moves
         kept = _set_aside(path) if path.exists() else None
