@@ -9,7 +9,8 @@ import pytest
 from boton.sim.clock import ManualClock, Scheduler
 from boton.sim.network import PhoneNetwork
 from boton.sim.modem import modem_class
-from rigkit import her_alert_on_the_flash, log_entries, provisioned_device
+from boton.sim.rig import DEFAULT_C4
+from rigkit import demo_config, her_alert_on_the_flash, log_entries, provisioned_device
 
 EPOCH_2000 = 946684800
 MX = timezone(timedelta(hours=-6))
@@ -18,7 +19,7 @@ NO_FIX = dict(gps_ttff_s=1e6)  # indoors: the GPS never gets a fix
 
 def device_unix(vd):
     """UTC Unix seconds by the virtual chip's RTC now."""
-    return time.time() - vd.call(lambda: vd.rtc_base) + EPOCH_2000
+    return (time.time() - vd.call(lambda: vd.rtc_base)) / vd.time_scale + EPOCH_2000
 
 
 def sent_to_modem(vd):
@@ -68,10 +69,11 @@ def test_gps_utc_wins_over_the_network_time(tmp_path, monkeypatch):
     monkeypatch.setattr(PhoneNetwork, "now_datetime", lambda self: real(self) + timedelta(hours=1))
     with provisioned_device(tmp_path, gps_ttff_s=20) as vd:    # a fix ~2 s after boot
         mark = vd.console_mark()
+        world = lambda: vd.call(lambda: real(vd.network).timestamp())   # the GPS's UTC too
         vd.wait_console("EV clock network", timeout=30)
-        assert abs(device_unix(vd) - time.time() - 3600) < 60
+        assert abs(device_unix(vd) - world() - 3600) < 60
         vd.wait_console("EV power gps_off", since=mark, timeout=30)  # after a fresh fix
-        assert abs(device_unix(vd) - time.time()) < 60
+        assert abs(device_unix(vd) - world()) < 60
 
 
 # ---------------------------------------------------------------------- the module alone
@@ -206,3 +208,28 @@ def test_an_alert_resumed_with_no_clock_ends_once_real_time_shows_it_is_days_old
         text = vd.wait_console("EV expired", since=console, timeout=60)
         assert "EV clock gps" in text.split("EV resume")[1], text
         vd.wait_event(lambda e: e["kind"] == "call" and e.get("ended_by"), after=mark, timeout=30)
+
+
+def test_c4s_cancel_is_not_taken_for_a_stale_one_when_the_rig_runs_fast(tmp_path):
+    """At --time-scale 0.1 the GPS's UTC counted ten seconds a host second and the SMS
+    centre's time stamps one: once the RTC was set from a fix, every SMS looked minutes old
+    and C4's CANCELAR, sent during her alert, was ignored as held from an earlier one
+    (`sms_ignored stale_794s`). The rig's clocks now count the same seconds."""
+    cfg = demo_config(pin="482913")
+    with provisioned_device(tmp_path, cfg) as vd:   # a fix within seconds
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60)
+        vd.wait_console("EV clock gps", timeout=60)
+        t = vd.call(vd.sched.now)
+        wait_until_rig(vd, lambda: vd.sched.now() - t > 150 * vd.time_scale)   # 2.5 minutes in
+        mark = len(vd.events)
+        vd.call(vd.network.sms_to_device, DEFAULT_C4, vd.device_number, "CANCELAR 482913")
+        vd.wait_event(lambda e: e["kind"] == "sms" and "cerrada" in e["text"], after=mark, timeout=60)
+    assert "sms_ignored" not in vd.console_text()
+
+
+def wait_until_rig(vd, fact, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not vd.call(fact):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)

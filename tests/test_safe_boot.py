@@ -297,7 +297,8 @@ def test_a_crash_loop_carries_her_alert_on_only_while_the_rtc_says_it_lasts(
         {"v": 1, "active": True, "elapsed_ms": 60000, "at": int(time.time()) - saved_ago_s}))
     vd = VirtualDevice(flash, time_scale=FAST, network_log=tmp_path / "net.jsonl",
                        c4_numbers=(DEFAULT_C4, OTHER_C4))
-    vd.rtc_base = EPOCH_2000   # the chip's RTC reads the real time (set before the crashes)
+    now = time.time()          # the chip's RTC reads the real time (set before the crashes)
+    vd.rtc_base = now - (now - EPOCH_2000) * FAST
     vd.start()
     try:
         vd.wait_console("EV safe_mode crash_loop", timeout=120)

@@ -128,7 +128,9 @@ def hold_watchdog(timeout_ms, hold_ms):
 
 
 # The chip's RTC: seconds since 2000-01-01, from 0 at power-on until set_rtc(); it keeps
-# counting through resets. The rig passes the host time at which it read 0.
+# counting through resets. The rig passes the host time at which it read 0. It counts
+# the rig's seconds (TIME_SCALE host seconds each), as the GPS's and the network's clocks
+# do: an SMS's time stamp against it gives its age as the rest of the world sees it.
 _EPOCH_2000 = 946684800
 _rtc_base = float(os.getenv("BOTON_RTC_BASE") or "0")
 
@@ -136,15 +138,16 @@ _rtc_base = float(os.getenv("BOTON_RTC_BASE") or "0")
 def unix_time():
     """UTC Unix seconds by the RTC (2000-01-01 plus uptime until someone sets it)."""
     import time
-    return int(time.time() - _rtc_base) + _EPOCH_2000
+    return int((time.time() - _rtc_base) / TIME_SCALE) + _EPOCH_2000
 
 
 def set_rtc(unix_s):
     """Set the RTC to UTC Unix seconds (machine.RTC().datetime on the chip)."""
     global _rtc_base
     import time
-    _rtc_base = time.time() - (unix_s - _EPOCH_2000)
-    _gpio_sock().write(b"RTC %d\n" % int(_rtc_base))
+    _rtc_base = time.time() - (unix_s - _EPOCH_2000) * TIME_SCALE
+    ms = int(_rtc_base * 1000)
+    _gpio_sock().write(b"RTC %d.%03d\n" % (ms // 1000, ms % 1000))
 
 
 def UART(uart_id, baudrate=9600, tx=None, rx=None, rxbuf=1024):

@@ -296,8 +296,9 @@ class PhoneNetwork:
         return sub
 
     def now_datetime(self):
-        """The network's wall clock (SMSC timestamps)."""
-        return self._dt0 + timedelta(seconds=self.sched.now() - self._t0)
+        """The network's clock (SMSC time stamps, network time): it counts the rig's seconds,
+        as the GPS's and the chip's RTC do (at --time-scale 0.1, ten a host second)."""
+        return self._dt0 + timedelta(seconds=(self.sched.now() - self._t0) / self.sched.time_scale)
 
     # ------------------------------------------------------------------ rig / test actions
     def hangup(self, number):
@@ -322,14 +323,14 @@ class PhoneNetwork:
         self.sched.after(self.sms_delivery_s, self._deliver_sms, from_number, to_device_number, text)
 
     def hold_sms(self, from_number, to_device_number, text, sent_ago_s):
-        """An SMS the SMSC has held for the device since it was sent `sent_ago_s` (wall
-        clock) seconds ago, while the device was out of reach: it arrives, with that time
+        """An SMS the SMSC has held for the device since it was sent `sent_ago_s` seconds
+        (the rig's) ago, while the device was out of reach: it arrives, with that time
         stamp, as soon as the module can take it (now, if it can)."""
         sub = self.subscribers.get(to_device_number)
         if sub is None or sub.modem is None:
             raise ValueError(f"{to_device_number} is not a device on this network")
-        # its time stamp by the network's wall clock; its validity, like every network
-        # timing, in the scheduler's (scaled) seconds
+        # its time stamp by the network's clock; its validity, like every network timing,
+        # in the scheduler's (host) seconds
         self._hold(to_device_number, sender=from_number, text=text,
                    t_sent=self.sched.now() - sent_ago_s * self.sched.time_scale,
                    sent=self.now_datetime() - timedelta(seconds=sent_ago_s))
