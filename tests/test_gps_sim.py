@@ -81,7 +81,9 @@ def test_fix_only_after_ttff(mode):
     assert len(r.fixes) == 11
     s = r.stats
     assert s.checksum_bad == s.checksum_missing == 0 and s.checksum_ok == s.sentences
-    assert s.sentences == r.gps.sentences_sent == 3 * (ttff + 10)  # RMC + GGA + GSA
+    # a u-blox's default set: 7 TXT at power-on; RMC VTG GGA GSA GSV GLL a second without a
+    # fix; with one, the GSV in three sentences
+    assert s.sentences == r.gps.sentences_sent == 7 + 6 * (ttff - 1) + 8 * 11
     f = r.parser.fix
     assert abs(f.lat - AGS[0]) < 2e-7 and abs(f.lon - AGS[1]) < 2e-7
     assert f.gga and f.quality == 1 and f.sats == 8 and f.hdop == 0.9 and f.alt == 1880.0
@@ -92,15 +94,22 @@ def test_before_the_fix_looks_like_a_real_receiver():
     r = Rig(utc=T0)
     r.gps.start(mode="cold")
     r.run(1)
-    assert bytes(r.raw).split(b"\r\n")[:3] == [
+    lines = bytes(r.raw).split(b"\r\n")
+    assert lines[0] == b"$GPTXT,01,01,02,u-blox ag - www.u-blox.com*50"   # its banner first
+    assert lines[7:13] == [
         b"$GPRMC,,V,,,,,,,,,,N*53",      # what a u-blox says after a cold start
+        b"$GPVTG,,,,,,,,,N*30",
         b"$GPGGA,,,,,,0,00,99.99,,,,,,*48",
         b"$GPGSA,A,1,,,,,,,,,,,,,99.99,99.99,99.99*30",
+        b"$GPGSV,1,1,00*79",
+        b"$GPGLL,,,,,,V,N*64",
     ]
+    r.run(1)
+    assert b"TXT" not in bytes(r.raw).split(b"$GPGLL")[1]   # the banner once, at power-on
     r = Rig(utc=T0)
     r.gps.start(mode="warm")                  # RTC kept: time and date, no position
     r.run(1)
-    assert bytes(r.raw).startswith(b"$GPRMC,235951.00,V,,,,,,,010625,,,N*")
+    assert b"\r\n$GPRMC,235951.00,V,,,,,,,010625,,,N*" in bytes(r.raw)
 
 
 @pytest.mark.parametrize("receiver, cold, hot", [("NEO-6M", 27.0, 1.0), ("L76K", 30.0, 5.5)])
@@ -270,11 +279,12 @@ def test_corrupt_checksums_fault():
     r.gps.start(mode="hot")
     r.run(20)
     s = r.stats
-    assert r.fixes == [] and s.checksum_ok == 0 and s.checksum_bad == s.sentences == 60
+    sent = 7 + 8 * 20                         # the banner, then a fix's eight a second
+    assert r.fixes == [] and s.checksum_ok == 0 and s.checksum_bad == s.sentences == sent
     r.gps.corrupt_checksums(0.3)
     r.run(200)
     s = r.stats
-    frac = (s.checksum_bad - 60) / (s.sentences - 60)
+    frac = (s.checksum_bad - sent) / (s.sentences - sent)
     assert 0.2 < frac < 0.4 and s.checksum_missing == 0
     assert s.checksum_bad == r.gps.corrupted
     with pytest.raises(ValueError):
@@ -359,3 +369,29 @@ print(json.dumps([p.stats.as_dict(), p.fix.as_dict()]))
     stats, fix = out
     assert stats["fixes"] == len(r.fixes) == 40 - 25 + 1 and stats["checksum_bad"] == 0
     assert fix["lat_e7"] == r.parser.fix.lat_e7 and fix["lon_e7"] == r.parser.fix.lon_e7
+
+
+def test_every_sentence_has_the_fields_a_real_u_blox_gives_it():
+    """Each sentence type the simulated receiver sends, with a fix and without, has the
+    field count the u-blox captures have (data/nmea/ublox-lea-5h.log, -5q.log)."""
+    def fields(lines):
+        out = {}
+        for ln in lines:
+            if ln.startswith(b"$GP") and b"*" in ln:
+                body = ln[1:ln.index(b"*")].split(b",")
+                out.setdefault((body[0], body[2] == b"V" if body[0] == b"GPRMC" else None), set()).add(len(body))
+        return out
+
+    real = {}
+    for name in ("ublox-lea-5h.log", "ublox-lea-5q.log"):
+        for k, v in fields((NMEA_DIR / name).read_bytes().splitlines()).items():
+            real.setdefault(k, set()).update(v)
+    r = Rig(utc=T0)
+    r.gps.set_position(*AGS)
+    r.gps.start(mode="warm")
+    r.run(40)                                   # without a fix, then with one
+    ours = fields(bytes(r.raw).splitlines())
+    kinds = {k[0] for k in ours}
+    assert kinds == {b"GPTXT", b"GPRMC", b"GPVTG", b"GPGGA", b"GPGSA", b"GPGSV", b"GPGLL"}
+    for k, counts in ours.items():
+        assert counts <= real[k], (k, counts, real[k])

@@ -11,7 +11,8 @@ Simulated receiver::
     gps.set_position(21.88234, -102.29143)          # or set_route([...], speed_kmh=5)
     gps.start(mode="cold")                          # or start(ttff_s=2.0)
 
-* One burst per period (1 s of simulated time): RMC (+ GGA, GSA), with real
+* One burst per period (1 s of simulated time): a u-blox's default set, RMC VTG GGA
+  GSA GSV GLL (``full=False``: RMC, GGA, GSA only), with TXT banners at power-on, real
   formatting (ddmm.mmmmm, hemisphere letters, hhmmss.ss, ddmmyy) and checksums.
 * Before the fix (time to first fix: ``TTFF`` presets cold 30 s, warm 25 s,
   hot 1 s of simulated time; a named ``receiver=`` has its datasheet's, ``RECEIVERS``;
@@ -146,12 +147,23 @@ def misread(data: bytes, ratio: float) -> bytes:
 _CS_TAIL = re.compile(rb"\*([0-9A-Fa-f]{2})(\r?)$")
 
 
+# What a u-blox says once at power-on: the u-blox 5 of data/nmea/ublox-lea-5h.log, word
+# for word (a NEO-6M names its own chip and firmware in the same sentences)
+BANNER = ("GPTXT,01,01,02,u-blox ag - www.u-blox.com", "GPTXT,01,01,02,HW  UBX-G50xx  00040005 ",
+          "GPTXT,01,01,02,EXT CORE 6.00 (33247) May 13 2009 17:35:46",
+          "GPTXT,01,01,02,ROM BASE 4.00 (25682) Jan 14 2008 16:29:23", "GPTXT,01,01,02,MOD LEA-5H-0",
+          "GPTXT,01,01,02,ANTSUPERV=AC SD PDoS SR", "GPTXT,01,01,02,ANTSTATUS=OK")
+# The sky the simulated receiver sees: (PRN, elevation, azimuth), the ones it uses first
+SKY = ((2, 63, 45), (5, 41, 301), (7, 22, 118), (9, 55, 201), (13, 12, 80), (15, 33, 250),
+       (18, 70, 330), (20, 18, 160), (21, 8, 20), (26, 47, 95), (29, 27, 275), (30, 5, 190))
+
+
 class GpsSim:
     """A 1 Hz NMEA receiver (fixed point or route) or a log replayer."""
 
     def __init__(self, scheduler, emit, *, utc: datetime | None = None, period_s: float = 1.0,
                  talker: str = "GP", gga: bool = True, gsa: bool = True, sats: int = 8, hdop: float = 0.9,
-                 alt_m: float = 1880.0, seed=None, receiver: str | None = None):
+                 alt_m: float = 1880.0, seed=None, receiver: str | None = None, full: bool = True):
         if receiver is not None and receiver not in RECEIVERS:
             raise ValueError("receiver must be one of %s, not %r" % (", ".join(RECEIVERS), receiver))
         self.sched = scheduler
@@ -161,6 +173,10 @@ class GpsSim:
         self.talker = talker
         self.gga = gga      # False: RMC (and GSA) only, as magellan-ec10.log's receiver
         self.gsa = gsa
+        # full: a u-blox's default output (data/nmea/ublox-lea-5h.log): VTG, GSV and GLL
+        # each second besides RMC/GGA/GSA, and TXT banners at power-on, about 750 bytes a
+        # second in a fix, not 200: what the firmware's UART and parser really carry
+        self.full = full
         self.sats = sats
         self.hdop = hdop
         self.alt_m = alt_m
@@ -319,19 +335,29 @@ class GpsSim:
         u = self.utc
         hms = u.strftime("%H%M%S") + ".%02d" % (u.microsecond // 10000) if known_time else ""
         date = u.strftime("%d%m%y") if known_time else ""
+        out = list(BANNER) if self.full and self._tick == 1 else []
         if not fixed:
-            out = [t + "RMC,%s,V,,,,,,,%s,,,N" % (hms, date)]
+            out.append(t + "RMC,%s,V,,,,,,,%s,,,N" % (hms, date))
+            if self.full:
+                out.append(t + "VTG,,,,,,,,,N")
             if self.gga:
                 out.append(t + "GGA,%s,,,,,0,00,99.99,,,,,," % hms)
             if self.gsa:
                 out.append(t + "GSA,A,1,,,,,,,,,,,,,99.99,99.99,99.99")
+            if self.full:
+                out += self._gsv(0)
+                out.append(t + "GLL,,,,,%s,V,N" % hms)
             return [nmea_sentence(s) for s in out]
         (lat, lon), speed, course = self.position_at((self._tick - self._route_tick) * self.period_s)
         la, ns = fmt_lat(lat)
         lo, ew = fmt_lon(lon)
         crs = "%.2f" % course if course is not None else ""
         mode, quality = ("E", 6) if self._dead_reckoning else ("A", 1)
-        out = [t + "RMC,%s,A,%s,%s,%s,%s,%.3f,%s,%s,,,%s" % (hms, la, ns, lo, ew, speed * KNOTS_PER_MPS, crs, date, mode)]
+        out.append(t + "RMC,%s,A,%s,%s,%s,%s,%.3f,%s,%s,,,%s" % (hms, la, ns, lo, ew, speed * KNOTS_PER_MPS, crs,
+                                                                  date, mode))
+        if self.full:
+            knots = speed * KNOTS_PER_MPS
+            out.append(t + "VTG,%s,T,,M,%.3f,N,%.3f,K,%s" % (crs, knots, knots * 1.852, mode))
         if self.gga:
             out.append(t + "GGA,%s,%s,%s,%s,%s,%d,%02d,%.2f,%.1f,M,-9.4,M,," % (hms, la, ns, lo, ew, quality, self.sats,
                                                                              self.hdop, self.alt_m))
@@ -339,7 +365,26 @@ class GpsSim:
             prns = ["%02d" % p for p in (2, 5, 7, 9, 13, 15, 18, 20, 21, 26, 29, 30)[:self.sats]]
             prns += [""] * (12 - len(prns))
             out.append(t + "GSA,A,3,%s,%.2f,%.2f,%.2f" % (",".join(prns), self.hdop * 1.6, self.hdop, self.hdop * 1.3))
+        if self.full:
+            out += self._gsv(self.sats)
+            out.append(t + "GLL,%s,%s,%s,%s,%s,A,%s" % (la, ns, lo, ew, hms, mode))
         return [nmea_sentence(s) for s in out]
+
+    def _gsv(self, used):
+        """Satellites in view, four to a sentence, as a u-blox lists them: the `used` ones
+        with a signal, and the rest of the sky without (SKY); none before a fix
+        (data/nmea/ublox-lea-5q.log: "$GPGSV,1,1,00*79")."""
+        if not used:
+            return [self.talker + "GSV,1,1,00"]
+        sky = SKY
+        n = (len(sky) + 3) // 4
+        out = []
+        for i in range(n):
+            sats = ""
+            for j, (prn, elev, azim) in enumerate(sky[4 * i:4 * i + 4], 4 * i):
+                sats += ",%02d,%02d,%03d,%s" % (prn, elev, azim, "%02d" % (42 - j) if j < used else "")
+            out.append(self.talker + "GSV,%d,%d,%02d%s" % (n, i + 1, len(sky), sats))
+        return out
 
     def _maybe_corrupt(self, line: bytes) -> bytes:
         if self._corrupt <= 0 or self._rand.random() >= self._corrupt:
