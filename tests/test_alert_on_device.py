@@ -249,3 +249,20 @@ def test_sms_parameters_a_bench_test_left_in_the_module_are_set_right(tmp_path, 
                             and e.get("delivered"), timeout=60, after=mark)
         assert sms["text"].startswith("ALERTA Boton Seguro"), sms["text"]
         assert vd.modem.csmp == [17, 167, 0, 0]
+
+
+def test_the_sign_made_again_after_c4_hung_up_calls_c4_again(tmp_path):
+    """C4's guide: "Usted cuelga ... si ella vuelve a apretar, el boton llama otra vez"; her
+    sheet: "si tiene dudas de que salio, repita la seña". Pressed on the button itself
+    (the gesture, not an event handed to the machine), it did nothing during an alert."""
+    with provisioned_device(tmp_path, config=demo_config(pin="482913"), c4_hangup_after_s=4) as vd:
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == vd.c4_numbers[0], timeout=60)   # C4 hung up
+        vd.wait_console("EV call_ended remote", timeout=30)
+        mark, console = len(vd.events), vd.console_mark()
+        vd.press(hold_s=1.2)
+        vd.wait_console("EV alert_repeat gesture", since=console, timeout=30)
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == vd.c4_numbers[0],
+                      after=mark, timeout=60)
+        update = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.contacts[0], after=mark, timeout=60)
+    assert "CANCELADA" not in update["text"]

@@ -225,10 +225,24 @@ def test_presses_chatter_and_long_presses_reset(mpy):
 
 def test_cancel_needs_a_new_five_second_hold(mpy):
     s = press(1000, 12000)                        # alert at 3000; squeezing on never cancels
-    s += press(15000, 3000)                       # too short to cancel
-    s += press(20000, 5500)                       # cancels at 25000
+    s += press(15000, 3000)                       # too short to cancel: the sign repeated
+    s += press(20000, 5500)                       # repeats at 22000 (it vibrates), cancels at 25000
     s += press(30000, 2500)                       # a new alert afterwards
-    assert run(mpy, s, 40000) == [[3000, "alert"], [25000, "cancel"], [32000, "alert"]]
+    assert run(mpy, s, 40000) == [[3000, "alert"], [17000, "alert"], [22000, "alert"], [25000, "cancel"],
+                                  [32000, "alert"]]
+
+
+def test_the_sign_repeated_during_her_alert_repeats_it(mpy):
+    """Her sheet: "si tiene dudas de que salio, repita la seña"; C4's guide: "si ella
+    vuelve a apretar, el boton llama otra vez". The sign made again during the alert
+    repeats it, in both modes, once a press; a press under the sign does nothing."""
+    s = press(1000, 2500) + press(6000, 1500) + press(9000, 2200)
+    assert run(mpy, s, 15000) == [[3000, "alert"], [11000, "alert"]]
+    s = press(1000, 150) + press(1400, 150) + press(1800, 150)          # the alert
+    s += press(4000, 150) + press(4400, 150) + press(4800, 150)         # the sign again
+    assert run(mpy, s, 9000, PRESSES) == [[1980, "alert"], [4980, "alert"]]
+    assert run(mpy, press(1000, 2500) + press(6000, 4000), 15000, dict(cancel=None)) == \
+        [[3000, "alert"], [8000, "alert"]]
 
 
 def test_cancel_in_presses_mode_and_disabled(mpy):
@@ -254,7 +268,7 @@ b3.set_active(False)                                    # C4 cancelled by SMS
 r4 = replay(b3, [(2600, 1), (3000, 0)], 9000)
 print(json.dumps([r1, r2, r3, r4]))
 """
-    assert mpy.json(code) == [[[5000, "cancel"]], [], [[2000, "alert"]], [[5000, "alert"]]]
+    assert mpy.json(code) == [[[2000, "alert"], [5000, "cancel"]], [], [[2000, "alert"]], [[5000, "alert"]]]
 
 
 def test_ticks_wraparound(mpy):

@@ -119,6 +119,7 @@ class Gesture:
         self._press_t = 0
         self._fired = False         # this press already produced a result
         self._cancel_ok = False     # this press started while the alert was active
+        self._repeated = False      # ... and already repeated the alert (held past hold_ms)
         self._seq = []              # press start times of the current sequence
 
     def set_active(self, flag):
@@ -142,6 +143,7 @@ class Gesture:
             self.pressed = True
             self._press_t = t
             self._fired = False
+            self._repeated = False
             self._cancel_ok = self.active
             return None
         if not self.pressed:
@@ -149,8 +151,8 @@ class Gesture:
         r = self.tick(t)            # a hold that tick() was too late to see
         self.pressed = False
         dur = ticks_diff(t, self._press_t)
-        if r is None and self.mode == "presses" and not self.active and not self._fired:
-            r = self._count_press(dur)
+        if r is None and self.mode == "presses" and not self._fired and (self._cancel_ok or not self.active):
+            r = self._count_press(dur)  # during her alert too: she repeats the sign
         return r
 
     def _count_press(self, dur):
@@ -178,10 +180,19 @@ class Gesture:
             if self.mode == "hold" and held >= self.hold_ms:
                 self._fired = True
                 return self._alert()
-        elif self.cancel == "hold" and self._cancel_ok and held >= self.cancel_ms:
-            self._fired = True
-            self.active = False
-            return "cancel"
+        elif self._cancel_ok:
+            # A press begun during her alert: the sign held again repeats it (one
+            # vibration, her location again, C4 called again if the line is idle), as
+            # her sheet says; held on to the cancel time, it cancels. The repeat comes
+            # first so that "hold until it vibrates" never ends in a cancel.
+            if self.cancel == "hold" and held >= self.cancel_ms:
+                self._fired = True
+                self.active = False
+                return "cancel"
+            if self.mode == "hold" and not self._repeated and held >= self.hold_ms:
+                self._repeated = True
+                self._fired = self.cancel != "hold"
+                return "alert"
         return None
 
     def next_deadline(self):
@@ -190,8 +201,11 @@ class Gesture:
         if not self.active:
             if self.mode == "hold":
                 return ticks_add(self._press_t, self.hold_ms)
-        elif self.cancel == "hold" and self._cancel_ok:
-            return ticks_add(self._press_t, self.cancel_ms)
+        elif self._cancel_ok:
+            if self.mode == "hold" and not self._repeated and (self.cancel != "hold" or self.hold_ms < self.cancel_ms):
+                return ticks_add(self._press_t, self.hold_ms)
+            if self.cancel == "hold":
+                return ticks_add(self._press_t, self.cancel_ms)
         return None
 
 
