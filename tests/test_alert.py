@@ -611,6 +611,25 @@ out({"k1": k1, "logs": s.logs()})
     assert ["callback_answered", "...0000"] in r["logs"]
 
 
+
+def test_a_dropped_callback_is_redialled_to_the_c4_number_that_called(both):
+    """C4's guide: "si la llamada que usted devolvio se corta durante la alerta, el boton
+    vuelve a llamarle". The redial went to the series' number (C4 #1), ringing another desk
+    than the operator on C4 #2 who was listening."""
+    r = both("""
+s = Sim()
+s.ev("gesture", "alert")
+s.ev("call_state", "active", None)
+s.ev("call_state", "ended", "remote")           # C4 #1 answered and hung up
+s.ev("incoming_call", "4492220000")             # C4 #2 calls back
+s.ev("call_state", "active", None)
+s.clear()
+s.ev("call_state", "ended", "error")            # the network drops it
+s.advance(60000)
+out(s.dials())
+""")
+    assert [n for _, n in r][:1] == ["+524492220000"]
+
 def test_callback_window_after_cancel(both):
     r = both("""
 s = Sim(callback_window_s=600)

@@ -659,6 +659,10 @@ class AlertMachine:
             acts.append(("set_timer", "dial_timeout", self.cfg["dial_timeout_s"] * 1000))
             self._move(acts, "answer")
             calls.connected = False
+            for i in range(len(self.c4)):   # a drop calls back the desk that called her
+                if same_number(self.c4[i], num, self.cc):
+                    calls.ni, calls.att = i, 0
+                    break
             self._log(acts, "callback_answered", mask(num))
         else:
             acts.append(("reject",))
