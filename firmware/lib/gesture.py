@@ -118,18 +118,19 @@ class Gesture:
         self.pressed = False
         self._press_t = 0
         self._fired = False         # this press already produced a result
-        self._cancel_ok = False     # this press started while the alert was active
+        self._during_alert = False  # this press started while the alert was active: it may
+                                    # repeat the alert or cancel it
         self._repeated = False      # ... and already repeated the alert (held past hold_ms)
         self._seq = []              # press start times of the current sequence
 
     def set_active(self, flag):
         # The app tells the gesture whether an alert is active (after a reset, or
-        # when the command centre cancelled).  A press already in progress can never
-        # cancel.
+        # when the command centre cancelled).  A press already in progress can neither
+        # repeat nor cancel it.
         self.active = bool(flag)
         self._seq = []
         if self.pressed:
-            self._cancel_ok = False
+            self._during_alert = False
             self._fired = True
 
     def feed(self, edge):
@@ -144,14 +145,14 @@ class Gesture:
             self._press_t = t
             self._fired = False
             self._repeated = False
-            self._cancel_ok = self.active
+            self._during_alert = self.active
             return None
         if not self.pressed:
             return None
         r = self.tick(t)            # a hold that tick() was too late to see
         self.pressed = False
         dur = ticks_diff(t, self._press_t)
-        if r is None and self.mode == "presses" and not self._fired and (self._cancel_ok or not self.active):
+        if r is None and self.mode == "presses" and not self._fired and (self._during_alert or not self.active):
             r = self._count_press(dur)  # during her alert too: she repeats the sign
         return r
 
@@ -180,7 +181,7 @@ class Gesture:
             if self.mode == "hold" and held >= self.hold_ms:
                 self._fired = True
                 return self._alert()
-        elif self._cancel_ok:
+        elif self._during_alert:
             # A press begun during her alert: the sign held again repeats it (one
             # vibration, her location again, C4 called again if the line is idle), as
             # her sheet says; held on to the cancel time, it cancels. The repeat comes
@@ -201,7 +202,7 @@ class Gesture:
         if not self.active:
             if self.mode == "hold":
                 return ticks_add(self._press_t, self.hold_ms)
-        elif self._cancel_ok:
+        elif self._during_alert:
             if self.mode == "hold" and not self._repeated and (self.cancel != "hold" or self.hold_ms < self.cancel_ms):
                 return ticks_add(self._press_t, self.hold_ms)
             if self.cancel == "hold":
