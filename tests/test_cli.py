@@ -659,4 +659,6 @@ def test_a_rig_that_cannot_start_says_why_in_one_line(tmp_path):
                                   capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
             assert proc.returncode == 2, proc.stderr
             assert message in proc.stderr and "Traceback" not in proc.stderr
-            assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+            # (a clone without the 32-bit build says so first, in a note of its own)
+            errors = [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("note:")]
+            assert len(errors) == 1, proc.stderr
