@@ -486,12 +486,12 @@ def return_(device, port, without_button, yes, registry_path, technician, during
         d = reg.find(device)
         reg.precheck("return", d.mac)             # registry first: refused before the port opens
         if without_button:
-            _confirm(f"Close her case on {d.label} ({d.mac}, delivered {(d.delivered_at or '?')[:10]}) "
-                     "without the button? It cannot be undone, and her button is no longer watched.",
-                     yes)
             if not (yes or _interactive()):
                 raise click.UsageError("--without-button closes her case for good: add --yes to "
                                        "confirm it where nobody can be asked")
+            _confirm(f"Close her case on {d.label} ({d.mac}, delivered {(d.delivered_at or '?')[:10]}) "
+                     "without the button? It cannot be undone, and her button is no longer watched.",
+                     yes)
         else:
             from .device import Device
             from .provision import device_mac
@@ -499,7 +499,7 @@ def return_(device, port, without_button, yes, registry_path, technician, during
             with Device(port, during_alert=during_alert) as dev:
                 reg.check_named(device_mac(dev), d.mac)
         d = reg.return_device(d.mac, without_button=without_button)
-        how = "" if not without_button else " (without the button)"
+        how = " (without the button)" if without_button else ""
     console.print(f"{d.label} returned{how}, her case closed; wipe its configuration before reuse",
                   soft_wrap=True)
 
