@@ -85,9 +85,10 @@ def plan_wipe(mac, force=False, confirm_forced=None, expected=None) -> WipePlan:
     """Registry first: refuse (RegistryConflict) before anything on the button is touched
     if it is not the button named by `expected` (--device), its state does not allow a
     wipe, it is delivered and not `force`d, or it was provisioned from an open case and
-    not named (a wrong button picked up would lose the next woman's PIN). A forced wipe of a delivered button calls
-    confirm_forced(record) first, which raises to cancel. Without a registry the button is
-    still wiped (it may hold her data), and none is made; unless a button was named."""
+    not named (a wrong button picked up would lose the next woman's PIN). A forced wipe
+    of a delivered button calls confirm_forced(record) first, which raises to cancel.
+    Without a registry the button is still wiped (it may hold her data), and none is made;
+    unless a button was named."""
     missing = missing_registry()
     if missing is not None and expected is None:
         return WipePlan(case_unreadable=f"no registry at {missing}: check BOTON_REGISTRY",
