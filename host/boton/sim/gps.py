@@ -12,7 +12,7 @@ Simulated receiver::
     gps.start(mode="cold")                          # or start(ttff_s=2.0)
 
 * One burst per period (1 s of simulated time): a u-blox's default set, RMC VTG GGA
-  GSA GSV GLL (``full=False``: RMC, GGA, GSA only), with TXT banners at power-on, real
+  GSA GSV GLL (``gga``/``gsa`` False leave those out), with TXT banners at power-on, real
   formatting (ddmm.mmmmm, hemisphere letters, hhmmss.ss, ddmmyy) and checksums.
 * Before the fix (time to first fix: ``TTFF`` presets cold 30 s, warm 25 s,
   hot 1 s of simulated time; a named ``receiver=`` has its datasheet's, ``RECEIVERS``;
@@ -163,7 +163,7 @@ class GpsSim:
 
     def __init__(self, scheduler, emit, *, utc: datetime | None = None, period_s: float = 1.0,
                  talker: str = "GP", gga: bool = True, gsa: bool = True, sats: int = 8, hdop: float = 0.9,
-                 alt_m: float = 1880.0, seed=None, receiver: str | None = None, full: bool = True):
+                 alt_m: float = 1880.0, seed=None, receiver: str | None = None):
         if receiver is not None and receiver not in RECEIVERS:
             raise ValueError("receiver must be one of %s, not %r" % (", ".join(RECEIVERS), receiver))
         self.sched = scheduler
@@ -173,10 +173,6 @@ class GpsSim:
         self.talker = talker
         self.gga = gga      # False: RMC (and GSA) only, as magellan-ec10.log's receiver
         self.gsa = gsa
-        # full: a u-blox's default output (data/nmea/ublox-lea-5h.log): VTG, GSV and GLL
-        # each second besides RMC/GGA/GSA, and TXT banners at power-on, about 750 bytes a
-        # second in a fix, not 200: what the firmware's UART and parser really carry
-        self.full = full
         self.sats = sats
         self.hdop = hdop
         self.alt_m = alt_m
@@ -335,39 +331,37 @@ class GpsSim:
         u = self.utc
         hms = u.strftime("%H%M%S") + ".%02d" % (u.microsecond // 10000) if known_time else ""
         date = u.strftime("%d%m%y") if known_time else ""
-        out = list(BANNER) if self.full and self._tick == 1 else []
+        # a u-blox's default output (data/nmea/ublox-lea-5h.log): VTG, GSV and GLL besides
+        # RMC/GGA/GSA, the banner at power-on: ~750 bytes a second in a fix, as the
+        # firmware's UART and parser really carry
+        out = list(BANNER) if self._tick == 1 else []
         if not fixed:
             out.append(t + "RMC,%s,V,,,,,,,%s,,,N" % (hms, date))
-            if self.full:
-                out.append(t + "VTG,,,,,,,,,N")
+            out.append(t + "VTG,,,,,,,,,N")
             if self.gga:
                 out.append(t + "GGA,%s,,,,,0,00,99.99,,,,,," % hms)
             if self.gsa:
                 out.append(t + "GSA,A,1,,,,,,,,,,,,,99.99,99.99,99.99")
-            if self.full:
-                out += self._gsv(0)
-                out.append(t + "GLL,,,,,%s,V,N" % hms)
+            out += self._gsv(0)
+            out.append(t + "GLL,,,,,%s,V,N" % hms)
             return [nmea_sentence(s) for s in out]
         (lat, lon), speed, course = self.position_at((self._tick - self._route_tick) * self.period_s)
         la, ns = fmt_lat(lat)
         lo, ew = fmt_lon(lon)
         crs = "%.2f" % course if course is not None else ""
         mode, quality = ("E", 6) if self._dead_reckoning else ("A", 1)
-        out.append(t + "RMC,%s,A,%s,%s,%s,%s,%.3f,%s,%s,,,%s" % (hms, la, ns, lo, ew, speed * KNOTS_PER_MPS, crs,
-                                                                  date, mode))
-        if self.full:
-            knots = speed * KNOTS_PER_MPS
-            out.append(t + "VTG,%s,T,,M,%.3f,N,%.3f,K,%s" % (crs, knots, knots * 1.852, mode))
+        knots = speed * KNOTS_PER_MPS
+        out.append(t + "RMC,%s,A,%s,%s,%s,%s,%.3f,%s,%s,,,%s" % (hms, la, ns, lo, ew, knots, crs, date, mode))
+        out.append(t + "VTG,%s,T,,M,%.3f,N,%.3f,K,%s" % (crs, knots, knots * 1.852, mode))
         if self.gga:
             out.append(t + "GGA,%s,%s,%s,%s,%s,%d,%02d,%.2f,%.1f,M,-9.4,M,," % (hms, la, ns, lo, ew, quality, self.sats,
                                                                              self.hdop, self.alt_m))
         if self.gsa:
-            prns = ["%02d" % p for p in (2, 5, 7, 9, 13, 15, 18, 20, 21, 26, 29, 30)[:self.sats]]
+            prns = ["%02d" % sat[0] for sat in SKY[:self.sats]]
             prns += [""] * (12 - len(prns))
             out.append(t + "GSA,A,3,%s,%.2f,%.2f,%.2f" % (",".join(prns), self.hdop * 1.6, self.hdop, self.hdop * 1.3))
-        if self.full:
-            out += self._gsv(self.sats)
-            out.append(t + "GLL,%s,%s,%s,%s,%s,A,%s" % (la, ns, lo, ew, hms, mode))
+        out += self._gsv(self.sats)
+        out.append(t + "GLL,%s,%s,%s,%s,%s,A,%s" % (la, ns, lo, ew, hms, mode))
         return [nmea_sentence(s) for s in out]
 
     def _gsv(self, used):
@@ -376,14 +370,13 @@ class GpsSim:
         (data/nmea/ublox-lea-5q.log: "$GPGSV,1,1,00*79")."""
         if not used:
             return [self.talker + "GSV,1,1,00"]
-        sky = SKY
-        n = (len(sky) + 3) // 4
+        n = (len(SKY) + 3) // 4
         out = []
         for i in range(n):
             sats = ""
-            for j, (prn, elev, azim) in enumerate(sky[4 * i:4 * i + 4], 4 * i):
+            for j, (prn, elev, azim) in enumerate(SKY[4 * i:4 * i + 4], 4 * i):
                 sats += ",%02d,%02d,%03d,%s" % (prn, elev, azim, "%02d" % (42 - j) if j < used else "")
-            out.append(self.talker + "GSV,%d,%d,%02d%s" % (n, i + 1, len(sky), sats))
+            out.append(self.talker + "GSV,%d,%d,%02d%s" % (n, i + 1, len(SKY), sats))
         return out
 
     def _maybe_corrupt(self, line: bytes) -> bytes:
