@@ -123,6 +123,14 @@ def press_in_safe_mode(vd, number, hold_s=1.2, presses=1):
     return mark
 
 
+def wait_until(vd, fact, timeout=30):
+    """Until fact() (run on the rig's loop, where the simulated parts live) is true."""
+    deadline = time.monotonic() + timeout
+    while not vd.call(fact):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 class FakeClock:
     """A monotonic clock for the network-wait loops: pause() moves it, nothing sleeps."""
     def __init__(self):

@@ -3,7 +3,6 @@ A7670SA: the same alert as on the SIM800 (covert call to C4, her location to eve
 contact) through the A7670's dialect (dialect_a7670.py), and voice where the network gives
 it: VoLTE, else 2G after AT+CNMP=13, else SMS only. Facts: data/at/a76xx.md."""
 import json
-import time
 
 from click.testing import CliRunner
 
@@ -12,7 +11,8 @@ from boton.rules import mask
 from boton.sim.flashdir import install
 from boton.sim.modem.families.a7670 import A7670
 from boton.sim.rig import DEFAULT_C4, DEFAULT_CONTACT, VirtualDevice
-from rigkit import FAST, SAFE_WATCHING, break_firmware, demo_config, press_in_safe_mode, provisioned_device
+from rigkit import (FAST, SAFE_WATCHING, break_firmware, demo_config, press_in_safe_mode, provisioned_device,
+                    wait_until)
 from test_sim_phones import SimProcess
 
 BOARD = "ta7670x_a7670sa"
@@ -23,14 +23,6 @@ MAPS = "https://maps.google.com/?q=21.88234,-102.29143"
 def sent_to_modem(vd):
     """Every byte the ESP32 wrote to the module's UART, in order."""
     return vd.call(lambda: b"".join(data for _, d, data in vd.modem.at_log if d == "rx"))
-
-
-def wait_until(vd, fact, timeout=30):
-    """Until fact() (run on the rig's loop, where the simulated parts live) is true."""
-    deadline = time.monotonic() + timeout
-    while not vd.call(fact):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def status_of(vd):

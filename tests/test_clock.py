@@ -10,7 +10,7 @@ from boton.sim.clock import ManualClock, Scheduler
 from boton.sim.network import PhoneNetwork
 from boton.sim.modem import modem_class
 from boton.sim.rig import DEFAULT_C4
-from rigkit import demo_config, her_alert_on_the_flash, log_entries, provisioned_device
+from rigkit import demo_config, her_alert_on_the_flash, log_entries, provisioned_device, wait_until
 
 EPOCH_2000 = 946684800
 MX = timezone(timedelta(hours=-6))
@@ -221,15 +221,8 @@ def test_c4s_cancel_is_not_taken_for_a_stale_one_when_the_rig_runs_fast(tmp_path
         vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60)
         vd.wait_console("EV clock gps", timeout=60)
         t = vd.call(vd.sched.now)
-        wait_until_rig(vd, lambda: vd.sched.now() - t > 150 * vd.time_scale)   # 2.5 minutes in
+        wait_until(vd, lambda: vd.sched.now() - t > 150 * vd.time_scale, timeout=60)   # 2.5 minutes in
         mark = len(vd.events)
         vd.call(vd.network.sms_to_device, DEFAULT_C4, vd.device_number, "CANCELAR 482913")
         vd.wait_event(lambda e: e["kind"] == "sms" and "cerrada" in e["text"], after=mark, timeout=60)
     assert "sms_ignored" not in vd.console_text()
-
-
-def wait_until_rig(vd, fact, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not vd.call(fact):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
