@@ -19,6 +19,9 @@ REGISTER_S = 60                  # for any registration
 # 911) and writes AT+CNMP to its flash: every 5 minutes it was 15% of her day offline.
 NO_2G_WAIT_S = 1800
 NO_2G_WAIT_MAX_S = 28800
+# A lost SIM read again (sim_again): a minute after the first try, doubling up to an hour
+SIM_AGAIN_S = 60
+SIM_AGAIN_MAX_S = 3600
 CALL_READY_S = 20                # a module just (re)started says it takes calls within this
 # the dialect's voice_of() voice_via -> the log's short name
 VOICE_LOG = {"VoLTE": "volte", "2G": "2g"}
@@ -106,6 +109,12 @@ async def init(r, poll_status):
         await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
     if d.sim_state(sim) != "ready":
         r.log.add("sim_problem", sim.replace(" ", "_"))
+        if r.sim_out is None and sim_unread(sim):
+            # no SIM at boot: maybe one that lost contact, on a module that kept its
+            # supply through the chip's reset. The health check reads it again.
+            r.sim_out = (time.ticks_ms(), SIM_AGAIN_S)
+    else:
+        r.sim_back()
     for _ in range(10):
         failed = await m.batch(d.INIT)
         if not failed:
@@ -223,6 +232,24 @@ async def find_voice(r, state, try_2g, settle_s=VOICE_SETTLE_S, lte_fails=False)
 def _2g_worth_a_try(r):
     """No vain 2G fallback lately (NO_2G_WAIT_S, growing): where she is now may have 2G."""
     return r.no_2g is None or time.ticks_diff(time.ticks_ms(), r.no_2g[0]) >= int(r.no_2g[1] * 1000 * hw.TIME_SCALE)
+
+
+def sim_unread(reply):
+    """An AT+CPIN? reply that reading the SIM again may cure: none seen, or failing (not a
+    PIN or PUK: only the technician can give those)."""
+    return "INSERTED" in reply or reply in ("CME 10", "CME 13", "+CPIN: NOT READY")
+
+
+async def sim_again(r):
+    """The SIM was lost (Radio.sim_lost): AT+CFUN=0 then 1 has the module read it again
+    (a SIM800 does not look for one by itself), then the set-up as after a restart. The
+    next try waits SIM_AGAIN_S, doubling up to SIM_AGAIN_MAX_S, until the SIM answers."""
+    wait = r.sim_out[1] if r.sim_out else 0
+    r.sim_out = (time.ticks_ms(), min(max(2 * wait, SIM_AGAIN_S), SIM_AGAIN_MAX_S))
+    r.log.add("sim_again", "")
+    await r.at("AT+CFUN=0")
+    await r.at("AT+CFUN=1")
+    r._reinit_due = True  # Radio._recover_once sets it up: it waits for the SIM, registers
 
 
 async def recover(r):

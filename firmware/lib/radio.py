@@ -29,6 +29,9 @@ SILENT_FAILS = 2
 # A dial refused with these +CME codes says nothing of the voice service: not allowed yet
 # (3: before the module takes calls, or a call up), no network (30: recheck_voice's case).
 DIAL_NOT_YET = (3, 30)
+# Refusals that say the SIM stopped answering (27.007 9.2: +CME 10 not inserted, 13
+# failure; 27.005 3.2.5: +CMS 310, 313): Radio.sim_lost.
+SIM_GONE = {"CME": (10, 13), "CMS": (310, 313)}
 # While a call of ours is out or up, the module is asked after this much silence (idle:
 # the health check's 60 s). A hung module, or a SIM800 restarted at autobaud, says nothing
 # and carries no call: C4 is called again only once the firmware knows.
@@ -97,6 +100,7 @@ class Radio:
         self._voice_checked_ms = None  # when a refused dial last looked at the voice service
         self._voice_checking = False
         self.no_2g = None           # (ticks, wait s): the 2G fallback last found none (modemup)
+        self.sim_out = None         # (ticks, wait s): the SIM lost, and last read again (modemup)
         self._dialed_ms = None      # ticks of ATD's OK, until its call rings or ends
         self.unrung = 0             # our calls in a row that ended at once, never ringing
         self._sms_lock = asyncio.Lock()
@@ -159,6 +163,8 @@ class Radio:
             if isinstance(e, ModemTimeout):
                 self.kick_recovery()
                 return
+            if self._sim_refused(e):
+                return
             if e.kind in ("NO CARRIER", "ERROR") or (e.kind == "CME" and e.code not in DIAL_NOT_YET):
                 # refused at once though registered for voice: on LTE, VoLTE gone (no IMS
                 # registration); ATD fails so (M109 p.47-48) and recheck_voice sees "voice"
@@ -172,6 +178,35 @@ class Radio:
         self.unrung += 1
         if self.unrung == SILENT_FAILS and self.dialect.GSM_ONLY:
             self.kick_recovery("lte_calls_fail")
+
+    def _sim_refused(self, e):
+        """A dial or an SMS refused because the SIM stopped answering: True, and the
+        SIM is read again (sim_lost)."""
+        if e.code in SIM_GONE.get(e.kind, ()):
+            self.sim_lost(e.log_name())
+            return True
+        return False
+
+    def sim_lost(self, why):
+        """The SIM stopped answering (a knock, a worn holder: +CPIN: NOT READY, or a dial
+        or SMS refused for it). The module does not read it again by itself, and until
+        it does there is no call and no SMS, her alert's included: AT+CFUN=0 then 1 reads
+        it (modemup.sim_again), at once the first time, then at growing waits."""
+        if self.sim_out is None:
+            self.log.add("sim_lost", why)
+            self.sim_out = (time.ticks_ms(), 0)
+        if self._sim_again_due():
+            self.kick_recovery("sim_again")
+
+    def sim_back(self):
+        if self.sim_out is not None:
+            self.sim_out = None
+            self.log.add("sim_back", "")
+
+    def _sim_again_due(self):
+        s = self.sim_out
+        return s is not None and not self._recovering and \
+            time.ticks_diff(time.ticks_ms(), s[0]) >= int(s[1] * 1000 * hw.TIME_SCALE)
 
     def _voice_check_due(self):
         """A refused dial looks at the voice service (modemup.recheck_voice) at most every
@@ -255,6 +290,7 @@ class Radio:
             refused = aterrors.sms_retry_class(e.kind, e.code) == aterrors.REFUSED
             if isinstance(e, ModemTimeout):
                 self.kick_recovery()
+            self._sim_refused(e)
         self.post(("sms_sent", n, ok, refused))
 
     async def finish_settings(self):
@@ -323,6 +359,16 @@ class Radio:
             reg = atparse.parse_creg(args)
             if reg is not None:
                 self.post(("network", reg[0] in (1, 5, 6, 7)))
+        elif name == "+CPIN":
+            # not during a set-up or a ladder: a module starting, or our own AT+CFUN=0,
+            # says NOT READY too
+            if not self.settled or self.bringing_up or self._recovering:
+                return
+            v = args.strip()
+            if v == "READY":
+                self.sim_back()
+            elif v in ("NOT READY", "NOT INSERTED"):
+                self.sim_lost(v.replace(" ", "_"))
         elif name == "+CLIP":
             # ucs2_ascii: a call ringing while an SMS is read in UCS2 may show its number
             # so ("002B0035..."), and C4 calling back would not be known
@@ -657,6 +703,9 @@ class Radio:
                     await self._recover_once()
                 return
         if not (self.bringing_up or self._recovering):
+            if self._sim_again_due():
+                self.kick_recovery("sim_again")
+                return
             await self.finish_settings()
             # The voice service looked at in standby too, not only when a dial is refused:
             # 2G switched off after a fallback pinned the module to it left the button with

@@ -18,6 +18,12 @@ class FaultsGroup:
             self._urc("+CPIN: NOT READY")
             self._reg_update()
 
+    def sim_reseated(self):
+        """The SIM makes contact again (after sim_missing: a knock, a worn holder). The
+        module reads it only at its next AT+CFUN=1 or start: it does not look for a SIM by
+        itself (the SIM800's SIM detection, AT+CSDT, is off unless set)."""
+        self.sim_present = True
+
     def pin_locked(self, pin):
         """The SIM asks for `pin` from its next initialisation (boot or AT+CFUN=1)."""
         self.sim_present = True

@@ -1,0 +1,74 @@
+"""A SIM that lost contact for a moment (a knock, a worn holder) is read again.
+
+The module reports the loss (+CPIN: NOT READY), its registration goes, and it does not read
+the SIM again by itself once the contact is back: until then every dial and SMS is refused
+(+CME ERROR: 10, +CMS ERROR: 310), her alert's included. A review found the button dead so
+until its battery was pulled (on a T-Call the module keeps its supply through a chip reset).
+"""
+import time
+
+import pytest
+
+from rigkit import log_entries, provisioned_device, wait_until
+from test_modem_power import checked_every
+
+BOARDS = {"sim800": "tcall_sim800l_axp192", "a7670": "ta7670x_a7670sa"}
+
+
+def logged(vd, event):
+    return [d for _, _, e, d in log_entries(vd) if e == event]
+
+
+@pytest.mark.parametrize("family", sorted(BOARDS))
+def test_a_sim_that_lost_contact_in_standby_is_read_again_and_her_alert_goes_out(tmp_path, family):
+    with provisioned_device(tmp_path, config=checked_every(2), board=BOARDS[family]) as vd:
+        m = vd.modem
+        vd.call(m.sim_missing)
+        vd.wait_console("EV sim_lost NOT_READY", timeout=30)
+        vd.call(m.sim_reseated)
+        # the health check reads it again (AT+CFUN=0, 1), without a press
+        wait_until(vd, lambda: m.sim_state == "ready" and m.creg_stat in (1, 5), timeout=60)
+        vd.wait_console("EV sim_back", timeout=60)
+        mark = len(vd.events)
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", after=mark, timeout=60)
+        vd.wait_event(lambda e: e["kind"] == "sms" and e["text"].startswith("ALERTA"), after=mark, timeout=60)
+
+
+def test_a_sim_that_lost_contact_just_before_her_press_is_read_again_by_the_alert(tmp_path):
+    # the default health check (a real minute): the alert's own refusals must do it
+    with provisioned_device(tmp_path) as vd:
+        m = vd.modem
+        vd.call(m.sim_missing)
+        vd.call(m.sim_reseated)
+        mark = len(vd.events)
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", after=mark, timeout=90)
+        vd.wait_event(lambda e: e["kind"] == "sms" and e["text"].startswith("ALERTA"), after=mark, timeout=60)
+        assert logged(vd, "sim_again")
+
+
+def test_a_module_that_kept_its_lost_sim_through_a_chip_reset_is_read_again(tmp_path):
+    # The T-Call's module keeps its supply through the ESP32's reset: the set-up finds
+    # no SIM ("+CME ERROR: 10") although it is back in contact
+    with provisioned_device(tmp_path, config=checked_every(2)) as vd:
+        m = vd.modem
+        vd.call(m.sim_missing)
+        vd.call(m.sim_reseated)
+        mark = vd.console_mark()
+        vd.hard_reset()
+        vd.wait_console("EV sim_problem CME_10", since=mark, timeout=60)
+        vd.wait_console("EV sim_back", since=mark, timeout=60)
+        wait_until(vd, lambda: m.sim_state == "ready" and m.creg_stat in (1, 5), timeout=60)
+
+
+def test_a_sim_truly_gone_is_tried_again_at_growing_waits_not_at_every_health_check(tmp_path):
+    # Each try takes the module off the network for a while: a button without its SIM
+    # (taken out) must not re-read it at every health check (2 s here, 20 module seconds)
+    with provisioned_device(tmp_path, config=checked_every(2)) as vd:
+        vd.call(vd.modem.sim_missing)
+        vd.wait_console("EV sim_again", timeout=30)
+        first = time.monotonic()
+        vd.wait_console("EV sim_again", timeout=90, count=3)
+        # at once, then after 60 and 120 module seconds: 18 s here at the least
+        assert time.monotonic() - first > 15
