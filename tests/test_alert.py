@@ -241,6 +241,32 @@ out(s.sms()[0][2])
                  "LAC 00C3 CI 1A2B. Bat 64% BS-0042. Llamando al C4.")
 
 
+def test_a_cell_read_after_her_press_reaches_who_was_sent_the_older_one(both):
+    # No fix: her first SMS carries the cell of the last standby poll (up to 10 minutes
+    # old); the cell read after the dial must reach that contact too, not only the
+    # ones after, and not at the 5-minute update. The same cell read again sends nothing.
+    r = both("""
+s = Sim(sms_ok=None, keep=("send_sms",))
+s.ev("cell", {"cell": 0, "mcc": "334", "mnc": "020", "lac": "1A2B", "cellid": "2E43"})
+s.ev("gesture", "alert")
+s.ev("cell", {"cell": 0, "mcc": "334", "mnc": "020", "lac": "2B2B", "cellid": "BEEF"})
+for i in range(8):
+    s.pending = []
+    s.ev("sms_sent", i + 1, True)
+    s.advance(1000)
+s.ev("cell", {"cell": 0, "mcc": "334", "mnc": "020", "lac": "2B2B", "cellid": "BEEF"})
+s.advance(60000)
+out([(n, t.split(":")[0], "2B2B" in t) for _, n, t in s.sms()])
+""")
+    assert r == [
+        [CONTACTS[0], "ALERTA Boton Seguro", False],   # rendered before the cell was read
+        [CONTACTS[1], "ALERTA Boton Seguro", True],
+        [CONTACTS[2], "ALERTA Boton Seguro", True],
+        [C4, "ALERTA Boton Seguro", True],
+        [CONTACTS[0], "ACTUALIZACION Boton Seguro", True],
+    ], r
+
+
 def test_update_sms_on_first_fresh_fix(both):
     r = both("""
 s = Sim(sms_ok=None)              # deliveries reported by hand
@@ -266,6 +292,28 @@ out(s.sms())
         (CONTACTS[1], "ACTUALIZACION Boton Seguro GPS"),
     ]
     check_texts(r)
+
+
+def test_a_number_refused_for_good_is_not_sent_her_location_again_at_every_fix(both):
+    # A mistyped contact, or a line the network refuses for good (+CMS ERROR 21, 50): the
+    # first fix's update re-queued it at every fix (1 Hz), each a full SMS and a save of
+    # her state, for the whole alert. The 5-minute updates still try it.
+    r = both("""
+s = Sim(sms_ok=None, keep=("send_sms", "persist"), text=10)
+bad = CONTACTS[2]
+s.ev("gesture", "alert")
+for sec in range(60):
+    while s.pending:
+        n = s.pending.pop(0)
+        to = [a for a in s.of("send_sms") if a[4] == n][-1][2]
+        s.ev("sms_sent", n, to != bad, True)
+    s.advance(1000)
+    s.ev("fix", {"lat": 21.88234, "lon": -102.29143, "hdop": 0.9})
+out([len([1 for _, n, _ in s.sms() if n == bad]), len(s.of("persist"))])
+""")
+    to_bad, saves = r
+    assert to_bad == 1, r
+    assert saves < 20, r   # 12 when every SMS goes out; 128 with the flood
 
 
 def test_no_update_when_the_first_sms_had_gps(both):

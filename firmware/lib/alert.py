@@ -758,9 +758,11 @@ class AlertMachine:
             return
         if self._fix_saved_t is None or ticks_diff(now, self._fix_saved_t) >= FIX_SAVE_MS:
             self._dirty = True
-        # the first fresh fix after a location-less alert: tell who lacks it
+        # the first fresh fix after a location-less alert: tell who lacks it. Not whose
+        # SMS failed (refused for good, or out of retries): that was every fix, 1 Hz, for
+        # the whole alert; the 5-minute updates and the network's return try them again.
         for n in self.recipients():
-            if n not in self.got_gps and not self.outbox.pending(n, ob.LOC):
+            if n not in self.got_gps and n not in self.failing and not self.outbox.pending(n, ob.LOC):
                 self.outbox.queue(n, ob.UPDATE)
                 self._dirty = True
 
@@ -786,8 +788,21 @@ class AlertMachine:
                 self._dirty = True
 
     def _on_cell(self, ev, now, acts):
-        if ev[1]:
-            self.cell = ev[1]
+        cell = ev[1]
+        if not cell:
+            return
+        moved = cell != self.cell
+        self.cell = cell
+        if not (moved and self.active and self.fix_kind(now)[0] == "cell"):
+            return
+        # No fix: who was sent the cell before this one (her first SMS carries the last
+        # standby poll's, up to 10 minutes old) gets this one now, not at the next update
+        box = self.outbox
+        for n in self.recipients():
+            e = box.pending(n, ob.LOC)
+            if e is None and n in self.told or e is not None and e.n == box.inflight:
+                box.queue(n, ob.UPDATE)
+                self._dirty = True
 
     def _on_signal(self, ev, now, acts):
         self.rssi = ev[1]
