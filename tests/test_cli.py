@@ -206,6 +206,25 @@ def test_provision_without_network_blames_the_sim_after_the_wait(tmp_path):
     assert not (vd.flash_dir / "config.json").exists()
 
 
+def test_a_sim_that_asks_for_a_pin_is_named_by_provision_and_status(tmp_path):
+    # It still gives its ICCID: provision said "SIM ready, searching for the network" for
+    # the whole wait, then blamed credit and coverage; status said "voice unknown"
+    vd = powered_on(tmp_path, FAST)
+    try:
+        vd.modem.pin_locked("1234")
+        vd.power_cycle()
+        r = run(*provision_args(vd.repl_url, "--wait-network", "6"))
+        st = run("status", "--port", vd.repl_url)
+    finally:
+        vd.stop()
+    assert r.exit_code == 4, r.output
+    assert "waiting for the network: the SIM asks for a PIN" in r.output, r.output
+    assert "SIM ready" not in r.output
+    assert re.search(r"no network: .*the SIM asks for a PIN: disable the PIN in a phone", r.output), r.output
+    assert re.search(r"sim\s.*the SIM asks for a PIN", st.output), st.output
+    assert re.search(r"network\s.*not registered: the SIM asks for a PIN", st.output), st.output
+
+
 SECOND_CONTACT = "+524492223344"
 
 

@@ -260,6 +260,27 @@ def test_provision_waits_while_the_modem_registers_and_reports_each_look():
     assert not any("8952" in s for s in seen)  # ICCID is not shown
 
 
+@pytest.mark.parametrize("look, said", [
+    ({"sim": "+CPIN: SIM PIN", "creg": 0, "iccid": "8952"}, "the SIM asks for a PIN"),
+    ({"sim": "CME 11", "creg": 0}, "the SIM asks for a PIN"),
+    ({"sim": "+CPIN: SIM PUK", "creg": 0}, "blocked (it asks for its PUK)"),
+    ({"sim": "CME 10", "creg": 0}, "no SIM: not inserted, or not making contact"),
+    ({"sim": "+CPIN: NOT INSERTED", "creg": 0}, "no SIM: not inserted"),
+    ({"sim": "CME 13", "creg": 0}, "the SIM fails"),
+    ({"sim": "+CPIN: READY", "creg": 3}, "the operator refuses this SIM"),
+    ({"sim": "+CPIN: READY", "creg": 2}, "SIM ready, searching for the network"),
+])
+def test_what_keeps_the_modem_off_the_network_is_said_in_words(look, said):
+    # A PIN-locked SIM still gives its ICCID: it was "SIM ready, searching" for the whole
+    # wait, and status said "not registered: voice unknown" whatever the cause
+    status = rules.network_wait_status(dict(look, registered=False, rssi=20))
+    assert said in status, status
+    assert "8952" not in status
+    if look["creg"] != 2:
+        assert said in rules.radio_verdict(dict(look, registered=False, rat="GSM", voice=None,
+                                                voice_via=None)).summary
+
+
 def test_provision_stops_waiting_at_the_limit_or_when_the_modem_is_silent():
     clock = FakeClock()
     dev = FakeModemDevice([{"registered": False, "iccid": "8952"}])

@@ -68,6 +68,14 @@ async def _modem_facts(board, find_voice=False):
         facts["modem_rev"] = rev.split(":", 1)[-1].strip() if rev else None
         iccid = await _query(modem, "AT+CCID")
         facts["iccid"] = iccid.replace("+CCID:", "").strip() if iccid else None
+        # the SIM's own state and the network's answer, for the technician's words
+        # (rules.sim_problem): a SIM with a PIN still gives its ICCID
+        try:
+            facts["sim"] = (await modem.cmd("AT+CPIN?", 5000, expect="+CPIN"))[2][0]
+        except (ModemError, IndexError) as e:
+            facts["sim"] = e.reply() if isinstance(e, ModemError) else None
+        creg = atparse.parse_creg(await _query(modem, "AT+CREG?", "+CREG") or "")
+        facts["creg"] = creg[0] if creg else None
         cops = await _query(modem, "AT+COPS?", "+COPS")
         facts["operator"] = cops.split('"')[1] if cops and '"' in cops else None
         csq = atparse.parse_csq(await _query(modem, "AT+CSQ", "+CSQ") or "")

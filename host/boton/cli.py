@@ -387,10 +387,12 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_p
             if not ident.get("modem"):
                 raise DeviceError("the modem does not answer: check its power (2 A peaks) and wiring", EXIT_DEVICE)
             if not ident.get("registered"):
+                problem = rules.sim_problem(ident)
                 raise DeviceError(f"no network: the SIM is not registered after {waited:.0f} s "
                                   f"(operator {ident.get('operator')!r}, signal {ident.get('rssi')}); "
-                                  "check the SIM, its credit and the coverage of the board's network "
-                                  "(2G for a SIM800, LTE or 2G for an A7670)", EXIT_DEVICE)
+                                  + (f"{problem}" if problem else
+                                     "check the SIM, its credit and the coverage of the board's network "
+                                     "(2G for a SIM800, LTE or 2G for an A7670)"), EXIT_DEVICE)
             radio = rules.radio_verdict(ident)
             if radio.voice is False:
                 # SMS only: she could not reach C4. Nothing is written; the registry says
@@ -733,9 +735,14 @@ def status(port, as_json, during_alert):
 
 def _show_status(info):
     table = Table(show_header=False)
-    for k in ("fw", "release", "board", "power_chip", "config_sha256", "modem", "modem_rev", "registered", "operator",
-              "network", "rssi", "battery", "gps_sentences", "gps_fix", "log_entries"):
-        table.add_row(k, escape(str(info.get(k))))
+    for k in ("fw", "release", "board", "power_chip", "config_sha256", "modem", "modem_rev", "sim", "registered",
+              "operator", "network", "rssi", "battery", "gps_sentences", "gps_fix", "log_entries"):
+        value = info.get(k)
+        if k == "sim":
+            if "sim" not in info:
+                continue  # firmware that does not report it
+            value = rules.sim_problem({"sim": value}) or ("ready" if value else value)
+        table.add_row(k, escape(str(value)))
     for k, label in (("heap_free", "heap free"), ("heap_max_free", "largest free block")):
         if info.get(k) is not None:
             table.add_row(label, f"{info[k] / 1024:.1f} KB (firmware imported, after gc.collect())")

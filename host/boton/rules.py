@@ -410,9 +410,44 @@ def judge_power_chip(d) -> str | None:
                       + (f": use {' or '.join(right)}" if right else ""), EXIT_USAGE)
 
 
+# The SIM's state (service._modem_facts "sim": the AT+CPIN? reply, or the error the
+# module gave) in the technician's words; 27.007 8.3 and 9.2 (+CME 10-14 with AT+CMEE=1).
+SIM_WORDS = (
+    (("SIM PIN", "CME 11"), "the SIM asks for a PIN: disable the PIN in a phone (the firmware does "
+                            "not enter one)"),
+    (("SIM PUK", "CME 12"), "the SIM is blocked (it asks for its PUK): unblock it in a phone or replace it"),
+    (("NOT INSERTED", "CME 10"), "no SIM: not inserted, or not making contact (reseat it, clean its "
+                                 "contacts)"),
+    (("CME 13",), "the SIM fails (SIM failure): reseat it, else replace it"),
+    (("NOT READY", "CME 14"), "the SIM is still starting"),
+)
+# +CREG stat (27.007 7.2) of a module that is not registered
+CREG_WORDS = {0: "not searching for a network (no SIM, or the module's radio is off)",
+              2: "searching for the network",
+              3: "the operator refuses this SIM (registration denied: line suspended, not "
+                 "activated, or not allowed on this network)",
+              4: "registration unknown (no coverage?)"}
+
+
+def sim_problem(ident) -> str | None:
+    """What keeps the modem off the network, from its SIM state and its +CREG stat, in
+    plain words; None if the SIM is ready and nothing is known against the network."""
+    sim = ident.get("sim")
+    if isinstance(sim, str) and "READY" != sim.split(":")[-1].strip():
+        for answers, words in SIM_WORDS:
+            if any(a in sim for a in answers):
+                return words
+        return f"the SIM does not answer as ready ({sim[:40]})"
+    creg = ident.get("creg")
+    return CREG_WORDS.get(creg) if creg == 3 or (creg in (0, 4) and sim is not None) else None
+
+
 def network_wait_status(ident):
     """What an unregistered modem is doing, without her data (no ICCID, no numbers)."""
-    step = "SIM not ready yet" if not ident.get("iccid") else "SIM ready, searching for the network"
+    if "sim" in ident:  # firmware that reports the SIM's own state
+        step = sim_problem(ident) or "SIM ready, " + CREG_WORDS[2]
+    else:
+        step = "SIM not ready yet" if not ident.get("iccid") else "SIM ready, searching for the network"
     rssi = ident.get("rssi")
     signal = "unknown" if rssi in (None, 99) else f"{rssi}/31"
     return f"{step}; signal {signal}"
@@ -508,7 +543,7 @@ def radio_verdict(ident) -> RadioVerdict:
     registered = ident.get("registered")
     if registered is False or (registered is None and rat is None and voice is None):
         # not registered, no call, whatever rat says (a SIM800 always says "GSM")
-        return RadioVerdict(None, "not registered: voice unknown", "")
+        return RadioVerdict(None, f"not registered: {sim_problem(ident) or 'voice unknown'}", "")
     where = {"GSM": "GSM (2G)", "LTE": "LTE", None: "registered (radio unknown)"}[rat]
     if voice is None:
         return RadioVerdict(None, f"{where}, voice unknown", "")
