@@ -245,6 +245,8 @@ def test_test_call_fails_naming_the_contact_whose_sms_was_refused(tmp_path):
     assert f"SMS to C4 {c4}: accepted" in r.output
     assert "SMS accepted 2 of 3, C4 call answered: yes -> failed" in r.output
     assert f"test call failed: SMS not accepted for contact #1 {first} (refused)" in r.output
+    # and why, as the modem said it: credit, SMS-centre number, SIM or network are fixed apart
+    assert "the modem refused an SMS: CMS 21: the operator refuses SMS from this line" in r.output
     # the alert SMS reached contact #2 and C4; contact #1's was refused. A later location SMS
     # to contact #1 may follow (a fresh fix and a contact without one: the network may take
     # it), and it is the alert's text, never an update: none had reached that contact

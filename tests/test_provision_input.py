@@ -371,3 +371,15 @@ def test_bootcheck_refuses_past_the_same_limit_as_store(name):
     node = next(n for n in ast.parse((FIRMWARE / "bootcheck.py").read_text()).body
                 if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == name)
     assert ast.literal_eval(node.value) == getattr(rules.firmware_module("store"), name)
+
+
+def test_a_test_calls_sms_refusals_are_said_once_each_in_words():
+    events = [["sms_error", "CMS_330_smsc_unknown"], ["sms_failed", "alert_...3344"],
+              ["sms_error", "CMS_330_smsc_unknown"], ["sms_error", "CMS_50"], ["sms_error", "CMS_999"],
+              ["sms_error", "too_long"]]
+    assert rules.sms_error_words(events) == [
+        "CMS 330: the SIM has no SMS-centre number: check the message centre in a phone with this SIM, "
+        "or ask the operator",
+        "CMS 50: the operator refuses SMS from this line: no credit, no SMS in its plan, or the line "
+        "is suspended",
+        "CMS 999", "too_long"]

@@ -512,11 +512,15 @@ def test_call(port, device_ref, timeout, during_alert):
         console.print(f"  SMS to {role} {rules.mask(number)}: {outcome}", markup=False)
     missed = [f"{role} {rules.mask(number)} ({outcome})" for role, number, outcome in recipients
               if outcome != "accepted"]
+    refusals = rules.sms_error_words(events) if missed else []
+    for line in refusals:
+        console.print(f"  the modem refused an SMS: {line}", markup=False)
     accepted = len(recipients) - len(missed)
     result = "ok" if not missed and answered and "test_result" in names else "failed"
     console.print(f"test call: SMS accepted {accepted} of {len(recipients)}, "
                   f"C4 call answered: {'yes' if answered else 'no'} -> {result}")
-    why = [f"SMS not accepted for {', '.join(missed)}"] if missed else []
+    why = [f"SMS not accepted for {', '.join(missed)}"
+           + (f" ({'; '.join(refusals)})" if refusals else "")] if missed else []
     if not answered:
         calls = rules.call_outcomes(events)
         why.append("C4 did not answer" + (f" ({calls})" if calls else " (the device never dialled)"))

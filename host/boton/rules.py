@@ -486,6 +486,36 @@ def judge_test_call(config, events):
     return result
 
 
+# Why the modem refused an SMS (+CMS ERROR, 27.005 3.2.5; below 128 the network's cause,
+# 24.011 8.2.5.4), in the technician's words, by what fixes it.
+SMS_ERROR_WORDS = (
+    ((330,), "the SIM has no SMS-centre number: check the message centre in a phone with this SIM, "
+             "or ask the operator"),
+    ((8, 10, 21, 29, 50, 69), "the operator refuses SMS from this line: no credit, no SMS in its "
+                              "plan, or the line is suspended"),
+    ((1, 28, 96), "the network refused the recipient's number"),
+    ((310, 313, 311, 316), "the SIM: missing, failing or locked (see `boton status`)"),
+    ((331, 332, 17, 22, 27, 38, 41, 42, 47), "no network or a congested one: try again where the "
+                                             "signal is better"),
+)
+
+
+def sms_error_words(events):
+    """The distinct SMS refusals a test call's EV entries hold (["sms_error",
+    "CMS_330_smsc_unknown"]), each as "CMS 330: <what fixes it>", in the order seen."""
+    said = []
+    for e in events:
+        if len(e) < 2 or e[0] != "sms_error":
+            continue
+        kind, _, rest = e[1].partition("_")
+        code = rest.split("_")[0]
+        words = next((w for codes, w in SMS_ERROR_WORDS if code.isdigit() and int(code) in codes), None)
+        line = f"{kind} {code}" + (f": {words}" if words else "") if kind in ("CMS", "CME") else e[1]
+        if line not in said:
+            said.append(line)
+    return said
+
+
 def call_outcomes(events):
     """What the device's calls to C4 did during a test, from its EV entries, for the
     technician: e.g. "dial #1, call_failed no_answer, dial #2, dial_error CME_30_no_network".
