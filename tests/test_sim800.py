@@ -569,6 +569,18 @@ def test_sms_without_network_fails_with_331(sms_ready):
     assert b.take() == b"\r\n+CMS ERROR: 331\r\n"
 
 
+def test_sms_without_an_sms_centre_number_fails_with_330(sms_ready):
+    # a SIM whose SMS-centre number is empty: the module has nowhere to send it (27.005
+    # 3.2.5 "SMSC address unknown"); the technician's test call says so
+    b = sms_ready
+    b.at('AT+CSCA=""')
+    b.at(f'AT+CMGS="{C4}"', wait=0.1)
+    b.modem.feed(b"SOS\x1a")
+    b.run(3)
+    assert b.take() == b"\r\n+CMS ERROR: 330\r\n"
+    assert not [e for e in b.net.sms() if e["delivered"]]
+
+
 def test_ucs2_text_is_decoded_for_the_network(sms_ready):
     b = sms_ready
     b.at('AT+CSCS="UCS2"')

@@ -70,6 +70,8 @@ class SmsGroup:
             self._later(self.network.sms_submit_s, self._sms_failed, to, text, code)
         elif not self.registered:
             self._later(self.T_SMS_FAIL, self._sms_failed, to, text, 331)
+        elif not self.smsc.lstrip("+"):  # AT+CSCA="": no SMS centre to send it to
+            self._later(self.T_SMS_FAIL, self._sms_failed, to, text, 330)
         else:
             self._later(self.network.sms_submit_s, self._sms_submitted, to, text)
 
