@@ -94,3 +94,29 @@ def test_a_session_leaves_her_running_alert_alone_unless_told(tmp_path):
         assert json.loads((rig.flash_dir / "alert.json").read_text())["active"]
         r = run("status", "--port", rig.repl_url, "--during-alert")
         assert r.exit_code == 0, r.output
+
+
+VANISH = """
+import os, sys
+from boton import device
+device.SESSION_SLACK_S = 5  # the test's: the programme's minute is too long to wait for
+dev = device.Device(sys.argv[1])
+dev.__enter__()
+dev.exec("x = 1")
+os._exit(9)  # killed, its laptop asleep, its cable out: no __exit__
+"""
+
+
+def test_a_host_that_vanishes_mid_session_leaves_her_button_deaf_only_briefly(tmp_path):
+    # One 15-minute watchdog hold per session left the board in the raw REPL, deaf to her
+    # presses, for 15 minutes after the host vanished. Each command now holds for its own
+    # timeout and SESSION_SLACK_S: here 10 + 5 s, then the watchdog's 30 s.
+    import subprocess
+    with provisioned_device(tmp_path) as vd:
+        mark = vd.console_mark()
+        gone = subprocess.run([sys.executable, "-c", VANISH, vd.repl_url], capture_output=True, timeout=60)
+        assert gone.returncode == 9, gone.stderr.decode()
+        vd.wait_console("EV ready", since=mark, timeout=90)
+        ev = len(vd.events)
+        vd.press(hold_s=1.3)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60, after=ev)

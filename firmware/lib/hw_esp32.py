@@ -88,6 +88,8 @@ def hold_watchdog(timeout_ms, hold_ms):
             wdt.feed()
         else:
             t.deinit()
+    if _hold:  # renewed by each command of the session: one timer
+        _hold[0].deinit()
     t = machine.Timer(0)
     t.init(period=max(100, timeout_ms // 4), mode=machine.Timer.PERIODIC, callback=feed)
     _hold[:] = [t]

@@ -24,12 +24,20 @@ KNOCK = b"\r\x03\x01"
 KNOCK_S = 0.01
 # machine.WDT cannot be stopped and outlives the soft reset that opens a session, where the
 # firmware's loop no longer feeds it: the session has the board feed it from a timer
-# (hw.hold_watchdog) at this timeout, for at most SESSION_HOLD_S, so a board whose host
-# vanished mid-session still resets back into its firmware.
+# (hw.hold_watchdog) at this timeout. Each command renews the hold for its own timeout plus
+# SESSION_SLACK_S, no more: a board whose host vanished (killed, asleep, its cable out)
+# resets back into its firmware within that, where one 15-minute hold per session had left
+# her button deaf to her presses for up to 15 minutes.
 SESSION_WDT_MS = 30000
-SESSION_HOLD_S = 900
-HOLD_WATCHDOG = ("try:\n import hw\n hw.hold_watchdog(%d,%d)\n"
-                 "except (ImportError, AttributeError):\n pass\n" % (SESSION_WDT_MS, SESSION_HOLD_S * 1000))
+SESSION_SLACK_S = 60
+
+
+def hold_watchdog(seconds):
+    """The code that (re)starts the board's watchdog hold for `seconds`; any firmware."""
+    return ("try:\n import hw\n hw.hold_watchdog(%d,%d)\n"
+            "except (ImportError, AttributeError):\n pass\n" % (SESSION_WDT_MS, int(seconds * 1000)))
+
+
 # Whether alert.json says her alert runs, as bootcheck.alert_running reads it (any firmware
 # version, or none): one digit back, nothing of hers crosses the wire.
 ALERT_RUNNING = ("try:\n import json\n f=open('alert.json')\n s=json.load(f)\n f.close()\n"
@@ -98,7 +106,7 @@ class Device:
         try:
             # Whatever ended the session (an error, a refusal, Ctrl-C), the button goes back
             # to its firmware: left in the raw REPL it ignored her presses until the
-            # session's watchdog hold ran out (SESSION_HOLD_S). Code still running there
+            # session's watchdog hold ran out (SESSION_SLACK_S after its last command). Code still running there
             # (a command the host gave up on) is interrupted first.
             self.restart_firmware(interrupt=exc_type is not None)
         finally:
@@ -164,16 +172,18 @@ class Device:
             if not data.endswith(ending):
                 raise TransportError("could not enter raw repl: no soft reset")
         t.in_raw_repl = True
-        out, err = t.exec_raw(HOLD_WATCHDOG, timeout=self.timeout)
+        out, err = t.exec_raw(hold_watchdog(self.timeout + SESSION_SLACK_S), timeout=self.timeout)
         if err:
             raise TransportError("could not hold the watchdog: " + err.decode(errors="replace").strip()[-80:])
 
     # ---------------------------------------------------------------- primitives
     def exec(self, code, timeout=None, consumer=None):
+        timeout = timeout or self.timeout
+        code = hold_watchdog(timeout + SESSION_SLACK_S) + code  # renewed for this command
         self.round_trips += 1
         self.bytes_written += len(code)
         try:
-            out, err = self.t.exec_raw(code, timeout=timeout or self.timeout, data_consumer=consumer)
+            out, err = self.t.exec_raw(code, timeout=timeout, data_consumer=consumer)
         except (TransportError, serial.SerialException, OSError) as e:
             raise DeviceError(f"lost the device on {self.port}: {_reason(e)}", EXIT_CONNECT) from None
         if err:
