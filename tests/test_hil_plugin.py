@@ -137,6 +137,41 @@ def test_failed_scenario_gets_its_timeline_attached_and_written(tmp_path):
     assert times == sorted(times)
 
 
+def test_every_scenarios_timeline_says_how_it_ended_skips_included(tmp_path):
+    # A skipped scenario's file (a press logged, then the skip) read as a passed one, and
+    # one skipped before its bench kept the last run's file, which then read as this run's
+    test = tmp_path / "test_outcomes.py"
+    test.write_text(textwrap.dedent('''
+        import pytest
+
+        def test_standby(dut, button):
+            dut.wait_ready(timeout=60)
+
+        def test_needs_a_jig(dut, button):
+            button.press(0.8)
+            pytest.skip("no jig on this bench")
+
+        @pytest.mark.hil
+        def test_on_hardware_only(dut):
+            pass
+    '''))
+    report = tmp_path / "report"
+    report.mkdir()
+    stale = report / "test_outcomes.py_test_on_hardware_only_sim800.txt"
+    stale.write_text("Botón Seguro timeline: last week's run\n+    1.000s  NETWORK  SMS PRUEBA delivered\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "--modem-family", "sim800", "--hil-report", str(report), str(test)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    outcomes = {p.name: p.read_text().splitlines()[1] for p in report.glob("*.txt")}
+    assert outcomes == {
+        "test_outcomes.py_test_standby_sim800.txt": "Outcome: PASSED",
+        "test_outcomes.py_test_needs_a_jig_sim800.txt": "Outcome: SKIPPED: no jig on this bench",
+        stale.name: "Outcome: SKIPPED: needs real hardware: run with --device /dev/ttyUSB0 "
+                    "--ref-modem /dev/ttyUSB1"}, outcomes
+    assert "PRUEBA" not in stale.read_text()
+
+
 FAMILY_SCENARIOS = '''
 import pytest
 

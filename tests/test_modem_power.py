@@ -8,7 +8,7 @@ import pytest
 
 from boton.boards import board_file
 from boton.sim.network import PhoneNetwork
-from rigkit import demo_config, provisioned_device
+from rigkit import demo_config, provisioned_device, wait_until
 
 TCALL = "tcall_sim800l_axp192"            # has a supply switch (POWER_ON pin)
 NO_SWITCH = "no_supply_switch"  # a DevKitC build wired without its switch: PWRKEY and RESET only
@@ -365,3 +365,16 @@ def test_a_button_without_its_sim_says_so_at_once_and_does_not_wait_it_out(tmp_p
         vd.wait_console("EV sim_problem CME_10", since=mark, timeout=60)
         asked = [d for _, d in rx_since(vd, t0) if b"AT+CPIN?" in d]
         assert len(asked) == 1, len(asked)
+
+
+def test_a_module_asleep_through_the_chips_reset_is_logged_in_standby(tmp_path):
+    # The module keeps AT+CSCLK=2 through an ESP32-only reset: the firmware read it and
+    # never logged "power modem_sleep" again, so a HIL bench's standby scenario (every test
+    # starts with an EN reset) waited for it in vain, every time
+    with provisioned_device(tmp_path) as vd:
+        vd.wait_console("EV power modem_sleep", timeout=60)
+        wait_until(vd, lambda: vd.modem.sleeping, timeout=60)
+        mark = vd.console_mark()
+        vd.hard_reset()
+        vd.wait_console("EV power modem_sleep", since=mark, timeout=60)
+        vd.wait_console("EV ready", since=mark, timeout=60)

@@ -53,6 +53,35 @@ def test_incoming_call_answered_then_hung_up(pair):
     assert other["answered"] and other["ended_by"] == "remote" and other["code"] == "NO CARRIER"
 
 
+def test_a_reference_modem_ends_its_call_when_its_session_closes(pair):
+    # A bench resets the board between scenarios, not the modems: a call left up by one
+    # scenario (the board's module keeps it through an EN reset) failed the next ones' dials
+    _, a, b = pair
+    b.set_incoming("answer", answer_after_s=0.1)
+    a.dial(REF)
+    a.wait_event(lambda e: e["kind"] == "call_connected", timeout=10)
+    b.close()
+    end = a.wait_event(lambda e: e["kind"] == "call", timeout=10)
+    assert end["answered"] and end["ended_by"] == "remote"
+
+
+def test_a_reference_modem_opened_ends_the_call_a_killed_session_left_up(pair):
+    _, a, b = pair
+    b.set_incoming("answer", answer_after_s=0.1)
+    a.dial(REF)
+    a.wait_event(lambda e: e["kind"] == "call_connected", timeout=10)
+    b._closing = True  # killed: its port closed, nothing said to the module
+    b._jobs.put(None)
+    b.ser.close()
+    again = RefModem(b.port, REF).open(timeout=20)
+    try:
+        end = a.wait_event(lambda e: e["kind"] == "call", timeout=10)
+        assert end["answered"] and end["ended_by"] == "remote"
+        assert not again.cmd("AT+CLCC", check=False)[1]
+    finally:
+        again.close()
+
+
 def test_reject_is_busy_for_the_caller_and_once_policy(pair):
     _, a, b = pair
     b.set_incoming("answer", answer_after_s=0.1)

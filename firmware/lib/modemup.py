@@ -86,7 +86,10 @@ async def init(r, poll_status):
     m.echo_expected()  # until its ATE0: then an echo means it restarted in the middle
     if not await power_up(r):
         return False
-    await m.read_sleep()  # an ESP32-only reset left it as it was: its sleep mode may be on
+    # an ESP32-only reset left it as it was: its sleep mode may be on. Logged as when the
+    # standby sets it (a bench's "in standby" waits for that line after every reset)
+    if await m.read_sleep():
+        r.log.add("power", "modem_sleep")
     for c in await m.batch(d.INIT_FIRST):
         r.log.add("init_error", c)
     # The network's time switch (AT+CLTS=1, AT+CTZU=1) lasts until the module's power-off

@@ -217,8 +217,24 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     tl = item.stash.get(_TIMELINE, None)
-    if tl is None or not (rep.when == "call" or rep.failed):
+    if not (rep.when == "call" or rep.failed or rep.skipped):
         return
+    if tl is None:
+        if not rep.skipped or "_hil_bench" not in getattr(item, "fixturenames", ()):
+            return
+        # skipped before its bench was built: a file all the same, so that the last
+        # run's file of this scenario is not read as this run's result
+        from boton.hil.timeline import Timeline
+        tl = item.stash[_TIMELINE] = Timeline(item.nodeid)
+    # every file says how its test ended: a skipped scenario's timeline (a press logged,
+    # then the skip) read as a passed one
+    if rep.skipped:
+        why = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr or "")
+        tl.outcome = f"SKIPPED: {why.removeprefix('Skipped: ')}"
+    elif rep.failed:
+        tl.outcome = f"FAILED (in {rep.when})"
+    elif tl.outcome is None or tl.outcome.startswith("PASSED"):
+        tl.outcome = "PASSED"
     folder = item.config.getoption("--hil-report") or (item.config.rootpath / "build" / "hil-report")
     try:
         path = tl.write(folder)

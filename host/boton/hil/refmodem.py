@@ -105,9 +105,19 @@ class RefModem:
                     "reference modem refuses SMS text mode")
         for c in ('AT+CSCS="GSM"', "AT+CNMI=2,1,0,0,0", "AT+CLIP=1", "AT+CLCC=1"):
             self.cmd(c)
+        # A call the last scenario left up (a bench resets the board, not the modems: the
+        # board's module keeps its call through an EN reset) would fail this one's dials
+        self.end_calls()
         if wait_registered:
             self._until(self.registered, deadline, "reference modem not registered")
         return self
+
+    def end_calls(self, timeout=20.0):
+        """Hang up whatever call the module holds and wait until it lists none."""
+        self.hangup()
+        deadline = time.monotonic() + timeout
+        self._until(lambda: not any(ln.startswith("+CLCC:") for ln in self.cmd("AT+CLCC", check=False)[1]),
+                    deadline, "reference modem still holds a call after ATH")
 
     def _quiet(self, seconds):
         with self._cond:
@@ -122,6 +132,11 @@ class RefModem:
                 self._cond.wait(0.2)  # poll the module at 5 Hz, no faster
 
     def close(self):
+        if self.ser is not None and self._reader.is_alive():
+            try:
+                self.end_calls(timeout=5)  # the next session's scenarios start with no call up
+            except (RefModemError, OSError, serial.SerialException):
+                pass
         self._closing = True
         for t in self._timers:
             t.cancel()

@@ -20,6 +20,7 @@ class Timeline:
     def __init__(self, name, header=""):
         self.name = name
         self.header = header
+        self.outcome = None        # "PASSED", "FAILED (call)", "SKIPPED: why": set by the plugin
         self.t0 = time.monotonic()
         self.entries = []          # (t, source, text) added as things happen
         self.sources = []          # callables returning [(t, source, text)] at render time
@@ -43,7 +44,10 @@ class Timeline:
             cut = len(rows) - MAX_LINES
             half = MAX_LINES // 2
             rows = rows[:half] + [(rows[half][0], "TIMELINE", f"... {cut} lines left out ...")] + rows[-half:]
-        out = [f"Botón Seguro timeline: {self.name}", self.header, ""]
+        out = [f"Botón Seguro timeline: {self.name}"]
+        if self.outcome:
+            out.append(f"Outcome: {self.outcome}")
+        out += [self.header, ""]
         for t, src, text in rows:
             for i, line in enumerate(str(text).splitlines() or [""]):
                 out.append(f"+{t - self.t0:9.3f}s  {src:<8} {line}" if i == 0 else f"{'':20} {line}")
