@@ -1442,6 +1442,33 @@ out([n0, [x[1:] for x in s.sms()[n0:n1]], n2 - n1, [x[1:] for x in s.sms()[n2:n3
     assert low == [["low_battery", "18%"]]   # in an alert: one was sent, no more
 
 
+def test_a_battery_at_the_modems_warning_level_warns_her_contacts_once_until_charged(both):
+    # The modem's warning marked every threshold warned; the next gauge reading (16%: above
+    # 10% + 5% hysteresis) re-armed the lowest as if she had charged, and the next warning
+    # (the A7670 repeats it every 10 s) sent "bateria baja" to every contact again: several
+    # an hour while the cell sat near the module's warning voltage
+    r = both("""
+s = Sim(keep=("send_sms", "log"), text=14)
+for i in range(6):
+    s.ev("power_warning", "under_voltage")
+    s.advance(600000)
+    s.ev("battery", 16)
+    s.advance(600000)
+low = len(s.sms())
+s.ev("battery", 30)                            # charged above 20% + 5%
+s.ev("battery", 19)                            # a new discharge: 20%, then the modem's
+for i in range(3):
+    s.ev("power_warning", "under_voltage")
+    s.advance(600000)
+    s.ev("battery", 16)
+out([low, len(s.sms()) - low, s.logs("low_battery")])
+""")
+    low, after_charge, logs = r
+    assert low == len(CONTACTS), r
+    assert after_charge == 2 * len(CONTACTS), r
+    assert [x[1] for x in logs] == ["under_voltage", "19%", "under_voltage"], logs
+
+
 def test_power_warning_outside_an_alert(both):
     r = both("""
 a = Sim()

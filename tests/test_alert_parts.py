@@ -207,7 +207,7 @@ out([steps, sent, pw, front, [a for a in acts if a[0] == "log"], st, m.outbox.ro
     assert front == ["update " + a, "update " + b]
     assert ["log", "battery_ok", "26%"] in logs and ["log", "power_warning", "under_voltage"] in logs
     assert ["log", "daily_status", "...1111"] in logs
-    assert st == {"bat_low": [20, 10], "rep_alerts": 0, "daily_left_ms": 70000}
+    assert st == {"bat_low": [20, 10], "pw_low": True, "rep_alerts": 0, "daily_left_ms": 70000}
     assert daily == [[1, "+525550001111", "daily:2", 0]]   # a fresh outbox numbers from 1
 
 

@@ -309,7 +309,7 @@ class AlertMachine:
             "end_ago_ms": None if self.end_t is None else ticks_diff(now, self.end_t),
             "pin_fails": self.commands.save(now),
             "unsent_due": self.unsent_due,
-            "bat_low": None, "rep_alerts": 0, "daily_left_ms": None, "loc": None, "at": None,
+            "bat_low": None, "pw_low": False, "rep_alerts": 0, "daily_left_ms": None, "loc": None, "at": None,
         }
         self.sup.save(st, now)
         return st

@@ -13,6 +13,9 @@ class Supervision:
     def __init__(self, cfg):
         self.cfg = cfg
         self.bat_low = []       # thresholds already warned about (re-armed by charging)
+        # the modem warned of its supply: every threshold counts as warned until a reading
+        # above the top one (she charged), not only above the lowest's hysteresis
+        self.pw_low = False
         self.pw_t = None        # last power-warning location push
         self.daily_t = 0        # when the "daily" timer was armed, and for how long
         self.daily_len = 0      # (0: not armed)
@@ -34,6 +37,7 @@ class Supervision:
     # -------------------------------------------------------------- state
     def save(self, st, now):
         st["bat_low"] = list(self.bat_low)
+        st["pw_low"] = self.pw_low
         st["rep_alerts"] = self.rep_alerts
         left = self.daily_left
         if self.daily_len:
@@ -45,6 +49,7 @@ class Supervision:
         # report period shrinks by it (else a button reset more often than that never reports)
         th = self.thresholds()
         self.bat_low = [int(t) for t in (st.get("bat_low") or []) if int(t) in th]
+        self.pw_low = bool(st.get("pw_low"))
         self.rep_alerts = min(int(st.get("rep_alerts") or 0), alerts)
         dl = st.get("daily_left_ms")
         self.daily_left = None if dl is None else int(dl) - int(gap_ms or 0)
@@ -92,6 +97,13 @@ class Supervision:
     def on_battery(self, m, p, acts):
         # p: a valid percentage.  -> True if the state changed
         h = self.cfg["battery_hysteresis_pct"]
+        if self.pw_low:
+            # the gauge reads the cell at rest, above the modem's sag under a transmit
+            # burst: "16%" after its warning was every SMS again at its next warning
+            th = self.thresholds()
+            if th and p <= th[0] + h:
+                return False
+            self.pw_low = False
         keep = [t for t in self.bat_low if p <= t + h]
         if len(keep) < len(self.bat_low):
             acts.append(("log", "battery_ok", "%d%%" % p))
@@ -144,6 +156,7 @@ class Supervision:
         if kind != "over_voltage" and th:
             due = not self.bat_low if m.active else th[-1] not in self.bat_low
             self.bat_low = th               # the battery is at its lowest
+            self.pw_low = True
             changed = True
             if due:
                 self._low_battery(m, acts, kind, "v", front)
