@@ -1219,6 +1219,33 @@ out(res)
     assert kind == ["last", 50] and kind2 == ["last", None]
 
 
+def test_after_a_resume_without_her_position_the_first_fix_reaches_everyone_again(both):
+    # A brown-out wipes the RTC memory that holds her sealed position: the resume's update
+    # says "Sin ubicacion", and her contacts, who had a GPS position before, were skipped
+    # by the first fix's follow-up (got_gps came back from the flash): no position for 5 min
+    r = both("""
+import json
+A = {"lat": 21.88234, "lon": -102.29143}
+s = Sim(keep=("send_sms",))
+s.ev("fix", A)
+s.ev("gesture", "alert")
+saved = json.loads(json.dumps(s.state))
+saved["fix"] = saved["cell"] = None          # appboot: location_lost
+s2 = Sim(keep=("send_sms",), text=100)
+s2.t = 4242
+s2.resume(saved, gap_ms=None)
+first = [(n, t[:60]) for _, n, t in s2.sms()]
+s2.advance(2000)
+s2.ev("fix", A)
+s2.advance(30000)
+out([first, [(n, t[:13]) for _, n, t in s2.sms()[len(first):]]])
+""")
+    first, after_fix = r
+    assert all("Sin ubicacion" in t for _, t in first) and len(first) == 4, first
+    assert sorted(n for n, _ in after_fix) == sorted(CONTACTS + [C4]), after_fix
+    assert all(t == "ACTUALIZACION" for _, t in after_fix), after_fix
+
+
 def test_resume_expired_and_idle_states(both):
     r = both("""
 import json

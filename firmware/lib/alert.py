@@ -254,7 +254,7 @@ class AlertMachine:
         self.outbox = Outbox()
         self.sup = Supervision(self.cfg)
         self.commands = SmsCommands(self.cfg, self.cc)
-        self.got_gps = []       # recipients that got a fresh-GPS location SMS
+        self.got_gps = []       # recipients whose latest location SMS had a fresh GPS fix
         # recipients the network took a location SMS for in this alert: to the others a
         # later one is still the alert ("pidio ayuda"), not an update (alerttexts.render)
         self.told = []
@@ -716,10 +716,16 @@ class AlertMachine:
             self.sup.delivered(e)
             if e.kind in ob.LOC and e.number not in self.told:
                 self.told.append(e.number)
-            if e.kind in ob.LOC and e.number not in self.got_gps:
+            if e.kind in ob.LOC:
                 if fix_sent == "gps":
-                    self.got_gps.append(e.number)
-                elif self.active and self.fix_kind(now)[0] == "gps":
+                    if e.number not in self.got_gps:
+                        self.got_gps.append(e.number)
+                    return
+                # their latest SMS has no fresh position (her GPS lost, or her position
+                # lost at a reset): the next fix goes to them again
+                if e.number in self.got_gps:
+                    self.got_gps.remove(e.number)
+                if self.active and self.fix_kind(now)[0] == "gps":
                     # the fix came while this one was on its way without it
                     box.queue(e.number, ob.UPDATE)
             return
