@@ -1,5 +1,7 @@
 """The standby model knows each board's parts: the T-A7670X's A7670 and its L76K shield
 (always on: no enable pin), with their currents marked as assumed until measured."""
+import re
+
 import pytest
 
 from boton.bench import standby
@@ -25,3 +27,38 @@ def test_an_a7670_half_asleep_and_an_l76k_never_switched_off():
     lo, hi = pm["i_total_range"]
     assert lo < pm["i_total"] < hi
     assert hi - lo == pytest.approx(0.5 * (a7670.on_range[1] - a7670.on_range[0]))
+
+
+def test_a_battery_sense_that_reads_no_cell_is_not_her_battery(tmp_path):
+    # A divider missing or open (a T-A7670X V1.1 has none) reads 0 V: every SMS said
+    # "Bat 0%", her contacts were told "bateria baja", and the modem's reading was ignored
+    from rigkit import demo_config, provisioned_device
+    cfg = demo_config()
+    cfg["status_every_s"] = cfg["health_every_s"] = 2  # real seconds: polled in the health check
+    with provisioned_device(tmp_path, cfg, board="devkitc_sim800l_neo6m") as vd:
+        mark = vd.console_mark()
+        vd.open_battery_sense()
+        vd.wait_console("EV battery_gauge implausible_0mV", since=mark, timeout=60)
+        ev = len(vd.events)
+        vd.press(hold_s=1.2)
+        alert = vd.wait_event(lambda e: e["kind"] == "sms" and e["text"].startswith("ALERTA"), after=ev,
+                              timeout=60)
+        assert "Bat 0%" not in alert["text"] and "Bat " in alert["text"], alert["text"]
+        assert "EV low_battery" not in vd.console_text()[mark:]
+
+
+@pytest.mark.parametrize("board", ["devkitc_sim800l_neo6m", "tcall_sim800l_axp192"])
+def test_status_shows_the_battery_the_firmware_acts_on(tmp_path, board):
+    # status read the modem's AT+CBC while the firmware acts on the board's gauge: 14 on
+    # the technician's screen, "Bat 33%" in her SMS from the same battery
+    from click.testing import CliRunner
+    from boton.cli import main
+    from rigkit import demo_config, provisioned_device
+    cfg = demo_config()
+    cfg["status_every_s"] = cfg["health_every_s"] = 2  # real seconds: polled in the health check
+    with provisioned_device(tmp_path, cfg, board=board) as vd:
+        vd.set_battery_mv(3450)
+        vd.wait_console("EV low_battery 16%", timeout=60)  # what her contacts are told
+        r = CliRunner().invoke(main, ["status", "--port", vd.repl_url], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert re.search(r"battery\s+│ 16 % \(board's gauge\)", r.output), r.output

@@ -43,6 +43,7 @@ class App:
         self.sms_ok = 0         # the delivery-day test's counts (the machine's "test_done")
         self.sms_failed = 0
         self._cell_after = False
+        self.gauge_bad = False  # the board's battery gauge read no cell (logged once)
         self.unsaved = 0        # saves of the state the flash refused in a row (_persist)
         self.unsaved_t = 0
         self.saved_active = None  # what alert.json says (None: not known yet)
@@ -318,16 +319,15 @@ class App:
     async def poll_status(self):
         """The battery from the board's own gauge (ADC or PMU) if it has one, else the
         modem's; and the signal."""
-        bat = self.board.get("battery") or {}
-        mv = None
-        if bat.get("source") == "adc":
-            mv = powerpolicy.adc_battery_mv(hw.battery_adc(bat["pin"]), bat.get("divider", 2.0))
-        elif bat.get("source") == "pmu" and getattr(self, "power_chip", None) == "axp192":
-            import pmu
-            try:
-                mv = pmu.battery_mv(self.power_spec)
-            except OSError:
-                pass  # the PMU stopped answering: the modem's reading still knows
+        import pmu
+        mv = pmu.gauge_mv(self.board, getattr(self, "power_chip", None), getattr(self, "power_spec", None))
+        if mv is not None and mv < pmu.GAUGE_MIN_MV:
+            # no cell could run the board at this: "0%" in every SMS and a low-battery SMS
+            # to her contacts, while the modem's own reading knew better
+            if not self.gauge_bad:
+                self.gauge_bad = True
+                self.log.add("battery_gauge", "implausible_%dmV" % mv)
+            mv = None
         if mv is not None:
             self.post(("battery", powerpolicy.battery_pct(mv)))
         await self.radio.poll(mv is not None)

@@ -245,7 +245,20 @@ _adc = {}
 
 
 def battery_adc(pin):
-    """Microvolts at an ADC pin (machine.ADC.read_uv()), as the rig last set them."""
+    """Microvolts at an ADC pin (machine.ADC.read_uv()), as the rig last set them. With no
+    pump running (a host's session: the service), what the rig sent is read here first:
+    the chip's ADC reads the pin whenever it is asked."""
+    if not _pumping:
+        import select
+        s = _gpio_sock()
+        p = select.poll()
+        p.register(s, select.POLLIN)
+        # the rig sends the level at the connection: wait for it once, then take what came
+        while p.poll(0 if pin in _adc else 1000):
+            line = s.readline()
+            if not line:
+                break
+            _apply(line)
     return _adc.get(pin, 0)
 
 
@@ -281,8 +294,13 @@ def _apply(line):
             h[0](h[2])
 
 
+_pumping = False
+
+
 async def run():
     """Pump pin levels from the rig and fire IRQ handlers, as the chip would."""
+    global _pumping
+    _pumping = True
     reader = asyncio.StreamReader(_gpio_sock())
     while True:
         line = await reader.readline()

@@ -1,5 +1,5 @@
-# The board's power chip on I2C: which one answers, keeping its outputs on, and the battery
-# from the AXP192's ADC. Imported lazily (boot, status polls): small and allocation-light.
+# The board's power chip on I2C: which one answers, keeping its outputs on; and the battery
+# from the board's gauge (the AXP192's ADC, or the ESP32's behind a divider). Imported lazily (boot, status polls): small and allocation-light.
 # Sources (data/boards.md; LilyGO T-Call examples; X-Powers AXP192 datasheet, register
 # map as XPowersLib's AXP192Constants.h spells it):
 #   IP5306 at 0x75: REG 0x00 SYS_CTL0 = 0x37 keeps the boost on at light load.
@@ -64,6 +64,23 @@ def battery_mv(spec):
     return ((b[0] << 4) | (b[1] & 0x0F)) * 11 // 10
 
 
-def percent(mv):
-    # LiPo 3.3 V (empty) .. 4.2 V (full), close enough to linear for a low-battery warning
-    return max(0, min(100, (mv - 3300) * 100 // 900))
+# A gauge reading below this is no reading: the board browns out well above it (a divider
+# missing or open, a sense pin that reads 0 V)
+GAUGE_MIN_MV = 3000
+
+
+def gauge_mv(board, chip, spec):
+    """The battery (mV) from the board's own gauge: the ESP32's ADC behind the profile's
+    divider, or the AXP192 (chip: the one that answered). None where the board has none or
+    the PMU does not answer; the reading as it is otherwise (GAUGE_MIN_MV: the caller's)."""
+    bat = board.get("battery") or {}
+    if bat.get("source") == "adc":
+        import hw
+        from powerpolicy import adc_battery_mv
+        return adc_battery_mv(hw.battery_adc(bat["pin"]), bat.get("divider", 2.0))
+    if bat.get("source") == "pmu" and chip == "axp192":
+        try:
+            return battery_mv(spec)
+        except OSError:
+            pass  # the PMU stopped answering: the modem's reading still knows
+    return None

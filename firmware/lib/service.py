@@ -125,6 +125,23 @@ def identity():
     print(json.dumps(out))
 
 
+def _battery(board, modem_pct):
+    """The battery as the firmware acts on it (App.poll_status): the board's own gauge
+    where it has one that reads a cell, else the modem's AT+CBC (modem_pct)."""
+    import pmu
+    from powerpolicy import battery_pct
+    _, spec = pmu.expected(board)
+    try:
+        chip = pmu.detect(spec["sda"], spec["scl"]) if spec else None
+    except OSError:
+        chip = None
+    mv = pmu.gauge_mv(board, chip, spec)
+    if mv is None or mv < pmu.GAUGE_MIN_MV:
+        source = "modem" if mv is None else "modem; the board's gauge reads %d mV: no cell" % mv
+        return {"battery": modem_pct, "battery_source": source}
+    return {"battery": battery_pct(mv), "battery_source": "board's gauge"}
+
+
 def heap():
     """Free heap (gc.mem_free()) after a gc.collect(), with the firmware imported. The
     largest free block has no API: mem_info() prints it ("max free sz", in GC blocks of
@@ -150,6 +167,7 @@ def status(gps_wait_ms=3000):
         facts.update(await _gps_fact(board, gps_wait_ms))
         return facts
     out.update(asyncio.run(gather()))
+    out.update(_battery(board, out.get("battery")))
     alerts, gps = [], None
     for e in log.each():  # the last five, without the whole log at once
         k = e.split(" ")[2]

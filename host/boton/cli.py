@@ -746,6 +746,8 @@ def _show_status(info):
             if "sim" not in info:
                 continue  # firmware that does not report it
             value = rules.sim_problem({"sim": value}) or ("ready" if value else value)
+        if k == "battery" and value is not None and info.get("battery_source"):
+            value = f"{value} % ({info['battery_source']})"
         table.add_row(k, escape(str(value)))
     for k, label in (("heap_free", "heap free"), ("heap_max_free", "largest free block")):
         if info.get(k) is not None:

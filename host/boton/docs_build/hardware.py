@@ -22,7 +22,7 @@ FIRMWARE_USES = {
     # pmu.keep_on(): what each power chip is told at boot
     "ip5306": (r"IP5306_ADDR, 0x00, 0x37", "the firmware does not write the IP5306 keep-on register yet"),
     "axp192": (r"AXP192_ADDR, 0x12,", "the firmware does not set the AXP192's outputs yet"),
-    "pmu_battery": (r"pmu\.battery_mv\(", "the firmware does not read the battery from the PMU yet (it uses AT+CBC)"),
+    "pmu_battery": (r"battery_mv\(spec\)", "the firmware does not read the battery from the PMU yet (it uses AT+CBC)"),
     # Not gaps (nothing needs them today), but the docs must not claim they are used.
     "dtr": (r"""\[["']dtr["']\]|get\(["']dtr["']""", None),
     "pmu_irq": (r"""\[["']irq["']\]|get\(["']irq["']""", None),

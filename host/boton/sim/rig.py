@@ -319,6 +319,7 @@ class VirtualDevice:
         self._unplug_after = None
         self._unplug_when = None
         self._gpio_writer = None
+        self.battery_sense_open = False  # open_battery_sense(): the ADC reads 0 V
         self._uart_writers = {}
         self._button_level = 1 - self.board["button"]["active"]
         self._wdt_handle = None
@@ -876,7 +877,7 @@ class VirtualDevice:
         """The battery as the ESP32's ADC sees it, through the board's divider."""
         bat = self.board.get("battery") or {}
         if bat.get("source") == "adc" and self._gpio_writer:
-            uv = int(self.modem.battery_mv * 1000 / bat.get("divider", 2.0))
+            uv = 0 if self.battery_sense_open else int(self.modem.battery_mv * 1000 / bat.get("divider", 2.0))
             self._gpio_send(("adc", bat["pin"]), b"A %d %d\n" % (bat["pin"], uv))
 
     def battery_sags(self, power_down_after_s):
@@ -884,6 +885,14 @@ class VirtualDevice:
         and the same battery on the board's ADC. Runs on the rig's loop."""
         self.modem.under_voltage(power_down_after_s)
         self._push_adc()
+
+    def open_battery_sense(self, is_open=True):
+        """The board's battery divider missing or open (a T-A7670X V1.1 has none): its ADC
+        pin reads 0 V whatever the cell holds."""
+        def apply():
+            self.battery_sense_open = is_open
+            self._push_adc()
+        self.call(apply)
 
     def set_battery_mv(self, mv):
         """The one battery: what the SIM800 reports in AT+CBC and the ADC reads."""
