@@ -1,5 +1,6 @@
 # The board's power chip on I2C: which one answers, keeping its outputs on; and the battery
-# from the board's gauge (the AXP192's ADC, or the ESP32's behind a divider). Imported lazily (boot, status polls): small and allocation-light.
+# from the board's gauge (the AXP192's ADC, or the ESP32's behind a divider). Imported
+# lazily (boot, status polls): small and allocation-light.
 # Sources (data/boards.md; LilyGO T-Call examples; X-Powers AXP192 datasheet, register
 # map as XPowersLib's AXP192Constants.h spells it):
 #   IP5306 at 0x75: REG 0x00 SYS_CTL0 = 0x37 keeps the boost on at light load.
