@@ -120,3 +120,37 @@ def test_a_host_that_vanishes_mid_session_leaves_her_button_deaf_only_briefly(tm
         ev = len(vd.events)
         vd.press(hold_s=1.3)
         vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60, after=ev)
+
+
+RESET_MID = """
+import sys, time
+from boton.device import Device
+from boton.errors import DeviceError
+with Device(sys.argv[1]) as dev:
+    dev.exec("x = 1")
+    print("open", flush=True)
+    sys.stdin.readline()  # the board resets now
+    try:
+        dev.exec("print(2 + 2)", timeout=10)
+        print("answered")
+    except DeviceError as e:
+        print("DeviceError:", e)
+"""
+
+
+def test_a_board_that_resets_mid_session_on_a_pty_ends_the_command(tmp_path):
+    # On a pty (boton sim --repl pty, the rehearsal's port) mpremote reads byte by byte
+    # with no timeout: a session whose board reset (the watchdog, EN) waited for ever
+    import subprocess
+    with provisioned_device(tmp_path, repl="pty") as vd:
+        proc = subprocess.Popen([sys.executable, "-c", RESET_MID, vd.repl_url], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().strip() == "open", proc.stderr.read()
+            vd.hard_reset()
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            out, err = proc.communicate(timeout=90)
+        finally:
+            proc.kill()
+        assert "DeviceError: lost the device" in out or "answered" in out, (out, err)

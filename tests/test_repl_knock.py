@@ -108,7 +108,7 @@ WAKES = [(1.8, 1.9), (4.8, 4.9), (7.8, 7.9)]
 
 def session(monkeypatch, wakes, answer_s):
     board = SleepyBoard(wakes)
-    monkeypatch.setattr(device, "SerialTransport", lambda port, baudrate: Transport(board))
+    monkeypatch.setattr(device, "SerialTransport", lambda port, baudrate, timeout=None: Transport(board))
     return board, Device("socket://sleepy-board:1", timeout=2, answer_s=answer_s, during_alert=True)
 
 

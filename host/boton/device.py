@@ -67,7 +67,10 @@ class Device:
 
     def __enter__(self):
         try:
-            self.t = SerialTransport(self.port, baudrate=115200)
+            # timeout: a read returns after 1 s of silence. mpremote reads a pty (the rig's
+            # rehearsal port) a byte at a time, and without one a board that reset under
+            # the session (its watchdog, EN) left the command waiting for ever
+            self.t = SerialTransport(self.port, baudrate=115200, timeout=1)
         except (TransportError, serial.SerialException, OSError, ValueError) as e:
             raise DeviceError(f"cannot open {self.port}: {_reason(e)}", EXIT_CONNECT) from None
         try:
