@@ -390,9 +390,8 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_p
                 problem = rules.sim_problem(ident)
                 raise DeviceError(f"no network: the SIM is not registered after {waited:.0f} s "
                                   f"(operator {ident.get('operator')!r}, signal {ident.get('rssi')}); "
-                                  + (f"{problem}" if problem else
-                                     "check the SIM, its credit and the coverage of the board's network "
-                                     "(2G for a SIM800, LTE or 2G for an A7670)"), EXIT_DEVICE)
+                                  + (problem or "check the SIM, its credit and the coverage of the board's "
+                                     "network (2G for a SIM800, LTE or 2G for an A7670)"), EXIT_DEVICE)
             radio = rules.radio_verdict(ident)
             if radio.voice is False:
                 # SMS only: she could not reach C4. Nothing is written; the registry says

@@ -109,8 +109,8 @@ class Device:
         try:
             # Whatever ended the session (an error, a refusal, Ctrl-C), the button goes back
             # to its firmware: left in the raw REPL it ignored her presses until the
-            # session's watchdog hold ran out (SESSION_SLACK_S after its last command). Code still running there
-            # (a command the host gave up on) is interrupted first.
+            # session's watchdog hold ran out (SESSION_SLACK_S after its last command).
+            # Code still running there (a command the host gave up on) is interrupted first.
             self.restart_firmware(interrupt=exc_type is not None)
         finally:
             self._close()

@@ -433,7 +433,7 @@ def sim_problem(ident) -> str | None:
     """What keeps the modem off the network, from its SIM state and its +CREG stat, in
     plain words; None if the SIM is ready and nothing is known against the network."""
     sim = ident.get("sim")
-    if isinstance(sim, str) and "READY" != sim.split(":")[-1].strip():
+    if isinstance(sim, str) and sim.split(":")[-1].strip() != "READY":
         for answers, words in SIM_WORDS:
             if any(a in sim for a in answers):
                 return words
