@@ -48,20 +48,38 @@ def test_a_sim_that_lost_contact_just_before_her_press_is_read_again_by_the_aler
         assert logged(vd, "sim_again")
 
 
-@pytest.mark.xfail(strict=False, reason="failed once in a CI-like run (2026-12-03), passed locally: "
-                   "not investigated yet (session time ran out)")
 def test_a_module_that_kept_its_lost_sim_through_a_chip_reset_is_read_again(tmp_path):
     # The T-Call's module keeps its supply through the ESP32's reset: the set-up finds
     # no SIM ("+CME ERROR: 10") although it is back in contact
     with provisioned_device(tmp_path, config=checked_every(2)) as vd:
         m = vd.modem
-        vd.call(m.sim_missing)
-        vd.call(m.sim_reseated)
+        vd.wait_console("EV ready", timeout=60)
         mark = vd.console_mark()
-        vd.hard_reset()
+        # lost and back while the chip is down: the firmware never hears the URC
+        vd.hard_reset(while_down=lambda: (m.sim_missing(), m.sim_reseated()))
         vd.wait_console("EV sim_problem CME_10", since=mark, timeout=60)
         vd.wait_console("EV sim_back", since=mark, timeout=60)
         wait_until(vd, lambda: m.sim_state == "ready" and m.creg_stat in (1, 5), timeout=60)
+
+
+@pytest.mark.parametrize("family", sorted(BOARDS))
+def test_a_chip_reset_between_reading_the_sims_radio_off_and_on_leaves_the_radio_on(tmp_path, family):
+    # sim_again sends AT+CFUN=0 then AT+CFUN=1. A reset between the two (the watchdog, a
+    # brown-out) left a module that keeps its supply with its radio and SIM off: the set-up
+    # read "+CME ERROR: 3", which is no lost SIM, and nothing turned the radio on again
+    with provisioned_device(tmp_path, config=checked_every(2), board=BOARDS[family]) as vd:
+        m = vd.modem
+        vd.wait_console("EV ready", timeout=60)
+        vd.reset_when_modem_gets(b"AT+CFUN=0")
+        mark = vd.console_mark()
+        vd.call(lambda: (m.sim_missing(), m.sim_reseated()))
+        vd.wait_console("EV boot", since=mark, timeout=60)
+        vd.wait_console("EV registered", since=mark, timeout=90)
+        assert vd.call(lambda: m.cfun) == 1
+        after = len(vd.events)
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", after=after, timeout=60)
+        vd.wait_event(lambda e: e["kind"] == "sms" and e["text"].startswith("ALERTA"), after=after, timeout=60)
 
 
 def test_a_sim_truly_gone_is_tried_again_at_growing_waits_not_at_every_health_check(tmp_path):

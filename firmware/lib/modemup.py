@@ -76,6 +76,9 @@ async def power_up(r, probe_ms=None):
     return True
 
 
+RADIO_QUERY = ("AT+CFUN?", "+CFUN")
+
+
 async def init(r, poll_status):
     """Bring the module up and configure it; poll_status: the app's status poll (it
     reads the battery from the board's own gauge first). True if registered."""
@@ -92,6 +95,13 @@ async def init(r, poll_status):
         r.log.add("power", "modem_sleep")
     for c in await m.batch(d.INIT_FIRST):
         r.log.add("init_error", c)
+    # A reset in the middle of sim_again (its AT+CFUN=0 sent, not yet its 1) leaves a module
+    # that kept its supply with its radio and SIM off: "+CME ERROR: 3" to the SIM wait,
+    # which no later step cures
+    line = reply_line(await r._query(RADIO_QUERY), RADIO_QUERY[1])
+    if line and line.split(":")[-1].strip() != "1":
+        r.log.add("radio_on", line.split(":")[-1].strip())
+        await r.at("AT+CFUN=1")
     # The network's time switch (AT+CLTS=1, AT+CTZU=1) lasts until the module's power-off
     # unless saved: read first, 0 means it was not, and after her flat battery the module
     # would register before the set-up, with no network time to tell how long she was off

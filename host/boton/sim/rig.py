@@ -318,6 +318,7 @@ class VirtualDevice:
         self._rx_hold = bytearray()
         self._unplug_after = None
         self._unplug_when = None
+        self._reset_on_modem_rx = None
         self._gpio_writer = None
         self.battery_sense_open = False  # open_battery_sense(): the ADC reads 0 V
         self._uart_writers = {}
@@ -696,6 +697,10 @@ class VirtualDevice:
                     if role == "modem":
                         self.modem.feed(data)
                         self._kick_scheduler()
+                        marker = self._reset_on_modem_rx
+                        if marker is not None and marker in data:
+                            self._reset_on_modem_rx = None
+                            self._loop.create_task(self._reset_chip())
             except ConnectionError:
                 pass
             finally:
@@ -1105,13 +1110,34 @@ class VirtualDevice:
                 self._proc.send_signal(signal.SIGSTOP)
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
 
-    def hard_reset(self):
+    def hard_reset(self, while_down=None):
         """Pull EN low: the ESP32 restarts from power-on. The modem keeps its state, unless
-        the reset cuts its supply (a strapping pin's pull: _chip_reset_pins)."""
+        the reset cuts its supply (a strapping pin's pull: _chip_reset_pins). while_down:
+        fn() run on the rig's loop while EN is low (what the other parts do meanwhile; the
+        chip hears none of it)."""
+        asyncio.run_coroutine_threadsafe(self._reset_chip(while_down), self._loop).result(10)
+
+    def reset_when_modem_gets(self, marker: bytes):
+        """Pull EN the moment the firmware has written bytes containing marker to the modem
+        (which takes them): a reset (the watchdog, a brown-out) in the middle of a sequence."""
+        self.call(setattr, self, "_reset_on_modem_rx", marker)
+
+    async def _reset_chip(self, while_down=None):
         if self._rom:
+            if while_down is not None:
+                raise RigError("while_down needs a virtual device without a flash image")
             self._rom.reset("run")  # through the ROM, which then boots the app
             return
-        asyncio.run_coroutine_threadsafe(self._kill_child(), self._loop).result(10)
+        if while_down is None:
+            await self._kill_child()
+            return
+        self._app_allowed.clear()
+        try:
+            await self._kill_child()
+            while_down()
+            self._kick_scheduler()
+        finally:
+            self._app_allowed.set()
 
     def set_flash_full(self, full=True):
         """The flash is full (or no longer): a full LittleFS as the firmware meets it, every
