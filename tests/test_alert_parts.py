@@ -333,7 +333,7 @@ clear = [False, False, False, False, True, False, False, False]   # modem asleep
 may = pp.may_light_sleep(*clear)
 nots = [pp.may_light_sleep(*[clear[j] != (i == j) for j in range(8)]) for i in range(8)]
 out([fed, p.gps_on, p.next_deadline(), may, nots,
-     [pp.battery_pct(mv) for mv in (3000, 3300, 3750, 4200, 4400)],
+     [pp.battery_pct(mv) for mv in (3000, 3300, 3609, 3690, 3730, 3750, 3840, 4200, 4400)],
      pp.sleep_timing({}, True), pp.sleep_timing({}, False, 0.1),
      pp.sleep_timing({"light_sleep_ms": 500, "sweep_s": 30}, True)])
 """)
@@ -341,7 +341,9 @@ out([fed, p.gps_on, p.next_deadline(), may, nots,
     # no switch: nothing to switch, but the listening rests (the chip may light-sleep)
     assert fed == [] and gps_on is False and dl == 999999 + 900000 + 1
     assert may is True and nots == [False] * 8     # any one reason keeps the chip awake
-    assert pct == [0, 0, 50, 100, 100]
+    # a LiPo's resting voltage, not a straight line: 10% is 3.69 V, well above the 3.39 V
+    # where a SIM800 switches itself off (the straight line's 10%)
+    assert pct == [0, 0, 4, 10, 20, 25, 50, 100, 100]
     assert ri == [2000, 600000] and no_ri == [2000, 2000] and cfg == [500, 30000]
 
 
@@ -554,13 +556,22 @@ out([shred.position_step({"active": True, "fix": [1], "cell": None}, False),
     assert r == ["seal", "seal", None, "forget", None]
 
 
+def test_battery_percent_never_rises_as_the_cell_falls():
+    # a step of the chart read backwards would tell her contacts the battery recovered
+    import powerpolicy as pp
+    pcts = [pp.battery_pct(mv) for mv in range(2500, 4500)]
+    assert all(0 <= p <= 100 for p in pcts)
+    assert all(a <= b for a, b in zip(pcts, pcts[1:]))
+    assert pcts[0] == 0 and pcts[-1] == 100
+
+
 def test_battery_from_the_adc_behind_the_divider(both):
     r = both("""
 import powerpolicy as pp
 out([pp.adc_battery_mv(2000000), pp.adc_battery_mv(1300000, 3.0),
      pp.battery_pct(pp.adc_battery_mv(1875000))])
 """)
-    assert r == [4000.0, 3900.0, 50]
+    assert r == [4000.0, 3900.0, 25]
 
 
 # ---------------------------------------------------------------------------
@@ -702,7 +713,7 @@ out([d.serving_cell([lte]), d.serving_cell(["junk", gsm]),
     assert r[1] == {"cell": 0, "mcc": "334", "mnc": "020", "lac": "1A2B", "cellid": "2E43"}
     assert r[2] is None and r[3] is None
     assert r[4] == ["LTE", "GSM", None, None]
-    assert r[5] == [49, 96, 0] + [None] * 6   # powerpolicy.battery_pct's 3.3-4.2 V line;
+    assert r[5] == [24, 96, 0] + [None] * 6   # on powerpolicy.battery_pct's LiPo chart;
     # inf and nan, which float() reads, raised (OverflowError, ValueError): a dead task
     assert r[6] == ["voice", "sms_only", "sms_only", "voice", "sms_only", None, None, None, None]
     assert r[7] == [[True, "VoLTE"], [True, "2G"], [False, None], [None, None]]

@@ -279,13 +279,13 @@ def test_axp192_board_keeps_power_and_reports_the_battery_from_the_pmu(tmp_path)
         assert "EV power_chip axp192" in vd.console_text()
         assert "power_chip_mismatch" not in vd.console_text()
         assert vd.i2c_bus.chip.kept_on
-        vd.set_battery_mv(3600)  # the PMU's ADC reads it (the modem's AT+CBC would say 14%)
+        vd.set_battery_mv(3771)  # the PMU's ADC reads it, in 1.1 mV steps (the modem's AT+CBC would say 39%)
         mark = vd.console_mark()
         vd.hard_reset()  # a fresh boot reads the battery
         vd.wait_console("EV ready", timeout=60, since=mark)
         vd.press(hold_s=1.2)
         sms = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.contacts[0], timeout=60)
-    assert "Bat 33%" in sms["text"]  # (3600 - 3300) / 900
+    assert "Bat 30%" in sms["text"]  # 3.77 V on the LiPo chart (powerpolicy.LIPO_MV)
 
 
 def test_wrong_profile_runs_but_provision_refuses_it(tmp_path):

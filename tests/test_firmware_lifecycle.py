@@ -244,10 +244,10 @@ def test_tcall_keeps_its_ip5306_boost_on(tmp_path):
 def test_battery_from_the_adc_on_the_devkitc(tmp_path):
     cfg = demo_config()
     with provisioned_device(tmp_path, config=cfg, board="devkitc_sim800l_neo6m") as vd:
-        vd.set_battery_mv(3600)  # through the divider to the ADC (the modem's AT+CBC would say 14%)
+        vd.set_battery_mv(3750)  # through the divider to the ADC (the modem's AT+CBC would say 36%)
         mark = vd.console_mark()
         vd.hard_reset()  # a fresh boot reads the battery
         vd.wait_console("EV ready", timeout=60, since=mark)
         vd.press(hold_s=1.2)
         sms = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.contacts[0], timeout=60)
-    assert "Bat 33%" in sms["text"]  # (3600 - 3300) / 900
+    assert "Bat 25%" in sms["text"]  # 3.75 V on the LiPo chart (powerpolicy.LIPO_MV)

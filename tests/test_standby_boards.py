@@ -57,8 +57,8 @@ def test_status_shows_the_battery_the_firmware_acts_on(tmp_path, board):
     cfg = demo_config()
     cfg["status_every_s"] = cfg["health_every_s"] = 2  # real seconds: polled in the health check
     with provisioned_device(tmp_path, cfg, board=board) as vd:
-        vd.set_battery_mv(3450)
-        vd.wait_console("EV low_battery 16%", timeout=60)  # what her contacts are told
+        vd.set_battery_mv(3700)  # the modem's AT+CBC would say 29%
+        vd.wait_console("EV low_battery 12%", timeout=60)  # what her contacts are told
         r = CliRunner().invoke(main, ["status", "--port", vd.repl_url], catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    assert re.search(r"battery\s+│ 16 % \(board's gauge\)", r.output), r.output
+    assert re.search(r"battery\s+│ 12 % \(board's gauge\)", r.output), r.output

@@ -19,8 +19,8 @@ WARNING_REPEAT_MS = 300000
 # Init as on the SIM800 (§4, §8), without what a76xx.md does not list for the A76XX
 # (CENG, CBATCHK, COLP, CLTS): a refused init command costs the init's retries.
 # AT+CVALARM=1,3500,4300 (§6: low 3300-4000, high 4001-4300): warn at 3.5 V, 200 mV above
-# the 3.3 V the power policy counts as empty (and the default, where the warning would
-# come too late to act on), while a call can still be finished; 4.3 V, the top of the
+# the default 3.3 V (where the warning would come too late to act on), while a call can
+# still be finished: the last word after the gauge's 20% and 10%; 4.3 V, the top of the
 # range, is above a charging cell's 4.2 V, so charging never warns.
 INIT_FIRST = ("ATE0", "AT+CMEE=1")
 # AT+CMGD=1,3 deletes the SIM's read, sent and draft SMS, as on the SIM800 (a full storage
