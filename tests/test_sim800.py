@@ -388,6 +388,30 @@ def test_d1_under_voltage_spelling_and_power_down(md):
     assert b.at("AT") == b""
 
 
+def test_d1_the_module_warns_of_its_supply_as_the_battery_falls():
+    # the rig's battery used to fall in silence: only the explicit under_voltage() fault
+    # warned, so a tester lowering the battery never saw what a SIM800 says
+    b = Bench()
+    b.modem.set_battery(3600)
+    b.run(0.1)
+    assert b.take() == b""
+    b.modem.set_battery(3480)
+    b.run(0.1)
+    assert b.take() == b"\r\nUNDER-VOLTAGE WARNNING\r\n"
+    b.modem.set_battery(3450)  # still low: one warning per crossing
+    b.run(0.1)
+    assert b.take() == b""
+    b.modem.set_battery(3380)  # below the switch-off, which AT+CBATCHK=1 enables
+    b.run(1.0)
+    assert b.modem.powered and b.take() == b""
+    assert b.at("AT+CBATCHK=1").endswith(b"OK\r\n")
+    b.modem.set_battery(3600)
+    b.modem.set_battery(3370)
+    b.run(1.0)
+    assert b.take() == b"\r\nUNDER-VOLTAGE WARNNING\r\n\r\nUNDER-VOLTAGE POWER DOWN\r\n"
+    assert not b.modem.powered
+
+
 @pytest.mark.parametrize("behaviour,token,after", [
     ("busy", "BUSY", 3.0), ("no_answer", "NO ANSWER", 33.0), ("unreachable", "NO CARRIER", 3.0)])
 def test_d2_atd_outcomes(md, behaviour, token, after):

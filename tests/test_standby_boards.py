@@ -62,3 +62,17 @@ def test_status_shows_the_battery_the_firmware_acts_on(tmp_path, board):
         r = CliRunner().invoke(main, ["status", "--port", vd.repl_url], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert re.search(r"battery\s+│ 12 % \(board's gauge\)", r.output), r.output
+
+
+def test_a_board_read_through_its_sim800_warns_her_contacts_as_the_battery_falls(tmp_path):
+    # The IP5306 T-Call has no gauge: the module's own warning (<= 3.49 V) is what tells
+    # the firmware, and the rig's battery used to fall without it
+    from rigkit import demo_config, provisioned_device
+    cfg = demo_config()
+    cfg["light_sleep"] = False  # a URC in light sleep is lost on the chip, and in the rig
+    with provisioned_device(tmp_path, cfg, board="tcall_sim800l_ip5306") as vd:
+        vd.wait_console("EV ready", timeout=60)
+        mark, ev = vd.console_mark(), len(vd.events)
+        vd.set_battery_mv(3480)
+        vd.wait_console("EV power_warning under_voltage", since=mark, timeout=60)
+        vd.wait_event(lambda e: e["kind"] == "sms" and "bateria baja" in e["text"], after=ev, timeout=60)

@@ -165,9 +165,11 @@ class FaultsGroup:
         self._later(0.05, self.power_off)
 
     def set_battery(self, mv, charging=0):
-        """What AT+CBC reports (percent follows the voltage, 3.5 V..4.2 V)."""
-        self.battery_mv = int(mv)
+        """What AT+CBC reports (percent follows the voltage, 3.5 V..4.2 V); the module
+        reacts to its supply as its family does (_battery_changed)."""
+        was, self.battery_mv = self.battery_mv, int(mv)
         self.charging = charging
+        self._battery_changed(was)
 
     def set_cell(self, lac=None, cellid=None, bcch=None, bsic=None, neighbours=None):
         """Move the module to another serving cell (AT+CENG?, +CREG n=2)."""

@@ -253,6 +253,9 @@ class A7670(Sim800):
         if self.cvalarm[0] or self.cpmvt[0]:
             self._voltage_timer = self._later(self.T_VOLTAGE_CHECK, self._voltage_check)
 
+    def _battery_changed(self, was):
+        pass  # AT+CVALARM / AT+CPMVT look at it every 10 s (_voltage_check)
+
     def under_voltage(self, power_down_after_s=None):
         """VBAT sags below 3.3 V: the module warns (AT+CVALARM=1) or switches off
         (AT+CPMVT=1) at its next 10 s check; with both off it carries on."""

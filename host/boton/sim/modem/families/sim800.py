@@ -196,6 +196,27 @@ class Sim800(Framer, PowerGroup, IdentityGroup, NetworkGroup, CallsGroup, SmsGro
         self._handlers = self._collect_handlers()
         self._reset_runtime()
 
+    # Hardware Design V1.10 §4.2.2.3 (data/at/sim800_transcripts.md D1): the module watches
+    # VBAT. At or below 3.49 V it warns, below 3.39 V it switches itself off, the latter only
+    # with AT+CBATCHK=1 (off by default); at or above 4.3 V it warns, above 4.4 V it switches
+    # off. The document gives no repeat period: a warning at each crossing (inferred).
+    VBAT_WARN_MV = (3490, 4300)
+    VBAT_OFF_MV = (3390, 4400)
+
+    def _battery_changed(self, was):
+        mv = self.battery_mv
+        if not self.powered:
+            return
+        low, high = self.VBAT_WARN_MV
+        if mv <= low < was:
+            self._urc("UNDER-VOLTAGE WARNNING", force=True)  # SIMCom's own spelling
+        elif mv >= high > was:
+            self._urc("OVER-VOLTAGE WARNNING", force=True)
+        if mv < self.VBAT_OFF_MV[0] and self.cbatchk:
+            self._voltage_power_down("UNDER", mv)
+        elif mv > self.VBAT_OFF_MV[1]:
+            self._voltage_power_down("OVER", mv)
+
     def _reset_runtime(self):
         """Volatile state as at power-on: the saved profile plus defaults."""
         p = self._profile
