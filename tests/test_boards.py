@@ -132,6 +132,9 @@ def bad(**changes):
     (bad(button__pin=24), "GPIO24 does not exist on the ESP32 (button)"),
     (bad(button__pull="down"), "button \"pull\" \"down\" is not one the firmware sets"),
     (bad(axp192__addr=0x35), "axp192 \"addr\" 53 is not the chip's I2C address 52 (0x34)"),
+    # MicroPython's esp32.wake_on_ext0/ext1 refuse it: the firmware could never sleep
+    (bad(button__pin=3), "GPIO3 cannot wake the ESP32 from light sleep"),
+    (bad(modem__ri=1), "GPIO1 cannot wake the ESP32 from light sleep"),
 ])
 def test_a_pin_that_misbehaves_is_refused_with_the_rule_it_breaks(profile, message):
     with pytest.raises(DeviceError) as e:

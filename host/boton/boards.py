@@ -39,6 +39,10 @@ FLASH_PINS = range(6, 12)
 PSRAM_PINS = (16, 17)          # WROVER modules wire their PSRAM here
 INPUT_ONLY = range(34, 40)     # no output driver, no internal pull resistors
 MISSING = (20, 24, 28, 29, 30, 31)
+# The pins that can wake the chip from light sleep (ext0: the button; ext1: the modem's RI):
+# RTC GPIOs only. MicroPython's esp32.wake_on_ext0/ext1 raise "invalid pin" for any other
+# (ports/esp32/modesp32.h RTC_VALID_EXT_PINS).
+RTC_WAKE_PINS = (0, 2, 4, 12, 13, 14, 15, 25, 26, 27, 32, 33, 34, 35, 36, 37, 38, 39)
 
 # What a technician should know about a pin a profile uses (docs/hardware.md, "Pins to
 # know about" under each board; the rules themselves are pin_problems()).
@@ -202,6 +206,9 @@ def pin_problems(profile: dict) -> list:
                             "(a floating line reads as garbage): choose another pin"
                             + (", or wire an external 10 kΩ pull-up and say \"rx_pullup\": \"external\""
                                if what == "GPS RX" else ""))
+        elif what in ("button", "modem RI") and pin not in RTC_WAKE_PINS:
+            problems.append(f"GPIO{pin} cannot wake the ESP32 from light sleep (only the RTC GPIOs 0, 2, 4, "
+                            f"12-15, 25-27 and 32-39 can), and the {what} must: choose one of those")
         elif kind == "out" and STRAPPING_PULL.get(pin) == active and not pull_outlasted(profile, what):
             pull = "up" if active else "down"
             why = ""
