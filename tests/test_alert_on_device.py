@@ -9,7 +9,7 @@ import pytest
 from boton.sim import chipclock
 from boton.sim.flashdir import install
 from boton.sim.modem import Sim800
-from rigkit import demo_config, provisioned_device
+from rigkit import demo_config, provisioned_device, wait_until
 
 
 def cancel_config():
@@ -33,6 +33,38 @@ def test_cancel_gesture_tells_contacts_and_c4_and_hangs_up(tmp_path):
     assert "911" in to_contact["text"]  # a cancel can be forced: her contacts are told what to do
     assert len(to_contact["text"]) <= 160 and len(to_c4["text"]) <= 160
     assert ended["ended_by"] == vd.device_number  # the device hung up, C4 did not
+
+
+def console_since(vd, mark):
+    text = vd.console_text()
+    return text[max(0, len(text) - (vd.console_mark() - mark)):]
+
+
+def test_a_cancel_while_her_call_waits_for_a_modem_recovery_never_calls_c4_after_it(tmp_path):
+    # Her dial waits (30 s at most) for a recovery of the modem to end; her cancel's hang-up
+    # did not wait, and found no call. Then the ATD went out: a call to C4, her microphone
+    # open, that nobody ended (review, 2026-12-03). Real time: the field's 30 s wait.
+    import time
+    with provisioned_device(tmp_path, config=cancel_config(), time_scale=1.0) as vd:
+        m = vd.modem
+        vd.wait_console("EV ready", timeout=60)
+        mark_c = vd.console_mark()
+        # the SIM lost contact for a moment: the module reads it again (a recovery, which
+        # her dial waits for), and registers only once the test lets it
+        vd.call(lambda: (m.no_network(True), m.sim_missing(), m.sim_reseated()))
+        vd.wait_console("EV sim_again", since=mark_c, timeout=30)
+        mark = len(vd.events)
+        vd.press(hold_s=1.2)
+        vd.wait_console("EV alert gesture", since=mark_c, timeout=10)
+        time.sleep(0.5)  # her hand: a moment between the two presses
+        vd.press(hold_s=2.0)
+        vd.wait_console("EV cancel device", since=mark_c, timeout=15)
+        vd.call(m.no_network, False)
+        # the recovery ends, and her dial, which waited for it, gives up (or calls C4)
+        wait_until(vd, lambda: "EV call_ended local" in console_since(vd, mark_c) or
+                   any(e["kind"] == "call_start" for e in vd.events[mark:]), timeout=60)
+        calls = [e for e in vd.events[mark:] if e["kind"] == "call_start"]
+    assert not calls, f"C4 called after her cancel: {calls}"
 
 
 def test_c4_cancels_by_sms_with_the_pin(tmp_path):

@@ -205,7 +205,7 @@ class App:
         asyncio.create_task(self.radio.dial(a[1]))
 
     def _hangup(self, a):  # also how an unwanted call is rejected
-        asyncio.create_task(self.radio.hangup())
+        asyncio.create_task(self.radio.hangup(a[0] == "hangup"))
 
     def _answer(self, a):
         asyncio.create_task(self.radio.answer())

@@ -102,6 +102,7 @@ class Radio:
         self.no_2g = None           # (ticks, wait s): the 2G fallback last found none (modemup)
         self.sim_out = None         # (ticks, wait s): the SIM lost, and last read again (modemup)
         self._dialed_ms = None      # ticks of ATD's OK, until its call rings or ends
+        self._hangups = 0           # our hang-ups so far: a dial waiting at the gate drops on one
         self.unrung = 0             # our calls in a row that ended at once, never ringing
         self._sms_lock = asyncio.Lock()
         self._sms_buf = bytearray(SMS_BUF)  # GSM 03.38 bytes of the SMS being sent
@@ -151,7 +152,13 @@ class Radio:
     async def dial(self, number):
         self._end_cause = None
         self._answered_id = None
+        hung = self._hangups
         await self._gate()
+        if hung != self._hangups:
+            # hung up while this dial waited for a recovery (her cancel, C4's CANCELAR): the
+            # ATD after it was a call to C4 nobody ended, her microphone open
+            self.post(("call_state", "ended", "local"))
+            return
         try:
             await self.modem.cmd("ATD%s;" % number, 20000)
             self.call_out = True
@@ -220,9 +227,12 @@ class Radio:
         self._voice_checked_ms = now
         return True
 
-    async def hangup(self):
+    async def hangup(self, ours=True):
         # its end comes as a URC (maybe before CHUP's OK): ours, not the network's
-        # (call_ended); the call watch need not wait for it
+        # (call_ended); the call watch need not wait for it. ours: our call's hang-up (not
+        # a stranger's call rejected), which a dial still waiting at the gate gives up for
+        if ours:
+            self._hangups += 1
         self.call_out = False
         await self.at(self.dialect.HANGUP)
 
