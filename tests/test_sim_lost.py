@@ -92,3 +92,23 @@ def test_a_sim_truly_gone_is_tried_again_at_growing_waits_not_at_every_health_ch
         vd.wait_console("EV sim_again", timeout=90, count=3)
         # at once, then after 60 and 120 module seconds: 18 s here at the least
         assert time.monotonic() - first > 15
+
+
+def test_her_alert_refused_for_a_sim_back_in_contact_reads_it_at_once_not_at_the_next_growing_wait(tmp_path):
+    # The SIM was out a few minutes (tries at 0, 60 and 180 module seconds), then makes
+    # contact again. Her press was refused (CME 10, CMS 310) until the next scheduled try,
+    # 240 module seconds on (up to an hour later on): C4 and her contacts heard nothing
+    with provisioned_device(tmp_path, config=checked_every(2)) as vd:
+        m = vd.modem
+        vd.call(m.sim_missing)
+        vd.wait_console("EV sim_again", timeout=120, count=3)
+        mark = vd.console_mark()
+        vd.wait_console("EV not_registered", since=mark, timeout=60)  # the 3rd try's set-up ended
+        vd.call(m.sim_reseated)
+        mark, ev = vd.console_mark(), len(vd.events)
+        vd.press(hold_s=1.2)
+        # at once (the next scheduled try is over 20 s away here)
+        vd.wait_console("EV sim_again", since=mark, timeout=10)
+        vd.wait_console("EV sim_back", since=mark, timeout=60)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", after=ev, timeout=120)
+        vd.wait_event(lambda e: e["kind"] == "sms" and e["text"].startswith("ALERTA"), after=ev, timeout=60)

@@ -32,6 +32,10 @@ DIAL_NOT_YET = (3, 30)
 # Refusals that say the SIM stopped answering (27.007 9.2: +CME 10 not inserted, 13
 # failure; 27.005 3.2.5: +CMS 310, 313): Radio.sim_lost.
 SIM_GONE = {"CME": (10, 13), "CMS": (310, 313)}
+# One of those refusals (her alert's dial or SMS, C4's reply) reads the SIM again if the
+# last try is this old (s), whatever the growing wait of standby (modemup.sim_again) says:
+# a SIM back in contact must not leave her alert unheard for up to an hour
+SIM_AGAIN_ASKED_S = 30
 # While a call of ours is out or up, the module is asked after this much silence (idle:
 # the health check's 60 s). A hung module, or a SIM800 restarted at autobaud, says nothing
 # and carries no call: C4 is called again only once the firmware knows.
@@ -190,19 +194,20 @@ class Radio:
         """A dial or an SMS refused because the SIM stopped answering: True, and the
         SIM is read again (sim_lost)."""
         if e.code in SIM_GONE.get(e.kind, ()):
-            self.sim_lost(e.log_name())
+            self.sim_lost(e.log_name(), SIM_AGAIN_ASKED_S)
             return True
         return False
 
-    def sim_lost(self, why):
+    def sim_lost(self, why, wait_max=None):
         """The SIM stopped answering (a knock, a worn holder: +CPIN: NOT READY, or a dial
         or SMS refused for it). The module does not read it again by itself, and until
         it does there is no call and no SMS, her alert's included: AT+CFUN=0 then 1 reads
-        it (modemup.sim_again), at once the first time, then at growing waits."""
+        it (modemup.sim_again), at once the first time, then at growing waits (wait_max
+        s at most: a refusal)."""
         if self.sim_out is None:
             self.log.add("sim_lost", why)
             self.sim_out = (time.ticks_ms(), 0)
-        if self._sim_again_due():
+        if self._sim_again_due(wait_max):
             self.kick_recovery("sim_again")
 
     def sim_back(self):
@@ -210,10 +215,11 @@ class Radio:
             self.sim_out = None
             self.log.add("sim_back", "")
 
-    def _sim_again_due(self):
+    def _sim_again_due(self, wait_max=None):
         s = self.sim_out
+        wait = s[1] if s is None or wait_max is None else min(s[1], wait_max)
         return s is not None and not self._recovering and \
-            time.ticks_diff(time.ticks_ms(), s[0]) >= int(s[1] * 1000 * hw.TIME_SCALE)
+            time.ticks_diff(time.ticks_ms(), s[0]) >= int(wait * 1000 * hw.TIME_SCALE)
 
     def _voice_check_due(self):
         """A refused dial looks at the voice service (modemup.recheck_voice) at most every
