@@ -262,6 +262,9 @@ async def _power_modem(hw, m, at, wdt, chip_reset=False):
         await _call_ready(at, CALL_READY_URC[family], wdt)
     await at.cmd("ATE0")
     await at.cmd("AT+CLCC=1")  # call states as +CLCC lines: answered or not
+    # the radio on: a reset in the middle of the firmware's re-read of the SIM (AT+CFUN=0,
+    # then 1) leaves a module that kept its supply with radio and SIM off
+    await at.cmd("AT+CFUN=1", 10000)
     # Silent from the set-up on, as the firmware's: C4 calling back before her press would
     # ring at the module's default level (SIM800 100) on a speaker at her side.
     await at.cmd(at.covert)

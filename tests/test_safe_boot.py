@@ -46,6 +46,22 @@ def test_safe_mode_keeps_the_ip5306_boost_on_as_the_firmware_does(tmp_path):
         vd.stop()
 
 
+def test_safe_mode_turns_on_a_radio_a_reset_left_off(tmp_path, flash):
+    # The firmware reads a lost SIM again with AT+CFUN=0 then 1; a reset between the two
+    # leaves a module that keeps its supply (T-Call) with radio and SIM off: safe mode's
+    # call to C4 went nowhere
+    break_firmware(flash)
+    vd = _boot(tmp_path, flash)
+    try:
+        vd.wait_console("safe mode: modem ready", timeout=60)
+        mark = vd.console_mark()
+        vd.hard_reset(while_down=lambda: vd.modem._set_fun(0))
+        vd.wait_console("safe mode: modem ready", since=mark, timeout=60)
+        press_in_safe_mode(vd, OTHER_C4)
+    finally:
+        vd.stop()
+
+
 def test_a_module_that_will_not_import_boots_into_safe_mode_and_calls_c4_covertly(tmp_path, flash):
     break_firmware(flash)
     vd = _boot(tmp_path, flash)
