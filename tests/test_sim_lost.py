@@ -112,3 +112,26 @@ def test_her_alert_refused_for_a_sim_back_in_contact_reads_it_at_once_not_at_the
         vd.wait_console("EV sim_back", since=mark, timeout=60)
         vd.wait_event(lambda e: e["kind"] == "call_connected", after=ev, timeout=120)
         vd.wait_event(lambda e: e["kind"] == "sms" and e["text"].startswith("ALERTA"), after=ev, timeout=60)
+
+
+def written(vd, command):
+    """How many times the firmware wrote command (bytes, with its CR) to the modem. On the
+    rig's loop: wait_until(vd, ...) runs it there, vd.call(written, ...) from a test."""
+    return sum(d.count(command) for _, k, d in vd.modem.at_log if k == "rx")
+
+
+def test_a_button_whose_sim_is_fine_goes_through_its_health_checks_and_her_call(tmp_path):
+    # Every health check and the call watch ask whether the SIM is due a re-read: with no
+    # SIM lost, that raised TypeError (a None read as the lost SIM's time), and the button
+    # crashed every minute into safe mode (review, 2026-12-03)
+    with provisioned_device(tmp_path, config=checked_every(2)) as vd:
+        vd.wait_console("EV ready", timeout=60)
+        checks = vd.call(written, vd, b"AT\r")
+        wait_until(vd, lambda: written(vd, b"AT\r") >= checks + 2, timeout=30)  # two health checks in standby
+        mark = len(vd.events)
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", after=mark, timeout=60)
+        watched = vd.call(written, vd, b"AT+CLCC\r")
+        # the call watch, and health checks, during her call
+        wait_until(vd, lambda: written(vd, b"AT+CLCC\r") >= watched + 3, timeout=60)
+        assert "EV crash" not in vd.console_text() and "safe mode" not in vd.console_text()

@@ -217,9 +217,10 @@ class Radio:
 
     def _sim_again_due(self, wait_max=None):
         s = self.sim_out
-        wait = s[1] if s is None or wait_max is None else min(s[1], wait_max)
-        return s is not None and not self._recovering and \
-            time.ticks_diff(time.ticks_ms(), s[0]) >= int(wait * 1000 * hw.TIME_SCALE)
+        if s is None or self._recovering:
+            return False
+        wait = s[1] if wait_max is None else min(s[1], wait_max)
+        return time.ticks_diff(time.ticks_ms(), s[0]) >= int(wait * 1000 * hw.TIME_SCALE)
 
     def _voice_check_due(self):
         """A refused dial looks at the voice service (modemup.recheck_voice) at most every
