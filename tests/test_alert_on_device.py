@@ -67,6 +67,31 @@ def test_a_cancel_while_her_call_waits_for_a_modem_recovery_never_calls_c4_after
     assert not calls, f"C4 called after her cancel: {calls}"
 
 
+def test_her_new_alert_after_a_cancel_during_a_modem_recovery_is_not_failed_by_the_old_dial(tmp_path):
+    # The dial her cancel left waiting said "ended" when the recovery ended: her new
+    # alert's call, waiting too, was counted failed, and its redial met a call going out
+    import time
+    with provisioned_device(tmp_path, config=cancel_config(), time_scale=1.0, c4_hangup_after_s=300) as vd:
+        m = vd.modem
+        vd.wait_console("EV ready", timeout=60)
+        mark_c = vd.console_mark()
+        vd.call(lambda: (m.no_network(True), m.sim_missing(), m.sim_reseated()))
+        vd.wait_console("EV sim_again", since=mark_c, timeout=30)
+        mark = len(vd.events)
+        vd.press(hold_s=1.2)
+        vd.wait_console("EV alert gesture", since=mark_c, timeout=10)
+        time.sleep(0.5)  # her hand: a moment between the presses
+        vd.press(hold_s=2.0)
+        vd.wait_console("EV cancel device", since=mark_c, timeout=15)
+        time.sleep(1.0)
+        vd.press(hold_s=1.2)  # she presses again: a new alert
+        vd.wait_console("EV alert gesture", since=mark_c, timeout=15, count=2)
+        vd.call(m.no_network, False)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", after=mark, timeout=90)
+        text = console_since(vd, mark_c)
+    assert "EV call_failed" not in text and "EV dial_error" not in text, text
+
+
 def test_c4_cancels_by_sms_with_the_pin(tmp_path):
     with provisioned_device(tmp_path, config=cancel_config(), c4_hangup_after_s=120) as vd:
         vd.press(hold_s=1.2)

@@ -45,7 +45,7 @@ class Radio(radio.Radio):
         self.post = self.posted.append
         self.call_active = self.call_out = self._recovering = self._voice_checking = False
         self._dialed_ms = self._end_cause = self._answered_id = None
-        self.unrung = self._hangups = 0
+        self.unrung = self._hangups = self._dials = 0
         self.fallbacks = 0
         self.no_2g = None
     async def _recover_once(self, step):   # the real one also holds new modem work back

@@ -107,6 +107,7 @@ class Radio:
         self.sim_out = None         # (ticks, wait s): the SIM lost, and last read again (modemup)
         self._dialed_ms = None      # ticks of ATD's OK, until its call rings or ends
         self._hangups = 0           # our hang-ups so far: a dial waiting at the gate drops on one
+        self._dials = 0             # dials so far: whether a dropped one is the latest
         self.unrung = 0             # our calls in a row that ended at once, never ringing
         self._sms_lock = asyncio.Lock()
         self._sms_buf = bytearray(SMS_BUF)  # GSM 03.38 bytes of the SMS being sent
@@ -157,11 +158,15 @@ class Radio:
         self._end_cause = None
         self._answered_id = None
         hung = self._hangups
+        self._dials += 1
+        mine = self._dials
         await self._gate()
         if hung != self._hangups:
             # hung up while this dial waited for a recovery (her cancel, C4's CANCELAR): the
-            # ATD after it was a call to C4 nobody ended, her microphone open
-            self.post(("call_state", "ended", "local"))
+            # ATD after it was a call to C4 nobody ended, her microphone open. Its end is
+            # news only if no newer dial (her next alert's) waits too: that one's call
+            if mine == self._dials:
+                self.post(("call_state", "ended", "local"))
             return
         try:
             await self.modem.cmd("ATD%s;" % number, 20000)
