@@ -404,11 +404,19 @@ def test_d1_the_module_warns_of_its_supply_as_the_battery_falls():
     b.modem.set_battery(3380)  # below the switch-off, which AT+CBATCHK=1 enables
     b.run(1.0)
     assert b.modem.powered and b.take() == b""
-    assert b.at("AT+CBATCHK=1").endswith(b"OK\r\n")
     b.modem.set_battery(3600)
+    assert b.at("AT+CBATCHK=1").endswith(b"OK\r\n")
     b.modem.set_battery(3370)
     b.run(1.0)
     assert b.take() == b"\r\nUNDER-VOLTAGE WARNNING\r\n\r\nUNDER-VOLTAGE POWER DOWN\r\n"
+    assert not b.modem.powered
+    # powered again on the same cell: it runs (the check is off after a start) until told
+    # to check, then switches itself off once more
+    b.modem.power_on()
+    b.run(10.0)
+    b.take()
+    assert b.modem.powered
+    assert b.at("AT+CBATCHK=1").endswith(b"OK\r\n\r\nUNDER-VOLTAGE POWER DOWN\r\n")
     assert not b.modem.powered
 
 

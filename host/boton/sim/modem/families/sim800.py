@@ -212,10 +212,22 @@ class Sim800(Framer, PowerGroup, IdentityGroup, NetworkGroup, CallsGroup, SmsGro
             self._urc("UNDER-VOLTAGE WARNNING", force=True)  # SIMCom's own spelling
         elif mv >= high > was:
             self._urc("OVER-VOLTAGE WARNNING", force=True)
+        self._vbat_off_check()
+
+    def _vbat_off_check(self):
+        mv = self.battery_mv
         if mv < self.VBAT_OFF_MV[0] and self.cbatchk:
             self._voltage_power_down("UNDER", mv)
         elif mv > self.VBAT_OFF_MV[1]:
             self._voltage_power_down("OVER", mv)
+
+    def _x_cbatchk(self, cmd):
+        # the check starts with the setting: a module revived on a cell below 3.39 V runs
+        # until the set-up's AT+CBATCHK=1, then switches itself off again (after the OK)
+        reply = super()._x_cbatchk(cmd)
+        if self.cbatchk:
+            self._later(0.05, lambda: self.powered and self._vbat_off_check())
+        return reply
 
     def _reset_runtime(self):
         """Volatile state as at power-on: the saved profile plus defaults."""
