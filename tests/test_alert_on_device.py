@@ -40,26 +40,32 @@ def console_since(vd, mark):
     return text[max(0, len(text) - (vd.console_mark() - mark)):]
 
 
-def test_a_cancel_while_her_call_waits_for_a_modem_recovery_never_calls_c4_after_it(tmp_path):
-    # Her dial waits (30 s at most) for a recovery of the modem to end; her cancel's hang-up
-    # did not wait, and found no call. Then the ATD went out: a call to C4, her microphone
-    # open, that nobody ended (review, 2026-12-03). Real time: the field's 30 s wait.
+def alert_cancelled_while_the_sim_is_read_again(vd):
+    """Her press and her cancel while the modem reads a lost SIM again (a recovery, which
+    her dial waits for, up to 30 s) and before it registers, which the caller then lets it
+    do (modem.no_network(False)). Returns the console and event marks from before."""
     import time
+    m = vd.modem
+    vd.wait_console("EV ready", timeout=60)
+    mark_c = vd.console_mark()
+    vd.call(lambda: (m.no_network(True), m.sim_missing(), m.sim_reseated()))
+    vd.wait_console("EV sim_again", since=mark_c, timeout=30)
+    mark = len(vd.events)
+    vd.press(hold_s=1.2)
+    vd.wait_console("EV alert gesture", since=mark_c, timeout=10)
+    time.sleep(0.5)  # her hand: a moment between the two presses
+    vd.press(hold_s=2.0)
+    vd.wait_console("EV cancel device", since=mark_c, timeout=15)
+    return mark_c, mark
+
+
+def test_a_cancel_while_her_call_waits_for_a_modem_recovery_never_calls_c4_after_it(tmp_path):
+    # Her dial waits for a recovery of the modem to end; her cancel's hang-up did not
+    # wait, and found no call. Then the ATD went out: a call to C4, her microphone open,
+    # that nobody ended (review, 2026-12-03). Real time: the field's 30 s wait.
     with provisioned_device(tmp_path, config=cancel_config(), time_scale=1.0) as vd:
-        m = vd.modem
-        vd.wait_console("EV ready", timeout=60)
-        mark_c = vd.console_mark()
-        # the SIM lost contact for a moment: the module reads it again (a recovery, which
-        # her dial waits for), and registers only once the test lets it
-        vd.call(lambda: (m.no_network(True), m.sim_missing(), m.sim_reseated()))
-        vd.wait_console("EV sim_again", since=mark_c, timeout=30)
-        mark = len(vd.events)
-        vd.press(hold_s=1.2)
-        vd.wait_console("EV alert gesture", since=mark_c, timeout=10)
-        time.sleep(0.5)  # her hand: a moment between the two presses
-        vd.press(hold_s=2.0)
-        vd.wait_console("EV cancel device", since=mark_c, timeout=15)
-        vd.call(m.no_network, False)
+        mark_c, mark = alert_cancelled_while_the_sim_is_read_again(vd)
+        vd.call(vd.modem.no_network, False)
         # the recovery ends, and her dial, which waited for it, gives up (or calls C4)
         wait_until(vd, lambda: "EV call_ended local" in console_since(vd, mark_c) or
                    any(e["kind"] == "call_start" for e in vd.events[mark:]), timeout=60)
@@ -72,21 +78,11 @@ def test_her_new_alert_after_a_cancel_during_a_modem_recovery_is_not_failed_by_t
     # alert's call, waiting too, was counted failed, and its redial met a call going out
     import time
     with provisioned_device(tmp_path, config=cancel_config(), time_scale=1.0, c4_hangup_after_s=300) as vd:
-        m = vd.modem
-        vd.wait_console("EV ready", timeout=60)
-        mark_c = vd.console_mark()
-        vd.call(lambda: (m.no_network(True), m.sim_missing(), m.sim_reseated()))
-        vd.wait_console("EV sim_again", since=mark_c, timeout=30)
-        mark = len(vd.events)
-        vd.press(hold_s=1.2)
-        vd.wait_console("EV alert gesture", since=mark_c, timeout=10)
-        time.sleep(0.5)  # her hand: a moment between the presses
-        vd.press(hold_s=2.0)
-        vd.wait_console("EV cancel device", since=mark_c, timeout=15)
-        time.sleep(1.0)
+        mark_c, mark = alert_cancelled_while_the_sim_is_read_again(vd)
+        time.sleep(1.0)  # her hand again
         vd.press(hold_s=1.2)  # she presses again: a new alert
         vd.wait_console("EV alert gesture", since=mark_c, timeout=15, count=2)
-        vd.call(m.no_network, False)
+        vd.call(vd.modem.no_network, False)
         vd.wait_event(lambda e: e["kind"] == "call_connected", after=mark, timeout=90)
         text = console_since(vd, mark_c)
     assert "EV call_failed" not in text and "EV dial_error" not in text, text
