@@ -98,9 +98,9 @@ async def init(r, poll_status):
     # A reset in the middle of sim_again (its AT+CFUN=0 sent, not yet its 1) leaves a module
     # that kept its supply with its radio and SIM off: "+CME ERROR: 3" to the SIM wait,
     # which no later step cures
-    line = reply_line(await r._query(RADIO_QUERY), RADIO_QUERY[1])
-    if line and line.split(":")[-1].strip() != "1":
-        r.log.add("radio_on", line.split(":")[-1].strip())
+    fun = (reply_line(await r._query(RADIO_QUERY), RADIO_QUERY[1]) or ":1").split(":")[-1].strip()
+    if fun != "1":
+        r.log.add("radio_on", fun)
         await r.at("AT+CFUN=1")
     # The network's time switch (AT+CLTS=1, AT+CTZU=1) lasts until the module's power-off
     # unless saved: read first, 0 means it was not, and after her flat battery the module
