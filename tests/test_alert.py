@@ -1036,7 +1036,27 @@ SENDERS = [   # how a SIM800 on a Mexican network may report one sender (+CLIP, 
     ("00524491110000", "+524491110000"), ("+52 (449) 111-0000", "+524491110000"),
     ("+14491110000", "+14491110000"), ("0014491110000", "+14491110000"),
     ("+34911234567", "+34911234567"), ("911", "911"), ("", ""), ("+", ""), ("abc", ""),
+    # an alphanumeric sender name (bulk-SMS services let anyone set up to 11 characters)
+    # is not a number, whatever digits it holds: "C4" + C4's ten digits is not C4
+    ("C4499100000", ""), ("AGS4491110000", ""), ("4491110000x", ""), ("+52449111000O", ""),
 ]
+
+
+def test_a_sender_name_holding_c4s_digits_is_not_c4(both):
+    # A stranger's alphanumeric sender "C4491110000" read as C4: her wrong PINs locked
+    # C4's own number out of ESTADO/UBICACION/CANCELAR for as long as he kept sending
+    r = both("""
+s = Sim(pin_max_failures=2)
+for _ in range(3):
+    s.ev("sms_command", "C4491110000", "ESTADO 0000")
+s.ev("sms_command", "C4491110000", "ESTADO 4321")
+s.ev("sms_command", "+524491110000", "ESTADO 4321")
+out([s.logs("sms_ignored"), s.logs("sms_locked"), len(s.m.commands.pin_fails),
+     [x[1] for x in s.sms()]])
+""")
+    assert r[0] == [["sms_ignored", "unauthorized ...0000"]] * 4
+    assert r[1] == [] and r[2] == 0
+    assert r[3] == ["+524491110000"]          # only C4 itself is answered
 
 
 def test_senders_are_compared_as_full_numbers(both):

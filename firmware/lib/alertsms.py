@@ -18,8 +18,13 @@ def canon(number, cc="52"):
     # (the mobile "1" dropped in 2019), "449..." or "044/045/01 449..." (old trunk
     # prefixes); a national form takes the device's own country code cc.  A number
     # written with another country code stays that number: +1 449... is not +52 449...
-    d = digits(number)
     s = (number or "").strip()
+    for c in s:
+        if not (c.isdigit() or c in "+ -()."):
+            # a letter: an alphanumeric sender name ("C4499100000", which anyone can set
+            # with a bulk-SMS service), not a number, whatever digits it holds
+            return ""
+    d = digits(s)
     if s[:1] != "+":
         if d[:2] == "00":               # international access code
             d = d[2:]
