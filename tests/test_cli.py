@@ -303,6 +303,25 @@ def test_registry_follows_deploy_provision_and_test_call(device, tmp_path):
     assert {"deploy", "provision", "test_call"} <= set(actions)
 
 
+def test_deploy_checks_the_registry_before_it_writes(device):
+    # registry first, as flash and provision do: a retired button's firmware was replaced,
+    # and then the registry's refusal said "cannot deploy" over a board already changed
+    from boton.registry import Registry
+
+    url = device.repl_url
+    with Registry() as reg:
+        reg.add_device(device.mac, label="BS-0099")
+        reg.retire(device.mac, reason="cracked case")
+    before = {p.relative_to(device.flash_dir): p.read_bytes()
+              for p in device.flash_dir.rglob("*") if p.is_file()}
+    r = run("deploy", "--port", url)
+    out = " ".join(r.output.split())
+    assert r.exit_code != 0 and "it is retired" in out, out
+    after = {p.relative_to(device.flash_dir): p.read_bytes()
+             for p in device.flash_dir.rglob("*") if p.is_file()}
+    assert after == before   # nothing written
+
+
 def test_deploy_without_board_keeps_the_profile_the_board_has(device):
     # a recall's `boton deploy --port X` on a T-A7670X, --board forgotten: the default
     # (tcall_sim800l_axp192) replaced its profile without a word, its modem and GPS then
@@ -329,8 +348,8 @@ def test_interrupted_deploy_changes_nothing_and_next_run_repairs(device):
     device.unplug_after(3_000)
     r = run("deploy", "--port", url)
     assert r.exit_code == 3, r.output
-    with Registry() as reg:
-        assert reg.get(device.mac) is None
+    with Registry() as reg:  # checked (and registered in stock) before the write; no deploy recorded
+        assert reg.get(device.mac).firmware_hash is None
     r = run("deploy", "--port", url)
     assert r.exit_code == 0, r.output
     assert "deployed" in r.output and "of" in r.output

@@ -225,9 +225,12 @@ def deploy(port, board, during_alert):
     from rich.progress import Progress
 
     from .frozen import mpy_alert_heap_kb
-    from .registry_workflow import record_step
+    from .registry_workflow import precheck_step, record_step
 
     with Device(port, during_alert=during_alert) as dev, Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+        mac = prov.device_mac(dev)
+        with _noting_a_new_registry():  # registry first: a retired button is refused untouched
+            precheck_step("deploy", mac)
         # a profile for another board drives its modem, GPS and power on the wrong pins:
         # without --board the board keeps its own, and a change is said
         held = prov.board_on_device(dev)
@@ -241,10 +244,13 @@ def deploy(port, board, during_alert):
                               soft_wrap=True)
         task = bar.add_task("deploying", total=len(release.firmware_files(board)))
         done = prov.deploy(dev, board, progress=lambda path: bar.update(task, advance=1, description=path))
-        mac = prov.device_mac(dev)
-    with _noting_a_new_registry():
-        _warn_if_delivered_untested(record_step("record_deploy", mac, release.release_hash(board)),
-                                    "new firmware")
+    try:
+        rec = record_step("record_deploy", mac, release.release_hash(board))
+    except Exception as e:  # the board has this release now; only the registry missed it
+        raise DeviceError(f"the board was deployed (this release is on it), but the registry did not "
+                          f"record it: {e}. Fix that and run `boton deploy` again to record it",
+                          EXIT_CONFLICT) from e
+    _warn_if_delivered_untested(rec, "new firmware")
     if done.mode == "frozen":
         how = (f"frozen firmware {done.frozen['version']} on the board ({done.frozen['target']}, "
                f"content {done.frozen['sha256'][:12]}): boot files and board profile only")
@@ -715,7 +721,7 @@ def status(port, as_json, during_alert):
     info = json.loads(out.decode().strip().splitlines()[-1])
     info["power_chip"] = chip["found"]
     info["release"] = ("this release" if not differs else
-                       "NOT this release (boton deploy): " + prov.differences(differs, 2))
+                       f"NOT this release ({prov.remedy(differs)}): " + prov.differences(differs, 2))
     info["network"] = rules.radio_verdict(info).line()
     info["gps_fault"] = rules.gps_fault([info["gps_log"]] if info.get("gps_log") else (),
                                         info.get("gps_sentences"))

@@ -31,6 +31,13 @@ def record_step(action, mac, *args, label=None, **kw):
         return getattr(reg, action)(mac, *args, **kw)
 
 
+def precheck_step(action, mac, label=None):
+    """Registry first: may `action` touch the button `mac`? (Registry.precheck; a button not
+    in the registry is added in stock, as record_step would.) Raises RegistryConflict."""
+    with Registry() as reg:
+        return reg.precheck(action, mac, register=True, label=label)
+
+
 def check_event_log(mac, lines, register=False, sms_head=None):
     """(ok, why) of the device's event log against what the registry saw of it last time
     (docs/registry.md) and, given sms_head ("57:a1b2c3", from a daily status SMS), against
