@@ -82,6 +82,10 @@ def test_frozen_board_gets_only_the_flash_root_and_loses_shadowing_copies(tmp_pa
 
 @needs_32bit
 def test_a_board_with_another_release_frozen_in_is_refused(tmp_path, monkeypatch):
+    # the interpreter is chosen (its image built) before the stamp is patched: chosen after,
+    # the build key and the image took the patched stamp too and matched (the test passed
+    # only in a process where an earlier test had chosen it)
+    frozen.device_interpreter("esp32")
     real = frozen.stamp
     monkeypatch.setattr(frozen, "stamp", lambda target="unix": dict(real(target), sha256="ab" * 32,
                                                                     version="0.2.0"))
@@ -89,8 +93,18 @@ def test_a_board_with_another_release_frozen_in_is_refused(tmp_path, monkeypatch
     try:
         r = run("deploy", "--port", vd.repl_url)
         assert r.exit_code == 4, r.output
-        assert "not this release's 0.2.0" in r.output and "boton flash --firmware" in r.output
+        out = " ".join(r.output.split())
+        assert "not this release's 0.2.0" in out and "boton flash --firmware" in out
+        assert "erases the whole chip, her configuration and PIN with it" in out
         assert not (vd.flash_dir / "main.py").exists()   # refused before writing anything
+        # status sent the technician to the deploy that refuses it (on a board that has
+        # its profile, as one in the field does)
+        from boton.release import board_json
+        (vd.flash_dir / "board.json").write_bytes(board_json("tcall_sim800l_axp192"))
+        r = run("status", "--port", vd.repl_url, "--json")
+        assert r.exit_code == 0, r.output
+        release_line = json.loads(r.output)["release"]
+        assert release_line.startswith("NOT this release (flash the matching image"), release_line
     finally:
         vd.stop()
 

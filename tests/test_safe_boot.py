@@ -482,6 +482,14 @@ def test_deploy_refuses_an_image_built_for_another_board():
     assert why == ("its image was built for the ta7670x_a7670sa board, not tcall_sim800l_axp192 "
                    "(make firmware BOARD=tcall_sim800l_axp192)")
     assert frozen_mismatch(dict(stamp, board=None), "tcall_sim800l_axp192") is None  # the rig's image
+    # status sent such a board to `boton deploy`, which refuses it; and the flash it needs
+    # erases her configuration and PIN, which neither said
+    from boton.provision import remedy
+    assert remedy(["safe.mpy is not this release's"]) == "boton deploy"
+    other = frozen_mismatch(dict(stamp, sha256="0" * 64), "ta7670x_a7670sa")
+    assert other.startswith("it runs frozen firmware")
+    assert remedy(["safe.mpy is not this release's", other]).startswith("flash the matching image")
+    assert "her configuration and PIN" in remedy([why])
 
 
 BOARD = "tcall_sim800l_axp192"

@@ -165,6 +165,17 @@ class Deployed(tuple):
         return self
 
 
+# What a board with another release frozen into its image needs: deploy cannot help (its
+# frozen modules come before /lib), and a flash erases the whole chip.
+REFLASH = ("flash the matching image (`make firmware`, then `boton flash --firmware <image>`); the "
+           "flash erases the whole chip, her configuration and PIN with it: provision the button "
+           "again and make its test call")
+
+
+class ImageMismatch(str):
+    """A frozen_mismatch reason: the board needs REFLASH, not a deploy."""
+
+
 def frozen_mismatch(stamp: dict, board: str | None = None) -> str | None:
     """Why the board's frozen firmware is not this release's for `board`, or None if it is.
     An image built for another board profile would give safe mode that board's pins if
@@ -173,15 +184,22 @@ def frozen_mismatch(stamp: dict, board: str | None = None) -> str | None:
 
     target = stamp.get("target")
     if target not in ("esp32", "unix"):
-        return f"its frozen firmware names an unknown target {target!r}"
+        return ImageMismatch(f"its frozen firmware names an unknown target {target!r}")
     ours = frozen.stamp(target)
     if stamp.get("sha256") != ours["sha256"]:
-        return (f"it runs frozen firmware {stamp.get('version')} (content {str(stamp.get('sha256'))[:12]}, "
-                f"{target}), not this release's {ours['version']} (content {ours['sha256'][:12]})")
+        return ImageMismatch(f"it runs frozen firmware {stamp.get('version')} (content "
+                             f"{str(stamp.get('sha256'))[:12]}, {target}), not this release's "
+                             f"{ours['version']} (content {ours['sha256'][:12]})")
     built_for = stamp.get("board")
     if board and built_for and built_for != board:
-        return f"its image was built for the {built_for} board, not {board} (make firmware BOARD={board})"
+        return ImageMismatch(f"its image was built for the {built_for} board, not {board} "
+                             f"(make firmware BOARD={board})")
     return None
+
+
+def remedy(differs) -> str:
+    """What makes a board with release_on_board's differences run this release."""
+    return REFLASH if any(isinstance(d, ImageMismatch) for d in differs) else "boton deploy"
 
 
 def deploy(dev, board: str, progress=None, mpy=True):
@@ -199,8 +217,7 @@ def deploy(dev, board: str, progress=None, mpy=True):
         why = frozen_mismatch(stamp, board)
         if why:
             raise DeviceError(f"this board's image is another release: {why}. Its frozen modules come before "
-                              "/lib, so .mpy files would never run: flash the matching image "
-                              "(`make firmware`, then boton flash --firmware <image>)", EXIT_DEVICE)
+                              f"/lib, so .mpy files would never run: {REFLASH}", EXIT_DEVICE)
     root = [(p, d) for p, d in files if not p.startswith(LIB + "/")]
     lib = [(p[len(LIB) + 1:], d) for p, d in files if p.startswith(LIB + "/")]
     removed = []
