@@ -55,16 +55,20 @@ class App:
         self.board = board
         self.log = log
         self.test = test
-        cfg = dict(cfg)
+        self.gesture_cfg = cfg.get("gesture") or {}
+        self.machine = AlertMachine(cfg)
+        # one configuration for the whole firmware: hers over the machine's defaults (a
+        # copy per part held the same keys two and three times on a 56 KB heap)
+        cfg = self.cfg = self.machine.cfg
         cfg["fw"] = VERSION
         if test:
             cfg["test_mode"] = True
-        self.cfg = cfg
-        self.machine = AlertMachine(cfg)
-        self.gesture_cfg = cfg.get("gesture") or {}
         self.inbox = []
         self.wake = asyncio.Event()
-        self.timers = {}
+        # every timer the machine sets, made at its size: a dict that gains keys takes a
+        # new table each time it is full, at her press (the alert sets four at once)
+        self.timers = {"max_alert": None, "update": None, "unsent": None, "dial_timeout": None,
+                       "redial": None, "sms_retry": None, "sms_timeout": None, "daily": None}
         self.brain_seen = time.ticks_ms()
         self.test_done = asyncio.Event()  # C4 answered and every alert SMS is accepted or refused
         self.radio = Radio(board, log, self.post)
@@ -214,13 +218,14 @@ class App:
         asyncio.create_task(self.radio.send_sms(a[1], a[2], a[3]))
 
     def _cancel_timer(self, name):
-        t = self.timers.pop(name, None)
+        t = self.timers.get(name)
         if t:
+            self.timers[name] = None
             t.cancel()
 
     async def _timer(self, name, ms):
         await asyncio.sleep_ms(ms)
-        self.timers.pop(name, None)
+        self.timers[name] = None
         self.post(("timer", name))
 
     # ------------------------------------------------------------ power
@@ -488,6 +493,7 @@ async def _main(test=None):
     cfg, safe = appboot.load_config(board, log)
     global _running
     app = _running = App(board, cfg, log, test=test is not None)
+    del cfg  # the App holds her configuration (merged with the defaults): this copy goes
     appboot.keep_power_on(app)
     app.start_tasks()
     await app.radio.init(app.poll_status)

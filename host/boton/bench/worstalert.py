@@ -229,6 +229,8 @@ def main(nmea_log, pin, hw_mode):
             run(("sms_command", cfg["c4_numbers"][0], "UBICACION " + pin))
         elif n == 8:
             run(("battery", 15))
+            # the SIM800's own supply warning at the same low cell (3.49 V and below)
+            run(("power_warning", "under_voltage"))
         mark("step")
     for _ in range(20):
         gps_second()
