@@ -99,6 +99,24 @@ def test_c4_cancels_by_sms_with_the_pin(tmp_path):
     assert "maps.google" not in sms["text"]
 
 
+def test_c4s_cancel_whose_notice_was_lost_in_her_alert_is_read_at_the_next_health_check(tmp_path):
+    # The module's +CMTI for C4's CANCELAR is lost on the line (a garbled byte). Standby's
+    # sweep does not run in an alert: the SMS waited unread in the SIM for the rest of her
+    # alert (an hour), C4 got no reply and her call stayed up. Each health check of an
+    # alert now looks for unread SMS (AT+CPMS?, listed only when the SIM holds one).
+    cfg = cancel_config()
+    cfg["health_every_s"] = 2       # real seconds: the firmware's default is a minute
+    with provisioned_device(tmp_path, config=cfg, c4_hangup_after_s=None) as vd:
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60)
+        mark = len(vd.events)
+        vd.call(vd.modem.lose_urcs, "+CMTI", 1)
+        vd.call(vd.network.sms_to_device, vd.c4_numbers[0], vd.device_number, "Cancelar 482913")
+        vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.contacts[0]
+                      and "cerrada" in e["text"], timeout=60, after=mark)
+        wait_until(vd, lambda: not vd.modem.inbox, timeout=30)   # read and deleted
+
+
 def test_a_cancel_the_network_held_for_hours_does_not_end_her_new_alert(tmp_path):
     # C4 closed an earlier alarm with CANCELAR while the button was out of coverage. The
     # SMSC held the SMS and delivers it when the button registers again, hours later, in

@@ -313,8 +313,11 @@ class App:
         while True:
             await asyncio.sleep_ms(every)
             await r.check(every)
-            if r.sms_missed:
-                await r.sweep()  # in an alert too, when nothing else sweeps
+            if r.sms_missed or (self.machine.active and not r.unreachable()):
+                # in an alert no standby sweep runs: C4's CANCELAR whose +CMTI was lost on
+                # the line waited unread for the rest of it (the listing is asked for only
+                # when AT+CPMS? says the SIM holds a message)
+                await r.sweep()
             if time.ticks_diff(time.ticks_ms(), last_status) >= status_every:
                 last_status = time.ticks_ms()
                 await self.poll_status()
