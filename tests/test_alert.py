@@ -1079,6 +1079,21 @@ out([[canon(a) for a, _ in %r],
 # SMS delivery failures
 
 
+def test_a_state_with_no_heap_to_build_it_does_not_hold_back_her_alert(both):
+    # to_state's MemoryError (its 24-key table at the heap's peak) left handle() with the
+    # press's actions undone: the brain died and the board restarted before calling C4
+    r = both("""
+s = Sim(keep=("dial", "send_sms", "persist"))
+def squeezed(now=None):
+    raise MemoryError("memory allocation failed, allocating 200 bytes")
+s.m.to_state = squeezed
+s.ev("gesture", "alert")
+kinds = [a[1] for a in s.acts]
+out([kinds.count("dial"), kinds.count("send_sms") > 0, kinds.count("persist") > 0, s.state])
+""")
+    assert r == [1, True, True, None]
+
+
 def test_failed_sms_is_retried_then_dropped(both):
     r = both("""
 s = Sim(contacts=["+524493330001", "+524493330002"], sms_c4=False, sms_retries=2,

@@ -150,6 +150,48 @@ def test_a_save_that_finds_no_heap_does_not_hold_back_her_call(tmp_path):
         vd.stop()
 
 
+# The same squeeze one step earlier: no block for the state's own table (24 keys, 200
+# bytes on the 32-bit build), which the machine builds after every event that changed it.
+SQUEEZED_STATE_MAIN = """# test fault (tests/test_flash_faults.py): no heap for the alert's first states
+import alert
+_to_state = alert.AlertMachine.to_state
+_left = [%d]
+
+
+def _squeezed(self, now=None):
+    if self.active and _left[0]:
+        _left[0] -= 1
+        raise MemoryError("memory allocation failed, allocating 200 bytes")
+    return _to_state(self, now)
+
+
+alert.AlertMachine.to_state = _squeezed
+""" % SQUEEZED_SAVES
+
+
+def test_a_state_that_finds_no_heap_does_not_restart_her_alert(tmp_path):
+    # The state built after an event found no block (MemoryError at the edge of a 56 KB
+    # heap, seen in the bench's worst alert): the brain died with that event's actions
+    # (her SMS, a redial) not carried out, and the board restarted mid-alert
+    flash = tmp_path / "flash"
+    install(flash, "tcall_sim800l_axp192", demo_config())
+    (flash / "main.py").write_text(SQUEEZED_STATE_MAIN + (FIRMWARE / "main.py").read_text())
+    vd = VirtualDevice(flash, board="tcall_sim800l_axp192", network_log=tmp_path / "net.jsonl",
+                       time_scale=FAST, **FAST_FIX)
+    vd.start()
+    try:
+        vd.wait_console("EV ready", timeout=60)
+        mark, console = len(vd.events), vd.console_mark()
+        vd.press(hold_s=1.2)
+        _her_alert_goes_out(vd, mark)
+        text = vd.console_text()[-(vd.console_mark() - console):]
+        assert "EV state_unsaved MemoryError" in text, text
+        assert "EV crash" not in text and vd.resets == 0, text
+        _wait_state(vd, lambda st: st["active"])   # saved once the heap is back
+    finally:
+        vd.stop()
+
+
 def test_an_alert_she_ended_on_a_full_flash_does_not_come_back_after_a_reset(tmp_path):
     # Her cancel could not be saved (a full flash): alert.json still said "active", and the
     # next reset (the watchdog, a brown-out, a flat battery days later) resumed the alert

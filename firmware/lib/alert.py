@@ -120,7 +120,8 @@
 #     ("test_done", sms_ok, sms_failed)  test mode: C4 answered and every alert SMS was
 #                                  accepted or refused for good (sms_ok: accepted SMS,
 #                                  sms_failed: alert SMS refused); once per boot
-#     ("persist", state_dict)      write it; pass it to from_state() after a reset
+#     ("persist", state_dict)      write it; pass it to from_state() after a reset (None:
+#                                  no heap to build it: save it again soon)
 #                                  (her last position is in it only during an alert;
 #                                  bat_low, rep_alerts, daily_left_ms: supervision)
 # Timer names: "redial", "dial_timeout", "update", "max_alert", "unsent", "sms_timeout",
@@ -284,7 +285,13 @@ class AlertMachine:
             acts.append(("test_done", self._sms_ok, self._sms_failed))
         if self._dirty or self.commands.changed:
             self._dirty = self.commands.changed = False
-            acts.append(("persist", self.to_state(now)))
+            try:
+                st = self.to_state(now)
+            except MemoryError:
+                # no block for its table at the heap's peak: this event's actions (her
+                # dial, her SMS) still go out, and the App saves the state again shortly
+                st = None
+            acts.append(("persist", st))
         return acts
 
     def to_state(self, now=None):

@@ -124,7 +124,7 @@ class App:
                 if ev[0] == "tick":
                     now = time.ticks_ms()
                     if self.unsaved and ticks_diff(now, self.unsaved_t) >= RESAVE_MS:
-                        self._persist(("persist", self.machine.to_state(now)))
+                        self._resave(now)
                     if self.off_since and hw.unix_time() >= eventlog.SYNCED_AFTER:
                         at, resumed = self.off_since
                         self.off_since = None
@@ -152,6 +152,13 @@ class App:
             h(self, a)
 
     # ------------------------------------------------------------ action handlers
+    def _resave(self, now=None):
+        try:
+            st = self.machine.to_state(now)
+        except MemoryError:
+            st = None  # counted unsaved again: the next tick tries once more
+        self._persist(("persist", st))
+
     def _log(self, a):
         self.log.add(a[1], a[2])
 
@@ -160,15 +167,22 @@ class App:
         # block for it (MemoryError: at the press, the edge of a 56 KB heap), must not stop
         # the actions after it: the dial and the SMS go out. Saved again at the next
         # persist, or after RESAVE_MS (the brain's tick), so a reset then resumes her alert.
-        try:
-            self._save_state(a[1])
-        except (OSError, MemoryError) as e:
+        # a[1] None: the machine found no heap for the state itself (AlertMachine._finish)
+        why = "MemoryError"
+        if a[1] is not None:
+            try:
+                self._save_state(a[1])
+                why = None
+            except MemoryError:
+                pass
+            except OSError as e:
+                why = e.args[0] if e.args else ""
+        if why is not None:
             self.unsaved_t = time.ticks_ms()
             self.unsaved += 1
             if self.unsaved == 1:
-                self.log.add("state_unsaved", "MemoryError" if isinstance(e, MemoryError)
-                             else e.args[0] if e.args else "")
-            if not a[1]["active"] and self.saved_active is not False:
+                self.log.add("state_unsaved", why)
+            if not self.machine.active and self.saved_active is not False:
                 # the alert she ended must not come back at the next reset (a watchdog, a
                 # flat battery): the file that still says active goes, and with it only
                 # its PIN count and unsent cancel notices
@@ -556,7 +570,7 @@ def crash(e):
         # resumes it (a crash before its first save, in that save, would otherwise lose it)
         # (or the end of one the flash refused: still "active" on it)
         if _running is not None and (_running.machine.active or _running.unsaved):
-            _running._persist(("persist", _running.machine.to_state()))
+            _running._resave()
     except Exception:
         pass
     try:  # bootcheck sends a crash loop to safe mode
