@@ -228,9 +228,12 @@ def deploy(port, board, during_alert):
     from .registry_workflow import precheck_step, record_step
 
     with Device(port, during_alert=during_alert) as dev, Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
-        mac = prov.device_mac(dev)
-        with _noting_a_new_registry():  # registry first: a retired button is refused untouched
-            precheck_step("deploy", mac)
+        # registry first: a retired button is refused untouched (a virtual board with no
+        # firmware yet cannot tell its MAC: it is checked once the firmware is on it)
+        mac = prov.device_mac(dev, missing_ok=True)
+        if mac is not None:
+            with _noting_a_new_registry():
+                precheck_step("deploy", mac)
         # a profile for another board drives its modem, GPS and power on the wrong pins:
         # without --board the board keeps its own, and a change is said
         held = prov.board_on_device(dev)
@@ -244,8 +247,10 @@ def deploy(port, board, during_alert):
                               soft_wrap=True)
         task = bar.add_task("deploying", total=len(release.firmware_files(board)))
         done = prov.deploy(dev, board, progress=lambda path: bar.update(task, advance=1, description=path))
+        mac = mac or prov.device_mac(dev)
     try:
-        rec = record_step("record_deploy", mac, release.release_hash(board))
+        with _noting_a_new_registry():
+            rec = record_step("record_deploy", mac, release.release_hash(board))
     except Exception as e:  # the board has this release now; only the registry missed it
         raise DeviceError(f"the board was deployed (this release is on it), but the registry did not "
                           f"record it: {e}. Fix that and run `boton deploy` again to record it",

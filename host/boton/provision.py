@@ -31,9 +31,23 @@ def write_config(dev, config: dict):
     return config_hash(data)
 
 
-def device_mac(dev) -> str:
-    """The chip's eFuse MAC (machine.unique_id() on the ESP32): the registry's key."""
-    uid = dev.eval_json("__import__('binascii').hexlify(__import__('hw').unique_id()).decode()")
+# The eFuse MAC from the firmware's hardware layer (the virtual board's comes from the rig),
+# else from machine (a real board with no firmware yet); None where neither can tell (a
+# virtual board with no firmware: the unix port's machine has no unique_id).
+_MAC = ("import json,binascii\ntry:\n import hw as m\nexcept ImportError:\n import machine as m\n"
+        "try:\n u=binascii.hexlify(m.unique_id()).decode()\nexcept AttributeError:\n u=None\n"
+        "print(json.dumps(u))")
+
+
+def device_mac(dev, missing_ok=False) -> str | None:
+    """The chip's eFuse MAC (machine.unique_id() on the ESP32): the registry's key. A board
+    that cannot tell it (see _MAC): None if missing_ok, else a DeviceError."""
+    uid = json.loads(dev.exec(_MAC).decode().strip().splitlines()[-1])
+    if uid is None:
+        if missing_ok:
+            return None
+        raise DeviceError("the board has no firmware to read its MAC with: run `boton deploy` first",
+                          EXIT_DEVICE)
     return ":".join(uid[i:i + 2] for i in range(0, 12, 2))
 
 
