@@ -206,6 +206,11 @@ def test_status_shows_free_heap_and_largest_block(tmp_path):
         info = json.loads(r.output)
         assert 0 < info["heap_max_free"] <= info["heap_free"]
         assert info["fw"] and "last_events" in info      # the old keys are all still there
+        # a release image names its build: "0.1.0" alone was every release's boot log line
+        want = frozen.firmware_version()
+        if frozen.device_interpreter().chip:             # the frozen image (else .mpy files)
+            want += "+" + frozen.stamp("unix")["sha256"][:12]
+        assert info["fw"] == want and f"EV boot {want}\n" in vd.console_text()
         r = run("status", "--port", vd.repl_url)
         assert "heap free" in r.output and "largest free block" in r.output
     finally:

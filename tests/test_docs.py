@@ -108,6 +108,9 @@ def test_console_parsing_and_normalising():
     b = "config fedcba9876543210 at 2027-01-02T03:04:05Z on socket://127.0.0.1:80 took 12.0 s\n│ x │"
     assert D.normalise(a) == D.normalise(b)
     assert D.normalise("SMS accepted 2") == D.normalise("SMS accepted 1")  # timing, not behaviour
+    # a release image's build is the version alone on a fresh clone's .mpy files
+    assert D.normalise("│ fw │ 0.1.0+549d27eaf88b │") == D.normalise("│ fw │ 0.1.0 │")
+    assert D.normalise("fw 0.1.0") != D.normalise("fw 0.2.0")
     assert D.normalise("C4 call answered: yes -> ok") != D.normalise("C4 call answered: no -> failed")
 
 

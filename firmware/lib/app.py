@@ -19,7 +19,7 @@ from nmea import NMEAParser
 import powerpolicy
 from radio import Radio
 
-from version import VERSION
+from version import VERSION, build
 STATE_PATH = "alert.json"
 CRASHES_PATH = "crashes.json"  # bootcheck.CRASHES_PATH: crashes in a row
 STABLE_MS = 600_000   # up this long without a crash: the count starts over
@@ -505,7 +505,7 @@ async def _main(test=None):
     board = store.read_json("board.json")
     global _log
     log = _log = EventLog()
-    log.add("boot", VERSION)  # never raises: a flash that refuses writes still boots
+    log.add("boot", build())  # never raises: a flash that refuses writes still boots
     import appboot  # boot only: dropped once used, its code's heap goes back
     cfg, safe = appboot.load_config(board, log)
     global _running

@@ -13,7 +13,7 @@ import micropython
 import atparse
 import hw
 import store
-from version import VERSION
+from version import VERSION, build
 from eventlog import EventLog
 from modem import ModemError
 from nmea import NMEAParser
@@ -120,7 +120,7 @@ async def _gps_fact(board, wait_ms):
 def identity():
     """ESP32 unique id, IMEI, ICCID, operator and signal: what the registry records."""
     board = store.read_json("board.json")
-    out = {"uid": binascii.hexlify(hw.unique_id()).decode(), "fw": VERSION}
+    out = {"uid": binascii.hexlify(hw.unique_id()).decode(), "fw": build()}
     out.update(asyncio.run(_modem_facts(board, find_voice=True)))
     print(json.dumps(out))
 
@@ -158,7 +158,7 @@ def status(gps_wait_ms=3000):
     if not isinstance(board, dict):
         raise OSError("no board profile (board.json) on the device: run boton deploy --board ...")
     log = EventLog(echo=False)
-    out = {"fw": VERSION, "config_sha256": _hash("config.json"), "board": board.get("id"),
+    out = {"fw": build(), "config_sha256": _hash("config.json"), "board": board.get("id"),
            "log_entries": log.seq}
     out.update(mem)
 

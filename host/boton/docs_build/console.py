@@ -334,6 +334,9 @@ VOLATILE = [
     # seconds since 2000-01-01 with a "?" while it never was (eventlog.stamp). Whether GPS
     # set it before a command ran is timing, so either stands for the other.
     (re.compile(r"\b(?:9[4-9]\d{7}|1[0-5]\d{8})\?|\b1[5-9]\d{8}\b"), "<unix-time>"),
+    # a release image's build ("0.1.0+549d27eaf88b", version.build) is the version alone
+    # on .mpy files (a fresh clone's interpreter): the same firmware either way
+    (re.compile(r"\b(\d+\.\d+\.\d+)\+[0-9a-f]{12}\b"), r"\1"),
     (re.compile(r"\b[0-9a-f]{12,64}\b"), "<hash>"),
     (re.compile(r"\b[\d,]+(?:\.\d+)? ?[kM]?B/s\b"), "<rate>"),  # write speed: the machine's, not the tool's
     (re.compile(r"\b\d+(?:\.\d+)? ?(?:s|ms)\b"), "<duration>"),
