@@ -105,6 +105,7 @@ def test_a_board_with_another_release_frozen_in_is_refused(tmp_path, monkeypatch
         assert r.exit_code == 0, r.output
         release_line = json.loads(r.output)["release"]
         assert release_line.startswith("NOT this release (flash the matching image"), release_line
+        assert "lib/" not in release_line   # a frozen image never holds lib/: not "missing"
     finally:
         vd.stop()
 

@@ -490,6 +490,9 @@ def test_deploy_refuses_an_image_built_for_another_board():
     assert other.startswith("it runs frozen firmware")
     assert remedy(["safe.mpy is not this release's", other]).startswith("flash the matching image")
     assert "her configuration and PIN" in remedy([why])
+    # test-call, deliver and the HIL check say the same (they sent it to deploy too)
+    assert remedy(["main.py is missing"], "socket://h:1", "b") == "run `boton deploy --port socket://h:1 --board b`"
+    assert remedy([other], "socket://h:1", "b").startswith("flash the matching image")
 
 
 BOARD = "tcall_sim800l_axp192"

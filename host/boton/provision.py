@@ -211,9 +211,15 @@ def frozen_mismatch(stamp: dict, board: str | None = None) -> str | None:
     return None
 
 
-def remedy(differs) -> str:
-    """What makes a board with release_on_board's differences run this release."""
-    return REFLASH if any(isinstance(d, ImageMismatch) for d in differs) else "boton deploy"
+def remedy(differs, port=None, board=None) -> str:
+    """What makes a board with release_on_board's differences run this release: REFLASH for
+    an image of another release (deploy refuses it), else a deploy (with port and board when
+    given)."""
+    if any(isinstance(d, ImageMismatch) for d in differs):
+        return REFLASH
+    if port is None:
+        return "boton deploy"
+    return f"run `boton deploy --port {port}{' --board ' + board if board else ''}`"
 
 
 def deploy(dev, board: str, progress=None, mpy=True):
@@ -305,7 +311,9 @@ def release_on_board(dev, mpy=True):
     why = frozen_mismatch(stamp, board) if stamp else None
     problems = [why] if why else []
     release = firmware_files(board, mpy)
-    files = [f for f in release if not f[0].startswith(LIB + "/")] if stamp and not why else release
+    # a frozen image never holds lib/ (this release's or another's: listing its .mpy as
+    # missing only hid the reason)
+    files = [f for f in release if not f[0].startswith(LIB + "/")] if stamp else release
     have = dev.hash_files([p for p, _ in files])
     for path, data in files:
         if path not in have:
