@@ -70,6 +70,25 @@ def test_a_press_while_asleep_wakes_the_chip_after_every_sleep(tmp_path):
     assert vd.wakes[woke][1] == vd.board["button"]["pin"]  # its ext0 ended that sleep
 
 
+@pytest.mark.parametrize("board", [RI_BOARD, "ta7670x_a7670sa"])
+def test_a_stuck_button_lets_the_chip_sleep_and_its_release_is_heard(tmp_path, board):
+    # ext0 wakes on a level: a button held down (pressed in a bag, water in the switch) woke
+    # every light sleep at once, ~50 times a second: awake 99% of the time, the battery flat
+    # in a day instead of days. Presses mode: a press held on is no gesture, so no alert.
+    cfg = demo_config(gesture="presses")
+    with provisioned_device(tmp_path, config=cfg, board=board) as vd:
+        vd.wait_asleep(2.0, timeout=90)
+        vd.hold_button(True)
+        asleep, woke = vd.asleep_s, len(vd.wakes)
+        vd.wait_asleep(asleep + 6.0, timeout=20)      # it sleeps on, the button still down
+        assert len(vd.wakes) - woke < 30, vd.wakes[woke:][:10]
+        vd.hold_button(False)                          # released: the next sign still works
+        vd.wait_asleep(vd.asleep_s + 1.0, timeout=20)  # asleep again: the release was taken
+        mark = len(vd.events)
+        vd.press_sequence(3)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60, after=mark)
+
+
 def test_sms_command_sent_while_asleep_is_answered(tmp_path):
     cfg = demo_config(pin=PIN)
     with provisioned_device(tmp_path, config=cfg, board=RI_BOARD) as vd:

@@ -282,7 +282,9 @@ class App:
         if ri is not None:
             # an open-drain RI (the T-A7670X's) floats when released: "ri_pull" "up"
             self.ri_pin = hw.input_pin(ri, hw.Pin.PULL_UP if m.get("ri_pull") == "up" else None)
-        hw.setup_wake(spec["pin"], spec.get("active", 0), ri)
+        active = spec.get("active", 0)
+        armed = active
+        hw.setup_wake(spec["pin"], armed, ri)
         chunk, sweep_ms = powerpolicy.sleep_timing(self.cfg, ri is not None, hw.TIME_SCALE)
         r = self.radio
         swept = time.ticks_ms()
@@ -300,6 +302,13 @@ class App:
                 swept = time.ticks_ms()
                 await r.sweep()
                 continue
+            # ext0 wakes on a level: a button held down (stuck, or pressed in a bag) woke
+            # every sleep at once, ~50 times a second, and flattened the battery in a day.
+            # While it is down the wake waits for its release; then for a press again.
+            want = 1 - active if self.button and self.button.debouncer.pressed else active
+            if want != armed:
+                armed = want
+                hw.setup_wake(spec["pin"], armed, ri)
             why = hw.lightsleep(min(chunk, left))
             hw.after_wake()  # the wake pins back to GPIO, or the button reads pressed
             if self.button_flag:

@@ -1057,6 +1057,10 @@ class VirtualDevice:
         """Press and release the button (returns when released)."""
         asyncio.run_coroutine_threadsafe(self._press(hold_s, bounce), self._loop).result(hold_s + 10)
 
+    def hold_button(self, pressed=True, bounce=True):
+        """Press the button and leave it pressed (a stuck or shorted button), or release it."""
+        asyncio.run_coroutine_threadsafe(self._set_button(pressed, bounce), self._loop).result(10)
+
     def press_sequence(self, presses, hold_s=0.12, gap_s=0.25, bounce=True):
         for i in range(presses):
             self.press(hold_s, bounce)
