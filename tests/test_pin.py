@@ -315,7 +315,7 @@ def key(monkeypatch):
 
 
 @pytest.mark.parametrize("bad, message", [
-    (["--hold-ms", "5"], "gesture.hold_ms (how long she holds the button; --hold-ms) must be 500 to 10000"),
+    (["--hold-ms", "5"], "gesture.hold_ms (how long she holds the button; --hold-ms) must be 500 to 3000"),
     (["--c4", DEFAULT_C4], "the same C4 number is given twice (--c4 #1 and #2)"),
 ])
 def test_image_refuses_bad_input_before_her_case_is_read(tmp_path, key, bad, message):

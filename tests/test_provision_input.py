@@ -119,7 +119,7 @@ def test_a_pasted_screenful_of_digits_is_not_echoed_at_its_length():
     (("gesture", "count"), 0, "gesture.count (presses that raise the alert) must be 2 to 10 presses, got 0"),
     (("gesture", "window_ms"), -1, "gesture.window_ms (time the presses must fall within) must be 1000 to"),
     (("gesture", "hold_ms"), 5, "gesture.hold_ms (how long she holds the button; --hold-ms) must be 500"),
-    (("gesture", "hold_ms"), "2000", "must be a whole number of ms from 500 to 10000, got '2000' (text)"),
+    (("gesture", "hold_ms"), "2000", "must be a whole number of ms from 500 to 3000, got '2000' (text)"),
     (("gesture", "hold_ms"), 2000.5, "got 2000.5 (float)"),
     (("gesture", "hold_ms"), True, "got True (bool)"),
     (("gesture", "hold_ms"), None, "got None"),
@@ -339,7 +339,7 @@ def test_the_longest_configuration_and_every_board_profile_fit_the_devices_limit
                            contacts=["+52449111223%d" % i for i in range(rules.MAX_CONTACTS)],
                            c4=["+5244991000%02d" % i for i in range(10)], pin="73915284",
                            allow_911=True, programme_number="+524499999999", gesture="presses",
-                           hold_ms=10000, presses=10, window_ms=10000, update_every_s=3600,
+                           hold_ms=3000, presses=10, window_ms=10000, update_every_s=3600,
                            max_alert_s=86400)
     sizes = [len(rules.config_bytes(longest))] + [len(board_json(b)) for b in board_names()]
     assert 2 * max(sizes) <= _device_json_max(), sizes

@@ -166,7 +166,9 @@ def first_alert_sms(config):
 # sends a location SMS every update_every_s and stops after max_alert_s (0 or less: expired
 # at once). Defaults as the firmware's alert.DEFAULTS.
 SETTINGS = {
-    "hold_ms": ("gesture.hold_ms", "--hold-ms", "ms", 500, 10000, "how long she holds the button"),
+    # at most 3 s: the sign she repeats in her alert must come well before the 5 s hold that
+    # cancels it (gesture.py checks the cancel first: a 6 s sign repeated was her cancel)
+    "hold_ms": ("gesture.hold_ms", "--hold-ms", "ms", 500, 3000, "how long she holds the button"),
     "count": ("gesture.count", None, "presses", 2, 10, "presses that raise the alert"),
     "window_ms": ("gesture.window_ms", None, "ms", 1000, 10000, "time the presses must fall within"),
     "update_every_s": ("update_every_s", None, "s", 60, 3600, "location SMS period in an alert"),
