@@ -89,6 +89,22 @@ def test_a_stuck_button_lets_the_chip_sleep_and_its_release_is_heard(tmp_path, b
         vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60, after=mark)
 
 
+def test_a_press_held_through_a_reset_raises_her_alert(tmp_path):
+    # On the chip an input made while its line is already low raises no edge: her press
+    # held through a reset (a watchdog, a brown-out) was never seen (the rig used to send
+    # the level after the pin was made, an edge the chip never has). Light sleep off: its
+    # level wake would notice the press later, at the first sleep after a GPS fix.
+    cfg = demo_config()
+    cfg["light_sleep"] = False
+    with provisioned_device(tmp_path, config=cfg) as vd:
+        mark, console = len(vd.events), vd.console_mark()
+        vd.hold_button(True)
+        vd.hard_reset()
+        vd.wait_console("EV alert gesture", since=console, timeout=60)
+        vd.hold_button(False)
+        vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60, after=mark)
+
+
 def test_sms_command_sent_while_asleep_is_answered(tmp_path):
     cfg = demo_config(pin=PIN)
     with provisioned_device(tmp_path, config=cfg, board=RI_BOARD) as vd:

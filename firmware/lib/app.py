@@ -408,6 +408,9 @@ class App:
         # through hw.input_pin: after a light sleep, hw.after_wake() gives it back its
         # GPIO mode and IRQ (ESP-IDF leaves a wake pin in RTC mode, reading 0)
         pin = hw.input_pin(spec["pin"], pull, lambda p: flag.set())
+        # a press already there (held through a reset, a brown-out) raises no edge on the
+        # chip: its level is taken now, or the press was never seen
+        flag.set()
         while True:
             dl = self.button.next_deadline()
             if dl is None:

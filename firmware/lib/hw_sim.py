@@ -44,7 +44,33 @@ def _gpio_sock():
     global _gpio
     if _gpio is None:
         _gpio = _connect(b"gpio\n")
+        _sync(_gpio)
     return _gpio
+
+
+def _sync(s):
+    # The lines' levels as the rig has them now, applied before any pin is made, as the
+    # chip's Pin reads its line at once: a button held through a reset reads pressed and
+    # raises no edge (the pump used to deliver it later, as an edge the chip never has).
+    import select
+    p = select.poll()
+    p.register(s, select.POLLIN)
+    part = b""
+    deadline = time.ticks_add(time.ticks_ms(), 2000)
+    while time.ticks_diff(deadline, time.ticks_ms()) > 0:
+        if not p.poll(50):
+            continue
+        line = s.readline()
+        if not line:
+            return
+        line = part + line
+        if line[-1:] != b"\n":
+            part = line  # the rest of the line is on its way
+            continue
+        part = b""
+        if line == b"SYNC\n":
+            return
+        _apply(line)
 
 
 class Pin:

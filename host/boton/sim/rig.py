@@ -720,6 +720,10 @@ class VirtualDevice:
             if ri is not None:
                 writer.write(self._level_line("ri", ri, self.modem.ri))
             self._push_adc()
+            # the levels above are the lines as they are now: the chip's Pin reads its line
+            # at once (a button held through a reset reads pressed, and no edge comes); the
+            # firmware applies them before it makes any pin (hw_sim._sync)
+            writer.write(b"SYNC\n")
             try:
                 while True:
                     line = await reader.readline()
