@@ -252,6 +252,16 @@ def test_cancel_in_presses_mode_and_disabled(mpy):
     assert run(mpy, s, 20000, kw) == [[1980, "alert"]]
 
 
+def test_presses_then_holding_on_does_not_cancel_the_alert_she_just_raised(mpy):
+    # three presses then, frightened, holding on: the fourth press began 0.3 s after her
+    # alert and, held 5 s, cancelled it (presses mode has no repeat pulse to stop at). A
+    # press begun within window_ms of the alert is her sign going on; a later one cancels.
+    s = press(1000, 150) + press(1400, 150) + press(1800, 150) + press(2250, 6000)
+    assert run(mpy, s, 12000, PRESSES) == [[1980, "alert"]]
+    s += press(12000, 5500)
+    assert run(mpy, s, 20000, PRESSES) == [[1980, "alert"], [17000, "cancel"]]
+
+
 def test_set_active_from_outside(mpy):
     code = DRIVER + """
 b = Button()

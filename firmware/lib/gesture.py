@@ -122,6 +122,7 @@ class Gesture:
                                     # repeat the alert or cancel it
         self._repeated = False      # ... and already repeated the alert (held past hold_ms)
         self._seq = []              # press start times of the current sequence
+        self._alert_t = None        # presses mode: when the last sign raised the alert
 
     def set_active(self, flag):
         # The app tells the gesture whether an alert is active (after a reset, or
@@ -154,7 +155,18 @@ class Gesture:
         dur = ticks_diff(t, self._press_t)
         if r is None and self.mode == "presses" and not self._fired and (self._during_alert or not self.active):
             r = self._count_press(dur)  # during her alert too: she repeats the sign
+            if r is not None:
+                self._alert_t = t
         return r
+
+    def _may_cancel(self):
+        # Presses mode has no repeat pulse to stop at: a press begun within window_ms of
+        # the presses that raised the alert is her sign going on (three presses, then
+        # holding on, frightened), never its cancel.
+        if self.cancel != "hold":
+            return False
+        return (self.mode != "presses" or self._alert_t is None
+                or ticks_diff(self._press_t, self._alert_t) >= self.window_ms)
 
     def _count_press(self, dur):
         if dur < self.min_press_ms or dur > self.max_press_ms:
@@ -186,7 +198,7 @@ class Gesture:
             # vibration, her location again, C4 called again if the line is idle), as
             # her sheet says; held on to the cancel time, it cancels. The repeat comes
             # first so that "hold until it vibrates" never ends in a cancel.
-            if self.cancel == "hold" and held >= self.cancel_ms:
+            if held >= self.cancel_ms and self._may_cancel():
                 self._fired = True
                 self.active = False
                 return "cancel"
@@ -205,7 +217,7 @@ class Gesture:
         elif self._during_alert:
             if self.mode == "hold" and not self._repeated and (self.cancel != "hold" or self.hold_ms < self.cancel_ms):
                 return ticks_add(self._press_t, self.hold_ms)
-            if self.cancel == "hold":
+            if self._may_cancel():
                 return ticks_add(self._press_t, self.cancel_ms)
         return None
 
