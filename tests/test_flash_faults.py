@@ -1,6 +1,7 @@
 """A flash that fails her: full (ENOSPC, as a LittleFS filled by a forgotten lib.old, or
 worn), or with a bit flipped in a file. Neither may keep the button from calling C4 and
 texting her contacts, at once or after a reset."""
+import contextlib
 import json
 import time
 
@@ -125,12 +126,14 @@ store.write_json = _squeezed
 """ % SQUEEZED_SAVES
 
 
-def test_a_save_that_finds_no_heap_does_not_hold_back_her_call(tmp_path):
-    # A MemoryError in the state's save at the press left the brain before the dial: the
-    # button crashed and restarted, and C4 was called only after the reboot's resume
+@contextlib.contextmanager
+def _press_on_a_squeezed_heap(tmp_path, fault):
+    """Her press on a board whose main.py starts with `fault` (a MemoryError where a save
+    needs the heap): her call and SMS go out, no crash, no reset, and her alert reaches the
+    flash once the heap is back. Yields (device, console mark before the press)."""
     flash = tmp_path / "flash"
     install(flash, "tcall_sim800l_axp192", demo_config())
-    (flash / "main.py").write_text(SQUEEZED_MAIN + (FIRMWARE / "main.py").read_text())
+    (flash / "main.py").write_text(fault + (FIRMWARE / "main.py").read_text())
     vd = VirtualDevice(flash, board="tcall_sim800l_axp192", network_log=tmp_path / "net.jsonl",
                        time_scale=FAST, **FAST_FIX)  # her position to seal at the press
     vd.start()
@@ -142,12 +145,18 @@ def test_a_save_that_finds_no_heap_does_not_hold_back_her_call(tmp_path):
         text = vd.console_text()[-(vd.console_mark() - console):]
         assert "EV state_unsaved MemoryError" in text, text
         assert "EV crash" not in text and vd.resets == 0, text
-        # the heap back: her alert reaches the flash at the next save or tick
-        _wait_state(vd, lambda st: st["active"])
-        vd.wait_console(f"EV state_saved after_{SQUEEZED_SAVES}", since=console, timeout=30)
-        assert not list(flash.glob("*.tmp"))
+        _wait_state(vd, lambda st: st["active"])   # the heap back: saved at the next save or tick
+        yield vd, console
     finally:
         vd.stop()
+
+
+def test_a_save_that_finds_no_heap_does_not_hold_back_her_call(tmp_path):
+    # A MemoryError in the state's save at the press left the brain before the dial: the
+    # button crashed and restarted, and C4 was called only after the reboot's resume
+    with _press_on_a_squeezed_heap(tmp_path, SQUEEZED_MAIN) as (vd, console):
+        vd.wait_console(f"EV state_saved after_{SQUEEZED_SAVES}", since=console, timeout=30)
+        assert not list(vd.flash_dir.glob("*.tmp"))
 
 
 # The same squeeze one step earlier: no block for the state's own table (24 keys, 200
@@ -172,24 +181,10 @@ alert.AlertMachine.to_state = _squeezed
 def test_a_state_that_finds_no_heap_does_not_restart_her_alert(tmp_path):
     # The state built after an event found no block (MemoryError at the edge of a 56 KB
     # heap, seen in the bench's worst alert): the brain died with that event's actions
-    # (her SMS, a redial) not carried out, and the board restarted mid-alert
-    flash = tmp_path / "flash"
-    install(flash, "tcall_sim800l_axp192", demo_config())
-    (flash / "main.py").write_text(SQUEEZED_STATE_MAIN + (FIRMWARE / "main.py").read_text())
-    vd = VirtualDevice(flash, board="tcall_sim800l_axp192", network_log=tmp_path / "net.jsonl",
-                       time_scale=FAST, **FAST_FIX)
-    vd.start()
-    try:
-        vd.wait_console("EV ready", timeout=60)
-        mark, console = len(vd.events), vd.console_mark()
-        vd.press(hold_s=1.2)
-        _her_alert_goes_out(vd, mark)
-        text = vd.console_text()[-(vd.console_mark() - console):]
-        assert "EV state_unsaved MemoryError" in text, text
-        assert "EV crash" not in text and vd.resets == 0, text
-        _wait_state(vd, lambda st: st["active"])   # saved once the heap is back
-    finally:
-        vd.stop()
+    # (her SMS, a redial) not carried out, the board restarted mid-alert, and when the
+    # crash handler's save failed too her alert was lost with the reset
+    with _press_on_a_squeezed_heap(tmp_path, SQUEEZED_STATE_MAIN):
+        pass
 
 
 def test_an_alert_she_ended_on_a_full_flash_does_not_come_back_after_a_reset(tmp_path):
