@@ -505,9 +505,9 @@ def test_call(port, device_ref, timeout, during_alert):
             # forgotten, an older image) would be delivered with what the test never ran
             board, differs = prov.release_on_board(dev)
             if differs:
-                fix = prov.remedy(differs, port, board)
                 raise DeviceError(f"the button does not run this release: {prov.differences(differs)}. "
-                                  f"{fix[0].upper() + fix[1:]}, then test-call again", EXIT_VERIFY)
+                                  f"{prov.remedy_sentence(differs, port, board)}, then test-call again",
+                                  EXIT_VERIFY)
             config = json.loads(raw)
             # the log is read before the test: afterwards the app holds the 56 KB heap
             log_lines = prov.read_event_log(dev)

@@ -405,7 +405,7 @@ def deliver(device, port, registry_path, technician, during_alert):
     Example: boton devices deliver BS-0042 --port /dev/ttyUSB0
     """
     from .device import Device
-    from .provision import device_mac, differences, release_on_board, remedy
+    from .provision import device_mac, differences, release_on_board, remedy_sentence
     from .rules import CONFIG_PATH
 
     with _open(registry_path, technician) as reg:
@@ -421,10 +421,9 @@ def deliver(device, port, registry_path, technician, during_alert):
             board, differs = release_on_board(dev)
         if differs or board != d.board:
             why = differences(differs) if differs else f"its board profile is {board}, the test call ran {d.board}"
-            fix = remedy(differs, dev.port, d.board)
             raise DeviceError(f"cannot deliver {d.label}: the button does not run what its test call "
-                              f"ran: {why}. {fix[0].upper() + fix[1:]}, and `boton test-call` again",
-                              EXIT_VERIFY)
+                              f"ran: {why}. {remedy_sentence(differs, dev.port, d.board)}, and "
+                              "`boton test-call` again", EXIT_VERIFY)
         d = reg.deliver(mac, config_hash=config)
         counts = reg.counts()
     console.print(f"{d.label} delivered; {_counts_line(counts)}", soft_wrap=True)

@@ -222,6 +222,12 @@ def remedy(differs, port=None, board=None) -> str:
     return f"run `boton deploy --port {port}{' --board ' + board if board else ''}`"
 
 
+def remedy_sentence(differs, port, board) -> str:
+    """remedy() as a sentence of its own, for the commands that refuse such a board."""
+    fix = remedy(differs, port, board)
+    return fix[0].upper() + fix[1:]
+
+
 def deploy(dev, board: str, progress=None, mpy=True):
     """Install the release on a board, copying only what differs (by the device's own
     SHA-256). A board whose image has this release's firmware frozen in gets only the flash

@@ -259,15 +259,14 @@ def check_release(dev, board):
     """A HIL run tests this release on the --board profile: a board that runs another
     firmware (a deploy forgotten, an older image) or profile would pass or fail scenarios
     for code this checkout does not hold. Refused, with what to run, before any scenario."""
-    from ..provision import differences, release_on_board, remedy
+    from ..provision import differences, release_on_board, remedy_sentence
 
     held, differs = release_on_board(dev)
     if held is not None and held != board:
         differs = [f"its board.json is the {held} profile, not --board {board}"] + differs
     if differs:
-        fix = remedy(differs, dev.port, board)
         raise DeviceError(f"the board on {dev.port} does not run this release: {differences(differs)}. "
-                          f"{fix[0].upper() + fix[1:]} first", EXIT_VERIFY)
+                          f"{remedy_sentence(differs, dev.port, board)} first", EXIT_VERIFY)
 
 
 # What the firmware calls or texts: C4, her contacts, the programme's daily status, the fallback.
