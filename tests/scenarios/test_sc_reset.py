@@ -44,11 +44,16 @@ def test_reset_mid_alert_with_a_low_battery_still_resumes_the_alert(dut, button,
     mark, log_mark = network.mark(), dut.mark()
     faults.esp32_reset()
     dut.wait_log("resume", since=log_mark, timeout=dut.within(180, 30))
-    dut.wait_log("low_battery", since=log_mark, timeout=dut.within(60, 10))  # not lost either
     faults.signal_lost(False)
+    # The warning is not lost either.  Whether the boot's reading or the SIM800's own
+    # UNDER-VOLTAGE warning (the same 3.45 V) raises it is a race: the modem's may be handled
+    # just before the reset, its state saved and the reset landing before its log line (the
+    # brain saves first, then logs).  The SMS is the proof.
     for contact in network.contacts:
         network.wait_sms(to=contact, after=mark, timeout=dut.within(300, 60),
                          where=lambda e: e["text"].startswith("ALERTA"))
+        network.wait_sms(to=contact, after=mark, timeout=dut.within(300, 60),
+                         where=lambda e: "bateria baja" in e["text"])
     network.wait_call("call_connected", after=mark, timeout=dut.within(300, 60),
                       where=lambda e: any(e["to"] == n for n in network.c4))
 
