@@ -829,6 +829,26 @@ out([armed, state, ringing.kinds(), ringing.logs("call_failed"), ringing.m._answ
     assert failed == [["call_failed", "no_carrier"]] and redial and not done
 
 
+def test_a_call_kept_by_an_idle_machine_is_taken_as_its_own(both):
+    # No alert saved, so the boot starts the machine before the modem is up; the call the
+    # modem kept (C4's call-back answered after her alert) is told as an event afterwards
+    r = both("""
+import json
+s = Sim()
+saved = json.loads(json.dumps(s.m.to_state(s.t)))
+idle = Sim().resume(saved)
+idle.clear()
+idle.ev("call_kept", "alerting")
+armed = "dial_timeout" in idle.timers
+persisted = bool(idle.of("persist"))
+idle.ev("call_state", "active", None)
+out([idle.logs("call_kept"), armed, persisted, idle.m.calls.state, idle.m.active, idle.dials()])
+""", harness=True)
+    logged, armed, persisted, state, active, dials = r
+    assert logged == [["call_kept", ""]] and armed and persisted
+    assert state == "active" and active is False and dials == []
+
+
 def test_damaged_state_resets_the_parts_without_rerunning_init(both):
     r = both("""
 from alert import AlertMachine
@@ -1032,3 +1052,26 @@ def test_the_longest_state_the_machine_saves_fits_well_inside_what_boot_reads():
     state["at"] = 2 ** 31
     size = len(json.dumps(state))
     assert size <= store.STATE_MAX // 2, size
+
+
+def test_the_time_off_learnt_after_a_power_on_shortens_the_report_period(both):
+    # The boot starts an idle machine before the modem's set-up, which sets the clock
+    # after a power-on: the gap comes later, as an off_gap event, and counts as at a resume
+    r = both("""
+import json
+s = Sim(programme_number="+525550001111").start()
+s.advance(3600000)                                   # an hour of the day's period gone
+saved = json.loads(json.dumps(s.m.to_state(s.t)))
+late = Sim(programme_number="+525550001111").resume(saved, gap_ms=None).start()
+late.clear()
+late.ev("off_gap", 5 * 3600000)                      # off for five hours
+told = late.of("set_timer")
+persisted = bool(late.of("persist"))
+none = Sim().resume(json.loads(json.dumps(Sim().m.to_state(0))), gap_ms=None).start()
+none.clear()
+none.ev("off_gap", 5 * 3600000)
+out([told, persisted, none.of("set_timer")])
+""", harness=True)
+    told, persisted, none = r
+    assert [t[2:] for t in told] == [["daily", 18 * 3600000]] and persisted
+    assert none == []                                # no reports: nothing to shorten

@@ -94,6 +94,14 @@
 #                                  WARNNING), "power_down" (UNDER-VOLTAGE POWER DOWN),
 #                                  "over_voltage" (OVER-VOLTAGE WARNNING or POWER DOWN).
 #                                  Not for NORMAL POWER DOWN (AT+CPOWD / PWRKEY: ours)
+#     ("call_kept", state)         after a reset: the modem kept a call ("active",
+#                                  "dialing", "alerting") the saved state knew of no
+#                                  alert for (a call-back answered after her alert): the
+#                                  driver reports its state next.  A resumed alert is
+#                                  told through from_state's call_kept instead
+#     ("off_gap", ms)              how long the board was off before a power-on, from the
+#                                  first real time since (the restore had none): an
+#                                  alert past its end ends; the report period shrinks
 #     ("timer", name)              a timer set by set_timer expired
 #     ("sms_command", sender, text[, age_s])   age_s: seconds since the SMSC took it (its
 #                                  SCTS by the RTC), None if unknown. A CANCELAR sent before
@@ -356,11 +364,7 @@ class AlertMachine:
                 if not self.calls.done and self.dial_list and not call_kept:
                     self._dial(acts)
         if call_kept:
-            # the driver reports the kept call's state next (True: "active"); one still
-            # ringing at C4 is ours, unanswered: its dial timeout runs anew
-            acts.append(("log", "call_kept", ""))
-            if call_kept in ("dialing", "alerting") and self._move(acts, "kept_" + call_kept):
-                acts.append(("set_timer", "dial_timeout", self.cfg["dial_timeout_s"] * 1000))
+            self._on_call_kept((None, call_kept), now, acts)
         if self.sup.daily_len:          # start() came first: re-arm what was left
             self.sup.arm_daily(now, acts, self.sup.daily_left)
         self._dirty = True
@@ -649,6 +653,14 @@ class AlertMachine:
             return
         self._call_failed(acts, cause)
 
+    def _on_call_kept(self, ev, now, acts):
+        # the driver reports the kept call's state next (True: "active"); one still
+        # ringing at C4 is ours, unanswered: its dial timeout runs anew
+        acts.append(("log", "call_kept", ""))
+        if ev[1] in ("dialing", "alerting") and self._move(acts, "kept_" + ev[1]):
+            acts.append(("set_timer", "dial_timeout", self.cfg["dial_timeout_s"] * 1000))
+        self._dirty = True
+
     def _on_incoming_call(self, ev, now, acts):
         num = ev[1] if len(ev) > 1 else ""
         calls = self.calls
@@ -789,6 +801,9 @@ class AlertMachine:
                 self._move(acts, "hangup")
             acts.append(("cancel_timer", "max_alert"))
             self._expire(now, acts)
+        # and what was left of the report period, as a gap known at the resume shrinks it
+        if self.sup.shorten(now, ev[1], acts):
+            self._dirty = True
 
     def _on_network(self, ev, now, acts):
         # the module registered again: whoever this alert has not reached yet (its SMS

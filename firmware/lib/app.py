@@ -525,12 +525,22 @@ async def _main(test=None):
     del cfg  # the App holds her configuration (merged with the defaults): this copy goes
     appboot.keep_power_on(app)
     app.start_tasks()
-    await app.radio.init(app.poll_status)
+    saved = appboot.saved_state(app)
+    running = saved is not None and saved.get("active")
+    if not running:
+        appboot.start_now(app, saved)  # a press from now on is acted on (but for the modem)
+    r = app.radio
+    r.set_up.clear()  # the machine's modem work waits: the set-up, then a call kept
+    await r.init(app.poll_status)
     asyncio.create_task(app.health_task())
     asyncio.create_task(app.standby_task())
     asyncio.create_task(app.sleep_task())
-    await appboot.resume(app)
-    del sys.modules["appboot"], appboot
+    if running:
+        await appboot.resume(app, saved)  # its call to C4 may have outlived the reset
+    else:
+        await appboot.kept_call(app)
+    r.set_up.set()
+    del sys.modules["appboot"], appboot, saved
     if not app.radio.unreachable():
         # An SMS (or a ring) the module took while this chip rebooted announced itself to
         # no one; during her resumed alert no standby sweep would look for it.

@@ -135,27 +135,65 @@ def saved_gap_ms(saved):
     return min(now - at, MAX_GAP_S) * 1000
 
 
-async def resume(app):
-    """After a reset mid-alert: pick the alert up where it was. The modem kept its
-    power through the ESP32's reset, so a call to C4 may still be up: the machine is
-    told, and keeps it instead of dialing."""
+def saved_state(app):
+    """alert.json as load_state reads it, or None (none, or damaged: logged)."""
     try:
-        saved = load_state(app.log)
+        return load_state(app.log)
     except ValueError:
-        saved = None
         app.log.add("state_corrupt", "")
+        return None
+
+
+def start_now(app, saved):
+    """No alert was running: the machine starts before the module is set up, so that a
+    press then is acted on at once (her vibration, her alert on the flash before a second
+    reset could lose it); its modem work waits for the set-up (Radio.set_up)."""
     if saved:
-        kept = await app.radio.call_survived()  # "active", "dialing", "alerting" or None
-        gap = saved_gap_ms(saved)
-        for act in app.machine.from_state(saved, time.ticks_ms(), kept, gap):
-            app.act(act)
-        at = saved.get("at")
-        if gap is None and app.machine.active and isinstance(at, int) and at >= SYNCED_AFTER:
-            app.off_since = (at, time.ticks_ms())  # the first real time tells (App.brain)
-        if kept:
-            # as the modem has it: a call still ringing at C4 is not C4 answering
-            app.radio.call_active = kept == "active"
-            app.radio.call_out = True  # placed before the reset: watched as any call of ours
-            app.radio.watch_call()
-            app.post(("call_state", kept, None))
+        _restore(app, saved, False)
     app.start_machine()
+
+
+async def resume(app, saved):
+    """After a reset mid-alert, once the module is set up: pick the alert up where it
+    was. The modem kept its power through the ESP32's reset, so a call to C4 may still
+    be up: the machine is told, and keeps it instead of dialing."""
+    kept = await app.radio.call_survived()  # "active", "dialing", "alerting" or None
+    _restore(app, saved, kept)
+    if kept:
+        _watch_kept(app, kept)
+    app.start_machine()
+
+
+def _restore(app, saved, kept):
+    gap = saved_gap_ms(saved)
+    for act in app.machine.from_state(saved, time.ticks_ms(), kept, gap):
+        app.act(act)
+    at = saved.get("at")
+    if gap is None and isinstance(at, int) and at >= SYNCED_AFTER:
+        # a power-on, the RTC not set yet (the network's time comes with the set-up, a
+        # GPS fix later): the first real time tells the machine how long it was off
+        app.off_since = (at, time.ticks_ms())  # (App.brain)
+
+
+async def kept_call(app):
+    """After start_now, once the module is set up: a call the modem kept through the
+    reset (a call-back from C4 answered after her alert). The machine takes it as its
+    own; unless she pressed meanwhile: her alert's dial waits, and goes over no call."""
+    kept = await app.radio.call_survived()
+    if not kept:
+        return
+    if app.machine.active:
+        app.log.add("kept_call_ended", kept)
+        await app.radio.hangup(False)  # not ours: her dial waiting at the gate goes on
+        return
+    app.post(("call_kept", kept))
+    _watch_kept(app, kept)
+
+
+def _watch_kept(app, kept):
+    # as the modem has it: a call still ringing at C4 is not C4 answering
+    r = app.radio
+    r.call_active = kept == "active"
+    r.call_out = True  # placed before the reset: watched as any call of ours
+    r.watch_call()
+    app.post(("call_state", kept, None))

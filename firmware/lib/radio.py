@@ -83,6 +83,12 @@ class Radio:
         self.call_ready = True      # False from a (re)start until the module takes calls
         self.ok = asyncio.Event()   # no recovery running: new modem work may start
         self.ok.set()
+        # Cleared while the boot sets the module up (App's _main): the machine starts
+        # before that, so that a press then is acted on at once, and its modem work
+        # (her dial, her SMS) waits for the set-up however long it takes: a dial that
+        # timed out in it would start a recovery ladder beside the set-up's own.
+        self.set_up = asyncio.Event()
+        self.set_up.set()
         self._end_cause = None
         self._answered_id = None    # +CLCC id of the incoming call answer() picked up
         self._recovering = False
@@ -328,6 +334,7 @@ class Radio:
         self.settings_due = failed
 
     async def _gate(self):
+        await self.set_up.wait()
         try:
             await asyncio.wait_for_ms(self.ok.wait(), int(GATE_MS * hw.TIME_SCALE))
         except asyncio.TimeoutError:

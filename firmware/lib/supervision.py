@@ -72,6 +72,14 @@ class Supervision:
         self.daily_len = p if left is None else max(60000, min(int(left), p))
         acts.append(("set_timer", "daily", self.daily_len))
 
+    def shorten(self, now, off_ms, acts):
+        # The time off a power-on, learnt from the first real time since (off_gap): taken
+        # off what is left of the report period.  -> True if the timer changed
+        if not self.daily_len:
+            return False
+        self.arm_daily(now, acts, self.daily_len - ticks_diff(now, self.daily_t) - int(off_ms))
+        return True
+
     def uptime_ms(self, now):
         return self.up_ms + ticks_diff(now, self.daily_t) if self.daily_len else None
 

@@ -80,3 +80,30 @@ def test_reset_during_c4s_call_back_keeps_it_and_dials_nothing(dut, button, netw
     dut.wait_log("call_active", since=log_mark, timeout=dut.within(30, 10))
     assert not dut.logged("dial", since=log_mark), dut.log(since=log_mark)
     assert not network.calls("call", after=mark, where=lambda e: e["call_id"] == back["call_id"])
+
+
+# The modem's set-up at its real pace: a dead module's recovery ladder takes ~40 s to give up
+@pytest.mark.rig(time_scale=1.0)
+def test_a_press_while_the_modem_comes_up_is_acted_on_at_once_and_kept(dut, button, network, faults):
+    # A press in the first seconds after a reset (she switched the button on in danger, a
+    # watchdog) waited for the modem's set-up: ~22 s on the T-A7670X, whose modem loses its
+    # supply at every chip reset; the whole recovery ladder for a module that does not
+    # answer. No vibration for her meanwhile, and a second reset then lost the press.
+    faults.modem_dead()
+    log_mark = dut.mark()
+    faults.esp32_reset()
+    dut.wait_log("boot", since=log_mark, timeout=dut.within(30, 30))
+    button.alert()
+    dut.wait_log("alert", "gesture", since=log_mark, timeout=dut.within(15, 15))
+    events = [e for e, _ in dut.log(since=log_mark)]
+    assert not {"ready", "modem_dead", "modem_hung"} & set(events[:events.index("alert")]), events
+    # on the flash already: a second reset before the modem answers resumes it
+    mark, log_mark = network.mark(), dut.mark()
+    faults.esp32_reset()
+    dut.wait_log("resume", since=log_mark, timeout=dut.within(180, 120))
+    faults.modem_dead(False)
+    for contact in network.contacts:
+        network.wait_sms(to=contact, after=mark, timeout=dut.within(300, 180),
+                         where=lambda e: e["text"].startswith("ALERTA"))
+    network.wait_call("call_connected", after=mark, timeout=dut.within(300, 180),
+                      where=lambda e: any(e["to"] == n for n in network.c4))

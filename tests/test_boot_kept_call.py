@@ -1,0 +1,78 @@
+"""firmware/lib/appboot.kept_call: with no alert saved, the boot starts the machine before
+the modem is up (a press then is acted on at once), so a call the modem kept through the
+reset is looked at afterwards. The boot order itself runs on the rig
+(tests/scenarios/test_sc_reset.py)."""
+import asyncio
+import sys
+
+import pytest
+
+from boton.paths import FIRMWARE
+
+sys.path[:0] = [str(FIRMWARE / "lib"), str(FIRMWARE)]  # the firmware's modules under CPython
+import appboot  # noqa: E402
+
+
+class FakeRadio:
+    def __init__(self, kept):
+        self.kept = kept
+        self.call_active = self.call_out = False
+        self.watched = False
+        self.hangups = []
+
+    async def call_survived(self):
+        return self.kept
+
+    def watch_call(self):
+        self.watched = True
+
+    async def hangup(self, ours=True):
+        self.call_out = False
+        self.hangups.append(ours)
+
+
+class FakeLog:
+    def __init__(self):
+        self.lines = []
+
+    def add(self, event, detail="-"):
+        self.lines.append((event, detail))
+
+
+class FakeMachine:
+    def __init__(self, active):
+        self.active = active
+
+
+class FakeApp:
+    def __init__(self, kept, active):
+        self.radio = FakeRadio(kept)
+        self.machine = FakeMachine(active)
+        self.log = FakeLog()
+        self.posted = []
+
+    def post(self, ev):
+        self.posted.append(ev)
+
+
+@pytest.mark.parametrize("kept", ["active", "alerting"])
+def test_a_call_kept_by_an_idle_button_is_the_machines(kept):
+    app = FakeApp(kept, active=False)
+    asyncio.run(appboot.kept_call(app))
+    assert app.posted == [("call_kept", kept), ("call_state", kept, None)]
+    r = app.radio
+    assert r.call_out and r.watched and r.call_active == (kept == "active") and not r.hangups
+
+
+def test_a_kept_call_is_hung_up_when_she_pressed_during_the_set_up():
+    # her alert's dial waits at the radio's gate: it must not go over (hold) an older call
+    app = FakeApp("active", active=True)
+    asyncio.run(appboot.kept_call(app))
+    assert app.radio.hangups == [False]       # not ours: her waiting dial goes on
+    assert app.posted == [] and app.log.lines == [("kept_call_ended", "active")]
+
+
+def test_no_kept_call_changes_nothing():
+    app = FakeApp(None, active=True)
+    asyncio.run(appboot.kept_call(app))
+    assert app.posted == [] and app.log.lines == [] and not app.radio.hangups
