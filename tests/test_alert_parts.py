@@ -1021,6 +1021,27 @@ out([brief.kinds(), brief.m.active, flat.kinds(), flat.logs("expired"), flat.m.a
     assert not flat_active and "hangup" in flat and expired == [["expired", "3600s"]], flat
 
 
+def test_a_time_off_learnt_late_ends_only_the_alert_it_belongs_to(both):
+    # Found by a review: resumed with the gap unknown, cancelled, then a new alert of hers;
+    # the first real time (she ran outside: a GPS fix) came then, and the old alert's
+    # time off ended her new one at once
+    r = both(ALERT_SAVED_AFTER_30S + """s = Sim().resume(saved, gap_ms=None)
+s.ev("gesture", "cancel")
+s.advance(60000)
+s.ev("gesture", "alert")
+s.clear()
+s.ev("off_gap", 3 * 3600000)
+again = Sim().resume(saved, gap_ms=None)
+again.ev("off_gap", 20000)
+again.clear()
+again.ev("off_gap", 3 * 3600000)                # told once: a second is not this alert's
+out([s.m.active, s.logs("expired"), again.m.active])
+""", harness=True)
+    active, expired, again_active = r
+    assert active and expired == []
+    assert again_active
+
+
 def test_the_longest_state_the_machine_saves_fits_well_inside_what_boot_reads():
     """store.STATE_MAX: a longer alert.json is taken for damaged and not parsed. The worst
     case built here (every recipient with every kind of message waiting, eight strangers

@@ -252,6 +252,7 @@ class AlertMachine:
         self.alerts = 0
         self.cancel_by = None
         self.end_t = None       # when the last alert ended (callback window)
+        self.off_alert = None   # the alert (its number) restored with no time off: the one off_gap may end
         self.fix = None         # read_fix() list
         self.fix_t = 0
         self.fix_dated = True   # False: restored with an age the RTC could not vouch for
@@ -405,6 +406,7 @@ class AlertMachine:
         self.start_t = ticks_add(saved_at, -int(st.get("elapsed_ms") or 0))
         self.commands.restore(st.get("pin_fails"), saved_at)
         self.sup.restore(st, self.alerts, gap_ms)
+        self.off_alert = self.alerts if self.active and gap_ms is None else None
         calls.reset()
         self._housekeeping(now)
 
@@ -795,7 +797,10 @@ class AlertMachine:
         # A power-on resumed her alert before any clock said how long the board had been
         # off (ev[1] ms, from the first real time since): past the alert's end, it was her
         # battery going flat days ago, not a cut in her alert now. It ends, C4's call too.
-        if self.active and ticks_diff(now, self.start_t) + ev[1] >= self.cfg["max_alert_s"] * 1000:
+        # Only the alert restored: one she started since is new (the gap comes with the
+        # first real time, maybe an hour later, when she ran outside and got a fix)
+        same, self.off_alert = self.active and self.off_alert == self.alerts, None
+        if same and ticks_diff(now, self.start_t) + ev[1] >= self.cfg["max_alert_s"] * 1000:
             if self.calls.state != "idle":
                 acts.append(("hangup",))
                 self._move(acts, "hangup")

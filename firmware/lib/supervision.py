@@ -22,6 +22,7 @@ class Supervision:
         self.daily_left = None  # restored by from_state, used by start
         self.up_ms = 0          # uptime up to daily_t
         self.rep_alerts = 0     # alerts counted by the last delivered report
+        self.off_unknown = False  # restored with no time off: an off_gap may shorten the period
 
     def thresholds(self):
         th = self.cfg["low_battery_pct"]
@@ -53,6 +54,7 @@ class Supervision:
         self.rep_alerts = min(int(st.get("rep_alerts") or 0), alerts)
         dl = st.get("daily_left_ms")
         self.daily_left = None if dl is None else int(dl) - int(gap_ms or 0)
+        self.off_unknown = gap_ms is None
 
     # -------------------------------------------------------------- daily
     def start(self, now, acts):
@@ -75,8 +77,10 @@ class Supervision:
     def shorten(self, now, off_ms, acts):
         # The time off a power-on, learnt from the first real time since (off_gap): taken
         # off what is left of the report period.  -> True if the timer changed
-        if not self.daily_len:
+        # (once, and only on the period restored: not one a report has started since)
+        if not (self.daily_len and self.off_unknown):
             return False
+        self.off_unknown = False
         self.arm_daily(now, acts, self.daily_len - ticks_diff(now, self.daily_t) - int(off_ms))
         return True
 
@@ -85,6 +89,7 @@ class Supervision:
 
     def on_daily(self, m, now, acts):
         # -> True if the state changed
+        self.off_unknown = False
         self.arm_daily(now, acts)
         if not self.daily_len:
             return False
