@@ -243,8 +243,12 @@ async def find_voice(r, state, try_2g, settle_s=VOICE_SETTLE_S, lte_fails=False)
 
 
 def _2g_worth_a_try(r):
-    """No vain 2G fallback lately (NO_2G_WAIT_S, growing): where she is now may have 2G."""
-    return r.no_2g is None or time.ticks_diff(time.ticks_ms(), r.no_2g[0]) >= int(r.no_2g[1] * 1000 * hw.TIME_SCALE)
+    """No vain 2G fallback lately (NO_2G_WAIT_S, growing): where she is now may have 2G.
+    One older than half the ticks period (6.2 days) reads negative: long past too."""
+    if r.no_2g is None:
+        return True
+    d = time.ticks_diff(time.ticks_ms(), r.no_2g[0])
+    return d < 0 or d >= int(r.no_2g[1] * 1000 * hw.TIME_SCALE)
 
 
 def sim_unread(reply):

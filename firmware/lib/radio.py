@@ -445,8 +445,9 @@ class Radio:
         repeats AT+CVALARM's every 10 s while the supply is out of range): not news."""
         now = time.ticks_ms()
         last = self._warned
+        # a stamp older than half the ticks period (6.2 days) reads negative: not a repeat
         if last and last[0] == warning and \
-                time.ticks_diff(now, last[1]) < int(self.dialect.WARNING_REPEAT_MS * hw.TIME_SCALE):
+                0 <= time.ticks_diff(now, last[1]) < int(self.dialect.WARNING_REPEAT_MS * hw.TIME_SCALE):
             return True
         self._warned = (warning, now)
         return False
