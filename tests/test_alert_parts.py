@@ -1096,3 +1096,27 @@ out([told, persisted, none.of("set_timer")])
     told, persisted, none = r
     assert [t[2:] for t in told] == [["daily", 18 * 3600000]] and persisted
     assert none == []                                # no reports: nothing to shorten
+
+
+def test_a_delivery_test_cut_short_is_over_at_the_next_boot(both):
+    # Found by a review: a reset or the technician's Ctrl-C in `boton test-call` left the
+    # PRUEBA alert saved, and the firmware carried it on: calls to C4, PRUEBA updates to
+    # her contacts for an hour, and the next test-call refused "in an alert"
+    r = both("""
+import json
+t = Sim(test_mode=True)
+t.ev("gesture", "alert")
+t.advance(20000)
+saved = json.loads(json.dumps(t.m.to_state(t.t)))
+normal = Sim().resume(saved).start()
+bench = Sim(test_mode=True).resume(saved).start()
+out([saved["active"], saved["test"], normal.m.active, normal.logs("test_abandoned"),
+     normal.sms(), normal.dials(), bool(normal.of("persist")), normal.m.resumes(saved),
+     bench.m.active, bench.m.resumes(saved)])
+""", harness=True)
+    (was_active, was_test, active, abandoned, sms, dials, persisted, resumes,
+     bench_active, bench_resumes) = r
+    assert was_active and was_test
+    assert not active and abandoned == [["test_abandoned", "20s"]] and persisted
+    assert sms == [] and dials == [] and not resumes
+    assert bench_active and bench_resumes   # a boot in test mode carries a test on

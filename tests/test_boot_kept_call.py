@@ -58,7 +58,7 @@ class FakeApp:
 @pytest.mark.parametrize("kept", ["active", "alerting"])
 def test_a_call_kept_by_an_idle_button_is_the_machines(kept):
     app = FakeApp(kept, active=False)
-    asyncio.run(appboot.kept_call(app))
+    asyncio.run(appboot.kept_call(app, {"v": 1, "active": False}))
     assert app.posted == [("call_kept", kept), ("call_state", kept, None)]
     r = app.radio
     assert r.call_out and r.watched and r.call_active == (kept == "active") and not r.hangups
@@ -67,12 +67,36 @@ def test_a_call_kept_by_an_idle_button_is_the_machines(kept):
 def test_a_kept_call_is_hung_up_when_she_pressed_during_the_set_up():
     # her alert's dial waits at the radio's gate: it must not go over (hold) an older call
     app = FakeApp("active", active=True)
-    asyncio.run(appboot.kept_call(app))
+    asyncio.run(appboot.kept_call(app, {"v": 1, "active": False}))
     assert app.radio.hangups == [False]       # not ours: her waiting dial goes on
     assert app.posted == [] and app.log.lines == [("kept_call_ended", "active")]
 
 
+def test_the_call_of_a_delivery_test_cut_short_is_hung_up():
+    # the machine dropped the test's state (AlertMachine.resumes): its call is no one's
+    app = FakeApp("active", active=False)
+    asyncio.run(appboot.kept_call(app, {"v": 1, "active": True, "test": True}))
+    assert app.radio.hangups == [False] and app.posted == []
+
+
 def test_no_kept_call_changes_nothing():
     app = FakeApp(None, active=True)
-    asyncio.run(appboot.kept_call(app))
+    asyncio.run(appboot.kept_call(app, {"v": 1, "active": False}))
     assert app.posted == [] and app.log.lines == [] and not app.radio.hangups
+
+
+def test_safe_mode_does_not_carry_on_a_delivery_test_cut_short(tmp_path, monkeypatch):
+    # bootcheck.alert_running: what safe mode carries on after a crash loop. A test alert
+    # saved by an interrupted `boton test-call` is over, as AlertMachine.resumes says
+    import json
+
+    import bootcheck
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"c4_numbers": ["+524499100000"]}))
+    for test, running in ((True, False), (False, True)):
+        (tmp_path / "alert.json").write_text(json.dumps(
+            {"v": 1, "active": True, "test": test, "elapsed_ms": 20000}))
+        assert bootcheck.alert_running() is running
+    (tmp_path / "config.json").write_text(json.dumps({"test_mode": True}))  # a bench button
+    (tmp_path / "alert.json").write_text(json.dumps({"v": 1, "active": True, "test": True}))
+    assert bootcheck.alert_running() is True

@@ -69,6 +69,29 @@ def test_deploy_provision_test_call(device):
     assert " test_result ok " in log
 
 
+def test_a_test_call_cut_short_by_a_reset_leaves_no_alert_running(device):
+    # Found by a review: a brown-out under the test's first SMS (or the technician's
+    # Ctrl-C) left the PRUEBA alert saved; the firmware resumed it as any alert: calls to
+    # C4 and an hour of PRUEBA updates to her contacts, and the next test-call refused
+    url = device.repl_url
+    assert run("deploy", "--port", url).exit_code == 0
+    assert run(*provision_args(url), env={"BOTON_PIN": "482913"}).exit_code == 0
+    console = device.console_mark()
+    device.reset_when_modem_gets(b"AT+CMGS")
+    r = run("test-call", "--port", url, "--timeout", "90")
+    # said at once (its firmware, booted again, talked on: mpremote waited five minutes)
+    assert r.exit_code == 3 and "restarted in the middle of this step: its supply was cut" in r.output, r.output
+    text = device.wait_console("EV test_abandoned", since=console, timeout=60)
+    before = text[:text.index("EV test_abandoned")].count("EV ready ")  # the test's own boot
+    device.wait_console("EV ready ", since=console, count=before + 1, timeout=60)
+    assert not json.loads((device.flash_dir / "alert.json").read_text())["active"]
+    mark = len(device.events)
+    r = run("test-call", "--port", url, "--timeout", "90")
+    assert r.exit_code == 0, r.output
+    texts = [e["text"] for e in device.events[mark:] if e["kind"] == "sms"]
+    assert texts and not [t for t in texts if "ACTUALIZACION" in t], texts
+
+
 def test_test_call_fails_when_c4_never_answers(tmp_path):
     vd = VirtualDevice(tmp_path / "flash", time_scale=FAST)
     vd.start()

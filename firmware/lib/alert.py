@@ -197,6 +197,10 @@ DEFAULTS = {
                 "cancel_ms": 5000},
 }
 
+def _nothing(e):
+    return False
+
+
 # The longest time off a restore is told (from_state's gap_ms, off_gap), in s: longer
 # than any alert (max_alert_s <= 1 day), and short of ticks_diff's reach (6.2 days: ten
 # days off read as minus two, a fresh alert).
@@ -347,6 +351,13 @@ class AlertMachine:
             self._fresh()
             acts.append(("log", "state_ignored", type(e).__name__))
             return acts
+        if self.active and not self.resumes(st):
+            # the delivery-day test, cut short (the technician's Ctrl-C, a reset): over, not
+            # carried on as an hour of PRUEBA updates to her contacts and calls to C4
+            acts.append(("log", "test_abandoned", "%ds" % (ticks_diff(now, self.start_t) // 1000)))
+            self.active = self.test = self.unsent_due = False
+            self.outbox.keep(_nothing)  # its PRUEBA SMS: none goes now
+            self.told, self.got_gps = [], []
         if self.active:
             el = ticks_diff(now, self.start_t)
             left = self.cfg["max_alert_s"] * 1000 - el
@@ -370,6 +381,11 @@ class AlertMachine:
             self.sup.arm_daily(now, acts, self.sup.daily_left)
         self._dirty = True
         return self._finish(now, acts)
+
+    def resumes(self, st):
+        """Whether from_state carries st's alert on: an active one; a delivery-day test
+        only on a boot in test mode."""
+        return bool(st.get("active")) and not (st.get("test") and not self.cfg["test_mode"])
 
     def _restore(self, st, now, gap_ms):
         saved_at = now if gap_ms is None else ticks_add(now, -int(gap_ms))

@@ -526,7 +526,7 @@ async def _main(test=None):
     appboot.keep_power_on(app)
     app.start_tasks()
     saved = appboot.saved_state(app)
-    running = saved is not None and saved.get("active")
+    running = saved is not None and app.machine.resumes(saved)
     if not running:
         appboot.start_now(app, saved)  # a press from now on is acted on (but for the modem)
     r = app.radio
@@ -538,7 +538,7 @@ async def _main(test=None):
     if running:
         await appboot.resume(app, saved)  # its call to C4 may have outlived the reset
     else:
-        await appboot.kept_call(app)
+        await appboot.kept_call(app, saved)
     r.set_up.set()
     del sys.modules["appboot"], appboot, saved
     if not app.radio.unreachable():

@@ -8,6 +8,7 @@ registry, the rules and the virtual device do not import them.
 import base64
 import hashlib
 import json
+import re
 import time
 
 import serial
@@ -42,6 +43,47 @@ def hold_watchdog(seconds):
 # version, or none): one digit back, nothing of hers crosses the wire.
 ALERT_RUNNING = ("try:\n import json\n f=open('alert.json')\n s=json.load(f)\n f.close()\n"
                  " print(int(bool(s.get('active'))))\nexcept Exception:\n print(0)")
+
+
+# The ESP32 ROM's first words after any reset ("rst:0x1 (POWERON_RESET),boot:0x13 ...",
+# "rst:0xf (RTCWDT_BROWN_OUT_RESET)", ...): seen in the middle of a command, the board
+# restarted under it (a brown-out under the modem's transmit burst, a crash, the watchdog)
+# and the command's answer will never come. Its firmware boots and talks on, so mpremote's
+# wait between characters never ran out: a test call cut so waited five minutes.
+ROM_RESET = re.compile(rb"rst:0x([0-9a-fA-F]{1,2}) \($")
+RESET_CAUSES = {1: "its supply was cut (power-on)", 15: "its supply sagged (brown-out)",
+                12: "its firmware restarted it (a crash)", 7: "its watchdog", 8: "its watchdog",
+                9: "its watchdog", 13: "its watchdog", 16: "its watchdog"}
+
+
+class BoardRestarted(Exception):
+    pass
+
+
+class _Output:
+    """mpremote's data consumer for one command: the board's output, kept (or passed on
+    to the caller's consumer), watched for the ROM's reset banner."""
+
+    def __init__(self, consumer=None):
+        self.consumer = consumer
+        self.data = bytearray()
+        self.tail = b""
+
+    def __call__(self, b):
+        self.tail = (self.tail + b)[-24:]
+        m = ROM_RESET.search(self.tail) if b == b"(" else None
+        if m:
+            code = int(m.group(1), 16)
+            raise BoardRestarted(RESET_CAUSES.get(code, "ESP32 reset cause %d" % code))
+        if self.consumer is None:
+            self.data += b
+        else:
+            self.consumer(b)
+
+    def output(self):
+        # what the caller would have had from mpremote: the text before its end mark
+        # (nothing, when the caller's own consumer took it)
+        return bytes(self.data[:-1]) if self.data.endswith(b"\x04") else bytes(self.data)
 
 
 def resolve_port(port):
@@ -185,10 +227,17 @@ class Device:
         code = hold_watchdog(timeout + SESSION_SLACK_S) + code  # renewed for this command
         self.round_trips += 1
         self.bytes_written += len(code)
+        output = _Output(consumer)
         try:
-            out, err = self.t.exec_raw(code, timeout=timeout, data_consumer=consumer)
+            _, err = self.t.exec_raw(code, timeout=timeout, data_consumer=output)
+        except BoardRestarted as e:
+            self.t.in_raw_repl = False  # its firmware runs again: the next session knocks anew
+            raise DeviceError(f"the button on {self.port} restarted in the middle of this step: {e} "
+                              f"(a battery too weak for the modem's transmit bursts restarts it so; "
+                              f"`boton logs` tells more); the step was cut short", EXIT_CONNECT) from None
         except (TransportError, serial.SerialException, OSError) as e:
             raise DeviceError(f"lost the device on {self.port}: {_reason(e)}", EXIT_CONNECT) from None
+        out = output.output()
         if err:
             last = err.decode(errors="replace").strip().splitlines()[-1:]
             raise DeviceError(f"device error: {last[0] if last else err!r}")
