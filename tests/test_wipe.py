@@ -16,6 +16,7 @@ from boton.release import firmware_files
 from boton.rules import config_bytes, config_hash
 from boton.errors import RegistryConflict
 from boton.registry import CaseData, Registry
+from boton.registry_paths import registry_file
 from boton.sim.rig import DEFAULT_CONTACT, LFS_BLOCKDEV, VirtualDevice
 from rigkit import FAST, FAST_FIX, demo_config
 
@@ -140,6 +141,41 @@ def test_wipe_leaves_nothing_on_the_raw_flash(her_button):
     assert entry["action"] == "wipe" and "returned -> in_stock; verified" in entry["detail"]
     assert "raw read-back" in entry["detail"] and "nothing found" in entry["detail"]
     assert "Luna" not in entry["detail"] and DEFAULT_CONTACT[-10:] not in entry["detail"]
+
+
+def test_a_wipe_cut_short_after_the_erase_loses_neither_her_log_nor_the_firmware(her_button, monkeypatch):
+    # Found by a review: --keep-log held the log in the host's memory only, and wrote it
+    # back after the firmware's reinstall; a cable pulled in between lost it for good, and
+    # the wipe run again, finding no board profile, reinstalled nothing and said nothing
+    vd, config = her_button
+    before = {k: v for k, v in img.read_filesystem(vfs_bytes(vd)).items() if k.startswith("log.")}
+    assert before
+    with Registry() as reg:
+        reg.return_device(vd.mac)
+    from boton.device import Device
+    from boton.errors import EXIT_CONNECT, DeviceError
+    write_file = Device.write_file
+
+    def cable_pulled(dev, path, data):         # as the log is written back after the erase
+        if path.startswith("log."):
+            raise DeviceError(f"lost the device on {dev.port}: cable pulled", EXIT_CONNECT)
+        return write_file(dev, path, data)
+    monkeypatch.setattr(Device, "write_file", cable_pulled)
+    r = run("wipe", "--port", vd.repl_url, "--keep-log")
+    assert r.exit_code == 3, r.output
+    monkeypatch.setattr(Device, "write_file", write_file)
+    files = img.read_filesystem(vfs_bytes(vd))
+    assert "config.json" not in files and "board.json" not in files and "log.0" not in files
+    r = run("wipe", "--port", vd.repl_url, "--keep-log")
+    out = " ".join(r.output.split())
+    assert r.exit_code == 0, r.output
+    assert f"its board profile ({BOARD}) was kept on this computer and is reinstalled" in out
+    assert "its event log (" in out and "was kept on this computer: it is put back" in out
+    files = img.read_filesystem(vfs_bytes(vd))
+    assert "board.json" in files and "main.py" in files and "config.json" not in files
+    for name, data in before.items():
+        assert files[name].startswith(data), name
+    assert not list((registry_file().parent / "wipe-kept").glob("*.json"))  # served: gone
 
 
 def test_a_failed_verification_keeps_it_out_of_stock(her_button, monkeypatch):

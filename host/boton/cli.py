@@ -601,7 +601,9 @@ def wipe(port, device_ref, keep_log, force, yes, download_port, pin_file, during
             err_console.print(f"[yellow]warning:[/] her case cannot be read ({escape(plan.case_unreadable)}); "
                               "the flash is searched only for what the button itself held",
                               soft_wrap=True)
-        w = prov.wipe(dev, keep_log=keep_log, progress=lambda m: console.print(m, soft_wrap=True, markup=False))
+        from . import wipe_spare
+        w = prov.wipe(dev, keep_log=keep_log, progress=lambda m: console.print(m, soft_wrap=True, markup=False),
+                      spare=wipe_spare.path_for(mac))
     found = wipe_check.with_baseline(wipe_check.needles(plan.cases, w.config, w.alert_state, pin),
                                      w.reinstalled)
     if not plan.cases and w.config is None and w.alert_state is None:

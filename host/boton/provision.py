@@ -428,7 +428,7 @@ def _read_json_file(dev, path):
         return None
 
 
-def wipe(dev, keep_log=False, progress=None) -> Wiped:
+def wipe(dev, keep_log=False, progress=None, spare=None) -> Wiped:
     """Erase her data from the device. First what it holds is read (config.json and
     alert.json: what the check then searches the flash for), then the firmware's
     wipefs.run() erases every block of the filesystem partition, makes a new
@@ -436,19 +436,41 @@ def wipe(dev, keep_log=False, progress=None) -> Wiped:
     returned button as it left the warehouse. keep_log puts the event log back (it
     holds no names, numbers or positions: eventlog.py). A virtual device on a flash
     folder has no raw blocks: there her files are removed and the rest listed for a
-    file-level search."""
+    file-level search. spare: where on this computer the board's name and the kept log
+    wait out the erase (wipe_spare.py); one left by a wipe cut short is used and said."""
+    from . import wipe_spare
+
     say = progress or (lambda *_: None)
     config = read_config(dev)
     alert_state = _read_json_file(dev, "alert.json")
     board = _read_json_file(dev, BOARD_PATH)
     board_id = board.get("id") if isinstance(board, dict) else None
+    left = wipe_spare.load(spare) if spare is not None else None
     logs = {}
     if keep_log:
         for name in dev.eval_json("__import__('os').listdir()"):
             if name.startswith("log."):
-                logs[name] = dev.read_file(name)
+                data = dev.read_file(name)
+                if data:
+                    logs[name] = data
+    if left is not None:
+        left_board, left_logs = left
+        if board_id is None and left_board:
+            board_id = left_board
+            say(f"an earlier wipe of this button was cut short: its board profile ({board_id}) "
+                f"was kept on this computer and is reinstalled")
+        if left_logs and not logs:
+            if keep_log:
+                logs = left_logs
+                say(f"its event log ({len(left_logs)} segments) was kept on this computer: it is put back")
+            else:
+                say(f"its event log ({len(left_logs)} segments) is still kept on this computer "
+                    f"({spare}): wipe with --keep-log to put it back")
     virtual = bool(dev.eval_json("__import__('hw').VIRTUAL"))
     done = Wiped(config=config, alert_state=alert_state, board=board_id, virtual=virtual)
+    kept = logs or (left[1] if left else {})  # a log not asked back yet is not dropped
+    if spare is not None and (board_id or kept):
+        wipe_spare.save(spare, board_id, kept)
     say("erasing every block of the filesystem partition")
     out = dev.exec("import wipefs\nwipefs.run()", timeout=600)
     info = json.loads(out.decode().strip().splitlines()[-1])
@@ -464,6 +486,7 @@ def wipe(dev, keep_log=False, progress=None) -> Wiped:
         done.left_files = {p: dev.read_file(p) or b"" for p in paths}
         if board_id:  # what is left is the release: its own bytes are not hers
             done.reinstalled = [d for _, d in firmware_files(board_id)]
+        _spare_done(spare, keep_log, left)
         return done
     done.raw = True
     done.offset, done.size = info["offset"], info["size"]
@@ -475,11 +498,22 @@ def wipe(dev, keep_log=False, progress=None) -> Wiped:
     # a clean interpreter on the new filesystem: the firmware imported for the erase no
     # longer takes the heap deploy needs
     dev._enter_raw_repl()
+    for name, data in logs.items():  # first: the firmware's reinstall is the long part
+        dev.write_file(name, data)
     if board_id:
         say(f"reinstalling the firmware (board {board_id})")
         deploy(dev, board_id)
         done.reinstalled = [d for _, d in firmware_files(board_id)]
-    for name, data in logs.items():
-        if data is not None:
-            dev.write_file(name, data)
+    else:
+        say("no board profile known for this button (none on it, none kept): no firmware "
+            "reinstalled; `boton deploy --board <its board>` before it goes out again")
+    _spare_done(spare, keep_log, left)
     return done
+
+
+def _spare_done(spare, keep_log, left):
+    # its copy has served; one with a log the technician has not asked back stays
+    from . import wipe_spare
+
+    if spare is not None and (keep_log or not (left and left[1])):
+        wipe_spare.remove(spare)
