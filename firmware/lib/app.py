@@ -525,12 +525,12 @@ async def _main(test=None):
     del cfg  # the App holds her configuration (merged with the defaults): this copy goes
     appboot.keep_power_on(app)
     app.start_tasks()
+    r = app.radio
+    r.set_up.clear()  # the machine's modem work waits: the set-up, then a call kept
     saved = appboot.saved_state(app)
     running = saved is not None and app.machine.resumes(saved)
     if not running:
         appboot.start_now(app, saved)  # a press from now on is acted on (but for the modem)
-    r = app.radio
-    r.set_up.clear()  # the machine's modem work waits: the set-up, then a call kept
     await r.init(app.poll_status)
     asyncio.create_task(app.health_task())
     asyncio.create_task(app.standby_task())

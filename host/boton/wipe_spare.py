@@ -12,7 +12,12 @@ from .safe_write import write_file
 
 
 def path_for(mac):
-    return registry_file().parent / "wipe-kept" / (mac.replace(":", "").lower() + ".json")
+    """Where this button's copy goes, or None where there is no registry's folder (a
+    mistyped BOTON_REGISTRY must not make one: the next command would use it)."""
+    folder = registry_file().parent
+    if not folder.is_dir():
+        return None
+    return folder / "wipe-kept" / (mac.replace(":", "").lower() + ".json")
 
 
 def load(path):
