@@ -1112,11 +1112,12 @@ normal = Sim().resume(saved).start()
 bench = Sim(test_mode=True).resume(saved).start()
 out([saved["active"], saved["test"], normal.m.active, normal.logs("test_abandoned"),
      normal.sms(), normal.dials(), bool(normal.of("persist")), normal.m.resumes(saved),
-     bench.m.active, bench.m.resumes(saved)])
+     bench.m.active, bench.m.resumes(saved), normal.m.alerts])
 """, harness=True)
     (was_active, was_test, active, abandoned, sms, dials, persisted, resumes,
-     bench_active, bench_resumes) = r
+     bench_active, bench_resumes, normal_alerts) = r
     assert was_active and was_test
     assert not active and abandoned == [["test_abandoned", "20s"]] and persisted
+    assert normal_alerts == 0                  # not one of hers in the daily report
     assert sms == [] and dials == [] and not resumes
     assert bench_active and bench_resumes   # a boot in test mode carries a test on

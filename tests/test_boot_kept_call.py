@@ -19,6 +19,8 @@ class FakeRadio:
         self.call_active = self.call_out = False
         self.watched = False
         self.hangups = []
+        self._dials = 1           # her dial, waiting at the gate
+        self._adopt = None
 
     async def call_survived(self):
         return self.kept
@@ -64,12 +66,61 @@ def test_a_call_kept_by_an_idle_button_is_the_machines(kept):
     assert r.call_out and r.watched and r.call_active == (kept == "active") and not r.hangups
 
 
-def test_a_kept_call_is_hung_up_when_she_pressed_during_the_set_up():
-    # her alert's dial waits at the radio's gate: it must not go over (hold) an older call
+def test_a_kept_call_is_her_dials_when_she_pressed_during_the_set_up():
+    # her alert's dial waits at the radio's gate: it takes the kept call (C4's call-back)
+    # instead of an ATD over it (which holds C4) or a hang-up (which cuts C4 off)
     app = FakeApp("active", active=True)
     asyncio.run(appboot.kept_call(app, {"v": 1, "active": False}))
-    assert app.radio.hangups == [False]       # not ours: her waiting dial goes on
-    assert app.posted == [] and app.log.lines == [("kept_call_ended", "active")]
+    r = app.radio
+    assert r.hangups == [] and r._adopt == (1, "active") and r.call_out and r.call_active
+    assert app.posted == [] and app.log.lines == [("call_kept", "alert")]
+
+
+class Modem:
+    def __init__(self):
+        self.sent = []
+
+    async def cmd(self, command, timeout, **kw):
+        self.sent.append(command)
+        return "OK", None, ()
+
+
+def _radio():
+    import radio
+    r = radio.Radio.__new__(radio.Radio)
+    r.ok, r.set_up = asyncio.Event(), asyncio.Event()
+    r.ok.set()
+    r.set_up.set()
+    r._end_cause = r._answered_id = r._adopt = None
+    r._hangups = r._dials = 0
+    r.modem = Modem()
+    r.posted = []
+    r.post = r.posted.append
+    r.watch_call = lambda: None
+    return r
+
+
+def test_the_waiting_dial_takes_the_kept_call_and_sends_no_atd(monkeypatch):
+    import radio
+    # MicroPython's names, as the firmware uses them
+    monkeypatch.setattr(asyncio, "wait_for_ms", lambda aw, ms: asyncio.wait_for(aw, ms / 1000),
+                        raising=False)
+    monkeypatch.setattr(radio, "time", type("T", (), {"ticks_ms": staticmethod(lambda: 0)}))
+
+    async def story():
+        r = _radio()
+        r.set_up.clear()                        # the boot's set-up
+        dial = asyncio.create_task(r.dial("+524499100000"))
+        await asyncio.sleep(0)
+        r._adopt = (r._dials, "active")         # appboot.kept_call
+        r.set_up.set()
+        await dial
+        later = _radio()                        # no kept call: the dial goes out
+        await later.dial("+524499100000")
+        return r, later
+    r, later = asyncio.run(story())
+    assert r.modem.sent == [] and r.posted == [("call_state", "active", None)] and r._adopt is None
+    assert later.modem.sent == ["ATD+524499100000;"]
 
 
 def test_the_call_of_a_delivery_test_cut_short_is_hung_up():

@@ -166,10 +166,14 @@ def test_a_wipe_cut_short_after_the_erase_loses_neither_her_log_nor_the_firmware
     monkeypatch.setattr(Device, "write_file", write_file)
     files = img.read_filesystem(vfs_bytes(vd))
     assert "config.json" not in files and "board.json" not in files and "log.0" not in files
+    # again without --keep-log: the copy stays (the firmware's boots since write a new log,
+    # which must not hide it), and the wipe says where
+    r = run("wipe", "--port", vd.repl_url)
+    assert r.exit_code == 0 and "wipe with --keep-log to put it back" in " ".join(r.output.split()), r.output
+    vd.wait_console("EV safe_mode config_missing", timeout=60)
     r = run("wipe", "--port", vd.repl_url, "--keep-log")
     out = " ".join(r.output.split())
     assert r.exit_code == 0, r.output
-    assert f"its board profile ({BOARD}) was kept on this computer and is reinstalled" in out
     assert "its event log (" in out and "was kept on this computer: it is put back" in out
     files = img.read_filesystem(vfs_bytes(vd))
     assert "board.json" in files and "main.py" in files and "config.json" not in files

@@ -357,6 +357,9 @@ class AlertMachine:
             acts.append(("log", "test_abandoned", "%ds" % (ticks_diff(now, self.start_t) // 1000)))
             self.active = self.test = self.unsent_due = False
             self.outbox.keep(_nothing)  # its PRUEBA SMS: none goes now
+            # not one of hers in the daily report (a test that ends removes its count too)
+            self.alerts = max(0, self.alerts - 1)
+            self.sup.rep_alerts = min(self.sup.rep_alerts, self.alerts)
             self.told, self.got_gps = [], []
         if self.active:
             el = ticks_diff(now, self.start_t)

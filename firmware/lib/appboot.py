@@ -178,14 +178,24 @@ def _restore(app, saved, kept):
 async def kept_call(app, saved):
     """After start_now, once the module is set up: a call the modem kept through the
     reset (a call-back from C4 answered after her alert). The machine takes it as its
-    own; unless she pressed meanwhile (her alert's dial waits, and goes over no call),
-    or it was the delivery-day test's, which the machine dropped."""
-    kept = await app.radio.call_survived()
+    own; if she pressed meanwhile, her alert's dial (waiting at the gate) takes it instead
+    of dialling over it; the delivery-day test's, which the machine dropped, is hung up."""
+    r = app.radio
+    kept = await r.call_survived()
     if not kept:
         return
-    if app.machine.active or (saved and saved.get("test")):
+    if saved and saved.get("test") and not app.machine.active:
         app.log.add("kept_call_ended", kept)
-        await app.radio.hangup(False)  # not ours: her dial waiting at the gate goes on
+        await r.hangup(False)  # the delivery test's, dropped with it
+        return
+    if app.machine.active:
+        # she pressed during the set-up: her dial waits at the gate, and takes this call
+        # (with C4) as its own instead of dialling over it (Radio.dial)
+        app.log.add("call_kept", "alert")
+        r._adopt = (r._dials, kept)
+        r.call_active = kept == "active"
+        r.call_out = True
+        r.watch_call()
         return
     app.post(("call_kept", kept))
     _watch_kept(app, kept)

@@ -113,6 +113,7 @@ class Radio:
         self.sim_out = None         # (ticks, wait s): the SIM lost, and last read again (modemup)
         self._dialed_ms = None      # ticks of ATD's OK, until its call rings or ends
         self._hangups = 0           # our hang-ups so far: a dial waiting at the gate drops on one
+        self._adopt = None          # (dial number, state): a kept call that dial takes as its own
         self._dials = 0             # dials so far: whether a dropped one is the latest
         self.unrung = 0             # our calls in a row that ended at once, never ringing
         self._sms_lock = asyncio.Lock()
@@ -167,6 +168,13 @@ class Radio:
         self._dials += 1
         mine = self._dials
         await self._gate()
+        kept, self._adopt = self._adopt, None
+        if kept is not None and kept[0] == mine and hung == self._hangups:
+            # the call the modem kept through a reset (C4's call-back) is this dial's: she
+            # pressed while the boot set the module up (appboot.kept_call). An ATD would
+            # put C4 on hold, hanging up would cut C4 off
+            self.post(("call_state", kept[1], None))
+            return
         if hung != self._hangups:
             # hung up while this dial waited for a recovery (her cancel, C4's CANCELAR): the
             # ATD after it was a call to C4 nobody ended, her microphone open. Its end is

@@ -459,7 +459,9 @@ def wipe(dev, keep_log=False, progress=None, spare=None) -> Wiped:
             board_id = left_board
             say(f"an earlier wipe of this button was cut short: its board profile ({board_id}) "
                 f"was kept on this computer and is reinstalled")
-        if left_logs and not logs:
+        if left_logs:
+            # the earlier erase took her log: what the button holds now is its reinstalled
+            # firmware's own since (or a write-back cut short), not what was kept
             if keep_log:
                 logs = left_logs
                 say(f"its event log ({len(left_logs)} segments) was kept on this computer: it is put back")
@@ -468,7 +470,7 @@ def wipe(dev, keep_log=False, progress=None, spare=None) -> Wiped:
                     f"({spare}): wipe with --keep-log to put it back")
     virtual = bool(dev.eval_json("__import__('hw').VIRTUAL"))
     done = Wiped(config=config, alert_state=alert_state, board=board_id, virtual=virtual)
-    kept = logs or (left[1] if left else {})  # a log not asked back yet is not dropped
+    kept = left[1] if left and left[1] else logs  # a log not asked back yet is not dropped
     if spare is not None and (board_id or kept):
         wipe_spare.save(spare, board_id, kept)
     say("erasing every block of the filesystem partition")
@@ -479,9 +481,9 @@ def wipe(dev, keep_log=False, progress=None, spare=None) -> Wiped:
         done.removed = [f for f in listing if f in PRIVATE_FILES or (not keep_log and f.startswith("log."))]
         for f in done.removed:
             dev.remove(f)
-        left = set(dev.eval_json("__import__('os').listdir()")) & set(done.removed)
-        if left:
-            raise DeviceError(f"wipe failed: {', '.join(sorted(left))} still on the device", EXIT_VERIFY)
+        still = set(dev.eval_json("__import__('os').listdir()")) & set(done.removed)
+        if still:
+            raise DeviceError(f"wipe failed: {', '.join(sorted(still))} still on the device", EXIT_VERIFY)
         paths = json.loads(dev.exec(_WALK).decode().strip().splitlines()[-1])
         done.left_files = {p: dev.read_file(p) or b"" for p in paths}
         if board_id:  # what is left is the release: its own bytes are not hers
