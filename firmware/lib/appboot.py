@@ -193,18 +193,17 @@ async def kept_call(app, saved):
         # (with C4) as its own instead of dialling over it (Radio.dial)
         app.log.add("call_kept", "alert")
         r._adopt = (r._dials, kept)
-        r.call_active = kept == "active"
-        r.call_out = True
-        r.watch_call()
+        _watch_kept(app, kept, False)  # the dial reports its state
         return
     app.post(("call_kept", kept))
     _watch_kept(app, kept)
 
 
-def _watch_kept(app, kept):
+def _watch_kept(app, kept, tell=True):
     # as the modem has it: a call still ringing at C4 is not C4 answering
     r = app.radio
     r.call_active = kept == "active"
     r.call_out = True  # placed before the reset: watched as any call of ours
     r.watch_call()
-    app.post(("call_state", kept, None))
+    if tell:
+        app.post(("call_state", kept, None))
