@@ -106,6 +106,46 @@ def test_registration_denied_then_allowed_alert_gets_through(dut, button, networ
     network.wait_call("call_connected", frm=dut.number, after=mark, timeout=dut.within(180, 20))
 
 
+@pytest.mark.dut_config(attempts_per_number=1, redial_backoff_s=[1], cycle_backoff_s=2,
+                        allow_911=True)
+def test_a_barred_sim_still_reaches_911_when_allowed(dut, button, network, faults):
+    """A SIM barred or out of credit: the network refuses it (no registration), so C4's
+    numbers cannot be called; 911 is free and unrestricted in Mexico, so the network takes
+    it as an emergency call in limited service and the operator hears her."""
+    network.require(c4=2, emergency=True)
+    faults.registration_denied()
+    mark = network.mark()
+    button.alert()
+    call = network.wait_call("call_connected", to=network.emergency, after=mark,
+                             timeout=dut.within(240, 30))
+    assert call["from"] == dut.number
+    assert not network.calls("call_connected", to=network.c4[0], after=mark)
+
+
+@pytest.mark.dut_config(attempts_per_number=1, redial_backoff_s=[1], cycle_backoff_s=2,
+                        allow_911=True)
+@pytest.mark.parametrize("taken", [True, False], ids=["network_takes_it", "network_refuses"])
+def test_with_no_sim_911_is_tried_where_the_network_takes_it(dut, button, network, faults, taken):
+    """No SIM (fallen out): whether 911 connects is the network's choice; either way the
+    device keeps trying and does not crash."""
+    network.require(c4=2, emergency=True)
+    faults.emergency_without_sim(taken)
+    faults.sim_missing()
+    mark, log_mark = network.mark(), dut.mark()
+    button.alert()
+    if taken:
+        network.wait_call("call_connected", to=network.emergency, after=mark,
+                          timeout=dut.within(240, 30))
+    else:
+        # C4's numbers, then 911 (the third dial), each refused by the module: once the
+        # fourth dial starts, no call has started at all
+        assert dut.wait_log("dial", f"{network.emergency}_#3", since=log_mark,
+                            timeout=dut.within(240, 30))
+        dut.wait_log("dial", since=log_mark, timeout=dut.within(120, 30), count=4)
+        assert not network.calls("call_start", frm=dut.number, after=mark)
+    assert "Traceback" not in dut.console.text(log_mark)
+
+
 def test_silent_modem_is_power_cycled_and_alert_gets_through(dut, button, network, faults):
     faults.modem_silent()
     mark, log_mark = network.mark(), dut.mark()

@@ -218,6 +218,13 @@ class VirtualFaults:
         self._do("registration denied" if denied else "registration allowed",
                  self.vd.modem.registration_denied, denied)
 
+    def emergency_without_sim(self, taken=True):
+        """The network takes an emergency call from a module with no SIM (or a locked
+        one): the operator's option, off by default (boton.sim.network)."""
+        self._do("network takes SIM-less emergency calls" if taken
+                 else "network refuses SIM-less emergency calls",
+                 setattr, self.vd.network, "emergency_without_sim", bool(taken))
+
     def signal_lost(self, lost=True):
         """The radio link goes (a basement, a lift): a call in progress drops."""
         self._do("signal lost" if lost else "signal back", self.vd.modem.no_network, lost)
@@ -375,6 +382,9 @@ class HardwareFaults:
 
     def registration_denied(self, denied=True):
         _unavailable("registration_denied", "needs a barred SIM or a GSM test set")
+
+    def emergency_without_sim(self, taken=True):
+        _unavailable("emergency_without_sim", "a live network's own choice; needs a GSM test set")
 
     def signal_lost(self, lost=True):
         _unavailable("signal_lost", "needs an RF-shielded box or a programmable attenuator")

@@ -54,12 +54,17 @@ class ConsoleBuffer:
         with self._cond:
             return self._data[since:].decode(errors="replace")
 
-    def wait(self, needle, timeout, since=0):
+    def wait(self, needle, timeout, since=0, count=1):
+        """The console since the mark once it holds `count` whole lines with needle."""
         b = needle.encode() if isinstance(needle, str) else needle
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                i = self._data.find(b, since)
+                i = since - len(b)
+                for _ in range(count):
+                    i = self._data.find(b, i + len(b))
+                    if i < 0:
+                        break
                 # the whole line, not a chunk that ends inside it (its detail is still coming)
                 if i >= 0 and self._data.find(b"\n", i) >= 0:
                     return self._data[since:].decode(errors="replace")
@@ -107,9 +112,9 @@ class _DutBase:
     def mark(self):
         return self.console.mark()
 
-    def wait_log(self, event, detail=None, since=0, timeout=60):
+    def wait_log(self, event, detail=None, since=0, timeout=60, count=1):
         needle = f"EV {event} {detail}" if detail is not None else f"EV {event} "
-        return self.console.wait(needle, timeout, since)
+        return self.console.wait(needle, timeout, since, count)
 
     def log(self, since=0):
         return self.console.events(since)

@@ -119,6 +119,7 @@ class Call:
         self.cause = None  # GSM release cause, for AT+CEER
         self.audio = None
         self.timers = []
+        self.emergency = False  # placed as an emergency call: reaches the emergency line
 
     @property
     def ended(self):
@@ -146,6 +147,11 @@ class PhoneNetwork:
     # Whether registering gives a modem the network's time (NITZ, AT+CLTS=1): many networks
     # send none. A class attribute, so a rig or test can choose before the rig starts.
     gives_time = True
+    # Whether an emergency call from a module with no SIM (or a locked one) is taken: the
+    # operator's option (3GPP TS 22.003 A.1.2 note 2); not known for Mexico's networks, so
+    # not by default. With a SIM, barred or out of credit, 911 is always taken (IFT 2015).
+    emergency_without_sim = False
+    EMERGENCY_LINE = "911"  # Mexico's one emergency number (IFT, DOF 2015-12-02)
 
     def __init__(self, scheduler, log_path=None, operator="TELCEL", mcc=334, mnc="020",
                  signal_level=20, start_datetime=None, utc_offset_h=-6, region="MX",
@@ -174,6 +180,8 @@ class PhoneNetwork:
         self._log = (open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a",
                           encoding="utf-8") if log_path else None)
         self._held = {}  # device number -> [(sched time sent, SCTS datetime, sender, text)]
+        # the emergency operator: answers as a person does (a scenario may script it)
+        self.subscribers[self.EMERGENCY_LINE] = Subscriber(self.EMERGENCY_LINE, "emergency")
 
     # ------------------------------------------------------------------ registry
     def add_c4(self, number, answer_after_s=3.0, hangup_after_s=None, behaviour="answer"):
@@ -337,9 +345,12 @@ class PhoneNetwork:
         self.sms_ready(to_device_number)
 
     # ------------------------------------------------------------------ modem-facing API
-    def place_call(self, from_number, to_number, override=None):
-        """A registered modem dials. `override` replaces the callee's behaviour once."""
-        return self._start_call(from_number, to_number, override)
+    def place_call(self, from_number, to_number, override=None, emergency=False):
+        """A modem dials (registered, or an emergency call in limited service). `override`
+        replaces the callee's behaviour once. An emergency call reaches the emergency
+        line whatever was dialled (112 too: the handset's EMERGENCY SETUP carries no number,
+        3GPP TS 24.008 9.3.8)."""
+        return self._start_call(from_number, to_number, override, emergency)
 
     def failed_call(self, from_number, to_number):
         """A modem could not even start a call (not registered): record the attempt."""
@@ -384,16 +395,19 @@ class PhoneNetwork:
                 self._end(call, "dropped", "network")
 
     # ------------------------------------------------------------------ call machinery
-    def _start_call(self, caller, callee, override):
+    def _start_call(self, caller, callee, override, emergency=False):
         call = Call(next(self._ids), caller, callee, self.sched.now())
         call.caller_modem = self._modem(caller)
+        call.emergency = emergency
         self.calls.append(call)
-        self._record("call_start", call_id=call.id, **{"from": caller, "to": callee})
+        self._record("call_start", call_id=call.id, **{"from": caller, "to": callee},
+                     **({"emergency": True} if emergency else {}))
         self._timer(call, self.alert_delay_s, self._route, call, override)
         return call
 
     def _route(self, call, override):
-        dest = self._reach(call.callee) if self.coverage else None
+        callee = self.EMERGENCY_LINE if call.emergency else call.callee
+        dest = self._reach(callee) if self.coverage else None
         if dest is None:
             return self._end(call, "unreachable", "network")
         if dest.modem is not None:

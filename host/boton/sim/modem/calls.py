@@ -155,14 +155,42 @@ class CallsGroup:
             raise AtError("NO CARRIER")  # data calls are not offered: no connection
         if self._call is not None:
             raise self._cme(3)
-        self._need_sim()
-        if not self._call_ready:
-            raise self._cme(3)
-        if not self.registered:
-            self.last_cause = self.network.failed_call(self.number, number).cause
-            self._took(self.T_NO_NET_DIAL)
-            raise AtError("NO CARRIER")
-        self._call = self.network.place_call(self.number, number, self._next_result)
+        if not self.emergency_call(number):
+            self._need_sim()
+            if not self._call_ready:
+                raise self._cme(3)
+            if not self.registered:
+                self.last_cause = self.network.failed_call(self.number, number).cause
+                self._took(self.T_NO_NET_DIAL)
+                raise AtError("NO CARRIER")
+        return self._place_call(number, self.emergency_call(number))
+
+    # 3GPP TS 22.101 10.1.1: a module takes 112 and 911 as emergency numbers always, and
+    # these too when no SIM is ready. (Numbers a SIM's EF_ECC adds are not modelled.)
+    EMERGENCY_ALWAYS = ("112", "911")
+    EMERGENCY_NO_SIM = ("000", "08", "110", "118", "119", "999")
+
+    def emergency_call(self, number):
+        """ATD `number` is an emergency call the module places in limited service: it
+        needs a cell to camp on, not a registration (a barred or expired SIM: in Mexico
+        911 is free and unrestricted, "incluyendo a telefonos sin saldo, con servicio
+        restringido", IFT, DOF 2015-12-02), and no SIM where the network takes such calls
+        without one (the operator's option, 3GPP TS 22.003 A.1.2 note 2). A SIM800 dials it
+        without a SIM as long as it has a signal (SIMCom's SIM900-series notes)."""
+        ready = self._sim == "ready"
+        if number not in self.EMERGENCY_ALWAYS + (() if ready else self.EMERGENCY_NO_SIM):
+            return False
+        if not (self.powered and self.cfun == 1 and self.camped):
+            return False
+        return ready or (self._sim != "off" and self.network.emergency_without_sim)
+
+    @property
+    def camped(self):
+        """A cell this module could camp on (registered or not)."""
+        return self.network.coverage and not self._no_network
+
+    def _place_call(self, number, emergency=False):
+        self._call = self.network.place_call(self.number, number, self._next_result, emergency)
         self._next_result = None
         if self.colp:
             # COLP=1: ATD's final result waits for the far end; URCs go out meanwhile.

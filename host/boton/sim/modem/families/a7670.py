@@ -390,7 +390,11 @@ class A7670(Sim800):
     def _b_d(self, cmd):
         dial = cmd.args[0]
         number = dial.rstrip(";")
-        if dial.endswith(";") and re.fullmatch(r"\+?[0-9*#]+", number) and self._call is None:
+        # an emergency call in limited service (the base class): SIM, registration and
+        # VoLTE do not matter; over LTE it is an IMS emergency call or a fallback to 2G/3G
+        # [?] which, so LTE's call faults are not applied to it
+        if (dial.endswith(";") and re.fullmatch(r"\+?[0-9*#]+", number) and self._call is None
+                and not self.emergency_call(number)):
             self._need_sim()
             if not self._call_ready:
                 raise self._cme(3)
