@@ -261,6 +261,8 @@ async def _power_modem(hw, m, at, wdt, chip_reset=False):
     if started or any(ln.startswith(boot) for ln in at.lines):
         await _call_ready(at, CALL_READY_URC[family], wdt)
     await at.cmd("ATE0")
+    if at.family == "sim800":
+        await at.cmd("AT+CNETLIGHT=0")  # a flashing network LED can give her away
     await at.cmd("AT+CLCC=1")  # call states as +CLCC lines: answered or not
     # the radio on: a reset in the middle of the firmware's re-read of the SIM (AT+CFUN=0,
     # then 1) leaves a module that kept its supply with radio and SIM off
@@ -406,6 +408,10 @@ async def _call_end(at, wdt):
             stat = ln[6:].strip().split(",")[1:3] if ln.startswith("+CLCC:") else None
             if stat == ["0", "0"]:
                 answered = "answered"
+                # the A7670's speaker muted too, as the firmware does (COUTGAIN=0 may not be
+                # silence); its NO CARRIER taken as this command's result ends the call
+                if at.family == "a7670" and await at.cmd("AT+VMUTE=1", 2000) in ENDED[:4]:
+                    return answered
             elif stat == ["0", "3"] and answered == "unrung":
                 answered = ""  # it rang at C4
             elif ln in POWER_DOWN:

@@ -303,6 +303,8 @@ def test_safe_mode_on_the_a7670_board_calls_c4_covertly(tmp_path):
     vd = safe_mode_device(tmp_path)
     try:
         mark = press_in_safe_mode(vd, DEFAULT_C4)
+        # C4's voice muted too once the call is up, as the firmware does
+        wait_until(vd, lambda: vd.modem.vmute == 1, timeout=30)
         vd.call(vd.network.hangup, DEFAULT_C4)
         call = vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == DEFAULT_C4, after=mark, timeout=30)
         assert call["answered"]

@@ -69,6 +69,7 @@ def test_a_module_that_will_not_import_boots_into_safe_mode_and_calls_c4_covertl
         vd.wait_console("EV safe_mode import_", timeout=30)
         assert "EV ready" not in vd.console_text()
         mark = press_in_safe_mode(vd, OTHER_C4)   # her config's C4, not the board's
+        assert vd.modem.netlight == 0   # the SIM800's network LED dark
         vd.call(vd.network.hangup, OTHER_C4)   # C4 ends the call: its record carries the audio
         call = vd.wait_event(lambda e: e["kind"] == "call" and e["to"] == OTHER_C4, after=mark, timeout=60)
         assert call["answered"]

@@ -1136,6 +1136,22 @@ def test_audio_commands_and_queries():
     assert b.modem.audio["ringer_level"] == 0     # saved with AT&W
 
 
+def test_the_network_led_flashes_until_switched_off_and_stays_off_once_saved():
+    b = Bench()
+    b.at("ATE0")
+    assert b.at("AT+CNETLIGHT?") == b"\r\n+CNETLIGHT: 1\r\n\r\nOK\r\n"
+    b.at("AT+CNETLIGHT=0")
+    assert b.modem.netlight == 0
+    assert b.at("AT+CNETLIGHT=2") == b"\r\nERROR\r\n"
+    b.modem.power_off()
+    b.boot()
+    assert b.modem.netlight == 1     # not saved: flashing again
+    b.at("ATE0;+CNETLIGHT=0;&W")
+    b.modem.power_off()
+    b.boot()
+    assert b.modem.netlight == 0     # saved with AT&W
+
+
 def test_ceng_reports_cell_id_and_lac():
     b = Bench()
     b.at("ATE0;+CENG=1")

@@ -76,6 +76,8 @@ def test_alert_sends_location_sms_and_covert_call(tmp_path):
         assert len(sms["text"]) <= 160
         assert vd.modem.audio["speaker_level"] == 0 and vd.modem.audio["ringer_level"] == 0
         assert vd.modem.audio["mic_gain"] > 0
+        # the SIM800's network LED dark, and saved so (dark from the module's next start)
+        assert vd.modem.netlight == 0 and vd.modem._profile["netlight"] == 0
     lines = [json.loads(x) for x in (tmp_path / "net.jsonl").read_text().splitlines()]
     assert any(e["kind"] == "sms" and e["to"] == DEFAULT_CONTACT for e in lines)
 

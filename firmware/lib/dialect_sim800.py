@@ -27,7 +27,9 @@ WARNING_REPEAT_MS = 0           # every supply warning is passed on
 # One command line: fewer round trips before ATD. In the set-up too: C4 calling back
 # rings before anything is answered, and a restarted module rings at its default (100).
 COVERT_AUDIO = "AT+CMIC=0,15;+CLVL=0;+CRSL=0"
-INIT_FIRST = ("ATE0", "AT+CMEE=1")
+# The network LED (NETLIGHT: a breakout's LED flashing every 3 s, all through her call)
+# dark: a light can give the button away at night. Saved by the set-up's AT&W.
+INIT_FIRST = ("ATE0", "AT+CMEE=1", "AT+CNETLIGHT=0")
 INIT = ("AT+CMGF=1", 'AT+CSCS="GSM"', CSMP, "AT+CNMI=2,1,0,0,0", "AT+CMGD=1,3",
         "AT+CLIP=1", "AT+CLCC=1", "AT+COLP=0", "AT+CENG=1,0", "AT+CBATCHK=1", "AT+CREG=1",
         COVERT_AUDIO)

@@ -80,7 +80,7 @@ class IdentityGroup:
         self._profile = {"echo": self.echo, "cmee": self.cmee, "verbose": self.verbose,
                          "s0": self.s0, "clip": self.clip, "colp": self.colp,
                          "cmic": tuple(self.cmic), "clvl": self.clvl, "crsl": self.crsl,
-                         "chfa": self.chfa, "clts": self.clts}
+                         "chfa": self.chfa, "clts": self.clts, "netlight": self.netlight}
         self._took(0.1)
 
     def _b_s(self, cmd):
@@ -99,6 +99,7 @@ class IdentityGroup:
         self.cmic, self.clvl, self.crsl = list(profile["cmic"]), profile["clvl"], profile["crsl"]
         self.chfa = profile["chfa"]
         self.clts = profile["clts"]
+        self.netlight = profile["netlight"]
 
     def _x_cgmi(self, cmd):
         return ["SIMCOM_Ltd"]

@@ -1,5 +1,5 @@
 """Power command group: PWRKEY/RESET/supply pins, boot to "UART ready", AT+CFUN, AT+CPOWD,
-AT+CBC, sleep (AT+CSCLK, DTR), AT+CBATCHK. Timings come from the family class."""
+AT+CBC, sleep (AT+CSCLK, DTR), AT+CBATCHK, AT+CNETLIGHT. Timings come from the family class."""
 from .at import ASYNC, _int
 
 
@@ -239,6 +239,12 @@ class PowerGroup:
     def _x_cbatchk(self, cmd):
         return self._setting(cmd, "cbatchk", (0, 1), "+CBATCHK")
 
+    def _x_cnetlight(self, cmd):
+        """The network-status LED on NETLIGHT: 1 flashes (64 ms every 0.8 s searching,
+        every 3 s registered: AT+SLEDS defaults), 0 dark; saved by AT&W (SIM800 manual
+        V1.09 6.2.51). A breakout board wires an LED to it."""
+        return self._setting(cmd, "netlight", (0, 1), "+CNETLIGHT")
+
 
 HANDLERS = {
     "+CFUN": "_x_cfun",
@@ -246,4 +252,5 @@ HANDLERS = {
     "+CBC": "_x_cbc",
     "+CSCLK": "_x_csclk",
     "+CBATCHK": "_x_cbatchk",
+    "+CNETLIGHT": "_x_cnetlight",
 }

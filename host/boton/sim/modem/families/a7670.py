@@ -93,7 +93,7 @@ A76_BAUD_RATES = (0, 300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 1152
 
 # The SIM800 commands the A76XX does not have (M109 has none of them): they answer ERROR.
 SIM800_ONLY = ("+CLVL", "+CRSL", "+CMIC", "+CHFA", "+CENG", "+CPOWD", "+CBATCHK", "+CIURC",
-               "+MORING", "+CALM")
+               "+MORING", "+CALM", "+CNETLIGHT")
 
 
 class A7670(Sim800):

@@ -54,7 +54,8 @@ from ..sms import HANDLERS as SMS_COMMANDS, SmsGroup
 # boot. Assumption: the audio levels are AT&W-saved, not auto-saved, so firmware that wants
 # a silent ringer must set it after every boot (the safe way in any case).
 FACTORY = {"echo": True, "cmee": 0, "verbose": True, "s0": 0, "clip": 0, "colp": 0,
-           "cmic": (0, 0, 0, 0), "clvl": 80, "crsl": 100, "chfa": 0, "clts": 0}
+           "cmic": (0, 0, 0, 0), "clvl": 80, "crsl": 100, "chfa": 0, "clts": 0,
+           "netlight": 1}
 CLOCK_DEFAULT = datetime(2004, 1, 1)  # AT+CCLK? of a module that never heard the network time
 
 
@@ -241,6 +242,7 @@ class Sim800(Framer, PowerGroup, IdentityGroup, NetworkGroup, CallsGroup, SmsGro
         self.csclk, self.ceng, self.cfun, self.cbatchk = 0, (0, 1), 1, 0
         self.crc, self.cvhu = 0, 0
         self.clts = p["clts"]
+        self.netlight = p["netlight"]  # the NETLIGHT pin's LED flashing (AT+CNETLIGHT)
         self.ceer_mode, self.last_cause = 0, 0
         if self.sleeping:  # a restart or power-off ends the sleep
             self._notify({"kind": "modem_sleep", "t": self.sched.now(), "sleeping": False})
