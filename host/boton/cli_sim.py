@@ -149,7 +149,7 @@ def sim(flash_dir, board, repl, repl_port, network_log, nmea_file, time_scale, f
     vd.watch_console(device_lines)
 
     def network_line(ev):
-        click.echo("network: " + json.dumps(ev, ensure_ascii=False))
+        click.echo("network: " + json.dumps(_on_screen(ev), ensure_ascii=False))
 
     def watch_network():  # on the rig's loop: no event between the replay and the subscribe
         for ev in list(vd.network.events):  # the scripted phones, recorded as the rig started
@@ -225,7 +225,7 @@ def _sim_command(vd, line):
         console.print("in ROM download mode: run `boton flash` (or esptool --no-stub), then `reset`")
     elif word == "events":
         for ev in vd.events:
-            console.print(json.dumps(ev, ensure_ascii=False), soft_wrap=True, markup=False)
+            console.print(json.dumps(_on_screen(ev), ensure_ascii=False), soft_wrap=True, markup=False)
     elif word in ("quit", "exit"):
         return False
     else:
@@ -316,6 +316,17 @@ def _phone_scripts(values):
             script["answer_after_s"] = ring_s
         scripts[e164] = script
     return scripts
+
+
+# A rehearsal uses her contacts' real numbers: the window (watched, recorded, pasted into
+# a ticket) shows them masked, as every screen of the tool does; --network-log keeps them
+# whole, readable by its owner only.
+NUMBER_FIELDS = ("from", "to", "number")
+
+
+def _on_screen(ev):
+    return {k: rules.mask(v) if k in NUMBER_FIELDS and isinstance(v, str) else v
+            for k, v in ev.items()}
 
 
 def _phone_network_lines(vd, phones, c4_stay):
