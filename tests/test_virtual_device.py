@@ -45,6 +45,15 @@ def test_mpremote_fs_exec_and_soft_reset(blank_device, tmp_path):
     assert "ran on linux" in mpremote(url, "run", str(script))
 
 
+def test_a_blank_board_tells_its_mac_as_a_chip_does(blank_device):
+    # machine.unique_id() (the eFuse MAC) answers with no firmware on the flash: boton finds
+    # a board whose .mpy firmware went with an erase in the registry so (the fresh-clone
+    # run's test_wipe, on the PyPI interpreter, found the virtual board could not)
+    out = mpremote(blank_device.repl_url, "exec",
+                   "import machine, binascii; print(binascii.hexlify(machine.unique_id()).decode())")
+    assert out.strip() == blank_device.mac.replace(":", "").lower()
+
+
 def test_soft_reset_runs_boot_and_main(blank_device):
     (blank_device.flash_dir / "boot.py").write_text("print('BOOT.PY')")
     (blank_device.flash_dir / "main.py").write_text("print('MAIN.PY')")

@@ -228,8 +228,8 @@ def deploy(port, board, during_alert):
     from .registry_workflow import precheck_step, record_step
 
     with Device(port, during_alert=during_alert) as dev, Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
-        # registry first: a retired button is refused untouched (a virtual board with no
-        # firmware yet cannot tell its MAC: it is checked once the firmware is on it)
+        # registry first: a retired button is refused untouched (a board that cannot tell
+        # its MAC without firmware is checked once the firmware is on it)
         mac = prov.device_mac(dev, missing_ok=True)
         if mac is not None:
             with _noting_a_new_registry():

@@ -32,8 +32,8 @@ def write_config(dev, config: dict):
 
 
 # The eFuse MAC from the firmware's hardware layer (the virtual board's comes from the rig),
-# else from machine (a real board with no firmware yet); None where neither can tell (a
-# virtual board with no firmware: the unix port's machine has no unique_id).
+# else from machine (a board with no firmware yet: a chip's, or the virtual board's stand-in,
+# board_seal); None where neither can tell (a MicroPython without machine.unique_id).
 _MAC = ("import json,binascii\ntry:\n import hw as m\nexcept ImportError:\n import machine as m\n"
         "try:\n u=binascii.hexlify(m.unique_id()).decode()\nexcept AttributeError:\n u=None\n"
         "print(json.dumps(u))")
@@ -468,6 +468,16 @@ def wipe(dev, keep_log=False, progress=None, spare=None) -> Wiped:
             else:
                 say(f"its event log ({len(left_logs)} segments) is still kept on this computer "
                     f"({spare}): wipe with --keep-log to put it back")
+    if not _firmware_on(dev):
+        # a .mpy firmware goes with the erase (a release image keeps it frozen): after an
+        # erase cut short, it is put back to erase again, the only wipe that is verified
+        if not board_id:
+            raise DeviceError("the board has no firmware to wipe it with (an earlier wipe cut "
+                              "short?) and its board profile is not known: `boton deploy --board "
+                              "<its board>`, then wipe again", EXIT_DEVICE)
+        say(f"its firmware went with an earlier erase: reinstalling it (board {board_id}) to "
+            "erase again")
+        deploy(dev, board_id)
     virtual = bool(dev.eval_json("__import__('hw').VIRTUAL"))
     done = Wiped(config=config, alert_state=alert_state, board=board_id, virtual=virtual)
     kept = left[1] if left and left[1] else logs  # a log not asked back yet is not dropped
@@ -511,6 +521,12 @@ def wipe(dev, keep_log=False, progress=None, spare=None) -> Wiped:
             "reinstalled; `boton deploy --board <its board>` before it goes out again")
     _spare_done(spare, keep_log, left)
     return done
+
+
+def _firmware_on(dev):
+    """Whether the firmware's modules the wipe runs (hw, wipefs) import on the board."""
+    out = dev.exec("try:\n import hw, wipefs\n print(1)\nexcept ImportError:\n print(0)")
+    return out.decode().strip().splitlines()[-1] == "1"
 
 
 def _spare_done(spare, keep_log, left):
