@@ -1129,11 +1129,16 @@ def test_audio_commands_and_queries():
     assert b.at("AT+CMIC=0,16") == b"\r\nERROR\r\n"
     b.modem.power_off()
     b.boot()
-    assert b.modem.audio["ringer_level"] == 100   # not saved: back to the profile
-    b.at("ATE0;+CRSL=0;&W")
+    # the ringer and speaker levels are kept as set (AUTO_SAVE, AT manual V1.09 3.2.47-48),
+    # the microphone gain only with AT&W
+    assert (b.modem.audio["ringer_level"], b.modem.audio["speaker_level"]) == (0, 10)
+    assert b.modem.audio["mic_gain"] == 0
+    b.at("ATE0;+CMIC=0,12;&W")
     b.modem.power_off()
     b.boot()
-    assert b.modem.audio["ringer_level"] == 0     # saved with AT&W
+    assert b.modem.audio["mic_gain"] == 12     # saved with AT&W
+    b.at("ATE0;&F")
+    assert b.modem.audio["ringer_level"] == 0  # the factory profile leaves them alone
 
 
 def test_the_network_led_flashes_until_switched_off_and_stays_off_once_saved():

@@ -275,10 +275,15 @@ class CallsGroup:
         self.cmic[_int(cmd.args[0], range(4))] = _int(cmd.args[1], range(16))
 
     def _x_clvl(self, cmd):
-        return self._setting(cmd, "clvl", range(101), "+CLVL")
+        return self._auto_save(self._setting(cmd, "clvl", range(101), "+CLVL"), "clvl")
 
     def _x_crsl(self, cmd):
-        return self._setting(cmd, "crsl", range(101), "+CRSL")
+        return self._auto_save(self._setting(cmd, "crsl", range(101), "+CRSL"), "crsl")
+
+    def _auto_save(self, reply, attr):
+        """An AUTO_SAVE setting: what is set stays through restarts (families' AUTO_SAVED)."""
+        self._auto_saved[attr] = getattr(self, attr)
+        return reply
 
     def _x_chfa(self, cmd):
         return self._setting(cmd, "chfa", range(5), "+CHFA")

@@ -79,8 +79,7 @@ class IdentityGroup:
     def _b_amp_w(self, cmd):
         self._profile = {"echo": self.echo, "cmee": self.cmee, "verbose": self.verbose,
                          "s0": self.s0, "clip": self.clip, "colp": self.colp,
-                         "cmic": tuple(self.cmic), "clvl": self.clvl, "crsl": self.crsl,
-                         "chfa": self.chfa, "clts": self.clts, "netlight": self.netlight}
+                         "cmic": tuple(self.cmic), "chfa": self.chfa, "clts": self.clts, "netlight": self.netlight}
         self._took(0.1)
 
     def _b_s(self, cmd):
@@ -96,7 +95,7 @@ class IdentityGroup:
     def _load_profile(self, profile):
         self.echo, self.cmee, self.verbose = profile["echo"], profile["cmee"], profile["verbose"]
         self.s0, self.clip, self.colp = profile["s0"], profile["clip"], profile["colp"]
-        self.cmic, self.clvl, self.crsl = list(profile["cmic"]), profile["clvl"], profile["crsl"]
+        self.cmic = list(profile["cmic"])
         self.chfa = profile["chfa"]
         self.clts = profile["clts"]
         self.netlight = profile["netlight"]

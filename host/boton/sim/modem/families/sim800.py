@@ -51,11 +51,13 @@ from ..power import HANDLERS as POWER_COMMANDS, PowerGroup
 from ..sms import HANDLERS as SMS_COMMANDS, SmsGroup
 
 # Settings a profile holds: factory values (AT&F), saved by AT&W, restored by ATZ and at
-# boot. Assumption: the audio levels are AT&W-saved, not auto-saved, so firmware that wants
-# a silent ringer must set it after every boot (the safe way in any case).
+# boot.
 FACTORY = {"echo": True, "cmee": 0, "verbose": True, "s0": 0, "clip": 0, "colp": 0,
-           "cmic": (0, 0, 0, 0), "clvl": 80, "crsl": 100, "chfa": 0, "clts": 0,
-           "netlight": 1}
+           "cmic": (0, 0, 0, 0), "chfa": 0, "clts": 0, "netlight": 1}
+# Settings kept as they are set, through restarts, with no AT&W ("AUTO_SAVE", AT manual
+# V1.09 3.2.47-48): the ringer and speaker levels, at their factory values in a new module
+# (so firmware still sets them: a replaced module rings at 100).
+AUTO_SAVED = {"clvl": 80, "crsl": 100}
 CLOCK_DEFAULT = datetime(2004, 1, 1)  # AT+CCLK? of a module that never heard the network time
 
 
@@ -148,6 +150,7 @@ class Sim800(Framer, PowerGroup, IdentityGroup, NetworkGroup, CallsGroup, SmsGro
         self.inbox = {}            # index -> {"stat", "from", "text", "scts"}
         self.sim_refused_sms = False  # storage was full when an SMS came (3GPP EF_SMSS)
         self._profile = dict(FACTORY)
+        self._auto_saved = dict(AUTO_SAVED)
         # AT+CSMP "writes the parameters in NON-VOLATILE memory" (AT manual V1.05 p.131):
         # what a bench test set is still there after a restart
         self.csmp = [17, 167, 0, 0]
@@ -235,7 +238,8 @@ class Sim800(Framer, PowerGroup, IdentityGroup, NetworkGroup, CallsGroup, SmsGro
         p = self._profile
         self.echo, self.cmee, self.verbose, self.s0 = p["echo"], p["cmee"], p["verbose"], p["s0"]
         self.clip, self.colp = p["clip"], p["colp"]
-        self.cmic, self.clvl, self.crsl, self.chfa = list(p["cmic"]), p["clvl"], p["crsl"], p["chfa"]
+        self.cmic, self.chfa = list(p["cmic"]), p["chfa"]
+        self.clvl, self.crsl = self._auto_saved["clvl"], self._auto_saved["crsl"]
         self.moring, self.clcc_urc, self.creg_n, self.ciurc = 0, 0, 0, 1
         self.cmgf, self.cscs, self.csdh = 0, "IRA", 0
         self.cnmi = [2, 1, 0, 0, 0]
