@@ -203,6 +203,10 @@ async def _main(board, numbers, hold_ms, call_now=False, log=True):
         if time.ticks_diff(now, fed) >= 1000:
             wdt.feed()
             fed = now
+        if presses and time.ticks_diff(now, presses[0]) >= WINDOW_MS:
+            # gone once out of the window: a press kept for days would read as recent
+            # once the ticks wrap, and one bump would complete two stray presses
+            presses = [t for t in presses if 0 <= time.ticks_diff(now, t) < WINDOW_MS]
         if pin.value() == active:
             if down_at is None:
                 down_at, fired = now, False
@@ -210,7 +214,7 @@ async def _main(board, numbers, hold_ms, call_now=False, log=True):
                 fired = True
                 trigger(pressed=True)
         elif down_at is not None:
-            presses = [t for t in presses if time.ticks_diff(now, t) < WINDOW_MS] + [now]
+            presses = [t for t in presses if 0 <= time.ticks_diff(now, t) < WINDOW_MS] + [now]
             down_at = None
             if not fired and len(presses) >= PRESSES:
                 presses = []

@@ -281,6 +281,43 @@ print(json.dumps([r1, r2, r3, r4]))
     assert mpy.json(code) == [[[2000, "alert"], [5000, "cancel"]], [], [[2000, "alert"]], [[5000, "alert"]]]
 
 
+# Days in ticks: the ESP32's ticks_ms() wraps every 2**30 ms (12.4 days), and a stamp
+# older than half that reads as negative (found by a review of months in a drawer). The
+# 64-bit unix port's ticks do not wrap there; gesture's own do under CPython, so these
+# stories run the same driver on CPython.
+WEEK_MS = 7 * 86400 * 1000
+WRAP_MS = 1 << 30
+
+
+def chip_replay(button, samples, end):
+    ns = {}
+    exec(DRIVER, ns)
+    return ns["replay"](button, samples, end)
+
+
+def test_stray_presses_are_forgotten_not_completed_by_a_bump_days_later():
+    strays = press(1000, 200) + press(1600, 200)
+    woke = [(5000, None)]   # the button task wakes at the gesture's deadline, as the firmware's
+    for samples in (strays + woke + press(WEEK_MS, 200),            # a bump a week on
+                    strays + woke + press(WRAP_MS + 1500, 200),     # one a whole wrap on
+                    press(1000, 200) + woke + press(WEEK_MS, 200) + press(WEEK_MS + 600, 200)):
+        assert chip_replay(gesture.Button(**PRESSES), samples, samples[-1][0] + 5000) == []
+    # while they are fresh, they still count
+    s = strays + press(2400, 200)
+    assert chip_replay(gesture.Button(**PRESSES), s, 8000) == [[2630, "alert"]]
+
+
+def test_her_sign_days_after_her_last_one_can_still_be_cancelled():
+    # presses mode: the press that follows her sign within the window is the sign going on,
+    # never its cancel; a week later, the ticks past half their period, a cancel is one
+    b = gesture.Button(**PRESSES)
+    r = chip_replay(b, press(1000, 150) + press(1500, 150) + press(2000, 150), 4000)
+    b.set_active(False)
+    b.set_active(True)
+    r += chip_replay(b, press(WEEK_MS, 6000), WEEK_MS + 9000)
+    assert r == [[2180, "alert"], [WEEK_MS + 5000 - (1 << 30), "cancel"]]
+
+
 def test_ticks_wraparound(mpy):
     # start 1 s before the ticks counter wraps: the hold crosses the wrap
     code = DRIVER + """

@@ -166,14 +166,14 @@ class Gesture:
         if self.cancel != "hold":
             return False
         return (self.mode != "presses" or self._alert_t is None
-                or ticks_diff(self._press_t, self._alert_t) >= self.window_ms)
+                or not 0 <= ticks_diff(self._press_t, self._alert_t) < self.window_ms)
 
     def _count_press(self, dur):
         if dur < self.min_press_ms or dur > self.max_press_ms:
             self._seq = []
             return None
         t = self._press_t
-        seq = [x for x in self._seq if ticks_diff(t, x) <= self.window_ms]
+        seq = [x for x in self._seq if 0 <= ticks_diff(t, x) <= self.window_ms]
         seq.append(t)
         if len(seq) >= self.count:
             self._seq = []
@@ -186,6 +186,12 @@ class Gesture:
         return "alert"
 
     def tick(self, now):
+        if self._seq and not self.pressed:
+            # presses that can no longer make a sequence go at their deadline: a stamp
+            # kept for days would read as recent once the ticks wrap (a negative
+            # ticks_diff after 6.2 days, a small one after 12.4), and one bump in a bag a
+            # week on would complete two stray presses into her alert
+            self._seq = [x for x in self._seq if 0 <= ticks_diff(now, x) <= self.window_ms]
         if not self.pressed or self._fired:
             return None
         held = ticks_diff(now, self._press_t)
@@ -209,6 +215,8 @@ class Gesture:
         return None
 
     def next_deadline(self):
+        if self._seq and not self.pressed:
+            return ticks_add(self._seq[0], self.window_ms + 1)  # the oldest press expires
         if not self.pressed or self._fired:
             return None
         if not self.active:
