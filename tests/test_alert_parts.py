@@ -418,6 +418,41 @@ out([[l.split(" ")[2:4] for l in lines], eventlog.verify(lines)])
     assert ok, why
 
 
+def test_a_fault_retried_for_days_writes_each_of_its_entries_once_a_day(both, tmp_path):
+    # A SIM knocked loose in standby: each hourly retry wrote five entries, and two days
+    # of it rotated her alerts and the registry's anchor out of the ring (a review of
+    # months in a drawer); a dead module every ~10 minutes, within hours
+    r = both((FRESH_LOG + """
+now = [1796040000]
+log = eventlog.EventLog(prefix=P, echo=False, clock=lambda: now[0])
+log.add("alert", "gesture")
+for hour in range(48):
+    for ev, d in (("sim_again", "-"), ("power", "modem_sleep"), ("sim_problem", "CME_10"),
+                  ("init_error", "AT+CMGF=1"), ("not_registered", "-")):
+        log.add(ev, d)
+    if hour == 3:
+        log.add("power", "gps_on")           # not a fault's: always written
+        log.add("sim_problem", "+CPIN:_SIM_PIN")  # another detail: news
+    now[0] += 3600
+log.add("alert", "gesture")                  # her next alert: its faults are news again
+log.add("sim_again", "-")
+lines = log.entries()
+out([[l.split(" ")[2:4] for l in lines], eventlog.verify(lines)])
+""").replace("PREFIX", str(tmp_path / "log")))
+    entries, (ok, why) = r
+    round_ = [["sim_again", "-"], ["power", "modem_sleep"], ["sim_problem", "CME_10"],
+              ["init_error", "AT+CMGF=1"], ["not_registered", "-"]]
+    assert entries == (
+        [["alert", "gesture"]] + round_
+        + [["not_logged", "init_error=3,not_registered=3,power=3,sim_again=3,sim_problem=3"],
+           ["power", "gps_on"], ["sim_problem", "+CPIN:_SIM_PIN"]]
+        + [["not_logged", "init_error=20,not_registered=20,power=20,sim_again=20,sim_problem=20"]]
+        + round_[:1] + round_[1:]    # a day on: each once more
+        + [["not_logged", "init_error=23,not_registered=23,power=23,sim_again=23,sim_problem=23"],
+           ["alert", "gesture"], ["sim_again", "-"]])
+    assert ok, why
+
+
 # ENOSPC as VfsLfs2 raises it; no heap for the entry (the press, on a full 56 KB heap)
 LOG_REFUSALS = [("OSError(28)", 28), ("MemoryError('memory allocation failed, allocating 128 bytes')", 12)]
 

@@ -31,6 +31,15 @@ GPS_ROLLOVER_S = 1024 * 7 * 86400
 # her alert, nor the boot. It is left out of the chain, so the log on the flash stays whole.
 STRANGER = ("sms_ignored", "sms_locked", "incoming_rejected", "incoming_ignored")
 STRANGER_PER_DAY = 4
+# A fault retried for as long as it lasts (a SIM knocked loose: every hour; a dead module:
+# every ~10 minutes) writes the same entries each round, and would rotate her alerts out
+# of the ring in a day or two. One of each (event and detail) a day goes to the flash, the
+# rest are counted as above; her next alert starts anew (its own faults are news).
+# event -> the details this applies to (None: all).
+REPEATS = {"sim_again": None, "sim_problem": None, "init_error": None, "not_registered": None,
+           "modem_silent": None, "modem_hung": None, "modem_dead": None, "sweep_error": None,
+           "power": ("modem_sleep",)}
+REPEAT_S = 86400
 
 
 def stamp(unix_s):
@@ -92,6 +101,7 @@ class EventLog:
         self.day_t = None       # clock() when this day's stranger quota began
         self.day_n = 0          # stranger entries this day
         self.unlogged = {}      # event -> stranger entries past the quota, not yet told
+        self.repeated = {}      # "event detail" -> clock() when a REPEATS entry was written
         self._resume()
 
     def _path(self, i):
@@ -137,7 +147,10 @@ class EventLog:
 
     def add(self, event, detail="-"):
         detail = str(detail).replace(" ", "_").replace("\n", "_") or "-"
-        if event in STRANGER and not self._admit(event):
+        if event == "alert":
+            self.repeated = {}
+        if (event in STRANGER and not self._admit(event)
+                or event in REPEATS and not self._news(event, detail)):
             if self.echo:
                 print("EV", event, detail)
             return self.seq
@@ -151,6 +164,21 @@ class EventLog:
             if self.echo:
                 print("EV", event, detail)
         return self.seq
+
+    def _news(self, event, detail):
+        only = REPEATS[event]
+        if only is not None and detail not in only:
+            return True
+        key = event + " " + detail
+        now = self.clock()
+        t = self.repeated.get(key)
+        if t is not None and 0 <= now - t < REPEAT_S:
+            self.unlogged[event] = self.unlogged.get(event, 0) + 1
+            return False
+        if len(self.repeated) >= 16:  # bounded: a fault's details are few
+            self.repeated = {}
+        self.repeated[key] = now
+        return True
 
     def _admit(self, event):
         now = self.clock()
