@@ -1059,6 +1059,29 @@ out([s.logs("sms_ignored"), s.logs("sms_locked"), len(s.m.commands.pin_fails),
     assert r[3] == ["+524491110000"]          # only C4 itself is answered
 
 
+def test_wrong_pins_months_apart_are_forgotten_not_added_up(both):
+    # C4's operator mistyping once a month locked C4's number out at the fifth typo, even
+    # with the right PIN straight after (a review of months in a drawer); five in a day
+    # still lock
+    r = both("""
+s = Sim()
+for month in range(4):
+    s.ev("sms_command", "+524491110000", "ESTADO 0000")
+    s.advance(30 * 86400000)
+s.ev("sms_command", "+524491110000", "ESTADO 0000")      # the fifth typo, months on
+s.ev("sms_command", "+524491110000", "ESTADO 4321")      # then the right PIN
+months = [s.logs("sms_locked"), s.logs("sms_command")]
+s = Sim()
+for typo in range(5):
+    s.advance(3600000)                                    # an hour apart: the same day
+    s.ev("sms_command", "+524491110000", "ESTADO 0000")
+s.ev("sms_command", "+524491110000", "ESTADO 4321")      # locked: refused
+out(months + [s.logs("sms_locked"), s.logs("sms_command")])
+""")
+    assert r[:2] == [[], [["sms_command", "ESTADO ...0000"]]]
+    assert len(r[2]) == 1 and r[3] == []
+
+
 def test_senders_are_compared_as_full_numbers(both):
     r = both("""
 from alertsms import canon, same_number

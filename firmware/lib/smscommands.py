@@ -7,6 +7,9 @@ from alertsms import mask, command_words, canon, pin_ok
 
 COMMANDS = ("UBICACION", "ESTADO", "CANCELAR")
 PIN_SENDERS = 8     # senders tracked by the wrong-PIN lockout
+# A day with no wrong PIN from anyone forgets the counts short of a lock: C4's operator
+# mistyping once a month must not lock C4's number out at the fifth typo, months on.
+FORGET_MS = 86400000
 
 
 class SmsCommands:
@@ -14,6 +17,7 @@ class SmsCommands:
         self.cfg = cfg
         self.cc = cc
         self.pin_fails = []     # [sender (canon), wrong PINs, lock time or None]
+        self.fail_t = None      # ticks of the last wrong PIN, while counts are kept
         self.changed = False    # the table changed: the machine persists it
 
     def save(self, now):
@@ -26,8 +30,17 @@ class SmsCommands:
             # a lock's age: it goes on from where the last persist left it
             pf.append([str(e[0]), int(e[1]), None if e[2] is None else ticks_add(now, -int(e[2]))])
         self.pin_fails = pf
+        self.fail_t = now if pf else None  # after a reset, the day without one starts over
 
     def housekeeping(self, now):
+        if self.fail_t is not None:
+            d = ticks_diff(now, self.fail_t)
+            if d < 0 or d >= FORGET_MS:  # negative: older than half the ticks period
+                kept = [e for e in self.pin_fails if e[2] is not None]
+                if len(kept) != len(self.pin_fails):
+                    self.pin_fails = kept
+                    self.changed = True
+                self.fail_t = None
         pf = self.pin_fails
         for i in range(len(pf) - 1, -1, -1):
             if pf[i][2] is not None:
@@ -79,6 +92,7 @@ class SmsCommands:
             pf.remove(e)
         pf.append(e)                    # most recent last
         e[1] += 1
+        self.fail_t = now
         self.changed = True
         acts.append(("log", "sms_ignored", "bad_pin " + mask(sender)))
         if e[1] >= c["pin_max_failures"]:
