@@ -383,6 +383,27 @@ def test_sms_only_fault_refuses_incoming_voice_and_emergency_only_reads_11():
     assert b.at("AT+CREG?") == ["+CREG: 0,11", "OK"]
 
 
+def test_911_needs_a_cell_of_a_technology_the_module_may_use():
+    # a review: pinned to GSM (the 2G fallback's saved AT+CNMP=13) where 2G is gone, the
+    # module has no service at all, yet the rig connected 911
+    b = Bench(gsm=False)
+    b.run(5)
+    b.at("AT+CMEE=1;+CNMP=13")
+    b.run(5)
+    assert b.at("AT+CPSI?")[0].startswith("+CPSI: NO SERVICE")
+    assert b.at("ATD911;")[0] == "+CME ERROR: 30"
+    assert not b.net.live_calls()
+    # "emergency calls only" (+CREG stat 11): 911 goes through
+    b = Bench()
+    b.modem.emergency_only()
+    b.modem.no_network()
+    b.run(1)
+    assert b.at("AT+CREG?") == ["+CREG: 0,11", "OK"]
+    assert b.at("ATD911;")[0] == "OK"
+    b.run(10)
+    assert b.modem.call_state == "active"
+
+
 def test_a_call_to_an_sms_only_a7670_is_recorded_unreachable_not_rejected():
     """Nobody declined it: the network could not page the module for voice."""
     b = Bench(volte=False)          # LTE without VoLTE: registered for SMS only

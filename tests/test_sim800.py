@@ -833,6 +833,34 @@ def test_dial_without_registration_is_no_carrier_and_recorded():
     assert b.at("AT+CREG?") == b"\r\n+CREG: 0,3\r\n\r\nOK\r\n"
 
 
+def test_911_connects_in_limited_service_and_goes_with_the_radio_or_the_cell():
+    # a barred SIM: no registration, yet 911 is taken (IFT 2015); a call with no
+    # registration to lose must still end when the radio goes off or the cell is lost
+    # (a review found the rig kept it up through AT+CFUN=0 and a lost signal)
+    for end in ("AT+CFUN=0", "signal lost"):
+        b = Bench()
+        b.at("ATE0;+CLCC=1")
+        b.modem.registration_denied()
+        assert b.at("ATD911;", wait=1) .startswith(b"\r\nOK\r\n")
+        b.run(10)
+        assert b.modem.call_state == "active" and b.net.live_calls()
+        b.take()
+        if end == "AT+CFUN=0":
+            b.at(end, wait=1)
+        else:
+            b.modem.no_network(True)
+        b.run(1)
+        assert b.modem.call_state is None and not b.net.live_calls(), end
+        rec = b.net.call_records()[-1]
+        assert (rec["to"], rec["answered"], rec["result"]) == ("911", True, "dropped"), end
+    # with no cell at all, not even 911
+    b = Bench()
+    b.at("ATE0")
+    b.modem.no_network(True)
+    b.run(1)
+    assert b.at("ATD911;", wait=1) == b"\r\nNO CARRIER\r\n"
+
+
 def test_incoming_call_ata_and_caller_hangup():
     b = Bench()
     b.at("ATE0;+CLIP=1;+CLCC=1")

@@ -320,12 +320,13 @@ def _phone_scripts(values):
 
 # A rehearsal uses her contacts' real numbers: the window (watched, recorded, pasted into
 # a ticket) shows them masked, as every screen of the tool does; --network-log keeps them
-# whole, readable by its owner only.
+# whole, readable by its owner only. Service numbers (911, 112: four digits at most) are
+# nobody's: shown, so that a rehearsal of the 911 fallback shows 911 reached.
 NUMBER_FIELDS = ("from", "to", "number")
 
 
 def _on_screen(ev):
-    return {k: rules.mask(v) if k in NUMBER_FIELDS and isinstance(v, str) else v
+    return {k: rules.mask(v) if k in NUMBER_FIELDS and isinstance(v, str) and len(v) > 4 else v
             for k, v in ev.items()}
 
 

@@ -82,6 +82,10 @@ class NetworkGroup:
         """The network's coverage or signal changed."""
         if self.powered:
             self._reg_update()
+            if self._call is not None and not self.camped:
+                # a call with no registration (an emergency call in limited service) has
+                # no registration to lose: it goes with the cell
+                self.network.modem_unreachable(self.number)
 
     def _rxl(self):
         rssi = self._rssi()

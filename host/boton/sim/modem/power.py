@@ -194,6 +194,8 @@ class PowerGroup:
         if fun == self.cfun:
             return infos
         self.cfun = fun
+        if fun != 1 and self._call is not None:
+            self.network.modem_unreachable(self.number)  # the radio off: its call is gone
         if fun == 0 and self._sim != "off":
             infos.append("+CPIN: NOT READY")  # capture L2: before the OK
             self._sim = "off"

@@ -191,6 +191,12 @@ class A7670(Sim800):
         return None
 
     @property
+    def camped(self):
+        """A cell of a technology it may use (pinned to GSM where 2G is gone: none); with
+        the emergency_only fault, one that takes emergency calls only (+CREG stat 11)."""
+        return self.rat is not None and (super().camped or self._emergency_only)
+
+    @property
     def voice_available(self):
         return self._reg_stat in (1, 5)
 
@@ -390,18 +396,21 @@ class A7670(Sim800):
     def _b_d(self, cmd):
         dial = cmd.args[0]
         number = dial.rstrip(";")
-        # an emergency call in limited service (the base class): SIM, registration and
-        # VoLTE do not matter; over LTE it is an IMS emergency call or a fallback to 2G/3G
-        # [?] which, so LTE's call faults are not applied to it
-        if (dial.endswith(";") and re.fullmatch(r"\+?[0-9*#]+", number) and self._call is None
-                and not self.emergency_call(number)):
-            self._need_sim()
-            if not self._call_ready:
-                raise self._cme(3)
-            if not self.voice_available:
-                self.last_cause = self.network.failed_call(self.number, number).cause
-                self._took(self.T_NO_NET_DIAL)
-                raise self._cme(30)
+        if dial.endswith(";") and re.fullmatch(r"\+?[0-9*#]+", number) and self._call is None:
+            # an emergency call in limited service (the base class): SIM, registration and
+            # VoLTE do not matter. Over LTE it is an IMS emergency call or falls back to 2G
+            # [?]: with no 2G to fall back to, LTE's call faults are taken to hit it too
+            emergency = self.emergency_call(number)
+            if not emergency:
+                self._need_sim()
+                if not self._call_ready:
+                    raise self._cme(3)
+                if not self.voice_available:
+                    self.last_cause = self.network.failed_call(self.number, number).cause
+                    self._took(self.T_NO_NET_DIAL)
+                    raise self._cme(30)
+            if emergency and self.gsm:
+                return super()._b_d(cmd)
             # module firmware that drops every call on LTE, or the fault: +CLCC stat 2
             # (dialing) and "immediately after" stat 6 [C] (rules.LTE_CALLS_DROP, its sources)
             if self.rat == "lte" and (self.lte_calls_drop_on or self.gmr.startswith(LTE_CALLS_DROP)):
