@@ -120,7 +120,12 @@ async def init(r, poll_status):
         if d.sim_state(sim) != "wait":
             break
         await asyncio.sleep_ms(int(1000 * hw.TIME_SCALE))
-    if d.sim_state(sim) != "ready":
+    # No SIM (or a locked one): every SMS setting is refused and no registration comes, so
+    # neither is waited for. A set-up of its own then takes seconds, not a minute and
+    # more: her dials wait behind each re-read of a lost SIM (sim_again), and the emergency
+    # number, which needs no SIM where the network takes it, would wait with them.
+    sim_ready = d.sim_state(sim) == "ready"
+    if not sim_ready:
         r.log.add("sim_problem", sim.replace(" ", "_"))
         if r.sim_out is None and sim_unread(sim):
             # no SIM at boot: maybe one that lost contact, on a module that kept its
@@ -128,7 +133,7 @@ async def init(r, poll_status):
             r.sim_out = (time.ticks_ms(), SIM_AGAIN_S)
     else:
         r.sim_back()
-    for _ in range(10):
+    for _ in range(10 if sim_ready else 1):
         failed = await m.batch(d.INIT)
         if not failed:
             break
@@ -138,14 +143,14 @@ async def init(r, poll_status):
     # A module slow to be "SMS Ready" (an A7670 takes ~10 s after the SIM) refuses text
     # mode and +CMTI past these tries: Radio.finish_settings sends them again.
     r.settings_due = tuple(failed)
-    state = await wait_registered(r, REGISTER_S)
+    state = await wait_registered(r, REGISTER_S) if sim_ready else None
     gsm_gone = state is None and d.RAT_AUTO and await rat_mode_fixed(r)
     if gsm_gone:
         # An earlier fallback's GSM-only mode (saved by the module) where 2G is gone:
         # back to automatic, or not even SMS would get through.
         r.log.add("rat_auto", "")
         await r.at(d.RAT_AUTO)
-        state = await wait_registered(r, REGISTER_S)
+        state = await wait_registered(r, REGISTER_S) if sim_ready else None
     registered = state is not None
     r.log.add("registered" if registered else "not_registered", "")
     if registered:

@@ -236,8 +236,8 @@ class Radio:
 
     def _sim_again_due(self, wait_max=None):
         s = self.sim_out
-        if s is None or self._recovering:
-            return False
+        if s is None or self._recovering or self.call_active or self.call_out:
+            return False  # never AT+CFUN=0 under a call: 911 with no SIM needs none
         wait = s[1] if wait_max is None else min(s[1], wait_max)
         return time.ticks_diff(time.ticks_ms(), s[0]) >= int(wait * 1000 * hw.TIME_SCALE)
 

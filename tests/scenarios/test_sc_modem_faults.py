@@ -123,11 +123,13 @@ def test_a_barred_sim_still_reaches_911_when_allowed(dut, button, network, fault
 
 
 @pytest.mark.dut_config(attempts_per_number=1, redial_backoff_s=[1], cycle_backoff_s=2,
-                        allow_911=True)
+                        allow_911=True, health_every_s=2)
 @pytest.mark.parametrize("taken", [True, False], ids=["network_takes_it", "network_refuses"])
-def test_with_no_sim_911_is_tried_where_the_network_takes_it(dut, button, network, faults, taken):
+def test_with_no_sim_911_is_tried_where_the_network_takes_it(dut, button, network, faults, gps,
+                                                             taken):
     """No SIM (fallen out): whether 911 connects is the network's choice; either way the
-    device keeps trying and does not crash."""
+    device keeps trying and does not crash. Its call is never cut by the re-read of the
+    SIM (AT+CFUN=0 ends any call): a review found the operator cut off at each re-read."""
     network.require(c4=2, emergency=True)
     faults.emergency_without_sim(taken)
     faults.sim_missing()
@@ -136,6 +138,10 @@ def test_with_no_sim_911_is_tried_where_the_network_takes_it(dut, button, networ
     if taken:
         network.wait_call("call_connected", to=network.emergency, after=mark,
                           timeout=dut.within(240, 30))
+        on_call = dut.mark()
+        gps.wait_bursts(300, timeout=dut.within(120, 60))   # past several re-reads' waits
+        assert not network.calls("call_end", to=network.emergency, after=mark)
+        assert "sim_again" not in [e for e, _ in dut.log(on_call)]
     else:
         # C4's numbers, then 911 (the third dial), each refused by the module: once the
         # fourth dial starts, no call has started at all
