@@ -116,6 +116,25 @@ print(json.dumps([
     assert "BS-0042" in texts[1]
 
 
+def test_the_timeout_text_keeps_its_911_advice_with_the_longest_label(mpy):
+    # a review: with a label of 8 characters or more (boton takes 12) the advice went,
+    # from the ending nobody resolved, where her contacts most need it
+    code = """
+import json, sms
+out = []
+for dev in ("BS-0042", "BS-00042", "BS-2026-ABCD"):
+    for alias in ("Luna", "Maria Fernanda G"):
+        for test in (False, True):
+            out.append(sms.cancel_text(alias=alias, device_id=dev, by="timeout", minutes=60,
+                                       test=test))
+print(json.dumps(out))
+"""
+    for t in mpy.json(code):
+        assert one_segment(t), (len(t), t)
+        assert t.endswith(" Si duda de su seguridad llame al 911."), t
+        assert "NO" in t and "(60 min)" in t and ("Luna" in t or "Maria F" in t), t
+
+
 def test_other_texts(mpy):
     code = """
 import json, sms

@@ -234,17 +234,20 @@ def cancel_text(alias="", device_id="", by="device", test=False, minutes=None,
     def build(level, a):
         t = pre + "Boton Seguro: "
         if by == "timeout":
-            t += "termino el envio automatico de ubicacion de " + a
+            # the ending nobody resolved, where her contacts most need the advice: a
+            # shorter wording goes first (a 12-character label left no room for it)
+            t += ("termino el envio automatico de ubicacion de " if level < 1
+                  else "termino el envio de ubicacion de ") + a
             if minutes is not None:
                 t += " (%d min)" % int(minutes)
-            t += ". La alerta NO fue cancelada por ella."
+            t += ". La alerta NO fue cancelada por ella." if level < 1 else ". Ella NO la cancelo."
         elif by == "c4":
             t += "la alerta de " + a + " fue cerrada por C4."
         else:
             t += "alerta de " + a + " CANCELADA desde el boton."
         if dev:
             t += " " + dev + "."
-        if advice and level < 1:
+        if advice and (level < 1 or by == "timeout" and level < 2):
             t += " Si duda de su seguridad llame al 911."
         return t
     return _fit(build, alias)
