@@ -1059,6 +1059,43 @@ out([s.logs("sms_ignored"), s.logs("sms_locked"), len(s.m.commands.pin_fails),
     assert r[3] == ["+524491110000"]          # only C4 itself is answered
 
 
+def test_the_end_of_an_alert_reaches_every_contact_once_the_network_is_back(both):
+    # C4 closed her alert; only the first contact's "cerrada" got out before the network
+    # went for two minutes (a lift, a recovery). The others' ran out of tries and were
+    # dropped: they kept "pidio ayuda" as the last word (a review of her contacts' texts)
+    r = both("""
+s = Sim(sms_ok=None)
+got = []
+def deliver(ok):
+    while s.pending:
+        n = s.pending.pop(0)
+        num, text = [(a[2], a[3]) for a in s.acts if a[1] == "send_sms" and a[4] == n][-1]
+        if ok(num):
+            got.append([num, text.split(":")[1][:16]])
+        s._run(s.m.handle(("sms_sent", n, ok(num)), s.now()))
+s.ev("gesture", "alert")
+deliver(lambda n: True)
+s.advance(60000)
+s.ev("sms_command", C4, "CANCELAR 4321")
+deliver(lambda n: n == CONTACTS[0])
+for _ in range(12):
+    s.advance(10000)
+    deliver(lambda n: False)
+s.ev("network", True)
+for _ in range(6):
+    s.advance(30000)
+    deliver(lambda n: True)
+s.ev("network", True)                  # again: nobody gets it twice
+s.advance(60000)
+deliver(lambda n: True)
+out([got, CONTACTS])
+""")
+    got, contacts = r
+    ended = [n for n, t in got if "cerrada" in t or "alerta de" in t]
+    assert sorted(ended) == sorted(set(ended)), got          # once each
+    assert set(contacts) <= set(ended), got                   # every contact told it ended
+
+
 def test_wrong_pins_months_apart_are_forgotten_not_added_up(both):
     # C4's operator mistyping once a month locked C4's number out at the fifth typo, even
     # with the right PIN straight after (a review of months in a drawer); five in a day

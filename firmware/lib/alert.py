@@ -257,6 +257,7 @@ class AlertMachine:
         self.cancel_by = None
         self.end_t = None       # when the last alert ended (callback window)
         self.off_alert = None   # the alert (its number) restored with no time off: the one off_gap may end
+        self.end_due = []       # [number, by]: the last alert's end that ran out of tries
         self.fix = None         # read_fix() list
         self.fix_t = 0
         self.fix_dated = True   # False: restored with an age the RTC could not vouch for
@@ -532,6 +533,7 @@ class AlertMachine:
         self.told = []
         self.failing = []       # recipients whose SMS failed, logged once (_sms_done)
         self.cancel_by = None
+        self.end_due = []
         self._log(acts, "alert", source)
         if c["vibrate"]:
             acts.append(("vibrate", "alert"))
@@ -756,6 +758,8 @@ class AlertMachine:
             self.sup.delivered(e)
             if e.kind in ob.LOC and e.number not in self.told:
                 self.told.append(e.number)
+            if e.kind == ob.CANCEL:
+                self.end_due = [x for x in self.end_due if x[0] != e.number]
             if e.kind in ob.LOC:
                 if fix_sent == "gps":
                     if e.number not in self.got_gps:
@@ -776,6 +780,10 @@ class AlertMachine:
         if permanent or stale or e.tries > self.cfg["sms_retries"]:
             if e.kind == ob.ALERT:
                 self._sms_failed += 1
+            if e.kind == ob.CANCEL and not (permanent or stale):
+                # out of tries (an outage: a lift, a recovery): the network's return sends
+                # it again, or one contact reads "cerrada" and the others "pidio ayuda"
+                self.end_due = [x for x in self.end_due if x[0] != e.number] + [[e.number, e.arg]]
             if not quiet:
                 self._log(acts, "sms_failed", what)
                 self.failing.append(e.number)
@@ -831,8 +839,16 @@ class AlertMachine:
 
     def _on_network(self, ev, now, acts):
         # the module registered again: whoever this alert has not reached yet (its SMS
-        # failed its retries with no network) gets it now, not at the next update
-        if not ev[1] or not self.active:
+        # failed its retries with no network) gets it now, not at the next update; with
+        # no alert on, whoever the last one's end did not reach gets that
+        if not ev[1]:
+            return
+        if not self.active:
+            for n, by in self.end_due:
+                if not self.outbox.pending(n, (ob.CANCEL,)):
+                    self.outbox.queue(n, ob.CANCEL, by)
+                    self._dirty = True
+            self.end_due = []
             return
         for n in self.recipients():
             if n not in self.told and not self.outbox.pending(n, ob.LOC):
