@@ -155,15 +155,21 @@ class CallsGroup:
             raise AtError("NO CARRIER")  # data calls are not offered: no connection
         if self._call is not None:
             raise self._cme(3)
-        if not self.emergency_call(number):
-            self._need_sim()
-            if not self._call_ready:
-                raise self._cme(3)
-            if not self.registered:
-                self.last_cause = self.network.failed_call(self.number, number).cause
-                self._took(self.T_NO_NET_DIAL)
-                raise AtError("NO CARRIER")
-        return self._place_call(number, self.emergency_call(number))
+        emergency = self.emergency_call(number)
+        if not emergency:
+            self._callable(number, self.registered, AtError("NO CARRIER"))
+        return self._place_call(number, emergency)
+
+    def _callable(self, number, served, refusal):
+        """What an ordinary call needs (an emergency call needs none of it): the SIM, the
+        module ready for calls, and a network that serves it (else `refusal`)."""
+        self._need_sim()
+        if not self._call_ready:
+            raise self._cme(3)
+        if not served:
+            self.last_cause = self.network.failed_call(self.number, number).cause
+            self._took(self.T_NO_NET_DIAL)
+            raise refusal
 
     # 3GPP TS 22.101 10.1.1: a module takes 112 and 911 as emergency numbers always, and
     # these too when no SIM is ready. (Numbers a SIM's EF_ECC adds are not modelled.)

@@ -402,13 +402,7 @@ class A7670(Sim800):
             # [?]: with no 2G to fall back to, LTE's call faults are taken to hit it too
             emergency = self.emergency_call(number)
             if not emergency:
-                self._need_sim()
-                if not self._call_ready:
-                    raise self._cme(3)
-                if not self.voice_available:
-                    self.last_cause = self.network.failed_call(self.number, number).cause
-                    self._took(self.T_NO_NET_DIAL)
-                    raise self._cme(30)
+                self._callable(number, self.voice_available, self._cme(30))
             if emergency and self.gsm:
                 return super()._b_d(cmd)
             # module firmware that drops every call on LTE, or the fault: +CLCC stat 2
