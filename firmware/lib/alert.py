@@ -329,7 +329,7 @@ class AlertMachine:
             "fix": fx, "cell": self.cell if self.active else None, "battery": self.battery,
             "end_ago_ms": None if self.end_t is None else ticks_diff(now, self.end_t),
             "pin_fails": self.commands.save(now),
-            "unsent_due": self.unsent_due,
+            "unsent_due": self.unsent_due, "end_due": self.end_due,
             "bat_low": None, "pw_low": False, "rep_alerts": 0, "daily_left_ms": None, "loc": None, "at": None,
         }
         self.sup.save(st, now)
@@ -411,6 +411,12 @@ class AlertMachine:
         # and only to whom her configuration still sends: a contact removed since the save
         # (provisioned again) got her alert and where she is from what was waiting
         self.outbox.keep(self._still_sent_to)
+        # an end that ran out of tries still waits for the network: only to a number that
+        # this configuration still sends it to
+        due = st.get("end_due")
+        self.end_due = [[x[0], x[1]] for x in due if len(x) == 2 and isinstance(x[0], str)
+                        and self._still_sent_to(ob.Sms(0, x[0], ob.CANCEL))
+                        ] if isinstance(due, list) else []
         self.got_gps = list(st.get("got_gps") or [])
         self.told = list(st.get("told") or [])
         self.cell = st.get("cell")
