@@ -42,8 +42,9 @@ VOICE_FALLBACK_S = 40
 REGISTER_S = 60
 REG_QUERIES = {"sim800": ("AT+CREG?",), "a7670": ("AT+CREG?", "AT+CEREG?")}
 # The network's time (NITZ) comes with a registration only after the dialect's
-# NETWORK_TIME_ON: sent as soon as the module listens, before it registers.
-NETWORK_TIME_ON = {"sim800": "AT+CLTS=1", "a7670": "AT+CTZU=1"}
+# NETWORK_TIME_ON: sent as soon as the module listens, before it registers (the SIM800's
+# network LED dark with it: a light can give her away).
+NETWORK_TIME_ON = {"sim800": "AT+CLTS=1;+CNETLIGHT=0", "a7670": "AT+CTZU=1"}
 # Or its dial is taken and the call ends at once, never ringing (module firmware whose
 # VoLTE fails): SILENT_FAILS such calls in a row (within QUICK_END_MS of the dial, ended
 # by the network, never alerting) count as a refused dial, as radio.call_ended counts them.
@@ -265,8 +266,6 @@ async def _power_modem(hw, m, at, wdt, chip_reset=False):
     if started or any(ln.startswith(boot) for ln in at.lines):
         await _call_ready(at, CALL_READY_URC[family], wdt)
     await at.cmd("ATE0")
-    if at.family == "sim800":
-        await at.cmd("AT+CNETLIGHT=0")  # a flashing network LED can give her away
     await at.cmd("AT+CLCC=1")  # call states as +CLCC lines: answered or not
     # the radio on: a reset in the middle of the firmware's re-read of the SIM (AT+CFUN=0,
     # then 1) leaves a module that kept its supply with radio and SIM off

@@ -167,6 +167,23 @@ def test_the_module_starts_with_the_network_time_switch_saved(tmp_path, board):
         assert sent_to_modem(vd).count(b"AT&W") == writes
 
 
+def test_a_module_that_saved_its_time_switch_before_saves_its_dark_led_too(tmp_path):
+    """AT+CNETLIGHT=0 was saved only by an AT&W the time switch called for: a module whose
+    time switch an earlier firmware had saved kept its network LED saved on, flashing every
+    3 s from each power-on (her battery charged, a recovery's supply cut) until the set-up."""
+    with provisioned_device(tmp_path, **NO_FIX) as vd:
+        vd.wait_console("EV clock network", timeout=30)
+        vd.call(lambda: vd.modem._profile.update(clts=1, netlight=1))   # as it was saved
+        console = vd.console_mark()
+        vd.power_cycle()
+        vd.wait_console("EV ready", since=console, timeout=60)
+        deadline = time.monotonic() + 30
+        while vd.call(lambda: vd.modem._profile["netlight"]) != 0:
+            assert time.monotonic() < deadline, "AT+CNETLIGHT=0 never saved"
+            time.sleep(0.05)
+        assert vd.call(lambda: vd.modem.netlight) == 0
+
+
 # ---------------------------------------------------------------------- her alert across an outage
 def test_an_alert_whose_battery_died_is_not_resumed_days_later(tmp_path, monkeypatch):
     """Her battery dies in the middle of an alert; she charges it ten days later. The

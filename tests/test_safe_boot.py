@@ -579,7 +579,11 @@ def test_an_mpy_firmware_too_big_for_the_heap_still_calls_c4_from_safe_mode(tmp_
                                     chip=True)
     vd = _boot(tmp_path, flash, interpreter=chip)
     try:
-        vd.wait_console("EV safe_mode import_MemoryError", timeout=60)
+        # MicroPython takes a MemoryError while it looks for a module's file for a missing
+        # file (vfs.c, mp_vfs_import_stat): which of the two ends the import depends on where
+        # the heap runs out
+        text = vd.wait_console("EV safe_mode import_", timeout=60)
+        assert ("import_MemoryError" in text or "import_ImportError:no module named" in text), text
         press_in_safe_mode(vd, OTHER_C4)
     finally:
         vd.stop()

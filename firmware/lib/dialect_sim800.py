@@ -27,9 +27,7 @@ WARNING_REPEAT_MS = 0           # every supply warning is passed on
 # One command line: fewer round trips before ATD. In the set-up too: C4 calling back
 # rings before anything is answered, and a restarted module rings at its default (100).
 COVERT_AUDIO = "AT+CMIC=0,15;+CLVL=0;+CRSL=0"
-# The network LED (NETLIGHT: a breakout's LED flashing every 3 s, all through her call)
-# dark: a light can give the button away at night. Saved by the set-up's AT&W.
-INIT_FIRST = ("ATE0", "AT+CMEE=1", "AT+CNETLIGHT=0")
+INIT_FIRST = ("ATE0", "AT+CMEE=1")
 INIT = ("AT+CMGF=1", 'AT+CSCS="GSM"', CSMP, "AT+CNMI=2,1,0,0,0", "AT+CMGD=1,3",
         "AT+CLIP=1", "AT+CLCC=1", "AT+COLP=0", "AT+CENG=1,0", "AT+CBATCHK=1", "AT+CREG=1",
         COVERT_AUDIO)
@@ -62,8 +60,11 @@ SLEEP_ON, SLEEP_OFF = 2, 0
 REG_QUERIES = (("AT+CREG?", "+CREG"),)
 # The network's time (NITZ) with each registration: switched on before INIT, as soon as
 # the module listens (modemup.init), and saved where the query reads it off.
-NETWORK_TIME_ON = "AT+CLTS=1"
-NETWORK_TIME_QUERY = ("AT+CLTS?", "+CLTS")
+# With it the network LED (NETLIGHT: a breakout's LED flashing every 3 s, all through her
+# call) goes dark: a light can give the button away at night. Both are read first (the
+# third item: the LED's line when it was saved dark) and saved by AT&W if either was not.
+NETWORK_TIME_ON = "AT+CLTS=1;+CNETLIGHT=0"
+NETWORK_TIME_QUERY = ("AT+CLTS?;+CNETLIGHT?", "+CLTS", "+CNETLIGHT: 0")
 RAT_QUERY = None                # GSM only: nothing to ask
 GSM_ONLY = None                 # no other technology to leave
 RAT_MODE_QUERY = None

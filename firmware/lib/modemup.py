@@ -106,8 +106,10 @@ async def init(r, poll_status):
     # unless saved: read first, 0 means it was not, and after her flat battery the module
     # would register before the set-up, with no network time to tell how long she was off
     # (resume, safe mode). Then on, at once: a registration after it brings the time.
-    line = reply_line(await r._query(d.NETWORK_TIME_QUERY), d.NETWORK_TIME_QUERY[1])
-    unsaved = bool(line) and line.split(":")[-1].strip() == "0"
+    q = d.NETWORK_TIME_QUERY
+    lines = await r._query(q[:2])
+    line = reply_line(lines, q[1])
+    unsaved = bool(line) and (line.split(":")[-1].strip() == "0" or q[2:] and q[2] not in lines)
     await r.at(d.NETWORK_TIME_ON)
     # The SIM takes seconds after power-on; SMS settings are refused until it is ready.
     sim = "?"
