@@ -696,6 +696,28 @@ def test_provision_refuses_a_board_whose_own_image_freezes_another_safe_c4(tmp_p
         vd.stop()
 
 
+def test_test_call_refuses_a_button_whose_c4_is_not_what_its_safe_mode_calls(device, tmp_path, monkeypatch):
+    # The programme moved C4 to a new number: the board profiles say so (deployed), her
+    # configuration still calls the old one. The test call rang the old C4, passed, and the
+    # button was delivered calling one C4 and, in safe mode, another (a review of the
+    # programme's operations). Only provision compared them.
+    url = device.repl_url
+    assert run("deploy", "--port", url).exit_code == 0
+    assert run(*provision_args(url), env={"BOTON_PIN": "482913"}).exit_code == 0
+    new_c4 = "+524499946605"
+    programme_boards(tmp_path, monkeypatch, new_c4)
+    assert run("deploy", "--port", url).exit_code == 0
+    mark = len(device.events)
+    r = run("test-call", "--port", url, "--timeout", "90")
+    out = " ".join(r.output.split())
+    assert r.exit_code == 5, out
+    assert (f"her configuration calls C4 {mask(DEFAULT_C4)} first, but safe mode would call another "
+            f"number: the safe_c4 of its board.json ({mask(new_c4)})") in out
+    assert "provision the button again with the new --c4" in out
+    assert new_c4 not in out and DEFAULT_C4 not in out
+    assert not [e for e in device.events[mark:] if e["kind"] in ("sms", "call_start")]
+
+
 @pytest.mark.parametrize("args, message", [
     # checked before the port is opened (the dead port would say exit 3), never as markup
     (["deploy", "--port", "socket://127.0.0.1:9", "--board", "x[/]"], "unknown board 'x[/]'"),

@@ -3,6 +3,7 @@ the virtual chip recognised by its eFuse signature (ROM loader, no stub), hints 
 known failures, and the REPL stand-in surviving esptool's bytes on the wrong port."""
 import concurrent.futures
 import hashlib
+import re
 import socket
 from pathlib import Path
 
@@ -281,6 +282,8 @@ def test_rfc2217_url_of_boton_sim_is_flashed_then_deployed(tmp_path):
         r = cli("flash", "--port", vd.repl_url, "--virtual-firmware")
         assert r.exit_code == 0, r.output
         assert f"{vd.repl_url}: flashed and verified ({vd.mac}, 4MB) in " in r.output
+        with Registry() as reg:   # the label its box's sticker needs, said as it was registered
+            assert re.search(rf" s, label {reg.get(vd.mac).label}\n", r.output), r.output
         vd.wait_console("Performing initial setup", timeout=30)  # hard reset: MicroPython boots
         r = cli("deploy", "--port", vd.repl_url)
         assert r.exit_code == 0 and "deployed" in r.output, r.output

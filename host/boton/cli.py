@@ -158,8 +158,9 @@ def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only, during_al
             try:
                 port, res, rec = fut.result()
                 what = "already flashed" if res["skipped"] else "flashed and verified"
-                bars.console.print(f"{port}: {what} ({res['mac']}, {res['flash_size']}) in {res['seconds']:.1f} s",
-                                   soft_wrap=True, markup=False)
+                # its label too: the sticker for its box (a new board was just given the next one)
+                bars.console.print(f"{port}: {what} ({res['mac']}, {res['flash_size']}) in {res['seconds']:.1f} s, "
+                                   f"label {rec.label}", soft_wrap=True, markup=False)
                 _warn_if_delivered_untested(rec, "a new flash")
             except DeviceError as e:
                 failures.append(e)
@@ -509,6 +510,9 @@ def test_call(port, device_ref, timeout, during_alert):
                                   f"{prov.remedy_sentence(differs, port, board)}, then test-call again",
                                   EXIT_VERIFY)
             config = json.loads(raw)
+            # what she calls and what her safe mode calls: one C4 (a programme's new C4 deployed
+            # to the profiles, her configuration provisioned with the old one)
+            prov.check_safe_c4(dev, config, "test-call")
             # the log is read before the test: afterwards the app holds the 56 KB heap
             log_lines = prov.read_event_log(dev)
             # the firmware gets the whole 56 KB, not what the reads left

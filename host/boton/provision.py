@@ -95,10 +95,13 @@ _SAFE_C4S = ("import json\ndef _s():\n r=[None,None,'']\n try:\n  b=json.load(op
              " except Exception:\n  pass\n print(json.dumps(r))\n_s()\ndel _s")
 
 
-def check_safe_c4(dev, config):
+def check_safe_c4(dev, config, step="provision"):
     """Safe mode (her configuration unreadable, or no filesystem) calls the board profile's
     safe_c4: it must be the programme's C4, her configuration's first C4 number, not the
-    placeholder a profile ships with. DeviceError (exit 2) before anything is written."""
+    placeholder a profile ships with. DeviceError before anything is written: exit 2 for
+    provision (its --c4 or the profile is wrong), exit 5 for a button provisioned before
+    (step: "test-call"; deliver needs a test call since the last deploy, flash or
+    provision), where either may be the old one (the programme's C4 changed)."""
     from .rules import mask
 
     c4 = config["c4_numbers"][0]
@@ -106,12 +109,20 @@ def check_safe_c4(dev, config):
     wrong = [f"{where} ({mask(n) if isinstance(n, str) and n else 'none'})"
              for where, n in (("its board.json", held), ("the profile frozen into its image", frozen))
              if n != c4 and (where == "its board.json" or n != "")]
+    profile = f"boards/{board if isinstance(board, str) else '<board>'}.json (or in the folder BOTON_BOARDS names)"
+    if wrong and step != "provision":
+        raise DeviceError(
+            f"{step} refused: her configuration calls C4 {mask(c4)} first, but safe mode would call "
+            f"another number: the safe_c4 of {' and of '.join(wrong)}. If the programme's C4 "
+            "changed, provision the button again with the new --c4 (her contacts and PIN as in "
+            f"her case); if not, set \"safe_c4\" to the programme's C4 in {profile} and `boton "
+            "deploy` (for a board's own image, `make firmware` and `boton flash` too). Then "
+            "`boton test-call`; nothing was run", EXIT_VERIFY)
     if wrong:
         raise DeviceError(
             f"safe mode would not call the programme's C4 ({mask(c4)}, the first --c4): the safe_c4 "
             f"of {' and of '.join(wrong)} is another number. Set \"safe_c4\" to the programme's C4 "
-            f"in boards/{board if isinstance(board, str) else '<board>'}.json (or in the folder "
-            "BOTON_BOARDS names), then `boton deploy` (for a board's own image, `make firmware` "
+            f"in {profile}, then `boton deploy` (for a board's own image, `make firmware` "
             "and `boton flash` too) and provision again; nothing was written", EXIT_USAGE)
 
 
