@@ -1501,6 +1501,23 @@ out([s.sms(), s.state["bat_low"], s.m.battery, s.logs(), len(one), off])
     assert one == 3 and off == []
 
 
+def test_a_low_battery_text_in_her_alert_says_the_alert_goes_on(both):
+    # "Por favor cargue el boton pronto" in the middle of her alert read as if all were
+    # calm (a review of her contacts' texts): in an alert it says the alert goes on
+    r = both("""
+s = Sim(low_battery_pct=[20])
+s.ev("gesture", "alert")
+s.clear()
+s.ev("battery", 18)
+calm = Sim(low_battery_pct=[20]).ev("battery", 18).sms()
+out([[x[2] for x in s.sms() if "bateria baja" in x[2]], [x[2] for x in calm]])
+""")
+    alert, calm = r
+    assert len(alert) == len(CONTACTS) and len(calm) == len(CONTACTS)
+    assert alert[0].endswith(": bateria baja (18%). La alerta sigue activa; el boton puede apagarse pronto."), alert
+    assert calm[0].endswith(". Por favor cargue el boton pronto; sin bateria no puede pedir ayuda."), calm
+
+
 def test_low_battery_not_resent_after_reset(both):
     r = both("""
 import json

@@ -285,7 +285,8 @@ def _render_all(mod, cases):
         out.append(mod.cancel_text(alias=a, device_id=c["device_id"], test=c["test"],
                                    by=("device", "c4", "timeout")[len(a) % 3], minutes=60))
         out.append(mod.low_battery_text(alias=a, battery=c["battery"],
-                                        device_id=c["device_id"], test=c["test"]))
+                                        device_id=c["device_id"], test=c["test"],
+                                        active=len(a) % 2 == 0))
         out.append(mod.location_text(kind=c["kind"], lat=c["lat"], lon=c["lon"],
                                      age_s=c["age_s"], hdop=c["hdop"], battery=c["battery"],
                                      device_id=c["device_id"], cell=c["cell"]))

@@ -45,7 +45,7 @@ def render(m, e, now):
     if k == ob.LOWBAT:
         return sms.low_battery_text(alias=c["alias"], device_id=c["device_id"],
                                     battery=m.battery if e.arg is None else None,
-                                    test=m.test_now()), kind
+                                    test=m.test_now(), active=m.active), kind
     return sms.cancel_text(alias=c["alias"], device_id=c["device_id"],
                            by=e.arg or "device", test=m.test_now(),
                            minutes=c["max_alert_s"] // 60,

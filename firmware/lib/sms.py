@@ -318,8 +318,9 @@ def daily_status_text(battery=None, rssi=None, gps=None, fw="", alerts=0, device
     return t[:MAX - len(tail)] + tail
 
 
-def low_battery_text(alias="", battery=None, device_id="", test=False):
-    # Low-battery warning.
+def low_battery_text(alias="", battery=None, device_id="", test=False, active=False):
+    # Low-battery warning. active: in the middle of her alert, where "cargue el boton" read
+    # as if all were calm: it says the alert goes on and the updates may stop.
     alias = _alias(alias)
     dev = _dev(device_id)
 
@@ -328,6 +329,9 @@ def low_battery_text(alias="", battery=None, device_id="", test=False):
         t += " de " + a + ": bateria baja"
         if battery is not None:
             t += " (%s)" % _bat(battery)[4:]
-        t += ". Por favor cargue el boton pronto; sin bateria no puede pedir ayuda."
+        if active:
+            t += ". La alerta sigue activa; el boton puede apagarse pronto."
+        else:
+            t += ". Por favor cargue el boton pronto; sin bateria no puede pedir ayuda."
         return t
     return _fit(build, alias)

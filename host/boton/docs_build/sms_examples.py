@@ -38,6 +38,8 @@ def sms_examples_markdown():
     if hasattr(sms, "low_battery_text"):
         ex.append(("Batería baja (a sus contactos)",
                    sms.low_battery_text(alias="Luna", battery=20, device_id="BS-0042")))
+        ex.append(("Batería baja durante una alerta",
+                   sms.low_battery_text(alias="Luna", battery=10, device_id="BS-0042", active=True)))
     out = []
     for title, text in ex:
         out += [f"*{title}:*", "", "```text", text, "```", ""]
