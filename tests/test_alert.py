@@ -678,6 +678,34 @@ out(s.dials())
 """)
     assert [n for _, n in r][:1] == ["+524492220000"]
 
+def test_a_call_showing_c4s_number_does_not_stand_for_her_call_reaching_c4(both):
+    """C4's line busy at her press; a call showing C4's number (a caller ID anyone can
+    fake) is answered, and hung up after 3 s. It counted as "C4 answered and hung up": no
+    more redials, her alert never reached C4 (a review from the aggressor's side). Only her
+    own call answered by C4 ends the dialling; a real C4 calling back is called again."""
+    r = both("""
+s = Sim()
+s.ev("gesture", "alert")
+s.ev("call_state", "ended", "busy")             # C4 #1 busy
+s.ev("incoming_call", "+524491110000")          # C4's number shown
+s.ev("call_state", "active", None)
+s.ev("call_state", "ended", "remote")           # hung up after a moment
+fake = [s.m.calls.done, s.m.to_state(s.t)["call_done"]]
+s.clear()
+s.advance(60000)
+dials = s.dials()
+s.ev("call_state", "active", None)              # her call answered by C4
+s.ev("call_state", "ended", "remote")           # C4 hangs up: done
+s.clear()
+s.advance(600000)
+out([fake, dials, s.m.calls.done, s.dials()])
+""")
+    fake, dials, done, later = r
+    assert fake == [False, False]
+    assert dials[:1] and dials[0][1] == C4, dials
+    assert done is True and later == []
+
+
 def test_callback_window_after_cancel(both):
     r = both("""
 s = Sim(callback_window_s=600)

@@ -620,7 +620,7 @@ class AlertMachine:
         num = calls.number()
         calls.att += 1
         calls.dials += 1
-        calls.connected = False
+        calls.connected = calls.callback = False
         calls.dial_t = self._now
         acts.append(("covert_audio",))
         acts.append(("dial", num))
@@ -657,6 +657,8 @@ class AlertMachine:
                 return                  # we are hanging it up
             calls.move("active")
             calls.connected = True
+            if not calls.callback:
+                calls.reached = True
             self._got_out()
             calls.att = 0               # answered: a later drop starts a new series
             self._answered = True
@@ -676,8 +678,13 @@ class AlertMachine:
             return
         if was and cause == "remote":
             self._log(acts, "call_ended", "remote")
-            if self.active:
+            if self.active and calls.reached:
                 calls.done = True
+                self._dirty = True
+            elif self.active and self.dial_list:
+                # a call-back hung up before C4 answered any call of hers: a caller ID (which
+                # anyone can fake) is all that said it was C4, so her dialling goes on
+                acts.append(("set_timer", "redial", calls.next_delay_s(self.cfg) * 1000))
                 self._dirty = True
             return
         self._call_failed(acts, cause)
@@ -707,6 +714,7 @@ class AlertMachine:
             acts.append(("set_timer", "dial_timeout", self.cfg["dial_timeout_s"] * 1000))
             self._move(acts, "answer")
             calls.connected = False
+            calls.callback = True
             for i in range(len(self.c4)):   # a drop calls back the desk that called her
                 if same_number(self.c4[i], num, self.cc):
                     calls.ni, calls.att = i, 0

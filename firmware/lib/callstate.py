@@ -41,7 +41,10 @@ class CallState:
         self.dial_list = dial_list  # C4 numbers, then the emergency number if allowed
         self.state = IDLE
         self.connected = False  # the current call was answered
-        self.done = False       # C4 answered and later hung up: no more redials
+        self.done = False       # C4 answered her call and later hung up: no more redials
+        self.reached = False    # a call of hers answered in this alert (not a call-back:
+        #                         a caller ID is all that says a call-back is C4's)
+        self.callback = False   # the current call is a call-back we answered
         self.ni = 0             # index in dial_list
         self.att = 0            # attempts on dial_list[ni]
         self.dials = 0          # dials in this alert (since the boot, after a reset)
@@ -77,7 +80,7 @@ class CallState:
 
     def start_series(self):
         # a new alert: the list from the top
-        self.done = False
+        self.done = self.reached = False
         self.ni = 0
         self.att = 0
         self.dials = 0
