@@ -1166,6 +1166,29 @@ out([got, CONTACTS])
     assert [n for n, t in fewer if "alerta de" in t and n in contacts] == [contacts[1]], fewer
 
 
+def test_a_full_lockout_table_never_lifts_a_lock_to_make_room(both):
+    # Nine numbers allowed to send commands, each faked in turn with five wrong PINs: the
+    # ninth made room by dropping the oldest locked number, lifting its lock, so 900
+    # guesses went through in seconds (a review from the aggressor's side)
+    r = both("""
+nums = ["+52449555%04d" % i for i in range(9)]
+s = Sim(authorized=nums, pin_max_failures=5, keep=("log",))
+bad = 0
+for rnd in range(2):
+    for n in nums:
+        for _ in range(5):
+            s.clear()
+            s.ev("sms_command", n, "ESTADO 0000")
+            bad += len([x for x in s.logs("sms_ignored") if x[1].startswith("bad_pin")])
+s.clear()
+s.ev("sms_command", nums[0], "ESTADO 4321")     # the right PIN, from a locked number
+out([bad, s.logs("sms_command"), len(s.m.commands.pin_fails)])
+""")
+    bad, taken, kept = r
+    assert bad == 8 * 5, bad        # eight numbers locked, then every guess refused
+    assert taken == [] and kept == 8
+
+
 def test_wrong_pins_months_apart_are_forgotten_not_added_up(both):
     # C4's operator mistyping once a month locked C4's number out at the fifth typo, even
     # with the right PIN straight after (a review of months in a drawer); five in a day

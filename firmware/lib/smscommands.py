@@ -80,12 +80,17 @@ class SmsCommands:
         pf = self.pin_fails
         if e is None:
             if len(pf) >= PIN_SENDERS:
-                # make room: the least recent sender that is not locked, else the oldest
-                i = 0
+                # make room: the least recent sender that is not locked. None: dropping a
+                # locked one would lift its lock (nine faked numbers, guessed without end),
+                # so a new sender waits for a lock to end
+                i = None
                 for j in range(len(pf)):
                     if pf[j][2] is None:
                         i = j
                         break
+                if i is None:
+                    acts.append(("log", "sms_ignored", "locked " + mask(sender)))
+                    return
                 pf.pop(i)
             e = [who, 0, None]
         else:
