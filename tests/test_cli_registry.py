@@ -494,6 +494,23 @@ def test_relabel_gives_a_button_a_label_her_sms_shows_whole(env):
     assert json.loads(dev("show", MAC1, "--json").stdout)["label"] == "AGS-0042"
 
 
+def test_relabel_of_a_delivered_button_says_it_still_carries_its_old_label(env):
+    # her button keeps its old label (her alert SMS, her daily reports, C4's file) until it
+    # is provisioned again; that label is never given to another button
+    provisioned(env)
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        reg.deliver(MAC1)
+    out = " ".join(dev("relabel", "BS-0001", "AGS-0001").stdout.split())
+    assert out.startswith("BS-0001 (24:6f:28:00:00:01) is now AGS-0001")
+    assert "Her button still carries BS-0001 in its configuration" in out
+    assert "`boton provision --device AGS-0001" in out and "--keep-pin" in out and "test-call" in out
+    res = dev("add", MAC2, "--label", "BS-0001", code=7)
+    assert res.stderr.startswith("error: label BS-0001 was used by device 24:6f:28:00:00:01 (now AGS-0001)")
+    assert "added BS-0002" in dev("add", MAC2).stdout
+    for s in SECRETS:
+        assert s not in out + res.stderr
+
+
 @pytest.mark.parametrize("args", [
     ["add", MAC1, "--label", "+52 449 111 2233"],
     ["show", "449 111 2233"], ["show", "4491112233"], ["show", "Maria Lopez Hernandez"],

@@ -654,3 +654,19 @@ def test_a_factory_image_from_options_takes_the_programme_number(tmp_path, confi
     r = run("image", "--config", str(cfg), "--device-id", "BS-0001", "--placeholder-firmware",
             "-o", str(tmp_path / "e.bin"))
     assert r.exit_code == 0 and f"none ({cfg} has no programme_number)" in r.output, r.output
+
+
+def test_cli_an_unregistered_image_never_takes_a_label_a_button_gave_up(cli, tmp_path):
+    # a relabelled button still carries its old label; a demo board's SMS under it would
+    # read as hers
+    from boton.registry import Registry
+
+    with Registry() as reg:
+        reg.add_device("24:6f:28:00:00:42", label="BS-0042")
+        reg.relabel("24:6f:28:00:00:42", "AGS-0042")
+    out = tmp_path / "demo.bin"
+    r = cli("--placeholder-firmware", "--device-id", "BS-0042", "--alias", "Luna", "--contact", DEFAULT_CONTACT,
+            "--c4", DEFAULT_C4, "-o", str(out), env={"BOTON_PIN": "482913"})
+    assert r.exit_code == 7, r.output
+    assert r.output.startswith("error: label BS-0042 was used by device 24:6f:28:00:00:42 (now AGS-0042)")
+    assert not out.exists()

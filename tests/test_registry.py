@@ -190,6 +190,44 @@ def test_a_relabelled_button_is_refused_until_provisioned_under_its_new_label(re
         reg.check_config(mac(1), config)
 
 
+def test_a_label_a_button_was_relabelled_from_is_never_given_to_another(reg, tmp_path):
+    # her delivered button still carries BS-0201 in its configuration: C4 finds her file by
+    # it and her daily reports name it. Relabelled, BS-0201 was free again, and `devices
+    # add --label BS-0201` gave it to another woman's button
+    reg.add_device(mac(1), label="BS-0200")
+    assert ready(reg, mac(2)).label == "BS-0201"
+    reg.deliver(mac(2))
+    d = reg.relabel(mac(2), "AGS-0201")
+    assert (d.label, d.state) == ("AGS-0201", "delivered")
+    before = snapshot(reg)
+    for label in ("BS-0201", "bs-0201"):
+        with pytest.raises(RegistryConflict, match=rf"label {label.upper()} was used by device {mac(2)} "
+                           r"\(now AGS-0201\)") as e:
+            reg.add_device(mac(3), label=label)
+        assert e.value.exit_code == EXIT_CONFLICT
+    with pytest.raises(RegistryConflict, match=rf"label BS-0201 was used by device {mac(2)}"):
+        reg.relabel(mac(1), "BS-0201")
+    rows = "mac,label\n24:6f:28:00:00:03,BS-0201\n"
+    (tmp_path / "d.csv").write_text(rows)
+    with pytest.raises(RegistryConflict, match=rf"BS-0201 was used by device {mac(2)}"):
+        reg.import_csv(tmp_path / "d.csv")
+    assert snapshot(reg) == before
+    # the next automatic label skips the labels given up, as it skips those held
+    assert reg.add_device(mac(4)).label == "BS-0202"
+    (tmp_path / "e.csv").write_text("mac\n24:6f:28:00:00:05\n")
+    reg.import_csv(tmp_path / "e.csv")
+    assert reg.get(mac(5)).label == "BS-0203"
+    # the button itself may take its old label back (a relabel undone)
+    assert reg.relabel(mac(2), "BS-0201").label == "BS-0201"
+
+
+def test_automatic_labels_skip_a_label_given_up(reg):
+    reg.add_device(mac(1))
+    reg.add_device(mac(2))
+    reg.relabel(mac(2), "AGS-0002")
+    assert reg.add_device(mac(3)).label == "BS-0003"
+
+
 def test_a_label_held_from_before_is_still_found(reg):
     reg.add_device(mac(1))
     reg.db.execute("UPDATE devices SET label = 'BS-1234567' WHERE mac = ?", (mac(1),))

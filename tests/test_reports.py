@@ -154,6 +154,18 @@ def test_import_keeps_only_daily_reports_and_never_shows_or_stores_the_rest(env,
         in [a["detail"] for a in audit if a["action"] == "reports_import"][0]
 
 
+def test_a_relabelled_buttons_reports_under_its_old_label_are_its_own(env, tmp_path):
+    # her button carries its old label until it is provisioned again, and no other button
+    # can be given that label: its reports under the old one are credited to it
+    delivered(env, MAC1, "BS-0001", NOW - dt.timedelta(days=5))
+    run("devices", "relabel", "BS-0001", "AGS-0001")
+    f = tmp_path / "sms.xml"
+    f.write_text(xml((NOW - dt.timedelta(hours=3), body("BS-0001"))))
+    out = run("reports", "import", str(f)).stdout
+    assert "1 new" in out and "does not hold" not in out
+    assert [r[0] for r in rows(env)] == [MAC1]
+
+
 def test_import_a_csv_with_its_columns(env, tmp_path):
     delivered(env, MAC1, "BS-0001", NOW - dt.timedelta(days=5))
     f = tmp_path / "sms.csv"

@@ -401,6 +401,9 @@ def _unregistered(device_id, config_sha256, write) -> dict:
         if known is not None:
             raise RegistryConflict(f"{known.label} is a registered button ({known.mac}): leave out "
                                    "--unregistered, so the registry records its image")
+        given_up = reg.label_refusal(device_id)   # a relabelled button may still carry it
+        if given_up:
+            raise RegistryConflict(given_up)
         write()
         reg.record_unregistered_image(device_id, config_sha256)
     return {"recorded": False, "audited": True}

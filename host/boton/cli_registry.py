@@ -278,17 +278,27 @@ def add(mac, label, board, flash_size, registry_path, technician):
 def relabel(device, label, registry_path, technician):
     """Give a button another label (at most 12 letters, digits and dashes: her alert SMS
     shows a button's label only up to 12, so a label registered longer before cannot go on
-    a button). A configuration written under the old label still carries it: provision the
-    button again, then test-call it.
+    a button). Only the registry changes: a configuration written under the old label
+    still carries it (her alert SMS and daily reports name the button by it) until the
+    button is provisioned again, then test-called. The old label is never given to another
+    button.
 
     Example: boton devices relabel AGS-CENTRO-0042 AGS-0042
     """
     with _open(registry_path, technician) as reg:
         d = reg.find(device)
         new = reg.relabel(d.mac, label)
-    console.print(f"{d.label} ({d.mac}) is now {new.label}"
-                  + ("; its configuration still carries the old label: provision it again, then "
-                     "test-call it" if new.config_hash else ""), soft_wrap=True)
+    note = ""
+    if new.state == "delivered":
+        # in her hands: her SMS, her daily reports and C4's file still say the old label
+        note = (f". Her button still carries {d.label} in its configuration: her alert SMS and "
+                f"daily reports name it {d.label} (still filed under this button) until, with the "
+                f"button at hand, `boton provision --device {new.label} --keep-pin ...` writes the "
+                "new label; then `boton test-call` it and tell C4 its new label")
+    elif new.config_hash or new.state == "provisioning":
+        note = (f"; its configuration still carries {d.label}: provision it again (`boton provision "
+                f"--device {new.label} ...`), then test-call it")
+    console.print(f"{d.label} ({d.mac}) is now {new.label}{note}", soft_wrap=True, markup=False)
 
 
 @devices.command()

@@ -96,6 +96,7 @@ log = logging.getLogger("boton.registry")
 
 BUSY_TIMEOUT_S = 15.0
 _LOG_HEAD_RE = re.compile(r"head at entry (\d+) ([0-9a-f]{16})")
+_RELABEL_RE = re.compile(r"label (\S+) -> (\S+)")     # a `relabel` audit row's detail
 
 
 # =========================================================================== registry
@@ -486,9 +487,9 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify, Daily
         if old:
             raise RegistryConflict(f"device {mac} is already in the registry as {old['label']}")
         if label:
-            other = db.execute("SELECT mac FROM devices WHERE label = ?", (label,)).fetchone()
-            if other:
-                raise RegistryConflict(f"label {label} is already used by device {other['mac']}")
+            taken = self._label_refusal(db, label)
+            if taken:
+                raise RegistryConflict(taken)
         else:
             label = self._next_label(db)
         now = self.now()
@@ -498,13 +499,52 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify, Daily
                    (mac, label, state, now, now, *cols.values()))
         return label
 
+    def label_refusal(self, label, mac=None):
+        """Why `label` cannot go to device `mac` (None: no registered device, such as an
+        unregistered image's device id), or None if it may."""
+        try:
+            label = normalise_label(label, new=False)
+        except RegistryError:
+            return None                    # no label at all: none a button holds or held
+        with self._read() as db:
+            return self._label_refusal(db, label, mac)
+
+    def _label_refusal(self, db, label, mac=None, given_up=None):
+        """Why `label` cannot go to device `mac` (None: a new device), or None if it may.
+        A label once used by a device is never given to another: a relabel changes only
+        the registry, the button carries its old label until it is provisioned again, and
+        C4 (her file) and her daily reports know the button by it. `given_up`: the
+        registry's given_up_labels(db), when the caller already has it."""
+        other = db.execute("SELECT mac FROM devices WHERE label = ? AND mac IS NOT ?", (label, mac)).fetchone()
+        if other:
+            return f"label {label} is already used by device {other['mac']}"
+        was = (self.given_up_labels(db) if given_up is None else given_up).get(label)
+        if was is None or was == mac:      # a button may take back a label it gave up
+            return None
+        now = self._label_of(db, was)
+        return (f"label {label} was used by device {was} (now {now}), which may still carry it: "
+                "a label is never given to another button (C4 and the daily reports know a "
+                "button by it); choose another label")
+
+    @staticmethod
+    def given_up_labels(db):
+        """{label: MAC} of the labels devices were relabelled from (the audit trail's
+        `relabel` rows, which nothing edits): the last device that gave each up."""
+        out = {}
+        for r in db.execute("SELECT mac, detail FROM audit WHERE action = 'relabel' ORDER BY id"):
+            m = _RELABEL_RE.fullmatch(r["detail"] or "")
+            if m and r["mac"]:
+                out[m.group(1).upper()] = r["mac"]
+        return out
+
     def _next_label(self, db):
         return auto_label(self._top_label(db) + 1)
 
     def _top_label(self, db):
-        """The highest number of a BS-NNNN label in the registry (0: none)."""
+        """The highest number of a BS-NNNN label in the registry, held or given up (0: none)."""
         top = 0
-        for (label,) in db.execute("SELECT label FROM devices WHERE label LIKE 'BS-%'"):
+        held = [r[0] for r in db.execute("SELECT label FROM devices WHERE label LIKE 'BS-%'")]
+        for label in held + list(self.given_up_labels(db)):
             m = AUTO_LABEL_RE.fullmatch(label.upper())
             if m:
                 top = max(top, int(m.group(1)))

@@ -101,14 +101,15 @@ class CsvTransfer:
         errors.check()
 
         with self._write() as db:
+            given_up = self.given_up_labels(db)
             for line, v, case, entries in parsed:
                 old = db.execute("SELECT label FROM devices WHERE mac = ?", (v["mac"],)).fetchone()
                 if old:
                     errors.add(line, "mac", f"{v['mac']} is already in the registry as {old['label']}")
                 if v.get("label"):
-                    other = db.execute("SELECT mac FROM devices WHERE label = ?", (v["label"],)).fetchone()
-                    if other:
-                        errors.add(line, "label", f"{v['label']} is already used by {other['mac']}")
+                    taken = self._label_refusal(db, v["label"], given_up=given_up)
+                    if taken:
+                        errors.add(line, "label", taken.removeprefix("label "))   # the field names it
                 try:
                     self._check_free(db, entries)
                 except RegistryConflict as e:

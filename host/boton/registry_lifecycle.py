@@ -602,9 +602,9 @@ class DeviceLifecycle:
         label = normalise_label(label)
         with self._write() as db:
             row = self._row(db, mac)
-            other = db.execute("SELECT mac FROM devices WHERE label = ? AND mac != ?", (label, mac)).fetchone()
-            if other:
-                raise RegistryConflict(f"label {label} is already used by device {other['mac']}")
+            taken = self._label_refusal(db, label, mac)
+            if taken:
+                raise RegistryConflict(taken)
             self._update(db, mac, label=label, test_call_result=None, test_call_detail=None,
                          test_call_at=None)
             self._audit(db, "relabel", mac, f"label {row['label']} -> {label}")

@@ -235,16 +235,19 @@ class DailyReports:
         unknown, added = {}, 0
         with self._write() as db:
             macs = {}
+            # a relabelled button carries its old label until it is provisioned again, and
+            # no other button is given it: its reports under that label are its own
+            given_up = self.given_up_labels(db)
             for at, r in reports:
                 label = r["label"] or ""
                 if label not in macs:
-                    row = None
+                    row, known = None, None
                     try:
-                        row = db.execute("SELECT mac FROM devices WHERE label = ?",
-                                         (normalise_label(label, new=False),)).fetchone() if label else None
+                        known = normalise_label(label, new=False) if label else None
+                        row = db.execute("SELECT mac FROM devices WHERE label = ?", (known,)).fetchone() if known else None
                     except RegistryError:
                         pass
-                    macs[label] = row["mac"] if row else None
+                    macs[label] = row["mac"] if row else given_up.get(known)
                 mac = macs[label]
                 if mac is None:
                     key = _shown_label(label)
