@@ -355,12 +355,13 @@ def test_a_restore_over_newer_changes_says_so_and_needs_yes(env, tmp_path):
     before = env["path"].read_bytes()
     res = CliRunner().invoke(registry, ["restore", str(dest)])
     assert res.exit_code == 7, res.output
-    assert "2 audit row(s) recorded after this backup's last" in res.stderr and "--yes" in res.stderr
-    assert "the latest: deploy BS-0004" in res.stderr
+    said = " ".join(res.stderr.split())
+    assert "2 audit row(s) this backup does not hold" in said and "--yes" in said
+    assert ": add BS-0004, deploy BS-0004; the latest: deploy BS-0004" in said
     assert env["path"].read_bytes() == before and not list(env["path"].parent.glob("*.bak-*"))
     assert not [p for p in env["path"].parent.iterdir() if ".restore-" in p.name]
     res = CliRunner().invoke(registry, ["restore", str(dest), "--yes"], catch_exceptions=False)
-    assert res.exit_code == 0 and "with 2 audit row(s) made after the backup" in res.stdout
+    assert res.exit_code == 0 and "with 2 audit row(s) the backup does not hold" in res.stdout
     with Registry() as reg:
         assert reg.get("24:6f:28:00:00:09") is None
 
@@ -397,6 +398,59 @@ def test_a_backup_of_another_registry_is_not_restored_unasked(env, tmp_path, mon
     assert res.exit_code == 0, res.output
     with Registry() as reg:
         assert [d.label for d in reg.list()] == ["BENCH-1"]
+
+def test_a_restore_names_the_work_another_copy_did_that_the_backup_lacks(env, tmp_path, monkeypatch):
+    """Two laptops from one backup: laptop 2 returned BS-0002 (lost) and gave BS-0150 a
+    case; laptop 1 then added a button and made a backup. Restoring that backup on laptop 2
+    said nothing (its last row was later than all of laptop 2's work, and both trails start
+    alike) and put BS-0002 back in her hands and BS-0150 in stock with no case."""
+    import datetime as dt
+
+    from boton.registry import CaseData
+
+    t0 = dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.timezone.utc)
+    at = lambda hours: (lambda: t0 + dt.timedelta(hours=hours))   # noqa: E731
+    her = CaseData(alias="Luna", case_id="AGS/2024/00731", contacts=["449 111 2233"],
+                   order_ends="2031-01-31", full_name="Maria Lopez")
+    other = CaseData(alias="Sol", case_id="AGS/2024/00999", contacts=["449 222 3344"],
+                     order_ends="2031-01-31", full_name="Rosa Diaz")
+    lost, spare = "24:6f:28:00:00:02", "24:6f:28:00:01:50"
+    with Registry(clock=at(0)) as reg:                     # laptop 1
+        reg.add_device("24:6f:28:00:00:01")
+        reg.add_device(lost)
+        reg.assign(lost, her)
+        reg.record_deploy(lost, "ab" * 32)
+        reg.record_provision(lost, "cd" * 32)
+        reg.record_test_call(lost, True, "ok")
+        reg.deliver(lost)
+        reg.add_device(spare, label="BS-0150")
+        reg.backup(tmp_path / "b0.sqlite3")
+    laptop2 = tmp_path / "laptop2" / "registry.sqlite3"
+    restore(tmp_path / "b0.sqlite3", path=laptop2, clock=at(1))
+    with Registry(laptop2, clock=at(1)) as reg:
+        reg.return_device(lost, without_button=True)
+        reg.assign(spare, other)
+    with Registry(clock=at(2)) as reg:                     # laptop 1, later
+        reg.add_device("24:6f:28:00:00:03")
+        reg.backup(tmp_path / "b1.sqlite3")
+    monkeypatch.setenv("BOTON_REGISTRY", str(laptop2))
+    before = laptop2.read_bytes()
+    res = CliRunner().invoke(registry, ["restore", str(tmp_path / "b1.sqlite3")])   # no terminal
+    assert res.exit_code == 7, res.output
+    said = " ".join(res.stderr.split())
+    assert "audit row(s) this backup does not hold" in said and "--yes" in said
+    assert "return BS-0002" in said and "assign BS-0150" in said
+    for secret in ("Luna", "Sol", "Maria Lopez", "Rosa Diaz", "AGS/2024", "4491112233", "4492223344"):
+        assert secret not in res.stdout + res.stderr
+    assert laptop2.read_bytes() == before and not list(laptop2.parent.glob("*.bak-*"))
+    with Registry(laptop2) as reg:
+        assert reg.find("BS-0002").state == "returned" and reg.find("BS-0150").has_case
+    # a copy of this very registry lacks nothing: restored without a question
+    with Registry(laptop2, clock=at(3)) as reg:
+        reg.backup(tmp_path / "own.sqlite3")
+    res = CliRunner().invoke(registry, ["restore", str(tmp_path / "own.sqlite3")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+
 
 def audit_rows(path=None):
     con = raw(str(path or os.environ["BOTON_REGISTRY"]))

@@ -886,9 +886,9 @@ def backup(dest, registry_path, technician):
 def restore(backup_file, yes, registry_path, technician):
     """Replace the registry with BACKUP, after checking it: SQLite's integrity check, a
     known schema, your key is its key, its audit trail verifies. The current file is kept
-    as <name>.bak-<UTC time>. A registry with audit rows recorded after the backup's last
-    (an older copy picked by mistake) is named and asked again; without a terminal that
-    needs --yes. Run it when no other boton command is running. Needs the key.
+    as <name>.bak-<UTC time>. A registry with audit rows the backup does not hold (an older
+    copy picked by mistake, or a backup from another laptop that lacks the work done here)
+    is named and asked again; without a terminal that needs --yes. Run it when no other boton command is running. Needs the key.
 
     Example: boton registry restore /media/usb/registro-2025-03-01.sqlite3
     """
@@ -896,15 +896,15 @@ def restore(backup_file, yes, registry_path, technician):
     set_aside = []
 
     def confirm_newer(newer):
-        # an older copy picked by mistake: what was recorded since would leave the registry
-        # (deliveries, cases, wipes), kept only in the file set aside
+        # an older copy picked by mistake, or another laptop's that lacks the work done here:
+        # those rows would leave the registry (returns, cases, wipes), kept only in the file set aside
         set_aside.append(newer)
         if yes:
             return
         if not _interactive():
             raise RegistryConflict(f"{newer}: restoring sets them aside; check the backup, or add "
                                    "--yes to restore it anyway")
-        _confirm(f"{newer}. Restore this older backup anyway? (they are kept in the file set aside)", False)
+        _confirm(f"{newer}. Restore this backup anyway? (they are kept in the file set aside)", False)
 
     def confirm_other(other):
         if yes:
@@ -917,5 +917,5 @@ def restore(backup_file, yes, registry_path, technician):
                           confirm_newer=confirm_newer, confirm_other=confirm_other)
     console.print(f"restored from {escape(str(backup_file))}: {rep.rows} audit rows verified"
                   + (f"; the replaced file is kept as {escape(str(kept))}" if kept else "")
-                  + (f", with {set_aside[0].rows} audit row(s) made after the backup" if set_aside else ""),
+                  + (f", with {set_aside[0].rows} audit row(s) the backup does not hold" if set_aside else ""),
                   soft_wrap=True)

@@ -209,38 +209,56 @@ def check_registry_db(db, cipher, where):
 
 
 class NewerThanBackup:
-    """What the registry holds that a backup does not: `rows` audit rows recorded after the
-    backup's last (`since`), the latest `latest_at`, `latest` (its action and label)."""
+    """What the registry holds that a backup does not: `rows` audit rows the backup lacks
+    (recorded since it was made, or on another copy made from the same start), `kinds`
+    what they were (action and label, never a detail), the latest `latest` at `latest_at`."""
 
-    def __init__(self, rows, since, latest_at, latest):
-        self.rows, self.since, self.latest_at, self.latest = rows, since, latest_at, latest
+    SHOWN = 6     # kinds named; the rest counted
+
+    def __init__(self, rows, kinds, latest_at, latest):
+        self.rows, self.kinds, self.latest_at, self.latest = rows, kinds, latest_at, latest
 
     def __str__(self):
-        return (f"the registry holds {self.rows} audit row(s) recorded after this backup's last "
-                f"({self.since}), the latest: {self.latest} at {self.latest_at}")
+        named = ", ".join(f"{kind} x{n}" if n > 1 else kind for kind, n in self.kinds[:self.SHOWN])
+        if len(self.kinds) > self.SHOWN:
+            named += f" and {len(self.kinds) - self.SHOWN} more"
+        return (f"the registry holds {self.rows} audit row(s) this backup does not hold (recorded "
+                f"since it was made, or on another copy of the registry): {named}; the latest: "
+                f"{self.latest} at {self.latest_at}")
+
+
+def _audit_rows(db):
+    """Every audit row, whole (id, when, who, what, device, detail, seal): what identifies it."""
+    cols = {r[1] for r in db.execute("PRAGMA table_info(audit)")}
+    seal = "seal" if "seal" in cols else "NULL AS seal"
+    return db.execute(f"SELECT id, at, technician, action, mac, detail, {seal} FROM audit ORDER BY id").fetchall()
 
 
 def _newer_than(path, backup_db):
     """NewerThanBackup for the registry at `path` against the backup connection, or None:
-    nothing newer, or a registry too damaged to tell (the usual reason to restore)."""
-    last = backup_db.execute("SELECT id, at FROM audit ORDER BY id DESC LIMIT 1").fetchone()
-    since_id, since = (last[0], last[1]) if last else (0, "")
-    after = ("FROM audit a LEFT JOIN devices d ON d.mac = a.mac "
-             "WHERE a.at > ? OR (a.at = ? AND a.id > ?)")
+    nothing the backup lacks, or a registry too damaged to tell (the usual reason to
+    restore). Compared row by row, not by time: a copy restored on another laptop and
+    worked on there holds rows older than the backup's last that the backup never saw."""
+    theirs = {tuple(r) for r in _audit_rows(backup_db)}
     try:
         db = sqlite3.connect(str(path), timeout=1)   # read only; read-only mode may not see its WAL
         try:
-            n = db.execute(f"SELECT count(*) {after}", (since, since, since_id)).fetchone()[0]
-            latest = db.execute(f"SELECT a.at, a.action, coalesce(d.label, '') {after} "
-                                "ORDER BY a.id DESC LIMIT 1", (since, since, since_id)).fetchone()
+            ours = [tuple(r) for r in _audit_rows(db)]
+            labels = dict(db.execute("SELECT mac, label FROM devices").fetchall())
         finally:
             db.close()
     except sqlite3.DatabaseError:
         return None
-    if not n:
+    missing = [r for r in ours if r not in theirs]
+    if not missing:
         return None
-    at, action, label = latest
-    return NewerThanBackup(n, since or "none", at, f"{action} {label}".strip())
+    kinds = {}
+    for r in missing:      # action and label only: a detail is free text
+        kind = f"{r[3]} {labels.get(r[4]) or ''}".strip()
+        kinds[kind] = kinds.get(kind, 0) + 1
+    last = missing[-1]
+    return NewerThanBackup(len(missing), list(kinds.items()), last[1],
+                           f"{last[3]} {labels.get(last[4]) or ''}".strip())
 
 
 def _first_row(db):
@@ -274,8 +292,8 @@ def restore(backup, path=None, key=None, technician=None, clock=None, confirm_ne
     registry and checked there (SQLite integrity, schema, the key in use is its key, its
     audit chain verifies); only then is the current file kept as `<name>.bak-<UTC time>`
     and the copy renamed into place in one step. Audited in the restored registry.
-    If the registry holds audit rows recorded after the backup's last, confirm_newer
-    (NewerThanBackup) is called first and raises to cancel (nothing changed); if the
+    If the registry holds audit rows the backup lacks (compared whole, not by time),
+    confirm_newer (NewerThanBackup) is called first and raises to cancel (nothing changed); if the
     backup is of another registry, confirm_other (a description) likewise.
     Returns (restored Registry's ChainReport, path of the kept file or None)."""
     from .registry import Registry  # lazily: registry.py builds Registry from this module's mixin
