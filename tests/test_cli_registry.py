@@ -403,6 +403,44 @@ def test_init_key_and_info(env, monkeypatch, tmp_path):
     assert len(info["key_fingerprint"]) == 16 and info["schema_version"] == 9
 
 
+def test_a_new_laptop_without_the_key_is_told_to_install_the_offices_key(env, monkeypatch, tmp_path):
+    # a registry copied to a new laptop, no key file: `info` said "Create it once with
+    # `boton registry init-key`", which made a new, wrong key; every case command then
+    # failed "cannot decrypt", and the wrong file sat where the office's key must go
+    dev("add", MAC1)
+    dev(*ASSIGN)                                     # case data under the office's key
+    office = Registry(env["BOTON_REGISTRY"]).key_fingerprint()
+    monkeypatch.delenv("BOTON_KEY")
+    kf = Path(env["BOTON_KEY_FILE"])
+    info = json.loads(run(registry, "info", "--json").stdout)
+    problem = " ".join(info["key_problem"].split())
+    assert info["key_ok"] is False and "init-key" not in problem
+    assert f"locked with key {office}" in problem
+    assert "Install the office's key file from its backup" in problem and str(kf) in problem
+    out = " ".join(run(registry, "info").stdout.split())
+    assert "init-key" not in out and "Install the office's key file" in out
+    res = run(registry, "init-key", code=7)
+    said = " ".join(res.stderr.split())
+    assert said.startswith("error: refusing to create a new key: the registry at ")
+    assert f"already uses key {office}" in said and str(kf) in said and "backup" in said
+    assert not kf.exists()
+    # with the office's key in place, all is as before
+    kf.parent.mkdir(exist_ok=True)
+    kf.write_text(env["BOTON_KEY"] + "\n")
+    kf.chmod(0o600)
+    assert json.loads(run(registry, "info", "--json").stdout)["key_ok"] is True
+
+
+def test_a_restore_without_the_key_is_told_to_install_the_offices_key(env, monkeypatch, tmp_path):
+    dev("add", MAC1)
+    dev(*ASSIGN)
+    run(registry, "backup", str(tmp_path / "copia.sqlite3"))
+    monkeypatch.delenv("BOTON_KEY")
+    monkeypatch.setenv("BOTON_REGISTRY", str(tmp_path / "new-laptop" / "registry.sqlite3"))
+    said = " ".join(run(registry, "restore", str(tmp_path / "copia.sqlite3"), code=2).stderr.split())
+    assert "init-key" not in said and "Install the office's key file from its backup" in said
+
+
 def test_works_inside_the_main_group(env):
     """As registered by `main.add_command(devices)` under cli.py's BotonGroup."""
     from boton.cli import BotonGroup

@@ -656,9 +656,17 @@ def test_wrong_or_missing_key(reg, db_path):
         assert e.value.exit_code == 2
         assert not any(t in str(e.value) for t in PLAINTEXT)
     nokey = Registry(db_path, technician="ana")
-    with pytest.raises(RegistryKeyError, match="no registry key.*boton registry init-key"):
+    # its case data is under the office's key: that key file goes in place, never a new one
+    with pytest.raises(RegistryKeyError, match=r"no registry key at .*registry.key: this registry's case "
+                       r"data and audit trail are locked with key [0-9a-f]{16}, which no new key can "
+                       r"open. Install the office's key file from its backup") as e:
         nokey.case(mac(1))
+    assert "init-key" not in str(e.value)
     assert nokey.counts()["provisioned"] == 1
+    fresh = Registry(db_path.with_name("fresh.sqlite3"), technician="ana")   # no key bound yet
+    with pytest.raises(RegistryKeyError, match="no registry key.*boton registry init-key"):
+        fresh.cipher()
+    fresh.close()
     with pytest.raises(RegistryKeyError, match="not a registry key"):
         Registry(db_path, key="hunter2").case(mac(1))
 

@@ -698,8 +698,23 @@ def init_key(key_file, passphrase):
     key file up (e.g. on a USB stick in the office safe): without it the case data cannot
     be read.
 
+    Refused for a registry that already holds case data: only the key it was encrypted
+    with opens it (on a new laptop, install the office's key file from its backup).
+
     Example: boton registry init-key --passphrase
     """
+    # a registry copied to a new laptop: a new key cannot open it, and the file written
+    # would stand where the office's key must go (init-key never overwrites)
+    reg_path = R.registry_file()
+    stored = R.stored_fingerprint(reg_path) if reg_path.is_file() else None
+    if stored:
+        raise RegistryConflict(
+            f"refusing to create a new key: the registry at {reg_path} already uses key {stored} (its "
+            "case data is encrypted and its audit trail sealed with it), which a new key cannot "
+            "replace. Install the office's key "
+            f"file from its backup (the USB stick in the office safe) at {R.default_key_file()}, "
+            "mode 0600, or set BOTON_KEY to that key; `boton registry info` then says whether it "
+            "fits (a key for another, new registry: set BOTON_REGISTRY to its path first)")
     new = None if passphrase is False else _new_passphrase(required=passphrase is True)
     path = R.create_key_file(key_file, new)
     console.print(f"wrote a new key to {escape(str(path))} (mode 0600), "

@@ -57,6 +57,14 @@ class RegistryKeyError(RegistryError):
     """The key is missing, malformed or not the one the case data was encrypted with."""
 
 
+class MissingKeyError(RegistryKeyError):
+    """No key at all: no BOTON_KEY and no key file at `path` (where it is looked for)."""
+
+    def __init__(self, message, path):
+        super().__init__(message)
+        self.path = path
+
+
 class PassphraseError(RegistryKeyError):
     """The key file has a passphrase that was not given, or not rightly: unlike a missing
     key, the technician can fix it at once, so nothing that would read her case goes on

@@ -66,11 +66,13 @@ from pathlib import Path
 
 from . import registry_audit as RA
 from . import registry_schema as schema
-from .errors import EXIT_VERIFY, PassphraseError, RegistryConflict, RegistryError, RegistryKeyError
-from .registry_backup import RESTORE_HINT, BackupAndVerify, check_registry_file, restore, sqlite_problem
+from .errors import EXIT_VERIFY, MissingKeyError, PassphraseError, RegistryConflict, RegistryError, RegistryKeyError
+from .registry_backup import (RESTORE_HINT, BackupAndVerify, check_registry_file, restore, sqlite_problem,
+                              stored_fingerprint)
 from .registry_casedata import CaseData, check_contacts
 from .registry_cases import CaseRecords
-from .registry_crypto import CaseCipher, create_key_file, load_key, read_key_file, rewrap_key_file
+from .registry_crypto import (CaseCipher, create_key_file, load_key, missing_key_error, read_key_file,
+                              rewrap_key_file)
 from .registry_csv import CASE_COLUMNS, EXPORT_COLUMNS, IMPORT_COLUMNS, CsvTransfer
 from .registry_fields import (AUTO_LABEL_RE, auto_label, check_hash, check_known_board, format_flash_size,
                               looks_like_mac, normalise_iccid, normalise_imei, normalise_label,
@@ -86,7 +88,7 @@ from .registry_states import STATES, TRANSITIONS, refusal_hint
 # The registry's public names, wherever they are defined: `from boton.registry import ...`
 # and `registry.X` keep working for the CLI and the tests.
 __all__ = ["Registry", "CaseData", "DeviceRecord", "EndingSoon", "STATES", "TRANSITIONS",
-           "RESTORE_HINT", "IMPORT_COLUMNS", "EXPORT_COLUMNS", "CASE_COLUMNS", "restore",
+           "RESTORE_HINT", "IMPORT_COLUMNS", "EXPORT_COLUMNS", "CASE_COLUMNS", "restore", "stored_fingerprint",
            "create_key_file", "load_key", "read_key_file", "rewrap_key_file", "expand_home",
            "default_path", "default_key_file", "registry_exists", "check_contacts",
            "normalise_mac", "normalise_label", "looks_like_mac", "parse_flash_size",
@@ -428,7 +430,13 @@ class Registry(DeviceLifecycle, CaseRecords, CsvTransfer, BackupAndVerify, Daily
         """The loaded key (RegistryKeyError if missing or malformed); checked against the
         fingerprint stored in the registry, so a different key is refused before use."""
         if self._cipher is None:
-            c = CaseCipher(self._key)
+            try:
+                c = CaseCipher(self._key)
+            except MissingKeyError as e:
+                stored = self.key_fingerprint()
+                if stored:          # only the office's key opens it: a new one would not
+                    raise missing_key_error(stored, e.path) from None
+                raise
             with self._read() as db:
                 stored = read_meta(db, "key_fingerprint")
             if stored and stored != c.fingerprint:

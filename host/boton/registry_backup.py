@@ -20,8 +20,8 @@ import urllib.parse
 from pathlib import Path
 
 from . import registry_audit as RA
-from .errors import EXIT_VERIFY, RegistryConflict, RegistryError, RegistryKeyError
-from .registry_crypto import CaseCipher
+from .errors import EXIT_VERIFY, MissingKeyError, RegistryConflict, RegistryError, RegistryKeyError
+from .registry_crypto import CaseCipher, missing_key_error
 from .registry_fields import scrub
 from .registry_paths import expand_home, folder_error, registry_file, remove_db_files
 from . import registry_schema as schema
@@ -128,6 +128,21 @@ class BackupAndVerify:
         finally:
             src.close()
         out.execute("PRAGMA journal_mode = DELETE")
+
+
+def stored_fingerprint(path, backup=False):
+    """The fingerprint of the key the case data in the registry (or, backup=True, the
+    backup) at `path` is encrypted with; None if it has none yet, or is missing, not a
+    registry or too damaged to tell. Read only: never creates, migrates or changes it."""
+    mode = "ro&immutable=1" if backup else "rw"    # rw: sees its WAL, and never creates a file
+    try:
+        db = sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?mode={mode}", uri=True, timeout=1)
+        try:
+            return read_meta(db, "key_fingerprint")
+        finally:
+            db.close()
+    except sqlite3.DatabaseError:
+        return None
 
 
 def check_registry_file(path, what):
@@ -300,7 +315,13 @@ def restore(backup, path=None, key=None, technician=None, clock=None, confirm_ne
 
     backup = expand_home(backup, "the backup")
     path = registry_file(path)
-    cipher = CaseCipher(key)                              # no key, no restore: nothing to verify with
+    try:
+        cipher = CaseCipher(key)                          # no key, no restore: nothing to verify with
+    except MissingKeyError as e:
+        stored = stored_fingerprint(backup, backup=True) if os.path.isfile(backup) else None
+        if stored:                                        # only the office's key opens it
+            raise missing_key_error(stored, e.path, "the backup's") from None
+        raise
     try:
         regular = stat.S_ISREG(os.stat(backup).st_mode)
     except OSError as e:

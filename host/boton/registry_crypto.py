@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from . import registry_audit as RA
-from .errors import (EXIT_VERIFY, InputError, PassphraseError, RegistryConflict, RegistryError,
-                     RegistryKeyError)
+from .errors import (EXIT_VERIFY, InputError, MissingKeyError, PassphraseError, RegistryConflict,
+                     RegistryError, RegistryKeyError)
 from .registry_casedata import CaseData
 from .registry_paths import KEY_NAME, default_key_file, expand_home, folder_error
 
@@ -76,9 +76,10 @@ def read_key_file(path):
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise RegistryKeyError(f"no registry key: case data needs one. Create it once with "
-                               f"`boton registry init-key` (writes {path}) and back it up, or "
-                               "set BOTON_KEY") from None
+        # a registry that already holds case data says otherwise (missing_key_error)
+        raise MissingKeyError(f"no registry key: case data needs one. Create it once with "
+                              f"`boton registry init-key` (writes {path}) and back it up, or "
+                              "set BOTON_KEY", path) from None
     except OSError as e:
         raise RegistryKeyError(f"cannot read key file {path}: {e.strerror}") from None
     if stat.S_ISDIR(st.st_mode):
@@ -97,6 +98,16 @@ def read_key_file(path):
         return (*_parse_key(_unwrap(text, path), f"key file {path}"),
                 f"key file {path} (passphrase)")
     return (*_parse_key(text, f"key file {path}"), f"key file {path}")
+
+
+def missing_key_error(fingerprint, path, what="this registry's") -> MissingKeyError:
+    """No key where one is looked for, for a registry (or backup) whose case data is already
+    encrypted with the key `fingerprint`: only that key opens it, so the office's key file
+    goes in place from its backup; a new key (`init-key`) would only stand in its way."""
+    return MissingKeyError(f"no registry key at {path}: {what} case data and audit trail are locked "
+                           f"with key {fingerprint}, which no new key can open. Install the office's key file "
+                           f"from its backup (the USB stick in the office safe) at {path}, mode 0600, "
+                           "or set BOTON_KEY to that key", path)
 
 
 def is_wrapped(text) -> bool:
