@@ -257,7 +257,9 @@ class AlertMachine:
         self.cancel_by = None
         self.end_t = None       # when the last alert ended (callback window)
         self.off_alert = None   # the alert (its number) restored with no time off: the one off_gap may end
-        self.end_due = []       # [number, by]: the last alert's end that ran out of tries
+        # [number, kind, arg]: an end text (CANCEL) or a low-battery text that ran out of
+        # tries: it goes again with the network's return or the next text it takes
+        self.owed = []
         self.fix = None         # read_fix() list
         self.fix_t = 0
         self.fix_dated = True   # False: restored with an age the RTC could not vouch for
@@ -329,7 +331,7 @@ class AlertMachine:
             "fix": fx, "cell": self.cell if self.active else None, "battery": self.battery,
             "end_ago_ms": None if self.end_t is None else ticks_diff(now, self.end_t),
             "pin_fails": self.commands.save(now),
-            "unsent_due": self.unsent_due, "end_due": self.end_due,
+            "unsent_due": self.unsent_due, "owed": self.owed,
             "bat_low": None, "pw_low": False, "rep_alerts": 0, "daily_left_ms": None, "loc": None, "at": None,
         }
         self.sup.save(st, now)
@@ -411,12 +413,12 @@ class AlertMachine:
         # and only to whom her configuration still sends: a contact removed since the save
         # (provisioned again) got her alert and where she is from what was waiting
         self.outbox.keep(self._still_sent_to)
-        # an end that ran out of tries still waits for the network: only to a number that
-        # this configuration still sends it to
-        due = st.get("end_due")
-        self.end_due = [[x[0], x[1]] for x in due if len(x) == 2 and isinstance(x[0], str)
-                        and self._still_sent_to(ob.Sms(0, x[0], ob.CANCEL))
-                        ] if isinstance(due, list) else []
+        # what ran out of tries still waits for the network: only to a number that this
+        # configuration still sends it to
+        owed = st.get("owed")
+        self.owed = [[x[0], x[1], x[2]] for x in owed if len(x) == 3 and isinstance(x[0], str)
+                     and x[1] in (ob.CANCEL, ob.LOWBAT) and self._still_sent_to(ob.Sms(0, x[0], x[1]))
+                     ] if isinstance(owed, list) else []
         self.got_gps = list(st.get("got_gps") or [])
         self.told = list(st.get("told") or [])
         self.cell = st.get("cell")
@@ -539,7 +541,7 @@ class AlertMachine:
         self.told = []
         self.failing = []       # recipients whose SMS failed, logged once (_sms_done)
         self.cancel_by = None
-        self.end_due = []
+        self.owed = []
         self._log(acts, "alert", source)
         if c["vibrate"]:
             acts.append(("vibrate", "alert"))
@@ -567,6 +569,21 @@ class AlertMachine:
         if self.unsent_due:
             self.unsent_due = False
             self._dirty = True
+
+    def _owed_out(self, number, kind):
+        self.owed = [x for x in self.owed if x[0] != number or x[1] != kind]
+
+    def _pay_owed(self):
+        # what ran out of tries goes again, with no alert on (a new alert began: its texts
+        # carry her battery, and the last one's end is no longer true); a low-battery text
+        # only while the battery is still low
+        if self.active:
+            return
+        for n, kind, arg in self.owed:
+            if (kind == ob.CANCEL or self.sup.bat_low) and not self.outbox.pending(n, (kind,)):
+                self.outbox.queue(n, kind, arg)
+        self.owed = []
+        self._dirty = True
 
     def _stop(self, now, acts, by):
         self.active = False
@@ -767,13 +784,15 @@ class AlertMachine:
             if quiet:
                 self.failing.remove(e.number)
             self._sms_ok += 1
-            self._got_out()
+            if e.kind != ob.CANCEL and e.kind != ob.DAILY:
+                self._got_out()         # not the last alert's end, nor the programme's report
             self._log(acts, "sms_ok", what)
             self.sup.delivered(e)
             if e.kind in ob.LOC and e.number not in self.told:
                 self.told.append(e.number)
-            if e.kind == ob.CANCEL:
-                self.end_due = [x for x in self.end_due if x[0] != e.number]
+            self._owed_out(e.number, e.kind)
+            if self.owed:
+                self._pay_owed()        # the network takes texts again
             if e.kind in ob.LOC:
                 if fix_sent == "gps":
                     if e.number not in self.got_gps:
@@ -794,10 +813,12 @@ class AlertMachine:
         if permanent or stale or e.tries > self.cfg["sms_retries"]:
             if e.kind == ob.ALERT:
                 self._sms_failed += 1
-            if e.kind == ob.CANCEL and not (permanent or stale):
-                # out of tries (an outage: a lift, a recovery): the network's return sends
-                # it again, or one contact reads "cerrada" and the others "pidio ayuda"
-                self.end_due = [x for x in self.end_due if x[0] != e.number] + [[e.number, e.arg]]
+            if (e.kind == ob.CANCEL or e.kind == ob.LOWBAT) and not (permanent or stale):
+                # out of tries (an outage, an SMS centre's congestion): it goes again, or one
+                # contact reads "cerrada" and the others "pidio ayuda", or one is never told
+                # her battery is low
+                self._owed_out(e.number, e.kind)
+                self.owed.append([e.number, e.kind, e.arg])
             if not quiet:
                 self._log(acts, "sms_failed", what)
                 self.failing.append(e.number)
@@ -858,11 +879,7 @@ class AlertMachine:
         if not ev[1]:
             return
         if not self.active:
-            for n, by in self.end_due:
-                if not self.outbox.pending(n, (ob.CANCEL,)):
-                    self.outbox.queue(n, ob.CANCEL, by)
-                    self._dirty = True
-            self.end_due = []
+            self._pay_owed()
             return
         for n in self.recipients():
             if n not in self.told and not self.outbox.pending(n, ob.LOC):
