@@ -102,9 +102,12 @@ def not_utf8(args, environ):
 
 
 class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP (a terminal closed, a shutdown, `timeout`), unwound as Ctrl-C is:
-    by default they end Python at once, and a half-written export of her case data in the
-    clear stayed behind, its read unaudited."""
+    """SIGTERM, SIGHUP or SIGBREAK (a terminal closed, a shutdown, `timeout`, Ctrl-Break on
+    Windows), unwound as Ctrl-C is: by default they end Python at once, and a half-written
+    export of her case data in the clear stayed behind, its read unaudited."""
+
+
+STOP_SIGNALS = ("SIGTERM", "SIGHUP", "SIGBREAK")
 
 
 @contextlib.contextmanager
@@ -112,8 +115,10 @@ def _stops_unwound():
     def stop(signum, frame):
         raise Stopped(signal.Signals(signum).name)
 
+    # Windows has no SIGHUP, and only Windows has SIGBREAK
+    signals = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
     try:
-        old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+        old = {s: signal.signal(s, stop) for s in signals}
     except ValueError:   # not the main thread (a caller's own): left as they are
         yield
         return

@@ -1,0 +1,44 @@
+"""`boton` on a technician's Windows laptop, simulated on Linux by tests/winsim.py (the
+POSIX-only stdlib missing, Windows' signals only, folders that cannot be opened)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from boton.cli_registry import devices
+
+WINSIM = str(Path(__file__).with_name("winsim.py"))
+
+
+def boton_on_windows(*args, env=None, **kw):
+    """`boton ARGS` as on Windows: the finished process (text output)."""
+    return subprocess.run([sys.executable, WINSIM, *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=120, **kw)
+
+
+def test_every_command_runs_without_sighup(registry_env):
+    # the signals unwound as Ctrl-C were SIGTERM and SIGHUP: Windows has no SIGHUP, and
+    # every command ended in an AttributeError before doing anything
+    res = boton_on_windows("registry", "info")
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_ctrl_break_is_unwound_as_ctrl_c(registry_env, tmp_path):
+    # Ctrl-Break (SIGBREAK), Windows' other way to stop a console program, ended Python at
+    # once: an export of her case data in the clear was left half written
+    code = ("import os, runpy, signal, sys\n"
+            "real = os.fsync\n"
+            "os.fsync = lambda fd: (os.kill(os.getpid(), signal.SIGBREAK), real(fd))\n"
+            f"sys.argv = [{WINSIM!r}, 'devices', 'export', {str(tmp_path / 'x' / 'c.csv')!r}]\n"
+            f"runpy.run_path({WINSIM!r}, run_name='__main__')\n")
+    (tmp_path / "x").mkdir()
+    res = CliRunner().invoke(devices, ["add", "24:0A:C4:00:00:01", "--board", "tcall_sim800l_axp192",
+                                       "--flash-size", "4MB"])
+    assert res.exit_code == 0, res.output
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 130, (res.returncode, res.stderr)
+    assert "stopped (" in res.stderr and "Traceback" not in res.stderr
+    assert list((tmp_path / "x").iterdir()) == []
