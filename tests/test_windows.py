@@ -42,3 +42,13 @@ def test_ctrl_break_is_unwound_as_ctrl_c(registry_env, tmp_path):
     assert res.returncode == 130, (res.returncode, res.stderr)
     assert "stopped (" in res.stderr and "Traceback" not in res.stderr
     assert list((tmp_path / "x").iterdir()) == []
+
+
+def test_deploy_provision_and_status_import_on_windows():
+    # frozen.py (the stamp deploy, provision and status compare) took fcntl at its top for
+    # the build's lock, and the build needs Linux anyway: those commands all failed to import
+    code = (f"import runpy; runpy.run_path({WINSIM!r})\n"
+            "import boton.frozen, boton.provision\n"
+            "print(boton.frozen.mpy_alert_heap_kb()[0] > 0)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "True", res.stderr

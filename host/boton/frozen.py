@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -172,6 +171,8 @@ def unix32(frozen=True, target="unix", cache: Path = CACHE, board: str | None = 
     out = Path(cache) / key
     done = out / ".complete"
     if not done.exists():
+        import fcntl   # here, not at the top: the build needs Linux, deploy and status run on Windows too
+
         out.parent.mkdir(parents=True, exist_ok=True)
         with open(out.parent / f"{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)   # the other process builds; we wait and reuse
