@@ -52,3 +52,17 @@ def test_deploy_provision_and_status_import_on_windows():
             "print(boton.frozen.mpy_alert_heap_kb()[0] > 0)\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "True", res.stderr
+
+
+def test_init_key_and_key_passphrase_succeed_where_a_folder_cannot_be_opened(registry_env):
+    # the key file's folder was synced by opening it, which Windows refuses (EACCES) once
+    # the key is written: init-key said it failed, and a second try said the key exists
+    key_file = Path(registry_env["BOTON_KEY_FILE"])
+    res = boton_on_windows("registry", "init-key", "--no-passphrase")
+    assert res.returncode == 0, res.stderr
+    assert key_file.read_text().strip()
+    res = boton_on_windows("registry", "key-passphrase",
+                           env={"BOTON_KEY_NEW_PASSPHRASE": "caballo bateria grapa correcta"})
+    assert res.returncode == 0, res.stderr
+    assert key_file.read_text().lstrip().startswith("{")
+    assert [p.name for p in key_file.parent.iterdir()] == [key_file.name]

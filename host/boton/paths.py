@@ -12,6 +12,9 @@ DATA = REPO / "data"
 # Optional tools that live outside the repository (the 32-bit MicroPython build): CI has them
 # beside the clone; a user's clone may not, and whatever uses them says so and carries on.
 SHARED = Path(os.environ.get("BOTON_SHARED", REPO.parent / "shared"))
+# Windows: no POSIX file modes (every file reads 0666 or 0444) and no folder can be opened
+# (to sync it). Read where it is used, not copied, so tests/winsim.py can turn it on.
+WINDOWS = os.name == "nt"
 
 
 def micropython_exe() -> str:

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from . import paths
 from . import registry_audit as RA
 from .errors import (EXIT_VERIFY, InputError, MissingKeyError, PassphraseError, RegistryConflict,
                      RegistryError, RegistryKeyError)
@@ -252,7 +253,7 @@ def _write_key_file(path, content, replace):
             placed = True
         else:
             placed = place_new(tmp, path)
-        if placed:   # the new name itself survives a power cut
+        if placed and not paths.WINDOWS:   # the new name survives a power cut (Windows opens no folder)
             dir_fd = os.open(path.parent, os.O_RDONLY)
             try:
                 os.fsync(dir_fd)
