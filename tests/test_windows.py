@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from boton.cli_registry import devices
@@ -66,3 +67,20 @@ def test_init_key_and_key_passphrase_succeed_where_a_folder_cannot_be_opened(reg
     assert res.returncode == 0, res.stderr
     assert key_file.read_text().lstrip().startswith("{")
     assert [p.name for p in key_file.parent.iterdir()] == [key_file.name]
+
+
+def test_a_pin_file_is_taken_on_windows_whatever_mode_it_reports(tmp_path, monkeypatch):
+    # Windows reports every file as 0666 (0444 read-only): the mode check refused every
+    # --pin-file there, with advice to run chmod. What keeps it private there is the folder
+    # (docs/technician-guide.md); on Linux an open mode is still refused.
+    from boton import paths
+    from boton import pin as pins
+    from boton.errors import InputError
+
+    f = tmp_path / "pin.txt"
+    f.write_text("482913\n")
+    f.chmod(0o666)
+    with pytest.raises(InputError, match="chmod 600"):
+        pins.read_pin_file(f)
+    monkeypatch.setattr(paths, "WINDOWS", True)
+    assert pins.read_pin_file(f) == "482913"

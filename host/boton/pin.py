@@ -32,6 +32,7 @@ import sys
 
 import click
 
+from . import paths
 from .errors import InputError
 
 PIN_ENV = "BOTON_PIN"
@@ -93,7 +94,7 @@ def check_pin(pin_hash: str, pin: str) -> bool:
 
 def read_pin_file(path, new=True) -> str:
     """The PIN on the first line of PATH, which only its owner may read (new: as
-    validate_pin)."""
+    validate_pin). On Windows its folder keeps it private (one in the user's profile)."""
     try:
         # non-blocking: a FIFO with no writer blocked here for good, before the check below
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
@@ -103,7 +104,7 @@ def read_pin_file(path, new=True) -> str:
         mode = os.fstat(f.fileno()).st_mode  # the file read, not a name swapped meanwhile
         if not stat.S_ISREG(mode):
             raise InputError(f"PIN file {path} is not a regular file")
-        if mode & 0o077:
+        if not paths.WINDOWS and mode & 0o077:   # Windows has no such modes: every file reads 0666
             raise InputError(f"PIN file {path} can be read by other users (mode "
                            f"{stat.S_IMODE(mode):04o}): run `chmod 600 {path}` and try again")
         data = f.read(64)

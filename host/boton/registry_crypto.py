@@ -88,7 +88,7 @@ def read_key_file(path):
                                f"the key file itself (e.g. {path / KEY_NAME})")
     if not stat.S_ISREG(st.st_mode):   # a FIFO blocked the read for good, a device read forever
         raise RegistryKeyError(f"key file {path} is not a regular file")
-    if os.name == "posix" and st.st_mode & 0o077:
+    if not paths.WINDOWS and st.st_mode & 0o077:   # Windows has no such modes: every file reads 0666
         raise RegistryKeyError(f"key file {path} is readable by other users "
                                f"(mode {stat.S_IMODE(st.st_mode):04o}): run chmod 600 {path}")
     try:
