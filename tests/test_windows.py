@@ -15,7 +15,8 @@ WINSIM = str(Path(__file__).with_name("winsim.py"))
 
 def boton_on_windows(*args, env=None, **kw):
     """`boton ARGS` as on Windows: the finished process (text output)."""
-    return subprocess.run([sys.executable, WINSIM, *args], capture_output=True, text=True,
+    kw = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kw}
+    return subprocess.run([sys.executable, WINSIM, *args], text=True,
                           env={**os.environ, **(env or {})}, timeout=120, **kw)
 
 
@@ -84,3 +85,40 @@ def test_a_pin_file_is_taken_on_windows_whatever_mode_it_reports(tmp_path, monke
         pins.read_pin_file(f)
     monkeypatch.setattr(paths, "WINDOWS", True)
     assert pins.read_pin_file(f) == "482913"
+
+
+def test_her_name_reaches_a_file_in_windows_ansi_code_page(registry_env, tmp_path):
+    # Output redirected to a file on Windows is in the ANSI code page (cp1252 in Mexico):
+    # a name with a letter it lacks (ť) ended in UnicodeEncodeError, after the read of her
+    # case was audited, and left the file cut short
+    mac = "24:6f:28:00:00:01"
+    for args in (["add", mac, "--board", "tcall_sim800l_axp192", "--flash-size", "4MB"],
+                 ["assign", mac, "--alias", "Luna", "--case-id", "AGS/2024/00731", "--name",
+                  "Šárka Ťapková", "--order-ends", "2031-01-31", "--contact", "449 111 2233"]):
+        res = CliRunner().invoke(devices, args)
+        assert res.exit_code == 0, res.output
+    out = tmp_path / "her.txt"
+    with open(out, "wb") as f:
+        res = boton_on_windows("devices", "show", mac, "--reveal", stdout=f,
+                               env={"PYTHONIOENCODING": "cp1252", "PYTHONUTF8": "0"})
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    text = out.read_bytes().decode("utf-8")
+    assert "Šárka Ťapková" in text and "Luna" in text
+
+
+def test_a_terminal_that_lacks_a_letter_shows_a_question_mark(monkeypatch):
+    import io
+
+    from boton.cli_output import any_text_out
+
+    class Terminal(io.TextIOWrapper):
+        def isatty(self):
+            return True
+
+    screen = Terminal(io.BytesIO(), encoding="cp1252")
+    monkeypatch.setattr(sys, "stdout", screen)
+    any_text_out()
+    print("Ťapková")
+    screen.flush()
+    assert screen.buffer.getvalue() == "?apková\n".encode("cp1252")

@@ -6,6 +6,7 @@ a wrong file name shown, or rich's MarkupError after the registry recorded the b
 before its generated PIN was shown. So such text reaches rich through `escape()` when the
 line carries markup of ours, or in a line printed with markup=False.
 """
+import codecs
 import contextlib
 import os
 import signal
@@ -34,6 +35,7 @@ class OneLineErrors(click.Group):
 
     def make_context(self, info_name, args, parent=None, **extra):
         if parent is None:   # the command line as typed, once
+            any_text_out()
             where = not_utf8(args, os.environ)
             if where:
                 print_error(f"{where} is not UTF-8 text (a terminal set to another encoding?): "
@@ -70,6 +72,21 @@ class OneLineErrors(click.Group):
                             "(run the command on a terminal, or give the answer as an option)")
                 sys.exit(EXIT_USAGE)
             raise
+
+
+def any_text_out():
+    """stdout and stderr that write any name. Windows writes output redirected to a file in
+    its ANSI code page (cp1252 in Mexico), which lacks letters of hers (ť): a
+    UnicodeEncodeError ended `devices show --reveal` after its read was audited. A file or a
+    pipe gets UTF-8, her name whole; a terminal that is not UTF-8 shows "?" for what it lacks."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = getattr(stream, "encoding", None)
+        if not encoding or codecs.lookup(encoding).name.startswith("utf") or not hasattr(stream, "reconfigure"):
+            continue
+        if stream.isatty():
+            stream.reconfigure(errors="replace")
+        else:
+            stream.reconfigure(encoding="utf-8")
 
 
 def _utf8(text):
