@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from boton.cli_registry import devices
+from boton.cli_registry import devices, registry as registry_group
 
 WINSIM = str(Path(__file__).with_name("winsim.py"))
 
@@ -220,3 +220,33 @@ def test_every_clone_checks_the_sources_out_with_lf():
         if index in ("i/crlf", "i/mixed"):   # as captured: never converted
             assert "-text" in attr, row
     assert seen > 100
+
+
+def test_on_windows_her_files_are_said_private_only_inside_the_profile(registry_env, tmp_path):
+    # Windows has no mode 0600 (chmod does nothing): init-key said "(mode 0600)" of a key
+    # any account could read. There the profile folder is what keeps it private: inside,
+    # it says so; outside, a warning for the key, the registry and an export
+    outside = boton_on_windows("registry", "init-key", "--no-passphrase")
+    assert outside.returncode == 0, outside.stderr
+    assert "0600" not in outside.stdout and "readable by this PC's other accounts" in outside.stdout
+    assert "outside your user profile" in outside.stderr and registry_env["BOTON_KEY_FILE"] in outside.stderr
+    home = {"HOME": str(tmp_path), "BOTON_KEY_FILE": str(tmp_path / "cfg2" / "registry.key")}
+    inside = boton_on_windows("registry", "init-key", "--no-passphrase", env=home)
+    assert inside.returncode == 0, inside.stderr
+    assert "in your user profile, private to your account" in inside.stdout and inside.stderr == ""
+    res = CliRunner().invoke(devices, ["add", "24:6f:28:00:00:01", "--board", "tcall_sim800l_axp192",
+                                       "--flash-size", "4MB"])
+    assert res.exit_code == 0, res.output
+    shared = tmp_path.parent / f"{tmp_path.name}-shared.csv"
+    res = boton_on_windows("devices", "export", str(shared), env={"HOME": str(tmp_path)})
+    assert res.returncode == 0, res.stderr
+    assert f"{shared} is outside your user profile" in res.stderr   # the export
+    assert "registry.sqlite3 is outside" not in res.stderr           # the registry, in tmp_path/reg
+    res = boton_on_windows("devices", "list", env={"HOME": str(tmp_path / "cfg2")})
+    assert "registry.sqlite3 is outside your user profile" in res.stderr
+    shared.unlink()
+
+
+def test_on_linux_nothing_is_said_of_a_profile(registry_env):
+    res = CliRunner().invoke(registry_group, ["init-key", "--no-passphrase"])
+    assert res.exit_code == 0 and "(mode 0600)" in res.stdout and "profile" not in res.output

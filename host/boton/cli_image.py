@@ -16,7 +16,7 @@ from . import image as img
 from . import pin as pins
 from . import rules
 from .boards import load_board
-from .cli_output import board_checked, daily_status_line, programme_number_option
+from .cli_output import board_checked, daily_status_line, programme_number_option, warn_if_exposed
 from .errors import EXIT_VERIFY, DeviceError, InputError, RegistryConflict, RegistryError
 from .registry_fields import normalise_label
 from .registry_paths import expand_home
@@ -367,6 +367,7 @@ def _write_image(out, data, force, label=None):
         left = (f"; the registry says {label} is provisioning: run `boton image` again, or `boton devices "
                 f"abort-provision {label}`" if label else "")
         raise InputError(f"cannot write {out}: {e.strerror}{left}") from None
+    warn_if_exposed(out)
 
 
 def _registered_button(reg, label):

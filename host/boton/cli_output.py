@@ -28,6 +28,17 @@ def print_error(message):
     err_console.print("[bold red]error:[/]", escape(message), soft_wrap=True)
 
 
+def warn_if_exposed(path) -> bool:
+    """On Windows, a warning that a file of hers is outside the user's profile, where
+    nothing keeps other accounts from it (registry_paths.exposed_on_windows); whether so."""
+    from .registry_paths import exposed_on_windows
+
+    exposed = exposed_on_windows(path)
+    if exposed:
+        err_console.print("[yellow]warning:[/]", escape(exposed), soft_wrap=True)
+    return bool(exposed)
+
+
 class OneLineErrors(click.Group):
     """A command group whose expected failures become `error: ...` and a documented exit
     code, never a traceback: `boton` itself and its `devices` and `registry` groups (which

@@ -23,7 +23,8 @@ from rich.table import Table
 from . import registry as R
 from . import registry_crypto
 from .boards import board_names
-from .cli_output import OneLineErrors, during_alert_option, err_console
+from . import paths
+from .cli_output import OneLineErrors, during_alert_option, err_console, warn_if_exposed
 from .errors import EXIT_USAGE, EXIT_VERIFY, DeviceError, InputError, RegistryConflict, RegistryKeyError
 from .release import firmware_state, release_hash
 from .rules import mask
@@ -50,6 +51,7 @@ def json_option(f):
 def _open(registry_path, technician, create=False):
     """The registry; one that does not exist is refused (a mistyped --registry must not
     become an empty registry), except by the commands that add buttons (create)."""
+    warn_if_exposed(R.registry_file(registry_path))
     return R.Registry(registry_path, technician=technician, create=create)
 
 
@@ -619,7 +621,8 @@ def import_(file, registry_path, technician):
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--with-case-data", is_flag=True,
               help="Also write her alias, case id, name, notes, order end date and contacts, in "
-                   "the clear (needs the key; file mode 0600; written to the audit trail).")
+                   "the clear (needs the key; file mode 0600, on Windows private only inside your "
+                   "user profile; written to the audit trail).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation on a terminal.")
 @click.option("--force", is_flag=True,
               help="Replace FILE if it exists (never the registry, its key or a backup: those are "
@@ -638,6 +641,7 @@ def export(file, with_case_data, yes, force, registry_path, technician):
         if with_case_data:
             _confirm(f"{file} will hold case data in the clear. Continue?", yes)
         n = reg.export_csv(file, include_case_data=with_case_data, force=force)
+    warn_if_exposed(file)
     console.print(f"exported {n} device(s) to {escape(str(file))}"
                   + ("; it holds case data in the clear: hand it over encrypted, then delete it"
                      if with_case_data else ""), soft_wrap=True)
@@ -691,9 +695,10 @@ KEY_FILE_HELP = "The key file (default: BOTON_KEY_FILE, else registry.key in you
                    "BOTON_KEY_NEW_PASSPHRASE), or not. Default: asked on a terminal (empty for "
                    "none), none otherwise.")
 def init_key(key_file, passphrase):
-    """Create the key that encrypts case data, once per registry (mode 0600; never
-    overwritten), protected by a passphrase if you give one: then a copy of the user's
-    files (a lost laptop, a backup of the home folder) does not open her case data, and
+    """Create the key that encrypts case data, once per registry (mode 0600; on Windows
+    private only inside your user profile, where it goes by default; never overwritten),
+    protected by a passphrase if you give one: then a copy of the user's files (a lost
+    laptop, a backup of the home folder) does not open her case data, and
     commands that read it ask for the passphrase (or take BOTON_KEY_PASSPHRASE). Back the
     key file up (e.g. on a USB stick in the office safe): without it the case data cannot
     be read.
@@ -717,7 +722,9 @@ def init_key(key_file, passphrase):
             "fits (a key for another, new registry: set BOTON_REGISTRY to its path first)")
     new = None if passphrase is False else _new_passphrase(required=passphrase is True)
     path = R.create_key_file(key_file, new)
-    console.print(f"wrote a new key to {escape(str(path))} (mode 0600), "
+    how = ("readable by this PC's other accounts" if warn_if_exposed(path) else
+           "in your user profile, private to your account" if paths.WINDOWS else "mode 0600")
+    console.print(f"wrote a new key to {escape(str(path))} ({how}), "
                   f"{_key_protection_note(new is not None)}. Back it up now: without it the "
                   "case data cannot be read.", soft_wrap=True)
     if os.environ.get("BOTON_KEY"):
@@ -744,6 +751,7 @@ def key_passphrase(key_file, remove, yes):
         _confirm(f"Take the passphrase off {path}? Whoever copies it can then read every case", yes)
     new = None if remove else _new_passphrase(required=True)
     R.rewrap_key_file(path, new)
+    warn_if_exposed(path)
     console.print(f"key file {escape(str(path))} is now {_key_protection_note(new is not None)}; "
                   "the key is unchanged. Replace the key's backup with this file.", soft_wrap=True)
     if os.environ.get("BOTON_KEY"):
@@ -760,6 +768,8 @@ def info(as_json, registry_path, technician):
     """
     data = {"key_file": str(R.default_key_file()),
             "key_file_passphrase": _key_file_protected(R.default_key_file())}
+    if R.default_key_file().exists():
+        warn_if_exposed(R.default_key_file())
     if R.registry_exists(registry_path):
         with _open(registry_path, technician) as reg:
             data.update(path=str(reg.path), exists=True, schema_version=reg.schema_version,
@@ -882,7 +892,7 @@ def purge_cases(days, dry_run, yes, as_json, registry_path, technician):
 @registry_options
 def backup(dest, registry_path, technician):
     """Copy the registry to DEST while others may read it (SQLite's online backup): mode
-    0600, never over an existing file. Case data stays encrypted in it; keep the key's
+    0600 (on Windows private only inside your user profile), never over an existing file. Case data stays encrypted in it; keep the key's
     backup apart from it. Written to the audit trail once DEST is in place (a backup that
     failed is not recorded); the copy holds that row too.
 
@@ -890,6 +900,7 @@ def backup(dest, registry_path, technician):
     """
     with _open(registry_path, technician) as reg:
         rows = reg.backup(dest)
+    warn_if_exposed(dest)
     console.print(f"backed up to {escape(str(dest))} ({rows} audit rows, case data still "
                   "encrypted)", soft_wrap=True)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import platformdirs
 
+from . import paths
 from .errors import RegistryError
 
 APP = "boton-seguro"
@@ -46,6 +47,21 @@ def default_key_file() -> Path:
     if env:
         return expand_home(env, "BOTON_KEY_FILE")
     return Path(platformdirs.user_config_dir(APP, appauthor=False)) / KEY_NAME
+
+
+def exposed_on_windows(path) -> str | None:
+    """On Windows, why a file of hers at `path` is open to this PC's other accounts: no file
+    there has an owner-only mode (chmod 0600 does nothing, every file reads 0666), and what
+    keeps it private is the user's profile folder (the defaults are in it, under
+    %LOCALAPPDATA%). None elsewhere, or inside the profile."""
+    if not paths.WINDOWS:
+        return None
+    home = os.path.normcase(os.path.abspath(Path.home()))
+    if os.path.normcase(os.path.abspath(path)).startswith(home.rstrip(os.sep) + os.sep):
+        return None
+    return (f"{path} is outside your user profile ({Path.home()}): on Windows no file mode keeps "
+            "this PC's other accounts, or whoever holds that drive, from reading it (the "
+            "defaults, under %LOCALAPPDATA%, are in the profile)")
 
 
 def witness_path(path) -> Path:
