@@ -8,6 +8,7 @@ Third-party packages have their own Windows back-ends (serialwin32, msvcrt): the
 imported as on Linux first. Used by tests/test_windows.py."""
 import errno
 import os
+import shutil
 import signal
 import sys
 
@@ -43,6 +44,7 @@ def _win_open(path, flags, mode=0o777, *, dir_fd=None):
 
 
 os.open = _win_open
+shutil._use_fd_functions = False   # Windows' rmtree walks by name: it never opens a folder
 import boton.paths  # noqa: E402
 
 boton.paths.WINDOWS = True
