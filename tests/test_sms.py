@@ -553,3 +553,56 @@ print("TEXT", bytes(buf[:n]) == sms.encode(t), len(t))
     pools = [ln for ln in out.splitlines() if ln.startswith("qstr pool")]
     assert len(pools) == 2 and pools[0] == pools[1], pools
     assert "GARBAGE 0" in out and "TEXT True" in out, out
+
+
+def test_daily_status_ends_in_the_configurations_fingerprint_beside_the_log_head(mpy):
+    # "Cfg 1a2b3c": the first 6 hex of the sha256 of the config.json the button runs, as the
+    # registry recorded it at provisioning (boton.rules.config_hash); kept whole at the end
+    # with the log head, at the longest report too: a rewritten configuration shows there
+    code = """
+import json, sms
+long = dict(battery=100, rssi=31, gps="mute", fw="1.2.3-rc.4+abcdef", alerts=10 ** 6,
+            device_id="BS-" + "9" * 40, uptime_h=10 ** 6, test=True, voice=False)
+print(json.dumps([sms.daily_status_text(log_head=(4294967295, "a1b2c3d4e5f60718"),
+                                        cfg_hash="1a2b3c", **long),
+                  sms.daily_status_text(log_head=(57, "a1b2c3d4e5f60718"), battery=87, rssi=18,
+                                        gps="nofix", fw="1.2.3", alerts=1, device_id="BS-0042",
+                                        uptime_h=24, cfg_hash="0e91ee"),
+                  sms.daily_status_text(battery=87, rssi=18, gps="nofix", fw="1.2.3", alerts=1,
+                                        device_id="BS-0042", uptime_h=24, cfg_hash="0e91ee"),
+                  sms.daily_status_text(battery=87, rssi=18, gps="nofix", fw="1.2.3", alerts=1,
+                                        device_id="BS-0042", uptime_h=24, cfg_hash=None)]))
+"""
+    longest, usual, no_log, without = mpy.json(code)
+    assert longest.endswith(" Log 4294967295:a1b2c3 Cfg 1a2b3c") and one_segment(longest), longest
+    assert usual == ("Boton Seguro BS-0042 reporte diario: Bat 87% Senal 18/31 GPS sin senal "
+                     "FW 1.2.3 Alertas 1 Encendido 24h. Log 57:a1b2c3 Cfg 0e91ee")
+    assert no_log.endswith(" Encendido 24h. Cfg 0e91ee") and one_segment(no_log)
+    assert "Cfg" not in without                                  # older boot paths: as before
+    assert usual == sms.daily_status_text(log_head=(57, "a1b2c3d4e5f60718"), battery=87, rssi=18,
+                                          gps="nofix", fw="1.2.3", alerts=1, device_id="BS-0042",
+                                          uptime_h=24, cfg_hash="0e91ee")   # CPython's the same
+
+
+def test_the_boot_fingerprints_config_json_as_the_registry_hashes_it(mpy, tmp_path):
+    # appboot.load_config, on MicroPython: the file's bytes as provisioning wrote them,
+    # hashed as boton.rules.config_hash does, 6 hex kept (not the bytes); a configuration
+    # that does not validate (safe mode) carries none
+    from boton import rules
+    cfg = rules.build_config(alias="Luna", contacts=["449 111 2233"], c4=["449 910 0000"],
+                             device_id="BS-0042", programme_number="449 300 0000")
+    data = rules.config_bytes(cfg)
+    (tmp_path / "config.json").write_bytes(data)
+    code = """
+import json, sys
+sys.path.append(%r)
+import appboot
+class Log:
+    def add(self, *a):
+        pass
+cfg, safe = appboot.load_config({"safe_c4": "+524499100000"}, Log())
+print(json.dumps([cfg.get("cfg_hash"), safe]))
+""" % str(FIRMWARE)
+    assert mpy.json(code, cwd=tmp_path, heap="1m") == [rules.config_hash(data)[:6], False]
+    (tmp_path / "config.json").write_bytes(data.replace(b'"contacts"', b'"contactz"'))
+    assert mpy.json(code, cwd=tmp_path, heap="1m") == [None, True]
