@@ -1087,20 +1087,23 @@ out([s.logs("sms_ignored"), s.logs("sms_locked"), len(s.m.commands.pin_fails),
     assert r[3] == ["+524491110000"]          # only C4 itself is answered
 
 
-def test_the_end_of_an_alert_reaches_every_contact_once_the_network_is_back(both):
-    # C4 closed her alert; only the first contact's "cerrada" got out before the network
-    # went for two minutes (a lift, a recovery). The others' ran out of tries and were
-    # dropped: they kept "pidio ayuda" as the last word (a review of her contacts' texts)
-    r = both("""
-s = Sim(sms_ok=None)
+DELIVER = """
 got = []
 def deliver(ok):
     while s.pending:
         n = s.pending.pop(0)
         num, text = [(a[2], a[3]) for a in s.acts if a[1] == "send_sms" and a[4] == n][-1]
         if ok(num):
-            got.append([num, text.split(":")[1][:16]])
+            got.append([num, text[:60]])
         s._run(s.m.handle(("sms_sent", n, ok(num)), s.now()))
+"""
+
+
+# C4 closes her alert; only the first contact's end text gets out before the network goes
+# for two minutes, and the others' run out of tries
+CLOSED_IN_AN_OUTAGE = """
+s = Sim(sms_ok=None)
+""" + DELIVER + """
 s.ev("gesture", "alert")
 deliver(lambda n: True)
 s.advance(60000)
@@ -1109,6 +1112,15 @@ deliver(lambda n: n == CONTACTS[0])
 for _ in range(12):
     s.advance(10000)
     deliver(lambda n: False)
+"""
+
+
+def test_the_end_of_an_alert_reaches_every_contact_once_the_network_is_back(both):
+    # C4 closed her alert; only the first contact's "cerrada" got out before the network
+    # went for two minutes (a lift, a recovery). The others' ran out of tries and were
+    # dropped: they kept "pidio ayuda" as the last word (a review of her contacts' texts)
+    r = both("""
+""" + CLOSED_IN_AN_OUTAGE + """
 s.ev("network", True)
 for _ in range(6):
     s.advance(30000)
@@ -1129,36 +1141,19 @@ def test_the_end_of_an_alert_that_ran_out_of_tries_survives_a_reset(both):
     # a reset in between (a recovery, her battery) lost that wait: two contacts kept
     # "pidio ayuda" for good. A contact removed since the save is not told.
     r = both("""
-s = Sim(sms_ok=None)
-def deliver(ok):
-    got = []
-    while s.pending:
-        n = s.pending.pop(0)
-        num, text = [(a[2], a[3]) for a in s.acts if a[1] == "send_sms" and a[4] == n][-1]
-        if ok(num):
-            got.append([num, text.split(":")[1][:16]])
-        s._run(s.m.handle(("sms_sent", n, ok(num)), s.now()))
-    return got
-s.ev("gesture", "alert")
-deliver(lambda n: True)
-s.advance(60000)
-s.ev("sms_command", C4, "CANCELAR 4321")
-deliver(lambda n: n == CONTACTS[0])
-for _ in range(12):
-    s.advance(10000)
-    deliver(lambda n: False)
+""" + CLOSED_IN_AN_OUTAGE + """
 saved = json.loads(json.dumps(s.state))
-got = []
+runs = []
 for contacts in (CONTACTS, CONTACTS[:2]):
     s = Sim(sms_ok=None, contacts=contacts)
     s.resume(saved).start()
     s.ev("network", True)
-    told = []
+    del got[:]
     for _ in range(6):
         s.advance(30000)
-        told += deliver(lambda n: True)
-    got.append(told)
-out([got, CONTACTS])
+        deliver(lambda n: True)
+    runs.append(list(got))
+out([runs, CONTACTS])
 """)
     (after, fewer), contacts = r
     ended = sorted(n for n, t in after if "alerta de" in t and n in contacts)
@@ -1187,18 +1182,6 @@ out([bad, s.logs("sms_command"), len(s.m.commands.pin_fails)])
     bad, taken, kept = r
     assert bad == 8 * 5, bad        # eight numbers locked, then every guess refused
     assert taken == [] and kept == 8
-
-
-DELIVER = """
-got = []
-def deliver(ok):
-    while s.pending:
-        n = s.pending.pop(0)
-        num, text = [(a[2], a[3]) for a in s.acts if a[1] == "send_sms" and a[4] == n][-1]
-        if ok(num):
-            got.append([num, text[:60]])
-        s._run(s.m.handle(("sms_sent", n, ok(num)), s.now()))
-"""
 
 
 def test_an_end_text_out_of_tries_goes_with_the_next_text_the_network_takes(both):
