@@ -235,10 +235,8 @@ def test_every_sms_c4_gets_is_one_gsm7_segment(cfg):
     for t in texts:
         assert sms.is_gsm7(t) and sms.to_gsm7(t) == t, t
         assert sms.gsm7_septets(t) <= 160, (len(t), t)
-        # the daily report's log head and configuration fingerprint come after the text's end,
-        # kept whole (sms.daily_status_text)
-        assert re.search(r"\.( Log \d+:[0-9a-f]{6})?( Cfg [0-9a-f]{6})?$", t), \
-            f"cut short (status_text cuts at 160): {t}"
+        # the daily report's log head comes after the text's end, kept whole (sms.status_text)
+        assert re.search(r"\.( Log \d+:[0-9a-f]{6})?$", t), f"cut short (status_text cuts at 160): {t}"
     assert "nunca llega partido" in D.GUIDE_C4.read_text()
 
 

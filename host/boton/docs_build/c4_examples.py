@@ -125,7 +125,6 @@ def c4_sms(**cfg):
                 s.last()))
     s = Story(**dict(cfg, programme_number=C4)).ev("battery", 86).ev("signal", 20).ev("fix", POINT)
     s.m.log_head = lambda: (57, "a1b2c3")   # the event log's head, as app.py hands it over
-    s.m.cfg["cfg_hash"] = "d423dc"           # her configuration's fingerprint, as appboot sets it
     s.wait(s.m.cfg["daily_status_s"])
     out.append(("Reporte diario (solo si el número del programa es del C4)", s.last()))
     return out
