@@ -217,65 +217,6 @@ def test_daily_status_sms_goes_to_the_programme(tmp_path):
     assert "Bat" in sms["text"] and len(sms["text"]) <= 160
 
 
-def test_a_configuration_rewritten_on_her_button_shows_in_boton_reports(tmp_path, registry_env):
-    """He held her button and a USB cable: config.json rewritten so that her alerts text his
-    phone, and the button restarted. Its next daily report says another configuration
-    ("Cfg"), and `boton reports` flags it against the one recorded at provisioning."""
-    import datetime as dt
-    from click.testing import CliRunner
-    from boton import rules
-    from boton.cli import main
-    from boton.errors import EXIT_ATTENTION
-    from boton.registry import CaseData, Registry
-    cfg = demo_config(programme_number=PROGRAMME)
-    cfg["daily_status_s"] = 3
-    hers = rules.config_bytes(cfg)
-    his = rules.config_bytes(dict(cfg, contacts=["+524497777777"]))
-    mac = "24:6f:28:00:00:42"
-    with Registry(registry_env["BOTON_REGISTRY"]) as reg:    # provisioned and delivered to her
-        reg.add_device(mac, label="BS-0042", board="tcall_sim800l_axp192")
-        reg.assign(mac, CaseData(alias="Luna", case_id="AGS/2024/00742", contacts=[DEFAULT_CONTACT],
-                                 order_ends="2031-01-31"))
-        reg.record_deploy(mac, "ab" * 32)
-        reg.record_provision(mac, rules.config_hash(hers), daily_interval_s=3)
-        reg.record_test_call(mac, True, "ok")
-        reg.deliver(mac)
-
-    def daily(vd, after=0):
-        text = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == PROGRAMME, timeout=60,
-                             after=after)["text"]
-        return dt.datetime.now(dt.timezone.utc).replace(microsecond=0), text
-
-    def rewrite():   # while the chip is held in reset: his configuration; a fresh daily timer
-        (vd.flash_dir / "config.json").write_bytes(his)
-        (vd.flash_dir / "alert.json").unlink(missing_ok=True)   # (the test's shortcut: no 60 s wait)
-
-    with provisioned_device(tmp_path, config=cfg, contacts=(cfg["contacts"][0], PROGRAMME)) as vd:
-        first = daily(vd)
-        mark = len(vd.events)
-        console = vd.console_mark()
-        vd.hard_reset(while_down=rewrite)
-        vd.wait_console("EV ready", timeout=60, since=console)
-        second = daily(vd, after=mark)
-    assert first[1].endswith(" Cfg " + rules.config_hash(hers)[:6]), first[1]
-    assert second[1].endswith(" Cfg " + rules.config_hash(his)[:6]), second[1]
-    assert len(second[1]) <= 160 and "Encendido 0h" in second[1]
-
-    def imported(*reports):
-        f = tmp_path / "sms.csv"
-        f.write_text("received_at,from,body\n" + "".join(
-            f"{t.strftime('%Y-%m-%dT%H:%M:%S+00:00')},{PROGRAMME},{text}\n" for t, text in reports))
-        res = CliRunner().invoke(main, ["reports", "import", str(f)], catch_exceptions=False)
-        assert res.exit_code == 0, res.output
-        res = CliRunner().invoke(main, ["reports", "list", "--json"], catch_exceptions=False)
-        return res.exit_code, json.loads(res.stdout)["buttons"][0]["flags"]
-
-    assert imported(first) == (0, [])
-    assert imported(first, second) == (EXIT_ATTENTION, ["CONFIG CHANGED"])
-    res = CliRunner().invoke(main, ["reports", "list"], catch_exceptions=False)
-    assert "CONFIG CHANGED" in res.stdout and "boton status" in " ".join(res.stdout.split())
-
-
 def test_under_voltage_during_an_alert_pushes_her_location_first(tmp_path):
     with provisioned_device(tmp_path, c4_hangup_after_s=60) as vd:
         vd.press(hold_s=1.2)
