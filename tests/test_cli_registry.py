@@ -400,7 +400,7 @@ def test_init_key_and_info(env, monkeypatch, tmp_path):
     dev(*ASSIGN)
     info = json.loads(run(registry, "info", "--json").stdout)
     assert info["key_ok"] and info["key_source"].startswith("key file")
-    assert len(info["key_fingerprint"]) == 16 and info["schema_version"] == 10
+    assert len(info["key_fingerprint"]) == 16 and info["schema_version"] == 9
 
 
 def test_a_new_laptop_without_the_key_is_told_to_install_the_offices_key(env, monkeypatch, tmp_path):

@@ -220,7 +220,7 @@ def test_a_registry_from_before_reports_migrates_and_keeps_its_data(env):
     con.execute("PRAGMA user_version = 7")
     con.close()
     with Registry(path) as reg:
-        assert reg.schema_version == len(registry_schema.MIGRATIONS) == 10
+        assert reg.schema_version == len(registry_schema.MIGRATIONS) == 9
         assert reg.find("BS-0001").mac == MAC1
         assert reg.db.execute("SELECT count(*) FROM daily_reports").fetchone()[0] == 0
 
@@ -315,14 +315,13 @@ def test_a_registry_from_before_intervals_keeps_them_unknown_and_judged_as_befor
     path = env["BOTON_REGISTRY"]
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("ALTER TABLE devices DROP COLUMN daily_interval_s")     # schema 8, as boton wrote it
-    con.execute("ALTER TABLE daily_reports DROP COLUMN config_fingerprint")
     con.execute("PRAGMA user_version = 8")
     con.close()
     f = tmp_path / "sms.xml"
     f.write_text(xml((NOW - 60 * dt.timedelta(hours=1), body("BS-0002"))))
     run("reports", "import", str(f))
     with Registry(path) as reg:
-        assert reg.schema_version == 10
+        assert reg.schema_version == 9
         assert reg.get(MAC1).daily_interval_s is None
         got = {b["label"]: b for b in reg.report_status(now=NOW)}
     assert got["BS-0001"]["flags"] == ["NO REPORT"] and got["BS-0002"]["flags"] == ["OVERDUE"]
@@ -407,68 +406,3 @@ def test_a_button_just_delivered_is_waited_for_not_said_to_have_reported(env):
 def test_without_a_registry_it_says_so(env):
     res = run("reports", "list", code=EXIT_USAGE)
     assert "no registry at" in res.stderr
-
-
-# =========================================================================== her configuration
-RECORDED = "cd" * 32   # the config hash `delivered` records at provisioning
-
-
-def test_a_report_of_another_configuration_than_the_recorded_one_is_flagged(env, tmp_path):
-    """He held her button and a USB cable, and rewrote config.json so that her alerts call and
-    text his phone: the daily report reads as usual but for its "Cfg" (the first 6 hex of the
-    sha256 of the configuration it booted with), which is not the one recorded."""
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)   # after `delivered` provisioned
-    for m, label in ((MAC1, "BS-0001"), (MAC2, "BS-0002"), (MAC3, "BS-0003")):
-        delivered(env, m, label, now - dt.timedelta(days=3))
-    later = now + dt.timedelta(minutes=1)
-    f = tmp_path / "sms.xml"
-    f.write_text(xml((later, body("BS-0001", cfg_hash=RECORDED[:6])),        # hers: well
-                     (later, body("BS-0002", cfg_hash="1a2b3c")),             # rewritten
-                     (later, body("BS-0003"))))                               # older firmware: no Cfg
-    run("reports", "import", str(f))
-    with Registry(env["BOTON_REGISTRY"]) as reg:
-        got = {b["label"]: b for b in reg.report_status(now=later)}
-    assert got["BS-0001"]["flags"] == [] and got["BS-0003"]["flags"] == []
-    assert got["BS-0002"]["flags"] == ["CONFIG CHANGED"]
-    assert got["BS-0002"]["last_report"]["config_fingerprint"] == "1a2b3c"
-    assert got["BS-0002"]["config_recorded"] == RECORDED[:6]
-    assert got["BS-0003"]["last_report"]["config_fingerprint"] is None
-    out = run("reports", "list", code=EXIT_ATTENTION).stdout
-    flat = " ".join(out.split())
-    assert "CONFIG CHANGED" in flat and "1 of 3 delivered button(s) need attention" in flat
-    # the technician is told what it means and what to do, for that button only
-    assert "BS-0002: CONFIG CHANGED: its report says Cfg 1a2b3c, recorded at its provisioning: cdcdcd" in flat
-    assert "BS-0001:" not in flat and "BS-0003:" not in flat
-    assert "boton status" in flat and "boton test-call" in flat
-    data = json.loads(run("reports", "list", "--json", code=EXIT_ATTENTION).stdout)
-    two = [b for b in data["buttons"] if b["label"] == "BS-0002"][0]
-    assert two["flags"] == ["CONFIG CHANGED"] and two["last_report"]["config_fingerprint"] == "1a2b3c"
-    assert "CONFIG CHANGED" in data["flags"]
-
-
-def test_no_false_alarm_for_a_button_never_provisioned_or_provisioned_again(env, tmp_path):
-    """No configuration recorded (a factory image of another programme, the registry's record
-    lost): nothing to compare. A report sent before `provision` wrote her configuration anew
-    (her case edited) says the old one, rightly: only a report after it is judged."""
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    delivered(env, MAC1, "BS-0001", now - dt.timedelta(days=3))
-    delivered(env, MAC2, "BS-0002", now - dt.timedelta(days=3))
-    with Registry(env["BOTON_REGISTRY"]) as reg:
-        reg.db.execute("UPDATE devices SET config_hash = NULL WHERE mac = ?", (MAC1,))
-        reg.db.execute("UPDATE devices SET provisioned_at = ? WHERE mac = ?",
-                       (RR._iso(now - dt.timedelta(hours=1)), MAC2))
-    f = tmp_path / "sms.xml"
-    f.write_text(xml((now - dt.timedelta(hours=2), body("BS-0001", cfg_hash="1a2b3c")),
-                     (now - dt.timedelta(hours=2), body("BS-0002", cfg_hash="0e91ee"))))   # before it
-    run("reports", "import", str(f))
-    with Registry(env["BOTON_REGISTRY"]) as reg:
-        assert [b["flags"] for b in reg.report_status(now=now)] == [[], []]
-    # the next report after the new provisioning that still says another one is flagged
-    f.write_text(xml((now - dt.timedelta(minutes=5), body("BS-0002", cfg_hash="0e91ee", uptime_h=60))))
-    run("reports", "import", str(f))
-    with Registry(env["BOTON_REGISTRY"]) as reg:
-        assert [b["flags"] for b in reg.report_status(now=now)] == [[], ["CONFIG CHANGED"]]
-    # a provisioning under way (interrupted): either configuration may be on the button
-    with Registry(env["BOTON_REGISTRY"]) as reg:
-        reg.db.execute("UPDATE devices SET pending_config_hash = ? WHERE mac = ?", ("0e91ee" + "0" * 58, MAC2))
-        assert [b["flags"] for b in reg.report_status(now=now)] == [[], []]

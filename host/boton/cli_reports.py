@@ -12,8 +12,7 @@ from rich.table import Table
 from .cli_output import OneLineErrors
 from .cli_registry import _echo_json, _open, json_option, registry_options
 from .errors import EXIT_ATTENTION
-from .registry_reports import (CONFIG_CHANGED_ADVICE, CSV_COLUMNS, DAILY_STATUS_S, FLAGS, LOW_BATTERY_PCT,
-                               overdue_after_s)
+from .registry_reports import CSV_COLUMNS, DAILY_STATUS_S, FLAGS, LOW_BATTERY_PCT, overdue_after_s
 
 console = Console(highlight=False)
 
@@ -29,9 +28,8 @@ def reports(ctx):
     of that phone, `boton reports` (or `reports list`) says for every delivered button how
     old its last report is and what needs a visit.
 
-    Flags: CONFIG CHANGED (its report says another configuration than the one recorded at
-    its provisioning: rewritten on the button; check it at the office), NO REPORT (none
-    since delivery) or OVERDUE (none for two of its daily periods and 6 h), LOW BATTERY (20% or less), GPS NOT RESPONDING, NO VOICE (SIN VOZ: it cannot
+    Flags: NO REPORT (none since delivery) or OVERDUE (none for two of its daily periods
+    and 6 h), LOW BATTERY (20% or less), GPS NOT RESPONDING, NO VOICE (SIN VOZ: it cannot
     call C4), RESTARTED (it reset since the report before), ALERTS (alerts since the report
     before). A button provisioned without a programme number sends none: it is listed as
     "no reports configured", never flagged for its silence.
@@ -97,8 +95,7 @@ def _gps(r):
 def list_(as_json, registry_path, technician):
     """Every delivered button's last daily report since its delivery, and what needs a
     visit: exit code 8 if any does (0 if all is well), so cron can run it after each import.
-    --json adds each report's firmware, log head (for `boton logs --sms-head`) and
-    configuration fingerprint (config_fingerprint; config_recorded: what it should be).
+    --json adds each report's firmware and log head (for `boton logs --sms-head`).
 
     Example: boton reports list --json
     """
@@ -136,11 +133,6 @@ def list_(as_json, registry_path, technician):
                 _gps(r), "" if r["alerts"] is None else str(r["alerts"]),
                 "" if r["uptime_h"] is None else f"{r['uptime_h']} h")
         console.print(table)
-        for b in rows:   # the gravest: her alerts may go to his phone; said in full, each
-            if "CONFIG CHANGED" in b["flags"]:
-                console.print(f"[bold red]{b['label']}: CONFIG CHANGED: its report says Cfg "
-                              f"{b['last_report']['config_fingerprint']}, recorded at its provisioning: "
-                              f"{b['config_recorded']}.[/] {CONFIG_CHANGED_ADVICE}.", soft_wrap=True)
         watched = len(rows) - len(silent)
         # a button delivered within its first period has reported nothing yet, and is not
         # overdue: it is waited for, not "reported"

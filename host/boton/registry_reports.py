@@ -50,25 +50,15 @@ RESTART_SLACK_S = 1800
 # as just received for years, and hid a button gone silent until that date.
 FUTURE_SLACK_S = 3600
 
-FLAGS = ("CONFIG CHANGED", "NO REPORT", "OVERDUE", "LOW BATTERY", "GPS NOT RESPONDING", "NO VOICE",
-         "RESTARTED", "ALERTS")
-
-# What a technician does about a button whose report says another configuration than the
-# one recorded at provisioning (config_changed): someone rewrote it, perhaps he, so that her
-# alerts call and text another phone; the button itself cannot be trusted to tell her.
-CONFIG_CHANGED_ADVICE = (
-    "Someone may have rewritten its configuration over USB so that her alerts call and text "
-    "another phone. Reach her through the programme (not through the button), give her a "
-    "spare, and check the button at the office: `boton status` names the configuration it "
-    "holds, `boton test-call` refuses one that is not hers; `boton provision` writes hers "
-    "again, then test-call it (or replace the button)")
+FLAGS = ("NO REPORT", "OVERDUE", "LOW BATTERY", "GPS NOT RESPONDING", "NO VOICE", "RESTARTED",
+         "ALERTS")
 
 # a button whose configuration sends no daily reports (daily_interval_s 0)
 NO_REPORTS_NOTE = "no reports configured (provisioned without a programme number)"
 
 CSV_COLUMNS = ("received_at", "from", "body")
 _FIELDS = ("label", "test", "battery_pct", "signal", "voice", "gps", "gps_sats", "gps_fix_age_s",
-           "firmware", "alerts", "uptime_h", "log_head", "config_fingerprint")
+           "firmware", "alerts", "uptime_h", "log_head")
 
 
 def _iso(t):
@@ -188,30 +178,12 @@ def overdue_after_s(interval_s):
     return 2 * interval_s + OVERDUE_MARGIN_S if interval_s else None
 
 
-def config_changed(report, recorded, pending=None, provisioned_at=None):
-    """Does `report` (the button's last) say it booted with another configuration than the
-    one recorded at its provisioning (config hash `recorded`; `pending`: one a provisioning
-    under way or interrupted may have written instead)? False when it cannot tell: no
-    report, firmware that sends no fingerprint, no configuration recorded (never
-    provisioned through this registry), or a report received before the recorded
-    configuration was written (`provisioned_at`: her case edited and the button provisioned
-    again, its report of the old one on its way)."""
-    said = report.get("config_fingerprint") if report else None
-    if not said or not recorded:
-        return False
-    if provisioned_at and report["received_at"] < provisioned_at:
-        return False
-    return said.lower() not in {h[:6].lower() for h in (recorded, pending) if h}
-
-
-def judge(delivered_at, last, prev, now, interval_s=DAILY_STATUS_S, config=None):
+def judge(delivered_at, last, prev, now, interval_s=DAILY_STATUS_S):
     """The flags of one delivered button (a subset of FLAGS, in that order): last and prev
     are its last two reports since delivery (dicts with received_at and the report's
     fields), or None. interval_s: its daily report period; 0: it sends none, so neither
-    NO REPORT nor OVERDUE (what a report it still sent says is judged all the same).
-    config: (recorded, pending, provisioned_at) as config_changed takes them; None: not
-    judged."""
-    flags = ["CONFIG CHANGED"] if config and config_changed(last, *config) else []
+    NO REPORT nor OVERDUE (what a report it still sent says is judged all the same)."""
+    flags = []
     late = overdue_after_s(interval_s)
     if last is None:
         since = parse_time(delivered_at)
@@ -299,17 +271,14 @@ class DailyReports:
         """For every delivered button, by label: {label, mac, delivered_at, daily_interval_s
         (its period: the one recorded at its provisioning, else interval_s; 0: it sends
         none), interval_recorded, overdue_after_s (None for 0), last_report (its fields,
-        received_at and age_s; None if none since delivery), config_recorded (the first 6
-        hex of the config hash recorded at its provisioning, what its report's
-        config_fingerprint should say; None: none recorded), flags, note (why a button
+        received_at and age_s; None if none since delivery), flags, note (why a button
         that sends no reports is not flagged, else None)}. Reports received before its
         delivery (a bench test, a woman who had it before) do not count."""
         now = now or self._now_utc()
         latest = _latest_credible(now)   # one stored before the import refused them is not her latest
         out = []
         with self._read() as db:
-            devices = db.execute("SELECT mac, label, delivered_at, daily_interval_s, config_hash, "
-                                 "pending_config_hash, provisioned_at FROM devices "
+            devices = db.execute("SELECT mac, label, delivered_at, daily_interval_s FROM devices "
                                  "WHERE state = 'delivered' ORDER BY label").fetchall()
             for d in devices:
                 rows = db.execute(
@@ -323,9 +292,7 @@ class DailyReports:
                 out.append({"label": d["label"], "mac": d["mac"], "delivered_at": d["delivered_at"],
                             "daily_interval_s": every, "interval_recorded": recorded,
                             "overdue_after_s": overdue_after_s(every), "last_report": last,
-                            "config_recorded": d["config_hash"][:6] if d["config_hash"] else None,
-                            "flags": judge(d["delivered_at"], last, prev, now, every,
-                                           (d["config_hash"], d["pending_config_hash"], d["provisioned_at"])),
+                            "flags": judge(d["delivered_at"], last, prev, now, every),
                             "note": None if every else NO_REPORTS_NOTE})
         return out
 

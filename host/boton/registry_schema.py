@@ -196,14 +196,6 @@ def _m9_daily_interval(db):
     db.execute("ALTER TABLE devices ADD COLUMN daily_interval_s INTEGER")
 
 
-def _m10_report_config(db):
-    """The fingerprint of the configuration a daily report says its button booted with
-    ("Cfg": the first 6 hex of its config hash; firmware/lib/appboot.py), so `boton
-    reports` flags a button whose configuration is not the one recorded at provisioning
-    (rewritten on the button). NULL: a report of firmware that sends none."""
-    db.execute("ALTER TABLE daily_reports ADD COLUMN config_fingerprint TEXT")
-
-
 def _script(db, sql):
     """Run SQL statements one by one: sqlite3's executescript() would COMMIT the
     migration's transaction half-way."""
@@ -221,8 +213,7 @@ def _script(db, sql):
 # caller's transaction (so it may also move data in Python). Append only; never edit one
 # that has shipped.
 MIGRATIONS = [_m1_devices, _m2_cases, _m3_audit_chain, _m4_order_of_operations, _m5_voice,
-              _m6_wipe_case, _m7_pending_pin_kept, _m8_daily_reports, _m9_daily_interval,
-              _m10_report_config]
+              _m6_wipe_case, _m7_pending_pin_kept, _m8_daily_reports, _m9_daily_interval]
 
 
 @dataclass(frozen=True)
