@@ -19,13 +19,13 @@ FW = st.text("abcdefghijklmnopqrstuvwxyz0123456789.+-", max_size=20)
 VERSION = st.just("") | st.from_regex(r"[0-9]{1,3}(\.[0-9]{1,3}){0,3}([-+][a-z0-9]{1,6})?", fullmatch=True)
 GPS = st.sampled_from(["ok", "gps", "last", "nofix", "off", "mute", None, "weird"])
 REASONS = {"not a daily report"} | {f"a daily report cut short or garbled at its {p}" for p in (
-    "battery and signal", "GPS", "firmware, alerts and uptime", "log head", "configuration")}
+    "battery and signal", "GPS", "firmware, alerts and uptime", "log head")}
 GPS_STATE = {"ok": "ok", "gps": "ok", "last": "no_fix", "nofix": "no_fix", "off": "off",
              "mute": "not_responding", None: "unknown", "weird": "unknown"}
 
 
 def expected(battery, rssi, gps, sats, fw, alerts, device_id, uptime_h, test, fix_age_s,
-             log_head, voice, cfg_hash=None):
+             log_head, voice):
     """What the report says, from what daily_status_text was given (its rules, restated)."""
     aged = fix_age_s is not None and gps != "mute"
     state = "last_fix" if aged else GPS_STATE[gps]
@@ -41,7 +41,6 @@ def expected(battery, rssi, gps, sats, fw, alerts, device_id, uptime_h, test, fi
         "alerts": alerts,
         "uptime_h": uptime_h,
         "log_head": f"{log_head[0]}:{log_head[1][:6]}" if log_head else None,
-        "config_fingerprint": cfg_hash or None,
     }
 
 
@@ -53,8 +52,7 @@ def expected(battery, rssi, gps, sats, fw, alerts, device_id, uptime_h, test, fi
        fix_age_s=st.none() | st.integers(-5, 40 * 86400),
        log_head=st.none() | st.tuples(st.integers(0, 99999), st.text("0123456789abcdef", min_size=16,
                                                                       max_size=16)),
-       voice=st.sampled_from([None, True, False]),
-       cfg_hash=st.none() | st.text("0123456789abcdef", min_size=6, max_size=6))
+       voice=st.sampled_from([None, True, False]))
 def test_every_report_the_firmware_makes_reads_back_the_same(**kw):
     text = sms.daily_status_text(**kw)
     assert len(text) <= 160
@@ -79,24 +77,7 @@ def test_the_example_of_the_brief():
     assert parse_daily_report(text) == {
         "label": "BS-0042", "test": False, "battery_pct": 86, "signal": 18, "voice": None,
         "gps": "last_fix", "gps_sats": None, "gps_fix_age_s": 10800, "firmware": "0.1.0",
-        "alerts": 0, "uptime_h": 51, "log_head": "57:a1b2c3", "config_fingerprint": None}
-
-
-def test_a_report_with_the_fingerprint_of_its_configuration():
-    # "Cfg 0e91ee": the first 6 hex of the sha256 of config.json as the button booted with it
-    text = sms.daily_status_text(battery=88, rssi=20, gps="ok", fw="0.1.0", alerts=0,
-                                 device_id="BS-0042", uptime_h=0, log_head=(17, "0e91ee0102030405"),
-                                 cfg_hash="1a2b3c")
-    assert text.endswith("Encendido 0h. Log 17:0e91ee Cfg 1a2b3c"), text
-    got = parse_daily_report(text)
-    assert (got["log_head"], got["config_fingerprint"]) == ("17:0e91ee", "1a2b3c")
-    alone = sms.daily_status_text(battery=88, rssi=20, gps="ok", device_id="BS-0042", cfg_hash="1a2b3c")
-    assert alone.endswith("Alertas 0. Cfg 1a2b3c")
-    assert (parse_daily_report(alone)["log_head"], parse_daily_report(alone)["config_fingerprint"]) \
-        == (None, "1a2b3c")
-    # older firmware: no Cfg, read as before
-    assert parse_daily_report(text[:text.rindex(" Cfg ")])["config_fingerprint"] is None
-    assert why_not(text[:-2]) == "a daily report cut short or garbled at its configuration"
+        "alerts": 0, "uptime_h": 51, "log_head": "57:a1b2c3"}
 
 
 @pytest.mark.parametrize("kw, field, value", [
@@ -115,14 +96,11 @@ def test_the_words_that_matter(kw, field, value):
 
 @settings(max_examples=200, deadline=None)
 @given(fw=VERSION, device_id=LABEL, alerts=st.integers(0, 999), uptime_h=st.none() | st.integers(0, 9999),
-       seq=st.none() | st.integers(0, 99999), gps=GPS, fix_age_s=st.none() | st.integers(0, 10 ** 6),
-       cfg=st.booleans())
-def test_a_report_cut_short_is_refused_with_a_reason(fw, device_id, alerts, uptime_h, seq, gps, fix_age_s,
-                                                     cfg):
+       seq=st.none() | st.integers(0, 99999), gps=GPS, fix_age_s=st.none() | st.integers(0, 10 ** 6))
+def test_a_report_cut_short_is_refused_with_a_reason(fw, device_id, alerts, uptime_h, seq, gps, fix_age_s):
     text = sms.daily_status_text(battery=40, rssi=12, gps=gps, fw=fw, alerts=alerts, device_id=device_id,
                                  uptime_h=uptime_h, fix_age_s=fix_age_s,
-                                 log_head=None if seq is None else (seq, "0123456789abcdef"),
-                                 cfg_hash="1a2b3c" if cfg else None)
+                                 log_head=None if seq is None else (seq, "0123456789abcdef"))
     whole = parse_daily_report(text)
     for n in range(len(text)):
         cut = text[:n]
@@ -130,13 +108,9 @@ def test_a_report_cut_short_is_refused_with_a_reason(fw, device_id, alerts, upti
         if got is not None:
             # a cut right after a "." reads as a whole report: before the log head (a button
             # that kept no log ends there), or inside the version ("FW 0.1.0" cut to "FW 0.")
-            if cfg and cut.rstrip() == text[:text.rindex(" Cfg ")]:
-                # a cut right before the fingerprint: a report of older firmware
-                assert got == {**whole, "config_fingerprint": None}
-                continue
             assert cut.rstrip().endswith(".")
             if seq is not None and cut.rstrip() == text[:text.rindex(" Log ")]:
-                assert got == {**whole, "log_head": None, "config_fingerprint": None}
+                assert got == {**whole, "log_head": None}
             else:
                 assert whole["firmware"].startswith(got["firmware"] + ".")
             continue

@@ -6,12 +6,10 @@ characters, items in this order, those in [] present only when the button knows 
 
     [PRUEBA ]Boton Seguro LABEL reporte diario: [Bat N%] Senal N/31|? [SIN VOZ]
         GPS ok[ Nsat]|GPS sin senal|GPS apagado|GPS no responde|GPS ?|GPS hace AGE
-        [FW VERSION] [Alertas N] [Encendido Nh].[ Log SEQ:HEX6][ Cfg HEX6]
+        [FW VERSION] [Alertas N] [Encendido Nh].[ Log SEQ:HEX6]
 
 AGE is fmt_age's: "45s" (under 2 min), "12min" (under 2 h), "3h" (under 2 days), "5d".
 LABEL is the button's label (at most 12 characters; none if the config had none).
-Cfg: the first 6 hex of the sha256 of the config.json the button booted with, as
-rules.config_hash hashes it (firmware/lib/appboot.py; firmware before it sends none).
 
 parse_daily_report(body) -> a dict of the report's fields, or None when the body is not a
 whole daily report; why_not(body) says in a few words why not, never quoting the body
@@ -35,9 +33,8 @@ _PIECES = [(name, re.compile(p)) for name, p in (
                 r"|(?P<ok>ok)(?: (?P<sats>\d{1,3})sat)?|(?P<gps>sin senal|apagado|no responde|\?))"),
     ("its firmware, alerts and uptime",
      r"(?: FW (?P<fw>[^ ].{0,15}?))?(?: Alertas (?P<alerts>\d{1,6}))?(?: Encendido (?P<up>\d{1,7})h)?"
-     r"\.(?= Log | Cfg |\Z)"),
-    ("its log head", r"(?: Log (?P<seq>\d{1,9}):(?P<hex>[0-9a-fA-F]{6}))?(?= Cfg |\Z)"),
-    ("its configuration", r"(?: Cfg (?P<cfg>[0-9a-fA-F]{6}))?\Z"),
+     r"\.(?= Log |\Z)"),
+    ("its log head", r"(?: Log (?P<seq>\d{1,9}):(?P<hex>[0-9a-fA-F]{6}))?\Z"),
 )]
 
 
@@ -65,8 +62,7 @@ def parse_daily_report(body):
     "last_fix": the age of the last fix, rounded down as fmt_age shows it, e.g. "3h" ->
     10800), firmware (str or None), alerts (alerts since the previous report, or None),
     uptime_h (hours since the button's last reset, or None), log_head ("57:a1b2c3", as
-    `boton logs --sms-head` takes it, or None), config_fingerprint ("1a2b3c": the first 6
-    hex of the hash of the configuration it booted with; None: firmware that sends none)."""
+    `boton logs --sms-head` takes it, or None)."""
     groups, _ = _read(body)
     if groups is None:
         return None
@@ -90,7 +86,6 @@ def parse_daily_report(body):
         "alerts": int(g("alerts")) if g("alerts") is not None else None,
         "uptime_h": int(g("up")) if g("up") is not None else None,
         "log_head": f"{int(g('seq'))}:{g('hex').lower()}" if g("seq") is not None else None,
-        "config_fingerprint": g("cfg").lower() if g("cfg") is not None else None,
     }
 
 
