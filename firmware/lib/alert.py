@@ -154,9 +154,7 @@
 #   Daily status: start() arms the "daily" timer; on expiry it is re-armed and the
 #     silent (no vibration, not to her contacts) sms.daily_status_text - battery,
 #     signal, age of the last fix (never the position), firmware, alerts since the
-#     last delivered report, hours since boot, the event log's head and the fingerprint
-#     of the config.json it booted with (cfg["cfg_hash"], appboot) - goes to
-#     programme_number.  Skipped
+#     last delivered report, hours since boot - goes to programme_number.  Skipped
 #     (logged, re-armed for a whole period) while an alert is active.  Sent in test
 #     mode too, marked PRUEBA: it goes to the programme, not to her contacts, and
 #     shows that a training device is alive.  What was left of the period is

@@ -41,8 +41,7 @@ def render(m, e, now):
             sats=f[3] if (f and kind == "gps") else None, fw=c["fw"],
             alerts=max(0, e.arg - m.sup.rep_alerts), device_id=c["device_id"],
             uptime_h=None if up is None else up // 3600000, test=m.test_now(),
-            log_head=m.log_head() if m.log_head else None, voice=m.voice,
-            cfg_hash=c.get("cfg_hash")), kind
+            log_head=m.log_head() if m.log_head else None, voice=m.voice), kind
     if k == ob.LOWBAT:
         return sms.low_battery_text(alias=c["alias"], device_id=c["device_id"],
                                     battery=m.battery if e.arg is None else None,

@@ -36,24 +36,6 @@ def load_config(board, log):
     except ValueError as e:  # "corrupt config.json", "too_big config.json"
         cfg, problem = None, str(e).split()[0]
     if problem is None:
-        # its fingerprint: 6 hex of the file's sha256, as the registry hashed it at provisioning
-        # (boton.rules.config_hash); the daily report carries it ("Cfg"), so a configuration
-        # rewritten on the button shows at the programme. The file read in pieces, 6
-        # characters kept; a button that cannot tell still boots (no "Cfg" in its report).
-        try:
-            import binascii
-            import hashlib
-            h = hashlib.sha256()
-            b = bytearray(128)
-            with open("config.json", "rb") as f:
-                while True:
-                    n = f.readinto(b)
-                    if not n:
-                        break
-                    h.update(b if n == 128 else b[:n])
-            cfg["cfg_hash"] = binascii.hexlify(h.digest())[:6].decode()
-        except Exception:
-            pass
         return cfg, False
     log.add("safe_mode", "config_" + problem.replace(" ", "_"))
     return salvage(cfg, board), True

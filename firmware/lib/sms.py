@@ -297,7 +297,7 @@ def status_text(battery=None, rssi=None, gps=None, fw="", alerts=0, device_id=""
 
 def daily_status_text(battery=None, rssi=None, gps=None, fw="", alerts=0, device_id="",
                       sats=None, uptime_h=None, test=False, fix_age_s=None, log_head=None,
-                      voice=None, cfg_hash=None):
+                      voice=None):
     # Daily heartbeat SMS to the programme's number.  Never her position: only how old
     # the last fix is (fix_age_s -> "GPS hace 3h"; None or gps "mute" -> the gps word as
     # status_text).
@@ -306,18 +306,15 @@ def daily_status_text(battery=None, rssi=None, gps=None, fw="", alerts=0, device
     # at the end: the programme can later hold the device's log against it (a rewritten
     # log no longer has that entry; boton.eventlog_check.check_sms_log_head).
     # voice False: "SIN VOZ", the button can send SMS but cannot call C4.
-    # cfg_hash: 6 hex of the sha256 of the config.json it booted with (appboot) -> " Cfg
-    # 1a2b3c" after the log head, kept whole with it: the programme holds it against the
-    # configuration recorded at provisioning (a configuration rewritten on the button).
     t = ("PRUEBA " if test else "") + "Boton Seguro " + _dev(device_id) + \
         " reporte diario: " + _status_body(battery, rssi, gps, sats, fw, alerts, fix_age_s,
                                            voice)
     if uptime_h is not None:
         t += " Encendido %dh" % int(uptime_h)
     t = oneline(t + ".")
-    tail = " Log %d:%s" % (int(log_head[0]), oneline(str(log_head[1]))[:6]) if log_head else ""
-    if cfg_hash:
-        tail = "%s Cfg %s" % (tail, cfg_hash)
+    if not log_head:
+        return t[:MAX]
+    tail = " Log %d:%s" % (int(log_head[0]), oneline(str(log_head[1]))[:6])
     return t[:MAX - len(tail)] + tail
 
 
