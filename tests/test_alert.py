@@ -1177,11 +1177,26 @@ for rnd in range(2):
             bad += len([x for x in s.logs("sms_ignored") if x[1].startswith("bad_pin")])
 s.clear()
 s.ev("sms_command", nums[0], "ESTADO 4321")     # the right PIN, from a locked number
+s.ev("sms_command", nums[8], "ESTADO 4321")     # and from the ninth, new to the full table
 out([bad, s.logs("sms_command"), len(s.m.commands.pin_fails)])
 """)
     bad, taken, kept = r
     assert bad == 8 * 5, bad        # eight numbers locked, then every guess refused
-    assert taken == [] and kept == 8
+    assert taken == [] and kept == 8    # the ninth's guesses end too (a session review)
+
+
+def test_a_registration_with_nothing_owed_writes_nothing(both):
+    # Every registration with no alert on saved the state (a review of this session's
+    # diff): a button in weak coverage wrote its flash at each one, for months
+    r = both("""
+s = Sim()
+s.clear()
+for _ in range(20):
+    s.ev("network", False)
+    s.ev("network", True)
+out(s.kinds().count("persist"))
+""")
+    assert r == 0
 
 
 def test_an_end_text_out_of_tries_goes_with_the_next_text_the_network_takes(both):

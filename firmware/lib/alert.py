@@ -69,7 +69,8 @@
 #     ("call_state", "dialing"|"alerting"|"active"|"ended", cause)
 #         cause for "ended": "remote" = the far end hung up normally (AT+CEER:
 #         normal call clearing) - the only cause that is not redialed after the
-#         call was answered; anything else ("busy", "no_answer", "no_carrier",
+#         call was answered (a call-back only once C4 answered one of hers: its
+#         caller ID may be faked); anything else ("busy", "no_answer", "no_carrier",
 #         "dropped", "error", None) counts as a failed/dropped call.
 #     ("sms_sent", n, ok[, permanent])  n = the id carried by the send_sms action;
 #                                  permanent: refused for good, do not retry
@@ -416,7 +417,8 @@ class AlertMachine:
         # what ran out of tries still waits for the network: only to a number that this
         # configuration still sends it to
         owed = st.get("owed")
-        self.owed = [[x[0], x[1], x[2]] for x in owed if len(x) == 3 and isinstance(x[0], str)
+        self.owed = [[x[0], x[1], x[2]] for x in owed if isinstance(x, list) and len(x) == 3
+                     and isinstance(x[0], str)
                      and x[1] in (ob.CANCEL, ob.LOWBAT) and self._still_sent_to(ob.Sms(0, x[0], x[1]))
                      ] if isinstance(owed, list) else []
         self.got_gps = list(st.get("got_gps") or [])
@@ -577,8 +579,8 @@ class AlertMachine:
         # what ran out of tries goes again, with no alert on (a new alert began: its texts
         # carry her battery, and the last one's end is no longer true); a low-battery text
         # only while the battery is still low
-        if self.active:
-            return
+        if self.active or not self.owed:
+            return                      # (no flash write at every registration)
         for n, kind, arg in self.owed:
             if (kind == ob.CANCEL or self.sup.bat_low) and not self.outbox.pending(n, (kind,)):
                 self.outbox.queue(n, kind, arg)

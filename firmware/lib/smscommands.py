@@ -63,7 +63,9 @@ class SmsCommands:
         for x in self.pin_fails:
             if x[0] == who:
                 e = x
-        if e is not None and e[2] is not None:
+        if (e is not None and e[2] is not None) or (e is None and self._full_of_locks()):
+            # a new sender with every tracked sender locked is not heard either: its wrong
+            # PINs could not be counted, so its guesses would never end
             acts.append(("log", "sms_ignored", "locked " + mask(sender)))
             return None
         if not pin_ok(self.cfg, w[1] if len(w) > 1 else ""):
@@ -75,23 +77,27 @@ class SmsCommands:
         acts.append(("log", "sms_command", w[0] + " " + mask(sender)))
         return w[0]
 
+    def _full_of_locks(self):
+        if len(self.pin_fails) < PIN_SENDERS:
+            return False
+        for x in self.pin_fails:
+            if x[2] is None:
+                return False
+        return True
+
     def _pin_failed(self, e, who, now, acts, sender):
         c = self.cfg
         pf = self.pin_fails
         if e is None:
             if len(pf) >= PIN_SENDERS:
-                # make room: the least recent sender that is not locked. None: dropping a
-                # locked one would lift its lock (nine faked numbers, guessed without end),
-                # so a new sender waits for a lock to end
-                i = None
+                # make room: the least recent sender that is not locked (dropping a locked
+                # one would lift its lock: nine faked numbers, guessed without end)
+                i = 0
                 for j in range(len(pf)):
                     if pf[j][2] is None:
                         i = j
                         break
-                if i is None:
-                    acts.append(("log", "sms_ignored", "locked " + mask(sender)))
-                    return
-                pf.pop(i)
+                pf.pop(i)               # check() heard no new sender with all locked
             e = [who, 0, None]
         else:
             pf.remove(e)
