@@ -1279,6 +1279,39 @@ out([a[0] - t1 for a in s.of("vibrate") if a[2] == "unsent"])
     assert r and r[0] <= 90000, r
 
 
+def test_a_text_on_its_way_before_her_press_does_not_count_as_her_alert_getting_out(both):
+    # A low-battery text or C4's ESTADO reply on its way at her press, taken, then nothing
+    # of her alert got out: no "unsent" vibration (a review of this session's diff)
+    r = both("""
+def run(before):
+    s = Sim(sms_ok=None, unsent_warn_s=90)
+    def report(ok):
+        while s.pending:
+            n = s.pending.pop(0)
+            s._run(s.m.handle(("sms_sent", n, ok), s.now()))
+    s.start()
+    if before == "lowbat":
+        s.ev("battery", 19)
+    elif before == "status":
+        s.ev("sms_command", C4, "ESTADO 4321")
+    s.advance(2000)
+    s.ev("gesture", "alert")
+    t1 = s.t
+    s.advance(20000)
+    if before:
+        first = s.pending.pop(0)            # the text on its way before her press: taken
+        s._run(s.m.handle(("sms_sent", first, True), s.now()))
+    s.ev("call_state", "ended", "busy")
+    for _ in range(12):
+        s.advance(10000)
+        report(False)
+        s.ev("call_state", "ended", "busy")
+    return [a[0] - t1 for a in s.of("vibrate") if a[2] == "unsent"]
+out([run("lowbat"), run("status"), run(None)])
+""")
+    assert r[0] and r[1] and r[0] == r[1] == r[2][:len(r[0])], r
+
+
 def test_wrong_pins_months_apart_are_forgotten_not_added_up(both):
     # C4's operator mistyping once a month locked C4's number out at the fifth typo, even
     # with the right PIN straight after (a review of months in a drawer); five in a day

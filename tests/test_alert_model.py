@@ -30,6 +30,7 @@ class Model(AlertUnderFire):
         self.cur_ev = None
         self.dialed = False
         self.got_out = False
+        self.seq0 = 0
         self.trace = []
 
     def _do(self, acts, ev=None):
@@ -65,8 +66,8 @@ class Model(AlertUnderFire):
                 num, kind = info
                 if kind in ob.LOC and was:
                     self.alert_told.add(num)
-                if was and kind != ob.CANCEL and kind != ob.DAILY:
-                    self.got_out = True     # this alert's text (not the last one's end)
+                if was and (kind in ob.LOC or e[1] > self.seq0):
+                    self.got_out = True     # a text of this alert (queued after the press)
                 if kind == ob.CANCEL:
                     self.end_owed.discard(num)
             elif info and len(e) > 3 and e[3] and info[1] == ob.CANCEL:
@@ -74,7 +75,10 @@ class Model(AlertUnderFire):
                 self.end_owed.discard(info[0])
         if e[0] == "call_state" and e[1] in ("alerting", "active"):
             self.got_out = True
+        seq_before = self.m.outbox.seq
         acts = super().ev(*e)
+        if not was and self.m.active:
+            self.seq0 = seq_before
         if e == ("timer", "unsent") and was and self.m.active and not self.got_out \
                 and self.cfg["vibrate"] and self.cfg["unsent_warn_s"]:
             assert ("vibrate", "unsent") in acts, ("nothing got out, she is not told", acts, self.trace[-40:])

@@ -270,6 +270,7 @@ class AlertMachine:
         self.voice = None       # the network carries a call from here: True/False/None
         self.calls = CallState(self.dial_list)
         self.outbox = Outbox()
+        self.seq0 = 0           # the outbox's count at the press: texts after it are this alert's
         self.sup = Supervision(self.cfg)
         self.commands = SmsCommands(self.cfg, self.cc)
         self.got_gps = []       # recipients whose latest location SMS had a fresh GPS fix
@@ -544,6 +545,7 @@ class AlertMachine:
         self.failing = []       # recipients whose SMS failed, logged once (_sms_done)
         self.cancel_by = None
         self.owed = []
+        self.seq0 = self.outbox.seq
         self._log(acts, "alert", source)
         if c["vibrate"]:
             acts.append(("vibrate", "alert"))
@@ -786,8 +788,8 @@ class AlertMachine:
             if quiet:
                 self.failing.remove(e.number)
             self._sms_ok += 1
-            if e.kind != ob.CANCEL and e.kind != ob.DAILY:
-                self._got_out()         # not the last alert's end, nor the programme's report
+            if e.kind in ob.LOC or e.n > self.seq0:
+                self._got_out()         # not a text on its way before her press
             self._log(acts, "sms_ok", what)
             self.sup.delivered(e)
             if e.kind in ob.LOC and e.number not in self.told:
