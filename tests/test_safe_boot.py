@@ -571,17 +571,16 @@ def test_an_mpy_firmware_has_no_frozen_safe_mode_for_a_filesystem_that_will_not_
 @pytest.mark.skipif(frozen.tooling()[0] is None, reason="no 32-bit MicroPython build tooling "
                     "(CI has it beside the clone)")
 @pytest.mark.parametrize("heap", ["56k", "96k"])
-def test_an_mpy_firmware_too_big_for_the_heap_still_calls_c4_from_safe_mode(tmp_path, heap, request):
+@pytest.mark.parametrize("path_length", range(16))
+def test_an_mpy_firmware_too_big_for_the_heap_still_calls_c4_from_safe_mode(tmp_path, heap, path_length,
+                                                                              request):
     """The .mpy deploy (development) on a board whose heap cannot hold the firmware's
-    bytecode: the import ends in a MemoryError, and the heap held back meanwhile
-    (bootcheck.SAFE_RESERVE) must be enough to load safe mode, which then calls C4 on her
-    press. Without the reserve, at the ESP32's 56 KB safe mode itself ran out of memory and
-    the button was dead. On the 32-bit build with nothing frozen."""
-    # Where the import runs out moves with every string it holds, the flash's path among
-    # them: at 96 KB safe mode then fails her press for 4 of 16 path lengths (open, in
-    # docs/performance.md; an 8 KB reserve cured it but cost the frozen device 5 KB). A
-    # path of one length, whatever pytest's temporary folder: the same run everywhere.
-    base = Path(tempfile.mkdtemp(prefix="boton-mpy-heap-", dir="/tmp"))
+    bytecode: the import ends in a MemoryError, and the names it loaded stay in the heap.
+    Safe mode run on what was left failed her press with a MemoryError at 96 KB for some
+    lengths of the flash's path (where the import runs out moves with every string it
+    holds; CI's path among them). bootcheck now notes why and resets, and safe mode runs on
+    a clean heap. On the 32-bit build with nothing frozen, from flash paths of 16 lengths."""
+    base = Path(tempfile.mkdtemp(prefix="boton-mpy-heap-" + "x" * path_length, dir="/tmp"))
     request.addfinalizer(lambda: shutil.rmtree(base, ignore_errors=True))
     flash = install(base / "flash", config=demo_config(c4=[OTHER_C4]))
     exe = frozen.unix32(frozen=False).exe
@@ -594,6 +593,8 @@ def test_an_mpy_firmware_too_big_for_the_heap_still_calls_c4_from_safe_mode(tmp_
         # the heap runs out
         text = vd.wait_console("EV safe_mode import_", timeout=60)
         assert ("import_MemoryError" in text or "import_ImportError:no module named" in text), text
+        assert "safe mode after a reset: import_" in text, text
+        assert not (flash / "safe_next.txt").exists()  # bootcheck.SAFE_NEXT_PATH: the next reset tries the firmware
         press_in_safe_mode(vd, OTHER_C4)
     finally:
         vd.stop()
