@@ -706,6 +706,53 @@ out([fake, dials, s.m.calls.done, s.dials()])
     assert done is True and later == []
 
 
+def test_her_press_hangs_up_a_call_showing_c4s_number_and_calls_c4_herself(both):
+    """A call showing C4's number was answered (the call-back window) and held open: her
+    press then found the line taken and never dialled C4, for as long as he stayed on the
+    line (a caller ID anyone can fake). Her press puts her own call to C4: the call-back
+    is hung up and C4 dialled once the hang-up is confirmed (or after HANGUP_WAIT_MS)."""
+    r = both("""
+def held(s):
+    s.ev("incoming_call", "+524491110000")      # C4's number shown: answered covertly
+    s.ev("call_state", "active", None)
+    s.clear()
+    s.advance(30000)                            # and held
+
+s = Sim(callback_window_s=600)                  # after her last alert
+s.ev("gesture", "alert")
+s.ev("gesture", "cancel")
+s.ev("call_state", "ended", "local")
+s.advance(60000)
+held(s)
+s.ev("gesture", "alert")                        # her press: a new alert
+k = s.kinds()
+s.ev("call_state", "ended", "local")            # the hang-up confirmed
+new = [k, s.dials()]
+
+s = Sim()                                       # in her alert, C4 never reached
+s.ev("gesture", "alert")
+s.ev("call_state", "ended", "busy")
+held(s)
+s.ev("gesture", "alert")                        # she presses again
+k = s.kinds()
+s.advance(10000)                                # no end reported: dialled all the same
+repeat = [k, s.dials()]
+
+s = Sim()                                       # C4 answered her and called back: kept
+s.ev("gesture", "alert")
+s.ev("call_state", "active", None)
+s.ev("call_state", "ended", "error")
+held(s)
+s.ev("gesture", "alert")
+s.advance(10000)
+out([new, repeat, [s.kinds(), s.dials()]])
+""")
+    (k_new, dials_new), (k_rep, dials_rep), (k_kept, dials_kept) = r
+    assert "hangup" in k_new and dials_new and dials_new[0][1] == C4, r[0]
+    assert "hangup" in k_rep and dials_rep and dials_rep[0][1] == C4, r[1]
+    assert "hangup" not in k_kept and dials_kept == [], r[2]
+
+
 def test_callback_window_after_cancel(both):
     r = both("""
 s = Sim(callback_window_s=600)

@@ -193,10 +193,14 @@ class AlertUnderFire(RuleBasedStateMachine):
     @rule()
     def press_alert(self):
         was = self.m.active
+        line_free = self.call is None or self.call["hanging"]
+        owed = self.m.calls.dial_next
         acts = self.ev("gesture", "alert")
+        kinds = [a[0] for a in acts]
+        if self.m.calls.dial_next and not owed:   # over a call-back: hung up, C4 dialled once it ends
+            assert "hangup" in kinds and self.call["hanging"], acts
         if not was:
-            kinds = [a[0] for a in acts]
-            if self.m.dial_list and (self.call is None or self.call["hanging"]):
+            if self.m.dial_list and line_free:
                 assert "dial" in kinds, acts     # the call goes out at once
             if self.inflight is None:
                 assert "send_sms" in kinds, acts   # her contacts are told at once

@@ -101,7 +101,9 @@ class Model(AlertUnderFire):
             self.got_out = False
             kinds = [a[0] for a in acts]
             if self.m.dial_list:
-                assert "dial" in kinds or self.m.calls.state in ("active", "answering", "dialing", "alerting"), (
+                # or a call-back held on the line, hung up first (dial_next: C4 dialled once it ends)
+                assert "dial" in kinds or self.m.calls.state in ("active", "answering", "dialing", "alerting") \
+                    or self.m.calls.dial_next, (
                     "alert raised without a dial", self.m.calls.state, acts)
             else:
                 assert ("log", "no_c4_number", "") in acts

@@ -45,6 +45,7 @@ class CallState:
         self.reached = False    # a call of hers answered in this alert (not a call-back:
         #                         a caller ID is all that says a call-back is C4's)
         self.callback = False   # the current call is a call-back we answered
+        self.dial_next = False  # her press hung up a call-back: dial C4 once it has ended
         self.ni = 0             # index in dial_list
         self.att = 0            # attempts on dial_list[ni]
         self.dials = 0          # dials in this alert (since the boot, after a reset)
@@ -70,6 +71,16 @@ class CallState:
 
     def in_call(self):
         return self.state != IDLE and self.state != HANGUP
+
+    def drop_callback(self):
+        # Her press, and on the line a call-back that showed C4's number while no call of
+        # hers was answered in this alert: a caller ID anyone can fake, and he could hold
+        # the line for as long as he liked. True: hang it up, and dial C4 once it has ended.
+        if not (self.callback and self.in_call() and not self.reached):
+            return False
+        self.move("hangup")
+        self.dial_next = True
+        return True
 
     def ringing_out(self):
         # a call of ours (or a call-back) not answered yet: the dial timeout applies
@@ -105,4 +116,4 @@ class CallState:
     def reset(self):
         # after a reset: whatever call there was is the modem's business now
         self.state = IDLE
-        self.connected = False
+        self.connected = self.dial_next = False

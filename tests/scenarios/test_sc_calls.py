@@ -187,3 +187,26 @@ def test_c4_answering_while_the_device_asks_for_its_calls_is_heard(dut, button, 
     network.wait_call("call_connected", to=network.c4[0], after=mark, timeout=dut.within(90, 20))
     dut.wait_log("call_active", since=log_mark, timeout=dut.within(60, 20))
     assert len(network.calls("call_start", frm=dut.number, after=mark)) == 1
+
+
+@pytest.mark.dut_config(redial_backoff_s=[120])
+def test_her_press_hangs_up_a_held_call_showing_c4s_number_and_calls_c4(dut, button, network, faults):
+    """C4 busy at her press; then a call showing C4's number (a caller ID anyone can fake)
+    is answered covertly and held open. Her next press found the line taken and never
+    called C4 for as long as he stayed. Now it hangs that call up and calls C4 itself."""
+    faults.next_call_result("busy")
+    mark = network.mark()
+    button.alert()
+    network.wait_call("call", frm=dut.number, after=mark, timeout=dut.within(90, 20))
+    log_mark = dut.mark()
+    network.call_device("c4")        # stays on the line until someone hangs up
+    dut.wait_log("callback_answered", since=log_mark, timeout=dut.within(60, 15))
+    held = network.wait_call("call_connected", to=dut.number, after=mark, timeout=dut.within(60, 15))
+    mark = network.mark()
+    button.alert()                   # she presses again
+    ended = network.wait_call("call", after=mark, timeout=dut.within(60, 15),
+                              where=lambda e: e["call_id"] == held["call_id"])
+    assert ended["ended_by"] == dut.number, ended
+    network.wait_call("call_connected", frm=dut.number, to=network.c4[0], after=mark,
+                      timeout=dut.within(60, 20))
+    dut.wait_log("callback_dropped", "press", since=log_mark, timeout=dut.within(30, 10))
