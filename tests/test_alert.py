@@ -1359,6 +1359,39 @@ out([run("lowbat"), run("status"), run(None)])
     assert r[0] and r[1] and r[0] == r[1] == r[2][:len(r[0])], r
 
 
+def test_a_text_from_before_her_press_still_does_not_count_after_a_reset(both):
+    # The outbox's count at her press (seq0) was not saved: after a reset every text
+    # counted as this alert's, and the low-battery text from before her press, taken,
+    # silenced the "unsent" vibration (the model-based fuzz, tests/test_alert_model.py)
+    r = both("""
+def run(reset):
+    s = Sim(sms_ok=None, unsent_warn_s=90)
+    s.start()
+    s.ev("battery", 19)                     # her contacts told: still on its way
+    s.advance(2000)
+    s.ev("gesture", "alert")
+    t1 = s.t
+    s.advance(20000)
+    if reset:
+        saved, t = s.state, s.t
+        s = Sim(sms_ok=None, unsent_warn_s=90, t0=12345)
+        s.t = t
+        s.resume(saved, gap_ms=1000)
+        s.start()
+    lowbat = [e.n for e in s.m.outbox.items if e.kind == "lowbat"]
+    for _ in range(12):
+        while s.pending:
+            n = s.pending.pop(0)            # the low-battery text is taken; none of hers
+            s._run(s.m.handle(("sms_sent", n, n in lowbat), s.now()))
+        s.advance(10000)
+        s.ev("call_state", "ended", "busy")
+    return [a[0] - t1 for a in s.of("vibrate") if a[2] == "unsent"]
+out([run(False), run(True)])
+""")
+    # after the reset, from the saved alert's age and the gap the RTC measured
+    assert r[0] == [90000] and len(r[1]) == 1, r
+
+
 def test_wrong_pins_months_apart_are_forgotten_not_added_up(both):
     # C4's operator mistyping once a month locked C4's number out at the fifth typo, even
     # with the right PIN straight after (a review of months in a drawer); five in a day

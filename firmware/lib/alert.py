@@ -330,7 +330,7 @@ class AlertMachine:
             "v": 1, "active": self.active, "test": self.test,
             "elapsed_ms": ticks_diff(now, self.start_t) if self.active else 0,
             "alerts": self.alerts, "call_done": calls.done, "ni": calls.ni,
-            "att": calls.att, "seq": self.outbox.seq, "by": self.cancel_by,
+            "att": calls.att, "seq": self.outbox.seq, "seq0": self.seq0, "by": self.cancel_by,
             "out": self.outbox.rows(), "got_gps": list(self.got_gps), "told": list(self.told),
             # her cell (a location too) likewise; radio.init reads it again after a reset
             "fix": fx, "cell": self.cell if self.active else None, "battery": self.battery,
@@ -410,6 +410,7 @@ class AlertMachine:
             calls.ni = 0
         calls.att = int(st.get("att") or 0)
         seq = int(st.get("seq") or 0)
+        self.seq0 = int(st.get("seq0") or 0)  # texts after it are this alert's (_got_out)
         self.cancel_by = st.get("by")
         self.unsent_due = bool(st.get("unsent_due"))
         self.outbox.restore(st.get("out"), seq)
