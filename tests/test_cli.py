@@ -402,26 +402,35 @@ def test_interrupted_provision_keeps_the_old_config(device):
     assert json.loads((device.flash_dir / "config.json").read_text())["alias"] == "Sol"
 
 
-def test_a_visit_that_leaves_settings_out_keeps_her_daily_status_911_and_gesture(device, monkeypatch):
+def test_a_visit_that_leaves_settings_out_keeps_her_daily_status_911_gesture_and_callback_window(device, monkeypatch):
     # the guide's visit (edit-case, provision --keep-pin) in a new shell: without
     # BOTON_PROGRAMME_NUMBER or --allow-911 again, her button stopped its daily status SMS
     # (`boton reports` then never flags it going quiet) and lost its 911 fallback, exit 0
     monkeypatch.delenv("BOTON_PROGRAMME_NUMBER", raising=False)
     url = device.repl_url
     assert run("deploy", "--port", url).exit_code == 0
-    r = run(*provision_args(url, "--programme-number", "449 555 0000", "--allow-911", "--hold-ms", "3000"))
+    r = run(*provision_args(url, "--programme-number", "449 555 0000", "--allow-911", "--hold-ms", "3000",
+                            "--callback-window-s", "600"))
     assert r.exit_code == 0, r.output
     r = run(*provision_args(url))
     assert r.exit_code == 0, r.output
     cfg = json.loads((device.flash_dir / "config.json").read_text())
-    assert (cfg["programme_number"], cfg["allow_911"], cfg["gesture"]["hold_ms"]) == ("+524495550000", True, 3000)
+    assert (cfg["programme_number"], cfg["allow_911"], cfg["gesture"]["hold_ms"], cfg["callback_window_s"]) \
+        == ("+524495550000", True, 3000, 600)
     assert "kept from the button's configuration" in r.output and "4495550000" not in r.output
+    assert "call-backs answered 600 s after an alert" in r.output
     # said on the command line, they change
-    r = run(*provision_args(url, "--programme-number", "", "--no-allow-911"))
+    r = run(*provision_args(url, "--programme-number", "", "--no-allow-911", "--callback-window-s", "0"))
     assert r.exit_code == 0, r.output
     cfg = json.loads((device.flash_dir / "config.json").read_text())
-    assert (cfg["programme_number"], cfg["allow_911"], cfg["gesture"]["hold_ms"]) == ("", False, 3000)
+    assert (cfg["programme_number"], cfg["allow_911"], cfg["gesture"]["hold_ms"], cfg["callback_window_s"]) \
+        == ("", False, 3000, 0)
     assert "daily status SMS: none" in r.output
+    # out of range: refused before the port is opened, nothing written
+    for bad in ("-1", "86401"):
+        r = run(*provision_args(url, "--callback-window-s", bad))
+        assert r.exit_code == 2 and "callback_window_s" in r.output and "0 to 86400" in r.output, r.output
+    assert json.loads((device.flash_dir / "config.json").read_text()) == cfg
 
 
 def test_status_counts_only_real_gps_sentences(tmp_path):

@@ -373,7 +373,20 @@ def test_cli_config_file_and_human_output(cli, tmp_path, config):
     assert json.loads(back["config.json"]) == config
 
 
-@pytest.mark.parametrize("field, value", [("max_alert_s", -5), ("update_every_s", 0)])
+def test_cli_config_file_keeps_the_callback_window(cli, tmp_path, config):
+    # the call-back window a programme chose (boton provision --callback-window-s) goes
+    # into an image built from a config file too
+    cfg = tmp_path / "her.json"
+    cfg.write_text(json.dumps(dict(config, callback_window_s=600)))
+    out = tmp_path / "x.bin"
+    r = cli("--config", str(cfg), "--placeholder-firmware", "--flash-size", "8MB", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    back = img.read_filesystem(img.extract_filesystem(out.read_bytes(), "8MB"))
+    assert json.loads(back["config.json"])["callback_window_s"] == 600
+
+
+@pytest.mark.parametrize("field, value", [("max_alert_s", -5), ("update_every_s", 0),
+                                          ("callback_window_s", -1), ("callback_window_s", 90000)])
 def test_cli_config_with_an_alert_that_cannot_run_is_refused(cli, tmp_path, config, field, value):
     cfg = tmp_path / "her.json"
     cfg.write_text(json.dumps(dict(config, **{field: value})))

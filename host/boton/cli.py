@@ -308,13 +308,17 @@ ALIAS_PLACEHOLDER = "<alias>"
 @click.option("--allow-911/--no-allow-911", default=None,
               help="Dial 911 as the last resort if no C4 number answers. Not given: as the "
                    "button's configuration has it (off for a first one).")
+@click.option("--callback-window-s", type=int, default=None,
+              help="How long after her alert (seconds, 0 to 86400) C4's calls are answered, silently, "
+                   "microphone up; 0: only during the alert. Whoever fakes C4's caller ID can listen "
+                   "that long. Not given: as the button's configuration has it (3600 for a first one).")
 @programme_number_option
 @click.option("--wait-network", type=click.IntRange(0, 600), default=60, show_default=True,
               help="Seconds to wait for the modem to register (it takes a few after power-on) "
                    "before blaming the SIM.")
 @during_alert_option
 def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_pin, gesture, hold_ms,
-              allow_911, programme_number, wait_network, during_alert):
+              allow_911, callback_window_s, programme_number, wait_network, during_alert):
     """Write her configuration, built from her case in the registry, to the device
     atomically, read it back and compare.
 
@@ -345,8 +349,8 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_p
     another woman's (exit 7), or with --pin-file or BOTON_PIN (exit 2: one or the other).
 
     \b
-    The daily status SMS (--programme-number), 911 as the last resort and the gesture are
-    kept from the configuration the button holds unless given: a visit that leaves them
+    The daily status SMS (--programme-number), 911 as the last resort, the gesture and
+    the call-back window are kept from the configuration the button holds unless given: a visit that leaves them
     out does not switch them off (an empty --programme-number "" does).
 
     Example: boton provision --port /dev/ttyUSB0 --device BS-0042 --c4 "449 910 0000"
@@ -359,8 +363,10 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_p
     typed = rules.typed_case_values(alias, contacts)
     c4_e164, programme_number = rules.check_typed(c4=c4, contacts=typed[1], programme_number=programme_number,
                                                   gesture=gesture, hold_ms=hold_ms, allow_911=bool(allow_911))
+    if callback_window_s is not None:
+        rules.check_settings(callback_window_s=callback_window_s)
     settings = {"gesture": {"mode": gesture, "hold_ms": hold_ms}, "allow_911": allow_911,
-                "programme_number": programme_number}
+                "programme_number": programme_number, "callback_window_s": callback_window_s}
     ctx = click.get_current_context()
     for name, params in (("gesture", ("gesture", "hold_ms")), ("programme_number", ("programme_number",))):
         if all(ctx.get_parameter_source(p) is click.core.ParameterSource.DEFAULT for p in params):

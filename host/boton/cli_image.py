@@ -33,7 +33,7 @@ DEVICE_ID_HELP = ("The button's registry label, e.g. BS-0042 (required: there is
 # an image without 911, without daily reports or with the default hold, built without a word.
 CONFIG_KEYS = ("schema", "device_id", "alias", "c4_numbers", "contacts", "pin", "pin_hash",
                "country_code", "allow_911", "gesture", "vibrate", "update_every_s", "max_alert_s",
-               "programme_number")
+               "programme_number", "callback_window_s")
 GESTURE_KEYS = ("mode", "hold_ms", "count", "window_ms")
 
 
@@ -87,7 +87,8 @@ def config_from_file(path, obtain_pin=None) -> dict:
             gesture=g.get("mode", "hold"), hold_ms=g.get("hold_ms", 2000), presses=g.get("count", 3),
             window_ms=g.get("window_ms", 2000), update_every_s=raw.get("update_every_s", 300),
             max_alert_s=raw.get("max_alert_s", 3600), confirm=raw.get("vibrate", True),
-            programme_number=raw.get("programme_number") or None)
+            programme_number=raw.get("programme_number") or None,
+            callback_window_s=raw.get("callback_window_s"))
     except TypeError as e:
         raise InputError(f"{path}: {e}") from None
 
@@ -207,6 +208,8 @@ def write_atomic(path: Path, data: bytes, force=False):
 @click.option("--gesture", type=click.Choice(rules.GESTURES), default="hold", show_default=True)
 @click.option("--hold-ms", type=int, default=rules.DEFAULT_HOLD_MS, show_default=True)
 @click.option("--allow-911", is_flag=True, help="Dial 911 as the last resort if no C4 number answers.")
+@click.option("--callback-window-s", type=int, default=None,
+              help="How long after her alert (seconds, 0 to 86400) C4's calls are answered; default 3600.")
 @programme_number_option
 @click.option("--firmware", "firmware_path", type=click.Path(dir_okay=False),
               help="MicroPython's ESP32 firmware .bin, the one written at 0x1000 (bootloader, partition "
@@ -223,7 +226,7 @@ def write_atomic(path: Path, data: bytes, force=False):
                    "those are always refused).")
 @click.option("--json", "as_json", is_flag=True, help="Print the layout as JSON.")
 def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, pin_file, gesture, hold_ms,
-              allow_911, programme_number, firmware_path, placeholder_firmware, flash_size, output, force,
+              allow_911, callback_window_s, programme_number, firmware_path, placeholder_firmware, flash_size, output, force,
               as_json):
     """Build one device's factory image: MicroPython plus a LittleFS holding the firmware
     and her configuration, in the geometry MicroPython mounts. Flash it with one write:
@@ -291,7 +294,8 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
         alias_, contacts_ = rules.case_values(label, case, typed)
         return rules.build_config(alias=alias_, contacts=contacts_, c4=c4, device_id=label, pin=got["pin"],
                                   gesture=gesture, hold_ms=hold_ms, allow_911=allow_911,
-                                  programme_number=programme_number or None)
+                                  programme_number=programme_number or None,
+                                  callback_window_s=callback_window_s)
 
     if unregistered:
         config = her_config(device_id, None)

@@ -173,7 +173,13 @@ SETTINGS = {
     "window_ms": ("gesture.window_ms", None, "ms", 1000, 10000, "time the presses must fall within"),
     "update_every_s": ("update_every_s", None, "s", 60, 3600, "location SMS period in an alert"),
     "max_alert_s": ("max_alert_s", None, "s", 300, 86400, "how long an alert lasts"),
+    # C4's call-backs are answered silently, microphone up, during her alert and this long
+    # after it: whoever fakes C4's caller ID can listen in that long (docs/registry.md).
+    # 0: during the alert only. The firmware's default (alert.DEFAULTS) when not written.
+    "callback_window_s": ("callback_window_s", "--callback-window-s", "s", 0, 86400,
+                          "how long after her alert C4's calls are answered"),
 }
+DEFAULT_CALLBACK_WINDOW_S = 3600
 FLAGS = {"allow_911": ("allow_911", "--allow-911"), "vibrate": ("vibrate", None)}
 
 
@@ -255,7 +261,7 @@ def check_typed(*, c4, contacts=None, programme_number=None, gesture="hold", reg
 def build_config(*, alias, contacts, c4, device_id, pin=None, pin_hash=None, allow_911=False,
                  gesture="hold", hold_ms=DEFAULT_HOLD_MS, presses=3, window_ms=2000,
                  update_every_s=300, max_alert_s=3600, confirm=True, region="MX",
-                 programme_number=None):
+                 programme_number=None, callback_window_s=None):
     """Her configuration as the device stores it, or InputError. The PIN goes in only as a
     salted hash (pin.hash_pin): `pin` (4-8 digits; None: a random one nobody is shown, for
     tests and demos) or an existing `pin_hash` (a config kept from an earlier provisioning)."""
@@ -279,6 +285,8 @@ def build_config(*, alias, contacts, c4, device_id, pin=None, pin_hash=None, all
         raise InputError(f"gesture (gesture.mode) must be 'hold' or 'presses', got {echo(gesture)}")
     check_settings(hold_ms=hold_ms, count=presses, window_ms=window_ms, update_every_s=update_every_s,
                    max_alert_s=max_alert_s, allow_911=allow_911, vibrate=confirm)
+    if callback_window_s is not None:
+        check_settings(callback_window_s=callback_window_s)
     config = {
         "schema": CONFIG_SCHEMA,
         "device_id": device_id,
@@ -294,6 +302,8 @@ def build_config(*, alias, contacts, c4, device_id, pin=None, pin_hash=None, all
         "max_alert_s": max_alert_s,
         "programme_number": programme,
     }
+    if callback_window_s is not None and callback_window_s != DEFAULT_CALLBACK_WINDOW_S:
+        config["callback_window_s"] = callback_window_s  # else the firmware's own default
     config_bytes(config)  # one the firmware would refuse is refused here, before any write
     return config
 
@@ -330,6 +340,15 @@ def settings_kept(settings, held, c4, contacts):
         if programme:
             kept.append(f"daily status SMS to {mask(programme)}")
     chosen["programme_number"] = programme or None
+    window = settings.get("callback_window_s")
+    if window is None:
+        window = old.get("callback_window_s")
+        lo, hi = SETTINGS["callback_window_s"][3:5]
+        if isinstance(window, bool) or not isinstance(window, int) or not lo <= window <= hi:
+            window = None   # none held (the firmware's default), or one that would not build
+        elif window != DEFAULT_CALLBACK_WINDOW_S:
+            kept.append(f"C4's call-backs answered {window} s after an alert")
+    chosen["callback_window_s"] = window
     return chosen, kept
 
 
