@@ -13,15 +13,9 @@ DETAIL_MAX = 60      # characters of the reason in the log
 # instead of being left as holes between long-lived objects (-5 KB of smallest heap).
 IMPORT_GC_BYTES = 4096
 # Heap held back while the firmware imports and handed back if the import fails: what
-# a firmware too big for the heap leaves is too little even to write SAFE_NEXT_PATH.
+# a firmware too big for the heap leaves is too little even to write safe_next.txt (check).
 # Given back to the firmware when the import succeeds.
 SAFE_RESERVE = 6144
-# A failed import leaves the heap holding the names (qstrs) of every module it loaded,
-# which nothing frees: how much safe mode then has moved with the flash's path, and at
-# 96 KB her press ended in a MemoryError (CI, 2026-12-04). So the reason is written here
-# and the chip reset: the next boot reads it, deletes it, and runs safe mode on a clean
-# heap; the boot after that tries the firmware again.
-SAFE_NEXT_PATH = "safe_next.txt"
 # What purge() leaves loaded: this module and safe mode, the ESP32's _boot.py mount
 # (flashbdev), and what safe mode runs on (hw and its backend, asyncio and its parts).
 KEEP = ("__main__", "flashbdev", "bootcheck", "safe", "hw", "hw_esp32", "hw_sim", "asyncio")
@@ -178,36 +172,6 @@ def purge():
     gc.collect()
 
 
-def safe_next():
-    """Why the last boot's firmware would not import, if it reset for safe mode; the note
-    is deleted (if the flash lets it: else safe mode again at every boot)."""
-    import os
-    try:
-        with open(SAFE_NEXT_PATH) as f:
-            why = f.read(DETAIL_MAX)
-    except (OSError, MemoryError):
-        return None
-    try:
-        os.remove(SAFE_NEXT_PATH)
-    except OSError:
-        pass
-    return why or "import_unknown"
-
-
-def restart_for_safe_mode(why):
-    """The firmware would not import: note why and reset, for safe mode on a clean heap.
-    Returns only when the note cannot be written (a full or failing flash): safe mode then
-    runs on what the heap has left."""
-    try:
-        with open(SAFE_NEXT_PATH, "w") as f:
-            f.write(why)
-    except Exception:  # OSError, or a MemoryError on a heap the import filled
-        return
-    import hw
-    print("safe mode after a reset:", why)
-    hw.reset()
-
-
 def check():
     """None when the board profile is usable and the firmware imports; else why not (and
     the modules the failed import left are dropped, so that safe mode has the heap)."""
@@ -215,12 +179,26 @@ def check():
     PLAN, problem = plan()
     if problem:
         return "board_" + problem
-    why = safe_next()
-    if why:
+    # A failed import leaves the heap holding the names (qstrs) of every module it loaded,
+    # which nothing frees: how much safe mode then had moved with the flash's path, and at
+    # 96 KB her press ended in a MemoryError (CI, 2026-12-04). So the import's failure is
+    # noted in safe_next.txt and the chip reset (below): this boot reads the note, deletes
+    # it (if the flash lets it: else safe mode at every boot) and runs safe mode on a clean
+    # heap; the boot after that tries the firmware again. (Inline, and the path a literal:
+    # each name costs the .mpy firmware's table of names.)
+    import os
+    try:
+        with open("safe_next.txt") as f:
+            why = f.read(DETAIL_MAX) or "import_unknown"
+        try:
+            os.remove("safe_next.txt")
+        except OSError:
+            pass
         return why
+    except (OSError, MemoryError):
+        pass
     crashes, _ = read_json(CRASHES_PATH)
     if isinstance(crashes, int) and crashes >= CRASH_LOOP:
-        import os
         try:
             os.remove(CRASHES_PATH)  # the next reset tries the firmware again
         except OSError:
@@ -244,7 +222,14 @@ def check():
         del reserve
         if why:
             purge()
-            restart_for_safe_mode(why)
+            try:
+                with open("safe_next.txt", "w") as f:
+                    f.write(why)
+            except Exception:  # a full or failing flash, or no heap: safe mode on what is left
+                pass
+            else:
+                print("safe mode after a reset:", why)
+                hw.reset()
         # Right after the import (frozen: a fraction of a second), not before it: what the
         # pins allocate (the rig's GPIO socket) must not sit below the firmware's imports,
         # where it split the heap an alert needs (MemoryError in the test call at 56 KB).

@@ -710,7 +710,7 @@ def test_her_press_hangs_up_a_call_showing_c4s_number_and_calls_c4_herself(both)
     """A call showing C4's number was answered (the call-back window) and held open: her
     press then found the line taken and never dialled C4, for as long as he stayed on the
     line (a caller ID anyone can fake). Her press puts her own call to C4: the call-back
-    is hung up and C4 dialled once the hang-up is confirmed (or after HANGUP_WAIT_MS)."""
+    is hung up and C4 dialled once the hang-up is confirmed (or after 5 s)."""
     r = both("""
 def held(s):
     s.ev("incoming_call", "+524491110000")      # C4's number shown: answered covertly

@@ -194,10 +194,10 @@ class AlertUnderFire(RuleBasedStateMachine):
     def press_alert(self):
         was = self.m.active
         line_free = self.call is None or self.call["hanging"]
-        owed = self.m.calls.dial_next
+        owed = self.m.calls.redial
         acts = self.ev("gesture", "alert")
         kinds = [a[0] for a in acts]
-        if self.m.calls.dial_next and not owed:   # over a call-back: hung up, C4 dialled once it ends
+        if self.m.calls.redial and not owed:   # over a call-back: hung up, C4 dialled once it ends
             assert "hangup" in kinds and self.call["hanging"], acts
         if not was:
             if self.m.dial_list and line_free:

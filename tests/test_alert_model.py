@@ -101,9 +101,9 @@ class Model(AlertUnderFire):
             self.got_out = False
             kinds = [a[0] for a in acts]
             if self.m.dial_list:
-                # or a call-back held on the line, hung up first (dial_next: C4 dialled once it ends)
+                # or a call-back held on the line, hung up first (calls.redial: C4 dialled once it ends)
                 assert "dial" in kinds or self.m.calls.state in ("active", "answering", "dialing", "alerting") \
-                    or self.m.calls.dial_next, (
+                    or self.m.calls.redial, (
                     "alert raised without a dial", self.m.calls.state, acts)
             else:
                 assert ("log", "no_c4_number", "") in acts

@@ -217,9 +217,6 @@ FIX_SAVE_MS = 30000
 # A dial that goes out this long after the machine asked (it waited behind a slow SMS on
 # the one UART) gets its dial timeout anew from then
 LATE_DIAL_MS = 5000
-# Her press hangs up a call-back (_drop_callback) and dials once the end is reported, or
-# after this long if it never is
-HANGUP_WAIT_MS = 5000
 
 
 class AlertMachine:
@@ -539,7 +536,7 @@ class AlertMachine:
                 acts.append(("cancel_timer", "redial"))
                 self._dial(acts)
             else:
-                self._drop_callback(acts)
+                self.drop_callback(acts)
             return
         self.active = True
         self.test = bool(c["test_mode"])
@@ -561,7 +558,7 @@ class AlertMachine:
         elif calls.can("dial"):
             self._dial(acts)
         else:
-            self._drop_callback(acts)
+            self.drop_callback(acts)
         # location SMS are rendered when sent: never wait for the GPS. They go first
         # (a failed SMS waiting for its retry must not hold them); the last alert's end
         # is no news now: "CANCELADA" after them would tell her contacts she is safe
@@ -649,7 +646,7 @@ class AlertMachine:
         num = calls.number()
         calls.att += 1
         calls.dials += 1
-        calls.connected = calls.callback = calls.dial_next = False
+        calls.connected = calls.callback = calls.redial = False
         calls.dial_t = self._now
         acts.append(("covert_audio",))
         acts.append(("dial", num))
@@ -658,10 +655,10 @@ class AlertMachine:
             self._log(acts, "dial", "%s #%d" % (mask(num), calls.dials))
         self._dirty = True
 
-    def _drop_callback(self, acts):
+    def drop_callback(self, acts):
         if self.dial_list and self.calls.drop_callback():
             acts.append(("hangup",))
-            acts.append(("set_timer", "redial", HANGUP_WAIT_MS))   # if its end is never reported
+            acts.append(("set_timer", "redial", 5000))   # if its end is never reported
             self._log(acts, "callback_dropped", "press")
 
     def _call_failed(self, acts, cause):
@@ -710,7 +707,7 @@ class AlertMachine:
         acts.append(("cancel_timer", "dial_timeout"))
         if prev == "hangup":
             self._log(acts, "call_ended", "local")
-            if calls.dial_next and self.active:
+            if calls.redial and self.active:
                 acts.append(("cancel_timer", "redial"))
                 self._dial(acts)
             return

@@ -45,7 +45,7 @@ class CallState:
         self.reached = False    # a call of hers answered in this alert (not a call-back:
         #                         a caller ID is all that says a call-back is C4's)
         self.callback = False   # the current call is a call-back we answered
-        self.dial_next = False  # her press hung up a call-back: dial C4 once it has ended
+        self.redial = False     # her press hung up a call-back: dial C4 once it has ended
         self.ni = 0             # index in dial_list
         self.att = 0            # attempts on dial_list[ni]
         self.dials = 0          # dials in this alert (since the boot, after a reset)
@@ -79,7 +79,7 @@ class CallState:
         if not (self.callback and self.in_call() and not self.reached):
             return False
         self.move("hangup")
-        self.dial_next = True
+        self.redial = True
         return True
 
     def ringing_out(self):
@@ -116,4 +116,4 @@ class CallState:
     def reset(self):
         # after a reset: whatever call there was is the modem's business now
         self.state = IDLE
-        self.connected = self.dial_next = False
+        self.connected = self.redial = False
