@@ -738,6 +738,18 @@ k = s.kinds()
 s.advance(10000)                                # no end reported: dialled all the same
 repeat = [k, s.dials()]
 
+s = Sim(callback_window_s=600)                  # C4 answered her last alert, she ended it,
+s.ev("gesture", "alert")                        # C4 calls back to check on her, and she
+s.ev("call_state", "active", None)              # presses: a new alert, whose own call
+s.ev("call_state", "ended", "remote")           # C4 has not answered: hung up, C4 called
+s.ev("gesture", "cancel")
+s.advance(60000)
+held(s)
+s.ev("gesture", "alert")
+k = s.kinds()
+s.ev("call_state", "ended", "local")
+checking = [k, s.dials()]
+
 s = Sim()                                       # C4 answered her and called back: kept
 s.ev("gesture", "alert")
 s.ev("call_state", "active", None)
@@ -745,9 +757,10 @@ s.ev("call_state", "ended", "error")
 held(s)
 s.ev("gesture", "alert")
 s.advance(10000)
-out([new, repeat, [s.kinds(), s.dials()]])
+out([new, repeat, [s.kinds(), s.dials()], checking])
 """)
-    (k_new, dials_new), (k_rep, dials_rep), (k_kept, dials_kept) = r
+    (k_new, dials_new), (k_rep, dials_rep), (k_kept, dials_kept), (k_chk, dials_chk) = r
+    assert "hangup" in k_chk and dials_chk and dials_chk[0][1] == C4, r[3]
     assert "hangup" in k_new and dials_new and dials_new[0][1] == C4, r[0]
     assert "hangup" in k_rep and dials_rep and dials_rep[0][1] == C4, r[1]
     assert "hangup" not in k_kept and dials_kept == [], r[2]
