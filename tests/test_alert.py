@@ -766,6 +766,33 @@ out([new, repeat, [s.kinds(), s.dials()], checking])
     assert "hangup" not in k_kept and dials_kept == [], r[2]
 
 
+def test_a_call_back_kept_through_a_reset_is_judged_as_before_it(both):
+    """A call-back the modem kept through an ESP32 reset (radio.call_survived: "callback")
+    was taken for her own call answered: her press then never hung up a faked one. Whether
+    C4 had answered her in this alert is saved (reached): a real operator who had is kept."""
+    r = both("""
+def story(first):
+    s = Sim()
+    s.ev("gesture", "alert")
+    if first == "answered":
+        s.ev("call_state", "active", None)
+        s.ev("call_state", "ended", "error")    # dropped: C4 had answered her
+    else:
+        s.ev("call_state", "ended", "busy")
+    s.ev("incoming_call", "+524491110000")
+    s.ev("call_state", "active", None)
+    saved = s.state
+    s = Sim(t0=777)
+    s.resume(saved, call_kept="callback")
+    s.ev("call_state", "active", None)          # the driver's report of the kept call
+    s.clear()
+    s.ev("gesture", "alert")
+    return [s.kinds().count("hangup"), s.m.calls.reached]
+out([story("busy"), story("answered")])
+""")
+    assert r == [[1, False], [0, True]], r
+
+
 def test_callback_window_after_cancel(both):
     r = both("""
 s = Sim(callback_window_s=600)

@@ -57,13 +57,25 @@ class FakeApp:
         self.posted.append(ev)
 
 
-@pytest.mark.parametrize("kept", ["active", "alerting"])
+@pytest.mark.parametrize("kept", ["active", "alerting", "callback"])
 def test_a_call_kept_by_an_idle_button_is_the_machines(kept):
     app = FakeApp(kept, active=False)
     asyncio.run(appboot.kept_call(app, {"v": 1, "active": False}))
-    assert app.posted == [("call_kept", kept), ("call_state", kept, None)]
+    # a call-back is up: the machine hears "active" after call_kept said whose it is
+    assert app.posted == [("call_kept", kept), ("call_state", "active" if kept == "callback" else kept, None)]
     r = app.radio
-    assert r.call_out and r.watched and r.call_active == (kept == "active") and not r.hangups
+    assert r.call_out and r.watched and r.call_active == (kept != "alerting") and not r.hangups
+
+
+def test_a_kept_call_back_is_hung_up_when_she_pressed_during_the_set_up():
+    # a call to her (a caller ID said C4) kept through the reset, and she pressed: her new
+    # alert calls C4 itself (CallState.drop_callback), after the call-back is hung up
+    app = FakeApp("callback", active=True)
+    app.radio._answered_id = 1
+    asyncio.run(appboot.kept_call(app, {"v": 1, "active": False}))
+    r = app.radio
+    assert r.hangups == [False] and r._adopt is None and r._answered_id is None
+    assert app.posted == [] and app.log.lines == [("callback_dropped", "press")]
 
 
 def test_a_kept_call_is_her_dials_when_she_pressed_during_the_set_up():

@@ -96,7 +96,8 @@
 #                                  "over_voltage" (OVER-VOLTAGE WARNNING or POWER DOWN).
 #                                  Not for NORMAL POWER DOWN (AT+CPOWD / PWRKEY: ours)
 #     ("call_kept", state)         after a reset: the modem kept a call ("active",
-#                                  "dialing", "alerting") the saved state knew of no
+#                                  "dialing", "alerting"; "callback": one to her, answered
+#                                  and reported "active" next) the saved state knew of no
 #                                  alert for (a call-back answered after her alert): the
 #                                  driver reports its state next.  A resumed alert is
 #                                  told through from_state's call_kept instead
@@ -326,7 +327,7 @@ class AlertMachine:
         st = {
             "v": 1, "active": self.active, "test": self.test,
             "elapsed_ms": ticks_diff(now, self.start_t) if self.active else 0,
-            "alerts": self.alerts, "call_done": calls.done, "ni": calls.ni,
+            "alerts": self.alerts, "call_done": calls.done, "reached": calls.reached, "ni": calls.ni,
             "att": calls.att, "seq": self.outbox.seq, "seq0": self.seq0, "by": self.cancel_by,
             "out": self.outbox.rows(), "got_gps": list(self.got_gps), "told": list(self.told),
             # her cell (a location too) likewise; radio.init reads it again after a reset
@@ -402,6 +403,7 @@ class AlertMachine:
         self.alerts = int(st.get("alerts") or 0)
         calls = self.calls
         calls.done = bool(st.get("call_done"))
+        calls.reached = bool(st.get("reached"))  # a call-back kept through the reset is judged by it
         calls.ni = int(st.get("ni") or 0)
         if not 0 <= calls.ni < len(self.dial_list):
             calls.ni = 0
@@ -728,6 +730,8 @@ class AlertMachine:
         # the driver reports the kept call's state next (True: "active"); one still
         # ringing at C4 is ours, unanswered: its dial timeout runs anew
         acts.append(("log", "call_kept", ""))
+        # a call to her kept (a caller ID said C4): not her call answered (CallState.reached)
+        self.calls.callback = ev[1] == "callback"
         if ev[1] in ("dialing", "alerting") and self._move(acts, "kept_" + ev[1]):
             acts.append(("set_timer", "dial_timeout", self.cfg["dial_timeout_s"] * 1000))
         self._dirty = True

@@ -188,6 +188,13 @@ async def kept_call(app, saved):
         app.log.add("kept_call_ended", kept)
         await r.hangup(False)  # the delivery test's, dropped with it
         return
+    if app.machine.active and kept == "callback":
+        # she pressed during the set-up, and the call is one to her (a caller ID said C4):
+        # hung up, her alert's dial waiting at the gate goes out after it (drop_callback)
+        app.log.add("callback_dropped", "press")
+        r._answered_id = None  # its end is not her call's
+        await r.hangup(False)
+        return
     if app.machine.active:
         # she pressed during the set-up: her dial waits at the gate, and takes this call
         # (with C4) as its own instead of dialling over it (Radio.dial)
@@ -202,8 +209,8 @@ async def kept_call(app, saved):
 def _watch_kept(app, kept, tell=True):
     # as the modem has it: a call still ringing at C4 is not C4 answering
     r = app.radio
-    r.call_active = kept == "active"
+    r.call_active = kept in ("active", "callback")
     r.call_out = True  # placed before the reset: watched as any call of ours
     r.watch_call()
-    if tell:
-        app.post(("call_state", kept, None))
+    if tell:  # a call-back is up: "active", the machine knows whose (call_kept)
+        app.post(("call_state", "active" if kept == "callback" else kept, None))

@@ -602,7 +602,8 @@ class Radio:
 
     async def call_survived(self):
         """After an ESP32 reset: the modem kept its power, so our call may still be up:
-        its state ("active", "dialing", "alerting"), or None."""
+        its state ("active", "dialing", "alerting"), "callback" (a call to her answered
+        before the reset), or None."""
         try:
             _, _, lines = await self.modem.cmd("AT+CLCC", 3000, expect="+CLCC", check=False)
         except ModemError:
@@ -613,7 +614,7 @@ class Radio:
             # calling back. Not seen, the resumed alert dialled C4 over it
             self._answered_id = self.dialect.answered_id(lines)
             if self._answered_id is not None:
-                state = "active"
+                state = "callback"  # not her call reaching C4: a caller ID said C4
         return state
 
     # ------------------------------------------------------------ lifecycle

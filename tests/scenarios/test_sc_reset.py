@@ -107,3 +107,47 @@ def test_a_press_while_the_modem_comes_up_is_acted_on_at_once_and_kept(dut, butt
                          where=lambda e: e["text"].startswith("ALERTA"))
     network.wait_call("call_connected", after=mark, timeout=dut.within(300, 180),
                       where=lambda e: any(e["to"] == n for n in network.c4))
+
+
+def _faked_callback_held_through_a_reset(dut, button, network, faults):
+    """C4 busy at her press; a call showing C4's number answered and held; the ESP32
+    resets (a brown-out, the watchdog) and the modem keeps the call. Returns the call."""
+    faults.next_call_result("busy")
+    mark = network.mark()
+    button.alert()
+    network.wait_call("call", frm=dut.number, after=mark, timeout=dut.within(90, 20))
+    log_mark = dut.mark()
+    network.call_device("c4")        # stays on the line until someone hangs up
+    dut.wait_log("callback_answered", since=log_mark, timeout=dut.within(60, 15))
+    held = network.wait_call("call_connected", to=dut.number, after=mark, timeout=dut.within(60, 15))
+    log_mark = dut.mark()
+    faults.esp32_reset()
+    dut.wait_log("resume", since=log_mark, timeout=dut.within(180, 30))
+    dut.wait_log("call_active", since=log_mark, timeout=dut.within(30, 10))
+    return held
+
+
+@pytest.mark.modem("sim800", reason="the T-A7670X's GPIO12 cuts the modem's supply at an ESP32 reset")
+@pytest.mark.dut_config(redial_backoff_s=[120])
+def test_a_faked_call_back_kept_through_a_reset_is_still_hung_up_by_her_press(dut, button, network, faults):
+    # The kept call was reported "active" and taken for her call answered by C4: her
+    # press then left it up and never called C4 (a review of this session's change)
+    held = _faked_callback_held_through_a_reset(dut, button, network, faults)
+    mark = network.mark()
+    button.alert()                   # she presses again
+    ended = network.wait_call("call", after=mark, timeout=dut.within(60, 15),
+                              where=lambda e: e["call_id"] == held["call_id"])
+    assert ended["ended_by"] == dut.number, ended
+    network.wait_call("call_connected", frm=dut.number, to=network.c4[0], after=mark,
+                      timeout=dut.within(60, 20))
+
+
+@pytest.mark.modem("sim800", reason="the T-A7670X's GPIO12 cuts the modem's supply at an ESP32 reset")
+@pytest.mark.dut_config(redial_backoff_s=[2])
+def test_a_faked_call_back_kept_through_a_reset_does_not_end_her_dialling(dut, button, network, faults):
+    # ... and when he hung up, C4 counted as answered: no more calls to C4 in her alert
+    _faked_callback_held_through_a_reset(dut, button, network, faults)
+    mark = network.mark()
+    network.hangup()                 # he hangs up
+    network.wait_call("call_connected", frm=dut.number, to=network.c4[0], after=mark,
+                      timeout=dut.within(60, 20))
