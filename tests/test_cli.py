@@ -425,7 +425,7 @@ def test_a_visit_that_leaves_settings_out_keeps_her_daily_status_911_gesture_and
     cfg = json.loads((device.flash_dir / "config.json").read_text())
     assert (cfg["programme_number"], cfg["allow_911"], cfg["gesture"]["hold_ms"], cfg["callback_window_s"]) \
         == ("", False, 3000, 0)
-    assert "daily status SMS: none" in r.output
+    assert "daily status SMS: none" in r.output and "C4's numbers answered only during her alert" in r.output
     # out of range: refused before the port is opened, nothing written
     for bad in ("-1", "86401"):
         r = run(*provision_args(url, "--callback-window-s", bad))

@@ -431,6 +431,10 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_p
                   f"signal {ident.get('rssi')}/31", markup=False)
     console.print(f"network: {radio.line()}", soft_wrap=True, markup=False)
     console.print(daily_status_line(config), soft_wrap=True, markup=False)
+    if callback_window_s is not None:
+        console.print("C4's numbers answered only during her alert" if callback_window_s == 0 else
+                      f"C4's numbers answered during her alert and {callback_window_s} s after it",
+                      soft_wrap=True, markup=False)
     if kept:
         console.print(f"kept from the button's configuration: {', '.join(kept)}", soft_wrap=True, markup=False)
     # her alias only where it is seen, not kept: stdout redirected into a log gets a placeholder
