@@ -385,6 +385,18 @@ def test_cli_config_file_keeps_the_callback_window(cli, tmp_path, config):
     assert json.loads(back["config.json"])["callback_window_s"] == 600
 
 
+@pytest.mark.parametrize("typed", [["--callback-window-s", "0"], ["--allow-911"], ["--hold-ms", "3000"],
+                                   ["--gesture", "presses"]])
+def test_cli_a_setting_typed_beside_a_config_file_is_refused_not_dropped(cli, tmp_path, config, typed):
+    # --callback-window-s 0 beside --config built the firmware's default hour, exit 0
+    cfg = tmp_path / "her.json"
+    cfg.write_text(json.dumps(config))
+    out = tmp_path / "never.bin"
+    r = cli("--config", str(cfg), *typed, "--placeholder-firmware", "-o", str(out))
+    assert r.exit_code == 2 and f"give {typed[0]} in the config file" in r.output, r.output
+    assert r.output.count("\n") == 1 and not out.exists()
+
+
 @pytest.mark.parametrize("field, value", [("max_alert_s", -5), ("update_every_s", 0),
                                           ("callback_window_s", -1), ("callback_window_s", 90000)])
 def test_cli_config_with_an_alert_that_cannot_run_is_refused(cli, tmp_path, config, field, value):

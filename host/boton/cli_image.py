@@ -260,10 +260,18 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
 
     # Validate everything typed before the registry is opened: bad input changes nothing.
     if config_file:
-        typed_here = click.get_current_context().get_parameter_source("programme_number")
+        ctx = click.get_current_context()
+        typed_here = ctx.get_parameter_source("programme_number")
         if alias or contacts or c4 or typed_here == click.core.ParameterSource.COMMANDLINE:
             raise InputError("give --config or --alias/--contact/--c4/--programme-number, not both "
                              "(the file's programme_number decides where its daily status SMS go)")
+        # the file's settings are the image's: one typed beside it was silently dropped
+        # (a call-back window of 0 built as the default hour)
+        typed = [f"--{p.replace('_', '-')}" for p in ("gesture", "hold_ms", "allow_911", "callback_window_s")
+                 if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
+        if typed:
+            raise InputError(f"give {', '.join(typed)} in the config file, not beside --config (the file's "
+                             "settings are the image's)")
         check_input_file(config_file, "config file")
         config = config_from_file(config_file, obtain_pin)
         if pin_file and not got:
