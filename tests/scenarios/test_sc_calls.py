@@ -1,6 +1,7 @@
 """Calls that fail: BUSY, NO ANSWER, a dropped call, the signal lost mid-call. The device
 redials with backoff, moves on to the secondary C4, and tries 911 only if allowed."""
 import pytest
+from faked_callback import her_press_hangs_it_up_and_calls_c4, hold_a_faked_c4_call
 
 
 def _starts(network, mark, n, timeout):
@@ -194,19 +195,7 @@ def test_her_press_hangs_up_a_held_call_showing_c4s_number_and_calls_c4(dut, but
     """C4 busy at her press; then a call showing C4's number (a caller ID anyone can fake)
     is answered covertly and held open. Her next press found the line taken and never
     called C4 for as long as he stayed. Now it hangs that call up and calls C4 itself."""
-    faults.next_call_result("busy")
-    mark = network.mark()
-    button.alert()
-    network.wait_call("call", frm=dut.number, after=mark, timeout=dut.within(90, 20))
     log_mark = dut.mark()
-    network.call_device("c4")        # stays on the line until someone hangs up
-    dut.wait_log("callback_answered", since=log_mark, timeout=dut.within(60, 15))
-    held = network.wait_call("call_connected", to=dut.number, after=mark, timeout=dut.within(60, 15))
-    mark = network.mark()
-    button.alert()                   # she presses again
-    ended = network.wait_call("call", after=mark, timeout=dut.within(60, 15),
-                              where=lambda e: e["call_id"] == held["call_id"])
-    assert ended["ended_by"] == dut.number, ended
-    network.wait_call("call_connected", frm=dut.number, to=network.c4[0], after=mark,
-                      timeout=dut.within(60, 20))
+    held = hold_a_faked_c4_call(dut, button, network, faults)
+    her_press_hangs_it_up_and_calls_c4(dut, button, network, held)
     dut.wait_log("callback_dropped", "press", since=log_mark, timeout=dut.within(30, 10))

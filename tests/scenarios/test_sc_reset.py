@@ -1,6 +1,7 @@
 """The ESP32 resets (watchdog, brown-out, a knock): idle it comes back quietly, mid-alert
 it resumes the alert."""
 import pytest
+from faked_callback import her_press_hangs_it_up_and_calls_c4, hold_a_faked_c4_call
 
 
 def test_reset_while_idle_comes_back_ready_without_alert(dut, button, network, faults):
@@ -110,16 +111,9 @@ def test_a_press_while_the_modem_comes_up_is_acted_on_at_once_and_kept(dut, butt
 
 
 def _faked_callback_held_through_a_reset(dut, button, network, faults):
-    """C4 busy at her press; a call showing C4's number answered and held; the ESP32
-    resets (a brown-out, the watchdog) and the modem keeps the call. Returns the call."""
-    faults.next_call_result("busy")
-    mark = network.mark()
-    button.alert()
-    network.wait_call("call", frm=dut.number, after=mark, timeout=dut.within(90, 20))
-    log_mark = dut.mark()
-    network.call_device("c4")        # stays on the line until someone hangs up
-    dut.wait_log("callback_answered", since=log_mark, timeout=dut.within(60, 15))
-    held = network.wait_call("call_connected", to=dut.number, after=mark, timeout=dut.within(60, 15))
+    """The held call (faked_callback.py); the ESP32 resets (a brown-out, the watchdog) and
+    the modem keeps the call. Returns the call."""
+    held = hold_a_faked_c4_call(dut, button, network, faults)
     log_mark = dut.mark()
     faults.esp32_reset()
     dut.wait_log("resume", since=log_mark, timeout=dut.within(180, 30))
@@ -133,13 +127,7 @@ def test_a_faked_call_back_kept_through_a_reset_is_still_hung_up_by_her_press(du
     # The kept call was reported "active" and taken for her call answered by C4: her
     # press then left it up and never called C4 (a review of this session's change)
     held = _faked_callback_held_through_a_reset(dut, button, network, faults)
-    mark = network.mark()
-    button.alert()                   # she presses again
-    ended = network.wait_call("call", after=mark, timeout=dut.within(60, 15),
-                              where=lambda e: e["call_id"] == held["call_id"])
-    assert ended["ended_by"] == dut.number, ended
-    network.wait_call("call_connected", frm=dut.number, to=network.c4[0], after=mark,
-                      timeout=dut.within(60, 20))
+    her_press_hangs_it_up_and_calls_c4(dut, button, network, held)
 
 
 @pytest.mark.modem("sim800", reason="the T-A7670X's GPIO12 cuts the modem's supply at an ESP32 reset")
