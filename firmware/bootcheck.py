@@ -13,9 +13,11 @@ DETAIL_MAX = 60      # characters of the reason in the log
 # instead of being left as holes between long-lived objects (-5 KB of smallest heap).
 IMPORT_GC_BYTES = 4096
 # Heap held back while the firmware imports and handed back if the import fails: what
-# a firmware too big for the heap leaves is too little even to write safe_next.txt (check).
-# Given back to the firmware when the import succeeds.
-SAFE_RESERVE = 6144
+# a firmware too big for the heap leaves may be too little even to write safe_next.txt
+# (check). Given back to the firmware when the import succeeds. Small: held below the
+# import's objects it split the heap her alert runs in (the frozen worst alert's smallest
+# heap on the virtual device: 56-57 KB with 6 KB, when safe mode ran on it; 52 with 1 KB).
+SAFE_RESERVE = 1024
 # What purge() leaves loaded: this module and safe mode, the ESP32's _boot.py mount
 # (flashbdev), and what safe mode runs on (hw and its backend, asyncio and its parts).
 KEEP = ("__main__", "flashbdev", "bootcheck", "safe", "hw", "hw_esp32", "hw_sim", "asyncio")
