@@ -361,10 +361,10 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_p
     pin, pin_how = pins.obtain_pin(pin_file, keep=keep_pin)
     pin_screen = pins.pin_screen(pin_how)  # a generated PIN needs a terminal to be shown on
     typed = rules.typed_case_values(alias, contacts)
+    window = {} if callback_window_s is None else {"callback_window_s": callback_window_s}
     c4_e164, programme_number = rules.check_typed(c4=c4, contacts=typed[1], programme_number=programme_number,
-                                                  gesture=gesture, hold_ms=hold_ms, allow_911=bool(allow_911))
-    if callback_window_s is not None:
-        rules.check_settings(callback_window_s=callback_window_s)
+                                                  gesture=gesture, hold_ms=hold_ms, allow_911=bool(allow_911),
+                                                  **window)
     settings = {"gesture": {"mode": gesture, "hold_ms": hold_ms}, "allow_911": allow_911,
                 "programme_number": programme_number, "callback_window_s": callback_window_s}
     ctx = click.get_current_context()

@@ -343,11 +343,13 @@ def settings_kept(settings, held, c4, contacts):
     window = settings.get("callback_window_s")
     if window is None:
         window = old.get("callback_window_s")
-        lo, hi = SETTINGS["callback_window_s"][3:5]
-        if isinstance(window, bool) or not isinstance(window, int) or not lo <= window <= hi:
+        try:
+            check_settings(callback_window_s=window)
+        except InputError:
             window = None   # none held (the firmware's default), or one that would not build
-        elif window != DEFAULT_CALLBACK_WINDOW_S:
-            kept.append(f"C4's call-backs answered {window} s after an alert")
+        else:
+            if window != DEFAULT_CALLBACK_WINDOW_S:
+                kept.append(f"C4's call-backs answered {window} s after an alert")
     chosen["callback_window_s"] = window
     return chosen, kept
 
