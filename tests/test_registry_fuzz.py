@@ -145,22 +145,23 @@ class RegistryOverALife(RuleBasedStateMachine):
     def add(self, i):
         self.attempt(self.reg.add_device, MACS[i])
 
-    @rule(i=WHICH, force=st.booleans(), erase=st.booleans())
-    def flash(self, i, force, erase):
+    @rule(i=WHICH, force=st.booleans(), keep=st.booleans(), erase=st.booleans())
+    def flash(self, i, force, keep, erase):
         """`boton flash`: registry first, the chip erased (what it held is gone) unless it
-        already held this image (esptool skips it), recorded."""
+        already held this image (esptool skips it) or --keep-config wrote only the image,
+        recorded."""
         i = self.fit(i, "flash")
         mac = MACS[i]
-        dev = self.attempt(self.reg.check_flash, mac, force=force)
+        dev = self.attempt(self.reg.check_flash, mac, force=force and not keep, keep_config=keep)
         if dev is None:
             return
-        if erase:
+        if erase and not keep:
             self.reg.flash_erasing(mac)
             self.holds[mac] = set()
         elif dev.state == "delivered":
             self.changed_since_delivery.add(mac)
         self.n += 1
-        self.reg.record_flash(mac, "4MB", cfg_hash("image", self.n))
+        self.reg.record_flash(mac, "4MB", cfg_hash("image", self.n), kept_config=keep)
 
     @rule(i=WHICH)
     def deploy(self, i):

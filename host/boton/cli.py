@@ -80,14 +80,25 @@ def ports(show_all, as_json):
                    "URL of `boton sim --flash-image`; a real chip is refused).")
 @click.option("--force", is_flag=True, help="Write even if the same firmware is already there; also "
                                            "flash a delivered button (erasing her configuration).")
+@click.option("--keep-config", is_flag=True,
+              help="A new release for a button that holds her configuration (a delivered one too): "
+                   "nothing is erased but the sectors the image covers, so her configuration, PIN and "
+                   "event log stay. Refused, with nothing written, when the image would move or resize "
+                   "her filesystem. Then `boton deploy` and `boton test-call`.")
 @click.option("--no-stub", is_flag=True, help="Use the ROM loader only (slower; for troublesome boards). "
                                               "Automatic on the virtual chip.")
 @click.option("--device", "device_ref", help=DEVICE_HELP + " One --port only.")
 @during_alert_option
-def flash_cmd(ports_, firmware, virtual_firmware, force, no_stub, device_ref, during_alert):
+def flash_cmd(ports_, firmware, virtual_firmware, force, keep_config, no_stub, device_ref, during_alert):
     """MicroPython onto the board with esptool: detect the chip, erase, write at 0x1000,
     verify, one connection per board. Skipped when the same firmware is already there.
     Hold BOOT if it asks.
+
+    A new release for a button already provisioned or delivered: --keep-config writes
+    the image without erasing the chip, once the board's partition table shows that the
+    new image leaves her filesystem where it is. Then `boton deploy` (the boot files of
+    the new release) and `boton test-call`: she keeps her PIN and her contacts hear
+    nothing new.
 
     Registry first: once esptool has read the chip's MAC and before anything is written,
     the registry must allow it (a new board is registered in stock; a retired one is
@@ -104,6 +115,8 @@ def flash_cmd(ports_, firmware, virtual_firmware, force, no_stub, device_ref, du
     from .device import resolve_port
     from .image import virtual_firmware as make_virtual
 
+    if force and keep_config:
+        raise DeviceError("--force erases her configuration and --keep-config keeps it: give one", EXIT_USAGE)
     targets = list(ports_) or [resolve_port(None)]
     if len(set(targets)) != len(targets):
         raise DeviceError("the same --port is given twice: one board, one connection", EXIT_USAGE)
@@ -121,10 +134,12 @@ def flash_cmd(ports_, firmware, virtual_firmware, force, no_stub, device_ref, du
     else:
         image = Path(firmware) if firmware else fl.cached_firmware()
     _flash_boards(fl, targets, image, force=force, stub=False if no_stub else None,
-                  virtual_only=virtual_firmware, during_alert=during_alert, device_ref=device_ref)
+                  virtual_only=virtual_firmware, during_alert=during_alert, device_ref=device_ref,
+                  keep_config=keep_config)
 
 
-def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only, during_alert=False, device_ref=None):
+def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only, during_alert=False, device_ref=None,
+                  keep_config=False):
     """Each board on its own thread and connection; one summary line per board."""
     import concurrent.futures
 
@@ -146,10 +161,13 @@ def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only, during_al
         with Registry(create=device_ref is None) as reg:
             res = fl.flash(port, firmware, force=force, stub=stub, virtual_only=virtual_only,
                            progress=lambda msg: bars.console.print(msg, soft_wrap=True, markup=False),
-                           on_progress=on_progress, check=lambda mac: reg.check_flash(mac, force=force, expected=device_ref),
-                           before_erase=reg.flash_erasing, during_alert=during_alert)
+                           on_progress=on_progress,
+                           check=lambda mac: reg.check_flash(mac, force=force, expected=device_ref,
+                                                             keep_config=keep_config),
+                           before_erase=reg.flash_erasing, during_alert=during_alert, keep_config=keep_config)
             bars.update(tasks[port], visible=False)
-            rec = reg.record_flash(res["mac"], fl.size_bytes(res["flash_size"]), res["sha256"])
+            rec = reg.record_flash(res["mac"], fl.size_bytes(res["flash_size"]), res["sha256"],
+                                   kept_config="kept_filesystem" in res)
         return port, res, rec
 
     failures = []
@@ -161,6 +179,10 @@ def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only, during_al
                 # its label too: the sticker for its box (a new board was just given the next one)
                 bars.console.print(f"{port}: {what} ({res['mac']}, {res['flash_size']}) in {res['seconds']:.1f} s, "
                                    f"label {rec.label}", soft_wrap=True, markup=False)
+                if "kept_filesystem" in res:
+                    bars.console.print(f"{port}: her configuration, PIN and event log were kept; next: "
+                                       "`boton deploy` (this release's boot files), then `boton test-call`",
+                                       soft_wrap=True, markup=False)
                 _warn_if_delivered_untested(rec, "a new flash")
             except DeviceError as e:
                 failures.append(e)

@@ -150,7 +150,7 @@ def kb_per_s(nbytes: int, seconds: float) -> str:
 
 def flash(port, firmware, *, offset=BOOTLOADER_OFFSET, force=False, stub=None, progress=print,
           on_progress=None, virtual_only=False, check=None, before_erase=None,
-          during_alert=False) -> dict:
+          during_alert=False, keep_config=False) -> dict:
     """The whole job on one board, on one connection. Returns what the registry records
     plus timings. stub: None = the flasher stub on a real chip, the ROM loader on the
     virtual one; False = the ROM loader. virtual_only: refuse a chip that is not the
@@ -158,7 +158,10 @@ def flash(port, firmware, *, offset=BOOTLOADER_OFFSET, force=False, stub=None, p
     or the image itself as bytes. check(mac): called once the chip's MAC is read, before
     anything is written (the registry's pre-check: raise to refuse); before_erase(mac):
     called right before the chip is erased (so the registry can say its config is going).
-    during_alert: go on with a button in her alert (refuse_a_running_alert)."""
+    during_alert: go on with a button in her alert (refuse_a_running_alert). keep_config:
+    a new release for a button that holds her configuration: nothing is erased but the
+    sectors the image is written to, and only if the image leaves her filesystem where the
+    board has it (keeps_her_filesystem); before_erase is then never called."""
     if isinstance(firmware, (bytes, bytearray)):
         data, name = bytes(firmware), "the firmware"
     else:
@@ -178,7 +181,7 @@ def flash(port, firmware, *, offset=BOOTLOADER_OFFSET, force=False, stub=None, p
             check(mac)
         s.esp = _with_loader(s.esp, stub, virtual)
         result = _flash_on(s.esp, port, data, offset, force, progress,
-                           before_erase and (lambda: before_erase(mac)))
+                           before_erase and (lambda: before_erase(mac)), keep_config)
         result.update(mac=mac, virtual=virtual)
     result["seconds"] = time.monotonic() - started
     return result
@@ -193,7 +196,7 @@ def _with_loader(esp, stub, virtual):
     return run_stub(esp)
 
 
-def _flash_on(esp, port, data, offset, force, progress, before_erase=None) -> dict:
+def _flash_on(esp, port, data, offset, force, progress, before_erase=None, keep_config=False) -> dict:
     from esptool.cmds import attach_flash, detect_flash_size, erase_flash, erase_region, write_flash
 
     sink = board.log
@@ -213,14 +216,24 @@ def _flash_on(esp, port, data, offset, force, progress, before_erase=None) -> di
         result["skipped"] = True
         _leave(esp, port, progress)
         return result
-    if before_erase:
-        before_erase()
-    progress(f"{port}: erasing {size}")
-    sink.step = "erase"
-    if esp.IS_STUB:
-        erase_flash(esp)
-    else:  # the ROM loader has no whole-chip erase: one region as big as the chip
-        erase_region(esp, 0, size_bytes(size))
+    if keep_config:
+        from .image import PARTITION_TABLE_OFFSET, PARTITION_TABLE_SIZE
+
+        sink.step = "read-partition-table"
+        vfs = keeps_her_filesystem(port, esp.read_flash(PARTITION_TABLE_OFFSET, PARTITION_TABLE_SIZE),
+                                   data, offset, size_bytes(size))
+        progress(f"{port}: her filesystem stays as it is ({vfs.vfs_size // 1024} KB at {vfs.vfs_offset:#x}); "
+                 "only the sectors the image covers are erased")
+        result["kept_filesystem"] = (vfs.vfs_offset, vfs.vfs_size)
+    else:
+        if before_erase:
+            before_erase()
+        progress(f"{port}: erasing {size}")
+        sink.step = "erase"
+        if esp.IS_STUB:
+            erase_flash(esp)
+        else:  # the ROM loader has no whole-chip erase: one region as big as the chip
+            erase_region(esp, 0, size_bytes(size))
     progress(f"{port}: writing {len(data):,} bytes at {offset:#x}")
     sink.step = "write-flash"
     t = time.monotonic()
@@ -236,6 +249,41 @@ def _flash_on(esp, port, data, offset, force, progress, before_erase=None) -> di
     progress(f"{port}: verified")
     _leave(esp, port, progress)
     return result
+
+
+def keeps_her_filesystem(port, board_table: bytes, data: bytes, offset: int, flash_size: int):
+    """The board's filesystem Layout, if writing `data` at `offset` leaves it as it is: the
+    new image's partition table puts the filesystem (MicroPython's `vfs`) at the same
+    offset and size as the board's own table does, and the image ends before it. Else a
+    FlashError before anything is written: a moved or resized filesystem no longer mounts
+    (littlefs refuses a block count that differs), and MicroPython then stops at "the
+    filesystem appears to be corrupted" or formats it, her configuration gone either way."""
+    from . import image as img
+
+    try:
+        parts = img.decode_partition_table(board_table)
+        if not parts:
+            raise img.ImageError("no partition table")
+        board = img.layout_for(flash_size, parts)
+    except img.ImageError as e:
+        raise FlashError(f"{port}: the board's partition table at {img.PARTITION_TABLE_OFFSET:#x} cannot be read "
+                         f"({e}): where her filesystem is cannot be known, so nothing was written. A board "
+                         "with no MicroPython holds no configuration to keep: flash it without --keep-config",
+                         EXIT_DEVICE) from None
+    try:
+        new = img.layout_of_firmware(data, flash_size)
+    except img.ImageError as e:
+        raise FlashError(f"{e}; nothing was written", EXIT_USAGE) from None
+    if (new.vfs_offset, new.vfs_size) != (board.vfs_offset, board.vfs_size):
+        raise FlashError(f"{port}: the new image puts the filesystem at {new.vfs_offset:#x} "
+                         f"({new.vfs_size // 1024} KB); the board has it at {board.vfs_offset:#x} "
+                         f"({board.vfs_size // 1024} KB): her configuration would not survive it. Nothing "
+                         "was written. Take the button back (return, wipe), flash it without --keep-config "
+                         "and provision it again", EXIT_USAGE)
+    if offset + len(data) > board.vfs_offset:
+        raise FlashError(f"{port}: the image ({len(data):,} bytes at {offset:#x}) reaches into her filesystem "
+                         f"at {board.vfs_offset:#x}: nothing was written", EXIT_USAGE)
+    return board
 
 
 def _leave(esp, port, progress):

@@ -28,8 +28,9 @@ NEEDS_VOICE = ("test_call", "deliver")
 class DeviceLifecycle:
     """Registry's lifecycle methods (a mixin: it uses the registry's transactions, rows and audit)."""
 
-    def record_flash(self, mac, flash_size, firmware_image_hash) -> DeviceRecord:
-        """MicroPython image written with esptool. Any earlier test call no longer counts."""
+    def record_flash(self, mac, flash_size, firmware_image_hash, kept_config=False) -> DeviceRecord:
+        """MicroPython image written with esptool. Any earlier test call no longer counts.
+        kept_config: written with --keep-config (her filesystem left as it was), said in the audit."""
         mac = normalise_mac(mac)
         size = parse_flash_size(flash_size)
         image = check_hash(firmware_image_hash, "firmware image hash")
@@ -37,7 +38,8 @@ class DeviceLifecycle:
             row, to = self._begin(db, mac, "flash")
             self._update(db, mac, flash_size=size, image_hash=image, flashed_at=self.now(),
                          test_call_result=None, test_call_detail=None, test_call_at=None)
-            self._audit(db, "flash", mac, f"image {image[:12]}, flash {format_flash_size(size)}")
+            self._audit(db, "flash", mac, f"image {image[:12]}, flash {format_flash_size(size)}"
+                        + ("; filesystem kept (--keep-config)" if kept_config else ""))
             return DeviceRecord.from_row(self._row(db, mac))
 
     def record_deploy(self, mac, firmware_hash) -> DeviceRecord:
@@ -471,15 +473,17 @@ class DeviceLifecycle:
                         + (f"; config {cfg[:12]} read from the button" if cfg else ""))
             return DeviceRecord.from_row(self._row(db, mac))
 
-    def check_flash(self, mac, force=False, expected=None) -> DeviceRecord:
+    def check_flash(self, mac, force=False, expected=None, keep_config=False) -> DeviceRecord:
         """Registry first for `boton flash` (registers a new button in stock): a retired
-        button is not flashed; a delivered one is in her hands (return it first, or --force
-        for a repair); a returned one still holds her data: `boton wipe` first (the recorded,
-        verified wipe; a flash erase is not one)."""
+        button is not flashed; a delivered one is in her hands (a new release with
+        --keep-config, which leaves her filesystem alone; return it first, or --force for a
+        repair that erases it); a returned one still holds her data: `boton wipe` first (the
+        recorded, verified wipe; a flash erase is not one, nor is a flash that keeps it)."""
         dev = self.precheck("flash", mac, expected=expected, register=True)
-        if dev.state == "delivered" and not force:
+        if dev.state == "delivered" and not (force or keep_config):
             raise RegistryConflict(f"cannot flash {dev.label} ({dev.mac}): it is delivered (her "
-                                   "configuration would be erased); return it first, or --force")
+                                   "configuration would be erased); a new release: --keep-config; "
+                                   "a repair: return it first, or --force")
         if dev.state == "returned":
             raise RegistryConflict(f"cannot flash {dev.label} ({dev.mac}): it is returned and still "
                                    "holds her data; run `boton wipe` first")
