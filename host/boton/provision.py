@@ -239,6 +239,9 @@ def remedy_sentence(differs, port, board) -> str:
     return fix[0].upper() + fix[1:]
 
 
+SAFE_NEXT = "safe_next.txt"  # firmware/bootcheck.py: the next boot runs safe mode, then deletes it
+
+
 def deploy(dev, board: str, progress=None, mpy=True):
     """Install the release on a board, copying only what differs (by the device's own
     SHA-256). A board whose image has this release's firmware frozen in gets only the flash
@@ -282,6 +285,11 @@ def deploy(dev, board: str, progress=None, mpy=True):
                 progress(f"{LIB}/{name} (frozen)")
     else:
         copied += _stage_and_swap(dev, lib, facts["root"], progress)
+    if SAFE_NEXT in facts["root"]:
+        # bootcheck's note of the old firmware's failed start (one safe-mode boot to come):
+        # the release that failed is gone, so the next boot tries the new one
+        dev.remove(SAFE_NEXT)
+        removed.append(SAFE_NEXT)
     return Deployed(copied, len(root) if stamp else len(files), "frozen" if stamp else "mpy", stamp,
                     facts["heap_free"], removed)
 
