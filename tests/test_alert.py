@@ -294,6 +294,42 @@ out(s.sms())
     check_texts(r)
 
 
+def test_her_contacts_are_told_to_call_911_once_c4_has_answered_none_of_her_calls(both):
+    # Her contacts' first text says "Llamando al C4": if C4's line never picks up, every
+    # later text said nothing more for the whole hour, and they believed C4 was on it.
+    # Once two of her calls failed unanswered, the texts to her contacts say so (C4's own
+    # copy does not: C4 knows); one her call reached says nothing of it.
+    r = both("""
+def story(answer_third):
+    s = Sim(contacts=[CONTACTS[0]])
+    s.ev("gesture", "alert")
+    s.ev("call_state", "dialing", None)
+    s.advance(10000)
+    s.ev("fix", {"lat": 21.88234, "lon": -102.29143, "hdop": 0.9})   # an update at once
+    for _ in range(2):                   # the first call and the redial: C4 busy
+        s.ev("call_state", "ended", "busy")
+        s.advance(30000)                 # the next dial goes out
+        s.ev("call_state", "dialing", None)
+    if answer_third:
+        s.ev("call_state", "active", None)
+    s.advance(300000)                    # the 5-minute update
+    return [[t // 1000, n, x] for t, n, x in s.sms()], len(s.dials())
+out([story(False), story(True)])
+""")
+    (unanswered, dials), (answered, dials2) = r
+    assert dials >= 3 and dials2 == 3
+    note = "C4 no contesta: llame al 911."
+    to_her = [(t, x) for t, n, x in unanswered if n == CONTACTS[0]]
+    assert [t for t, _ in to_her] == [0, 10, 300]
+    assert to_her[0][1].endswith("Llamando al C4.")           # the press: one call, ringing
+    assert not to_her[1][1].endswith(note)                    # the fix's update: one call yet
+    assert to_her[2][1].startswith("ACTUALIZACION") and to_her[2][1].endswith(note), to_her
+    assert not any(x.endswith(note) for t, n, x in unanswered if n == C4)
+    assert [t for t, n, _ in answered if n == CONTACTS[0]] == [0, 10, 300]
+    assert not any(x.endswith(note) for _, _, x in answered)  # C4 answered her third call
+    check_texts(unanswered + answered)
+
+
 def test_a_number_refused_for_good_is_not_sent_her_location_again_at_every_fix(both):
     # A mistyped contact, or a line the network refuses for good (+CMS ERROR 21, 50): the
     # first fix's update re-queued it at every fix (1 Hz), each a full SMS and a save of

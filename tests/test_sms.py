@@ -334,17 +334,19 @@ def _render_src():
        hdop=st.one_of(st.none(), st.floats(0, 1000)),
        battery=st.one_of(st.none(), st.integers(-1000, 1000)),
        device_id=st.text(max_size=30), test=st.booleans(), update=st.booleans(),
-       voice=st.sampled_from([True, False, None]))
+       voice=st.sampled_from([True, False, None]), unanswered=st.booleans())
 def test_fuzz_alert_text_one_safe_segment(alias, kind, lat, lon, age, hdop, battery,
-                                          device_id, test, update, voice):
+                                          device_id, test, update, voice, unanswered):
     t = sms.alert_text(alias=alias, kind=kind, lat=lat, lon=lon, age_s=age, hdop=hdop,
                        battery=battery, device_id=device_id, test=test, update=update,
                        cell={"mcc": "334", "mnc": "20", "lac": "00C3", "cellid": "1A2B"},
-                       voice=voice)
+                       voice=voice, unanswered=unanswered)
     assert one_segment(t), t
-    # a button that cannot call says so in every alert and update, however long the rest
+    # a button that cannot call says so in every alert and update, however long the rest;
+    # one whose calls C4 has not answered says that (the network's verdict comes first)
     assert t.endswith(sms.NO_CALL) == (voice is False), t
-    assert ("Llamando al C4" in t) <= (voice is not False and not update)
+    assert t.endswith(sms.NO_ANSWER) == (unanswered and voice is not False), t
+    assert ("Llamando al C4" in t) <= (voice is not False and not update and not unanswered)
     assert t.startswith("PRUEBA " if test else ("ACTUALIZACION" if update else "ALERTA"))
     if kind in ("gps", "last"):
         assert "https://maps.google.com/?q=%s,%s" % (sms.fmt_coord(lat), sms.fmt_coord(lon)) in t

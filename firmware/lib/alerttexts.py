@@ -16,11 +16,16 @@ def render(m, e, now):
     if f is not None:
         loc = {"lat_e7": f[0], "lon_e7": f[1], "hdop": f[2], "acc_m": f[4]}
     if k in ob.LOC:
+        q = m.calls
         return sms.alert_text(alias=c["alias"], kind=kind, age_s=age,
                               battery=m.battery, device_id=c["device_id"],
                               test=m.test_now(), update=k == ob.UPDATE and e.number in m.told,
                               cell=m.cell, calling_c4=bool(m.dial_list),
-                              voice=m.voice, **loc), kind
+                              voice=m.voice,
+                              # two of her calls failed and none was answered: her contacts
+                              # must not believe C4 is on it (C4's own copy: C4 knows)
+                              unanswered=not (q.reached or q.connected) and q.dials > 2
+                              and not m.is_c4(e.number), **loc), kind
     if k == ob.LOCATION:
         return sms.location_text(kind=kind, age_s=age, battery=m.battery,
                                  device_id=c["device_id"], cell=m.cell,

@@ -164,11 +164,12 @@ def _bat(battery):
 
 
 NO_CALL = " No puede llamar al C4: llame al 911."
+NO_ANSWER = " C4 no contesta: llame al 911."
 
 
 def alert_text(alias="", kind="none", lat=None, lon=None, age_s=None, hdop=None,
                acc_m=None, battery=None, device_id="", test=False, update=False,
-               cell=None, calling_c4=True, lat_e7=None, lon_e7=None, voice=None):
+               cell=None, calling_c4=True, lat_e7=None, lon_e7=None, voice=None, unanswered=False):
     # The alert SMS for trusted contacts (one segment).  kind: "gps" (fresh fix),
     # "last" (last known fix, age_s old), "cell" (cell dict: mcc, mnc, lac, cellid; LTE: tac, eci),
     # "none".  Position as float degrees lat/lon or 1e-7 integers lat_e7/lon_e7
@@ -176,7 +177,8 @@ def alert_text(alias="", kind="none", lat=None, lon=None, age_s=None, hdop=None,
     # back to the cell, else "none".  update=True: a later location update.
     # voice False: the network carries no call from this button (an LTE SIM without
     # VoLTE where 2G is gone): every alert and update says so, at any length, so that
-    # her contacts call 911 themselves.
+    # her contacts call 911 themselves.  unanswered: C4 has answered none of her calls
+    # yet, and the button is still calling (alerttexts): the same, said as it is.
     pos = _pos(lat, lon, lat_e7, lon_e7)
     alias = _alias(alias)
     acc = accuracy_m(hdop, acc_m)
@@ -196,6 +198,8 @@ def alert_text(alias="", kind="none", lat=None, lon=None, age_s=None, hdop=None,
             t += " " + dev + "."
         if calling_c4 and voice is False:
             t += NO_CALL
+        elif calling_c4 and unanswered:
+            t += NO_ANSWER
         elif calling_c4 and not update and level < 1:
             t += " Llamando al C4."
         return t
