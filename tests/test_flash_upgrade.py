@@ -111,8 +111,9 @@ def test_keep_config_refuses_a_board_whose_partition_table_cannot_be_read(tmp_pa
         with pytest.raises(fl.FlashError) as e:
             fl.flash(srv.url, V1, keep_config=True, progress=lambda m: None)
         assert e.value.exit_code == EXIT_DEVICE
-        assert "the board's partition table at 0x8000 cannot be read" in str(e.value)
-        assert "flash it without --keep-config" in str(e.value)
+        assert "the board's partition table at 0x8000 cannot be read (it is blank)" in str(e.value)
+        assert "no filesystem of the size the new image expects is at 0x200000" in str(e.value)
+        assert "A new board (a blank chip) has nothing to keep: flash it without --keep-config" in str(e.value)
         assert "FLASH_BEGIN" not in commands(srv) and "FLASH_DEFL_BEGIN" not in commands(srv)
     finally:
         srv.stop()
@@ -163,8 +164,9 @@ def test_cli_keeps_her_delivered_button_delivered_and_asks_for_deploy_and_a_test
         assert d.state == "delivered" and d.config_hash == "cd" * 32   # hers, still on it
         assert d.test_call_result is None                              # a new firmware: test it again
         assert d.image_hash == hashlib.sha256(next_release()).hexdigest()
-        audit = [a for a in reg.audit(MAC) if a["action"] == "flash"]
-        assert audit[-1]["detail"].endswith("filesystem kept (--keep-config)")
+        actions = [a["action"] for a in reg.audit(MAC)]
+        assert actions[-2:] == ["flash_writing", "flash_kept"]     # said before the write, then done
+        assert reg.audit(MAC)[-1]["detail"].endswith("her filesystem kept (--keep-config)")
 
 
 # ----------------------------------------------------------------------------- on the virtual device
@@ -205,3 +207,91 @@ def test_her_button_boots_the_new_release_with_her_configuration_and_log(tmp_pat
             assert read_event_log(dev)[:len(log)] == log                  # her log, carried on
     finally:
         vd.stop()
+
+
+def cut_after_the_erase(srv):
+    """The cable pulled at the first block of the image, after the ROM loader erased the
+    sectors it covers (0x8000, the partition table, with them): undo() plugs it back."""
+    from boton.sim.rom_loader import CMD, RomError
+
+    handlers = srv.loader._handlers
+    real = handlers[CMD["FLASH_DEFL_DATA"]]
+
+    def pulled(data, chk):
+        raise RomError(0x08, "cable pulled")
+    handlers[CMD["FLASH_DEFL_DATA"]] = pulled
+    return lambda: handlers.__setitem__(CMD["FLASH_DEFL_DATA"], real)
+
+
+def test_a_keep_config_flash_cut_short_is_retried_and_her_filesystem_found(her_button, registry_env, tmp_path):
+    """A write cut short leaves no partition table (the erase took it) but her filesystem:
+    the retry finds her LittleFS where the image puts it and writes the image, which brings
+    the table back; the registry said at once that the test call no longer counts."""
+    delivered(registry_env)
+    release = tmp_path / "release.bin"
+    release.write_bytes(next_release())
+    fs = img.extract_filesystem(flash_bytes(her_button))
+    plug_back = cut_after_the_erase(her_button)
+    r = cli("flash", "--port", her_button.url, "--firmware", str(release), "--keep-config")
+    plug_back()
+    assert r.exit_code == 4, r.output
+    cut = flash_bytes(her_button)
+    assert cut[img.PARTITION_TABLE_OFFSET:img.PARTITION_TABLE_OFFSET + 32] == b"\xff" * 32   # no table: no boot
+    assert cut[0x200000:] == fs                                                  # hers, untouched
+    with Registry(registry_env["BOTON_REGISTRY"]) as reg:
+        d = reg.get(MAC)
+        assert d.state == "delivered" and d.test_call_result is None   # not "passed" on a dead button
+        assert reg.audit(MAC)[-1]["action"] == "flash_writing"
+    her_button.reset("download")
+    r = cli("flash", "--port", her_button.url, "--firmware", str(release), "--keep-config")
+    out = " ".join(r.output.split())
+    assert r.exit_code == 0, r.output
+    assert "cannot be read (it is blank), but her filesystem is where the new image puts it (LittleFS, " \
+           "512 blocks at 0x200000)" in out
+    after = flash_bytes(her_button)
+    assert img.extract_filesystem(after) == fs and her_config(after)
+    assert after[img.BOOTLOADER_OFFSET:img.BOOTLOADER_OFFSET + len(V1)] == next_release()
+
+
+def test_a_damaged_board_table_is_said_to_be_the_boards_not_the_firmware_file(her_button):
+    flash = her_button.loader.flash
+    table = bytearray(flash.read(img.PARTITION_TABLE_OFFSET, img.PARTITION_TABLE_SIZE))
+    table[0x70] ^= 0xFF                              # one byte of its MD5 row
+    flash.erase(img.PARTITION_TABLE_OFFSET, 0x1000)
+    flash.program(img.PARTITION_TABLE_OFFSET, bytes(table))
+    lines = []
+    res = fl.flash(her_button.url, next_release(), keep_config=True, progress=lines.append)
+    assert res["kept_filesystem"] == (0x200000, 0x200000)   # her LittleFS is where the image puts it
+    assert any("cannot be read (the partition table's MD5 does not match: it is damaged), but her "
+               "filesystem is where the new image puts it" in ln for ln in lines), lines
+
+
+def test_a_skipped_flash_keeps_her_passed_test_call(her_button, registry_env, tmp_path):
+    delivered(registry_env)
+    release = tmp_path / "release.bin"
+    release.write_bytes(next_release())
+    assert cli("flash", "--port", her_button.url, "--firmware", str(release), "--keep-config").exit_code == 0
+    with Registry(registry_env["BOTON_REGISTRY"]) as reg:
+        reg.record_test_call(MAC, True, "ok")           # deploy and test-call after the upgrade
+        n = len(reg.audit(MAC))
+    her_button.reset("download")
+    r = cli("flash", "--port", her_button.url, "--firmware", str(release), "--keep-config")
+    assert r.exit_code == 0 and "already flashed" in r.output, r.output
+    assert "cleared its test call" not in r.output
+    with Registry(registry_env["BOTON_REGISTRY"]) as reg:
+        assert reg.get(MAC).test_call_result == "passed" and len(reg.audit(MAC)) == n
+
+
+def test_a_kept_filesystem_keeps_the_event_logs_anchor(registry_env):
+    """`boton logs` checks her log against what the registry last saw; a flash that erased
+    the log ends that anchor, one that kept her filesystem must not (else a log cut after
+    the upgrade would pass)."""
+    delivered(registry_env)
+    head = {"seq": 24, "head": "ab" * 32}
+    with Registry(registry_env["BOTON_REGISTRY"]) as reg:
+        reg.record_log_check(MAC, head, 24)
+        reg.flash_writing(MAC)
+        reg.record_flash(MAC, "4MB", "12" * 32, kept_config=True)
+        assert reg.log_anchor(MAC)["seq"] == 24
+        reg.record_flash(MAC, "4MB", "34" * 32)      # a flash that erased the chip
+        assert reg.log_anchor(MAC) is None

@@ -155,6 +155,8 @@ class RegistryOverALife(RuleBasedStateMachine):
         dev = self.attempt(self.reg.check_flash, mac, force=force and not keep, keep_config=keep)
         if dev is None:
             return
+        if keep:
+            self.reg.flash_writing(mac)
         if erase and not keep:
             self.reg.flash_erasing(mac)
             self.holds[mac] = set()

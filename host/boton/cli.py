@@ -164,10 +164,11 @@ def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only, during_al
                            on_progress=on_progress,
                            check=lambda mac: reg.check_flash(mac, force=force, expected=device_ref,
                                                              keep_config=keep_config),
-                           before_erase=reg.flash_erasing, during_alert=during_alert, keep_config=keep_config)
+                           before_write=reg.flash_writing if keep_config else reg.flash_erasing,
+                           during_alert=during_alert, keep_config=keep_config)
             bars.update(tasks[port], visible=False)
             rec = reg.record_flash(res["mac"], fl.size_bytes(res["flash_size"]), res["sha256"],
-                                   kept_config="kept_filesystem" in res)
+                                   kept_config="kept_filesystem" in res, skipped=res["skipped"])
         return port, res, rec
 
     failures = []
@@ -183,7 +184,8 @@ def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only, during_al
                     bars.console.print(f"{port}: her configuration, PIN and event log were kept; next: "
                                        "`boton deploy` (this release's boot files), then `boton test-call`",
                                        soft_wrap=True, markup=False)
-                _warn_if_delivered_untested(rec, "a new flash")
+                if not res["skipped"] or rec.test_call_result is None:  # a skip the registry knew keeps it
+                    _warn_if_delivered_untested(rec, "a new flash")
             except DeviceError as e:
                 failures.append(e)
                 print_error(str(e))

@@ -15,6 +15,7 @@ ROM loader; on a real chip it starts the stub (faster, and it erases the whole c
 """
 import hashlib
 import re
+import struct
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -149,19 +150,20 @@ def kb_per_s(nbytes: int, seconds: float) -> str:
 
 
 def flash(port, firmware, *, offset=BOOTLOADER_OFFSET, force=False, stub=None, progress=print,
-          on_progress=None, virtual_only=False, check=None, before_erase=None,
+          on_progress=None, virtual_only=False, check=None, before_write=None,
           during_alert=False, keep_config=False) -> dict:
     """The whole job on one board, on one connection. Returns what the registry records
     plus timings. stub: None = the flasher stub on a real chip, the ROM loader on the
     virtual one; False = the ROM loader. virtual_only: refuse a chip that is not the
     virtual one before anything is erased (for the virtual firmware). firmware: a path,
     or the image itself as bytes. check(mac): called once the chip's MAC is read, before
-    anything is written (the registry's pre-check: raise to refuse); before_erase(mac):
-    called right before the chip is erased (so the registry can say its config is going).
+    anything is written (the registry's pre-check: raise to refuse); before_write(mac):
+    called right before anything is erased or written, not for a skip (so the registry
+    says first what an interrupted write may leave: her config going, her test call void).
     during_alert: go on with a button in her alert (refuse_a_running_alert). keep_config:
     a new release for a button that holds her configuration: nothing is erased but the
     sectors the image is written to, and only if the image leaves her filesystem where the
-    board has it (keeps_her_filesystem); before_erase is then never called."""
+    board has it (keeps_her_filesystem)."""
     if isinstance(firmware, (bytes, bytearray)):
         data, name = bytes(firmware), "the firmware"
     else:
@@ -181,7 +183,7 @@ def flash(port, firmware, *, offset=BOOTLOADER_OFFSET, force=False, stub=None, p
             check(mac)
         s.esp = _with_loader(s.esp, stub, virtual)
         result = _flash_on(s.esp, port, data, offset, force, progress,
-                           before_erase and (lambda: before_erase(mac)), keep_config)
+                           before_write and (lambda: before_write(mac)), keep_config)
         result.update(mac=mac, virtual=virtual)
     result["seconds"] = time.monotonic() - started
     return result
@@ -196,7 +198,7 @@ def _with_loader(esp, stub, virtual):
     return run_stub(esp)
 
 
-def _flash_on(esp, port, data, offset, force, progress, before_erase=None, keep_config=False) -> dict:
+def _flash_on(esp, port, data, offset, force, progress, before_write=None, keep_config=False) -> dict:
     from esptool.cmds import attach_flash, detect_flash_size, erase_flash, erase_region, write_flash
 
     sink = board.log
@@ -221,13 +223,15 @@ def _flash_on(esp, port, data, offset, force, progress, before_erase=None, keep_
 
         sink.step = "read-partition-table"
         vfs = keeps_her_filesystem(port, esp.read_flash(PARTITION_TABLE_OFFSET, PARTITION_TABLE_SIZE),
-                                   data, offset, size_bytes(size))
+                                   data, offset, size_bytes(size), read=esp.read_flash, progress=progress)
         progress(f"{port}: her filesystem stays as it is ({vfs.vfs_size // 1024} KB at {vfs.vfs_offset:#x}); "
                  "only the sectors the image covers are erased")
         result["kept_filesystem"] = (vfs.vfs_offset, vfs.vfs_size)
+        if before_write:
+            before_write()
     else:
-        if before_erase:
-            before_erase()
+        if before_write:
+            before_write()
         progress(f"{port}: erasing {size}")
         sink.step = "erase"
         if esp.IS_STUB:
@@ -251,29 +255,52 @@ def _flash_on(esp, port, data, offset, force, progress, before_erase=None, keep_
     return result
 
 
-def keeps_her_filesystem(port, board_table: bytes, data: bytes, offset: int, flash_size: int):
+def littlefs_at(read, offset):
+    """(block size, block count) from the LittleFS superblock at `offset` (either block of
+    its metadata pair: revision, name tag, "littlefs", struct tag, then version, block
+    size, block count, little-endian), or None. read(offset, n): esptool's read_flash."""
+    for block in (0, 4096):
+        head = read(offset + block, 32)
+        if head[8:16] == b"littlefs":
+            return struct.unpack_from("<2I", head, 24)
+    return None
+
+
+def keeps_her_filesystem(port, board_table: bytes, data: bytes, offset: int, flash_size: int,
+                         read=None, progress=print):
     """The board's filesystem Layout, if writing `data` at `offset` leaves it as it is: the
     new image's partition table puts the filesystem (MicroPython's `vfs`) at the same
     offset and size as the board's own table does, and the image ends before it. Else a
     FlashError before anything is written: a moved or resized filesystem no longer mounts
     (littlefs refuses a block count that differs), and MicroPython then stops at "the
-    filesystem appears to be corrupted" or formats it, her configuration gone either way."""
+    filesystem appears to be corrupted" or formats it, her configuration gone either way.
+    A board table that cannot be read (a --keep-config flash cut short after the ROM
+    erased the image's sectors, 0x8000 with them) is no proof of a blank chip: where the
+    new image puts the filesystem, read(offset, n) looks for her LittleFS of that size,
+    and writing the image then restores the table."""
     from . import image as img
 
-    try:
-        parts = img.decode_partition_table(board_table)
-        if not parts:
-            raise img.ImageError("no partition table")
-        board = img.layout_for(flash_size, parts)
-    except img.ImageError as e:
-        raise FlashError(f"{port}: the board's partition table at {img.PARTITION_TABLE_OFFSET:#x} cannot be read "
-                         f"({e}): where her filesystem is cannot be known, so nothing was written. A board "
-                         "with no MicroPython holds no configuration to keep: flash it without --keep-config",
-                         EXIT_DEVICE) from None
     try:
         new = img.layout_of_firmware(data, flash_size)
     except img.ImageError as e:
         raise FlashError(f"{e}; nothing was written", EXIT_USAGE) from None
+    try:
+        parts = img.decode_partition_table(board_table)
+        if not parts:
+            raise img.ImageError("it is blank")
+        board = img.layout_for(flash_size, parts)
+    except img.ImageError as e:
+        found = littlefs_at(read, new.vfs_offset) if read else None
+        if found != (img.BLOCK_SIZE, new.block_count):
+            raise FlashError(f"{port}: the board's partition table at {img.PARTITION_TABLE_OFFSET:#x} cannot be "
+                             f"read ({e}), and no filesystem of the size the new image expects is at "
+                             f"{new.vfs_offset:#x}: nothing was written. A new board (a blank chip) has nothing "
+                             "to keep: flash it without --keep-config. A button that was provisioned may still "
+                             "hold her configuration elsewhere: do not erase it", EXIT_DEVICE) from None
+        progress(f"{port}: the board's partition table cannot be read ({e}), but her filesystem is where the "
+                 f"new image puts it (LittleFS, {new.block_count} blocks at {new.vfs_offset:#x}): the image "
+                 "brings the table back")
+        board = new
     if (new.vfs_offset, new.vfs_size) != (board.vfs_offset, board.vfs_size):
         raise FlashError(f"{port}: the new image puts the filesystem at {new.vfs_offset:#x} "
                          f"({new.vfs_size // 1024} KB); the board has it at {board.vfs_offset:#x} "

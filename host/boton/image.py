@@ -152,7 +152,7 @@ def decode_partition_table(data: bytes):
             parts.append(Partition(label.rstrip(b"\0").decode(errors="replace"), kind, sub, offset, size, flags))
         elif magic == MD5_MAGIC:
             if hashlib.md5(data[:pos]).digest() != data[pos + 16:pos + 32]:
-                raise ImageError("the partition table's MD5 does not match: damaged firmware file")
+                raise ImageError("the partition table's MD5 does not match: it is damaged")
             break
         else:
             break

@@ -28,18 +28,24 @@ NEEDS_VOICE = ("test_call", "deliver")
 class DeviceLifecycle:
     """Registry's lifecycle methods (a mixin: it uses the registry's transactions, rows and audit)."""
 
-    def record_flash(self, mac, flash_size, firmware_image_hash, kept_config=False) -> DeviceRecord:
+    def record_flash(self, mac, flash_size, firmware_image_hash, kept_config=False, skipped=False) -> DeviceRecord:
         """MicroPython image written with esptool. Any earlier test call no longer counts.
-        kept_config: written with --keep-config (her filesystem left as it was), said in the audit."""
+        kept_config: written with --keep-config (her filesystem, her event log with it, left
+        as it was): audited as `flash_kept`, which keeps the log's anchor (log_anchor), where
+        a `flash` erased the log. skipped: esptool found the image already there and wrote
+        nothing: nothing changes if the registry knew it was."""
         mac = normalise_mac(mac)
         size = parse_flash_size(flash_size)
         image = check_hash(firmware_image_hash, "firmware image hash")
         with self._write() as db:
             row, to = self._begin(db, mac, "flash")
+            if skipped and row["image_hash"] == image and row["flash_size"] == size:
+                return DeviceRecord.from_row(row)
             self._update(db, mac, flash_size=size, image_hash=image, flashed_at=self.now(),
                          test_call_result=None, test_call_detail=None, test_call_at=None)
-            self._audit(db, "flash", mac, f"image {image[:12]}, flash {format_flash_size(size)}"
-                        + ("; filesystem kept (--keep-config)" if kept_config else ""))
+            self._audit(db, "flash_kept" if kept_config else "flash", mac,
+                        f"image {image[:12]}, flash {format_flash_size(size)}"
+                        + ("; her filesystem kept (--keep-config)" if kept_config else ""))
             return DeviceRecord.from_row(self._row(db, mac))
 
     def record_deploy(self, mac, firmware_hash) -> DeviceRecord:
@@ -507,6 +513,18 @@ class DeviceLifecycle:
                          test_call_config=None)
             self._audit(db, "flash_erase", mac, f"{row['state']} -> in_stock: the chip is erased, "
                         "its configuration with it")
+            return DeviceRecord.from_row(self._row(db, mac))
+
+    def flash_writing(self, mac) -> DeviceRecord:
+        """Just before esptool writes a new image with --keep-config: her configuration
+        stays, but a write cut short leaves a button that may not boot until it is flashed
+        again, so its test call stops counting now (said first, as flash_erasing does)."""
+        mac = normalise_mac(mac)
+        with self._write() as db:
+            self._begin(db, mac, "flash")
+            self._update(db, mac, test_call_result=None, test_call_detail=None, test_call_at=None)
+            self._audit(db, "flash_writing", mac, "a new image is being written, her filesystem kept: "
+                        "its test call no longer counts")
             return DeviceRecord.from_row(self._row(db, mac))
 
     def return_device(self, mac, without_button=False) -> DeviceRecord:
