@@ -297,11 +297,12 @@ out(s.sms())
 def test_her_contacts_are_told_to_call_911_once_c4_has_answered_none_of_her_calls(both):
     # Her contacts' first text says "Llamando al C4": if C4's line never picks up, every
     # later text said nothing more for the whole hour, and they believed C4 was on it.
-    # Once two of her calls failed unanswered, the texts to her contacts say so (C4's own
-    # copy does not: C4 knows); one her call reached says nothing of it.
+    # Once two of her calls failed unanswered, they are told at once, and every later text
+    # to them says so (C4's own copy does not: C4 knows), also after a reset; one her call
+    # reached says nothing of it; nor does a delivery test (nobody is to call 911 over it).
     r = both("""
-def story(answer_third):
-    s = Sim(contacts=[CONTACTS[0]])
+def story(answer_third, **cfg):
+    s = Sim(contacts=[CONTACTS[0]], **cfg)
     s.ev("gesture", "alert")
     s.ev("call_state", "dialing", None)
     s.advance(10000)
@@ -312,21 +313,32 @@ def story(answer_third):
         s.ev("call_state", "dialing", None)
     if answer_third:
         s.ev("call_state", "active", None)
-    s.advance(300000)                    # the 5-minute update
-    return [[t // 1000, n, x] for t, n, x in s.sms()], len(s.dials())
-out([story(False), story(True)])
+    s.advance(300000 - s.t)              # the 5-minute update
+    return s
+def texts(s):
+    return [[t // 1000, n, x] for t, n, x in s.sms()]
+s = story(False)
+saved = json.loads(json.dumps(s.m.to_state(s.t)))
+s2 = Sim(contacts=[CONTACTS[0]])         # a reset (the watchdog, a brown-out): the alert resumes
+s2.resume(saved)
+s2.advance(1000)
+out([texts(s), len(s.dials()), texts(story(True)), texts(s2),
+     texts(story(False, test_mode=True))])
 """)
-    (unanswered, dials), (answered, dials2) = r
-    assert dials >= 3 and dials2 == 3
+    unanswered, dials, answered, resumed, test = r
+    assert dials >= 3
     note = "C4 no contesta: llame al 911."
     to_her = [(t, x) for t, n, x in unanswered if n == CONTACTS[0]]
-    assert [t for t, _ in to_her] == [0, 10, 300]
+    assert [t for t, _ in to_her] == [0, 10, 50, 300], to_her   # 50: the third dial
     assert to_her[0][1].endswith("Llamando al C4.")           # the press: one call, ringing
     assert not to_her[1][1].endswith(note)                    # the fix's update: one call yet
-    assert to_her[2][1].startswith("ACTUALIZACION") and to_her[2][1].endswith(note), to_her
+    assert all(x.startswith("ACTUALIZACION") and x.endswith(note) for _, x in to_her[2:]), to_her
     assert not any(x.endswith(note) for t, n, x in unanswered if n == C4)
-    assert [t for t, n, _ in answered if n == CONTACTS[0]] == [0, 10, 300]
-    assert not any(x.endswith(note) for _, _, x in answered)  # C4 answered her third call
+    assert [t for t, n, _ in answered if n == CONTACTS[0]] == [0, 10, 50, 300]
+    assert not any(x.endswith(note) for t, n, x in answered if t == 300)   # C4 answered her third call
+    resumed = [x for _, n, x in resumed if n == CONTACTS[0]]
+    assert resumed and all(x.endswith(note) for x in resumed), resumed   # her calls' count was saved
+    assert [x for _, n, x in test if n == CONTACTS[0] and note in x] == []
     check_texts(unanswered + answered)
 
 

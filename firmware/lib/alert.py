@@ -328,7 +328,7 @@ class AlertMachine:
             "v": 1, "active": self.active, "test": self.test,
             "elapsed_ms": ticks_diff(now, self.start_t) if self.active else 0,
             "alerts": self.alerts, "call_done": calls.done, "reached": calls.reached, "ni": calls.ni,
-            "att": calls.att, "seq": self.outbox.seq, "seq0": self.seq0, "by": self.cancel_by,
+            "att": calls.att, "dials": calls.dials, "seq": self.outbox.seq, "seq0": self.seq0, "by": self.cancel_by,
             "out": self.outbox.rows(), "got_gps": list(self.got_gps), "told": list(self.told),
             # her cell (a location too) likewise; radio.init reads it again after a reset
             "fix": fx, "cell": self.cell if self.active else None, "battery": self.battery,
@@ -408,6 +408,7 @@ class AlertMachine:
         if not 0 <= calls.ni < len(self.dial_list):
             calls.ni = 0
         calls.att = int(st.get("att") or 0)
+        calls.dials = int(st.get("dials") or 0)  # her contacts' "C4 no contesta" (alerttexts) stays
         seq = int(st.get("seq") or 0)
         self.seq0 = int(st.get("seq0") or 0)  # texts after it are this alert's (_got_out)
         self.cancel_by = st.get("by")
@@ -649,6 +650,10 @@ class AlertMachine:
         calls.att += 1
         calls.dials += 1
         calls.connected = calls.callback = calls.redial = False
+        if calls.dials == 3 and not calls.reached and self.active:
+            # two of her calls failed: her contacts are told now, not at the next update, that
+            # C4 has not answered (alerttexts), as _on_voice tells them it cannot be called
+            self._queue_location("update")
         calls.dial_t = self._now
         acts.append(("covert_audio",))
         acts.append(("dial", num))

@@ -23,9 +23,10 @@ def render(m, e, now):
                               cell=m.cell, calling_c4=bool(m.dial_list),
                               voice=m.voice,
                               # two of her calls failed and none was answered: her contacts
-                              # must not believe C4 is on it (C4's own copy: C4 knows)
+                              # must not believe C4 is on it (C4's own copy: C4 knows; a
+                              # delivery test: nobody is to call 911 over it)
                               unanswered=not (q.reached or q.connected) and q.dials > 2
-                              and not m.is_c4(e.number), **loc), kind
+                              and not m.is_c4(e.number) and not m.test_now(), **loc), kind
     if k == ob.LOCATION:
         return sms.location_text(kind=kind, age_s=age, battery=m.battery,
                                  device_id=c["device_id"], cell=m.cell,

@@ -295,6 +295,9 @@ def deploy(port, board, during_alert):
     if done.removed:
         console.print(f"removed what the release no longer uses: {', '.join(done.removed)}", soft_wrap=True,
                       markup=False)
+    if done.failed_start:   # bootcheck's reason: module and exception names, nothing of hers
+        err_console.print(f"note: the firmware it replaced had failed to start ({escape(done.failed_start[:120])}); "
+                          "its safe-mode note is removed: the next start tries this release", soft_wrap=True)
     need_kb, source = mpy_alert_heap_kb()
     if done.mode == "mpy" and done.heap_free < need_kb * 1024:
         console.print(f"[yellow]warning: {done.heap_free / 1024:.0f} KB heap free after boot, below the "

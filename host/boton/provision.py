@@ -181,12 +181,14 @@ class Deployed(tuple):
     """(paths copied, files in the release) as deploy always returned, plus how: `mode`
     "frozen" (the board's image holds this release's firmware: only the flash root was
     installed) or "mpy"; `frozen`, the board's stamp (or None); `heap_free`, bytes free
-    after boot as gc.mem_free() says; `removed`, stale files and folders (lib/) taken off."""
+    after boot as gc.mem_free() says; `removed`, stale files and folders (lib/) taken off;
+    `failed_start`, why the replaced firmware last failed to start (bootcheck's stale
+    safe_next.txt), or None."""
 
-    def __new__(cls, copied, total, mode, frozen, heap_free, removed):
+    def __new__(cls, copied, total, mode, frozen, heap_free, removed, failed_start=None):
         self = super().__new__(cls, (copied, total))
         self.copied, self.total, self.mode, self.frozen = copied, total, mode, frozen
-        self.heap_free, self.removed = heap_free, removed
+        self.heap_free, self.removed, self.failed_start = heap_free, removed, failed_start
         return self
 
 
@@ -285,13 +287,14 @@ def deploy(dev, board: str, progress=None, mpy=True):
                 progress(f"{LIB}/{name} (frozen)")
     else:
         copied += _stage_and_swap(dev, lib, facts["root"], progress)
+    failed_start = None
     if SAFE_NEXT in facts["root"]:
         # bootcheck's note of the old firmware's failed start (one safe-mode boot to come):
         # the release that failed is gone, so the next boot tries the new one
+        failed_start = (dev.read_file(SAFE_NEXT) or b"").decode(errors="replace").strip() or "no reason noted"
         dev.remove(SAFE_NEXT)
-        removed.append(SAFE_NEXT)
     return Deployed(copied, len(root) if stamp else len(files), "frozen" if stamp else "mpy", stamp,
-                    facts["heap_free"], removed)
+                    facts["heap_free"], removed, failed_start)
 
 
 def _board_facts(dev) -> dict:
