@@ -308,6 +308,7 @@ def test_registry_follows_deploy_provision_and_test_call(device, tmp_path):
         assert dev.state == "provisioned"
         assert dev.imei and dev.iccid and dev.config_hash and dev.firmware_hash
         assert dev.test_call_result is None
+        assert dev.c4_first == DEFAULT_C4     # what a recall after a C4 change compares
     # a button that does not run this release is not tested: what she would get is not
     # what the test ran (here main.py from another release)
     main_py = device.flash_dir / "main.py"

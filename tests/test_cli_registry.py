@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from cryptography.fernet import Fernet
 
 from boton.cli_registry import devices, registry
+from boton.errors import RegistryError
 from boton.registry import Registry
 
 MAC1, MAC2, MAC3 = "24:6f:28:00:00:01", "24:6f:28:00:00:02", "24:6f:28:00:00:03"
@@ -63,12 +64,44 @@ def test_list_says_which_buttons_run_another_release_for_a_recall(env):
     table = dev("list").stdout
     line = {m: next(l for l in table.splitlines() if m in l) for m in (MAC1, MAC2)}
     assert " this " in line[MAC1] and " OTHER " in line[MAC2]
-    assert "no devices with firmware other than this release's in state delivered" in dev(
+    assert "no devices with another release or another C4 in state delivered" in dev(
         "list", "--outdated", "--state", "delivered").stdout
     # the board's own release: another profile's hash is not this board's firmware
     with Registry(env["BOTON_REGISTRY"]) as reg:
         reg.record_deploy(MAC1, release_hash("tcall_sim800l_ip5306"))
     assert json.loads(dev("show", MAC1, "--json").stdout)["firmware"] == "another release"
+
+
+def test_list_says_which_buttons_still_call_an_old_c4_for_a_recall(env):
+    # The programme's C4 number changes: every button whose configuration calls the old one
+    # first must be provisioned again. The registry records the C4 each configuration calls
+    # first; the board profile's safe_c4 is the programme's C4
+    from boton.boards import load_board
+    from boton.release import release_hash
+
+    programme = load_board("tcall_sim800l_axp192")["safe_c4"]
+    for mac in (MAC1, MAC2, MAC3):
+        dev("add", mac, "--board", "tcall_sim800l_axp192")
+    with Registry(env["BOTON_REGISTRY"]) as reg:
+        for mac in (MAC1, MAC2, MAC3):
+            reg.record_deploy(mac, release_hash("tcall_sim800l_axp192"))   # this release on all
+        reg.record_provision(MAC1, "cd" * 32, c4_first=programme)
+        reg.record_provision(MAC2, "ce" * 32, c4_first="+524490000001")    # the old C4
+        reg.record_provision(MAC3, "cf" * 32)                               # before it was recorded
+        with pytest.raises(RegistryError, match="not E.164"):
+            reg.record_provision(MAC3, "cf" * 32, c4_first="449 000 0001")
+    rows = {d["mac"]: (d["c4"], d["c4_first"]) for d in json.loads(dev("list", "--json").stdout)["devices"]}
+    assert rows == {MAC1: ("the programme's", programme), MAC2: ("another number", "+524490000001"),
+                    MAC3: (None, None)}
+    assert {d["mac"] for d in json.loads(dev("list", "--outdated", "--json").stdout)["devices"]} == {MAC2}
+    table = dev("list").stdout
+    assert " OTHER " in next(ln for ln in table.splitlines() if MAC2 in ln)
+    assert " OTHER " not in next(ln for ln in table.splitlines() if MAC1 in ln)
+    with Registry(env["BOTON_REGISTRY"]) as reg:   # provisioned again with the programme's C4
+        reg.record_provision(MAC2, "ce" * 32, c4_first=programme)
+        reg.flash_erasing(MAC1)                     # a chip erase takes the configuration with it
+    assert dev("list", "--outdated", "--json").stdout.count('"mac"') == 0
+    assert json.loads(dev("show", MAC1, "--json").stdout)["c4_first"] is None
 
 
 def test_add_list_and_counts(env):
@@ -400,7 +433,7 @@ def test_init_key_and_info(env, monkeypatch, tmp_path):
     dev(*ASSIGN)
     info = json.loads(run(registry, "info", "--json").stdout)
     assert info["key_ok"] and info["key_source"].startswith("key file")
-    assert len(info["key_fingerprint"]) == 16 and info["schema_version"] == 9
+    assert len(info["key_fingerprint"]) == 16 and info["schema_version"] == 10
 
 
 def test_a_new_laptop_without_the_key_is_told_to_install_the_offices_key(env, monkeypatch, tmp_path):

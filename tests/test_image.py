@@ -660,6 +660,7 @@ def test_a_factory_image_from_options_takes_the_programme_number(tmp_path, confi
     assert "daily status SMS: to the programme's phone" in r.output and "4493000000" not in r.output
     with Registry() as reg:
         assert reg.find("BS-0001").daily_interval_s == 86400
+        assert reg.find("BS-0001").c4_first == DEFAULT_C4
     r = run("image", *common, "-o", str(tmp_path / "b.bin"))
     assert r.exit_code == 0 and "daily status SMS: none (no --programme-number)" in r.output, r.output
     with Registry() as reg:

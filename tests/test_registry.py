@@ -788,7 +788,7 @@ def test_migrates_an_older_schema_keeping_its_data(db_path, key):
                 (mac(7),))
     con.close()
     r = Registry(db_path, key=key, technician="ana")
-    assert r.schema_version == len(registry_schema.MIGRATIONS) == 9
+    assert r.schema_version == len(registry_schema.MIGRATIONS) == 10
     assert r.find("BS-0007").state == "in_stock"
     r.assign(mac(7), case())
     assert r.case(mac(7)).alias == ALIAS
@@ -797,7 +797,7 @@ def test_migrates_an_older_schema_keeping_its_data(db_path, key):
     assert [a["action"] for a in r.audit()][:2] == ["add", "audit_chain_started"]
     assert r.verify().covered == 1
     r.close()
-    assert Registry(db_path, key=key).schema_version == 9        # idempotent
+    assert Registry(db_path, key=key).schema_version == 10       # idempotent
 
 
 def test_schema_4_rebuilds_devices_for_provisioning_and_keeps_cases_linked(db_path, key):

@@ -217,10 +217,11 @@ def test_a_registry_from_before_reports_migrates_and_keeps_its_data(env):
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("DROP TABLE daily_reports")
     con.execute("ALTER TABLE devices DROP COLUMN daily_interval_s")
+    con.execute("ALTER TABLE devices DROP COLUMN c4_first")
     con.execute("PRAGMA user_version = 7")
     con.close()
     with Registry(path) as reg:
-        assert reg.schema_version == len(registry_schema.MIGRATIONS) == 9
+        assert reg.schema_version == len(registry_schema.MIGRATIONS) == 10
         assert reg.find("BS-0001").mac == MAC1
         assert reg.db.execute("SELECT count(*) FROM daily_reports").fetchone()[0] == 0
 
@@ -315,13 +316,14 @@ def test_a_registry_from_before_intervals_keeps_them_unknown_and_judged_as_befor
     path = env["BOTON_REGISTRY"]
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("ALTER TABLE devices DROP COLUMN daily_interval_s")     # schema 8, as boton wrote it
+    con.execute("ALTER TABLE devices DROP COLUMN c4_first")
     con.execute("PRAGMA user_version = 8")
     con.close()
     f = tmp_path / "sms.xml"
     f.write_text(xml((NOW - 60 * dt.timedelta(hours=1), body("BS-0002"))))
     run("reports", "import", str(f))
     with Registry(path) as reg:
-        assert reg.schema_version == 9
+        assert reg.schema_version == 10
         assert reg.get(MAC1).daily_interval_s is None
         got = {b["label"]: b for b in reg.report_status(now=NOW)}
     assert got["BS-0001"]["flags"] == ["NO REPORT"] and got["BS-0002"]["flags"] == ["OVERDUE"]

@@ -450,7 +450,8 @@ def provision(port, device_ref, alias, contacts, c4, device_id, pin_file, keep_p
                                 pin_kept=pin_hash is not None)
             digest = prov.write_config(dev, config)
         rec = reg.finish_provision(mac, digest, imei=ident.get("imei"), iccid=ident.get("iccid"),
-                                   voice=radio.voice, daily_interval_s=rules.daily_interval_s(config))
+                                   voice=radio.voice, daily_interval_s=rules.daily_interval_s(config),
+                                   c4_first=config["c4_numbers"][0])
     source = "from her case" if case else "bench configuration (no case: it cannot be delivered)"
     console.print(f"provisioned {known.label} ({mac}) {source}: {len(config['contacts'])} contact(s), "
                   f"{len(config['c4_numbers'])} C4 number(s), gesture {config['gesture']['mode']}; config {digest[:12]} verified; "

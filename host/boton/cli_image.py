@@ -329,7 +329,8 @@ def image_cmd(board, config_file, alias, contacts, c4, device_id, unregistered, 
             _write_image(out, data, force, known.label)
             # registry last: the config read back from the finished image (build) is the one
             d = reg.finish_provision(known.mac, report["config_sha256"], image=True,
-                                     daily_interval_s=rules.daily_interval_s(config))
+                                     daily_interval_s=rules.daily_interval_s(config),
+                                     c4_first=config["c4_numbers"][0])
         report["registry"] = {"recorded": True, "label": d.label, "mac": d.mac, "state": d.state,
                               "case": case is not None}
     report["output"] = str(out)

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from . import registry as R
 from . import registry_crypto
-from .boards import board_names
+from .boards import board_names, load_board
 from . import paths
 from .cli_output import OneLineErrors, during_alert_option, err_console, warn_if_exposed
 from .errors import EXIT_USAGE, EXIT_VERIFY, DeviceError, InputError, RegistryConflict, RegistryKeyError
@@ -143,17 +143,45 @@ def _test_cell(d):
     return test
 
 
-def _device_json(d, current):
+def _device_json(d, current, programme):
     out = d.to_dict()
     out["config_outdated"] = d.config_outdated
     out["flash_size_text"] = R.format_flash_size(d.flash_size)
     out["firmware"] = firmware_state(d.firmware_hash, d.board, current)
+    out["c4"] = c4_state(d.c4_first, d.board, programme)
     return out
 
 
 def _current_release() -> dict:
     """board profile -> this release's hash, to tell which buttons run an older firmware."""
     return {b: release_hash(b) for b in board_names()}
+
+
+def _programme_c4() -> dict:
+    """board profile -> its safe_c4: the programme's C4, the number every button's
+    configuration must call first (provision and test-call hold them to it)."""
+    out = {}
+    for b in board_names():
+        try:
+            out[b] = load_board(b).get("safe_c4")
+        except DeviceError:   # a broken profile: its buttons' C4 cannot be judged here
+            pass
+    return out
+
+
+def c4_state(c4_first, board, programme: dict):
+    """"the programme's" or "another number" for the C4 a button's configuration calls
+    first, as its last provisioning recorded it (None: not recorded). programme:
+    _programme_c4(); the board's own if the registry knows the board, else any."""
+    if not c4_first:
+        return None
+    ours = {programme[board]} if board in programme else set(programme.values())
+    return "the programme's" if c4_first in ours else "another number"
+
+
+def _outdated(row):
+    """What to bring in: another release, or a configuration that calls an old C4 first."""
+    return row["firmware"] != "this release" or row["c4"] == "another number"
 
 
 # =========================================================================== devices
@@ -180,22 +208,27 @@ def devices():
 @click.option("--state", type=click.Choice(R.STATES), help="Only devices in this state.")
 @click.option("--outdated", is_flag=True,
               help="Only devices whose firmware, as last deployed or test-called, is not this "
-                   "release's (or not recorded): what to bring in after a firmware fix.")
+                   "release's (or not recorded), or whose configuration calls another C4 first than "
+                   "the board profiles' safe_c4: what to bring in after a firmware fix or a new C4.")
 @json_option
 @registry_options
 def list_(state, outdated, as_json, registry_path, technician):
     """List devices (all, or one state) and how many are delivered. The firmware column
     says whether a button's firmware, as its last deploy or test call recorded it, is
-    this release's ("this"), another ("OTHER") or unknown ("").
+    this release's ("this"), another ("OTHER") or unknown (""). The c4 column says whether
+    the C4 number its configuration calls first (as its last provisioning recorded it) is
+    the programme's, its board profile's safe_c4 ("this"), another ("OTHER": it calls an
+    old C4) or unknown ("").
 
     Example: boton devices list --state delivered --outdated
     """
     with _open(registry_path, technician) as reg:
         devs, counts = reg.list(state), reg.counts()
-    current = _current_release()
+    current, programme = _current_release(), _programme_c4()
+    listed = [(d, _device_json(d, current, programme)) for d in devs]
     if outdated:
-        devs = [d for d in devs if firmware_state(d.firmware_hash, d.board, current) != "this release"]
-    rows = [_device_json(d, current) for d in devs]
+        listed = [(d, row) for d, row in listed if _outdated(row)]
+    devs, rows = [d for d, _ in listed], [row for _, row in listed]
     if as_json:
         _echo_json({"devices": rows, "counts": counts})
         return
@@ -206,17 +239,19 @@ def list_(state, outdated, as_json, registry_path, technician):
     for col, width in (("label", 7), ("mac", 17), ("state", 11), ("test", test_width), ("case", 4)):
         table.add_column(col, no_wrap=True, min_width=width)
     table.add_column("firmware", no_wrap=True, min_width=8)
+    table.add_column("c4", no_wrap=True, min_width=5)
     for col in ("board", "flash", "updated"):
         table.add_column(col, overflow="ellipsis", no_wrap=True)
     for d, row, test in zip(devs, rows, tests):
         state = d.state + (" [red]wipe![/]" if d.wipe_required else "")
         firmware = {"this release": "this", "another release": "[red]OTHER[/]"}.get(row["firmware"], "")
-        table.add_row(d.label, d.mac, state, test, "yes" if d.has_case else "", firmware,
+        c4 = {"the programme's": "this", "another number": "[red]OTHER[/]"}.get(row["c4"], "")
+        table.add_row(d.label, d.mac, state, test, "yes" if d.has_case else "", firmware, c4,
                       d.board or "", R.format_flash_size(d.flash_size), (d.updated_at or "")[:10])
     if devs:
         console.print(table)
     else:
-        console.print("no devices" + (" with firmware other than this release's" if outdated else "")
+        console.print("no devices" + (" with another release or another C4" if outdated else "")
                       + (f" in state {state}" if state else ""))
     console.print(_counts_line(counts))
 
@@ -235,7 +270,7 @@ def show(device, reveal, as_json, registry_path, technician):
     with _open(registry_path, technician) as reg:
         d = reg.find(device)
         case = reg.case(d.mac) if reveal else None
-    data = _device_json(d, _current_release())
+    data = _device_json(d, _current_release(), _programme_c4())
     if reveal:
         data["case"] = case.to_dict() if case else None
     if as_json:

@@ -7,6 +7,7 @@ registry_states.TRANSITIONS, writes it and its audit row; the order of operation
 what the device step did is recorded after it.
 """
 import json
+import re
 
 from .errors import EXIT_VERIFY, RegistryConflict, RegistryError
 from .registry_fields import (LABEL_MAX, check_board, check_hash, format_flash_size, normalise_iccid,
@@ -197,7 +198,7 @@ class DeviceLifecycle:
         return c.open(mac, tokens[case_a]).case_id.upper() == c.open(mac, tokens[case_b]).case_id.upper()
 
     def finish_provision(self, mac, config_hash, imei=None, iccid=None, voice=None,
-                         image=False, daily_interval_s=None) -> DeviceRecord:
+                         image=False, daily_interval_s=None, c4_first=None) -> DeviceRecord:
         """After the config was read back from the button and its hash is the one
         begin_provision recorded: provisioning -> provisioned. voice: whether the network
         offered voice (None: unknown, e.g. older firmware; False is record_no_voice's).
@@ -205,10 +206,12 @@ class DeviceLifecycle:
         the button: audited as `image`; the button holds it once the image is flashed (a
         whole-flash write, which erases its event log), and its voice stays as last seen.
         daily_interval_s: how often that config has it send its daily status SMS
-        (rules.daily_interval_s; 0: never; None: unknown, judged at the firmware default)."""
+        (rules.daily_interval_s; 0: never; None: unknown, judged at the firmware default).
+        c4_first: the C4 number that config calls first (E.164; None: unknown)."""
         mac = normalise_mac(mac)
         cfg = check_hash(config_hash, "config hash")
         daily = _check_daily_interval(daily_interval_s)
+        c4 = _check_c4(c4_first)
         imei = normalise_imei(imei) if imei else None
         iccid = normalise_iccid(iccid) if iccid else None
         with self._write() as db:
@@ -231,7 +234,7 @@ class DeviceLifecycle:
             self._update(db, mac, state=to, config_hash=cfg, config_case=row["pending_case"],
                          **NO_PENDING,
                          imei=imei or row["imei"], iccid=iccid or row["iccid"], voice=voice,
-                         daily_interval_s=daily,
+                         daily_interval_s=daily, c4_first=c4,
                          technician=self.technician, provisioned_at=self.now(), state_reason=None, **flag)
             moved = f"{row['state']} -> {to}" if to != row["state"] else "stays delivered, to be test-called"
             if image:
@@ -323,6 +326,7 @@ class DeviceLifecycle:
             row, to = self._begin(db, mac, "abort_provision")
             active = self._active_case_row(db, mac)
             self._update(db, mac, state=to, config_hash=None, config_case=None, daily_interval_s=None,
+                         c4_first=None,
                          **NO_PENDING, wipe_required=1,
                          wipe_case=self._only_case(row, active["id"] if active else None),
                          test_call_result=None, test_call_detail=None, test_call_at=None,
@@ -332,15 +336,16 @@ class DeviceLifecycle:
             return DeviceRecord.from_row(self._row(db, mac))
 
     def record_provision(self, mac, config_hash, imei=None, iccid=None, technician=None,
-                         voice=None, daily_interval_s=None) -> DeviceRecord:
+                         voice=None, daily_interval_s=None, c4_first=None) -> DeviceRecord:
         """begin_provision and finish_provision in one step, for a configuration already
         written and verified (the API, imports, tests): built from the case the device has
         now, if any. The CLI uses the two steps around the write. voice: as finish_provision
         (None: unknown; False: SMS only, so test-call and deliver refuse it);
-        daily_interval_s: as finish_provision (None: unknown)."""
+        daily_interval_s, c4_first: as finish_provision (None: unknown)."""
         mac = normalise_mac(mac)
         cfg = check_hash(config_hash, "config hash")
         daily = _check_daily_interval(daily_interval_s)
+        c4 = _check_c4(c4_first)
         imei = normalise_imei(imei) if imei else None
         iccid = normalise_iccid(iccid) if iccid else None
         tech = resolve_technician(technician or self.technician)
@@ -353,7 +358,7 @@ class DeviceLifecycle:
                          **NO_PENDING,
                          imei=imei or row["imei"], iccid=iccid or row["iccid"], technician=tech,
                          voice=None if voice is None else int(bool(voice)), daily_interval_s=daily,
-                         provisioned_at=self.now(), test_call_result=None, test_call_detail=None,
+                         c4_first=c4, provisioned_at=self.now(), test_call_result=None, test_call_detail=None,
                          test_call_at=None, test_call_config=None, state_reason=None)
             self._audit(db, "provision", mac, f"config {cfg[:12]}; {row['state']} -> {to}" + _daily_note(daily))
             return DeviceRecord.from_row(self._row(db, mac))
@@ -507,6 +512,7 @@ class DeviceLifecycle:
                 return DeviceRecord.from_row(row)
             active = self._active_case_row(db, mac)
             self._update(db, mac, state="in_stock", config_hash=None, config_case=None, daily_interval_s=None,
+                         c4_first=None,
                          **NO_PENDING, wipe_required=1,
                          wipe_case=self._only_case(row, active["id"] if active else None),
                          test_call_result=None, test_call_detail=None, test_call_at=None,
@@ -565,7 +571,7 @@ class DeviceLifecycle:
                 if kept_log:
                     note += f"; {KEPT_LOG_NOTE}: flagged until a full wipe"
                 self._update(db, mac, state=to, wipe_required=int(kept_log), config_hash=None, config_case=None,
-                             daily_interval_s=None,
+                             daily_interval_s=None, c4_first=None,
                              **NO_PENDING,
                              test_call_result=None, test_call_detail=None, test_call_at=None,
                              test_call_config=None)
@@ -690,6 +696,15 @@ class DeviceLifecycle:
             raise RegistryError("give a reason (what is wrong with the hardware; never her name, "
                                 "address, numbers or anything of her case)")
         return r
+
+
+def _check_c4(number):
+    """A first C4 number to record (E.164, as the configuration holds it), or None."""
+    if number is None:
+        return None
+    if not (isinstance(number, str) and re.fullmatch(r"\+\d{3,15}", number)):
+        raise RegistryError(f"C4 number to record is not E.164: {show_input(number, 20)}")
+    return number
 
 
 def _check_daily_interval(seconds):

@@ -196,6 +196,15 @@ def _m9_daily_interval(db):
     db.execute("ALTER TABLE devices ADD COLUMN daily_interval_s INTEGER")
 
 
+def _m10_c4_first(db):
+    """The first C4 number (E.164) of the configuration written at the button's last
+    finished provisioning: the number her press calls first, and safe mode's too. When the
+    programme's C4 changes, `devices list` compares it with the board profiles' `safe_c4`
+    (the programme's C4) and `--outdated` lists the buttons that still call the old one.
+    NULL: unknown (provisioned before this was recorded) or no configuration."""
+    db.execute("ALTER TABLE devices ADD COLUMN c4_first TEXT")
+
+
 def _script(db, sql):
     """Run SQL statements one by one: sqlite3's executescript() would COMMIT the
     migration's transaction half-way."""
@@ -213,7 +222,8 @@ def _script(db, sql):
 # caller's transaction (so it may also move data in Python). Append only; never edit one
 # that has shipped.
 MIGRATIONS = [_m1_devices, _m2_cases, _m3_audit_chain, _m4_order_of_operations, _m5_voice,
-              _m6_wipe_case, _m7_pending_pin_kept, _m8_daily_reports, _m9_daily_interval]
+              _m6_wipe_case, _m7_pending_pin_kept, _m8_daily_reports, _m9_daily_interval,
+              _m10_c4_first]
 
 
 @dataclass(frozen=True)
@@ -251,6 +261,7 @@ class DeviceRecord:
     voice: bool = None
     wipe_case: int = None
     daily_interval_s: int = None   # daily status SMS period of its config (0: none; None: unknown)
+    c4_first: str = None           # the C4 number its config calls first (None: unknown or no config)
     case_row: int = None      # her active case's row (cases.id), None without one
 
     @property
