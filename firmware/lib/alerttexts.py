@@ -12,9 +12,11 @@ def render(m, e, now):
     kind, age = m.fix_kind(now)
     f = m.fix if kind in ("gps", "last") else None
     g = "mute" if m.gps_silent else "ok" if kind == "gps" else "nofix"
-    loc = {}
+    # the position as plain arguments, not a **dict: a render at the alert's burst (a text
+    # for each contact, the heap full) builds no dict and no spread argument array
+    lat = lon = hdop = acc = None
     if f is not None:
-        loc = {"lat_e7": f[0], "lon_e7": f[1], "hdop": f[2], "acc_m": f[4]}
+        lat, lon, hdop, acc = f[0], f[1], f[2], f[4]
     if k in ob.LOC:
         q = m.calls
         return sms.alert_text(alias=c["alias"], kind=kind, age_s=age,
@@ -26,11 +28,13 @@ def render(m, e, now):
                               # must not believe C4 is on it (C4's own copy: C4 knows; a
                               # delivery test: nobody is to call 911 over it)
                               unanswered=not (q.reached or q.connected) and q.dials > 2
-                              and not m.is_c4(e.number) and not m.test_now(), **loc), kind
+                              and not m.is_c4(e.number) and not m.test_now(),
+                              lat_e7=lat, lon_e7=lon, hdop=hdop, acc_m=acc), kind
     if k == ob.LOCATION:
         return sms.location_text(kind=kind, age_s=age, battery=m.battery,
                                  device_id=c["device_id"], cell=m.cell,
-                                 test=m.test_now(), active=m.active, **loc), kind
+                                 test=m.test_now(), active=m.active,
+                                 lat_e7=lat, lon_e7=lon, hdop=hdop, acc_m=acc), kind
     if k == ob.STATUS:
         return sms.status_text(battery=m.battery, rssi=m.rssi,
                                gps=g, fw=c["fw"],

@@ -164,7 +164,6 @@ def _bat(battery):
 
 
 NO_CALL = " No puede llamar al C4: llame al 911."
-NO_ANSWER = " C4 no contesta: llame al 911."
 
 
 def alert_text(alias="", kind="none", lat=None, lon=None, age_s=None, hdop=None,
@@ -199,7 +198,7 @@ def alert_text(alias="", kind="none", lat=None, lon=None, age_s=None, hdop=None,
         if calling_c4 and voice is False:
             t += NO_CALL
         elif calling_c4 and unanswered:
-            t += NO_ANSWER
+            t += " C4 no contesta: llame al 911."  # a literal: one more global costs the heap
         elif calling_c4 and not update and level < 1:
             t += " Llamando al C4."
         return t
