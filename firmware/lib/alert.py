@@ -650,10 +650,6 @@ class AlertMachine:
         calls.att += 1
         calls.dials += 1
         calls.connected = calls.callback = calls.redial = False
-        if calls.dials == 3 and not calls.reached and self.active:
-            # two of her calls failed: her contacts are told now, not at the next update, that
-            # C4 has not answered (alerttexts), as _on_voice tells them it cannot be called
-            self._queue_location("update")
         calls.dial_t = self._now
         acts.append(("covert_audio",))
         acts.append(("dial", num))
