@@ -584,7 +584,8 @@ def test_call(port, device_ref, timeout, during_alert):
         why.append(f"event log check failed: {log_why}")
     record_step("record_test_call", mac, result == "ok" and log_ok,
                 f"sms {accepted}/{len(recipients)}, answered {answered}" + (f"; {'; '.join(why)}" if why else ""),
-                config_hash=digest, firmware_hash=release.release_hash(board), board=board)
+                config_hash=digest, firmware_hash=release.release_hash(board), board=board,
+                c4_first=config["c4_numbers"][0])
     if not log_ok:
         raise DeviceError(f"event log check failed: {log_why}", EXIT_VERIFY)
     if result != "ok":

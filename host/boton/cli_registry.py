@@ -22,7 +22,7 @@ from rich.table import Table
 
 from . import registry as R
 from . import registry_crypto
-from .boards import board_names, load_board
+from .boards import board_file, board_names
 from . import paths
 from .cli_output import OneLineErrors, during_alert_option, err_console, warn_if_exposed
 from .errors import EXIT_USAGE, EXIT_VERIFY, DeviceError, InputError, RegistryConflict, RegistryKeyError
@@ -148,7 +148,7 @@ def _device_json(d, current, programme):
     out["config_outdated"] = d.config_outdated
     out["flash_size_text"] = R.format_flash_size(d.flash_size)
     out["firmware"] = firmware_state(d.firmware_hash, d.board, current)
-    out["c4"] = c4_state(d.c4_first, d.board, programme)
+    out["c4"] = c4_state(d.c4_first, d.board, programme, has_config=bool(d.config_hash))
     return out
 
 
@@ -162,26 +162,30 @@ def _programme_c4() -> dict:
     configuration must call first (provision and test-call hold them to it)."""
     out = {}
     for b in board_names():
-        try:
-            out[b] = load_board(b).get("safe_c4")
-        except DeviceError:   # a broken profile: its buttons' C4 cannot be judged here
-            pass
+        try:   # only its safe_c4: a profile broken elsewhere must not cost the whole list
+            c4 = json.loads(board_file(b).read_text()).get("safe_c4")
+        except (OSError, ValueError, AttributeError, DeviceError):
+            continue
+        if isinstance(c4, str) and c4:
+            out[b] = c4
     return out
 
 
-def c4_state(c4_first, board, programme: dict):
+def c4_state(c4_first, board, programme: dict, has_config=False):
     """"the programme's" or "another number" for the C4 a button's configuration calls
-    first, as its last provisioning recorded it (None: not recorded). programme:
-    _programme_c4(); the board's own if the registry knows the board, else any."""
+    first, as its last provisioning or test call recorded it; "unknown" for a configuration
+    recorded before that was (provisioned before schema 10: it may call an old C4); None:
+    no configuration. programme: _programme_c4(); the board's own if the registry knows
+    the board, else any."""
     if not c4_first:
-        return None
+        return "unknown" if has_config else None
     ours = {programme[board]} if board in programme else set(programme.values())
     return "the programme's" if c4_first in ours else "another number"
 
 
 def _outdated(row):
     """What to bring in: another release, or a configuration that calls an old C4 first."""
-    return row["firmware"] != "this release" or row["c4"] == "another number"
+    return row["firmware"] != "this release" or row["c4"] in ("another number", "unknown")
 
 
 # =========================================================================== devices
@@ -245,7 +249,7 @@ def list_(state, outdated, as_json, registry_path, technician):
     for d, row, test in zip(devs, rows, tests):
         state = d.state + (" [red]wipe![/]" if d.wipe_required else "")
         firmware = {"this release": "this", "another release": "[red]OTHER[/]"}.get(row["firmware"], "")
-        c4 = {"the programme's": "this", "another number": "[red]OTHER[/]"}.get(row["c4"], "")
+        c4 = {"the programme's": "this", "another number": "[red]OTHER[/]", "unknown": "[red]?[/]"}.get(row["c4"], "")
         table.add_row(d.label, d.mac, state, test, "yes" if d.has_case else "", firmware, c4,
                       d.board or "", R.format_flash_size(d.flash_size), (d.updated_at or "")[:10])
     if devs:

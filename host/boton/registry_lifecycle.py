@@ -422,10 +422,12 @@ class DeviceLifecycle:
         return digest
 
     def record_test_call(self, mac, ok, detail="", config_hash=None, firmware_hash=None,
-                         board=None) -> DeviceRecord:
+                         board=None, c4_first=None) -> DeviceRecord:
         """A test call's result; config_hash: the configuration it ran with (what
         check_config returned), which delivery requires to still be the button's;
-        firmware_hash, board: the release and board profile it ran (release_hash)."""
+        firmware_hash, board: the release and board profile it ran (release_hash);
+        c4_first: the C4 number that configuration calls first (a button provisioned
+        before the registry recorded it gets it here)."""
         mac = normalise_mac(mac)
         result = "passed" if ok else "failed"
         detail = scrub(detail)
@@ -435,6 +437,8 @@ class DeviceLifecycle:
             ran["firmware_hash"] = check_hash(firmware_hash, "firmware hash")
         if board:
             ran["board"] = check_board(board)
+        if c4_first is not None:
+            ran["c4_first"] = _check_c4(c4_first)
         with self._write() as db:
             row, _ = self._begin(db, mac, "test_call")
             if row["pending_config_hash"] is not None:
