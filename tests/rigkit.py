@@ -44,6 +44,28 @@ def demo_config(**kw):
     return build_config(**args)
 
 
+def provision_blank_chip(vd):
+    """A blank virtual chip (flash_image, repl="rfc2217") made into her button as a
+    technician does it: `boton flash --virtual-firmware`, `boton deploy`, her configuration;
+    left running its firmware (EV ready)."""
+    from click.testing import CliRunner
+
+    from boton.cli import main
+    from boton.device import Device
+    from boton.provision import write_config
+
+    def run(*args):
+        return CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert run("flash", "--port", vd.repl_url, "--virtual-firmware").exit_code == 0
+    vd.wait_console("Performing initial setup", timeout=30)
+    assert run("deploy", "--port", vd.repl_url).exit_code == 0
+    with Device(vd.repl_url) as dev:
+        write_config(dev, demo_config())
+    mark = vd.console_mark()
+    vd.hard_reset()
+    vd.wait_console("EV ready", since=mark, timeout=60)
+
+
 @contextlib.contextmanager
 def provisioned_device(tmp_path, config=None, board="tcall_sim800l_axp192", **rig_kw):
     """A virtual device with firmware and config already on its flash, booted and ready."""

@@ -297,10 +297,8 @@ def test_flash_leaves_a_button_in_her_alert_unless_told(tmp_path):
     back to it; --during-alert goes on. A blank chip is asked only briefly."""
     import time
 
-    from boton.device import Device
-    from boton.provision import write_config
     from boton.sim.rig import DEFAULT_C4
-    from rigkit import demo_config
+    from rigkit import provision_blank_chip
 
     vd = VirtualDevice(tmp_path / "flash", flash_image=tmp_path / "chip.bin", repl="rfc2217",
                        time_scale=FAST).start()
@@ -309,14 +307,7 @@ def test_flash_leaves_a_button_in_her_alert_unless_told(tmp_path):
         t = time.monotonic()
         fl.refuse_a_running_alert(vd.repl_url)
         assert time.monotonic() - t < fl.REPL_PROBE_S + 3   # not the session's 10 s
-        assert cli("flash", "--port", vd.repl_url, "--virtual-firmware").exit_code == 0
-        vd.wait_console("Performing initial setup", timeout=30)
-        assert cli("deploy", "--port", vd.repl_url).exit_code == 0
-        with Device(vd.repl_url) as dev:
-            write_config(dev, demo_config())
-        mark = vd.console_mark()
-        vd.hard_reset()
-        vd.wait_console("EV ready", since=mark, timeout=60)
+        provision_blank_chip(vd)
         vd.press(hold_s=1.3)                               # her alert: C4 on the line
         vd.wait_event(lambda e: e["kind"] == "call_connected", timeout=60)
         boots, mark, ev = len(vd._rom.boots), vd.console_mark(), len(vd.events)

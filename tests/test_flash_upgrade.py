@@ -176,22 +176,15 @@ def test_her_button_boots_the_new_release_with_her_configuration_and_log(tmp_pat
     it boots into her firmware (no "initial setup", which formats the filesystem), her
     configuration and event log as they were."""
     from boton.device import Device
-    from boton.provision import read_config, read_event_log, write_config
+    from boton.provision import read_config, read_event_log
     from boton.sim.rig import VirtualDevice
-    from rigkit import FAST
+    from rigkit import FAST, provision_blank_chip
 
     vd = VirtualDevice(tmp_path / "flash", flash_image=tmp_path / "chip.bin", repl="rfc2217",
                        time_scale=FAST).start()
     try:
         vd.wait_console("invalid header", timeout=20)                     # a blank chip
-        assert cli("flash", "--port", vd.repl_url, "--virtual-firmware").exit_code == 0
-        vd.wait_console("Performing initial setup", timeout=30)
-        assert cli("deploy", "--port", vd.repl_url).exit_code == 0
-        with Device(vd.repl_url) as dev:
-            write_config(dev, demo_config())
-        mark = vd.console_mark()
-        vd.hard_reset()
-        vd.wait_console("EV ready", since=mark, timeout=60)
+        provision_blank_chip(vd)
         with Device(vd.repl_url) as dev:
             config, log = read_config(dev), read_event_log(dev)
         assert config and log
