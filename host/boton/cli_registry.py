@@ -220,9 +220,9 @@ def list_(state, outdated, as_json, registry_path, technician):
     """List devices (all, or one state) and how many are delivered. The firmware column
     says whether a button's firmware, as its last deploy or test call recorded it, is
     this release's ("this"), another ("OTHER") or unknown (""). The c4 column says whether
-    the C4 number its configuration calls first (as its last provisioning recorded it) is
-    the programme's, its board profile's safe_c4 ("this"), another ("OTHER": it calls an
-    old C4) or unknown ("").
+    the C4 number its configuration calls first (as its last provisioning or test call
+    recorded it) is the programme's, its board profile's safe_c4 ("this"), another
+    ("OTHER": it calls an old C4), not recorded ("?") or there is no configuration ("").
 
     Example: boton devices list --state delivered --outdated
     """

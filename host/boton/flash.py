@@ -227,11 +227,9 @@ def _flash_on(esp, port, data, offset, force, progress, before_write=None, keep_
         progress(f"{port}: her filesystem stays as it is ({vfs.vfs_size // 1024} KB at {vfs.vfs_offset:#x}); "
                  "only the sectors the image covers are erased")
         result["kept_filesystem"] = (vfs.vfs_offset, vfs.vfs_size)
-        if before_write:
-            before_write()
-    else:
-        if before_write:
-            before_write()
+    if before_write:
+        before_write()
+    if not keep_config:
         progress(f"{port}: erasing {size}")
         sink.step = "erase"
         if esp.IS_STUB:
