@@ -1538,6 +1538,43 @@ out([kinds.count("dial"), kinds.count("send_sms") > 0, kinds.count("persist") > 
     assert r == [1, True, True, None]
 
 
+def test_a_text_with_no_heap_to_render_it_is_sent_a_second_later(both):
+    # sms.build's MemoryError (its 124-byte text at the alert's burst, the heap full) left
+    # the brain: a reset mid-alert, and the resume met the same burst again (the bench's
+    # device row at 53 KB: two resets before her texts went)
+    r = both("""
+import alerttexts
+s = Sim(contacts=["+524493330001", "+524493330002"], sms_c4=False, sms_ok=None)
+_render = alerttexts.render
+left = [2]
+def squeezed(m, e, now):
+    if left[0]:
+        left[0] -= 1
+        raise MemoryError("memory allocation failed, allocating 124 bytes")
+    return _render(m, e, now)
+alerttexts.render = squeezed
+s.ev("gesture", "alert")
+first = [[x[0], x[1]] for x in s.sms()]
+kinds = [a[1] for a in s.acts]
+s.advance(1000)
+s.advance(1000)
+s.ev("sms_sent", 1, True)
+s.ev("sms_sent", 2, False)       # a network failure still waits its retry delay
+s.advance(19000)
+early = len(s.sms())
+s.advance(1000)
+alerttexts.render = _render
+out([first, kinds.count("dial"), [[x[0], x[1]] for x in s.sms()], early,
+     s.logs("sms_retry")])
+""")
+    first, dials, sends, early, retries = r
+    assert first == [] and dials == 1       # her call went out while the text could not
+    assert sends == [[2000, CONTACTS[0]], [2000, CONTACTS[1]], [22000, CONTACTS[1]]]
+    assert early == 2
+    assert retries == [["sms_retry", "MemoryError"], ["sms_retry", "MemoryError"],
+                       ["sms_retry", "alert ...0002"]]
+
+
 def test_failed_sms_is_retried_then_dropped(both):
     r = both("""
 s = Sim(contacts=["+524493330001", "+524493330002"], sms_c4=False, sms_retries=2,

@@ -786,7 +786,18 @@ class AlertMachine:
         if e is ob.ARM_RETRY:
             acts.append(("set_timer", "sms_retry", self.cfg["sms_retry_s"] * 1000))
             return
-        text, kind = alerttexts.render(self, e, now)
+        try:
+            text, kind = alerttexts.render(self, e, now)
+        except MemoryError:
+            # no block for the text at the alert's burst (the heap full): it stays first
+            # in the outbox, rendered again a second later; the brain does not die (that
+            # was a reset mid-alert, and the resume met the same burst again)
+            if e.tries:
+                box.retry_ready = True      # head() took its turn: give it back
+            # with nothing in flight this timer's firing only runs the outbox again
+            acts.append(("set_timer", "sms_timeout", 1000))
+            self._log(acts, "sms_retry", "MemoryError")
+            return
         box.sent(e, kind)
         acts.append(("send_sms", e.number, text, e.n))
         acts.append(("set_timer", "sms_timeout", self.cfg["sms_timeout_s"] * 1000))
