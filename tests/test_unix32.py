@@ -201,6 +201,20 @@ def test_make_firmware_with_an_unknown_board_is_bad_input():
     assert "Traceback" not in proc.stderr
 
 
+
+def test_a_module_with_psram_gets_the_ports_spiram_variant(tmp_path):
+    # The T-A7670X's WROVER-E carries 8 MB of PSRAM, yet its image was the plain build: the
+    # worst alert there needs all of the 56 KB internal heap (a review, 2026-12-04); the
+    # SPIRAM variant puts MicroPython's heap in the PSRAM
+    port, build, manifest = tmp_path / "esp32", tmp_path / "b", tmp_path / "m.py"
+    psram = frozen.esp32_make_command("ta7670x_a7670sa", port, build, manifest)
+    assert psram == ["make", "-C", str(port), "BOARD=ESP32_GENERIC", "BOARD_VARIANT=SPIRAM",
+                     f"BUILD={build}", f"FROZEN_MANIFEST={manifest}"]
+    for board in ("tcall_sim800l_axp192", "tcall_sim800l_ip5306", "devkitc_sim800l_neo6m"):
+        cmd = frozen.esp32_make_command(board, port, build, manifest)
+        assert "BOARD=ESP32_GENERIC" in cmd and not any(c.startswith("BOARD_VARIANT") for c in cmd), board
+
+
 @needs_tooling
 def test_frozen_interpreter_is_32_bit_and_carries_the_firmware(tmp_path):
     built = frozen.unix32(frozen=True)     # ~30 s the first time, then cached under build/unix32/

@@ -367,7 +367,7 @@ def esp32_image(board: str, out_dir: Path | None = None) -> Path:
 
     Raises Unavailable with one line when ESP-IDF or the port's source is not at hand.
     """
-    mp_board = _esp32_port_board(board)
+    _esp32_port_board(board)  # an unknown board is bad input before any tool is looked for
     idf = shutil.which("idf.py") or (os.environ.get("IDF_PATH") and
                                      Path(os.environ["IDF_PATH"], "tools", "idf.py"))
     if not idf or not Path(idf).exists():
@@ -388,8 +388,7 @@ def esp32_image(board: str, out_dir: Path | None = None) -> Path:
     wrapper = _stamped_manifest(out_dir, "esp32", board, port)
     log = out_dir / "build.log"
     with open(log, "w") as f:
-        proc = subprocess.run(["make", "-C", str(port), f"BOARD={mp_board}",
-                               f"BUILD={out_dir / 'build'}", f"FROZEN_MANIFEST={wrapper}"],
+        proc = subprocess.run(esp32_make_command(board, port, out_dir / "build", wrapper),
                               stdout=f, stderr=subprocess.STDOUT)
     image = out_dir / "build" / "firmware.bin"
     if proc.returncode != 0 or not image.exists():
@@ -397,14 +396,30 @@ def esp32_image(board: str, out_dir: Path | None = None) -> Path:
     return image
 
 
-def _esp32_port_board(board: str) -> str:
-    """The MicroPython ESP32 port's board for one of our board profiles (boards/<board>.json)."""
+def _esp32_port_board(board: str) -> tuple[str, str | None]:
+    """(board, variant) of MicroPython's ESP32 port for one of our board profiles
+    (boards/<board>.json): the profile's `micropython_board`, default ESP32_GENERIC, and for
+    a module with PSRAM (`psram_size`) that board's SPIRAM variant, so the heap is in the
+    PSRAM (megabytes) instead of the internal RAM's 56 KB start. Where the PSRAM is not found
+    the variant boots without it (CONFIG_SPIRAM_IGNORE_NOTFOUND in the port's
+    sdkconfig.spiram), on the internal heap the rig's 56 KB figures are for."""
     if not board:
         known = ", ".join(board_names())
         raise DeviceError(f"say which board: BOARD=... (known: {known})", 2)
     data = load_board(board)
-    # Every profile today is a classic ESP32 without PSRAM; a profile may say otherwise.
-    return data.get("micropython_board", "ESP32_GENERIC")
+    mp_board = data.get("micropython_board", "ESP32_GENERIC")
+    # only the generic board is known to have the variant (ports/esp32/boards/ESP32_GENERIC)
+    variant = "SPIRAM" if data.get("psram_size") and mp_board == "ESP32_GENERIC" else None
+    return mp_board, variant
+
+
+def esp32_make_command(board: str, port: Path, build_dir: Path, manifest: Path) -> list[str]:
+    """The port's make command that builds `board`'s release image."""
+    mp_board, variant = _esp32_port_board(board)
+    cmd = ["make", "-C", str(port), f"BOARD={mp_board}"]
+    if variant:
+        cmd.append(f"BOARD_VARIANT={variant}")
+    return cmd + [f"BUILD={build_dir}", f"FROZEN_MANIFEST={manifest}"]
 
 
 # ------------------------------------------------------------------ CLI
