@@ -720,3 +720,35 @@ print(json.dumps(evs))
     ref = atparse.ATParser(max_events=500)
     ref.feed(data)
     assert mpy.json(code) == json.loads(json.dumps(_events(ref)))
+
+
+def test_a_line_that_finds_no_heap_is_lost_alone_on_micropython(mpy):
+    # A MemoryError making one line's text (an SMS body at the alert's burst) used to
+    # leave feed() with the rest of the chunk unparsed: the OK after the body was lost,
+    # the AT+CMGR timed out, and C4's command with it
+    code = r"""
+import json, atparse as a
+_clean = a._clean
+left = [1]
+def squeezed(buf, n):
+    if left[0] and bytes(buf[:4]) == b"0055":
+        left[0] -= 1
+        raise MemoryError("memory allocation failed, allocating 176 bytes")
+    return _clean(buf, n)
+a._clean = squeezed
+p = a.ATParser()
+p.feed(b'\r\n+CMGR: "REC UNREAD","002B","","24/05/01,10:20:30-24"\r\n0055004200490043\r\n\r\nOK\r\n+CMTI: "SM",3\r\n')
+evs = []
+while True:
+    ev = p.next_event()
+    if ev is None:
+        break
+    evs.append(list(ev))
+print(json.dumps([evs, p.dropped]))
+"""
+    evs, dropped = mpy.json(code)
+    assert dropped == 1
+    kinds = [e[0] for e in evs]
+    assert "final" in kinds and [e for e in evs if e[0] == "final"][0][1] == "OK", evs
+    assert any(e[0] == "urc" and e[1] == "+CMTI" for e in evs), evs
+    assert not any("0055004200490043" in json.dumps(e) for e in evs)

@@ -279,3 +279,67 @@ def test_a_damaged_state_file_still_boots_and_calls(tmp_path, content):
         _her_alert_goes_out(vd, mark)
     finally:
         vd.stop()
+
+
+# No heap while C4's command is read off the SIM (the alert's burst): the header's parse
+# (atargs.split_args builds the UCS2 sender) or the body's line in the modem's reader.
+# The read marked the SMS read, so the sweep (unread ones only) never found it again and
+# the next set-up deleted it: C4's CANCELAR went unanswered and her alert went on.
+SQUEEZED_HEADER_MAIN = """# test fault (tests/test_flash_faults.py): no heap for the first command's header
+import atparse
+_parse = atparse.parse_cmgr
+_left = [1]
+
+
+def _squeezed(line):
+    if _left[0]:
+        _left[0] -= 1
+        raise MemoryError("memory allocation failed, allocating 256 bytes")
+    return _parse(line)
+
+
+atparse.parse_cmgr = _squeezed
+"""
+SQUEEZED_BODY_MAIN = """# test fault (tests/test_flash_faults.py): no heap for the first command's text line
+import atparse
+_clean = atparse._clean
+_left = [1]
+
+
+def _squeezed(buf, n):
+    if _left[0] and bytes(buf[:8]) == b"00550042":   # "UB..." in UCS2: the body's line
+        _left[0] -= 1
+        raise MemoryError("memory allocation failed, allocating 176 bytes")
+    return _clean(buf, n)
+
+
+atparse._clean = _squeezed
+"""
+
+
+@pytest.mark.parametrize("fault", [SQUEEZED_HEADER_MAIN, SQUEEZED_BODY_MAIN], ids=["header", "body"])
+def test_c4s_command_that_finds_no_heap_is_read_again(tmp_path, fault):
+    flash = tmp_path / "flash"
+    install(flash, "tcall_sim800l_axp192", demo_config(pin="482913"))
+    (flash / "main.py").write_text(fault + (FIRMWARE / "main.py").read_text())
+    vd = VirtualDevice(flash, board="tcall_sim800l_axp192", network_log=tmp_path / "net.jsonl",
+                       time_scale=FAST, c4_hangup_after_s=600, **FAST_FIX)
+    vd.start()
+    try:
+        vd.wait_console("EV ready", timeout=60)
+        mark = len(vd.events)
+        vd.press(hold_s=1.2)
+        _her_alert_goes_out(vd, mark)
+        mark, console = len(vd.events), vd.console_mark()
+        vd.call(vd.network.sms_to_device, vd.c4_numbers[0], vd.device_number, "UBICACION 482913")
+        # the failed read leaves it unread; the alert's sweep (the health check) reads it again
+        reply = vd.wait_event(lambda e: e["kind"] == "sms" and e["to"] == vd.c4_numbers[0]
+                              and e["text"].startswith("UBICACION"), timeout=90, after=mark)
+        assert "maps.google.com" in reply["text"]
+        text = vd.console_text()[-(vd.console_mark() - console):]
+        assert "EV sms_read_error" in text, text       # the failed read was seen, and logged
+        assert "EV crash" not in text and vd.resets == 0, text
+        assert text.count("EV sms_command") == 1, text  # handed over once, not at every sweep
+        assert vd.call(lambda: dict(vd.modem.inbox)) == {}   # and deleted once handled
+    finally:
+        vd.stop()

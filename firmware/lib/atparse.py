@@ -243,7 +243,13 @@ class ATParser:
                 self._append(data, i, n)
                 break
             self._append(data, i, j)
-            self._end_line()
+            try:
+                self._end_line()
+            except MemoryError:
+                # no heap for this line's text: it alone is lost (counted), not the
+                # rest of the chunk (the OK after an SMS's body, a URC)
+                self._n = 0
+                self.dropped += 1
             i = j + 1
 
     def _append(self, data, a, b):

@@ -216,9 +216,15 @@ class Modem:
         async with self._lock:
             self._gsm_unsure = True
             await self._cmd(UCS2, 2000, None, True)
+            p = self._p
+            lost = p.dropped + self.mem_errors
             try:
-                self._p.hex_cut = hex_cut
-                return await self._cmd(command, timeout_ms, expect, check, keep)
+                p.hex_cut = hex_cut
+                r = await self._cmd(command, timeout_ms, expect, check, keep)
+                if check and p.dropped + self.mem_errors != lost:
+                    # a line of it found no heap: what came is not the whole text
+                    raise ModemError(command, "lost")
+                return r
             finally:
                 self._p.hex_cut = None
                 await self._gsm_back(False)

@@ -531,30 +531,42 @@ class Radio:
             self.log.add("sms_read_error", self._sms_read_error)
 
     async def read_sms(self, index):
+        # ",1": the SMS stays unread until it is handed over and deleted. A read that fails
+        # half-way (a line of it or its header found no heap, at the alert's burst) then
+        # leaves it for the next sweep, which lists unread ones: marked read at once, C4's
+        # CANCELAR was lost, and the next set-up's AT+CMGD=1,3 deleted it unanswered.
         try:
-            _, _, lines = await self.modem.read_texts("AT+CMGR=%d" % index, 5000, "+CMGR",
+            _, _, lines = await self.modem.read_texts("AT+CMGR=%d,1" % index, 5000, "+CMGR",
                                                       hex_cut=COMMAND_HEX)
         except ModemError as e:
             self._read_error(e)
             return
         if not lines:
             return  # an empty slot: read and deleted already (a +CMTI and a sweep)
+        try:
+            head = atparse.reply_line(lines, "+CMGR:")
+            i = lines.index(head) if head else 0  # what comes before the header is no SMS's
+            hdr = atparse.parse_cmgr(lines[i])
+            sender = sms.ucs2_ascii(hdr[1]) if hdr else ""  # read in UCS2: "002B0035..."
+            # its age by its time stamp (SCTS: when the SMSC took it), if the RTC knows it
+            sent = atparse.parse_cclk(hdr[3]) if hdr else None
+            now = hw.unix_time()
+            age = now - sent if sent is not None and now >= eventlog.SYNCED_AFTER else None
+            self.post(("sms_command", sender, "\n".join(lines[i + 1:]), age))
+        except MemoryError as e:
+            self._read_error(e)  # still unread: the next sweep reads it again
+            return
         self._sms_read_error = None
-        head = atparse.reply_line(lines, "+CMGR:")
-        i = lines.index(head) if head else 0  # what comes before the header is no SMS's
-        hdr = atparse.parse_cmgr(lines[i])
-        sender = sms.ucs2_ascii(hdr[1]) if hdr else ""  # read in UCS2: "002B0035..."
-        # its age by its time stamp (SCTS: when the SMSC took it), if the RTC knows the time
-        sent = atparse.parse_cclk(hdr[3]) if hdr else None
-        now = hw.unix_time()
-        age = now - sent if sent is not None and now >= eventlog.SYNCED_AFTER else None
-        # handed over before the delete: the read marked it read, and a sweep lists only
-        # unread ones, so a refused delete would have lost C4's command for good
-        self.post(("sms_command", sender, "\n".join(lines[i + 1:]), age))
         try:
             await self.modem.cmd("AT+CMGD=%d" % index, 5000)
         except ModemError as e:
-            self._read_error(e)  # read ones are deleted at the next set-up (AT+CMGD=1,3)
+            self._read_error(e)
+            # marked read instead (read ones go at the next set-up's AT+CMGD=1,3): left
+            # unread, every sweep would hand the same command over again
+            try:
+                await self.modem.read_texts("AT+CMGR=%d" % index, 5000, "+CMGR", False)
+            except ModemError:
+                pass
 
     async def sweep(self):
         """What the modem said while the ESP32 slept: a call ringing or gone (AT+CLCC) and
