@@ -63,13 +63,22 @@ def read_json(path, most=0):
 
 
 def board_problem(board):
-    """Why this board profile cannot drive the button and the modem, or None."""
+    """Why this board profile cannot drive the button and the modem, or None. Every pin
+    safe mode drives is checked here: one it found missing (a flipped bit in a key's name)
+    stopped safe mode itself, and the button restarted for ever without calling."""
     try:
         m, b = board["modem"], board["button"]
-        if not (isinstance(m["uart"], int) and isinstance(m["pwrkey"], int) and isinstance(b["pin"], int)):
+        for v in (m["uart"], m["baud"], m["tx"], m["rx"], m["pwrkey"], b["pin"],
+                  m.get("power_on", 0) or 0):
+            if not isinstance(v, int):
+                return "bad_pins"
+        if b.get("active", 0) not in (0, 1):
+            return "bad_pins"  # a level her press never reads: a dead button
+        ip = board.get("ip5306")
+        if ip and not (isinstance(ip["sda"], int) and isinstance(ip["scl"], int) and isinstance(ip["addr"], int)):
             return "bad_pins"
         board["gps"]["uart"]  # the firmware needs it; safe mode does not
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, AttributeError):
         return "incomplete"
     return None
 
@@ -192,13 +201,16 @@ def check():
     try:
         with open("safe_next.txt") as f:
             why = f.read(DETAIL_MAX) or "import_unknown"
+    except (OSError, MemoryError):
+        why = None
+    except ValueError:  # a note that is not text (a damaged flash): a note all the same
+        why = "import_unknown"
+    if why:
         try:
             os.remove("safe_next.txt")
         except OSError:
             pass
         return why
-    except (OSError, MemoryError):
-        pass
     crashes, _ = read_json(CRASHES_PATH)
     if isinstance(crashes, int) and crashes >= CRASH_LOOP:
         try:

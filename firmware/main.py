@@ -20,4 +20,10 @@ if why is None:
 else:
     import safe
 
-    safe.run(why)
+    try:
+        safe.run(why)
+    except Exception as e:  # safe mode itself stopped: again, on the pins the image was
+        sys.print_exception(e)  # built for (else the T-Call's), with her C4 numbers
+        plan = bootcheck.PLAN or bootcheck.plan()[0]
+        bootcheck.PLAN = (bootcheck.frozen_board() or bootcheck.DEFAULT_BOARD,) + tuple(plan[1:])
+        safe.run("safe_%s" % type(e).__name__)

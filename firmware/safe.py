@@ -73,6 +73,7 @@ def run(why, log=True):
     call_now = bootcheck.alert_running()
     bootcheck.purge()  # what alert_running loaded to tell (appboot, alert)
     import asyncio
+    asyncio.new_event_loop()  # run again after a failed run (main.py): none of its tasks
     asyncio.run(_main(board, numbers, hold_ms, call_now, log))
 
 
@@ -178,6 +179,14 @@ async def _main(board, numbers, hold_ms, call_now=False, log=True):
             if ends_at and await _over_by_network_time(hw, at, wdt, ends_at):
                 print("EV expired safe_mode")
                 return
+            # the firmware's own call may still be up or ringing (a crash loop mid-alert
+            # hands over within seconds): a dial meanwhile is refused (+CME ERROR: 3), and
+            # every round went that way. Followed to its end instead; C4 answered it: done
+            at.lines = []
+            if await _call_listed(at) and any(_ours(ln) for ln in at.lines):
+                print("EV safe_call_kept")
+                if await _call_end(at, wdt) == "answered":
+                    return
             await _call_c4(at, numbers, wdt, revive)
         finally:
             calling.clear()
@@ -316,15 +325,26 @@ async def _call_c4(at, numbers, wdt, revive):
         if i:
             await asyncio.sleep_ms(int(RETRY_MS * at.scale))  # no hammering a busy line
         for number in numbers:
+            revived = False
             while True:
                 wdt.feed()
                 for _ in range(3):  # a call with the speaker on could give her away
                     if await at.cmd(at.covert) == "OK":
                         break
-                if not await _registered(at, wdt, REG_QUERIES[at.family], REGISTER_S):
+                reg = await _registered(at, wdt, REG_QUERIES[at.family], REGISTER_S)
+                if not reg:
                     print("EV safe_not_registered")
                 dialed = time.ticks_ms()
-                ended = "refused" if await _dial(at, number) != "OK" else await _call_end(at, wdt)
+                result = None if reg is None else await _dial(at, number)
+                if result is None and not revived:
+                    # silent (it switched itself off, or hung, while it waited for the
+                    # network): up again the safe way and this number again, once; counted
+                    # as refused, each number cost 6 minutes of unanswered queries
+                    print("EV safe_modem_silent")
+                    revived = True
+                    await revive()
+                    continue
+                ended = "refused" if result != "OK" else await _call_end(at, wdt)
                 if ended == "answered":
                     return
                 if ended == "lost":
@@ -383,13 +403,15 @@ async def _over_by_network_time(hw, at, wdt, ends_at):
 
 async def _registered(at, wdt, queries, seconds):
     """Asked every second, seconds at most: True once a query's answer says registered
-    (+CREG: <n>,<stat>[,...] or +CEREG: ...; stat 1 home, 5 roaming)."""
+    (+CREG: <n>,<stat>[,...] or +CEREG: ...; stat 1 home, 5 roaming); None as soon as the
+    module does not answer (off or hung: no registration will come)."""
     import asyncio
     for _ in range(seconds):
         wdt.feed()
         at.lines = []
         for q in queries:
-            await at.cmd(q)
+            if await at.cmd(q) is None:
+                return None
         for ln in at.lines:
             i = ln.find(":")
             if ln[:i] in ("+CREG", "+CEREG") and ln[i + 1:].split(",")[1:2] in (["1"], ["5"]):
@@ -432,6 +454,11 @@ async def _call_end(at, wdt):
                 return "lost"
             if not listed:
                 return answered
+
+
+def _ours(ln):
+    """A +CLCC line of a call this button placed (<dir> 0), not one ringing in."""
+    return ln.startswith("+CLCC:") and ln[6:].strip().split(",")[1:2] == ["0"]
 
 
 async def _call_listed(at):

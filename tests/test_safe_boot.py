@@ -598,3 +598,139 @@ def test_an_mpy_firmware_too_big_for_the_heap_still_calls_c4_from_safe_mode(tmp_
         press_in_safe_mode(vd, OTHER_C4)
     finally:
         vd.stop()
+
+
+def _rename_baud(flash):
+    """One flipped bit in a key's name ("baud" -> "caud"): still JSON."""
+    raw = (flash / "board.json").read_bytes()
+    assert b'"baud"' in raw
+    (flash / "board.json").write_bytes(raw.replace(b'"baud"', b'"caud"', 1))
+
+
+def _drop_tx(flash):
+    b = json.loads((flash / "board.json").read_text())
+    del b["modem"]["tx"]
+    (flash / "board.json").write_text(json.dumps(b))
+
+
+def _ip5306_true(flash):
+    b = json.loads((flash / "board.json").read_text())
+    b["ip5306"] = True
+    (flash / "board.json").write_text(json.dumps(b))
+
+
+def _button_level_a_string(flash):
+    b = json.loads((flash / "board.json").read_text())
+    b["button"]["active"] = "0"
+    (flash / "board.json").write_text(json.dumps(b))
+
+
+@pytest.mark.parametrize("breaks", [_rename_baud, _drop_tx, _ip5306_true, _button_level_a_string],
+                         ids=["baud_renamed", "no_tx", "ip5306_true", "button_level"])
+def test_a_board_profile_missing_a_pin_safe_mode_drives_still_calls_c4(tmp_path, flash, breaks):
+    """bootcheck checked only the UART number, PWRKEY and the button's pin: a profile whose
+    modem lost its "baud" or "tx" (a flipped bit in a key's name) passed, the firmware
+    crashed on it three times, and safe mode, on the same profile, died with a KeyError:
+    the button restarted for ever and her press was never called."""
+    breaks(flash)
+    vd = _boot(tmp_path, flash)
+    try:
+        vd.wait_console("EV safe_mode board_", timeout=60)
+        press_in_safe_mode(vd, OTHER_C4, hold_s=2.5)   # the default pins, her C4
+        assert "EV crash" not in vd.console_text() and vd.resets == 0
+    finally:
+        vd.stop()
+
+
+def test_a_safe_mode_note_that_is_not_text_still_gives_safe_mode(tmp_path, flash):
+    # bootcheck read safe_next.txt as text: a damaged one raised UnicodeError in main.py,
+    # before any watchdog, and the button sat at the REPL on every boot
+    (flash / "safe_next.txt").write_bytes(b"\xff\xfe\xc3")
+    vd = _boot(tmp_path, flash)
+    try:
+        vd.wait_console("EV safe_mode import_unknown", timeout=60)
+        press_in_safe_mode(vd, OTHER_C4, hold_s=2.5)
+        assert not (flash / "safe_next.txt").exists()   # the boot after tries the firmware again
+    finally:
+        vd.stop()
+
+
+def test_a_modem_that_goes_silent_while_safe_mode_waits_for_the_network_is_brought_back(tmp_path, flash):
+    """The module hung (or switched itself off) while safe mode waited for it to register:
+    each query went unanswered for 5 s and counted as "not registered", each unanswered dial
+    as "refused", and her alert took about 6 minutes a number with no call."""
+    break_firmware(flash)
+    vd = _boot(tmp_path, flash, network_options={"register_s": 120.0})
+    try:
+        vd.wait_console("safe mode: modem ready", timeout=60)
+        mark = len(vd.events)
+        vd.press(hold_s=2.5)
+        vd.wait_console("EV safe_alert", timeout=30)
+        vd.call(vd.modem.go_silent)     # hung while it waits for the network
+        call = vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == OTHER_C4,
+                             after=mark, timeout=120)
+        assert call
+        assert "EV safe_modem_silent" in vd.console_text()
+        presses = vd.call(lambda: list(vd.modem.pwrkey_presses))
+        assert not [p for p in presses if p["powered"]]   # never a press on a running module
+    finally:
+        vd.stop()
+
+
+def test_a_crash_loop_while_the_firmwares_call_still_rings_calls_the_next_c4_number(tmp_path):
+    """The firmware dialled C4's first number (not answering); a fault then recurred on
+    every start. Safe mode was up while that call still rang: each of its dials was refused
+    (+CME ERROR: 3, the module busy with the firmware's call), that spent all its rounds,
+    and C4's second number was never called for the alert she raised."""
+    a, b = "+524499100011", "+524499100022"
+    flash = install(tmp_path / "flash", config=demo_config(c4=[a, b]))
+    vd = VirtualDevice(flash, time_scale=FAST, network_log=tmp_path / "net.jsonl", c4_numbers=(a, b),
+                       phones={a: dict(behaviour="no_answer")}, network_options={"ring_timeout_s": 60.0})
+    vd.start()
+    try:
+        vd.wait_console("EV ready", timeout=60)
+        mark = len(vd.events)
+        vd.press(hold_s=1.2)
+        vd.wait_event(lambda e: e["kind"] == "call_start" and e["to"] == a, after=mark, timeout=60)
+        (flash / "pmu.py").write_text(RECURRING_FAULT)
+        console = vd.console_mark()
+        vd.hard_reset()
+        vd.wait_console("EV safe_mode crash_loop", since=console, timeout=120)
+        vd.wait_event(lambda e: e["kind"] == "call_connected" and e["to"] == b, after=mark, timeout=120)
+        text = vd.console_text()[-(vd.console_mark() - console):]
+        assert "EV safe_call_kept" in text, text
+    finally:
+        vd.stop()
+
+
+SAFE_MODE_FAILS_ONCE = """# test fault (tests/test_safe_boot.py): safe mode itself stops once
+import safe
+_main = safe._main
+_left = [1]
+
+
+async def _failing(*args, **kw):
+    if _left[0]:
+        _left[0] -= 1
+        raise KeyError("baud")
+    return await _main(*args, **kw)
+
+
+safe._main = _failing
+"""
+
+
+def test_safe_mode_that_stops_is_run_again_on_the_default_pins(tmp_path, flash):
+    # main.py ran safe mode once: whatever stopped it left the button at the REPL until the
+    # watchdog reset it into the same failure, for ever
+    break_firmware(flash)
+    main = flash / "main.py"
+    main.write_text(SAFE_MODE_FAILS_ONCE + main.read_text())
+    vd = _boot(tmp_path, flash)
+    try:
+        vd.wait_console("safe mode: safe_KeyError", timeout=60)
+        resets = vd.resets     # (one: the failed import's, by design)
+        press_in_safe_mode(vd, OTHER_C4, hold_s=2.5)
+        assert vd.resets == resets
+    finally:
+        vd.stop()
