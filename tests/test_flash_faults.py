@@ -127,18 +127,28 @@ store.write_json = _squeezed
 
 
 @contextlib.contextmanager
+def _device_with_fault(tmp_path, fault, config=None, **rig_kw):
+    """A provisioned T-Call whose main.py starts with `fault` (a test's patch of a firmware
+    function), booted to EV ready; a fix streaming (her position to seal at the press)."""
+    flash = tmp_path / "flash"
+    install(flash, "tcall_sim800l_axp192", config or demo_config())
+    (flash / "main.py").write_text(fault + (FIRMWARE / "main.py").read_text())
+    vd = VirtualDevice(flash, board="tcall_sim800l_axp192", network_log=tmp_path / "net.jsonl",
+                       time_scale=FAST, **FAST_FIX, **rig_kw)
+    vd.start()
+    try:
+        vd.wait_console("EV ready", timeout=60)
+        yield vd
+    finally:
+        vd.stop()
+
+
+@contextlib.contextmanager
 def _press_on_a_squeezed_heap(tmp_path, fault):
     """Her press on a board whose main.py starts with `fault` (a MemoryError where a save
     needs the heap): her call and SMS go out, no crash, no reset, and her alert reaches the
     flash once the heap is back. Yields (device, console mark before the press)."""
-    flash = tmp_path / "flash"
-    install(flash, "tcall_sim800l_axp192", demo_config())
-    (flash / "main.py").write_text(fault + (FIRMWARE / "main.py").read_text())
-    vd = VirtualDevice(flash, board="tcall_sim800l_axp192", network_log=tmp_path / "net.jsonl",
-                       time_scale=FAST, **FAST_FIX)  # her position to seal at the press
-    vd.start()
-    try:
-        vd.wait_console("EV ready", timeout=60)
+    with _device_with_fault(tmp_path, fault) as vd:
         mark, console = len(vd.events), vd.console_mark()
         vd.press(hold_s=1.2)
         _her_alert_goes_out(vd, mark)
@@ -147,8 +157,6 @@ def _press_on_a_squeezed_heap(tmp_path, fault):
         assert "EV crash" not in text and vd.resets == 0, text
         _wait_state(vd, lambda st: st["active"])   # the heap back: saved at the next save or tick
         yield vd, console
-    finally:
-        vd.stop()
 
 
 def test_a_save_that_finds_no_heap_does_not_hold_back_her_call(tmp_path):
@@ -211,14 +219,7 @@ alerttexts.render = _squeezed
 def test_a_text_that_finds_no_heap_does_not_restart_her_alert(tmp_path):
     # The text's MemoryError left the brain: a reset mid-alert, and the resume met the same
     # burst again (two resets at 53 KB before her contacts got anything)
-    flash = tmp_path / "flash"
-    install(flash, "tcall_sim800l_axp192", demo_config())
-    (flash / "main.py").write_text(SQUEEZED_TEXT_MAIN + (FIRMWARE / "main.py").read_text())
-    vd = VirtualDevice(flash, board="tcall_sim800l_axp192", network_log=tmp_path / "net.jsonl",
-                       time_scale=FAST, **FAST_FIX)
-    vd.start()
-    try:
-        vd.wait_console("EV ready", timeout=60)
+    with _device_with_fault(tmp_path, SQUEEZED_TEXT_MAIN) as vd:
         mark, console = len(vd.events), vd.console_mark()
         vd.press(hold_s=1.2)
         _her_alert_goes_out(vd, mark)
@@ -227,8 +228,6 @@ def test_a_text_that_finds_no_heap_does_not_restart_her_alert(tmp_path):
         text = vd.console_text()[-(vd.console_mark() - console):]
         assert text.count("EV sms_retry MemoryError") == SQUEEZED_TEXTS, text
         assert "EV crash" not in text and vd.resets == 0, text
-    finally:
-        vd.stop()
 
 def test_an_alert_she_ended_on_a_full_flash_does_not_come_back_after_a_reset(tmp_path):
     # Her cancel could not be saved (a full flash): alert.json still said "active", and the
@@ -319,14 +318,7 @@ atparse._clean = _squeezed
 
 @pytest.mark.parametrize("fault", [SQUEEZED_HEADER_MAIN, SQUEEZED_BODY_MAIN], ids=["header", "body"])
 def test_c4s_command_that_finds_no_heap_is_read_again(tmp_path, fault):
-    flash = tmp_path / "flash"
-    install(flash, "tcall_sim800l_axp192", demo_config(pin="482913"))
-    (flash / "main.py").write_text(fault + (FIRMWARE / "main.py").read_text())
-    vd = VirtualDevice(flash, board="tcall_sim800l_axp192", network_log=tmp_path / "net.jsonl",
-                       time_scale=FAST, c4_hangup_after_s=600, **FAST_FIX)
-    vd.start()
-    try:
-        vd.wait_console("EV ready", timeout=60)
+    with _device_with_fault(tmp_path, fault, demo_config(pin="482913"), c4_hangup_after_s=600) as vd:
         mark = len(vd.events)
         vd.press(hold_s=1.2)
         _her_alert_goes_out(vd, mark)
@@ -341,5 +333,3 @@ def test_c4s_command_that_finds_no_heap_is_read_again(tmp_path, fault):
         assert "EV crash" not in text and vd.resets == 0, text
         assert text.count("EV sms_command") == 1, text  # handed over once, not at every sweep
         assert vd.call(lambda: dict(vd.modem.inbox)) == {}   # and deleted once handled
-    finally:
-        vd.stop()
