@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from boton import frozen, paths
+from boton import frozen, mpy, paths
 from boton.bench import memory
 
 TOOLS, WHY_NOT = frozen.tooling()
@@ -169,8 +169,9 @@ def test_bench_esp32_rows_fail_when_the_build_is_missing(tmp_path, monkeypatch):
     monkeypatch.setenv("BOTON_MICROPYTHON", str(tmp_path))
     rows = memory.esp32_rows(tmp_path / "w")
     assert [r.key for r in rows] == ["memory.esp32_frozen.peak_raw_kb", "memory.esp32_mpy.min_heap_kb",
-                                     "memory.esp32_mpy.peak_raw_kb", "memory.esp32_device.min_heap_kb"]
-    assert [r.ok for r in rows] == [False, False, None, False]
+                                     "memory.esp32_mpy.peak_raw_kb", "memory.esp32_device.min_heap_kb",
+                                     "memory.esp32_mpy_romfs.min_heap_kb"]
+    assert [r.ok for r in rows] == [False, False, None, False, None]
     assert all(r.value is None and r.note.startswith("NOT MEASURED: 32-bit MicroPython build not available")
                for r in rows)
 
@@ -275,3 +276,19 @@ def test_the_virtual_device_runs_the_frozen_firmware_at_the_esp32_heap(tmp_path)
     assert 56 * 1024 - CHIP_BOOT_BYTES - 3072 < int(free) <= 56 * 1024 - CHIP_BOOT_BYTES
     largest = 16 * int(re.search(r"max free sz: (\d+)", out.stdout).group(1))
     assert largest > int(free) - 8 * 1024
+
+
+@needs_tooling
+def test_the_worst_alert_runs_its_mpy_in_place_from_a_romfs(tmp_path):
+    # bench row memory.esp32_mpy_romfs: the flash holds no lib/, the firmware's .mpy come
+    # from a ROMFS image frozen into the interpreter (outside its heap, as mapped flash)
+    d = memory._outside_dir(tmp_path, lib="mpy")
+    image = memory.romfs_image(d / "lib")
+    assert image[:2] == b"\xd2\xcd"      # ROMFS's header byte, as mpremote writes it
+    built = frozen.unix32_romfs(image)
+    assert built.exe, built.reason
+    shutil.rmtree(d / "lib")
+    out = memory._outside_run(d, "256k", built.exe, rom=True)
+    assert memory._scenario(out)[1] == "", out[-2000:]
+    with pytest.raises(mpy.MicroPythonError):   # and without the image, nothing to import
+        memory._outside_run(d, "256k", built.exe)

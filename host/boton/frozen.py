@@ -182,10 +182,34 @@ def unix32(frozen=True, target="unix", cache: Path = CACHE, board: str | None = 
     return Unix32(out / "micropython", out / "mpy-cross", "", key)
 
 
-def _build(tools: Path, out: Path, target: str | None, board: str | None = None):
+def unix32_romfs(image: bytes, cache: Path = CACHE) -> Unix32:
+    """The 32-bit interpreter with nothing of the firmware frozen in but `image`, a ROMFS
+    (its lib/*.mpy), as the frozen module romimage.IMAGE: a static object, outside the
+    heap, as a chip's ROMFS partition is mapped flash. `vfs.VfsRom(romimage.IMAGE)` then
+    runs the .mpy bytecode in place (bench: memory.esp32_mpy_romfs)."""
+    tools, why = tooling()
+    if tools is None:
+        return Unix32(None, None, f"{why}; {FALLBACK}")
+    h = hashlib.sha256(_tool_digest(tools) + BENCH_HARNESS.read_bytes() + image)
+    key = f"romfs-{h.hexdigest()[:16]}"
+    out = Path(cache) / key
+    done = out / ".complete"
+    if not done.exists():
+        import fcntl
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out.parent / f"{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not done.exists():
+                _build(tools, out, None, image=image)
+                done.write_text(key + "\n")
+    return Unix32(out / "micropython", out / "mpy-cross", "", key)
+
+
+def _build(tools: Path, out: Path, target: str | None, board: str | None = None, image: bytes | None = None):
     shutil.rmtree(out, ignore_errors=True)   # a half-built earlier try
     out.mkdir(parents=True)
-    manifest = _stamped_manifest(out, target, board) if target else _plain_manifest(out)
+    manifest = _stamped_manifest(out, target, board) if target else _plain_manifest(out, image)
     cmd = ["bash", str(tools / SCRIPT), str(out), str(manifest)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     exe = out / "micropython"
@@ -215,11 +239,18 @@ BENCH_HARNESS = Path(__file__).parent / "bench" / "worstalert.py"
 _BENCH_LINE = f"module({BENCH_HARNESS.name!r}, base_path={str(BENCH_HARNESS.parent)!r})\n"
 
 
-def _plain_manifest(out: Path) -> Path:
-    """The build with no firmware frozen in: asyncio (every MicroPython has it) and the bench's harness."""
+def _plain_manifest(out: Path, image: bytes | None = None) -> Path:
+    """The build with no firmware frozen in: asyncio (every MicroPython has it) and the bench's
+    harness; with `image`, that ROMFS image as romimage.IMAGE."""
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / "manifest.py"
-    manifest.write_text('include("$(MPY_DIR)/extmod/asyncio")\n' + _BENCH_LINE)
+    text = 'include("$(MPY_DIR)/extmod/asyncio")\n' + _BENCH_LINE
+    if image is not None:
+        rom = out / "rom"
+        rom.mkdir(exist_ok=True)
+        (rom / "romimage.py").write_text(f"IMAGE = {image!r}\n")
+        text += f"module('romimage.py', base_path={str(rom)!r})\n"
+    manifest.write_text(text)
     return manifest
 
 

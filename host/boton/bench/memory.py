@@ -287,13 +287,49 @@ def _outside_dir(workdir, board="tcall_sim800l_axp192", lib="mpy"):
     return d
 
 
-def _outside_run(d, heap, exe=None):
+# lib/ as a ROMFS: the image frozen into the interpreter (frozen.unix32_romfs) mounted
+# where MicroPython's ROMFS variant mounts a board's romfs partition
+ROMFS_MOUNT = "import vfs, romimage\nvfs.mount(vfs.VfsRom(romimage.IMAGE), '/rom')\n"
+
+
+def _outside_run(d, heap, exe=None, rom=False):
     # a flash with lib/hw_esp32.mpy: load hw as a board does (worstalert._load_hw)
-    hw = "esp32" if (d / "lib" / "hw_esp32.mpy").exists() else "frozen"
+    hw = "esp32" if rom or (d / "lib" / "hw_esp32.mpy").exists() else "frozen"
     code = OUTSIDE % {"harness": str(HARNESS.parent), "nmea": str(NMEA_LOG), "pin": BENCH_PIN, "hw": hw}
+    if rom:
+        code = ROMFS_MOUNT + code.replace("'lib',", "'/rom/lib',")
     for f in [*d.glob("log.*"), *d.glob("alert.json")]:
         f.unlink()
     return mpy.run(code, lib=d / "lib", heap=heap, cwd=d, timeout=120, exe=exe)
+
+
+def romfs_image(lib) -> bytes:
+    """A ROMFS image of lib/*.mpy (mpremote's writer, as `mpremote romfs build` makes it)."""
+    from mpremote.romfs import VfsRomWriter
+    w = VfsRomWriter()
+    w.opendir("lib")
+    for p in sorted(Path(lib).glob("*.mpy")):
+        w.mkfile(p.name, p.read_bytes())
+    w.closedir()
+    return w.finalise()
+
+
+def outside_romfs(workdir):
+    """The worst alert with lib/*.mpy run in place from a ROMFS (nothing else on the flash):
+    {"min_heap_kb", "peak_raw", "after_import", "image", "missing", "build"}."""
+    from .. import frozen
+    d = _outside_dir(workdir, lib="mpy")
+    image = romfs_image(d / "lib")
+    built = frozen.unix32_romfs(image)
+    if built.exe is None:
+        return {"why": built.reason}
+    import shutil
+    shutil.rmtree(d / "lib")   # the flash holds no lib/: what imports comes from the ROMFS
+    out = _outside_run(d, "256k", built.exe, rom=True)
+    steps = json.loads(out.split("STEPS", 1)[1].splitlines()[0])
+    _, missing = _scenario(out)
+    return {"min_heap_kb": min_heap_kb(d, built.exe, rom=True), "peak_raw": max(v[2] for v in steps),
+            "after_import": steps[0][1], "image": len(image), "missing": missing, "build": built.key}
 
 
 def _scenario(out):
@@ -363,12 +399,12 @@ def harness_shared_names(flash: Path) -> int:
     return len((harness & firmware) - _stand_in_names())
 
 
-def min_heap_kb(d, exe=None, lo=8, hi=256):
+def min_heap_kb(d, exe=None, lo=8, hi=256, rom=False):
     """Smallest -X heapsize (KB) the scenario completes in, by binary search (lo fails, hi works)."""
     while hi - lo > 1:
         mid = (lo + hi) // 2
         try:
-            _outside_run(d, f"{mid}k", exe)
+            _outside_run(d, f"{mid}k", exe, rom)
             hi = mid
         except mpy.MicroPythonError:
             lo = mid
@@ -404,7 +440,8 @@ def esp32_rows(workdir, builds=None):
     """The heap as an ESP32 sees it: the worst alert on the 32-bit builds (frozen and .mpy)."""
     from .. import frozen
     keys = ("memory.esp32_frozen.peak_raw_kb", "memory.esp32_mpy.min_heap_kb", "memory.esp32_mpy.peak_raw_kb",
-            "memory.esp32_device.min_heap_kb")
+            "memory.esp32_device.min_heap_kb", "memory.esp32_mpy_romfs.min_heap_kb")
+    romfs_title = "ESP32 smallest heap, worst alert, firmware as .mpy in a ROMFS (32-bit)"
     device_title = "ESP32 smallest heap, worst alert on the virtual device, firmware frozen"
     try:
         fz, plain = builds or (frozen.unix32(frozen=True), frozen.unix32(frozen=False))
@@ -421,10 +458,12 @@ def esp32_rows(workdir, builds=None):
                 info_row("ESP32 heap peak, worst alert, firmware as .mpy (32-bit)", None, "KB",
                          key=keys[2], note=note),
                 budget_row(device_title, None, "KB", ESP32_DEVICE_MIN_HEAP_KB, key=keys[3], note=note,
-                           inclusive=True)]
+                           inclusive=True),
+                info_row(romfs_title, None, "KB", key=keys[4], note=note)]
     fzr = outside(workdir / "esp32-frozen", search=True, exe=fz.exe, lib="frozen")
     dev_kb, dev_why = device_min_heap_kb(workdir / "esp32-device", fz.exe)
     mpr = outside(workdir / "esp32-mpy", search=True, exe=plain.exe, lib="mpy")
+    rom = outside_romfs(workdir / "esp32-romfs")
 
     def value(r, k):
         return None if r["missing"] else r[k] / 1024 if k.startswith("peak") else r[k]
@@ -456,6 +495,14 @@ def esp32_rows(workdir, builds=None):
                    note=("chip heap (the rig holds its own share), flash image, binary search; 5 contacts, GPS, one "
                          "redial, an SMS command, low battery; a run counts if no MemoryError and no reset"
                          + (f"; {dev_why}" if dev_why else ""))),
+        info_row(romfs_title, None if rom.get("missing") or "why" in rom else rom["min_heap_kb"], "KB",
+                 key=keys[4], detail=rom,
+                 note=(f"NOT MEASURED: {rom['why']}" if "why" in rom else
+                       f"SCENARIO INCOMPLETE ({rom['missing']})" if rom["missing"] else
+                       f"the same lib/*.mpy in a {rom['image'] / 1024:.0f} KB ROMFS image, run in place "
+                       f"(MicroPython's ROMFS variant maps a flash partition); after import "
+                       f"{rom['after_import'] / 1024:.1f} KB, peak {rom['peak_raw'] / 1024:.1f} KB; "
+                       "context: boton deploy writes lib/ to LittleFS, not yet to a ROMFS")),
     ]
 
 
