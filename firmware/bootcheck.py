@@ -75,7 +75,10 @@ def board_problem(board):
         if b.get("active", 0) not in (0, 1):
             return "bad_pins"  # a level her press never reads: a dead button
         ip = board.get("ip5306")
-        if ip and not (isinstance(ip["sda"], int) and isinstance(ip["scl"], int) and isinstance(ip["addr"], int)):
+        # (its address may be left out: the chip's, 0x75, as the host and pmu.py take it;
+        # a literal, as a name would cost the .mpy firmware's table of names)
+        if ip and not (isinstance(ip["sda"], int) and isinstance(ip["scl"], int)
+                       and isinstance(ip.get("addr", 0x75), int)):
             return "bad_pins"
         board["gps"]["uart"]  # the firmware needs it; safe mode does not
     except (KeyError, TypeError, AttributeError):

@@ -154,7 +154,7 @@ async def _main(board, numbers, hold_ms, call_now=False, log=True):
     # power chip cuts a quiet board
     if ip and ip.get("keep_boost_on") is not False:
         try:
-            hw.i2c_write(ip["sda"], ip["scl"], ip["addr"], 0x00, 0x37)
+            hw.i2c_write(ip["sda"], ip["scl"], ip.get("addr", 0x75), 0x00, 0x37)
         except OSError:
             pass
     m = board["modem"]

@@ -453,6 +453,29 @@ out([[l.split(" ")[2:4] for l in lines], eventlog.verify(lines)])
     assert ok, why
 
 
+
+def test_a_text_with_no_heap_retried_every_second_is_logged_once(both, tmp_path):
+    # alert._pump tries a text that found no heap again every second and logs it: a heap
+    # full for minutes wrote an entry a second, and four minutes of it pushed her alert's
+    # start and its calls out of the 256-entry ring (a review, 2026-12-04)
+    r = both((FRESH_LOG + """
+now = [1796040000]
+log = eventlog.EventLog(prefix=P, echo=False, clock=lambda: now[0])
+log.add("alert", "gesture")
+for i in range(300):
+    log.add("sms_retry", "MemoryError")
+    now[0] += 1
+log.add("sms_retry", "alert_...0002")     # a contact's failed text: news, every time
+log.add("sms_retry", "alert_...0002")
+lines = log.entries()
+out([[l.split(" ")[2:4] for l in lines], eventlog.verify(lines)])
+""").replace("PREFIX", str(tmp_path / "log")))
+    entries, (ok, why) = r
+    assert entries == [["alert", "gesture"], ["sms_retry", "MemoryError"],
+                       ["not_logged", "sms_retry=299"], ["sms_retry", "alert_...0002"],
+                       ["sms_retry", "alert_...0002"]]
+    assert ok, why
+
 # ENOSPC as VfsLfs2 raises it; no heap for the entry (the press, on a full 56 KB heap)
 LOG_REFUSALS = [("OSError(28)", 28), ("MemoryError('memory allocation failed, allocating 128 bytes')", 12)]
 

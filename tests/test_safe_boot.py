@@ -734,3 +734,20 @@ def test_safe_mode_that_stops_is_run_again_on_the_default_pins(tmp_path, flash):
         assert vd.resets == resets
     finally:
         vd.stop()
+
+
+def test_an_ip5306_profile_that_leaves_out_the_chips_address_still_starts_the_firmware(tmp_path):
+    # the host takes a missing "addr" for the chip's 0x75 (boards.pin_problems), as pmu.py
+    # does; bootcheck's stricter check sent such a board to safe mode for good (review)
+    flash = install(tmp_path / "flash", "tcall_sim800l_ip5306", demo_config())
+    b = json.loads((flash / "board.json").read_text())
+    del b["ip5306"]["addr"]
+    (flash / "board.json").write_text(json.dumps(b))
+    vd = VirtualDevice(flash, board="tcall_sim800l_ip5306", time_scale=FAST,
+                       network_log=tmp_path / "net.jsonl")
+    vd.start()
+    try:
+        vd.wait_console("EV ready", timeout=60)
+        assert "safe_mode" not in vd.console_text()
+    finally:
+        vd.stop()

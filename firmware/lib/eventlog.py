@@ -38,7 +38,9 @@ STRANGER_PER_DAY = 4
 # event -> the details this applies to (None: all).
 REPEATS = {"sim_again": None, "sim_problem": None, "init_error": None, "not_registered": None,
            "modem_silent": None, "modem_hung": None, "modem_dead": None, "sweep_error": None,
-           "power": ("modem_sleep",)}
+           "power": ("modem_sleep",),
+           # an SMS text with no heap to render it, tried again every second while it lasts
+           "sms_retry": ("MemoryError",)}
 REPEAT_S = 86400
 
 
