@@ -183,7 +183,7 @@ async def _main(board, numbers, hold_ms, call_now=False, log=True):
             # hands over within seconds): a dial meanwhile is refused (+CME ERROR: 3), and
             # every round went that way. Followed to its end instead; C4 answered it: done
             at.lines = []
-            if await _call_listed(at) and any(_ours(ln) for ln in at.lines):
+            if await _call_listed(at) and any((_clcc(ln) or [""])[0] == "0" for ln in at.lines):
                 print("EV safe_call_kept")
                 if await _call_end(at, wdt) == "answered":
                     return
@@ -430,7 +430,7 @@ async def _call_end(at, wdt):
         while at.lines:
             ln = at.lines.pop(0)
             # +CLCC: <id>,<dir 0=ours>,<stat 0=active 3=alerting 6=ended>,...
-            stat = ln[6:].strip().split(",")[1:3] if ln.startswith("+CLCC:") else None
+            stat = _clcc(ln)
             if stat == ["0", "0"]:
                 answered = "answered"
                 # the A7670's speaker muted too, as the firmware does (COUTGAIN=0 may not be
@@ -456,9 +456,10 @@ async def _call_end(at, wdt):
                 return answered
 
 
-def _ours(ln):
-    """A +CLCC line of a call this button placed (<dir> 0), not one ringing in."""
-    return ln.startswith("+CLCC:") and ln[6:].strip().split(",")[1:2] == ["0"]
+def _clcc(ln):
+    """[<dir>, <stat>] of a +CLCC line (dir 0: a call this button placed; stat 0 active,
+    3 alerting, 6 ended), or None for any other line."""
+    return ln[6:].strip().split(",")[1:3] if ln.startswith("+CLCC:") else None
 
 
 async def _call_listed(at):

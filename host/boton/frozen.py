@@ -168,6 +168,12 @@ def unix32(frozen=True, target="unix", cache: Path = CACHE, board: str | None = 
     if tools is None:
         return Unix32(None, None, f"{why}; {FALLBACK}")
     key = build_key(tools, frozen, target, board)
+    return _built_once(cache, key, lambda out: _build(tools, out, target if frozen else None, board))
+
+
+def _built_once(cache: Path, key: str, build) -> Unix32:
+    """The build named `key` under `cache`, made by build(out) the first time (one process
+    builds, the others wait and reuse it; no .complete marker: tried again next time)."""
     out = Path(cache) / key
     done = out / ".complete"
     if not done.exists():
@@ -177,7 +183,7 @@ def unix32(frozen=True, target="unix", cache: Path = CACHE, board: str | None = 
         with open(out.parent / f"{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)   # the other process builds; we wait and reuse
             if not done.exists():
-                _build(tools, out, target if frozen else None, board)
+                build(out)
                 done.write_text(key + "\n")
     return Unix32(out / "micropython", out / "mpy-cross", "", key)
 
@@ -191,19 +197,7 @@ def unix32_romfs(image: bytes, cache: Path = CACHE) -> Unix32:
     if tools is None:
         return Unix32(None, None, f"{why}; {FALLBACK}")
     h = hashlib.sha256(_tool_digest(tools) + BENCH_HARNESS.read_bytes() + image)
-    key = f"romfs-{h.hexdigest()[:16]}"
-    out = Path(cache) / key
-    done = out / ".complete"
-    if not done.exists():
-        import fcntl
-
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out.parent / f"{key}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not done.exists():
-                _build(tools, out, None, image=image)
-                done.write_text(key + "\n")
-    return Unix32(out / "micropython", out / "mpy-cross", "", key)
+    return _built_once(cache, f"romfs-{h.hexdigest()[:16]}", lambda out: _build(tools, out, None, image=image))
 
 
 def _build(tools: Path, out: Path, target: str | None, board: str | None = None, image: bytes | None = None):
