@@ -168,7 +168,7 @@ def test_mpy_deploy_warns_below_the_measured_need(tmp_path, monkeypatch):
     try:
         r = run("deploy", "--port", vd.repl_url)
         assert r.exit_code == 0 and "warning" not in r.output, r.output   # 200 KB heap: enough
-        monkeypatch.setattr(frozen, "MPY_ALERT_HEAP_KB", 100_000)
+        monkeypatch.setattr(frozen, "MPY_ALERT_HEAP_KB", {"romfs": 50, "mpy": 100_000})
         r = run("deploy", "--port", vd.repl_url)
         assert "warning:" in r.output and "below the 100000 KB" in r.output, r.output
         assert "boton flash --firmware" in r.output
@@ -176,14 +176,18 @@ def test_mpy_deploy_warns_below_the_measured_need(tmp_path, monkeypatch):
         vd.stop()
 
 
-def test_bench_figure_wins_when_measured(tmp_path):
+@pytest.mark.parametrize("mode", ["mpy", "romfs"])
+def test_bench_figure_wins_when_measured(tmp_path, mode):
     bench = tmp_path / "bench.json"
-    bench.write_text(json.dumps({"rows": [{"key": frozen.MPY_ALERT_ROW, "value": 101}]}))
-    assert frozen.mpy_alert_heap_kb(bench)[0] == 101
-    bench.write_text(json.dumps({"rows": [{"key": frozen.MPY_ALERT_ROW, "value": None}]}))  # not measured
-    assert frozen.mpy_alert_heap_kb(bench) == (frozen.MPY_ALERT_HEAP_KB, f"bench {frozen.MPY_ALERT_ROW}, {frozen.MPY_ALERT_MEASURED}")
+    row = frozen.MPY_ALERT_ROWS[mode]
+    other = frozen.MPY_ALERT_ROWS["romfs" if mode == "mpy" else "mpy"]
+    bench.write_text(json.dumps({"rows": [{"key": row, "value": 101}, {"key": other, "value": 7}]}))
+    assert frozen.mpy_alert_heap_kb(bench, mode)[0] == 101
+    bench.write_text(json.dumps({"rows": [{"key": row, "value": None}]}))  # not measured
+    assert frozen.mpy_alert_heap_kb(bench, mode) == (frozen.MPY_ALERT_HEAP_KB[mode],
+                                                     f"bench {row}, {frozen.MPY_ALERT_MEASURED}")
     bench.write_text("{not json")
-    assert frozen.mpy_alert_heap_kb(bench)[0] == frozen.MPY_ALERT_HEAP_KB
+    assert frozen.mpy_alert_heap_kb(bench, mode)[0] == frozen.MPY_ALERT_HEAP_KB[mode]
 
 
 @needs_32bit

@@ -71,7 +71,10 @@ def test_virtual_chip_flashed_on_one_connection_without_stub(chip):
     assert "MEM_BEGIN" not in log          # no stub upload
     assert log[-2:] == ["FLASH_BEGIN", "FLASH_END"]  # and it ran the app
     chip.wait_boot("run")
-    assert chip.loader.flash.read(0x1000, len(VIRTUAL_FW)) == VIRTUAL_FW
+    # the firmware as given, but for the romfs partition added to its table (--romfs, the default)
+    written = chip.loader.flash.read(0x1000, len(VIRTUAL_FW))
+    assert written == fl.with_romfs_as_chosen(VIRTUAL_FW, 0x1000, True) != VIRTUAL_FW
+    assert img.firmware_partitions(written) == list(img.with_romfs(img.firmware_partitions(VIRTUAL_FW)))
     assert res["virtual"] and not res["skipped"] and res["bytes"] == len(VIRTUAL_FW)
     assert res["mac"] == "24:0a:c4:00:00:42" and res["flash_size"] == "4MB"
     assert "(virtual chip: ROM loader, no flasher stub)" in lines[0]

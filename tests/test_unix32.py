@@ -170,8 +170,8 @@ def test_bench_esp32_rows_fail_when_the_build_is_missing(tmp_path, monkeypatch):
     rows = memory.esp32_rows(tmp_path / "w")
     assert [r.key for r in rows] == ["memory.esp32_frozen.peak_raw_kb", "memory.esp32_mpy.min_heap_kb",
                                      "memory.esp32_mpy.peak_raw_kb", "memory.esp32_device.min_heap_kb",
-                                     "memory.esp32_mpy_romfs.min_heap_kb"]
-    assert [r.ok for r in rows] == [False, False, None, False, None]
+                                     "memory.esp32_mpy_lfs.min_heap_kb", "memory.esp32_mpy_lfs.peak_raw_kb"]
+    assert [r.ok for r in rows] == [False, False, None, False, None, None]
     assert all(r.value is None and r.note.startswith("NOT MEASURED: 32-bit MicroPython build not available")
                for r in rows)
 
@@ -280,8 +280,9 @@ def test_the_virtual_device_runs_the_frozen_firmware_at_the_esp32_heap(tmp_path)
 
 @needs_tooling
 def test_the_worst_alert_runs_its_mpy_in_place_from_a_romfs(tmp_path):
-    # bench row memory.esp32_mpy_romfs: the flash holds no lib/, the firmware's .mpy come
-    # from a ROMFS image frozen into the interpreter (outside its heap, as mapped flash)
+    # bench row memory.esp32_mpy (as boton deploy installs it): the flash holds no lib/, the
+    # firmware's .mpy come from a ROMFS image frozen into the interpreter (outside its heap,
+    # as mapped flash)
     d = memory._outside_dir(tmp_path, lib="mpy")
     image = memory.romfs_image(d / "lib")
     assert image[:2] == b"\xd2\xcd"      # ROMFS's header byte, as mpremote writes it

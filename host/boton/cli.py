@@ -87,9 +87,13 @@ def ports(show_all, as_json):
                    "her filesystem. Then `boton deploy` and `boton test-call`.")
 @click.option("--no-stub", is_flag=True, help="Use the ROM loader only (slower; for troublesome boards). "
                                               "Automatic on the virtual chip.")
+@click.option("--romfs/--no-romfs", default=True, show_default=True,
+              help="Give the partition table a 192 KB romfs partition after the app, where `boton deploy` "
+                   "puts the firmware's .mpy: they then run in place from flash (the worst alert needs "
+                   "66 KB of heap instead of 125). With --keep-config the board's own table decides.")
 @click.option("--device", "device_ref", help=DEVICE_HELP + " One --port only.")
 @during_alert_option
-def flash_cmd(ports_, firmware, virtual_firmware, force, keep_config, no_stub, device_ref, during_alert):
+def flash_cmd(ports_, firmware, virtual_firmware, force, keep_config, no_stub, romfs, device_ref, during_alert):
     """MicroPython onto the board with esptool: detect the chip, erase, write at 0x1000,
     verify, one connection per board. Skipped when the same firmware is already there.
     Hold BOOT if it asks.
@@ -135,11 +139,11 @@ def flash_cmd(ports_, firmware, virtual_firmware, force, keep_config, no_stub, d
         image = Path(firmware) if firmware else fl.cached_firmware()
     _flash_boards(fl, targets, image, force=force, stub=False if no_stub else None,
                   virtual_only=virtual_firmware, during_alert=during_alert, device_ref=device_ref,
-                  keep_config=keep_config)
+                  keep_config=keep_config, romfs=romfs)
 
 
 def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only, during_alert=False, device_ref=None,
-                  keep_config=False):
+                  keep_config=False, romfs=True):
     """Each board on its own thread and connection; one summary line per board."""
     import concurrent.futures
 
@@ -165,7 +169,7 @@ def _flash_boards(fl, targets, firmware, *, force, stub, virtual_only, during_al
                            check=lambda mac: reg.check_flash(mac, force=force, expected=device_ref,
                                                              keep_config=keep_config),
                            before_write=reg.flash_writing if keep_config else reg.flash_erasing,
-                           during_alert=during_alert, keep_config=keep_config)
+                           during_alert=during_alert, keep_config=keep_config, romfs=romfs)
             bars.update(tasks[port], visible=False)
             rec = reg.record_flash(res["mac"], fl.size_bytes(res["flash_size"]), res["sha256"],
                                    kept_config="kept_filesystem" in res, skipped=res["skipped"])
@@ -236,11 +240,15 @@ def deploy(port, board, during_alert):
               content hash): only the flash root is installed (boot.py, main.py, safe
               mode, board profile), and lib/*.mpy or root copies of firmware modules are
               removed (a root module would run instead of the frozen one).
-      mpy     no frozen firmware: the modules go to lib/ as .mpy, staged in lib.new/ and
-              switched in whole once every file verified, so an interrupted deploy leaves
-              the old firmware running (run deploy again to finish). Warns when the
-              board's free heap after boot is below what the bench measured the worst
-              alert needs as .mpy: flash the frozen image instead.
+      romfs   no frozen firmware, and a romfs partition (`boton flash` adds one): the
+              modules go there as one ROMFS image of .mpy, run in place from flash (far
+              less heap than from LittleFS); lib/ is then removed (it comes first on
+              sys.path). The image is written before lib/ goes, and verified.
+      mpy     no frozen firmware and no romfs partition: the modules go to lib/ as .mpy,
+              staged in lib.new/ and switched in whole once every file verified, so an
+              interrupted deploy leaves the old firmware running (run deploy again).
+    In both .mpy modes, warns when the board's free heap after boot is below what the
+    bench measured the worst alert needs so: flash the frozen image instead.
     A board whose image has ANOTHER release frozen in is refused (exit 4): its frozen
     modules come before /lib, so .mpy files beside them would never run. Flash the
     matching image (`make firmware`, then boton flash --firmware <image>).
@@ -284,6 +292,8 @@ def deploy(port, board, during_alert):
     if done.mode == "frozen":
         how = (f"frozen firmware {done.frozen['version']} on the board ({done.frozen['target']}, "
                f"content {done.frozen['sha256'][:12]}): boot files and board profile only")
+    elif done.mode == "romfs":
+        how = "firmware as .mpy in the romfs partition, run in place (/rom/lib)"
     else:
         how = "firmware as .mpy in lib/"
     # what the board says (its frozen version, its files) is text, not markup
@@ -298,11 +308,17 @@ def deploy(port, board, during_alert):
     if done.failed_start:   # bootcheck's reason: module and exception names, nothing of hers
         err_console.print(f"note: the firmware it replaced had failed to start ({escape(done.failed_start[:120])}); "
                           "its safe-mode note is removed: the next start tries this release", soft_wrap=True)
-    need_kb, source = mpy_alert_heap_kb()
-    if done.mode == "mpy" and done.heap_free < need_kb * 1024:
+    if done.mode == "frozen":
+        return
+    need_kb, source = mpy_alert_heap_kb(mode=done.mode)
+    if done.heap_free < need_kb * 1024:
+        where = "in the romfs partition" if done.mode == "romfs" else "in lib/"
+        fix = ("" if done.mode == "romfs" else
+               "; `boton flash` (without --no-romfs) gives the board a romfs partition, where .mpy run in place "
+               f"(needs {mpy_alert_heap_kb(mode='romfs')[0]:.0f} KB)")
         console.print(f"[yellow]warning: {done.heap_free / 1024:.0f} KB heap free after boot, below the "
-                      f"{need_kb:.0f} KB the worst alert needs as .mpy ({source}); flash the frozen image: "
-                      "boton flash --firmware <image from `make firmware`>[/]", soft_wrap=True)
+                      f"{need_kb:.0f} KB the worst alert needs as .mpy {where} ({source}); flash the frozen "
+                      f"image: boton flash --firmware <image from `make firmware`>{fix}[/]", soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- provision

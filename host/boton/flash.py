@@ -151,7 +151,7 @@ def kb_per_s(nbytes: int, seconds: float) -> str:
 
 def flash(port, firmware, *, offset=BOOTLOADER_OFFSET, force=False, stub=None, progress=print,
           on_progress=None, virtual_only=False, check=None, before_write=None,
-          during_alert=False, keep_config=False) -> dict:
+          during_alert=False, keep_config=False, romfs=True) -> dict:
     """The whole job on one board, on one connection. Returns what the registry records
     plus timings. stub: None = the flasher stub on a real chip, the ROM loader on the
     virtual one; False = the ROM loader. virtual_only: refuse a chip that is not the
@@ -163,7 +163,10 @@ def flash(port, firmware, *, offset=BOOTLOADER_OFFSET, force=False, stub=None, p
     during_alert: go on with a button in her alert (refuse_a_running_alert). keep_config:
     a new release for a button that holds her configuration: nothing is erased but the
     sectors the image is written to, and only if the image leaves her filesystem where the
-    board has it (keeps_her_filesystem)."""
+    board has it (keeps_her_filesystem). romfs: the firmware's partition table gets a
+    romfs partition (image.with_romfs: `boton deploy` then runs the firmware's .mpy in
+    place from it); False takes it out. With keep_config the board's own table decides
+    (with_romfs_as_chosen), so her filesystem stays where it is."""
     if isinstance(firmware, (bytes, bytearray)):
         data, name = bytes(firmware), "the firmware"
     else:
@@ -183,7 +186,7 @@ def flash(port, firmware, *, offset=BOOTLOADER_OFFSET, force=False, stub=None, p
             check(mac)
         s.esp = _with_loader(s.esp, stub, virtual)
         result = _flash_on(s.esp, port, data, offset, force, progress,
-                           before_write and (lambda: before_write(mac)), keep_config)
+                           before_write and (lambda: before_write(mac)), keep_config, romfs)
         result.update(mac=mac, virtual=virtual)
     result["seconds"] = time.monotonic() - started
     return result
@@ -198,7 +201,31 @@ def _with_loader(esp, stub, virtual):
     return run_stub(esp)
 
 
-def _flash_on(esp, port, data, offset, force, progress, before_write=None, keep_config=False) -> dict:
+def with_romfs_as_chosen(data: bytes, offset: int, romfs: bool, board_table: bytes | None = None) -> bytes:
+    """The firmware .bin with a romfs partition in its table or without one, as `romfs`
+    asks; given the board's table (--keep-config), as the board has it, so that the vfs the
+    port registers after the last partition stays where her filesystem is. Data that is
+    not a .bin for 0x1000 with a table is left as it is (check_firmware's business)."""
+    from . import image as img
+
+    if offset != BOOTLOADER_OFFSET:
+        return data
+    try:
+        parts = img.firmware_partitions(data)
+        if board_table is not None:
+            board_parts = img.decode_partition_table(board_table)
+            if not board_parts:
+                return data
+            romfs = img.romfs_partition(board_parts) is not None
+    except img.ImageError:
+        return data  # a damaged table: keeps_her_filesystem and check_firmware say so
+    if not parts or (img.romfs_partition(parts) is not None) == romfs:
+        return data
+    return img.firmware_with_table(data, img.with_romfs(parts) if romfs else img.without_romfs(parts))
+
+
+def _flash_on(esp, port, data, offset, force, progress, before_write=None, keep_config=False,
+              romfs=True) -> dict:
     from esptool.cmds import attach_flash, detect_flash_size, erase_flash, erase_region, write_flash
 
     sink = board.log
@@ -209,6 +236,13 @@ def _flash_on(esp, port, data, offset, force, progress, before_write=None, keep_
         raise FlashError(f"esptool could not detect the flash size on {port}", EXIT_DEVICE)
     esp.flash_set_parameters(size_bytes(size))  # the ROM assumes 2 MB until told
     progress(f"{port}: flash {size}")
+    board_table = None
+    if keep_config:
+        from .image import PARTITION_TABLE_OFFSET, PARTITION_TABLE_SIZE
+
+        sink.step = "read-partition-table"
+        board_table = esp.read_flash(PARTITION_TABLE_OFFSET, PARTITION_TABLE_SIZE)
+    data = with_romfs_as_chosen(data, offset, romfs, board_table)
     digest = hashlib.sha256(data).hexdigest()
     md5 = hashlib.md5(data).hexdigest()
     result = {"flash_size": size, "sha256": digest, "skipped": False, "bytes": 0, "write_seconds": 0.0}
@@ -219,11 +253,8 @@ def _flash_on(esp, port, data, offset, force, progress, before_write=None, keep_
         _leave(esp, port, progress)
         return result
     if keep_config:
-        from .image import PARTITION_TABLE_OFFSET, PARTITION_TABLE_SIZE
-
-        sink.step = "read-partition-table"
-        vfs = keeps_her_filesystem(port, esp.read_flash(PARTITION_TABLE_OFFSET, PARTITION_TABLE_SIZE),
-                                   data, offset, size_bytes(size), read=esp.read_flash, progress=progress)
+        vfs = keeps_her_filesystem(port, board_table, data, offset, size_bytes(size), read=esp.read_flash,
+                                   progress=progress)
         progress(f"{port}: her filesystem stays as it is ({vfs.vfs_size // 1024} KB at {vfs.vfs_offset:#x}); "
                  "only the sectors the image covers are erased")
         result["kept_filesystem"] = (vfs.vfs_offset, vfs.vfs_size)

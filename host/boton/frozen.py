@@ -192,7 +192,7 @@ def unix32_romfs(image: bytes, cache: Path = CACHE) -> Unix32:
     """The 32-bit interpreter with nothing of the firmware frozen in but `image`, a ROMFS
     (its lib/*.mpy), as the frozen module romimage.IMAGE: a static object, outside the
     heap, as a chip's ROMFS partition is mapped flash. `vfs.VfsRom(romimage.IMAGE)` then
-    runs the .mpy bytecode in place (bench: memory.esp32_mpy_romfs)."""
+    runs the .mpy bytecode in place (bench: memory.esp32_mpy, as `boton deploy` installs it)."""
     tools, why = tooling()
     if tools is None:
         return Unix32(None, None, f"{why}; {FALLBACK}")
@@ -290,7 +290,7 @@ def frozen_exe() -> tuple[str | None, str]:
 ESP32_HEAP = "56k"
 # The 64-bit PyPI port: the same objects take up to twice an ESP32's bytes, and it loads the
 # firmware as .mpy files, whose bytecode lives in the heap: the bench measures that the alert
-# needs 109 KB on the 32-bit build (memory.esp32_mpy.min_heap_kb, over its 96 KB budget), so
+# needs 109 KB on the 32-bit build (memory.esp32_mpy_lfs.min_heap_kb, from LittleFS), so
 # twice that plus room for the service calls and, booting from a raw flash image, littlefs's
 # caches (that boot needed 257-272 KB on 2026-11-30). At 320 KB two A7670 scenarios ran out
 # once the suite ran 4 tests at once on a loaded machine (their timing leaves more in flight),
@@ -361,28 +361,32 @@ def board_interpreter(board: str) -> DeviceInterpreter:
 
 # ------------------------------------------------------------------ memory a deploy checks
 
-# The heap the worst alert needs with the firmware as .mpy: the bench's smallest heap it
-# completes in, row memory.esp32_mpy.min_heap_kb (32-bit build, 12 SMS, 2 dials). It counts
-# the interpreter's own few KB too, so comparing it with a board's free heap after boot errs
-# towards warning. A build/bench.json with that row measured wins (the bench writes it; it
-# is not committed).
-MPY_ALERT_HEAP_KB = 125
-MPY_ALERT_MEASURED = "2026-12-04"  # with the bench's scenario frozen, as on a chip (116 KB on 12-01; 118 after the fifth session's fixes, 119 after the sixth's, 118 after the seventh's, 120 after the tenth's, 121 after the thirteenth's, 122 after the fourteenth's and the fifteenth's, 123 after the sixteenth's, 124 after the seventeenth's, 125 after the eighteenth's)
-MPY_ALERT_ROW = "memory.esp32_mpy.min_heap_kb"
+# The heap the worst alert needs with the firmware as .mpy, per deploy mode (provision.deploy):
+# the bench's smallest heap it completes in (32-bit build, 12 SMS, 2 dials), with lib/ in the
+# board's romfs partition, run in place (row memory.esp32_mpy.min_heap_kb), and in LittleFS,
+# copied into the heap as it loads (memory.esp32_mpy_lfs.min_heap_kb: a board flashed
+# --no-romfs, or before `boton flash` added the partition). It counts the interpreter's own
+# few KB too, so comparing it with a board's free heap after boot errs towards warning. A
+# build/bench.json with the row measured wins (the bench writes it; it is not committed).
+MPY_ALERT_ROWS = {"romfs": "memory.esp32_mpy.min_heap_kb", "mpy": "memory.esp32_mpy_lfs.min_heap_kb"}
+MPY_ALERT_HEAP_KB = {"romfs": 66, "mpy": 125}
+MPY_ALERT_MEASURED = "2026-12-04"  # with the bench's scenario frozen, as on a chip (LittleFS: 116 KB on 12-01, then 118-125 as the firmware grew, session by session; ROMFS: 66 KB, first measured on 12-04)
 BENCH_JSON = paths.REPO / "build" / "bench.json"
 
 
-def mpy_alert_heap_kb(bench: Path | None = None) -> tuple[float, str]:
-    """(KB of heap the .mpy firmware's worst alert needs, where the figure comes from)."""
+def mpy_alert_heap_kb(bench: Path | None = None, mode: str = "mpy") -> tuple[float, str]:
+    """(KB of heap the .mpy firmware's worst alert needs deployed as `mode`, "romfs" or
+    "mpy" (LittleFS); where the figure comes from)."""
+    row = MPY_ALERT_ROWS[mode]
     bench = Path(bench or BENCH_JSON)
     try:
         rows = json.loads(bench.read_text()).get("rows", [])
-        value = next(r.get("value") for r in rows if r.get("key") == MPY_ALERT_ROW)
+        value = next(r.get("value") for r in rows if r.get("key") == row)
     except (OSError, ValueError, AttributeError, StopIteration):
         value = None
     if isinstance(value, (int, float)) and value > 0:
-        return float(value), f"{os.path.relpath(bench, paths.REPO)} {MPY_ALERT_ROW}"
-    return float(MPY_ALERT_HEAP_KB), f"bench {MPY_ALERT_ROW}, {MPY_ALERT_MEASURED}"
+        return float(value), f"{os.path.relpath(bench, paths.REPO)} {row}"
+    return float(MPY_ALERT_HEAP_KB[mode]), f"bench {row}, {MPY_ALERT_MEASURED}"
 
 
 # ------------------------------------------------------------------ the ESP32 image

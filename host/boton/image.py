@@ -68,7 +68,7 @@ class ImageError(DeviceError):
 # ----------------------------------------------------------------------------- partitions
 TYPES = {"app": 0x00, "data": 0x01}
 SUBTYPES = {"factory": 0x00, "nvs": 0x02, "phy": 0x01, "fat": 0x81, "spiffs": 0x82, "littlefs": 0x83,
-            "ota": 0x00}
+            "ota": 0x00, "romfs": 0x8F}
 ENTRY = struct.Struct("<HBBII16sI")
 ENTRY_MAGIC = 0x50AA
 MD5_MAGIC = 0xEBEB
@@ -103,6 +103,16 @@ TABLE_2MIB = (  # partitions-2MiB.csv
     _p("phy_init", "data", "phy", 0xF000, 0x1000),
     _p("factory", "app", "factory", 0x10000, 0x160000),
 )
+# A ROMFS partition (MicroPython >= 1.25 on the ESP32: vfs.rom_ioctl finds the data partition
+# labelled "romfs", of any subtype; 0x8f is what MicroPython's own ROMFS tables use). The
+# port mounts it at /rom at start-up and puts /rom and /rom/lib on sys.path, and .mpy files
+# there run in place from the mapped flash: `boton deploy` puts the firmware's lib/ there
+# (the worst alert then needs 66 KB of heap, not the 125 KB of .mpy files in LittleFS).
+# 192 KB: the release's lib/ is about 90 KB as an image, room to double. The stock tables
+# have no such row: `boton flash` adds it after the last partition, which moves the vfs
+# that the port registers from there to the end of the flash (with_romfs).
+ROMFS_LABEL = "romfs"
+ROMFS_SIZE = 0x30000
 FLASH_SIZES = {"2MB": 2 * MiB, "4MB": 4 * MiB, "8MB": 8 * MiB, "16MB": 16 * MiB}
 
 
@@ -127,6 +137,38 @@ def flash_size_name(size: int) -> str:
 def default_partitions(flash_size: int):
     """The table of MicroPython's generic ESP32 build for this flash size (>= 1.26)."""
     return TABLE_2MIB if parse_flash_size(flash_size) < 4 * MiB else TABLE_4MIBPLUS
+
+
+def romfs_partition(parts):
+    """The table's ROMFS partition (as vfs.rom_ioctl finds it), or None."""
+    return next((p for p in parts or () if p.label == ROMFS_LABEL and p.type == TYPES["data"]), None)
+
+
+def with_romfs(parts, size=ROMFS_SIZE):
+    """`parts` with a ROMFS partition right after the last one (as it is if it has one)."""
+    if romfs_partition(parts):
+        return tuple(parts)
+    end = max(p.end for p in parts)
+    start = -(-end // 0x10000) * 0x10000  # 64 KB aligned: the flash cache maps 64 KB pages
+    return tuple(parts) + (_p(ROMFS_LABEL, "data", "romfs", start, size),)
+
+
+def without_romfs(parts):
+    return tuple(p for p in parts if p is not romfs_partition(parts))
+
+
+def firmware_with_table(firmware_bin: bytes, parts) -> bytes:
+    """The firmware .bin (written at 0x1000) with `parts` as its partition table."""
+    rel = PARTITION_TABLE_OFFSET - BOOTLOADER_OFFSET
+    out = bytearray(firmware_bin)
+    out[rel:rel + PARTITION_TABLE_SIZE] = encode_partition_table(parts)
+    return bytes(out)
+
+
+def firmware_partitions(firmware_bin: bytes):
+    """The partition table inside a firmware .bin (written at 0x1000), or None."""
+    rel = PARTITION_TABLE_OFFSET - BOOTLOADER_OFFSET
+    return decode_partition_table(firmware_bin[rel:rel + PARTITION_TABLE_SIZE])
 
 
 def encode_partition_table(parts) -> bytes:
@@ -169,6 +211,11 @@ class Layout:
     vfs_source: str               # "table" (a vfs row) or "auto" (end of last partition)
 
     @property
+    def romfs(self):
+        """The ROMFS partition (vfs.rom_ioctl's segment 0), or None."""
+        return romfs_partition(self.partitions)
+
+    @property
     def block_count(self):
         return self.vfs_size // BLOCK_SIZE
 
@@ -198,14 +245,16 @@ def layout_for(flash_size, partitions=None) -> Layout:
         raise ImageError(f"vfs region {offset:#x}+{size:#x} is not whole 4 KB sectors")
     if size < 2 * BLOCK_SIZE:  # littlefs needs at least its superblock pair
         raise ImageError(f"no room for a filesystem on {flash_size_name(flash_size)} after {end:#x}")
+    rom = romfs_partition(parts)
+    if rom and (rom.offset < offset + size and offset < rom.end):
+        raise ImageError(f"the romfs partition ({rom.offset:#x}+{rom.size:#x}) overlaps the filesystem")
     return Layout(flash_size, parts, offset, size, source)
 
 
 def layout_of_firmware(firmware_bin: bytes, flash_size) -> Layout:
     """Layout from the partition table inside a MicroPython firmware .bin (written at 0x1000)."""
     check_firmware(firmware_bin)
-    rel = PARTITION_TABLE_OFFSET - BOOTLOADER_OFFSET
-    parts = decode_partition_table(firmware_bin[rel:rel + PARTITION_TABLE_SIZE])
+    parts = firmware_partitions(firmware_bin)
     if not parts:
         raise ImageError("no partition table at 0x8000 in the firmware: use the full MicroPython .bin "
                          "that is written at 0x1000 (bootloader + table + app), not the app alone")
@@ -397,3 +446,20 @@ def flash_image_spec(path) -> str:
         table = f.read(PARTITION_TABLE_SIZE)
     layout = layout_for(p.stat().st_size - IMAGE_OFFSET, decode_partition_table(table))
     return f"{p}@{layout.vfs_offset:#x}+{layout.vfs_size:#x}"
+
+
+def romfs_image_spec(path) -> str | None:
+    """'PATH@OFFSET+SIZE' of the romfs partition of a whole-flash file, or None."""
+    from pathlib import Path
+
+    p = Path(path)
+    with open(p, "rb") as f:
+        f.seek(PARTITION_TABLE_OFFSET)
+        table = f.read(PARTITION_TABLE_SIZE)
+    try:
+        rom = romfs_partition(decode_partition_table(table))
+    except ImageError:
+        return None
+    if rom is None or rom.end > p.stat().st_size:
+        return None
+    return f"{p}@{rom.offset:#x}+{rom.size:#x}"

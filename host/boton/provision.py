@@ -170,17 +170,19 @@ FROZEN_STAMP_MODULE = "boton_frozen"
 
 # One round trip: the free heap after boot (boot.py only, the firmware not imported, after
 # a gc.collect()), the frozen image's stamp if there is one, and the flash root's names.
-_BOARD_FACTS = ("import os,gc,json\ngc.collect()\nh=gc.mem_free()\n"
+_BOARD_FACTS = ("import os,gc,json,vfs\ngc.collect()\nh=gc.mem_free()\n"
                 "try:\n import boton_frozen as z\n f={'version':z.VERSION,'target':z.TARGET,'sha256':z.CONTENT_SHA256,"
                 "'board':getattr(z,'BOARD',None)}\n"
                 "except ImportError:\n f=None\n"
-                "print(json.dumps({'frozen':f,'heap_free':h,'root':os.listdir()}))")
+                "r=getattr(vfs,'rom_ioctl',None)\n"
+                "print(json.dumps({'frozen':f,'heap_free':h,'root':os.listdir(),'rom':r(1) if r else 0}))")
 
 
 class Deployed(tuple):
     """(paths copied, files in the release) as deploy always returned, plus how: `mode`
     "frozen" (the board's image holds this release's firmware: only the flash root was
-    installed) or "mpy"; `frozen`, the board's stamp (or None); `heap_free`, bytes free
+    installed), "romfs" (lib/ in the board's romfs partition, run in place) or "mpy"
+    (lib/ in LittleFS); `frozen`, the board's stamp (or None); `heap_free`, bytes free
     after boot as gc.mem_free() says; `removed`, stale files and folders (lib/) taken off;
     `failed_start`, why the replaced firmware last failed to start (bootcheck's stale
     safe_next.txt), or None."""
@@ -250,7 +252,9 @@ def deploy(dev, board: str, progress=None, mpy=True):
     root (boot files, safe mode, board profile; her configuration stays) and loses any
     lib/*.mpy and root copies of firmware modules (dead weight at best: a root module
     would shadow the frozen one). A board with another release frozen in is refused (see
-    frozen_mismatch). Otherwise the firmware's .mpy are staged and swapped in whole.
+    frozen_mismatch). Otherwise the firmware's .mpy go to the board's romfs partition if its
+    flash has one (run in place: romfs.py; lib/ in LittleFS is then removed, as it would come
+    first on sys.path), else they are staged in LittleFS and swapped in whole.
     Returns a Deployed: (copied, total) plus mode, frozen stamp and free heap."""
     files = firmware_files(board, mpy)
     facts = _board_facts(dev)
@@ -285,6 +289,13 @@ def deploy(dev, board: str, progress=None, mpy=True):
         if progress:
             for name, _ in lib:
                 progress(f"{LIB}/{name} (frozen)")
+    elif mpy and facts.get("rom", 0) > 0:
+        copied += _write_romfs(dev, lib, progress)
+        # /lib comes before /rom/lib on sys.path: the old modules there would run instead
+        for d in (STAGING, RETIRED, LIB):
+            if d in facts["root"]:
+                _remove_dir(dev, d)
+                removed.append(d + "/")
     else:
         copied += _stage_and_swap(dev, lib, facts["root"], progress)
     failed_start = None
@@ -293,8 +304,28 @@ def deploy(dev, board: str, progress=None, mpy=True):
         # the release that failed is gone, so the next boot tries the new one
         failed_start = (dev.read_file(SAFE_NEXT) or b"").decode(errors="replace").strip() or "no reason noted"
         dev.remove(SAFE_NEXT)
-    return Deployed(copied, len(root) if stamp else len(files), "frozen" if stamp else "mpy", stamp,
-                    facts["heap_free"], removed, failed_start)
+    mode = "frozen" if stamp else "romfs" if mpy and facts.get("rom", 0) > 0 else "mpy"
+    return Deployed(copied, len(root) if stamp else len(files), mode, stamp, facts["heap_free"], removed,
+                    failed_start)
+
+
+def _write_romfs(dev, lib, progress):
+    """lib/ ((name, bytes) pairs) as the board's ROMFS image; written only if it differs.
+    Written before lib/ is removed: a write cut short leaves the old lib/ in LittleFS,
+    which comes first on sys.path, running."""
+    from . import romfs
+
+    img = romfs.image(lib)
+    paths = [f"{romfs.MOUNT}/{LIB}/{name}" for name, _ in lib]
+    if romfs.holds(dev, img):
+        copied = []
+    else:
+        romfs.write(dev, img)
+        copied = paths
+    if progress:
+        for path in paths:
+            progress(path)
+    return copied
 
 
 def _board_facts(dev) -> dict:
@@ -342,7 +373,11 @@ def release_on_board(dev, mpy=True):
     # a frozen image never holds lib/ (this release's or another's: listing its .mpy as
     # missing only hid the reason)
     files = [f for f in release if not f[0].startswith(LIB + "/")] if stamp else release
-    have = dev.hash_files([p for p, _ in files])
+    # lib/ in the romfs partition (deploy's "romfs" mode) where LittleFS has none
+    where = {p: (f"/rom/{p}" if p.startswith(LIB + "/") and LIB not in facts["root"] and facts.get("rom", 0) > 0
+                 else p) for p, _ in files}
+    got = dev.hash_files(list(where.values()))
+    have = {p: got[w] for p, w in where.items() if w in got}
     for path, data in files:
         if path not in have:
             problems.append(f"{path} is missing")

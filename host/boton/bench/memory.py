@@ -304,14 +304,9 @@ def _outside_run(d, heap, exe=None, rom=False):
 
 
 def romfs_image(lib) -> bytes:
-    """A ROMFS image of lib/*.mpy (mpremote's writer, as `mpremote romfs build` makes it)."""
-    from mpremote.romfs import VfsRomWriter
-    w = VfsRomWriter()
-    w.opendir("lib")
-    for p in sorted(Path(lib).glob("*.mpy")):
-        w.mkfile(p.name, p.read_bytes())
-    w.closedir()
-    return w.finalise()
+    """The ROMFS image `boton deploy` writes, of the lib/*.mpy in folder `lib`."""
+    from .. import romfs
+    return romfs.image((p.name, p.read_bytes()) for p in Path(lib).glob("*.mpy"))
 
 
 def outside_romfs(workdir):
@@ -439,9 +434,13 @@ def outside(workdir, search=True, exe=None, lib="mpy"):
 def esp32_rows(workdir, builds=None):
     """The heap as an ESP32 sees it: the worst alert on the 32-bit builds (frozen and .mpy)."""
     from .. import frozen
+    # The .mpy rows measure the firmware as `boton deploy` installs it on a board that `boton
+    # flash` prepared: lib/ in the romfs partition, run in place. The _lfs rows: lib/ in
+    # LittleFS (a board flashed --no-romfs, or before the partition), context.
     keys = ("memory.esp32_frozen.peak_raw_kb", "memory.esp32_mpy.min_heap_kb", "memory.esp32_mpy.peak_raw_kb",
-            "memory.esp32_device.min_heap_kb", "memory.esp32_mpy_romfs.min_heap_kb")
-    romfs_title = "ESP32 smallest heap, worst alert, firmware as .mpy in a ROMFS (32-bit)"
+            "memory.esp32_device.min_heap_kb", "memory.esp32_mpy_lfs.min_heap_kb", "memory.esp32_mpy_lfs.peak_raw_kb")
+    mpy_title = "ESP32 smallest heap, worst alert, firmware as .mpy in the romfs partition (32-bit)"
+    lfs_title = "ESP32 smallest heap, worst alert, firmware as .mpy in LittleFS lib/ (32-bit)"
     device_title = "ESP32 smallest heap, worst alert on the virtual device, firmware frozen"
     try:
         fz, plain = builds or (frozen.unix32(frozen=True), frozen.unix32(frozen=False))
@@ -453,13 +452,14 @@ def esp32_rows(workdir, builds=None):
         note = f"NOT MEASURED: {why.split('; using')[0]}"
         return [budget_row("ESP32 heap peak, worst alert, firmware frozen (32-bit)", None, "KB",
                            ESP32_FROZEN_PEAK_KB, key=keys[0], note=note, inclusive=True),
-                budget_row("ESP32 smallest heap, worst alert, firmware as .mpy (32-bit)", None, "KB",
-                           ESP32_MPY_MIN_HEAP_KB, key=keys[1], note=note, inclusive=True),
-                info_row("ESP32 heap peak, worst alert, firmware as .mpy (32-bit)", None, "KB",
-                         key=keys[2], note=note),
+                budget_row(mpy_title, None, "KB", ESP32_MPY_MIN_HEAP_KB, key=keys[1], note=note, inclusive=True),
+                info_row("ESP32 heap peak, worst alert, firmware as .mpy in the romfs partition (32-bit)", None,
+                         "KB", key=keys[2], note=note),
                 budget_row(device_title, None, "KB", ESP32_DEVICE_MIN_HEAP_KB, key=keys[3], note=note,
                            inclusive=True),
-                info_row(romfs_title, None, "KB", key=keys[4], note=note)]
+                info_row(lfs_title, None, "KB", key=keys[4], note=note),
+                info_row("ESP32 heap peak, worst alert, firmware as .mpy in LittleFS lib/ (32-bit)", None, "KB",
+                         key=keys[5], note=note)]
     fzr = outside(workdir / "esp32-frozen", search=True, exe=fz.exe, lib="frozen")
     dev_kb, dev_why = device_min_heap_kb(workdir / "esp32-device", fz.exe)
     mpr = outside(workdir / "esp32-mpy", search=True, exe=plain.exe, lib="mpy")
@@ -477,32 +477,43 @@ def esp32_rows(workdir, builds=None):
     def detail(r, b):
         return {k: v for k, v in r.items() if k != "steps"} | {"steps": r["steps"], "build": b.key}
 
+    def rom_value(k):
+        if "why" in rom or rom["missing"]:
+            return None
+        return rom[k] / 1024 if k.startswith("peak") else rom[k]
+
+    def rom_note(text):
+        if "why" in rom:
+            return f"NOT MEASURED: {rom['why']}"
+        return f"SCENARIO INCOMPLETE ({rom['missing']})" if rom["missing"] else text
+
     return [
         budget_row("ESP32 heap peak, worst alert, firmware frozen (32-bit)", value(fzr, "peak_raw"), "KB",
                    ESP32_FROZEN_PEAK_KB, key=keys[0], inclusive=True, detail=detail(fzr, fz),
                    note=note(fzr, f"completes in -X heapsize={fzr['min_heap_kb']}k (ESP32 starts with 56k)")),
-        budget_row("ESP32 smallest heap, worst alert, firmware as .mpy (32-bit)", value(mpr, "min_heap_kb"),
-                   "KB", ESP32_MPY_MIN_HEAP_KB, key=keys[1], inclusive=True, detail=detail(mpr, plain),
-                   note=("-X heapsize, binary search; the ESP32 grows its first heap area for 112 KB; "
-                         f"hw: hw.py + lib/{mpr['hw']}.mpy as a board loads them; "
-                         f"{mpr['qstrs']} names interned (up to {mpr['shared_names']} more on a chip: "
-                         f"the frozen harness names them too), a {QSTR_POOL_STEP + 20}-entry pool "
-                         f"(9 KB) past {QSTR_POOL_STEP:,}"
-                         if not mpr["missing"] else note(mpr, ""))),
-        info_row("ESP32 heap peak, worst alert, firmware as .mpy (32-bit)", value(mpr, "peak_raw"), "KB",
-                 key=keys[2], note=note(mpr, "lib/*.mpy from the build's own mpy-cross")),
+        budget_row(mpy_title, rom_value("min_heap_kb"), "KB", ESP32_MPY_MIN_HEAP_KB, key=keys[1], inclusive=True,
+                   detail=rom, note=rom_note(
+                       f"-X heapsize, binary search; the ESP32 grows its first heap area for 112 KB; the "
+                       f"same lib/*.mpy as the LittleFS row, in a {rom.get('image', 0) / 1024:.0f} KB ROMFS image "
+                       f"(mpremote's VfsRomWriter, as boton deploy writes it), mounted at /rom and run in place, "
+                       f"the image outside the heap as mapped flash is; after import "
+                       f"{rom.get('after_import', 0) / 1024:.1f} KB")),
+        info_row("ESP32 heap peak, worst alert, firmware as .mpy in the romfs partition (32-bit)",
+                 rom_value("peak_raw"), "KB", key=keys[2], note=rom_note("live heap after gc.collect()")),
         budget_row(device_title, dev_kb, "KB", ESP32_DEVICE_MIN_HEAP_KB, key=keys[3], inclusive=True,
                    note=("chip heap (the rig holds its own share), flash image, binary search; 5 contacts, GPS, one "
                          "redial, an SMS command, low battery; a run counts if no MemoryError and no reset"
                          + (f"; {dev_why}" if dev_why else ""))),
-        info_row(romfs_title, None if rom.get("missing") or "why" in rom else rom["min_heap_kb"], "KB",
-                 key=keys[4], detail=rom,
-                 note=(f"NOT MEASURED: {rom['why']}" if "why" in rom else
-                       f"SCENARIO INCOMPLETE ({rom['missing']})" if rom["missing"] else
-                       f"the same lib/*.mpy in a {rom['image'] / 1024:.0f} KB ROMFS image, run in place "
-                       f"(MicroPython's ROMFS variant maps a flash partition); after import "
-                       f"{rom['after_import'] / 1024:.1f} KB, peak {rom['peak_raw'] / 1024:.1f} KB; "
-                       "context: boton deploy writes lib/ to LittleFS, not yet to a ROMFS")),
+        info_row(lfs_title, value(mpr, "min_heap_kb"), "KB", key=keys[4], detail=detail(mpr, plain),
+                 note=("context: boards flashed --no-romfs or before the romfs partition (boton deploy warns "
+                       "there); -X heapsize, binary search; "
+                       f"hw: hw.py + lib/{mpr['hw']}.mpy as a board loads them; "
+                       f"{mpr['qstrs']} names interned (up to {mpr['shared_names']} more on a chip: "
+                       f"the frozen harness names them too), a {QSTR_POOL_STEP + 20}-entry pool "
+                       f"(9 KB) past {QSTR_POOL_STEP:,}"
+                       if not mpr["missing"] else note(mpr, ""))),
+        info_row("ESP32 heap peak, worst alert, firmware as .mpy in LittleFS lib/ (32-bit)", value(mpr, "peak_raw"),
+                 "KB", key=keys[5], note=note(mpr, "lib/*.mpy from the build's own mpy-cross")),
     ]
 
 

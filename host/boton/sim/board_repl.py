@@ -30,14 +30,17 @@ import board_seal
 import flashbdev
 if flashbdev.bdev:
     import inisetup  # noqa: F401 - kept in sys.modules for _boot.py
+import rom_partition  # the flash's romfs partition (none: rom_ioctl(1) is 0), mapped first
 # "56/76/2048" (rig.VirtualDevice): the chip's heap and the heap this interpreter was
 # started with (KB), larger by what the rig itself holds, and the bytes the chip's own boot
 # holds (hold_chip_heap); absent: the heap is not an ESP32's.
 _CHIP_HEAP = os.getenv("BOTON_CHIP_HEAP")
-for _name in ("board_seal", "lfs_blockdev"):
+for _name in ("board_seal", "lfs_blockdev", "rom_partition"):
     sys.modules.pop(_name, None)
 del _name
-sys.path[:] = ["", ".frozen", "lib"]
+# The port's sys.path; mp_init appends "/rom" and "/rom/lib" when it mounts a ROMFS (seal()).
+PATH = ["", ".frozen", "lib"]
+sys.path[:] = PATH
 
 try:
     _state = open("/dev/fd/" + os.getenv("BOTON_STATE_FD"), "wb")
@@ -260,7 +263,7 @@ def run_boot():
         sys.print_exception(e, out)
     finally:
         sys.modules.pop("_boot", None)
-        sys.path[:] = ["", ".frozen", "lib"]
+        sys.path[:] = PATH
 
 
 def port_boot():
@@ -284,9 +287,12 @@ def seal():
     import builtins
     import vfs
 
-    board_seal.seal(os, vfs, builtins)
+    board_seal.seal(os, vfs, builtins, rom_partition.rom_ioctl)
     board_seal.__dict__.clear()
     board_seal = None
+    # what mp_init does last on a port with ROMFS, before any _boot.py
+    PATH.extend(rom_partition.mount(vfs))
+    sys.path[:] = PATH
 
 
 _ballast = None

@@ -15,7 +15,7 @@
 # not spend that heap.
 
 
-def seal(os, vfs, builtins):
+def seal(os, vfs, builtins, rom_ioctl):
     real_import, real_open = builtins.__import__, builtins.open
     hostfs = vfs.VfsPosix()  # unmounted: only for the rig's own files named below
     # Host files the rig's code on the device opens by name (hw_sim.vfs_partition): its
@@ -40,6 +40,7 @@ def seal(os, vfs, builtins):
         return real_open(file, mode, *rest)
 
     given = {"os": stand_in(os, ("system", "VfsPosix")), "vfs": stand_in(vfs, ("VfsPosix",))}
+    given["vfs"].rom_ioctl = rom_ioctl  # the ESP32 port has it (>= 1.25); the unix port not
     try:
         machine = stand_in(real_import("machine"), ("mem8", "mem16", "mem32"))
         mac = os.getenv("BOTON_MAC")

@@ -39,7 +39,7 @@ from .modem import check_options as check_modem_options, modem_class
 LFS_BLOCKDEV = Path(__file__).with_name("lfs_blockdev.py")
 # The board side of the rig (runs on MicroPython): board_repl imports the others once
 # (flashbdev and inisetup stand in for the ESP32 port's frozen modules of those names).
-BOARD_MODULES = ("board_repl", "board_seal", "lfs_blockdev", "flashbdev", "inisetup")
+BOARD_MODULES = ("board_repl", "board_seal", "lfs_blockdev", "flashbdev", "inisetup", "rom_partition")
 SOFT_RAW, SOFT_FRIENDLY = 100, 101
 CONSOLE_KEEP = 1 << 20  # console bytes kept for wait_console()
 CONSOLE_TAIL_LINES = 25  # what a timed-out wait_event shows of the device's console
@@ -109,12 +109,18 @@ def board_code() -> Path:
     return folder
 
 
-def _started_heap(interpreter) -> tuple[str, dict]:
-    """(-X heapsize, extra environment) for an interpreter whose `heap` is a chip's."""
+def _started_heap(interpreter, rom_bytes=0) -> tuple[str, dict]:
+    """(-X heapsize, extra environment) for an interpreter whose `heap` is a chip's.
+    rom_bytes: the flash's romfs partition, which the board side maps into the heap
+    (rom_partition) where a chip maps flash: the interpreter is started that much larger."""
     heap = interpreter.heap
-    if interpreter.chip and heap[-1:] == "k" and heap[:-1].isdigit():
+    rom_kb = -(-rom_bytes // 1024)
+    if heap[-1:] == "k" and heap[:-1].isdigit():
         kb = int(heap[:-1])
-        return f"{kb + RIG_HEAP_KB}k", {"BOTON_CHIP_HEAP": f"{kb}/{kb + RIG_HEAP_KB}/{CHIP_BOOT_BYTES}"}
+        if interpreter.chip:
+            started = kb + RIG_HEAP_KB + rom_kb
+            return f"{started}k", {"BOTON_CHIP_HEAP": f"{kb}/{started}/{CHIP_BOOT_BYTES}"}
+        return f"{kb + rom_kb}k", {}
     return heap, {}
 
 
@@ -466,12 +472,13 @@ class VirtualDevice:
         state_r, state_w = os.pipe()
         env = dict(os.environ, BOTON_RIG=f"127.0.0.1:{self._periph_port}",
                    BOTON_FLASH_IMAGE=self._image_spec() if self.flash_image else "",
+                   BOTON_ROMFS=self._romfs_spec() or "",
                    BOTON_LFS_BLOCKDEV=str(LFS_BLOCKDEV),
                    BOTON_STATE_FD=str(state_w), BOTON_TIME_SCALE=repr(self.time_scale),
                    BOTON_MAC=self.mac, BOTON_RTC_BASE=repr(self.rtc_base),
                    BOTON_RTC_MEMORY=self.rtc_memory.hex(),
                    BOTON_FLASH_FULL=str(self._full_flag or ""))
-        heap, extra = _started_heap(self.interpreter)
+        heap, extra = _started_heap(self.interpreter, self._romfs_bytes())
         env.update(extra, MICROPYPATH=str(board_code()))
         if mode == "power":
             self.clock.chip_boot()
@@ -593,6 +600,16 @@ class VirtualDevice:
         from ..image import flash_image_spec
 
         return flash_image_spec(self.flash_image)
+
+    def _romfs_spec(self) -> str | None:
+        """The flash image's romfs partition as rom_partition takes it, or None."""
+        from ..image import romfs_image_spec
+
+        return romfs_image_spec(self.flash_image) if self.flash_image else None
+
+    def _romfs_bytes(self) -> int:
+        spec = self._romfs_spec()
+        return int(spec.rsplit("+", 1)[1], 0) if spec else 0
 
     def enter_download(self):
         """Hold BOOT and press EN: the ROM loader takes the UART (for esptool on download_url)."""

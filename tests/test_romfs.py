@@ -1,0 +1,231 @@
+"""The firmware's .mpy in a romfs partition, run in place (issue 13's .mpy budget).
+
+`boton flash` gives the partition table a romfs partition; `boton deploy` writes lib/ there
+as one ROMFS image and removes lib/ from LittleFS (it would come first on sys.path); the
+virtual chip maps the partition and mounts it at /rom as MicroPython's ESP32 port does."""
+import contextlib
+import hashlib
+import io
+import sys
+import types
+
+import pytest
+from click.testing import CliRunner
+
+from boton import flash as fl
+from boton import frozen, romfs
+from boton import image as img
+from boton.cli import main
+from boton.device import Device
+from boton.errors import DeviceError
+from boton.provision import release_on_board
+from boton.release import firmware_files
+from boton.sim.rom_server import RomServer
+from boton.sim.rig import VirtualDevice
+from rigkit import FAST, provision_blank_chip
+
+BOARD = "tcall_sim800l_axp192"
+FW = img.virtual_firmware()
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def lib_of(board=BOARD):
+    return [(p[4:], d) for p, d in firmware_files(board, True) if p.startswith("lib/")]
+
+
+# ----------------------------------------------------------------------------- the table
+@pytest.mark.parametrize("size, rom_at, vfs_at", [("4MB", 0x200000, 0x230000), ("2MB", 0x170000, 0x1A0000)])
+def test_the_romfs_partition_goes_after_the_app_and_the_filesystem_after_it(size, rom_at, vfs_at):
+    parts = img.with_romfs(img.default_partitions(size))
+    layout = img.layout_for(size, parts)
+    assert (layout.romfs.offset, layout.romfs.size, layout.romfs.subtype) == (rom_at, img.ROMFS_SIZE, 0x8F)
+    assert layout.vfs_offset == vfs_at and layout.vfs_offset + layout.vfs_size == img.parse_flash_size(size)
+    assert img.with_romfs(parts) == parts                                   # once only
+    assert img.without_romfs(parts) == img.default_partitions(size)
+    assert img.decode_partition_table(img.encode_partition_table(parts)) == list(parts)
+
+
+def test_a_romfs_row_that_overlaps_the_filesystem_is_refused():
+    parts = img.default_partitions("4MB") + (img.Partition("romfs", 1, 0x8F, 0x200000, 0x30000),
+                                             img.Partition("vfs", 1, 0x81, 0x220000, 0x1E0000))
+    with pytest.raises(img.ImageError, match="overlaps the filesystem"):
+        img.layout_for("4MB", parts)
+
+
+def test_the_flash_adds_removes_or_keeps_the_romfs_row():
+    with_rom = fl.with_romfs_as_chosen(FW, 0x1000, True)
+    assert img.romfs_partition(img.firmware_partitions(with_rom))
+    assert fl.with_romfs_as_chosen(with_rom, 0x1000, True) == with_rom
+    assert fl.with_romfs_as_chosen(with_rom, 0x1000, False) == FW         # --no-romfs
+    assert fl.with_romfs_as_chosen(FW, 0x10000, True) == FW               # an app alone: no table
+    # --keep-config: the board's table decides, whatever is asked
+    board_without = img.encode_partition_table(img.default_partitions("4MB"))
+    board_with = img.encode_partition_table(img.with_romfs(img.default_partitions("4MB")))
+    assert fl.with_romfs_as_chosen(FW, 0x1000, True, board_without) == FW
+    assert fl.with_romfs_as_chosen(FW, 0x1000, False, board_with) == with_rom
+    assert fl.with_romfs_as_chosen(FW, 0x1000, True, b"\xff" * 0xC00) == FW  # unreadable: checked later
+
+
+def test_no_romfs_flashes_the_firmware_as_given(tmp_path):
+    srv = RomServer(tmp_path / "chip.bin").start()
+    try:
+        fl.flash(srv.url, FW, progress=lambda _: None, romfs=False)
+        assert srv.loader.flash.read(0x1000, len(FW)) == FW
+    finally:
+        srv.stop()
+
+
+def test_keep_config_keeps_a_boards_romfs_partition(tmp_path):
+    """A button flashed with the partition keeps it (and her filesystem after it) when a new
+    release goes on with --keep-config and --no-romfs is not what moves it."""
+    chip = tmp_path / "chip.bin"
+    parts = img.with_romfs(img.default_partitions("4MB"))
+    release = img.firmware_with_table(FW, parts)
+    files = img.device_files(BOARD, {"c4": ["+524499100000"]}, frozen=True)
+    chip.write_bytes(img.build_image(release, files, "4MB"))
+    before = img.extract_filesystem(chip.read_bytes())
+    srv = RomServer(chip).start()
+    try:
+        newer = bytearray(FW)                                   # another release: other app bytes
+        newer[0xF400:0xF410] = b"release 0.2.0\x00\x00\x00"
+        res = fl.flash(srv.url, bytes(newer), progress=lambda _: None, keep_config=True, romfs=False)
+        flash = srv.loader.flash.read(0, 4 * img.MiB)
+    finally:
+        srv.stop()
+    assert res["kept_filesystem"] == (0x230000, 0x1D0000)
+    assert img.romfs_partition(img.decode_partition_table(flash[0x8000:0x8C00]))
+    assert img.extract_filesystem(flash) == before
+
+
+# ----------------------------------------------------------------------------- the image
+def test_the_image_holds_lib_as_deploy_lists_it():
+    lib = lib_of()
+    image = romfs.image(lib)
+    assert image[:3] == romfs.HEADER and len(image) < img.ROMFS_SIZE
+    assert romfs.image(reversed(lib)) == image                     # the same bytes whatever the order
+
+
+class _Partition(bytearray):
+    """esp32.Partition as vfs.rom_ioctl(2, 0) gives it on the ESP32: mapped (buffer
+    protocol), erased by block with ioctl(6), written with writeblocks(block, buf, offset),
+    NOR rules (a write only clears bits)."""
+
+    def ioctl(self, op, arg):
+        if op == 4:
+            return len(self) // 4096
+        if op == 5:
+            return 4096
+        if op == 6:
+            self[arg * 4096:(arg + 1) * 4096] = b"\xff" * 4096
+            self.erased.append(arg)
+            return 0
+
+    def writeblocks(self, block, buf, offset=0):
+        at = block * 4096 + offset
+        self[at:at + len(buf)] = bytes(a & b for a, b in zip(self[at:at + len(buf)], buf))
+
+
+class _Esp32:
+    """Device.exec run by CPython, with the ESP32 port's vfs (its romfs partition an
+    esp32.Partition): the code romfs.py sends, as the board would run it."""
+
+    def __init__(self, size=img.ROMFS_SIZE):
+        self.part = _Partition(b"\x00" * size)  # not erased: the write must erase first
+        self.part.erased = []
+        self.mounted = []
+        fake = types.ModuleType("vfs")
+        fake.rom_ioctl = lambda op, *a: 1 if op == 1 else self.part if op == 2 and a == (0,) else -22
+        fake.umount = lambda path: (_ for _ in ()).throw(OSError(22))
+        fake.mount = lambda fs, path: self.mounted.append(path)
+        fake.VfsRom = lambda buf: memoryview(buf)
+        self.vfs, self.ns = fake, {}
+
+    def exec(self, code, timeout=None):
+        out = io.StringIO()
+        saved = sys.modules.get("vfs")
+        sys.modules["vfs"] = self.vfs
+        try:
+            with contextlib.redirect_stdout(out):
+                exec(code, self.ns)
+        finally:
+            if saved is None:
+                sys.modules.pop("vfs", None)
+            else:
+                sys.modules["vfs"] = saved
+        return out.getvalue().encode()
+
+
+def test_an_esp32_partition_is_erased_written_verified_and_mounted():
+    dev, image = _Esp32(), romfs.image(lib_of())
+    info = romfs.partition(dev)
+    assert info == {"segments": 1, "size": img.ROMFS_SIZE, "block": 4096, "object": True}
+    assert not romfs.holds(dev, image)
+    romfs.write(dev, image, info)
+    assert bytes(dev.part[:len(image)]) == image and romfs.holds(dev, image)
+    assert dev.part.erased == list(range(-(-len(image) // 4096)))
+    assert dev.mounted == ["/rom"]
+
+
+def test_an_image_too_big_for_the_partition_is_refused_before_anything_is_written():
+    dev = _Esp32(size=8192)
+    with pytest.raises(DeviceError, match="does not fit the board's romfs partition"):
+        romfs.write(dev, romfs.image(lib_of()))
+    assert dev.part == b"\x00" * 8192
+
+
+def test_a_write_that_does_not_read_back_is_a_verify_failure():
+    dev = _Esp32()
+    dev.part.writeblocks = lambda block, buf, offset=0: None      # the flash takes nothing
+    with pytest.raises(DeviceError, match="verify failed for the romfs partition"):
+        romfs.write(dev, romfs.image(lib_of()))
+    assert dev.mounted == []
+
+
+# ----------------------------------------------------------------------------- on the virtual chip
+@pytest.fixture
+def mpy_chip(tmp_path):
+    """A blank virtual chip whose interpreter has no firmware frozen in (an .mpy deploy's)."""
+    vd = VirtualDevice(tmp_path / "flash", flash_image=tmp_path / "chip.bin", repl="rfc2217", time_scale=FAST,
+                       interpreter=frozen.device_interpreter("pypi")).start()
+    vd.wait_console("invalid header", timeout=20)
+    yield vd
+    vd.stop()
+
+
+def test_deploy_puts_the_firmware_in_the_romfs_partition_and_it_runs_from_there(mpy_chip):
+    vd = mpy_chip
+    provision_blank_chip(vd)                      # flash (romfs partition), deploy, her config, EV ready
+    with Device(vd.repl_url) as dev:
+        where = dev.exec("import os,sys\nprint(sorted(os.listdir('/')))\nprint(sys.path)\n"
+                         "import app\nprint(app.__file__)").decode()
+        assert release_on_board(dev) == (BOARD, [])
+    root = where.splitlines()[0]
+    assert "'lib'" not in root and "'rom'" in root                     # no lib/ in LittleFS
+    assert "'/rom', '/rom/lib']" in where and "/rom/lib/app.mpy" in where
+    chip = vd.flash_image.read_bytes()
+    rom = img.romfs_partition(img.decode_partition_table(chip[0x8000:0x8C00]))
+    image = romfs.image(lib_of())
+    assert chip[rom.offset:rom.offset + len(image)] == image          # in the flash, byte for byte
+    r = run("deploy", "--port", vd.repl_url)                           # again: nothing to write
+    assert r.exit_code == 0 and "firmware already up to date" in r.output and "romfs partition" in r.output, r.output
+
+
+def test_deploy_to_romfs_removes_an_old_lib_that_would_run_instead(mpy_chip):
+    vd = mpy_chip
+    assert run("flash", "--port", vd.repl_url, "--virtual-firmware", "--no-romfs").exit_code == 0
+    vd.wait_console("Performing initial setup", timeout=30)
+    assert run("deploy", "--port", vd.repl_url).exit_code == 0         # no partition: lib/ in LittleFS
+    with Device(vd.repl_url) as dev:
+        assert "app.mpy" in dev.exec("import os\nprint(os.listdir('lib'))").decode()
+    assert run("flash", "--port", vd.repl_url, "--virtual-firmware").exit_code == 0
+    vd.wait_console("Performing initial setup", timeout=30)            # the chip erased: a new table
+    with Device(vd.repl_url) as dev:                                   # an old lib/ put back by hand
+        dev.write_file("lib/app.mpy", b"stale")
+    r = run("deploy", "--port", vd.repl_url)
+    assert r.exit_code == 0 and "removed what the release no longer uses: lib/" in r.output, r.output
+    with Device(vd.repl_url) as dev:
+        assert release_on_board(dev) == (BOARD, [])
+        assert "/rom/lib/app.mpy" in dev.exec("import app\nprint(app.__file__)").decode()
