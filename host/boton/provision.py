@@ -170,12 +170,14 @@ FROZEN_STAMP_MODULE = "boton_frozen"
 
 # One round trip: the free heap after boot (boot.py only, the firmware not imported, after
 # a gc.collect()), the frozen image's stamp if there is one, and the flash root's names.
-_BOARD_FACTS = ("import os,gc,json,vfs\ngc.collect()\nh=gc.mem_free()\n"
+# No global names beyond the ones it always had: the raw REPL keeps them, and a test call
+# that runs the firmware next, in this interpreter at a 56 KB heap, has no room to spare.
+_BOARD_FACTS = ("import os,gc,json\ngc.collect()\nh=gc.mem_free()\n"
                 "try:\n import boton_frozen as z\n f={'version':z.VERSION,'target':z.TARGET,'sha256':z.CONTENT_SHA256,"
                 "'board':getattr(z,'BOARD',None)}\n"
                 "except ImportError:\n f=None\n"
-                "r=getattr(vfs,'rom_ioctl',None)\n"
-                "print(json.dumps({'frozen':f,'heap_free':h,'root':os.listdir(),'rom':r(1) if r else 0}))")
+                "print(json.dumps({'frozen':f,'heap_free':h,'root':os.listdir(),"
+                "'rom':(getattr(__import__('vfs'),'rom_ioctl',None) or (lambda n:0))(1)}))")
 
 
 class Deployed(tuple):

@@ -30,7 +30,9 @@ import board_seal
 import flashbdev
 if flashbdev.bdev:
     import inisetup  # noqa: F401 - kept in sys.modules for _boot.py
-import rom_partition  # the flash's romfs partition (none: rom_ioctl(1) is 0), mapped first
+# the flash's romfs partition, mapped first; none: no rom_ioctl at all, which deploy takes as
+# the ESP32 port's rom_ioctl(1) == 0 (nothing more of the rig's in the heap: none is spare)
+rom_partition = __import__("rom_partition") if os.getenv("BOTON_ROMFS") else None
 # "56/76/2048" (rig.VirtualDevice): the chip's heap and the heap this interpreter was
 # started with (KB), larger by what the rig itself holds, and the bytes the chip's own boot
 # holds (hold_chip_heap); absent: the heap is not an ESP32's.
@@ -287,12 +289,12 @@ def seal():
     import builtins
     import vfs
 
-    board_seal.seal(os, vfs, builtins, rom_partition.rom_ioctl)
+    board_seal.seal(os, vfs, builtins, rom_partition and rom_partition.rom_ioctl)
     board_seal.__dict__.clear()
     board_seal = None
-    # what mp_init does last on a port with ROMFS, before any _boot.py
-    PATH.extend(rom_partition.mount(vfs))
-    sys.path[:] = PATH
+    if rom_partition:  # what mp_init does last on a port with ROMFS, before any _boot.py
+        PATH.extend(rom_partition.mount(vfs))
+        sys.path[:] = PATH
 
 
 _ballast = None

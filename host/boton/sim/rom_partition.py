@@ -3,7 +3,7 @@
 # vfs.rom_ioctl, mounts at /rom at start-up and puts on sys.path ("/rom", "/rom/lib").
 #
 # BOTON_ROMFS="PATH@OFFSET+SIZE" names it in the flash image (image.romfs_image_spec);
-# unset: the flash has no such partition and rom_ioctl(1) answers 0, as the port does.
+# unset: the flash has no such partition, and board_repl does not load this module.
 # On the chip the partition is memory-mapped flash, outside the heap, and .mpy files there
 # run in place. Here `mapped` is a copy of it in one bytearray made before anything else
 # (the rig starts the interpreter larger by its size: rig._started_heap), so the firmware
