@@ -322,6 +322,7 @@ def _write_romfs(dev, lib, progress):
     if romfs.holds(dev, img):
         copied = []
     else:
+        dev.fresh_interpreter()  # nothing runs from the partition while it is rewritten
         romfs.write(dev, img)
         copied = paths
     if progress:
