@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from boton import flash as fl
-from boton import frozen, romfs
+from boton import frozen, provision, romfs
 from boton import image as img
 from boton.cli import main
 from boton.device import Device
@@ -66,7 +66,60 @@ def test_the_flash_adds_removes_or_keeps_the_romfs_row():
     board_with = img.encode_partition_table(img.with_romfs(img.default_partitions("4MB")))
     assert fl.with_romfs_as_chosen(FW, 0x1000, True, board_without) == FW
     assert fl.with_romfs_as_chosen(FW, 0x1000, False, board_with) == with_rom
-    assert fl.with_romfs_as_chosen(FW, 0x1000, True, b"\xff" * 0xC00) == FW  # unreadable: checked later
+    # unreadable, nothing to look with: as asked (keeps_her_filesystem then looks and refuses)
+    assert fl.with_romfs_as_chosen(FW, 0x1000, True, b"\xff" * 0xC00) == with_rom
+    assert fl.with_romfs_as_chosen(FW, 0x1000, False, b"\xff" * 0xC00) == FW
+
+
+def test_a_boards_own_romfs_row_is_kept_as_it_is():
+    odd = img.Partition("romfs", 1, 0x8F, 0x200000, 0x40000)     # another size than ours
+    board = img.encode_partition_table(img.default_partitions("4MB") + (odd,))
+    got = img.firmware_partitions(fl.with_romfs_as_chosen(FW, 0x1000, True, board, 4 * img.MiB))
+    assert img.romfs_partition(got) == odd
+
+
+def test_no_romfs_partition_where_the_table_leaves_no_room(tmp_path):
+    said = []
+    with_vfs = img.firmware_with_table(FW, img.default_partitions("4MB")[:2] + (
+        img.Partition("factory", 0, 0, 0x10000, 0x1F0000), img.Partition("vfs", 1, 0x81, 0x200000, 0x200000)))
+    assert fl.with_romfs_as_chosen(with_vfs, 0x1000, True, None, 4 * img.MiB, say=said.append) == with_vfs
+    big_app = img.firmware_with_table(FW, img.default_partitions("4MB")[:2] + (
+        img.Partition("factory", 0, 0, 0x10000, 0x3D0000),))        # ends 64 KB before the flash does
+    assert fl.with_romfs_as_chosen(big_app, 0x1000, True, None, 4 * img.MiB, say=said.append) == big_app
+    assert len(said) == 2 and all("no romfs partition added" in m and "lib/" in m for m in said), said
+    assert "its own vfs partition" in said[0]
+    srv = RomServer(tmp_path / "chip.bin").start()           # and so it is flashed: as the .bin has it
+    try:
+        lines = []
+        fl.flash(srv.url, with_vfs, progress=lines.append)
+        assert srv.loader.flash.read(0x1000, len(with_vfs)) == with_vfs
+        assert any("no romfs partition added" in ln for ln in lines), lines
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("romfs_flag", [True, False])
+def test_keep_config_finds_her_filesystem_after_a_romfs_partition_when_the_table_is_gone(tmp_path, romfs_flag):
+    """A --keep-config flash cut short after the ROM loader erased 0x8000 on a button with
+    the partition: the next try finds her LittleFS at 0x230000, whatever --romfs says."""
+    chip = tmp_path / "chip.bin"
+    files = img.device_files(BOARD, {"c4": ["+524499100000"]}, frozen=True)
+    data = bytearray(img.build_image(img.firmware_with_table(FW, img.with_romfs(img.default_partitions("4MB"))),
+                                     files, "4MB"))
+    data[0x8000:0x9000] = b"\xff" * 0x1000                   # the erase took the table
+    chip.write_bytes(bytes(data))
+    before = bytes(data[0x230000:])
+    srv = RomServer(chip).start()
+    try:
+        newer = bytearray(FW)
+        newer[0xF400:0xF410] = b"release 0.2.0\x00\x00\x00"
+        res = fl.flash(srv.url, bytes(newer), progress=lambda _: None, keep_config=True, romfs=romfs_flag)
+        flash = srv.loader.flash.read(0, 4 * img.MiB)
+    finally:
+        srv.stop()
+    assert res["kept_filesystem"] == (0x230000, 0x1D0000)
+    assert img.romfs_partition(img.decode_partition_table(flash[0x8000:0x8C00]))
+    assert flash[0x230000:] == before
 
 
 def test_no_romfs_flashes_the_firmware_as_given(tmp_path):
@@ -124,6 +177,7 @@ class _Partition(bytearray):
             return 0
 
     def writeblocks(self, block, buf, offset=0):
+        self.written.append(block)
         at = block * 4096 + offset
         self[at:at + len(buf)] = bytes(a & b for a, b in zip(self[at:at + len(buf)], buf))
 
@@ -134,13 +188,26 @@ class _Esp32:
 
     def __init__(self, size=img.ROMFS_SIZE):
         self.part = _Partition(b"\x00" * size)  # not erased: the write must erase first
-        self.part.erased = []
-        self.mounted = []
+        self.part.erased, self.part.written = [], []
+        self.mounted = ["/rom"]  # as the port mounted it at start-up
+
+        def umount(path):
+            if path not in self.mounted:
+                raise OSError(22)
+            self.mounted.remove(path)
+
+        def vfs_rom(buf):  # VfsRom refuses what is not a ROMFS (ENODEV)
+            if bytes(memoryview(buf)[:3]) != romfs.HEADER:
+                raise OSError(19)
+            return memoryview(buf)
+
+        def mount(fs, path):
+            if path in self.mounted:
+                raise OSError(1)  # EPERM: something is mounted there
+            self.mounted.append(path)
         fake = types.ModuleType("vfs")
         fake.rom_ioctl = lambda op, *a: 1 if op == 1 else self.part if op == 2 and a == (0,) else -22
-        fake.umount = lambda path: (_ for _ in ()).throw(OSError(22))
-        fake.mount = lambda fs, path: self.mounted.append(path)
-        fake.VfsRom = lambda buf: memoryview(buf)
+        fake.umount, fake.mount, fake.VfsRom = umount, mount, vfs_rom
         self.vfs, self.ns = fake, {}
 
     def exec(self, code, timeout=None):
@@ -166,7 +233,8 @@ def test_an_esp32_partition_is_erased_written_verified_and_mounted():
     romfs.write(dev, image, info)
     assert bytes(dev.part[:len(image)]) == image and romfs.holds(dev, image)
     assert dev.part.erased == list(range(-(-len(image) // 4096)))
-    assert dev.mounted == ["/rom"]
+    assert dev.part.written[-1] == 0 and sorted(dev.part.written) == dev.part.erased  # the header last
+    assert dev.mounted == ["/rom"]                                   # unmounted, written, mounted again
 
 
 def test_an_image_too_big_for_the_partition_is_refused_before_anything_is_written():
@@ -229,3 +297,71 @@ def test_deploy_to_romfs_removes_an_old_lib_that_would_run_instead(mpy_chip):
     with Device(vd.repl_url) as dev:
         assert release_on_board(dev) == (BOARD, [])
         assert "/rom/lib/app.mpy" in dev.exec("import app\nprint(app.__file__)").decode()
+
+
+def next_release(monkeypatch):
+    """This tool with a newer release: one module more in lib/ (any change rewrites the image)."""
+    real = provision.firmware_files
+    extra = dict(real(BOARD, True))["lib/version.mpy"]
+    monkeypatch.setattr(provision, "firmware_files", lambda board, mpy=True: real(board, mpy) + (
+        [("lib/zz_next.mpy", extra)] if mpy else []))
+    return [(p[4:], d) for p, d in provision.firmware_files(BOARD) if p.startswith("lib/")]
+
+
+def boots_from(vd, where):
+    mark = vd.console_mark()
+    vd.hard_reset()
+    vd.wait_console("EV ready", since=mark, timeout=60)
+    with Device(vd.repl_url) as dev:
+        assert where in dev.exec("import app\nprint(app.__file__)").decode()
+
+
+def test_a_new_release_onto_a_romfs_button_is_written_while_lib_holds_it(mpy_chip, monkeypatch):
+    """The partition rewritten under a board that ran from it: nothing of the session may
+    run from it meanwhile (its watchdog feeder is hw's code), and the board runs the new
+    release from the partition afterwards, with no lib/."""
+    vd = mpy_chip
+    provision_blank_chip(vd)
+    lib = next_release(monkeypatch)
+    r = run("deploy", "--port", vd.repl_url)
+    assert r.exit_code == 0 and "deployed" in r.output and "/rom/lib/zz_next.mpy" in r.output, r.output
+    with Device(vd.repl_url) as dev:
+        assert release_on_board(dev) == (BOARD, [])
+        assert romfs.holds(dev, romfs.image(lib))
+        assert "lib" not in dev.exec("import os\nprint(os.listdir())").decode().split("'")
+    boots_from(vd, "/rom/lib/app.mpy")
+
+
+def test_a_romfs_write_cut_short_leaves_the_release_running_from_lib(mpy_chip, monkeypatch):
+    vd = mpy_chip
+    provision_blank_chip(vd)
+    lib = next_release(monkeypatch)
+    real_write = romfs.write
+
+    def cut(dev, img, *a, **kw):   # the cable pulled after the erase and a few chunks
+        real_exec, n = dev.exec, [0]
+
+        def exec_(code, *args, **kwargs):
+            if code.startswith("buf=a2b_base64("):
+                n[0] += 1
+                if n[0] == 4:
+                    raise DeviceError("lost the device: cable pulled")
+            return real_exec(code, *args, **kwargs)
+        dev.exec = exec_
+        try:
+            real_write(dev, img, *a, **kw)
+        finally:
+            dev.exec = real_exec
+    monkeypatch.setattr(romfs, "write", cut)
+    r = run("deploy", "--port", vd.repl_url)
+    assert r.exit_code != 0 and "cable pulled" in r.output, r.output
+    boots_from(vd, "lib/app.mpy")                             # the new release, whole, from LittleFS
+    with Device(vd.repl_url) as dev:                          # the cut image does not mount: no header
+        assert dev.exec("import vfs\nprint(bytes(memoryview(vfs.rom_ioctl(2,0))[:3]))").decode().split()[-1] \
+            == "b'\\xff\\xff\\xff'"
+    monkeypatch.setattr(romfs, "write", real_write)
+    r = run("deploy", "--port", vd.repl_url)                  # and the next deploy finishes the job
+    assert r.exit_code == 0 and "removed what the release no longer uses: lib/" in r.output, r.output
+    with Device(vd.repl_url) as dev:
+        assert release_on_board(dev) == (BOARD, []) and romfs.holds(dev, romfs.image(lib))
+    boots_from(vd, "/rom/lib/app.mpy")

@@ -201,27 +201,64 @@ def _with_loader(esp, stub, virtual):
     return run_stub(esp)
 
 
-def with_romfs_as_chosen(data: bytes, offset: int, romfs: bool, board_table: bytes | None = None) -> bytes:
+def with_romfs_as_chosen(data: bytes, offset: int, romfs: bool, board_table: bytes | None = None,
+                         flash_size: int | None = None, read=None, say=None) -> bytes:
     """The firmware .bin with a romfs partition in its table or without one, as `romfs`
-    asks; given the board's table (--keep-config), as the board has it, so that the vfs the
-    port registers after the last partition stays where her filesystem is. Data that is
-    not a .bin for 0x1000 with a table is left as it is (check_firmware's business)."""
+    asks, if it fits the flash (else as it is, said through say()). Given the board's
+    table (--keep-config), as the board has it, its own romfs row copied, so that the vfs
+    the port registers after the last partition stays where her filesystem is; a board
+    table that cannot be read: the layout under which read(offset, n) finds her LittleFS.
+    Data that is not a .bin for 0x1000 with a table is left as it is (check_firmware's)."""
     from . import image as img
 
     if offset != BOOTLOADER_OFFSET:
         return data
     try:
         parts = img.firmware_partitions(data)
-        if board_table is not None:
-            board_parts = img.decode_partition_table(board_table)
-            if not board_parts:
-                return data
-            romfs = img.romfs_partition(board_parts) is not None
     except img.ImageError:
         return data  # a damaged table: keeps_her_filesystem and check_firmware say so
-    if not parts or (img.romfs_partition(parts) is not None) == romfs:
+    if not parts:
         return data
-    return img.firmware_with_table(data, img.with_romfs(parts) if romfs else img.without_romfs(parts))
+    have = img.romfs_partition(parts)
+
+    def variant(row):  # the table with `row` as its romfs partition (None: none)
+        if row == have:
+            return data
+        base = img.without_romfs(parts)
+        return img.firmware_with_table(data, base + (row,) if row else base)
+
+    try:
+        ours = have or img.romfs_partition(img.with_romfs(parts))
+    except img.ImageError as e:
+        ours, no_room = None, str(e)
+    if ours and flash_size:
+        try:
+            img.layout_of_firmware(variant(ours), flash_size)
+        except img.ImageError as e:
+            ours, no_room = None, str(e)
+    if board_table is not None:
+        try:
+            board_parts = img.decode_partition_table(board_table)
+        except img.ImageError:
+            board_parts = None
+        if board_parts:
+            return variant(img.romfs_partition(board_parts))
+        # unreadable (a --keep-config flash cut short after the erase took 0x8000): where is she?
+        for row in dict.fromkeys([ours, None] if romfs else [None, ours]) if read and flash_size else ():
+            candidate = variant(row)
+            try:
+                layout = img.layout_of_firmware(candidate, flash_size)
+            except img.ImageError:
+                continue
+            if littlefs_at(read, layout.vfs_offset) == (img.BLOCK_SIZE, layout.block_count):
+                return candidate
+        return variant(ours if romfs else None)
+    if romfs and ours is None:
+        if say:
+            say(f"no romfs partition added ({no_room}): the table is written as the firmware has it, "
+                "and `boton deploy` will put the .mpy firmware in lib/")
+        return data
+    return variant(ours if romfs else None)
 
 
 def _flash_on(esp, port, data, offset, force, progress, before_write=None, keep_config=False,
@@ -242,7 +279,8 @@ def _flash_on(esp, port, data, offset, force, progress, before_write=None, keep_
 
         sink.step = "read-partition-table"
         board_table = esp.read_flash(PARTITION_TABLE_OFFSET, PARTITION_TABLE_SIZE)
-    data = with_romfs_as_chosen(data, offset, romfs, board_table)
+    data = with_romfs_as_chosen(data, offset, romfs, board_table, size_bytes(size), esp.read_flash,
+                                lambda msg: progress(f"{port}: {msg}"))
     digest = hashlib.sha256(data).hexdigest()
     md5 = hashlib.md5(data).hexdigest()
     result = {"flash_size": size, "sha256": digest, "skipped": False, "bytes": 0, "write_seconds": 0.0}

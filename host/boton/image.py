@@ -145,9 +145,13 @@ def romfs_partition(parts):
 
 
 def with_romfs(parts, size=ROMFS_SIZE):
-    """`parts` with a ROMFS partition right after the last one (as it is if it has one)."""
+    """`parts` with a ROMFS partition right after the last one (as it is if it has one).
+    A table with its own `vfs` row (MicroPython <= 1.25's, to the end of the flash) has no
+    room after it: ImageError."""
     if romfs_partition(parts):
         return tuple(parts)
+    if any(p.label == "vfs" and p.type == TYPES["data"] for p in parts):
+        raise ImageError("the firmware's partition table has its own vfs partition: no room after it")
     end = max(p.end for p in parts)
     start = -(-end // 0x10000) * 0x10000  # 64 KB aligned: the flash cache maps 64 KB pages
     return tuple(parts) + (_p(ROMFS_LABEL, "data", "romfs", start, size),)

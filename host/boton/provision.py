@@ -284,7 +284,7 @@ def deploy(dev, board: str, progress=None, mpy=True):
         if progress:
             progress(path)
     if stamp:
-        for d in (STAGING, RETIRED, LIB):
+        for d in (STAGING, RETIRED, LIB, GOING):
             if d in facts["root"]:
                 _remove_dir(dev, d)
                 removed.append(d + "/")
@@ -292,12 +292,8 @@ def deploy(dev, board: str, progress=None, mpy=True):
             for name, _ in lib:
                 progress(f"{LIB}/{name} (frozen)")
     elif mpy and facts.get("rom", 0) > 0:
-        copied += _write_romfs(dev, lib, progress)
-        # /lib comes before /rom/lib on sys.path: the old modules there would run instead
-        for d in (STAGING, RETIRED, LIB):
-            if d in facts["root"]:
-                _remove_dir(dev, d)
-                removed.append(d + "/")
+        copied += _write_romfs(dev, lib, facts["root"], progress)
+        removed += [d + "/" for d in (STAGING, RETIRED, LIB) if d in facts["root"]]
     else:
         copied += _stage_and_swap(dev, lib, facts["root"], progress)
     failed_start = None
@@ -311,20 +307,38 @@ def deploy(dev, board: str, progress=None, mpy=True):
                     failed_start)
 
 
-def _write_romfs(dev, lib, progress):
-    """lib/ ((name, bytes) pairs) as the board's ROMFS image; written only if it differs.
-    Written before lib/ is removed: a write cut short leaves the old lib/ in LittleFS,
-    which comes first on sys.path, running."""
+# lib/ on its way out of a romfs board's LittleFS: one rename takes it off sys.path whole
+# (boot.py puts back lib.old only), then it is removed file by file.
+GOING = "lib.gone"
+
+
+def _write_romfs(dev, lib, root_names, progress):
+    """lib/ ((name, bytes) pairs) as the board's ROMFS image, written only if it differs;
+    then lib/ (and lib.new/, lib.old/) leave LittleFS. While the partition is rewritten
+    the release is in LittleFS lib/ (staged and swapped in as in .mpy mode, verified),
+    which comes first on sys.path: no module runs from the partition being erased (the
+    session's own watchdog feeder is hw's code), and a write cut short leaves a whole
+    firmware and safe mode, run from lib/ (the image's header goes last: a cut image does
+    not mount). Returns the paths written."""
     from . import romfs
 
     img = romfs.image(lib)
     paths = [f"{romfs.MOUNT}/{LIB}/{name}" for name, _ in lib]
-    if romfs.holds(dev, img):
-        copied = []
-    else:
-        dev.fresh_interpreter()  # nothing runs from the partition while it is rewritten
+    copied = []
+    if not romfs.holds(dev, img):
+        _stage_and_swap(dev, lib, root_names, None)
+        root_names = [n for n in root_names if n not in (STAGING, RETIRED)] + [LIB]
+        dev.fresh_interpreter()  # nothing imported from the partition: what imports now reads lib/
         romfs.write(dev, img)
         copied = paths
+    gone = [d for d in (STAGING, RETIRED) if d in root_names]
+    if LIB in root_names:
+        dev.exec(f"import os\nos.rename({LIB!r},{GOING!r})")
+        gone.append(GOING)
+    elif GOING in root_names:
+        gone.append(GOING)  # an earlier deploy's removal, cut short
+    for d in gone:
+        _remove_dir(dev, d)
     if progress:
         for path in paths:
             progress(path)

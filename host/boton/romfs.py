@@ -80,12 +80,15 @@ def write(dev, img: bytes, info: dict | None = None, progress=None):
             raise DeviceError(f"the board refused to erase its romfs partition (error {-least})", EXIT_DEVICE)
         chunk, put = max(CHUNK, least), "r=vfs.rom_ioctl(4,0,{o},buf)\nif r: raise OSError(-r)"
     dev.exec("from binascii import a2b_base64")
-    for offset in range(0, len(img), chunk):
+    # the first chunk (the ROMFS header) last: an image cut short does not mount, so no
+    # import can meet a module whose end was never written
+    offsets = list(range(chunk, len(img), chunk)) + [0]
+    for done, offset in enumerate(offsets, 1):
         part = img[offset:offset + chunk]
         part += bytes(chunk - len(part))
         dev.exec(f"buf=a2b_base64({base64.b64encode(part).decode()!r})\n" + put.format(o=offset, b=block))
         if progress:
-            progress(offset + len(part), len(img))
+            progress(min(done * chunk, len(img)), len(img))
     if not info["object"]:
         dev.exec("vfs.rom_ioctl(5,0)")
     dev.exec("del d,buf")
