@@ -78,6 +78,19 @@ def test_a_boards_own_romfs_row_is_kept_as_it_is():
     assert img.romfs_partition(got) == odd
 
 
+def test_no_romfs_partition_for_a_micropython_without_romfs(tmp_path):
+    """MicroPython's default ESP32 build has no vfs.rom_ioctl: a partition would only take
+    192 KB of her filesystem, and deploy could not use it."""
+    stock = FW.replace(img.ROMFS_SUPPORT_MARK, b"-" * len(img.ROMFS_SUPPORT_MARK))
+    assert img.supports_romfs(FW) and not img.supports_romfs(stock)
+    said = []
+    assert fl.with_romfs_as_chosen(stock, 0x1000, True, None, 4 * img.MiB, say=said.append) == stock
+    assert len(said) == 1 and "this MicroPython has no ROMFS" in said[0] and "lib/" in said[0]
+    # a board that has the partition keeps it under --keep-config (her filesystem stays put)
+    board = img.encode_partition_table(img.with_romfs(img.default_partitions("4MB")))
+    assert img.romfs_partition(img.firmware_partitions(fl.with_romfs_as_chosen(stock, 0x1000, True, board)))
+
+
 def test_no_romfs_partition_where_the_table_leaves_no_room(tmp_path):
     said = []
     with_vfs = img.firmware_with_table(FW, img.default_partitions("4MB")[:2] + (
@@ -359,9 +372,40 @@ def test_a_romfs_write_cut_short_leaves_the_release_running_from_lib(mpy_chip, m
     with Device(vd.repl_url) as dev:                          # the cut image does not mount: no header
         assert dev.exec("import vfs\nprint(bytes(memoryview(vfs.rom_ioctl(2,0))[:3]))").decode().split()[-1] \
             == "b'\\xff\\xff\\xff'"
+    with Device(vd.repl_url) as dev:                          # and no check passes it as done
+        assert release_on_board(dev) == (BOARD, ["its firmware is in LittleFS lib/ on a board with a romfs "
+                                                 "partition: a deploy that did not finish"])
     monkeypatch.setattr(romfs, "write", real_write)
     r = run("deploy", "--port", vd.repl_url)                  # and the next deploy finishes the job
     assert r.exit_code == 0 and "removed what the release no longer uses: lib/" in r.output, r.output
     with Device(vd.repl_url) as dev:
         assert release_on_board(dev) == (BOARD, []) and romfs.holds(dev, romfs.image(lib))
+    boots_from(vd, "/rom/lib/app.mpy")
+
+
+def test_an_unfinished_removal_of_the_old_lib_does_not_stop_the_next_release(mpy_chip, monkeypatch):
+    vd = mpy_chip
+    provision_blank_chip(vd)
+    with Device(vd.repl_url) as dev:                          # lib.gone half removed by a power cut
+        dev.write_file("lib.gone/app.mpy", b"old")
+    next_release(monkeypatch)
+    r = run("deploy", "--port", vd.repl_url)
+    assert r.exit_code == 0, r.output
+    with Device(vd.repl_url) as dev:
+        root = dev.exec("import os\nprint(os.listdir())").decode()
+        assert "lib.gone" not in root and "'lib'" not in root
+        assert release_on_board(dev) == (BOARD, [])
+
+
+def test_an_image_too_big_for_the_partition_stops_the_deploy_before_anything_is_staged(mpy_chip, monkeypatch):
+    vd = mpy_chip
+    provision_blank_chip(vd)
+    next_release(monkeypatch)
+    real = romfs.partition
+    monkeypatch.setattr(romfs, "partition", lambda dev: dict(real(dev), size=8192))
+    r = run("deploy", "--port", vd.repl_url)
+    assert r.exit_code != 0 and "does not fit the board's romfs partition (8 KB): nothing was written" in r.output
+    with Device(vd.repl_url) as dev:
+        root = dev.exec("import os\nprint(os.listdir())").decode()
+        assert "lib" not in root.split("'")                  # nothing staged: the old release runs from /rom
     boots_from(vd, "/rom/lib/app.mpy")

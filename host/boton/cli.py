@@ -88,8 +88,9 @@ def ports(show_all, as_json):
 @click.option("--no-stub", is_flag=True, help="Use the ROM loader only (slower; for troublesome boards). "
                                               "Automatic on the virtual chip.")
 @click.option("--romfs/--no-romfs", default=True, show_default=True,
-              help="Give the partition table a 192 KB romfs partition after the app, where `boton deploy` "
-                   "puts the firmware's .mpy: they then run in place from flash (the worst alert needs "
+              help="For a MicroPython built with ROMFS (vfs.rom_ioctl; not the default ESP32 build): give "
+                   "the partition table a 192 KB romfs partition after the app if it has none, where `boton "
+                   "deploy` puts the firmware's .mpy: they then run in place from flash (the worst alert needs "
                    "66 KB of heap instead of 125). With --keep-config the board's own table decides.")
 @click.option("--device", "device_ref", help=DEVICE_HELP + " One --port only.")
 @during_alert_option
@@ -314,8 +315,8 @@ def deploy(port, board, during_alert):
     if done.heap_free < need_kb * 1024:
         where = "in the romfs partition" if done.mode == "romfs" else "in lib/"
         fix = ("" if done.mode == "romfs" else
-               "; `boton flash` (without --no-romfs) gives the board a romfs partition, where .mpy run in place "
-               f"(needs {mpy_alert_heap_kb(mode='romfs')[0]:.0f} KB)")
+               "; or a MicroPython with ROMFS (vfs.rom_ioctl: MicroPython's ESP32_GENERIC ROMFS variant) flashed "
+               f"with `boton flash`, where the .mpy run in place (needs {mpy_alert_heap_kb(mode='romfs')[0]:.0f} KB)")
         console.print(f"[yellow]warning: {done.heap_free / 1024:.0f} KB heap free after boot, below the "
                       f"{need_kb:.0f} KB the worst alert needs as .mpy {where} ({source}); flash the frozen "
                       f"image: boton flash --firmware <image from `make firmware`>{fix}[/]", soft_wrap=True)

@@ -253,6 +253,12 @@ def with_romfs_as_chosen(data: bytes, offset: int, romfs: bool, board_table: byt
             if littlefs_at(read, layout.vfs_offset) == (img.BLOCK_SIZE, layout.block_count):
                 return candidate
         return variant(ours if romfs else None)
+    if romfs and have is None and not img.supports_romfs(data):
+        if say:
+            say("no romfs partition added: this MicroPython has no ROMFS (vfs.rom_ioctl is not in it), so "
+                "`boton deploy` will put the .mpy firmware in lib/ (a build with ROMFS, such as MicroPython's "
+                "ESP32_GENERIC ROMFS variant, runs it in place with far less heap; the frozen image needs none)")
+        return data
     if romfs and ours is None:
         if say:
             say(f"no romfs partition added ({no_room}): the table is written as the firmware has it, "

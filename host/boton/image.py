@@ -103,15 +103,19 @@ TABLE_2MIB = (  # partitions-2MiB.csv
     _p("phy_init", "data", "phy", 0xF000, 0x1000),
     _p("factory", "app", "factory", 0x10000, 0x160000),
 )
-# A ROMFS partition (MicroPython >= 1.25 on the ESP32: vfs.rom_ioctl finds the data partition
-# labelled "romfs", of any subtype; 0x8f is what MicroPython's own ROMFS tables use). The
-# port mounts it at /rom at start-up and puts /rom and /rom/lib on sys.path, and .mpy files
-# there run in place from the mapped flash: `boton deploy` puts the firmware's lib/ there
-# (the worst alert then needs 66 KB of heap, not the 125 KB of .mpy files in LittleFS).
-# 192 KB: the release's lib/ is about 90 KB as an image, room to double. The stock tables
-# have no such row: `boton flash` adds it after the last partition, which moves the vfs
-# that the port registers from there to the end of the flash (with_romfs).
+# A ROMFS partition (MicroPython >= 1.25 on the ESP32, in a build with ROMFS: vfs.rom_ioctl
+# finds the data partition labelled "romfs", of any subtype; 0x8f is what MicroPython's own
+# ROMFS tables use). The port mounts it at /rom at start-up and puts /rom and /rom/lib on
+# sys.path, and .mpy files there run in place from the mapped flash: `boton deploy` puts the
+# firmware's lib/ there (the worst alert then needs 66 KB of heap, not the 125 KB of .mpy
+# files in LittleFS). 192 KB: the release's lib/ is about 90 KB as an image, room to double.
+# A table without such a row gets one from `boton flash` (if the build has ROMFS) after the
+# last partition, which moves the vfs that the port registers from there (with_romfs).
 ROMFS_LABEL = "romfs"
+# Only a build with ROMFS has vfs.rom_ioctl (MicroPython 1.25's release notes list no ESP32
+# board among those that enable it; its ESP32_GENERIC board has a ROMFS variant, with its
+# own table). A build names it among its interned names, which are plain text in the app.
+ROMFS_SUPPORT_MARK = b"rom_ioctl"
 ROMFS_SIZE = 0x30000
 FLASH_SIZES = {"2MB": 2 * MiB, "4MB": 4 * MiB, "8MB": 8 * MiB, "16MB": 16 * MiB}
 
@@ -137,6 +141,11 @@ def flash_size_name(size: int) -> str:
 def default_partitions(flash_size: int):
     """The table of MicroPython's generic ESP32 build for this flash size (>= 1.26)."""
     return TABLE_2MIB if parse_flash_size(flash_size) < 4 * MiB else TABLE_4MIBPLUS
+
+
+def supports_romfs(firmware_bin: bytes) -> bool:
+    """Whether this MicroPython build can reach a romfs partition (vfs.rom_ioctl)."""
+    return ROMFS_SUPPORT_MARK in firmware_bin
 
 
 def romfs_partition(parts):
@@ -292,7 +301,8 @@ def placeholder_firmware(flash_size=4 * MiB) -> bytes:
     return bytes(body)
 
 
-VIRTUAL_MARK = b"BOTON SEGURO VIRTUAL MICROPYTHON - BOOTS ONLY ON THE VIRTUAL DEVICE (boton sim). "
+VIRTUAL_MARK = (b"BOTON SEGURO VIRTUAL MICROPYTHON - BOOTS ONLY ON THE VIRTUAL DEVICE (boton sim). "
+                b"With ROMFS (vfs.rom_ioctl). ")
 
 
 def virtual_firmware(flash_size=4 * MiB) -> bytes:

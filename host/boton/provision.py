@@ -326,17 +326,19 @@ def _write_romfs(dev, lib, root_names, progress):
     paths = [f"{romfs.MOUNT}/{LIB}/{name}" for name, _ in lib]
     copied = []
     if not romfs.holds(dev, img):
+        info = romfs.partition(dev)
+        romfs.check_fits(img, info)  # before anything is staged or erased
         _stage_and_swap(dev, lib, root_names, None)
         root_names = [n for n in root_names if n not in (STAGING, RETIRED)] + [LIB]
         dev.fresh_interpreter()  # nothing imported from the partition: what imports now reads lib/
-        romfs.write(dev, img)
+        romfs.write(dev, img, info)
         copied = paths
+    if GOING in root_names:
+        _remove_dir(dev, GOING)  # an earlier deploy's removal, cut short: lib/ cannot be renamed onto it
     gone = [d for d in (STAGING, RETIRED) if d in root_names]
     if LIB in root_names:
         dev.exec(f"import os\nos.rename({LIB!r},{GOING!r})")
         gone.append(GOING)
-    elif GOING in root_names:
-        gone.append(GOING)  # an earlier deploy's removal, cut short
     for d in gone:
         _remove_dir(dev, d)
     if progress:
@@ -395,6 +397,11 @@ def release_on_board(dev, mpy=True):
                  else p) for p, _ in files}
     got = dev.hash_files(list(where.values()))
     have = {p: got[w] for p, w in where.items() if w in got}
+    if not stamp and facts.get("rom", 0) > 0 and (LIB in facts["root"] or GOING in facts["root"]):
+        # a romfs deploy cut short: the firmware runs from LittleFS (far more heap), or
+        # a removal of the old lib/ is unfinished
+        problems.append("its firmware is in LittleFS lib/ on a board with a romfs partition: a deploy that "
+                        "did not finish")
     for path, data in files:
         if path not in have:
             problems.append(f"{path} is missing")

@@ -1,6 +1,7 @@
 """The firmware's lib/ as a ROMFS image, written to a board's romfs partition.
 
-MicroPython (>= 1.25) on the ESP32 mounts the flash's "romfs" data partition at /rom at
+MicroPython (>= 1.25) on the ESP32, in a build with ROMFS (not the default build: its
+ESP32_GENERIC ROMFS variant has it), mounts the flash's "romfs" data partition at /rom at
 start-up and puts /rom and /rom/lib on sys.path, after /lib. Bytecode in a ROMFS runs in
 place from the mapped flash, where .mpy files from LittleFS are copied into the heap: the
 bench's worst alert needs 66 KB of heap so (memory.esp32_mpy.min_heap_kb), 125 KB from
@@ -60,15 +61,20 @@ def holds(dev, img: bytes) -> bool:
     return out.decode().strip().splitlines()[-1:] == [hashlib.sha256(img).hexdigest()]
 
 
-def write(dev, img: bytes, info: dict | None = None, progress=None):
-    """Write `img` to the romfs partition, verify it, and mount it at /rom again."""
-    info = info or partition(dev)
+def check_fits(img: bytes, info: dict):
+    """DeviceError unless the board has a romfs partition that `img` fits."""
     if info["segments"] <= 0:
         raise DeviceError("the board has no romfs partition: flash it with `boton flash` (which adds one) "
                           "or deploy without it", EXIT_DEVICE)
     if len(img) > info["size"]:
         raise DeviceError(f"the firmware's ROMFS image ({len(img) // 1024} KB) does not fit the board's "
-                          f"romfs partition ({info['size'] // 1024} KB)", EXIT_DEVICE)
+                          f"romfs partition ({info['size'] // 1024} KB): nothing was written", EXIT_DEVICE)
+
+
+def write(dev, img: bytes, info: dict | None = None, progress=None):
+    """Write `img` to the romfs partition, verify it, and mount it at /rom again."""
+    info = info or partition(dev)
+    check_fits(img, info)
     dev.exec(f"import vfs\ntry:\n vfs.umount({MOUNT!r})\nexcept OSError:\n pass\nd=vfs.rom_ioctl(2,0)")
     block = info["block"] or CHUNK
     if info["object"]:  # esp32.Partition: erase the blocks, then writeblocks at block offsets
