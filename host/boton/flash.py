@@ -163,9 +163,9 @@ def flash(port, firmware, *, offset=BOOTLOADER_OFFSET, force=False, stub=None, p
     during_alert: go on with a button in her alert (refuse_a_running_alert). keep_config:
     a new release for a button that holds her configuration: nothing is erased but the
     sectors the image is written to, and only if the image leaves her filesystem where the
-    board has it (keeps_her_filesystem). romfs: the firmware's partition table gets a
-    romfs partition (image.with_romfs: `boton deploy` then runs the firmware's .mpy in
-    place from it); False takes it out. With keep_config the board's own table decides
+    board has it (keeps_her_filesystem). romfs: the partition table of a MicroPython with
+    ROMFS gets a romfs partition if it has none (image.with_romfs: `boton deploy` then runs
+    the firmware's .mpy in place from it); False takes it out. With keep_config the board's own table decides
     (with_romfs_as_chosen), so her filesystem stays where it is."""
     if isinstance(firmware, (bytes, bytearray)):
         data, name = bytes(firmware), "the firmware"
