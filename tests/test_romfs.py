@@ -115,24 +115,33 @@ def test_no_romfs_partition_where_the_table_leaves_no_room(tmp_path):
 def test_keep_config_finds_her_filesystem_after_a_romfs_partition_when_the_table_is_gone(tmp_path, romfs_flag):
     """A --keep-config flash cut short after the ROM loader erased 0x8000 on a button with
     the partition: the next try finds her LittleFS at 0x230000, whatever --romfs says."""
-    chip = tmp_path / "chip.bin"
-    files = img.device_files(BOARD, {"c4": ["+524499100000"]}, frozen=True)
-    data = bytearray(img.build_image(img.firmware_with_table(FW, img.with_romfs(img.default_partitions("4MB"))),
-                                     files, "4MB"))
+    data = bytearray(her_romfs_button())
     data[0x8000:0x9000] = b"\xff" * 0x1000                   # the erase took the table
-    chip.write_bytes(bytes(data))
-    before = bytes(data[0x230000:])
-    srv = RomServer(chip).start()
-    try:
-        newer = bytearray(FW)
-        newer[0xF400:0xF410] = b"release 0.2.0\x00\x00\x00"
-        res = fl.flash(srv.url, bytes(newer), progress=lambda _: None, keep_config=True, romfs=romfs_flag)
-        flash = srv.loader.flash.read(0, 4 * img.MiB)
-    finally:
-        srv.stop()
+    res, flash = newer_release_kept(tmp_path, bytes(data), romfs_flag)
     assert res["kept_filesystem"] == (0x230000, 0x1D0000)
     assert img.romfs_partition(img.decode_partition_table(flash[0x8000:0x8C00]))
-    assert flash[0x230000:] == before
+    assert flash[0x230000:] == data[0x230000:]
+
+
+def her_romfs_button():
+    """A whole flash as a provisioned button flashed with the romfs partition holds it."""
+    files = img.device_files(BOARD, {"c4": ["+524499100000"]}, frozen=True)
+    return img.build_image(img.firmware_with_table(FW, img.with_romfs(img.default_partitions("4MB"))), files, "4MB")
+
+
+def newer_release_kept(tmp_path, flash, romfs):
+    """`boton flash --keep-config` of another release (other app bytes) onto a chip holding
+    `flash`: (the flash result, the chip's flash afterwards)."""
+    chip = tmp_path / "chip.bin"
+    chip.write_bytes(flash)
+    newer = bytearray(FW)
+    newer[0xF400:0xF410] = b"release 0.2.0\x00\x00\x00"
+    srv = RomServer(chip).start()
+    try:
+        res = fl.flash(srv.url, bytes(newer), progress=lambda _: None, keep_config=True, romfs=romfs)
+        return res, srv.loader.flash.read(0, 4 * img.MiB)
+    finally:
+        srv.stop()
 
 
 def test_no_romfs_flashes_the_firmware_as_given(tmp_path):
@@ -147,23 +156,11 @@ def test_no_romfs_flashes_the_firmware_as_given(tmp_path):
 def test_keep_config_keeps_a_boards_romfs_partition(tmp_path):
     """A button flashed with the partition keeps it (and her filesystem after it) when a new
     release goes on with --keep-config and --no-romfs is not what moves it."""
-    chip = tmp_path / "chip.bin"
-    parts = img.with_romfs(img.default_partitions("4MB"))
-    release = img.firmware_with_table(FW, parts)
-    files = img.device_files(BOARD, {"c4": ["+524499100000"]}, frozen=True)
-    chip.write_bytes(img.build_image(release, files, "4MB"))
-    before = img.extract_filesystem(chip.read_bytes())
-    srv = RomServer(chip).start()
-    try:
-        newer = bytearray(FW)                                   # another release: other app bytes
-        newer[0xF400:0xF410] = b"release 0.2.0\x00\x00\x00"
-        res = fl.flash(srv.url, bytes(newer), progress=lambda _: None, keep_config=True, romfs=False)
-        flash = srv.loader.flash.read(0, 4 * img.MiB)
-    finally:
-        srv.stop()
+    chip = her_romfs_button()
+    res, flash = newer_release_kept(tmp_path, chip, romfs=False)
     assert res["kept_filesystem"] == (0x230000, 0x1D0000)
     assert img.romfs_partition(img.decode_partition_table(flash[0x8000:0x8C00]))
-    assert img.extract_filesystem(flash) == before
+    assert img.extract_filesystem(flash) == img.extract_filesystem(chip)
 
 
 # ----------------------------------------------------------------------------- the image
