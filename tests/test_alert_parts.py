@@ -383,14 +383,16 @@ for i in range(eventlog.SEGMENTS):
     except OSError:
         pass
 """
+# a fresh log whose clock the program moves (now[0]: seconds)
+CLOCKED_LOG = FRESH_LOG + """now = [1796040000]
+log = eventlog.EventLog(prefix=P, echo=False, clock=lambda: now[0])
+"""
 
 
 def test_a_flood_from_strangers_cannot_rotate_her_alert_out_of_the_log(both, tmp_path):
     # 300 SMS and calls from strangers in five hours, in a ring of 256 entries: without a
     # quota her alert (and the registry's anchor) is gone before the technician's visit
-    r = both((FRESH_LOG + """
-now = [1796040000]
-log = eventlog.EventLog(prefix=P, echo=False, clock=lambda: now[0])
+    r = both((CLOCKED_LOG + """
 log.add("alert", "start")
 for i in range(300):
     log.add("incoming_rejected" if i % 3 == 0 else "sms_ignored", "unknown_...%04d" % i)
@@ -422,9 +424,7 @@ def test_a_fault_retried_for_days_writes_each_of_its_entries_once_a_day(both, tm
     # A SIM knocked loose in standby: each hourly retry wrote five entries, and two days
     # of it rotated her alerts and the registry's anchor out of the ring (a review of
     # months in a drawer); a dead module every ~10 minutes, within hours
-    r = both((FRESH_LOG + """
-now = [1796040000]
-log = eventlog.EventLog(prefix=P, echo=False, clock=lambda: now[0])
+    r = both((CLOCKED_LOG + """
 log.add("alert", "gesture")
 for hour in range(48):
     for ev, d in (("sim_again", "-"), ("power", "modem_sleep"), ("sim_problem", "CME_10"),
@@ -458,9 +458,7 @@ def test_a_text_with_no_heap_retried_every_second_is_logged_once(both, tmp_path)
     # alert._pump tries a text that found no heap again every second and logs it: a heap
     # full for minutes wrote an entry a second, and four minutes of it pushed her alert's
     # start and its calls out of the 256-entry ring (a review, 2026-12-04)
-    r = both((FRESH_LOG + """
-now = [1796040000]
-log = eventlog.EventLog(prefix=P, echo=False, clock=lambda: now[0])
+    r = both((CLOCKED_LOG + """
 log.add("alert", "gesture")
 for i in range(300):
     log.add("sms_retry", "MemoryError")

@@ -448,6 +448,13 @@ def extract_filesystem(image: bytes, flash_size=None) -> bytes:
     return fs
 
 
+def _file_table(path) -> bytes:
+    """The partition table's bytes of a whole-flash file."""
+    with open(path, "rb") as f:
+        f.seek(PARTITION_TABLE_OFFSET)
+        return f.read(PARTITION_TABLE_SIZE)
+
+
 def flash_image_spec(path) -> str:
     """'PATH@OFFSET+SIZE' of the vfs region of a whole-flash file (a merged image, or the
     virtual device's flash after an esptool write): what lfs_blockdev.mount_from_env() and
@@ -455,10 +462,7 @@ def flash_image_spec(path) -> str:
     from pathlib import Path
 
     p = Path(path)
-    with open(p, "rb") as f:
-        f.seek(PARTITION_TABLE_OFFSET)
-        table = f.read(PARTITION_TABLE_SIZE)
-    layout = layout_for(p.stat().st_size - IMAGE_OFFSET, decode_partition_table(table))
+    layout = layout_for(p.stat().st_size - IMAGE_OFFSET, decode_partition_table(_file_table(p)))
     return f"{p}@{layout.vfs_offset:#x}+{layout.vfs_size:#x}"
 
 
@@ -467,11 +471,8 @@ def romfs_image_spec(path) -> str | None:
     from pathlib import Path
 
     p = Path(path)
-    with open(p, "rb") as f:
-        f.seek(PARTITION_TABLE_OFFSET)
-        table = f.read(PARTITION_TABLE_SIZE)
     try:
-        rom = romfs_partition(decode_partition_table(table))
+        rom = romfs_partition(decode_partition_table(_file_table(p)))
     except ImageError:
         return None
     if rom is None or rom.end > p.stat().st_size:
