@@ -122,3 +122,25 @@ def test_the_worst_alert_harness_is_frozen_into_the_32bit_builds(mpy):
         out = mpy.run("import sys\nsys.path[:] = ['.frozen']\nimport worstalert\n"
                       "print('FROZEN', type(worstalert.main).__name__)", exe=b.exe)
         assert "FROZEN function" in out, out
+
+
+def test_the_device_row_is_the_heap_the_alert_completes_in_every_time(monkeypatch, tmp_path):
+    """One binary search read the device row 51 to 54 KB on the same firmware: a pass at a
+    size where the next run fails. The row is the smallest heap where the binary search's
+    answer and DEVICE_CONFIRM_RUNS more runs all complete."""
+    from boton.bench import memory
+    # completes from 53 KB always; at 51 and 52 KB once each, then no more
+    lucky = {51: 1, 52: 1}
+    sizes = []
+
+    def run(workdir, interpreter, board):
+        kb = int(interpreter.heap.rstrip("k"))
+        sizes.append(kb)
+        if kb >= 53 or lucky.get(kb, 0) > 0:
+            lucky[kb] = lucky.get(kb, 0) - 1
+            return {"ok": True, "why": ""}
+        return {"ok": False, "why": "MemoryError"}
+
+    monkeypatch.setattr(memory, "device_worst_alert", run)
+    assert memory.device_min_heap_kb(tmp_path, "micropython", lo=36, hi=60) == (53, "at 52 KB: MemoryError")
+    assert sizes[-memory.DEVICE_CONFIRM_RUNS:] == [53] * memory.DEVICE_CONFIRM_RUNS
