@@ -555,7 +555,8 @@ def esp32_rows(workdir, builds=None):
         info_row("ESP32 heap peak, worst alert, firmware as .mpy in the romfs partition (32-bit)",
                  rom_value("peak_raw"), "KB", key=keys[2], note=rom_note("live heap after gc.collect()")),
         budget_row(device_title, dev_kb, "KB", ESP32_DEVICE_MIN_HEAP_KB, key=keys[3], inclusive=True,
-                   note=("chip heap (the rig holds its own share), flash image, binary search; 5 contacts, GPS, one "
+                   note=("chip heap (the rig holds its own share), flash image, binary search and "
+                         f"{DEVICE_CONFIRM_RUNS} more runs at its answer; 5 contacts, GPS, one "
                          "redial, an SMS command, low battery; a run counts if no MemoryError and no reset"
                          + (f"; {dev_why}" if dev_why else ""))),
         info_row(lfs_title, value(mpr, "min_heap_kb"), "KB", key=keys[4], detail=detail(mpr, plain),
